@@ -1,0 +1,1 @@
+"""The GitLab side of reviewbot: web service, GitLab clients, storage and the command line (all the I/O)."""

@@ -1,0 +1,41 @@
+"""Read review histories stored as JSON Lines (plain or gzip) into `graph.Change`s."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Iterator
+
+from graph.model import Change, RecordError, change_from_record
+
+__all__ = ["read_changes", "HistoryFileError"]
+
+
+class HistoryFileError(RuntimeError):
+    """A history file is missing or not in the JSON Lines history schema."""
+
+
+def _open(path: Path):
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, "rt", encoding="utf-8")
+
+
+def read_changes(path: str | Path) -> Iterator[Change]:
+    """Yield the changes of a `.jsonl` or `.jsonl.gz` file, in file order, skipping blank lines.
+
+    Errors name the file and line so a bad record can be found and fixed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HistoryFileError(f"{path}: no such history file (expected JSON Lines, plain or .gz)")
+    with _open(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield change_from_record(json.loads(line))
+            except (json.JSONDecodeError, RecordError, TypeError, ValueError) as exc:
+                raise HistoryFileError(f"{path}:{lineno}: {exc}") from exc
