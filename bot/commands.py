@@ -1,0 +1,240 @@
+"""`/reviewers` slash commands in merge request comments, parsed without I/O.
+
+One command per line; leading whitespace is allowed; the keyword is case-insensitive; lines inside fenced
+code blocks (```` ``` ```` or `~~~`), GitLab multi-line quotes (`>>>`) and quoted lines (`>`) are ignored, so
+quoting or documenting a command never runs it. Other slash commands (GitLab quick actions such as
+`/assign`, and `/reviewer`, GitLab's alias of `/assign_reviewer`) are not ours and are ignored.
+
+Mention form: when `bot_username` is given, a line starting with `@bot reviewers …` is the same command as
+`/reviewers …`, and any other line starting with `@bot` is an `unknown` command (the runner answers it with
+help). A mention later in a line is conversation, not a command.
+
+Results are `Command`s; `kind == "unknown"` is anything else starting with `/reviewers`, `kind == "invalid"`
+a known command with bad arguments (`error` says what and how to fix it). The runner answers both with help.
+
+>>> [c.kind for c in parse_commands("LGTM\\n/reviewers assign 2\\n> /reviewers reroll")]
+['assign']
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Callable, Literal
+
+from bot.comment import code_span
+
+__all__ = ["MAX_ASSIGN", "MAX_OPTOUT", "HELP_TEXT", "Command", "CommandKind", "help_text", "parse_commands",
+           "parse_duration"]
+
+MAX_ASSIGN = 10
+MAX_OPTOUT = timedelta(days=366)
+
+CommandKind = Literal["suggest", "assign", "why", "reroll", "exclude", "optout", "optin", "help", "unknown",
+                      "invalid"]
+
+HELP_TEXT = """\
+**Reviewer suggestions: commands**
+
+Write a command on its own line in a comment on this merge request:
+
+| Command | What it does |
+|---|---|
+| `/reviewers` | suggest reviewers again |
+| `/reviewers assign [N]` | request review from the top N suggestions (N from 1 to 10) |
+| `/reviewers why @user` | explain why someone was or was not suggested |
+| `/reviewers reroll` | suggest other people than last time |
+| `/reviewers exclude @user` | never suggest this person on this merge request |
+| `/reviewers optout [DURATION]` | stop suggesting you for `12h`, `3d`, `2w` or `1m` (a month), or until `optin` |
+| `/reviewers optin` | be suggested again |
+| `/reviewers help` | show this help |
+
+Commands inside code blocks or quotes are ignored."""
+
+_FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
+_SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
+_USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]*)")
+_DURATION = re.compile(
+    r"(?P<n>\d+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE
+)
+_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "m": 24 * 30}
+_FOREVER = {"forever", "indefinitely"}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One parsed command. `text` is the line as written (stripped).
+
+    Arguments by kind: `assign` → `count` (None = the configured default); `why` → `users` (exactly one);
+    `exclude` → `users` (one or more); `optout` → `duration` (None = until `optin`); `invalid` → `error`.
+    """
+
+    kind: CommandKind
+    text: str
+    count: int | None = None
+    users: tuple[str, ...] = ()
+    duration: timedelta | None = None
+    error: str = ""
+
+    @property
+    def user(self) -> str | None:
+        """The first (for `why`, the only) username argument, without `@`."""
+        return self.users[0] if self.users else None
+
+
+def help_text(bot_username: str | None = None) -> str:
+    """`HELP_TEXT`, plus the mention form when the bot's username is known."""
+    if not bot_username:
+        return HELP_TEXT
+    example = code_span(f"@{bot_username} reviewers assign 2")
+    return f"{HELP_TEXT}\nYou can also mention the bot: {example}."
+
+
+def _visible_lines(text: str) -> list[str]:
+    """Stripped lines outside fenced code blocks, `>>>` quote blocks and `>` quotes."""
+    lines: list[str] = []
+    fence: str | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if fence is not None:
+            if stripped.startswith(fence) and not stripped.strip(fence[0]):
+                fence = None
+            continue
+        if m := _FENCE_OPEN.fullmatch(stripped):
+            fence = m.group(1) or m.group(2) or m.group(3)
+        elif not stripped.startswith(">"):
+            lines.append(stripped)
+    return lines
+
+
+def _invalid(text: str, problem: str) -> Command:
+    return Command("invalid", text, error=f"{code_span(text)}: {problem}")
+
+
+def _no_args(kind: CommandKind) -> Callable[[str, list[str]], Command]:
+    def parse(text: str, args: list[str]) -> Command:
+        if args:
+            return _invalid(text, f"{code_span(kind)} takes no arguments")
+        return Command(kind, text)
+
+    return parse
+
+
+def _assign(text: str, args: list[str]) -> Command:
+    if not args:
+        return Command("assign", text)
+    if len(args) > 1 or not args[0].isdigit():
+        return _invalid(text, f"write {code_span('/reviewers assign N')} with N a number from 1 to {MAX_ASSIGN}")
+    count = int(args[0])
+    if not 1 <= count <= MAX_ASSIGN:
+        return _invalid(text, f"N must be between 1 and {MAX_ASSIGN}")
+    return Command("assign", text, count=count)
+
+
+def _usernames(args: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    users: dict[str, None] = {}
+    bad: list[str] = []
+    for arg in args:
+        m = _USER.fullmatch(arg.rstrip(",;."))
+        if m:
+            users[m.group(1)] = None
+        else:
+            bad.append(arg)
+    return tuple(users), bad
+
+
+def _with_users(kind: CommandKind, *, single: bool) -> Callable[[str, list[str]], Command]:
+    def parse(text: str, args: list[str]) -> Command:
+        users, bad = _usernames(args)
+        if bad:
+            return _invalid(text, f"{code_span(bad[0])} is not a username; write {code_span('@username')}")
+        if not users or (single and len(users) > 1):
+            wanted = "one username" if single else "at least one username"
+            return _invalid(text, f"{code_span(kind)} needs {wanted}, e.g. {code_span(f'/reviewers {kind} @alice')}")
+        return Command(kind, text, users=users)
+
+    return parse
+
+
+def parse_duration(value: str) -> timedelta | None:
+    """`12h`, `3d`, `2w`, `1m` (a month = 30 days; minutes are not supported), long units too (`2 weeks`).
+
+    Returns None for text that is not a duration; bounds are the caller's business.
+
+    >>> parse_duration("2w"), parse_duration("1 month"), parse_duration("5y")
+    (datetime.timedelta(days=14), datetime.timedelta(days=30), None)
+    """
+    m = _DURATION.fullmatch(value.strip())
+    if m is None:
+        return None
+    return timedelta(hours=int(m["n"]) * _UNIT_HOURS[m["unit"][0].lower()])
+
+
+def _optout(text: str, args: list[str]) -> Command:
+    value = " ".join(args)
+    if not value or value.lower() in _FOREVER:
+        return Command("optout", text)
+    duration = parse_duration(value)
+    if duration is None:
+        return _invalid(text, f"cannot read {code_span(value)} as a duration; write a number and a unit: "
+                              "`12h`, `3d`, `2w` or `1m` (a month), or nothing to opt out until `optin`")
+    if duration <= timedelta(0):
+        return _invalid(text, "the duration must be at least 1 hour")
+    if duration > MAX_OPTOUT:
+        return _invalid(text, f"the duration must be at most {MAX_OPTOUT.days} days; write nothing to opt out "
+                              "until `optin`")
+    return Command("optout", text, duration=duration)
+
+
+_VERBS: dict[str, Callable[[str, list[str]], Command]] = {
+    "suggest": _no_args("suggest"),
+    "assign": _assign,
+    "why": _with_users("why", single=True),
+    "reroll": _no_args("reroll"),
+    "exclude": _with_users("exclude", single=False),
+    "optout": _optout,
+    "optin": _no_args("optin"),
+    "help": _no_args("help"),
+}
+
+
+def _parse_slash(text: str, line: str) -> Command | None:
+    m = _SLASH.fullmatch(line)
+    if m is None:
+        return None
+    if m["glued"]:
+        return Command("unknown", text)
+    words = (m["args"] or "").split()
+    if not words:
+        return Command("suggest", text)
+    verb = _VERBS.get(words[0].lower())
+    return verb(text, words[1:]) if verb else Command("unknown", text)
+
+
+def _parse_line(line: str, mention: re.Pattern[str] | None) -> Command | None:
+    if line.startswith("/"):
+        return _parse_slash(line, line)
+    if mention is None or (m := mention.match(line)) is None:
+        return None
+    rest = line[m.end():].strip()
+    return _parse_slash(line, "/" + rest) or Command("unknown", line)
+
+
+def _mention_pattern(bot_username: str | None) -> re.Pattern[str] | None:
+    if not bot_username:
+        return None
+    return re.compile(rf"@{re.escape(bot_username.lstrip('@'))}(?![\w.\-])", re.IGNORECASE)
+
+
+def parse_commands(text: str, bot_username: str | None = None) -> list[Command]:
+    """Every command in a comment, in order (empty when there is none).
+
+    >>> parse_commands("/reviewers optout 2w")[0].duration
+    datetime.timedelta(days=14)
+    >>> parse_commands("@bot Reviewers why @ann", bot_username="bot")[0].users
+    ('ann',)
+    """
+    mention = _mention_pattern(bot_username)
+    found = (_parse_line(line, mention) for line in _visible_lines(text or ""))
+    return [command for command in found if command is not None]
+

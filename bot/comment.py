@@ -1,0 +1,200 @@
+"""The bot's Markdown comments: the suggestion table, `/reviewers why` answers, "cannot suggest" notes.
+
+Pure text in, text out, so every comment is table-tested. Three rules keep the comments safe on GitLab:
+
+* No output line starts with `/`: GitLab would run it as a quick action. Commands are shown in code spans,
+  and `_no_quick_actions` escapes any line that would still start with `/`.
+* Nobody is pinged unless the caller asks (`mention=True`, which pings the suggested and assigned people
+  only): people appear as `` `@user` ``, and bare `@mentions` in reasons and notes always become code spans.
+* The suggestion comment starts with a hidden marker line (`MARKER`) so the bot finds and edits its own
+  comment instead of adding new ones (`has_marker`).
+"""
+from __future__ import annotations
+
+import re
+from typing import Iterable, Mapping, Sequence
+
+from graph.model import Suggestion
+
+__all__ = [
+    "MARKER",
+    "COMMANDS_FOOTER",
+    "NO_FILES",
+    "NO_HISTORY",
+    "NO_ELIGIBLE",
+    "code_span",
+    "has_marker",
+    "render_comment",
+    "render_why",
+    "render_cannot_suggest",
+]
+
+MARKER = "<!-- reviewbot:suggestions v1 -->"
+COMMANDS_FOOTER = (
+    "<sub>Commands: `/reviewers` (suggest again) · `/reviewers assign [N]` · `/reviewers why @user` · "
+    "`/reviewers reroll` · `/reviewers exclude @user` · `/reviewers optout [2w]` · `/reviewers optin` · "
+    "`/reviewers help`</sub>"
+)
+NO_FILES = "this merge request changes no files"
+NO_HISTORY = "this merge request touches no file with review history yet"
+NO_ELIGIBLE = "nobody with review history on these files can review right now (`/reviewers why @user` tells why)"
+
+_MENTION = re.compile(r"(?<![\w@.`])@{1,2}[A-Za-z0-9_][A-Za-z0-9_.\-/]*[A-Za-z0-9_]|(?<![\w@.`])@[A-Za-z0-9_]")
+_CODE_SPAN = re.compile(r"(`+).*?\1", re.DOTALL)
+
+
+def code_span(text: str) -> str:
+    """`text` as an inline code span, with a fence longer than any backtick run inside it.
+
+    >>> code_span("@alice"), code_span("a`b")
+    ('`@alice`', '``a`b``')
+    """
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def has_marker(body: str | None, marker: str = MARKER) -> bool:
+    """Whether a note is the bot's suggestion comment: its first non-blank line is the marker.
+
+    Checking only the first line keeps a user's quote of the bot's comment from counting.
+    """
+    lines = [line for line in (body or "").splitlines() if line.strip()]
+    return bool(lines) and lines[0].strip() == marker
+
+
+def _quiet(text: str) -> str:
+    """Put bare `@mentions` outside code spans into code spans, so rendering the text pings nobody."""
+    out: list[str] = []
+    last = 0
+    for span in _CODE_SPAN.finditer(text):
+        out.append(_MENTION.sub(lambda m: code_span(m.group(0)), text[last:span.start()]))
+        out.append(span.group(0))
+        last = span.end()
+    out.append(_MENTION.sub(lambda m: code_span(m.group(0)), text[last:]))
+    return "".join(out)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: one line, pipes escaped."""
+    return _one_line(text).replace("|", "\\|")
+
+
+def _no_quick_actions(text: str) -> str:
+    r"""Escape any line starting with `/` (after indentation) as `\/` so GitLab never runs it."""
+    return "\n".join(re.sub(r"^(\s*)/", r"\1\\/", line) for line in text.split("\n"))
+
+
+def _person(user: str, names: Mapping[str, str] | None, mention: bool) -> str:
+    shown = f"@{user}" if mention else code_span(f"@{user}")
+    name = (names or {}).get(user)
+    return f"{shown} ({_cell(_quiet(name))})" if name else shown
+
+
+def _table(
+    suggestions: Sequence[Suggestion], loads: Mapping[str, int], names: Mapping[str, str] | None, mention: bool
+) -> list[str]:
+    rows = ["| # | Reviewer | Why | Open reviews |", "|--:|---|---|--:|"]
+    for rank, s in enumerate(suggestions, start=1):
+        why = _cell(_quiet("; ".join(s.reasons))) or "—"
+        load = loads.get(s.person)
+        rows.append(f"| {rank} | {_person(s.person, names, mention)} | {why} | {'?' if load is None else load} |")
+    return rows
+
+
+def _people(users: Iterable[str], mention: bool) -> str:
+    return ", ".join(f"@{u}" if mention else code_span(f"@{u}") for u in users)
+
+
+def _status(assigned: Sequence[str], not_stuck: Sequence[str], mention: bool) -> list[str]:
+    lines = []
+    if assigned:
+        lines.append(f"Review requested from {_people(assigned, mention)}.")
+    if not_stuck:
+        lines.append(f"GitLab did not keep {_people(not_stuck, mention)} as reviewer.")
+    return lines
+
+
+def _blocks(*blocks: list[str]) -> str:
+    return _no_quick_actions("\n\n".join("\n".join(block) for block in blocks if block))
+
+
+def render_comment(
+    suggestions: Sequence[Suggestion],
+    *,
+    loads: Mapping[str, int],
+    names: Mapping[str, str] | None = None,
+    mention: bool = False,
+    notes: Sequence[str] = (),
+    marker: str = MARKER,
+    assigned: Sequence[str] = (),
+    not_stuck: Sequence[str] = (),
+    commands_footer: bool = True,
+) -> str:
+    """The suggestion comment: marker, a ranked table (person, why, open reviews), status, notes, footer.
+
+    `loads` maps a username to their open review count (`?` when unknown); `names` adds display names;
+    `assigned` are the people whose review the bot requested, `not_stuck` those GitLab did not keep as
+    reviewers; `notes` are bullet lines (CODEOWNERS needs, tier limits). `mention=True` pings the people
+    in the table and status lines; mentions inside reasons and notes are always defused.
+    """
+    title = ["**Suggested reviewers**"] if suggestions else ["No reviewer to suggest right now."]
+    return _blocks(
+        [marker] if marker else [],
+        title,
+        _table(suggestions, loads, names, mention) if suggestions else [],
+        _status(assigned, not_stuck, mention),
+        [f"- {_one_line(_quiet(note))}" for note in notes],
+        [COMMANDS_FOOTER] if commands_footer else [],
+    )
+
+
+def _contribution_rows(contributions: Sequence[tuple[str, float]]) -> list[str]:
+    ordered = sorted(contributions, key=lambda item: -abs(item[1]))
+    rows = ["| Signal | Effect on score |", "|---|--:|"]
+    return rows + [f"| {_cell(code_span(name))} | {value:+.3f} |" for name, value in ordered]
+
+
+def render_why(
+    person: str,
+    suggestion: Suggestion | None,
+    contributions: Sequence[tuple[str, float]] | Mapping[str, float] = (),
+    *,
+    rank: int | None = None,
+    dropped: str | None = None,
+) -> str:
+    """The answer to `/reviewers why @person`: score and rank, reasons, per-signal contributions.
+
+    `contributions` default to the suggestion's own; `dropped` is the plain-words reason the person was
+    filtered out (from `bot.eligibility.eligible`).
+    """
+    items = list(contributions.items()) if isinstance(contributions, Mapping) else list(contributions)
+    items = items or list(suggestion.contributions if suggestion else ())
+    head = [f"**Why {code_span('@' + person)}?**"]
+    if suggestion is not None:
+        place = f"ranked {rank} with" if rank is not None else "has"
+        head.append(f"{code_span('@' + person)} {place} score {suggestion.score:.3f}.")
+    if dropped:
+        head.append(f"Not suggested: {_one_line(_quiet(dropped))}.")
+    if suggestion is None and not items and not dropped:
+        head.append("They have no review history on the files this merge request touches.")
+    reasons = [f"- {_one_line(_quiet(r))}" for r in (suggestion.reasons if suggestion else ())]
+    return _blocks(head, reasons, _contribution_rows(items) if items else [])
+
+
+def render_cannot_suggest(reason: str, *, marker: str = MARKER, commands_footer: bool = True) -> str:
+    """A domain error as the suggestion comment, e.g. `render_cannot_suggest(NO_HISTORY)`.
+
+    >>> render_cannot_suggest(NO_HISTORY, marker="", commands_footer=False)
+    'Cannot suggest reviewers: this merge request touches no file with review history yet.'
+    """
+    text = _one_line(_quiet(reason))
+    if not text.endswith((".", "!", "?")):
+        text += "."
+    return _blocks([marker] if marker else [], [f"Cannot suggest reviewers: {text}"],
+                   [COMMANDS_FOOTER] if commands_footer else [])

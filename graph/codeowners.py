@@ -1,0 +1,398 @@
+"""GitLab CODEOWNERS files, parsed and matched the way GitLab itself does it (pure, no I/O).
+
+The bot reads CODEOWNERS on any tier (GitLab enforces it only on Premium) to explain which approvals a merge
+request will need and to favour owners. Fidelity to GitLab matters more than to gitignore or GitHub, so the
+rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_owners/file.rb`):
+
+* Blank lines and lines starting with `#` are skipped; inline comments are not supported (words after the
+  owners are read as owners, and reported when they are not owners).
+* `pattern owner…`: the pattern ends at the first whitespace not escaped with `\\`; `\\#` starts a pattern
+  with `#`; `\\ ` is a space.
+* Owners: `@name` (a user or a top-level group: only the member list can tell), `@group/subgroup`,
+  `@@developer` / `@@maintainer` / `@@owner` (plural `s` allowed), email addresses.
+* Matching is Ruby's `File.fnmatch` with `FNM_PATHNAME | FNM_DOTMATCH` on `/<path>` after GitLab's
+  normalisation: `*` alone means every file; a pattern without a leading `/` gets `/**/` in front (so
+  `ee/docs` matches at any depth); a trailing `/` means everything below that directory. `*` and `?` stop at
+  `/`, `**/` spans directories, `*` matches dot files. A pattern without a trailing slash and without a glob
+  names a *file*: `docs` does not match `docs/index.md` (write `docs/`).
+* Sections: `[Name]` (case-insensitive, repeated names merge), `^[Name]` optional, `[Name][N]` N approvals,
+  `[Name] @owner…` default owners for entries without owners. Entries before any header form the section
+  `codeowners` (`DEFAULT_SECTION`). Sections are independent: a file gets at most one rule per section.
+* Within a section the last matching pattern wins; a repeated pattern replaces the earlier entry but keeps
+  its place (GitLab keeps entries in a hash keyed by pattern).
+* `!pattern` (exclusion) removes matching files from its section whatever the order; an entry whose owners
+  are all invalid, or which has no owners and no section default, leaves its files without owners there.
+
+Errors never raise: each is kept with its line number in `CodeOwners.errors`; a line that cannot be read at
+all is skipped. Example:
+
+>>> co = parse_codeowners("* @all\\n[Docs][2] @writers\\ndocs/\\n")
+>>> [(r.section, [o.ref for o in r.owners]) for r in co.owners_for("docs/a.md")]
+[('codeowners', ['@all']), ('Docs', ['@writers'])]
+>>> co.owners_for_files(["docs/a.md"])["Docs"].approvals_required
+2
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Literal, Mapping
+
+__all__ = [
+    "DEFAULT_SECTION",
+    "ROLE_ACCESS_LEVELS",
+    "Owner",
+    "OwnerRule",
+    "SectionMatch",
+    "CodeOwnersError",
+    "CodeOwners",
+    "parse_codeowners",
+    "parse_owner",
+    "fnmatch_pathname",
+]
+
+DEFAULT_SECTION = "codeowners"
+ROLE_ACCESS_LEVELS = {"developer": 30, "maintainer": 40, "owner": 50}
+
+OwnerKind = Literal["name", "group", "role", "email"]
+
+_HEADER = re.compile(
+    r"^(?P<optional>\^)?\[(?P<name>.*?)\](?:\[(?P<approvals>\d*?)\])?(?P<owners>\s+[@\w.\-/\s+]*)?", re.ASCII
+)
+_BAD_HEADER = re.compile(r"^\^?\[[^\]]+?$")
+_UNESCAPED_SPACE = re.compile(r"(?<!\\)\s+")
+_ROLE = re.compile(r"@@(developer|maintainer|owner)s?", re.IGNORECASE)
+_NAME = re.compile(r"@([A-Za-z0-9_.][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)*)")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]*\w")
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """One owner reference as written in the file.
+
+    `kind` is `name` for `@x` (a user or a top-level group), `group` for `@a/b`, `role` for `@@maintainer`,
+    `email` for an address; `name` is the bare value (`x`, `a/b`, `maintainer`, `jane@example.com`).
+    """
+
+    ref: str
+    kind: OwnerKind
+    name: str
+
+    @property
+    def access_level(self) -> int | None:
+        """The minimum access level a role owner stands for (`@@maintainer` → 40); None for other kinds."""
+        return ROLE_ACCESS_LEVELS.get(self.name) if self.kind == "role" else None
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRule:
+    """One CODEOWNERS entry: its section, the pattern as written (without `!`), owners and source line.
+
+    `optional` and `approvals` come from the header of the section the entry sits under (`approvals` is the
+    `[N]` as written, 0 when absent). An exclusion (`!pattern`) has no owners.
+    """
+
+    section: str
+    pattern: str
+    owners: tuple[Owner, ...]
+    line: int
+    optional: bool = False
+    approvals: int = 0
+    exclusion: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SectionMatch:
+    """What one section asks of a merge request: who may approve, how many approvals, for which files.
+
+    `approvals_required` is 0 for an optional section, else the largest `[N]` among the matched entries
+    (at least 1). `owners` is the ordered union of the owners of the rules that matched.
+    """
+
+    section: str
+    owners: tuple[Owner, ...]
+    optional: bool
+    approvals_required: int
+    matched_files: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CodeOwnersError:
+    """A line GitLab would flag; `kind` uses GitLab's error names (e.g. `malformed_entry_owner`)."""
+
+    line: int
+    kind: str
+    message: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"CODEOWNERS line {self.line}: {self.message} (line: {self.text!r})"
+
+
+class CodeOwners:
+    """A parsed CODEOWNERS file. Build it with `parse_codeowners`."""
+
+    def __init__(
+        self,
+        sections: Mapping[str, Mapping[str, tuple[OwnerRule, re.Pattern[str]]]],
+        errors: Iterable[CodeOwnersError] = (),
+    ) -> None:
+        self._sections = {name: dict(entries) for name, entries in sections.items()}
+        self.errors: tuple[CodeOwnersError, ...] = tuple(errors)
+
+    @property
+    def sections(self) -> list[str]:
+        """Section names in order of first appearance, `DEFAULT_SECTION` first."""
+        return list(self._sections)
+
+    @property
+    def rules(self) -> list[OwnerRule]:
+        """Every entry kept, section by section, in GitLab's evaluation order (reversed when matching)."""
+        return [rule for entries in self._sections.values() for rule, _ in entries.values()]
+
+    def __bool__(self) -> bool:
+        return any(self._sections.values())
+
+    def is_optional(self, section: str) -> bool:
+        """A section is optional only if every entry in it came from an optional header (GitLab's rule)."""
+        entries = self._sections.get(section)
+        return bool(entries) and all(rule.optional for rule, _ in entries.values())
+
+    def owners_for(self, path: str) -> list[OwnerRule]:
+        """The winning rule of each section for one repository path (`src/a.py`); exclusions drop the file.
+
+        A rule can have no owners (all malformed, or none and no section default): GitLab then wants nobody.
+        """
+        target = "/" + path.lstrip("/")
+        found = (_winner(entries, target) for entries in self._sections.values())
+        return [rule for rule in found if rule is not None]
+
+    def owners_for_files(self, paths: Iterable[str]) -> dict[str, SectionMatch]:
+        """Per section, the owners and approvals a change touching `paths` needs (sections with owners only)."""
+        owners: dict[str, dict[Owner, None]] = {}
+        files: dict[str, list[str]] = {}
+        approvals: dict[str, int] = {}
+        for path in dict.fromkeys(paths):
+            for rule in self.owners_for(path):
+                if not rule.owners:
+                    continue
+                owners.setdefault(rule.section, {}).update(dict.fromkeys(rule.owners))
+                files.setdefault(rule.section, []).append(path)
+                approvals[rule.section] = max(approvals.get(rule.section, 0), rule.approvals)
+        return {name: self._match(name, tuple(owners[name]), files[name], approvals[name]) for name in owners}
+
+    def _match(self, section: str, owners: tuple[Owner, ...], files: list[str], approvals: int) -> SectionMatch:
+        optional = self.is_optional(section)
+        required = 0 if optional else max(1, approvals)
+        return SectionMatch(section, owners, optional, required, tuple(files))
+
+
+def _winner(entries: Mapping[str, tuple[OwnerRule, re.Pattern[str]]], target: str) -> OwnerRule | None:
+    matching = [rule for rule, regex in reversed(entries.values()) if regex.fullmatch(target)]
+    if not matching or any(rule.exclusion for rule in matching):
+        return None
+    return matching[0]
+
+
+def parse_owner(token: str) -> Owner | None:
+    """Read one owner token: `@alice`, `@grp/sub`, `@@maintainers`, `jane@example.com`; None if it is none.
+
+    >>> parse_owner("@@Maintainers")
+    Owner(ref='@@Maintainers', kind='role', name='maintainer')
+    >>> parse_owner("alice") is None
+    True
+    """
+    if m := _ROLE.fullmatch(token):
+        return Owner(token, "role", m.group(1).lower())
+    if m := _NAME.fullmatch(token):
+        return Owner(token, "group" if "/" in m.group(1) else "name", m.group(1))
+    if _EMAIL.fullmatch(token):
+        return Owner(token, "email", token)
+    return None
+
+
+def _owners(text: str) -> tuple[tuple[Owner, ...], list[str]]:
+    """Owners found in `text` (deduplicated, in order) and the tokens that are not owners."""
+    found: dict[Owner, None] = {}
+    bad: list[str] = []
+    for token in text.split():
+        owner = parse_owner(token)
+        if owner is None:
+            bad.append(token)
+        else:
+            found[owner] = None
+    return tuple(found), bad
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    name: str
+    optional: bool = False
+    approvals: int = 0
+    owners: tuple[Owner, ...] = ()
+
+
+class _Parser:
+    """Line-by-line state: the sections so far, the current header, the errors."""
+
+    def __init__(self) -> None:
+        self.sections: dict[str, dict[str, tuple[OwnerRule, re.Pattern[str]]]] = {DEFAULT_SECTION: {}}
+        self.header = _Header(DEFAULT_SECTION)
+        self.errors: list[CodeOwnersError] = []
+
+    def error(self, line: int, kind: str, message: str, text: str) -> None:
+        self.errors.append(CodeOwnersError(line, kind, message, text))
+
+    def feed(self, number: int, line: str) -> None:
+        if not line or line.startswith("#"):
+            return
+        if m := _HEADER.match(line):
+            self.start_section(number, line, m)
+        elif _BAD_HEADER.match(line):
+            self.error(number, "invalid_section_format", "section header has no closing `]`; write `[Name]`", line)
+        else:
+            self.add_entry(number, line)
+
+    def start_section(self, number: int, line: str, m: re.Match[str]) -> None:
+        name, optional, approvals = m["name"], bool(m["optional"]), int(m["approvals"] or 0)
+        if not name.strip():
+            self.error(number, "missing_section_name", "section header has no name; write `[Name]`", line)
+        if optional and approvals > 0:
+            msg = "an optional section (`^[...]`) cannot require approvals; drop the `^` or the `[N]`"
+            self.error(number, "invalid_approval_requirement", msg, line)
+        owners, _ = _owners(m["owners"] or "")
+        if (m["owners"] or "").strip() and not owners:
+            msg = "section default owners must be `@user`, `@group/subgroup`, `@@role` or email addresses"
+            self.error(number, "invalid_section_owner_format", msg, line)
+        name = next((known for known in self.sections if known.casefold() == name.casefold()), name)
+        self.sections.setdefault(name, {})
+        self.header = _Header(name, optional, approvals, owners)
+
+    def add_entry(self, number: int, line: str) -> None:
+        pattern, owner_text = (_UNESCAPED_SPACE.split(line, maxsplit=1) + [""])[:2]
+        exclusion = pattern.startswith("!")
+        pattern = pattern[1:] if exclusion else pattern
+        if not pattern:
+            self.error(number, "missing_pattern", "`!` must be followed by a pattern, e.g. `!*.lock`", line)
+            return
+        owners = () if exclusion else self.entry_owners(number, line, owner_text)
+        if exclusion and owner_text:
+            self.error(number, "exclusion_owners_ignored", "owners after a `!pattern` are ignored", line)
+        normalized = _normalize(pattern)
+        rule = OwnerRule(self.header.name, pattern, owners, number, self.header.optional, self.header.approvals,
+                         exclusion)
+        self.sections[self.header.name][normalized] = (rule, _compile(normalized))
+
+    def entry_owners(self, number: int, line: str, owner_text: str) -> tuple[Owner, ...]:
+        owners, bad = _owners(owner_text)
+        if bad:
+            listed = ", ".join(f"`{token}`" for token in bad)
+            msg = f"{listed} not owners (use `@user`, `@group/subgroup`, `@@role` or an email; no inline comments)"
+            self.error(number, "malformed_entry_owner", msg, line)
+        if not owner_text.strip():
+            owners = self.header.owners
+            if not owners:
+                msg = "entry has no owners and its section no default owners; add owners, or exclude with `!`"
+                self.error(number, "missing_entry_owner", msg, line)
+        return owners
+
+
+def parse_codeowners(text: str | bytes) -> CodeOwners:
+    """Parse a CODEOWNERS file; problems end up in `.errors` with their line numbers, never raised.
+
+    >>> parse_codeowners("[Docs\\n*.md @docs").errors[0].line
+    1
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    parser = _Parser()
+    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+        parser.feed(number, raw.strip())
+    return CodeOwners(parser.sections, parser.errors)
+
+
+def _normalize(pattern: str) -> str:
+    """GitLab's `normalize_pattern`: root-anchor every pattern and expand directories."""
+    if pattern == "*":
+        return "/**/*"
+    if pattern.startswith("\\#"):
+        pattern = pattern[1:]
+    pattern = re.sub(r"\\\s+", " ", pattern)
+    if not pattern.startswith("/"):
+        pattern = "/**/" + pattern
+    if pattern.endswith("/"):
+        pattern += "**/*"
+    return pattern
+
+
+def fnmatch_pathname(pattern: str, path: str) -> bool:
+    """Ruby's `File.fnmatch(pattern, path, FNM_PATHNAME | FNM_DOTMATCH)`, the matcher GitLab uses.
+
+    >>> fnmatch_pathname("/**/*.rb", "/app/models/user.rb"), fnmatch_pathname("/docs/*", "/docs/a/b.md")
+    (True, False)
+    """
+    return _compile(pattern).fullmatch(path) is not None
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if (i == 0 or pattern[i - 1] == "/") and pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+            continue
+        char = pattern[i]
+        if char == "*":
+            out.append("[^/]*")
+            while i + 1 < len(pattern) and pattern[i + 1] == "*":
+                i += 1
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            cls, i = _bracket(pattern, i)
+            out.append(cls)
+            continue
+        elif char == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _bracket(pattern: str, start: int) -> tuple[str, int]:
+    """Translate `[...]` at `start` (with `!`/`^` negation, ranges, `\\` escapes); returns (regex, next index).
+
+    An unclosed `[` is a literal. A class never matches `/` (FNM_PATHNAME).
+    """
+    i = start + 1
+    negate = i < len(pattern) and pattern[i] in "!^"
+    i += int(negate)
+    chars: list[str] = []
+    while i < len(pattern) and pattern[i] != "]":
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            i += 1
+        chars.append(pattern[i])
+        i += 1
+    if i >= len(pattern):
+        return re.escape("["), start + 1
+    body = _class_body(chars)
+    regex = f"[^/{body}]" if negate else (f"(?!/)[{body}]" if body else "(?!)")
+    return regex, i + 1
+
+
+def _class_body(chars: list[str]) -> str:
+    parts: list[str] = []
+    j = 0
+    while j < len(chars):
+        if j + 2 < len(chars) and chars[j + 1] == "-":
+            low, high = chars[j], chars[j + 2]
+            if low <= high:
+                parts.append(f"{re.escape(low)}-{re.escape(high)}")
+            j += 3
+        else:
+            parts.append(re.escape(chars[j]))
+            j += 1
+    return "".join(parts)

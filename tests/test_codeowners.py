@@ -1,0 +1,316 @@
+"""CODEOWNERS parsing and matching, table-tested against GitLab's documented behaviour and its parser's specs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graph.codeowners import (
+    DEFAULT_SECTION,
+    Owner,
+    fnmatch_pathname,
+    parse_codeowners,
+    parse_owner,
+)
+
+SAMPLE = Path("/work/shared/gitlab/api/CODEOWNERS.sample.gitlab-docs")
+
+# The documented reference example, section by section (GitLab's "Syntax of CODEOWNERS file" page).
+DOCUMENTED = r"""
+# A comment: @nobody is not an owner here
+* @default-codeowner
+* @multiple @code @owners
+*.rb @ruby-owner
+\#file_with_pound.rb @owner-file-with-pound
+LICENSE @legal janedoe@gitlab.com
+README @group @group/with-nested/subgroup
+/docs/ @all-docs
+/docs/* @root-docs
+/docs/**/*.md @root-docs
+lib/ @lib-owner
+/config/ @config-owner
+path\ with\ spaces/ @space-owner
+
+[Documentation][2] @docs-team
+docs/
+README.md
+
+^[Database] @database-team
+model/db/
+config/db/database-setup.md @docs-team
+"""
+
+
+def owners(co, path: str) -> dict[str, list[str]]:
+    return {rule.section: [o.ref for o in rule.owners] for rule in co.owners_for(path)}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("app/assets/something.vue", {DEFAULT_SECTION: ["@multiple", "@code", "@owners"]}),
+        ("hello.rb", {DEFAULT_SECTION: ["@ruby-owner"]}),
+        ("app/models/repository.rb", {DEFAULT_SECTION: ["@ruby-owner"]}),
+        ("examples/#file_with_pound.rb", {DEFAULT_SECTION: ["@owner-file-with-pound"]}),
+        ("LICENSE", {DEFAULT_SECTION: ["@legal", "janedoe@gitlab.com"]}),
+        ("docs/projects/index.txt", {DEFAULT_SECTION: ["@all-docs"], "Documentation": ["@docs-team"]}),
+        ("docs/index.txt", {DEFAULT_SECTION: ["@root-docs"], "Documentation": ["@docs-team"]}),
+        ("docs/a/b/c.md", {DEFAULT_SECTION: ["@root-docs"], "Documentation": ["@docs-team"]}),
+        ("lib/gitlab/git/repository.py", {DEFAULT_SECTION: ["@lib-owner"]}),
+        ("ee/lib/gitlab/git/repository.py", {DEFAULT_SECTION: ["@lib-owner"]}),
+        ("config/database.yml", {DEFAULT_SECTION: ["@config-owner"]}),
+        ("other/config/database.yml", {DEFAULT_SECTION: ["@multiple", "@code", "@owners"]}),
+        ("path with spaces/docs.md", {DEFAULT_SECTION: ["@space-owner"]}),
+        ("README.md", {DEFAULT_SECTION: ["@multiple", "@code", "@owners"], "Documentation": ["@docs-team"]}),
+        ("model/db/schema.sql", {DEFAULT_SECTION: ["@multiple", "@code", "@owners"], "Database": ["@database-team"]}),
+        ("config/db/database-setup.md", {DEFAULT_SECTION: ["@config-owner"], "Database": ["@docs-team"]}),
+        (".gitignore", {DEFAULT_SECTION: ["@multiple", "@code", "@owners"]}),
+    ],
+)
+def test_documented_example(path, expected):
+    assert owners(parse_codeowners(DOCUMENTED), path) == expected
+
+
+def test_documented_example_parses_without_errors():
+    co = parse_codeowners(DOCUMENTED)
+    assert co.errors == ()
+    assert co.sections == [DEFAULT_SECTION, "Documentation", "Database"]
+
+
+def test_owners_for_files_sections():
+    co = parse_codeowners(DOCUMENTED)
+    got = co.owners_for_files(["docs/a.md", "model/db/x.sql", "README.md", "docs/a.md"])
+    assert list(got) == [DEFAULT_SECTION, "Documentation", "Database"]
+    docs = got["Documentation"]
+    assert (docs.optional, docs.approvals_required, docs.matched_files) == (False, 2, ("docs/a.md", "README.md"))
+    assert [o.ref for o in docs.owners] == ["@docs-team"]
+    db = got["Database"]
+    assert (db.optional, db.approvals_required, db.matched_files) == (True, 0, ("model/db/x.sql",))
+    default = got[DEFAULT_SECTION]
+    assert default.approvals_required == 1
+    assert [o.ref for o in default.owners] == ["@root-docs", "@multiple", "@code", "@owners"]
+
+
+def test_owners_for_files_empty():
+    assert parse_codeowners(DOCUMENTED).owners_for_files([]) == {}
+    assert parse_codeowners("").owners_for_files(["a.py"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("/**/*", "/a", True),
+        ("/**/*", "/a/b/.c", True),
+        ("/*", "/README.md", True),
+        ("/*", "/nested/README.md", False),
+        ("/**/foo/*", "/baz/foo/bar", True),
+        ("/**/foo/*", "/foo/bar", True),
+        ("/**/foo/*", "/fufoo/bar", False),
+        ("/**/foo/*", "/foo/bar/baz", False),
+        ("/**/docs", "/docs", True),
+        ("/**/docs", "/docs/index.md", False),
+        ("/docs/**/*", "/docs/a/b.md", True),
+        ("/docs/**/*", "/other/docs/a.md", False),
+        ("/**/*.rb", "/a.rb", True),
+        ("/**/*.rb", "/a.rbx", False),
+        ("/**/?.py", "/x/a.py", True),
+        ("/**/?.py", "/x/ab.py", False),
+        ("/**/[ab].py", "/b.py", True),
+        ("/**/[!ab].py", "/b.py", False),
+        ("/**/[!ab].py", "/c.py", True),
+        ("/**/[a-c]x", "/bx", True),
+        ("/**/a[/]b", "/a/b", False),
+        ("/**/\\*.py", "/*.py", True),
+        ("/**/\\*.py", "/a.py", False),
+        ("/**/[abc", "/[abc", True),
+        ("/**/*.RB", "/a.rb", False),
+        ("/a**b", "/a/x/b", False),
+    ],
+)
+def test_fnmatch_pathname(pattern, path, matches):
+    assert fnmatch_pathname(pattern, path) is matches
+
+
+def test_last_matching_pattern_wins_within_section():
+    co = parse_codeowners("* @all\n*.py @py\nsrc/ @src\n")
+    assert owners(co, "src/a.py") == {DEFAULT_SECTION: ["@src"]}
+    assert owners(co, "tools/a.py") == {DEFAULT_SECTION: ["@py"]}
+
+
+def test_repeated_pattern_replaces_entry_but_keeps_its_place():
+    co = parse_codeowners("*.py @first\nsrc/ @src\n*.py @second\n")
+    assert owners(co, "src/a.py") == {DEFAULT_SECTION: ["@src"]}
+    assert owners(co, "a.py") == {DEFAULT_SECTION: ["@second"]}
+
+
+def test_unanchored_pattern_with_slash_matches_anywhere():
+    co = parse_codeowners("ee/docs @docs\n")
+    assert owners(co, "ee/docs") == {DEFAULT_SECTION: ["@docs"]}
+    assert owners(co, "x/ee/docs") == {DEFAULT_SECTION: ["@docs"]}
+    assert owners(co, "ee/docs/a.md") == {}
+
+
+def test_sections_are_case_insensitive_and_merge():
+    co = parse_codeowners("[Docs]\n*.md @a\n[DOCS][2]\ndoc/* @b\n")
+    assert co.sections == [DEFAULT_SECTION, "Docs"]
+    assert owners(co, "doc/x.md") == {"Docs": ["@b"]}
+    assert co.owners_for_files(["doc/x.md", "x.md"])["Docs"].approvals_required == 2
+
+
+def test_optional_only_when_every_entry_is_optional():
+    co = parse_codeowners("[Required]\n*.rb @t\n^[Optional]\n*.rb @t\n[Partly]\n*.md @d\n^[Partly]\ndoc/* @d\n")
+    assert [co.is_optional(s) for s in ("Required", "Optional", "Partly", "Missing")] == [False, True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("line", "name", "optional", "approvals", "default_owners"),
+    [
+        ("[Doc]", "Doc", False, 0, []),
+        ("^[Doc]", "Doc", True, 0, []),
+        ("[Doc][1]", "Doc", False, 1, []),
+        ("[Doc][1] @doc", "Doc", False, 1, ["@doc"]),
+        ("[Doc] @doc @rrr.dev @dev", "Doc", False, 0, ["@doc", "@rrr.dev", "@dev"]),
+        ("[Doc][2] @grp/doc-1 @@maintainer", "Doc", False, 2, ["@grp/doc-1", "@@maintainer"]),
+        ("[Two Words]", "Two Words", False, 0, []),
+        ("[Double::Colon]", "Double::Colon", False, 0, []),
+        ("[Required with non-numbers][q]", "Required with non-numbers", False, 0, []),
+    ],
+)
+def test_section_headers(line, name, optional, approvals, default_owners):
+    co = parse_codeowners(f"{line}\nsome/file.py\n")
+    (rule,) = co.rules
+    assert (rule.section, rule.optional, rule.approvals) == (name, optional, approvals)
+    assert [o.ref for o in rule.owners] == default_owners
+
+
+def test_entry_owners_override_section_defaults():
+    co = parse_codeowners("[Database] @database-team\nmodel/db/\nsetup.md @docs-team\n")
+    assert owners(co, "model/db/x") == {"Database": ["@database-team"]}
+    assert owners(co, "setup.md") == {"Database": ["@docs-team"]}
+
+
+def test_section_must_start_the_line():
+    co = parse_codeowners("Something before [Partially optional]\n    [Required]\n*_spec.rb @t\n")
+    assert co.sections == [DEFAULT_SECTION, "Required"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "kind"),
+    [
+        ("[Invalid\n*.md @a", 1, "invalid_section_format"),
+        ("^[Invalid\n*.md @a", 1, "invalid_section_format"),
+        ("[]\n*.md @a", 1, "missing_section_name"),
+        ("# c\n^[Doc][1] @doc\n*.md", 2, "invalid_approval_requirement"),
+        ("[Doc] malformed\n*.md @a", 1, "invalid_section_owner_format"),
+        ("*.md @a\n*.js not_a_user", 2, "malformed_entry_owner"),
+        ("*.md @a\n\n*.js", 3, "missing_entry_owner"),
+        ("!", 1, "missing_pattern"),
+        ("!*.lock @a", 1, "exclusion_owners_ignored"),
+    ],
+)
+def test_errors_are_collected_with_line_numbers(text, line, kind):
+    co = parse_codeowners(text)
+    assert [(e.line, e.kind) for e in co.errors] == [(line, kind)]
+    assert f"line {line}" in str(co.errors[0])
+
+
+def test_bad_section_line_is_skipped():
+    co = parse_codeowners("* @all\n[Broken\n*.md @md\n")
+    assert co.sections == [DEFAULT_SECTION]
+    assert owners(co, "a.md") == {DEFAULT_SECTION: ["@md"]}
+
+
+def test_inline_comment_owners_are_parsed_and_other_words_reported():
+    co = parse_codeowners("LICENSE @legal this does not match janedoe@gitlab.com\n")
+    assert owners(co, "LICENSE") == {DEFAULT_SECTION: ["@legal", "janedoe@gitlab.com"]}
+    assert [e.kind for e in co.errors] == ["malformed_entry_owner"]
+    assert "`this`, `does`, `not`, `match`" in co.errors[0].message
+
+
+def test_entry_with_only_malformed_owners_leaves_file_without_owners():
+    co = parse_codeowners("* @all\n*.js not_a_user\n")
+    assert owners(co, "a.js") == {DEFAULT_SECTION: []}
+    assert co.owners_for_files(["a.js"]) == {}
+
+
+def test_entry_without_owners_overrides_earlier_match():
+    co = parse_codeowners("/apps/ @octocat\n/apps/github\n")
+    assert owners(co, "apps/github") == {DEFAULT_SECTION: []}
+    assert owners(co, "apps/x.py") == {DEFAULT_SECTION: ["@octocat"]}
+
+
+def test_exclusions_per_section():
+    co = parse_codeowners("* @group-x\n!*.rb\n\n[Ruby]\n*.rb @ruby-devs\n/config/example.yml @cfg\n!/config/**/*.rb\n")
+    assert owners(co, "file.txt") == {DEFAULT_SECTION: ["@group-x"]}
+    assert owners(co, "app/models/user.rb") == {"Ruby": ["@ruby-devs"]}
+    assert owners(co, "config/routes.rb") == {}
+    assert owners(co, "config/example.yml") == {DEFAULT_SECTION: ["@group-x"], "Ruby": ["@cfg"]}
+
+
+def test_exclusion_wins_whatever_the_order():
+    co = parse_codeowners("!pom.xml\n* @default-owner\n")
+    assert owners(co, "pom.xml") == {}
+    assert owners(co, "src/pom.xml") == {}
+    assert owners(co, "a.txt") == {DEFAULT_SECTION: ["@default-owner"]}
+
+
+def test_weird_escaped_path_with_username_lookalikes():
+    text = r"a/weird\ path\ with/\ @username\ /\ and-email@lookalikes.com\ / @user-1 email@gitlab.org @user-2"
+    co = parse_codeowners(text)
+    got = owners(co, "a/weird path with/ @username / and-email@lookalikes.com /test.rb")
+    assert got == {DEFAULT_SECTION: ["@user-1", "email@gitlab.org", "@user-2"]}
+    assert co.errors == ()
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        ("@alice", Owner("@alice", "name", "alice")),
+        ("@group/with-nested/subgroup", Owner("@group/with-nested/subgroup", "group", "group/with-nested/subgroup")),
+        ("@@developer", Owner("@@developer", "role", "developer")),
+        ("@@Maintainers", Owner("@@Maintainers", "role", "maintainer")),
+        ("@@owner", Owner("@@owner", "role", "owner")),
+        ("janedoe@gitlab.com", Owner("janedoe@gitlab.com", "email", "janedoe@gitlab.com")),
+        ("@@guest", None),
+        ("alice", None),
+        ("#", None),
+        ("@", None),
+    ],
+)
+def test_parse_owner(token, expected):
+    assert parse_owner(token) == expected
+
+
+def test_role_access_levels():
+    co = parse_codeowners("/config/ @@maintainer @@developers\n")
+    (rule,) = co.owners_for("config/a.yml")
+    assert [o.access_level for o in rule.owners] == [40, 30]
+
+
+def test_comments_blank_lines_bom_and_bytes():
+    co = parse_codeowners(b"\xef\xbb\xbf# comment\n\n   \n*.py @py\r\n")
+    assert co.errors == ()
+    assert owners(co, "a.py") == {DEFAULT_SECTION: ["@py"]}
+    assert not parse_codeowners("# only a comment\n")
+    assert parse_codeowners("*.py @py")
+
+
+def test_rule_records_source_line_and_pattern():
+    co = parse_codeowners("\n# x\n/docs/ @all-docs\n")
+    (rule,) = co.owners_for("docs/a.md")
+    assert (rule.line, rule.pattern, rule.exclusion) == (3, "/docs/", False)
+
+
+def test_many_files_against_many_rules_stays_cheap():
+    text = "\n".join(f"/dir{i}/ @owner{i}" for i in range(300))
+    co = parse_codeowners(text)
+    got = co.owners_for_files(f"dir{i}/f.py" for i in range(300))
+    assert len(got[DEFAULT_SECTION].owners) == 300
+
+
+@pytest.mark.skipif(not SAMPLE.exists(), reason="shared GitLab sample not present")
+def test_shared_sample_file():
+    co = parse_codeowners(SAMPLE.read_text())
+    assert co.errors == ()
+    assert co.sections == [DEFAULT_SECTION, "Documentation", "Database"]
+    assert owners(co, "config/x.yml") == {DEFAULT_SECTION: ["@config-owner"], "Database": ["@@maintainer"]}

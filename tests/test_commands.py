@@ -1,0 +1,203 @@
+"""`/reviewers` command parsing, table-tested; the note texts of GitLab's documented payloads when present."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.commands import HELP_TEXT, MAX_ASSIGN, Command, help_text, parse_commands, parse_duration
+
+WEBHOOKS = Path("/work/shared/gitlab/webhooks")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/reviewers", Command("suggest", "/reviewers")),
+        ("/reviewers suggest", Command("suggest", "/reviewers suggest")),
+        ("/REVIEWERS", Command("suggest", "/REVIEWERS")),
+        ("   /reviewers   ", Command("suggest", "/reviewers")),
+        ("/reviewers assign", Command("assign", "/reviewers assign")),
+        ("/reviewers assign 3", Command("assign", "/reviewers assign 3", count=3)),
+        ("/Reviewers ASSIGN 10", Command("assign", "/Reviewers ASSIGN 10", count=10)),
+        ("/reviewers why @alice", Command("why", "/reviewers why @alice", users=("alice",))),
+        ("/reviewers why Bob.Smith", Command("why", "/reviewers why Bob.Smith", users=("Bob.Smith",))),
+        ("/reviewers reroll", Command("reroll", "/reviewers reroll")),
+        ("/reviewers exclude @a", Command("exclude", "/reviewers exclude @a", users=("a",))),
+        ("/reviewers exclude @a, @b @a", Command("exclude", "/reviewers exclude @a, @b @a", users=("a", "b"))),
+        ("/reviewers optout", Command("optout", "/reviewers optout")),
+        ("/reviewers optout forever", Command("optout", "/reviewers optout forever")),
+        ("/reviewers optout 2w", Command("optout", "/reviewers optout 2w", duration=timedelta(days=14))),
+        ("/reviewers optout 3d", Command("optout", "/reviewers optout 3d", duration=timedelta(days=3))),
+        ("/reviewers optout 1m", Command("optout", "/reviewers optout 1m", duration=timedelta(days=30))),
+        ("/reviewers optout 12h", Command("optout", "/reviewers optout 12h", duration=timedelta(hours=12))),
+        ("/reviewers optout 2 weeks", Command("optout", "/reviewers optout 2 weeks", duration=timedelta(days=14))),
+        ("/reviewers optin", Command("optin", "/reviewers optin")),
+        ("/reviewers help", Command("help", "/reviewers help")),
+        ("/reviewers frobnicate", Command("unknown", "/reviewers frobnicate")),
+        ("/reviewersplease", Command("unknown", "/reviewersplease")),
+        ("/reviewers-suggest", Command("unknown", "/reviewers-suggest")),
+        (">>> quoted\n/reviewers", Command("suggest", "/reviewers")),
+        ("```inline``` code\n/reviewers", Command("suggest", "/reviewers")),
+    ],
+)
+def test_single_command(text, expected):
+    assert parse_commands(text) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("/reviewers assign 0", f"`/reviewers assign 0`: N must be between 1 and {MAX_ASSIGN}"),
+        ("/reviewers assign 11", f"`/reviewers assign 11`: N must be between 1 and {MAX_ASSIGN}"),
+        ("/reviewers assign two", "`/reviewers assign two`: write `/reviewers assign N` with N a number from 1 to 10"),
+        ("/reviewers assign 2 3", "`/reviewers assign 2 3`: write `/reviewers assign N` with N a number from 1 to 10"),
+        ("/reviewers why", "`/reviewers why`: `why` needs one username, e.g. `/reviewers why @alice`"),
+        ("/reviewers why @a @b", "`/reviewers why @a @b`: `why` needs one username, e.g. `/reviewers why @alice`"),
+        ("/reviewers why @!", "`/reviewers why @!`: `@!` is not a username; write `@username`"),
+        ("/reviewers exclude", "`/reviewers exclude`: `exclude` needs at least one username, "
+                               "e.g. `/reviewers exclude @alice`"),
+        ("/reviewers optout 0d", "`/reviewers optout 0d`: the duration must be at least 1 hour"),
+        ("/reviewers optout 400d", "`/reviewers optout 400d`: the duration must be at most 366 days; "
+                                   "write nothing to opt out until `optin`"),
+        ("/reviewers optout soon", "`/reviewers optout soon`: cannot read `soon` as a duration; write a number and "
+                                   "a unit: `12h`, `3d`, `2w` or `1m` (a month), or nothing to opt out until `optin`"),
+        ("/reviewers reroll please", "`/reviewers reroll please`: `reroll` takes no arguments"),
+        ("/reviewers help me", "`/reviewers help me`: `help` takes no arguments"),
+    ],
+)
+def test_invalid_arguments_say_what_and_how_to_fix(text, error):
+    (command,) = parse_commands(text)
+    assert (command.kind, command.error) == ("invalid", error)
+
+
+def test_error_quotes_backticks_safely():
+    (command,) = parse_commands("/reviewers assign `x`")
+    assert command.error.startswith("`` /reviewers assign `x` ``: ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "LGTM, thanks!",
+        "/assign @alice",
+        "/reviewer @alice",
+        "/assign_reviewer @alice",
+        "please run /reviewers",
+        "`/reviewers assign 2`",
+        "> /reviewers assign 2",
+        "  >/reviewers",
+        "```\n/reviewers\n```",
+        "~~~python\n/reviewers\n~~~",
+        "````\n```\n/reviewers\n```\n/reviewers\n````",
+        ">>>\n/reviewers\n>>>",
+        "```\n/reviewers\n",
+        "thanks @reviewer-bot",
+    ],
+)
+def test_not_a_command(text):
+    assert parse_commands(text, bot_username="reviewer-bot") == []
+
+
+def test_several_commands_in_order_around_code_and_quotes():
+    text = "\n".join([
+        "Thanks! Let's try:",
+        "/reviewers exclude @carol",
+        "```",
+        "/reviewers optout",
+        "```",
+        "> /reviewers optin",
+        "/label ~backend",
+        "  /reviewers assign 2",
+        "~~~",
+        "/reviewers help",
+        "~~~",
+        "/reviewers why @dave",
+    ])
+    assert [(c.kind, c.users, c.count) for c in parse_commands(text)] == [
+        ("exclude", ("carol",), None),
+        ("assign", (), 2),
+        ("why", ("dave",), None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("@reviewer-bot reviewers", ("suggest", (), None)),
+        ("@Reviewer-Bot Reviewers assign 2", ("assign", (), 2)),
+        ("  @reviewer-bot reviewers why @ann", ("why", ("ann",), None)),
+        ("@reviewer-bot suggest reviewers please", ("unknown", (), None)),
+        ("@reviewer-bot", ("unknown", (), None)),
+        ("@reviewer-bot reviewers assign 0", ("invalid", (), None)),
+    ],
+)
+def test_mention_form(text, expected):
+    (command,) = parse_commands(text, bot_username="reviewer-bot")
+    assert (command.kind, command.users, command.count) == expected
+    assert command.text == text.strip()
+
+
+def test_mention_form_needs_bot_username_and_exact_name():
+    assert parse_commands("@reviewer-bot reviewers") == []
+    assert parse_commands("@reviewer-bot2 reviewers", bot_username="reviewer-bot") == []
+    assert parse_commands("@reviewer-bot reviewers", bot_username="@reviewer-bot")[0].kind == "suggest"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("12h", timedelta(hours=12)),
+        ("1 hour", timedelta(hours=1)),
+        ("3d", timedelta(days=3)),
+        ("3 days", timedelta(days=3)),
+        ("2w", timedelta(days=14)),
+        ("2W", timedelta(days=14)),
+        ("1m", timedelta(days=30)),
+        ("2 months", timedelta(days=60)),
+        ("0h", timedelta(0)),
+        ("5y", None),
+        ("m", None),
+        ("1.5d", None),
+        ("-1d", None),
+    ],
+)
+def test_parse_duration(value, expected):
+    assert parse_duration(value) == expected
+
+
+def test_user_property():
+    assert parse_commands("/reviewers why @ann")[0].user == "ann"
+    assert parse_commands("/reviewers")[0].user is None
+
+
+@pytest.mark.parametrize("text", [HELP_TEXT, help_text("reviewer-bot")])
+def test_help_never_starts_a_line_with_a_slash(text):
+    assert all(not line.lstrip().startswith("/") for line in text.splitlines())
+    assert parse_commands(text, bot_username="reviewer-bot") == []
+
+
+def test_help_names_every_command():
+    for verb in ("assign", "why", "reroll", "exclude", "optout", "optin", "help"):
+        assert f"`/reviewers {verb}" in HELP_TEXT
+    assert "`@reviewer-bot reviewers assign 2`" in help_text("reviewer-bot")
+    assert help_text() == HELP_TEXT
+
+
+@pytest.mark.parametrize(
+    ("name", "kinds"),
+    [
+        ("note_merge_request.gitlab-docs.json", []),
+        ("derived/note_merge_request_mention_bot.json", ["unknown"]),
+        ("derived/note_merge_request_unknown_slash_command.json", []),
+    ],
+)
+def test_documented_note_payloads(name, kinds):
+    path = WEBHOOKS / name
+    if not path.exists():
+        pytest.skip("shared GitLab payloads not present")
+    note = json.loads(path.read_text())["object_attributes"]["note"]
+    assert [c.kind for c in parse_commands(note, bot_username="reviewer-bot")] == kinds

@@ -1,0 +1,184 @@
+"""The bot's Markdown comments, asserted character for character on small inputs."""
+from __future__ import annotations
+
+import pytest
+
+from bot.commands import parse_commands
+from bot.comment import (
+    COMMANDS_FOOTER,
+    MARKER,
+    NO_HISTORY,
+    code_span,
+    has_marker,
+    render_cannot_suggest,
+    render_comment,
+    render_why,
+)
+from graph.model import Suggestion
+
+ALICE = Suggestion("alice", 0.9, ("reviewed 14 changes under `src/`", "CODEOWNER of `src/`"),
+                   (("history", 0.5), ("load", -0.7)))
+BOB = Suggestion("bob", 0.5, ("approved 3 changes | mostly docs\nlast week", "asked by @carol"))
+
+
+def test_full_comment():
+    body = render_comment(
+        [ALICE, BOB],
+        loads={"alice": 2},
+        names={"alice": "Alice Liddell"},
+        mention=False,
+        notes=["CODEOWNERS section *Backend* needs 1 approval from @alice, @bob"],
+        marker=MARKER,
+        assigned=["alice"],
+        not_stuck=["bob"],
+    )
+    assert body == "\n".join([
+        "<!-- reviewbot:suggestions v1 -->",
+        "",
+        "**Suggested reviewers**",
+        "",
+        "| # | Reviewer | Why | Open reviews |",
+        "|--:|---|---|--:|",
+        "| 1 | `@alice` (Alice Liddell) | reviewed 14 changes under `src/`; CODEOWNER of `src/` | 2 |",
+        "| 2 | `@bob` | approved 3 changes \\| mostly docs last week; asked by `@carol` | ? |",
+        "",
+        "Review requested from `@alice`.",
+        "GitLab did not keep `@bob` as reviewer.",
+        "",
+        "- CODEOWNERS section *Backend* needs 1 approval from `@alice`, `@bob`",
+        "",
+        COMMANDS_FOOTER,
+    ])
+
+
+def test_mentions_ping_only_the_people_in_the_table_and_status():
+    body = render_comment([BOB], loads={"bob": 0}, mention=True, notes=["owners: @dave"], marker="",
+                          assigned=["bob"], commands_footer=False)
+    assert body == "\n".join([
+        "**Suggested reviewers**",
+        "",
+        "| # | Reviewer | Why | Open reviews |",
+        "|--:|---|---|--:|",
+        "| 1 | @bob | approved 3 changes \\| mostly docs last week; asked by `@carol` | 0 |",
+        "",
+        "Review requested from @bob.",
+        "",
+        "- owners: `@dave`",
+    ])
+
+
+def test_no_suggestions():
+    body = render_comment([], loads={}, notes=[], marker=MARKER, commands_footer=False)
+    assert body == f"{MARKER}\n\nNo reviewer to suggest right now."
+
+
+def test_suggestion_without_reasons():
+    body = render_comment([Suggestion("eve", 0.1)], loads={}, marker="", commands_footer=False)
+    assert body.splitlines()[-1] == "| 1 | `@eve` | — | ? |"
+
+
+def test_marker_first_and_found():
+    body = render_comment([ALICE], loads={}, notes=[], marker=MARKER)
+    assert body.splitlines()[0] == MARKER
+    assert has_marker(body)
+    assert has_marker(render_cannot_suggest(NO_HISTORY))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (f"{MARKER}\nhello", True),
+        (f"\n  {MARKER}  \nhello", True),
+        (f"hello\n{MARKER}", False),
+        (f"> {MARKER}", False),
+        ("", False),
+        (None, False),
+    ],
+)
+def test_has_marker(body, expected):
+    assert has_marker(body) is expected
+
+
+def test_no_line_ever_starts_with_a_slash():
+    sneaky = Suggestion("x", 1.0, ("\n/close", "/merge"))
+    body = render_comment([sneaky], loads={}, notes=["/approve\n/unassign me"], marker="/label ~x",
+                          names={"x": "\n/close"})
+    assert all(not line.lstrip().startswith("/") for line in body.splitlines())
+    assert parse_commands(body) == []
+    assert body.splitlines()[0] == "\\/label ~x"
+
+
+def test_footer_commands_are_code_spans():
+    assert "`/reviewers assign [N]`" in COMMANDS_FOOTER
+    assert not COMMANDS_FOOTER.startswith("/")
+
+
+def test_why_for_a_suggestion():
+    text = render_why("alice", ALICE, {"history": 0.5, "load": -0.7}, rank=1)
+    assert text == "\n".join([
+        "**Why `@alice`?**",
+        "`@alice` ranked 1 with score 0.900.",
+        "",
+        "- reviewed 14 changes under `src/`",
+        "- CODEOWNER of `src/`",
+        "",
+        "| Signal | Effect on score |",
+        "|---|--:|",
+        "| `load` | -0.700 |",
+        "| `history` | +0.500 |",
+    ])
+
+
+def test_why_uses_the_suggestions_own_contributions_by_default():
+    text = render_why("alice", ALICE, ())
+    assert "`@alice` has score 0.900." in text
+    assert text.endswith("| `load` | -0.700 |\n| `history` | +0.500 |")
+
+
+def test_why_for_someone_dropped():
+    text = render_why("zed", None, (), dropped="has set their GitLab status to Busy")
+    assert text == "**Why `@zed`?**\nNot suggested: has set their GitLab status to Busy."
+
+
+def test_why_for_someone_without_history():
+    text = render_why("zed", None, [])
+    assert text == "**Why `@zed`?**\nThey have no review history on the files this merge request touches."
+
+
+def test_cannot_suggest():
+    assert render_cannot_suggest(NO_HISTORY) == "\n".join([
+        MARKER,
+        "",
+        "Cannot suggest reviewers: this merge request touches no file with review history yet.",
+        "",
+        COMMANDS_FOOTER,
+    ])
+    assert render_cannot_suggest("no files?", marker="", commands_footer=False) == "Cannot suggest reviewers: no files?"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("@alice", "`@alice`"),
+        ("a`b", "``a`b``"),
+        ("`x`", "`` `x` ``"),
+        ("", "``"),
+    ],
+)
+def test_code_span(text, expected):
+    assert code_span(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("note", "expected"),
+    [
+        ("ask @bob.", "- ask `@bob`."),
+        ("mail bob@example.com", "- mail bob@example.com"),
+        ("owners @@maintainer and @grp/sub", "- owners `@@maintainer` and `@grp/sub`"),
+        ("already `@quiet`", "- already `@quiet`"),
+        ("@a and @b", "- `@a` and `@b`"),
+    ],
+)
+def test_notes_never_ping(note, expected):
+    body = render_comment([], loads={}, notes=[note], marker="", commands_footer=False)
+    assert body.splitlines()[-1] == expected
