@@ -1,0 +1,342 @@
+"""`GitLabClient`: the bot's typed, retrying GitLab REST v4 client, built on gidgetlab's aiohttp `GitLabAPI`.
+
+One aiohttp `ClientSession` is passed in and lives as long as the app. Transient failures are retried with
+tenacity: 429 (sleeping `Retry-After`, else until `RateLimit-Reset`, capped), 5xx, connection errors and
+timeouts, with capped exponential backoff and a maximum attempt count. A POST (not idempotent) is retried only
+when GitLab surely did not act on it: 429, 502/503/504, or no connection. Anything else raises `GitLabError`
+whose message names the cause and the fix. The token is never logged.
+
+    async with aiohttp.ClientSession() as session:
+        gl = GitLabClient(session, url="https://gitlab.example.com", token=settings.gitlab_token)
+        mr = await gl.get_mr("acme/app", 7)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import gidgetlab.aiohttp
+from pydantic import BaseModel
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential, wait_random
+
+from bot.gitlab.errors import GitLabError, error_message
+from bot.gitlab.models import (
+    Approvals, AwardEmoji, ChangedFile, Hook, Member, MergeRequest, Note, Page, Project, User, UserStatus,
+)
+
+__all__ = ["GitLabClient", "GitLabError", "RetryPolicy", "ProjectId"]
+
+log = logging.getLogger(__name__)
+ProjectId = int | str
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: at most `max_attempts` tries, backoff from `base_delay` doubling up to `max_delay`,
+    server-requested waits (Retry-After) capped at `max_retry_after`, each request limited to `timeout` s."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 60.0
+    timeout: float = 30.0
+
+
+class _HTTPStatus(Exception):
+    """An HTTP error answer, kept with its headers so the retry can read Retry-After."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        super().__init__(status)
+        self.status, self.headers, self.body = status, headers, body
+
+
+class _API(gidgetlab.aiohttp.GitLabAPI):
+    """gidgetlab's aiohttp API with a per-request timeout; error statuses raise `_HTTPStatus` with headers."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, token: str, url: str, timeout: float) -> None:
+        super().__init__(session, "reviewbot", access_token=token, url=url)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def _request(self, method: str, url: str, headers: Mapping[str, str],
+                       body: bytes = b"") -> tuple[int, Mapping[str, str], bytes]:
+        async with self._session.request(method, url, headers=headers, data=body,
+                                         timeout=self._timeout) as response:
+            data = await response.read()
+            if response.status >= 400:
+                raise _HTTPStatus(response.status, response.headers, data)
+            return response.status, response.headers, data
+
+    async def get_page(self, url: str, params: dict[str, Any]) -> tuple[Any, str | None]:
+        """One page and whether a next one exists; `getiter` would restart from page 1 after any error."""
+        return await self._make_request("GET", url, params, b"")
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds GitLab asks us to wait: Retry-After (seconds or HTTP date), else until RateLimit-Reset."""
+    value = headers.get("Retry-After")
+    if value:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            pass
+        try:
+            with_date = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max((with_date - datetime.now(timezone.utc)).total_seconds(), 0.0)
+    reset = headers.get("RateLimit-Reset")
+    if reset and reset.isdigit():
+        return max(int(reset) - time.time(), 0.0)
+    return None
+
+
+def _transient(method: str) -> Callable[[BaseException], bool]:
+    """Which failures to retry for `method` (a POST only when GitLab cannot have acted on it)."""
+    def check(exc: BaseException) -> bool:
+        if isinstance(exc, _HTTPStatus):
+            return exc.status == 429 or exc.status >= 500 and (method != "POST" or exc.status in (502, 503, 504))
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            return True
+        return method != "POST" and isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError))
+    return check
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class GitLabClient:
+    """Typed GitLab calls for the bot. `pid` is a numeric project id or a `group/project` path.
+
+    `on_error(status)` is called for every failed attempt (retried ones too): the HTTP status, or 0 when no
+    answer came (connection error, timeout); use it to count API errors in metrics.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, *, url: str, token: str, retry: RetryPolicy | None = None,
+                 on_error: Callable[[int], None] | None = None, per_page: int = 100) -> None:
+        self.retry = retry or RetryPolicy()
+        self.per_page = per_page
+        self._api = _API(session, token=token, url=url, timeout=self.retry.timeout)
+        self._on_error = on_error
+        self._backoff = wait_exponential(multiplier=self.retry.base_delay, max=self.retry.max_delay) + \
+            wait_random(0, self.retry.base_delay)
+
+    def __repr__(self) -> str:
+        return f"GitLabClient(url={self._api.api_url!r}, token=<redacted>)"
+
+    # --- transport ------------------------------------------------------------------------------------------
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = _retry_after(exc.headers) if isinstance(exc, _HTTPStatus) and exc.status in (429, 503) else None
+        return min(asked, self.retry.max_retry_after) if asked is not None else self._backoff(state)
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        what = exc.status if isinstance(exc, _HTTPStatus) else type(exc).__name__
+        log.warning("GitLab call failed (%s), retry %d/%d in %.2fs", what, state.attempt_number,
+                    self.retry.max_attempts - 1, state.upcoming_sleep)
+
+    async def _once(self, method: str, path: str, params: dict[str, Any], data: Any) -> tuple[Any, str | None]:
+        try:
+            if method == "GET":
+                return await self._api.get_page(path, params)
+            if method == "DELETE":
+                await self._api.delete(path, params)
+                return None, None
+            send = self._api.post if method == "POST" else self._api.put
+            return await send(path, params, data=data), None
+        except _HTTPStatus as exc:
+            self._count(exc.status)
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            self._count(0)
+            raise
+
+    def _count(self, status: int) -> None:
+        if self._on_error is not None:
+            self._on_error(status)
+
+    async def _call(self, method: str, path: str, params: dict[str, Any] | None = None,
+                    data: Any = b"") -> tuple[Any, str | None]:
+        """One API call with retries; returns (decoded body, next-page link or None)."""
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.retry.max_attempts), wait=self._wait,
+                                 retry=retry_if_exception(_transient(method)), before_sleep=self._log_retry,
+                                 reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._once(method, path, params or {}, data)
+        except _HTTPStatus as exc:
+            tries = retrying.statistics.get("attempt_number", 1)
+            raise GitLabError(exc.status, method, path, error_message(exc.status, exc.body, attempts=tries)) from None
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            tries = retrying.statistics.get("attempt_number", 1)
+            detail = f"{type(exc).__name__}: {exc}"
+            raise GitLabError(None, method, path, error_message(None, b"", attempts=tries, detail=detail)) from None
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return (await self._call("GET", path, params))[0]
+
+    async def _pages(self, path: str, params: dict[str, Any], page_start: int = 1) -> AsyncIterator[Page[Any]]:
+        """Every page from `page_start`, each fetched (and retried) on its own."""
+        page: int | None = page_start
+        while page is not None:
+            items, more = await self._call("GET", path, {**params, "page": page, "per_page": self.per_page})
+            next_page = page + 1 if more else None
+            yield Page[Any](page=page, items=list(items or []), next_page=next_page)
+            page = next_page
+
+    async def _all(self, model: type[M], path: str, params: dict[str, Any] | None = None) -> list[M]:
+        return [model.model_validate(item) async for page in self._pages(path, params or {}) for item in page.items]
+
+    @staticmethod
+    def _p(pid: ProjectId) -> str:
+        return f"/projects/{quote(str(pid), safe='')}"
+
+    def _mr(self, pid: ProjectId, iid: int) -> str:
+        return f"{self._p(pid)}/merge_requests/{int(iid)}"
+
+    # --- users and projects ---------------------------------------------------------------------------------
+    async def current_user(self) -> User:
+        """The bot's own user (whose notes and reviewer changes the bot must ignore)."""
+        return User.model_validate(await self._get("/user"))
+
+    async def get_user(self, uid: int | str) -> User:
+        return User.model_validate(await self._get(f"/users/{quote(str(uid), safe='')}"))
+
+    async def user_status(self, uid: int | str) -> UserStatus:
+        """The user's status; `.busy` is True when they set "Busy" (skip them as reviewers)."""
+        return UserStatus.model_validate(await self._get(f"/users/{quote(str(uid), safe='')}/status"))
+
+    async def get_project(self, pid: ProjectId) -> Project:
+        return Project.model_validate(await self._get(self._p(pid)))
+
+    async def list_members(self, pid: ProjectId) -> list[Member]:
+        """Everyone with access (inherited included) at their effective level, all pages; blocked users too
+        (check `.state`)."""
+        return await self._all(Member, f"{self._p(pid)}/members/all")
+
+    async def get_member(self, pid: ProjectId, uid: int) -> Member | None:
+        """One member's effective access, or None when the user has no access."""
+        try:
+            return Member.model_validate(await self._get(f"{self._p(pid)}/members/all/{int(uid)}"))
+        except GitLabError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    # --- merge requests -------------------------------------------------------------------------------------
+    async def get_mr(self, pid: ProjectId, iid: int) -> MergeRequest:
+        return MergeRequest.model_validate(await self._get(self._mr(pid, iid)))
+
+    async def mr_changed_files(self, pid: ProjectId, iid: int) -> list[ChangedFile]:
+        """Every changed file of the MR (all pages of /diffs, GitLab 15.7+); see `ChangedFile.path`."""
+        return await self._all(ChangedFile, f"{self._mr(pid, iid)}/diffs")
+
+    async def mr_approvals(self, pid: ProjectId, iid: int) -> Approvals:
+        """Who approved (`.approvers`) and how many approvals are still required."""
+        return Approvals.model_validate(await self._get(f"{self._mr(pid, iid)}/approvals"))
+
+    async def set_reviewers(self, pid: ProjectId, iid: int, ids: Sequence[int]) -> list[User]:
+        """Replace the MR's reviewers with `ids` (send existing + new to add); returns who GitLab kept.
+
+        GitLab silently drops ids it refuses (non-members, blocked users; all but the first on the Free tier),
+        so compare the result with what was asked.
+        """
+        mr = await self._call("PUT", self._mr(pid, iid), data={"reviewer_ids": [int(i) for i in ids]})
+        return MergeRequest.model_validate(mr[0]).reviewers
+
+    async def iter_merged_mrs(self, pid: ProjectId, *, updated_after: datetime | None = None,
+                              page_start: int = 1) -> AsyncIterator[Page[MergeRequest]]:
+        """Merged MRs oldest-updated first, one `Page` at a time, for a resumable backfill.
+
+        Store `page.next_page` after handling a page and pass it back as `page_start` to resume; or store the
+        last `updated_at` seen and pass it as `updated_after` (robust when MRs change meanwhile).
+        """
+        params: dict[str, Any] = {"state": "merged", "order_by": "updated_at", "sort": "asc"}
+        if updated_after is not None:
+            params["updated_after"] = _iso(updated_after)
+        async for page in self._pages(f"{self._p(pid)}/merge_requests", params, page_start):
+            yield Page[MergeRequest](page=page.page, next_page=page.next_page,
+                                     items=[MergeRequest.model_validate(item) for item in page.items])
+
+    async def list_mrs(self, pid: ProjectId, **filters: str | int) -> list[MergeRequest]:
+        """All MRs matching GitLab's list filters, e.g. `state="opened", reviewer_id=7`."""
+        return await self._all(MergeRequest, f"{self._p(pid)}/merge_requests", dict(filters))
+
+    async def open_review_counts(self, pid: ProjectId, user_ids: Iterable[int]) -> dict[int, int]:
+        """How many open MRs each user is a reviewer of (one listing of open MRs, not one call per user)."""
+        counts = dict.fromkeys((int(u) for u in user_ids), 0)
+        for mr in await self.list_mrs(pid, state="opened"):
+            for reviewer in mr.reviewers:
+                if reviewer.id in counts:
+                    counts[reviewer.id] += 1
+        return counts
+
+    # --- notes and award emoji ------------------------------------------------------------------------------
+    async def list_notes(self, pid: ProjectId, iid: int) -> list[Note]:
+        """All notes of the MR, oldest first (system notes included: check `.system`)."""
+        params = {"order_by": "created_at", "sort": "asc"}
+        return await self._all(Note, f"{self._mr(pid, iid)}/notes", params)
+
+    async def get_note(self, pid: ProjectId, iid: int, note_id: int) -> Note:
+        return Note.model_validate(await self._get(f"{self._mr(pid, iid)}/notes/{int(note_id)}"))
+
+    async def create_note(self, pid: ProjectId, iid: int, body: str, *, internal: bool = False) -> Note | None:
+        """Comment on the MR; None when the body held only quick actions (GitLab ran them, saved nothing)."""
+        data: dict[str, Any] = {"body": body, "internal": True} if internal else {"body": body}
+        created, _ = await self._call("POST", f"{self._mr(pid, iid)}/notes", data=data)
+        return Note.model_validate(created) if isinstance(created, dict) and "id" in created else None
+
+    async def update_note(self, pid: ProjectId, iid: int, note_id: int, body: str) -> Note:
+        """Edit one of the bot's own notes (only the author may)."""
+        edited, _ = await self._call("PUT", f"{self._mr(pid, iid)}/notes/{int(note_id)}", data={"body": body})
+        return Note.model_validate(edited)
+
+    async def award_emoji(self, pid: ProjectId, iid: int, note_id: int | None, name: str) -> AwardEmoji:
+        """Award `name` (e.g. "eyes", without colons) on a note, or on the MR itself when `note_id` is None."""
+        target = self._mr(pid, iid) + (f"/notes/{int(note_id)}" if note_id is not None else "")
+        awarded, _ = await self._call("POST", f"{target}/award_emoji", data={"name": name})
+        return AwardEmoji.model_validate(awarded)
+
+    # --- files and hooks ------------------------------------------------------------------------------------
+    async def file_raw(self, pid: ProjectId, path: str, ref: str | None = None) -> str | None:
+        """A file's text on `ref` (default branch when None), or None when it does not exist."""
+        params = {"ref": ref} if ref else {}
+        try:
+            text = await self._get(f"{self._p(pid)}/repository/files/{quote(path, safe='')}/raw", params)
+        except GitLabError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return text.decode("utf-8", "replace") if isinstance(text, bytes) else text or ""
+
+    async def list_hooks(self, pid: ProjectId) -> list[Hook]:
+        return await self._all(Hook, f"{self._p(pid)}/hooks")
+
+    async def create_hook(self, pid: ProjectId, url: str, *, token: str | None = None,
+                          merge_requests_events: bool = True, note_events: bool = True, emoji_events: bool = True,
+                          push_events: bool = False, enable_ssl_verification: bool = True,
+                          name: str | None = None) -> Hook:
+        """Register the bot's webhook (needs Maintainer); `push_events` is sent explicitly as GitLab defaults it on."""
+        data: dict[str, Any] = {
+            "url": url, "merge_requests_events": merge_requests_events, "note_events": note_events,
+            "emoji_events": emoji_events, "push_events": push_events,
+            "enable_ssl_verification": enable_ssl_verification,
+        }
+        if token:
+            data["token"] = token
+        if name:
+            data["name"] = name
+        created, _ = await self._call("POST", f"{self._p(pid)}/hooks", data=data)
+        return Hook.model_validate(created)

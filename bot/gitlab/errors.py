@@ -1,0 +1,60 @@
+"""`GitLabError`: a failed GitLab API call, saying what went wrong and how to fix it (never the token)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["GitLabError", "error_message"]
+
+_HINTS = {
+    400: "GitLab rejected the request's parameters",
+    401: "GITLAB_TOKEN is wrong or expired; create a token with api scope and set GITLAB_TOKEN",
+    403: "the bot's token may not do this; give the bot user Developer access (Maintainer to manage hooks) "
+         "and a token with api scope",
+    404: "not found: check the project id or path and that the bot user is a member (private projects "
+         "look like 404 to outsiders)",
+    409: "GitLab reported a conflict; the object changed meanwhile, fetch it again",
+    422: "GitLab could not process the values sent",
+    429: "GitLab's rate limit was still exceeded after retrying; lower the bot's request rate or raise the limit",
+}
+
+
+class GitLabError(Exception):
+    """A GitLab API call failed: `status` is the HTTP status (None when GitLab could not be reached).
+
+    >>> str(GitLabError(401, "GET", "/user", "401 Unauthorized"))
+    'GitLab GET /user failed (401): 401 Unauthorized. GITLAB_TOKEN is wrong or expired; create a token with api scope and set GITLAB_TOKEN'
+    """
+
+    def __init__(self, status: int | None, method: str, path: str, message: str) -> None:
+        self.status, self.method, self.path, self.message = status, method, path, message
+        super().__init__(f"GitLab {method} {path} failed ({status or 'no response'}): {message}")
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+
+def _body_text(body: bytes) -> str:
+    """GitLab's error text: `message` (string or field→errors dict), `error`, or the plain body."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        return text[:200]
+    if isinstance(data, dict):
+        detail = data.get("message", data.get("error", data))
+        return detail if isinstance(detail, str) else json.dumps(detail)[:200]
+    return text[:200]
+
+
+def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail: str = "") -> str:
+    """What failed and the fix, e.g. "401 Unauthorized. GITLAB_TOKEN is wrong or expired; …"."""
+    said = _body_text(body) if body else detail
+    if status is None:
+        return f"{said or 'no answer'}. Could not reach GitLab after {attempts} attempt(s); check GITLAB_URL and " \
+               "the network"
+    if status >= 500:
+        return f"{said}. GitLab kept failing after {attempts} attempt(s); check GitLab's health and retry later"
+    hint = _HINTS.get(status, "GitLab refused the request")
+    return f"{said}. {hint}" if said else hint

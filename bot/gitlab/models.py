@@ -1,0 +1,157 @@
+"""Pydantic models of the GitLab REST v4 objects the bot reads: validated at the edge, unknown keys kept.
+
+GitLab adds fields every release, so every model allows extra keys (reachable through `model_extra`) and
+requires only what the bot relies on.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "User", "Member", "UserStatus", "Project", "MergeRequest", "ChangedFile", "Approval", "Approvals", "Note",
+    "AwardEmoji", "Hook", "Page", "GUEST", "REPORTER", "DEVELOPER", "MAINTAINER", "OWNER",
+]
+
+GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
+T = TypeVar("T")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class User(_Model):
+    """A user as embedded in MRs, notes and member lists; `bot` is only present on GET /user and /users/:id."""
+
+    id: int
+    username: str
+    name: str = ""
+    state: str = "active"
+    bot: bool = False
+    avatar_url: str | None = None
+    web_url: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+
+class Member(User):
+    """A project member with the effective (highest, inherited included) access level."""
+
+    access_level: int
+
+
+class UserStatus(_Model):
+    availability: str = "not_set"
+    emoji: str | None = None
+    message: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.availability == "busy"
+
+
+class Project(_Model):
+    id: int
+    path_with_namespace: str
+    name: str = ""
+    default_branch: str | None = "main"
+    web_url: str = ""
+
+
+class MergeRequest(_Model):
+    """GET .../merge_requests/:iid or a list item (lists lack `diff_refs` and `changes_count`)."""
+
+    id: int
+    iid: int
+    project_id: int
+    title: str
+    state: str
+    author: User
+    description: str | None = ""
+    draft: bool = False
+    reviewers: list[User] = Field(default_factory=list)
+    assignees: list[User] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    merged_at: datetime | None = None
+    source_branch: str = ""
+    target_branch: str = ""
+    sha: str | None = None
+    web_url: str = ""
+    merge_user: User | None = None
+
+
+class ChangedFile(_Model):
+    """One file of an MR's diff. `path` is where the file lives after the change: renames resolve to the new
+    path; a deleted file keeps its path (GitLab sets new_path == old_path) and is flagged `deleted_file`."""
+
+    old_path: str
+    new_path: str
+    new_file: bool = False
+    renamed_file: bool = False
+    deleted_file: bool = False
+
+    @property
+    def path(self) -> str:
+        return self.new_path
+
+
+class Approval(_Model):
+    """One entry of `approved_by`: `{"user": {...}, "approved_at": ...}`."""
+
+    user: User
+    approved_at: datetime | None = None
+
+
+class Approvals(_Model):
+    approved_by: list[Approval] = Field(default_factory=list)
+    approved: bool | None = None
+    approvals_required: int = 0
+    approvals_left: int = 0
+
+    @property
+    def approvers(self) -> list[User]:
+        return [entry.user for entry in self.approved_by]
+
+
+class Note(_Model):
+    id: int
+    body: str
+    author: User
+    system: bool = False
+    created_at: datetime
+    updated_at: datetime | None = None
+    noteable_iid: int | None = None
+    internal: bool = False
+
+
+class AwardEmoji(_Model):
+    id: int
+    name: str
+    user: User
+    awardable_id: int
+    awardable_type: str
+
+
+class Hook(_Model):
+    id: int
+    url: str
+    push_events: bool = False
+    merge_requests_events: bool = False
+    note_events: bool = False
+    emoji_events: bool = False
+    alert_status: str | None = None
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a listing: resume a backfill from `next_page` (None when this was the last page)."""
+
+    page: int
+    items: list[T]
+    next_page: int | None

@@ -1,0 +1,229 @@
+"""The records a simulated GitLab keeps: users, projects, merge requests, notes, awards, hooks, requests.
+
+Plain mutable dataclasses, no I/O: `SimState` (sim_state.py) owns and changes them, `sim_render.py` turns them
+into GitLab's REST shapes and `payloads.py` into webhook bodies. Times are timezone-aware UTC datetimes.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "SimUser", "SimProject", "SimDiff", "SimMR", "SimNote", "SimAward", "SimHook", "HookEvent", "Delivery",
+    "SimRequest", "fake_sha", "DRAFT_RE",
+]
+
+DRAFT_RE = re.compile(r"^\s*(\[draft\]|\(draft\)|draft:)\s*", re.IGNORECASE)  # GitLab's merge_request_draft
+
+
+def fake_sha(*parts: object) -> str:
+    """A stable 40-hex commit id derived from `parts`, so seeded runs produce the same shas."""
+    return hashlib.sha1("\x00".join(str(p) for p in parts).encode()).hexdigest()
+
+
+@dataclass
+class SimUser:
+    """A GitLab user; `state` is active/blocked/deactivated, `busy` is the "Busy" availability status."""
+
+    id: int
+    username: str
+    name: str
+    state: str = "active"
+    bot: bool = False
+    busy: bool = False
+    status_message: str | None = None
+    email: str = ""
+    created_at: datetime | None = None
+
+
+@dataclass
+class SimDiff:
+    """One changed file of a merge request, with GitLab's flags (a deletion keeps new_path == old_path)."""
+
+    old_path: str
+    new_path: str
+    new_file: bool = False
+    renamed_file: bool = False
+    deleted_file: bool = False
+    diff: str = ""
+
+    @classmethod
+    def modified(cls, path: str) -> SimDiff:
+        return cls(path, path, diff=f"@@ -1 +1 @@\n-old {path}\n+new {path}\n")
+
+    @classmethod
+    def added(cls, path: str) -> SimDiff:
+        return cls(path, path, new_file=True, diff=f"@@ -0,0 +1 @@\n+{path}\n")
+
+    @classmethod
+    def deleted(cls, path: str) -> SimDiff:
+        return cls(path, path, deleted_file=True, diff=f"@@ -1 +0,0 @@\n-{path}\n")
+
+    @classmethod
+    def renamed(cls, old: str, new: str) -> SimDiff:
+        return cls(old, new, renamed_file=True)
+
+
+@dataclass
+class SimAward:
+    """An award emoji on a merge request or on a note (`awardable_type` "MergeRequest" or "Note")."""
+
+    id: int
+    name: str
+    user_id: int
+    awardable_type: str
+    awardable_id: int
+    created_at: datetime
+
+
+@dataclass
+class SimNote:
+    """A comment on a merge request; system notes never fire Note Hooks (as in GitLab)."""
+
+    id: int
+    body: str
+    author_id: int
+    project_id: int
+    mr_iid: int
+    mr_id: int
+    created_at: datetime
+    updated_at: datetime
+    system: bool = False
+    internal: bool = False
+    awards: list[SimAward] = field(default_factory=list)
+
+
+@dataclass
+class SimMR:
+    """A merge request; `draft` follows the title prefix exactly like GitLab ("Draft: …")."""
+
+    id: int
+    iid: int
+    project_id: int
+    title: str
+    author_id: int
+    source_branch: str
+    target_branch: str
+    created_at: datetime
+    updated_at: datetime
+    description: str = ""
+    state: str = "opened"
+    labels: list[str] = field(default_factory=list)
+    diffs: list[SimDiff] = field(default_factory=list)
+    reviewer_ids: list[int] = field(default_factory=list)
+    assignee_ids: list[int] = field(default_factory=list)
+    approvals: dict[int, datetime] = field(default_factory=dict)
+    notes: list[SimNote] = field(default_factory=list)
+    awards: list[SimAward] = field(default_factory=list)
+    sha: str = ""
+    base_sha: str = ""
+    merged_at: datetime | None = None
+    merged_by_id: int | None = None
+    closed_at: datetime | None = None
+    closed_by_id: int | None = None
+    updated_by_id: int | None = None
+
+    @property
+    def draft(self) -> bool:
+        return DRAFT_RE.match(self.title) is not None
+
+    @property
+    def state_id(self) -> int:
+        return {"opened": 1, "closed": 2, "merged": 3, "locked": 4}[self.state]
+
+
+@dataclass
+class SimHook:
+    """A project webhook; `token` is the secret sent verbatim as X-Gitlab-Token (never shown by the API)."""
+
+    id: int
+    project_id: int
+    url: str
+    uuid: str
+    created_at: datetime
+    token: str | None = None
+    name: str = ""
+    description: str = ""
+    push_events: bool = True
+    merge_requests_events: bool = False
+    note_events: bool = False
+    confidential_note_events: bool = False
+    emoji_events: bool = False
+    enable_ssl_verification: bool = True
+    alert_status: str = "executable"
+    disabled_until: datetime | None = None
+    consecutive_failures: int = 0
+
+    def wants(self, event_name: str) -> bool:
+        """Whether this hook subscribes to `event_name` (an X-Gitlab-Event value)."""
+        flag = {
+            "Merge Request Hook": self.merge_requests_events,
+            "Note Hook": self.note_events,
+            "Confidential Note Hook": self.confidential_note_events,
+            "Emoji Hook": self.emoji_events,
+            "Push Hook": self.push_events,
+        }
+        return flag.get(event_name, False)
+
+
+@dataclass
+class SimProject:
+    """A project with its members (user id → access level), files per ref, hooks and merge requests."""
+
+    id: int
+    path_with_namespace: str
+    name: str
+    created_at: datetime
+    default_branch: str = "main"
+    description: str = ""
+    visibility: str = "private"
+    approvals_required: int = 0
+    members: dict[int, int] = field(default_factory=dict)
+    files: dict[tuple[str, str], str] = field(default_factory=dict)
+    hooks: list[SimHook] = field(default_factory=list)
+    mrs: dict[int, SimMR] = field(default_factory=dict)
+
+    @property
+    def namespace(self) -> str:
+        return self.path_with_namespace.rsplit("/", 1)[0]
+
+    @property
+    def path(self) -> str:
+        return self.path_with_namespace.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class HookEvent:
+    """One webhook event waiting for delivery: the X-Gitlab-Event name and the JSON body."""
+
+    project_id: int
+    event_name: str
+    body: dict[str, Any]
+    event_uuid: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One POST to a hook URL: what was sent and how the receiver answered (status 0 = no answer)."""
+
+    hook_id: int
+    url: str
+    event_name: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    status: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SimRequest:
+    """One API request the simulator received; `path` is the raw path (e.g. /api/v4/projects/a%2Fb)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+    status: int = 0

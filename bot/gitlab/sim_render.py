@@ -1,0 +1,214 @@
+"""GitLab REST v4 JSON shapes built from the simulator's records (the keys of GitLab's documented examples).
+
+Pure functions: no aiohttp, no state changes. `web` is the instance base URL used in `web_url` fields.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from bot.gitlab.sim_model import SimAward, SimDiff, SimHook, SimMR, SimNote, SimProject, SimUser
+
+__all__ = [
+    "iso_ms", "iso_z", "utc_text", "avatar_url", "user_basic", "user_full", "member", "project_json",
+    "mr_json", "diff_json", "approvals_json", "note_json", "award_json", "hook_json", "status_json",
+    "reviewer_detail_json",
+]
+
+
+def iso_ms(dt: datetime | None) -> str | None:
+    """REST timestamps: `2019-07-11T22:34:43.500Z`."""
+    if dt is None:
+        return None
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def iso_z(dt: datetime | None) -> str | None:
+    """Merge Request Hook `object_attributes` timestamps: `2013-12-03T17:23:34Z`."""
+    return None if dt is None else dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_text(dt: datetime | None) -> str | None:
+    """Note/Emoji Hook and `changes` timestamps: `2015-05-17 18:21:36 UTC`."""
+    return None if dt is None else dt.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def avatar_url(user: SimUser) -> str:
+    digest = hashlib.md5(user.username.encode()).hexdigest()
+    return f"https://www.gravatar.com/avatar/{digest}?s=80&d=identicon"
+
+
+def user_basic(web: str, user: SimUser) -> dict[str, Any]:
+    """The user object embedded in MRs, approvals and members."""
+    return {
+        "id": user.id, "name": user.name, "username": user.username, "state": user.state,
+        "avatar_url": avatar_url(user), "web_url": f"{web}/{user.username}",
+    }
+
+
+def user_full(web: str, user: SimUser) -> dict[str, Any]:
+    """GET /user and GET /users/:id."""
+    return {
+        **user_basic(web, user), "locked": user.state == "blocked", "created_at": iso_ms(user.created_at),
+        "bio": "", "location": "", "public_email": None, "skype": "", "linkedin": "", "twitter": "",
+        "website_url": "", "organization": "", "job_title": "", "bot": user.bot, "work_information": None,
+        "followers": 0, "following": 0, "is_followed": False, "local_time": None, "email": user.email,
+        "is_admin": user.username == "root", "two_factor_enabled": False, "external": False,
+    }
+
+
+def member(web: str, user: SimUser, level: int, created_by: SimUser, since: datetime) -> dict[str, Any]:
+    """One entry of GET /projects/:id/members/all."""
+    return {
+        **user_basic(web, user), "created_at": iso_ms(since), "created_by": user_basic(web, created_by),
+        "expires_at": None, "access_level": level, "group_saml_identity": None, "membership_state": "active",
+    }
+
+
+def project_json(web: str, project: SimProject) -> dict[str, Any]:
+    """GET /projects/:id (the fields a bot reads, plus the usual neighbours)."""
+    url = f"{web}/{project.path_with_namespace}"
+    host = web.split("://", 1)[-1].split(":", 1)[0]
+    return {
+        "id": project.id, "description": project.description, "name": project.name,
+        "name_with_namespace": project.path_with_namespace.replace("/", " / "), "path": project.path,
+        "path_with_namespace": project.path_with_namespace, "created_at": iso_ms(project.created_at),
+        "default_branch": project.default_branch, "tag_list": [], "topics": [],
+        "ssh_url_to_repo": f"git@{host}:{project.path_with_namespace}.git", "http_url_to_repo": f"{url}.git",
+        "web_url": url, "readme_url": None, "avatar_url": None, "forks_count": 0, "star_count": 0,
+        "last_activity_at": iso_ms(project.created_at), "visibility": project.visibility,
+        "namespace": {"id": project.id + 1000, "name": project.namespace, "path": project.namespace,
+                      "kind": "group", "full_path": project.namespace, "parent_id": None, "avatar_url": None,
+                      "web_url": f"{web}/groups/{project.namespace}"},
+        "empty_repo": False, "archived": False, "merge_requests_enabled": True,
+        "approvals_before_merge": project.approvals_required,
+    }
+
+
+def _mr_common(web: str, project: SimProject, mr: SimMR, users: dict[int, SimUser]) -> dict[str, Any]:
+    person = lambda uid: user_basic(web, users[uid]) if uid is not None else None  # noqa: E731
+    assignees = [person(u) for u in mr.assignee_ids]
+    return {
+        "id": mr.id, "iid": mr.iid, "project_id": project.id, "title": mr.title, "description": mr.description,
+        "state": mr.state, "created_at": iso_ms(mr.created_at), "updated_at": iso_ms(mr.updated_at),
+        "merged_by": person(mr.merged_by_id), "merge_user": person(mr.merged_by_id),
+        "merged_at": iso_ms(mr.merged_at), "closed_by": person(mr.closed_by_id), "closed_at": iso_ms(mr.closed_at),
+        "target_branch": mr.target_branch, "source_branch": mr.source_branch,
+        "user_notes_count": sum(not n.system for n in mr.notes),
+        "upvotes": sum(a.name == "thumbsup" for a in mr.awards),
+        "downvotes": sum(a.name == "thumbsdown" for a in mr.awards),
+        "assignee": assignees[0] if assignees else None, "author": person(mr.author_id), "assignees": assignees,
+        "reviewers": [person(u) for u in mr.reviewer_ids], "source_project_id": project.id,
+        "target_project_id": project.id, "labels": list(mr.labels), "draft": mr.draft,
+        "work_in_progress": mr.draft, "milestone": None, "merge_when_pipeline_succeeds": False,
+        "detailed_merge_status": "mergeable" if mr.state == "opened" else "not_open", "sha": mr.sha,
+        "merge_commit_sha": None, "squash_commit_sha": None, "discussion_locked": None,
+        "should_remove_source_branch": None, "force_remove_source_branch": True,
+        "reference": f"!{mr.iid}", "web_url": f"{web}/{project.path_with_namespace}/-/merge_requests/{mr.iid}",
+        "time_stats": {"time_estimate": 0, "total_time_spent": 0, "human_time_estimate": None,
+                       "human_total_time_spent": None},
+        "squash": False, "task_completion_status": {"count": 0, "completed_count": 0},
+        "approvals_before_merge": project.approvals_required or None,
+    }
+
+
+def mr_json(web: str, project: SimProject, mr: SimMR, users: dict[int, SimUser], *, full: bool) -> dict[str, Any]:
+    """An MR as GET .../merge_requests/:iid (`full`) or as a list item (no diff_refs, changes_count…)."""
+    data = _mr_common(web, project, mr, users)
+    if not full:
+        return data
+    data.update({
+        "merge_status": "can_be_merged" if mr.state == "opened" else "unchecked", "subscribed": False,
+        "changes_count": str(len(mr.diffs)), "latest_build_started_at": None, "latest_build_finished_at": None,
+        "first_deployed_to_production_at": None, "pipeline": None, "head_pipeline": None,
+        "diff_refs": {"base_sha": mr.base_sha, "head_sha": mr.sha, "start_sha": mr.base_sha},
+        "merge_error": None, "user": {"can_merge": True}, "first_contribution": False, "has_conflicts": False,
+    })
+    return data
+
+
+def diff_json(diff: SimDiff) -> dict[str, Any]:
+    """One entry of GET .../merge_requests/:iid/diffs (and of `changes` in /changes)."""
+    return {
+        "old_path": diff.old_path, "new_path": diff.new_path,
+        "a_mode": "0" if diff.new_file else "100644", "b_mode": "0" if diff.deleted_file else "100644",
+        "diff": diff.diff, "collapsed": False, "too_large": False, "new_file": diff.new_file,
+        "renamed_file": diff.renamed_file, "deleted_file": diff.deleted_file, "generated_file": False,
+    }
+
+
+def approvals_json(web: str, project: SimProject, mr: SimMR, users: dict[int, SimUser],
+                   caller_id: int) -> dict[str, Any]:
+    """GET .../merge_requests/:iid/approvals."""
+    left = max(project.approvals_required - len(mr.approvals), 0)
+    return {
+        "id": mr.id, "iid": mr.iid, "project_id": project.id, "title": mr.title, "description": mr.description,
+        "state": mr.state, "created_at": iso_ms(mr.created_at), "updated_at": iso_ms(mr.updated_at),
+        "merge_status": "can_be_merged", "approved": left == 0,
+        "approvals_required": project.approvals_required, "approvals_left": left,
+        "require_password_to_approve": False,
+        "approved_by": [{"user": user_basic(web, users[uid]), "approved_at": iso_ms(at)}
+                        for uid, at in mr.approvals.items()],
+        "suggested_approvers": [], "approvers": [], "approver_groups": [],
+        "user_has_approved": caller_id in mr.approvals, "user_can_approve": caller_id != mr.author_id,
+        "approval_rules_left": [], "has_approval_rules": False, "merge_request_approvers_available": False,
+        "multiple_approval_rules_available": False,
+    }
+
+
+def reviewer_detail_json(web: str, mr: SimMR, users: dict[int, SimUser]) -> list[dict[str, Any]]:
+    """GET .../merge_requests/:iid/reviewers: each reviewer with a review state."""
+    return [{"user": user_basic(web, users[uid]),
+             "state": "approved" if uid in mr.approvals else "unreviewed",
+             "created_at": iso_ms(mr.updated_at)} for uid in mr.reviewer_ids]
+
+
+def note_json(web: str, note: SimNote, users: dict[int, SimUser]) -> dict[str, Any]:
+    """A note as the Notes API returns it (author without avatar, like the documented example)."""
+    author = users[note.author_id]
+    return {
+        "id": note.id, "type": None, "body": note.body, "attachment": None,
+        "author": {"id": author.id, "username": author.username, "email": author.email, "name": author.name,
+                   "state": author.state, "avatar_url": avatar_url(author), "web_url": f"{web}/{author.username}",
+                   "created_at": iso_ms(author.created_at)},
+        "created_at": iso_ms(note.created_at), "updated_at": iso_ms(note.updated_at), "system": note.system,
+        "noteable_id": note.mr_id, "noteable_type": "MergeRequest", "project_id": note.project_id,
+        "noteable_iid": note.mr_iid, "resolvable": False, "confidential": note.internal, "internal": note.internal,
+    }
+
+
+def award_json(web: str, award: SimAward, users: dict[int, SimUser]) -> dict[str, Any]:
+    """An award emoji as the Award Emoji API returns it."""
+    return {
+        "id": award.id, "name": award.name, "user": user_basic(web, users[award.user_id]),
+        "created_at": iso_ms(award.created_at), "updated_at": iso_ms(award.created_at),
+        "awardable_id": award.awardable_id, "awardable_type": award.awardable_type,
+    }
+
+
+def hook_json(hook: SimHook) -> dict[str, Any]:
+    """A project hook; the secret token is never returned, as in GitLab."""
+    return {
+        "id": hook.id, "url": hook.url, "name": hook.name, "description": hook.description,
+        "project_id": hook.project_id, "push_events": hook.push_events, "push_events_branch_filter": "",
+        "issues_events": False, "confidential_issues_events": False,
+        "merge_requests_events": hook.merge_requests_events, "tag_push_events": False,
+        "note_events": hook.note_events, "confidential_note_events": hook.confidential_note_events,
+        "job_events": False, "pipeline_events": False, "wiki_page_events": False, "deployment_events": False,
+        "releases_events": False, "feature_flag_events": False, "emoji_events": hook.emoji_events,
+        "enable_ssl_verification": hook.enable_ssl_verification, "repository_update_events": False,
+        "alert_status": hook.alert_status, "disabled_until": iso_ms(hook.disabled_until), "url_variables": [],
+        "created_at": iso_ms(hook.created_at), "resource_access_token_events": False,
+        "custom_webhook_template": None, "custom_headers": [],
+    }
+
+
+def status_json(user: SimUser) -> dict[str, Any]:
+    """GET /users/:id/status: `availability` is "busy" or "not_set"."""
+    if not user.busy and not user.status_message:
+        return {"emoji": None, "availability": "not_set", "message": None, "message_html": "",
+                "clear_status_at": None}
+    message = user.status_message or ("Busy" if user.busy else None)
+    return {"emoji": "red_circle" if user.busy else None, "availability": "busy" if user.busy else "not_set",
+            "message": message, "message_html": message or "", "clear_status_at": None}

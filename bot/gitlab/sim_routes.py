@@ -1,0 +1,412 @@
+"""REST v4 endpoints of the GitLab simulator: one small handler per route, GitLab's status codes and bodies.
+
+Handlers read `request.app[STATE]`, the authenticated `request[CALLER]` and the merged `request[PARAMS]`
+(both set by the middleware in simulator.py) and raise `ApiError` for GitLab's error bodies.
+"""
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from bot.gitlab import sim_render as render
+from bot.gitlab.sim_http import (
+    PUBLIC, ApiError, bool_param, id_list, int_param, json_response, paginate, time_param,
+)
+from bot.gitlab.sim_model import SimMR, SimNote, SimProject, SimUser
+from bot.gitlab.sim_state import SimState
+
+__all__ = ["STATE", "CALLER", "PARAMS", "add_routes", "Handler"]
+
+STATE = web.AppKey("gitlab_sim_state", SimState)
+
+
+def _request_key(name: str, kind: type) -> Any:
+    """A typed request-storage key (aiohttp >= 3.12 warns on plain strings); a string on older aiohttp."""
+    factory = getattr(web, "RequestKey", None)
+    return factory(name, kind) if factory is not None else name
+
+
+CALLER = _request_key("gitlab_sim_caller", SimUser)
+PARAMS = _request_key("gitlab_sim_params", dict)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_ORDERS = ("created_at", "updated_at", "merged_at", "title")
+
+
+def public(handler: Handler) -> Handler:
+    """Mark an endpoint that answers without a token (like GitLab's user status)."""
+    setattr(handler, PUBLIC, True)
+    return handler
+
+
+def _state(request: web.Request) -> SimState:
+    return request.app[STATE]
+
+
+def _caller(request: web.Request) -> SimUser:
+    return request[CALLER]
+
+
+def _project(request: web.Request) -> SimProject:
+    """The `:id` project; private projects the caller is not a member of look absent, as in GitLab."""
+    state, caller = _state(request), request.get(CALLER)
+    project = state.find_project(request.match_info["pid"])
+    visible = project is not None and (project.visibility != "private" or caller is not None and (
+        caller.id == state.root.id or state.access_level(project, caller.id) > 0))
+    if project is None or not visible:
+        raise ApiError(404, message="404 Project Not Found")
+    return project
+
+
+def _mr(request: web.Request, project: SimProject) -> SimMR:
+    iid = int_param(dict(request.match_info), "iid")
+    if iid not in project.mrs:
+        raise ApiError(404, message="404 Merge Request Not Found")
+    return project.mrs[iid]
+
+
+def _note(request: web.Request, mr: SimMR) -> SimNote:
+    nid = int_param(dict(request.match_info), "nid")
+    note = next((n for n in mr.notes if n.id == nid), None)
+    if note is None:
+        raise ApiError(404, message="404 Note Not Found")
+    return note
+
+
+def _require(state: SimState, project: SimProject, caller: SimUser, level: int) -> None:
+    if caller.id != state.root.id and state.access_level(project, caller.id) < level:
+        raise ApiError(403, message="403 Forbidden")
+
+
+# --- users ----------------------------------------------------------------------------------------------------
+async def get_current_user(request: web.Request) -> web.Response:
+    return json_response(render.user_full(_state(request).web, _caller(request)))
+
+
+async def get_user(request: web.Request) -> web.Response:
+    state = _state(request)
+    user = state.find_user(request.match_info["uid"])
+    if user is None:
+        raise ApiError(404, message="404 User Not Found")
+    return json_response(render.user_full(state.web, user))
+
+
+@public
+async def get_user_status(request: web.Request) -> web.Response:
+    user = _state(request).find_user(request.match_info["uid"])
+    if user is None:
+        raise ApiError(404, message="404 User Not Found")
+    return json_response(render.status_json(user))
+
+
+# --- projects and members -------------------------------------------------------------------------------------
+async def get_project(request: web.Request) -> web.Response:
+    return json_response(render.project_json(_state(request).web, _project(request)))
+
+
+def _members(state: SimState, project: SimProject) -> list[dict[str, Any]]:
+    return [render.member(state.web, state.users[uid], level, state.root, project.created_at)
+            for uid, level in sorted(project.members.items())]
+
+
+async def list_members(request: web.Request) -> web.Response:
+    state, project, params = _state(request), _project(request), request[PARAMS]
+    rows = _members(state, project)
+    query = str(params.get("query") or "").lower()
+    if query:
+        rows = [m for m in rows if query in m["username"].lower() or query in m["name"].lower()]
+    if "user_ids" in params:
+        wanted = set(id_list(params["user_ids"]))
+        rows = [m for m in rows if m["id"] in wanted]
+    return paginate(request, rows)
+
+
+async def get_member(request: web.Request) -> web.Response:
+    state, project = _state(request), _project(request)
+    uid = int_param(dict(request.match_info), "uid")
+    row = next((m for m in _members(state, project) if m["id"] == uid), None)
+    if row is None:
+        raise ApiError(404, message="404 Member Not Found")
+    return json_response(row)
+
+
+# --- merge requests -------------------------------------------------------------------------------------------
+def _matches(state: SimState, mr: SimMR, params: dict[str, Any]) -> bool:
+    """GitLab's MR list filters: state, reviewer, author, labels and time windows."""
+    wanted_state = params.get("state", "all")
+    if wanted_state != "all" and mr.state != wanted_state:
+        return False
+    reviewer = params.get("reviewer_id")
+    if reviewer in ("None", "none") and mr.reviewer_ids or reviewer in ("Any", "any") and not mr.reviewer_ids:
+        return False
+    if reviewer not in (None, "None", "none", "Any", "any") and int_param(params, "reviewer_id") not in mr.reviewer_ids:
+        return False
+    named = params.get("reviewer_username")
+    if named and all(state.users[u].username != named for u in mr.reviewer_ids):
+        return False
+    if params.get("author_id") and int_param(params, "author_id") != mr.author_id:
+        return False
+    if params.get("author_username") and state.users[mr.author_id].username != params["author_username"]:
+        return False
+    labels = [x for x in str(params.get("labels") or "").split(",") if x]
+    return all(x in mr.labels for x in labels) and _in_windows(mr, params)
+
+
+def _in_windows(mr: SimMR, params: dict[str, Any]) -> bool:
+    checks = (("updated_after", mr.updated_at, 1), ("updated_before", mr.updated_at, -1),
+              ("created_after", mr.created_at, 1), ("created_before", mr.created_at, -1))
+    for name, value, sign in checks:
+        bound = time_param(params, name)
+        if bound is not None and (value < bound if sign > 0 else value > bound):
+            return False
+    return True
+
+
+def _sort_key(order_by: str) -> Callable[[SimMR], Any]:
+    floor = datetime.min.replace(tzinfo=timezone.utc)
+    if order_by == "title":
+        return lambda mr: (mr.title, mr.id)
+    return lambda mr: (getattr(mr, order_by) or floor, mr.id)
+
+
+async def list_mrs(request: web.Request) -> web.Response:
+    state, project, params = _state(request), _project(request), request[PARAMS]
+    order_by, sort = params.get("order_by", "created_at"), params.get("sort", "desc")
+    if order_by not in _ORDERS or sort not in ("asc", "desc"):
+        raise ApiError(400, error="order_by, sort does not have a valid value")
+    mrs = sorted((mr for mr in project.mrs.values() if _matches(state, mr, params)),
+                 key=_sort_key(order_by), reverse=sort == "desc")
+    return paginate(request, [render.mr_json(state.web, project, mr, state.users, full=False) for mr in mrs])
+
+
+async def get_mr(request: web.Request) -> web.Response:
+    state, project = _state(request), _project(request)
+    mr = _mr(request, project)
+    return json_response(render.mr_json(state.web, project, mr, state.users, full=True))
+
+
+def _labels(mr: SimMR, params: dict[str, Any]) -> list[str] | None:
+    split = lambda v: [x.strip() for x in (v if isinstance(v, list) else str(v).split(",")) if x.strip()]  # noqa
+    if "labels" not in params and "add_labels" not in params and "remove_labels" not in params:
+        return None
+    labels = split(params["labels"]) if "labels" in params else list(mr.labels)
+    labels += [x for x in split(params.get("add_labels", "")) if x not in labels]
+    return [x for x in labels if x not in split(params.get("remove_labels", ""))]
+
+
+async def put_mr(request: web.Request) -> web.Response:
+    """PUT .../merge_requests/:iid: reviewer_ids replaces the set, filtered like GitLab (Free tier keeps one)."""
+    state, project, caller, params = _state(request), _project(request), _caller(request), request[PARAMS]
+    mr = _mr(request, project)
+    if caller.id != mr.author_id:
+        _require(state, project, caller, 30)
+    event = params.get("state_event")
+    if event == "close" and mr.state == "opened":
+        state.close_mr(mr, by=caller)
+    elif event == "reopen" and mr.state == "closed":
+        state.reopen_mr(mr, by=caller)
+    reviewers = None
+    if "reviewer_ids" in params:
+        reviewers = state.filter_reviewer_ids(project, id_list(params["reviewer_ids"]), caller)
+    assignees = id_list(params["assignee_ids"]) if "assignee_ids" in params else None
+    state.update_mr(mr, by=caller, title=params.get("title"), description=params.get("description"),
+                    labels=_labels(mr, params), reviewer_ids=reviewers,
+                    assignee_ids=[a for a in assignees if a in state.users] if assignees is not None else None)
+    return json_response(render.mr_json(state.web, project, mr, state.users, full=True))
+
+
+async def list_diffs(request: web.Request) -> web.Response:
+    mr = _mr(request, _project(request))
+    return paginate(request, [render.diff_json(d) for d in mr.diffs])
+
+
+async def get_changes(request: web.Request) -> web.Response:
+    """The deprecated GET .../changes: the MR with every diff and `overflow`."""
+    state, project = _state(request), _project(request)
+    mr = _mr(request, project)
+    data = render.mr_json(state.web, project, mr, state.users, full=True)
+    data.update({"changes": [render.diff_json(d) for d in mr.diffs], "overflow": False})
+    return json_response(data)
+
+
+async def get_approvals(request: web.Request) -> web.Response:
+    state, project = _state(request), _project(request)
+    mr = _mr(request, project)
+    return json_response(render.approvals_json(state.web, project, mr, state.users, _caller(request).id))
+
+
+async def get_reviewers(request: web.Request) -> web.Response:
+    state, project = _state(request), _project(request)
+    return json_response(render.reviewer_detail_json(state.web, _mr(request, project), state.users))
+
+
+# --- notes and award emoji ------------------------------------------------------------------------------------
+async def list_notes(request: web.Request) -> web.Response:
+    state, project, params = _state(request), _project(request), request[PARAMS]
+    mr = _mr(request, project)
+    order_by = params.get("order_by", "created_at")
+    notes = sorted(mr.notes, key=lambda n: (getattr(n, order_by, n.created_at), n.id),
+                   reverse=params.get("sort", "desc") == "desc")
+    return paginate(request, [render.note_json(state.web, n, state.users) for n in notes])
+
+
+def _body(params: dict[str, Any]) -> str:
+    body = params.get("body")
+    if not isinstance(body, str) or not body:
+        raise ApiError(400, error="body is missing")
+    return body
+
+
+async def create_note(request: web.Request) -> web.Response:
+    """POST .../notes: 201 with the note, or 202 when the note held only quick actions."""
+    state, project, caller, params = _state(request), _project(request), _caller(request), request[PARAMS]
+    mr = _mr(request, project)
+    _require(state, project, caller, 20)
+    result = state.api_create_note(mr, caller, _body(params), bool_param(params, "internal", False))
+    if isinstance(result, dict):
+        return json_response(result, status=202)
+    return json_response(render.note_json(state.web, result, state.users), status=201)
+
+
+async def get_note(request: web.Request) -> web.Response:
+    state, project = _state(request), _project(request)
+    note = _note(request, _mr(request, project))
+    return json_response(render.note_json(state.web, note, state.users))
+
+
+async def put_note(request: web.Request) -> web.Response:
+    """PUT .../notes/:note_id: only the note's author may edit it."""
+    state, project, caller = _state(request), _project(request), _caller(request)
+    note = _note(request, _mr(request, project))
+    if note.author_id != caller.id:
+        raise ApiError(403, message="403 Forbidden")
+    state.edit_note(note, _body(request[PARAMS]))
+    return json_response(render.note_json(state.web, note, state.users))
+
+
+def _awardable(request: web.Request) -> SimMR | SimNote:
+    mr = _mr(request, _project(request))
+    return _note(request, mr) if "nid" in request.match_info else mr
+
+
+async def list_awards(request: web.Request) -> web.Response:
+    state = _state(request)
+    return paginate(request, [render.award_json(state.web, a, state.users) for a in _awardable(request).awards])
+
+
+async def create_award(request: web.Request) -> web.Response:
+    state, caller, params = _state(request), _caller(request), request[PARAMS]
+    target, name = _awardable(request), params.get("name")
+    if not name:
+        raise ApiError(400, error="name is missing")
+    if any(a.name == name and a.user_id == caller.id for a in target.awards):
+        raise ApiError(404, message="404 Award Emoji Name has already been taken")
+    award = state.award(target, caller, str(name))
+    return json_response(render.award_json(state.web, award, state.users), status=201)
+
+
+# --- repository files -----------------------------------------------------------------------------------------
+def _file(request: web.Request) -> tuple[str, str]:
+    project = _project(request)
+    ref = request.query.get("ref") or project.default_branch
+    path = request.match_info["path"]
+    if (ref, path) not in project.files:
+        raise ApiError(404, message="404 File Not Found")
+    return path, project.files[(ref, path)]
+
+
+async def get_file_raw(request: web.Request) -> web.Response:
+    _, content = _file(request)
+    return web.Response(text=content, content_type="text/plain")
+
+
+async def get_file(request: web.Request) -> web.Response:
+    path, content = _file(request)
+    raw = content.encode()
+    return json_response({
+        "file_name": path.rsplit("/", 1)[-1], "file_path": path, "size": len(raw), "encoding": "base64",
+        "content": base64.b64encode(raw).decode(), "ref": request.query.get("ref", ""),
+    })
+
+
+# --- hooks ----------------------------------------------------------------------------------------------------
+async def list_hooks(request: web.Request) -> web.Response:
+    state, project = _state(request), _project(request)
+    _require(state, project, _caller(request), 40)
+    return paginate(request, [render.hook_json(h) for h in project.hooks])
+
+
+async def create_hook(request: web.Request) -> web.Response:
+    """POST /projects/:id/hooks (Maintainer+); `push_events` defaults to true as in GitLab."""
+    state, project, params = _state(request), _project(request), request[PARAMS]
+    _require(state, project, _caller(request), 40)
+    if not params.get("url"):
+        raise ApiError(400, error="url is missing")
+    flags = {name: bool_param(params, name, default) for name, default in (
+        ("push_events", True), ("merge_requests_events", False), ("note_events", False),
+        ("emoji_events", False), ("confidential_note_events", False))}
+    hook = state.add_hook(project, str(params["url"]), token=params.get("token") or None,
+                          name=str(params.get("name") or ""), **flags)
+    hook.enable_ssl_verification = bool_param(params, "enable_ssl_verification", True)
+    return json_response(render.hook_json(hook), status=201)
+
+
+def _hook(request: web.Request, project: SimProject) -> Any:
+    hid = int_param(dict(request.match_info), "hid")
+    hook = next((h for h in project.hooks if h.id == hid), None)
+    if hook is None:
+        raise ApiError(404, message="404 Not found")
+    return hook
+
+
+async def get_hook(request: web.Request) -> web.Response:
+    state, project = _state(request), _project(request)
+    _require(state, project, _caller(request), 40)
+    return json_response(render.hook_json(_hook(request, project)))
+
+
+async def delete_hook(request: web.Request) -> web.Response:
+    state, project = _state(request), _project(request)
+    _require(state, project, _caller(request), 40)
+    project.hooks.remove(_hook(request, project))
+    return web.Response(status=204)
+
+
+_MR = "/api/v4/projects/{pid}/merge_requests/{iid}"
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/api/v4/user", get_current_user),
+    ("GET", "/api/v4/users/{uid}", get_user),
+    ("GET", "/api/v4/users/{uid}/status", get_user_status),
+    ("GET", "/api/v4/projects/{pid}", get_project),
+    ("GET", "/api/v4/projects/{pid}/members", list_members),
+    ("GET", "/api/v4/projects/{pid}/members/all", list_members),
+    ("GET", "/api/v4/projects/{pid}/members/all/{uid}", get_member),
+    ("GET", "/api/v4/projects/{pid}/merge_requests", list_mrs),
+    ("GET", _MR, get_mr),
+    ("PUT", _MR, put_mr),
+    ("GET", _MR + "/diffs", list_diffs),
+    ("GET", _MR + "/changes", get_changes),
+    ("GET", _MR + "/approvals", get_approvals),
+    ("GET", _MR + "/reviewers", get_reviewers),
+    ("GET", _MR + "/notes", list_notes),
+    ("POST", _MR + "/notes", create_note),
+    ("GET", _MR + "/notes/{nid}", get_note),
+    ("PUT", _MR + "/notes/{nid}", put_note),
+    ("GET", _MR + "/notes/{nid}/award_emoji", list_awards),
+    ("POST", _MR + "/notes/{nid}/award_emoji", create_award),
+    ("GET", _MR + "/award_emoji", list_awards),
+    ("POST", _MR + "/award_emoji", create_award),
+    ("GET", "/api/v4/projects/{pid}/repository/files/{path}/raw", get_file_raw),
+    ("GET", "/api/v4/projects/{pid}/repository/files/{path}", get_file),
+    ("GET", "/api/v4/projects/{pid}/hooks", list_hooks),
+    ("POST", "/api/v4/projects/{pid}/hooks", create_hook),
+    ("GET", "/api/v4/projects/{pid}/hooks/{hid}", get_hook),
+    ("DELETE", "/api/v4/projects/{pid}/hooks/{hid}", delete_hook),
+)
+
+
+def add_routes(app: web.Application) -> None:
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)

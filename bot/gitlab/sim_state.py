@@ -1,0 +1,246 @@
+"""`SimState`: everything a simulated GitLab knows, plus the knobs tests turn (failures, rate limits, free tier).
+
+Plain Python, no I/O. The aiohttp app (simulator.py) reads and changes it; tests build scenarios with its helper
+methods and then check `requests`, `unknown` and `deliveries`. Merge request lifecycle helpers live in the
+`MRActions` mixin (sim_mr.py); webhook events go to `outbox` and are POSTed by the running simulator.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from bot.gitlab.sim_model import Delivery, HookEvent, SimHook, SimMR, SimProject, SimRequest, SimUser
+from bot.gitlab.sim_mr import MRActions
+
+if TYPE_CHECKING:
+    from bot.gitlab.sim_webhooks import WebhookSender
+
+__all__ = ["SimState", "UserRef", "ProjectRef", "DEVELOPER", "MAINTAINER", "RateInfo"]
+
+UserRef = SimUser | str | int
+ProjectRef = SimProject | str | int
+DEVELOPER, MAINTAINER, OWNER = 30, 40, 50
+
+
+class RateInfo:
+    """The RateLimit-* numbers of one request; `exceeded` means answer 429."""
+
+    def __init__(self, limit: int, observed: int, reset: float) -> None:
+        self.limit, self.observed, self.reset = limit, observed, reset
+
+    @property
+    def exceeded(self) -> bool:
+        return self.observed > self.limit
+
+
+class SimState(MRActions):
+    """The simulated GitLab instance: users, projects, tokens, recorded requests and failure knobs.
+
+    >>> s = SimState(token="t")
+    >>> p = s.add_project("acme/app")
+    >>> s.add_user("ann").username in {u.username for u in s.users.values()}
+    True
+    """
+
+    def __init__(self, *, token: str = "sim-token", bot_username: str = "reviewbot", seed: int = 0,
+                 web: str = "http://gitlab.example.com", free_tier: bool = False) -> None:
+        self.web = web
+        self.free_tier = free_tier
+        self.users: dict[int, SimUser] = {}
+        self.projects: dict[int, SimProject] = {}
+        self.tokens: dict[str, int] = {}
+        self.requests: list[SimRequest] = []
+        self.unknown: list[SimRequest] = []
+        self.outbox: list[HookEvent] = []
+        self.deliveries: list[Delivery] = []
+        self.auto_hooks = True
+        self.sender: WebhookSender | None = None
+        self.clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+        self.failure_rate = 0.0
+        self.retry_after = 1.0
+        self.rate_limit = 2000
+        self.rate_window = 60.0
+        self._fail_queue: list[tuple[int, float | None]] = []
+        self._rate: dict[str, tuple[float, int]] = {}
+        self._rng = random.Random(seed)
+        self._ids = {kind: itertools.count(1) for kind in ("user", "project", "mr", "note", "award", "hook", "label")}
+        self._labels: dict[tuple[int, str], int] = {}
+        self.root = self.add_user("root", "Administrator")
+        self.bot = self.add_user(bot_username, "Reviewer Bot", bot=True)
+        self.tokens[token] = self.bot.id
+        self.token = token
+
+    # --- clock, ids -------------------------------------------------------------------------------------------
+    def now(self) -> datetime:
+        return self.clock()
+
+    def new_uuid(self) -> str:
+        """A v4 UUID from the seeded generator, so seeded runs send the same event ids."""
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def label_id(self, project: SimProject, title: str) -> int:
+        return self._labels.setdefault((project.id, title), next(self._ids["label"]))
+
+    # --- lookups ----------------------------------------------------------------------------------------------
+    def user(self, ref: UserRef) -> SimUser:
+        """A user by object, id or username; KeyError names what is missing."""
+        if isinstance(ref, SimUser):
+            return ref
+        if isinstance(ref, int):
+            return self.users[ref]
+        for user in self.users.values():
+            if user.username == ref:
+                return user
+        raise KeyError(f"no simulated user {ref!r}; add it with state.add_user({ref!r})")
+
+    def find_user(self, ref: str) -> SimUser | None:
+        """A user by the API's `:id` (numeric id or username), or None."""
+        try:
+            return self.user(int(ref) if ref.isdigit() else ref)
+        except KeyError:
+            return None
+
+    def project(self, ref: ProjectRef) -> SimProject:
+        """A project by object, id or path; KeyError names what is missing."""
+        found = ref if isinstance(ref, SimProject) else self.find_project(str(ref))
+        if found is None:
+            raise KeyError(f"no simulated project {ref!r}; add it with state.add_project(...)")
+        return found
+
+    def find_project(self, ref: str) -> SimProject | None:
+        """A project by the API's `:id` (numeric id or `group/name` path), or None."""
+        if ref.isdigit():
+            return self.projects.get(int(ref))
+        return next((p for p in self.projects.values() if p.path_with_namespace == ref), None)
+
+    def mr(self, project: ProjectRef, iid: int) -> SimMR:
+        return self.project(project).mrs[iid]
+
+    def token_user(self, token: str | None) -> SimUser | None:
+        uid = self.tokens.get(token or "")
+        return None if uid is None else self.users[uid]
+
+    def access_level(self, project: SimProject, user_id: int) -> int:
+        return project.members.get(user_id, 0)
+
+    # --- building the world -----------------------------------------------------------------------------------
+    def add_user(self, username: str, name: str | None = None, *, bot: bool = False, state: str = "active",
+                 busy: bool = False, email: str | None = None) -> SimUser:
+        """Create a user (`state` active/blocked/deactivated; `busy` sets the Busy status)."""
+        user = SimUser(next(self._ids["user"]), username, name or username.replace(".", " ").title(), state=state,
+                       bot=bot, busy=busy, email=email or f"{username}@example.com", created_at=self.now())
+        self.users[user.id] = user
+        return user
+
+    def add_token(self, user: UserRef, token: str) -> None:
+        """Let `token` authenticate as `user` (the API acts as that user)."""
+        self.tokens[token] = self.user(user).id
+
+    def set_busy(self, user: UserRef, busy: bool = True, message: str | None = None) -> None:
+        target = self.user(user)
+        target.busy, target.status_message = busy, message
+
+    def block_user(self, user: UserRef) -> None:
+        self.user(user).state = "blocked"
+
+    def add_project(self, path_with_namespace: str, *, default_branch: str = "main", approvals_required: int = 0,
+                    bot_access_level: int | None = DEVELOPER) -> SimProject:
+        """Create a project; the bot user becomes a member at `bot_access_level` (None: not a member)."""
+        name = path_with_namespace.rsplit("/", 1)[-1].replace("-", " ").title()
+        project = SimProject(next(self._ids["project"]), path_with_namespace, name, self.now(),
+                             default_branch=default_branch, approvals_required=approvals_required)
+        self.projects[project.id] = project
+        project.members[self.root.id] = OWNER
+        if bot_access_level is not None:
+            project.members[self.bot.id] = bot_access_level
+        return project
+
+    def add_member(self, project: ProjectRef, user: UserRef, access_level: int = DEVELOPER) -> None:
+        self.project(project).members[self.user(user).id] = access_level
+
+    def add_file(self, project: ProjectRef, path: str, content: str, ref: str | None = None) -> None:
+        """Store a file (e.g. `.gitlab/CODEOWNERS`) on `ref` (default: the project's default branch)."""
+        target = self.project(project)
+        target.files[(ref or target.default_branch, path.lstrip("/"))] = content
+
+    def add_hook(self, project: ProjectRef, url: str, *, token: str | None = None, push_events: bool = False,
+                 merge_requests_events: bool = True, note_events: bool = True, emoji_events: bool = True,
+                 confidential_note_events: bool = False, name: str = "") -> SimHook:
+        """Register a webhook (what POST /projects/:id/hooks does)."""
+        target = self.project(project)
+        hook = SimHook(next(self._ids["hook"]), target.id, url, self.new_uuid(), self.now(), token=token,
+                       name=name, push_events=push_events, merge_requests_events=merge_requests_events,
+                       note_events=note_events, emoji_events=emoji_events,
+                       confidential_note_events=confidential_note_events)
+        target.hooks.append(hook)
+        return hook
+
+    # --- failures and rate limits -----------------------------------------------------------------------------
+    def fail_next(self, n: int = 1, status: int = 500, *, retry_after: float | None = None) -> None:
+        """Make the next `n` API requests fail with `status` (429s carry Retry-After, default `retry_after`)."""
+        self._fail_queue.extend([(status, retry_after)] * n)
+
+    def take_failure(self) -> tuple[int, float | None] | None:
+        """The failure to inject into this request, if any: scripted ones first, then `failure_rate`."""
+        if self._fail_queue:
+            return self._fail_queue.pop(0)
+        if self.failure_rate and self._rng.random() < self.failure_rate:
+            return (500, None) if self._rng.random() < 0.5 else (429, None)
+        return None
+
+    def rate_check(self, token: str) -> RateInfo:
+        """Count this request in the token's fixed window (`rate_limit` per `rate_window` seconds)."""
+        now = time.time()
+        start, count = self._rate.get(token, (now, 0))
+        if now - start >= self.rate_window:
+            start, count = now, 0
+        self._rate[token] = (start, count + 1)
+        return RateInfo(self.rate_limit, count + 1, start + self.rate_window)
+
+    # --- recorded traffic -------------------------------------------------------------------------------------
+    def record(self, request: SimRequest, *, unknown: bool = False) -> None:
+        self.requests.append(request)
+        if unknown:
+            self.unknown.append(request)
+
+    def assert_no_unknown(self) -> None:
+        """Fail loudly if anything called an endpoint the simulator does not implement."""
+        if self.unknown:
+            calls = ", ".join(f"{r.method} {r.path}" for r in self.unknown)
+            raise AssertionError(f"requests to endpoints the GitLab simulator does not know: {calls}")
+
+    def calls(self, method: str | None = None, contains: str = "") -> list[SimRequest]:
+        """Recorded requests filtered by method and a substring of the path."""
+        return [r for r in self.requests if (method is None or r.method == method) and contains in r.path]
+
+    # --- webhook events ---------------------------------------------------------------------------------------
+    def emit(self, project: SimProject, event_name: str, body: dict[str, Any]) -> HookEvent | None:
+        """Queue an event for every hook of `project` that wants it (nothing is queued without such a hook)."""
+        if not any(hook.wants(event_name) for hook in project.hooks):
+            return None
+        event = HookEvent(project.id, event_name, body, self.new_uuid())
+        self.outbox.append(event)
+        if self.auto_hooks and self.sender is not None:
+            self.sender.wake()
+        return event
+
+    async def flush_hooks(self) -> list[Delivery]:
+        """Deliver every queued event now and return the deliveries made (needs the simulator running)."""
+        if self.sender is None:
+            raise RuntimeError("webhooks need a running simulator: use `async with run_simulator(state)` first")
+        return await self.sender.flush()
+
+    async def deliver(self, event_name: str, body: dict[str, Any], project: ProjectRef) -> list[Delivery]:
+        """Send one hand-built event body to the project's hooks right away, bypassing the queue."""
+        target = self.project(project)
+        if self.sender is None:
+            raise RuntimeError("webhooks need a running simulator: use `async with run_simulator(state)` first")
+        return await self.sender.send_event(HookEvent(target.id, event_name, body, self.new_uuid()))
+
+    def iter_hooks(self, project_id: int, event_name: str) -> Iterable[SimHook]:
+        project = self.projects[project_id]
+        return [hook for hook in project.hooks if hook.wants(event_name)]

@@ -1,0 +1,157 @@
+"""A GitLab simulator behind real HTTP, shared by every test and the demo.
+
+`make_simulator_app(state)` is an aiohttp app speaking REST v4 under /api/v4 with GitLab's JSON shapes;
+`run_simulator(state)` serves it on 127.0.0.1 and delivers webhooks from `state.outbox`. Like GitLab it wants a
+token (`PRIVATE-TOKEN` or `Authorization: Bearer`), paginates, rate-limits (429 + Retry-After + RateLimit-*),
+fails on demand (`state.fail_next`, `state.failure_rate`), records every request in `state.requests` and answers
+unknown endpoints with GitLab's 404 while recording them in `state.unknown` (`state.assert_no_unknown()`).
+
+    async with run_simulator() as (state, base_url):
+        project = state.add_project("acme/app")
+        ...
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from email.utils import formatdate
+from typing import Any, AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from bot.gitlab.sim_http import PUBLIC, ApiError, json_response, read_params
+from bot.gitlab.sim_model import SimDiff, SimRequest
+from bot.gitlab.sim_routes import CALLER, PARAMS, STATE, Handler, add_routes
+from bot.gitlab.sim_seed import SeededProject, seed_project
+from bot.gitlab.sim_state import RateInfo, SimState
+from bot.gitlab.sim_webhooks import WebhookSender
+
+__all__ = ["make_simulator_app", "run_simulator", "SimState", "SimDiff", "seed_project", "SeededProject",
+           "WebhookSender", "dump_request_log"]
+
+_SENDER = web.AppKey("gitlab_sim_sender", WebhookSender)
+
+
+def _token(request: web.Request) -> str | None:
+    """The token GitLab would read: PRIVATE-TOKEN, or an OAuth/PAT `Authorization: Bearer`."""
+    if "PRIVATE-TOKEN" in request.headers:
+        return request.headers["PRIVATE-TOKEN"]
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value if scheme.lower() == "bearer" and value else None
+
+
+def _rate_headers(rate: RateInfo) -> dict[str, str]:
+    return {"RateLimit-Name": "throttle_authenticated_api", "RateLimit-Limit": str(rate.limit),
+            "RateLimit-Observed": str(rate.observed), "RateLimit-Remaining": str(max(rate.limit - rate.observed, 0)),
+            "RateLimit-Reset": str(int(rate.reset)), "RateLimit-ResetTime": formatdate(rate.reset, usegmt=True)}
+
+
+def _throttled(retry_after: float, rate: RateInfo) -> web.Response:
+    """Rack::Attack's answer: plain text "Retry later" with Retry-After and the RateLimit headers."""
+    response = web.Response(status=429, text="Retry later\n", content_type="text/plain")
+    response.headers.update(_rate_headers(rate))
+    response.headers["Retry-After"] = str(max(int(retry_after), 0) if retry_after >= 1 else retry_after)
+    return response
+
+
+def _injected(state: SimState, failure: tuple[int, float | None], rate: RateInfo) -> web.Response:
+    status, retry_after = failure
+    if status == 429:
+        return _throttled(state.retry_after if retry_after is None else retry_after, rate)
+    phrase = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
+    return json_response({"message": f"{status} {phrase}"}, status=status)
+
+
+async def _answer(request: web.Request, handler: Handler, state: SimState, rate: RateInfo) -> web.StreamResponse:
+    """Failures, throttling, authentication, then the endpoint itself."""
+    failure = state.take_failure()
+    if failure is not None:
+        return _injected(state, failure, rate)
+    if rate.exceeded:
+        return _throttled(rate.reset - time.time(), rate)
+    caller = state.token_user(_token(request))
+    if caller is None and not getattr(handler, PUBLIC, False):
+        return json_response({"message": "401 Unauthorized"}, status=401)
+    request[CALLER] = caller
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return json_response(exc.body, status=exc.status)
+
+
+@web.middleware
+async def gitlab_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Record every request; answer unknown endpoints like GitLab and remember them as `unknown`."""
+    state = request.app[STATE]
+    try:
+        params, body = await read_params(request)
+    except ApiError as exc:
+        params, body, response = {}, None, json_response(exc.body, status=exc.status)
+    else:
+        response = None
+    request[PARAMS] = params
+    route_error = request.match_info.http_exception
+    if route_error is not None:
+        status = 405 if route_error.status == 405 else 404
+        state.record(_recorded(request, body, status), unknown=True)
+        text = "405 Method Not Allowed" if status == 405 else "404 Not Found"
+        return json_response({"error": text}, status=status)
+    rate = state.rate_check(_token(request) or f"ip:{request.remote}")
+    if response is None:
+        response = await _answer(request, handler, state, rate)
+    response.headers.update({k: v for k, v in _rate_headers(rate).items() if k not in response.headers})
+    state.record(_recorded(request, body, response.status))
+    return response
+
+
+def _recorded(request: web.Request, body: Any, status: int) -> SimRequest:
+    return SimRequest(request.method, request.raw_path.split("?", 1)[0], dict(request.query), body, status)
+
+
+async def _start_sender(app: web.Application) -> AsyncIterator[None]:
+    """One ClientSession for webhook deliveries for the app's life; the pump runs while the app runs."""
+    state = app[STATE]
+    async with aiohttp.ClientSession() as session:
+        sender = WebhookSender(state, session)
+        app[_SENDER] = sender
+        state.sender = sender
+        sender.start()
+        yield
+        await sender.stop()
+        state.sender = None
+
+
+def make_simulator_app(state: SimState) -> web.Application:
+    """The simulator as an aiohttp app (usable with pytest-aiohttp's `aiohttp_server`)."""
+    app = web.Application(middlewares=[gitlab_middleware])
+    app[STATE] = state
+    add_routes(app)
+    app.cleanup_ctx.append(_start_sender)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def run_simulator(state: SimState | None = None, port: int = 0) -> AsyncIterator[tuple[SimState, str]]:
+    """Serve a simulator on 127.0.0.1 (`port` 0 picks a free one); yields `(state, base_url)`.
+
+    `base_url` has no /api/v4 suffix (what GITLAB_URL holds); `state.web` is set to it so `web_url` fields and
+    X-Gitlab-Instance point at the simulator.
+    """
+    state = state or SimState()
+    runner = web.AppRunner(make_simulator_app(state), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", port)
+        await site.start()
+        host, real_port = runner.addresses[0][:2]
+        state.web = f"http://{host}:{real_port}"
+        yield state, state.web
+    finally:
+        await runner.cleanup()
+
+
+def dump_request_log(state: SimState) -> str:
+    """The recorded requests as text lines, handy in a failing test's message."""
+    return "\n".join(f"{r.status} {r.method} {r.path} {json.dumps(r.query)}" for r in state.requests)

@@ -1,0 +1,280 @@
+"""GitLabClient against the simulator over real HTTP: pagination, retries, errors, GitLab's rules."""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import formatdate
+
+import aiohttp
+import pytest
+
+from bot.gitlab.client import GitLabClient, RetryPolicy, _retry_after
+from bot.gitlab.errors import GitLabError
+from bot.gitlab.sim_model import SimDiff
+from bot.gitlab.simulator import SimState, seed_project
+from tests.gitlab_fixtures import (  # noqa: F401
+    FAST_RETRY, Receiver, fast_retry, gitlab_client, http_session, sim_state, simulator, webhook_receiver,
+)
+
+T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
+Sim = tuple[SimState, str]
+
+
+def team(state: SimState):
+    project = state.add_project("acme/app")
+    for name in ("ann", "bob", "cid"):
+        state.add_member(project, state.add_user(name))
+    return project
+
+
+def client_for(session: aiohttp.ClientSession, url: str, token: str = "sim-token", **kwargs) -> GitLabClient:
+    return GitLabClient(session, url=url, token=token, retry=kwargs.pop("retry", FAST_RETRY), **kwargs)
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+async def test_current_user_and_project_by_path(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    state, _ = simulator
+    project = team(state)
+    me = await gitlab_client.current_user()
+    assert (me.username, me.bot) == ("reviewbot", True)
+    got = await gitlab_client.get_project("acme/app")
+    assert (got.id, got.default_branch) == (project.id, "main")
+    assert state.requests[-1].path == "/api/v4/projects/acme%2Fapp"
+
+
+async def test_members_come_from_every_page(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    project = team(state)
+    for i in range(8):
+        state.add_member(project, state.add_user(f"dev{i}"))
+    client = client_for(http_session, url, per_page=3)
+    members = await client.list_members(project.id)
+    assert len(members) == len(project.members) == 13
+    assert [r.query["page"] for r in state.calls("GET", "/members/all")] == ["1", "2", "3", "4", "5"]
+    assert {m.access_level for m in members} == {30, 50}
+
+
+async def test_changed_files_across_pages_keep_rename_and_delete_flags(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    project = team(state)
+    files = [f"src/f{i}.py" for i in range(10)] + [SimDiff.renamed("old/x.py", "new/x.py"), SimDiff.deleted("gone.py")]
+    mr = state.open_mr(project, "ann", files)
+    changed = await client_for(http_session, url, per_page=5).mr_changed_files(project.id, mr.iid)
+    assert len(changed) == 12
+    renamed, deleted = changed[-2], changed[-1]
+    assert (renamed.path, renamed.old_path, renamed.renamed_file) == ("new/x.py", "old/x.py", True)
+    assert (deleted.path, deleted.deleted_file) == ("gone.py", True)
+
+
+async def test_merged_mrs_backfill_is_resumable(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    project = team(state)
+    for day in range(7):
+        state.add_merged_mr(project, "ann", ["a.py"], reviewers=["bob"], approvers=["bob"],
+                            merged_at=T0 + timedelta(days=day))
+    state.open_mr(project, "ann", ["b.py"])
+    client = client_for(http_session, url, per_page=3)
+    pages = [page async for page in client.iter_merged_mrs(project.id)]
+    assert [(p.page, p.next_page, len(p.items)) for p in pages] == [(1, 2, 3), (2, 3, 3), (3, None, 1)]
+    assert [mr.iid for p in pages for mr in p.items] == list(range(1, 8))
+    resumed = [mr.iid async for p in client.iter_merged_mrs(project.id, page_start=pages[0].next_page)
+               for mr in p.items]
+    assert resumed == list(range(4, 8))
+    later = [mr.iid async for p in client.iter_merged_mrs(project.id, updated_after=T0 + timedelta(days=4, hours=1))
+             for mr in p.items]
+    assert later == [6, 7]
+
+
+async def test_approvals_status_and_review_load(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    state, _ = simulator
+    project = team(state)
+    state.set_busy("cid")
+    mr = state.open_mr(project, "ann", ["a.py"], reviewers=["bob", "cid"])
+    state.open_mr(project, "cid", ["b.py"], reviewers=["bob"])
+    state.approve(mr, "bob")
+    approvals = await gitlab_client.mr_approvals(project.id, mr.iid)
+    assert [u.username for u in approvals.approvers] == ["bob"]
+    assert (await gitlab_client.user_status(state.user("cid").id)).busy
+    assert not (await gitlab_client.user_status("bob")).busy
+    ids = [state.user(n).id for n in ("ann", "bob", "cid")]
+    assert await gitlab_client.open_review_counts(project.id, ids) == dict(zip(ids, [0, 2, 1]))
+
+
+async def test_file_raw_returns_text_or_none(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    state, _ = simulator
+    project = team(state)
+    state.add_file(project, ".gitlab/CODEOWNERS", "/src/ @ann\n")
+    assert await gitlab_client.file_raw("acme/app", ".gitlab/CODEOWNERS", "main") == "/src/ @ann\n"
+    assert await gitlab_client.file_raw("acme/app", "CODEOWNERS", "main") is None
+    assert await gitlab_client.file_raw(project.id, ".gitlab/CODEOWNERS") == "/src/ @ann\n"
+
+
+async def test_get_member_is_none_for_outsiders(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    state, _ = simulator
+    project = team(state)
+    outsider = state.add_user("zed")
+    assert (await gitlab_client.get_member(project.id, state.user("bob").id)).access_level == 30
+    assert await gitlab_client.get_member(project.id, outsider.id) is None
+
+
+# --- writing ----------------------------------------------------------------------------------------------------
+async def test_set_reviewers_returns_what_gitlab_kept(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    state, _ = simulator
+    project = team(state)
+    mr = state.open_mr(project, "ann", ["a.py"])
+    ids = [state.user("bob").id, state.user("cid").id]
+    assert [u.username for u in await gitlab_client.set_reviewers(project.id, mr.iid, ids)] == ["bob", "cid"]
+    state.free_tier = True
+    kept = await gitlab_client.set_reviewers(project.id, mr.iid, list(reversed(ids)))
+    assert [u.username for u in kept] == ["cid"]
+    assert state.requests[-1].json == {"reviewer_ids": list(reversed(ids))}
+
+
+async def test_notes_create_edit_list_and_award(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    state, _ = simulator
+    project = team(state)
+    mr = state.open_mr(project, "ann", ["a.py"])
+    state.add_note(mr, "ann", "@reviewbot suggest")
+    note = await gitlab_client.create_note(project.id, mr.iid, "<!-- reviewbot -->\nSuggested: `@bob`")
+    assert note is not None and note.author.username == "reviewbot"
+    edited = await gitlab_client.update_note(project.id, mr.iid, note.id, "<!-- reviewbot -->\nSuggested: `@cid`")
+    assert edited.body.endswith("`@cid`")
+    assert [n.body[:9] for n in await gitlab_client.list_notes(project.id, mr.iid)] == ["@reviewbo", "<!-- revi"]
+    assert (await gitlab_client.get_note(project.id, mr.iid, note.id)).body == edited.body
+    award = await gitlab_client.award_emoji(project.id, mr.iid, note.id, "eyes")
+    assert (award.name, award.awardable_type) == ("eyes", "Note")
+    assert (await gitlab_client.award_emoji(project.id, mr.iid, None, "thumbsup")).awardable_type == "MergeRequest"
+    assert await gitlab_client.create_note(project.id, mr.iid, "/assign_reviewer @bob") is None
+
+
+async def test_create_hook_sends_push_events_false(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    project = team(state)
+    state.add_token(state.root, "admin-token")
+    hook = await client_for(http_session, url, "admin-token").create_hook(
+        project.id, "http://bot.example/webhook", token="hook-secret")
+    assert (hook.merge_requests_events, hook.note_events, hook.emoji_events, hook.push_events) == (
+        True, True, True, False)
+    assert project.hooks[0].token == "hook-secret"
+    with pytest.raises(GitLabError) as caught:
+        await client_for(http_session, url).create_hook(project.id, "http://bot.example/webhook")
+    assert caught.value.status == 403 and "Maintainer" in str(caught.value)
+
+
+# --- retries and errors -----------------------------------------------------------------------------------------
+async def test_retries_5xx_then_succeeds_and_counts_errors(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    team(state)
+    errors: list[int] = []
+    state.fail_next(2, 500)
+    project = await client_for(http_session, url, on_error=errors.append).get_project(1)
+    assert project.id == 1 and errors == [500, 500]
+    assert [r.status for r in state.calls("GET", "/projects/1")] == [500, 500, 200]
+
+
+async def test_429_honours_retry_after_capped(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    team(state)
+    state.fail_next(2, 429, retry_after=3600)  # capped to FAST_RETRY.max_retry_after (10 ms)
+    assert (await client_for(http_session, url).current_user()).username == "reviewbot"
+    assert [r.status for r in state.calls("GET", "/user")] == [429, 429, 200]
+
+
+async def test_gives_up_after_max_attempts_with_a_clear_error(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    state.fail_next(10, 503)
+    with pytest.raises(GitLabError) as caught:
+        await client_for(http_session, url).current_user()
+    assert caught.value.status == 503 and "after 4 attempt(s)" in str(caught.value)
+    assert len(state.calls("GET", "/user")) == FAST_RETRY.max_attempts
+    state._fail_queue.clear()
+
+
+async def test_post_is_not_retried_on_500(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    project = team(state)
+    mr = state.open_mr(project, "ann", ["a.py"])
+    state.fail_next(1, 500)
+    with pytest.raises(GitLabError) as caught:
+        await client_for(http_session, url).create_note(project.id, mr.iid, "hello")
+    assert caught.value.status == 500 and mr.notes == []
+    state.fail_next(1, 429, retry_after=1)
+    assert await client_for(http_session, url).create_note(project.id, mr.iid, "hello") is not None
+
+
+async def test_wrong_token_says_how_to_fix_and_never_shows_the_token(simulator: Sim, http_session, caplog) -> None:
+    _, url = simulator
+    caplog.set_level(logging.DEBUG)
+    client = client_for(http_session, url, token="glpat-SECRET-VALUE")
+    with pytest.raises(GitLabError) as caught:
+        await client.current_user()
+    message = str(caught.value)
+    assert caught.value.status == 401 and "GITLAB_TOKEN is wrong or expired; create a token with api scope" in message
+    assert "SECRET" not in message and "SECRET" not in caplog.text and "SECRET" not in repr(client)
+
+
+async def test_not_found_error_names_the_fix(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    with pytest.raises(GitLabError) as caught:
+        await gitlab_client.get_mr("acme/none", 1)
+    assert caught.value.not_found and "404 Project Not Found" in str(caught.value) and "member" in str(caught.value)
+
+
+async def test_unknown_endpoint_is_a_404_and_recorded(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    state, _ = simulator
+    with pytest.raises(GitLabError) as caught:
+        await gitlab_client._get("/projects/1/merge_requests/1/pipelines")
+    assert caught.value.status == 404 and "404 Not Found" in str(caught.value)
+    assert [r.path for r in state.unknown] == ["/api/v4/projects/1/merge_requests/1/pipelines"]
+    state.unknown.clear()
+
+
+async def test_unreachable_gitlab_is_retried_then_reported(http_session, unused_tcp_port: int) -> None:
+    errors: list[int] = []
+    client = client_for(http_session, f"http://127.0.0.1:{unused_tcp_port}", on_error=errors.append)
+    with pytest.raises(GitLabError) as caught:
+        await client.current_user()
+    assert caught.value.status is None and "check GITLAB_URL" in str(caught.value)
+    assert errors == [0] * FAST_RETRY.max_attempts
+
+
+async def test_flaky_gitlab_still_completes_a_backfill(sim_state: SimState, http_session) -> None:
+    from bot.gitlab.simulator import run_simulator
+
+    seeded = seed_project(sim_state, n_people=10, n_merged=60, n_open=0, seed=4)
+    sim_state.failure_rate = 0.2
+    retry = RetryPolicy(max_attempts=8, base_delay=0.001, max_delay=0.005, max_retry_after=0.005)
+    async with run_simulator(sim_state) as (_, url):
+        client = client_for(http_session, url, retry=retry, per_page=10)
+        iids = [mr.iid async for page in client.iter_merged_mrs(seeded.project.id) for mr in page.items]
+        files = [await client.mr_changed_files(seeded.project.id, iid) for iid in iids[:10]]
+    assert len(iids) == 60 and all(files)
+    assert {r.status for r in sim_state.requests} >= {200, 429, 500}
+
+
+def test_retry_after_reads_seconds_dates_and_reset() -> None:
+    assert _retry_after({"Retry-After": "30"}) == 30.0
+    soon = formatdate(time.time() + 120, usegmt=True)
+    assert 100 < _retry_after({"Retry-After": soon}) <= 120
+    assert 50 < _retry_after({"RateLimit-Reset": str(int(time.time()) + 60)}) <= 60
+    assert _retry_after({}) is None
+
+
+async def test_full_flow_webhook_to_bot_to_gitlab(simulator: Sim, gitlab_client: GitLabClient,
+                                                  webhook_receiver: Receiver) -> None:
+    """simulator → POST /webhook → (the bot) → simulator: the loop the real bot runs."""
+    state, _ = simulator
+    project = team(state)
+    state.add_hook(project, webhook_receiver.url, token="hook-secret")
+    state.open_mr(project, "ann", ["src/a.py"])
+    await state.flush_hooks()
+    event = webhook_receiver.events("Merge Request Hook")[0].body
+    pid, iid = event["project"]["id"], event["object_attributes"]["iid"]
+    files = await gitlab_client.mr_changed_files(pid, iid)
+    kept = await gitlab_client.set_reviewers(pid, iid, [state.user("bob").id])
+    await gitlab_client.create_note(pid, iid, f"Asked `@bob` to review {files[0].path}")
+    await state.flush_hooks()
+    kinds = [(r.event, r.body["object_attributes"].get("action")) for r in webhook_receiver.received]
+    assert [u.username for u in kept] == ["bob"]
+    assert kinds == [("Merge Request Hook", "open"), ("Merge Request Hook", "update"), ("Note Hook", "create")]
+    assert webhook_receiver.received[-1].body["user"]["username"] == "reviewbot"  # the bot must ignore its own

@@ -1,0 +1,447 @@
+"""The GitLab simulator over real HTTP: auth, pagination, failures, rate limits, GitLab's rules, webhooks, seeding."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.gitlab import payloads
+from bot.gitlab.sim_model import SimDiff
+from bot.gitlab.simulator import SimState, run_simulator, seed_project
+from tests.gitlab_fixtures import Receiver, http_session, sim_state, simulator, webhook_receiver  # noqa: F401
+
+SAMPLES = Path("/work/shared/gitlab/webhooks")
+T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
+Sim = tuple[SimState, str]
+
+
+async def call(session: aiohttp.ClientSession, url: str, method: str = "GET", *, token: str | None = "sim-token",
+               **kwargs: Any) -> tuple[int, Any, Any]:
+    """One raw request: (status, headers, decoded body)."""
+    headers = {"PRIVATE-TOKEN": token} if token else {}
+    async with session.request(method, url, headers=headers, **kwargs) as response:
+        text = await response.text()
+        body = json.loads(text) if response.content_type == "application/json" and text else text
+        return response.status, response.headers, body
+
+
+def world(state: SimState) -> dict[str, Any]:
+    """A small project: ann (author), bob and cid (developers), dee (blocked), eve (not a member)."""
+    project = state.add_project("acme/app")
+    people = {name: state.add_user(name) for name in ("ann", "bob", "cid", "dee", "eve")}
+    for name in ("ann", "bob", "cid", "dee"):
+        state.add_member(project, people[name])
+    state.block_user("dee")
+    return {"project": project, **people}
+
+
+# --- auth, errors, recording ----------------------------------------------------------------------------------
+async def test_requires_a_token_and_accepts_both_header_styles(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    status, _, body = await call(http_session, f"{url}/api/v4/user", token=None)
+    assert (status, body) == (401, {"message": "401 Unauthorized"})
+    status, _, body = await call(http_session, f"{url}/api/v4/user", token="wrong")
+    assert status == 401
+    status, _, body = await call(http_session, f"{url}/api/v4/user")
+    assert (status, body["username"], body["bot"]) == (200, "reviewbot", True)
+    async with http_session.get(f"{url}/api/v4/user", headers={"Authorization": "Bearer sim-token"}) as resp:
+        assert resp.status == 200
+
+
+async def test_user_status_needs_no_token(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    state.add_user("ann", busy=True)
+    status, _, body = await call(http_session, f"{url}/api/v4/users/ann/status", token=None)
+    assert (status, body["availability"]) == (200, "busy")
+    _, _, body = await call(http_session, f"{url}/api/v4/users/{state.root.id}/status", token=None)
+    assert body == {"emoji": None, "availability": "not_set", "message": None, "message_html": "",
+                    "clear_status_at": None}
+
+
+async def test_unknown_endpoint_answers_gitlab_404_and_is_recorded(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    status, _, body = await call(http_session, f"{url}/api/v4/projects/1/pipelines?ref=main")
+    assert (status, body) == (404, {"error": "404 Not Found"})
+    assert [(r.method, r.path, r.query) for r in state.unknown] == [
+        ("GET", "/api/v4/projects/1/pipelines", {"ref": "main"})]
+    with pytest.raises(AssertionError, match="GET /api/v4/projects/1/pipelines"):
+        state.assert_no_unknown()
+    state.unknown.clear()
+
+
+async def test_every_request_is_recorded_with_its_json_body(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    await call(http_session, f"{url}/api/v4/projects/acme%2Fapp/merge_requests/{mr.iid}", "PUT",
+               json={"reviewer_ids": [w["bob"].id]})
+    last = state.requests[-1]
+    assert (last.method, last.path, last.json, last.status) == (
+        "PUT", f"/api/v4/projects/acme%2Fapp/merge_requests/{mr.iid}", {"reviewer_ids": [w["bob"].id]}, 200)
+
+
+async def test_private_project_hidden_from_non_members(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    state.add_project("acme/secret", bot_access_level=None)
+    status, _, body = await call(http_session, f"{url}/api/v4/projects/acme%2Fsecret")
+    assert (status, body) == (404, {"message": "404 Project Not Found"})
+
+
+# --- pagination -----------------------------------------------------------------------------------------------
+async def test_paginates_like_gitlab(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    for day in range(45):
+        state.add_merged_mr(w["project"], "ann", ["a.py"], reviewers=["bob"], merged_at=T0 + timedelta(days=day))
+    base = f"{url}/api/v4/projects/{w['project'].id}/merge_requests"
+    status, headers, body = await call(http_session, f"{base}?state=merged&per_page=20&page=2")
+    assert status == 200 and len(body) == 20
+    assert [headers[h] for h in ("X-Page", "X-Per-Page", "X-Next-Page", "X-Prev-Page", "X-Total", "X-Total-Pages")] \
+        == ["2", "20", "3", "1", "45", "3"]
+    rels = {part.split('rel="')[1].rstrip('"'): part for part in headers["Link"].split(", ")}
+    assert set(rels) == {"prev", "next", "first", "last"}
+    assert "page=3" in rels["next"] and "state=merged" in rels["next"] and rels["next"].startswith(f"<{url}")
+    _, headers, body = await call(http_session, f"{base}?state=merged&per_page=20&page=3")
+    assert (len(body), headers["X-Next-Page"], 'rel="next"' in headers["Link"]) == (5, "", False)
+    _, headers, _ = await call(http_session, f"{base}?per_page=500")
+    assert headers["X-Per-Page"] == "100"
+
+
+# --- failures and rate limits ---------------------------------------------------------------------------------
+async def test_fail_next_then_recovers(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    state.fail_next(1, 500)
+    state.fail_next(1, 429, retry_after=7)
+    status, _, body = await call(http_session, f"{url}/api/v4/user")
+    assert (status, body) == (500, {"message": "500 Internal Server Error"})
+    status, headers, body = await call(http_session, f"{url}/api/v4/user")
+    assert (status, body, headers["Retry-After"]) == (429, "Retry later\n", "7")
+    assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-ResetTime"} <= set(headers)
+    assert (await call(http_session, f"{url}/api/v4/user"))[0] == 200
+
+
+async def test_rate_limit_answers_429_with_retry_after(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    state.rate_limit = 2
+    statuses = [(await call(http_session, f"{url}/api/v4/user"))[0] for _ in range(3)]
+    _, headers, _ = await call(http_session, f"{url}/api/v4/user")
+    assert statuses == [200, 200, 429]
+    assert headers["RateLimit-Remaining"] == "0" and float(headers["Retry-After"]) > 0
+
+
+async def test_random_failures_are_a_seeded_mix() -> None:
+    def draws(seed: int) -> list[Any]:
+        state = SimState(seed=seed)
+        state.failure_rate = 0.5
+        return [state.take_failure() for _ in range(40)]
+
+    first = draws(7)
+    assert first == draws(7)
+    assert {f[0] for f in first if f} == {500, 429} and None in first
+
+
+# --- merge requests and GitLab's rules ------------------------------------------------------------------------
+async def test_merge_request_filters_and_order(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    old = state.add_merged_mr(w["project"], "ann", ["a"], reviewers=["bob"], merged_at=T0)
+    new = state.add_merged_mr(w["project"], "bob", ["b"], reviewers=["cid"], merged_at=T0 + timedelta(days=9))
+    state.open_mr(w["project"], "ann", ["c"], reviewers=["bob"])
+    base = f"{url}/api/v4/projects/{w['project'].id}/merge_requests"
+    _, _, merged = await call(http_session, f"{base}?state=merged&order_by=updated_at&sort=asc")
+    assert [m["iid"] for m in merged] == [old.iid, new.iid]
+    assert "diff_refs" not in merged[0] and merged[0]["merged_at"]
+    _, _, later = await call(http_session, f"{base}?state=merged&updated_after=2025-03-05T00:00:00Z")
+    assert [m["iid"] for m in later] == [new.iid]
+    _, _, load = await call(http_session, f"{base}?state=opened&reviewer_id={w['bob'].id}")
+    assert len(load) == 1 and load[0]["reviewers"][0]["username"] == "bob"
+    status, _, _ = await call(http_session, f"{base}?order_by=nonsense")
+    assert status == 400
+
+
+async def test_get_mr_shape_and_changes_count_is_a_string(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py", SimDiff.deleted("old.py")], draft=True)
+    _, _, body = await call(http_session, f"{url}/api/v4/projects/acme%2Fapp/merge_requests/{mr.iid}")
+    assert body["changes_count"] == "2" and body["draft"] is True and body["title"].startswith("Draft:")
+    assert set(body["diff_refs"]) == {"base_sha", "head_sha", "start_sha"} and body["author"]["username"] == "ann"
+    status, _, body = await call(http_session, f"{url}/api/v4/projects/acme%2Fapp/merge_requests/99")
+    assert (status, body) == (404, {"message": "404 Merge Request Not Found"})
+
+
+async def test_put_reviewer_ids_replaces_and_filters(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"], reviewers=["bob"])
+    put = f"{url}/api/v4/projects/{w['project'].id}/merge_requests/{mr.iid}"
+    ids = lambda body: [r["id"] for r in body["reviewers"]]  # noqa: E731
+    _, _, body = await call(http_session, put, "PUT", json={"reviewer_ids": [w["cid"].id, w["dee"].id, w["eve"].id]})
+    assert ids(body) == [w["cid"].id]  # replaced; blocked and non-member dropped silently
+    _, _, body = await call(http_session, put, "PUT", json={"reviewer_ids": [w["eve"].id]})
+    assert ids(body) == [w["cid"].id]  # nobody valid: no change
+    _, _, body = await call(http_session, put, "PUT", data={"reviewer_ids[]": [str(w["bob"].id), str(w["cid"].id)]})
+    assert ids(body) == [w["bob"].id, w["cid"].id]  # form encoding works too
+    _, _, body = await call(http_session, put, "PUT", json={"reviewer_ids": []})
+    assert ids(body) == []
+
+
+async def test_free_tier_keeps_only_the_first_reviewer(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    state.free_tier = True
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    _, _, body = await call(http_session, f"{url}/api/v4/projects/{w['project'].id}/merge_requests/{mr.iid}", "PUT",
+                            json={"reviewer_ids": [w["bob"].id, w["cid"].id]})
+    assert [r["username"] for r in body["reviewers"]] == ["bob"]
+
+
+async def test_reviewer_changes_ignored_for_callers_below_developer(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    state.add_member(w["project"], state.bot, 20)
+    mr = state.open_mr(w["project"], "bob", ["a.py"])
+    status, _, body = await call(http_session, f"{url}/api/v4/projects/1/merge_requests/{mr.iid}", "PUT",
+                                 json={"reviewer_ids": [w["cid"].id]})
+    assert status == 403
+
+
+# --- notes, awards, files, hooks ------------------------------------------------------------------------------
+async def test_notes_create_edit_and_quick_actions(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    notes = f"{url}/api/v4/projects/1/merge_requests/{mr.iid}/notes"
+    status, _, note = await call(http_session, notes, "POST", json={"body": "Suggested reviewers: `@bob`"})
+    assert status == 201 and note["author"]["username"] == "reviewbot" and note["noteable_iid"] == mr.iid
+    status, _, edited = await call(http_session, f"{notes}/{note['id']}", "PUT", json={"body": "edited"})
+    assert (status, edited["body"]) == (200, "edited")
+    status, _, only = await call(http_session, notes, "POST", json={"body": "/assign_reviewer @cid"})
+    assert status == 202 and only["commands_changes"] == {"reviewer_ids": [w["cid"].id]}
+    status, _, _ = await call(http_session, notes, "POST", json={})
+    assert status == 400
+    state.add_token("ann", "ann-token")
+    status, _, _ = await call(http_session, f"{notes}/{note['id']}", "PUT", token="ann-token", json={"body": "x"})
+    assert status == 403
+
+
+async def test_award_emoji_on_note_and_mr(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    note = state.add_note(mr, "ann", "@reviewbot suggest")
+    base = f"{url}/api/v4/projects/1/merge_requests/{mr.iid}"
+    status, _, award = await call(http_session, f"{base}/notes/{note.id}/award_emoji", "POST", json={"name": "eyes"})
+    assert (status, award["awardable_type"], award["awardable_id"]) == (201, "Note", note.id)
+    status, _, _ = await call(http_session, f"{base}/notes/{note.id}/award_emoji", "POST", json={"name": "eyes"})
+    assert status == 404
+    status, _, award = await call(http_session, f"{base}/award_emoji", "POST", json={"name": "thumbsup"})
+    assert (status, award["awardable_type"]) == (201, "MergeRequest")
+
+
+async def test_raw_file_and_missing_file(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    state.add_file(state.add_project("acme/app"), ".gitlab/CODEOWNERS", "* @ann\n")
+    status, headers, body = await call(http_session, f"{url}/api/v4/projects/1/repository/files/"
+                                                     ".gitlab%2FCODEOWNERS/raw?ref=main")
+    assert (status, headers["Content-Type"].split(";")[0], body) == (200, "text/plain", "* @ann\n")
+    status, _, body = await call(http_session, f"{url}/api/v4/projects/1/repository/files/CODEOWNERS/raw?ref=main")
+    assert (status, body) == (404, {"message": "404 File Not Found"})
+
+
+async def test_hooks_need_maintainer_and_hide_the_token(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    state.add_project("acme/app")
+    state.add_token(state.root, "root-token")
+    hooks = f"{url}/api/v4/projects/1/hooks"
+    assert (await call(http_session, hooks, "POST", json={"url": "http://x/hook"}))[0] == 403
+    status, _, hook = await call(http_session, hooks, "POST", token="root-token",
+                                 json={"url": "http://x/hook", "token": "s3cret", "merge_requests_events": True})
+    assert status == 201 and hook["push_events"] is True and hook["merge_requests_events"] is True
+    assert "s3cret" not in json.dumps(hook) and state.projects[1].hooks[0].token == "s3cret"
+
+
+# --- webhooks -------------------------------------------------------------------------------------------------
+async def test_opening_an_mr_delivers_a_merge_request_hook(simulator: Sim, webhook_receiver: Receiver) -> None:
+    state, url = simulator
+    w = world(state)
+    state.add_hook(w["project"], webhook_receiver.url, token="hook-secret")
+    mr = state.open_mr(w["project"], "ann", ["src/a.py"], title="Add a", labels=["backend"])
+    await state.flush_hooks()
+    [got] = webhook_receiver.received
+    assert got.event == "Merge Request Hook" and got.headers["X-Gitlab-Token"] == "hook-secret"
+    assert got.headers["User-Agent"].startswith("GitLab/18.")
+    assert got.headers["X-Gitlab-Instance"] == url and got.headers["Content-Type"] == "application/json"
+    for name in ("X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID", "Idempotency-Key"):
+        assert len(got.headers[name]) == 36
+    attrs = got.body["object_attributes"]
+    assert (attrs["action"], attrs["iid"], attrs["reviewer_ids"], got.body["user"]["username"]) == (
+        "open", mr.iid, [], "ann")
+    assert "reviewers" not in got.body and "oldrev" not in attrs and attrs["labels"][0]["title"] == "backend"
+
+
+async def test_bot_reviewer_change_fires_update_with_reviewer_changes(simulator: Sim, http_session,
+                                                                      webhook_receiver: Receiver) -> None:
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"], reviewers=["bob"])
+    state.add_hook(w["project"], webhook_receiver.url)
+    await call(http_session, f"{url}/api/v4/projects/1/merge_requests/{mr.iid}", "PUT",
+               json={"reviewer_ids": [w["bob"].id, w["cid"].id]})
+    await state.flush_hooks()
+    [got] = webhook_receiver.events("Merge Request Hook")
+    change = got.body["changes"]["reviewers"]
+    assert [u["username"] for u in change["previous"]] == ["bob"]
+    assert [u["username"] for u in change["current"]] == ["bob", "cid"]
+    assert got.body["user"]["username"] == "reviewbot" and "X-Gitlab-Token" not in got.headers
+
+
+async def test_lifecycle_events(simulator: Sim, webhook_receiver: Receiver) -> None:
+    state, _ = simulator
+    w = world(state)
+    state.add_hook(w["project"], webhook_receiver.url)
+    mr = state.open_mr(w["project"], "ann", ["a.py"], draft=True)
+    state.push_to_mr(mr, ["b.py"])
+    state.mark_ready(mr)
+    state.approve(mr, "bob")
+    state.merge_mr(mr, by="bob")
+    await state.flush_hooks()
+    bodies = [r.body for r in webhook_receiver.received]
+    assert [b["object_attributes"]["action"] for b in bodies] == ["open", "update", "update", "approval",
+                                                                 "approved", "merge"]
+    assert "oldrev" in bodies[1]["object_attributes"] and "oldrev" not in bodies[2]["object_attributes"]
+    assert bodies[2]["changes"]["draft"] == {"previous": True, "current": False}
+    assert bodies[5]["changes"]["state_id"] == {"previous": 1, "current": 3}
+
+
+async def test_note_and_emoji_hooks(simulator: Sim, webhook_receiver: Receiver) -> None:
+    state, _ = simulator
+    w = world(state)
+    state.add_hook(w["project"], webhook_receiver.url)
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    note = state.add_note(mr, "bob", "@reviewbot suggest")
+    state.edit_note(note, "@reviewbot suggest please")
+    state.add_note(mr, "bob", "secret", internal=True)  # no confidential_note_events on this hook
+    state.add_note(mr, "bob", "changed the description", system=True)  # system notes never fire
+    state.award(note, "ann", "thumbsup")
+    await state.flush_hooks()
+    notes = webhook_receiver.events("Note Hook")
+    assert [n.body["object_attributes"]["action"] for n in notes] == ["create", "update"]
+    assert notes[0].body["merge_request"]["iid"] == mr.iid and "reviewers" not in notes[0].body["merge_request"]
+    [emoji] = webhook_receiver.events("Emoji Hook")
+    assert emoji.body["object_attributes"]["awardable_type"] == "Note" and emoji.body["note"]["id"] == note.id
+
+
+async def test_resend_keeps_the_idempotency_key(simulator: Sim, webhook_receiver: Receiver) -> None:
+    state, _ = simulator
+    w = world(state)
+    state.add_hook(w["project"], webhook_receiver.url)
+    state.open_mr(w["project"], "ann", ["a.py"])
+    [first] = await state.flush_hooks()
+    again = await state.sender.resend(first)
+    assert again.headers["Idempotency-Key"] == first.headers["Idempotency-Key"]
+    assert webhook_receiver.received[0].body == webhook_receiver.received[1].body
+
+
+async def test_failing_receiver_gets_the_hook_disabled(simulator: Sim, webhook_receiver: Receiver) -> None:
+    state, _ = simulator
+    w = world(state)
+    hook = state.add_hook(w["project"], webhook_receiver.url)
+    webhook_receiver.status = 500
+    for _ in range(5):
+        state.open_mr(w["project"], "ann", ["a.py"])
+    await state.flush_hooks()
+    assert len(webhook_receiver.received) == 4 and hook.alert_status == "temporarily_disabled"
+
+
+async def test_automatic_delivery_without_flush(simulator: Sim, webhook_receiver: Receiver) -> None:
+    state, _ = simulator
+    w = world(state)
+    state.add_hook(w["project"], webhook_receiver.url)
+    state.open_mr(w["project"], "ann", ["a.py"])
+    await webhook_receiver.arrived.wait()
+    assert webhook_receiver.received[0].event == "Merge Request Hook"
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("sample, action", [
+    ("merge_request_open.gitlab-docs.json", "open"), ("derived/merge_request_merge.json", "merge"),
+])
+def test_merge_request_hook_has_the_documented_keys(sample: str, action: str) -> None:
+    path = SAMPLES / sample
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    documented = json.loads(path.read_text())
+    state = SimState()
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"], reviewers=["bob"], assignees=["ann"], labels=["x"])
+    body = payloads.merge_request_hook(state, w["project"], mr, action, user=state.user("ann"))
+    assert set(body) == set(documented)
+    assert set(documented["object_attributes"]) <= set(body["object_attributes"])
+    assert set(body["object_attributes"]["source"]) == set(documented["object_attributes"]["source"])
+
+
+@pytest.mark.shared_data
+def test_note_hook_has_the_documented_keys() -> None:
+    path = SAMPLES / "note_merge_request.gitlab-docs.json"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    documented = json.loads(path.read_text())
+    state = SimState()
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"], assignees=["bob"])
+    body = payloads.note_hook(state, w["project"], mr, state.add_note(mr, "bob", "hi"))
+    assert set(body) == set(documented)
+    assert set(body["object_attributes"]) == set(documented["object_attributes"])
+    assert set(body["merge_request"]) == set(documented["merge_request"])
+
+
+def test_unknown_merge_request_action_is_refused() -> None:
+    state = SimState()
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    with pytest.raises(ValueError, match="unknown merge request action 'opened'"):
+        payloads.merge_request_hook(state, w["project"], mr, "opened", user=w["ann"])
+
+
+# --- seeding --------------------------------------------------------------------------------------------------
+def test_seed_project_is_deterministic_and_skewed() -> None:
+    def build(seed: int) -> tuple[SimState, Any]:
+        state = SimState()
+        return state, seed_project(state, n_people=20, n_merged=240, n_open=3, seed=seed)
+
+    state, seeded = build(5)
+    _, again = build(5)
+    assert seeded.owners == again.owners
+    assert [m.diffs for m in seeded.project.mrs.values()] == [m.diffs for m in again.project.mrs.values()]
+    merged = [m for m in seeded.project.mrs.values() if m.state == "merged"]
+    authors = Counter(m.author_id for m in merged)
+    assert authors.most_common(1)[0][1] > 3 * median(authors.values())
+    assert seeded.busy.busy and seeded.blocked.state == "blocked" and all(b.bot for b in seeded.bots)
+    assert any(m.author_id in {b.id for b in seeded.bots} for m in merged)
+    assert ("main", ".gitlab/CODEOWNERS") in seeded.project.files
+    assert sum(m.state == "opened" for m in seeded.project.mrs.values()) == 3
+
+
+def test_seeded_reviewers_mostly_follow_ownership() -> None:
+    state = SimState()
+    seeded = seed_project(state, n_people=20, n_merged=300, seed=2)
+    owned = total = 0
+    for mr in seeded.project.mrs.values():
+        owners = set(seeded.owners.get(mr.diffs[0].new_path.rsplit("/", 1)[0], ()))
+        if not owners or not mr.reviewer_ids:
+            continue
+        total += 1
+        owned += any(state.users[r].username in owners for r in mr.reviewer_ids)
+    assert owned / total > 0.6
+
+
+async def test_run_simulator_sets_the_instance_url() -> None:
+    async with run_simulator() as (state, url):
+        assert url.startswith("http://127.0.0.1:") and state.web == url
