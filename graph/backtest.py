@@ -43,7 +43,7 @@ class BacktestResult:
     rr_sum: float = 0.0
     seconds: float = 0.0
     suggested_top1: Counter = field(default_factory=Counter)
-    actual: Counter = field(default_factory=Counter)
+    actual: Counter = field(default_factory=Counter)  # one unit per change, split among its reviewers
 
     def top(self, k: int) -> float:
         return self.hits[k] / self.evaluated if self.evaluated else 0.0
@@ -71,7 +71,9 @@ class BacktestResult:
         if not truth:
             return
         self.evaluated += 1
-        self.actual.update(truth)
+        share = 1.0 / len(truth)
+        for person in truth:
+            self.actual[person] += share
         if ranked:
             self.suggested_top1[ranked[0]] += 1
         for rank, person in enumerate(ranked[: max(KS)], start=1):

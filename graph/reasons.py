@@ -1,0 +1,97 @@
+"""Plain-word evidence for a suggested person, e.g. "reviewed 14 changes under `drivers/net/` (last 12 days
+ago); wrote `net/eth.c`; reviewed 9 of this author's changes"."""
+from __future__ import annotations
+
+import numpy as np
+
+from graph.model import Change
+from graph.ownership import DAY, OwnershipGraph
+
+__all__ = ["reasons", "contributions"]
+
+
+def _ago(t: float | None, now: float) -> str:
+    if t is None:
+        return "never"
+    days = int(max(0.0, now - t) // DAY)
+    if days == 0:
+        return "today"
+    if days < 60:
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    if days < 730:
+        return f"{days // 30} months ago"
+    return f"{days // 365} years ago"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def reasons(og: OwnershipGraph, change: Change, person: str) -> list[str]:
+    """The evidence behind `person` for `change`, strongest first (empty if there is none)."""
+    now = float(change.time)
+    out = _file_reasons(og, change, person, now)
+    d = _best_dir(og, change, person)
+    if d is not None:
+        count, last, path = d
+        out.append(f"reviewed {_plural(count, 'change')} under `{path}` (last {_ago(last, now)})")
+    fam = og.G._succ.get("@" + change.author, {}).get("@" + person)
+    if fam:
+        out.append(f"reviewed {fam['fc']} of this author's changes")
+    if not out:
+        node = og.G._node.get("@" + person)
+        if node and node["rc"]:
+            out.append(f"active reviewer: {_plural(node['rc'], 'review')}, last {_ago(node['lr'], now)}")
+    return out
+
+
+def _file_reasons(og: OwnershipGraph, change: Change, person: str, now: float) -> list[str]:
+    reviewed: list[tuple[int, str, float]] = []
+    wrote: list[tuple[int, str]] = []
+    p = "@" + person
+    for f in change.files:
+        e = og.G._succ.get("/" + f, {}).get(p)
+        if e is None:
+            continue
+        if e["rc"]:
+            reviewed.append((e["rc"], f, e["rt"]))
+        if e["ac"]:
+            wrote.append((e["ac"], f))
+    out = []
+    if reviewed:
+        reviewed.sort(key=lambda r: (-r[0], r[1]))
+        n, f, last = reviewed[0]
+        more = f" and {len(reviewed) - 1} more of these files" if len(reviewed) > 1 else ""
+        out.append(f"reviewed `{f}` {_plural(n, 'time')} (last {_ago(last, now)}){more}")
+    if wrote:
+        wrote.sort(key=lambda r: (-r[0], r[1]))
+        more = f" and {len(wrote) - 1} more" if len(wrote) > 1 else ""
+        out.append(f"wrote `{wrote[0][1]}`{more}")
+    return out
+
+
+def _best_dir(og: OwnershipGraph, change: Change, person: str) -> tuple[int, float, str] | None:
+    """The deepest touched directory the person reviewed at least twice, else the one reviewed most."""
+    p, best = "@" + person, None
+    for d in og.paths_of(change.files):
+        if not d.endswith("/"):
+            continue
+        e = og.G._succ.get(d, {}).get(p)
+        if e is None or not e["rc"]:
+            continue
+        key = (e["rc"] >= 2, d.count("/"), e["rc"])
+        if best is None or key > best[0]:
+            best = (key, (e["rc"], e["rt"], d[1:]))
+    return None if best is None else best[1]
+
+
+def contributions(row: np.ndarray, others: np.ndarray) -> list[tuple[str, float]]:
+    """How far each feature of this row is above the candidates' average, largest first.
+
+    A model-agnostic reading for `/reviewers why`: the features on which a person stands out.
+    """
+    from graph.features import FEATURES, GRAPH_WEIGHTS
+
+    mean = others.mean(axis=0) if len(others) else np.zeros_like(row)
+    out = [(name, float(GRAPH_WEIGHTS.get(name, 0.0) * (row[i] - mean[i]))) for i, name in enumerate(FEATURES)]
+    return sorted([c for c in out if c[1] != 0.0], key=lambda c: -abs(c[1]))

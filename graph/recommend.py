@@ -1,0 +1,195 @@
+"""Recommenders over the ownership graph: the hand-weighted `graph` score and the `learned` ranker.
+
+Both follow the `graph.backtest.Recommender` protocol (``recommend`` then ``observe``, in time order) and
+offer `suggest`, which the bot uses: the same ranking, with reasons and an optional filter of who may be
+suggested.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from graph.features import FEATURES, Candidates, candidates, graph_score
+from graph.model import Change, Suggestion
+from graph.ownership import OwnershipGraph
+from graph.ranker import ReviewerRanker
+from graph.reasons import contributions, reasons
+
+__all__ = ["RecommenderSettings", "GraphRecommender", "LearnedRecommender", "make_recommender", "METHODS"]
+
+
+@dataclass(frozen=True)
+class RecommenderSettings:
+    """Hyper-parameters of the recommenders (the bot's `[defaults]` settings map onto these)."""
+
+    half_life_days: float = 180.0
+    short_half_life_days: float = 30.0
+    inactive_days: float = 365.0
+    candidate_limit: int = 40
+    min_train_changes: int = 150
+    retrain_growth: float = 1.5
+    retrain_every: int = 3000
+    train_window: int = 6000
+    rerank: int = 20
+    balance: float = 0.0
+
+
+class GraphRecommender:
+    """Ranks candidates by the hand-weighted graph score."""
+
+    name = "graph"
+
+    def __init__(self, *, allow_author: bool = False, settings: RecommenderSettings | None = None):
+        self.allow_author = allow_author
+        self.settings = settings or RecommenderSettings()
+        s = self.settings
+        self.og = OwnershipGraph(half_life_days=s.half_life_days, short_half_life_days=s.short_half_life_days)
+        self._cache: tuple[str, Candidates] | None = None
+
+    # -- the backtest protocol ------------------------------------------------------------------------
+    def recommend(self, change: Change, k: int) -> list[str]:
+        cands = self._candidates(change)
+        return [cands.people[i] for i in self._order(cands)[:k]]
+
+    def observe(self, change: Change) -> None:
+        self.og.add_change(change, allow_author=self.allow_author)
+        self._cache = None
+
+    # -- for the bot ----------------------------------------------------------------------------------
+    def suggest(self, change: Change, k: int = 3, *, allowed: Callable[[str], bool] | None = None,
+                explain: bool = True) -> list[Suggestion]:
+        """The best `k` people for `change` (who pass `allowed`), each with the evidence behind them."""
+        cands = self._candidates(change)
+        scores = self._scores(cands)
+        out: list[Suggestion] = []
+        for i in self._order(cands, scores):
+            person = cands.people[i]
+            if allowed is not None and not allowed(person):
+                continue
+            why = tuple(reasons(self.og, change, person)) if explain else ()
+            contrib = tuple(contributions(cands.X[i], cands.X)) if explain else ()
+            out.append(Suggestion(person, float(scores[i]), why, contrib))
+            if len(out) == k:
+                break
+        return out
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _candidates(self, change: Change) -> Candidates:
+        if self._cache is not None and self._cache[0] == change.id:
+            return self._cache[1]
+        cands = candidates(self.og, change, allow_author=self.allow_author,
+                           inactive_days=self.settings.inactive_days, limit=self.settings.candidate_limit)
+        self._cache = (change.id, cands)
+        return cands
+
+    def _scores(self, cands: Candidates) -> np.ndarray:
+        return graph_score(cands.X) if len(cands) else np.zeros(0)
+
+    def _order(self, cands: Candidates, scores: np.ndarray | None = None) -> list[int]:
+        if not len(cands):
+            return []
+        scores = self._scores(cands) if scores is None else scores
+        # ties by name, so a replay is the same on every run
+        return sorted(range(len(cands)), key=lambda i: (-scores[i], cands.people[i]))
+
+
+class LearnedRecommender(GraphRecommender):
+    """The graph's candidates re-ranked by a `ReviewerRanker` trained on the project's own past changes.
+
+    Every observed change adds its candidate rows (labelled by who really reviewed) to a bounded window;
+    the ranker is refit when the history has grown by `retrain_growth`× or `retrain_every` changes, on past
+    data only. Until the first fit, the graph score ranks.
+    """
+
+    name = "learned"
+
+    def __init__(self, *, allow_author: bool = False, settings: RecommenderSettings | None = None,
+                 estimator: ReviewerRanker | None = None):
+        super().__init__(allow_author=allow_author, settings=settings)
+        self.estimator = estimator if estimator is not None else ReviewerRanker()
+        self.model_: ReviewerRanker | None = None
+        self._rows: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.settings.train_window)
+        self._labelled = 0
+        self._trained_at = 0
+
+    def observe(self, change: Change) -> None:
+        cands = self._candidates(change)
+        truth = change.truth(allow_author=self.allow_author)
+        if len(cands) and truth:
+            self._keep_rows(cands, truth)
+        super().observe(change)
+        if self._due():
+            self.refit()
+
+    def _keep_rows(self, cands: Candidates, truth: frozenset[str]) -> None:
+        y = np.fromiter((p in truth for p in cands.people), dtype=np.int8, count=len(cands))
+        if not y.any():
+            return
+        idx = self._top(cands)
+        if not y[idx].any():
+            return
+        self._rows.append((cands.X[idx], y[idx]))
+        self._labelled += 1
+
+    def _due(self) -> bool:
+        s = self.settings
+        n, last = self._labelled, self._trained_at
+        if n < s.min_train_changes:
+            return False
+        return last == 0 or n >= last * s.retrain_growth or n - last >= s.retrain_every
+
+    def training_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X, y, groups) of the current window, one group per past change."""
+        Xs, ys, gs = [], [], []
+        for g, (X, y) in enumerate(self._rows):
+            Xs.append(X)
+            ys.append(y)
+            gs.append(np.full(len(y), g))
+        return np.vstack(Xs), np.concatenate(ys), np.concatenate(gs)
+
+    def refit(self) -> None:
+        """Fit a fresh clone of the estimator on the window (past changes only)."""
+        from sklearn.base import clone
+
+        X, y, groups = self.training_data()
+        if len(np.unique(y)) < 2:
+            return
+        self.model_ = clone(self.estimator).fit(X, y, groups=groups)
+        self._trained_at = self._labelled
+
+    def _top(self, cands: Candidates) -> np.ndarray:
+        """The rows the model ranks (and learns from): the best `rerank` by graph score."""
+        return np.argsort(-graph_score(cands.X), kind="stable")[: self.settings.rerank]
+
+    def _scores(self, cands: Candidates) -> np.ndarray:
+        """Model scores for the top rows, placed above the graph-ordered rest."""
+        base = super()._scores(cands)
+        if self.model_ is None or not len(cands):
+            return base
+        idx = self._top(cands)
+        model = self.model_.decision_function(cands.X[idx])
+        scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
+        scores[idx] = model
+        return scores
+
+
+METHODS: dict[str, Callable[..., GraphRecommender]] = {
+    "graph": GraphRecommender,
+    "learned": LearnedRecommender,
+}
+
+
+def make_recommender(method: str = "default", *, allow_author: bool = False,
+                     settings: RecommenderSettings | None = None) -> GraphRecommender:
+    """The recommender for a method name; ``"default"`` is what the bot uses."""
+    if method == "default":
+        rec = LearnedRecommender(allow_author=allow_author, settings=settings)
+        rec.name = "default"
+        return rec
+    try:
+        return METHODS[method](allow_author=allow_author, settings=settings)
+    except KeyError:
+        raise ValueError(f"unknown method {method!r}; choose from default, {', '.join(METHODS)}") from None
