@@ -1,0 +1,116 @@
+"""`reviewbot events`: look at the event queue and act on failed events.
+
+    reviewbot events list [--failed] [--status S] [--limit N] [--json]
+    reviewbot events show ID
+    reviewbot events requeue ID [ID ...]
+    reviewbot events prune [--older-than-days D]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import timedelta
+from typing import Any, Awaitable, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from bot.config import ConfigError, load_settings
+from bot.storage import EventRow, Storage, StorageError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("events", help="inspect the event queue, requeue or prune events",
+                       description="The stored webhook events: list them, see why one failed, run it again.")
+    p.add_argument("--config", metavar="PATH", help="config file (default: $REVIEWBOT_CONFIG, then ./config.toml)")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = actions.add_parser("list", help="newest events first, with the queue's counts")
+    ls.add_argument("--failed", action="store_true", help="only failed and dead events")
+    ls.add_argument("--status", choices=["queued", "running", "done", "failed", "dead"])
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = actions.add_parser("show", help="one event with its headers, body and last error")
+    show.add_argument("id", type=int)
+    rq = actions.add_parser("requeue", help="run failed, dead or done events again")
+    rq.add_argument("ids", type=int, nargs="+", metavar="ID")
+    pr = actions.add_parser("prune", help="delete done events (keeps at least one day for deduplication)")
+    pr.add_argument("--older-than-days", type=float, default=None, help="default [worker] retention_days")
+    p.set_defaults(func=run)
+
+
+def _summary(row: EventRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "status": row.status, "kind": row.kind, "action": row.action, "project_id": row.project_id,
+        "mr_iid": row.mr_iid, "attempts": row.attempts, "received_at": row.received_at.isoformat(),
+        "next_attempt_at": row.next_attempt_at.isoformat(), "last_error": row.last_error,
+    }
+
+
+async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int:
+    rows = await storage.events.list_events(failed_only=args.failed, status=args.status, limit=args.limit)
+    if args.json:
+        for row in rows:
+            out.print_json(json.dumps(_summary(row)), indent=None)
+        return 0
+    table = Table()
+    for name in ("id", "status", "kind", "action", "project", "MR", "tries", "received"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("last error")
+    for row in rows:
+        table.add_row(str(row.id), row.status, row.kind, row.action or "", str(row.project_id or ""),
+                      str(row.mr_iid or ""), str(row.attempts), f"{row.received_at:%Y-%m-%d %H:%M:%S}",
+                      (row.last_error or "")[:80])
+    out.print(table)
+    out.print(" ".join(f"{k}={v}" for k, v in (await storage.events.depth()).items()))
+    return 0
+
+
+async def _show(storage: Storage, args: argparse.Namespace, out: Console) -> int:
+    row = await storage.events.get(args.id)
+    if row is None:
+        out.print(f"no event {args.id}: see `reviewbot events list`")
+        return 1
+    out.print_json(json.dumps({**_summary(row), "dedupe_key": row.dedupe_key, "lease_owner": row.lease_owner,
+                               "headers": row.headers, "body": row.body}))
+    return 0
+
+
+async def _requeue(storage: Storage, args: argparse.Namespace, out: Console) -> int:
+    missing = [i for i in args.ids if not await storage.events.requeue(i)]
+    out.print(f"requeued {len(args.ids) - len(missing)} event(s)")
+    if missing:
+        out.print(f"not requeued (unknown or running right now): {', '.join(map(str, missing))}")
+    return 1 if missing else 0
+
+
+async def _prune(storage: Storage, args: argparse.Namespace, out: Console, days: float) -> int:
+    out.print(f"deleted {await storage.events.prune(timedelta(days=days))} done event(s)")
+    return 0
+
+
+async def _run(url: str, args: argparse.Namespace, retention_days: float) -> int:
+    out = Console(soft_wrap=True)
+    storage = await Storage.open(url)
+    actions: dict[str, Callable[[], Awaitable[int]]] = {
+        "list": lambda: _list(storage, args, out),
+        "show": lambda: _show(storage, args, out),
+        "requeue": lambda: _requeue(storage, args, out),
+        "prune": lambda: _prune(storage, args, out, args.older_than_days or retention_days),
+    }
+    try:
+        return await actions[args.action]()
+    finally:
+        await storage.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config, require_gitlab=False)
+        return asyncio.run(_run(settings.database_url, args, settings.worker.retention_days))
+    except (ConfigError, StorageError) as exc:
+        print(f"reviewbot events: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,165 @@
+"""`reviewbot serve` (web app + in-process worker) and `reviewbot worker` (queue worker only).
+
+Why two commands: one process is simplest (`serve`); on Heroku or under load, run `serve --no-worker`
+as the web dyno and `worker` dynos beside it, all sharing the PostgreSQL queue. Both refuse to start
+on a database that `reviewbot migrate` has not brought up to date.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from typing import AsyncIterator
+
+from aiohttp import web
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.logfmt import kv
+from bot.metrics import Metrics
+from bot.storage import EventRow, Storage, StorageError
+from bot.web import make_app
+from bot.worker import Dispatch, DispatchFactory, Worker, run_in_app
+
+__all__ = ["register", "build_app", "load_dispatch_factory", "DEFAULT_DISPATCH"]
+
+log = logging.getLogger("bot.serve")
+DEFAULT_DISPATCH = "bot.handlers:make_dispatch"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help="config file (default: $REVIEWBOT_CONFIG, then ./config.toml)")
+    p.add_argument("--dispatch", default=DEFAULT_DISPATCH, metavar="MODULE:NAME",
+                   help=f"the handlers' dispatch factory (default {DEFAULT_DISPATCH})")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the webhook server (and a worker, unless --no-worker)",
+                       description="Answer GitLab webhooks on POST /webhook; GET /healthz and /metrics.")
+    _common(p)
+    p.add_argument("--host", help="listen address (default [server] host)")
+    p.add_argument("--port", type=int, help="listen port (default $PORT or [server] port)")
+    p.add_argument("--no-worker", action="store_true", help="only receive webhooks; run `reviewbot worker` apart")
+    p.set_defaults(func=run_serve)
+    w = sub.add_parser("worker", help="run stored events through the handlers (no web server)",
+                       description="Claim events from the database queue and run them until SIGTERM.")
+    _common(w)
+    w.add_argument("--once", action="store_true", help="run the events due now, then exit")
+    w.set_defaults(func=run_worker)
+
+
+def load_dispatch_factory(spec: str) -> DispatchFactory:
+    """Import `module:name`; the error says what is missing."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr or "make_dispatch")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load the dispatch factory {spec!r} ({exc}): install the handlers "
+                          "or pass --dispatch module:name") from None
+    return factory
+
+
+class _LateDispatch:
+    """Stands for the handlers' dispatch until the app's startup has created it (inside the loop)."""
+
+    def __init__(self) -> None:
+        self.target: Dispatch | None = None
+
+    async def __call__(self, row: EventRow) -> object:
+        if self.target is None:
+            raise RuntimeError("dispatch called before the handlers started")
+        return await self.target(row)
+
+
+async def build_app(settings: Settings, factory: DispatchFactory | None, *, with_worker: bool = True,
+                    storage: Storage | None = None) -> web.Application:
+    """The `serve` app: storage checked at start, handlers and worker started and stopped with the app."""
+    storage = storage or await Storage.open(settings.database_url)
+    metrics = Metrics()
+    app = make_app(settings, storage, metrics)
+
+    async def storage_ctx(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await storage.close()
+
+    app.cleanup_ctx.append(storage_ctx)  # first in, last out: closed after the worker stopped
+    if with_worker and factory is not None:
+        late = _LateDispatch()
+
+        async def handlers_ctx(_app: web.Application) -> AsyncIterator[None]:
+            async with factory(settings, storage, metrics) as dispatch:
+                late.target = dispatch
+                yield
+
+        app.cleanup_ctx.append(handlers_ctx)
+        run_in_app(app, late)
+    return app
+
+
+def _setup(args: argparse.Namespace) -> Settings:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    return load_settings(args.config)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    try:
+        settings = _setup(args)
+        factory = None if args.no_worker else load_dispatch_factory(args.dispatch)
+    except ConfigError as exc:
+        print(f"reviewbot serve: {exc}", file=sys.stderr)
+        return 2
+    host, port = args.host or settings.server.host, args.port or settings.server.port
+    log.info(kv("serve starting", host=host, port=port, worker=not args.no_worker, config=settings.source))
+    try:
+        web.run_app(build_app(settings, factory, with_worker=not args.no_worker), host=host, port=port,
+                    shutdown_timeout=settings.server.shutdown_timeout, access_log=None, print=None)
+    except StorageError as exc:
+        print(f"reviewbot serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _work(settings: Settings, factory: DispatchFactory, once: bool) -> int:
+    storage = await Storage.open(settings.database_url)
+    metrics = Metrics()
+    try:
+        async with factory(settings, storage, metrics) as dispatch:
+            worker = Worker(storage, dispatch, settings, metrics)
+            if once:
+                started = await worker.run_once()
+                await worker.drain()
+                await worker.stop(settings.server.shutdown_timeout)
+                return started
+            await _run_until_signal(worker, settings.server.shutdown_timeout)
+            return 0
+    finally:
+        await storage.close()
+
+
+async def _run_until_signal(worker: Worker, grace: float) -> None:
+    """Run the worker; on SIGTERM/SIGINT stop claiming, finish or hand back within `grace`."""
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_requested.set)
+    run_task = asyncio.create_task(worker.run())
+    stop_task = asyncio.create_task(stop_requested.wait())
+    await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    stop_task.cancel()
+    await worker.stop(grace)
+    await run_task
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    try:
+        settings = _setup(args)
+        factory = load_dispatch_factory(args.dispatch)
+        asyncio.run(_work(settings, factory, args.once))
+    except (ConfigError, StorageError) as exc:
+        print(f"reviewbot worker: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    return 0

@@ -1,0 +1,373 @@
+"""The bot's settings: one frozen object built once from `config.toml` plus environment variables.
+
+Why one object: every part of the bot (web app, workers, handlers, CLI) receives the same validated
+settings instead of reading files or the environment on its own, so a typo fails at start-up with a
+message that names the setting and the fix, never later inside a handler. Nothing is read at import
+time; call `load_settings()` once in the entry point and pass the result along.
+
+Secrets (the GitLab token, webhook secrets, the database URL, which may hold a password) are
+`SecretStr`: they print as `**********` in `repr`, logs and `Settings.describe()`.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from sqlalchemy.engine import make_url
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ConfigError",
+    "Settings",
+    "GitLabSettings",
+    "ServerSettings",
+    "DatabaseSettings",
+    "WorkerSettings",
+    "ProjectSettings",
+    "WebhookSecret",
+    "load_settings",
+    "normalise_database_url",
+    "redact_url",
+    "DEFAULT_DATABASE_URL",
+]
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///reviewbot.sqlite3"
+ENV_CONFIG_PATH = "REVIEWBOT_CONFIG"
+ACCESS_LEVELS = (10, 15, 20, 30, 40, 50)
+
+# Environment variable -> (section, key). Environment wins over the file (Heroku-style config).
+ENV_OVERRIDES: dict[str, tuple[str, str]] = {
+    "GITLAB_URL": ("gitlab", "url"),
+    "GITLAB_TOKEN": ("gitlab", "token"),
+    "DATABASE_URL": ("database", "url"),
+    "PORT": ("server", "port"),
+}
+ENV_WEBHOOK_SECRET = "GITLAB_WEBHOOK_SECRET"
+
+# What to do about a missing or wrong setting, by its dotted location.
+FIXES: dict[str, str] = {
+    "gitlab.token": (
+        "create a personal, project or group access token with the api scope and "
+        "export GITLAB_TOKEN=... (or set [gitlab] token in config.toml)"
+    ),
+    "gitlab.url": "set GITLAB_URL=https://gitlab.example.com (or [gitlab] url) to your instance's address",
+    "webhook_secrets": (
+        "choose a long random secret, enter it as the webhook's Secret token in GitLab and "
+        "export GITLAB_WEBHOOK_SECRET=... (or add a [[webhook_secrets]] entry)"
+    ),
+    "database.url": "use e.g. sqlite+aiosqlite:///reviewbot.sqlite3 or postgresql://user:pass@host/db",
+    "server.port": "export PORT=8080 (a number between 1 and 65535)",
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names the setting and how to fix it."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GitLabSettings(_Frozen):
+    """How to reach GitLab and who the bot is there."""
+
+    url: str = "https://gitlab.com"
+    token: SecretStr | None = None
+    bot_username: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+
+class ServerSettings(_Frozen):
+    """The webhook web server."""
+
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    shutdown_timeout: float = Field(25.0, gt=0, le=30)
+
+
+class DatabaseSettings(_Frozen):
+    """Where events, history, comments and models are kept."""
+
+    url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    echo: bool = False
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _normalise(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return normalise_database_url(raw) if isinstance(raw, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("only SQLite (sqlite:///file) and PostgreSQL (postgresql://...) are supported")
+        return value
+
+
+class WorkerSettings(_Frozen):
+    """The background loop that runs stored events."""
+
+    concurrency: int = Field(2, ge=1, le=64)
+    lease_seconds: float = Field(300.0, gt=0)
+    dispatch_timeout: float = Field(120.0, gt=0)
+    max_attempts: int = Field(6, ge=1)
+    backoff: float = Field(10.0, gt=0)
+    backoff_max: float = Field(3600.0, gt=0)
+    poll_interval: float = Field(2.0, gt=0)
+    retention_days: float = Field(7.0, ge=1)
+
+    @model_validator(mode="after")
+    def _lease_outlives_dispatch(self) -> WorkerSettings:
+        if self.lease_seconds <= self.dispatch_timeout:
+            raise ValueError(
+                f"lease_seconds ({self.lease_seconds}) must exceed dispatch_timeout "
+                f"({self.dispatch_timeout}), else a slow event is handed to a second worker"
+            )
+        return self
+
+
+class ProjectSettings(_Frozen):
+    """How the bot behaves on one project: [defaults] with that project's overrides applied."""
+
+    assign: Literal["off", "top1", "top-k"] = "off"
+    top_k: int = Field(3, ge=1, le=20)
+    mention: bool = False
+    skip_drafts: bool = True
+    ignore_label: str = "no-reviewer-bot"
+    max_open_reviews: int = Field(5, ge=0)
+    min_access_level: int = 30
+    half_life_days: float = Field(180.0, gt=0)
+    inactive_days: int = Field(90, ge=1)
+    bots: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    comment_on_update: bool = True
+
+    @field_validator("min_access_level")
+    @classmethod
+    def _known_level(cls, value: int) -> int:
+        if value not in ACCESS_LEVELS:
+            raise ValueError(f"must be one of {ACCESS_LEVELS} (GitLab access levels), got {value}")
+        return value
+
+
+class WebhookSecret(_Frozen):
+    """A webhook secret token, valid for one project, one group (and its subgroups) or everything."""
+
+    secret: SecretStr
+    project: str | int | None = None
+    group: str | None = None
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> WebhookSecret:
+        if not self.secret.get_secret_value():
+            raise ValueError("secret is empty")
+        if self.project is not None and self.group is not None:
+            raise ValueError("give either project or group, not both")
+        return self
+
+    def covers(self, project_id: int | None, path: str | None) -> bool:
+        """True when a delivery for this project may be signed with this secret."""
+        if self.project is None and self.group is None:
+            return True
+        if self.group is not None:
+            group = self.group.strip("/")
+            return bool(path) and (path == group or path.startswith(group + "/"))
+        if isinstance(self.project, int):
+            return project_id == self.project
+        return path == self.project or str(project_id) == self.project
+
+
+class Settings(_Frozen):
+    """Everything the bot needs, validated and frozen. Build it with `load_settings()`."""
+
+    gitlab: GitLabSettings = GitLabSettings()
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    defaults: ProjectSettings = ProjectSettings()
+    projects: dict[str, dict[str, Any]] = {}
+    webhook_secrets: tuple[WebhookSecret, ...] = ()
+    source: str = "built-in defaults"
+
+    @model_validator(mode="after")
+    def _overrides_valid(self) -> Settings:
+        for key, overrides in self.projects.items():
+            try:
+                ProjectSettings.model_validate({**self._defaults_dict(), **overrides})
+            except ValidationError as exc:
+                raise ValueError(f"[projects.{_toml_key(key)}] {_first_error(exc)}") from None
+        return self
+
+    def _defaults_dict(self) -> dict[str, Any]:
+        return self.defaults.model_dump()
+
+    def project_settings(
+        self, project_id: int | None, path_with_namespace: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> ProjectSettings:
+        """[defaults], then [projects."path"], then [projects.ID], then `overrides` (from the database)."""
+        merged = self._defaults_dict()
+        for key in (path_with_namespace, None if project_id is None else str(project_id)):
+            if key is not None and key in self.projects:
+                merged.update(self.projects[key])
+        merged.update(overrides or {})
+        try:
+            return ProjectSettings.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(f"project {path_with_namespace or project_id}: {_first_error(exc)}") from None
+
+    def secrets_for(self, project_id: int | None, path: str | None) -> list[bytes]:
+        """The webhook secrets a delivery for this project may carry."""
+        return [s.secret.get_secret_value().encode() for s in self.webhook_secrets if s.covers(project_id, path)]
+
+    def all_secrets(self) -> list[bytes]:
+        """Every configured webhook secret, whatever its scope."""
+        return [s.secret.get_secret_value().encode() for s in self.webhook_secrets]
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL (with its password); never log it, use `describe()`."""
+        return self.database.url.get_secret_value()
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain data with every secret masked, for `config show` and logs."""
+        data = self.model_dump(mode="json")
+        data["database"]["url"] = redact_url(self.database_url)
+        return data
+
+
+def _toml_key(key: str) -> str:
+    return key if key.isdigit() else f'"{key}"'
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
+        return "<unparsable database URL>"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept Heroku's `postgres://` and plain `postgresql://`; use the async drivers.
+
+    >>> normalise_database_url("postgres://u:p@h:5432/db?sslmode=require")
+    'postgresql+asyncpg://u:p@h:5432/db?ssl=require'
+    """
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            url = "postgresql+asyncpg://" + url[len(prefix):]
+            break
+    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+        url = "sqlite+aiosqlite://" + url[len("sqlite://"):]
+    if url.startswith("postgresql+asyncpg://"):
+        url = url.replace("sslmode=", "ssl=")  # asyncpg spells libpq's sslmode as ssl
+    return url
+
+
+def _config_path(path: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    if path is not None:
+        origin = "--config"
+    elif environ.get(ENV_CONFIG_PATH):
+        path, origin = environ[ENV_CONFIG_PATH], ENV_CONFIG_PATH
+    else:
+        default = Path("config.toml")
+        return default if default.is_file() else None
+    resolved = Path(path)
+    if not resolved.is_file():
+        raise ConfigError(
+            f"config file {str(resolved)!r} (from {origin}) does not exist: "
+            "copy config.example.toml there or fix the path"
+        )
+    return resolved
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}): fix the syntax, see config.example.toml") from None
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Copy environment overrides into the raw data; return which locations came from which variable."""
+    origins: dict[str, str] = {}
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if environ.get(var):
+            data.setdefault(section, {})[key] = environ[var]
+            origins[f"{section}.{key}"] = f"environment variable {var}"
+    if environ.get(ENV_WEBHOOK_SECRET):
+        secrets = list(data.get("webhook_secrets", []))
+        secrets.append({"secret": environ[ENV_WEBHOOK_SECRET]})
+        data["webhook_secrets"] = secrets
+        origins[f"webhook_secrets.{len(secrets) - 1}"] = f"environment variable {ENV_WEBHOOK_SECRET}"
+    return origins
+
+
+def _validation_message(exc: ValidationError, origins: Mapping[str, str], source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "projects"
+        origin = next((o for k, o in origins.items() if loc.startswith(k)), source)
+        what = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+        fix = FIXES.get(loc, "see config.example.toml for the allowed values")
+        lines.append(f"setting {loc} (from {origin}): {what}: {fix}")
+    return "; ".join(lines)
+
+
+def _require_gitlab(settings: Settings) -> None:
+    if settings.gitlab.token is None or not settings.gitlab.token.get_secret_value():
+        raise ConfigError(f"GITLAB_TOKEN is not set: {FIXES['gitlab.token']}")
+    if not settings.webhook_secrets:
+        raise ConfigError(f"GITLAB_WEBHOOK_SECRET is not set: {FIXES['webhook_secrets']}")
+
+
+def load_settings(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None, require_gitlab: bool = True
+) -> Settings:
+    """Build the settings from the TOML file (if any) and the environment, validate and freeze them.
+
+    `path` is the `--config` option; without it REVIEWBOT_CONFIG, then ./config.toml if present.
+    `require_gitlab=False` is for commands that only touch the database (`migrate`, `events`).
+    Raises `ConfigError` naming the setting and the fix.
+    """
+    environ = os.environ if environ is None else environ
+    file = _config_path(path, environ)
+    data = _read_toml(file)
+    source = str(file) if file else "built-in defaults"
+    origins = _apply_environment(data, environ)
+    try:
+        settings = Settings.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(exc, origins, source)) from None
+    if require_gitlab:
+        _require_gitlab(settings)
+    return settings

@@ -1,0 +1,50 @@
+"""Prometheus metrics, one registry per app so tests (and several apps in one process) never clash.
+
+Why a class and not module-level collectors: prometheus_client's default registry is global and
+refuses a second collector with the same name, which breaks any test that builds two apps.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
+
+
+class Metrics:
+    """The bot's counters, gauges and histograms, registered on their own `CollectorRegistry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_received = Counter(
+            "reviewbot_events_received", "Webhook deliveries answered, by event kind and outcome "
+            "(queued, duplicate, ignored, rejected)", ["kind", "outcome"], registry=r,
+        )
+        self.events_processed = Counter(
+            "reviewbot_events_processed", "Events handled successfully by a worker", ["kind"], registry=r
+        )
+        self.events_failed = Counter(
+            "reviewbot_events_failed", "Event attempts that raised, by kind and result (retry, dead)",
+            ["kind", "result"], registry=r,
+        )
+        self.queue_depth = Gauge("reviewbot_queue_depth", "Stored events by status", ["status"], registry=r)
+        self.suggestion_latency = Histogram(
+            "reviewbot_suggestion_latency_seconds", "From webhook receipt to the suggestion being posted",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900), registry=r,
+        )
+        self.dispatch_seconds = Histogram(
+            "reviewbot_dispatch_seconds", "Time one event's handlers took", ["kind"], registry=r
+        )
+        self.gitlab_api_errors = Counter(
+            "reviewbot_gitlab_api_errors", "GitLab API calls that failed, by HTTP status", ["status"], registry=r
+        )
+
+    def set_queue_depth(self, depth: dict[str, int]) -> None:
+        """Update the queue-depth gauge from `EventQueue.depth()`."""
+        for status, count in depth.items():
+            self.queue_depth.labels(status=status).set(count)
+
+    def render(self) -> bytes:
+        """The text exposition format for GET /metrics."""
+        return generate_latest(self.registry)

@@ -1,0 +1,104 @@
+"""Engine creation and the few dialect differences between SQLite and PostgreSQL.
+
+Why here: every store module works on both databases through SQLAlchemy Core; the places where they
+differ (connection pragmas, `INSERT ... ON CONFLICT`, timestamps without a time zone on SQLite) are
+kept in this one module so the stores read the same for both.
+"""
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from bot.config import normalise_database_url
+
+__all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", "StorageError"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class StorageError(RuntimeError):
+    """The database cannot be used (unreachable, not migrated, ...); the message names the fix."""
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (the only kind of time the stores accept)."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware, on SQLite as on PostgreSQL.
+
+    SQLite keeps no time zone; without this, values would come back naive and compare wrongly.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware time (bot.storage.utcnow())")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers run while a worker writes; busy_timeout waits instead of failing at once."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_directory_exists(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
+    """Fail fast, and without starting aiosqlite's thread, when the database file's folder is missing.
+
+    (A failed aiosqlite connect leaves a thread that later reports "Event loop is closed".)
+    """
+    database = str(cargs[0]) if cargs else str(cparams.get("database", ""))
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    folder = Path(database).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise sqlite3.OperationalError(
+            f"unable to open database file {database}: the folder {folder} does not exist "
+            "(create it or fix database.url / DATABASE_URL)"
+        )
+
+
+def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:
+    """An async engine for a SQLite (aiosqlite) or PostgreSQL (asyncpg) URL, with sensible pool settings."""
+    url = normalise_database_url(url)
+    if url.startswith("sqlite"):
+        kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_async_engine(url, echo=echo, **kwargs)
+        sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine.sync_engine, "do_connect", _sqlite_directory_exists)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 10)
+    return create_async_engine(url, echo=echo, **kwargs)
+
+
+def is_sqlite(conn: AsyncConnection | AsyncEngine) -> bool:
+    """True on SQLite, where a few statements are spelled differently."""
+    return conn.dialect.name == "sqlite"
+
+
+def insert_for(conn: AsyncConnection, table: sa.Table) -> Any:
+    """The dialect's INSERT, which has `on_conflict_do_nothing` / `on_conflict_do_update`."""
+    return sqlite.insert(table) if is_sqlite(conn) else postgresql.insert(table)

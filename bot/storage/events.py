@@ -1,0 +1,296 @@
+"""The durable event queue: webhook deliveries stored once, then claimed, run and retried by workers.
+
+Why a table and not an in-memory queue: a webhook is acknowledged only after its event is stored, so
+nothing is lost when a process restarts (Heroku cycles dynos daily), several workers can share the
+load, and a failing event is retried with backoff and finally kept as `dead` for a human to inspect.
+
+Life of an event: `queued` -> `running` (leased by one worker) -> `done`; on an error `failed`
+(waiting for `next_attempt_at`) and claimed again; after `max_attempts` `dead`. A lease that expires
+(the worker crashed) makes the event claimable again. Events of one merge request run one at a time
+and in arrival order: an event is claimable only when no older event of the same MR is pending.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.storage.db import insert_for, utcnow
+from bot.storage.tables import events
+
+__all__ = ["EventRow", "EventQueue", "dedupe_key_for", "backoff_delay", "without_nul", "MIN_KEY_RETENTION"]
+
+MIN_KEY_RETENTION = timedelta(hours=24)  # GitLab re-sends can come much later; keep dedupe keys a day
+MAX_KEY_LENGTH = 200
+MAX_ERROR_LENGTH = 4000
+PENDING = ("queued", "failed", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One stored webhook delivery, as the worker hands it to `dispatch`."""
+
+    id: int
+    dedupe_key: str
+    project_id: int | None
+    mr_iid: int | None
+    kind: str
+    action: str | None
+    headers: dict[str, str]
+    body: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    last_error: str | None
+    received_at: datetime
+    finished_at: datetime | None
+
+    def as_event(self) -> Any:
+        """The delivery as a `gidgetlab.sansio.Event`, ready for `Router.dispatch`."""
+        from gidgetlab.sansio import Event
+
+        return Event(self.body, event=self.kind)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    value = lowered.get(name.lower())
+    return value.strip() if value and value.strip() else None
+
+
+def dedupe_key_for(headers: Mapping[str, str], body: bytes, kind: str) -> str:
+    """The key that makes a re-sent delivery a duplicate.
+
+    GitLab keeps `Idempotency-Key` across re-sends (17.4+); older versions give the event and
+    webhook UUIDs; without either, the body itself is the identity.
+    """
+    idem = _header(headers, "Idempotency-Key")
+    event_uuid, hook_uuid = _header(headers, "X-Gitlab-Event-UUID"), _header(headers, "X-Gitlab-Webhook-UUID")
+    if idem:
+        key = f"idem:{idem}"
+    elif event_uuid and hook_uuid:
+        key = f"uuid:{kind}:{event_uuid}:{hook_uuid}"
+    else:
+        key = "sha256:" + hashlib.sha256(kind.encode() + b"\n" + body).hexdigest()
+    if len(key) > MAX_KEY_LENGTH:
+        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
+
+
+def backoff_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds to wait before attempt `attempts + 1`: base, 2*base, 4*base, ... at most `cap`.
+
+    >>> [backoff_delay(n, 10, 60) for n in (1, 2, 3, 4)]
+    [10, 20, 40, 60]
+    """
+    return min(cap, base * 2 ** max(0, attempts - 1))
+
+
+def without_nul(value: Any) -> Any:
+    r"""The payload with NUL characters replaced by U+FFFD: PostgreSQL's JSONB cannot store U+0000.
+
+    >>> without_nul({"note": "a\x00b", "list": ["\x00", 1]}) == {"note": "a\ufffdb", "list": ["\ufffd", 1]}
+    True
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
+def _row(row: sa.Row[Any]) -> EventRow:
+    return EventRow(**row._mapping)
+
+
+class EventQueue:
+    """The queue's operations; every one is a single statement or a short transaction."""
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    async def store_event(
+        self, *, dedupe_key: str, kind: str, headers: Mapping[str, str], body: Mapping[str, Any],
+        action: str | None = None, project_id: int | None = None, mr_iid: int | None = None,
+    ) -> tuple[int, bool]:
+        """Store a delivery unless its key is known; return (event id, True if newly stored)."""
+        now = self.clock()
+        values = dict(
+            dedupe_key=dedupe_key, kind=kind, action=action, project_id=project_id, mr_iid=mr_iid,
+            headers=without_nul(dict(headers)), body=without_nul(dict(body)), status="queued", attempts=0,
+            next_attempt_at=now, received_at=now,
+        )
+        async with self.engine.begin() as conn:
+            stmt = insert_for(conn, events).values(**values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            new_id = (await conn.execute(stmt.returning(events.c.id))).scalar()
+            if new_id is not None:
+                return int(new_id), True
+            old = await conn.execute(sa.select(events.c.id).where(events.c.dedupe_key == dedupe_key))
+            return int(old.scalar_one()), False
+
+    @staticmethod
+    def _claimable(t: sa.Table | sa.Alias, now: datetime) -> sa.ColumnElement[bool]:
+        older = events.alias("older")
+        blocked = sa.exists().where(
+            older.c.project_id == t.c.project_id,
+            older.c.mr_iid == t.c.mr_iid,
+            older.c.id < t.c.id,
+            older.c.status.in_(PENDING),
+        )
+        due = sa.or_(
+            sa.and_(t.c.status.in_(("queued", "failed")), t.c.next_attempt_at <= now),
+            sa.and_(t.c.status == "running", t.c.lease_expires_at < now),
+        )
+        return sa.and_(due, ~blocked)
+
+    async def _bury_expired(self, conn: Any, now: datetime, max_attempts: int) -> None:
+        await conn.execute(
+            sa.update(events)
+            .where(events.c.status == "running", events.c.lease_expires_at < now, events.c.attempts >= max_attempts)
+            .values(
+                status="dead", finished_at=now, lease_owner=None, lease_expires_at=None,
+                last_error="lease expired on the last attempt: the worker crashed, was killed or "
+                "exceeded worker.lease_seconds",
+            )
+        )
+
+    async def claim(
+        self, worker_id: str, lease_seconds: float, limit: int = 1, *, max_attempts: int | None = None
+    ) -> list[EventRow]:
+        """Lease up to `limit` due events to `worker_id`; no event is ever leased to two workers at once.
+
+        PostgreSQL: `FOR UPDATE SKIP LOCKED` lets concurrent claimers pass each other's rows.
+        SQLite: the single `UPDATE ... WHERE id IN (SELECT ...) RETURNING` runs under the database's
+        write lock, so it is atomic. Each claim counts as an attempt; with `max_attempts`, events whose
+        lease expired on their last attempt are dead-lettered instead of run again.
+        """
+        now = self.clock()
+        candidate = events.alias("candidate")  # an alias, so the subquery is not correlated to the UPDATE
+        picked = (
+            sa.select(candidate.c.id).where(self._claimable(candidate, now))
+            .order_by(candidate.c.next_attempt_at, candidate.c.id).limit(limit)
+            .with_for_update(skip_locked=True, of=candidate)
+        )
+        stmt = (
+            sa.update(events).where(events.c.id.in_(picked.scalar_subquery()))
+            .values(
+                status="running", lease_owner=worker_id, attempts=events.c.attempts + 1,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(*events.c)
+        )
+        async with self.engine.begin() as conn:
+            if max_attempts is not None:
+                await self._bury_expired(conn, now, max_attempts)
+            rows = (await conn.execute(stmt)).all()
+        return sorted((_row(r) for r in rows), key=lambda e: (e.next_attempt_at, e.id))
+
+    def _owned(self, event_id: int, owner: str | None) -> list[sa.ColumnElement[bool]]:
+        where = [events.c.id == event_id, events.c.status == "running"]
+        if owner is not None:
+            where.append(events.c.lease_owner == owner)
+        return where
+
+    async def complete(self, event_id: int, owner: str | None = None) -> bool:
+        """Mark a running event done; False if it is not running (or not leased to `owner` any more)."""
+        stmt = sa.update(events).where(*self._owned(event_id, owner)).values(
+            status="done", finished_at=self.clock(), lease_owner=None, lease_expires_at=None
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def retry_later(
+        self, event_id: int, error: str, delay: float, *, max_attempts: int, owner: str | None = None
+    ) -> str | None:
+        """Record a failure: `failed` until `delay` seconds have passed, or `dead` after `max_attempts`.
+
+        Returns the new status, or None if the event was not running under `owner`.
+        """
+        now = self.clock()
+        exhausted = events.c.attempts >= max_attempts
+        stmt = (
+            sa.update(events).where(*self._owned(event_id, owner))
+            .values(
+                status=sa.case((exhausted, "dead"), else_="failed"),
+                finished_at=sa.case((exhausted, now), else_=None),
+                next_attempt_at=now + timedelta(seconds=max(0.0, delay)),
+                last_error=error[:MAX_ERROR_LENGTH], lease_owner=None, lease_expires_at=None,
+            )
+            .returning(events.c.status)
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).scalar()
+
+    async def dead_letter(self, event_id: int, reason: str, owner: str | None = None) -> bool:
+        """Give up on a running event at once (an error no retry can fix), keeping the reason."""
+        stmt = sa.update(events).where(*self._owned(event_id, owner)).values(
+            status="dead", finished_at=self.clock(), last_error=reason[:MAX_ERROR_LENGTH],
+            lease_owner=None, lease_expires_at=None,
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def release(self, owner: str) -> int:
+        """Hand back every event `owner` still runs (graceful shutdown); the attempt is not counted."""
+        stmt = (
+            sa.update(events).where(events.c.status == "running", events.c.lease_owner == owner)
+            .values(
+                status="queued", lease_owner=None, lease_expires_at=None,
+                attempts=sa.case((events.c.attempts > 0, events.c.attempts - 1), else_=0),
+            )
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    async def get(self, event_id: int) -> EventRow | None:
+        """One event by id."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(events).where(events.c.id == event_id))).first()
+        return _row(row) if row else None
+
+    async def list_events(
+        self, *, failed_only: bool = False, status: str | None = None, limit: int = 50
+    ) -> list[EventRow]:
+        """The newest events first; `failed_only` shows `failed` and `dead` ones."""
+        stmt = sa.select(events).order_by(events.c.id.desc()).limit(limit)
+        if failed_only:
+            stmt = stmt.where(events.c.status.in_(("failed", "dead")))
+        if status is not None:
+            stmt = stmt.where(events.c.status == status)
+        async with self.engine.connect() as conn:
+            return [_row(r) for r in (await conn.execute(stmt)).all()]
+
+    async def requeue(self, event_id: int) -> bool:
+        """Run a failed, dead or done event again from a fresh attempt count; False if unknown or running."""
+        stmt = (
+            sa.update(events).where(events.c.id == event_id, events.c.status != "running")
+            .values(
+                status="queued", attempts=0, next_attempt_at=self.clock(), finished_at=None,
+                lease_owner=None, lease_expires_at=None,
+            )
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Delete `done` events finished before `older_than` ago (never less than 24 h: dedupe keys)."""
+        cutoff = self.clock() - max(older_than, MIN_KEY_RETENTION)
+        stmt = sa.delete(events).where(events.c.status == "done", events.c.finished_at < cutoff)
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount
+
+    async def depth(self) -> dict[str, int]:
+        """How many events are in each status (for the queue-depth gauge and `reviewbot events`)."""
+        stmt = sa.select(events.c.status, sa.func.count()).group_by(events.c.status)
+        async with self.engine.connect() as conn:
+            counts = {status: int(n) for status, n in (await conn.execute(stmt)).all()}
+        return {status: counts.get(status, 0) for status in ("queued", "running", "failed", "dead", "done")}

@@ -1,0 +1,88 @@
+"""`Storage`: one object that owns the database engine and exposes every store.
+
+Why a facade: the web app, the workers, the handlers and the CLI all need "the database"; they get
+one `Storage` (built once from the settings) instead of engines and sessions, and tests swap the
+URL to run the same code on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.config import redact_url
+from bot.storage.comments import CommentStore
+from bot.storage.db import StorageError, create_engine, utcnow
+from bot.storage.events import EventQueue
+from bot.storage.history import HistoryStore
+from bot.storage.migrate import check_schema, schema_is_current
+from bot.storage.models import ModelStore
+from bot.storage.optouts import OptOutStore
+from bot.storage.projects import ProjectStore
+from bot.storage.suggestions import FeedbackStore, SuggestionStore
+
+__all__ = ["Storage"]
+
+
+class Storage:
+    """The database, with one attribute per store: `events`, `projects`, `history`, `comments`,
+    `suggestions`, `feedback`, `optouts`, `models`.
+
+    >>> storage = Storage("sqlite+aiosqlite:///reviewbot.sqlite3")   # doctest: +SKIP
+    >>> await storage.check_schema(); ...; await storage.close()      # doctest: +SKIP
+    """
+
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = utcnow, **engine_kwargs: Any) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_engine(url, **engine_kwargs)
+        self.events = EventQueue(self.engine, clock)
+        self.projects = ProjectStore(self.engine, clock)
+        self.history = HistoryStore(self.engine)
+        self.comments = CommentStore(self.engine, clock)
+        self.suggestions = SuggestionStore(self.engine, clock)
+        self.feedback = FeedbackStore(self.engine, clock)
+        self.optouts = OptOutStore(self.engine, clock)
+        self.models = ModelStore(self.engine, clock)
+
+    def __repr__(self) -> str:
+        return f"Storage({redact_url(self.url)!r})"
+
+    @classmethod
+    async def open(cls, url: str, *, check: bool = True, **kwargs: Any) -> Storage:
+        """Connect and (by default) refuse an out-of-date schema, naming `reviewbot migrate`."""
+        storage = cls(url, **kwargs)
+        try:
+            await storage.ping()
+            if check:
+                await storage.check_schema()
+        except BaseException:
+            await storage.close()
+            raise
+        return storage
+
+    async def ping(self) -> None:
+        """Run a trivial query; raise `StorageError` naming the cause when the database is unusable."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise StorageError(f"database {redact_url(self.url)} is unreachable: {_cause(exc)}") from exc
+
+    async def check_schema(self) -> None:
+        """Raise `SchemaOutOfDate` unless the database is migrated to this code's schema."""
+        await check_schema(self.engine)
+
+    async def schema_is_current(self) -> bool:
+        """True when `reviewbot migrate` has nothing to do."""
+        return await schema_is_current(self.engine)
+
+    async def close(self) -> None:
+        """Close every pooled connection (call once, at shutdown)."""
+        await self.engine.dispose()
+
+
+def _cause(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
+    return f"{type(orig).__name__}: {orig}".splitlines()[0]

@@ -1,0 +1,78 @@
+"""The review history of each project, as `graph.Change`s, kept so a restart needs no re-download.
+
+Why upsert on (project_id, change_id): the backfill and the merge events may both report one merge
+request (and a backfill may be resumed); the last report wins and nothing is counted twice.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.storage.db import insert_for
+from bot.storage.tables import history
+from graph.model import Change
+
+__all__ = ["HistoryStore"]
+
+BATCH = 500
+
+
+def _values(project_id: int, change: Change) -> dict[str, Any]:
+    return dict(
+        project_id=project_id, change_id=change.id, time=int(change.time), author=change.author,
+        reviewers=list(change.reviewers), ackers=list(change.ackers), files=list(change.files),
+        title=change.title, committer=change.committer, bot_author=change.bot_author,
+    )
+
+
+def _change(row: sa.Row[Any]) -> Change:
+    m = row._mapping
+    return Change(
+        id=m["change_id"], time=int(m["time"]), author=m["author"], reviewers=tuple(m["reviewers"]),
+        files=tuple(m["files"]), title=m["title"], ackers=tuple(m["ackers"]), committer=m["committer"],
+        bot_author=bool(m["bot_author"]),
+    )
+
+
+class HistoryStore:
+    """Read and write one project's reviewed changes."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def upsert(self, project_id: int, changes: Iterable[Change]) -> int:
+        """Insert or replace changes (by their id); return how many were written."""
+        rows = [_values(project_id, c) for c in changes]
+        async with self.engine.begin() as conn:
+            for start in range(0, len(rows), BATCH):
+                stmt = insert_for(conn, history).values(rows[start:start + BATCH])
+                excluded = stmt.excluded
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["project_id", "change_id"],
+                    set_={k: excluded[k] for k in rows[0] if k not in ("project_id", "change_id")},
+                )
+                await conn.execute(stmt)
+        return len(rows)
+
+    async def load(self, project_id: int, *, since: int | None = None) -> list[Change]:
+        """The project's changes, oldest first; `since` (Unix seconds) keeps only later ones."""
+        stmt = sa.select(history).where(history.c.project_id == project_id).order_by(history.c.time, history.c.id)
+        if since is not None:
+            stmt = stmt.where(history.c.time >= since)
+        async with self.engine.connect() as conn:
+            return [_change(r) for r in (await conn.execute(stmt)).all()]
+
+    async def count(self, project_id: int) -> int:
+        """How many changes the project has."""
+        stmt = sa.select(sa.func.count()).select_from(history).where(history.c.project_id == project_id)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def latest_time(self, project_id: int) -> int | None:
+        """The newest change's time (Unix seconds), or None for a project without history."""
+        stmt = sa.select(sa.func.max(history.c.time)).where(history.c.project_id == project_id)
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(stmt)).scalar()
+        return None if value is None else int(value)

@@ -1,0 +1,101 @@
+"""Schema migrations, run programmatically (no alembic.ini): `migrate(url)` and the start-up check.
+
+Why programmatic: the migrations ship inside the package (`bot/migrations`), so `reviewbot migrate`
+works from an installed wheel and from Heroku's release phase without any file next to it. The web
+and worker processes never migrate; they refuse to start on an old schema (`check_schema`).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.storage.db import StorageError, create_engine
+
+__all__ = [
+    "alembic_config", "migrate", "schema_is_current", "current_revisions", "head_revisions",
+    "check_schema", "SchemaOutOfDate",
+]
+
+SCRIPT_LOCATION = "bot:migrations"
+PG_MIGRATION_LOCK = 0x72657669  # any constant; serialises concurrent `reviewbot migrate` runs
+
+
+class SchemaOutOfDate(StorageError):
+    """The database's schema is not the one this code needs."""
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """Alembic's configuration, built in code so no alembic.ini is needed."""
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revisions() -> set[str]:
+    """The revisions the code expects (normally one)."""
+    return set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+def _current(connection: Connection) -> set[str]:
+    return set(MigrationContext.configure(connection).get_current_heads())
+
+
+async def current_revisions(engine: AsyncEngine) -> set[str]:
+    """The revisions the database is at (empty for a new database)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(_current)
+
+
+async def schema_is_current(engine: AsyncEngine) -> bool:
+    """True when the database is migrated to exactly the code's head revision."""
+    return await current_revisions(engine) == head_revisions()
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    """Refuse to run on a database that is not migrated to this code's schema."""
+    current, heads = await current_revisions(engine), head_revisions()
+    if current != heads:
+        at = ", ".join(sorted(current)) or "empty (never migrated)"
+        raise SchemaOutOfDate(
+            f"the database schema is at {at} but this version of reviewbot needs "
+            f"{', '.join(sorted(heads))}: run `reviewbot migrate` (Heroku: in the release phase) and restart"
+        )
+
+
+def _upgrade(connection: Connection, cfg: Config, revision: str) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+async def migrate(url: str, revision: str = "head", **engine_kwargs: Any) -> set[str]:
+    """Bring the database at `url` up to `revision` (default: the newest); return its revisions after."""
+    engine = create_engine(url, **engine_kwargs)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, alembic_config(), revision)
+        return await current_revisions(engine)
+    finally:
+        await engine.dispose()
+
+
+def _revision_cli(argv: list[str]) -> None:
+    """Developer helper: `python -m bot.storage.migrate revision -m "msg"` writes an empty revision."""
+    if len(argv) < 3 or argv[0] != "revision" or argv[1] != "-m":
+        raise SystemExit('usage: python -m bot.storage.migrate revision -m "what changed"')
+    command.revision(alembic_config(), message=argv[2])
+
+
+if __name__ == "__main__":
+    _revision_cli(sys.argv[1:])

@@ -1,0 +1,87 @@
+"""Trained ranking models per project (pickled estimators), with one active version each.
+
+Why in the database: Heroku's filesystem is ephemeral and not shared between dynos, so a model
+trained by one process must be readable by every worker after any restart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.storage.db import utcnow
+from bot.storage.tables import models
+
+__all__ = ["ModelRow", "ModelStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    """One stored model version."""
+
+    id: int
+    project_id: int
+    version: str
+    created_at: datetime
+    blob: bytes
+    backtest_score: float | None
+    active: bool
+
+
+def _row(row: sa.Row[Any]) -> ModelRow:
+    m = dict(row._mapping)
+    m["blob"], m["active"] = bytes(m["blob"]), bool(m["active"])
+    return ModelRow(**m)
+
+
+class ModelStore:
+    """Save, list and activate model versions."""
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    async def save(
+        self, project_id: int, version: str, blob: bytes, *, backtest_score: float | None = None,
+        activate: bool = True,
+    ) -> int:
+        """Store a new version (unique per project); with `activate`, it becomes the only active one."""
+        async with self.engine.begin() as conn:
+            if activate:
+                await conn.execute(sa.update(models).where(models.c.project_id == project_id).values(active=False))
+            stmt = sa.insert(models).values(
+                project_id=project_id, version=version, created_at=self.clock(), blob=blob,
+                backtest_score=backtest_score, active=activate,
+            ).returning(models.c.id)
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def activate(self, project_id: int, version: str) -> bool:
+        """Make `version` the active one (e.g. roll back); False if there is no such version."""
+        async with self.engine.begin() as conn:
+            found = await conn.execute(
+                sa.update(models).where(models.c.project_id == project_id, models.c.version == version)
+                .values(active=True)
+            )
+            if found.rowcount != 1:
+                return False
+            await conn.execute(
+                sa.update(models).where(models.c.project_id == project_id, models.c.version != version)
+                .values(active=False)
+            )
+            return True
+
+    async def active(self, project_id: int) -> ModelRow | None:
+        """The project's active model, if any."""
+        stmt = sa.select(models).where(models.c.project_id == project_id, models.c.active.is_(True))
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt.limit(1))).first()
+        return _row(row) if row else None
+
+    async def list(self, project_id: int) -> list[ModelRow]:
+        """Every version of a project's model, oldest first."""
+        stmt = sa.select(models).where(models.c.project_id == project_id).order_by(models.c.id)
+        async with self.engine.connect() as conn:
+            return [_row(r) for r in (await conn.execute(stmt)).all()]

@@ -1,0 +1,85 @@
+"""Projects the bot has seen: path, history backfill progress and settings overrides set from GitLab.
+
+Why keep the backfill cursor: a restart in the middle of downloading a large project's history
+resumes where it stopped instead of starting again (and spending the API rate limit twice).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.storage.db import insert_for, utcnow
+from bot.storage.tables import projects
+
+__all__ = ["ProjectRow", "ProjectStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRow:
+    """One project's stored state."""
+
+    id: int
+    path: str | None
+    backfill_cursor: str | None
+    backfill_page: int | None
+    backfill_done: bool
+    settings: dict[str, Any]
+    last_event_at: datetime | None
+
+
+def _row(row: sa.Row[Any]) -> ProjectRow:
+    m = dict(row._mapping)
+    m["backfill_done"] = bool(m["backfill_done"])
+    return ProjectRow(**m)
+
+
+class ProjectStore:
+    """Read and update project rows (created on first sight)."""
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    async def _upsert(self, project_id: int, insert: Mapping[str, Any], update: Mapping[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            stmt = insert_for(conn, projects).values(**{"id": project_id, "settings": {}, **insert})
+            if update:
+                stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=dict(update))
+            else:
+                stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
+            await conn.execute(stmt)
+
+    async def seen(self, project_id: int, path: str | None = None) -> None:
+        """Record that an event arrived for the project now (creating its row, updating its path)."""
+        now = self.clock()
+        update: dict[str, Any] = {"last_event_at": now}
+        if path:
+            update["path"] = path
+        await self._upsert(project_id, {"path": path, "last_event_at": now}, update)
+
+    async def get(self, project_id: int) -> ProjectRow | None:
+        """The project's row, if the bot has seen it."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(projects).where(projects.c.id == project_id))).first()
+        return _row(row) if row else None
+
+    async def list(self) -> list[ProjectRow]:
+        """Every known project, by id."""
+        async with self.engine.connect() as conn:
+            return [_row(r) for r in (await conn.execute(sa.select(projects).order_by(projects.c.id))).all()]
+
+    async def set_backfill(
+        self, project_id: int, *, cursor: str | None, page: int | None, done: bool = False
+    ) -> None:
+        """Save how far the history backfill got."""
+        values = {"backfill_cursor": cursor, "backfill_page": page, "backfill_done": done}
+        await self._upsert(project_id, values, values)
+
+    async def set_overrides(self, project_id: int, overrides: Mapping[str, Any]) -> None:
+        """Replace the project's settings overrides (validate them with `Settings.project_settings` first)."""
+        values = {"settings": dict(overrides)}
+        await self._upsert(project_id, values, values)

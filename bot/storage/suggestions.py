@@ -1,0 +1,124 @@
+"""What the bot suggested on each merge request, and what people did about it (the learning signal).
+
+Why both here: feedback rows point at the suggestion they judge, and the learned ranker is trained
+on the pairs. Feedback is idempotent per (source event, person, label), so a retried event does not
+count twice.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Iterable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.storage.db import insert_for, utcnow
+from bot.storage.tables import feedback, suggestions
+
+__all__ = ["SuggestionRow", "FeedbackRow", "SuggestionStore", "FeedbackStore", "FEEDBACK_LABELS"]
+
+FEEDBACK_LABELS = frozenset({
+    "accepted", "assigned", "removed", "passed_over", "reroll", "exclude", "why", "thumbs_up", "thumbs_down",
+    "approved", "reviewed", "final_reviewer",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionRow:
+    """One ranked list shown on an MR: `people` = [{"username", "score", "reasons": [...]}, ...]."""
+
+    id: int
+    project_id: int
+    mr_iid: int
+    created_at: datetime
+    people: list[dict[str, Any]]
+    model_version: str
+    event_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """One reaction to a suggestion (or to an MR without one)."""
+
+    id: int
+    suggestion_id: int | None
+    project_id: int
+    mr_iid: int
+    person: str
+    label: str
+    value: Any
+    created_at: datetime
+    source_event_id: int | None
+
+
+class SuggestionStore:
+    """Suggestions as shown, newest last."""
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    async def add(
+        self, project_id: int, mr_iid: int, people: Iterable[Mapping[str, Any]], model_version: str,
+        *, event_id: int | None = None,
+    ) -> int:
+        """Store a suggestion; return its id."""
+        stmt = sa.insert(suggestions).values(
+            project_id=project_id, mr_iid=mr_iid, created_at=self.clock(), people=[dict(p) for p in people],
+            model_version=model_version, event_id=event_id,
+        ).returning(suggestions.c.id)
+        async with self.engine.begin() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def latest(self, project_id: int, mr_iid: int) -> SuggestionRow | None:
+        """The most recent suggestion on an MR."""
+        stmt = (
+            sa.select(suggestions).where(suggestions.c.project_id == project_id, suggestions.c.mr_iid == mr_iid)
+            .order_by(suggestions.c.id.desc()).limit(1)
+        )
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(stmt)).first()
+        return SuggestionRow(**row._mapping) if row else None
+
+    async def list(self, project_id: int, *, since: datetime | None = None) -> list[SuggestionRow]:
+        """A project's suggestions, oldest first."""
+        stmt = sa.select(suggestions).where(suggestions.c.project_id == project_id).order_by(suggestions.c.id)
+        if since is not None:
+            stmt = stmt.where(suggestions.c.created_at >= since)
+        async with self.engine.connect() as conn:
+            return [SuggestionRow(**r._mapping) for r in (await conn.execute(stmt)).all()]
+
+
+class FeedbackStore:
+    """Reactions: accepted, removed, passed over, thumbs, approvals..."""
+
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    async def record(
+        self, project_id: int, mr_iid: int, person: str, label: str, *, value: Any = None,
+        suggestion_id: int | None = None, source_event_id: int | None = None,
+    ) -> bool:
+        """Store one reaction; False if this event already recorded it (a retry)."""
+        if label not in FEEDBACK_LABELS:
+            raise ValueError(f"unknown feedback label {label!r}: use one of {sorted(FEEDBACK_LABELS)}")
+        async with self.engine.begin() as conn:
+            stmt = insert_for(conn, feedback).values(
+                suggestion_id=suggestion_id, project_id=project_id, mr_iid=mr_iid, person=person, label=label,
+                value=value, created_at=self.clock(), source_event_id=source_event_id,
+            ).on_conflict_do_nothing(index_elements=["source_event_id", "person", "label"])
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def list(
+        self, project_id: int, *, mr_iid: int | None = None, since: datetime | None = None
+    ) -> list[FeedbackRow]:
+        """A project's (or one MR's) reactions, oldest first."""
+        stmt = sa.select(feedback).where(feedback.c.project_id == project_id).order_by(feedback.c.id)
+        if mr_iid is not None:
+            stmt = stmt.where(feedback.c.mr_iid == mr_iid)
+        if since is not None:
+            stmt = stmt.where(feedback.c.created_at >= since)
+        async with self.engine.connect() as conn:
+            return [FeedbackRow(**r._mapping) for r in (await conn.execute(stmt)).all()]

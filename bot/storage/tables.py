@@ -1,0 +1,143 @@
+"""The database tables, as SQLAlchemy Core `Table`s (the migrations in `bot/migrations` create them).
+
+Why Core and not the ORM: the stores issue a handful of set-based statements (`INSERT ... ON
+CONFLICT`, `UPDATE ... RETURNING`, `FOR UPDATE SKIP LOCKED`) and hand back frozen rows; there is no
+object graph to track. When a column changes here, add a migration (`tests/test_storage.py` checks
+that the migrated schema matches these definitions).
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from bot.storage.db import UTCDateTime
+
+__all__ = [
+    "metadata", "events", "projects", "history", "bot_comments", "suggestions", "feedback", "optouts",
+    "models", "EVENT_STATUSES",
+]
+
+EVENT_STATUSES = ("queued", "running", "done", "failed", "dead")
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for a queue that grows.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("dedupe_key", sa.String(255), nullable=False, unique=True),
+    sa.Column("project_id", sa.BigInteger, nullable=True),
+    sa.Column("mr_iid", sa.BigInteger, nullable=True),
+    sa.Column("kind", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(100), nullable=True),
+    sa.Column("headers", Json, nullable=False),
+    sa.Column("body", Json, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="queued"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("lease_owner", sa.String(255), nullable=True),
+    sa.Column("lease_expires_at", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint(sa.column("status").in_(EVENT_STATUSES), name="status"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "project_id", "mr_iid", "status"),
+)
+
+projects = sa.Table(
+    "projects", metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("path", sa.String(512), nullable=True),
+    sa.Column("backfill_cursor", sa.String(255), nullable=True),
+    sa.Column("backfill_page", sa.Integer, nullable=True),
+    sa.Column("backfill_done", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("settings", Json, nullable=False),
+    sa.Column("last_event_at", UTCDateTime, nullable=True),
+)
+
+history = sa.Table(
+    "history", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
+    sa.Column("change_id", sa.String(255), nullable=False),
+    sa.Column("time", sa.BigInteger, nullable=False),  # Unix seconds, as in graph.Change
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("reviewers", Json, nullable=False),
+    sa.Column("ackers", Json, nullable=False),
+    sa.Column("files", Json, nullable=False),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("committer", sa.String(255), nullable=False, server_default=""),
+    sa.Column("bot_author", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.UniqueConstraint("project_id", "change_id"),
+    sa.Index(None, "project_id", "time"),
+)
+
+bot_comments = sa.Table(
+    "bot_comments", metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("mr_iid", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("note_id", sa.BigInteger, nullable=True),  # NULL while a worker is posting it
+    sa.Column("reserved_by", sa.String(255), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+suggestions = sa.Table(
+    "suggestions", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
+    sa.Column("mr_iid", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("people", Json, nullable=False),
+    sa.Column("model_version", sa.String(100), nullable=False),
+    sa.Column("event_id", sa.BigInteger, nullable=True),
+    sa.Index(None, "project_id", "mr_iid"),
+)
+
+feedback = sa.Table(
+    "feedback", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("suggestion_id", sa.BigInteger, sa.ForeignKey("suggestions.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
+    sa.Column("mr_iid", sa.BigInteger, nullable=False),
+    sa.Column("person", sa.String(255), nullable=False),
+    sa.Column("label", sa.String(50), nullable=False),
+    sa.Column("value", Json, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("source_event_id", sa.BigInteger, nullable=True),
+    # A retried event records its feedback once; rows without a source event are never merged.
+    sa.UniqueConstraint("source_event_id", "person", "label"),
+    sa.Index(None, "project_id", "mr_iid"),
+)
+
+optouts = sa.Table(
+    "optouts", metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("username", sa.String(255), primary_key=True),
+    sa.Column("until", UTCDateTime, nullable=True),  # NULL = until they opt back in
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+models = sa.Table(
+    "models", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("blob", sa.LargeBinary, nullable=False),
+    sa.Column("backtest_score", sa.Float, nullable=True),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.UniqueConstraint("project_id", "version"),
+)

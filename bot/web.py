@@ -1,0 +1,270 @@
+"""The webhook web app: verify, store, answer within milliseconds; the workers do the rest later.
+
+Why this shape (GitLab's "webhook receiver requirements"): GitLab waits at most 10 s, counts any 4xx
+or 5xx and timeout as a failure and disables a hook after a few. So the request path makes no GitLab
+call and runs no handler: it checks the secret token (401), the event header and JSON (400), the
+size (413), stores the event durably and answers 200. Events the bot does not handle get 200
+"ignored". A 5xx happens only when the event could not be stored (503, so GitLab shows the failure
+and a user can re-send it); nothing is acknowledged that was not stored.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.logfmt import kv
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.storage import Storage, StorageError
+from bot.storage.events import dedupe_key_for
+
+__all__ = [
+    "make_app", "event_kind", "HANDLED_KINDS", "SETTINGS_KEY", "STORAGE_KEY", "METRICS_KEY", "ON_STORED_KEY",
+]
+
+log = logging.getLogger("bot.web")
+
+HANDLED_KINDS = frozenset({"Merge Request Hook", "Note Hook", "Emoji Hook"})
+# System hooks arrive as "System Hook" whatever the event; the body's object_kind says which one.
+SYSTEM_HOOK_KINDS = {"merge_request": "Merge Request Hook", "note": "Note Hook", "emoji": "Emoji Hook"}
+# Event names GitLab sends; anything else is counted as "other" (labels must not come from attackers).
+KNOWN_KINDS = HANDLED_KINDS | {
+    "System Hook", "Push Hook", "Tag Push Hook", "Issue Hook", "Confidential Issue Hook", "Confidential Note Hook",
+    "Pipeline Hook", "Job Hook", "Deployment Hook", "Wiki Page Hook", "Release Hook", "Member Hook",
+    "Subgroup Hook", "Project Hook", "Milestone Hook", "Feature Flag Hook", "Resource Access Token Hook",
+    "Vulnerability Hook",
+}
+KEPT_HEADERS = (
+    "Content-Type", "User-Agent", "Idempotency-Key", "X-Gitlab-Event", "X-Gitlab-Event-UUID",
+    "X-Gitlab-Webhook-UUID", "X-Gitlab-Instance",
+)  # never X-Gitlab-Token
+
+SETTINGS_KEY = web.AppKey("settings", Settings)
+STORAGE_KEY = web.AppKey("storage", Storage)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+ON_STORED_KEY = web.AppKey("on_stored", list)  # callables run after a new event is stored (wake workers)
+
+
+class Rejection(Exception):
+    """A delivery refused with an HTTP status; the message names the cause and the fix."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason = status, reason
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the request path learns about a verified delivery before storing it."""
+
+    kind: str
+    data: dict[str, Any]
+    project_id: int | None
+    path: str | None
+    action: str | None
+    mr_iid: int | None
+
+
+def _json(http_status: int, **body: Any) -> web.Response:
+    return web.json_response(body, status=http_status)
+
+
+def _matches(token: bytes, secrets: list[bytes]) -> bool:
+    """Constant-time comparison against every secret (no early exit that would leak which matched)."""
+    found = False
+    for secret in secrets:
+        found |= hmac.compare_digest(token, secret)
+    return found
+
+
+def check_token(headers: Mapping[str, str], settings: Settings) -> bytes:
+    """The X-Gitlab-Token if it matches some configured secret; else a 401 `Rejection`."""
+    token = headers.get("X-Gitlab-Token")
+    if token is None:
+        raise Rejection(401, "missing_token", "missing X-Gitlab-Token header: set the webhook's Secret token "
+                        "in GitLab to the bot's webhook secret (GITLAB_WEBHOOK_SECRET)")
+    encoded = token.encode("utf-8", "surrogateescape")
+    if not _matches(encoded, settings.all_secrets()):
+        raise Rejection(401, "wrong_token", "X-Gitlab-Token does not match any configured webhook secret: "
+                        "copy the secret from the bot's configuration into the webhook's Secret token")
+    return encoded
+
+
+async def read_body(request: web.Request, cap: int) -> bytes:
+    """The request body, refusing (413) anything over `cap` bytes before reading it all."""
+    too_large = Rejection(413, "too_large", f"body exceeds server.max_body_bytes ({cap} bytes)")
+    if request.content_length is not None and request.content_length > cap:
+        raise too_large
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, else a 400 `Rejection`."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Rejection(400, "bad_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise Rejection(400, "bad_json", f"body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def event_kind(header: str, data: Mapping[str, Any]) -> str | None:
+    """The event kind the handlers route on, or None for events the bot ignores.
+
+    >>> event_kind("System Hook", {"object_kind": "merge_request"})
+    'Merge Request Hook'
+    >>> event_kind("Push Hook", {}) is None
+    True
+    """
+    if header == "System Hook":
+        return SYSTEM_HOOK_KINDS.get(str(data.get("object_kind")))
+    return header if header in HANDLED_KINDS else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def describe(kind: str, data: dict[str, Any]) -> Delivery:
+    """Pick the project, merge request and action out of a payload (tolerating odd shapes)."""
+    project, attrs = _dict(data.get("project")), _dict(data.get("object_attributes"))
+    project_id = _int(project.get("id")) or _int(data.get("project_id"))
+    path = project.get("path_with_namespace") if isinstance(project.get("path_with_namespace"), str) else None
+    if kind == "Merge Request Hook":
+        mr_iid = _int(attrs.get("iid"))
+    else:
+        mr_iid = _int(_dict(data.get("merge_request")).get("iid"))
+    action = attrs.get("action") if isinstance(attrs.get("action"), str) else None
+    return Delivery(kind, data, project_id, path, action, mr_iid)
+
+
+def check_scope(token: bytes, delivery: Delivery, settings: Settings) -> None:
+    """A secret scoped to a project or group is valid only for deliveries about it (else 401)."""
+    if not _matches(token, settings.secrets_for(delivery.project_id, delivery.path)):
+        raise Rejection(401, "token_scope", f"X-Gitlab-Token is not valid for project "
+                        f"{delivery.path or delivery.project_id}: use the secret configured for it")
+
+
+async def _verify(request: web.Request, settings: Settings) -> tuple[bytes, Delivery | None]:
+    """Every check of the request path, in the order that decides the status code."""
+    token = check_token(request.headers, settings)
+    header = request.headers.get("X-Gitlab-Event")
+    if not header:
+        raise Rejection(400, "no_event", "missing X-Gitlab-Event header: only GitLab webhooks are accepted here")
+    body = await read_body(request, settings.server.max_body_bytes)
+    data = parse_json(body)
+    kind = event_kind(header, data)
+    if kind is None:
+        return body, None
+    delivery = describe(kind, data)
+    check_scope(token, delivery, settings)
+    return body, delivery
+
+
+def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name: headers[name] for name in KEPT_HEADERS if name in headers}
+
+
+async def _store(request: web.Request, body: bytes, delivery: Delivery) -> tuple[int, bool]:
+    storage = request.app[STORAGE_KEY]
+    return await storage.events.store_event(
+        dedupe_key=dedupe_key_for(request.headers, body, delivery.kind), kind=delivery.kind,
+        action=delivery.action, project_id=delivery.project_id, mr_iid=delivery.mr_iid,
+        headers=_kept_headers(request.headers), body=delivery.data,
+    )
+
+
+def _wake(app: web.Application) -> None:
+    """Tell in-process workers; a failing callback must not turn a stored event into a 5xx."""
+    for callback in app[ON_STORED_KEY]:
+        try:
+            callback()
+        except Exception as exc:  # noqa: BLE001
+            log.error(kv("on_stored callback failed", cause=_cause(exc)))
+
+
+def _label(kind: str) -> str:
+    return kind if kind in KNOWN_KINDS else "other"
+
+
+async def webhook(request: web.Request) -> web.Response:
+    """POST /webhook: verify, store, answer. See the module docstring for the status codes."""
+    app, metrics = request.app, request.app[METRICS_KEY]
+    header_kind = _label(request.headers.get("X-Gitlab-Event", ""))
+    try:
+        body, delivery = await _verify(request, app[SETTINGS_KEY])
+    except Rejection as rej:
+        metrics.events_received.labels(kind=header_kind, outcome="rejected").inc()
+        log.warning(kv("webhook rejected", status=rej.status, reason=rej.reason, kind=header_kind or None,
+                       remote=request.remote))
+        return _json(rej.status, error=str(rej), reason=rej.reason)
+    if delivery is None:
+        metrics.events_received.labels(kind=header_kind, outcome="ignored").inc()
+        log.info(kv("webhook ignored", kind=header_kind))
+        return _json(200, status="ignored")
+    try:
+        event_id, is_new = await _store(request, body, delivery)
+    except Exception as exc:  # noqa: BLE001 - whatever stopped the write, the event is not stored: 503
+        log.error(kv("webhook not stored: storage unavailable", kind=delivery.kind, cause=_cause(exc)))
+        return _json(503, error="storage unavailable: the event was not stored, GitLab may re-send it")
+    outcome = "queued" if is_new else "duplicate"
+    metrics.events_received.labels(kind=delivery.kind, outcome=outcome).inc()
+    log.info(kv("webhook", status=outcome, event_id=event_id, kind=delivery.kind, action=delivery.action,
+                project_id=delivery.project_id, mr_iid=delivery.mr_iid))
+    if is_new:
+        _wake(app)
+    return _json(200, status=outcome, event_id=event_id)
+
+
+def _cause(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {orig}".splitlines()[0][:300]
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: 200 when the database answers, else 503 (the cause goes to the log only)."""
+    try:
+        await request.app[STORAGE_KEY].ping()
+    except StorageError as exc:
+        log.error(kv("healthz failed", cause=str(exc)))
+        return _json(503, status="unavailable", error="database unreachable")
+    return _json(200, status="ok")
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format; the queue depth is read from the database at scrape time."""
+    metrics = request.app[METRICS_KEY]
+    try:
+        metrics.set_queue_depth(await request.app[STORAGE_KEY].events.depth())
+    except Exception as exc:  # noqa: BLE001 - metrics must render even when the database is down
+        log.warning(kv("metrics: queue depth unavailable", cause=_cause(exc)))
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def make_app(
+    settings: Settings, storage: Storage, metrics: Metrics | None = None,
+    *, on_stored: Callable[[], None] | None = None,
+) -> web.Application:
+    """The aiohttp app: POST /webhook, GET /healthz, GET /metrics. `storage` is closed by its owner."""
+    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    app[SETTINGS_KEY] = settings
+    app[STORAGE_KEY] = storage
+    app[METRICS_KEY] = metrics or Metrics()
+    app[ON_STORED_KEY] = [on_stored] if on_stored else []
+    app.router.add_post("/webhook", webhook)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app

@@ -1,0 +1,243 @@
+"""The worker: claims stored events, runs the handlers on each, and records the outcome.
+
+Why a lease-based loop: several processes (or several loops in one process) share the queue; a
+claimed event is leased, so a crashed worker's events come back after `lease_seconds`. A failing
+event is retried with exponential backoff (or after the exception's `retry_after` seconds, e.g. a
+GitLab 429) and dead-lettered after `max_attempts`; an exception with `permanent = True` is
+dead-lettered at once. On SIGTERM (`stop`) the worker claims nothing more, lets running events finish
+within the grace period and hands the rest back to the queue.
+
+Handlers are not written here: the worker is given `dispatch(event_row) -> awaitable`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.logfmt import kv
+from bot.metrics import Metrics
+from bot.storage import EventRow, Storage
+from bot.storage.events import backoff_delay
+
+__all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay", "default_worker_id"]
+
+log = logging.getLogger("bot.worker")
+
+Dispatch = Callable[[EventRow], Awaitable[Any]]
+# What `reviewbot serve` / `reviewbot worker` import (default `bot.handlers:make_dispatch`): given the
+# settings, storage and metrics, an async context manager that yields the dispatch callable and
+# closes its resources (HTTP session, ...) on exit.
+DispatchFactory = Callable[[Settings, Storage, Metrics], AbstractAsyncContextManager[Dispatch]]
+PRUNE_EVERY = 3600.0
+
+
+def default_worker_id() -> str:
+    """host:pid:random, unique across dynos and restarts (the lease owner's name)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def retry_delay(exc: BaseException, attempts: int, base: float, cap: float) -> float:
+    """The exception's `retry_after` seconds when it has one, else exponential backoff.
+
+    >>> class RateLimited(Exception): retry_after = 42
+    >>> retry_delay(RateLimited(), 1, 10, 3600), retry_delay(ValueError(), 3, 10, 3600)
+    (42.0, 40)
+    """
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool) and retry_after >= 0:
+        return float(retry_after)
+    return backoff_delay(attempts, base, cap)
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s (worker.dispatch_timeout)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Worker:
+    """Runs stored events through `dispatch`, `settings.worker.concurrency` at a time."""
+
+    def __init__(
+        self, storage: Storage, dispatch: Dispatch, settings: Settings, metrics: Metrics | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.storage, self.dispatch, self.cfg = storage, dispatch, settings.worker
+        self.metrics = metrics or Metrics()
+        self.worker_id = worker_id or default_worker_id()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._loop_exited = asyncio.Event()
+        self._loop_exited.set()
+        self._last_prune = 0.0
+
+    def request_stop(self) -> None:
+        """Claim nothing more (e.g. as soon as the web server begins to shut down); see `stop()`."""
+        self._stopping.set()
+        self._wake.set()
+
+    def notify(self) -> None:
+        """Wake the loop now (a new event was stored in this process) instead of at the next poll."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        """How many events this worker is running right now."""
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        """Claim and run events until `stop()` is called."""
+        self._loop_exited.clear()
+        log.info(kv("worker started", worker=self.worker_id, concurrency=self.cfg.concurrency))
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()  # before claiming: a notify() during the claim is not lost
+                if await self.run_once() == 0:
+                    await self._idle()
+                await self._maybe_prune()
+        finally:
+            self._loop_exited.set()
+            log.info(kv("worker loop stopped", worker=self.worker_id))
+
+    async def run_once(self) -> int:
+        """Claim as many events as there are free slots and start them; return how many were started."""
+        free = self.cfg.concurrency - len(self._tasks)
+        if free <= 0 or self._stopping.is_set():
+            return 0
+        try:
+            rows = await self.storage.events.claim(
+                self.worker_id, self.cfg.lease_seconds, free, max_attempts=self.cfg.max_attempts
+            )
+        except Exception as exc:  # noqa: BLE001 - a database outage must not kill the loop
+            log.error(kv("worker cannot claim events", worker=self.worker_id, cause=_describe(exc, 0)))
+            return 0
+        for row in rows:
+            task = asyncio.create_task(self._process(row), name=f"event-{row.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(rows)
+
+    async def drain(self) -> None:
+        """Wait until every event this worker started has finished (for `worker --once` and tests)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _idle(self) -> None:
+        """Wait for a notification, a finished event (a free slot) or the poll interval."""
+        waiters = [asyncio.ensure_future(self._wake.wait()), *self._tasks]
+        try:
+            await asyncio.wait(waiters, timeout=self.cfg.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiters[0].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiters[0]
+
+    async def _process(self, row: EventRow) -> None:
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self.dispatch(row), self.cfg.dispatch_timeout)
+        except asyncio.CancelledError:
+            raise  # stop(): the event is handed back by release()
+        except Exception as exc:  # noqa: BLE001 - every handler error is recorded on the event
+            await self._failed(row, exc)
+        else:
+            await self._record(self.storage.events.complete(row.id, owner=self.worker_id), row.id)
+            self.metrics.events_processed.labels(kind=row.kind).inc()
+            log.info(kv("event done", event_id=row.id, kind=row.kind, action=row.action,
+                        seconds=round(time.monotonic() - started, 3)))
+        finally:
+            self.metrics.dispatch_seconds.labels(kind=row.kind).observe(time.monotonic() - started)
+
+    async def _failed(self, row: EventRow, exc: Exception) -> None:
+        error = _describe(exc, self.cfg.dispatch_timeout)
+        if getattr(exc, "permanent", False):
+            await self._record(self.storage.events.dead_letter(row.id, error, owner=self.worker_id), row.id)
+            status: str | None = "dead"
+        else:
+            delay = retry_delay(exc, row.attempts, self.cfg.backoff, self.cfg.backoff_max)
+            status = await self._record(self.storage.events.retry_later(
+                row.id, error, delay, max_attempts=self.cfg.max_attempts, owner=self.worker_id), row.id)
+        result = "dead" if status == "dead" else "retry"
+        self.metrics.events_failed.labels(kind=row.kind, result=result).inc()
+        logger = log.error if result == "dead" else log.warning
+        logger(kv("event failed", event_id=row.id, kind=row.kind, attempt=row.attempts, result=result,
+                  cause=error), exc_info=exc if result == "dead" else None)
+
+    async def _record(self, outcome: Awaitable[Any], event_id: int | None) -> Any:
+        """Write an event's outcome; if the database is down the lease expires and the event runs again."""
+        try:
+            return await outcome
+        except Exception as exc:  # noqa: BLE001
+            log.error(kv("cannot record event outcome", worker=self.worker_id, event_id=event_id,
+                         cause=_describe(exc, 0)))
+            return None
+
+    async def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        if now - self._last_prune < PRUNE_EVERY:
+            return
+        self._last_prune = now
+        try:
+            pruned = await self.storage.events.prune(timedelta(days=self.cfg.retention_days))
+        except Exception as exc:  # noqa: BLE001 - pruning is housekeeping; try again next time
+            log.warning(kv("prune failed", cause=_describe(exc, 0)))
+            return
+        if pruned:
+            log.info(kv("pruned done events", count=pruned))
+
+    async def stop(self, grace: float = 25.0) -> int:
+        """Stop claiming, let running events finish for up to `grace` s, hand back the rest.
+
+        Returns how many events were handed back to the queue (Heroku sends SIGKILL 30 s after SIGTERM).
+        """
+        deadline = time.monotonic() + grace
+        self.request_stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._loop_exited.wait(), max(0.0, deadline - time.monotonic()))
+        pending: set[asyncio.Task[None]] = set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        released = await self._record(self.storage.events.release(self.worker_id), None) or 0
+        log.info(kv("worker stopped", worker=self.worker_id, handed_back=released))
+        return released
+
+
+def run_in_app(app: web.Application, dispatch: Dispatch, *, worker_id: str | None = None) -> Worker:
+    """Run a `Worker` inside the web app (`reviewbot serve`): started on startup, stopped on cleanup.
+
+    The app must come from `bot.web.make_app`; new events wake the worker at once.
+    """
+    from bot.web import METRICS_KEY, ON_STORED_KEY, SETTINGS_KEY, STORAGE_KEY
+
+    settings = app[SETTINGS_KEY]
+    worker = Worker(app[STORAGE_KEY], dispatch, settings, app[METRICS_KEY], worker_id)
+    app[ON_STORED_KEY].append(worker.notify)
+
+    async def stop_claiming(_app: web.Application) -> None:
+        worker.request_stop()
+
+    app.on_shutdown.append(stop_claiming)  # before aiohttp waits for open requests
+
+    async def worker_ctx(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(worker.run(), name="reviewbot-worker")
+        yield
+        await worker.stop(settings.server.shutdown_timeout)
+        await task
+
+    app.cleanup_ctx.append(worker_ctx)
+    return worker

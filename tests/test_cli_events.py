@@ -1,0 +1,72 @@
+"""`reviewbot events`: list, show, requeue and prune against a real (SQLite) queue."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from bot.cli import events as events_cli
+from bot.storage import Storage
+from tests.storage_fixtures import run_in_thread
+
+
+def run(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    events_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["events", *argv])
+    return args.func(args)
+
+
+@pytest.fixture
+def queue(sqlite_url, tmp_path, monkeypatch):
+    """Two events: #1 done, #2 dead after a failure."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+
+    async def seed() -> None:
+        storage = Storage(sqlite_url)
+        for key, iid in (("a", 1), ("b", 2)):
+            await storage.events.store_event(dedupe_key=key, kind="Note Hook", headers={}, body={"k": key},
+                                             project_id=5, mr_iid=iid)
+        await storage.events.claim("w", 60, 2)
+        await storage.events.complete(1)
+        await storage.events.retry_later(2, "RuntimeError: GitLab said 502", 10, max_attempts=1)
+        await storage.close()
+
+    run_in_thread(seed)
+    return sqlite_url
+
+
+def test_list_failed_as_json(queue, capsys):
+    assert run("list", "--failed", "--json") == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(e["id"], e["status"], e["last_error"]) for e in lines] == [(2, "dead", "RuntimeError: GitLab said 502")]
+
+
+def test_list_as_a_table_with_counts(queue, capsys):
+    assert run("list") == 0
+    out = capsys.readouterr().out
+    assert "Note Hook" in out and "done=1" in out and "dead=1" in out
+
+
+def test_show_and_requeue(queue, capsys):
+    assert run("show", "2") == 0
+    assert json.loads(capsys.readouterr().out)["body"] == {"k": "b"}
+    assert run("show", "9") == 1
+    assert run("requeue", "2", "9") == 1
+    assert "requeued 1 event(s)" in capsys.readouterr().out
+    run("list", "--status", "queued", "--json")
+    assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [2]
+
+
+def test_prune_keeps_recent_events(queue, capsys):
+    assert run("prune", "--older-than-days", "0") == 0
+    assert "deleted 0 done event(s)" in capsys.readouterr().out
+
+
+def test_an_unmigrated_database_names_the_fix(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    assert run("list") == 2
+    assert "run `reviewbot migrate`" in capsys.readouterr().err

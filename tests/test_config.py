@@ -1,0 +1,151 @@
+"""Settings: file + environment, validation messages that name the fix, secrets never shown."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, Settings, load_settings, normalise_database_url
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
+ENV = {"GITLAB_TOKEN": "glpat-secret-token", "GITLAB_WEBHOOK_SECRET": "hook-secret-123"}
+
+
+@pytest.fixture(autouse=True)
+def _no_config_in_cwd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bot.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_example_file_is_valid_and_documents_every_setting():
+    settings = load_settings(EXAMPLE, environ=ENV)
+    text = EXAMPLE.read_text()
+    for section in ("gitlab", "server", "database", "worker", "defaults"):
+        for key in type(getattr(settings, section)).model_fields:
+            assert f"{key} =" in text or f"# {key} =" in text, f"[{section}] {key} is not documented"
+    assert settings.project_settings(7, "my-group/my-app").assign == "top1"
+
+
+def test_defaults_without_any_file():
+    settings = load_settings(environ=ENV)
+    assert settings.database_url == "sqlite+aiosqlite:///reviewbot.sqlite3"
+    assert settings.server.port == 8080 and settings.source == "built-in defaults"
+    assert settings.defaults.ignore_label == "no-reviewer-bot" and settings.defaults.min_access_level == 30
+
+
+def test_environment_overrides_the_file(tmp_path):
+    path = write(tmp_path, '[gitlab]\nurl = "https://file.example"\ntoken = "from-file"\n[server]\nport = 1\n')
+    env = {**ENV, "GITLAB_URL": "https://env.example/", "PORT": "5000", "DATABASE_URL": "postgres://u:p@db/x"}
+    settings = load_settings(path, environ=env)
+    assert settings.gitlab.url == "https://env.example"
+    assert settings.gitlab.token.get_secret_value() == "glpat-secret-token"
+    assert settings.server.port == 5000
+    assert settings.database_url == "postgresql+asyncpg://u:p@db/x"
+
+
+def test_config_path_comes_from_reviewbot_config_then_the_working_directory(tmp_path):
+    path = write(tmp_path, "[server]\nport = 9001\n")
+    assert load_settings(environ={**ENV, "REVIEWBOT_CONFIG": str(path)}).server.port == 9001
+    (tmp_path / "config.toml").write_text("[server]\nport = 9002\n")
+    assert load_settings(environ=ENV).server.port == 9002
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@h:5432/d", "postgresql+asyncpg://u:p@h:5432/d"),
+        ("postgresql://u@h/d?sslmode=require", "postgresql+asyncpg://u@h/d?ssl=require"),
+        ("postgresql+asyncpg://u@h/d", "postgresql+asyncpg://u@h/d"),
+        ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+    ],
+)
+def test_database_urls_are_normalised_for_the_async_drivers(url, expected):
+    assert normalise_database_url(url) == expected
+
+
+def test_secrets_are_redacted_everywhere():
+    env = {**ENV, "DATABASE_URL": "postgres://bot:db-password@db/x"}
+    settings = load_settings(environ=env)
+    for shown in (repr(settings), str(settings), str(settings.describe())):
+        for secret in ("glpat-secret-token", "hook-secret-123", "db-password"):
+            assert secret not in shown
+    assert settings.describe()["database"]["url"] == "postgresql+asyncpg://bot:***@db/x"
+
+
+@pytest.mark.parametrize(
+    ("env", "toml", "message"),
+    [
+        ({"GITLAB_WEBHOOK_SECRET": "s"}, "", "GITLAB_TOKEN is not set: create a personal"),
+        ({"GITLAB_TOKEN": "t"}, "", "GITLAB_WEBHOOK_SECRET is not set"),
+        ({**ENV, "PORT": "http"}, "", "setting server.port (from environment variable PORT)"),
+        (ENV, "[server]\nprot = 1\n", "setting server.prot (from "),
+        (ENV, "[worker]\nconcurrency = 0\n", "setting worker.concurrency"),
+        (ENV, "[worker]\nlease_seconds = 10\ndispatch_timeout = 20\n", "must exceed dispatch_timeout"),
+        (ENV, '[defaults]\nassign = "all"\n', "setting defaults.assign"),
+        (ENV, "[defaults]\nmin_access_level = 35\n", "GitLab access levels"),
+        (ENV, '[projects."g/p"]\ntop_kk = 2\n', '[projects."g/p"] top_kk'),
+        (ENV, '[[webhook_secrets]]\nsecret = "s"\nproject = 1\ngroup = "g"\n', "either project or group"),
+        (ENV, '[database]\nurl = "mysql://x"\n', "only SQLite"),
+        (ENV, "[gitlab\n", "is not valid TOML"),
+        (ENV, '[gitlab]\nurl = "gitlab.com"\n', "must start with http"),
+    ],
+)
+def test_a_wrong_or_missing_setting_names_the_setting_and_the_fix(tmp_path, env, toml, message):
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, toml), environ=env)
+    assert message in str(info.value)
+
+
+def test_a_missing_config_file_is_an_error_naming_its_origin(tmp_path):
+    with pytest.raises(ConfigError, match="from REVIEWBOT_CONFIG"):
+        load_settings(environ={**ENV, "REVIEWBOT_CONFIG": str(tmp_path / "nope.toml")})
+    with pytest.raises(ConfigError, match="from --config"):
+        load_settings(tmp_path / "nope.toml", environ=ENV)
+
+
+def test_database_only_commands_need_no_gitlab_settings():
+    assert load_settings(environ={}, require_gitlab=False).gitlab.token is None
+
+
+def test_project_settings_resolve_defaults_then_path_then_id_then_database_overrides(tmp_path):
+    path = write(tmp_path, """
+[defaults]
+top_k = 4
+mention = true
+[projects."g/app"]
+top_k = 2
+assign = "top1"
+[projects.7]
+top_k = 1
+""")
+    settings = load_settings(path, environ=ENV)
+    assert settings.project_settings(99, "g/other").top_k == 4
+    by_path = settings.project_settings(99, "g/app")
+    assert (by_path.top_k, by_path.assign, by_path.mention) == (2, "top1", True)
+    assert settings.project_settings(7, "g/app").top_k == 1
+    assert settings.project_settings(7, "g/app", overrides={"top_k": 9}).top_k == 9
+    with pytest.raises(ConfigError, match="top_k"):
+        settings.project_settings(7, "g/app", overrides={"top_k": 0})
+
+
+def test_webhook_secrets_are_scoped_to_projects_and_groups():
+    settings = Settings(webhook_secrets=[
+        {"secret": "all"}, {"secret": "grp", "group": "g"}, {"secret": "id", "project": 5},
+        {"secret": "path", "project": "g/sub/app"},
+    ])
+    assert settings.secrets_for(5, "g/sub/app") == [b"all", b"grp", b"id", b"path"]
+    assert settings.secrets_for(6, "gg/app") == [b"all"]
+    assert settings.secrets_for(None, None) == [b"all"]
+    assert len(settings.all_secrets()) == 4
+
+
+def test_settings_are_frozen():
+    settings = load_settings(environ=ENV)
+    with pytest.raises(Exception, match="frozen"):
+        settings.server.port = 1  # type: ignore[misc]

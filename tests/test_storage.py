@@ -1,0 +1,321 @@
+"""Storage on SQLite and PostgreSQL: migrations, the event queue, and every store."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
+from bot.storage.events import backoff_delay, dedupe_key_for
+from bot.storage.tables import metadata
+from graph.model import Change
+
+LEASE = 60.0
+
+
+async def put(storage: Storage, key: str, *, mr_iid: int | None = 1, project_id: int = 7) -> int:
+    event_id, _ = await storage.events.store_event(
+        dedupe_key=key, kind="Merge Request Hook", action="open", project_id=project_id, mr_iid=mr_iid,
+        headers={"X-Gitlab-Event": "Merge Request Hook"}, body={"object_kind": "merge_request"},
+    )
+    return event_id
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+async def test_migrated_schema_matches_the_table_definitions(storage):
+    def diff(conn):
+        return compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+
+    async with storage.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+    assert await storage.schema_is_current()
+
+
+async def test_migrate_twice_is_a_no_op(database_url):
+    assert await migrate(database_url) == await migrate(database_url)
+
+
+async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+    with pytest.raises(SchemaOutOfDate, match="run `reviewbot migrate`"):
+        await Storage.open(url)
+    await migrate(url)
+    storage = await Storage.open(url)
+    await storage.close()
+
+
+async def test_ping_names_the_cause_when_the_database_is_unreachable(tmp_path):
+    storage = Storage(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'db.sqlite3'}")
+    with pytest.raises(StorageError, match="unreachable: OperationalError"):
+        await storage.ping()
+    await storage.close()
+
+
+async def test_naive_datetimes_are_refused(storage):
+    with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
+        await storage.optouts.set(1, "ann", until=datetime(2030, 1, 1))
+
+
+# --- event queue: storing and deduplicating -----------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("headers", "prefix"),
+    [
+        ({"Idempotency-Key": "k1", "X-Gitlab-Event-UUID": "e", "X-Gitlab-Webhook-UUID": "w"}, "idem:k1"),
+        ({"x-gitlab-event-uuid": "e", "x-gitlab-webhook-uuid": "w"}, "uuid:Note Hook:e:w"),
+        ({"X-Gitlab-Event-UUID": "e"}, "sha256:"),
+        ({}, "sha256:"),
+    ],
+)
+def test_dedupe_key_prefers_idempotency_key_then_uuids_then_body(headers, prefix):
+    assert dedupe_key_for(headers, b"{}", "Note Hook").startswith(prefix)
+
+
+def test_dedupe_key_of_the_body_depends_on_body_and_kind():
+    keys = {dedupe_key_for({}, b, k) for b in (b"{}", b"[]") for k in ("Note Hook", "Emoji Hook")}
+    assert len(keys) == 4 and all(len(k) <= 200 for k in keys)
+    assert len(dedupe_key_for({"Idempotency-Key": "x" * 500}, b"", "N")) <= 200
+
+
+async def test_a_duplicate_delivery_is_stored_once(storage):
+    first = await storage.events.store_event(dedupe_key="k", kind="Note Hook", headers={}, body={"a": 1})
+    second = await storage.events.store_event(dedupe_key="k", kind="Note Hook", headers={}, body={"a": 2})
+    assert first == (first[0], True) and second == (first[0], False)
+    assert (await storage.events.depth())["queued"] == 1
+
+
+async def test_simultaneous_duplicates_are_stored_once(storage):
+    results = await asyncio.gather(*(
+        storage.events.store_event(dedupe_key="same", kind="Note Hook", headers={}, body={}) for _ in range(6)
+    ))
+    assert len({event_id for event_id, _ in results}) == 1
+    assert sum(is_new for _, is_new in results) == 1
+
+
+async def test_the_stored_row_round_trips(storage, clock):
+    event_id = await put(storage, "k")
+    row = await storage.events.get(event_id)
+    assert (row.kind, row.action, row.project_id, row.mr_iid, row.status) == ("Merge Request Hook", "open", 7, 1, "queued")
+    assert row.body == {"object_kind": "merge_request"} and row.received_at == clock()
+    assert row.as_event().event == "Merge Request Hook"
+
+
+# --- event queue: claiming, leases, retries -----------------------------------------------------
+
+async def test_claim_leases_an_event_to_one_worker(storage, clock):
+    event_id = await put(storage, "k")
+    [row] = await storage.events.claim("w1", LEASE, 5)
+    assert (row.id, row.status, row.lease_owner, row.attempts) == (event_id, "running", "w1", 1)
+    assert row.lease_expires_at == clock() + timedelta(seconds=LEASE)
+    assert await storage.events.claim("w2", LEASE, 5) == []
+
+
+async def test_an_expired_lease_is_claimable_again(storage, clock):
+    await put(storage, "k")
+    await storage.events.claim("w1", LEASE, 1)
+    clock.advance(LEASE + 1)
+    [row] = await storage.events.claim("w2", LEASE, 1)
+    assert (row.lease_owner, row.attempts) == ("w2", 2)
+    assert not await storage.events.complete(row.id, owner="w1")  # the first worker lost its lease
+    assert await storage.events.complete(row.id, owner="w2")
+    assert (await storage.events.get(row.id)).status == "done"
+
+
+async def test_a_lease_expiring_on_the_last_attempt_dead_letters_the_event(storage, clock):
+    event_id = await put(storage, "k")
+    await storage.events.claim("w1", LEASE, 1, max_attempts=1)
+    clock.advance(LEASE + 1)
+    assert await storage.events.claim("w2", LEASE, 1, max_attempts=1) == []
+    row = await storage.events.get(event_id)
+    assert row.status == "dead" and "lease expired" in row.last_error
+
+
+async def test_events_of_one_merge_request_run_one_at_a_time_in_order(storage):
+    first, second = await put(storage, "a", mr_iid=1), await put(storage, "b", mr_iid=1)
+    other = await put(storage, "c", mr_iid=2)
+    assert {r.id for r in await storage.events.claim("w", LEASE, 10)} == {first, other}
+    assert await storage.events.claim("w", LEASE, 10) == []
+    await storage.events.complete(first)
+    assert [r.id for r in await storage.events.claim("w", LEASE, 10)] == [second]
+
+
+async def test_events_without_a_merge_request_do_not_block_each_other(storage):
+    ids = {await put(storage, key, mr_iid=None) for key in "abc"}
+    assert {r.id for r in await storage.events.claim("w", LEASE, 10)} == ids
+
+
+async def test_retry_waits_for_the_delay_then_dead_letters_after_max_attempts(storage, clock):
+    event_id = await put(storage, "k")
+    for attempt in (1, 2):
+        [row] = await storage.events.claim("w", LEASE, 1)
+        assert row.attempts == attempt
+        status = await storage.events.retry_later(event_id, "GitLab 502", 30, max_attempts=3, owner="w")
+        assert status == "failed"
+        assert await storage.events.claim("w", LEASE, 1) == []
+        clock.advance(31)
+    await storage.events.claim("w", LEASE, 1)
+    assert await storage.events.retry_later(event_id, "GitLab 502 again", 30, max_attempts=3) == "dead"
+    row = await storage.events.get(event_id)
+    assert (row.status, row.last_error, row.finished_at) == ("dead", "GitLab 502 again", clock())
+
+
+async def test_dead_letter_gives_up_at_once(storage):
+    event_id = await put(storage, "k")
+    await storage.events.claim("w", LEASE, 1)
+    assert await storage.events.dead_letter(event_id, "payload has no project", owner="w")
+    assert (await storage.events.get(event_id)).status == "dead"
+
+
+async def test_release_hands_events_back_without_counting_the_attempt(storage):
+    event_id = await put(storage, "k")
+    await storage.events.claim("w1", LEASE, 1)
+    assert await storage.events.release("someone-else") == 0
+    assert await storage.events.release("w1") == 1
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.lease_owner) == ("queued", 0, None)
+    assert [r.id for r in await storage.events.claim("w2", LEASE, 1)] == [event_id]
+
+
+async def test_list_failed_and_requeue(storage, clock):
+    ok, bad = await put(storage, "ok", mr_iid=1), await put(storage, "bad", mr_iid=2)
+    await storage.events.claim("w", LEASE, 2)
+    await storage.events.complete(ok)
+    await storage.events.retry_later(bad, "boom", 5, max_attempts=1)
+    assert [r.id for r in await storage.events.list_events(failed_only=True)] == [bad]
+    assert [r.id for r in await storage.events.list_events()] == [bad, ok]
+    assert await storage.events.requeue(bad) and not await storage.events.requeue(9999)
+    row = await storage.events.get(bad)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("queued", 0, clock())
+
+
+async def test_prune_keeps_dedupe_keys_for_a_day(storage, clock):
+    event_id = await put(storage, "k")
+    await storage.events.claim("w", LEASE, 1)
+    await storage.events.complete(event_id)
+    clock.advance(3600)
+    assert await storage.events.prune(timedelta(0)) == 0
+    assert (await storage.events.store_event(dedupe_key="k", kind="N", headers={}, body={}))[1] is False
+    clock.advance(24 * 3600)
+    assert await storage.events.prune(timedelta(0)) == 1
+    assert (await storage.events.depth())["done"] == 0
+
+
+def test_backoff_doubles_up_to_the_cap():
+    assert [backoff_delay(n, 5, 30) for n in range(0, 6)] == [5, 5, 10, 20, 30, 30]
+
+
+async def test_concurrent_claimers_never_share_an_event(storage):
+    total = 60
+    for n in range(total):
+        await put(storage, f"k{n}", mr_iid=None)
+
+    async def claimer(name: str) -> list[int]:
+        got: list[int] = []
+        while batch := await storage.events.claim(name, LEASE, 3):
+            got.extend(r.id for r in batch)
+        return got
+
+    results = await asyncio.gather(*(claimer(f"w{n}") for n in range(8)))
+    claimed = [event_id for ids in results for event_id in ids]
+    assert len(claimed) == total and len(set(claimed)) == total
+
+
+async def test_concurrent_claimers_run_one_event_per_merge_request(storage):
+    for n in range(12):
+        await put(storage, f"k{n}", mr_iid=n % 3)
+    batches = await asyncio.gather(*(storage.events.claim(f"w{n}", LEASE, 5) for n in range(6)))
+    claimed = [row for batch in batches for row in batch]
+    assert sorted(row.mr_iid for row in claimed) == [0, 1, 2]
+    assert sorted(row.id for row in claimed) == [1, 2, 3]  # the oldest event of each MR
+
+
+async def test_a_payload_with_nul_characters_is_stored(storage):
+    body = {"object_attributes": {"description": "bad\x00byte"}}
+    event_id, _ = await storage.events.store_event(dedupe_key="nul", kind="Note Hook", headers={}, body=body)
+    assert (await storage.events.get(event_id)).body == {"object_attributes": {"description": "bad\ufffdbyte"}}
+
+
+# --- the other stores ---------------------------------------------------------------------------
+
+async def test_history_round_trips_changes_and_replaces_by_id(storage):
+    a = Change("mr!1", 100, "ann", ("bob",), ("src/a.c", "README"), title="A", ackers=("cy",))
+    b = Change("mr!2", 200, "bob", (), ("src/b.c",), committer="bob", bot_author=True)
+    assert await storage.history.upsert(5, [b, a]) == 2
+    assert await storage.history.load(5) == [a, b]
+    a2 = Change("mr!1", 100, "ann", ("bob", "dan"), ("src/a.c",), title="A2")
+    await storage.history.upsert(5, [a2])
+    assert await storage.history.load(5, since=50) == [a2, b]
+    assert await storage.history.load(5, since=150) == [b]
+    assert (await storage.history.count(5), await storage.history.latest_time(5)) == (2, 200)
+    assert await storage.history.latest_time(6) is None
+
+
+async def test_one_comment_per_merge_request(storage, clock):
+    wins = await asyncio.gather(*(storage.comments.reserve(1, 9, f"w{n}") for n in range(5)))
+    assert sum(wins) == 1
+    assert (await storage.comments.get(1, 9)).note_id is None
+    await storage.comments.set_note(1, 9, 555)
+    row = await storage.comments.get(1, 9)
+    assert (row.note_id, row.reserved_by) == (555, None)
+    assert not await storage.comments.reserve(1, 9, "late", stale_after=0)  # a posted note is never taken over
+    await storage.comments.forget(1, 9)
+    assert await storage.comments.get(1, 9) is None
+
+
+async def test_a_stale_comment_reservation_is_taken_over(storage, clock):
+    assert await storage.comments.reserve(1, 9, "dead-worker")
+    assert not await storage.comments.reserve(1, 9, "w2", stale_after=300)
+    clock.advance(301)
+    assert await storage.comments.reserve(1, 9, "w2", stale_after=300)
+    assert (await storage.comments.get(1, 9)).reserved_by == "w2"
+
+
+async def test_suggestions_and_feedback(storage):
+    people = [{"username": "bob", "score": 0.9, "reasons": ["touched src/a.c"]}]
+    sid = await storage.suggestions.add(1, 3, people, "heuristic-1", event_id=42)
+    await storage.suggestions.add(2, 3, [], "heuristic-1")
+    latest = await storage.suggestions.latest(1, 3)
+    assert (latest.id, latest.people, latest.event_id) == (sid, people, 42)
+    assert await storage.feedback.record(1, 3, "bob", "accepted", suggestion_id=sid, source_event_id=42)
+    assert not await storage.feedback.record(1, 3, "bob", "accepted", suggestion_id=sid, source_event_id=42)
+    assert await storage.feedback.record(1, 3, "bob", "thumbs_up", value=1)
+    assert await storage.feedback.record(1, 3, "bob", "thumbs_up", value=1)  # no source event: never merged
+    rows = await storage.feedback.list(1, mr_iid=3)
+    assert [(r.label, r.value) for r in rows] == [("accepted", None), ("thumbs_up", 1), ("thumbs_up", 1)]
+    with pytest.raises(ValueError, match="unknown feedback label"):
+        await storage.feedback.record(1, 3, "bob", "liked")
+
+
+async def test_optouts_expire(storage, clock):
+    await storage.optouts.set(1, "ann")
+    await storage.optouts.set(1, "bob", until=clock() + timedelta(days=7))
+    assert await storage.optouts.active(1) == {"ann", "bob"}
+    assert await storage.optouts.active(1, clock() + timedelta(days=8)) == {"ann"}
+    assert await storage.optouts.clear(1, "ann") and not await storage.optouts.clear(1, "ann")
+    assert await storage.optouts.active(2) == set()
+
+
+async def test_models_keep_one_active_version(storage):
+    await storage.models.save(1, "v1", b"\x00one", backtest_score=0.4)
+    await storage.models.save(1, "v2", b"\x00two", backtest_score=0.5)
+    assert (await storage.models.active(1)).blob == b"\x00two"
+    assert await storage.models.activate(1, "v1") and not await storage.models.activate(1, "v9")
+    assert [(m.version, m.active) for m in await storage.models.list(1)] == [("v1", True), ("v2", False)]
+    assert await storage.models.active(2) is None
+
+
+async def test_projects_remember_backfill_and_overrides(storage, clock):
+    await storage.projects.seen(3, "group/app")
+    await storage.projects.set_backfill(3, cursor="2024-01-01T00:00:00Z", page=4)
+    await storage.projects.set_overrides(3, {"top_k": 2})
+    await storage.projects.set_overrides(4, {"mention": True})
+    row = await storage.projects.get(3)
+    assert (row.path, row.backfill_page, row.backfill_done, row.settings) == ("group/app", 4, False, {"top_k": 2})
+    assert row.last_event_at == clock()
+    assert [p.id for p in await storage.projects.list()] == [3, 4]
+    assert await storage.projects.get(5) is None

@@ -1,0 +1,183 @@
+"""The worker loop against real storage: completion, retries, dead letters, timeouts, shutdown."""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from bot.config import Settings
+from bot.metrics import Metrics
+from bot.storage import EventRow, Storage
+from bot.web import make_app
+from bot.worker import Worker, retry_delay, run_in_app
+
+SECRET = "worker-test-secret-0123"
+
+
+def make_settings(**worker) -> Settings:
+    options = {"concurrency": 2, "lease_seconds": 60, "dispatch_timeout": 5, "max_attempts": 3,
+               "backoff": 10, "backoff_max": 100, "poll_interval": 0.05, **worker}
+    return Settings(gitlab={"token": "t"}, webhook_secrets=[{"secret": SECRET}], worker=options)
+
+
+async def put(storage: Storage, key: str, mr_iid: int | None = None) -> int:
+    event_id, _ = await storage.events.store_event(
+        dedupe_key=key, kind="Note Hook", action="create", project_id=1, mr_iid=mr_iid, headers={}, body={"k": key}
+    )
+    return event_id
+
+
+class Recorder:
+    """A dispatch that records what it was given and fails as told."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.seen: list[EventRow] = []
+        self.error = error
+        self.called = asyncio.Event()
+
+    async def __call__(self, row: EventRow) -> None:
+        self.seen.append(row)
+        self.called.set()
+        if self.error is not None:
+            raise self.error
+
+
+async def run_one(worker: Worker) -> int:
+    started = await worker.run_once()
+    await worker.drain()
+    return started
+
+
+async def test_a_handled_event_is_done(storage):
+    event_id = await put(storage, "a")
+    dispatch, metrics = Recorder(), Metrics()
+    worker = Worker(storage, dispatch, make_settings(), metrics, "w1")
+    assert await run_one(worker) == 1
+    assert [r.id for r in dispatch.seen] == [event_id] and dispatch.seen[0].body == {"k": "a"}
+    assert (await storage.events.get(event_id)).status == "done"
+    assert metrics.events_processed.labels(kind="Note Hook")._value.get() == 1
+
+
+async def test_a_failure_is_retried_with_exponential_backoff_then_dead_lettered(storage, clock):
+    event_id = await put(storage, "a")
+    worker = Worker(storage, Recorder(RuntimeError("GitLab said 502")), make_settings(), Metrics(), "w1")
+    for attempt, delay in ((1, 10), (2, 20)):
+        await run_one(worker)
+        row = await storage.events.get(event_id)
+        assert (row.status, row.attempts, row.last_error) == ("failed", attempt, "RuntimeError: GitLab said 502")
+        assert row.next_attempt_at == clock() + timedelta(seconds=delay)
+        assert await run_one(worker) == 0  # not due yet
+        clock.advance(delay)
+    await run_one(worker)
+    assert (await storage.events.get(event_id)).status == "dead"
+
+
+async def test_retry_after_on_the_exception_is_honoured(storage, clock):
+    class RateLimited(Exception):
+        retry_after = 42
+
+    event_id = await put(storage, "a")
+    await run_one(Worker(storage, Recorder(RateLimited("429")), make_settings(), Metrics(), "w1"))
+    assert (await storage.events.get(event_id)).next_attempt_at == clock() + timedelta(seconds=42)
+
+
+async def test_a_permanent_error_is_dead_lettered_at_once(storage):
+    class Unfixable(Exception):
+        permanent = True
+
+    event_id = await put(storage, "a")
+    metrics = Metrics()
+    await run_one(Worker(storage, Recorder(Unfixable("no project")), make_settings(), metrics, "w1"))
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.last_error) == ("dead", 1, "Unfixable: no project")
+    assert metrics.events_failed.labels(kind="Note Hook", result="dead")._value.get() == 1
+
+
+async def test_a_dispatch_that_hangs_times_out_and_is_retried(storage):
+    async def hang(row: EventRow) -> None:
+        await asyncio.Event().wait()
+
+    event_id = await put(storage, "a")
+    await run_one(Worker(storage, hang, make_settings(dispatch_timeout=0.05), Metrics(), "w1"))
+    row = await storage.events.get(event_id)
+    assert row.status == "failed" and "timed out after 0.05 s" in row.last_error
+
+
+def test_retry_delay():
+    class Slow(Exception):
+        retry_after = 7.5
+
+    assert retry_delay(Slow(), 5, 10, 100) == 7.5
+    assert [retry_delay(ValueError(), n, 10, 100) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 80, 100]
+
+
+async def test_concurrency_limits_events_in_flight(storage):
+    for n in range(5):
+        await put(storage, f"e{n}", mr_iid=n)
+    gate = asyncio.Event()
+
+    async def wait_for_gate(row: EventRow) -> None:
+        await gate.wait()
+
+    worker = Worker(storage, wait_for_gate, make_settings(concurrency=3), Metrics(), "w1")
+    assert await worker.run_once() == 3
+    assert await worker.run_once() == 0 and worker.in_flight == 3
+    gate.set()
+    await worker.drain()
+    assert await run_one(worker) == 2
+    assert (await storage.events.depth())["done"] == 5
+
+
+async def test_stop_finishes_quick_events_and_hands_back_stuck_ones(storage):
+    quick, stuck = await put(storage, "quick", mr_iid=1), await put(storage, "stuck", mr_iid=2)
+
+    async def dispatch(row: EventRow) -> None:
+        if row.id == stuck:
+            await asyncio.Event().wait()
+
+    worker = Worker(storage, dispatch, make_settings(), Metrics(), "w1")
+    assert await worker.run_once() == 2
+    assert await worker.stop(grace=0.1) == 1
+    assert (await storage.events.get(quick)).status == "done"
+    row = await storage.events.get(stuck)
+    assert (row.status, row.attempts, row.lease_owner) == ("queued", 0, None)
+
+
+async def test_the_loop_runs_events_as_they_arrive_and_stops_on_request(storage):
+    dispatch = Recorder()
+    worker = Worker(storage, dispatch, make_settings(poll_interval=30), Metrics(), "w1")
+    loop_task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0)
+    event_id = await put(storage, "late")
+    worker.notify()  # without it the loop would sleep for the 30 s poll interval
+    await asyncio.wait_for(dispatch.called.wait(), 10)
+    await worker.stop(grace=5)
+    await loop_task
+    assert (await storage.events.get(event_id)).status == "done"
+
+
+async def test_a_database_outage_does_not_kill_the_loop(tmp_path, caplog):
+    down = Storage(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'db.sqlite3'}")
+    worker = Worker(down, Recorder(), make_settings(), Metrics(), "w1")
+    assert await worker.run_once() == 0
+    assert "cannot claim events" in caplog.text
+    assert await worker.stop(grace=1) == 0
+    await down.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_run_in_app_processes_webhooks_in_the_same_process(aiohttp_client, storage):
+    settings = make_settings(poll_interval=30)
+    app = make_app(settings, storage, Metrics())
+    dispatch = Recorder()
+    run_in_app(app, dispatch, worker_id="serve-1")
+    client = await aiohttp_client(app)
+    body = {"object_kind": "note", "project": {"id": 3, "path_with_namespace": "g/p"},
+            "object_attributes": {"action": "create", "noteable_type": "MergeRequest"}, "merge_request": {"iid": 8}}
+    resp = await client.post("/webhook", json=body, headers={"X-Gitlab-Event": "Note Hook", "X-Gitlab-Token": SECRET})
+    event_id = (await resp.json())["event_id"]
+    await asyncio.wait_for(dispatch.called.wait(), 10)
+    await client.close()  # runs the app's shutdown and cleanup: the worker stops
+    assert dispatch.seen[0].id == event_id and dispatch.seen[0].mr_iid == 8
+    assert (await storage.events.get(event_id)).status == "done"
