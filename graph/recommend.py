@@ -34,7 +34,8 @@ class RecommenderSettings:
     retrain_every: int = 3000
     train_window: int = 6000
     rerank: int = 20
-    balance: float = 0.0
+    balance: float = 0.0          # > 0: spread first places over people in proportion to their real reviews
+    balance_half_life_days: float = 90.0
 
 
 class GraphRecommender:
@@ -114,12 +115,22 @@ class LearnedRecommender(GraphRecommender):
         self._rows: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.settings.train_window)
         self._labelled = 0
         self._trained_at = 0
+        self._suggested: dict[str, float] = {}
+        self._reviewed: dict[str, float] = {}
+
+    def recommend(self, change: Change, k: int) -> list[str]:
+        ranked = super().recommend(change, k)
+        if ranked and self.settings.balance > 0:
+            self._note(self._suggested, ranked[0], change.time, 1.0)
+        return ranked
 
     def observe(self, change: Change) -> None:
         cands = self._candidates(change)
         truth = change.truth(allow_author=self.allow_author)
         if len(cands) and truth:
             self._keep_rows(cands, truth)
+        for person in truth:
+            self._note(self._reviewed, person, change.time, 1.0 / len(truth))
         super().observe(change)
         if self._due():
             self.refit()
@@ -170,11 +181,30 @@ class LearnedRecommender(GraphRecommender):
         if self.model_ is None or not len(cands):
             return base
         idx = self._top(cands)
-        model = self.model_.decision_function(cands.X[idx])
+        model = self.model_.decision_function(cands.X[idx]) - self._imbalance([cands.people[i] for i in idx])
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
         return scores
 
+    # -- spreading the load -----------------------------------------------------------------------------
+    def _note(self, table: dict[str, float], person: str, t: float, amount: float) -> None:
+        hl = self.settings.balance_half_life_days * 86400.0
+        table[person] = table.get(person, 0.0) + amount * 2.0 ** ((t - (self.og.t0 or t)) / hl)
+
+    def _imbalance(self, people: list[str]) -> np.ndarray:
+        """balance · log((first places given + 1) / (reviews done + 1)), both decayed: positive for people
+        the recommender has put first more often than they really review."""
+        beta = self.settings.balance
+        if beta <= 0 or self.og.t0 is None:
+            return np.zeros(len(people))
+        hl = self.settings.balance_half_life_days * 86400.0
+        d = 2.0 ** (-(self.og.now - self.og.t0) / hl)
+        s = np.array([self._suggested.get(p, 0.0) * d for p in people])
+        a = np.array([self._reviewed.get(p, 0.0) * d for p in people])
+        return beta * np.log((s + 1.0) / (a + 1.0))
+
+
+DEFAULT_SETTINGS = RecommenderSettings(balance=0.5)
 
 METHODS: dict[str, Callable[..., GraphRecommender]] = {
     "graph": GraphRecommender,
@@ -186,7 +216,7 @@ def make_recommender(method: str = "default", *, allow_author: bool = False,
                      settings: RecommenderSettings | None = None) -> GraphRecommender:
     """The recommender for a method name; ``"default"`` is what the bot uses."""
     if method == "default":
-        rec = LearnedRecommender(allow_author=allow_author, settings=settings)
+        rec = LearnedRecommender(allow_author=allow_author, settings=settings or DEFAULT_SETTINGS)
         rec.name = "default"
         return rec
     try:

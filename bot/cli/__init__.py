@@ -7,6 +7,9 @@ import sys
 
 # Each module registers its own subcommand; the order is the order of `reviewbot --help`.
 SUBCOMMANDS = (
+    "bot.cli.serve",      # serve, worker
+    "bot.cli.migrate",
+    "bot.cli.events",
     "bot.cli.evaluate",
 )
 

@@ -1,0 +1,61 @@
+"""The ownership graph on tiny hand-made histories, with exact expected values."""
+import math
+
+import pytest
+
+from graph.model import Change
+from graph.ownership import DAY, OwnershipGraph, ancestors
+
+HISTORY = [
+    Change("1", 0, "ann", ("bob",), ("drivers/net/eth.c",)),
+    Change("2", int(10 * DAY), "ann", ("bob", "cid"), ("drivers/net/eth.c", "drivers/usb/hub.c")),
+    Change("3", int(20 * DAY), "cid", ("ann",), ("docs/index.md",)),
+]
+
+
+@pytest.fixture
+def og():
+    g = OwnershipGraph(half_life_days=10)
+    for c in HISTORY:
+        g.add_change(c)
+    return g
+
+
+def test_ancestors_deepest_first():
+    assert ancestors("a/b/c/d.txt") == ["a/b/c/", "a/b/", "a/"]
+    assert ancestors("README") == []
+
+
+def test_counts_on_files_directories_and_people(og):
+    G = og.G
+    assert G["/drivers/net/eth.c"]["@bob"]["rc"] == 2
+    assert G["/drivers/"]["@bob"]["rc"] == 2  # once per change, not once per file
+    assert G["/drivers/"]["@cid"]["rc"] == 1
+    assert G["/drivers/net/eth.c"]["@ann"]["ac"] == 2
+    assert G["/drivers/net/eth.c"]["@ann"]["rc"] == 0
+    assert G["@ann"]["@bob"]["fc"] == 2
+    assert G["@cid"]["@ann"]["fc"] == 1
+    assert G.nodes["@bob"]["rc"] == 2 and G.nodes["@ann"]["ac"] == 2
+
+
+def test_decayed_weights_halve_every_half_life(og):
+    e = og.G["/drivers/net/eth.c"]["@bob"]
+    # reviews at day 0 and day 10, read at day 20 with a 10-day half-life: 1/4 + 1/2
+    assert e["rw"] * og.decay(20 * DAY) == pytest.approx(0.75)
+
+
+def test_rebase_keeps_decayed_values():
+    g = OwnershipGraph(half_life_days=1)
+    g.add_change(Change("1", 0, "ann", ("bob",), ("a.c",)))
+    g.add_change(Change("2", int(500 * DAY), "ann", ("bob",), ("a.c",)))  # 2**500 would overflow the scale
+    value = g.G["/a.c"]["@bob"]["rw"] * g.decay(500 * DAY)
+    assert value == pytest.approx(1.0 + 2.0**-500)
+    assert math.isfinite(g.G["/a.c"]["@bob"]["rw"])
+
+
+def test_bots_and_author_self_review():
+    g = OwnershipGraph()
+    g.add_change(Change("1", 0, "renovate", ("bob",), ("a.c",), bot_author=True))
+    assert g.is_bot("renovate") and g.is_bot("ci-bot") and not g.is_bot("bob")
+    g.add_change(Change("2", 1, "ann", ("ann",), ("a.c",)), allow_author=False)
+    assert "@ann" not in g.G["/a.c"] or g.G["/a.c"]["@ann"]["rc"] == 0

@@ -1,0 +1,98 @@
+"""Candidates, graph ranking, reasons and the learned ranker on a tiny hand-made history."""
+import pickle
+
+import numpy as np
+from sklearn.base import clone
+
+from graph.features import FEATURES, candidates
+from graph.model import Change
+from graph.ownership import DAY
+from graph.ranker import ReviewerRanker
+from graph.recommend import GraphRecommender, LearnedRecommender, RecommenderSettings, make_recommender
+
+D = int(DAY)
+HISTORY = [
+    Change("1", 0 * D, "ann", ("bob",), ("drivers/net/eth.c",)),
+    Change("2", 1 * D, "ann", ("bob",), ("drivers/net/phy.c",)),
+    Change("3", 2 * D, "cid", ("dan",), ("drivers/usb/hub.c",)),
+    Change("4", 3 * D, "eve", ("cid",), ("docs/index.md",)),
+]
+QUERY = Change("q", 4 * D, "ann", (), ("drivers/net/eth.c",))
+
+
+def replayed(rec):
+    for c in HISTORY:
+        rec.observe(c)
+    return rec
+
+
+def test_graph_ranking_exact():
+    rec = replayed(GraphRecommender())
+    assert rec.recommend(QUERY, 10) == ["bob", "dan", "cid"]
+
+
+def test_author_and_bots_are_never_candidates():
+    rec = replayed(GraphRecommender())
+    rec.observe(Change("5", 3 * D, "dep-bot", ("ann",), ("drivers/net/eth.c",), bot_author=True))
+    query = Change("q", 4 * D, "bob", (), ("drivers/net/eth.c",))
+    people = rec.recommend(query, 10)
+    assert "bob" not in people and "dep-bot" not in people
+    assert "ann" in people
+
+
+def test_allow_author_lets_the_author_in():
+    rec = replayed(GraphRecommender(allow_author=True))
+    query = Change("q", 4 * D, "bob", (), ("drivers/net/eth.c",))
+    assert rec.recommend(query, 1) == ["bob"]
+
+
+def test_inactive_people_are_not_proposed():
+    rec = replayed(GraphRecommender(settings=RecommenderSettings(inactive_days=30)))
+    late = Change("q", 40 * D, "ann", (), ("drivers/net/eth.c",))
+    assert rec.recommend(late, 10) == []
+
+
+def test_reasons_in_plain_words():
+    rec = replayed(GraphRecommender())
+    (top,) = rec.suggest(QUERY, k=1)
+    assert top.person == "bob"
+    assert top.reasons == (
+        "reviewed `drivers/net/eth.c` 1 time (last 4 days ago)",
+        "reviewed 2 changes under `drivers/net/` (last 3 days ago)",
+        "reviewed 2 of this author's changes",
+    )
+    assert top.contributions[0][0] == "file_review_share"
+
+
+def test_suggest_respects_allowed():
+    rec = replayed(GraphRecommender())
+    assert [s.person for s in rec.suggest(QUERY, k=2, allowed=lambda p: p != "bob")] == ["dan", "cid"]
+
+
+def test_candidates_never_look_into_the_future():
+    rec = GraphRecommender()
+    rec.observe(HISTORY[0])
+    cands = candidates(rec.og, Change("q", 1, "ann", (), ("drivers/usb/hub.c",)))
+    assert "dan" not in cands.people
+    assert cands.X.shape[1] == len(FEATURES)
+
+
+def test_learned_recommender_trains_on_past_only():
+    settings = RecommenderSettings(min_train_changes=3)
+    rec = LearnedRecommender(settings=settings, estimator=ReviewerRanker(max_iter=5, min_samples_leaf=1))
+    for i in range(8):
+        rec.recommend(Change(str(i), i * D, "ann", ("bob",), ("a/x.c",)), 3)
+        rec.observe(Change(str(i), i * D, "ann", ("bob",), ("a/x.c",)))
+        rec.observe(Change(f"c{i}", i * D, "ann", ("cid",), ("b/y.c",)))
+    assert rec.model_ is not None
+    assert rec.recommend(Change("q", 9 * D, "ann", (), ("a/x.c",)), 1) == ["bob"]
+    assert make_recommender("default").name == "default"
+
+
+def test_ranker_is_a_proper_estimator():
+    X = np.random.default_rng(0).random((60, 3))
+    y = (X[:, 0] > 0.5).astype(int)
+    r = ReviewerRanker(max_iter=5, min_samples_leaf=2, random_state=1).fit(X, y)
+    assert clone(r).get_params() == r.get_params()
+    again = pickle.loads(pickle.dumps(r))
+    np.testing.assert_allclose(again.decision_function(X), r.decision_function(X))
