@@ -172,7 +172,8 @@ class _GrowingWeights:
             self._flush()
             end = len(cols)
             if end > len(self._rows):
-                self._rows, self._cols, self._vals = (np.resize(a, end) for a in (self._rows, self._cols, self._vals))
+                buffers = (self._rows, self._cols, self._vals)
+                self._rows, self._cols, self._vals = (np.resize(a, end) for a in buffers)
         self._rows[self._n : end] = row
         self._cols[self._n : end] = cols
         self._vals[self._n : end] = weight
@@ -475,7 +476,8 @@ def _borda_order(scores: np.ndarray) -> np.ndarray:
     """Candidate indices by Borda points over the rows of `scores`; only positive scores rank.
 
     Within a row, scores within 1e-9 of the row's best tie (the same sum taken in a different order must not
-    split them) and ties go to the lower index, i.e. the person seen first; the fused order breaks ties the same way.
+    split them) and ties go to the lower index, i.e. the person seen first; the fused order breaks ties the
+    same way.
     """
     points = np.zeros(scores.shape[1])
     for row in scores:

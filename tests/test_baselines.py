@@ -33,7 +33,9 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _ids = itertools.count()
 
 
-def change(author: str, reviewers: tuple[str, ...], files: tuple[str, ...], ackers: tuple[str, ...] = ()) -> Change:
+def change(
+    author: str, reviewers: tuple[str, ...], files: tuple[str, ...], ackers: tuple[str, ...] = ()
+) -> Change:
     n = next(_ids)
     return Change(str(n), n, author, reviewers, files, ackers=ackers)
 
