@@ -11,6 +11,7 @@ SUBCOMMANDS = (
     "bot.cli.migrate",
     "bot.cli.events",
     "bot.cli.evaluate",
+    "bot.cli.install",
 )
 
 

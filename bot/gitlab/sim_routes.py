@@ -367,6 +367,33 @@ async def get_hook(request: web.Request) -> web.Response:
     return json_response(render.hook_json(_hook(request, project)))
 
 
+_HOOK_FLAGS = ("push_events", "merge_requests_events", "note_events", "emoji_events", "confidential_note_events",
+               "enable_ssl_verification")
+
+
+async def put_hook(request: web.Request) -> web.Response:
+    """PUT /projects/:id/hooks/:hook_id (Maintainer+): change only the attributes given, as GitLab does.
+
+    Like GitLab, a new URL without a new `token` clears the old secret (it must not follow the hook elsewhere).
+    """
+    state, project, params = _state(request), _project(request), request[PARAMS]
+    _require(state, project, _caller(request), 40)
+    hook = _hook(request, project)
+    if "url" in params and not params["url"]:
+        raise ApiError(400, error="url is empty")
+    if params.get("url") and str(params["url"]) != hook.url and not params.get("token"):
+        hook.token = None
+    for name in ("url", "name", "description"):
+        if name in params:
+            setattr(hook, name, str(params[name] or ""))
+    for name in _HOOK_FLAGS:
+        if name in params:
+            setattr(hook, name, bool_param(params, name, False))
+    if params.get("token"):
+        hook.token = str(params["token"])
+    return json_response(render.hook_json(hook))
+
+
 async def delete_hook(request: web.Request) -> web.Response:
     state, project = _state(request), _project(request)
     _require(state, project, _caller(request), 40)
@@ -403,6 +430,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/v4/projects/{pid}/hooks", list_hooks),
     ("POST", "/api/v4/projects/{pid}/hooks", create_hook),
     ("GET", "/api/v4/projects/{pid}/hooks/{hid}", get_hook),
+    ("PUT", "/api/v4/projects/{pid}/hooks/{hid}", put_hook),
     ("DELETE", "/api/v4/projects/{pid}/hooks/{hid}", delete_hook),
 )
 

@@ -1,0 +1,182 @@
+"""`reviewbot install`: register (or update) the project webhook that sends the bot its events.
+
+Why a command: a hand-made hook is easy to get subtly wrong (GitLab turns push events on by default, the
+secret must match the bot's, a second hook for the same URL doubles every event). This one subscribes to
+merge request, comment and emoji events only, verifies SSL, sets a fresh random secret and prints it once,
+and updates the existing hook for the same URL instead of adding a duplicate.
+
+It is a one-off operator command, so it uses python-gitlab (synchronous) rather than the bot's async client,
+and it does not retry server errors (a retried POST could add a second hook): run it again instead, which
+is safe because a second run updates the hook it finds.
+Managing hooks needs the Maintainer role: the token is GITLAB_TOKEN unless `--token-env` names another
+variable (a token on the command line would end up in the shell history).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import gitlab
+import requests
+
+from bot.config import ConfigError, load_settings
+
+__all__ = ["register", "run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
+           "HOOK_NAME"]
+
+HOOK_NAME = "reviewbot"
+EVENTS = {"merge_requests_events": True, "note_events": True, "emoji_events": True,
+          "push_events": False, "confidential_note_events": False}
+
+
+class InstallError(Exception):
+    """The hook could not be registered; the message names the cause and the fix."""
+
+
+@dataclass(frozen=True)
+class InstalledHook:
+    """What `install_hook` did: `action` is "created" or "updated"."""
+
+    action: str
+    hook_id: int
+    url: str
+    project_id: int
+    project_path: str
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("install", help="register the project webhook that sends events to the bot",
+                       description="Create (or update) the webhook on a GitLab project: merge request, comment "
+                                   "and emoji events, SSL verification on, a secret token printed once.")
+    p.add_argument("--project", required=True, help="the project's numeric id or group/project path")
+    p.add_argument("--url", required=True, metavar="PUBLIC_URL",
+                   help="the bot's public address, e.g. https://reviewbot.example.com (/webhook is appended)")
+    p.add_argument("--secret", help="use this webhook secret instead of generating one")
+    p.add_argument("--config", metavar="PATH", help="config file (default: $REVIEWBOT_CONFIG, then ./config.toml)")
+    p.add_argument("--gitlab-url", help="GitLab's address (default: GITLAB_URL or [gitlab] url)")
+    p.add_argument("--token-env", metavar="VAR",
+                   help="read a Maintainer's token from this environment variable (default: GITLAB_TOKEN)")
+    p.set_defaults(func=run)
+
+
+def hook_url(public_url: str) -> str:
+    """The webhook address for the bot's public URL.
+
+    >>> hook_url("https://bot.example.com/"), hook_url("https://bot.example.com/webhook")
+    ('https://bot.example.com/webhook', 'https://bot.example.com/webhook')
+    """
+    base = public_url.strip().rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise InstallError(f"--url {public_url!r} must start with https:// (the address GitLab will POST to)")
+    return base if base.endswith("/webhook") else base + "/webhook"
+
+
+def hook_attributes(url: str, secret: str) -> dict[str, Any]:
+    """Everything the hook is set to, on creation and on update alike."""
+    return {"url": url, "name": HOOK_NAME, "token": secret, "enable_ssl_verification": True, **EVENTS}
+
+
+def _same_url(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -> InstalledHook:
+    """Create the hook, or update the existing one for the same URL; raises `InstallError` naming the fix."""
+    try:
+        target = gl.projects.get(project)
+        existing = [h for h in target.hooks.list(get_all=True) if _same_url(h.url, url)]
+        attrs = hook_attributes(url, secret)
+        if existing:
+            hook_id, action = existing[0].id, "updated"
+            target.hooks.update(hook_id, attrs)
+        else:
+            hook_id, action = target.hooks.create(attrs).id, "created"
+    except (gitlab.GitlabError, requests.RequestException) as exc:
+        raise InstallError(explain(exc, gl.url, project)) from None
+    return InstalledHook(action, int(hook_id), url, int(target.id), str(target.path_with_namespace))
+
+
+def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
+    """A GitLab failure as a sentence saying what to do about it."""
+    if isinstance(exc, requests.RequestException):
+        return (f"cannot reach GitLab at {gitlab_url} ({type(exc).__name__}): check GITLAB_URL (or --gitlab-url) "
+                "and that this machine can connect to it")
+    code = getattr(exc, "response_code", None)
+    detail = getattr(exc, "error_message", "") or str(exc)
+    if code == 401 or isinstance(exc, gitlab.GitlabAuthenticationError):
+        return (f"GitLab at {gitlab_url} rejected the token (401 {detail}): use a valid, unexpired personal, "
+                "project or group access token with the api scope")
+    if code == 403:
+        return (f"the token's user may not manage webhooks of project {project} (403): managing hooks needs the "
+                "Maintainer role; use a Maintainer's token (--token-env VAR) or ask a Maintainer to run this")
+    if code == 404:
+        return (f"project {project} not found at {gitlab_url} (404): check --project (numeric id or "
+                "group/project path) and that the token's user is a member of it")
+    if code in (400, 422):
+        return (f"GitLab refused the webhook ({code} {detail}): check --url; if the bot runs on a private "
+                "network, an administrator must allow webhook requests to the local network "
+                "(Admin > Settings > Network > Outbound requests)")
+    return f"GitLab answered {code or 'an error'} ({detail}): try again; if it persists, check GitLab's status"
+
+
+def _token(settings_token: str | None, token_env: str | None) -> str:
+    if token_env:
+        value = os.environ.get(token_env, "")
+        if not value:
+            raise ConfigError(f"--token-env {token_env}: that environment variable is empty; export it first")
+        return value
+    if not settings_token:
+        raise ConfigError("GITLAB_TOKEN is not set: export a Maintainer's access token with the api scope "
+                          "(or pass --token-env VAR naming the variable that holds one)")
+    return settings_token
+
+
+def _instructions(done: InstalledHook, secret: str | None) -> str:
+    """What to tell the operator; the generated secret appears here and nowhere else."""
+    lines = [f"{done.action.capitalize()} webhook {done.hook_id} on {done.project_path} -> {done.url}",
+             "  events: merge requests, comments, emoji; SSL verification on", ""]
+    if secret is None:
+        lines.append("The hook uses the secret you passed with --secret; give the bot the same one "
+                     "(GITLAB_WEBHOOK_SECRET or a [[webhook_secrets]] entry).")
+        return "\n".join(lines)
+    lines += [
+        "Webhook secret (shown only this once; GitLab will not show it again):", "", f"    {secret}", "",
+        "Give the bot the same secret, either as an environment variable:",
+        f"    export GITLAB_WEBHOOK_SECRET='{secret}'",
+        f"    (Heroku: heroku config:set GITLAB_WEBHOOK_SECRET='{secret}')",
+        "or in config.toml:",
+        "    [[webhook_secrets]]", f'    secret = "{secret}"', f'    project = "{done.project_path}"',
+    ]
+    if done.action == "updated":
+        lines += ["", "The existing hook's secret was replaced: update the bot before the next event, "
+                      "or GitLab's deliveries will be refused (401)."]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config, require_gitlab=False)
+        configured = settings.gitlab.token.get_secret_value() if settings.gitlab.token else None
+        token = _token(configured, args.token_env)
+        url = hook_url(args.url)
+    except (ConfigError, InstallError) as exc:
+        print(f"reviewbot install: {exc}", file=sys.stderr)
+        return 2
+    secret = args.secret or secrets.token_urlsafe(32)
+    project: str | int = int(args.project) if str(args.project).isdigit() else args.project
+    gitlab_url = (args.gitlab_url or settings.gitlab.url).rstrip("/")
+    if url.startswith("http://"):
+        print("reviewbot install: warning: the URL is not https, so the secret travels in clear text",
+              file=sys.stderr)
+    try:
+        with gitlab.Gitlab(gitlab_url, private_token=token, timeout=30) as gl:
+            done = install_hook(gl, project, url, secret)
+    except InstallError as exc:
+        print(f"reviewbot install: {exc}", file=sys.stderr)
+        return 1
+    print(_instructions(done, None if args.secret else secret))
+    return 0
