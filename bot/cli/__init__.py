@@ -12,6 +12,7 @@ SUBCOMMANDS = (
     "bot.cli.events",
     "bot.cli.evaluate",
     "bot.cli.install",
+    "bot.cli.demo",
 )
 
 
