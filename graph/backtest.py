@@ -44,6 +44,8 @@ class BacktestResult:
     seconds: float = 0.0
     suggested_top1: Counter = field(default_factory=Counter)
     actual: Counter = field(default_factory=Counter)  # one unit per change, split among its reviewers
+    actual_known: Counter = field(default_factory=Counter)  # the same, by people who had reviewed before
+    _reviewers_seen: set = field(default_factory=set)
 
     def top(self, k: int) -> float:
         return self.hits[k] / self.evaluated if self.evaluated else 0.0
@@ -53,7 +55,9 @@ class BacktestResult:
         return self.rr_sum / self.evaluated if self.evaluated else 0.0
 
     def as_dict(self) -> dict[str, float | int | str]:
-        people = set(self.suggested_top1) | set(self.actual)
+        """The figures; `gini_suggested` and `gini_actual` are over the same people (see `gini`)."""
+        people = set(self.suggested_top1) | set(self.actual_known)
+        everyone = people | set(self.actual)
         return {
             "method": self.method,
             "records": self.records,
@@ -62,7 +66,8 @@ class BacktestResult:
             "mrr": round(self.mrr, 4),
             "seconds": round(self.seconds, 2),
             "gini_suggested": round(gini([self.suggested_top1[p] for p in people]), 4),
-            "gini_actual": round(gini([self.actual[p] for p in people]), 4),
+            "gini_actual": round(gini([self.actual_known[p] for p in people]), 4),
+            "gini_actual_all": round(gini([self.actual[p] for p in everyone]), 4),
         }
 
     def add(self, ranked: Sequence[str], truth: frozenset[str]) -> None:
@@ -74,6 +79,9 @@ class BacktestResult:
         share = 1.0 / len(truth)
         for person in truth:
             self.actual[person] += share
+            if person in self._reviewers_seen:
+                self.actual_known[person] += share
+        self._reviewers_seen |= truth
         if ranked:
             self.suggested_top1[ranked[0]] += 1
         for rank, person in enumerate(ranked[: max(KS)], start=1):
@@ -88,8 +96,11 @@ class BacktestResult:
 def gini(counts: Iterable[float]) -> float:
     """Gini coefficient of non-negative counts: 0 when spread evenly, towards 1 when piled on one.
 
-    People absent from one side but present in the other count as zeros, so the suggested and the actual
-    distributions are compared over the same population.
+    In `BacktestResult.as_dict` both sides are counted over the same people: everyone put first at least
+    once, and everyone who reviewed a change after having reviewed before. A person's first review ever
+    is left out of `gini_actual` because no method that learns from history can predict it (on GitHub
+    projects hundreds of one-time commenters would otherwise dominate the figure); `gini_actual_all`
+    keeps every review, over every person.
 
     >>> gini([1, 1, 1, 1])
     0.0

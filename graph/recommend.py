@@ -33,6 +33,7 @@ class RecommenderSettings:
     retrain_growth: float = 1.5
     retrain_every: int = 3000
     train_window: int = 6000
+    train_half_life: float = 3000.0  # changes: older training rows weigh less
     rerank: int = 20
     balance: float = 0.0          # > 0: spread first places over people in proportion to their real reviews
     balance_half_life_days: float = 90.0
@@ -135,6 +136,11 @@ class LearnedRecommender(GraphRecommender):
         if self._due():
             self.refit()
 
+    @staticmethod
+    def model_input(X: np.ndarray) -> np.ndarray:
+        """The features plus the graph score itself, which the model may lean on when data is scarce."""
+        return np.column_stack([X, graph_score(X)])
+
     def _keep_rows(self, cands: Candidates, truth: frozenset[str]) -> None:
         y = np.fromiter((p in truth for p in cands.people), dtype=np.int8, count=len(cands))
         if not y.any():
@@ -142,7 +148,7 @@ class LearnedRecommender(GraphRecommender):
         idx = self._top(cands)
         if not y[idx].any():
             return
-        self._rows.append((cands.X[idx], y[idx]))
+        self._rows.append((self.model_input(cands.X[idx]), y[idx]))
         self._labelled += 1
 
     def _due(self) -> bool:
@@ -168,7 +174,9 @@ class LearnedRecommender(GraphRecommender):
         X, y, groups = self.training_data()
         if len(np.unique(y)) < 2:
             return
-        self.model_ = clone(self.estimator).fit(X, y, groups=groups)
+        age = groups.max() - groups  # in changes; recent ones weigh more
+        weight = 0.5 ** (age / self.settings.train_half_life)
+        self.model_ = clone(self.estimator).fit(X, y, groups=groups, sample_weight=weight)
         self._trained_at = self._labelled
 
     def _top(self, cands: Candidates) -> np.ndarray:
@@ -181,7 +189,7 @@ class LearnedRecommender(GraphRecommender):
         if self.model_ is None or not len(cands):
             return base
         idx = self._top(cands)
-        model = self.model_.decision_function(cands.X[idx]) - self._imbalance([cands.people[i] for i in idx])
+        model = self.model_.decision_function(self.model_input(cands.X[idx])) - self._imbalance([cands.people[i] for i in idx])
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
         return scores
@@ -204,7 +212,7 @@ class LearnedRecommender(GraphRecommender):
         return beta * np.log((s + 1.0) / (a + 1.0))
 
 
-DEFAULT_SETTINGS = RecommenderSettings(balance=0.5)
+DEFAULT_SETTINGS = RecommenderSettings(balance=4.0)
 
 METHODS: dict[str, Callable[..., GraphRecommender]] = {
     "graph": GraphRecommender,
