@@ -46,8 +46,8 @@ class ReviewerRanker(ClassifierMixin, BaseEstimator):
     True
     """
 
-    def __init__(self, max_iter: int = 60, learning_rate: float = 0.15, max_leaf_nodes: int = 31,
-                 min_samples_leaf: int = 40, l2_regularization: float = 1.0, random_state: int | None = 0):
+    def __init__(self, max_iter: int = 60, learning_rate: float = 0.15, max_leaf_nodes: int = 8,
+                 min_samples_leaf: int = 200, l2_regularization: float = 1.0, random_state: int | None = 0):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes

@@ -33,7 +33,7 @@ class RecommenderSettings:
     retrain_growth: float = 1.5
     retrain_every: int = 3000
     train_window: int = 6000
-    train_half_life: float = 3000.0  # changes: older training rows weigh less
+    train_half_life: float | None = None  # in changes: older training rows weigh less (None: all alike)
     rerank: int = 20
     balance: float = 0.0          # > 0: spread first places over people in proportion to their real reviews
     balance_half_life_days: float = 90.0
@@ -174,8 +174,9 @@ class LearnedRecommender(GraphRecommender):
         X, y, groups = self.training_data()
         if len(np.unique(y)) < 2:
             return
-        age = groups.max() - groups  # in changes; recent ones weigh more
-        weight = 0.5 ** (age / self.settings.train_half_life)
+        weight = None
+        if self.settings.train_half_life:  # recent changes weigh more (slower: weighted binning)
+            weight = 0.5 ** ((groups.max() - groups) / self.settings.train_half_life)
         self.model_ = clone(self.estimator).fit(X, y, groups=groups, sample_weight=weight)
         self._trained_at = self._labelled
 
@@ -212,7 +213,7 @@ class LearnedRecommender(GraphRecommender):
         return beta * np.log((s + 1.0) / (a + 1.0))
 
 
-DEFAULT_SETTINGS = RecommenderSettings(balance=4.0)
+DEFAULT_SETTINGS = RecommenderSettings(balance=3.0)
 
 METHODS: dict[str, Callable[..., GraphRecommender]] = {
     "graph": GraphRecommender,
