@@ -28,7 +28,7 @@ def clean_env() -> dict[str, str]:
     """Only what Python needs: the demo must not depend on GITLAB_*, DATABASE_URL or a config file."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "SYSTEMROOT", "TMPDIR")
     env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", COLUMNS="120")
+    env.update(PYTHONPATH=str(ROOT), COLUMNS="120")
     return env
 
 

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -18,16 +19,21 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+import aiohttp
 import gitlab
 from aiohttp import web
 
-from bot.cli.install import install_hook
+from bot.backfill import backfill_project
+from bot.cli.install import InstallError, install_hook
 from bot.cli.serve import DEFAULT_DISPATCH, build_app, load_dispatch_factory
 from bot.comment import MARKER
 from bot.config import ConfigError, Settings
+from bot.gitlab.client import GitLabClient
+from bot.gitlab.errors import GitLabError
 from bot.gitlab.sim_model import SimMR, SimNote, SimUser
 from bot.gitlab.simulator import SeededProject, SimState, run_simulator, seed_project
 from bot.storage import Storage, StorageError, migrate
@@ -88,12 +94,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # One OpenMP thread for the learned ranker (read when scikit-learn loads, i.e. later, with the handlers):
+    # on a small shared machine more threads spin against each other and a 3 s fit takes 10-20 s.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s", stream=sys.stderr)
     opts = DemoOptions(serve=args.serve, port=args.port, gitlab_port=args.gitlab_port, seed=args.seed,
                        plain=args.plain or not sys.stdout.isatty(), dispatch=args.dispatch)
     try:
         asyncio.run(run_demo(opts))
-    except (DemoError, ConfigError, StorageError) as exc:
+    except (DemoError, ConfigError, StorageError, InstallError, GitLabError) as exc:
         print(f"reviewbot demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -106,7 +115,8 @@ async def run_demo(opts: DemoOptions, *, out: Out = say, factory: DispatchFactor
     started = time.monotonic()
     factory = factory or load_dispatch_factory(opts.dispatch)
     state = SimState(seed=opts.seed)
-    seeded = seed_project(state, path=PROJECT, n_merged=opts.merged, n_open=0, seed=opts.seed)
+    year_ago = datetime.now(timezone.utc) - timedelta(days=365)  # a history that ends today: people are active
+    seeded = seed_project(state, path=PROJECT, n_merged=opts.merged, n_open=0, seed=opts.seed, start=year_ago)
     state.add_token(state.root, ROOT_TOKEN)
     with tempfile.TemporaryDirectory(prefix="reviewbot-demo-") as tmp:
         async with run_simulator(state, port=opts.gitlab_port) as (_, gitlab_url):
@@ -137,8 +147,12 @@ async def _running_bot(settings: Settings, factory: DispatchFactory,
                        port: int) -> AsyncIterator[tuple[Storage, str]]:
     """The `serve` app (web + worker + handlers) on 127.0.0.1; yields its storage and base URL."""
     storage = await Storage.open(settings.database_url)
-    runner = web.AppRunner(await build_app(settings, factory, storage=storage), access_log=None,
-                           shutdown_timeout=settings.server.shutdown_timeout)
+    try:
+        app = await build_app(settings, factory, storage=storage)  # the app closes the storage on cleanup
+    except BaseException:
+        await storage.close()
+        raise
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=settings.server.shutdown_timeout)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -182,15 +196,13 @@ async def _register_hook(gitlab_url: str, url: str, settings: Settings) -> None:
 
 
 async def _backfill(settings: Settings, storage: Storage, project_id: int) -> tuple[int, float]:
-    """Import the merged history through the bot's own backfill (bot/backfill.py)."""
+    """Import the merged history through the bot's own backfill, as its first event would."""
     started = time.monotonic()
-    try:
-        from bot import backfill
-    except ImportError as exc:
-        raise DemoError(f"the backfill (bot.backfill) is not installed: {exc}") from None
-    await backfill.backfill_project(settings, storage, project_id)
-    count = len(await storage.history.load(project_id))
-    return count, time.monotonic() - started
+    token = settings.gitlab.token.get_secret_value() if settings.gitlab.token else ""
+    async with aiohttp.ClientSession() as session:
+        client = GitLabClient(session, url=settings.gitlab.url, token=token)
+        report = await backfill_project(client, storage, project_id, concurrency=8)
+    return report.imported, time.monotonic() - started
 
 
 def _active(state: SimState, user: SimUser) -> bool:
