@@ -27,7 +27,6 @@ import aiohttp
 import gitlab
 from aiohttp import web
 
-from bot.backfill import backfill_project
 from bot.cli.install import InstallError, install_hook
 from bot.cli.serve import DEFAULT_DISPATCH, build_app, load_dispatch_factory
 from bot.comment import MARKER
@@ -197,6 +196,8 @@ async def _register_hook(gitlab_url: str, url: str, settings: Settings) -> None:
 
 async def _backfill(settings: Settings, storage: Storage, project_id: int) -> tuple[int, float]:
     """Import the merged history through the bot's own backfill, as its first event would."""
+    from bot.backfill import backfill_project  # loaded with the handlers, like them: `--help` never needs it
+
     started = time.monotonic()
     token = settings.gitlab.token.get_secret_value() if settings.gitlab.token else ""
     async with aiohttp.ClientSession() as session:
