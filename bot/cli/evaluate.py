@@ -144,4 +144,7 @@ def _print(results: list[dict], as_json: bool) -> None:
         table.add_row(r["file"], r["method"], str(r["records"]),
                       *(f"{100 * r[k]:.1f}" for k in ("top1", "top3", "top5", "top10")),
                       f"{r['mrr']:.3f}", f"{r['gini_suggested']:.2f}/{r['gini_actual']:.2f}", f"{r['seconds']:.1f}")
-    Console().print(table)
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=140)  # piped into a file: do not squeeze the table to 80 columns
+    out.print(table)
