@@ -61,6 +61,11 @@ class Candidates:
 
     people: list[str]
     X: np.ndarray
+    score: np.ndarray | None = None  # graph_score(X), computed once
+
+    def __post_init__(self) -> None:
+        if self.score is None:
+            self.score = graph_score(self.X) if len(self.X) else np.zeros(0)
 
     def __len__(self) -> int:
         return len(self.people)
@@ -119,17 +124,20 @@ def _dir_weights(og: OwnershipGraph, files: tuple[str, ...]) -> dict[tuple[int, 
     return weights
 
 
-def _dirs(og: OwnershipGraph, files: tuple[str, ...], acc: _Acc) -> None:
-    node, succ = og.G._node, og.G._succ
+def _dirs(og: OwnershipGraph, weights: dict[tuple[int, str], float], acc: _Acc, levels: tuple[int, ...]) -> None:
+    """Directory shares of everyone who reviewed there, for the given levels (0 = parent)."""
+    node = og.G._node
     cols = [acc.cols["dir1_review_share"], acc.cols["dir2_review_share"], acc.cols["dir3_review_share"]]
     dir_author = acc.cols["dir1_author_share"]
-    for (level, d), w in _dir_weights(og, files).items():
+    for (level, d), w in weights.items():
+        if level not in levels:
+            continue
         p = "/" + d
         attrs = node.get(p)
         if attrs is None:
             continue
         rw, aw, col = attrs["rw"], attrs["aw"], cols[level]
-        for person, e in succ[p].items():
+        for person, e in og.heads(p):
             if e["rc"]:
                 col[person] += w * e["rw"] / rw
                 acc.touch(person, e["rt"])
@@ -165,49 +173,68 @@ def candidates(
     if not files or og.t0 is None:
         return Candidates([], np.zeros((0, len(FEATURES))))
     acc = _Acc()
+    weights = _dir_weights(og, files)
     _files(og, files, acc)
-    _dirs(og, files, acc)
+    _dirs(og, weights, acc, levels=(0, 1, 2))
     _author(og, author, acc)
-    people = set().union(*(c.keys() for c in acc.cols.values()))
-    people |= set(og.top_reviewers())
+    pool = set().union(*(c.keys() for c in acc.cols.values()))
+    pool |= set(og.top_reviewers())
     if allow_author and author in og.G:
-        people.add(author)
+        pool.add(author)
     elif not allow_author:
-        people.discard(author)
-    return _matrix(og, change, acc, people, inactive_days, limit)
+        pool.discard(author)
+    return _matrix(og, change, acc, _precut(og, acc, pool, float(change.time), inactive_days, 2 * limit),
+                   limit)
 
 
-def _matrix(og, change, acc, people, inactive_days, limit) -> Candidates:
+def _precut(og: OwnershipGraph, acc: _Acc, pool: set[str], now: float, inactive_days: float, keep: int) -> list[str]:
+    """Drop bots and inactive people, then keep the `keep` best by the evidence summed so far."""
+    node = og.G._node
+    horizon = now - inactive_days * DAY
+    people = sorted(p for p in pool if node[p]["last"] >= horizon and not og.is_bot(p[1:]))
+    if len(people) <= keep:
+        return people
+    weighted = [(acc.cols[name], w) for name, w in GRAPH_WEIGHTS.items() if name in acc.cols]
+    rough = {p: sum(w * col.get(p, 0.0) for col, w in weighted) for p in people}
+    return sorted(people, key=lambda p: (-rough[p], p))[:keep]
+
+
+def _matrix(og: OwnershipGraph, change: Change, acc: _Acc, kept: list[str], limit: int) -> Candidates:
+    """The feature rows of the kept people, then the best `limit` of them by graph score."""
     now = float(change.time)
     node, succ = og.G._node, og.G._succ
     author = "@" + change.author
-    long_decay, short_decay = og.decay(now), og.decay(now, short=True)
-    kept = [p for p in people if not og.is_bot(p[1:]) and (now - node[p]["last"]) / DAY <= inactive_days]
     X = np.zeros((len(kept), len(FEATURES)))
     for name, col in acc.cols.items():
         if col:
-            j = F[name]
-            for i, p in enumerate(kept):
-                X[i, j] = col.get(p, 0.0)
-    for i, p in enumerate(kept):
-        a = node[p]
-        X[i, F["activity"]] = a["rw"] * long_decay
-        X[i, F["recent_activity"]] = a["sw"] * short_decay
-        X[i, F["days_since_review"]] = math.log1p(og.days_since(a["lr"], now))
-        X[i, F["days_since_seen"]] = math.log1p(og.days_since(a["last"], now))
-        X[i, F["days_since_here"]] = math.log1p(og.days_since(acc.last_here.get(p), now))
-        X[i, F["tenure"]] = math.log1p(og.days_since(a["first"], now))
-        X[i, F["is_author"]] = 1.0 if p == author else 0.0
-        back = succ[p].get(author)
-        X[i, F["reciprocity"]] = math.log1p(back["fc"]) if back else 0.0
-    for name in ("activity", "recent_activity"):
-        top = X[:, F[name]].max() if len(X) else 0.0
-        if top > 0:
-            X[:, F[name]] /= top
-    X[:, F["days_since_review"]] = np.minimum(X[:, F["days_since_review"]], 12.0)
-    X[:, F["days_since_here"]] = np.minimum(X[:, F["days_since_here"]], 12.0)
-    X[:, F["n_files"]] = math.log1p(len(change.files))
+            X[:, F[name]] = [col.get(p, 0.0) for p in kept]
+    attrs = [node[p] for p in kept]
+    never = now - 1e6 * DAY  # "never" reads as a very long time ago, capped below
+    X[:, F["activity"]] = [a["rw"] for a in attrs]
+    X[:, F["recent_activity"]] = [a["sw"] for a in attrs]
+    X[:, F["days_since_review"]] = [a["lr"] if a["lr"] is not None else never for a in attrs]
+    X[:, F["days_since_seen"]] = [a["last"] for a in attrs]
+    X[:, F["days_since_here"]] = [acc.last_here.get(p, never) for p in kept]
+    X[:, F["tenure"]] = [a["first"] for a in attrs]
+    X[:, F["is_author"]] = [p == author for p in kept]
+    X[:, F["reciprocity"]] = [succ[p][author]["fc"] if author in succ[p] else 0 for p in kept]
+    _finish(X, now, og.decay(now), og.decay(now, short=True), len(change.files))
+    score = graph_score(X)
     if len(kept) > limit:
-        best = np.argsort(-graph_score(X), kind="stable")[:limit]
-        kept, X = [kept[i] for i in best], X[best]
-    return Candidates([p[1:] for p in kept], X)
+        best = np.argsort(-score, kind="stable")[:limit]
+        kept, X, score = [kept[i] for i in best], X[best], score[best]
+    return Candidates([p[1:] for p in kept], X, score)
+
+
+def _finish(X: np.ndarray, now: float, long_decay: float, short_decay: float, n_files: int) -> None:
+    """Turn the raw columns (times, scaled weights, counts) into features, in place."""
+    for name, decay in (("activity", long_decay), ("recent_activity", short_decay)):
+        col = X[:, F[name]] * decay
+        top = col.max() if len(col) else 0.0
+        X[:, F[name]] = col / top if top > 0 else col
+    for name, cap in (("days_since_review", 12.0), ("days_since_seen", None), ("days_since_here", 12.0),
+                      ("tenure", None)):
+        days = np.log1p(np.maximum(0.0, now - X[:, F[name]]) / DAY)
+        X[:, F[name]] = days if cap is None else np.minimum(days, cap)
+    X[:, F["reciprocity"]] = np.log1p(X[:, F["reciprocity"]])
+    X[:, F["n_files"]] = math.log1p(n_files)

@@ -30,6 +30,7 @@ __all__ = ["OwnershipGraph", "ancestors", "path_node", "person_node", "DAY"]
 
 DAY = 86400.0
 _RESCALE_AT = 2.0**400
+_BOT_NAMES = frozenset({"ghost", "gitlab-bot", "dependabot", "renovate"})
 
 
 def path_node(path: str) -> str:
@@ -72,6 +73,7 @@ class OwnershipGraph:
         self.bots: set[str] = set(bots)
         self._dirs_of: dict[str, list[str]] = {}
         self._top: tuple[int, list[str]] = (-1, [])
+        self._heads: dict[str, tuple[int, list[tuple[str, dict]]]] = {}
 
     # -- decay ---------------------------------------------------------------------------------------
     def scale(self, t: float, short: bool = False) -> float:
@@ -196,7 +198,24 @@ class OwnershipGraph:
         if name in self.bots:
             return True
         low = name.lower()
-        return low.endswith(("-bot", "[bot]", "_bot")) or low in {"ghost", "gitlab-bot", "dependabot", "renovate"}
+        return low.endswith(("-bot", "[bot]", "_bot")) or low in _BOT_NAMES
+
+    def heads(self, p: str, m: int = 40) -> list[tuple[str, dict]]:
+        """The `m` people with most (decayed) reviews or authorship on path node `p`, with their live edges.
+
+        Directories near the root have hundreds of people whose share there is tiny; walking only the
+        heads bounds the work per change. The membership is refreshed when the path has seen 10 % more
+        changes; the edge data read through it is always current.
+        """
+        nbrs = self.G._succ[p]
+        if len(nbrs) <= m:
+            return list(nbrs.items())
+        n = self.G._node[p]["n"]
+        cached = self._heads.get(p)
+        if cached is None or n > cached[0] * 1.1 + 5:
+            ranked = sorted(nbrs.items(), key=lambda kv: -(kv[1]["rw"] + kv[1]["aw"]))[:m]
+            cached = self._heads[p] = (n, ranked)
+        return cached[1]
 
     def top_reviewers(self, n: int = 5, every: int = 200) -> list[str]:
         """The person nodes reviewing most these weeks (short half-life), refreshed every `every` changes.

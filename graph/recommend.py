@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from graph.features import FEATURES, Candidates, candidates, graph_score
+from graph.features import Candidates, candidates
 from graph.model import Change, Suggestion
 from graph.ownership import OwnershipGraph
 from graph.ranker import ReviewerRanker
@@ -88,7 +88,7 @@ class GraphRecommender:
         return cands
 
     def _scores(self, cands: Candidates) -> np.ndarray:
-        return graph_score(cands.X) if len(cands) else np.zeros(0)
+        return cands.score
 
     def _order(self, cands: Candidates, scores: np.ndarray | None = None) -> list[int]:
         if not len(cands):
@@ -137,9 +137,9 @@ class LearnedRecommender(GraphRecommender):
             self.refit()
 
     @staticmethod
-    def model_input(X: np.ndarray) -> np.ndarray:
+    def model_input(X: np.ndarray, score: np.ndarray) -> np.ndarray:
         """The features plus the graph score itself, which the model may lean on when data is scarce."""
-        return np.column_stack([X, graph_score(X)])
+        return np.column_stack([X, score])
 
     def _keep_rows(self, cands: Candidates, truth: frozenset[str]) -> None:
         y = np.fromiter((p in truth for p in cands.people), dtype=np.int8, count=len(cands))
@@ -148,7 +148,7 @@ class LearnedRecommender(GraphRecommender):
         idx = self._top(cands)
         if not y[idx].any():
             return
-        self._rows.append((self.model_input(cands.X[idx]), y[idx]))
+        self._rows.append((self.model_input(cands.X[idx], cands.score[idx]), y[idx]))
         self._labelled += 1
 
     def _due(self) -> bool:
@@ -182,7 +182,7 @@ class LearnedRecommender(GraphRecommender):
 
     def _top(self, cands: Candidates) -> np.ndarray:
         """The rows the model ranks (and learns from): the best `rerank` by graph score."""
-        return np.argsort(-graph_score(cands.X), kind="stable")[: self.settings.rerank]
+        return np.argsort(-cands.score, kind="stable")[: self.settings.rerank]
 
     def _scores(self, cands: Candidates) -> np.ndarray:
         """Model scores for the top rows, placed above the graph-ordered rest."""
@@ -190,7 +190,7 @@ class LearnedRecommender(GraphRecommender):
         if self.model_ is None or not len(cands):
             return base
         idx = self._top(cands)
-        model = self.model_.decision_function(self.model_input(cands.X[idx])) - self._imbalance([cands.people[i] for i in idx])
+        model = self.model_.decision_function(self.model_input(cands.X[idx], cands.score[idx])) - self._imbalance([cands.people[i] for i in idx])
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
         return scores
