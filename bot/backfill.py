@@ -1,0 +1,226 @@
+"""Import a project's merged merge requests over the API into `storage.history`: the graph's first memory.
+
+Why resumable: a large project has thousands of merged MRs and each costs two calls (changed files,
+approvals), so an import can be cut short by a restart, a deploy or GitLab's rate limit. Merged MRs are
+listed oldest-updated first; after each page the newest `updated_at` seen is saved as the project's backfill
+cursor, and a later run lists again from there (`updated_after` is inclusive, so the boundary MR is read
+twice and upserted once). Later merges arrive by webhook.
+
+A backfill starts on the first event from a project (`Backfills.ensure`, in the background: the event waits
+a bounded time, other projects are not held up) or by hand with `reviewbot backfill --project ID`.
+
+    report = await backfill_project(client, storage, 42, progress=print)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Collection, Sequence
+
+from bot.eligibility import is_bot_username
+from bot.gitlab.client import GitLabClient
+from bot.gitlab.errors import GitLabError
+from bot.gitlab.models import ChangedFile, MergeRequest, User
+from bot.logfmt import kv
+from bot.storage import Storage
+from graph.model import Change
+
+__all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr", "change_id", "fetch_change"]
+
+log = logging.getLogger("bot.backfill")
+
+Progress = Callable[["BackfillProgress"], None]
+
+
+@dataclass(frozen=True)
+class BackfillProgress:
+    """How far a backfill got: pages and MRs imported in this run, the cursor, whether it finished."""
+
+    project_id: int
+    pages: int
+    imported: int
+    skipped: int
+    cursor: datetime | None
+    done: bool
+
+
+def change_id(iid: int) -> str:
+    """The history id of a merge request (`!7`), the same for the backfill and the merge webhook."""
+    return f"!{iid}"
+
+
+def change_from_mr(mr: MergeRequest, files: Sequence[ChangedFile], approvers: Sequence[User], *,
+                   bots: Collection[str] = ()) -> Change:
+    """A merged MR as a `graph.Change`: people are GitLab usernames, the time is when it was merged.
+
+    >>> from datetime import datetime, timezone
+    >>> mr = MergeRequest.model_validate({"id": 1, "iid": 7, "project_id": 1, "title": "Fix", "state": "merged",
+    ...     "author": {"id": 1, "username": "ann"}, "reviewers": [{"id": 2, "username": "bob"}],
+    ...     "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-02T00:00:00Z",
+    ...     "merged_at": "2025-01-02T00:00:00Z"})
+    >>> c = change_from_mr(mr, [ChangedFile(old_path="a.py", new_path="a.py")], [User(id=3, username="cy")])
+    >>> c.id, c.author, c.reviewers, c.ackers, c.files
+    ('!7', 'ann', ('bob',), ('cy',), ('a.py',))
+    """
+    author = mr.author.username
+    when = mr.merged_at or mr.updated_at
+    bot = mr.author.bot or is_bot_username(author) or author.casefold() in {b.casefold() for b in bots}
+    return Change(
+        id=change_id(mr.iid), time=int(when.timestamp()), author=author,
+        reviewers=tuple(dict.fromkeys(u.username for u in mr.reviewers)),
+        files=tuple(dict.fromkeys(f.path for f in files)), title=mr.title,
+        ackers=tuple(dict.fromkeys(u.username for u in approvers)),
+        committer=mr.merge_user.username if mr.merge_user else "", bot_author=bot,
+    )
+
+
+async def fetch_change(client: GitLabClient, project_id: int, mr: MergeRequest, *,
+                       bots: Collection[str] = ()) -> Change:
+    """Fetch a merged MR's files and approvers (two calls) and build its `Change`."""
+    files = await client.mr_changed_files(project_id, mr.iid)
+    approvals = await client.mr_approvals(project_id, mr.iid)
+    return change_from_mr(mr, files, approvals.approvers, bots=bots)
+
+
+async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[MergeRequest], concurrency: int,
+                        bots: Collection[str]) -> tuple[list[Change], int]:
+    """The page's MRs as changes, `concurrency` at a time; MRs GitLab no longer finds are skipped."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(mr: MergeRequest) -> Change | None:
+        async with gate:
+            try:
+                return await fetch_change(client, project_id, mr, bots=bots)
+            except GitLabError as exc:
+                if not exc.not_found:
+                    raise
+                log.warning(kv("backfill: MR vanished, skipped", project_id=project_id, mr_iid=mr.iid))
+                return None
+
+    tasks = [asyncio.ensure_future(one(mr)) for mr in mrs]
+    try:
+        found = await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    changes = [c for c in found if c is not None]
+    return changes, len(found) - len(changes)
+
+
+def _cursor_text(when: datetime | None) -> str | None:
+    return when.astimezone(timezone.utc).isoformat() if when else None
+
+
+def _parse_cursor(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        log.warning(kv("backfill cursor unreadable, starting over", cursor=text))
+        return None
+
+
+async def backfill_project(client: GitLabClient, storage: Storage, project_id: int, *, restart: bool = False,
+                           concurrency: int = 4, bots: Collection[str] = (),
+                           progress: Progress | None = None) -> BackfillProgress:
+    """Import every merged MR of the project (from the saved cursor unless `restart`); returns the last progress.
+
+    The cursor is saved after each page, so an interrupted run resumes where it stopped.
+    """
+    row = await storage.projects.get(project_id)
+    cursor = None if restart or row is None else _parse_cursor(row.backfill_cursor)
+    state = BackfillProgress(project_id, 0, 0, 0, cursor, False)
+    log.info(kv("backfill started", project_id=project_id, cursor=_cursor_text(cursor)))
+    async for page in client.iter_merged_mrs(project_id, updated_after=cursor):
+        changes, skipped = await _page_changes(client, project_id, page.items, concurrency, bots)
+        await storage.history.upsert(project_id, changes)
+        if page.items:
+            cursor = max(cursor or page.items[0].updated_at, *(mr.updated_at for mr in page.items))
+        state = BackfillProgress(project_id, state.pages + 1, state.imported + len(changes),
+                                 state.skipped + skipped, cursor, False)
+        await storage.projects.set_backfill(project_id, cursor=_cursor_text(cursor), page=state.pages)
+        if progress is not None:
+            progress(state)
+    await storage.projects.set_backfill(project_id, cursor=_cursor_text(cursor), page=state.pages, done=True)
+    state = BackfillProgress(project_id, state.pages, state.imported, state.skipped, cursor, True)
+    log.info(kv("backfill done", project_id=project_id, pages=state.pages, imported=state.imported,
+                skipped=state.skipped))
+    if progress is not None:
+        progress(state)
+    return state
+
+
+class Backfills:
+    """Background backfills, one task per project, started by the first event that needs one.
+
+    `ensure(project_id)` returns at once for a project already imported; otherwise it starts (or joins) the
+    import and waits for it until `wait` seconds after the import started: the first MRs of a new project are
+    ranked on its history when that is quick, and on what has arrived so far when it is not, and a long
+    import holds up the worker (and so other projects) for `wait` seconds in all, not per event. A failed
+    import is logged and started again (from its cursor) by the next event.
+    """
+
+    def __init__(self, client: GitLabClient, storage: Storage, *, wait: float = 20.0, concurrency: int = 4) -> None:
+        self.client, self.storage, self.wait, self.concurrency = client, storage, wait, concurrency
+        self._done: set[int] = set()
+        self._tasks: dict[int, asyncio.Task[BackfillProgress]] = {}
+        self._deadlines: dict[int, float] = {}
+
+    def running(self, project_id: int) -> bool:
+        """Whether an import of the project is under way in this process."""
+        task = self._tasks.get(project_id)
+        return task is not None and not task.done()
+
+    async def ensure(self, project_id: int, *, bots: Collection[str] = ()) -> bool:
+        """Make sure the project's history is imported or being imported; True when it is complete."""
+        if project_id in self._done:
+            return True
+        row = await self.storage.projects.get(project_id)
+        if row is not None and row.backfill_done:
+            self._done.add(project_id)
+            return True
+        task = self._start(project_id, bots)
+        remaining = self._deadlines[project_id] - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(asyncio.shield(task), remaining)
+        except TimeoutError:
+            log.info(kv("backfill still running; using the history imported so far", project_id=project_id))
+        except Exception:  # noqa: BLE001 - logged by _run; the event goes on with what history there is
+            pass
+        return project_id in self._done
+
+    def _start(self, project_id: int, bots: Collection[str]) -> asyncio.Task[BackfillProgress]:
+        """The running import of the project, started (with a fresh waiting deadline) if there is none."""
+        task = self._tasks.get(project_id)
+        if task is None or task.done():
+            task = asyncio.create_task(self._run(project_id, tuple(bots)), name=f"backfill-{project_id}")
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # failures are logged by _run
+            self._tasks[project_id] = task
+            self._deadlines[project_id] = asyncio.get_running_loop().time() + self.wait
+        return task
+
+    async def _run(self, project_id: int, bots: Collection[str]) -> BackfillProgress:
+        try:
+            report = await backfill_project(self.client, self.storage, project_id, concurrency=self.concurrency,
+                                            bots=bots)
+        except Exception as exc:
+            log.warning(kv("backfill failed; the next event resumes it", project_id=project_id,
+                           cause=f"{type(exc).__name__}: {exc}"))
+            raise
+        self._done.add(project_id)
+        return report
+
+    async def close(self) -> None:
+        """Stop every running import (their cursors are saved; the next start resumes them)."""
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()

@@ -1,0 +1,554 @@
+"""Per-project recommenders kept in memory, and `suggest_for_mr`: one merge request in, ranked eligible people out.
+
+Why an engine: building a project's ownership graph replays its whole history (seconds for thousands of
+changes), so each project's recommender is built once from `storage.history`, kept in a bounded LRU, and
+brought up to date incrementally: when the history has new rows that are not older than what the graph has
+seen, only those are observed; anything else (a backfill filling in older MRs) rebuilds it. Graph work runs in
+a thread so the event loop (and the webhook endpoint beside it) keeps answering.
+
+`suggest_for_mr` is the service the handlers call: it gathers the changed files, members, opt-outs, per-MR
+exclusions, statuses, open review loads and CODEOWNERS of the target branch, asks the graph for a ranking,
+filters it with `bot.eligibility.eligible`, favours code owners and makes sure every CODEOWNERS section that
+needs an approval is covered by someone who can give it.
+
+    engine = Engine(storage)
+    result = await suggest_for_mr(client, engine, storage, project_id, mr, settings, bot_username="reviewbot")
+    result.suggestions, result.notes, result.cannot
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Hashable, Iterable, Mapping, Sequence, TypeVar
+
+from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
+from bot.config import ProjectSettings
+from bot.eligibility import Member, eligible
+from bot.gitlab.client import GitLabClient
+from bot.gitlab.models import Member as GitLabMember
+from bot.gitlab.models import MergeRequest
+from bot.logfmt import kv
+from bot.storage import Storage
+from graph.codeowners import CodeOwners, SectionMatch, parse_codeowners
+from graph.model import Change, Suggestion
+from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, RecommenderSettings, make_recommender
+
+__all__ = [
+    "Engine", "Recent", "Lookups", "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather",
+    "gather_facts", "load_codeowners", "owner_usernames", "boost_owners", "has_history", "open_change",
+    "recommender_settings", "CODEOWNERS_PATHS", "EXCLUDING_LABELS",
+]
+
+log = logging.getLogger("bot.engine")
+
+CODEOWNERS_PATHS = (".gitlab/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
+EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
+POOL = 40            # how many ranked candidates the eligibility filter looks at
+SPARE = 3            # statuses fetched for k + SPARE people at a time (some may be busy or overloaded)
+OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
+MAX_SKIP_NOTES = 3
+T = TypeVar("T")
+_change_ids = itertools.count(1)
+
+
+async def gather(*aws: Awaitable[T]) -> list[T]:
+    """Run awaitables together; on the first failure cancel the rest and raise that failure itself.
+
+    (A TaskGroup would raise an ExceptionGroup, hiding `retry_after` / `permanent` from the worker.)
+    """
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class Recent:
+    """Answers kept for `ttl` seconds (at most `size` of them), so a burst of events does not ask GitLab the
+    same question (a status, the member list, CODEOWNERS) again and again; staleness of a minute is harmless.
+    """
+
+    def __init__(self, ttl: float = 60.0, *, size: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._items: dict[Hashable, tuple[float, Any]] = {}
+
+    async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]], ttl: float | None = None) -> T:
+        """The cached value of `key`, or `await fetch()` (a failure is not cached)."""
+        now = self.clock()
+        hit = self._items.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]  # type: ignore[no-any-return]
+        value = await fetch()
+        if len(self._items) >= self.size:
+            self._items = {k: v for k, v in self._items.items() if v[0] > now}
+            if len(self._items) >= self.size:
+                self._items.clear()
+        self._items[key] = (now + (self.ttl if ttl is None else ttl), value)
+        return value
+
+
+class Lookups:
+    """The GitLab answers the ranking needs beyond the MR itself, through a `Recent` cache."""
+
+    LOADS_TTL = 10.0  # open review loads change when reviewers are requested: keep them only briefly
+
+    def __init__(self, client: GitLabClient, recent: Recent) -> None:
+        self.client, self.recent = client, recent
+
+    async def members(self, project_id: int) -> list[GitLabMember]:
+        return await self.recent.get(("members", project_id), lambda: self.client.list_members(project_id))
+
+    async def codeowners(self, project_id: int, ref: str | None) -> CodeOwners | None:
+        return await self.recent.get(("codeowners", project_id, ref),
+                                     lambda: load_codeowners(self.client, project_id, ref))
+
+    async def status(self, uid: int | str) -> str:
+        """A user's status `availability` (busy / not_set)."""
+        async def fetch() -> str:
+            return (await self.client.user_status(uid)).availability
+        return await self.recent.get(("status", uid), fetch)
+
+    async def open_reviewers(self, project_id: int) -> list[list[int]]:
+        """The reviewer ids of each open MR of the project (one listing)."""
+        async def fetch() -> list[list[int]]:
+            return [[u.id for u in mr.reviewers] for mr in await self.client.list_mrs(project_id, state="opened")]
+        return await self.recent.get(("open", project_id), fetch, ttl=min(self.LOADS_TTL, self.recent.ttl))
+
+
+# --- the per-project recommenders ---------------------------------------------------------------------------
+def recommender_settings(settings: ProjectSettings) -> RecommenderSettings:
+    """The graph's hyper-parameters for a project: the bot's defaults with its half-life and inactivity."""
+    return replace(DEFAULT_SETTINGS, half_life_days=settings.half_life_days,
+                   inactive_days=float(settings.inactive_days))
+
+
+def _observe_all(rec: GraphRecommender, changes: Iterable[Change]) -> None:
+    for change in changes:
+        rec.observe(change)
+
+
+@dataclass
+class _Entry:
+    """One project's recommender and what it has seen."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    recommender: GraphRecommender | None = None
+    config: RecommenderSettings | None = None
+    ids: set[str] = field(default_factory=set)
+    last_time: int | None = None
+
+
+class Engine:
+    """Project recommenders built lazily from `storage.history`, at most `max_projects` kept in memory; plus
+    the short-lived cache (`recent`) of GitLab answers that `suggest_for_mr` reads through."""
+
+    def __init__(self, storage: Storage, *, method: str = "default", max_projects: int = 32,
+                 cache_seconds: float = 60.0) -> None:
+        if max_projects < 1:
+            raise ValueError(f"max_projects must be at least 1, got {max_projects}")
+        self.storage = storage
+        self.recent = Recent(cache_seconds)
+        self.method = method
+        self.max_projects = max_projects
+        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+
+    def __contains__(self, project_id: int) -> bool:
+        return project_id in self._entries
+
+    def _entry(self, project_id: int) -> _Entry:
+        entry = self._entries.get(project_id)
+        if entry is None:
+            entry = self._entries[project_id] = _Entry()
+        self._entries.move_to_end(project_id)
+        while len(self._entries) > self.max_projects:
+            evicted, _ = self._entries.popitem(last=False)
+            log.info(kv("recommender evicted", project_id=evicted))
+        return entry
+
+    @contextlib.asynccontextmanager
+    async def use(self, project_id: int, settings: ProjectSettings) -> AsyncIterator[GraphRecommender]:
+        """The project's up-to-date recommender, held exclusively for the block (it is not thread-safe)."""
+        entry = self._entry(project_id)
+        async with entry.lock:
+            await self._refresh(project_id, entry, recommender_settings(settings))
+            assert entry.recommender is not None
+            yield entry.recommender
+
+    def changes_seen(self, project_id: int) -> int:
+        """How many history rows the cached recommender has observed (0 when not cached)."""
+        entry = self._entries.get(project_id)
+        return len(entry.ids) if entry else 0
+
+    async def add_merged(self, project_id: int, change: Change, settings: ProjectSettings) -> None:
+        """Store a merged MR in the history and, when the project is in memory, in its graph."""
+        await self.storage.history.upsert(project_id, [change])
+        if project_id in self._entries:
+            async with self.use(project_id, settings):
+                pass
+
+    async def _refresh(self, project_id: int, entry: _Entry, config: RecommenderSettings) -> None:
+        count = await self.storage.history.count(project_id)
+        if entry.recommender is not None and entry.config == config:
+            if count == len(entry.ids):
+                return
+            if await self._catch_up(project_id, entry, count):
+                return
+        await self._rebuild(project_id, entry, config)
+
+    async def _catch_up(self, project_id: int, entry: _Entry, count: int) -> bool:
+        """Observe only the new rows; False when some are older than the graph (then rebuild)."""
+        if entry.last_time is None or entry.recommender is None:
+            return False
+        rows = await self.storage.history.load(project_id, since=entry.last_time)
+        new = [c for c in rows if c.id not in entry.ids]
+        if len(entry.ids) + len(new) != count:
+            return False
+        await asyncio.to_thread(_observe_all, entry.recommender, new)
+        self._seen(entry, new)
+        log.info(kv("recommender updated", project_id=project_id, new=len(new), changes=len(entry.ids)))
+        return True
+
+    async def _rebuild(self, project_id: int, entry: _Entry, config: RecommenderSettings) -> None:
+        started = time.monotonic()
+        rows = await self.storage.history.load(project_id)
+        rec = make_recommender(self.method, settings=config)
+        await asyncio.to_thread(_observe_all, rec, rows)
+        entry.recommender, entry.config, entry.ids, entry.last_time = rec, config, set(), None
+        self._seen(entry, rows)
+        log.info(kv("recommender built", project_id=project_id, changes=len(rows),
+                    seconds=round(time.monotonic() - started, 3)))
+
+    @staticmethod
+    def _seen(entry: _Entry, changes: Sequence[Change]) -> None:
+        entry.ids.update(c.id for c in changes)
+        if changes:
+            entry.last_time = max(entry.last_time or changes[-1].time, changes[-1].time)
+
+
+# --- what the bot gathers about one MR ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class MRFacts:
+    """Everything about one MR the ranking and the filter need, fetched once."""
+
+    files: tuple[str, ...]
+    members: Mapping[str, GitLabMember]
+    optouts: frozenset[str]
+    excluded: frozenset[str]
+    codeowners: CodeOwners | None
+
+    def member(self, username: str) -> GitLabMember | None:
+        """A member by username, compared case-insensitively as GitLab does."""
+        if username in self.members:
+            return self.members[username]
+        folded = username.casefold()
+        return next((m for name, m in self.members.items() if name.casefold() == folded), None)
+
+
+@dataclass
+class SuggestionResult:
+    """The outcome of `suggest_for_mr`: the people, their loads and names, notes for the comment.
+
+    `cannot` is set (to `bot.comment.NO_FILES`, `NO_HISTORY` or `NO_ELIGIBLE`) when there is nobody to
+    suggest for a reason worth saying. `candidates` is the graph's ranking (code owners moved up), `ranked`
+    those of them who passed the filters that need no API call, best first (for `/reviewers why`);
+    `dropped` says why the others were left out.
+    """
+
+    change: Change
+    facts: MRFacts
+    suggestions: list[Suggestion] = field(default_factory=list)
+    candidates: list[Suggestion] = field(default_factory=list)
+    ranked: list[Suggestion] = field(default_factory=list)
+    loads: dict[str, int] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    user_ids: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    cannot: str | None = None
+    model_version: str = ""
+
+
+async def load_codeowners(client: GitLabClient, project_id: int, ref: str | None) -> CodeOwners | None:
+    """The CODEOWNERS file of `ref` (first of `CODEOWNERS_PATHS` that exists), parsed; None when there is none."""
+    for path in CODEOWNERS_PATHS:
+        text = await client.file_raw(project_id, path, ref or None)
+        if text is not None:
+            parsed = parse_codeowners(text)
+            for error in parsed.errors[:5]:
+                log.info(kv("CODEOWNERS problem", project_id=project_id, path=path, error=str(error)))
+            return parsed
+    return None
+
+
+async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> frozenset[str]:
+    """People `/reviewers exclude` or `/reviewers reroll` took off this MR (kept as feedback rows)."""
+    rows = await storage.feedback.list(project_id, mr_iid=mr_iid)
+    return frozenset(r.person for r in rows if r.label in EXCLUDING_LABELS)
+
+
+async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: MergeRequest,
+                       extra_excluded: Collection[str] = ()) -> MRFacts:
+    """Fetch the changed files, members and CODEOWNERS (together), opt-outs and exclusions."""
+    files, members, codeowners = await gather(
+        look.client.mr_changed_files(project_id, mr.iid), look.members(project_id),
+        look.codeowners(project_id, mr.target_branch),
+    )
+    optouts = await storage.optouts.active(project_id)
+    excluded = await persisted_exclusions(storage, project_id, mr.iid)
+    return MRFacts(
+        files=tuple(dict.fromkeys(f.path for f in files)), members={m.username: m for m in members},
+        optouts=frozenset(optouts), excluded=excluded | frozenset(extra_excluded), codeowners=codeowners,
+    )
+
+
+def _eligibility_members(facts: MRFacts) -> dict[str, Member]:
+    return {name: Member(m.access_level, m.state, m.bot) for name, m in facts.members.items()}
+
+
+def owner_usernames(section: SectionMatch, facts: MRFacts) -> list[str]:
+    """The members who may approve for a CODEOWNERS section: named users, and members holding a role.
+
+    Groups and e-mail owners cannot be resolved without more API calls and are left out.
+    """
+    names: dict[str, None] = {}
+    for owner in section.owners:
+        if owner.kind == "name" and (member := facts.member(owner.name)) is not None:
+            names[member.username] = None
+        elif owner.kind == "role" and owner.access_level is not None:
+            names.update((m.username, None) for m in facts.members.values() if m.access_level >= owner.access_level)
+    return list(names)
+
+
+# --- ranking and filtering ----------------------------------------------------------------------------------
+def has_history(rec: GraphRecommender, files: Iterable[str]) -> bool:
+    """Whether any changed file, or a directory holding one, appears in the project's history."""
+    graph = rec.og.G
+    return any(node in graph for node in rec.og.paths_of(files))
+
+
+def boost_owners(ranked: Sequence[Suggestion], owners: Collection[str]) -> list[Suggestion]:
+    """Move code owners up by `OWNER_BOOST` of the score spread (a strong signal, not an override).
+
+    >>> s = [Suggestion("ann", 1.0), Suggestion("bob", 0.9), Suggestion("cy", 0.0)]
+    >>> [x.person for x in boost_owners(s, {"bob"})]
+    ['bob', 'ann', 'cy']
+    """
+    if not ranked or not owners:
+        return list(ranked)
+    folded = {o.casefold() for o in owners}
+    scores = [s.score for s in ranked]
+    bonus = OWNER_BOOST * ((max(scores) - min(scores)) or 1.0)
+    keyed = [(s.score + (bonus if s.person.casefold() in folded else 0.0), -i, s) for i, s in enumerate(ranked)]
+    return [s for _, _, s in sorted(keyed, key=lambda item: (item[0], item[1]), reverse=True)]
+
+
+async def _statuses(look: Lookups, facts: MRFacts, people: Sequence[str]) -> dict[str, str]:
+    """Each person's status `availability` (busy / not_set); members are looked up by id."""
+    def uid(person: str) -> int | str:
+        member = facts.member(person)
+        return member.id if member else person
+
+    found = await gather(*(look.status(uid(p)) for p in people))
+    return dict(zip(people, found))
+
+
+def _cheap_filter(ranked: Sequence[Suggestion], facts: MRFacts, author: str, settings: ProjectSettings,
+                  bots: Collection[str]) -> tuple[list[Suggestion], dict[str, str]]:
+    """Eligibility without statuses and loads (no API calls): members, access, opt-outs, exclusions, bots."""
+    return eligible(
+        ranked, members=_eligibility_members(facts), statuses={}, author=author, optouts=facts.optouts,
+        excluded=facts.excluded, bots=bots, open_loads={}, max_open_reviews=None,
+        min_access_level=settings.min_access_level,
+    )
+
+
+async def _final_filter(look: Lookups, facts: MRFacts, pool: Sequence[Suggestion], k: int,
+                        result: SuggestionResult, settings: ProjectSettings) -> list[Suggestion]:
+    """Fetch statuses chunk by chunk and drop busy or overloaded people until `k` remain (or none are left)."""
+    kept: list[Suggestion] = []
+    start = 0
+    while len(kept) < k and start < len(pool):
+        chunk = list(pool[start:start + k - len(kept) + SPARE])
+        start += len(chunk)
+        result.statuses.update(await _statuses(look, facts, [s.person for s in chunk]))
+        ok, dropped = eligible(
+            chunk, members=None, statuses=result.statuses, author="", optouts=(), excluded=(), bots=(),
+            open_loads=result.loads, max_open_reviews=settings.max_open_reviews or None,
+        )
+        kept += ok
+        result.dropped.update(dropped)
+    return kept[:k]
+
+
+async def _loads(look: Lookups, project_id: int, facts: MRFacts) -> dict[str, int]:
+    """Open reviews per member username (one listing of the project's open MRs)."""
+    by_id = {m.id: name for name, m in facts.members.items()}
+    loads = dict.fromkeys(by_id.values(), 0)
+    for reviewers in await look.open_reviewers(project_id):
+        for uid in reviewers:
+            if uid in by_id:
+                loads[by_id[uid]] += 1
+    return loads
+
+
+# --- CODEOWNERS coverage and notes --------------------------------------------------------------------------
+def _sections_needing_approval(facts: MRFacts) -> list[SectionMatch]:
+    if facts.codeowners is None:
+        return []
+    return [s for s in facts.codeowners.owners_for_files(facts.files).values() if s.approvals_required > 0]
+
+
+def _all_owners(facts: MRFacts) -> set[str]:
+    if facts.codeowners is None:
+        return set()
+    sections = facts.codeowners.owners_for_files(facts.files).values()
+    return {name for section in sections for name in owner_usernames(section, facts)}
+
+
+def _people(names: Iterable[str]) -> str:
+    return ", ".join(f"@{n}" for n in names)
+
+
+def _approvals(n: int) -> str:
+    return f"{n} approval{'s' if n != 1 else ''}"
+
+
+async def _best_owner(look: Lookups, facts: MRFacts, result: SuggestionResult, owners: Sequence[str],
+                      author: str, settings: ProjectSettings, bots: Collection[str]) -> Suggestion | None:
+    """The best-ranked owner who can review now: owners with history first, then the others in file order."""
+    folded = {o.casefold() for o in owners}
+    ranked = [s for s in result.ranked if s.person.casefold() in folded]
+    known = {s.person.casefold() for s in ranked}
+    others = [Suggestion(o, 0.0) for o in owners if o.casefold() not in known]
+    pool, dropped = _cheap_filter(ranked + others, facts, author, settings, bots)
+    result.dropped.update(dropped)
+    found = await _final_filter(look, facts, pool, 1, result, settings)
+    return found[0] if found else None
+
+
+async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResult, kept: list[Suggestion],
+                          author: str, settings: ProjectSettings, bots: Collection[str]) -> list[Suggestion]:
+    """Make sure each CODEOWNERS section that needs approval has an owner among the people suggested."""
+    kept = list(kept)
+    for section in _sections_needing_approval(facts):
+        owners = owner_usernames(section, facts)
+        folded = {o.casefold() for o in owners}
+        covering = [s.person for s in kept if s.person.casefold() in folded]
+        need = f"CODEOWNERS section {code_span(section.section)} needs {_approvals(section.approvals_required)}"
+        if covering:
+            result.notes.append(f"{need}: {_people(covering)} can give it.")
+            continue
+        best = await _best_owner(look, facts, result, owners, author, settings, bots) if owners else None
+        if best is None:
+            who = f"from {_people(owners)}" if owners else "from owners the bot cannot resolve (groups or e-mails)"
+            result.notes.append(f"{need} {who}, but none of them can review right now.")
+            continue
+        why = f"code owner: section {code_span(section.section)} needs their approval"
+        kept.append(replace(best, reasons=(why, *best.reasons)))
+        result.notes.append(f"{need}: added code owner @{best.person}.")
+    return kept
+
+
+def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str]:
+    """Busy, opted-out, excluded or overloaded people who would otherwise have ranked among those suggested
+    (any of them when nobody could be suggested)."""
+    chosen = {s.person for s in result.suggestions}
+    last = max((i for i, s in enumerate(result.candidates) if s.person in chosen),
+               default=-1 if chosen else len(result.candidates) - 1)
+    facts, cap = result.facts, settings.max_open_reviews
+    optouts = {p.casefold() for p in facts.optouts | facts.excluded}
+    notes = []
+    for s in result.candidates[:last + 1]:
+        reason = result.dropped.get(s.person)
+        relevant = s.person.casefold() in optouts or result.statuses.get(s.person) == "busy" or \
+            (cap > 0 and result.loads.get(s.person, 0) >= cap)
+        if reason and relevant:
+            notes.append(f"Skipped @{s.person}: {reason}.")
+    return notes[:MAX_SKIP_NOTES]
+
+
+# --- the service ----------------------------------------------------------------------------------------------
+def open_change(mr: MergeRequest, files: Sequence[str], now: float | None = None) -> Change:
+    """The MR as the recommender sees it; a fresh id each time, as the graph caches candidates by id."""
+    return Change(id=f"open!{mr.iid}#{next(_change_ids)}", time=int(now if now is not None else time.time()),
+                  author=mr.author.username, reviewers=(), files=tuple(files), title=mr.title)
+
+
+async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
+                result: SuggestionResult) -> list[Suggestion] | None:
+    """The graph's candidates, best first; None when no changed file has history."""
+    async with engine.use(project_id, settings) as rec:
+        result.model_version = f"{rec.name}@{rec.og.changes}"
+        if not has_history(rec, result.facts.files):
+            return None
+        return await asyncio.to_thread(rec.suggest, result.change, POOL, explain=True)
+
+
+async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage, project_id: int,
+                         mr: MergeRequest, settings: ProjectSettings, *, bot_username: str, k: int | None = None,
+                         extra_excluded: Collection[str] = (), now: float | None = None) -> SuggestionResult:
+    """Rank the people who can review `mr` now: the top `k` (default `settings.top_k`) plus CODEOWNERS cover."""
+    look = Lookups(client, engine.recent)
+    facts = await gather_facts(look, storage, project_id, mr, extra_excluded)
+    result = SuggestionResult(open_change(mr, facts.files, now), facts,
+                              names={n: m.name for n, m in facts.members.items() if m.name},
+                              user_ids={n: m.id for n, m in facts.members.items()})
+    if not facts.files:
+        result.cannot = NO_FILES
+        return result
+    ranked = await _rank(engine, project_id, settings, result)
+    if ranked is None:
+        result.cannot = NO_HISTORY
+        return result
+    author, bots = mr.author.username, {*settings.bots, bot_username}
+    result.candidates = boost_owners(ranked, _all_owners(facts))
+    result.ranked, dropped = _cheap_filter(result.candidates, facts, author, settings, bots)
+    result.dropped.update(dropped)
+    result.loads = await _loads(look, project_id, facts)
+    kept = await _final_filter(look, facts, result.ranked, k or settings.top_k, result, settings)
+    result.suggestions = await _cover_sections(look, facts, result, kept, author, settings, bots)
+    result.notes = _skip_notes(result, settings) + result.notes
+    if not result.suggestions:
+        result.cannot = NO_ELIGIBLE
+    return result
+
+
+async def explain_person(client: GitLabClient, engine: Engine, project_id: int, settings: ProjectSettings,
+                         result: SuggestionResult, person: str, *, bot_username: str,
+                         ) -> tuple[Suggestion | None, int | None, str | None]:
+    """For `/reviewers why @person`: their suggestion (if any), rank and the reason they were left out."""
+    folded = person.casefold()
+    for rank, s in enumerate(result.suggestions, start=1):
+        if s.person.casefold() == folded:
+            return s, rank, None
+    found = next(((i, s) for i, s in enumerate(result.ranked, start=1) if s.person.casefold() == folded), None)
+    dropped = next((r for p, r in result.dropped.items() if p.casefold() == folded), None)
+    if found is None and result.cannot not in (NO_FILES, NO_HISTORY):
+        async with engine.use(project_id, settings) as rec:
+            alone = await asyncio.to_thread(rec.suggest, result.change, 1,
+                                            allowed=lambda p: p.casefold() == folded, explain=True)
+        found = (None, alone[0]) if alone else None
+    if dropped is None:
+        dropped = await _reason_for(Lookups(client, engine.recent), result, person, settings, bot_username)
+    return (found[1], found[0], dropped) if found else (None, None, dropped)
+
+
+async def _reason_for(look: Lookups, result: SuggestionResult, person: str, settings: ProjectSettings,
+                      bot_username: str) -> str | None:
+    """Why `person` cannot be suggested on this MR right now, or None when they can."""
+    _, dropped = _cheap_filter([person], result.facts, result.change.author, settings, {*settings.bots, bot_username})
+    if dropped:
+        return next(iter(dropped.values()))
+    statuses = await _statuses(look, result.facts, [person])
+    _, dropped = eligible([person], members=None, statuses=statuses, author="", optouts=(), excluded=(), bots=(),
+                          open_loads=result.loads, max_open_reviews=settings.max_open_reviews or None)
+    return next(iter(dropped.values()), None)

@@ -1,0 +1,108 @@
+"""The bot's handlers: one gidgetlab `Router` per GitLab event kind, composed once here.
+
+`make_dispatch(settings, storage, metrics)` is what `reviewbot serve` / `reviewbot worker` load (see
+`bot.worker.DispatchFactory`): an async context manager, entered inside the event loop, that owns the one
+aiohttp `ClientSession`, the `GitLabClient` (its failed calls counted in `metrics.gitlab_api_errors`), the
+per-project recommenders and the background backfills, and yields `dispatch(event_row)`.
+
+`dispatch` records the project as seen, resolves its settings (config file, then database overrides), makes
+sure its history is imported (waiting a bounded time on the first event, see `bot.backfill.Backfills`) and
+routes the event. GitLab failures leave as `GitLabFailure` (with `retry_after` for rate limits, `permanent`
+for 404-like answers) so the worker retries or dead-letters the event.
+
+    async with make_dispatch(settings, storage, metrics) as dispatch:
+        await dispatch(row)
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from typing import AsyncIterator, Callable
+
+import aiohttp
+from gidgetlab.routing import Router
+
+from bot.backfill import Backfills
+from bot.config import ConfigError, Settings
+from bot.engine import Engine
+from bot.gitlab.client import GitLabClient, RetryPolicy
+from bot.gitlab.errors import GitLabError
+from bot.handlers import emoji, merge_requests, notes
+from bot.handlers.context import BotIdentity, EventContext, GitLabFailure, PermanentFailure, Services
+from bot.logfmt import kv
+from bot.metrics import Metrics
+from bot.storage import EventRow, ProjectRow, Storage
+from bot.worker import Dispatch
+
+__all__ = ["make_dispatch", "dispatch_event", "router", "BACKFILL_WAIT"]
+
+log = logging.getLogger("bot.handlers")
+
+router = Router(merge_requests.router, notes.router, emoji.router)
+BACKFILL_WAIT = 20.0  # seconds the first event of a new project waits for its history import
+PROJECT_TTL = 30.0    # settings overrides in the database take effect within this many seconds
+
+
+async def _project_row(services: Services, project_id: int, path: str | None) -> ProjectRow | None:
+    """Record the project as seen and read its row, at most every `PROJECT_TTL` seconds per project."""
+    async def fetch() -> ProjectRow | None:
+        await services.storage.projects.seen(project_id, path)
+        return await services.storage.projects.get(project_id)
+    return await services.engine.recent.get(("project", project_id, path), fetch, ttl=PROJECT_TTL)
+
+
+async def _context(services: Services, row: EventRow) -> EventContext:
+    """The event's project (recorded as seen), its effective settings and the bot user."""
+    assert row.project_id is not None
+    project = row.body.get("project") if isinstance(row.body.get("project"), dict) else {}
+    path = project.get("path_with_namespace") if isinstance(project.get("path_with_namespace"), str) else None
+    stored = await _project_row(services, row.project_id, path)
+    try:
+        settings = services.settings.project_settings(
+            row.project_id, path or (stored.path if stored else None), overrides=stored.settings if stored else None)
+    except ConfigError as exc:
+        raise PermanentFailure(f"{exc}; fix the project's overrides, then `reviewbot events requeue`") from None
+    bot = await services.identity.get()
+    return EventContext(services, row.id, row.received_at, row.project_id, settings, bot)
+
+
+async def dispatch_event(services: Services, row: EventRow) -> None:
+    """Handle one stored event: context, history import, then every handler registered for it."""
+    if row.project_id is None:
+        log.info(kv("event without a project ignored", event_id=row.id, kind=row.kind))
+        return
+    try:
+        ctx = await _context(services, row)
+        await services.backfills.ensure(row.project_id, bots=ctx.project.bots)
+        await router.dispatch(row.as_event(), ctx)
+    except GitLabError as exc:
+        wait = max(services.settings.worker.backoff, services.client.retry.max_retry_after)
+        raise GitLabFailure(exc, rate_limit_wait=wait) from exc
+
+
+def _counter(metrics: Metrics) -> Callable[[int], None]:
+    """`GitLabClient(on_error=...)`: count each failed GitLab call by its HTTP status (0: no answer)."""
+    def count(status: int) -> None:
+        metrics.gitlab_api_errors.labels(status=str(status)).inc()
+    return count
+
+
+@contextlib.asynccontextmanager
+async def make_dispatch(
+    settings: Settings, storage: Storage, metrics: Metrics, *, retry: RetryPolicy | None = None,
+    backfill_wait: float = BACKFILL_WAIT, max_projects: int = 32,
+) -> AsyncIterator[Dispatch]:
+    """The handlers' dispatch, with one HTTP session for its whole life (closed, with backfills, on exit)."""
+    if settings.gitlab.token is None or not settings.gitlab.token.get_secret_value():
+        raise ConfigError("GITLAB_TOKEN is not set: the handlers need a token with api scope to call GitLab")
+    async with aiohttp.ClientSession() as session:
+        client = GitLabClient(session, url=settings.gitlab.url, token=settings.gitlab.token.get_secret_value(),
+                              retry=retry, on_error=_counter(metrics))
+        backfills = Backfills(client, storage, wait=backfill_wait)
+        services = Services(settings, storage, metrics, client, Engine(storage, max_projects=max_projects),
+                            backfills, BotIdentity(client, settings.gitlab.bot_username))
+        try:
+            yield functools.partial(dispatch_event, services)
+        finally:
+            await backfills.close()

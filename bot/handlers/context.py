@@ -1,0 +1,130 @@
+"""What every handler receives: the long-lived services, and the facts of the event being handled.
+
+Why a context object: gidgetlab's `Router.dispatch(event, *args)` passes the same extra arguments to every
+callback; one `EventContext` keeps the handler signatures uniform (`async def on_x(event, ctx)`) and tests
+can build one around the simulator without patching anything.
+
+Errors a handler raises reach the worker: `RetryLater` and `GitLabFailure` carry `retry_after` (seconds)
+and `permanent` (dead-letter at once), which `bot.worker.retry_delay` and the worker read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from bot.backfill import Backfills
+from bot.config import ProjectSettings, Settings
+from bot.engine import Engine
+from bot.gitlab.client import GitLabClient
+from bot.gitlab.errors import GitLabError
+from bot.gitlab.models import User
+from bot.metrics import Metrics
+from bot.storage import Storage
+
+__all__ = ["Services", "BotUser", "BotIdentity", "EventContext", "RetryLater", "GitLabFailure", "PermanentFailure",
+           "PERMANENT_STATUSES"]
+
+PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 422})  # retrying the same request cannot help
+
+
+class RetryLater(Exception):
+    """A step cannot finish now (e.g. another worker is posting the MR's comment); retry in `retry_after` s."""
+
+    permanent = False
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentFailure(Exception):
+    """An event no retry can help (e.g. the project's settings overrides are invalid); dead-lettered at once."""
+
+    permanent = True
+
+
+class GitLabFailure(Exception):
+    """A GitLab call failed after the client's own retries; the worker retries the event or dead-letters it.
+
+    `retry_after` is set for a rate limit (429); `permanent` for answers no retry can change (400, 404, 422).
+    """
+
+    def __init__(self, error: GitLabError, *, rate_limit_wait: float) -> None:
+        super().__init__(str(error))
+        self.status = error.status
+        self.permanent = error.status in PERMANENT_STATUSES
+        self.retry_after: float | None = rate_limit_wait if error.status == 429 else None
+
+
+@dataclass(frozen=True)
+class BotUser:
+    """The bot's own GitLab account: its notes, awards and reviewer changes are ignored."""
+
+    id: int | None
+    username: str
+
+    def is_me(self, user: Mapping[str, Any] | User | None) -> bool:
+        """Whether a webhook `user` object, or a REST `User`, is the bot."""
+        if not user:
+            return False
+        data = user if isinstance(user, Mapping) else {"id": user.id, "username": user.username}
+        if self.id is not None and data.get("id") == self.id:
+            return True
+        return str(data.get("username") or "").casefold() == self.username.casefold()
+
+
+class BotIdentity:
+    """Who the bot is, asked from GitLab (GET /user) once and cached; a failure is retried with the event."""
+
+    def __init__(self, client: GitLabClient, configured: str | None = None) -> None:
+        self.client = client
+        self.configured = configured
+        self._user: BotUser | None = None
+
+    async def get(self) -> BotUser:
+        if self._user is None:
+            me = await self.client.current_user()
+            self._user = BotUser(me.id, self.configured or me.username)
+        return self._user
+
+
+@dataclass(frozen=True)
+class Services:
+    """The long-lived pieces, built once by `make_dispatch` and shared by every event."""
+
+    settings: Settings
+    storage: Storage
+    metrics: Metrics
+    client: GitLabClient
+    engine: Engine
+    backfills: Backfills
+    identity: BotIdentity
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """One event's context: the services, which event it is, the project and its settings, the bot user."""
+
+    services: Services
+    event_id: int
+    received_at: datetime
+    project_id: int
+    project: ProjectSettings
+    bot: BotUser
+
+    @property
+    def client(self) -> GitLabClient:
+        return self.services.client
+
+    @property
+    def storage(self) -> Storage:
+        return self.services.storage
+
+    @property
+    def engine(self) -> Engine:
+        return self.services.engine
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.services.metrics

@@ -1,0 +1,210 @@
+"""Merge Request Hook: suggest on open, reopen and draft → ready; re-suggest on new commits; learn on merge.
+
+What each action does:
+
+* `open`, `reopen`, and `update` whose `changes.draft` goes true → false: suggest and post the one comment
+  (requesting review when the project's `assign` says so);
+* `update` with `oldrev` (new commits): recompute and edit that comment (`comment_on_update`);
+* `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over);
+* `approval` / `approved`: `approved` feedback;
+* `merge`: the MR (author, reviewers, approvers, files) joins the project's history and graph, and the final
+  reviewers are recorded as feedback.
+
+Skipped: drafts (`skip_drafts`), MRs with the ignore label, MRs by bots, and any event the bot itself caused
+(its reviewer PUT fires an `update` hook). Draft and label decisions read the event's own payload, so a
+replayed event means what it meant when it happened.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Mapping
+
+from gidgetlab.routing import Router
+from gidgetlab.sansio import Event
+
+from bot.backfill import fetch_change
+from bot.config import ProjectSettings
+from bot.eligibility import is_bot_username
+from bot.gitlab.models import MergeRequest
+from bot.handlers.context import EventContext
+from bot.handlers.publish import publish
+from bot.logfmt import kv
+from graph.model import Change
+
+__all__ = ["router", "became_ready", "skip_reason", "assign_count", "reviewer_feedback"]
+
+log = logging.getLogger("bot.handlers")
+router = Router()
+HOOK = "Merge Request Hook"
+
+
+# --- pure decisions -----------------------------------------------------------------------------------------
+def became_ready(changes: Mapping[str, Any]) -> bool:
+    """Whether an `update` turned a draft into a ready MR (`draft`, or the older `work_in_progress`).
+
+    >>> became_ready({"draft": {"previous": True, "current": False}}), became_ready({"title": {}})
+    (True, False)
+    """
+    for key in ("draft", "work_in_progress"):
+        change = changes.get(key)
+        if isinstance(change, Mapping) and change.get("previous") is True and change.get("current") is False:
+            return True
+    return False
+
+
+def _label_titles(attrs: Mapping[str, Any]) -> list[str]:
+    return [str(label.get("title")) if isinstance(label, Mapping) else str(label) for label in attrs.get("labels") or []]
+
+
+def skip_reason(attrs: Mapping[str, Any], settings: ProjectSettings) -> str | None:
+    """Why the bot stays quiet on this MR event (from the payload), or None.
+
+    >>> skip_reason({"draft": True}, ProjectSettings())
+    'draft'
+    """
+    if settings.skip_drafts and (attrs.get("draft") or attrs.get("work_in_progress")):
+        return "draft"
+    if settings.ignore_label and settings.ignore_label in _label_titles(attrs):
+        return f"label {settings.ignore_label}"
+    if attrs.get("state") == "closed":
+        return "closed"
+    return None
+
+
+def assign_count(settings: ProjectSettings) -> int | None:
+    """How many suggestions to request review from automatically (None when `assign = "off"`)."""
+    return {"off": None, "top1": 1, "top-k": settings.top_k}[settings.assign]
+
+
+def _names(users: Any) -> dict[str, str]:
+    """casefolded username -> username, from a list of webhook user objects."""
+    return {str(u["username"]).casefold(): str(u["username"]) for u in users or [] if isinstance(u, Mapping)
+            and u.get("username")}
+
+
+def reviewer_feedback(previous: Iterable[Mapping[str, Any]], current: Iterable[Mapping[str, Any]],
+                      suggested: Iterable[str]) -> list[tuple[str, str]]:
+    """(person, label) pairs for a reviewer change, judged against the last suggestion.
+
+    A suggested person who was added is `accepted`, one who was removed `removed`; when someone not suggested
+    was added, the suggested people who are not reviewers are `passed_over`.
+
+    >>> reviewer_feedback([], [{"username": "bob"}], ["ann", "bob"])
+    [('bob', 'accepted')]
+    >>> reviewer_feedback([], [{"username": "cy"}], ["ann"])
+    [('ann', 'passed_over')]
+    """
+    before, after = _names(previous), _names(current)
+    added, removed = after.keys() - before.keys(), before.keys() - after.keys()
+    chosen = {p.casefold(): p for p in suggested}
+    out = [(p, "accepted") for f, p in chosen.items() if f in added]
+    out += [(p, "removed") for f, p in chosen.items() if f in removed]
+    if added - chosen.keys():
+        out += [(p, "passed_over") for f, p in chosen.items() if f not in after]
+    return out
+
+
+def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
+    name = mr.author.username
+    return mr.author.bot or ctx.bot.is_me(mr.author) or is_bot_username(name) or \
+        name.casefold() in {b.casefold() for b in ctx.project.bots}
+
+
+# --- handlers -----------------------------------------------------------------------------------------------
+async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool) -> None:
+    """Post or edit the suggestion unless the MR is one the bot stays quiet on."""
+    attrs = event.object_attributes
+    iid = int(attrs["iid"])
+    reason = skip_reason(attrs, ctx.project)
+    if reason is None:
+        mr = await ctx.client.get_mr(ctx.project_id, iid)
+        if not _is_bot_author(mr, ctx):
+            await publish(ctx, mr, assign=assign_count(ctx.project) if first else None)
+            return
+        reason = "bot author"
+    log.info(kv("MR skipped", project_id=ctx.project_id, mr_iid=iid, reason=reason))
+
+
+@router.register(HOOK, action="open")
+async def on_open(event: Event, ctx: EventContext) -> None:
+    """A new MR: suggest reviewers."""
+    await suggest_if_wanted(event, ctx, first=True)
+
+
+@router.register(HOOK, action="reopen")
+async def on_reopen(event: Event, ctx: EventContext) -> None:
+    """A reopened MR: suggest again (editing the comment it already has)."""
+    await suggest_if_wanted(event, ctx, first=True)
+
+
+@router.register(HOOK, action="update")
+async def on_update(event: Event, ctx: EventContext) -> None:
+    """Ready for review, new commits, or reviewers changed by a person."""
+    if ctx.bot.is_me(event.data.get("user")):
+        return
+    changes = event.data.get("changes") or {}
+    if isinstance(changes.get("reviewers"), Mapping):
+        await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"])
+    if became_ready(changes):
+        await suggest_if_wanted(event, ctx, first=True)
+    elif "oldrev" in event.object_attributes and ctx.project.comment_on_update:
+        await suggest_if_wanted(event, ctx, first=False)
+
+
+async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any]) -> None:
+    """Feedback on the last suggestion from a reviewer change made by a person."""
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    if latest is None:
+        return
+    suggested = [str(p.get("username")) for p in latest.people if p.get("username")]
+    for person, label in reviewer_feedback(change.get("previous") or [], change.get("current") or [], suggested):
+        await ctx.storage.feedback.record(ctx.project_id, iid, person, label, suggestion_id=latest.id,
+                                          source_event_id=ctx.event_id)
+
+
+@router.register(HOOK, action="approval")
+async def on_approval(event: Event, ctx: EventContext) -> None:
+    """Someone approved: `approved` feedback."""
+    await record_approval(event, ctx)
+
+
+@router.register(HOOK, action="approved")
+async def on_approved(event: Event, ctx: EventContext) -> None:
+    """The MR became approved (older GitLab sends only this): `approved` feedback unless already recorded."""
+    await record_approval(event, ctx)
+
+
+async def record_approval(event: Event, ctx: EventContext) -> None:
+    user = event.data.get("user") or {}
+    person = user.get("username")
+    if not person or ctx.bot.is_me(user):
+        return
+    iid = int(event.object_attributes["iid"])
+    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
+    if any(r.person == person and r.label == "approved" and r.source_event_id != ctx.event_id for r in rows):
+        return
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    await ctx.storage.feedback.record(ctx.project_id, iid, person, "approved", source_event_id=ctx.event_id,
+                                      suggestion_id=latest.id if latest else None)
+
+
+@router.register(HOOK, action="merge")
+async def on_merge(event: Event, ctx: EventContext) -> None:
+    """A merged MR joins the history (and the graph); its final reviewers become feedback."""
+    iid = int(event.object_attributes["iid"])
+    mr = await ctx.client.get_mr(ctx.project_id, iid)
+    change = await fetch_change(ctx.client, ctx.project_id, mr, bots=ctx.project.bots)
+    await ctx.engine.add_merged(ctx.project_id, change, ctx.project)
+    await record_final(ctx, iid, change)
+    log.info(kv("merge added to history", project_id=ctx.project_id, mr_iid=iid, files=len(change.files),
+                reviewers=",".join(change.truth()) or None))
+
+
+async def record_final(ctx: EventContext, iid: int, change: Change) -> None:
+    """`final_reviewer` feedback for everyone who reviewed or approved the merged MR."""
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    for person in sorted(change.truth()):
+        value = {"reviewer": person in change.reviewers, "approver": person in change.ackers}
+        await ctx.storage.feedback.record(ctx.project_id, iid, person, "final_reviewer", value=value,
+                                          suggestion_id=latest.id if latest else None,
+                                          source_event_id=ctx.event_id)

@@ -1,0 +1,177 @@
+"""Note Hook on merge requests: the `/reviewers` commands (parsed by `bot.commands`).
+
+Each command's effect is applied in order; the suggestion comment is then edited (or posted) once, answers
+(`why`, `help`, opt-out confirmations, refusals) go into one reply to the command note, and the note gets an
+award emoji: `thumbsup` when every command ran, `confused` when one was unknown, invalid or not allowed.
+Every step is safe to retry (see `bot.handlers.publish`). Notes by the bot itself, system notes and edited
+notes are ignored, so the bot never answers itself and an edit does not run a command twice.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from gidgetlab.routing import Router
+from gidgetlab.sansio import Event
+
+from bot.comment import code_span, render_why
+from bot.commands import Command, help_text, parse_commands
+from bot.eligibility import DEVELOPER, access_level_name
+from bot.engine import explain_person, suggest_for_mr
+from bot.gitlab.models import MergeRequest
+from bot.handlers.context import EventContext
+from bot.handlers.merge_requests import assign_count
+from bot.handlers.publish import acknowledge, publish, reply_once
+from bot.logfmt import kv
+
+__all__ = ["router", "CommandRun", "ACK_OK", "ACK_PROBLEM"]
+
+log = logging.getLogger("bot.handlers")
+router = Router()
+ACK_OK, ACK_PROBLEM = "thumbsup", "confused"
+
+
+@dataclass
+class CommandRun:
+    """What the commands of one note asked for, gathered before acting once."""
+
+    ctx: EventContext
+    mr_iid: int
+    note_id: int
+    user: dict[str, Any]
+    replies: list[str] = field(default_factory=list)
+    publish: bool = False
+    assign: int | None = None
+    ok: bool = True
+    _mr: MergeRequest | None = None
+
+    @property
+    def username(self) -> str:
+        return str(self.user.get("username") or "")
+
+    async def mr(self) -> MergeRequest:
+        """The MR as GitLab has it now (the Note Hook carries no reviewers), fetched once."""
+        if self._mr is None:
+            self._mr = await self.ctx.client.get_mr(self.ctx.project_id, self.mr_iid)
+        return self._mr
+
+    async def feedback(self, person: str, label: str, **value: Any) -> None:
+        """Record a command as feedback on the MR's latest suggestion."""
+        storage = self.ctx.storage
+        latest = await storage.suggestions.latest(self.ctx.project_id, self.mr_iid)
+        await storage.feedback.record(self.ctx.project_id, self.mr_iid, person, label,
+                                      value={"by": self.username, **value},
+                                      suggestion_id=latest.id if latest else None,
+                                      source_event_id=self.ctx.event_id)
+
+    def problem(self, text: str) -> None:
+        self.ok = False
+        self.replies.append(text)
+
+
+# --- one function per command -------------------------------------------------------------------------------
+async def _suggest(run: CommandRun, command: Command) -> None:
+    run.publish = True
+
+
+async def _assign(run: CommandRun, command: Command) -> None:
+    ctx = run.ctx
+    member = await ctx.client.get_member(ctx.project_id, int(run.user["id"]))
+    if member is None or member.access_level < DEVELOPER:
+        has = "no access" if member is None else f"{access_level_name(member.access_level)} access"
+        run.problem(f"{code_span('/reviewers assign')} needs Developer access to this project; "
+                    f"{code_span('@' + run.username)} has {has}. Ask a Developer or Maintainer to run it.")
+        return
+    wanted = command.count or assign_count(ctx.project) or 1
+    run.assign = max(run.assign or 0, wanted)
+    run.publish = True
+
+
+async def _why(run: CommandRun, command: Command) -> None:
+    ctx, person = run.ctx, str(command.user)
+    mr = await run.mr()
+    result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
+                                  bot_username=ctx.bot.username)
+    suggestion, rank, dropped = await explain_person(ctx.client, ctx.engine, ctx.project_id, ctx.project, result,
+                                                     person, bot_username=ctx.bot.username)
+    run.replies.append(render_why(person, suggestion, rank=rank, dropped=dropped))
+    await run.feedback(person, "why", rank=rank, dropped=dropped)
+
+
+async def _reroll(run: CommandRun, command: Command) -> None:
+    latest = await run.ctx.storage.suggestions.latest(run.ctx.project_id, run.mr_iid)
+    for person in [str(p.get("username")) for p in (latest.people if latest else []) if p.get("username")]:
+        await run.feedback(person, "reroll")
+    run.publish = True
+
+
+async def _exclude(run: CommandRun, command: Command) -> None:
+    for person in command.users:
+        await run.feedback(person, "exclude")
+    row = await run.ctx.storage.comments.get(run.ctx.project_id, run.mr_iid)
+    run.publish = run.publish or (row is not None and row.note_id is not None)
+    run.replies.append(f"{', '.join(code_span('@' + u) for u in command.users)} will not be suggested on this "
+                       "merge request.")
+
+
+async def _optout(run: CommandRun, command: Command) -> None:
+    store = run.ctx.storage.optouts
+    until = store.clock() + command.duration if command.duration else None
+    await store.set(run.ctx.project_id, run.username, until)
+    when = f"until {until:%Y-%m-%d %H:%M} UTC" if until else f"until you write {code_span('/reviewers optin')}"
+    run.replies.append(f"{code_span('@' + run.username)} will not be suggested as a reviewer on this project {when}.")
+
+
+async def _optin(run: CommandRun, command: Command) -> None:
+    cleared = await run.ctx.storage.optouts.clear(run.ctx.project_id, run.username)
+    who = code_span("@" + run.username)
+    run.replies.append(f"{who} can be suggested as a reviewer again." if cleared else
+                       f"{who} was not opted out; nothing changed.")
+
+
+async def _help(run: CommandRun, command: Command) -> None:
+    run.replies.append(help_text(run.ctx.bot.username))
+
+
+async def _unknown(run: CommandRun, command: Command) -> None:
+    run.problem(f"{code_span(command.text)} is not a command I know.\n\n{help_text(run.ctx.bot.username)}")
+
+
+async def _invalid(run: CommandRun, command: Command) -> None:
+    run.problem(f"{command.error}\n\n{help_text(run.ctx.bot.username)}")
+
+
+RUNNERS: dict[str, Callable[[CommandRun, Command], Awaitable[None]]] = {
+    "suggest": _suggest, "assign": _assign, "why": _why, "reroll": _reroll, "exclude": _exclude,
+    "optout": _optout, "optin": _optin, "help": _help, "unknown": _unknown, "invalid": _invalid,
+}
+
+
+# --- the handler ----------------------------------------------------------------------------------------------
+def _wanted(event: Event, ctx: EventContext) -> bool:
+    attrs = event.object_attributes
+    if ctx.bot.is_me(event.data.get("user")) or attrs.get("system"):
+        return False
+    return attrs.get("action") in (None, "create") and isinstance(event.data.get("merge_request"), dict)
+
+
+@router.register("Note Hook", noteable_type="MergeRequest")
+async def on_note(event: Event, ctx: EventContext) -> None:
+    """Run the `/reviewers` commands of a new comment on an MR, then answer and acknowledge it."""
+    if not _wanted(event, ctx):
+        return
+    commands = parse_commands(str(event.object_attributes.get("note") or ""), ctx.bot.username)
+    if not commands:
+        return
+    run = CommandRun(ctx, int(event.data["merge_request"]["iid"]), int(event.object_attributes["id"]),
+                     dict(event.data.get("user") or {}))
+    for command in commands:
+        await RUNNERS[command.kind](run, command)
+    if run.publish:
+        await publish(ctx, await run.mr(), assign=run.assign)
+    if run.replies:
+        await reply_once(ctx, run.mr_iid, run.note_id, "\n\n".join(run.replies))
+    await acknowledge(ctx, run.mr_iid, run.note_id, ACK_OK if run.ok else ACK_PROBLEM)
+    log.info(kv("commands run", project_id=ctx.project_id, mr_iid=run.mr_iid, note_id=run.note_id,
+                commands=",".join(c.kind for c in commands), ok=run.ok))

@@ -1,0 +1,207 @@
+"""The bot's one suggestion comment per merge request: compute, assign when asked, render, post once or edit.
+
+Why here and not in a handler: merge request events (open, ready, push) and commands (`/reviewers`,
+`reroll`, `exclude`, `assign`) all end the same way. Every step is safe to run again when the worker retries
+the event: the `bot_comments` row (reserved before posting) makes the comment unique, a reservation that
+finds the bot's marker note already on the MR adopts it instead of posting a second one, the reviewer PUT
+sends the same set again, and the suggestion row and feedback are written once per event.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from bot.comment import NO_FILES, NO_HISTORY, has_marker, render_cannot_suggest, render_comment
+from bot.engine import SuggestionResult, suggest_for_mr
+from bot.gitlab.errors import GitLabError
+from bot.gitlab.models import MergeRequest
+from bot.handlers.context import EventContext, RetryLater
+from bot.logfmt import kv
+
+__all__ = ["Assignment", "publish", "assign_reviewers", "upsert_comment", "reply_once", "acknowledge",
+           "no_quick_actions", "REPLY_MARKER", "FREE_TIER_NOTE"]
+
+log = logging.getLogger("bot.handlers")
+
+REPLY_MARKER = "<!-- reviewbot:reply to={note_id} -->"
+FREE_TIER_NOTE = ("GitLab kept a single reviewer on this merge request (GitLab Free allows one); "
+                  "ask the others for a review by mentioning them.")
+
+
+@dataclass
+class Assignment:
+    """Who the bot asked GitLab to add as reviewers, who GitLab kept, and what to say about it."""
+
+    assigned: list[str] = field(default_factory=list)
+    not_stuck: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence[str],
+                           user_ids: dict[str, int]) -> Assignment:
+    """Request review from `people`: PUT existing reviewers ∪ ours, then compare with what GitLab kept."""
+    existing = [u.id for u in mr.reviewers]
+    wanted = [(p, user_ids[p]) for p in people if p in user_ids]
+    missing = [uid for _, uid in wanted if uid not in existing]
+    kept = mr.reviewers
+    if missing:
+        kept = await ctx.client.set_reviewers(ctx.project_id, mr.iid, existing + missing)
+    kept_names = {u.username.casefold() for u in kept}
+    result = Assignment(assigned=[p for p, _ in wanted if p.casefold() in kept_names],
+                        not_stuck=[p for p in people if p.casefold() not in kept_names])
+    if result.not_stuck and len(kept) <= 1 and len(existing) + len(missing) > 1:
+        result.notes.append(FREE_TIER_NOTE)
+    if result.not_stuck:
+        log.info(kv("reviewers not kept by GitLab", project_id=ctx.project_id, mr_iid=mr.iid,
+                    not_stuck=",".join(result.not_stuck)))
+    return result
+
+
+def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) -> str:
+    """The comment text: the table with its notes, or the reason nothing can be suggested.
+
+    When nobody is eligible but there is something to say (who was skipped and why, CODEOWNERS needs), the
+    reason leads the notes of an empty table instead.
+    """
+    if result.cannot in (NO_FILES, NO_HISTORY) or (result.cannot is not None and not result.notes):
+        return render_cannot_suggest(result.cannot)
+    lead = [f"Cannot suggest reviewers: {result.cannot}."] if result.cannot else []
+    return render_comment(
+        result.suggestions, loads=result.loads, names=result.names, mention=ctx.project.mention,
+        notes=[*lead, *result.notes, *assignment.notes], assigned=assignment.assigned,
+        not_stuck=assignment.not_stuck,
+    )
+
+
+async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = None) -> SuggestionResult:
+    """Suggest reviewers for `mr` and show them in the bot's comment (posted once, edited afterwards).
+
+    `assign` = how many of the top suggestions to request review from (None: none).
+    """
+    k = max(ctx.project.top_k, assign or 0)
+    result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
+                                  bot_username=ctx.bot.username, k=k)
+    assignment = Assignment()
+    if assign and result.cannot is None:
+        people = [s.person for s in result.suggestions[:assign]]
+        assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
+    note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, assignment))
+    await remember(ctx, mr.iid, result, assignment)
+    if created:
+        ctx.metrics.suggestion_latency.observe(max(0.0, time.time() - ctx.received_at.timestamp()))
+    log.info(kv("suggestion shown", project_id=ctx.project_id, mr_iid=mr.iid, note_id=note_id,
+                created=created, people=",".join(s.person for s in result.suggestions) or None,
+                cannot=result.cannot))
+    return result
+
+
+async def remember(ctx: EventContext, mr_iid: int, result: SuggestionResult, assignment: Assignment) -> int:
+    """Store the suggestion (once per event) and the `assigned` feedback; returns the suggestion id."""
+    storage = ctx.storage
+    latest = await storage.suggestions.latest(ctx.project_id, mr_iid)
+    if latest is not None and latest.event_id == ctx.event_id:
+        suggestion_id = latest.id
+    else:
+        people = [{"username": s.person, "score": round(s.score, 6), "reasons": list(s.reasons)}
+                  for s in result.suggestions]
+        suggestion_id = await storage.suggestions.add(ctx.project_id, mr_iid, people,
+                                                      result.model_version or "none", event_id=ctx.event_id)
+    for person in assignment.assigned:
+        await storage.feedback.record(ctx.project_id, mr_iid, person, "assigned", suggestion_id=suggestion_id,
+                                      source_event_id=ctx.event_id)
+    return suggestion_id
+
+
+# --- the one comment ----------------------------------------------------------------------------------------
+async def upsert_comment(ctx: EventContext, mr_iid: int, body: str) -> tuple[int, bool]:
+    """Edit the MR's bot comment, or post it if there is none; returns (note id, newly posted)."""
+    comments = ctx.storage.comments
+    row = await comments.get(ctx.project_id, mr_iid)
+    if row is not None and row.note_id and await _edit(ctx, mr_iid, row.note_id, body):
+        return row.note_id, False
+    owner = f"event:{ctx.event_id}"
+    stale_after = ctx.services.settings.worker.dispatch_timeout
+    if not await comments.reserve(ctx.project_id, mr_iid, owner, stale_after=stale_after):
+        row = await comments.get(ctx.project_id, mr_iid)
+        if row is not None and row.note_id and await _edit(ctx, mr_iid, row.note_id, body):
+            return row.note_id, False
+        if row is None or row.reserved_by != owner:
+            raise RetryLater(f"another worker is posting the comment on !{mr_iid}; retrying after it",
+                             retry_after=min(stale_after, 30.0))
+    return await _post(ctx, mr_iid, body)
+
+
+async def _edit(ctx: EventContext, mr_iid: int, note_id: int, body: str) -> bool:
+    """Edit the comment; False when someone deleted it (then the row is dropped and a new one is posted)."""
+    try:
+        await ctx.client.update_note(ctx.project_id, mr_iid, note_id, body)
+    except GitLabError as exc:
+        if not exc.not_found:
+            raise
+        log.info(kv("bot comment was deleted; posting a new one", project_id=ctx.project_id, mr_iid=mr_iid))
+        await ctx.storage.comments.forget(ctx.project_id, mr_iid)
+        return False
+    await ctx.storage.comments.touch(ctx.project_id, mr_iid)
+    return True
+
+
+async def _find_comment(ctx: EventContext, mr_iid: int) -> int | None:
+    """The bot's marker note already on the MR (posted by an attempt whose answer was lost), if any."""
+    for note in await ctx.client.list_notes(ctx.project_id, mr_iid):
+        if ctx.bot.is_me(note.author) and has_marker(note.body):
+            return note.id
+    return None
+
+
+async def _post(ctx: EventContext, mr_iid: int, body: str) -> tuple[int, bool]:
+    """Post under our reservation (adopting a marker note found on the MR); drop the reservation on failure."""
+    pid, client = ctx.project_id, ctx.client
+    try:
+        note_id = await _find_comment(ctx, mr_iid)
+        created = note_id is None
+        if note_id is None:
+            note = await client.create_note(pid, mr_iid, body)
+            if note is None:
+                raise RuntimeError("GitLab saved no note for the suggestion comment (it was read as quick actions)")
+            note_id = note.id
+        else:
+            await client.update_note(pid, mr_iid, note_id, body)
+        await ctx.storage.comments.set_note(pid, mr_iid, note_id)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await ctx.storage.comments.forget(pid, mr_iid)
+        raise
+    return note_id, created
+
+
+# --- replies and acknowledgements ---------------------------------------------------------------------------
+async def reply_once(ctx: EventContext, mr_iid: int, note_id: int, text: str) -> None:
+    """Answer a command note, once: the reply carries a marker naming the note, so a retry finds it."""
+    marker = REPLY_MARKER.format(note_id=note_id)
+    for note in await ctx.client.list_notes(ctx.project_id, mr_iid):
+        if ctx.bot.is_me(note.author) and has_marker(note.body, marker):
+            return
+    await ctx.client.create_note(ctx.project_id, mr_iid, f"{marker}\n{no_quick_actions(text)}")
+
+
+def no_quick_actions(text: str) -> str:
+    r"""Escape lines that start with `/`, which GitLab would run as quick actions.
+
+    >>> no_quick_actions("ok\n  /assign @me")
+    'ok\n  \\/assign @me'
+    """
+    return re.sub(r"^(\s*)/", r"\1\\/", text, flags=re.MULTILINE)
+
+
+async def acknowledge(ctx: EventContext, mr_iid: int, note_id: int, emoji: str) -> None:
+    """Award `emoji` on a command note; an award left by an earlier attempt counts as done."""
+    try:
+        await ctx.client.award_emoji(ctx.project_id, mr_iid, note_id, emoji)
+    except GitLabError as exc:
+        if exc.status == 404 and "already" in str(exc).lower():
+            return
+        raise

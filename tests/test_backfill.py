@@ -1,0 +1,137 @@
+"""`bot.backfill` and `reviewbot backfill`: merged MR history imported over the API, resumable, under failures."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+
+import pytest
+
+from bot.backfill import Backfills, backfill_project, change_id
+from bot.cli import backfill as cli
+from bot.gitlab.client import GitLabClient, RetryPolicy
+from bot.storage import Storage
+from tests.bot_harness import bot_settings, seed_recent
+
+PATIENT = RetryPolicy(max_attempts=10, base_delay=0.001, max_delay=0.005, max_retry_after=0.01, timeout=5.0)
+
+
+class Stop(Exception):
+    pass
+
+
+@pytest.fixture
+async def store(database_url):
+    storage = Storage(database_url)
+    yield storage
+    await storage.close()
+
+
+def merged(seeded):
+    return {mr.iid: mr for mr in seeded.project.mrs.values() if mr.state == "merged"}
+
+
+async def test_imports_every_merged_mr_with_people_and_files(simulator, gitlab_client, store):
+    state, _ = simulator
+    seeded = seed_recent(state, n_merged=40)
+    report = await backfill_project(gitlab_client, store, seeded.project.id)
+    history = {c.id: c for c in await store.history.load(seeded.project.id)}
+    assert report.done and report.imported == 40 and len(history) == 40
+    for iid, mr in merged(seeded).items():
+        change = history[change_id(iid)]
+        assert change.author == state.users[mr.author_id].username
+        assert change.reviewers == tuple(state.users[u].username for u in mr.reviewer_ids)
+        assert set(change.ackers) == {state.users[u].username for u in mr.approvals}
+        assert change.files == tuple(d.new_path for d in mr.diffs)
+        assert change.time == int(mr.merged_at.timestamp())
+    assert any(c.bot_author for c in history.values()) == any(
+        state.users[m.author_id].bot for m in merged(seeded).values())
+    row = await store.projects.get(seeded.project.id)
+    assert row.backfill_done and row.backfill_cursor
+
+
+async def test_an_interrupted_backfill_resumes_from_its_cursor(simulator, http_session, store):
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=50)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    pages: list[int] = []
+
+    def stop_after_two(progress):
+        pages.append(progress.pages)
+        if progress.pages == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        await backfill_project(client, store, seeded.project.id, progress=stop_after_two)
+    assert await store.history.count(seeded.project.id) == 20
+    assert not (await store.projects.get(seeded.project.id)).backfill_done
+    state.requests.clear()
+    report = await backfill_project(client, store, seeded.project.id)
+    assert report.done and await store.history.count(seeded.project.id) == 50
+    listings = state.calls("GET", f"/projects/{seeded.project.id}/merge_requests")
+    assert listings[0].query.get("updated_after") and len(state.calls("GET", "/diffs")) <= 31
+
+
+async def test_backfill_survives_a_flaky_gitlab(simulator, http_session, store):
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=30)
+    state.failure_rate = 0.2
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT)
+    report = await backfill_project(client, store, seeded.project.id)
+    assert report.done and await store.history.count(seeded.project.id) == 30
+    assert any(r.status in (429, 500) for r in state.requests)
+
+
+async def test_background_backfill_runs_once_per_project(simulator, gitlab_client, store):
+    state, _ = simulator
+    seeded = seed_recent(state, n_merged=20)
+    backfills = Backfills(gitlab_client, store, wait=0.0)
+    try:
+        assert await backfills.ensure(seeded.project.id) is False  # started, not waited for
+        assert backfills.running(seeded.project.id)
+        while backfills.running(seeded.project.id):
+            await asyncio.sleep(0.01)
+        assert await backfills.ensure(seeded.project.id) is True
+        calls = len(state.requests)
+        assert await backfills.ensure(seeded.project.id) is True and len(state.requests) == calls
+    finally:
+        await backfills.close()
+    assert await store.history.count(seeded.project.id) == 20
+
+
+async def test_a_failed_background_backfill_is_resumed_by_the_next_event(simulator, gitlab_client, store):
+    state, _ = simulator
+    seeded = seed_recent(state, n_merged=10)
+    backfills = Backfills(gitlab_client, store, wait=5.0)
+    state.fail_next(4, 500)  # the client tries 4 times: the first import fails
+    try:
+        assert await backfills.ensure(seeded.project.id) is False
+        assert await backfills.ensure(seeded.project.id) is True
+    finally:
+        await backfills.close()
+    assert await store.history.count(seeded.project.id) == 10
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_command_resolves_a_path_and_prints_progress(simulator, database_url, store):
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=15)
+    out = io.StringIO()
+    settings = bot_settings(state, url, database_url)
+    report = await cli.backfill(settings, seeded.project.path_with_namespace, retry=PATIENT, out=out)
+    assert report.done and await store.history.count(seeded.project.id) == 15
+    text = out.getvalue()
+    assert f"importing {seeded.project.path_with_namespace} (id {seeded.project.id})" in text
+    assert "done, 15 merged MRs imported" in text
+
+
+def test_the_command_needs_a_token(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for var in ("GITLAB_TOKEN", "GITLAB_WEBHOOK_SECRET", "REVIEWBOT_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["backfill", "--project", "7"])
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    assert args.func(args) == 2 and "GITLAB_TOKEN is not set" in err.getvalue()

@@ -1,0 +1,79 @@
+"""`bot.handlers.make_dispatch`: wiring, error translation for the worker, metrics, project settings."""
+from __future__ import annotations
+
+import pytest
+
+from bot.config import ConfigError, Settings
+from bot.handlers import make_dispatch
+from bot.handlers.context import GitLabFailure, PermanentFailure, RetryLater
+from bot.metrics import Metrics
+from bot.worker import retry_delay
+from tests.bot_harness import event_row, handler_env, marker_notes  # noqa: F401 - fixture
+from tests.gitlab_fixtures import FAST_RETRY
+
+FILES = ["src/core/m1.py"]
+
+
+async def test_a_token_is_required(sqlite_url):
+    from bot.storage import Storage
+
+    storage = Storage(sqlite_url)
+    try:
+        with pytest.raises(ConfigError, match="GITLAB_TOKEN is not set"):
+            async with make_dispatch(Settings(), storage, Metrics()):
+                pass
+    finally:
+        await storage.close()
+
+
+async def test_failed_calls_are_counted_and_rate_limits_carry_retry_after(handler_env, sqlite_url):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    metrics = Metrics()
+    async with make_dispatch(env.settings, env.storage, metrics, retry=FAST_RETRY) as dispatch:
+        env.state.fail_next(4, 429, retry_after=0)
+        with pytest.raises(GitLabFailure) as failure:
+            await dispatch(event_row(opened.event_name, opened.body))
+    assert failure.value.status == 429 and failure.value.retry_after is not None and not failure.value.permanent
+    assert retry_delay(failure.value, 1, 10, 3600) == failure.value.retry_after
+    assert metrics.gitlab_api_errors.labels(status="429")._value.get() == 4
+    assert marker_notes(env.state, mr) == []
+
+
+async def test_events_without_a_project_are_ignored(handler_env):
+    env = await handler_env()
+    calls = len(env.state.requests)
+    await env.dispatch(event_row("Note Hook", {"object_kind": "note", "object_attributes": {}}))
+    assert len(env.state.requests) == calls
+
+
+async def test_invalid_project_overrides_are_permanent(handler_env):
+    env = await handler_env()
+    await env.storage.projects.set_overrides(env.pid, {"top_k": 0})
+    env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    with pytest.raises(PermanentFailure, match="top_k"):
+        await env.send(opened)
+    env.state.outbox.clear()
+
+
+async def test_project_overrides_from_the_database_apply(handler_env):
+    env = await handler_env()
+    await env.storage.projects.set_overrides(env.pid, {"top_k": 1})
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    latest = await env.storage.suggestions.latest(env.pid, mr.iid)
+    assert [p["username"] for p in latest.people] == ["bob"]
+
+
+async def test_a_comment_another_event_is_posting_is_retried_later(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    assert await env.storage.comments.reserve(env.pid, mr.iid, "event:someone-else")
+    with pytest.raises(RetryLater) as later:
+        await env.send(opened)
+    assert later.value.retry_after and not later.value.permanent and marker_notes(env.state, mr) == []

@@ -1,0 +1,65 @@
+"""Emoji Hook: thumbs on the bot's suggestion comment become feedback on the suggestion."""
+from __future__ import annotations
+
+from bot.gitlab.payloads import emoji_hook
+from bot.gitlab.sim_model import HookEvent
+from tests.bot_harness import handler_env, marker_notes  # noqa: F401 - fixture
+
+
+async def setup(env):
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/m1.py"])
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    return mr, comment
+
+
+async def thumbs(env, mr):
+    return [(f.person, f.label, f.value["action"], f.suggestion_id)
+            for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+
+
+async def test_thumbs_on_the_comment_are_feedback_on_the_suggestion(handler_env):
+    env = await handler_env()
+    mr, comment = await setup(env)
+    env.state.award(comment, env.tiny.ann, "thumbsup")
+    env.state.award(comment, env.tiny.bob, "thumbsdown")
+    await env.run()
+    latest = await env.storage.suggestions.latest(env.pid, mr.iid)
+    assert await thumbs(env, mr) == [("ann", "thumbs_up", "award", latest.id),
+                                     ("bob", "thumbs_down", "award", latest.id)]
+
+
+async def test_revoking_is_recorded_too(handler_env):
+    env = await handler_env()
+    mr, comment = await setup(env)
+    award = env.state.award(comment, env.tiny.ann, "thumbsup")
+    await env.run()
+    body = emoji_hook(env.state, env.tiny.project, mr, award, action="revoke", note=comment)
+    await env.send(HookEvent(env.pid, "Emoji Hook", body, "revoke-1"))
+    assert [t[:3] for t in await thumbs(env, mr)] == [("ann", "thumbs_up", "award"), ("ann", "thumbs_up", "revoke")]
+
+
+async def test_other_awards_are_ignored(handler_env):
+    env = await handler_env()
+    mr, comment = await setup(env)
+    other = env.state.add_note(mr, env.tiny.cy, "nice")
+    env.state.award(other, env.tiny.ann, "thumbsup")       # not the bot's comment
+    env.state.award(mr, env.tiny.ann, "thumbsup")          # the MR itself
+    env.state.award(comment, env.tiny.ann, "tada")         # not a thumb
+    env.state.award(comment, env.state.bot, "thumbsup")    # the bot itself
+    await env.run()
+    assert await thumbs(env, mr) == []
+
+
+async def test_a_repeated_delivery_counts_once(handler_env):
+    env = await handler_env()
+    mr, comment = await setup(env)
+    env.state.award(comment, env.tiny.cy, "thumbsup")
+    [event] = env.state.outbox[:]
+    from tests.bot_harness import event_row
+
+    row = event_row(event.event_name, event.body)
+    await env.dispatch(row)
+    await env.dispatch(row)
+    env.state.outbox.clear()
+    assert len(await thumbs(env, mr)) == 1

@@ -1,0 +1,205 @@
+"""Merge Request Hook handlers: real payloads from the simulator through the real router, the simulator as the
+GitLab that records every call."""
+from __future__ import annotations
+
+import pytest
+
+from bot.backfill import change_id
+from bot.comment import MARKER
+from bot.gitlab.payloads import merge_request_hook
+from bot.handlers.context import GitLabFailure
+from bot.handlers.merge_requests import reviewer_feedback, skip_reason
+from bot.config import ProjectSettings
+from tests.bot_harness import bot_notes, handler_env, marker_notes  # noqa: F401 - fixture
+
+FILES = ["src/core/m1.py"]
+
+
+async def test_open_posts_exactly_one_comment_with_a_table(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    [comment] = bot_notes(env.state, mr)
+    assert comment.body.startswith(MARKER) and "| # | Reviewer | Why | Open reviews |" in comment.body
+    assert "`@bob`" in comment.body and "`@ann`" not in comment.body
+    assert not any(line.startswith("/") for line in comment.body.splitlines())
+    row = await env.storage.comments.get(env.pid, mr.iid)
+    assert row.note_id == comment.id
+    latest = await env.storage.suggestions.latest(env.pid, mr.iid)
+    assert latest.people[0]["username"] == "bob" and latest.people[0]["reasons"]
+
+
+async def test_push_edits_the_same_comment(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    [before] = marker_notes(env.state, mr)
+    first_body = before.body
+    env.state.push_to_mr(mr, ["docs/intro.md"])
+    await env.run()
+    [after] = marker_notes(env.state, mr)
+    assert after.id == before.id and after.body != first_body and "`@dee`" in after.body
+    assert len(env.state.calls("POST", f"/merge_requests/{mr.iid}/notes")) == 1
+    assert len(env.state.calls("PUT", f"/notes/{before.id}")) == 1
+
+
+async def test_drafts_are_skipped_until_ready(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, draft=True)
+    await env.run()
+    env.state.push_to_mr(mr, ["src/core/m2.py"])
+    await env.run()
+    assert bot_notes(env.state, mr) == []
+    env.state.mark_ready(mr)
+    await env.run()
+    assert len(marker_notes(env.state, mr)) == 1
+
+
+async def test_drafts_are_suggested_when_configured(handler_env):
+    env = await handler_env(skip_drafts=False)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, draft=True)
+    await env.run()
+    assert len(marker_notes(env.state, mr)) == 1
+
+
+async def test_ignore_label_and_bot_authors_are_skipped(handler_env):
+    env = await handler_env()
+    labelled = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, labels=["no-reviewer-bot"])
+    renovate = env.state.add_user("renovate-bot", bot=True)
+    env.state.add_member(env.tiny.project, renovate)
+    bumped = env.state.open_mr(env.tiny.project, renovate, FILES)
+    await env.run()
+    assert bot_notes(env.state, labelled) == [] and bot_notes(env.state, bumped) == []
+
+
+async def test_the_bots_own_events_cause_no_calls(handler_env):
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    await env.send(opened)
+    caused = list(env.state.outbox)
+    assert {e.event_name for e in caused} == {"Merge Request Hook", "Note Hook"}  # the PUT and the comment
+    calls = len(env.state.requests)
+    await env.run()
+    assert len(env.state.requests) == calls and len(bot_notes(env.state, mr)) == 1
+
+
+async def test_top1_assignment_requests_review_and_records_it(handler_env):
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert [env.state.users[u].username for u in mr.reviewer_ids] == ["bob"]
+    [comment] = marker_notes(env.state, mr)
+    assert "Review requested from `@bob`." in comment.body
+    labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert labels == [("bob", "assigned")]
+
+
+async def test_free_tier_assignment_that_did_not_stick_is_said(handler_env):
+    env = await handler_env(assign="top1")
+    env.state.free_tier = True
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, reviewers=[env.tiny.cy])
+    await env.run()
+    assert mr.reviewer_ids == [env.tiny.cy.id]
+    [comment] = marker_notes(env.state, mr)
+    assert "GitLab did not keep `@bob` as reviewer." in comment.body
+    assert "GitLab Free allows one" in comment.body
+
+
+async def test_merge_adds_the_mr_to_history_and_records_final_reviewers(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    env.state.approve(mr, env.tiny.bob)
+    env.state.merge_mr(mr, by=env.tiny.bob)
+    await env.run()
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
+    assert (merged.author, merged.reviewers, merged.ackers, merged.files) == ("ann", ("bob",), ("bob",),
+                                                                              ("src/core/new.py",))
+    labels = {(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)}
+    assert labels == {("bob", "accepted"), ("bob", "approved"), ("bob", "final_reviewer")}
+
+
+async def test_a_merged_file_gets_history_at_once(handler_env):
+    env = await handler_env()
+    first = env.state.open_mr(env.tiny.project, env.tiny.ann, ["lib/fresh.py"])
+    await env.run()
+    assert "touches no file with review history" in marker_notes(env.state, first)[0].body
+    env.state.set_reviewers(first, [env.tiny.cy], by=env.tiny.ann)
+    env.state.merge_mr(first, by=env.tiny.cy)
+    second = env.state.open_mr(env.tiny.project, env.tiny.bob, ["lib/fresh.py"])
+    await env.run()
+    assert "`@cy`" in marker_notes(env.state, second)[0].body
+
+
+async def test_gitlab_failure_is_retryable_and_a_retry_posts_once(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    env.state.fail_next(40, 500)
+    with pytest.raises(GitLabFailure) as failure:
+        await env.send(opened)
+    assert failure.value.permanent is False and failure.value.status == 500
+    env.state._fail_queue.clear()
+    await env.send(opened)
+    await env.send(opened)
+    assert len(marker_notes(env.state, mr)) == 1
+
+
+async def test_a_comment_posted_whose_answer_was_lost_is_adopted(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    await env.storage.comments.forget(env.pid, mr.iid)  # as if the POST's answer never arrived
+    env.state.push_to_mr(mr, ["src/core/m3.py"])
+    await env.run()
+    assert len(marker_notes(env.state, mr)) == 1
+    assert (await env.storage.comments.get(env.pid, mr.iid)).note_id == marker_notes(env.state, mr)[0].id
+
+
+async def test_a_deleted_comment_is_posted_again(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    mr.notes.clear()
+    env.state.push_to_mr(mr, ["src/core/m3.py"])
+    await env.run()
+    assert len(marker_notes(env.state, mr)) == 1
+
+
+async def test_unknown_project_is_a_permanent_failure(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    body = merge_request_hook(env.state, env.tiny.project, mr, "open", user=env.tiny.ann)
+    body["object_attributes"]["iid"] = 999
+    from tests.bot_harness import event_row
+
+    with pytest.raises(GitLabFailure) as failure:
+        await env.dispatch(event_row("Merge Request Hook", body))
+    assert failure.value.permanent and failure.value.status == 404
+    env.state.outbox.clear()
+
+
+def test_skip_reason_reads_the_payload():
+    settings = ProjectSettings()
+    assert skip_reason({"draft": False, "labels": [{"title": "no-reviewer-bot"}]}, settings) == "label no-reviewer-bot"
+    assert skip_reason({"state": "closed"}, settings) == "closed"
+    assert skip_reason({"draft": True}, ProjectSettings(skip_drafts=False)) is None
+
+
+def test_reviewer_feedback_labels():
+    people = lambda *names: [{"username": n} for n in names]  # noqa: E731
+    assert reviewer_feedback(people("ann"), people(), ["ann"]) == [("ann", "removed")]
+    assert reviewer_feedback(people(), people("Bob", "cy"), ["bob", "dee"]) == [("bob", "accepted"),
+                                                                                 ("dee", "passed_over")]
+
+
+async def test_mentions_only_when_configured(handler_env):
+    env = await handler_env(mention=True)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    assert "| 1 | @bob" in comment.body and "`@bob`" not in comment.body.split("| 2 |")[0]

@@ -1,0 +1,155 @@
+"""`/reviewers` commands in MR comments: each command through the real router, the simulator as GitLab."""
+from __future__ import annotations
+
+from bot.handlers.notes import ACK_OK, ACK_PROBLEM
+from bot.handlers.publish import REPLY_MARKER
+from tests.bot_harness import bot_notes, handler_env, marker_notes  # noqa: F401 - fixture
+
+FILES = ["src/core/m1.py"]
+
+
+async def opened(env, *, draft=False, files=FILES):
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, files, draft=draft)
+    await env.run()
+    return mr
+
+
+def replies(env, mr, note):
+    marker = REPLY_MARKER.format(note_id=note.id)
+    return [n for n in bot_notes(env.state, mr) if n.body.startswith(marker)]
+
+
+def acks(env, note):
+    return [a.name for a in note.awards if a.user_id == env.state.bot.id]
+
+
+async def feedback(env, mr):
+    return [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+
+
+async def test_suggest_posts_on_a_draft_and_acknowledges(handler_env):
+    env = await handler_env()
+    mr = await opened(env, draft=True)
+    note = env.state.add_note(mr, env.tiny.cy, "Who should look at this?\n/reviewers")
+    await env.run()
+    assert len(marker_notes(env.state, mr)) == 1 and acks(env, note) == [ACK_OK] and replies(env, mr, note) == []
+
+
+async def test_assign_by_a_developer_requests_review(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.cy, "/reviewers assign 1")
+    await env.run()
+    assert [env.state.users[u].username for u in mr.reviewer_ids] == ["bob"]
+    assert "Review requested from `@bob`." in marker_notes(env.state, mr)[0].body
+    assert acks(env, note) == [ACK_OK] and ("bob", "assigned") in await feedback(env, mr)
+
+
+async def test_assign_needs_developer_access(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.rep, "/reviewers assign")
+    await env.run()
+    assert mr.reviewer_ids == [] and env.state.calls("PUT", f"/merge_requests/{mr.iid}") == []
+    [reply] = replies(env, mr, note)
+    assert "needs Developer access" in reply.body and "Reporter access" in reply.body
+    assert acks(env, note) == [ACK_PROBLEM]
+
+
+async def test_why_explains_a_person(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob")
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert "**Why `@bob`?**" in reply.body and "ranked 1 with score" in reply.body
+    assert ("bob", "why") in await feedback(env, mr)
+
+
+async def test_why_tells_why_someone_is_left_out(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @rep")
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert "Not suggested: has Reporter access" in reply.body
+
+
+async def test_reroll_suggests_other_people_and_remembers_it(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    shown = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers reroll")
+    await env.run()
+    now = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    assert shown and not set(shown) & set(now)
+    assert {(p, "reroll") for p in shown} <= set(await feedback(env, mr)) and acks(env, note) == [ACK_OK]
+    env.state.push_to_mr(mr, ["src/core/m2.py"])
+    await env.run()
+    again = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    assert not set(shown) & set(again)
+
+
+async def test_exclude_keeps_someone_off_this_mr(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers exclude @bob")
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    table = [line for line in comment.body.splitlines() if line.startswith("| ")]
+    assert not any("`@bob`" in line for line in table) and "Skipped `@bob`: was excluded" in comment.body
+    assert ("bob", "exclude") in await feedback(env, mr)
+    assert "will not be suggested on this merge request" in replies(env, mr, note)[0].body
+    other = env.state.open_mr(env.tiny.project, env.tiny.cy, FILES)
+    await env.run()
+    assert "`@bob`" in marker_notes(env.state, other)[0].body
+
+
+async def test_optout_and_optin(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    out = env.state.add_note(mr, env.tiny.bob, "/reviewers optout 2w")
+    await env.run()
+    assert await env.storage.optouts.active(env.pid) == {"bob"}
+    assert "will not be suggested as a reviewer on this project until" in replies(env, mr, out)[0].body
+    back = env.state.add_note(mr, env.tiny.bob, "/reviewers optin")
+    await env.run()
+    assert await env.storage.optouts.active(env.pid) == set()
+    assert "can be suggested as a reviewer again" in replies(env, mr, back)[0].body
+
+
+async def test_help_and_unknown_commands_answer_with_help(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    asked = env.state.add_note(mr, env.tiny.ann, "/reviewers help")
+    wrong = env.state.add_note(mr, env.tiny.ann, "/reviewers frobnicate")
+    invalid = env.state.add_note(mr, env.tiny.ann, "/reviewers assign lots")
+    await env.run()
+    assert "| `/reviewers` | suggest reviewers again |" in replies(env, mr, asked)[0].body
+    assert "is not a command I know" in replies(env, mr, wrong)[0].body
+    assert "N a number from 1 to 10" in replies(env, mr, invalid)[0].body
+    assert acks(env, asked) == [ACK_OK] and acks(env, wrong) == [ACK_PROBLEM] == acks(env, invalid)
+
+
+async def test_the_bots_own_and_edited_and_plain_notes_do_nothing(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    calls = len(env.state.requests)
+    env.state.add_note(mr, env.state.bot, "/reviewers help")
+    plain = env.state.add_note(mr, env.tiny.ann, "Looks good to me")
+    env.state.edit_note(plain, "/reviewers help")
+    await env.run()
+    assert len(env.state.requests) == calls
+
+
+async def test_a_retried_command_answers_and_acknowledges_once(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @cy\n/reviewers help")
+    [event] = env.state.outbox[:]
+    await env.send(event)
+    await env.send(event)
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert "**Why `@cy`?**" in reply.body and "suggest reviewers again" in reply.body
+    assert acks(env, note) == [ACK_OK]
