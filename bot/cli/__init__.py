@@ -10,6 +10,7 @@ SUBCOMMANDS = (
     "bot.cli.serve",      # serve, worker
     "bot.cli.migrate",
     "bot.cli.events",
+    "bot.cli.backfill",
     "bot.cli.evaluate",
     "bot.cli.install",
     "bot.cli.demo",
