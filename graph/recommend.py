@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from graph.feedback import NEGATIVE, FeedbackMemory
 from graph.features import Candidates, candidates
 from graph.model import Change, Suggestion
 from graph.ownership import OwnershipGraph
@@ -37,6 +38,9 @@ class RecommenderSettings:
     rerank: int = 20
     balance: float = 0.0          # > 0: spread first places over people in proportion to their real reviews
     balance_half_life_days: float = 90.0
+    feedback_half_life_days: float = 60.0
+    rejection_grace: int = 2       # rejections in a row before they count against a person
+    rejection_penalty: float = 1.0  # per further rejection (logit units of the model score)
 
 
 class GraphRecommender:
@@ -82,9 +86,14 @@ class GraphRecommender:
     def _candidates(self, change: Change) -> Candidates:
         if self._cache is not None and self._cache[0] == change.id:
             return self._cache[1]
-        cands = candidates(self.og, change, allow_author=self.allow_author,
-                           inactive_days=self.settings.inactive_days, limit=self.settings.candidate_limit)
+        cands = self._extend(candidates(self.og, change, allow_author=self.allow_author,
+                                        inactive_days=self.settings.inactive_days,
+                                        limit=self.settings.candidate_limit), change)
         self._cache = (change.id, cands)
+        return cands
+
+    def _extend(self, cands: Candidates, change: Change) -> Candidates:
+        """Add columns to the candidate rows (the learned ranker adds feedback features)."""
         return cands
 
     def _scores(self, cands: Candidates) -> np.ndarray:
@@ -112,6 +121,8 @@ class LearnedRecommender(GraphRecommender):
                  estimator: ReviewerRanker | None = None):
         super().__init__(allow_author=allow_author, settings=settings)
         self.estimator = estimator if estimator is not None else ReviewerRanker()
+        self.feedback = FeedbackMemory(half_life_days=self.settings.feedback_half_life_days)
+        self._rejected: dict[str, set[str]] = {}
         self.model_: ReviewerRanker | None = None
         self._rows: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.settings.train_window)
         self._labelled = 0
@@ -125,11 +136,27 @@ class LearnedRecommender(GraphRecommender):
             self._note(self._suggested, ranked[0], change.time, 1.0)
         return ranked
 
+    def learn(self, change: Change, person: str, label: str, *, time: float | None = None,
+              rank: int | None = None) -> None:
+        """Feedback from the team on a suggestion for `change` (labels in `graph.feedback`).
+
+        Rejections also make that person's row of this change a hard negative (counted twice) when the
+        change is observed.
+        """
+        self.feedback.record(person, label, time=change.time if time is None else time, author=change.author,
+                             rank=rank)
+        if label in NEGATIVE:
+            self._rejected.setdefault(change.id, set()).add(person)
+
+    def _extend(self, cands: Candidates, change: Change) -> Candidates:
+        fb = self.feedback.features(cands.people, author=change.author, now=float(change.time))
+        return Candidates(cands.people, np.hstack([cands.X, fb]), cands.score)
+
     def observe(self, change: Change) -> None:
         cands = self._candidates(change)
         truth = change.truth(allow_author=self.allow_author)
         if len(cands) and truth:
-            self._keep_rows(cands, truth)
+            self._keep_rows(cands, truth, self._rejected.pop(change.id, ()))
         for person in truth:
             self._note(self._reviewed, person, change.time, 1.0 / len(truth))
         super().observe(change)
@@ -141,13 +168,15 @@ class LearnedRecommender(GraphRecommender):
         """The features plus the graph score itself, which the model may lean on when data is scarce."""
         return np.column_stack([X, score])
 
-    def _keep_rows(self, cands: Candidates, truth: frozenset[str]) -> None:
+    def _keep_rows(self, cands: Candidates, truth: frozenset[str], rejected=()) -> None:
         y = np.fromiter((p in truth for p in cands.people), dtype=np.int8, count=len(cands))
         if not y.any():
             return
         idx = self._top(cands)
         if not y[idx].any():
             return
+        hard = [i for i in idx if cands.people[i] in rejected and not y[i]]
+        idx = np.r_[idx, hard].astype(int)
         self._rows.append((self.model_input(cands.X[idx], cands.score[idx]), y[idx]))
         self._labelled += 1
 
@@ -185,15 +214,27 @@ class LearnedRecommender(GraphRecommender):
         return np.argsort(-cands.score, kind="stable")[: self.settings.rerank]
 
     def _scores(self, cands: Candidates) -> np.ndarray:
-        """Model scores for the top rows, placed above the graph-ordered rest."""
+        """Model scores for the top rows, placed above the graph-ordered rest; minus the penalties for
+        over-suggested people and for people the team keeps turning down."""
         base = super()._scores(cands)
-        if self.model_ is None or not len(cands):
+        if not len(cands):
             return base
+        if self.model_ is None:
+            return base / (1.0 + self._rejection_penalty(cands.people))
         idx = self._top(cands)
-        model = self.model_.decision_function(self.model_input(cands.X[idx], cands.score[idx])) - self._imbalance([cands.people[i] for i in idx])
+        top = [cands.people[i] for i in idx]
+        model = self.model_.decision_function(self.model_input(cands.X[idx], cands.score[idx]))
+        model = model - self._imbalance(top) - self._rejection_penalty(top)
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
         return scores
+
+    def _rejection_penalty(self, people: list[str]) -> np.ndarray:
+        """Grows with each rejection since the person last took a review: someone who left, or who is
+        always replaced by a colleague, drops within a few suggestions; one review resets it."""
+        grace, step = self.settings.rejection_grace, self.settings.rejection_penalty
+        streak = self.feedback.streak
+        return np.array([step * min(10, max(0, streak.get(p, 0) - grace)) for p in people], dtype=float)
 
     # -- spreading the load -----------------------------------------------------------------------------
     def _note(self, table: dict[str, float], person: str, t: float, amount: float) -> None:

@@ -12,6 +12,7 @@ SUBCOMMANDS = (
     "bot.cli.events",
     "bot.cli.backfill",
     "bot.cli.evaluate",
+    "bot.cli.simulate",
     "bot.cli.install",
     "bot.cli.demo",
 )

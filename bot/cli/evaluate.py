@@ -3,16 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import os
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from bot.cli.replay import load, run_jobs, sources_of, stdout_console, tick_factory
 
 DEFAULT_METHODS = "default,graph,learned,revfinder,frequency,author,random"
 
@@ -32,14 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _load(source: str, is_git: bool):
-    if is_git:
-        from bot.git_history import read_git_changes
-        return list(read_git_changes(source))
-    from bot.history_files import read_changes
-    return list(read_changes(source))
-
-
 def make_method(method: str, allow_author: bool):
     """A fresh recommender for a method name (ours or a baseline)."""
     from graph.baselines import BASELINES
@@ -52,84 +40,38 @@ def make_method(method: str, allow_author: bool):
     return make_recommender(method, allow_author=allow_author)
 
 
-def _replay(source: str, is_git: bool, method: str, allow_author: bool, top: int, counter) -> dict:
-    """One (history, method) backtest; runs in a worker process with one thread for numeric code."""
+def _replay(source: str, is_git: bool, method: str, allow_author: bool, top: int) -> dict:
+    """One (history, method) backtest, in a worker process."""
     from threadpoolctl import threadpool_limits
 
     from graph.backtest import backtest
 
-    changes = _load(source, is_git)
-    seen = [0]
-
-    def tick(n: int) -> None:
-        seen[0] += n
-        if seen[0] % 200 == 0:
-            with counter.get_lock():
-                counter.value += 200
-
+    changes = load(source, is_git)
     with threadpool_limits(limits=1):
         result = backtest(changes, make_method(method, allow_author), top=top,
-                          allow_author=allow_author, progress=tick)
-    with counter.get_lock():
-        counter.value += seen[0] % 200
+                          allow_author=allow_author, progress=tick_factory())
     return {"file": Path(source).name, **result.as_dict()}
 
 
-def _check(args: argparse.Namespace) -> list[tuple[str, bool]]:
+def _check_methods(methods: list[str]) -> None:
     from graph.baselines import BASELINES
     from graph.recommend import METHODS
 
-    sources = [(p, False) for p in args.paths] + [(g, True) for g in args.git]
-    if not sources:
-        raise SystemExit("reviewbot evaluate: give at least one history file or --git REPO")
     known = {"default", *METHODS, *BASELINES}
-    for m in args.methods:
+    for m in methods:
         if m not in known:
             raise SystemExit(f"reviewbot evaluate: unknown method {m!r}; choose from {', '.join(sorted(known))}")
-    for path, is_git in sources:
-        if not Path(path).exists():
-            raise SystemExit(f"reviewbot evaluate: {path}: no such {'repository' if is_git else 'file'}")
-    return sources
-
-
-def _count(sources) -> int:
-    return sum(sum(1 for _ in _load(s, g)) for s, g in sources)
 
 
 def run(args: argparse.Namespace) -> int:
-    args.methods = [m.strip() for m in args.method.split(",") if m.strip()]
-    sources = _check(args)
-    jobs = [(s, g, m) for s, g in sources for m in args.methods]
-    total = _count(sources) * len(args.methods)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # spawned replays: one thread each, no oversubscription
-    ctx = mp.get_context("spawn")
-    counter = ctx.Value("l", 0)
-    results: list[dict] = []
-    err = Console(stderr=True)
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx, initializer=_init,
-                             initargs=(counter,)) as pool, \
-            Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                     console=err, transient=True, disable=not err.is_terminal) as bar:
-        task = bar.add_task("replay", total=total)
-        futures = [pool.submit(_replay_shared, s, g, m, args.allow_author, args.top) for s, g, m in jobs]
-        while not all(f.done() for f in futures):
-            bar.update(task, completed=counter.value)
-            time.sleep(0.2)
-        results = [f.result() for f in futures]
+    methods = [m.strip() for m in args.method.split(",") if m.strip()]
+    _check_methods(methods)
+    sources = sources_of(args.paths, args.git, "evaluate")
+    jobs = [(s, g, m, args.allow_author, args.top) for s, g in sources for m in methods]
+    total = sum(len(load(s, g)) for s, g in sources) * len(methods)
+    results = run_jobs(_replay, jobs, total, workers=args.jobs, label="evaluating")
     _print(results, args.json)
     return 0
-
-
-_COUNTER = None
-
-
-def _init(counter) -> None:
-    global _COUNTER
-    _COUNTER = counter
-
-
-def _replay_shared(source, is_git, method, allow_author, top) -> dict:
-    return _replay(source, is_git, method, allow_author, top, _COUNTER)
 
 
 def _print(results: list[dict], as_json: bool) -> None:
@@ -144,7 +86,4 @@ def _print(results: list[dict], as_json: bool) -> None:
         table.add_row(r["file"], r["method"], str(r["records"]),
                       *(f"{100 * r[k]:.1f}" for k in ("top1", "top3", "top5", "top10")),
                       f"{r['mrr']:.3f}", f"{r['gini_suggested']:.2f}/{r['gini_actual']:.2f}", f"{r['seconds']:.1f}")
-    out = Console()
-    if not out.is_terminal:
-        out = Console(width=140)  # piped into a file: do not squeeze the table to 80 columns
-    out.print(table)
+    stdout_console().print(table)

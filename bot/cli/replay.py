@@ -1,0 +1,78 @@
+"""Shared by `evaluate` and `simulate`: load histories, run replays in worker processes, show progress."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+_COUNTER = None
+_STEP = 200
+
+
+def load(source: str, is_git: bool) -> list:
+    """The changes of a history file or of a local git checkout, in time order."""
+    if is_git:
+        from bot.git_history import read_git_changes
+        return list(read_git_changes(source))
+    from bot.history_files import read_changes
+    return list(read_changes(source))
+
+
+def sources_of(paths: list[str], gits: list[str], command: str) -> list[tuple[str, bool]]:
+    """(source, is_git) pairs; exits with a message naming what is missing."""
+    sources = [(p, False) for p in paths] + [(g, True) for g in gits]
+    if not sources:
+        raise SystemExit(f"reviewbot {command}: give at least one history file or --git REPO")
+    for path, is_git in sources:
+        if not Path(path).exists():
+            raise SystemExit(f"reviewbot {command}: {path}: no such {'repository' if is_git else 'file'}")
+    return sources
+
+
+def tick_factory() -> Callable[[int], None]:
+    """A progress callback for a worker process: reports every few hundred changes."""
+    seen = [0]
+
+    def tick(n: int) -> None:
+        seen[0] += n
+        if seen[0] % _STEP == 0 and _COUNTER is not None:
+            with _COUNTER.get_lock():
+                _COUNTER.value += _STEP
+
+    return tick
+
+
+def _init(counter) -> None:
+    global _COUNTER
+    _COUNTER = counter
+
+
+def run_jobs(fn: Callable, jobs: list[tuple], total: int, *, workers: int, label: str) -> list:
+    """Run `fn(*job)` for every job in `workers` processes (one numeric thread each), with a progress bar
+    on stderr; results in job order."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # no oversubscription of the two cores
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("l", 0)
+    err = Console(stderr=True)
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, initializer=_init,
+                             initargs=(counter,)) as pool, \
+            Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                     console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=total)
+        futures = [pool.submit(fn, *job) for job in jobs]
+        while not all(f.done() for f in futures):
+            bar.update(task, completed=min(total, counter.value))
+            time.sleep(0.2)
+        return [f.result() for f in futures]
+
+
+def stdout_console() -> Console:
+    """A console for tables: wide when piped, so a table is not squeezed to 80 columns."""
+    out = Console()
+    return out if out.is_terminal else Console(width=140)

@@ -1,0 +1,130 @@
+"""Replay a real history with a simulated team that reacts to the suggestions, learning on or off.
+
+At each change the recommender suggests `k` people. The team accepts the suggested people who really
+reviewed, removes the others, and assigns the real reviewers the bot missed; those labels flow back to
+the recommender (with learning on) exactly as the bot's handlers pass GitLab events on: `learn(change,
+person, label)` before the merge, then `observe(change)` at the merge with its final reviewers. With
+learning off the same ranker sees the history alone.
+
+A leaver can be injected: from `leave_at` on, one frequent reviewer stops reviewing (and writing), and the
+replay counts how many of the changes that person would have reviewed pass until they are out of the
+top `k` for good.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Sequence
+
+from graph.model import Change
+
+__all__ = ["SimulationResult", "simulate", "frequent_reviewer"]
+
+
+@dataclass
+class SimulationResult:
+    learning: bool
+    records: int = 0
+    evaluated: int = 0
+    top1_hits: int = 0
+    top3_hits: int = 0
+    suggested: int = 0
+    accepted: int = 0
+    last_third_suggested: int = 0
+    last_third_accepted: int = 0
+    leaver: str | None = None
+    leaver_former_changes: int = 0
+    leaver_last_in_top: int = 0  # the leaver's former changes until their last appearance in the top k
+    leaver_first_on_former: int = 0  # ... on which the leaver was still put first
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        ev = self.evaluated or 1
+        return {
+            "learning": "on" if self.learning else "off",
+            "records": self.records,
+            "evaluated": self.evaluated,
+            "top1": round(self.top1_hits / ev, 4),
+            "top3": round(self.top3_hits / ev, 4),
+            "acceptance": round(self.accepted / (self.suggested or 1), 4),
+            "acceptance_last_third": round(self.last_third_accepted / (self.last_third_suggested or 1), 4),
+            "leaver": self.leaver,
+            "leaver_former_changes": self.leaver_former_changes,
+            "leaver_changes_until_dropped": self.leaver_last_in_top if self.leaver else None,
+            "leaver_still_first": self.leaver_first_on_former,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def frequent_reviewer(changes: Sequence[Change], upto: int, rank: int = 1) -> str | None:
+    """The `rank`-th most frequent reviewer among the first `upto` changes."""
+    counts = Counter(p for c in changes[:upto] for p in c.truth())
+    ranked = [p for p, _ in counts.most_common(rank)]
+    return ranked[rank - 1] if len(ranked) >= rank else None
+
+
+def _without(change: Change, person: str) -> Change:
+    return replace(change, reviewers=tuple(p for p in change.reviewers if p != person),
+                   ackers=tuple(p for p in change.ackers if p != person))
+
+
+def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning: bool, k: int = 3,
+             leaver: str | None = None, leave_at: int | None = None,
+             progress: Callable[[int], None] | None = None) -> SimulationResult:
+    """Run the replay; `make()` builds a fresh recommender with `recommend`, `learn` and `observe`."""
+    rec = make()
+    res = SimulationResult(learning=learning, leaver=leaver)
+    leave_at = len(changes) // 2 if leave_at is None else leave_at
+    third = len(changes) - len(changes) // 3
+    start = time.perf_counter()
+    for i, change in enumerate(changes):
+        if leaver is not None and i >= leave_at:
+            if change.author == leaver:
+                continue
+            former = leaver in change.truth()
+            change = _without(change, leaver)
+        else:
+            former = False
+        top = rec.recommend(change, k)
+        _score(res, change, top, i >= third)
+        if former:
+            res.leaver_former_changes += 1
+            res.leaver_first_on_former += bool(top[:1] == [leaver])
+            if leaver in top:
+                res.leaver_last_in_top = res.leaver_former_changes
+        if learning:
+            _feed_back(rec, change, top)
+        rec.observe(change)
+        if progress is not None:
+            progress(1)
+    res.seconds = time.perf_counter() - start
+    return res
+
+
+def _score(res: SimulationResult, change: Change, top: list[str], last_third: bool) -> None:
+    res.records += 1
+    truth = change.truth()
+    if not truth:
+        return
+    res.evaluated += 1
+    res.top1_hits += bool(top[:1] and top[0] in truth)
+    res.top3_hits += any(p in truth for p in top[:3])
+    taken = sum(p in truth for p in top)
+    res.suggested += len(top)
+    res.accepted += taken
+    if last_third:
+        res.last_third_suggested += len(top)
+        res.last_third_accepted += taken
+
+
+def _feed_back(rec, change: Change, top: Iterable[str]) -> None:
+    """The simulated team: keep who really reviewed, remove the others, add the missing reviewers."""
+    truth = change.truth()
+    top = list(top)
+    for rank, p in enumerate(top, start=1):
+        rec.learn(change, p, "accepted" if p in truth else "removed", rank=rank)
+    for p in sorted(truth - set(top)):
+        rec.learn(change, p, "assigned")
+    for p in sorted(truth):
+        rec.learn(change, p, "final_reviewer")

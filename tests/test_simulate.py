@@ -1,0 +1,67 @@
+"""Learning from feedback: the memory, the penalty for repeated rejections, and the simulated team."""
+import json
+
+import pytest
+
+from bot.cli import main
+from graph.feedback import FeedbackMemory
+from graph.model import Change
+from graph.ownership import DAY
+from graph.recommend import make_recommender
+from graph.simulate import frequent_reviewer, simulate
+
+D = int(DAY)
+
+
+def history(n=60):
+    """bob and cid share src/; bob reviews two changes in three until he leaves."""
+    out = []
+    for i in range(n):
+        reviewer = "bob" if i % 3 else "cid"
+        out.append(Change(str(i), i * D, "ann" if i % 2 else "dan", (reviewer,), (f"src/f{i % 4}.c",)))
+    return out
+
+
+def test_memory_streak_resets_on_a_review():
+    m = FeedbackMemory()
+    m.record("bob", "removed", time=0, rank=1)
+    m.record("bob", "passed_over", time=1, rank=2)
+    assert m.streak["bob"] == 1.5
+    m.record("bob", "final_reviewer", time=2)
+    assert m.streak["bob"] == 0.0
+    m.record("bob", "why", time=3)
+    assert m.labels == 3
+
+
+def test_rejections_drop_a_person_from_the_first_place():
+    rec = make_recommender("default")
+    for c in history(30):
+        rec.observe(c)
+    query = Change("q", 31 * D, "ann", (), ("src/f1.c",))
+    assert rec.recommend(query, 1) == ["bob"]
+    for i in range(5):
+        rec.learn(Change(f"r{i}", 31 * D, "ann", (), ("src/f1.c",)), "bob", "removed", rank=1)
+    assert rec.recommend(Change("q2", 31 * D, "ann", (), ("src/f1.c",)), 1) == ["cid"]
+
+
+def test_simulated_team_with_a_leaver():
+    changes = history()
+    assert frequent_reviewer(changes, 30) == "bob"
+    on = simulate(changes, lambda: make_recommender("default"), learning=True, leaver="bob", leave_at=30, k=1)
+    off = simulate(changes, lambda: make_recommender("default"), learning=False, leaver="bob", leave_at=30, k=1)
+    assert on.leaver_former_changes == off.leaver_former_changes == 20
+    assert on.as_dict()["leaver_changes_until_dropped"] < off.as_dict()["leaver_changes_until_dropped"]
+    assert on.top1_hits > off.top1_hits
+
+
+def test_cli_json(tmp_path, capsys):
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(json.dumps({"id": c.id, "time": c.time, "author": c.author,
+                                          "reviewers": list(c.reviewers), "files": list(c.files)})
+                              for c in history()) + "\n")
+    assert main(["simulate", str(path), "--json", "--jobs", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["learning"] for r in rows] == ["on", "off"]
+    for r in rows:
+        assert {"file", "records", "top1", "top3", "acceptance", "acceptance_last_third",
+                "leaver_changes_until_dropped", "seconds"} <= set(r)
