@@ -33,6 +33,7 @@ __all__ = [
     "ServerSettings",
     "DatabaseSettings",
     "WorkerSettings",
+    "DashboardSettings",
     "ProjectSettings",
     "WebhookSecret",
     "load_settings",
@@ -44,6 +45,7 @@ __all__ = [
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///reviewbot.sqlite3"
 ENV_CONFIG_PATH = "REVIEWBOT_CONFIG"
 ACCESS_LEVELS = (10, 15, 20, 30, 40, 50)
+DASHBOARD_TOKEN_MIN = 16
 
 # Environment variable -> (section, key). Environment wins over the file (Heroku-style config).
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
@@ -51,6 +53,7 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "GITLAB_TOKEN": ("gitlab", "token"),
     "DATABASE_URL": ("database", "url"),
     "PORT": ("server", "port"),
+    "REVIEWBOT_DASHBOARD_TOKEN": ("dashboard", "token"),
 }
 ENV_WEBHOOK_SECRET = "GITLAB_WEBHOOK_SECRET"
 
@@ -67,6 +70,10 @@ FIXES: dict[str, str] = {
     ),
     "database.url": "use e.g. sqlite+aiosqlite:///reviewbot.sqlite3 or postgresql://user:pass@host/db",
     "server.port": "export PORT=8080 (a number between 1 and 65535)",
+    "dashboard": (
+        "generate a token with python -c 'import secrets; print(secrets.token_urlsafe(32))' and "
+        "export REVIEWBOT_DASHBOARD_TOKEN=... (or set [dashboard] token), or set [dashboard] enabled = false"
+    ),
 }
 
 
@@ -144,6 +151,23 @@ class WorkerSettings(_Frozen):
         return self
 
 
+class DashboardSettings(_Frozen):
+    """The read-only dashboard at GET /: off unless enabled, and then only behind a long token."""
+
+    enabled: bool = False
+    token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _protected(self) -> DashboardSettings:
+        secret = self.token.get_secret_value() if self.token is not None else ""
+        if self.enabled and len(secret) < DASHBOARD_TOKEN_MIN:
+            raise ValueError(
+                f"enabled needs a token of at least {DASHBOARD_TOKEN_MIN} characters "
+                f"(got {'none' if not secret else len(secret)}): the dashboard shows who reviews what"
+            )
+        return self
+
+
 class ProjectSettings(_Frozen):
     """How the bot behaves on one project: [defaults] with that project's overrides applied."""
 
@@ -202,6 +226,7 @@ class Settings(_Frozen):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     defaults: ProjectSettings = ProjectSettings()
     projects: dict[str, dict[str, Any]] = {}
     webhook_secrets: tuple[WebhookSecret, ...] = ()

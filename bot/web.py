@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
+from bot import dashboard
 from bot.config import Settings
 from bot.logfmt import kv
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -258,7 +259,10 @@ def make_app(
     settings: Settings, storage: Storage, metrics: Metrics | None = None,
     *, on_stored: Callable[[], None] | None = None,
 ) -> web.Application:
-    """The aiohttp app: POST /webhook, GET /healthz, GET /metrics. `storage` is closed by its owner."""
+    """The aiohttp app: POST /webhook, GET /healthz, GET /metrics, and the dashboard when enabled (GET /...).
+
+    `storage` is closed by its owner.
+    """
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS_KEY] = settings
     app[STORAGE_KEY] = storage
@@ -267,4 +271,5 @@ def make_app(
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
+    dashboard.setup(app, settings, storage)
     return app

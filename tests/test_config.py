@@ -25,7 +25,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_the_example_file_is_valid_and_documents_every_setting():
     settings = load_settings(EXAMPLE, environ=ENV)
     text = EXAMPLE.read_text()
-    for section in ("gitlab", "server", "database", "worker", "defaults"):
+    for section in ("gitlab", "server", "database", "worker", "dashboard", "defaults"):
         for key in type(getattr(settings, section)).model_fields:
             assert f"{key} =" in text or f"# {key} =" in text, f"[{section}] {key} is not documented"
     assert settings.project_settings(7, "my-group/my-app").assign == "top1"
@@ -149,3 +149,13 @@ def test_settings_are_frozen():
     settings = load_settings(environ=ENV)
     with pytest.raises(Exception, match="frozen"):
         settings.server.port = 1  # type: ignore[misc]
+
+
+def test_the_dashboard_is_off_by_default_and_needs_a_long_token_when_on(tmp_path):
+    assert load_settings(environ=ENV).dashboard.enabled is False
+    path = write(tmp_path, "[dashboard]\nenabled = true\n")
+    with pytest.raises(ConfigError, match=r"setting dashboard .*token of at least 16 .*REVIEWBOT_DASHBOARD_TOKEN"):
+        load_settings(path, environ=ENV)
+    settings = load_settings(path, environ={**ENV, "REVIEWBOT_DASHBOARD_TOKEN": "dashboard-token-0123456789"})
+    assert settings.dashboard.token.get_secret_value() == "dashboard-token-0123456789"
+    assert "dashboard-token-0123456789" not in repr(settings) + str(settings.describe())

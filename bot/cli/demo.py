@@ -124,7 +124,7 @@ async def run_demo(opts: DemoOptions, *, out: Out = say, factory: DispatchFactor
             async with _running_bot(settings, factory, opts.port) as (storage, bot_url):
                 result = await _scenario(state, seeded, storage, settings, bot_url, opts, out, started)
                 if opts.serve:
-                    _print_exploring(out, state, seeded, result, gitlab_url, bot_url, Path(tmp))
+                    _print_exploring(out, state, seeded, result, gitlab_url, bot_url, Path(tmp), settings)
                     await _until_interrupted()
     return result
 
@@ -137,6 +137,7 @@ def demo_settings(gitlab_url: str, state: SimState, database: Path, port: int) -
         database={"url": f"sqlite+aiosqlite:///{database}"},
         worker={"poll_interval": 0.5, "dispatch_timeout": 30, "lease_seconds": 60, "backoff": 1},
         webhook_secrets=[{"secret": secrets.token_urlsafe(32)}],
+        dashboard={"enabled": True, "token": secrets.token_urlsafe(24)},
         source="reviewbot demo (built in)",
     )
 
@@ -267,14 +268,18 @@ def _print_comment(out: Out, body: str, *, plain: bool) -> None:
 
 
 def _print_exploring(out: Out, state: SimState, seeded: SeededProject, result: DemoResult, gitlab_url: str,
-                     bot_url: str, tmp: Path) -> None:
+                     bot_url: str, tmp: Path, settings: Settings) -> None:
     """The URLs and a few commands to poke at the running demo."""
     api = f"{gitlab_url}/api/v4/projects/{seeded.project.id}/merge_requests/{result.mr_iid}"
     author_token = f"demo-{result.author}-token"
     state.add_token(result.author, author_token)
     someone = next(user for owners in seeded.owners.values() for user in owners)
+    dashboard = settings.dashboard.token.get_secret_value() if settings.dashboard.token else ""
     out(f"""
 Still running (Ctrl-C stops both). Try:
+
+  # the dashboard (acceptance over time, suggestions against reviewers, review load, model), in a browser
+  {bot_url}/?token={dashboard}
 
   # the bot's health and metrics
   curl {bot_url}/healthz

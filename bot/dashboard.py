@@ -1,0 +1,271 @@
+"""The read-only dashboard: GET / (projects), GET /projects/{id}, GET /api/projects/{id}/stats.
+
+Why it is off by default and always behind a token: it shows who reviews what in every project the bot
+serves. `setup()` adds no route at all unless `[dashboard] enabled = true` with a token (so every dashboard
+URL is a 404 otherwise). A browser signs in once, with the 401 page's form (POST /signin) or by opening
+`/?token=...`: the token is checked in constant time, an HttpOnly SameSite=Strict cookie (an HMAC of the
+token, never the token itself) is set and the browser is sent on without the token in its address; scripts
+send `Authorization: Bearer ...`. Anything else gets the 401 page with the form. No page shows the GitLab
+token, the webhook secrets or the database URL.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Awaitable, Callable
+
+import sqlalchemy as sa
+from aiohttp import web
+
+from bot.config import Settings
+from bot.dashboard_html import ASSETS, asset, message_body, overview_body, page, project_body, signin_form
+from bot.dashboard_stats import ModelInfo, ProjectStats, project_stats, window_start
+from bot.logfmt import kv
+from bot.storage import ProjectRow, Storage, StorageError
+from bot.storage.tables import models
+
+__all__ = [
+    "setup", "load_stats", "active_model", "cookie_value", "credential", "local_path", "COOKIE", "DASHBOARD_KEY",
+    "WEEKS",
+]
+
+log = logging.getLogger("bot.dashboard")
+
+COOKIE = "reviewbot_dashboard"
+COOKIE_MAX_AGE = 7 * 24 * 3600
+WEEKS = 12
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+SIGN_IN_HINT = ('<p class="hint">The token is the <code>[dashboard] token</code> setting (or '
+                "<code>REVIEWBOT_DASHBOARD_TOKEN</code>). Scripts send <code>Authorization: Bearer</code> with it; "
+                "<code>?token=</code> in the address also signs in, but proxies may log addresses.</p>")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """What the dashboard's handlers share: settings, storage, the stores' clock and the token."""
+
+    settings: Settings
+    storage: Storage
+    clock: Callable[[], datetime]
+    token: bytes
+    cookie: bytes
+
+    def __repr__(self) -> str:
+        return "Dashboard(token=**********)"
+
+
+DASHBOARD_KEY = web.AppKey("dashboard", Dashboard)
+
+
+def cookie_value(token: bytes) -> str:
+    """The sign-in cookie: an HMAC of the token, so the cookie jar never holds the token itself."""
+    return hmac.new(token, b"reviewbot dashboard cookie v1", hashlib.sha256).hexdigest()
+
+
+def setup(app: web.Application, settings: Settings, storage: Storage,
+          *, clock: Callable[[], datetime] | None = None) -> None:
+    """Add the dashboard's routes to `app` when settings enable it with a token; else add nothing (404).
+
+    `clock` defaults to the stores' own clock, so "this week" agrees with the times they record.
+    """
+    config = settings.dashboard
+    if not config.enabled or config.token is None:
+        return
+    token = config.token.get_secret_value().encode()
+    app[DASHBOARD_KEY] = Dashboard(settings, storage, clock or storage.suggestions.clock, token,
+                                   cookie_value(token).encode())
+    app.router.add_post("/signin", signin)
+    app.router.add_get("/", protected(overview))
+    app.router.add_get(r"/projects/{project_id:\d+}", protected(project_page))
+    app.router.add_get(r"/api/projects/{project_id:\d+}/stats", protected(project_api))
+    app.router.add_get(r"/dashboard/{name:dashboard\.(css|js)}", static_asset)
+
+
+# --- sign-in -------------------------------------------------------------------------------------------------
+def _encoded(value: str) -> bytes:
+    return value.encode("utf-8", "surrogateescape")
+
+
+def credential(request: web.Request, dashboard: Dashboard) -> str | None:
+    """How the request proved it holds the token ("bearer", "query", "cookie"), or None.
+
+    The first credential present decides (Bearer header, then ?token=, then the cookie), so a wrong token is
+    refused even beside a valid cookie; other Authorization schemes (a proxy's Basic) are left alone.
+    """
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return "bearer" if hmac.compare_digest(_encoded(value.strip()), dashboard.token) else None
+    if "token" in request.query:
+        return "query" if hmac.compare_digest(_encoded(request.query["token"]), dashboard.token) else None
+    cookie = request.cookies.get(COOKIE)
+    if cookie is not None and hmac.compare_digest(_encoded(cookie), dashboard.cookie):
+        return "cookie"
+    return None
+
+
+def _is_api(request: web.Request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _unauthorised(request: web.Request, next_path: str | None = None) -> web.Response:
+    headers = {"WWW-Authenticate": 'Bearer realm="reviewbot dashboard"'}
+    why = "missing or wrong dashboard token"
+    if _is_api(request):
+        return web.json_response({"error": f"{why}: send Authorization: Bearer <dashboard token>"}, status=401,
+                                 headers=headers)
+    if next_path is None:
+        next_path = str(request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"]))
+    body = message_body("Sign-in needed", f"This dashboard needs its token ({why}).",
+                        html_hint=signin_form(next_path) + SIGN_IN_HINT)
+    response = web.Response(text=page("Sign-in needed", body), content_type="text/html", status=401, headers=headers)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _signed_in(request: web.Request, dashboard: Dashboard, target: str) -> web.Response:
+    """303 to `target` (a path on this site), setting the sign-in cookie."""
+    response = web.Response(status=303, headers={"Location": target})
+    secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    response.set_cookie(COOKIE, dashboard.cookie.decode(), max_age=COOKIE_MAX_AGE, path="/", httponly=True,
+                        samesite="Strict", secure=secure)
+    return response
+
+
+def protected(handler: Handler) -> Handler:
+    """Wrap a handler: token check first, security headers always, a 503 page when the database fails."""
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        dashboard = request.app[DASHBOARD_KEY]
+        via = credential(request, dashboard)
+        if via is None:
+            response: web.StreamResponse = _unauthorised(request)
+        elif via == "query" and not _is_api(request):  # the token leaves the address bar (and the history)
+            target = request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"])
+            response = _signed_in(request, dashboard, str(target))
+        else:
+            response = await _guarded(handler, request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    wrapper.__doc__ = handler.__doc__
+    return wrapper
+
+
+async def _guarded(handler: Handler, request: web.Request) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except (StorageError, sa.exc.SQLAlchemyError, OSError) as exc:
+        log.error(kv("dashboard database error", path=request.path, error=type(exc).__name__))
+        text = "The bot's database did not answer; try again in a moment (the bot's log names the cause)."
+        if _is_api(request):
+            return web.json_response({"error": text}, status=503)
+        return web.Response(text=page("Unavailable", message_body("Unavailable", text)), status=503,
+                            content_type="text/html")
+
+
+def local_path(value: str) -> str:
+    """`value` if it is a path on this site, else "/" (a sign-in must not redirect elsewhere).
+
+    >>> local_path("/projects/7?week=1"), local_path("//evil.example/x"), local_path("https://evil.example")
+    ('/projects/7?week=1', '/', '/')
+    """
+    ok = value.startswith("/") and not value.startswith(("//", "/\\")) and not any(c in value for c in "\r\n")
+    return value if ok else "/"
+
+
+async def signin(request: web.Request) -> web.Response:
+    """POST /signin (the 401 page's form): the token in the body, never in an address; then back to `next`."""
+    dashboard = request.app[DASHBOARD_KEY]
+    form = await request.post()
+    token, target = form.get("token"), local_path(str(form.get("next") or "/"))
+    if isinstance(token, str) and hmac.compare_digest(_encoded(token), dashboard.token):
+        response = _signed_in(request, dashboard, target)
+    else:
+        log.warning(kv("dashboard sign-in refused", remote=request.remote))
+        response = _unauthorised(request, target)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+# --- data ----------------------------------------------------------------------------------------------------
+async def active_model(storage: Storage, project_id: int) -> ModelInfo:
+    """The active model's version, score and time, without loading its (possibly large) pickled blob."""
+    stmt = (sa.select(models.c.version, models.c.backtest_score, models.c.created_at)
+            .where(models.c.project_id == project_id, models.c.active.is_(True)).limit(1))
+    async with storage.engine.connect() as conn:
+        row = (await conn.execute(stmt)).first()
+    if row is None:
+        return ModelInfo()
+    return ModelInfo(version=row.version, backtest_score=row.backtest_score, trained_at=row.created_at)
+
+
+async def load_stats(storage: Storage, project: ProjectRow, *, now: datetime, weeks: int = WEEKS) -> ProjectStats:
+    """Read one project's recent suggestions, feedback and model, and compute its dashboard numbers."""
+    since = window_start(now, weeks)
+    suggestions = await storage.suggestions.list(project.id, since=since)
+    feedback = await storage.feedback.list(project.id, since=since)
+    model = await active_model(storage, project.id)
+    if suggestions:
+        model = model.model_copy(update={"serving": suggestions[-1].model_version})
+    return project_stats(project.id, project.path, suggestions, feedback, model, now=now, weeks=weeks)
+
+
+NOT_FOUND = "No such project: the bot lists a project after its first webhook event from it."
+
+
+async def _project(request: web.Request) -> ProjectRow | None:
+    return await request.app[DASHBOARD_KEY].storage.projects.get(int(request.match_info["project_id"]))
+
+
+# --- handlers ------------------------------------------------------------------------------------------------
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(text=text, content_type="text/html", status=status)
+
+
+async def overview(request: web.Request) -> web.Response:
+    """Every project the bot has seen, with its headline numbers."""
+    dashboard = request.app[DASHBOARD_KEY]
+    now = dashboard.clock()
+    stats = [await load_stats(dashboard.storage, p, now=now) for p in await dashboard.storage.projects.list()]
+    return _html(page("Projects", overview_body(stats), crumb="dashboard", now=now))
+
+
+async def project_page(request: web.Request) -> web.Response:
+    """One project: acceptance chart, suggestions against reviewers, review load, model."""
+    dashboard = request.app[DASHBOARD_KEY]
+    project = await _project(request)
+    if project is None:
+        return _html(page("Not found", message_body("Not found", NOT_FOUND)), status=404)
+    stats = await load_stats(dashboard.storage, project, now=dashboard.clock())
+    title = project.path or f"project {project.id}"
+    body = project_body(stats, gitlab_url=dashboard.settings.gitlab.url)
+    return _html(page(title, body, crumb=title, now=stats.generated_at))
+
+
+async def project_api(request: web.Request) -> web.Response:
+    """The project page's numbers as JSON (what the page's script draws the chart from)."""
+    dashboard = request.app[DASHBOARD_KEY]
+    project = await _project(request)
+    if project is None:
+        return web.json_response({"error": NOT_FOUND}, status=404)
+    stats = await load_stats(dashboard.storage, project, now=dashboard.clock())
+    return web.json_response(stats.model_dump(mode="json"))
+
+
+async def static_asset(request: web.Request) -> web.Response:
+    """The stylesheet and the chart script (code only, no data: served without the token)."""
+    name = request.match_info["name"]
+    response = web.Response(text=asset(name), content_type=ASSETS[name])
+    response.headers.update({**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+    return response

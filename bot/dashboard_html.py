@@ -1,0 +1,161 @@
+"""The dashboard's HTML: the page shell from `bot/templates/dashboard.html`, the tables built here.
+
+Why by hand and escaped at every value: usernames, project paths and model versions come from GitLab and
+the database, so each goes through `html.escape` exactly once, here; the page's script only draws the chart,
+from JSON, through `textContent`. There is no templating engine to configure and no inline script or style,
+so the strict Content-Security-Policy the web module sends holds.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from html import escape
+from importlib import resources
+from string import Template
+from typing import Iterable, Sequence
+from urllib.parse import quote
+
+from bot.dashboard_stats import LoadRow, MrRow, ProjectStats
+
+__all__ = ["page", "overview_body", "project_body", "message_body", "signin_form", "asset", "ASSETS"]
+
+ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+
+
+@cache
+def _template_text(name: str) -> str:
+    return resources.files("bot").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def asset(name: str) -> str:
+    """The text of a static file of the dashboard (one of `ASSETS`)."""
+    if name not in ASSETS:
+        raise KeyError(f"no dashboard asset {name!r}: use one of {sorted(ASSETS)}")
+    return _template_text(name)
+
+
+def page(title: str, body: str, *, crumb: str = "", now: datetime | None = None) -> str:
+    """A whole page: `title` and `crumb` are plain text (escaped here), `body` is HTML built by this module."""
+    footer = "Read-only view of what the bot stored; times in UTC."
+    if now is not None:
+        footer = f"Generated {now:%Y-%m-%d %H:%M} UTC. " + footer
+    return Template(_template_text("dashboard.html")).substitute(
+        title=escape(title), crumb=escape(crumb), body=body, footer=escape(footer))
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f}%"
+
+
+def _people(names: Iterable[str]) -> str:
+    shown = [f'<span class="person">{escape(n)}</span>' for n in names]
+    return ", ".join(shown) or '<span class="muted">–</span>'
+
+
+def _row(cells: Sequence[str], *, nums: frozenset[int] = frozenset()) -> str:
+    tds = "".join(f'<td class="num">{c}</td>' if i in nums else f"<td>{c}</td>" for i, c in enumerate(cells))
+    return f"<tr>{tds}</tr>"
+
+
+def _table(head: Sequence[str], rows: Sequence[str], *, nums: frozenset[int] = frozenset(), empty: str) -> str:
+    if not rows:
+        return f'<p class="muted">{escape(empty)}</p>'
+    ths = "".join(f'<th class="num">{escape(h)}</th>' if i in nums else f"<th>{escape(h)}</th>"
+                  for i, h in enumerate(head))
+    return f"<table><thead><tr>{ths}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def overview_body(projects: Sequence[ProjectStats]) -> str:
+    """The list of projects with their headline numbers, each linking to its page."""
+    rows = [_row([
+        f'<a href="/projects/{s.project_id}">{escape(s.path or f"project {s.project_id}")}</a>',
+        str(s.suggested), _pct(s.acceptance), _pct(s.top1), _pct(s.top3), escape(s.model_label),
+    ], nums=frozenset({1, 2, 3, 4})) for s in projects]
+    table = _table(["Project", "MRs suggested", "Accepted", "Top-1 hit", "Top-3 hit", "Model"], rows,
+                   nums=frozenset({1, 2, 3, 4}),
+                   empty="No project yet: a project appears here after the bot receives its first webhook event.")
+    return (f"<h1>Projects</h1><section>{table}<p class=\"hint\">Over the last 12 weeks. Accepted: share of merge "
+            "requests where someone the bot suggested became a reviewer or approved.</p></section>")
+
+
+def _cards(s: ProjectStats) -> str:
+    score = "no backtest score" if s.model.backtest_score is None else f"backtest score {s.model.backtest_score:.3f}"
+    trained = f", trained {s.model.trained_at:%Y-%m-%d}" if s.model.trained_at else ""
+    serving = f"latest suggestion by {s.model.serving}" if s.model.serving else "no suggestion yet"
+    cards = [
+        ("Accepted (12 weeks)", _pct(s.acceptance), f"{s.accepted} of {s.suggested} merge requests", ""),
+        ("Top-1 hit", _pct(s.top1), f"first suggestion among the reviewers of {s.judged} merged MRs", ""),
+        ("Top-3 hit", _pct(s.top3), f"one of the first three among the reviewers of {s.judged} merged MRs", ""),
+        ("Model", s.model_label, f"{score}{trained}; {serving}", " small"),
+    ]
+    return '<div class="cards">' + "".join(
+        f'<div><div class="label">{escape(label)}</div><div class="value{extra}" id="card-{i}">{escape(value)}'
+        f'</div><div class="note">{escape(note)}</div></div>'
+        for i, (label, value, note, extra) in enumerate(cards)) + "</div>"
+
+
+def _chart(s: ProjectStats) -> str:
+    weeks = [_row([f"{w.week:%Y-%m-%d}", str(w.suggested), str(w.accepted), _pct(w.rate)],
+                  nums=frozenset({1, 2, 3})) for w in s.weeks]
+    table = _table(["Week of", "MRs suggested", "Accepted", "Rate"], weeks, nums=frozenset({1, 2, 3}), empty="")
+    return (f'<section><h2>Acceptance rate per week</h2><div class="chart" id="acceptance-chart" '
+            f'data-stats="/api/projects/{s.project_id}/stats" data-state="loading">'
+            '<p class="muted">Drawing the chart… (it needs JavaScript; the numbers are below)</p></div>'
+            f"<details><summary>The numbers</summary>{table}</details></section>")
+
+
+def _mr_link(gitlab_url: str, path: str | None, iid: int) -> str:
+    if not path:
+        return f"!{iid}"
+    href = f"{gitlab_url}/{quote(path, safe='/')}/-/merge_requests/{iid}"
+    return f'<a href="{escape(href)}" rel="noreferrer">!{iid}</a>'
+
+
+def _mr_row(r: MrRow, gitlab_url: str, path: str | None) -> str:
+    def mark(hit: bool) -> str:
+        return '<span class="hit">yes</span>' if hit else '<span class="miss">no</span>'
+
+    return _row([
+        _mr_link(gitlab_url, path, r.mr_iid), f"{r.suggested_at:%Y-%m-%d}", _people([r.top1] if r.top1 else []),
+        _people(r.top3), _people(r.reviewers), "–" if r.top1_hit is None else mark(r.top1_hit),
+        "–" if r.top3_hit is None else mark(r.top3_hit), '<span class="tag">merged</span>' if r.merged else "open",
+    ])
+
+
+def _load_row(r: LoadRow, busiest: int) -> str:
+    meter = f'<meter min="0" max="{busiest}" value="{r.open}" title="{r.open} open reviews"></meter>'
+    return _row([f'<span class="person">{escape(r.person)}</span>', f'<span class="load">{r.open} {meter}</span>',
+                 str(r.suggested), str(r.top1), str(r.reviewing), str(r.approved)], nums=frozenset({2, 3, 4, 5}))
+
+
+def project_body(s: ProjectStats, *, gitlab_url: str) -> str:
+    """The project page: headline cards, the chart, suggestions against reviewers, review load."""
+    mrs = [_mr_row(r, gitlab_url, s.path) for r in s.recent]
+    busiest = max((r.open for r in s.load), default=0) or 1
+    load = [_load_row(r, busiest) for r in s.load]
+    mr_table = _table(["MR", "Suggested", "Top-1", "Top-3", "Actual reviewers", "Top-1 hit", "Top-3 hit", "State"],
+                      mrs, empty="The bot has not suggested anyone on this project in the last 12 weeks.")
+    load_table = _table(["Person", "Open reviews", "Suggested", "Suggested first", "Became reviewer", "Approved"],
+                        load, nums=frozenset({2, 3, 4, 5}), empty="No reviews recorded in the last 30 days.")
+    title = escape(s.path or f"project {s.project_id}")
+    return (f"<h1>{title} <small>#{s.project_id}</small></h1>{_cards(s)}{_chart(s)}"
+            f"<section><h2>Suggestions against actual reviewers</h2>{mr_table}<p class=\"hint\">The bot's latest "
+            "suggestion on each merge request (newest first); actual reviewers are the final ones once merged."
+            "</p></section>"
+            f"<section><h2>Review load per person</h2>{load_table}<p class=\"hint\">Open reviews: reviewer on a "
+            "merge request that is not merged yet. The other columns count merge requests in the last 30 days."
+            "</p></section>")
+
+
+def message_body(title: str, text: str, *, html_hint: str = "") -> str:
+    """A short page with one message (sign-in needed, not found); `html_hint` is trusted HTML from this code."""
+    return f'<div class="signin"><section><h1>{escape(title)}</h1><p>{escape(text)}</p>{html_hint}</section></div>'
+
+
+def signin_form(next_path: str) -> str:
+    """A sign-in form that POSTs the token (so it stays out of addresses and proxy logs), then goes to `next_path`."""
+    return ('<form class="signin-form" method="post" action="/signin">'
+            f'<input type="hidden" name="next" value="{escape(next_path)}">'
+            '<label for="token">Dashboard token</label>'
+            '<input id="token" type="password" name="token" autocomplete="current-password" required>'
+            '<button type="submit">Sign in</button></form>')

@@ -1,0 +1,257 @@
+"""What the dashboard shows about one project, computed from stored suggestions and feedback rows.
+
+Why a pure module: the numbers (how often a suggestion is taken, who reviews what) are the product's proof
+that it works, so they are computed by plain functions over plain rows and tested with exact values; the
+web module only loads the rows and renders the result.
+
+Definitions (one merge request is one unit, however often the bot re-suggested on it):
+* a merge request is **accepted** when someone the bot suggested on it later got an `accepted`, `approved`,
+  `reviewed` or `final_reviewer` label there (the bot's own `assigned` alone is not a human's choice);
+  it counts in the week of the bot's first suggestion on it;
+* its **actual reviewers** are the `final_reviewer` people once merged, else whoever is currently a reviewer
+  (`accepted`, `assigned`, `approved`, `reviewed`, less those `removed` since);
+* **Top-1 / Top-3 hit**: over merged merge requests, the bot's latest first / first three suggestions
+  include one of the actual reviewers;
+* **review load** is, per person, the open reviews (a reviewer on an unmerged merge request) and the
+  merge requests suggested to, reviewed and approved in the last `load_days` days.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Iterable, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from bot.storage import FeedbackRow, SuggestionRow
+
+__all__ = [
+    "ACCEPTING", "BECAME_REVIEWER", "NO_MODEL", "WeekPoint", "MrRow", "LoadRow", "ModelInfo", "ProjectStats",
+    "project_stats", "week_start", "window_start",
+]
+
+ACCEPTING = frozenset({"accepted", "approved", "reviewed", "final_reviewer"})
+BECAME_REVIEWER = frozenset({"accepted", "assigned", "final_reviewer"})
+CURRENT_REVIEWER = frozenset({"accepted", "assigned", "approved", "reviewed"})
+NO_MODEL = "history-trained (no stored model)"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class WeekPoint(_Frozen):
+    """One week of the acceptance chart; `rate` is None when the bot suggested on nothing that week."""
+
+    week: date
+    suggested: int
+    accepted: int
+    rate: float | None
+
+
+class MrRow(_Frozen):
+    """The bot's last suggestion on one merge request against who actually reviewed it.
+
+    The hits are None until the merge request is merged: before that its reviewers may still change, and
+    the bot's own assignment would count as a hit.
+    """
+
+    mr_iid: int
+    suggested_at: datetime
+    top1: str | None
+    top3: list[str]
+    reviewers: list[str]
+    merged: bool
+    top1_hit: bool | None
+    top3_hit: bool | None
+
+
+class LoadRow(_Frozen):
+    """One person's review load (see the module docstring)."""
+
+    person: str
+    open: int
+    suggested: int
+    top1: int
+    reviewing: int
+    approved: int
+
+
+class ModelInfo(_Frozen):
+    """The project's active stored model, if any, and the version that made the latest suggestion."""
+
+    version: str | None = None
+    backtest_score: float | None = None
+    trained_at: datetime | None = None
+    serving: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.version or NO_MODEL
+
+
+class ProjectStats(_Frozen):
+    """Everything the project page shows; also the JSON of GET /api/projects/{id}/stats."""
+
+    project_id: int
+    path: str | None
+    generated_at: datetime
+    weeks: list[WeekPoint]
+    suggested: int
+    accepted: int
+    acceptance: float | None
+    judged: int
+    top1: float | None
+    top3: float | None
+    recent: list[MrRow]
+    load: list[LoadRow]
+    model: ModelInfo
+    model_label: str
+
+
+def week_start(when: datetime) -> date:
+    """The Monday (UTC) of the week `when` falls in.
+
+    >>> from datetime import timezone
+    >>> week_start(datetime(2025, 3, 1, 12, tzinfo=timezone.utc))
+    datetime.date(2025, 2, 24)
+    """
+    day = when.date()
+    return day - timedelta(days=day.weekday())
+
+
+def window_start(now: datetime, weeks: int) -> datetime:
+    """Midnight (UTC) of the first day of the chart: `weeks` whole weeks ending with the current one."""
+    first = week_start(now) - timedelta(weeks=weeks - 1)
+    return datetime(first.year, first.month, first.day, tzinfo=now.tzinfo)
+
+
+def _usernames(row: SuggestionRow) -> list[str]:
+    return [str(p["username"]) for p in row.people if isinstance(p, Mapping) and p.get("username")]
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+@dataclass
+class _Mr:
+    """One merge request's suggestions and feedback, oldest first."""
+
+    iid: int
+    suggestions: list[SuggestionRow] = field(default_factory=list)
+    feedback: list[FeedbackRow] = field(default_factory=list)
+
+    def first_suggested(self) -> dict[str, datetime]:
+        """casefolded person -> when the bot first suggested them here."""
+        first: dict[str, datetime] = {}
+        for row in self.suggestions:
+            for name in _usernames(row):
+                first.setdefault(name.casefold(), row.created_at)
+        return first
+
+    def accepted(self) -> bool:
+        """True when a person suggested here later became a reviewer or approved (see `ACCEPTING`)."""
+        first = self.first_suggested()
+        for row in self.feedback:
+            when = first.get(row.person.casefold())
+            if row.label in ACCEPTING and when is not None and row.created_at >= when:
+                return True
+        return False
+
+    def merged(self) -> bool:
+        return any(r.label == "final_reviewer" for r in self.feedback)
+
+    def reviewers(self) -> list[str]:
+        """The actual reviewers (see the module docstring), sorted."""
+        current: dict[str, str] = {}
+        final = [r.person for r in self.feedback if r.label == "final_reviewer"]
+        for row in self.feedback:
+            if row.label in CURRENT_REVIEWER:
+                current[row.person.casefold()] = row.person
+            elif row.label == "removed":
+                current.pop(row.person.casefold(), None)
+        names = {p.casefold(): p for p in final} if final else current
+        return sorted(names.values(), key=str.casefold)
+
+
+def _group(suggestions: Iterable[SuggestionRow], feedback: Iterable[FeedbackRow]) -> dict[int, _Mr]:
+    mrs: dict[int, _Mr] = {}
+    for s in sorted(suggestions, key=lambda r: (r.created_at, r.id)):
+        mrs.setdefault(s.mr_iid, _Mr(s.mr_iid)).suggestions.append(s)
+    for f in sorted(feedback, key=lambda r: (r.created_at, r.id)):
+        mrs.setdefault(f.mr_iid, _Mr(f.mr_iid)).feedback.append(f)
+    return mrs
+
+
+def _weeks(suggested: Sequence[_Mr], now: datetime, weeks: int) -> list[WeekPoint]:
+    first = week_start(now) - timedelta(weeks=weeks - 1)
+    counts: dict[date, list[int]] = {first + timedelta(weeks=i): [0, 0] for i in range(weeks)}
+    for mr in suggested:
+        bucket = counts.get(week_start(mr.suggestions[0].created_at))
+        if bucket is not None:
+            bucket[0] += 1
+            bucket[1] += mr.accepted()
+    return [WeekPoint(week=w, suggested=n, accepted=a, rate=_ratio(a, n)) for w, (n, a) in counts.items()]
+
+
+def _mr_row(mr: _Mr) -> MrRow:
+    shown, reviewers, merged = _usernames(mr.suggestions[-1]), mr.reviewers(), mr.merged()
+    folded = {r.casefold() for r in reviewers}
+    return MrRow(
+        mr_iid=mr.iid, suggested_at=mr.suggestions[0].created_at, top1=shown[0] if shown else None, top3=shown[:3],
+        reviewers=reviewers, merged=merged, top1_hit=bool(shown) and shown[0].casefold() in folded if merged else None,
+        top3_hit=any(p.casefold() in folded for p in shown[:3]) if merged else None,
+    )
+
+
+def _load(mrs: Iterable[_Mr], since: datetime, limit: int) -> list[LoadRow]:
+    names: dict[str, str] = {}
+    counts: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+
+    def add(person: str, what: str, iid: int) -> None:
+        names.setdefault(person.casefold(), person)
+        counts[person.casefold()][what].add(iid)
+
+    for mr in mrs:
+        for row in (s for s in mr.suggestions if s.created_at >= since):
+            for rank, person in enumerate(_usernames(row)):
+                add(person, "suggested", mr.iid)
+                if rank == 0:
+                    add(person, "top1", mr.iid)
+        for row in (f for f in mr.feedback if f.created_at >= since):
+            if row.label in BECAME_REVIEWER or row.label == "approved":
+                add(row.person, "reviewing" if row.label in BECAME_REVIEWER else "approved", mr.iid)
+        for person in [] if mr.merged() else mr.reviewers():
+            add(person, "open", mr.iid)
+    rows = [LoadRow(person=names[key], **{k: len(c[k]) for k in LoadRow.model_fields if k != "person"})
+            for key, c in counts.items()]
+    rows.sort(key=lambda r: (-r.open, -r.reviewing, -r.suggested, r.person.casefold()))
+    return rows[:limit]
+
+
+def project_stats(
+    project_id: int, path: str | None, suggestions: Iterable[SuggestionRow], feedback: Iterable[FeedbackRow],
+    model: ModelInfo, *, now: datetime, weeks: int = 12, recent: int = 20, load_days: int = 30, people: int = 30,
+) -> ProjectStats:
+    """The dashboard's numbers for one project from its rows since `window_start(now, weeks)`.
+
+    Rows outside the window are ignored for the chart; `recent` merge requests (newest first) fill the
+    suggestions-against-reviewers table; at most `people` rows of load.
+    """
+    mrs = _group(suggestions, feedback)
+    suggested = [mr for mr in mrs.values() if mr.suggestions]
+    points = _weeks(suggested, now, weeks)
+    in_chart = sum(p.suggested for p in points)
+    accepted = sum(p.accepted for p in points)
+    rows = [_mr_row(mr) for mr in sorted(suggested, key=lambda m: m.suggestions[0].created_at, reverse=True)]
+    judged = [r for r in rows if r.merged]
+    return ProjectStats(
+        project_id=project_id, path=path, generated_at=now, weeks=points, suggested=in_chart, accepted=accepted,
+        acceptance=_ratio(accepted, in_chart), judged=len(judged),
+        top1=_ratio(sum(r.top1_hit for r in judged), len(judged)),
+        top3=_ratio(sum(r.top3_hit for r in judged), len(judged)),
+        recent=rows[:recent], load=_load(mrs.values(), now - timedelta(days=load_days), people),
+        model=model, model_label=model.label,
+    )

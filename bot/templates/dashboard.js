@@ -1,0 +1,86 @@
+// reviewbot dashboard: draws the weekly acceptance chart as inline SVG from GET /api/projects/{id}/stats.
+// No library, no build step, no network beyond this origin. Text goes in through textContent only.
+"use strict";
+
+(function () {
+  const SVG = "http://www.w3.org/2000/svg";
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const SIZE = { width: 760, height: 270, left: 44, right: 12, top: 22, bottom: 46 };
+
+  function el(name, attrs, text) {
+    const node = document.createElementNS(SVG, name);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function percent(rate) {
+    return Math.round(rate * 100) + "%";
+  }
+
+  function dayMonth(isoDate) {
+    const [, month, day] = isoDate.split("-").map(Number);
+    return day + " " + MONTHS[month - 1];
+  }
+
+  function grid(svg, plot) {
+    for (const level of [0, 0.25, 0.5, 0.75, 1]) {
+      const y = plot.top + plot.height * (1 - level);
+      svg.append(el("line", { class: "grid", x1: plot.left, x2: plot.left + plot.width, y1: y, y2: y }));
+      svg.append(el("text", { class: "axis", x: plot.left - 6, y: y + 4, "text-anchor": "end" }, percent(level)));
+    }
+  }
+
+  function week(svg, plot, point, index, slot) {
+    const barWidth = Math.max(4, slot * 0.62);
+    const x = plot.left + index * slot + (slot - barWidth) / 2;
+    const middle = x + barWidth / 2;
+    const base = plot.top + plot.height;
+    const label = el("text", { class: "axis", x: middle, y: base + 16, "text-anchor": "middle" }, dayMonth(point.week));
+    svg.append(label, el("text", { class: "count", x: middle, y: base + 30 }, point.accepted + "/" + point.suggested));
+    if (point.rate === null) {
+      svg.append(el("rect", { class: "empty", x: x, y: base - 2, width: barWidth, height: 2 }));
+      return 0;
+    }
+    const height = Math.max(point.rate * plot.height, 1);
+    const bar = el("rect", { class: "bar", x: x, y: base - height, width: barWidth, height: height, rx: 2 });
+    bar.append(el("title", {}, "Week of " + point.week + ": " + point.accepted + " of " + point.suggested +
+      " merge requests took a suggested reviewer (" + percent(point.rate) + ")"));
+    svg.append(bar, el("text", { class: "value", x: middle, y: base - height - 5 }, percent(point.rate)));
+    return 1;
+  }
+
+  function draw(holder, weeks) {
+    const plot = {
+      left: SIZE.left, top: SIZE.top,
+      width: SIZE.width - SIZE.left - SIZE.right, height: SIZE.height - SIZE.top - SIZE.bottom,
+    };
+    const svg = el("svg", {
+      viewBox: "0 0 " + SIZE.width + " " + SIZE.height, role: "img", id: "acceptance-svg",
+      "aria-label": "Share of merge requests per week where a suggested person reviewed or approved",
+    });
+    grid(svg, plot);
+    const slot = plot.width / Math.max(weeks.length, 1);
+    let bars = 0;
+    weeks.forEach(function (point, index) { bars += week(svg, plot, point, index, slot); });
+    holder.replaceChildren(svg);
+    holder.dataset.bars = String(bars);
+    holder.dataset.state = "drawn";
+  }
+
+  function load(holder) {
+    fetch(holder.dataset.stats, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (!response.ok) throw new Error("the server answered " + response.status);
+        return response.json();
+      })
+      .then(function (stats) { draw(holder, stats.weeks); })
+      .catch(function (error) {
+        holder.textContent = "Could not draw the chart: " + error.message + ". Reload the page to try again.";
+        holder.dataset.state = "error";
+      });
+  }
+
+  const holder = document.getElementById("acceptance-chart");
+  if (holder && holder.dataset.stats) load(holder);
+})();

@@ -1,0 +1,312 @@
+"""The dashboard over real HTTP (pytest-aiohttp) on seeded storage, and in a real headless Chromium.
+
+The seeded project (times in UTC, "now" is Wednesday 2025-03-19; the chart's weeks start on Mondays):
+
+    MR  first suggested    shown (latest)   what people did                         accepted  merged reviewers
+    7   02-25 (wk 02-24)   ann              ann final reviewer                      yes       yes    ann
+    1   03-03 (wk 03-03)   ann bob cy       bob accepted, final reviewer            yes       yes    bob
+    2   03-04 (wk 03-03)   bob ann          both passed over, dan final reviewer    no        yes    dan
+    3   03-10 (wk 03-10)   ann cy (2nd)     cy assigned by the bot, then approved   yes       no     cy
+    4   03-12 (wk 03-10)   ann              ann assigned by the bot only            no        no     ann
+    5   03-13 (wk 03-10)   bob cy           bob assigned, then removed              no        no     -
+    6   03-17 (wk 03-17)   <img ...>        a thumbs up                             no        no     -
+    8   2024-12-01         ann              (before the 12-week window)             -
+
+So the weeks read 1/1, 1/2, 1/3, 0/1 (3 of 7), and the merged ones give Top-1 1/3 and Top-3 2/3.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.dashboard import COOKIE, cookie_value, load_stats
+from bot.dashboard_stats import NO_MODEL
+from bot.metrics import Metrics
+from bot.storage import Storage
+from bot.web import make_app
+from tests.storage_fixtures import FakeClock
+
+TOKEN = "dashboard-token-0123456789abcdef"
+GITLAB_TOKEN = "glpat-never-shown-0000"
+WEBHOOK_SECRET = "webhook-secret-never-shown-1111"
+EVIL = '<img src=x onerror="alert(1)">'
+PROJECT, OTHER = 7, 9
+NOW = datetime(2025, 3, 19, 12, 0, tzinfo=timezone.utc)
+
+
+def make_settings(*, enabled: bool = True) -> Settings:
+    dashboard = {"enabled": True, "token": TOKEN} if enabled else {}
+    return Settings(gitlab={"url": "https://gitlab.example", "token": GITLAB_TOKEN},
+                    webhook_secrets=[{"secret": WEBHOOK_SECRET}], dashboard=dashboard)
+
+
+def at(clock: FakeClock, when: str) -> None:
+    clock.now = datetime.fromisoformat(when).replace(tzinfo=timezone.utc)
+
+
+async def suggest(storage: Storage, clock: FakeClock, when: str, iid: int, *people: str,
+                  version: str = "v3") -> int:
+    at(clock, when)
+    return await storage.suggestions.add(PROJECT, iid, [{"username": p, "score": 1.0, "reasons": []} for p in people],
+                                         version)
+
+
+async def react(storage: Storage, clock: FakeClock, when: str, iid: int, person: str, label: str,
+                suggestion: int | None) -> None:
+    at(clock, when)
+    await storage.feedback.record(PROJECT, iid, person, label, suggestion_id=suggestion)
+
+
+async def seed(storage: Storage, clock: FakeClock) -> None:
+    """The project of the module docstring, a second project without data or model, and two model versions."""
+    await storage.projects.seen(PROJECT, "acme/widgets")
+    await storage.projects.seen(OTHER, "acme/empty")
+    await storage.models.save(PROJECT, "v2", b"old", backtest_score=0.55)
+    await storage.models.save(PROJECT, "v3", b"new", backtest_score=0.612)
+    await suggest(storage, clock, "2024-12-01T09:00", 8, "ann")
+    s7 = await suggest(storage, clock, "2025-02-25T09:00", 7, "ann")
+    await react(storage, clock, "2025-02-26T09:00", 7, "ann", "final_reviewer", s7)
+    s1 = await suggest(storage, clock, "2025-03-03T10:00", 1, "ann", "bob", "cy")
+    await react(storage, clock, "2025-03-03T11:00", 1, "bob", "accepted", s1)
+    await react(storage, clock, "2025-03-04T09:00", 1, "bob", "final_reviewer", s1)
+    s2 = await suggest(storage, clock, "2025-03-04T10:00", 2, "bob", "ann")
+    for person in ("bob", "ann"):
+        await react(storage, clock, "2025-03-04T11:00", 2, person, "passed_over", s2)
+    await react(storage, clock, "2025-03-05T09:00", 2, "dan", "final_reviewer", s2)
+    s3 = await suggest(storage, clock, "2025-03-10T10:00", 3, "cy", "ann")
+    await react(storage, clock, "2025-03-10T10:00", 3, "cy", "assigned", s3)
+    s3b = await suggest(storage, clock, "2025-03-11T10:00", 3, "ann", "cy")
+    await react(storage, clock, "2025-03-12T10:00", 3, "cy", "approved", s3b)
+    s4 = await suggest(storage, clock, "2025-03-12T11:00", 4, "ann")
+    await react(storage, clock, "2025-03-12T11:00", 4, "ann", "assigned", s4)
+    s5 = await suggest(storage, clock, "2025-03-13T10:00", 5, "bob", "cy")
+    await react(storage, clock, "2025-03-13T10:00", 5, "bob", "assigned", s5)
+    await react(storage, clock, "2025-03-14T10:00", 5, "bob", "removed", s5)
+    s6 = await suggest(storage, clock, "2025-03-17T10:00", 6, EVIL, version="v4-candidate")
+    await react(storage, clock, "2025-03-17T11:00", 6, "zed", "thumbs_up", s6)
+    clock.now = NOW
+
+
+@pytest.fixture
+async def seeded(sqlite_url: str) -> Storage:
+    clock = FakeClock()
+    storage = Storage(sqlite_url, clock=clock)
+    await seed(storage, clock)
+    yield storage
+    await storage.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client, seeded):
+    return await aiohttp_client(make_app(make_settings(), seeded, Metrics()))
+
+
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+# --- off, sign-in --------------------------------------------------------------------------------------------
+async def test_the_dashboard_is_off_by_default(aiohttp_client, seeded):
+    client = await aiohttp_client(make_app(make_settings(enabled=False), seeded, Metrics()))
+    for path in ("/", "/projects/7", "/api/projects/7/stats", "/dashboard/dashboard.js"):
+        response = await client.get(path, headers=BEARER)
+        assert response.status == 404, path
+    assert (await client.get("/healthz")).status == 200
+
+
+@pytest.mark.parametrize("headers, query", [
+    ({}, ""), ({"Authorization": "Bearer wrong-token-0123456789abcdef"}, ""), ({"Authorization": TOKEN}, ""),
+    ({}, "?token=wrong"), ({"Cookie": f"{COOKIE}={TOKEN}"}, ""),
+])
+async def test_a_missing_or_wrong_token_gets_the_401_page(client, headers, query):
+    for path in ("/", "/projects/7"):
+        response = await client.get(path + query, headers=headers, allow_redirects=False)
+        text = await response.text()
+        assert response.status == 401 and "Sign-in needed" in text and "ann" not in text
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "set-cookie" not in response.headers
+    response = await client.get("/api/projects/7/stats" + query, headers=headers)
+    assert response.status == 401 and "Bearer" in (await response.json())["error"]
+
+
+async def test_a_wrong_token_is_refused_even_beside_a_valid_cookie(client):
+    client.session.cookie_jar.update_cookies({COOKIE: cookie_value(TOKEN.encode())})
+    assert (await client.get("/")).status == 200
+    assert (await client.get("/", headers={"Authorization": "Bearer nope"})).status == 401
+    assert (await client.get("/?token=nope", allow_redirects=False)).status == 401
+    assert (await client.get("/", headers={"Authorization": "Basic cHJveHk6cGFzcw=="})).status == 200  # a proxy's
+
+
+async def test_the_token_in_the_address_once_sets_a_strict_httponly_cookie_and_leaves_the_address(client):
+    response = await client.get(f"/projects/7?week=1&token={TOKEN}", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/projects/7?week=1"
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith(f"{COOKIE}=") and TOKEN not in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    followed = await client.get("/projects/7")  # the test client keeps the cookie, as a browser does
+    assert followed.status == 200 and "acme/widgets" in await followed.text()
+
+
+async def test_the_sign_in_form_posts_the_token_and_goes_back_only_to_this_site(client):
+    page = await (await client.get("/projects/7?week=1")).text()
+    assert '<form class="signin-form" method="post" action="/signin">' in page
+    assert '<input type="hidden" name="next" value="/projects/7?week=1">' in page
+    wrong = await client.post("/signin", data={"token": "nope", "next": "/projects/7"}, allow_redirects=False)
+    assert wrong.status == 401 and "set-cookie" not in wrong.headers
+    assert 'name="next" value="/projects/7"' in await wrong.text()
+    for asked, location in (("/projects/7?week=1", "/projects/7?week=1"), ("//evil.example/", "/"),
+                            ("https://evil.example/", "/"), ("/\\evil.example", "/")):
+        response = await client.post("/signin", data={"token": TOKEN, "next": asked}, allow_redirects=False)
+        assert response.status == 303 and response.headers["Location"] == location
+        assert "HttpOnly" in response.headers["Set-Cookie"] and TOKEN not in response.headers["Set-Cookie"]
+    assert (await client.get("/projects/7")).status == 200
+
+
+async def test_bearer_works_and_every_page_carries_the_security_headers(client):
+    for path in ("/", "/projects/7", "/api/projects/7/stats", "/dashboard/dashboard.js"):
+        response = await client.get(path, headers=BEARER)
+        assert response.status == 200, path
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+    unknown = await client.get("/projects/12345", headers=BEARER)
+    assert unknown.status == 404 and "first webhook event" in await unknown.text()
+    assert (await client.get("/api/projects/12345/stats", headers=BEARER)).status == 404
+
+
+async def test_no_page_shows_a_secret(client):
+    for path in ("/", "/projects/7", "/projects/9", "/api/projects/7/stats", "/?token=x"):
+        text = await (await client.get(path, headers=BEARER if "token" not in path else {})).text()
+        for secret in (TOKEN, GITLAB_TOKEN, WEBHOOK_SECRET):
+            assert secret not in text, (path, secret)
+
+
+# --- numbers -------------------------------------------------------------------------------------------------
+def week(day: str, suggested: int, accepted: int) -> dict:
+    return {"week": day, "suggested": suggested, "accepted": accepted,
+            "rate": round(accepted / suggested, 4) if suggested else None}
+
+
+def mr(iid, day, top3, reviewers, merged, top1_hit, top3_hit) -> dict:
+    return {"mr_iid": iid, "suggested_at": day, "top1": top3[0] if top3 else None, "top3": top3,
+            "reviewers": reviewers, "merged": merged, "top1_hit": top1_hit, "top3_hit": top3_hit}
+
+
+def person(name, open_, suggested, top1, reviewing, approved) -> dict:
+    return {"person": name, "open": open_, "suggested": suggested, "top1": top1, "reviewing": reviewing,
+            "approved": approved}
+
+
+async def test_the_json_stats_are_exact(client):
+    stats = await (await client.get("/api/projects/7/stats", headers=BEARER)).json()
+    assert len(stats["weeks"]) == 12 and stats["weeks"][0]["week"] == "2024-12-30"
+    assert [w for w in stats["weeks"] if w["suggested"]] == [
+        week("2025-02-24", 1, 1), week("2025-03-03", 2, 1), week("2025-03-10", 3, 1), week("2025-03-17", 1, 0)]
+    assert (stats["suggested"], stats["accepted"], stats["acceptance"]) == (7, 3, 0.4286)
+    assert (stats["judged"], stats["top1"], stats["top3"]) == (3, 0.3333, 0.6667)
+    assert stats["recent"] == [
+        mr(6, "2025-03-17T10:00:00Z", [EVIL], [], False, None, None),
+        mr(5, "2025-03-13T10:00:00Z", ["bob", "cy"], [], False, None, None),
+        mr(4, "2025-03-12T11:00:00Z", ["ann"], ["ann"], False, None, None),
+        mr(3, "2025-03-10T10:00:00Z", ["ann", "cy"], ["cy"], False, None, None),
+        mr(2, "2025-03-04T10:00:00Z", ["bob", "ann"], ["dan"], True, False, False),
+        mr(1, "2025-03-03T10:00:00Z", ["ann", "bob", "cy"], ["bob"], True, False, True),
+        mr(7, "2025-02-25T09:00:00Z", ["ann"], ["ann"], True, True, True),
+    ]
+    assert stats["load"] == [person("ann", 1, 5, 4, 2, 0), person("cy", 1, 3, 1, 1, 1), person("bob", 0, 3, 2, 2, 0),
+                             person("dan", 0, 0, 0, 1, 0), person(EVIL, 0, 1, 1, 0, 0)]
+    assert stats["model"] == {"version": "v3", "backtest_score": 0.612, "trained_at": "2025-03-01T12:00:00Z",
+                              "serving": "v4-candidate"}
+    assert stats["model_label"] == "v3" and stats["generated_at"] == "2025-03-19T12:00:00Z"
+
+
+@pytest.mark.postgres
+async def test_postgresql_gives_the_same_stats(client, postgres_url):
+    clock = FakeClock()
+    storage = Storage(postgres_url, clock=clock)
+    try:
+        await seed(storage, clock)
+        stats = await load_stats(storage, await storage.projects.get(PROJECT), now=NOW)
+    finally:
+        await storage.close()
+    assert stats.model_dump(mode="json") == await (await client.get("/api/projects/7/stats", headers=BEARER)).json()
+
+
+async def test_the_project_page_shows_the_numbers_and_escapes_names(client):
+    text = await (await client.get("/projects/7", headers=BEARER)).text()
+    assert "3 of 7 merge requests" in text and ">43%<" in text and ">33%<" in text and ">67%<" in text
+    assert ">v3<" in text and "backtest score 0.612" in text and "latest suggestion by v4-candidate" in text
+    assert 'href="https://gitlab.example/acme/widgets/-/merge_requests/3"' in text
+    assert "<img" not in text and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
+    assert 'data-stats="/api/projects/7/stats"' in text and '<script src="/dashboard/dashboard.js"' in text
+
+
+async def test_the_overview_lists_every_project_and_its_model(client):
+    text = await (await client.get("/", headers=BEARER)).text()
+    assert '<a href="/projects/7">acme/widgets</a>' in text and '<a href="/projects/9">acme/empty</a>' in text
+    assert NO_MODEL in text and ">43%<" in text
+    other = await (await client.get("/projects/9", headers=BEARER)).text()
+    assert NO_MODEL in other and "has not suggested anyone" in other
+
+
+async def test_a_project_path_from_gitlab_is_escaped(aiohttp_client, seeded):
+    await seeded.projects.seen(OTHER, 'evil/"><script>alert(1)</script>')
+    client = await aiohttp_client(make_app(make_settings(), seeded, Metrics()))
+    for path in ("/", "/projects/9"):
+        text = await (await client.get(path, headers=BEARER)).text()
+        assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+# --- a real browser ------------------------------------------------------------------------------------------
+def chromium() -> str | None:
+    return next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
+
+
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-extensions", "--no-first-run",
+    "--no-default-browser-check", "--mute-audio", "--virtual-time-budget=5000",
+)
+
+
+async def run_chromium(url: str, profile: Path, *extra: str) -> str:
+    """Chromium's DOM after the page's scripts ran (`--dump-dom`), or its screenshot with `--screenshot=`."""
+    proc = await asyncio.create_subprocess_exec(
+        chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
+    except TimeoutError:
+        proc.kill()
+        await proc.communicate()
+        raise
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    return out.decode()
+
+
+@pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
+async def test_a_real_browser_signs_in_and_the_script_draws_the_chart(aiohttp_server, seeded, tmp_path):
+    server = await aiohttp_server(make_app(make_settings(), seeded, Metrics()))
+    dom = await run_chromium(f"http://127.0.0.1:{server.port}/projects/7?token={TOKEN}", tmp_path / "profile",
+                             "--dump-dom", "--window-size=1200,1600")
+    holder = re.search(r'<div class="chart" id="acceptance-chart"[^>]*>', dom)
+    assert holder and 'data-state="drawn"' in holder.group(0) and 'data-bars="4"' in holder.group(0), dom[:3000]
+    bars = re.findall(r'<rect class="bar"[^>]*>', dom)
+    assert len(bars) == 4
+    heights = [float(re.search(r'height="([\d.]+)"', b).group(1)) for b in bars]
+    assert heights[0] > heights[1] > heights[2] > heights[3] == 1  # 100 %, 50 %, 33 %, 0 %
+    values = re.findall(r'<text class="value"[^>]*>([^<]*)</text>', dom)
+    assert values == ["100%", "50%", "33%", "0%"]
+    assert "Week of 2025-03-10: 1 of 3 merge requests" in dom
+    assert ">v3<" in dom and "<img" not in dom
+
+
+@pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
+async def test_a_browser_without_the_token_sees_no_data(aiohttp_server, seeded, tmp_path):
+    server = await aiohttp_server(make_app(make_settings(), seeded, Metrics()))
+    dom = await run_chromium(f"http://127.0.0.1:{server.port}/projects/7", tmp_path / "profile", "--dump-dom")
+    assert "Sign-in needed" in dom and "acme/widgets" not in dom and "acceptance-chart" not in dom

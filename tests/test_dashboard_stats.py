@@ -1,0 +1,80 @@
+"""The dashboard's numbers on tiny hand-made rows (the full seeded project is in tests/test_dashboard.py)."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+from bot.dashboard_stats import NO_MODEL, ModelInfo, project_stats, week_start, window_start
+from bot.storage import FeedbackRow, SuggestionRow
+
+NOW = datetime(2025, 3, 19, 12, tzinfo=timezone.utc)  # a Wednesday
+_ids = iter(range(1, 10_000))
+
+
+def day(offset: float) -> datetime:
+    return NOW - timedelta(days=offset)
+
+
+def suggestion(iid: int, *people: str, ago: float = 1) -> SuggestionRow:
+    return SuggestionRow(next(_ids), 1, iid, day(ago), [{"username": p} for p in people], "v1", None)
+
+
+def feedback(iid: int, person: str, label: str, *, ago: float = 0.5) -> FeedbackRow:
+    return FeedbackRow(next(_ids), None, 1, iid, person, label, None, day(ago), None)
+
+
+def stats(suggestions, rows, **kw):
+    return project_stats(1, "g/p", suggestions, rows, ModelInfo(), now=NOW, **kw)
+
+
+def test_weeks_start_on_monday_and_the_window_ends_with_this_week():
+    assert week_start(NOW) == date(2025, 3, 17) and week_start(day(2)) == date(2025, 3, 17)
+    assert week_start(day(3)) == date(2025, 3, 10)
+    assert window_start(NOW, 2) == datetime(2025, 3, 10, tzinfo=timezone.utc)
+
+
+def test_nothing_stored_gives_empty_weeks_and_no_rates():
+    result = stats([], [], weeks=3)
+    assert [(w.week, w.suggested, w.rate) for w in result.weeks] == [
+        (date(2025, 3, 3), 0, None), (date(2025, 3, 10), 0, None), (date(2025, 3, 17), 0, None)]
+    assert (result.acceptance, result.top1, result.top3, result.recent, result.load) == (None, None, None, [], [])
+    assert result.model_label == NO_MODEL
+
+
+def test_only_a_suggested_person_who_took_part_later_counts_as_accepted():
+    cases = {
+        "accepted": ([feedback(1, "ann", "accepted")], True),
+        "approved, other case": ([feedback(1, "ANN", "approved")], True),
+        "final reviewer": ([feedback(1, "bob", "final_reviewer")], True),
+        "bot assignment only": ([feedback(1, "ann", "assigned")], False),
+        "someone else reviewed": ([feedback(1, "cy", "final_reviewer")], False),
+        "before the suggestion": ([feedback(1, "ann", "approved", ago=2)], False),
+        "thumbs up": ([feedback(1, "ann", "thumbs_up")], False),
+    }
+    for name, (rows, accepted) in cases.items():
+        assert stats([suggestion(1, "ann", "bob")], rows).accepted == accepted, name
+
+
+def test_one_merge_request_counts_once_in_the_week_of_its_first_suggestion():
+    rows = [suggestion(1, "ann", ago=8), suggestion(1, "bob", ago=1)]
+    result = stats(rows, [feedback(1, "bob", "accepted")], weeks=2)
+    assert [(w.suggested, w.accepted) for w in result.weeks] == [(1, 1), (0, 0)]
+    assert result.recent[0].top1 == "bob" and result.recent[0].suggested_at == day(8)
+
+
+def test_actual_reviewers_are_the_final_ones_once_merged_else_the_current_ones():
+    rows = [feedback(1, "ann", "assigned", ago=0.9), feedback(1, "bob", "accepted", ago=0.8),
+            feedback(1, "ann", "removed", ago=0.7)]
+    open_mr = stats([suggestion(1, "ann", "bob")], rows).recent[0]
+    assert open_mr.reviewers == ["bob"] and not open_mr.merged and open_mr.top1_hit is None
+    merged = stats([suggestion(1, "ann", "bob")], [*rows, feedback(1, "Cy", "final_reviewer")])
+    assert merged.recent[0].reviewers == ["Cy"] and merged.recent[0].top3_hit is False
+    assert (merged.judged, merged.top1, merged.top3) == (1, 0.0, 0.0)
+
+
+def test_load_counts_merge_requests_in_the_window_and_open_reviews_whatever_their_age():
+    rows = [suggestion(1, "ann", ago=40), suggestion(2, "ann", "bob", ago=5), suggestion(3, "bob", ago=4)]
+    reactions = [feedback(1, "ann", "assigned", ago=39), feedback(2, "bob", "accepted", ago=4),
+                 feedback(2, "bob", "final_reviewer", ago=3), feedback(3, "bob", "approved", ago=3)]
+    load = {r.person: r for r in stats(rows, reactions, weeks=8).load}
+    assert (load["ann"].open, load["ann"].suggested, load["ann"].top1, load["ann"].reviewing) == (1, 1, 1, 0)
+    assert (load["bob"].open, load["bob"].suggested, load["bob"].reviewing, load["bob"].approved) == (1, 2, 1, 1)
