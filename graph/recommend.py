@@ -6,7 +6,7 @@ suggested.
 """
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -39,6 +39,7 @@ class RecommenderSettings:
     balance: float = 0.0          # > 0: spread first places over people in proportion to their real reviews
     balance_half_life_days: float = 90.0
     feedback_half_life_days: float = 60.0
+    pending_limit: int = 2000     # suggested changes whose merge is still to come
     rejection_grace: int = 2       # rejections in a row before they count against a person
     rejection_penalty: float = 1.0  # per further rejection (logit units of the model score)
 
@@ -123,6 +124,7 @@ class LearnedRecommender(GraphRecommender):
         self.estimator = estimator if estimator is not None else ReviewerRanker()
         self.feedback = FeedbackMemory(half_life_days=self.settings.feedback_half_life_days)
         self._rejected: dict[str, set[str]] = {}
+        self._pending: OrderedDict[str, Candidates] = OrderedDict()  # rows as seen when suggested
         self.model_: ReviewerRanker | None = None
         self._rows: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.settings.train_window)
         self._labelled = 0
@@ -132,9 +134,23 @@ class LearnedRecommender(GraphRecommender):
 
     def recommend(self, change: Change, k: int) -> list[str]:
         ranked = super().recommend(change, k)
+        self._remember(change)
         if ranked and self.settings.balance > 0:
             self._note(self._suggested, ranked[0], change.time, 1.0)
         return ranked
+
+    def suggest(self, change: Change, k: int = 3, **kw) -> list[Suggestion]:
+        out = super().suggest(change, k, **kw)
+        self._remember(change)
+        return out
+
+    def _remember(self, change: Change) -> None:
+        """Keep the rows as they were when suggesting: they become training rows at the merge, which
+        may come after other changes (merge requests overlap)."""
+        self._pending[change.id] = self._candidates(change)
+        self._pending.move_to_end(change.id)
+        while len(self._pending) > self.settings.pending_limit:
+            self._pending.popitem(last=False)
 
     def learn(self, change: Change, person: str, label: str, *, time: float | None = None,
               rank: int | None = None) -> None:
@@ -153,7 +169,7 @@ class LearnedRecommender(GraphRecommender):
         return Candidates(cands.people, np.hstack([cands.X, fb]), cands.score)
 
     def observe(self, change: Change) -> None:
-        cands = self._candidates(change)
+        cands = self._pending.pop(change.id, None) or self._candidates(change)
         truth = change.truth(allow_author=self.allow_author)
         if len(cands) and truth:
             self._keep_rows(cands, truth, self._rejected.pop(change.id, ()))

@@ -13,7 +13,7 @@ top `k` for good.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
@@ -70,15 +70,24 @@ def _without(change: Change, person: str) -> Change:
 
 
 def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning: bool, k: int = 3,
-             leaver: str | None = None, leave_at: int | None = None,
+             leaver: str | None = None, leave_at: int | None = None, open_days: float = 2.0,
              progress: Callable[[int], None] | None = None) -> SimulationResult:
-    """Run the replay; `make()` builds a fresh recommender with `recommend`, `learn` and `observe`."""
+    """Run the replay; `make()` builds a fresh recommender with `recommend`, `learn` and `observe`.
+
+    Each change is opened (and suggested for) `open_days` before its merge time, and enters the
+    history at its merge: merge requests overlap, as they do on GitLab. Feedback, when learning, comes at
+    the open, when the team sets the reviewers.
+    """
     rec = make()
     res = SimulationResult(learning=learning, leaver=leaver)
     leave_at = len(changes) // 2 if leave_at is None else leave_at
     third = len(changes) - len(changes) // 3
+    open_for = open_days * 86400.0
+    in_review: deque[Change] = deque()
     start = time.perf_counter()
     for i, change in enumerate(changes):
+        while in_review and in_review[0].time <= change.time - open_for:
+            rec.observe(in_review.popleft())
         if leaver is not None and i >= leave_at:
             if change.author == leaver:
                 continue
@@ -94,10 +103,12 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
             if leaver in top:
                 res.leaver_last_in_top = res.leaver_former_changes
         if learning:
-            _feed_back(rec, change, top)
-        rec.observe(change)
+            _feed_back(rec, change, top, change.time - open_for)
+        in_review.append(change)
         if progress is not None:
             progress(1)
+    while in_review:
+        rec.observe(in_review.popleft())
     res.seconds = time.perf_counter() - start
     return res
 
@@ -118,13 +129,11 @@ def _score(res: SimulationResult, change: Change, top: list[str], last_third: bo
         res.last_third_accepted += taken
 
 
-def _feed_back(rec, change: Change, top: Iterable[str]) -> None:
+def _feed_back(rec, change: Change, top: Iterable[str], at: float) -> None:
     """The simulated team: keep who really reviewed, remove the others, add the missing reviewers."""
     truth = change.truth()
     top = list(top)
     for rank, p in enumerate(top, start=1):
-        rec.learn(change, p, "accepted" if p in truth else "removed", rank=rank)
+        rec.learn(change, p, "accepted" if p in truth else "removed", rank=rank, time=at)
     for p in sorted(truth - set(top)):
-        rec.learn(change, p, "assigned")
-    for p in sorted(truth):
-        rec.learn(change, p, "final_reviewer")
+        rec.learn(change, p, "assigned", time=at)

@@ -65,3 +65,12 @@ def test_cli_json(tmp_path, capsys):
     for r in rows:
         assert {"file", "records", "top1", "top3", "acceptance", "acceptance_last_third",
                 "leaver_changes_until_dropped", "seconds"} <= set(r)
+
+
+def test_memory_stays_finite_over_decades():
+    m = FeedbackMemory(half_life_days=60)
+    m.record("bob", "accepted", time=0, author="ann")
+    m.record("bob", "accepted", time=20 * 365 * D, author="ann")
+    row = m.features(["bob"], author="ann", now=20 * 365 * D)[0]
+    assert all(x == x and abs(x) < 1e9 for x in row)
+    assert row[4] > 0.6  # the fresh review counts, the old one has faded
