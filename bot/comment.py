@@ -157,7 +157,7 @@ def render_comment(
 def _contribution_rows(contributions: Sequence[tuple[str, float]]) -> list[str]:
     ordered = sorted(contributions, key=lambda item: -abs(item[1]))
     rows = ["| Signal | Effect on score |", "|---|--:|"]
-    return rows + [f"| {_cell(code_span(name))} | {value:+.3f} |" for name, value in ordered]
+    return rows + [f"| {_cell(name)} | {value:+.3f} |" for name, value in ordered]
 
 
 def render_why(

@@ -90,8 +90,9 @@ def contributions(row: np.ndarray, others: np.ndarray) -> list[tuple[str, float]
 
     A model-agnostic reading for `/reviewers why`: the features on which a person stands out.
     """
-    from graph.features import FEATURES, GRAPH_WEIGHTS
+    from graph.features import FEATURE_WORDS, FEATURES, GRAPH_WEIGHTS
 
     mean = others.mean(axis=0) if len(others) else np.zeros_like(row)
-    out = [(name, float(GRAPH_WEIGHTS.get(name, 0.0) * (row[i] - mean[i]))) for i, name in enumerate(FEATURES)]
+    out = [(FEATURE_WORDS[name], float(GRAPH_WEIGHTS.get(name, 0.0) * (row[i] - mean[i])))
+           for i, name in enumerate(FEATURES)]
     return sorted([c for c in out if c[1] != 0.0], key=lambda c: -abs(c[1]))

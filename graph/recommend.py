@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from graph.feedback import NEGATIVE, FeedbackMemory
-from graph.features import Candidates, candidates
+from graph.feedback import FEEDBACK_FEATURES, NEGATIVE, FeedbackMemory
+from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.model import Change, Suggestion
 from graph.ownership import OwnershipGraph
 from graph.ranker import ReviewerRanker
@@ -77,7 +77,7 @@ class GraphRecommender:
             if allowed is not None and not allowed(person):
                 continue
             why = tuple(reasons(self.og, change, person)) if explain else ()
-            contrib = tuple(contributions(cands.X[i], cands.X)) if explain else ()
+            contrib = tuple(self._contributions(cands, i)) if explain else ()
             out.append(Suggestion(person, float(scores[i]), why, contrib))
             if len(out) == k:
                 break
@@ -96,6 +96,10 @@ class GraphRecommender:
     def _extend(self, cands: Candidates, change: Change) -> Candidates:
         """Add columns to the candidate rows (the learned ranker adds feedback features)."""
         return cands
+
+    def _contributions(self, cands: Candidates, i: int) -> list[tuple[str, float]]:
+        """How each signal moved row i's score, in words, largest first."""
+        return contributions(cands.X[i, : len(FEATURES)], cands.X[:, : len(FEATURES)])
 
     def _scores(self, cands: Candidates) -> np.ndarray:
         return cands.score
@@ -244,6 +248,28 @@ class LearnedRecommender(GraphRecommender):
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
         return scores
+
+    def _contributions(self, cands: Candidates, i: int) -> list[tuple[str, float]]:
+        """With a model: how much the score of row i changes when one signal at a time is set to the
+        other candidates' average (the rest of the change's candidates unchanged)."""
+        idx = list(self._top(cands))
+        if self.model_ is None or i not in idx:
+            return super()._contributions(cands, i)
+        Z = self.model_input(cands.X[idx], cands.score[idx])
+        me, others = idx.index(i), np.delete(Z, idx.index(i), axis=0)
+        mean = others.mean(axis=0) if len(others) else Z[me]
+        groups, rows = [], []
+        for j in range(Z.shape[1] + 1):  # the last group is the unchanged row
+            probe = Z[me].copy()
+            if j < Z.shape[1]:
+                probe[j] = mean[j]
+            rows.append(np.vstack([probe, others]))
+            groups.append(np.full(len(Z), j))
+        s = self.model_.decision_function(np.vstack(rows), groups=np.concatenate(groups))
+        base = s[len(Z) * Z.shape[1]]
+        names = [*FEATURES, *FEEDBACK_FEATURES, "graph_score"]
+        out = [(FEATURE_WORDS[n], float(base - s[j * len(Z)])) for j, n in enumerate(names)]
+        return sorted([c for c in out if abs(c[1]) > 1e-6], key=lambda c: -abs(c[1]))
 
     def _rejection_penalty(self, people: list[str]) -> np.ndarray:
         """Grows with each rejection since the person last took a review: someone who left, or who is

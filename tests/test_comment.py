@@ -124,15 +124,15 @@ def test_why_for_a_suggestion():
         "",
         "| Signal | Effect on score |",
         "|---|--:|",
-        "| `load` | -0.700 |",
-        "| `history` | +0.500 |",
+        "| load | -0.700 |",
+        "| history | +0.500 |",
     ])
 
 
 def test_why_uses_the_suggestions_own_contributions_by_default():
     text = render_why("alice", ALICE, ())
     assert "`@alice` has score 0.900." in text
-    assert text.endswith("| `load` | -0.700 |\n| `history` | +0.500 |")
+    assert text.endswith("| load | -0.700 |\n| history | +0.500 |")
 
 
 def test_why_for_someone_dropped():

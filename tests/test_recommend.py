@@ -61,7 +61,7 @@ def test_reasons_in_plain_words():
         "reviewed 2 changes under `drivers/net/` (last 3 days ago)",
         "reviewed 2 of this author's changes",
     )
-    assert top.contributions[0][0] == "file_review_share"
+    assert top.contributions[0][0] == "reviews of these very files"
 
 
 def test_suggest_respects_allowed():
@@ -96,3 +96,18 @@ def test_ranker_is_a_proper_estimator():
     assert clone(r).get_params() == r.get_params()
     again = pickle.loads(pickle.dumps(r))
     np.testing.assert_allclose(again.decision_function(X), r.decision_function(X))
+
+
+def test_model_explanations_in_words():
+    settings = RecommenderSettings(min_train_changes=3)
+    rec = LearnedRecommender(settings=settings, estimator=ReviewerRanker(max_iter=5, min_samples_leaf=1))
+    for i in range(12):
+        for c in (Change(str(i), i * D, "ann", ("bob",), ("src/x.c",)),
+                  Change(f"c{i}", i * D, "dan", ("cid",), ("src/y.c",))):
+            rec.recommend(c, 3)
+            rec.observe(c)
+    (top,) = rec.suggest(Change("q", 13 * D, "ann", (), ("src/x.c",)), k=1)
+    assert top.person == "bob" and rec.model_ is not None
+    words = [w for w, _ in top.contributions]
+    assert words and all(" " in w or w.isalpha() for w in words)
+    assert top.contributions[0][1] > 0
