@@ -1,10 +1,12 @@
 """Per-project recommenders kept in memory, and `suggest_for_mr`: one merge request in, ranked eligible people out.
 
 Why an engine: building a project's ownership graph replays its whole history (seconds for thousands of
-changes), so each project's recommender is built once from `storage.history`, kept in a bounded LRU, and
-brought up to date incrementally: when the history has new rows that are not older than what the graph has
-seen, only those are observed; anything else (a backfill filling in older MRs) rebuilds it. Graph work runs in
-a thread so the event loop (and the webhook endpoint beside it) keeps answering.
+changes, minutes for hundreds of thousands), so each project's recommender is built once, kept in a bounded
+LRU, and brought up to date incrementally: when the history (stored by this or any other process) has new rows
+that are not older than what the graph has seen, only those are observed; anything else (a backfill filling in
+older MRs) rebuilds it. A restarted worker starts warm from the project's latest snapshot (`graph.snapshot`,
+kept in `storage.snapshots` and rewritten in the background as history grows) plus the rows stored since.
+Graph work runs in a thread so the event loop (and the webhook endpoint beside it) keeps answering.
 
 `suggest_for_mr` is the service the handlers call: it gathers the changed files, members, opt-outs, per-MR
 exclusions, statuses, open review loads and CODEOWNERS of the target branch, asks the graph for a ranking,
@@ -19,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
@@ -34,6 +38,7 @@ from bot.gitlab.models import Member as GitLabMember
 from bot.gitlab.models import MergeRequest
 from bot.logfmt import kv
 from bot.storage import Storage
+from graph import snapshot
 from graph.codeowners import CodeOwners, SectionMatch, parse_codeowners
 from graph.model import Change, Suggestion
 from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, RecommenderSettings, make_recommender
@@ -41,7 +46,7 @@ from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, RecommenderSetti
 __all__ = [
     "Engine", "Recent", "Lookups", "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather",
     "gather_facts", "load_codeowners", "owner_usernames", "boost_owners", "has_history", "open_change",
-    "recommender_settings", "CODEOWNERS_PATHS", "EXCLUDING_LABELS",
+    "recommender_settings", "config_key", "CODEOWNERS_PATHS", "EXCLUDING_LABELS",
 ]
 
 log = logging.getLogger("bot.engine")
@@ -130,35 +135,78 @@ def recommender_settings(settings: ProjectSettings) -> RecommenderSettings:
                    inactive_days=float(settings.inactive_days))
 
 
+def config_key(method: str, config: RecommenderSettings) -> str:
+    """The recommender method and a digest of its settings: a snapshot serves only one built the same way."""
+    return f"{method}:{hashlib.sha256(repr(config).encode()).hexdigest()[:16]}"
+
+
 def _observe_all(rec: GraphRecommender, changes: Iterable[Change]) -> None:
     for change in changes:
         rec.observe(change)
 
 
+Rows = Sequence[tuple[int, Change]]  # (history row id, change), oldest first
+
+
 @dataclass
 class _Entry:
-    """One project's recommender and what it has seen."""
+    """One project's recommender and which history rows it has seen: `count` rows, the newest at
+    `last_time`, `boundary` the ids of the rows at that time (rows stored later are at or after it)."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     recommender: GraphRecommender | None = None
     config: RecommenderSettings | None = None
-    ids: set[str] = field(default_factory=set)
+    count: int = 0
     last_time: int | None = None
+    boundary: set[int] = field(default_factory=set)
+    checked_at: float = -math.inf  # when the history's row count was last read
+    writes: int = -1               # storage.history.writes() then
+    unsaved: int = 0               # rows observed since the last snapshot (or since built)
+    saving: asyncio.Task[None] | None = None
+
+    def reset(self, rec: GraphRecommender, config: RecommenderSettings) -> None:
+        self.recommender, self.config, self.count, self.last_time, self.boundary = rec, config, 0, None, set()
+        self.unsaved = 0
+
+    def seen(self, rows: Rows) -> None:
+        """Record rows the recommender has just observed (in time order)."""
+        for row_id, change in rows:
+            if self.last_time is None or change.time > self.last_time:
+                self.last_time, self.boundary = change.time, {row_id}
+            elif change.time == self.last_time:
+                self.boundary.add(row_id)
+        self.count += len(rows)
+        self.unsaved += len(rows)
 
 
 class Engine:
     """Project recommenders built lazily from `storage.history`, at most `max_projects` kept in memory; plus
-    the short-lived cache (`recent`) of GitLab answers that `suggest_for_mr` reads through."""
+    the short-lived cache (`recent`) of GitLab answers that `suggest_for_mr` reads through.
+
+    A project's recommender starts warm from its latest snapshot (`storage.snapshots`) and observes only the
+    rows stored after it; without a usable snapshot it replays the whole history. At use, the history's row
+    count is read at most every `refresh_seconds` (at once after this process stored history), and rows
+    stored by any process are observed. Once `snapshot_every` rows have been observed since the last
+    snapshot (projects smaller than that get none), a new one is written in the background; `close()`
+    writes the rest at shutdown. `snapshot_every=None` writes none (reading still happens).
+    """
 
     def __init__(self, storage: Storage, *, method: str = "default", max_projects: int = 32,
-                 cache_seconds: float = 60.0) -> None:
+                 cache_seconds: float = 60.0, refresh_seconds: float = 3.0, snapshot_every: int | None = 2000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if max_projects < 1:
             raise ValueError(f"max_projects must be at least 1, got {max_projects}")
+        if snapshot_every is not None and snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be at least 1 (or None for no snapshots), got {snapshot_every}")
         self.storage = storage
         self.recent = Recent(cache_seconds)
         self.method = method
         self.max_projects = max_projects
+        self.refresh_seconds = refresh_seconds
+        self.snapshot_every = snapshot_every
+        self.clock = clock
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __contains__(self, project_id: int) -> bool:
         return project_id in self._entries
@@ -181,11 +229,12 @@ class Engine:
             await self._refresh(project_id, entry, recommender_settings(settings))
             assert entry.recommender is not None
             yield entry.recommender
+        self._maybe_snapshot(project_id, entry)
 
     def changes_seen(self, project_id: int) -> int:
         """How many history rows the cached recommender has observed (0 when not cached)."""
         entry = self._entries.get(project_id)
-        return len(entry.ids) if entry else 0
+        return entry.count if entry else 0
 
     async def add_merged(self, project_id: int, change: Change, settings: ProjectSettings) -> None:
         """Store a merged MR in the history and, when the project is in memory, in its graph."""
@@ -194,43 +243,124 @@ class Engine:
             async with self.use(project_id, settings):
                 pass
 
+    async def close(self, timeout: float = 10.0) -> None:
+        """At shutdown: snapshot every project with history observed since its last snapshot, waiting at
+        most `timeout` seconds for those writes (and any running) before cancelling them."""
+        for project_id, entry in list(self._entries.items()):
+            self._maybe_snapshot(project_id, entry, final=True)
+        pending = [t for t in self._tasks if not t.done()]
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        if late:
+            log.warning(kv("snapshots abandoned at shutdown", count=len(late), timeout=timeout))
+
+    # -- keeping up with the stored history ------------------------------------------------------------
     async def _refresh(self, project_id: int, entry: _Entry, config: RecommenderSettings) -> None:
+        current = entry.recommender is not None and entry.config == config
+        writes, now = self.storage.history.writes(project_id), self.clock()
+        if current and writes == entry.writes and now - entry.checked_at < self.refresh_seconds:
+            return
         count = await self.storage.history.count(project_id)
-        if entry.recommender is not None and entry.config == config:
-            if count == len(entry.ids):
+        entry.checked_at, entry.writes = now, writes
+        if current:
+            if count == entry.count:
                 return
-            if await self._catch_up(project_id, entry, count):
+            if await self._catch_up(project_id, entry):
                 return
         await self._rebuild(project_id, entry, config)
 
-    async def _catch_up(self, project_id: int, entry: _Entry, count: int) -> bool:
-        """Observe only the new rows; False when some are older than the graph (then rebuild)."""
-        if entry.last_time is None or entry.recommender is None:
+    async def _catch_up(self, project_id: int, entry: _Entry) -> bool:
+        """Observe only the rows the recommender has not seen; False when some are older than what it has
+        seen (a backfill filling in the past: then rebuild)."""
+        if entry.recommender is None:
             return False
-        rows = await self.storage.history.load(project_id, since=entry.last_time)
-        new = [c for c in rows if c.id not in entry.ids]
-        if len(entry.ids) + len(new) != count:
+        rows, total = await self.storage.history.rows_since(project_id, entry.last_time)
+        new = [(i, c) for i, c in rows if not (c.time == entry.last_time and i in entry.boundary)]
+        if entry.count + len(new) != total:
             return False
-        await asyncio.to_thread(_observe_all, entry.recommender, new)
-        self._seen(entry, new)
-        log.info(kv("recommender updated", project_id=project_id, new=len(new), changes=len(entry.ids)))
+        if new:
+            await asyncio.to_thread(_observe_all, entry.recommender, [c for _, c in new])
+            entry.seen(new)
+            log.info(kv("recommender updated", project_id=project_id, new=len(new), changes=entry.count))
         return True
 
     async def _rebuild(self, project_id: int, entry: _Entry, config: RecommenderSettings) -> None:
+        if await self._warm_start(project_id, entry, config):
+            return
         started = time.monotonic()
-        rows = await self.storage.history.load(project_id)
+        rows, _ = await self.storage.history.rows_since(project_id)
         rec = make_recommender(self.method, settings=config)
-        await asyncio.to_thread(_observe_all, rec, rows)
-        entry.recommender, entry.config, entry.ids, entry.last_time = rec, config, set(), None
-        self._seen(entry, rows)
-        log.info(kv("recommender built", project_id=project_id, changes=len(rows),
+        await asyncio.to_thread(_observe_all, rec, [c for _, c in rows])
+        entry.reset(rec, config)
+        entry.seen(rows)
+        log.info(kv("recommender built", project_id=project_id, changes=entry.count,
                     seconds=round(time.monotonic() - started, 3)))
 
-    @staticmethod
-    def _seen(entry: _Entry, changes: Sequence[Change]) -> None:
-        entry.ids.update(c.id for c in changes)
-        if changes:
-            entry.last_time = max(entry.last_time or changes[-1].time, changes[-1].time)
+    async def _warm_start(self, project_id: int, entry: _Entry, config: RecommenderSettings) -> bool:
+        """Load the project's latest usable snapshot and catch up from it; False when there is none or it
+        does not fit the history (then the caller replays everything)."""
+        started = time.monotonic()
+        row = await self.storage.snapshots.latest(project_id, format=snapshot.fingerprint(),
+                                                  config=config_key(self.method, config))
+        if row is None or row.blob is None:
+            return False
+        if entry.recommender is not None and entry.config == config and row.history_count <= entry.count:
+            return False  # no further than the one in memory, which could not catch up
+        try:
+            rec = await asyncio.to_thread(snapshot.loads, row.blob)
+        except snapshot.SnapshotError as exc:
+            log.warning(kv("snapshot unusable, rebuilding", project_id=project_id, snapshot_id=row.id, error=str(exc)))
+            return False
+        entry.reset(rec, config)
+        entry.count, entry.last_time, entry.boundary = row.history_count, row.history_time, set(row.boundary)
+        if not await self._catch_up(project_id, entry):
+            log.info(kv("snapshot does not fit the history, rebuilding", project_id=project_id, snapshot_id=row.id))
+            return False
+        log.info(kv("recommender loaded", project_id=project_id, snapshot_id=row.id, size=row.size,
+                    changes=entry.count, new=entry.unsaved, seconds=round(time.monotonic() - started, 3)))
+        return True
+
+    # -- snapshots -------------------------------------------------------------------------------------
+    def _maybe_snapshot(self, project_id: int, entry: _Entry, *, final: bool = False) -> None:
+        """Start writing a snapshot in the background when enough history is unsaved (any, when `final`)."""
+        every = self.snapshot_every
+        if every is None or entry.saving is not None or entry.recommender is None or entry.count < every:
+            return
+        if entry.unsaved < (1 if final else every):
+            return
+        task = entry.saving = asyncio.create_task(self._save_snapshot(project_id, entry))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _save_snapshot(self, project_id: int, entry: _Entry) -> None:
+        """Copy the state under the project's lock (brief), then encode and store it outside; a failure is
+        logged and the next one tries again."""
+        started = time.monotonic()
+        try:
+            async with entry.lock:
+                rec, config = entry.recommender, entry.config
+                if rec is None or config is None:
+                    return
+                state = await asyncio.to_thread(snapshot.state_of, rec)
+                count, last_time, captured = entry.count, entry.last_time, entry.unsaved
+                boundary = sorted(entry.boundary)
+            blob = await asyncio.to_thread(snapshot.encode, state)
+            del state
+            await self.storage.snapshots.save(
+                project_id, blob, format=snapshot.fingerprint(), config=config_key(self.method, config),
+                history_count=count, history_time=last_time, boundary=boundary)
+            if entry.recommender is rec:
+                entry.unsaved = max(0, entry.unsaved - captured)
+            log.info(kv("snapshot written", project_id=project_id, changes=count, size=len(blob),
+                        seconds=round(time.monotonic() - started, 3)))
+        except Exception as exc:  # noqa: BLE001 - a background write must not die silently nor crash the worker
+            log.warning(kv("snapshot failed", project_id=project_id, error=f"{type(exc).__name__}: {exc}"))
+        finally:
+            entry.saving = None
 
 
 # --- what the bot gathers about one MR ----------------------------------------------------------------------

@@ -106,3 +106,4 @@ async def make_dispatch(
             yield functools.partial(dispatch_event, services)
         finally:
             await backfills.close()
+            await services.engine.close()  # snapshots of the history observed since the last ones

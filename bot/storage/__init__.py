@@ -10,10 +10,12 @@ from bot.storage.facade import Storage
 from bot.storage.migrate import SchemaOutOfDate, migrate, schema_is_current
 from bot.storage.models import ModelRow
 from bot.storage.projects import ProjectRow
+from bot.storage.snapshots import SnapshotRow
 from bot.storage.suggestions import FEEDBACK_LABELS, FeedbackRow, SuggestionRow
 
 __all__ = [
     "Storage", "StorageError", "SchemaOutOfDate", "migrate", "schema_is_current", "utcnow",
-    "EventRow", "CommentRow", "ModelRow", "ProjectRow", "SuggestionRow", "FeedbackRow", "FEEDBACK_LABELS",
+    "EventRow", "CommentRow", "ModelRow", "ProjectRow", "SnapshotRow", "SuggestionRow", "FeedbackRow",
+    "FEEDBACK_LABELS",
     "backoff_delay", "dedupe_key_for",
 ]

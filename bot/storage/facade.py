@@ -21,6 +21,7 @@ from bot.storage.migrate import check_schema, schema_is_current
 from bot.storage.models import ModelStore
 from bot.storage.optouts import OptOutStore
 from bot.storage.projects import ProjectStore
+from bot.storage.snapshots import SnapshotStore
 from bot.storage.suggestions import FeedbackStore, SuggestionStore
 
 __all__ = ["Storage"]
@@ -28,7 +29,7 @@ __all__ = ["Storage"]
 
 class Storage:
     """The database, with one attribute per store: `events`, `projects`, `history`, `comments`,
-    `suggestions`, `feedback`, `optouts`, `models`.
+    `suggestions`, `feedback`, `optouts`, `models`, `snapshots`.
 
     >>> storage = Storage("sqlite+aiosqlite:///reviewbot.sqlite3")   # doctest: +SKIP
     >>> await storage.check_schema(); ...; await storage.close()      # doctest: +SKIP
@@ -45,6 +46,7 @@ class Storage:
         self.feedback = FeedbackStore(self.engine, clock)
         self.optouts = OptOutStore(self.engine, clock)
         self.models = ModelStore(self.engine, clock)
+        self.snapshots = SnapshotStore(self.engine, clock)
 
     def __repr__(self) -> str:
         return f"Storage({redact_url(self.url)!r})"

@@ -41,6 +41,12 @@ class HistoryStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._writes: dict[int, int] = {}
+
+    def writes(self, project_id: int) -> int:
+        """How many `upsert`s this process has made for the project: a reader caching the history (the
+        engine) checks the database at once after its own process wrote, and only now and then otherwise."""
+        return self._writes.get(project_id, 0)
 
     async def upsert(self, project_id: int, changes: Iterable[Change]) -> int:
         """Insert or replace changes (by their id); return how many were written."""
@@ -54,6 +60,7 @@ class HistoryStore:
                     set_={k: excluded[k] for k in rows[0] if k not in ("project_id", "change_id")},
                 )
                 await conn.execute(stmt)
+        self._writes[project_id] = self._writes.get(project_id, 0) + 1
         return len(rows)
 
     async def load(self, project_id: int, *, since: int | None = None) -> list[Change]:
@@ -63,6 +70,21 @@ class HistoryStore:
             stmt = stmt.where(history.c.time >= since)
         async with self.engine.connect() as conn:
             return [_change(r) for r in (await conn.execute(stmt)).all()]
+
+    async def rows_since(self, project_id: int, since: int | None = None) -> tuple[list[tuple[int, Change]], int]:
+        """(row id, change) of the changes at or after `since` (all when None), oldest first, and the
+        project's total row count, read in one statement so both describe the same moment."""
+        total = (sa.select(sa.func.count().label("total")).select_from(history)
+                 .where(history.c.project_id == project_id).subquery())
+        on = history.c.project_id == project_id
+        if since is not None:
+            on = sa.and_(on, history.c.time >= since)
+        stmt = (sa.select(total.c.total, history).select_from(total.outerjoin(history, on))
+                .order_by(history.c.time, history.c.id))
+        async with self.engine.connect() as conn:
+            found = (await conn.execute(stmt)).all()
+        count = int(found[0]._mapping["total"]) if found else 0
+        return [(int(r._mapping["id"]), _change(r)) for r in found if r._mapping["id"] is not None], count
 
     async def count(self, project_id: int) -> int:
         """How many changes the project has."""

@@ -14,7 +14,7 @@ from bot.storage.db import UTCDateTime
 
 __all__ = [
     "metadata", "events", "projects", "history", "bot_comments", "suggestions", "feedback", "optouts",
-    "models", "EVENT_STATUSES",
+    "models", "snapshots", "EVENT_STATUSES",
 ]
 
 EVENT_STATUSES = ("queued", "running", "done", "failed", "dead")
@@ -140,4 +140,20 @@ models = sa.Table(
     sa.Column("backtest_score", sa.Float, nullable=True),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("project_id", "version"),
+)
+
+snapshots = sa.Table(
+    "snapshots", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.BigInteger, nullable=False),
+    sa.Column("format", sa.String(100), nullable=False),   # graph.snapshot.fingerprint() of the writer
+    sa.Column("config", sa.String(100), nullable=False),   # the recommender method and settings it was built with
+    # the history it has seen: how many rows, the newest change time, the ids of the rows at that time
+    sa.Column("history_count", sa.BigInteger, nullable=False),
+    sa.Column("history_time", sa.BigInteger, nullable=True),
+    sa.Column("boundary", Json, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("blob", sa.LargeBinary, nullable=False),
+    sa.Index(None, "project_id", "history_count"),
 )
