@@ -29,16 +29,20 @@ rebuilds from history, and the next snapshot is written in the current format.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import importlib
 import inspect
+import operator
 import pickle
 import platform
 import struct
 import zlib
 from collections import deque
 from functools import lru_cache
-from typing import Any, Iterable
+from itertools import chain, islice, repeat
+from typing import Any, Callable, Iterator
 
 import networkx as nx
 import numpy as np
@@ -89,6 +93,19 @@ def fingerprint() -> str:
 
 
 # --- columns of attribute dicts -------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of containers are made: each collection would walk
+    them all, for nothing (none of them is garbage yet). Reference counting goes on as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _column(values: list[Any]) -> tuple[Any, ...]:
     """One attribute over many dicts, in the most compact form that gives the same Python values back."""
     kinds = set(map(type, values))
@@ -98,9 +115,10 @@ def _column(values: list[Any]) -> tuple[Any, ...]:
         except OverflowError:
             return ("o", values)
     if kinds and kinds <= {float, type(None)} and float in kinds:
-        missing = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
-        floats = np.array([0.0 if v is None else v for v in values], dtype=np.float64)
-        return ("f", floats, missing if missing.any() else None)
+        missing = None
+        if type(None) in kinds:
+            missing = np.fromiter(map(operator.is_, values, repeat(None)), dtype=bool, count=len(values))
+        return ("f", np.array(values, dtype=np.float64), missing)  # numpy reads None as NaN; `missing` tells
     if kinds == {type(None)}:
         return ("n", len(values))
     if kinds == {str}:
@@ -124,41 +142,48 @@ def _values(column: tuple[Any, ...]) -> list[Any]:
     if kind == "n":
         return [None] * column[1]
     if kind == "c":
-        categories = column[1]
-        return [categories[i] for i in column[2].tolist()]
+        return list(map(column[1].__getitem__, column[2].tolist()))
     return list(column[1])
 
 
-def _table(dicts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+@lru_cache(maxsize=64)
+def _maker(keys: tuple[Any, ...]) -> Callable[..., dict[Any, Any]]:
+    """A function making a dict of `keys` from positional values. With string keys it is a dict display
+    compiled once (about twice as fast as `dict(zip(keys, values))`, which matters for millions of edges)."""
+    if not all(type(k) is str for k in keys):
+        return lambda *values: dict(zip(keys, values))
+    args = ", ".join(f"v{i}" for i in range(len(keys)))
+    display = ", ".join(f"{k!r}: v{i}" for i, k in enumerate(keys))  # the repr of a str is a str literal
+    return eval(f"lambda {args}: {{{display}}}")  # type: ignore[no-any-return]  # noqa: S307 - built from reprs
+
+
+def _table(dicts: list[dict[Any, Any]]) -> dict[str, Any]:
     """Attribute dicts as columns: dicts with the same keys (in the same order) form one group."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    which: list[int] = []
-    index: dict[tuple[str, ...], int] = {}
-    for d in dicts:
-        keys = tuple(d)
-        g = index.get(keys)
-        if g is None:
-            g = index[keys] = len(index)
-            groups[keys] = []
-        groups[keys].append(d)
-        which.append(g)
-    encoded = [(keys, [_column([d[k] for d in rows]) for k in keys]) for keys, rows in groups.items()]
-    dtype = np.uint8 if len(index) <= 256 else np.int32
-    return {"group": np.array(which, dtype=dtype), "groups": encoded}
+    signatures = list(map(tuple, dicts))
+    index = {keys: g for g, keys in enumerate(dict.fromkeys(signatures))}
+    which = np.fromiter(map(index.__getitem__, signatures), dtype=np.int32, count=len(signatures))
+    del signatures
+    groups = []
+    for keys, g in index.items():
+        rows = dicts if len(index) == 1 else list(map(dicts.__getitem__, np.flatnonzero(which == g).tolist()))
+        groups.append((keys, [_column(list(map(operator.itemgetter(k), rows))) for k in keys], len(rows)))
+    return {"group": which.astype(np.uint8) if len(index) <= 256 else which, "groups": groups}
 
 
-def _dicts(table: dict[str, Any]) -> list[dict[str, Any]]:
+def _dicts(table: dict[str, Any]) -> list[dict[Any, Any]]:
     """The attribute dicts of a `_table`, in their original order."""
-    made: list[dict[str, Any]] = []
-    for g, (keys, columns) in enumerate(table["groups"]):
+    made: list[dict[Any, Any]] = []
+    for keys, columns, n in table["groups"]:
         if keys:
-            made.extend(dict(zip(keys, row)) for row in zip(*(_values(c) for c in columns)))
+            made.extend(map(_maker(keys), *map(_values, columns)))
         else:  # attribute-less dicts: only their number is stored
-            made.extend({} for _ in range(int(np.count_nonzero(table["group"] == g))))
-    order = np.argsort(table["group"], kind="stable")  # position in `made` → original position
+            made.extend({} for _ in range(n))
+    if len(table["groups"]) <= 1:
+        return made
+    order = np.argsort(table["group"], kind="stable")  # original position of each made dict
     where = np.empty_like(order)
     where[order] = np.arange(len(order))
-    return [made[i] for i in where.tolist()]
+    return list(map(made.__getitem__, where.tolist()))
 
 
 # --- the ownership graph ----------------------------------------------------------------------------------------
@@ -166,16 +191,24 @@ def _graph_state(og: OwnershipGraph) -> dict[str, Any]:
     G = og.G
     names = list(G._node)
     index = {n: i for i, n in enumerate(names)}
-    succ = G._succ
-    degree = np.fromiter((len(succ[n]) for n in names), dtype=np.int64, count=len(names))
-    target = np.fromiter((index[v] for n in names for v in succ[n]), dtype=np.int32, count=int(degree.sum()))
+    adjacency = list(map(G._succ.__getitem__, names))
+    degree = np.fromiter(map(len, adjacency), dtype=np.int64, count=len(names))
+    target = np.fromiter(map(index.__getitem__, chain.from_iterable(adjacency)), dtype=np.int32,
+                         count=int(degree.sum()))
     heads = [(p, n, [person for person, _ in ranked]) for p, (n, ranked) in og._heads.items()]
     rest = {k: v for k, v in vars(og).items() if k not in _DROPPED_GRAPH}
     return {
-        "names": names, "nodes": _table(G._node.values()), "degree": degree, "target": target,
-        "edges": _table(d for n in names for d in succ[n].values()), "graph": pickle.dumps(G.graph, 5),
-        "heads": heads, "attrs": pickle.dumps(rest, 5),
+        "names": names, "nodes": _table(list(G._node.values())), "degree": degree, "target": target,
+        "edges": _table(list(chain.from_iterable(map(dict.values, adjacency)))),
+        "graph": pickle.dumps(G.graph, 5), "heads": heads, "attrs": pickle.dumps(rest, 5),
     }
+
+
+def _adjacency(names: list[str], degree: np.ndarray, others: list[str],
+               edges: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
+    """(node, {other: edge}) for each node, taking `degree[i]` items of `others` and `edges` in turn."""
+    other, edge = iter(others), iter(edges)
+    return ((u, dict(zip(islice(other, k), islice(edge, k)))) for u, k in zip(names, degree.tolist()))
 
 
 def _graph_from(state: dict[str, Any]) -> OwnershipGraph:
@@ -185,18 +218,15 @@ def _graph_from(state: dict[str, Any]) -> OwnershipGraph:
     G.graph.update(pickle.loads(state["graph"]))
     names: list[str] = state["names"]
     G._node.update(zip(names, _dicts(state["nodes"])))
-    succ, pred = G._succ, G._pred
-    for n in names:
-        succ[n], pred[n] = {}, {}
-    targets = [names[i] for i in state["target"].tolist()]
-    edges = _dicts(state["edges"])
-    start = 0
-    for u, k in zip(names, state["degree"].tolist()):
-        if k:
-            inner = succ[u] = dict(zip(targets[start:start + k], edges[start:start + k]))
-            for v, d in inner.items():
-                pred[v][u] = d
-            start += k
+    target, degree, edges = state["target"], state["degree"], _dicts(state["edges"])
+    G._succ.update(_adjacency(names, degree, list(map(names.__getitem__, target.tolist())), edges))
+    # predecessors: the same edge dicts grouped by target, each group in source order
+    by_target = np.argsort(target, kind="stable")
+    sources = np.repeat(np.arange(len(names)), degree)[by_target]
+    G._pred.update(_adjacency(names, np.bincount(target, minlength=len(names)),
+                              list(map(names.__getitem__, sources.tolist())),
+                              list(map(edges.__getitem__, by_target.tolist()))))
+    succ = G._succ
     og._heads = {p: (n, [(person, succ[p][person]) for person in people]) for p, n, people in state["heads"]}
     og._dirs_of = {}
     return og
@@ -231,10 +261,11 @@ def state_of(rec: GraphRecommender) -> dict[str, Any]:
     cls = type(rec)
     rest = {k: v for k, v in vars(rec).items() if k not in _DROPPED_REC}
     rows = getattr(rec, "_rows", None)
-    return {
-        "class": f"{cls.__module__}:{cls.__qualname__}", "attrs": pickle.dumps(rest, 5),
-        "graph": _graph_state(rec.og), "rows": _rows_state(rows) if isinstance(rows, deque) else None,
-    }
+    with _gc_paused():
+        return {
+            "class": f"{cls.__module__}:{cls.__qualname__}", "attrs": pickle.dumps(rest, 5),
+            "graph": _graph_state(rec.og), "rows": _rows_state(rows) if isinstance(rows, deque) else None,
+        }
 
 
 def encode(state: dict[str, Any], *, level: int = 1) -> bytes:
@@ -283,7 +314,8 @@ def loads(data: bytes) -> GraphRecommender:
     cls = _recommender_class(state["class"])
     rec = cls.__new__(cls)
     vars(rec).update(pickle.loads(state["attrs"]))
-    rec.og = _graph_from(state["graph"])
+    with _gc_paused():
+        rec.og = _graph_from(state["graph"])
     rec._cache = None
     if state["rows"] is not None:
         rec._rows = _rows_from(state["rows"])  # type: ignore[attr-defined]

@@ -31,6 +31,8 @@ def assert_same_state(a: GraphRecommender, b: GraphRecommender) -> None:
     assert list(ga.nodes(data=True)) == list(gb.nodes(data=True))
     assert list(ga.edges(data=True)) == list(gb.edges(data=True))
     assert [list(ga._succ[n]) for n in ga] == [list(gb._succ[n]) for n in gb]
+    assert {v: dict(p) for v, p in ga._pred.items()} == {v: dict(p) for v, p in gb._pred.items()}
+    assert all(gb._pred[v][u] is d for u, v, d in gb.edges(data=True))  # one dict per edge, as NetworkX keeps
     assert {p: (n, [q for q, _ in r]) for p, (n, r) in a.og._heads.items()} == \
         {p: (n, [q for q, _ in r]) for p, (n, r) in b.og._heads.items()}
     assert (a.og.t0, a.og.now, a.og.changes, a.og.bots, a.og._top) == (b.og.t0, b.og.now, b.og.changes, b.og.bots,
