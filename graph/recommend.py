@@ -42,6 +42,7 @@ class RecommenderSettings:
     pending_limit: int = 2000     # suggested changes whose merge is still to come
     rejection_grace: int = 2       # rejections in a row before they count against a person
     rejection_penalty: float = 1.0  # per further rejection (logit units of the model score)
+    rejection_drop: float = 3.5     # rejections in a row (weighted by 1/rank) that put a person last
 
 
 class GraphRecommender:
@@ -108,8 +109,9 @@ class GraphRecommender:
         if not len(cands):
             return []
         scores = self._scores(cands) if scores is None else scores
-        # ties by name, so a replay is the same on every run
-        return sorted(range(len(cands)), key=lambda i: (-scores[i], cands.people[i]))
+        # ties by name, so a replay is the same on every run; -inf marks people not to propose
+        kept = [i for i in range(len(cands)) if scores[i] != -np.inf]
+        return sorted(kept, key=lambda i: (-scores[i], cands.people[i]))
 
 
 class LearnedRecommender(GraphRecommender):
@@ -240,13 +242,23 @@ class LearnedRecommender(GraphRecommender):
         if not len(cands):
             return base
         if self.model_ is None:
-            return base / (1.0 + self._rejection_penalty(cands.people))
+            return self._drop_rejected(cands.people, base / (1.0 + self._rejection_penalty(cands.people)))
         idx = self._top(cands)
         top = [cands.people[i] for i in idx]
         model = self.model_.decision_function(self.model_input(cands.X[idx], cands.score[idx]))
         model = model - self._imbalance(top) - self._rejection_penalty(top)
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
+        return self._drop_rejected(cands.people, scores)
+
+    def _drop_rejected(self, people: list[str], scores: np.ndarray) -> np.ndarray:
+        """People turned down `rejection_drop` times in a row are last, whoever else there is: they have
+        most likely left or moved on (one review taken brings them back)."""
+        drop = self.settings.rejection_drop
+        gone = np.array([self.feedback.streak.get(p, 0.0) >= drop for p in people])
+        if gone.any():
+            scores = scores.copy()
+            scores[gone] = -np.inf  # not proposed at all (see `_order`)
         return scores
 
     def _contributions(self, cands: Candidates, i: int) -> list[tuple[str, float]]:
