@@ -117,9 +117,9 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         web.run_app(build_app(settings, factory, with_worker=not args.no_worker), host=host, port=port,
                     shutdown_timeout=settings.server.shutdown_timeout, access_log=None, print=None)
-    except StorageError as exc:
+    except (StorageError, ConfigError) as exc:
         print(f"reviewbot serve: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ConfigError) else 1
     return 0
 
 

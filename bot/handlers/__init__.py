@@ -88,6 +88,27 @@ def _counter(metrics: Metrics) -> Callable[[int], None]:
     return count
 
 
+async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> None:
+    """Stop start-up, naming the fix, when GitLab cannot be reached or refuses the token.
+
+    A busy GitLab (5xx, 429) is only logged: events wait in the queue and are retried.
+    """
+    url = settings.gitlab.url
+    probe = GitLabClient(session, url=url, token=settings.gitlab.token.get_secret_value(),
+                         retry=RetryPolicy(max_attempts=2, base_delay=0.5, timeout=10.0))
+    try:
+        await probe.current_user()
+    except GitLabError as exc:
+        if exc.status is None:
+            raise ConfigError(f"cannot reach GitLab at {url} ({exc}): check GITLAB_URL (the instance's base "
+                              "URL, without /api/v4) and that this machine can reach it") from None
+        if exc.status in (401, 403):
+            raise ConfigError(f"GitLab at {url} refused GITLAB_TOKEN (HTTP {exc.status}): create a token with "
+                              "the api scope and export GITLAB_TOKEN=...") from None
+        log.warning(kv("GitLab answered the start-up check with an error; events will be retried",
+                       status=exc.status))
+
+
 @contextlib.asynccontextmanager
 async def make_dispatch(
     settings: Settings, storage: Storage, metrics: Metrics, *, retry: RetryPolicy | None = None,
@@ -97,6 +118,7 @@ async def make_dispatch(
     if settings.gitlab.token is None or not settings.gitlab.token.get_secret_value():
         raise ConfigError("GITLAB_TOKEN is not set: the handlers need a token with api scope to call GitLab")
     async with aiohttp.ClientSession() as session:
+        await check_gitlab(session, settings)
         client = GitLabClient(session, url=settings.gitlab.url, token=settings.gitlab.token.get_secret_value(),
                               retry=retry, on_error=_counter(metrics))
         backfills = Backfills(client, storage, wait=backfill_wait)

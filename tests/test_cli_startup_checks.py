@@ -1,0 +1,37 @@
+"""`reviewbot serve` / `worker` refuse to start when GitLab is unreachable or refuses the token."""
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _env(tmp_path, url, token="sim-token"):
+    env = dict(os.environ, GITLAB_URL=url, GITLAB_TOKEN=token, GITLAB_WEBHOOK_SECRET="s" * 20,
+               DATABASE_URL=f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+    env.pop("REVIEWBOT_CONFIG", None)  # and run where there is no config.toml
+    subprocess.run([sys.executable, "-m", "bot", "migrate"], env=env, check=True, capture_output=True,
+                   cwd=tmp_path)
+    return env
+
+
+async def _run(env, cwd, *args):
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", *args, env=env, cwd=cwd,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return proc.returncode, err.decode()
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]])
+async def test_unreachable_gitlab(tmp_path, command):
+    code, err = await _run(_env(tmp_path, "http://127.0.0.1:9"), tmp_path, *command)
+    assert code == 2
+    assert "cannot reach GitLab at http://127.0.0.1:9" in err and "check GITLAB_URL" in err
+
+
+async def test_token_refused(tmp_path, simulator):
+    _state, base_url = simulator
+    code, err = await _run(_env(tmp_path, base_url, token="wrong-token"), tmp_path, "worker")
+    assert code == 2
+    assert "refused GITLAB_TOKEN (HTTP 401)" in err and "api scope" in err
