@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import logging
 import math
 import time
@@ -30,6 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable, Collection, Hashable, Iterable, Mapping, Sequence, TypeVar
 
+from bot import learning
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
 from bot.config import ProjectSettings
 from bot.eligibility import Member, eligible
@@ -41,7 +41,7 @@ from bot.storage import Storage
 from graph import snapshot
 from graph.codeowners import CodeOwners, SectionMatch, parse_codeowners
 from graph.model import Change, Suggestion
-from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, RecommenderSettings, make_recommender
+from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender, RecommenderSettings, make_recommender
 
 __all__ = [
     "Engine", "Recent", "Lookups", "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather",
@@ -58,7 +58,6 @@ SPARE = 3            # statuses fetched for k + SPARE people at a time (some may
 OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
 MAX_SKIP_NOTES = 3
 T = TypeVar("T")
-_change_ids = itertools.count(1)
 
 
 async def gather(*aws: Awaitable[T]) -> list[T]:
@@ -140,11 +139,6 @@ def config_key(method: str, config: RecommenderSettings) -> str:
     return f"{method}:{hashlib.sha256(repr(config).encode()).hexdigest()[:16]}"
 
 
-def _observe_all(rec: GraphRecommender, changes: Iterable[Change]) -> None:
-    for change in changes:
-        rec.observe(change)
-
-
 Rows = Sequence[tuple[int, Change]]  # (history row id, change), oldest first
 
 
@@ -163,6 +157,10 @@ class _Entry:
     writes: int = -1               # storage.history.writes() then
     unsaved: int = 0               # rows observed since the last snapshot (or since built)
     saving: asyncio.Task[None] | None = None
+    label_writes: int = -1         # storage.feedback.writes() when labels were last read
+    labels_new: int = 0            # labels learned since the last retraining started
+    retraining: asyncio.Task[None] | None = None
+    retrained_at: float = -math.inf
 
     def reset(self, rec: GraphRecommender, config: RecommenderSettings) -> None:
         self.recommender, self.config, self.count, self.last_time, self.boundary = rec, config, 0, None, set()
@@ -189,11 +187,20 @@ class Engine:
     stored by any process are observed. Once `snapshot_every` rows have been observed since the last
     snapshot (projects smaller than that get none), a new one is written in the background; `close()`
     writes the rest at shutdown. `snapshot_every=None` writes none (reading still happens).
+
+    Feedback labels stored by any process (`storage.feedback`) are learned the same way, in time order with
+    the history (see `bot.learning`). After `retrain_labels` new labels (or `retrain_seconds` after the last
+    retraining, when there are any), the ranker is retrained in the background and the new model stored,
+    and adopted only if its backtest on the `holdout` most recent changes is not worse. A (re)built
+    recommender adopts the project's active stored model. With `prior`, projects whose own model is not yet
+    fitted are ranked by the synthetic-history prior (`bot.learning.prior_model`, fitted in the background
+    at first use, which takes tens of seconds; the graph score ranks meanwhile).
     """
 
     def __init__(self, storage: Storage, *, method: str = "default", max_projects: int = 32,
                  cache_seconds: float = 60.0, refresh_seconds: float = 3.0, snapshot_every: int | None = 2000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 retrain_labels: int | None = 50, retrain_seconds: float | None = None, holdout: int = 200,
+                 prior: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
         if max_projects < 1:
             raise ValueError(f"max_projects must be at least 1, got {max_projects}")
         if snapshot_every is not None and snapshot_every < 1:
@@ -205,8 +212,13 @@ class Engine:
         self.refresh_seconds = refresh_seconds
         self.snapshot_every = snapshot_every
         self.clock = clock
+        self.retrain_labels, self.retrain_seconds, self.holdout = retrain_labels, retrain_seconds, holdout
+        self.use_prior = prior
+        self.prior: Any | None = None
+        self._prior_task: asyncio.Task[None] | None = None
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._authors: OrderedDict[tuple[int, int], str] = OrderedDict()  # (project, MR iid) -> author
 
     def __contains__(self, project_id: int) -> bool:
         return project_id in self._entries
@@ -230,6 +242,23 @@ class Engine:
             assert entry.recommender is not None
             yield entry.recommender
         self._maybe_snapshot(project_id, entry)
+        self._maybe_retrain(project_id, entry)
+
+    def note_author(self, project_id: int, mr_iid: int, author: str) -> None:
+        """Remember who wrote an open MR: labels about it are learned with that author."""
+        self._authors[(project_id, mr_iid)] = author
+        self._authors.move_to_end((project_id, mr_iid))
+        while len(self._authors) > 20000:
+            self._authors.popitem(last=False)
+
+    def _authors_of(self, project_id: int) -> dict[int, str]:
+        return {iid: a for (pid, iid), a in self._authors.items() if pid == project_id}
+
+    async def learn_new(self, project_id: int, settings: ProjectSettings) -> None:
+        """Feed the project's recommender (when in memory) the feedback rows stored since it last learned."""
+        if project_id in self._entries:
+            async with self.use(project_id, settings):
+                pass
 
     def changes_seen(self, project_id: int) -> int:
         """How many history rows the cached recommender has observed (0 when not cached)."""
@@ -262,31 +291,48 @@ class Engine:
     async def _refresh(self, project_id: int, entry: _Entry, config: RecommenderSettings) -> None:
         current = entry.recommender is not None and entry.config == config
         writes, now = self.storage.history.writes(project_id), self.clock()
-        if current and writes == entry.writes and now - entry.checked_at < self.refresh_seconds:
+        label_writes = self.storage.feedback.writes(project_id)
+        if current and writes == entry.writes and label_writes == entry.label_writes and \
+                now - entry.checked_at < self.refresh_seconds:
             return
         count = await self.storage.history.count(project_id)
-        entry.checked_at, entry.writes = now, writes
-        if current:
-            if count == entry.count:
-                return
-            if await self._catch_up(project_id, entry):
-                return
+        entry.checked_at, entry.writes, entry.label_writes = now, writes, label_writes
+        if current and await self._catch_up(project_id, entry, history=count != entry.count):
+            return
         await self._rebuild(project_id, entry, config)
 
-    async def _catch_up(self, project_id: int, entry: _Entry) -> bool:
-        """Observe only the rows the recommender has not seen; False when some are older than what it has
-        seen (a backfill filling in the past: then rebuild)."""
-        if entry.recommender is None:
+    async def _catch_up(self, project_id: int, entry: _Entry, *, history: bool = True) -> bool:
+        """Observe only the rows the recommender has not seen, and learn the labels stored since it last
+        learned; False when some rows are older than what it has seen (a backfill filling in the past:
+        then rebuild). `history=False`: the row count is unchanged, only labels are read."""
+        rec = entry.recommender
+        if rec is None:
             return False
-        rows, total = await self.storage.history.rows_since(project_id, entry.last_time)
-        new = [(i, c) for i, c in rows if not (c.time == entry.last_time and i in entry.boundary)]
-        if entry.count + len(new) != total:
-            return False
+        new: list[tuple[int, Change]] = []
+        if history:
+            rows, total = await self.storage.history.rows_since(project_id, entry.last_time)
+            new = [(i, c) for i, c in rows if not (c.time == entry.last_time and i in entry.boundary)]
+            if entry.count + len(new) != total:
+                return False
+        learned = await self._replay(project_id, entry, rec, [c for _, c in new])
         if new:
-            await asyncio.to_thread(_observe_all, entry.recommender, [c for _, c in new])
             entry.seen(new)
-            log.info(kv("recommender updated", project_id=project_id, new=len(new), changes=entry.count))
+        if new or learned:
+            log.info(kv("recommender updated", project_id=project_id, new=len(new), labels=learned,
+                        changes=entry.count))
         return True
+
+    async def _replay(self, project_id: int, entry: _Entry, rec: GraphRecommender, changes: list[Change]) -> int:
+        """Observe `changes` and learn the labels above the recommender's mark, in time order (in a thread)."""
+        labels: list[learning.Label] = []
+        if isinstance(rec, LearnedRecommender):
+            labels, mark = await learning.new_labels(self.storage, project_id, rec.label_mark)
+            rec.label_mark = mark
+        if changes or labels:
+            items = learning.interleave(changes, labels)
+            await asyncio.to_thread(learning.replay, rec, items, self._authors_of(project_id))
+        entry.labels_new += len(labels)
+        return len(labels)
 
     async def _rebuild(self, project_id: int, entry: _Entry, config: RecommenderSettings) -> None:
         if await self._warm_start(project_id, entry, config):
@@ -294,9 +340,10 @@ class Engine:
         started = time.monotonic()
         rows, _ = await self.storage.history.rows_since(project_id)
         rec = make_recommender(self.method, settings=config)
-        await asyncio.to_thread(_observe_all, rec, [c for _, c in rows])
         entry.reset(rec, config)
+        await self._replay(project_id, entry, rec, [c for _, c in rows])
         entry.seen(rows)
+        await self._models_for(project_id, rec)
         log.info(kv("recommender built", project_id=project_id, changes=entry.count,
                     seconds=round(time.monotonic() - started, 3)))
 
@@ -320,9 +367,70 @@ class Engine:
         if not await self._catch_up(project_id, entry):
             log.info(kv("snapshot does not fit the history, rebuilding", project_id=project_id, snapshot_id=row.id))
             return False
+        await self._models_for(project_id, rec)
         log.info(kv("recommender loaded", project_id=project_id, snapshot_id=row.id, size=row.size,
                     changes=entry.count, new=entry.unsaved, seconds=round(time.monotonic() - started, 3)))
         return True
+
+    # -- models ----------------------------------------------------------------------------------------
+    async def _models_for(self, project_id: int, rec: GraphRecommender) -> None:
+        """A (re)built recommender adopts the project's active stored model, and the prior if wanted."""
+        if not isinstance(rec, LearnedRecommender):
+            return
+        found = await learning.stored_model(self.storage, project_id)
+        if found is not None and learning.adopt(rec, found[1]):
+            log.info(kv("stored model adopted", project_id=project_id, version=found[0]))
+        if self.use_prior:
+            rec.prior = self.prior
+            self._start_prior()
+
+    def _start_prior(self) -> None:
+        """Load or fit the prior in the background (once); recommenders built meanwhile get it when ready."""
+        if self.prior is not None or self._prior_task is not None:
+            return
+        task = self._prior_task = asyncio.create_task(self._load_prior())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _load_prior(self) -> None:
+        try:
+            self.prior = await learning.prior_model(self.storage)
+        except Exception as exc:  # noqa: BLE001 - without a prior the graph score ranks; retried at next build
+            log.warning(kv("prior model failed", error=f"{type(exc).__name__}: {exc}"))
+            self._prior_task = None
+            return
+        for entry in self._entries.values():
+            if isinstance(entry.recommender, LearnedRecommender):
+                entry.recommender.prior = self.prior
+
+    def _maybe_retrain(self, project_id: int, entry: _Entry) -> None:
+        """Start retraining in the background after `retrain_labels` new labels, or on the schedule."""
+        if entry.retraining is not None or not isinstance(entry.recommender, LearnedRecommender):
+            return
+        due = self.retrain_labels is not None and entry.labels_new >= self.retrain_labels
+        if self.retrain_seconds is not None and entry.labels_new > 0:
+            due = due or self.clock() - entry.retrained_at >= self.retrain_seconds
+        if not due:
+            return
+        entry.labels_new = 0
+        task = entry.retraining = asyncio.create_task(self._retrain(project_id, entry, entry.recommender))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _retrain(self, project_id: int, entry: _Entry, rec: LearnedRecommender) -> None:
+        """Fit, store and maybe adopt a new model; a failure is logged and the next labels try again."""
+        try:
+            await learning.retrain_and_store(self.storage, project_id, rec, entry.lock, holdout=self.holdout,
+                                             changes=entry.count)
+        except Exception as exc:  # noqa: BLE001 - a background job must not die silently nor crash the worker
+            log.warning(kv("retraining failed", project_id=project_id, error=f"{type(exc).__name__}: {exc}"))
+        finally:
+            entry.retraining, entry.retrained_at = None, self.clock()
+
+    async def wait_background(self) -> None:
+        """Wait for the snapshots, retrainings and prior fit running now (tests, shutdown)."""
+        while pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)
 
     # -- snapshots -------------------------------------------------------------------------------------
     def _maybe_snapshot(self, project_id: int, entry: _Entry, *, final: bool = False) -> None:
@@ -608,8 +716,9 @@ def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str
 
 # --- the service ----------------------------------------------------------------------------------------------
 def open_change(mr: MergeRequest, files: Sequence[str], now: float | None = None) -> Change:
-    """The MR as the recommender sees it; a fresh id each time, as the graph caches candidates by id."""
-    return Change(id=f"open!{mr.iid}#{next(_change_ids)}", time=int(now if now is not None else time.time()),
+    """The MR as the recommender sees it, under the id its merge will have in the history (`!iid`): the
+    candidate rows remembered when suggesting become training rows at the merge, with the labels about it."""
+    return Change(id=learning.mr_change_id(mr.iid), time=int(now if now is not None else time.time()),
                   author=mr.author.username, reviewers=(), files=tuple(files), title=mr.title)
 
 
@@ -635,6 +744,7 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     if not facts.files:
         result.cannot = NO_FILES
         return result
+    engine.note_author(project_id, mr.iid, mr.author.username)
     ranked = await _rank(engine, project_id, settings, result)
     if ranked is None:
         result.cannot = NO_HISTORY

@@ -55,7 +55,7 @@ class GraphRecommender:
         self.settings = settings or RecommenderSettings()
         s = self.settings
         self.og = OwnershipGraph(half_life_days=s.half_life_days, short_half_life_days=s.short_half_life_days)
-        self._cache: tuple[str, Candidates] | None = None
+        self._cache: tuple[tuple, Candidates] | None = None
 
     # -- the backtest protocol ------------------------------------------------------------------------
     def recommend(self, change: Change, k: int) -> list[str]:
@@ -86,12 +86,14 @@ class GraphRecommender:
 
     # -- internals ------------------------------------------------------------------------------------
     def _candidates(self, change: Change) -> Candidates:
-        if self._cache is not None and self._cache[0] == change.id:
+        # keyed by more than the id: the bot suggests for one merge request again after pushes and feedback
+        key = (change.id, change.time, change.author, change.files)
+        if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         cands = self._extend(candidates(self.og, change, allow_author=self.allow_author,
                                         inactive_days=self.settings.inactive_days,
                                         limit=self.settings.candidate_limit), change)
-        self._cache = (change.id, cands)
+        self._cache = (key, cands)
         return cands
 
     def _extend(self, cands: Candidates, change: Change) -> Candidates:
@@ -119,7 +121,9 @@ class LearnedRecommender(GraphRecommender):
 
     Every observed change adds its candidate rows (labelled by who really reviewed) to a bounded window;
     the ranker is refit when the history has grown by `retrain_growth`× or `retrain_every` changes, on past
-    data only. Until the first fit, the graph score ranks.
+    data only. Until the first fit, the `prior` model ranks when one is given (a model trained elsewhere,
+    e.g. on a synthetic history, for projects with too little history of their own), else the graph score.
+    `label_mark` is for the caller: a watermark of the labels it has passed to `learn` (kept in snapshots).
     """
 
     name = "learned"
@@ -132,6 +136,8 @@ class LearnedRecommender(GraphRecommender):
         self._rejected: dict[str, set[str]] = {}
         self._pending: OrderedDict[str, Candidates] = OrderedDict()  # rows as seen when suggested
         self.model_: ReviewerRanker | None = None
+        self.prior: ReviewerRanker | None = None
+        self.label_mark = 0
         self._rows: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.settings.train_window)
         self._labelled = 0
         self._trained_at = 0
@@ -169,6 +175,12 @@ class LearnedRecommender(GraphRecommender):
                              rank=rank)
         if label in NEGATIVE:
             self._rejected.setdefault(change.id, set()).add(person)
+        self._cache = None  # the feedback columns of the cached rows are out of date
+
+    @property
+    def ranking_model(self) -> ReviewerRanker | None:
+        """The model that ranks now: the project's own once fitted, else the prior (None: the graph score)."""
+        return self.model_ if self.model_ is not None else self.prior
 
     def _extend(self, cands: Candidates, change: Change) -> Candidates:
         fb = self.feedback.features(cands.people, author=change.author, now=float(change.time))
@@ -241,11 +253,12 @@ class LearnedRecommender(GraphRecommender):
         base = super()._scores(cands)
         if not len(cands):
             return base
-        if self.model_ is None:
+        ranker = self.ranking_model
+        if ranker is None:
             return self._drop_rejected(cands.people, base / (1.0 + self._rejection_penalty(cands.people)))
         idx = self._top(cands)
         top = [cands.people[i] for i in idx]
-        model = self.model_.decision_function(self.model_input(cands.X[idx], cands.score[idx]))
+        model = ranker.decision_function(self.model_input(cands.X[idx], cands.score[idx]))
         model = model - self._imbalance(top) - self._rejection_penalty(top)
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
@@ -265,7 +278,8 @@ class LearnedRecommender(GraphRecommender):
         """With a model: how much the score of row i changes when one signal at a time is set to the
         other candidates' average (the rest of the change's candidates unchanged)."""
         idx = list(self._top(cands))
-        if self.model_ is None or i not in idx:
+        ranker = self.ranking_model
+        if ranker is None or i not in idx:
             return super()._contributions(cands, i)
         Z = self.model_input(cands.X[idx], cands.score[idx])
         me, others = idx.index(i), np.delete(Z, idx.index(i), axis=0)
@@ -277,7 +291,7 @@ class LearnedRecommender(GraphRecommender):
                 probe[j] = mean[j]
             rows.append(np.vstack([probe, others]))
             groups.append(np.full(len(Z), j))
-        s = self.model_.decision_function(np.vstack(rows), groups=np.concatenate(groups))
+        s = ranker.decision_function(np.vstack(rows), groups=np.concatenate(groups))
         base = s[len(Z) * Z.shape[1]]
         names = [*FEATURES, *FEEDBACK_FEATURES, "graph_score"]
         out = [(FEATURE_WORDS[n], float(base - s[j * len(Z)])) for j, n in enumerate(names)]

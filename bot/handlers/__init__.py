@@ -75,10 +75,24 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
     try:
         ctx = await _context(services, row)
         await services.backfills.ensure(row.project_id, bots=ctx.project.bots)
+        labels = services.storage.feedback.writes(row.project_id)
         await router.dispatch(row.as_event(), ctx)
     except GitLabError as exc:
         wait = max(services.settings.worker.backoff, services.client.retry.max_retry_after)
         raise GitLabFailure(exc, rate_limit_wait=wait) from exc
+    if services.storage.feedback.writes(row.project_id) != labels:
+        await learn_labels(ctx)
+
+
+async def learn_labels(ctx: EventContext) -> None:
+    """The feedback rows the handlers just stored reach the project's recommender (see `Engine.learn_new`).
+
+    A failure here is only logged: the rows are stored, and the recommender reads them at its next use.
+    """
+    try:
+        await ctx.engine.learn_new(ctx.project_id, ctx.project)
+    except Exception as exc:  # noqa: BLE001 - learning later is fine; failing the handled event is not
+        log.warning(kv("feedback not learned yet", project_id=ctx.project_id, error=f"{type(exc).__name__}: {exc}"))
 
 
 def _counter(metrics: Metrics) -> Callable[[int], None]:

@@ -30,6 +30,7 @@ __all__ = ["router", "CommandRun", "ACK_OK", "ACK_PROBLEM"]
 log = logging.getLogger("bot.handlers")
 router = Router()
 ACK_OK, ACK_PROBLEM = "thumbsup", "confused"
+JUDGING = frozenset({"why", "reroll", "exclude"})  # commands stored as labels about people; the rest as "command"
 
 
 @dataclass
@@ -168,6 +169,9 @@ async def on_note(event: Event, ctx: EventContext) -> None:
                      dict(event.data.get("user") or {}))
     for command in commands:
         await RUNNERS[command.kind](run, command)
+    plain = [c.kind for c in commands if c.kind not in JUDGING]
+    if plain and run.username:
+        await run.feedback(run.username, "command", commands=plain)
     if run.publish:
         await publish(ctx, await run.mr(), assign=run.assign)
     if run.replies:

@@ -21,6 +21,7 @@ __all__ = ["SuggestionRow", "FeedbackRow", "SuggestionStore", "FeedbackStore", "
 FEEDBACK_LABELS = frozenset({
     "accepted", "assigned", "removed", "passed_over", "reroll", "exclude", "why", "thumbs_up", "thumbs_down",
     "approved", "reviewed", "final_reviewer",
+    "command",  # a `/reviewers` command that judges nobody (suggest, assign, optout, optin, help, unknown...)
 })
 
 
@@ -89,6 +90,16 @@ class SuggestionStore:
         async with self.engine.connect() as conn:
             return [SuggestionRow(**r._mapping) for r in (await conn.execute(stmt)).all()]
 
+    async def people_of(self, ids: Iterable[int]) -> dict[int, list[str]]:
+        """The usernames each suggestion listed, in rank order (for the rank of a person a label is about)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        stmt = sa.select(suggestions.c.id, suggestions.c.people).where(suggestions.c.id.in_(wanted))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return {int(i): [str(p.get("username")) for p in people or [] if isinstance(p, dict)] for i, people in rows}
+
 
 class FeedbackStore:
     """Reactions: accepted, removed, passed over, thumbs, approvals..."""
@@ -96,6 +107,12 @@ class FeedbackStore:
     def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
+        self._writes: dict[int, int] = {}
+
+    def writes(self, project_id: int) -> int:
+        """How many rows this process has recorded for the project: the engine reads new labels at once
+        after its own process recorded some, and now and then otherwise (as for `HistoryStore.writes`)."""
+        return self._writes.get(project_id, 0)
 
     async def record(
         self, project_id: int, mr_iid: int, person: str, label: str, *, value: Any = None,
@@ -109,7 +126,19 @@ class FeedbackStore:
                 suggestion_id=suggestion_id, project_id=project_id, mr_iid=mr_iid, person=person, label=label,
                 value=value, created_at=self.clock(), source_event_id=source_event_id,
             ).on_conflict_do_nothing(index_elements=["source_event_id", "person", "label"])
-            return (await conn.execute(stmt)).rowcount == 1
+            added = (await conn.execute(stmt)).rowcount == 1
+        if added:
+            self._writes[project_id] = self._writes.get(project_id, 0) + 1
+        return added
+
+    async def since(self, project_id: int, after_id: int = 0, *, limit: int | None = None) -> list[FeedbackRow]:
+        """A project's rows with an id above `after_id`, in id order (what a learner has not seen yet)."""
+        stmt = (sa.select(feedback).where(feedback.c.project_id == project_id, feedback.c.id > after_id)
+                .order_by(feedback.c.id))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        async with self.engine.connect() as conn:
+            return [FeedbackRow(**r._mapping) for r in (await conn.execute(stmt)).all()]
 
     async def list(
         self, project_id: int, *, mr_iid: int | None = None, since: datetime | None = None

@@ -1,0 +1,194 @@
+"""Feedback labels from storage into a project's recommender, and models trained from them kept in storage.
+
+Why from storage and not straight from the handlers: the labels live in the same durable table as the
+events (`storage.feedback`), written by any worker process. A recommender keeps `label_mark`, the id of the
+last row it learned (saved in its snapshots), and the engine feeds it every row above that mark, in time
+order together with the history rows it has not observed: after a restart or on another process nothing is
+lost nor learned twice. A label about a merge request comes before that MR's merge in the replay (except
+`final_reviewer`, recorded at the merge), so rejections become hard negatives of the change.
+
+Models: `retrain_and_store` fits a new ranker on a copy of the training window (in a thread), stores it
+(`storage.models`) with its backtest Top-1 on the project's most recent changes, and makes it active only if
+that is not below the current model's. `prior_model` is the cold-start model for projects with too little
+history of their own: fitted once on a synthetic history (`graph.synthetic`) and kept under project id 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from bot.logfmt import kv
+from bot.storage import FeedbackRow, Storage
+from graph.feedback import FEEDBACK_FEATURES, NEGATIVE, POSITIVE
+from graph.features import FEATURES
+from graph.model import Change
+from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender
+from graph.retrain import Retrained, retrain, training_window
+from graph.synthetic import synthetic_history
+
+__all__ = ["Label", "new_labels", "interleave", "replay", "retrain_and_store", "adopt", "stored_model",
+           "prior_model", "EVIDENCE", "PRIOR_PROJECT"]
+
+log = logging.getLogger("bot.learning")
+
+EVIDENCE = POSITIVE | NEGATIVE  # the labels that say something about a person (not "why", "command")
+PRIOR_PROJECT = 0               # `storage.models` rows of the project-independent prior model
+PRIOR_VERSION = "prior-synthetic-v1"
+MODEL_WIDTH = len(FEATURES) + len(FEEDBACK_FEATURES) + 1  # `LearnedRecommender.model_input` columns
+
+
+@dataclass(frozen=True)
+class Label:
+    """One stored feedback row as the recommender learns it: `rank` = the person's place in the suggestion."""
+
+    id: int
+    mr_iid: int
+    person: str
+    label: str
+    time: float
+    rank: int | None
+
+
+def _rank(people: Sequence[str] | None, person: str) -> int | None:
+    folded = [p.casefold() for p in people or ()]
+    return folded.index(person.casefold()) + 1 if person.casefold() in folded else None
+
+
+def _revoked(row: FeedbackRow) -> bool:
+    """An emoji taken back: no evidence (the award it cancels stays learned; decay fades it)."""
+    return isinstance(row.value, Mapping) and row.value.get("action") == "revoke"
+
+
+async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[list[Label], int]:
+    """The evidence rows above `after_id` (oldest first) and the new mark (the last row id read)."""
+    rows = await storage.feedback.since(project_id, after_id)
+    mark = rows[-1].id if rows else after_id
+    rows = [r for r in rows if r.label in EVIDENCE and not _revoked(r)]
+    people = await storage.suggestions.people_of(r.suggestion_id for r in rows if r.suggestion_id)
+    labels = [Label(r.id, r.mr_iid, r.person, r.label, r.created_at.timestamp(),
+                    _rank(people.get(r.suggestion_id) if r.suggestion_id else None, r.person)) for r in rows]
+    return sorted(labels, key=lambda x: (x.time, x.id)), mark
+
+
+def mr_change_id(iid: int) -> str:
+    """The history id of an MR (as `bot.backfill.change_id`), which the engine also suggests under."""
+    return f"!{iid}"
+
+
+def interleave(history: Sequence[Change], labels: Sequence[Label]) -> list[Change | Label]:
+    """History and labels in time order; a label about a change in `history` comes before its merge
+    (`final_reviewer` after it), whatever clocks stamped them.
+
+    >>> c = Change("!1", 100, "ann", ("bob",), ("a",))
+    >>> [type(x).__name__ for x in interleave([c], [Label(1, 1, "bob", "removed", 500.0, 1)])]
+    ['Label', 'Change']
+    """
+    merged_at = {c.id: c.time for c in history}
+    keyed: list[tuple[tuple[float, int, int], Change | Label]] = [
+        ((c.time, 1, i), c) for i, c in enumerate(history)]
+    for j, label in enumerate(labels):
+        t, order = label.time, 0
+        merged = merged_at.get(mr_change_id(label.mr_iid))
+        if merged is not None:
+            t, order = (max(t, merged), 2) if label.label == "final_reviewer" else (min(t, merged), 0)
+        keyed.append(((t, order, j), label))
+    return [item for _, item in sorted(keyed, key=lambda k: k[0])]
+
+
+def replay(rec: GraphRecommender, items: Iterable[Change | Label], authors: Mapping[int, str]) -> int:
+    """Observe the changes and learn the labels, in order (run it in a thread); returns labels learned.
+
+    A label's change carries its MR's author when known (from `authors`, or from the history replayed).
+    """
+    learner = rec if isinstance(rec, LearnedRecommender) else None
+    items = list(items)
+    known = dict(authors)
+    known.update((int(c.id[1:]), c.author) for c in items
+                 if isinstance(c, Change) and c.id.startswith("!") and c.id[1:].isdigit())
+    learned = 0
+    for item in items:
+        if isinstance(item, Change):
+            rec.observe(item)
+        elif learner is not None:
+            change = Change(mr_change_id(item.mr_iid), int(item.time), known.get(item.mr_iid, ""), (), ())
+            learner.learn(change, item.person, item.label, time=item.time, rank=item.rank)
+            learned += 1
+    return learned
+
+
+def adopt(rec: GraphRecommender, model: Any) -> bool:
+    """Make `model` the one ranking for `rec` (False when it is not a learned recommender or the model's
+    input width is not this code's); the recommender's own next scheduled refit is counted from now."""
+    if not isinstance(rec, LearnedRecommender) or getattr(model, "n_features_in_", None) != MODEL_WIDTH:
+        return False
+    rec.model_ = model
+    rec._trained_at = max(rec._trained_at, rec._labelled)
+    return True
+
+
+def _loads(blob: bytes) -> Any | None:
+    try:
+        return pickle.loads(blob)  # our own database's rows, written by `retrain_and_store`
+    except Exception as exc:  # noqa: BLE001 - an unreadable model means "no stored model", not a crash
+        log.warning(kv("stored model unreadable, ignored", error=f"{type(exc).__name__}: {exc}"))
+        return None
+
+
+async def stored_model(storage: Storage, project_id: int) -> tuple[str, Any] | None:
+    """The project's active model (version, estimator), or None."""
+    row = await storage.models.active(project_id)
+    if row is None:
+        return None
+    model = await asyncio.to_thread(_loads, row.blob)
+    return None if model is None else (row.version, model)
+
+
+async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecommender, lock: asyncio.Lock, *,
+                            holdout: int = 200, changes: int = 0) -> Retrained | None:
+    """Copy the window under `lock`, fit and compare in a thread, store the model, adopt it if not worse."""
+    async with lock:
+        window = await asyncio.to_thread(training_window, rec)
+    if window is None:
+        return None
+    result = await asyncio.to_thread(retrain, window, holdout=holdout)
+    if result.model is None:
+        return result
+    version = f"{changes}c-{uuid.uuid4().hex[:8]}"
+    blob = await asyncio.to_thread(pickle.dumps, result.model, 5)
+    active = result.better_or_equal
+    await storage.models.save(project_id, version, blob, backtest_score=round(result.score, 4), activate=active)
+    if active:
+        async with lock:
+            adopt(rec, result.model)
+    log.info(kv("model retrained", project_id=project_id, version=version, top1=round(result.score, 4),
+                current_top1=round(result.current_score, 4), held_out=result.changes, active=active))
+    return result
+
+
+def fit_prior(n_changes: int = 1200, seed: int = 7) -> Any | None:
+    """A ranker fitted on a synthetic history (slow: seconds; run it in a thread)."""
+    rec = LearnedRecommender(settings=DEFAULT_SETTINGS)
+    for change in synthetic_history(n_changes, 400, 40, seed=seed):
+        rec.observe(change)
+    rec.refit()
+    return rec.model_
+
+
+async def prior_model(storage: Storage, *, n_changes: int = 1200) -> Any | None:
+    """The cold-start prior: read from `storage.models` (project 0), or fitted once and stored there."""
+    found = await stored_model(storage, PRIOR_PROJECT)
+    if found is not None and getattr(found[1], "n_features_in_", None) == MODEL_WIDTH:
+        return found[1]
+    model = await asyncio.to_thread(fit_prior, n_changes)
+    if model is None:
+        return None
+    blob = await asyncio.to_thread(pickle.dumps, model, 5)
+    try:
+        await storage.models.save(PRIOR_PROJECT, f"{PRIOR_VERSION}-{uuid.uuid4().hex[:8]}", blob)
+    except Exception as exc:  # noqa: BLE001 - another process stored one first: ours serves as well
+        log.info(kv("prior model not stored", error=f"{type(exc).__name__}: {exc}"))
+    return model

@@ -1,0 +1,132 @@
+"""`bot.learning` with `bot.engine.Engine`: stored feedback reaches the recommender (live, after a restart, after
+a snapshot, never twice), the ranker is retrained in the background after N labels and a model replaces the
+active one only when it is not worse."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from bot.config import ProjectSettings
+from bot.engine import Engine
+from bot.learning import Label, adopt, interleave, replay
+from bot.storage import Storage
+from graph.model import Change
+from graph.recommend import LearnedRecommender
+from graph.synthetic import synthetic_history
+from tests.bot_harness import handler_env, marker_notes  # noqa: F401 - fixture
+from tests.test_retrain import Backwards
+
+SETTINGS = ProjectSettings()
+HISTORY = [c for c in synthetic_history(240, 120, 25, seed=5)]
+PID = 3
+
+
+@pytest.fixture
+async def store(sqlite_url):
+    storage = Storage(sqlite_url)
+    await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files, ackers=c.ackers)
+                                       for i, c in enumerate(HISTORY)])
+    yield storage
+    await storage.close()
+
+
+async def rejections(store: Storage, n: int, *, first_event: int = 1, mr_iid: int = 900) -> None:
+    """`n` "removed" labels about `bob`, who was second in the suggestion they judge."""
+    sid = await store.suggestions.add(PID, mr_iid, [{"username": "ann"}, {"username": "bob"}], "test")
+    for event in range(first_event, first_event + n):
+        await store.feedback.record(PID, mr_iid, "bob", "removed", suggestion_id=sid, source_event_id=event)
+
+
+def test_labels_come_before_the_merge_of_their_change_and_final_reviewers_after():
+    merged = Change("!4", 100, "ann", ("bob",), ("a",))
+    items = interleave([merged], [Label(1, 4, "bob", "final_reviewer", 90.0, None),
+                                  Label(2, 4, "cy", "removed", 500.0, 2), Label(3, 9, "dee", "accepted", 50.0, 1)])
+    assert [getattr(x, "label", x.id) for x in items] == ["accepted", "removed", "!4", "final_reviewer"]
+
+
+def test_replay_learns_with_the_author_of_the_merge_and_marks_hard_negatives():
+    rec = LearnedRecommender()
+    merged = Change("!4", 100, "ann", ("bob",), ("a",))
+    replay(rec, interleave([merged], [Label(1, 4, "cy", "removed", 500.0, 2)]), {})
+    assert rec.feedback.streak["cy"] == 0.5 and rec.feedback.author_neg[("cy", "ann")] > 0
+    assert not adopt(rec, Backwards())  # never fitted: no input width to trust
+
+
+async def test_stored_labels_reach_the_recommender_once_and_survive_a_restart(store):
+    engine = Engine(store, retrain_labels=None)
+    async with engine.use(PID, SETTINGS) as rec:
+        assert rec.feedback.labels == 0
+    await rejections(store, 3)
+    await store.feedback.record(PID, 900, "ann", "why", source_event_id=99)  # no evidence: not learned
+    await engine.learn_new(PID, SETTINGS)
+    await engine.learn_new(PID, SETTINGS)
+    assert rec.feedback.labels == 3 and rec.feedback.streak["bob"] == 1.5  # rank 2: each counts 1/2
+    assert rec.label_mark == max(r.id for r in await store.feedback.list(PID))
+    async with Engine(store, retrain_labels=None).use(PID, SETTINGS) as again:
+        assert again is not rec and again.feedback.labels == 3 and again.feedback.streak == rec.feedback.streak
+
+
+async def test_a_warm_start_learns_only_the_labels_stored_after_its_snapshot(store):
+    writer = Engine(store, snapshot_every=100, retrain_labels=None)
+    await rejections(store, 2)
+    async with writer.use(PID, SETTINGS):
+        pass
+    await writer.close()
+    assert await store.snapshots.latest(PID) is not None
+    await rejections(store, 1, first_event=50, mr_iid=901)
+    async with Engine(store, retrain_labels=None).use(PID, SETTINGS) as warm:
+        assert warm.feedback.labels == 3
+
+
+async def test_retraining_after_n_labels_stores_and_activates_a_model_unless_it_is_worse(store):
+    engine = Engine(store, retrain_labels=4, holdout=60, snapshot_every=None)
+    async with engine.use(PID, SETTINGS) as rec:
+        rec.estimator.set_params(min_samples_leaf=20)
+        rec.model_ = None  # the first new model is compared with the graph score
+    await rejections(store, 3)
+    await engine.learn_new(PID, SETTINGS)
+    await engine.wait_background()
+    assert await store.models.list(PID) == []  # 3 labels: not yet
+    await rejections(store, 1, first_event=10, mr_iid=901)
+    await engine.learn_new(PID, SETTINGS)
+    await engine.wait_background()
+    [first] = await store.models.list(PID)
+    assert first.active and first.backtest_score is not None
+    assert rec.model_ is not None and pickle.dumps(rec.model_, 5) == first.blob
+
+    rec.estimator = Backwards()  # the next model ranks upside down
+    await rejections(store, 4, first_event=20, mr_iid=902)
+    await engine.learn_new(PID, SETTINGS)
+    await engine.wait_background()
+    rows = await store.models.list(PID)
+    assert [r.active for r in rows] == [True, False] and rows[1].backtest_score < first.backtest_score
+    assert (await store.models.active(PID)).version == first.version
+    assert pickle.dumps(rec.model_, 5) == first.blob
+
+    async with Engine(store, retrain_labels=None).use(PID, SETTINGS) as rebuilt:
+        same = pickle.dumps(pickle.loads(first.blob), 5)
+        assert pickle.dumps(rebuilt.model_, 5) == same  # a new process adopts the active model
+
+
+# --- through the real handlers -------------------------------------------------------------------------------
+async def test_reviewer_changes_and_commands_reach_the_engines_recommender(handler_env):
+    env = await handler_env()
+    engine = env.dispatch.args[0].engine
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/engine.py"])
+    await env.run()
+    assert marker_notes(env.state, mr)
+    shown = (await env.storage.suggestions.latest(env.pid, mr.iid)).people
+    env.state.set_reviewers(mr, [env.tiny.dee], by=env.tiny.ann)  # someone else: the suggested are passed over
+    env.state.add_note(mr, env.tiny.cy, "/reviewers help")
+    await env.run()
+    rows = await env.storage.feedback.list(env.pid, mr_iid=mr.iid)
+    assert {r.label for r in rows} >= {"passed_over", "command"}
+    async with engine.use(env.pid, env.settings.project_settings(env.pid, None)) as rec:
+        assert rec.label_mark == max(r.id for r in rows)
+        passed = {r.person for r in rows if r.label == "passed_over"}
+        assert passed and all(rec.feedback.streak.get(p, 0) > 0 for p in passed)
+        first = shown[0]["username"]
+        if first in passed:
+            assert rec.feedback.streak[first] == 1.0  # rank 1: a full rejection
+        assert f"!{mr.iid}" in rec._rejected  # hard negatives when it merges
