@@ -130,3 +130,23 @@ async def test_reviewer_changes_and_commands_reach_the_engines_recommender(handl
         if first in passed:
             assert rec.feedback.streak[first] == 1.0  # rank 1: a full rejection
         assert f"!{mr.iid}" in rec._rejected  # hard negatives when it merges
+
+
+async def test_a_stored_prior_ranks_a_project_without_a_model_of_its_own(sqlite_url):
+    from bot.learning import PRIOR_PROJECT
+    from tests.test_retrain import trained
+
+    storage = Storage(sqlite_url)
+    try:
+        prior = trained().model_
+        await storage.models.save(PRIOR_PROJECT, "prior-test", pickle.dumps(prior, 5))
+        await storage.history.upsert(7, [Change("!1", 100, "ann", ("bob",), ("src/a.py",))])
+        engine = Engine(storage, prior=True)
+        async with engine.use(7, SETTINGS):
+            pass
+        await engine.wait_background()
+        async with engine.use(7, SETTINGS) as rec:
+            assert rec.model_ is None and rec.prior is not None and rec.ranking_model is rec.prior
+            assert [s.person for s in rec.suggest(Change("!2", 200, "cy", (), ("src/a.py",)), 2)] == ["bob", "ann"]
+    finally:
+        await storage.close()
