@@ -126,8 +126,10 @@ async def cold_build(url: str, figures: Figures, *, write_snapshot: bool) -> Gra
             async with engine.use(PROJECT, SETTINGS) as rec:
                 return rec
         figures.cold, rec = await timed(take)
-        if write_snapshot:
-            figures.extra["snapshot write (engine, background)"], _ = await timed(engine.close)
+        if write_snapshot:  # wait for the background write the cold build started (no shutdown time limit)
+            figures.extra["snapshot write (engine, background)"], _ = await timed(lambda: engine.close(timeout=3600))
+            if not await storage.snapshots.list(PROJECT):
+                raise SystemExit("the engine wrote no snapshot: see its log (--log)")
         return rec
     finally:
         await storage.close()
