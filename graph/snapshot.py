@@ -13,7 +13,8 @@ and sums floats in that order), the value types (int stays int, `None` stays `No
 content steers the ranking (`OwnershipGraph._heads`, re-linked to the restored edge dicts, and `_top`). A
 restored recommender fed the rest of a history ranks like one fed all of it. Caches that are pure functions
 of their key (`OwnershipGraph._dirs_of`, the candidate cache) are dropped. Predecessor dicts are rebuilt in
-source-node order (nothing in `graph/` reads them).
+source-node order (nothing in `graph/` reads them). A model shared by all projects (`prior`) is not stored:
+the caller sets it again after `loads`.
 
 A snapshot starts with a header: a magic string, `FORMAT_VERSION` and a `fingerprint()` of the code that
 gives the state its meaning (the graph and ranker modules' source and the versions of scikit-learn, numpy and
@@ -63,6 +64,8 @@ _HEAD = struct.Struct(">6sHH")  # magic, format version, fingerprint length
 STATE_MODULES = ("graph.model", "graph.ownership", "graph.features", "graph.ranker", "graph.recommend",
                  "graph.feedback")
 _DROPPED_REC = ("og", "_cache", "_rows")
+# Models shared by every project (not the project's own state): stored as None, the caller sets them again.
+_SHARED_REC = ("prior",)
 _DROPPED_GRAPH = ("G", "_heads", "_dirs_of")
 
 
@@ -134,11 +137,11 @@ def _values(column: tuple[Any, ...]) -> list[Any]:
     if kind == "i":
         return column[1].tolist()  # type: ignore[no-any-return]
     if kind == "f":
-        values, missing = column[1].tolist(), column[2]
-        if missing is not None:
-            for i in np.flatnonzero(missing).tolist():
-                values[i] = None
-        return values  # type: ignore[no-any-return]
+        if column[2] is None:
+            return column[1].tolist()  # type: ignore[no-any-return]
+        values = column[1].astype(object)  # Python floats
+        values[column[2]] = None
+        return values.tolist()  # type: ignore[no-any-return]
     if kind == "n":
         return [None] * column[1]
     if kind == "c":
@@ -259,7 +262,7 @@ def state_of(rec: GraphRecommender) -> dict[str, Any]:
     if not isinstance(rec, GraphRecommender):
         raise TypeError(f"can only snapshot a graph.recommend.GraphRecommender, got {type(rec).__name__}")
     cls = type(rec)
-    rest = {k: v for k, v in vars(rec).items() if k not in _DROPPED_REC}
+    rest = {k: None if k in _SHARED_REC else v for k, v in vars(rec).items() if k not in _DROPPED_REC}
     rows = getattr(rec, "_rows", None)
     with _gc_paused():
         return {

@@ -73,6 +73,14 @@ def test_the_learned_state_is_restored():
     assert restored._trained_at > rec._trained_at  # it went on learning
 
 
+def test_a_shared_prior_model_is_not_stored():
+    rec = make_recommender("default")
+    replay(rec, HISTORY[:50])
+    rec.prior = rec.estimator  # any model shared between projects
+    restored = loads(dumps(rec))
+    assert restored.prior is None and rec.prior is rec.estimator
+
+
 def test_the_heads_cache_points_at_the_restored_edges(trained):
     restored = loads(dumps(trained))
     succ = restored.og.G._succ
