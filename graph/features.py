@@ -1,21 +1,26 @@
 """Candidate features for a new change, read off the ownership graph.
 
-`candidates(og, change)` walks the change's files, their directories and the author's reviewers once,
-accumulating per-person evidence, and returns a small matrix: one row per candidate, one column per
-feature in `FEATURES`. Shares (a person's part of all reviews on a path) need no decay factor: numerator and
-denominator are scaled alike. Only the state of the graph at call time is used, so a replay that calls this
-before `OwnershipGraph.add_change` never looks into the future.
+`candidates(og, change)` reads the change's files, their directories and the author's reviewers once and
+returns a small matrix: one row per candidate, one column per feature in `FEATURES`. Shares (a person's part
+of all reviews on a path) need no decay factor: numerator and denominator are scaled alike. Only the state of
+the graph at call time is used, so a replay that calls this before `OwnershipGraph.add_change` never looks
+into the future.
+
+The per-person sums are numpy work over the paths' edge blocks (`OwnershipGraph.edge_block`, cached and kept
+current by the graph) and its per-person columns (`OwnershipGraph.people_table`): one `np.bincount` per
+feature instead of a Python loop over every edge. Each term is computed as before, (weight × edge figure) /
+path total, and added in path order, so the features are those of the per-edge loop to the last bit or two.
+Directories are read through their `OwnershipGraph.heads` only (at most 40 people each).
 """
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from graph.model import Change
-from graph.ownership import DAY, OwnershipGraph
+from graph.ownership import DAY, OwnershipGraph, PeopleTable
 
 __all__ = ["FEATURES", "Candidates", "candidates", "graph_score", "GRAPH_WEIGHTS"]
 
@@ -108,81 +113,83 @@ def graph_score(X: np.ndarray) -> np.ndarray:
     return s / (1.0 + 0.15 * X[:, F["days_since_review"]])
 
 
-class _Acc:
-    """Per-person sums for one change (plain dicts: this is the hot loop)."""
-
-    def __init__(self) -> None:
-        self.cols: dict[str, defaultdict[str, float]] = {n: defaultdict(float) for n in FEATURES}
-        self.last_here: dict[str, float] = {}
-
-    def touch(self, person: str, t: float | None) -> None:
-        if t is not None and t > self.last_here.get(person, -math.inf):
-            self.last_here[person] = t
+# The features summed per person over the change's paths (the first seven, from the paths' edge blocks)
+# and over the author's reviewers (the last two); see `_evidence`.
+EVIDENCE = ("file_review_share", "file_reviewed", "file_author_share", "dir1_review_share", "dir2_review_share",
+            "dir3_review_share", "dir1_author_share", "author_familiarity", "author_reviews")
+_E = {name: i for i, name in enumerate(EVIDENCE)}
+_E_COLUMNS = [F[name] for name in EVIDENCE]
 
 
-def _files(og: OwnershipGraph, files: tuple[str, ...], acc: _Acc) -> None:
-    node, succ, inv = og.G._node, og.G._succ, 1.0 / len(files)
-    rs, rv, au = acc.cols["file_review_share"], acc.cols["file_reviewed"], acc.cols["file_author_share"]
-    for f in files:
-        p = "/" + f
-        attrs = node.get(p)
-        if attrs is None:
-            continue
-        rw, aw = attrs["rw"], attrs["aw"]
-        for person, e in succ[p].items():
-            if e["rc"]:
-                rs[person] += inv * e["rw"] / rw
-                rv[person] += inv
-                acc.touch(person, e["rt"])
-            if e["ac"]:
-                au[person] += inv * e["aw"] / aw
-                acc.touch(person, e["at"])
-
-
-def _dir_weights(og: OwnershipGraph, files: tuple[str, ...]) -> dict[tuple[int, str], float]:
-    """(level, directory) → weight: each file spreads 1/|files| over its parent, grandparent, and the rest."""
+def _path_weights(og: OwnershipGraph, files: tuple[str, ...]) -> dict[str, list[float]]:
+    """Path node → [file, parent, grandparent, further-up] weights: each file spreads 1/|files| over
+    itself, and again over its parent, its grandparent and (evenly) the directories above those."""
     inv = 1.0 / len(files)
-    weights: dict[tuple[int, str], float] = defaultdict(float)
+    weights: dict[str, list[float]] = {}
     for f in files:
-        dirs = og.dirs_of(f)
-        for level, d in enumerate(dirs[:2]):
-            weights[(level, d)] += inv
-        rest = dirs[2:]
-        for d in rest:
-            weights[(2, d)] += inv / len(rest)
+        nodes = og.path_nodes(f)
+        for level, p in enumerate(nodes):
+            w = weights.get(p)
+            if w is None:
+                w = weights[p] = [0.0, 0.0, 0.0, 0.0]
+            if level < 3:
+                w[level] += inv
+            else:
+                w[3] += inv / (len(nodes) - 3)
     return weights
 
 
-def _dirs(og: OwnershipGraph, weights: dict[tuple[int, str], float], acc: _Acc, levels: tuple[int, ...]) -> None:
-    """Directory shares of everyone who reviewed there, for the given levels (0 = parent)."""
+def _path_rows(og: OwnershipGraph, files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The edge blocks of the change's paths stacked, and for each row its path's four weights (see
+    `_path_weights`) and review and authorship totals, as six rows (None if no path is known)."""
     node = og.G._node
-    cols = [acc.cols["dir1_review_share"], acc.cols["dir2_review_share"], acc.cols["dir3_review_share"]]
-    dir_author = acc.cols["dir1_author_share"]
-    for (level, d), w in weights.items():
-        if level not in levels:
-            continue
-        p = "/" + d
-        attrs = node.get(p)
-        if attrs is None:
-            continue
-        rw, aw, col = attrs["rw"], attrs["aw"], cols[level]
-        for person, e in og.heads(p):
-            if e["rc"]:
-                col[person] += w * e["rw"] / rw
-                acc.touch(person, e["rt"])
-            if level == 0 and e["ac"]:
-                dir_author[person] += w * e["aw"] / aw
+    blocks, ws = [], []
+    for p, w in _path_weights(og, files).items():
+        block = og.edge_block(p)
+        if block is not None and len(block):
+            attrs = node[p]
+            blocks.append(block)
+            ws.append((*w, attrs["rw"] or 1.0, attrs["aw"]))  # no reviews there: every review share is 0
+    if not blocks:
+        return None
+    return np.concatenate(blocks), np.repeat(np.array(ws).T, [len(b) for b in blocks], axis=1)
 
 
-def _author(og: OwnershipGraph, author: str, acc: _Acc) -> None:
+def _evidence(og: OwnershipGraph, change: Change, table: PeopleTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(E, member, last_here) over the rows of `table`: E[i, person] is the `EVIDENCE` feature i; member marks
+    whoever has any evidence (the pool before the cut); last_here is when the person last reviewed or wrote
+    one of the paths (NaN: never). Files count every person, directories their `OwnershipGraph.heads`."""
+    m = len(table)
+    E, member, last_here = np.zeros((len(EVIDENCE), m)), np.zeros(m, dtype=bool), np.full(m, np.nan)
+    rows = _path_rows(og, tuple(change.files))
+    if rows is not None:
+        block, (wf, w1, w2, w3, rw_all, aw_all) = rows
+        ids, rw, aw = block[:, 0].astype(np.intp), block[:, 1], block[:, 2]
+        reviewed, authored = ~np.isnan(block[:, 3]), ~np.isnan(block[:, 4])
+        for name, w, share in (("file_review_share", wf, True), ("file_author_share", wf, False),
+                               ("dir1_review_share", w1, True), ("dir2_review_share", w2, True),
+                               ("dir3_review_share", w3, True), ("dir1_author_share", w1, False)):
+            E[_E[name]] = np.bincount(ids, w * rw / rw_all if share else w * aw / aw_all, m)  # as (w·x)/total
+        E[_E["file_reviewed"]] = np.bincount(ids, wf * reviewed, m)
+        in_file = wf > 0
+        member[ids[in_file | reviewed | (authored & (w1 > 0))]] = True
+        np.fmax.at(last_here, ids, np.where(in_file, np.fmax(block[:, 3], block[:, 4]), block[:, 3]))
+    _author(og, "@" + change.author, table, E, member)
+    return E, member, last_here
+
+
+def _author(og: OwnershipGraph, author: str, table: PeopleTable, E: np.ndarray, member: np.ndarray) -> None:
+    """The author's reviewers: their share of the author's (decayed) reviews, and how many they did."""
     edges = og.G._succ.get(author)
     if not edges:
         return
-    total = sum(e["fw"] for e in edges.values())
-    fam, cnt = acc.cols["author_familiarity"], acc.cols["author_reviews"]
-    for person, e in edges.items():
-        fam[person] = e["fw"] / total if total else 0.0
-        cnt[person] = math.log1p(e["fc"])
+    ids = np.array([table.index[p] for p in edges], dtype=np.intp)
+    fw = [e["fw"] for e in edges.values()]
+    total = sum(fw)
+    if total:
+        E[_E["author_familiarity"], ids] = np.array(fw) / total
+    E[_E["author_reviews"], ids] = [math.log1p(e["fc"]) for e in edges.values()]
+    member[ids] = True
 
 
 def candidates(
@@ -197,62 +204,63 @@ def candidates(
 
     At most `limit` rows are returned: the best by `graph_score`.
     """
-    files = tuple(change.files)
     author = "@" + change.author
-    if not files or og.t0 is None:
+    if not change.files or og.t0 is None:
         return Candidates([], np.zeros((0, len(FEATURES))))
-    acc = _Acc()
-    weights = _dir_weights(og, files)
-    _files(og, files, acc)
-    _dirs(og, weights, acc, levels=(0, 1, 2))
-    _author(og, author, acc)
-    pool = set().union(*(c.keys() for c in acc.cols.values()))
-    pool |= set(og.top_reviewers())
-    if allow_author and author in og.G:
-        pool.add(author)
-    elif not allow_author:
-        pool.discard(author)
-    return _matrix(og, change, acc, _precut(og, acc, pool, float(change.time), inactive_days, 2 * limit),
-                   limit)
+    table = og.people_table()
+    E, member, last_here = _evidence(og, change, table)
+    index = table.index
+    member[[index[p] for p in og.top_reviewers()]] = True
+    if author in index:
+        member[index[author]] = allow_author
+    kept = _precut(table, E, member, float(change.time), inactive_days, 2 * limit)
+    return _matrix(og, change, table, kept, E[:, kept], last_here[kept], limit)
 
 
-def _precut(og: OwnershipGraph, acc: _Acc, pool: set[str], now: float, inactive_days: float, keep: int) -> list[str]:
-    """Drop bots and inactive people, then keep the `keep` best by the evidence summed so far."""
-    node = og.G._node
+def _precut(table: PeopleTable, E: np.ndarray, member: np.ndarray, now: float, inactive_days: float,
+            keep: int) -> list[int]:
+    """Drop bots and inactive people, then keep the `keep` best by the evidence summed so far (in name order
+    when all are kept; ties by name)."""
     horizon = now - inactive_days * DAY
-    people = sorted(p for p in pool if node[p]["last"] >= horizon and not og.is_bot(p[1:]))
-    if len(people) <= keep:
-        return people
-    weighted = [(acc.cols[name], w) for name, w in GRAPH_WEIGHTS.items() if name in acc.cols]
-    rough = {p: sum(w * col.get(p, 0.0) for col, w in weighted) for p in people}
-    return sorted(people, key=lambda p: (-rough[p], p))[:keep]
+    sel = np.flatnonzero(member & ~table.bot & (table.last >= horizon))
+    names = table.nodes
+    if len(sel) <= keep:
+        return sorted(sel.tolist(), key=names.__getitem__)
+    Es, rough = E[:, sel], np.zeros(len(sel))
+    for name, w in GRAPH_WEIGHTS.items():
+        if name in _E:
+            rough = rough + w * Es[_E[name]]
+    cut = np.partition(rough, len(rough) - keep)[len(rough) - keep]
+    best = rough >= cut  # the `keep` best and whoever ties with the last of them
+    ranked = sorted(zip((-rough[best]).tolist(), [names[i] for i in sel[best].tolist()], sel[best].tolist()))
+    return [i for _, _, i in ranked[:keep]]
 
 
-def _matrix(og: OwnershipGraph, change: Change, acc: _Acc, kept: list[str], limit: int) -> Candidates:
-    """The feature rows of the kept people, then the best `limit` of them by graph score."""
+def _matrix(og: OwnershipGraph, change: Change, table: PeopleTable, kept: list[int], E: np.ndarray,
+            last_here: np.ndarray, limit: int) -> Candidates:
+    """The feature rows of the kept people (their `EVIDENCE` columns in E), then the best `limit` of them by
+    graph score."""
     now = float(change.time)
-    node, succ = og.G._node, og.G._succ
     author = "@" + change.author
-    X = np.zeros((len(kept), len(FEATURES)))
-    for name, col in acc.cols.items():
-        if col:
-            X[:, F[name]] = [col.get(p, 0.0) for p in kept]
-    attrs = [node[p] for p in kept]
+    X, rows = np.zeros((len(kept), len(FEATURES))), np.array(kept, dtype=np.intp)
+    X[:, _E_COLUMNS] = E.T
     never = now - 1e6 * DAY  # "never" reads as a very long time ago, capped below
-    X[:, F["activity"]] = [a["rw"] for a in attrs]
-    X[:, F["recent_activity"]] = [a["sw"] for a in attrs]
-    X[:, F["days_since_review"]] = [a["lr"] if a["lr"] is not None else never for a in attrs]
-    X[:, F["days_since_seen"]] = [a["last"] for a in attrs]
-    X[:, F["days_since_here"]] = [acc.last_here.get(p, never) for p in kept]
-    X[:, F["tenure"]] = [a["first"] for a in attrs]
-    X[:, F["is_author"]] = [p == author for p in kept]
-    X[:, F["reciprocity"]] = [succ[p][author]["fc"] if author in succ[p] else 0 for p in kept]
+    X[:, F["activity"]] = table.rw[rows]
+    X[:, F["recent_activity"]] = table.sw[rows]
+    X[:, F["days_since_review"]] = np.maximum(table.lr[rows], never)
+    X[:, F["days_since_seen"]] = table.last[rows]
+    X[:, F["days_since_here"]] = np.fmax(last_here, never)
+    X[:, F["tenure"]] = table.first[rows]
+    people = [table.nodes[i] for i in kept]
+    X[:, F["is_author"]] = [p == author for p in people]
+    back = og.G._pred.get(author, {})  # person → author edges: the author reviewed their changes
+    X[:, F["reciprocity"]] = [back[p]["fc"] if p in back else 0 for p in people]
     _finish(X, now, og.decay(now), og.decay(now, short=True), len(change.files))
     score = graph_score(X)
     if len(kept) > limit:
         best = np.argsort(-score, kind="stable")[:limit]
-        kept, X, score = [kept[i] for i in best], X[best], score[best]
-    return Candidates([p[1:] for p in kept], X, score)
+        people, X, score = [people[i] for i in best], X[best], score[best]
+    return Candidates([p[1:] for p in people], X, score)
 
 
 def _finish(X: np.ndarray, now: float, long_decay: float, short_decay: float, n_files: int) -> None:

@@ -16,21 +16,33 @@ rescaled once.
 
 The graph only ever grows by `add_change`, one change at a time in time order, so a replay never looks into
 the future.
+
+Reading many paths and people at once (`graph.features`) goes through numpy copies of the graph's figures,
+`OwnershipGraph.people_table` and `OwnershipGraph.edge_block`: they are derived data, rebuilt on demand and
+never pickled (`_Derived`). A long-running process should call `gc.freeze()` once its history is loaded: the
+graph is millions of small dicts, and a full collection over them (up to half a second) otherwise lands in
+whichever request happens to trigger it.
 """
 from __future__ import annotations
 
 import math
+from itertools import chain
 from typing import Iterable
 
 import networkx as nx
+import numpy as np
 
 from graph.model import Change
 
-__all__ = ["OwnershipGraph", "ancestors", "path_node", "person_node", "DAY"]
+__all__ = ["OwnershipGraph", "PeopleTable", "ancestors", "path_node", "person_node", "DAY", "EDGE_COLUMNS"]
 
 DAY = 86400.0
 _RESCALE_AT = 2.0**400
 _BOT_NAMES = frozenset({"ghost", "gitlab-bot", "dependabot", "renovate"})
+# What NetworkX's add_node/add_edge do after each call (converted-graph caches); here once per change.
+_clear_cache = getattr(nx, "_clear_cache", lambda G: None)
+# The columns of an `OwnershipGraph.edge_block`: person id and the path → person edge's figures.
+EDGE_COLUMNS = ("person", "rw", "aw", "rt", "at")
 
 
 def path_node(path: str) -> str:
@@ -52,6 +64,88 @@ def ancestors(path: str) -> list[str]:
     return ["/".join(parts[:i]) + "/" for i in range(len(parts), 0, -1)]
 
 
+class PeopleTable:
+    """Every person node's figures as numpy columns, one row per person (`index` maps a node to its row).
+
+    Columns: ``rw``/``sw`` (scaled review weights, long and short half-life), ``lr`` (last review, -inf if
+    none), ``last`` (last seen), ``first`` (first seen), ``bot``. Rows follow the people's first appearance
+    and are refreshed from the graph only for people touched since the last read.
+    """
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.nodes: list[str] = []
+        self._data = np.zeros((5, 64))  # rw, sw, lr, last, first
+        self._bot = np.zeros(64, dtype=bool)
+        self._bots: frozenset[str] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    rw = property(lambda self: self._data[0, : len(self.nodes)])
+    sw = property(lambda self: self._data[1, : len(self.nodes)])
+    lr = property(lambda self: self._data[2, : len(self.nodes)])
+    last = property(lambda self: self._data[3, : len(self.nodes)])
+    first = property(lambda self: self._data[4, : len(self.nodes)])
+
+    @property
+    def bot(self) -> np.ndarray:
+        return self._bot[: len(self.nodes)]
+
+    def refresh(self, og: OwnershipGraph, people: Iterable[str]) -> None:
+        """Copy the figures of `people` (person nodes) from the graph, adding rows for new ones."""
+        node, index, data, bot = og.G._node, self.index, self._data, self._bot
+        for p in people:
+            i = index.get(p)
+            if i is None:
+                i = index[p] = len(self.nodes)
+                self.nodes.append(p)
+                if i >= data.shape[1]:
+                    data = self._data = np.concatenate([data, np.zeros_like(data)], axis=1)
+                    bot = self._bot = np.concatenate([bot, np.zeros_like(bot)])
+                bot[i] = og.is_bot(p[1:])
+            d = node[p]
+            lr = d["lr"]
+            data[:, i] = (d["rw"], d["sw"], -math.inf if lr is None else lr, d["last"], d["first"])
+        if self._bots != og.bots:  # someone became a bot (or the set was edited): check everyone again
+            self._bots = frozenset(og.bots)
+            bot[: len(self.nodes)] = [og.is_bot(p[1:]) for p in self.nodes]
+
+
+class _Block:
+    """A cached `OwnershipGraph.edge_block`: its rows, the row of each person (made when first needed), and
+    whether it holds every edge of the path (files and small directories) or only a directory's heads."""
+
+    __slots__ = ("data", "rows", "whole")
+
+    def __init__(self, data: np.ndarray, rows: dict[str, int] | None, whole: bool) -> None:
+        self.data, self.rows, self.whole = data, rows, whole
+
+
+class _Derived:
+    """Caches derived from the graph for fast reading; pickled empty (`__reduce__`), so a snapshot or a copy
+    rebuilds them on first use from the graph it restored.
+
+    ``path_nodes``: a file → its path nodes; ``dirty``: person nodes touched since `people` was refreshed;
+    ``blocks``: path node → its `edge_block`, kept current by `add_change` (or dropped when its rows change);
+    ``reasons``: what `graph.reasons` looked up for the last change it explained.
+    """
+
+    def __init__(self) -> None:
+        self.path_nodes: dict[str, list[str]] = {}
+        self.dirty: dict[str, None] = {}
+        self.people: PeopleTable | None = None
+        self.blocks: dict[str, _Block] = {}
+        self.block_rows = 0
+        self.reasons: tuple | None = None  # graph.reasons: the paths of the last change explained
+
+    def __reduce__(self) -> tuple[type, tuple]:
+        return (_Derived, ())
+
+    def drop(self, p: str) -> None:
+        self.block_rows -= len(self.blocks.pop(p).data)
+
+
 class OwnershipGraph:
     """Who knows which code, built incrementally from reviewed changes.
 
@@ -60,6 +154,9 @@ class OwnershipGraph:
     >>> g.G["/src/"]["@bob"]["rc"], g.G["@ann"]["@bob"]["fc"]
     (1, 1)
     """
+
+    # rows of all cached edge blocks together (2M rows: 80 MB of float64); beyond, the cache starts afresh
+    BLOCK_ROWS = 2_000_000
 
     def __init__(self, half_life_days: float = 180.0, short_half_life_days: float = 30.0, bots: Iterable[str] = ()):
         if half_life_days <= 0 or short_half_life_days <= 0:
@@ -74,6 +171,7 @@ class OwnershipGraph:
         self._dirs_of: dict[str, list[str]] = {}
         self._top: tuple[int, list[str]] = (-1, [])
         self._heads: dict[str, tuple[int, list[tuple[str, dict]]]] = {}
+        self._derived = _Derived()
 
     # -- decay ---------------------------------------------------------------------------------------
     def scale(self, t: float, short: bool = False) -> float:
@@ -100,6 +198,7 @@ class OwnershipGraph:
                 if key in data:
                     data[key] *= f_long
         self.t0 = t
+        self._derived = _Derived()
 
     # -- building ------------------------------------------------------------------------------------
     def dirs_of(self, path: str) -> list[str]:
@@ -109,43 +208,66 @@ class OwnershipGraph:
             dirs = self._dirs_of[path] = ancestors(path)
         return dirs
 
+    def path_nodes(self, path: str) -> list[str]:
+        """The nodes of a file and of its directories, deepest first (cached: built once per file).
+
+        >>> OwnershipGraph().path_nodes("drivers/net/eth.c")
+        ['/drivers/net/eth.c', '/drivers/net/', '/drivers/']
+        """
+        cache = self._derived.path_nodes
+        nodes = cache.get(path)
+        if nodes is None:
+            nodes = cache[path] = ["/" + path, *("/" + d for d in self.dirs_of(path))]
+        return nodes
+
     def paths_of(self, files: Iterable[str]) -> list[str]:
         """The path nodes of a change: its files and every ancestor directory, each once."""
-        seen: dict[str, None] = {}
-        for f in files:
-            seen["/" + f] = None
-            for d in self.dirs_of(f):
-                seen["/" + d] = None
-        return list(seen)
+        known, make = self._derived.path_nodes.get, self.path_nodes
+        return list(dict.fromkeys(chain.from_iterable(known(f) or make(f) for f in files)))
 
     def add_change(self, change: Change, *, allow_author: bool = False) -> None:
         """Add one reviewed change (must not be older than the last one added)."""
         t = float(change.time)
         if self.t0 is None:
             self.t0 = t
-        if self.scale(t) > _RESCALE_AT:
+        w = self.scale(t)
+        if w > _RESCALE_AT:
             self._rebase(t)
+            w = self.scale(t)
         self.now = max(self.now, t)
         self.changes += 1
         if change.bot_author:
             self.bots.add(change.author)
-        reviewers = [person_node(p) for p in change.truth(allow_author=allow_author)]
-        author = person_node(change.author)
-        w, ws = self.scale(t), self.scale(t, short=True)
+        reviewers = ["@" + p for p in change.truth(allow_author=allow_author)]
+        author = "@" + change.author
+        ws = self.scale(t, short=True)
         self._touch_people(author, reviewers, t, w, ws)
-        for p in self.paths_of(change.files):
-            self._touch_path(p, author, reviewers, t, w)
+        paths = self.paths_of(change.files)
+        self._touch_paths(paths, author, reviewers, t, w)
+        blocks = self._derived.blocks
+        if blocks:
+            people = (author, *reviewers)
+            for p in paths:
+                if p in blocks:
+                    self._update_block(p, people)
+        _clear_cache(self.G)
 
+    # Nodes and edges are written straight into the DiGraph's dicts (what add_node/add_edge do, without their
+    # per-call checks and cache clearing): this is the hot path of ingestion. Attribute dicts keep their key
+    # order, which snapshots and float sums rely on.
     def _touch_people(self, author: str, reviewers: list[str], t: float, w: float, ws: float) -> None:
-        G = self.G
-        for node in (author, *reviewers):
-            if node not in G:
-                G.add_node(node, kind="person", first=t, last=t, rc=0, rw=0.0, sw=0.0, ac=0, lr=None)
-            G.nodes[node]["last"] = t
-        G.nodes[author]["ac"] += 1
-        succ = G._succ  # attribute dicts are updated in place: this is the hot path of ingestion
+        node_of, succ, pred, dirty = self.G._node, self.G._succ, self.G._pred, self._derived.dirty
+        for p in (author, *reviewers):
+            data = node_of.get(p)
+            if data is None:
+                data = node_of[p] = {"kind": "person", "first": t, "last": t, "rc": 0, "rw": 0.0, "sw": 0.0,
+                                     "ac": 0, "lr": None}
+                succ[p], pred[p] = {}, {}
+            data["last"] = t
+            dirty[p] = None
+        node_of[author]["ac"] += 1
         for r in reviewers:
-            data = G.nodes[r]
+            data = node_of[r]
             data["rc"] += 1
             data["rw"] += w
             data["sw"] += ws
@@ -154,39 +276,40 @@ class OwnershipGraph:
                 continue
             e = succ[author].get(r)
             if e is None:
-                G.add_edge(author, r, fc=1, fw=w, ft=t)
+                succ[author][r] = pred[r][author] = {"fc": 1, "fw": w, "ft": t}
             else:
                 e["fc"] += 1
                 e["fw"] += w
                 e["ft"] = t
 
-    def _touch_path(self, p: str, author: str, reviewers: list[str], t: float, w: float) -> None:
-        G = self.G
-        node = G._node.get(p)
-        if node is None:
-            G.add_node(p, kind="path", n=0, nw=0.0, rc=0, rw=0.0, aw=0.0)
-            node = G._node[p]
-        node["n"] += 1
-        node["nw"] += w
-        node["aw"] += w
-        nbrs = G._succ[p]
-        e = nbrs.get(author)
-        if e is None:
-            G.add_edge(p, author, rc=0, rw=0.0, rt=None, ac=1, aw=w, at=t)
-        else:
-            e["ac"] += 1
-            e["aw"] += w
-            e["at"] = t
-        for r in reviewers:
-            node["rc"] += 1
-            node["rw"] += w
-            e = nbrs.get(r)
+    def _touch_paths(self, paths: list[str], author: str, reviewers: list[str], t: float, w: float) -> None:
+        node_of, succ, pred, n_reviews = self.G._node, self.G._succ, self.G._pred, len(reviewers)
+        for p in paths:
+            node = node_of.get(p)
+            if node is None:
+                node = node_of[p] = {"kind": "path", "n": 0, "nw": 0.0, "rc": 0, "rw": 0.0, "aw": 0.0}
+                succ[p], pred[p] = {}, {}
+            node["n"] += 1
+            node["nw"] += w
+            node["aw"] += w
+            node["rc"] += n_reviews
+            nbrs = succ[p]
+            e = nbrs.get(author)
             if e is None:
-                G.add_edge(p, r, rc=1, rw=w, rt=t, ac=0, aw=0.0, at=None)
+                nbrs[author] = pred[author][p] = {"rc": 0, "rw": 0.0, "rt": None, "ac": 1, "aw": w, "at": t}
             else:
-                e["rc"] += 1
-                e["rw"] += w
-                e["rt"] = t
+                e["ac"] += 1
+                e["aw"] += w
+                e["at"] = t
+            for r in reviewers:
+                node["rw"] += w  # once per reviewer: the same float sums as always
+                e = nbrs.get(r)
+                if e is None:
+                    nbrs[r] = pred[r][p] = {"rc": 1, "rw": w, "rt": t, "ac": 0, "aw": 0.0, "at": None}
+                else:
+                    e["rc"] += 1
+                    e["rw"] += w
+                    e["rt"] = t
 
     # -- reading -------------------------------------------------------------------------------------
     def people(self) -> list[str]:
@@ -216,6 +339,78 @@ class OwnershipGraph:
             ranked = sorted(nbrs.items(), key=lambda kv: -(kv[1]["rw"] + kv[1]["aw"]))[:m]
             cached = self._heads[p] = (n, ranked)
         return cached[1]
+
+    def people_table(self) -> PeopleTable:
+        """Every person's figures as numpy columns, current as of the last change added."""
+        derived = self._derived
+        table = derived.people
+        if table is None:
+            table = derived.people = PeopleTable()
+            derived.dirty.clear()
+            table.refresh(self, [n for n, d in self.G._node.items() if d.get("kind") == "person"])
+        elif derived.dirty:
+            table.refresh(self, derived.dirty)
+            derived.dirty.clear()
+        return table
+
+    def edge_block(self, p: str) -> np.ndarray | None:
+        """The edges of path node `p` as rows of `EDGE_COLUMNS` (None if the path is unknown).
+
+        A file gives all its people; a directory only its `heads`. Times are NaN where the person never
+        reviewed (``rt``) or wrote (``at``) there. Person ids are rows of `people_table()`. Cached, and kept
+        current by `add_change`; never pickled (a copy rebuilds it from the graph, to the same values).
+
+        >>> g = OwnershipGraph()
+        >>> g.add_change(Change("1", 0, "ann", ("bob",), ("src/a.c",)))
+        >>> g.people_table().nodes, g.edge_block("/src/a.c").tolist()  # ann wrote it, bob reviewed it
+        (['@ann', '@bob'], [[0.0, 0.0, 1.0, nan, 0.0], [1.0, 1.0, 0.0, 0.0, nan]])
+        >>> g.add_change(Change("2", 60, "ann", ("bob",), ("src/a.c",)))  # updates the cached rows in place
+        >>> import pickle
+        >>> fresh = pickle.loads(pickle.dumps(g))
+        >>> all(np.array_equal(fresh.edge_block(p), g.edge_block(p), equal_nan=True) for p in ("/src/a.c", "/src/"))
+        True
+        """
+        derived = self._derived
+        cached = derived.blocks.get(p)
+        if cached is not None:
+            return cached.data
+        if p not in self.G._node:
+            return None
+        index, flat = self.people_table().index, []
+        add = flat.extend
+        edges = self.heads(p) if p.endswith("/") else self.G._succ[p].items()
+        for q, e in edges:
+            add((index[q], e["rw"], e["aw"], e["rt"], e["at"]))
+        data = np.array(flat, dtype=float).reshape(-1, len(EDGE_COLUMNS))  # None becomes NaN
+        if derived.block_rows + len(data) > self.BLOCK_ROWS:
+            derived.blocks.clear()
+            derived.block_rows = 0
+        derived.blocks[p] = _Block(data, None, len(data) == len(self.G._succ[p]))
+        derived.block_rows += len(data)
+        return data
+
+    def _update_block(self, p: str, people: tuple[str, ...]) -> None:
+        """After a change touched `p`: rewrite the cached block's rows of `people`, or drop the block when its
+        set of rows changes (a new person where it holds every edge; the directory's heads due for a refresh)."""
+        block, nbrs = self._derived.blocks[p], self.G._succ[p]
+        if block.whole:
+            if len(nbrs) != len(block.data):
+                return self._derived.drop(p)
+        else:
+            heads = self._heads.get(p)
+            if heads is None or self.G._node[p]["n"] > heads[0] * 1.1 + 5:  # the test of `heads`
+                return self._derived.drop(p)
+        rows = block.rows
+        if rows is None:  # built on the first update: many blocks are read once and never updated
+            keys = nbrs if block.whole else (q for q, _ in self._heads[p][1])
+            rows = block.rows = {q: i for i, q in enumerate(keys)}
+        nan = math.nan
+        for q in people:
+            i = rows.get(q)
+            if i is not None:
+                e, row = nbrs[q], block.data[i]
+                rt, at = e["rt"], e["at"]
+                row[1], row[2], row[3], row[4] = e["rw"], e["aw"], nan if rt is None else rt, nan if at is None else at
 
     def top_reviewers(self, n: int = 5, every: int = 200) -> list[str]:
         """The person nodes reviewing most these weeks (short half-life), refreshed every `every` changes.

@@ -72,17 +72,17 @@ class GraphRecommender:
         """The best `k` people for `change` (who pass `allowed`), each with the evidence behind them."""
         cands = self._candidates(change)
         scores = self._scores(cands)
-        out: list[Suggestion] = []
+        chosen: list[int] = []
         for i in self._order(cands, scores):
-            person = cands.people[i]
-            if allowed is not None and not allowed(person):
-                continue
-            why = tuple(reasons(self.og, change, person)) if explain else ()
-            contrib = tuple(self._contributions(cands, i)) if explain else ()
-            out.append(Suggestion(person, float(scores[i]), why, contrib))
-            if len(out) == k:
-                break
-        return out
+            if allowed is None or allowed(cands.people[i]):
+                chosen.append(i)
+                if len(chosen) == k:
+                    break
+        if not explain:
+            return [Suggestion(cands.people[i], float(scores[i]), (), ()) for i in chosen]
+        contribs = self._contributions_many(cands, chosen)
+        return [Suggestion(cands.people[i], float(scores[i]), tuple(reasons(self.og, change, cands.people[i])),
+                           tuple(c)) for i, c in zip(chosen, contribs)]
 
     # -- internals ------------------------------------------------------------------------------------
     def _candidates(self, change: Change) -> Candidates:
@@ -102,7 +102,11 @@ class GraphRecommender:
 
     def _contributions(self, cands: Candidates, i: int) -> list[tuple[str, float]]:
         """How each signal moved row i's score, in words, largest first."""
-        return contributions(cands.X[i, : len(FEATURES)], cands.X[:, : len(FEATURES)])
+        return self._contributions_many(cands, [i])[0]
+
+    def _contributions_many(self, cands: Candidates, rows: list[int]) -> list[list[tuple[str, float]]]:
+        """`_contributions` of several rows (the learned ranker scores all their probes at once)."""
+        return [contributions(cands.X[i, : len(FEATURES)], cands.X[:, : len(FEATURES)]) for i in rows]
 
     def _scores(self, cands: Candidates) -> np.ndarray:
         return cands.score
@@ -274,28 +278,40 @@ class LearnedRecommender(GraphRecommender):
             scores[gone] = -np.inf  # not proposed at all (see `_order`)
         return scores
 
-    def _contributions(self, cands: Candidates, i: int) -> list[tuple[str, float]]:
-        """With a model: how much the score of row i changes when one signal at a time is set to the
-        other candidates' average (the rest of the change's candidates unchanged)."""
+    def _contributions_many(self, cands: Candidates, rows: list[int]) -> list[list[tuple[str, float]]]:
+        """With a model: how much the score of each row changes when one signal at a time is set to the
+        other candidates' average (the rest of the change's candidates unchanged). Every probe of every row
+        goes through one `decision_function` call, each probe as its own group."""
         idx = list(self._top(cands))
         ranker = self.ranking_model
-        if ranker is None or i not in idx:
-            return super()._contributions(cands, i)
+        ranked = [i for i in rows if i in idx] if ranker is not None else []
+        out = dict(zip(ranked, self._probed(ranker, cands, idx, ranked))) if ranked else {}
+        rest = [i for i in rows if i not in out]
+        out.update(zip(rest, super()._contributions_many(cands, rest)))
+        return [out[i] for i in rows]
+
+    def _probed(self, ranker: ReviewerRanker, cands: Candidates, idx: list[int],
+                rows: list[int]) -> list[list[tuple[str, float]]]:
         Z = self.model_input(cands.X[idx], cands.score[idx])
-        me, others = idx.index(i), np.delete(Z, idx.index(i), axis=0)
-        mean = others.mean(axis=0) if len(others) else Z[me]
-        groups, rows = [], []
-        for j in range(Z.shape[1] + 1):  # the last group is the unchanged row
-            probe = Z[me].copy()
-            if j < Z.shape[1]:
-                probe[j] = mean[j]
-            rows.append(np.vstack([probe, others]))
-            groups.append(np.full(len(Z), j))
-        s = ranker.decision_function(np.vstack(rows), groups=np.concatenate(groups))
-        base = s[len(Z) * Z.shape[1]]
+        n, d = Z.shape
+        probes = []
+        for i in rows:
+            me, others = idx.index(i), np.delete(Z, idx.index(i), axis=0)
+            mean = others.mean(axis=0) if len(others) else Z[me]
+            for j in range(d + 1):  # the last probe is the unchanged row
+                probe = Z[me].copy()
+                if j < d:
+                    probe[j] = mean[j]
+                probes.append(np.vstack([probe, others]))
+        s = ranker.decision_function(np.vstack(probes), groups=np.repeat(np.arange(len(probes)), n))
         names = [*FEATURES, *FEEDBACK_FEATURES, "graph_score"]
-        out = [(FEATURE_WORDS[n], float(base - s[j * len(Z)])) for j, n in enumerate(names)]
-        return sorted([c for c in out if abs(c[1]) > 1e-6], key=lambda c: -abs(c[1]))
+        out = []
+        for r in range(len(rows)):
+            mine = s[r * (d + 1) * n:(r + 1) * (d + 1) * n]
+            base = mine[n * d]
+            found = [(FEATURE_WORDS[name], float(base - mine[j * n])) for j, name in enumerate(names)]
+            out.append(sorted([c for c in found if abs(c[1]) > 1e-6], key=lambda c: -abs(c[1])))
+        return out
 
     def _rejection_penalty(self, people: list[str]) -> np.ndarray:
         """Grows with each rejection since the person last took a review: someone who left, or who is
