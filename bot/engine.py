@@ -37,9 +37,10 @@ from bot.gitlab.client import GitLabClient
 from bot.gitlab.models import Member as GitLabMember
 from bot.gitlab.models import MergeRequest
 from bot.logfmt import kv
+from bot.owners import owners_to_resolve, resolve_owners
 from bot.storage import Storage
 from graph import snapshot
-from graph.codeowners import CodeOwners, SectionMatch, parse_codeowners
+from graph.codeowners import CodeOwners, Owner, SectionMatch, parse_codeowners
 from graph.model import Change, Suggestion
 from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender, RecommenderSettings, make_recommender
 
@@ -474,13 +475,18 @@ class Engine:
 # --- what the bot gathers about one MR ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class MRFacts:
-    """Everything about one MR the ranking and the filter need, fetched once."""
+    """Everything about one MR the ranking and the filter need, fetched once.
+
+    `owner_users` holds the usernames GitLab gave for the CODEOWNERS groups, e-mails and non-member `@name`s
+    of the sections this MR touches (`bot.owners`); owners missing from it resolve to nobody.
+    """
 
     files: tuple[str, ...]
     members: Mapping[str, GitLabMember]
     optouts: frozenset[str]
     excluded: frozenset[str]
     codeowners: CodeOwners | None
+    owner_users: Mapping[Owner, tuple[str, ...]] = field(default_factory=dict)
 
     def member(self, username: str) -> GitLabMember | None:
         """A member by username, compared case-insensitively as GitLab does."""
@@ -535,16 +541,21 @@ async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -
 
 async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: MergeRequest,
                        extra_excluded: Collection[str] = ()) -> MRFacts:
-    """Fetch the changed files, members and CODEOWNERS (together), opt-outs and exclusions."""
-    files, members, codeowners = await gather(
+    """Fetch the changed files, members and CODEOWNERS (together), the CODEOWNERS groups and e-mails those
+    files need, opt-outs and exclusions."""
+    changed, members, codeowners = await gather(
         look.client.mr_changed_files(project_id, mr.iid), look.members(project_id),
         look.codeowners(project_id, mr.target_branch),
     )
+    files = tuple(dict.fromkeys(f.path for f in changed))
+    by_name = {m.username: m for m in members}
+    owner_users = await resolve_owners(look.client, look.recent, project_id,
+                                       owners_to_resolve(codeowners, files, by_name))
     optouts = await storage.optouts.active(project_id)
     excluded = await persisted_exclusions(storage, project_id, mr.iid)
     return MRFacts(
-        files=tuple(dict.fromkeys(f.path for f in files)), members={m.username: m for m in members},
-        optouts=frozenset(optouts), excluded=excluded | frozenset(extra_excluded), codeowners=codeowners,
+        files=files, members=by_name, optouts=frozenset(optouts), excluded=excluded | frozenset(extra_excluded),
+        codeowners=codeowners, owner_users=owner_users,
     )
 
 
@@ -553,16 +564,20 @@ def _eligibility_members(facts: MRFacts) -> dict[str, Member]:
 
 
 def owner_usernames(section: SectionMatch, facts: MRFacts) -> list[str]:
-    """The members who may approve for a CODEOWNERS section: named users, and members holding a role.
+    """The project members who may approve for a CODEOWNERS section, in file order: named users, members
+    holding a role, and the members of groups and owners of e-mails as resolved in `facts.owner_users`.
 
-    Groups and e-mail owners cannot be resolved without more API calls and are left out.
+    People a group or an address stands for who are not project members cannot approve and are left out.
     """
     names: dict[str, None] = {}
     for owner in section.owners:
-        if owner.kind == "name" and (member := facts.member(owner.name)) is not None:
-            names[member.username] = None
-        elif owner.kind == "role" and owner.access_level is not None:
+        if owner.kind == "role" and owner.access_level is not None:
             names.update((m.username, None) for m in facts.members.values() if m.access_level >= owner.access_level)
+            continue
+        wanted = (owner.name,) if owner.kind == "name" else ()
+        for username in wanted + tuple(facts.owner_users.get(owner, ())):
+            if (member := facts.member(username)) is not None:
+                names[member.username] = None
     return list(names)
 
 
@@ -687,7 +702,8 @@ async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResul
             continue
         best = await _best_owner(look, facts, result, owners, author, settings, bots) if owners else None
         if best is None:
-            who = f"from {_people(owners)}" if owners else "from owners the bot cannot resolve (groups or e-mails)"
+            who = f"from {_people(owners)}" if owners else \
+                "from owners who are not project members or could not be resolved (groups, e-mails)"
             result.notes.append(f"{need} {who}, but none of them can review right now.")
             continue
         why = f"code owner: section {code_span(section.section)} needs their approval"

@@ -2,6 +2,7 @@
 simulator (eligibility, CODEOWNERS coverage, the domain errors)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -81,13 +82,16 @@ def test_boost_moves_owners_up_but_keeps_order_among_equals():
     assert [s.person for s in boost_owners(ranked, {"B"})] == ["b", "a", "c", "d"]
 
 
-def test_owner_usernames_resolve_users_and_roles_not_groups():
+def test_owner_usernames_resolve_users_and_roles_and_groups_or_emails_only_as_resolved():
     members = {name: Member(id=i, username=name, access_level=level)
-               for i, (name, level) in enumerate([("Ann", 30), ("max", 40), ("owner", 50)])}
-    facts = MRFacts(("docs/a.md",), members, frozenset(), frozenset(), None)
+               for i, (name, level) in enumerate([("Ann", 30), ("max", 40), ("owner", 50), ("zed", 30)])}
     section = parse_codeowners("docs/ @ann @team/docs @@maintainer nobody@example.com\n").owners_for_files(
         ["docs/a.md"])["codeowners"]
+    facts = MRFacts(("docs/a.md",), members, frozenset(), frozenset(), None)
     assert owner_usernames(section, facts) == ["Ann", "max", "owner"]
+    group, email = section.owners[1], section.owners[3]
+    resolved = replace(facts, owner_users={group: ("ZED", "outsider"), email: ("ann",)})
+    assert owner_usernames(section, resolved) == ["Ann", "zed", "max", "owner"]  # non-members left out
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from tenacity.wait import wait_exponential, wait_random
 
 from bot.gitlab.errors import GitLabError, error_message
 from bot.gitlab.models import (
-    Approvals, AwardEmoji, ChangedFile, Hook, Member, MergeRequest, Note, Page, Project, User, UserStatus,
+    Approvals, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project, User, UserStatus,
 )
 
 __all__ = ["GitLabClient", "GitLabError", "RetryPolicy", "ProjectId"]
@@ -234,6 +234,26 @@ class GitLabClient:
             if exc.not_found:
                 return None
             raise
+
+    async def search_users(self, query: str) -> list[User]:
+        """GET /users?search=: users whose name or username contains `query`, or whose public email is it
+        (any of their emails for an admin token). Regular tokens get no email fields back."""
+        return await self._all(User, "/users", {"search": query})
+
+    # --- groups ---------------------------------------------------------------------------------------------
+    async def get_group(self, group: int | str) -> Group | None:
+        """A group by id or full path (`acme/frontend`), or None when it does not exist or is not visible."""
+        try:
+            return Group.model_validate(await self._get(f"/groups/{quote(str(group), safe='')}"))
+        except GitLabError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    async def list_group_members(self, group: int | str) -> list[Member]:
+        """The group's members, direct and inherited from its ancestor groups, at their highest level (all
+        pages; blocked users too: check `.state`)."""
+        return await self._all(Member, f"/groups/{quote(str(group), safe='')}/members/all")
 
     # --- merge requests -------------------------------------------------------------------------------------
     async def get_mr(self, pid: ProjectId, iid: int) -> MergeRequest:

@@ -11,8 +11,9 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "User", "Member", "UserStatus", "Project", "MergeRequest", "ChangedFile", "Approval", "Approvals", "Note",
-    "AwardEmoji", "Hook", "Page", "GUEST", "REPORTER", "DEVELOPER", "MAINTAINER", "OWNER",
+    "User", "Member", "UserStatus", "Group", "Namespace", "SharedGroup", "Project", "MergeRequest", "ChangedFile",
+    "Approval", "Approvals", "Note", "AwardEmoji", "Hook", "Page", "GUEST", "REPORTER", "DEVELOPER", "MAINTAINER",
+    "OWNER",
 ]
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
@@ -55,12 +56,40 @@ class UserStatus(_Model):
         return self.availability == "busy"
 
 
+class Group(_Model):
+    """GET /groups/:id: a group or subgroup; `full_path` is what CODEOWNERS names (`@acme/frontend`)."""
+
+    id: int
+    full_path: str
+    name: str = ""
+    parent_id: int | None = None
+    web_url: str = ""
+
+
+class Namespace(_Model):
+    """A project's `namespace`: the group (or user) it lives in."""
+
+    id: int
+    full_path: str
+    kind: str = "group"
+
+
+class SharedGroup(_Model):
+    """One entry of a project's `shared_with_groups`: a group invited to it, at most at `group_access_level`."""
+
+    group_id: int
+    group_full_path: str = ""
+    group_access_level: int = 0
+
+
 class Project(_Model):
     id: int
     path_with_namespace: str
     name: str = ""
     default_branch: str | None = "main"
     web_url: str = ""
+    namespace: Namespace | None = None
+    shared_with_groups: list[SharedGroup] = Field(default_factory=list)
 
 
 class MergeRequest(_Model):

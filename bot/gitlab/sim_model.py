@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
-    "SimUser", "SimProject", "SimDiff", "SimMR", "SimNote", "SimAward", "SimHook", "HookEvent", "Delivery",
+    "SimUser", "SimGroup", "SimProject", "SimDiff", "SimMR", "SimNote", "SimAward", "SimHook", "HookEvent", "Delivery",
     "SimRequest", "fake_sha", "DRAFT_RE",
 ]
 
@@ -26,7 +26,11 @@ def fake_sha(*parts: object) -> str:
 
 @dataclass
 class SimUser:
-    """A GitLab user; `state` is active/blocked/deactivated, `busy` is the "Busy" availability status."""
+    """A GitLab user; `state` is active/blocked/deactivated, `busy` is the "Busy" availability status.
+
+    `email` is the primary (verified) address, seen only by administrators; `public_email` is the one the
+    user chose to show (None by default, as in GitLab), which `GET /users?search=` matches for everyone.
+    """
 
     id: int
     username: str
@@ -37,6 +41,7 @@ class SimUser:
     status_message: str | None = None
     email: str = ""
     created_at: datetime | None = None
+    public_email: str | None = None
 
 
 @dataclass
@@ -170,8 +175,27 @@ class SimHook:
 
 
 @dataclass
+class SimGroup:
+    """A group or subgroup (`full_path` `a/b`), its direct members (user id → access level) and parent."""
+
+    id: int
+    full_path: str
+    name: str
+    created_at: datetime
+    parent_id: int | None = None
+    visibility: str = "private"
+    description: str = ""
+    members: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.full_path.rsplit("/", 1)[-1]
+
+
+@dataclass
 class SimProject:
-    """A project with its members (user id → access level), files per ref, hooks and merge requests."""
+    """A project with its direct members (user id → access level), the groups it is shared with (group id →
+    the maximum access granted), files per ref, hooks and merge requests."""
 
     id: int
     path_with_namespace: str
@@ -182,6 +206,7 @@ class SimProject:
     visibility: str = "private"
     approvals_required: int = 0
     members: dict[int, int] = field(default_factory=dict)
+    shared_groups: dict[int, int] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     hooks: list[SimHook] = field(default_factory=list)
     mrs: dict[int, SimMR] = field(default_factory=dict)

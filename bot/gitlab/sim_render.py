@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Any
+from typing import Any, Sequence
 
-from bot.gitlab.sim_model import SimAward, SimDiff, SimHook, SimMR, SimNote, SimProject, SimUser
+from bot.gitlab.sim_model import SimAward, SimDiff, SimGroup, SimHook, SimMR, SimNote, SimProject, SimUser
 
 __all__ = [
     "iso_ms", "iso_z", "utc_text", "avatar_url", "user_basic", "user_full", "member", "project_json",
     "mr_json", "diff_json", "approvals_json", "note_json", "award_json", "hook_json", "status_json",
-    "reviewer_detail_json",
+    "reviewer_detail_json", "group_json", "user_listed",
 ]
 
 
@@ -51,10 +51,32 @@ def user_full(web: str, user: SimUser) -> dict[str, Any]:
     """GET /user and GET /users/:id."""
     return {
         **user_basic(web, user), "locked": user.state == "blocked", "created_at": iso_ms(user.created_at),
-        "bio": "", "location": "", "public_email": None, "skype": "", "linkedin": "", "twitter": "",
-        "website_url": "", "organization": "", "job_title": "", "bot": user.bot, "work_information": None,
-        "followers": 0, "following": 0, "is_followed": False, "local_time": None, "email": user.email,
+        "bio": "", "location": "", "public_email": user.public_email, "skype": "", "linkedin": "",
+        "twitter": "", "website_url": "", "organization": "", "job_title": "", "bot": user.bot,
+        "work_information": None, "followers": 0, "following": 0, "is_followed": False, "local_time": None,
+        "email": user.email,
         "is_admin": user.username == "root", "two_factor_enabled": False, "external": False,
+    }
+
+
+def user_listed(web: str, user: SimUser, *, admin: bool) -> dict[str, Any]:
+    """One item of GET /users: the basic fields for a regular caller, the full record (emails) for an admin."""
+    if admin:
+        return user_full(web, user)
+    return {**user_basic(web, user), "locked": user.state == "blocked"}
+
+
+def group_json(web: str, group: SimGroup) -> dict[str, Any]:
+    """GET /groups/:id (the documented fields a bot reads, without `projects` / `shared_projects`)."""
+    return {
+        "id": group.id, "web_url": f"{web}/groups/{group.full_path}", "name": group.name, "path": group.path,
+        "description": group.description, "visibility": group.visibility, "share_with_group_lock": False,
+        "require_two_factor_authentication": False, "two_factor_grace_period": 48,
+        "project_creation_level": "developer", "auto_devops_enabled": None, "subgroup_creation_level": "owner",
+        "emails_disabled": None, "emails_enabled": None, "mentions_disabled": None, "lfs_enabled": True,
+        "default_branch_protection": 2, "avatar_url": None, "request_access_enabled": False,
+        "full_name": group.full_path.replace("/", " / "), "full_path": group.full_path,
+        "created_at": iso_ms(group.created_at), "parent_id": group.parent_id, "shared_with_groups": [],
     }
 
 
@@ -66,10 +88,22 @@ def member(web: str, user: SimUser, level: int, created_by: SimUser, since: date
     }
 
 
-def project_json(web: str, project: SimProject) -> dict[str, Any]:
-    """GET /projects/:id (the fields a bot reads, plus the usual neighbours)."""
+def _namespace(web: str, project: SimProject, group: SimGroup | None) -> dict[str, Any]:
+    """The project's `namespace`: its simulated group when there is one, else a stand-in with the path."""
+    gid, parent = (group.id, group.parent_id) if group else (project.id + 1000, None)
+    return {"id": gid, "name": group.name if group else project.namespace, "path": project.namespace.rsplit("/")[-1],
+            "kind": "group", "full_path": project.namespace, "parent_id": parent, "avatar_url": None,
+            "web_url": f"{web}/groups/{project.namespace}"}
+
+
+def project_json(web: str, project: SimProject, group: SimGroup | None = None,
+                 shared: Sequence[tuple[SimGroup, int]] = ()) -> dict[str, Any]:
+    """GET /projects/:id (the fields a bot reads, plus the usual neighbours); `group` is the namespace group,
+    `shared` the groups the project is shared with and the access each was granted."""
     url = f"{web}/{project.path_with_namespace}"
     host = web.split("://", 1)[-1].split(":", 1)[0]
+    shared_with = [{"group_id": g.id, "group_name": g.name, "group_full_path": g.full_path,
+                    "group_access_level": level, "expires_at": None} for g, level in shared]
     return {
         "id": project.id, "description": project.description, "name": project.name,
         "name_with_namespace": project.path_with_namespace.replace("/", " / "), "path": project.path,
@@ -78,9 +112,7 @@ def project_json(web: str, project: SimProject) -> dict[str, Any]:
         "ssh_url_to_repo": f"git@{host}:{project.path_with_namespace}.git", "http_url_to_repo": f"{url}.git",
         "web_url": url, "readme_url": None, "avatar_url": None, "forks_count": 0, "star_count": 0,
         "last_activity_at": iso_ms(project.created_at), "visibility": project.visibility,
-        "namespace": {"id": project.id + 1000, "name": project.namespace, "path": project.namespace,
-                      "kind": "group", "full_path": project.namespace, "parent_id": None, "avatar_url": None,
-                      "web_url": f"{web}/groups/{project.namespace}"},
+        "namespace": _namespace(web, project, group), "shared_with_groups": shared_with,
         "empty_repo": False, "archived": False, "merge_requests_enabled": True,
         "approvals_before_merge": project.approvals_required,
     }

@@ -15,7 +15,7 @@ from bot.gitlab import sim_render as render
 from bot.gitlab.sim_http import (
     PUBLIC, ApiError, bool_param, id_list, int_param, json_response, paginate, time_param,
 )
-from bot.gitlab.sim_model import SimMR, SimNote, SimProject, SimUser
+from bot.gitlab.sim_model import SimGroup, SimMR, SimNote, SimProject, SimUser
 from bot.gitlab.sim_state import SimState
 
 __all__ = ["STATE", "CALLER", "PARAMS", "add_routes", "Handler"]
@@ -101,26 +101,92 @@ async def get_user_status(request: web.Request) -> web.Response:
     return json_response(render.status_json(user))
 
 
+def _search_hit(user: SimUser, query: str, admin: bool) -> bool:
+    """GitLab's user search: an address matches the public email exactly (any email for an admin), other
+    text part of the name or username."""
+    folded = query.casefold()
+    if "@" in folded:
+        emails = {user.public_email or ""} | ({user.email} if admin else set())
+        return folded in {e.casefold() for e in emails if e}
+    return folded in user.username.casefold() or folded in user.name.casefold()
+
+
+async def list_users(request: web.Request) -> web.Response:
+    """GET /users with `search` or `username` (regular callers see only public emails, and no email field)."""
+    state, caller, params = _state(request), _caller(request), request[PARAMS]
+    admin = caller.id == state.root.id
+    users = sorted(state.users.values(), key=lambda u: u.id)
+    if params.get("username"):
+        users = [u for u in users if u.username.casefold() == str(params["username"]).casefold()]
+    if params.get("search"):
+        users = [u for u in users if _search_hit(u, str(params["search"]), admin)]
+    return paginate(request, [render.user_listed(state.web, u, admin=admin) for u in users])
+
+
+# --- groups ---------------------------------------------------------------------------------------------------
+def _group(request: web.Request) -> SimGroup:
+    """The `:id` group (numeric id or URL-encoded full path); private groups the caller cannot see look absent."""
+    state = _state(request)
+    group = state.find_group(request.match_info["gid"])
+    if group is None or not state.can_see_group(group, request.get(CALLER)):
+        raise ApiError(404, message="404 Group Not Found")
+    return group
+
+
+async def get_group(request: web.Request) -> web.Response:
+    return json_response(render.group_json(_state(request).web, _group(request)))
+
+
+def _member_rows(state: SimState, levels: dict[int, int], since: datetime) -> list[dict[str, Any]]:
+    return [render.member(state.web, state.users[uid], level, state.root, since)
+            for uid, level in sorted(levels.items())]
+
+
+async def list_group_members(request: web.Request) -> web.Response:
+    """GET /groups/:id/members: the direct members."""
+    state, group = _state(request), _group(request)
+    return paginate(request, _filter_members(_member_rows(state, group.members, group.created_at), request[PARAMS]))
+
+
+async def list_group_members_all(request: web.Request) -> web.Response:
+    """GET /groups/:id/members/all: direct members and those inherited from ancestor groups, highest level."""
+    state, group = _state(request), _group(request)
+    rows = _member_rows(state, state.group_members_all(group), group.created_at)
+    return paginate(request, _filter_members(rows, request[PARAMS]))
+
+
 # --- projects and members -------------------------------------------------------------------------------------
 async def get_project(request: web.Request) -> web.Response:
-    return json_response(render.project_json(_state(request).web, _project(request)))
+    state, project = _state(request), _project(request)
+    shared = [(state.groups[gid], level) for gid, level in project.shared_groups.items()]
+    return json_response(render.project_json(state.web, project, state.project_group(project), shared))
 
 
-def _members(state: SimState, project: SimProject) -> list[dict[str, Any]]:
-    return [render.member(state.web, state.users[uid], level, state.root, project.created_at)
-            for uid, level in sorted(project.members.items())]
+def _members(state: SimState, project: SimProject, inherited: bool = True) -> list[dict[str, Any]]:
+    levels = state.effective_members(project) if inherited else project.members
+    return _member_rows(state, levels, project.created_at)
 
 
-async def list_members(request: web.Request) -> web.Response:
-    state, project, params = _state(request), _project(request), request[PARAMS]
-    rows = _members(state, project)
+def _filter_members(rows: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
     query = str(params.get("query") or "").lower()
     if query:
         rows = [m for m in rows if query in m["username"].lower() or query in m["name"].lower()]
     if "user_ids" in params:
         wanted = set(id_list(params["user_ids"]))
         rows = [m for m in rows if m["id"] in wanted]
-    return paginate(request, rows)
+    return rows
+
+
+async def list_members(request: web.Request) -> web.Response:
+    """GET /projects/:id/members: the direct members."""
+    state, project = _state(request), _project(request)
+    return paginate(request, _filter_members(_members(state, project, inherited=False), request[PARAMS]))
+
+
+async def list_members_all(request: web.Request) -> web.Response:
+    """GET /projects/:id/members/all: also members inherited from its groups and the groups it is shared with."""
+    state, project = _state(request), _project(request)
+    return paginate(request, _filter_members(_members(state, project), request[PARAMS]))
 
 
 async def get_member(request: web.Request) -> web.Response:
@@ -404,11 +470,15 @@ async def delete_hook(request: web.Request) -> web.Response:
 _MR = "/api/v4/projects/{pid}/merge_requests/{iid}"
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/v4/user", get_current_user),
+    ("GET", "/api/v4/users", list_users),
     ("GET", "/api/v4/users/{uid}", get_user),
     ("GET", "/api/v4/users/{uid}/status", get_user_status),
+    ("GET", "/api/v4/groups/{gid}", get_group),
+    ("GET", "/api/v4/groups/{gid}/members", list_group_members),
+    ("GET", "/api/v4/groups/{gid}/members/all", list_group_members_all),
     ("GET", "/api/v4/projects/{pid}", get_project),
     ("GET", "/api/v4/projects/{pid}/members", list_members),
-    ("GET", "/api/v4/projects/{pid}/members/all", list_members),
+    ("GET", "/api/v4/projects/{pid}/members/all", list_members_all),
     ("GET", "/api/v4/projects/{pid}/members/all/{uid}", get_member),
     ("GET", "/api/v4/projects/{pid}/merge_requests", list_mrs),
     ("GET", _MR, get_mr),

@@ -13,7 +13,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from bot.gitlab.sim_model import Delivery, HookEvent, SimHook, SimMR, SimProject, SimRequest, SimUser
+from bot.gitlab.sim_groups import GroupActions
+from bot.gitlab.sim_model import (
+    Delivery, HookEvent, SimGroup, SimHook, SimMR, SimProject, SimRequest, SimUser,
+)
 from bot.gitlab.sim_mr import MRActions
 
 if TYPE_CHECKING:
@@ -37,8 +40,8 @@ class RateInfo:
         return self.observed > self.limit
 
 
-class SimState(MRActions):
-    """The simulated GitLab instance: users, projects, tokens, recorded requests and failure knobs.
+class SimState(MRActions, GroupActions):
+    """The simulated GitLab instance: users, groups, projects, tokens, recorded requests and failure knobs.
 
     >>> s = SimState(token="t")
     >>> p = s.add_project("acme/app")
@@ -52,6 +55,7 @@ class SimState(MRActions):
         self.free_tier = free_tier
         self.users: dict[int, SimUser] = {}
         self.projects: dict[int, SimProject] = {}
+        self.groups: dict[int, SimGroup] = {}
         self.tokens: dict[str, int] = {}
         self.requests: list[SimRequest] = []
         self.unknown: list[SimRequest] = []
@@ -67,7 +71,8 @@ class SimState(MRActions):
         self._fail_queue: list[tuple[int, float | None]] = []
         self._rate: dict[str, tuple[float, int]] = {}
         self._rng = random.Random(seed)
-        self._ids = {kind: itertools.count(1) for kind in ("user", "project", "mr", "note", "award", "hook", "label")}
+        self._ids = {kind: itertools.count(1) for kind in ("user", "group", "project", "mr", "note",
+                                                           "award", "hook", "label")}
         self._labels: dict[tuple[int, str], int] = {}
         self.root = self.add_user("root", "Administrator")
         self.bot = self.add_user(bot_username, "Reviewer Bot", bot=True)
@@ -125,14 +130,17 @@ class SimState(MRActions):
         return None if uid is None else self.users[uid]
 
     def access_level(self, project: SimProject, user_id: int) -> int:
-        return project.members.get(user_id, 0)
+        """The user's effective level: direct, or inherited from the project's groups and shared groups."""
+        return self.effective_members(project).get(user_id, 0)
 
     # --- building the world -----------------------------------------------------------------------------------
     def add_user(self, username: str, name: str | None = None, *, bot: bool = False, state: str = "active",
-                 busy: bool = False, email: str | None = None) -> SimUser:
-        """Create a user (`state` active/blocked/deactivated; `busy` sets the Busy status)."""
+                 busy: bool = False, email: str | None = None, public_email: str | None = None) -> SimUser:
+        """Create a user (`state` active/blocked/deactivated; `busy` sets the Busy status; `public_email` the
+        address others may search for)."""
         user = SimUser(next(self._ids["user"]), username, name or username.replace(".", " ").title(), state=state,
-                       bot=bot, busy=busy, email=email or f"{username}@example.com", created_at=self.now())
+                       bot=bot, busy=busy, email=email or f"{username}@example.com", created_at=self.now(),
+                       public_email=public_email)
         self.users[user.id] = user
         return user
 

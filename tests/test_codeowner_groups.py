@@ -1,0 +1,285 @@
+"""CODEOWNERS `@group`, `@group/subgroup`, top-level `@name` groups and e-mail owners resolved to people
+(`bot.owners`), against the simulator over real HTTP: the group and users endpoints, the engine's coverage of
+required sections, and one webhook delivered to the running bot."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pytest
+
+from bot.backfill import backfill_project
+from bot.config import ProjectSettings
+from bot.engine import Engine, Recent, suggest_for_mr
+from bot.gitlab.client import GitLabClient
+from bot.gitlab.models import Group, Namespace, Project, User
+from bot.gitlab.simulator import SimState
+from bot.owners import email_matches, group_linked, owners_to_resolve, resolve_owners
+from bot.storage import Storage
+from graph.codeowners import parse_codeowners
+from tests.bot_harness import SECRET, Tiny, bot_settings, marker_notes, running_bot, settle, tiny_project
+from tests.gitlab_fixtures import FAST_RETRY
+
+CODEOWNERS = """\
+[Docs][1]
+docs/ @dee
+^[Src]
+src/ @bob @cy
+[Web][1]
+web/ @acme/web
+[UI][1]
+ui/ @acme/web/ui
+[Ops][1]
+ops/ jo@corp.example nobody@corp.example
+[QA][1]
+qa/ @qa
+[Legal][1]
+legal/ @acme/nope
+[Other][1]
+other/ @other/team
+"""
+HISTORY = "src/core/m1.py"  # every MR touches a file with history, so ranking (and coverage) runs
+
+
+@dataclass
+class Org:
+    """The tiny project inside group `acme`, with groups invited to it, a group that is not, and e-mails."""
+
+    state: SimState
+    tiny: Tiny
+
+
+def build_org(state: SimState) -> Org:
+    tiny = tiny_project(state)
+    state.add_group("acme")  # the project's own group: no members, so nobody inherits access from it
+    web, ui = state.add_group("acme/web"), state.add_group("acme/web/ui")
+    people = {name: state.add_user(name) for name in ("eve", "fay", "gus", "hal", "ivy", "kim", "lou")}
+    state.block_user(people["gus"])
+    state.set_busy(people["hal"])
+    for name in ("eve", "gus", "hal"):
+        state.add_group_member(web, people[name], 30)
+    state.add_group_member(web, tiny.ann, 40)           # the MR author is a group member too
+    state.add_group_member(web, people["fay"], 20)      # Reporter in the group: not an approver
+    state.add_group_member(ui, people["ivy"], 30)       # direct member of the subgroup only
+    state.share_project(tiny.project, web, 30)
+    state.share_project(tiny.project, ui, 30)
+    qa = state.add_group("qa")
+    state.add_group_member(qa, people["kim"], 30)
+    state.share_project(tiny.project, qa, 40)
+    other = state.add_group("other/team", visibility="internal")  # bob is in it, but it is never invited
+    state.add_group_member(other, tiny.bob, 30)
+    jo = state.add_user("jo", public_email="Jo@Corp.example")
+    state.add_member(tiny.project, jo, 30)
+    state.add_member(tiny.project, people["lou"], 30)   # lou's address is private: never found by e-mail
+    people["lou"].email = "nobody@corp.example"
+    state.add_file(tiny.project, ".gitlab/CODEOWNERS", CODEOWNERS)
+    return Org(state, tiny)
+
+
+@pytest.fixture
+async def org(simulator, gitlab_client, store):
+    state, _ = simulator
+    org = build_org(state)
+    await backfill_project(gitlab_client, store, org.tiny.project.id)
+    return org
+
+
+@pytest.fixture
+async def store(sqlite_url):
+    storage = Storage(sqlite_url)
+    yield storage
+    await storage.close()
+
+
+async def suggest(org: Org, gitlab_client, store, *files: str):
+    sim_mr = org.state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, *files])
+    mr = await gitlab_client.get_mr(org.tiny.project.id, sim_mr.iid)
+    return await suggest_for_mr(gitlab_client, Engine(store), store, org.tiny.project.id, mr, ProjectSettings(),
+                                bot_username="reviewbot")
+
+
+def added_owner(result, section: str) -> str:
+    [note] = [n for n in result.notes if f"`{section}`" in n]
+    assert "added code owner @" in note, note
+    person = note.rsplit("@", 1)[1].rstrip(".")
+    [chosen] = [s for s in result.suggestions if s.person == person]
+    assert f"section `{section}` needs their approval" in chosen.reasons[0]
+    return person
+
+
+# --- the simulator's endpoints -----------------------------------------------------------------------------------
+async def test_group_endpoints_have_gitlabs_shapes_and_pagination(simulator, http_session):
+    state, url = simulator
+    org = build_org(state)
+    headers = {"PRIVATE-TOKEN": state.token}
+    async with http_session.get(f"{url}/api/v4/groups/acme%2Fweb%2Fui", headers=headers) as resp:
+        group = await resp.json()
+    assert resp.status == 200 and group["full_path"] == "acme/web/ui" and group["path"] == "ui"
+    assert group["parent_id"] == state.group("acme/web").id
+    members_url = f"{url}/api/v4/groups/{group['id']}/members/all?per_page=2"
+    async with http_session.get(members_url, headers=headers) as resp:
+        first = await resp.json()
+        pages = resp.headers
+    assert pages["X-Total"] == "6" and pages["X-Next-Page"] == "2" and 'rel="next"' in pages["Link"]
+    assert {"id", "username", "state", "access_level", "created_by", "expires_at"} <= set(first[0])
+    async with http_session.get(f"{url}/api/v4/groups/{group['id']}/members", headers=headers) as resp:
+        assert [m["username"] for m in await resp.json()] == ["ivy"]
+    async with http_session.get(f"{url}/api/v4/groups/acme%2Fnope", headers=headers) as resp:
+        assert resp.status == 404 and await resp.json() == {"message": "404 Group Not Found"}
+    async with http_session.get(f"{url}/api/v4/projects/{org.tiny.project.id}", headers=headers) as resp:
+        project = await resp.json()
+    assert project["namespace"]["full_path"] == "acme" and project["namespace"]["id"] == state.group("acme").id
+    assert {g["group_full_path"]: g["group_access_level"] for g in project["shared_with_groups"]} == {
+        "acme/web": 30, "acme/web/ui": 30, "qa": 40}
+
+
+async def test_project_members_all_include_shared_groups_capped_at_the_share(simulator, http_session):
+    state, url = simulator
+    org = build_org(state)
+    headers = {"PRIVATE-TOKEN": state.token}
+    pid = org.tiny.project.id
+    async with http_session.get(f"{url}/api/v4/projects/{pid}/members/all?per_page=100", headers=headers) as resp:
+        levels = {m["username"]: m["access_level"] for m in await resp.json()}
+    assert levels["eve"] == 30 and levels["ann"] == 30 and levels["fay"] == 20 and levels["kim"] == 30
+    assert levels["ivy"] == 30 and "bob" in levels and "root" in levels
+    async with http_session.get(f"{url}/api/v4/projects/{pid}/members", headers=headers) as resp:
+        assert "eve" not in {m["username"] for m in await resp.json()}
+
+
+async def test_user_search_matches_public_emails_and_any_email_for_an_admin(simulator, http_session):
+    state, url = simulator
+    build_org(state)
+    state.add_token("root", "admin-token")
+
+    async def search(token: str, query: str) -> list[dict]:
+        async with http_session.get(f"{url}/api/v4/users", params={"search": query},
+                                    headers={"PRIVATE-TOKEN": token}) as resp:
+            assert resp.status == 200 and resp.headers["X-Page"] == "1"
+            return await resp.json()
+
+    [jo] = await search(state.token, "jo@corp.example")
+    assert jo["username"] == "jo" and "email" not in jo and "public_email" not in jo
+    assert await search(state.token, "nobody@corp.example") == []
+    [lou] = await search("admin-token", "nobody@corp.example")
+    assert lou["username"] == "lou" and lou["email"] == "nobody@corp.example"
+    assert {u["username"] for u in await search(state.token, "fay")} == {"fay"}
+
+
+# --- the client ----------------------------------------------------------------------------------------------------
+async def test_client_reads_groups_members_and_users(simulator, http_session):
+    state, url = simulator
+    build_org(state)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=FAST_RETRY, per_page=2)
+    group = await client.get_group("acme/web")
+    assert group is not None and group.full_path == "acme/web"
+    assert await client.get_group("acme/nope") is None
+    members = await client.list_group_members(group.id)
+    assert sorted(m.username for m in members) == ["ann", "eve", "fay", "gus", "hal"]
+    assert len(state.calls("GET", f"/groups/{group.id}/members/all")) == 3  # five members, two a page
+    assert [u.username for u in await client.search_users("jo@corp.example")] == ["jo"]
+
+
+# --- pure helpers --------------------------------------------------------------------------------------------------
+def test_owners_to_resolve_are_groups_emails_and_names_that_are_no_member():
+    co = parse_codeowners("* @ann @Acme @acme/web jo@x.org @@maintainer\n")
+    assert [o.ref for o in owners_to_resolve(co, ["a.py"], {"ANN"})] == ["@Acme", "@acme/web", "jo@x.org"]
+    assert owners_to_resolve(None, ["a.py"], set()) == []
+
+
+def test_a_group_counts_when_it_is_the_projects_group_an_ancestor_or_invited():
+    project = Project(id=1, path_with_namespace="acme/web/app", namespace=Namespace(id=9, full_path="acme/web"),
+                      shared_with_groups=[{"group_id": 7, "group_full_path": "qa", "group_access_level": 30}])
+    linked = {path: group_linked(project, Group(id=gid, full_path=path))
+              for gid, path in ((9, "acme/web"), (8, "Acme"), (7, "qa"), (6, "acme/web/ui"), (5, "acme/we"))}
+    assert linked == {"acme/web": True, "Acme": True, "qa": True, "acme/web/ui": False, "acme/we": False}
+    assert group_linked(None, Group(id=1, full_path="x"))
+
+
+def test_email_matches_needs_the_address_or_one_hit_without_addresses():
+    jo = User(id=1, username="jo", public_email="Jo@x.org")
+    other = User(id=2, username="jon", public_email="jon@x.org")
+    bare, bare2 = User(id=3, username="al"), User(id=4, username="bo")
+    assert email_matches([other, jo], "jo@X.org") == [jo]
+    assert email_matches([other], "jo@x.org") == []
+    assert email_matches([bare], "al@x.org") == [bare]
+    assert email_matches([bare, bare2], "al@x.org") == []
+
+
+# --- the engine, over HTTP -----------------------------------------------------------------------------------------
+async def test_a_required_group_section_gets_an_eligible_group_member(org, gitlab_client, store):
+    result = await suggest(org, gitlab_client, store, "web/app.ts")
+    assert added_owner(result, "Web") == "eve"
+    dropped = result.dropped
+    assert dropped["gus"] == "has a blocked account" and "Busy" in dropped["hal"]
+    assert dropped["ann"] == "is the author of this merge request" and "fay" not in dropped  # Reporter in group
+    people = {s.person for s in result.suggestions}
+    assert not people & {"ann", "fay", "gus", "hal"}
+
+
+async def test_a_nested_subgroup_stands_for_its_direct_and_inherited_members(org, gitlab_client, store):
+    org.state.set_busy("eve")
+    result = await suggest(org, gitlab_client, store, "ui/button.ts")
+    assert added_owner(result, "UI") == "ivy"
+    assert org.state.calls("GET", "/groups/acme%2Fweb%2Fui") and org.state.calls("GET", "/members/all")
+    org.state.set_busy("eve", False)
+    org.state.set_busy("ivy")
+    again = await suggest(org, gitlab_client, store, "ui/button.ts")
+    assert added_owner(again, "UI") == "eve"
+
+
+async def test_an_email_owner_is_the_user_showing_that_address(org, gitlab_client, store, caplog):
+    caplog.set_level(logging.DEBUG, logger="bot.owners")
+    result = await suggest(org, gitlab_client, store, "ops/deploy.sh")
+    assert added_owner(result, "Ops") == "jo"
+    assert "lou" not in {s.person for s in result.suggestions}
+    assert any("nobody@corp.example" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
+
+
+async def test_a_top_level_group_named_like_a_user(org, gitlab_client, store):
+    result = await suggest(org, gitlab_client, store, "qa/plan.md")
+    assert added_owner(result, "QA") == "kim"
+
+
+async def test_unknown_and_uninvited_groups_are_skipped_with_a_log_line(org, gitlab_client, store, caplog):
+    caplog.set_level(logging.INFO, logger="bot.owners")
+    result = await suggest(org, gitlab_client, store, "legal/terms.md", "other/x.md")
+    assert result.cannot is None and result.suggestions
+    for section in ("Legal", "Other"):
+        [note] = [n for n in result.notes if f"`{section}`" in n]
+        assert "could not be resolved" in note and "added code owner" not in note
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "@acme/nope" in logged and "@other/team" in logged and "nor invited to it" in logged
+
+
+async def test_answers_are_cached_and_gitlab_errors_skip_the_owner(org, gitlab_client, store, caplog):
+    recent = Recent()
+    owners = parse_codeowners("* @acme/web jo@corp.example\n").rules[0].owners
+    pid = org.tiny.project.id
+    first = await resolve_owners(gitlab_client, recent, pid, owners)
+    calls = len(org.state.requests)
+    assert await resolve_owners(gitlab_client, recent, pid, owners) == first and len(org.state.requests) == calls
+    assert set(first[owners[0]]) == {"ann", "eve", "gus", "hal"} and first[owners[1]] == ("jo",)
+    org.state.fail_next(3 * FAST_RETRY.max_attempts, 503)  # the project, the group, the e-mail: every try fails
+    caplog.set_level(logging.WARNING, logger="bot.owners")
+    failed = await resolve_owners(gitlab_client, Recent(), pid, owners)
+    assert failed == {owners[0]: (), owners[1]: ()} and "GitLab did not answer" in caplog.text
+    assert org.state.take_failure() is None
+
+
+# --- one webhook through the running bot -----------------------------------------------------------------------------
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_comment_names_a_group_owner(simulator, gitlab_client, database_url):
+    state, url = simulator
+    org = build_org(state)
+    storage = Storage(database_url)
+    try:
+        await backfill_project(gitlab_client, storage, org.tiny.project.id)
+        async with running_bot(bot_settings(state, url, database_url), storage) as bot:
+            state.add_hook(org.tiny.project, bot.url, token=SECRET)
+            mr = state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "web/app.ts"])
+            await settle(state, storage)
+        [comment] = marker_notes(state, mr)
+        assert "`@eve`" in comment.body and "`Web`" in comment.body
+        assert "gus" not in comment.body and "hal" not in comment.body
+    finally:
+        await storage.close()
