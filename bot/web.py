@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -30,6 +31,8 @@ __all__ = [
 
 log = logging.getLogger("bot.web")
 
+MAX_ACTION_LENGTH = 100  # bot.storage.tables.events.c.action
+MAX_DEPTH = 64  # GitLab's webhook bodies nest about 4 levels deep
 HANDLED_KINDS = frozenset({"Merge Request Hook", "Note Hook", "Emoji Hook"})
 # System hooks arrive as "System Hook" whatever the event; the body's object_kind says which one.
 SYSTEM_HOOK_KINDS = {"merge_request": "Merge Request Hook", "note": "Note Hook", "emoji": "Emoji Hook"}
@@ -107,15 +110,43 @@ async def read_body(request: web.Request, cap: int) -> bytes:
         raise too_large from None
 
 
+def _finite(text: str) -> float:
+    """JSON has no NaN or infinity (PostgreSQL's JSONB refuses them): 1e400 is as invalid as NaN."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, else a 400 `Rejection`."""
+    """The body as a JSON object, else a 400 `Rejection` (also for nesting too deep to parse)."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejection(400, "bad_json", f"body is not valid JSON: {exc}") from None
+        data = json.loads(body, parse_float=_finite, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise Rejection(400, "bad_json", f"body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise Rejection(400, "bad_json", f"body must be a JSON object, got {type(data).__name__}")
+    if _too_deep(data, MAX_DEPTH):
+        raise Rejection(400, "bad_json", f"body nests deeper than {MAX_DEPTH} levels; GitLab's payloads never do")
     return data
+
+
+def _too_deep(data: Any, limit: int) -> bool:
+    """Whether objects/arrays nest deeper than `limit` (walked without recursion: storing it would recurse)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def event_kind(header: str, data: Mapping[str, Any]) -> str | None:
@@ -132,7 +163,15 @@ def event_kind(header: str, data: Mapping[str, Any]) -> str | None:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An id the database can hold (a signed 64-bit integer), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return value
+    return None
+
+
+def _short(value: Any) -> str | None:
+    """A string that fits the events table's `action` column (GitLab's actions are single words)."""
+    return value if isinstance(value, str) and len(value) <= MAX_ACTION_LENGTH else None
 
 
 def _dict(value: Any) -> Mapping[str, Any]:
@@ -148,8 +187,7 @@ def describe(kind: str, data: dict[str, Any]) -> Delivery:
         mr_iid = _int(attrs.get("iid"))
     else:
         mr_iid = _int(_dict(data.get("merge_request")).get("iid"))
-    action = attrs.get("action") if isinstance(attrs.get("action"), str) else None
-    return Delivery(kind, data, project_id, path, action, mr_iid)
+    return Delivery(kind, data, project_id, path, _short(attrs.get("action")), mr_iid)
 
 
 def check_scope(token: bytes, delivery: Delivery, settings: Settings) -> None:

@@ -71,9 +71,10 @@ class Worker:
 
     def __init__(
         self, storage: Storage, dispatch: Dispatch, settings: Settings, metrics: Metrics | None = None,
-        worker_id: str | None = None,
+        worker_id: str | None = None, *, prune_every: float = PRUNE_EVERY,
     ) -> None:
         self.storage, self.dispatch, self.cfg = storage, dispatch, settings.worker
+        self.prune_every = prune_every  # seconds between two prunes of old done events (the first at start)
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id or default_worker_id()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -81,7 +82,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._loop_exited = asyncio.Event()
         self._loop_exited.set()
-        self._last_prune = 0.0
+        self._last_prune: float | None = None
 
     def request_stop(self) -> None:
         """Claim nothing more (e.g. as soon as the web server begins to shut down); see `stop()`."""
@@ -185,8 +186,9 @@ class Worker:
             return None
 
     async def _maybe_prune(self) -> None:
+        """Delete done events (and with them their dedupe keys) older than `retention_days`, every `prune_every` s."""
         now = time.monotonic()
-        if now - self._last_prune < PRUNE_EVERY:
+        if self._last_prune is not None and now - self._last_prune < self.prune_every:
             return
         self._last_prune = now
         try:

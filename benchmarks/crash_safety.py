@@ -1,0 +1,83 @@
+"""Crash safety at full size: 1,000 webhook deliveries (10 % re-sent) while worker processes are SIGKILLed.
+
+Prints figures; it is not a test. Run from the repository root (PostgreSQL at 127.0.0.1:5432, or --database sqlite):
+
+    .venv/bin/python benchmarks/crash_safety.py [--deliveries 1000] [--workers 2] [--kills 20]
+
+What it does (the suite's `tests/test_worker_crash.py` does the same with 60 deliveries):
+
+1. the reference: the GitLab simulator (seeded) plays a burst of real-shaped deliveries over 250 merge requests
+   (opens, drafts made ready, pushes, approvals, merges, `/reviewers` commands and plain comments, awards),
+   re-sends 10 % of them, and an in-process worker that is never interrupted runs them (SQLite);
+2. the crash run: the same deliveries into a fresh database, run by `--workers` processes of `reviewbot worker`
+   with 3 s leases; every 0.2-2 s one worker is killed with SIGKILL, preferably in the middle of an event
+   (one that holds a lease), and restarted at once;
+3. the comparison: every MR has exactly one bot comment, the one the database names; the suggestion and
+   feedback rows, acknowledgements and replies match the reference; no event is queued, running, failed or dead.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.bench_support import machine, temporary_database  # noqa: E402
+from tests.crash_run import CRASH_WORKER, crash_run, reference_run  # noqa: E402
+
+
+def _args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--deliveries", type=int, default=1000)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    p.add_argument("--seed", type=int, default=5)
+    return p.parse_args()
+
+
+async def main(args: argparse.Namespace) -> int:
+    print(f"crash safety: {args.deliveries} deliveries + 10 % re-sent, {args.workers} worker processes on "
+          f"{args.database}, {args.kills} SIGKILLs; {machine()}")
+    started = time.monotonic()
+    async with temporary_database("sqlite") as reference_url:
+        scenario, expected = await reference_run(reference_url, args.deliveries, timeout=1800)
+    print(f"reference (in-process, never interrupted): {time.monotonic() - started:.0f} s, "
+          f"{sum(expected.queue.values())} events, {sum(expected.comments.values())} comments on "
+          f"{len(expected.comments)} MRs, {sum(expected.suggestions.values())} suggestion rows, "
+          f"{sum(expected.feedback.values())} feedback rows, {len(expected.acks)} commands")
+    with tempfile.TemporaryDirectory(prefix="reviewbot-crash-") as folder:
+        async with temporary_database(args.database) as url:
+            _, got, stats = await crash_run(url, Path(folder), args.deliveries, workers=args.workers,
+                                            kills=args.kills, gap=(0.2, 2.0), seed=args.seed, timeout=1800)
+    return report(scenario, expected, got, stats)
+
+
+def report(scenario, expected, got, stats) -> int:
+    """Print the crash run's figures and the verdict; the exit code is 1 when a bar is missed."""
+    print(f"crash run: {stats.seconds:.0f} s, {stats.kills} SIGKILLs ({stats.kills_mid_event} in the middle of "
+          f"an event), {stats.events} events, {stats.retried_events} claimed more than once (max "
+          f"{stats.max_attempts} attempts), lease {CRASH_WORKER['lease_seconds']:g} s")
+    print(f"deliveries: {len(scenario.deliveries)} + {len(scenario.resent)} re-sent, all acknowledged 200")
+    once = sum(1 for n in got.comments.values() if n == 1)
+    print(f"MRs with exactly one bot comment: {once}/{len(got.comments)}; database names it: "
+          f"{sum(got.comment_rows.values())}/{len(got.comment_rows)}")
+    print(f"suggestion rows {sum(got.suggestions.values())} (reference {sum(expected.suggestions.values())}), "
+          f"feedback rows {sum(got.feedback.values())} (reference {sum(expected.feedback.values())})")
+    print(f"queue: {got.queue}; workers that exited on their own: {stats.worker_exits or 'none'}; "
+          f"tracebacks in worker logs: {stats.tracebacks}")
+    problems = got.differences(expected)
+    if once != len(got.comments) or not all(got.comment_rows.values()):
+        problems.append("not every MR has exactly one bot comment named by the database")
+    if got.queue["queued"] + got.queue["running"] + got.queue["failed"] + got.queue["dead"]:
+        problems.append(f"events stuck or dead: {got.queue}")
+    print("RESULT: " + ("PASS, nothing lost, nothing doubled" if not problems else "FAIL\n  " + "\n  ".join(problems)))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main(_args())))

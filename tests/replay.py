@@ -1,0 +1,185 @@
+"""A replayable burst of webhook deliveries and the outcome it should leave, for the crash-safety test and benchmark.
+
+Why a module: the crash test (60 deliveries, in the suite) and `benchmarks/crash_safety.py` (1,000) run the same
+scenario twice, once with a calm in-process worker (the expectation) and once with worker processes killed at
+random, and compare what the two runs left behind. Both runs build the simulator with the same seeds, so every
+delivery the scenario sends has the same X-Gitlab-Event-UUID in both; rows are compared by that UUID.
+
+What may differ between two correct runs is only who gets suggested (merges reshape the graph in whatever order
+the workers happen to run them), so people are compared only where the scenario itself names them.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from bot.backfill import backfill_project
+from bot.comment import has_marker
+from bot.gitlab.client import GitLabClient
+from bot.gitlab.sim_model import Delivery, SimMR, SimNote
+from bot.gitlab.simulator import SeededProject, SimState, run_simulator
+from bot.handlers.publish import REPLY_MARKER
+from bot.metrics import Metrics
+from bot.storage import Storage
+from bot.web import make_app
+from tests.bot_harness import SECRET, bot_notes, marker_notes, seed_recent
+from tests.gitlab_fixtures import FAST_RETRY
+
+__all__ = ["Scenario", "Outcome", "world", "webhook_app", "play", "send", "outcome", "STABLE_LABELS"]
+
+# Feedback labels whose person comes from the scenario (who approved, whom a command names), not from a ranking
+# (except final reviewers who did not approve: the bot's `assign` made them reviewers).
+STABLE_LABELS = frozenset({"final_reviewer", "approved", "why", "exclude", "thumbs_up", "thumbs_down"})
+COMMANDS = ("/reviewers", "/reviewers why @{who}", "/reviewers reroll", "/reviewers help", "LGTM, thanks",
+            "/reviewers exclude @{who}", "/reviewers assign 1", "Looks good to me", "/reviewers nope")
+
+
+@dataclass
+class Scenario:
+    """What was done on the simulated GitLab: the MRs, the command notes, the deliveries and their re-sends."""
+
+    mrs: list[SimMR] = field(default_factory=list)
+    commands: list[SimNote] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    resent: list[Delivery] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def world(storage: Storage, *, n_people: int = 12, n_merged: int = 80) -> AsyncIterator[
+        tuple[SimState, str, SeededProject]]:
+    """A seeded simulator (always the same seeds) whose history is already imported into `storage`."""
+    state = SimState(token="sim-token", seed=1)
+    async with run_simulator(state) as (state, url):
+        state.rate_limit = 10**7  # GitLab's per-user limit would pause the run for a minute: not the subject here
+        seeded = seed_recent(state, n_people=n_people, n_merged=n_merged)
+        async with aiohttp.ClientSession() as session:
+            await backfill_project(GitLabClient(session, url=url, token=state.token, retry=FAST_RETRY), storage,
+                                   seeded.project.id)
+        yield state, url, seeded
+
+
+@contextlib.asynccontextmanager
+async def webhook_app(settings: Any, storage: Storage) -> AsyncIterator[str]:
+    """POST /webhook on 127.0.0.1 without a worker (the workers are other processes); yields its URL."""
+    runner = web.AppRunner(make_app(settings, storage, Metrics()), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}/webhook"
+    finally:
+        await runner.cleanup()
+
+
+def play(state: SimState, seeded: SeededProject, deliveries: int, *, seed: int = 7) -> Scenario:
+    """Queue exactly `deliveries` webhook events: opens, ready, pushes, approvals, merges, awards, comments."""
+    rng, project, s = random.Random(seed), seeded.project, Scenario()
+    people = [p for p in seeded.people if p.id != seeded.blocked.id]
+    dirs = list(seeded.owners)
+    n_mrs = max(4, deliveries // 4)
+    for i in range(n_mrs):
+        files = [f"{dirs[i % len(dirs)]}/main{i % 3 + 1}.py"]
+        s.mrs.append(state.open_mr(project, people[i % len(people)], files, draft=i % 7 == 0, title=f"Change {i}"))
+    for mr in s.mrs:
+        if mr.draft:
+            state.mark_ready(mr)
+    for _ in range(n_mrs // 3):
+        state.push_to_mr(rng.choice(s.mrs), [f"{rng.choice(dirs)}/extra{rng.randrange(5)}.py"])
+    for mr in rng.sample(s.mrs, n_mrs // 5):
+        reviewer = next(p for p in people if p.id != mr.author_id)
+        state.approve(mr, reviewer)
+        state.merge_mr(mr, by=reviewer)
+    while len(state.outbox) < deliveries:
+        mr, i = rng.choice(s.mrs), rng.randrange(1000)
+        text = rng.choice(COMMANDS).format(who=people[(i + 1) % len(people)].username)
+        note = state.add_note(mr, people[i % len(people)], text)
+        if text.startswith("/"):
+            s.commands.append(note)
+        if rng.random() < 0.1 and len(state.outbox) < deliveries:
+            state.award(note, people[(i + 2) % len(people)], "thumbsup")
+    del state.outbox[deliveries:]  # an award may have queued one more than asked
+    return s
+
+
+async def send(state: SimState, scenario: Scenario, *, duplicates: float = 0.1, seed: int = 11) -> None:
+    """Deliver the queued events, then re-send `duplicates` of them (GitLab's "Resend request")."""
+    scenario.deliveries = await state.flush_hooks()
+    rng = random.Random(seed)
+    for delivery in rng.sample(scenario.deliveries, int(len(scenario.deliveries) * duplicates)):
+        scenario.resent.append(await state.sender.resend(delivery))
+    bad = [d.status for d in scenario.deliveries + scenario.resent if d.status != 200]
+    if bad:
+        raise AssertionError(f"deliveries not acknowledged: {Counter(bad)}")
+
+
+@dataclass
+class Outcome:
+    """What a run left behind, in terms that two correct runs share."""
+
+    comments: dict[int, int]               # MR iid -> the bot's suggestion comments on it
+    comment_rows: dict[int, bool]          # MR iid -> the bot_comments row names that very note
+    suggestions: Counter[tuple[int, str]]  # (MR iid, delivery UUID) -> suggestion rows
+    feedback: Counter[tuple[Any, ...]]     # (MR iid, label, delivery UUID, person or "*") -> rows
+    acks: dict[int, list[str]]             # command note id -> the bot's award emoji on it
+    replies: dict[int, int]                # command note id -> the bot's replies to it
+    queue: dict[str, int]
+
+    def differences(self, expected: Outcome) -> list[str]:
+        """Human-readable differences from `expected` (empty when they agree)."""
+        out = []
+        for name in ("comments", "comment_rows", "suggestions", "feedback", "acks", "replies"):
+            mine, theirs = getattr(self, name), getattr(expected, name)
+            if mine != theirs:
+                missing = {k: v for k, v in theirs.items() if mine.get(k) != v}
+                extra = {k: v for k, v in mine.items() if theirs.get(k) != v}
+                out.append(f"{name}: expected {_head(missing)}, got {_head(extra)}")
+        return out
+
+
+def _head(d: dict[Any, Any], n: int = 5) -> str:
+    items = list(d.items())
+    return f"{dict(items[:n])}{f' (+{len(items) - n} more)' if len(items) > n else ''}"
+
+
+def _assigned_by_the_bot(label: str, value: Any) -> bool:
+    """A final reviewer who only reviewed (did not approve) was put there by the bot's `assign`: a ranking."""
+    return label == "final_reviewer" and isinstance(value, dict) and not value.get("approver")
+
+
+async def _uuids(storage: Storage) -> dict[int, str]:
+    rows = await storage.events.list_events(limit=10**7)
+    return {row.id: row.headers.get("X-Gitlab-Event-UUID", f"event-{row.id}") for row in rows}
+
+
+async def outcome(state: SimState, storage: Storage, project_id: int, scenario: Scenario) -> Outcome:
+    """Read back what the run produced, on GitLab (notes, awards) and in the database (rows, queue)."""
+    uuid = await _uuids(storage)
+    comments, rows = {}, {}
+    for mr in scenario.mrs:
+        notes = marker_notes(state, mr)
+        row = await storage.comments.get(project_id, mr.iid)
+        comments[mr.iid] = len(notes)
+        rows[mr.iid] = row is not None and len(notes) == 1 and row.note_id == notes[0].id
+    suggestions = Counter((s.mr_iid, uuid.get(s.event_id or 0, "none"))
+                          for s in await storage.suggestions.list(project_id))
+    feedback: Counter[tuple[Any, ...]] = Counter()
+    for f in await storage.feedback.list(project_id):
+        key = (f.mr_iid, f.label, uuid.get(f.source_event_id or 0, "none"))
+        if f.label in STABLE_LABELS and not _assigned_by_the_bot(f.label, f.value):
+            feedback[(*key, f.person)] += 1
+        else:
+            feedback[(*key, "*")] = 1
+    acks, replies = {}, {}
+    for note in scenario.commands:
+        acks[note.id] = sorted(a.name for a in note.awards if a.user_id == state.bot.id)
+        mr = state.projects[project_id].mrs[note.mr_iid]
+        marker = REPLY_MARKER.format(note_id=note.id)
+        replies[note.id] = sum(1 for n in bot_notes(state, mr) if has_marker(n.body, marker))
+    return Outcome(comments, rows, suggestions, feedback, acks, replies, await storage.events.depth())

@@ -1,0 +1,45 @@
+"""Crash safety: 40 webhook deliveries (10 % re-sent) through two `reviewbot worker` processes that are killed
+with SIGKILL at random moments and restarted. Afterwards the run must match a calm in-process run of the same
+deliveries: every MR has exactly one bot comment (the one the database names), every suggestion and feedback
+row is there once, every command got one acknowledgement, and no event is stuck, failed or dead.
+
+The full-size run (1,000 deliveries) is `benchmarks/crash_safety.py`.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.crash_run import crash_run, reference_run
+from tests.replay import Outcome, Scenario
+from tests.storage_fixtures import run_in_thread
+
+DELIVERIES = 40
+
+
+@pytest.fixture(scope="module")
+def reference(_sqlite_template, tmp_path_factory) -> tuple[Scenario, Outcome]:
+    """The calm run, once for both databases (on a private loop: it brings its own simulator)."""
+    path = tmp_path_factory.mktemp("reference") / "reference.sqlite3"
+    shutil.copyfile(_sqlite_template, path)
+    return run_in_thread(lambda: reference_run(f"sqlite+aiosqlite:///{path}", DELIVERIES))
+
+
+def test_the_reference_run_is_complete(reference):
+    scenario, expected = reference
+    assert len(scenario.deliveries) == DELIVERIES and len(scenario.resent) == DELIVERIES // 10
+    assert set(expected.comments.values()) == {1} and all(expected.comment_rows.values())
+    assert expected.suggestions and expected.feedback and expected.acks
+    assert expected.queue["dead"] == expected.queue["failed"] == 0
+
+
+async def test_killed_workers_lose_nothing_and_double_nothing(database_url, reference, tmp_path):
+    _, expected = reference
+    _, got, stats = await crash_run(database_url, tmp_path / "crash", DELIVERIES, kills=3)
+    print(stats)
+    assert stats.kills_mid_event >= 2, stats  # the kills hit workers in the middle of events
+    assert stats.worker_exits == [] and stats.tracebacks == 0, stats
+    assert got.differences(expected) == []
+    assert set(got.comments.values()) == {1} and all(got.comment_rows.values())
+    assert got.queue == {"queued": 0, "running": 0, "failed": 0, "dead": 0, "done": stats.events}

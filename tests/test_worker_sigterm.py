@@ -1,0 +1,70 @@
+"""SIGTERM to a `reviewbot worker` process: the event in flight finishes within the grace period, or is handed
+back to the queue (its attempt not counted), and the process exits well within the 25 s Heroku allows."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.storage import Storage
+from tests.worker_procs import WorkerProcs, worker_env, write_config
+
+SIGTERM_BAR = 25.0
+
+
+async def wait_for_file(path: Path, timeout: float = 60.0) -> None:
+    """Until `path` exists (a worker process takes a few seconds to import and start)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not path.exists():
+        if loop.time() > deadline:
+            raise AssertionError(f"{path.name} did not appear within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def run_slow_event(tmp_path: Path, database_url: str, *, seconds: float, grace: float) -> tuple[int, int, str]:
+    """Store one event, let a worker process start it, SIGTERM the worker; returns (event id, exit code, log)."""
+    storage = Storage(database_url)
+    try:
+        event_id, _ = await storage.events.store_event(dedupe_key="slow", kind="Note Hook", project_id=1,
+                                                       headers={}, body={"object_attributes": {}})
+    finally:
+        await storage.close()
+    config = write_config(tmp_path, gitlab_url="http://127.0.0.1:9", token="t", database_url=database_url,
+                          worker={"poll_interval": 0.1, "lease_seconds": 600, "dispatch_timeout": 300},
+                          server={"shutdown_timeout": grace})
+    env = worker_env(SLOW_MARKER=str(tmp_path), SLOW_SECONDS=str(seconds))
+    procs = WorkerProcs(config, tmp_path / "logs", dispatch="tests.worker_procs:slow_dispatch", env=env)
+    await procs.start(1)
+    try:
+        await wait_for_file(tmp_path / f"started-{event_id}")
+        code = await procs.terminate(0, timeout=SIGTERM_BAR)
+    finally:
+        await procs.stop_all(5)
+    return event_id, code, procs.log_text()
+
+
+async def test_an_event_longer_than_the_grace_is_handed_back(tmp_path, database_url):
+    event_id, code, log = await run_slow_event(tmp_path, database_url, seconds=120, grace=0.5)
+    assert code == 0, log
+    storage = Storage(database_url)
+    try:
+        row = await storage.events.get(event_id)
+    finally:
+        await storage.close()
+    assert (row.status, row.attempts, row.lease_owner, row.lease_expires_at) == ("queued", 0, None, None)
+    assert "handed_back=1" in log and not (tmp_path / f"finished-{event_id}").exists()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_an_event_within_the_grace_finishes(tmp_path, database_url):
+    event_id, code, log = await run_slow_event(tmp_path, database_url, seconds=1.0, grace=20)
+    assert code == 0, log
+    storage = Storage(database_url)
+    try:
+        row = await storage.events.get(event_id)
+    finally:
+        await storage.close()
+    assert (row.status, row.attempts) == ("done", 1) and (tmp_path / f"finished-{event_id}").exists()
+    assert "handed_back=0" in log
