@@ -140,6 +140,7 @@ class WorkerSettings(_Frozen):
     backoff_max: float = Field(3600.0, gt=0)
     poll_interval: float = Field(2.0, gt=0)
     retention_days: float = Field(7.0, ge=1)
+    prune_interval: float = Field(3600.0, gt=0)
 
     @model_validator(mode="after")
     def _lease_outlives_dispatch(self) -> WorkerSettings:

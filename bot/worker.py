@@ -39,7 +39,6 @@ Dispatch = Callable[[EventRow], Awaitable[Any]]
 # settings, storage and metrics, an async context manager that yields the dispatch callable and
 # closes its resources (HTTP session, ...) on exit.
 DispatchFactory = Callable[[Settings, Storage, Metrics], AbstractAsyncContextManager[Dispatch]]
-PRUNE_EVERY = 3600.0
 
 
 def default_worker_id() -> str:
@@ -71,10 +70,11 @@ class Worker:
 
     def __init__(
         self, storage: Storage, dispatch: Dispatch, settings: Settings, metrics: Metrics | None = None,
-        worker_id: str | None = None, *, prune_every: float = PRUNE_EVERY,
+        worker_id: str | None = None, *, prune_every: float | None = None,
     ) -> None:
         self.storage, self.dispatch, self.cfg = storage, dispatch, settings.worker
-        self.prune_every = prune_every  # seconds between two prunes of old done events (the first at start)
+        # seconds between two prunes of old done events (the first at start): [worker] prune_interval
+        self.prune_every = self.cfg.prune_interval if prune_every is None else prune_every
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id or default_worker_id()
         self._tasks: set[asyncio.Task[None]] = set()

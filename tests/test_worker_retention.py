@@ -41,7 +41,7 @@ async def until(predicate, timeout: float = 10.0) -> None:
 
 async def test_the_worker_prunes_done_events_and_their_keys_periodically(storage, clock):
     first, _ = await store(storage, "delivery-1")
-    worker = Worker(storage, noop, settings(retention_days=1), Metrics(), "w1", prune_every=0.05)
+    worker = Worker(storage, noop, settings(retention_days=1, prune_interval=0.05), Metrics(), "w1")
     task = asyncio.create_task(worker.run())
     try:
         await until(lambda: _status(storage, first, "done"))
