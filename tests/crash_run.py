@@ -1,5 +1,9 @@
 """The two runs of the crash-safety bar: a calm in-process reference, and worker processes killed with SIGKILL.
 
+Both runs go in two phases: the prepared deliveries (opens, pushes, merges, commands, comments, re-sends), then,
+once every MR has the bot's comment, a thumb up or down on each comment; in the crash run the kills go on
+through both phases, so the feedback those thumbs (and the merges, approvals and commands) leave is checked too.
+
 Shared by `tests/test_worker_crash.py` (60 deliveries) and `benchmarks/crash_safety.py` (1,000). Each run gets
 its own simulator (same seeds, so the same deliveries) and its own database; `tests.replay.Outcome` compares them.
 """
@@ -17,7 +21,7 @@ import sqlalchemy as sa
 from bot.storage import Storage
 from bot.storage.tables import events
 from tests.bot_harness import SECRET, bot_settings, running_bot, settle
-from tests.replay import Outcome, Scenario, outcome, play, send, webhook_app, world
+from tests.replay import Outcome, Scenario, outcome, play, send, thumbs_on_bot_comments, webhook_app, world
 from tests.worker_procs import WorkerProcs, write_config
 
 __all__ = ["CRASH_WORKER", "CrashStats", "reference_run", "crash_run"]
@@ -55,6 +59,7 @@ async def reference_run(database_url: str, deliveries: int, *, timeout: float = 
                 await send(state, scenario)
                 state.auto_hooks = True
                 bot.start()
+                await thumbs_on_bot_comments(state, seeded, scenario, timeout=timeout)
                 await settle(state, storage, timeout=timeout)
             return scenario, await outcome(state, storage, seeded.project.id, scenario)
     finally:
@@ -130,7 +135,10 @@ async def crash_run(database_url: str, folder: Path, deliveries: int, *, workers
                 started = time.monotonic()
                 await procs.start(workers)
                 try:
-                    await kill_at_random(procs, storage, random.Random(seed), kills, gap, stats)
+                    rng, later = random.Random(seed), max(1, kills // 4)
+                    await kill_at_random(procs, storage, rng, kills - later, gap, stats)
+                    await thumbs_on_bot_comments(state, seeded, scenario, timeout=timeout)
+                    await kill_at_random(procs, storage, rng, later, gap, stats)  # while the thumbs are run
                     await settle(state, storage, timeout=timeout)
                     await _finish(stats, procs, storage, started)
                 finally:

@@ -10,6 +10,7 @@ the workers happen to run them), so people are compared only where the scenario 
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 from collections import Counter
@@ -24,6 +25,7 @@ from bot.comment import has_marker
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.sim_model import Delivery, SimMR, SimNote
 from bot.gitlab.simulator import SeededProject, SimState, run_simulator
+from bot.handlers.emoji import EMOJI_LABELS
 from bot.handlers.publish import REPLY_MARKER
 from bot.metrics import Metrics
 from bot.storage import Storage
@@ -31,11 +33,13 @@ from bot.web import make_app
 from tests.bot_harness import SECRET, bot_notes, marker_notes, seed_recent
 from tests.gitlab_fixtures import FAST_RETRY
 
-__all__ = ["Scenario", "Outcome", "world", "webhook_app", "play", "send", "outcome", "STABLE_LABELS"]
+__all__ = ["Scenario", "Outcome", "world", "webhook_app", "play", "send", "thumbs_on_bot_comments", "outcome",
+           "STABLE_LABELS"]
 
 # Feedback labels whose person comes from the scenario (who approved, whom a command names), not from a ranking
 # (except final reviewers who did not approve: the bot's `assign` made them reviewers).
 STABLE_LABELS = frozenset({"final_reviewer", "approved", "why", "exclude", "thumbs_up", "thumbs_down"})
+THUMBS = frozenset(EMOJI_LABELS.values())
 COMMANDS = ("/reviewers", "/reviewers why @{who}", "/reviewers reroll", "/reviewers help", "LGTM, thanks",
             "/reviewers exclude @{who}", "/reviewers assign 1", "Looks good to me", "/reviewers nope")
 
@@ -48,6 +52,7 @@ class Scenario:
     commands: list[SimNote] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     resent: list[Delivery] = field(default_factory=list)
+    thumbs: list[tuple[int, str, str]] = field(default_factory=list)  # (MR iid, feedback label, username)
 
 
 @contextlib.asynccontextmanager
@@ -119,6 +124,27 @@ async def send(state: SimState, scenario: Scenario, *, duplicates: float = 0.1, 
         raise AssertionError(f"deliveries not acknowledged: {Counter(bad)}")
 
 
+async def thumbs_on_bot_comments(state: SimState, seeded: SeededProject, scenario: Scenario, *, timeout: float,
+                                 seed: int = 13) -> None:
+    """Once every MR has the bot's comment, one person per MR puts a thumb up or down on it (feedback events).
+
+    These deliveries cannot be prepared in advance (the comment does not exist before a worker posts it), so
+    they arrive while the workers run; the feedback row each must leave is recorded in `scenario.thumbs`.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not all(marker_notes(state, mr) for mr in scenario.mrs):
+        if loop.time() > deadline:
+            raise AssertionError(f"not every MR got the bot's comment within {timeout} s")
+        await asyncio.sleep(0.05)
+    rng = random.Random(seed)
+    people = [p for p in seeded.people if p.id != seeded.blocked.id]
+    for mr in sorted(scenario.mrs, key=lambda m: m.iid):
+        who, name = rng.choice(people), rng.choice(["thumbsup", "thumbsdown"])
+        state.award(marker_notes(state, mr)[0], who, name)
+        scenario.thumbs.append((mr.iid, EMOJI_LABELS[name], who.username))
+
+
 @dataclass
 class Outcome:
     """What a run left behind, in terms that two correct runs share."""
@@ -172,7 +198,9 @@ async def outcome(state: SimState, storage: Storage, project_id: int, scenario: 
     feedback: Counter[tuple[Any, ...]] = Counter()
     for f in await storage.feedback.list(project_id):
         key = (f.mr_iid, f.label, uuid.get(f.source_event_id or 0, "none"))
-        if f.label in STABLE_LABELS and not _assigned_by_the_bot(f.label, f.value):
+        if f.label in THUMBS:  # sent while the workers ran: the delivery's UUID depends on the timing
+            feedback[(f.mr_iid, f.label, "thumb on the bot's comment", f.person)] += 1
+        elif f.label in STABLE_LABELS and not _assigned_by_the_bot(f.label, f.value):
             feedback[(*key, f.person)] += 1
         else:
             feedback[(*key, "*")] = 1

@@ -1,13 +1,16 @@
 """Crash safety: 40 webhook deliveries (10 % re-sent) through two `reviewbot worker` processes that are killed
 with SIGKILL at random moments and restarted. Afterwards the run must match a calm in-process run of the same
 deliveries: every MR has exactly one bot comment (the one the database names), every suggestion and feedback
-row is there once, every command got one acknowledgement, and no event is stuck, failed or dead.
+row is there once (including the feedback of thumbs given on the bot's comments while workers were being
+killed, and of approvals, merges and commands), every command got one acknowledgement, and no event is stuck,
+failed or dead.
 
 The full-size run (1,000 deliveries) is `benchmarks/crash_safety.py`.
 """
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 
 import pytest
 
@@ -31,6 +34,8 @@ def test_the_reference_run_is_complete(reference):
     assert len(scenario.deliveries) == DELIVERIES and len(scenario.resent) == DELIVERIES // 10
     assert set(expected.comments.values()) == {1} and all(expected.comment_rows.values())
     assert expected.suggestions and expected.feedback and expected.acks
+    thumbs = Counter((iid, label, "thumb on the bot's comment", who) for iid, label, who in scenario.thumbs)
+    assert len(thumbs) == len(expected.comments) and all(expected.feedback[k] == 1 for k in thumbs)
     assert expected.queue["dead"] == expected.queue["failed"] == 0
 
 
