@@ -8,6 +8,9 @@ Edges:
   - path → person: ``rc``/``rw``/``rt`` (reviews: count, decayed weight, last time) and ``ac``/``aw``/``at``
     (authorship, same three);
   - author → reviewer (both person nodes): ``fc``/``fw``/``ft``, how often the reviewer reviewed this author.
+Co-reviews are kept beside the graph, in `OwnershipGraph.coreview` (person node → person node →
+``[count, scaled weight, last time]``, one list shared by both directions): two people who reviewed the same
+change. They are not edges of `G`, whose person → person edges are all author → reviewer ones.
 
 Decayed weights are kept in a scaled form so an update never touches old edges: an event at time t adds
 ``2 ** ((t - t0) / half_life)``; reading at time ``now`` multiplies by ``2 ** (-(now - t0) / half_life)``
@@ -15,7 +18,7 @@ Decayed weights are kept in a scaled form so an update never touches old edges: 
 rescaled once.
 
 The graph only ever grows by `add_change`, one change at a time in time order, so a replay never looks into
-the future.
+the future; `add_changes` takes a whole history at once (`graph.ingest`) to exactly the same state.
 
 Reading many paths and people at once (`graph.features`) goes through numpy copies of the graph's figures,
 `OwnershipGraph.people_table` and `OwnershipGraph.edge_block`: they are derived data, rebuilt on demand and
@@ -171,6 +174,7 @@ class OwnershipGraph:
         self._dirs_of: dict[str, list[str]] = {}
         self._top: tuple[int, list[str]] = (-1, [])
         self._heads: dict[str, tuple[int, list[tuple[str, dict]]]] = {}
+        self.coreview: dict[str, dict[str, list]] = {}
         self._derived = _Derived()
 
     # -- decay ---------------------------------------------------------------------------------------
@@ -197,6 +201,10 @@ class OwnershipGraph:
             for key in ("rw", "aw", "fw"):
                 if key in data:
                     data[key] *= f_long
+        for a, others in self.coreview.items():
+            for b, pair in others.items():
+                if a < b:  # each pair's list once
+                    pair[1] *= f_long
         self.t0 = t
         self._derived = _Derived()
 
@@ -242,6 +250,8 @@ class OwnershipGraph:
         author = "@" + change.author
         ws = self.scale(t, short=True)
         self._touch_people(author, reviewers, t, w, ws)
+        if len(reviewers) > 1:
+            self._touch_coreview(author, reviewers, t, w)
         paths = self.paths_of(change.files)
         self._touch_paths(paths, author, reviewers, t, w)
         blocks = self._derived.blocks
@@ -251,6 +261,42 @@ class OwnershipGraph:
                 if p in blocks:
                     self._update_block(p, people)
         _clear_cache(self.G)
+
+    def add_changes(self, changes: Iterable[Change], *, allow_author: bool = False) -> None:
+        """Add many changes (in time order) at once: the same state as `add_change` on each in turn, built
+        several times faster (see `graph.ingest`). For loading a whole stored history.
+
+        >>> one, bulk = OwnershipGraph(), OwnershipGraph()
+        >>> history = [Change("1", 0, "ann", ("bob",), ("src/a.c",)), Change("2", 9, "bob", ("ann",), ("a.c",))]
+        >>> for c in history:
+        ...     one.add_change(c)
+        >>> bulk.add_changes(history)
+        >>> list(bulk.G.edges(data=True)) == list(one.G.edges(data=True))
+        True
+        """
+        from graph.ingest import add_changes
+
+        add_changes(self, changes if isinstance(changes, (list, tuple)) else list(changes), allow_author=allow_author)
+
+    def _touch_coreview(self, author: str, reviewers: list[str], t: float, w: float) -> None:
+        """Every pair of the change's reviewers (not its author) reviewed together once more."""
+        co = self.coreview
+        people = [r for r in reviewers if r != author]
+        for i, a in enumerate(people):
+            mine = co.get(a)
+            if mine is None:
+                mine = co[a] = {}
+            for b in people[i + 1:]:
+                pair = mine.get(b)
+                if pair is None:
+                    theirs = co.get(b)
+                    if theirs is None:
+                        theirs = co[b] = {}
+                    mine[b] = theirs[a] = [1, w, t]
+                else:
+                    pair[0] += 1
+                    pair[1] += w
+                    pair[2] = t
 
     # Nodes and edges are written straight into the DiGraph's dicts (what add_node/add_edge do, without their
     # per-call checks and cache clearing): this is the hot path of ingestion. Attribute dicts keep their key

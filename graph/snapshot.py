@@ -56,7 +56,7 @@ __all__ = [
     "STATE_MODULES",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: OwnershipGraph.coreview
 MAGIC = b"RBSNAP"
 _HEAD = struct.Struct(">6sHH")  # magic, format version, fingerprint length
 # The modules whose code decides what the stored state means: a change to any of them may change the graph
