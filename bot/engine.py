@@ -342,7 +342,10 @@ class Engine:
         rows, _ = await self.storage.history.rows_since(project_id)
         rec = make_recommender(self.method, settings=config)
         entry.reset(rec, config)
-        await self._replay(project_id, entry, rec, [c for _, c in rows])
+        if isinstance(rec, LearnedRecommender):
+            await self._replay(project_id, entry, rec, [c for _, c in rows])
+        else:  # no training rows nor labels to interleave: the graph takes the history in bulk
+            await asyncio.to_thread(rec.observe_history, [c for _, c in rows])
         entry.seen(rows)
         await self._models_for(project_id, rec)
         log.info(kv("recommender built", project_id=project_id, changes=entry.count,
