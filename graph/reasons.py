@@ -30,9 +30,9 @@ def _plural(n: int, word: str) -> str:
 def reasons(og: OwnershipGraph, change: Change, person: str) -> list[str]:
     """The evidence behind `person` for `change`, strongest first (empty if there is none).
 
-    The change's paths are listed once per change (`_walk`), then looked up in the person's own dict of
-    paths (their incoming edges) rather than in each path's dict of people: one table, warm after the first
-    lookups, instead of one per path.
+    The change's paths are listed once per change (`_walk`), then met with the person's own dict of paths
+    (their incoming edges) by a set intersection, which walks the smaller of the two: a 500-file change
+    costs no more than the paths the person has touched.
     """
     now = float(change.time)
     files, dirs = _walk(og, change)
@@ -53,26 +53,24 @@ def reasons(og: OwnershipGraph, change: Change, person: str) -> list[str]:
     return out
 
 
-def _walk(og: OwnershipGraph, change: Change) -> tuple[list[tuple[str, str]], list[tuple[str, int]]]:
-    """The change's files with their nodes, and its directory nodes with their depths; kept for the last
-    change asked about."""
+def _walk(og: OwnershipGraph, change: Change) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
+    """The change's file nodes (→ file) and directory nodes (→ (depth, position)); kept for the last change
+    asked about."""
     key = (change.id, change.files)
     cached = og._derived.reasons
     if cached is not None and cached[0] == key:
         return cached[1]
-    files = [(f, og.path_nodes(f)[0]) for f in change.files]  # the very strings keying the graph
-    dirs = [(d, d.count("/")) for d in og.paths_of(change.files) if d.endswith("/")]
+    files = {og.path_nodes(f)[0]: f for f in change.files}  # the very strings keying the graph
+    dirs = {d: (d.count("/"), i) for i, d in enumerate(p for p in og.paths_of(change.files) if p.endswith("/"))}
     og._derived.reasons = (key, (files, dirs))
     return files, dirs
 
 
-def _file_reasons(files: list[tuple[str, str]], mine: dict[str, dict], now: float) -> list[str]:
+def _file_reasons(files: dict[str, str], mine: dict[str, dict], now: float) -> list[str]:
     reviewed: list[tuple[int, str, float]] = []
     wrote: list[tuple[int, str]] = []
-    for f, node in files:
-        e = mine.get(node)
-        if e is None:
-            continue
+    for node in files.keys() & mine.keys():
+        e, f = mine[node], files[node]
         if e["rc"]:
             reviewed.append((e["rc"], f, e["rt"]))
         if e["ac"]:
@@ -90,14 +88,16 @@ def _file_reasons(files: list[tuple[str, str]], mine: dict[str, dict], now: floa
     return out
 
 
-def _best_dir(dirs: list[tuple[str, int]], mine: dict[str, dict]) -> tuple[int, float, str] | None:
-    """The deepest touched directory the person reviewed at least twice, else the one reviewed most."""
+def _best_dir(dirs: dict[str, tuple[int, int]], mine: dict[str, dict]) -> tuple[int, float, str] | None:
+    """The deepest touched directory the person reviewed at least twice, else the one reviewed most (of
+    equals, the first in the change's order)."""
     best = None
-    for d, depth in dirs:
-        e = mine.get(d)
-        if e is None or not e["rc"]:
+    for d in dirs.keys() & mine.keys():
+        e = mine[d]
+        if not e["rc"]:
             continue
-        key = (e["rc"] >= 2, depth, e["rc"])
+        depth, position = dirs[d]
+        key = (e["rc"] >= 2, depth, e["rc"], -position)
         if best is None or key > best[0]:
             best = (key, (e["rc"], e["rt"], d[1:]))
     return None if best is None else best[1]

@@ -303,24 +303,28 @@ class LearnedRecommender(GraphRecommender):
 
     def _probed(self, ranker: ReviewerRanker, cands: Candidates, idx: list[int],
                 rows: list[int]) -> list[list[tuple[str, float]]]:
+        """Each probe is scored in a group of two rows: the probe and the other candidates' column maxima.
+        The ranker reads a group only through its maxima (`graph.ranker.relative_features`), so the probe
+        scores as it would among all the other rows, at a tenth of the rows."""
         Z = self.model_input(cands.X[idx], cands.score[idx])
         n, d = Z.shape
+        g = 2 if n > 1 else 1
         probes = []
         for i in rows:
             me, others = idx.index(i), np.delete(Z, idx.index(i), axis=0)
             mean = others.mean(axis=0) if len(others) else Z[me]
-            for j in range(d + 1):  # the last probe is the unchanged row
-                probe = Z[me].copy()
-                if j < d:
-                    probe[j] = mean[j]
-                probes.append(np.vstack([probe, others]))
-        s = ranker.decision_function(np.vstack(probes), groups=np.repeat(np.arange(len(probes)), n))
+            P = np.repeat(Z[me][None], d + 1, axis=0)  # the last probe is the unchanged row
+            P[np.arange(d), np.arange(d)] = mean
+            if g == 2:
+                P = np.stack([P, np.repeat(others.max(axis=0)[None], d + 1, axis=0)], axis=1).reshape(-1, d)
+            probes.append(P)
+        s = ranker.decision_function(np.vstack(probes), groups=np.repeat(np.arange(len(rows) * (d + 1)), g))
         names = [*FEATURES, *FEEDBACK_FEATURES, "graph_score"]
         out = []
         for r in range(len(rows)):
-            mine = s[r * (d + 1) * n:(r + 1) * (d + 1) * n]
-            base = mine[n * d]
-            found = [(FEATURE_WORDS[name], float(base - mine[j * n])) for j, name in enumerate(names)]
+            mine = s[r * (d + 1) * g:(r + 1) * (d + 1) * g:g]
+            base = mine[d]
+            found = [(FEATURE_WORDS[name], float(base - mine[j])) for j, name in enumerate(names)]
             out.append(sorted([c for c in found if abs(c[1]) > 1e-6], key=lambda c: -abs(c[1])))
         return out
 
