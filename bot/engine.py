@@ -748,7 +748,26 @@ async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
         result.model_version = f"{rec.name}@{rec.og.changes}"
         if not has_history(rec, result.facts.files):
             return None
-        return await asyncio.to_thread(rec.suggest, result.change, POOL, explain=True)
+        return await asyncio.to_thread(rec.suggest, result.change, POOL, explain=False)
+
+
+async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSettings,
+                          result: SuggestionResult) -> list[Suggestion]:
+    """The suggestions with their evidence. Only the people shown are explained: explaining all `POOL`
+    ranked candidates cost several times the ranking itself."""
+    folded = {s.person.casefold() for s in result.suggestions}
+    if not folded:
+        return []
+    async with engine.use(project_id, settings) as rec:
+        explained = await asyncio.to_thread(rec.suggest, result.change, len(folded),
+                                            allowed=lambda p: p.casefold() in folded, explain=True)
+    by_person = {s.person.casefold(): s for s in explained}
+    out = []
+    for s in result.suggestions:
+        e = by_person.get(s.person.casefold())
+        out.append(s if e is None else
+                   replace(s, reasons=(*s.reasons, *e.reasons), contributions=e.contributions))
+    return out
 
 
 async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage, project_id: int,
@@ -775,6 +794,7 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     result.loads = await _loads(look, project_id, facts)
     kept = await _final_filter(look, facts, result.ranked, k or settings.top_k, result, settings)
     result.suggestions = await _cover_sections(look, facts, result, kept, author, settings, bots)
+    result.suggestions = await _explain_chosen(engine, project_id, settings, result)
     result.notes = _skip_notes(result, settings) + result.notes
     if not result.suggestions:
         result.cannot = NO_ELIGIBLE
@@ -791,11 +811,11 @@ async def explain_person(client: GitLabClient, engine: Engine, project_id: int, 
             return s, rank, None
     found = next(((i, s) for i, s in enumerate(result.ranked, start=1) if s.person.casefold() == folded), None)
     dropped = next((r for p, r in result.dropped.items() if p.casefold() == folded), None)
-    if found is None and result.cannot not in (NO_FILES, NO_HISTORY):
-        async with engine.use(project_id, settings) as rec:
+    if (found is None or not found[1].reasons) and result.cannot not in (NO_FILES, NO_HISTORY):
+        async with engine.use(project_id, settings) as rec:  # ranked candidates come without their evidence
             alone = await asyncio.to_thread(rec.suggest, result.change, 1,
                                             allowed=lambda p: p.casefold() == folded, explain=True)
-        found = (None, alone[0]) if alone else None
+        found = (found[0] if found else None, alone[0]) if alone else found
     if dropped is None:
         dropped = await _reason_for(Lookups(client, engine.recent), result, person, settings, bot_username)
     return (found[1], found[0], dropped) if found else (None, None, dropped)
