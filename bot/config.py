@@ -34,6 +34,7 @@ __all__ = [
     "DatabaseSettings",
     "WorkerSettings",
     "DashboardSettings",
+    "LearningSettings",
     "ProjectSettings",
     "WebhookSecret",
     "load_settings",
@@ -169,6 +170,15 @@ class DashboardSettings(_Frozen):
         return self
 
 
+class LearningSettings(_Frozen):
+    """When each project's ranker is refit from its history and feedback, and how new projects start."""
+
+    retrain_labels: int = Field(50, ge=0)
+    retrain_hours: float = Field(24.0, ge=0)
+    holdout: int = Field(200, ge=10)
+    prior: bool = False
+
+
 class ProjectSettings(_Frozen):
     """How the bot behaves on one project: [defaults] with that project's overrides applied."""
 
@@ -228,6 +238,7 @@ class Settings(_Frozen):
     database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    learning: LearningSettings = LearningSettings()
     defaults: ProjectSettings = ProjectSettings()
     projects: dict[str, dict[str, Any]] = {}
     webhook_secrets: tuple[WebhookSecret, ...] = ()

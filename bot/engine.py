@@ -227,7 +227,7 @@ class Engine:
     def _entry(self, project_id: int) -> _Entry:
         entry = self._entries.get(project_id)
         if entry is None:
-            entry = self._entries[project_id] = _Entry()
+            entry = self._entries[project_id] = _Entry(retrained_at=self.clock())  # the schedule starts now
         self._entries.move_to_end(project_id)
         while len(self._entries) > self.max_projects:
             evicted, _ = self._entries.popitem(last=False)

@@ -25,10 +25,22 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_the_example_file_is_valid_and_documents_every_setting():
     settings = load_settings(EXAMPLE, environ=ENV)
     text = EXAMPLE.read_text()
-    for section in ("gitlab", "server", "database", "worker", "dashboard", "defaults"):
+    for section in ("gitlab", "server", "database", "worker", "dashboard", "learning", "defaults"):
         for key in type(getattr(settings, section)).model_fields:
             assert f"{key} =" in text or f"# {key} =" in text, f"[{section}] {key} is not documented"
     assert settings.project_settings(7, "my-group/my-app").assign == "top1"
+
+
+def test_learning_settings_reach_the_engine(tmp_path):
+    from bot.handlers import make_engine
+
+    path = write(tmp_path, "[learning]\nretrain_labels = 0\nretrain_hours = 2\nholdout = 50\nprior = true\n")
+    engine = make_engine(load_settings(path, environ=ENV), storage=None, max_projects=3)
+    assert (engine.retrain_labels, engine.retrain_seconds, engine.holdout, engine.use_prior) == (None, 7200, 50, True)
+    engine = make_engine(load_settings(environ=ENV), storage=None, max_projects=3)
+    assert (engine.retrain_labels, engine.retrain_seconds, engine.use_prior) == (50, 86400, False)
+    with pytest.raises(ConfigError, match="holdout"):
+        load_settings(write(tmp_path, "[learning]\nholdout = 1\n"), environ=ENV)
 
 
 def test_defaults_without_any_file():

@@ -109,6 +109,29 @@ async def test_retraining_after_n_labels_stores_and_activates_a_model_unless_it_
         assert pickle.dumps(rebuilt.model_, 5) == same  # a new process adopts the active model
 
 
+async def test_retraining_on_a_schedule_when_labels_came_in(store):
+    now = [1000.0]
+    engine = Engine(store, retrain_labels=None, retrain_seconds=3600, holdout=60, snapshot_every=None,
+                    clock=lambda: now[0])
+
+    async def an_hour_later(labels: int) -> int:
+        now[0] += 3600
+        await rejections(store, labels, first_event=int(now[0]), mr_iid=int(now[0]))
+        await engine.learn_new(PID, SETTINGS)
+        await engine.wait_background()
+        return len(await store.models.list(PID))
+
+    async with engine.use(PID, SETTINGS) as rec:
+        rec.estimator.set_params(min_samples_leaf=20)
+    await rejections(store, 1)
+    await engine.learn_new(PID, SETTINGS)
+    await engine.wait_background()
+    assert await store.models.list(PID) == []  # a label, but the hour since the project was loaded is not over
+    assert await an_hour_later(0) == 1  # the hour is over and a label came in during it
+    assert await an_hour_later(0) == 1  # no label since the last retraining: nothing to learn
+    assert await an_hour_later(1) == 2
+
+
 # --- through the real handlers -------------------------------------------------------------------------------
 async def test_reviewer_changes_and_commands_reach_the_engines_recommender(handler_env):
     env = await handler_env()

@@ -123,6 +123,13 @@ async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> No
                        status=exc.status))
 
 
+def make_engine(settings: Settings, storage: Storage, max_projects: int) -> Engine:
+    """The engine with the `[learning]` settings (0 turns a retraining trigger off)."""
+    learn = settings.learning
+    return Engine(storage, max_projects=max_projects, retrain_labels=learn.retrain_labels or None,
+                  retrain_seconds=learn.retrain_hours * 3600 or None, holdout=learn.holdout, prior=learn.prior)
+
+
 @contextlib.asynccontextmanager
 async def make_dispatch(
     settings: Settings, storage: Storage, metrics: Metrics, *, retry: RetryPolicy | None = None,
@@ -136,7 +143,7 @@ async def make_dispatch(
         client = GitLabClient(session, url=settings.gitlab.url, token=settings.gitlab.token.get_secret_value(),
                               retry=retry, on_error=_counter(metrics))
         backfills = Backfills(client, storage, wait=backfill_wait)
-        services = Services(settings, storage, metrics, client, Engine(storage, max_projects=max_projects),
+        services = Services(settings, storage, metrics, client, make_engine(settings, storage, max_projects),
                             backfills, BotIdentity(client, settings.gitlab.bot_username))
         try:
             yield functools.partial(dispatch_event, services)
