@@ -22,7 +22,7 @@ from bot.storage import Storage
 from bot.storage.tables import events
 from tests.bot_harness import SECRET, bot_settings, running_bot, settle
 from tests.replay import Outcome, Scenario, outcome, play, send, thumbs_on_bot_comments, webhook_app, world
-from tests.worker_procs import WorkerProcs, write_config
+from tests.worker_procs import WorkerProcs, Zygote, write_config
 
 __all__ = ["CRASH_WORKER", "CrashStats", "reference_run", "crash_run"]
 
@@ -117,7 +117,8 @@ async def _finish(stats: CrashStats, procs: WorkerProcs, storage: Storage, start
 
 async def crash_run(database_url: str, folder: Path, deliveries: int, *, workers: int = 2, kills: int = 4,
                     gap: tuple[float, float] = (0.2, 1.0), seed: int = 5, timeout: float = 180.0,
-                    worker: dict[str, Any] | None = None) -> tuple[Scenario, Outcome, CrashStats]:
+                    worker: dict[str, Any] | None = None, zygote: Zygote | None = None,
+                    ) -> tuple[Scenario, Outcome, CrashStats]:
     """The deliveries through `workers` processes of `reviewbot worker`, killed `kills` times with SIGKILL."""
     storage, stats = Storage(database_url), CrashStats()
     try:
@@ -131,7 +132,7 @@ async def crash_run(database_url: str, folder: Path, deliveries: int, *, workers
                 state.auto_hooks = True
                 config = write_config(folder, gitlab_url=url, token=state.token, database_url=database_url,
                                       secret=SECRET, worker=worker or CRASH_WORKER, defaults=DEFAULTS)
-                procs = WorkerProcs(config, folder / "logs", fork=True)
+                procs = WorkerProcs(config, folder / "logs", fork=True, zygote=zygote)
                 started = time.monotonic()
                 await procs.start(workers)
                 try:

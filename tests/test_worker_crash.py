@@ -11,18 +11,30 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from typing import Iterator
 
 import pytest
 
 from tests.crash_run import crash_run, reference_run
 from tests.replay import Outcome, Scenario
+from tests.worker_procs import Zygote
 from tests.storage_fixtures import run_in_thread
 
 DELIVERIES = 40
 
 
 @pytest.fixture(scope="module")
-def reference(_sqlite_template, tmp_path_factory) -> tuple[Scenario, Outcome]:
+def zygote() -> Iterator[Zygote]:
+    """One pre-imported parent for both databases' worker processes (it imports while the reference runs)."""
+    parent = Zygote()
+    try:
+        yield parent
+    finally:
+        parent.close()
+
+
+@pytest.fixture(scope="module")
+def reference(zygote, _sqlite_template, tmp_path_factory) -> tuple[Scenario, Outcome]:
     """The calm run, once for both databases (on a private loop: it brings its own simulator)."""
     path = tmp_path_factory.mktemp("reference") / "reference.sqlite3"
     shutil.copyfile(_sqlite_template, path)
@@ -39,9 +51,9 @@ def test_the_reference_run_is_complete(reference):
     assert expected.queue["dead"] == expected.queue["failed"] == 0
 
 
-async def test_killed_workers_lose_nothing_and_double_nothing(database_url, reference, tmp_path):
+async def test_killed_workers_lose_nothing_and_double_nothing(database_url, reference, zygote, tmp_path):
     _, expected = reference
-    _, got, stats = await crash_run(database_url, tmp_path / "crash", DELIVERIES, kills=3)
+    _, got, stats = await crash_run(database_url, tmp_path / "crash", DELIVERIES, kills=3, zygote=zygote)
     print(stats)
     assert stats.kills_mid_event >= 2, stats  # the kills hit workers in the middle of events
     assert stats.worker_exits == [] and stats.tracebacks == 0, stats

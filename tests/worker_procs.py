@@ -20,8 +20,11 @@ import asyncio
 import contextlib
 import json
 import os
+import queue
 import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping
 
@@ -69,73 +72,73 @@ class Forked:
     """A worker forked by the zygote, with the parts of `asyncio.subprocess.Process` the callers use."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.returncode = pid, None
-        self._exited = asyncio.Event()
-
-    def exited(self, code: int) -> None:
-        self.returncode = code
-        self._exited.set()
+        self.pid: int = pid
+        self.returncode: int | None = None  # set by the zygote's reader thread
 
     def send_signal(self, sig: int) -> None:
         if self.returncode is None:
             os.kill(self.pid, sig)
 
     async def wait(self) -> int:
-        await self._exited.wait()
+        while self.returncode is None:
+            await asyncio.sleep(0.02)
         return self.returncode
 
 
 class Zygote:
-    """`tests/worker_zygote.py` as a subprocess: forks pre-imported workers in milliseconds instead of seconds."""
+    """`tests/worker_zygote.py` as a subprocess: forks pre-imported workers in milliseconds instead of seconds.
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = dict(env)
-        self.proc: asyncio.subprocess.Process | None = None
+    Not tied to an event loop (a thread reads its reports), so one zygote can serve several tests: create it
+    early and its import overlaps other work.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.worker_zygote"], cwd=ROOT,
+                                     env=dict(env) if env is not None else worker_env(),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.children: dict[int, Forked] = {}
-        self._pids: asyncio.Queue[int] = asyncio.Queue()
-        self._reader: asyncio.Task[None] | None = None
+        self._pids: queue.Queue[int] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="zygote-reader", daemon=True)
+        self._reader.start()
 
     async def start(self, argv: list[str], log: Path) -> Forked:
-        if self.proc is None:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tests.worker_zygote", cwd=ROOT, env=self.env,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-            self._reader = asyncio.create_task(self._read())
+        """Fork a worker running `reviewbot <argv>` with its output in `log`."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"argv": argv, "log": str(log)}).encode() + b"\n")
-        await self.proc.stdin.drain()
-        pid = await asyncio.wait_for(self._pids.get(), 120)
+        self.proc.stdin.flush()
+        pid = await asyncio.to_thread(self._pids.get, True, 180)
         return self.children[pid]
 
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        async for line in self.proc.stdout:
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
             message = json.loads(line)
             if "pid" in message:
                 self.children[message["pid"]] = Forked(message["pid"])
-                self._pids.put_nowait(message["pid"])
+                self._pids.put(message["pid"])
             else:
-                self.children[message["exit"]].exited(message["code"])
-        for child in self.children.values():  # the zygote is gone: so are the reports
+                self.children[message["exit"]].returncode = message["code"]
+        for child in list(self.children.values()):  # the zygote is gone: so are the reports
             if child.returncode is None:
-                child.exited(-signal.SIGKILL)
+                child.returncode = -signal.SIGKILL
 
-    async def close(self) -> None:
-        """End of requests: the zygote exits once every child has (the callers stop them first)."""
-        if self.proc is not None and self.proc.stdin is not None:
+    def close(self) -> None:
+        """End of requests: the zygote exits once every child has (stop the children first)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
             self.proc.stdin.close()
-            await self.proc.wait()
-            if self._reader is not None:
-                await self._reader
+        self.proc.wait(60)
+        self._reader.join(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 class WorkerProcs:
     """Numbered `python -m bot worker` processes that can be killed, restarted and stopped."""
 
     def __init__(self, config: Path, logs: Path, *, dispatch: str | None = None, log_level: str = "INFO",
-                 env: Mapping[str, str] | None = None, fork: bool = False) -> None:
-        self.config, self.logs, self.fork = config, logs, fork
-        self.zygote: Zygote | None = None
+                 env: Mapping[str, str] | None = None, fork: bool = False, zygote: Zygote | None = None) -> None:
+        self.config, self.logs, self.fork = config, logs, fork or zygote is not None
+        self.zygote, self.own_zygote = zygote, zygote is None
         self.dispatch, self.log_level = dispatch, log_level
         self.env = dict(env) if env is not None else worker_env()
         self.procs: dict[int, Any] = {}  # asyncio.subprocess.Process or Forked: pid, returncode, wait()
@@ -199,8 +202,8 @@ class WorkerProcs:
             except TimeoutError:
                 self.kill(i)
                 codes[i] = await self.procs[i].wait()
-        if self.zygote is not None:
-            await self.zygote.close()
+        if self.zygote is not None and self.own_zygote:
+            self.zygote.close()
         return codes
 
     def log_text(self) -> str:
