@@ -13,9 +13,9 @@ What it does, as the bot does it (`bot.learning.retrain_and_store`):
    it) and `retrain` (fit on all but the recent changes, compare with the current model on those, refit on the
    whole window: the part that runs in a background thread while suggestions go on);
 3. times the bot's calls - `suggest(change, POOL, explain=False)`, then the evidence for the three people shown -
-   on 5-file changes made from the history's
-   last changes, alternately with no retraining running ("idle") and with `retrain` running in a background
-   thread of the same process ("during"), `--rounds` times each, so that both see the same machine load.
+   on 5-file changes made from the history's last changes, alternately with no retraining running ("idle") and with `retrain` running in a background
+   thread of the same process (as the bot does; also with that thread at a lower CPU priority), or in a
+   subprocess, `--rounds` times each, so that both see the same machine load.
    The ratio during/idle of the p50 and p99 is the figure to compare (the machine is shared and noisy).
 """
 from __future__ import annotations
@@ -83,11 +83,13 @@ class Retrainer(threading.Thread):
     """Retrains over and over in the background until stopped: in this thread, or (with `pool`) in the
     subprocess of `pool`, this thread only waiting for it."""
 
-    def __init__(self, window, pool: ProcessPoolExecutor | None = None) -> None:
+    def __init__(self, window, pool: ProcessPoolExecutor | None = None, nice: int = 0) -> None:
         super().__init__(daemon=True)
-        self.window, self.pool, self.stop, self.runs = window, pool, threading.Event(), 0
+        self.window, self.pool, self.nice, self.stop, self.runs = window, pool, nice, threading.Event(), 0
 
     def run(self) -> None:
+        if self.nice:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
         while not self.stop.is_set():
             if self.pool is None:
                 retrain(self.window, holdout=200)
@@ -129,12 +131,14 @@ def main() -> None:
     timed_suggestions(rec, qs[:10])  # warm the caches
     pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
     pool.submit(int).result()  # started before timing
-    times: dict[str, list[float]] = {"idle": [], "retraining in a thread": [], "retraining in a subprocess": []}
+    modes = {"retraining in a thread": (None, 0), "retraining in a thread at nice 10": (None, 10),
+             "retraining in a subprocess": (pool, 0)}
+    times: dict[str, list[float]] = {"idle": [], **{name: [] for name in modes}}
     runs = dict.fromkeys(times, 0)
     for _ in range(args.rounds):
         times["idle"] += timed_suggestions(rec, qs)
-        for name, where in (("retraining in a thread", None), ("retraining in a subprocess", pool)):
-            worker = Retrainer(window, where)
+        for name, (where, nice) in modes.items():
+            worker = Retrainer(window, where, nice)
             worker.start()
             time.sleep(1.0)  # let the fit get going
             times[name] += timed_suggestions(rec, qs)
