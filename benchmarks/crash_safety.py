@@ -13,7 +13,9 @@ What it does (the suite's `tests/test_worker_crash.py` does the same with 60 del
    with 3 s leases; every 0.2-2 s one worker is killed with SIGKILL, preferably in the middle of an event
    (one that holds a lease), and restarted at once;
 3. the comparison: every MR has exactly one bot comment, the one the database names; the suggestion and
-   feedback rows, acknowledgements and replies match the reference; no event is queued, running, failed or dead.
+   feedback rows about people the scenario names (approvals, merges, commands, thumbs given on the bot's comments
+   while the kills go on), acknowledgements and replies match the reference; rows about ranked people match the
+   run's own GitLab state; no event is queued, running, failed or dead.
 """
 from __future__ import annotations
 
@@ -67,7 +69,12 @@ def report(scenario, expected, got, stats) -> int:
     print(f"MRs with exactly one bot comment: {once}/{len(got.comments)}; database names it: "
           f"{sum(got.comment_rows.values())}/{len(got.comment_rows)}")
     print(f"suggestion rows {sum(got.suggestions.values())} (reference {sum(expected.suggestions.values())}), "
-          f"feedback rows {sum(got.feedback.values())} (reference {sum(expected.feedback.values())})")
+          f"feedback rows about named people {sum(got.feedback.values())} (reference "
+          f"{sum(expected.feedback.values())}), of them thumbs on the bot's comments sent during the kills "
+          f"{len(scenario.thumbs)}")
+    print(f"(MR, label, event) rows about ranked people: {len(got.ranked)} (reference {len(expected.ranked)}, "
+          f"{got.ranked_differences(expected)} differ: who ranks first depends on the processing order); "
+          f"MRs whose GitLab reviewers and `assigned` rows disagree: {len(got.unrecorded)}")
     print(f"queue: {got.queue}; workers that exited on their own: {stats.worker_exits or 'none'}; "
           f"tracebacks in worker logs: {stats.tracebacks}")
     problems = got.differences(expected)

@@ -1,12 +1,14 @@
 """A replayable burst of webhook deliveries and the outcome it should leave, for the crash-safety test and benchmark.
 
-Why a module: the crash test (60 deliveries, in the suite) and `benchmarks/crash_safety.py` (1,000) run the same
+Why a module: the crash test (40 deliveries, in the suite) and `benchmarks/crash_safety.py` (1,000) run the same
 scenario twice, once with a calm in-process worker (the expectation) and once with worker processes killed at
 random, and compare what the two runs left behind. Both runs build the simulator with the same seeds, so every
 delivery the scenario sends has the same X-Gitlab-Event-UUID in both; rows are compared by that UUID.
 
-What may differ between two correct runs is only who gets suggested (merges reshape the graph in whatever order
-the workers happen to run them), so people are compared only where the scenario itself names them.
+What may differ between two correct runs is only who gets ranked first (merges and feedback reach the recommender
+in whatever order the workers happen to run them), so people are compared only where the scenario itself names
+them; rows about ranked people (`assigned`, `reroll`, a final reviewer who did not approve) are checked against
+the run's own GitLab state instead (every reviewer the bot set has its `assigned` row, and no other).
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ __all__ = ["Scenario", "Outcome", "world", "webhook_app", "play", "send", "thumb
 # (except final reviewers who did not approve: the bot's `assign` made them reviewers).
 STABLE_LABELS = frozenset({"final_reviewer", "approved", "why", "exclude", "thumbs_up", "thumbs_down"})
 THUMBS = frozenset(EMOJI_LABELS.values())
+# Labels about whoever the ranking put first (the bot's `assign`, a reroll of its suggestion).
+RANKED = frozenset({"assigned", "reroll"})
 COMMANDS = ("/reviewers", "/reviewers why @{who}", "/reviewers reroll", "/reviewers help", "LGTM, thanks",
             "/reviewers exclude @{who}", "/reviewers assign 1", "Looks good to me", "/reviewers nope")
 
@@ -156,6 +160,17 @@ class Outcome:
     acks: dict[int, list[str]]             # command note id -> the bot's award emoji on it
     replies: dict[int, int]                # command note id -> the bot's replies to it
     queue: dict[str, int]
+    ranked: dict[tuple[Any, ...], int]     # (MR iid, label, delivery UUID) of labels about whoever was ranked
+    unrecorded: list[str]                  # reviewers the bot set on GitLab without an `assigned` row, or back
+
+    def ranked_differences(self, expected: Outcome) -> int:
+        """How many (MR, label, event) rows about ranked people exist in one run and not the other.
+
+        Who is ranked first depends on the order merges and feedback reach the recommender, which differs
+        between two correct runs; these rows are checked against the run's own GitLab state instead
+        (`unrecorded`) and their difference from the reference is only reported.
+        """
+        return len(set(self.ranked) ^ set(expected.ranked))
 
     def differences(self, expected: Outcome) -> list[str]:
         """Human-readable differences from `expected` (empty when they agree)."""
@@ -166,7 +181,7 @@ class Outcome:
                 missing = {k: v for k, v in theirs.items() if mine.get(k) != v}
                 extra = {k: v for k, v in mine.items() if theirs.get(k) != v}
                 out.append(f"{name}: expected {_head(missing)}, got {_head(extra)}")
-        return out
+        return out + self.unrecorded
 
 
 def _head(d: dict[Any, Any], n: int = 5) -> str:
@@ -196,11 +211,17 @@ async def outcome(state: SimState, storage: Storage, project_id: int, scenario: 
     suggestions = Counter((s.mr_iid, uuid.get(s.event_id or 0, "none"))
                           for s in await storage.suggestions.list(project_id))
     feedback: Counter[tuple[Any, ...]] = Counter()
+    ranked: dict[tuple[Any, ...], int] = {}
+    assigned: dict[int, set[str]] = {}
     for f in await storage.feedback.list(project_id):
         key = (f.mr_iid, f.label, uuid.get(f.source_event_id or 0, "none"))
         if f.label in THUMBS:  # sent while the workers ran: the delivery's UUID depends on the timing
             feedback[(f.mr_iid, f.label, "thumb on the bot's comment", f.person)] += 1
-        elif f.label in STABLE_LABELS and not _assigned_by_the_bot(f.label, f.value):
+        elif f.label in RANKED or _assigned_by_the_bot(f.label, f.value):
+            ranked[key] = 1
+            if f.label == "assigned":
+                assigned.setdefault(f.mr_iid, set()).add(f.person)
+        elif f.label in STABLE_LABELS:
             feedback[(*key, f.person)] += 1
         else:
             feedback[(*key, "*")] = 1
@@ -210,4 +231,17 @@ async def outcome(state: SimState, storage: Storage, project_id: int, scenario: 
         mr = state.projects[project_id].mrs[note.mr_iid]
         marker = REPLY_MARKER.format(note_id=note.id)
         replies[note.id] = sum(1 for n in bot_notes(state, mr) if has_marker(n.body, marker))
-    return Outcome(comments, rows, suggestions, feedback, acks, replies, await storage.events.depth())
+    return Outcome(comments, rows, suggestions, feedback, acks, replies, await storage.events.depth(), ranked,
+                   _unrecorded_reviewers(state, project_id, scenario, assigned))
+
+
+def _unrecorded_reviewers(state: SimState, project_id: int, scenario: Scenario,
+                          assigned: dict[int, set[str]]) -> list[str]:
+    """MRs whose reviewers on GitLab (only the bot sets them in these scenarios) differ from its `assigned` rows."""
+    out = []
+    for mr in scenario.mrs:
+        live = state.projects[project_id].mrs[mr.iid]
+        on_gitlab = {state.user(uid).username for uid in live.reviewer_ids}
+        if on_gitlab != assigned.get(mr.iid, set()):
+            out.append(f"MR {mr.iid}: reviewers {sorted(on_gitlab)}, assigned rows {sorted(assigned.get(mr.iid, ()))}")
+    return out
