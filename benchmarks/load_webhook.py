@@ -102,6 +102,12 @@ async def fire(url: str, requests: list[Request], rate: float, new_connections: 
         return await asyncio.gather(*tasks)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -160,8 +166,14 @@ async def main(args: argparse.Namespace) -> int:
                                           secret=SECRET, worker={"concurrency": 4, "poll_interval": 0.2})
                     proc, hook_url = await serve(config, folder / "serve.log")
                     try:
+                        server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
                         results = await fire(hook_url, requests, args.rate, args.new_connections)
-                        print(f"load average (1 min) at the end of the load: {os.getloadavg()[0]:.1f}")
+                        server_cpu = cpu_seconds(proc.pid) - server_cpu
+                        client_cpu = time.process_time() - client_cpu
+                        print(f"load average (1 min) at the end of the load: {os.getloadavg()[0]:.1f}; CPU time: "
+                              f"server {server_cpu:.1f} s ({1000 * server_cpu / n:.2f} ms per request, "
+                              f"{server_cpu * args.rate / n:.0%} of a core at {args.rate:g}/s), load generator "
+                              f"{client_cpu:.1f} s")
                     finally:
                         proc.terminate()
                         await proc.wait()
