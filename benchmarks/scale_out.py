@@ -116,7 +116,8 @@ async def one_round(storage: Storage, rows: list[dict[str, Any]], config: Path, 
     ids = Counter(line for p in handled.glob("*.log") for line in p.read_text().split())
     async with storage.engine.connect() as conn:
         attempts = (await conn.execute(sa.select(sa.func.sum(events.c.attempts)))).scalar()
-    return {"workers": workers, "seconds": seconds, "load": os.getloadavg()[0], "rate": len(rows) / seconds, "handled": sum(ids.values()),
+    return {"workers": workers, "seconds": seconds, "load": os.getloadavg()[0], "rate": len(rows) / seconds,
+            "handled": sum(ids.values()),
             "twice": sum(1 for c in ids.values() if c > 1), "attempts": attempts,
             "errors": procs.log_text().count("event failed") + procs.log_text().count("Traceback")}
 
