@@ -282,6 +282,8 @@ class OwnershipGraph:
         """Every pair of the change's reviewers (not its author) reviewed together once more."""
         co = self.coreview
         people = [r for r in reviewers if r != author]
+        if len(people) < 2:
+            return
         for i, a in enumerate(people):
             mine = co.get(a)
             if mine is None:

@@ -2,6 +2,8 @@
 ago); wrote `net/eth.c`; reviewed 9 of this author's changes"."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 from graph.model import Change
@@ -27,8 +29,11 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
-def reasons(og: OwnershipGraph, change: Change, person: str) -> list[str]:
+def reasons(og: OwnershipGraph, change: Change, person: str, together: Iterable[str] = ()) -> list[str]:
     """The evidence behind `person` for `change`, strongest first (empty if there is none).
+
+    `together`: people suggested beside this one (or already reviewing); the one this person reviewed with
+    most often (twice at least) is named.
 
     The change's paths are listed once per change (`_walk`), then met with the person's own dict of paths
     (their incoming edges) by a set intersection, which walks the smaller of the two: a 500-file change
@@ -46,11 +51,26 @@ def reasons(og: OwnershipGraph, change: Change, person: str) -> list[str]:
     fam = mine.get("@" + change.author)
     if fam:
         out.append(f"reviewed {fam['fc']} of this author's changes")
+    pair = _partner(og.coreview.get(p, {}), together, person)
+    if pair is not None:
+        count, last, other = pair
+        out.append(f"reviewed {count} changes together with {other} (last {_ago(last, now)})")
     if not out:
         node = og.G._node.get(p)
         if node and node["rc"]:
             out.append(f"active reviewer: {_plural(node['rc'], 'review')}, last {_ago(node['lr'], now)}")
     return out
+
+
+def _partner(mine: dict[str, list], together: Iterable[str], person: str) -> tuple[int, float, str] | None:
+    """(count, last time, name) of the person in `together` this one co-reviewed with most, at least twice
+    (of equals, the first named)."""
+    best = None
+    for other in together:
+        pair = mine.get("@" + other)
+        if pair is not None and pair[0] >= 2 and other != person and (best is None or pair[0] > best[0]):
+            best = (pair[0], pair[2], other)
+    return best
 
 
 def _walk(og: OwnershipGraph, change: Change) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:

@@ -79,7 +79,8 @@ class GraphRecommender:
         cands = self._candidates(change)
         scores = self._scores(cands)
         chosen: list[int] = []
-        for i in self._order(cands, scores):
+        order = self._order(cands, scores)
+        for i in order:
             if allowed is None or allowed(cands.people[i]):
                 chosen.append(i)
                 if len(chosen) == k:
@@ -87,8 +88,11 @@ class GraphRecommender:
         if not explain:
             return [Suggestion(cands.people[i], float(scores[i]), (), ()) for i in chosen]
         contribs = self._contributions_many(cands, chosen)
-        return [Suggestion(cands.people[i], float(scores[i]), tuple(reasons(self.og, change, cands.people[i])),
-                           tuple(c)) for i, c in zip(chosen, contribs)]
+        # for "reviewed ... together with": the people suggested or already reviewing, else the top ranked
+        beside = [*change.reviewers, *(cands.people[i] for i in chosen), *(cands.people[i] for i in order[:3])]
+        return [Suggestion(cands.people[i], float(scores[i]),
+                           tuple(reasons(self.og, change, cands.people[i], beside)), tuple(c))
+                for i, c in zip(chosen, contribs)]
 
     # -- internals ------------------------------------------------------------------------------------
     def _candidates(self, change: Change) -> Candidates:

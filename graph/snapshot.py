@@ -4,7 +4,8 @@ Why not plain `pickle.dumps(rec)`: the ownership graph is a NetworkX graph of hu
 attribute dicts, which pickle writes key by key. Here the graph is stored as columns instead: node names, the
 out-degree of each node and the target index of each edge, and one numpy array per attribute for each group
 of dicts sharing the same keys (ints as int64, floats as float64 with a mask for `None`, repeated strings
-as codes). Everything else in the recommender (settings, counters, the fitted model, the balancing tables,
+as codes). The co-review pairs beside the graph (`OwnershipGraph.coreview`) are pickled as they are, each pair's
+list once for both directions. Everything else in the recommender (settings, counters, the fitted model, the balancing tables,
 the feedback memory) is small and pickled as it is; the learned ranker's training window is stacked into
 two arrays. The whole is pickled (protocol 5) and compressed with zlib.
 
