@@ -165,9 +165,9 @@ class _Batch:
         og.changes += len(self.changes)
         og.now = max(og.now, float(self.t.max()))
         derived = og._derived
-        derived.dirty.update(dict.fromkeys(self.names[i] for i in np.unique(self.people).tolist()))
+        derived.dirty.update(dict.fromkeys(self.names[i] for i in np.flatnonzero(np.bincount(self.people)).tolist()))
         if derived.blocks:
-            for p in (self.names[i] for i in np.unique(self.paths).tolist()):
+            for p in (self.names[i] for i in np.flatnonzero(np.bincount(self.paths)).tolist()):
                 if p in derived.blocks:
                     derived.drop(p)
         from graph.ownership import _clear_cache
@@ -257,8 +257,8 @@ class _Batch:
         person_change = np.repeat(np.arange(len(self.changes)), self.n_people)
         role = np.arange(len(self.people)) - np.repeat(np.cumsum(self.n_people) - self.n_people, self.n_people)
         rev = role > 0
-        paths = np.unique(self.paths)
-        people = np.unique(self.people)
+        paths = np.flatnonzero(np.bincount(self.paths, minlength=n))
+        people = np.flatnonzero(np.bincount(self.people, minlength=n))
         dicts = [node_of[names[i]] for i in range(n)]
         count_t = np.bincount(self.paths, minlength=n)
         nw = _sum(self.paths, w[touch_change], n, [d.get("nw", 0.0) for d in dicts])
