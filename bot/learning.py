@@ -7,17 +7,21 @@ order together with the history rows it has not observed: after a restart or on 
 lost nor learned twice. A label about a merge request comes before that MR's merge in the replay (except
 `final_reviewer`, recorded at the merge), so rejections become hard negatives of the change.
 
-Models: `retrain_and_store` fits a new ranker on a copy of the training window (in a thread), stores it
-(`storage.models`) with its backtest Top-1 on the project's most recent changes, and makes it active only if
-that is not below the current model's. `prior_model` is the cold-start model for projects with too little
+Models: `retrain_and_store` fits a new ranker on a copy of the training window (in a thread of its own, at a
+lower CPU priority than the threads that suggest), stores it (`storage.models`) with its backtest Top-1 on the
+project's most recent changes, and makes it active only if that is not below the current model's. `prior_model` is the cold-start model for projects with too little
 history of their own: fitted once on a synthetic history (`graph.synthetic`) and kept under project id 0.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import pickle
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -39,6 +43,23 @@ EVIDENCE = POSITIVE | NEGATIVE  # the labels that say something about a person (
 PRIOR_PROJECT = 0               # `storage.models` rows of the project-independent prior model
 PRIOR_VERSION = "prior-synthetic-v1"
 MODEL_WIDTH = len(FEATURES) + len(FEEDBACK_FEATURES) + 1  # `LearnedRecommender.model_input` columns
+
+
+RETRAIN_NICE = 10  # CPU priority of the retraining thread, below the threads that suggest
+
+
+def _lower_priority() -> None:
+    """Make the retraining thread give way to suggestions when the CPU is short: on Linux each thread has
+    its own nice value, so only this one is lowered (elsewhere it stays as it is)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RETRAIN_NICE)
+    except (AttributeError, OSError) as exc:
+        log.debug(kv("retraining thread keeps its priority", error=f"{type(exc).__name__}: {exc}"))
+
+
+# One thread per process retrains, one project at a time: retraining never takes the threads that suggest,
+# and several projects due at once do not fit side by side.
+_RETRAINING = ThreadPoolExecutor(1, thread_name_prefix="reviewbot-retrain", initializer=_lower_priority)
 
 
 @dataclass(frozen=True)
@@ -154,7 +175,8 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
         window = await asyncio.to_thread(training_window, rec)
     if window is None:
         return None
-    result = await asyncio.to_thread(retrain, window, holdout=holdout)
+    loop = asyncio.get_running_loop()
+    result = await loop.run_in_executor(_RETRAINING, functools.partial(retrain, window, holdout=holdout))
     if result.model is None:
         return result
     version = f"{changes}c-{uuid.uuid4().hex[:8]}"

@@ -45,6 +45,20 @@ def test_labels_come_before_the_merge_of_their_change_and_final_reviewers_after(
     assert [getattr(x, "label", x.id) for x in items] == ["accepted", "removed", "!4", "final_reviewer"]
 
 
+def test_retraining_runs_in_its_own_thread_below_the_suggesting_threads():
+    import os
+    import threading
+
+    from bot import learning
+
+    def where() -> tuple[str, int]:
+        return threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    name, nice = learning._RETRAINING.submit(where).result()
+    assert name.startswith("reviewbot-retrain")
+    assert nice == min(19, os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + learning.RETRAIN_NICE)
+
+
 def test_replay_learns_with_the_author_of_the_merge_and_marks_hard_negatives():
     rec = LearnedRecommender()
     merged = Change("!4", 100, "ann", ("bob",), ("a",))
