@@ -136,7 +136,7 @@ async def crash_run(database_url: str, folder: Path, deliveries: int, *, workers
                 started = time.monotonic()
                 await procs.start(workers)
                 try:
-                    rng, later = random.Random(seed), max(1, kills // 4)
+                    rng, later = random.Random(seed), min(kills, max(1, kills // 4))
                     await kill_at_random(procs, storage, rng, kills - later, gap, stats)
                     await thumbs_on_bot_comments(state, seeded, scenario, timeout=timeout)
                     await kill_at_random(procs, storage, rng, later, gap, stats)  # while the thumbs are run
