@@ -10,7 +10,7 @@ from bot.gitlab.payloads import merge_request_hook
 from bot.handlers.context import GitLabFailure
 from bot.handlers.merge_requests import reviewer_feedback, skip_reason
 from bot.config import ProjectSettings
-from tests.bot_harness import bot_notes, handler_env, marker_notes  # noqa: F401 - fixture
+from tests.bot_harness import bot_notes, event_row, handler_env, marker_notes  # noqa: F401 - fixture
 
 FILES = ["src/core/m1.py"]
 
@@ -94,6 +94,41 @@ async def test_top1_assignment_requests_review_and_records_it(handler_env):
     assert "Review requested from `@bob`." in comment.body
     labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
     assert labels == [("bob", "assigned")]
+
+
+async def test_a_retry_after_a_killed_attempt_assigns_and_records_what_that_attempt_stored(handler_env):
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    # the killed attempt of event 7001 stored its suggestion (cy first), requested cy's review, then died
+    await env.storage.suggestions.add(env.pid, mr.iid, [{"username": "cy", "score": 1.0, "reasons": ["stored"]},
+                                                         {"username": "bob", "score": 0.5, "reasons": []}],
+                                      "test", event_id=7001)
+    env.state.set_reviewers(mr, [env.tiny.cy], by=env.state.root)
+    env.state.outbox.clear()
+    await env.dispatch(event_row(opened.event_name, opened.body, event_id=7001))
+    assert [env.state.users[u].username for u in mr.reviewer_ids] == ["cy"]
+    labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert labels == [("cy", "assigned")]
+    [comment] = marker_notes(env.state, mr)
+    assert comment.body.index("`@cy`") < comment.body.index("`@bob`")
+    assert len(await env.storage.suggestions.list(env.pid)) == 1
+
+
+async def test_a_retried_reroll_judges_the_suggestion_shown_before_it(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    shown = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    env.state.add_note(mr, env.tiny.ann, "/reviewers reroll")
+    [hook] = [e for e in env.state.outbox if e.event_name == "Note Hook"]
+    env.state.outbox.clear()
+    # the killed attempt of event 7002 stored the new suggestion (dee), then died before it was shown
+    await env.storage.suggestions.add(env.pid, mr.iid, [{"username": "dee", "score": 1.0, "reasons": []}],
+                                      "test", event_id=7002)
+    await env.dispatch(event_row(hook.event_name, hook.body, event_id=7002))
+    rerolled = [f.person for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid) if f.label == "reroll"]
+    assert sorted(rerolled) == sorted(shown) and "dee" not in rerolled
 
 
 async def test_free_tier_assignment_that_did_not_stick_is_said(handler_env):

@@ -101,7 +101,7 @@ async def _why(run: CommandRun, command: Command) -> None:
 
 
 async def _reroll(run: CommandRun, command: Command) -> None:
-    latest = await run.ctx.storage.suggestions.latest(run.ctx.project_id, run.mr_iid)
+    latest = await run.ctx.storage.suggestions.latest(run.ctx.project_id, run.mr_iid, before_event=run.ctx.event_id)
     for person in [str(p.get("username")) for p in (latest.people if latest else []) if p.get("username")]:
         await run.feedback(person, "reroll")
     run.publish = True

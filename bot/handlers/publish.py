@@ -21,8 +21,9 @@ from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext, RetryLater
 from bot.logfmt import kv
+from graph.model import Suggestion
 
-__all__ = ["Assignment", "publish", "assign_reviewers", "upsert_comment", "reply_once", "acknowledge",
+__all__ = ["Assignment", "publish", "store_suggestion", "assign_reviewers", "upsert_comment", "reply_once", "acknowledge",
            "no_quick_actions", "REPLY_MARKER", "FREE_TIER_NOTE"]
 
 log = logging.getLogger("bot.handlers")
@@ -80,17 +81,22 @@ def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) 
 async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = None) -> SuggestionResult:
     """Suggest reviewers for `mr` and show them in the bot's comment (posted once, edited afterwards).
 
-    `assign` = how many of the top suggestions to request review from (None: none).
+    `assign` = how many of the top suggestions to request review from (None: none). The suggestion is
+    stored before any reviewer is requested: when a worker dies after the request, the retried event
+    shows and assigns what was stored, not a new ranking made from the state its first attempt changed.
     """
     k = max(ctx.project.top_k, assign or 0)
     result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
                                   bot_username=ctx.bot.username, k=k)
+    suggestion_id = await store_suggestion(ctx, mr.iid, result)
     assignment = Assignment()
     if assign and result.cannot is None:
         people = [s.person for s in result.suggestions[:assign]]
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
     note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, assignment))
-    await remember(ctx, mr.iid, result, assignment)
+    for person in assignment.assigned:
+        await ctx.storage.feedback.record(ctx.project_id, mr.iid, person, "assigned", suggestion_id=suggestion_id,
+                                          source_event_id=ctx.event_id)
     if created:
         ctx.metrics.suggestion_latency.observe(max(0.0, time.time() - ctx.received_at.timestamp()))
     log.info(kv("suggestion shown", project_id=ctx.project_id, mr_iid=mr.iid, note_id=note_id,
@@ -99,21 +105,32 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
     return result
 
 
-async def remember(ctx: EventContext, mr_iid: int, result: SuggestionResult, assignment: Assignment) -> int:
-    """Store the suggestion (once per event) and the `assigned` feedback; returns the suggestion id."""
+async def store_suggestion(ctx: EventContext, mr_iid: int, result: SuggestionResult) -> int:
+    """Store the suggestion once per event and return its id. When an earlier attempt of this event stored
+    one, `result` takes its people (in its order) instead: that attempt may have requested their reviews."""
     storage = ctx.storage
     latest = await storage.suggestions.latest(ctx.project_id, mr_iid)
     if latest is not None and latest.event_id == ctx.event_id:
-        suggestion_id = latest.id
-    else:
-        people = [{"username": s.person, "score": round(s.score, 6), "reasons": list(s.reasons)}
-                  for s in result.suggestions]
-        suggestion_id = await storage.suggestions.add(ctx.project_id, mr_iid, people,
-                                                      result.model_version or "none", event_id=ctx.event_id)
-    for person in assignment.assigned:
-        await storage.feedback.record(ctx.project_id, mr_iid, person, "assigned", suggestion_id=suggestion_id,
-                                      source_event_id=ctx.event_id)
-    return suggestion_id
+        if latest.people:
+            result.suggestions = _as_stored(result, latest.people)
+            result.cannot = None
+        return latest.id
+    people = [{"username": s.person, "score": round(s.score, 6), "reasons": list(s.reasons)}
+              for s in result.suggestions]
+    return await storage.suggestions.add(ctx.project_id, mr_iid, people, result.model_version or "none",
+                                         event_id=ctx.event_id)
+
+
+def _as_stored(result: SuggestionResult, people: Sequence[dict]) -> list[Suggestion]:
+    """The stored people as suggestions: today's evidence where they were ranked again, else the stored one."""
+    fresh = {s.person.casefold(): s for s in (*result.ranked, *result.suggestions)}
+    out = []
+    for p in people:
+        name = str(p.get("username") or "")
+        again = fresh.get(name.casefold())
+        out.append(again if again is not None and again.reasons else
+                   Suggestion(name, float(p.get("score") or 0.0), tuple(str(r) for r in p.get("reasons") or ())))
+    return [s for s in out if s.person]
 
 
 # --- the one comment ----------------------------------------------------------------------------------------

@@ -72,12 +72,15 @@ class SuggestionStore:
         async with self.engine.begin() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
-    async def latest(self, project_id: int, mr_iid: int) -> SuggestionRow | None:
-        """The most recent suggestion on an MR."""
+    async def latest(self, project_id: int, mr_iid: int, *, before_event: int | None = None) -> SuggestionRow | None:
+        """The most recent suggestion on an MR; with `before_event`, the most recent one that event did not
+        make (a retried event must judge what was shown before it, not what its killed attempt stored)."""
         stmt = (
             sa.select(suggestions).where(suggestions.c.project_id == project_id, suggestions.c.mr_iid == mr_iid)
             .order_by(suggestions.c.id.desc()).limit(1)
         )
+        if before_event is not None:
+            stmt = stmt.where(sa.or_(suggestions.c.event_id.is_(None), suggestions.c.event_id != before_event))
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
         return SuggestionRow(**row._mapping) if row else None
