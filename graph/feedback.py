@@ -5,6 +5,11 @@ was removed, was passed over for someone else, was rerolled or excluded, got a ð
 positive or negative evidence about a person, overall and for one author. Counts decay with time, so a
 person who was rejected a lot last year can come back; a person who stops accepting (someone who left)
 is rejected again and again and drops fast.
+
+Feedback also says who is reviewing what *now*: the people who took the review of a merge request that
+is still open. The merged history only learns of them at the merge, days later; the memory keeps them per
+open merge request (author, directories, files) until `close`, so the ranker sees who is on duty, who
+took this author's or these directories' other open merge requests, and how loaded each person is.
 """
 from __future__ import annotations
 
@@ -13,10 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FeedbackMemory", "POSITIVE", "NEGATIVE", "FEEDBACK_FEATURES"]
+__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "FEEDBACK_FEATURES", "FEEDBACK_WORDS",
+           "directories"]
 
 POSITIVE = frozenset({"accepted", "assigned", "approved", "reviewed", "thumbs_up", "final_reviewer"})
-_TAKEN = frozenset({"accepted", "assigned"})  # the labels that mean "this person took the review"
+TAKEN = frozenset({"accepted", "assigned"})  # the labels that mean "this person took the review"
 NEGATIVE = frozenset({"removed", "passed_over", "reroll", "exclude", "thumbs_down"})
 
 FEEDBACK_FEATURES = (
@@ -26,7 +32,37 @@ FEEDBACK_FEATURES = (
     "fb_author_rejections", # log(1 + decayed rejections on this author's merge requests)
     "fb_recent_reviews",    # log(1 + reviews taken these last days): who is on duty now
     "fb_recent_author",     # log(1 + reviews of this author's merge requests taken these last days)
+    "fb_open_reviews",      # log(1 + open merge requests this person took): on duty now, and their load
+    "fb_open_author",       # log(1 + open merge requests of this author this person took)
+    "fb_open_dirs",         # log(1 + open merge requests in these directories this person took)
+    "fb_open_files",        # log(1 + open merge requests touching these files this person took)
 )
+
+FEEDBACK_WORDS = {  # the words `/reviewers why` uses for the columns above that `graph.features` lacks
+    "fb_open_reviews": "reviewing other open merge requests now",
+    "fb_open_author": "reviewing this author's other open merge requests",
+    "fb_open_dirs": "reviewing open merge requests in these directories",
+    "fb_open_files": "reviewing open merge requests on these files",
+}
+
+
+def directories(files) -> frozenset[str]:
+    """The parent directories of `files` ("" for the top level).
+
+    >>> sorted(directories(["a/b/c.py", "a/b/d.py", "e.md"]))
+    ['', 'a/b']
+    """
+    return frozenset(f.rpartition("/")[0] for f in files)
+
+
+@dataclass
+class OpenReview:
+    """An open merge request and who took its review (with the time each took it)."""
+
+    author: str | None
+    files: frozenset[str]
+    dirs: frozenset[str]
+    people: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,6 +90,8 @@ class FeedbackMemory:
     recent: dict[str, float] = field(default_factory=dict)
     recent_author: dict[tuple[str, str], float] = field(default_factory=dict)
     labels: int = 0
+    open: dict[str, OpenReview] = field(default_factory=dict)  # by change id, oldest first
+    open_limit: int = 2000
 
     def _w(self, t: float, half_life_days: float | None = None) -> float:
         """The scaled weight of a label at time t (see `graph.ownership` for the scheme)."""
@@ -74,16 +112,20 @@ class FeedbackMemory:
         self.t0 = t
 
     def record(self, person: str, label: str, *, time: float, author: str | None = None,
-               rank: int | None = None) -> None:
+               rank: int | None = None, change_id: str | None = None, files=()) -> None:
         """Remember one label; unknown labels (e.g. "why") carry no evidence and are ignored.
 
         `rank` is where the bot had put the person (1 = first): turning down the first choice says more
-        than passing over the third, so a rejection adds 1/rank to the person's streak.
+        than passing over the third, so a rejection adds 1/rank to the person's streak. With `change_id`,
+        a review taken is also kept on that open merge request (`files` its paths) until `close`; a
+        rejection there takes it back.
         """
+        if change_id is not None:
+            self._track_open(change_id, person, label, time=time, author=author, files=files)
         if label in POSITIVE:
             self.pos[person] = self.pos.get(person, 0.0) + self._w(time)
             self.streak[person] = 0.0
-            if label in _TAKEN:  # one count per review taken, not one per label about it
+            if label in TAKEN:  # one count per review taken, not one per label about it
                 r = self._w(time, self.recent_half_life_days)
                 self.recent[person] = self.recent.get(person, 0.0) + r
                 if author is not None:
@@ -100,9 +142,57 @@ class FeedbackMemory:
             return
         self.labels += 1
 
-    def features(self, people: list[str], *, author: str, now: float) -> np.ndarray:
-        """One row per person, columns in `FEEDBACK_FEATURES` order."""
+    def _track_open(self, change_id: str, person: str, label: str, *, time: float, author: str | None,
+                    files) -> None:
+        if label in TAKEN:
+            review = self.open.get(change_id)
+            if review is None:
+                files = frozenset(files)
+                review = self.open[change_id] = OpenReview(author, files, directories(files))
+                while len(self.open) > self.open_limit:
+                    del self.open[next(iter(self.open))]
+            review.people.setdefault(person, time)
+        elif label in NEGATIVE and change_id in self.open:
+            self.open[change_id].people.pop(person, None)
+
+    def close(self, change_id: str) -> None:
+        """The merge request was merged (or closed): its reviewers are in the history from now on."""
+        self.open.pop(change_id, None)
+
+    def open_counts(self, people: list[str], *, author: str, now: float, files=(),
+                    skip: str | None = None) -> np.ndarray:
+        """Per person: the open merge requests (but `skip`) they took, overall, of `author`, sharing a
+        directory with `files`, sharing a file; each weighs 2^(-days since taken / recent half-life).
+
+        >>> m = FeedbackMemory(recent_half_life_days=1)
+        >>> m.record("bob", "accepted", time=0, author="ann", change_id="1", files=["a/x.c"])
+        >>> m.record("cid", "assigned", time=0, author="dan", change_id="2", files=["a/y.c"])
+        >>> m.open_counts(["bob", "cid"], author="ann", now=86400, files=["a/x.c"]).tolist()
+        [[0.5, 0.5, 0.5, 0.5], [0.5, 0.0, 0.5, 0.0]]
+        """
+        index = {p: i for i, p in enumerate(people)}
+        out = np.zeros((len(people), 4))
+        if not self.open:
+            return out
+        files = frozenset(files)
+        dirs = directories(files)
+        hl = self.recent_half_life_days * 86400.0
+        for cid, review in self.open.items():
+            mine = [(index[p], t) for p, t in review.people.items() if p in index]
+            if not mine or cid == skip:
+                continue
+            match = (1.0, float(author is not None and review.author == author),
+                     float(not dirs.isdisjoint(review.dirs)), float(not files.isdisjoint(review.files)))
+            for i, t in mine:
+                out[i] += np.multiply(match, 2.0 ** (-max(0.0, now - t) / hl))
+        return out
+
+    def features(self, people: list[str], *, author: str, now: float, files=(),
+                 change_id: str | None = None) -> np.ndarray:
+        """One row per person, columns in `FEEDBACK_FEATURES` order (`change_id`: the merge request
+        being ranked, whose own reviewers are not counted as other work)."""
         out = np.zeros((len(people), len(FEEDBACK_FEATURES)))
+        out[:, 6:10] = np.log1p(self.open_counts(people, author=author, now=now, files=files, skip=change_id))
         if self.t0 is None:
             out[:, 0] = 0.5
             return out

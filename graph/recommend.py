@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from graph.feedback import FEEDBACK_FEATURES, NEGATIVE, FeedbackMemory
+from graph.feedback import FEEDBACK_FEATURES, FEEDBACK_WORDS, NEGATIVE, FeedbackMemory
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.model import Change, Suggestion
 from graph.ownership import OwnershipGraph
@@ -42,7 +42,9 @@ class RecommenderSettings:
     pending_limit: int = 2000     # suggested changes whose merge is still to come
     rejection_grace: int = 2       # rejections in a row before they count against a person
     rejection_penalty: float = 1.0  # per further rejection (logit units of the model score)
-    rejection_drop: float = 3.5     # rejections in a row (weighted by 1/rank) that put a person last
+    rejection_drop: float = 3.0     # rejections in a row (weighted by 1/rank) that put a person last
+    hard_negatives: bool = False   # rows of people the team turned down count twice in training
+    duty_boost: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # logit units per fb_open_* column (see `_on_duty`)
 
 
 class GraphRecommender:
@@ -149,6 +151,7 @@ class LearnedRecommender(GraphRecommender):
         self.feedback = FeedbackMemory(half_life_days=self.settings.feedback_half_life_days)
         self._rejected: dict[str, set[str]] = {}
         self._pending: OrderedDict[str, Candidates] = OrderedDict()  # rows as seen when suggested
+        self._files: dict[str, tuple[str, ...]] = {}  # the files of the pending changes
         self.model_: ReviewerRanker | None = None
         self.prior: ReviewerRanker | None = None
         self.label_mark = 0
@@ -175,8 +178,10 @@ class LearnedRecommender(GraphRecommender):
         may come after other changes (merge requests overlap)."""
         self._pending[change.id] = self._candidates(change)
         self._pending.move_to_end(change.id)
+        self._files[change.id] = change.files  # labels from GitLab events name the change, not its files
         while len(self._pending) > self.settings.pending_limit:
-            self._pending.popitem(last=False)
+            gone, _ = self._pending.popitem(last=False)
+            self._files.pop(gone, None)
 
     def learn(self, change: Change, person: str, label: str, *, time: float | None = None,
               rank: int | None = None) -> None:
@@ -185,10 +190,12 @@ class LearnedRecommender(GraphRecommender):
         Rejections also make that person's row of this change a hard negative (counted twice) when the
         change is observed.
         """
+        files = change.files or self._files.get(change.id, ())
         self.feedback.record(person, label, time=change.time if time is None else time, author=change.author,
-                             rank=rank)
+                             rank=rank, change_id=change.id, files=files)
         if label in NEGATIVE:
             self._rejected.setdefault(change.id, set()).add(person)
+
         self._cache = None  # the feedback columns of the cached rows are out of date
 
     @property
@@ -197,7 +204,8 @@ class LearnedRecommender(GraphRecommender):
         return self.model_ if self.model_ is not None else self.prior
 
     def _extend(self, cands: Candidates, change: Change) -> Candidates:
-        fb = self.feedback.features(cands.people, author=change.author, now=float(change.time))
+        fb = self.feedback.features(cands.people, author=change.author, now=float(change.time),
+                                    files=change.files, change_id=change.id)
         return Candidates(cands.people, np.hstack([cands.X, fb]), cands.score)
 
     def observe_history(self, changes: Sequence[Change]) -> None:
@@ -207,6 +215,8 @@ class LearnedRecommender(GraphRecommender):
 
     def observe(self, change: Change) -> None:
         cands = self._pending.pop(change.id, None) or self._candidates(change)
+        self._files.pop(change.id, None)
+        self.feedback.close(change.id)
         truth = change.truth(allow_author=self.allow_author)
         if len(cands) and truth:
             self._keep_rows(cands, truth, self._rejected.pop(change.id, ()))
@@ -228,7 +238,7 @@ class LearnedRecommender(GraphRecommender):
         idx = self._top(cands)
         if not y[idx].any():
             return
-        hard = [i for i in idx if cands.people[i] in rejected and not y[i]]
+        hard = [i for i in idx if cands.people[i] in rejected and not y[i]] if self.settings.hard_negatives else []
         idx = np.r_[idx, hard].astype(int)
         self._rows.append((self.model_input(cands.X[idx], cands.score[idx]), y[idx]))
         self._labelled += 1
@@ -278,7 +288,7 @@ class LearnedRecommender(GraphRecommender):
         idx = self._top(cands)
         top = [cands.people[i] for i in idx]
         model = ranker.decision_function(self.model_input(cands.X[idx], cands.score[idx]))
-        model = model - self._imbalance(top) - self._rejection_penalty(top)
+        model = model - self._imbalance(top) - self._rejection_penalty(top) + self._on_duty(cands.X[idx])
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
         return self._drop_rejected(cands.people, scores)
@@ -324,13 +334,24 @@ class LearnedRecommender(GraphRecommender):
             probes.append(P)
         s = ranker.decision_function(np.vstack(probes), groups=np.repeat(np.arange(len(rows) * (d + 1)), g))
         names = [*FEATURES, *FEEDBACK_FEATURES, "graph_score"]
+        words = {**FEATURE_WORDS, **FEEDBACK_WORDS}
         out = []
         for r in range(len(rows)):
             mine = s[r * (d + 1) * g:(r + 1) * (d + 1) * g:g]
             base = mine[d]
-            found = [(FEATURE_WORDS[name], float(base - mine[j])) for j, name in enumerate(names)]
+            found = [(words[name], float(base - mine[j])) for j, name in enumerate(names)]
             out.append(sorted([c for c in found if abs(c[1]) > 1e-6], key=lambda c: -abs(c[1])))
         return out
+
+    def _on_duty(self, X: np.ndarray) -> np.ndarray:
+        """A lift for people who took other open merge requests (`duty_boost` mixes: any, this author's,
+        in these directories, on these files): the history learns who is on duty only at the merges,
+        feedback says it at once."""
+        w = np.asarray(self.settings.duty_boost, dtype=float)
+        if not w.any():
+            return np.zeros(len(X))
+        first = X.shape[1] - len(FEEDBACK_FEATURES) + FEEDBACK_FEATURES.index("fb_open_reviews")
+        return X[:, first:first + len(w)] @ w
 
     def _rejection_penalty(self, people: list[str]) -> np.ndarray:
         """Grows with each rejection since the person last took a review: someone who left, or who is

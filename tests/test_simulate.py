@@ -1,13 +1,15 @@
 """Learning from feedback: the memory, the penalty for repeated rejections, and the simulated team."""
 import json
 
+import numpy as np
 import pytest
 
 from bot.cli import main
-from graph.feedback import FeedbackMemory
+from graph.features import FEATURES
+from graph.feedback import FEEDBACK_FEATURES, FeedbackMemory
 from graph.model import Change
 from graph.ownership import DAY
-from graph.recommend import make_recommender
+from graph.recommend import RecommenderSettings, make_recommender
 from graph.simulate import frequent_reviewer, simulate
 
 D = int(DAY)
@@ -74,3 +76,34 @@ def test_memory_stays_finite_over_decades():
     row = m.features(["bob"], author="ann", now=20 * 365 * D)[0]
     assert all(x == x and abs(x) < 1e9 for x in row)
     assert row[4] > 0.6  # the fresh review counts, the old one has faded
+
+
+def test_open_reviews_count_until_the_merge():
+    """Who took an open merge request counts (overall, same author, same directory, same file) until it
+    merges; a removal takes it back; the merge request being ranked does not count for itself."""
+    rec = make_recommender("default")
+    for c in history(10):
+        rec.observe(c)
+    opened = Change("o1", 12 * D, "ann", ("cid",), ("src/f1.c",))
+    rec.recommend(opened, 3)
+    rec.learn(Change("o1", 12 * D, "ann", (), ()), "cid", "assigned", time=10 * D)  # files from the suggestion
+    rec.learn(Change("o1", 12 * D, "ann", (), ()), "bob", "accepted", time=10 * D)
+    rec.learn(Change("o1", 12 * D, "ann", (), ()), "bob", "removed", time=10 * D)
+    cols = [FEEDBACK_FEATURES.index(f"fb_open_{k}") for k in ("reviews", "author", "dirs", "files")]
+    m = rec.feedback
+    same = m.features(["cid", "bob"], author="ann", now=13 * D, files=["src/f1.c"])[:, cols]
+    assert np.allclose(same, [[np.log1p(0.5)] * 4, [0.0] * 4])  # 3 days after, at the 3-day half-life
+    other = m.features(["cid"], author="dan", now=10 * D, files=["doc/x.md"])[:, cols]
+    assert other.tolist() == [[np.log1p(1.0), 0.0, 0.0, 0.0]]
+    assert not m.features(["cid"], author="ann", now=10 * D, files=["src/f1.c"], change_id="o1")[:, cols].any()
+    rec.observe(opened)
+    assert not m.open and not m.features(["cid"], author="ann", now=13 * D, files=["src/f1.c"])[:, cols].any()
+
+
+def test_duty_boost_adds_the_open_reviews_column():
+    rec = make_recommender("default", settings=RecommenderSettings(duty_boost=(1.0, 0.5, 0.0, 0.0)))
+    X = np.zeros((2, len(FEATURES) + len(FEEDBACK_FEATURES)))
+    first = len(FEATURES) + FEEDBACK_FEATURES.index("fb_open_reviews")
+    X[0, first:first + 2] = [2.0, 1.0]
+    assert rec._on_duty(X).tolist() == [2.5, 0.0]
+    assert make_recommender("default")._on_duty(X).tolist() == [2.0, 0.0]
