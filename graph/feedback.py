@@ -85,6 +85,7 @@ class FeedbackMemory:
     pos: dict[str, float] = field(default_factory=dict)
     neg: dict[str, float] = field(default_factory=dict)
     streak: dict[str, float] = field(default_factory=dict)
+    streak_since: dict[str, float] = field(default_factory=dict)  # time of the streak's first rejection
     author_neg: dict[tuple[str, str], float] = field(default_factory=dict)
     recent_half_life_days: float = 3.0
     recent: dict[str, float] = field(default_factory=dict)
@@ -125,6 +126,7 @@ class FeedbackMemory:
         if label in POSITIVE:
             self.pos[person] = self.pos.get(person, 0.0) + self._w(time)
             self.streak[person] = 0.0
+            self.streak_since.pop(person, None)
             if label in TAKEN:  # one count per review taken, not one per label about it
                 r = self._w(time, self.recent_half_life_days)
                 self.recent[person] = self.recent.get(person, 0.0) + r
@@ -135,6 +137,7 @@ class FeedbackMemory:
             w = self._w(time)
             self.neg[person] = self.neg.get(person, 0.0) + w
             self.streak[person] = self.streak.get(person, 0.0) + (1.0 / rank if rank else 1.0)
+            self.streak_since.setdefault(person, time)
             if author is not None:
                 key = (person, author)
                 self.author_neg[key] = self.author_neg.get(key, 0.0) + w
@@ -154,6 +157,22 @@ class FeedbackMemory:
             review.people.setdefault(person, time)
         elif label in NEGATIVE and change_id in self.open:
             self.open[change_id].people.pop(person, None)
+
+    def idle_streak(self, person: str, *, now: float, days: float, month: float = 30.0) -> float:
+        """The person's rejection streak if it has lasted `days` (else 0), growing by its length (twice
+        as much after `month` days): someone turned down a few times within a day or two while others
+        took the reviews is busy, not gone; someone turned down now and then for weeks has left.
+
+        >>> m = FeedbackMemory()
+        >>> for t in (0, 1, 2):
+        ...     m.record("bob", "removed", time=t * 86400.0)
+        >>> [round(m.idle_streak("bob", now=d * 86400.0, days=3), 2) for d in (2, 3, 30)]
+        [0.0, 3.3, 6.0]
+        """
+        since = self.streak_since.get(person)
+        if since is None or now - since < days * 86400.0:
+            return 0.0
+        return self.streak.get(person, 0.0) * (1.0 + (now - since) / (month * 86400.0))
 
     def close(self, change_id: str) -> None:
         """The merge request was merged (or closed): its reviewers are in the history from now on."""

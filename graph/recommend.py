@@ -42,7 +42,8 @@ class RecommenderSettings:
     pending_limit: int = 2000     # suggested changes whose merge is still to come
     rejection_grace: int = 2       # rejections in a row before they count against a person
     rejection_penalty: float = 1.0  # per further rejection (logit units of the model score)
-    rejection_drop: float = 3.0     # rejections in a row (weighted by 1/rank) that put a person last
+    rejection_drop: float = 6.0     # rejections in a row (weighted by 1/rank) that put a person last
+    rejection_days: float = 5.0     # a streak counts once it has lasted this long (and grows with its length)
     hard_negatives: bool = False   # rows of people the team turned down count twice in training
     duty_boost: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # logit units per fb_open_* column (see `_on_duty`)
 
@@ -152,6 +153,7 @@ class LearnedRecommender(GraphRecommender):
         self._rejected: dict[str, set[str]] = {}
         self._pending: OrderedDict[str, Candidates] = OrderedDict()  # rows as seen when suggested
         self._files: dict[str, tuple[str, ...]] = {}  # the files of the pending changes
+        self._now = 0.0  # the time of the change being ranked
         self.model_: ReviewerRanker | None = None
         self.prior: ReviewerRanker | None = None
         self.label_mark = 0
@@ -204,6 +206,7 @@ class LearnedRecommender(GraphRecommender):
         return self.model_ if self.model_ is not None else self.prior
 
     def _extend(self, cands: Candidates, change: Change) -> Candidates:
+        self._now = float(change.time)
         fb = self.feedback.features(cands.people, author=change.author, now=float(change.time),
                                     files=change.files, change_id=change.id)
         return Candidates(cands.people, np.hstack([cands.X, fb]), cands.score)
@@ -297,7 +300,7 @@ class LearnedRecommender(GraphRecommender):
         """People turned down `rejection_drop` times in a row are last, whoever else there is: they have
         most likely left or moved on (one review taken brings them back)."""
         drop = self.settings.rejection_drop
-        gone = np.array([self.feedback.streak.get(p, 0.0) >= drop for p in people])
+        gone = np.array([self._streak(p) >= drop for p in people])
         if gone.any():
             scores = scores.copy()
             scores[gone] = -np.inf  # not proposed at all (see `_order`)
@@ -357,8 +360,11 @@ class LearnedRecommender(GraphRecommender):
         """Grows with each rejection since the person last took a review: someone who left, or who is
         always replaced by a colleague, drops within a few suggestions; one review resets it."""
         grace, step = self.settings.rejection_grace, self.settings.rejection_penalty
-        streak = self.feedback.streak
-        return np.array([step * min(10, max(0, streak.get(p, 0) - grace)) for p in people], dtype=float)
+        return np.array([step * min(10, max(0, self._streak(p) - grace)) for p in people], dtype=float)
+
+    def _streak(self, person: str) -> float:
+        """The rejections in a row that count against `person` now (see `rejection_days`)."""
+        return self.feedback.idle_streak(person, now=self._now, days=self.settings.rejection_days)
 
     # -- spreading the load -----------------------------------------------------------------------------
     def _note(self, table: dict[str, float], person: str, t: float, amount: float) -> None:
