@@ -189,15 +189,15 @@ class LearnedRecommender(GraphRecommender):
               rank: int | None = None) -> None:
         """Feedback from the team on a suggestion for `change` (labels in `graph.feedback`).
 
-        Rejections also make that person's row of this change a hard negative (counted twice) when the
-        change is observed.
+        With `hard_negatives`, rejections also make that person's row of this change count twice when the
+        change is observed (off by default: it did not help in the simulations). A review taken counts
+        as the person's current work on this merge request until it merges (`FeedbackMemory.open`).
         """
         files = change.files or self._files.get(change.id, ())
         self.feedback.record(person, label, time=change.time if time is None else time, author=change.author,
                              rank=rank, change_id=change.id, files=files)
         if label in NEGATIVE:
             self._rejected.setdefault(change.id, set()).add(person)
-
         self._cache = None  # the feedback columns of the cached rows are out of date
 
     @property
@@ -241,7 +241,7 @@ class LearnedRecommender(GraphRecommender):
         idx = self._top(cands)
         if not y[idx].any():
             return
-        hard = [i for i in idx if cands.people[i] in rejected and not y[i]] if self.settings.hard_negatives else []
+        hard = [i for i in idx if self.settings.hard_negatives and cands.people[i] in rejected and not y[i]]
         idx = np.r_[idx, hard].astype(int)
         self._rows.append((self.model_input(cands.X[idx], cands.score[idx]), y[idx]))
         self._labelled += 1
@@ -297,8 +297,8 @@ class LearnedRecommender(GraphRecommender):
         return self._drop_rejected(cands.people, scores)
 
     def _drop_rejected(self, people: list[str], scores: np.ndarray) -> np.ndarray:
-        """People turned down `rejection_drop` times in a row are last, whoever else there is: they have
-        most likely left or moved on (one review taken brings them back)."""
+        """People turned down `rejection_drop` times in a row (for days, see `_streak`) are last, whoever
+        else there is: they have most likely left or moved on (one review taken brings them back)."""
         drop = self.settings.rejection_drop
         gone = np.array([self._streak(p) >= drop for p in people])
         if gone.any():
