@@ -351,6 +351,9 @@ class Engine:
             await self._replay(project_id, entry, rec, [c for _, c in rows])
         else:  # no training rows nor labels to interleave: the graph takes the history in bulk
             await asyncio.to_thread(rec.observe_history, [c for _, c in rows])
+        # the paths' edge blocks now, not on the first suggestions (a 500-file change on paths never read
+        # costs several times one on read paths); a snapshot load leaves them to be built as paths are read
+        await asyncio.to_thread(rec.og.warm_blocks)
         if len(rows) >= FREEZE_AFTER:  # one full collection now, instead of seconds-long ones during requests
             gc.unfreeze()  # what an earlier freeze kept (a dropped project's graph) can be collected now
             gc.collect()

@@ -44,6 +44,13 @@ async def test_recommender_is_built_once_and_caught_up_incrementally(store):
     assert engine.changes_seen(1) == 6
 
 
+async def test_a_built_project_has_its_paths_edge_blocks_ready(store):
+    engine = Engine(store)
+    await store.history.upsert(1, [change(i, i * 3600, files=("src/a.py", "doc/b.md")) for i in range(3)])
+    async with engine.use(1, SETTINGS) as rec:
+        assert sorted(rec.og._derived.blocks) == ["/doc/", "/doc/b.md", "/src/", "/src/a.py"]
+
+
 async def test_older_rows_rebuild_the_recommender(store):
     engine = Engine(store)
     await store.history.upsert(1, [change(i, 10 * 3600 + i) for i in range(3)])
