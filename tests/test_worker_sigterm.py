@@ -45,14 +45,19 @@ async def run_slow_event(tmp_path: Path, database_url: str, *, seconds: float, g
     return event_id, code, procs.log_text()
 
 
+async def stored_event(database_url: str, event_id: int):
+    """The event's row as the worker process left it."""
+    storage = Storage(database_url)
+    try:
+        return await storage.events.get(event_id)
+    finally:
+        await storage.close()
+
+
 async def test_an_event_longer_than_the_grace_is_handed_back(tmp_path, database_url):
     event_id, code, log = await run_slow_event(tmp_path, database_url, seconds=120, grace=0.5)
     assert code == 0, log
-    storage = Storage(database_url)
-    try:
-        row = await storage.events.get(event_id)
-    finally:
-        await storage.close()
+    row = await stored_event(database_url, event_id)
     assert (row.status, row.attempts, row.lease_owner, row.lease_expires_at) == ("queued", 0, None, None)
     assert "handed_back=1" in log and not (tmp_path / f"finished-{event_id}").exists()
 
@@ -61,10 +66,6 @@ async def test_an_event_longer_than_the_grace_is_handed_back(tmp_path, database_
 async def test_an_event_within_the_grace_finishes(tmp_path, database_url):
     event_id, code, log = await run_slow_event(tmp_path, database_url, seconds=1.0, grace=20)
     assert code == 0, log
-    storage = Storage(database_url)
-    try:
-        row = await storage.events.get(event_id)
-    finally:
-        await storage.close()
+    row = await stored_event(database_url, event_id)
     assert (row.status, row.attempts) == ("done", 1) and (tmp_path / f"finished-{event_id}").exists()
     assert "handed_back=0" in log
