@@ -59,6 +59,9 @@ class _HTTPStatus(Exception):
         self.status, self.headers, self.body = status, headers, body
 
 
+_NOT_FOUND = object()  # `_get_found`'s answer for a 404 where None is a possible body
+
+
 class _API(gidgetlab.aiohttp.GitLabAPI):
     """gidgetlab's aiohttp API with a per-request timeout; error statuses raise `_HTTPStatus` with headers."""
 
@@ -187,6 +190,15 @@ class GitLabClient:
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return (await self._call("GET", path, params))[0]
 
+    async def _get_found(self, path: str, params: dict[str, Any] | None = None, *, missing: Any = None) -> Any:
+        """`_get`, with `missing` for a 404 (GitLab's answer for "no such thing" and for "not visible to you")."""
+        try:
+            return await self._get(path, params)
+        except GitLabError as exc:
+            if exc.not_found:
+                return missing
+            raise
+
     async def _pages(self, path: str, params: dict[str, Any], page_start: int = 1) -> AsyncIterator[Page[Any]]:
         """Every page from `page_start`, each fetched (and retried) on its own."""
         page: int | None = page_start
@@ -228,12 +240,8 @@ class GitLabClient:
 
     async def get_member(self, pid: ProjectId, uid: int) -> Member | None:
         """One member's effective access, or None when the user has no access."""
-        try:
-            return Member.model_validate(await self._get(f"{self._p(pid)}/members/all/{int(uid)}"))
-        except GitLabError as exc:
-            if exc.not_found:
-                return None
-            raise
+        found = await self._get_found(f"{self._p(pid)}/members/all/{int(uid)}")
+        return None if found is None else Member.model_validate(found)
 
     async def search_users(self, query: str) -> list[User]:
         """GET /users?search=: users whose name or username contains `query`, or whose public email is it
@@ -243,12 +251,8 @@ class GitLabClient:
     # --- groups ---------------------------------------------------------------------------------------------
     async def get_group(self, group: int | str) -> Group | None:
         """A group by id or full path (`acme/frontend`), or None when it does not exist or is not visible."""
-        try:
-            return Group.model_validate(await self._get(f"/groups/{quote(str(group), safe='')}"))
-        except GitLabError as exc:
-            if exc.not_found:
-                return None
-            raise
+        found = await self._get_found(f"/groups/{quote(str(group), safe='')}")
+        return None if found is None else Group.model_validate(found)
 
     async def list_group_members(self, group: int | str) -> list[Member]:
         """The group's members, direct and inherited from its ancestor groups, at their highest level (all
@@ -333,12 +337,10 @@ class GitLabClient:
     async def file_raw(self, pid: ProjectId, path: str, ref: str | None = None) -> str | None:
         """A file's text on `ref` (default branch when None), or None when it does not exist."""
         params = {"ref": ref} if ref else {}
-        try:
-            text = await self._get(f"{self._p(pid)}/repository/files/{quote(path, safe='')}/raw", params)
-        except GitLabError as exc:
-            if exc.not_found:
-                return None
-            raise
+        text = await self._get_found(f"{self._p(pid)}/repository/files/{quote(path, safe='')}/raw", params,
+                                     missing=_NOT_FOUND)
+        if text is _NOT_FOUND:
+            return None  # an empty file decodes to None too: that one is ""
         return text.decode("utf-8", "replace") if isinstance(text, bytes) else text or ""
 
     async def list_hooks(self, pid: ProjectId) -> list[Hook]:
