@@ -149,7 +149,7 @@ def _path_rows(og: OwnershipGraph, files: tuple[str, ...]) -> tuple[np.ndarray, 
         if block is not None and len(block):
             attrs = node[p]
             blocks.append(block)
-            ws.append((*w, attrs["rw"] or 1.0, attrs["aw"]))  # no reviews there: every review share is 0
+            ws.append((*w, attrs["rw"] or 1.0, attrs["aw"] or 1.0))  # none there: every such share is 0
     if not blocks:
         return None
     return np.concatenate(blocks), np.repeat(np.array(ws).T, [len(b) for b in blocks], axis=1)

@@ -233,9 +233,8 @@ class OwnershipGraph:
         known, make = self._derived.path_nodes.get, self.path_nodes
         return list(dict.fromkeys(chain.from_iterable(known(f) or make(f) for f in files)))
 
-    def add_change(self, change: Change, *, allow_author: bool = False) -> None:
-        """Add one reviewed change (must not be older than the last one added)."""
-        t = float(change.time)
+    def _weights(self, t: float) -> tuple[float, float]:
+        """The scaled (long, short) weights of an event at time t, rebasing first when they grow too large."""
         if self.t0 is None:
             self.t0 = t
         w = self.scale(t)
@@ -243,24 +242,89 @@ class OwnershipGraph:
             self._rebase(t)
             w = self.scale(t)
         self.now = max(self.now, t)
+        return w, self.scale(t, short=True)
+
+    def add_change(self, change: Change, *, allow_author: bool = False, reviewed: Iterable[str] = ()) -> None:
+        """Add one reviewed change (must not be older than the last one added).
+
+        `reviewed`: people whose review of this change `add_review` already recorded (they only count in
+        its co-reviews here).
+        """
+        t = float(change.time)
+        w, ws = self._weights(t)
         self.changes += 1
         if change.bot_author:
             self.bots.add(change.author)
-        reviewers = ["@" + p for p in change.truth(allow_author=allow_author)]
+        everyone = ["@" + p for p in change.truth(allow_author=allow_author)]
+        done = {"@" + p for p in reviewed}
+        reviewers = [r for r in everyone if r not in done] if done else everyone
         author = "@" + change.author
-        ws = self.scale(t, short=True)
         self._touch_people(author, reviewers, t, w, ws)
-        if len(reviewers) > 1:
-            self._touch_coreview(author, reviewers, t, w)
+        if len(everyone) > 1:
+            self._touch_coreview(author, everyone, t, w)
         paths = self.paths_of(change.files)
         self._touch_paths(paths, author, reviewers, t, w)
+        self._update_blocks(paths, (author, *reviewers))
+        _clear_cache(self.G)
+
+    def add_review(self, change: Change, person: str, time: float) -> None:
+        """`person` took the review of the still open `change`: the reviewer's part of `add_change` now, at
+        `time` (pass them in `reviewed` when the change is added at its merge). The history alone learns
+        who reviews what only at the merges, days later; a review taken says it at once."""
+        author, r = "@" + change.author, "@" + person
+        if r == author or not change.files:
+            return
+        t = float(time)
+        w, ws = self._weights(t)
+        self._touch_people(author, [r], t, w, ws, authored=False)
+        paths = self.paths_of(change.files)
+        self._touch_paths(paths, author, [r], t, w, authored=False)
+        self._update_blocks(paths, (author, r))
+        _clear_cache(self.G)
+
+    def retract_review(self, change: Change, person: str, time: float) -> None:
+        """Take back what `add_review(change, person, time)` added: the person was removed from the
+        reviewers before the merge. Counts and weights return to what they were; a last-review time
+        stays where it moved unless no review is left to date it."""
+        author, r = "@" + change.author, "@" + person
+        node_of, succ = self.G._node, self.G._succ
+        if r == author or not change.files or r not in node_of or author not in node_of:
+            return
+        t = float(time)
+        w, ws = self.scale(t), self.scale(t, short=True)
+        data = node_of[r]
+        data["rc"] -= 1
+        data["rw"] -= w
+        data["sw"] -= ws
+        if data["rc"] <= 0:
+            data["lr"] = None
+        self._derived.dirty[r] = None
+        e = succ[author].get(r)
+        if e is not None:
+            e["fc"] -= 1
+            e["fw"] -= w
+            if e["fc"] <= 0:
+                del succ[author][r], self.G._pred[r][author]
+        paths = self.paths_of(change.files)
+        for p in paths:
+            node, e = node_of.get(p), succ.get(p, {}).get(r)
+            if node is None or e is None:
+                continue
+            node["rc"] -= 1
+            node["rw"] -= w
+            e["rc"] -= 1
+            e["rw"] -= w
+            if e["rc"] <= 0:
+                e["rw"], e["rt"] = 0.0, None
+        self._update_blocks(paths, (author, r))
+        _clear_cache(self.G)
+
+    def _update_blocks(self, paths: list[str], people: tuple[str, ...]) -> None:
         blocks = self._derived.blocks
         if blocks:
-            people = (author, *reviewers)
             for p in paths:
                 if p in blocks:
                     self._update_block(p, people)
-        _clear_cache(self.G)
 
     def add_changes(self, changes: Iterable[Change], *, allow_author: bool = False) -> None:
         """Add many changes (in time order) at once: the same state as `add_change` on each in turn, built
@@ -303,7 +367,8 @@ class OwnershipGraph:
     # Nodes and edges are written straight into the DiGraph's dicts (what add_node/add_edge do, without their
     # per-call checks and cache clearing): this is the hot path of ingestion. Attribute dicts keep their key
     # order, which snapshots and float sums rely on.
-    def _touch_people(self, author: str, reviewers: list[str], t: float, w: float, ws: float) -> None:
+    def _touch_people(self, author: str, reviewers: list[str], t: float, w: float, ws: float,
+                      authored: bool = True) -> None:
         node_of, succ, pred, dirty = self.G._node, self.G._succ, self.G._pred, self._derived.dirty
         for p in (author, *reviewers):
             data = node_of.get(p)
@@ -311,15 +376,17 @@ class OwnershipGraph:
                 data = node_of[p] = {"kind": "person", "first": t, "last": t, "rc": 0, "rw": 0.0, "sw": 0.0,
                                      "ac": 0, "lr": None}
                 succ[p], pred[p] = {}, {}
-            data["last"] = t
+            if authored or p != author:
+                data["last"] = max(data["last"], t) if not authored else t
             dirty[p] = None
-        node_of[author]["ac"] += 1
+        if authored:
+            node_of[author]["ac"] += 1
         for r in reviewers:
             data = node_of[r]
             data["rc"] += 1
             data["rw"] += w
             data["sw"] += ws
-            data["lr"] = t
+            data["lr"] = t if authored or data["lr"] is None else max(data["lr"], t)
             if r == author:
                 continue
             e = succ[author].get(r)
@@ -330,25 +397,27 @@ class OwnershipGraph:
                 e["fw"] += w
                 e["ft"] = t
 
-    def _touch_paths(self, paths: list[str], author: str, reviewers: list[str], t: float, w: float) -> None:
+    def _touch_paths(self, paths: list[str], author: str, reviewers: list[str], t: float, w: float,
+                     authored: bool = True) -> None:
         node_of, succ, pred, n_reviews = self.G._node, self.G._succ, self.G._pred, len(reviewers)
         for p in paths:
             node = node_of.get(p)
             if node is None:
                 node = node_of[p] = {"kind": "path", "n": 0, "nw": 0.0, "rc": 0, "rw": 0.0, "aw": 0.0}
                 succ[p], pred[p] = {}, {}
-            node["n"] += 1
-            node["nw"] += w
-            node["aw"] += w
             node["rc"] += n_reviews
             nbrs = succ[p]
-            e = nbrs.get(author)
-            if e is None:
-                nbrs[author] = pred[author][p] = {"rc": 0, "rw": 0.0, "rt": None, "ac": 1, "aw": w, "at": t}
-            else:
-                e["ac"] += 1
-                e["aw"] += w
-                e["at"] = t
+            if authored:
+                node["n"] += 1
+                node["nw"] += w
+                node["aw"] += w
+                e = nbrs.get(author)
+                if e is None:
+                    nbrs[author] = pred[author][p] = {"rc": 0, "rw": 0.0, "rt": None, "ac": 1, "aw": w, "at": t}
+                else:
+                    e["ac"] += 1
+                    e["aw"] += w
+                    e["at"] = t
             for r in reviewers:
                 node["rw"] += w  # once per reviewer: the same float sums as always
                 e = nbrs.get(r)

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from graph.feedback import FEEDBACK_FEATURES, FEEDBACK_WORDS, NEGATIVE, FeedbackMemory
+from graph.feedback import FEEDBACK_FEATURES, FEEDBACK_WORDS, NEGATIVE, TAKEN, FeedbackMemory
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.model import Change, Suggestion
 from graph.ownership import OwnershipGraph
@@ -45,6 +45,7 @@ class RecommenderSettings:
     rejection_drop: float = 6.0     # rejections in a row (weighted by 1/rank) that put a person last
     rejection_days: float = 5.0     # a streak counts once it has lasted this long (and grows with its length)
     hard_negatives: bool = False   # rows of people the team turned down count twice in training
+    early_reviews: bool = True     # a review taken enters the graph at once, not at the merge (see `learn`)
     duty_boost: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # logit units per fb_open_* column (see `_on_duty`)
 
 
@@ -152,7 +153,9 @@ class LearnedRecommender(GraphRecommender):
         self.feedback = FeedbackMemory(half_life_days=self.settings.feedback_half_life_days)
         self._rejected: dict[str, set[str]] = {}
         self._pending: OrderedDict[str, Candidates] = OrderedDict()  # rows as seen when suggested
-        self._files: dict[str, tuple[str, ...]] = {}  # the files of the pending changes
+        self._changes: dict[str, Change] = {}  # the pending changes (labels from GitLab name only the change)
+        self._early: dict[str, dict[str, float]] = {}  # change id -> person -> when `learn` put their review
+        # in the graph (see `early_reviews`)
         self._now = 0.0  # the time of the change being ranked
         self.model_: ReviewerRanker | None = None
         self.prior: ReviewerRanker | None = None
@@ -180,10 +183,10 @@ class LearnedRecommender(GraphRecommender):
         may come after other changes (merge requests overlap)."""
         self._pending[change.id] = self._candidates(change)
         self._pending.move_to_end(change.id)
-        self._files[change.id] = change.files  # labels from GitLab events name the change, not its files
+        self._changes[change.id] = change
         while len(self._pending) > self.settings.pending_limit:
             gone, _ = self._pending.popitem(last=False)
-            self._files.pop(gone, None)
+            self._changes.pop(gone, None)
 
     def learn(self, change: Change, person: str, label: str, *, time: float | None = None,
               rank: int | None = None) -> None:
@@ -193,12 +196,29 @@ class LearnedRecommender(GraphRecommender):
         change is observed (off by default: it did not help in the simulations). A review taken counts
         as the person's current work on this merge request until it merges (`FeedbackMemory.open`).
         """
-        files = change.files or self._files.get(change.id, ())
-        self.feedback.record(person, label, time=change.time if time is None else time, author=change.author,
-                             rank=rank, change_id=change.id, files=files)
+        known = self._changes.get(change.id)
+        if known is not None and not (change.files and change.author):
+            change = replace(change, author=change.author or known.author, files=change.files or known.files)
+        at = change.time if time is None else time
+        self.feedback.record(person, label, time=at, author=change.author, rank=rank, change_id=change.id,
+                             files=change.files)
         if label in NEGATIVE:
             self._rejected.setdefault(change.id, set()).add(person)
+        if self.settings.early_reviews and change.author:
+            self._review_early(change, person, label, at)
         self._cache = None  # the feedback columns of the cached rows are out of date
+
+    def _review_early(self, change: Change, person: str, label: str, at: float) -> None:
+        """A review taken goes into the graph now (`OwnershipGraph.add_review`), a removal takes it back:
+        the history alone hears of it at the merge, days later, and ranks the next merge requests without it."""
+        early = self._early.get(change.id)
+        if label in TAKEN and person != change.author and (early is None or person not in early):
+            self.og.add_review(change, person, at)
+            self._early.setdefault(change.id, {})[person] = at
+            while len(self._early) > self.settings.pending_limit:  # never merged: their reviews stay learned
+                del self._early[next(iter(self._early))]
+        elif label in NEGATIVE and early is not None and person in early:
+            self.og.retract_review(change, person, early.pop(person))
 
     @property
     def ranking_model(self) -> ReviewerRanker | None:
@@ -218,14 +238,18 @@ class LearnedRecommender(GraphRecommender):
 
     def observe(self, change: Change) -> None:
         cands = self._pending.pop(change.id, None) or self._candidates(change)
-        self._files.pop(change.id, None)
+        self._changes.pop(change.id, None)
         self.feedback.close(change.id)
         truth = change.truth(allow_author=self.allow_author)
         if len(cands) and truth:
             self._keep_rows(cands, truth, self._rejected.pop(change.id, ()))
         for person in truth:
             self._note(self._reviewed, person, change.time, 1.0 / len(truth))
-        super().observe(change)
+        early = self._early.pop(change.id, {})
+        for person in [p for p in early if p not in truth]:  # reviewers until someone removed them
+            self.og.retract_review(change, person, early.pop(person))
+        self.og.add_change(change, allow_author=self.allow_author, reviewed=early)
+        self._cache = None
         if self._due():
             self.refit()
 
