@@ -395,7 +395,7 @@ class OwnershipGraph:
             else:
                 e["fc"] += 1
                 e["fw"] += w
-                e["ft"] = t
+                e["ft"] = t if authored else max(e["ft"], t)  # a review taken may date before the last merge
 
     def _touch_paths(self, paths: list[str], author: str, reviewers: list[str], t: float, w: float,
                      authored: bool = True) -> None:
@@ -426,7 +426,7 @@ class OwnershipGraph:
                 else:
                     e["rc"] += 1
                     e["rw"] += w
-                    e["rt"] = t
+                    e["rt"] = t if authored or e["rt"] is None else max(e["rt"], t)  # as `lr`
 
     # -- reading -------------------------------------------------------------------------------------
     def people(self) -> list[str]:
