@@ -154,8 +154,8 @@ class LearnedRecommender(GraphRecommender):
         self._rejected: dict[str, set[str]] = {}
         self._pending: OrderedDict[str, Candidates] = OrderedDict()  # rows as seen when suggested
         self._changes: dict[str, Change] = {}  # the pending changes (labels from GitLab name only the change)
-        self._early: dict[str, dict[str, float]] = {}  # change id -> person -> when `learn` put their review
-        # in the graph (see `early_reviews`)
+        # change id -> person -> (when, the change as then) of the review `learn` put in the graph early
+        self._early: dict[str, dict[str, tuple[float, Change]]] = {}
         self._now = 0.0  # the time of the change being ranked
         self.model_: ReviewerRanker | None = None
         self.prior: ReviewerRanker | None = None
@@ -214,11 +214,12 @@ class LearnedRecommender(GraphRecommender):
         early = self._early.get(change.id)
         if label in TAKEN and person != change.author and (early is None or person not in early):
             self.og.add_review(change, person, at)
-            self._early.setdefault(change.id, {})[person] = at
+            self._early.setdefault(change.id, {})[person] = (at, change)
             while len(self._early) > self.settings.pending_limit:  # never merged: their reviews stay learned
                 del self._early[next(iter(self._early))]
         elif label in NEGATIVE and early is not None and person in early:
-            self.og.retract_review(change, person, early.pop(person))
+            at, then = early.pop(person)
+            self.og.retract_review(then, person, at)  # the files as they were: a push may have changed them
 
     @property
     def ranking_model(self) -> ReviewerRanker | None:
@@ -246,8 +247,11 @@ class LearnedRecommender(GraphRecommender):
         for person in truth:
             self._note(self._reviewed, person, change.time, 1.0 / len(truth))
         early = self._early.pop(change.id, {})
-        for person in [p for p in early if p not in truth]:  # reviewers until someone removed them
-            self.og.retract_review(change, person, early.pop(person))
+        for person, (at, then) in list(early.items()):
+            # removed without a label, or the files changed since (a push): the merge counts them afresh
+            if person not in truth or then.files != change.files or then.author != change.author:
+                self.og.retract_review(then, person, at)
+                del early[person]
         self.og.add_change(change, allow_author=self.allow_author, reviewed=early)
         self._cache = None
         if self._due():

@@ -294,8 +294,6 @@ def test_a_label_naming_only_the_change_is_completed_from_the_suggested_change()
 PUSHED = Change("10", 3 * D, "ann", (), ("src/a.c", "doc/x.md"))  # OPEN after a push added doc/x.md
 
 
-@pytest.mark.xfail(strict=True, reason="graph.recommend retracts an early review with the change's current "
-                                       "files, not those it was recorded with")
 def test_a_removal_after_a_push_takes_back_only_the_review_it_recorded():
     rec, before = learner(), learner()
     label_only = Change("10", 2 * D + 3600, "", (), ())
@@ -307,8 +305,6 @@ def test_a_removal_after_a_push_takes_back_only_the_review_it_recorded():
     assert_same_figures(rec.og, before.og)
 
 
-@pytest.mark.xfail(strict=True, reason="graph.recommend adds the merge without the early reviewer's part on "
-                                       "files added after the review was recorded")
 def test_an_early_reviewer_counts_on_files_pushed_after_the_review_was_taken():
     rec, off = learner(), learner(early_reviews=False)
     merged = Change("10", 4 * D, "ann", ("bob",), ("src/a.c", "src/c.c"))
