@@ -171,7 +171,7 @@ def _evidence(og: OwnershipGraph, change: Change, table: PeopleTable) -> tuple[n
                                ("dir3_review_share", w3, True), ("dir1_author_share", w1, False)):
             E[_E[name]] = np.bincount(ids, w * rw / rw_all if share else w * aw / aw_all, m)  # as (w·x)/total
         E[_E["file_reviewed"]] = np.bincount(ids, wf * reviewed, m)
-        in_file = wf > 0
+        in_file = (wf > 0) & ((rw > 0) | (aw > 0))  # a review taken back leaves an empty edge
         member[ids[in_file | reviewed | (authored & (w1 > 0))]] = True
         np.fmax.at(last_here, ids, np.where(in_file, np.fmax(block[:, 3], block[:, 4]), block[:, 3]))
     _author(og, "@" + change.author, table, E, member)
