@@ -85,7 +85,7 @@ class _Batch:
         for c, t, w in zip(self.changes, self.t.tolist(), self.w.tolist()):
             if c.bot_author:
                 og.bots.add(c.author)
-            truth = c.truth(allow_author=allow_author)
+            truth = sorted(c.truth(allow_author=allow_author))  # as `add_change`: the same order on every run
             a = known(c.author)
             people = [person_id(c.author) if a is None else a]
             for r in truth:

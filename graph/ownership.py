@@ -255,7 +255,9 @@ class OwnershipGraph:
         self.changes += 1
         if change.bot_author:
             self.bots.add(change.author)
-        everyone = ["@" + p for p in change.truth(allow_author=allow_author)]
+        # sorted: a set's order changes with the interpreter's string hashing, and with it the order of edges,
+        # float sums and near-ties, so replays differed from run to run
+        everyone = ["@" + p for p in sorted(change.truth(allow_author=allow_author))]
         done = {"@" + p for p in reviewed}
         reviewers = [r for r in everyone if r not in done] if done else everyone
         author = "@" + change.author

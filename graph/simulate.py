@@ -60,7 +60,7 @@ class SimulationResult:
 def frequent_reviewer(changes: Sequence[Change], upto: int, rank: int = 1) -> str | None:
     """The `rank`-th most frequent reviewer among the first `upto` changes."""
     counts = Counter(p for c in changes[:upto] for p in c.truth())
-    ranked = [p for p, _ in counts.most_common(rank)]
+    ranked = sorted(counts, key=lambda p: (-counts[p], p))[:rank]  # ties by name: the same on every run
     return ranked[rank - 1] if len(ranked) >= rank else None
 
 
