@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import math
 from itertools import chain
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import networkx as nx
 import numpy as np
 
 from graph.model import Change
 
-__all__ = ["OwnershipGraph", "PeopleTable", "ancestors", "path_node", "person_node", "DAY", "EDGE_COLUMNS"]
+__all__ = ["OwnershipGraph", "PeopleTable", "ReviewTimes", "ancestors", "path_node", "person_node", "DAY", "EDGE_COLUMNS"]
 
 DAY = 86400.0
 _RESCALE_AT = 2.0**400
@@ -113,6 +113,15 @@ class PeopleTable:
         if self._bots != og.bots:  # someone became a bot (or the set was edited): check everyone again
             self._bots = frozenset(og.bots)
             bot[: len(self.nodes)] = [og.is_bot(p[1:]) for p in self.nodes]
+
+
+class ReviewTimes(NamedTuple):
+    """The last-review times an early review moved (see `OwnershipGraph.add_review`): the person's ``lr``,
+    the author → person edge's ``ft`` and each path → person edge's ``rt`` (None: there was none)."""
+
+    lr: float | None
+    ft: float | None
+    rt: dict[str, float | None]
 
 
 class _Block:
@@ -269,25 +278,38 @@ class OwnershipGraph:
         self._update_blocks(paths, (author, *reviewers))
         _clear_cache(self.G)
 
-    def add_review(self, change: Change, person: str, time: float) -> None:
+    def add_review(self, change: Change, person: str, time: float) -> ReviewTimes | None:
         """`person` took the review of the still open `change`: the reviewer's part of `add_change` now, at
         `time` (pass them in `reviewed` when the change is added at its merge). The history alone learns
-        who reviews what only at the merges, days later; a review taken says it at once."""
+        who reviews what only at the merges, days later; a review taken says it at once.
+
+        Returns the last-review times it moved (for `retract_review`), None when there was nothing to add.
+        """
         author, r = "@" + change.author, "@" + person
         if r == author or not change.files:
-            return
+            return None
         t = float(time)
         w, ws = self._weights(t)
-        self._touch_people(author, [r], t, w, ws, authored=False)
         paths = self.paths_of(change.files)
+        before = self._review_times(author, r, paths)
+        self._touch_people(author, [r], t, w, ws, authored=False)
         self._touch_paths(paths, author, [r], t, w, authored=False)
         self._update_blocks(paths, (author, r))
         _clear_cache(self.G)
+        return before
 
-    def retract_review(self, change: Change, person: str, time: float) -> None:
+    def _review_times(self, author: str, r: str, paths: list[str]) -> ReviewTimes:
+        node_of, succ = self.G._node, self.G._succ
+        person, fam = node_of.get(r), succ.get(author, {}).get(r)
+        return ReviewTimes(None if person is None else person["lr"], None if fam is None else fam["ft"],
+                           {p: e["rt"] for p in paths if (e := succ.get(p, {}).get(r)) is not None})
+
+    def retract_review(self, change: Change, person: str, time: float, before: ReviewTimes | None = None) -> None:
         """Take back what `add_review(change, person, time)` added: the person was removed from the
-        reviewers before the merge. Counts and weights return to what they were; a last-review time
-        stays where it moved unless no review is left to date it."""
+        reviewers before the merge. Counts and weights return to what they were; so do the last-review
+        times with `before` (what `add_review` returned) unless a later review moved them since, else a
+        last-review time stays where it moved unless no review is left to date it (a comment must not
+        say "last today" of a review taken back)."""
         author, r = "@" + change.author, "@" + person
         node_of, succ = self.G._node, self.G._succ
         if r == author or not change.files or r not in node_of or author not in node_of:
@@ -300,6 +322,8 @@ class OwnershipGraph:
         data["sw"] -= ws
         if data["rc"] <= 0:
             data["lr"] = None
+        elif before is not None and data["lr"] == t:
+            data["lr"] = before.lr
         self._derived.dirty[r] = None
         e = succ[author].get(r)
         if e is not None:
@@ -307,6 +331,8 @@ class OwnershipGraph:
             e["fw"] -= w
             if e["fc"] <= 0:
                 del succ[author][r], self.G._pred[r][author]
+            elif before is not None and e["ft"] == t and before.ft is not None:
+                e["ft"] = before.ft
         paths = self.paths_of(change.files)
         for p in paths:
             node, e = node_of.get(p), succ.get(p, {}).get(r)
@@ -318,6 +344,8 @@ class OwnershipGraph:
             e["rw"] -= w
             if e["rc"] <= 0:
                 e["rw"], e["rt"] = 0.0, None
+            elif before is not None and e["rt"] == t:
+                e["rt"] = before.rt.get(p)
         self._update_blocks(paths, (author, r))
         _clear_cache(self.G)
 

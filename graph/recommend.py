@@ -15,7 +15,7 @@ import numpy as np
 from graph.feedback import FEEDBACK_FEATURES, FEEDBACK_WORDS, NEGATIVE, TAKEN, FeedbackMemory
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.model import Change, Suggestion
-from graph.ownership import OwnershipGraph
+from graph.ownership import OwnershipGraph, ReviewTimes
 from graph.ranker import ReviewerRanker
 from graph.reasons import contributions, reasons
 
@@ -154,8 +154,8 @@ class LearnedRecommender(GraphRecommender):
         self._rejected: dict[str, set[str]] = {}
         self._pending: OrderedDict[str, Candidates] = OrderedDict()  # rows as seen when suggested
         self._changes: dict[str, Change] = {}  # the pending changes (labels from GitLab name only the change)
-        # change id -> person -> (when, the change as then) of the review `learn` put in the graph early
-        self._early: dict[str, dict[str, tuple[float, Change]]] = {}
+        # change id -> person -> (when, the change as then, the times it moved) of a review put in the graph early
+        self._early: dict[str, dict[str, tuple[float, Change, ReviewTimes | None]]] = {}
         self._now = 0.0  # the time of the change being ranked
         self.model_: ReviewerRanker | None = None
         self.prior: ReviewerRanker | None = None
@@ -213,13 +213,13 @@ class LearnedRecommender(GraphRecommender):
         the history alone hears of it at the merge, days later, and ranks the next merge requests without it."""
         early = self._early.get(change.id)
         if label in TAKEN and person != change.author and (early is None or person not in early):
-            self.og.add_review(change, person, at)
-            self._early.setdefault(change.id, {})[person] = (at, change)
+            before = self.og.add_review(change, person, at)
+            self._early.setdefault(change.id, {})[person] = (at, change, before)
             while len(self._early) > self.settings.pending_limit:  # never merged: their reviews stay learned
                 del self._early[next(iter(self._early))]
         elif label in NEGATIVE and early is not None and person in early:
-            at, then = early.pop(person)
-            self.og.retract_review(then, person, at)  # the files as they were: a push may have changed them
+            at, then, before = early.pop(person)
+            self.og.retract_review(then, person, at, before)  # the files as they were: a push may change them
 
     @property
     def ranking_model(self) -> ReviewerRanker | None:
@@ -247,10 +247,10 @@ class LearnedRecommender(GraphRecommender):
         for person in truth:
             self._note(self._reviewed, person, change.time, 1.0 / len(truth))
         early = self._early.pop(change.id, {})
-        for person, (at, then) in list(early.items()):
+        for person, (at, then, before) in list(early.items()):
             # removed without a label, or the files changed since (a push): the merge counts them afresh
             if person not in truth or then.files != change.files or then.author != change.author:
-                self.og.retract_review(then, person, at)
+                self.og.retract_review(then, person, at, before)
                 del early[person]
         self.og.add_change(change, allow_author=self.allow_author, reviewed=early)
         self._cache = None

@@ -122,6 +122,24 @@ def test_retracting_the_review_of_an_earlier_reviewer_restores_every_figure():
     assert G["/src/new/b.c"].get("@bob", {}).get("rt") is None
 
 
+def test_retracting_with_the_times_add_review_moved_puts_the_last_review_times_back():
+    og = history_graph()
+    before = og.add_review(MERGE, "bob", 8 * D)
+    assert before.lr == 5 * D and before.ft == 0 and before.rt == {"/src/a.c": 5 * D, "/src/": 5 * D}
+    og.retract_review(MERGE, "bob", 8 * D, before)
+    G = og.G
+    assert G.nodes["@bob"]["lr"] == 5 * D and G["@ann"]["@bob"]["ft"] == 0
+    assert G["/src/a.c"]["@bob"]["rt"] == G["/src/"]["@bob"]["rt"] == 5 * D
+
+
+def test_a_later_review_keeps_its_time_when_an_earlier_one_is_taken_back():
+    og = history_graph()
+    before = og.add_review(MERGE, "bob", 8 * D)
+    og.add_change(Change("4", 9 * D, "cid", ("bob",), ("src/a.c",)))
+    og.retract_review(MERGE, "bob", 8 * D, before)
+    assert og.G.nodes["@bob"]["lr"] == og.G["/src/a.c"]["@bob"]["rt"] == 9 * D
+
+
 def test_retracting_the_review_of_a_new_reviewer_takes_back_all_its_figures():
     og, before = history_graph(), history_graph()
     og.add_review(MERGE, "eve", 8 * D)

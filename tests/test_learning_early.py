@@ -146,9 +146,9 @@ async def test_a_suggested_reviewer_counts_for_the_next_mr_before_the_merge_and_
     assert await env.reviews_of_a_c("cy") == 1
     env.state.push_to_mr(mr2, [PATH])  # the bot suggests again and edits its comment
     await env.run()
-    # the count is back; the last review time stays where the taken-back review moved it (`retract_review`)
-    assert env.row(mr2, "cy") == ("2", "reviewed `src/a.c` 1 time (last today); "
-                                       "reviewed 1 change under `src/` (last today)")
+    # the count and the last review time are back (`retract_review`)
+    assert env.row(mr2, "cy") == ("2", "reviewed `src/a.c` 1 time (last 10 days ago); "
+                                       "reviewed 1 change under `src/` (last 10 days ago)")
 
     env.state.set_reviewers(mr1, [env.cy], by=env.ann)  # taken again, then merged: counted once
     await env.run()
