@@ -5,7 +5,9 @@ events (`storage.feedback`), written by any worker process. A recommender keeps 
 last row it learned (saved in its snapshots), and the engine feeds it every row above that mark, in time
 order together with the history rows it has not observed: after a restart or on another process nothing is
 lost nor learned twice. A label about a merge request comes before that MR's merge in the replay (except
-`final_reviewer`, recorded at the merge), so rejections become hard negatives of the change.
+`final_reviewer`, recorded at the merge), so rejections become hard negatives of the change. A label carries
+its MR's author and files, stored with the suggestion it judges: a review taken enters the graph at once
+(`LearnedRecommender.learn`) on every process alike, not only on the one that suggested for the MR.
 
 Models: `retrain_and_store` fits a new ranker on a copy of the training window (in a thread of its own, at a
 lower CPU priority than the threads that suggest), stores it (`storage.models`) with its backtest Top-1 on the
@@ -23,10 +25,10 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from bot.logfmt import kv
-from bot.storage import FeedbackRow, Storage
+from bot.storage import FeedbackRow, Storage, SuggestionRow
 from graph.feedback import FEEDBACK_FEATURES, NEGATIVE, POSITIVE
 from graph.features import FEATURES
 from graph.model import Change
@@ -34,8 +36,8 @@ from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommend
 from graph.retrain import Retrained, retrain, training_window
 from graph.synthetic import synthetic_history
 
-__all__ = ["Label", "new_labels", "interleave", "replay", "retrain_and_store", "adopt", "stored_model",
-           "prior_model", "EVIDENCE", "PRIOR_PROJECT"]
+__all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retrain_and_store", "adopt",
+           "stored_model", "prior_model", "EVIDENCE", "PRIOR_PROJECT"]
 
 log = logging.getLogger("bot.learning")
 
@@ -64,7 +66,9 @@ _RETRAINING = ThreadPoolExecutor(1, thread_name_prefix="reviewbot-retrain", init
 
 @dataclass(frozen=True)
 class Label:
-    """One stored feedback row as the recommender learns it: `rank` = the person's place in the suggestion."""
+    """One stored feedback row as the recommender learns it: `rank` = the person's place in the suggestion;
+    `author`, `files` = its MR as suggested for ("" and () when unknown); `merged` = the MR was in the
+    history when the label was read."""
 
     id: int
     mr_iid: int
@@ -72,6 +76,9 @@ class Label:
     label: str
     time: float
     rank: int | None
+    author: str = ""
+    files: tuple[str, ...] = ()
+    merged: bool = False
 
 
 def _rank(people: Sequence[str] | None, person: str) -> int | None:
@@ -84,14 +91,34 @@ def _revoked(row: FeedbackRow) -> bool:
     return isinstance(row.value, Mapping) and row.value.get("action") == "revoke"
 
 
+def _label(row: FeedbackRow, shown: SuggestionRow | None, merged: bool) -> Label:
+    """`row` as learned: `shown` is the suggestion it judges (else the MR's latest, which gives no rank)."""
+    people = [str(p.get("username")) for p in shown.people or [] if isinstance(p, Mapping)] if shown else None
+    return Label(row.id, row.mr_iid, row.person, row.label, row.created_at.timestamp(),
+                 _rank(people, row.person) if row.suggestion_id else None,
+                 author=(shown.author or "") if shown else "", files=tuple(shown.files or ()) if shown else (),
+                 merged=merged)
+
+
 async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[list[Label], int]:
-    """The evidence rows above `after_id` (oldest first) and the new mark (the last row id read)."""
+    """The evidence rows above `after_id` (oldest first) and the new mark (the last row id read).
+
+    Each label's MR (author, files) comes from the suggestion the row judges, or from the MR's latest
+    suggestion when it names none (an MR never suggested for has none): storage, not this process's memory,
+    so any process learns a label alike. Three statements for the whole batch, whatever its size: the rows,
+    the suggestions they judge, and which of their MRs the history holds (merged: see `label_change`)."""
     rows = await storage.feedback.since(project_id, after_id)
     mark = rows[-1].id if rows else after_id
     rows = [r for r in rows if r.label in EVIDENCE and not _revoked(r)]
-    people = await storage.suggestions.people_of(r.suggestion_id for r in rows if r.suggestion_id)
-    labels = [Label(r.id, r.mr_iid, r.person, r.label, r.created_at.timestamp(),
-                    _rank(people.get(r.suggestion_id) if r.suggestion_id else None, r.person)) for r in rows]
+    if not rows:
+        return [], mark
+    shown = await storage.suggestions.judged(project_id, (r.suggestion_id for r in rows if r.suggestion_id),
+                                             latest_of=(r.mr_iid for r in rows if not r.suggestion_id))
+    by_id = {s.id: s for s in shown}
+    latest = {s.mr_iid: s for s in shown}  # in id order: each MR's last one stays
+    merged = await storage.history.present(project_id, {mr_change_id(r.mr_iid) for r in rows})
+    labels = [_label(r, by_id.get(r.suggestion_id) if r.suggestion_id else latest.get(r.mr_iid),
+                     mr_change_id(r.mr_iid) in merged) for r in rows]
     return sorted(labels, key=lambda x: (x.time, x.id)), mark
 
 
@@ -120,22 +147,39 @@ def interleave(history: Sequence[Change], labels: Sequence[Label]) -> list[Chang
     return [item for _, item in sorted(keyed, key=lambda k: k[0])]
 
 
+def label_change(label: Label, authors: Mapping[int, str], replayed: Collection[str]) -> Change:
+    """The MR a label is about, as `learn` takes it: its author (from `authors` when known, else the
+    label's) and its files, unless the MR merged before this replay (`replayed`: the ids of the changes in
+    it). Then the graph has counted its reviewers at the merge already, and a late label must not count
+    one again as a review taken early.
+
+    >>> late = Label(1, 4, "bob", "accepted", 50.0, 1, author="ann", files=("a.c",), merged=True)
+    >>> label_change(late, {}, {"!4"}).files, label_change(late, {4: "ann"}, ()).files
+    (('a.c',), ())
+    """
+    cid = mr_change_id(label.mr_iid)
+    files = label.files if not label.merged or cid in replayed else ()
+    return Change(cid, int(label.time), authors.get(label.mr_iid) or label.author, (), files)
+
+
 def replay(rec: GraphRecommender, items: Iterable[Change | Label], authors: Mapping[int, str]) -> int:
     """Observe the changes and learn the labels, in order (run it in a thread); returns labels learned.
 
-    A label's change carries its MR's author when known (from `authors`, or from the history replayed).
+    A label's change carries its MR's author (from `authors`, the history replayed, or the label) and files
+    (`label_change`), so `learn` needs nothing this process remembered from suggesting for it.
     """
     learner = rec if isinstance(rec, LearnedRecommender) else None
     items = list(items)
     known = dict(authors)
     known.update((int(c.id[1:]), c.author) for c in items
                  if isinstance(c, Change) and c.id.startswith("!") and c.id[1:].isdigit())
+    replayed = {c.id for c in items if isinstance(c, Change)}
     learned = 0
     for item in items:
         if isinstance(item, Change):
             rec.observe(item)
         elif learner is not None:
-            change = Change(mr_change_id(item.mr_iid), int(item.time), known.get(item.mr_iid, ""), (), ())
+            change = label_change(item, known, replayed)
             learner.learn(change, item.person, item.label, time=item.time, rank=item.rank)
             learned += 1
     return learned

@@ -6,7 +6,8 @@ REVIEWBOT_TEST_POSTGRES. One database, migrated once, is created per test sessio
 end; each test starts from empty tables. When the server is unreachable the PostgreSQL cases skip.
 
 Fixtures: `database_url` (parametrised sqlite/postgresql), `storage` (a `Storage` on it, with the
-`clock`), `clock` (a `FakeClock` the stores read), `postgres_url` (PostgreSQL only), `sqlite_url`.
+`clock`), `clock` (a `FakeClock` the stores read), `postgres_url` (PostgreSQL only), `sqlite_url`,
+`blank_database_url` (parametrised, never migrated: for the migrations' own tests).
 """
 from __future__ import annotations
 
@@ -76,8 +77,13 @@ def _reachable_admin_url() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def _postgres_database() -> Iterator[str | None]:
-    admin = _reachable_admin_url()
+def _postgres_admin() -> str | None:
+    return _reachable_admin_url()
+
+
+@pytest.fixture(scope="session")
+def _postgres_database(_postgres_admin: str | None) -> Iterator[str | None]:
+    admin = _postgres_admin
     if admin is None:
         yield None
         return
@@ -120,6 +126,23 @@ def postgres_url(_postgres_database: str | None) -> str:
 def database_url(request: pytest.FixtureRequest) -> str:
     """A fresh, migrated database: once SQLite, once PostgreSQL."""
     return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database, never migrated (a PostgreSQL one of its own, dropped after the test)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'blank.sqlite3'}"
+        return
+    admin = request.getfixturevalue("_postgres_admin")
+    if admin is None:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432 (set REVIEWBOT_TEST_POSTGRES to another server)")
+    name = f"reviewbot_blank_{uuid.uuid4().hex[:10]}"
+    run_in_thread(lambda: _pg_execute(admin, f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{name}"
+    finally:
+        run_in_thread(lambda: _pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

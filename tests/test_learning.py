@@ -6,10 +6,11 @@ from __future__ import annotations
 import pickle
 
 import pytest
+import sqlalchemy as sa
 
 from bot.config import ProjectSettings
 from bot.engine import Engine
-from bot.learning import Label, adopt, interleave, replay
+from bot.learning import Label, adopt, interleave, new_labels, replay
 from bot.storage import Storage
 from graph.model import Change
 from graph.recommend import LearnedRecommender
@@ -65,6 +66,26 @@ def test_replay_learns_with_the_author_of_the_merge_and_marks_hard_negatives():
     replay(rec, interleave([merged], [Label(1, 4, "cy", "removed", 500.0, 2)]), {})
     assert rec.feedback.streak["cy"] == 0.5 and rec.feedback.author_neg[("cy", "ann")] > 0
     assert not adopt(rec, Backwards())  # never fitted: no input width to trust
+
+
+async def test_labels_carry_their_mr_from_storage_read_in_three_statements(store):
+    """Each label's MR (author, files) is the one stored with the suggestion it judges, or the MR's latest
+    suggestion when the row names none: what any process reads alike, whatever it suggested itself."""
+    sid = await store.suggestions.add(PID, 900, [{"username": "ann"}, {"username": "bob"}], "t", author="eve",
+                                      files=["a.c"])
+    await store.suggestions.add(PID, 901, [], "t", author="old", files=["old.c"])
+    await store.suggestions.add(PID, 901, [], "t", author="fay", files=["b.c"])
+    await store.feedback.record(PID, 900, "bob", "accepted", suggestion_id=sid, source_event_id=1)
+    await store.feedback.record(PID, 901, "cy", "approved", source_event_id=2)  # names no suggestion
+    await store.feedback.record(PID, 902, "dee", "approved", source_event_id=3)  # an MR never suggested for
+    await store.feedback.record(PID, 1, "ann", "final_reviewer", source_event_id=4)  # !1 is in the history
+    statements: list[str] = []
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    labels, mark = await new_labels(store, PID, 0)
+    assert [(x.mr_iid, x.rank, x.author, x.files, x.merged) for x in labels] == [
+        (900, 2, "eve", ("a.c",), False), (901, None, "fay", ("b.c",), False), (902, None, "", (), False),
+        (1, None, "", (), True)]
+    assert len(statements) == 3  # the feedback rows, the suggestions they judge, which of their MRs merged
 
 
 async def test_stored_labels_reach_the_recommender_once_and_survive_a_restart(store):

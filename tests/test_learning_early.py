@@ -3,15 +3,15 @@ review of its files at once, so the next MR on those files already sees it; a re
 merge does not count it twice.
 
 The path: the update webhook the simulator fires -> `record_reviewer_changes` stores the label -> the engine
-learns it at its next use (`Engine._catch_up` -> `bot.learning.replay`, a `Change("!<iid>", ...)` without
-files) -> `LearnedRecommender.learn` completes it from the change it remembered when suggesting for that MR.
+learns it at its next use (`Engine._catch_up` -> `bot.learning.new_labels`, which gives the label the MR's
+author and files stored with the suggestion it judges -> `replay` -> `LearnedRecommender.learn`).
 
 The project: ann wrote `src/a.c` four times; bob reviewed three of those changes (the last twenty days ago),
 cy one (ten days ago); eve, the author of the second MR, has no history. Without the early review cy is second
 on eve's MR; with it, first (the counter-case below shows the same MR without it).
 
-Known gap (the xfail test): only the process that suggested for an MR remembers its author and files, so
-another worker (or this one after a restart without a later snapshot) learns the label without them.
+Another worker (or this one after a restart without a later snapshot) learns the label alike: the author and
+files come from storage, not from the memory of the process that suggested.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from bot.gitlab.sim_model import SimMR, SimProject, SimUser
 from bot.gitlab.simulator import SimState
 from bot.storage import Storage
 from bot.worker import Dispatch
-from tests.bot_harness import SECRET, bot_settings, dispatch_outbox, dispatching, marker_notes
+from tests.bot_harness import SECRET, bot_settings, dispatch_outbox, dispatching, event_row, marker_notes
 
 PATH = "src/a.c"
 NODE = "/src/a.c"  # the file's node in the ownership graph
@@ -205,11 +205,22 @@ async def test_a_review_the_bot_requests_counts_at_once(early_env):
     assert await env.reviews_of_a_c("bob") == 4  # MR 2's review stays
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a worker that did not suggest for MR 1 learns its label as Change('!<iid>', <label time>, '', (), ()): "
-    "`Engine._authors` and `LearnedRecommender._changes` are filled only by that process's own suggestion, "
-    "so `learn` has neither author nor files and `_review_early` adds nothing until the merge (the same after "
-    "a restart without a snapshot taken after the suggestion, or an eviction from the engine's LRU)"))
+async def test_a_label_read_after_the_merge_does_not_count_the_review_again(early_env):
+    """The label of a review taken, stored late (its worker was slower than the merge's): the merge counted
+    cy already, so the label is feedback only, not a second review of the MR's files."""
+    env = await early_env()
+    mr1 = await open_first(env)
+    env.state.set_reviewers(mr1, [env.cy], by=env.ann)
+    [late] = env.state.outbox[:]  # the update event, handled only after the merge
+    env.state.outbox.clear()
+    env.state.merge_mr(mr1, by=env.ann)
+    await env.run()
+    assert (await env.labels(mr1), await env.reviews_of_a_c("cy")) == ([("cy", "final_reviewer")], 2)
+    await env.dispatch(event_row(late.event_name, late.body))
+    assert await env.labels(mr1) == [("cy", "final_reviewer"), ("cy", "accepted")]
+    assert await env.reviews_of_a_c("cy") == 2
+
+
 async def test_another_worker_ranks_with_the_review_taken(early_env):
     env = await early_env()
     mr1 = await open_first(env)

@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
+from bot.storage.db import create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
-from bot.storage.tables import metadata
+from bot.storage.migrate import alembic_config, current_revisions
+from bot.storage.tables import metadata, suggestions
 from graph.model import Change
 
 LEASE = 60.0
@@ -38,6 +41,49 @@ async def test_migrated_schema_matches_the_table_definitions(storage):
 
 async def test_migrate_twice_is_a_no_op(database_url):
     assert await migrate(database_url) == await migrate(database_url)
+
+
+async def downgrade(url: str, revision: str) -> set[str]:
+    """Alembic's downgrade on the connection, as `migrate` upgrades (the code has no downgrade command)."""
+    def run(conn: sa.Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(run)
+        return await current_revisions(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_revision_0003_upgrades_a_0002_database_with_rows_and_goes_back(blank_database_url):
+    url = blank_database_url
+    assert await migrate(url, "0002") == {"0002"}
+    engine = create_engine(url)
+    async with engine.begin() as conn:  # a row as 0002 stored it: no author, no files
+        sid = (await conn.execute(sa.insert(suggestions).values(
+            project_id=1, mr_iid=3, created_at=datetime(2025, 1, 2, tzinfo=timezone.utc),
+            people=[{"username": "bob"}], model_version="v").returning(suggestions.c.id))).scalar_one()
+    await engine.dispose()
+    storage = Storage(url)
+    try:
+        await storage.feedback.record(1, 3, "bob", "accepted", suggestion_id=sid, source_event_id=5)
+        assert await migrate(url) == {"0003"}
+        old = await storage.suggestions.latest(1, 3)
+        assert (old.id, old.people, old.author, old.files) == (sid, [{"username": "bob"}], None, None)
+        await storage.suggestions.add(1, 3, [], "v", author="ann", files=["a.c"])
+        assert await downgrade(url, "0002") == {"0002"}
+        async with storage.engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("suggestions")])
+        assert "author" not in columns and "files" not in columns
+        assert [r.suggestion_id for r in await storage.feedback.list(1)] == [sid]  # the copy did not unlink it
+        assert await migrate(url) == {"0003"}
+        assert [(r.author, r.files) for r in await storage.suggestions.list(1)] == [(None, None), (None, None)]
+    finally:
+        await storage.close()
 
 
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
@@ -290,6 +336,29 @@ async def test_suggestions_and_feedback(storage):
     assert [(r.label, r.value) for r in rows] == [("accepted", None), ("thumbs_up", 1), ("thumbs_up", 1)]
     with pytest.raises(ValueError, match="unknown feedback label"):
         await storage.feedback.record(1, 3, "bob", "liked")
+
+
+async def test_a_suggestion_keeps_the_mr_it_was_for_and_labels_find_it_in_one_statement(storage):
+    files = ["src/a.c", "docs/résumé.md"]
+    sid = await storage.suggestions.add(1, 3, [{"username": "bob"}], "v", author="ann", files=tuple(files))
+    before = await storage.suggestions.add(1, 4, [], "v")  # as stored before the MR was kept: None
+    latest = await storage.suggestions.add(1, 4, [], "v", author="cy", files=["b.c"])
+    await storage.suggestions.add(2, 4, [], "v", author="other project", files=[])
+    shown = await storage.suggestions.latest(1, 3)
+    assert (shown.author, shown.files) == ("ann", files)
+    statements: list[str] = []
+    sa.event.listen(storage.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    judged = await storage.suggestions.judged(1, [sid, before], latest_of=[4, 5])
+    assert [(r.id, r.author, r.files) for r in judged] == [(sid, "ann", files), (before, None, None),
+                                                            (latest, "cy", ["b.c"])]
+    assert len(statements) == 1
+    assert await storage.suggestions.judged(2, [sid]) == [] and await storage.suggestions.judged(1, []) == []
+
+
+async def test_history_says_which_mrs_it_holds(storage):
+    await storage.history.upsert(1, [Change("!4", 100, "ann", ("bob",), ("a.c",))])
+    assert await storage.history.present(1, ["!4", "!5", "!4"]) == {"!4"}
+    assert await storage.history.present(2, ["!4"]) == set() and await storage.history.present(1, []) == set()
 
 
 async def test_optouts_expire(storage, clock):

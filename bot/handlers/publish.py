@@ -107,7 +107,10 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
 
 async def store_suggestion(ctx: EventContext, mr_iid: int, result: SuggestionResult) -> int:
     """Store the suggestion once per event and return its id. When an earlier attempt of this event stored
-    one, `result` takes its people (in its order) instead: that attempt may have requested their reviews."""
+    one, `result` takes its people (in its order) instead: that attempt may have requested their reviews.
+
+    The MR's author and files are stored with it: labels about the MR are learned with them by whichever
+    process reads them (`bot.learning.new_labels`)."""
     storage = ctx.storage
     latest = await storage.suggestions.latest(ctx.project_id, mr_iid)
     if latest is not None and latest.event_id == ctx.event_id:
@@ -118,7 +121,8 @@ async def store_suggestion(ctx: EventContext, mr_iid: int, result: SuggestionRes
     people = [{"username": s.person, "score": round(s.score, 6), "reasons": list(s.reasons)}
               for s in result.suggestions]
     return await storage.suggestions.add(ctx.project_id, mr_iid, people, result.model_version or "none",
-                                         event_id=ctx.event_id)
+                                         event_id=ctx.event_id, author=result.change.author,
+                                         files=result.change.files)
 
 
 def _as_stored(result: SuggestionResult, people: Sequence[dict]) -> list[Suggestion]:

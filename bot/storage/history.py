@@ -86,6 +86,16 @@ class HistoryStore:
         count = int(found[0]._mapping["total"]) if found else 0
         return [(int(r._mapping["id"]), _change(r)) for r in found if r._mapping["id"] is not None], count
 
+    async def present(self, project_id: int, change_ids: Iterable[str]) -> set[str]:
+        """Which of `change_ids` the project's history holds (the MRs among them already merged)."""
+        wanted, found = sorted(set(change_ids)), set[str]()
+        async with self.engine.connect() as conn:
+            for start in range(0, len(wanted), BATCH * 10):
+                stmt = sa.select(history.c.change_id).where(
+                    history.c.project_id == project_id, history.c.change_id.in_(wanted[start:start + BATCH * 10]))
+                found.update(str(c) for c in (await conn.execute(stmt)).scalars())
+        return found
+
     async def count(self, project_id: int) -> int:
         """How many changes the project has."""
         stmt = sa.select(sa.func.count()).select_from(history).where(history.c.project_id == project_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,6 +17,8 @@ from bot.storage.db import insert_for, utcnow
 from bot.storage.tables import feedback, suggestions
 
 __all__ = ["SuggestionRow", "FeedbackRow", "SuggestionStore", "FeedbackStore", "FEEDBACK_LABELS"]
+
+CHUNK = 5000  # ids per IN (...) list: SQLite and asyncpg take at most 32766 / 32767 parameters a statement
 
 FEEDBACK_LABELS = frozenset({
     "accepted", "assigned", "removed", "passed_over", "reroll", "exclude", "why", "thumbs_up", "thumbs_down",
@@ -27,7 +29,8 @@ FEEDBACK_LABELS = frozenset({
 
 @dataclass(frozen=True, slots=True)
 class SuggestionRow:
-    """One ranked list shown on an MR: `people` = [{"username", "score", "reasons": [...]}, ...]."""
+    """One ranked list shown on an MR: `people` = [{"username", "score", "reasons": [...]}, ...]; `author`
+    and `files` = the MR as suggested for (None on rows stored before they were kept)."""
 
     id: int
     project_id: int
@@ -36,6 +39,8 @@ class SuggestionRow:
     people: list[dict[str, Any]]
     model_version: str
     event_id: int | None
+    author: str | None = None
+    files: list[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +67,14 @@ class SuggestionStore:
 
     async def add(
         self, project_id: int, mr_iid: int, people: Iterable[Mapping[str, Any]], model_version: str,
-        *, event_id: int | None = None,
+        *, event_id: int | None = None, author: str | None = None, files: Sequence[str] | None = None,
     ) -> int:
-        """Store a suggestion; return its id."""
+        """Store a suggestion; return its id. `author` and `files` describe the MR it was made for: feedback
+        labels about the MR are learned with them (`bot.learning.new_labels`)."""
         stmt = sa.insert(suggestions).values(
             project_id=project_id, mr_iid=mr_iid, created_at=self.clock(), people=[dict(p) for p in people],
-            model_version=model_version, event_id=event_id,
+            model_version=model_version, event_id=event_id, author=author,
+            files=None if files is None else list(files),
         ).returning(suggestions.c.id)
         async with self.engine.begin() as conn:
             return int((await conn.execute(stmt)).scalar_one())
@@ -93,15 +100,22 @@ class SuggestionStore:
         async with self.engine.connect() as conn:
             return [SuggestionRow(**r._mapping) for r in (await conn.execute(stmt)).all()]
 
-    async def people_of(self, ids: Iterable[int]) -> dict[int, list[str]]:
-        """The usernames each suggestion listed, in rank order (for the rank of a person a label is about)."""
-        wanted = sorted(set(ids))
-        if not wanted:
-            return {}
-        stmt = sa.select(suggestions.c.id, suggestions.c.people).where(suggestions.c.id.in_(wanted))
+    async def judged(self, project_id: int, ids: Iterable[int], latest_of: Iterable[int] = (),
+                     ) -> list[SuggestionRow]:
+        """The project's suggestions with these `ids`, and the latest one on each MR in `latest_of`, in id
+        order: what a batch of feedback labels judges (a person's rank, the MR's author and files), read in
+        one statement for the whole batch (one per `CHUNK` ids), not one per label."""
+        wanted, mrs = sorted(set(ids)), sorted(set(latest_of))
+        of_project = suggestions.c.project_id == project_id
+        found: dict[int, SuggestionRow] = {}
         async with self.engine.connect() as conn:
-            rows = (await conn.execute(stmt)).all()
-        return {int(i): [str(p.get("username")) for p in people or [] if isinstance(p, dict)] for i, people in rows}
+            for i in range(0, max(len(wanted), len(mrs)), CHUNK):
+                latest = (sa.select(sa.func.max(suggestions.c.id))
+                          .where(of_project, suggestions.c.mr_iid.in_(mrs[i:i + CHUNK])).group_by(suggestions.c.mr_iid))
+                stmt = sa.select(suggestions).where(of_project, sa.or_(
+                    suggestions.c.id.in_(wanted[i:i + CHUNK]), suggestions.c.id.in_(latest.scalar_subquery())))
+                found.update((r.id, SuggestionRow(**r._mapping)) for r in (await conn.execute(stmt)).all())
+        return sorted(found.values(), key=lambda r: r.id)
 
 
 class FeedbackStore:

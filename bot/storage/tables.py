@@ -103,6 +103,10 @@ suggestions = sa.Table(
     sa.Column("people", Json, nullable=False),
     sa.Column("model_version", sa.String(100), nullable=False),
     sa.Column("event_id", sa.BigInteger, nullable=True),
+    # the MR as it was suggested for (its author's username, its changed paths), so a label about it teaches
+    # any process the same thing; NULL on rows stored before revision 0003
+    sa.Column("author", sa.String(255), nullable=True),
+    sa.Column("files", Json, nullable=True),
     sa.Index(None, "project_id", "mr_iid"),
 )
 
