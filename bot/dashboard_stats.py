@@ -6,7 +6,8 @@ web module only loads the rows and renders the result.
 
 Definitions (one merge request is one unit, however often the bot re-suggested on it):
 * a merge request is **accepted** when someone the bot suggested on it later got an `accepted`, `approved`,
-  `reviewed` or `final_reviewer` label there (the bot's own `assigned` alone is not a human's choice);
+  `reviewed` or `final_reviewer` label there (`assigned` never counts: it is the bot's own request, or a
+  reviewer the team added whom the last suggestion did not list, neither of them the team taking a suggestion);
   it counts in the week of the bot's first suggestion on it;
 * its **actual reviewers** are the `final_reviewer` people once merged, else whoever is currently a reviewer
   (`accepted`, `assigned`, `approved`, `reviewed`, less those `removed` since);

@@ -46,6 +46,7 @@ def test_only_a_suggested_person_who_took_part_later_counts_as_accepted():
         "approved, other case": ([feedback(1, "ANN", "approved")], True),
         "final reviewer": ([feedback(1, "bob", "final_reviewer")], True),
         "bot assignment only": ([feedback(1, "ann", "assigned")], False),
+        "the team added someone not suggested": ([feedback(1, "cy", "assigned")], False),
         "someone else reviewed": ([feedback(1, "cy", "final_reviewer")], False),
         "before the suggestion": ([feedback(1, "ann", "approved", ago=2)], False),
         "thumbs up": ([feedback(1, "ann", "thumbs_up")], False),
@@ -66,6 +67,8 @@ def test_actual_reviewers_are_the_final_ones_once_merged_else_the_current_ones()
             feedback(1, "ann", "removed", ago=0.7)]
     open_mr = stats([suggestion(1, "ann", "bob")], rows).recent[0]
     assert open_mr.reviewers == ["bob"] and not open_mr.merged and open_mr.top1_hit is None
+    added = stats([suggestion(1, "ann", "bob")], [*rows, feedback(1, "cy", "assigned", ago=0.6)])
+    assert added.recent[0].reviewers == ["bob", "cy"]  # a reviewer the team added unsuggested is one too
     merged = stats([suggestion(1, "ann", "bob")], [*rows, feedback(1, "Cy", "final_reviewer")])
     assert merged.recent[0].reviewers == ["Cy"] and merged.recent[0].top3_hit is False
     assert (merged.judged, merged.top1, merged.top3) == (1, 0.0, 0.0)

@@ -228,8 +228,28 @@ def test_skip_reason_reads_the_payload():
 def test_reviewer_feedback_labels():
     people = lambda *names: [{"username": n} for n in names]  # noqa: E731
     assert reviewer_feedback(people("ann"), people(), ["ann"]) == [("ann", "removed")]
-    assert reviewer_feedback(people(), people("Bob", "cy"), ["bob", "dee"]) == [("bob", "accepted"),
-                                                                                 ("dee", "passed_over")]
+    assert reviewer_feedback(people(), people("Bob", "cy"), ["bob", "dee"]) == [
+        ("bob", "accepted"), ("dee", "passed_over"), ("cy", "assigned")]
+    assert reviewer_feedback(people("cy"), people("cy", "Eve"), ["bob"]) == [("bob", "passed_over"),
+                                                                              ("Eve", "assigned")]
+    assert reviewer_feedback(people("cy"), people(), ["bob"]) == []  # cy, not suggested, removed: no label
+
+
+async def test_a_reviewer_the_bot_did_not_suggest_is_recorded_as_assigned_once(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    shown = await env.storage.suggestions.latest(env.pid, mr.iid)
+    assert ([p["username"] for p in shown.people], shown.author, shown.files) == (["bob", "cy"], "ann", FILES)
+    env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.dee], by=env.tiny.ann)
+    [update] = env.state.outbox[:]
+    env.state.outbox.clear()
+    row = event_row(update.event_name, update.body)
+    await env.dispatch(row)
+    await env.dispatch(row)  # the worker retries the event: nothing is recorded twice
+    rows = await env.storage.feedback.list(env.pid, mr_iid=mr.iid)
+    assert [(f.person, f.label) for f in rows] == [("bob", "accepted"), ("cy", "passed_over"), ("dee", "assigned")]
+    assert {f.suggestion_id for f in rows} == {shown.id}
 
 
 async def test_mentions_only_when_configured(handler_env):

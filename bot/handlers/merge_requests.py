@@ -5,7 +5,8 @@ What each action does:
 * `open`, `reopen`, and `update` whose `changes.draft` goes true → false: suggest and post the one comment
   (requesting review when the project's `assign` says so);
 * `update` with `oldrev` (new commits): recompute and edit that comment (`comment_on_update`);
-* `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over);
+* `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over, and
+  `assigned` for a reviewer added whom it did not suggest);
 * `approval` / `approved`: `approved` feedback;
 * `merge`: the MR (author, reviewers, approvers, files) joins the project's history and graph, and the final
   reviewers are recorded as feedback.
@@ -86,22 +87,24 @@ def reviewer_feedback(previous: Iterable[Mapping[str, Any]], current: Iterable[M
                       suggested: Iterable[str]) -> list[tuple[str, str]]:
     """(person, label) pairs for a reviewer change, judged against the last suggestion.
 
-    A suggested person who was added is `accepted`, one who was removed `removed`; when someone not suggested
-    was added, the suggested people who are not reviewers are `passed_over`.
+    A suggested person who was added is `accepted`, one who was removed `removed`. Someone not suggested who
+    was added is `assigned` (they became a reviewer: the recommender counts their review at once, as the
+    team's choice), and then the suggested people who are not reviewers are `passed_over`.
 
     >>> reviewer_feedback([], [{"username": "bob"}], ["ann", "bob"])
     [('bob', 'accepted')]
-    >>> reviewer_feedback([], [{"username": "cy"}], ["ann"])
-    [('ann', 'passed_over')]
+    >>> reviewer_feedback([{"username": "ann"}], [{"username": "cy"}, {"username": "Dee"}], ["ann", "bob"])
+    [('ann', 'removed'), ('ann', 'passed_over'), ('bob', 'passed_over'), ('cy', 'assigned'), ('Dee', 'assigned')]
     """
     before, after = _names(previous), _names(current)
     added, removed = after.keys() - before.keys(), before.keys() - after.keys()
     chosen = {p.casefold(): p for p in suggested}
+    others = [p for f, p in after.items() if f in added and f not in chosen]  # in the reviewers' order
     out = [(p, "accepted") for f, p in chosen.items() if f in added]
     out += [(p, "removed") for f, p in chosen.items() if f in removed]
-    if added - chosen.keys():
+    if others:
         out += [(p, "passed_over") for f, p in chosen.items() if f not in after]
-    return out
+    return out + [(p, "assigned") for p in others]
 
 
 def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
