@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import logging
 import signal
@@ -102,7 +103,16 @@ async def build_app(settings: Settings, factory: DispatchFactory | None, *, with
 
         app.cleanup_ctx.append(handlers_ctx)
         run_in_app(app, late)
+    app.on_startup.append(_freeze_startup)
     return app
+
+
+async def _freeze_startup(_app: web.Application | None = None) -> None:
+    """Keep what the process imported and built to start (modules, the app, the pool) out of the garbage
+    collector's reach: a full collection scanned all of it (41 ms in the webhook process) in the middle of
+    whichever request triggered it; frozen, it scans only what the requests create."""
+    gc.collect()
+    gc.freeze()
 
 
 def _setup(args: argparse.Namespace) -> Settings:
@@ -135,6 +145,7 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool) -> int
     try:
         async with factory(settings, storage, metrics) as dispatch:
             worker = Worker(storage, dispatch, settings, metrics)
+            await _freeze_startup()
             if once:
                 started = await worker.run_once()
                 await worker.drain()
