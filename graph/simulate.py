@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
 from graph.model import Change
 
-__all__ = ["SimulationResult", "simulate", "frequent_reviewer"]
+__all__ = ["SimulationResult", "simulate", "frequent_reviewer", "TENTHS"]
+
+TENTHS = 10  # the replay's curves over time: Top-1 and acceptance per tenth of the changes
 
 
 @dataclass
@@ -38,6 +40,8 @@ class SimulationResult:
     leaver_last_in_top: int = 0  # the leaver's former changes until their last appearance in the top k
     leaver_first_on_former: int = 0  # ... on which the leaver was still put first
     seconds: float = 0.0
+    # per tenth of the replay, in order: [evaluated, top-1 hits, suggested, accepted] (the curves over time)
+    tenths: list[list[int]] = field(default_factory=lambda: [[0, 0, 0, 0] for _ in range(TENTHS)])
 
     def as_dict(self) -> dict:
         ev = self.evaluated or 1
@@ -53,6 +57,8 @@ class SimulationResult:
             "leaver_former_changes": self.leaver_former_changes,
             "leaver_changes_until_dropped": self.leaver_last_in_top if self.leaver else None,
             "leaver_still_first": self.leaver_first_on_former,
+            "top1_over_time": [round(h / (e or 1), 4) for e, h, _, _ in self.tenths],
+            "acceptance_over_time": [round(a / (s or 1), 4) for _, _, s, a in self.tenths],
             "seconds": round(self.seconds, 2),
         }
 
@@ -96,7 +102,7 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
         else:
             former = False
         top = rec.recommend(change, k)
-        _score(res, change, top, i >= third)
+        _score(res, change, top, i >= third, res.tenths[i * TENTHS // len(changes)])
         if former:
             res.leaver_former_changes += 1
             res.leaver_first_on_former += bool(top[:1] == [leaver])
@@ -113,17 +119,22 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
     return res
 
 
-def _score(res: SimulationResult, change: Change, top: list[str], last_third: bool) -> None:
+def _score(res: SimulationResult, change: Change, top: list[str], last_third: bool, tenth: list[int]) -> None:
     res.records += 1
     truth = change.truth()
     if not truth:
         return
     res.evaluated += 1
-    res.top1_hits += bool(top[:1] and top[0] in truth)
+    hit = bool(top[:1] and top[0] in truth)
+    res.top1_hits += hit
     res.top3_hits += any(p in truth for p in top[:3])
     taken = sum(p in truth for p in top)
     res.suggested += len(top)
     res.accepted += taken
+    tenth[0] += 1
+    tenth[1] += hit
+    tenth[2] += len(top)
+    tenth[3] += taken
     if last_third:
         res.last_third_suggested += len(top)
         res.last_third_accepted += taken

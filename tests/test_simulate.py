@@ -55,6 +55,8 @@ def test_simulated_team_with_a_leaver():
     assert on.leaver_former_changes == off.leaver_former_changes == 20
     assert on.as_dict()["leaver_changes_until_dropped"] < off.as_dict()["leaver_changes_until_dropped"]
     assert on.top1_hits > off.top1_hits
+    assert [sum(t[0] for t in r.tenths) for r in (on, off)] == [on.evaluated, off.evaluated]
+    assert [sum(t[1] for t in r.tenths) for r in (on, off)] == [on.top1_hits, off.top1_hits]
 
 
 def test_cli_json(tmp_path, capsys):
@@ -67,7 +69,9 @@ def test_cli_json(tmp_path, capsys):
     assert [r["learning"] for r in rows] == ["on", "off"]
     for r in rows:
         assert {"file", "records", "top1", "top3", "acceptance", "acceptance_last_third",
-                "leaver_changes_until_dropped", "seconds"} <= set(r)
+                "leaver_changes_until_dropped", "seconds", "top1_over_time", "acceptance_over_time"} <= set(r)
+        assert len(r["top1_over_time"]) == len(r["acceptance_over_time"]) == 10
+        assert all(0 <= x <= 1 for x in r["top1_over_time"] + r["acceptance_over_time"])
 
 
 def test_memory_stays_finite_over_decades():

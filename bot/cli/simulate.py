@@ -52,13 +52,15 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(r) + "\n")
         return 0
     table = Table(title="Simulated team (accuracies in %)")
-    for col in ("file", "learning", "records", "top1", "top3", "acceptance", "last third", "leaver dropped after"):
+    for col in ("file", "learning", "records", "top1", "top3", "acceptance", "last third",
+                "top1 by tenth", "leaver dropped after"):
         table.add_column(col, justify="left" if col in ("file", "learning") else "right")
     for r in results:
         dropped = r["leaver_changes_until_dropped"]
         table.add_row(r["file"], r["learning"], str(r["records"]), f"{100 * r['top1']:.1f}",
                       f"{100 * r['top3']:.1f}", f"{100 * r['acceptance']:.1f}",
                       f"{100 * r['acceptance_last_third']:.1f}",
+                      " ".join(f"{100 * x:.0f}" for x in r["top1_over_time"]),
                       "-" if dropped is None else f"{dropped} of {r['leaver_former_changes']}")
     stdout_console().print(table)
     return 0
