@@ -153,3 +153,21 @@ async def test_a_retried_command_answers_and_acknowledges_once(handler_env):
     [reply] = replies(env, mr, note)
     assert "**Why `@cy`?**" in reply.body and "suggest reviewers again" in reply.body
     assert acks(env, note) == [ACK_OK]
+
+
+async def test_a_comment_by_a_suggested_person_is_their_review_once(handler_env):
+    env = await handler_env()
+    mr = await opened(env)  # the bot suggests bob first (see the tests above)
+    env.state.add_note(mr, env.tiny.bob, "Looks fine, one nit below.")
+    env.state.add_note(mr, env.tiny.bob, "And another one.")
+    env.state.add_note(mr, env.tiny.ann, "Thanks!")  # the author: not a review
+    await env.run()
+    assert [f for f in await feedback(env, mr) if f[1] == "reviewed"] == [("bob", "reviewed")]
+
+
+async def test_a_comment_by_someone_not_suggested_records_nothing(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    env.state.add_note(mr, env.tiny.rep, "Drive-by remark.")
+    await env.run()
+    assert [f for f in await feedback(env, mr) if f[0] == "rep"] == []

@@ -150,6 +150,27 @@ RUNNERS: dict[str, Callable[[CommandRun, Command], Awaitable[None]]] = {
 
 
 # --- the handler ----------------------------------------------------------------------------------------------
+async def record_comment(event: Event, ctx: EventContext) -> None:
+    """A suggested person (not the author) commented on the MR: `reviewed` feedback, once per person and MR
+    (a thread of ten comments is one review; a retried event finds its own row and records it again, which
+    the store ignores)."""
+    user, mr = event.data.get("user") or {}, event.data["merge_request"]
+    person = str(user.get("username") or "")
+    if not person or (user.get("id") is not None and user.get("id") == mr.get("author_id")):
+        return
+    iid = int(mr["iid"])
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    suggested = {str(p.get("username", "")).casefold() for p in latest.people} if latest else set()
+    if person.casefold() not in suggested:
+        return
+    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
+    if any(r.person.casefold() == person.casefold() and r.label == "reviewed" and r.source_event_id != ctx.event_id
+           for r in rows):
+        return
+    await ctx.storage.feedback.record(ctx.project_id, iid, person, "reviewed", source_event_id=ctx.event_id,
+                                      suggestion_id=latest.id)
+
+
 def _wanted(event: Event, ctx: EventContext) -> bool:
     attrs = event.object_attributes
     if ctx.bot.is_me(event.data.get("user")) or attrs.get("system"):
@@ -159,11 +180,13 @@ def _wanted(event: Event, ctx: EventContext) -> bool:
 
 @router.register("Note Hook", noteable_type="MergeRequest")
 async def on_note(event: Event, ctx: EventContext) -> None:
-    """Run the `/reviewers` commands of a new comment on an MR, then answer and acknowledge it."""
+    """Run the `/reviewers` commands of a new comment on an MR, then answer and acknowledge it; a comment
+    without commands by someone the bot suggested is their review (`reviewed`)."""
     if not _wanted(event, ctx):
         return
     commands = parse_commands(str(event.object_attributes.get("note") or ""), ctx.bot.username)
     if not commands:
+        await record_comment(event, ctx)
         return
     run = CommandRun(ctx, int(event.data["merge_request"]["iid"]), int(event.object_attributes["id"]),
                      dict(event.data.get("user") or {}))
