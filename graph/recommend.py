@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -66,8 +66,9 @@ class GraphRecommender:
         cands = self._candidates(change)
         return [cands.people[i] for i in self._order(cands)[:k]]
 
-    def observe(self, change: Change) -> None:
-        self.og.add_change(change, allow_author=self.allow_author)
+    def observe(self, change: Change, *, reviewed: Iterable[str] = ()) -> None:
+        """Add the merged change to the graph (`reviewed`: people whose review is in it already)."""
+        self.og.add_change(change, allow_author=self.allow_author, reviewed=reviewed)
         self._cache = None
 
     def observe_history(self, changes: Sequence[Change]) -> None:
@@ -246,16 +247,20 @@ class LearnedRecommender(GraphRecommender):
             self._keep_rows(cands, truth, self._rejected.pop(change.id, ()))
         for person in truth:
             self._note(self._reviewed, person, change.time, 1.0 / len(truth))
-        early = self._early.pop(change.id, {})
-        for person, (at, then, before) in list(early.items()):
-            # removed without a label, or the files changed since (a push): the merge counts them afresh
-            if person not in truth or then.files != change.files or then.author != change.author:
-                self.og.retract_review(then, person, at, before)
-                del early[person]
-        self.og.add_change(change, allow_author=self.allow_author, reviewed=early)
-        self._cache = None
+        super().observe(change, reviewed=self._settle_early(change, truth))
         if self._due():
             self.refit()
+
+    def _settle_early(self, change: Change, truth: frozenset[str]) -> list[str]:
+        """At the merge: the early reviewers the graph already counts. Those removed without a label, or all
+        of them when the files changed since (a push), are taken back and counted afresh by the merge."""
+        kept = []
+        for person, (at, then, before) in self._early.pop(change.id, {}).items():
+            if person in truth and then.files == change.files and then.author == change.author:
+                kept.append(person)
+            else:
+                self.og.retract_review(then, person, at, before)
+        return kept
 
     @staticmethod
     def model_input(X: np.ndarray, score: np.ndarray) -> np.ndarray:
