@@ -183,12 +183,9 @@ async def record_approval(event: Event, ctx: EventContext) -> None:
     if not person or ctx.bot.is_me(user):
         return
     iid = int(event.object_attributes["iid"])
-    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
-    if any(r.person == person and r.label == "approved" and r.source_event_id != ctx.event_id for r in rows):
-        return
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
-    await ctx.storage.feedback.record(ctx.project_id, iid, person, "approved", source_event_id=ctx.event_id,
-                                      suggestion_id=latest.id if latest else None)
+    await ctx.storage.feedback.record_once(ctx.project_id, iid, person, "approved", source_event_id=ctx.event_id,
+                                           suggestion_id=latest.id if latest else None)
 
 
 @router.register(HOOK, action="merge")

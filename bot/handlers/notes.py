@@ -152,8 +152,7 @@ RUNNERS: dict[str, Callable[[CommandRun, Command], Awaitable[None]]] = {
 # --- the handler ----------------------------------------------------------------------------------------------
 async def record_comment(event: Event, ctx: EventContext) -> None:
     """A suggested person (not the author) commented on the MR: `reviewed` feedback, once per person and MR
-    (a thread of ten comments is one review; a retried event finds its own row and records it again, which
-    the store ignores)."""
+    (a thread of ten comments is one review)."""
     user, mr = event.data.get("user") or {}, event.data["merge_request"]
     person = str(user.get("username") or "")
     if not person or (user.get("id") is not None and user.get("id") == mr.get("author_id")):
@@ -161,14 +160,9 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
     iid = int(mr["iid"])
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = {str(p.get("username", "")).casefold() for p in latest.people} if latest else set()
-    if person.casefold() not in suggested:
-        return
-    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
-    if any(r.person.casefold() == person.casefold() and r.label == "reviewed" and r.source_event_id != ctx.event_id
-           for r in rows):
-        return
-    await ctx.storage.feedback.record(ctx.project_id, iid, person, "reviewed", source_event_id=ctx.event_id,
-                                      suggestion_id=latest.id)
+    if latest is not None and person.casefold() in suggested:
+        await ctx.storage.feedback.record_once(ctx.project_id, iid, person, "reviewed", suggestion_id=latest.id,
+                                               source_event_id=ctx.event_id)
 
 
 def _wanted(event: Event, ctx: EventContext) -> bool:

@@ -148,6 +148,17 @@ class FeedbackStore:
             self._writes[project_id] = self._writes.get(project_id, 0) + 1
         return added
 
+    async def record_once(self, project_id: int, mr_iid: int, person: str, label: str, *,
+                          suggestion_id: int | None = None, source_event_id: int | None = None) -> bool:
+        """Store `label` for `person` on the MR unless another event already did (an approval sent twice, a
+        thread of comments: one piece of evidence); this event's own row, from a killed attempt, is kept."""
+        folded = person.casefold()
+        if any(r.person.casefold() == folded and r.label == label and r.source_event_id != source_event_id
+               for r in await self.list(project_id, mr_iid=mr_iid)):
+            return False
+        return await self.record(project_id, mr_iid, person, label, suggestion_id=suggestion_id,
+                                 source_event_id=source_event_id)
+
     async def since(self, project_id: int, after_id: int = 0, *, limit: int | None = None) -> list[FeedbackRow]:
         """A project's rows with an id above `after_id`, in id order (what a learner has not seen yet)."""
         stmt = (sa.select(feedback).where(feedback.c.project_id == project_id, feedback.c.id > after_id)
