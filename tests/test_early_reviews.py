@@ -331,3 +331,19 @@ def test_an_early_reviewer_counts_on_files_pushed_after_the_review_was_taken():
         r.learn(OPEN, "bob", "accepted", time=2 * D + 3600)
         r.observe(merged)
     assert figures(rec.og, COUNTS) == figures(off.og, COUNTS)
+
+
+# -- snapshots ---------------------------------------------------------------------------------------------
+def test_a_snapshot_keeps_the_early_reviews_and_the_merge_settles_them_alike():
+    from graph.snapshot import dumps, loads
+
+    rec = learner()
+    rec.suggest(OPEN, 3)
+    rec.learn(Change("10", 2 * D + 3600, "", (), ()), "eve", "accepted")
+    restored = loads(dumps(rec))
+    assert restored._early.keys() == {"10"} and restored.og.G["/src/a.c"]["@eve"]["rc"] == 1
+    merged = Change("10", 4 * D, "ann", ("eve",), ("src/a.c",))
+    for r in (rec, restored):
+        r.observe(merged)
+    assert_same_figures(restored.og, rec.og)
+    assert restored.og.G["/src/a.c"]["@eve"]["rc"] == 1 and not restored._early
