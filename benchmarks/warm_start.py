@@ -68,6 +68,8 @@ class Figures:
     warm: float | None = None
     warm_changes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    first: list[float] = field(default_factory=list)  # suggestion ms right after the warm start
+    later: list[float] = field(default_factory=list)  # ... once the background work is done
 
 
 async def timed(make: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
@@ -161,10 +163,25 @@ async def warm_start(url: str, newer: list[Change], figures: Figures) -> None:
                 return rec.og.changes
         try:
             figures.warm, figures.warm_changes = await timed(take)
+            queries = [Change(f"q{i}", c.time + 1, c.author, (), c.files) for i, c in enumerate(newer[:100])]
+            figures.first = await suggestion_times(engine, queries)  # while the blocks are built in steps
+            await engine.wait_background()
+            figures.later = await suggestion_times(engine, queries)
         finally:
             await fresh.close()
     finally:
         await storage.close()
+
+
+async def suggestion_times(engine: Engine, queries: list[Change]) -> list[float]:
+    """Milliseconds of each suggestion as the bot makes it (the project's lock, then the ranking in a thread)."""
+    out = []
+    for q in queries:
+        started = time.perf_counter()
+        async with engine.use(PROJECT, SETTINGS) as rec:
+            await asyncio.to_thread(rec.suggest, q, 3)
+        out.append(1000 * (time.perf_counter() - started))
+    return out
 
 
 async def codec(url: str) -> tuple[bytes, dict[str, Any]]:
@@ -209,6 +226,12 @@ def report(figures: list[Figures], codec_figures: dict[str, Any], replay: float,
         for key, value in f.extra.items():
             print(f"{f.name}: {key}: {value:.2f} s")
         print(f"{f.name}: warm recommender has {f.warm_changes:,} changes")
+        for label, ms in (("right after the warm start (edge blocks built meanwhile)", f.first),
+                          ("once the blocks are built", f.later)):
+            if ms:
+                ms = sorted(ms)
+                print(f"{f.name}: {len(ms)} suggestions {label}: p50 {ms[len(ms) // 2]:.1f} ms, "
+                      f"p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms, max {ms[-1]:.1f} ms")
     if any(f.cold_note for f in figures):
         print("* row read on this database + the SQLite replay (run with --cold-each to replay here too)")
 

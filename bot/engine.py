@@ -43,6 +43,7 @@ from bot.storage import Storage
 from graph import snapshot
 from graph.codeowners import CodeOwners, Owner, SectionMatch, parse_codeowners
 from graph.model import Change, Suggestion
+from graph.ownership import OwnershipGraph
 from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender, RecommenderSettings, make_recommender
 
 __all__ = [
@@ -145,6 +146,9 @@ def config_key(method: str, config: RecommenderSettings) -> str:
 # a graph of millions of dicts otherwise makes the occasional full collection last seconds (measured 3.2 s,
 # loaded machine, 200k changes), landing on whichever request triggers it.
 FREEZE_AFTER = 20_000
+# Edge-block rows built per step when a loaded snapshot's blocks are warmed in the background (`_warm_blocks`):
+# about 15-20 ms of work, the longest a suggestion waits for the lock meanwhile (100k rows made it 80-100 ms).
+WARM_CHUNK = 20_000
 Rows = Sequence[tuple[int, Change]]  # (history row id, change), oldest first
 
 
@@ -352,7 +356,7 @@ class Engine:
         else:  # no training rows nor labels to interleave: the graph takes the history in bulk
             await asyncio.to_thread(rec.observe_history, [c for _, c in rows])
         # the paths' edge blocks now, not on the first suggestions (a 500-file change on paths never read
-        # costs several times one on read paths); a snapshot load leaves them to be built as paths are read
+        # costs several times one on read paths); after a snapshot load `_warm_blocks` builds them in steps
         await asyncio.to_thread(rec.og.warm_blocks)
         if len(rows) >= FREEZE_AFTER:  # one full collection now, instead of seconds-long ones during requests
             gc.unfreeze()  # what an earlier freeze kept (a dropped project's graph) can be collected now
@@ -386,7 +390,26 @@ class Engine:
         await self._models_for(project_id, rec)
         log.info(kv("recommender loaded", project_id=project_id, snapshot_id=row.id, size=row.size,
                     changes=entry.count, new=entry.unsaved, seconds=round(time.monotonic() - started, 3)))
+        task = asyncio.create_task(self._warm_blocks(entry, rec))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return True
+
+    async def _warm_blocks(self, entry: _Entry, rec: GraphRecommender, chunk: int = WARM_CHUNK) -> None:
+        """Build the loaded graph's edge blocks in the background, `chunk` rows at a time under the project's
+        lock: a snapshot restores the graph, not its derived blocks, and a suggestion on paths never read
+        costs several times one on read paths. Between chunks, suggestions get the lock (they wait for one
+        chunk at most); a rebuilt or evicted recommender ends it."""
+        og, cap = rec.og, int(OwnershipGraph.BLOCK_ROWS * 0.75)
+        done = -1
+        while entry.recommender is rec:
+            async with entry.lock:
+                if entry.recommender is not rec:
+                    return
+                before = og.block_rows
+                done = await asyncio.to_thread(og.warm_blocks, min(cap, before + chunk))
+            if done >= cap or done == before:
+                return
 
     # -- models ----------------------------------------------------------------------------------------
     async def _models_for(self, project_id: int, rec: GraphRecommender) -> None:

@@ -150,6 +150,8 @@ class _Derived:
         self.blocks: dict[str, _Block] = {}
         self.block_rows = 0
         self.reasons: tuple | None = None  # graph.reasons: the paths of the last change explained
+        self.warm_order: list[str] | None = None  # `OwnershipGraph.warm_blocks`: paths, busiest first
+        self.warm_next = 0  # ... and the next one to build
 
     def __reduce__(self) -> tuple[type, tuple]:
         return (_Derived, ())
@@ -487,6 +489,11 @@ class OwnershipGraph:
             cached = self._heads[p] = (n, ranked)
         return cached[1]
 
+    @property
+    def block_rows(self) -> int:
+        """Rows of all cached edge blocks together."""
+        return self._derived.block_rows
+
     def warm_blocks(self, limit: int | None = None) -> int:
         """Build the edge blocks of the busiest paths before the first suggestions need them, up to `limit`
         rows (default: three quarters of `BLOCK_ROWS`); returns the rows cached. A suggestion on paths never
@@ -500,12 +507,14 @@ class OwnershipGraph:
         """
         derived, node = self._derived, self.G._node
         cap = int(self.BLOCK_ROWS * 0.75) if limit is None else limit
-        paths = [p for p, d in node.items() if d.get("kind") != "person"]
-        paths.sort(key=lambda p: -node[p].get("n", 0))
-        for p in paths:
-            if derived.block_rows >= cap:
-                break
-            self.edge_block(p)
+        if derived.warm_order is None:  # sorted once: a caller warming in steps continues where it stopped
+            paths = [p for p, d in node.items() if d.get("kind") != "person"]
+            paths.sort(key=lambda p: -node[p].get("n", 0))
+            derived.warm_order, derived.warm_next = paths, 0
+        paths = derived.warm_order
+        while derived.warm_next < len(paths) and derived.block_rows < cap:
+            self.edge_block(paths[derived.warm_next])
+            derived.warm_next += 1
         return derived.block_rows
 
     def people_table(self) -> PeopleTable:

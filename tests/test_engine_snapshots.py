@@ -78,6 +78,12 @@ async def test_a_warm_start_from_a_snapshot_equals_a_cold_build(stores, caplog):
         assert_ranks_alike(warm, await cold(second))
     assert "recommender loaded" in caplog.text and "recommender built" not in caplog.text
     assert reader.changes_seen(1) == len(HISTORY)
+    await reader.wait_background()  # the loaded graph's edge blocks, built in steps after the load
+    async with reader.use(1, SETTINGS) as warm:
+        og = warm.og
+        paths = [p for p, d in og.G.nodes(data=True) if d.get("kind") == "path"]
+        assert og.block_rows > 0 and all(p in og._derived.blocks for p in paths)
+        assert_ranks_alike(warm, await cold(second))
 
 
 async def test_history_stored_by_another_process_reaches_the_engine_within_refresh_seconds(stores):
