@@ -14,8 +14,9 @@ async def setup(env):
 
 
 async def thumbs(env, mr):
+    """The award labels on the MR (a suggested person's comment adds a `reviewed` label beside them)."""
     return [(f.person, f.label, f.value["action"], f.suggestion_id)
-            for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+            for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid) if f.label.startswith("thumbs_")]
 
 
 async def test_thumbs_on_the_comment_are_feedback_on_the_suggestion(handler_env):
