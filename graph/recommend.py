@@ -195,7 +195,9 @@ class LearnedRecommender(GraphRecommender):
 
         With `hard_negatives`, rejections also make that person's row of this change count twice when the
         change is observed (off by default: it did not help in the simulations). A review taken counts
-        as the person's current work on this merge request until it merges (`FeedbackMemory.open`).
+        as the person's current work on this merge request until it merges (`FeedbackMemory.open`), and
+        with `early_reviews` it enters the graph at once (`_review_early`). A label may name only the
+        change (as the bot's do): its author and files are then those remembered when it was suggested.
         """
         known = self._changes.get(change.id)
         if known is not None and not (change.files and change.author):
