@@ -74,6 +74,18 @@ def test_cli_json(tmp_path, capsys):
         assert all(0 <= x <= 1 for x in r["top1_over_time"] + r["acceptance_over_time"])
 
 
+def test_cli_open_days(tmp_path, capsys):
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(json.dumps({"id": c.id, "time": c.time, "author": c.author,
+                                          "reviewers": list(c.reviewers), "files": list(c.files)})
+                              for c in history()) + "\n")
+    assert main(["simulate", str(path), "--json", "--jobs", "1", "--open-days", "0"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["open_days"] for r in rows] == [0.0, 0.0]
+    assert main(["simulate", str(path), "--open-days", "-1"]) == 2
+    assert "--open-days" in capsys.readouterr().err
+
+
 def test_memory_stays_finite_over_decades():
     m = FeedbackMemory(half_life_days=60)
     m.record("bob", "accepted", time=0, author="ann")

@@ -22,11 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=int, default=3, help="people suggested per change (default 3)")
     p.add_argument("--leaver-rank", type=int, default=1,
                    help="which reviewer leaves halfway: 1 = the most frequent in the first half (0: none)")
+    p.add_argument("--open-days", type=float, default=2.0,
+                   help="days each merge request stays open before its merge (default 2): the team's labels "
+                        "come at the open, the history learns the change at the merge")
     p.add_argument("--jobs", type=int, default=2, help="replays run in parallel (default 2)")
     p.set_defaults(func=run)
 
 
-def _simulate(source: str, is_git: bool, learning: bool, top: int, leaver_rank: int) -> dict:
+def _simulate(source: str, is_git: bool, learning: bool, top: int, leaver_rank: int, open_days: float) -> dict:
     """One (history, learning) replay, in a worker process."""
     from threadpoolctl import threadpool_limits
 
@@ -38,13 +41,17 @@ def _simulate(source: str, is_git: bool, learning: bool, top: int, leaver_rank: 
     leaver = frequent_reviewer(changes, half, leaver_rank) if leaver_rank > 0 else None
     with threadpool_limits(limits=1):
         result = simulate(changes, lambda: make_recommender("default"), learning=learning, k=top,
-                          leaver=leaver, leave_at=half, progress=tick_factory())
-    return {"file": Path(source).name, **result.as_dict()}
+                          leaver=leaver, leave_at=half, open_days=open_days, progress=tick_factory())
+    return {"file": Path(source).name, "open_days": open_days, **result.as_dict()}
 
 
 def run(args: argparse.Namespace) -> int:
     sources = sources_of(args.paths, args.git, "simulate")
-    jobs = [(s, g, learning, args.top, args.leaver_rank) for s, g in sources for learning in (True, False)]
+    if args.open_days < 0:
+        print("reviewbot simulate: --open-days must be 0 or more", file=sys.stderr)
+        return 2
+    jobs = [(s, g, learning, args.top, args.leaver_rank, args.open_days) for s, g in sources
+            for learning in (True, False)]
     total = sum(len(load(s, g)) for s, g in sources) * 2
     results = run_jobs(_simulate, jobs, total, workers=args.jobs, label="simulating")
     if args.json:
