@@ -42,6 +42,7 @@ from typing import Any, Awaitable, Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from benchmarks.bench_support import percentile  # noqa: E402
 from bot.config import ProjectSettings  # noqa: E402
 from bot.engine import Engine, config_key, recommender_settings  # noqa: E402
 from bot.storage import Storage, migrate  # noqa: E402
@@ -229,9 +230,8 @@ def report(figures: list[Figures], codec_figures: dict[str, Any], replay: float,
         for label, ms in (("right after the warm start (edge blocks built meanwhile)", f.first),
                           ("once the blocks are built", f.later)):
             if ms:
-                ms = sorted(ms)
-                print(f"{f.name}: {len(ms)} suggestions {label}: p50 {ms[len(ms) // 2]:.1f} ms, "
-                      f"p99 {ms[int(len(ms) * 0.99) - 1]:.1f} ms, max {ms[-1]:.1f} ms")
+                print(f"{f.name}: {len(ms)} suggestions {label}: p50 {percentile(ms, 0.5):.1f} ms, "
+                      f"p99 {percentile(ms, 0.99):.1f} ms, max {max(ms):.1f} ms")
     if any(f.cold_note for f in figures):
         print("* row read on this database + the SQLite replay (run with --cold-each to replay here too)")
 

@@ -401,7 +401,6 @@ class Engine:
         costs several times one on read paths. Between chunks, suggestions get the lock (they wait for one
         chunk at most); a rebuilt or evicted recommender ends it."""
         og, cap = rec.og, int(OwnershipGraph.BLOCK_ROWS * 0.75)
-        done = -1
         while entry.recommender is rec:
             async with entry.lock:
                 if entry.recommender is not rec:

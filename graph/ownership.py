@@ -408,8 +408,10 @@ class OwnershipGraph:
                 data = node_of[p] = {"kind": "person", "first": t, "last": t, "rc": 0, "rw": 0.0, "sw": 0.0,
                                      "ac": 0, "lr": None}
                 succ[p], pred[p] = {}, {}
-            if authored or p != author:
-                data["last"] = max(data["last"], t) if not authored else t
+            if authored:
+                data["last"] = t
+            elif p != author:  # a review taken may date before the last merge
+                data["last"] = max(data["last"], t)
             dirty[p] = None
         if authored:
             node_of[author]["ac"] += 1

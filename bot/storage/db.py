@@ -20,6 +20,8 @@ from bot.config import normalise_database_url
 __all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", "StorageError"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# values per IN (...) list: SQLite and asyncpg take at most 32766 / 32767 parameters a statement
+IN_CHUNK = 5000
 
 
 class StorageError(RuntimeError):

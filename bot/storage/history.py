@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.storage.db import insert_for
+from bot.storage.db import IN_CHUNK, insert_for
 from bot.storage.tables import history
 from graph.model import Change
 
@@ -90,9 +90,9 @@ class HistoryStore:
         """Which of `change_ids` the project's history holds (the MRs among them already merged)."""
         wanted, found = sorted(set(change_ids)), set[str]()
         async with self.engine.connect() as conn:
-            for start in range(0, len(wanted), BATCH * 10):
+            for start in range(0, len(wanted), IN_CHUNK):
                 stmt = sa.select(history.c.change_id).where(
-                    history.c.project_id == project_id, history.c.change_id.in_(wanted[start:start + BATCH * 10]))
+                    history.c.project_id == project_id, history.c.change_id.in_(wanted[start:start + IN_CHUNK]))
                 found.update(str(c) for c in (await conn.execute(stmt)).scalars())
         return found
 

@@ -13,12 +13,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.storage.db import insert_for, utcnow
+from bot.storage.db import IN_CHUNK, insert_for, utcnow
 from bot.storage.tables import feedback, suggestions
 
 __all__ = ["SuggestionRow", "FeedbackRow", "SuggestionStore", "FeedbackStore", "FEEDBACK_LABELS"]
 
-CHUNK = 5000  # ids per IN (...) list: SQLite and asyncpg take at most 32766 / 32767 parameters a statement
 
 FEEDBACK_LABELS = frozenset({
     "accepted", "assigned", "removed", "passed_over", "reroll", "exclude", "why", "thumbs_up", "thumbs_down",
@@ -104,16 +103,16 @@ class SuggestionStore:
                      ) -> list[SuggestionRow]:
         """The project's suggestions with these `ids`, and the latest one on each MR in `latest_of`, in id
         order: what a batch of feedback labels judges (a person's rank, the MR's author and files), read in
-        one statement for the whole batch (one per `CHUNK` ids), not one per label."""
+        one statement for the whole batch (one per `IN_CHUNK` ids), not one per label."""
         wanted, mrs = sorted(set(ids)), sorted(set(latest_of))
         of_project = suggestions.c.project_id == project_id
         found: dict[int, SuggestionRow] = {}
         async with self.engine.connect() as conn:
-            for i in range(0, max(len(wanted), len(mrs)), CHUNK):
+            for i in range(0, max(len(wanted), len(mrs)), IN_CHUNK):
                 latest = (sa.select(sa.func.max(suggestions.c.id))
-                          .where(of_project, suggestions.c.mr_iid.in_(mrs[i:i + CHUNK])).group_by(suggestions.c.mr_iid))
+                          .where(of_project, suggestions.c.mr_iid.in_(mrs[i:i + IN_CHUNK])).group_by(suggestions.c.mr_iid))
                 stmt = sa.select(suggestions).where(of_project, sa.or_(
-                    suggestions.c.id.in_(wanted[i:i + CHUNK]), suggestions.c.id.in_(latest.scalar_subquery())))
+                    suggestions.c.id.in_(wanted[i:i + IN_CHUNK]), suggestions.c.id.in_(latest.scalar_subquery())))
                 found.update((r.id, SuggestionRow(**r._mapping)) for r in (await conn.execute(stmt)).all())
         return sorted(found.values(), key=lambda r: r.id)
 
