@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping, Sequence
 
-from graph.model import Suggestion
+from graph.model import Contribution, Suggestion
 
 __all__ = [
     "MARKER",
@@ -26,6 +26,7 @@ __all__ = [
     "has_marker",
     "render_comment",
     "render_why",
+    "WHY_ROWS",
     "render_cannot_suggest",
 ]
 
@@ -154,27 +155,58 @@ def render_comment(
     )
 
 
-def _contribution_rows(contributions: Sequence[tuple[str, float]]) -> list[str]:
-    ordered = sorted(contributions, key=lambda item: -abs(item[1]))
-    rows = ["| Signal | Effect on score |", "|---|--:|"]
-    return rows + [f"| {_cell(name)} | {value:+.3f} |" for name, value in ordered]
+WHY_ROWS = 8  # signals listed by `/reviewers why`, the strongest first; the rest are summed up in one line
+
+
+def _contribution_rows(person: str, items: Sequence[Contribution]) -> list[str]:
+    """The strongest signals as a table: the person's value, the other candidates' typical value, the effect."""
+    ordered = sorted(items, key=lambda c: -abs(c.effect))
+    shown, rest = ordered[:WHY_ROWS], ordered[WHY_ROWS:]
+    with_values = any(c.value for c in shown)
+    if with_values:
+        rows = [f"| Signal | {code_span('@' + person)} | Other candidates, typically | Effect |", "|---|---|---|--:|"]
+        rows += [f"| {_cell(c.signal)} | {_cell(c.value) or '—'} | {_cell(c.others) or '—'} | {c.effect:+.2f} |"
+                 for c in shown]
+    else:
+        rows = ["| Signal | Effect |", "|---|--:|"] + [f"| {_cell(c.signal)} | {c.effect:+.2f} |" for c in shown]
+    if rest:
+        rows.append(f"\n{len(rest)} weaker signals: {sum(c.effect for c in rest):+.2f} together.")
+    return rows
+
+
+def _summary(items: Sequence[Contribution]) -> str:
+    """One sentence: what helped this person most and what held them back."""
+    up = [c for c in sorted(items, key=lambda c: -c.effect) if c.effect > 0][:2]
+    down = [c for c in sorted(items, key=lambda c: c.effect) if c.effect < 0][:1]
+
+    def said(c: Contribution) -> str:
+        return f"{c.signal} ({c.value}; others {c.others})" if c.value else c.signal
+
+    parts = []
+    if up:
+        parts.append("Ranked up most by " + " and ".join(said(c) for c in up))
+    if down:
+        parts.append(("held back by " if up else "Held back by ") + said(down[0]))
+    return _one_line(_quiet(", ".join(parts) + ".")) if parts else ""
 
 
 def render_why(
     person: str,
     suggestion: Suggestion | None,
-    contributions: Sequence[tuple[str, float]] | Mapping[str, float] = (),
+    contributions: Sequence[Contribution | tuple[str, float]] | Mapping[str, float] = (),
     *,
     rank: int | None = None,
     dropped: str | None = None,
 ) -> str:
-    """The answer to `/reviewers why @person`: score and rank, reasons, per-signal contributions.
+    """The answer to `/reviewers why @person`: rank, reasons, then how each signal counted for them.
 
-    `contributions` default to the suggestion's own; `dropped` is the plain-words reason the person was
-    filtered out (from `bot.eligibility.eligible`).
+    `contributions` default to the suggestion's own; each effect is how far the score moves when that one
+    signal is set to the other candidates' average (+ raises, - lowers). `dropped` is the plain-words
+    reason the person was filtered out (from `bot.eligibility.eligible`).
     """
-    items = list(contributions.items()) if isinstance(contributions, Mapping) else list(contributions)
-    items = items or list(suggestion.contributions if suggestion else ())
+    raw = list(contributions.items()) if isinstance(contributions, Mapping) else list(contributions)
+    raw = raw or list(suggestion.contributions if suggestion else ())
+    items = [c if isinstance(c, Contribution) else Contribution(*c) for c in raw]
     head = [f"**Why {code_span('@' + person)}?**"]
     if suggestion is not None:
         place = f"ranked {rank} with" if rank is not None else "has"
@@ -184,7 +216,11 @@ def render_why(
     if suggestion is None and not items and not dropped:
         head.append("They have no review history on the files this merge request touches.")
     reasons = [f"- {_one_line(_quiet(r))}" for r in (suggestion.reasons if suggestion else ())]
-    return _blocks(head, reasons, _contribution_rows(items) if items else [])
+    table = []
+    if items:
+        table = [_summary(items), "", "How each signal counted (the score with that signal set to the other "
+                 "candidates' average; + raised it, - lowered it):", "", *_contribution_rows(person, items)]
+    return _blocks(head, reasons, table)
 
 
 def render_cannot_suggest(reason: str, *, marker: str = MARKER, commands_footer: bool = True) -> str:

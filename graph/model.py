@@ -7,9 +7,9 @@ model: it is built hundreds of thousands of times in hot loops.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
-__all__ = ["Change", "Suggestion", "change_from_record", "RecordError"]
+__all__ = ["Change", "Suggestion", "Contribution", "change_from_record", "RecordError"]
 
 
 class RecordError(ValueError):
@@ -78,6 +78,16 @@ def change_from_record(rec: Mapping[str, Any]) -> Change:
     )
 
 
+class Contribution(NamedTuple):
+    """How one signal moved a person's score (`effect`, + raises), with the person's value of it and the
+    other candidates' typical value in plain units ("3 days ago", "42%"; empty when not known)."""
+
+    signal: str
+    effect: float
+    value: str = ""
+    others: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Suggestion:
     """One suggested reviewer: who, how strongly, and the evidence in plain words.
@@ -89,4 +99,4 @@ class Suggestion:
     person: str
     score: float
     reasons: tuple[str, ...] = ()
-    contributions: tuple[tuple[str, float], ...] = ()
+    contributions: tuple[Contribution, ...] = ()

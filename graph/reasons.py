@@ -6,7 +6,8 @@ from typing import Iterable
 
 import numpy as np
 
-from graph.model import Change
+from graph.explain import compare
+from graph.model import Change, Contribution
 from graph.ownership import DAY, OwnershipGraph
 
 __all__ = ["reasons", "contributions"]
@@ -123,14 +124,15 @@ def _best_dir(dirs: dict[str, tuple[int, int]], mine: dict[str, dict]) -> tuple[
     return None if best is None else best[1]
 
 
-def contributions(row: np.ndarray, others: np.ndarray) -> list[tuple[str, float]]:
-    """How far each feature of this row is above the candidates' average, largest first.
+def contributions(row: np.ndarray, others: np.ndarray) -> list[Contribution]:
+    """How far each weighted feature of this row is above the candidates' average, largest first.
 
     A model-agnostic reading for `/reviewers why`: the features on which a person stands out.
     """
     from graph.features import FEATURE_WORDS, FEATURES, GRAPH_WEIGHTS
 
     mean = others.mean(axis=0) if len(others) else np.zeros_like(row)
-    out = [(FEATURE_WORDS[name], float(GRAPH_WEIGHTS.get(name, 0.0) * (row[i] - mean[i])))
+    out = [Contribution(FEATURE_WORDS[name], float(GRAPH_WEIGHTS.get(name, 0.0) * (row[i] - mean[i])),
+                        *compare(name, float(row[i]), float(mean[i])))
            for i, name in enumerate(FEATURES)]
-    return sorted([c for c in out if c[1] != 0.0], key=lambda c: -abs(c[1]))
+    return sorted([c for c in out if c.effect != 0.0], key=lambda c: -abs(c.effect))

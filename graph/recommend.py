@@ -14,7 +14,8 @@ import numpy as np
 
 from graph.feedback import FEEDBACK_FEATURES, FEEDBACK_WORDS, NEGATIVE, TAKEN, FeedbackMemory
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
-from graph.model import Change, Suggestion
+from graph.explain import compare
+from graph.model import Change, Contribution, Suggestion
 from graph.ownership import OwnershipGraph, ReviewTimes
 from graph.ranker import ReviewerRanker
 from graph.reasons import contributions, reasons
@@ -115,11 +116,11 @@ class GraphRecommender:
         """Add columns to the candidate rows (the learned ranker adds feedback features)."""
         return cands
 
-    def _contributions(self, cands: Candidates, i: int) -> list[tuple[str, float]]:
+    def _contributions(self, cands: Candidates, i: int) -> list[Contribution]:
         """How each signal moved row i's score, in words, largest first."""
         return self._contributions_many(cands, [i])[0]
 
-    def _contributions_many(self, cands: Candidates, rows: list[int]) -> list[list[tuple[str, float]]]:
+    def _contributions_many(self, cands: Candidates, rows: list[int]) -> list[list[Contribution]]:
         """`_contributions` of several rows (the learned ranker scores all their probes at once)."""
         return [contributions(cands.X[i, : len(FEATURES)], cands.X[:, : len(FEATURES)]) for i in rows]
 
@@ -341,7 +342,7 @@ class LearnedRecommender(GraphRecommender):
             scores[gone] = -np.inf  # not proposed at all (see `_order`)
         return scores
 
-    def _contributions_many(self, cands: Candidates, rows: list[int]) -> list[list[tuple[str, float]]]:
+    def _contributions_many(self, cands: Candidates, rows: list[int]) -> list[list[Contribution]]:
         """With a model: how much the score of each row changes when one signal at a time is set to the
         other candidates' average (the rest of the change's candidates unchanged). Every probe of every row
         goes through one `decision_function` call, each probe as its own group."""
@@ -354,17 +355,18 @@ class LearnedRecommender(GraphRecommender):
         return [out[i] for i in rows]
 
     def _probed(self, ranker: ReviewerRanker, cands: Candidates, idx: list[int],
-                rows: list[int]) -> list[list[tuple[str, float]]]:
+                rows: list[int]) -> list[list[Contribution]]:
         """Each probe is scored in a group of two rows: the probe and the other candidates' column maxima.
         The ranker reads a group only through its maxima (`graph.ranker.relative_features`), so the probe
         scores as it would among all the other rows, at a tenth of the rows."""
         Z = self.model_input(cands.X[idx], cands.score[idx])
         n, d = Z.shape
         g = 2 if n > 1 else 1
-        probes = []
+        probes, compared = [], []  # compared: (the row, the others' average) of each explained row
         for i in rows:
             me, others = idx.index(i), np.delete(Z, idx.index(i), axis=0)
             mean = others.mean(axis=0) if len(others) else Z[me]
+            compared.append((Z[me], mean))
             P = np.repeat(Z[me][None], d + 1, axis=0)  # the last probe is the unchanged row
             P[np.arange(d), np.arange(d)] = mean
             if g == 2:
@@ -374,11 +376,12 @@ class LearnedRecommender(GraphRecommender):
         names = [*FEATURES, *FEEDBACK_FEATURES, "graph_score"]
         words = {**FEATURE_WORDS, **FEEDBACK_WORDS}
         out = []
-        for r in range(len(rows)):
+        for r, (value, mean) in enumerate(compared):
             mine = s[r * (d + 1) * g:(r + 1) * (d + 1) * g:g]
             base = mine[d]
-            found = [(words[name], float(base - mine[j])) for j, name in enumerate(names)]
-            out.append(sorted([c for c in found if abs(c[1]) > 1e-6], key=lambda c: -abs(c[1])))
+            found = [Contribution(words[name], float(base - mine[j]), *compare(name, value[j], mean[j]))
+                     for j, name in enumerate(names)]
+            out.append(sorted([c for c in found if abs(c.effect) > 1e-6], key=lambda c: -abs(c.effect)))
         return out
 
     def _on_duty(self, X: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from bot.commands import parse_commands
 from bot.comment import (
     COMMANDS_FOOTER,
     MARKER,
+    WHY_ROWS,
     NO_HISTORY,
     code_span,
     has_marker,
@@ -14,7 +15,7 @@ from bot.comment import (
     render_comment,
     render_why,
 )
-from graph.model import Suggestion
+from graph.model import Contribution, Suggestion
 
 ALICE = Suggestion("alice", 0.9, ("reviewed 14 changes under `src/`", "CODEOWNER of `src/`"),
                    (("history", 0.5), ("load", -0.7)))
@@ -122,17 +123,35 @@ def test_why_for_a_suggestion():
         "- reviewed 14 changes under `src/`",
         "- CODEOWNER of `src/`",
         "",
-        "| Signal | Effect on score |",
+        "Ranked up most by history, held back by load.",
+        "",
+        "How each signal counted (the score with that signal set to the other candidates' average; "
+        "+ raised it, - lowered it):",
+        "",
+        "| Signal | Effect |",
         "|---|--:|",
-        "| load | -0.700 |",
-        "| history | +0.500 |",
+        "| load | -0.70 |",
+        "| history | +0.50 |",
     ])
 
 
 def test_why_uses_the_suggestions_own_contributions_by_default():
     text = render_why("alice", ALICE, ())
     assert "`@alice` has score 0.900." in text
-    assert text.endswith("| load | -0.700 |\n| history | +0.500 |")
+    assert text.endswith("| load | -0.70 |\n| history | +0.50 |")
+
+
+def test_why_compares_the_person_with_the_other_candidates_in_plain_units():
+    signals = [Contribution("time since they last touched these paths", 1.0, "today", "5 months ago"),
+               Contribution("wrote code in these directories", -0.7, "0%", "20%")]
+    signals += [Contribution(f"signal {i}", 0.01, "1", "1") for i in range(WHY_ROWS)]
+    text = render_why("bob", Suggestion("bob", 2.0, (), tuple(signals)), rank=1)
+    assert ("Ranked up most by time since they last touched these paths (today; others 5 months ago) and "
+            "signal 0 (1; others 1), held back by wrote code in these directories (0%; others 20%).") in text
+    assert "| Signal | `@bob` | Other candidates, typically | Effect |" in text
+    assert "| time since they last touched these paths | today | 5 months ago | +1.00 |" in text
+    assert text.endswith(f"{len(signals) - WHY_ROWS} weaker signals: +0.02 together.")
+    assert text.count("| signal ") == WHY_ROWS - 2
 
 
 def test_why_for_someone_dropped():

@@ -61,7 +61,8 @@ def test_reasons_in_plain_words():
         "reviewed 2 changes under `drivers/net/` (last 3 days ago)",
         "reviewed 2 of this author's changes",
     )
-    assert top.contributions[0][0] == "reviews of these very files"
+    assert top.contributions[0][:2] == ("reviews of these very files", top.contributions[0].effect)
+    assert top.contributions[0].effect > 0 and top.contributions[0].value.endswith("%")
 
 
 def test_suggest_respects_allowed():
@@ -108,6 +109,7 @@ def test_model_explanations_in_words():
             rec.observe(c)
     (top,) = rec.suggest(Change("q", 13 * D, "ann", (), ("src/x.c",)), k=1)
     assert top.person == "bob" and rec.model_ is not None
-    words = [w for w, _ in top.contributions]
+    words = [c.signal for c in top.contributions]
     assert words and all(" " in w or w.isalpha() for w in words)
-    assert top.contributions[0][1] > 0
+    assert top.contributions[0].effect > 0
+    assert all(c.value and c.others for c in top.contributions)  # both sides in plain units
