@@ -158,21 +158,29 @@ class FeedbackMemory:
         elif label in NEGATIVE and change_id in self.open:
             self.open[change_id].people.pop(person, None)
 
-    def idle_streak(self, person: str, *, now: float, days: float, month: float = 30.0) -> float:
+    def idle_streak(self, person: str, *, now: float, days: float, month: float = 30.0,
+                    burst: float = math.inf) -> float:
         """The person's rejection streak if it has lasted `days` (else 0), growing by its length (twice
         as much after `month` days): someone turned down a few times within a day or two while others
-        took the reviews is busy, not gone; someone turned down now and then for weeks has left.
+        took the reviews is busy, not gone; someone turned down now and then for weeks has left. A streak
+        of `burst` rejections counts at once, however short: turned down on a whole series of merge
+        requests in a row, they are not reviewing these days.
 
         >>> m = FeedbackMemory()
         >>> for t in (0, 1, 2):
         ...     m.record("bob", "removed", time=t * 86400.0)
         >>> [round(m.idle_streak("bob", now=d * 86400.0, days=3), 2) for d in (2, 3, 30)]
         [0.0, 3.3, 6.0]
+        >>> m.idle_streak("bob", now=2 * 86400.0, days=3, burst=3)
+        3.0
         """
         since = self.streak_since.get(person)
-        if since is None or now - since < days * 86400.0:
+        if since is None:
             return 0.0
-        return self.streak.get(person, 0.0) * (1.0 + (now - since) / (month * 86400.0))
+        streak = self.streak.get(person, 0.0)
+        if now - since < days * 86400.0:
+            return streak if streak >= burst else 0.0
+        return streak * (1.0 + (now - since) / (month * 86400.0))
 
     def close(self, change_id: str) -> None:
         """The merge request was merged (or closed): its reviewers are in the history from now on."""

@@ -45,6 +45,7 @@ class RecommenderSettings:
     rejection_penalty: float = 1.0  # per further rejection (logit units of the model score)
     rejection_drop: float = 6.0     # rejections in a row (weighted by 1/rank) that put a person last
     rejection_days: float = 5.0     # a streak counts once it has lasted this long (and grows with its length)
+    rejection_burst: float = 12.0   # ... or at once when it is this long (a series turned down in a row)
     hard_negatives: bool = False   # rows of people the team turned down count twice in training
     early_reviews: bool = True     # a review taken enters the graph at once, not at the merge (see `learn`)
     duty_boost: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)  # logit units per fb_open_* column (see `_on_duty`)
@@ -402,7 +403,8 @@ class LearnedRecommender(GraphRecommender):
 
     def _streak(self, person: str) -> float:
         """The rejections in a row that count against `person` now (see `rejection_days`)."""
-        return self.feedback.idle_streak(person, now=self._now, days=self.settings.rejection_days)
+        s = self.settings
+        return self.feedback.idle_streak(person, now=self._now, days=s.rejection_days, burst=s.rejection_burst)
 
     # -- spreading the load -----------------------------------------------------------------------------
     def _note(self, table: dict[str, float], person: str, t: float, amount: float) -> None:

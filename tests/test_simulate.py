@@ -47,6 +47,25 @@ def test_rejections_drop_a_person_from_the_first_place():
     assert rec.recommend(Change("q5", 37 * D, "ann", (), ("src/f1.c",)), 1) == ["cid"]
 
 
+def test_a_whole_series_turned_down_in_a_row_counts_at_once():
+    """Within days a streak counts only once it is `rejection_burst` long; one review taken brings them back."""
+    rec = make_recommender("default")
+    for c in history(30):
+        rec.observe(c)
+    burst = int(rec.settings.rejection_burst)
+
+    def query(i: int) -> Change:
+        return Change(f"s{i}", 31 * D + 60 * i, "ann", (), ("src/f1.c",))
+
+    for i in range(burst - 1):  # one series within the hour: busy, not gone
+        rec.learn(query(i), "bob", "removed", rank=1, time=query(i).time)
+    assert rec.recommend(query(burst), 1) == ["bob"]
+    rec.learn(query(burst), "bob", "removed", rank=1, time=query(burst).time)
+    assert "bob" not in rec.recommend(query(burst + 1), 3)
+    rec.learn(Change("t", 31 * D + 7200, "dan", (), ("src/f2.c",)), "bob", "assigned", time=31 * D + 7200)
+    assert rec.recommend(query(burst + 2), 1) == ["bob"]
+
+
 def test_simulated_team_with_a_leaver():
     changes = history()
     assert frequent_reviewer(changes, 30) == "bob"
