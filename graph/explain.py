@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["plain", "compare", "UNITS"]
+__all__ = ["plain", "compare", "span", "UNITS"]
 
 NEVER_LOG_DAYS = 11.0  # log(1 + days) beyond this (about 160 years) reads as "never"
 
@@ -30,15 +30,18 @@ UNITS = {
 }
 
 
-def _days(days: float) -> str:
-    if days < 1:
-        return "under a day"
-    if days < 60:
-        n = round(days)
+def span(days: float) -> str:
+    """A duration in the largest fitting unit, rounded down: "1 day", "59 days", "2 months", "3 years".
+
+    >>> span(1.9), span(59), span(61), span(800)
+    ('1 day', '59 days', '2 months', '2 years')
+    """
+    n = int(days)
+    if n < 60:
         return f"{n} day{'s' if n != 1 else ''}"
-    if days < 730:
-        return f"{round(days / 30)} months"
-    return f"{round(days / 365)} years"
+    if n < 730:
+        return f"{n // 30} months"
+    return f"{n // 365} years"
 
 
 def plain(name: str, value: float) -> str:
@@ -58,9 +61,10 @@ def plain(name: str, value: float) -> str:
         if value >= NEVER_LOG_DAYS:
             return "never"
         days = math.expm1(max(0.0, value))
-        return "today" if days < 1 else f"{_days(days)} ago"
+        return "today" if days < 1 else f"{span(days)} ago"
     if unit == "span":
-        return _days(math.expm1(max(0.0, value)))
+        days = math.expm1(max(0.0, value))
+        return "under a day" if days < 1 else span(days)
     if unit == "count":
         n = math.expm1(max(0.0, value))
         return f"{n:.0f}" if n >= 9.5 or abs(n - round(n)) < 0.05 else f"{n:.1f}"

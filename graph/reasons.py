@@ -6,7 +6,7 @@ from typing import Iterable
 
 import numpy as np
 
-from graph.explain import compare
+from graph.explain import compare, span
 from graph.model import Change, Contribution
 from graph.ownership import DAY, OwnershipGraph
 
@@ -16,14 +16,8 @@ __all__ = ["reasons", "contributions"]
 def _ago(t: float | None, now: float) -> str:
     if t is None:
         return "never"
-    days = int(max(0.0, now - t) // DAY)
-    if days == 0:
-        return "today"
-    if days < 60:
-        return f"{days} day{'s' if days != 1 else ''} ago"
-    if days < 730:
-        return f"{days // 30} months ago"
-    return f"{days // 365} years ago"
+    days = max(0.0, now - t) / DAY
+    return "today" if days < 1 else f"{span(days)} ago"
 
 
 def _plural(n: int, word: str) -> str:
