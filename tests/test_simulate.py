@@ -1,5 +1,6 @@
 """Learning from feedback: the memory, the penalty for repeated rejections, and the simulated team."""
 import json
+import random
 
 import numpy as np
 import pytest
@@ -64,6 +65,27 @@ def test_a_whole_series_turned_down_in_a_row_counts_at_once():
     assert "bob" not in rec.recommend(query(burst + 1), 3)
     rec.learn(Change("t", 31 * D + 7200, "dan", (), ("src/f2.c",)), "bob", "assigned", time=31 * D + 7200)
     assert rec.recommend(query(burst + 2), 1) == ["bob"]
+
+
+def rotation(n=600, seed=1):
+    """Four reviewers take the merge requests in turn (a team on a strict rotation); merge requests come
+    every 1.4 hours on average, so a dozen or more are open at once."""
+    rnd = random.Random(seed)
+    out, t = [], 0.0
+    for i in range(n):
+        t += rnd.expovariate(1 / 5000)
+        out.append(Change(str(i), int(t), f"a{rnd.randrange(3)}", (f"r{i % 4}",), (f"x/{rnd.randrange(5)}",)))
+    return out
+
+
+def test_learning_picks_up_a_rotation_the_merged_history_learns_too_late():
+    """Whose turn it is depends on who took the last reviews: the team's labels say it at once, the merged
+    history days later, when the turn has gone round many times."""
+    changes = rotation()
+    on = simulate(changes, lambda: make_recommender("default"), learning=True, k=3)
+    off = simulate(changes, lambda: make_recommender("default"), learning=False, k=3)
+    assert on.top1_hits / on.evaluated > off.top1_hits / off.evaluated + 0.3
+    assert on.as_dict()["top1_over_time"][-1] >= 0.9 > 0.5 > off.as_dict()["top1_over_time"][-1]
 
 
 def test_simulated_team_with_a_leaver():
