@@ -115,6 +115,17 @@ def test_cli_json(tmp_path, capsys):
         assert all(0 <= x <= 1 for x in r["top1_over_time"] + r["acceptance_over_time"])
 
 
+def test_cli_table_says_the_lift_per_history(tmp_path, capsys):
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(json.dumps({"id": c.id, "time": c.time, "author": c.author,
+                                          "reviewers": list(c.reviewers), "files": list(c.files)})
+                              for c in history()) + "\n")
+    assert main(["simulate", str(path), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Simulated team" in out and "h.jsonl: learning lifts Top-1 by +" in out
+    assert "the leaver dropped out of the top 3 after" in out
+
+
 def test_cli_open_days(tmp_path, capsys):
     path = tmp_path / "h.jsonl"
     path.write_text("\n".join(json.dumps({"id": c.id, "time": c.time, "author": c.author,
