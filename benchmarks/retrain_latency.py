@@ -42,7 +42,7 @@ from graph.recommend import DEFAULT_SETTINGS, LearnedRecommender  # noqa: E402
 from graph.retrain import retrain, training_window  # noqa: E402
 
 DEFAULT_DATA = "/work/shared/data/u-boot.jsonl.gz"
-POOL = 40  # as bot.engine.POOL: the ranked candidates the eligibility filter looks at
+POOL = 40  # as bot.suggesting.POOL: the ranked candidates the eligibility filter looks at
 DAY = 86400
 
 
@@ -65,7 +65,7 @@ def queries(history: list[Change], n: int, seed: int = 0) -> list[Change]:
 
 
 def timed_suggestions(rec: LearnedRecommender, changes: list[Change]) -> list[float]:
-    """The bot's two calls (`bot.engine`): rank the pool, then explain the three people shown."""
+    """The bot's two calls (`bot.suggesting`): rank the pool, then explain the three people shown."""
     out = []
     for change in changes:
         t0 = time.perf_counter()

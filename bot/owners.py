@@ -28,7 +28,7 @@ from bot.logfmt import kv
 from graph.codeowners import CodeOwners, Owner
 
 if TYPE_CHECKING:
-    from bot.engine import Recent
+    from bot.lookups import Recent
 
 __all__ = ["OwnerUsers", "owners_to_resolve", "resolve_owners", "group_linked", "email_matches"]
 

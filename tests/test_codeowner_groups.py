@@ -10,7 +10,9 @@ import pytest
 
 from bot.backfill import backfill_project
 from bot.config import ProjectSettings
-from bot.engine import Engine, Recent, suggest_for_mr
+from bot.engine import Engine
+from bot.lookups import Recent
+from bot.suggesting import suggest_for_mr
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.models import Group, Namespace, Project, User
 from bot.gitlab.simulator import SimState

@@ -1,5 +1,5 @@
-"""`bot.engine`: per-project recommenders kept up to date from storage, and `suggest_for_mr` against the
-simulator (eligibility, CODEOWNERS coverage, the domain errors)."""
+"""`bot.engine`: per-project recommenders kept up to date from storage, and `bot.suggesting.suggest_for_mr`
+against the simulator (eligibility, CODEOWNERS coverage, the domain errors)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -10,7 +10,8 @@ import pytest
 from bot.backfill import backfill_project
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY
 from bot.config import ProjectSettings
-from bot.engine import Engine, MRFacts, boost_owners, explain_person, owner_usernames, suggest_for_mr
+from bot.engine import Engine
+from bot.suggesting import MRFacts, boost_owners, explain_person, owner_usernames, suggest_for_mr
 from bot.gitlab.models import Member
 from bot.gitlab.sim_model import SimDiff
 from bot.storage import Storage

@@ -3,7 +3,6 @@ import json
 import random
 
 import numpy as np
-import pytest
 
 from bot.cli import main
 from graph.features import FEATURES

@@ -84,8 +84,10 @@ def lift_lines(results: list[dict], *, top: int = 3) -> list[str]:
     ...       "leaver_changes_until_dropped": 2, "leaver_former_changes": 9}
     >>> off = {**on, "learning": "off", "top1": 0.5, "top1_over_time": [0.5], "acceptance_last_third": 0.3,
     ...        "leaver_changes_until_dropped": 9}
-    >>> lift_lines([on, off])[0]
-    'h: learning lifts Top-1 by +10.0 points (+20.0 over the last tenth); acceptance over the last third 30.0% → 40.0%; the leaver dropped out of the top 3 after 2 of their 9 changes (off: 9)'
+    >>> print(lift_lines([on, off])[0].replace("; ", ";\\n"))
+    h: learning lifts Top-1 by +10.0 points (+20.0 over the last tenth);
+    acceptance over the last third 30.0% → 40.0%;
+    the leaver dropped out of the top 3 after 2 of their 9 changes (off: 9)
     """
     pairs: dict[str, dict[str, dict]] = {}
     for r in results:

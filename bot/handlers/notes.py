@@ -18,7 +18,7 @@ from gidgetlab.sansio import Event
 from bot.comment import code_span, render_why
 from bot.commands import Command, help_text, parse_commands
 from bot.eligibility import DEVELOPER, access_level_name
-from bot.engine import explain_person, suggest_for_mr
+from bot.suggesting import explain_person, suggest_for_mr
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
 from bot.handlers.merge_requests import assign_count

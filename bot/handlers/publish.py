@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from bot.comment import NO_FILES, NO_HISTORY, has_marker, render_cannot_suggest, render_comment
-from bot.engine import SuggestionResult, suggest_for_mr
+from bot.suggesting import SuggestionResult, suggest_for_mr
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext, RetryLater

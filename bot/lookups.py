@@ -1,0 +1,104 @@
+"""What the bot asks GitLab about a project beyond the merge request itself, cached for a short while.
+
+Why a cache: every suggestion needs the project's members, its CODEOWNERS file, the statuses of the people
+it considers and the open merge requests' reviewers (their loads). Those change slowly next to a burst of
+webhooks (a push updates several MRs at once), so `Recent` keeps each answer for a minute (open review
+loads for ten seconds). `gather` runs several of these requests at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Awaitable, Callable, Hashable, TypeVar
+
+from bot.gitlab.client import GitLabClient
+from bot.gitlab.models import Member as GitLabMember
+from bot.logfmt import kv
+from graph.codeowners import CodeOwners, parse_codeowners
+
+__all__ = ["gather", "Recent", "Lookups", "load_codeowners", "CODEOWNERS_PATHS"]
+
+log = logging.getLogger("bot.lookups")
+
+CODEOWNERS_PATHS = (".gitlab/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
+T = TypeVar("T")
+
+
+async def gather(*aws: Awaitable[T]) -> list[T]:
+    """Run awaitables together; on the first failure cancel the rest and raise that failure itself.
+
+    (A TaskGroup would raise an ExceptionGroup, hiding `retry_after` / `permanent` from the worker.)
+    """
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class Recent:
+    """Answers kept for `ttl` seconds (at most `size` of them), so a burst of events does not ask GitLab the
+    same question (a status, the member list, CODEOWNERS) again and again; staleness of a minute is harmless.
+    """
+
+    def __init__(self, ttl: float = 60.0, *, size: int = 4096, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._items: dict[Hashable, tuple[float, Any]] = {}
+
+    async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]], ttl: float | None = None) -> T:
+        """The cached value of `key`, or `await fetch()` (a failure is not cached)."""
+        now = self.clock()
+        hit = self._items.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]  # type: ignore[no-any-return]
+        value = await fetch()
+        if len(self._items) >= self.size:
+            self._items = {k: v for k, v in self._items.items() if v[0] > now}
+            if len(self._items) >= self.size:
+                self._items.clear()
+        self._items[key] = (now + (self.ttl if ttl is None else ttl), value)
+        return value
+
+
+class Lookups:
+    """The GitLab answers the ranking needs beyond the MR itself, through a `Recent` cache."""
+
+    LOADS_TTL = 10.0  # open review loads change when reviewers are requested: keep them only briefly
+
+    def __init__(self, client: GitLabClient, recent: Recent) -> None:
+        self.client, self.recent = client, recent
+
+    async def members(self, project_id: int) -> list[GitLabMember]:
+        return await self.recent.get(("members", project_id), lambda: self.client.list_members(project_id))
+
+    async def codeowners(self, project_id: int, ref: str | None) -> CodeOwners | None:
+        return await self.recent.get(("codeowners", project_id, ref),
+                                     lambda: load_codeowners(self.client, project_id, ref))
+
+    async def status(self, uid: int | str) -> str:
+        """A user's status `availability` (busy / not_set)."""
+        async def fetch() -> str:
+            return (await self.client.user_status(uid)).availability
+        return await self.recent.get(("status", uid), fetch)
+
+    async def open_reviewers(self, project_id: int) -> list[list[int]]:
+        """The reviewer ids of each open MR of the project (one listing)."""
+        async def fetch() -> list[list[int]]:
+            return [[u.id for u in mr.reviewers] for mr in await self.client.list_mrs(project_id, state="opened")]
+        return await self.recent.get(("open", project_id), fetch, ttl=min(self.LOADS_TTL, self.recent.ttl))
+
+
+async def load_codeowners(client: GitLabClient, project_id: int, ref: str | None) -> CodeOwners | None:
+    """The CODEOWNERS file of `ref` (first of `CODEOWNERS_PATHS` that exists), parsed; None when there is none."""
+    for path in CODEOWNERS_PATHS:
+        text = await client.file_raw(project_id, path, ref or None)
+        if text is not None:
+            parsed = parse_codeowners(text)
+            for error in parsed.errors[:5]:
+                log.info(kv("CODEOWNERS problem", project_id=project_id, path=path, error=str(error)))
+            return parsed
+    return None

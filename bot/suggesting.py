@@ -1,0 +1,389 @@
+"""`suggest_for_mr`: one merge request in, ranked eligible people out (and `/reviewers why` for one person).
+
+It gathers the changed files, members, opt-outs, per-MR exclusions, statuses, open review loads and
+CODEOWNERS of the target branch (`bot.lookups`, cached briefly), asks the project's recommender
+(`bot.engine.Engine`) for a ranking, filters it with `bot.eligibility.eligible`, favours code owners and
+makes sure every CODEOWNERS section that needs an approval is covered by someone who can give it.
+
+    engine = Engine(storage)
+    result = await suggest_for_mr(client, engine, storage, project_id, mr, settings, bot_username="reviewbot")
+    result.suggestions, result.notes, result.cannot
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field, replace
+from typing import Collection, Iterable, Mapping, Sequence
+
+from bot import learning
+from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
+from bot.config import ProjectSettings
+from bot.eligibility import Member, eligible
+from bot.engine import Engine
+from bot.gitlab.client import GitLabClient
+from bot.gitlab.models import Member as GitLabMember
+from bot.gitlab.models import MergeRequest
+from bot.lookups import Lookups, gather
+from bot.owners import owners_to_resolve, resolve_owners
+from bot.storage import Storage
+from graph.codeowners import CodeOwners, Owner, SectionMatch
+from graph.model import Change, Suggestion
+from graph.recommend import GraphRecommender
+
+__all__ = [
+    "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
+    "boost_owners", "has_history", "open_change", "EXCLUDING_LABELS", "POOL",
+]
+
+EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
+POOL = 40            # how many ranked candidates the eligibility filter looks at
+SPARE = 3            # statuses fetched for k + SPARE people at a time (some may be busy or overloaded)
+OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
+MAX_SKIP_NOTES = 3
+
+
+# --- what the bot gathers about one MR ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class MRFacts:
+    """Everything about one MR the ranking and the filter need, fetched once.
+
+    `owner_users` holds the usernames GitLab gave for the CODEOWNERS groups, e-mails and non-member `@name`s
+    of the sections this MR touches (`bot.owners`); owners missing from it resolve to nobody.
+    """
+
+    files: tuple[str, ...]
+    members: Mapping[str, GitLabMember]
+    optouts: frozenset[str]
+    excluded: frozenset[str]
+    codeowners: CodeOwners | None
+    owner_users: Mapping[Owner, tuple[str, ...]] = field(default_factory=dict)
+
+    def member(self, username: str) -> GitLabMember | None:
+        """A member by username, compared case-insensitively as GitLab does."""
+        if username in self.members:
+            return self.members[username]
+        folded = username.casefold()
+        return next((m for name, m in self.members.items() if name.casefold() == folded), None)
+
+
+@dataclass
+class SuggestionResult:
+    """The outcome of `suggest_for_mr`: the people, their loads and names, notes for the comment.
+
+    `cannot` is set (to `bot.comment.NO_FILES`, `NO_HISTORY` or `NO_ELIGIBLE`) when there is nobody to
+    suggest for a reason worth saying. `candidates` is the graph's ranking (code owners moved up), `ranked`
+    those of them who passed the filters that need no API call, best first (for `/reviewers why`);
+    `dropped` says why the others were left out.
+    """
+
+    change: Change
+    facts: MRFacts
+    suggestions: list[Suggestion] = field(default_factory=list)
+    candidates: list[Suggestion] = field(default_factory=list)
+    ranked: list[Suggestion] = field(default_factory=list)
+    loads: dict[str, int] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    user_ids: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    dropped: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    cannot: str | None = None
+    model_version: str = ""
+
+
+async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> frozenset[str]:
+    """People `/reviewers exclude` or `/reviewers reroll` took off this MR (kept as feedback rows)."""
+    rows = await storage.feedback.list(project_id, mr_iid=mr_iid)
+    return frozenset(r.person for r in rows if r.label in EXCLUDING_LABELS)
+
+
+async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: MergeRequest,
+                       extra_excluded: Collection[str] = ()) -> MRFacts:
+    """Fetch the changed files, members and CODEOWNERS (together), the CODEOWNERS groups and e-mails those
+    files need, opt-outs and exclusions."""
+    changed, members, codeowners = await gather(
+        look.client.mr_changed_files(project_id, mr.iid), look.members(project_id),
+        look.codeowners(project_id, mr.target_branch),
+    )
+    files = tuple(dict.fromkeys(f.path for f in changed))
+    by_name = {m.username: m for m in members}
+    owner_users = await resolve_owners(look.client, look.recent, project_id,
+                                       owners_to_resolve(codeowners, files, by_name))
+    optouts = await storage.optouts.active(project_id)
+    excluded = await persisted_exclusions(storage, project_id, mr.iid)
+    return MRFacts(
+        files=files, members=by_name, optouts=frozenset(optouts), excluded=excluded | frozenset(extra_excluded),
+        codeowners=codeowners, owner_users=owner_users,
+    )
+
+
+def _eligibility_members(facts: MRFacts) -> dict[str, Member]:
+    return {name: Member(m.access_level, m.state, m.bot) for name, m in facts.members.items()}
+
+
+def owner_usernames(section: SectionMatch, facts: MRFacts) -> list[str]:
+    """The project members who may approve for a CODEOWNERS section, in file order: named users, members
+    holding a role, and the members of groups and owners of e-mails as resolved in `facts.owner_users`.
+
+    People a group or an address stands for who are not project members cannot approve and are left out.
+    """
+    names: dict[str, None] = {}
+    for owner in section.owners:
+        if owner.kind == "role" and owner.access_level is not None:
+            names.update((m.username, None) for m in facts.members.values() if m.access_level >= owner.access_level)
+            continue
+        wanted = (owner.name,) if owner.kind == "name" else ()
+        for username in wanted + tuple(facts.owner_users.get(owner, ())):
+            if (member := facts.member(username)) is not None:
+                names[member.username] = None
+    return list(names)
+
+
+# --- ranking and filtering ----------------------------------------------------------------------------------
+def has_history(rec: GraphRecommender, files: Iterable[str]) -> bool:
+    """Whether any changed file, or a directory holding one, appears in the project's history."""
+    graph = rec.og.G
+    return any(node in graph for node in rec.og.paths_of(files))
+
+
+def boost_owners(ranked: Sequence[Suggestion], owners: Collection[str]) -> list[Suggestion]:
+    """Move code owners up by `OWNER_BOOST` of the score spread (a strong signal, not an override).
+
+    >>> s = [Suggestion("ann", 1.0), Suggestion("bob", 0.9), Suggestion("cy", 0.0)]
+    >>> [x.person for x in boost_owners(s, {"bob"})]
+    ['bob', 'ann', 'cy']
+    """
+    if not ranked or not owners:
+        return list(ranked)
+    folded = {o.casefold() for o in owners}
+    scores = [s.score for s in ranked]
+    bonus = OWNER_BOOST * ((max(scores) - min(scores)) or 1.0)
+    keyed = [(s.score + (bonus if s.person.casefold() in folded else 0.0), -i, s) for i, s in enumerate(ranked)]
+    return [s for _, _, s in sorted(keyed, key=lambda item: (item[0], item[1]), reverse=True)]
+
+
+async def _statuses(look: Lookups, facts: MRFacts, people: Sequence[str]) -> dict[str, str]:
+    """Each person's status `availability` (busy / not_set); members are looked up by id."""
+    def uid(person: str) -> int | str:
+        member = facts.member(person)
+        return member.id if member else person
+
+    found = await gather(*(look.status(uid(p)) for p in people))
+    return dict(zip(people, found))
+
+
+def _cheap_filter(ranked: Sequence[Suggestion], facts: MRFacts, author: str, settings: ProjectSettings,
+                  bots: Collection[str]) -> tuple[list[Suggestion], dict[str, str]]:
+    """Eligibility without statuses and loads (no API calls): members, access, opt-outs, exclusions, bots."""
+    return eligible(
+        ranked, members=_eligibility_members(facts), statuses={}, author=author, optouts=facts.optouts,
+        excluded=facts.excluded, bots=bots, open_loads={}, max_open_reviews=None,
+        min_access_level=settings.min_access_level,
+    )
+
+
+async def _final_filter(look: Lookups, facts: MRFacts, pool: Sequence[Suggestion], k: int,
+                        result: SuggestionResult, settings: ProjectSettings) -> list[Suggestion]:
+    """Fetch statuses chunk by chunk and drop busy or overloaded people until `k` remain (or none are left)."""
+    kept: list[Suggestion] = []
+    start = 0
+    while len(kept) < k and start < len(pool):
+        chunk = list(pool[start:start + k - len(kept) + SPARE])
+        start += len(chunk)
+        result.statuses.update(await _statuses(look, facts, [s.person for s in chunk]))
+        ok, dropped = eligible(
+            chunk, members=None, statuses=result.statuses, author="", optouts=(), excluded=(), bots=(),
+            open_loads=result.loads, max_open_reviews=settings.max_open_reviews or None,
+        )
+        kept += ok
+        result.dropped.update(dropped)
+    return kept[:k]
+
+
+async def _loads(look: Lookups, project_id: int, facts: MRFacts) -> dict[str, int]:
+    """Open reviews per member username (one listing of the project's open MRs)."""
+    by_id = {m.id: name for name, m in facts.members.items()}
+    loads = dict.fromkeys(by_id.values(), 0)
+    for reviewers in await look.open_reviewers(project_id):
+        for uid in reviewers:
+            if uid in by_id:
+                loads[by_id[uid]] += 1
+    return loads
+
+
+# --- CODEOWNERS coverage and notes --------------------------------------------------------------------------
+def _sections_needing_approval(facts: MRFacts) -> list[SectionMatch]:
+    if facts.codeowners is None:
+        return []
+    return [s for s in facts.codeowners.owners_for_files(facts.files).values() if s.approvals_required > 0]
+
+
+def _all_owners(facts: MRFacts) -> set[str]:
+    if facts.codeowners is None:
+        return set()
+    sections = facts.codeowners.owners_for_files(facts.files).values()
+    return {name for section in sections for name in owner_usernames(section, facts)}
+
+
+def _people(names: Iterable[str]) -> str:
+    return ", ".join(f"@{n}" for n in names)
+
+
+def _approvals(n: int) -> str:
+    return f"{n} approval{'s' if n != 1 else ''}"
+
+
+async def _best_owner(look: Lookups, facts: MRFacts, result: SuggestionResult, owners: Sequence[str],
+                      author: str, settings: ProjectSettings, bots: Collection[str]) -> Suggestion | None:
+    """The best-ranked owner who can review now: owners with history first, then the others in file order."""
+    folded = {o.casefold() for o in owners}
+    ranked = [s for s in result.ranked if s.person.casefold() in folded]
+    known = {s.person.casefold() for s in ranked}
+    others = [Suggestion(o, 0.0) for o in owners if o.casefold() not in known]
+    pool, dropped = _cheap_filter(ranked + others, facts, author, settings, bots)
+    result.dropped.update(dropped)
+    found = await _final_filter(look, facts, pool, 1, result, settings)
+    return found[0] if found else None
+
+
+async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResult, kept: list[Suggestion],
+                          author: str, settings: ProjectSettings, bots: Collection[str]) -> list[Suggestion]:
+    """Make sure each CODEOWNERS section that needs approval has an owner among the people suggested."""
+    kept = list(kept)
+    for section in _sections_needing_approval(facts):
+        owners = owner_usernames(section, facts)
+        folded = {o.casefold() for o in owners}
+        covering = [s.person for s in kept if s.person.casefold() in folded]
+        need = f"CODEOWNERS section {code_span(section.section)} needs {_approvals(section.approvals_required)}"
+        if covering:
+            result.notes.append(f"{need}: {_people(covering)} can give it.")
+            continue
+        best = await _best_owner(look, facts, result, owners, author, settings, bots) if owners else None
+        if best is None:
+            who = f"from {_people(owners)}" if owners else \
+                "from owners who are not project members or could not be resolved (groups, e-mails)"
+            result.notes.append(f"{need} {who}, but none of them can review right now.")
+            continue
+        why = f"code owner: section {code_span(section.section)} needs their approval"
+        kept.append(replace(best, reasons=(why, *best.reasons)))
+        result.notes.append(f"{need}: added code owner @{best.person}.")
+    return kept
+
+
+def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str]:
+    """Busy, opted-out, excluded or overloaded people who would otherwise have ranked among those suggested
+    (any of them when nobody could be suggested)."""
+    chosen = {s.person for s in result.suggestions}
+    last = max((i for i, s in enumerate(result.candidates) if s.person in chosen),
+               default=-1 if chosen else len(result.candidates) - 1)
+    facts, cap = result.facts, settings.max_open_reviews
+    optouts = {p.casefold() for p in facts.optouts | facts.excluded}
+    notes = []
+    for s in result.candidates[:last + 1]:
+        reason = result.dropped.get(s.person)
+        relevant = s.person.casefold() in optouts or result.statuses.get(s.person) == "busy" or \
+            (cap > 0 and result.loads.get(s.person, 0) >= cap)
+        if reason and relevant:
+            notes.append(f"Skipped @{s.person}: {reason}.")
+    return notes[:MAX_SKIP_NOTES]
+
+
+# --- the service ----------------------------------------------------------------------------------------------
+def open_change(mr: MergeRequest, files: Sequence[str], now: float | None = None) -> Change:
+    """The MR as the recommender sees it, under the id its merge will have in the history (`!iid`): the
+    candidate rows remembered when suggesting become training rows at the merge, with the labels about it."""
+    return Change(id=learning.mr_change_id(mr.iid), time=int(now if now is not None else time.time()),
+                  author=mr.author.username, reviewers=(), files=tuple(files), title=mr.title)
+
+
+async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
+                result: SuggestionResult) -> list[Suggestion] | None:
+    """The graph's candidates, best first; None when no changed file has history."""
+    async with engine.use(project_id, settings) as rec:
+        result.model_version = f"{rec.name}@{rec.og.changes}"
+        if not has_history(rec, result.facts.files):
+            return None
+        return await asyncio.to_thread(rec.suggest, result.change, POOL, explain=False)
+
+
+async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSettings,
+                          result: SuggestionResult) -> list[Suggestion]:
+    """The suggestions with their evidence. Only the people shown are explained: explaining all `POOL`
+    ranked candidates cost several times the ranking itself."""
+    folded = {s.person.casefold() for s in result.suggestions}
+    if not folded:
+        return []
+    async with engine.use(project_id, settings) as rec:
+        explained = await asyncio.to_thread(rec.suggest, result.change, len(folded),
+                                            allowed=lambda p: p.casefold() in folded, explain=True)
+    by_person = {s.person.casefold(): s for s in explained}
+    out = []
+    for s in result.suggestions:
+        e = by_person.get(s.person.casefold())
+        out.append(s if e is None else
+                   replace(s, reasons=(*s.reasons, *e.reasons), contributions=e.contributions))
+    return out
+
+
+async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage, project_id: int,
+                         mr: MergeRequest, settings: ProjectSettings, *, bot_username: str, k: int | None = None,
+                         extra_excluded: Collection[str] = (), now: float | None = None) -> SuggestionResult:
+    """Rank the people who can review `mr` now: the top `k` (default `settings.top_k`) plus CODEOWNERS cover."""
+    look = Lookups(client, engine.recent)
+    facts = await gather_facts(look, storage, project_id, mr, extra_excluded)
+    result = SuggestionResult(open_change(mr, facts.files, now), facts,
+                              names={n: m.name for n, m in facts.members.items() if m.name},
+                              user_ids={n: m.id for n, m in facts.members.items()})
+    if not facts.files:
+        result.cannot = NO_FILES
+        return result
+    engine.note_author(project_id, mr.iid, mr.author.username)
+    ranked = await _rank(engine, project_id, settings, result)
+    if ranked is None:
+        result.cannot = NO_HISTORY
+        return result
+    author, bots = mr.author.username, {*settings.bots, bot_username}
+    result.candidates = boost_owners(ranked, _all_owners(facts))
+    result.ranked, dropped = _cheap_filter(result.candidates, facts, author, settings, bots)
+    result.dropped.update(dropped)
+    result.loads = await _loads(look, project_id, facts)
+    kept = await _final_filter(look, facts, result.ranked, k or settings.top_k, result, settings)
+    result.suggestions = await _cover_sections(look, facts, result, kept, author, settings, bots)
+    result.suggestions = await _explain_chosen(engine, project_id, settings, result)
+    result.notes = _skip_notes(result, settings) + result.notes
+    if not result.suggestions:
+        result.cannot = NO_ELIGIBLE
+    return result
+
+
+async def explain_person(client: GitLabClient, engine: Engine, project_id: int, settings: ProjectSettings,
+                         result: SuggestionResult, person: str, *, bot_username: str,
+                         ) -> tuple[Suggestion | None, int | None, str | None]:
+    """For `/reviewers why @person`: their suggestion (if any), rank and the reason they were left out."""
+    folded = person.casefold()
+    for rank, s in enumerate(result.suggestions, start=1):
+        if s.person.casefold() == folded:
+            return s, rank, None
+    found = next(((i, s) for i, s in enumerate(result.ranked, start=1) if s.person.casefold() == folded), None)
+    dropped = next((r for p, r in result.dropped.items() if p.casefold() == folded), None)
+    if (found is None or not found[1].reasons) and result.cannot not in (NO_FILES, NO_HISTORY):
+        async with engine.use(project_id, settings) as rec:  # ranked candidates come without their evidence
+            alone = await asyncio.to_thread(rec.suggest, result.change, 1,
+                                            allowed=lambda p: p.casefold() == folded, explain=True)
+        found = (found[0] if found else None, alone[0]) if alone else found
+    if dropped is None:
+        dropped = await _reason_for(Lookups(client, engine.recent), result, person, settings, bot_username)
+    return (found[1], found[0], dropped) if found else (None, None, dropped)
+
+
+async def _reason_for(look: Lookups, result: SuggestionResult, person: str, settings: ProjectSettings,
+                      bot_username: str) -> str | None:
+    """Why `person` cannot be suggested on this MR right now, or None when they can."""
+    _, dropped = _cheap_filter([person], result.facts, result.change.author, settings, {*settings.bots, bot_username})
+    if dropped:
+        return next(iter(dropped.values()))
+    statuses = await _statuses(look, result.facts, [person])
+    _, dropped = eligible([person], members=None, statuses=statuses, author="", optouts=(), excluded=(), bots=(),
+                          open_loads=result.loads, max_open_reviews=settings.max_open_reviews or None)
+    return next(iter(dropped.values()), None)
