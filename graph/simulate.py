@@ -109,7 +109,8 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
             if leaver in top:
                 res.leaver_last_in_top = res.leaver_former_changes
         if learning:
-            _feed_back(rec, change, top, change.time - open_for)
+            gone = leaver if leaver is not None and i >= leave_at else None
+            _feed_back(rec, change, top, change.time - open_for, gone=gone)
         in_review.append(change)
         if progress is not None:
             progress(1)
@@ -140,10 +141,18 @@ def _score(res: SimulationResult, change: Change, top: list[str], last_third: bo
         res.last_third_accepted += taken
 
 
-def _feed_back(rec, change: Change, top: Iterable[str], at: float) -> None:
-    """The simulated team: keep who really reviewed, remove the others, add the missing reviewers."""
+def _feed_back(rec, change: Change, top: Iterable[str], at: float, *, gone: str | None = None) -> None:
+    """The simulated team: keep who really reviewed, remove the others, add the missing reviewers.
+
+    A change nobody reviewed (one the leaver alone would have reviewed) says nothing about the people
+    suggested for it: the team only removes the one who has left (`gone`), if suggested.
+    """
     truth = change.truth()
     top = list(top)
+    if not truth:
+        if gone in top:
+            rec.learn(change, gone, "removed", rank=top.index(gone) + 1, time=at)
+        return
     for rank, p in enumerate(top, start=1):
         rec.learn(change, p, "accepted" if p in truth else "removed", rank=rank, time=at)
     for p in sorted(truth - set(top)):

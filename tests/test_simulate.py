@@ -66,6 +66,28 @@ def test_a_whole_series_turned_down_in_a_row_counts_at_once():
     assert rec.recommend(query(burst + 2), 1) == ["bob"]
 
 
+def test_a_change_only_the_leaver_would_have_reviewed_rejects_nobody_else():
+    """After bob leaves, src/a has no reviewer: the team removes bob there, and nobody else."""
+    changes = [Change(str(i), i * D, "ann", ("bob" if i % 2 else "cid",), (f"src/{'a' if i % 2 else 'b'}.c",))
+               for i in range(40)]
+    labels = []
+
+    def make():
+        rec = make_recommender("default")
+        learn = rec.learn
+
+        def spied(change, person, label, **kw):  # the real `learn`, its calls kept
+            labels.append((int(change.id), person, label))
+            learn(change, person, label, **kw)
+
+        rec.learn = spied
+        return rec
+
+    simulate(changes, make, learning=True, leaver="bob", leave_at=20, k=2)
+    after = [(person, label) for i, person, label in labels if i >= 20 and i % 2]
+    assert after and set(after) == {("bob", "removed")}  # cid was suggested there too, and not held against it
+
+
 def rotation(n=600, seed=1):
     """Four reviewers take the merge requests in turn (a team on a strict rotation); merge requests come
     every 1.4 hours on average, so a dozen or more are open at once."""
