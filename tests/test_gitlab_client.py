@@ -99,6 +99,9 @@ async def test_approvals_status_and_review_load(simulator: Sim, gitlab_client: G
     assert not (await gitlab_client.user_status("bob")).busy
     ids = [state.user(n).id for n in ("ann", "bob", "cid")]
     assert await gitlab_client.open_review_counts(project.id, ids) == dict(zip(ids, [0, 2, 1]))
+    states = await gitlab_client.mr_reviewer_states(project.id, mr.iid)
+    assert [(s.user.username, s.state) for s in states] == [("bob", "approved"), ("cid", "unreviewed")]
+    assert await gitlab_client.mr_reviewer_states(project.id, 999) is None  # no such MR (or no review states)
 
 
 async def test_file_raw_returns_text_or_none(simulator: Sim, gitlab_client: GitLabClient) -> None:

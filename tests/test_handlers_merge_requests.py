@@ -157,6 +157,40 @@ async def test_merge_adds_the_mr_to_history_and_records_final_reviewers(handler_
     assert labels == {("bob", "accepted"), ("bob", "approved"), ("bob", "final_reviewer")}
 
 
+async def test_a_review_the_bot_requested_and_nobody_did_is_not_learned_as_one(handler_env):
+    """bob, requested by the bot, never approved, commented or merged (GitLab: "unreviewed"); a person asked
+    cy, who did nothing either. The history keeps cy (a person chose them) and leaves bob out."""
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert [env.state.users[u].username for u in mr.reviewer_ids] == ["bob"]
+    env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.cy], by=env.tiny.ann)
+    env.state.merge_mr(mr, by=env.tiny.ann)
+    await env.run()
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
+    assert merged.reviewers == ("cy",)
+    labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert labels == [("bob", "assigned"), ("cy", "accepted"), ("bob", "passed_over"), ("cy", "final_reviewer")]
+    assert env.state.calls("GET", f"/merge_requests/{mr.iid}/reviewers")
+
+
+@pytest.mark.parametrize("act", ["approves", "comments"])
+async def test_a_review_the_bot_requested_and_was_done_is_learned(handler_env, act):
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    if act == "approves":
+        env.state.approve(mr, env.tiny.bob)
+    else:
+        env.state.add_note(mr, env.tiny.bob, "Looks good, one nit inline.")
+    env.state.merge_mr(mr, by=env.tiny.ann)
+    await env.run()
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
+    assert "bob" in merged.truth()
+    labels = {(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)}
+    assert ("bob", "final_reviewer") in labels and ("bob", "passed_over") not in labels
+
+
 async def test_a_merged_file_gets_history_at_once(handler_env):
     env = await handler_env()
     first = env.state.open_mr(env.tiny.project, env.tiny.ann, ["lib/fresh.py"])

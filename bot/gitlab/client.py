@@ -29,7 +29,8 @@ from tenacity.wait import wait_exponential, wait_random
 
 from bot.gitlab.errors import GitLabError, error_message
 from bot.gitlab.models import (
-    Approvals, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project, User, UserStatus,
+    Approvals, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project, ReviewerState, User,
+    UserStatus,
 )
 
 __all__ = ["GitLabClient", "GitLabError", "RetryPolicy", "ProjectId"]
@@ -270,6 +271,12 @@ class GitLabClient:
     async def mr_approvals(self, pid: ProjectId, iid: int) -> Approvals:
         """Who approved (`.approvers`) and how many approvals are still required."""
         return Approvals.model_validate(await self._get(f"{self._mr(pid, iid)}/approvals"))
+
+    async def mr_reviewer_states(self, pid: ProjectId, iid: int) -> list[ReviewerState] | None:
+        """The MR's reviewers, each with their review state (who has reviewed, approved, asked for changes);
+        None where GitLab has no such endpoint (a 404: versions before review states)."""
+        found = await self._get_found(f"{self._mr(pid, iid)}/reviewers")
+        return None if found is None else [ReviewerState.model_validate(r) for r in found]
 
     async def set_reviewers(self, pid: ProjectId, iid: int, ids: Sequence[int]) -> list[User]:
         """Replace the MR's reviewers with `ids` (send existing + new to add); returns who GitLab kept.

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "User", "Member", "UserStatus", "Group", "Namespace", "SharedGroup", "Project", "MergeRequest", "ChangedFile",
-    "Approval", "Approvals", "Note", "AwardEmoji", "Hook", "Page", "GUEST", "REPORTER", "DEVELOPER", "MAINTAINER",
+    "Approval", "Approvals", "ReviewerState", "Note", "AwardEmoji", "Hook", "Page", "GUEST", "REPORTER", "DEVELOPER", "MAINTAINER",
     "OWNER",
 ]
 
@@ -147,6 +147,14 @@ class Approvals(_Model):
     @property
     def approvers(self) -> list[User]:
         return [entry.user for entry in self.approved_by]
+
+
+class ReviewerState(_Model):
+    """One reviewer of an MR with their review state (GET .../merge_requests/:iid/reviewers): "unreviewed",
+    "reviewed", "requested_changes", "approved" or "unapproved"."""
+
+    user: User
+    state: str = "unreviewed"
 
 
 class Note(_Model):

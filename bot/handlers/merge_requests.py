@@ -9,7 +9,9 @@ What each action does:
   `assigned` for a reviewer added whom it did not suggest);
 * `approval` / `approved`: `approved` feedback;
 * `merge`: the MR (author, reviewers, approvers, files) joins the project's history and graph, and the final
-  reviewers are recorded as feedback.
+  reviewers are recorded as feedback. A reviewer the bot itself requested who never acted on it (GitLab
+  review state still "unreviewed", no approval, no comment, did not merge it) is left out of both:
+  otherwise the recommender would learn its own suggestions back as the team's reviews.
 
 Skipped: drafts (`skip_drafts`), MRs with the ignore label, MRs by bots, and any event the bot itself caused
 (its reviewer PUT fires an `update` hook). Draft and label decisions read the event's own payload, so a
@@ -18,6 +20,7 @@ replayed event means what it meant when it happened.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, Iterable, Mapping
 
 from gidgetlab.routing import Router
@@ -28,7 +31,7 @@ from bot.config import ProjectSettings
 from bot.eligibility import is_bot_username
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
-from bot.handlers.publish import publish
+from bot.handlers.publish import BOT_PICK, publish
 from bot.logfmt import kv
 from graph.model import Change
 
@@ -194,10 +197,48 @@ async def on_merge(event: Event, ctx: EventContext) -> None:
     iid = int(event.object_attributes["iid"])
     mr = await ctx.client.get_mr(ctx.project_id, iid)
     change = await fetch_change(ctx.client, ctx.project_id, mr, bots=ctx.project.bots)
+    change = await leave_out_idle(ctx, iid, change)
     await ctx.engine.add_merged(ctx.project_id, change, ctx.project)
     await record_final(ctx, iid, change)
     log.info(kv("merge added to history", project_id=ctx.project_id, mr_iid=iid, files=len(change.files),
                 reviewers=",".join(change.truth()) or None))
+
+
+ACTED = frozenset({"accepted", "approved", "reviewed"})  # labels by which a person took up the review
+
+
+async def idle_picks(ctx: EventContext, iid: int, change: Change) -> list[str]:
+    """The reviewers of `change` the bot requested who never acted on it: no approval, no comment, not the
+    merger, not added again by a person, and GitLab's review state still "unreviewed" (asked only when there
+    is such a reviewer; where GitLab has no review states, nobody is idle)."""
+    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
+    picked, acted = set(), {p.casefold() for p in (*change.ackers, change.committer)}
+    for r in rows:
+        if r.label == "assigned" and r.value == BOT_PICK:
+            picked.add(r.person.casefold())
+        elif r.label in ACTED or r.label == "assigned":  # took it up, or a person asked them
+            acted.add(r.person.casefold())
+    idle = [p for p in change.reviewers if p.casefold() in picked - acted]
+    if not idle:
+        return []
+    states = await ctx.client.mr_reviewer_states(ctx.project_id, iid)
+    unreviewed = {s.user.username.casefold() for s in states or () if s.state == "unreviewed"}
+    return [p for p in idle if p.casefold() in unreviewed]
+
+
+async def leave_out_idle(ctx: EventContext, iid: int, change: Change) -> Change:
+    """`change` without its idle picks (`idle_picks`), each recorded as `passed_over`: the team let the
+    bot's request lie, which the recommender learns as a rejection, not as a review."""
+    idle = await idle_picks(ctx, iid, change)
+    if not idle:
+        return change
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    for person in idle:
+        await ctx.storage.feedback.record(ctx.project_id, iid, person, "passed_over", value={"never_reviewed": True},
+                                          suggestion_id=latest.id if latest else None, source_event_id=ctx.event_id)
+    log.info(kv("reviewers the bot requested never reviewed; left out of the history", project_id=ctx.project_id,
+                mr_iid=iid, people=",".join(idle)))
+    return replace(change, reviewers=tuple(p for p in change.reviewers if p not in idle))
 
 
 async def record_final(ctx: EventContext, iid: int, change: Change) -> None:

@@ -23,12 +23,13 @@ from bot.handlers.context import EventContext, RetryLater
 from bot.logfmt import kv
 from graph.model import Suggestion
 
-__all__ = ["Assignment", "publish", "store_suggestion", "assign_reviewers", "upsert_comment", "reply_once", "acknowledge",
-           "no_quick_actions", "REPLY_MARKER", "FREE_TIER_NOTE"]
+__all__ = ["Assignment", "BOT_PICK", "publish", "store_suggestion", "assign_reviewers", "upsert_comment", "reply_once",
+           "acknowledge", "no_quick_actions", "REPLY_MARKER", "FREE_TIER_NOTE"]
 
 log = logging.getLogger("bot.handlers")
 
 REPLY_MARKER = "<!-- reviewbot:reply to={note_id} -->"
+BOT_PICK = {"by": "bot"}  # the value of the `assigned` rows of the reviews the bot requested itself
 FREE_TIER_NOTE = ("GitLab kept a single reviewer on this merge request (GitLab Free allows one); "
                   "ask the others for a review by mentioning them.")
 
@@ -95,8 +96,8 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
     note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, assignment))
     for person in assignment.assigned:
-        await ctx.storage.feedback.record(ctx.project_id, mr.iid, person, "assigned", suggestion_id=suggestion_id,
-                                          source_event_id=ctx.event_id)
+        await ctx.storage.feedback.record(ctx.project_id, mr.iid, person, "assigned", value=BOT_PICK,
+                                          suggestion_id=suggestion_id, source_event_id=ctx.event_id)
     if created:
         ctx.metrics.suggestion_latency.observe(max(0.0, time.time() - ctx.received_at.timestamp()))
     log.info(kv("suggestion shown", project_id=ctx.project_id, mr_iid=mr.iid, note_id=note_id,
