@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "User", "Member", "UserStatus", "Group", "Namespace", "SharedGroup", "Project", "MergeRequest", "ChangedFile",
-    "Approval", "Approvals", "ReviewerState", "Note", "AwardEmoji", "Hook", "Page", "GUEST", "REPORTER", "DEVELOPER", "MAINTAINER",
-    "OWNER",
+    "Approval", "Approvals", "ReviewerState", "Note", "AwardEmoji", "Hook", "Page", "GUEST", "REPORTER",
+    "DEVELOPER", "MAINTAINER", "OWNER",
 ]
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
