@@ -1,6 +1,7 @@
 """Learning from feedback: the memory, the penalty for repeated rejections, and the simulated team."""
 import json
 import random
+import subprocess
 
 import numpy as np
 
@@ -145,6 +146,24 @@ def test_cli_table_says_the_lift_per_history(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Simulated team" in out and "h.jsonl: learning lifts Top-1 by +" in out
     assert "the leaver dropped out of the top 3 after" in out
+
+
+def test_cli_reads_a_git_checkout_with_unreviewed_commits(tmp_path, capsys):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    for i in range(6):
+        (repo / "a.c").write_text(str(i))
+        git("add", "a.c")
+        trailer = "\n\nReviewed-by: Bob <bob@x.org>" if i % 2 else ""  # every other commit unreviewed
+        git("-c", "user.name=Ann", "-c", "user.email=ann@x.org", "commit", "-q", "-m", f"change {i}{trailer}")
+    assert main(["simulate", "--git", str(repo), "--json", "--jobs", "1", "--leaver-rank", "0"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["learning"], r["records"], r["evaluated"]) for r in rows] == [("on", 6, 3), ("off", 6, 3)]
 
 
 def test_cli_open_days(tmp_path, capsys):
