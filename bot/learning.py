@@ -43,6 +43,7 @@ __all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retra
 log = logging.getLogger("bot.learning")
 
 EVIDENCE = POSITIVE | NEGATIVE  # the labels that say something about a person (not "why", "command")
+THUMBS = frozenset({"thumbs_up", "thumbs_down"})  # about the person who gave them only if they were suggested
 PRIOR_PROJECT = 0               # `storage.models` rows of the project-independent prior model
 PRIOR_VERSION = "prior-synthetic-v1"
 MODEL_WIDTH = len(FEATURES) + len(FEEDBACK_FEATURES) + 1  # `LearnedRecommender.model_input` columns
@@ -111,7 +112,9 @@ async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[
 
     Each label's MR (author, files) comes from the suggestion the row judges, or from the MR's latest
     suggestion when it names none (an MR never suggested for has none): storage, not this process's memory,
-    so any process learns a label alike. Three statements for the whole batch, whatever its size: the rows,
+    so any process learns a label alike. A 👍 / 👎 on the bot's comment is evidence about the person who
+    gave it only when they were among the people it suggested ("me: yes / no"); the author's or a
+    bystander's thumb judges the list, not themselves, and stays in storage for the dashboard. Three statements for the whole batch, whatever its size: the rows,
     the suggestions they judge, and which of their MRs the history holds (merged: see `label_change`)."""
     rows = await storage.feedback.since(project_id, after_id)
     mark = rows[-1].id if rows else after_id
@@ -125,6 +128,7 @@ async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[
     merged = await storage.history.present(project_id, {mr_change_id(r.mr_iid) for r in rows})
     labels = [_label(r, by_id.get(r.suggestion_id) if r.suggestion_id else latest.get(r.mr_iid),
                      mr_change_id(r.mr_iid) in merged) for r in rows]
+    labels = [x for x in labels if x.label not in THUMBS or x.rank is not None]
     return sorted(labels, key=lambda x: (x.time, x.id)), mark
 
 

@@ -88,6 +88,17 @@ async def test_labels_carry_their_mr_from_storage_read_in_three_statements(store
     assert len(statements) == 3  # the feedback rows, the suggestions they judge, which of their MRs merged
 
 
+async def test_a_thumb_is_evidence_only_about_a_suggested_person_who_gave_it(store):
+    sid = await store.suggestions.add(PID, 903, [{"username": "bob"}, {"username": "cy"}], "t", author="ann",
+                                      files=["a.c"])
+    for event, (person, label) in enumerate([("ann", "thumbs_down"), ("bob", "thumbs_down"), ("cy", "thumbs_up"),
+                                             ("zed", "thumbs_up")], start=1):
+        await store.feedback.record(PID, 903, person, label, suggestion_id=sid, source_event_id=event)
+    labels, mark = await new_labels(store, PID, 0)
+    assert [(x.person, x.label, x.rank) for x in labels] == [("bob", "thumbs_down", 1), ("cy", "thumbs_up", 2)]
+    assert mark == max(r.id for r in await store.feedback.list(PID))
+
+
 async def test_stored_labels_reach_the_recommender_once_and_survive_a_restart(store):
     engine = Engine(store, retrain_labels=None)
     async with engine.use(PID, SETTINGS) as rec:
