@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Callable, Collection, Sequence
+from typing import Callable, Collection, Iterable, Mapping, Sequence
 
 from bot.eligibility import is_bot_username
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import ChangedFile, MergeRequest, User
 from bot.logfmt import kv
-from bot.storage import Storage
+from bot.storage import FeedbackRow, Storage
 from graph.model import Change
 
-__all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr", "change_id", "fetch_change"]
+__all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr", "change_id", "fetch_change",
+           "drop_idle_picks", "BOT_PICK"]
 
 log = logging.getLogger("bot.backfill")
 
@@ -76,6 +77,46 @@ def change_from_mr(mr: MergeRequest, files: Sequence[ChangedFile], approvers: Se
     )
 
 
+BOT_PICK = {"by": "bot"}  # the value of the `assigned` rows of the reviews the bot requested itself
+ACTED = frozenset({"accepted", "approved", "reviewed"})  # labels by which a person took up the review
+
+
+def unacted_picks(change: Change, rows: Iterable[FeedbackRow]) -> list[str]:
+    """The reviewers of `change` the bot requested (`rows`: the MR's feedback) who did not approve, comment
+    or merge it and whom no person asked for review again.
+
+    >>> from datetime import datetime
+    >>> row = lambda p, label, value=None: FeedbackRow(1, None, 1, 7, p, label, value, datetime.now(), None)
+    >>> c = Change("!7", 0, "ann", ("bob", "cy", "dee"), ("a.py",), ackers=("cy",))
+    >>> unacted_picks(c, [row("bob", "assigned", BOT_PICK), row("cy", "assigned", BOT_PICK), row("dee", "assigned")])
+    ['bob']
+    """
+    picked, acted = set(), {p.casefold() for p in (*change.ackers, change.committer)}
+    for r in rows:
+        if r.label == "assigned" and r.value == BOT_PICK:
+            picked.add(r.person.casefold())
+        elif r.label in ACTED or r.label == "assigned":  # took it up, or a person asked them
+            acted.add(r.person.casefold())
+    return [p for p in change.reviewers if p.casefold() in picked - acted]
+
+
+async def drop_idle_picks(client: GitLabClient, project_id: int, change: Change,
+                          rows: Iterable[FeedbackRow]) -> tuple[Change, list[str]]:
+    """`change` without the reviews the bot requested that nobody took up (`unacted_picks` whose GitLab review
+    state is still "unreviewed"; where GitLab has no review states, nobody is dropped), and who they were.
+
+    Why: a merged MR's reviewers are the history's truth, and a request left lying is not a review; the
+    recommender would learn its own suggestions back. GitLab is asked only when there is such a reviewer.
+    """
+    idle = unacted_picks(change, rows)
+    if not idle:
+        return change, []
+    states = await client.mr_reviewer_states(project_id, int(change.id.lstrip("!")))
+    unreviewed = {s.user.username.casefold() for s in states or () if s.state == "unreviewed"}
+    idle = [p for p in idle if p.casefold() in unreviewed]
+    return replace(change, reviewers=tuple(p for p in change.reviewers if p not in idle)), idle
+
+
 async def fetch_change(client: GitLabClient, project_id: int, mr: MergeRequest, *,
                        bots: Collection[str] = ()) -> Change:
     """Fetch a merged MR's files and approvers (two calls) and build its `Change`."""
@@ -85,14 +126,17 @@ async def fetch_change(client: GitLabClient, project_id: int, mr: MergeRequest, 
 
 
 async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[MergeRequest], concurrency: int,
-                        bots: Collection[str]) -> tuple[list[Change], int]:
-    """The page's MRs as changes, `concurrency` at a time; MRs GitLab no longer finds are skipped."""
+                        bots: Collection[str], feedback: Mapping[int, list[FeedbackRow]]) -> tuple[list[Change], int]:
+    """The page's MRs as changes, `concurrency` at a time, without the reviews the bot requested that
+    nobody took up (`feedback`: the page's rows by MR, as the merge webhook reads them); MRs GitLab no
+    longer finds are skipped."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(mr: MergeRequest) -> Change | None:
         async with gate:
             try:
-                return await fetch_change(client, project_id, mr, bots=bots)
+                change = await fetch_change(client, project_id, mr, bots=bots)
+                return (await drop_idle_picks(client, project_id, change, feedback.get(mr.iid, ())))[0]
             except GitLabError as exc:
                 if not exc.not_found:
                     raise
@@ -137,7 +181,10 @@ async def backfill_project(client: GitLabClient, storage: Storage, project_id: i
     state = BackfillProgress(project_id, 0, 0, 0, cursor, False)
     log.info(kv("backfill started", project_id=project_id, cursor=_cursor_text(cursor)))
     async for page in client.iter_merged_mrs(project_id, updated_after=cursor):
-        changes, skipped = await _page_changes(client, project_id, page.items, concurrency, bots)
+        feedback: dict[int, list[FeedbackRow]] = {}
+        for r in await storage.feedback.of_mrs(project_id, (mr.iid for mr in page.items)):
+            feedback.setdefault(r.mr_iid, []).append(r)
+        changes, skipped = await _page_changes(client, project_id, page.items, concurrency, bots, feedback)
         await storage.history.upsert(project_id, changes)
         if page.items:
             cursor = max(cursor or page.items[0].updated_at, *(mr.updated_at for mr in page.items))

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from bot.backfill import Backfills, backfill_project, change_id
+from bot.backfill import BOT_PICK, Backfills, backfill_project, change_id
 from bot.cli import backfill as cli
 from bot.gitlab.client import GitLabClient, RetryPolicy
 from bot.storage import Storage
@@ -48,6 +48,26 @@ async def test_imports_every_merged_mr_with_people_and_files(simulator, gitlab_c
         state.users[m.author_id].bot for m in merged(seeded).values())
     row = await store.projects.get(seeded.project.id)
     assert row.backfill_done and row.backfill_cursor
+
+
+async def test_a_review_the_bot_requested_and_nobody_did_is_not_imported_as_one(simulator, gitlab_client, store):
+    """As at the merge webhook: a reviewer the bot asked for (its `assigned` row) who never approved, commented
+    or merged, and whom GitLab still shows as "unreviewed", is not a reviewer of the imported change."""
+    state, _ = simulator
+    seeded = seed_recent(state, n_merged=12)
+    author, asked, done = (state.users[uid] for uid in list(seeded.project.members)[:3])
+    mr = state.open_mr(seeded.project, author, ["src/x.py"], reviewers=[asked, done])
+    state.approve(mr, done)
+    state.merge_mr(mr, by=author)
+    idle = asked.username
+    for person in (asked, done):
+        await store.feedback.record(seeded.project.id, mr.iid, person.username, "assigned", value=BOT_PICK)
+    await backfill_project(gitlab_client, store, seeded.project.id)
+    history = {c.id: c for c in await store.history.load(seeded.project.id)}
+    assert history[change_id(mr.iid)].reviewers == (done.username,)
+    others = [m for m in merged(seeded).values() if m.iid != mr.iid and m.reviewer_ids]
+    assert all(history[change_id(m.iid)].reviewers for m in others)  # the rest as GitLab has them
+    assert len(state.calls("GET", "/reviewers")) == 1  # review states asked for that MR only
 
 
 async def test_an_interrupted_backfill_resumes_from_its_cursor(simulator, http_session, store):

@@ -20,18 +20,17 @@ replayed event means what it meant when it happened.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from typing import Any, Iterable, Mapping
 
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
 
-from bot.backfill import fetch_change
+from bot.backfill import drop_idle_picks, fetch_change
 from bot.config import ProjectSettings
 from bot.eligibility import is_bot_username
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
-from bot.handlers.publish import BOT_PICK, publish
+from bot.handlers.publish import publish
 from bot.logfmt import kv
 from graph.model import Change
 
@@ -204,41 +203,19 @@ async def on_merge(event: Event, ctx: EventContext) -> None:
                 reviewers=",".join(change.truth()) or None))
 
 
-ACTED = frozenset({"accepted", "approved", "reviewed"})  # labels by which a person took up the review
-
-
-async def idle_picks(ctx: EventContext, iid: int, change: Change) -> list[str]:
-    """The reviewers of `change` the bot requested who never acted on it: no approval, no comment, not the
-    merger, not added again by a person, and GitLab's review state still "unreviewed" (asked only when there
-    is such a reviewer; where GitLab has no review states, nobody is idle)."""
-    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
-    picked, acted = set(), {p.casefold() for p in (*change.ackers, change.committer)}
-    for r in rows:
-        if r.label == "assigned" and r.value == BOT_PICK:
-            picked.add(r.person.casefold())
-        elif r.label in ACTED or r.label == "assigned":  # took it up, or a person asked them
-            acted.add(r.person.casefold())
-    idle = [p for p in change.reviewers if p.casefold() in picked - acted]
-    if not idle:
-        return []
-    states = await ctx.client.mr_reviewer_states(ctx.project_id, iid)
-    unreviewed = {s.user.username.casefold() for s in states or () if s.state == "unreviewed"}
-    return [p for p in idle if p.casefold() in unreviewed]
-
-
 async def leave_out_idle(ctx: EventContext, iid: int, change: Change) -> Change:
-    """`change` without its idle picks (`idle_picks`), each recorded as `passed_over`: the team let the
-    bot's request lie, which the recommender learns as a rejection, not as a review."""
-    idle = await idle_picks(ctx, iid, change)
-    if not idle:
-        return change
+    """`change` without the reviews the bot requested that nobody took up (`bot.backfill.drop_idle_picks`),
+    each recorded as `passed_over`: the team let the request lie, a rejection, not a review."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
+    change, idle = await drop_idle_picks(ctx.client, ctx.project_id, change, rows)
     for person in idle:
         await ctx.storage.feedback.record(ctx.project_id, iid, person, "passed_over", value={"never_reviewed": True},
                                           suggestion_id=latest.id if latest else None, source_event_id=ctx.event_id)
-    log.info(kv("reviewers the bot requested never reviewed; left out of the history", project_id=ctx.project_id,
-                mr_iid=iid, people=",".join(idle)))
-    return replace(change, reviewers=tuple(p for p in change.reviewers if p not in idle))
+    if idle:
+        log.info(kv("reviewers the bot requested never reviewed; left out of the history",
+                    project_id=ctx.project_id, mr_iid=iid, people=",".join(idle)))
+    return change
 
 
 async def record_final(ctx: EventContext, iid: int, change: Change) -> None:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from bot.backfill import BOT_PICK
 from bot.comment import NO_FILES, NO_HISTORY, has_marker, render_cannot_suggest, render_comment
 from bot.suggesting import SuggestionResult, suggest_for_mr
 from bot.gitlab.errors import GitLabError
@@ -23,13 +24,12 @@ from bot.handlers.context import EventContext, RetryLater
 from bot.logfmt import kv
 from graph.model import Suggestion
 
-__all__ = ["Assignment", "BOT_PICK", "publish", "store_suggestion", "assign_reviewers", "upsert_comment", "reply_once",
+__all__ = ["Assignment", "publish", "store_suggestion", "assign_reviewers", "upsert_comment", "reply_once",
            "acknowledge", "no_quick_actions", "REPLY_MARKER", "FREE_TIER_NOTE"]
 
 log = logging.getLogger("bot.handlers")
 
 REPLY_MARKER = "<!-- reviewbot:reply to={note_id} -->"
-BOT_PICK = {"by": "bot"}  # the value of the `assigned` rows of the reviews the bot requested itself
 FREE_TIER_NOTE = ("GitLab kept a single reviewer on this merge request (GitLab Free allows one); "
                   "ask the others for a review by mentioning them.")
 

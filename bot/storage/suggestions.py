@@ -158,6 +158,17 @@ class FeedbackStore:
         return await self.record(project_id, mr_iid, person, label, suggestion_id=suggestion_id,
                                  source_event_id=source_event_id)
 
+    async def of_mrs(self, project_id: int, mr_iids: Iterable[int]) -> list[FeedbackRow]:
+        """The reactions on these MRs, oldest first: one statement per `IN_CHUNK` MRs (a backfill page)."""
+        wanted = sorted(set(mr_iids))
+        out: list[FeedbackRow] = []
+        async with self.engine.connect() as conn:
+            for i in range(0, len(wanted), IN_CHUNK):
+                stmt = sa.select(feedback).where(feedback.c.project_id == project_id,
+                                                 feedback.c.mr_iid.in_(wanted[i:i + IN_CHUNK]))
+                out += [FeedbackRow(**r._mapping) for r in (await conn.execute(stmt)).all()]
+        return sorted(out, key=lambda r: r.id)
+
     async def since(self, project_id: int, after_id: int = 0, *, limit: int | None = None) -> list[FeedbackRow]:
         """A project's rows with an id above `after_id`, in id order (what a learner has not seen yet)."""
         stmt = (sa.select(feedback).where(feedback.c.project_id == project_id, feedback.c.id > after_id)
