@@ -113,3 +113,10 @@ def test_model_explanations_in_words():
     assert words and all(" " in w or w.isalpha() for w in words)
     assert top.contributions[0].effect > 0
     assert all(c.value and c.others for c in top.contributions)  # both sides in plain units
+
+
+def test_every_model_column_has_plain_units_for_why():
+    from graph.explain import UNITS
+    from graph.feedback import FEEDBACK_FEATURES
+
+    assert set(UNITS) == {*FEATURES, *FEEDBACK_FEATURES, "graph_score"}
