@@ -11,13 +11,13 @@ import pytest
 from bot.backfill import backfill_project
 from bot.config import ProjectSettings
 from bot.engine import Engine
-from bot.lookups import Recent
-from bot.suggesting import suggest_for_mr
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.models import Group, Namespace, Project, User
 from bot.gitlab.simulator import SimState
+from bot.lookups import Recent
 from bot.owners import email_matches, group_linked, owners_to_resolve, resolve_owners
 from bot.storage import Storage
+from bot.suggesting import suggest_for_mr
 from graph.codeowners import parse_codeowners
 from tests.bot_harness import SECRET, Tiny, bot_settings, marker_notes, running_bot, settle, tiny_project
 from tests.gitlab_fixtures import FAST_RETRY

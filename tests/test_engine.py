@@ -11,10 +11,10 @@ from bot.backfill import backfill_project
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY
 from bot.config import ProjectSettings
 from bot.engine import Engine
-from bot.suggesting import MRFacts, boost_owners, explain_person, owner_usernames, suggest_for_mr
 from bot.gitlab.models import Member
 from bot.gitlab.sim_model import SimDiff
 from bot.storage import Storage
+from bot.suggesting import MRFacts, boost_owners, explain_person, owner_usernames, suggest_for_mr
 from graph.codeowners import parse_codeowners
 from graph.model import Change, Suggestion
 from tests.bot_harness import tiny_project

@@ -18,12 +18,12 @@ from gidgetlab.sansio import Event
 from bot.comment import code_span, render_why
 from bot.commands import Command, help_text, parse_commands
 from bot.eligibility import DEVELOPER, access_level_name
-from bot.suggesting import explain_person, suggest_for_mr
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
 from bot.handlers.merge_requests import assign_count
 from bot.handlers.publish import acknowledge, publish, reply_once
 from bot.logfmt import kv
+from bot.suggesting import explain_person, suggest_for_mr
 
 __all__ = ["router", "CommandRun", "ACK_OK", "ACK_PROBLEM"]
 

@@ -17,11 +17,11 @@ from typing import Sequence
 
 from bot.backfill import BOT_PICK
 from bot.comment import NO_FILES, NO_HISTORY, has_marker, render_cannot_suggest, render_comment
-from bot.suggesting import SuggestionResult, suggest_for_mr
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext, RetryLater
 from bot.logfmt import kv
+from bot.suggesting import SuggestionResult, suggest_for_mr
 from graph.model import Suggestion
 
 __all__ = ["Assignment", "publish", "store_suggestion", "assign_reviewers", "upsert_comment", "reply_once",
