@@ -100,7 +100,7 @@ def unacted_picks(change: Change, rows: Iterable[FeedbackRow]) -> list[str]:
     return [p for p in change.reviewers if p.casefold() in picked - acted]
 
 
-async def drop_idle_picks(client: GitLabClient, project_id: int, change: Change,
+async def drop_idle_picks(client: GitLabClient, project_id: int, iid: int, change: Change,
                           rows: Iterable[FeedbackRow]) -> tuple[Change, list[str]]:
     """`change` without the reviews the bot requested that nobody took up (`unacted_picks` whose GitLab review
     state is still "unreviewed"; where GitLab has no review states, nobody is dropped), and who they were.
@@ -111,7 +111,7 @@ async def drop_idle_picks(client: GitLabClient, project_id: int, change: Change,
     idle = unacted_picks(change, rows)
     if not idle:
         return change, []
-    states = await client.mr_reviewer_states(project_id, int(change.id.lstrip("!")))
+    states = await client.mr_reviewer_states(project_id, iid)
     unreviewed = {s.user.username.casefold() for s in states or () if s.state == "unreviewed"}
     idle = [p for p in idle if p.casefold() in unreviewed]
     return replace(change, reviewers=tuple(p for p in change.reviewers if p not in idle)), idle
@@ -136,7 +136,7 @@ async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[Mer
         async with gate:
             try:
                 change = await fetch_change(client, project_id, mr, bots=bots)
-                return (await drop_idle_picks(client, project_id, change, feedback.get(mr.iid, ())))[0]
+                return (await drop_idle_picks(client, project_id, mr.iid, change, feedback.get(mr.iid, ())))[0]
             except GitLabError as exc:
                 if not exc.not_found:
                     raise

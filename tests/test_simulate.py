@@ -25,6 +25,15 @@ def history(n=60):
     return out
 
 
+def history_file(tmp_path):
+    """`history()` as a JSON Lines file, as `reviewbot simulate` reads it."""
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(json.dumps({"id": c.id, "time": c.time, "author": c.author,
+                                          "reviewers": list(c.reviewers), "files": list(c.files)})
+                              for c in history()) + "\n")
+    return path
+
+
 def test_memory_streak_resets_on_a_review():
     m = FeedbackMemory()
     m.record("bob", "removed", time=0, rank=1)
@@ -123,10 +132,7 @@ def test_simulated_team_with_a_leaver():
 
 
 def test_cli_json(tmp_path, capsys):
-    path = tmp_path / "h.jsonl"
-    path.write_text("\n".join(json.dumps({"id": c.id, "time": c.time, "author": c.author,
-                                          "reviewers": list(c.reviewers), "files": list(c.files)})
-                              for c in history()) + "\n")
+    path = history_file(tmp_path)
     assert main(["simulate", str(path), "--json", "--jobs", "1"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["learning"] for r in rows] == ["on", "off"]
@@ -138,10 +144,7 @@ def test_cli_json(tmp_path, capsys):
 
 
 def test_cli_table_says_the_lift_per_history(tmp_path, capsys):
-    path = tmp_path / "h.jsonl"
-    path.write_text("\n".join(json.dumps({"id": c.id, "time": c.time, "author": c.author,
-                                          "reviewers": list(c.reviewers), "files": list(c.files)})
-                              for c in history()) + "\n")
+    path = history_file(tmp_path)
     assert main(["simulate", str(path), "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     assert "Simulated team" in out and "h.jsonl: learning lifts Top-1 by +" in out
@@ -167,10 +170,7 @@ def test_cli_reads_a_git_checkout_with_unreviewed_commits(tmp_path, capsys):
 
 
 def test_cli_open_days(tmp_path, capsys):
-    path = tmp_path / "h.jsonl"
-    path.write_text("\n".join(json.dumps({"id": c.id, "time": c.time, "author": c.author,
-                                          "reviewers": list(c.reviewers), "files": list(c.files)})
-                              for c in history()) + "\n")
+    path = history_file(tmp_path)
     assert main(["simulate", str(path), "--json", "--jobs", "1", "--open-days", "0"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["open_days"] for r in rows] == [0.0, 0.0]

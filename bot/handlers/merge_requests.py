@@ -206,15 +206,16 @@ async def on_merge(event: Event, ctx: EventContext) -> None:
 async def leave_out_idle(ctx: EventContext, iid: int, change: Change) -> Change:
     """`change` without the reviews the bot requested that nobody took up (`bot.backfill.drop_idle_picks`),
     each recorded as `passed_over`: the team let the request lie, a rejection, not a review."""
-    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
-    change, idle = await drop_idle_picks(ctx.client, ctx.project_id, change, rows)
+    change, idle = await drop_idle_picks(ctx.client, ctx.project_id, iid, change, rows)
+    if not idle:
+        return change
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     for person in idle:
         await ctx.storage.feedback.record(ctx.project_id, iid, person, "passed_over", value={"never_reviewed": True},
                                           suggestion_id=latest.id if latest else None, source_event_id=ctx.event_id)
-    if idle:
-        log.info(kv("reviewers the bot requested never reviewed; left out of the history",
-                    project_id=ctx.project_id, mr_iid=iid, people=",".join(idle)))
+    log.info(kv("reviewers the bot requested never reviewed; left out of the history",
+                project_id=ctx.project_id, mr_iid=iid, people=",".join(idle)))
     return change
 
 
