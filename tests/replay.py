@@ -7,8 +7,9 @@ delivery the scenario sends has the same X-Gitlab-Event-UUID in both; rows are c
 
 What may differ between two correct runs is only who gets ranked first (merges and feedback reach the recommender
 in whatever order the workers happen to run them), so people are compared only where the scenario itself names
-them; rows about ranked people (`assigned`, `reroll`, a final reviewer who did not approve) are checked against
-the run's own GitLab state instead (every reviewer the bot set has its `assigned` row, and no other).
+them; rows about ranked people (`assigned`, `reroll`, a final reviewer who did not approve, one the bot asked
+who never reviewed) are checked against the run's own GitLab state instead (every reviewer the bot set has its
+`assigned` row, and no other).
 """
 from __future__ import annotations
 
@@ -190,7 +191,10 @@ def _head(d: dict[Any, Any], n: int = 5) -> str:
 
 
 def _assigned_by_the_bot(label: str, value: Any) -> bool:
-    """A final reviewer who only reviewed (did not approve) was put there by the bot's `assign`: a ranking."""
+    """A final reviewer who only reviewed (did not approve) was put there by the bot's `assign`, and so was a
+    reviewer it asked who never took the review up (`passed_over` at the merge): both follow a ranking."""
+    if label == "passed_over":
+        return isinstance(value, dict) and bool(value.get("never_reviewed"))
     return label == "final_reviewer" and isinstance(value, dict) and not value.get("approver")
 
 
