@@ -55,7 +55,7 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="reviewbot-crash-") as folder:
         async with temporary_database(args.database) as url:
             _, got, stats = await crash_run(url, Path(folder), args.deliveries, workers=args.workers,
-                                            kills=args.kills, gap=(0.2, 2.0), seed=args.seed, timeout=1800)
+                                            kills=args.kills, seed=args.seed, timeout=1800)
     return report(scenario, expected, got, stats)
 
 

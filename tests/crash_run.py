@@ -73,11 +73,6 @@ async def _leaseholders(storage: Storage) -> set[int]:
         return {int(owner.split(":")[1]) for owner in owners if owner and owner.count(":") == 2}
 
 
-async def _pending(storage: Storage) -> int:
-    depth = await storage.events.depth()
-    return depth["queued"] + depth["running"] + depth["failed"]
-
-
 async def _busy_workers(procs: WorkerProcs, storage: Storage, patience: float) -> list[int]:
     """Workers holding a lease, polled for up to `patience` s (a restarted worker needs seconds to start)."""
     loop = asyncio.get_running_loop()
@@ -90,13 +85,39 @@ async def _busy_workers(procs: WorkerProcs, storage: Storage, patience: float) -
         await asyncio.sleep(0.02)
 
 
-async def kill_at_random(procs: WorkerProcs, storage: Storage, rng: random.Random, kills: int,
-                         gap: tuple[float, float], stats: CrashStats) -> None:
-    """After a random pause, SIGKILL a worker in the middle of an event (any worker if none is busy soon)."""
-    for _ in range(kills):
-        await asyncio.sleep(rng.uniform(*gap))
-        if await _pending(storage) == 0:
+async def _work_left(storage: Storage, patience: float) -> tuple[int, int]:
+    """(events done, events not yet done), waiting up to `patience` s for work to arrive (thumbs come late)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        depth = await storage.events.depth()
+        left = depth["queued"] + depth["running"] + depth["failed"]
+        if left or loop.time() > deadline:
+            return depth["done"], left
+        await asyncio.sleep(0.02)
+
+
+async def _until_done(storage: Storage, target: int) -> None:
+    """Wait until `target` events are done (or nothing is left to do)."""
+    while True:
+        done, left = await _work_left(storage, patience=0)
+        if done >= target or not left:
             return
+        await asyncio.sleep(0.02)
+
+
+async def kill_at_random(procs: WorkerProcs, storage: Storage, rng: random.Random, kills: int,
+                         stats: CrashStats) -> None:
+    """SIGKILL a worker in the middle of an event `kills` times, spread over the work still to do.
+
+    Each kill comes after a random share of the events left (at most 1/(kills left + 1) of them), not after a
+    pause: on a fast machine a timed pause let the queue drain before the second kill.
+    """
+    for remaining in range(kills, 0, -1):
+        done, left = await _work_left(storage, patience=2.0)
+        if not left:
+            return
+        await _until_done(storage, done + rng.randint(1, max(1, left // (remaining + 1))))
         busy = await _busy_workers(procs, storage, patience=10.0)
         victim = rng.choice(busy or list(procs.procs))
         procs.kill(victim)
@@ -116,7 +137,7 @@ async def _finish(stats: CrashStats, procs: WorkerProcs, storage: Storage, start
 
 
 async def crash_run(database_url: str, folder: Path, deliveries: int, *, workers: int = 2, kills: int = 4,
-                    gap: tuple[float, float] = (0.2, 1.0), seed: int = 5, timeout: float = 180.0,
+                    seed: int = 5, timeout: float = 180.0,
                     worker: dict[str, Any] | None = None, zygote: Zygote | None = None,
                     ) -> tuple[Scenario, Outcome, CrashStats]:
     """The deliveries through `workers` processes of `reviewbot worker`, killed `kills` times with SIGKILL."""
@@ -137,9 +158,9 @@ async def crash_run(database_url: str, folder: Path, deliveries: int, *, workers
                 await procs.start(workers)
                 try:
                     rng, later = random.Random(seed), min(kills, max(1, kills // 4))
-                    await kill_at_random(procs, storage, rng, kills - later, gap, stats)
+                    await kill_at_random(procs, storage, rng, kills - later, stats)
                     await thumbs_on_bot_comments(state, seeded, scenario, timeout=timeout)
-                    await kill_at_random(procs, storage, rng, later, gap, stats)  # while the thumbs are run
+                    await kill_at_random(procs, storage, rng, later, stats)  # while the thumbs are run
                     await settle(state, storage, timeout=timeout)
                     await _finish(stats, procs, storage, started)
                 finally:
