@@ -4,14 +4,14 @@ Prints figures; it is not a test. Run from the repository root (PostgreSQL at 12
 
     .venv/bin/python benchmarks/crash_safety.py [--deliveries 1000] [--workers 2] [--kills 20]
 
-What it does (the suite's `tests/test_worker_crash.py` does the same with 60 deliveries):
+What it does (the suite's `tests/test_worker_crash.py` does the same with 40 deliveries):
 
 1. the reference: the GitLab simulator (seeded) plays a burst of real-shaped deliveries over 250 merge requests
    (opens, drafts made ready, pushes, approvals, merges, `/reviewers` commands and plain comments, awards),
    re-sends 10 % of them, and an in-process worker that is never interrupted runs them (SQLite);
 2. the crash run: the same deliveries into a fresh database, run by `--workers` processes of `reviewbot worker`
-   with 3 s leases; every 0.2-2 s one worker is killed with SIGKILL, preferably in the middle of an event
-   (one that holds a lease), and restarted at once;
+   with 3 s leases; after each random share of the events still to do one worker is killed with SIGKILL,
+   preferably in the middle of an event (one that holds a lease), and restarted at once;
 3. the comparison: every MR has exactly one bot comment, the one the database names; the suggestion and
    feedback rows about people the scenario names (approvals, merges, commands, thumbs given on the bot's comments
    while the kills go on), acknowledgements and replies match the reference; rows about ranked people match the

@@ -4,7 +4,7 @@ Both runs go in two phases: the prepared deliveries (opens, pushes, merges, comm
 once every MR has the bot's comment, a thumb up or down on each comment; in the crash run the kills go on
 through both phases, so the feedback those thumbs (and the merges, approvals and commands) leave is checked too.
 
-Shared by `tests/test_worker_crash.py` (60 deliveries) and `benchmarks/crash_safety.py` (1,000). Each run gets
+Shared by `tests/test_worker_crash.py` (40 deliveries) and `benchmarks/crash_safety.py` (1,000). Each run gets
 its own simulator (same seeds, so the same deliveries) and its own database; `tests.replay.Outcome` compares them.
 """
 from __future__ import annotations
