@@ -307,7 +307,7 @@ class Engine:
         lock: a snapshot restores the graph, not its derived blocks, and a suggestion on paths never read
         costs several times one on read paths. Between chunks, suggestions get the lock (they wait for one
         chunk at most); a rebuilt or evicted recommender ends it."""
-        og, cap = rec.og, int(OwnershipGraph.BLOCK_ROWS * 0.75)
+        og, cap = rec.og, OwnershipGraph.WARM_ROWS
         while entry.recommender is rec:
             async with entry.lock:
                 if entry.recommender is not rec:

@@ -114,8 +114,9 @@ async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[
     suggestion when it names none (an MR never suggested for has none): storage, not this process's memory,
     so any process learns a label alike. A 👍 / 👎 on the bot's comment is evidence about the person who
     gave it only when they were among the people it suggested ("me: yes / no"); the author's or a
-    bystander's thumb judges the list, not themselves, and stays in storage for the dashboard. Three statements for the whole batch, whatever its size: the rows,
-    the suggestions they judge, and which of their MRs the history holds (merged: see `label_change`)."""
+    bystander's thumb judges the list, not themselves, and stays in storage for the dashboard. Three
+    statements for the whole batch, whatever its size: the rows, the suggestions they judge, and which of
+    their MRs the history holds (merged: see `label_change`)."""
     rows = await storage.feedback.since(project_id, after_id)
     mark = rows[-1].id if rows else after_id
     rows = [r for r in rows if r.label in EVIDENCE and not _revoked(r)]

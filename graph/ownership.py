@@ -171,6 +171,7 @@ class OwnershipGraph:
 
     # rows of all cached edge blocks together (2M rows: 80 MB of float64); beyond, the cache starts afresh
     BLOCK_ROWS = 2_000_000
+    WARM_ROWS = BLOCK_ROWS * 3 // 4  # what `warm_blocks` builds at most: room is left for the paths it skips
 
     def __init__(self, half_life_days: float = 180.0, short_half_life_days: float = 30.0, bots: Iterable[str] = ()):
         if half_life_days <= 0 or short_half_life_days <= 0:
@@ -498,7 +499,7 @@ class OwnershipGraph:
 
     def warm_blocks(self, limit: int | None = None) -> int:
         """Build the edge blocks of the busiest paths before the first suggestions need them, up to `limit`
-        rows (default: three quarters of `BLOCK_ROWS`); returns the rows cached. A suggestion on paths never
+        rows (default `WARM_ROWS`); returns the rows cached. A suggestion on paths never
         read costs several times one on read paths (500 files on a 200k-MR history: p99 65-80 ms cold,
         18 ms warm), so a bot warms them once after loading a large history.
 
@@ -508,7 +509,7 @@ class OwnershipGraph:
         (8, ['/doc/', '/doc/b.md', '/src/', '/src/a.c'])
         """
         derived, node = self._derived, self.G._node
-        cap = int(self.BLOCK_ROWS * 0.75) if limit is None else limit
+        cap = self.WARM_ROWS if limit is None else limit
         if derived.warm_order is None:  # sorted once: a caller warming in steps continues where it stopped
             paths = [p for p, d in node.items() if d.get("kind") != "person"]
             paths.sort(key=lambda p: -node[p].get("n", 0))

@@ -110,7 +110,8 @@ class SuggestionStore:
         async with self.engine.connect() as conn:
             for i in range(0, max(len(wanted), len(mrs)), IN_CHUNK):
                 latest = (sa.select(sa.func.max(suggestions.c.id))
-                          .where(of_project, suggestions.c.mr_iid.in_(mrs[i:i + IN_CHUNK])).group_by(suggestions.c.mr_iid))
+                          .where(of_project, suggestions.c.mr_iid.in_(mrs[i:i + IN_CHUNK]))
+                          .group_by(suggestions.c.mr_iid))
                 stmt = sa.select(suggestions).where(of_project, sa.or_(
                     suggestions.c.id.in_(wanted[i:i + IN_CHUNK]), suggestions.c.id.in_(latest.scalar_subquery())))
                 found.update((r.id, SuggestionRow(**r._mapping)) for r in (await conn.execute(stmt)).all())
