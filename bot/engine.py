@@ -248,7 +248,7 @@ class Engine:
         if changes or labels:
             items = learning.interleave(changes, labels)
             await asyncio.to_thread(learning.replay, rec, items, self._authors_of(project_id))
-        entry.labels_new += len(labels)
+        entry.labels_new += sum(x.label in learning.EVIDENCE for x in labels)  # who was shown first: no label
         return len(labels)
 
     async def _rebuild(self, project_id: int, entry: _Entry, config: RecommenderSettings) -> None:

@@ -5,7 +5,9 @@ events (`storage.feedback`), written by any worker process. A recommender keeps 
 last row it learned (saved in its snapshots), and the engine feeds it every row above that mark, in time
 order together with the history rows it has not observed: after a restart or on another process nothing is
 lost nor learned twice. A label about a merge request comes before that MR's merge in the replay (except
-`final_reviewer`, recorded at the merge), so rejections become hard negatives of the change. A label carries
+`final_reviewer`, recorded at the merge), so rejections become hard negatives of the change. Beside the
+evidence, a `suggested` row names whom the bot's comment put first: the load spreading counts first places
+given against reviews done, on every process alike (`LearnedRecommender.put_first`). A label carries
 its MR's author and files, stored with the suggestion it judges: a review taken enters the graph at once
 (`LearnedRecommender.learn`) on every process alike, not only on the one that suggested for the MR.
 
@@ -30,7 +32,7 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, Storage, SuggestionRow
-from graph.feedback import FEEDBACK_FEATURES, NEGATIVE, POSITIVE
+from graph.feedback import FEEDBACK_FEATURES, NEGATIVE, POSITIVE, PUT_FIRST
 from graph.features import FEATURES
 from graph.model import Change
 from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender
@@ -38,11 +40,12 @@ from graph.retrain import Retrained, retrain, training_window
 from graph.synthetic import synthetic_history
 
 __all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retrain_and_store", "adopt",
-           "stored_model", "prior_model", "EVIDENCE", "PRIOR_PROJECT"]
+           "stored_model", "prior_model", "EVIDENCE", "LEARNED", "PRIOR_PROJECT"]
 
 log = logging.getLogger("bot.learning")
 
 EVIDENCE = POSITIVE | NEGATIVE  # the labels that say something about a person (not "why", "command")
+LEARNED = EVIDENCE | {PUT_FIRST}  # the rows a recommender reads: the evidence, and who was shown first
 THUMBS = frozenset({"thumbs_up", "thumbs_down"})  # about the person who gave them only if they were suggested
 PRIOR_PROJECT = 0               # `storage.models` rows of the project-independent prior model
 PRIOR_VERSION = "prior-synthetic-v1"
@@ -108,7 +111,8 @@ def _label(row: FeedbackRow, shown: SuggestionRow | None, merged: bool) -> Label
 
 
 async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[list[Label], int]:
-    """The evidence rows above `after_id` (oldest first) and the new mark (the last row id read).
+    """The rows a recommender learns (`LEARNED`) above `after_id`, oldest first, and the new mark (the last
+    row id read).
 
     Each label's MR (author, files) comes from the suggestion the row judges, or from the MR's latest
     suggestion when it names none (an MR never suggested for has none): storage, not this process's memory,
@@ -119,7 +123,7 @@ async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[
     their MRs the history holds (merged: see `label_change`)."""
     rows = await storage.feedback.since(project_id, after_id)
     mark = rows[-1].id if rows else after_id
-    rows = [r for r in rows if r.label in EVIDENCE and not _revoked(r)]
+    rows = [r for r in rows if r.label in LEARNED and not _revoked(r)]
     if not rows:
         return [], mark
     shown = await storage.suggestions.judged(project_id, (r.suggestion_id for r in rows if r.suggestion_id),

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "FEEDBACK_FEATURES", "FEEDBACK_WORDS",
-           "directories"]
+__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "FEEDBACK_FEATURES",
+           "FEEDBACK_WORDS", "directories"]
 
 POSITIVE = frozenset({"accepted", "assigned", "approved", "reviewed", "thumbs_up", "final_reviewer"})
 TAKEN = frozenset({"accepted", "assigned"})  # the labels that mean "this person took the review"
 NEGATIVE = frozenset({"removed", "passed_over", "reroll", "exclude", "thumbs_down"})
+# Not evidence about the person: the bot put them first on a merge request. The load spreading counts it
+# (`LearnedRecommender.put_first`); the memory here ignores it.
+PUT_FIRST = "suggested"
 
 FEEDBACK_FEATURES = (
     "fb_acceptance",        # smoothed share of this person's suggestions that were taken (decayed)

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from graph.feedback import FEEDBACK_FEATURES, FEEDBACK_WORDS, NEGATIVE, TAKEN, FeedbackMemory
+from graph.feedback import FEEDBACK_FEATURES, FEEDBACK_WORDS, NEGATIVE, PUT_FIRST, TAKEN, FeedbackMemory
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.explain import compare
 from graph.model import Change, Contribution, Suggestion
@@ -168,13 +168,33 @@ class LearnedRecommender(GraphRecommender):
         self._trained_at = 0
         self._suggested: dict[str, float] = {}
         self._reviewed: dict[str, float] = {}
+        self._first: OrderedDict[str, tuple[str, float]] = OrderedDict()  # change id -> (put first, when)
 
     def recommend(self, change: Change, k: int) -> list[str]:
+        """The best `k` people, the first of them counted as put first (`put_first`): the replays call this
+        once per change. The bot calls `suggest` (several times per merge request, to rank and to explain)
+        and counts the person its comment shows first through a stored label instead (`PUT_FIRST`)."""
         ranked = super().recommend(change, k)
         self._remember(change)
-        if ranked and self.settings.balance > 0:
-            self._note(self._suggested, ranked[0], change.time, 1.0)
+        if ranked:
+            self.put_first(change.id, ranked[0], change.time)
         return ranked
+
+    def put_first(self, change_id: str, person: str, at: float) -> None:
+        """Count `person` as put first on `change_id` for the load spreading (`_imbalance`). A later first
+        place on the same change replaces the earlier one: the bot suggests again after pushes."""
+        if self.settings.balance <= 0:
+            return
+        was = self._first.get(change_id)
+        if was is not None:
+            if was[0] == person:
+                return
+            self._note(self._suggested, was[0], was[1], -1.0)
+        self._first[change_id] = (person, at)
+        self._first.move_to_end(change_id)
+        self._note(self._suggested, person, at, 1.0)
+        while len(self._first) > self.settings.pending_limit:
+            self._first.popitem(last=False)
 
     def suggest(self, change: Change, k: int = 3, **kw) -> list[Suggestion]:
         out = super().suggest(change, k, **kw)
@@ -200,11 +220,15 @@ class LearnedRecommender(GraphRecommender):
         as the person's current work on this merge request until it merges (`FeedbackMemory.open`), and
         with `early_reviews` it enters the graph at once (`_review_early`). A label may name only the
         change (as the bot's do): its author and files are then those remembered when it was suggested.
+        `PUT_FIRST` is no feedback: the person was shown first, which the load spreading counts.
         """
+        at = change.time if time is None else time
+        if label == PUT_FIRST:
+            self.put_first(change.id, person, at)
+            return
         known = self._changes.get(change.id)
         if known is not None and not (change.files and change.author):
             change = replace(change, author=change.author or known.author, files=change.files or known.files)
-        at = change.time if time is None else time
         self.feedback.record(person, label, time=at, author=change.author, rank=rank, change_id=change.id,
                              files=change.files)
         if label in NEGATIVE:

@@ -7,7 +7,7 @@ delivery the scenario sends has the same X-Gitlab-Event-UUID in both; rows are c
 
 What may differ between two correct runs is only who gets ranked first (merges and feedback reach the recommender
 in whatever order the workers happen to run them), so people are compared only where the scenario itself names
-them; rows about ranked people (`assigned`, `reroll`, `reviewed`, a final reviewer who did not approve, one the
+them; rows about ranked people (`suggested`, `assigned`, `reroll`, `reviewed`, a final reviewer who did not approve, one the
 bot asked who never reviewed) are checked against the run's own GitLab state instead (every reviewer the bot set
 has its `assigned` row, and no other).
 """
@@ -43,9 +43,10 @@ __all__ = ["Scenario", "Outcome", "world", "webhook_app", "play", "send", "thumb
 # (except final reviewers who did not approve: the bot's `assign` made them reviewers).
 STABLE_LABELS = frozenset({"final_reviewer", "approved", "why", "exclude", "thumbs_up", "thumbs_down"})
 THUMBS = frozenset(EMOJI_LABELS.values())
-# Labels about whoever the ranking put first (the bot's `assign`, a reroll of its suggestion, a comment by someone
-# the latest suggestion happens to name: the commenter is random, whether they were suggested is not).
-RANKED = frozenset({"assigned", "reroll", "reviewed"})
+# Labels about whoever the ranking put first (the person shown first, the bot's `assign`, a reroll of its
+# suggestion, a comment by someone the latest suggestion happens to name: the commenter is random, whether they
+# were suggested is not).
+RANKED = frozenset({"suggested", "assigned", "reroll", "reviewed"})
 COMMANDS = ("/reviewers", "/reviewers why @{who}", "/reviewers reroll", "/reviewers help", "LGTM, thanks",
             "/reviewers exclude @{who}", "/reviewers assign 1", "Looks good to me", "/reviewers nope")
 

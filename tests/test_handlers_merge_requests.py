@@ -93,7 +93,7 @@ async def test_top1_assignment_requests_review_and_records_it(handler_env):
     [comment] = marker_notes(env.state, mr)
     assert "Review requested from `@bob`." in comment.body
     labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
-    assert labels == [("bob", "assigned")]
+    assert labels == [("bob", "suggested"), ("bob", "assigned")]  # shown first (load spreading), then requested
 
 
 async def test_a_retry_after_a_killed_attempt_assigns_and_records_what_that_attempt_stored(handler_env):
@@ -109,7 +109,7 @@ async def test_a_retry_after_a_killed_attempt_assigns_and_records_what_that_atte
     await env.dispatch(event_row(opened.event_name, opened.body, event_id=7001))
     assert [env.state.users[u].username for u in mr.reviewer_ids] == ["cy"]
     labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
-    assert labels == [("cy", "assigned")]
+    assert labels == [("cy", "suggested"), ("cy", "assigned")]
     [comment] = marker_notes(env.state, mr)
     assert comment.body.index("`@cy`") < comment.body.index("`@bob`")
     assert len(await env.storage.suggestions.list(env.pid)) == 1
@@ -154,7 +154,7 @@ async def test_merge_adds_the_mr_to_history_and_records_final_reviewers(handler_
     assert (merged.author, merged.reviewers, merged.ackers, merged.files) == ("ann", ("bob",), ("bob",),
                                                                               ("src/core/new.py",))
     labels = {(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)}
-    assert labels == {("bob", "accepted"), ("bob", "approved"), ("bob", "final_reviewer")}
+    assert labels == {("bob", "suggested"), ("bob", "accepted"), ("bob", "approved"), ("bob", "final_reviewer")}
 
 
 async def test_a_review_the_bot_requested_and_nobody_did_is_not_learned_as_one(handler_env):
@@ -170,7 +170,8 @@ async def test_a_review_the_bot_requested_and_nobody_did_is_not_learned_as_one(h
     merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
     assert merged.reviewers == ("cy",)
     labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
-    assert labels == [("bob", "assigned"), ("cy", "accepted"), ("bob", "passed_over"), ("cy", "final_reviewer")]
+    assert labels == [("bob", "suggested"), ("bob", "assigned"), ("cy", "accepted"), ("bob", "passed_over"),
+                      ("cy", "final_reviewer")]
     assert env.state.calls("GET", f"/merge_requests/{mr.iid}/reviewers")
 
 
@@ -282,7 +283,8 @@ async def test_a_reviewer_the_bot_did_not_suggest_is_recorded_as_assigned_once(h
     await env.dispatch(row)
     await env.dispatch(row)  # the worker retries the event: nothing is recorded twice
     rows = await env.storage.feedback.list(env.pid, mr_iid=mr.iid)
-    assert [(f.person, f.label) for f in rows] == [("bob", "accepted"), ("cy", "passed_over"), ("dee", "assigned")]
+    assert [(f.person, f.label) for f in rows] == [("bob", "suggested"), ("bob", "accepted"), ("cy", "passed_over"),
+                                                   ("dee", "assigned")]
     assert {f.suggestion_id for f in rows} == {shown.id}
 
 

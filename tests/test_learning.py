@@ -201,6 +201,25 @@ async def test_reviewer_changes_and_commands_reach_the_engines_recommender(handl
         assert f"!{mr.iid}" in rec._rejected  # hard negatives when it merges
 
 
+async def test_who_the_comment_puts_first_reaches_every_process_once_per_mr(handler_env):
+    """The bot ranks with `suggest` (several calls per MR); the load spreading counts first places through the
+    stored `suggested` row, so a process that never suggested for the MR counts it too, and a second
+    suggestion on the same MR replaces the first instead of adding one."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/engine.py"])
+    await env.run()
+    first = (await env.storage.suggestions.latest(env.pid, mr.iid)).people[0]["username"]
+    env.state.add_note(mr, env.tiny.ann, f"/reviewers exclude @{first}")
+    await env.run()
+    second = (await env.storage.suggestions.latest(env.pid, mr.iid)).people[0]["username"]
+    rows = [(r.person, r.label) for r in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)
+            if r.label == "suggested"]
+    assert rows == [(first, "suggested"), (second, "suggested")] and second != first
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, SETTINGS) as other:
+        assert dict(other._first) == {f"!{mr.iid}": (second, other._first[f"!{mr.iid}"][1])}
+        assert abs(other._suggested.get(first, 0.0)) < 1e-12 < other._suggested[second]
+
+
 async def test_a_stored_prior_ranks_a_project_without_a_model_of_its_own(sqlite_url):
     from bot.learning import PRIOR_PROJECT
     from tests.test_retrain import trained

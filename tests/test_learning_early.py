@@ -67,8 +67,10 @@ class Early:
         return await self.stack.enter_async_context(dispatching(self.settings, self.storage))
 
     async def labels(self, mr: SimMR) -> list[tuple[str, str]]:
-        """(person, label) of the feedback rows stored about `mr`, oldest first."""
-        return [(r.person, r.label) for r in await self.storage.feedback.list(self.pid, mr_iid=mr.iid)]
+        """(person, label) of the feedback rows stored about `mr`, oldest first, but for who was shown first
+        (`suggested`: the load spreading's count, not evidence about the person)."""
+        return [(r.person, r.label) for r in await self.storage.feedback.list(self.pid, mr_iid=mr.iid)
+                if r.label != "suggested"]
 
     async def reviews_of_a_c(self, person: str) -> int:
         """How many reviews of `src/a.c` the engine's graph gives `person`, after learning the stored labels."""

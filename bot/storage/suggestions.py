@@ -22,6 +22,7 @@ __all__ = ["SuggestionRow", "FeedbackRow", "SuggestionStore", "FeedbackStore", "
 FEEDBACK_LABELS = frozenset({
     "accepted", "assigned", "removed", "passed_over", "reroll", "exclude", "why", "thumbs_up", "thumbs_down",
     "approved", "reviewed", "final_reviewer",
+    "suggested",  # the person the bot's comment put first (the load spreading counts first places given)
     "command",  # a `/reviewers` command that judges nobody (suggest, assign, optout, optin, help, unknown...)
 })
 
