@@ -75,10 +75,11 @@ def report(scenario, expected, got, stats) -> int:
     print(f"(MR, label, event) rows about ranked people: {len(got.ranked)} (reference {len(expected.ranked)}, "
           f"{got.ranked_differences(expected)} differ: who ranks first depends on the processing order); "
           f"MRs whose GitLab reviewers and `assigned` rows disagree: {len(got.unrecorded)} (reference "
-          f"{len(expected.unrecorded)})")
+          f"{len(expected.unrecorded)}); suggestions without their one `suggested` row: {len(got.unshown)} "
+          f"(reference {len(expected.unshown)})")
     print(f"queue: {got.queue}; workers that exited on their own: {stats.worker_exits or 'none'}; "
           f"tracebacks in worker logs: {stats.tracebacks}")
-    problems = got.differences(expected) + got.unrecorded
+    problems = got.differences(expected) + got.unrecorded + got.unshown
     if once != len(got.comments) or not all(got.comment_rows.values()):
         problems.append("not every MR has exactly one bot comment named by the database")
     if got.queue["queued"] + got.queue["running"] + got.queue["failed"] + got.queue["dead"]:

@@ -165,6 +165,7 @@ class Outcome:
     queue: dict[str, int]
     ranked: dict[tuple[Any, ...], int]     # (MR iid, label, delivery UUID) of labels about whoever was ranked
     unrecorded: list[str]                  # reviewers the bot set on GitLab without an `assigned` row, or back
+    unshown: list[str] = field(default_factory=list)  # suggestions whose first person lacks its `suggested` row
 
     def ranked_differences(self, expected: Outcome) -> int:
         """How many (MR, label, event) rows about ranked people exist in one run and not the other.
@@ -214,12 +215,15 @@ async def outcome(state: SimState, storage: Storage, project_id: int, scenario: 
         row = await storage.comments.get(project_id, mr.iid)
         comments[mr.iid] = len(notes)
         rows[mr.iid] = row is not None and len(notes) == 1 and row.note_id == notes[0].id
-    suggestions = Counter((s.mr_iid, uuid.get(s.event_id or 0, "none"))
-                          for s in await storage.suggestions.list(project_id))
+    stored = await storage.suggestions.list(project_id)
+    suggestions = Counter((s.mr_iid, uuid.get(s.event_id or 0, "none")) for s in stored)
     feedback: Counter[tuple[Any, ...]] = Counter()
     ranked: dict[tuple[Any, ...], int] = {}
     assigned: dict[int, set[str]] = {}
+    shown_first: dict[int | None, list[str]] = {}
     for f in await storage.feedback.list(project_id):
+        if f.label == "suggested":
+            shown_first.setdefault(f.suggestion_id, []).append(f.person)
         key = (f.mr_iid, f.label, uuid.get(f.source_event_id or 0, "none"))
         if f.label in THUMBS:  # sent while the workers ran: the delivery's UUID depends on the timing
             feedback[(f.mr_iid, f.label, "thumb on the bot's comment", f.person)] += 1
@@ -238,7 +242,19 @@ async def outcome(state: SimState, storage: Storage, project_id: int, scenario: 
         marker = REPLY_MARKER.format(note_id=note.id)
         replies[note.id] = sum(1 for n in bot_notes(state, mr) if has_marker(n.body, marker))
     return Outcome(comments, rows, suggestions, feedback, acks, replies, await storage.events.depth(), ranked,
-                   _unrecorded_reviewers(state, project_id, scenario, assigned))
+                   _unrecorded_reviewers(state, project_id, scenario, assigned), _unshown(stored, shown_first))
+
+
+def _unshown(stored: list, shown_first: dict[int | None, list[str]]) -> list[str]:
+    """Suggestions whose first person has no `suggested` row (or several, or one naming someone else): the
+    load spreading of every process counts first places from those rows."""
+    out = [f"suggestion {s.id} (MR {s.mr_iid}): first {s.people[0].get('username')!r}, rows "
+           f"{shown_first.get(s.id, [])}" for s in stored if s.people and
+           shown_first.get(s.id, []) != [s.people[0].get("username")]]
+    known = {s.id for s in stored}
+    out += [f"`suggested` rows {people} name no stored suggestion ({sid})" for sid, people in shown_first.items()
+            if sid not in known]
+    return out
 
 
 def _unrecorded_reviewers(state: SimState, project_id: int, scenario: Scenario,

@@ -50,6 +50,7 @@ def test_the_reference_run_is_complete(reference):
     assert len(thumbs) == len(expected.comments) and all(expected.feedback[k] == 1 for k in thumbs)
     assert expected.queue["dead"] == expected.queue["failed"] == 0
     assert expected.unrecorded == []  # every reviewer the bot set has its `assigned` row
+    assert expected.unshown == []  # every suggestion's first person has its `suggested` row
 
 
 async def test_killed_workers_lose_nothing_and_double_nothing(database_url, reference, zygote, tmp_path):
@@ -62,3 +63,4 @@ async def test_killed_workers_lose_nothing_and_double_nothing(database_url, refe
     assert set(got.comments.values()) == {1} and all(got.comment_rows.values())
     assert got.queue == {"queued": 0, "running": 0, "failed": 0, "dead": 0, "done": stats.events}
     assert got.unrecorded == []  # every reviewer the bot set has its `assigned` row, kills or not
+    assert got.unshown == []  # ... and every suggestion's first person its `suggested` row
