@@ -24,6 +24,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -72,6 +73,8 @@ def report(scenario, expected, got, stats) -> int:
           f"feedback rows about named people {sum(got.feedback.values())} (reference "
           f"{sum(expected.feedback.values())}), of them thumbs on the bot's comments sent during the kills "
           f"{len(scenario.thumbs)}")
+    by_label = lambda o: dict(sorted(Counter(label for _, label, _ in o.ranked).items()))  # noqa: E731
+    print(f"ranked rows by label: {by_label(got)} (reference {by_label(expected)})")
     print(f"(MR, label, event) rows about ranked people: {len(got.ranked)} (reference {len(expected.ranked)}, "
           f"{got.ranked_differences(expected)} differ: who ranks first depends on the processing order); "
           f"MRs whose GitLab reviewers and `assigned` rows disagree: {len(got.unrecorded)} (reference "
