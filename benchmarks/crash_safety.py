@@ -15,7 +15,8 @@ What it does (the suite's `tests/test_worker_crash.py` does the same with 40 del
 3. the comparison: every MR has exactly one bot comment, the one the database names; the suggestion and
    feedback rows about people the scenario names (approvals, merges, commands, thumbs given on the bot's comments
    while the kills go on), acknowledgements and replies match the reference; rows about ranked people match the
-   run's own GitLab state; no event is queued, running, failed or dead.
+   run's own GitLab state (every reviewer the bot set has its `assigned` row, every suggestion its one
+   `suggested` row); no event is queued, running, failed or dead.
 """
 from __future__ import annotations
 
@@ -60,6 +61,11 @@ async def main(args: argparse.Namespace) -> int:
     return report(scenario, expected, got, stats)
 
 
+def _by_label(outcome) -> dict[str, int]:
+    """How many (MR, label, event) rows about ranked people a run left, per label."""
+    return dict(sorted(Counter(label for _, label, _ in outcome.ranked).items()))
+
+
 def report(scenario, expected, got, stats) -> int:
     """Print the crash run's figures and the verdict; the exit code is 1 when a bar is missed."""
     print(f"crash run: {stats.seconds:.0f} s, {stats.kills} SIGKILLs ({stats.kills_mid_event} in the middle of "
@@ -73,8 +79,7 @@ def report(scenario, expected, got, stats) -> int:
           f"feedback rows about named people {sum(got.feedback.values())} (reference "
           f"{sum(expected.feedback.values())}), of them thumbs on the bot's comments sent during the kills "
           f"{len(scenario.thumbs)}")
-    by_label = lambda o: dict(sorted(Counter(label for _, label, _ in o.ranked).items()))  # noqa: E731
-    print(f"ranked rows by label: {by_label(got)} (reference {by_label(expected)})")
+    print(f"ranked rows by label: {_by_label(got)} (reference {_by_label(expected)})")
     print(f"(MR, label, event) rows about ranked people: {len(got.ranked)} (reference {len(expected.ranked)}, "
           f"{got.ranked_differences(expected)} differ: who ranks first depends on the processing order); "
           f"MRs whose GitLab reviewers and `assigned` rows disagree: {len(got.unrecorded)} (reference "
