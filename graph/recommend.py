@@ -350,9 +350,9 @@ class LearnedRecommender(GraphRecommender):
         if ranker is None:
             return self._drop_rejected(cands.people, base / (1.0 + self._rejection_penalty(cands.people)))
         idx = self._top(cands)
-        top = [cands.people[i] for i in idx]
         model = ranker.decision_function(self.model_input(cands.X[idx], cands.score[idx]))
-        model = model - self._imbalance(top) - self._rejection_penalty(top) + self._on_duty(cands.X[idx])
+        spread, rejected, duty = self._terms([cands.people[i] for i in idx], cands.X[idx])
+        model = model + spread + rejected + duty
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
         return self._drop_rejected(cands.people, scores)
@@ -367,14 +367,22 @@ class LearnedRecommender(GraphRecommender):
             scores[gone] = -np.inf  # not proposed at all (see `_order`)
         return scores
 
+    def _terms(self, people: list[str], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The hand-set terms added to the model's score of these rows (logit units): load spreading, the
+        rejection streak's penalty, the lift for people on duty."""
+        return -self._imbalance(people), -self._rejection_penalty(people), self._on_duty(X)
+
     def _contributions_many(self, cands: Candidates, rows: list[int]) -> list[list[Contribution]]:
         """With a model: how much the score of each row changes when one signal at a time is set to the
         other candidates' average (the rest of the change's candidates unchanged). Every probe of every row
-        goes through one `decision_function` call, each probe as its own group."""
+        goes through one `decision_function` call, each probe as its own group. The terms added to the
+        model's score (`_terms`) count the same way: the row's term against the others' average."""
         idx = list(self._top(cands))
         ranker = self.ranking_model
         ranked = [i for i in rows if i in idx] if ranker is not None else []
         out = dict(zip(ranked, self._probed(ranker, cands, idx, ranked))) if ranked else {}
+        for i, extra in zip(ranked, self._term_contributions(cands, idx, ranked)):
+            out[i] = sorted([*out[i], *extra], key=lambda c: -abs(c.effect))
         rest = [i for i in rows if i not in out]
         out.update(zip(rest, super()._contributions_many(cands, rest)))
         return [out[i] for i in rows]
@@ -409,6 +417,29 @@ class LearnedRecommender(GraphRecommender):
             out.append(sorted([c for c in found if abs(c.effect) > 1e-6], key=lambda c: -abs(c.effect)))
         return out
 
+    def _term_contributions(self, cands: Candidates, idx: list[int], rows: list[int]) -> list[list[Contribution]]:
+        """Each of `rows`' `_terms` against the other top rows' average, with the figure behind it."""
+        people = [cands.people[i] for i in idx]
+        terms = self._terms(people, cands.X[idx])
+        first, reviewed = self._balance_counts(people)
+        col = cands.X.shape[1] - len(FEEDBACK_FEATURES) + FEEDBACK_FEATURES.index("fb_open_reviews")
+        figures = (np.column_stack([first, reviewed]), np.array([[self.feedback.streak.get(p, 0.0)] for p in people]),
+                   np.expm1(cands.X[idx, col:col + 1]))  # the figures behind each term, per row
+        said = (lambda f: f"first {f[0]:.0f}, reviewed {f[1]:.0f}", lambda f: f"{f[0]:.0f}",
+                lambda f: f"{f[0]:.0f}")
+        out = []
+        for i in rows:
+            me, found = idx.index(i), []
+            for words, term, figure, say in zip(TERM_WORDS, terms, figures, said):
+                others = np.delete(np.arange(len(idx)), me)
+                if not len(others):
+                    continue
+                effect = float(term[me] - term[others].mean())
+                if abs(effect) > 1e-6:
+                    found.append(Contribution(words, effect, say(figure[me]), say(figure[others].mean(axis=0))))
+            out.append(found)
+        return out
+
     def _on_duty(self, X: np.ndarray) -> np.ndarray:
         """A lift for people who took other open merge requests (`duty_boost` mixes: any, this author's,
         in these directories, on these files): the history learns who is on duty only at the merges,
@@ -441,12 +472,23 @@ class LearnedRecommender(GraphRecommender):
         beta = self.settings.balance
         if beta <= 0 or self.og.t0 is None:
             return np.zeros(len(people))
-        hl = self.settings.balance_half_life_days * 86400.0
-        d = 2.0 ** (-(self.og.now - self.og.t0) / hl)
-        s = np.array([self._suggested.get(p, 0.0) * d for p in people])
-        a = np.array([self._reviewed.get(p, 0.0) * d for p in people])
+        s, a = self._balance_counts(people)
         return beta * np.log((s + 1.0) / (a + 1.0))
 
+    def _balance_counts(self, people: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(first places given, reviews done) per person, decayed to now."""
+        if self.og.t0 is None:
+            return np.zeros(len(people)), np.zeros(len(people))
+        hl = self.settings.balance_half_life_days * 86400.0
+        d = 2.0 ** (-(self.og.now - self.og.t0) / hl)
+        return (np.array([self._suggested.get(p, 0.0) * d for p in people]),
+                np.array([self._reviewed.get(p, 0.0) * d for p in people]))
+
+
+# The terms `_terms` adds to the model's score, in words for `/reviewers why` (in that order).
+TERM_WORDS = ("first places given against reviews done (load spreading)",
+              "turned down in a row lately (pushed down)",
+              "taking other open merge requests now (lifted)")
 
 DEFAULT_SETTINGS = RecommenderSettings(balance=3.0)
 

@@ -1,0 +1,70 @@
+"""`/reviewers why` counts the terms the learned ranker adds to its model's score — load spreading, a streak of
+rejections, being on duty — as it counts the model's own signals: the person's term against the other
+candidates' average, with the figure behind it."""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from bot.comment import render_why
+from graph.model import Change
+from graph.recommend import TERM_WORDS, LearnedRecommender, make_recommender
+from graph.synthetic import synthetic_history
+
+DAY = 86400
+
+
+def _trained() -> tuple[LearnedRecommender, Change]:
+    rec = make_recommender("default")
+    history = list(synthetic_history(400, 60, 8, seed=3, leaver_share=0.0))
+    for change in history:
+        rec.recommend(change, 3)
+        rec.observe(change)
+    last = history[-1]
+    return rec, Change("next", last.time + 3600, last.author, (), last.files)
+
+
+def _term(suggestion, words: str):
+    return next((c for c in suggestion.contributions if c.signal == words), None)
+
+
+def test_load_spreading_is_explained_with_first_places_and_reviews():
+    rec, change = _trained()
+    suggestions = rec.suggest(change, 3)
+    cands = rec._candidates(change)
+    idx = list(rec._top(cands))
+    spread = -rec._imbalance([cands.people[i] for i in idx])
+    for s in suggestions:
+        me = idx.index(cands.people.index(s.person))
+        term = _term(s, TERM_WORDS[0])
+        assert term is not None and re.fullmatch(r"first \d+, reviewed \d+", term.value)
+        assert term.effect == float(spread[me] - np.delete(spread, me).mean())
+    first = _term(suggestions[0], TERM_WORDS[0])
+    assert first.effect < 0  # the synthetic project's first choice was put first more often than it reviewed
+    text = render_why(suggestions[0].person, suggestions[0], rank=1)
+    assert "first places given against reviews done (load spreading)" in text and first.value in text
+
+
+def test_a_streak_of_rejections_is_explained_as_pushed_down():
+    rec, change = _trained()
+    top = rec.suggest(change, 3)[0].person
+    for day in range(4):  # four rejections at rank 1 over six days: two beyond the grace of two
+        rec.learn(Change(f"r{day}", change.time, change.author, (), change.files), top, "removed", rank=1,
+                  time=change.time - 6 * DAY + 2 * day * DAY)
+    later = Change("after", change.time + 60, change.author, (), change.files)
+    mine = {s.person: s for s in rec.suggest(later, 20)}[top]
+    term = _term(mine, TERM_WORDS[1])
+    assert term is not None and term.value == "4" and term.others == "0" and term.effect < -1.5
+
+
+def test_taking_another_open_merge_request_is_explained_as_lifted():
+    rec, change = _trained()
+    third = rec.suggest(change, 3)[2].person
+    rec.learn(Change("open-1", change.time, "someone", (), ("elsewhere/x.c",)), third, "accepted", rank=1,
+              time=change.time - 600)
+    mine = {s.person: s for s in rec.suggest(change, 20)}[third]
+    term = _term(mine, TERM_WORDS[2])
+    assert term is not None and (term.value, term.others) == ("1", "0")
+    assert 0.69 < term.effect <= math.log(2)  # duty_boost 1.0 on log(1 + one open review, taken 10 min ago)
