@@ -155,6 +155,19 @@ async def test_retraining_after_n_labels_stores_and_activates_a_model_unless_it_
         assert pickle.dumps(rebuilt.model_, 5) == same  # a new process adopts the active model
 
 
+async def test_who_was_shown_first_does_not_count_toward_retraining(store):
+    engine = Engine(store, retrain_labels=4, holdout=60, snapshot_every=None)
+    async with engine.use(PID, SETTINGS) as rec:
+        rec.model_ = None
+    sid = await store.suggestions.add(PID, 900, [{"username": "ann"}, {"username": "bob"}], "test")
+    for event in range(1, 6):
+        await store.feedback.record(PID, 900, "ann", "suggested", suggestion_id=sid, source_event_id=event)
+    await engine.learn_new(PID, SETTINGS)
+    await engine.wait_background()
+    assert await store.models.list(PID) == [] and rec.label_mark == max(r.id for r in await store.feedback.list(PID))
+    assert rec._first == {"!900": ("ann", rec._first["!900"][1])} and rec.feedback.labels == 0
+
+
 async def test_retraining_on_a_schedule_when_labels_came_in(store):
     now = [1000.0]
     engine = Engine(store, retrain_labels=None, retrain_seconds=3600, holdout=60, snapshot_every=None,
