@@ -430,10 +430,10 @@ class LearnedRecommender(GraphRecommender):
         out = []
         for i in rows:
             me, found = idx.index(i), []
+            others = np.delete(np.arange(len(idx)), me)
             for words, term, figure, say in zip(TERM_WORDS, terms, figures, said):
-                others = np.delete(np.arange(len(idx)), me)
                 if not len(others):
-                    continue
+                    break
                 effect = float(term[me] - term[others].mean())
                 if abs(effect) > 1e-6:
                     found.append(Contribution(words, effect, say(figure[me]), say(figure[others].mean(axis=0))))

@@ -7,9 +7,9 @@ delivery the scenario sends has the same X-Gitlab-Event-UUID in both; rows are c
 
 What may differ between two correct runs is only who gets ranked first (merges and feedback reach the recommender
 in whatever order the workers happen to run them), so people are compared only where the scenario itself names
-them; rows about ranked people (`suggested`, `assigned`, `reroll`, `reviewed`, a final reviewer who did not approve, one the
-bot asked who never reviewed) are checked against the run's own GitLab state instead (every reviewer the bot set
-has its `assigned` row, and no other).
+them; rows about ranked people (`suggested`, `assigned`, `reroll`, `reviewed`, a final reviewer who did not
+approve, one the bot asked who never reviewed) are checked against the run's own state instead (every reviewer
+the bot set on GitLab has its `assigned` row, and no other; every stored suggestion its one `suggested` row).
 """
 from __future__ import annotations
 
