@@ -421,19 +421,19 @@ class LearnedRecommender(GraphRecommender):
         """Each of `rows`' `_terms` against the other top rows' average, with the figure behind it."""
         people = [cands.people[i] for i in idx]
         terms = self._terms(people, cands.X[idx])
-        first, reviewed = self._balance_counts(people)
-        col = cands.X.shape[1] - len(FEEDBACK_FEATURES) + FEEDBACK_FEATURES.index("fb_open_reviews")
-        figures = (np.column_stack([first, reviewed]), np.array([[self.feedback.streak.get(p, 0.0)] for p in people]),
-                   np.expm1(cands.X[idx, col:col + 1]))  # the figures behind each term, per row
+        X = cands.X[idx]
+        streak, on_duty = (np.expm1(X[:, [_fb_column(X, name)]]) for name in ("fb_streak", "fb_open_reviews"))
+        figures = (np.column_stack(self._balance_counts(people)), streak, on_duty)  # behind each term, per row
         said = (lambda f: f"first {f[0]:.0f}, reviewed {f[1]:.0f}", lambda f: f"{f[0]:.0f}",
                 lambda f: f"{f[0]:.0f}")
         out = []
         for i in rows:
             me, found = idx.index(i), []
             others = np.delete(np.arange(len(idx)), me)
+            if not len(others):
+                out.append(found)
+                continue
             for words, term, figure, say in zip(TERM_WORDS, terms, figures, said):
-                if not len(others):
-                    break
                 effect = float(term[me] - term[others].mean())
                 if abs(effect) > 1e-6:
                     found.append(Contribution(words, effect, say(figure[me]), say(figure[others].mean(axis=0))))
@@ -447,7 +447,7 @@ class LearnedRecommender(GraphRecommender):
         w = np.asarray(self.settings.duty_boost, dtype=float)
         if not w.any():
             return np.zeros(len(X))
-        first = X.shape[1] - len(FEEDBACK_FEATURES) + FEEDBACK_FEATURES.index("fb_open_reviews")
+        first = _fb_column(X, "fb_open_reviews")
         return X[:, first:first + len(w)] @ w
 
     def _rejection_penalty(self, people: list[str]) -> np.ndarray:
@@ -470,9 +470,9 @@ class LearnedRecommender(GraphRecommender):
         """balance · log((first places given + 1) / (reviews done + 1)), both decayed: positive for people
         the recommender has put first more often than they really review."""
         beta = self.settings.balance
-        if beta <= 0 or self.og.t0 is None:
+        if beta <= 0:
             return np.zeros(len(people))
-        s, a = self._balance_counts(people)
+        s, a = self._balance_counts(people)  # zeros before any change: log(1) = 0
         return beta * np.log((s + 1.0) / (a + 1.0))
 
     def _balance_counts(self, people: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -483,6 +483,11 @@ class LearnedRecommender(GraphRecommender):
         d = 2.0 ** (-(self.og.now - self.og.t0) / hl)
         return (np.array([self._suggested.get(p, 0.0) * d for p in people]),
                 np.array([self._reviewed.get(p, 0.0) * d for p in people]))
+
+
+def _fb_column(X: np.ndarray, name: str) -> int:
+    """The column of feedback feature `name` in candidate rows (they end with `FEEDBACK_FEATURES`)."""
+    return X.shape[1] - len(FEEDBACK_FEATURES) + FEEDBACK_FEATURES.index(name)
 
 
 # The terms `_terms` adds to the model's score, in words for `/reviewers why` (in that order).
