@@ -77,3 +77,22 @@ async def test_a_comment_another_event_is_posting_is_retried_later(handler_env):
     with pytest.raises(RetryLater) as later:
         await env.send(opened)
     assert later.value.retry_after and not later.value.permanent and marker_notes(env.state, mr) == []
+
+
+async def test_a_scoped_secret_cannot_act_on_a_project_outside_its_scope(handler_env):
+    """The payload's path is checked on receipt; its project id is checked here, against GitLab's answer."""
+    env = await handler_env(assign="top1")
+    group = env.tiny.project.path_with_namespace.split("/")[0]
+    scoped = env.settings.model_copy(update={"webhook_secrets": [
+        env.settings.webhook_secrets[0].model_copy(update={"group": group})]})
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    forged = {**opened.body, "project": {**opened.body["project"], "path_with_namespace": "team/anything"}}
+    async with make_dispatch(scoped, env.storage, Metrics(), retry=FAST_RETRY) as dispatch:
+        with pytest.raises(PermanentFailure, match="'team/anything' but GitLab's project"):
+            await dispatch(event_row(opened.event_name, forged))
+        assert marker_notes(env.state, mr) == [] and not mr.reviewer_ids
+        await dispatch(event_row(opened.event_name, opened.body))  # the true path: handled
+    assert len(marker_notes(env.state, mr)) == 1
+    assert (await env.storage.projects.get(env.pid)).path == env.tiny.project.path_with_namespace

@@ -52,11 +52,30 @@ async def _project_row(services: Services, project_id: int, path: str | None) ->
     return await services.engine.recent.get(("project", project_id, path), fetch, ttl=PROJECT_TTL)
 
 
+async def _verified_path(services: Services, project_id: int, claimed: str | None) -> str | None:
+    """The project's path as GitLab knows it, when a webhook secret is scoped (else the payload's).
+
+    A secret scoped to a group or a project path is checked on receipt against the path the payload
+    claims; the project id is only the payload's word. GitLab's answer for that id must name the same
+    path, or a secret for one group could make the bot act on any project its token reaches.
+    """
+    if not any(s.project is not None or s.group is not None for s in services.settings.webhook_secrets):
+        return claimed
+    project = await services.engine.recent.get(
+        ("gitlab project", project_id), lambda: services.client.get_project(project_id), ttl=PROJECT_TTL)
+    if claimed is not None and claimed != project.path_with_namespace:
+        raise PermanentFailure(f"the payload names project {claimed!r} but GitLab's project {project_id} is "
+                               f"{project.path_with_namespace!r}: refused (a webhook secret scoped to one "
+                               "project or group must not act on another)")
+    return project.path_with_namespace
+
+
 async def _context(services: Services, row: EventRow) -> EventContext:
     """The event's project (recorded as seen), its effective settings and the bot user."""
     assert row.project_id is not None
     project = row.body.get("project") if isinstance(row.body.get("project"), dict) else {}
     path = project.get("path_with_namespace") if isinstance(project.get("path_with_namespace"), str) else None
+    path = await _verified_path(services, row.project_id, path)
     stored = await _project_row(services, row.project_id, path)
     try:
         settings = services.settings.project_settings(
