@@ -15,6 +15,7 @@ import re
 from typing import Iterable, Mapping, Sequence
 
 from graph.model import Contribution, Suggestion
+from graph.reasons import code_span
 
 __all__ = [
     "MARKER",
@@ -40,20 +41,11 @@ NO_FILES = "this merge request changes no files"
 NO_HISTORY = "this merge request touches no file with review history yet"
 NO_ELIGIBLE = "nobody with review history on these files can review right now (`/reviewers why @user` tells why)"
 
-_MENTION = re.compile(r"(?<![\w@.`])@{1,2}[A-Za-z0-9_][A-Za-z0-9_.\-/]*[A-Za-z0-9_]|(?<![\w@.`])@[A-Za-z0-9_]")
-_CODE_SPAN = re.compile(r"(`+).*?\1", re.DOTALL)
-
-
-def code_span(text: str) -> str:
-    """`text` as an inline code span, with a fence longer than any backtick run inside it.
-
-    >>> code_span("@alice"), code_span("a`b")
-    ('`@alice`', '``a`b``')
-    """
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+# GitLab's reference rule: "@" not after an ASCII word character (Ruby's \w), then a username or group path.
+# A run of such characters, "@"s included, is taken whole: wrapping only "@a" of "@a@all" would put a
+# backtick, not a word character, before the second "@" and make it a mention.
+_MENTION = re.compile(r"(?<![A-Za-z0-9_])@[A-Za-z0-9_.\-/@]*[A-Za-z0-9_]|(?<![A-Za-z0-9_])@")
+_ESCAPE = re.compile(r"[\\`*_~\[\]<&]")
 
 
 def has_marker(body: str | None, marker: str = MARKER) -> bool:
@@ -66,15 +58,58 @@ def has_marker(body: str | None, marker: str = MARKER) -> bool:
 
 
 def _quiet(text: str) -> str:
-    """Put bare `@mentions` outside code spans into code spans, so rendering the text pings nobody."""
+    """Text from users or the history (display names, paths, notes) made safe to render: pings nobody.
+
+    The text's code spans are found as CommonMark finds them (`_code_spans`) and kept. Elsewhere every
+    possible mention goes into a code span of its own, and the characters that start inline Markdown
+    (emphasis, links, HTML, entities, code) are escaped: each would split the text into nodes, and GitLab
+    reads a node that starts with "@all" as a mention whatever came before it.
+    """
     out: list[str] = []
     last = 0
-    for span in _CODE_SPAN.finditer(text):
-        out.append(_MENTION.sub(lambda m: code_span(m.group(0)), text[last:span.start()]))
-        out.append(span.group(0))
-        last = span.end()
-    out.append(_MENTION.sub(lambda m: code_span(m.group(0)), text[last:]))
+    for start, end in _code_spans(text):
+        out += [_plain(text[last:start]), text[start:end]]
+        last = end
+    out.append(_plain(text[last:]))
     return "".join(out)
+
+
+def _plain(text: str) -> str:
+    out: list[str] = []
+    last = 0
+    for m in _MENTION.finditer(text):
+        out += [_ESCAPE.sub(r"\\\g<0>", text[last:m.start()]), code_span(m.group(0))]
+        last = m.end()
+    out.append(_ESCAPE.sub(r"\\\g<0>", text[last:]))
+    return "".join(out)
+
+
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    r"""(start, end) of each code span, as CommonMark reads them: outside a span a backslash escapes the next
+    character; a run of n backticks opens a span closed by the next run of exactly n, else it is plain text.
+
+    >>> _code_spans("a `b` ``c`d`` \\`e` `f\\`g")  # outside a span a backslash escapes; inside it does not
+    [(2, 5), (6, 13), (17, 20)]
+    """
+    spans: list[tuple[int, int]] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] != "`":
+            i += 1
+            continue
+        j = i
+        while j < n and text[j] == "`":
+            j += 1
+        closer = next((m for m in re.finditer(r"`+", text[j:]) if len(m.group(0)) == j - i), None)
+        if closer is None:
+            i = j
+            continue
+        spans.append((i, j + closer.end()))
+        i = j + closer.end()
+    return spans
 
 
 def _one_line(text: str) -> str:

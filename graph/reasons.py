@@ -2,6 +2,7 @@
 ago); wrote `net/eth.c`; reviewed 9 of this author's changes"."""
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 import numpy as np
@@ -9,6 +10,19 @@ import numpy as np
 from graph.explain import compare, span
 from graph.model import Change, Contribution
 from graph.ownership import DAY, OwnershipGraph
+
+
+def code_span(text: str) -> str:
+    """`text` as a Markdown inline code span, with a fence longer than any backtick run inside it (a
+    path or a name may hold backticks; a hand-made `` `...` `` would end early and leave the rest live).
+
+    >>> code_span("@alice"), code_span("a`b")
+    ('`@alice`', '``a`b``')
+    """
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 __all__ = ["reasons", "contributions"]
 
@@ -42,7 +56,7 @@ def reasons(og: OwnershipGraph, change: Change, person: str, together: Iterable[
     d = _best_dir(dirs, mine)
     if d is not None:
         count, last, path = d
-        out.append(f"reviewed {_plural(count, 'change')} under `{path}` (last {_ago(last, now)})")
+        out.append(f"reviewed {_plural(count, 'change')} under {code_span(path)} (last {_ago(last, now)})")
     fam = mine.get("@" + change.author)
     if fam:
         out.append(f"reviewed {fam['fc']} of this author's changes")
@@ -95,11 +109,11 @@ def _file_reasons(files: dict[str, str], mine: dict[str, dict], now: float) -> l
         reviewed.sort(key=lambda r: (-r[0], r[1]))
         n, f, last = reviewed[0]
         more = f" and {len(reviewed) - 1} more of these files" if len(reviewed) > 1 else ""
-        out.append(f"reviewed `{f}` {_plural(n, 'time')} (last {_ago(last, now)}){more}")
+        out.append(f"reviewed {code_span(f)} {_plural(n, 'time')} (last {_ago(last, now)}){more}")
     if wrote:
         wrote.sort(key=lambda r: (-r[0], r[1]))
         more = f" and {len(wrote) - 1} more" if len(wrote) > 1 else ""
-        out.append(f"wrote `{wrote[0][1]}`{more}")
+        out.append(f"wrote {code_span(wrote[0][1])}{more}")
     return out
 
 

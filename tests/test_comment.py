@@ -1,7 +1,11 @@
 """The bot's Markdown comments, asserted character for character on small inputs."""
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings, strategies as st
+from markdown_it import MarkdownIt
 
 from bot.commands import parse_commands
 from bot.comment import (
@@ -28,7 +32,7 @@ def test_full_comment():
         loads={"alice": 2},
         names={"alice": "Alice Liddell"},
         mention=False,
-        notes=["CODEOWNERS section *Backend* needs 1 approval from @alice, @bob"],
+        notes=["CODEOWNERS section `Backend` needs 1 approval from @alice, @bob"],
         marker=MARKER,
         assigned=["alice"],
         not_stuck=["bob"],
@@ -46,7 +50,7 @@ def test_full_comment():
         "Review requested from `@alice`.",
         "GitLab did not keep `@bob` as reviewer.",
         "",
-        "- CODEOWNERS section *Backend* needs 1 approval from `@alice`, `@bob`",
+        "- CODEOWNERS section `Backend` needs 1 approval from `@alice`, `@bob`",
         "",
         COMMANDS_FOOTER,
     ])
@@ -201,3 +205,36 @@ def test_code_span(text, expected):
 def test_notes_never_ping(note, expected):
     body = render_comment([], loads={}, notes=[note], marker="", commands_footer=False)
     assert body.splitlines()[-1] == expected
+
+
+# GitLab's mention rule, applied as GitLab applies it: to each text node of the rendered Markdown, code excluded.
+_LIVE = re.compile(r"(?<![A-Za-z0-9_])@[A-Za-z0-9_]")
+_MD = MarkdownIt("commonmark").enable("table")
+
+
+def _live_mentions(markdown: str) -> list[str]:
+    return [tok.content for block in _MD.parse(markdown) for tok in block.children or []
+            if tok.type == "text" and _LIVE.search(tok.content)]
+
+
+@pytest.mark.parametrize("name", ["Eve `x @all", "@all@all", "a`b @all", "_@all_", "[x](@all)", "&#64;all",
+                                  "é@all", "x\\`@all", "<b>@all</b>", "a.@all"])
+def test_display_names_never_ping(name):
+    body = render_comment([BOB], loads={"bob": 0}, names={"bob": name}, notes=[f"owners: {name}"], marker="",
+                          commands_footer=False)
+    assert _live_mentions(body) == []
+
+
+def test_paths_with_backticks_stay_code_in_reasons():
+    from graph.reasons import code_span as path_span
+
+    reason = f"reviewed {path_span('a`b @all')} 3 times"
+    body = render_comment([Suggestion("bob", 1.0, (reason,), ())], loads={}, marker="", commands_footer=False)
+    assert _live_mentions(body) == [] and "``a`b @all``" in body
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="@`\\ a._-/é*[]~<>&#;!():h|", max_size=16))
+def test_no_text_from_users_renders_a_mention(text):
+    body = render_comment([BOB], loads={}, names={"bob": text}, notes=[text], marker="", commands_footer=False)
+    assert _live_mentions(body) == []
