@@ -11,9 +11,11 @@ Secrets (the GitLab token, webhook secrets, the database URL, which may hold a p
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal, Mapping
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from pydantic import (
@@ -98,6 +100,10 @@ class GitLabSettings(_Frozen):
     def _http_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
+        parts = urlsplit(value)
+        if "@" in parts.netloc or parts.query:  # it is printed in messages: no credentials in it
+            raise ValueError("must be the instance's base URL alone (no user:password@, no ?query): "
+                             "give the token in GITLAB_TOKEN")
         return value.rstrip("/")
 
 
@@ -302,11 +308,20 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
+    """The URL with its password, and any query parameter that looks like one, replaced by ***.
+
+    >>> redact_url("postgresql+asyncpg://u:pw@h/db?password=pw2&ssl=require")
+    'postgresql+asyncpg://u:***@h/db?password=***&ssl=require'
+    """
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        query = {k: ("***" if _SECRET_PARAM.search(k) else v) for k, v in parsed.query.items()}
+        return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
         return "<unparsable database URL>"
+
+
+_SECRET_PARAM = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 
 
 def normalise_database_url(url: str) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError, Settings, load_settings, normalise_database_url
+from bot.storage import Storage
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 ENV = {"GITLAB_TOKEN": "glpat-secret-token", "GITLAB_WEBHOOK_SECRET": "hook-secret-123"}
@@ -90,6 +91,12 @@ def test_secrets_are_redacted_everywhere():
     assert settings.describe()["database"]["url"] == "postgresql+asyncpg://bot:***@db/x"
 
 
+def test_a_password_given_as_a_query_parameter_is_redacted_too():
+    settings = load_settings(environ={**ENV, "DATABASE_URL": "postgresql://bot@db/x?password=pw-in-query&ssl=on"})
+    assert settings.describe()["database"]["url"] == "postgresql+asyncpg://bot@db/x?password=***&ssl=on"
+    assert "pw-in-query" not in repr(Storage(settings.database_url))
+
+
 @pytest.mark.parametrize(
     ("env", "toml", "message"),
     [
@@ -106,6 +113,7 @@ def test_secrets_are_redacted_everywhere():
         (ENV, '[database]\nurl = "mysql://x"\n', "only SQLite"),
         (ENV, "[gitlab\n", "is not valid TOML"),
         (ENV, '[gitlab]\nurl = "gitlab.com"\n', "must start with http"),
+        ({**ENV, "GITLAB_URL": "https://bot:pw@gitlab.example.com"}, "", "no user:password@"),
     ],
 )
 def test_a_wrong_or_missing_setting_names_the_setting_and_the_fix(tmp_path, env, toml, message):
