@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -28,7 +29,7 @@ from bot.storage import ProjectRow, Storage, StorageError
 from bot.storage.tables import models
 
 __all__ = [
-    "setup", "load_stats", "active_model", "cookie_value", "credential", "local_path", "COOKIE", "DASHBOARD_KEY",
+    "setup", "load_stats", "active_model", "cookie_value", "cookie_valid", "credential", "local_path", "COOKIE", "DASHBOARD_KEY",
     "WEEKS",
 ]
 
@@ -60,7 +61,6 @@ class Dashboard:
     storage: Storage
     clock: Callable[[], datetime]
     token: bytes
-    cookie: bytes
 
     def __repr__(self) -> str:
         return "Dashboard(token=**********)"
@@ -69,9 +69,20 @@ class Dashboard:
 DASHBOARD_KEY = web.AppKey("dashboard", Dashboard)
 
 
-def cookie_value(token: bytes) -> str:
-    """The sign-in cookie: an HMAC of the token, so the cookie jar never holds the token itself."""
-    return hmac.new(token, b"reviewbot dashboard cookie v1", hashlib.sha256).hexdigest()
+def cookie_value(token: bytes, issued: int) -> str:
+    """The sign-in cookie: its issue time (unix seconds) and an HMAC of it keyed by the token, so the cookie
+    jar never holds the token, a cookie is refused once `COOKIE_MAX_AGE` has passed whatever the browser
+    does, and changing the token signs everyone out."""
+    mac = hmac.new(token, b"reviewbot dashboard cookie v2 %d" % issued, hashlib.sha256).hexdigest()
+    return f"{issued}.{mac}"
+
+
+def cookie_valid(value: str, token: bytes, now: float) -> bool:
+    """Whether `value` is a sign-in cookie for `token`, issued at most `COOKIE_MAX_AGE` ago."""
+    issued, dot, _ = value.partition(".")
+    if not (dot and issued.isdigit() and len(issued) <= 12) or not 0 <= now - int(issued) <= COOKIE_MAX_AGE:
+        return False
+    return hmac.compare_digest(_encoded(value), cookie_value(token, int(issued)).encode())
 
 
 def setup(app: web.Application, settings: Settings, storage: Storage,
@@ -84,9 +95,9 @@ def setup(app: web.Application, settings: Settings, storage: Storage,
     if not config.enabled or config.token is None:
         return
     token = config.token.get_secret_value().encode()
-    app[DASHBOARD_KEY] = Dashboard(settings, storage, clock or storage.suggestions.clock, token,
-                                   cookie_value(token).encode())
+    app[DASHBOARD_KEY] = Dashboard(settings, storage, clock or storage.suggestions.clock, token)
     app.router.add_post("/signin", signin)
+    app.router.add_post("/signout", signout)
     app.router.add_get("/", protected(overview))
     app.router.add_get(r"/projects/{project_id:\d+}", protected(project_page))
     app.router.add_get(r"/api/projects/{project_id:\d+}/stats", protected(project_api))
@@ -110,7 +121,7 @@ def credential(request: web.Request, dashboard: Dashboard) -> str | None:
     if "token" in request.query:
         return "query" if hmac.compare_digest(_encoded(request.query["token"]), dashboard.token) else None
     cookie = request.cookies.get(COOKIE)
-    if cookie is not None and hmac.compare_digest(_encoded(cookie), dashboard.cookie):
+    if cookie is not None and cookie_valid(cookie, dashboard.token, dashboard.clock().timestamp()):
         return "cookie"
     return None
 
@@ -138,8 +149,9 @@ def _signed_in(request: web.Request, dashboard: Dashboard, target: str) -> web.R
     """303 to `target` (a path on this site), setting the sign-in cookie."""
     response = web.Response(status=303, headers={"Location": target})
     secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
-    response.set_cookie(COOKIE, dashboard.cookie.decode(), max_age=COOKIE_MAX_AGE, path="/", httponly=True,
-                        samesite="Strict", secure=secure)
+    issued = int(dashboard.clock().timestamp())
+    response.set_cookie(COOKIE, cookie_value(dashboard.token, issued), max_age=COOKIE_MAX_AGE, path="/",
+                        httponly=True, samesite="Strict", secure=secure)
     return response
 
 
@@ -175,12 +187,20 @@ async def _guarded(handler: Handler, request: web.Request) -> web.StreamResponse
 
 
 def local_path(value: str) -> str:
-    """`value` if it is a path on this site, else "/" (a sign-in must not redirect elsewhere).
+    r"""`value` if it is a path on this site, else "/" (a sign-in must not redirect elsewhere).
+
+    Browsers drop tabs and newlines from addresses and read a backslash as a slash, so "/\t/evil" would
+    become "//evil": any control character or backslash is refused outright.
 
     >>> local_path("/projects/7?week=1"), local_path("//evil.example/x"), local_path("https://evil.example")
     ('/projects/7?week=1', '/', '/')
+    >>> local_path("/\t/evil.example/"), local_path("/\\evil.example")
+    ('/', '/')
     """
-    ok = value.startswith("/") and not value.startswith(("//", "/\\")) and not any(c in value for c in "\r\n")
+    if any(c == "\\" or not c.isprintable() for c in value):
+        return "/"
+    parts = urlsplit(value)
+    ok = value.startswith("/") and not value.startswith("//") and not parts.scheme and not parts.netloc
     return value if ok else "/"
 
 
@@ -194,6 +214,14 @@ async def signin(request: web.Request) -> web.Response:
     else:
         log.warning(kv("dashboard sign-in refused", remote=request.remote))
         response = _unauthorised(request, target)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+async def signout(request: web.Request) -> web.Response:
+    """POST /signout (the header's button): the cookie is cleared and the sign-in page shown."""
+    response = web.Response(status=303, headers={"Location": "/"})
+    response.del_cookie(COOKIE, path="/")
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -238,7 +266,7 @@ async def overview(request: web.Request) -> web.Response:
     dashboard = request.app[DASHBOARD_KEY]
     now = dashboard.clock()
     stats = [await load_stats(dashboard.storage, p, now=now) for p in await dashboard.storage.projects.list()]
-    return _html(page("Projects", overview_body(stats), crumb="dashboard", now=now))
+    return _html(page("Projects", overview_body(stats), crumb="dashboard", now=now, signed_in=True))
 
 
 async def project_page(request: web.Request) -> web.Response:
@@ -246,11 +274,11 @@ async def project_page(request: web.Request) -> web.Response:
     dashboard = request.app[DASHBOARD_KEY]
     project = await _project(request)
     if project is None:
-        return _html(page("Not found", message_body("Not found", NOT_FOUND)), status=404)
+        return _html(page("Not found", message_body("Not found", NOT_FOUND), signed_in=True), status=404)
     stats = await load_stats(dashboard.storage, project, now=dashboard.clock())
     title = project.path or f"project {project.id}"
     body = project_body(stats, gitlab_url=dashboard.settings.gitlab.url)
-    return _html(page(title, body, crumb=title, now=stats.generated_at))
+    return _html(page(title, body, crumb=title, now=stats.generated_at, signed_in=True))
 
 
 async def project_api(request: web.Request) -> web.Response:

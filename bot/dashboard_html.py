@@ -34,13 +34,19 @@ def asset(name: str) -> str:
     return _template_text(name)
 
 
-def page(title: str, body: str, *, crumb: str = "", now: datetime | None = None) -> str:
-    """A whole page: `title` and `crumb` are plain text (escaped here), `body` is HTML built by this module."""
+def page(title: str, body: str, *, crumb: str = "", now: datetime | None = None, signed_in: bool = False) -> str:
+    """A whole page: `title` and `crumb` are plain text (escaped here), `body` is HTML built by this module;
+    `signed_in` pages carry a sign-out button."""
     footer = "Read-only view of what the bot stored; times in UTC."
     if now is not None:
         footer = f"Generated {now:%Y-%m-%d %H:%M} UTC. " + footer
     return Template(_template_text("dashboard.html")).substitute(
-        title=escape(title), crumb=escape(crumb), body=body, footer=escape(footer))
+        title=escape(title), crumb=escape(crumb), body=body, footer=escape(footer),
+        account=SIGN_OUT if signed_in else "")
+
+
+SIGN_OUT = ('<form class="signout" method="post" action="/signout">'
+            '<button type="submit">Sign out</button></form>')
 
 
 def _pct(value: float | None) -> str:

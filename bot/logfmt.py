@@ -9,10 +9,26 @@ __all__ = ["kv"]
 
 
 def _value(value: object) -> str:
+    r"""The value, quoted when it has spaces, quotes or characters a terminal or log shipper would act on
+    (escapes, line breaks, other unprintables: a webhook's text must not forge or hide log lines).
+
+    >>> _value("a b"), _value("o\x1b[2J"), _value("x\u2028y")
+    ('"a b"', '"o\\x1b[2J"', '"x\\u2028y"')
+    """
     text = str(value)
-    if text == "" or any(c in text for c in ' ="\n'):
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if text == "" or any(c in ' ="\\' or not c.isprintable() for c in text):
+        return '"' + "".join(_escaped(c) for c in text) + '"'
     return text
+
+
+def _escaped(c: str) -> str:
+    if c in '"\\':
+        return "\\" + c
+    if c == "\n":
+        return "\\n"
+    if c.isprintable() or c == " ":
+        return c
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
 
 
 def kv(message: str, **fields: object) -> str:

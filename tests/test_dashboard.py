@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.dashboard import COOKIE, cookie_value, load_stats
+from bot.dashboard import COOKIE, COOKIE_MAX_AGE, cookie_value, load_stats
 from bot.dashboard_stats import NO_MODEL
 from bot.metrics import Metrics
 from bot.storage import Storage
@@ -135,11 +135,35 @@ async def test_a_missing_or_wrong_token_gets_the_401_page(client, headers, query
 
 
 async def test_a_wrong_token_is_refused_even_beside_a_valid_cookie(client):
-    client.session.cookie_jar.update_cookies({COOKIE: cookie_value(TOKEN.encode())})
+    client.session.cookie_jar.update_cookies({COOKIE: cookie_value(TOKEN.encode(), int(NOW.timestamp()))})
     assert (await client.get("/")).status == 200
     assert (await client.get("/", headers={"Authorization": "Bearer nope"})).status == 401
     assert (await client.get("/?token=nope", allow_redirects=False)).status == 401
     assert (await client.get("/", headers={"Authorization": "Basic cHJveHk6cGFzcw=="})).status == 200  # a proxy's
+
+
+async def test_a_cookie_expires_on_the_server_and_names_its_own_issue_time(client):
+    now = int(NOW.timestamp())
+    for issued, ok in ((now - 3600, True), (now - COOKIE_MAX_AGE - 1, False), (now + 3600, False)):
+        client.session.cookie_jar.update_cookies({COOKIE: cookie_value(TOKEN.encode(), issued)})
+        assert (await client.get("/", allow_redirects=False)).status == (200 if ok else 401), issued
+    forged = f"{now}." + cookie_value(TOKEN.encode(), now - COOKIE_MAX_AGE - 1).partition(".")[2]
+    client.session.cookie_jar.update_cookies({COOKIE: forged})
+    assert (await client.get("/", allow_redirects=False)).status == 401
+    other = cookie_value(b"another-token-0123456789abcdef", now)
+    client.session.cookie_jar.update_cookies({COOKIE: other})
+    assert (await client.get("/", allow_redirects=False)).status == 401
+
+
+async def test_signing_out_clears_the_cookie(client):
+    response = await client.post("/signin", data={"token": TOKEN, "next": "/"}, allow_redirects=False)
+    assert response.status == 303
+    page = await client.get("/")
+    assert page.status == 200 and 'action="/signout"' in await page.text()
+    response = await client.post("/signout", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/"
+    assert f"{COOKIE}=\"\"" in response.headers["Set-Cookie"] or f"{COOKIE}=;" in response.headers["Set-Cookie"]
+    assert (await client.get("/", allow_redirects=False)).status == 401
 
 
 async def test_the_token_in_the_address_once_sets_a_strict_httponly_cookie_and_leaves_the_address(client):
@@ -160,7 +184,8 @@ async def test_the_sign_in_form_posts_the_token_and_goes_back_only_to_this_site(
     assert wrong.status == 401 and "set-cookie" not in wrong.headers
     assert 'name="next" value="/projects/7"' in await wrong.text()
     for asked, location in (("/projects/7?week=1", "/projects/7?week=1"), ("//evil.example/", "/"),
-                            ("https://evil.example/", "/"), ("/\\evil.example", "/")):
+                            ("https://evil.example/", "/"), ("/\\evil.example", "/"), ("/\t/evil.example/", "/"),
+                            ("/\n/evil.example/", "/"), ("/x\\@evil.example", "/")):
         response = await client.post("/signin", data={"token": TOKEN, "next": asked}, allow_redirects=False)
         assert response.status == 303 and response.headers["Location"] == location
         assert "HttpOnly" in response.headers["Set-Cookie"] and TOKEN not in response.headers["Set-Cookie"]
