@@ -97,8 +97,19 @@ def _rank(people: Sequence[str] | None, person: str) -> int | None:
 
 
 def _revoked(row: FeedbackRow) -> bool:
-    """An emoji taken back: no evidence (the award it cancels stays learned; decay fades it)."""
-    return isinstance(row.value, Mapping) and row.value.get("action") == "revoke"
+    """An emoji taken back, or given again after that: no evidence. A thumb counts once per person and MR
+    (the handler marks a repeat); one taken back after it was learned stays learned and fades with decay,
+    one taken back before it was read (same batch) is not learned at all (`_net_thumbs`)."""
+    return isinstance(row.value, Mapping) and (row.value.get("action") == "revoke" or bool(row.value.get("repeat")))
+
+
+def _net_thumbs(rows: list[FeedbackRow]) -> list[FeedbackRow]:
+    """Drop a batch's awards of a thumb that the batch ends by taking back (same MR, person and thumb)."""
+    last: dict[tuple[int, str, str], str] = {}
+    for r in rows:
+        if isinstance(r.value, Mapping) and r.value.get("action") in ("award", "revoke"):
+            last[(r.mr_iid, r.person.casefold(), r.label)] = r.value["action"]
+    return [r for r in rows if last.get((r.mr_iid, r.person.casefold(), r.label)) != "revoke"]
 
 
 def _label(row: FeedbackRow, shown: SuggestionRow | None, merged: bool) -> Label:
@@ -123,7 +134,7 @@ async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[
     their MRs the history holds (merged: see `label_change`)."""
     rows = await storage.feedback.since(project_id, after_id)
     mark = rows[-1].id if rows else after_id
-    rows = [r for r in rows if r.label in LEARNED and not _revoked(r)]
+    rows = [r for r in _net_thumbs(rows) if r.label in LEARNED and not _revoked(r)]
     if not rows:
         return [], mark
     shown = await storage.suggestions.judged(project_id, (r.suggestion_id for r in rows if r.suggestion_id),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from bot.gitlab.payloads import emoji_hook
 from bot.gitlab.sim_model import HookEvent
+from bot.learning import new_labels
 from tests.bot_harness import handler_env, marker_notes  # noqa: F401 - fixture
 
 
@@ -38,6 +39,46 @@ async def test_revoking_is_recorded_too(handler_env):
     body = emoji_hook(env.state, env.tiny.project, mr, award, action="revoke", note=comment)
     await env.send(HookEvent(env.pid, "Emoji Hook", body, "revoke-1"))
     assert [t[:3] for t in await thumbs(env, mr)] == [("ann", "thumbs_up", "award"), ("ann", "thumbs_up", "revoke")]
+
+
+async def test_the_action_is_read_from_event_type_as_gitlab_sends_it(handler_env):
+    """GitLab's hook data builder puts the action in `event_type` only (its docs' sample has both)."""
+    env = await handler_env()
+    mr, comment = await setup(env)
+    award = env.state.award(comment, env.tiny.bob, "thumbsdown")
+    await env.run()
+    body = emoji_hook(env.state, env.tiny.project, mr, award, action="revoke", note=comment)
+    del body["object_attributes"]["action"]
+    await env.send(HookEvent(env.pid, "Emoji Hook", body, "revoke-2"))
+    assert [t[:3] for t in await thumbs(env, mr)] == [("bob", "thumbs_down", "award"),
+                                                      ("bob", "thumbs_down", "revoke")]
+
+
+async def test_a_thumb_taken_back_and_given_again_is_learned_once(handler_env):
+    env = await handler_env()
+    mr, comment = await setup(env)
+    mark = (await env.storage.feedback.since(env.pid))[-1].id
+    award = env.state.award(comment, env.tiny.bob, "thumbsdown")
+    await env.run()
+    for n, action in enumerate(("revoke", "award")):
+        body = emoji_hook(env.state, env.tiny.project, mr, award, action=action, note=comment)
+        await env.send(HookEvent(env.pid, "Emoji Hook", body, f"toggle-{n}"))
+    rows = [f.value for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid) if f.label == "thumbs_down"]
+    assert [v.get("repeat", False) for v in rows] == [False, False, True]
+    labels, _ = await new_labels(env.storage, env.pid, mark)
+    assert [(x.person, x.label) for x in labels if x.label == "thumbs_down"] == [("bob", "thumbs_down")]
+
+
+async def test_a_thumb_taken_back_before_it_was_learned_is_not_learned(handler_env):
+    env = await handler_env()
+    mr, comment = await setup(env)
+    mark = (await env.storage.feedback.since(env.pid))[-1].id
+    award = env.state.award(comment, env.tiny.bob, "thumbsdown")
+    await env.run()
+    body = emoji_hook(env.state, env.tiny.project, mr, award, action="revoke", note=comment)
+    await env.send(HookEvent(env.pid, "Emoji Hook", body, "revoke-3"))
+    labels, _ = await new_labels(env.storage, env.pid, mark)
+    assert [x for x in labels if x.label.startswith("thumbs_")] == []
 
 
 async def test_other_awards_are_ignored(handler_env):

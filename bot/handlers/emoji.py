@@ -1,8 +1,10 @@
 """Emoji Hook: 👍 / 👎 on the bot's suggestion comment become feedback on that suggestion.
 
 Only awards on the note the bot keeps as its comment count (other notes, the MR itself and the bot's own
-acknowledgements are ignored); revoking an award is recorded too, with `value.action = "revoke"`, so the
-learner can cancel the earlier reaction.
+acknowledgements are ignored). Revoking an award is recorded too, with `value.action = "revoke"` (GitLab
+names the action in the top-level `event_type`; its docs' sample also has `object_attributes.action`), for
+the dashboard; a thumb counts as evidence once per person and MR: given again after being taken back, it
+is stored with `value.repeat` and not learned twice (see `bot.learning`).
 """
 from __future__ import annotations
 
@@ -34,6 +36,26 @@ def emoji_label(attrs: Mapping[str, Any]) -> str | None:
     return EMOJI_LABELS.get(str(attrs.get("name") or ""))
 
 
+def award_action(data: Mapping[str, Any]) -> str:
+    """ "award" or "revoke": GitLab sends it as the top-level `event_type` (`object_attributes.action` in its
+    docs' sample only).
+
+    >>> award_action({"event_type": "revoke", "object_attributes": {}}), award_action({"object_attributes": {}})
+    ('revoke', 'award')
+    """
+    attrs = data.get("object_attributes") if isinstance(data.get("object_attributes"), Mapping) else {}
+    action = data.get("event_type") or attrs.get("action")
+    return "revoke" if action == "revoke" else "award"
+
+
+async def _given_before(ctx: EventContext, iid: int, person: str, label: str) -> bool:
+    """Whether another event already stored this person's award of this thumb on the MR."""
+    folded = person.casefold()
+    return any(r.person.casefold() == folded and r.label == label and r.source_event_id != ctx.event_id
+               and isinstance(r.value, Mapping) and r.value.get("action") == "award"
+               for r in await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid))
+
+
 @router.register("Emoji Hook")
 async def on_emoji(event: Event, ctx: EventContext) -> None:
     """A thumb on the bot's comment: `thumbs_up` / `thumbs_down` feedback by the person who gave it."""
@@ -47,8 +69,10 @@ async def on_emoji(event: Event, ctx: EventContext) -> None:
     if row is None or row.note_id != attrs.get("awardable_id"):
         return
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
-    action = str(attrs.get("action") or "award")
-    await ctx.storage.feedback.record(ctx.project_id, iid, str(user["username"]), label,
-                                      value={"emoji": attrs.get("name"), "action": action},
+    action = award_action(event.data)
+    value = {"emoji": attrs.get("name"), "action": action}
+    if action == "award" and await _given_before(ctx, iid, str(user["username"]), label):
+        value["repeat"] = True
+    await ctx.storage.feedback.record(ctx.project_id, iid, str(user["username"]), label, value=value,
                                       suggestion_id=latest.id if latest else None, source_event_id=ctx.event_id)
     log.info(kv("emoji feedback", project_id=ctx.project_id, mr_iid=iid, label=label, action=action))
