@@ -2,7 +2,8 @@
 
 A candidate is dropped, with the first reason that applies, when they are the author; a bot account (the
 user's `bot` flag, a configured bot name, or a name GitLab gives bots: `ghost`, `*-bot`, `*_bot`,
-`project_<id>_bot_*`, `group_<id>_bot_*`, `service_account_*`); excluded on this merge request; opted out;
+`project_<id>_bot_*`, `group_<id>_bot_*`, `service_account_*`); excluded (by the project's settings, or on
+this merge request with `/reviewers exclude` or `/reviewers reroll`); opted out;
 not a member of the project; below the minimum access level (Developer, 30, by default: Guests and
 Reporters cannot approve); not `active` (blocked, deactivated, banned…); showing the Busy status; or already
 at the open-review cap. Usernames are compared case-insensitively, as GitLab does.
@@ -66,6 +67,12 @@ def _name(candidate: object) -> str:
     return candidate if isinstance(candidate, str) else str(getattr(candidate, "person"))
 
 
+def _how_excluded(excluded: Collection[str] | Mapping[str, str]) -> dict[str, str]:
+    if isinstance(excluded, Mapping):
+        return {name.lstrip("@").casefold(): how for name, how in excluded.items()}
+    return {name.lstrip("@").casefold(): "exclude" for name in excluded}
+
+
 def _folded(names: Iterable[str]) -> frozenset[str]:
     return frozenset(name.lstrip("@").casefold() for name in names)
 
@@ -96,7 +103,7 @@ class _Rules:
 
     author: str
     bots: frozenset[str]
-    excluded: frozenset[str]
+    excluded: Mapping[str, str]  # folded name -> how: "exclude", "reroll" (feedback labels) or "settings"
     optouts: frozenset[str]
     members: Mapping[str, Member] | None
     statuses: Mapping[str, str]
@@ -112,7 +119,7 @@ class _Rules:
         if folded in self.bots or is_bot_username(name):
             return "is a bot account"
         if folded in self.excluded:
-            return "was excluded from this merge request with `/reviewers exclude`"
+            return EXCLUDED_WORDS.get(self.excluded[folded], EXCLUDED_WORDS["exclude"])
         if folded in self.optouts:
             return "has opted out of review suggestions"
         if self.members is not None:
@@ -121,6 +128,13 @@ class _Rules:
         if str(_lookup(self.statuses, name) or "").casefold() == "busy":
             return "has set their GitLab status to Busy"
         return _load_reason(_lookup(self.open_loads, name) or 0, self.max_open_reviews)
+
+
+EXCLUDED_WORDS = {
+    "exclude": "was excluded from this merge request with `/reviewers exclude`",
+    "reroll": "was set aside on this merge request with `/reviewers reroll`",
+    "settings": "is on the project's `exclude` list (the bot's settings)",
+}
 
 
 def _load_reason(load: int, cap: int | None) -> str | None:
@@ -136,7 +150,7 @@ def eligible(
     statuses: Mapping[str, str],
     author: str,
     optouts: Collection[str],
-    excluded: Collection[str],
+    excluded: Collection[str] | Mapping[str, str],
     bots: Collection[str],
     open_loads: Mapping[str, int],
     max_open_reviews: int | None,
@@ -146,11 +160,12 @@ def eligible(
 
     `members=None` means the member list is unknown: membership, access, state and the `bot` flag are then
     not checked. `statuses` maps a username to their status `availability` (`busy` or `not_set`);
-    `max_open_reviews=None` means no cap. Kept candidates keep their order; `dropped` maps each dropped
+    `max_open_reviews=None` means no cap. `excluded` may map each name to how they were excluded
+    ("exclude", "reroll", "settings"), which the reason names. Kept candidates keep their order; `dropped` maps each dropped
     username to the reason, in plain words.
     """
     rules = _Rules(
-        author.lstrip("@").casefold(), _folded(bots), _folded(excluded), _folded(optouts), members, statuses,
+        author.lstrip("@").casefold(), _folded(bots), _how_excluded(excluded), _folded(optouts), members, statuses,
         open_loads, max_open_reviews, min_access_level,
     )
     kept: list[C] = []

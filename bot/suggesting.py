@@ -55,7 +55,7 @@ class MRFacts:
     files: tuple[str, ...]
     members: Mapping[str, GitLabMember]
     optouts: frozenset[str]
-    excluded: frozenset[str]
+    excluded: Mapping[str, str]  # username -> "exclude" or "reroll", the feedback label that took them off
     codeowners: CodeOwners | None
     owner_users: Mapping[Owner, tuple[str, ...]] = field(default_factory=dict)
 
@@ -92,10 +92,15 @@ class SuggestionResult:
     model_version: str = ""
 
 
-async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> frozenset[str]:
-    """People `/reviewers exclude` or `/reviewers reroll` took off this MR (kept as feedback rows)."""
+async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> dict[str, str]:
+    """People `/reviewers exclude` or `/reviewers reroll` took off this MR (kept as feedback rows), each with
+    the label that did (an explicit exclude names them best)."""
     rows = await storage.feedback.list(project_id, mr_iid=mr_iid)
-    return frozenset(r.person for r in rows if r.label in EXCLUDING_LABELS)
+    out: dict[str, str] = {}
+    for r in rows:
+        if r.label in EXCLUDING_LABELS and out.get(r.person) != "exclude":
+            out[r.person] = r.label
+    return out
 
 
 async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: MergeRequest,
@@ -113,7 +118,8 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
     optouts = await storage.optouts.active(project_id)
     excluded = await persisted_exclusions(storage, project_id, mr.iid)
     return MRFacts(
-        files=files, members=by_name, optouts=frozenset(optouts), excluded=excluded | frozenset(extra_excluded),
+        files=files, members=by_name, optouts=frozenset(optouts),
+        excluded={**excluded, **{p: "exclude" for p in extra_excluded}},
         codeowners=codeowners, owner_users=owner_users,
     )
 
@@ -178,7 +184,8 @@ def _cheap_filter(ranked: Sequence[Suggestion], facts: MRFacts, author: str, set
     """Eligibility without statuses and loads (no API calls): members, access, opt-outs, exclusions, bots."""
     return eligible(
         ranked, members=_eligibility_members(facts), statuses={}, author=author, optouts=facts.optouts,
-        excluded=facts.excluded, bots=bots, open_loads={}, max_open_reviews=None,
+        excluded={**{p: "settings" for p in settings.exclude}, **facts.excluded}, bots=bots, open_loads={},
+        max_open_reviews=None,
         min_access_level=settings.min_access_level,
     )
 
@@ -278,7 +285,7 @@ def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str
     last = max((i for i, s in enumerate(result.candidates) if s.person in chosen),
                default=-1 if chosen else len(result.candidates) - 1)
     facts, cap = result.facts, settings.max_open_reviews
-    optouts = {p.casefold() for p in facts.optouts | facts.excluded}
+    optouts = {p.casefold() for p in [*facts.optouts, *facts.excluded]}
     notes = []
     for s in result.candidates[:last + 1]:
         reason = result.dropped.get(s.person)

@@ -95,7 +95,7 @@ def test_owner_usernames_resolve_users_and_roles_and_groups_or_emails_only_as_re
                for i, (name, level) in enumerate([("Ann", 30), ("max", 40), ("owner", 50), ("zed", 30)])}
     section = parse_codeowners("docs/ @ann @team/docs @@maintainer nobody@example.com\n").owners_for_files(
         ["docs/a.md"])["codeowners"]
-    facts = MRFacts(("docs/a.md",), members, frozenset(), frozenset(), None)
+    facts = MRFacts(("docs/a.md",), members, frozenset(), {}, None)
     assert owner_usernames(section, facts) == ["Ann", "max", "owner"]
     group, email = section.owners[1], section.owners[3]
     resolved = replace(facts, owner_users={group: ("ZED", "outsider"), email: ("ann",)})

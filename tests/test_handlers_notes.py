@@ -90,6 +90,20 @@ async def test_reroll_suggests_other_people_and_remembers_it(handler_env):
     await env.run()
     again = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
     assert not set(shown) & set(again)
+    why = env.state.add_note(mr, env.tiny.ann, f"/reviewers why @{shown[0]}")
+    await env.run()
+    said = replies(env, mr, why)[0].body
+    assert "set aside on this merge request with `/reviewers reroll`" in said and "excluded" not in said
+
+
+async def test_the_exclude_setting_keeps_people_off_every_mr(handler_env):
+    env = await handler_env(exclude=("bob",))
+    mr = await opened(env)
+    people = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    assert people and "bob" not in people
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob")
+    await env.run()
+    assert "Not suggested: is on the project's `exclude` list" in replies(env, mr, note)[0].body
 
 
 async def test_exclude_keeps_someone_off_this_mr(handler_env):
