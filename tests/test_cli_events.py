@@ -50,6 +50,13 @@ def test_list_as_a_table_with_counts(queue, capsys):
     assert "Note Hook" in out and "done=1" in out and "dead=1" in out
 
 
+def test_no_action_lists_and_piped_output_keeps_whole_rows(queue, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "60")
+    assert run() == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if "Note Hook" in line]
+    assert [line.split()[1] for line in rows] == ["2", "1"] and "GitLab said 502" in rows[0]
+
+
 def test_show_and_requeue(queue, capsys):
     assert run("show", "2") == 0
     assert json.loads(capsys.readouterr().out)["body"] == {"k": "b"}

@@ -52,7 +52,7 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
     if not token:
         raise ConfigError("GITLAB_TOKEN is not set: create a token with api (or read_api) scope and "
                           "export GITLAB_TOKEN=...")
-    storage = await Storage.open(settings.database_url)
+    storage = await Storage.open(settings.database_url, echo=settings.database.echo)
     try:
         async with aiohttp.ClientSession() as session:
             client = GitLabClient(session, url=settings.gitlab.url, token=token, retry=retry)

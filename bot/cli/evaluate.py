@@ -10,7 +10,7 @@ from rich.table import Table
 
 from bot.cli.replay import load, run_jobs, sources_of, stdout_console, tick_factory
 
-DEFAULT_METHODS = "default,graph,learned,revfinder,frequency,author,random"
+DEFAULT_METHODS = "default,graph,learned,revfinder,frequency,author,most-frequent,random"
 
 
 def register(sub: argparse._SubParsersAction) -> None:

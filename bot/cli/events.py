@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("events", help="inspect the event queue, requeue or prune events",
                        description="The stored webhook events: list them, see why one failed, run it again.")
     p.add_argument("--config", metavar="PATH", help="config file (default: $REVIEWBOT_CONFIG, then ./config.toml)")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")  # none: list
     ls = actions.add_parser("list", help="newest events first, with the queue's counts")
     ls.add_argument("--failed", action="store_true", help="only failed and dead events")
     ls.add_argument("--status", choices=["queued", "running", "done", "failed", "dead"])
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rq.add_argument("ids", type=int, nargs="+", metavar="ID")
     pr = actions.add_parser("prune", help="delete done events (keeps at least one day for deduplication)")
     pr.add_argument("--older-than-days", type=float, default=None, help="default [worker] retention_days")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, action="list", failed=False, status=None, limit=50, json=False)
 
 
 def _summary(row: EventRow) -> dict[str, Any]:
@@ -57,7 +57,9 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
             out.print_json(json.dumps(_summary(row)), indent=None)
         return 0
     table = Table()
-    for name in ("id", "status", "kind", "action", "project", "MR", "tries", "received"):
+    widest = max((len(str(row.id)) for row in rows), default=2)  # the id is what `show` and `requeue` need:
+    table.add_column("id", no_wrap=True, min_width=widest)       # never squeezed out on a narrow terminal
+    for name in ("status", "kind", "action", "project", "MR", "tries", "received"):
         table.add_column(name, no_wrap=True)
     table.add_column("last error")
     for row in rows:
@@ -92,9 +94,9 @@ async def _prune(storage: Storage, args: argparse.Namespace, out: Console, days:
     return 0
 
 
-async def _run(url: str, args: argparse.Namespace, retention_days: float) -> int:
-    out = Console(soft_wrap=True)
-    storage = await Storage.open(url)
+async def _run(url: str, args: argparse.Namespace, retention_days: float, echo: bool = False) -> int:
+    out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)  # piped: whole lines
+    storage = await Storage.open(url, echo=echo)
     actions: dict[str, Callable[[], Awaitable[int]]] = {
         "list": lambda: _list(storage, args, out),
         "show": lambda: _show(storage, args, out),
@@ -110,7 +112,7 @@ async def _run(url: str, args: argparse.Namespace, retention_days: float) -> int
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, require_gitlab=False)
-        return asyncio.run(_run(settings.database_url, args, settings.worker.retention_days))
+        return asyncio.run(_run(settings.database_url, args, settings.worker.retention_days, settings.database.echo))
     except (ConfigError, StorageError) as exc:
         print(f"reviewbot events: {exc}", file=sys.stderr)
         return 2

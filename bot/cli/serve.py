@@ -82,7 +82,7 @@ async def build_app(settings: Settings, factory: DispatchFactory | None, *, with
                     storage: Storage | None = None) -> web.Application:
     """The `serve` app: storage checked at start, handlers and worker started and stopped with the app."""
     if storage is None:
-        storage = await Storage.open(settings.database_url, **WEB_POOL)
+        storage = await Storage.open(settings.database_url, echo=settings.database.echo, **WEB_POOL)
         await asyncio.gather(*(storage.ping() for _ in range(WEB_POOL["pool_size"])))  # open the pool now, not
         # during the first burst of webhooks (each new connection costs several round trips)
     metrics = Metrics()
@@ -140,7 +140,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 async def _work(settings: Settings, factory: DispatchFactory, once: bool) -> int:
-    storage = await Storage.open(settings.database_url, pool_size=settings.worker.concurrency + 2)
+    storage = await Storage.open(settings.database_url, echo=settings.database.echo,
+                                 pool_size=settings.worker.concurrency + 2)
     metrics = Metrics()
     try:
         async with factory(settings, storage, metrics) as dispatch:
