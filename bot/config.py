@@ -225,15 +225,17 @@ class WebhookSecret(_Frozen):
         return self
 
     def covers(self, project_id: int | None, path: str | None) -> bool:
-        """True when a delivery for this project may be signed with this secret."""
+        """True when a delivery for this project may be signed with this secret (paths compared without
+        case, as GitLab resolves them: a payload keeps the path's capitals, `flightjs/Flight`)."""
         if self.project is None and self.group is None:
             return True
+        path = path.casefold() if path else path
         if self.group is not None:
-            group = self.group.strip("/")
+            group = self.group.strip("/").casefold()
             return bool(path) and (path == group or path.startswith(group + "/"))
         if isinstance(self.project, int):
             return project_id == self.project
-        return path == self.project or str(project_id) == self.project
+        return path == self.project.casefold() or str(project_id) == self.project
 
 
 class Settings(_Frozen):
@@ -266,10 +268,13 @@ class Settings(_Frozen):
         self, project_id: int | None, path_with_namespace: str | None = None,
         overrides: Mapping[str, Any] | None = None,
     ) -> ProjectSettings:
-        """[defaults], then [projects."path"], then [projects.ID], then `overrides` (from the database)."""
+        """[defaults], then [projects."path"] (any case, as GitLab resolves paths), then [projects.ID], then
+        `overrides` (from the database)."""
         merged = self._defaults_dict()
+        folded = {key.casefold(): key for key in self.projects}
         for key in (path_with_namespace, None if project_id is None else str(project_id)):
-            if key is not None and key in self.projects:
+            key = folded.get(key.casefold()) if key is not None else None
+            if key is not None:
                 merged.update(self.projects[key])
         merged.update(overrides or {})
         try:

@@ -163,6 +163,12 @@ def test_webhook_secrets_are_scoped_to_projects_and_groups():
     assert settings.secrets_for(6, "gg/app") == [b"all"]
     assert settings.secrets_for(None, None) == [b"all"]
     assert len(settings.all_secrets()) == 4
+    assert settings.secrets_for(7, "G/Sub/App") == [b"all", b"grp", b"path"]  # GitLab paths ignore case
+
+
+def test_project_settings_match_the_path_in_any_case():
+    settings = Settings(defaults={"top_k": 3}, projects={"flightjs/flight": {"top_k": 2}})
+    assert settings.project_settings(6, "flightjs/Flight").top_k == 2
 
 
 def test_settings_are_frozen():

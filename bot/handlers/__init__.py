@@ -63,7 +63,7 @@ async def _verified_path(services: Services, project_id: int, claimed: str | Non
         return claimed
     project = await services.engine.recent.get(
         ("gitlab project", project_id), lambda: services.client.get_project(project_id), ttl=PROJECT_TTL)
-    if claimed is not None and claimed != project.path_with_namespace:
+    if claimed is not None and claimed.casefold() != project.path_with_namespace.casefold():
         raise PermanentFailure(f"the payload names project {claimed!r} but GitLab's project {project_id} is "
                                f"{project.path_with_namespace!r}: refused (a webhook secret scoped to one "
                                "project or group must not act on another)")
