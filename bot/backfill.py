@@ -180,14 +180,14 @@ async def backfill_project(client: GitLabClient, storage: Storage, project_id: i
     cursor = None if restart or row is None else _parse_cursor(row.backfill_cursor)
     state = BackfillProgress(project_id, 0, 0, 0, cursor, False)
     log.info(kv("backfill started", project_id=project_id, cursor=_cursor_text(cursor)))
-    async for page in client.iter_merged_mrs(project_id, updated_after=cursor):
+    async for items in client.merged_mrs_since(project_id, cursor):
         feedback: dict[int, list[FeedbackRow]] = {}
-        for r in await storage.feedback.of_mrs(project_id, (mr.iid for mr in page.items)):
+        for r in await storage.feedback.of_mrs(project_id, (mr.iid for mr in items)):
             feedback.setdefault(r.mr_iid, []).append(r)
-        changes, skipped = await _page_changes(client, project_id, page.items, concurrency, bots, feedback)
+        changes, skipped = await _page_changes(client, project_id, items, concurrency, bots, feedback)
         await storage.history.upsert(project_id, changes)
-        if page.items:
-            cursor = max(cursor or page.items[0].updated_at, *(mr.updated_at for mr in page.items))
+        if items:
+            cursor = max(cursor or items[0].updated_at, *(mr.updated_at for mr in items))
         state = BackfillProgress(project_id, state.pages + 1, state.imported + len(changes),
                                  state.skipped + skipped, cursor, False)
         await storage.projects.set_backfill(project_id, cursor=_cursor_text(cursor), page=state.pages)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+from datetime import timedelta
 
 import pytest
 
@@ -83,13 +84,40 @@ async def test_an_interrupted_backfill_resumes_from_its_cursor(simulator, http_s
 
     with pytest.raises(Stop):
         await backfill_project(client, store, seeded.project.id, progress=stop_after_two)
-    assert await store.history.count(seeded.project.id) == 20
+    assert await store.history.count(seeded.project.id) == 19  # the second page starts at the first's last MR
     assert not (await store.projects.get(seeded.project.id)).backfill_done
     state.requests.clear()
     report = await backfill_project(client, store, seeded.project.id)
     assert report.done and await store.history.count(seeded.project.id) == 50
     listings = state.calls("GET", f"/projects/{seeded.project.id}/merge_requests")
-    assert listings[0].query.get("updated_after") and len(state.calls("GET", "/diffs")) <= 31
+    assert listings[0].query.get("updated_after") and len(state.calls("GET", "/diffs")) <= 32
+
+
+async def test_an_mr_updated_during_the_import_shifts_no_other_out_of_it(simulator, http_session, store):
+    """Offset pages over a list ordered by update time lose the first item of the next page when an item
+    already read is updated (it moves to the end): each page is asked from the last time seen instead."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=30)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    merged = sorted((m for m in seeded.project.mrs.values() if m.state == "merged"), key=lambda m: m.updated_at)
+
+    def touch_the_first(progress):
+        if progress.pages == 1:  # someone comments on an old merged MR meanwhile
+            merged[0].updated_at = state.now() + timedelta(seconds=1)
+
+    await backfill_project(client, store, seeded.project.id, progress=touch_the_first)
+    assert len(await store.history.load(seeded.project.id)) == len(merged)
+
+
+async def test_more_than_a_page_updated_at_the_same_second_is_read_whole(simulator, http_session, store):
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=25)
+    merged = [m for m in seeded.project.mrs.values() if m.state == "merged"]
+    for mr in merged[:12]:
+        mr.updated_at = merged[0].updated_at
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=5)
+    got = [mr.iid async for page in client.merged_mrs_since(seeded.project.id) for mr in page]
+    assert sorted(got) == sorted(m.iid for m in merged)
 
 
 async def test_backfill_survives_a_flaky_gitlab(simulator, http_session, store):

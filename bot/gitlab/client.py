@@ -301,6 +301,37 @@ class GitLabClient:
             yield Page[MergeRequest](page=page.page, next_page=page.next_page,
                                      items=[MergeRequest.model_validate(item) for item in page.items])
 
+    async def merged_mrs_since(self, pid: ProjectId, updated_after: datetime | None = None,
+                               ) -> AsyncIterator[list[MergeRequest]]:
+        """Merged MRs oldest-updated first, a page at a time, each page asked from the last `updated_at` seen.
+
+        Page numbers over a list ordered by `updated_at` skip items when one already read is updated meanwhile
+        (a comment on an old MR moves it to the end and shifts the rest left); asking again from the last time
+        seen (`updated_after` is inclusive) cannot, and the MRs met twice at that time are not yielded again.
+        A page number is used only to get past more than a page of MRs updated at the very same second.
+        """
+        params: dict[str, Any] = {"state": "merged", "order_by": "updated_at", "sort": "asc"}
+        seen: set[int] = set()  # the ids yielded whose updated_at is the cursor
+        page = 1
+        while True:
+            if updated_after is not None:
+                params["updated_after"] = _iso(updated_after)
+            items, more = await self._call("GET", f"{self._p(pid)}/merge_requests",
+                                           {**params, "page": page, "per_page": self.per_page})
+            mrs = [MergeRequest.model_validate(item) for item in items or []]
+            new = [mr for mr in mrs if mr.id not in seen]
+            if new:
+                yield new
+            if not more:
+                return
+            last = max(mr.updated_at for mr in mrs)
+            if updated_after is None or last > updated_after:
+                updated_after, page = last, 1
+                seen = {mr.id for mr in mrs if mr.updated_at == last}
+            else:  # a whole page at one second: step through them
+                seen |= {mr.id for mr in mrs}
+                page += 1
+
     async def list_mrs(self, pid: ProjectId, **filters: str | int) -> list[MergeRequest]:
         """All MRs matching GitLab's list filters, e.g. `state="opened", reviewer_id=7`."""
         return await self._all(MergeRequest, f"{self._p(pid)}/merge_requests", dict(filters))
