@@ -133,13 +133,16 @@ async def test_a_re_sent_delivery_is_stored_once(client, storage):
     assert (await storage.events.depth())["queued"] == 1
 
 
-async def test_without_idempotency_key_the_uuids_then_the_body_deduplicate(client, storage):
-    uuids = {"X-Gitlab-Event-UUID": "e-1", "X-Gitlab-Webhook-UUID": "w-1"}
-    a = await (await client.post("/webhook", json=mr_payload(), headers=headers(**uuids))).json()
-    b = await (await client.post("/webhook", json=mr_payload(iid=2), headers=headers(**uuids))).json()
-    c = await (await client.post("/webhook", json=mr_payload(iid=3), headers=headers())).json()
+async def test_without_idempotency_key_the_body_deduplicates(client, storage):
+    """Before GitLab 17.4 a "Resend Request" draws a new event UUID: only the body says it is the same."""
+    first = {"X-Gitlab-Event-UUID": "e-1", "X-Gitlab-Webhook-UUID": "w-1"}
+    resent = {"X-Gitlab-Event-UUID": "e-2", "X-Gitlab-Webhook-UUID": "w-1"}
+    a = await (await client.post("/webhook", json=mr_payload(), headers=headers(**first))).json()
+    b = await (await client.post("/webhook", json=mr_payload(), headers=headers(**resent))).json()
+    c = await (await client.post("/webhook", json=mr_payload(iid=2), headers=headers(**first))).json()
     d = await (await client.post("/webhook", json=mr_payload(iid=3), headers=headers())).json()
-    assert [x["status"] for x in (a, b, c, d)] == ["queued", "duplicate", "queued", "duplicate"]
+    e = await (await client.post("/webhook", json=mr_payload(iid=3), headers=headers())).json()
+    assert [x["status"] for x in (a, b, c, d, e)] == ["queued", "duplicate", "queued", "queued", "duplicate"]
 
 
 async def test_a_body_over_the_cap_is_413(client, storage):

@@ -76,15 +76,13 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def dedupe_key_for(headers: Mapping[str, str], body: bytes, kind: str) -> str:
     """The key that makes a re-sent delivery a duplicate.
 
-    GitLab keeps `Idempotency-Key` across re-sends (17.4+); older versions give the event and
-    webhook UUIDs; without either, the body itself is the identity.
+    GitLab keeps `Idempotency-Key` across re-sends (17.4+). Before that, the body itself is the identity:
+    the event UUID is drawn anew for each request, so a "Resend Request" from the hook's log (same body)
+    carries a new one and would run the event again.
     """
     idem = _header(headers, "Idempotency-Key")
-    event_uuid, hook_uuid = _header(headers, "X-Gitlab-Event-UUID"), _header(headers, "X-Gitlab-Webhook-UUID")
     if idem:
         key = f"idem:{idem}"
-    elif event_uuid and hook_uuid:
-        key = f"uuid:{kind}:{event_uuid}:{hook_uuid}"
     else:
         key = "sha256:" + hashlib.sha256(kind.encode() + b"\n" + body).hexdigest()
     if len(key) > MAX_KEY_LENGTH or UNSTORABLE.search(key):
