@@ -31,38 +31,44 @@ async def test_thumbs_on_the_comment_are_feedback_on_the_suggestion(handler_env)
                                      ("bob", "thumbs_down", "award", latest.id)]
 
 
+async def awarded(env, person, emoji):
+    """The MR, the bot's comment, `person`'s award of `emoji` on it (handled) and the feedback mark before it."""
+    mr, comment = await setup(env)
+    mark = (await env.storage.feedback.since(env.pid))[-1].id
+    award = env.state.award(comment, person, emoji)
+    await env.run()
+    return mr, comment, award, mark
+
+
+async def send_action(env, mr, comment, award, action, key, *, gitlab_shape=False):
+    """Deliver an Emoji Hook for `award` with `action`; `gitlab_shape`: as GitLab's builder sends it, the
+    action in `event_type` only (its docs' sample also has `object_attributes.action`)."""
+    body = emoji_hook(env.state, env.tiny.project, mr, award, action=action, note=comment)
+    if gitlab_shape:
+        del body["object_attributes"]["action"]
+    await env.send(HookEvent(env.pid, "Emoji Hook", body, key))
+
+
 async def test_revoking_is_recorded_too(handler_env):
     env = await handler_env()
-    mr, comment = await setup(env)
-    award = env.state.award(comment, env.tiny.ann, "thumbsup")
-    await env.run()
-    body = emoji_hook(env.state, env.tiny.project, mr, award, action="revoke", note=comment)
-    await env.send(HookEvent(env.pid, "Emoji Hook", body, "revoke-1"))
+    mr, comment, award, _ = await awarded(env, env.tiny.ann, "thumbsup")
+    await send_action(env, mr, comment, award, "revoke", "revoke-1")
     assert [t[:3] for t in await thumbs(env, mr)] == [("ann", "thumbs_up", "award"), ("ann", "thumbs_up", "revoke")]
 
 
 async def test_the_action_is_read_from_event_type_as_gitlab_sends_it(handler_env):
-    """GitLab's hook data builder puts the action in `event_type` only (its docs' sample has both)."""
     env = await handler_env()
-    mr, comment = await setup(env)
-    award = env.state.award(comment, env.tiny.bob, "thumbsdown")
-    await env.run()
-    body = emoji_hook(env.state, env.tiny.project, mr, award, action="revoke", note=comment)
-    del body["object_attributes"]["action"]
-    await env.send(HookEvent(env.pid, "Emoji Hook", body, "revoke-2"))
+    mr, comment, award, _ = await awarded(env, env.tiny.bob, "thumbsdown")
+    await send_action(env, mr, comment, award, "revoke", "revoke-2", gitlab_shape=True)
     assert [t[:3] for t in await thumbs(env, mr)] == [("bob", "thumbs_down", "award"),
                                                       ("bob", "thumbs_down", "revoke")]
 
 
 async def test_a_thumb_taken_back_and_given_again_is_learned_once(handler_env):
     env = await handler_env()
-    mr, comment = await setup(env)
-    mark = (await env.storage.feedback.since(env.pid))[-1].id
-    award = env.state.award(comment, env.tiny.bob, "thumbsdown")
-    await env.run()
+    mr, comment, award, mark = await awarded(env, env.tiny.bob, "thumbsdown")
     for n, action in enumerate(("revoke", "award")):
-        body = emoji_hook(env.state, env.tiny.project, mr, award, action=action, note=comment)
-        await env.send(HookEvent(env.pid, "Emoji Hook", body, f"toggle-{n}"))
+        await send_action(env, mr, comment, award, action, f"toggle-{n}", gitlab_shape=True)
     rows = [f.value for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid) if f.label == "thumbs_down"]
     assert [v.get("repeat", False) for v in rows] == [False, False, True]
     labels, _ = await new_labels(env.storage, env.pid, mark)
@@ -71,12 +77,8 @@ async def test_a_thumb_taken_back_and_given_again_is_learned_once(handler_env):
 
 async def test_a_thumb_taken_back_before_it_was_learned_is_not_learned(handler_env):
     env = await handler_env()
-    mr, comment = await setup(env)
-    mark = (await env.storage.feedback.since(env.pid))[-1].id
-    award = env.state.award(comment, env.tiny.bob, "thumbsdown")
-    await env.run()
-    body = emoji_hook(env.state, env.tiny.project, mr, award, action="revoke", note=comment)
-    await env.send(HookEvent(env.pid, "Emoji Hook", body, "revoke-3"))
+    mr, comment, award, mark = await awarded(env, env.tiny.bob, "thumbsdown")
+    await send_action(env, mr, comment, award, "revoke", "revoke-3")
     labels, _ = await new_labels(env.storage, env.pid, mark)
     assert [x for x in labels if x.label.startswith("thumbs_")] == []
 
