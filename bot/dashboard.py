@@ -29,8 +29,8 @@ from bot.storage import ProjectRow, Storage, StorageError
 from bot.storage.tables import models
 
 __all__ = [
-    "setup", "load_stats", "active_model", "cookie_value", "cookie_valid", "credential", "local_path", "COOKIE", "DASHBOARD_KEY",
-    "WEEKS",
+    "setup", "load_stats", "active_model", "cookie_value", "cookie_valid", "credential", "local_path", "COOKIE",
+    "DASHBOARD_KEY", "WEEKS",
 ]
 
 log = logging.getLogger("bot.dashboard")

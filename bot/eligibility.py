@@ -161,8 +161,8 @@ def eligible(
     `members=None` means the member list is unknown: membership, access, state and the `bot` flag are then
     not checked. `statuses` maps a username to their status `availability` (`busy` or `not_set`);
     `max_open_reviews=None` means no cap. `excluded` may map each name to how they were excluded
-    ("exclude", "reroll", "settings"), which the reason names. Kept candidates keep their order; `dropped` maps each dropped
-    username to the reason, in plain words.
+    ("exclude", "reroll", "settings"), which the reason names. Kept candidates keep their order;
+    `dropped` maps each dropped username to the reason, in plain words.
     """
     rules = _Rules(
         author.lstrip("@").casefold(), _folded(bots), _how_excluded(excluded), _folded(optouts), members, statuses,
