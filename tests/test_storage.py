@@ -281,6 +281,50 @@ async def test_concurrent_claimers_run_one_event_per_merge_request(storage):
     assert sorted(row.id for row in claimed) == [1, 2, 3]  # the oldest event of each MR
 
 
+async def test_an_older_event_requeued_by_hand_waits_for_the_running_one(storage, clock):
+    a, b = await put(storage, "a"), await put(storage, "b")
+    [first] = await storage.events.claim("w1", LEASE)
+    await storage.events.dead_letter(a, "boom", owner="w1")
+    [running] = await storage.events.claim("w1", LEASE)
+    assert (first.id, running.id) == (a, b)
+    assert await storage.events.requeue(a)  # `reviewbot events requeue A` while B runs
+    assert await storage.events.claim("w2", LEASE) == []
+    await storage.events.complete(b, owner="w1")
+    assert [r.id for r in await storage.events.claim("w2", LEASE)] == [a]
+
+
+async def test_a_lease_that_expired_does_not_hold_up_an_older_event(storage, clock):
+    a, b = await put(storage, "a"), await put(storage, "b")
+    await storage.events.claim("w1", LEASE)
+    await storage.events.dead_letter(a, "boom", owner="w1")
+    await storage.events.claim("w1", LEASE)  # B, then its worker dies
+    assert await storage.events.requeue(a)
+    clock.advance(LEASE + 1)
+    assert [r.id for r in await storage.events.claim("w2", LEASE)] == [a]  # the oldest first, B after it
+    assert await storage.events.claim("w3", LEASE) == []
+
+
+@pytest.mark.postgres
+async def test_an_older_event_committed_late_waits_for_the_running_one(postgres_url, clock):
+    """Web process 1 inserted A but commits after B (same MR) was stored and claimed: A must wait."""
+    from bot.storage.tables import events
+
+    storage = Storage(postgres_url, clock=clock)
+    try:
+        async with storage.engine.connect() as web1:
+            tx = await web1.begin()
+            await web1.execute(sa.insert(events).values(
+                dedupe_key="a", kind="Merge Request Hook", headers={}, body={}, project_id=1, mr_iid=7,
+                status="queued", attempts=0, next_attempt_at=clock(), received_at=clock()))
+            b, _ = await storage.events.store_event(dedupe_key="b", kind="Note Hook", headers={}, body={},
+                                                    project_id=1, mr_iid=7)
+            assert [r.id for r in await storage.events.claim("w1", LEASE)] == [b]
+            await tx.commit()
+        assert await storage.events.claim("w2", LEASE) == []
+    finally:
+        await storage.close()
+
+
 async def test_a_payload_with_nul_characters_is_stored(storage):
     body = {"object_attributes": {"description": "bad\x00byte"}}
     event_id, _ = await storage.events.store_event(dedupe_key="nul", kind="Note Hook", headers={}, body=body)

@@ -160,8 +160,10 @@ class EventQueue:
         return self._inserts[sqlite]
 
     @staticmethod
-    def _is_head(t: sa.Alias) -> sa.ColumnElement[bool]:
-        """`t` is the oldest pending event of its merge request (an event without one is always its own head).
+    def _is_head(t: sa.Alias, now: Any) -> sa.ColumnElement[bool]:
+        """`t` is the oldest pending event of its merge request (an event without one is always its own head)
+        and no other event of it is running under a live lease: an older event requeued by hand, or one whose
+        insert committed late, must not run beside (and after) a newer one already running.
 
         A correlated `ORDER BY id LIMIT 1` rather than `NOT EXISTS (older pending)`: PostgreSQL turns the
         latter into a hash anti-join over every pending event, on every claim (O(backlog) per claim; 15 ms
@@ -174,7 +176,11 @@ class EventQueue:
             .where(older.c.project_id == t.c.project_id, older.c.mr_iid == t.c.mr_iid, older.c.status.in_(PENDING))
             .order_by(older.c.id).limit(1).scalar_subquery()
         )
-        return sa.or_(t.c.project_id.is_(None), t.c.mr_iid.is_(None), head == t.c.id)
+        running = events.alias("running")
+        busy = sa.exists().where(running.c.project_id == t.c.project_id, running.c.mr_iid == t.c.mr_iid,
+                                 running.c.status == "running", running.c.lease_expires_at >= now,
+                                 running.c.id != t.c.id)
+        return sa.or_(t.c.project_id.is_(None), t.c.mr_iid.is_(None), sa.and_(head == t.c.id, ~busy))
 
     @staticmethod
     def _is_due(t: sa.Alias, status: str, now: Any) -> sa.ColumnElement[bool]:
@@ -186,7 +192,7 @@ class EventQueue:
         (status, next_attempt_at) that stops after `limit` heads."""
         t = events.alias("candidate")
         return (
-            sa.select(t.c.id, t.c.next_attempt_at).where(self._is_due(t, status, now), self._is_head(t))
+            sa.select(t.c.id, t.c.next_attempt_at).where(self._is_due(t, status, now), self._is_head(t, now))
             .order_by(t.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True, of=t)
         )
 
@@ -205,7 +211,7 @@ class EventQueue:
         t = events.alias("candidate")  # an alias, so that the subquery is not correlated to the UPDATE
         due = sa.or_(*(self._is_due(t, status, now) for status in ("running", "failed", "queued")))
         return (
-            sa.select(t.c.id).where(due, self._is_head(t))
+            sa.select(t.c.id).where(due, self._is_head(t, now))
             .order_by(t.c.next_attempt_at, t.c.id).limit(limit).scalar_subquery()
         )
 
