@@ -251,3 +251,32 @@ async def test_a_stored_prior_ranks_a_project_without_a_model_of_its_own(sqlite_
             assert [s.person for s in rec.suggest(Change("!2", 200, "cy", (), ("src/a.py",)), 2)] == ["bob", "ann"]
     finally:
         await storage.close()
+
+
+@pytest.mark.postgres
+async def test_a_label_whose_write_commits_late_is_not_passed_over(postgres_url):
+    """Another worker's row took the lower id but commits after a higher one: a reader waits for it, so the
+    watermark it returns never passes a row still to commit."""
+    import asyncio
+
+    from bot.storage.db import FEEDBACK_LOCK, lock_project
+    from bot.storage.tables import feedback
+
+    storage = Storage(postgres_url)
+    try:
+        async with storage.engine.connect() as slow:  # a `record` in flight: locked, inserted, not committed
+            tx = await slow.begin()
+            await lock_project(slow, FEEDBACK_LOCK, PID)
+            await slow.execute(sa.insert(feedback).values(project_id=PID, mr_iid=1, person="ann", label="accepted",
+                                                          created_at=storage.feedback.clock(), source_event_id=1))
+            other = asyncio.create_task(storage.feedback.record(PID, 2, "bob", "accepted", source_event_id=2))
+            read = asyncio.create_task(new_labels(storage, PID, 0))
+            await asyncio.sleep(0.3)
+            assert not read.done() and not other.done()
+            await tx.commit()
+        await other
+        labels, mark = await read
+        later, _ = await new_labels(storage, PID, mark)
+        assert sorted(x.person for x in [*labels, *later]) == ["ann", "bob"]
+    finally:
+        await storage.close()

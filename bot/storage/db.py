@@ -104,3 +104,18 @@ def is_sqlite(conn: AsyncConnection | AsyncEngine) -> bool:
 def insert_for(conn: AsyncConnection, table: sa.Table) -> Any:
     """The dialect's INSERT, which has `on_conflict_do_nothing` / `on_conflict_do_update`."""
     return sqlite.insert(table) if is_sqlite(conn) else postgresql.insert(table)
+
+
+# High halves of the per-project advisory lock keys on PostgreSQL, one per kind of write they serialise.
+SNAPSHOT_LOCK = 0x736E6170  # "snap"
+FEEDBACK_LOCK = 0x66656564  # "feed"
+MODEL_LOCK = 0x6D6F646C     # "modl"
+
+
+async def lock_project(conn: AsyncConnection, kind: int, project_id: int, *, shared: bool = False) -> None:
+    """Serialise one kind of work on one project across processes on PostgreSQL: an advisory lock held until
+    the transaction ends (`shared`: many holders, none beside an exclusive one). SQLite serialises writers
+    itself: nothing to do."""
+    if not is_sqlite(conn):
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        await conn.execute(sa.text(f"SELECT {fn}(:key)"), {"key": (kind << 32) | (project_id & 0xFFFFFFFF)})

@@ -17,15 +17,14 @@ from datetime import datetime
 from typing import Any, Callable, Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.storage.db import is_sqlite, utcnow
+from bot.storage.db import SNAPSHOT_LOCK, lock_project, utcnow
 from bot.storage.tables import snapshots
 
 __all__ = ["SnapshotRow", "SnapshotStore", "KEEP"]
 
 KEEP = 2  # snapshots kept per project: the newest, and one to fall back on
-_LOCK = 0x736E6170  # "snap": high half of the per-project advisory lock key on PostgreSQL
 _ORDER = (snapshots.c.history_count.desc(), snapshots.c.id.desc())
 
 
@@ -53,13 +52,6 @@ def _row(row: sa.Row[Any]) -> SnapshotRow:
     return SnapshotRow(**m)
 
 
-async def _lock_project(conn: AsyncConnection, project_id: int) -> None:
-    """Serialise snapshot writes of one project on PostgreSQL (held until the transaction ends)."""
-    if not is_sqlite(conn):
-        key = (_LOCK << 32) | (project_id & 0xFFFFFFFF)
-        await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-
-
 class SnapshotStore:
     """Save, read and prune the snapshots of each project's recommender."""
 
@@ -74,7 +66,7 @@ class SnapshotStore:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         async with self.engine.begin() as conn:
-            await _lock_project(conn, project_id)
+            await lock_project(conn, SNAPSHOT_LOCK, project_id)
             stmt = sa.insert(snapshots).values(
                 project_id=project_id, format=format, config=config, history_count=history_count,
                 history_time=history_time, boundary=[int(i) for i in boundary], created_at=self.clock(),

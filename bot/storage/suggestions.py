@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.storage.db import IN_CHUNK, insert_for, utcnow
+from bot.storage.db import FEEDBACK_LOCK, IN_CHUNK, insert_for, lock_project, utcnow
 from bot.storage.tables import feedback, suggestions
 
 __all__ = ["SuggestionRow", "FeedbackRow", "SuggestionStore", "FeedbackStore", "FEEDBACK_LABELS"]
@@ -136,10 +136,15 @@ class FeedbackStore:
         self, project_id: int, mr_iid: int, person: str, label: str, *, value: Any = None,
         suggestion_id: int | None = None, source_event_id: int | None = None,
     ) -> bool:
-        """Store one reaction; False if this event already recorded it (a retry)."""
+        """Store one reaction; False if this event already recorded it (a retry).
+
+        Rows of one project are written one at a time (`lock_project`), so their ids commit in order and
+        `since` never reads a row while a lower id is still to commit: a learner's watermark would pass it.
+        """
         if label not in FEEDBACK_LABELS:
             raise ValueError(f"unknown feedback label {label!r}: use one of {sorted(FEEDBACK_LABELS)}")
         async with self.engine.begin() as conn:
+            await lock_project(conn, FEEDBACK_LOCK, project_id)
             stmt = insert_for(conn, feedback).values(
                 suggestion_id=suggestion_id, project_id=project_id, mr_iid=mr_iid, person=person, label=label,
                 value=value, created_at=self.clock(), source_event_id=source_event_id,
@@ -172,12 +177,17 @@ class FeedbackStore:
         return sorted(out, key=lambda r: r.id)
 
     async def since(self, project_id: int, after_id: int = 0, *, limit: int | None = None) -> list[FeedbackRow]:
-        """A project's rows with an id above `after_id`, in id order (what a learner has not seen yet)."""
+        """A project's rows with an id above `after_id`, in id order (what a learner has not seen yet).
+
+        Read once no row of the project is being written (`record`): every id below the last one read has
+        committed, so a watermark at the last id read skips nothing.
+        """
         stmt = (sa.select(feedback).where(feedback.c.project_id == project_id, feedback.c.id > after_id)
                 .order_by(feedback.c.id))
         if limit is not None:
             stmt = stmt.limit(limit)
-        async with self.engine.connect() as conn:
+        async with self.engine.begin() as conn:
+            await lock_project(conn, FEEDBACK_LOCK, project_id, shared=True)
             return [FeedbackRow(**r._mapping) for r in (await conn.execute(stmt)).all()]
 
     async def list(
