@@ -324,6 +324,7 @@ class Engine:
             return
         found = await learning.stored_model(self.storage, project_id)
         if found is not None and learning.adopt(rec, found[1]):
+            rec.model_version = found[0]
             log.info(kv("stored model adopted", project_id=project_id, version=found[0]))
         if self.use_prior:
             rec.prior = self.prior

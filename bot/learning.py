@@ -240,8 +240,19 @@ async def stored_model(storage: Storage, project_id: int) -> tuple[str, Any] | N
 
 async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecommender, lock: asyncio.Lock, *,
                             holdout: int = 200, changes: int = 0) -> Retrained | None:
-    """Copy the window under `lock`, fit and compare in a thread, store the model, adopt it if not worse."""
+    """Copy the window under `lock`, fit and compare in a thread, store the model, adopt it if not worse.
+
+    The candidate is compared with the model active in storage: one another process activated since this
+    recommender adopted its model is adopted first. It becomes active only if that is still the active one
+    when it is stored (`ModelStore.save_replacing`), else it is kept inactive.
+    """
+    row = await storage.models.active(project_id)
+    theirs = None
+    if row is not None and row.version != getattr(rec, "model_version", None):  # (older snapshots lack it)
+        theirs = await asyncio.to_thread(_loads, row.blob)
     async with lock:
+        if theirs is not None and adopt(rec, theirs):
+            rec.model_version = row.version
         window = await asyncio.to_thread(training_window, rec)
     if window is None:
         return None
@@ -251,11 +262,17 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
         return result
     version = f"{changes}c-{uuid.uuid4().hex[:8]}"
     blob = await asyncio.to_thread(pickle.dumps, result.model, 5)
-    active = result.better_or_equal
-    await storage.models.save(project_id, version, blob, backtest_score=round(result.score, 4), activate=active)
+    score = round(result.score, 4)
+    if result.better_or_equal:
+        active = await storage.models.save_replacing(project_id, version, blob, backtest_score=score,
+                                                     expected=row.version if row is not None else None)
+    else:
+        await storage.models.save(project_id, version, blob, backtest_score=score, activate=False)
+        active = False
     if active:
         async with lock:
             adopt(rec, result.model)
+            rec.model_version = version
     log.info(kv("model retrained", project_id=project_id, version=version, top1=round(result.score, 4),
                 current_top1=round(result.current_score, 4), held_out=result.changes, active=active))
     return result

@@ -144,7 +144,8 @@ class LearnedRecommender(GraphRecommender):
     the ranker is refit when the history has grown by `retrain_growth`× or `retrain_every` changes, on past
     data only. Until the first fit, the `prior` model ranks when one is given (a model trained elsewhere,
     e.g. on a synthetic history, for projects with too little history of their own), else the graph score.
-    `label_mark` is for the caller: a watermark of the labels it has passed to `learn` (kept in snapshots).
+    `label_mark` is for the caller: a watermark of the labels it has passed to `learn` (kept in snapshots);
+    `model_version` too: the name under which the caller stored the model it gave the recommender.
     """
 
     name = "learned"
@@ -163,6 +164,7 @@ class LearnedRecommender(GraphRecommender):
         self.model_: ReviewerRanker | None = None
         self.prior: ReviewerRanker | None = None
         self.label_mark = 0
+        self.model_version: str | None = None
         self._rows: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.settings.train_window)
         self._labelled = 0
         self._trained_at = 0

@@ -3,6 +3,7 @@ a snapshot, never twice), the ranker is retrained in the background after N labe
 active one only when it is not worse."""
 from __future__ import annotations
 
+import asyncio
 import pickle
 
 import pytest
@@ -12,6 +13,7 @@ from bot.config import ProjectSettings
 from bot.engine import Engine
 from bot.learning import Label, adopt, interleave, new_labels, replay
 from bot.storage import Storage
+from bot.storage.db import MODEL_LOCK, lock_project
 from graph.model import Change
 from graph.recommend import LearnedRecommender
 from graph.synthetic import synthetic_history
@@ -257,9 +259,7 @@ async def test_a_stored_prior_ranks_a_project_without_a_model_of_its_own(sqlite_
 async def test_a_label_whose_write_commits_late_is_not_passed_over(postgres_url):
     """Another worker's row took the lower id but commits after a higher one: a reader waits for it, so the
     watermark it returns never passes a row still to commit."""
-    import asyncio
-
-    from bot.storage.db import FEEDBACK_LOCK, lock_project
+    from bot.storage.db import FEEDBACK_LOCK
     from bot.storage.tables import feedback
 
     storage = Storage(postgres_url)
@@ -278,5 +278,63 @@ async def test_a_label_whose_write_commits_late_is_not_passed_over(postgres_url)
         labels, mark = await read
         later, _ = await new_labels(storage, PID, mark)
         assert sorted(x.person for x in [*labels, *later]) == ["ann", "bob"]
+    finally:
+        await storage.close()
+
+
+class GraphScore(Backwards):
+    """A model that ranks by the graph score (better than `Backwards`)."""
+
+    def decision_function(self, X, groups=None):
+        return -super().decision_function(X, groups)
+
+
+async def test_a_process_compares_its_model_with_the_one_another_process_activated(sqlite_url):
+    """Two processes share v1; B stores and activates a better model; A's candidate, better than v1 but worse
+    than B's, is compared with B's (adopted from storage first) and stays inactive."""
+    from bot.learning import retrain_and_store
+    from tests.test_retrain import trained
+
+    storage = Storage(sqlite_url)
+    try:
+        rec_a, rec_b = trained(), trained()
+        v1 = Backwards().fit(*rec_a.training_data()[:2])
+        await storage.models.save(PID, "v1", pickle.dumps(v1, 5), backtest_score=0.1)
+        for rec in (rec_a, rec_b):
+            rec.model_, rec.model_version = v1, "v1"
+        rec_b.estimator = GraphScore()
+        good = await retrain_and_store(storage, PID, rec_b, asyncio.Lock(), holdout=60)
+        assert good.better_or_equal and rec_b.model_version != "v1"
+        rec_a.estimator.set_params(min_samples_leaf=20)
+        worse = await retrain_and_store(storage, PID, rec_a, asyncio.Lock(), holdout=60)
+        assert worse.score < good.score and not worse.better_or_equal
+        active = await storage.models.active(PID)
+        assert active.version == rec_b.model_version == rec_a.model_version  # A ranks with B's model now
+    finally:
+        await storage.close()
+
+
+@pytest.mark.postgres
+async def test_two_processes_activating_at_once_leave_one_active_model(postgres_url):
+    storage = Storage(postgres_url)
+    try:
+        await storage.models.save(PID, "v0", b"0")
+        held, other = asyncio.Event(), asyncio.Event()
+
+        async def slow_save() -> None:  # process A: locked, deactivated v0, inserted vA; commits later
+            async with storage.engine.begin() as conn:
+                await lock_project(conn, MODEL_LOCK, PID)
+                await storage.models._insert(conn, PID, "vA", b"a", None, True)
+                held.set()
+                await other.wait()
+
+        a = asyncio.create_task(slow_save())
+        await held.wait()
+        b = asyncio.create_task(storage.models.save(PID, "vB", b"b"))  # process B
+        await asyncio.sleep(0.3)
+        assert not b.done()  # waits for A's lock
+        other.set()
+        await asyncio.gather(a, b)
+        assert [r.version for r in await storage.models.list(PID) if r.active] == ["vB"]
     finally:
         await storage.close()

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.storage.db import utcnow
+from bot.storage.db import MODEL_LOCK, lock_project, utcnow
 from bot.storage.tables import models
 
 __all__ = ["ModelRow", "ModelStore"]
@@ -38,7 +38,8 @@ def _row(row: sa.Row[Any]) -> ModelRow:
 
 
 class ModelStore:
-    """Save, list and activate model versions."""
+    """Save, list and activate model versions. Writes of one project take its advisory lock (PostgreSQL), so
+    two processes activating at once leave one active version, not two."""
 
     def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
@@ -50,17 +51,43 @@ class ModelStore:
     ) -> int:
         """Store a new version (unique per project); with `activate`, it becomes the only active one."""
         async with self.engine.begin() as conn:
-            if activate:
-                await conn.execute(sa.update(models).where(models.c.project_id == project_id).values(active=False))
-            stmt = sa.insert(models).values(
-                project_id=project_id, version=version, created_at=self.clock(), blob=blob,
-                backtest_score=backtest_score, active=activate,
-            ).returning(models.c.id)
-            return int((await conn.execute(stmt)).scalar_one())
+            await lock_project(conn, MODEL_LOCK, project_id)
+            return await self._insert(conn, project_id, version, blob, backtest_score, activate)
+
+    async def save_replacing(self, project_id: int, version: str, blob: bytes, *, expected: str | None,
+                             backtest_score: float | None = None) -> bool:
+        """Store a new version and make it the active one if the active version is still `expected` (None: no
+        active model), else store it inactive; True when it became active.
+
+        Why: a model is compared with the one active when its retraining began; another process may have
+        activated a better one meanwhile, which this one was never compared with."""
+        async with self.engine.begin() as conn:
+            await lock_project(conn, MODEL_LOCK, project_id)
+            current = (await conn.execute(self._active_query(project_id, models.c.version))).scalar()
+            activate = current == expected
+            await self._insert(conn, project_id, version, blob, backtest_score, activate)
+            return activate
+
+    async def _insert(self, conn: Any, project_id: int, version: str, blob: bytes, backtest_score: float | None,
+                      activate: bool) -> int:
+        if activate:
+            await conn.execute(sa.update(models).where(models.c.project_id == project_id).values(active=False))
+        stmt = sa.insert(models).values(
+            project_id=project_id, version=version, created_at=self.clock(), blob=blob,
+            backtest_score=backtest_score, active=activate,
+        ).returning(models.c.id)
+        return int((await conn.execute(stmt)).scalar_one())
+
+    @staticmethod
+    def _active_query(project_id: int, *columns: Any) -> sa.Select[Any]:
+        """The active row (the newest, should two ever be)."""
+        return (sa.select(*columns).where(models.c.project_id == project_id, models.c.active.is_(True))
+                .order_by(models.c.id.desc()).limit(1))
 
     async def activate(self, project_id: int, version: str) -> bool:
         """Make `version` the active one (e.g. roll back); False if there is no such version."""
         async with self.engine.begin() as conn:
+            await lock_project(conn, MODEL_LOCK, project_id)
             found = await conn.execute(
                 sa.update(models).where(models.c.project_id == project_id, models.c.version == version)
                 .values(active=True)
@@ -75,9 +102,8 @@ class ModelStore:
 
     async def active(self, project_id: int) -> ModelRow | None:
         """The project's active model, if any."""
-        stmt = sa.select(models).where(models.c.project_id == project_id, models.c.active.is_(True))
         async with self.engine.connect() as conn:
-            row = (await conn.execute(stmt.limit(1))).first()
+            row = (await conn.execute(self._active_query(project_id, models))).first()
         return _row(row) if row else None
 
     async def list(self, project_id: int) -> list[ModelRow]:
