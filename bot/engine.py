@@ -27,6 +27,7 @@ from bot.config import ProjectSettings
 from bot.logfmt import kv
 from bot.lookups import Recent
 from bot.storage import Storage
+from bot.threads import to_the_end
 from graph import snapshot
 from graph.model import Change
 from graph.ownership import OwnershipGraph
@@ -155,7 +156,7 @@ class Engine:
         """The project's up-to-date recommender, held exclusively for the block (it is not thread-safe)."""
         entry = self._entry(project_id)
         async with entry.lock:
-            await self._refresh(project_id, entry, recommender_settings(settings))
+            await to_the_end(self._refresh(project_id, entry, recommender_settings(settings)))
             assert entry.recommender is not None
             yield entry.recommender
         self._maybe_snapshot(project_id, entry)
@@ -313,7 +314,7 @@ class Engine:
                 if entry.recommender is not rec:
                     return
                 before = og.block_rows
-                done = await asyncio.to_thread(og.warm_blocks, min(cap, before + chunk))
+                done = await to_the_end(asyncio.to_thread(og.warm_blocks, min(cap, before + chunk)))
             if done >= cap or done == before:
                 return
 
@@ -399,7 +400,7 @@ class Engine:
                 rec, config = entry.recommender, entry.config
                 if rec is None or config is None:
                     return
-                state = await asyncio.to_thread(snapshot.state_of, rec)
+                state = await to_the_end(asyncio.to_thread(snapshot.state_of, rec))
                 count, last_time, captured = entry.count, entry.last_time, entry.unsaved
                 boundary = sorted(entry.boundary)
             blob = await asyncio.to_thread(snapshot.encode, state)

@@ -32,6 +32,7 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, Storage, SuggestionRow
+from bot.threads import to_the_end
 from graph.feedback import FEEDBACK_FEATURES, NEGATIVE, POSITIVE, PUT_FIRST
 from graph.features import FEATURES
 from graph.model import Change
@@ -253,7 +254,7 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
     async with lock:
         if theirs is not None and adopt(rec, theirs):
             rec.model_version = row.version
-        window = await asyncio.to_thread(training_window, rec)
+        window = await to_the_end(asyncio.to_thread(training_window, rec))
     if window is None:
         return None
     loop = asyncio.get_running_loop()

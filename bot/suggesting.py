@@ -21,6 +21,7 @@ from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
 from bot.config import ProjectSettings
 from bot.eligibility import Member, eligible
 from bot.engine import Engine
+from bot.threads import to_the_end
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.models import Member as GitLabMember
 from bot.gitlab.models import MergeRequest
@@ -311,7 +312,7 @@ async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
         result.model_version = f"{rec.name}@{rec.og.changes}"
         if not has_history(rec, result.facts.files):
             return None
-        return await asyncio.to_thread(rec.suggest, result.change, POOL, explain=False)
+        return await to_the_end(asyncio.to_thread(rec.suggest, result.change, POOL, explain=False))
 
 
 async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSettings,
@@ -322,8 +323,8 @@ async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSett
     if not folded:
         return []
     async with engine.use(project_id, settings) as rec:
-        explained = await asyncio.to_thread(rec.suggest, result.change, len(folded),
-                                            allowed=lambda p: p.casefold() in folded, explain=True)
+        explained = await to_the_end(asyncio.to_thread(rec.suggest, result.change, len(folded),
+                                                       allowed=lambda p: p.casefold() in folded, explain=True))
     by_person = {s.person.casefold(): s for s in explained}
     out = []
     for s in result.suggestions:
@@ -376,8 +377,8 @@ async def explain_person(client: GitLabClient, engine: Engine, project_id: int, 
     dropped = next((r for p, r in result.dropped.items() if p.casefold() == folded), None)
     if (found is None or not found[1].reasons) and result.cannot not in (NO_FILES, NO_HISTORY):
         async with engine.use(project_id, settings) as rec:  # ranked candidates come without their evidence
-            alone = await asyncio.to_thread(rec.suggest, result.change, 1,
-                                            allowed=lambda p: p.casefold() == folded, explain=True)
+            alone = await to_the_end(asyncio.to_thread(rec.suggest, result.change, 1,
+                                                       allowed=lambda p: p.casefold() == folded, explain=True))
         found = (found[0] if found else None, alone[0]) if alone else found
     if dropped is None:
         dropped = await _reason_for(Lookups(client, engine.recent), result, person, settings, bot_username)

@@ -338,3 +338,45 @@ async def test_two_processes_activating_at_once_leave_one_active_model(postgres_
         assert [r.version for r in await storage.models.list(PID) if r.active] == ["vB"]
     finally:
         await storage.close()
+
+
+async def test_a_timed_out_event_lets_go_of_the_recommender_only_when_its_thread_is_done(sqlite_url, monkeypatch):
+    """A dispatch timeout during a catch-up: the replay thread cannot be stopped, so the event waits for it
+    (holding the project's lock) and records what it observed; the next event neither runs beside it nor
+    observes the same rows again."""
+    import threading
+    import time
+
+    storage = Storage(sqlite_url)
+    try:
+        await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files)
+                                           for i, c in enumerate(HISTORY[:200])])
+        now = [1000.0]
+        engine = Engine(storage, retrain_labels=None, snapshot_every=None, clock=lambda: now[0])
+        async with engine.use(PID, SETTINGS):
+            pass
+        observed, running, overlap, guard = [], [0], [0], threading.Lock()
+
+        def slow_replay(rec, items, authors):
+            items = list(items)
+            with guard:
+                running[0] += 1
+                overlap[0] = max(overlap[0], running[0])
+            time.sleep(0.5)
+            observed.extend(c.id for c in items if isinstance(c, Change))
+            with guard:
+                running[0] -= 1
+            return replay(rec, items, authors)
+
+        monkeypatch.setattr("bot.learning.replay", slow_replay)
+        last = HISTORY[199]
+        await storage.history.upsert(PID, [Change("!1000", last.time + 60, "ann", ("bob",), ("x.c",))])
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(engine.learn_new(PID, SETTINGS), 0.1)
+        now[0] += 5
+        await storage.history.upsert(PID, [Change("!1001", last.time + 120, "ann", ("bob",), ("y.c",))])
+        await engine.learn_new(PID, SETTINGS)
+        assert overlap[0] == 1 and observed.count("!1000") == 1 and observed.count("!1001") == 1
+        assert engine.changes_seen(PID) == 202
+    finally:
+        await storage.close()
