@@ -24,6 +24,7 @@ from aiohttp import web
 from bot.config import Settings
 from bot.dashboard_html import ASSETS, asset, message_body, overview_body, page, project_body, signin_form
 from bot.dashboard_stats import ModelInfo, ProjectStats, project_stats, window_start
+from bot.learning import mr_change_id
 from bot.logfmt import kv
 from bot.storage import ProjectRow, Storage, StorageError
 from bot.storage.tables import models
@@ -230,7 +231,8 @@ async def signout(request: web.Request) -> web.Response:
 async def active_model(storage: Storage, project_id: int) -> ModelInfo:
     """The active model's version, score and time, without loading its (possibly large) pickled blob."""
     stmt = (sa.select(models.c.version, models.c.backtest_score, models.c.created_at)
-            .where(models.c.project_id == project_id, models.c.active.is_(True)).limit(1))
+            .where(models.c.project_id == project_id, models.c.active.is_(True))
+            .order_by(models.c.id.desc()).limit(1))
     async with storage.engine.connect() as conn:
         row = (await conn.execute(stmt)).first()
     if row is None:
@@ -239,14 +241,21 @@ async def active_model(storage: Storage, project_id: int) -> ModelInfo:
 
 
 async def load_stats(storage: Storage, project: ProjectRow, *, now: datetime, weeks: int = WEEKS) -> ProjectStats:
-    """Read one project's recent suggestions, feedback and model, and compute its dashboard numbers."""
+    """Read the suggestions and feedback of the project's merge requests active in the window (all their rows:
+    an MR suggested on before the window keeps its first week and earlier reviewers), which of them merged,
+    and the active model; compute the dashboard numbers."""
     since = window_start(now, weeks)
-    suggestions = await storage.suggestions.list(project.id, since=since)
-    feedback = await storage.feedback.list(project.id, since=since)
+    active = {r.mr_iid for r in await storage.suggestions.list(project.id, since=since)}
+    active |= {r.mr_iid for r in await storage.feedback.list(project.id, since=since)}
+    suggestions = await storage.suggestions.of_mrs(project.id, active)
+    feedback = await storage.feedback.of_mrs(project.id, active)
+    merged = await storage.history.present(project.id, {mr_change_id(iid) for iid in active})
     model = await active_model(storage, project.id)
-    if suggestions:
-        model = model.model_copy(update={"serving": suggestions[-1].model_version})
-    return project_stats(project.id, project.path, suggestions, feedback, model, now=now, weeks=weeks)
+    latest = max(suggestions, key=lambda r: r.id, default=None)
+    if latest is not None:
+        model = model.model_copy(update={"serving": latest.model_version})
+    return project_stats(project.id, project.path, suggestions, feedback, model, now=now, weeks=weeks,
+                         merged=[iid for iid in active if mr_change_id(iid) in merged])
 
 
 NOT_FOUND = "No such project: the bot lists a project after its first webhook event from it."

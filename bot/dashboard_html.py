@@ -124,7 +124,8 @@ def _mr_row(r: MrRow, gitlab_url: str, path: str | None) -> str:
     return _row([
         _mr_link(gitlab_url, path, r.mr_iid), f"{r.suggested_at:%Y-%m-%d}", _people([r.top1] if r.top1 else []),
         _people(r.top3), _people(r.reviewers), "–" if r.top1_hit is None else mark(r.top1_hit),
-        "–" if r.top3_hit is None else mark(r.top3_hit), '<span class="tag">merged</span>' if r.merged else "open",
+        "–" if r.top3_hit is None else mark(r.top3_hit),
+        '<span class="tag">merged</span>' if r.merged else "closed" if r.closed else "open",
     ])
 
 
@@ -149,7 +150,8 @@ def project_body(s: ProjectStats, *, gitlab_url: str) -> str:
             "suggestion on each merge request (newest first); actual reviewers are the final ones once merged."
             "</p></section>"
             f"<section><h2>Review load per person</h2>{load_table}<p class=\"hint\">Open reviews: reviewer on a "
-            "merge request that is not merged yet. The other columns count merge requests in the last 30 days."
+            "merge request neither merged nor closed, active in the last 12 weeks. The other columns count merge "
+            "requests in the last 30 days."
             "</p></section>")
 
 

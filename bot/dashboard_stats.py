@@ -13,8 +13,12 @@ Definitions (one merge request is one unit, however often the bot re-suggested o
   (`accepted`, `assigned`, `approved`, `reviewed`, less those `removed` since);
 * **Top-1 / Top-3 hit**: over merged merge requests, the bot's latest first / first three suggestions
   include one of the actual reviewers;
-* **review load** is, per person, the open reviews (a reviewer on an unmerged merge request) and the
-  merge requests suggested to, reviewed and approved in the last `load_days` days.
+* **review load** is, per person, the open reviews (a reviewer on a merge request neither merged nor
+  closed) and the merge requests suggested to, reviewed and approved in the last `load_days` days.
+
+A merge request is merged when the history holds it (`merged`, given by the caller) or it has
+`final_reviewer` rows; closed when its last `closed` / `reopened` row is `closed`. A suggestion that named
+nobody (the bot could suggest no one) is not a suggestion here.
 """
 from __future__ import annotations
 
@@ -64,6 +68,7 @@ class MrRow(_Frozen):
     top3: list[str]
     reviewers: list[str]
     merged: bool
+    closed: bool = False
     top1_hit: bool | None
     top3_hit: bool | None
 
@@ -143,6 +148,7 @@ class _Mr:
     iid: int
     suggestions: list[SuggestionRow] = field(default_factory=list)
     feedback: list[FeedbackRow] = field(default_factory=list)
+    in_history: bool = False  # the merged change is in the project's history
 
     def first_suggested(self) -> dict[str, datetime]:
         """casefolded person -> when the bot first suggested them here."""
@@ -162,7 +168,12 @@ class _Mr:
         return False
 
     def merged(self) -> bool:
-        return any(r.label == "final_reviewer" for r in self.feedback)
+        return self.in_history or any(r.label == "final_reviewer" for r in self.feedback)
+
+    def closed(self) -> bool:
+        """Closed without merging (and not reopened since)."""
+        states = [r.label for r in self.feedback if r.label in ("closed", "reopened")]
+        return not self.merged() and bool(states) and states[-1] == "closed"
 
     def reviewers(self) -> list[str]:
         """The actual reviewers (see the module docstring), sorted."""
@@ -173,16 +184,21 @@ class _Mr:
                 current[row.person.casefold()] = row.person
             elif row.label == "removed":
                 current.pop(row.person.casefold(), None)
-        names = {p.casefold(): p for p in final} if final else current
+        names = {p.casefold(): p for p in final} if self.merged() else current
         return sorted(names.values(), key=str.casefold)
 
 
-def _group(suggestions: Iterable[SuggestionRow], feedback: Iterable[FeedbackRow]) -> dict[int, _Mr]:
+def _group(suggestions: Iterable[SuggestionRow], feedback: Iterable[FeedbackRow],
+           merged: Iterable[int] = ()) -> dict[int, _Mr]:
     mrs: dict[int, _Mr] = {}
     for s in sorted(suggestions, key=lambda r: (r.created_at, r.id)):
-        mrs.setdefault(s.mr_iid, _Mr(s.mr_iid)).suggestions.append(s)
+        if _usernames(s):  # a suggestion of nobody is the bot saying it could not suggest
+            mrs.setdefault(s.mr_iid, _Mr(s.mr_iid)).suggestions.append(s)
     for f in sorted(feedback, key=lambda r: (r.created_at, r.id)):
         mrs.setdefault(f.mr_iid, _Mr(f.mr_iid)).feedback.append(f)
+    for iid in merged:
+        if iid in mrs:
+            mrs[iid].in_history = True
     return mrs
 
 
@@ -202,7 +218,7 @@ def _mr_row(mr: _Mr) -> MrRow:
     folded = {r.casefold() for r in reviewers}
     return MrRow(
         mr_iid=mr.iid, suggested_at=mr.suggestions[0].created_at, top1=shown[0] if shown else None, top3=shown[:3],
-        reviewers=reviewers, merged=merged, top1_hit=bool(shown) and shown[0].casefold() in folded if merged else None,
+        reviewers=reviewers, merged=merged, closed=mr.closed(), top1_hit=bool(shown) and shown[0].casefold() in folded if merged else None,
         top3_hit=any(p.casefold() in folded for p in shown[:3]) if merged else None,
     )
 
@@ -224,7 +240,7 @@ def _load(mrs: Iterable[_Mr], since: datetime, limit: int) -> list[LoadRow]:
         for row in (f for f in mr.feedback if f.created_at >= since):
             if row.label in BECAME_REVIEWER or row.label == "approved":
                 add(row.person, "reviewing" if row.label in BECAME_REVIEWER else "approved", mr.iid)
-        for person in [] if mr.merged() else mr.reviewers():
+        for person in [] if mr.merged() or mr.closed() else mr.reviewers():
             add(person, "open", mr.iid)
     rows = [LoadRow(person=names[key], **{k: len(c[k]) for k in LoadRow.model_fields if k != "person"})
             for key, c in counts.items()]
@@ -235,13 +251,16 @@ def _load(mrs: Iterable[_Mr], since: datetime, limit: int) -> list[LoadRow]:
 def project_stats(
     project_id: int, path: str | None, suggestions: Iterable[SuggestionRow], feedback: Iterable[FeedbackRow],
     model: ModelInfo, *, now: datetime, weeks: int = 12, recent: int = 20, load_days: int = 30, people: int = 30,
+    merged: Iterable[int] = (),
 ) -> ProjectStats:
-    """The dashboard's numbers for one project from its rows since `window_start(now, weeks)`.
+    """The dashboard's numbers for one project from the rows of its merge requests active since
+    `window_start(now, weeks)` (all their rows, older ones too); `merged`: which of them the history holds.
 
-    Rows outside the window are ignored for the chart; `recent` merge requests (newest first) fill the
-    suggestions-against-reviewers table; at most `people` rows of load.
+    The chart counts each merge request in the week of its first suggestion (those first suggested before
+    the window are left out of it); `recent` merge requests (newest first) fill the suggestions-against-
+    reviewers table; at most `people` rows of load.
     """
-    mrs = _group(suggestions, feedback)
+    mrs = _group(suggestions, feedback, merged)
     suggested = [mr for mr in mrs.values() if mr.suggestions]
     points = _weeks(suggested, now, weeks)
     in_chart = sum(p.suggested for p in points)

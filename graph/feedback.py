@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "FEEDBACK_FEATURES",
-           "FEEDBACK_WORDS", "directories"]
+__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "CLOSED",
+           "FEEDBACK_FEATURES", "FEEDBACK_WORDS", "directories"]
 
 POSITIVE = frozenset({"accepted", "assigned", "approved", "reviewed", "thumbs_up", "final_reviewer"})
 TAKEN = frozenset({"accepted", "assigned"})  # the labels that mean "this person took the review"
@@ -27,6 +27,9 @@ NEGATIVE = frozenset({"removed", "passed_over", "reroll", "exclude", "thumbs_dow
 # Not evidence about the person: the bot put them first on a merge request. The load spreading counts it
 # (`LearnedRecommender.put_first`); the memory here ignores it.
 PUT_FIRST = "suggested"
+# Not evidence either: the merge request was closed without merging. Its reviews end there (it will never
+# reach the history): nobody is on duty for it any more (`LearnedRecommender.learn`).
+CLOSED = "closed"
 
 FEEDBACK_FEATURES = (
     "fb_acceptance",        # smoothed share of this person's suggestions that were taken (decayed)

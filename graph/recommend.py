@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from graph.feedback import FEEDBACK_FEATURES, FEEDBACK_WORDS, NEGATIVE, PUT_FIRST, TAKEN, FeedbackMemory
+from graph.feedback import CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, NEGATIVE, PUT_FIRST, TAKEN, FeedbackMemory
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.explain import compare
 from graph.model import Change, Contribution, Suggestion
@@ -222,11 +222,15 @@ class LearnedRecommender(GraphRecommender):
         as the person's current work on this merge request until it merges (`FeedbackMemory.open`), and
         with `early_reviews` it enters the graph at once (`_review_early`). A label may name only the
         change (as the bot's do): its author and files are then those remembered when it was suggested.
-        `PUT_FIRST` is no feedback: the person was shown first, which the load spreading counts.
+        `PUT_FIRST` is no feedback: the person was shown first, which the load spreading counts. `CLOSED`
+        neither: the merge request was closed unmerged (`_closed`).
         """
         at = change.time if time is None else time
         if label == PUT_FIRST:
             self.put_first(change.id, person, at)
+            return
+        if label == CLOSED:
+            self._closed(change.id)
             return
         known = self._changes.get(change.id)
         if known is not None and not (change.files and change.author):
@@ -238,6 +242,18 @@ class LearnedRecommender(GraphRecommender):
         if self.settings.early_reviews and change.author:
             self._review_early(change, person, label, at)
         self._cache = None  # the feedback columns of the cached rows are out of date
+
+    def _closed(self, change_id: str) -> None:
+        """A merge request closed without merging will never be observed: its reviewers are no longer on
+        duty for it, its rows will not become training rows, and the reviews taken on it leave the graph
+        (the history, which holds merged changes only, never has them)."""
+        self.feedback.close(change_id)
+        self._pending.pop(change_id, None)
+        self._changes.pop(change_id, None)
+        self._rejected.pop(change_id, None)
+        for person, (at, then, before) in self._early.pop(change_id, {}).items():
+            self.og.retract_review(then, person, at, before)
+        self._cache = None
 
     def _review_early(self, change: Change, person: str, label: str, at: float) -> None:
         """A review taken goes into the graph now (`OwnershipGraph.add_review`), a removal takes it back:
@@ -336,6 +352,7 @@ class LearnedRecommender(GraphRecommender):
         if self.settings.train_half_life:  # recent changes weigh more (slower: weighted binning)
             weight = 0.5 ** ((groups.max() - groups) / self.settings.train_half_life)
         self.model_ = clone(self.estimator).fit(X, y, groups=groups, sample_weight=weight)
+        self.model_version = None  # its own: not a version the caller stored
         self._trained_at = self._labelled
 
     def _top(self, cands: Candidates) -> np.ndarray:

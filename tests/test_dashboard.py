@@ -216,9 +216,9 @@ def week(day: str, suggested: int, accepted: int) -> dict:
             "rate": round(accepted / suggested, 4) if suggested else None}
 
 
-def mr(iid, day, top3, reviewers, merged, top1_hit, top3_hit) -> dict:
+def mr(iid, day, top3, reviewers, merged, top1_hit, top3_hit, closed=False) -> dict:
     return {"mr_iid": iid, "suggested_at": day, "top1": top3[0] if top3 else None, "top3": top3,
-            "reviewers": reviewers, "merged": merged, "top1_hit": top1_hit, "top3_hit": top3_hit}
+            "reviewers": reviewers, "merged": merged, "closed": closed, "top1_hit": top1_hit, "top3_hit": top3_hit}
 
 
 def person(name, open_, suggested, top1, reviewing, approved) -> dict:
@@ -259,6 +259,33 @@ async def test_postgresql_gives_the_same_stats(client, postgres_url):
     finally:
         await storage.close()
     assert stats.model_dump(mode="json") == await (await client.get("/api/projects/7/stats", headers=BEARER)).json()
+
+
+async def test_an_mr_first_suggested_before_the_window_keeps_its_week_and_its_reviewers(sqlite_url):
+    """Pushed again in the window, it is read whole: not a new MR of this week, ann still its reviewer;
+    one merged (in the history) and one closed hold no open review."""
+    from graph.model import Change
+
+    clock = FakeClock()
+    storage = Storage(sqlite_url, clock=clock)
+    try:
+        s = await suggest(storage, clock, "2024-12-20T10:00", 20, "ann")
+        await react(storage, clock, "2024-12-21T10:00", 20, "ann", "accepted", s)
+        await suggest(storage, clock, "2025-03-18T10:00", 20, "ann", "bob")
+        for iid, person in ((21, "cy"), (22, "dan")):
+            s = await suggest(storage, clock, "2025-03-11T10:00", iid, person)
+            await react(storage, clock, "2025-03-11T11:00", iid, person, "assigned", s)
+        await react(storage, clock, "2025-03-12T10:00", 22, "ann", "closed", s)
+        await storage.history.upsert(PROJECT, [Change("!21", 1741700000, "eve", (), ("a.c",))])
+        await storage.projects.seen(PROJECT, "acme/widgets")
+        stats = await load_stats(storage, await storage.projects.get(PROJECT), now=NOW)
+    finally:
+        await storage.close()
+    assert [(w.week.isoformat(), w.suggested) for w in stats.weeks if w.suggested] == [("2025-03-10", 2)]
+    rows = {r.mr_iid: r for r in stats.recent}
+    assert rows[20].suggested_at.date().isoformat() == "2024-12-20" and rows[20].reviewers == ["ann"]
+    assert (rows[21].merged, rows[22].closed) == (True, True)
+    assert {r.person: r.open for r in stats.load} == {"ann": 1, "bob": 0, "cy": 0, "dan": 0}
 
 
 async def test_the_project_page_shows_the_numbers_and_escapes_names(client):

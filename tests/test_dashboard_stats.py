@@ -81,3 +81,34 @@ def test_load_counts_merge_requests_in_the_window_and_open_reviews_whatever_thei
     load = {r.person: r for r in stats(rows, reactions, weeks=8).load}
     assert (load["ann"].open, load["ann"].suggested, load["ann"].top1, load["ann"].reviewing) == (1, 1, 1, 0)
     assert (load["bob"].open, load["bob"].suggested, load["bob"].reviewing, load["bob"].approved) == (1, 2, 1, 1)
+
+
+def test_a_suggestion_of_nobody_is_not_a_suggestion():
+    result = stats([suggestion(1), suggestion(2, "ann")],
+                   [feedback(1, "dan", "final_reviewer"), feedback(2, "ann", "accepted"),
+                    feedback(2, "ann", "final_reviewer")])
+    assert (result.suggested, result.accepted, result.judged, result.top1) == (1, 1, 1, 1.0)
+    assert [r.mr_iid for r in result.recent] == [2]
+
+
+def test_an_mr_the_history_holds_is_merged_without_final_reviewer_rows():
+    """The bot's own pick never acted (passed over at the merge), nobody else reviewed: merged, a miss."""
+    rows = [feedback(1, "ann", "assigned", ago=0.9), feedback(1, "ann", "passed_over", ago=0.1)]
+    result = stats([suggestion(1, "ann")], rows, merged=[1])
+    [row] = result.recent
+    assert (row.merged, row.reviewers, row.top1_hit, result.judged) == (True, [], False, 1)
+    assert [r.open for r in result.load] == [0]
+
+
+def test_a_closed_mr_ends_its_open_reviews_and_a_reopened_one_counts_again():
+    rows = [feedback(1, "bob", "accepted", ago=0.9), feedback(1, "ann", "closed", ago=0.5)]
+    result = stats([suggestion(1, "bob")], rows)
+    assert (result.recent[0].closed, [(r.person, r.open) for r in result.load]) == (True, [("bob", 0)])
+    result = stats([suggestion(1, "bob")], [*rows, feedback(1, "ann", "reopened", ago=0.2)])
+    assert (result.recent[0].closed, [(r.person, r.open) for r in result.load]) == (False, [("bob", 1)])
+
+
+def test_a_reviewer_removed_whom_the_suggestion_did_not_list_is_no_longer_a_reviewer():
+    rows = [feedback(1, "cy", "assigned", ago=0.9), feedback(1, "cy", "removed", ago=0.5)]
+    result = stats([suggestion(1, "ann")], rows)
+    assert result.recent[0].reviewers == [] and {(r.person, r.open) for r in result.load} == {("ann", 0), ("cy", 0)}

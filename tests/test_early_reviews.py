@@ -265,6 +265,26 @@ def test_a_removal_takes_the_early_review_back():
     assert rec.og.G.nodes["@bob"]["rc"] == 1
 
 
+def test_closing_without_a_merge_ends_its_reviews():
+    """Closed unmerged, the MR never reaches the history: its review leaves the graph, its reviewer is no
+    longer on duty for it, and its rows never become training rows."""
+    from graph.feedback import FEEDBACK_FEATURES
+
+    rec, never = learner(), learner()
+    rec.recommend(OPEN, 3)
+    rec.learn(OPEN, "bob", "accepted", time=2 * D + 3600)
+    on_duty = FEEDBACK_FEATURES.index("fb_open_reviews") - len(FEEDBACK_FEATURES)
+
+    def duty(r) -> float:
+        cands = r._candidates(NEXT)
+        return float(cands.X[cands.people.index("bob"), on_duty])
+
+    assert share(rec, "bob") > 0.0 and duty(rec) > 0.0
+    rec.learn(Change(OPEN.id, OPEN.time, "", (), ()), "ann", "closed", time=3 * D)
+    assert_same_figures(rec.og, never.og)
+    assert share(rec, "bob") == 0.0 and duty(rec) == 0.0 and OPEN.id not in rec._pending
+
+
 @pytest.mark.parametrize("removed", [True, False])
 def test_at_the_merge_reviewers_who_left_are_taken_back_and_the_graph_is_as_without_early_reviews(removed):
     """bob took the review and left it (removed, or simply not among the final reviewers); cid reviewed."""

@@ -157,6 +157,22 @@ async def test_merge_adds_the_mr_to_history_and_records_final_reviewers(handler_
     assert labels == {("bob", "suggested"), ("bob", "accepted"), ("bob", "approved"), ("bob", "final_reviewer")}
 
 
+async def test_closing_and_reopening_are_recorded_and_reopening_suggests_again(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    env.state.close_mr(mr, by=env.tiny.cy)
+    await env.run()
+    rows = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert rows[-2:] == [("bob", "accepted"), ("cy", "closed")]
+    before = len(await env.storage.suggestions.list(env.pid))
+    env.state.reopen_mr(mr, by=env.tiny.ann)
+    await env.run()
+    rows = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert ("ann", "reopened") in rows and len(await env.storage.suggestions.list(env.pid)) == before + 1
+
+
 async def test_a_review_the_bot_requested_and_nobody_did_is_not_learned_as_one(handler_env):
     """bob, requested by the bot, never approved, commented or merged (GitLab: "unreviewed"); a person asked
     cy, who did nothing either. The history keeps cy (a person chose them) and leaves bob out."""
@@ -267,7 +283,8 @@ def test_reviewer_feedback_labels():
         ("bob", "accepted"), ("dee", "passed_over"), ("cy", "assigned")]
     assert reviewer_feedback(people("cy"), people("cy", "Eve"), ["bob"]) == [("bob", "passed_over"),
                                                                               ("Eve", "assigned")]
-    assert reviewer_feedback(people("cy"), people(), ["bob"]) == []  # cy, not suggested, removed: no label
+    # cy, not suggested, removed: no longer a reviewer (the dashboard's open reviews, an early review taken back)
+    assert reviewer_feedback(people("cy"), people(), ["bob"]) == [("cy", "removed")]
 
 
 async def test_a_reviewer_the_bot_did_not_suggest_is_recorded_as_assigned_once(handler_env):

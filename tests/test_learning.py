@@ -155,6 +155,7 @@ async def test_retraining_after_n_labels_stores_and_activates_a_model_unless_it_
     async with Engine(store, retrain_labels=None).use(PID, SETTINGS) as rebuilt:
         same = pickle.dumps(pickle.loads(first.blob), 5)
         assert pickle.dumps(rebuilt.model_, 5) == same  # a new process adopts the active model
+        assert rebuilt.model_version == first.version  # and names it (suggestions record it)
 
 
 async def test_who_was_shown_first_does_not_count_toward_retraining(store):

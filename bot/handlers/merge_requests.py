@@ -8,6 +8,7 @@ What each action does:
 * `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over, and
   `assigned` for a reviewer added whom it did not suggest);
 * `approval` / `approved`: `approved` feedback;
+* `close` / `reopen`: `closed` / `reopened` rows (its reviews end / count again; reopen suggests again);
 * `merge`: the MR (author, reviewers, approvers, files) joins the project's history and graph, and the final
   reviewers are recorded as feedback. A reviewer the bot itself requested who never acted on it (GitLab
   review state still "unreviewed", no approval, no comment, did not merge it) is left out of both:
@@ -89,14 +90,17 @@ def reviewer_feedback(previous: Iterable[Mapping[str, Any]], current: Iterable[M
                       suggested: Iterable[str]) -> list[tuple[str, str]]:
     """(person, label) pairs for a reviewer change, judged against the last suggestion.
 
-    A suggested person who was added is `accepted`, one who was removed `removed`. Someone not suggested who
-    was added is `assigned` (they became a reviewer: the recommender counts their review at once, as the
-    team's choice), and then the suggested people who are not reviewers are `passed_over`.
+    A suggested person who was added is `accepted`, anyone who was removed `removed` (one the suggestion did
+    not list too: they stop being a reviewer, and an early review of theirs is taken back). Someone not
+    suggested who was added is `assigned` (they became a reviewer: the recommender counts their review at
+    once, as the team's choice), and then the suggested people who are not reviewers are `passed_over`.
 
     >>> reviewer_feedback([], [{"username": "bob"}], ["ann", "bob"])
     [('bob', 'accepted')]
     >>> reviewer_feedback([{"username": "ann"}], [{"username": "cy"}, {"username": "Dee"}], ["ann", "bob"])
     [('ann', 'removed'), ('ann', 'passed_over'), ('bob', 'passed_over'), ('cy', 'assigned'), ('Dee', 'assigned')]
+    >>> reviewer_feedback([{"username": "cy"}], [], ["ann"])
+    [('cy', 'removed')]
     """
     before, after = _names(previous), _names(current)
     added, removed = after.keys() - before.keys(), before.keys() - after.keys()
@@ -104,6 +108,7 @@ def reviewer_feedback(previous: Iterable[Mapping[str, Any]], current: Iterable[M
     others = [p for f, p in after.items() if f in added and f not in chosen]  # in the reviewers' order
     out = [(p, "accepted") for f, p in chosen.items() if f in added]
     out += [(p, "removed") for f, p in chosen.items() if f in removed]
+    out += [(p, "removed") for f, p in before.items() if f in removed and f not in chosen]
     if others:
         out += [(p, "passed_over") for f, p in chosen.items() if f not in after]
     return out + [(p, "assigned") for p in others]
@@ -138,8 +143,26 @@ async def on_open(event: Event, ctx: EventContext) -> None:
 
 @router.register(HOOK, action="reopen")
 async def on_reopen(event: Event, ctx: EventContext) -> None:
-    """A reopened MR: suggest again (editing the comment it already has)."""
+    """A reopened MR: `reopened` (the dashboard counts its reviews as open again), then suggest again
+    (editing the comment it already has)."""
+    await record_state(event, ctx, "reopened")
     await suggest_if_wanted(event, ctx, first=True)
+
+
+@router.register(HOOK, action="close")
+async def on_close(event: Event, ctx: EventContext) -> None:
+    """Closed without merging: `closed`, so its reviews end (the recommender stops counting its reviewers
+    as on duty for it, the dashboard as open reviews)."""
+    await record_state(event, ctx, "closed")
+
+
+async def record_state(event: Event, ctx: EventContext, label: str) -> None:
+    """A row that names the merge request's new state and who changed it (not evidence about anyone)."""
+    iid = int(event.object_attributes["iid"])
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    who = str((event.data.get("user") or {}).get("username") or "")
+    await ctx.storage.feedback.record(ctx.project_id, iid, who, label, suggestion_id=latest.id if latest else None,
+                                      source_event_id=ctx.event_id)
 
 
 @router.register(HOOK, action="update")

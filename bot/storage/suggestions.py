@@ -24,6 +24,7 @@ FEEDBACK_LABELS = frozenset({
     "approved", "reviewed", "final_reviewer",
     "suggested",  # the person the bot's comment put first (the load spreading counts first places given)
     "command",  # a `/reviewers` command that judges nobody (suggest, assign, optout, optin, help, unknown...)
+    "closed", "reopened",  # the MR was closed without merging / reopened (`person`: who did it)
 })
 
 
@@ -91,6 +92,17 @@ class SuggestionStore:
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
         return SuggestionRow(**row._mapping) if row else None
+
+    async def of_mrs(self, project_id: int, mr_iids: Iterable[int]) -> list[SuggestionRow]:
+        """The suggestions on these MRs, oldest first: one statement per `IN_CHUNK` MRs."""
+        wanted = sorted(set(mr_iids))
+        out: list[SuggestionRow] = []
+        async with self.engine.connect() as conn:
+            for i in range(0, len(wanted), IN_CHUNK):
+                stmt = sa.select(suggestions).where(suggestions.c.project_id == project_id,
+                                                    suggestions.c.mr_iid.in_(wanted[i:i + IN_CHUNK]))
+                out += [SuggestionRow(**r._mapping) for r in (await conn.execute(stmt)).all()]
+        return sorted(out, key=lambda r: r.id)
 
     async def list(self, project_id: int, *, since: datetime | None = None) -> list[SuggestionRow]:
         """A project's suggestions, oldest first."""
