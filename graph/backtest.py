@@ -125,6 +125,9 @@ def backtest(
 ) -> BacktestResult:
     """Replay `changes` (in time order) through `recommender` and score every ranking.
 
+    Each change is ranked on the changes strictly before it (the field's convention): those sharing its
+    second (a series applied at once) are observed together once all of them are ranked.
+
     >>> class Fixed:
     ...     name = "fixed"
     ...     def recommend(self, change, k): return ["bob"]
@@ -135,13 +138,20 @@ def backtest(
     """
     result = BacktestResult(method=recommender.name)
     start = time.perf_counter()
+    same_second: list[Change] = []  # ranked, not yet observed: "strictly before" means an earlier time
     for change in changes:
+        if same_second and change.time != same_second[0].time:
+            for done in same_second:
+                recommender.observe(done)
+            same_second.clear()
         ranked = recommender.recommend(change, max(top, max(KS)))
         if not allow_author:
             ranked = [p for p in ranked if p != change.author]
         result.add(ranked[:top], change.truth(allow_author=allow_author))
-        recommender.observe(change)
+        same_second.append(change)
         if progress is not None:
             progress(1)
+    for done in same_second:
+        recommender.observe(done)
     result.seconds = time.perf_counter() - start
     return result

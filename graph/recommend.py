@@ -285,7 +285,9 @@ class LearnedRecommender(GraphRecommender):
             self.observe(change)
 
     def observe(self, change: Change) -> None:
-        cands = self._pending.pop(change.id, None) or self._candidates(change)
+        cands = self._pending.pop(change.id, None)
+        if cands is None:  # an empty row set is kept as such: recomputed now, it would see the early reviews
+            cands = self._candidates(change)
         self._changes.pop(change.id, None)
         self.feedback.close(change.id)
         truth = change.truth(allow_author=self.allow_author)

@@ -82,7 +82,9 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
 
     Each change is opened (and suggested for) `open_days` before its merge time, and enters the
     history at its merge: merge requests overlap, as they do on GitLab. Feedback, when learning, comes at
-    the open, when the team sets the reviewers.
+    the open, when the team sets the reviewers. Only what happened strictly before an open is known when
+    suggesting for it: changes opened in the same second (a series) are all suggested for before the
+    labels of any of them, and a merge in that very second is not yet in the history.
     """
     rec = make()
     res = SimulationResult(learning=learning, leaver=leaver)
@@ -90,9 +92,14 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
     third = len(changes) - len(changes) // 3
     open_for = open_days * 86400.0
     in_review: deque[Change] = deque()
+    held: list[tuple] = []  # labels of the changes opened this second: given once all of them are ranked
     start = time.perf_counter()
     for i, change in enumerate(changes):
-        while in_review and in_review[0].time <= change.time - open_for:
+        if held and held[0][1].time != change.time:
+            for gone, *args in held:
+                _feed_back(rec, *args, gone=gone)
+            held.clear()
+        while in_review and in_review[0].time < change.time - open_for:
             rec.observe(in_review.popleft())
         if leaver is not None and i >= leave_at:
             if change.author == leaver:
@@ -102,7 +109,7 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
         else:
             former = False
         top = rec.recommend(change, k)
-        _score(res, change, top, i >= third, res.tenths[i * TENTHS // len(changes)])
+        _score(res, change, top, i >= third, res.tenths[i * TENTHS // len(changes)], left=former)
         if former:
             res.leaver_former_changes += 1
             res.leaver_first_on_former += bool(top[:1] == [leaver])
@@ -110,20 +117,26 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
                 res.leaver_last_in_top = res.leaver_former_changes
         if learning:
             gone = leaver if leaver is not None and i >= leave_at else None
-            _feed_back(rec, change, top, change.time - open_for, gone=gone)
+            held.append((gone, change, top, change.time - open_for))
         in_review.append(change)
         if progress is not None:
             progress(1)
+    for gone, *args in held:
+        _feed_back(rec, *args, gone=gone)
     while in_review:
         rec.observe(in_review.popleft())
     res.seconds = time.perf_counter() - start
     return res
 
 
-def _score(res: SimulationResult, change: Change, top: list[str], last_third: bool, tenth: list[int]) -> None:
+def _score(res: SimulationResult, change: Change, top: list[str], last_third: bool, tenth: list[int], *,
+           left: bool = False) -> None:
+    """Score one suggestion. A record without reviewers has no ground truth and is not evaluated (a commit
+    nobody reviewed, in a git history), unless the injected leaver alone would have reviewed it (`left`):
+    every such record counts, as a miss, its suggestions not taken."""
     res.records += 1
     truth = change.truth()
-    if not truth:
+    if not truth and not left:
         return
     res.evaluated += 1
     hit = bool(top[:1] and top[0] in truth)

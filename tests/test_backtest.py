@@ -52,3 +52,46 @@ def test_gini_over_the_same_people():
     # over {bob, cid}: first places 4/0; repeat reviews 1/1 (first reviews ever are left out)
     assert (d["gini_suggested"], d["gini_actual"]) == (0.5, 0.0)
     assert set(d) >= {"records", "evaluated", "top1", "top3", "top5", "top10", "mrr", "seconds"}
+
+
+def _series() -> list[Change]:
+    """Five changes reviewed by `old`, then a series of three applied in one second, reviewed by `new`."""
+    base = [Change(str(i), 1000 * i, "ann", ("old",), ("src/a.c",)) for i in range(5)]
+    return base + [Change(f"s{i}", 10_000, "cid", ("new",), ("src/a.c",)) for i in range(3)]
+
+
+class _Logged:
+    """A recommender that records what it ranked, for each change."""
+
+    def __init__(self, rec):
+        self.rec, self.name, self.ranks = rec, rec.name, {}
+
+    def recommend(self, change, k):
+        self.ranks[change.id] = tuple(self.rec.recommend(change, k))
+        return list(self.ranks[change.id])
+
+    def observe(self, change):
+        self.rec.observe(change)
+
+    def learn(self, *args, **kw):
+        self.rec.learn(*args, **kw)
+
+
+def test_changes_in_the_same_second_are_ranked_without_each_other():
+    from graph.baselines import MostFrequent
+
+    log = _Logged(MostFrequent())
+    backtest(_series(), log)
+    assert "new" not in log.ranks["s1"] + log.ranks["s2"]
+
+
+def test_the_truth_of_a_change_in_the_same_second_moves_no_ranking():
+    from dataclasses import replace
+
+    from graph.recommend import make_recommender
+
+    h = _series()
+    a, b = _Logged(make_recommender("default")), _Logged(make_recommender("default"))
+    backtest(h, a)
+    backtest([*h[:5], replace(h[5], reviewers=("zzz",)), *h[6:]], b)
+    assert a.ranks == b.ranks

@@ -1,5 +1,6 @@
 """`reviewbot evaluate` end to end on tiny histories: JSON lines, the table, a git checkout, bad input."""
 import json
+import os
 import subprocess
 
 import pytest
@@ -58,8 +59,10 @@ def test_git_checkout(tmp_path, capsys):
     for i, (who, reviewer) in enumerate([("Ann", "Bob"), ("Cid", "Bob"), ("Ann", "Bob")]):
         (repo / "a.c").write_text(str(i))
         _git(repo, "add", "a.c")
+        when = {**os.environ, "GIT_AUTHOR_DATE": f"@{1700000000 + 60 * i} +0000",
+                "GIT_COMMITTER_DATE": f"@{1700000000 + 60 * i} +0000"}  # a minute apart: each sees the last
         _git(repo, "-c", f"user.name={who}", "-c", f"user.email={who.lower()}@x.org", "commit", "-q", "-m",
-             f"change {i}\n\nReviewed-by: {reviewer} <{reviewer.lower()}@x.org>")
+             f"change {i}\n\nReviewed-by: {reviewer} <{reviewer.lower()}@x.org>", env=when)
     assert main(["evaluate", "--git", str(repo), "--method", "graph", "--json", "--jobs", "1"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["records"] == 3 and row["top1"] == pytest.approx(2 / 3, abs=1e-3)

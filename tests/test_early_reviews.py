@@ -367,3 +367,13 @@ def test_a_snapshot_keeps_the_early_reviews_and_the_merge_settles_them_alike():
         r.observe(merged)
     assert_same_figures(restored.og, rec.og)
     assert restored.og.G["/src/a.c"]["@eve"]["rc"] == 1 and not restored._early
+
+
+def test_a_change_ranked_with_no_candidates_gets_no_training_rows_from_its_own_early_review():
+    """Its rows as suggested were none; recomputed at the merge they would hold its own review."""
+    rec = LearnedRecommender()
+    change = Change("1", 100, "ann", ("bob",), ("src/a.c",))
+    assert rec.recommend(change, 3) == []
+    rec.learn(change, "bob", "assigned", time=50)
+    rec.observe(change)
+    assert rec._labelled == 0

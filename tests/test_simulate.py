@@ -216,3 +216,45 @@ def test_duty_boost_adds_the_open_reviews_column():
     X[0, first:first + 2] = [2.0, 1.0]
     assert rec._on_duty(X).tolist() == [2.5, 0.0]
     assert make_recommender("default")._on_duty(X).tolist() == [2.0, 0.0]
+
+
+class _Logged:
+    """A recommender that records what it ranked for each change."""
+
+    def __init__(self, rec):
+        self.rec, self.ranks = rec, []
+
+    def recommend(self, change, k):
+        self.ranks.append((change.id, tuple(self.rec.recommend(change, k))))
+        return list(self.ranks[-1][1])
+
+    def observe(self, change):
+        self.rec.observe(change)
+
+    def learn(self, *args, **kw):
+        self.rec.learn(*args, **kw)
+
+
+def test_labels_of_a_change_opened_in_the_same_second_come_after_its_siblings_are_ranked():
+    from dataclasses import replace
+
+    history = [Change(str(i), 86400 * i, "ann", ("old",), ("src/a.c",)) for i in range(1, 6)]
+    history += [Change(f"s{i}", 86400 * 20, "cid", ("new",), ("src/a.c",)) for i in range(3)]
+    runs = []
+    for h in (history, [*history[:5], replace(history[5], reviewers=("zzz",)), *history[6:]]):
+        logged = _Logged(make_recommender("default"))
+        simulate(h, lambda: logged, learning=True, open_days=2.0)
+        runs.append(logged.ranks)
+    assert runs[0] == runs[1]
+
+
+def test_a_change_only_the_leaver_would_have_reviewed_counts_as_a_miss():
+    """From the half on, `bob` has left: the change only he reviewed has nobody, and counts as a miss."""
+    history = [Change(str(i), 86400 * i, "ann", ("bob",), ("src/a.c",)) for i in range(1, 7)]
+    history += [Change("7", 86400 * 7, "ann", ("bob",), ("src/a.c",)), Change("8", 86400 * 8, "ann", ("cy",), ("b.c",))]
+    res = simulate(history, lambda: make_recommender("default"), learning=True, open_days=0.0, leaver="bob",
+                   leave_at=6)
+    assert (res.records, res.evaluated) == (8, 8)
+    unreviewed = [*history[:7], Change("8", 86400 * 8, "ann", (), ("b.c",))]
+    res = simulate(unreviewed, lambda: make_recommender("default"), learning=True, open_days=0.0)
+    assert (res.records, res.evaluated) == (8, 7)  # a change nobody reviewed at all has no truth to score
