@@ -76,14 +76,18 @@ class FeedbackMemory:
     """Decayed positive/negative label counts per person and per (person, author).
 
     >>> m = FeedbackMemory(half_life_days=30)
-    >>> for t in range(3):
-    ...     m.record("bob", "removed", time=t, author="ann")
-    >>> m.record("cid", "accepted", time=3, author="ann")
-    >>> m.features(["bob", "cid"], author="ann", now=3)[:, 2].round(2).tolist()  # fb_streak
+    >>> for day in range(3):
+    ...     m.record("bob", "removed", time=day * 86400, author="ann")
+    >>> m.record("cid", "accepted", time=3 * 86400, author="ann")
+    >>> m.features(["bob", "cid"], author="ann", now=3 * 86400)[:, 2].round(2).tolist()  # fb_streak
     [1.39, 0.0]
-    >>> m.record("bob", "removed", time=4, author="ann", rank=2)
+    >>> m.record("bob", "removed", time=4 * 86400, author="ann", rank=2)
     >>> m.streak["bob"]
     3.5
+    >>> for s in range(5):  # a series of ann's, turned down within minutes: one occasion
+    ...     m.record("bob", "removed", time=5 * 86400 + 60 * s, author="ann")
+    >>> m.streak["bob"]
+    4.5
     """
 
     half_life_days: float = 60.0
@@ -99,6 +103,8 @@ class FeedbackMemory:
     labels: int = 0
     open: dict[str, OpenReview] = field(default_factory=dict)  # by change id, oldest first
     open_limit: int = 2000
+    series_seconds: float = 3600.0  # rejections on one author's merge requests this close are one occasion
+    last_rejection: dict[str, tuple[str | None, float]] = field(default_factory=dict)  # person -> (author, when)
 
     def _w(self, t: float, half_life_days: float | None = None) -> float:
         """The scaled weight of a label at time t (see `graph.ownership` for the scheme)."""
@@ -123,7 +129,10 @@ class FeedbackMemory:
         """Remember one label; unknown labels (e.g. "why") carry no evidence and are ignored.
 
         `rank` is where the bot had put the person (1 = first): turning down the first choice says more
-        than passing over the third, so a rejection adds 1/rank to the person's streak. With `change_id`,
+        than passing over the third, so a rejection adds 1/rank to the person's streak. Rejections on one
+        author's merge requests opened within `series_seconds` of each other (a series, answered at once)
+        add to the streak once: passed over on a whole series that someone else reviews, a reviewer is not
+        gone, yet counted one by one they were dropped at once (`idle_streak`'s burst). With `change_id`,
         a review taken is also kept on that open merge request (`files` its paths) until `close`; a
         rejection there takes it back.
         """
@@ -133,6 +142,7 @@ class FeedbackMemory:
             self.pos[person] = self.pos.get(person, 0.0) + self._w(time)
             self.streak[person] = 0.0
             self.streak_since.pop(person, None)
+            self.last_rejection.pop(person, None)
             if label in TAKEN:  # one count per review taken, not one per label about it
                 r = self._w(time, self.recent_half_life_days)
                 self.recent[person] = self.recent.get(person, 0.0) + r
@@ -142,7 +152,12 @@ class FeedbackMemory:
         elif label in NEGATIVE:
             w = self._w(time)
             self.neg[person] = self.neg.get(person, 0.0) + w
-            self.streak[person] = self.streak.get(person, 0.0) + (1.0 / rank if rank else 1.0)
+            last = self.last_rejection.get(person)
+            series = last is not None and bool(author) and last[0] == author and \
+                abs(time - last[1]) < self.series_seconds
+            self.last_rejection[person] = (author, time)
+            if not series:
+                self.streak[person] = self.streak.get(person, 0.0) + (1.0 / rank if rank else 1.0)
             self.streak_since.setdefault(person, time)
             if author is not None:
                 key = (person, author)

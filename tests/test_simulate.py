@@ -58,16 +58,21 @@ def test_rejections_drop_a_person_from_the_first_place():
 
 
 def test_a_whole_series_turned_down_in_a_row_counts_at_once():
-    """Within days a streak counts only once it is `rejection_burst` long; one review taken brings them back."""
+    """Within days a streak counts only once it is `rejection_burst` long; one review taken brings them back.
+    Turned down on merge requests of several authors within the hour: `burst` occasions; on one author's
+    series (`series_seconds`), one."""
     rec = make_recommender("default")
     for c in history(30):
         rec.observe(c)
     burst = int(rec.settings.rejection_burst)
 
-    def query(i: int) -> Change:
-        return Change(f"s{i}", 31 * D + 60 * i, "ann", (), ("src/f1.c",))
+    def query(i: int, author: str | None = None) -> Change:
+        return Change(f"s{i}", 31 * D + 60 * i, author or f"a{i}", (), ("src/f1.c",))
 
-    for i in range(burst - 1):  # one series within the hour: busy, not gone
+    for i in range(3 * burst):  # one author's series: one occasion
+        rec.learn(query(i, "ann"), "bob", "removed", rank=1, time=query(i).time)
+    assert rec.feedback.streak["bob"] == 1.0 and rec.recommend(query(burst), 1) == ["bob"]
+    for i in range(burst - 2):  # several authors within the hour: busy, not gone
         rec.learn(query(i), "bob", "removed", rank=1, time=query(i).time)
     assert rec.recommend(query(burst), 1) == ["bob"]
     rec.learn(query(burst), "bob", "removed", rank=1, time=query(burst).time)
