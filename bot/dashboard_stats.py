@@ -218,7 +218,8 @@ def _mr_row(mr: _Mr) -> MrRow:
     folded = {r.casefold() for r in reviewers}
     return MrRow(
         mr_iid=mr.iid, suggested_at=mr.suggestions[0].created_at, top1=shown[0] if shown else None, top3=shown[:3],
-        reviewers=reviewers, merged=merged, closed=mr.closed(), top1_hit=bool(shown) and shown[0].casefold() in folded if merged else None,
+        reviewers=reviewers, merged=merged, closed=mr.closed(),
+        top1_hit=bool(shown) and shown[0].casefold() in folded if merged else None,
         top3_hit=any(p.casefold() in folded for p in shown[:3]) if merged else None,
     )
 
