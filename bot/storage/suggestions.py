@@ -59,6 +59,17 @@ class FeedbackRow:
     source_event_id: int | None
 
 
+async def _of_mrs(engine: AsyncEngine, table: sa.Table, project_id: int, mr_iids: Iterable[int]) -> list[Mapping]:
+    """The rows of `table` on these MRs, in id order: one statement per `IN_CHUNK` MRs."""
+    wanted = sorted(set(mr_iids))
+    out: list[Mapping] = []
+    async with engine.connect() as conn:
+        for i in range(0, len(wanted), IN_CHUNK):
+            stmt = sa.select(table).where(table.c.project_id == project_id, table.c.mr_iid.in_(wanted[i:i + IN_CHUNK]))
+            out += [r._mapping for r in (await conn.execute(stmt)).all()]
+    return sorted(out, key=lambda m: m["id"])
+
+
 class SuggestionStore:
     """Suggestions as shown, newest last."""
 
@@ -95,14 +106,7 @@ class SuggestionStore:
 
     async def of_mrs(self, project_id: int, mr_iids: Iterable[int]) -> list[SuggestionRow]:
         """The suggestions on these MRs, oldest first: one statement per `IN_CHUNK` MRs."""
-        wanted = sorted(set(mr_iids))
-        out: list[SuggestionRow] = []
-        async with self.engine.connect() as conn:
-            for i in range(0, len(wanted), IN_CHUNK):
-                stmt = sa.select(suggestions).where(suggestions.c.project_id == project_id,
-                                                    suggestions.c.mr_iid.in_(wanted[i:i + IN_CHUNK]))
-                out += [SuggestionRow(**r._mapping) for r in (await conn.execute(stmt)).all()]
-        return sorted(out, key=lambda r: r.id)
+        return [SuggestionRow(**m) for m in await _of_mrs(self.engine, suggestions, project_id, mr_iids)]
 
     async def list(self, project_id: int, *, since: datetime | None = None) -> list[SuggestionRow]:
         """A project's suggestions, oldest first."""
@@ -179,14 +183,7 @@ class FeedbackStore:
 
     async def of_mrs(self, project_id: int, mr_iids: Iterable[int]) -> list[FeedbackRow]:
         """The reactions on these MRs, oldest first: one statement per `IN_CHUNK` MRs (a backfill page)."""
-        wanted = sorted(set(mr_iids))
-        out: list[FeedbackRow] = []
-        async with self.engine.connect() as conn:
-            for i in range(0, len(wanted), IN_CHUNK):
-                stmt = sa.select(feedback).where(feedback.c.project_id == project_id,
-                                                 feedback.c.mr_iid.in_(wanted[i:i + IN_CHUNK]))
-                out += [FeedbackRow(**r._mapping) for r in (await conn.execute(stmt)).all()]
-        return sorted(out, key=lambda r: r.id)
+        return [FeedbackRow(**m) for m in await _of_mrs(self.engine, feedback, project_id, mr_iids)]
 
     async def since(self, project_id: int, after_id: int = 0, *, limit: int | None = None) -> list[FeedbackRow]:
         """A project's rows with an id above `after_id`, in id order (what a learner has not seen yet).
