@@ -132,7 +132,9 @@ class FeedbackMemory:
         than passing over the third, so a rejection adds 1/rank to the person's streak. Rejections on one
         author's merge requests opened within `series_seconds` of each other (a series, answered at once)
         add to the streak once: passed over on a whole series that someone else reviews, a reviewer is not
-        gone, yet counted one by one they were dropped at once (`idle_streak`'s burst). With `change_id`,
+        gone, yet counted one by one they were dropped at once (`idle_streak`'s burst). Only the bot's first
+        choice turned down again within the series adds, half each time: someone who leaves in the middle of
+        a series they used to review must still drop within it. With `change_id`,
         a review taken is also kept on that open merge request (`files` its paths) until `close`; a
         rejection there takes it back.
         """
@@ -156,8 +158,10 @@ class FeedbackMemory:
             series = last is not None and bool(author) and last[0] == author and \
                 abs(time - last[1]) < self.series_seconds
             self.last_rejection[person] = (author, time)
-            if not series:
-                self.streak[person] = self.streak.get(person, 0.0) + (1.0 / rank if rank else 1.0)
+            step = 1.0 / rank if rank else 1.0
+            if series:  # the series counts once, but the bot's first choice turned down on each MR of it
+                step = 0.5 if rank == 1 else 0.0  # (someone who left mid-series) still counts, half
+            self.streak[person] = self.streak.get(person, 0.0) + step
             self.streak_since.setdefault(person, time)
             if author is not None:
                 key = (person, author)

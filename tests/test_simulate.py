@@ -59,8 +59,8 @@ def test_rejections_drop_a_person_from_the_first_place():
 
 def test_a_whole_series_turned_down_in_a_row_counts_at_once():
     """Within days a streak counts only once it is `rejection_burst` long; one review taken brings them back.
-    Turned down on merge requests of several authors within the hour: `burst` occasions; on one author's
-    series (`series_seconds`), one."""
+    Turned down on merge requests of several authors within the hour: `burst` occasions; passed over as a
+    second choice on one author's series (`series_seconds`): one; as the first choice: half each after it."""
     rec = make_recommender("default")
     for c in history(30):
         rec.observe(c)
@@ -69,10 +69,14 @@ def test_a_whole_series_turned_down_in_a_row_counts_at_once():
     def query(i: int, author: str | None = None) -> Change:
         return Change(f"s{i}", 31 * D + 60 * i, author or f"a{i}", (), ("src/f1.c",))
 
-    for i in range(3 * burst):  # one author's series: one occasion
-        rec.learn(query(i, "ann"), "bob", "removed", rank=1, time=query(i).time)
-    assert rec.feedback.streak["bob"] == 1.0 and rec.recommend(query(burst), 1) == ["bob"]
-    for i in range(burst - 2):  # several authors within the hour: busy, not gone
+    for i in range(3 * burst):  # one author's series, bob second: one occasion
+        rec.learn(query(i, "ann"), "bob", "removed", rank=2, time=query(i).time)
+    assert rec.feedback.streak["bob"] == 0.5 and rec.recommend(query(burst), 1) == ["bob"]
+    first = FeedbackMemory()
+    for i in range(5):  # the first choice turned down on each MR of a series
+        first.record("bob", "removed", rank=1, time=60.0 * i, author="ann")
+    assert first.streak["bob"] == 3.0
+    for i in range(burst - 1):  # several authors within the hour: busy, not gone (0.5 + 11 < 12)
         rec.learn(query(i), "bob", "removed", rank=1, time=query(i).time)
     assert rec.recommend(query(burst), 1) == ["bob"]
     rec.learn(query(burst), "bob", "removed", rank=1, time=query(burst).time)
