@@ -11,6 +11,8 @@ from graph.explain import compare, span
 from graph.model import Change, Contribution
 from graph.ownership import DAY, OwnershipGraph
 
+__all__ = ["reasons", "contributions", "code_span"]
+
 
 def code_span(text: str) -> str:
     """`text` as a Markdown inline code span, with a fence longer than any backtick run inside it (a
@@ -23,8 +25,6 @@ def code_span(text: str) -> str:
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
-
-__all__ = ["reasons", "contributions"]
 
 
 def _ago(t: float | None, now: float) -> str:
