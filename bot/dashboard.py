@@ -27,7 +27,6 @@ from bot.dashboard_stats import ModelInfo, ProjectStats, project_stats, window_s
 from bot.learning import mr_change_id
 from bot.logfmt import kv
 from bot.storage import ProjectRow, Storage, StorageError
-from bot.storage.tables import models
 
 __all__ = [
     "setup", "load_stats", "active_model", "cookie_value", "cookie_valid", "credential", "local_path", "COOKIE",
@@ -230,14 +229,11 @@ async def signout(request: web.Request) -> web.Response:
 # --- data ----------------------------------------------------------------------------------------------------
 async def active_model(storage: Storage, project_id: int) -> ModelInfo:
     """The active model's version, score and time, without loading its (possibly large) pickled blob."""
-    stmt = (sa.select(models.c.version, models.c.backtest_score, models.c.created_at)
-            .where(models.c.project_id == project_id, models.c.active.is_(True))
-            .order_by(models.c.id.desc()).limit(1))
-    async with storage.engine.connect() as conn:
-        row = (await conn.execute(stmt)).first()
-    if row is None:
+    found = await storage.models.active_summary(project_id)
+    if found is None:
         return ModelInfo()
-    return ModelInfo(version=row.version, backtest_score=row.backtest_score, trained_at=row.created_at)
+    version, score, created = found
+    return ModelInfo(version=version, backtest_score=score, trained_at=created)
 
 
 async def load_stats(storage: Storage, project: ProjectRow, *, now: datetime, weeks: int = WEEKS) -> ProjectStats:
@@ -245,8 +241,7 @@ async def load_stats(storage: Storage, project: ProjectRow, *, now: datetime, we
     an MR suggested on before the window keeps its first week and earlier reviewers), which of them merged,
     and the active model; compute the dashboard numbers."""
     since = window_start(now, weeks)
-    active = {r.mr_iid for r in await storage.suggestions.list(project.id, since=since)}
-    active |= {r.mr_iid for r in await storage.feedback.list(project.id, since=since)}
+    active = await storage.suggestions.mrs_since(project.id, since)
     suggestions = await storage.suggestions.of_mrs(project.id, active)
     feedback = await storage.feedback.of_mrs(project.id, active)
     merged = await storage.history.present(project.id, {mr_change_id(iid) for iid in active})

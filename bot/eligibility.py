@@ -68,9 +68,8 @@ def _name(candidate: object) -> str:
 
 
 def _how_excluded(excluded: Collection[str] | Mapping[str, str]) -> dict[str, str]:
-    if isinstance(excluded, Mapping):
-        return {name.lstrip("@").casefold(): how for name, how in excluded.items()}
-    return {name.lstrip("@").casefold(): "exclude" for name in excluded}
+    how = excluded if isinstance(excluded, Mapping) else dict.fromkeys(excluded, "exclude")
+    return {name.lstrip("@").casefold(): way for name, way in how.items()}
 
 
 def _folded(names: Iterable[str]) -> frozenset[str]:

@@ -26,7 +26,7 @@ def _escaped(c: str) -> str:
         return "\\" + c
     if c == "\n":
         return "\\n"
-    if c.isprintable() or c == " ":
+    if c.isprintable():
         return c
     return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
 

@@ -106,6 +106,13 @@ class ModelStore:
             row = (await conn.execute(self._active_query(project_id, models))).first()
         return _row(row) if row else None
 
+    async def active_summary(self, project_id: int) -> tuple[str, float | None, datetime] | None:
+        """(version, backtest score, created) of the active model, without reading its pickled blob."""
+        columns = (models.c.version, models.c.backtest_score, models.c.created_at)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(self._active_query(project_id, *columns))).first()
+        return tuple(row) if row else None
+
     async def list(self, project_id: int) -> list[ModelRow]:
         """Every version of a project's model, oldest first."""
         stmt = sa.select(models).where(models.c.project_id == project_id).order_by(models.c.id)

@@ -104,6 +104,13 @@ class SuggestionStore:
             row = (await conn.execute(stmt)).first()
         return SuggestionRow(**row._mapping) if row else None
 
+    async def mrs_since(self, project_id: int, since: datetime) -> set[int]:
+        """The MRs with a suggestion or a feedback row at or after `since` (ids only)."""
+        stmt = sa.union(*(sa.select(t.c.mr_iid).where(t.c.project_id == project_id, t.c.created_at >= since)
+                          for t in (suggestions, feedback)))
+        async with self.engine.connect() as conn:
+            return {int(iid) for iid in (await conn.execute(stmt)).scalars()}
+
     async def of_mrs(self, project_id: int, mr_iids: Iterable[int]) -> list[SuggestionRow]:
         """The suggestions on these MRs, oldest first: one statement per `IN_CHUNK` MRs."""
         return [SuggestionRow(**m) for m in await _of_mrs(self.engine, suggestions, project_id, mr_iids)]
