@@ -33,7 +33,7 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, Storage, SuggestionRow
 from bot.threads import to_the_end
-from graph.feedback import CLOSED, FEEDBACK_FEATURES, NEGATIVE, POSITIVE, PUT_FIRST
+from graph.feedback import CLOSED, FEEDBACK_FEATURES, MOVED_DOWN, NEGATIVE, POSITIVE, PUT_FIRST
 from graph.features import FEATURES
 from graph.model import Change
 from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender
@@ -46,7 +46,7 @@ __all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retra
 log = logging.getLogger("bot.learning")
 
 EVIDENCE = POSITIVE | NEGATIVE  # the labels that say something about a person (not "why", "command")
-LEARNED = EVIDENCE | {PUT_FIRST, CLOSED}  # the rows a recommender reads: the evidence, who was shown first, closes
+LEARNED = EVIDENCE | {PUT_FIRST, MOVED_DOWN, CLOSED}  # what a recommender reads: evidence, first places, closes
 THUMBS = frozenset({"thumbs_up", "thumbs_down"})  # about the person who gave them only if they were suggested
 PRIOR_PROJECT = 0               # `storage.models` rows of the project-independent prior model
 PRIOR_VERSION = "prior-synthetic-v1"

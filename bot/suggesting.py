@@ -30,7 +30,7 @@ from bot.owners import owners_to_resolve, resolve_owners
 from bot.storage import Storage
 from graph.codeowners import CodeOwners, Owner, SectionMatch
 from graph.model import Change, Suggestion
-from graph.recommend import GraphRecommender
+from graph.recommend import GraphRecommender, LearnedRecommender
 
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
@@ -91,6 +91,7 @@ class SuggestionResult:
     statuses: dict[str, str] = field(default_factory=dict)
     cannot: str | None = None
     model_version: str = ""
+    moved_down: tuple[str, str] | None = None  # (would have been first, first) when load spreading chose
 
 
 async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> dict[str, str]:
@@ -313,7 +314,10 @@ async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
         result.model_version = f"{rec.name}@{rec.og.changes}" + (f"/{stored}" if stored else "")
         if not has_history(rec, result.facts.files):
             return None
-        return await to_the_end(asyncio.to_thread(rec.suggest, result.change, POOL, explain=False))
+        ranked = await to_the_end(asyncio.to_thread(rec.suggest, result.change, POOL, explain=False))
+        if isinstance(rec, LearnedRecommender):
+            result.moved_down = rec.moved_down(result.change)
+        return ranked
 
 
 async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSettings,

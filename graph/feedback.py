@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "CLOSED",
+__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "MOVED_DOWN", "CLOSED",
            "FEEDBACK_FEATURES", "FEEDBACK_WORDS", "directories"]
 
 POSITIVE = frozenset({"accepted", "assigned", "approved", "reviewed", "thumbs_up", "final_reviewer"})
@@ -27,6 +27,10 @@ NEGATIVE = frozenset({"removed", "passed_over", "reroll", "exclude", "thumbs_dow
 # Not evidence about the person: the bot put them first on a merge request. The load spreading counts it
 # (`LearnedRecommender.put_first`); the memory here ignores it.
 PUT_FIRST = "suggested"
+# Not evidence either: the person the bot would have put first but for the load spreading, which put the
+# `PUT_FIRST` person ahead. Whom of the two the team takes tells whether the spreading suits the project
+# (`LearnedRecommender.learn`).
+MOVED_DOWN = "moved_down"
 # Not evidence either: the merge request was closed without merging. Its reviews end there (it will never
 # reach the history): nobody is on duty for it any more (`LearnedRecommender.learn`).
 CLOSED = "closed"

@@ -64,7 +64,7 @@ _HEAD = struct.Struct(">6sHH")  # magic, format version, fingerprint length
 # or the model a history produces, so their snapshots are rebuilt rather than trusted.
 STATE_MODULES = ("graph.model", "graph.ownership", "graph.features", "graph.ranker", "graph.recommend",
                  "graph.feedback")
-_DROPPED_REC = ("og", "_cache", "_rows")
+_DROPPED_REC = ("og", "_cache", "_rows", "_pick")
 # Models shared by every project (not the project's own state): stored as None, the caller sets them again.
 _SHARED_REC = ("prior",)
 _DROPPED_GRAPH = ("G", "_heads", "_dirs_of")
@@ -321,6 +321,8 @@ def loads(data: bytes) -> GraphRecommender:
     with _gc_paused():
         rec.og = _graph_from(state["graph"])
     rec._cache = None
+    if hasattr(cls, "moved_down"):  # the learned ranker's last ranking: a cache
+        rec._pick = None  # type: ignore[attr-defined]
     if state["rows"] is not None:
         rec._rows = _rows_from(state["rows"])  # type: ignore[attr-defined]
     return rec

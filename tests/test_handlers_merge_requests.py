@@ -311,3 +311,56 @@ async def test_mentions_only_when_configured(handler_env):
     await env.run()
     [comment] = marker_notes(env.state, mr)
     assert "| 1 | @bob" in comment.body and "`@bob`" not in comment.body.split("| 2 |")[0]
+
+
+async def test_when_load_spreading_changes_the_first_place_it_records_whom_it_moved_down(handler_env):
+    """The model's first choice (without the spreading) has been shown first on 100 other MRs they never
+    reviewed: the spreading puts the other code owner first and the bot stores the first choice as
+    `moved_down` beside the `suggested` row; whom the team then takes of the two teaches every process's
+    ranker how much spreading the project wants."""
+    import pickle
+
+    from graph.model import Change
+    from tests.test_retrain import trained
+
+    env = await handler_env()
+    await env.storage.models.save(env.pid, "v1", pickle.dumps(trained().model_, 5))  # spreading needs a model
+    engine = env.dispatch.args[0].engine
+    async with engine.use(env.pid, env.settings.project_settings(env.pid, None)) as rec:
+        probe = Change("probe", int(env.state.now().timestamp()), "ann", (), tuple(FILES))
+        shown = rec.suggest(probe, 1, explain=False)[0].person
+        favourite = (rec.moved_down(probe) or (shown,))[0]
+    assert favourite in ("bob", "cy")  # a code owner: CODEOWNERS may move owners up, past the ranking's first
+    for iid in range(1000, 1100):
+        await env.storage.feedback.record(env.pid, iid, favourite, "suggested")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    first = (await env.storage.suggestions.latest(env.pid, mr.iid)).people[0]["username"]
+    labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert first != favourite and labels == [(first, "suggested"), (favourite, "moved_down")]
+
+
+async def test_when_code_owners_decide_the_first_place_no_moved_down_row(handler_env):
+    """Both owners over-suggested: the spreading puts `rep` first, CODEOWNERS still shows an owner first, so
+    the team's choice says nothing about the spreading."""
+    import pickle
+
+    from tests.test_retrain import trained
+
+    env = await handler_env()
+    await env.storage.models.save(env.pid, "v1", pickle.dumps(trained().model_, 5))
+    for n, person in enumerate(("bob", "cy")):
+        for iid in range(1000 * (n + 1), 1000 * (n + 1) + 100):
+            await env.storage.feedback.record(env.pid, iid, person, "suggested")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert len(labels) == 1 and labels[0][0] in ("bob", "cy") and labels[0][1] == "suggested"
+
+
+async def test_without_spreading_at_work_no_moved_down_row(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    labels = [f.label for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert labels == ["suggested"]

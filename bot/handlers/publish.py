@@ -22,7 +22,7 @@ from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext, RetryLater
 from bot.logfmt import kv
 from bot.suggesting import SuggestionResult, suggest_for_mr
-from graph.feedback import PUT_FIRST
+from graph.feedback import MOVED_DOWN, PUT_FIRST
 from graph.model import Suggestion
 
 __all__ = ["Assignment", "publish", "store_suggestion", "assign_reviewers", "upsert_comment", "reply_once",
@@ -92,8 +92,12 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
                                   bot_username=ctx.bot.username, k=k)
     suggestion_id = await store_suggestion(ctx, mr.iid, result)
     if result.suggestions and result.cannot is None:  # every process's ranker counts who is put first
-        await ctx.storage.feedback.record(ctx.project_id, mr.iid, result.suggestions[0].person, PUT_FIRST,
+        first = result.suggestions[0].person
+        await ctx.storage.feedback.record(ctx.project_id, mr.iid, first, PUT_FIRST,
                                           suggestion_id=suggestion_id, source_event_id=ctx.event_id)
+        if result.moved_down is not None and result.moved_down[1] == first:  # ... and whom spreading passed
+            await ctx.storage.feedback.record(ctx.project_id, mr.iid, result.moved_down[0], MOVED_DOWN,
+                                              suggestion_id=suggestion_id, source_event_id=ctx.event_id)
     assignment = Assignment()
     if assign and result.cannot is None:
         people = [s.person for s in result.suggestions[:assign]]
