@@ -46,7 +46,8 @@ __all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retra
 log = logging.getLogger("bot.learning")
 
 EVIDENCE = POSITIVE | NEGATIVE  # the labels that say something about a person (not "why", "command")
-LEARNED = EVIDENCE | {PUT_FIRST, MOVED_DOWN, CLOSED}  # what a recommender reads: evidence, first places, closes
+LEARNED = EVIDENCE | {PUT_FIRST, CLOSED, *MOVED_DOWN.values()}  # what a recommender reads: evidence, first
+# places, closes, who a hand-set term moved down
 THUMBS = frozenset({"thumbs_up", "thumbs_down"})  # about the person who gave them only if they were suggested
 PRIOR_PROJECT = 0               # `storage.models` rows of the project-independent prior model
 PRIOR_VERSION = "prior-synthetic-v1"

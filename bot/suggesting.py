@@ -91,7 +91,7 @@ class SuggestionResult:
     statuses: dict[str, str] = field(default_factory=dict)
     cannot: str | None = None
     model_version: str = ""
-    moved_down: tuple[str, str] | None = None  # (would have been first, first) when load spreading chose
+    moved_down: list[tuple[str, str, str]] = field(default_factory=list)  # hand-set terms that chose the first
 
 
 async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> dict[str, str]:

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "MOVED_DOWN", "CLOSED",
+__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "TERMS", "MOVED_DOWN", "MOVED_BY",
+           "CLOSED",
            "FEEDBACK_FEATURES", "FEEDBACK_WORDS", "directories"]
 
 POSITIVE = frozenset({"accepted", "assigned", "approved", "reviewed", "thumbs_up", "final_reviewer"})
@@ -27,10 +28,14 @@ NEGATIVE = frozenset({"removed", "passed_over", "reroll", "exclude", "thumbs_dow
 # Not evidence about the person: the bot put them first on a merge request. The load spreading counts it
 # (`LearnedRecommender.put_first`); the memory here ignores it.
 PUT_FIRST = "suggested"
-# Not evidence either: the person the bot would have put first but for the load spreading, which put the
-# `PUT_FIRST` person ahead. Whom of the two the team takes tells whether the spreading suits the project
-# (`LearnedRecommender.learn`).
-MOVED_DOWN = "moved_down"
+# The hand-set terms the learned ranker adds to its model's score: load spreading, the rejection streak's
+# penalty, the lift for people on duty (`LearnedRecommender._terms`, in that order).
+TERMS = ("spreading", "streak", "duty")
+# Not evidence either: the person the bot would have put first but for one of those terms, which put the
+# `PUT_FIRST` person ahead. Whom of the two the team takes tells whether the term suits the project
+# (`LearnedRecommender.learn`). One label per term.
+MOVED_DOWN = {term: f"moved_down_{term}" for term in TERMS}
+MOVED_BY = {label: term for term, label in MOVED_DOWN.items()}
 # Not evidence either: the merge request was closed without merging. Its reviews end there (it will never
 # reach the history): nobody is on duty for it any more (`LearnedRecommender.learn`).
 CLOSED = "closed"

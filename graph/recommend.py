@@ -12,8 +12,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_DOWN, NEGATIVE, PUT_FIRST, TAKEN,
-                            FeedbackMemory)
+from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_BY, NEGATIVE, PUT_FIRST, TAKEN,
+                            TERMS, FeedbackMemory)
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.explain import compare
 from graph.model import Change, Contribution, Suggestion
@@ -40,9 +40,9 @@ class RecommenderSettings:
     rerank: int = 20
     balance: float = 0.0          # > 0: spread first places over people in proportion to their real reviews
     balance_half_life_days: float = 90.0
-    balance_learns: bool = True   # the spreading gives way when the team keeps taking whom it moved down
-    balance_step: float = 1.1     # ... by this factor per vote (see `LearnedRecommender._spread_vote`)
-    balance_floor: float = 0.1    # ... down to this share of `balance`
+    terms_learn: bool = True      # each hand-set term gives way when the team keeps taking whom it moved down
+    term_step: float = 1.1        # ... by this factor per vote (see `LearnedRecommender._vote`)
+    term_floor: float = 0.1       # ... down to this share of its setting
     feedback_half_life_days: float = 60.0
     pending_limit: int = 2000     # suggested changes whose merge is still to come
     rejection_grace: int = 2       # rejections in a row before they count against a person
@@ -175,33 +175,34 @@ class LearnedRecommender(GraphRecommender):
         self._suggested: dict[str, float] = {}
         self._reviewed: dict[str, float] = {}
         self._first: OrderedDict[str, tuple[str, float]] = OrderedDict()  # change id -> (put first, when)
-        # change id -> [first without the spreading, first with it, who of the two took the review]
-        self._spread: OrderedDict[str, list] = OrderedDict()
-        self._balance_level = 1.0  # the share of the configured load spreading applied (`_spread_vote`)
-        self._pick: tuple | None = None  # (rows, first without the spreading, first with it) of the last ranking
+        # change id -> term -> [first without the term, first with it, who of the two took the review]
+        self._moved: OrderedDict[str, dict[str, list]] = OrderedDict()
+        self.levels = dict.fromkeys(TERMS, 1.0)  # the share of each hand-set term applied (`_vote`)
+        self._pick: tuple | None = None  # (rows, first, {term: first without it}) of the last ranking
 
     def recommend(self, change: Change, k: int) -> list[str]:
         """The best `k` people, the first of them counted as put first (`put_first`): the replays call this
         once per change. The bot calls `suggest` (several times per merge request, to rank and to explain)
         and counts the person its comment shows first through a stored label instead (`PUT_FIRST`)."""
         ranked = super().recommend(change, k)
-        pair = self.moved_down(change)
+        moved = self.moved_down(change)
         self._remember(change)
         if ranked:
             self.put_first(change.id, ranked[0], change.time)
-            if pair is not None and pair[1] == ranked[0]:
-                self._spread_over(change.id, pair[0], ranked[0])
+            for term, down, up in moved:
+                if up == ranked[0]:
+                    self._moved_over(change.id, term, down, up)
         return ranked
 
-    def moved_down(self, change: Change) -> tuple[str, str] | None:
-        """(who would have come first, who came first) when the load spreading changed the first place of
-        the last ranking of `change`, else None. The bot stores the first as a `MOVED_DOWN` label beside
-        `PUT_FIRST` when its comment shows the second first: whom the team then takes is a vote on the
-        spreading (`_spread_vote`)."""
+    def moved_down(self, change: Change) -> list[tuple[str, str, str]]:
+        """(term, who would have come first without it, who came first) for each hand-set term that changed
+        the first place of the last ranking of `change`. The bot stores each as a `MOVED_DOWN[term]` label
+        beside `PUT_FIRST` when its comment shows that first: whom the team then takes of the two is a vote
+        on the term (`_vote`)."""
         pick = self._pick
-        if pick is None or pick[1] == pick[2] or pick[0] is not self._candidates(change):
-            return None
-        return pick[1], pick[2]
+        if pick is None or pick[0] is not self._candidates(change):
+            return []
+        return [(term, down, pick[1]) for term, down in pick[2].items() if down != pick[1]]
 
     def put_first(self, change_id: str, person: str, at: float) -> None:
         """Count `person` as put first on `change_id` for the load spreading (`_imbalance`). A later first
@@ -244,8 +245,8 @@ class LearnedRecommender(GraphRecommender):
         with `early_reviews` it enters the graph at once (`_review_early`). A label may name only the
         change (as the bot's do): its author and files are then those remembered when it was suggested.
         `PUT_FIRST` is no feedback: the person was shown first, which the load spreading counts;
-        `MOVED_DOWN` names who would have been first but for the spreading (whom the team then takes is a
-        vote on it, `_spread_vote`). `CLOSED` neither: the merge request was closed unmerged (`_closed`).
+        `MOVED_DOWN[term]` names who would have been first but for that hand-set term (whom the team then
+        takes is a vote on it, `_vote`). `CLOSED` neither: the merge request was closed unmerged (`_closed`).
         """
         at = change.time if time is None else time
         if label == PUT_FIRST:
@@ -254,10 +255,10 @@ class LearnedRecommender(GraphRecommender):
         if label == CLOSED:
             self._closed(change.id)
             return
-        if label == MOVED_DOWN:
+        if label in MOVED_BY:
             first = self._first.get(change.id)
             if first is not None and first[0] != person:
-                self._spread_over(change.id, person, first[0])
+                self._moved_over(change.id, MOVED_BY[label], person, first[0])
             return
         known = self._changes.get(change.id)
         if known is not None and not (change.files and change.author):
@@ -267,30 +268,33 @@ class LearnedRecommender(GraphRecommender):
         if label in NEGATIVE:
             self._rejected.setdefault(change.id, set()).add(person)
         if label in TAKEN:
-            self._spread_vote(change.id, person)
+            self._vote(change.id, person)
         if self.settings.early_reviews and change.author:
             self._review_early(change, person, label, at)
         self._cache = None  # the feedback columns of the cached rows are out of date
 
-    def _spread_over(self, change_id: str, down: str, up: str) -> None:
-        """The load spreading put `up` first on `change_id`, ahead of `down`: the team's choice will vote."""
-        self._spread[change_id] = [down, up, set()]
-        self._spread.move_to_end(change_id)
-        while len(self._spread) > self.settings.pending_limit:
-            self._spread.popitem(last=False)
+    def _moved_over(self, change_id: str, term: str, down: str, up: str) -> None:
+        """Hand-set `term` put `up` first on `change_id`, ahead of `down`: the team's choice will vote. The
+        first place is only tracked while the load spreading counts it (`put_first`)."""
+        self._moved.setdefault(change_id, {})[term] = [down, up, set()]
+        self._moved.move_to_end(change_id)
+        while len(self._moved) > self.settings.pending_limit:
+            self._moved.popitem(last=False)
 
-    def _spread_vote(self, change_id: str, person: str) -> None:
-        """Where the load spreading changed who came first, the team's choice is a vote: taking the one
-        it moved up says spreading works here, taking the one it moved down says it cost the team the
-        reviewer it wanted. Each vote moves the share of the spreading applied (`_balance_level`) by a
-        factor `balance_step` up or down, within [`balance_floor`, 1]: it settles where the spreading still
-        applied wins as often as it loses. Each of the two votes once per merge request."""
-        pair = self._spread.get(change_id)
-        if pair is None or person not in pair[:2] or person in pair[2] or not self.settings.balance_learns:
+    def _vote(self, change_id: str, person: str) -> None:
+        """Where a hand-set term (`TERMS`) changed who came first, the team's choice is a vote: taking the
+        one it moved up says the term works here, taking the one it moved down says it cost the team the
+        reviewer it wanted. Each vote moves the share of the term applied (`levels`) by a factor
+        `term_step` up or down, within [`term_floor`, 1]: it settles where what is left of the term wins
+        as often as it loses. Each of the two votes once per merge request and term."""
+        if not self.settings.terms_learn:
             return
-        pair[2].add(person)
-        step = self.settings.balance_step if person == pair[1] else 1.0 / self.settings.balance_step
-        self._balance_level = min(1.0, max(self.settings.balance_floor, self._balance_level * step))
+        step, floor = self.settings.term_step, self.settings.term_floor
+        for term, pair in self._moved.get(change_id, {}).items():
+            if person in pair[:2] and person not in pair[2]:
+                pair[2].add(person)
+                level = self.levels[term] * (step if person == pair[1] else 1.0 / step)
+                self.levels[term] = min(1.0, max(floor, level))
 
     def _closed(self, change_id: str) -> None:
         """A merge request closed without merging will never be observed: its reviewers are no longer on
@@ -300,7 +304,7 @@ class LearnedRecommender(GraphRecommender):
         self._pending.pop(change_id, None)
         self._changes.pop(change_id, None)
         self._rejected.pop(change_id, None)
-        self._spread.pop(change_id, None)
+        self._moved.pop(change_id, None)
         for person, (at, then, before) in self._early.pop(change_id, {}).items():
             self.og.retract_review(then, person, at, before)
         self._cache = None
@@ -339,7 +343,7 @@ class LearnedRecommender(GraphRecommender):
         if cands is None:  # an empty row set is kept as such: recomputed now, it would see the early reviews
             cands = self._candidates(change)
         self._changes.pop(change.id, None)
-        self._spread.pop(change.id, None)
+        self._moved.pop(change.id, None)
         self.feedback.close(change.id)
         truth = change.truth(allow_author=self.allow_author)
         if len(cands) and truth:
@@ -423,12 +427,12 @@ class LearnedRecommender(GraphRecommender):
             return self._drop_rejected(cands.people, base / (1.0 + self._rejection_penalty(cands.people)))
         idx = self._top(cands)
         model = ranker.decision_function(self.model_input(cands.X[idx], cands.score[idx]))
-        spread, rejected, duty = self._terms([cands.people[i] for i in idx], cands.X[idx])
-        unspread = model + rejected + duty
-        model = unspread + spread
-        self._pick = None
-        if spread.any():
-            self._pick = (cands, *(cands.people[idx[j]] for j in _firsts(unspread, model, cands.people, idx)))
+        terms = self._terms([cands.people[i] for i in idx], cands.X[idx])
+        total = model + sum(terms)
+        people = [cands.people[i] for i in idx]
+        self._pick = (cands, people[_first(total, people)],
+                      {name: people[_first(total - term, people)] for name, term in zip(TERMS, terms) if term.any()})
+        model = total
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
         return self._drop_rejected(cands.people, scores)
@@ -446,7 +450,8 @@ class LearnedRecommender(GraphRecommender):
     def _terms(self, people: list[str], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The hand-set terms added to the model's score of these rows (logit units): load spreading, the
         rejection streak's penalty, the lift for people on duty."""
-        return -self._imbalance(people), -self._rejection_penalty(people), self._on_duty(X)
+        return (-self._imbalance(people), -self.levels["streak"] * self._rejection_penalty(people),
+                self.levels["duty"] * self._on_duty(X))
 
     def _contributions_many(self, cands: Candidates, rows: list[int]) -> list[list[Contribution]]:
         """With a model: how much the score of each row changes when one signal at a time is set to the
@@ -545,7 +550,7 @@ class LearnedRecommender(GraphRecommender):
     def _imbalance(self, people: list[str]) -> np.ndarray:
         """balance · log((first places given + 1) / (reviews done + 1)), both decayed: positive for people
         the recommender has put first more often than they really review."""
-        beta = self.settings.balance * self._balance_level
+        beta = self.settings.balance * self.levels["spreading"]
         if beta <= 0:
             return np.zeros(len(people))
         s, a = self._balance_counts(people)  # zeros before any change: log(1) = 0
@@ -561,9 +566,9 @@ class LearnedRecommender(GraphRecommender):
                 np.array([self._reviewed.get(p, 0.0) * d for p in people]))
 
 
-def _firsts(a: np.ndarray, b: np.ndarray, people: list[str], idx) -> tuple[int, int]:
-    """The positions of the best row by scores `a` and by scores `b` (ties by name, as `_order`)."""
-    return tuple(min(range(len(s)), key=lambda j: (-s[j], people[idx[j]])) for s in (a, b))
+def _first(scores: np.ndarray, people: list[str]) -> int:
+    """The position of the best row (ties by name, as `_order`)."""
+    return min(range(len(scores)), key=lambda j: (-scores[j], people[j]))
 
 
 def _fb_column(X: np.ndarray, name: str) -> int:

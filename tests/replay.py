@@ -46,7 +46,8 @@ THUMBS = frozenset(EMOJI_LABELS.values())
 # Labels about whoever the ranking put first (the person shown first, the bot's `assign`, a reroll of its
 # suggestion, a comment by someone the latest suggestion happens to name: the commenter is random, whether they
 # were suggested is not).
-RANKED = frozenset({"suggested", "moved_down", "assigned", "reroll", "reviewed"})
+RANKED = frozenset({"suggested", "moved_down_spreading", "moved_down_streak", "moved_down_duty", "assigned", "reroll",
+                    "reviewed"})
 COMMANDS = ("/reviewers", "/reviewers why @{who}", "/reviewers reroll", "/reviewers help", "LGTM, thanks",
             "/reviewers exclude @{who}", "/reviewers assign 1", "Looks good to me", "/reviewers nope")
 

@@ -329,7 +329,7 @@ async def test_when_load_spreading_changes_the_first_place_it_records_whom_it_mo
     async with engine.use(env.pid, env.settings.project_settings(env.pid, None)) as rec:
         probe = Change("probe", int(env.state.now().timestamp()), "ann", (), tuple(FILES))
         shown = rec.suggest(probe, 1, explain=False)[0].person
-        favourite = (rec.moved_down(probe) or (shown,))[0]
+        favourite = next((down for term, down, _ in rec.moved_down(probe) if term == "spreading"), shown)
     assert favourite in ("bob", "cy")  # a code owner: CODEOWNERS may move owners up, past the ranking's first
     for iid in range(1000, 1100):
         await env.storage.feedback.record(env.pid, iid, favourite, "suggested")
@@ -337,7 +337,7 @@ async def test_when_load_spreading_changes_the_first_place_it_records_whom_it_mo
     await env.run()
     first = (await env.storage.suggestions.latest(env.pid, mr.iid)).people[0]["username"]
     labels = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
-    assert first != favourite and labels == [(first, "suggested"), (favourite, "moved_down")]
+    assert first != favourite and labels == [(first, "suggested"), (favourite, "moved_down_spreading")]
 
 
 async def test_when_code_owners_decide_the_first_place_no_moved_down_row(handler_env):

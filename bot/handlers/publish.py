@@ -95,9 +95,10 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
         first = result.suggestions[0].person
         await ctx.storage.feedback.record(ctx.project_id, mr.iid, first, PUT_FIRST,
                                           suggestion_id=suggestion_id, source_event_id=ctx.event_id)
-        if result.moved_down is not None and result.moved_down[1] == first:  # ... and whom spreading passed
-            await ctx.storage.feedback.record(ctx.project_id, mr.iid, result.moved_down[0], MOVED_DOWN,
-                                              suggestion_id=suggestion_id, source_event_id=ctx.event_id)
+        for term, down, up in result.moved_down:  # ... and whom a hand-set term moved down from first
+            if up == first:
+                await ctx.storage.feedback.record(ctx.project_id, mr.iid, down, MOVED_DOWN[term],
+                                                  suggestion_id=suggestion_id, source_event_id=ctx.event_id)
     assignment = Assignment()
     if assign and result.cannot is None:
         people = [s.person for s in result.suggestions[:assign]]

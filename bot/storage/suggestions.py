@@ -23,7 +23,9 @@ FEEDBACK_LABELS = frozenset({
     "accepted", "assigned", "removed", "passed_over", "reroll", "exclude", "why", "thumbs_up", "thumbs_down",
     "approved", "reviewed", "final_reviewer",
     "suggested",  # the person the bot's comment put first (the load spreading counts first places given)
-    "moved_down",  # the person who would have been first but for the load spreading (it learns whom teams take)
+    # the person who would have been first but for the load spreading / the rejection streak's penalty / the lift
+    # for people on duty (each term learns from whom the team then takes)
+    "moved_down_spreading", "moved_down_streak", "moved_down_duty",
     "command",  # a `/reviewers` command that judges nobody (suggest, assign, optout, optin, help, unknown...)
     "closed", "reopened",  # the MR was closed without merging / reopened (`person`: who did it)
 })
