@@ -427,15 +427,25 @@ class LearnedRecommender(GraphRecommender):
             return self._drop_rejected(cands.people, base / (1.0 + self._rejection_penalty(cands.people)))
         idx = self._top(cands)
         model = ranker.decision_function(self.model_input(cands.X[idx], cands.score[idx]))
-        terms = self._terms([cands.people[i] for i in idx], cands.X[idx])
-        total = model + sum(terms)
         people = [cands.people[i] for i in idx]
-        self._pick = (cands, people[_first(total, people)],
-                      {name: people[_first(total - term, people)] for name, term in zip(TERMS, terms) if term.any()})
-        model = total
+        terms = self._terms(people, cands.X[idx])
+        model = model + sum(terms)
+        self._pick_firsts(cands, people, model, terms)
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
         return self._drop_rejected(cands.people, scores)
+
+    def _pick_firsts(self, cands: Candidates, people: list[str], total: np.ndarray, terms) -> None:
+        """Remember who comes first with every term and without each one (`moved_down`), among the people
+        `_drop_rejected` keeps."""
+        kept = [j for j, p in enumerate(people) if self._streak(p) < self.settings.rejection_drop]
+        if not kept:
+            self._pick = None
+            return
+        names = [people[j] for j in kept]
+        self._pick = (cands, names[_first(total[kept], names)],
+                      {name: names[_first((total - term)[kept], names)] for name, term in zip(TERMS, terms)
+                       if term.any()})
 
     def _drop_rejected(self, people: list[str], scores: np.ndarray) -> np.ndarray:
         """People turned down `rejection_drop` times in a row (for days, see `_streak`) are last, whoever
@@ -449,7 +459,8 @@ class LearnedRecommender(GraphRecommender):
 
     def _terms(self, people: list[str], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The hand-set terms added to the model's score of these rows (logit units): load spreading, the
-        rejection streak's penalty, the lift for people on duty."""
+        rejection streak's penalty, the lift for people on duty, each at the share the team's votes left
+        it (`levels`, see `_vote`)."""
         return (-self._imbalance(people), -self.levels["streak"] * self._rejection_penalty(people),
                 self.levels["duty"] * self._on_duty(X))
 
