@@ -525,12 +525,18 @@ class LearnedRecommender(GraphRecommender):
             if not len(others):
                 out.append(found)
                 continue
-            for words, term, figure, say in zip(TERM_WORDS, terms, figures, said):
+            for words, term, figure, say in zip(self._term_words(), terms, figures, said):
                 effect = float(term[me] - term[others].mean())
                 if abs(effect) > 1e-6:
                     found.append(Contribution(words, effect, say(figure[me]), say(figure[others].mean(axis=0))))
             out.append(found)
         return out
+
+    def _term_words(self) -> list[str]:
+        """`TERM_WORDS`, each saying how much of the term is left when the team's votes turned it down."""
+        return [words if self.levels[term] >= 1.0 else
+                f"{words}, at {self.levels[term]:.0%} of its setting (the team's choices)"
+                for term, words in zip(TERMS, TERM_WORDS)]
 
     def _on_duty(self, X: np.ndarray) -> np.ndarray:
         """A lift for people who took other open merge requests (`duty_boost` mixes: any, this author's,

@@ -131,3 +131,17 @@ def test_a_closed_or_merged_merge_request_forgets_its_pairs():
     rec.learn(Change("!1", 10**9, "cy", (), ("a.c",)), "", "closed", time=10**9)
     rec.observe(Change("!2", 10**9, "cy", ("bob",), ("a.c",)))
     assert "!1" not in rec._moved and "!2" not in rec._moved
+
+
+def test_why_says_how_much_of_a_term_the_team_left():
+    from bot.comment import render_why
+    from graph.recommend import TERM_WORDS
+
+    rec = make_recommender("default")
+    _replay(rec, "down")
+    level = rec.levels["spreading"]
+    last = _history()[-1]
+    suggestion = rec.suggest(Change("next", last.time + 60, last.author, (), last.files), 3)[0]
+    words = f"{TERM_WORDS[0]}, at {level:.0%} of its setting (the team's choices)"
+    assert level < 1.0 and any(c.signal == words for c in suggestion.contributions)
+    assert words in render_why(suggestion.person, suggestion, rank=1)
