@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "TERMS", "MOVED_DOWN", "MOVED_BY",
-           "CLOSED",
-           "FEEDBACK_FEATURES", "FEEDBACK_WORDS", "directories"]
+__all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "TERMS", "MOVED_DOWN",
+           "MOVED_BY", "CLOSED", "FEEDBACK_FEATURES", "FEEDBACK_WORDS", "directories"]
 
 POSITIVE = frozenset({"accepted", "assigned", "approved", "reviewed", "thumbs_up", "final_reviewer"})
 TAKEN = frozenset({"accepted", "assigned"})  # the labels that mean "this person took the review"

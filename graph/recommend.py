@@ -153,6 +153,7 @@ class LearnedRecommender(GraphRecommender):
     """
 
     name = "learned"
+    _pick: tuple | None = None  # (rows, first, {term: first without it}) of the last ranking: a cache
 
     def __init__(self, *, allow_author: bool = False, settings: RecommenderSettings | None = None,
                  estimator: ReviewerRanker | None = None):
@@ -178,7 +179,6 @@ class LearnedRecommender(GraphRecommender):
         # change id -> term -> [first without the term, first with it, who of the two took the review]
         self._moved: OrderedDict[str, dict[str, list]] = OrderedDict()
         self.levels = dict.fromkeys(TERMS, 1.0)  # the share of each hand-set term applied (`_vote`)
-        self._pick: tuple | None = None  # (rows, first, {term: first without it}) of the last ranking
 
     def recommend(self, change: Change, k: int) -> list[str]:
         """The best `k` people, the first of them counted as put first (`put_first`): the replays call this
@@ -430,16 +430,18 @@ class LearnedRecommender(GraphRecommender):
         people = [cands.people[i] for i in idx]
         terms = self._terms(people, cands.X[idx])
         model = model + sum(terms)
-        self._pick_firsts(cands, people, model, terms)
+        gone = self._gone(cands.people)
+        self._pick_firsts(cands, people, model, terms, gone[idx])
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
-        return self._drop_rejected(cands.people, scores)
+        return self._drop_rejected(cands.people, scores, gone)
 
-    def _pick_firsts(self, cands: Candidates, people: list[str], total: np.ndarray, terms) -> None:
+    def _pick_firsts(self, cands: Candidates, people: list[str], total: np.ndarray, terms,
+                     gone: np.ndarray) -> None:
         """Remember who comes first with every term and without each one (`moved_down`), among the people
-        `_drop_rejected` keeps."""
-        kept = [j for j, p in enumerate(people) if self._streak(p) < self.settings.rejection_drop]
-        if not kept:
+        `_drop_rejected` keeps (not `gone`)."""
+        kept = np.flatnonzero(~gone)
+        if not len(kept):
             self._pick = None
             return
         names = [people[j] for j in kept]
@@ -447,11 +449,15 @@ class LearnedRecommender(GraphRecommender):
                       {name: names[_first((total - term)[kept], names)] for name, term in zip(TERMS, terms)
                        if term.any()})
 
-    def _drop_rejected(self, people: list[str], scores: np.ndarray) -> np.ndarray:
-        """People turned down `rejection_drop` times in a row (for days, see `_streak`) are last, whoever
-        else there is: they have most likely left or moved on (one review taken brings them back)."""
+    def _gone(self, people: list[str]) -> np.ndarray:
+        """Per person: turned down `rejection_drop` times in a row (for days, see `_streak`)."""
         drop = self.settings.rejection_drop
-        gone = np.array([self._streak(p) >= drop for p in people])
+        return np.array([self._streak(p) >= drop for p in people], dtype=bool)
+
+    def _drop_rejected(self, people: list[str], scores: np.ndarray, gone: np.ndarray | None = None) -> np.ndarray:
+        """People turned down `rejection_drop` times in a row (`_gone`) are last, whoever else there is:
+        they have most likely left or moved on (one review taken brings them back)."""
+        gone = self._gone(people) if gone is None else gone
         if gone.any():
             scores = scores.copy()
             scores[gone] = -np.inf  # not proposed at all (see `_order`)

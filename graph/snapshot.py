@@ -321,8 +321,6 @@ def loads(data: bytes) -> GraphRecommender:
     with _gc_paused():
         rec.og = _graph_from(state["graph"])
     rec._cache = None
-    if hasattr(cls, "moved_down"):  # the learned ranker's last ranking: a cache
-        rec._pick = None  # type: ignore[attr-defined]
     if state["rows"] is not None:
         rec._rows = _rows_from(state["rows"])  # type: ignore[attr-defined]
     return rec
