@@ -135,6 +135,21 @@ def _load_row(r: LoadRow, busiest: int) -> str:
                  str(r.suggested), str(r.top1), str(r.reviewing), str(r.approved)], nums=frozenset({2, 3, 4, 5}))
 
 
+TERM_NAMES = {"spreading": "Load spreading", "streak": "Turned down in a row (pushed down)",
+              "duty": "Taking other open MRs now (lifted)"}
+
+
+def _terms(s: ProjectStats) -> str:
+    rows = [_row([escape(TERM_NAMES.get(t.term, t.term)), str(t.changed), str(t.took_first), str(t.took_moved_down)],
+                 nums=frozenset({1, 2, 3})) for t in s.terms if t.changed]
+    table = _table(["Term", "Chose the first suggestion", "Team took that person", "Team took the one moved down"],
+                   rows, nums=frozenset({1, 2, 3}),
+                   empty="No suggestion of the last 12 weeks had its first place chosen by a hand-set term.")
+    return ('<section id="terms"><h2>Where a hand-set term chose the first suggestion</h2>'
+            f'{table}<p class="hint">The bot\'s latest suggestion on each merge request. Each term gives way '
+            "(down to a tenth) while the team takes the one it moved down more often than its choice.</p></section>")
+
+
 def project_body(s: ProjectStats, *, gitlab_url: str) -> str:
     """The project page: headline cards, the chart, suggestions against reviewers, review load."""
     mrs = [_mr_row(r, gitlab_url, s.path) for r in s.recent]
@@ -152,7 +167,7 @@ def project_body(s: ProjectStats, *, gitlab_url: str) -> str:
             f"<section><h2>Review load per person</h2>{load_table}<p class=\"hint\">Open reviews: reviewer on a "
             "merge request neither merged nor closed, active in the last 12 weeks. The other columns count merge "
             "requests in the last 30 days."
-            "</p></section>")
+            f"</p></section>{_terms(s)}")
 
 
 def message_body(title: str, text: str, *, html_hint: str = "") -> str:

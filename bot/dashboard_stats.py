@@ -14,7 +14,12 @@ Definitions (one merge request is one unit, however often the bot re-suggested o
 * **Top-1 / Top-3 hit**: over merged merge requests, the bot's latest first / first three suggestions
   include one of the actual reviewers;
 * **review load** is, per person, the open reviews (a reviewer on a merge request neither merged nor
-  closed) and the merge requests suggested to, reviewed and approved in the last `load_days` days.
+  closed) and the merge requests suggested to, reviewed and approved in the last `load_days` days;
+* **what the team took where a hand-set term chose**: per term (load spreading, the rejection streak's
+  penalty, the lift for people on duty), the merge requests where the bot's latest suggestion put first
+  someone the term moved ahead (a `moved_down_<term>` row beside its `suggested` row), and on how many of
+  them the team took that person, or the one the term moved down (any reviewer label but the bot's own
+  `assigned`). These are the votes the ranker learns the share of each term from.
 
 A merge request is merged when the history holds it (`merged`, given by the caller) or it has
 `final_reviewer` rows; closed when its last `closed` / `reopened` row is `closed`. A suggestion that named
@@ -29,17 +34,20 @@ from typing import Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from bot.backfill import BOT_PICK
 from bot.storage import FeedbackRow, SuggestionRow
+from graph.feedback import MOVED_BY, TERMS
 
 __all__ = [
-    "ACCEPTING", "BECAME_REVIEWER", "NO_MODEL", "WeekPoint", "MrRow", "LoadRow", "ModelInfo", "ProjectStats",
-    "project_stats", "week_start", "window_start",
+    "ACCEPTING", "BECAME_REVIEWER", "NO_MODEL", "WeekPoint", "MrRow", "LoadRow", "ModelInfo", "TermVotes",
+    "ProjectStats", "project_stats", "week_start", "window_start",
 ]
 
 ACCEPTING = frozenset({"accepted", "approved", "reviewed", "final_reviewer"})
 BECAME_REVIEWER = frozenset({"accepted", "assigned", "final_reviewer"})
 CURRENT_REVIEWER = frozenset({"accepted", "assigned", "approved", "reviewed"})
 NO_MODEL = "history-trained (no stored model)"
+TOOK = CURRENT_REVIEWER | {"final_reviewer"}  # the team took the review (unless the bot's own `assigned`)
 
 
 class _Frozen(BaseModel):
@@ -97,6 +105,15 @@ class ModelInfo(_Frozen):
         return self.version or NO_MODEL
 
 
+class TermVotes(_Frozen):
+    """Where one hand-set term chose the bot's first suggestion, whom the team took (see the module docstring)."""
+
+    term: str
+    changed: int
+    took_first: int
+    took_moved_down: int
+
+
 class ProjectStats(_Frozen):
     """Everything the project page shows; also the JSON of GET /api/projects/{id}/stats."""
 
@@ -114,6 +131,7 @@ class ProjectStats(_Frozen):
     load: list[LoadRow]
     model: ModelInfo
     model_label: str
+    terms: list[TermVotes] = []
 
 
 def week_start(when: datetime) -> date:
@@ -249,6 +267,22 @@ def _load(mrs: Iterable[_Mr], since: datetime, limit: int) -> list[LoadRow]:
     return rows[:limit]
 
 
+def _term_votes(mrs: Iterable[_Mr]) -> list[TermVotes]:
+    counts = {term: [0, 0, 0] for term in TERMS}
+    for mr in mrs:
+        latest = mr.suggestions[-1].id if mr.suggestions else None
+        first = {r.suggestion_id: r.person for r in mr.feedback if r.label == "suggested"}.get(latest)
+        took = {r.person.casefold() for r in mr.feedback
+                if r.label in TOOK and not (r.label == "assigned" and r.value == BOT_PICK)}
+        moved = {MOVED_BY[r.label]: r.person for r in mr.feedback if r.label in MOVED_BY and r.suggestion_id == latest}
+        for name, down in moved.items() if first is not None else ():
+            c = counts[name]
+            c[0] += 1
+            c[1] += first.casefold() in took
+            c[2] += down.casefold() in took
+    return [TermVotes(term=t, changed=c[0], took_first=c[1], took_moved_down=c[2]) for t, c in counts.items()]
+
+
 def project_stats(
     project_id: int, path: str | None, suggestions: Iterable[SuggestionRow], feedback: Iterable[FeedbackRow],
     model: ModelInfo, *, now: datetime, weeks: int = 12, recent: int = 20, load_days: int = 30, people: int = 30,
@@ -274,5 +308,5 @@ def project_stats(
         top1=_ratio(sum(r.top1_hit for r in judged), len(judged)),
         top3=_ratio(sum(r.top3_hit for r in judged), len(judged)),
         recent=rows[:recent], load=_load(mrs.values(), now - timedelta(days=load_days), people),
-        model=model, model_label=model.label,
+        model=model, model_label=model.label, terms=_term_votes(suggested),
     )

@@ -13,6 +13,12 @@ The seeded project (times in UTC, "now" is Wednesday 2025-03-19; the chart's wee
     8   2024-12-01         ann              (before the 12-week window)             -
 
 So the weeks read 1/1, 1/2, 1/3, 0/1 (3 of 7), and the merged ones give Top-1 1/3 and Top-3 2/3.
+
+Where a hand-set term chose the first suggestion (a `moved_down_<term>` row beside the `suggested` one): on 7
+the streak's choice ann was taken (bob not); on 1 the spreading's choice ann was not, bob (moved down) was; on
+4 the spreading chose ann, whom only the bot assigned (not the team taking her); on 3 the duty lift chose ann
+in the latest suggestion and cy (moved down) approved, and a streak row of the earlier suggestion there does
+not count. Spreading 2 / 0 / 1, streak 1 / 1 / 0, duty 1 / 0 / 1 (chose, took first, took moved down).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.backfill import BOT_PICK
 from bot.config import Settings
 from bot.dashboard import COOKIE, COOKIE_MAX_AGE, cookie_value, load_stats
 from bot.dashboard_stats import NO_MODEL
@@ -63,6 +70,13 @@ async def react(storage: Storage, clock: FakeClock, when: str, iid: int, person:
     await storage.feedback.record(PROJECT, iid, person, label, suggestion_id=suggestion)
 
 
+async def moved(storage: Storage, clock: FakeClock, when: str, iid: int, suggestion: int, first: str, down: str,
+                term: str) -> None:
+    """The bot's rows when a hand-set term chose its first suggestion: whom it showed first, whom it moved down."""
+    await react(storage, clock, when, iid, first, "suggested", suggestion)
+    await react(storage, clock, when, iid, down, f"moved_down_{term}", suggestion)
+
+
 async def seed(storage: Storage, clock: FakeClock) -> None:
     """The project of the module docstring, a second project without data or model, and two model versions."""
     await storage.projects.seen(PROJECT, "acme/widgets")
@@ -72,7 +86,9 @@ async def seed(storage: Storage, clock: FakeClock) -> None:
     await suggest(storage, clock, "2024-12-01T09:00", 8, "ann")
     s7 = await suggest(storage, clock, "2025-02-25T09:00", 7, "ann")
     await react(storage, clock, "2025-02-26T09:00", 7, "ann", "final_reviewer", s7)
+    await moved(storage, clock, "2025-02-25T09:00", 7, s7, "ann", "bob", "streak")
     s1 = await suggest(storage, clock, "2025-03-03T10:00", 1, "ann", "bob", "cy")
+    await moved(storage, clock, "2025-03-03T10:00", 1, s1, "ann", "bob", "spreading")
     await react(storage, clock, "2025-03-03T11:00", 1, "bob", "accepted", s1)
     await react(storage, clock, "2025-03-04T09:00", 1, "bob", "final_reviewer", s1)
     s2 = await suggest(storage, clock, "2025-03-04T10:00", 2, "bob", "ann")
@@ -81,10 +97,13 @@ async def seed(storage: Storage, clock: FakeClock) -> None:
     await react(storage, clock, "2025-03-05T09:00", 2, "dan", "final_reviewer", s2)
     s3 = await suggest(storage, clock, "2025-03-10T10:00", 3, "cy", "ann")
     await react(storage, clock, "2025-03-10T10:00", 3, "cy", "assigned", s3)
+    await moved(storage, clock, "2025-03-10T10:00", 3, s3, "cy", "ann", "streak")
     s3b = await suggest(storage, clock, "2025-03-11T10:00", 3, "ann", "cy")
+    await moved(storage, clock, "2025-03-11T10:00", 3, s3b, "ann", "cy", "duty")
     await react(storage, clock, "2025-03-12T10:00", 3, "cy", "approved", s3b)
     s4 = await suggest(storage, clock, "2025-03-12T11:00", 4, "ann")
-    await react(storage, clock, "2025-03-12T11:00", 4, "ann", "assigned", s4)
+    await moved(storage, clock, "2025-03-12T11:00", 4, s4, "ann", "bob", "spreading")
+    await storage.feedback.record(PROJECT, 4, "ann", "assigned", suggestion_id=s4, value=BOT_PICK)
     s5 = await suggest(storage, clock, "2025-03-13T10:00", 5, "bob", "cy")
     await react(storage, clock, "2025-03-13T10:00", 5, "bob", "assigned", s5)
     await react(storage, clock, "2025-03-14T10:00", 5, "bob", "removed", s5)
@@ -226,6 +245,10 @@ def person(name, open_, suggested, top1, reviewing, approved) -> dict:
             "approved": approved}
 
 
+def terms(term, changed, took_first, took_moved_down) -> dict:
+    return {"term": term, "changed": changed, "took_first": took_first, "took_moved_down": took_moved_down}
+
+
 async def test_the_json_stats_are_exact(client):
     stats = await (await client.get("/api/projects/7/stats", headers=BEARER)).json()
     assert len(stats["weeks"]) == 12 and stats["weeks"][0]["week"] == "2024-12-30"
@@ -247,6 +270,7 @@ async def test_the_json_stats_are_exact(client):
     assert stats["model"] == {"version": "v3", "backtest_score": 0.612, "trained_at": "2025-03-01T12:00:00Z",
                               "serving": "v4-candidate"}
     assert stats["model_label"] == "v3" and stats["generated_at"] == "2025-03-19T12:00:00Z"
+    assert stats["terms"] == [terms("spreading", 2, 0, 1), terms("streak", 1, 1, 0), terms("duty", 1, 0, 1)]
 
 
 @pytest.mark.postgres
@@ -295,6 +319,9 @@ async def test_the_project_page_shows_the_numbers_and_escapes_names(client):
     assert 'href="https://gitlab.example/acme/widgets/-/merge_requests/3"' in text
     assert "<img" not in text and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
     assert 'data-stats="/api/projects/7/stats"' in text and '<script src="/dashboard/dashboard.js"' in text
+    section = text[text.index('<section id="terms">'):]
+    assert re.search(r"<td>Load spreading</td><td class=\"num\">2</td><td class=\"num\">0</td>"
+                     r"<td class=\"num\">1</td>", section)
 
 
 async def test_the_overview_lists_every_project_and_its_model(client):
