@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
+from bot.backfill import BOT_PICK
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, Storage, SuggestionRow
 from bot.threads import to_the_end
@@ -91,6 +92,7 @@ class Label:
     author: str = ""
     files: tuple[str, ...] = ()
     merged: bool = False
+    by_bot: bool = False  # an `assigned` row of a review the bot requested itself (`bot.backfill.BOT_PICK`)
 
 
 def _rank(people: Sequence[str] | None, person: str) -> int | None:
@@ -120,7 +122,7 @@ def _label(row: FeedbackRow, shown: SuggestionRow | None, merged: bool) -> Label
     return Label(row.id, row.mr_iid, row.person, row.label, row.created_at.timestamp(),
                  _rank(people, row.person) if row.suggestion_id else None,
                  author=(shown.author or "") if shown else "", files=tuple(shown.files or ()) if shown else (),
-                 merged=merged)
+                 merged=merged, by_bot=row.label == "assigned" and row.value == BOT_PICK)
 
 
 async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[list[Label], int]:
@@ -208,7 +210,7 @@ def replay(rec: GraphRecommender, items: Iterable[Change | Label], authors: Mapp
             rec.observe(item)
         elif learner is not None:
             change = label_change(item, known, replayed)
-            learner.learn(change, item.person, item.label, time=item.time, rank=item.rank)
+            learner.learn(change, item.person, item.label, time=item.time, rank=item.rank, vote=not item.by_bot)
             learned += 1
     return learned
 

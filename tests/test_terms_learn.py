@@ -145,3 +145,24 @@ def test_why_says_how_much_of_a_term_the_team_left():
     words = f"{TERM_WORDS[0]}, at {level:.0%} of its setting (the team's choices)"
     assert level < 1.0 and any(c.signal == words for c in suggestion.contributions)
     assert words in render_why(suggestion.person, suggestion, rank=1)
+
+
+def test_a_review_the_bot_requested_itself_is_no_vote():
+    """In `assign` mode the bot requests review from its own first choice: that is not the team taking it.
+    The team replacing that person with the one the term moved down is a vote against the term."""
+    from datetime import datetime, timezone
+
+    from bot.backfill import BOT_PICK
+    from bot.learning import Label, _label, replay
+    from bot.storage import FeedbackRow
+
+    rec = make_recommender("default")
+    _replay(rec, None, 300)
+    rec.levels["spreading"] = 0.5
+    rec._moved["!1"] = {"spreading": ["ann", "bob", set()]}
+    row = FeedbackRow(1, None, 7, 1, "bob", "assigned", BOT_PICK, datetime(2026, 1, 1, tzinfo=timezone.utc), None)
+    assert _label(row, None, False).by_bot
+    replay(rec, [_label(row, None, False)], {1: "cy"})
+    assert rec.levels["spreading"] == 0.5  # the bot's own request: no vote
+    replay(rec, [Label(2, 1, "ann", "assigned", 1.8e9, None)], {1: "cy"})
+    assert rec.levels["spreading"] == 0.5 / STEP  # the team assigned the one the spreading moved down
