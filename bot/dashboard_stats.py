@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.backfill import BOT_PICK
 from bot.storage import FeedbackRow, SuggestionRow
-from graph.feedback import MOVED_BY, TERMS
+from graph.feedback import MOVED_BY, REVIEWED, TERMS
 
 __all__ = [
     "ACCEPTING", "BECAME_REVIEWER", "NO_MODEL", "WeekPoint", "MrRow", "LoadRow", "ModelInfo", "TermVotes",
@@ -47,7 +47,6 @@ ACCEPTING = frozenset({"accepted", "approved", "reviewed", "final_reviewer"})
 BECAME_REVIEWER = frozenset({"accepted", "assigned", "final_reviewer"})
 CURRENT_REVIEWER = frozenset({"accepted", "assigned", "approved", "reviewed"})
 NO_MODEL = "history-trained (no stored model)"
-TOOK = CURRENT_REVIEWER | {"final_reviewer"}  # the team took the review (unless the bot's own `assigned`)
 
 
 class _Frozen(BaseModel):
@@ -273,7 +272,7 @@ def _term_votes(mrs: Iterable[_Mr]) -> list[TermVotes]:
         latest = mr.suggestions[-1].id if mr.suggestions else None
         first = {r.suggestion_id: r.person for r in mr.feedback if r.label == "suggested"}.get(latest)
         took = {r.person.casefold() for r in mr.feedback
-                if r.label in TOOK and not (r.label == "assigned" and r.value == BOT_PICK)}
+                if r.label in REVIEWED and not (r.label == "assigned" and r.value == BOT_PICK)}
         moved = {MOVED_BY[r.label]: r.person for r in mr.feedback if r.label in MOVED_BY and r.suggestion_id == latest}
         for name, down in moved.items() if first is not None else ():
             c = counts[name]

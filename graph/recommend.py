@@ -12,8 +12,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_BY, NEGATIVE, PUT_FIRST, TAKEN,
-                            TERMS, FeedbackMemory)
+from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_BY, NEGATIVE, PUT_FIRST, REVIEWED,
+                            TAKEN, TERMS, FeedbackMemory)
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.explain import compare
 from graph.model import Change, Contribution, Suggestion
@@ -268,7 +268,7 @@ class LearnedRecommender(GraphRecommender):
                              files=change.files)
         if label in NEGATIVE:
             self._rejected.setdefault(change.id, set()).add(person)
-        if label in TAKEN and vote:
+        if label in REVIEWED and vote:
             self._vote(change.id, person)
         if self.settings.early_reviews and change.author:
             self._review_early(change, person, label, at)

@@ -148,8 +148,8 @@ def test_why_says_how_much_of_a_term_the_team_left():
 
 
 def test_a_review_the_bot_requested_itself_is_no_vote():
-    """In `assign` mode the bot requests review from its own first choice: that is not the team taking it.
-    The team replacing that person with the one the term moved down is a vote against the term."""
+    """In `assign` mode the bot requests review from its own first choice: that is not the team taking it;
+    that person doing the review is. Each of the pair votes once, by whichever label comes first."""
     from datetime import datetime, timezone
 
     from bot.backfill import BOT_PICK
@@ -164,5 +164,7 @@ def test_a_review_the_bot_requested_itself_is_no_vote():
     assert _label(row, None, False).by_bot
     replay(rec, [_label(row, None, False)], {1: "cy"})
     assert rec.levels["spreading"] == 0.5  # the bot's own request: no vote
-    replay(rec, [Label(2, 1, "ann", "assigned", 1.8e9, None)], {1: "cy"})
-    assert rec.levels["spreading"] == 0.5 / STEP  # the team assigned the one the spreading moved down
+    replay(rec, [Label(2, 1, "bob", "approved", 1.8e9, None)], {1: "cy"})
+    assert rec.levels["spreading"] == 0.5 * STEP  # bob did the review the bot asked for: the team took him
+    replay(rec, [Label(3, 1, "ann", "assigned", 1.8e9, None), Label(4, 1, "ann", "approved", 1.8e9, None)], {1: "cy"})
+    assert rec.levels["spreading"] == 0.5  # the team also took the one the spreading moved down (once)
