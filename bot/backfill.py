@@ -28,7 +28,7 @@ from bot.storage import FeedbackRow, Storage
 from graph.model import Change
 
 __all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr", "change_id", "fetch_change",
-           "drop_idle_picks", "BOT_PICK"]
+           "drop_idle_picks", "BOT_PICK", "is_bot_pick"]
 
 log = logging.getLogger("bot.backfill")
 
@@ -81,6 +81,11 @@ BOT_PICK = {"by": "bot"}  # the value of the `assigned` rows of the reviews the 
 ACTED = frozenset({"accepted", "approved", "reviewed"})  # labels by which a person took up the review
 
 
+def is_bot_pick(row: FeedbackRow) -> bool:
+    """An `assigned` row of a review the bot requested itself (not a person choosing the reviewer)."""
+    return row.label == "assigned" and row.value == BOT_PICK
+
+
 def unacted_picks(change: Change, rows: Iterable[FeedbackRow]) -> list[str]:
     """The reviewers of `change` the bot requested (`rows`: the MR's feedback) who did not approve, comment
     or merge it and whom no person asked for review again.
@@ -93,7 +98,7 @@ def unacted_picks(change: Change, rows: Iterable[FeedbackRow]) -> list[str]:
     """
     picked, acted = set(), {p.casefold() for p in (*change.ackers, change.committer)}
     for r in rows:
-        if r.label == "assigned" and r.value == BOT_PICK:
+        if is_bot_pick(r):
             picked.add(r.person.casefold())
         elif r.label in ACTED or r.label == "assigned":  # took it up, or a person asked them
             acted.add(r.person.casefold())

@@ -34,7 +34,7 @@ from typing import Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.backfill import BOT_PICK
+from bot.backfill import is_bot_pick
 from bot.storage import FeedbackRow, SuggestionRow
 from graph.feedback import MOVED_BY, REVIEWED, TERMS
 
@@ -272,7 +272,7 @@ def _term_votes(mrs: Iterable[_Mr]) -> list[TermVotes]:
         latest = mr.suggestions[-1].id if mr.suggestions else None
         first = {r.suggestion_id: r.person for r in mr.feedback if r.label == "suggested"}.get(latest)
         took = {r.person.casefold() for r in mr.feedback
-                if r.label in REVIEWED and not (r.label == "assigned" and r.value == BOT_PICK)}
+                if r.label in REVIEWED and not is_bot_pick(r)}
         moved = {MOVED_BY[r.label]: r.person for r in mr.feedback if r.label in MOVED_BY and r.suggestion_id == latest}
         for name, down in moved.items() if first is not None else ():
             c = counts[name]

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
-from bot.backfill import BOT_PICK
+from bot.backfill import is_bot_pick
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, Storage, SuggestionRow
 from bot.threads import to_the_end
@@ -92,7 +92,7 @@ class Label:
     author: str = ""
     files: tuple[str, ...] = ()
     merged: bool = False
-    by_bot: bool = False  # an `assigned` row of a review the bot requested itself (`bot.backfill.BOT_PICK`)
+    by_bot: bool = False  # an `assigned` row of a review the bot requested itself (`bot.backfill.is_bot_pick`)
 
 
 def _rank(people: Sequence[str] | None, person: str) -> int | None:
@@ -122,7 +122,7 @@ def _label(row: FeedbackRow, shown: SuggestionRow | None, merged: bool) -> Label
     return Label(row.id, row.mr_iid, row.person, row.label, row.created_at.timestamp(),
                  _rank(people, row.person) if row.suggestion_id else None,
                  author=(shown.author or "") if shown else "", files=tuple(shown.files or ()) if shown else (),
-                 merged=merged, by_bot=row.label == "assigned" and row.value == BOT_PICK)
+                 merged=merged, by_bot=is_bot_pick(row))
 
 
 async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[list[Label], int]:
