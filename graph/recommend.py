@@ -206,17 +206,19 @@ class LearnedRecommender(GraphRecommender):
 
     def put_first(self, change_id: str, person: str, at: float) -> None:
         """Count `person` as put first on `change_id` for the load spreading (`_imbalance`). A later first
-        place on the same change replaces the earlier one: the bot suggests again after pushes."""
-        if self.settings.balance <= 0:
-            return
+        place on the same change replaces the earlier one: the bot suggests again after pushes. The first
+        place is kept even with the spreading off: a `MOVED_DOWN` label pairs with it (`learn`)."""
+        spreading = self.settings.balance > 0
         was = self._first.get(change_id)
         if was is not None:
             if was[0] == person:
                 return
-            self._note(self._suggested, was[0], was[1], -1.0)
+            if spreading:
+                self._note(self._suggested, was[0], was[1], -1.0)
         self._first[change_id] = (person, at)
         self._first.move_to_end(change_id)
-        self._note(self._suggested, person, at, 1.0)
+        if spreading:
+            self._note(self._suggested, person, at, 1.0)
         while len(self._first) > self.settings.pending_limit:
             self._first.popitem(last=False)
 
@@ -275,8 +277,10 @@ class LearnedRecommender(GraphRecommender):
         self._cache = None  # the feedback columns of the cached rows are out of date
 
     def _moved_over(self, change_id: str, term: str, down: str, up: str) -> None:
-        """Hand-set `term` put `up` first on `change_id`, ahead of `down`: the team's choice will vote. The
-        first place is only tracked while the load spreading counts it (`put_first`)."""
+        """Hand-set `term` put `up` first on `change_id`, ahead of `down`: the team's choice will vote (kept
+        only when the terms learn, `terms_learn`)."""
+        if not self.settings.terms_learn:
+            return
         self._moved.setdefault(change_id, {})[term] = [down, up, set()]
         self._moved.move_to_end(change_id)
         while len(self._moved) > self.settings.pending_limit:
@@ -288,8 +292,6 @@ class LearnedRecommender(GraphRecommender):
         reviewer it wanted. Each vote moves the share of the term applied (`levels`) by a factor
         `term_step` up or down, within [`term_floor`, 1]: it settles where what is left of the term wins
         as often as it loses. Each of the two votes once per merge request and term."""
-        if not self.settings.terms_learn:
-            return
         step, floor = self.settings.term_step, self.settings.term_floor
         for term, pair in self._moved.get(change_id, {}).items():
             if person in pair[:2] and person not in pair[2]:

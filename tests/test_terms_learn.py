@@ -168,3 +168,15 @@ def test_a_review_the_bot_requested_itself_is_no_vote():
     assert rec.levels["spreading"] == 0.5 * STEP  # bob did the review the bot asked for: the team took him
     replay(rec, [Label(3, 1, "ann", "assigned", 1.8e9, None), Label(4, 1, "ann", "approved", 1.8e9, None)], {1: "cy"})
     assert rec.levels["spreading"] == 0.5  # the team also took the one the spreading moved down (once)
+
+
+def test_with_the_spreading_off_the_bots_labels_still_pair_for_the_other_terms():
+    """The bot's `moved_down_streak` label pairs with its `suggested` row whatever `balance` is (the replays
+    pair them directly): both paths must learn alike."""
+    rec = LearnedRecommender(settings=replace(DEFAULT_SETTINGS, balance=0.0))
+    _replay(rec, None, 300)
+    change = Change("!1", 10**9, "cy", (), ("a.c",))
+    rec.learn(change, "bob", PUT_FIRST, time=10**9, rank=1)
+    rec.learn(change, "ann", MOVED_DOWN["streak"], time=10**9)
+    assert rec._moved["!1"] == {"streak": ["ann", "bob", set()]}
+    assert not any(rec._suggested.values())  # no first places counted for a spreading that is off
