@@ -63,7 +63,7 @@ _HEAD = struct.Struct(">6sHH")  # magic, format version, fingerprint length
 # The modules whose code decides what the stored state means: a change to any of them may change the graph
 # or the model a history produces, so their snapshots are rebuilt rather than trusted.
 STATE_MODULES = ("graph.model", "graph.ownership", "graph.features", "graph.ranker", "graph.recommend",
-                 "graph.feedback")
+                 "graph.feedback", "graph.terms")
 _DROPPED_REC = ("og", "_cache", "_rows", "_pick")
 # Models shared by every project (not the project's own state): stored as None, the caller sets them again.
 _SHARED_REC = ("prior",)

@@ -135,7 +135,7 @@ def test_a_closed_or_merged_merge_request_forgets_its_pairs():
 
 def test_why_says_how_much_of_a_term_the_team_left():
     from bot.comment import render_why
-    from graph.recommend import TERM_WORDS
+    from graph.terms import TERM_WORDS
 
     rec = make_recommender("default")
     _replay(rec, "down")

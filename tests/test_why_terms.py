@@ -10,7 +10,8 @@ import numpy as np
 
 from bot.comment import render_why
 from graph.model import Change
-from graph.recommend import TERM_WORDS, LearnedRecommender, make_recommender
+from graph.recommend import LearnedRecommender, make_recommender
+from graph.terms import TERM_WORDS
 from graph.synthetic import synthetic_history
 
 DAY = 86400
