@@ -31,11 +31,16 @@ def read_changes(path: str | Path) -> Iterator[Change]:
     path = Path(path)
     if not path.is_file():
         raise HistoryFileError(f"{path}: no such history file (expected JSON Lines, plain or .gz)")
-    with _open(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield change_from_record(json.loads(line))
-            except (json.JSONDecodeError, RecordError, TypeError, ValueError) as exc:
-                raise HistoryFileError(f"{path}:{lineno}: {exc}") from exc
+    lineno = 0
+    try:
+        with _open(path) as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield change_from_record(json.loads(line))
+                except (json.JSONDecodeError, RecordError, TypeError, ValueError) as exc:
+                    raise HistoryFileError(f"{path}:{lineno}: {exc}") from exc
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # unreadable, a damaged .gz, not UTF-8 text
+        raise HistoryFileError(f"{path}: cannot read line {lineno + 1} ({exc}); expected JSON Lines "
+                               "in UTF-8, plain or gzip-compressed") from exc

@@ -48,6 +48,27 @@ def test_unknown_method_and_missing_file(history):
         main(["evaluate", "/nonexistent.jsonl"])
 
 
+@pytest.mark.parametrize("command", ["evaluate", "simulate"])
+def test_unreadable_history_is_named_not_a_traceback(tmp_path, history, capsys, command):
+    """A bad record, a damaged .gz, bytes that are not UTF-8, a folder that is no git checkout: exit 2 with
+    the file (and line) to fix."""
+    import gzip
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(history.read_text() + "not json\n")
+    packed = gzip.compress(history.read_bytes())
+    (tmp_path / "cut.jsonl.gz").write_bytes(packed[: len(packed) // 2])
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"id": "\xe9"}\n')
+    cases = [([str(bad)], f"{bad}:19: Expecting value"),
+             ([str(tmp_path / "cut.jsonl.gz")], "cut.jsonl.gz: cannot read line"),
+             ([str(tmp_path / "latin1.jsonl")], "latin1.jsonl: cannot read line 1"),
+             (["--git", str(tmp_path)], "is not a git repository")]
+    for args, message in cases:
+        assert main([command, *args, "--jobs", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"reviewbot {command}: ") and message in err and "Traceback" not in err
+
+
 def _git(repo, *args, env=None):
     subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
 

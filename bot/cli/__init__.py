@@ -35,4 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    from bot.git_history import GitHistoryError
+    from bot.history_files import HistoryFileError
+
+    try:
+        return int(args.func(args) or 0)
+    except (HistoryFileError, GitHistoryError) as exc:  # a history to replay that cannot be read: say which
+        print(f"reviewbot {args.command}: {exc}", file=sys.stderr)
+        return 2
