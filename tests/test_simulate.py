@@ -183,8 +183,9 @@ def test_cli_open_days(tmp_path, capsys):
     assert main(["simulate", str(path), "--json", "--jobs", "1", "--open-days", "0"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["open_days"] for r in rows] == [0.0, 0.0]
-    assert main(["simulate", str(path), "--open-days", "-1"]) == 2
-    assert "--open-days" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse refuses it (tests/test_cli_evaluate.py has the rest)
+        main(["simulate", str(path), "--open-days", "-1"])
+    assert exit_.value.code == 2 and "--open-days" in capsys.readouterr().err
 
 
 def test_memory_stays_finite_over_decades():

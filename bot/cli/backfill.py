@@ -15,6 +15,7 @@ from typing import Callable, TextIO
 
 import aiohttp
 
+from bot.cli.argtypes import whole
 from bot.backfill import BackfillProgress, backfill_project
 from bot.config import ConfigError, Settings, load_settings
 from bot.gitlab.client import GitLabClient, RetryPolicy
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the project's numeric id or its path (group/project)")
     p.add_argument("--config", metavar="PATH", help="config file (default: $REVIEWBOT_CONFIG, then ./config.toml)")
     p.add_argument("--restart", action="store_true", help="ignore the saved cursor and read the whole history")
-    p.add_argument("--concurrency", type=int, default=4, metavar="N", help="MRs fetched at a time (default 4)")
+    p.add_argument("--concurrency", type=whole(1), default=4, metavar="N", help="MRs fetched at a time (default 4)")
     p.set_defaults(func=run)
 
 

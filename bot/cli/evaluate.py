@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from bot.cli.argtypes import whole
 from bot.cli.replay import load, run_jobs, sources_of, stdout_console, tick_factory
 
 DEFAULT_METHODS = "default,graph,learned,revfinder,frequency,author,most-frequent,random"
@@ -23,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per (file, method) line on stdout")
     p.add_argument("--allow-author", action="store_true",
                    help="let the author be proposed (the classic Gerrit benchmarks count self-approvals)")
-    p.add_argument("--top", type=int, default=10, help="length of each ranked list (default 10)")
-    p.add_argument("--jobs", type=int, default=2, help="replays run in parallel (default 2)")
+    p.add_argument("--top", type=whole(1), default=10, help="length of each ranked list (default 10)")
+    p.add_argument("--jobs", type=whole(1), default=2, help="replays run in parallel (default 2)")
     p.set_defaults(func=run)
 
 

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 from rich.console import Console
 from rich.table import Table
 
+from bot.cli.argtypes import days, whole
 from bot.config import ConfigError, load_settings
 from bot.storage import EventRow, Storage, StorageError
 
@@ -31,14 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = actions.add_parser("list", help="newest events first, with the queue's counts")
     ls.add_argument("--failed", action="store_true", help="only failed and dead events")
     ls.add_argument("--status", choices=["queued", "running", "done", "failed", "dead"])
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=whole(1), default=50)
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
     show = actions.add_parser("show", help="one event with its headers, body and last error")
     show.add_argument("id", type=int)
     rq = actions.add_parser("requeue", help="run failed, dead or done events again")
     rq.add_argument("ids", type=int, nargs="+", metavar="ID")
     pr = actions.add_parser("prune", help="delete done events (keeps at least one day for deduplication)")
-    pr.add_argument("--older-than-days", type=float, default=None, help="default [worker] retention_days")
+    pr.add_argument("--older-than-days", type=days, default=None, help="default [worker] retention_days")
     p.set_defaults(func=run, action="list", failed=False, status=None, limit=50, json=False)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from bot.cli.argtypes import days, whole
 from bot.cli.replay import load, run_jobs, sources_of, stdout_console, tick_factory
 
 
@@ -19,13 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="history files (.jsonl or .jsonl.gz)")
     p.add_argument("--git", action="append", default=[], metavar="REPO", help="a local git checkout to read")
     p.add_argument("--json", action="store_true", help="one JSON object per (file, learning) line on stdout")
-    p.add_argument("--top", type=int, default=3, help="people suggested per change (default 3)")
-    p.add_argument("--leaver-rank", type=int, default=1,
+    p.add_argument("--top", type=whole(1), default=3, help="people suggested per change (default 3)")
+    p.add_argument("--leaver-rank", type=whole(0), default=1,
                    help="which reviewer leaves halfway: 1 = the most frequent in the first half (0: none)")
-    p.add_argument("--open-days", type=float, default=2.0,
+    p.add_argument("--open-days", type=days, default=2.0,
                    help="days each merge request stays open before its merge (default 2): the team's labels "
                         "come at the open, the history learns the change at the merge")
-    p.add_argument("--jobs", type=int, default=2, help="replays run in parallel (default 2)")
+    p.add_argument("--jobs", type=whole(1), default=2, help="replays run in parallel (default 2)")
     p.set_defaults(func=run)
 
 
@@ -47,9 +48,6 @@ def _simulate(source: str, is_git: bool, learning: bool, top: int, leaver_rank: 
 
 def run(args: argparse.Namespace) -> int:
     sources = sources_of(args.paths, args.git, "simulate")
-    if args.open_days < 0:
-        print("reviewbot simulate: --open-days must be 0 or more", file=sys.stderr)
-        return 2
     jobs = [(s, g, learning, args.top, args.leaver_rank, args.open_days) for s, g in sources
             for learning in (True, False)]
     total = sum(len(load(s, g)) for s, g in sources) * 2
