@@ -4,6 +4,7 @@ import random
 import subprocess
 
 import numpy as np
+import pytest
 
 from bot.cli import main
 from graph.features import FEATURES
