@@ -257,7 +257,11 @@ NOT_FOUND = "No such project: the bot lists a project after its first webhook ev
 
 
 async def _project(request: web.Request) -> ProjectRow | None:
-    return await request.app[DASHBOARD_KEY].storage.projects.get(int(request.match_info["project_id"]))
+    """The project the address names; None (a 404) for one the bot has not seen, or an id no database holds."""
+    project_id = int(request.match_info["project_id"])
+    if project_id >= 2**63:  # the route takes digits only; the storage's ids are signed 64-bit
+        return None
+    return await request.app[DASHBOARD_KEY].storage.projects.get(project_id)
 
 
 # --- handlers ------------------------------------------------------------------------------------------------

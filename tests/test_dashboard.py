@@ -220,6 +220,8 @@ async def test_bearer_works_and_every_page_carries_the_security_headers(client):
     unknown = await client.get("/projects/12345", headers=BEARER)
     assert unknown.status == 404 and "first webhook event" in await unknown.text()
     assert (await client.get("/api/projects/12345/stats", headers=BEARER)).status == 404
+    for path in ("/projects/99999999999999999999999", "/api/projects/99999999999999999999999/stats"):
+        assert (await client.get(path, headers=BEARER)).status == 404, path  # not a 500 from the database
 
 
 async def test_no_page_shows_a_secret(client):
