@@ -4,10 +4,10 @@
 (3, 0.5)
 >>> whole(1)("0")
 Traceback (most recent call last):
-argparse.ArgumentTypeError: must be a whole number of at least 1, got '0'
+argparse.ArgumentTypeError: must be a whole number from 1 to 9223372036854775807, got '0'
 >>> days("nan")
 Traceback (most recent call last):
-argparse.ArgumentTypeError: must be a number of days, 0 or more, got 'nan'
+argparse.ArgumentTypeError: must be a number of days from 0 to 36525, got 'nan'
 """
 from __future__ import annotations
 
@@ -15,30 +15,33 @@ import argparse
 import math
 from typing import Callable
 
-__all__ = ["whole", "days"]
+__all__ = ["whole", "days", "LARGEST_ID", "MOST_DAYS"]
+
+LARGEST_ID = 2**63 - 1  # the database's ids are signed 64-bit
+MOST_DAYS = 36525       # a century: more overflows a date (`timedelta`) and means nothing here
 
 
-def whole(minimum: int) -> Callable[[str], int]:
-    """An int of at least `minimum`."""
+def whole(minimum: int, maximum: int = LARGEST_ID) -> Callable[[str], int]:
+    """An int from `minimum` to `maximum`."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}, got {text!r}")
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {minimum} to {maximum}, got {text!r}")
         return value
 
-    parse.__name__ = f"whole number ≥ {minimum}"
+    parse.__name__ = f"whole number from {minimum}"
     return parse
 
 
 def days(text: str) -> float:
-    """A finite number of days, 0 or more."""
+    """A number of days from 0 to `MOST_DAYS`."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a number of days, 0 or more, got {text!r}")
+    if not 0 <= value <= MOST_DAYS:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number of days from 0 to {MOST_DAYS}, got {text!r}")
     return value

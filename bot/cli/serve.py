@@ -17,6 +17,7 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
+from bot.cli.argtypes import whole
 from bot.config import ConfigError, Settings, load_settings
 from bot.logfmt import kv
 from bot.metrics import Metrics
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Answer GitLab webhooks on POST /webhook; GET /healthz and /metrics.")
     _common(p)
     p.add_argument("--host", help="listen address (default [server] host)")
-    p.add_argument("--port", type=int, help="listen port (default $PORT or [server] port)")
+    p.add_argument("--port", type=whole(0, 65535), help="listen port (default $PORT or [server] port)")
     p.add_argument("--no-worker", action="store_true", help="only receive webhooks; run `reviewbot worker` apart")
     p.set_defaults(func=run_serve)
     w = sub.add_parser("worker", help="run stored events through the handlers (no web server)",
