@@ -13,7 +13,6 @@ def history(tmp_path):
     return path
 
 
-
 @pytest.mark.parametrize("args, message", [
     (["simulate", "--top", "0"], "argument --top: must be a whole number from 1 to"),
     (["simulate", "--leaver-rank", "-1"], "argument --leaver-rank: must be a whole number from 0 to"),
