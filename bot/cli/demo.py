@@ -86,7 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "request and print the bot's comment. Needs no token, config or database.")
     p.add_argument("--serve", action="store_true", help="keep the simulator and the bot running (Ctrl-C stops)")
     p.add_argument("--port", type=whole(0, 65535), default=0, help="the bot's port (default: any free port)")
-    p.add_argument("--gitlab-port", type=whole(0, 65535), default=0, help="the simulator's port (default: any free port)")
+    p.add_argument("--gitlab-port", type=whole(0, 65535), default=0,
+                   help="the simulator's port (default: any free port)")
     p.add_argument("--seed", type=int, default=7, help="seed of the generated project history")
     p.add_argument("--plain", action="store_true", help="print the comment as raw Markdown")
     p.add_argument("--dispatch", default=DEFAULT_DISPATCH, metavar="MODULE:NAME", help=argparse.SUPPRESS)
