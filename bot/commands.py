@@ -55,9 +55,10 @@ _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
 _SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
 _USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]*)")
 _DURATION = re.compile(
-    r"(?P<n>\d+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE
+    r"(?P<n>[0-9]+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE
 )
 _UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "m": 24 * 30}
+_MOST_HOURS = 24 * 10**6  # longer durations read as this (far past any bound), not as a date overflow
 _FOREVER = {"forever", "indefinitely"}
 
 
@@ -123,7 +124,7 @@ def _no_args(kind: CommandKind) -> Callable[[str, list[str]], Command]:
 def _assign(text: str, args: list[str]) -> Command:
     if not args:
         return Command("assign", text)
-    if len(args) > 1 or not args[0].isdigit():
+    if len(args) > 1 or not re.fullmatch(r"[0-9]+", args[0]):  # not isdigit: "²" and "٣" are digits too
         return _invalid(text, f"write {code_span('/reviewers assign N')} with N a number from 1 to {MAX_ASSIGN}")
     count = int(args[0])
     if not 1 <= count <= MAX_ASSIGN:
@@ -167,7 +168,7 @@ def parse_duration(value: str) -> timedelta | None:
     m = _DURATION.fullmatch(value.strip())
     if m is None:
         return None
-    return timedelta(hours=int(m["n"]) * _UNIT_HOURS[m["unit"][0].lower()])
+    return timedelta(hours=min(int(m["n"]) * _UNIT_HOURS[m["unit"][0].lower()], _MOST_HOURS))
 
 
 def _optout(text: str, args: list[str]) -> Command:
