@@ -187,3 +187,26 @@ async def test_a_comment_by_someone_not_suggested_records_nothing(handler_env):
     env.state.add_note(mr, env.tiny.rep, "Drive-by remark.")
     await env.run()
     assert [f for f in await feedback(env, mr) if f[0] == "rep"] == []
+
+
+async def test_commands_that_act_are_refused_on_merged_closed_and_ignored_mrs(handler_env):
+    """`/reviewers`, `assign`, `reroll` and `exclude` would request reviews on a merged MR or one the team
+    labelled for the bot to leave alone; they get a reply saying why, the rest still answer."""
+    env = await handler_env()
+    merged, closed = await opened(env), await opened(env)
+    labelled = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, labels=["no-reviewer-bot"])
+    await env.run()
+    env.state.merge_mr(merged)
+    env.state.close_mr(closed)
+    await env.run()
+    before = {mr.iid: len(await feedback(env, mr)) for mr in (merged, closed, labelled)}
+    notes = {mr.iid: env.state.add_note(mr, env.tiny.cy, "/reviewers assign 1\n/reviewers reroll\n/reviewers help")
+             for mr in (merged, closed, labelled)}
+    await env.run()
+    for mr, why in ((merged, "is merged"), (closed, "is closed"), (labelled, "has the label `no-reviewer-bot`")):
+        note = notes[mr.iid]
+        assert mr.reviewer_ids == [] and acks(env, note) == [ACK_PROBLEM]
+        [reply] = replies(env, mr, note)
+        assert reply.body.count(why) == 2 and "suggest reviewers again" in reply.body  # help still answers
+        assert [label for _, label in (await feedback(env, mr))[before[mr.iid]:]] == ["command"]
+    assert marker_notes(env.state, labelled) == []

@@ -31,6 +31,7 @@ log = logging.getLogger("bot.handlers")
 router = Router()
 ACK_OK, ACK_PROBLEM = "thumbsup", "confused"
 JUDGING = frozenset({"why", "reroll", "exclude"})  # commands stored as labels about people; the rest as "command"
+ACTING = frozenset({"suggest", "assign", "reroll", "exclude"})  # commands that change the comment or the reviewers
 
 
 @dataclass
@@ -165,6 +166,19 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
                                                source_event_id=ctx.event_id)
 
 
+async def _not_here(run: CommandRun) -> str | None:
+    """Why the commands that change the suggestion or the reviewers may not run on this MR (as GitLab has it
+    now), or None: it is merged or closed, or it carries the project's `ignore_label`."""
+    mr = await run.mr()
+    if mr.state in ("merged", "closed"):
+        return f"this merge request is {mr.state}; reviewers are suggested on open merge requests only."
+    label = run.ctx.project.ignore_label
+    if label and label in mr.labels:
+        return (f"this merge request has the label {code_span(label)}, so the bot leaves it alone; "
+                "remove the label and write the command again.")
+    return None
+
+
 def _wanted(event: Event, ctx: EventContext) -> bool:
     attrs = event.object_attributes
     if ctx.bot.is_me(event.data.get("user")) or attrs.get("system"):
@@ -184,7 +198,11 @@ async def on_note(event: Event, ctx: EventContext) -> None:
         return
     run = CommandRun(ctx, int(event.data["merge_request"]["iid"]), int(event.object_attributes["id"]),
                      dict(event.data.get("user") or {}))
+    refusal = await _not_here(run) if any(c.kind in ACTING for c in commands) else None
     for command in commands:
+        if refusal is not None and command.kind in ACTING:
+            run.problem(f"{code_span(command.text)}: {refusal}")
+            continue
         await RUNNERS[command.kind](run, command)
     plain = [c.kind for c in commands if c.kind not in JUDGING]
     if plain and run.username:
