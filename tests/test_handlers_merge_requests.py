@@ -10,7 +10,7 @@ from bot.gitlab.payloads import merge_request_hook
 from bot.handlers.context import GitLabFailure
 from bot.handlers.merge_requests import reviewer_feedback, skip_reason
 from bot.config import ProjectSettings
-from tests.bot_harness import bot_notes, event_row, handler_env, marker_notes  # noqa: F401 - fixture
+from tests.bot_harness import bot_notes, event_row, handler_env, marker_notes, take_events  # noqa: F401 - fixture
 
 FILES = ["src/core/m1.py"]
 
@@ -155,6 +155,26 @@ async def test_merge_adds_the_mr_to_history_and_records_final_reviewers(handler_
                                                                               ("src/core/new.py",))
     labels = {(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)}
     assert labels == {("bob", "suggested"), ("bob", "accepted"), ("bob", "approved"), ("bob", "final_reviewer")}
+
+
+async def test_a_merge_delivered_twice_counts_its_reviewers_once(handler_env):
+    """A project and a group hook, or a resent delivery: two events for one merge. The history takes the MR
+    once; the final reviewers and the bot's idle requests must be recorded once too, while a retry of the
+    same event still finishes its own rows."""
+    env = await handler_env(assign="top-k")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
+    await env.run()
+    env.state.approve(mr, env.tiny.bob)
+    env.state.merge_mr(mr, by=env.tiny.bob)
+    [merge] = [e for e in take_events(env.state) if e.body["object_attributes"].get("action") == "merge"]
+    first = event_row(merge.event_name, merge.body)
+    await env.dispatch(first)
+    once = sorted((f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid))
+    assert ("bob", "final_reviewer") in once and ("cy", "passed_over") in once
+    await env.dispatch(event_row(merge.event_name, merge.body))  # the second delivery
+    await env.dispatch(first)  # the first one retried (e.g. its worker was killed before it finished)
+    again = sorted((f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid))
+    assert again == once
 
 
 async def test_closing_and_reopening_are_recorded_and_reopening_suggests_again(handler_env):

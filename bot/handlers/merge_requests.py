@@ -33,6 +33,7 @@ from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
 from bot.handlers.publish import publish
 from bot.logfmt import kv
+from bot.storage import FeedbackRow
 from graph.model import Change
 
 __all__ = ["router", "became_ready", "skip_reason", "assign_count", "reviewer_feedback"]
@@ -219,19 +220,33 @@ async def on_merge(event: Event, ctx: EventContext) -> None:
     iid = int(event.object_attributes["iid"])
     mr = await ctx.client.get_mr(ctx.project_id, iid)
     change = await fetch_change(ctx.client, ctx.project_id, mr, bots=ctx.project.bots)
-    change = await leave_out_idle(ctx, iid, change)
+    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
+    again = merge_recorded(rows, ctx.event_id)
+    change = await leave_out_idle(ctx, iid, change, rows, record=not again)
     await ctx.engine.add_merged(ctx.project_id, change, ctx.project)
-    await record_final(ctx, iid, change)
+    if not again:
+        await record_final(ctx, iid, change)
     log.info(kv("merge added to history", project_id=ctx.project_id, mr_iid=iid, files=len(change.files),
                 reviewers=",".join(change.truth()) or None))
 
 
-async def leave_out_idle(ctx: EventContext, iid: int, change: Change) -> Change:
+def merge_recorded(rows: Iterable[FeedbackRow], event_id: int | None) -> bool:
+    """Whether another event already recorded this MR's merge (its `final_reviewer` rows, or the `passed_over`
+    rows of the bot's idle requests): the same merge delivered twice (a project and a group hook, a resent
+    delivery) must not count its reviewers twice. A retry of this very event finishes its own rows."""
+    return any(r.source_event_id not in (None, event_id) and
+               (r.label == "final_reviewer" or
+                (r.label == "passed_over" and isinstance(r.value, dict) and r.value.get("never_reviewed")))
+               for r in rows)
+
+
+async def leave_out_idle(ctx: EventContext, iid: int, change: Change, rows: list[FeedbackRow], *,
+                         record: bool = True) -> Change:
     """`change` without the reviews the bot requested that nobody took up (`bot.backfill.drop_idle_picks`),
-    each recorded as `passed_over`: the team let the request lie, a rejection, not a review."""
-    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
+    each recorded as `passed_over` (unless not `record`): the team let the request lie, a rejection, not a
+    review."""
     change, idle = await drop_idle_picks(ctx.client, ctx.project_id, iid, change, rows)
-    if not idle:
+    if not idle or not record:
         return change
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     for person in idle:
