@@ -78,7 +78,8 @@ def change_from_mr(mr: MergeRequest, files: Sequence[ChangedFile], approvers: Se
 
 
 BOT_PICK = {"by": "bot"}  # the value of the `assigned` rows of the reviews the bot requested itself
-ACTED = frozenset({"accepted", "approved", "reviewed"})  # labels by which a person took up the review
+ACTED = frozenset({"approved", "reviewed"})  # labels by which a person took up the review
+ASKED = frozenset({"accepted", "assigned"})  # ... by which a person (not the bot) asked them, until "removed"
 
 
 def is_bot_pick(row: FeedbackRow) -> bool:
@@ -87,22 +88,30 @@ def is_bot_pick(row: FeedbackRow) -> bool:
 
 
 def unacted_picks(change: Change, rows: Iterable[FeedbackRow]) -> list[str]:
-    """The reviewers of `change` the bot requested (`rows`: the MR's feedback) who did not approve, comment
-    or merge it and whom no person asked for review again.
+    """The reviewers of `change` the bot requested (`rows`: the MR's feedback, oldest first) who did not
+    approve, comment or merge it and whom no person asked for review as well (a person's request taken back
+    by a removal no longer counts).
 
     >>> from datetime import datetime
     >>> row = lambda p, label, value=None: FeedbackRow(1, None, 1, 7, p, label, value, datetime.now(), None)
     >>> c = Change("!7", 0, "ann", ("bob", "cy", "dee"), ("a.py",), ackers=("cy",))
     >>> unacted_picks(c, [row("bob", "assigned", BOT_PICK), row("cy", "assigned", BOT_PICK), row("dee", "assigned")])
     ['bob']
+    >>> unacted_picks(c, [row("dee", "accepted"), row("dee", "removed"), row("dee", "assigned", BOT_PICK)])
+    ['dee']
     """
-    picked, acted = set(), {p.casefold() for p in (*change.ackers, change.committer)}
+    picked, asked, acted = set(), set(), {p.casefold() for p in (*change.ackers, change.committer)}
     for r in rows:
+        who = r.person.casefold()
         if is_bot_pick(r):
-            picked.add(r.person.casefold())
-        elif r.label in ACTED or r.label == "assigned":  # took it up, or a person asked them
-            acted.add(r.person.casefold())
-    return [p for p in change.reviewers if p.casefold() in picked - acted]
+            picked.add(who)
+        elif r.label in ACTED:
+            acted.add(who)
+        elif r.label in ASKED:
+            asked.add(who)
+        elif r.label == "removed":
+            asked.discard(who)
+    return [p for p in change.reviewers if p.casefold() in picked - acted - asked]
 
 
 async def drop_idle_picks(client: GitLabClient, project_id: int, iid: int, change: Change,
