@@ -210,3 +210,14 @@ async def test_commands_that_act_are_refused_on_merged_closed_and_ignored_mrs(ha
         assert reply.body.count(why) == 2 and "suggest reviewers again" in reply.body  # help still answers
         assert [label for _, label in (await feedback(env, mr))[before[mr.iid]:]] == ["command"]
     assert marker_notes(env.state, labelled) == []
+
+
+async def test_a_comment_of_a_thousand_commands_runs_twenty_and_says_each_answer_once(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers help\n" * 1000)
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert reply.body.count("| `/reviewers` | suggest reviewers again |") == 1
+    assert "Only the first 20 commands of a comment run; the other 980 were not." in reply.body
+    assert len(reply.body) < 5000 and acks(env, note) == [ACK_PROBLEM]

@@ -32,6 +32,7 @@ router = Router()
 ACK_OK, ACK_PROBLEM = "thumbsup", "confused"
 JUDGING = frozenset({"why", "reroll", "exclude"})  # commands stored as labels about people; the rest as "command"
 ACTING = frozenset({"suggest", "assign", "reroll", "exclude"})  # commands that change the comment or the reviewers
+MAX_COMMANDS = 20  # per comment: the reply stays far below GitLab's note size limit (1,000,000 characters)
 
 
 @dataclass
@@ -198,6 +199,10 @@ async def on_note(event: Event, ctx: EventContext) -> None:
         return
     run = CommandRun(ctx, int(event.data["merge_request"]["iid"]), int(event.object_attributes["id"]),
                      dict(event.data.get("user") or {}))
+    if len(commands) > MAX_COMMANDS:
+        run.problem(f"Only the first {MAX_COMMANDS} commands of a comment run; the other "
+                    f"{len(commands) - MAX_COMMANDS} were not.")
+        commands = commands[:MAX_COMMANDS]
     refusal = await _not_here(run) if any(c.kind in ACTING for c in commands) else None
     for command in commands:
         if refusal is not None and command.kind in ACTING:
@@ -210,7 +215,7 @@ async def on_note(event: Event, ctx: EventContext) -> None:
     if run.publish:
         await publish(ctx, await run.mr(), assign=run.assign)
     if run.replies:
-        await reply_once(ctx, run.mr_iid, run.note_id, "\n\n".join(run.replies))
+        await reply_once(ctx, run.mr_iid, run.note_id, "\n\n".join(dict.fromkeys(run.replies)))  # each once
     await acknowledge(ctx, run.mr_iid, run.note_id, ACK_OK if run.ok else ACK_PROBLEM)
     log.info(kv("commands run", project_id=ctx.project_id, mr_iid=run.mr_iid, note_id=run.note_id,
                 commands=",".join(c.kind for c in commands), ok=run.ok))
