@@ -217,7 +217,7 @@ def _parse_line(line: str, mention: re.Pattern[str] | None) -> Command | None:
         return _parse_slash(line, line)
     if mention is None or (m := mention.match(line)) is None:
         return None
-    rest = line[m.end():].strip()
+    rest = line[m.end():].lstrip(" \t:,").removeprefix("/")  # "@bot: reviewers", "@bot /reviewers" too
     return _parse_slash(line, "/" + rest) or Command("unknown", line)
 
 

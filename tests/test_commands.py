@@ -140,6 +140,9 @@ def test_several_commands_in_order_around_code_and_quotes():
         ("@reviewer-bot suggest reviewers please", ("unknown", (), None)),
         ("@reviewer-bot", ("unknown", (), None)),
         ("@reviewer-bot reviewers assign 0", ("invalid", (), None)),
+        ("@reviewer-bot /reviewers assign 2", ("assign", (), 2)),
+        ("@reviewer-bot: reviewers why @ann", ("why", ("ann",), None)),
+        ("@reviewer-bot, /reviewers", ("suggest", (), None)),
     ],
 )
 def test_mention_form(text, expected):
