@@ -53,6 +53,7 @@ Commands inside code blocks or quotes are ignored."""
 
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
 _SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)  # an unclosed one hides the rest, as in Markdown
 _USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]*)")
 _DURATION = re.compile(
     r"(?P<n>[0-9]+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE
@@ -92,10 +93,11 @@ def help_text(bot_username: str | None = None) -> str:
 
 
 def _visible_lines(text: str) -> list[str]:
-    """Stripped lines outside fenced code blocks, `>>>` quote blocks and `>` quotes."""
+    """Stripped lines outside fenced code blocks, `>>>` quote blocks, `>` quotes and HTML comments (hidden
+    when the comment is shown: a command there would run unseen)."""
     lines: list[str] = []
     fence: str | None = None
-    for line in text.splitlines():
+    for line in _HTML_COMMENT.sub("", text).splitlines():
         stripped = line.strip()
         if fence is not None:
             if stripped.startswith(fence) and not stripped.strip(fence[0]):

@@ -103,6 +103,9 @@ def test_error_quotes_backticks_safely():
         ">>>\n/reviewers\n>>>",
         "```\n/reviewers\n",
         "thanks @reviewer-bot",
+        "<!-- /reviewers assign 2 -->",
+        "<!--\n/reviewers assign 2\n-->",
+        "<!-- unclosed\n/reviewers",
     ],
 )
 def test_not_a_command(text):
