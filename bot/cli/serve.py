@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Answer GitLab webhooks on POST /webhook; GET /healthz and /metrics.")
     _common(p)
     p.add_argument("--host", help="listen address (default [server] host)")
-    p.add_argument("--port", type=whole(0, 65535), help="listen port (default $PORT or [server] port)")
+    p.add_argument("--port", type=whole(0, 65535),
+                   help="listen port, 0 for any free one (default $PORT or [server] port)")
     p.add_argument("--no-worker", action="store_true", help="only receive webhooks; run `reviewbot worker` apart")
     p.set_defaults(func=run_serve)
     w = sub.add_parser("worker", help="run stored events through the handlers (no web server)",
@@ -129,7 +130,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"reviewbot serve: {exc}", file=sys.stderr)
         return 2
-    host, port = args.host or settings.server.host, args.port or settings.server.port
+    host, port = args.host or settings.server.host, settings.server.port if args.port is None else args.port
     log.info(kv("serve starting", host=host, port=port, worker=not args.no_worker, config=settings.source))
     try:
         web.run_app(build_app(settings, factory, with_worker=not args.no_worker), host=host, port=port,
