@@ -58,17 +58,23 @@ def change_from_record(rec: Mapping[str, Any]) -> Change:
     >>> change_from_record({"id": "x", "time": 5, "author": "a", "reviewers": ["b"], "files": ["f"]}).files
     ('f',)
     """
+    if not isinstance(rec, Mapping):
+        raise RecordError(f"a record must be a JSON object, got {type(rec).__name__} (see the history schema)")
     rec_id = str(rec.get("id", "?"))
     for key in ("time", "author", "files"):
         if key not in rec:
             raise RecordError(f"record {rec_id}: missing {key!r} (see the history schema in the README)")
-    files = rec["files"]
+    files, time, author = rec["files"], rec["time"], rec["author"]
     if not isinstance(files, list):
         raise RecordError(f"record {rec_id}: 'files' must be a list of paths")
+    if not isinstance(time, (int, float)) or isinstance(time, bool) or not 0 <= time < 2**40:
+        raise RecordError(f"record {rec_id}: 'time' must be unix seconds, got {time!r}")
+    if not isinstance(author, str) or not author:
+        raise RecordError(f"record {rec_id}: 'author' must be a name, got {author!r}")
     return Change(
         id=rec_id,
-        time=int(rec["time"]),
-        author=str(rec["author"]),
+        time=int(time),
+        author=author,
         reviewers=_people(rec.get("reviewers"), "reviewers", rec_id),
         files=tuple(dict.fromkeys(str(f) for f in files)),
         title=str(rec.get("title") or ""),

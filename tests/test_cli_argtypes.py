@@ -16,8 +16,8 @@ def history(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["simulate", "--top", "0"], "argument --top: must be a whole number from 1 to"),
     (["simulate", "--leaver-rank", "-1"], "argument --leaver-rank: must be a whole number from 0 to"),
-    (["simulate", "--open-days", "nan"], "argument --open-days: must be a number of days from 0 to 36525"),
-    (["simulate", "--open-days", "-1"], "argument --open-days: must be a number of days from 0 to 36525"),
+    (["simulate", "--open-days", "nan"], "argument --open-days: must be a number of days from 0 to 180"),
+    (["simulate", "--open-days", "-1"], "argument --open-days: must be a number of days from 0 to 180"),
     (["evaluate", "--jobs", "two"], "argument --jobs: must be a whole number from 1 to 9223372036854775807, got 'two'"),
 ])
 def test_bad_numbers_are_refused_before_any_work(history, capsys, args, message):

@@ -59,7 +59,13 @@ def test_unreadable_history_is_named_not_a_traceback(tmp_path, history, capsys, 
     packed = gzip.compress(history.read_bytes())
     (tmp_path / "cut.jsonl.gz").write_bytes(packed[: len(packed) // 2])
     (tmp_path / "latin1.jsonl").write_bytes(b'{"id": "\xe9"}\n')
+    (tmp_path / "odd.jsonl").write_text('[1, 2]\n')
+    (tmp_path / "far.jsonl").write_text('{"id": "x", "time": 1e400, "author": "a", "files": []}\n')
+    (tmp_path / "anon.jsonl").write_text('{"id": "x", "time": 5, "author": null, "files": []}\n')
     cases = [([str(bad)], f"{bad}:19: Expecting value"),
+             ([str(tmp_path / "odd.jsonl")], "odd.jsonl:1: a record must be a JSON object, got list"),
+             ([str(tmp_path / "far.jsonl")], "far.jsonl:1: record x: 'time' must be unix seconds, got inf"),
+             ([str(tmp_path / "anon.jsonl")], "anon.jsonl:1: record x: 'author' must be a name, got None"),
              ([str(tmp_path / "cut.jsonl.gz")], "cut.jsonl.gz: cannot read line"),
              ([str(tmp_path / "latin1.jsonl")], "latin1.jsonl: cannot read line 1"),
              (["--git", str(tmp_path)], "is not a git repository")]

@@ -1,11 +1,11 @@
 """Argument types for the command line: a bad number is refused by argparse with the reason, before any work.
 
->>> whole(1)("3"), days("0.5")
+>>> whole(1)("3"), days()("0.5")
 (3, 0.5)
 >>> whole(1)("0")
 Traceback (most recent call last):
 argparse.ArgumentTypeError: must be a whole number from 1 to 9223372036854775807, got '0'
->>> days("nan")
+>>> days()("nan")
 Traceback (most recent call last):
 argparse.ArgumentTypeError: must be a number of days from 0 to 36525, got 'nan'
 """
@@ -36,12 +36,16 @@ def whole(minimum: int, maximum: int = LARGEST_ID) -> Callable[[str], int]:
     return parse
 
 
-def days(text: str) -> float:
-    """A number of days from 0 to `MOST_DAYS`."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= MOST_DAYS:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be a number of days from 0 to {MOST_DAYS}, got {text!r}")
-    return value
+def days(most: float = MOST_DAYS) -> Callable[[str], float]:
+    """A number of days from 0 to `most`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 <= value <= most:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"must be a number of days from 0 to {most:g}, got {text!r}")
+        return value
+
+    parse.__name__ = "number of days"
+    return parse

@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top", type=whole(1), default=3, help="people suggested per change (default 3)")
     p.add_argument("--leaver-rank", type=whole(0), default=1,
                    help="which reviewer leaves halfway: 1 = the most frequent in the first half (0: none)")
-    p.add_argument("--open-days", type=days, default=2.0,
-                   help="days each merge request stays open before its merge (default 2): the team's labels "
-                        "come at the open, the history learns the change at the merge")
+    p.add_argument("--open-days", type=days(180), default=2.0,
+                   help="days each merge request stays open before its merge (default 2, at most 180: people "
+                        "idle for a year are no candidates): the team's labels come at the open, the history "
+                        "learns the change at the merge")
     p.add_argument("--jobs", type=whole(1), default=2, help="replays run in parallel (default 2)")
     p.set_defaults(func=run)
 
