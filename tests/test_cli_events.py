@@ -77,3 +77,13 @@ def test_an_unmigrated_database_names_the_fix(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     assert run("list") == 2
     assert "run `reviewbot migrate`" in capsys.readouterr().err
+
+
+def test_config_after_the_action(queue, tmp_path, capsys, monkeypatch):
+    """`events list --config X`, as with every other command (it was "unrecognized arguments")."""
+    monkeypatch.delenv("DATABASE_URL")
+    config = tmp_path / "bot.toml"
+    config.write_text(f'[gitlab]\nurl = "https://gitlab.example"\n[database]\nurl = "{queue}"\n'
+                      '[worker]\nretention_days = 30\n')
+    assert run("list", "--json", "--config", str(config)) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
