@@ -80,3 +80,22 @@ def test_worker_once_runs_the_due_events(sqlite_url, tmp_path, monkeypatch):
     assert args.func(args) == 0
     assert SEEN == [1]
     json.dumps(SEEN)
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(sqlite_url, tmp_path, monkeypatch, capsys):
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("GITLAB_TOKEN", "t")
+    monkeypatch.setenv("GITLAB_WEBHOOK_SECRET", SECRET)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        parser = argparse.ArgumentParser()
+        serve.register(parser.add_subparsers())
+        args = parser.parse_args(["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)])
+        assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert f"reviewbot serve: cannot listen on 127.0.0.1:{port}:" in err and "Traceback" not in err

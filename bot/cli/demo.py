@@ -106,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
     except (DemoError, ConfigError, StorageError, InstallError, GitLabError) as exc:
         print(f"reviewbot demo: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a port taken: the one place the demo meets the machine
+        print(f"reviewbot demo: cannot listen: {exc.strerror or exc}; choose other ports (--port, --gitlab-port) "
+              "or leave them out for free ones", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -138,6 +138,10 @@ def run_serve(args: argparse.Namespace) -> int:
     except (StorageError, ConfigError) as exc:
         print(f"reviewbot serve: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
+    except OSError as exc:  # binding: the address is taken, not on this machine, or not a host name
+        print(f"reviewbot serve: cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses it or "
+              "choose another --port / --host", file=sys.stderr)
+        return 1
     return 0
 
 
