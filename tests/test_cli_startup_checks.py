@@ -35,3 +35,22 @@ async def test_token_refused(tmp_path, simulator):
     code, err = await _run(_env(tmp_path, base_url, token="wrong-token"), tmp_path, "worker")
     assert code == 2
     assert "refused GITLAB_TOKEN (HTTP 401)" in err and "api scope" in err
+
+
+
+@pytest.mark.parametrize("status, body", [(404, '{"error": "404 Not Found"}'), (200, "<html>Sign in</html>")])
+async def test_a_url_with_no_gitlab_api_stops_start_up(tmp_path, aiohttp_server, status, body):
+    """A 404 (a GitLab or a web server, on another path) or a page (a sign-in, a proxy) where GET /api/v4/user
+    should answer: GITLAB_URL points at the wrong place, and every event would fail."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        kind = "application/json" if body.startswith("{") else "text/html"
+        return web.Response(status=status, text=body, content_type=kind)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    url = str((await aiohttp_server(app)).make_url("/wrong/path"))
+    code, err = await _run(_env(tmp_path, url), tmp_path, "worker")
+    assert code == 2
+    assert f"no GitLab API at {url}" in err and "without /api/v4" in err

@@ -281,3 +281,21 @@ async def test_full_flow_webhook_to_bot_to_gitlab(simulator: Sim, gitlab_client:
     assert [u.username for u in kept] == ["bob"]
     assert kinds == [("Merge Request Hook", "open"), ("Merge Request Hook", "update"), ("Note Hook", "create")]
     assert webhook_receiver.received[-1].body["user"]["username"] == "reviewbot"  # the bot must ignore its own
+
+
+@pytest.mark.parametrize("content_type, body", [("text/html", "<html>Sign in</html>"),
+                                                ("application/json", "{not json")])
+async def test_a_page_that_is_not_json_names_the_url_to_fix(aiohttp_server, http_session, content_type, body):
+    """A sign-in page or a proxy where GitLab should be (or GITLAB_URL ending in /api/v4): a GitLabError that
+    says so, not a pydantic or JSON traceback."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text=body, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    server = await aiohttp_server(app)
+    client = client_for(http_session, str(server.make_url("")).rstrip("/"))
+    with pytest.raises(GitLabError, match="not JSON .*GITLAB_URL must be GitLab's base URL"):
+        await client.get_project("acme/widgets")

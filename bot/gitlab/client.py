@@ -118,6 +118,19 @@ def _iso(when: datetime) -> str:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+NOT_JSON = ("GitLab answered with something that is not JSON (a sign-in page or a proxy's?): GITLAB_URL must be "
+            "GitLab's base URL, e.g. https://gitlab.example.com (without /api/v4)")
+
+
+def _json_only(method: str, path: str, answer: tuple[Any, str | None]) -> tuple[Any, str | None]:
+    """The answer, unless GitLab sent text where JSON belongs (gidgetlab decodes a non-JSON body to a string);
+    a file's raw content (`.../raw`) is text."""
+    body = answer[0]
+    if isinstance(body, (str, bytes)) and body.strip() and not path.endswith("/raw"):
+        raise GitLabError(200, method, path, NOT_JSON)
+    return answer
+
+
 class GitLabClient:
     """Typed GitLab calls for the bot. `pid` is a numeric project id or a `group/project` path.
 
@@ -178,7 +191,9 @@ class GitLabClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._once(method, path, params or {}, data)
+                    return _json_only(method, path, await self._once(method, path, params or {}, data))
+        except ValueError as exc:  # a body that says it is JSON and is not (gidgetlab's decoding)
+            raise GitLabError(200, method, path, f"{NOT_JSON} ({exc})") from None
         except _HTTPStatus as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             raise GitLabError(exc.status, method, path, error_message(exc.status, exc.body, attempts=tries)) from None

@@ -138,6 +138,9 @@ async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> No
         if exc.status in (401, 403):
             raise ConfigError(f"GitLab at {url} refused GITLAB_TOKEN (HTTP {exc.status}): create a token with "
                               "the api scope and export GITLAB_TOKEN=...") from None
+        if exc.status in (200, 404):  # no GitLab API there: GET /api/v4/user always exists
+            raise ConfigError(f"no GitLab API at {url} ({exc.message}): GITLAB_URL must be the instance's base "
+                              "URL, e.g. https://gitlab.example.com, without /api/v4") from None
         log.warning(kv("GitLab answered the start-up check with an error; events will be retried",
                        status=exc.status))
 
