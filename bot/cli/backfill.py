@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from typing import Callable, TextIO
 
@@ -57,7 +58,7 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
     try:
         async with aiohttp.ClientSession() as session:
             client = GitLabClient(session, url=settings.gitlab.url, token=token, retry=retry)
-            found = await client.get_project(int(project) if project.isdigit() else project)
+            found = await client.get_project(int(project) if re.fullmatch(r"[0-9]+", project) else project)
             print(f"importing {found.path_with_namespace} (id {found.id}) from {settings.gitlab.url}", file=out)
             bots = settings.project_settings(found.id, found.path_with_namespace).bots
             return await backfill_project(client, storage, found.id, restart=restart, concurrency=concurrency,
@@ -67,9 +68,6 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.concurrency < 1:
-        print("reviewbot backfill: --concurrency must be at least 1", file=sys.stderr)
-        return 2
     try:
         settings = load_settings(args.config, require_gitlab=False)
         asyncio.run(backfill(settings, args.project, restart=args.restart, concurrency=args.concurrency))
@@ -79,4 +77,8 @@ def run(args: argparse.Namespace) -> int:
     except (GitLabError, StorageError) as exc:
         print(f"reviewbot backfill: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # what was imported is stored, and the cursor with it
+        print("reviewbot backfill: interrupted; run the same command again to go on where it stopped",
+              file=sys.stderr)
+        return 130
     return 0
