@@ -35,3 +35,33 @@ def test_a_bad_database_url_is_reported(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", "mysql://nope")
     assert run() == 2
     assert "setting database.url (from environment variable DATABASE_URL)" in capsys.readouterr().err
+
+
+def test_a_database_migrated_by_a_later_release_is_not_sent_to_migrate(new_database, tmp_path, capsys):
+    """After a rollback the database is at a revision this code does not know: `reviewbot migrate` cannot
+    help (alembic "Can't locate revision"), so neither `--check` nor the start-up check may advise it."""
+    import asyncio
+    import sqlite3
+
+    from bot.storage import Storage
+
+    assert run() == 0
+    with sqlite3.connect(tmp_path / "bot.sqlite3") as db:
+        db.execute("UPDATE alembic_version SET version_num = '9999'")
+    capsys.readouterr()
+    for argv in (["--check"], []):
+        assert run(*argv) == 2
+        err = capsys.readouterr().err
+        assert "at 9999, which this version of reviewbot does not know" in err and "a later reviewbot" in err
+
+    async def start() -> str:
+        storage = Storage(f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+        try:
+            await storage.check_schema()
+        except Exception as exc:  # noqa: BLE001 - the message is the point
+            return str(exc)
+        finally:
+            await storage.close()
+        return ""
+    said = asyncio.run(start())
+    assert "a later reviewbot migrated it" in said and "run `reviewbot migrate`" not in said

@@ -21,7 +21,7 @@ from bot.storage.db import StorageError, create_engine
 
 __all__ = [
     "alembic_config", "migrate", "schema_is_current", "current_revisions", "head_revisions",
-    "check_schema", "SchemaOutOfDate",
+    "check_schema", "SchemaOutOfDate", "known_revisions", "newer_schema",
 ]
 
 SCRIPT_LOCATION = "bot:migrations"
@@ -46,6 +46,23 @@ def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
+def known_revisions() -> set[str]:
+    """Every revision this code's migrations know."""
+    return {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+
+
+def newer_schema(current: set[str]) -> SchemaOutOfDate | None:
+    """The error for a database migrated by a later reviewbot (a revision this code does not know), or None:
+    `reviewbot migrate` cannot help there, a newer reviewbot can."""
+    unknown = current - known_revisions()
+    if not unknown:
+        return None
+    return SchemaOutOfDate(
+        f"the database schema is at {', '.join(sorted(unknown))}, which this version of reviewbot does not know "
+        f"(it needs {', '.join(sorted(head_revisions()))}): a later reviewbot migrated it; run that version "
+        "(after a rollback, deploy the release that migrated the database again)")
+
+
 def _current(connection: Connection) -> set[str]:
     return set(MigrationContext.configure(connection).get_current_heads())
 
@@ -64,6 +81,8 @@ async def schema_is_current(engine: AsyncEngine) -> bool:
 async def check_schema(engine: AsyncEngine) -> None:
     """Refuse to run on a database that is not migrated to this code's schema."""
     current, heads = await current_revisions(engine), head_revisions()
+    if (newer := newer_schema(current)) is not None:
+        raise newer
     if current != heads:
         at = ", ".join(sorted(current)) or "empty (never migrated)"
         raise SchemaOutOfDate(
@@ -83,6 +102,8 @@ async def migrate(url: str, revision: str = "head", **engine_kwargs: Any) -> set
     """Bring the database at `url` up to `revision` (default: the newest); return its revisions after."""
     engine = create_engine(url, **engine_kwargs)
     try:
+        if (newer := newer_schema(await current_revisions(engine))) is not None:
+            raise newer
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade, alembic_config(), revision)
         return await current_revisions(engine)
