@@ -102,6 +102,18 @@ async def test_ping_names_the_cause_when_the_database_is_unreachable(tmp_path):
     await storage.close()
 
 
+@pytest.mark.parametrize("url, said", [
+    ("postgresql://u:secret-pw@h:abc/db", "cannot be used: invalid literal for int()"),
+    ("postgresql://u:secret-pw@127.0.0.1:5432/db?foo=1", "unreachable: TypeError: connect() got an unexpected"),
+])
+async def test_a_database_url_sqlalchemy_cannot_use_is_a_storage_error(url, said):
+    """Both passed the settings check and ended in a traceback (a port that is no number, an option the
+    driver does not take); the password stays out of the message."""
+    with pytest.raises(StorageError) as caught:
+        await Storage.open(url)
+    assert said in str(caught.value) and "secret-pw" not in str(caught.value)
+
+
 async def test_naive_datetimes_are_refused(storage):
     with pytest.raises(sa.exc.StatementError, match="timezone-aware"):
         await storage.optouts.set(1, "ann", until=datetime(2030, 1, 1))

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot.config import normalise_database_url
+from bot.config import normalise_database_url, redact_url
 
 __all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", "StorageError"]
 
@@ -82,8 +82,17 @@ def _sqlite_directory_exists(_dialect: Any, _record: Any, cargs: Any, cparams: A
 
 
 def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine:
-    """An async engine for a SQLite (aiosqlite) or PostgreSQL (asyncpg) URL, with sensible pool settings."""
+    """An async engine for a SQLite (aiosqlite) or PostgreSQL (asyncpg) URL, with sensible pool settings;
+    `StorageError` for a URL SQLAlchemy cannot read (a port that is not a number, say)."""
     url = normalise_database_url(url)
+    try:
+        return _engine(url, echo, kwargs)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise StorageError(f"database URL {redact_url(url)} cannot be used: {exc}; see config.example.toml "
+                           "[database] url") from None
+
+
+def _engine(url: str, echo: bool, kwargs: dict[str, Any]) -> AsyncEngine:
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         engine = create_async_engine(url, echo=echo, **kwargs)

@@ -69,7 +69,7 @@ class Storage:
         try:
             async with self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-        except (sa.exc.SQLAlchemyError, OSError) as exc:
+        except (sa.exc.SQLAlchemyError, OSError, TypeError, ValueError) as exc:  # Type/Value: the URL's options
             raise StorageError(f"database {redact_url(self.url)} is unreachable: {_cause(exc)}") from exc
 
     async def check_schema(self) -> None:
