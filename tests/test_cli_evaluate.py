@@ -44,6 +44,8 @@ def test_table_by_default(history, capsys):
 def test_unknown_method_and_missing_file(history):
     with pytest.raises(SystemExit, match="unknown method 'magic'"):
         main(["evaluate", str(history), "--method", "magic"])
+    with pytest.raises(SystemExit, match="--method names no method"):
+        main(["evaluate", str(history), "--method", ","])
     with pytest.raises(SystemExit, match="no such file"):
         main(["evaluate", "/nonexistent.jsonl"])
 

@@ -59,6 +59,8 @@ def _check_methods(methods: list[str]) -> None:
     from graph.recommend import METHODS
 
     known = {"default", *METHODS, *BASELINES}
+    if not methods:
+        raise SystemExit(f"reviewbot evaluate: --method names no method; choose from {', '.join(sorted(known))}")
     for m in methods:
         if m not in known:
             raise SystemExit(f"reviewbot evaluate: unknown method {m!r}; choose from {', '.join(sorted(known))}")
