@@ -244,7 +244,8 @@ def render_why(
     items = [c if isinstance(c, Contribution) else Contribution(*c) for c in raw]
     head = [f"**Why {code_span('@' + person)}?**"]
     if suggestion is not None:
-        place = f"ranked {rank} with" if rank is not None else "has"
+        place = "has" if rank is None else f"would rank {rank} (before the filters) with" if dropped else \
+            f"ranked {rank} with"
         head.append(f"{code_span('@' + person)} {place} score {suggestion.score:.3f}.")
     if dropped:
         head.append(f"Not suggested: {_one_line(_quiet(dropped))}.")

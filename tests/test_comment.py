@@ -238,3 +238,11 @@ def test_paths_with_backticks_stay_code_in_reasons():
 def test_no_text_from_users_renders_a_mention(text):
     body = render_comment([BOB], loads={}, names={"bob": text}, notes=[text], marker="", commands_footer=False)
     assert _live_mentions(body) == []
+
+
+def test_why_for_someone_ranked_then_filtered_says_the_rank_is_before_the_filters():
+    from graph.model import Suggestion
+
+    text = render_why("ben", Suggestion("ben", 0.9, (), ()), (), rank=1, dropped="has set their GitLab status to Busy")
+    assert text.startswith("**Why `@ben`?**\n`@ben` would rank 1 (before the filters) with score 0.900.\n"
+                           "Not suggested: has set their GitLab status to Busy.")
