@@ -59,6 +59,30 @@ async def test_invalid_project_overrides_are_permanent(handler_env):
     env.state.outbox.clear()
 
 
+@pytest.mark.parametrize("field, value, said", [
+    ("object_attributes.id", None, "object_attributes.id is None, not an id"),
+    ("merge_request.iid", "abc", "merge_request.iid is 'abc', not an id"),
+    ("user", "root", "user is not an object with a username and an id"),
+])
+async def test_a_payload_field_of_the_wrong_type_is_dead_lettered_at_once(handler_env, field, value, said):
+    """Retried, it held up the merge request's later events for minutes (a TypeError each time)."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.add_note(mr, env.tiny.cy, "/reviewers help")
+    [note] = env.state.outbox[:]
+    env.state.outbox.clear()
+    where, _, name = field.partition(".")
+    if name:
+        note.body[where][name] = value
+    else:
+        note.body[where] = value
+    calls = len(env.state.requests)
+    with pytest.raises(PermanentFailure, match=f"Note Hook payload not as GitLab sends it: {said}"):
+        await env.send(note)
+    assert len(env.state.requests) == calls
+
+
 async def test_project_overrides_from_the_database_apply(handler_env):
     env = await handler_env()
     await env.storage.projects.set_overrides(env.pid, {"top_k": 1})

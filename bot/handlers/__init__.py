@@ -30,6 +30,7 @@ from bot.gitlab.client import GitLabClient, RetryPolicy
 from bot.gitlab.errors import GitLabError
 from bot.handlers import emoji, merge_requests, notes
 from bot.handlers.context import BotIdentity, EventContext, GitLabFailure, PermanentFailure, Services
+from bot.handlers.shape import shape_problem
 from bot.logfmt import kv
 from bot.metrics import Metrics
 from bot.storage import EventRow, ProjectRow, Storage
@@ -91,6 +92,8 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
     if row.project_id is None:
         log.info(kv("event without a project ignored", event_id=row.id, kind=row.kind))
         return
+    if (problem := shape_problem(row.kind, row.body)) is not None:
+        raise PermanentFailure(f"{row.kind} payload not as GitLab sends it: {problem}")
     try:
         ctx = await _context(services, row)
         await services.backfills.ensure(row.project_id, bots=ctx.project.bots)
