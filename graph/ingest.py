@@ -26,18 +26,13 @@ __all__ = ["add_changes"]
 
 def add_changes(og, changes: Sequence[Change], *, allow_author: bool = False) -> None:
     """Add `changes` (in time order) to `og`: the same as ``og.add_change(c)`` for each, faster."""
-    from graph.ownership import _RESCALE_AT
-
     start = 0
     while start < len(changes):
         if og.t0 is None:
             og.t0 = float(changes[start].time)
         end, ws = start, []
-        while end < len(changes):
-            w = og.scale(float(changes[end].time))
-            if w > _RESCALE_AT:
-                break
-            ws.append(w)
+        while end < len(changes) and not og.needs_rebase(float(changes[end].time)):
+            ws.append(og.scale(float(changes[end].time)))
             end += 1
         if end > start:
             _Batch(og, changes[start:end], ws, allow_author).write()

@@ -40,7 +40,6 @@ from graph.model import Change
 __all__ = ["OwnershipGraph", "PeopleTable", "ReviewTimes", "ancestors", "path_node", "person_node", "DAY", "EDGE_COLUMNS"]
 
 DAY = 86400.0
-_RESCALE_AT = 2.0**400
 _BOT_NAMES = frozenset({"ghost", "gitlab-bot", "dependabot", "renovate"})
 # What NetworkX's add_node/add_edge do after each call (converted-graph caches); here once per change.
 _clear_cache = getattr(nx, "_clear_cache", lambda G: None)
@@ -200,6 +199,11 @@ class OwnershipGraph:
         hl = self.short_half_life if short else self.half_life
         return 2.0 ** (-(now - self.t0) / hl)
 
+    def needs_rebase(self, t: float) -> bool:
+        """Whether an event at time t must move the reference time first: its scaled weight, long or short,
+        would pass 2 ** 400 (2 ** 1024 overflows a float)."""
+        return (t - self.t0) / min(self.half_life, self.short_half_life) > 400
+
     def _rebase(self, t: float) -> None:
         """Move the reference time to t, rescaling every stored weight (rare: once per ~400 half-lives)."""
         f_long, f_short = self.decay(t), self.decay(t, short=True)
@@ -249,10 +253,9 @@ class OwnershipGraph:
         """The scaled (long, short) weights of an event at time t, rebasing first when they grow too large."""
         if self.t0 is None:
             self.t0 = t
-        w = self.scale(t)
-        if w > _RESCALE_AT:
+        if self.needs_rebase(t):
             self._rebase(t)
-            w = self.scale(t)
+        w = self.scale(t)
         self.now = max(self.now, t)
         return w, self.scale(t, short=True)
 

@@ -53,6 +53,15 @@ def test_rebase_keeps_decayed_values():
     assert math.isfinite(g.G["/a.c"]["@bob"]["rw"])
 
 
+def test_a_gap_of_a_thousand_short_half_lives_rebases_before_the_scale_overflows():
+    """The rebase was decided on the long half-life alone: with a short one of a week, 21 years between two
+    changes put 2 ** 1100 in the short scale (OverflowError)."""
+    g = OwnershipGraph(half_life_days=180, short_half_life_days=7)
+    g.add_change(Change("1", 0, "ann", ("bob",), ("a.c",)))
+    g.add_change(Change("2", int(1100 * 7 * DAY), "ann", ("bob",), ("a.c",)))
+    assert g.G.nodes["@bob"]["rc"] == 2 and math.isfinite(g.G.nodes["@bob"]["sw"])
+
+
 def test_bots_and_author_self_review():
     g = OwnershipGraph()
     g.add_change(Change("1", 0, "renovate", ("bob",), ("a.c",), bot_author=True))
