@@ -23,6 +23,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -49,6 +51,11 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///reviewbot.sqlite3"
 ENV_CONFIG_PATH = "REVIEWBOT_CONFIG"
 ACCESS_LEVELS = (10, 15, 20, 30, 40, 50)
 DASHBOARD_TOKEN_MIN = 16
+WEBHOOK_SECRET_MIN = 8
+DAY_SECONDS = 86400
+CENTURY_DAYS = 36525
+# Keys of `Settings` that the loader fills in itself; a file that sets them is wrong, not obeyed.
+INTERNAL_KEYS = ("source",)
 
 # Environment variable -> (section, key). Environment wins over the file (Heroku-style config).
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
@@ -85,7 +92,9 @@ class ConfigError(Exception):
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: TOML spells inf and nan, and either would pass a `gt=0` bound and then overflow a
+    # date or an int conversion (or compare false with everything) at run time.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class GitLabSettings(_Frozen):
@@ -98,13 +107,42 @@ class GitLabSettings(_Frozen):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        parts = urlsplit(value)
-        if "@" in parts.netloc or parts.query:  # it is printed in messages: no credentials in it
-            raise ValueError("must be the instance's base URL alone (no user:password@, no ?query): "
-                             "give the token in GITLAB_TOKEN")
+        problem = _gitlab_url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value.rstrip("/")
+
+
+def _gitlab_url_problem(value: str) -> str | None:
+    """Why `value` cannot be the instance's base URL, or None. The URL is printed in messages and logs, so it
+    must hold no credentials; the client adds /api/v4 itself, so a URL ending in it would double it."""
+    if not value.startswith(("http://", "https://")):
+        return f"must start with http:// or https://, got {_quoted_url(value)}"
+    if any(ch.isspace() for ch in value):
+        return "must not contain spaces: give the address as the browser shows it (https://gitlab.example.com)"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:  # its text may quote the value
+        return "is not a valid URL (check the port and any [IPv6] brackets)"
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        return ("must be the instance's base URL alone (no user:password@, no ?query): "
+                "give the token in GITLAB_TOKEN")
+    if not parts.hostname:
+        return "has no host name: give e.g. https://gitlab.example.com"
+    if parts.path.rstrip("/").casefold().endswith("/api/v4"):
+        return "ends in /api/v4: give the base URL without /api/v4 (the bot adds it)"
+    return None
+
+
+def _quoted_url(value: str) -> str:
+    """The value for a message if it is recognisably a URL (minus user:password, query and fragment), else a
+    placeholder: a token pasted into GITLAB_URL by mistake must not reach the terminal or the log."""
+    if "://" not in value:
+        return "a value that is not a URL (not shown: it may be a secret)"
+    scheme, _, rest = value.partition("://")
+    rest = re.split(r"[?#]", rest, maxsplit=1)[0].rpartition("@")[2]  # a password may hold a "/"
+    return repr(f"{scheme}://{rest}")
 
 
 class ServerSettings(_Frozen):
@@ -120,7 +158,7 @@ class DatabaseSettings(_Frozen):
     """Where events, history, comments and models are kept."""
 
     url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
-    echo: bool = False
+    echo: StrictBool = False
 
     @field_validator("url", mode="before")
     @classmethod
@@ -137,17 +175,22 @@ class DatabaseSettings(_Frozen):
 
 
 class WorkerSettings(_Frozen):
-    """The background loop that runs stored events."""
+    """The background loop that runs stored events.
+
+    Upper bounds keep each value inside what it feeds: leases and retry delays become datetimes (a lease of
+    1e12 s is past the year 9999), `max_attempts` an int4 column and the exponent of `2 ** attempts` (a float
+    past 2 ** 1023), `retention_days` a timedelta subtracted from now.
+    """
 
     concurrency: int = Field(2, ge=1, le=64)
-    lease_seconds: float = Field(300.0, gt=0)
+    lease_seconds: float = Field(300.0, gt=0, le=DAY_SECONDS)
     dispatch_timeout: float = Field(120.0, gt=0)
-    max_attempts: int = Field(6, ge=1)
+    max_attempts: int = Field(6, ge=1, le=1000)
     backoff: float = Field(10.0, gt=0)
-    backoff_max: float = Field(3600.0, gt=0)
-    poll_interval: float = Field(2.0, gt=0)
-    retention_days: float = Field(7.0, ge=1)
-    prune_interval: float = Field(3600.0, gt=0)
+    backoff_max: float = Field(3600.0, gt=0, le=DAY_SECONDS)
+    poll_interval: float = Field(2.0, gt=0, le=3600)
+    retention_days: float = Field(7.0, ge=1, le=CENTURY_DAYS)
+    prune_interval: float = Field(3600.0, gt=0, le=DAY_SECONDS)
 
     @model_validator(mode="after")
     def _lease_outlives_dispatch(self) -> WorkerSettings:
@@ -158,11 +201,19 @@ class WorkerSettings(_Frozen):
             )
         return self
 
+    @model_validator(mode="after")
+    def _backoff_within_cap(self) -> WorkerSettings:
+        """The first retry waits `backoff`, later ones at most `backoff_max`: a cap below the start is a typo."""
+        if self.backoff > self.backoff_max:
+            raise ValueError(f"backoff ({self.backoff}) must not exceed backoff_max ({self.backoff_max}): "
+                             "raise backoff_max or lower backoff")
+        return self
+
 
 class DashboardSettings(_Frozen):
     """The read-only dashboard at GET /: off unless enabled, and then only behind a long token."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     token: SecretStr | None = None
 
     @model_validator(mode="after")
@@ -182,24 +233,29 @@ class LearningSettings(_Frozen):
     retrain_labels: int = Field(50, ge=0)
     retrain_hours: float = Field(24.0, ge=0)
     holdout: int = Field(200, ge=10)
-    prior: bool = False
+    prior: StrictBool = False
 
 
 class ProjectSettings(_Frozen):
-    """How the bot behaves on one project: [defaults] with that project's overrides applied."""
+    """How the bot behaves on one project: [defaults] with that project's overrides applied.
+
+    Booleans are strict (`mention = "yes"` is an error, not true). `half_life_days` is at least a week: a
+    review weighs 2 ** (age / half-life), which overflows a float once a project is idle for 624 to 1024
+    half-lives (two to three years at a half-life of one day).
+    """
 
     assign: Literal["off", "top1", "top-k"] = "off"
     top_k: int = Field(3, ge=1, le=20)
-    mention: bool = False
-    skip_drafts: bool = True
+    mention: StrictBool = False
+    skip_drafts: StrictBool = True
     ignore_label: str = "no-reviewer-bot"
     max_open_reviews: int = Field(5, ge=0)
     min_access_level: int = 30
-    half_life_days: float = Field(180.0, gt=0)
+    half_life_days: float = Field(180.0, ge=7)
     inactive_days: int = Field(90, ge=1)
     bots: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    comment_on_update: bool = True
+    comment_on_update: StrictBool = True
 
     @field_validator("min_access_level")
     @classmethod
@@ -213,13 +269,38 @@ class WebhookSecret(_Frozen):
     """A webhook secret token, valid for one project, one group (and its subgroups) or everything."""
 
     secret: SecretStr
-    project: str | int | None = None
+    project: str | StrictInt | None = None
     group: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _usable_secret(cls, value: SecretStr) -> SecretStr:
+        """Long enough not to be guessed, and without spaces around it: HTTP drops them from the X-Gitlab-Token
+        header, so such a secret could never match. The message gives lengths only, never the secret."""
+        secret = value.get_secret_value()
+        core = secret.strip()
+        if len(core) < WEBHOOK_SECRET_MIN or core != secret:
+            raise ValueError(
+                f"secret must be at least {WEBHOOK_SECRET_MIN} characters with no spaces around them (got "
+                f"{len(core)}{'' if core == secret else ' and surrounding spaces'}): choose a long random "
+                "secret (python -c 'import secrets; print(secrets.token_urlsafe(32))') and enter the same as "
+                "the webhook's Secret token in GitLab"
+            )
+        return value
+
+    @field_validator("project", "group")
+    @classmethod
+    def _usable_scope(cls, value: str | int | None) -> str | int | None:
+        """A scope that no delivery can match (an empty path, a negative id) would silently refuse everything."""
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be a positive project id such as 42, got {value}")
+        if isinstance(value, str) and (not value.strip(" /") or value != value.strip()):
+            raise ValueError(f"must be a path such as my-group/my-app, without spaces around it "
+                             f"(got {value!r}); leave it out for a secret valid for every project")
+        return value
 
     @model_validator(mode="after")
     def _one_scope(self) -> WebhookSecret:
-        if not self.secret.get_secret_value():
-            raise ValueError("secret is empty")
         if self.project is not None and self.group is not None:
             raise ValueError("give either project or group, not both")
         return self
@@ -258,7 +339,19 @@ class Settings(_Frozen):
             try:
                 ProjectSettings.model_validate({**self._defaults_dict(), **overrides})
             except ValidationError as exc:
-                raise ValueError(f"[projects.{_toml_key(key)}] {_first_error(exc)}") from None
+                raise ValueError(f"[projects.{_toml_key(key)}] {_first_error(exc, ProjectSettings)}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _one_table_per_project(self) -> Settings:
+        """GitLab resolves paths without case, so [projects."A/b"] and [projects."a/b"] are the same project:
+        which one `project_settings` would apply depends on their order in the file."""
+        seen: dict[str, str] = {}
+        for key in self.projects:
+            other = seen.setdefault(key.casefold(), key)
+            if other != key:
+                raise ValueError(f"[projects.{_toml_key(other)}] and [projects.{_toml_key(key)}] name the same "
+                                 "project (GitLab paths ignore case): merge them into one table")
         return self
 
     def _defaults_dict(self) -> dict[str, Any]:
@@ -280,7 +373,8 @@ class Settings(_Frozen):
         try:
             return ProjectSettings.model_validate(merged)
         except ValidationError as exc:
-            raise ConfigError(f"project {path_with_namespace or project_id}: {_first_error(exc)}") from None
+            problem = _first_error(exc, ProjectSettings)
+            raise ConfigError(f"project {path_with_namespace or project_id}: {problem}") from None
 
     def secrets_for(self, project_id: int | None, path: str | None) -> list[bytes]:
         """The webhook secrets a delivery for this project may carry."""
@@ -306,10 +400,35 @@ def _toml_key(key: str) -> str:
     return key if key.isdigit() else f'"{key}"'
 
 
-def _first_error(exc: ValidationError) -> str:
+def _first_error(exc: ValidationError, model: type[BaseModel]) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"]
+    allowed = _allowed(model, err["loc"])
+    message = f"{err['msg']} ({allowed})" if allowed else err["msg"]
+    return f"{where}: {message}" if where else message
+
+
+def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | None:
+    """What a boolean or bounded number setting accepts, read from its `Field` so message and check agree.
+
+    >>> _allowed(WorkerSettings, ("lease_seconds",))
+    'allowed: more than 0 and at most 86400'
+    """
+    field = None
+    for part in loc:
+        fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+        field = fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        model = field.annotation  # type: ignore[assignment]
+    if field is None:
+        return None
+    if field.annotation is bool:
+        return "allowed: true or false, without quotes"
+    words = {"gt": "more than", "ge": "at least", "lt": "less than", "le": "at most"}
+    bounds = [f"{word} {getattr(m, key)}" for m in field.metadata for key, word in words.items()
+              if hasattr(m, key)]
+    return "allowed: " + " and ".join(bounds) if bounds else None
 
 
 def redact_url(url: str) -> str:
@@ -356,7 +475,12 @@ def _config_path(path: str | Path | None, environ: Mapping[str, str]) -> Path | 
         default = Path("config.toml")
         return default if default.is_file() else None
     resolved = Path(path)
-    if not resolved.is_file():
+    try:
+        found = resolved.is_file()
+    except OSError as exc:  # e.g. a directory on the way that the bot's user may not enter
+        raise ConfigError(f"config file {str(resolved)!r} (from {origin}) cannot be read ({exc.strerror}): "
+                          "make it and its directories readable by the bot's user, or fix the path") from None
+    if not found:
         raise ConfigError(
             f"config file {str(resolved)!r} (from {origin}) does not exist: "
             "copy config.example.toml there or fix the path"
@@ -372,6 +496,22 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc}): fix the syntax, see config.example.toml") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; the message quotes one byte, never the text around it
+        byte = f"byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+        raise ConfigError(f"{path} is not UTF-8 text ({byte}): save it as UTF-8 (without a UTF-16 byte order "
+                          "mark)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror or type(exc).__name__}): make it readable "
+                          "by the bot's user (chmod, chown) or fix the path") from None
+
+
+def _reject_internal_keys(data: Mapping[str, Any], source: str) -> None:
+    """`source` is a field of `Settings` (where the settings came from), so pydantic's unknown-key check
+    passes it; a file that sets it would be silently overwritten instead of refused."""
+    for key in INTERNAL_KEYS:
+        if key in data:
+            raise ConfigError(f"setting {key} (from {source}): unknown setting: remove it, "
+                              "see config.example.toml for the settings there are")
 
 
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
@@ -395,7 +535,9 @@ def _validation_message(exc: ValidationError, origins: Mapping[str, str], source
         loc = ".".join(str(p) for p in err["loc"]) or "projects"
         origin = next((o for k, o in origins.items() if loc.startswith(k)), source)
         what = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
-        fix = FIXES.get(loc, "see config.example.toml for the allowed values")
+        allowed = _allowed(Settings, err["loc"])
+        fix = FIXES.get(loc, f"{allowed}, see config.example.toml" if allowed else
+                        "see config.example.toml for the allowed values")
         lines.append(f"setting {loc} (from {origin}): {what}: {fix}")
     return "; ".join(lines)
 
@@ -420,6 +562,7 @@ def load_settings(
     file = _config_path(path, environ)
     data = _read_toml(file)
     source = str(file) if file else "built-in defaults"
+    _reject_internal_keys(data, source)
     origins = _apply_environment(data, environ)
     try:
         settings = Settings.model_validate({**data, "source": source})

@@ -1,6 +1,7 @@
 """Settings: file + environment, validation messages that name the fix, secrets never shown."""
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,7 @@ def test_a_password_given_as_a_query_parameter_is_redacted_too():
 @pytest.mark.parametrize(
     ("env", "toml", "message"),
     [
-        ({"GITLAB_WEBHOOK_SECRET": "s"}, "", "GITLAB_TOKEN is not set: create a personal"),
+        ({"GITLAB_WEBHOOK_SECRET": "hook-secret-123"}, "", "GITLAB_TOKEN is not set: create a personal"),
         ({"GITLAB_TOKEN": "t"}, "", "GITLAB_WEBHOOK_SECRET is not set"),
         ({**ENV, "PORT": "http"}, "", "setting server.port (from environment variable PORT)"),
         (ENV, "[server]\nprot = 1\n", "setting server.prot (from "),
@@ -109,7 +110,7 @@ def test_a_password_given_as_a_query_parameter_is_redacted_too():
         (ENV, '[defaults]\nassign = "all"\n', "setting defaults.assign"),
         (ENV, "[defaults]\nmin_access_level = 35\n", "GitLab access levels"),
         (ENV, '[projects."g/p"]\ntop_kk = 2\n', '[projects."g/p"] top_kk'),
-        (ENV, '[[webhook_secrets]]\nsecret = "s"\nproject = 1\ngroup = "g"\n', "either project or group"),
+        (ENV, '[[webhook_secrets]]\nsecret = "ssssssss"\nproject = 1\ngroup = "g"\n', "either project or group"),
         (ENV, '[database]\nurl = "mysql://x"\n', "only SQLite"),
         (ENV, "[gitlab\n", "is not valid TOML"),
         (ENV, '[gitlab]\nurl = "gitlab.com"\n', "must start with http"),
@@ -156,14 +157,14 @@ top_k = 1
 
 def test_webhook_secrets_are_scoped_to_projects_and_groups():
     settings = Settings(webhook_secrets=[
-        {"secret": "all"}, {"secret": "grp", "group": "g"}, {"secret": "id", "project": 5},
-        {"secret": "path", "project": "g/sub/app"},
+        {"secret": "all-0123"}, {"secret": "grp-0123", "group": "g"}, {"secret": "id-01234", "project": 5},
+        {"secret": "path-0123", "project": "g/sub/app"},
     ])
-    assert settings.secrets_for(5, "g/sub/app") == [b"all", b"grp", b"id", b"path"]
-    assert settings.secrets_for(6, "gg/app") == [b"all"]
-    assert settings.secrets_for(None, None) == [b"all"]
+    assert settings.secrets_for(5, "g/sub/app") == [b"all-0123", b"grp-0123", b"id-01234", b"path-0123"]
+    assert settings.secrets_for(6, "gg/app") == [b"all-0123"]
+    assert settings.secrets_for(None, None) == [b"all-0123"]
     assert len(settings.all_secrets()) == 4
-    assert settings.secrets_for(7, "G/Sub/App") == [b"all", b"grp", b"path"]  # GitLab paths ignore case
+    assert settings.secrets_for(7, "G/Sub/App") == [b"all-0123", b"grp-0123", b"path-0123"]  # paths ignore case
 
 
 def test_project_settings_match_the_path_in_any_case():
@@ -185,3 +186,150 @@ def test_the_dashboard_is_off_by_default_and_needs_a_long_token_when_on(tmp_path
     settings = load_settings(path, environ={**ENV, "REVIEWBOT_DASHBOARD_TOKEN": "dashboard-token-0123456789"})
     assert settings.dashboard.token.get_secret_value() == "dashboard-token-0123456789"
     assert "dashboard-token-0123456789" not in repr(settings) + str(settings.describe())
+
+
+# --- files that cannot be read, values that break the bot at run time, secrets in messages ------------------
+
+def unreadable_file(tmp_path: Path) -> Path:
+    """A config file whose read fails: mode 000, or (as root, who reads anything) a kernel file that refuses."""
+    path = write(tmp_path, "[server]\nport = 8080\n")
+    path.chmod(0)
+    for candidate in (path, Path("/proc/sys/vm/drop_caches")):
+        try:
+            if candidate.is_file():
+                candidate.read_bytes()
+        except OSError:
+            return candidate
+    pytest.skip("no unreadable file here (running as root without /proc)")
+
+
+def test_a_config_file_that_is_not_utf8_or_cannot_be_read_is_a_config_error(tmp_path):
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe[gitlab]\n")  # saved as UTF-16 by a Windows editor
+    with pytest.raises(ConfigError, match=rf"{binary} is not UTF-8 text .*: save it as UTF-8"):
+        load_settings(binary, environ=ENV)
+    unreadable = unreadable_file(tmp_path)
+    with pytest.raises(ConfigError, match=rf"{unreadable} cannot be read \(.+\): make it readable"):
+        load_settings(unreadable, environ=ENV)
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker"], ["migrate"], ["events", "list"]])
+def test_every_command_reports_an_unreadable_config_in_one_line(tmp_path, capsys, command):
+    from bot.cli import main
+
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe[gitlab]\n")
+    assert main([*command, "--config", str(binary)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"reviewbot {command[0]}: {binary} is not UTF-8") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[worker]\nlease_seconds = 1e12\n", "setting worker.lease_seconds (from {file}): Input should be less "
+                                            "than or equal to 86400: allowed: more than 0 and at most 86400"),
+        ("[worker]\nlease_seconds = inf\n", "setting worker.lease_seconds (from {file}): Input should be a finite"),
+        ("[worker]\nretention_days = 1e10\n", "worker.retention_days (from {file}): Input should be less than or "
+                                              "equal to 36525: allowed: at least 1 and at most 36525"),
+        ("[worker]\nretention_days = inf\n", "worker.retention_days (from {file}): Input should be a finite"),
+        ("[worker]\nbackoff = 100\nbackoff_max = 1\n", "backoff (100.0) must not exceed backoff_max (1.0)"),
+        ("[worker]\nbackoff_max = 1e300\n", "worker.backoff_max (from {file}): Input should be less than or equal"),
+        ("[worker]\nmax_attempts = 100000\n", "worker.max_attempts (from {file}): Input should be less than or equal"),
+        ("[worker]\npoll_interval = nan\n", "worker.poll_interval (from {file}): Input should be a finite"),
+        ("[worker]\nprune_interval = inf\n", "worker.prune_interval (from {file}): Input should be a finite"),
+        ("[learning]\nretrain_hours = inf\n", "learning.retrain_hours (from {file}): Input should be a finite"),
+        ("[defaults]\nhalf_life_days = 1\n", "defaults.half_life_days (from {file}): Input should be greater than or "
+                                             "equal to 7: allowed: at least 7"),
+        ('[projects."g/p"]\nhalf_life_days = 0.5\n', '[projects."g/p"] half_life_days: Input should be greater'),
+    ],
+)
+def test_values_that_would_overflow_at_run_time_are_refused_with_the_allowed_range(tmp_path, toml, message):
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ=ENV)
+    assert message.format(file=path) in str(info.value)
+
+
+async def test_the_largest_allowed_worker_values_still_fit_the_database(tmp_path, storage):
+    from bot.storage.events import backoff_delay
+
+    cfg = load_settings(write(tmp_path, "[worker]\nlease_seconds = 86400\ndispatch_timeout = 86399\n"
+                                        "max_attempts = 1000\nbackoff = 86400\nbackoff_max = 86400\n"
+                                        "retention_days = 36525\n"), environ=ENV).worker
+    await storage.events.store_event(dedupe_key="k", kind="Merge Request Hook", action="open", project_id=7,
+                                     mr_iid=1, headers={}, body={"object_kind": "merge_request"})
+    [row] = await storage.events.claim("w", cfg.lease_seconds, 1, max_attempts=cfg.max_attempts)
+    delay = backoff_delay(cfg.max_attempts, cfg.backoff, cfg.backoff_max)
+    status = await storage.events.retry_later(row.id, "boom", delay, max_attempts=cfg.max_attempts, owner="w")
+    assert status == "failed"
+    assert await storage.events.prune(timedelta(days=cfg.retention_days)) == 0
+
+
+def test_a_value_given_as_gitlab_url_is_echoed_only_when_it_is_a_url(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={**ENV, "GITLAB_URL": "glpat-SECRETTOKEN"})
+    assert "must start with http:// or https://" in str(info.value) and "SECRETTOKEN" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={**ENV, "GITLAB_URL": "ftp://bot:pa/ss@gitlab.example.com/x?private_token=tok"})
+    assert "got 'ftp://gitlab.example.com/x'" in str(info.value)
+    assert not any(leak in str(info.value) for leak in ("pa/ss", "bot:", "private_token"))
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://gitlab.example.com/api/v4", "give the base URL without /api/v4"),
+        ("https://gitlab.example.com/API/v4/", "give the base URL without /api/v4"),
+        ("https://", "has no host name"),
+        ("https://:443/", "has no host name"),
+        ("https://git lab", "must not contain spaces"),
+        ("https://gitlab.example.com:glpat-secret", "is not a valid URL"),
+        ("https://gitlab.example.com/#x", "no user:password@, no ?query"),
+    ],
+)
+def test_a_gitlab_url_that_is_not_a_base_url_is_refused(tmp_path, url, message):
+    path = write(tmp_path, f'[gitlab]\nurl = "{url}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ=ENV)
+    assert f"setting gitlab.url (from {path}): Value error, " in str(info.value)
+    assert message in str(info.value) and "glpat-secret" not in str(info.value)
+
+
+def test_an_instance_under_a_path_is_a_base_url():
+    assert load_settings(environ={**ENV, "GITLAB_URL": "https://example.com/gitlab/"}).gitlab.url == (
+        "https://example.com/gitlab")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('source = "elsewhere"\n', "setting source (from {file}): unknown setting"),
+        ('[[webhook_secrets]]\nsecret = "x"\n', "setting webhook_secrets.0.secret (from {file}): Value error, "
+                                                "secret must be at least 8 characters"),
+        ('[[webhook_secrets]]\nsecret = "          "\n', "webhook_secrets.0.secret (from {file})"),
+        ('[[webhook_secrets]]\nsecret = " hook-secret-456 "\n', "(got 15 and surrounding spaces)"),
+        ('[[webhook_secrets]]\nsecret = "hook-secret-456"\ngroup = ""\n', "webhook_secrets.0.group (from {file})"),
+        ('[[webhook_secrets]]\nsecret = "hook-secret-456"\nproject = ""\n', "webhook_secrets.0.project (from"),
+        ('[[webhook_secrets]]\nsecret = "hook-secret-456"\nproject = -5\n', "must be a positive project id"),
+        ('[projects."A/b"]\ntop_k = 1\n[projects."a/b"]\ntop_k = 2\n',
+         '[projects."A/b"] and [projects."a/b"] name the same project'),
+        ('[defaults]\nmention = "yes"\n', "setting defaults.mention (from {file}): Input should be a valid boolean: "
+                                          "allowed: true or false, without quotes"),
+        ("[projects.5]\nskip_drafts = 0\n", "[projects.5] skip_drafts: Input should be a valid boolean"),
+        ("[dashboard]\nenabled = 1\n", "setting dashboard.enabled (from {file})"),
+    ],
+)
+def test_values_that_used_to_pass_silently_are_refused(tmp_path, toml, message):
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ=ENV)
+    assert message.format(file=path) in str(info.value)
+    assert "hook-secret-456" not in str(info.value)
+
+
+def test_a_short_webhook_secret_from_the_environment_is_named_but_not_shown():
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={**ENV, "GITLAB_WEBHOOK_SECRET": "tiny7ch"})
+    assert "webhook_secrets.0.secret (from environment variable GITLAB_WEBHOOK_SECRET)" in str(info.value)
+    assert "tiny7ch" not in str(info.value)
