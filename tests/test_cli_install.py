@@ -103,3 +103,95 @@ def test_a_missing_token_names_the_variable(env, capsys):
 def test_the_url_must_be_http():
     with pytest.raises(InstallError, match="must start with https://"):
         hook_url("bot.example.com")
+
+
+@pytest.mark.parametrize("gitlab_url", [f"http://u:{ROOT_TOKEN}@127.0.0.1:1", f"u:{ROOT_TOKEN}@127.0.0.1:1",
+                                        f"http://127.0.0.1:1/?private_token={ROOT_TOKEN}"])
+def test_a_gitlab_url_with_credentials_is_refused_without_repeating_them(env, capsys, gitlab_url):
+    env.setenv("GITLAB_TOKEN", "t")
+    code = main(["install", "--project", "1", "--url", "https://b.example.com", "--gitlab-url", gitlab_url])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("reviewbot install: --gitlab-url must")
+    assert ROOT_TOKEN not in out + err and "cannot reach" not in err
+
+
+async def test_an_empty_secret_is_refused_and_the_hook_keeps_its_own(gitlab_sim: SimState, capsys):
+    project = gitlab_sim.project("acme/widgets")
+    given = "the-running-bots-secret-0123456789"
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com", "--secret", given) == 0
+    capsys.readouterr()
+    requests_before = len(gitlab_sim.calls())
+    for empty in ("", "   "):
+        assert await install("--project", "acme/widgets", "--url", "https://bot.example.com", "--secret", empty) == 2
+        err = capsys.readouterr().err
+        assert "--secret is empty (is the variable it was given from unset?)" in err and "GITLAB_WEBHOOK_SECRET" in err
+    [hook] = project.hooks
+    assert hook.token == given
+    assert len(gitlab_sim.calls()) == requests_before
+
+
+async def test_a_secret_with_surrounding_whitespace_is_refused_unrepeated(gitlab_sim: SimState, capsys):
+    secret = "secret-with-a-newline-0123456789\n"
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com", "--secret", secret) == 2
+    out, err = capsys.readouterr()
+    assert "whitespace" in err and secret.strip() not in out + err
+    assert not gitlab_sim.calls()
+
+
+@pytest.mark.parametrize("option", ["--project", "--url", "--gitlab-url", "--token-env", "--config"])
+async def test_an_empty_option_is_refused_rather_than_defaulted(gitlab_sim: SimState, capsys, option):
+    argv = {"--project": "acme/widgets", "--url": "https://bot.example.com"}
+    argv[option] = " "
+    assert await install(*(word for pair in argv.items() for word in pair)) == 2
+    err = capsys.readouterr().err
+    assert f"{option} is empty (is the variable it was given from unset?)" in err
+    assert not gitlab_sim.calls() and not gitlab_sim.project("acme/widgets").hooks
+
+
+@pytest.mark.parametrize("url", ["https://u:pw-in-url@bot.example.com", "https://bot.example.com/?key=pw-in-url",
+                                 "https://bot.example.com/#pw-in-url"])
+async def test_a_public_url_with_credentials_is_refused_without_repeating_them(gitlab_sim: SimState, capsys, url):
+    assert await install("--project", "acme/widgets", "--url", url) == 2
+    out, err = capsys.readouterr()
+    assert "no user:password@, no ?query or #fragment" in err and "pw-in-url" not in out + err
+    assert not gitlab_sim.project("acme/widgets").hooks
+
+
+async def test_a_token_with_a_line_break_is_refused_unrepeated(gitlab_sim: SimState, env, capsys):
+    env.setenv("GITLAB_TOKEN", ROOT_TOKEN + "\n")
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 2
+    err = capsys.readouterr().err
+    assert "GITLAB_TOKEN holds whitespace or a line break" in err and ROOT_TOKEN not in err
+    assert not gitlab_sim.calls()
+
+
+@pytest.mark.parametrize("first, again", [
+    ("https://bot.example.com", "https://BOT.example.com"),
+    ("https://bot.example.com", "https://bot.example.com:443"),
+    ("https://Bot.Example.com:443/", "HTTPS://bot.example.com/webhook/"),
+    ("http://bot.example.com:80", "http://bot.example.com"),
+])
+async def test_another_spelling_of_the_url_updates_the_same_hook(gitlab_sim: SimState, capsys, first, again):
+    assert await install("--project", "acme/widgets", "--url", first) == 0
+    assert await install("--project", "acme/widgets", "--url", again) == 0
+    [hook] = gitlab_sim.project("acme/widgets").hooks
+    assert hook.url == again.rstrip("/").removesuffix("/webhook") + "/webhook"
+    assert "Updated webhook" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("other", ["https://bot.example.com:8443", "http://bot.example.com",
+                                   "https://bot.example.com/Reviewbot", "https://bot.example.org"])
+async def test_another_endpoint_gets_its_own_hook(gitlab_sim: SimState, other):
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com/reviewbot") == 0
+    assert await install("--project", "acme/widgets", "--url", other) == 0
+    assert len(gitlab_sim.project("acme/widgets").hooks) == 2
+
+
+async def test_duplicate_hooks_already_there_are_reported(gitlab_sim: SimState, capsys):
+    first = gitlab_sim.add_hook("acme/widgets", "https://bot.example.com/webhook", token="old")
+    second = gitlab_sim.add_hook("acme/widgets", "https://BOT.example.com:443/webhook", token="old")
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 0
+    err = capsys.readouterr().err
+    assert first.token != "old" and second.token == "old"
+    assert f"webhook(s) {second.id} on acme/widgets also point at" in err and "Settings > Webhooks" in err

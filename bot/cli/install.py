@@ -3,13 +3,16 @@
 Why a command: a hand-made hook is easy to get subtly wrong (GitLab turns push events on by default, the
 secret must match the bot's, a second hook for the same URL doubles every event). This one subscribes to
 merge request, comment and emoji events only, verifies SSL, sets a fresh random secret and prints it once,
-and updates the existing hook for the same URL instead of adding a duplicate.
+and updates the existing hook for the same URL instead of adding a duplicate (the same URL in any spelling:
+host case, the default port, a trailing slash).
 
 It is a one-off operator command, so it uses python-gitlab (synchronous) rather than the bot's async client,
 and it does not retry server errors (a retried POST could add a second hook): run it again instead, which
 is safe because a second run updates the hook it finds.
 Managing hooks needs the Maintainer role: the token is GITLAB_TOKEN unless `--token-env` names another
-variable (a token on the command line would end up in the shell history).
+variable (a token on the command line would end up in the shell history). An empty option (an unset
+`"$VARIABLE"`) is refused rather than replaced by a default, and no message repeats a token, a secret or a
+URL that may hold credentials.
 """
 from __future__ import annotations
 
@@ -19,11 +22,13 @@ import secrets
 import sys
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import gitlab
 import requests
+from pydantic import ValidationError
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, GitLabSettings, load_settings
 
 __all__ = ["register", "run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
@@ -31,6 +36,17 @@ __all__ = ["register", "run", "install_hook", "hook_url", "hook_attributes", "In
 HOOK_NAME = "reviewbot"
 EVENTS = {"merge_requests_events": True, "note_events": True, "emoji_events": True,
           "push_events": False, "confidential_note_events": False}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# What to do when an option is given empty, by its argparse name.
+IF_EMPTY = {
+    "project": "pass the project's numeric id or group/project path",
+    "url": "pass the bot's public address, e.g. https://reviewbot.example.com",
+    "secret": "export the bot's webhook secret (GITLAB_WEBHOOK_SECRET) first, or leave --secret out to generate "
+              "a new one, which replaces the hook's and must then be given to the bot",
+    "gitlab_url": "pass GitLab's address, or leave --gitlab-url out to use GITLAB_URL or [gitlab] url",
+    "token_env": "name the variable that holds the token, or leave --token-env out to use GITLAB_TOKEN",
+    "config": "pass the config file's path, or leave --config out to use $REVIEWBOT_CONFIG or ./config.toml",
+}
 
 
 class InstallError(Exception):
@@ -39,13 +55,15 @@ class InstallError(Exception):
 
 @dataclass(frozen=True)
 class InstalledHook:
-    """What `install_hook` did: `action` is "created" or "updated"."""
+    """What `install_hook` did: `action` is "created" or "updated"; `duplicates` are the ids of other hooks
+    for the same URL, left alone (each sends every event once more)."""
 
     action: str
     hook_id: int
     url: str
     project_id: int
     project_path: str
+    duplicates: tuple[int, ...] = ()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,8 +88,16 @@ def hook_url(public_url: str) -> str:
     ('https://bot.example.com/webhook', 'https://bot.example.com/webhook')
     """
     base = public_url.strip().rstrip("/")
-    if not base.startswith(("http://", "https://")):
+    if any(c in base for c in "@?#"):  # not repeated: it may hold a password or a token
+        raise InstallError("--url must be the bot's public address alone (no user:password@, no ?query or "
+                           "#fragment): GitLab proves itself to the bot with the webhook secret, not the URL")
+    parts = urlsplit(base)
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         raise InstallError(f"--url {public_url!r} must start with https:// (the address GitLab will POST to)")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise InstallError(f"--url {public_url!r} has an invalid port: give a number, e.g. :8443") from None
     return base if base.endswith("/webhook") else base + "/webhook"
 
 
@@ -80,15 +106,27 @@ def hook_attributes(url: str, secret: str) -> dict[str, Any]:
     return {"url": url, "name": HOOK_NAME, "token": secret, "enable_ssl_verification": True, **EVENTS}
 
 
-def _same_url(a: str, b: str) -> bool:
-    return a.rstrip("/") == b.rstrip("/")
+def _endpoint(url: str) -> tuple[Any, ...]:
+    """What two spellings of one hook URL share: scheme and host in any case, the default port (443 for
+    https, 80 for http) said or not, the path with or without a trailing slash.
+
+    >>> _endpoint("HTTPS://Bot.Example.com:443/webhook/") == _endpoint("https://bot.example.com/webhook")
+    True
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a malformed URL is only ever the same as itself
+        return (url,)
+    return scheme, parts.hostname, port, parts.path.rstrip("/"), parts.query
 
 
 def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -> InstalledHook:
     """Create the hook, or update the existing one for the same URL; raises `InstallError` naming the fix."""
     try:
         target = gl.projects.get(project)
-        existing = [h for h in target.hooks.list(get_all=True) if _same_url(h.url, url)]
+        existing = [h for h in target.hooks.list(get_all=True) if _endpoint(h.url) == _endpoint(url)]
         attrs = hook_attributes(url, secret)
         if existing:
             hook_id, action = existing[0].id, "updated"
@@ -97,7 +135,8 @@ def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -
             hook_id, action = target.hooks.create(attrs).id, "created"
     except (gitlab.GitlabError, requests.RequestException) as exc:
         raise InstallError(explain(exc, gl.url, project)) from None
-    return InstalledHook(action, int(hook_id), url, int(target.id), str(target.path_with_namespace))
+    return InstalledHook(action, int(hook_id), url, int(target.id), str(target.path_with_namespace),
+                         tuple(int(h.id) for h in existing[1:]))
 
 
 def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
@@ -123,16 +162,44 @@ def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
     return f"GitLab answered {code or 'an error'} ({detail}): try again; if it persists, check GitLab's status"
 
 
+def _check_given(args: argparse.Namespace) -> None:
+    """Refuse an option given as empty: most likely `"$VARIABLE"` with the variable unset, where falling
+    back to a default (a generated secret, GITLAB_TOKEN, gitlab.com) would do what nobody asked for."""
+    for option, fix in IF_EMPTY.items():
+        value = getattr(args, option)
+        if value is not None and not value.strip():
+            flag = "--" + option.replace("_", "-")
+            raise InstallError(f"{flag} is empty (is the variable it was given from unset?): {fix}")
+    if args.secret is not None and args.secret != args.secret.strip():
+        raise InstallError("--secret starts or ends with whitespace, which HTTP drops from the X-Gitlab-Token "
+                           "header, so the bot would refuse every delivery: pass it without")
+
+
+def _gitlab_url(value: str) -> str:
+    """`--gitlab-url`, held to the rules of `[gitlab] url` (`GitLabSettings`); the message never repeats the
+    value, which may hold a token."""
+    try:
+        return GitLabSettings(url=value.strip()).url
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        reason = reason.replace(repr(value.strip()), "a value not repeated here")
+        raise InstallError(f"--gitlab-url {reason}") from None
+
+
 def _token(settings_token: str | None, token_env: str | None) -> str:
     if token_env:
-        value = os.environ.get(token_env, "")
-        if not value:
-            raise ConfigError(f"--token-env {token_env}: that environment variable is empty; export it first")
-        return value
-    if not settings_token:
-        raise ConfigError("GITLAB_TOKEN is not set: export a Maintainer's access token with the api scope "
-                          "(or pass --token-env VAR naming the variable that holds one)")
-    return settings_token
+        value, source = os.environ.get(token_env, ""), f"--token-env {token_env}: that environment variable"
+        if not value.strip():
+            raise ConfigError(f"{source} is empty; export it first")
+    else:
+        value, source = settings_token or "", "GITLAB_TOKEN"
+        if not value.strip():
+            raise ConfigError("GITLAB_TOKEN is not set: export a Maintainer's access token with the api scope "
+                              "(or pass --token-env VAR naming the variable that holds one)")
+    if any(c.isspace() for c in value):
+        raise ConfigError(f"{source} holds whitespace or a line break besides the token (a copy-paste or a "
+                          "file's last newline?): export the token alone")
+    return value
 
 
 def _instructions(done: InstalledHook, secret: str | None) -> str:
@@ -157,19 +224,29 @@ def _instructions(done: InstalledHook, secret: str | None) -> str:
     return "\n".join(lines)
 
 
+def _duplicates_warning(done: InstalledHook) -> str | None:
+    if not done.duplicates:
+        return None
+    ids = ", ".join(str(i) for i in done.duplicates)
+    return (f"reviewbot install: warning: webhook(s) {ids} on {done.project_path} also point at {done.url} and "
+            "were left as they are: each sends every event once more; delete them under Settings > Webhooks")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
+        _check_given(args)
         settings = load_settings(args.config, require_gitlab=False)
         configured = settings.gitlab.token.get_secret_value() if settings.gitlab.token else None
         token = _token(configured, args.token_env)
         url = hook_url(args.url)
+        gitlab_url = settings.gitlab.url if args.gitlab_url is None else _gitlab_url(args.gitlab_url)
     except (ConfigError, InstallError) as exc:
         print(f"reviewbot install: {exc}", file=sys.stderr)
         return 2
-    secret = args.secret or secrets.token_urlsafe(32)
-    project: str | int = int(args.project) if str(args.project).isdigit() else args.project
-    gitlab_url = (args.gitlab_url or settings.gitlab.url).rstrip("/")
-    if url.startswith("http://"):
+    secret = args.secret if args.secret is not None else secrets.token_urlsafe(32)
+    name = args.project.strip()
+    project: str | int = int(name) if name.isascii() and name.isdigit() else name
+    if urlsplit(url).scheme == "http":
         print("reviewbot install: warning: the URL is not https, so the secret travels in clear text",
               file=sys.stderr)
     try:
@@ -178,5 +255,7 @@ def run(args: argparse.Namespace) -> int:
     except InstallError as exc:
         print(f"reviewbot install: {exc}", file=sys.stderr)
         return 1
-    print(_instructions(done, None if args.secret else secret))
+    print(_instructions(done, None if args.secret is not None else secret))
+    if warning := _duplicates_warning(done):
+        print(warning, file=sys.stderr)
     return 0
