@@ -131,6 +131,13 @@ async def test_an_empty_secret_is_refused_and_the_hook_keeps_its_own(gitlab_sim:
     assert len(gitlab_sim.calls()) == requests_before
 
 
+async def test_a_secret_the_bot_would_refuse_is_refused_here(gitlab_sim: SimState, capsys):
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com", "--secret", "short") == 2
+    out, err = capsys.readouterr()
+    assert "--secret is 5 characters: the bot refuses webhook secrets under 8" in err and "short" not in out + err
+    assert not gitlab_sim.calls()
+
+
 async def test_a_secret_with_surrounding_whitespace_is_refused_unrepeated(gitlab_sim: SimState, capsys):
     secret = "secret-with-a-newline-0123456789\n"
     assert await install("--project", "acme/widgets", "--url", "https://bot.example.com", "--secret", secret) == 2

@@ -28,7 +28,7 @@ import gitlab
 import requests
 from pydantic import ValidationError
 
-from bot.config import ConfigError, GitLabSettings, load_settings
+from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings
 
 __all__ = ["register", "run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
@@ -170,6 +170,9 @@ def _check_given(args: argparse.Namespace) -> None:
         if value is not None and not value.strip():
             flag = "--" + option.replace("_", "-")
             raise InstallError(f"{flag} is empty (is the variable it was given from unset?): {fix}")
+    if args.secret is not None and len(args.secret.strip()) < WEBHOOK_SECRET_MIN:
+        raise InstallError(f"--secret is {len(args.secret.strip())} characters: the bot refuses webhook secrets "
+                           f"under {WEBHOOK_SECRET_MIN}; leave --secret out to generate a long one")
     if args.secret is not None and args.secret != args.secret.strip():
         raise InstallError("--secret starts or ends with whitespace, which HTTP drops from the X-Gitlab-Token "
                            "header, so the bot would refuse every delivery: pass it without")
