@@ -87,3 +87,20 @@ def test_config_after_the_action(queue, tmp_path, capsys, monkeypatch):
                       '[worker]\nretention_days = 30\n')
     assert run("list", "--json", "--config", str(config)) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_the_database_echo_goes_to_stderr_not_into_the_json(queue, tmp_path, capfd, monkeypatch):
+    """`[database] echo = true`: SQLAlchemy's own echo printed every statement on stdout, between the JSON
+    lines of `events list --json`."""
+    import logging
+
+    monkeypatch.delenv("DATABASE_URL")
+    config = tmp_path / "bot.toml"
+    config.write_text(f'[gitlab]\nurl = "https://gitlab.example"\n[database]\nurl = "{queue}"\necho = true\n')
+    engine_log = logging.getLogger("sqlalchemy.engine.Engine")
+    monkeypatch.setattr(engine_log, "handlers", [])  # each restored after the test: no SQL log for the others
+    monkeypatch.setattr(engine_log, "level", engine_log.level)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    assert run("--config", str(config), "list", "--json") == 0
+    out, err = capfd.readouterr()
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [2, 1] and "SELECT" in err

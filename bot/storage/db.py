@@ -6,7 +6,9 @@ kept in this one module so the stores read the same for both.
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -85,11 +87,24 @@ def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine
     """An async engine for a SQLite (aiosqlite) or PostgreSQL (asyncpg) URL, with sensible pool settings;
     `StorageError` for a URL SQLAlchemy cannot read (a port that is not a number, say)."""
     url = normalise_database_url(url)
+    if echo:
+        _echo_to_stderr()
     try:
-        return _engine(url, echo, kwargs)
+        return _engine(url, False, kwargs)
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise StorageError(f"database URL {redact_url(url)} cannot be used: {exc}; see config.example.toml "
                            "[database] url") from None
+
+
+def _echo_to_stderr() -> None:
+    """`[database] echo`: the SQL statements on stderr. SQLAlchemy's own `echo=True` prints them on stdout,
+    into the output of `reviewbot events list --json`."""
+    logger = logging.getLogger("sqlalchemy.engine.Engine")
+    logger.setLevel(logging.INFO)
+    if not logger.handlers and not logging.getLogger().handlers:  # serve and worker log to stderr already
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        logger.addHandler(handler)
 
 
 def _engine(url: str, echo: bool, kwargs: dict[str, Any]) -> AsyncEngine:
