@@ -98,9 +98,12 @@ def test_the_database_echo_goes_to_stderr_not_into_the_json(queue, tmp_path, cap
     config = tmp_path / "bot.toml"
     config.write_text(f'[gitlab]\nurl = "https://gitlab.example"\n[database]\nurl = "{queue}"\necho = true\n')
     engine_log = logging.getLogger("sqlalchemy.engine.Engine")
-    monkeypatch.setattr(engine_log, "handlers", [])  # each restored after the test: no SQL log for the others
-    monkeypatch.setattr(engine_log, "level", engine_log.level)
+    monkeypatch.setattr(engine_log, "handlers", [])  # restored after the test: no SQL log for the others
     monkeypatch.setattr(logging.getLogger(), "handlers", [])
-    assert run("--config", str(config), "list", "--json") == 0
+    level = engine_log.level
+    try:
+        assert run("--config", str(config), "list", "--json") == 0
+    finally:
+        engine_log.setLevel(level)
     out, err = capfd.readouterr()
     assert [json.loads(line)["id"] for line in out.splitlines()] == [2, 1] and "SELECT" in err
