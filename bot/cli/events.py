@@ -80,7 +80,7 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
 async def _show(storage: Storage, args: argparse.Namespace, out: Console) -> int:
     row = await storage.events.get(args.id)
     if row is None:
-        out.print(f"no event {args.id}: see `reviewbot events list`")
+        print(f"reviewbot events: no event {args.id}: see `reviewbot events list`", file=sys.stderr)
         return 1
     out.print_json(json.dumps({**_summary(row), "dedupe_key": row.dedupe_key, "lease_owner": row.lease_owner,
                                "headers": row.headers, "body": row.body}))
@@ -91,7 +91,8 @@ async def _requeue(storage: Storage, args: argparse.Namespace, out: Console) -> 
     missing = [i for i in args.ids if not await storage.events.requeue(i)]
     out.print(f"requeued {len(args.ids) - len(missing)} event(s)")
     if missing:
-        out.print(f"not requeued (unknown or running right now): {', '.join(map(str, missing))}")
+        print(f"reviewbot events: not requeued (unknown or running right now): {', '.join(map(str, missing))}",
+              file=sys.stderr)
     return 1 if missing else 0
 
 
