@@ -53,7 +53,7 @@ Commands inside code blocks or quotes are ignored."""
 
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
 _SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
-_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)  # an unclosed one hides the rest, as in Markdown
+_CODE_SPAN = re.compile(r"`+[^`]*`+")
 _USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]*)")
 _DURATION = re.compile(
     r"(?P<n>[0-9]+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE
@@ -97,17 +97,37 @@ def _visible_lines(text: str) -> list[str]:
     when the comment is shown: a command there would run unseen)."""
     lines: list[str] = []
     fence: str | None = None
-    for line in _HTML_COMMENT.sub("", text).splitlines():
+    hidden = False  # inside an HTML comment
+    for line in text.splitlines():
         stripped = line.strip()
         if fence is not None:
             if stripped.startswith(fence) and not stripped.strip(fence[0]):
                 fence = None
             continue
+        if hidden:
+            hidden, stripped = "-->" not in stripped, stripped.partition("-->")[2].strip()
+            if hidden:
+                continue
         if m := _FENCE_OPEN.fullmatch(stripped):
             fence = m.group(1) or m.group(2) or m.group(3)
-        elif not stripped.startswith(">"):
+            continue
+        stripped, hidden = _uncommented(stripped)
+        if not stripped.startswith(">"):
             lines.append(stripped)
     return lines
+
+
+def _uncommented(line: str) -> tuple[str, bool]:
+    """The line without its HTML comments (not those in `code spans`), and whether one stays open after it."""
+    code = _CODE_SPAN.sub(lambda m: "\0" * len(m.group()), line)  # same length, no `<!--` inside
+    start = code.find("<!--")
+    if start < 0:
+        return line, False
+    end = code.find("-->", start + 4)
+    if end < 0:
+        return line[:start].strip(), True
+    rest, hidden = _uncommented(line[end + 3:])
+    return (line[:start] + rest).strip(), hidden
 
 
 def _invalid(text: str, problem: str) -> Command:

@@ -41,6 +41,11 @@ WEBHOOKS = Path("/work/shared/gitlab/webhooks")
         ("/reviewers-suggest", Command("unknown", "/reviewers-suggest")),
         (">>> quoted\n/reviewers", Command("suggest", "/reviewers")),
         ("```inline``` code\n/reviewers", Command("suggest", "/reviewers")),
+        # an HTML comment hides what it spans, not what follows a `<!--` inside code
+        ("Use `<!--` to hide text.\n/reviewers", Command("suggest", "/reviewers")),
+        ("```html\n<!-- x\n```\n/reviewers", Command("suggest", "/reviewers")),
+        ("<!-- a --> /reviewers", Command("suggest", "/reviewers")),
+        ("see <!-- a\nb --> below\n/reviewers", Command("suggest", "/reviewers")),
     ],
 )
 def test_single_command(text, expected):
