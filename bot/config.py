@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "quoted_url",
     "ConfigError",
     "Settings",
     "GitLabSettings",
@@ -117,7 +118,7 @@ def _gitlab_url_problem(value: str) -> str | None:
     """Why `value` cannot be the instance's base URL, or None. The URL is printed in messages and logs, so it
     must hold no credentials; the client adds /api/v4 itself, so a URL ending in it would double it."""
     if not value.startswith(("http://", "https://")):
-        return f"must start with http:// or https://, got {_quoted_url(value)}"
+        return f"must start with http:// or https://, got {quoted_url(value)}"
     if any(ch.isspace() for ch in value):
         return "must not contain spaces: give the address as the browser shows it (https://gitlab.example.com)"
     try:
@@ -135,7 +136,7 @@ def _gitlab_url_problem(value: str) -> str | None:
     return None
 
 
-def _quoted_url(value: str) -> str:
+def quoted_url(value: str) -> str:
     """The value for a message if it is recognisably a URL (minus user:password, query and fragment), else a
     placeholder: a token pasted into GITLAB_URL by mistake must not reach the terminal or the log."""
     if "://" not in value:

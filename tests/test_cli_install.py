@@ -165,6 +165,12 @@ async def test_a_public_url_with_credentials_is_refused_without_repeating_them(g
     assert not gitlab_sim.project("acme/widgets").hooks
 
 
+async def test_a_token_given_as_the_url_is_not_repeated(gitlab_sim: SimState, capsys):
+    assert await install("--project", "acme/widgets", "--url", "glpat-pw-in-url") == 2
+    out, err = capsys.readouterr()
+    assert "must start with https://" in err and "pw-in-url" not in out + err
+
+
 async def test_a_token_with_a_line_break_is_refused_unrepeated(gitlab_sim: SimState, env, capsys):
     env.setenv("GITLAB_TOKEN", ROOT_TOKEN + "\n")
     assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 2

@@ -28,7 +28,7 @@ import gitlab
 import requests
 from pydantic import ValidationError
 
-from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings
+from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings, quoted_url
 
 __all__ = ["register", "run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
@@ -93,11 +93,13 @@ def hook_url(public_url: str) -> str:
                            "#fragment): GitLab proves itself to the bot with the webhook secret, not the URL")
     parts = urlsplit(base)
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
-        raise InstallError(f"--url {public_url!r} must start with https:// (the address GitLab will POST to)")
+        raise InstallError(f"--url {quoted_url(public_url.strip())} must start with https:// (the address GitLab "
+                           "will POST to)")
     try:
         parts.port  # noqa: B018 - parsing it is the check
     except ValueError:
-        raise InstallError(f"--url {public_url!r} has an invalid port: give a number, e.g. :8443") from None
+        raise InstallError(f"--url {quoted_url(public_url.strip())} has an invalid port: give a number, e.g. "
+                           ":8443") from None
     return base if base.endswith("/webhook") else base + "/webhook"
 
 
