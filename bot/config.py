@@ -240,9 +240,7 @@ class LearningSettings(_Frozen):
 class ProjectSettings(_Frozen):
     """How the bot behaves on one project: [defaults] with that project's overrides applied.
 
-    Booleans are strict (`mention = "yes"` is an error, not true). `half_life_days` is at least a week: a
-    review weighs 2 ** (age / half-life), which overflows a float once a project is idle for 624 to 1024
-    half-lives (two to three years at a half-life of one day).
+    Booleans are strict (`mention = "yes"` is an error, not true).
     """
 
     assign: Literal["off", "top1", "top-k"] = "off"
@@ -252,7 +250,7 @@ class ProjectSettings(_Frozen):
     ignore_label: str = "no-reviewer-bot"
     max_open_reviews: int = Field(5, ge=0)
     min_access_level: int = 30
-    half_life_days: float = Field(180.0, ge=7)
+    half_life_days: float = Field(180.0, gt=0)
     inactive_days: int = Field(90, ge=1)
     bots: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
