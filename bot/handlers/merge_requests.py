@@ -218,14 +218,15 @@ async def record_approval(event: Event, ctx: EventContext) -> None:
 async def on_merge(event: Event, ctx: EventContext) -> None:
     """A merged MR joins the history (and the graph); its final reviewers become feedback."""
     iid = int(event.object_attributes["iid"])
+    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
+    if merge_recorded(rows, ctx.event_id):  # that event, retried until done, also adds it to the history
+        log.info(kv("merge delivered again; already recorded", project_id=ctx.project_id, mr_iid=iid))
+        return
     mr = await ctx.client.get_mr(ctx.project_id, iid)
     change = await fetch_change(ctx.client, ctx.project_id, mr, bots=ctx.project.bots)
-    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
-    again = merge_recorded(rows, ctx.event_id)
-    change = await leave_out_idle(ctx, iid, change, rows, record=not again)
+    change = await leave_out_idle(ctx, iid, change, rows)
     await ctx.engine.add_merged(ctx.project_id, change, ctx.project)
-    if not again:
-        await record_final(ctx, iid, change)
+    await record_final(ctx, iid, change)
     log.info(kv("merge added to history", project_id=ctx.project_id, mr_iid=iid, files=len(change.files),
                 reviewers=",".join(change.truth()) or None))
 
@@ -240,13 +241,11 @@ def merge_recorded(rows: Iterable[FeedbackRow], event_id: int | None) -> bool:
                for r in rows)
 
 
-async def leave_out_idle(ctx: EventContext, iid: int, change: Change, rows: list[FeedbackRow], *,
-                         record: bool = True) -> Change:
+async def leave_out_idle(ctx: EventContext, iid: int, change: Change, rows: list[FeedbackRow]) -> Change:
     """`change` without the reviews the bot requested that nobody took up (`bot.backfill.drop_idle_picks`),
-    each recorded as `passed_over` (unless not `record`): the team let the request lie, a rejection, not a
-    review."""
+    each recorded as `passed_over`: the team let the request lie, a rejection, not a review."""
     change, idle = await drop_idle_picks(ctx.client, ctx.project_id, iid, change, rows)
-    if not idle or not record:
+    if not idle:
         return change
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     for person in idle:
