@@ -210,7 +210,7 @@ def replay(rec: GraphRecommender, items: Iterable[Change | Label], authors: Mapp
             rec.observe(item)
         elif learner is not None:
             change = label_change(item, known, replayed)
-            learner.learn(change, item.person, item.label, time=item.time, rank=item.rank, vote=not item.by_bot)
+            learner.learn(change, item.person, item.label, time=item.time, rank=item.rank, chosen=not item.by_bot)
             learned += 1
     return learned
 

@@ -211,7 +211,7 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
             self._changes.pop(gone, None)
 
     def learn(self, change: Change, person: str, label: str, *, time: float | None = None,
-              rank: int | None = None, vote: bool = True) -> None:
+              rank: int | None = None, chosen: bool = True) -> None:
         """Feedback from the team on a suggestion for `change` (labels in `graph.feedback`).
 
         With `hard_negatives`, rejections also make that person's row of this change count twice when the
@@ -221,9 +221,13 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         change (as the bot's do): its author and files are then those remembered when it was suggested.
         `PUT_FIRST` is no feedback: the person was shown first, which the load spreading counts;
         `MOVED_DOWN[term]` names who would have been first but for that hand-set term (whom the team then
-        takes is a vote on it, `_vote`; `vote=False`: a review the bot requested itself, not the team's
-        choice). `CLOSED` neither: the merge request was closed unmerged (`_closed`).
+        takes is a vote on it, `_vote`). `CLOSED` neither: the merge request was closed unmerged (`_closed`).
+        `chosen=False` marks a review the bot requested itself (its `assign` setting): not the team's choice,
+        so no evidence at all — counted, it reset the rejection streak of the very person the team kept
+        removing, who then stayed first and was requested again and again. Their review, once done, counts.
         """
+        if not chosen:
+            return
         at = change.time if time is None else time
         if label == PUT_FIRST:
             self.put_first(change.id, person, at)
@@ -243,7 +247,7 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
                              files=change.files)
         if label in NEGATIVE:
             self._rejected.setdefault(change.id, set()).add(person)
-        if label in REVIEWED and vote:
+        if label in REVIEWED:
             self._vote(change.id, person)
         if self.settings.early_reviews and change.author:
             self._review_early(change, person, label, at)
