@@ -256,7 +256,7 @@ def _load(mrs: Iterable[_Mr], since: datetime, limit: int) -> list[LoadRow]:
                 if rank == 0:
                     add(person, "top1", mr.iid)
         for row in (f for f in mr.feedback if f.created_at >= since):
-            if row.label in BECAME_REVIEWER or row.label == "approved":
+            if (row.label in BECAME_REVIEWER and not is_bot_pick(row)) or row.label == "approved":  # the team's
                 add(row.person, "reviewing" if row.label in BECAME_REVIEWER else "approved", mr.iid)
         for person in [] if mr.merged() or mr.closed() else mr.reviewers():
             add(person, "open", mr.iid)
