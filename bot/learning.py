@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import os
 import pickle
@@ -30,6 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
+import numpy as np
+import sqlalchemy as sa
+
 from bot.backfill import is_bot_pick
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, Storage, SuggestionRow
@@ -38,7 +42,7 @@ from graph.feedback import CLOSED, FEEDBACK_FEATURES, MOVED_DOWN, NEGATIVE, POSI
 from graph.features import FEATURES
 from graph.model import Change
 from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender
-from graph.retrain import Retrained, retrain, training_window
+from graph.retrain import Retrained, Window, retrain, training_window
 from graph.synthetic import synthetic_history
 
 __all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retrain_and_store", "adopt",
@@ -260,19 +264,28 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
         window = await to_the_end(asyncio.to_thread(training_window, rec))
     if window is None:
         return None
+    version = f"{changes}c-{await asyncio.to_thread(window_digest, window)}"
+    if await storage.models.exists(project_id, version):  # fitted on this very data already, here or elsewhere
+        log.info(kv("model for this training data stored already; not retrained", project_id=project_id,
+                    version=version))
+        return None
     loop = asyncio.get_running_loop()
     result = await loop.run_in_executor(_RETRAINING, functools.partial(retrain, window, holdout=holdout))
     if result.model is None:
         return result
-    version = f"{changes}c-{uuid.uuid4().hex[:8]}"
     blob = await asyncio.to_thread(pickle.dumps, result.model, 5)
     score = round(result.score, 4)
-    if result.better_or_equal:
-        active = await storage.models.save_replacing(project_id, version, blob, backtest_score=score,
-                                                     expected=row.version if row is not None else None)
-    else:
-        await storage.models.save(project_id, version, blob, backtest_score=score, activate=False)
-        active = False
+    try:
+        if result.better_or_equal:
+            active = await storage.models.save_replacing(project_id, version, blob, backtest_score=score,
+                                                         expected=row.version if row is not None else None)
+        else:
+            await storage.models.save(project_id, version, blob, backtest_score=score, activate=False)
+            active = False
+    except sa.exc.IntegrityError:  # another process fitted the same data at the same time and stored it first
+        log.info(kv("model for this training data stored by another process", project_id=project_id,
+                    version=version))
+        return result
     if active:
         async with lock:
             adopt(rec, result.model)
@@ -280,6 +293,18 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
     log.info(kv("model retrained", project_id=project_id, version=version, top1=round(result.score, 4),
                 current_top1=round(result.current_score, 4), held_out=result.changes, active=active))
     return result
+
+
+def window_digest(window: Window) -> str:
+    """A short fingerprint of a training window and its estimator: the same data fits the same model (the
+    ranker is deterministic), so a process does not fit and store it again, nor does another process.
+    Labels alone add no training rows; a merge does."""
+    h = hashlib.sha256()
+    for part in (window.X, window.y, window.groups):
+        h.update(np.ascontiguousarray(part).tobytes())
+    h.update(repr(sorted(window.estimator.get_params().items())).encode())
+    h.update(repr(window.half_life).encode())
+    return h.hexdigest()[:12]
 
 
 def fit_prior(n_changes: int = 1200, seed: int = 7) -> Any | None:

@@ -191,7 +191,7 @@ async def test_retraining_on_a_schedule_when_labels_came_in(store):
     assert await store.models.list(PID) == []  # a label, but the hour since the project was loaded is not over
     assert await an_hour_later(0) == 1  # the hour is over and a label came in during it
     assert await an_hour_later(0) == 1  # no label since the last retraining: nothing to learn
-    assert await an_hour_later(1) == 2
+    assert await an_hour_later(1) == 1  # a label, but no merge since: the same training data, not fitted again
 
 
 # --- through the real handlers -------------------------------------------------------------------------------
@@ -379,5 +379,27 @@ async def test_a_timed_out_event_lets_go_of_the_recommender_only_when_its_thread
         await engine.learn_new(PID, SETTINGS)
         assert overlap[0] == 1 and observed.count("!1000") == 1 and observed.count("!1001") == 1
         assert engine.changes_seen(PID) == 202
+    finally:
+        await storage.close()
+
+
+async def test_a_window_fitted_once_is_not_fitted_and_stored_again(sqlite_url):
+    """Every process counts the labels it replays and retrains on the same data: one stored model per
+    training window (and estimator), whichever process fits it first; a merge changes the window."""
+    from bot.learning import retrain_and_store, window_digest
+    from graph.retrain import training_window
+    from tests.test_retrain import trained
+
+    storage = Storage(sqlite_url)
+    try:
+        first, second = trained(), trained()
+        assert window_digest(training_window(first)) == window_digest(training_window(second))
+        assert await retrain_and_store(storage, PID, first, asyncio.Lock(), holdout=60, changes=300) is not None
+        assert await retrain_and_store(storage, PID, second, asyncio.Lock(), holdout=60, changes=300) is None
+        assert await retrain_and_store(storage, PID, first, asyncio.Lock(), holdout=60, changes=300) is None
+        assert len(await storage.models.list(PID)) == 1 and second.model_version == first.model_version
+        second.estimator.set_params(min_samples_leaf=20)  # another estimator: another model
+        assert await retrain_and_store(storage, PID, second, asyncio.Lock(), holdout=60, changes=300) is not None
+        assert len(await storage.models.list(PID)) == 2
     finally:
         await storage.close()

@@ -113,6 +113,12 @@ class ModelStore:
             row = (await conn.execute(self._active_query(project_id, *columns))).first()
         return tuple(row) if row else None
 
+    async def exists(self, project_id: int, version: str) -> bool:
+        """Whether the project has a model of this version (stored by any process)."""
+        stmt = sa.select(models.c.id).where(models.c.project_id == project_id, models.c.version == version)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(stmt)).first() is not None
+
     async def list(self, project_id: int) -> list[ModelRow]:
         """Every version of a project's model, oldest first."""
         stmt = sa.select(models).where(models.c.project_id == project_id).order_by(models.c.id)
