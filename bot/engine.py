@@ -350,6 +350,12 @@ class Engine:
             if isinstance(entry.recommender, LearnedRecommender):
                 entry.recommender.prior = self.prior
 
+    def retrain_due(self) -> None:
+        """Start the scheduled retrainings that are due (`retrain_seconds` since the last, and labels came in):
+        called on a timer, so a quiet project is not left waiting for its next event."""
+        for project_id, entry in list(self._entries.items()):
+            self._maybe_retrain(project_id, entry)
+
     def _maybe_retrain(self, project_id: int, entry: _Entry) -> None:
         """Start retraining in the background after `retrain_labels` new labels, or on the schedule."""
         if entry.retraining is not None or not isinstance(entry.recommender, LearnedRecommender):

@@ -194,6 +194,25 @@ async def test_retraining_on_a_schedule_when_labels_came_in(store):
     assert await an_hour_later(1) == 1  # a label, but no merge since: the same training data, not fitted again
 
 
+async def test_a_scheduled_retraining_comes_without_another_event(store):
+    """The schedule was only checked when the project was next used: a quiet project never retrained. The
+    dispatch's timer calls `retrain_due`."""
+    now = [1000.0]
+    engine = Engine(store, retrain_labels=None, retrain_seconds=3600, holdout=60, snapshot_every=None,
+                    clock=lambda: now[0])
+    async with engine.use(PID, SETTINGS) as rec:
+        rec.estimator.set_params(min_samples_leaf=20)
+    await rejections(store, 1)
+    await engine.learn_new(PID, SETTINGS)
+    engine.retrain_due()
+    await engine.wait_background()
+    assert await store.models.list(PID) == []  # not due yet
+    now[0] += 3600  # an hour of quiet: no event, no label, no suggestion
+    engine.retrain_due()
+    await engine.wait_background()
+    assert len(await store.models.list(PID)) == 1
+
+
 # --- through the real handlers -------------------------------------------------------------------------------
 async def test_reviewer_changes_and_commands_reach_the_engines_recommender(handler_env):
     env = await handler_env()

@@ -15,6 +15,7 @@ for 404-like answers) so the worker retries or dead-letters the event.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -170,8 +171,19 @@ async def make_dispatch(
         backfills = Backfills(client, storage, wait=backfill_wait)
         services = Services(settings, storage, metrics, client, make_engine(settings, storage, max_projects),
                             backfills, BotIdentity(client, settings.gitlab.bot_username))
+        schedule = asyncio.create_task(_retrain_on_schedule(services.engine), name="retrain-schedule")
         try:
             yield functools.partial(dispatch_event, services)
         finally:
+            schedule.cancel()
             await backfills.close()
             await services.engine.close()  # snapshots of the history observed since the last ones
+
+
+async def _retrain_on_schedule(engine: Engine) -> None:
+    """Check every minute (or sooner, for a short `retrain_hours`) for projects due a scheduled retraining."""
+    if engine.retrain_seconds is None:
+        return
+    while True:
+        await asyncio.sleep(min(60.0, engine.retrain_seconds / 4))
+        engine.retrain_due()
