@@ -221,11 +221,13 @@ def replay(rec: GraphRecommender, items: Iterable[Change | Label], authors: Mapp
 
 def adopt(rec: GraphRecommender, model: Any) -> bool:
     """Make `model` the one ranking for `rec` (False when it is not a learned recommender or the model's
-    input width is not this code's); the recommender's own next scheduled refit is counted from now."""
+    input width is not this code's). The recommender no longer refits itself as the history grows: that
+    refit would replace an adopted model without the hold-out comparison."""
     if not isinstance(rec, LearnedRecommender) or getattr(model, "n_features_in_", None) != MODEL_WIDTH:
         return False
     rec.model_ = model
     rec._trained_at = max(rec._trained_at, rec._labelled)
+    rec.self_refit = False  # from now on a model replaces this one only through `retrain_and_store`'s check
     return True
 
 

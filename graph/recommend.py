@@ -155,6 +155,9 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
     """
 
     name = "learned"
+    # refit itself as the history grows (`_due`); a caller that manages its models (the bot: stored versions,
+    # adopted only when not worse on held-out changes) turns it off (`bot.learning.adopt`)
+    self_refit: bool = True
 
     def __init__(self, *, allow_author: bool = False, settings: RecommenderSettings | None = None,
                  estimator: ReviewerRanker | None = None):
@@ -342,7 +345,7 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
     def _due(self) -> bool:
         s = self.settings
         n, last = self._labelled, self._trained_at
-        if n < s.min_train_changes:
+        if n < s.min_train_changes or not self.self_refit:
             return False
         return last == 0 or n >= last * s.retrain_growth or n - last >= s.retrain_every
 

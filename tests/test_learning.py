@@ -422,3 +422,20 @@ async def test_a_window_fitted_once_is_not_fitted_and_stored_again(sqlite_url):
         assert len(await storage.models.list(PID)) == 2
     finally:
         await storage.close()
+
+
+def test_an_adopted_model_is_not_replaced_by_the_recommenders_own_refit():
+    """The recommender refits itself when the history grows 1.5x; in the bot that swapped the adopted,
+    held-out-checked model for an unchecked one. After `adopt` only `retrain_and_store` replaces it."""
+    from graph.synthetic import synthetic_history
+    from tests.test_retrain import trained
+
+    history = list(synthetic_history(700, 120, 25, seed=5))
+    rec, free = trained(), trained()
+    adopted = Backwards().fit(*rec.training_data()[:2])
+    assert adopt(rec, adopted)
+    for change in history[260:]:  # 260 -> 700 changes: past 1.5x
+        rec.observe(change)
+        free.observe(change)
+    assert rec.model_ is adopted
+    assert free.model_ is not None and free._trained_at > 260  # without adopt it refits, as in the replays
