@@ -7,7 +7,7 @@ import sys
 
 from bot.config import ConfigError, load_settings, redact_url
 from bot.storage import Storage, StorageError, migrate
-from bot.storage.migrate import current_revisions, head_revisions, newer_schema
+from bot.storage.migrate import head_revisions
 
 __all__ = ["register"]
 
@@ -24,8 +24,6 @@ async def _check(url: str) -> bool:
     storage = Storage(url)
     try:
         await storage.ping()
-        if (newer := newer_schema(await current_revisions(storage.engine))) is not None:
-            raise newer
         return await storage.schema_is_current()
     finally:
         await storage.close()

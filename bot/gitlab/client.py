@@ -13,6 +13,7 @@ whose message names the cause and the fix. The token is never logged.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -192,7 +193,7 @@ class GitLabClient:
             async for attempt in retrying:
                 with attempt:
                     return _json_only(method, path, await self._once(method, path, params or {}, data))
-        except ValueError as exc:  # a body that says it is JSON and is not (gidgetlab's decoding)
+        except json.JSONDecodeError as exc:  # a body that says it is JSON and is not (gidgetlab's decoding)
             raise GitLabError(200, method, path, f"{NOT_JSON} ({exc})") from None
         except _HTTPStatus as exc:
             tries = retrying.statistics.get("attempt_number", 1)

@@ -90,7 +90,7 @@ def create_engine(url: str, *, echo: bool = False, **kwargs: Any) -> AsyncEngine
     if echo:
         _echo_to_stderr()
     try:
-        return _engine(url, False, kwargs)
+        return _engine(url, kwargs)
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise StorageError(f"database URL {redact_url(url)} cannot be used: {exc}; see config.example.toml "
                            "[database] url") from None
@@ -107,17 +107,17 @@ def _echo_to_stderr() -> None:
         logger.addHandler(handler)
 
 
-def _engine(url: str, echo: bool, kwargs: dict[str, Any]) -> AsyncEngine:
+def _engine(url: str, kwargs: dict[str, Any]) -> AsyncEngine:
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
-        engine = create_async_engine(url, echo=echo, **kwargs)
+        engine = create_async_engine(url, **kwargs)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine.sync_engine, "do_connect", _sqlite_directory_exists)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
-    return create_async_engine(url, echo=echo, **kwargs)
+    return create_async_engine(url, **kwargs)
 
 
 def is_sqlite(conn: AsyncConnection | AsyncEngine) -> bool:

@@ -73,16 +73,23 @@ async def current_revisions(engine: AsyncEngine) -> set[str]:
         return await conn.run_sync(_current)
 
 
+async def _known_revisions(engine: AsyncEngine) -> set[str]:
+    """`current_revisions`, refused (`newer_schema`) when a later reviewbot migrated the database."""
+    current = await current_revisions(engine)
+    if (newer := newer_schema(current)) is not None:
+        raise newer
+    return current
+
+
 async def schema_is_current(engine: AsyncEngine) -> bool:
-    """True when the database is migrated to exactly the code's head revision."""
-    return await current_revisions(engine) == head_revisions()
+    """True when the database is migrated to exactly the code's head revision (`SchemaOutOfDate` when a later
+    reviewbot migrated it: no `reviewbot migrate` can help)."""
+    return await _known_revisions(engine) == head_revisions()
 
 
 async def check_schema(engine: AsyncEngine) -> None:
     """Refuse to run on a database that is not migrated to this code's schema."""
-    current, heads = await current_revisions(engine), head_revisions()
-    if (newer := newer_schema(current)) is not None:
-        raise newer
+    current, heads = await _known_revisions(engine), head_revisions()
     if current != heads:
         at = ", ".join(sorted(current)) or "empty (never migrated)"
         raise SchemaOutOfDate(
@@ -102,8 +109,7 @@ async def migrate(url: str, revision: str = "head", **engine_kwargs: Any) -> set
     """Bring the database at `url` up to `revision` (default: the newest); return its revisions after."""
     engine = create_engine(url, **engine_kwargs)
     try:
-        if (newer := newer_schema(await current_revisions(engine))) is not None:
-            raise newer
+        await _known_revisions(engine)
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade, alembic_config(), revision)
         return await current_revisions(engine)
