@@ -27,6 +27,7 @@ from bot.dashboard_stats import ModelInfo, ProjectStats, project_stats, window_s
 from bot.learning import mr_change_id
 from bot.logfmt import kv
 from bot.storage import ProjectRow, Storage, StorageError
+from bot.storage.db import as_id
 
 __all__ = [
     "setup", "load_stats", "active_model", "cookie_value", "cookie_valid", "credential", "local_path", "COOKIE",
@@ -258,8 +259,8 @@ NOT_FOUND = "No such project: the bot lists a project after its first webhook ev
 
 async def _project(request: web.Request) -> ProjectRow | None:
     """The project the address names; None (a 404) for one the bot has not seen, or an id no database holds."""
-    project_id = int(request.match_info["project_id"])
-    if project_id >= 2**63:  # the route takes digits only; the storage's ids are signed 64-bit
+    project_id = as_id(int(request.match_info["project_id"]))  # the route takes digits only
+    if project_id is None:
         return None
     return await request.app[DASHBOARD_KEY].storage.projects.get(project_id)
 

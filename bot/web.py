@@ -23,6 +23,7 @@ from bot.config import Settings
 from bot.logfmt import kv
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.storage import Storage, StorageError
+from bot.storage.db import as_id
 from bot.storage.events import dedupe_key_for
 
 __all__ = [
@@ -162,13 +163,6 @@ def event_kind(header: str, data: Mapping[str, Any]) -> str | None:
     return header if header in HANDLED_KINDS else None
 
 
-def _int(value: Any) -> int | None:
-    """An id the database can hold (a signed 64-bit integer), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
-        return value
-    return None
-
-
 def _short(value: Any) -> str | None:
     """A string that fits the events table's `action` column (GitLab's actions are single words)."""
     return value if isinstance(value, str) and len(value) <= MAX_ACTION_LENGTH else None
@@ -181,12 +175,12 @@ def _dict(value: Any) -> Mapping[str, Any]:
 def describe(kind: str, data: dict[str, Any]) -> Delivery:
     """Pick the project, merge request and action out of a payload (tolerating odd shapes)."""
     project, attrs = _dict(data.get("project")), _dict(data.get("object_attributes"))
-    project_id = _int(project.get("id")) or _int(data.get("project_id"))
+    project_id = as_id(project.get("id")) or as_id(data.get("project_id"))
     path = project.get("path_with_namespace") if isinstance(project.get("path_with_namespace"), str) else None
     if kind == "Merge Request Hook":
-        mr_iid = _int(attrs.get("iid"))
+        mr_iid = as_id(attrs.get("iid"))
     else:
-        mr_iid = _int(_dict(data.get("merge_request")).get("iid"))
+        mr_iid = as_id(_dict(data.get("merge_request")).get("iid"))
     return Delivery(kind, data, project_id, path, _short(attrs.get("action")), mr_iid)
 
 

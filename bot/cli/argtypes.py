@@ -15,9 +15,10 @@ import argparse
 import math
 from typing import Callable
 
-__all__ = ["whole", "days", "LARGEST_ID", "MOST_DAYS"]
+from bot.storage.db import LARGEST_ID
 
-LARGEST_ID = 2**63 - 1  # the database's ids are signed 64-bit
+__all__ = ["whole", "days", "MOST_DAYS"]
+
 MOST_DAYS = 36525       # a century: more overflows a date (`timedelta`) and means nothing here
 
 

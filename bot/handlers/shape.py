@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from bot.storage.db import as_id
+
 __all__ = ["shape_problem"]
 
 # (object, field) that must hold an id, per event kind; a Note Hook's merge request only on MR notes
@@ -16,10 +18,6 @@ IDS: dict[str, tuple[tuple[str, str], ...]] = {
     "Merge Request Hook": (("object_attributes", "iid"),),
     "Note Hook": (("object_attributes", "id"),),
 }
-
-
-def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def shape_problem(kind: str, body: Mapping[str, Any]) -> str | None:
@@ -40,10 +38,10 @@ def shape_problem(kind: str, body: Mapping[str, Any]) -> str | None:
         needed.append(("merge_request", "iid"))
     for where, name in needed:
         value = body[where].get(name)
-        if not _is_id(value):
+        if as_id(value) is None:
             return f"{where}.{name} is {value!r}, not an id"
     user = body.get("user")
     if user is not None and not (isinstance(user, Mapping) and isinstance(user.get("username", ""), str)
-                                 and (user.get("id") is None or _is_id(user.get("id")))):
+                                 and (user.get("id") is None or as_id(user.get("id")) is not None)):
         return "user is not an object with a username and an id"
     return None

@@ -19,11 +19,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from bot.config import normalise_database_url, redact_url
 
-__all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", "StorageError"]
+__all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", "StorageError", "as_id",
+           "LARGEST_ID"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # values per IN (...) list: SQLite and asyncpg take at most 32766 / 32767 parameters a statement
 IN_CHUNK = 5000
+LARGEST_ID = 2**63 - 1  # ids (projects, merge requests, events) are signed 64-bit columns
+
+
+def as_id(value: Any) -> int | None:
+    """`value` if it is an int the id columns can hold, else None (a bool is no id).
+
+    >>> as_id(7), as_id(2**63), as_id("7"), as_id(True)
+    (7, None, None, None)
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and -LARGEST_ID - 1 <= value <= LARGEST_ID:
+        return value
+    return None
 
 
 class StorageError(RuntimeError):
