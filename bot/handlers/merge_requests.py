@@ -36,7 +36,7 @@ from bot.logfmt import kv
 from bot.storage import FeedbackRow
 from graph.model import Change
 
-__all__ = ["router", "became_ready", "skip_reason", "assign_count", "reviewer_feedback"]
+__all__ = ["router", "became_ready", "skip_reason", "left_alone", "assign_count", "reviewer_feedback"]
 
 log = logging.getLogger("bot.handlers")
 router = Router()
@@ -69,11 +69,19 @@ def skip_reason(attrs: Mapping[str, Any], settings: ProjectSettings) -> str | No
     """
     if settings.skip_drafts and (attrs.get("draft") or attrs.get("work_in_progress")):
         return "draft"
-    if settings.ignore_label and settings.ignore_label in _label_titles(attrs):
+    return left_alone(attrs.get("state"), _label_titles(attrs), settings)
+
+
+def left_alone(state: str | None, labels: Iterable[str], settings: ProjectSettings) -> str | None:
+    """Why the bot does nothing on this MR, even when asked (a command): the project's `ignore_label` on it,
+    or it is closed or merged; None otherwise.
+
+    >>> left_alone("merged", [], ProjectSettings()), left_alone("opened", ["no-reviewer-bot"], ProjectSettings())
+    ('merged', 'label no-reviewer-bot')
+    """
+    if settings.ignore_label and settings.ignore_label in labels:
         return f"label {settings.ignore_label}"
-    if attrs.get("state") == "closed":
-        return "closed"
-    return None
+    return state if state in ("closed", "merged") else None
 
 
 def assign_count(settings: ProjectSettings) -> int | None:

@@ -20,7 +20,7 @@ from bot.commands import Command, help_text, parse_commands
 from bot.eligibility import DEVELOPER, access_level_name
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
-from bot.handlers.merge_requests import assign_count
+from bot.handlers.merge_requests import assign_count, left_alone
 from bot.handlers.publish import acknowledge, publish, reply_once
 from bot.logfmt import kv
 from bot.suggesting import explain_person, suggest_for_mr
@@ -168,15 +168,15 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
 
 
 async def _not_here(run: CommandRun) -> str | None:
-    """Why the commands that change the suggestion or the reviewers may not run on this MR (as GitLab has it
-    now), or None: it is merged or closed, or it carries the project's `ignore_label`."""
+    """Why the commands that change the suggestion or the reviewers may not run on this MR as GitLab has it
+    now (`left_alone`), in words, or None."""
     mr = await run.mr()
-    if mr.state in ("merged", "closed"):
-        return f"this merge request is {mr.state}; reviewers are suggested on open merge requests only."
-    label = run.ctx.project.ignore_label
-    if label and label in mr.labels:
-        return (f"this merge request has the label {code_span(label)}, so the bot leaves it alone; "
-                "remove the label and write the command again.")
+    why = left_alone(mr.state, mr.labels, run.ctx.project)
+    if why in ("closed", "merged"):
+        return f"this merge request is {why}; reviewers are suggested on open merge requests only."
+    if why is not None:
+        return (f"this merge request has the label {code_span(run.ctx.project.ignore_label)}, so the bot leaves "
+                "it alone; remove the label and write the command again.")
     return None
 
 
