@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 from typing import Callable, TextIO
 
@@ -19,7 +18,7 @@ import aiohttp
 from bot.cli.argtypes import whole
 from bot.backfill import BackfillProgress, backfill_project
 from bot.config import ConfigError, Settings, load_settings
-from bot.gitlab.client import GitLabClient, RetryPolicy
+from bot.gitlab.client import GitLabClient, RetryPolicy, project_ref
 from bot.gitlab.errors import GitLabError
 from bot.storage import Storage, StorageError
 
@@ -58,7 +57,7 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
     try:
         async with aiohttp.ClientSession() as session:
             client = GitLabClient(session, url=settings.gitlab.url, token=token, retry=retry)
-            found = await client.get_project(int(project) if re.fullmatch(r"[0-9]+", project) else project)
+            found = await client.get_project(project_ref(project))
             print(f"importing {found.path_with_namespace} (id {found.id}) from {settings.gitlab.url}", file=out)
             bots = settings.project_settings(found.id, found.path_with_namespace).bots
             return await backfill_project(client, storage, found.id, restart=restart, concurrency=concurrency,

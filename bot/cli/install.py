@@ -29,6 +29,7 @@ import requests
 from pydantic import ValidationError
 
 from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings, quoted_url
+from bot.gitlab.client import project_ref
 
 __all__ = ["register", "run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
@@ -249,8 +250,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"reviewbot install: {exc}", file=sys.stderr)
         return 2
     secret = args.secret if args.secret is not None else secrets.token_urlsafe(32)
-    name = args.project.strip()
-    project: str | int = int(name) if name.isascii() and name.isdigit() else name
+    project = project_ref(args.project)
     if urlsplit(url).scheme == "http":
         print("reviewbot install: warning: the URL is not https, so the secret travels in clear text",
               file=sys.stderr)

@@ -34,10 +34,20 @@ from bot.gitlab.models import (
     UserStatus,
 )
 
-__all__ = ["GitLabClient", "GitLabError", "RetryPolicy", "ProjectId"]
+__all__ = ["GitLabClient", "GitLabError", "RetryPolicy", "ProjectId", "project_ref"]
 
 log = logging.getLogger(__name__)
 ProjectId = int | str
+
+
+def project_ref(text: str) -> ProjectId:
+    """A project as given on the command line: its numeric id (ASCII digits), else its path.
+
+    >>> project_ref(" 42 "), project_ref("group/app"), project_ref("²")
+    (42, 'group/app', '²')
+    """
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else text
 M = TypeVar("M", bound=BaseModel)
 
 
