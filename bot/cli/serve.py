@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import importlib
 import logging
 import signal
+import socket
 import sys
 from typing import AsyncIterator
 
@@ -123,6 +125,11 @@ def _setup(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
+def cannot_listen(exc: OSError) -> bool:
+    """Whether binding failed: the address is taken, not this machine's or not allowed, or no host name."""
+    return isinstance(exc, socket.gaierror) or exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = _setup(args)
@@ -138,7 +145,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except (StorageError, ConfigError) as exc:
         print(f"reviewbot serve: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
-    except OSError as exc:  # binding: the address is taken, not on this machine, or not a host name
+    except OSError as exc:
+        if not cannot_listen(exc):
+            raise
         print(f"reviewbot serve: cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses it or "
               "choose another --port / --host", file=sys.stderr)
         return 1
