@@ -29,7 +29,7 @@ from aiohttp import web
 
 from bot.cli.argtypes import whole
 from bot.cli.install import InstallError, install_hook
-from bot.cli.serve import DEFAULT_DISPATCH, build_app, cannot_listen, load_dispatch_factory
+from bot.cli.serve import DEFAULT_DISPATCH, build_app, load_dispatch_factory, said_cannot_listen
 from bot.comment import MARKER
 from bot.config import ConfigError, Settings
 from bot.gitlab.client import GitLabClient
@@ -107,10 +107,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"reviewbot demo: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        if not cannot_listen(exc):
+        if not said_cannot_listen(exc, "demo", "", "choose other ports (--port, --gitlab-port) or leave them out "
+                                  "for free ones"):
             raise
-        print(f"reviewbot demo: cannot listen: {exc.strerror or exc}; choose other ports (--port, --gitlab-port) "
-              "or leave them out for free ones", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

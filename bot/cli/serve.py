@@ -125,9 +125,13 @@ def _setup(args: argparse.Namespace) -> Settings:
     return load_settings(args.config)
 
 
-def cannot_listen(exc: OSError) -> bool:
-    """Whether binding failed: the address is taken, not this machine's or not allowed, or no host name."""
-    return isinstance(exc, socket.gaierror) or exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+def said_cannot_listen(exc: OSError, command: str, where: str, fix: str) -> bool:
+    """If binding failed (the address is taken, not this machine's or not allowed, or no such host), say so
+    in one line on stderr and return True; any other OSError is not ours to explain."""
+    if not (isinstance(exc, socket.gaierror) or exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)):
+        return False
+    print(f"reviewbot {command}: cannot listen{where}: {exc.strerror or exc}; {fix}", file=sys.stderr)
+    return True
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -146,10 +150,9 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"reviewbot serve: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
     except OSError as exc:
-        if not cannot_listen(exc):
+        if not said_cannot_listen(exc, "serve", f" on {host}:{port}", "stop what uses it or choose another --port "
+                                  "/ --host"):
             raise
-        print(f"reviewbot serve: cannot listen on {host}:{port}: {exc.strerror or exc}; stop what uses it or "
-              "choose another --port / --host", file=sys.stderr)
         return 1
     return 0
 
