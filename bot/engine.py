@@ -27,6 +27,7 @@ from bot.config import ProjectSettings
 from bot.logfmt import kv
 from bot.lookups import Recent
 from bot.storage import Storage
+from bot.storage.db import utcnow
 from bot.threads import to_the_end
 from graph import snapshot
 from graph.model import Change
@@ -79,6 +80,7 @@ class _Entry:
     labels_new: int = 0            # labels learned since the last retraining started
     retraining: asyncio.Task[None] | None = None
     retrained_at: float = -math.inf
+    schedule_read: bool = False    # whether `retrained_at` was set from the stored model's time
 
     def reset(self, rec: GraphRecommender, config: RecommenderSettings) -> None:
         self.recommender, self.config, self.count, self.last_time, self.boundary = rec, config, 0, None, set()
@@ -156,11 +158,25 @@ class Engine:
         """The project's up-to-date recommender, held exclusively for the block (it is not thread-safe)."""
         entry = self._entry(project_id)
         async with entry.lock:
+            if not entry.schedule_read:
+                await self._read_schedule(project_id, entry)
             await to_the_end(self._refresh(project_id, entry, recommender_settings(settings)))
             assert entry.recommender is not None
             yield entry.recommender
         self._maybe_snapshot(project_id, entry)
         self._maybe_retrain(project_id, entry)
+
+    async def _read_schedule(self, project_id: int, entry: _Entry) -> None:
+        """Count the retraining schedule from the active model's time when there is one, not from this
+        process's start: a platform that restarts its processes daily (Heroku) would otherwise never reach
+        a daily `retrain_hours`."""
+        entry.schedule_read = True
+        if self.retrain_seconds is None:
+            return
+        active = await self.storage.models.active_summary(project_id)
+        if active is not None:
+            age = max(0.0, (utcnow() - active[2]).total_seconds())
+            entry.retrained_at = min(entry.retrained_at, self.clock() - age)
 
     def note_author(self, project_id: int, mr_iid: int, author: str) -> None:
         """Remember who wrote an open MR: labels about it are learned with that author."""

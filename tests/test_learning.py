@@ -213,6 +213,30 @@ async def test_a_scheduled_retraining_comes_without_another_event(store):
     assert len(await store.models.list(PID)) == 1
 
 
+async def test_the_schedule_counts_from_the_stored_models_time_not_from_a_restart(store):
+    """A platform restarting its processes daily (Heroku) restarted the schedule with them: with
+    `retrain_hours = 24` a scheduled retraining never came. A new process counts from the active model."""
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from bot.storage.tables import models
+
+    await store.models.save(PID, "v-old", b"x", backtest_score=0.5)
+    async with store.engine.begin() as conn:
+        day_ago = (await store.models.active(PID)).created_at - timedelta(hours=25)
+        await conn.execute(sa.update(models).where(models.c.version == "v-old").values(created_at=day_ago))
+    now = [1000.0]
+    engine = Engine(store, retrain_labels=None, retrain_seconds=24 * 3600, holdout=60, snapshot_every=None,
+                    clock=lambda: now[0])
+    async with engine.use(PID, SETTINGS) as rec:
+        rec.estimator.set_params(min_samples_leaf=20)
+    await rejections(store, 1)
+    await engine.learn_new(PID, SETTINGS)  # the process has just started; a label came in
+    await engine.wait_background()
+    assert len(await store.models.list(PID)) == 2  # due at once: the last model is a day old
+
+
 # --- through the real handlers -------------------------------------------------------------------------------
 async def test_reviewer_changes_and_commands_reach_the_engines_recommender(handler_env):
     env = await handler_env()
