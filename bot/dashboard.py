@@ -208,7 +208,12 @@ def local_path(value: str) -> str:
 async def signin(request: web.Request) -> web.Response:
     """POST /signin (the 401 page's form): the token in the body, never in an address; then back to `next`."""
     dashboard = request.app[DASHBOARD_KEY]
-    form = await request.post()
+    if not same_origin(request):
+        return _cross_site()
+    try:
+        form = await request.post()
+    except ValueError:  # a malformed body (a multipart without its boundary): as no token
+        form = {}
     token, target = form.get("token"), local_path(str(form.get("next") or "/"))
     if isinstance(token, str) and hmac.compare_digest(_encoded(token), dashboard.token):
         response = _signed_in(request, dashboard, target)
@@ -219,8 +224,25 @@ async def signin(request: web.Request) -> web.Response:
     return response
 
 
+def same_origin(request: web.Request) -> bool:
+    """Whether a form post comes from this site: browsers send `Origin` with every POST, and another site's
+    page must not sign a user in or out (a form on evil.example posting here). No `Origin`: not a browser."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.casefold() == request.host.casefold()
+
+
+def _cross_site() -> web.Response:
+    response = web.Response(status=403, text="a form on another site cannot sign in or out of this dashboard")
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 async def signout(request: web.Request) -> web.Response:
     """POST /signout (the header's button): the cookie is cleared and the sign-in page shown."""
+    if not same_origin(request):
+        return _cross_site()
     response = web.Response(status=303, headers={"Location": "/"})
     response.del_cookie(COOKIE, path="/")
     response.headers.update(SECURITY_HEADERS)

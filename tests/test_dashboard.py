@@ -174,6 +174,23 @@ async def test_a_cookie_expires_on_the_server_and_names_its_own_issue_time(clien
     assert (await client.get("/", allow_redirects=False)).status == 401
 
 
+async def test_another_site_cannot_sign_a_user_in_or_out_and_a_broken_form_is_no_500(client):
+    """A form on evil.example posting to /signout signed the user out (the cookie is not needed for that);
+    a multipart body without its boundary was a 500 with a traceback in the log."""
+    assert (await client.post("/signin", data={"token": TOKEN, "next": "/"}, allow_redirects=False)).status == 303
+    here = str(client.make_url("/")).rstrip("/")
+    for path in ("/signout", "/signin"):
+        response = await client.post(path, data={"token": TOKEN}, headers={"Origin": "https://evil.example"},
+                                     allow_redirects=False)
+        assert response.status == 403 and "Set-Cookie" not in response.headers
+    assert (await client.get("/", allow_redirects=False)).status == 200  # still signed in
+    response = await client.post("/signout", headers={"Origin": here}, allow_redirects=False)
+    assert response.status == 303  # from the dashboard's own page
+    broken = await client.post("/signin", data=b"xx", headers={"Content-Type": "multipart/form-data"},
+                               allow_redirects=False)
+    assert broken.status == 401 and "Sign-in needed" in await broken.text()
+
+
 async def test_signing_out_clears_the_cookie(client):
     response = await client.post("/signin", data={"token": TOKEN, "next": "/"}, allow_redirects=False)
     assert response.status == 303
