@@ -230,11 +230,13 @@ def same_origin(request: web.Request) -> bool:
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    return urlsplit(origin).netloc.casefold() == request.host.casefold()
+    hosts = {request.host, *request.headers.get("X-Forwarded-Host", "").split(",")}  # behind a proxy
+    return urlsplit(origin).netloc.casefold() in {h.strip().casefold() for h in hosts if h.strip()}
 
 
 def _cross_site() -> web.Response:
-    response = web.Response(status=403, text="a form on another site cannot sign in or out of this dashboard")
+    response = web.Response(status=403, text="a form on another site cannot sign in or out of this dashboard "
+                                             "(behind a proxy: pass the Host header, or X-Forwarded-Host, on)")
     response.headers.update(SECURITY_HEADERS)
     return response
 

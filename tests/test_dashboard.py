@@ -184,6 +184,8 @@ async def test_another_site_cannot_sign_a_user_in_or_out_and_a_broken_form_is_no
                                      allow_redirects=False)
         assert response.status == 403 and "Set-Cookie" not in response.headers
     assert (await client.get("/", allow_redirects=False)).status == 200  # still signed in
+    proxied = {"Origin": "https://bot.example", "X-Forwarded-Host": "bot.example"}  # a proxy that rewrote Host
+    assert (await client.post("/signout", headers=proxied, allow_redirects=False)).status == 303
     response = await client.post("/signout", headers={"Origin": here}, allow_redirects=False)
     assert response.status == 303  # from the dashboard's own page
     broken = await client.post("/signin", data=b"xx", headers={"Content-Type": "multipart/form-data"},
