@@ -212,9 +212,9 @@ def replay(rec: GraphRecommender, items: Iterable[Change | Label], authors: Mapp
     for item in items:
         if isinstance(item, Change):
             rec.observe(item)
-        elif learner is not None:
-            change = label_change(item, known, replayed)
-            learner.learn(change, item.person, item.label, time=item.time, rank=item.rank, chosen=not item.by_bot)
+        elif learner is not None and not item.by_bot:  # the bot's own request is not the team's choice: counted,
+            change = label_change(item, known, replayed)  # it reset the streak of the person the team removed
+            learner.learn(change, item.person, item.label, time=item.time, rank=item.rank)
             learned += 1
     return learned
 

@@ -214,7 +214,7 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
             self._changes.pop(gone, None)
 
     def learn(self, change: Change, person: str, label: str, *, time: float | None = None,
-              rank: int | None = None, chosen: bool = True) -> None:
+              rank: int | None = None) -> None:
         """Feedback from the team on a suggestion for `change` (labels in `graph.feedback`).
 
         With `hard_negatives`, rejections also make that person's row of this change count twice when the
@@ -225,12 +225,8 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         `PUT_FIRST` is no feedback: the person was shown first, which the load spreading counts;
         `MOVED_DOWN[term]` names who would have been first but for that hand-set term (whom the team then
         takes is a vote on it, `_vote`). `CLOSED` neither: the merge request was closed unmerged (`_closed`).
-        `chosen=False` marks a review the bot requested itself (its `assign` setting): not the team's choice,
-        so no evidence at all — counted, it reset the rejection streak of the very person the team kept
-        removing, who then stayed first and was requested again and again. Their review, once done, counts.
+        Only the team's labels come here: a review the bot requested itself is none (`bot.learning.replay`).
         """
-        if not chosen:
-            return
         at = change.time if time is None else time
         if label == PUT_FIRST:
             self.put_first(change.id, person, at)
