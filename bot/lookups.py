@@ -21,7 +21,8 @@ __all__ = ["gather", "Recent", "Lookups", "load_codeowners", "CODEOWNERS_PATHS"]
 
 log = logging.getLogger("bot.lookups")
 
-CODEOWNERS_PATHS = (".gitlab/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")
+# GitLab reads the first of these that exists on the target branch (`Gitlab::CodeOwners::FILE_PATHS`)
+CODEOWNERS_PATHS = ("CODEOWNERS", "docs/CODEOWNERS", ".gitlab/CODEOWNERS")
 T = TypeVar("T")
 
 
@@ -85,10 +86,11 @@ class Lookups:
             return (await self.client.user_status(uid)).availability
         return await self.recent.get(("status", uid), fetch)
 
-    async def open_reviewers(self, project_id: int) -> list[list[int]]:
-        """The reviewer ids of each open MR of the project (one listing)."""
-        async def fetch() -> list[list[int]]:
-            return [[u.id for u in mr.reviewers] for mr in await self.client.list_mrs(project_id, state="opened")]
+    async def open_reviewers(self, project_id: int) -> list[tuple[int, list[int]]]:
+        """(iid, reviewer ids) of each open MR of the project (one listing)."""
+        async def fetch() -> list[tuple[int, list[int]]]:
+            return [(mr.iid, [u.id for u in mr.reviewers])
+                    for mr in await self.client.list_mrs(project_id, state="opened")]
         return await self.recent.get(("open", project_id), fetch, ttl=min(self.LOADS_TTL, self.recent.ttl))
 
 

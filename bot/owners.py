@@ -4,10 +4,14 @@ Why a module of its own: `graph.codeowners` is pure and knows only what the file
 is a user or a group, who is in a group and which account an address belongs to takes API calls; this module
 makes them (through the engine's short-lived `Recent` cache) and returns plain usernames. GitLab's rules:
 
-* A group owner stands for the group's members, direct and inherited from its ancestor groups
-  (`GET /groups/:id/members/all`), with at least Developer access in the group. The group counts only when
-  it is the project's group or one of its ancestors, or is invited to the project (`shared_with_groups`);
-  GitLab's Code Owners ignore any other group. Nested subgroups are named by full path: `@acme/web/ui`.
+* A group owner stands for the group's direct members (`GET /groups/:id/members`; members inherited from
+  its ancestor groups are not code owners), with at least Developer access in the group. The group counts
+  only when it is the project's group or one of its ancestors, or is invited to the project
+  (`shared_with_groups`); GitLab's Code Owners ignore any other group. Nested subgroups are named by full
+  path: `@acme/web/ui`.
+* A role owner (`@@developer`, `@@maintainer`, `@@owner`) stands for the project's *direct* members with
+  exactly that role (`GET /projects/:id/members`): roles do not include higher roles, and members who have
+  their access through a group are not code owners by role.
 * `@name` is a user when a project member has that username, else a top-level group.
 * An e-mail owner is the user with that verified address. Over the API a regular token finds only public
   e-mails (`GET /users?search=`; an admin token finds any), so an address nobody made public is skipped.
@@ -38,15 +42,15 @@ T = TypeVar("T")
 
 
 def owners_to_resolve(codeowners: CodeOwners | None, files: Iterable[str], members: Collection[str]) -> list[Owner]:
-    """The owners of the sections `files` match that need an API call: groups, e-mails, and `@name`s that are
-    no project member's username (compared case-insensitively)."""
+    """The owners of the sections `files` match that need an API call: groups, e-mails, roles, and `@name`s
+    that are no project member's username (compared case-insensitively)."""
     if codeowners is None:
         return []
     usernames = {name.casefold() for name in members}
     found: dict[Owner, None] = {}
     for section in codeowners.owners_for_files(files).values():
         for owner in section.owners:
-            if owner.kind in ("group", "email") or owner.kind == "name" and owner.name.casefold() not in usernames:
+            if owner.kind in ("group", "email", "role") or owner.kind == "name" and owner.name.casefold() not in usernames:
                 found[owner] = None
     return list(found)
 
@@ -121,8 +125,15 @@ class _Resolver:
                          project_id=self.project_id, owner=owner.ref, hits=len(users)))
         return tuple(user.username for user in found)
 
+    async def role(self, owner: Owner) -> tuple[str, ...]:
+        members = await self.cached(("direct", self.project_id),
+                                    lambda: self.client.list_direct_members(self.project_id))
+        return tuple(m.username for m in members if m.access_level == owner.access_level)
+
     async def resolve(self, owner: Owner, project: Project | None) -> tuple[str, ...]:
         try:
+            if owner.kind == "role":
+                return await self.role(owner)
             return await (self.email(owner) if owner.kind == "email" else self.group(owner, project))
         except GitLabError as exc:
             log.warning(kv("CODEOWNERS owner skipped: GitLab did not answer", project_id=self.project_id,
@@ -140,5 +151,5 @@ async def resolve_owners(client: GitLabClient, recent: Recent, project_id: int,
     if not todo:
         return {}
     resolver = _Resolver(client, recent, project_id)
-    project = await resolver.project() if any(o.kind != "email" for o in todo) else None
+    project = await resolver.project() if any(o.kind in ("group", "name") for o in todo) else None
     return {owner: await resolver.resolve(owner, project) for owner in todo}

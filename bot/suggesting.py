@@ -59,6 +59,13 @@ class MRFacts:
     excluded: Mapping[str, str]  # username -> "exclude" or "reroll", the feedback label that took them off
     codeowners: CodeOwners | None
     owner_users: Mapping[Owner, tuple[str, ...]] = field(default_factory=dict)
+    moved_from: tuple[str, ...] = ()  # the old paths of renamed files: CODEOWNERS of both paths apply
+
+    @property
+    def owned_paths(self) -> tuple[str, ...]:
+        """The paths CODEOWNERS is read for: GitLab takes a renamed file's old and new path (moving a file out
+        of an owned directory still needs that directory's owners)."""
+        return tuple(dict.fromkeys((*self.files, *self.moved_from)))
 
     def member(self, username: str) -> GitLabMember | None:
         """A member by username, compared case-insensitively as GitLab does."""
@@ -114,15 +121,16 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
         look.codeowners(project_id, mr.target_branch),
     )
     files = tuple(dict.fromkeys(f.path for f in changed))
+    moved_from = tuple(dict.fromkeys(f.old_path for f in changed if f.old_path and f.old_path != f.path))
     by_name = {m.username: m for m in members}
     owner_users = await resolve_owners(look.client, look.recent, project_id,
-                                       owners_to_resolve(codeowners, files, by_name))
+                                       owners_to_resolve(codeowners, (*files, *moved_from), by_name))
     optouts = await storage.optouts.active(project_id)
     excluded = await persisted_exclusions(storage, project_id, mr.iid)
     return MRFacts(
         files=files, members=by_name, optouts=frozenset(optouts),
         excluded={**excluded, **{p: "exclude" for p in extra_excluded}},
-        codeowners=codeowners, owner_users=owner_users,
+        codeowners=codeowners, owner_users=owner_users, moved_from=moved_from,
     )
 
 
@@ -131,16 +139,13 @@ def _eligibility_members(facts: MRFacts) -> dict[str, Member]:
 
 
 def owner_usernames(section: SectionMatch, facts: MRFacts) -> list[str]:
-    """The project members who may approve for a CODEOWNERS section, in file order: named users, members
-    holding a role, and the members of groups and owners of e-mails as resolved in `facts.owner_users`.
+    """The project members who may approve for a CODEOWNERS section, in file order: named users, and the
+    direct members holding a role, members of groups and owners of e-mails as resolved in `facts.owner_users`.
 
     People a group or an address stands for who are not project members cannot approve and are left out.
     """
     names: dict[str, None] = {}
     for owner in section.owners:
-        if owner.kind == "role" and owner.access_level is not None:
-            names.update((m.username, None) for m in facts.members.values() if m.access_level >= owner.access_level)
-            continue
         wanted = (owner.name,) if owner.kind == "name" else ()
         for username in wanted + tuple(facts.owner_users.get(owner, ())):
             if (member := facts.member(username)) is not None:
@@ -210,11 +215,14 @@ async def _final_filter(look: Lookups, facts: MRFacts, pool: Sequence[Suggestion
     return kept[:k]
 
 
-async def _loads(look: Lookups, project_id: int, facts: MRFacts) -> dict[str, int]:
-    """Open reviews per member username (one listing of the project's open MRs)."""
+async def _loads(look: Lookups, project_id: int, facts: MRFacts, mr_iid: int) -> dict[str, int]:
+    """Open reviews per member username (one listing of the project's open MRs), besides this MR's: someone
+    already reviewing it is not overloaded by it, and must not drop out of its comment when it is edited."""
     by_id = {m.id: name for name, m in facts.members.items()}
     loads = dict.fromkeys(by_id.values(), 0)
-    for reviewers in await look.open_reviewers(project_id):
+    for iid, reviewers in await look.open_reviewers(project_id):
+        if iid == mr_iid:
+            continue
         for uid in reviewers:
             if uid in by_id:
                 loads[by_id[uid]] += 1
@@ -225,13 +233,13 @@ async def _loads(look: Lookups, project_id: int, facts: MRFacts) -> dict[str, in
 def _sections_needing_approval(facts: MRFacts) -> list[SectionMatch]:
     if facts.codeowners is None:
         return []
-    return [s for s in facts.codeowners.owners_for_files(facts.files).values() if s.approvals_required > 0]
+    return [s for s in facts.codeowners.owners_for_files(facts.owned_paths).values() if s.approvals_required > 0]
 
 
 def _all_owners(facts: MRFacts) -> set[str]:
     if facts.codeowners is None:
         return set()
-    sections = facts.codeowners.owners_for_files(facts.files).values()
+    sections = facts.codeowners.owners_for_files(facts.owned_paths).values()
     return {name for section in sections for name in owner_usernames(section, facts)}
 
 
@@ -243,40 +251,48 @@ def _approvals(n: int) -> str:
     return f"{n} approval{'s' if n != 1 else ''}"
 
 
-async def _best_owner(look: Lookups, facts: MRFacts, result: SuggestionResult, owners: Sequence[str],
-                      author: str, settings: ProjectSettings, bots: Collection[str]) -> Suggestion | None:
-    """The best-ranked owner who can review now: owners with history first, then the others in file order."""
+async def _best_owners(look: Lookups, facts: MRFacts, result: SuggestionResult, owners: Sequence[str], count: int,
+                       author: str, settings: ProjectSettings, bots: Collection[str]) -> list[Suggestion]:
+    """The `count` best-ranked owners who can review now: owners with history first, then the others in file
+    order."""
     folded = {o.casefold() for o in owners}
     ranked = [s for s in result.ranked if s.person.casefold() in folded]
     known = {s.person.casefold() for s in ranked}
     others = [Suggestion(o, 0.0) for o in owners if o.casefold() not in known]
     pool, dropped = _cheap_filter(ranked + others, facts, author, settings, bots)
     result.dropped.update(dropped)
-    found = await _final_filter(look, facts, pool, 1, result, settings)
-    return found[0] if found else None
+    return await _final_filter(look, facts, pool, count, result, settings)
 
 
 async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResult, kept: list[Suggestion],
                           author: str, settings: ProjectSettings, bots: Collection[str]) -> list[Suggestion]:
-    """Make sure each CODEOWNERS section that needs approval has an owner among the people suggested."""
+    """Make sure each CODEOWNERS section that needs approval has enough owners among the people suggested:
+    `[Section][2]` needs two approvals from its owners, so two of them."""
     kept = list(kept)
     for section in _sections_needing_approval(facts):
         owners = owner_usernames(section, facts)
         folded = {o.casefold() for o in owners}
         covering = [s.person for s in kept if s.person.casefold() in folded]
         need = f"CODEOWNERS section {code_span(section.section)} needs {_approvals(section.approvals_required)}"
-        if covering:
+        missing = section.approvals_required - len(covering)
+        if missing <= 0:
             result.notes.append(f"{need}: {_people(covering)} can give it.")
             continue
-        best = await _best_owner(look, facts, result, owners, author, settings, bots) if owners else None
-        if best is None:
+        others = [o for o in owners if o.casefold() not in {c.casefold() for c in covering}]
+        best = await _best_owners(look, facts, result, others, missing, author, settings, bots) if others else []
+        if not best:
             who = f"from {_people(owners)}" if owners else \
                 "from owners who are not project members or could not be resolved (groups, e-mails)"
-            result.notes.append(f"{need} {who}, but none of them can review right now.")
+            can = f"; {_people(covering)} can give {_approvals(len(covering))}" if covering else ""
+            result.notes.append(f"{need} {who}, but none {'of the others' if covering else 'of them'} can review "
+                                f"right now{can}.")
             continue
         why = f"code owner: section {code_span(section.section)} needs their approval"
-        kept.append(replace(best, reasons=(why, *best.reasons)))
-        result.notes.append(f"{need}: added code owner @{best.person}.")
+        kept += [replace(b, reasons=(why, *b.reasons)) for b in best]
+        added = f"added code owner{'s' if len(best) > 1 else ''} {_people(b.person for b in best)}"
+        also = f" ({_people(covering)} can give {_approvals(len(covering))})" if covering else ""
+        short = "; no other owner can review right now" if len(best) < missing else ""
+        result.notes.append(f"{need}: {added}{also}{short}.")
     return kept
 
 
@@ -360,7 +376,7 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     result.candidates = boost_owners(ranked, _all_owners(facts))
     result.ranked, dropped = _cheap_filter(result.candidates, facts, author, settings, bots)
     result.dropped.update(dropped)
-    result.loads = await _loads(look, project_id, facts)
+    result.loads = await _loads(look, project_id, facts, mr.iid)
     kept = await _final_filter(look, facts, result.ranked, k or settings.top_k, result, settings)
     result.suggestions = await _cover_sections(look, facts, result, kept, author, settings, bots)
     result.suggestions = await _explain_chosen(engine, project_id, settings, result)

@@ -80,7 +80,8 @@ class Owner:
 
     @property
     def access_level(self) -> int | None:
-        """The minimum access level a role owner stands for (`@@maintainer` → 40); None for other kinds."""
+        """The access level a role owner stands for (`@@maintainer` → 40: exactly that role, not higher
+        ones); None for other kinds."""
         return ROLE_ACCESS_LEVELS.get(self.name) if self.kind == "role" else None
 
 
@@ -279,6 +280,12 @@ class _Parser:
         if exclusion and owner_text:
             self.error(number, "exclusion_owners_ignored", "owners after a `!pattern` are ignored", line)
         normalized = _normalize(pattern)
+        known = self.sections[self.header.name].get(normalized)
+        if known is not None and known[0].exclusion and not exclusion:
+            # an excluded pattern cannot be included again in its section (GitLab); the exclusion stays
+            self.error(number, "excluded_pattern_reincluded",
+                       f"`{pattern}` is excluded earlier in this section and cannot own files again there", line)
+            return
         rule = OwnerRule(self.header.name, pattern, owners, number, self.header.optional, self.header.approvals,
                          exclusion)
         self.sections[self.header.name][normalized] = (rule, _compile(normalized))

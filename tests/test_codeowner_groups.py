@@ -13,6 +13,7 @@ from bot.config import ProjectSettings
 from bot.engine import Engine
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.models import Group, Namespace, Project, User
+from bot.gitlab.sim_model import SimDiff
 from bot.gitlab.simulator import SimState
 from bot.lookups import Recent
 from bot.owners import email_matches, group_linked, owners_to_resolve, resolve_owners
@@ -93,7 +94,7 @@ async def store(sqlite_url):
     await storage.close()
 
 
-async def suggest(org: Org, gitlab_client, store, *files: str):
+async def suggest(org: Org, gitlab_client, store, *files: str | SimDiff):
     sim_mr = org.state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, *files])
     mr = await gitlab_client.get_mr(org.tiny.project.id, sim_mr.iid)
     return await suggest_for_mr(gitlab_client, Engine(store), store, org.tiny.project.id, mr, ProjectSettings(),
@@ -177,14 +178,16 @@ async def test_client_reads_groups_members_and_users(simulator, http_session):
     assert await client.get_group("acme/nope") is None
     members = await client.list_group_members(group.id)
     assert sorted(m.username for m in members) == ["ann", "eve", "fay", "gus", "hal"]
-    assert len(state.calls("GET", f"/groups/{group.id}/members/all")) == 3  # five members, two a page
+    assert len(state.calls("GET", f"/groups/{group.id}/members")) == 3  # five direct members, two a page
+    assert not state.calls("GET", f"/groups/{group.id}/members/all")
     assert [u.username for u in await client.search_users("jo@corp.example")] == ["jo"]
 
 
 # --- pure helpers --------------------------------------------------------------------------------------------------
-def test_owners_to_resolve_are_groups_emails_and_names_that_are_no_member():
+def test_owners_to_resolve_are_groups_emails_roles_and_names_that_are_no_member():
     co = parse_codeowners("* @ann @Acme @acme/web jo@x.org @@maintainer\n")
-    assert [o.ref for o in owners_to_resolve(co, ["a.py"], {"ANN"})] == ["@Acme", "@acme/web", "jo@x.org"]
+    assert [o.ref for o in owners_to_resolve(co, ["a.py"], {"ANN"})] == [
+        "@Acme", "@acme/web", "jo@x.org", "@@maintainer"]
     assert owners_to_resolve(None, ["a.py"], set()) == []
 
 
@@ -218,15 +221,16 @@ async def test_a_required_group_section_gets_an_eligible_group_member(org, gitla
     assert not people & {"ann", "fay", "gus", "hal"}
 
 
-async def test_a_nested_subgroup_stands_for_its_direct_and_inherited_members(org, gitlab_client, store):
-    org.state.set_busy("eve")
+async def test_a_nested_subgroup_stands_for_its_direct_members_only(org, gitlab_client, store):
+    """GitLab: only a group's direct members are its code owners; eve, in the parent group, is none of ui's."""
     result = await suggest(org, gitlab_client, store, "ui/button.ts")
     assert added_owner(result, "UI") == "ivy"
-    assert org.state.calls("GET", "/groups/acme%2Fweb%2Fui") and org.state.calls("GET", "/members/all")
-    org.state.set_busy("eve", False)
+    assert org.state.calls("GET", "/groups/acme%2Fweb%2Fui")
+    assert not [r for r in org.state.calls("GET", "/members/all") if r.path.startswith("/api/v4/groups/")]
     org.state.set_busy("ivy")
     again = await suggest(org, gitlab_client, store, "ui/button.ts")
-    assert added_owner(again, "UI") == "eve"
+    [note] = [n for n in again.notes if "`UI`" in n]
+    assert "none of them can review right now" in note and "eve" not in {s.person for s in again.suggestions}
 
 
 async def test_an_email_owner_is_the_user_showing_that_address(org, gitlab_client, store, caplog):
@@ -285,3 +289,69 @@ async def test_the_comment_names_a_group_owner(simulator, gitlab_client, databas
         assert "gus" not in comment.body and "hal" not in comment.body
     finally:
         await storage.close()
+
+
+# --- GitLab's rules for which file, which paths, which roles and how many owners ------------------------------
+def codeowners_file(org: Org, text: str, path: str = ".gitlab/CODEOWNERS") -> None:
+    org.state.add_file(org.tiny.project, path, text)
+
+
+async def test_a_role_stands_for_direct_members_holding_exactly_that_role(org, gitlab_client, store):
+    """`@@maintainer` is neither Owners (roles do not include higher ones) nor Maintainers through a group."""
+    state = org.state
+    for name, level in (("max", 40), ("own", 50)):
+        state.add_member(org.tiny.project, state.add_user(name), level)
+    leads = state.add_group("leads")
+    state.add_group_member(leads, state.add_user("lee"), 40)
+    state.share_project(org.tiny.project, leads, 40)  # lee is a Maintainer of the project, but not a direct one
+    codeowners_file(org, CODEOWNERS + "[Roles][1]\nroles/ @@maintainer\n")
+    result = await suggest(org, gitlab_client, store, "roles/x.py")
+    assert added_owner(result, "Roles") == "max"
+    assert [r for r in state.calls("GET", f"/projects/{org.tiny.project.id}/members") if r.path.endswith("/members")]
+    state.set_busy("max")
+    again = await suggest(org, gitlab_client, store, "roles/x.py")
+    [note] = [n for n in again.notes if "`Roles`" in n]
+    assert note.endswith("from @max, but none of them can review right now.")
+    assert not {"own", "lee"} & {s.person for s in again.suggestions}
+
+
+async def test_a_section_needing_two_approvals_gets_two_owners(org, gitlab_client, store):
+    codeowners_file(org, "[Pair][2]\npair/ @dee @jo @lou\n")
+    result = await suggest(org, gitlab_client, store, "pair/x.py")
+    [note] = [n for n in result.notes if "`Pair`" in n]
+    assert note == "CODEOWNERS section `Pair` needs 2 approvals: added code owners @dee, @jo."
+    assert {"dee", "jo"} <= {s.person for s in result.suggestions}
+    org.state.set_busy("jo")
+    org.state.set_busy("lou")
+    again = await suggest(org, gitlab_client, store, "pair/x.py")
+    [note] = [n for n in again.notes if "`Pair`" in n]
+    assert note == ("CODEOWNERS section `Pair` needs 2 approvals: added code owner @dee; "
+                    "no other owner can review right now.")
+
+
+async def test_an_owner_already_suggested_counts_toward_the_approvals(org, gitlab_client, store):
+    codeowners_file(org, "[Core][2]\nsrc/ @bob @dee\n")
+    result = await suggest(org, gitlab_client, store)
+    [note] = [n for n in result.notes if "`Core`" in n]
+    assert note == "CODEOWNERS section `Core` needs 2 approvals: added code owner @dee (@bob can give 1 approval)."
+
+
+async def test_a_renamed_file_needs_the_owners_of_its_old_path_too(org, gitlab_client, store):
+    moved = SimDiff.renamed("docs/guide.md", "misc/guide.md")
+    result = await suggest(org, gitlab_client, store, moved)
+    assert added_owner(result, "Docs") == "dee"
+    assert result.facts.files == (HISTORY, "misc/guide.md")  # the ranking sees where the file lives now
+
+
+async def test_the_root_codeowners_file_wins_over_docs_and_dot_gitlab(org, gitlab_client, store):
+    """GitLab reads the first of CODEOWNERS, docs/CODEOWNERS, .gitlab/CODEOWNERS that exists."""
+    codeowners_file(org, "[Docs][1]\ndocs/ @cy\n", "docs/CODEOWNERS")
+    result = await suggest(org, gitlab_client, store, "docs/a.md")
+    assert "cy" in {s.person for s in result.suggestions} and not added_owner_in(result, "dee")
+    codeowners_file(org, "[Docs][1]\ndocs/ @jo\n", "CODEOWNERS")
+    again = await suggest(org, gitlab_client, store, "docs/a.md")
+    assert added_owner(again, "Docs") == "jo"
+
+
+def added_owner_in(result, person: str) -> bool:
+    return any(f"added code owner @{person}" in n for n in result.notes)

@@ -314,3 +314,10 @@ def test_shared_sample_file():
     assert co.errors == ()
     assert co.sections == [DEFAULT_SECTION, "Documentation", "Database"]
     assert owners(co, "config/x.yml") == {DEFAULT_SECTION: ["@config-owner"], "Database": ["@@maintainer"]}
+
+
+def test_an_excluded_pattern_cannot_own_files_again_in_its_section():
+    co = parse_codeowners("[Ruby]\n!*.rb\n*.rb @ruby\n[Other]\n*.rb @other\n")
+    assert set(co.owners_for_files(["a.rb"])) == {"Other"}
+    [error] = co.errors
+    assert error.line == 3 and error.kind == "excluded_pattern_reincluded"

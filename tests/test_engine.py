@@ -96,10 +96,10 @@ def test_owner_usernames_resolve_users_and_roles_and_groups_or_emails_only_as_re
     section = parse_codeowners("docs/ @ann @team/docs @@maintainer nobody@example.com\n").owners_for_files(
         ["docs/a.md"])["codeowners"]
     facts = MRFacts(("docs/a.md",), members, frozenset(), {}, None)
-    assert owner_usernames(section, facts) == ["Ann", "max", "owner"]
-    group, email = section.owners[1], section.owners[3]
-    resolved = replace(facts, owner_users={group: ("ZED", "outsider"), email: ("ann",)})
-    assert owner_usernames(section, resolved) == ["Ann", "zed", "max", "owner"]  # non-members left out
+    assert owner_usernames(section, facts) == ["Ann"]  # the rest as GitLab resolves them (`bot.owners`)
+    group, role, email = section.owners[1], section.owners[2], section.owners[3]
+    resolved = replace(facts, owner_users={group: ("ZED", "outsider"), role: ("max",), email: ("ann",)})
+    assert owner_usernames(section, resolved) == ["Ann", "zed", "max"]  # non-members left out
 
 
 @pytest.fixture
@@ -155,6 +155,21 @@ async def test_overloaded_reviewers_are_skipped(simulator, gitlab_client, store,
                               settings=ProjectSettings(max_open_reviews=2))
     assert "bob" not in [s.person for s in result.suggestions]
     assert result.dropped["bob"] == "already has 2 open reviews (the limit is 2)"
+
+
+async def test_a_review_of_this_very_merge_request_is_no_load_against_it(simulator, gitlab_client, store, tiny):
+    """bob reviews this MR and one other: at a limit of 2 he is not overloaded here (its comment, edited after a
+    push, keeps him), and the column shows the one other review."""
+    state, _ = simulator
+    state.open_mr(tiny.project, tiny.cy, ["x.py"], reviewers=[tiny.bob])
+    sim_mr = state.open_mr(tiny.project, tiny.ann, ["src/core/m3.py"], reviewers=[tiny.bob])
+    mr = await gitlab_client.get_mr(tiny.project.id, sim_mr.iid)
+    result = await suggest_for_mr(gitlab_client, Engine(store), store, tiny.project.id, mr,
+                                  ProjectSettings(max_open_reviews=2), bot_username="reviewbot")
+    assert "bob" in [s.person for s in result.suggestions] and result.loads["bob"] == 1
+    other, _ = await suggest(simulator, gitlab_client, store, tiny, ["src/core/m3.py"],
+                             settings=ProjectSettings(max_open_reviews=2))
+    assert other.dropped["bob"] == "already has 2 open reviews (the limit is 2)"
 
 
 async def test_domain_errors_are_results_not_exceptions(simulator, gitlab_client, store, tiny):

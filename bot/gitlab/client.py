@@ -265,6 +265,10 @@ class GitLabClient:
         (check `.state`)."""
         return await self._all(Member, f"{self._p(pid)}/members/all")
 
+    async def list_direct_members(self, pid: ProjectId) -> list[Member]:
+        """The project's own members (GET /projects/:id/members: none inherited from its groups), all pages."""
+        return await self._all(Member, f"{self._p(pid)}/members")
+
     async def get_member(self, pid: ProjectId, uid: int) -> Member | None:
         """One member's effective access, or None when the user has no access."""
         found = await self._get_found(f"{self._p(pid)}/members/all/{int(uid)}")
@@ -282,9 +286,9 @@ class GitLabClient:
         return None if found is None else Group.model_validate(found)
 
     async def list_group_members(self, group: int | str) -> list[Member]:
-        """The group's members, direct and inherited from its ancestor groups, at their highest level (all
-        pages; blocked users too: check `.state`)."""
-        return await self._all(Member, f"/groups/{quote(str(group), safe='')}/members/all")
+        """The group's direct members (none inherited from its ancestor groups), all pages; blocked users
+        too: check `.state`."""
+        return await self._all(Member, f"/groups/{quote(str(group), safe='')}/members")
 
     # --- merge requests -------------------------------------------------------------------------------------
     async def get_mr(self, pid: ProjectId, iid: int) -> MergeRequest:
