@@ -14,7 +14,8 @@ Definitions (one merge request is one unit, however often the bot re-suggested o
 * **Top-1 / Top-3 hit**: over merged merge requests, the bot's latest first / first three suggestions
   include one of the actual reviewers;
 * **review load** is, per person, the open reviews (a reviewer on a merge request neither merged nor
-  closed) and the merge requests suggested to, reviewed and approved in the last `load_days` days;
+  closed) and the merge requests suggested to, reviewed and approved in the last `load_days` days (an
+  approval taken back, `unapproved` last, is none);
 * **what the team took where a hand-set term chose**: per term (load spreading, the rejection streak's
   penalty, the lift for people on duty), the merge requests where the bot's latest suggestion put first
   someone the term moved ahead (a `moved_down_<term>` row beside its `suggested` row), and on how many of
@@ -184,6 +185,14 @@ class _Mr:
                 return True
         return False
 
+    def withdrawn_approvals(self) -> set[str]:
+        """casefolded people whose last approval row here is `unapproved`: their approval was taken back."""
+        last: dict[str, str] = {}
+        for row in self.feedback:
+            if row.label in ("approved", "unapproved"):
+                last[row.person.casefold()] = row.label
+        return {person for person, label in last.items() if label == "unapproved"}
+
     def merged(self) -> bool:
         return self.in_history or any(r.label == "final_reviewer" for r in self.feedback)
 
@@ -255,9 +264,12 @@ def _load(mrs: Iterable[_Mr], since: datetime, limit: int) -> list[LoadRow]:
                 add(person, "suggested", mr.iid)
                 if rank == 0:
                     add(person, "top1", mr.iid)
+        withdrawn = mr.withdrawn_approvals()
         for row in (f for f in mr.feedback if f.created_at >= since):
-            if (row.label in BECAME_REVIEWER and not is_bot_pick(row)) or row.label == "approved":  # the team's
-                add(row.person, "reviewing" if row.label in BECAME_REVIEWER else "approved", mr.iid)
+            if row.label in BECAME_REVIEWER and not is_bot_pick(row):  # the team's
+                add(row.person, "reviewing", mr.iid)
+            elif row.label == "approved" and row.person.casefold() not in withdrawn:
+                add(row.person, "approved", mr.iid)
         for person in [] if mr.merged() or mr.closed() else mr.reviewers():
             add(person, "open", mr.iid)
     rows = [LoadRow(person=names[key], **{k: len(c[k]) for k in LoadRow.model_fields if k != "person"})

@@ -38,7 +38,7 @@ from bot.backfill import is_bot_pick
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, Storage, SuggestionRow
 from bot.threads import to_the_end
-from graph.feedback import CLOSED, FEEDBACK_FEATURES, MOVED_DOWN, NEGATIVE, POSITIVE, PUT_FIRST
+from graph.feedback import CLOSED, FEEDBACK_FEATURES, MOVED_DOWN, NEGATIVE, POSITIVE, PUT_FIRST, THUMBS
 from graph.features import FEATURES
 from graph.model import Change
 from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender
@@ -53,7 +53,6 @@ log = logging.getLogger("bot.learning")
 EVIDENCE = POSITIVE | NEGATIVE  # the labels that say something about a person (not "why", "command")
 LEARNED = EVIDENCE | {PUT_FIRST, CLOSED, *MOVED_DOWN.values()}  # what a recommender reads: evidence, first
 # places, closes, who a hand-set term moved down
-THUMBS = frozenset({"thumbs_up", "thumbs_down"})  # about the person who gave them only if they were suggested
 PRIOR_PROJECT = 0               # `storage.models` rows of the project-independent prior model
 PRIOR_VERSION = "prior-synthetic-v1"
 MODEL_WIDTH = len(FEATURES) + len(FEEDBACK_FEATURES) + 1  # `LearnedRecommender.model_input` columns
@@ -105,10 +104,11 @@ def _rank(people: Sequence[str] | None, person: str) -> int | None:
 
 
 def _revoked(row: FeedbackRow) -> bool:
-    """An emoji taken back, or given again after that: no evidence. A thumb counts once per person and MR
-    (the handler marks a repeat); one taken back after it was learned stays learned and fades with decay,
-    one taken back before it was read (same batch) is not learned at all (`_net_thumbs`)."""
-    return isinstance(row.value, Mapping) and (row.value.get("action") == "revoke" or bool(row.value.get("repeat")))
+    """An emoji taken back: no evidence. A thumb counts once per person and MR (the recommender keeps which
+    it learned, `LearnedRecommender.learn`: given again after being taken back, it is not learned twice, and
+    one never learned is learned when given again); one taken back after it was learned stays learned and
+    fades with decay, one taken back before it was read (same batch) is not learned at all (`_net_thumbs`)."""
+    return isinstance(row.value, Mapping) and row.value.get("action") == "revoke"
 
 
 def _net_thumbs(rows: list[FeedbackRow]) -> list[FeedbackRow]:

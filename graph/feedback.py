@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "TERMS", "MOVED_DOWN",
-           "MOVED_BY", "REVIEWED", "CLOSED", "FEEDBACK_FEATURES", "FEEDBACK_WORDS", "directories"]
+           "MOVED_BY", "REVIEWED", "CLOSED", "THUMBS", "FEEDBACK_FEATURES", "FEEDBACK_WORDS", "directories"]
 
 POSITIVE = frozenset({"accepted", "assigned", "approved", "reviewed", "thumbs_up", "final_reviewer"})
 TAKEN = frozenset({"accepted", "assigned"})  # the labels that mean "this person took the review"
 # ... or did it: a vote on the hand-set terms (`LearnedRecommender._vote`), once per person and merge request
 REVIEWED = TAKEN | {"approved", "reviewed", "final_reviewer"}
 NEGATIVE = frozenset({"removed", "passed_over", "reroll", "exclude", "thumbs_down"})
+THUMBS = frozenset({"thumbs_up", "thumbs_down"})  # award emoji on the bot's comment
 # Not evidence about the person: the bot put them first on a merge request. The load spreading counts it
 # (`LearnedRecommender.put_first`); the memory here ignores it.
 PUT_FIRST = "suggested"

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_BY, NEGATIVE, PUT_FIRST, REVIEWED,
-                            TAKEN, TERMS, FeedbackMemory)
+                            TAKEN, TERMS, THUMBS, FeedbackMemory)
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.explain import compare
 from graph.model import Change, Contribution, Suggestion
@@ -23,6 +23,8 @@ from graph.reasons import contributions, reasons
 from graph.terms import HandSetTerms
 
 __all__ = ["RecommenderSettings", "GraphRecommender", "LearnedRecommender", "make_recommender", "METHODS"]
+
+ONCE = THUMBS | {"approved"}  # labels a person gives a change once, however often they take them back
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         # change id -> term -> [first without the term, first with it, who of the two took the review]
         self._moved: OrderedDict[str, dict[str, list]] = OrderedDict()
         self.levels = dict.fromkeys(TERMS, 1.0)  # the share of each hand-set term applied (`_vote`)
+        self._once: set[tuple[str, str, str]] = set()  # (change id, person, label) of `ONCE` labels learned
 
     def recommend(self, change: Change, k: int) -> list[str]:
         """The best `k` people, the first of them counted as put first (`put_first`): the replays call this
@@ -226,6 +229,8 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         `MOVED_DOWN[term]` names who would have been first but for that hand-set term (whom the team then
         takes is a vote on it, `_vote`). `CLOSED` neither: the merge request was closed unmerged (`_closed`).
         Only the team's labels come here: a review the bot requested itself is none (`bot.learning.replay`).
+        A thumb or an approval counts once per person and change, however often it is given, taken back and
+        given again (`ONCE`).
         """
         at = change.time if time is None else time
         if label == PUT_FIRST:
@@ -239,6 +244,11 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
             if first is not None and first[0] != person:
                 self._moved_over(change.id, MOVED_BY[label], person, first[0])
             return
+        if label in ONCE:  # given, taken back and given again: one thumb, one approval
+            key = (change.id, person.casefold(), label)
+            if key in self._once:
+                return
+            self._once.add(key)
         known = self._changes.get(change.id)
         if known is not None and not (change.files and change.author):
             change = replace(change, author=change.author or known.author, files=change.files or known.files)

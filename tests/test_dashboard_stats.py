@@ -83,6 +83,15 @@ def test_load_counts_merge_requests_in_the_window_and_open_reviews_whatever_thei
     assert (load["bob"].open, load["bob"].suggested, load["bob"].reviewing, load["bob"].approved) == (1, 2, 1, 1)
 
 
+def test_an_approval_taken_back_is_no_approval_in_the_load_until_given_again():
+    rows = [suggestion(1, "bob", ago=5), suggestion(2, "bob", ago=5)]
+    reactions = [feedback(1, "bob", "approved", ago=4), feedback(1, "bob", "unapproved", ago=3),
+                 feedback(2, "bob", "approved", ago=4), feedback(2, "BOB", "unapproved", ago=3),
+                 feedback(2, "bob", "approved", ago=2)]
+    [bob] = stats(rows, reactions, weeks=8).load
+    assert bob.approved == 1
+
+
 def test_a_suggestion_of_nobody_is_not_a_suggestion():
     result = stats([suggestion(1), suggestion(2, "ann")],
                    [feedback(1, "dan", "final_reviewer"), feedback(2, "ann", "accepted"),

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from bot.gitlab.payloads import emoji_hook
 from bot.gitlab.sim_model import HookEvent
-from bot.learning import new_labels
+from bot.learning import new_labels, replay
+from graph.recommend import make_recommender
 from tests.bot_harness import handler_env, marker_notes  # noqa: F401 - fixture
 
 
@@ -64,15 +65,47 @@ async def test_the_action_is_read_from_event_type_as_gitlab_sends_it(handler_env
                                                       ("bob", "thumbs_down", "revoke")]
 
 
+async def learned_thumbs(env, rec, after: int) -> int:
+    """Learn the labels stored above `after` into `rec` (one batch, as the engine does); the new mark."""
+    labels, mark = await new_labels(env.storage, env.pid, after)
+    replay(rec, labels, {})
+    return mark
+
+
 async def test_a_thumb_taken_back_and_given_again_is_learned_once(handler_env):
     env = await handler_env()
     mr, comment, award, mark = await awarded(env, env.tiny.bob, "thumbsdown")
+    rec = make_recommender("default")
+    mark = await learned_thumbs(env, rec, mark)
     for n, action in enumerate(("revoke", "award")):
         await send_action(env, mr, comment, award, action, f"toggle-{n}", gitlab_shape=True)
-    rows = [f.value for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid) if f.label == "thumbs_down"]
-    assert [v.get("repeat", False) for v in rows] == [False, False, True]
-    labels, _ = await new_labels(env.storage, env.pid, mark)
-    assert [(x.person, x.label) for x in labels if x.label == "thumbs_down"] == [("bob", "thumbs_down")]
+    rows = [f.value["action"] for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)
+            if f.label == "thumbs_down"]
+    assert rows == ["award", "revoke", "award"]
+    await learned_thumbs(env, rec, mark)
+    assert rec.feedback.labels == 1 and set(rec.feedback.neg) == {"bob"}
+
+
+async def test_a_thumb_netted_out_then_given_again_is_learned(handler_env):
+    """Given and taken back between two reads (never learned), then given again: the standing thumb counts."""
+    env = await handler_env()
+    mr, comment, award, mark = await awarded(env, env.tiny.bob, "thumbsdown")
+    await send_action(env, mr, comment, award, "revoke", "undo-1", gitlab_shape=True)
+    rec = make_recommender("default")
+    mark = await learned_thumbs(env, rec, mark)
+    assert rec.feedback.labels == 0
+    await send_action(env, mr, comment, award, "award", "redo-1", gitlab_shape=True)
+    await learned_thumbs(env, rec, mark)
+    assert rec.feedback.labels == 1 and set(rec.feedback.neg) == {"bob"}
+
+
+async def test_skin_tone_thumbs_are_thumbs(handler_env):
+    env = await handler_env()
+    mr, comment = await setup(env)
+    env.state.award(comment, env.tiny.bob, "thumbsdown_tone2")
+    env.state.award(comment, env.tiny.cy, "thumbsup_tone5")
+    await env.run()
+    assert [t[:3] for t in await thumbs(env, mr)] == [("bob", "thumbs_down", "award"), ("cy", "thumbs_up", "award")]
 
 
 async def test_a_thumb_taken_back_before_it_was_learned_is_not_learned(handler_env):

@@ -10,6 +10,8 @@ from bot.gitlab.payloads import merge_request_hook
 from bot.handlers.context import GitLabFailure
 from bot.handlers.merge_requests import reviewer_feedback, skip_reason
 from bot.config import ProjectSettings
+from bot.learning import new_labels, replay
+from graph.recommend import make_recommender
 from tests.bot_harness import bot_notes, event_row, handler_env, marker_notes, take_events  # noqa: F401 - fixture
 
 FILES = ["src/core/m1.py"]
@@ -155,6 +157,26 @@ async def test_merge_adds_the_mr_to_history_and_records_final_reviewers(handler_
                                                                               ("src/core/new.py",))
     labels = {(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)}
     assert labels == {("bob", "suggested"), ("bob", "accepted"), ("bob", "approved"), ("bob", "final_reviewer")}
+
+
+async def test_an_approval_taken_back_is_recorded_once_and_given_again_too(handler_env):
+    """GitLab sends `approval` + `approved` (and `unapproval` + `unapproved`) when the one approval decides
+    the MR's state: each change of mind is stored once, in order."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
+    await env.run()
+    for _ in range(2):
+        env.state.approve(mr, env.tiny.bob)
+        env.state.unapprove(mr, env.tiny.bob)
+    env.state.approve(mr, env.tiny.bob)
+    await env.run()
+    rows = [f.label for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)
+            if f.person == "bob" and f.label.endswith("approved")]
+    assert rows == ["approved", "unapproved", "approved", "unapproved", "approved"]
+    labels, _ = await new_labels(env.storage, env.pid, 0)
+    rec = make_recommender("default")
+    replay(rec, labels, {})
+    assert rec.feedback.labels == 1  # the approvals are one piece of evidence; taking one back is none
 
 
 async def test_a_merge_delivered_twice_counts_its_reviewers_once(handler_env):

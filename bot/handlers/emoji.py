@@ -3,12 +3,13 @@
 Only awards on the note the bot keeps as its comment count (other notes, the MR itself and the bot's own
 acknowledgements are ignored). Revoking an award is recorded too, with `value.action = "revoke"` (GitLab
 names the action in the top-level `event_type`; its docs' sample also has `object_attributes.action`), for
-the dashboard; a thumb counts as evidence once per person and MR: given again after being taken back, it
-is stored with `value.repeat` and not learned twice (see `bot.learning`).
+the dashboard; a thumb counts as evidence once per person and MR, however often it is given again (see
+`bot.learning`). Skin-tone variants (`thumbsup_tone3`) are the same thumbs.
 """
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Mapping
 
 from gidgetlab.routing import Router
@@ -23,6 +24,7 @@ log = logging.getLogger("bot.handlers")
 router = Router()
 
 EMOJI_LABELS = {"thumbsup": "thumbs_up", "+1": "thumbs_up", "thumbsdown": "thumbs_down", "-1": "thumbs_down"}
+_TONE = re.compile(r"_tone[1-5]$")  # GitLab's skin-tone variants: `thumbsup_tone3`, `-1_tone1`
 
 
 def emoji_label(attrs: Mapping[str, Any]) -> str | None:
@@ -30,10 +32,13 @@ def emoji_label(attrs: Mapping[str, Any]) -> str | None:
 
     >>> emoji_label({"awardable_type": "Note", "name": "thumbsdown"}), emoji_label({"name": "tada"})
     ('thumbs_down', None)
+    >>> emoji_label({"awardable_type": "Note", "name": "thumbsup_tone4"})
+    'thumbs_up'
     """
     if attrs.get("awardable_type") != "Note":
         return None
-    return EMOJI_LABELS.get(str(attrs.get("name") or ""))
+    name = str(attrs.get("name") or "")
+    return EMOJI_LABELS.get(_TONE.sub("", name))
 
 
 def award_action(data: Mapping[str, Any]) -> str:
@@ -46,14 +51,6 @@ def award_action(data: Mapping[str, Any]) -> str:
     attrs = data.get("object_attributes") if isinstance(data.get("object_attributes"), Mapping) else {}
     action = data.get("event_type") or attrs.get("action")
     return "revoke" if action == "revoke" else "award"
-
-
-async def _given_before(ctx: EventContext, iid: int, person: str, label: str) -> bool:
-    """Whether another event already stored this person's award of this thumb on the MR."""
-    folded = person.casefold()
-    return any(r.person.casefold() == folded and r.label == label and r.source_event_id != ctx.event_id
-               and isinstance(r.value, Mapping) and r.value.get("action") == "award"
-               for r in await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid))
 
 
 @router.register("Emoji Hook")
@@ -71,8 +68,6 @@ async def on_emoji(event: Event, ctx: EventContext) -> None:
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     action = award_action(event.data)
     value = {"emoji": attrs.get("name"), "action": action}
-    if action == "award" and await _given_before(ctx, iid, str(user["username"]), label):
-        value["repeat"] = True
     await ctx.storage.feedback.record(ctx.project_id, iid, str(user["username"]), label, value=value,
                                       suggestion_id=latest.id if latest else None, source_event_id=ctx.event_id)
     log.info(kv("emoji feedback", project_id=ctx.project_id, mr_iid=iid, label=label, action=action))

@@ -7,7 +7,7 @@ What each action does:
 * `update` with `oldrev` (new commits): recompute and edit that comment (`comment_on_update`);
 * `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over, and
   `assigned` for a reviewer added whom it did not suggest);
-* `approval` / `approved`: `approved` feedback;
+* `approval` / `approved`: `approved` feedback; `unapproval` / `unapproved`: `unapproved` (once each);
 * `close` / `reopen`: `closed` / `reopened` rows (its reviews end / count again; reopen suggests again);
 * `merge`: the MR (author, reviewers, approvers, files) joins the project's history and graph, and the final
   reviewers are recorded as feedback. A reviewer the bot itself requested who never acted on it (GitLab
@@ -202,24 +202,50 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
 @router.register(HOOK, action="approval")
 async def on_approval(event: Event, ctx: EventContext) -> None:
     """Someone approved: `approved` feedback."""
-    await record_approval(event, ctx)
+    await record_approval(event, ctx, "approved")
 
 
 @router.register(HOOK, action="approved")
 async def on_approved(event: Event, ctx: EventContext) -> None:
     """The MR became approved (older GitLab sends only this): `approved` feedback unless already recorded."""
-    await record_approval(event, ctx)
+    await record_approval(event, ctx, "approved")
 
 
-async def record_approval(event: Event, ctx: EventContext) -> None:
+@router.register(HOOK, action="unapproval")
+async def on_unapproval(event: Event, ctx: EventContext) -> None:
+    """Someone took their approval back: `unapproved` (the dashboard no longer counts the approval)."""
+    await record_approval(event, ctx, "unapproved")
+
+
+@router.register(HOOK, action="unapproved")
+async def on_unapproved(event: Event, ctx: EventContext) -> None:
+    """The MR is no longer approved (sent beside `unapproval`): `unapproved` unless already recorded."""
+    await record_approval(event, ctx, "unapproved")
+
+
+def approval_state(rows: Iterable[FeedbackRow], person: str, event_id: int | None) -> str | None:
+    """`approved` or `unapproved`: the person's approval on the MR as other events recorded it (None: never)."""
+    folded = person.casefold()
+    states = [r.label for r in rows if r.person.casefold() == folded and r.label in ("approved", "unapproved")
+              and r.source_event_id != event_id]
+    return states[-1] if states else None
+
+
+async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
+    """Store an approval given or taken back, once: GitLab sends each twice (`approval` and `approved`, or
+    `unapproval` and `unapproved`) when it is the one that makes or breaks the MR's approval. Given again
+    after being taken back, it is stored again."""
     user = event.data.get("user") or {}
     person = user.get("username")
     if not person or ctx.bot.is_me(user):
         return
     iid = int(event.object_attributes["iid"])
+    state = approval_state(await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid), person, ctx.event_id)
+    if state == label or (label == "unapproved" and state is None):
+        return
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
-    await ctx.storage.feedback.record_once(ctx.project_id, iid, person, "approved", source_event_id=ctx.event_id,
-                                           suggestion_id=latest.id if latest else None)
+    await ctx.storage.feedback.record(ctx.project_id, iid, person, label, source_event_id=ctx.event_id,
+                                      suggestion_id=latest.id if latest else None)
 
 
 @router.register(HOOK, action="merge")
