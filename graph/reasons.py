@@ -133,7 +133,8 @@ def _best_dir(dirs: dict[str, tuple[int, int]], mine: dict[str, dict]) -> tuple[
 
 
 def contributions(row: np.ndarray, others: np.ndarray) -> list[Contribution]:
-    """How far each weighted feature of this row is above the candidates' average, largest first.
+    """How far each weighted feature of this row is above the other candidates' average (`others`, the row
+    itself left out), largest first.
 
     A model-agnostic reading for `/reviewers why`: the features on which a person stands out.
     """

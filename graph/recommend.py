@@ -130,7 +130,8 @@ class GraphRecommender:
 
     def _contributions_many(self, cands: Candidates, rows: list[int]) -> list[list[Contribution]]:
         """`_contributions` of several rows (the learned ranker scores all their probes at once)."""
-        return [contributions(cands.X[i, : len(FEATURES)], cands.X[:, : len(FEATURES)]) for i in rows]
+        X = cands.X[:, : len(FEATURES)]  # each row against the *other* candidates, as the model's probes are
+        return [contributions(X[i], np.delete(X, i, axis=0) if len(X) > 1 else X) for i in rows]
 
     def _scores(self, cands: Candidates) -> np.ndarray:
         return cands.score

@@ -120,3 +120,11 @@ def test_every_model_column_has_plain_units_for_why():
     from graph.feedback import FEEDBACK_FEATURES
 
     assert set(UNITS) == {*FEATURES, *FEEDBACK_FEATURES, "graph_score"}
+
+
+def test_why_compares_a_person_with_the_other_candidates_only():
+    """Only bob reviewed `eth.c`: the other candidates' share of its reviews is 0%, not an average with bob."""
+    rec = replayed(GraphRecommender())
+    (top,) = rec.suggest(QUERY, k=1)
+    very = next(c for c in top.contributions if c.signal == "reviews of these very files")
+    assert (very.value, very.others) == ("100%", "0%")
