@@ -106,6 +106,16 @@ async def test_the_exclude_setting_keeps_people_off_every_mr(handler_env):
     assert "Not suggested: is on the project's `exclude` list" in replies(env, mr, note)[0].body
 
 
+async def test_people_named_in_other_capitals_are_stored_under_their_username(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers exclude @CY @Cy\n/reviewers why @BOB")
+    await env.run()
+    rows = [row for row in await feedback(env, mr) if row[1] in ("exclude", "why")]
+    assert rows == [("cy", "exclude"), ("bob", "why")]
+    assert "`@cy` will not be suggested on this merge request" in replies(env, mr, note)[0].body
+
+
 async def test_exclude_keeps_someone_off_this_mr(handler_env):
     env = await handler_env()
     mr = await opened(env)

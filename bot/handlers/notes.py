@@ -23,6 +23,7 @@ from bot.handlers.context import EventContext
 from bot.handlers.merge_requests import assign_count, left_alone
 from bot.handlers.publish import acknowledge, publish, reply_once
 from bot.logfmt import kv
+from bot.lookups import Lookups
 from bot.suggesting import explain_person, suggest_for_mr
 
 __all__ = ["router", "CommandRun", "ACK_OK", "ACK_PROBLEM"]
@@ -59,6 +60,13 @@ class CommandRun:
             self._mr = await self.ctx.client.get_mr(self.ctx.project_id, self.mr_iid)
         return self._mr
 
+    async def username_of(self, typed: str) -> str:
+        """A username as GitLab spells it (`@CY` is member `cy`: usernames ignore case), so that feedback about
+        a person is stored, and learned, under their name; as typed when no project member has it."""
+        folded = typed.casefold()
+        members = await Lookups(self.ctx.client, self.ctx.engine.recent).members(self.ctx.project_id)
+        return next((m.username for m in members if m.username.casefold() == folded), typed)
+
     async def feedback(self, person: str, label: str, **value: Any) -> None:
         """Record a command as feedback on the MR's latest suggestion."""
         storage = self.ctx.storage
@@ -92,7 +100,7 @@ async def _assign(run: CommandRun, command: Command) -> None:
 
 
 async def _why(run: CommandRun, command: Command) -> None:
-    ctx, person = run.ctx, str(command.user)
+    ctx, person = run.ctx, await run.username_of(str(command.user))
     mr = await run.mr()
     result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
                                   bot_username=ctx.bot.username)
@@ -110,11 +118,12 @@ async def _reroll(run: CommandRun, command: Command) -> None:
 
 
 async def _exclude(run: CommandRun, command: Command) -> None:
-    for person in command.users:
+    people = list(dict.fromkeys([await run.username_of(u) for u in command.users]))
+    for person in people:
         await run.feedback(person, "exclude")
     row = await run.ctx.storage.comments.get(run.ctx.project_id, run.mr_iid)
     run.publish = run.publish or (row is not None and row.note_id is not None)
-    run.replies.append(f"{', '.join(code_span('@' + u) for u in command.users)} will not be suggested on this "
+    run.replies.append(f"{', '.join(code_span('@' + u) for u in people)} will not be suggested on this "
                        "merge request.")
 
 
