@@ -34,12 +34,13 @@ log = logging.getLogger("bot.web")
 
 MAX_ACTION_LENGTH = 100  # bot.storage.tables.events.c.action
 MAX_DEPTH = 64  # GitLab's webhook bodies nest about 4 levels deep
-HANDLED_KINDS = frozenset({"Merge Request Hook", "Note Hook", "Emoji Hook"})
+# "Confidential Note Hook": internal notes, sent only when the hook's "Confidential comments" trigger is on
+HANDLED_KINDS = frozenset({"Merge Request Hook", "Note Hook", "Confidential Note Hook", "Emoji Hook"})
 # System hooks arrive as "System Hook" whatever the event; the body's object_kind says which one.
 SYSTEM_HOOK_KINDS = {"merge_request": "Merge Request Hook", "note": "Note Hook", "emoji": "Emoji Hook"}
 # Event names GitLab sends; anything else is counted as "other" (labels must not come from attackers).
 KNOWN_KINDS = HANDLED_KINDS | {
-    "System Hook", "Push Hook", "Tag Push Hook", "Issue Hook", "Confidential Issue Hook", "Confidential Note Hook",
+    "System Hook", "Push Hook", "Tag Push Hook", "Issue Hook", "Confidential Issue Hook",
     "Pipeline Hook", "Job Hook", "Deployment Hook", "Wiki Page Hook", "Release Hook", "Member Hook",
     "Subgroup Hook", "Project Hook", "Milestone Hook", "Feature Flag Hook", "Resource Access Token Hook",
     "Vulnerability Hook",

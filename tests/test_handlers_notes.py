@@ -231,3 +231,15 @@ async def test_a_comment_of_a_thousand_commands_runs_twenty_and_says_each_answer
     assert reply.body.count("| `/reviewers` | suggest reviewers again |") == 1
     assert "Only the first 20 commands of a comment run; the other 980 were not." in reply.body
     assert len(reply.body) < 5000 and acks(env, note) == [ACK_PROBLEM]
+
+
+async def test_a_command_in_an_internal_note_runs_and_is_answered_internally(handler_env):
+    """With the hook's "Confidential comments" trigger on, internal notes arrive as Confidential Note Hooks."""
+    env = await handler_env()
+    env.state.project(env.tiny.project).hooks[0].confidential_note_events = True
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob", internal=True)
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert reply.internal and "@bob" in reply.body
+    assert ("bob", "why") in await feedback(env, mr)

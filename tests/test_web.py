@@ -107,7 +107,7 @@ async def test_a_malformed_delivery_is_400(client, storage, body, hdrs, reason):
     ("kind", "body"),
     [
         ("Push Hook", {"object_kind": "push"}),
-        ("Confidential Note Hook", {"object_kind": "note"}),
+        ("Confidential Issue Hook", {"object_kind": "issue"}),
         ("System Hook", {"event_name": "user_create"}),
         ("Pipeline Hook", mr_payload()),
     ],

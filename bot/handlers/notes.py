@@ -197,9 +197,11 @@ def _wanted(event: Event, ctx: EventContext) -> bool:
 
 
 @router.register("Note Hook", noteable_type="MergeRequest")
+@router.register("Confidential Note Hook", noteable_type="MergeRequest")
 async def on_note(event: Event, ctx: EventContext) -> None:
     """Run the `/reviewers` commands of a new comment on an MR, then answer and acknowledge it; a comment
-    without commands by someone the bot suggested is their review (`reviewed`)."""
+    without commands by someone the bot suggested is their review (`reviewed`). Internal notes (a
+    "Confidential Note Hook", when the hook is set to send them) alike, answered with an internal note."""
     if not _wanted(event, ctx):
         return
     commands = parse_commands(str(event.object_attributes.get("note") or ""), ctx.bot.username)
@@ -224,7 +226,9 @@ async def on_note(event: Event, ctx: EventContext) -> None:
     if run.publish:
         await publish(ctx, await run.mr(), assign=run.assign)
     if run.replies:
-        await reply_once(ctx, run.mr_iid, run.note_id, "\n\n".join(dict.fromkeys(run.replies)))  # each once
+        internal = event.event == "Confidential Note Hook" or bool(event.object_attributes.get("internal"))
+        await reply_once(ctx, run.mr_iid, run.note_id, "\n\n".join(dict.fromkeys(run.replies)),  # each once
+                         internal=internal)
     await acknowledge(ctx, run.mr_iid, run.note_id, ACK_OK if run.ok else ACK_PROBLEM)
     log.info(kv("commands run", project_id=ctx.project_id, mr_iid=run.mr_iid, note_id=run.note_id,
                 commands=",".join(c.kind for c in commands), ok=run.ok))
