@@ -3,8 +3,9 @@
 Why a lease-based loop: several processes (or several loops in one process) share the queue; a
 claimed event is leased, so a crashed worker's events come back after `lease_seconds`. A failing
 event is retried with exponential backoff (or after the exception's `retry_after` seconds, e.g. a
-GitLab 429) and dead-lettered after `max_attempts`; an exception with `permanent = True` is
-dead-lettered at once. On SIGTERM (`stop`) the worker claims nothing more, lets running events finish
+GitLab 429) and dead-lettered after `max_attempts` (an exception with `outage = True`, GitLab being
+down, does not count for `outage_hours`); an exception with `permanent = True` is dead-lettered at once.
+A running event's lease is renewed every third of `lease_seconds`. On SIGTERM (`stop`) the worker claims nothing more, lets running events finish
 within the grace period and hands the rest back to the queue.
 
 Handlers are not written here: the worker is given `dispatch(event_row) -> awaitable`.
@@ -145,13 +146,28 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await waiters[0]
 
+    async def _renew(self, row: EventRow) -> None:
+        """Keep the lease while the event runs: a handler may outlast `dispatch_timeout` (a first import of a
+        project's history runs in a thread that cannot be cancelled), and another worker must not take the
+        event meanwhile and run it twice."""
+        every = self.cfg.lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                if not await self.storage.events.renew(row.id, self.worker_id, self.cfg.lease_seconds):
+                    return
+            except Exception as exc:  # noqa: BLE001 - a database blip: try again; the lease has room
+                log.warning(kv("cannot renew lease", event_id=row.id, cause=_describe(exc, 0)))
+
     async def _process(self, row: EventRow) -> None:
         started = time.monotonic()
+        renewing = asyncio.create_task(self._renew(row), name=f"lease-{row.id}")
         try:
             await asyncio.wait_for(self.dispatch(row), self.cfg.dispatch_timeout)
         except asyncio.CancelledError:
             raise  # stop(): the event is handed back by release()
         except Exception as exc:  # noqa: BLE001 - every handler error is recorded on the event
+            renewing.cancel()
             await self._failed(row, exc)
         else:
             await self._record(self.storage.events.complete(row.id, owner=self.worker_id), row.id)
@@ -159,17 +175,31 @@ class Worker:
             log.info(kv("event done", event_id=row.id, kind=row.kind, action=row.action,
                         seconds=round(time.monotonic() - started, 3)))
         finally:
+            renewing.cancel()
             self.metrics.dispatch_seconds.labels(kind=row.kind).observe(time.monotonic() - started)
+
+    def _attempts_allowed(self, row: EventRow, exc: Exception) -> int:
+        """`max_attempts`, unless GitLab is out (`outage` errors) and the event is younger than `outage_hours`:
+        then one more than it has had, so the outage cannot exhaust it."""
+        if getattr(exc, "outage", False) and self.cfg.outage_hours > 0:
+            age = (self.storage.events.clock() - row.received_at).total_seconds()
+            if age < self.cfg.outage_hours * 3600:
+                return max(self.cfg.max_attempts, row.attempts + 1)
+        return self.cfg.max_attempts
 
     async def _failed(self, row: EventRow, exc: Exception) -> None:
         error = _describe(exc, self.cfg.dispatch_timeout)
         if getattr(exc, "permanent", False):
-            await self._record(self.storage.events.dead_letter(row.id, error, owner=self.worker_id), row.id)
-            status: str | None = "dead"
+            done = await self._record(self.storage.events.dead_letter(row.id, error, owner=self.worker_id), row.id)
+            status: str | None = "dead" if done else None
         else:
             delay = retry_delay(exc, row.attempts, self.cfg.backoff, self.cfg.backoff_max)
             status = await self._record(self.storage.events.retry_later(
-                row.id, error, delay, max_attempts=self.cfg.max_attempts, owner=self.worker_id), row.id)
+                row.id, error, delay, max_attempts=self._attempts_allowed(row, exc), owner=self.worker_id), row.id)
+        if status is None:  # its lease ran out (or the database is down): the event is someone else's now
+            log.warning(kv("event failed; outcome not recorded, the event is no longer this worker's",
+                           event_id=row.id, kind=row.kind, attempt=row.attempts, cause=error))
+            return
         result = "dead" if status == "dead" else "retry"
         self.metrics.events_failed.labels(kind=row.kind, result=result).inc()
         logger = log.error if result == "dead" else log.warning
@@ -213,7 +243,8 @@ class Worker:
             _, pending = await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
         for task in pending:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:  # an event in a thread (a history import) ends with it: hand it back without waiting
+            await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
         released = await self._record(self.storage.events.release(self.worker_id), None) or 0
         log.info(kv("worker stopped", worker=self.worker_id, handed_back=released))
         return released

@@ -181,3 +181,45 @@ async def test_run_in_app_processes_webhooks_in_the_same_process(aiohttp_client,
     await client.close()  # runs the app's shutdown and cleanup: the worker stops
     assert dispatch.seen[0].id == event_id and dispatch.seen[0].mr_iid == 8
     assert (await storage.events.get(event_id)).status == "done"
+
+
+async def test_a_running_event_keeps_its_lease_so_no_other_worker_runs_it_twice(storage, clock):
+    """A history import in a thread outlasts `dispatch_timeout` and would outlast its lease: the worker renews
+    the lease while the event runs, so a second worker does not take it meanwhile."""
+    import time
+
+    from bot.threads import to_the_end
+
+    async def slow(row: EventRow) -> None:
+        await to_the_end(asyncio.to_thread(time.sleep, 0.6))
+
+    event_id = await put(storage, "a")
+    settings = make_settings(lease_seconds=0.3, dispatch_timeout=0.2)
+    first, second = Worker(storage, slow, settings, Metrics(), "w1"), Worker(storage, Recorder(), settings, Metrics(), "w2")
+    assert await first.run_once() == 1
+    await asyncio.sleep(0.05)
+    clock.advance(0.25)
+    await asyncio.sleep(0.12)  # a renewal, at the advanced time
+    clock.advance(0.2)  # past the first lease, within the renewed one
+    assert await second.run_once() == 0
+    await first.drain()
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts) == ("failed", 1) and "timed out" in row.last_error
+
+
+async def test_a_gitlab_outage_does_not_use_up_the_attempts_until_outage_hours(storage, clock):
+    class Outage(Exception):
+        outage = True
+
+    event_id = await put(storage, "a")
+    worker = Worker(storage, Recorder(Outage("GitLab 502")), make_settings(max_attempts=3, outage_hours=2),
+                    Metrics(), "w1")
+    for _ in range(6):
+        await run_one(worker)
+        row = await storage.events.get(event_id)
+        assert row.status == "failed"
+        clock.advance(100)
+    clock.advance(2 * 3600)
+    await run_one(worker)
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts) == ("dead", 7)

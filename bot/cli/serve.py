@@ -165,11 +165,14 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool) -> int
         async with factory(settings, storage, metrics) as dispatch:
             worker = Worker(storage, dispatch, settings, metrics)
             await _freeze_startup()
-            if once:
-                started = await worker.run_once()
-                await worker.drain()
+            if once:  # every event due now, `concurrency` at a time (and those each one's end makes due)
+                started = total = await worker.run_once()
+                while started:
+                    await worker.drain()
+                    started = await worker.run_once()
+                    total += started
                 await worker.stop(settings.server.shutdown_timeout)
-                return started
+                return total
             await _run_until_signal(worker, settings.server.shutdown_timeout)
             return 0
     finally:

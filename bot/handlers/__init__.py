@@ -126,9 +126,11 @@ def _counter(metrics: Metrics) -> Callable[[int], None]:
 
 
 async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> None:
-    """Stop start-up, naming the fix, when GitLab cannot be reached or refuses the token.
+    """Stop start-up, naming the fix, when GitLab refuses the token or GITLAB_URL has no GitLab API.
 
-    A busy GitLab (5xx, 429) is only logged: events wait in the queue and are retried.
+    A GitLab that cannot be reached or is busy (5xx, 429) is only logged, naming the fix: an outage must
+    not keep the webhook intake down (a restart during one would lose every delivery); events wait in the
+    queue and are retried (`[worker] outage_hours`).
     """
     url = settings.gitlab.url
     probe = GitLabClient(session, url=url, token=settings.gitlab.token.get_secret_value(),
@@ -137,8 +139,10 @@ async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> No
         await probe.current_user()
     except GitLabError as exc:
         if exc.status is None:
-            raise ConfigError(f"cannot reach GitLab at {url} ({exc}): check GITLAB_URL (the instance's base "
-                              "URL, without /api/v4) and that this machine can reach it") from None
+            log.error(kv(f"cannot reach GitLab at {url}: check GITLAB_URL (the instance's base URL, without "
+                         "/api/v4) and that this machine can reach it; webhooks are stored and their events "
+                         "retried meanwhile", cause=exc.message))
+            return
         if exc.status in (401, 403):
             raise ConfigError(f"GitLab at {url} refused GITLAB_TOKEN (HTTP {exc.status}): create a token with "
                               "the api scope and export GITLAB_TOKEN=...") from None

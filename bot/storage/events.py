@@ -267,6 +267,14 @@ class EventQueue:
             where.append(events.c.lease_owner == owner)
         return where
 
+    async def renew(self, event_id: int, owner: str, lease_seconds: float) -> bool:
+        """Extend a running event's lease (its worker is alive and still at it); False if it is no longer
+        leased to `owner`."""
+        stmt = sa.update(events).where(*self._owned(event_id, owner)).values(
+            lease_expires_at=self.clock() + timedelta(seconds=lease_seconds))
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
     async def complete(self, event_id: int, owner: str | None = None) -> bool:
         """Mark a running event done; False if it is not running (or not leased to `owner` any more)."""
         stmt = sa.update(events).where(*self._owned(event_id, owner)).values(
