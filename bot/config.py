@@ -436,9 +436,11 @@ def redact_url(url: str) -> str:
 
     >>> redact_url("postgresql+asyncpg://u:pw@h/db?password=pw2&ssl=require")
     'postgresql+asyncpg://u:***@h/db?password=***&ssl=require'
+    >>> redact_url("postgres://u:SEC@RET@h/db")  # an unescaped @ in the password: all of it hidden
+    'postgres://u:***@h/db'
     """
     try:
-        parsed = make_url(url)
+        parsed = make_url(_mask_userinfo(url))
         query = {k: ("***" if _SECRET_PARAM.search(k) else v) for k, v in parsed.query.items()}
         return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
@@ -446,6 +448,18 @@ def redact_url(url: str) -> str:
 
 
 _SECRET_PARAM = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+
+
+def _mask_userinfo(url: str) -> str:
+    """The password (everything between the user's `:` and the *last* `@` before the query) as ***: a
+    password holding an unescaped `@` must not show its end as the host."""
+    scheme, sep, rest = url.partition("://")
+    end = len(rest.split("?", 1)[0])
+    at = rest.rfind("@", 0, end)
+    if not sep or at < 0 or ":" not in rest[:at]:
+        return url
+    user = rest[:at].split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***{rest[at:]}"
 
 
 def normalise_database_url(url: str) -> str:

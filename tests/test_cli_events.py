@@ -107,3 +107,21 @@ def test_the_database_echo_goes_to_stderr_not_into_the_json(queue, tmp_path, cap
         engine_log.setLevel(level)
     out, err = capfd.readouterr()
     assert [json.loads(line)["id"] for line in out.splitlines()] == [2, 1] and "SELECT" in err
+
+
+def test_stored_text_that_looks_like_markup_is_listed_as_it_is(sqlite_url, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+
+    async def seed() -> None:
+        storage = Storage(sqlite_url)
+        await storage.events.store_event(dedupe_key="m", kind="Merge Request Hook", action="[/]", headers={},
+                                         body={}, project_id=5, mr_iid=1)
+        await storage.events.claim("w", 60, 1)
+        await storage.events.retry_later(1, "ConfigError: [projects.42] bad", 10, max_attempts=1)
+        await storage.close()
+
+    run_in_thread(seed)
+    assert run("list") == 0
+    out = capsys.readouterr().out
+    assert "[/]" in out and "[projects.42] bad" in out

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bot.cli.argtypes import days, whole
 from bot.config import ConfigError, load_settings
@@ -69,9 +70,10 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
         table.add_column(name, no_wrap=True)
     table.add_column("last error")
     for row in rows:
-        table.add_row(str(row.id), row.status, row.kind, row.action or "", str(row.project_id or ""),
-                      str(row.mr_iid or ""), str(row.attempts), f"{row.received_at:%Y-%m-%d %H:%M:%S}",
-                      (row.last_error or "")[:80])
+        cells = (str(row.id), row.status, row.kind, row.action or "", str(row.project_id or ""),
+                 str(row.mr_iid or ""), str(row.attempts), f"{row.received_at:%Y-%m-%d %H:%M:%S}",
+                 (row.last_error or "")[:80])
+        table.add_row(*(Text(cell) for cell in cells))  # stored text as it is: `[/]` is no markup
     out.print(table)
     out.print(" ".join(f"{k}={v}" for k, v in (await storage.events.depth()).items()))
     return 0
