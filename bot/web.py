@@ -9,6 +9,7 @@ and a user can re-send it); nothing is acknowledged that was not stored.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -34,6 +35,7 @@ log = logging.getLogger("bot.web")
 
 MAX_ACTION_LENGTH = 100  # bot.storage.tables.events.c.action
 MAX_DEPTH = 64  # GitLab's webhook bodies nest about 4 levels deep
+STORE_TIMEOUT = 7.0  # seconds to store an event before answering 503 (GitLab gives up on a hook after 10)
 # "Confidential Note Hook": internal notes, sent only when the hook's "Confidential comments" trigger is on
 HANDLED_KINDS = frozenset({"Merge Request Hook", "Note Hook", "Confidential Note Hook", "Emoji Hook"})
 # System hooks arrive as "System Hook" whatever the event; the body's object_kind says which one.
@@ -213,12 +215,15 @@ def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 async def _store(request: web.Request, body: bytes, delivery: Delivery) -> tuple[int, bool]:
+    """Store the event, or give up after `STORE_TIMEOUT` s (a locked table, a database failing over): GitLab
+    waits 10 s for an answer and disables a hook that keeps timing out, so a 503 in time is better. A write
+    that commits after all is deduplicated when GitLab re-sends the delivery."""
     storage = request.app[STORAGE_KEY]
-    return await storage.events.store_event(
+    return await asyncio.wait_for(storage.events.store_event(
         dedupe_key=dedupe_key_for(request.headers, body, delivery.kind), kind=delivery.kind,
         action=delivery.action, project_id=delivery.project_id, mr_iid=delivery.mr_iid,
         headers=_kept_headers(request.headers), body=delivery.data,
-    )
+    ), STORE_TIMEOUT)
 
 
 def _wake(app: web.Application) -> None:

@@ -182,6 +182,31 @@ async def test_when_the_database_is_down_the_webhook_is_503_and_healthz_fails(
     assert (await client.get("/metrics")).status == 200
 
 
+async def test_a_write_that_hangs_is_503_in_time_not_a_gitlab_timeout(aiohttp_client, settings, postgres_url,
+                                                                         monkeypatch):
+    """The events table locked by another session (a migration, a failover): answered 503 within
+    `STORE_TIMEOUT`, well inside GitLab's 10 s, instead of hanging until GitLab disables the hook."""
+    import asyncio
+
+    import asyncpg
+
+    from bot import web as web_module
+
+    monkeypatch.setattr(web_module, "STORE_TIMEOUT", 0.5)
+    storage = Storage(postgres_url)
+    await storage.events.depth()  # the schema exists
+    locker = await asyncpg.connect(postgres_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await locker.execute("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        client = await aiohttp_client(make_app(settings, storage))
+        resp = await asyncio.wait_for(client.post("/webhook", json=mr_payload(), headers=headers()), 5)
+        assert resp.status == 503
+    finally:
+        await locker.execute("ROLLBACK")
+        await locker.close()
+        await storage.close()
+
+
 async def test_healthz_and_metrics(client):
     assert await (await client.get("/healthz")).json() == {"status": "ok"}
     await client.post("/webhook", json=mr_payload(), headers=headers())
