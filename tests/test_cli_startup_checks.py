@@ -78,3 +78,27 @@ async def test_a_url_with_no_gitlab_api_stops_start_up(tmp_path, aiohttp_server,
     code, err = await _run(_env(tmp_path, url), tmp_path, "worker")
     assert code == 2
     assert f"no GitLab API at {url}" in err and "without /api/v4" in err
+
+
+async def test_a_worker_apart_serves_its_own_metrics(tmp_path, unused_tcp_port):
+    import aiohttp
+
+    env = _env(tmp_path, "http://127.0.0.1:9")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", "--metrics-port",
+                                                str(unused_tcp_port), env=env, cwd=tmp_path,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as resp:
+                        text = await resp.text()
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the worker served no metrics")
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert "reviewbot_events_processed" in text and "reviewbot_dispatch_seconds" in text

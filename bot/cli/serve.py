@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Claim events from the database queue and run them until SIGTERM.")
     _common(w)
     w.add_argument("--once", action="store_true", help="run the events due now, then exit")
+    w.add_argument("--metrics-port", type=whole(1, 65535), metavar="PORT",
+                   help="serve this worker's Prometheus metrics (events processed and failed, dispatch time, "
+                        "GitLab errors, suggestion latency) at http://0.0.0.0:PORT/metrics")
     w.set_defaults(func=run_worker)
 
 
@@ -157,10 +160,20 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _work(settings: Settings, factory: DispatchFactory, once: bool) -> int:
+async def _work(settings: Settings, factory: DispatchFactory, once: bool, metrics_port: int | None = None) -> int:
     storage = await Storage.open(settings.database_url, echo=settings.database.echo,
                                  pool_size=settings.worker.concurrency + 2)
     metrics = Metrics()
+    if metrics_port is not None:  # a worker apart from `serve`: its own counters, which `serve` cannot show
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port, registry=metrics.registry)
+        except OSError as exc:
+            await storage.close()
+            raise ConfigError(f"cannot serve the worker's metrics on port {metrics_port} ({exc.strerror}): "
+                              "choose another --metrics-port") from None
+        log.info(kv("worker metrics served", url=f"http://0.0.0.0:{metrics_port}/metrics"))
     try:
         async with factory(settings, storage, metrics) as dispatch:
             worker = Worker(storage, dispatch, settings, metrics)
@@ -197,7 +210,7 @@ def run_worker(args: argparse.Namespace) -> int:
     try:
         settings = _setup(args)
         factory = load_dispatch_factory(args.dispatch)
-        asyncio.run(_work(settings, factory, args.once))
+        asyncio.run(_work(settings, factory, args.once, getattr(args, "metrics_port", None)))
     except (ConfigError, StorageError) as exc:
         print(f"reviewbot worker: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
