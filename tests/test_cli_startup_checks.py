@@ -36,18 +36,8 @@ async def test_unreachable_gitlab_leaves_the_webhook_intake_up(tmp_path, unused_
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", "--port", str(unused_tcp_port),
                                                 env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
     try:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(f"http://127.0.0.1:{unused_tcp_port}/healthz") as resp:
-                        assert resp.status == 200
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("serve did not start")
+        status, _ = await _get_when_up(f"http://127.0.0.1:{unused_tcp_port}/healthz")
+        assert status == 200
     finally:
         proc.terminate()
         _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
@@ -60,6 +50,20 @@ async def test_token_refused(tmp_path, simulator):
     assert code == 2
     assert "refused GITLAB_TOKEN (HTTP 401)" in err and "api scope" in err
 
+
+
+async def _get_when_up(url: str) -> tuple[int, str]:
+    """GET `url` once the process starting behind it listens (within 20 s): (status, text)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(url) as resp:
+                    return resp.status, await resp.text()
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+    raise AssertionError(f"nothing answered at {url}")
 
 
 @pytest.mark.parametrize("status, body", [(404, '{"error": "404 Not Found"}'), (200, "<html>Sign in</html>")])
@@ -81,23 +85,12 @@ async def test_a_url_with_no_gitlab_api_stops_start_up(tmp_path, aiohttp_server,
 
 
 async def test_a_worker_apart_serves_its_own_metrics(tmp_path, unused_tcp_port):
-    import aiohttp
-
     env = _env(tmp_path, "http://127.0.0.1:9")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", "--metrics-port",
                                                 str(unused_tcp_port), env=env, cwd=tmp_path,
                                                 stderr=asyncio.subprocess.PIPE)
     try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as resp:
-                        text = await resp.text()
-                        break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the worker served no metrics")
+        _, text = await _get_when_up(f"http://127.0.0.1:{unused_tcp_port}/metrics")
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.communicate(), timeout=60)

@@ -200,26 +200,18 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
 
 
 @router.register(HOOK, action="approval")
-async def on_approval(event: Event, ctx: EventContext) -> None:
-    """Someone approved: `approved` feedback."""
-    await record_approval(event, ctx, "approved")
-
-
 @router.register(HOOK, action="approved")
-async def on_approved(event: Event, ctx: EventContext) -> None:
-    """The MR became approved (older GitLab sends only this): `approved` feedback unless already recorded."""
+async def on_approval(event: Event, ctx: EventContext) -> None:
+    """Someone approved (`approval`), or the MR became approved (`approved`; older GitLab sends only this):
+    `approved` feedback, once."""
     await record_approval(event, ctx, "approved")
 
 
 @router.register(HOOK, action="unapproval")
-async def on_unapproval(event: Event, ctx: EventContext) -> None:
-    """Someone took their approval back: `unapproved` (the dashboard no longer counts the approval)."""
-    await record_approval(event, ctx, "unapproved")
-
-
 @router.register(HOOK, action="unapproved")
-async def on_unapproved(event: Event, ctx: EventContext) -> None:
-    """The MR is no longer approved (sent beside `unapproval`): `unapproved` unless already recorded."""
+async def on_unapproval(event: Event, ctx: EventContext) -> None:
+    """Someone took their approval back (`unapproval`, and `unapproved` when the MR is no longer approved):
+    `unapproved`, once (the dashboard no longer counts the approval)."""
     await record_approval(event, ctx, "unapproved")
 
 
