@@ -50,7 +50,8 @@ def owners_to_resolve(codeowners: CodeOwners | None, files: Iterable[str], membe
     found: dict[Owner, None] = {}
     for section in codeowners.owners_for_files(files).values():
         for owner in section.owners:
-            if owner.kind in ("group", "email", "role") or owner.kind == "name" and owner.name.casefold() not in usernames:
+            unknown_name = owner.kind == "name" and owner.name.casefold() not in usernames
+            if owner.kind in ("group", "email", "role") or unknown_name:
                 found[owner] = None
     return list(found)
 

@@ -5,8 +5,8 @@ claimed event is leased, so a crashed worker's events come back after `lease_sec
 event is retried with exponential backoff (or after the exception's `retry_after` seconds, e.g. a
 GitLab 429) and dead-lettered after `max_attempts` (an exception with `outage = True`, GitLab being
 down, does not count for `outage_hours`); an exception with `permanent = True` is dead-lettered at once.
-A running event's lease is renewed every third of `lease_seconds`. On SIGTERM (`stop`) the worker claims nothing more, lets running events finish
-within the grace period and hands the rest back to the queue.
+A running event's lease is renewed every third of `lease_seconds`. On SIGTERM (`stop`) the worker claims
+nothing more, lets running events finish within the grace period and hands the rest back to the queue.
 
 Handlers are not written here: the worker is given `dispatch(event_row) -> awaitable`.
 """
@@ -167,8 +167,7 @@ class Worker:
         except asyncio.CancelledError:
             raise  # stop(): the event is handed back by release()
         except Exception as exc:  # noqa: BLE001 - every handler error is recorded on the event
-            renewing.cancel()
-            await self._failed(row, exc)
+            await self._failed(row, exc)  # (a renewal meanwhile finds the event no longer ours, and stops)
         else:
             await self._record(self.storage.events.complete(row.id, owner=self.worker_id), row.id)
             self.metrics.events_processed.labels(kind=row.kind).inc()

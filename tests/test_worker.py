@@ -195,7 +195,8 @@ async def test_a_running_event_keeps_its_lease_so_no_other_worker_runs_it_twice(
 
     event_id = await put(storage, "a")
     settings = make_settings(lease_seconds=0.3, dispatch_timeout=0.2)
-    first, second = Worker(storage, slow, settings, Metrics(), "w1"), Worker(storage, Recorder(), settings, Metrics(), "w2")
+    first = Worker(storage, slow, settings, Metrics(), "w1")
+    second = Worker(storage, Recorder(), settings, Metrics(), "w2")
     assert await first.run_once() == 1
     await asyncio.sleep(0.05)
     clock.advance(0.25)

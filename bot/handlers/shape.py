@@ -13,11 +13,11 @@ from bot.storage.db import as_id
 
 __all__ = ["shape_problem"]
 
+NOTE_HOOKS = ("Note Hook", "Confidential Note Hook")  # comments, and internal notes (when the hook sends them)
 # (object, field) that must hold an id, per event kind; a Note Hook's merge request only on MR notes
 IDS: dict[str, tuple[tuple[str, str], ...]] = {
     "Merge Request Hook": (("object_attributes", "iid"),),
-    "Note Hook": (("object_attributes", "id"),),
-    "Confidential Note Hook": (("object_attributes", "id"),),
+    **{kind: (("object_attributes", "id"),) for kind in NOTE_HOOKS},
 }
 
 
@@ -33,7 +33,7 @@ def shape_problem(kind: str, body: Mapping[str, Any]) -> str | None:
     attrs = body.get("object_attributes")
     if kind in IDS and not isinstance(attrs, Mapping):
         return "object_attributes is missing or not an object"
-    if kind in ("Note Hook", "Confidential Note Hook", "Emoji Hook") and body.get("merge_request") is not None:  # absent: not on an MR
+    if kind in (*NOTE_HOOKS, "Emoji Hook") and body.get("merge_request") is not None:  # absent: not on an MR
         if not isinstance(body["merge_request"], Mapping):
             return "merge_request is not an object"
         needed.append(("merge_request", "iid"))
