@@ -25,7 +25,7 @@ from bot.logfmt import kv
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.storage import Storage, StorageError
 from bot.storage.db import as_id
-from bot.storage.events import dedupe_key_for
+from bot.storage.events import HOOK_HEADER, dedupe_key_for
 
 __all__ = [
     "make_app", "event_kind", "HANDLED_KINDS", "SETTINGS_KEY", "STORAGE_KEY", "METRICS_KEY", "ON_STORED_KEY",
@@ -49,7 +49,7 @@ KNOWN_KINDS = HANDLED_KINDS | {
 }
 KEPT_HEADERS = (
     "Content-Type", "User-Agent", "Idempotency-Key", "X-Gitlab-Event", "X-Gitlab-Event-UUID",
-    "X-Gitlab-Webhook-UUID", "X-Gitlab-Instance",
+    HOOK_HEADER, "X-Gitlab-Instance",
 )  # never X-Gitlab-Token
 
 SETTINGS_KEY = web.AppKey("settings", Settings)

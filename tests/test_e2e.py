@@ -254,3 +254,26 @@ async def test_bar_200_deliveries_duplicates_and_a_failing_gitlab(world):
         failed_calls = sum(1 for r in w.state.requests if r.status in (429, 500))
     assert depth["dead"] == 0 and failed_calls > 50
     await check_bar(w, scenario)
+
+
+@sqlite_only
+async def test_two_hooks_sending_every_event_count_each_event_once(world):
+    """A project hook beside a group hook (here: two hooks on the project, each with its own UUID and
+    Idempotency-Key): every event is stored twice and the copy that runs second is skipped, so a reviewer
+    change and a reroll are learned once and the reroll does not reroll twice."""
+    w = world
+    async with running_bot(w.settings(), w.storage) as bot:
+        for name in ("project hook", "group hook"):
+            w.state.add_hook(w.project, bot.url, token=SECRET, name=name)
+        mr = w.state.open_mr(w.project, w.person(0), w.files(0))
+        await settle(w.state, w.storage)
+        shown = [p["username"] for p in (await w.storage.suggestions.latest(w.project.id, mr.iid)).people]
+        w.state.set_reviewers(mr, [w.state.user(shown[1])], by=w.person(0))
+        note = w.state.add_note(mr, w.person(3), "/reviewers reroll")
+        await settle(w.state, w.storage)
+    assert len({d.headers["Idempotency-Key"] for d in w.state.deliveries}) == len(w.state.deliveries)
+    rows = [(f.person, f.label) for f in await w.storage.feedback.list(w.project.id, mr_iid=mr.iid)]
+    assert rows.count((shown[1], "accepted")) == 1 and rows.count((shown[2], "reroll")) == 1
+    assert acks(w, note) == [ACK_OK] and len(replies(w, mr, note)) <= 1
+    assert len(await w.storage.suggestions.list(w.project.id)) == 2  # the open and the reroll
+    assert (await w.storage.events.depth())["done"] == len(w.state.deliveries)

@@ -155,6 +155,29 @@ async def test_simultaneous_duplicates_are_stored_once(storage):
     assert sum(is_new for _, is_new in results) == 1
 
 
+async def test_the_same_event_from_another_hook_is_its_twin(storage):
+    """Only an earlier, done event with an equal body from a *different* hook is a twin: the same body from
+    the same hook is a new event, and a delivery that names no hook cannot be told apart."""
+    async def put_from(key: str, hook: str | None, body: dict, *, done: bool = True) -> int:
+        headers = {"X-Gitlab-Event": "Merge Request Hook", **({"X-Gitlab-Webhook-UUID": hook} if hook else {})}
+        event_id, _ = await storage.events.store_event(dedupe_key=key, kind="Merge Request Hook", action="approval",
+                                                       project_id=7, mr_iid=1, headers=headers, body=body)
+        if done:
+            [claimed] = await storage.events.claim("w", LEASE)
+            assert claimed.id == event_id and await storage.events.complete(event_id)
+        return event_id
+
+    body = {"object_kind": "merge_request", "object_attributes": {"iid": 1, "action": "approval"}}
+    first = await put_from("k1", "project-hook", body)
+    again = await put_from("k2", "project-hook", body)  # approved, taken back, approved again: same body
+    other = await put_from("k3", "group-hook", dict(body, user={"username": "cy"}), done=False)
+    twin = await put_from("k4", "group-hook", body, done=False)
+    unnamed = await put_from("k5", None, body, done=False)
+    rows = {i: await storage.events.get(i) for i in (first, again, other, twin, unnamed)}
+    assert await storage.events.twin_done(rows[twin]) == first
+    assert [await storage.events.twin_done(rows[i]) for i in (first, again, other, unnamed)] == [None] * 4
+
+
 async def test_the_stored_row_round_trips(storage, clock):
     event_id = await put(storage, "k")
     row = await storage.events.get(event_id)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -72,7 +74,9 @@ class WebhookSender:
         for hook in self.state.iter_hooks(event.project_id, event.event_name):
             if self._disabled(hook):
                 continue
-            done.append(await self._post(hook, event, self.state.new_uuid()))
+            # GitLab draws the event UUID per hook (unless the event was caused by a webhook request)
+            own = replace(event, event_uuid=str(uuid.uuid5(uuid.UUID(event.event_uuid), hook.uuid)))
+            done.append(await self._post(hook, own, self.state.new_uuid()))
         return done
 
     async def resend(self, delivery: Delivery) -> Delivery:

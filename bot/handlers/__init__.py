@@ -93,6 +93,10 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
     if row.project_id is None:
         log.info(kv("event without a project ignored", event_id=row.id, kind=row.kind))
         return
+    if (twin := await services.storage.events.twin_done(row)) is not None:
+        log.info(kv("event skipped: another hook sent the same event, already handled", event_id=row.id,
+                    kind=row.kind, handled_as=twin))
+        return
     if (problem := shape_problem(row.kind, row.body)) is not None:
         raise PermanentFailure(f"{row.kind} payload not as GitLab sends it: {problem}")
     try:

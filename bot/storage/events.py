@@ -23,9 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.storage.db import UTCDateTime, insert_for, is_sqlite, utcnow
 from bot.storage.tables import events
 
-__all__ = ["EventRow", "EventQueue", "dedupe_key_for", "backoff_delay", "without_nul", "MIN_KEY_RETENTION"]
+__all__ = ["EventRow", "EventQueue", "dedupe_key_for", "backoff_delay", "without_nul", "MIN_KEY_RETENTION",
+           "HOOK_HEADER"]
 
 MIN_KEY_RETENTION = timedelta(hours=24)  # GitLab re-sends can come much later; keep dedupe keys a day
+HOOK_HEADER = "X-Gitlab-Webhook-UUID"  # which hook sent a delivery (GitLab 16.2+), kept with the event
 MAX_KEY_LENGTH = 200
 MAX_ERROR_LENGTH = 4000
 PENDING = ("queued", "failed", "running")
@@ -331,6 +333,31 @@ class EventQueue:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(events).where(events.c.id == event_id))).first()
         return _row(row) if row else None
+
+    async def twin_done(self, row: EventRow, within: timedelta = MIN_KEY_RETENTION) -> int | None:
+        """The id of an earlier, handled event that is `row`'s very event sent by another hook, else None.
+
+        A project hook and a group hook both set up each send every event, each with its own
+        `Idempotency-Key` (and event UUID), so both are stored; the bodies are the same. The same body from
+        the *same* hook is a new event (an approval given, taken back and given again can repeat one
+        body), and one from a delivery without `X-Gitlab-Webhook-UUID` cannot be told apart: both run.
+        """
+        hook = row.headers.get(HOOK_HEADER)
+        if hook is None or row.project_id is None:
+            return None
+        same_mr = events.c.mr_iid.is_(None) if row.mr_iid is None else events.c.mr_iid == row.mr_iid
+        stmt = (
+            sa.select(events.c.id, events.c.headers, events.c.body)
+            .where(events.c.project_id == row.project_id, same_mr, events.c.kind == row.kind,
+                   events.c.status == "done", events.c.id < row.id,
+                   events.c.received_at >= row.received_at - within)
+            .order_by(events.c.id)
+        )
+        async with self.engine.connect() as conn:
+            for other_id, headers, body in (await conn.execute(stmt)).all():
+                if headers.get(HOOK_HEADER) not in (None, hook) and body == row.body:
+                    return int(other_id)
+        return None
 
     async def list_events(
         self, *, failed_only: bool = False, status: str | None = None, limit: int = 50
