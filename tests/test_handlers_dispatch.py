@@ -42,6 +42,20 @@ async def test_failed_calls_are_counted_and_rate_limits_carry_retry_after(handle
     assert marker_notes(env.state, mr) == []
 
 
+async def test_a_rate_limited_event_waits_as_long_as_gitlabs_last_answer_asked(handler_env):
+    """The client sleeps at most `max_retry_after` between its own tries; the event then waits what the last
+    429 asked (here 90 s), not the client's cap."""
+    env = await handler_env()
+    env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    env.state.fail_next(FAST_RETRY.max_attempts - 1, 429, retry_after=0)
+    env.state.fail_next(1, 429, retry_after=90)
+    with pytest.raises(GitLabFailure) as failure:
+        await env.dispatch(event_row(opened.event_name, opened.body))
+    assert failure.value.retry_after == 90 and failure.value.outage
+
+
 async def test_events_without_a_project_are_ignored(handler_env):
     env = await handler_env()
     calls = len(env.state.requests)

@@ -207,7 +207,9 @@ class GitLabClient:
             raise GitLabError(200, method, path, f"{NOT_JSON} ({exc})") from None
         except _HTTPStatus as exc:
             tries = retrying.statistics.get("attempt_number", 1)
-            raise GitLabError(exc.status, method, path, error_message(exc.status, exc.body, attempts=tries)) from None
+            asked = _retry_after(exc.headers) if exc.status in (429, 503) else None
+            raise GitLabError(exc.status, method, path, error_message(exc.status, exc.body, attempts=tries),
+                              retry_after=asked) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             detail = f"{type(exc).__name__}: {exc}"

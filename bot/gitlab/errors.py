@@ -26,8 +26,10 @@ class GitLabError(Exception):
     'GitLab GET /user failed (401): 401 Unauthorized. GITLAB_TOKEN is wrong or expired; create a token with api scope and set GITLAB_TOKEN'
     """
 
-    def __init__(self, status: int | None, method: str, path: str, message: str) -> None:
+    def __init__(self, status: int | None, method: str, path: str, message: str, *,
+                 retry_after: float | None = None) -> None:
         self.status, self.method, self.path, self.message = status, method, path, message
+        self.retry_after = retry_after  # seconds GitLab's last answer asked to wait (429/503), if it said
         super().__init__(f"GitLab {method} {path} failed ({status or 'no response'}): {message}")
 
     @property

@@ -104,9 +104,9 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
         await services.backfills.ensure(row.project_id, bots=ctx.project.bots)
         labels = services.storage.feedback.writes(row.project_id)
         await router.dispatch(row.as_event(), ctx)
-    except GitLabError as exc:
-        wait = max(services.settings.worker.backoff, services.client.retry.max_retry_after)
-        raise GitLabFailure(exc, rate_limit_wait=wait) from exc
+    except GitLabError as exc:  # a rate limit waits as long as GitLab's last answer asked (else the longest)
+        asked = exc.retry_after if exc.retry_after is not None else services.client.retry.max_retry_after
+        raise GitLabFailure(exc, rate_limit_wait=max(services.settings.worker.backoff, asked)) from exc
     if services.storage.feedback.writes(row.project_id) != labels:
         await learn_labels(ctx)
 
