@@ -13,9 +13,10 @@ What it does, as the bot does it (`bot.learning.retrain_and_store`):
    it) and `retrain` (fit on all but the recent changes, compare with the current model on those, refit on the
    whole window: the part that runs in a background thread while suggestions go on);
 3. times the bot's calls - `suggest(change, POOL, explain=False)`, then the evidence for the three people shown -
-   on 5-file changes made from the history's last changes, alternately with no retraining running ("idle") and with `retrain` running in a background
-   thread of the same process (as the bot does; also with that thread at a lower CPU priority), or in a
-   subprocess, `--rounds` times each, so that both see the same machine load.
+   on 5-file changes made from the history's last changes, alternately with no retraining running ("idle")
+   and with `retrain` running in a background thread of the same process (as the bot does; also with that
+   thread at a lower CPU priority), or in a subprocess, `--rounds` times each, so that both see the same
+   machine load.
    The ratio during/idle of the p50 and p99 is the figure to compare (the machine is shared and noisy).
 """
 from __future__ import annotations
@@ -126,7 +127,8 @@ def main() -> None:
     copy_s = time.perf_counter() - t0
     assert window is not None
     changes = int(window.groups.max()) + 1
-    print(f"training window: {len(window.y):,} rows over {changes:,} changes; copy under the lock {copy_s * 1000:.0f} ms")
+    print(f"training window: {len(window.y):,} rows over {changes:,} changes; "
+          f"copy under the lock {copy_s * 1000:.0f} ms")
     fits = []
     for _ in range(3):
         t0 = time.perf_counter()

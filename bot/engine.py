@@ -32,7 +32,8 @@ from bot.threads import to_the_end
 from graph import snapshot
 from graph.model import Change
 from graph.ownership import OwnershipGraph
-from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender, RecommenderSettings, make_recommender
+from graph.recommend import (DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender, RecommenderSettings,
+                             make_recommender)
 
 __all__ = ["Engine", "recommender_settings", "config_key", "WARM_CHUNK"]
 

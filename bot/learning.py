@@ -11,10 +11,11 @@ given against reviews done, on every process alike (`LearnedRecommender.put_firs
 its MR's author and files, stored with the suggestion it judges: a review taken enters the graph at once
 (`LearnedRecommender.learn`) on every process alike, not only on the one that suggested for the MR.
 
-Models: `retrain_and_store` fits a new ranker on a copy of the training window (in a thread of its own, at a
-lower CPU priority than the threads that suggest), stores it (`storage.models`) with its backtest Top-1 on the
-project's most recent changes, and makes it active only if that is not below the current model's. `prior_model` is the cold-start model for projects with too little
-history of their own: fitted once on a synthetic history (`graph.synthetic`) and kept under project id 0.
+Models: `retrain_and_store` fits a new ranker on a copy of the training window (in a thread of its own, at a lower
+CPU priority than the threads that suggest), stores it (`storage.models`) with its backtest Top-1 on the project's
+most recent changes, and makes it active only if that is not below the current model's. `prior_model` is the
+cold-start model for projects with too little history of their own: fitted once on a synthetic history
+(`graph.synthetic`) and kept under project id 0.
 """
 from __future__ import annotations
 

@@ -206,7 +206,8 @@ class _Batch:
                 if at[i] is not None:
                     d["at"] = at[i]
         rc, rw, rt, ac, aw, at = (_values(col, edges.new_order) for col in cols)
-        return [{"rc": a, "rw": b, "rt": c, "ac": d, "aw": e, "at": f} for a, b, c, d, e, f in zip(rc, rw, rt, ac, aw, at)]
+        return [{"rc": a, "rw": b, "rt": c, "ac": d, "aw": e, "at": f}
+                for a, b, c, d, e, f in zip(rc, rw, rt, ac, aw, at)]
 
     def _fam_edge_dicts(self, edges: _Edges, change: np.ndarray) -> list[dict]:
         """Update the author → reviewer edges already in the graph; the new ones' dicts, in creation order."""

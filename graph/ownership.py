@@ -37,7 +37,8 @@ import numpy as np
 
 from graph.model import Change
 
-__all__ = ["OwnershipGraph", "PeopleTable", "ReviewTimes", "ancestors", "path_node", "person_node", "DAY", "EDGE_COLUMNS"]
+__all__ = ["OwnershipGraph", "PeopleTable", "ReviewTimes", "ancestors", "path_node", "person_node", "DAY",
+           "EDGE_COLUMNS"]
 
 DAY = 86400.0
 _BOT_NAMES = frozenset({"ghost", "gitlab-bot", "dependabot", "renovate"})

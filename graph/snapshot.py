@@ -2,12 +2,12 @@
 
 Why not plain `pickle.dumps(rec)`: the ownership graph is a NetworkX graph of hundreds of thousands of small
 attribute dicts, which pickle writes key by key. Here the graph is stored as columns instead: node names, the
-out-degree of each node and the target index of each edge, and one numpy array per attribute for each group
-of dicts sharing the same keys (ints as int64, floats as float64 with a mask for `None`, repeated strings
-as codes). The co-review pairs beside the graph (`OwnershipGraph.coreview`) are pickled as they are, each pair's
-list once for both directions. Everything else in the recommender (settings, counters, the fitted model, the balancing tables,
-the feedback memory) is small and pickled as it is; the learned ranker's training window is stacked into
-two arrays. The whole is pickled (protocol 5) and compressed with zlib.
+out-degree of each node and the target index of each edge, and one numpy array per attribute for each group of
+dicts sharing the same keys (ints as int64, floats as float64 with a mask for `None`, repeated strings as codes).
+The co-review pairs beside the graph (`OwnershipGraph.coreview`) are pickled as they are, each pair's list once for
+both directions. Everything else in the recommender (settings, counters, the fitted model, the balancing tables,
+the feedback memory) is small and pickled as it is; the learned ranker's training window is stacked into two
+arrays. The whole is pickled (protocol 5) and compressed with zlib.
 
 It restores *exactly*: nodes, edges and attribute dicts in their insertion order (the ranking iterates them
 and sums floats in that order), the value types (int stays int, `None` stays `None`), and the caches whose

@@ -86,7 +86,8 @@ def event_row(kind: str, body: dict[str, Any], *, event_id: int | None = None) -
     mr = body.get("merge_request") or {}
     iid = attrs.get("iid") if kind == "Merge Request Hook" else mr.get("iid")
     return EventRow(
-        id=event_id or next(_ids), dedupe_key=f"test:{now.timestamp()}", project_id=(body.get("project") or {}).get("id"),
+        id=event_id or next(_ids), dedupe_key=f"test:{now.timestamp()}",
+        project_id=(body.get("project") or {}).get("id"),
         mr_iid=iid, kind=kind, action=attrs.get("action"), headers={}, body=body, status="running", attempts=1,
         next_attempt_at=now, lease_owner="test", lease_expires_at=now, last_error=None, received_at=now,
         finished_at=None,
@@ -170,7 +171,8 @@ async def settle(state: SimState, storage: Storage, *, timeout: float = 40.0, qu
     depth: dict[str, int] = {}
     while quiet < quiet_rounds:
         if loop.time() > deadline:
-            raise AssertionError(f"the bot did not settle within {timeout} s: queue {depth}, outbox {len(state.outbox)}")
+            raise AssertionError(f"the bot did not settle within {timeout} s: queue {depth}, "
+                                 f"outbox {len(state.outbox)}")
         await state.flush_hooks()
         depth = await storage.events.depth()
         idle = not state.outbox and depth["queued"] + depth["running"] + depth["failed"] == 0

@@ -72,8 +72,9 @@ def test_single_command(text, expected):
         ("/reviewers reroll please", "`/reviewers reroll please`: `reroll` takes no arguments"),
         ("/reviewers help me", "`/reviewers help me`: `help` takes no arguments"),
         # these raised in the worker (an int overflow, int("²")) and the event was retried to the dead letters
-        ("/reviewers optout 999999999999999999999w", "`/reviewers optout 999999999999999999999w`: the duration "
-                                                     "must be at most 366 days; write nothing to opt out until `optin`"),
+        ("/reviewers optout 999999999999999999999w",
+         "`/reviewers optout 999999999999999999999w`: the duration must be at most 366 days; write nothing to opt "
+         "out until `optin`"),
         ("/reviewers assign ²", "`/reviewers assign ²`: write `/reviewers assign N` with N a number from 1 to 10"),
         ("/reviewers assign ٣", "`/reviewers assign ٣`: write `/reviewers assign N` with N a number from 1 to 10"),
         ("/reviewers optout ٣d", "`/reviewers optout ٣d`: cannot read `٣d` as a duration; write a number and "

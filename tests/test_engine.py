@@ -205,9 +205,11 @@ async def test_inactive_history_is_not_suggested(simulator, gitlab_client, store
     ann, bob = state.add_user("ann"), state.add_user("bob")
     state.add_member(project, ann)
     state.add_member(project, bob)
-    state.add_merged_mr(project, ann, ["a.py"], reviewers=[bob], merged_at=datetime.now(timezone.utc) - timedelta(days=400))
+    state.add_merged_mr(project, ann, ["a.py"], reviewers=[bob],
+                        merged_at=datetime.now(timezone.utc) - timedelta(days=400))
     await backfill_project(gitlab_client, store, project.id)
     sim_mr = state.open_mr(project, ann, ["a.py"])
     mr = await gitlab_client.get_mr(project.id, sim_mr.iid)
-    result = await suggest_for_mr(gitlab_client, Engine(store), store, project.id, mr, SETTINGS, bot_username="reviewbot")
+    result = await suggest_for_mr(gitlab_client, Engine(store), store, project.id, mr, SETTINGS,
+                                  bot_username="reviewbot")
     assert result.suggestions == [] and result.cannot is not None

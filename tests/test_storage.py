@@ -181,7 +181,8 @@ async def test_the_same_event_from_another_hook_is_its_twin(storage):
 async def test_the_stored_row_round_trips(storage, clock):
     event_id = await put(storage, "k")
     row = await storage.events.get(event_id)
-    assert (row.kind, row.action, row.project_id, row.mr_iid, row.status) == ("Merge Request Hook", "open", 7, 1, "queued")
+    assert (row.kind, row.action, row.project_id, row.mr_iid, row.status) == (
+        "Merge Request Hook", "open", 7, 1, "queued")
     assert row.body == {"object_kind": "merge_request"} and row.received_at == clock()
     assert row.as_event().event == "Merge Request Hook"
 

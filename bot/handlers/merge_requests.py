@@ -58,7 +58,8 @@ def became_ready(changes: Mapping[str, Any]) -> bool:
 
 
 def _label_titles(attrs: Mapping[str, Any]) -> list[str]:
-    return [str(label.get("title")) if isinstance(label, Mapping) else str(label) for label in attrs.get("labels") or []]
+    labels = attrs.get("labels") or []
+    return [str(label.get("title")) if isinstance(label, Mapping) else str(label) for label in labels]
 
 
 def skip_reason(attrs: Mapping[str, Any], settings: ProjectSettings) -> str | None:

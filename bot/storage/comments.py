@@ -81,7 +81,8 @@ class CommentStore:
                 project_id=project_id, mr_iid=mr_iid, note_id=note_id, reserved_by=None, created_at=now, updated_at=now
             )
             stmt = stmt.on_conflict_do_update(
-                index_elements=["project_id", "mr_iid"], set_={"note_id": note_id, "reserved_by": None, "updated_at": now}
+                index_elements=["project_id", "mr_iid"],
+                set_={"note_id": note_id, "reserved_by": None, "updated_at": now}
             )
             await conn.execute(stmt)
 
