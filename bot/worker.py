@@ -79,6 +79,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id or default_worker_id()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.claim_error: str | None = None  # why the last claim failed (the database), None after a good one
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loop_exited = asyncio.Event()
@@ -123,8 +124,10 @@ class Worker:
                 self.worker_id, self.cfg.lease_seconds, free, max_attempts=self.cfg.max_attempts
             )
         except Exception as exc:  # noqa: BLE001 - a database outage must not kill the loop
-            log.error(kv("worker cannot claim events", worker=self.worker_id, cause=_describe(exc, 0)))
+            self.claim_error = _describe(exc, 0)
+            log.error(kv("worker cannot claim events", worker=self.worker_id, cause=self.claim_error))
             return 0
+        self.claim_error = None
         for row in rows:
             task = asyncio.create_task(self._process(row), name=f"event-{row.id}")
             self._tasks.add(task)

@@ -82,6 +82,28 @@ def test_worker_once_runs_the_due_events(sqlite_url, tmp_path, monkeypatch):
     json.dumps(SEEN)
 
 
+@contextlib.asynccontextmanager
+async def queue_gone_factory(settings, storage, metrics):
+    """A dispatch whose start takes the event queue away (a database that fails after start-up)."""
+    async with storage.engine.begin() as conn:
+        await conn.exec_driver_sql("ALTER TABLE events RENAME TO events_elsewhere")
+    yield None
+
+
+def test_worker_once_exits_1_when_it_cannot_read_the_queue(sqlite_url, tmp_path, monkeypatch, capsys):
+    """Run from cron, `worker --once` must not report success when no event could be claimed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("GITLAB_TOKEN", "t")
+    monkeypatch.setenv("GITLAB_WEBHOOK_SECRET", SECRET)
+    parser = argparse.ArgumentParser()
+    serve.register(parser.add_subparsers())
+    args = parser.parse_args(["worker", "--once", "--dispatch", "tests.test_cli_serve:queue_gone_factory"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "cannot read the event queue" in err and "DATABASE_URL" in err
+
+
 def test_serve_on_a_port_in_use_says_so_in_one_line(sqlite_url, tmp_path, monkeypatch, capsys):
     import socket
 

@@ -185,6 +185,9 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool, metric
                     started = await worker.run_once()
                     total += started
                 await worker.stop(settings.server.shutdown_timeout)
+                if worker.claim_error is not None:  # for cron: the events due were not run
+                    raise StorageError(f"cannot read the event queue ({worker.claim_error}): check the database "
+                                       "(DATABASE_URL) and run `reviewbot worker --once` again")
                 return total
             await _run_until_signal(worker, settings.server.shutdown_timeout)
             return 0
