@@ -1,7 +1,8 @@
 """`/reviewers` slash commands in merge request comments, parsed without I/O.
 
-One command per line; leading whitespace is allowed; the keyword is case-insensitive; lines inside fenced
-code blocks (```` ``` ```` or `~~~`), GitLab multi-line quotes (`>>>`) and quoted lines (`>`) are ignored, so
+One command per line; up to 3 spaces before it are allowed (4 make an indented code block); the keyword is
+case-insensitive; lines inside fenced code blocks (```` ``` ```` or `~~~`), GitLab multi-line quotes (`>>>`)
+and quoted lines (`>`) are ignored, so
 quoting or documenting a command never runs it. Other slash commands (GitLab quick actions such as
 `/assign`, and `/reviewer`, GitLab's alias of `/assign_reviewer`) are not ours and are ignored.
 
@@ -94,7 +95,8 @@ def help_text(bot_username: str | None = None) -> str:
 
 def _visible_lines(text: str) -> list[str]:
     """Stripped lines outside fenced code blocks, `>>>` quote blocks, `>` quotes and HTML comments (hidden
-    when the comment is shown: a command there would run unseen)."""
+    when the comment is shown: a command there would run unseen), and not indented 4 columns or more (an
+    indented code block; GitLab's own quick actions start at the line's first column)."""
     lines: list[str] = []
     fence: str | None = None
     hidden = False  # inside an HTML comment
@@ -112,9 +114,19 @@ def _visible_lines(text: str) -> list[str]:
             fence = m.group(1) or m.group(2) or m.group(3)
             continue
         stripped, hidden = _uncommented(stripped)
-        if not stripped.startswith(">"):
-            lines.append(stripped)
+        if not stripped.startswith(">") and _indent(line) < 4:  # 4 columns: a code block (or a paragraph's
+            lines.append(stripped)                              # continuation): not a line's start either way
     return lines
+
+
+def _indent(line: str) -> int:
+    r"""Columns of leading whitespace (a tab to the next multiple of 4, as Markdown counts).
+
+    >>> [_indent(s) for s in ("/r", "   /r", "    /r", "\t/r", "  \t/r")]
+    [0, 3, 4, 4, 4]
+    """
+    expanded = line.expandtabs(4)
+    return len(expanded) - len(expanded.lstrip(" "))
 
 
 def _uncommented(line: str) -> tuple[str, bool]:

@@ -22,14 +22,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Mapping, TypeVar
 
-__all__ = ["ACCESS_LEVELS", "DEVELOPER", "Member", "access_level_name", "eligible", "is_bot_username"]
+__all__ = ["ACCESS_LEVELS", "DEVELOPER", "REPORTER", "Member", "access_level_name", "eligible", "is_bot_username"]
 
-DEVELOPER = 30
+REPORTER, DEVELOPER = 20, 30
 ACCESS_LEVELS = {0: "No access", 5: "Minimal Access", 10: "Guest", 15: "Planner", 20: "Reporter",
                  30: "Developer", 40: "Maintainer", 50: "Owner"}
 
 _BOT_NAME = re.compile(
-    r"ghost\d*|.+[-_]bot|(?:project|group)_\d+_bot(?:_\w+)?|service_account_\w+", re.IGNORECASE
+    r"ghost\d*|.+[-_]bot|(?:project|group)_\d+_bot(?:\d+|_\w+)?|service_account_\w+", re.IGNORECASE
 )
 
 C = TypeVar("C")

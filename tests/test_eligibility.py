@@ -95,6 +95,8 @@ def test_empty():
         ("Support_Bot", True),
         ("project_123_bot_4f8a91", True),
         ("project_7_bot", True),
+        ("project_7_bot1", True),  # a project's second access token (GitLab numbers them from the second on)
+        ("group_9_bot12", True),
         ("group_9_bot_77aa", True),
         ("service_account_group_5_abcd", True),
         ("abbot", False),

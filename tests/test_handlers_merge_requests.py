@@ -406,3 +406,48 @@ async def test_without_spreading_at_work_no_moved_down_row(handler_env):
     await env.run()
     labels = [f.label for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
     assert labels == ["suggested"]
+
+
+async def test_a_numbered_project_token_bot_is_left_alone_and_never_suggested(handler_env):
+    """GitLab names a project's second access token's user `project_<id>_bot1`: its MRs get no comment and it is
+    no candidate, however much it wrote."""
+    env = await handler_env(top_k=5)
+    token_bot = env.state.add_user(f"project_{env.tiny.project.id}_bot1", bot=True)
+    env.state.add_member(env.tiny.project, token_bot, 40)
+    for _ in range(3):
+        bump = env.state.open_mr(env.tiny.project, token_bot, FILES)
+        env.state.set_reviewers(bump, [env.tiny.bob], by=env.tiny.ann)
+        env.state.merge_mr(bump, by=env.tiny.bob)
+    await env.run()
+    assert all(bot_notes(env.state, m) == [] for m in env.state.project(env.tiny.project).mrs.values()
+               if m.author_id == token_bot.id)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert token_bot.username not in marker_notes(env.state, mr)[0].body
+
+
+async def test_reopening_does_not_request_again_a_reviewer_the_team_removed(handler_env):
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert mr.reviewer_ids == [env.tiny.bob.id]
+    env.state.set_reviewers(mr, [env.tiny.cy], by=env.tiny.ann)
+    env.state.close_mr(mr, by=env.tiny.ann)
+    env.state.reopen_mr(mr, by=env.tiny.ann)
+    await env.run()
+    assert mr.reviewer_ids == [env.tiny.cy.id]
+    assert "Review requested from `@bob`" not in marker_notes(env.state, mr)[0].body
+
+
+async def test_a_new_target_branch_updates_the_comment_with_its_codeowners(handler_env):
+    env = await handler_env()
+    project = env.state.project(env.tiny.project)
+    env.state.add_file(project, ".gitlab/CODEOWNERS", "[Release][1]\nsrc/ @dee\n", ref="release")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert "`Release`" not in marker_notes(env.state, mr)[0].body
+    old, mr.target_branch = mr.target_branch, "release"
+    env.state._fire(project, mr, "update", env.state.user(env.tiny.ann),
+                    changes={"target_branch": {"previous": old, "current": "release"}})
+    await env.run()
+    assert "CODEOWNERS section `Release` needs 1 approval" in marker_notes(env.state, mr)[0].body

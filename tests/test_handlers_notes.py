@@ -56,6 +56,32 @@ async def test_assign_needs_developer_access(handler_env):
     assert acks(env, note) == [ACK_PROBLEM]
 
 
+async def test_a_non_member_cannot_set_the_projects_reviewers_aside(handler_env):
+    """On a public project anyone may comment: `exclude` and `reroll` would teach the ranker that the team
+    turned people down. They need Reporter access; `why` stays open to all."""
+    env = await handler_env()
+    env.state.project(env.tiny.project).visibility = "public"
+    outsider = env.state.add_user("outsider")
+    mr = await opened(env)
+    note = env.state.add_note(mr, outsider, "/reviewers exclude @bob @cy\n/reviewers reroll\n/reviewers why @bob")
+    await env.run()
+    assert not any(label in ("exclude", "reroll") for _, label in await feedback(env, mr))
+    [reply] = replies(env, mr, note)
+    assert "`/reviewers exclude` needs Reporter access to this project; `@outsider` has no access" in reply.body
+    assert "`/reviewers reroll` needs Reporter access" in reply.body and "**Why `@bob`?**" in reply.body
+    assert "`@bob`" in marker_notes(env.state, mr)[0].body and acks(env, note) == [ACK_PROBLEM]
+
+
+async def test_a_command_in_an_indented_code_block_does_not_run(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    shown = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    note = env.state.add_note(mr, env.tiny.cy, "For other names, comment:\n\n    /reviewers reroll\n\nThanks!")
+    await env.run()
+    assert acks(env, note) == [] and not any(label == "reroll" for _, label in await feedback(env, mr))
+    assert [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people] == shown
+
+
 async def test_why_explains_a_person(handler_env):
     env = await handler_env()
     mr = await opened(env)

@@ -177,7 +177,7 @@ async def record_state(event: Event, ctx: EventContext, label: str) -> None:
 
 @router.register(HOOK, action="update")
 async def on_update(event: Event, ctx: EventContext) -> None:
-    """Ready for review, new commits, or reviewers changed by a person."""
+    """Ready for review, new commits, a new target branch, or reviewers changed by a person."""
     if ctx.bot.is_me(event.data.get("user")):
         return
     changes = event.data.get("changes") or {}
@@ -185,8 +185,8 @@ async def on_update(event: Event, ctx: EventContext) -> None:
         await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"])
     if became_ready(changes):
         await suggest_if_wanted(event, ctx, first=True)
-    elif "oldrev" in event.object_attributes and ctx.project.comment_on_update:
-        await suggest_if_wanted(event, ctx, first=False)
+    elif ("oldrev" in event.object_attributes or "target_branch" in changes) and ctx.project.comment_on_update:
+        await suggest_if_wanted(event, ctx, first=False)  # new commits, or another target: diff and CODEOWNERS
 
 
 async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any]) -> None:

@@ -17,7 +17,7 @@ from gidgetlab.sansio import Event
 
 from bot.comment import code_span, render_why
 from bot.commands import Command, help_text, parse_commands
-from bot.eligibility import DEVELOPER, access_level_name
+from bot.eligibility import DEVELOPER, REPORTER, access_level_name
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
 from bot.handlers.merge_requests import assign_count, left_alone
@@ -33,6 +33,9 @@ router = Router()
 ACK_OK, ACK_PROBLEM = "thumbsup", "confused"
 JUDGING = frozenset({"why", "reroll", "exclude"})  # commands stored as labels about people; the rest as "command"
 ACTING = frozenset({"suggest", "assign", "reroll", "exclude"})  # commands that change the comment or the reviewers
+# The access a command needs: requesting reviews is a Developer's call; setting people aside teaches the ranker
+# that the team turned them down, which only the team may say (on a public project anyone may comment).
+NEEDS = {"assign": DEVELOPER, "reroll": REPORTER, "exclude": REPORTER}
 MAX_COMMANDS = 20  # per comment: the reply stays far below GitLab's note size limit (1,000,000 characters)
 
 
@@ -49,6 +52,7 @@ class CommandRun:
     assign: int | None = None
     ok: bool = True
     _mr: MergeRequest | None = None
+    _access: int | None = None  # the commenter's access level (0: not a member), fetched once
 
     @property
     def username(self) -> str:
@@ -80,6 +84,21 @@ class CommandRun:
         self.ok = False
         self.replies.append(text)
 
+    async def allowed(self, command: Command) -> bool:
+        """Whether the commenter has the access `command` needs (`NEEDS`); if not, say so and who can run it."""
+        needed = NEEDS.get(command.kind)
+        if needed is None:
+            return True
+        if self._access is None:
+            member = await self.ctx.client.get_member(self.ctx.project_id, int(self.user["id"]))
+            self._access = 0 if member is None else member.access_level
+        if self._access >= needed:
+            return True
+        has = "no access" if self._access == 0 else f"{access_level_name(self._access)} access"
+        self.problem(f"{code_span('/reviewers ' + command.kind)} needs {access_level_name(needed)} access to this "
+                     f"project; {code_span('@' + self.username)} has {has}. Ask someone with that access to run it.")
+        return False
+
 
 # --- one function per command -------------------------------------------------------------------------------
 async def _suggest(run: CommandRun, command: Command) -> None:
@@ -88,12 +107,6 @@ async def _suggest(run: CommandRun, command: Command) -> None:
 
 async def _assign(run: CommandRun, command: Command) -> None:
     ctx = run.ctx
-    member = await ctx.client.get_member(ctx.project_id, int(run.user["id"]))
-    if member is None or member.access_level < DEVELOPER:
-        has = "no access" if member is None else f"{access_level_name(member.access_level)} access"
-        run.problem(f"{code_span('/reviewers assign')} needs Developer access to this project; "
-                    f"{code_span('@' + run.username)} has {has}. Ask a Developer or Maintainer to run it.")
-        return
     wanted = command.count or assign_count(ctx.project) or 1
     run.assign = max(run.assign or 0, wanted)
     run.publish = True
@@ -219,7 +232,8 @@ async def on_note(event: Event, ctx: EventContext) -> None:
         if refusal is not None and command.kind in ACTING:
             run.problem(f"{code_span(command.text)}: {refusal}")
             continue
-        await RUNNERS[command.kind](run, command)
+        if await run.allowed(command):
+            await RUNNERS[command.kind](run, command)
     plain = [c.kind for c in commands if c.kind not in JUDGING]
     if plain and run.username:
         await run.feedback(run.username, "command", commands=plain)

@@ -64,6 +64,18 @@ async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence
     return result
 
 
+async def taken_off_reviewers(ctx: EventContext, mr_iid: int) -> set[str]:
+    """Who the team removed from this MR's reviewers and did not put back (casefolded): the bot never
+    requests their review again on it (say when it is reopened or marked ready again)."""
+    off: set[str] = set()
+    for row in await ctx.storage.feedback.list(ctx.project_id, mr_iid=mr_iid):
+        if row.label == "removed":
+            off.add(row.person.casefold())
+        elif row.label in ("accepted", "assigned"):
+            off.discard(row.person.casefold())
+    return off
+
+
 def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) -> str:
     """The comment text: the table with its notes, or the reason nothing can be suggested.
 
@@ -101,7 +113,8 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
                                                   suggestion_id=suggestion_id, source_event_id=ctx.event_id)
     assignment = Assignment()
     if assign and result.cannot is None:
-        people = [s.person for s in result.suggestions[:assign]]
+        taken_off = await taken_off_reviewers(ctx, mr.iid)
+        people = [s.person for s in result.suggestions[:assign] if s.person.casefold() not in taken_off]
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
     note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, assignment))
     for person in assignment.assigned:
