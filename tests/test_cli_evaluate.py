@@ -95,3 +95,38 @@ def test_git_checkout(tmp_path, capsys):
     assert main(["evaluate", "--git", str(repo), "--method", "graph", "--json", "--jobs", "1"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["records"] == 3 and row["top1"] == pytest.approx(2 / 3, abs=1e-3)
+
+
+def test_a_history_out_of_time_order_is_replayed_in_time_order(tmp_path, history, capsys):
+    """An export or a concatenation may be unsorted: the figures are those of the history in time order (a
+    replay in file order would rank changes knowing later ones)."""
+    shuffled = tmp_path / "shuffled.jsonl"
+    shuffled.write_text("\n".join(json.dumps(r) for r in reversed(RECORDS)) + "\n")
+    assert main(["evaluate", str(history), str(shuffled), "--method", "default,frequency", "--json",
+                 "--jobs", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    figures = {(r["file"], r["method"]): (r["top1"], r["mrr"]) for r in rows}
+    for method in ("default", "frequency"):
+        assert figures["tiny.jsonl", method] == figures["shuffled.jsonl", method]
+
+
+def test_histories_sharing_a_file_name_are_told_apart(tmp_path, history, capsys):
+    for team in ("teamA", "teamB"):
+        (tmp_path / team).mkdir()
+        (tmp_path / team / "h.jsonl").write_text(history.read_text())
+    a, b = str(tmp_path / "teamA" / "h.jsonl"), str(tmp_path / "teamB" / "h.jsonl")
+    assert main(["simulate", a, b, "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("learning lifts Top-1") == 2 and "teamA" in out and "teamB" in out
+    assert main(["evaluate", a, b, "--method", "frequency", "--json", "--jobs", "1"]) == 0
+    assert [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()] == [a, b]
+
+
+def test_the_table_shows_how_many_records_had_a_reviewer_to_find(tmp_path, capsys):
+    path = tmp_path / "some-unreviewed.jsonl"
+    path.write_text("\n".join(json.dumps(dict(r, reviewers=[] if i % 3 == 0 else r["reviewers"]))
+                              for i, r in enumerate(RECORDS)) + "\n")
+    assert main(["evaluate", str(path), "--method", "frequency", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    [row] = [line.split("│") for line in out.splitlines() if "some-unreviewed" in line]
+    assert "evaluated" in out and [cell.strip() for cell in row[3:5]] == ["18", "12"]

@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from rich.table import Table
 
 from bot.cli.argtypes import whole
-from bot.cli.replay import load, run_jobs, sources_of, stdout_console, tick_factory
+from bot.cli.replay import load, names_of, run_jobs, sources_of, stdout_console, tick_factory
 
 DEFAULT_METHODS = "default,graph,learned,revfinder,frequency,author,most-frequent,random"
 
@@ -41,7 +40,7 @@ def make_method(method: str, allow_author: bool):
     return make_recommender(method, allow_author=allow_author)
 
 
-def _replay(source: str, is_git: bool, method: str, allow_author: bool, top: int) -> dict:
+def _replay(source: str, is_git: bool, name: str, method: str, allow_author: bool, top: int) -> dict:
     """One (history, method) backtest, in a worker process."""
     from threadpoolctl import threadpool_limits
 
@@ -51,7 +50,7 @@ def _replay(source: str, is_git: bool, method: str, allow_author: bool, top: int
     with threadpool_limits(limits=1):
         result = backtest(changes, make_method(method, allow_author), top=top,
                           allow_author=allow_author, progress=tick_factory())
-    return {"file": Path(source).name, **result.as_dict()}
+    return {"file": name, **result.as_dict()}
 
 
 def _check_methods(methods: list[str]) -> None:
@@ -70,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     _check_methods(methods)
     sources = sources_of(args.paths, args.git, "evaluate")
-    jobs = [(s, g, m, args.allow_author, args.top) for s, g in sources for m in methods]
+    jobs = [(s, g, name, m, args.allow_author, args.top) for (s, g), name in zip(sources, names_of(sources))
+            for m in methods]
     total = sum(len(load(s, g)) for s, g in sources) * len(methods)
     results = run_jobs(_replay, jobs, total, workers=args.jobs, label="evaluating")
     _print(results, args.json)
@@ -83,10 +83,11 @@ def _print(results: list[dict], as_json: bool) -> None:
             sys.stdout.write(json.dumps(r) + "\n")
         return
     table = Table(title="Backtest (chronological; accuracies in %)")
-    for col in ("file", "method", "records", "top1", "top3", "top5", "top10", "mrr", "gini sugg/act", "seconds"):
+    for col in ("file", "method", "records", "evaluated", "top1", "top3", "top5", "top10", "mrr", "gini sugg/act",
+                "seconds"):
         table.add_column(col, justify="left" if col in ("file", "method") else "right")
-    for r in results:
-        table.add_row(r["file"], r["method"], str(r["records"]),
+    for r in results:  # Top-k and MRR are over the evaluated records: those with a reviewer to find
+        table.add_row(r["file"], r["method"], str(r["records"]), str(r["evaluated"]),
                       *(f"{100 * r[k]:.1f}" for k in ("top1", "top3", "top5", "top10")),
                       f"{r['mrr']:.3f}", f"{r['gini_suggested']:.2f}/{r['gini_actual']:.2f}", f"{r['seconds']:.1f}")
     stdout_console().print(table)

@@ -16,12 +16,16 @@ _STEP = 200
 
 
 def load(source: str, is_git: bool) -> list:
-    """The changes of a history file or of a local git checkout, in time order."""
+    """The changes of a history file or of a local git checkout, in time order: sorted (stably, so changes
+    of one second keep their order), as an export or a concatenation of files may not be, and a replay that
+    met a later change first would rank with what was not known yet."""
     if is_git:
         from bot.git_history import read_git_changes
-        return list(read_git_changes(source))
-    from bot.history_files import read_changes
-    return list(read_changes(source))
+        changes = list(read_git_changes(source))
+    else:
+        from bot.history_files import read_changes
+        changes = list(read_changes(source))
+    return sorted(changes, key=lambda c: c.time)
 
 
 def sources_of(paths: list[str], gits: list[str], command: str) -> list[tuple[str, bool]]:
@@ -33,6 +37,17 @@ def sources_of(paths: list[str], gits: list[str], command: str) -> list[tuple[st
         if not Path(path).exists():
             raise SystemExit(f"reviewbot {command}: {path}: no such {'repository' if is_git else 'file'}")
     return sources
+
+
+def names_of(sources: list[tuple[str, bool]]) -> list[str]:
+    """What to call each history in the results: its file name, or the path as given where two share a name
+    (`teamA/history.jsonl` and `teamB/history.jsonl` must not be told apart by name alone).
+
+    >>> names_of([("a/h.jsonl", False), ("b/h.jsonl", False), ("c/x.jsonl", False)])
+    ['a/h.jsonl', 'b/h.jsonl', 'x.jsonl']
+    """
+    base = [Path(s).name for s, _ in sources]
+    return [s if base.count(b) > 1 else b for (s, _), b in zip(sources, base)]
 
 
 def tick_factory() -> Callable[[int], None]:

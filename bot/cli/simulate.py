@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from rich.table import Table
 
 from bot.cli.argtypes import days, whole
-from bot.cli.replay import load, run_jobs, sources_of, stdout_console, tick_factory
+from bot.cli.replay import load, names_of, run_jobs, sources_of, stdout_console, tick_factory
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _simulate(source: str, is_git: bool, learning: bool, top: int, leaver_rank: int, open_days: float) -> dict:
+def _simulate(source: str, is_git: bool, name: str, learning: bool, top: int, leaver_rank: int,
+              open_days: float) -> dict:
     """One (history, learning) replay, in a worker process."""
     from threadpoolctl import threadpool_limits
 
@@ -44,13 +44,13 @@ def _simulate(source: str, is_git: bool, learning: bool, top: int, leaver_rank: 
     with threadpool_limits(limits=1):
         result = simulate(changes, lambda: make_recommender("default"), learning=learning, k=top,
                           leaver=leaver, leave_at=half, open_days=open_days, progress=tick_factory())
-    return {"file": Path(source).name, "open_days": open_days, **result.as_dict()}
+    return {"file": name, "open_days": open_days, **result.as_dict()}
 
 
 def run(args: argparse.Namespace) -> int:
     sources = sources_of(args.paths, args.git, "simulate")
-    jobs = [(s, g, learning, args.top, args.leaver_rank, args.open_days) for s, g in sources
-            for learning in (True, False)]
+    jobs = [(s, g, name, learning, args.top, args.leaver_rank, args.open_days)
+            for (s, g), name in zip(sources, names_of(sources)) for learning in (True, False)]
     total = sum(len(load(s, g)) for s, g in sources) * 2
     results = run_jobs(_simulate, jobs, total, workers=args.jobs, label="simulating")
     if args.json:
@@ -58,12 +58,12 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(json.dumps(r) + "\n")
         return 0
     table = Table(title="Simulated team (accuracies in %)")
-    for col in ("file", "learning", "records", "top1", "top3", "acceptance", "last third",
+    for col in ("file", "learning", "records", "evaluated", "top1", "top3", "acceptance", "last third",
                 "top1 by tenth", "leaver dropped after"):
         table.add_column(col, justify="left" if col in ("file", "learning") else "right")
     for r in results:
         dropped = r["leaver_changes_until_dropped"]
-        table.add_row(r["file"], r["learning"], str(r["records"]), f"{100 * r['top1']:.1f}",
+        table.add_row(r["file"], r["learning"], str(r["records"]), str(r["evaluated"]), f"{100 * r['top1']:.1f}",
                       f"{100 * r['top3']:.1f}", f"{100 * r['acceptance']:.1f}",
                       f"{100 * r['acceptance_last_third']:.1f}",
                       " ".join(f"{100 * x:.0f}" for x in r["top1_over_time"]),
