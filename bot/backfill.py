@@ -143,8 +143,11 @@ async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[Mer
                         bots: Collection[str], feedback: Mapping[int, list[FeedbackRow]]) -> tuple[list[Change], int]:
     """The page's MRs as changes, `concurrency` at a time, without the reviews the bot requested that
     nobody took up (`feedback`: the page's rows by MR, as the merge webhook reads them); MRs GitLab no
-    longer finds are skipped."""
+    longer finds are skipped, and so are MRs GitLab keeps failing to serve (5xx or no answer, after the
+    client's retries) while it serves the others: a huge or broken diff must not stop the import at this
+    page on every resume. When every MR of the page fails, GitLab is down: the error is raised."""
     gate = asyncio.Semaphore(concurrency)
+    broken: list[GitLabError] = []
 
     async def one(mr: MergeRequest) -> Change | None:
         async with gate:
@@ -152,9 +155,13 @@ async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[Mer
                 change = await fetch_change(client, project_id, mr, bots=bots)
                 return (await drop_idle_picks(client, project_id, mr.iid, change, feedback.get(mr.iid, ())))[0]
             except GitLabError as exc:
-                if not exc.not_found:
+                if exc.status is not None and exc.status < 500 and not exc.not_found:
                     raise
-                log.warning(kv("backfill: MR vanished, skipped", project_id=project_id, mr_iid=mr.iid))
+                if not exc.not_found:
+                    broken.append(exc)
+                log.warning(kv("backfill: MR vanished, skipped" if exc.not_found else
+                               "backfill: GitLab cannot serve this MR, skipped", project_id=project_id,
+                               mr_iid=mr.iid, cause=None if exc.not_found else str(exc)))
                 return None
 
     tasks = [asyncio.ensure_future(one(mr)) for mr in mrs]
@@ -166,6 +173,8 @@ async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[Mer
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     changes = [c for c in found if c is not None]
+    if broken and len(broken) == len(mrs):
+        raise broken[0]
     return changes, len(found) - len(changes)
 
 

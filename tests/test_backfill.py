@@ -11,6 +11,7 @@ import pytest
 from bot.backfill import BOT_PICK, Backfills, backfill_project, change_id
 from bot.cli import backfill as cli
 from bot.gitlab.client import GitLabClient, RetryPolicy
+from bot.gitlab.errors import GitLabError
 from bot.storage import Storage
 from tests.bot_harness import bot_settings, seed_recent
 
@@ -118,6 +119,49 @@ async def test_more_than_a_page_updated_at_the_same_second_is_read_whole(simulat
     client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=5)
     got = [mr.iid async for page in client.merged_mrs_since(seeded.project.id) for mr in page]
     assert sorted(got) == sorted(m.iid for m in merged)
+
+
+async def test_mrs_updated_within_one_second_are_each_fetched_once(simulator, http_session, store):
+    """GitLab's times have milliseconds, the cursor sent has whole seconds: the MRs met again from earlier in
+    that second are not yielded (and fetched, and counted) twice."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=30)
+    merged = sorted((m for m in seeded.project.mrs.values() if m.state == "merged"), key=lambda m: m.updated_at)
+    start = merged[0].updated_at.replace(microsecond=0)
+    for i, mr in enumerate(merged):  # ten in each second, 100 ms apart
+        mr.updated_at = start + timedelta(seconds=i // 10, milliseconds=100 * (i % 10))
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=7)
+    report = await backfill_project(client, store, seeded.project.id)
+    assert report.imported == 30 and len(state.calls("GET", "/diffs")) == 30
+
+
+async def test_an_mr_gitlab_cannot_serve_is_skipped_and_the_import_goes_on(simulator, http_session, store):
+    """One MR whose diff GitLab fails to render every time (5xx after the client's retries) must not stop the
+    import at its page on every resume; GitLab failing every MR of a page is an outage and stops it."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=30)
+    broken = sorted(m.iid for m in seeded.project.mrs.values() if m.state == "merged")[3]
+    state.fail_path(f"/merge_requests/{broken}/diffs", 500)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    report = await backfill_project(client, store, seeded.project.id)
+    assert report.done and report.skipped == 1 and await store.history.count(seeded.project.id) == 29
+    state.fail_path("/diffs", 502)
+    with pytest.raises(GitLabError):
+        await backfill_project(client, store, seeded.project.id, restart=True)
+
+
+async def test_an_mr_listed_without_its_author_is_imported_as_the_ghost_users(simulator, http_session, store):
+    """Some GitLab versions list a merged MR of a deleted user with `"author": null`: the page stays readable
+    and the MR's reviewers still count."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=12)
+    orphan = sorted((m for m in seeded.project.mrs.values() if m.state == "merged"), key=lambda m: m.iid)[5]
+    orphan.author_id = None
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT)
+    report = await backfill_project(client, store, seeded.project.id)
+    assert report.done and await store.history.count(seeded.project.id) == 12
+    [change] = [c for c in await store.history.load(seeded.project.id) if c.id == change_id(orphan.iid)]
+    assert change.author == "ghost" and change.bot_author
 
 
 async def test_backfill_survives_a_flaky_gitlab(simulator, http_session, store):

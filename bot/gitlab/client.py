@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import aiohttp
 import gidgetlab.aiohttp
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
 
@@ -127,6 +127,28 @@ def _transient(method: str) -> Callable[[BaseException], bool]:
 
 def _iso(when: datetime) -> str:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _second(when: datetime) -> datetime:
+    """`when` cut to the whole second, as `_iso` sends it."""
+    return when.replace(microsecond=0)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _readable(items: list[Any], model: type[M], path: str) -> list[M]:
+    """The list items `model` can read; one it cannot is logged and left out, so that a single odd MR does not
+    stop a whole import at the same page every time it is resumed."""
+    out = []
+    for item in items:
+        try:
+            out.append(model.model_validate(item))
+        except ValidationError as exc:
+            ident = item.get("iid", item.get("id")) if isinstance(item, dict) else None
+            log.warning("GitLab %s listed an item this bot cannot read (id %s), left out: %s", path, ident,
+                        str(exc).splitlines()[0])
+    return out
 
 
 NOT_JSON = ("GitLab answered with something that is not JSON (a sign-in page or a proxy's?): GITLAB_URL must be "
@@ -343,24 +365,24 @@ class GitLabClient:
         A page number is used only to get past more than a page of MRs updated at the very same second.
         """
         params: dict[str, Any] = {"state": "merged", "order_by": "updated_at", "sort": "asc"}
-        seen: set[int] = set()  # the ids yielded whose updated_at is the cursor
+        seen: set[int] = set()  # the ids yielded whose updated_at falls in the cursor's second
         page = 1
+        path = f"{self._p(pid)}/merge_requests"
         while True:
             if updated_after is not None:
-                params["updated_after"] = _iso(updated_after)
-            items, more = await self._call("GET", f"{self._p(pid)}/merge_requests",
-                                           {**params, "page": page, "per_page": self.per_page})
-            mrs = [MergeRequest.model_validate(item) for item in items or []]
+                params["updated_after"] = _iso(updated_after)  # whole seconds: GitLab's times have milliseconds
+            items, more = await self._call("GET", path, {**params, "page": page, "per_page": self.per_page})
+            mrs = _readable(items or [], MergeRequest, path)
             new = [mr for mr in mrs if mr.id not in seen]
             if new:
                 yield new
             if not more:
                 return
-            last = max(mr.updated_at for mr in mrs)
-            if updated_after is None or last > updated_after:
+            last = _second(max((mr.updated_at for mr in mrs), default=updated_after or _EPOCH))
+            if updated_after is None or last > _second(updated_after):
                 updated_after, page = last, 1
-                seen = {mr.id for mr in mrs if mr.updated_at == last}
-            else:  # a whole page at one second: step through them
+                seen = {mr.id for mr in mrs if _second(mr.updated_at) == last}
+            else:  # a whole page within one second: step through them
                 seen |= {mr.id for mr in mrs}
                 page += 1
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "User", "Member", "UserStatus", "Group", "Namespace", "SharedGroup", "Project", "MergeRequest", "ChangedFile",
@@ -38,6 +38,9 @@ class User(_Model):
     @property
     def active(self) -> bool:
         return self.state == "active"
+
+
+GHOST = {"id": 0, "username": "ghost", "name": "Ghost User"}  # who GitLab shows for a deleted user's work
 
 
 class Member(User):
@@ -113,6 +116,13 @@ class MergeRequest(_Model):
     target_branch: str = ""
     sha: str | None = None
     web_url: str = ""
+
+    @field_validator("author", mode="before")
+    @classmethod
+    def _ghost_when_missing(cls, value: object) -> object:
+        """GitLab lists some merged MRs with `"author": null` (their author's account was deleted): they are
+        the Ghost User's, as GitLab shows them, rather than a page that cannot be read."""
+        return GHOST if value is None else value
     merge_user: User | None = None
 
 

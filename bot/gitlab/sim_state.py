@@ -69,6 +69,7 @@ class SimState(MRActions, GroupActions):
         self.rate_limit = 2000
         self.rate_window = 60.0
         self._fail_queue: list[tuple[int, float | None]] = []
+        self.broken_paths: dict[str, int] = {}  # path ending -> status answered every time (`fail_path`)
         self._rate: dict[str, tuple[float, int]] = {}
         self._rng = random.Random(seed)
         self._ids = {kind: itertools.count(1) for kind in ("user", "group", "project", "mr", "note",
@@ -192,8 +193,16 @@ class SimState(MRActions, GroupActions):
         """Make the next `n` API requests fail with `status` (429s carry Retry-After, default `retry_after`)."""
         self._fail_queue.extend([(status, retry_after)] * n)
 
-    def take_failure(self) -> tuple[int, float | None] | None:
-        """The failure to inject into this request, if any: scripted ones first, then `failure_rate`."""
+    def fail_path(self, ending: str, status: int = 500) -> None:
+        """Answer `status` to every request whose path ends with `ending` (an MR whose diff GitLab cannot
+        render, say `/merge_requests/4/diffs`), however often it is asked."""
+        self.broken_paths[ending] = status
+
+    def take_failure(self, path: str = "") -> tuple[int, float | None] | None:
+        """The failure to inject into this request, if any: broken paths, scripted ones, then `failure_rate`."""
+        for ending, status in self.broken_paths.items():
+            if path.endswith(ending):
+                return status, None
         if self._fail_queue:
             return self._fail_queue.pop(0)
         if self.failure_rate and self._rng.random() < self.failure_rate:

@@ -66,7 +66,7 @@ def _injected(state: SimState, failure: tuple[int, float | None], rate: RateInfo
 
 async def _answer(request: web.Request, handler: Handler, state: SimState, rate: RateInfo) -> web.StreamResponse:
     """Failures, throttling, authentication, then the endpoint itself."""
-    failure = state.take_failure()
+    failure = state.take_failure(request.path)
     if failure is not None:
         return _injected(state, failure, rate)
     if rate.exceeded:
