@@ -39,7 +39,7 @@ from bot.backfill import is_bot_pick
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, Storage, SuggestionRow
 from bot.threads import to_the_end
-from graph.feedback import CLOSED, FEEDBACK_FEATURES, MOVED_DOWN, NEGATIVE, POSITIVE, PUT_FIRST, THUMBS
+from graph.feedback import CLOSED, FEEDBACK_FEATURES, MOVED_DOWN, NEGATIVE, POSITIVE, PUT_FIRST, REOPENED, THUMBS
 from graph.features import FEATURES
 from graph.model import Change
 from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender
@@ -52,8 +52,8 @@ __all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retra
 log = logging.getLogger("bot.learning")
 
 EVIDENCE = POSITIVE | NEGATIVE  # the labels that say something about a person (not "why", "command")
-LEARNED = EVIDENCE | {PUT_FIRST, CLOSED, *MOVED_DOWN.values()}  # what a recommender reads: evidence, first
-# places, closes, who a hand-set term moved down
+LEARNED = EVIDENCE | {PUT_FIRST, CLOSED, REOPENED, *MOVED_DOWN.values()}  # what a recommender reads: evidence,
+# first places, closes and reopenings, who a hand-set term moved down
 PRIOR_PROJECT = 0               # `storage.models` rows of the project-independent prior model
 PRIOR_VERSION = "prior-synthetic-v1"
 MODEL_WIDTH = len(FEATURES) + len(FEEDBACK_FEATURES) + 1  # `LearnedRecommender.model_input` columns

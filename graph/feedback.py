@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["FeedbackMemory", "OpenReview", "POSITIVE", "NEGATIVE", "TAKEN", "PUT_FIRST", "TERMS", "MOVED_DOWN",
-           "MOVED_BY", "REVIEWED", "CLOSED", "THUMBS", "FEEDBACK_FEATURES", "FEEDBACK_WORDS", "directories"]
+           "MOVED_BY", "REVIEWED", "CLOSED", "REOPENED", "THUMBS", "FEEDBACK_FEATURES", "FEEDBACK_WORDS", "directories"]
 
 POSITIVE = frozenset({"accepted", "assigned", "approved", "reviewed", "thumbs_up", "final_reviewer"})
 TAKEN = frozenset({"accepted", "assigned"})  # the labels that mean "this person took the review"
@@ -41,6 +41,8 @@ MOVED_BY = {label: term for term, label in MOVED_DOWN.items()}
 # Not evidence either: the merge request was closed without merging. Its reviews end there (it will never
 # reach the history): nobody is on duty for it any more (`LearnedRecommender.learn`).
 CLOSED = "closed"
+# ... and reopened: the reviews taken on it count again (`LearnedRecommender.learn`).
+REOPENED = "reopened"
 
 FEEDBACK_FEATURES = (
     "fb_acceptance",        # smoothed share of this person's suggestions that were taken (decayed)

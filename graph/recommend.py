@@ -12,8 +12,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_BY, NEGATIVE, PUT_FIRST, REVIEWED,
-                            TAKEN, TERMS, THUMBS, FeedbackMemory)
+from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_BY, NEGATIVE, PUT_FIRST, REOPENED,
+                            REVIEWED, TAKEN, TERMS, THUMBS, FeedbackMemory, OpenReview)
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.explain import compare
 from graph.model import Change, Contribution, Suggestion
@@ -187,6 +187,8 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         self._moved: OrderedDict[str, dict[str, list]] = OrderedDict()
         self.levels = dict.fromkeys(TERMS, 1.0)  # the share of each hand-set term applied (`_vote`)
         self._once: set[tuple[str, str, str]] = set()  # (change id, person, label) of `ONCE` labels learned
+        # change id -> what closing it took away (its open review, early reviews, change): reopening restores it
+        self._shut: OrderedDict[str, tuple[OpenReview | None, dict, Change | None]] = OrderedDict()
 
     def recommend(self, change: Change, k: int) -> list[str]:
         """The best `k` people, the first of them counted as put first (`put_first`): the replays call this
@@ -228,7 +230,8 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         change (as the bot's do): its author and files are then those remembered when it was suggested.
         `PUT_FIRST` is no feedback: the person was shown first, which the load spreading counts;
         `MOVED_DOWN[term]` names who would have been first but for that hand-set term (whom the team then
-        takes is a vote on it, `_vote`). `CLOSED` neither: the merge request was closed unmerged (`_closed`).
+        takes is a vote on it, `_vote`). `CLOSED` neither: the merge request was closed unmerged (`_closed`);
+        `REOPENED`: ... and reopened (`_reopened`).
         Only the team's labels come here: a review the bot requested itself is none (`bot.learning.replay`).
         A thumb or an approval counts once per person and change, however often it is given, taken back and
         given again (`ONCE`).
@@ -239,6 +242,9 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
             return
         if label == CLOSED:
             self._closed(change.id)
+            return
+        if label == REOPENED:
+            self._reopened(change.id)
             return
         if label in MOVED_BY:
             first = self._first.get(change.id)
@@ -266,14 +272,35 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
     def _closed(self, change_id: str) -> None:
         """A merge request closed without merging will never be observed: its reviewers are no longer on
         duty for it, its rows will not become training rows, and the reviews taken on it leave the graph
-        (the history, which holds merged changes only, never has them)."""
+        (the history, which holds merged changes only, never has them). What its reviews were is kept aside
+        in case it is reopened (`_reopened`)."""
+        review = self.feedback.open.get(change_id)
         self.feedback.close(change_id)
         self._pending.pop(change_id, None)
-        self._changes.pop(change_id, None)
+        change = self._changes.pop(change_id, None)
         self._rejected.pop(change_id, None)
         self._moved.pop(change_id, None)
-        for person, (at, then, before) in self._early.pop(change_id, {}).items():
+        early = self._early.pop(change_id, {})
+        for person, (at, then, before) in early.items():
             self.og.retract_review(then, person, at, before)
+        self._shut[change_id] = (review, {p: (at, then) for p, (at, then, _) in early.items()}, change)
+        self._shut.move_to_end(change_id)
+        while len(self._shut) > self.settings.pending_limit:
+            self._shut.popitem(last=False)
+        self._cache = None
+
+    def _reopened(self, change_id: str) -> None:
+        """A closed merge request reopened: the reviews taken on it count again, on duty and in the graph."""
+        shut = self._shut.pop(change_id, None)
+        if shut is None:
+            return
+        review, early, change = shut
+        if review is not None:
+            self.feedback.open[change_id] = review
+        if change is not None:
+            self._changes[change_id] = change
+        for person, (at, then) in early.items():
+            self._early.setdefault(change_id, {})[person] = (at, then, self.og.add_review(then, person, at))
         self._cache = None
 
     def _review_early(self, change: Change, person: str, label: str, at: float) -> None:
@@ -311,6 +338,7 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
             cands = self._candidates(change)
         self._changes.pop(change.id, None)
         self._moved.pop(change.id, None)
+        self._shut.pop(change.id, None)
         self.feedback.close(change.id)
         truth = change.truth(allow_author=self.allow_author)
         if len(cands) and truth:

@@ -10,6 +10,7 @@ from bot.gitlab.payloads import merge_request_hook
 from bot.handlers.context import GitLabFailure
 from bot.handlers.merge_requests import reviewer_feedback, skip_reason
 from bot.config import ProjectSettings
+from bot.engine import Engine
 from bot.learning import new_labels, replay
 from graph.recommend import make_recommender
 from tests.bot_harness import bot_notes, event_row, handler_env, marker_notes, take_events  # noqa: F401 - fixture
@@ -451,3 +452,56 @@ async def test_a_new_target_branch_updates_the_comment_with_its_codeowners(handl
                     changes={"target_branch": {"previous": old, "current": "release"}})
     await env.run()
     assert "CODEOWNERS section `Release` needs 1 approval" in marker_notes(env.state, mr)[0].body
+
+
+async def rows_of(env, mr):
+    return [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+
+
+async def test_a_reopened_mr_counts_its_reviewers_again_in_the_recommender(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    await env.run()
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as before:
+        assert "bob" in before.feedback.open[f"!{mr.iid}"].people  # on duty for the open MR
+    env.state.close_mr(mr, by=env.tiny.ann)
+    await env.run()
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as closed:
+        assert f"!{mr.iid}" not in closed.feedback.open
+    env.state.reopen_mr(mr, by=env.tiny.ann)
+    await env.run()
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as after:
+        review = after.feedback.open.get(f"!{mr.iid}")
+        assert review is not None and "bob" in review.people and f"!{mr.iid}" in after._early
+
+
+async def test_a_review_a_human_requests_before_any_suggestion_is_recorded(handler_env):
+    """On a draft the bot stays quiet; a reviewer set there is still the team's choice, and removing them is
+    what keeps the bot from requesting them again later."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, draft=True)
+    await env.run()
+    assert marker_notes(env.state, mr) == []
+    env.state.set_reviewers(mr, [env.tiny.cy], by=env.tiny.ann)
+    await env.run()
+    env.state.set_reviewers(mr, [], by=env.tiny.ann)
+    await env.run()
+    assert await rows_of(env, mr) == [("cy", "assigned"), ("cy", "removed")]
+
+
+async def test_passing_a_suggestion_over_counts_once_when_reviewers_are_added_one_at_a_time(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    shown = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    assert shown == ["bob", "cy"]
+    env.state.set_reviewers(mr, [env.tiny.dee], by=env.tiny.ann)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.dee, env.tiny.rep], by=env.tiny.ann)
+    await env.run()
+    rows = await rows_of(env, mr)
+    assert rows.count(("bob", "passed_over")) == 1 and rows.count(("cy", "passed_over")) == 1
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as rec:
+        assert rec.feedback.streak["bob"] == 1.0

@@ -1,6 +1,9 @@
 """`/reviewers` commands in MR comments: each command through the real router, the simulator as GitLab."""
 from __future__ import annotations
 
+from bot.config import ProjectSettings
+from bot.engine import Engine
+
 from bot.handlers.notes import ACK_OK, ACK_PROBLEM
 from bot.handlers.publish import REPLY_MARKER
 from tests.bot_harness import bot_notes, handler_env, marker_notes  # noqa: F401 - fixture
@@ -120,6 +123,20 @@ async def test_reroll_suggests_other_people_and_remembers_it(handler_env):
     await env.run()
     said = replies(env, mr, why)[0].body
     assert "set aside on this merge request with `/reviewers reroll`" in said and "excluded" not in said
+
+
+async def test_reroll_leaves_alone_someone_already_reviewing(handler_env):
+    """Asking for other people is no verdict on the reviewer already at it: no `reroll` for them, and they stay
+    on duty for the recommender."""
+    env = await handler_env()
+    mr = await opened(env)
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    env.state.add_note(mr, env.tiny.ann, "/reviewers reroll")
+    await env.run()
+    rows = await feedback(env, mr)
+    assert ("bob", "reroll") not in rows and ("cy", "reroll") in rows and mr.reviewer_ids == [env.tiny.bob.id]
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as rec:
+        assert "bob" in rec.feedback.open[f"!{mr.iid}"].people
 
 
 async def test_the_exclude_setting_keeps_people_off_every_mr(handler_env):

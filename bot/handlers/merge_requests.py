@@ -190,14 +190,16 @@ async def on_update(event: Event, ctx: EventContext) -> None:
 
 
 async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any]) -> None:
-    """Feedback on the last suggestion from a reviewer change made by a person."""
+    """Feedback on the last suggestion from a reviewer change made by a person; before any suggestion (a
+    draft), who became a reviewer and who stopped being one. Passing a suggested person over counts once per
+    MR: reviewers added one at a time are one decision, not one rejection each."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
-    if latest is None:
-        return
-    suggested = [str(p.get("username")) for p in latest.people if p.get("username")]
+    suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
+    feedback = ctx.storage.feedback
     for person, label in reviewer_feedback(change.get("previous") or [], change.get("current") or [], suggested):
-        await ctx.storage.feedback.record(ctx.project_id, iid, person, label, suggestion_id=latest.id,
-                                          source_event_id=ctx.event_id)
+        record = feedback.record_once if label == "passed_over" else feedback.record
+        await record(ctx.project_id, iid, person, label, suggestion_id=latest.id if latest else None,
+                     source_event_id=ctx.event_id)
 
 
 @router.register(HOOK, action="approval")

@@ -124,9 +124,12 @@ async def _why(run: CommandRun, command: Command) -> None:
 
 
 async def _reroll(run: CommandRun, command: Command) -> None:
+    """Set aside the people shown, but not those already reviewing: asking for others is no verdict on them."""
     latest = await run.ctx.storage.suggestions.latest(run.ctx.project_id, run.mr_iid, before_event=run.ctx.event_id)
+    reviewing = {u.username.casefold() for u in (await run.mr()).reviewers}
     for person in [str(p.get("username")) for p in (latest.people if latest else []) if p.get("username")]:
-        await run.feedback(person, "reroll")
+        if person.casefold() not in reviewing:
+            await run.feedback(person, "reroll")
     run.publish = True
 
 
