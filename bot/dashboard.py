@@ -43,7 +43,8 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
                                "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not "no-referrer": a browser would then send `Origin: null` on the
+    # dashboard's own form posts, which `same_origin` must refuse
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
@@ -81,7 +82,8 @@ def cookie_value(token: bytes, issued: int) -> str:
 def cookie_valid(value: str, token: bytes, now: float) -> bool:
     """Whether `value` is a sign-in cookie for `token`, issued at most `COOKIE_MAX_AGE` ago."""
     issued, dot, _ = value.partition(".")
-    if not (dot and issued.isdigit() and len(issued) <= 12) or not 0 <= now - int(issued) <= COOKIE_MAX_AGE:
+    if not (dot and issued.isascii() and issued.isdecimal() and len(issued) <= 12) or \
+            not 0 <= now - int(issued) <= COOKIE_MAX_AGE:  # (isdigit() takes "²", which int() refuses)
         return False
     return hmac.compare_digest(_encoded(value), cookie_value(token, int(issued)).encode())
 
@@ -152,7 +154,8 @@ def _signed_in(request: web.Request, dashboard: Dashboard, target: str) -> web.R
     secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
     issued = int(dashboard.clock().timestamp())
     response.set_cookie(COOKIE, cookie_value(dashboard.token, issued), max_age=COOKIE_MAX_AGE, path="/",
-                        httponly=True, samesite="Strict", secure=secure)
+                        httponly=True, samesite="Lax", secure=secure)  # Lax: a `?token=` link followed
+    # from chat or mail keeps the cookie through its redirect (Strict drops it there); posts are `same_origin`
     return response
 
 
@@ -225,8 +228,12 @@ async def signin(request: web.Request) -> web.Response:
 
 
 def same_origin(request: web.Request) -> bool:
-    """Whether a form post comes from this site: browsers send `Origin` with every POST, and another site's
-    page must not sign a user in or out (a form on evil.example posting here). No `Origin`: not a browser."""
+    """Whether a form post comes from this site: another site's page must not sign a user in or out (a form
+    on evil.example posting here). Browsers say where a request comes from in `Sec-Fetch-Site`, and older
+    ones send `Origin` with every POST. Neither: not a browser."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site.strip().casefold() == "same-origin"
     origin = request.headers.get("Origin")
     if origin is None:
         return True
