@@ -105,6 +105,16 @@ class GitLabSettings(_Frozen):
     token: SecretStr | None = None
     bot_username: str | None = None
 
+    @field_validator("token")
+    @classmethod
+    def _one_word(cls, value: SecretStr | None) -> SecretStr | None:
+        """A token with a line break (`$(cat file)` keeps none, an env file or a pasted secret may) would be
+        refused by the HTTP library as a header injection, with a traceback that names no setting."""
+        if value is not None and any(c.isspace() for c in value.get_secret_value()):
+            raise ValueError("holds whitespace or a line break besides the token (a copy-paste or a file's last "
+                             "newline?): set the token alone")
+        return value
+
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -404,7 +414,8 @@ def _first_error(exc: ValidationError, model: type[BaseModel]) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
     allowed = _allowed(model, err["loc"])
-    message = f"{err['msg']} ({allowed})" if allowed else err["msg"]
+    said = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
+    message = f"{said} ({allowed})" if allowed else said
     return f"{where}: {message}" if where else message
 
 
@@ -533,9 +544,15 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict
     origins: dict[str, str] = {}
     for var, (section, key) in ENV_OVERRIDES.items():
         if environ.get(var):
-            data.setdefault(section, {})[key] = environ[var]
+            if not isinstance(data.setdefault(section, {}), dict):
+                raise ConfigError(f"setting {section}: must be a table ([{section}] with its keys below it), not "
+                                  f"{type(data[section]).__name__} {section} = ...; see config.example.toml")
+            data[section][key] = environ[var]
             origins[f"{section}.{key}"] = f"environment variable {var}"
     if environ.get(ENV_WEBHOOK_SECRET):
+        if not isinstance(data.get("webhook_secrets", []), list):
+            raise ConfigError("setting webhook_secrets: must be a list of tables ([[webhook_secrets]] with "
+                              "secret = ...), see config.example.toml")
         secrets = list(data.get("webhook_secrets", []))
         secrets.append({"secret": environ[ENV_WEBHOOK_SECRET]})
         data["webhook_secrets"] = secrets
@@ -548,7 +565,7 @@ def _validation_message(exc: ValidationError, origins: Mapping[str, str], source
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "projects"
         origin = next((o for k, o in origins.items() if loc.startswith(k)), source)
-        what = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+        what = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         allowed = _allowed(Settings, err["loc"])
         fix = FIXES.get(loc, f"{allowed}, see config.example.toml" if allowed else
                         "see config.example.toml for the allowed values")

@@ -36,6 +36,7 @@ log = logging.getLogger("bot.web")
 MAX_ACTION_LENGTH = 100  # bot.storage.tables.events.c.action
 MAX_DEPTH = 64  # GitLab's webhook bodies nest about 4 levels deep
 STORE_TIMEOUT = 7.0  # seconds to store an event before answering 503 (GitLab gives up on a hook after 10)
+PROBE_TIMEOUT = 3.0  # seconds /healthz and /metrics wait for the database (probes time out at 5-10 s)
 # "Confidential Note Hook": internal notes, sent only when the hook's "Confidential comments" trigger is on
 HANDLED_KINDS = frozenset({"Merge Request Hook", "Note Hook", "Confidential Note Hook", "Emoji Hook"})
 # System hooks arrive as "System Hook" whatever the event; the body's object_kind says which one.
@@ -274,22 +275,24 @@ def _cause(exc: BaseException) -> str:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """GET /healthz: 200 when the database answers, else 503 (the cause goes to the log only)."""
+    """GET /healthz: 200 when the database answers within `PROBE_TIMEOUT`, else 503 (the cause goes to the log
+    only): a database that hangs (a partition, a stuck failover) must not hang the probe past its timeout."""
     try:
-        await request.app[STORAGE_KEY].ping()
-    except StorageError as exc:
-        log.error(kv("healthz failed", cause=str(exc)))
+        await asyncio.wait_for(request.app[STORAGE_KEY].ping(), PROBE_TIMEOUT)
+    except (StorageError, TimeoutError) as exc:
+        log.error(kv("healthz failed", cause=str(exc) or f"no answer within {PROBE_TIMEOUT:g} s"))
         return _json(503, status="unavailable", error="database unreachable")
     return _json(200, status="ok")
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    """GET /metrics: Prometheus text format; the queue depth is read from the database at scrape time."""
+    """GET /metrics: Prometheus text format; the queue depth is read from the database at scrape time (left out
+    when the database does not answer within `PROBE_TIMEOUT`: the other metrics matter most then)."""
     metrics = request.app[METRICS_KEY]
     try:
-        metrics.set_queue_depth(await request.app[STORAGE_KEY].events.depth())
+        metrics.set_queue_depth(await asyncio.wait_for(request.app[STORAGE_KEY].events.depth(), PROBE_TIMEOUT))
     except Exception as exc:  # noqa: BLE001 - metrics must render even when the database is down
-        log.warning(kv("metrics: queue depth unavailable", cause=_cause(exc)))
+        log.warning(kv("metrics: queue depth unavailable", cause=_cause(exc) if str(exc) else "no answer"))
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

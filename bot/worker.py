@@ -120,9 +120,9 @@ class Worker:
         if free <= 0 or self._stopping.is_set():
             return 0
         try:
-            rows = await self.storage.events.claim(
+            rows = await self._unless_stopping(self.storage.events.claim(
                 self.worker_id, self.cfg.lease_seconds, free, max_attempts=self.cfg.max_attempts
-            )
+            ))
         except Exception as exc:  # noqa: BLE001 - a database outage must not kill the loop
             self.claim_error = _describe(exc, 0)
             log.error(kv("worker cannot claim events", worker=self.worker_id, cause=self.claim_error))
@@ -133,6 +133,20 @@ class Worker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return len(rows)
+
+    async def _unless_stopping(self, claim: Awaitable[list[EventRow]]) -> list[EventRow]:
+        """The claim's rows, or none when `stop()` comes first: a database that does not answer must not
+        keep the loop, and so the process, from stopping (what such a claim took comes back with its lease)."""
+        claiming = asyncio.ensure_future(claim)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({claiming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if claiming.done():
+            return claiming.result()
+        claiming.cancel()
+        return []
 
     async def drain(self) -> None:
         """Wait until every event this worker started has finished (for `worker --once` and tests)."""
@@ -247,7 +261,13 @@ class Worker:
             task.cancel()
         if pending:  # an event in a thread (a history import) ends with it: hand it back without waiting
             await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        released = await self._record(self.storage.events.release(self.worker_id), None) or 0
+        try:  # a database that hangs must not hold the process past its grace: the leases bring events back
+            released = await asyncio.wait_for(self._record(self.storage.events.release(self.worker_id), None),
+                                              max(1.0, deadline - time.monotonic())) or 0
+        except TimeoutError:
+            log.error(kv("worker stopped without handing its events back: the database does not answer; they "
+                         "run again when their lease expires", worker=self.worker_id))
+            return 0
         log.info(kv("worker stopped", worker=self.worker_id, handed_back=released))
         return released
 

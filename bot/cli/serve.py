@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import gc
 import importlib
@@ -206,7 +207,10 @@ async def _run_until_signal(worker: Worker, grace: float) -> None:
     await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
     stop_task.cancel()
     await worker.stop(grace)
-    await run_task
+    if not run_task.done():  # its loop is stuck in a database call that does not return: stop waiting for it
+        run_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run_task
 
 
 def run_worker(args: argparse.Namespace) -> int:

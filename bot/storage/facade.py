@@ -6,6 +6,8 @@ URL to run the same code on SQLite and PostgreSQL.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime
 from typing import Any, Callable
 
@@ -23,6 +25,8 @@ from bot.storage.optouts import OptOutStore
 from bot.storage.projects import ProjectStore
 from bot.storage.snapshots import SnapshotStore
 from bot.storage.suggestions import FeedbackStore, SuggestionStore
+
+log = logging.getLogger("bot.storage")
 
 __all__ = ["Storage"]
 
@@ -80,9 +84,13 @@ class Storage:
         """True when `reviewbot migrate` has nothing to do."""
         return await schema_is_current(self.engine)
 
-    async def close(self) -> None:
-        """Close every pooled connection (call once, at shutdown)."""
-        await self.engine.dispose()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close every pooled connection (call once, at shutdown); give up after `timeout` s, when the database
+        does not answer (a shutdown must not wait for it)."""
+        try:
+            await asyncio.wait_for(self.engine.dispose(), timeout)
+        except TimeoutError:
+            log.warning("database connections not closed within %g s: the database does not answer", timeout)
 
 
 def _cause(exc: BaseException) -> str:

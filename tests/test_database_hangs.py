@@ -1,0 +1,141 @@
+"""A database that stops answering (a network partition, a failover that hangs), not one that refuses: the
+health probe, the metrics scrape and SIGTERM must not hang with it. PostgreSQL behind a TCP link that can be
+frozen: bytes stop flowing both ways and new connections are never served."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import AsyncIterator
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+
+from bot.config import Settings
+from bot.metrics import Metrics
+from bot.storage import Storage
+from bot.web import make_app
+from tests.worker_procs import ROOT, worker_env, write_config
+
+pytestmark = pytest.mark.postgres
+
+
+class FrozenLink:
+    """127.0.0.1:<port> → the database; after `freeze()` nothing more gets through."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.frozen, self.port = target, asyncio.Event(), 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Drop every connection (both ends) and stop listening."""
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.transport.abort()
+        await asyncio.sleep(0)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                await self._held()
+                writer.write(data)
+                await writer.drain()
+
+    async def _held(self) -> None:
+        if self.frozen.is_set():
+            await asyncio.Event().wait()  # until `close` cancels it
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._held()
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            self._writers.append(up_writer)
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+
+@pytest.fixture
+async def link(postgres_url: str) -> AsyncIterator[tuple[FrozenLink, str]]:
+    parts = urlsplit(postgres_url)
+    frozen = FrozenLink((parts.hostname or "127.0.0.1", parts.port or 5432))
+    await frozen.start()
+    user = f"{parts.username}@" if parts.username else ""
+    yield frozen, f"{parts.scheme}://{user}127.0.0.1:{frozen.port}{parts.path}"
+    await frozen.close()
+
+
+async def timed_get(http: aiohttp.ClientSession, url: str) -> tuple[int | str, float]:
+    started = time.monotonic()
+    try:
+        async with http.get(url) as response:
+            return response.status, time.monotonic() - started
+    except asyncio.TimeoutError:
+        return "no answer", time.monotonic() - started
+
+
+async def test_health_and_metrics_answer_in_time_while_the_database_hangs(link):
+    frozen, url = link
+    settings = Settings(gitlab={"token": "t"}, webhook_secrets=[{"secret": "s" * 24}], database={"url": url})
+    storage = Storage(url)
+    app = make_app(settings, storage, Metrics())
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            assert (await timed_get(http, f"{base}/healthz"))[0] == 200
+            frozen.frozen.set()
+            metrics, health = await timed_get(http, f"{base}/metrics"), await timed_get(http, f"{base}/healthz")
+        assert metrics[0] == 200 and metrics[1] < 6, metrics  # the other metrics matter most now
+        assert health[0] == 503 and health[1] < 6, health
+    finally:
+        await runner.cleanup()
+        await storage.close(timeout=1)
+
+
+async def test_a_worker_stops_on_sigterm_while_the_database_hangs(link, tmp_path: Path):
+    frozen, url = link
+    config = write_config(tmp_path, gitlab_url="http://127.0.0.1:9", token="t", database_url=url,
+                          worker={"poll_interval": 0.2}, server={"shutdown_timeout": 5})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "worker", "--config", str(config),
+        "--dispatch", "tests.test_cli_serve:recording_factory", cwd=ROOT, env=worker_env(),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        said = b""
+        while b"worker started" not in said:
+            said += await asyncio.wait_for(proc.stderr.readline(), 60)
+        await asyncio.sleep(0.5)
+        frozen.frozen.set()
+        await asyncio.sleep(1.0)  # its claims now hang
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.wait(), 25)
+        assert proc.returncode is not None, f"still running {time.monotonic() - started:.0f} s after SIGTERM"
+        assert time.monotonic() - started < 5 + 12  # the grace, the snapshot and connection waits at most
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
