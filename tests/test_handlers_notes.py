@@ -30,6 +30,11 @@ async def feedback(env, mr):
     return [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
 
 
+async def shown_now(env, mr) -> list[str]:
+    """Who the MR's latest suggestion shows, in order."""
+    return [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+
+
 async def test_suggest_posts_on_a_draft_and_acknowledges(handler_env):
     env = await handler_env()
     mr = await opened(env, draft=True)
@@ -75,16 +80,6 @@ async def test_a_non_member_cannot_set_the_projects_reviewers_aside(handler_env)
     assert "`@bob`" in marker_notes(env.state, mr)[0].body and acks(env, note) == [ACK_PROBLEM]
 
 
-async def test_a_command_in_an_indented_code_block_does_not_run(handler_env):
-    env = await handler_env()
-    mr = await opened(env)
-    shown = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
-    note = env.state.add_note(mr, env.tiny.cy, "For other names, comment:\n\n    /reviewers reroll\n\nThanks!")
-    await env.run()
-    assert acks(env, note) == [] and not any(label == "reroll" for _, label in await feedback(env, mr))
-    assert [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people] == shown
-
-
 async def test_why_explains_a_person(handler_env):
     env = await handler_env()
     mr = await opened(env)
@@ -107,17 +102,22 @@ async def test_why_tells_why_someone_is_left_out(handler_env):
 
 
 async def test_reroll_suggests_other_people_and_remembers_it(handler_env):
+    """... when written as a command: in an indented code block (4 spaces) it is text."""
     env = await handler_env()
     mr = await opened(env)
-    shown = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    shown = await shown_now(env, mr)
+    quoted = env.state.add_note(mr, env.tiny.cy, "For other names, comment:\n\n    /reviewers reroll\n\nThanks!")
+    await env.run()
+    assert acks(env, quoted) == [] and await shown_now(env, mr) == shown
+    assert not any(label == "reroll" for _, label in await feedback(env, mr))
     note = env.state.add_note(mr, env.tiny.ann, "/reviewers reroll")
     await env.run()
-    now = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    now = await shown_now(env, mr)
     assert shown and not set(shown) & set(now)
     assert {(p, "reroll") for p in shown} <= set(await feedback(env, mr)) and acks(env, note) == [ACK_OK]
     env.state.push_to_mr(mr, ["src/core/m2.py"])
     await env.run()
-    again = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    again = await shown_now(env, mr)
     assert not set(shown) & set(again)
     why = env.state.add_note(mr, env.tiny.ann, f"/reviewers why @{shown[0]}")
     await env.run()
@@ -142,7 +142,7 @@ async def test_reroll_leaves_alone_someone_already_reviewing(handler_env):
 async def test_the_exclude_setting_keeps_people_off_every_mr(handler_env):
     env = await handler_env(exclude=("bob",))
     mr = await opened(env)
-    people = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    people = await shown_now(env, mr)
     assert people and "bob" not in people
     note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob")
     await env.run()
