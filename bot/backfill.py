@@ -145,7 +145,7 @@ async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[Mer
     nobody took up (`feedback`: the page's rows by MR, as the merge webhook reads them); MRs GitLab no
     longer finds are skipped, and so are MRs GitLab keeps failing to serve (5xx or no answer, after the
     client's retries) while it serves the others: a huge or broken diff must not stop the import at this
-    page on every resume. When every MR of the page fails, GitLab is down: the error is raised."""
+    page on every resume. When GitLab serves none of the page, it is down: the error is raised."""
     gate = asyncio.Semaphore(concurrency)
     broken: list[GitLabError] = []
 
@@ -173,7 +173,7 @@ async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[Mer
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     changes = [c for c in found if c is not None]
-    if broken and len(broken) == len(mrs):
+    if broken and not changes:  # GitLab served none of the page: an outage, not one broken MR
         raise broken[0]
     return changes, len(found) - len(changes)
 
