@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, get_args
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -26,6 +26,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -97,6 +98,19 @@ class _Frozen(BaseModel):
     # date or an int conversion (or compare false with everything) at run time.
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """`max_open_reviews = true` ("turn the limit on") would be read as a limit of 1, `top_k = true` as 1:
+        pydantic takes true and false for 1 and 0 in a number field. Strings still parse (environment
+        variables are strings)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            kinds = set(get_args(annotation)) or {annotation}
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError("must be a number, not true or false")
+        return value
+
 
 class GitLabSettings(_Frozen):
     """How to reach GitLab and who the bot is there."""
@@ -112,7 +126,7 @@ class GitLabSettings(_Frozen):
         refused by the HTTP library as a header injection, with a traceback that names no setting."""
         if value is not None and any(c.isspace() for c in value.get_secret_value()):
             raise ValueError("holds whitespace or a line break besides the token (a copy-paste or a file's last "
-                             "newline?): set the token alone")
+                             "newline?)")
         return value
 
     @field_validator("url")

@@ -175,7 +175,7 @@ async def test_a_token_with_a_line_break_is_refused_unrepeated(gitlab_sim: SimSt
     env.setenv("GITLAB_TOKEN", ROOT_TOKEN + "\n")
     assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 2
     err = capsys.readouterr().err
-    assert "GITLAB_TOKEN holds whitespace or a line break" in err and ROOT_TOKEN not in err
+    assert "GITLAB_TOKEN): holds whitespace or a line break" in err and ROOT_TOKEN not in err
     assert not gitlab_sim.calls()
 
 

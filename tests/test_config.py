@@ -341,3 +341,16 @@ def test_a_section_written_as_a_value_is_a_config_error_beside_the_environment(t
     with pytest.raises(ConfigError, match=f"setting {name}: must be a"):
         load_settings(path, environ={**ENV, "GITLAB_URL": "https://gitlab.example.com",
                                      "DATABASE_URL": "sqlite:///x.sqlite3"})
+
+
+@pytest.mark.parametrize("text", ['[defaults]\nmax_open_reviews = true\n', '[projects."acme/tiny"]\ntop_k = true\n',
+                                  '[projects."acme/tiny"]\nhalf_life_days = false\n', '[worker]\nconcurrency = true\n'])
+def test_true_or_false_for_a_number_is_refused(tmp_path, text):
+    """`max_open_reviews = true` ("turn the limit on") was read as a limit of 1 review, silently."""
+    with pytest.raises(ConfigError, match="must be a number, not true or false"):
+        load_settings(write(tmp_path, text), environ=ENV)
+
+
+def test_true_for_a_number_in_a_stored_override_is_refused():
+    with pytest.raises(ConfigError, match="must be a number, not true or false"):
+        load_settings(None, environ=ENV).project_settings(1, "a/b", overrides={"max_open_reviews": True})
