@@ -228,6 +228,8 @@ class _Batch:
         grouped by source node (the successors' order), so only the predecessors take them out of order."""
         G, names, n = self.og.G, self.names, len(self.names)
         keys = np.concatenate([path_edges.keys[path_edges.new_order], fam_edges.keys[fam_edges.new_order]])
+        if not len(keys):  # the batch only added to edges that exist (or touched no file)
+            return
         ranks = np.concatenate([path_edges.rank[path_edges.new_order], fam_edges.rank[fam_edges.new_order]])
         dicts = path_dicts + fam_dicts
         src, dst = keys // n, keys % n

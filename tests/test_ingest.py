@@ -97,3 +97,26 @@ def test_rebase_inside_a_bulk_load():
     a, b = one_by_one(changes), bulk(changes)
     assert a.t0 == far and state(b) == state(a)
     assert math.isclose(b.G["/drivers/net/eth.c"]["@bob"]["rw"], 1.0)
+
+
+def test_bulk_loads_that_add_no_new_edge():
+    """A merged MR with no file and no reviewer, a second piece that only adds to existing edges, and a piece
+    after a rebase that does: `add_changes` indexed an empty array (IndexError) where `add_change` is fine."""
+    empty = [Change("!1", 1_700_000_000, "ann", (), ())]
+    bulk = OwnershipGraph()
+    bulk.add_changes(empty)
+    assert bulk.changes == 1
+    first = Change("1", 0, "ann", ("bob",), ("src/a.c",))
+    again = Change("2", int(DAY), "ann", ("bob",), ("src/a.c",))
+    one, pieces = OwnershipGraph(), OwnershipGraph()
+    for c in (first, again):
+        one.add_change(c)
+        pieces.add_changes([c])
+    assert state(pieces) == state(one)
+    history = [Change(str(i), int(t * DAY), "ann", ("bob",), ("src/a.c",)) for i, t in enumerate((0, 401, 402))]
+    one, bulk = OwnershipGraph(half_life_days=10, short_half_life_days=1), OwnershipGraph(half_life_days=10,
+                                                                                            short_half_life_days=1)
+    for c in history:
+        one.add_change(c)
+    bulk.add_changes(history)
+    assert state(bulk) == state(one)
