@@ -219,8 +219,10 @@ def candidates(
 
 def _precut(table: PeopleTable, E: np.ndarray, member: np.ndarray, now: float, inactive_days: float,
             keep: int) -> list[int]:
-    """Drop bots and inactive people, then keep the `keep` best by the evidence summed so far (in name order
-    when all are kept; ties by name)."""
+    """Drop bots and inactive people, then keep the `keep` best by the graph score read off the evidence and
+    the people's columns (in name order when all are kept; ties by name). The whole score, damping for time
+    since the last review included: by the evidence alone, dozens of long-idle reviewers of a file could
+    push out the one who reviewed it last week, whom the graph score puts first."""
     horizon = now - inactive_days * DAY
     sel = np.flatnonzero(member & ~table.bot & (table.last >= horizon))
     names = table.nodes
@@ -230,6 +232,10 @@ def _precut(table: PeopleTable, E: np.ndarray, member: np.ndarray, now: float, i
     for name, w in GRAPH_WEIGHTS.items():
         if name in _E:
             rough = rough + w * Es[_E[name]]
+    recent = table.sw[sel]  # `recent_activity` relative to the pool's busiest (the decay cancels out)
+    rough = rough + GRAPH_WEIGHTS["recent_activity"] * (recent / recent.max() if recent.max() > 0 else recent)
+    idle_days = np.maximum(0.0, now - np.maximum(table.lr[sel], now - 1e6 * DAY)) / DAY
+    rough = rough / (1.0 + 0.15 * np.minimum(np.log1p(idle_days), 12.0))  # as `graph_score` damps it
     cut = np.partition(rough, len(rough) - keep)[len(rough) - keep]
     best = rough >= cut  # the `keep` best and whoever ties with the last of them
     ranked = sorted(zip((-rough[best]).tolist(), [names[i] for i in sel[best].tolist()], sel[best].tolist()))

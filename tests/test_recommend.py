@@ -128,3 +128,18 @@ def test_why_compares_a_person_with_the_other_candidates_only():
     (top,) = rec.suggest(QUERY, k=1)
     very = next(c for c in top.contributions if c.signal == "reviews of these very files")
     assert (very.value, very.others) == ("100%", "0%")
+
+
+def test_the_candidate_limit_keeps_the_best_by_graph_score():
+    """81 reviewers of a file from long ago each hold a larger share of it than the one who reviewed it last
+    week; the pre-selection summed the shares only and cut the recent one, whom the graph score puts first."""
+    rec, t = GraphRecommender(), 0
+    for p in range(81):
+        for _ in range(4):
+            rec.observe(Change(f"s{p}-{t}", t, "w", (f"old{p:02d}",), ("f.c",)))
+            t += 1
+    rec.observe(Change("x", int(290 * DAY), "w", ("xia",), ("f.c",)))
+    query = Change("q", int(291 * DAY), "quinn", (), ("f.c",))
+    unlimited = GraphRecommender(settings=RecommenderSettings(candidate_limit=10_000))
+    unlimited.og = rec.og
+    assert unlimited.recommend(query, 1) == rec.recommend(query, 1) == ["xia"]
