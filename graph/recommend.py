@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_BY, NEGATIVE, PUT_FIRST, REOPENED,
-                            REVIEWED, TAKEN, TERMS, THUMBS, FeedbackMemory, OpenReview)
+                            REVIEWED, TAKEN, TERMS, THUMBS, FeedbackMemory)
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
 from graph.explain import compare
 from graph.model import Change, Contribution, Suggestion
@@ -187,8 +187,9 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         self._moved: OrderedDict[str, dict[str, list]] = OrderedDict()
         self.levels = dict.fromkeys(TERMS, 1.0)  # the share of each hand-set term applied (`_vote`)
         self._once: set[tuple[str, str, str]] = set()  # (change id, person, label) of `ONCE` labels learned
-        # change id -> what closing it took away (its open review, early reviews, change): reopening restores it
-        self._shut: OrderedDict[str, tuple[OpenReview | None, dict, Change | None]] = OrderedDict()
+        # change id -> what closing it took away (its open review, early reviews, rows as suggested, change,
+        # rejections, term pairs): reopening restores it
+        self._shut: OrderedDict[str, tuple] = OrderedDict()
 
     def recommend(self, change: Change, k: int) -> list[str]:
         """The best `k` people, the first of them counted as put first (`put_first`): the replays call this
@@ -276,30 +277,31 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         in case it is reopened (`_reopened`)."""
         review = self.feedback.open.get(change_id)
         self.feedback.close(change_id)
-        self._pending.pop(change_id, None)
-        change = self._changes.pop(change_id, None)
-        self._rejected.pop(change_id, None)
-        self._moved.pop(change_id, None)
-        early = self._early.pop(change_id, {})
-        for person, (at, then, before) in early.items():
+        kept = (review, self._early.pop(change_id, {}), self._pending.pop(change_id, None),
+                self._changes.pop(change_id, None), self._rejected.pop(change_id, None),
+                self._moved.pop(change_id, None))
+        for person, (at, then, before) in kept[1].items():
             self.og.retract_review(then, person, at, before)
-        self._shut[change_id] = (review, {p: (at, then) for p, (at, then, _) in early.items()}, change)
+        if change_id in self._shut and not any(kept):  # closed twice: keep what the first close kept
+            return
+        self._shut[change_id] = kept
         self._shut.move_to_end(change_id)
         while len(self._shut) > self.settings.pending_limit:
             self._shut.popitem(last=False)
         self._cache = None
 
     def _reopened(self, change_id: str) -> None:
-        """A closed merge request reopened: the reviews taken on it count again, on duty and in the graph."""
+        """A closed merge request reopened: the reviews taken on it count again, on duty and in the graph, and
+        its rows as suggested are back (recomputed at the merge, they would see those early reviews)."""
         shut = self._shut.pop(change_id, None)
         if shut is None:
             return
-        review, early, change = shut
-        if review is not None:
-            self.feedback.open[change_id] = review
-        if change is not None:
-            self._changes[change_id] = change
-        for person, (at, then) in early.items():
+        review, early, rows, change, rejected, moved = shut
+        for table, value in ((self.feedback.open, review), (self._pending, rows), (self._changes, change),
+                             (self._rejected, rejected), (self._moved, moved)):
+            if value is not None:
+                table[change_id] = value
+        for person, (at, then, _) in early.items():
             self._early.setdefault(change_id, {})[person] = (at, then, self.og.add_review(then, person, at))
         self._cache = None
 

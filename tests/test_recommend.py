@@ -143,3 +143,31 @@ def test_the_candidate_limit_keeps_the_best_by_graph_score():
     unlimited = GraphRecommender(settings=RecommenderSettings(candidate_limit=10_000))
     unlimited.og = rec.og
     assert unlimited.recommend(query, 1) == rec.recommend(query, 1) == ["xia"]
+
+
+
+def _closed_and_reopened(labels: list[tuple[str, str]]) -> LearnedRecommender:
+    """bob reviewed src/a.c five times; !9 is suggested for, then `labels` come (all on day 11)."""
+    rec = LearnedRecommender()
+    for i in range(5):
+        rec.observe(Change(f"h{i}", int(i * DAY), "ann", ("bob",), ("src/a.c",)))
+    opened = Change("!9", int(10 * DAY), "ann", (), ("src/a.c",))
+    rec.suggest(opened, 3)
+    for person, label in labels:
+        rec.learn(opened, person, label, time=11 * DAY)
+    return rec
+
+
+def test_closing_then_reopening_an_mr_puts_back_its_reviews_and_its_rows():
+    """Reopened, the reviews taken on an MR count again (on duty, in the graph), a second close before it
+    loses nothing, and its training rows at the merge are those from when it was suggested: recomputed,
+    they would see cy's own early review (a leak)."""
+    merged = Change("!9", int(12 * DAY), "ann", ("cy",), ("src/a.c",))
+    for labels in ([("", "closed"), ("", "reopened")], [("", "closed"), ("", "closed"), ("", "reopened")]):
+        plain, again = _closed_and_reopened([("cy", "assigned")]), _closed_and_reopened([("cy", "assigned"), *labels])
+        assert "cy" in again.feedback.open["!9"].people and "!9" in again._early
+        assert sorted(again.og.G.edges()) == sorted(plain.og.G.edges())
+        plain.observe(merged)
+        again.observe(merged)
+        assert len(again._rows) == len(plain._rows)
+        assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(again._rows, plain._rows))

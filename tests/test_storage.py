@@ -178,6 +178,23 @@ async def test_the_same_event_from_another_hook_is_its_twin(storage):
     assert [await storage.events.twin_done(rows[i]) for i in (first, again, other, unnamed)] == [None] * 4
 
 
+async def test_copies_from_two_hooks_pair_one_to_one(storage):
+    """Approved, taken back, approved again, each sent by a project hook (P) and a group hook (G): the second
+    approval's copies must not pair with the first approval's (it would be lost, both copies skipped)."""
+    approve = {"object_kind": "merge_request", "object_attributes": {"iid": 1, "action": "approval"}}
+    unapprove = {"object_kind": "merge_request", "object_attributes": {"iid": 1, "action": "unapproval"}}
+    seen = []
+    for n, (hook, body) in enumerate([("P", approve), ("G", approve), ("P", unapprove), ("G", unapprove),
+                                      ("P", approve), ("G", approve), ("H", approve)]):
+        event_id, _ = await storage.events.store_event(
+            dedupe_key=f"k{n}", kind="Merge Request Hook", action="x", project_id=7, mr_iid=1,
+            headers={"X-Gitlab-Webhook-UUID": hook}, body=body)
+        [claimed] = await storage.events.claim("w", LEASE)
+        seen.append(await storage.events.twin_done(claimed) is not None)
+        await storage.events.complete(event_id)
+    assert seen == [False, True, False, True, False, True, True]
+
+
 async def test_the_stored_row_round_trips(storage, clock):
     event_id = await put(storage, "k")
     row = await storage.events.get(event_id)

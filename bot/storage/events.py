@@ -339,8 +339,10 @@ class EventQueue:
 
         A project hook and a group hook both set up each send every event, each with its own
         `Idempotency-Key` (and event UUID), so both are stored; the bodies are the same. The same body from
-        the *same* hook is a new event (an approval given, taken back and given again can repeat one
-        body), and one from a delivery without `X-Gitlab-Webhook-UUID` cannot be told apart: both run.
+        the *same* hook is a new event (an approval given, taken back and given again can repeat one body),
+        so copies pair one to one: `row` is a copy when another hook has sent that body more often than
+        `row`'s own hook had before it. A delivery without `X-Gitlab-Webhook-UUID` cannot be told apart: it
+        runs.
         """
         hook = row.headers.get(HOOK_HEADER)
         if hook is None or row.project_id is None:
@@ -354,10 +356,13 @@ class EventQueue:
             .order_by(events.c.id)
         )
         async with self.engine.connect() as conn:
-            for other_id, headers, body in (await conn.execute(stmt)).all():
-                if headers.get(HOOK_HEADER) not in (None, hook) and body == row.body:
-                    return int(other_id)
-        return None
+            earlier = (await conn.execute(stmt)).all()
+        sent: dict[str, list[int]] = {}  # hook -> ids of its earlier deliveries of this body
+        for other_id, headers, body in earlier:
+            if headers.get(HOOK_HEADER) is not None and body == row.body:
+                sent.setdefault(headers[HOOK_HEADER], []).append(int(other_id))
+        mine = len(sent.pop(hook, []))
+        return next((ids[mine] for ids in sent.values() if len(ids) > mine), None)
 
     async def list_events(
         self, *, failed_only: bool = False, status: str | None = None, limit: int = 50
