@@ -56,12 +56,13 @@ async def test_the_same_url_updates_the_hook_instead_of_adding_one(gitlab_sim: S
     assert await install("--project", str(project.id), "--url", "https://bot.example.com") == 0
     first = project.hooks[0].token
     project.hooks[0].note_events = False  # someone changed it by hand
+    project.hooks[0].confidential_note_events = True  # ... and opted in to internal notes: that stays
     assert await install("--project", "acme/widgets", "--url", "https://bot.example.com/webhook",
                          "--secret", "given-secret-0123456789") == 0
     out = capsys.readouterr().out
     [hook] = project.hooks
     assert hook.token == "given-secret-0123456789" != first
-    assert hook.note_events is True
+    assert hook.note_events is True and hook.confidential_note_events is True
     assert "Updated webhook" in out and "given-secret-0123456789" not in out
     assert gitlab_sim.calls("PUT", "/hooks/")
 

@@ -133,6 +133,8 @@ def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -
         attrs = hook_attributes(url, secret)
         if existing:
             hook_id, action = existing[0].id, "updated"
+            # internal notes are the operator's opt-in (the bot stores every event): a re-run keeps it
+            attrs["confidential_note_events"] = bool(getattr(existing[0], "confidential_note_events", False))
             target.hooks.update(hook_id, attrs)
         else:
             hook_id, action = target.hooks.create(attrs).id, "created"
