@@ -505,3 +505,19 @@ async def test_passing_a_suggestion_over_counts_once_when_reviewers_are_added_on
     assert rows.count(("bob", "passed_over")) == 1 and rows.count(("cy", "passed_over")) == 1
     async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as rec:
         assert rec.feedback.streak["bob"] == 1.0
+
+
+async def test_a_draft_marked_ready_on_gitlab_before_16_3_gets_its_suggestion(handler_env):
+    """Before 16.3 `draft` was no tracked change: marking ready arrives as an `update` whose `changes` hold
+    only the title losing its "Draft:" prefix (and `work_in_progress` in the attributes)."""
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, draft=True)
+    await env.run()
+    assert bot_notes(env.state, mr) == []
+    env.state.mark_ready(mr)
+    [ready] = take_events(env.state)
+    ready.body["object_attributes"].pop("draft", None)
+    ready.body["changes"].pop("draft", None)
+    assert set(ready.body["changes"]) >= {"title"} and "work_in_progress" not in ready.body["changes"]
+    await env.send(ready)
+    assert len(marker_notes(env.state, mr)) == 1 and mr.reviewer_ids  # suggested, and assigned as on an open

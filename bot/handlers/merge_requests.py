@@ -21,6 +21,7 @@ replayed event means what it meant when it happened.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Iterable, Mapping
 
 from gidgetlab.routing import Router
@@ -44,17 +45,29 @@ HOOK = "Merge Request Hook"
 
 
 # --- pure decisions -----------------------------------------------------------------------------------------
+# GitLab's draft title prefixes (`MergeRequest::DRAFT_REGEX`, and the `WIP` ones before 14.0)
+_DRAFT_TITLE = re.compile(r"\s*(\[draft\]|\(draft\)|draft:|draft\s+-|\[wip\]|wip:)", re.IGNORECASE)
+
+
 def became_ready(changes: Mapping[str, Any]) -> bool:
-    """Whether an `update` turned a draft into a ready MR (`draft`, or the older `work_in_progress`).
+    """Whether an `update` turned a draft into a ready MR: `draft` (GitLab 16.3+) or `work_in_progress`
+    going from true to false, or, before 16.3, when neither is a tracked change, the title losing its draft
+    prefix ("Draft: X" → "X").
 
     >>> became_ready({"draft": {"previous": True, "current": False}}), became_ready({"title": {}})
     (True, False)
+    >>> became_ready({"title": {"previous": "Draft: Fix it", "current": "Fix it"}})
+    True
     """
     for key in ("draft", "work_in_progress"):
         change = changes.get(key)
         if isinstance(change, Mapping) and change.get("previous") is True and change.get("current") is False:
             return True
-    return False
+    title = changes.get("title")
+    if "draft" in changes or "work_in_progress" in changes or not isinstance(title, Mapping):
+        return False
+    before, after = (str(title.get(k) or "") for k in ("previous", "current"))
+    return _DRAFT_TITLE.match(before) is not None and _DRAFT_TITLE.match(after) is None
 
 
 def _label_titles(attrs: Mapping[str, Any]) -> list[str]:
