@@ -232,11 +232,15 @@ class Worker:
             return None
 
     async def _maybe_prune(self) -> None:
-        """Delete done events (and with them their dedupe keys) older than `retention_days`, every `prune_every` s."""
+        """`prune`, every `prune_every` s."""
         now = time.monotonic()
         if self._last_prune is not None and now - self._last_prune < self.prune_every:
             return
         self._last_prune = now
+        await self.prune()
+
+    async def prune(self) -> None:
+        """Delete done events (and with them their dedupe keys) older than `retention_days`."""
         try:
             pruned = await self.storage.events.prune(timedelta(days=self.cfg.retention_days))
         except Exception as exc:  # noqa: BLE001 - pruning is housekeeping; try again next time

@@ -75,7 +75,7 @@ def test_prune_keeps_recent_events(queue, capsys):
 def test_an_unmigrated_database_names_the_fix(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.sqlite3'}")
-    assert run("list") == 2
+    assert run("list") == 1  # a runtime failure, as serve and worker say it (2 is for a wrong setting)
     assert "run `reviewbot migrate`" in capsys.readouterr().err
 
 
@@ -125,3 +125,37 @@ def test_stored_text_that_looks_like_markup_is_listed_as_it_is(sqlite_url, tmp_p
     assert run("list") == 0
     out = capsys.readouterr().out
     assert "[/]" in out and "[projects.42] bad" in out
+
+
+def test_a_running_event_whose_lease_ran_out_can_be_requeued(sqlite_url, tmp_path, monkeypatch, capsys):
+    """Its worker is gone: it was refused as "running right now"; one under a live lease still is."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+
+    async def seed() -> None:
+        storage = Storage(sqlite_url)
+        for key, lease in (("live", 600), ("gone", -1)):  # #1 under a live lease, #2's already over
+            await storage.events.store_event(dedupe_key=key, kind="Note Hook", headers={}, body={}, project_id=5,
+                                             mr_iid=lease)
+            await storage.events.claim(f"{key}-worker", lease, 1)
+        await storage.close()
+
+    run_in_thread(seed)
+    assert run("requeue", "2") == 0 and run("requeue", "1") == 1
+    assert "running under a live lease" in capsys.readouterr().err
+
+
+def test_a_database_refusing_writes_is_one_line_and_exit_1(queue, capsys):
+    """A read-only replica or file: a raw SQLAlchemy traceback (with the SQL) came out before."""
+    async def refuse_updates() -> None:
+        storage = Storage(queue)
+        async with storage.engine.begin() as conn:
+            await conn.exec_driver_sql("CREATE TRIGGER no_updates BEFORE UPDATE ON events "
+                                       "BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END")
+        await storage.close()
+
+    run_in_thread(refuse_updates)
+    assert run("requeue", "2") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("reviewbot events: requeue failed in the database (") and "readonly" in err
+    assert "Traceback" not in err and "UPDATE" not in err and len(err.splitlines()) == 1

@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -80,6 +81,41 @@ def test_worker_once_runs_the_due_events(sqlite_url, tmp_path, monkeypatch):
     assert args.func(args) == 0
     assert SEEN == [1]
     json.dumps(SEEN)
+
+
+def test_worker_once_applies_the_retention(sqlite_url, tmp_path, monkeypatch):
+    """Run from cron, `worker --once` is the only worker: done events past `retention_days` must go (with their
+    bodies) as a long-running worker's start deletes them."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("GITLAB_TOKEN", "t")
+    monkeypatch.setenv("GITLAB_WEBHOOK_SECRET", SECRET)
+
+    async def seed_and_count(seed: bool) -> int:
+        import sqlalchemy as sa
+
+        from bot.storage import Storage
+        from bot.storage.tables import events
+
+        storage = Storage(sqlite_url)
+        try:
+            if seed:
+                for key in ("old-1", "old-2", "new"):
+                    await storage.events.store_event(dedupe_key=key, kind="Note Hook", headers={}, body={})
+                old = datetime.now(timezone.utc) - timedelta(days=30)
+                async with storage.engine.begin() as conn:
+                    await conn.execute(sa.update(events).where(events.c.dedupe_key.like("old-%"))
+                                       .values(status="done", finished_at=old, received_at=old))
+            return len(await storage.events.list_events(limit=100))
+        finally:
+            await storage.close()
+
+    assert run_in_thread(lambda: seed_and_count(True)) == 3
+    parser = argparse.ArgumentParser()
+    serve.register(parser.add_subparsers())
+    args = parser.parse_args(["worker", "--once", "--dispatch", "tests.test_cli_serve:recording_factory"])
+    assert args.func(args) == 0
+    assert run_in_thread(lambda: seed_and_count(False)) == 1
 
 
 @contextlib.asynccontextmanager

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.cli.argtypes import days, whole
 from bot.config import ConfigError, load_settings
@@ -93,8 +94,8 @@ async def _requeue(storage: Storage, args: argparse.Namespace, out: Console) -> 
     missing = [i for i in args.ids if not await storage.events.requeue(i)]
     out.print(f"requeued {len(args.ids) - len(missing)} event(s)")
     if missing:
-        print(f"reviewbot events: not requeued (unknown or running right now): {', '.join(map(str, missing))}",
-              file=sys.stderr)
+        print("reviewbot events: not requeued (unknown, or running under a live lease): "
+              f"{', '.join(map(str, missing))}", file=sys.stderr)
     return 1 if missing else 0
 
 
@@ -120,9 +121,21 @@ async def _run(url: str, args: argparse.Namespace, retention_days: float, echo: 
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 2 for a wrong setting, 1 when the database fails (unreachable, unmigrated, refusing a write), as
+    `serve` and `worker` do."""
     try:
         settings = load_settings(args.config, require_gitlab=False)
         return asyncio.run(_run(settings.database_url, args, settings.worker.retention_days, settings.database.echo))
-    except (ConfigError, StorageError) as exc:
+    except ConfigError as exc:
         print(f"reviewbot events: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:
+        print(f"reviewbot events: {exc}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, OSError) as exc:  # after connecting: a read-only database or file, a lock held
+        orig = getattr(exc, "orig", None) or exc  # the driver's words, without the SQL and its parameters
+        cause = f"{type(orig).__name__}: {orig}".splitlines()[0][:300]
+        print(f"reviewbot events: {args.action} failed in the database ({cause}): check that it accepts "
+              "writes (not a read-only replica or file, no other process holding a lock) and run it again",
+              file=sys.stderr)
+        return 1

@@ -186,6 +186,7 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool, metric
                     started = await worker.run_once()
                     total += started
                 await worker.stop(settings.server.shutdown_timeout)
+                await worker.prune()  # retention, as a long-running worker applies it at start
                 if worker.claim_error is not None:  # for cron: the events due were not run
                     raise StorageError(f"cannot read the event queue ({worker.claim_error}): check the database "
                                        "(DATABASE_URL) and run `reviewbot worker --once` again")

@@ -377,9 +377,11 @@ class EventQueue:
             return [_row(r) for r in (await conn.execute(stmt)).all()]
 
     async def requeue(self, event_id: int) -> bool:
-        """Run a failed, dead or done event again from a fresh attempt count; False if unknown or running."""
+        """Run a failed, dead or done event again from a fresh attempt count (or a running one whose lease ran
+        out: its worker is gone); False if unknown or running under a live lease."""
+        live = sa.and_(events.c.status == "running", events.c.lease_expires_at >= self.clock())
         stmt = (
-            sa.update(events).where(events.c.id == event_id, events.c.status != "running")
+            sa.update(events).where(events.c.id == event_id, ~live)
             .values(
                 status="queued", attempts=0, next_attempt_at=self.clock(), finished_at=None,
                 lease_owner=None, lease_expires_at=None,
