@@ -159,3 +159,19 @@ def test_a_database_refusing_writes_is_one_line_and_exit_1(queue, capsys):
     err = capsys.readouterr().err
     assert err.startswith("reviewbot events: requeue failed in the database (") and "readonly" in err
     assert "Traceback" not in err and "UPDATE" not in err and len(err.splitlines()) == 1
+
+
+def test_control_characters_in_stored_text_do_not_reach_the_terminal(sqlite_url, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+
+    async def seed() -> None:
+        storage = Storage(sqlite_url)
+        await storage.events.store_event(dedupe_key="esc", kind="Note Hook", action="\x1b[2Jcleared", headers={},
+                                         body={}, project_id=5, mr_iid=1)
+        await storage.close()
+
+    run_in_thread(seed)
+    assert run("list") == 0
+    out = capsys.readouterr().out
+    assert "\x1b[2J" not in out and "\\x1b[2Jcleared" in out

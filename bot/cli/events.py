@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from datetime import timedelta
 from typing import Any, Awaitable, Callable
@@ -50,6 +51,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, action="list", failed=False, status=None, limit=50, json=False)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _visible(text: str) -> str:
+    r"""`text` with its control characters spelled out: a stored action or error holding an escape sequence must
+    not drive the operator's terminal.
+
+    >>> _visible("a\x1b[2Jb")
+    'a\\x1b[2Jb'
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _summary(row: EventRow) -> dict[str, Any]:
     return {
         "id": row.id, "status": row.status, "kind": row.kind, "action": row.action, "project_id": row.project_id,
@@ -74,7 +88,7 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
         cells = (str(row.id), row.status, row.kind, row.action or "", str(row.project_id or ""),
                  str(row.mr_iid or ""), str(row.attempts), f"{row.received_at:%Y-%m-%d %H:%M:%S}",
                  (row.last_error or "")[:80])
-        table.add_row(*(Text(cell) for cell in cells))  # stored text as it is: `[/]` is no markup
+        table.add_row(*(Text(_visible(cell)) for cell in cells))  # stored text as it is: `[/]` is no markup
     out.print(table)
     out.print(" ".join(f"{k}={v}" for k, v in (await storage.events.depth()).items()))
     return 0
