@@ -14,7 +14,7 @@ from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
 from bot.storage.db import create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions
-from bot.storage.tables import metadata, suggestions
+from bot.storage.tables import events as events_table, metadata, suggestions
 from graph.model import Change
 
 LEASE = 60.0
@@ -189,10 +189,60 @@ async def test_copies_from_two_hooks_pair_one_to_one(storage):
         event_id, _ = await storage.events.store_event(
             dedupe_key=f"k{n}", kind="Merge Request Hook", action="x", project_id=7, mr_iid=1,
             headers={"X-Gitlab-Webhook-UUID": hook}, body=body)
-        [claimed] = await storage.events.claim("w", LEASE)
-        seen.append(await storage.events.twin_done(claimed) is not None)
-        await storage.events.complete(event_id)
+        seen.append(await handled_as_worker(storage, event_id) is not None)
     assert seen == [False, True, False, True, False, True, True]
+
+
+async def handled_as_worker(storage: Storage, event_id: int, *, dies: bool = False) -> int | None:
+    """Claim `event_id`, check for a twin (noting a copy) and finish it, as the worker and the handlers do;
+    return the twin's id. `dies`: the event is dead-lettered instead (it never ran)."""
+    [claimed] = await storage.events.claim("w", LEASE)
+    assert claimed.id == event_id
+    twin = await storage.events.twin_done(claimed)
+    if dies:
+        await storage.events.dead_letter(event_id, "killed")
+        return twin
+    if twin is not None:
+        await storage.events.mark_copy(event_id, twin)
+    await storage.events.complete(event_id)
+    return twin
+
+
+async def test_a_copy_whose_insert_commits_late_is_skipped(storage):
+    """The group hook's copy got the lower id, but its insert committed after the project hook's copy had run:
+    pairing goes by each hook's order, not by ids, so the late one is the copy."""
+    body = {"object_kind": "note", "object_attributes": {"id": 9, "note": "/reviewers reroll"}}
+    ids = []
+    for key, hook in (("late", "G"), ("first", "P")):
+        event_id, _ = await storage.events.store_event(dedupe_key=key, kind="Note Hook", action=None, project_id=7,
+                                                       mr_iid=1, headers={"X-Gitlab-Webhook-UUID": hook}, body=body)
+        ids.append(event_id)
+    late, first = ids
+
+    async def set_status(status: str) -> None:  # not visible yet / committed now
+        async with storage.engine.begin() as conn:
+            await conn.execute(sa.update(events_table).where(events_table.c.id == late).values(status=status))
+
+    await set_status("dead")
+    assert await handled_as_worker(storage, first) is None
+    await set_status("queued")
+    assert await handled_as_worker(storage, late) == first
+
+
+async def test_a_copy_dead_lettered_then_requeued_after_its_twin_ran_is_skipped(storage):
+    body = {"object_kind": "note", "object_attributes": {"id": 10, "note": "/reviewers reroll"}}
+    ids = []
+    for key, hook in (("p", "P"), ("g", "G")):
+        event_id, _ = await storage.events.store_event(dedupe_key=key, kind="Note Hook", action=None, project_id=7,
+                                                       mr_iid=2, headers={"X-Gitlab-Webhook-UUID": hook}, body=body)
+        ids.append(event_id)
+    dead, live = ids
+    assert await handled_as_worker(storage, dead, dies=True) is None
+    assert await handled_as_worker(storage, live) is None  # its twin never ran: this one does
+    assert await storage.events.requeue(dead)
+    assert await handled_as_worker(storage, dead) == live  # requeued by hand later: a copy now
+    assert await storage.events.requeue(live)
+    assert await handled_as_worker(storage, live) is None  # the original, requeued: its copy never ran
 
 
 async def test_the_stored_row_round_trips(storage, clock):

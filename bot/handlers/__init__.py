@@ -94,6 +94,7 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
         log.info(kv("event without a project ignored", event_id=row.id, kind=row.kind))
         return
     if (twin := await services.storage.events.twin_done(row)) is not None:
+        await services.storage.events.mark_copy(row.id, twin)
         log.info(kv("event skipped: another hook sent the same event, already handled", event_id=row.id,
                     kind=row.kind, handled_as=twin))
         return

@@ -24,10 +24,11 @@ from bot.storage.db import UTCDateTime, insert_for, is_sqlite, utcnow
 from bot.storage.tables import events
 
 __all__ = ["EventRow", "EventQueue", "dedupe_key_for", "backoff_delay", "without_nul", "MIN_KEY_RETENTION",
-           "HOOK_HEADER"]
+           "HOOK_HEADER", "COPY_MARK"]
 
 MIN_KEY_RETENTION = timedelta(hours=24)  # GitLab re-sends can come much later; keep dedupe keys a day
 HOOK_HEADER = "X-Gitlab-Webhook-UUID"  # which hook sent a delivery (GitLab 16.2+), kept with the event
+COPY_MARK = "skipped: the copy another hook sent of event"  # `last_error` of a copy (`mark_copy`)
 MAX_KEY_LENGTH = 200
 MAX_ERROR_LENGTH = 4000
 PENDING = ("queued", "failed", "running")
@@ -334,35 +335,47 @@ class EventQueue:
             row = (await conn.execute(sa.select(events).where(events.c.id == event_id))).first()
         return _row(row) if row else None
 
-    async def twin_done(self, row: EventRow, within: timedelta = MIN_KEY_RETENTION) -> int | None:
-        """The id of an earlier, handled event that is `row`'s very event sent by another hook, else None.
+    async def twin_done(self, row: EventRow) -> int | None:
+        """The id of a handled event that is `row`'s very event sent by another hook, else None.
 
         A project hook and a group hook both set up each send every event, each with its own
         `Idempotency-Key` (and event UUID), so both are stored; the bodies are the same. The same body from
         the *same* hook is a new event (an approval given, taken back and given again can repeat one body),
-        so copies pair one to one: `row` is a copy when another hook has sent that body more often than
-        `row`'s own hook had before it. A delivery without `X-Gitlab-Webhook-UUID` cannot be told apart: it
-        runs.
+        so each hook's deliveries of a body pair in order, the n-th with the n-th: `row` is a copy when another
+        hook's delivery at its place ran (done, and not skipped as a copy itself), whichever was stored first
+        (an insert may commit late) and whether `row` is new or requeued. A delivery without
+        `X-Gitlab-Webhook-UUID` cannot be told apart: it runs.
         """
         hook = row.headers.get(HOOK_HEADER)
         if hook is None or row.project_id is None:
             return None
         same_mr = events.c.mr_iid.is_(None) if row.mr_iid is None else events.c.mr_iid == row.mr_iid
         stmt = (
-            sa.select(events.c.id, events.c.headers, events.c.body)
+            sa.select(events.c.id, events.c.headers, events.c.body, events.c.status, events.c.last_error)
             .where(events.c.project_id == row.project_id, same_mr, events.c.kind == row.kind,
-                   events.c.status == "done", events.c.id < row.id,
-                   events.c.received_at >= row.received_at - within)
+                   events.c.id != row.id)
             .order_by(events.c.id)
         )
         async with self.engine.connect() as conn:
-            earlier = (await conn.execute(stmt)).all()
-        sent: dict[str, list[int]] = {}  # hook -> ids of its earlier deliveries of this body
-        for other_id, headers, body in earlier:
-            if headers.get(HOOK_HEADER) is not None and body == row.body:
-                sent.setdefault(headers[HOOK_HEADER], []).append(int(other_id))
-        mine = len(sent.pop(hook, []))
-        return next((ids[mine] for ids in sent.values() if len(ids) > mine), None)
+            others = [r for r in (await conn.execute(stmt)).all()
+                      if r.headers.get(HOOK_HEADER) is not None and r.body == row.body]
+        place = sum(r.headers[HOOK_HEADER] == hook and r.id < row.id for r in others)
+        by_hook: dict[str, list[Any]] = {}
+        for r in others:
+            if r.headers[HOOK_HEADER] != hook:
+                by_hook.setdefault(r.headers[HOOK_HEADER], []).append(r)
+        for sent in by_hook.values():
+            twin = sent[place] if len(sent) > place else None
+            if twin is not None and twin.status == "done" and not (twin.last_error or "").startswith(COPY_MARK):
+                return int(twin.id)
+        return None
+
+    async def mark_copy(self, event_id: int, twin_id: int) -> None:
+        """Note on a running event that it is a copy of `twin_id` (handled; this one is skipped): it does not
+        count as having run when copies pair (`twin_done`)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.update(events).where(events.c.id == event_id, events.c.status == "running")
+                               .values(last_error=f"{COPY_MARK} {twin_id}"))
 
     async def list_events(
         self, *, failed_only: bool = False, status: str | None = None, limit: int = 50
