@@ -208,16 +208,22 @@ async def handled_as_worker(storage: Storage, event_id: int, *, dies: bool = Fal
     return twin
 
 
+async def one_note_from_hooks(storage: Storage, *hooks: str, mr_iid: int) -> list[int]:
+    """One `/reviewers reroll` note delivered by each of `hooks` in turn; the stored events' ids."""
+    body = {"object_kind": "note", "object_attributes": {"id": mr_iid, "note": "/reviewers reroll"}}
+    ids = []
+    for hook in hooks:
+        event_id, _ = await storage.events.store_event(
+            dedupe_key=f"{hook}-{mr_iid}", kind="Note Hook", action=None, project_id=7, mr_iid=mr_iid,
+            headers={"X-Gitlab-Webhook-UUID": hook}, body=body)
+        ids.append(event_id)
+    return ids
+
+
 async def test_a_copy_whose_insert_commits_late_is_skipped(storage):
     """The group hook's copy got the lower id, but its insert committed after the project hook's copy had run:
     pairing goes by each hook's order, not by ids, so the late one is the copy."""
-    body = {"object_kind": "note", "object_attributes": {"id": 9, "note": "/reviewers reroll"}}
-    ids = []
-    for key, hook in (("late", "G"), ("first", "P")):
-        event_id, _ = await storage.events.store_event(dedupe_key=key, kind="Note Hook", action=None, project_id=7,
-                                                       mr_iid=1, headers={"X-Gitlab-Webhook-UUID": hook}, body=body)
-        ids.append(event_id)
-    late, first = ids
+    late, first = await one_note_from_hooks(storage, "G", "P", mr_iid=1)
 
     async def set_status(status: str) -> None:  # not visible yet / committed now
         async with storage.engine.begin() as conn:
@@ -230,13 +236,7 @@ async def test_a_copy_whose_insert_commits_late_is_skipped(storage):
 
 
 async def test_a_copy_dead_lettered_then_requeued_after_its_twin_ran_is_skipped(storage):
-    body = {"object_kind": "note", "object_attributes": {"id": 10, "note": "/reviewers reroll"}}
-    ids = []
-    for key, hook in (("p", "P"), ("g", "G")):
-        event_id, _ = await storage.events.store_event(dedupe_key=key, kind="Note Hook", action=None, project_id=7,
-                                                       mr_iid=2, headers={"X-Gitlab-Webhook-UUID": hook}, body=body)
-        ids.append(event_id)
-    dead, live = ids
+    dead, live = await one_note_from_hooks(storage, "P", "G", mr_iid=2)
     assert await handled_as_worker(storage, dead, dies=True) is None
     assert await handled_as_worker(storage, live) is None  # its twin never ran: this one does
     assert await storage.events.requeue(dead)
