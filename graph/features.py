@@ -105,12 +105,27 @@ class Candidates:
         return len(self.people)
 
 
+DAYS_CAP = 12.0  # log(1 + days) at most: 160,000 days (about 450 years) reads as "never"
+NEVER_DAYS = 1e6  # a time that never was reads as this many days ago
+
+
 def graph_score(X: np.ndarray) -> np.ndarray:
     """The hand-weighted score of each row, damped for people who have not been seen for long."""
     s = np.zeros(len(X))
     for name, w in GRAPH_WEIGHTS.items():
         s += w * X[:, F[name]]
-    return s / (1.0 + 0.15 * X[:, F["days_since_review"]])
+    return _damped(s, X[:, F["days_since_review"]])
+
+
+def _damped(score: np.ndarray, idle: np.ndarray) -> np.ndarray:
+    """`score` damped by `idle`, the `days_since_review` feature (log days since the person's last review)."""
+    return score / (1.0 + 0.15 * idle)
+
+
+def _log_days(now: float, times: np.ndarray, cap: float | None = None) -> np.ndarray:
+    """How the features read a time: log(1 + days since it), capped at `cap` when given."""
+    days = np.log1p(np.maximum(0.0, now - times) / DAY)
+    return days if cap is None else np.minimum(days, cap)
 
 
 # The features summed per person over the change's paths (the first seven, from the paths' edge blocks)
@@ -234,8 +249,7 @@ def _precut(table: PeopleTable, E: np.ndarray, member: np.ndarray, now: float, i
             rough = rough + w * Es[_E[name]]
     recent = table.sw[sel]  # `recent_activity` relative to the pool's busiest (the decay cancels out)
     rough = rough + GRAPH_WEIGHTS["recent_activity"] * (recent / recent.max() if recent.max() > 0 else recent)
-    idle_days = np.maximum(0.0, now - np.maximum(table.lr[sel], now - 1e6 * DAY)) / DAY
-    rough = rough / (1.0 + 0.15 * np.minimum(np.log1p(idle_days), 12.0))  # as `graph_score` damps it
+    rough = _damped(rough, _log_days(now, np.maximum(table.lr[sel], now - NEVER_DAYS * DAY), DAYS_CAP))
     cut = np.partition(rough, len(rough) - keep)[len(rough) - keep]
     best = rough >= cut  # the `keep` best and whoever ties with the last of them
     ranked = sorted(zip((-rough[best]).tolist(), [names[i] for i in sel[best].tolist()], sel[best].tolist()))
@@ -250,7 +264,7 @@ def _matrix(og: OwnershipGraph, change: Change, table: PeopleTable, kept: list[i
     author = "@" + change.author
     X, rows = np.zeros((len(kept), len(FEATURES))), np.array(kept, dtype=np.intp)
     X[:, _E_COLUMNS] = E.T
-    never = now - 1e6 * DAY  # "never" reads as a very long time ago, capped below
+    never = now - NEVER_DAYS * DAY  # "never" reads as a very long time ago, capped below
     X[:, F["activity"]] = table.rw[rows]
     X[:, F["recent_activity"]] = table.sw[rows]
     X[:, F["days_since_review"]] = np.maximum(table.lr[rows], never)
@@ -275,9 +289,8 @@ def _finish(X: np.ndarray, now: float, long_decay: float, short_decay: float, n_
         col = X[:, F[name]] * decay
         top = col.max() if len(col) else 0.0
         X[:, F[name]] = col / top if top > 0 else col
-    for name, cap in (("days_since_review", 12.0), ("days_since_seen", None), ("days_since_here", 12.0),
+    for name, cap in (("days_since_review", DAYS_CAP), ("days_since_seen", None), ("days_since_here", DAYS_CAP),
                       ("tenure", None)):
-        days = np.log1p(np.maximum(0.0, now - X[:, F[name]]) / DAY)
-        X[:, F[name]] = days if cap is None else np.minimum(days, cap)
+        X[:, F[name]] = _log_days(now, X[:, F[name]], cap)
     X[:, F["reciprocity"]] = np.log1p(X[:, F["reciprocity"]])
     X[:, F["n_files"]] = math.log1p(n_files)

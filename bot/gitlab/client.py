@@ -114,6 +114,11 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return None
 
 
+def _asked_wait(answer: _HTTPStatus) -> float | None:
+    """The seconds a 429 or 503 asks to wait (None: another status, or it does not say)."""
+    return _retry_after(answer.headers) if answer.status in (429, 503) else None
+
+
 def _transient(method: str) -> Callable[[BaseException], bool]:
     """Which failures to retry for `method` (a POST only when GitLab cannot have acted on it)."""
     def check(exc: BaseException) -> bool:
@@ -186,7 +191,7 @@ class GitLabClient:
     # --- transport ------------------------------------------------------------------------------------------
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        asked = _retry_after(exc.headers) if isinstance(exc, _HTTPStatus) and exc.status in (429, 503) else None
+        asked = _asked_wait(exc) if isinstance(exc, _HTTPStatus) else None
         return min(asked, self.retry.max_retry_after) if asked is not None else self._backoff(state)
 
     def _log_retry(self, state: RetryCallState) -> None:
@@ -229,9 +234,8 @@ class GitLabClient:
             raise GitLabError(200, method, path, f"{NOT_JSON} ({exc})") from None
         except _HTTPStatus as exc:
             tries = retrying.statistics.get("attempt_number", 1)
-            asked = _retry_after(exc.headers) if exc.status in (429, 503) else None
             raise GitLabError(exc.status, method, path, error_message(exc.status, exc.body, attempts=tries),
-                              retry_after=asked) from None
+                              retry_after=_asked_wait(exc)) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             detail = f"{type(exc).__name__}: {exc}"

@@ -116,6 +116,7 @@ class MergeRequest(_Model):
     target_branch: str = ""
     sha: str | None = None
     web_url: str = ""
+    merge_user: User | None = None
 
     @field_validator("author", mode="before")
     @classmethod
@@ -123,7 +124,6 @@ class MergeRequest(_Model):
         """GitLab lists some merged MRs with `"author": null` (their author's account was deleted): they are
         the Ghost User's, as GitLab shows them, rather than a page that cannot be read."""
         return GHOST if value is None else value
-    merge_user: User | None = None
 
 
 class ChangedFile(_Model):

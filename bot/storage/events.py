@@ -353,7 +353,7 @@ class EventQueue:
         stmt = (
             sa.select(events.c.id, events.c.headers, events.c.body, events.c.status, events.c.last_error)
             .where(events.c.project_id == row.project_id, same_mr, events.c.kind == row.kind,
-                   events.c.id != row.id)
+                   events.c.id != row.id, events.c.body == row.body)  # not every body of a busy MR read
             .order_by(events.c.id)
         )
         async with self.engine.connect() as conn:
