@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Literal
 
-from bot.comment import code_span
+from bot.comment import backtick_runs, code_span, next_run
 
-__all__ = ["MAX_ASSIGN", "MAX_OPTOUT", "HELP_TEXT", "Command", "CommandKind", "help_text", "parse_commands",
-           "parse_duration"]
+__all__ = ["MAX_ASSIGN", "MAX_EXCLUDE", "MAX_OPTOUT", "HELP_TEXT", "Command", "CommandKind", "help_text",
+           "parse_commands", "parse_duration", "shown"]
 
 MAX_ASSIGN = 10
+MAX_EXCLUDE = 10  # people one `exclude` names: each is a stored label and a line of the reply
+SHOWN_CHARS = 80  # of a command's text echoed in a reply (`shown`)
 MAX_OPTOUT = timedelta(days=366)
 
 CommandKind = Literal["suggest", "assign", "why", "reroll", "exclude", "optout", "optin", "help", "unknown",
@@ -54,7 +56,7 @@ Commands inside code blocks or quotes are ignored."""
 
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
 _SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
-_CODE_SPAN = re.compile(r"`+[^`]*`+")
+_INLINE = re.compile(r"\\.|`+|<!--", re.DOTALL)  # what may start an escape, a code span or a comment
 _USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]*)")
 _DURATION = re.compile(
     r"(?P<n>[0-9]+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE
@@ -69,7 +71,7 @@ class Command:
     """One parsed command. `text` is the line as written (stripped).
 
     Arguments by kind: `assign` → `count` (None = the configured default); `why` → `users` (exactly one);
-    `exclude` → `users` (one or more); `optout` → `duration` (None = until `optin`); `invalid` → `error`.
+    `exclude` → `users` (1 to `MAX_EXCLUDE`); `optout` → `duration` (None = until `optin`); `invalid` → `error`.
     """
 
     kind: CommandKind
@@ -130,20 +132,45 @@ def _indent(line: str) -> int:
 
 
 def _uncommented(line: str) -> tuple[str, bool]:
-    """The line without its HTML comments (not those in `code spans`), and whether one stays open after it."""
-    code = _CODE_SPAN.sub(lambda m: "\0" * len(m.group()), line)  # same length, no `<!--` inside
-    start = code.find("<!--")
-    if start < 0:
+    """The line without its HTML comments, and whether one stays open after it.
+
+    Read left to right as CommonMark does: whichever starts first, a code span or `<!--`, wins (a `<!--` in
+    a code span is text; a backtick in a comment is hidden), and a backslash escapes the next character.
+    One pass over the line: a comment of a megabyte of `<!---->` and backticks from anyone costs
+    milliseconds (the line was rescanned per comment, recursively: 9 s a line, or a RecursionError).
+    """
+    if "<!--" not in line:
         return line, False
-    end = code.find("-->", start + 4)
-    if end < 0:
-        return line[:start].strip(), True
-    rest, hidden = _uncommented(line[end + 3:])
-    return (line[:start] + rest).strip(), hidden
+    runs = backtick_runs(line)
+    kept: list[str] = []
+    shown = i = 0  # shown: where the text after the last comment starts
+    while (m := _INLINE.search(line, i)) is not None:
+        token = m.group(0)
+        i = m.end()
+        if token == "<!--":
+            kept.append(line[shown:m.start()])
+            end = line.find("-->", i)
+            if end < 0:
+                return "".join(kept).strip(), True
+            shown = i = end + 3
+        elif token.startswith("`"):
+            i = next_run(runs, len(token), i) or i
+    kept.append(line[shown:])
+    return "".join(kept).strip(), False
+
+
+def shown(text: str, most: int = SHOWN_CHARS) -> str:
+    """Text from a comment as the reply echoes it: at most `most` characters (a reply must not grow with
+    what anyone may write; GitLab refuses notes over 1,000,000 characters).
+
+    >>> shown("/reviewers why " + "x" * 100, most=20)
+    '/reviewers why xxxx…'
+    """
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _invalid(text: str, problem: str) -> Command:
-    return Command("invalid", text, error=f"{code_span(text)}: {problem}")
+    return Command("invalid", text, error=f"{code_span(shown(text))}: {problem}")
 
 
 def _no_args(kind: CommandKind) -> Callable[[str, list[str]], Command]:
@@ -182,10 +209,13 @@ def _with_users(kind: CommandKind, *, single: bool) -> Callable[[str, list[str]]
     def parse(text: str, args: list[str]) -> Command:
         users, bad = _usernames(args)
         if bad:
-            return _invalid(text, f"{code_span(bad[0])} is not a username; write {code_span('@username')}")
+            return _invalid(text, f"{code_span(shown(bad[0]))} is not a username; write {code_span('@username')}")
         if not users or (single and len(users) > 1):
             wanted = "one username" if single else "at least one username"
             return _invalid(text, f"{code_span(kind)} needs {wanted}, e.g. {code_span(f'/reviewers {kind} @alice')}")
+        if len(users) > MAX_EXCLUDE:
+            return _invalid(text, f"{code_span(kind)} takes at most {MAX_EXCLUDE} usernames; write another "
+                                  "command for more")
         return Command(kind, text, users=users)
 
     return parse
@@ -211,7 +241,7 @@ def _optout(text: str, args: list[str]) -> Command:
         return Command("optout", text)
     duration = parse_duration(value)
     if duration is None:
-        return _invalid(text, f"cannot read {code_span(value)} as a duration; write a number and a unit: "
+        return _invalid(text, f"cannot read {code_span(shown(value))} as a duration; write a number and a unit: "
                               "`12h`, `3d`, `2w` or `1m` (a month), or nothing to opt out until `optin`")
     if duration <= timedelta(0):
         return _invalid(text, "the duration must be at least 1 hour")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import HELP_TEXT, MAX_ASSIGN, Command, help_text, parse_commands, parse_duration
+from bot.commands import HELP_TEXT, MAX_ASSIGN, MAX_EXCLUDE, Command, help_text, parse_commands, parse_duration
 
 WEBHOOKS = Path("/work/shared/gitlab/webhooks")
 
@@ -220,3 +220,28 @@ def test_documented_note_payloads(name, kinds):
         pytest.skip("shared GitLab payloads not present")
     note = json.loads(path.read_text())["object_attributes"]["note"]
     assert [c.kind for c in parse_commands(note, bot_username="reviewer-bot")] == kinds
+
+
+def test_a_megabyte_of_html_comments_parses():
+    """One pass per line: a line of 140,000 `<!---->` used to recurse once per comment (a RecursionError: the
+    event failed on every retry) and rescan the line each time."""
+    text = "<!---->" * 140_000 + "`a` " * 20_000 + "\n/reviewers assign 2"
+    assert [(c.kind, c.count) for c in parse_commands(text)] == [("assign", 2)]
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("<!-- ` -->/reviewers reroll <!-- ` -->", ["reroll"]),  # backticks in comments open no code span
+    ("`<!--`/reviewers", []),  # a `<!--` in a code span is text: the line starts with the span
+    ("<!-- hidden --><!-- too -->/reviewers reroll", ["reroll"]),
+    ("\\<!-- -->/reviewers", []),  # an escaped `<` starts no comment
+    ("<!-- open\n/reviewers\n-->", []),  # inside a comment over several lines
+])
+def test_html_comments_and_code_spans_are_read_left_to_right(text, kinds):
+    assert [c.kind for c in parse_commands(text)] == kinds
+
+
+def test_exclude_names_at_most_ten_people():
+    names = " ".join(f"@u{i}" for i in range(MAX_EXCLUDE + 1))
+    [command] = parse_commands(f"/reviewers exclude {names}")
+    assert command.kind == "invalid" and f"at most {MAX_EXCLUDE} usernames" in command.error
+    assert parse_commands(f"/reviewers exclude {names.rpartition(' ')[0]}")[0].kind == "exclude"

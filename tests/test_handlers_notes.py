@@ -286,3 +286,29 @@ async def test_a_command_in_an_internal_note_runs_and_is_answered_internally(han
     [reply] = replies(env, mr, note)
     assert reply.internal and "@bob" in reply.body
     assert ("bob", "why") in await feedback(env, mr)
+
+
+async def test_exclude_refuses_names_no_member_has(handler_env):
+    """Only members are ever suggested: excluding anyone else is refused, and no rejection of nobody is stored."""
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers exclude @bob @u000001 @nobody")
+    await env.run()
+    assert [row for row in await feedback(env, mr) if row[1] == "exclude"] == [("bob", "exclude")]
+    body = replies(env, mr, note)[0].body
+    assert "`@u000001`, `@nobody`: no member of this project has these usernames" in body
+    assert "`@bob` will not be suggested on this merge request" in body and acks(env, note) == [ACK_PROBLEM]
+
+
+async def test_a_reply_to_many_bad_commands_shows_the_help_once_and_short_echoes(handler_env):
+    """Twenty wrong commands of 50,000 characters each are a comment GitLab takes; the reply must not repeat
+    the help twenty times nor echo a megabyte (GitLab refuses notes over 1,000,000 characters)."""
+    env = await handler_env()
+    mr = await opened(env)
+    lines = [f"/reviewers x{i:02d}" + "A" * 49_900 for i in range(20)]
+    note = env.state.add_note(mr, env.tiny.ann, "\n".join(lines))
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert reply.body.count("| `/reviewers` | suggest reviewers again |") == 1
+    assert reply.body.count("is not a command I know") == 20 and len(reply.body) < 5_000
+    assert acks(env, note) == [ACK_PROBLEM]

@@ -16,7 +16,7 @@ from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
 
 from bot.comment import code_span, render_why
-from bot.commands import Command, help_text, parse_commands
+from bot.commands import Command, help_text, parse_commands, shown
 from bot.eligibility import DEVELOPER, REPORTER, access_level_name
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
@@ -51,6 +51,7 @@ class CommandRun:
     publish: bool = False
     assign: int | None = None
     ok: bool = True
+    needs_help: bool = False  # a command was unknown or invalid: the reply ends with the help, once
     _mr: MergeRequest | None = None
     _access: int | None = None  # the commenter's access level (0: not a member), fetched once
 
@@ -64,12 +65,15 @@ class CommandRun:
             self._mr = await self.ctx.client.get_mr(self.ctx.project_id, self.mr_iid)
         return self._mr
 
+    async def member_names(self) -> dict[str, str]:
+        """The project's members' usernames by their casefolded form (usernames ignore case)."""
+        members = await Lookups(self.ctx.client, self.ctx.engine.recent).members(self.ctx.project_id)
+        return {m.username.casefold(): m.username for m in members}
+
     async def username_of(self, typed: str) -> str:
         """A username as GitLab spells it (`@CY` is member `cy`: usernames ignore case), so that feedback about
         a person is stored, and learned, under their name; as typed when no project member has it."""
-        folded = typed.casefold()
-        members = await Lookups(self.ctx.client, self.ctx.engine.recent).members(self.ctx.project_id)
-        return next((m.username for m in members if m.username.casefold() == folded), typed)
+        return (await self.member_names()).get(typed.casefold(), typed)
 
     async def feedback(self, person: str, label: str, **value: Any) -> None:
         """Record a command as feedback on the MR's latest suggestion."""
@@ -134,9 +138,19 @@ async def _reroll(run: CommandRun, command: Command) -> None:
 
 
 async def _exclude(run: CommandRun, command: Command) -> None:
-    people = list(dict.fromkeys([await run.username_of(u) for u in command.users]))
+    """Set members aside on this MR. Names no member has are refused, not stored: the bot never suggests
+    them anyway, and the ranker would learn rejections of nobody."""
+    members = await run.member_names()
+    people = list(dict.fromkeys(members[u.casefold()] for u in command.users if u.casefold() in members))
+    strangers = [u for u in command.users if u.casefold() not in members]
+    if strangers:
+        whose = "this username" if len(strangers) == 1 else "these usernames"
+        run.problem(f"{', '.join(code_span('@' + u) for u in strangers)}: no member of this project has {whose} "
+                    "(only members are ever suggested): nothing to set aside.")
     for person in people:
         await run.feedback(person, "exclude")
+    if not people:
+        return
     row = await run.ctx.storage.comments.get(run.ctx.project_id, run.mr_iid)
     run.publish = run.publish or (row is not None and row.note_id is not None)
     run.replies.append(f"{', '.join(code_span('@' + u) for u in people)} will not be suggested on this "
@@ -163,11 +177,13 @@ async def _help(run: CommandRun, command: Command) -> None:
 
 
 async def _unknown(run: CommandRun, command: Command) -> None:
-    run.problem(f"{code_span(command.text)} is not a command I know.\n\n{help_text(run.ctx.bot.username)}")
+    run.problem(f"{code_span(shown(command.text))} is not a command I know.")
+    run.needs_help = True
 
 
 async def _invalid(run: CommandRun, command: Command) -> None:
-    run.problem(f"{command.error}\n\n{help_text(run.ctx.bot.username)}")
+    run.problem(command.error)
+    run.needs_help = True
 
 
 RUNNERS: dict[str, Callable[[CommandRun, Command], Awaitable[None]]] = {
@@ -233,7 +249,7 @@ async def on_note(event: Event, ctx: EventContext) -> None:
     refusal = await _not_here(run) if any(c.kind in ACTING for c in commands) else None
     for command in commands:
         if refusal is not None and command.kind in ACTING:
-            run.problem(f"{code_span(command.text)}: {refusal}")
+            run.problem(f"{code_span(shown(command.text))}: {refusal}")
             continue
         if await run.allowed(command):
             await RUNNERS[command.kind](run, command)
@@ -242,6 +258,8 @@ async def on_note(event: Event, ctx: EventContext) -> None:
         await run.feedback(run.username, "command", commands=plain)
     if run.publish:
         await publish(ctx, await run.mr(), assign=run.assign)
+    if run.needs_help:
+        run.replies.append(help_text(ctx.bot.username))
     if run.replies:
         internal = event.event == "Confidential Note Hook" or bool(event.object_attributes.get("internal"))
         await reply_once(ctx, run.mr_iid, run.note_id, "\n\n".join(dict.fromkeys(run.replies)),  # each once
