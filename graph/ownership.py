@@ -38,7 +38,7 @@ import numpy as np
 from graph.model import Change
 
 __all__ = ["OwnershipGraph", "PeopleTable", "ReviewTimes", "ancestors", "path_node", "person_node", "DAY",
-           "EDGE_COLUMNS"]
+           "EDGE_COLUMNS", "MAX_DEPTH", "MAX_DIR_CHARS"]
 
 DAY = 86400.0
 _BOT_NAMES = frozenset({"ghost", "gitlab-bot", "dependabot", "renovate"})
@@ -57,13 +57,23 @@ def person_node(name: str) -> str:
     return "@" + name
 
 
+# The directories a path counts: the first `MAX_DEPTH` levels, within its first `MAX_DIR_CHARS` characters.
+# Real trees stay far inside (the public histories: 14 levels, 200 characters); without a bound one merge
+# request of deep made-up paths costs quadratic time and memory (2,000 levels of 4 KB paths: 1.2 GB).
+MAX_DEPTH = 32
+MAX_DIR_CHARS = 1024
+
+
 def ancestors(path: str) -> list[str]:
-    """Directory paths above a file, deepest first (the root is not a directory here).
+    """Directory paths above a file, deepest first (the root is not a directory here); deeper or longer
+    ones than `MAX_DEPTH` / `MAX_DIR_CHARS` count as the deepest ancestor within those bounds.
 
     >>> ancestors("drivers/net/eth.c")
     ['drivers/net/', 'drivers/']
+    >>> len(ancestors("d/" * 2000 + "f.c")), max(map(len, ancestors("a" * 5000 + "/b/c.py")), default=0)
+    (32, 0)
     """
-    parts = path.split("/")[:-1]
+    parts = path[:MAX_DIR_CHARS].split("/", MAX_DEPTH)[:-1]
     return ["/".join(parts[:i]) + "/" for i in range(len(parts), 0, -1)]
 
 
@@ -227,14 +237,18 @@ class OwnershipGraph:
 
     # -- building ------------------------------------------------------------------------------------
     def dirs_of(self, path: str) -> list[str]:
-        """Cached `ancestors` (paths repeat a lot across a history)."""
+        """`ancestors`, cached for the graph's own files (paths repeat a lot across a history; the paths of
+        open merge requests that never merge are not kept)."""
         dirs = self._dirs_of.get(path)
         if dirs is None:
-            dirs = self._dirs_of[path] = ancestors(path)
+            dirs = ancestors(path)
+            if "/" + path in self.G:
+                self._dirs_of[path] = dirs
         return dirs
 
     def path_nodes(self, path: str) -> list[str]:
-        """The nodes of a file and of its directories, deepest first (cached: built once per file).
+        """The nodes of a file and of its directories, deepest first (cached for the graph's own files: built
+        once per file).
 
         >>> OwnershipGraph().path_nodes("drivers/net/eth.c")
         ['/drivers/net/eth.c', '/drivers/net/', '/drivers/']
@@ -242,7 +256,9 @@ class OwnershipGraph:
         cache = self._derived.path_nodes
         nodes = cache.get(path)
         if nodes is None:
-            nodes = cache[path] = ["/" + path, *("/" + d for d in self.dirs_of(path))]
+            nodes = ["/" + path, *("/" + d for d in self.dirs_of(path))]
+            if nodes[0] in self.G:
+                cache[path] = nodes
         return nodes
 
     def paths_of(self, files: Iterable[str]) -> list[str]:

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from graph.model import Change
-from graph.ownership import DAY, OwnershipGraph, ancestors
+from graph.ownership import DAY, MAX_DEPTH, MAX_DIR_CHARS, OwnershipGraph, ancestors
 
 HISTORY = [
     Change("1", 0, "ann", ("bob",), ("drivers/net/eth.c",)),
@@ -24,6 +24,24 @@ def og():
 def test_ancestors_deepest_first():
     assert ancestors("a/b/c/d.txt") == ["a/b/c/", "a/b/", "a/"]
     assert ancestors("README") == []
+
+
+def test_ancestors_are_bounded_in_depth_and_length():
+    """A made-up path 2,000 levels deep gave 2,000 directories of up to 4 KB each: quadratic in its depth."""
+    deep = ancestors("d/" * 2000 + "f.py")
+    assert len(deep) == MAX_DEPTH and deep[0] == "d/" * MAX_DEPTH and deep[-1] == "d/"
+    long = ancestors("a/" + "b" * 2000 + "/c.py")
+    assert long == ["a/"] and all(len(d) <= MAX_DIR_CHARS for d in ancestors("x/" * 600 + "y.py"))
+
+
+def test_paths_of_changes_never_merged_are_not_kept(og):
+    """Open merge requests are ranked on paths the graph does not hold; caching those kept every path anyone
+    ever proposed (an outsider's MR of deep made-up paths pinned ~1.2 GB)."""
+    before = (dict(og._dirs_of), dict(og._derived.path_nodes))
+    nodes = og.paths_of(["drivers/net/eth.c", "made/up/" * 20 + "x.py"])
+    assert "/drivers/net/eth.c" in nodes and "/made/up/" in nodes
+    assert set(og._dirs_of) <= set(before[0]) | {"drivers/net/eth.c"}
+    assert set(og._derived.path_nodes) <= set(before[1]) | {"drivers/net/eth.c"}
 
 
 def test_counts_on_files_directories_and_people(og):
