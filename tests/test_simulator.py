@@ -226,6 +226,8 @@ async def test_notes_create_edit_and_quick_actions(simulator: Sim, http_session)
     assert status == 202 and only["commands_changes"] == {"reviewer_ids": [w["cid"].id]}
     status, _, _ = await call(http_session, notes, "POST", json={})
     assert status == 400
+    status, _, long = await call(http_session, notes, "POST", json={"body": "x" * 1_000_001})
+    assert (status, long) == (400, {"message": {"note": ["is too long (maximum is 1000000 characters)"]}})
     state.add_token("ann", "ann-token")
     status, _, _ = await call(http_session, f"{notes}/{note['id']}", "PUT", token="ann-token", json={"body": "x"})
     assert status == 403

@@ -318,10 +318,15 @@ async def list_notes(request: web.Request) -> web.Response:
     return paginate(request, [render.note_json(state.web, n, state.users) for n in notes])
 
 
+NOTE_LIMIT = 1_000_000  # characters: GitLab refuses a longer note (Note validates `note` this long at most)
+
+
 def _body(params: dict[str, Any]) -> str:
     body = params.get("body")
     if not isinstance(body, str) or not body:
         raise ApiError(400, error="body is missing")
+    if len(body) > NOTE_LIMIT:
+        raise ApiError(400, message={"note": [f"is too long (maximum is {NOTE_LIMIT} characters)"]})
     return body
 
 
