@@ -54,6 +54,9 @@ ENV_CONFIG_PATH = "REVIEWBOT_CONFIG"
 ACCESS_LEVELS = (10, 15, 20, 30, 40, 50)
 DASHBOARD_TOKEN_MIN = 16
 WEBHOOK_SECRET_MIN = 8
+# The secrets written in config.example.toml: known to anyone who reads the repository, so never secrets.
+EXAMPLE_SECRETS = frozenset({"change-me-to-a-long-random-string", "another-long-random-string",
+                             "yet-another-long-random-string"})
 DAY_SECONDS = 86400
 CENTURY_DAYS = 36525
 # Keys of `Settings` that the loader fills in itself; a file that sets them is wrong, not obeyed.
@@ -237,10 +240,19 @@ class WorkerSettings(_Frozen):
 
 
 class DashboardSettings(_Frozen):
-    """The read-only dashboard at GET /: off unless enabled, and then only behind a long token."""
+    """The read-only dashboard at GET /: off unless enabled, and then only behind a long token. A token
+    given with `enabled` left unset turns it on (REVIEWBOT_DASHBOARD_TOKEN alone, on a platform configured
+    by environment only); `enabled = false` keeps it off whatever the token."""
 
     enabled: StrictBool = False
     token: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_with_a_token(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "enabled" not in data and data.get("token"):
+            return {**data, "enabled": True}
+        return data
 
     @model_validator(mode="after")
     def _protected(self) -> DashboardSettings:
@@ -303,6 +315,12 @@ class WebhookSecret(_Frozen):
         header, so such a secret could never match. The message gives lengths only, never the secret."""
         secret = value.get_secret_value()
         core = secret.strip()
+        if core in EXAMPLE_SECRETS:
+            raise ValueError(
+                "secret is an example from config.example.toml, which anyone can read: choose your own "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))'), enter it as the webhook's Secret "
+                "token in GitLab, and remove the [[webhook_secrets]] entries you do not use"
+            )
         if len(core) < WEBHOOK_SECRET_MIN or core != secret:
             raise ValueError(
                 f"secret must be at least {WEBHOOK_SECRET_MIN} characters with no spaces around them (got "

@@ -354,3 +354,19 @@ def test_true_or_false_for_a_number_is_refused(tmp_path, text):
 def test_true_for_a_number_in_a_stored_override_is_refused():
     with pytest.raises(ConfigError, match="must be a number, not true or false"):
         load_settings(None, environ=ENV).project_settings(1, "a/b", overrides={"max_open_reviews": True})
+
+
+def test_the_examples_secrets_are_refused(tmp_path):
+    """config.example.toml is public: its sample secrets, copied along with the file, would let anyone in."""
+    path = write(tmp_path, '[[webhook_secrets]]\nsecret = "change-me-to-a-long-random-string"\n')
+    with pytest.raises(ConfigError, match=r"webhook_secrets.*example from config.example.toml.*choose your own"):
+        load_settings(path, environ=ENV)
+    assert "webhook_secrets" not in (line.partition("#")[0] for line in EXAMPLE.read_text().splitlines())
+
+
+def test_a_dashboard_token_alone_turns_the_dashboard_on(tmp_path):
+    """On a platform configured by environment only, REVIEWBOT_DASHBOARD_TOKEN is all an operator can set."""
+    env = {**ENV, "REVIEWBOT_DASHBOARD_TOKEN": "dashboard-token-0123456789"}
+    assert load_settings(environ=env).dashboard.enabled is True
+    assert load_settings(write(tmp_path, "[dashboard]\nenabled = false\n"), environ=env).dashboard.enabled is False
+    assert load_settings(EXAMPLE, environ=env).dashboard.enabled is True
