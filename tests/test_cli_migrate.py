@@ -26,8 +26,34 @@ def test_migrate_then_check(new_database, capsys):
     assert run("--check") == 1
     assert "needs `reviewbot migrate`" in capsys.readouterr().out
     assert run() == 0
-    assert "at revision" in capsys.readouterr().out
+    assert ": created at revision " in capsys.readouterr().out
     assert run("--check") == 0 and "up to date" in capsys.readouterr().out
+    assert run() == 0 and "nothing to do" in capsys.readouterr().out
+
+
+def test_database_failures_exit_1_in_one_line(tmp_path, monkeypatch, capsys):
+    """As `serve`, `worker` and `events`: 2 is a wrong setting, 1 a database that fails (it was 2 here)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/x")
+    for argv in ([], ["--check"]):
+        assert run(*argv) == 1
+        err = capsys.readouterr().err
+        assert "127.0.0.1:1/x is unreachable" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_postgresql_database_says_to_create_it(tmp_path, monkeypatch, capsys):
+    """The server answers that the database is not there: "unreachable" sent operators the wrong way."""
+    from tests.storage_fixtures import _reachable_admin_url
+
+    admin = _reachable_admin_url()
+    if admin is None:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    monkeypatch.setenv("DATABASE_URL", admin.rsplit("/", 1)[0] + "/reviewbot_no_such_db")
+    assert run() == 1
+    assert "does not exist on its server: create it (createdb reviewbot_no_such_db" in capsys.readouterr().err
 
 
 def test_a_bad_database_url_is_reported(tmp_path, monkeypatch, capsys):

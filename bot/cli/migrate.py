@@ -6,8 +6,9 @@ import asyncio
 import sys
 
 from bot.config import ConfigError, load_settings, redact_url
-from bot.storage import Storage, StorageError, migrate
-from bot.storage.migrate import head_revisions
+from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
+from bot.storage.facade import cause_of
+from bot.storage.migrate import current_revisions, head_revisions
 
 __all__ = ["register"]
 
@@ -29,7 +30,20 @@ async def _check(url: str) -> bool:
         await storage.close()
 
 
+async def _migrate(url: str) -> tuple[set[str], set[str]]:
+    """The database's revisions before and after bringing it to the head."""
+    storage = Storage(url)
+    try:
+        await storage.ping()
+        before = await current_revisions(storage.engine)
+    finally:
+        await storage.close()
+    return before, await migrate(url)
+
+
 def run(args: argparse.Namespace) -> int:
+    """Exit 2 for a wrong setting, 1 when the database fails (unreachable, refusing the change), as
+    `serve`, `worker` and `events` do; each cause in one line."""
     where = "the database"
     try:
         url = load_settings(args.config, require_gitlab=False).database_url
@@ -38,12 +52,21 @@ def run(args: argparse.Namespace) -> int:
             current = asyncio.run(_check(url))
             print(f"{where}: {'up to date' if current else 'needs `reviewbot migrate`'}")
             return 0 if current else 1
-        revisions = asyncio.run(migrate(url))
-    except (ConfigError, StorageError) as exc:
+        before, after = asyncio.run(_migrate(url))
+    except ConfigError as exc:
         print(f"reviewbot migrate: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - e.g. the database refused the connection: say which
-        print(f"reviewbot migrate: cannot migrate {where}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except SchemaOutOfDate as exc:  # a later release migrated it: a setting of the deployment, not the database
+        print(f"reviewbot migrate: {exc}", file=sys.stderr)
+        return 2
+    except StorageError as exc:
+        print(f"reviewbot migrate: {exc}", file=sys.stderr)
         return 1
-    print(f"{where}: at revision {', '.join(sorted(revisions))} (head {', '.join(sorted(head_revisions()))})")
+    except Exception as exc:  # noqa: BLE001 - e.g. the database refused the change: say which, in one line
+        print(f"reviewbot migrate: cannot migrate {where}: {cause_of(exc)}", file=sys.stderr)
+        return 1
+    now = ", ".join(sorted(after))
+    done = f"upgraded from {', '.join(sorted(before))} to {now}" if before else f"created at revision {now}"
+    print(f"{where}: {done if before != after else f'already at revision {now}, nothing to do'} "
+          f"(head {', '.join(sorted(head_revisions()))})")
     return 0

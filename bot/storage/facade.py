@@ -74,7 +74,11 @@ class Storage:
             async with self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
         except (sa.exc.SQLAlchemyError, OSError, TypeError, ValueError) as exc:  # Type/Value: the URL's options
-            raise StorageError(f"database {redact_url(self.url)} is unreachable: {_cause(exc)}") from exc
+            if _no_such_database(exc):
+                name = sa.engine.make_url(self.url).database
+                raise StorageError(f"database {redact_url(self.url)} does not exist on its server: create it "
+                                   f"(createdb {name}, or CREATE DATABASE {name}) and run `reviewbot migrate`") from exc
+            raise StorageError(f"database {redact_url(self.url)} is unreachable: {cause_of(exc)}") from exc
 
     async def check_schema(self) -> None:
         """Raise `SchemaOutOfDate` unless the database is migrated to this code's schema."""
@@ -93,6 +97,14 @@ class Storage:
             log.warning("database connections not closed within %g s: the database does not answer", timeout)
 
 
-def _cause(exc: BaseException) -> str:
+def _no_such_database(exc: BaseException) -> bool:
+    """PostgreSQL answered, and said the database is not there (asyncpg's InvalidCatalogNameError, 3D000)."""
+    orig = getattr(exc, "orig", None) or exc.__cause__ or exc
+    return getattr(orig, "sqlstate", None) == "3D000" or type(orig).__name__ == "InvalidCatalogNameError"
+
+
+def cause_of(exc: BaseException) -> str:
+    """The driver's error under SQLAlchemy's wrapping, in one line (without SQLAlchemy's "Background on this
+    error" link)."""
     orig = getattr(exc, "orig", None) or exc.__cause__ or exc
     return f"{type(orig).__name__}: {orig}".splitlines()[0]
