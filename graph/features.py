@@ -154,12 +154,21 @@ def _path_weights(og: OwnershipGraph, files: tuple[str, ...]) -> dict[str, list[
     return weights
 
 
-def _path_rows(og: OwnershipGraph, files: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+def _path_rows(og: OwnershipGraph, files: tuple[str, ...],
+               renames: tuple[tuple[str, str], ...] = ()) -> tuple[np.ndarray, np.ndarray] | None:
     """The edge blocks of the change's paths stacked, and for each row its path's four weights (see
-    `_path_weights`) and review and authorship totals, as six rows (None if no path is known)."""
+    `_path_weights`) and review and authorship totals, as six rows (None if no path is known). A file the
+    change renames reads as it will once merged: with its old path's history (`_renamed`)."""
     node = og.G._node
+    merged = _renamed(renames) if renames else {}
     blocks, ws = [], []
     for p, w in _path_weights(og, files).items():
+        if p in merged:
+            found = _merged_block(og, merged[p])
+            if found is not None:
+                blocks.append(found[0])
+                ws.append((*w, found[1] or 1.0, found[2] or 1.0))
+            continue
         block = og.edge_block(p)
         if block is not None and len(block):
             attrs = node[p]
@@ -170,13 +179,54 @@ def _path_rows(og: OwnershipGraph, files: tuple[str, ...]) -> tuple[np.ndarray, 
     return np.concatenate(blocks), np.repeat(np.array(ws).T, [len(b) for b in blocks], axis=1)
 
 
+def _renamed(renames: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
+    """New file node → the file nodes whose history it holds once the change is merged
+    (`OwnershipGraph.move_history`): its old paths', and its own unless the change renamed that away too.
+
+    >>> _renamed((("a.c", "b.c"), ("b.c", "c.c")))
+    {'/b.c': ['/a.c'], '/c.c': ['/b.c', '/c.c']}
+    """
+    merged: dict[str, list[str]] = {}
+    for old, new in renames:
+        if old != new:
+            merged.setdefault("/" + new, []).append("/" + old)
+    away = {"/" + old for old, new in renames if old != new}
+    for p, nodes in merged.items():
+        if p not in away:
+            nodes.append(p)
+    return merged
+
+
+def _merged_block(og: OwnershipGraph, nodes: list[str]) -> tuple[np.ndarray, float, float] | None:
+    """The `edge_block` the file nodes `nodes` would have as one node, with its review and authorship totals
+    (None when none of them is known): each person's weights summed, their last times the latest."""
+    node = og.G._node
+    parts = [(og.edge_block(p), node[p]) for p in nodes if p in node]
+    parts = [(block, attrs) for block, attrs in parts if len(block)]
+    if not parts:
+        return None
+    rw, aw = sum(attrs["rw"] for _, attrs in parts), sum(attrs["aw"] for _, attrs in parts)
+    if len(parts) == 1:
+        return parts[0][0], rw, aw
+    data = np.concatenate([block for block, _ in parts])
+    people, row = np.unique(data[:, 0], return_inverse=True)
+    row = row.ravel()
+    out = np.full((len(people), data.shape[1]), np.nan)
+    out[:, 0] = people
+    for c in (1, 2):  # rw, aw
+        out[:, c] = np.bincount(row, data[:, c], len(people))
+    for c in (3, 4):  # rt, at: NaN (never) unless one of them has a time
+        np.fmax.at(out[:, c], row, data[:, c])
+    return out, rw, aw
+
+
 def _evidence(og: OwnershipGraph, change: Change, table: PeopleTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(E, member, last_here) over the rows of `table`: E[i, person] is the `EVIDENCE` feature i; member marks
     whoever has any evidence (the pool before the cut); last_here is when the person last reviewed or wrote
     one of the paths (NaN: never). Files count every person, directories their `OwnershipGraph.heads`."""
     m = len(table)
     E, member, last_here = np.zeros((len(EVIDENCE), m)), np.zeros(m, dtype=bool), np.full(m, np.nan)
-    rows = _path_rows(og, tuple(change.files))
+    rows = _path_rows(og, tuple(change.files), change.renames)
     if rows is not None:
         block, (wf, w1, w2, w3, rw_all, aw_all) = rows
         ids, rw, aw = block[:, 0].astype(np.intp), block[:, 1], block[:, 2]

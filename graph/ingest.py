@@ -25,20 +25,27 @@ __all__ = ["add_changes"]
 
 
 def add_changes(og, changes: Sequence[Change], *, allow_author: bool = False) -> None:
-    """Add `changes` (in time order) to `og`: the same as ``og.add_change(c)`` for each, faster."""
+    """Add `changes` (in time order) to `og`: the same as ``og.add_change(c)`` for each, faster.
+
+    A change that renames files starts a new batch: the history written so far moves first
+    (`OwnershipGraph.move_history`), as `add_change` moves it before adding the change itself."""
     start = 0
     while start < len(changes):
         if og.t0 is None:
             og.t0 = float(changes[start].time)
+        if og.needs_rebase(float(changes[start].time)):
+            og.add_change(changes[start], allow_author=allow_author)  # rebases first
+            start += 1
+            continue
         end, ws = start, []
-        while end < len(changes) and not og.needs_rebase(float(changes[end].time)):
+        while end < len(changes) and not og.needs_rebase(float(changes[end].time)) and \
+                (end == start or not changes[end].renames):
             ws.append(og.scale(float(changes[end].time)))
             end += 1
-        if end > start:
-            _Batch(og, changes[start:end], ws, allow_author).write()
-        if end < len(changes):
-            og.add_change(changes[end], allow_author=allow_author)  # rebases first
-        start = end + 1
+        if changes[start].renames:
+            og.move_history(changes[start].renames)
+        _Batch(og, changes[start:end], ws, allow_author).write()
+        start = end
 
 
 class _Batch:

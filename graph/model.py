@@ -20,6 +20,10 @@ class RecordError(ValueError):
 class Change:
     """One merged change: who wrote it, who reviewed it, which files it touched, and when.
 
+    `files` are the paths after the change; `renames` holds the ``(old path, new path)`` of each file it
+    renamed (the new path is among `files`), so the old path's history follows the file
+    (`OwnershipGraph.move_history`).
+
     >>> c = Change("1", 100, "ann", ("bob",), ("src/a.c",))
     >>> c.truth()
     frozenset({'bob'})
@@ -34,6 +38,7 @@ class Change:
     ackers: tuple[str, ...] = ()
     committer: str = ""
     bot_author: bool = False
+    renames: tuple[tuple[str, str], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def truth(self, *, allow_author: bool = False) -> frozenset[str]:

@@ -18,7 +18,9 @@ Decayed weights are kept in a scaled form so an update never touches old edges: 
 rescaled once.
 
 The graph only ever grows by `add_change`, one change at a time in time order, so a replay never looks into
-the future; `add_changes` takes a whole history at once (`graph.ingest`) to exactly the same state.
+the future; `add_changes` takes a whole history at once (`graph.ingest`) to exactly the same state. A change
+that renames files first moves each old file node's edges onto the new path (`OwnershipGraph.move_history`):
+a file's history follows it, while directories keep what was done under them.
 
 Reading many paths and people at once (`graph.features`) goes through numpy copies of the graph's figures,
 `OwnershipGraph.people_table` and `OwnershipGraph.edge_block`: they are derived data, rebuilt on demand and
@@ -280,10 +282,12 @@ class OwnershipGraph:
         """Add one reviewed change (must not be older than the last one added).
 
         `reviewed`: people whose review of this change `add_review` already recorded (they only count in
-        its co-reviews here).
+        its co-reviews here). The files it renamed take their old paths' history along first (`move_history`).
         """
         t = float(change.time)
         w, ws = self._weights(t)
+        if change.renames:
+            self.move_history(change.renames)
         self.changes += 1
         if change.bot_author:
             self.bots.add(change.author)
@@ -300,6 +304,70 @@ class OwnershipGraph:
         self._touch_paths(paths, author, reviewers, t, w)
         self._update_blocks(paths, (author, *reviewers))
         _clear_cache(self.G)
+
+    def move_history(self, renames: Iterable[tuple[str, str]]) -> None:
+        """Credit renamed files' history to their new paths: ``(old path, new path)`` pairs, as a change renamed
+        them (`Change.renames`, moved by `add_change` before the change's own reviews count).
+
+        The old file node's edges (reviews and authorship: counts, scaled weights, last times) and its figures
+        join the new path's, adding to any history the new path has (a change that touched both counts twice
+        there), and the old node goes: a file created later under the old path starts afresh, and renaming
+        back moves everything again. The pairs move together, so a swap (a → b, b → a) or a chain within one
+        change (a → b, b → c) moves each history one step; across changes a chain carries it all along.
+        Directories keep what they counted: those changes were made under them (and one that touched several
+        of a directory's files counts once there, which file it was no longer known).
+
+        >>> g = OwnershipGraph()
+        >>> g.add_change(Change("1", 0, "ann", ("bob",), ("old/a.c",)))
+        >>> g.move_history([("old/a.c", "new/b.c")])
+        >>> g.G["/new/b.c"]["@bob"]["rc"], "/old/a.c" in g.G, g.G["/old/"]["@bob"]["rc"]
+        (1, False, 1)
+        """
+        node_of, succ, pred = self.G._node, self.G._succ, self.G._pred
+        moving = []
+        for old, new in renames:
+            p = "/" + old
+            if old == new or p not in node_of or p.endswith("/"):
+                continue
+            moving.append(("/" + new, node_of.pop(p), succ.pop(p)))
+            del pred[p]  # a path has no incoming edges
+            for q in moving[-1][2]:
+                del pred[q][p]
+            self._moved(p)
+        for p, node, nbrs in moving:
+            self._merge_path(p, node, nbrs)
+            self._moved(p)
+        if moving:
+            _clear_cache(self.G)
+
+    def _merge_path(self, p: str, node: dict, nbrs: dict[str, dict]) -> None:
+        """Join a file node's figures and edges (taken out of the graph) to path node `p`."""
+        node_of, succ, pred = self.G._node, self.G._succ, self.G._pred
+        into = node_of.get(p)
+        if into is None:  # the new path had no history: the node itself moves
+            node_of[p], succ[p], pred[p] = node, nbrs, {}
+            for q, e in nbrs.items():
+                pred[q][p] = e
+            return
+        for key in ("n", "nw", "rc", "rw", "aw"):
+            into[key] += node[key]
+        mine = succ[p]
+        for q, e in nbrs.items():
+            f = mine.get(q)
+            if f is None:
+                mine[q] = pred[q][p] = e
+                continue
+            for key in ("rc", "rw", "ac", "aw"):
+                f[key] += e[key]
+            for key in ("rt", "at"):
+                if e[key] is not None and (f[key] is None or e[key] > f[key]):
+                    f[key] = e[key]
+
+    def _moved(self, p: str) -> None:
+        """Forget what was cached about path node `p` (its edge block, its heads): its rows changed."""
+        self._heads.pop(p, None)
+        if p in self._derived.blocks:
+            self._derived.drop(p)
 
     def add_review(self, change: Change, person: str, time: float) -> ReviewTimes | None:
         """`person` took the review of the still open `change`: the reviewer's part of `add_change` now, at

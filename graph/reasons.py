@@ -83,13 +83,14 @@ def _partner(mine: dict[str, list], together: Iterable[str], person: str) -> tup
 
 
 def _walk(og: OwnershipGraph, change: Change) -> tuple[dict[str, str], dict[str, tuple[int, int]]]:
-    """The change's file nodes (→ file) and directory nodes (→ (depth, position)); kept for the last change
-    asked about."""
-    key = (change.id, change.files)
+    """The change's file nodes (→ file), the old paths of the files it renames among them, and directory
+    nodes (→ (depth, position)); kept for the last change asked about."""
+    key = (change.id, change.files, change.renames)
     cached = og._derived.reasons
     if cached is not None and cached[0] == key:
         return cached[1]
-    files = {og.path_nodes(f)[0]: f for f in change.files}  # the very strings keying the graph
+    named = (*change.files, *(old for old, _ in change.renames))
+    files = {og.path_nodes(f)[0]: f for f in named}  # the very strings keying the graph
     dirs = {d: (d.count("/"), i) for i, d in enumerate(p for p in og.paths_of(change.files) if p.endswith("/"))}
     og._derived.reasons = (key, (files, dirs))
     return files, dirs

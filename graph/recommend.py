@@ -111,7 +111,7 @@ class GraphRecommender:
     # -- internals ------------------------------------------------------------------------------------
     def _candidates(self, change: Change) -> Candidates:
         # keyed by more than the id: the bot suggests for one merge request again after pushes and feedback
-        key = (change.id, change.time, change.author, change.files)
+        key = (change.id, change.time, change.author, change.files, change.renames)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         cands = self._extend(candidates(self.og, change, allow_author=self.allow_author,

@@ -120,3 +120,29 @@ def test_bulk_loads_that_add_no_new_edge():
         one.add_change(c)
     bulk.add_changes(history)
     assert state(bulk) == state(one)
+
+
+RENAMING = [
+    *HISTORY,
+    Change("7", int(27 * DAY), "ann", ("cid",), ("net/eth.c",), renames=(("drivers/net/eth.c", "net/eth.c"),)),
+    Change("8", int(28 * DAY), "cid", ("bob",), ("net/eth.c", "docs/index.md")),
+    Change("9", int(28 * DAY), "bob", ("ann",), ("README", "net/phy.c"),  # onto a path with history, and a chain
+           renames=(("drivers/usb/hub.c", "README"), ("net/eth.c", "net/phy.c"))),
+    Change("10", int(29 * DAY), "ann", ("eve",), ("README", "docs/index.md"),  # a swap
+           renames=(("README", "docs/index.md"), ("docs/index.md", "README"))),
+    Change("11", int(5000 * DAY), "eve", ("bob",), ("net/eth.c",), renames=(("net/phy.c", "net/eth.c"),)),  # rebases
+    Change("12", int(5001 * DAY), "ann", ("cid",), ("a.c",), renames=(("gone.c", "a.c"),)),  # nothing to move
+]
+
+
+@pytest.mark.parametrize("cut", [0, 6, 7, 9])
+def test_renames_in_a_bulk_load_same_state(cut):
+    """Each change that renames files moves the history before it: the bulk load breaks its batches there."""
+    a = one_by_one(RENAMING)
+    b = bulk(RENAMING[:cut])
+    b.add_changes(RENAMING[cut:])
+    assert state(b) == state(a)
+    assert [n for n in a.G._node if n.startswith("/") and not n.endswith("/")] == \
+        ["/docs/index.md", "/README", "/net/eth.c", "/a.c"]
+    assert a.G["/net/eth.c"]["@cid"]["rc"] == 2  # changes 2 and 7
+    assert a.G["/docs/index.md"]["@ann"]["rc"] == 3  # 5 on README and on hub.c (both counted), then 9

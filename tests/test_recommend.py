@@ -2,6 +2,7 @@
 import pickle
 
 import numpy as np
+import pytest
 from sklearn.base import clone
 
 from graph.features import FEATURES, candidates
@@ -68,6 +69,35 @@ def test_reasons_in_plain_words():
 def test_suggest_respects_allowed():
     rec = replayed(GraphRecommender())
     assert [s.person for s in rec.suggest(QUERY, k=2, allowed=lambda p: p != "bob")] == ["dan", "cid"]
+
+
+def test_an_open_change_renaming_a_file_is_ranked_with_the_old_paths_history():
+    """Moved out of `drivers/`, `eth.c` has no history under its new path: bob, who reviewed it, comes first."""
+    rec = replayed(GraphRecommender())
+    moving = Change("q", 4 * D, "eve", (), ("net/eth.c",), renames=(("drivers/net/eth.c", "net/eth.c"),))
+    assert rec.recommend(moving, 10) == ["bob", "cid", "ann", "dan"]
+    assert [(s.person, s.reasons) for s in rec.suggest(moving, 3)] == [
+        ("bob", ("reviewed `drivers/net/eth.c` 1 time (last 4 days ago)",)),
+        ("cid", ("reviewed 1 of this author's changes",)), ("ann", ("wrote `drivers/net/eth.c`",))]
+
+
+@pytest.mark.parametrize("files, renames", [
+    (("net/eth.c",), (("drivers/net/eth.c", "net/eth.c"),)),
+    (("drivers/net/phy.c",), (("drivers/net/eth.c", "drivers/net/phy.c"),)),  # onto a file with history
+    (("drivers/net/eth.c", "drivers/usb/hub.c"),  # a swap
+     (("drivers/net/eth.c", "drivers/usb/hub.c"), ("drivers/usb/hub.c", "drivers/net/eth.c"))),
+    (("drivers/net/phy.c", "docs/phy.md"),  # a chain
+     (("drivers/net/eth.c", "drivers/net/phy.c"), ("drivers/net/phy.c", "docs/phy.md"))),
+])
+def test_an_open_change_with_renames_reads_the_graph_as_it_will_be_once_merged(files, renames):
+    """Its candidate rows are those of the same change without renames on the graph the merge will leave."""
+    rec = replayed(GraphRecommender())
+    rec.observe(Change("5", 3 * D, "dan", ("eve",), ("drivers/net/phy.c",)))  # phy.c: not the people of eth.c
+    merged = pickle.loads(pickle.dumps(rec.og))
+    merged.move_history(renames)
+    now, then = (candidates(og, Change("q", 4 * D, "eve", (), files, renames=r))
+                 for og, r in ((rec.og, renames), (merged, ())))
+    assert now.people == then.people and np.allclose(now.X, then.X, rtol=1e-12, atol=0)
 
 
 def test_candidates_never_look_into_the_future():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import pickle
 import struct
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -55,6 +56,33 @@ def test_a_restored_recommender_ranks_the_rest_like_one_fed_everything(trained):
     assert_same_state(original, restored)
     query = Change("q", HISTORY[-1].time + 3600, HISTORY[-1].author, (), HISTORY[-1].files)
     assert restored.suggest(query, 10) == original.suggest(query, 10)
+
+
+def moving(changes: list[Change], every: int = 25) -> list[Change]:
+    """`changes` with every `every`-th one moving its first file under `moved/` (again and again: chains), and
+    the later changes touching the file where it is then."""
+    where: dict[str, str] = {}
+    out = []
+    for i, c in enumerate(changes):
+        files, renames = [where.get(f, f) for f in c.files], ()
+        if i % every == every - 1 and files:
+            renames = ((files[0], "moved/" + files[0]),)
+            files[0] = where[c.files[0]] = "moved/" + files[0]
+        out.append(replace(c, files=tuple(files), renames=renames))
+    return out
+
+
+@pytest.mark.parametrize("method", ["graph", "default"])
+def test_a_recommender_that_followed_renames_round_trips(method):
+    history = moving(HISTORY[:400])
+    original = make_recommender(method)
+    replay(original, history[:300])
+    restored = loads(dumps(original))
+    assert_same_state(original, restored)
+    gone = {"/" + old for c in history[:300] for old, _ in c.renames}
+    assert gone and not gone & set(restored.og.G) and any(p.startswith("/moved/moved/") for p in restored.og.G)
+    assert replay(restored, history[300:]) == replay(original, history[300:])
+    assert_same_state(original, restored)
 
 
 def test_the_learned_state_is_restored():
