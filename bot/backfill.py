@@ -54,16 +54,18 @@ def change_id(iid: int) -> str:
 
 def change_from_mr(mr: MergeRequest, files: Sequence[ChangedFile], approvers: Sequence[User], *,
                    bots: Collection[str] = ()) -> Change:
-    """A merged MR as a `graph.Change`: people are GitLab usernames, the time is when it was merged.
+    """A merged MR as a `graph.Change`: people are GitLab usernames, the time is when it was merged, and the
+    files it renamed carry their old path along (`Change.renames`).
 
     >>> from datetime import datetime, timezone
     >>> mr = MergeRequest.model_validate({"id": 1, "iid": 7, "project_id": 1, "title": "Fix", "state": "merged",
     ...     "author": {"id": 1, "username": "ann"}, "reviewers": [{"id": 2, "username": "bob"}],
     ...     "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-02T00:00:00Z",
     ...     "merged_at": "2025-01-02T00:00:00Z"})
-    >>> c = change_from_mr(mr, [ChangedFile(old_path="a.py", new_path="a.py")], [User(id=3, username="cy")])
-    >>> c.id, c.author, c.reviewers, c.ackers, c.files
-    ('!7', 'ann', ('bob',), ('cy',), ('a.py',))
+    >>> files = [ChangedFile(old_path="a.py", new_path="a.py"), ChangedFile(old_path="b.py", new_path="c.py")]
+    >>> c = change_from_mr(mr, files, [User(id=3, username="cy")])
+    >>> c.id, c.author, c.reviewers, c.ackers, c.files, c.renames
+    ('!7', 'ann', ('bob',), ('cy',), ('a.py', 'c.py'), (('b.py', 'c.py'),))
     """
     author = mr.author.username
     when = mr.merged_at or mr.updated_at
@@ -74,6 +76,7 @@ def change_from_mr(mr: MergeRequest, files: Sequence[ChangedFile], approvers: Se
         files=tuple(dict.fromkeys(f.path for f in files)), title=mr.title,
         ackers=tuple(dict.fromkeys(u.username for u in approvers)),
         committer=mr.merge_user.username if mr.merge_user else "", bot_author=bot,
+        renames=tuple(dict.fromkeys(f.rename for f in files if f.rename)),
     )
 
 

@@ -59,7 +59,12 @@ class MRFacts:
     excluded: Mapping[str, str]  # username -> "exclude" or "reroll", the feedback label that took them off
     codeowners: CodeOwners | None
     owner_users: Mapping[Owner, tuple[str, ...]] = field(default_factory=dict)
-    moved_from: tuple[str, ...] = ()  # the old paths of renamed files: CODEOWNERS of both paths apply
+    renames: tuple[tuple[str, str], ...] = ()  # (old path, new path) of each renamed file
+
+    @property
+    def moved_from(self) -> tuple[str, ...]:
+        """The old paths of renamed files: CODEOWNERS of both paths apply, and their history counts."""
+        return tuple(dict.fromkeys(old for old, _ in self.renames))
 
     @property
     def owned_paths(self) -> tuple[str, ...]:
@@ -121,16 +126,17 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
         look.codeowners(project_id, mr.target_branch),
     )
     files = tuple(dict.fromkeys(f.path for f in changed))
-    moved_from = tuple(dict.fromkeys(f.old_path for f in changed if f.old_path and f.old_path != f.path))
+    renames = tuple(dict.fromkeys(f.rename for f in changed if f.rename))
     by_name = {m.username: m for m in members}
+    paths = (*files, *(old for old, _ in renames))
     owner_users = await resolve_owners(look.client, look.recent, project_id,
-                                       owners_to_resolve(codeowners, (*files, *moved_from), by_name))
+                                       owners_to_resolve(codeowners, paths, by_name))
     optouts = await storage.optouts.active(project_id)
     excluded = await persisted_exclusions(storage, project_id, mr.iid)
     return MRFacts(
         files=files, members=by_name, optouts=frozenset(optouts),
         excluded={**excluded, **{p: "exclude" for p in extra_excluded}},
-        codeowners=codeowners, owner_users=owner_users, moved_from=moved_from,
+        codeowners=codeowners, owner_users=owner_users, renames=renames,
     )
 
 
@@ -154,10 +160,12 @@ def owner_usernames(section: SectionMatch, facts: MRFacts) -> list[str]:
 
 
 # --- ranking and filtering ----------------------------------------------------------------------------------
-def has_history(rec: GraphRecommender, files: Iterable[str]) -> bool:
-    """Whether any changed file, or a directory holding one, appears in the project's history."""
+def has_history(rec: GraphRecommender, files: Iterable[str], moved_from: Iterable[str] = ()) -> bool:
+    """Whether any changed file, or a directory holding one, appears in the project's history, or the old path
+    of a renamed file (`moved_from`) does: its history goes with the file."""
     graph = rec.og.G
-    return any(node in graph for node in rec.og.paths_of(files))
+    return any(node in graph for node in rec.og.paths_of(files)) or \
+        any(rec.og.path_nodes(old)[0] in graph for old in moved_from)
 
 
 def boost_owners(ranked: Sequence[Suggestion], owners: Collection[str]) -> list[Suggestion]:
@@ -315,11 +323,14 @@ def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str
 
 
 # --- the service ----------------------------------------------------------------------------------------------
-def open_change(mr: MergeRequest, files: Sequence[str], now: float | None = None) -> Change:
+def open_change(mr: MergeRequest, files: Sequence[str], now: float | None = None,
+                renames: Sequence[tuple[str, str]] = ()) -> Change:
     """The MR as the recommender sees it, under the id its merge will have in the history (`!iid`): the
-    candidate rows remembered when suggesting become training rows at the merge, with the labels about it."""
+    candidate rows remembered when suggesting become training rows at the merge, with the labels about it.
+    The files it renames (old path, new path) are ranked with their old paths' history."""
     return Change(id=learning.mr_change_id(mr.iid), time=int(now if now is not None else time.time()),
-                  author=mr.author.username, reviewers=(), files=tuple(files), title=mr.title)
+                  author=mr.author.username, reviewers=(), files=tuple(files), title=mr.title,
+                  renames=tuple(renames))
 
 
 async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
@@ -328,7 +339,7 @@ async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
     async with engine.use(project_id, settings) as rec:
         stored = getattr(rec, "model_version", None)  # the stored model ranking, if any (the dashboard shows it)
         result.model_version = f"{rec.name}@{rec.og.changes}" + (f"/{stored}" if stored else "")
-        if not has_history(rec, result.facts.files):
+        if not has_history(rec, result.facts.files, result.facts.moved_from):
             return None
         ranked = await to_the_end(asyncio.to_thread(rec.suggest, result.change, POOL, explain=False))
         if isinstance(rec, LearnedRecommender):
@@ -361,7 +372,7 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     """Rank the people who can review `mr` now: the top `k` (default `settings.top_k`) plus CODEOWNERS cover."""
     look = Lookups(client, engine.recent)
     facts = await gather_facts(look, storage, project_id, mr, extra_excluded)
-    result = SuggestionResult(open_change(mr, facts.files, now), facts,
+    result = SuggestionResult(open_change(mr, facts.files, now, facts.renames), facts,
                               names={n: m.name for n, m in facts.members.items() if m.name},
                               user_ids={n: m.id for n, m in facts.members.items()})
     if not facts.files:

@@ -12,6 +12,7 @@ from bot.backfill import BOT_PICK, Backfills, backfill_project, change_id
 from bot.cli import backfill as cli
 from bot.gitlab.client import GitLabClient, RetryPolicy
 from bot.gitlab.errors import GitLabError
+from bot.gitlab.sim_model import SimDiff
 from bot.storage import Storage
 from tests.bot_harness import bot_settings, seed_recent
 
@@ -50,6 +51,19 @@ async def test_imports_every_merged_mr_with_people_and_files(simulator, gitlab_c
         state.users[m.author_id].bot for m in merged(seeded).values())
     row = await store.projects.get(seeded.project.id)
     assert row.backfill_done and row.backfill_cursor
+
+
+async def test_a_merged_mr_renaming_a_file_is_imported_with_its_old_path(simulator, gitlab_client, store):
+    state, _ = simulator
+    seeded = seed_recent(state, n_merged=12)
+    author, reviewer = seeded.people[2], seeded.people[3]
+    mr = state.add_merged_mr(seeded.project, author, [SimDiff.renamed("lib/a.py", "src/a.py"), "src/b.py"],
+                             reviewers=[reviewer], merged_at=state.now() - timedelta(days=1))
+    await backfill_project(gitlab_client, store, seeded.project.id)
+    history = {c.id: c for c in await store.history.load(seeded.project.id)}
+    change = history[change_id(mr.iid)]
+    assert (change.files, change.renames) == (("src/a.py", "src/b.py"), (("lib/a.py", "src/a.py"),))
+    assert all(c.renames == () for c in history.values() if c is not change)
 
 
 async def test_a_review_the_bot_requested_and_nobody_did_is_not_imported_as_one(simulator, gitlab_client, store):

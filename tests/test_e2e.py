@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp import web
 from bot.backfill import backfill_project, change_id
 from bot.cli import serve
 from bot.comment import has_marker
+from bot.gitlab.sim_model import SimDiff
 from bot.gitlab.simulator import SeededProject, SimState
 from bot.handlers.notes import ACK_OK, ACK_PROBLEM
 from bot.handlers.publish import REPLY_MARKER
@@ -179,6 +181,39 @@ async def test_the_first_event_of_a_new_project_imports_its_history(simulator, g
         assert (await w.storage.projects.get(w.project.id)).backfill_done
         [comment] = marker_notes(w.state, mr)
         assert "**Suggested reviewers**" in comment.body
+    finally:
+        await w.storage.close()
+
+
+@sqlite_only
+async def test_a_renamed_file_keeps_its_reviewers_before_and_after_the_merge(simulator, gitlab_client, database_url):
+    """Rosa's only reviews are of `legacy/report.py`, long enough ago that she reviews little these weeks. An MR
+    moving it to `reports/report.py` gets her suggested for her reviews of the old path; once it is merged, an
+    MR changing `reports/report.py` gets her suggested for the same reviews, now under the new path."""
+    w = await make_world(simulator, gitlab_client, database_url, backfill=False)
+    rosa = w.state.add_user("rosa", "Rosa Marsh")
+    w.state.add_member(w.project, rosa)
+    now = w.state.now()
+    for days in (60, 50, 40):
+        w.state.add_merged_mr(w.project, w.person(1), ["legacy/report.py"], reviewers=[rosa], approvers=[rosa],
+                              merged_at=now - timedelta(days=days))
+    await backfill_project(gitlab_client, w.storage, w.project.id)
+    try:
+        async with running_bot(w.settings(), w.storage) as bot:
+            w.state.add_hook(w.project, bot.url, token=SECRET)
+            move = w.state.open_mr(w.project, w.person(0), [SimDiff.renamed("legacy/report.py", "reports/report.py")])
+            await settle(w.state, w.storage)
+            [comment] = marker_notes(w.state, move)
+            assert "`@rosa` (Rosa Marsh) | reviewed `legacy/report.py` 3 times (last 40 days ago)" in comment.body
+            w.state.approve(move, w.person(2))
+            w.state.merge_mr(move, by=w.person(2))
+            await settle(w.state, w.storage)
+            edit = w.state.open_mr(w.project, w.person(3), ["reports/report.py"])
+            await settle(w.state, w.storage)
+        [merged] = [c for c in await w.storage.history.load(w.project.id) if c.id == change_id(move.iid)]
+        assert merged.files == ("reports/report.py",) and merged.renames == (("legacy/report.py", "reports/report.py"),)
+        [comment] = marker_notes(w.state, edit)
+        assert "`@rosa` (Rosa Marsh) | reviewed `reports/report.py` 3 times (last 40 days ago)" in comment.body
     finally:
         await w.storage.close()
 

@@ -14,7 +14,7 @@ from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
 from bot.storage.db import create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions
-from bot.storage.tables import events as events_table, metadata, suggestions
+from bot.storage.tables import events as events_table, history, metadata, suggestions
 from graph.model import Change
 
 LEASE = 60.0
@@ -71,7 +71,7 @@ async def test_revision_0003_upgrades_a_0002_database_with_rows_and_goes_back(bl
     storage = Storage(url)
     try:
         await storage.feedback.record(1, 3, "bob", "accepted", suggestion_id=sid, source_event_id=5)
-        assert await migrate(url) == {"0003"}
+        assert await migrate(url, "0003") == {"0003"}
         old = await storage.suggestions.latest(1, 3)
         assert (old.id, old.people, old.author, old.files) == (sid, [{"username": "bob"}], None, None)
         await storage.suggestions.add(1, 3, [], "v", author="ann", files=["a.c"])
@@ -80,8 +80,30 @@ async def test_revision_0003_upgrades_a_0002_database_with_rows_and_goes_back(bl
             columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("suggestions")])
         assert "author" not in columns and "files" not in columns
         assert [r.suggestion_id for r in await storage.feedback.list(1)] == [sid]  # the copy did not unlink it
-        assert await migrate(url) == {"0003"}
+        assert await migrate(url, "0003") == {"0003"}
         assert [(r.author, r.files) for r in await storage.suggestions.list(1)] == [(None, None), (None, None)]
+    finally:
+        await storage.close()
+
+
+async def test_revision_0004_keeps_older_history_rows_without_renames_and_goes_back(blank_database_url):
+    url = blank_database_url
+    assert await migrate(url, "0003") == {"0003"}
+    engine = create_engine(url)
+    async with engine.begin() as conn:  # a row as 0003 stored it: no renames
+        await conn.execute(sa.insert(history).values(
+            project_id=1, change_id="!1", time=100, author="ann", reviewers=["bob"], ackers=[], files=["b.c"]))
+    await engine.dispose()
+    storage = Storage(url)
+    try:
+        assert await migrate(url) == {"0004"}
+        moved = Change("!2", 200, "ann", ("cy",), ("c.c",), renames=(("b.c", "c.c"),))
+        await storage.history.upsert(1, [moved])
+        assert await storage.history.load(1) == [Change("!1", 100, "ann", ("bob",), ("b.c",)), moved]
+        assert await downgrade(url, "0003") == {"0003"}
+        async with storage.engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("history")])
+        assert "renames" not in columns and "files" in columns
     finally:
         await storage.close()
 
@@ -438,7 +460,8 @@ async def test_a_payload_with_nul_characters_is_stored(storage):
 
 async def test_history_round_trips_changes_and_replaces_by_id(storage):
     a = Change("mr!1", 100, "ann", ("bob",), ("src/a.c", "README"), title="A", ackers=("cy",))
-    b = Change("mr!2", 200, "bob", (), ("src/b.c",), committer="bob", bot_author=True)
+    b = Change("mr!2", 200, "bob", (), ("src/b.c",), committer="bob", bot_author=True,
+               renames=(("old/b.c", "src/b.c"),))
     assert await storage.history.upsert(5, [b, a]) == 2
     assert await storage.history.load(5) == [a, b]
     a2 = Change("mr!1", 100, "ann", ("bob", "dan"), ("src/a.c",), title="A2")

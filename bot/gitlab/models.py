@@ -140,6 +140,12 @@ class ChangedFile(_Model):
     def path(self) -> str:
         return self.new_path
 
+    @property
+    def rename(self) -> tuple[str, str] | None:
+        """(old path, new path) when the change renamed the file (GitLab's `renamed_file`: the paths differ),
+        else None."""
+        return (self.old_path, self.new_path) if self.old_path and self.old_path != self.new_path else None
+
 
 class Approval(_Model):
     """One entry of `approved_by`: `{"user": {...}, "approved_at": ...}`."""

@@ -24,6 +24,7 @@ def _values(project_id: int, change: Change) -> dict[str, Any]:
         project_id=project_id, change_id=change.id, time=int(change.time), author=change.author,
         reviewers=list(change.reviewers), ackers=list(change.ackers), files=list(change.files),
         title=change.title, committer=change.committer, bot_author=change.bot_author,
+        renames=[list(pair) for pair in change.renames],
     )
 
 
@@ -32,7 +33,7 @@ def _change(row: sa.Row[Any]) -> Change:
     return Change(
         id=m["change_id"], time=int(m["time"]), author=m["author"], reviewers=tuple(m["reviewers"]),
         files=tuple(m["files"]), title=m["title"], ackers=tuple(m["ackers"]), committer=m["committer"],
-        bot_author=bool(m["bot_author"]),
+        bot_author=bool(m["bot_author"]), renames=tuple((old, new) for old, new in m["renames"] or ()),
     )
 
 

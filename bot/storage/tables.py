@@ -80,6 +80,7 @@ history = sa.Table(
     sa.Column("title", sa.Text, nullable=False, server_default=""),
     sa.Column("committer", sa.String(255), nullable=False, server_default=""),
     sa.Column("bot_author", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("renames", Json, nullable=True),  # [[old path, new path], ...]; NULL in rows stored before 0004
     sa.UniqueConstraint("project_id", "change_id"),
     sa.Index(None, "project_id", "time"),
 )
