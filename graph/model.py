@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
 
-__all__ = ["Change", "Suggestion", "Contribution", "change_from_record", "RecordError"]
+__all__ = ["Change", "Suggestion", "Contribution", "change_from_record", "record_of", "RecordError"]
 
 
 class RecordError(ValueError):
@@ -86,7 +86,34 @@ def change_from_record(rec: Mapping[str, Any]) -> Change:
         ackers=_people(rec.get("ackers"), "ackers", rec_id),
         committer=str(rec.get("committer") or ""),
         bot_author=bool(rec.get("bot_author", False)),
+        renames=_renames(rec.get("renames"), rec_id),
     )
+
+
+def _renames(value: Any, rec_id: str) -> tuple[tuple[str, str], ...]:
+    """`"renames": [["old/path", "new/path"], ...]` (optional)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value):
+        raise RecordError(f"record {rec_id}: 'renames' must be a list of [old path, new path] pairs, got {value!r}")
+    return tuple((old, new) for old, new in value)
+
+
+def record_of(change: Change) -> dict[str, Any]:
+    """The JSON Lines history record of a change (`change_from_record` reads it back).
+
+    >>> c = Change("!7", 5, "ann", ("bob",), ("b.py",), renames=(("a.py", "b.py"),))
+    >>> change_from_record(record_of(c)) == c
+    True
+    """
+    rec: dict[str, Any] = {"id": change.id, "time": change.time, "author": change.author,
+                           "reviewers": list(change.reviewers), "files": list(change.files)}
+    for key, value in (("title", change.title), ("ackers", list(change.ackers)), ("committer", change.committer),
+                       ("bot_author", change.bot_author), ("renames", [list(p) for p in change.renames])):
+        if value:
+            rec[key] = value
+    return rec
 
 
 class Contribution(NamedTuple):

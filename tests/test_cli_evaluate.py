@@ -130,3 +130,52 @@ def test_the_table_shows_how_many_records_had_a_reviewer_to_find(tmp_path, capsy
     out = capsys.readouterr().out
     [row] = [line.split("│") for line in out.splitlines() if "some-unreviewed" in line]
     assert "evaluated" in out and [cell.strip() for cell in row[3:5]] == ["18", "12"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "simulate"])
+def test_a_history_without_any_reviewer_is_said_and_exits_1(tmp_path, history, capsys, command):
+    """A git history without review trailers scored 0.0 everywhere and exited 0: a row of zeros read as a
+    result."""
+    bare = tmp_path / "no-reviews.jsonl"
+    bare.write_text("\n".join(json.dumps(dict(r, reviewers=[])) for r in RECORDS) + "\n")
+    extra = ["--method", "frequency"] if command == "evaluate" else []
+    assert main([command, str(history), str(bare), *extra, "--json", "--jobs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "no-reviews.jsonl: no change names a reviewer, nothing to score" in err and str(history.name) not in err
+
+
+@pytest.mark.parametrize("command", ["evaluate", "simulate"])
+def test_a_project_history_stored_by_the_bot_is_replayed(sqlite_url, tmp_path, monkeypatch, capsys, command):
+    """A team that installed the bot measures on the history it imported, by id or by path, without exporting
+    anything by hand; the same figures as from a file of the same changes."""
+    from bot.storage import Storage
+    from graph.model import change_from_record
+    from tests.storage_fixtures import run_in_thread
+
+    async def store() -> None:
+        storage = await Storage.open(sqlite_url)
+        try:
+            await storage.projects.seen(42, "Acme/Widgets")
+            await storage.history.upsert(42, [change_from_record(r) for r in RECORDS])
+        finally:
+            await storage.close()
+
+    run_in_thread(store)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    extra = ["--method", "frequency"] if command == "evaluate" else []
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n")
+    assert main([command, str(path), "--project", "acme/widgets", "--project", "42", *extra, "--json",
+                 "--jobs", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_file = {}
+    for r in rows:
+        by_file.setdefault(r.pop("file"), []).append({k: v for k, v in r.items() if k != "seconds"})
+    assert sorted(by_file) == ["Acme/Widgets", "tiny.jsonl"]  # one project named twice is replayed once
+    assert len({json.dumps(v, sort_keys=True) for v in by_file.values()}) == 1
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--project", "other/app", *extra, "--jobs", "1"])
+    assert exited.value.code == 1 and "holds no history of project other/app: import it with `reviewbot backfill --project other/app`" in \
+        capsys.readouterr().err

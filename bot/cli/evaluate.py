@@ -4,11 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 from rich.table import Table
 
+from bot.cli import stored_history
 from bot.cli.argtypes import whole
-from bot.cli.replay import load, names_of, run_jobs, sources_of, stdout_console, tick_factory
+from bot.cli.replay import load, names_of, run_jobs, sources_of, stdout_console, tick_factory, unscored
 
 DEFAULT_METHODS = "default,graph,learned,revfinder,frequency,author,most-frequent,random"
 
@@ -18,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Replay a history in time order and report Top-k accuracy and MRR per method.")
     p.add_argument("paths", nargs="*", metavar="PATH", help="history files (.jsonl or .jsonl.gz)")
     p.add_argument("--git", action="append", default=[], metavar="REPO", help="a local git checkout to read")
+    stored_history.add_arguments(p)
     p.add_argument("--method", default="default,revfinder,frequency,author",
                    help=f"comma-separated methods (all: {DEFAULT_METHODS})")
     p.add_argument("--json", action="store_true", help="one JSON object per (file, method) line on stdout")
@@ -66,15 +70,22 @@ def _check_methods(methods: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Replay the files, checkouts and stored projects given (these written to a temporary directory first)."""
+    with tempfile.TemporaryDirectory(prefix="reviewbot-") as tmp:
+        stored = stored_history.export_projects(args.project, args.config, Path(tmp), "evaluate")
+        return _run(args, [*args.paths, *stored], stored)
+
+
+def _run(args: argparse.Namespace, paths: list[str], named: dict[str, str]) -> int:
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     _check_methods(methods)
-    sources = sources_of(args.paths, args.git, "evaluate")
-    jobs = [(s, g, name, m, args.allow_author, args.top) for (s, g), name in zip(sources, names_of(sources))
-            for m in methods]
+    sources = sources_of(paths, args.git, "evaluate")
+    jobs = [(s, g, name, m, args.allow_author, args.top)
+            for (s, g), name in zip(sources, names_of(sources, named)) for m in methods]
     total = sum(len(load(s, g)) for s, g in sources) * len(methods)
     results = run_jobs(_replay, jobs, total, workers=args.jobs, label="evaluating")
     _print(results, args.json)
-    return 0
+    return unscored(results, "evaluate")
 
 
 def _print(results: list[dict], as_json: bool) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -32,22 +33,36 @@ def sources_of(paths: list[str], gits: list[str], command: str) -> list[tuple[st
     """(source, is_git) pairs; exits with a message naming what is missing."""
     sources = [(p, False) for p in paths] + [(g, True) for g in gits]
     if not sources:
-        raise SystemExit(f"reviewbot {command}: give at least one history file or --git REPO")
+        raise SystemExit(f"reviewbot {command}: give at least one history file, --git REPO or --project ID")
     for path, is_git in sources:
         if not Path(path).exists():
             raise SystemExit(f"reviewbot {command}: {path}: no such {'repository' if is_git else 'file'}")
     return sources
 
 
-def names_of(sources: list[tuple[str, bool]]) -> list[str]:
+def unscored(results: list[dict], command: str) -> int:
+    """Say on stderr which histories had nothing to score (no change names a reviewer) and return the exit
+    status: 1 if any, else 0. A row of zeros is no result: it would read as a recommender that never finds
+    anyone."""
+    empty = list(dict.fromkeys(r["file"] for r in results if not r["evaluated"]))
+    for name in empty:
+        print(f"reviewbot {command}: {name}: no change names a reviewer, nothing to score (a history record needs "
+              "`reviewers` or `ackers`; a git history, Reviewed-by:, Acked-by: or Approved-by: trailers)",
+              file=sys.stderr)
+    return 1 if empty else 0
+
+
+def names_of(sources: list[tuple[str, bool]], named: dict[str, str] | None = None) -> list[str]:
     """What to call each history in the results: its file name, or the path as given where two share a name
-    (`teamA/history.jsonl` and `teamB/history.jsonl` must not be told apart by name alone).
+    (`teamA/history.jsonl` and `teamB/history.jsonl` must not be told apart by name alone); `named` gives
+    some sources their name (a stored project's path).
 
     >>> names_of([("a/h.jsonl", False), ("b/h.jsonl", False), ("c/x.jsonl", False)])
     ['a/h.jsonl', 'b/h.jsonl', 'x.jsonl']
     """
-    base = [Path(s).name for s, _ in sources]
-    return [s if base.count(b) > 1 else b for (s, _), b in zip(sources, base)]
+    named = named or {}
+    base = [named.get(s) or Path(s).name for s, _ in sources]
+    return [s if base.count(b) > 1 and s not in named else b for (s, _), b in zip(sources, base)]
 
 
 def tick_factory() -> Callable[[int], None]:

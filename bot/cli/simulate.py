@@ -4,11 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from pathlib import Path
 
 from rich.table import Table
 
+from bot.cli import stored_history
 from bot.cli.argtypes import days, whole
-from bot.cli.replay import load, names_of, run_jobs, sources_of, stdout_console, tick_factory
+from bot.cli.replay import load, names_of, run_jobs, sources_of, stdout_console, tick_factory, unscored
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "labels flow back with learning on. One frequent reviewer leaves halfway.")
     p.add_argument("paths", nargs="*", metavar="PATH", help="history files (.jsonl or .jsonl.gz)")
     p.add_argument("--git", action="append", default=[], metavar="REPO", help="a local git checkout to read")
+    stored_history.add_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON object per (file, learning) line on stdout")
     p.add_argument("--top", type=whole(1), default=3, help="people suggested per change (default 3)")
     p.add_argument("--leaver-rank", type=whole(0), default=1,
@@ -48,15 +52,22 @@ def _simulate(source: str, is_git: bool, name: str, learning: bool, top: int, le
 
 
 def run(args: argparse.Namespace) -> int:
-    sources = sources_of(args.paths, args.git, "simulate")
+    """Replay the files, checkouts and stored projects given (these written to a temporary directory first)."""
+    with tempfile.TemporaryDirectory(prefix="reviewbot-") as tmp:
+        stored = stored_history.export_projects(args.project, args.config, Path(tmp), "simulate")
+        return _run(args, [*args.paths, *stored], stored)
+
+
+def _run(args: argparse.Namespace, paths: list[str], named: dict[str, str]) -> int:
+    sources = sources_of(paths, args.git, "simulate")
     jobs = [(s, g, name, learning, args.top, args.leaver_rank, args.open_days)
-            for (s, g), name in zip(sources, names_of(sources)) for learning in (True, False)]
+            for (s, g), name in zip(sources, names_of(sources, named)) for learning in (True, False)]
     total = sum(len(load(s, g)) for s, g in sources) * 2
     results = run_jobs(_simulate, jobs, total, workers=args.jobs, label="simulating")
     if args.json:
         for r in results:
             sys.stdout.write(json.dumps(r) + "\n")
-        return 0
+        return unscored(results, "simulate")
     table = Table(title="Simulated team (accuracies in %)")
     for col in ("file", "learning", "records", "evaluated", "top1", "top3", "acceptance", "last third",
                 "top1 by tenth", "leaver dropped after"):
@@ -72,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     for line in lift_lines(results, top=args.top):
         console.print(line, highlight=False, soft_wrap=True)
-    return 0
+    return unscored(results, "simulate")
 
 
 def lift_lines(results: list[dict], *, top: int = 3) -> list[str]:
@@ -105,3 +116,4 @@ def lift_lines(results: list[dict], *, top: int = 3) -> list[str]:
                      f"{on['leaver_former_changes']} changes (off: {off['leaver_changes_until_dropped']})")
         out.append(line)
     return out
+

@@ -1,0 +1,76 @@
+"""`--project` for `evaluate` and `simulate`: a project's review history as the bot stored it.
+
+A team that installed the bot already has its history in the bot's database (imported on the project's first
+event, or by `reviewbot backfill`): measuring on it needs no export by hand. Each project's changes are written
+to a history file in a temporary directory, and replayed like any other file.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import sys
+from pathlib import Path
+
+from bot.config import ConfigError, load_settings, redact_url
+from bot.storage import Storage, StorageError
+from graph.model import record_of
+
+__all__ = ["add_arguments", "export_projects"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", action="append", default=[], metavar="ID",
+                   help="a project's history as the bot stored it (numeric id or group/path), read from the "
+                        "configured database; import it first with `reviewbot backfill --project ID`")
+    p.add_argument("--config", metavar="PATH",
+                   help="config file naming the database, for --project (default: $REVIEWBOT_CONFIG, then "
+                        "./config.toml)")
+
+
+def export_projects(refs: list[str], config: str | None, into: Path, command: str) -> dict[str, str]:
+    """Write each project's stored history to a file in `into`; {file: the project's name for the results}
+    (its path, or "project ID" for a project whose path is not known). Exits 2 for a wrong setting and
+    1 when the database fails or holds no history for a project, with one line saying what to do."""
+    if not refs:
+        return {}
+    try:
+        url = load_settings(config, require_gitlab=False).database_url
+        return asyncio.run(_export(url, refs, into))
+    except ConfigError as exc:
+        print(f"reviewbot {command}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (StorageError, LookupError) as exc:
+        print(f"reviewbot {command}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+async def _export(url: str, refs: list[str], into: Path) -> dict[str, str]:
+    storage = await Storage.open(url)
+    try:
+        known = {row.id: row.path for row in await storage.projects.list()}
+        out: dict[str, str] = {}
+        for ref in refs:
+            pid = _project_id(ref, known)
+            if pid in out.values():
+                continue
+            changes = await storage.history.load(pid) if pid is not None else []
+            if not changes:
+                raise LookupError(f"{redact_url(url)} holds no history of project {ref}: import it with "
+                                  f"`reviewbot backfill --project {ref}` (with the same configuration)")
+            path = into / f"{len(out)}.jsonl.gz"
+            with gzip.open(path, "wt", encoding="utf-8") as f:
+                f.writelines(json.dumps(record_of(c)) + "\n" for c in changes)
+            out[str(path)] = pid
+        return {path: known.get(pid) or f"project {pid}" for path, pid in out.items()}
+    finally:
+        await storage.close()
+
+
+def _project_id(ref: str, known: dict[int, str | None]) -> int | None:
+    """A project by its numeric id or its path (without case, as GitLab compares paths)."""
+    if ref.isdigit():
+        return int(ref)
+    folded = ref.strip("/").casefold()
+    return next((pid for pid, path in known.items() if path and path.casefold() == folded), None)
