@@ -69,6 +69,7 @@ class _Commit:
     files: tuple[str, ...]
     insertions: int
     deletions: int
+    renames: tuple[tuple[str, str], ...] = ()  # (old path, new path) of each file renamed
 
 
 @dataclass
@@ -266,32 +267,36 @@ def _parse_log(tokens: Iterator[str]) -> Iterator[_Commit]:
     """Group `git log -z --numstat` tokens into commits: a header token, then one entry per changed file.
 
     A numstat entry is ``added\\tdeleted\\tpath``, or ``added\\tdeleted\\t`` followed by the old and the new path
-    of a rename (the new one is kept), so the tokens are consumed positionally and odd paths cannot confuse it.
+    of a rename (the new one is the file's path; the pair goes to the commit's renames), so the tokens are
+    consumed positionally and odd paths cannot confuse it.
     """
     header: str | None = None
     files: list[str] = []
+    renames: list[tuple[str, str]] = []
     added = deleted = 0
     for token in tokens:
         if token.startswith("\x1e"):
             if header is not None:
-                yield _commit(header, files, added, deleted)
-            header, files, added, deleted = token[1:], [], 0, 0
+                yield _commit(header, files, renames, added, deleted)
+            header, files, renames, added, deleted = token[1:], [], [], 0, 0
             continue
         counts = token.lstrip("\n").split("\t", 2)
         if len(counts) != 3:
             continue
         path = counts[2]
         if not path:
-            next(tokens, None)
+            old = next(tokens, "")
             path = next(tokens, "")
+            if old and path and old != path:
+                renames.append((old, path))
         files.append(path)
         added += int(counts[0]) if counts[0].isdigit() else 0
         deleted += int(counts[1]) if counts[1].isdigit() else 0
     if header is not None:
-        yield _commit(header, files, added, deleted)
+        yield _commit(header, files, renames, added, deleted)
 
 
-def _commit(header: str, files: list[str], added: int, deleted: int) -> _Commit:
+def _commit(header: str, files: list[str], renames: list[tuple[str, str]], added: int, deleted: int) -> _Commit:
     sha, parents, a_name, a_mail, c_name, c_mail, when, subject, trailers, _ = header.split("\x1f")
     pairs = []
     for line in trailers.splitlines():
@@ -299,7 +304,7 @@ def _commit(header: str, files: list[str], added: int, deleted: int) -> _Commit:
         if sep and value.strip():
             pairs.append((key.strip().lower(), value.strip()))
     return _Commit(sha, tuple(parents.split()), (a_name, a_mail), (c_name, c_mail), int(when), subject,
-                   tuple(pairs), tuple(dict.fromkeys(files)), added, deleted)
+                   tuple(pairs), tuple(dict.fromkeys(files)), added, deleted, tuple(renames))
 
 
 class _People:
@@ -388,12 +393,18 @@ def _extra(commit: _Commit, kind: str, **more: object) -> dict[str, object]:
             "deletions": commit.deletions, **more}
 
 
+def _kept(commit: _Commit, max_files: int) -> tuple[tuple[str, str], ...]:
+    """The renames of the files kept (the first `max_files`)."""
+    kept = set(commit.files[:max_files])
+    return tuple(pair for pair in commit.renames if pair[1] in kept)
+
+
 def _commit_change(commit: _Commit, people: _People, max_files: int) -> Change:
     author = people.ident(*commit.author)
     return Change(
         id=commit.sha, time=commit.time, author=author,
         reviewers=_clean(_split(people, commit.trailers, REVIEW_KEYS), author),
-        files=commit.files[:max_files], title=commit.subject,
+        files=commit.files[:max_files], title=commit.subject, renames=_kept(commit, max_files),
         ackers=_clean(_split(people, commit.trailers, ACK_KEYS), author),
         committer=people.ident(*commit.committer), bot_author=is_bot_identity(*commit.author),
         extra=_extra(commit, "commit"),
@@ -414,6 +425,7 @@ def _mr_change(commit: _Commit, info: _MrInfo, parts: _MrParts, people: _People,
     return Change(
         id=commit.sha, time=commit.time, author=author, reviewers=_clean(reviewers, author),
         files=commit.files[:max_files], title=info.title or commit.subject, ackers=_clean(ackers, author),
+        renames=_kept(commit, max_files),
         committer=people.ident(*commit.author), bot_author=author in parts.bots if bot is None else bot,
         extra=_extra(commit, "mr", mr=info.ref, commits=parts.commits,
                      mergers=_clean(_split(people, commit.trailers, MERGER_KEYS), "")),

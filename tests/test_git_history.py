@@ -83,7 +83,7 @@ def test_reads_commits_mrs_renames_mailmap_and_trailers(repo):
         Change(sha["c1"], 1000, "ann@example.org", ("bob@example.org",), ("a/x.c", "docs/readme.md"), "Add x",
                ("cy@example.org",), "ann@example.org"),
         Change(sha["c2"], 2000, "bob@example.org", ("eve@example.org", "Just A Name"), ("a/y.c",), "Rename x",
-               ("cy@example.org",), "bob@example.org"),
+               ("cy@example.org",), "bob@example.org", renames=(("a/x.c", "a/y.c"),)),
         Change(sha["c3"], 3300, "cy@example.org", (), ("docs/readme.md",), "Docs", (), "cy@example.org"),
         Change(sha["mr"], 4000, "dee@example.org", ("bob@example.org", "cy@example.org"),
                ("a/y.c", "b/new.c", "b/other.c"), "Add the new module", (), "fay@example.org"),
