@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Callable, Collection, Iterable, Mapping, Sequence
 
 from bot.eligibility import is_bot_username
@@ -195,6 +195,21 @@ def _parse_cursor(text: str | None) -> datetime | None:
         return None
 
 
+async def _not_yet_imported(storage: Storage, project_id: int, mrs: list[MergeRequest],
+                            start: datetime | None) -> list[MergeRequest]:
+    """The MRs less those of the resumed cursor's own second that the last run imported: GitLab's
+    `updated_after` is inclusive and whole seconds, so a resumed run meets them again (it fetched them again
+    and counted them as imported: "1 merged MRs imported" with nothing new)."""
+    if start is None:
+        return mrs
+    edge = start.replace(microsecond=0) + timedelta(seconds=1)
+    again = [mr for mr in mrs if mr.updated_at < edge]
+    if not again:
+        return mrs
+    present = await storage.history.present(project_id, (change_id(mr.iid) for mr in again))
+    return [mr for mr in mrs if not (mr.updated_at < edge and change_id(mr.iid) in present)]
+
+
 async def backfill_project(client: GitLabClient, storage: Storage, project_id: int, *, restart: bool = False,
                            concurrency: int = 4, bots: Collection[str] = (),
                            progress: Progress | None = None) -> BackfillProgress:
@@ -206,7 +221,9 @@ async def backfill_project(client: GitLabClient, storage: Storage, project_id: i
     cursor = None if restart or row is None else _parse_cursor(row.backfill_cursor)
     state = BackfillProgress(project_id, 0, 0, 0, cursor, False)
     log.info(kv("backfill started", project_id=project_id, cursor=_cursor_text(cursor)))
+    start = cursor
     async for items in client.merged_mrs_since(project_id, cursor):
+        items = await _not_yet_imported(storage, project_id, items, start)
         feedback: dict[int, list[FeedbackRow]] = {}
         for r in await storage.feedback.of_mrs(project_id, (mr.iid for mr in items)):
             feedback.setdefault(r.mr_iid, []).append(r)

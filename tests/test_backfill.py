@@ -241,3 +241,17 @@ def test_the_command_needs_a_token(tmp_path, monkeypatch):
     err = io.StringIO()
     monkeypatch.setattr("sys.stderr", err)
     assert args.func(args) == 2 and "GITLAB_TOKEN is not set" in err.getvalue()
+
+
+async def test_a_resumed_import_with_nothing_new_imports_nothing(simulator, http_session, store):
+    """GitLab's `updated_after` is inclusive: a resumed run met the MRs of its cursor's second again, fetched
+    their diffs and approvals again and reported "1 merged MRs imported" with nothing new."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=12)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=5)
+    first = await backfill_project(client, store, seeded.project.id)
+    assert first.imported == 12
+    diffs = len(state.calls("GET", "/diffs"))
+    again = await backfill_project(client, store, seeded.project.id)
+    assert again.done and again.imported == 0 and len(state.calls("GET", "/diffs")) == diffs
+    assert await store.history.count(seeded.project.id) == 12

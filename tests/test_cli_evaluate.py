@@ -177,5 +177,6 @@ def test_a_project_history_stored_by_the_bot_is_replayed(sqlite_url, tmp_path, m
     assert len({json.dumps(v, sort_keys=True) for v in by_file.values()}) == 1
     with pytest.raises(SystemExit) as exited:
         main([command, "--project", "other/app", *extra, "--jobs", "1"])
-    assert exited.value.code == 1 and "holds no history of project other/app: import it with `reviewbot backfill --project other/app`" in \
-        capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert exited.value.code == 1
+    assert "holds no history of project other/app: import it with `reviewbot backfill --project other/app`" in said

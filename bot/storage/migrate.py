@@ -94,7 +94,8 @@ async def check_schema(engine: AsyncEngine) -> None:
         at = ", ".join(sorted(current)) or "empty (never migrated)"
         raise SchemaOutOfDate(
             f"the database schema is at {at} but this version of reviewbot needs "
-            f"{', '.join(sorted(heads))}: run `reviewbot migrate` (Heroku: in the release phase) and restart"
+            f"{', '.join(sorted(heads))}: run `reviewbot migrate` (Heroku: in the release phase), then this command "
+            "again"
         )
 
 
