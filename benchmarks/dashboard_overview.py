@@ -59,7 +59,8 @@ REASONS = ("reviewed 12 changes to src/core/ (last 3 days ago)", "owns 40% of th
 def _mr_rows(rng: random.Random, project: int, iid: int, ids: dict[str, int]) -> tuple[list, list, list]:
     """The suggestion, feedback and history rows of one merge request."""
     start = NOW - timedelta(days=rng.uniform(0, 83))
-    files = [f"src/area{rng.randrange(30)}/file{rng.randrange(400)}.c" for _ in range(min(60, int(rng.expovariate(0.2)) + 1))]
+    files = [f"src/area{rng.randrange(30)}/file{rng.randrange(400)}.c"
+             for _ in range(min(60, int(rng.expovariate(0.2)) + 1))]
     author = rng.choice(PEOPLE)
     picks = rng.sample([p for p in PEOPLE if p != author], 4)
     sugg, fb, hist = [], [], []

@@ -559,3 +559,39 @@ async def test_projects_remember_backfill_and_overrides(storage, clock):
     assert row.last_event_at == clock()
     assert [p.id for p in await storage.projects.list()] == [3, 4]
     assert await storage.projects.get(5) is None
+
+
+async def test_a_projects_marker_changes_with_each_row_and_model_activation_and_only_its_own(storage):
+    """What the dashboard's overview checks on each load before computing a project's numbers again."""
+    seen = [await storage.projects.marker(1)]
+
+    async def changed() -> bool:
+        seen.append(await storage.projects.marker(1))
+        return seen[-1] != seen[-2]
+
+    sid = await storage.suggestions.add(1, 3, [{"username": "bob"}], "v")
+    assert await changed()
+    await storage.feedback.record(1, 3, "bob", "accepted", suggestion_id=sid)
+    assert await changed()
+    await storage.history.upsert(1, [Change("!3", 100, "ann", ("bob",), ("a.c",))])
+    assert await changed()
+    await storage.history.upsert(1, [Change("!3", 100, "ann", ("bob", "cy"), ("a.c",))])  # replaced in place
+    assert not await changed()
+    await storage.models.save(1, "v1", b"one")
+    await storage.models.save(1, "v2", b"two")
+    assert await changed()
+    await storage.models.activate(1, "v1")
+    assert await changed()
+    await storage.suggestions.add(2, 3, [], "v")
+    await storage.feedback.record(2, 3, "bob", "accepted")
+    await storage.models.save(2, "v1", b"one")
+    assert not await changed()
+    assert await storage.projects.marker(9) == (0,) * 7
+
+
+async def test_suggestions_of_mrs_can_leave_the_mr_unread(storage):
+    sid = await storage.suggestions.add(1, 3, [{"username": "bob"}], "v", author="ann", files=["a.c"])
+    [row] = await storage.suggestions.of_mrs(1, [3], with_mr=False)
+    assert (row.id, row.people, row.author, row.files) == (sid, [{"username": "bob"}], None, None)
+    [row] = await storage.suggestions.of_mrs(1, [3])
+    assert (row.author, row.files) == ("ann", ["a.c"])

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage.db import insert_for, utcnow
-from bot.storage.tables import projects
+from bot.storage.tables import feedback, history, models, projects, suggestions
 
 __all__ = ["ProjectRow", "ProjectStore"]
 
@@ -66,6 +66,26 @@ class ProjectStore:
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(projects).where(projects.c.id == project_id))).first()
         return _row(row) if row else None
+
+    async def marker(self, project_id: int) -> tuple[int, ...]:
+        """Where the project's suggestions, feedback, history and active model stand: the row count and largest
+        id of each table, and the active model's id, read in one statement.
+
+        Why: a reader that caches what it computed from these rows (the dashboard's overview) asks this first,
+        in every process, and computes again only when it changed. Their rows are only ever added (a history
+        row is replaced in place, which leaves it merged all the same), so any new row changes it, even one
+        that committed late under a smaller id (the count); activating a model changes its id.
+        """
+        def count_and_last(table: sa.Table) -> list[sa.ScalarSelect[Any]]:
+            where = table.c.project_id == project_id
+            return [sa.select(sa.func.count()).select_from(table).where(where).scalar_subquery(),
+                    sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0)).where(where).scalar_subquery()]
+
+        active = sa.select(sa.func.coalesce(sa.func.max(models.c.id), 0)).where(
+            models.c.project_id == project_id, models.c.active).scalar_subquery()
+        stmt = sa.select(*count_and_last(suggestions), *count_and_last(feedback), *count_and_last(history), active)
+        async with self.engine.connect() as conn:
+            return tuple(int(v) for v in (await conn.execute(stmt)).one())
 
     async def list(self) -> list[ProjectRow]:
         """Every known project, by id."""
