@@ -10,7 +10,8 @@ Definitions (one merge request is one unit, however often the bot re-suggested o
   reviewer the team added whom the last suggestion did not list, neither of them the team taking a suggestion);
   it counts in the week of the bot's first suggestion on it;
 * its **actual reviewers** are the `final_reviewer` people once merged, else whoever is currently a reviewer
-  (`accepted`, `assigned`, `approved`, `reviewed`, less those `removed` since);
+  (`accepted`, `assigned`, `approved`, `reviewed`, less those `removed` since; an approval taken back,
+  `unapproved`, no longer makes its giver one, while a reviewer still requested or who commented stays);
 * **Top-1 / Top-3 hit**: over merged merge requests, the bot's latest first / first three suggestions
   include one of the actual reviewers;
 * **review load** is, per person, the open reviews (a reviewer on a merge request neither merged nor
@@ -201,16 +202,32 @@ class _Mr:
         states = [r.label for r in self.feedback if r.label in ("closed", "reopened")]
         return not self.merged() and bool(states) and states[-1] == "closed"
 
+    def current(self) -> dict[str, str]:
+        """casefolded -> name of each current reviewer: someone with a `CURRENT_REVIEWER` label here that
+        still stands since their last `removed`, an `approved` standing until an `unapproved` after it.
+
+        Why by label: taking an approval back ends that approval alone. A reviewer still requested keeps
+        the review (GitLab lists them, their review state reset); someone whose approval was their only part
+        in it is nobody's reviewer any more, as on GitLab, instead of an open review for as long as the
+        merge request stays open.
+        """
+        standing: dict[str, set[str]] = defaultdict(set)
+        names: dict[str, str] = {}
+        for row in self.feedback:
+            key = row.person.casefold()
+            if row.label in CURRENT_REVIEWER:
+                standing[key].add(row.label)
+                names[key] = row.person
+            elif row.label == "unapproved":
+                standing[key].discard("approved")
+            elif row.label == "removed":
+                standing[key].clear()
+        return {key: names[key] for key, labels in standing.items() if labels}
+
     def reviewers(self) -> list[str]:
         """The actual reviewers (see the module docstring), sorted."""
-        current: dict[str, str] = {}
         final = [r.person for r in self.feedback if r.label == "final_reviewer"]
-        for row in self.feedback:
-            if row.label in CURRENT_REVIEWER:
-                current[row.person.casefold()] = row.person
-            elif row.label == "removed":
-                current.pop(row.person.casefold(), None)
-        names = {p.casefold(): p for p in final} if self.merged() else current
+        names = {p.casefold(): p for p in final} if self.merged() else self.current()
         return sorted(names.values(), key=str.casefold)
 
 

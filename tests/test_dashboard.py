@@ -39,8 +39,9 @@ from bot.config import Settings
 from bot.dashboard import COOKIE, COOKIE_MAX_AGE, cookie_value, load_stats
 from bot.dashboard_stats import NO_MODEL
 from bot.metrics import Metrics
-from bot.storage import Storage
+from bot.storage import Storage, utcnow
 from bot.web import make_app
+from tests.bot_harness import handler_env  # noqa: F401 - fixture
 from tests.storage_fixtures import FakeClock
 
 TOKEN = "dashboard-token-0123456789abcdef"
@@ -346,6 +347,25 @@ async def test_an_mr_first_suggested_before_the_window_keeps_its_week_and_its_re
     assert rows[20].suggested_at.date().isoformat() == "2024-12-20" and rows[20].reviewers == ["ann"]
     assert (rows[21].merged, rows[22].closed) == (True, True)
     assert {r.person: r.open for r in stats.load} == {"ann": 1, "bob": 0, "cy": 0, "dan": 0}
+
+
+async def test_an_approval_taken_back_leaves_the_open_reviews_gitlab_shows(handler_env):
+    """Real approval hooks from the simulator through the handlers: bob, the reviewer ann asked for, approves
+    and takes it back (GitLab still lists him); cy, nobody's reviewer, does the same (GitLab shows her nowhere).
+    cy stayed an actual reviewer and an open review for as long as the merge request was open."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    for person in (env.tiny.bob, env.tiny.cy):
+        env.state.approve(mr, person)
+        env.state.unapprove(mr, person)
+    await env.run()
+    stats = await load_stats(env.storage, await env.storage.projects.get(env.pid), now=utcnow())
+    [row] = [r for r in stats.recent if r.mr_iid == mr.iid]
+    on_gitlab = sorted(env.state.user(i).username for i in mr.reviewer_ids)
+    assert row.reviewers == on_gitlab == ["bob"] and not mr.approvals
+    assert {r.person: r.open for r in stats.load if r.open} == {"bob": 1}
 
 
 async def test_the_project_page_shows_the_numbers_and_escapes_names(client):

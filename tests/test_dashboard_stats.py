@@ -121,3 +121,24 @@ def test_a_reviewer_removed_whom_the_suggestion_did_not_list_is_no_longer_a_revi
     rows = [feedback(1, "cy", "assigned", ago=0.9), feedback(1, "cy", "removed", ago=0.5)]
     result = stats([suggestion(1, "ann")], rows)
     assert result.recent[0].reviewers == [] and {(r.person, r.open) for r in result.load} == {("ann", 0), ("cy", 0)}
+
+
+def test_an_approval_taken_back_alone_is_no_open_review_but_a_reviewer_still_requested_keeps_theirs():
+    """Someone who approved and took it back counted as an open review (and an actual reviewer) for as long as
+    the merge request stayed open, though GitLab shows them neither as a reviewer nor as an approver."""
+    taken_back = [("approved", 4), ("unapproved", 3)]
+    histories = {
+        "bob": (1, taken_back, 0),                                    # approved only, then took it back
+        "cy": (2, [("assigned", 5), *taken_back], 1),                 # still requested as a reviewer
+        "dan": (3, [("accepted", 5), *taken_back, ("removed", 2)], 0),
+        "eve": (4, [("reviewed", 5), *taken_back], 1),                # commented: still took part
+        "fay": (5, [*taken_back, ("approved", 2)], 1),                # approved again
+    }
+    rows = [suggestion(iid, "zed", ago=6) for iid, _, _ in histories.values()]
+    reactions = [feedback(iid, person, label, ago=ago)
+                 for person, (iid, labels, _) in histories.items() for label, ago in labels]
+    result = stats(rows, reactions, weeks=8)
+    load = {r.person: r.open for r in result.load}
+    assert {person: load.get(person, 0) for person in histories} == {
+        person: open_ for person, (_, _, open_) in histories.items()}
+    assert {r.mr_iid: r.reviewers for r in result.recent} == {1: [], 2: ["cy"], 3: [], 4: ["eve"], 5: ["fay"]}
