@@ -19,6 +19,7 @@ a known command with bad arguments (`error` says what and how to fix it). The ru
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Literal
@@ -57,7 +58,7 @@ Commands inside code blocks or quotes are ignored."""
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
 _SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
 _INLINE = re.compile(r"\\.|`+|<!--", re.DOTALL)  # what may start an escape, a code span or a comment
-_USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]*)")
+_USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]{0,254})")  # GitLab: 255 characters at most
 _DURATION = re.compile(
     r"(?P<n>[0-9]+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE
 )
@@ -96,29 +97,69 @@ def help_text(bot_username: str | None = None) -> str:
 
 
 def _visible_lines(text: str) -> list[str]:
-    """Stripped lines outside fenced code blocks, `>>>` quote blocks, `>` quotes and HTML comments (hidden
-    when the comment is shown: a command there would run unseen), and not indented 4 columns or more (an
-    indented code block; GitLab's own quick actions start at the line's first column)."""
+    """The lines a command may start, stripped and without their HTML comments: outside fenced code blocks,
+    `>>>` quote blocks, `>` quotes and HTML comments (hidden when the comment is shown: a command there would
+    run unseen), not inside a code span, and not indented 4 columns or more (an indented code block, or a
+    paragraph's continuation; GitLab's own quick actions start at the line's first column).
+
+    Block by block, as CommonMark reads them: a line that starts with `<!--` opens an HTML comment that hides
+    every line up to its `-->`; within a paragraph, code spans and comments may run across lines
+    (`_paragraph`)."""
     lines: list[str] = []
     fence: str | None = None
-    hidden = False  # inside an HTML comment
+    in_comment = False  # inside an HTML comment block, up to its `-->`
+    para: list[str] = []  # the lines of the paragraph being read
     for line in text.splitlines():
         stripped = line.strip()
         if fence is not None:
             if stripped.startswith(fence) and not stripped.strip(fence[0]):
                 fence = None
             continue
-        if hidden:
-            hidden, stripped = "-->" not in stripped, stripped.partition("-->")[2].strip()
-            if hidden:
-                continue
-        if m := _FENCE_OPEN.fullmatch(stripped):
-            fence = m.group(1) or m.group(2) or m.group(3)
+        if in_comment:
+            in_comment, rest = "-->" not in line, line.partition("-->")[2]
+            if not in_comment:
+                lines += _paragraph([rest])  # the end line's rest: a block of its own
             continue
-        stripped, hidden = _uncommented(stripped)
-        if not stripped.startswith(">") and _indent(line) < 4:  # 4 columns: a code block (or a paragraph's
-            lines.append(stripped)                              # continuation): not a line's start either way
-    return lines
+        starts_block = _indent(line) < 4 and stripped.startswith(("<!--", ">"))
+        if not stripped or starts_block or _FENCE_OPEN.fullmatch(stripped):
+            lines += _paragraph(para)
+            para = []
+            if m := _FENCE_OPEN.fullmatch(stripped):
+                fence = m.group(1) or m.group(2) or m.group(3)
+            elif stripped.startswith("<!--") and _indent(line) < 4:
+                in_comment = "-->" not in stripped[4:]
+                para = [] if in_comment else [line]
+            continue
+        if para or _indent(line) < 4:  # 4 columns after a blank line: an indented code block
+            para.append(line)
+    return lines + _paragraph(para)
+
+
+def _paragraph(para: list[str]) -> list[str]:
+    """Each line of a paragraph without the paragraph's HTML comments, stripped, unless it starts inside a
+    code span or a quote, or is indented 4 columns (a continuation)."""
+    text = "\n".join(para)
+    hidden, code = _inline_spans(text)
+    code_starts = [a for a, _ in code]
+    out: list[str] = []
+    start = h = 0
+    for line in para:
+        end = start + len(line)
+        while h < len(hidden) and hidden[h][1] <= start:
+            h += 1
+        pieces, pos, k = [], start, h
+        while k < len(hidden) and hidden[k][0] < end:
+            pieces.append((pos, text[pos:max(pos, hidden[k][0])]))
+            pos, k = max(pos, hidden[k][1]), k + 1
+        pieces.append((pos, text[pos:end]))
+        first = next((at + len(piece) - len(piece.lstrip()) for at, piece in pieces if piece.strip()), None)
+        i = bisect_right(code_starts, first) - 1 if first is not None else -1
+        visible = "".join(piece for _, piece in pieces).strip()
+        if first is not None and not (i >= 0 and code[i][1] > first) and _indent(line) < 4 \
+                and not visible.startswith(">"):
+            out.append(visible)
+        start = end + 1
+    return out
 
 
 def _indent(line: str) -> int:
@@ -131,32 +172,33 @@ def _indent(line: str) -> int:
     return len(expanded) - len(expanded.lstrip(" "))
 
 
-def _uncommented(line: str) -> tuple[str, bool]:
-    """The line without its HTML comments, and whether one stays open after it.
+def _inline_spans(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(start, end) of the HTML comments and of the code spans of a paragraph, in order.
 
     Read left to right as CommonMark does: whichever starts first, a code span or `<!--`, wins (a `<!--` in
-    a code span is text; a backtick in a comment is hidden), and a backslash escapes the next character.
-    One pass over the line: a comment of a megabyte of `<!---->` and backticks from anyone costs
-    milliseconds (the line was rescanned per comment, recursively: 9 s a line, or a RecursionError).
+    a code span is text; a backtick in a comment is hidden); a `<!--` with no `-->` after it is text; a
+    backslash escapes the next character. One pass: a megabyte of `<!---->`, `<!--` or backticks from anyone
+    costs milliseconds (each line was rescanned per comment, recursively: 9 s a line, or a RecursionError).
     """
-    if "<!--" not in line:
-        return line, False
-    runs = backtick_runs(line)
-    kept: list[str] = []
-    shown = i = 0  # shown: where the text after the last comment starts
-    while (m := _INLINE.search(line, i)) is not None:
-        token = m.group(0)
-        i = m.end()
+    runs = backtick_runs(text)
+    hidden: list[tuple[int, int]] = []
+    code: list[tuple[int, int]] = []
+    close = -2  # where the next `-->` is, once looked for (-1: none left)
+    i = 0
+    while (m := _INLINE.search(text, i)) is not None:
+        token, i = m.group(0), m.end()
         if token == "<!--":
-            kept.append(line[shown:m.start()])
-            end = line.find("-->", i)
-            if end < 0:
-                return "".join(kept).strip(), True
-            shown = i = end + 3
+            if close != -1 and close < i:
+                close = text.find("-->", i)
+            if close >= 0:
+                hidden.append((m.start(), close + 3))
+                i = close + 3
         elif token.startswith("`"):
-            i = next_run(runs, len(token), i) or i
-    kept.append(line[shown:])
-    return "".join(kept).strip(), False
+            closer = next_run(runs, len(token), i)
+            if closer is not None:
+                code.append((m.start(), closer))
+                i = closer
+    return hidden, code
 
 
 def shown(text: str, most: int = SHOWN_CHARS) -> str:

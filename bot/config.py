@@ -258,8 +258,9 @@ class DashboardSettings(_Frozen):
     def _protected(self) -> DashboardSettings:
         secret = self.token.get_secret_value() if self.token is not None else ""
         if self.enabled and len(secret) < DASHBOARD_TOKEN_MIN:
+            what = "enabled needs a token of" if not secret else "the token (which turns the dashboard on) needs"
             raise ValueError(
-                f"enabled needs a token of at least {DASHBOARD_TOKEN_MIN} characters "
+                f"{what} at least {DASHBOARD_TOKEN_MIN} characters "
                 f"(got {'none' if not secret else len(secret)}): the dashboard shows who reviews what"
             )
         return self

@@ -228,7 +228,22 @@ async def test_the_command_resolves_a_path_and_prints_progress(simulator, databa
     assert report.done and await store.history.count(seeded.project.id) == 15
     text = out.getvalue()
     assert f"importing {seeded.project.path_with_namespace} (id {seeded.project.id})" in text
-    assert "done, 15 merged MRs imported" in text
+    assert "done, 15 merged MRs imported" in text and "snapshots" not in text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_restarted_import_deletes_the_projects_snapshots(simulator, database_url, store):
+    """Rows read again replace the old ones in place, and a stored snapshot still fits their count: a warm
+    start would rank on the graph as it was (without the renames the import now stores)."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=6)
+    settings = bot_settings(state, url, database_url)
+    await cli.backfill(settings, str(seeded.project.id), retry=PATIENT, out=io.StringIO())
+    await store.snapshots.save(seeded.project.id, b"x", format="f", config="c", history_count=6, history_time=None,
+                               boundary=())
+    out = io.StringIO()
+    await cli.backfill(settings, str(seeded.project.id), restart=True, retry=PATIENT, out=out)
+    assert await store.snapshots.list(seeded.project.id) == [] and "snapshots of the project deleted" in out.getvalue()
 
 
 def test_the_command_needs_a_token(tmp_path, monkeypatch):

@@ -233,8 +233,13 @@ def test_a_megabyte_of_html_comments_parses():
     ("<!-- ` -->/reviewers reroll <!-- ` -->", ["reroll"]),  # backticks in comments open no code span
     ("`<!--`/reviewers", []),  # a `<!--` in a code span is text: the line starts with the span
     ("<!-- hidden --><!-- too -->/reviewers reroll", ["reroll"]),
-    ("\\<!-- -->/reviewers", []),  # an escaped `<` starts no comment
+    ("x \\<!--\n/reviewers assign 3\n-->", ["assign"]),  # an escaped `<` starts no comment
     ("<!-- open\n/reviewers\n-->", []),  # inside a comment over several lines
+    ("Use `\n/reviewers assign 3\n` to ask.", []),  # a code span runs across the lines of a paragraph
+    ("a `\nb` <!-- `\n/reviewers assign 3\n` -->", []),  # ... and so does an inline comment
+    ("Careful, x <!-- y\n/reviewers assign 3", ["assign"]),  # an inline `<!--` never closed is text
+    ("see ```<!--`\n/reviewers assign 3", ["assign"]),
+    ("`a\n\n/reviewers", ["suggest"]),  # a blank line ends the paragraph: no code span across it
 ])
 def test_html_comments_and_code_spans_are_read_left_to_right(text, kinds):
     assert [c.kind for c in parse_commands(text)] == kinds
@@ -245,3 +250,11 @@ def test_exclude_names_at_most_ten_people():
     [command] = parse_commands(f"/reviewers exclude {names}")
     assert command.kind == "invalid" and f"at most {MAX_EXCLUDE} usernames" in command.error
     assert parse_commands(f"/reviewers exclude {names.rpartition(' ')[0]}")[0].kind == "exclude"
+
+
+def test_a_name_longer_than_gitlab_allows_is_no_username():
+    """Names are echoed in replies: 20 names of 50,000 characters made a reply GitLab refuses (over 1,000,000
+    characters), and the event failed on every retry."""
+    [command] = parse_commands("/reviewers why @" + "u" * 50_000)
+    assert command.kind == "invalid" and len(command.error) < 300
+    assert parse_commands("/reviewers why @" + "u" * 255)[0].users == ("u" * 255,)

@@ -60,8 +60,12 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
             found = await client.get_project(project_ref(project))
             print(f"importing {found.path_with_namespace} (id {found.id}) from {settings.gitlab.url}", file=out)
             bots = settings.project_settings(found.id, found.path_with_namespace).bots
-            return await backfill_project(client, storage, found.id, restart=restart, concurrency=concurrency,
-                                          bots=bots, progress=_printer(out))
+            report = await backfill_project(client, storage, found.id, restart=restart, concurrency=concurrency,
+                                            bots=bots, progress=_printer(out))
+            if restart and await storage.snapshots.delete(found.id):
+                print("stored snapshots of the project deleted: restart the bot to rank on the history read "
+                      "again (rows replaced in place are not picked up by a running bot)", file=out)
+            return report
     finally:
         await storage.close()
 

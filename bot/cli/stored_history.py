@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import gzip
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -70,7 +71,7 @@ async def _export(url: str, refs: list[str], into: Path) -> dict[str, str]:
 
 def _project_id(ref: str, known: dict[int, str | None]) -> int | None:
     """A project by its numeric id or its path (without case, as GitLab compares paths)."""
-    if ref.isdigit():
+    if re.fullmatch(r"[0-9]+", ref):  # not isdigit: "²" is a digit too, and no int
         return int(ref)
     folded = ref.strip("/").casefold()
     return next((pid for pid, path in known.items() if path and path.casefold() == folded), None)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.storage.db import StorageError, create_engine
 
 __all__ = [
-    "alembic_config", "migrate", "schema_is_current", "current_revisions", "head_revisions",
+    "alembic_config", "migrate", "upgrade", "schema_is_current", "current_revisions", "head_revisions",
     "check_schema", "SchemaOutOfDate", "known_revisions", "newer_schema",
 ]
 
@@ -99,23 +99,32 @@ async def check_schema(engine: AsyncEngine) -> None:
         )
 
 
-def _upgrade(connection: Connection, cfg: Config, revision: str) -> None:
+def _upgrade(connection: Connection, cfg: Config, revision: str) -> set[str]:
+    """Upgrade in the caller's transaction; the revisions before, read under the lock on PostgreSQL (of two
+    processes migrating at once, the second sees what the first did)."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+    before = _current(connection)
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, revision)
+    return before
 
 
-async def migrate(url: str, revision: str = "head", **engine_kwargs: Any) -> set[str]:
-    """Bring the database at `url` up to `revision` (default: the newest); return its revisions after."""
+async def upgrade(url: str, revision: str = "head", **engine_kwargs: Any) -> tuple[set[str], set[str]]:
+    """Bring the database at `url` up to `revision` (default: the newest); its revisions before and after."""
     engine = create_engine(url, **engine_kwargs)
     try:
         await _known_revisions(engine)
         async with engine.begin() as conn:
-            await conn.run_sync(_upgrade, alembic_config(), revision)
-        return await current_revisions(engine)
+            before = await conn.run_sync(_upgrade, alembic_config(), revision)
+        return before, await current_revisions(engine)
     finally:
         await engine.dispose()
+
+
+async def migrate(url: str, revision: str = "head", **engine_kwargs: Any) -> set[str]:
+    """`upgrade`, returning the revisions after."""
+    return (await upgrade(url, revision, **engine_kwargs))[1]
 
 
 def _revision_cli(argv: list[str]) -> None:

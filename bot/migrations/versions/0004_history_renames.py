@@ -2,7 +2,8 @@
 
 Why: a renamed file's review history follows it (`graph.ownership.OwnershipGraph.move_history`), and the
 graph is rebuilt from the stored history, so the renames are stored with it. Rows stored before this
-revision keep NULL (no rename known) until `reviewbot backfill --project ID --restart` imports them again.
+revision keep NULL (no rename known) until `reviewbot backfill --project ID --restart` imports them again
+(which deletes the project's snapshots; restart the bot then).
 
 Revision ID: 0004
 Revises: 0003
