@@ -1,12 +1,12 @@
 """The read-only dashboard: GET / (projects), GET /projects/{id}, GET /api/projects/{id}/stats.
 
 Why it is off by default and always behind a token: it shows who reviews what in every project the bot
-serves. `setup()` adds no route at all unless `[dashboard] enabled = true` with a token (so every dashboard
-URL is a 404 otherwise). A browser signs in once, with the 401 page's form (POST /signin) or by opening
-`/?token=...`: the token is checked in constant time, an HttpOnly SameSite=Strict cookie (an HMAC of the
-token, never the token itself) is set and the browser is sent on without the token in its address; scripts
-send `Authorization: Bearer ...`. Anything else gets the 401 page with the form. No page shows the GitLab
-token, the webhook secrets or the database URL.
+serves. `setup()` adds no route at all unless the dashboard is enabled with a token (a token alone enables
+it; so every dashboard URL is a 404 otherwise). A browser signs in once, with the 401 page's form (POST
+/signin) or by opening `/?token=...`: the token is checked in constant time, an HttpOnly SameSite=Lax
+cookie (an HMAC of the token, never the token itself) is set and the browser is sent on without the token
+in its address; scripts send `Authorization: Bearer ...`. Anything else gets the 401 page with the form.
+No page shows the GitLab token, the webhook secrets or the database URL.
 """
 from __future__ import annotations
 

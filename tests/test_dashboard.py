@@ -496,10 +496,12 @@ async def test_a_browser_without_the_token_sees_no_data(aiohttp_server, seeded, 
     assert "Sign-in needed" in dom and "acme/widgets" not in dom and "acceptance-chart" not in dom
 
 
-async def in_chromium(profile: Path, url: str, script: str) -> tuple[str, str]:
+async def in_chromium(profile: Path, url: str, script: str,
+                      until: str = "!document.querySelector('form.signin-form') || document.title.includes('Sign-in')",
+                      ) -> tuple[str, str]:
     """Open `url` in Chromium driven over DevTools, run `script` in the page (submit a form, click), and
-    return the title and text of the page it leads to: forms as a person submits them, with the headers
-    (`Origin`, `Sec-Fetch-Site`) a browser really sends."""
+    return the title and text of the page it leads to (once `until` holds there): forms and links as a person
+    uses them, with the headers (`Origin`, `Sec-Fetch-Site`) a browser really sends."""
     flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time")]
     proc = await asyncio.create_subprocess_exec(chromium(), *flags, f"--user-data-dir={profile}",
                                                 "--remote-debugging-port=0", "about:blank",
@@ -537,7 +539,7 @@ async def in_chromium(profile: Path, url: str, script: str) -> tuple[str, str]:
                 await call("Page.navigate", url=url)
                 await settled("document.forms.length > 0")
                 await evaluate(f"{script}; 1")
-                await settled("!document.querySelector('form.signin-form') || document.title.includes('Sign-in')")
+                await settled(until)
                 await asyncio.sleep(0.5)
                 return await evaluate("document.title"), await evaluate("document.body.innerText")
     finally:
@@ -568,11 +570,12 @@ async def test_a_token_link_followed_from_another_site_signs_in(aiohttp_server, 
     link = f"http://127.0.0.1:{server.port}/projects/7?token={TOKEN}"
 
     async def chat(request: web.Request) -> web.Response:
-        return web.Response(text=f'<!doctype html><meta http-equiv="refresh" content="0;url={link}">',
+        return web.Response(text=f'<!doctype html><form></form><a href="{link}">the dashboard</a>',
                             content_type="text/html")
 
     other = web.Application()
     other.router.add_get("/", chat)
     elsewhere = await aiohttp_server(other)
-    dom = await run_chromium(f"http://localhost:{elsewhere.port}/", tmp_path / "profile", "--dump-dom")
-    assert "acme/widgets" in dom and "Sign-in needed" not in dom, dom[:600]
+    title, text = await in_chromium(tmp_path / "profile", f"http://localhost:{elsewhere.port}/",
+                                    "document.querySelector('a').click()", until=f"location.port === '{server.port}'")
+    assert "acme/widgets" in title and "Sign-in needed" not in text, text[:600]
