@@ -348,6 +348,8 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         for person in truth:
             self._note(self._reviewed, person, change.time, 1.0 / len(truth))
         super().observe(change, reviewed=self._settle_early(change, truth))
+        if change.renames:
+            self._follow_renames(dict(change.renames))
         if self._due():
             self.refit()
 
@@ -361,6 +363,19 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
             else:
                 self.og.retract_review(then, person, at, before)
         return kept
+
+    def _follow_renames(self, renames: dict[str, str]) -> None:
+        """The early reviews of the other open merge requests (and of closed ones, kept for a reopening)
+        were put on paths a merge just renamed: they are on the new paths now (`OwnershipGraph.move_history`),
+        and a review taken back, or settled at the merge, must be found there (taken back from the old path,
+        it stayed on the new one; settled, it counted twice)."""
+        def moved(then: Change) -> Change:
+            files = tuple(renames.get(f, f) for f in then.files)
+            return then if files == then.files else replace(then, files=files)
+
+        for reviews in [*self._early.values(), *(kept[1] for kept in self._shut.values())]:
+            for person, (at, then, before) in reviews.items():
+                reviews[person] = (at, moved(then), before)
 
     @staticmethod
     def model_input(X: np.ndarray, score: np.ndarray) -> np.ndarray:

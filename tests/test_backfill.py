@@ -229,6 +229,8 @@ async def test_the_command_resolves_a_path_and_prints_progress(simulator, databa
     text = out.getvalue()
     assert f"importing {seeded.project.path_with_namespace} (id {seeded.project.id})" in text
     assert "done, 15 merged MRs imported" in text and "snapshots" not in text
+    # the path, for `evaluate --project PATH` (no event has named the project yet)
+    assert (await store.projects.get(seeded.project.id)).path == seeded.project.path_with_namespace
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -180,3 +180,29 @@ def test_a_project_history_stored_by_the_bot_is_replayed(sqlite_url, tmp_path, m
     said = capsys.readouterr().err
     assert exited.value.code == 1
     assert "holds no history of project other/app: import it with `reviewbot backfill --project other/app`" in said
+
+
+def test_project_lookups_that_cannot_be_answered_say_why(sqlite_url, tmp_path, monkeypatch, capsys):
+    """A mistyped SQLite path made an empty database (then asked for a migration); a path two stored projects
+    had picked one of them silently."""
+    from bot.storage import Storage
+    from tests.storage_fixtures import run_in_thread
+
+    async def store() -> None:
+        storage = await Storage.open(sqlite_url)
+        try:
+            await storage.projects.seen(7, "Grp/App")
+            await storage.projects.seen(9, "grp/app")
+        finally:
+            await storage.close()
+
+    run_in_thread(store)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    for url, ref, said in ((sqlite_url, "grp/app", "projects 7, 9 were each stored under the path grp/app"),
+                           (f"sqlite:///{tmp_path}/typo.sqlite3", "7", "no such SQLite database file")):
+        monkeypatch.setenv("DATABASE_URL", url)
+        with pytest.raises(SystemExit) as exited:
+            main(["evaluate", "--project", ref, "--jobs", "1"])
+        assert exited.value.code == 1 and said in capsys.readouterr().err
+    assert not (tmp_path / "typo.sqlite3").exists()

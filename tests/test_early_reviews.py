@@ -377,3 +377,24 @@ def test_a_change_ranked_with_no_candidates_gets_no_training_rows_from_its_own_e
     rec.learn(change, "bob", "assigned", time=50)
     rec.observe(change)
     assert rec._labelled == 0
+
+
+RENAME = Change("12", 3 * D, "dan", ("cid",), ("src/b.c",), renames=(("src/a.c", "src/b.c"),))
+
+
+@pytest.mark.parametrize("end", ["closed", "merged on the new path"])
+def test_an_early_review_on_a_file_another_merge_renames_is_taken_back_or_settled_on_the_new_path(end):
+    """bob took OPEN's review (on src/a.c); another merge request renamed src/a.c to src/b.c, which moved the
+    review along. Taken back from the old path it stayed on src/b.c for ever; merged, it counted twice."""
+    rec, off = learner(), learner(early_reviews=False)
+    for r in (rec, off):
+        r.recommend(OPEN, 3)
+        r.learn(OPEN, "bob", "accepted", time=2 * D + 3600)
+        r.observe(RENAME)
+        if end == "closed":
+            r.learn(Change(OPEN.id, OPEN.time, "", (), ()), "ann", "closed", time=4 * D)
+        else:
+            r.observe(Change(OPEN.id, 4 * D, "ann", ("bob",), ("src/b.c",)))
+    assert_same_figures(rec.og, off.og, weights=False)
+    bob = rec.og.G["/src/b.c"].get("@bob")
+    assert (bob["rc"] if bob else 0) == (0 if end == "closed" else 1)

@@ -59,6 +59,7 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
             client = GitLabClient(session, url=settings.gitlab.url, token=token, retry=retry)
             found = await client.get_project(project_ref(project))
             print(f"importing {found.path_with_namespace} (id {found.id}) from {settings.gitlab.url}", file=out)
+            await storage.projects.named(found.id, found.path_with_namespace)
             bots = settings.project_settings(found.id, found.path_with_namespace).bots
             report = await backfill_project(client, storage, found.id, restart=restart, concurrency=concurrency,
                                             bots=bots, progress=_printer(out))

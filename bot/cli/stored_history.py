@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from bot.config import ConfigError, load_settings, redact_url
 from bot.storage import Storage, StorageError
 from graph.model import record_of
@@ -48,6 +50,7 @@ def export_projects(refs: list[str], config: str | None, into: Path, command: st
 
 
 async def _export(url: str, refs: list[str], into: Path) -> dict[str, str]:
+    _no_new_sqlite_file(url)
     storage = await Storage.open(url)
     try:
         known = {row.id: row.path for row in await storage.projects.list()}
@@ -69,9 +72,23 @@ async def _export(url: str, refs: list[str], into: Path) -> dict[str, str]:
         await storage.close()
 
 
+def _no_new_sqlite_file(url: str) -> None:
+    """Reading must not create: SQLite makes an empty file for a mistyped path (then asks for a migration)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+            and not Path(parsed.database).exists():
+        raise LookupError(f"{redact_url(url)}: no such SQLite database file; give the bot's database "
+                          "(DATABASE_URL or [database] url, as the bot runs with)")
+
+
 def _project_id(ref: str, known: dict[int, str | None]) -> int | None:
-    """A project by its numeric id or its path (without case, as GitLab compares paths)."""
+    """A project by its numeric id or its path (without case, as GitLab compares paths); a path two stored
+    projects had (one renamed on GitLab since, another created under its old path) must be given as an id."""
     if re.fullmatch(r"[0-9]+", ref):  # not isdigit: "²" is a digit too, and no int
         return int(ref)
     folded = ref.strip("/").casefold()
-    return next((pid for pid, path in known.items() if path and path.casefold() == folded), None)
+    found = sorted(pid for pid, path in known.items() if path and path.casefold() == folded)
+    if len(found) > 1:
+        raise LookupError(f"projects {', '.join(map(str, found))} were each stored under the path {ref}: give "
+                          "the id of the one to measure")
+    return found[0] if found else None

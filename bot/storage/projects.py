@@ -61,6 +61,11 @@ class ProjectStore:
             update["path"] = path
         await self._upsert(project_id, {"path": path, "last_event_at": now}, update)
 
+    async def named(self, project_id: int, path: str) -> None:
+        """Record the project's path (creating its row), as GitLab gave it to a command such as `backfill`,
+        so that `evaluate --project PATH` finds a project no event has named yet."""
+        await self._upsert(project_id, {"path": path}, {"path": path})
+
     async def get(self, project_id: int) -> ProjectRow | None:
         """The project's row, if the bot has seen it."""
         async with self.engine.connect() as conn:
