@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Literal
 
-from bot.comment import backtick_runs, code_span, next_run
+from bot.comment import code_span, inline_spans
 
 __all__ = ["MAX_ASSIGN", "MAX_EXCLUDE", "MAX_OPTOUT", "HELP_TEXT", "Command", "CommandKind", "help_text",
            "parse_commands", "parse_duration", "shown"]
@@ -57,7 +57,6 @@ Commands inside code blocks or quotes are ignored."""
 
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
 _SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
-_INLINE = re.compile(r"\\.|`+|<!--", re.DOTALL)  # what may start an escape, a code span or a comment
 _USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]{0,254})")  # GitLab: 255 characters at most
 _DURATION = re.compile(
     r"(?P<n>[0-9]+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE
@@ -139,7 +138,7 @@ def _paragraph(para: list[str]) -> list[str]:
     """Each line of a paragraph without the paragraph's HTML comments, stripped, unless it starts inside a
     code span or a quote, or is indented 4 columns (a continuation)."""
     text = "\n".join(para)
-    hidden, code = _inline_spans(text)
+    hidden, code = inline_spans(text)
     code_starts = [a for a, _ in code]
     out: list[str] = []
     start = h = 0
@@ -170,35 +169,6 @@ def _indent(line: str) -> int:
     """
     expanded = line.expandtabs(4)
     return len(expanded) - len(expanded.lstrip(" "))
-
-
-def _inline_spans(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """(start, end) of the HTML comments and of the code spans of a paragraph, in order.
-
-    Read left to right as CommonMark does: whichever starts first, a code span or `<!--`, wins (a `<!--` in
-    a code span is text; a backtick in a comment is hidden); a `<!--` with no `-->` after it is text; a
-    backslash escapes the next character. One pass: a megabyte of `<!---->`, `<!--` or backticks from anyone
-    costs milliseconds (each line was rescanned per comment, recursively: 9 s a line, or a RecursionError).
-    """
-    runs = backtick_runs(text)
-    hidden: list[tuple[int, int]] = []
-    code: list[tuple[int, int]] = []
-    close = -2  # where the next `-->` is, once looked for (-1: none left)
-    i = 0
-    while (m := _INLINE.search(text, i)) is not None:
-        token, i = m.group(0), m.end()
-        if token == "<!--":
-            if close != -1 and close < i:
-                close = text.find("-->", i)
-            if close >= 0:
-                hidden.append((m.start(), close + 3))
-                i = close + 3
-        elif token.startswith("`"):
-            closer = next_run(runs, len(token), i)
-            if closer is not None:
-                code.append((m.start(), closer))
-                i = closer
-    return hidden, code
 
 
 def shown(text: str, most: int = SHOWN_CHARS) -> str:
