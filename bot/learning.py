@@ -249,6 +249,20 @@ async def stored_model(storage: Storage, project_id: int) -> tuple[str, Any] | N
     return None if model is None else (row.version, model)
 
 
+async def follow_active(storage: Storage, project_id: int, rec: LearnedRecommender, lock: asyncio.Lock) -> Any:
+    """Rank with the model active in storage when it is not the recommender's (another process stored and
+    activated one: every process learns every label, so their retrainings start together, and the one that
+    lost the race kept ranking with a model no longer active); its stored row, or None."""
+    row = await storage.models.active(project_id)
+    if row is None or row.version == getattr(rec, "model_version", None):  # (older snapshots lack it)
+        return row
+    theirs = await asyncio.to_thread(_loads, row.blob)
+    async with lock:
+        if theirs is not None and adopt(rec, theirs):
+            rec.model_version = row.version
+    return row
+
+
 async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecommender, lock: asyncio.Lock, *,
                             holdout: int = 200, changes: int = 0) -> Retrained | None:
     """Copy the window under `lock`, fit and compare in a thread, store the model, adopt it if not worse.
@@ -257,13 +271,8 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
     recommender adopted its model is adopted first. It becomes active only if that is still the active one
     when it is stored (`ModelStore.save_replacing`), else it is kept inactive.
     """
-    row = await storage.models.active(project_id)
-    theirs = None
-    if row is not None and row.version != getattr(rec, "model_version", None):  # (older snapshots lack it)
-        theirs = await asyncio.to_thread(_loads, row.blob)
+    row = await follow_active(storage, project_id, rec, lock)
     async with lock:
-        if theirs is not None and adopt(rec, theirs):
-            rec.model_version = row.version
         window = await to_the_end(asyncio.to_thread(training_window, rec))
     if window is None:
         return None
@@ -271,6 +280,7 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
     if await storage.models.exists(project_id, version):  # fitted on this very data already, here or elsewhere
         log.info(kv("model for this training data stored already; not retrained", project_id=project_id,
                     version=version))
+        await follow_active(storage, project_id, rec, lock)
         return None
     loop = asyncio.get_running_loop()
     result = await loop.run_in_executor(_RETRAINING, functools.partial(retrain, window, holdout=holdout))
@@ -288,11 +298,14 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
     except sa.exc.IntegrityError:  # another process fitted the same data at the same time and stored it first
         log.info(kv("model for this training data stored by another process", project_id=project_id,
                     version=version))
+        await follow_active(storage, project_id, rec, lock)
         return result
     if active:
         async with lock:
             adopt(rec, result.model)
             rec.model_version = version
+    else:  # not better, or another process activated its model meanwhile: rank with the active one
+        await follow_active(storage, project_id, rec, lock)
     log.info(kv("model retrained", project_id=project_id, version=version, top1=round(result.score, 4),
                 current_top1=round(result.current_score, 4), held_out=result.changes, active=active))
     return result

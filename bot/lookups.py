@@ -64,6 +64,10 @@ class Recent:
         self._items[key] = (now + (self.ttl if ttl is None else ttl), value)
         return value
 
+    def forget(self, key: Hashable) -> None:
+        """Drop `key`'s answer: the next `get` asks again (one that turned out to be out of date)."""
+        self._items.pop(key, None)
+
 
 class Lookups:
     """The GitLab answers the ranking needs beyond the MR itself, through a `Recent` cache."""

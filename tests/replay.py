@@ -62,6 +62,11 @@ class Scenario:
     resent: list[Delivery] = field(default_factory=list)
     thumbs: list[tuple[int, str, str]] = field(default_factory=list)  # (MR iid, feedback label, username)
 
+    def expected_comments(self) -> dict[int, int]:
+        """MR iid -> the bot's comments it must have: one on each MR still open, none on one merged before
+        the bot handled its events (every event is queued before the workers start)."""
+        return {mr.iid: int(mr.state == "opened") for mr in self.mrs}
+
 
 @contextlib.asynccontextmanager
 async def world(storage: Storage, *, n_people: int = 12, n_merged: int = 80) -> AsyncIterator[
@@ -141,13 +146,14 @@ async def thumbs_on_bot_comments(state: SimState, seeded: SeededProject, scenari
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not all(marker_notes(state, mr) for mr in scenario.mrs):
+    commented = [mr for mr in scenario.mrs if scenario.expected_comments()[mr.iid]]
+    while not all(marker_notes(state, mr) for mr in commented):
         if loop.time() > deadline:
-            raise AssertionError(f"not every MR got the bot's comment within {timeout} s")
+            raise AssertionError(f"not every open MR got the bot's comment within {timeout} s")
         await asyncio.sleep(0.05)
     rng = random.Random(seed)
     people = [p for p in seeded.people if p.id != seeded.blocked.id]
-    for mr in sorted(scenario.mrs, key=lambda m: m.iid):
+    for mr in sorted(commented, key=lambda m: m.iid):
         who, name = rng.choice(people), rng.choice(["thumbsup", "thumbsdown"])
         state.award(marker_notes(state, mr)[0], who, name)
         scenario.thumbs.append((mr.iid, EMOJI_LABELS[name], who.username))
@@ -215,7 +221,7 @@ async def outcome(state: SimState, storage: Storage, project_id: int, scenario: 
         notes = marker_notes(state, mr)
         row = await storage.comments.get(project_id, mr.iid)
         comments[mr.iid] = len(notes)
-        rows[mr.iid] = row is not None and len(notes) == 1 and row.note_id == notes[0].id
+        rows[mr.iid] = len(notes) <= 1 and (row.note_id if row else None) == (notes[0].id if notes else None)
     stored = await storage.suggestions.list(project_id)
     suggestions = Counter((s.mr_iid, uuid.get(s.event_id or 0, "none")) for s in stored)
     feedback: Counter[tuple[Any, ...]] = Counter()

@@ -255,10 +255,12 @@ def play(w: World, rng: random.Random, deliveries: int = 200) -> Scenario:
 
 async def check_bar(w: World, s: Scenario) -> None:
     state = w.state
-    for mr in s.mrs:
-        assert len(marker_notes(state, mr)) == 1, f"!{mr.iid} has {len(marker_notes(state, mr))} bot comments"
+    assert sum(mr.state == "opened" for mr in s.mrs) >= len(s.mrs) // 3
+    for mr in s.mrs:  # one comment on every MR still open; one merged or closed before the bot heard of it
+        wanted = (1,) if mr.state == "opened" else (0, 1)  # gets none (a late suggestion is noise)
+        assert len(marker_notes(state, mr)) in wanted, f"!{mr.iid} has {len(marker_notes(state, mr))} bot comments"
         row = await w.storage.comments.get(w.project.id, mr.iid)
-        assert row is not None and row.note_id == marker_notes(state, mr)[0].id
+        assert (row.note_id if row else None) == next((n.id for n in marker_notes(state, mr)), None)
     for mr, note, text in s.commands:
         assert len(acks(w, note)) == 1, f"command {text!r} on !{mr.iid} acknowledged {acks(w, note)}"
         assert len(replies(w, mr, note)) <= 1

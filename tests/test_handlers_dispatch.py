@@ -56,6 +56,20 @@ async def test_a_rate_limited_event_waits_as_long_as_gitlabs_last_answer_asked(h
     assert failure.value.retry_after == 90 and failure.value.outage
 
 
+async def test_a_token_gitlab_refuses_holds_events_like_an_outage(handler_env):
+    """GitLab tokens expire: with 401 on every call each event was dead after `max_attempts` (~5 minutes at
+    the defaults), and each had to be requeued by hand once the token was renewed."""
+    env = await handler_env()
+    env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    env.state.fail_next(FAST_RETRY.max_attempts, 401)
+    with pytest.raises(GitLabFailure) as failure:
+        await env.dispatch(event_row(opened.event_name, opened.body))
+    assert failure.value.status == 401 and failure.value.outage and not failure.value.permanent
+    assert "GITLAB_TOKEN is wrong or expired" in str(failure.value)
+
+
 async def test_events_without_a_project_are_ignored(handler_env):
     env = await handler_env()
     calls = len(env.state.requests)
@@ -134,3 +148,28 @@ async def test_a_scoped_secret_cannot_act_on_a_project_outside_its_scope(handler
         await dispatch(event_row(opened.event_name, opened.body))  # the true path: handled
     assert len(marker_notes(env.state, mr)) == 1
     assert (await env.storage.projects.get(env.pid)).path == env.tiny.project.path_with_namespace
+
+
+@pytest.mark.parametrize("when", ["renamed after the event", "renamed before it, the old path cached"])
+async def test_a_project_renamed_within_the_secrets_group_goes_on(handler_env, when):
+    """A rename (or a move to a subgroup) keeps the project in the group its secret covers: its events are
+    no attack. Refused, a late event or one met with the 30-second cached answer was dead-lettered."""
+    env = await handler_env()
+    group = env.tiny.project.path_with_namespace.split("/")[0]
+    scoped = env.settings.model_copy(update={"webhook_secrets": [
+        env.settings.webhook_secrets[0].model_copy(update={"group": group})]})
+    first = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [early] = env.state.outbox[:]
+    env.state.outbox.clear()
+    async with make_dispatch(scoped, env.storage, Metrics(), retry=FAST_RETRY) as dispatch:
+        if when == "renamed after the event":
+            env.tiny.project.path_with_namespace = f"{group}/sub/renamed-app"
+            await dispatch(event_row(early.event_name, early.body))
+            assert len(marker_notes(env.state, first)) == 1
+        else:
+            await dispatch(event_row(early.event_name, early.body))  # GitLab's answer cached for 30 s
+            env.tiny.project.path_with_namespace = f"{group}/renamed-app"
+            later = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+            opened = next(e for e in env.state.outbox if e.body["object_attributes"].get("iid") == later.iid)
+            await dispatch(event_row(opened.event_name, opened.body))
+            assert len(marker_notes(env.state, later)) == 1

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from bot.config import ProjectSettings
 from bot.engine import Engine
-from bot.learning import Label, adopt, interleave, new_labels, replay
+from bot.learning import Label, adopt, interleave, new_labels, replay, retrain_and_store
 from bot.storage import Storage
 from bot.storage.db import MODEL_LOCK, lock_project
 from graph.model import Change
@@ -380,6 +380,50 @@ async def test_two_processes_activating_at_once_leave_one_active_model(postgres_
         other.set()
         await asyncio.gather(a, b)
         assert [r.version for r in await storage.models.list(PID) if r.active] == ["vB"]
+    finally:
+        await storage.close()
+
+
+@pytest.mark.postgres
+async def test_the_process_that_loses_a_retraining_race_ranks_with_the_active_model(postgres_url):
+    """Every process learns every label, so their retrainings start together: the one whose better model was
+    stored inactive (another activated first) kept ranking with v1, a model no longer active."""
+    from tests.test_retrain import trained
+
+    storage = Storage(postgres_url)
+    try:
+        rec_a, rec_b = trained(), trained(280)  # B has observed 20 more merges
+        v1 = Backwards().fit(*rec_a.training_data()[:2])
+        await storage.models.save(PID, "v1", pickle.dumps(v1, 5), backtest_score=0.1)
+        for rec in (rec_a, rec_b):
+            rec.model_, rec.model_version = v1, "v1"
+        rec_b.estimator = GraphScore()
+        await asyncio.gather(retrain_and_store(storage, PID, rec_b, asyncio.Lock(), holdout=60),
+                             retrain_and_store(storage, PID, rec_a, asyncio.Lock(), holdout=60))
+        active = await storage.models.active(PID)
+        assert rec_a.model_version == rec_b.model_version == active.version != "v1"
+    finally:
+        await storage.close()
+
+
+@pytest.mark.postgres
+async def test_two_engines_reaching_the_label_threshold_together_rank_with_one_model(postgres_url):
+    """Both fit the same window; the one whose insert lost (IntegrityError) ranked with no model at all."""
+    storage = Storage(postgres_url)
+    try:
+        await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files,
+                                                  ackers=c.ackers) for i, c in enumerate(HISTORY)])
+        engines = [Engine(storage, retrain_labels=4, holdout=60, snapshot_every=None) for _ in range(2)]
+        recs = []
+        for engine in engines:
+            async with engine.use(PID, SETTINGS) as rec:
+                rec.model_ = None
+                recs.append(rec)
+        await rejections(storage, 4)
+        await asyncio.gather(*(e.learn_new(PID, SETTINGS) for e in engines))
+        await asyncio.gather(*(e.wait_background() for e in engines))
+        active = await storage.models.active(PID)
+        assert [r.model_version for r in recs] == [active.version] * 2 and all(r.model_ is not None for r in recs)
     finally:
         await storage.close()
 

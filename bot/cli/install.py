@@ -224,7 +224,8 @@ def _instructions(done: InstalledHook, secret: str | None) -> str:
         f"    export GITLAB_WEBHOOK_SECRET='{secret}'",
         f"    (Heroku: heroku config:set GITLAB_WEBHOOK_SECRET='{secret}')",
         "or in config.toml:",
-        "    [[webhook_secrets]]", f'    secret = "{secret}"', f'    project = "{done.project_path}"',
+        "    [[webhook_secrets]]", f'    secret = "{secret}"',
+        f"    project = {done.project_id}  # {done.project_path}: the id stays when the project is renamed or moved",
     ]
     if done.action == "updated":
         lines += ["", "The existing hook's secret was replaced: update the bot before the next event, "

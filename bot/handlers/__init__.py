@@ -59,17 +59,26 @@ async def _verified_path(services: Services, project_id: int, claimed: str | Non
 
     A secret scoped to a group or a project path is checked on receipt against the path the payload
     claims; the project id is only the payload's word. GitLab's answer for that id must name the same
-    path, or a secret for one group could make the bot act on any project its token reaches.
+    path, or a secret for one group could make the bot act on any project its token reaches. A project
+    renamed or moved since (a late event, or a cached answer from before) is no such case when every secret
+    that may have signed the delivery covers its path now too: a rename within the secret's group goes on.
     """
-    if not any(s.project is not None or s.group is not None for s in services.settings.webhook_secrets):
+    secrets = services.settings.webhook_secrets
+    if not any(s.project is not None or s.group is not None for s in secrets):
         return claimed
-    project = await services.engine.recent.get(
-        ("gitlab project", project_id), lambda: services.client.get_project(project_id), ttl=PROJECT_TTL)
-    if claimed is not None and claimed.casefold() != project.path_with_namespace.casefold():
+    key = ("gitlab project", project_id)
+    project = await services.engine.recent.get(key, lambda: services.client.get_project(project_id), ttl=PROJECT_TTL)
+    if claimed is None or claimed.casefold() == project.path_with_namespace.casefold():
+        return project.path_with_namespace
+    services.engine.recent.forget(key)  # perhaps renamed since it was asked: ask again
+    project = await services.engine.recent.get(key, lambda: services.client.get_project(project_id), ttl=PROJECT_TTL)
+    real = project.path_with_namespace
+    signers = [s for s in secrets if s.covers(project_id, claimed)]
+    if claimed.casefold() != real.casefold() and not (signers and all(s.covers(project_id, real) for s in signers)):
         raise PermanentFailure(f"the payload names project {claimed!r} but GitLab's project {project_id} is "
-                               f"{project.path_with_namespace!r}: refused (a webhook secret scoped to one "
-                               "project or group must not act on another)")
-    return project.path_with_namespace
+                               f"{real!r}, which a webhook secret that may have signed it does not cover: refused "
+                               "(a secret scoped to one project or group must not act on another)")
+    return real
 
 
 async def _context(services: Services, row: EventRow) -> EventContext:

@@ -15,8 +15,12 @@ What each action does:
   otherwise the recommender would learn its own suggestions back as the team's reviews.
 
 Skipped: drafts (`skip_drafts`), MRs with the ignore label, MRs by bots, and any event the bot itself caused
-(its reviewer PUT fires an `update` hook). Draft and label decisions read the event's own payload, so a
-replayed event means what it meant when it happened.
+(its reviewer PUT fires an `update` hook). GitLab delivers hooks asynchronously and re-sends failed ones, so
+an event may arrive late or out of order: what the bot does or records is checked against the MR as GitLab
+has it now. A suggestion needs the payload and the live MR both open, ready and unlabelled (a late `open`
+or push on an MR since closed, merged, made a draft again or labelled does nothing); a state, approval or
+reviewer label is recorded only while GitLab still shows it (a `close` delivered after the `reopen` that
+undid it, an approval taken back since, a reviewer removed since, are not).
 """
 from __future__ import annotations
 
@@ -151,11 +155,20 @@ async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool) -> 
     reason = skip_reason(attrs, ctx.project)
     if reason is None:
         mr = await ctx.client.get_mr(ctx.project_id, iid)
-        if not _is_bot_author(mr, ctx):
+        reason = _live_skip_reason(mr, ctx)
+        if reason is None:
             await publish(ctx, mr, assign=assign_count(ctx.project) if first else None)
             return
-        reason = "bot author"
     log.info(kv("MR skipped", project_id=ctx.project_id, mr_iid=iid, reason=reason))
+
+
+def _live_skip_reason(mr: MergeRequest, ctx: EventContext) -> str | None:
+    """`skip_reason` on the MR as GitLab has it now (the event may be late), or a bot's MR."""
+    if ctx.project.skip_drafts and mr.draft:
+        return "draft now"
+    if (why := left_alone(mr.state, mr.labels, ctx.project)) is not None:
+        return f"{why} now"
+    return "bot author" if _is_bot_author(mr, ctx) else None
 
 
 @router.register(HOOK, action="open")
@@ -180,8 +193,14 @@ async def on_close(event: Event, ctx: EventContext) -> None:
 
 
 async def record_state(event: Event, ctx: EventContext, label: str) -> None:
-    """A row that names the merge request's new state and who changed it (not evidence about anyone)."""
+    """A row that names the merge request's new state and who changed it (not evidence about anyone), while
+    GitLab still shows that state: a `close` delivered after the `reopen` that undid it records nothing."""
     iid = int(event.object_attributes["iid"])
+    now = (await ctx.client.get_mr(ctx.project_id, iid)).state
+    if now != ("closed" if label == "closed" else "opened"):
+        log.info(kv("MR state changed since; not recorded", project_id=ctx.project_id, mr_iid=iid, label=label,
+                    state=now))
+        return
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     who = str((event.data.get("user") or {}).get("username") or "")
     await ctx.storage.feedback.record(ctx.project_id, iid, who, label, suggestion_id=latest.id if latest else None,
@@ -209,7 +228,10 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
     feedback = ctx.storage.feedback
+    now = {u.username.casefold() for u in (await ctx.client.get_mr(ctx.project_id, iid)).reviewers}
     for person, label in reviewer_feedback(change.get("previous") or [], change.get("current") or [], suggested):
+        if (person.casefold() in now) != (label in ("accepted", "assigned")):  # changed again since
+            continue
         record = feedback.record_once if label == "passed_over" else feedback.record
         await record(ctx.project_id, iid, person, label, suggestion_id=latest.id if latest else None,
                      source_event_id=ctx.event_id)
@@ -242,7 +264,7 @@ def approval_state(rows: Iterable[FeedbackRow], person: str, event_id: int | Non
 async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
     """Store an approval given or taken back, once: GitLab sends each twice (`approval` and `approved`, or
     `unapproval` and `unapproved`) when it is the one that makes or breaks the MR's approval. Given again
-    after being taken back, it is stored again."""
+    after being taken back, it is stored again; not if GitLab's approvals say it changed again since."""
     user = event.data.get("user") or {}
     person = user.get("username")
     if not person or ctx.bot.is_me(user):
@@ -250,6 +272,9 @@ async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
     iid = int(event.object_attributes["iid"])
     state = approval_state(await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid), person, ctx.event_id)
     if state == label or (label == "unapproved" and state is None):
+        return
+    approvers = {u.username.casefold() for u in (await ctx.client.mr_approvals(ctx.project_id, iid)).approvers}
+    if (person.casefold() in approvers) != (label == "approved"):  # given or taken back again since
         return
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     await ctx.storage.feedback.record(ctx.project_id, iid, person, label, source_event_id=ctx.event_id,
