@@ -233,6 +233,7 @@ class Engine:
         count = await self.storage.history.count(project_id)
         entry.checked_at, entry.writes, entry.label_writes = now, writes, label_writes
         if current and await self._catch_up(project_id, entry, history=count != entry.count):
+            await self._follow_model(project_id, entry)
             return
         await self._rebuild(project_id, entry, config)
 
@@ -336,6 +337,21 @@ class Engine:
                 return
 
     # -- models ----------------------------------------------------------------------------------------
+    async def _follow_model(self, project_id: int, entry: _Entry) -> None:
+        """Rank with the model another process activated since (each process retrains on the same labels;
+        the one whose model lost, or was fitted before the other's was stored, kept ranking with its own):
+        one small read of the active version at each look at the history."""
+        rec = entry.recommender
+        if not isinstance(rec, LearnedRecommender):
+            return
+        summary = await self.storage.models.active_summary(project_id)
+        if summary is None or summary[0] == rec.model_version:
+            return
+        found = await learning.stored_model(self.storage, project_id)
+        if found is not None and learning.adopt(rec, found[1]):
+            rec.model_version = found[0]
+            log.info(kv("model another process activated adopted", project_id=project_id, version=found[0]))
+
     async def _models_for(self, project_id: int, rec: GraphRecommender) -> None:
         """A (re)built recommender adopts the project's active stored model, and the prior if wanted."""
         if not isinstance(rec, LearnedRecommender):
