@@ -82,6 +82,7 @@ class _Entry:
     retraining: asyncio.Task[None] | None = None
     retrained_at: float = -math.inf
     schedule_read: bool = False    # whether `retrained_at` was set from the stored model's time
+    unadoptable: str | None = None  # an active model's version that could not be adopted (not read again)
 
     def reset(self, rec: GraphRecommender, config: RecommenderSettings) -> None:
         self.recommender, self.config, self.count, self.last_time, self.boundary = rec, config, 0, None, set()
@@ -345,12 +346,14 @@ class Engine:
         if not isinstance(rec, LearnedRecommender):
             return
         summary = await self.storage.models.active_summary(project_id)
-        if summary is None or summary[0] == rec.model_version:
+        if summary is None or summary[0] in (rec.model_version, entry.unadoptable):
             return
         found = await learning.stored_model(self.storage, project_id)
         if found is not None and learning.adopt(rec, found[1]):
             rec.model_version = found[0]
             log.info(kv("model another process activated adopted", project_id=project_id, version=found[0]))
+        else:  # unreadable, or another code version's width (a rolling deploy): not unpickled at every look
+            entry.unadoptable = summary[0]
 
     async def _models_for(self, project_id: int, rec: GraphRecommender) -> None:
         """A (re)built recommender adopts the project's active stored model, and the prior if wanted."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
 from bot.config import ConfigError, Settings
 from bot.handlers import make_dispatch
@@ -173,3 +174,24 @@ async def test_a_project_renamed_within_the_secrets_group_goes_on(handler_env, w
             opened = next(e for e in env.state.outbox if e.body["object_attributes"].get("iid") == later.iid)
             await dispatch(event_row(opened.event_name, opened.body))
             assert len(marker_notes(env.state, later)) == 1
+
+
+async def test_a_project_moved_to_a_group_another_secret_covers_goes_on(handler_env):
+    """Moved from group A (its secret) to group B (another secret): the event signed with B's secret names
+    the new path; GitLab's answer cached from before the move named A's, which B's secret does not cover."""
+    env = await handler_env()
+    group = env.tiny.project.path_with_namespace.split("/")[0]
+    base = env.settings.webhook_secrets[0]
+    scoped = env.settings.model_copy(update={"webhook_secrets": [
+        base.model_copy(update={"group": group}),
+        base.model_copy(update={"group": "elsewhere", "secret": SecretStr("another-secret-0123456789")})]})
+    first = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [early] = env.state.outbox[:]
+    async with make_dispatch(scoped, env.storage, Metrics(), retry=FAST_RETRY) as dispatch:
+        await dispatch(event_row(early.event_name, early.body))  # GitLab's answer cached for 30 s
+        assert len(marker_notes(env.state, first)) == 1
+        env.tiny.project.path_with_namespace = "elsewhere/widgets"
+        later = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+        opened = next(e for e in env.state.outbox if e.body["object_attributes"].get("iid") == later.iid)
+        await dispatch(event_row(opened.event_name, opened.body))
+        assert len(marker_notes(env.state, later)) == 1

@@ -506,3 +506,28 @@ def test_an_adopted_model_is_not_replaced_by_the_recommenders_own_refit():
         free.observe(change)
     assert rec.model_ is adopted
     assert free.model_ is not None and free._trained_at > 260  # without adopt it refits, as in the replays
+
+
+async def test_an_active_model_that_cannot_be_adopted_is_read_once(sqlite_url, monkeypatch):
+    """Another code version's model (another input width, a rolling deploy) was unpickled at every look."""
+    from bot import learning
+
+    storage = Storage(sqlite_url)
+    try:
+        await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files,
+                                                  ackers=c.ackers) for i, c in enumerate(HISTORY)])
+        now = [1000.0]
+        engine = Engine(storage, retrain_labels=None, snapshot_every=None, clock=lambda: now[0])
+        async with engine.use(PID, SETTINGS):
+            pass
+        await storage.models.save(PID, "other-width", pickle.dumps(Backwards(), 5), backtest_score=0.9)
+        reads = []
+        real = learning.stored_model
+        monkeypatch.setattr(learning, "stored_model", lambda *a: reads.append(1) or real(*a))
+        for _ in range(3):
+            now[0] += 60
+            async with engine.use(PID, SETTINGS) as rec:
+                assert rec.model_version != "other-width"
+        assert len(reads) == 1
+    finally:
+        await storage.close()

@@ -106,6 +106,7 @@ class MergeRequest(_Model):
     author: User
     description: str | None = ""
     draft: bool = False
+    work_in_progress: bool = False  # the same, the only field before GitLab 14.0 (`draft` came in 13.12)
     reviewers: list[User] = Field(default_factory=list)
     assignees: list[User] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)

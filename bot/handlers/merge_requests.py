@@ -18,9 +18,10 @@ Skipped: drafts (`skip_drafts`), MRs with the ignore label, MRs by bots, and any
 (its reviewer PUT fires an `update` hook). GitLab delivers hooks asynchronously and re-sends failed ones, so
 an event may arrive late or out of order: what the bot does or records is checked against the MR as GitLab
 has it now. A suggestion needs the payload and the live MR both open, ready and unlabelled (a late `open`
-or push on an MR since closed, merged, made a draft again or labelled does nothing); a state, approval or
-reviewer label is recorded only while GitLab still shows it (a `close` delivered after the `reopen` that
-undid it, an approval taken back since, a reviewer removed since, are not).
+or push on an MR since closed, merged, made a draft again or labelled does nothing); a `closed` or
+`reopened` label is recorded only while GitLab's state agrees (a `close` delivered after the `reopen` that
+undid it is not). Approval and reviewer labels follow the payloads in the order handled: GitLab's current
+state cannot tell "changed again since" from "never happened" (approvals reset by a push send no hook).
 """
 from __future__ import annotations
 
@@ -164,7 +165,7 @@ async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool) -> 
 
 def _live_skip_reason(mr: MergeRequest, ctx: EventContext) -> str | None:
     """`skip_reason` on the MR as GitLab has it now (the event may be late), or a bot's MR."""
-    if ctx.project.skip_drafts and mr.draft:
+    if ctx.project.skip_drafts and (mr.draft or mr.work_in_progress):
         return "draft now"
     if (why := left_alone(mr.state, mr.labels, ctx.project)) is not None:
         return f"{why} now"
@@ -197,7 +198,7 @@ async def record_state(event: Event, ctx: EventContext, label: str) -> None:
     GitLab still shows that state: a `close` delivered after the `reopen` that undid it records nothing."""
     iid = int(event.object_attributes["iid"])
     now = (await ctx.client.get_mr(ctx.project_id, iid)).state
-    if now != ("closed" if label == "closed" else "opened"):
+    if (now == "closed") != (label == "closed"):  # (a reopen handled after the merge still counts)
         log.info(kv("MR state changed since; not recorded", project_id=ctx.project_id, mr_iid=iid, label=label,
                     state=now))
         return
@@ -228,10 +229,7 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
     feedback = ctx.storage.feedback
-    now = {u.username.casefold() for u in (await ctx.client.get_mr(ctx.project_id, iid)).reviewers}
     for person, label in reviewer_feedback(change.get("previous") or [], change.get("current") or [], suggested):
-        if (person.casefold() in now) != (label in ("accepted", "assigned")):  # changed again since
-            continue
         record = feedback.record_once if label == "passed_over" else feedback.record
         await record(ctx.project_id, iid, person, label, suggestion_id=latest.id if latest else None,
                      source_event_id=ctx.event_id)
@@ -264,7 +262,7 @@ def approval_state(rows: Iterable[FeedbackRow], person: str, event_id: int | Non
 async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
     """Store an approval given or taken back, once: GitLab sends each twice (`approval` and `approved`, or
     `unapproval` and `unapproved`) when it is the one that makes or breaks the MR's approval. Given again
-    after being taken back, it is stored again; not if GitLab's approvals say it changed again since."""
+    after being taken back, it is stored again."""
     user = event.data.get("user") or {}
     person = user.get("username")
     if not person or ctx.bot.is_me(user):
@@ -272,9 +270,6 @@ async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
     iid = int(event.object_attributes["iid"])
     state = approval_state(await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid), person, ctx.event_id)
     if state == label or (label == "unapproved" and state is None):
-        return
-    approvers = {u.username.casefold() for u in (await ctx.client.mr_approvals(ctx.project_id, iid)).approvers}
-    if (person.casefold() in approvers) != (label == "approved"):  # given or taken back again since
         return
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     await ctx.storage.feedback.record(ctx.project_id, iid, person, label, source_event_id=ctx.event_id,
