@@ -1,6 +1,7 @@
 """Merge request events delivered late or out of order, as GitLab's asynchronous hooks (and an operator
 re-sending failed deliveries, newest first) deliver them: what the bot posts, and the state it records,
-follow the MR as GitLab has it when the event is handled. Each event goes through the real router, the simulator as GitLab."""
+follow the MR as GitLab has it when the event is handled. Each event goes through the real router, the
+simulator as GitLab."""
 from __future__ import annotations
 
 from tests.bot_harness import handler_env, marker_notes, take_events  # noqa: F401 - fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, WebhookSecret
 from bot.handlers import make_dispatch
 from bot.handlers.context import GitLabFailure, PermanentFailure, RetryLater
 from bot.metrics import Metrics
@@ -132,12 +132,17 @@ async def test_a_comment_another_event_is_posting_is_retried_later(handler_env):
     assert later.value.retry_after and not later.value.permanent and marker_notes(env.state, mr) == []
 
 
+def group_scoped(env, *more: WebhookSecret) -> Settings:
+    """The settings with their webhook secret scoped to the test project's group, and `more` secrets."""
+    group = env.tiny.project.path_with_namespace.split("/")[0]
+    return env.settings.model_copy(update={"webhook_secrets": [
+        env.settings.webhook_secrets[0].model_copy(update={"group": group}), *more]})
+
+
 async def test_a_scoped_secret_cannot_act_on_a_project_outside_its_scope(handler_env):
     """The payload's path is checked on receipt; its project id is checked here, against GitLab's answer."""
     env = await handler_env(assign="top1")
-    group = env.tiny.project.path_with_namespace.split("/")[0]
-    scoped = env.settings.model_copy(update={"webhook_secrets": [
-        env.settings.webhook_secrets[0].model_copy(update={"group": group})]})
+    scoped = group_scoped(env)
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
     [opened] = env.state.outbox[:]
     env.state.outbox.clear()
@@ -156,9 +161,7 @@ async def test_a_project_renamed_within_the_secrets_group_goes_on(handler_env, w
     """A rename (or a move to a subgroup) keeps the project in the group its secret covers: its events are
     no attack. Refused, a late event or one met with the 30-second cached answer was dead-lettered."""
     env = await handler_env()
-    group = env.tiny.project.path_with_namespace.split("/")[0]
-    scoped = env.settings.model_copy(update={"webhook_secrets": [
-        env.settings.webhook_secrets[0].model_copy(update={"group": group})]})
+    scoped, group = group_scoped(env), env.tiny.project.path_with_namespace.split("/")[0]
     first = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
     [early] = env.state.outbox[:]
     env.state.outbox.clear()
@@ -180,11 +183,8 @@ async def test_a_project_moved_to_a_group_another_secret_covers_goes_on(handler_
     """Moved from group A (its secret) to group B (another secret): the event signed with B's secret names
     the new path; GitLab's answer cached from before the move named A's, which B's secret does not cover."""
     env = await handler_env()
-    group = env.tiny.project.path_with_namespace.split("/")[0]
-    base = env.settings.webhook_secrets[0]
-    scoped = env.settings.model_copy(update={"webhook_secrets": [
-        base.model_copy(update={"group": group}),
-        base.model_copy(update={"group": "elsewhere", "secret": SecretStr("another-secret-0123456789")})]})
+    scoped = group_scoped(env, env.settings.webhook_secrets[0].model_copy(
+        update={"group": "elsewhere", "secret": SecretStr("another-secret-0123456789")}))
     first = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
     [early] = env.state.outbox[:]
     async with make_dispatch(scoped, env.storage, Metrics(), retry=FAST_RETRY) as dispatch:

@@ -25,11 +25,16 @@ HISTORY = [c for c in synthetic_history(240, 120, 25, seed=5)]
 PID = 3
 
 
+async def store_history(storage: Storage) -> None:
+    """HISTORY as the project's merged MRs !1, !2, ..."""
+    await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files, ackers=c.ackers)
+                                       for i, c in enumerate(HISTORY)])
+
+
 @pytest.fixture
 async def store(sqlite_url):
     storage = Storage(sqlite_url)
-    await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files, ackers=c.ackers)
-                                       for i, c in enumerate(HISTORY)])
+    await store_history(storage)
     yield storage
     await storage.close()
 
@@ -389,8 +394,7 @@ async def test_a_process_ranks_with_the_model_another_process_activated_since(sq
     was fitted before the other's was stored) kept ranking with its own until its next retraining."""
     storage = Storage(sqlite_url)
     try:
-        await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files,
-                                                  ackers=c.ackers) for i, c in enumerate(HISTORY)])
+        await store_history(storage)
         now = [1000.0]
         engine = Engine(storage, retrain_labels=None, snapshot_every=None, clock=lambda: now[0])
         async with engine.use(PID, SETTINGS) as rec:
@@ -410,8 +414,7 @@ async def test_two_engines_reaching_the_label_threshold_together_rank_with_one_m
     """Both fit the same window; the one whose insert lost (IntegrityError) ranked with no model at all."""
     storage = Storage(postgres_url)
     try:
-        await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files,
-                                                  ackers=c.ackers) for i, c in enumerate(HISTORY)])
+        await store_history(storage)
         engines = [Engine(storage, retrain_labels=4, holdout=60, snapshot_every=None) for _ in range(2)]
         recs = []
         for engine in engines:
@@ -514,8 +517,7 @@ async def test_an_active_model_that_cannot_be_adopted_is_read_once(sqlite_url, m
 
     storage = Storage(sqlite_url)
     try:
-        await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files,
-                                                  ackers=c.ackers) for i, c in enumerate(HISTORY)])
+        await store_history(storage)
         now = [1000.0]
         engine = Engine(storage, retrain_labels=None, snapshot_every=None, clock=lambda: now[0])
         async with engine.use(PID, SETTINGS):
