@@ -339,21 +339,19 @@ class Engine:
 
     # -- models ----------------------------------------------------------------------------------------
     async def _follow_model(self, project_id: int, entry: _Entry) -> None:
-        """Rank with the model another process activated since (each process retrains on the same labels;
-        the one whose model lost, or was fitted before the other's was stored, kept ranking with its own):
-        one small read of the active version at each look at the history."""
+        """Rank with the model another process activated since (`learning.follow_active`; under the entry's
+        lock already): one small read of the active version at each look at the history. A model that cannot
+        be adopted (unreadable, another code version's width during a rolling deploy) is not read again."""
         rec = entry.recommender
         if not isinstance(rec, LearnedRecommender):
             return
-        summary = await self.storage.models.active_summary(project_id)
-        if summary is None or summary[0] in (rec.model_version, entry.unadoptable):
+        before = rec.model_version
+        version = await learning.follow_active(self.storage, project_id, rec, None, skip=entry.unadoptable)
+        if version is None or version == rec.model_version:
+            if version != before:
+                log.info(kv("model another process activated adopted", project_id=project_id, version=version))
             return
-        found = await learning.stored_model(self.storage, project_id)
-        if found is not None and learning.adopt(rec, found[1]):
-            rec.model_version = found[0]
-            log.info(kv("model another process activated adopted", project_id=project_id, version=found[0]))
-        else:  # unreadable, or another code version's width (a rolling deploy): not unpickled at every look
-            entry.unadoptable = summary[0]
+        entry.unadoptable = version
 
     async def _models_for(self, project_id: int, rec: GraphRecommender) -> None:
         """A (re)built recommender adopts the project's active stored model, and the prior if wanted."""

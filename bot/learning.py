@@ -20,6 +20,7 @@ cold-start model for projects with too little history of their own: fitted once 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import logging
@@ -249,18 +250,23 @@ async def stored_model(storage: Storage, project_id: int) -> tuple[str, Any] | N
     return None if model is None else (row.version, model)
 
 
-async def follow_active(storage: Storage, project_id: int, rec: LearnedRecommender, lock: asyncio.Lock) -> Any:
+async def follow_active(storage: Storage, project_id: int, rec: LearnedRecommender, lock: asyncio.Lock | None,
+                        *, skip: str | None = None) -> str | None:
     """Rank with the model active in storage when it is not the recommender's (another process stored and
     activated one: every process learns every label, so their retrainings start together, and the one that
-    lost the race kept ranking with a model no longer active); its stored row, or None."""
-    row = await storage.models.active(project_id)
-    if row is None or row.version == getattr(rec, "model_version", None):  # (older snapshots lack it)
-        return row
-    theirs = await asyncio.to_thread(_loads, row.blob)
-    async with lock:
-        if theirs is not None and adopt(rec, theirs):
-            rec.model_version = row.version
-    return row
+    lost the race kept ranking with a model no longer active); the active version, or None. Only its version
+    is read unless it differs, and it is not read at all when it is `skip` (one that could not be adopted).
+    `lock`: held while adopting (None: the caller holds the recommender already)."""
+    summary = await storage.models.active_summary(project_id)
+    if summary is None or summary[0] in (getattr(rec, "model_version", None), skip):  # (older snapshots lack it)
+        return summary[0] if summary else None
+    found = await stored_model(storage, project_id)
+    if found is None:
+        return summary[0]
+    async with lock if lock is not None else contextlib.nullcontext():
+        if adopt(rec, found[1]):
+            rec.model_version = found[0]
+    return found[0]
 
 
 async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecommender, lock: asyncio.Lock, *,
@@ -271,7 +277,7 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
     recommender adopted its model is adopted first. It becomes active only if that is still the active one
     when it is stored (`ModelStore.save_replacing`), else it is kept inactive.
     """
-    row = await follow_active(storage, project_id, rec, lock)
+    current = await follow_active(storage, project_id, rec, lock)
     async with lock:
         window = await to_the_end(asyncio.to_thread(training_window, rec))
     if window is None:
@@ -291,7 +297,7 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
     try:
         if result.better_or_equal:
             active = await storage.models.save_replacing(project_id, version, blob, backtest_score=score,
-                                                         expected=row.version if row is not None else None)
+                                                         expected=current)
         else:
             await storage.models.save(project_id, version, blob, backtest_score=score, activate=False)
             active = False

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-from pathlib import Path
 
 from rich.table import Table
 
@@ -52,10 +50,8 @@ def _simulate(source: str, is_git: bool, name: str, learning: bool, top: int, le
 
 
 def run(args: argparse.Namespace) -> int:
-    """Replay the files, checkouts and stored projects given (these written to a temporary directory first)."""
-    with tempfile.TemporaryDirectory(prefix="reviewbot-") as tmp:
-        stored = stored_history.export_projects(args.project, args.config, Path(tmp), "simulate")
-        return _run(args, [*args.paths, *stored], stored)
+    """Replay the files, checkouts and stored projects given."""
+    return stored_history.run_with_projects(args, "simulate", _run)
 
 
 def _run(args: argparse.Namespace, paths: list[str], named: dict[str, str]) -> int:

@@ -12,7 +12,9 @@ import gzip
 import json
 import re
 import sys
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 from sqlalchemy.engine import make_url
 
@@ -20,7 +22,7 @@ from bot.config import ConfigError, load_settings, redact_url
 from bot.storage import Storage, StorageError
 from graph.model import record_of
 
-__all__ = ["add_arguments", "export_projects"]
+__all__ = ["add_arguments", "export_projects", "run_with_projects"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,6 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH",
                    help="config file naming the database, for --project (default: $REVIEWBOT_CONFIG, then "
                         "./config.toml)")
+
+
+def run_with_projects(args: argparse.Namespace, command: str,
+                      replay: Callable[[argparse.Namespace, list[str], dict[str, str]], int]) -> int:
+    """`replay(args, paths, names)` over the files given and the stored projects (`--project`), these
+    written to a temporary directory first and named by their path."""
+    with tempfile.TemporaryDirectory(prefix="reviewbot-") as tmp:
+        stored = export_projects(args.project, args.config, Path(tmp), command)
+        return replay(args, [*args.paths, *stored], stored)
 
 
 def export_projects(refs: list[str], config: str | None, into: Path, command: str) -> dict[str, str]:

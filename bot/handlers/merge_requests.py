@@ -149,13 +149,14 @@ def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
 
 
 # --- handlers -----------------------------------------------------------------------------------------------
-async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool) -> None:
-    """Post or edit the suggestion unless the MR is one the bot stays quiet on."""
+async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool, mr: MergeRequest | None = None) -> None:
+    """Post or edit the suggestion unless the MR is one the bot stays quiet on (`mr`: as GitLab has it now,
+    when the caller read it already)."""
     attrs = event.object_attributes
     iid = int(attrs["iid"])
     reason = skip_reason(attrs, ctx.project)
     if reason is None:
-        mr = await ctx.client.get_mr(ctx.project_id, iid)
+        mr = mr or await ctx.client.get_mr(ctx.project_id, iid)
         reason = _live_skip_reason(mr, ctx)
         if reason is None:
             await publish(ctx, mr, assign=assign_count(ctx.project) if first else None)
@@ -182,8 +183,7 @@ async def on_open(event: Event, ctx: EventContext) -> None:
 async def on_reopen(event: Event, ctx: EventContext) -> None:
     """A reopened MR: `reopened` (the dashboard counts its reviews as open again), then suggest again
     (editing the comment it already has)."""
-    await record_state(event, ctx, "reopened")
-    await suggest_if_wanted(event, ctx, first=True)
+    await suggest_if_wanted(event, ctx, first=True, mr=await record_state(event, ctx, "reopened"))
 
 
 @router.register(HOOK, action="close")
@@ -193,19 +193,21 @@ async def on_close(event: Event, ctx: EventContext) -> None:
     await record_state(event, ctx, "closed")
 
 
-async def record_state(event: Event, ctx: EventContext, label: str) -> None:
+async def record_state(event: Event, ctx: EventContext, label: str) -> MergeRequest:
     """A row that names the merge request's new state and who changed it (not evidence about anyone), while
-    GitLab still shows that state: a `close` delivered after the `reopen` that undid it records nothing."""
+    GitLab still shows that state: a `close` delivered after the `reopen` that undid it records nothing.
+    Returns the MR as GitLab has it now."""
     iid = int(event.object_attributes["iid"])
-    now = (await ctx.client.get_mr(ctx.project_id, iid)).state
-    if (now == "closed") != (label == "closed"):  # (a reopen handled after the merge still counts)
+    mr = await ctx.client.get_mr(ctx.project_id, iid)
+    if (mr.state == "closed") != (label == "closed"):  # (a reopen handled after the merge still counts)
         log.info(kv("MR state changed since; not recorded", project_id=ctx.project_id, mr_iid=iid, label=label,
-                    state=now))
-        return
+                    state=mr.state))
+        return mr
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     who = str((event.data.get("user") or {}).get("username") or "")
     await ctx.storage.feedback.record(ctx.project_id, iid, who, label, suggestion_id=latest.id if latest else None,
                                       source_event_id=ctx.event_id)
+    return mr
 
 
 @router.register(HOOK, action="update")
