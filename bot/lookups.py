@@ -73,6 +73,7 @@ class Lookups:
     """The GitLab answers the ranking needs beyond the MR itself, through a `Recent` cache."""
 
     LOADS_TTL = 10.0  # open review loads change when reviewers are requested: keep them only briefly
+    BOT_TTL = 3600.0  # an account's bot flag never changes
 
     def __init__(self, client: GitLabClient, recent: Recent) -> None:
         self.client, self.recent = client, recent
@@ -89,6 +90,13 @@ class Lookups:
         async def fetch() -> str:
             return (await self.client.user_status(uid)).availability
         return await self.recent.get(("status", uid), fetch)
+
+    async def is_bot(self, uid: int) -> bool:
+        """Whether a user's account carries GitLab's `bot` flag: service accounts may take any username, and
+        the members API leaves the flag out (`GET /users/:id` has it). Kept an hour: it does not change."""
+        async def fetch() -> bool:
+            return (await self.client.get_user(uid)).bot
+        return await self.recent.get(("bot", uid), fetch, ttl=max(self.recent.ttl, self.BOT_TTL))
 
     async def open_reviewers(self, project_id: int) -> list[tuple[int, list[int]]]:
         """(iid, reviewer ids) of each open MR of the project (one listing)."""

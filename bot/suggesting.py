@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field, replace
-from typing import Collection, Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Mapping, Sequence, TypeVar
 
 from bot import learning
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
@@ -34,7 +34,7 @@ from graph.recommend import GraphRecommender, LearnedRecommender
 
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
-    "boost_owners", "has_history", "open_change", "EXCLUDING_LABELS", "POOL",
+    "boost_owners", "has_history", "as_members", "open_change", "EXCLUDING_LABELS", "POOL",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
@@ -42,6 +42,8 @@ POOL = 40            # how many ranked candidates the eligibility filter looks a
 SPARE = 3            # statuses fetched for k + SPARE people at a time (some may be busy or overloaded)
 OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
 MAX_SKIP_NOTES = 3
+
+C = TypeVar("C", str, Suggestion)
 
 
 # --- what the bot gathers about one MR ----------------------------------------------------------------------
@@ -104,6 +106,7 @@ class SuggestionResult:
     cannot: str | None = None
     model_version: str = ""
     moved_down: list[tuple[str, str, str]] = field(default_factory=list)  # hand-set terms that chose the first
+    spellings: int = 0  # ranked entries that were another spelling of a person ranked above (`as_members`)
 
 
 async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> dict[str, str]:
@@ -205,19 +208,34 @@ def _cheap_filter(ranked: Sequence[Suggestion], facts: MRFacts, author: str, set
     )
 
 
+async def _flagged_bots(look: Lookups, facts: MRFacts, people: Sequence[str]) -> set[str]:
+    """The members among `people` whose account GitLab flags as a bot (a service account named like anyone)."""
+    ids = {p: m.id for p in people if (m := facts.member(p)) is not None}
+    flags = await gather(*(look.is_bot(uid) for uid in ids.values()))
+    return {p for p, flagged in zip(ids, flags) if flagged}
+
+
+async def _api_filter(look: Lookups, facts: MRFacts, people: Sequence[C], result: SuggestionResult,
+                      settings: ProjectSettings) -> tuple[list[C], dict[str, str]]:
+    """Eligibility that needs GitLab's answers about each person: the Busy status, the account's bot flag,
+    the open-review cap. The statuses are kept in `result` (the comment's notes read them)."""
+    names = [p if isinstance(p, str) else p.person for p in people]
+    statuses, bots = await gather(_statuses(look, facts, names), _flagged_bots(look, facts, names))
+    result.statuses.update(statuses)
+    return eligible(people, members=None, statuses=result.statuses, author="", optouts=(), excluded=(), bots=bots,
+                    open_loads=result.loads, max_open_reviews=settings.max_open_reviews or None)
+
+
 async def _final_filter(look: Lookups, facts: MRFacts, pool: Sequence[Suggestion], k: int,
                         result: SuggestionResult, settings: ProjectSettings) -> list[Suggestion]:
-    """Fetch statuses chunk by chunk and drop busy or overloaded people until `k` remain (or none are left)."""
+    """Ask GitLab about the pool chunk by chunk and drop busy, bot or overloaded people until `k` remain (or
+    none are left)."""
     kept: list[Suggestion] = []
     start = 0
     while len(kept) < k and start < len(pool):
         chunk = list(pool[start:start + k - len(kept) + SPARE])
         start += len(chunk)
-        result.statuses.update(await _statuses(look, facts, [s.person for s in chunk]))
-        ok, dropped = eligible(
-            chunk, members=None, statuses=result.statuses, author="", optouts=(), excluded=(), bots=(),
-            open_loads=result.loads, max_open_reviews=settings.max_open_reviews or None,
-        )
+        ok, dropped = await _api_filter(look, facts, chunk, result, settings)
         kept += ok
         result.dropped.update(dropped)
     return kept[:k]
@@ -333,6 +351,31 @@ def open_change(mr: MergeRequest, files: Sequence[str], now: float | None = None
                   renames=tuple(renames))
 
 
+def as_members(ranked: Sequence[Suggestion], facts: MRFacts) -> tuple[list[Suggestion], int]:
+    """The ranking under the members' current usernames, each person once, and how many entries went.
+
+    GitLab usernames ignore case and a user may change their name's case: history imported before names
+    `bob`, events after `Bob`, and the graph holds both. Shown twice, one person took two of the slots, and
+    the old spelling missed the id lookups that request reviews. The better-ranked entry stays.
+
+    >>> facts = MRFacts((), {"Bob": None}, frozenset(), {}, None)
+    >>> as_members([Suggestion("bob", 0.9), Suggestion("ann", 0.8), Suggestion("Bob", 0.7)], facts)
+    ([Suggestion(person='Bob', score=0.9, reasons=(), contributions=()), \
+Suggestion(person='ann', score=0.8, reasons=(), contributions=())], 1)
+    """
+    spelled = {name.casefold(): name for name in facts.members}
+    out: list[Suggestion] = []
+    seen: set[str] = set()
+    for s in ranked:
+        folded = s.person.casefold()
+        if folded in seen:
+            continue
+        seen.add(folded)
+        name = spelled.get(folded, s.person)
+        out.append(s if name == s.person else replace(s, person=name))
+    return out, len(ranked) - len(out)
+
+
 async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
                 result: SuggestionResult) -> list[Suggestion] | None:
     """The graph's candidates, best first; None when no changed file has history."""
@@ -344,6 +387,7 @@ async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
         ranked = await to_the_end(asyncio.to_thread(rec.suggest, result.change, POOL, explain=False))
         if isinstance(rec, LearnedRecommender):
             result.moved_down = rec.moved_down(result.change)
+        ranked, result.spellings = as_members(ranked, result.facts)
         return ranked
 
 
@@ -355,9 +399,11 @@ async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSett
     if not folded:
         return []
     async with engine.use(project_id, settings) as rec:
-        explained = await to_the_end(asyncio.to_thread(rec.suggest, result.change, len(folded),
+        explained = await to_the_end(asyncio.to_thread(rec.suggest, result.change, len(folded) + result.spellings,
                                                        allowed=lambda p: p.casefold() in folded, explain=True))
-    by_person = {s.person.casefold(): s for s in explained}
+    by_person: dict[str, Suggestion] = {}
+    for s in explained:  # the best-ranked spelling of each person (`as_members`)
+        by_person.setdefault(s.person.casefold(), s)
     out = []
     for s in result.suggestions:
         e = by_person.get(s.person.casefold())
@@ -423,7 +469,5 @@ async def _reason_for(look: Lookups, result: SuggestionResult, person: str, sett
     _, dropped = _cheap_filter([person], result.facts, result.change.author, settings, {*settings.bots, bot_username})
     if dropped:
         return next(iter(dropped.values()))
-    statuses = await _statuses(look, result.facts, [person])
-    _, dropped = eligible([person], members=None, statuses=statuses, author="", optouts=(), excluded=(), bots=(),
-                          open_loads=result.loads, max_open_reviews=settings.max_open_reviews or None)
+    _, dropped = await _api_filter(look, result.facts, [person], result, settings)
     return next(iter(dropped.values()), None)

@@ -521,3 +521,39 @@ async def test_a_draft_marked_ready_on_gitlab_before_16_3_gets_its_suggestion(ha
     assert set(ready.body["changes"]) >= {"title"} and "work_in_progress" not in ready.body["changes"]
     await env.send(ready)
     assert len(marker_notes(env.state, mr)) == 1 and mr.reviewer_ids  # suggested, and assigned as on an open
+
+
+async def test_a_username_whose_case_changed_is_one_person_requested_under_the_new_name(handler_env, gitlab_client):
+    """GitLab usernames ignore case and may change case: history imported as `bob`, later merges as `Bob`.
+    The person is suggested once, under GitLab's current name, and the review request reaches them."""
+    env = await handler_env(assign="top1", top_k=3)
+    env.tiny.bob.username = "Bob"
+    for i in range(8):
+        done = env.state.open_mr(env.tiny.project, env.tiny.ann, [f"src/core/m{i % 4}.py"])
+        env.state.set_reviewers(done, [env.tiny.bob], by=env.tiny.ann)
+        env.state.merge_mr(done, by=env.tiny.bob)
+    await env.run()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    rows = [line for line in body.splitlines() if line.startswith("| ") and "`@" in line]
+    assert sum("`@Bob`" in r or "`@bob`" in r for r in rows) == 1 and "`@Bob`" in rows[0]
+    assert [env.state.users[u].username for u in mr.reviewer_ids] == ["Bob"]
+    assert "Review requested from `@Bob`." in body
+
+
+async def test_a_service_account_with_a_plain_name_is_never_suggested(handler_env):
+    """Service accounts may take any username, and the members API does not say which accounts are bots: the
+    bot reads the flag from `GET /users/:id`."""
+    env = await handler_env(top_k=5)
+    helper = env.state.add_user("release-helper", bot=True)
+    env.state.add_member(env.tiny.project, helper, 30)
+    for _ in range(6):
+        done = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+        env.state.set_reviewers(done, [helper], by=env.tiny.ann)
+        env.state.merge_mr(done, by=helper)
+    await env.run()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    assert "release-helper" not in body and "`@bob`" in body
