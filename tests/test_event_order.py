@@ -4,6 +4,9 @@ follow the MR as GitLab has it when the event is handled. Each event goes throug
 simulator as GitLab."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
 from tests.bot_harness import handler_env, marker_notes, take_events  # noqa: F401 - fixture
 
 FILES = ["src/core/m1.py"]
@@ -19,6 +22,21 @@ async def labels(env, mr) -> list[tuple[str, str]]:
 
 def action(event) -> str | None:
     return event.body.get("object_attributes", {}).get("action")
+
+
+def hand_clock(env) -> Callable[[], None]:
+    """Run the simulator's clock by hand; returns `later()`, which moves it two minutes on. GitLab's hook times
+    are whole seconds, and an approval moves the MR's time at most once a minute."""
+    now = [datetime.now(timezone.utc)]
+    env.state.clock = lambda: now[0]
+
+    def later() -> None:
+        now[0] += timedelta(minutes=2)
+    return later
+
+
+async def approvals(env, mr, person: str = "bob") -> list[str]:
+    return [label for who, label in await labels(env, mr) if who == person and label in ("approved", "unapproved")]
 
 
 async def deliver(env, events) -> None:
@@ -93,3 +111,102 @@ async def test_a_close_and_reopen_handled_after_the_merge_leave_the_mr_as_merged
     env.state.merge_mr(mr, by=env.tiny.ann)
     await env.run()
     assert [row[1] for row in await labels(env, mr) if row[1] in ("closed", "reopened")] == ["reopened"]
+
+
+async def test_an_unapproval_delivered_before_its_approval_leaves_the_approval_taken_back(handler_env):
+    env = await handler_env()
+    later = hand_clock(env)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    later()
+    env.state.approve(mr, env.tiny.bob)
+    later()
+    env.state.unapprove(mr, env.tiny.bob)
+    events = take_events(env.state)
+    assert [action(e) for e in events] == ["approval", "approved", "unapproval", "unapproved"]
+    await deliver(env, events[::-1])
+    assert await approvals(env, mr) == []  # GitLab's last word: bob does not approve
+
+
+async def test_a_reviewer_removal_delivered_before_the_addition_leaves_the_reviewer_removed(handler_env):
+    env = await handler_env()
+    later = hand_clock(env)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    later()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    later()
+    env.state.set_reviewers(mr, [], by=env.tiny.ann)
+    added, removed = take_events(env.state)
+    await deliver(env, [removed, added])
+    assert [row for row in await labels(env, mr) if row[0] == "bob"] == [("bob", "suggested"), ("bob", "removed")]
+
+
+async def test_an_assign_command_delivered_before_an_earlier_removal_does_not_request_the_removed_reviewer(
+        handler_env):
+    """bob took the review, ann took him off, then asked the bot to assign: handled before the removal, the
+    command must not bring bob back (GitLab no longer lists him), and the removal, handled then, counts."""
+    env = await handler_env()
+    later = hand_clock(env)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    later()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    await env.run()
+    later()
+    env.state.set_reviewers(mr, [], by=env.tiny.ann)
+    later()
+    env.state.add_note(mr, env.tiny.ann, "/reviewers assign")
+    removed, command = take_events(env.state)
+    await deliver(env, [command, removed])
+    assert "bob" not in names(env, mr.reviewer_ids)
+    assert [label for who, label in await labels(env, mr) if who == "bob"][-1] == "removed"
+
+
+async def test_a_bot_request_is_not_undone_by_an_older_reviewer_change_delivered_after_it(handler_env):
+    """Opened, bob added and removed by hand, all before the worker ran: the late open requests bob (nothing
+    tells the bot he was taken off), and the older hooks, handled after, leave the label GitLab's state has."""
+    env = await handler_env(assign="top1")
+    later = hand_clock(env)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    later()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    later()
+    env.state.set_reviewers(mr, [], by=env.tiny.ann)
+    opened, added, removed = take_events(env.state)
+    later()
+    await env.send(opened)
+    await deliver(env, [added, removed])
+    assert names(env, mr.reviewer_ids) == ["bob"]
+    assert [label for who, label in await labels(env, mr) if who == "bob"] == ["suggested", "assigned"]
+
+
+async def test_reviewer_and_approval_changes_delivered_in_order_are_all_recorded(handler_env):
+    env = await handler_env()
+    later = hand_clock(env)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    for reviewers in ([env.tiny.bob], [], [env.tiny.bob]):
+        later()
+        env.state.set_reviewers(mr, reviewers, by=env.tiny.ann)
+    for change in (env.state.approve, env.state.unapprove, env.state.approve):
+        later()
+        change(mr, env.tiny.bob)
+    await env.run()
+    assert [label for who, label in await labels(env, mr) if who == "bob"] == [
+        "suggested", "accepted", "removed", "accepted", "approved", "unapproved", "approved"]
+
+
+async def test_an_approval_and_its_withdrawal_within_a_minute_carry_one_time_and_apply_as_handled(handler_env):
+    """GitLab moves the MR's `updated_at` for an approval only through its system note, once a minute at most:
+    within the minute both hooks carry the same time, and an equal time applies (as before)."""
+    env = await handler_env()
+    hand_clock(env)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.approve(mr, env.tiny.bob)
+    env.state.unapprove(mr, env.tiny.bob)
+    events = take_events(env.state)
+    assert len({e.body["object_attributes"]["updated_at"] for e in events}) == 1
+    await deliver(env, events)
+    assert await approvals(env, mr) == ["approved", "unapproved"]

@@ -127,9 +127,10 @@ async def test_set_reviewers_returns_what_gitlab_kept(simulator: Sim, gitlab_cli
     project = team(state)
     mr = state.open_mr(project, "ann", ["a.py"])
     ids = [state.user("bob").id, state.user("cid").id]
-    assert [u.username for u in await gitlab_client.set_reviewers(project.id, mr.iid, ids)] == ["bob", "cid"]
+    kept = (await gitlab_client.set_reviewers(project.id, mr.iid, ids)).reviewers
+    assert [u.username for u in kept] == ["bob", "cid"]
     state.free_tier = True
-    kept = await gitlab_client.set_reviewers(project.id, mr.iid, list(reversed(ids)))
+    kept = (await gitlab_client.set_reviewers(project.id, mr.iid, list(reversed(ids)))).reviewers
     assert [u.username for u in kept] == ["cid"]
     assert state.requests[-1].json == {"reviewer_ids": list(reversed(ids))}
 
@@ -274,7 +275,7 @@ async def test_full_flow_webhook_to_bot_to_gitlab(simulator: Sim, gitlab_client:
     event = webhook_receiver.events("Merge Request Hook")[0].body
     pid, iid = event["project"]["id"], event["object_attributes"]["iid"]
     files = await gitlab_client.mr_changed_files(pid, iid)
-    kept = await gitlab_client.set_reviewers(pid, iid, [state.user("bob").id])
+    kept = (await gitlab_client.set_reviewers(pid, iid, [state.user("bob").id])).reviewers
     await gitlab_client.create_note(pid, iid, f"Asked `@bob` to review {files[0].path}")
     await state.flush_hooks()
     kinds = [(r.event, r.body["object_attributes"].get("action")) for r in webhook_receiver.received]

@@ -96,7 +96,7 @@ async def test_revision_0004_keeps_older_history_rows_without_renames_and_goes_b
     await engine.dispose()
     storage = Storage(url)
     try:
-        assert await migrate(url) == {"0004"}
+        assert await migrate(url, "0004") == {"0004"}
         moved = Change("!2", 200, "ann", ("cy",), ("c.c",), renames=(("b.c", "c.c"),))
         await storage.history.upsert(1, [moved])
         assert await storage.history.load(1) == [Change("!1", 100, "ann", ("bob",), ("b.c",)), moved]
@@ -104,6 +104,24 @@ async def test_revision_0004_keeps_older_history_rows_without_renames_and_goes_b
         async with storage.engine.connect() as conn:
             columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("history")])
         assert "renames" not in columns and "files" in columns
+    finally:
+        await storage.close()
+
+
+async def test_revision_0005_adds_the_times_of_the_events_applied_and_goes_back(blank_database_url):
+    url = blank_database_url
+    assert await migrate(url, "0004") == {"0004"}
+    storage = Storage(url)
+    try:
+        await storage.feedback.record(1, 3, "bob", "approved", source_event_id=5)  # a row as 0004 stored it
+        assert await migrate(url) == {"0005"}
+        at = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+        assert await storage.feedback.newer_applied(1, 3, "bob", at) is None  # nothing kept yet: applies
+        assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=1)) == at
+        assert await downgrade(url, "0004") == {"0004"}
+        async with storage.engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+        assert "feedback_times" not in tables and [r.label for r in await storage.feedback.list(1)] == ["approved"]
     finally:
         await storage.close()
 
@@ -506,6 +524,20 @@ async def test_suggestions_and_feedback(storage):
     assert [(r.label, r.value) for r in rows] == [("accepted", None), ("thumbs_up", 1), ("thumbs_up", 1)]
     with pytest.raises(ValueError, match="unknown feedback label"):
         await storage.feedback.record(1, 3, "bob", "liked")
+
+
+async def test_an_event_older_than_one_applied_about_the_same_person_on_the_mr_is_refused(storage):
+    feedback, at = storage.feedback, datetime(2026, 3, 1, 10, 0, 5, tzinfo=timezone.utc)
+    assert await feedback.newer_applied(1, 3, "Bob", at) is None
+    assert await feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=1)) == at  # usernames ignore case
+    assert await feedback.newer_applied(1, 3, "bob", at + timedelta(microseconds=900)) is None  # same second
+    earlier = at - timedelta(minutes=5)
+    for project, mr, person in ((1, 3, "cy"), (1, 4, "bob"), (2, 3, "bob")):  # another person, MR, project
+        assert await feedback.newer_applied(project, mr, person, earlier) is None
+    assert await feedback.newer_applied(1, 3, "bob", None) is None  # a payload without a time: applies
+    later = at + timedelta(minutes=2)
+    assert await feedback.newer_applied(1, 3, "bob", later) is None
+    assert await feedback.newer_applied(1, 3, "bob", at) == later
 
 
 async def test_a_suggestion_keeps_the_mr_it_was_for_and_labels_find_it_in_one_statement(storage):

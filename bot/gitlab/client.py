@@ -336,14 +336,15 @@ class GitLabClient:
         found = await self._get_found(f"{self._mr(pid, iid)}/reviewers")
         return None if found is None else [ReviewerState.model_validate(r) for r in found]
 
-    async def set_reviewers(self, pid: ProjectId, iid: int, ids: Sequence[int]) -> list[User]:
-        """Replace the MR's reviewers with `ids` (send existing + new to add); returns who GitLab kept.
+    async def set_reviewers(self, pid: ProjectId, iid: int, ids: Sequence[int]) -> MergeRequest:
+        """Replace the MR's reviewers with `ids` (send existing + new to add); returns the MR as GitLab left it
+        (its `reviewers`: who GitLab kept; its `updated_at`: when).
 
         GitLab silently drops ids it refuses (non-members, blocked users; all but the first on the Free tier),
         so compare the result with what was asked.
         """
         mr = await self._call("PUT", self._mr(pid, iid), data={"reviewer_ids": [int(i) for i in ids]})
-        return MergeRequest.model_validate(mr[0]).reviewers
+        return MergeRequest.model_validate(mr[0])
 
     async def iter_merged_mrs(self, pid: ProjectId, *, updated_after: datetime | None = None,
                               page_start: int = 1) -> AsyncIterator[Page[MergeRequest]]:

@@ -177,12 +177,19 @@ class MRActions:
     def merge_mr(self: SimState, mr: SimMR, *, by: UserRef | None = None) -> SimMR:
         return self._set_state(mr, "merged", "merge", by)
 
+    def _touch_by_system_note(self: SimState, mr: SimMR) -> None:
+        """An approval changes no MR column; the system note GitLab adds for it touches the MR, at most once a
+        minute (`ThrottledTouch`). Its hooks carry the MR's `updated_at` as it is then."""
+        if self.now() - mr.updated_at > timedelta(minutes=1):
+            mr.updated_at = self.now()
+
     def approve(self: SimState, mr: SimMR, user: UserRef) -> None:
         """`user` approves: an "approval" hook, then "approved" when enough approvals are in."""
         project, who = self.projects[mr.project_id], self.user(user)
         if who.id in mr.approvals:
             return
         mr.approvals[who.id] = self.now()
+        self._touch_by_system_note(mr)
         self._fire(project, mr, "approval", who, changes={})
         if len(mr.approvals) == max(project.approvals_required, 1):
             self._fire(project, mr, "approved", who, changes={})
@@ -191,6 +198,7 @@ class MRActions:
         project, who = self.projects[mr.project_id], self.user(user)
         if mr.approvals.pop(who.id, None) is None:
             return
+        self._touch_by_system_note(mr)
         self._fire(project, mr, "unapproval", who, changes={})
         if len(mr.approvals) == max(project.approvals_required, 1) - 1:
             self._fire(project, mr, "unapproved", who, changes={})

@@ -20,13 +20,16 @@ an event may arrive late or out of order: what the bot does or records is checke
 has it now. A suggestion needs the payload and the live MR both open, ready and unlabelled (a late `open`
 or push on an MR since closed, merged, made a draft again or labelled does nothing); a `closed` or
 `reopened` label is recorded only while GitLab's state agrees (a `close` delivered after the `reopen` that
-undid it is not). Approval and reviewer labels follow the payloads in the order handled: GitLab's current
-state cannot tell "changed again since" from "never happened" (approvals reset by a push send no hook).
+undid it is not). Approval and reviewer labels follow the payloads (GitLab's current state cannot tell
+"changed again since" from "never happened": approvals reset by a push send no hook) in GitLab's order: an
+event older (`event_time`) than one already applied about the same person on the MR is dropped, so an
+`unapproval` handled before its `approval`, or a reviewer removal before the addition, stays the last word.
 """
 from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from gidgetlab.routing import Router
@@ -42,7 +45,7 @@ from bot.logfmt import kv
 from bot.storage import FeedbackRow
 from graph.model import Change
 
-__all__ = ["router", "became_ready", "skip_reason", "left_alone", "assign_count", "reviewer_feedback"]
+__all__ = ["router", "became_ready", "skip_reason", "left_alone", "assign_count", "reviewer_feedback", "event_time"]
 
 log = logging.getLogger("bot.handlers")
 router = Router()
@@ -142,6 +145,38 @@ def reviewer_feedback(previous: Iterable[Mapping[str, Any]], current: Iterable[M
     return out + [(p, "assigned") for p in others]
 
 
+def event_time(attrs: Mapping[str, Any]) -> datetime | None:
+    """When GitLab made the change a Merge Request Hook reports: `object_attributes.updated_at`, the MR's last
+    update (None when absent or unreadable: the event is applied as it comes).
+
+    GitLab writes it `2013-12-03T17:23:34Z` (its documentation) or `2013-12-03 17:23:34 UTC`, to the second.
+    Reviewer changes update the MR; an approval does not: its system note touches the MR, at most once a
+    minute (GitLab's `ThrottledTouch`), so an approval and its withdrawal within a minute carry one time.
+
+    >>> event_time({"updated_at": "2013-12-03 17:23:34 UTC"}) == event_time({"updated_at": "2013-12-03T17:23:34Z"})
+    True
+    """
+    text = attrs.get("updated_at")
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    try:
+        when = datetime.fromisoformat(text[:-4] + "+00:00" if text.endswith(" UTC") else text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+async def is_late(ctx: EventContext, iid: int, person: str, at: datetime | None, label: str) -> bool:
+    """Whether a change about `person` on the MR newer than this event's (`at`) was applied already: the
+    event's `label` is then dropped. Otherwise `at` becomes the person's newest time on the MR."""
+    newer = await ctx.storage.feedback.newer_applied(ctx.project_id, iid, person, at)
+    if newer is not None and at is not None:
+        log.debug(kv("older event about a person; not recorded", project_id=ctx.project_id, mr_iid=iid,
+                     person=person, label=label, event_at=at.isoformat(), newer=newer.isoformat()))
+    return newer is not None
+
+
 def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
     name = mr.author.username
     return mr.author.bot or ctx.bot.is_me(mr.author) or is_bot_username(name) or \
@@ -217,21 +252,29 @@ async def on_update(event: Event, ctx: EventContext) -> None:
         return
     changes = event.data.get("changes") or {}
     if isinstance(changes.get("reviewers"), Mapping):
-        await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"])
+        await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"],
+                                      at=event_time(event.object_attributes))
     if became_ready(changes):
         await suggest_if_wanted(event, ctx, first=True)
     elif ("oldrev" in event.object_attributes or "target_branch" in changes) and ctx.project.comment_on_update:
         await suggest_if_wanted(event, ctx, first=False)  # new commits, or another target: diff and CODEOWNERS
 
 
-async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any]) -> None:
-    """Feedback on the last suggestion from a reviewer change made by a person; before any suggestion (a
-    draft), who became a reviewer and who stopped being one. Passing a suggested person over counts once per
-    MR: reviewers added one at a time are one decision, not one rejection each."""
+async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any], *,
+                                  at: datetime | None = None) -> None:
+    """Feedback on the last suggestion from a reviewer change made by a person (at GitLab's time `at`); before
+    any suggestion (a draft), who became a reviewer and who stopped being one. Passing a suggested person over
+    counts once per MR: reviewers added one at a time are one decision, not one rejection each. A person
+    whose newer change was applied already is left out (`is_late`)."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
     feedback = ctx.storage.feedback
+    late: dict[str, bool] = {}
     for person, label in reviewer_feedback(change.get("previous") or [], change.get("current") or [], suggested):
+        if person not in late:
+            late[person] = await is_late(ctx, iid, person, at, label)
+        if late[person]:
+            continue
         record = feedback.record_once if label == "passed_over" else feedback.record
         await record(ctx.project_id, iid, person, label, suggestion_id=latest.id if latest else None,
                      source_event_id=ctx.event_id)
@@ -264,12 +307,15 @@ def approval_state(rows: Iterable[FeedbackRow], person: str, event_id: int | Non
 async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
     """Store an approval given or taken back, once: GitLab sends each twice (`approval` and `approved`, or
     `unapproval` and `unapproved`) when it is the one that makes or breaks the MR's approval. Given again
-    after being taken back, it is stored again."""
+    after being taken back, it is stored again; one older than the person's last change applied is not
+    (`is_late`: an `approval` handled after the `unapproval` that took it back)."""
     user = event.data.get("user") or {}
     person = user.get("username")
     if not person or ctx.bot.is_me(user):
         return
     iid = int(event.object_attributes["iid"])
+    if await is_late(ctx, iid, person, event_time(event.object_attributes), label):
+        return
     state = approval_state(await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid), person, ctx.event_id)
     if state == label or (label == "unapproved" and state is None):
         return

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Sequence
 
 from bot.backfill import BOT_PICK
@@ -37,11 +38,14 @@ FREE_TIER_NOTE = ("GitLab kept a single reviewer on this merge request (GitLab F
 
 @dataclass
 class Assignment:
-    """Who the bot asked GitLab to add as reviewers, who GitLab kept, and what to say about it."""
+    """Who the bot asked GitLab to add as reviewers, who GitLab kept, and what to say about it; `added`: those
+    of `assigned` the bot's request made reviewers (the others were already), at GitLab's time `added_at`."""
 
     assigned: list[str] = field(default_factory=list)
     not_stuck: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    added_at: datetime | None = None
 
 
 async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence[str],
@@ -50,12 +54,12 @@ async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence
     existing = [u.id for u in mr.reviewers]
     wanted = [(p, user_ids[p]) for p in people if p in user_ids]
     missing = [uid for _, uid in wanted if uid not in existing]
-    kept = mr.reviewers
-    if missing:
-        kept = await ctx.client.set_reviewers(ctx.project_id, mr.iid, existing + missing)
-    kept_names = {u.username.casefold() for u in kept}
-    result = Assignment(assigned=[p for p, _ in wanted if p.casefold() in kept_names],
-                        not_stuck=[p for p in people if p.casefold() not in kept_names])
+    after = await ctx.client.set_reviewers(ctx.project_id, mr.iid, existing + missing) if missing else mr
+    kept = {u.username.casefold() for u in after.reviewers}
+    result = Assignment(assigned=[p for p, _ in wanted if p.casefold() in kept],
+                        not_stuck=[p for p in people if p.casefold() not in kept],
+                        added=[p for p, uid in wanted if uid in missing and p.casefold() in kept],
+                        added_at=after.updated_at if missing else None)
     if result.not_stuck and len(kept) <= 1 and len(existing) + len(missing) > 1:
         result.notes.append(FREE_TIER_NOTE)
     if result.not_stuck:
@@ -64,16 +68,17 @@ async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence
     return result
 
 
-async def taken_off_reviewers(ctx: EventContext, mr_iid: int) -> set[str]:
+async def taken_off_reviewers(ctx: EventContext, mr: MergeRequest) -> set[str]:
     """Who the team removed from this MR's reviewers and did not put back (casefolded): the bot never
-    requests their review again on it (say when it is reopened or marked ready again)."""
-    off: set[str] = set()
-    for row in await ctx.storage.feedback.list(ctx.project_id, mr_iid=mr_iid):
-        if row.label == "removed":
-            off.add(row.person.casefold())
-        elif row.label in ("accepted", "assigned"):
-            off.discard(row.person.casefold())
-    return off
+    requests their review again on it (say when it is reopened or marked ready again). A reviewer as the
+    stored feedback has it whom GitLab (`mr`, as it is now) no longer lists was removed too: its hook is late
+    (GitLab may deliver it after a `/reviewers assign` written later)."""
+    last: dict[str, str] = {}
+    for row in await ctx.storage.feedback.list(ctx.project_id, mr_iid=mr.iid):
+        if row.label in ("removed", "accepted", "assigned"):
+            last[row.person.casefold()] = row.label
+    reviewing = {u.username.casefold() for u in mr.reviewers}
+    return {person for person, label in last.items() if label == "removed" or person not in reviewing}
 
 
 def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) -> str:
@@ -113,11 +118,13 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
                                                   suggestion_id=suggestion_id, source_event_id=ctx.event_id)
     assignment = Assignment()
     if assign and result.cannot is None:
-        taken_off = await taken_off_reviewers(ctx, mr.iid)
+        taken_off = await taken_off_reviewers(ctx, mr)
         people = [s.person for s in result.suggestions[:assign] if s.person.casefold() not in taken_off]
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
     note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, assignment))
     for person in assignment.assigned:
+        if person in assignment.added:  # a reviewer change at `added_at`: an older hook about them, late, is not
+            await ctx.storage.feedback.newer_applied(ctx.project_id, mr.iid, person, assignment.added_at)
         await ctx.storage.feedback.record(ctx.project_id, mr.iid, person, "assigned", value=BOT_PICK,
                                           suggestion_id=suggestion_id, source_event_id=ctx.event_id)
     if created:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage.db import FEEDBACK_LOCK, IN_CHUNK, insert_for, lock_project, utcnow
-from bot.storage.tables import feedback, suggestions
+from bot.storage.tables import feedback, feedback_times, suggestions
 
 __all__ = ["SuggestionRow", "FeedbackRow", "SuggestionStore", "FeedbackStore", "FEEDBACK_LABELS"]
 
@@ -198,6 +198,27 @@ class FeedbackStore:
             return False
         return await self.record(project_id, mr_iid, person, label, suggestion_id=suggestion_id,
                                  source_event_id=source_event_id)
+
+    async def newer_applied(self, project_id: int, mr_iid: int, person: str, at: datetime | None) -> datetime | None:
+        """The time of a newer event about `person` on the MR already applied, or None: then the event of time
+        `at` is to be applied and is now the newest. GitLab delivers hooks asynchronously and an operator may
+        re-send failed ones newest first; an older event handled after a newer one must not undo it.
+
+        Times count in whole seconds, GitLab's hook precision: an equal time applies (a retry, a duplicate,
+        two changes within one second). `at` None (a payload without a time) applies and is not kept.
+        Events of one MR run one at a time (`EventQueue`), so no other writer interleaves here.
+        """
+        if at is None:
+            return None
+        at, key = at.replace(microsecond=0), dict(project_id=project_id, mr_iid=mr_iid, person=person.casefold())
+        where = [feedback_times.c[name] == value for name, value in key.items()]
+        async with self.engine.begin() as conn:
+            newest = (await conn.execute(sa.select(feedback_times.c.event_at).where(*where))).scalar_one_or_none()
+            if newest is not None and newest > at:
+                return newest
+            stmt = insert_for(conn, feedback_times).values(**key, event_at=at)
+            await conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_={"event_at": at}))
+        return None
 
     async def of_mrs(self, project_id: int, mr_iids: Iterable[int]) -> list[FeedbackRow]:
         """The reactions on these MRs, oldest first: one statement per `IN_CHUNK` MRs (a backfill page)."""

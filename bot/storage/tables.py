@@ -13,8 +13,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from bot.storage.db import UTCDateTime
 
 __all__ = [
-    "metadata", "events", "projects", "history", "bot_comments", "suggestions", "feedback", "optouts",
-    "models", "snapshots", "EVENT_STATUSES",
+    "metadata", "events", "projects", "history", "bot_comments", "suggestions", "feedback", "feedback_times",
+    "optouts", "models", "snapshots", "EVENT_STATUSES",
 ]
 
 EVENT_STATUSES = ("queued", "running", "done", "failed", "dead")
@@ -125,6 +125,16 @@ feedback = sa.Table(
     # A retried event records its feedback once; rows without a source event are never merged.
     sa.UniqueConstraint("source_event_id", "person", "label"),
     sa.Index(None, "project_id", "mr_iid"),
+)
+
+# Per person and MR, GitLab's time of the newest event whose approval or reviewer feedback was applied: an older
+# event delivered after it is not (`FeedbackStore.newer_applied`). `person` casefolded (usernames ignore case).
+feedback_times = sa.Table(
+    "feedback_times", metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("mr_iid", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("person", sa.String(255), primary_key=True),
+    sa.Column("event_at", UTCDateTime, nullable=False),
 )
 
 optouts = sa.Table(
