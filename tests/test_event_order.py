@@ -210,3 +210,18 @@ async def test_an_approval_and_its_withdrawal_within_a_minute_carry_one_time_and
     assert len({e.body["object_attributes"]["updated_at"] for e in events}) == 1
     await deliver(env, events)
     assert await approvals(env, mr) == ["approved", "unapproved"]
+
+
+async def test_a_payload_on_another_clock_is_recorded_not_taken_for_a_late_delivery(handler_env):
+    """Hooks replayed or written by hand may carry any time (GitLab's documented samples say 2013): far older
+    than the time the bot's own request got, they are no late delivery, and their labels count."""
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert names(env, mr.reviewer_ids) == ["bob"]
+    env.state.approve(mr, env.tiny.bob)
+    events = take_events(env.state)
+    for event in events:
+        event.body["object_attributes"]["updated_at"] = "2013-12-03T17:23:34Z"
+    await deliver(env, events)
+    assert await approvals(env, mr) == ["approved"]

@@ -538,6 +538,9 @@ async def test_an_event_older_than_one_applied_about_the_same_person_on_the_mr_i
     later = at + timedelta(minutes=2)
     assert await feedback.newer_applied(1, 3, "bob", later) is None
     assert await feedback.newer_applied(1, 3, "bob", at) == later
+    years_before = datetime(2013, 12, 3, 17, 23, 34, tzinfo=timezone.utc)  # another clock: no late delivery
+    assert await feedback.newer_applied(1, 3, "bob", years_before) is None
+    assert await feedback.newer_applied(1, 3, "bob", at) == later  # ... and the newest time stays
 
 
 async def test_a_suggestion_keeps_the_mr_it_was_for_and_labels_find_it_in_one_statement(storage):

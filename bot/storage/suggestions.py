@@ -7,7 +7,7 @@ count twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
@@ -18,6 +18,8 @@ from bot.storage.tables import feedback, feedback_times, suggestions
 
 __all__ = ["SuggestionRow", "FeedbackRow", "SuggestionStore", "FeedbackStore", "FEEDBACK_LABELS"]
 
+
+REDELIVERY_WINDOW = timedelta(days=7)  # how much older than the newest applied a late delivery can be
 
 FEEDBACK_LABELS = frozenset({
     "accepted", "assigned", "removed", "passed_over", "reroll", "exclude", "why", "thumbs_up", "thumbs_down",
@@ -205,8 +207,11 @@ class FeedbackStore:
         re-send failed ones newest first; an older event handled after a newer one must not undo it.
 
         Times count in whole seconds, GitLab's hook precision: an equal time applies (a retry, a duplicate,
-        two changes within one second). `at` None (a payload without a time) applies and is not kept.
-        Events of one MR run one at a time (`EventQueue`), so no other writer interleaves here.
+        two changes within one second). `at` None (a payload without a time) applies and is not kept. So does
+        a time older than the newest by more than `REDELIVERY_WINDOW`: GitLab keeps a hook's deliveries for
+        re-sending two days, so such a gap is no late delivery but another clock (a replayed or hand-made
+        payload), and dropping its label would lose it. Events of one MR run one at a time (`EventQueue`), so
+        no other writer interleaves here.
         """
         if at is None:
             return None
@@ -215,7 +220,7 @@ class FeedbackStore:
         async with self.engine.begin() as conn:
             newest = (await conn.execute(sa.select(feedback_times.c.event_at).where(*where))).scalar_one_or_none()
             if newest is not None and newest > at:
-                return newest
+                return newest if newest - at <= REDELIVERY_WINDOW else None
             stmt = insert_for(conn, feedback_times).values(**key, event_at=at)
             await conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_={"event_at": at}))
         return None
