@@ -13,6 +13,7 @@ import time
 from typing import Any, Awaitable, Callable, Hashable, TypeVar
 
 from bot.gitlab.client import GitLabClient
+from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import Member as GitLabMember
 from bot.logfmt import kv
 from graph.codeowners import CodeOwners, parse_codeowners
@@ -95,7 +96,12 @@ class Lookups:
         """Whether a user's account carries GitLab's `bot` flag: service accounts may take any username, and
         the members API leaves the flag out (`GET /users/:id` has it). Kept an hour: it does not change."""
         async def fetch() -> bool:
-            return (await self.client.get_user(uid)).bot
+            try:
+                return (await self.client.get_user(uid)).bot
+            except GitLabError as exc:
+                if exc.not_found:  # a deleted account (or one hidden from the bot's token): no bot to skip
+                    return False
+                raise
         return await self.recent.get(("bot", uid), fetch, ttl=max(self.recent.ttl, self.BOT_TTL))
 
     async def open_reviewers(self, project_id: int) -> list[tuple[int, list[int]]]:

@@ -557,3 +557,19 @@ async def test_a_service_account_with_a_plain_name_is_never_suggested(handler_en
     await env.run()
     body = marker_notes(env.state, mr)[0].body
     assert "release-helper" not in body and "`@bob`" in body
+
+
+async def test_a_bot_added_as_reviewer_beside_the_suggested_person_passes_nobody_over(handler_env):
+    """A review assistant (any name: GitLab flags the account) or a token's user added as a reviewer is no
+    team choice: the suggested people left out are not passed over, and the bot gets no label."""
+    env = await handler_env()
+    assistant = env.state.add_user("GitLabDuo", bot=True)
+    token_user = env.state.add_user(f"project_{env.tiny.project.id}_bot_3f9a", bot=True)
+    for user in (assistant, token_user):
+        env.state.add_member(env.tiny.project, user, 30)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob, assistant, token_user], by=env.tiny.ann)
+    await env.run()
+    rows = [row for row in await rows_of(env, mr) if row[1] != "suggested"]
+    assert rows == [("bob", "accepted")]

@@ -42,6 +42,7 @@ from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
 from bot.handlers.publish import publish
 from bot.logfmt import kv
+from bot.lookups import Lookups
 from bot.storage import FeedbackRow
 from graph.model import Change
 
@@ -260,6 +261,26 @@ async def on_update(event: Event, ctx: EventContext) -> None:
         await suggest_if_wanted(event, ctx, first=False)  # new commits, or another target: diff and CODEOWNERS
 
 
+async def _people(ctx: EventContext, users: Any) -> list[Mapping[str, Any]]:
+    """The webhook's reviewer objects without bots: a bot added beside the suggested people (a review
+    assistant, a token's user) is no team choice, and counting it passed the suggestion over. A bot is a
+    name GitLab gives bots or the project's `bots` lists, the bot itself, or an account flagged as one."""
+    if not isinstance(users, list):
+        return []
+    look = Lookups(ctx.client, ctx.engine.recent)
+    listed = {b.casefold() for b in ctx.project.bots}
+    out = []
+    for user in users:
+        if not isinstance(user, Mapping) or not user.get("username"):
+            continue
+        name = str(user["username"])
+        if ctx.bot.is_me(user) or is_bot_username(name) or name.casefold() in listed or \
+                (isinstance(user.get("id"), int) and await look.is_bot(user["id"])):
+            continue
+        out.append(user)
+    return out
+
+
 async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any], *,
                                   at: datetime | None = None) -> None:
     """Feedback on the last suggestion from a reviewer change made by a person (at GitLab's time `at`); before
@@ -270,7 +291,8 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
     suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
     feedback = ctx.storage.feedback
     late: dict[str, bool] = {}
-    for person, label in reviewer_feedback(change.get("previous") or [], change.get("current") or [], suggested):
+    previous, current = await _people(ctx, change.get("previous")), await _people(ctx, change.get("current"))
+    for person, label in reviewer_feedback(previous, current, suggested):
         if person not in late:
             late[person] = await is_late(ctx, iid, person, at, label)
         if late[person]:
