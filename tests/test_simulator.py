@@ -1,6 +1,7 @@
 """The GitLab simulator over real HTTP: auth, pagination, failures, rate limits, GitLab's rules, webhooks, seeding."""
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -124,6 +125,20 @@ async def test_fail_next_then_recovers(simulator: Sim, http_session) -> None:
     assert (status, body, headers["Retry-After"]) == (429, "Retry later\n", "7")
     assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-ResetTime"} <= set(headers)
     assert (await call(http_session, f"{url}/api/v4/user"))[0] == 200
+
+
+async def test_a_held_path_is_answered_once_released(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    project = world(state)["project"]
+    gate = state.hold_path(f"/projects/{project.id}/merge_requests", state="merged")
+    base = f"{url}/api/v4/projects/{project.id}/merge_requests"
+    held = asyncio.ensure_future(call(http_session, f"{base}?state=merged"))
+    assert (await call(http_session, f"{base}?state=opened"))[0] == 200  # another query is not held
+    while not state.held:
+        await asyncio.sleep(0.01)
+    assert state.held == [f"/api/v4/projects/{project.id}/merge_requests"] and not held.done()
+    gate.set()
+    assert (await held)[0] == 200 and state.held == []
 
 
 async def test_rate_limit_answers_429_with_retry_after(simulator: Sim, http_session) -> None:

@@ -1,4 +1,5 @@
-"""`SimState`: everything a simulated GitLab knows, plus the knobs tests turn (failures, rate limits, free tier).
+"""`SimState`: everything a simulated GitLab knows, plus the knobs tests turn (failures, slow answers, rate limits,
+free tier).
 
 Plain Python, no I/O. The aiohttp app (simulator.py) reads and changes it; tests build scenarios with its helper
 methods and then check `requests`, `unknown` and `deliveries`. Merge request lifecycle helpers live in the
@@ -6,6 +7,7 @@ methods and then check `requests`, `unknown` and `deliveries`. Merge request lif
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import time
@@ -70,6 +72,8 @@ class SimState(MRActions, GroupActions):
         self.rate_window = 60.0
         self._fail_queue: list[tuple[int, float | None]] = []
         self.broken_paths: dict[str, int] = {}  # path ending -> status answered every time (`fail_path`)
+        self.holds: list[tuple[str, dict[str, str], asyncio.Event]] = []  # `hold_path`
+        self.held: list[str] = []  # the paths of the requests waiting on a hold right now
         self._rate: dict[str, tuple[float, int]] = {}
         self._rng = random.Random(seed)
         self._ids = {kind: itertools.count(1) for kind in ("user", "group", "project", "mr", "note",
@@ -197,6 +201,21 @@ class SimState(MRActions, GroupActions):
         """Answer `status` to every request whose path ends with `ending` (an MR whose diff GitLab cannot
         render, say `/merge_requests/4/diffs`), however often it is asked."""
         self.broken_paths[ending] = status
+
+    def hold_path(self, ending: str, **query: str) -> asyncio.Event:
+        """Keep every request whose path ends with `ending` (and whose query has `query`) unanswered until the
+        returned event is set: a GitLab slow to answer, say a large project's history listing
+        (`hold_path("/projects/7/merge_requests", state="merged")`). `held` lists the requests waiting."""
+        gate = asyncio.Event()
+        self.holds.append((ending, dict(query), gate))
+        return gate
+
+    def hold_for(self, path: str, query: dict[str, str]) -> asyncio.Event | None:
+        """The unset hold this request must wait on, if any."""
+        for ending, wanted, gate in self.holds:
+            if not gate.is_set() and path.endswith(ending) and all(query.get(k) == v for k, v in wanted.items()):
+                return gate
+        return None
 
     def take_failure(self, path: str = "") -> tuple[int, float | None] | None:
         """The failure to inject into this request, if any: broken paths, scripted ones, then `failure_rate`."""

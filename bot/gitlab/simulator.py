@@ -3,7 +3,7 @@
 `make_simulator_app(state)` is an aiohttp app speaking REST v4 under /api/v4 with GitLab's JSON shapes;
 `run_simulator(state)` serves it on 127.0.0.1 and delivers webhooks from `state.outbox`. Like GitLab it wants a
 token (`PRIVATE-TOKEN` or `Authorization: Bearer`), paginates, rate-limits (429 + Retry-After + RateLimit-*),
-fails on demand (`state.fail_next`, `state.failure_rate`), records every request in `state.requests` and answers
+fails on demand (`state.fail_next`, `state.failure_rate`), answers late on demand (`state.hold_path`), records every request in `state.requests` and answers
 unknown endpoints with GitLab's 404 while recording them in `state.unknown` (`state.assert_no_unknown()`).
 
     async with run_simulator() as (state, base_url):
@@ -65,7 +65,14 @@ def _injected(state: SimState, failure: tuple[int, float | None], rate: RateInfo
 
 
 async def _answer(request: web.Request, handler: Handler, state: SimState, rate: RateInfo) -> web.StreamResponse:
-    """Failures, throttling, authentication, then the endpoint itself."""
+    """Holds, failures, throttling, authentication, then the endpoint itself."""
+    gate = state.hold_for(request.path, dict(request.query))
+    if gate is not None:
+        state.held.append(request.path)
+        try:
+            await gate.wait()
+        finally:
+            state.held.remove(request.path)
     failure = state.take_failure(request.path)
     if failure is not None:
         return _injected(state, failure, rate)
