@@ -6,8 +6,9 @@ listed oldest-updated first; after each page the newest `updated_at` seen is sav
 cursor, and a later run lists again from there (`updated_after` is inclusive, so the boundary MR is read
 twice and upserted once). Later merges arrive by webhook.
 
-A backfill starts on the first event from a project (`Backfills.ensure`, in the background: the event waits
-a bounded time, other projects are not held up) or by hand with `reviewbot backfill --project ID`.
+A backfill starts on the first event from a project (`Backfills.ensure`, in the background, a few projects at a
+time: the event is parked in the queue for a bounded time, holding no worker, so other projects' events are not
+held up) or by hand with `reviewbot backfill --project ID`.
 
     report = await backfill_project(client, storage, 42, progress=print)
 """
@@ -246,45 +247,46 @@ async def backfill_project(client: GitLabClient, storage: Storage, project_id: i
 
 
 class Backfills:
-    """Background backfills, one task per project, started by the first event that needs one.
+    """Background backfills, one task per project, started by the first event that needs one, at most `imports`
+    running at a time in this process (the others wait their turn: many new projects at once must not all
+    page through GitLab together, nor crowd out the events of projects already imported).
 
-    `ensure(project_id)` returns at once for a project already imported; otherwise it starts (or joins) the
-    import and waits for it until `wait` seconds after the import started: the first MRs of a new project are
-    ranked on its history when that is quick, and on what has arrived so far when it is not, and a long
-    import holds up the worker (and so other projects) for `wait` seconds in all, not per event. A failed
-    import is logged and started again (from its cursor) by the next event.
+    `ensure(project_id)` returns 0 at once for a project already imported; otherwise it starts (or joins) the
+    import and returns how long an event of the project may still wait for it: until `wait` seconds after the
+    import was asked for (waiting its turn included). The event does not wait here (that would hold a worker
+    slot): the handlers park it in the queue for that long, woken as soon as the import (`task`) ends. The first
+    MRs of a new project are ranked on its history when that is quick, and on what has arrived so far when it is
+    not. A failed import is logged and started again (from its cursor) by the next event.
     """
 
-    def __init__(self, client: GitLabClient, storage: Storage, *, wait: float = 20.0, concurrency: int = 4) -> None:
+    def __init__(self, client: GitLabClient, storage: Storage, *, wait: float = 20.0, concurrency: int = 4,
+                 imports: int = 2) -> None:
         self.client, self.storage, self.wait, self.concurrency = client, storage, wait, concurrency
+        self._turns = asyncio.Semaphore(imports)
         self._done: set[int] = set()
         self._tasks: dict[int, asyncio.Task[BackfillProgress]] = {}
         self._deadlines: dict[int, float] = {}
 
     def running(self, project_id: int) -> bool:
-        """Whether an import of the project is under way in this process."""
+        """Whether an import of the project is under way (or waiting its turn) in this process."""
         task = self._tasks.get(project_id)
         return task is not None and not task.done()
 
-    async def ensure(self, project_id: int, *, bots: Collection[str] = ()) -> bool:
-        """Make sure the project's history is imported or being imported; True when it is complete."""
+    def task(self, project_id: int) -> asyncio.Task[BackfillProgress] | None:
+        """The project's import in this process, if one was started (done or not)."""
+        return self._tasks.get(project_id)
+
+    async def ensure(self, project_id: int, *, bots: Collection[str] = ()) -> float:
+        """Make sure the project's history is imported or being imported; the seconds its events may still
+        wait for the import (0: it is complete, or the wait is over)."""
         if project_id in self._done:
-            return True
+            return 0.0
         row = await self.storage.projects.get(project_id)
         if row is not None and row.backfill_done:
             self._done.add(project_id)
-            return True
-        task = self._start(project_id, bots)
-        remaining = self._deadlines[project_id] - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            return False
-        try:
-            await asyncio.wait_for(asyncio.shield(task), remaining)
-        except TimeoutError:
-            log.info(kv("backfill still running; using the history imported so far", project_id=project_id))
-        except Exception:  # noqa: BLE001 - logged by _run; the event goes on with what history there is
-            pass
-        return project_id in self._done
+            return 0.0
+        self._start(project_id, bots)
+        return max(0.0, self._deadlines[project_id] - asyncio.get_running_loop().time())
 
     def _start(self, project_id: int, bots: Collection[str]) -> asyncio.Task[BackfillProgress]:
         """The running import of the project, started (with a fresh waiting deadline) if there is none."""
@@ -298,8 +300,9 @@ class Backfills:
 
     async def _run(self, project_id: int, bots: Collection[str]) -> BackfillProgress:
         try:
-            report = await backfill_project(self.client, self.storage, project_id, concurrency=self.concurrency,
-                                            bots=bots)
+            async with self._turns:
+                report = await backfill_project(self.client, self.storage, project_id,
+                                                concurrency=self.concurrency, bots=bots)
         except Exception as exc:
             log.warning(kv("backfill failed; the next event resumes it", project_id=project_id,
                            cause=f"{type(exc).__name__}: {exc}"))

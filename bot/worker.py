@@ -5,6 +5,10 @@ claimed event is leased, so a crashed worker's events come back after `lease_sec
 event is retried with exponential backoff (or after the exception's `retry_after` seconds, e.g. a
 GitLab 429) and dead-lettered after `max_attempts` (an exception with `outage = True`, GitLab being
 down, does not count for `outage_hours`); an exception with `permanent = True` is dead-lettered at once.
+An exception with `park = seconds` is no failure: the event waits for something else (the first events of a
+project wait for its history import), so it goes back to the queue, due in that many seconds, its attempt not
+counted, and sooner when the exception's `wakes` (an asyncio future: what it waits for) is done. A parked event
+holds no worker slot, and it waits in the table, not in this process: a crash loses nothing.
 A running event's lease is renewed every third of `lease_seconds`. On SIGTERM (`stop`) the worker claims
 nothing more, lets running events finish within the grace period and hands the rest back to the queue.
 
@@ -31,7 +35,7 @@ from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
 from bot.storage.events import backoff_delay
 
-__all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay", "default_worker_id"]
+__all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay", "park_seconds", "default_worker_id"]
 
 log = logging.getLogger("bot.worker")
 
@@ -60,6 +64,19 @@ def retry_delay(exc: BaseException, attempts: int, base: float, cap: float) -> f
     return backoff_delay(attempts, base, cap)
 
 
+def park_seconds(exc: BaseException) -> float | None:
+    """The exception's `park` seconds (the event waits for something else), None when it has none.
+
+    >>> class Waiting(Exception): park = 20
+    >>> park_seconds(Waiting()), park_seconds(ValueError())
+    (20.0, None)
+    """
+    park = getattr(exc, "park", None)
+    if isinstance(park, (int, float)) and not isinstance(park, bool) and park >= 0:
+        return float(park)
+    return None
+
+
 def _describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout:g} s (worker.dispatch_timeout)"
@@ -79,6 +96,7 @@ class Worker:
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id or default_worker_id()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._parked: set[asyncio.Task[None]] = set()  # each wakes a parked event when what it waits for is done
         self.claim_error: str | None = None  # why the last claim failed (the database), None after a good one
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -149,9 +167,10 @@ class Worker:
         return []
 
     async def drain(self) -> None:
-        """Wait until every event this worker started has finished (for `worker --once` and tests)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait until every event this worker started has finished, and every event it parked is due again
+        (for `worker --once` and tests)."""
+        while self._tasks or self._parked:
+            await asyncio.gather(*self._tasks, *self._parked, return_exceptions=True)
 
     async def _idle(self) -> None:
         """Wait for a notification, a finished event (a free slot) or the poll interval."""
@@ -184,7 +203,10 @@ class Worker:
         except asyncio.CancelledError:
             raise  # stop(): the event is handed back by release()
         except Exception as exc:  # noqa: BLE001 - every handler error is recorded on the event
-            await self._failed(row, exc)  # (a renewal meanwhile finds the event no longer ours, and stops)
+            if (seconds := park_seconds(exc)) is not None:
+                await self._park(row, exc, seconds)
+            else:  # (a renewal meanwhile finds the event no longer ours, and stops)
+                await self._failed(row, exc)
         else:
             await self._record(self.storage.events.complete(row.id, owner=self.worker_id), row.id)
             self.metrics.events_processed.labels(kind=row.kind).inc()
@@ -193,6 +215,26 @@ class Worker:
         finally:
             renewing.cancel()
             self.metrics.dispatch_seconds.labels(kind=row.kind).observe(time.monotonic() - started)
+
+    async def _park(self, row: EventRow, exc: Exception, seconds: float) -> None:
+        """Back to the queue for `seconds`, the attempt not counted; woken sooner by the exception's `wakes`."""
+        reason = str(exc)
+        if not await self._record(self.storage.events.park(row.id, reason, seconds, owner=self.worker_id), row.id):
+            log.warning(kv("event not parked: it is no longer this worker's", event_id=row.id, kind=row.kind,
+                           cause=reason))
+            return
+        log.info(kv("event parked", event_id=row.id, kind=row.kind, seconds=round(seconds, 1), cause=reason))
+        wakes = getattr(exc, "wakes", None)
+        if isinstance(wakes, asyncio.Future) and not self._stopping.is_set():  # stopping: due at its time
+            task = asyncio.create_task(self._wake_when(row.id, wakes, seconds), name=f"wake-{row.id}")
+            self._parked.add(task)
+            task.add_done_callback(self._parked.discard)
+
+    async def _wake_when(self, event_id: int, wakes: asyncio.Future[Any], seconds: float) -> None:
+        """Make the parked event due as soon as `wakes` is done (at the latest, it is due after `seconds`)."""
+        await asyncio.wait([wakes], timeout=seconds)
+        await self._record(self.storage.events.wake(event_id), event_id)
+        self.notify()
 
     def _attempts_allowed(self, row: EventRow, exc: Exception) -> int:
         """`max_attempts`, unless GitLab is out (`outage` errors) and the event is younger than `outage_hours`:
@@ -256,6 +298,8 @@ class Worker:
         """
         deadline = time.monotonic() + grace
         self.request_stop()
+        for waking in self._parked:  # parked events wait in the table: due at their time, whoever takes them
+            waking.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._loop_exited.wait(), max(0.0, deadline - time.monotonic()))
         pending: set[asyncio.Task[None]] = set()

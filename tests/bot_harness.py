@@ -18,6 +18,7 @@ from aiohttp import web
 
 from bot.backfill import backfill_project
 from bot.config import Settings
+from bot.gitlab.client import RetryPolicy
 from bot.gitlab.simulator import SeededProject, SimState, seed_project
 from bot.gitlab.sim_model import HookEvent, SimMR, SimNote, SimProject, SimUser
 from bot.handlers import make_dispatch
@@ -135,7 +136,7 @@ class RunningBot:
 
 @contextlib.asynccontextmanager
 async def running_bot(settings: Settings, storage: Storage, *, backfill_wait: float = 10.0,
-                      start_worker: bool = True) -> AsyncIterator[RunningBot]:
+                      start_worker: bool = True, retry: RetryPolicy = FAST_RETRY) -> AsyncIterator[RunningBot]:
     """Serve POST /webhook on 127.0.0.1 and run a worker beside it (later, with `start_worker=False`)."""
     metrics = Metrics()
     app = make_app(settings, storage, metrics)
@@ -144,7 +145,7 @@ async def running_bot(settings: Settings, storage: Storage, *, backfill_wait: fl
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    factory = functools.partial(make_dispatch, retry=FAST_RETRY, backfill_wait=backfill_wait)
+    factory = functools.partial(make_dispatch, retry=retry, backfill_wait=backfill_wait)
     try:
         async with factory(settings, storage, metrics) as dispatch:
             worker = Worker(storage, dispatch, settings, metrics, worker_id="harness-worker")

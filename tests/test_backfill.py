@@ -193,13 +193,12 @@ async def test_background_backfill_runs_once_per_project(simulator, gitlab_clien
     seeded = seed_recent(state, n_merged=20)
     backfills = Backfills(gitlab_client, store, wait=0.0)
     try:
-        assert await backfills.ensure(seeded.project.id) is False  # started, not waited for
+        assert await backfills.ensure(seeded.project.id) == 0.0  # started; no wait allowed for it
         assert backfills.running(seeded.project.id)
-        while backfills.running(seeded.project.id):
-            await asyncio.sleep(0.01)
-        assert await backfills.ensure(seeded.project.id) is True
+        await backfills.task(seeded.project.id)
         calls = len(state.requests)
-        assert await backfills.ensure(seeded.project.id) is True and len(state.requests) == calls
+        assert await backfills.ensure(seeded.project.id) == 0.0 and not backfills.running(seeded.project.id)
+        assert len(state.requests) == calls
     finally:
         await backfills.close()
     assert await store.history.count(seeded.project.id) == 20
@@ -211,11 +210,53 @@ async def test_a_failed_background_backfill_is_resumed_by_the_next_event(simulat
     backfills = Backfills(gitlab_client, store, wait=5.0)
     state.fail_next(4, 500)  # the client tries 4 times: the first import fails
     try:
-        assert await backfills.ensure(seeded.project.id) is False
-        assert await backfills.ensure(seeded.project.id) is True
+        assert 0 < await backfills.ensure(seeded.project.id) <= 5.0
+        with pytest.raises(GitLabError):
+            await backfills.task(seeded.project.id)
+        assert await backfills.ensure(seeded.project.id) > 0  # started again, with a wait of its own
+        await backfills.task(seeded.project.id)
+        assert await backfills.ensure(seeded.project.id) == 0.0
     finally:
         await backfills.close()
     assert await store.history.count(seeded.project.id) == 10
+
+
+def small_project(state, name: str):
+    """A project with a few merged MRs (people of its own)."""
+    project = state.add_project(f"acme/{name}")
+    ann, bob = state.add_user(f"{name}-ann"), state.add_user(f"{name}-bob")
+    for person in (ann, bob):
+        state.add_member(project, person)
+    for i in range(3):
+        state.add_merged_mr(project, ann, [f"src/m{i}.py"], reviewers=[bob], approvers=[bob],
+                            merged_at=state.now() - timedelta(days=10 - i))
+    return project
+
+
+async def test_imports_run_a_few_at_a_time_and_the_wait_counts_from_the_ask(simulator, gitlab_client, store):
+    """Many new projects at once: two imports page through GitLab, the others wait their turn; an event's wait
+    for its project's import is bounded from when it asked, its turn included."""
+    state, _ = simulator
+    projects = [small_project(state, f"new{i}") for i in range(4)]
+    gates = {p.id: state.hold_path(f"/projects/{p.id}/merge_requests", state="merged") for p in projects}
+    backfills = Backfills(gitlab_client, store, wait=60.0, imports=2)
+    try:
+        for p in projects:
+            assert 0 < await backfills.ensure(p.id) <= 60.0
+        while len(state.held) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # time enough for a third listing to be asked, were it allowed
+        asked = [p.id for p in projects if f"/api/v4/projects/{p.id}/merge_requests" in state.held]
+        assert len(state.held) == len(asked) == 2 and all(backfills.running(p.id) for p in projects)
+        waiting = next(p.id for p in projects if p.id not in asked)
+        assert await backfills.ensure(waiting) <= 60.0 - 0.2  # its wait runs while it waits its turn
+        for p in projects:
+            gates[p.id].set()
+            await backfills.task(p.id)
+    finally:
+        await backfills.close()
+    for p in projects:
+        assert await store.history.count(p.id) == 3 and await backfills.ensure(p.id) == 0.0
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -83,6 +83,58 @@ def test_worker_once_runs_the_due_events(sqlite_url, tmp_path, monkeypatch):
     json.dumps(SEEN)
 
 
+class Waiting(Exception):
+    def __init__(self, wakes: asyncio.Future) -> None:
+        super().__init__("waiting for the project's history import")
+        self.park, self.wakes = 600.0, wakes
+
+
+@contextlib.asynccontextmanager
+async def parking_factory(settings, storage, metrics):
+    """A dispatch that parks each event once, until something it started in the background is done."""
+    async def dispatch(row: EventRow) -> None:
+        SEEN.append(row.id)
+        if SEEN.count(row.id) == 1:
+            imported = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(0.1, imported.set_result, None)
+            raise Waiting(imported)
+
+    yield dispatch
+
+
+def test_worker_once_runs_a_parked_event_when_it_is_woken_before_exiting(sqlite_url, tmp_path, monkeypatch):
+    """A new project's first event is parked while its history is imported in the background: `worker --once`
+    (from cron) waits for it to be woken and runs it, rather than exit and stop the import half-way."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("GITLAB_TOKEN", "t")
+    monkeypatch.setenv("GITLAB_WEBHOOK_SECRET", SECRET)
+    SEEN.clear()
+
+    async def seed() -> None:
+        from bot.storage import Storage
+
+        storage = Storage(sqlite_url)
+        await storage.events.store_event(dedupe_key="k", kind="Note Hook", headers={}, body={})
+        await storage.close()
+
+    async def status() -> str:
+        from bot.storage import Storage
+
+        storage = Storage(sqlite_url)
+        try:
+            return (await storage.events.get(1)).status
+        finally:
+            await storage.close()
+
+    run_in_thread(seed)
+    parser = argparse.ArgumentParser()
+    serve.register(parser.add_subparsers())
+    args = parser.parse_args(["worker", "--once", "--dispatch", "tests.test_cli_serve:parking_factory"])
+    assert args.func(args) == 0
+    assert SEEN == [1, 1] and run_in_thread(status) == "done"
+
+
 def test_worker_once_applies_the_retention(sqlite_url, tmp_path, monkeypatch):
     """Run from cron, `worker --once` is the only worker: done events past `retention_days` must go (with their
     bodies) as a long-running worker's start deletes them."""

@@ -7,8 +7,9 @@ history, and nothing is doubled.
 """
 from __future__ import annotations
 
+import asyncio
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import pytest
@@ -23,6 +24,7 @@ from bot.handlers.notes import ACK_OK, ACK_PROBLEM
 from bot.handlers.publish import REPLY_MARKER
 from bot.storage import Storage
 from tests.bot_harness import SECRET, bot_notes, bot_settings, marker_notes, running_bot, seed_recent, settle
+from tests.gitlab_fixtures import FAST_RETRY
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -183,6 +185,59 @@ async def test_the_first_event_of_a_new_project_imports_its_history(simulator, g
         assert "**Suggested reviewers**" in comment.body
     finally:
         await w.storage.close()
+
+
+def new_project(w: World, i: int):
+    """A project the bot has not seen, with four merged MRs reviewed by the world's people."""
+    project = w.state.add_project(f"acme/new-{i}")
+    people = [w.person(k) for k in range(4)]
+    for person in people:
+        w.state.add_member(project, person, 30)
+    for k in range(4):
+        w.state.add_merged_mr(project, people[k % 2], [f"src/m{k % 2}.py"], reviewers=[people[2 + k % 2]],
+                              approvers=[people[2 + k % 2]], merged_at=w.state.now() - timedelta(days=20 - k))
+    return project
+
+
+async def until(condition, what: str, timeout: float = 30.0) -> None:
+    """Wait for `condition()`; fail naming `what` if it does not come within `timeout` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        await asyncio.sleep(0.05)
+
+
+async def test_new_projects_waiting_for_their_imports_do_not_hold_up_an_imported_project(world):
+    """Three projects the bot has never seen send their first events at once, and GitLab does not answer their
+    history listings (large imports): their events are parked in the queue rather than holding the worker's two
+    slots, so the imported project's MR gets its suggestion while those imports are still blocked, and only two
+    imports run at a time. Once GitLab answers, every new MR gets its suggestion, on the imported history."""
+    w = world
+    fresh = [new_project(w, i) for i in range(3)]
+    gates = [w.state.hold_path(f"/projects/{p.id}/merge_requests", state="merged") for p in fresh]
+    settings = w.settings()
+    slow = settings.model_copy(update={"worker": settings.worker.model_copy(
+        update={"dispatch_timeout": 300.0, "lease_seconds": 600.0})})  # a wait is no timeout
+    async with running_bot(slow, w.storage, backfill_wait=600.0, retry=replace(FAST_RETRY, timeout=300.0)) as bot:
+        for project in (w.project, *fresh):
+            w.state.add_hook(project, bot.url, token=SECRET)
+        waiting = [w.state.open_mr(p, w.person(0), ["src/m0.py"]) for p in fresh]
+        await w.state.flush_hooks()
+        await until(lambda: len(w.state.held) == 2, "two history imports asking GitLab")
+        mr = w.state.open_mr(w.project, w.person(0), w.files(0))
+        await until(lambda: marker_notes(w.state, mr), "the imported project's suggestion")
+        assert len(w.state.held) == 2 and not any(gate.is_set() for gate in gates)  # still blocked, two at a time
+        assert not any(marker_notes(w.state, m) for m in waiting)
+        for gate in gates:
+            gate.set()
+        await settle(w.state, w.storage, timeout=60.0)
+    for project, m in zip(fresh, waiting):
+        assert len(marker_notes(w.state, m)) == 1 and await w.storage.history.count(project.id) == 4
+        assert (await w.storage.projects.get(project.id)).backfill_done
+    depth = await w.storage.events.depth()
+    assert depth["dead"] == depth["failed"] == 0
 
 
 @sqlite_only

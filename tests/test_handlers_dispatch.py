@@ -1,15 +1,18 @@
 """`bot.handlers.make_dispatch`: wiring, error translation for the worker, metrics, project settings."""
 from __future__ import annotations
 
+import dataclasses
+from datetime import timedelta
+
 import pytest
 from pydantic import SecretStr
 
 from bot.config import ConfigError, Settings, WebhookSecret
 from bot.handlers import make_dispatch
-from bot.handlers.context import GitLabFailure, PermanentFailure, RetryLater
+from bot.handlers.context import AwaitingHistory, GitLabFailure, PermanentFailure, RetryLater
 from bot.metrics import Metrics
 from bot.worker import retry_delay
-from tests.bot_harness import event_row, handler_env, marker_notes  # noqa: F401 - fixture
+from tests.bot_harness import SECRET, event_row, handler_env, marker_notes  # noqa: F401 - fixture
 from tests.gitlab_fixtures import FAST_RETRY
 
 FILES = ["src/core/m1.py"]
@@ -195,3 +198,32 @@ async def test_a_project_moved_to_a_group_another_secret_covers_goes_on(handler_
         opened = next(e for e in env.state.outbox if e.body["object_attributes"].get("iid") == later.iid)
         await dispatch(event_row(opened.event_name, opened.body))
         assert len(marker_notes(env.state, later)) == 1
+
+
+async def test_a_new_projects_event_waits_once_for_its_history_then_goes_on(handler_env):
+    """The first event of a project the bot has not seen is parked for its history import (`AwaitingHistory`:
+    no failure; its wait bounded, woken by the import). Back from that wait, in this process or another one (the
+    reason is on the row: a restart does not make it wait again), it goes on with the history there is."""
+    env = await handler_env()
+    project = env.state.add_project("acme/new")
+    for person in (env.tiny.ann, env.tiny.bob):
+        env.state.add_member(project, person)
+    for i in range(3):
+        env.state.add_merged_mr(project, env.tiny.ann, FILES, reviewers=[env.tiny.bob], approvers=[env.tiny.bob],
+                                merged_at=env.state.now() - timedelta(days=10 - i))
+    env.state.add_hook(project, "http://127.0.0.1:9/not-delivered", token=SECRET)
+    gate = env.state.hold_path(f"/projects/{project.id}/merge_requests", state="merged")
+    mr = env.state.open_mr(project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    slow = dataclasses.replace(FAST_RETRY, timeout=120.0)
+    async with make_dispatch(env.settings, env.storage, Metrics(), retry=slow, backfill_wait=600.0) as dispatch:
+        row = event_row(opened.event_name, opened.body)
+        with pytest.raises(AwaitingHistory) as parked:
+            await dispatch(row)
+        assert 0 < parked.value.park <= 600 and not parked.value.wakes.done()
+        await dispatch(dataclasses.replace(row, last_error=str(parked.value)))
+        assert len(marker_notes(env.state, mr)) == 1 and not parked.value.wakes.done()  # the import still blocked
+        gate.set()
+        await parked.value.wakes
+    assert await env.storage.history.count(project.id) == 3

@@ -370,6 +370,35 @@ async def test_release_hands_events_back_without_counting_the_attempt(storage):
     assert [r.id for r in await storage.events.claim("w2", LEASE, 1)] == [event_id]
 
 
+async def test_a_parked_event_waits_its_time_or_a_wake_without_counting_the_attempt(storage, clock):
+    """An event waiting for something else (its project's history import) goes back to the queue: its attempt is
+    not counted, the reason is kept, it is due after the delay or when woken, and it still holds back the later
+    events of its merge request (they keep their order)."""
+    first, later = await put(storage, "a"), await put(storage, "b")
+    await storage.events.claim("w1", LEASE, 1)
+    assert not await storage.events.park(first, "waiting", 30, owner="someone-else")
+    assert await storage.events.park(first, "waiting for the import", 30, owner="w1")
+    row = await storage.events.get(first)
+    assert (row.status, row.attempts, row.last_error, row.lease_owner) == ("queued", 0, "waiting for the import", None)
+    assert row.next_attempt_at == clock() + timedelta(seconds=30)
+    assert await storage.events.claim("w2", LEASE, 10) == []  # not due, and `later` is not its MR's head
+    clock.advance(10)
+    assert await storage.events.wake(first) and not await storage.events.wake(first)
+    [row] = await storage.events.claim("w2", LEASE, 10)
+    assert (row.id, row.attempts) == (first, 1) and not await storage.events.wake(first)
+    await storage.events.complete(first)
+    assert [r.id for r in await storage.events.claim("w2", LEASE, 10)] == [later]
+
+
+async def test_a_parked_event_comes_due_at_its_time_unwoken(storage, clock):
+    """The worker that parked it may be gone (killed, restarted): the event is in the table, due at its time."""
+    event_id = await put(storage, "a")
+    await storage.events.claim("w1", LEASE, 1)
+    await storage.events.park(event_id, "waiting", 20, owner="w1")
+    clock.advance(20)
+    assert [r.id for r in await storage.events.claim("w2", LEASE, 1)] == [event_id]
+
+
 async def test_list_failed_and_requeue(storage, clock):
     ok, bad = await put(storage, "ok", mr_iid=1), await put(storage, "bad", mr_iid=2)
     await storage.events.claim("w", LEASE, 2)

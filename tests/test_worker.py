@@ -224,3 +224,53 @@ async def test_a_gitlab_outage_does_not_use_up_the_attempts_until_outage_hours(s
     await run_one(worker)
     row = await storage.events.get(event_id)
     assert (row.status, row.attempts) == ("dead", 7)
+
+
+class Waiting(Exception):
+    """What a handler raises for an event that must wait for something else (`bot.worker.park_seconds`)."""
+
+    def __init__(self, park: float, wakes: asyncio.Future | None = None) -> None:
+        super().__init__("waiting for the project's history import")
+        self.park, self.wakes = park, wakes
+
+
+async def test_an_event_that_must_wait_is_parked_and_its_slot_freed_until_woken(storage, clock):
+    """No worker slot is held while the event waits; what it waits for ending makes it due at once (not after
+    the whole delay), and its attempt was not counted."""
+    event_id = await put(storage, "a", mr_iid=1)
+    other = await put(storage, "b", mr_iid=2)
+    imported = asyncio.get_running_loop().create_future()
+    dispatch = Recorder(Waiting(30, imported))
+    worker = Worker(storage, dispatch, make_settings(concurrency=1), Metrics(), "w1")
+    assert await worker.run_once() == 1
+    while worker.in_flight:
+        await asyncio.sleep(0.01)
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("queued", 0, clock() + timedelta(seconds=30))
+    dispatch.error = None
+    assert await run_one_started(worker) == [other]  # the free slot runs another event meanwhile
+    imported.set_result(None)
+    await worker.drain()
+    assert await run_one_started(worker) == [event_id]
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts) == ("done", 1)
+
+
+async def run_one_started(worker: Worker) -> list[int]:
+    """Run the events due now, without waiting for parked ones; the ids started."""
+    before = len(worker.dispatch.seen)
+    await worker.run_once()
+    while worker.in_flight:
+        await asyncio.sleep(0.01)
+    return [r.id for r in worker.dispatch.seen[before:]]
+
+
+async def test_a_parked_event_nobody_wakes_is_due_after_its_delay(storage, clock):
+    event_id = await put(storage, "a")
+    dispatch = Recorder(Waiting(20))
+    worker = Worker(storage, dispatch, make_settings(), Metrics(), "w1")
+    await run_one(worker)
+    assert await worker.run_once() == 0
+    dispatch.error = None
+    clock.advance(20)
+    assert await run_one(worker) == 1 and (await storage.events.get(event_id)).attempts == 1

@@ -6,9 +6,10 @@ aiohttp `ClientSession`, the `GitLabClient` (its failed calls counted in `metric
 per-project recommenders and the background backfills, and yields `dispatch(event_row)`.
 
 `dispatch` records the project as seen, resolves its settings (config file, then database overrides), makes
-sure its history is imported (waiting a bounded time on the first event, see `bot.backfill.Backfills`) and
-routes the event. GitLab failures leave as `GitLabFailure` (with `retry_after` for rate limits, `permanent`
-for 404-like answers) so the worker retries or dead-letters the event.
+sure its history is imported (parking the first events of a new project in the queue for a bounded time, holding
+no worker: see `bot.backfill.Backfills` and `AwaitingHistory`) and routes the event. GitLab failures leave as
+`GitLabFailure` (with `retry_after` for rate limits, `permanent` for 404-like answers) so the worker retries or
+dead-letters the event.
 
     async with make_dispatch(settings, storage, metrics) as dispatch:
         await dispatch(row)
@@ -30,19 +31,22 @@ from bot.engine import Engine
 from bot.gitlab.client import GitLabClient, RetryPolicy
 from bot.gitlab.errors import GitLabError
 from bot.handlers import emoji, merge_requests, notes
-from bot.handlers.context import BotIdentity, EventContext, GitLabFailure, PermanentFailure, Services
+from bot.handlers.context import (
+    AwaitingHistory, BotIdentity, EventContext, GitLabFailure, PermanentFailure, Services,
+)
 from bot.handlers.shape import shape_problem
 from bot.logfmt import kv
 from bot.metrics import Metrics
 from bot.storage import EventRow, ProjectRow, Storage
 from bot.worker import Dispatch
 
-__all__ = ["make_dispatch", "dispatch_event", "router", "BACKFILL_WAIT"]
+__all__ = ["make_dispatch", "dispatch_event", "router", "BACKFILL_WAIT", "BACKFILL_IMPORTS"]
 
 log = logging.getLogger("bot.handlers")
 
 router = Router(merge_requests.router, notes.router, emoji.router)
-BACKFILL_WAIT = 20.0  # seconds the first event of a new project waits for its history import
+BACKFILL_WAIT = 20.0  # seconds the first events of a new project wait (parked) for its history import
+BACKFILL_IMPORTS = 2  # history imports running at a time in one process; more new projects wait their turn
 PROJECT_TTL = 30.0    # settings overrides in the database take effect within this many seconds
 
 
@@ -111,7 +115,7 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
         raise PermanentFailure(f"{row.kind} payload not as GitLab sends it: {problem}")
     try:
         ctx = await _context(services, row)
-        await services.backfills.ensure(row.project_id, bots=ctx.project.bots)
+        await _history(services, row, ctx)
         labels = services.storage.feedback.writes(row.project_id)
         await router.dispatch(row.as_event(), ctx)
     except GitLabError as exc:  # a rate limit waits as long as GitLab's last answer asked (else the longest)
@@ -119,6 +123,15 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
         raise GitLabFailure(exc, rate_limit_wait=max(services.settings.worker.backoff, asked)) from exc
     if services.storage.feedback.writes(row.project_id) != labels:
         await learn_labels(ctx)
+
+
+async def _history(services: Services, row: EventRow, ctx: EventContext) -> None:
+    """Start the project's history import unless it is in, and park the event while the import may still end
+    within its bounded wait (once: an event back from its wait goes on with the history there is)."""
+    assert row.project_id is not None
+    wait = await services.backfills.ensure(row.project_id, bots=ctx.project.bots)
+    if wait > 0 and not AwaitingHistory.waited(row):
+        raise AwaitingHistory(row.project_id, wait, services.backfills.task(row.project_id))
 
 
 async def learn_labels(ctx: EventContext) -> None:
@@ -177,7 +190,7 @@ def make_engine(settings: Settings, storage: Storage, max_projects: int) -> Engi
 @contextlib.asynccontextmanager
 async def make_dispatch(
     settings: Settings, storage: Storage, metrics: Metrics, *, retry: RetryPolicy | None = None,
-    backfill_wait: float = BACKFILL_WAIT, max_projects: int = 32,
+    backfill_wait: float = BACKFILL_WAIT, backfill_imports: int = BACKFILL_IMPORTS, max_projects: int = 32,
 ) -> AsyncIterator[Dispatch]:
     """The handlers' dispatch, with one HTTP session for its whole life (closed, with backfills, on exit)."""
     if settings.gitlab.token is None or not settings.gitlab.token.get_secret_value():
@@ -186,7 +199,7 @@ async def make_dispatch(
         await check_gitlab(session, settings)
         client = GitLabClient(session, url=settings.gitlab.url, token=settings.gitlab.token.get_secret_value(),
                               retry=retry, on_error=_counter(metrics))
-        backfills = Backfills(client, storage, wait=backfill_wait)
+        backfills = Backfills(client, storage, wait=backfill_wait, imports=backfill_imports)
         services = Services(settings, storage, metrics, client, make_engine(settings, storage, max_projects),
                             backfills, BotIdentity(client, settings.gitlab.bot_username))
         schedule = asyncio.create_task(_retrain_on_schedule(services.engine), name="retrain-schedule")

@@ -5,10 +5,12 @@ callback; one `EventContext` keeps the handler signatures uniform (`async def on
 can build one around the simulator without patching anything.
 
 Errors a handler raises reach the worker: `RetryLater` and `GitLabFailure` carry `retry_after` (seconds)
-and `permanent` (dead-letter at once), which `bot.worker.retry_delay` and the worker read.
+and `permanent` (dead-letter at once), which `bot.worker.retry_delay` and the worker read; `AwaitingHistory`
+carries `park` and `wakes`: no failure, the event goes back to the queue until its project's history is in.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Mapping
@@ -20,10 +22,10 @@ from bot.gitlab.client import GitLabClient
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import User
 from bot.metrics import Metrics
-from bot.storage import Storage
+from bot.storage import EventRow, Storage
 
 __all__ = ["Services", "BotUser", "BotIdentity", "EventContext", "RetryLater", "GitLabFailure", "PermanentFailure",
-           "PERMANENT_STATUSES"]
+           "AwaitingHistory", "PERMANENT_STATUSES"]
 
 PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 422})  # retrying the same request cannot help
 
@@ -42,6 +44,27 @@ class PermanentFailure(Exception):
     """An event no retry can help (e.g. the project's settings overrides are invalid); dead-lettered at once."""
 
     permanent = True
+
+
+class AwaitingHistory(Exception):
+    """A new project's history is being imported: the worker parks the event (not a failure, not an attempt)
+    for at most `park` seconds, holding no worker slot, and wakes it as soon as the import (`wakes`) ends.
+
+    The reason is kept on the event (`last_error`), so an event is parked once: when it comes back, whichever
+    process takes it, it goes on with the history there is (`waited`), as the bounded wait promises.
+    """
+
+    MARK = "waiting for the project's history import"
+
+    def __init__(self, project_id: int, seconds: float, wakes: asyncio.Future[Any] | None) -> None:
+        super().__init__(f"{self.MARK} (project {project_id}, {seconds:.0f} s at most)")
+        self.park = seconds
+        self.wakes = wakes
+
+    @classmethod
+    def waited(cls, row: EventRow) -> bool:
+        """Whether the event was parked for its project's history already."""
+        return (row.last_error or "").startswith(cls.MARK)
 
 
 class GitLabFailure(Exception):

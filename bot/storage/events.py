@@ -6,7 +6,10 @@ load, and a failing event is retried with backoff and finally kept as `dead` for
 
 Life of an event: `queued` -> `running` (leased by one worker) -> `done`; on an error `failed`
 (waiting for `next_attempt_at`) and claimed again; after `max_attempts` `dead`. A lease that expires
-(the worker crashed) makes the event claimable again. Events of one merge request run one at a time
+(the worker crashed) makes the event claimable again. An event that must wait for something else (the first
+events of a project wait for its history import) is parked: `queued` again, due at a later `next_attempt_at`
+or as soon as it is woken, its attempt not counted; it holds no worker meanwhile, and like any queued event
+it is in the table, so a crash or a restart loses nothing. Events of one merge request run one at a time
 and in arrival order: an event is claimable only when no older event of the same MR is pending.
 """
 from __future__ import annotations
@@ -314,6 +317,29 @@ class EventQueue:
             status="dead", finished_at=self.clock(), last_error=reason[:MAX_ERROR_LENGTH],
             lease_owner=None, lease_expires_at=None,
         )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def park(self, event_id: int, reason: str, delay: float, owner: str | None = None) -> bool:
+        """Put a running event back in the queue, due in `delay` seconds (sooner if `wake` is called), without
+        counting the attempt: it waits for something else, it did not fail. `reason` is kept in `last_error`,
+        for `reviewbot events` to show and for the handlers to know the event has had its wait. False if the
+        event is not running (or not leased to `owner` any more)."""
+        stmt = sa.update(events).where(*self._owned(event_id, owner)).values(
+            status="queued", next_attempt_at=self.clock() + timedelta(seconds=max(0.0, delay)),
+            last_error=reason[:MAX_ERROR_LENGTH], lease_owner=None, lease_expires_at=None,
+            attempts=sa.case((events.c.attempts > 0, events.c.attempts - 1), else_=0),
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def wake(self, event_id: int) -> bool:
+        """Make a parked event due now (what it waited for is there); False if it is not waiting any more
+        (due already, claimed, or gone)."""
+        now = self.clock()
+        stmt = sa.update(events).where(
+            events.c.id == event_id, events.c.status == "queued", events.c.next_attempt_at > now,
+        ).values(next_attempt_at=now)
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount == 1
 
