@@ -159,8 +159,8 @@ async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[Mer
                 change = await fetch_change(client, project_id, mr, bots=bots)
                 return (await drop_idle_picks(client, project_id, mr.iid, change, feedback.get(mr.iid, ())))[0]
             except GitLabError as exc:
-                if exc.status is not None and exc.status < 500 and not exc.not_found:
-                    raise
+                if exc.status is not None and exc.status < 500 and not exc.not_found or exc.no_route:
+                    raise  # a missing endpoint is every MR's: skipping each would import nothing
                 if not exc.not_found:
                     broken.append(exc)
                 log.warning(kv("backfill: MR vanished, skipped" if exc.not_found else

@@ -67,6 +67,33 @@ async def test_changed_files_across_pages_keep_rename_and_delete_flags(simulator
     assert (deleted.path, deleted.deleted_file) == ("gone.py", True)
 
 
+async def test_changed_files_before_gitlab_15_7_come_from_changes(simulator: Sim, http_session) -> None:
+    """GitLab before 15.7 has no .../diffs (its catch-all 404 `{"error":"404 Not Found"}`): the files come from
+    the deprecated /changes, which has had them all along; the missing route is asked once per client."""
+    state, url = simulator
+    project = team(state)
+    state.version = (15, 6)
+    first = state.open_mr(project, "ann", ["src/a.py", SimDiff.renamed("old/x.py", "new/x.py")])
+    second = state.open_mr(project, "bob", ["docs/b.md"])
+    client = client_for(http_session, url)
+    changed = await client.mr_changed_files(project.id, first.iid)
+    assert [(f.path, f.rename) for f in changed] == [("src/a.py", None), ("new/x.py", ("old/x.py", "new/x.py"))]
+    assert [f.path for f in await client.mr_changed_files(project.id, second.iid)] == ["docs/b.md"]
+    assert [(r.path.rsplit("/", 1)[-1], r.status) for r in state.calls("GET", "/merge_requests/")] == [
+        ("diffs", 404), ("changes", 200), ("changes", 200)]
+    state.assert_no_unknown()
+
+
+async def test_a_missing_mr_is_not_a_missing_endpoint(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    """`{"message":"404 Not found"}`-style answers name a missing object: no fallback, the usual hint."""
+    state, _ = simulator
+    project = team(state)
+    with pytest.raises(GitLabError) as caught:
+        await gitlab_client.mr_changed_files(project.id, 999)
+    assert caught.value.not_found and not caught.value.no_route and "404 Merge Request Not Found" in str(caught.value)
+    assert len(state.calls("GET", "/changes")) == 0
+
+
 async def test_merged_mrs_backfill_is_resumable(simulator: Sim, http_session) -> None:
     state, url = simulator
     project = team(state)
@@ -229,6 +256,8 @@ async def test_unknown_endpoint_is_a_404_and_recorded(simulator: Sim, gitlab_cli
     with pytest.raises(GitLabError) as caught:
         await gitlab_client._get("/projects/1/merge_requests/1/pipelines")
     assert caught.value.status == 404 and "404 Not Found" in str(caught.value)
+    assert caught.value.no_route and "no such API endpoint" in str(caught.value)
+    assert "check the project id" not in str(caught.value)
     assert [r.path for r in state.unknown] == ["/api/v4/projects/1/merge_requests/1/pipelines"]
     state.unknown.clear()
 

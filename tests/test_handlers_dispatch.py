@@ -74,6 +74,17 @@ async def test_a_token_gitlab_refuses_holds_events_like_an_outage(handler_env):
     assert "GITLAB_TOKEN is wrong or expired" in str(failure.value)
 
 
+async def test_an_mr_on_a_gitlab_before_15_7_gets_its_suggestion(handler_env):
+    """GitLab before 15.7 answers .../diffs with its catch-all 404 `{"error":"404 Not Found"}`: every MR event
+    was dead-lettered at once, telling to check the project id. The files come from /changes."""
+    env = await handler_env()
+    env.state.version = (15, 6)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    assert "`@bob`" in comment.body and env.state.calls("GET", f"/merge_requests/{mr.iid}/changes")
+
+
 async def test_events_without_a_project_are_ignored(handler_env):
     env = await handler_env()
     calls = len(env.state.requests)

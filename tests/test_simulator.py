@@ -76,6 +76,22 @@ async def test_unknown_endpoint_answers_gitlab_404_and_is_recorded(simulator: Si
     state.unknown.clear()
 
 
+async def test_an_older_gitlab_lacks_the_endpoints_added_since(simulator: Sim, http_session) -> None:
+    """`state.version` plays an older GitLab: .../diffs (15.7) answers its catch-all 404, /changes still works,
+    and neither counts as an endpoint the simulator does not know."""
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], w["ann"], ["a.py"])
+    state.version = (15, 6)
+    base = f"{url}/api/v4/projects/{w['project'].id}/merge_requests/{mr.iid}"
+    assert (await call(http_session, f"{base}/diffs"))[::2] == (404, {"error": "404 Not Found"})
+    status, _, body = await call(http_session, f"{base}/changes")
+    assert (status, [c["new_path"] for c in body["changes"]], body["overflow"]) == (200, ["a.py"], False)
+    state.version = (15, 7)
+    assert (await call(http_session, f"{base}/diffs"))[0] == 200
+    state.assert_no_unknown()
+
+
 async def test_every_request_is_recorded_with_its_json_body(simulator: Sim, http_session) -> None:
     state, url = simulator
     w = world(state)

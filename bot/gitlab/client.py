@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
 
-from bot.gitlab.errors import GitLabError, error_message
+from bot.gitlab.errors import GitLabError, error_message, route_missing
 from bot.gitlab.models import (
     Approvals, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project, ReviewerState, User,
     UserStatus,
@@ -184,6 +184,7 @@ class GitLabClient:
         self._on_error = on_error
         self._backoff = wait_exponential(multiplier=self.retry.base_delay, max=self.retry.max_delay) + \
             wait_random(0, self.retry.base_delay)
+        self._no_diffs = False  # GitLab before 15.7 has no .../merge_requests/:iid/diffs: ask /changes at once
 
     def __repr__(self) -> str:
         return f"GitLabClient(url={self._api.api_url!r}, token=<redacted>)"
@@ -235,7 +236,7 @@ class GitLabClient:
         except _HTTPStatus as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             raise GitLabError(exc.status, method, path, error_message(exc.status, exc.body, attempts=tries),
-                              retry_after=_asked_wait(exc)) from None
+                              retry_after=_asked_wait(exc), no_route=route_missing(exc.status, exc.body)) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             detail = f"{type(exc).__name__}: {exc}"
@@ -323,8 +324,27 @@ class GitLabClient:
         return MergeRequest.model_validate(await self._get(self._mr(pid, iid)))
 
     async def mr_changed_files(self, pid: ProjectId, iid: int) -> list[ChangedFile]:
-        """Every changed file of the MR (all pages of /diffs, GitLab 15.7+); see `ChangedFile.path`."""
-        return await self._all(ChangedFile, f"{self._mr(pid, iid)}/diffs")
+        """Every changed file GitLab lists for the MR (see `ChangedFile.path`): all pages of /diffs (GitLab 15.7+),
+        else the deprecated /changes. Both stop at GitLab's diff limits (`MergeRequest.diff_capped`)."""
+        if not self._no_diffs:
+            try:
+                return await self._all(ChangedFile, f"{self._mr(pid, iid)}/diffs")
+            except GitLabError as exc:
+                if not exc.no_route:
+                    raise
+                log.info("GitLab has no merge request /diffs endpoint (a version before 15.7): reading /changes")
+                self._no_diffs = True
+        return await self._changes(pid, iid)
+
+    async def _changes(self, pid: ProjectId, iid: int) -> list[ChangedFile]:
+        """GET .../changes: the MR with its `changes` in one answer, `overflow` true when GitLab cut the list at
+        its diff limits (the files past them are not fetched: `access_raw_diffs` would read every diff)."""
+        data = await self._get(f"{self._mr(pid, iid)}/changes")
+        changes = [ChangedFile.model_validate(c) for c in data.get("changes") or ()]
+        if data.get("overflow"):
+            log.info("GitLab lists only the first %d changed files of merge request !%d (its diff limits)",
+                     len(changes), int(iid))
+        return changes
 
     async def mr_approvals(self, pid: ProjectId, iid: int) -> Approvals:
         """Who approved (`.approvers`) and how many approvals are still required."""

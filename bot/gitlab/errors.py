@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["GitLabError", "error_message"]
+__all__ = ["GitLabError", "error_message", "route_missing"]
 
 _HINTS = {
     400: "GitLab rejected the request's parameters",
@@ -17,6 +17,8 @@ _HINTS = {
     422: "GitLab could not process the values sent",
     429: "GitLab's rate limit was still exceeded after retrying; lower the bot's request rate or raise the limit",
 }
+NO_ROUTE = ("this GitLab has no such API endpoint: it is older than the version that added it, or GITLAB_URL points "
+            "at something else; upgrade GitLab or check GITLAB_URL")
 
 
 class GitLabError(Exception):
@@ -27,14 +29,34 @@ class GitLabError(Exception):
     """
 
     def __init__(self, status: int | None, method: str, path: str, message: str, *,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, no_route: bool = False) -> None:
         self.status, self.method, self.path, self.message = status, method, path, message
         self.retry_after = retry_after  # seconds GitLab's last answer asked to wait (429/503), if it said
+        self.no_route = no_route  # a 404 for the endpoint itself (`route_missing`), not for what it names
         super().__init__(f"GitLab {method} {path} failed ({status or 'no response'}): {message}")
 
     @property
     def not_found(self) -> bool:
         return self.status == 404
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+
+
+def route_missing(status: int | None, body: bytes) -> bool:
+    """Whether a 404 says GitLab has no such endpoint (`{"error":"404 Not Found"}`, its catch-all route), rather
+    than no such object (`{"message":"404 Merge Request Not Found"}`, `{"message":"404 Not found"}`): an
+    endpoint added in a later GitLab version than the one answering.
+
+    >>> route_missing(404, b'{"error":"404 Not Found"}'), route_missing(404, b'{"message":"404 Not found"}')
+    (True, False)
+    """
+    data = _json(body) if status == 404 else None
+    return isinstance(data, dict) and "message" not in data and data.get("error") == "404 Not Found"
 
 
 def _body_text(body: bytes) -> str:
@@ -58,5 +80,5 @@ def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail:
                "the network"
     if status >= 500:
         return f"{said}. GitLab kept failing after {attempts} attempt(s); check GitLab's health and retry later"
-    hint = _HINTS.get(status, "GitLab refused the request")
+    hint = NO_ROUTE if route_missing(status, body) else _HINTS.get(status, "GitLab refused the request")
     return f"{said}. {hint}" if said else hint

@@ -18,7 +18,7 @@ from bot.gitlab.sim_http import (
 from bot.gitlab.sim_model import SimGroup, SimMR, SimNote, SimProject, SimUser
 from bot.gitlab.sim_state import SimState
 
-__all__ = ["STATE", "CALLER", "PARAMS", "add_routes", "Handler"]
+__all__ = ["STATE", "CALLER", "PARAMS", "add_routes", "Handler", "since", "added_in"]
 
 STATE = web.AppKey("gitlab_sim_state", SimState)
 
@@ -39,6 +39,23 @@ def public(handler: Handler) -> Handler:
     """Mark an endpoint that answers without a token (like GitLab's user status)."""
     setattr(handler, PUBLIC, True)
     return handler
+
+
+_SINCE = "gitlab_sim_since"
+
+
+def since(major: int, minor: int) -> Callable[[Handler], Handler]:
+    """Mark an endpoint GitLab added in version `major.minor`: an older `state.version` answers it with the
+    catch-all route's 404 `{"error":"404 Not Found"}`, as that GitLab would."""
+    def mark(handler: Handler) -> Handler:
+        setattr(handler, _SINCE, (major, minor))
+        return handler
+    return mark
+
+
+def added_in(handler: Handler) -> tuple[int, int]:
+    """The GitLab version that added the endpoint (`since`); (0, 0) for those every supported version has."""
+    return getattr(handler, _SINCE, (0, 0))
 
 
 def _state(request: web.Request) -> SimState:
@@ -283,6 +300,7 @@ async def put_mr(request: web.Request) -> web.Response:
     return json_response(render.mr_json(state.web, project, mr, state.users, full=True))
 
 
+@since(15, 7)
 async def list_diffs(request: web.Request) -> web.Response:
     mr = _mr(request, _project(request))
     return paginate(request, [render.diff_json(d) for d in mr.diffs])

@@ -55,6 +55,7 @@ class SimState(MRActions, GroupActions):
                  web: str = "http://gitlab.example.com", free_tier: bool = False) -> None:
         self.web = web
         self.free_tier = free_tier
+        self.version: tuple[int, int] = (17, 5)  # the GitLab version played (endpoints added later answer 404)
         self.users: dict[int, SimUser] = {}
         self.projects: dict[int, SimProject] = {}
         self.groups: dict[int, SimGroup] = {}

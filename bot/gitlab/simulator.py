@@ -5,6 +5,7 @@
 token (`PRIVATE-TOKEN` or `Authorization: Bearer`), paginates, rate-limits (429 + Retry-After + RateLimit-*),
 fails on demand (`state.fail_next`, `state.failure_rate`), answers late on demand (`state.hold_path`), records every request in `state.requests` and answers
 unknown endpoints with GitLab's 404 while recording them in `state.unknown` (`state.assert_no_unknown()`).
+`state.version` plays an older GitLab: endpoints added later (`sim_routes.since`) answer its missing-route 404.
 
     async with run_simulator() as (state, base_url):
         project = state.add_project("acme/app")
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from bot.gitlab.sim_http import PUBLIC, ApiError, json_response, read_params
 from bot.gitlab.sim_model import SimDiff, SimRequest
-from bot.gitlab.sim_routes import CALLER, PARAMS, STATE, Handler, add_routes
+from bot.gitlab.sim_routes import CALLER, PARAMS, STATE, Handler, add_routes, added_in
 from bot.gitlab.sim_seed import SeededProject, seed_project
 from bot.gitlab.sim_state import RateInfo, SimState
 from bot.gitlab.sim_webhooks import WebhookSender
@@ -60,7 +61,10 @@ def _injected(state: SimState, failure: tuple[int, float | None], rate: RateInfo
     status, retry_after = failure
     if status == 429:
         return _throttled(state.retry_after if retry_after is None else retry_after, rate)
-    phrase = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
+    if status == 404:  # the path itself is not there: GitLab's catch-all route (an endpoint older versions lack)
+        return json_response({"error": "404 Not Found"}, status=404)
+    phrase = {401: "Unauthorized", 403: "Forbidden", 500: "Internal Server Error", 502: "Bad Gateway",
+              503: "Service Unavailable"}.get(status, "Error")
     return json_response({"message": f"{status} {phrase}"}, status=status)
 
 
@@ -105,6 +109,9 @@ async def gitlab_middleware(request: web.Request, handler: Handler) -> web.Strea
         state.record(_recorded(request, body, status), unknown=True)
         text = "405 Method Not Allowed" if status == 405 else "404 Not Found"
         return json_response({"error": text}, status=status)
+    if added_in(handler) > state.version:  # a known endpoint this GitLab version does not have yet
+        state.record(_recorded(request, body, 404))
+        return json_response({"error": "404 Not Found"}, status=404)
     rate = state.rate_check(_token(request) or f"ip:{request.remote}")
     if response is None:
         response = await _answer(request, handler, state, rate)
