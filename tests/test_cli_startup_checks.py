@@ -52,6 +52,28 @@ async def test_token_refused(tmp_path, simulator):
 
 
 
+async def test_a_token_without_the_api_scope_stops_start_up(tmp_path, simulator):
+    """A read_api token passes GET /user, then GitLab refuses every comment and review request (403
+    insufficient_scope): each event was retried until dead-lettered."""
+    state, base_url = simulator
+    state.add_token(state.bot, "read-only-token", scopes=("read_api",))
+    code, err = await _run(_env(tmp_path, base_url, token="read-only-token"), tmp_path, "worker")
+    assert code == 2
+    assert "GITLAB_TOKEN lacks the api scope (it has: read_api)" in err and "create a token with the api scope" in err
+    assert "read-only-token" not in err
+
+
+@pytest.mark.parametrize("version", [(15, 0), (15, 4)])
+async def test_a_gitlab_that_cannot_tell_the_scopes_starts(tmp_path, simulator, version):
+    """Before 15.5 GitLab has no /personal_access_tokens/self (404), or reads "self" as a token id (401 on
+    15.1 to 15.4): the token passed GET /user, so the bot starts, saying what to make sure of."""
+    state, base_url = simulator
+    state.version = version
+    code, err = await _run(_env(tmp_path, base_url), tmp_path, "worker", "--once")
+    assert code == 0 and "make sure it has the api scope" in err
+    assert state.calls("GET", "/personal_access_tokens/self")
+
+
 async def _get_when_up(url: str) -> tuple[int, str]:
     """GET `url` once the process starting behind it listens (within 20 s): (status, text)."""
     import aiohttp

@@ -245,6 +245,31 @@ async def test_wrong_token_says_how_to_fix_and_never_shows_the_token(simulator: 
     assert "SECRET" not in message and "SECRET" not in caplog.text and "SECRET" not in repr(client)
 
 
+async def test_token_scopes_where_gitlab_tells_them(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    state.add_token(state.bot, "read-only", scopes=("read_api",))
+    assert await client_for(http_session, url).token_scopes() == ["api"]
+    assert await client_for(http_session, url, "read-only").token_scopes() == ["read_api"]
+    for version in ((15, 4), (15, 0)):  # "self" read as a token id (401), then no such endpoint (404)
+        state.version = version
+        assert await client_for(http_session, url).token_scopes() is None
+    assert [r.status for r in state.calls("GET", "/personal_access_tokens/self")] == [200, 200, 401, 404]
+
+
+async def test_a_write_refused_for_the_tokens_scope_says_so(simulator: Sim, http_session) -> None:
+    """GitLab's 403 for a read_api token is `{"error":"insufficient_scope", ...}`: not the bot user's access."""
+    state, url = simulator
+    project = team(state)
+    mr = state.open_mr(project, "ann", ["a.py"])
+    state.add_token(state.bot, "read-only", scopes=("read_api",))
+    client = client_for(http_session, url, "read-only")
+    assert (await client.get_mr(project.id, mr.iid)).iid == mr.iid
+    with pytest.raises(GitLabError) as caught:
+        await client.create_note(project.id, mr.iid, "hello")
+    assert caught.value.status == 403 and caught.value.no_scope and mr.notes == []
+    assert "GITLAB_TOKEN lacks the api scope" in str(caught.value) and "Developer" not in str(caught.value)
+
+
 async def test_not_found_error_names_the_fix(simulator: Sim, gitlab_client: GitLabClient) -> None:
     with pytest.raises(GitLabError) as caught:
         await gitlab_client.get_mr("acme/none", 1)

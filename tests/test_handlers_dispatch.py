@@ -74,6 +74,20 @@ async def test_a_token_gitlab_refuses_holds_events_like_an_outage(handler_env):
     assert "GITLAB_TOKEN is wrong or expired" in str(failure.value)
 
 
+async def test_a_token_without_the_api_scope_holds_events_like_an_outage(handler_env):
+    """A read_api token reads but cannot comment (403 insufficient_scope): each event was retried until
+    dead-lettered. It waits like a refused token, for one with the api scope."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    env.state.tokens[env.state.token].scopes = ("read_api",)
+    with pytest.raises(GitLabFailure) as failure:
+        await env.dispatch(event_row(opened.event_name, opened.body))
+    assert failure.value.status == 403 and failure.value.outage and not failure.value.permanent
+    assert "GITLAB_TOKEN lacks the api scope" in str(failure.value) and marker_notes(env.state, mr) == []
+
+
 async def test_an_mr_on_a_gitlab_before_15_7_gets_its_suggestion(handler_env):
     """GitLab before 15.7 answers .../diffs with its catch-all 404 `{"error":"404 Not Found"}`: every MR event
     was dead-lettered at once, telling to check the project id. The files come from /changes."""

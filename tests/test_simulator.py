@@ -92,6 +92,24 @@ async def test_an_older_gitlab_lacks_the_endpoints_added_since(simulator: Sim, h
     state.assert_no_unknown()
 
 
+async def test_a_token_acts_within_its_scopes(simulator: Sim, http_session) -> None:
+    """`read_api` reads, `read_user` reads users, only `api` writes; any token may read its own record."""
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], w["ann"], ["a.py"])
+    state.add_token(state.bot, "reader", scopes=("read_api",))
+    state.add_token(state.bot, "profile", scopes=("read_user",))
+    notes = f"{url}/api/v4/projects/{w['project'].id}/merge_requests/{mr.iid}/notes"
+    assert (await call(http_session, notes, token="reader"))[0] == 200
+    status, headers, body = await call(http_session, notes, "POST", token="reader", json={"body": "hi"})
+    assert (status, body["error"], body["scope"]) == (403, "insufficient_scope", "api") and mr.notes == []
+    assert 'error="insufficient_scope"' in headers["WWW-Authenticate"]
+    assert (await call(http_session, f"{url}/api/v4/user", token="profile"))[0] == 200
+    assert (await call(http_session, notes, token="profile"))[0] == 403
+    _, _, me = await call(http_session, f"{url}/api/v4/personal_access_tokens/self", token="profile")
+    assert (me["scopes"], me["user_id"], me["active"]) == (["read_user"], state.bot.id, True)
+
+
 async def test_every_request_is_recorded_with_its_json_body(simulator: Sim, http_session) -> None:
     state, url = simulator
     w = world(state)

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
 
-from bot.gitlab.errors import GitLabError, error_message, route_missing
+from bot.gitlab.errors import GitLabError, error_message, route_missing, scope_missing
 from bot.gitlab.models import (
     Approvals, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project, ReviewerState, User,
     UserStatus,
@@ -236,7 +236,8 @@ class GitLabClient:
         except _HTTPStatus as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             raise GitLabError(exc.status, method, path, error_message(exc.status, exc.body, attempts=tries),
-                              retry_after=_asked_wait(exc), no_route=route_missing(exc.status, exc.body)) from None
+                              retry_after=_asked_wait(exc), no_route=route_missing(exc.status, exc.body),
+                              no_scope=scope_missing(exc.status, exc.body)) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             detail = f"{type(exc).__name__}: {exc}"
@@ -278,6 +279,19 @@ class GitLabClient:
     async def current_user(self) -> User:
         """The bot's own user (whose notes and reviewer changes the bot must ignore)."""
         return User.model_validate(await self._get("/user"))
+
+    async def token_scopes(self) -> list[str] | None:
+        """The scopes of the token in use (GET /personal_access_tokens/self, GitLab 15.5+, for personal, project
+        and group access tokens), or None where GitLab does not say: an older version (404; 15.1 to 15.4 take
+        "self" for a token id and answer 401) or a token it does not describe so (another 4xx)."""
+        try:
+            data = await self._get("/personal_access_tokens/self")
+        except GitLabError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                return None
+            raise
+        scopes = data.get("scopes") if isinstance(data, dict) else None
+        return [str(s) for s in scopes] if isinstance(scopes, list) else None
 
     async def get_user(self, uid: int | str) -> User:
         return User.model_validate(await self._get(f"/users/{quote(str(uid), safe='')}"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["GitLabError", "error_message", "route_missing"]
+__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing"]
 
 _HINTS = {
     400: "GitLab rejected the request's parameters",
@@ -17,6 +17,8 @@ _HINTS = {
     422: "GitLab could not process the values sent",
     429: "GitLab's rate limit was still exceeded after retrying; lower the bot's request rate or raise the limit",
 }
+NO_SCOPE = ("GITLAB_TOKEN lacks the api scope this call needs (a read_api token can only read): create a token "
+            "with the api scope and export GITLAB_TOKEN=...")
 NO_ROUTE = ("this GitLab has no such API endpoint: it is older than the version that added it, or GITLAB_URL points "
             "at something else; upgrade GitLab or check GITLAB_URL")
 
@@ -29,10 +31,11 @@ class GitLabError(Exception):
     """
 
     def __init__(self, status: int | None, method: str, path: str, message: str, *,
-                 retry_after: float | None = None, no_route: bool = False) -> None:
+                 retry_after: float | None = None, no_route: bool = False, no_scope: bool = False) -> None:
         self.status, self.method, self.path, self.message = status, method, path, message
         self.retry_after = retry_after  # seconds GitLab's last answer asked to wait (429/503), if it said
         self.no_route = no_route  # a 404 for the endpoint itself (`route_missing`), not for what it names
+        self.no_scope = no_scope  # a 403 for the token's scopes (`scope_missing`), not for the bot user's access
         super().__init__(f"GitLab {method} {path} failed ({status or 'no response'}): {message}")
 
     @property
@@ -59,6 +62,17 @@ def route_missing(status: int | None, body: bytes) -> bool:
     return isinstance(data, dict) and "message" not in data and data.get("error") == "404 Not Found"
 
 
+def scope_missing(status: int | None, body: bytes) -> bool:
+    """Whether a 403 refuses the token's scopes (`{"error":"insufficient_scope", ...}`, say a write with a
+    read_api token) rather than the user's access (`{"message":"403 Forbidden"}`).
+
+    >>> scope_missing(403, b'{"error":"insufficient_scope","scope":"api"}'), scope_missing(403, b'{}')
+    (True, False)
+    """
+    data = _json(body) if status == 403 else None
+    return isinstance(data, dict) and data.get("error") == "insufficient_scope"
+
+
 def _body_text(body: bytes) -> str:
     """GitLab's error text: `message` (string or field→errors dict), `error`, or the plain body."""
     text = body.decode("utf-8", "replace").strip()
@@ -80,5 +94,6 @@ def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail:
                "the network"
     if status >= 500:
         return f"{said}. GitLab kept failing after {attempts} attempt(s); check GitLab's health and retry later"
-    hint = NO_ROUTE if route_missing(status, body) else _HINTS.get(status, "GitLab refused the request")
+    hint = NO_ROUTE if route_missing(status, body) else NO_SCOPE if scope_missing(status, body) else \
+        _HINTS.get(status, "GitLab refused the request")
     return f"{said}. {hint}" if said else hint

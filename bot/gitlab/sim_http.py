@@ -15,9 +15,10 @@ from aiohttp import web
 from multidict import MultiDict
 
 __all__ = ["ApiError", "json_response", "paginate", "read_params", "int_param", "time_param", "bool_param",
-           "id_list", "PUBLIC"]
+           "id_list", "PUBLIC", "ANY_SCOPE", "request_token", "scope_allows", "insufficient_scope"]
 
 PUBLIC = "gitlab_sim_public"
+ANY_SCOPE = "gitlab_sim_any_scope"  # an endpoint every token may call whatever its scopes (it describes the token)
 
 
 class ApiError(Exception):
@@ -31,6 +32,33 @@ class ApiError(Exception):
 
 def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
+
+
+def request_token(request: web.Request) -> str | None:
+    """The token GitLab would read: PRIVATE-TOKEN, or an OAuth/PAT `Authorization: Bearer`."""
+    if "PRIVATE-TOKEN" in request.headers:
+        return request.headers["PRIVATE-TOKEN"]
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value if scheme.lower() == "bearer" and value else None
+
+
+def scope_allows(scopes: Sequence[str], method: str, path: str) -> bool:
+    """GitLab's API scopes: `api` may do anything, `read_api` only read, `read_user` only read users."""
+    reading = method in ("GET", "HEAD")
+    return "api" in scopes or reading and ("read_api" in scopes or "read_user" in scopes and
+                                           path.startswith("/api/v4/user"))
+
+
+def insufficient_scope(method: str) -> web.Response:
+    """GitLab's 403 for a token without the scope an endpoint needs (the OAuth 2.0 bearer error, not the usual
+    `{"message": ...}`), with its WWW-Authenticate challenge."""
+    needed = "api read_api" if method in ("GET", "HEAD") else "api"
+    description = "The request requires higher privileges than provided by the access token."
+    response = json_response({"error": "insufficient_scope", "error_description": description, "scope": needed},
+                             status=403)
+    response.headers["WWW-Authenticate"] = (f'Bearer realm="Protected by OAuth 2.0", error="insufficient_scope", '
+                                            f'error_description="{description}", scope="{needed}"')
+    return response
 
 
 async def read_params(request: web.Request) -> tuple[dict[str, Any], Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = [
     "SimUser", "SimGroup", "SimProject", "SimDiff", "SimMR", "SimNote", "SimAward", "SimHook", "HookEvent", "Delivery",
-    "SimRequest", "fake_sha", "DRAFT_RE",
+    "SimRequest", "SimToken", "fake_sha", "DRAFT_RE",
 ]
 
 DRAFT_RE = re.compile(r"^\s*(\[draft\]|\(draft\)|draft:)\s*", re.IGNORECASE)  # GitLab's merge_request_draft
@@ -241,6 +241,18 @@ class Delivery:
     body: dict[str, Any]
     status: int
     error: str = ""
+
+
+@dataclass
+class SimToken:
+    """An access token: whom it acts as and its scopes (`api` writes; `read_api` only reads; `read_user` reads
+    users). Project and group access tokens are such tokens of a bot user, as in GitLab."""
+
+    id: int
+    user_id: int
+    name: str
+    created_at: datetime | None
+    scopes: tuple[str, ...] = ("api",)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ import hashlib
 from datetime import datetime
 from typing import Any, Sequence
 
-from bot.gitlab.sim_model import SimAward, SimDiff, SimGroup, SimHook, SimMR, SimNote, SimProject, SimUser
+from bot.gitlab.sim_model import SimAward, SimDiff, SimGroup, SimHook, SimMR, SimNote, SimProject, SimToken, SimUser
 
 __all__ = [
     "iso_ms", "iso_z", "utc_text", "avatar_url", "user_basic", "user_full", "member", "project_json",
     "mr_json", "diff_json", "approvals_json", "note_json", "award_json", "hook_json", "status_json",
-    "reviewer_detail_json", "group_json", "user_listed",
+    "reviewer_detail_json", "group_json", "user_listed", "token_json",
 ]
 
 
@@ -244,3 +244,10 @@ def status_json(user: SimUser) -> dict[str, Any]:
     message = user.status_message or ("Busy" if user.busy else None)
     return {"emoji": "red_circle" if user.busy else None, "availability": "busy" if user.busy else "not_set",
             "message": message, "message_html": message or "", "clear_status_at": None}
+
+
+def token_json(token: SimToken) -> dict[str, Any]:
+    """GET /personal_access_tokens/self: the token's own record (never its value)."""
+    return {"id": token.id, "name": token.name, "revoked": False, "created_at": iso_ms(token.created_at),
+            "description": "", "scopes": list(token.scopes), "user_id": token.user_id, "last_used_at": None,
+            "active": True, "expires_at": None}

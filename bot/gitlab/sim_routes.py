@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot.gitlab import sim_render as render
 from bot.gitlab.sim_http import (
-    PUBLIC, ApiError, bool_param, id_list, int_param, json_response, paginate, time_param,
+    ANY_SCOPE, PUBLIC, ApiError, bool_param, id_list, int_param, json_response, paginate, request_token, time_param,
 )
 from bot.gitlab.sim_model import SimGroup, SimMR, SimNote, SimProject, SimUser
 from bot.gitlab.sim_state import SimState
@@ -38,6 +38,12 @@ _ORDERS = ("created_at", "updated_at", "merged_at", "title")
 def public(handler: Handler) -> Handler:
     """Mark an endpoint that answers without a token (like GitLab's user status)."""
     setattr(handler, PUBLIC, True)
+    return handler
+
+
+def any_scope(handler: Handler) -> Handler:
+    """Mark an endpoint every token may call whatever its scopes (one that describes the token itself)."""
+    setattr(handler, ANY_SCOPE, True)
     return handler
 
 
@@ -138,6 +144,17 @@ async def list_users(request: web.Request) -> web.Response:
     if params.get("search"):
         users = [u for u in users if _search_hit(u, str(params["search"]), admin)]
     return paginate(request, [render.user_listed(state.web, u, admin=admin) for u in users])
+
+
+@since(15, 1)
+@any_scope
+async def get_token_self(request: web.Request) -> web.Response:
+    """GET /personal_access_tokens/self (15.5+), for any token whatever its scopes; 15.1 to 15.4 only have
+    /personal_access_tokens/:id, which looks for a token whose id is "self" and answers 401."""
+    state = _state(request)
+    if state.version < (15, 5):
+        raise ApiError(401, message="401 Unauthorized")
+    return json_response(render.token_json(state.tokens[request_token(request) or ""]))
 
 
 # --- groups ---------------------------------------------------------------------------------------------------
@@ -496,6 +513,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/v4/users", list_users),
     ("GET", "/api/v4/users/{uid}", get_user),
     ("GET", "/api/v4/users/{uid}/status", get_user_status),
+    ("GET", "/api/v4/personal_access_tokens/self", get_token_self),
     ("GET", "/api/v4/groups/{gid}", get_group),
     ("GET", "/api/v4/groups/{gid}/members", list_group_members),
     ("GET", "/api/v4/groups/{gid}/members/all", list_group_members_all),

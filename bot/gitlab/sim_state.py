@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from bot.gitlab.sim_groups import GroupActions
 from bot.gitlab.sim_model import (
-    Delivery, HookEvent, SimGroup, SimHook, SimMR, SimProject, SimRequest, SimUser,
+    Delivery, HookEvent, SimGroup, SimHook, SimMR, SimProject, SimRequest, SimToken, SimUser,
 )
 from bot.gitlab.sim_mr import MRActions
 
@@ -59,7 +59,7 @@ class SimState(MRActions, GroupActions):
         self.users: dict[int, SimUser] = {}
         self.projects: dict[int, SimProject] = {}
         self.groups: dict[int, SimGroup] = {}
-        self.tokens: dict[str, int] = {}
+        self.tokens: dict[str, SimToken] = {}
         self.requests: list[SimRequest] = []
         self.unknown: list[SimRequest] = []
         self.outbox: list[HookEvent] = []
@@ -78,11 +78,11 @@ class SimState(MRActions, GroupActions):
         self._rate: dict[str, tuple[float, int]] = {}
         self._rng = random.Random(seed)
         self._ids = {kind: itertools.count(1) for kind in ("user", "group", "project", "mr", "note",
-                                                           "award", "hook", "label")}
+                                                           "award", "hook", "label", "token")}
         self._labels: dict[tuple[int, str], int] = {}
         self.root = self.add_user("root", "Administrator")
         self.bot = self.add_user(bot_username, "Reviewer Bot", bot=True)
-        self.tokens[token] = self.bot.id
+        self.add_token(self.bot, token)
         self.token = token
 
     # --- clock, ids -------------------------------------------------------------------------------------------
@@ -132,8 +132,8 @@ class SimState(MRActions, GroupActions):
         return self.project(project).mrs[iid]
 
     def token_user(self, token: str | None) -> SimUser | None:
-        uid = self.tokens.get(token or "")
-        return None if uid is None else self.users[uid]
+        found = self.tokens.get(token or "")
+        return None if found is None else self.users[found.user_id]
 
     def access_level(self, project: SimProject, user_id: int) -> int:
         """The user's effective level: direct, or inherited from the project's groups and shared groups."""
@@ -150,9 +150,12 @@ class SimState(MRActions, GroupActions):
         self.users[user.id] = user
         return user
 
-    def add_token(self, user: UserRef, token: str) -> None:
-        """Let `token` authenticate as `user` (the API acts as that user)."""
-        self.tokens[token] = self.user(user).id
+    def add_token(self, user: UserRef, token: str, *, scopes: Iterable[str] = ("api",)) -> SimToken:
+        """Let `token` authenticate as `user` (the API acts as that user) within `scopes`."""
+        record = SimToken(next(self._ids["token"]), self.user(user).id, f"token {len(self.tokens) + 1}", self.now(),
+                          tuple(scopes))
+        self.tokens[token] = record
+        return record
 
     def set_busy(self, user: UserRef, busy: bool = True, message: str | None = None) -> None:
         target = self.user(user)

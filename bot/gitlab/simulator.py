@@ -2,9 +2,11 @@
 
 `make_simulator_app(state)` is an aiohttp app speaking REST v4 under /api/v4 with GitLab's JSON shapes;
 `run_simulator(state)` serves it on 127.0.0.1 and delivers webhooks from `state.outbox`. Like GitLab it wants a
-token (`PRIVATE-TOKEN` or `Authorization: Bearer`), paginates, rate-limits (429 + Retry-After + RateLimit-*),
-fails on demand (`state.fail_next`, `state.failure_rate`), answers late on demand (`state.hold_path`), records every request in `state.requests` and answers
-unknown endpoints with GitLab's 404 while recording them in `state.unknown` (`state.assert_no_unknown()`).
+token (`PRIVATE-TOKEN` or `Authorization: Bearer`) with the scope the call needs (403 insufficient_scope else),
+paginates, rate-limits (429 + Retry-After + RateLimit-*), fails on demand (`state.fail_next`,
+`state.failure_rate`), answers late on demand (`state.hold_path`), records every request in `state.requests`
+and answers unknown endpoints with GitLab's 404 while recording them in `state.unknown`
+(`state.assert_no_unknown()`).
 `state.version` plays an older GitLab: endpoints added later (`sim_routes.since`) answer its missing-route 404.
 
     async with run_simulator() as (state, base_url):
@@ -22,7 +24,9 @@ from typing import Any, AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from bot.gitlab.sim_http import PUBLIC, ApiError, json_response, read_params
+from bot.gitlab.sim_http import (
+    ANY_SCOPE, PUBLIC, ApiError, insufficient_scope, json_response, read_params, request_token, scope_allows,
+)
 from bot.gitlab.sim_model import SimDiff, SimRequest
 from bot.gitlab.sim_routes import CALLER, PARAMS, STATE, Handler, add_routes, added_in
 from bot.gitlab.sim_seed import SeededProject, seed_project
@@ -33,14 +37,6 @@ __all__ = ["make_simulator_app", "run_simulator", "SimState", "SimDiff", "seed_p
            "WebhookSender", "dump_request_log"]
 
 _SENDER = web.AppKey("gitlab_sim_sender", WebhookSender)
-
-
-def _token(request: web.Request) -> str | None:
-    """The token GitLab would read: PRIVATE-TOKEN, or an OAuth/PAT `Authorization: Bearer`."""
-    if "PRIVATE-TOKEN" in request.headers:
-        return request.headers["PRIVATE-TOKEN"]
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    return value if scheme.lower() == "bearer" and value else None
 
 
 def _rate_headers(rate: RateInfo) -> dict[str, str]:
@@ -82,9 +78,13 @@ async def _answer(request: web.Request, handler: Handler, state: SimState, rate:
         return _injected(state, failure, rate)
     if rate.exceeded:
         return _throttled(rate.reset - time.time(), rate)
-    caller = state.token_user(_token(request))
+    caller = state.token_user(request_token(request))
     if caller is None and not getattr(handler, PUBLIC, False):
         return json_response({"message": "401 Unauthorized"}, status=401)
+    token = state.tokens.get(request_token(request) or "")
+    if token is not None and not getattr(handler, ANY_SCOPE, False) and \
+            not scope_allows(token.scopes, request.method, request.path):
+        return insufficient_scope(request.method)
     request[CALLER] = caller
     try:
         return await handler(request)
@@ -112,7 +112,7 @@ async def gitlab_middleware(request: web.Request, handler: Handler) -> web.Strea
     if added_in(handler) > state.version:  # a known endpoint this GitLab version does not have yet
         state.record(_recorded(request, body, 404))
         return json_response({"error": "404 Not Found"}, status=404)
-    rate = state.rate_check(_token(request) or f"ip:{request.remote}")
+    rate = state.rate_check(request_token(request) or f"ip:{request.remote}")
     if response is None:
         response = await _answer(request, handler, state, rate)
     response.headers.update({k: v for k, v in _rate_headers(rate).items() if k not in response.headers})

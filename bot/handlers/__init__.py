@@ -153,7 +153,8 @@ def _counter(metrics: Metrics) -> Callable[[int], None]:
 
 
 async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> None:
-    """Stop start-up, naming the fix, when GitLab refuses the token or GITLAB_URL has no GitLab API.
+    """Stop start-up, naming the fix, when GitLab refuses the token, the token lacks the api scope, or
+    GITLAB_URL has no GitLab API.
 
     A GitLab that cannot be reached or is busy (5xx, 429) is only logged, naming the fix: an outage must
     not keep the webhook intake down (a restart during one would lose every delivery); events wait in the
@@ -165,19 +166,44 @@ async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> No
     try:
         await probe.current_user()
     except GitLabError as exc:
-        if exc.status is None:
-            log.error(kv(f"cannot reach GitLab at {url}: check GITLAB_URL (the instance's base URL, without "
-                         "/api/v4) and that this machine can reach it; webhooks are stored and their events "
-                         "retried meanwhile", cause=exc.message))
-            return
-        if exc.status in (401, 403):
-            raise ConfigError(f"GitLab at {url} refused GITLAB_TOKEN (HTTP {exc.status}): create a token with "
-                              "the api scope and export GITLAB_TOKEN=...") from None
-        if exc.status in (200, 404):  # no GitLab API there: GET /api/v4/user always exists
-            raise ConfigError(f"no GitLab API at {url} ({exc.message}): GITLAB_URL must be the instance's base "
-                              "URL, e.g. https://gitlab.example.com, without /api/v4") from None
-        log.warning(kv("GitLab answered the start-up check with an error; events will be retried",
-                       status=exc.status))
+        _refuse_or_log(exc, url)
+        return
+    await _check_scopes(probe, url)
+
+
+def _refuse_or_log(exc: GitLabError, url: str) -> None:
+    """GET /user failed: a refused token or no GitLab API raise `ConfigError`; an outage is logged."""
+    if exc.status is None:
+        log.error(kv(f"cannot reach GitLab at {url}: check GITLAB_URL (the instance's base URL, without "
+                     "/api/v4) and that this machine can reach it; webhooks are stored and their events "
+                     "retried meanwhile", cause=exc.message))
+        return
+    if exc.status in (401, 403):
+        raise ConfigError(f"GitLab at {url} refused GITLAB_TOKEN (HTTP {exc.status}): create a token with "
+                          "the api scope and export GITLAB_TOKEN=...") from None
+    if exc.status in (200, 404):  # no GitLab API there: GET /api/v4/user always exists
+        raise ConfigError(f"no GitLab API at {url} ({exc.message}): GITLAB_URL must be the instance's base "
+                          "URL, e.g. https://gitlab.example.com, without /api/v4") from None
+    log.warning(kv("GitLab answered the start-up check with an error; events will be retried",
+                   status=exc.status))
+
+
+async def _check_scopes(probe: GitLabClient, url: str) -> None:
+    """Refuse a token without the api scope: GET /user works with read_api, and then every comment and review
+    request is refused (403 insufficient_scope). Where GitLab cannot say (before 15.5, an OAuth token, an
+    error), start: the token passed GET /user."""
+    try:
+        scopes = await probe.token_scopes()
+    except GitLabError as exc:
+        log.warning(kv("could not read GITLAB_TOKEN's scopes; starting without checking them", status=exc.status))
+        return
+    if scopes is None:
+        log.info(kv("GitLab does not tell this token's scopes (before GitLab 15.5, or not an access token); "
+                    "make sure it has the api scope"))
+    elif "api" not in scopes:
+        raise ConfigError(f"GITLAB_TOKEN lacks the api scope (it has: {', '.join(scopes) or 'none'}): GitLab at "
+                          f"{url} would refuse every comment and review request (403 insufficient_scope); "
+                          "create a token with the api scope and export GITLAB_TOKEN=...")
 
 
 def make_engine(settings: Settings, storage: Storage, max_projects: int) -> Engine:

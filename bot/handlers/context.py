@@ -71,16 +71,17 @@ class GitLabFailure(Exception):
     """A GitLab call failed after the client's own retries; the worker retries the event or dead-letters it.
 
     `retry_after` is set for a rate limit (429); `permanent` for answers no retry can change (400, 404, 422);
-    `outage` when GitLab could not be reached, was overloaded or rate-limited us, or refused the bot's token
-    (401: expired or revoked, which GitLab tokens are on a schedule): no fault of the event, so the worker
-    retries it for `[worker] outage_hours` whatever its attempts, and a renewed token finds it still queued.
+    `outage` when GitLab could not be reached, was overloaded or rate-limited us, refused the bot's token
+    (401: expired or revoked, which GitLab tokens are on a schedule) or its scopes (403 insufficient_scope: a
+    read_api token, which cannot comment): no fault of the event, so the worker retries it, `backoff_max` apart
+    at the longest, for `[worker] outage_hours` whatever its attempts, and a new token finds it still queued.
     """
 
     def __init__(self, error: GitLabError, *, rate_limit_wait: float) -> None:
         super().__init__(str(error))
         self.status = error.status
         self.permanent = error.status in PERMANENT_STATUSES
-        self.outage = error.status is None or error.status in (401, 429) or error.status >= 500
+        self.outage = error.status is None or error.status in (401, 429) or error.status >= 500 or error.no_scope
         self.retry_after: float | None = rate_limit_wait if error.status == 429 else None
 
 
