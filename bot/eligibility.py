@@ -5,7 +5,8 @@ user's `bot` flag, a configured bot name, or a name GitLab gives bots: `ghost`, 
 `project_<id>_bot_*`, `group_<id>_bot_*`, `service_account_*`); excluded (by the project's settings, or on
 this merge request with `/reviewers exclude` or `/reviewers reroll`); opted out;
 not a member of the project; below the minimum access level (Developer, 30, by default: Guests and
-Reporters cannot approve); not `active` (blocked, deactivated, banned…); showing the Busy status; or already
+Reporters cannot approve); not `active` (blocked, deactivated, banned…); a member awaiting a seat (GitLab's
+`membership_state` "awaiting": no access until an Owner approves them); showing the Busy status; or already
 at the open-review cap. Usernames are compared case-insensitively, as GitLab does.
 
 Reasons are plain words that complete the sentence "`@user` …", for logs and `/reviewers why`.
@@ -22,7 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Mapping, TypeVar
 
-__all__ = ["ACCESS_LEVELS", "DEVELOPER", "REPORTER", "Member", "access_level_name", "eligible", "is_bot_username"]
+__all__ = ["ACCESS_LEVELS", "AWAITING_SEAT", "DEVELOPER", "REPORTER", "Member", "access_level_name", "eligible",
+           "is_bot_username"]
 
 REPORTER, DEVELOPER = 20, 30
 ACCESS_LEVELS = {0: "No access", 5: "Minimal Access", 10: "Guest", 15: "Planner", 20: "Reporter",
@@ -42,11 +44,14 @@ class Member:
     access_level: int
     state: str = "active"
     bot: bool = False
+    membership_state: str = "active"  # "awaiting": the membership waits for a seat (the member has no access)
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> "Member":
-        """Build from one members API item; unknown keys are ignored, a missing `state` counts as active."""
-        return cls(int(item.get("access_level", 0)), str(item.get("state") or "active"), bool(item.get("bot")))
+        """Build from one members API item; unknown keys are ignored, a missing `state` or `membership_state`
+        counts as active."""
+        return cls(int(item.get("access_level", 0)), str(item.get("state") or "active"), bool(item.get("bot")),
+                   str(item.get("membership_state") or "active"))
 
 
 def access_level_name(level: int) -> str:
@@ -93,7 +98,14 @@ def _member_reason(member: Member | None, min_access_level: int) -> str | None:
                 f"{access_level_name(min_access_level)}")
     if member.state != "active":
         return f"has a {member.state} account"
+    if member.membership_state == "awaiting":
+        return AWAITING_SEAT
+    if member.membership_state != "active":
+        return f"has a membership GitLab shows as {member.membership_state}, not active"
     return None
+
+
+AWAITING_SEAT = "is awaiting a seat (GitLab gives them no access to this project until an Owner approves them)"
 
 
 @dataclass(frozen=True, slots=True)

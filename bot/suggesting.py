@@ -19,7 +19,7 @@ from typing import Collection, Iterable, Mapping, Sequence, TypeVar
 from bot import learning
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
 from bot.config import ProjectSettings
-from bot.eligibility import Member, eligible
+from bot.eligibility import AWAITING_SEAT, Member, eligible
 from bot.engine import Engine
 from bot.threads import to_the_end
 from bot.gitlab.client import GitLabClient
@@ -144,7 +144,7 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
 
 
 def _eligibility_members(facts: MRFacts) -> dict[str, Member]:
-    return {name: Member(m.access_level, m.state, m.bot) for name, m in facts.members.items()}
+    return {name: Member(m.access_level, m.state, m.bot, m.membership_state) for name, m in facts.members.items()}
 
 
 def owner_usernames(section: SectionMatch, facts: MRFacts) -> list[str]:
@@ -323,8 +323,8 @@ async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResul
 
 
 def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str]:
-    """Busy, opted-out, excluded or overloaded people who would otherwise have ranked among those suggested
-    (any of them when nobody could be suggested)."""
+    """Busy, opted-out, excluded or overloaded people, and members awaiting a seat (an Owner can let them in),
+    who would otherwise have ranked among those suggested (any of them when nobody could be suggested)."""
     chosen = {s.person for s in result.suggestions}
     last = max((i for i, s in enumerate(result.candidates) if s.person in chosen),
                default=-1 if chosen else len(result.candidates) - 1)
@@ -334,7 +334,7 @@ def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str
     for s in result.candidates[:last + 1]:
         reason = result.dropped.get(s.person)
         relevant = s.person.casefold() in optouts or result.statuses.get(s.person) == "busy" or \
-            (cap > 0 and result.loads.get(s.person, 0) >= cap)
+            (cap > 0 and result.loads.get(s.person, 0) >= cap) or reason == AWAITING_SEAT
         if reason and relevant:
             notes.append(f"Skipped @{s.person}: {reason}.")
     return notes[:MAX_SKIP_NOTES]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.eligibility import Member, access_level_name, eligible, is_bot_username
+from bot.eligibility import AWAITING_SEAT, Member, access_level_name, eligible, is_bot_username
 from graph.model import Suggestion
 
 MEMBERS_SAMPLE = Path("/work/shared/gitlab/api/project_members_all.gitlab-docs.json")
@@ -21,6 +21,7 @@ MEMBERS = {
     "gus": Member(30, state="deactivated"),
     "hal": Member(30, bot=True),
     "ivy": Member(50),
+    "jo": Member(30, membership_state="awaiting"),
     "renovate-bot": Member(30),
 }
 
@@ -46,6 +47,7 @@ def run(candidates, **overrides):
         ("fay", {}, "has a blocked account"),
         ("gus", {}, "has a deactivated account"),
         ("hal", {}, "is a bot account"),
+        ("jo", {}, AWAITING_SEAT),
         ("renovate-bot", {}, "is a bot account"),
         ("ann", {"bots": {"ANN"}}, "is a bot account"),
         ("zoe", {}, "is not a member of this project"),
@@ -121,6 +123,9 @@ def test_access_level_name(level, name):
 def test_member_from_api_item():
     assert Member.from_api({"access_level": 40, "state": "blocked", "extra": 1}) == Member(40, "blocked")
     assert Member.from_api({"access_level": 30, "bot": True}) == Member(30, "active", True)
+    awaiting = Member.from_api({"access_level": 30, "state": "active", "membership_state": "awaiting"})
+    assert awaiting == Member(30, membership_state="awaiting")  # a missing membership_state is active (above)
+    assert run(["jo"], members={"jo": awaiting})[1] == {"jo": AWAITING_SEAT}
 
 
 def test_members_api_sample():

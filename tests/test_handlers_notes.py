@@ -101,6 +101,21 @@ async def test_why_tells_why_someone_is_left_out(handler_env):
     assert "Not suggested: has Reporter access" in reply.body
 
 
+async def test_a_member_awaiting_a_seat_is_left_out_and_said_why(handler_env):
+    """`members/all` lists members GitLab holds for a seat (Premium, at the seat limit) as `membership_state:
+    "awaiting"`: they have no access yet, so a review request would go nowhere. They were suggested first."""
+    env = await handler_env()
+    env.state.await_seat(env.tiny.project, env.tiny.bob)
+    mr = await opened(env)
+    [comment] = marker_notes(env.state, mr)
+    table = [line for line in comment.body.splitlines() if line.startswith("| ")]
+    assert not any("`@bob`" in line for line in table) and "`@cy`" in table[1]
+    assert "Skipped `@bob`: is awaiting a seat" in comment.body and "until an Owner approves them" in comment.body
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob")
+    await env.run()
+    assert "Not suggested: is awaiting a seat" in replies(env, mr, note)[0].body
+
+
 async def test_reroll_suggests_other_people_and_remembers_it(handler_env):
     """... when written as a command: in an indented code block (4 spaces) it is text."""
     env = await handler_env()

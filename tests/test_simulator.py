@@ -110,6 +110,20 @@ async def test_a_token_acts_within_its_scopes(simulator: Sim, http_session) -> N
     assert (me["scopes"], me["user_id"], me["active"]) == (["read_user"], state.bot.id, True)
 
 
+async def test_a_member_awaiting_a_seat_is_listed_so_and_has_no_access(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], w["ann"], ["a.py"])
+    state.await_seat(w["project"], w["bob"])
+    _, _, rows = await call(http_session, f"{url}/api/v4/projects/{w['project'].id}/members/all")
+    assert {r["username"]: r["membership_state"] for r in rows}["bob"] == "awaiting"
+    assert {r["username"]: r["membership_state"] for r in rows}["cid"] == "active"
+    state.update_mr(mr, by=w["ann"], reviewer_ids=None)
+    _, _, body = await call(http_session, f"{url}/api/v4/projects/{w['project'].id}/merge_requests/{mr.iid}", "PUT",
+                            json={"reviewer_ids": [w["bob"].id, w["cid"].id]})
+    assert [r["username"] for r in body["reviewers"]] == ["cid"]  # GitLab drops who cannot read the project
+
+
 async def test_every_request_is_recorded_with_its_json_body(simulator: Sim, http_session) -> None:
     state, url = simulator
     w = world(state)

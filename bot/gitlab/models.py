@@ -44,9 +44,19 @@ GHOST = {"id": 0, "username": "ghost", "name": "Ghost User"}  # who GitLab shows
 
 
 class Member(User):
-    """A project member with the effective (highest, inherited included) access level."""
+    """A project member with the effective (highest, inherited included) access level.
+
+    `membership_state` is "awaiting" for a member GitLab holds until an Owner grants them a seat (a namespace
+    at its seat limit or user cap, on Premium and Ultimate): such a member has no access yet. Versions and
+    tiers without the field list active members only.
+    """
 
     access_level: int
+    membership_state: str = "active"
+
+    @property
+    def awaiting(self) -> bool:
+        return self.membership_state == "awaiting"
 
 
 class UserStatus(_Model):

@@ -96,6 +96,22 @@ class GroupActions:
             _highest(levels, self.group_members_all(self.groups[gid]).items(), cap)
         return levels
 
+    def await_seat(self: SimState, where: SimProject | SimGroup, user: UserRef, awaiting: bool = True) -> None:
+        """Hold (or let in) a member of `where` as GitLab does past a namespace's seat limit or user cap: listed
+        with `membership_state` "awaiting", without access until an Owner approves them."""
+        uid = self.user(user).id
+        (where.awaiting.add if awaiting else where.awaiting.discard)(uid)
+
+    def awaiting_members(self: SimState, project: SimProject) -> set[int]:
+        """Who `members/all` lists as awaiting: held in the project or in a group it takes members from."""
+        ids = set(project.awaiting)
+        home = self.project_group(project)
+        linked = [self.groups[gid] for gid in project.shared_groups] + ([home] if home else [])
+        for group in linked:
+            for ancestor in self.group_ancestors(group):
+                ids |= ancestor.awaiting
+        return ids
+
     def can_see_group(self: SimState, group: SimGroup, caller: SimUser | None) -> bool:
         """Private groups are visible to the admin, to their (inherited) members, and to members of projects
         the group or a descendant of it belongs to or is shared with."""

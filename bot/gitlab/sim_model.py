@@ -186,6 +186,7 @@ class SimGroup:
     visibility: str = "private"
     description: str = ""
     members: dict[int, int] = field(default_factory=dict)
+    awaiting: set[int] = field(default_factory=set)  # members waiting for a seat (`membership_state` awaiting)
 
     @property
     def path(self) -> str:
@@ -206,6 +207,7 @@ class SimProject:
     visibility: str = "private"
     approvals_required: int = 0
     members: dict[int, int] = field(default_factory=dict)
+    awaiting: set[int] = field(default_factory=set)  # direct members waiting for a seat
     shared_groups: dict[int, int] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     hooks: list[SimHook] = field(default_factory=list)

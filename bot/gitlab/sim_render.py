@@ -80,11 +80,13 @@ def group_json(web: str, group: SimGroup) -> dict[str, Any]:
     }
 
 
-def member(web: str, user: SimUser, level: int, created_by: SimUser, since: datetime) -> dict[str, Any]:
-    """One entry of GET /projects/:id/members/all."""
+def member(web: str, user: SimUser, level: int, created_by: SimUser, since: datetime,
+           awaiting: bool = False) -> dict[str, Any]:
+    """One entry of GET /projects/:id/members/all; `membership_state` "awaiting" while it waits for a seat."""
     return {
         **user_basic(web, user), "created_at": iso_ms(since), "created_by": user_basic(web, created_by),
-        "expires_at": None, "access_level": level, "group_saml_identity": None, "membership_state": "active",
+        "expires_at": None, "access_level": level, "group_saml_identity": None,
+        "membership_state": "awaiting" if awaiting else "active",
     }
 
 

@@ -171,21 +171,24 @@ async def get_group(request: web.Request) -> web.Response:
     return json_response(render.group_json(_state(request).web, _group(request)))
 
 
-def _member_rows(state: SimState, levels: dict[int, int], since: datetime) -> list[dict[str, Any]]:
-    return [render.member(state.web, state.users[uid], level, state.root, since)
+def _member_rows(state: SimState, levels: dict[int, int], since: datetime,
+                 awaiting: set[int]) -> list[dict[str, Any]]:
+    return [render.member(state.web, state.users[uid], level, state.root, since, uid in awaiting)
             for uid, level in sorted(levels.items())]
 
 
 async def list_group_members(request: web.Request) -> web.Response:
     """GET /groups/:id/members: the direct members."""
     state, group = _state(request), _group(request)
-    return paginate(request, _filter_members(_member_rows(state, group.members, group.created_at), request[PARAMS]))
+    rows = _member_rows(state, group.members, group.created_at, group.awaiting)
+    return paginate(request, _filter_members(rows, request[PARAMS]))
 
 
 async def list_group_members_all(request: web.Request) -> web.Response:
     """GET /groups/:id/members/all: direct members and those inherited from ancestor groups, highest level."""
     state, group = _state(request), _group(request)
-    rows = _member_rows(state, state.group_members_all(group), group.created_at)
+    awaiting = set().union(*(g.awaiting for g in state.group_ancestors(group)))
+    rows = _member_rows(state, state.group_members_all(group), group.created_at, awaiting)
     return paginate(request, _filter_members(rows, request[PARAMS]))
 
 
@@ -198,7 +201,8 @@ async def get_project(request: web.Request) -> web.Response:
 
 def _members(state: SimState, project: SimProject, inherited: bool = True) -> list[dict[str, Any]]:
     levels = state.effective_members(project) if inherited else project.members
-    return _member_rows(state, levels, project.created_at)
+    awaiting = state.awaiting_members(project) if inherited else project.awaiting
+    return _member_rows(state, levels, project.created_at, awaiting)
 
 
 def _filter_members(rows: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:

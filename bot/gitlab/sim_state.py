@@ -136,7 +136,10 @@ class SimState(MRActions, GroupActions):
         return None if found is None else self.users[found.user_id]
 
     def access_level(self, project: SimProject, user_id: int) -> int:
-        """The user's effective level: direct, or inherited from the project's groups and shared groups."""
+        """The user's effective level: direct, or inherited from the project's groups and shared groups (none
+        while their membership awaits a seat)."""
+        if user_id in self.awaiting_members(project):
+            return 0
         return self.effective_members(project).get(user_id, 0)
 
     # --- building the world -----------------------------------------------------------------------------------
