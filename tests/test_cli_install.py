@@ -87,6 +87,13 @@ async def test_a_developer_token_is_told_to_get_a_maintainer(gitlab_sim: SimStat
     assert "needs the Maintainer role" in capsys.readouterr().err
 
 
+async def test_a_proxys_error_page_is_told_by_its_title(gitlab_sim: SimState, capsys):
+    gitlab_sim.fail_next(1, 502)
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 1
+    err = capsys.readouterr().err
+    assert "GitLab answered 502 (502 Bad Gateway)" in err and "<" not in err
+
+
 async def test_an_unreachable_gitlab_says_so(env, capsys):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

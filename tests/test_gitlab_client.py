@@ -222,6 +222,18 @@ async def test_gives_up_after_max_attempts_with_a_clear_error(simulator: Sim, ht
     state._fail_queue.clear()
 
 
+@pytest.mark.parametrize("status, title", [(502, "502 Bad Gateway"), (504, "504 Gateway Time-out")])
+async def test_a_proxys_error_page_is_told_by_its_title(simulator: Sim, http_session, status, title) -> None:
+    """A proxy in front of GitLab answers 502/504 with its HTML page, which was pasted whole into the error
+    (and so into logs and each dead-lettered event's reason)."""
+    state, url = simulator
+    state.fail_next(FAST_RETRY.max_attempts, status)
+    with pytest.raises(GitLabError) as caught:
+        await client_for(http_session, url).current_user()
+    assert caught.value.status == status and caught.value.message.startswith(f"{title}. GitLab kept failing")
+    assert "<" not in str(caught.value) and "nginx" not in str(caught.value)
+
+
 async def test_post_is_not_retried_on_500(simulator: Sim, http_session) -> None:
     state, url = simulator
     project = team(state)

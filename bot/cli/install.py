@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings, quoted_url
 from bot.gitlab.client import project_ref
+from bot.gitlab.errors import readable
 
 __all__ = ["register", "run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
@@ -150,7 +151,7 @@ def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
         return (f"cannot reach GitLab at {gitlab_url} ({type(exc).__name__}): check GITLAB_URL (or --gitlab-url) "
                 "and that this machine can connect to it")
     code = getattr(exc, "response_code", None)
-    detail = getattr(exc, "error_message", "") or str(exc)
+    detail = readable(str(getattr(exc, "error_message", "") or exc))  # a proxy's 502 page: its title
     if code == 401 or isinstance(exc, gitlab.GitlabAuthenticationError):
         return (f"GitLab at {gitlab_url} rejected the token (401 {detail}): use a valid, unexpired personal, "
                 "project or group access token with the api scope")

@@ -1,10 +1,12 @@
 """`GitLabError`: a failed GitLab API call, saying what went wrong and how to fix it (never the token)."""
 from __future__ import annotations
 
+import html
 import json
+import re
 from typing import Any
 
-__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing"]
+__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "readable"]
 
 _HINTS = {
     400: "GitLab rejected the request's parameters",
@@ -26,8 +28,8 @@ NO_ROUTE = ("this GitLab has no such API endpoint: it is older than the version 
 class GitLabError(Exception):
     """A GitLab API call failed: `status` is the HTTP status (None when GitLab could not be reached).
 
-    >>> str(GitLabError(401, "GET", "/user", "401 Unauthorized"))
-    'GitLab GET /user failed (401): 401 Unauthorized. GITLAB_TOKEN is wrong or expired; create a token with api scope and set GITLAB_TOKEN'
+    >>> str(GitLabError(401, "GET", "/user", error_message(401, b'{"message":"401 Unauthorized"}')))[:70]
+    'GitLab GET /user failed (401): 401 Unauthorized. GITLAB_TOKEN is wrong'
     """
 
     def __init__(self, status: int | None, method: str, path: str, message: str, *,
@@ -73,9 +75,37 @@ def scope_missing(status: int | None, body: bytes) -> bool:
     return isinstance(data, dict) and data.get("error") == "insufficient_scope"
 
 
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_HIDDEN = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _page_text(page: str) -> str:
+    """The words of an HTML page (a proxy's 502, a sign-in page): its `<title>`, else its text without markup,
+    cut short; the page itself would fill the log and the dead-letter reason with markup.
+
+    >>> _page_text("<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>...</body></html>")
+    '502 Bad Gateway'
+    >>> _page_text("<html><body><h1>Service &amp; API down</h1><p>Try later.</p></body></html>")
+    'Service & API down Try later.'
+    """
+    found = _TITLE.search(page)
+    words = found.group(1) if found and found.group(1).strip() else _TAG.sub(" ", _HIDDEN.sub(" ", page))
+    return " ".join(html.unescape(words).split())[:120]
+
+
+def readable(text: str) -> str:
+    """An error answer's text as a person reads it: an HTML page's words (`_page_text`), other text as it is."""
+    stripped = text.strip()
+    return _page_text(stripped) if stripped.startswith("<") else text
+
+
 def _body_text(body: bytes) -> str:
-    """GitLab's error text: `message` (string or field→errors dict), `error`, or the plain body."""
+    """GitLab's error text: `message` (string or field→errors dict), `error`, an HTML page's title, or the
+    plain body."""
     text = body.decode("utf-8", "replace").strip()
+    if text.startswith("<"):
+        return readable(text)
     try:
         data: Any = json.loads(text)
     except ValueError:

@@ -59,9 +59,18 @@ def _injected(state: SimState, failure: tuple[int, float | None], rate: RateInfo
         return _throttled(state.retry_after if retry_after is None else retry_after, rate)
     if status == 404:  # the path itself is not there: GitLab's catch-all route (an endpoint older versions lack)
         return json_response({"error": "404 Not Found"}, status=404)
+    if status in (502, 504):  # GitLab behind it is down or slow: the proxy in front answers with its own page
+        return web.Response(status=status, text=_proxy_page(status), content_type="text/html")
     phrase = {401: "Unauthorized", 403: "Forbidden", 500: "Internal Server Error", 502: "Bad Gateway",
               503: "Service Unavailable"}.get(status, "Error")
     return json_response({"message": f"{status} {phrase}"}, status=status)
+
+
+def _proxy_page(status: int) -> str:
+    """nginx's error page, as a proxy in front of GitLab sends it when GitLab does not answer."""
+    title = f"{status} {'Bad Gateway' if status == 502 else 'Gateway Time-out'}"
+    return (f"<!DOCTYPE html>\r\n<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 
 
 async def _answer(request: web.Request, handler: Handler, state: SimState, rate: RateInfo) -> web.StreamResponse:
