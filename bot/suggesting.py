@@ -62,6 +62,7 @@ class MRFacts:
     codeowners: CodeOwners | None
     owner_users: Mapping[Owner, tuple[str, ...]] = field(default_factory=dict)
     renames: tuple[tuple[str, str], ...] = ()  # (old path, new path) of each renamed file
+    capped: bool = False  # GitLab listed only the first files (its diff limit): the others are not known
 
     @property
     def moved_from(self) -> tuple[str, ...]:
@@ -139,7 +140,7 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
     return MRFacts(
         files=files, members=by_name, optouts=frozenset(optouts),
         excluded={**excluded, **{p: "exclude" for p in extra_excluded}},
-        codeowners=codeowners, owner_users=owner_users, renames=renames,
+        codeowners=codeowners, owner_users=owner_users, renames=renames, capped=mr.diff_capped,
     )
 
 
@@ -340,6 +341,15 @@ def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str
     return notes[:MAX_SKIP_NOTES]
 
 
+def _capped_note(facts: MRFacts) -> list[str]:
+    """Where GitLab cut the diff at its limit, say so: the code owners and reviewers of the files past it
+    cannot be known (the bot reads what GitLab lists, no more)."""
+    if not facts.capped:
+        return []
+    return [f"Only the first {len(facts.files)} changed files were read (GitLab's diff limit): owners and "
+            "reviewers of the later files may be missing."]
+
+
 # --- the service ----------------------------------------------------------------------------------------------
 def open_change(mr: MergeRequest, files: Sequence[str], now: float | None = None,
                 renames: Sequence[tuple[str, str]] = ()) -> Change:
@@ -437,7 +447,7 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     kept = await _final_filter(look, facts, result.ranked, k or settings.top_k, result, settings)
     result.suggestions = await _cover_sections(look, facts, result, kept, author, settings, bots)
     result.suggestions = await _explain_chosen(engine, project_id, settings, result)
-    result.notes = _skip_notes(result, settings) + result.notes
+    result.notes = _skip_notes(result, settings) + result.notes + _capped_note(facts)
     if not result.suggestions:
         result.cannot = NO_ELIGIBLE
     return result

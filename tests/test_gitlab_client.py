@@ -84,6 +84,19 @@ async def test_changed_files_before_gitlab_15_7_come_from_changes(simulator: Sim
     state.assert_no_unknown()
 
 
+async def test_an_mr_says_when_gitlab_cut_its_diff(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    """`changes_count` is a string, "<limit>+" past GitLab's diff limit; /diffs and /changes stop there."""
+    state, _ = simulator
+    project = team(state)
+    state.diff_max_files = 2
+    big, small = (state.open_mr(project, "ann", [f"f{i}.py" for i in range(n)]) for n in (3, 2))
+    assert (await gitlab_client.get_mr(project.id, big.iid)).diff_capped
+    assert not (await gitlab_client.get_mr(project.id, small.iid)).diff_capped
+    assert len(await gitlab_client.mr_changed_files(project.id, big.iid)) == 2
+    state.version = (15, 6)
+    assert len(await gitlab_client.mr_changed_files(project.id, big.iid)) == 2
+
+
 async def test_a_missing_mr_is_not_a_missing_endpoint(simulator: Sim, gitlab_client: GitLabClient) -> None:
     """`{"message":"404 Not found"}`-style answers name a missing object: no fallback, the usual hint."""
     state, _ = simulator

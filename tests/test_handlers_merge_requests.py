@@ -18,6 +18,23 @@ from tests.bot_harness import bot_notes, event_row, handler_env, marker_notes, t
 FILES = ["src/core/m1.py"]
 
 
+@pytest.mark.parametrize("version", [(17, 5), (15, 6)])  # files from /diffs; before 15.7, from /changes
+async def test_a_diff_gitlab_cut_at_its_limit_is_said_so(handler_env, version):
+    """GitLab lists at most `diff_max_files` files of an MR (1,000 by default) and counts "1000+": the owners
+    of the later files may be missing, which the comment did not say."""
+    env = await handler_env()
+    env.state.version, env.state.diff_max_files = version, 3
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, [f"src/core/m{i}.py" for i in range(5)])
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    assert "`@bob`" in comment.body
+    assert "- Only the first 3 changed files were read (GitLab's diff limit): owners and reviewers of the later " \
+           "files may be missing." in comment.body
+    small = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert "Only the first" not in marker_notes(env.state, small)[0].body
+
+
 async def test_open_posts_exactly_one_comment_with_a_table(handler_env):
     env = await handler_env()
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)

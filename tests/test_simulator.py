@@ -92,6 +92,22 @@ async def test_an_older_gitlab_lacks_the_endpoints_added_since(simulator: Sim, h
     state.assert_no_unknown()
 
 
+async def test_a_diff_past_the_limit_is_cut_and_counted_with_a_plus(simulator: Sim, http_session) -> None:
+    """GitLab keeps at most `diff_max_files` files of a diff: `changes_count` "3+", /diffs lists 3, /changes
+    lists 3 with `overflow` true."""
+    state, url = simulator
+    w = world(state)
+    state.diff_max_files = 3
+    mr = state.open_mr(w["project"], w["ann"], [f"f{i}.py" for i in range(5)])
+    base = f"{url}/api/v4/projects/{w['project'].id}/merge_requests/{mr.iid}"
+    assert (await call(http_session, base))[2]["changes_count"] == "3+"
+    assert [d["new_path"] for d in (await call(http_session, f"{base}/diffs"))[2]] == ["f0.py", "f1.py", "f2.py"]
+    _, _, changes = await call(http_session, f"{base}/changes")
+    assert (len(changes["changes"]), changes["overflow"], changes["changes_count"]) == (3, True, "3+")
+    state.diff_max_files = 5
+    assert (await call(http_session, base))[2]["changes_count"] == "5"
+
+
 async def test_a_token_acts_within_its_scopes(simulator: Sim, http_session) -> None:
     """`read_api` reads, `read_user` reads users, only `api` writes; any token may read its own record."""
     state, url = simulator

@@ -128,6 +128,18 @@ class MergeRequest(_Model):
     sha: str | None = None
     web_url: str = ""
     merge_user: User | None = None
+    changes_count: str | None = None  # a string: "1000+" when GitLab cut the diff at its limit
+
+    @property
+    def diff_capped(self) -> bool:
+        """Whether GitLab cut the MR's diff at its limit (1,000 files by default, at most 3,000): /diffs and
+        /changes then list only the first files (`changes_count` "1000+")."""
+        return str(self.changes_count or "").endswith("+")
+
+    @field_validator("changes_count", mode="before")
+    @classmethod
+    def _count_as_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) else value
 
     @field_validator("author", mode="before")
     @classmethod

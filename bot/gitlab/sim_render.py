@@ -12,7 +12,7 @@ from bot.gitlab.sim_model import SimAward, SimDiff, SimGroup, SimHook, SimMR, Si
 
 __all__ = [
     "iso_ms", "iso_z", "utc_text", "avatar_url", "user_basic", "user_full", "member", "project_json",
-    "mr_json", "diff_json", "approvals_json", "note_json", "award_json", "hook_json", "status_json",
+    "changes_count", "mr_json", "diff_json", "approvals_json", "note_json", "award_json", "hook_json", "status_json",
     "reviewer_detail_json", "group_json", "user_listed", "token_json",
 ]
 
@@ -147,14 +147,21 @@ def _mr_common(web: str, project: SimProject, mr: SimMR, users: dict[int, SimUse
     }
 
 
-def mr_json(web: str, project: SimProject, mr: SimMR, users: dict[int, SimUser], *, full: bool) -> dict[str, Any]:
-    """An MR as GET .../merge_requests/:iid (`full`) or as a list item (no diff_refs, changes_count…)."""
+def changes_count(mr: SimMR, diff_cap: int) -> str:
+    """GitLab's `changes_count`, a string: the number of changed files, or "<cap>+" past its diff limit."""
+    return f"{diff_cap}+" if len(mr.diffs) > diff_cap else str(len(mr.diffs))
+
+
+def mr_json(web: str, project: SimProject, mr: SimMR, users: dict[int, SimUser], *, full: bool,
+            diff_cap: int = 1000) -> dict[str, Any]:
+    """An MR as GET .../merge_requests/:iid (`full`) or as a list item (no diff_refs, changes_count…);
+    `diff_cap` is the instance's limit on the files of a diff."""
     data = _mr_common(web, project, mr, users)
     if not full:
         return data
     data.update({
         "merge_status": "can_be_merged" if mr.state == "opened" else "unchecked", "subscribed": False,
-        "changes_count": str(len(mr.diffs)), "latest_build_started_at": None, "latest_build_finished_at": None,
+        "changes_count": changes_count(mr, diff_cap), "latest_build_started_at": None, "latest_build_finished_at": None,
         "first_deployed_to_production_at": None, "pipeline": None, "head_pipeline": None,
         "diff_refs": {"base_sha": mr.base_sha, "head_sha": mr.sha, "start_sha": mr.base_sha},
         "merge_error": None, "user": {"can_merge": True}, "first_contribution": False, "has_conflicts": False,

@@ -288,7 +288,8 @@ async def list_mrs(request: web.Request) -> web.Response:
 async def get_mr(request: web.Request) -> web.Response:
     state, project = _state(request), _project(request)
     mr = _mr(request, project)
-    return json_response(render.mr_json(state.web, project, mr, state.users, full=True))
+    return json_response(render.mr_json(state.web, project, mr, state.users, full=True,
+                                        diff_cap=state.diff_max_files))
 
 
 def _labels(mr: SimMR, params: dict[str, Any]) -> list[str] | None:
@@ -318,21 +319,24 @@ async def put_mr(request: web.Request) -> web.Response:
     state.update_mr(mr, by=caller, title=params.get("title"), description=params.get("description"),
                     labels=_labels(mr, params), reviewer_ids=reviewers,
                     assignee_ids=[a for a in assignees if a in state.users] if assignees is not None else None)
-    return json_response(render.mr_json(state.web, project, mr, state.users, full=True))
+    return json_response(render.mr_json(state.web, project, mr, state.users, full=True,
+                                        diff_cap=state.diff_max_files))
 
 
 @since(15, 7)
 async def list_diffs(request: web.Request) -> web.Response:
-    mr = _mr(request, _project(request))
-    return paginate(request, [render.diff_json(d) for d in mr.diffs])
+    """GET .../diffs: the files of the MR's diff, which GitLab stores only up to its limit (`diff_max_files`)."""
+    state, mr = _state(request), _mr(request, _project(request))
+    return paginate(request, [render.diff_json(d) for d in mr.diffs[:state.diff_max_files]])
 
 
 async def get_changes(request: web.Request) -> web.Response:
-    """The deprecated GET .../changes: the MR with every diff and `overflow`."""
+    """The deprecated GET .../changes: the MR with its diffs up to the limit, `overflow` true past it."""
     state, project = _state(request), _project(request)
     mr = _mr(request, project)
-    data = render.mr_json(state.web, project, mr, state.users, full=True)
-    data.update({"changes": [render.diff_json(d) for d in mr.diffs], "overflow": False})
+    data = render.mr_json(state.web, project, mr, state.users, full=True, diff_cap=state.diff_max_files)
+    data.update({"changes": [render.diff_json(d) for d in mr.diffs[:state.diff_max_files]],
+                 "overflow": len(mr.diffs) > state.diff_max_files})
     return json_response(data)
 
 

@@ -56,6 +56,7 @@ class SimState(MRActions, GroupActions):
         self.web = web
         self.free_tier = free_tier
         self.version: tuple[int, int] = (17, 5)  # the GitLab version played (endpoints added later answer 404)
+        self.diff_max_files = 1000  # GitLab's diff limit (admin setting, 1,000 by default, at most 3,000)
         self.users: dict[int, SimUser] = {}
         self.projects: dict[int, SimProject] = {}
         self.groups: dict[int, SimGroup] = {}
