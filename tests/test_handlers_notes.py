@@ -116,6 +116,20 @@ async def test_a_member_awaiting_a_seat_is_left_out_and_said_why(handler_env):
     assert "Not suggested: is awaiting a seat" in replies(env, mr, note)[0].body
 
 
+async def test_a_member_awaiting_a_seat_cannot_run_the_commands_that_need_access(handler_env):
+    """A member GitLab holds for a seat has no access yet (a public project lets them comment): their `reroll`
+    speaks for nobody on the team."""
+    env = await handler_env()
+    env.state.project(env.tiny.project).visibility = "public"
+    mr = await opened(env)
+    env.state.await_seat(env.tiny.project, env.tiny.dee)
+    note = env.state.add_note(mr, env.tiny.dee, "/reviewers reroll")
+    await env.run()
+    assert not any(label == "reroll" for _, label in await feedback(env, mr))
+    assert "`/reviewers reroll` needs Reporter access to this project; `@dee` has no access" in \
+        replies(env, mr, note)[0].body
+
+
 async def test_reroll_suggests_other_people_and_remembers_it(handler_env):
     """... when written as a command: in an indented code block (4 spaces) it is text."""
     env = await handler_env()

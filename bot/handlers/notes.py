@@ -95,7 +95,7 @@ class CommandRun:
             return True
         if self._access is None:
             member = await self.ctx.client.get_member(self.ctx.project_id, int(self.user["id"]))
-            self._access = 0 if member is None else member.access_level
+            self._access = 0 if member is None or member.awaiting else member.access_level  # awaiting: no seat
         if self._access >= needed:
             return True
         has = "no access" if self._access == 0 else f"{access_level_name(self._access)} access"
