@@ -102,7 +102,11 @@ class Lookups:
                 if exc.not_found:  # a deleted account (or one hidden from the bot's token): no bot to skip
                     return False
                 raise
-        return await self.recent.get(("bot", uid), fetch, ttl=max(self.recent.ttl, self.BOT_TTL))
+        try:
+            return await self.recent.get(("bot", uid), fetch, ttl=max(self.recent.ttl, self.BOT_TTL))
+        except GitLabError as exc:  # GitLab rate-limits the Users API: the name rules still apply; ask next time
+            log.info(kv("bot flag unknown; taken as no bot", user_id=uid, status=exc.status))
+            return False
 
     async def open_reviewers(self, project_id: int) -> list[tuple[int, list[int]]]:
         """(iid, reviewer ids) of each open MR of the project (one listing)."""

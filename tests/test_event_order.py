@@ -225,3 +225,36 @@ async def test_a_payload_on_another_clock_is_recorded_not_taken_for_a_late_deliv
         event.body["object_attributes"]["updated_at"] = "2013-12-03T17:23:34Z"
     await deliver(env, events)
     assert await approvals(env, mr) == ["approved"]
+
+
+async def test_an_approval_handled_after_the_bots_own_later_request_is_recorded(handler_env):
+    """In GitLab's order: opened, bob approves, and only then (a backlog, a parked first event) the bot handles
+    the open and requests bob. The approval, handled after, still counts: a review request undoes no approval."""
+    env = await handler_env(assign="top1")
+    later = hand_clock(env)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    later()
+    env.state.approve(mr, env.tiny.bob)
+    events = take_events(env.state)
+    later()
+    await deliver(env, events)
+    assert names(env, mr.reviewer_ids) == ["bob"]
+    assert await approvals(env, mr) == ["approved"]
+
+
+async def test_an_approval_handled_after_a_later_removal_of_the_same_reviewer_is_recorded(handler_env):
+    """bob added, bob approves, ann takes him off; handled newest first, the removal does not undo the approval."""
+    env = await handler_env()
+    later = hand_clock(env)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    later()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    await env.run()
+    later()
+    env.state.approve(mr, env.tiny.bob)
+    later()
+    env.state.set_reviewers(mr, [], by=env.tiny.ann)
+    await deliver(env, take_events(env.state)[::-1])
+    assert await approvals(env, mr) == ["approved"]
+    assert [label for who, label in await labels(env, mr) if who == "bob"][-2:] == ["removed", "approved"]

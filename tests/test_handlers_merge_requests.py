@@ -590,3 +590,18 @@ async def test_a_bot_added_as_reviewer_beside_the_suggested_person_passes_nobody
     await env.run()
     rows = [row for row in await rows_of(env, mr) if row[1] != "suggested"]
     assert rows == [("bob", "accepted")]
+
+
+@pytest.mark.parametrize("status", [429, 500])
+async def test_a_refused_bot_flag_lookup_stops_neither_the_suggestion_nor_the_labels(handler_env, status):
+    """GitLab rate-limits the Users API (300 requests per 10 minutes per user by default on 17.x): without the
+    flag, the name rules still apply and the suggestion and the reviewer labels go on."""
+    env = await handler_env(assign="top1")
+    for user in env.state.users.values():
+        env.state.fail_path(f"/users/{user.id}", status)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert "`@bob`" in marker_notes(env.state, mr)[0].body
+    env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.cy], by=env.tiny.ann)
+    await env.run()
+    assert ("cy", "accepted") in await rows_of(env, mr)

@@ -570,6 +570,8 @@ async def test_an_event_older_than_one_applied_about_the_same_person_on_the_mr_i
     years_before = datetime(2013, 12, 3, 17, 23, 34, tzinfo=timezone.utc)  # another clock: no late delivery
     assert await feedback.newer_applied(1, 3, "bob", years_before) is None
     assert await feedback.newer_applied(1, 3, "bob", at) == later  # ... and the newest time stays
+    assert await feedback.newer_applied(1, 3, "bob", earlier, "approval") is None  # an approval keeps its own time
+    assert await feedback.newer_applied(1, 3, "bob", earlier - timedelta(seconds=1), "approval") == earlier
 
 
 async def test_a_suggestion_keeps_the_mr_it_was_for_and_labels_find_it_in_one_statement(storage):

@@ -22,8 +22,9 @@ or push on an MR since closed, merged, made a draft again or labelled does nothi
 `reopened` label is recorded only while GitLab's state agrees (a `close` delivered after the `reopen` that
 undid it is not). Approval and reviewer labels follow the payloads (GitLab's current state cannot tell
 "changed again since" from "never happened": approvals reset by a push send no hook) in GitLab's order: an
-event older (`event_time`) than one already applied about the same person on the MR is dropped, so an
-`unapproval` handled before its `approval`, or a reviewer removal before the addition, stays the last word.
+event older (`event_time`) than one already applied about the same person's approval (or reviewer role) on
+the MR is dropped, so an `unapproval` handled before its `approval`, or a reviewer removal before the
+addition, stays the last word; an approval and a reviewer change never undo each other.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
 from bot.handlers.publish import publish
 from bot.logfmt import kv
-from bot.lookups import Lookups
+from bot.lookups import Lookups, gather
 from bot.storage import FeedbackRow
 from graph.model import Change
 
@@ -168,10 +169,11 @@ def event_time(attrs: Mapping[str, Any]) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-async def is_late(ctx: EventContext, iid: int, person: str, at: datetime | None, label: str) -> bool:
-    """Whether a change about `person` on the MR newer than this event's (`at`) was applied already: the
-    event's `label` is then dropped. Otherwise `at` becomes the person's newest time on the MR."""
-    newer = await ctx.storage.feedback.newer_applied(ctx.project_id, iid, person, at)
+async def is_late(ctx: EventContext, iid: int, person: str, at: datetime | None, label: str,
+                  aspect: str = "reviewer") -> bool:
+    """Whether a change of `person`'s `aspect` ("approval" or "reviewer") on the MR newer than this event's
+    (`at`) was applied already: the event's `label` is then dropped. Otherwise `at` becomes that newest time."""
+    newer = await ctx.storage.feedback.newer_applied(ctx.project_id, iid, person, at, aspect)
     if newer is not None and at is not None:
         log.debug(kv("older event about a person; not recorded", project_id=ctx.project_id, mr_iid=iid,
                      person=person, label=label, event_at=at.isoformat(), newer=newer.isoformat()))
@@ -269,16 +271,14 @@ async def _people(ctx: EventContext, users: Any) -> list[Mapping[str, Any]]:
         return []
     look = Lookups(ctx.client, ctx.engine.recent)
     listed = {b.casefold() for b in ctx.project.bots}
-    out = []
-    for user in users:
-        if not isinstance(user, Mapping) or not user.get("username"):
-            continue
-        name = str(user["username"])
-        if ctx.bot.is_me(user) or is_bot_username(name) or name.casefold() in listed or \
-                (isinstance(user.get("id"), int) and await look.is_bot(user["id"])):
-            continue
-        out.append(user)
-    return out
+    named = [u for u in users if isinstance(u, Mapping) and u.get("username") and not ctx.bot.is_me(u)
+             and not is_bot_username(str(u["username"])) and str(u["username"]).casefold() not in listed]
+    flags = await gather(*(look.is_bot(u["id"]) if type(u.get("id")) is int else _no() for u in named))
+    return [u for u, flagged in zip(named, flags) if not flagged]
+
+
+async def _no() -> bool:
+    return False
 
 
 async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any], *,
@@ -336,7 +336,7 @@ async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
     if not person or ctx.bot.is_me(user):
         return
     iid = int(event.object_attributes["iid"])
-    if await is_late(ctx, iid, person, event_time(event.object_attributes), label):
+    if await is_late(ctx, iid, person, event_time(event.object_attributes), label, "approval"):
         return
     state = approval_state(await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid), person, ctx.event_id)
     if state == label or (label == "unapproved" and state is None):

@@ -201,10 +201,13 @@ class FeedbackStore:
         return await self.record(project_id, mr_iid, person, label, suggestion_id=suggestion_id,
                                  source_event_id=source_event_id)
 
-    async def newer_applied(self, project_id: int, mr_iid: int, person: str, at: datetime | None) -> datetime | None:
-        """The time of a newer event about `person` on the MR already applied, or None: then the event of time
-        `at` is to be applied and is now the newest. GitLab delivers hooks asynchronously and an operator may
-        re-send failed ones newest first; an older event handled after a newer one must not undo it.
+    async def newer_applied(self, project_id: int, mr_iid: int, person: str, at: datetime | None,
+                            aspect: str = "reviewer") -> datetime | None:
+        """The time of a newer event about `person`'s `aspect` ("approval" or "reviewer") on the MR already
+        applied, or None: then the event of time `at` is to be applied and is now the newest. GitLab delivers
+        hooks asynchronously and an operator may re-send failed ones newest first; an older event handled after
+        a newer one must not undo it. Approvals and reviewer changes keep a time each: one never undoes the
+        other (an approval handled after a later removal of the same reviewer still counts).
 
         Times count in whole seconds, GitLab's hook precision: an equal time applies (a retry, a duplicate,
         two changes within one second). `at` None (a payload without a time) applies and is not kept. So does
@@ -215,7 +218,8 @@ class FeedbackStore:
         """
         if at is None:
             return None
-        at, key = at.replace(microsecond=0), dict(project_id=project_id, mr_iid=mr_iid, person=person.casefold())
+        at, key = at.replace(microsecond=0), dict(project_id=project_id, mr_iid=mr_iid, person=person.casefold(),
+                                                  aspect=aspect)
         where = [feedback_times.c[name] == value for name, value in key.items()]
         async with self.engine.begin() as conn:
             newest = (await conn.execute(sa.select(feedback_times.c.event_at).where(*where))).scalar_one_or_none()

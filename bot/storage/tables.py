@@ -134,6 +134,7 @@ feedback_times = sa.Table(
     sa.Column("project_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("mr_iid", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("person", sa.String(255), primary_key=True),
+    sa.Column("aspect", sa.String(16), primary_key=True),  # "approval" or "reviewer": each keeps its own time
     sa.Column("event_at", UTCDateTime, nullable=False),
 )
 
