@@ -253,15 +253,17 @@ class Backfills:
 
     `ensure(project_id)` returns 0 at once for a project already imported; otherwise it starts (or joins) the
     import and returns how long an event of the project may still wait for it: until `wait` seconds after the
-    import was asked for (waiting its turn included). The event does not wait here (that would hold a worker
-    slot): the handlers park it in the queue for that long, woken as soon as the import (`task`) ends. The first
+    import started, and at most `turn_wait` seconds more while it waits its turn (a small project queued behind
+    two large imports would otherwise get "no review history yet" on its first MRs, a comment nothing corrects
+    afterwards). The event does not wait here (that would hold a worker slot): the handlers park it in the queue for that long, woken as soon as the import (`task`) ends. The first
     MRs of a new project are ranked on its history when that is quick, and on what has arrived so far when it is
     not. A failed import is logged and started again (from its cursor) by the next event.
     """
 
     def __init__(self, client: GitLabClient, storage: Storage, *, wait: float = 20.0, concurrency: int = 4,
-                 imports: int = 2) -> None:
+                 imports: int = 2, turn_wait: float = 120.0) -> None:
         self.client, self.storage, self.wait, self.concurrency = client, storage, wait, concurrency
+        self.turn_wait = turn_wait
         self._turns = asyncio.Semaphore(imports)
         self._done: set[int] = set()
         self._tasks: dict[int, asyncio.Task[BackfillProgress]] = {}
@@ -295,12 +297,14 @@ class Backfills:
             task = asyncio.create_task(self._run(project_id, tuple(bots)), name=f"backfill-{project_id}")
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # failures are logged by _run
             self._tasks[project_id] = task
-            self._deadlines[project_id] = asyncio.get_running_loop().time() + self.wait
+            self._deadlines[project_id] = asyncio.get_running_loop().time() + self.wait + self.turn_wait
         return task
 
     async def _run(self, project_id: int, bots: Collection[str]) -> BackfillProgress:
         try:
             async with self._turns:
+                started = asyncio.get_running_loop().time() + self.wait  # its turn: `wait` from now, no later
+                self._deadlines[project_id] = min(self._deadlines.get(project_id, started), started)
                 report = await backfill_project(self.client, self.storage, project_id,
                                                 concurrency=self.concurrency, bots=bots)
         except Exception as exc:

@@ -240,6 +240,33 @@ async def test_new_projects_waiting_for_their_imports_do_not_hold_up_an_imported
     assert depth["dead"] == depth["failed"] == 0
 
 
+async def test_a_small_new_project_waiting_its_turn_behind_two_large_imports_is_ranked_on_its_history(world):
+    """Two large imports take both turns; a small project's first MR waits its turn longer than `backfill_wait`
+    (3 s here): its wait counts from its import's start (bounded), so once a turn comes, its four merged MRs are
+    imported and its MR is ranked on them — not told "no review history yet", which nothing corrects later."""
+    w = world
+    large = [new_project(w, i) for i in range(2)]
+    gates = [w.state.hold_path(f"/projects/{p.id}/merge_requests", state="merged") for p in large]
+    small = new_project(w, 9)
+    async with running_bot(w.settings(), w.storage, backfill_wait=3.0) as bot:
+        for project in (*large, small):
+            w.state.add_hook(project, bot.url, token=SECRET)
+        for project in large:
+            w.state.open_mr(project, w.person(0), ["src/m0.py"])
+        await w.state.flush_hooks()
+        await until(lambda: len(w.state.held) == 2, "two large imports asking GitLab")
+        mr = w.state.open_mr(small, w.person(0), ["src/m0.py"])
+        await w.state.flush_hooks()
+        await asyncio.sleep(4.0)  # longer than backfill_wait, still without a turn
+        gates[0].set()
+        await until(lambda: marker_notes(w.state, mr), "the small project's comment")
+        for gate in gates:
+            gate.set()
+        await settle(w.state, w.storage, timeout=60.0)
+    assert "Suggested reviewers" in marker_notes(w.state, mr)[0].body
+    assert await w.storage.history.count(small.id) == 4
+
+
 @sqlite_only
 async def test_a_renamed_file_keeps_its_reviewers_before_and_after_the_merge(simulator, gitlab_client, database_url):
     """Rosa's only reviews are of `legacy/report.py`, long enough ago that she reviews little these weeks. An MR
