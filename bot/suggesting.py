@@ -3,7 +3,8 @@
 It gathers the changed files, members, opt-outs, per-MR exclusions, statuses, open review loads and
 CODEOWNERS of the target branch (`bot.lookups`, cached briefly), asks the project's recommender
 (`bot.engine.Engine`) for a ranking, filters it with `bot.eligibility.eligible`, favours code owners and
-makes sure every CODEOWNERS section that needs an approval is covered by someone who can give it.
+makes sure every approval GitLab asks of code owners (one per matched CODEOWNERS entry) is covered by
+someone who can give it.
 
     engine = Engine(storage)
     result = await suggest_for_mr(client, engine, storage, project_id, mr, settings, bot_username="reviewbot")
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Collection, Iterable, Mapping, Sequence, TypeVar
+from typing import Collection, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from bot import learning
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
@@ -28,13 +30,14 @@ from bot.gitlab.models import MergeRequest
 from bot.lookups import Lookups, gather
 from bot.owners import owners_to_resolve, resolve_owners
 from bot.storage import Storage
-from graph.codeowners import CodeOwners, Owner, SectionMatch
+from graph.codeowners import CodeOwners, Owner, RuleMatch
 from graph.model import Change, Suggestion
 from graph.recommend import GraphRecommender, LearnedRecommender
 
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
-    "boost_owners", "has_history", "as_members", "open_change", "EXCLUDING_LABELS", "POOL",
+    "boost_owners", "has_history", "as_members", "open_change", "owner_approvals", "OwnerApproval",
+    "EXCLUDING_LABELS", "POOL",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
@@ -148,9 +151,17 @@ def _eligibility_members(facts: MRFacts) -> dict[str, Member]:
     return {name: Member(m.access_level, m.state, m.bot, m.membership_state) for name, m in facts.members.items()}
 
 
-def owner_usernames(section: SectionMatch, facts: MRFacts) -> list[str]:
-    """The project members who may approve for a CODEOWNERS section, in file order: named users, and the
-    direct members holding a role, members of groups and owners of e-mails as resolved in `facts.owner_users`.
+class Owned(Protocol):
+    """Anything naming CODEOWNERS owners: a section's match, a rule, an approval asked of owners."""
+
+    @property
+    def owners(self) -> tuple[Owner, ...]: ...
+
+
+def owner_usernames(section: Owned, facts: MRFacts) -> list[str]:
+    """The project members who may approve for a CODEOWNERS section or rule, in file order: named users, and
+    the direct members holding a role, members of groups and owners of e-mails as resolved in
+    `facts.owner_users`.
 
     People a group or an address stands for who are not project members cannot approve and are left out.
     """
@@ -257,10 +268,48 @@ async def _loads(look: Lookups, project_id: int, facts: MRFacts, mr_iid: int) ->
 
 
 # --- CODEOWNERS coverage and notes --------------------------------------------------------------------------
-def _sections_needing_approval(facts: MRFacts) -> list[SectionMatch]:
+@dataclass(frozen=True)
+class OwnerApproval:
+    """Approvals GitLab asks of code owners: one CODEOWNERS rule (matched entry), or several of one section
+    with the same owners and count, which the same approvals meet (an approval counts for every rule naming
+    its giver). `alone`: the only one of its section, so its note need not name the patterns."""
+
+    section: str
+    patterns: tuple[str, ...]
+    owners: tuple[Owner, ...]
+    approvals: int
+    alone: bool = True
+
+    @property
+    def which(self) -> str:
+        """` for `docs/``: the patterns, when the section asks more than this of its owners."""
+        return "" if self.alone else " for " + ", ".join(code_span(p) for p in self.patterns)
+
+    @property
+    def need(self) -> str:
+        """`CODEOWNERS section `Docs` needs 1 approval` (and `which`), how the comment's notes begin."""
+        return f"CODEOWNERS section {code_span(self.section)} needs {_approvals(self.approvals)}{self.which}"
+
+    @property
+    def why(self) -> str:
+        """The reason an owner added for it carries."""
+        return f"code owner: section {code_span(self.section)} needs their approval{self.which}"
+
+
+def owner_approvals(facts: MRFacts) -> list[OwnerApproval]:
+    """What GitLab asks of the code owners for this MR, in the CODEOWNERS file's order: one entry per rule
+    with approvals (`graph.codeowners.RuleMatch`), rules of one section with the same owners and count
+    merged."""
     if facts.codeowners is None:
         return []
-    return [s for s in facts.codeowners.owners_for_files(facts.owned_paths).values() if s.approvals_required > 0]
+    merged: dict[tuple[str, frozenset[Owner], int], list[RuleMatch]] = {}
+    for rule in facts.codeowners.rules_for_files(facts.owned_paths):
+        if rule.approvals_required > 0:
+            merged.setdefault((rule.section, frozenset(rule.owners), rule.approvals_required), []).append(rule)
+    per_section = Counter(section for section, _, _ in merged)
+    return [OwnerApproval(section, tuple(r.pattern for r in rules), rules[0].owners, approvals,
+                          per_section[section] == 1)
+            for (section, _, approvals), rules in merged.items()]
 
 
 def _all_owners(facts: MRFacts) -> set[str]:
@@ -279,48 +328,62 @@ def _approvals(n: int) -> str:
 
 
 async def _best_owners(look: Lookups, facts: MRFacts, result: SuggestionResult, owners: Sequence[str], count: int,
-                       author: str, settings: ProjectSettings, bots: Collection[str]) -> list[Suggestion]:
-    """The `count` best-ranked owners who can review now: owners with history first, then the others in file
-    order."""
+                       author: str, settings: ProjectSettings, bots: Collection[str],
+                       favour: Mapping[str, int] | None = None) -> list[Suggestion]:
+    """The `count` best owners who can review now: those `favour` weighs most first (owners the approvals
+    still to cover also need: one person is asked instead of two), then owners with history, then the others
+    in file order."""
     folded = {o.casefold() for o in owners}
     ranked = [s for s in result.ranked if s.person.casefold() in folded]
     known = {s.person.casefold() for s in ranked}
     others = [Suggestion(o, 0.0) for o in owners if o.casefold() not in known]
-    pool, dropped = _cheap_filter(ranked + others, facts, author, settings, bots)
+    weight = favour or {}
+    pool = sorted(ranked + others, key=lambda s: -weight.get(s.person.casefold(), 0))
+    pool, dropped = _cheap_filter(pool, facts, author, settings, bots)
     result.dropped.update(dropped)
     return await _final_filter(look, facts, pool, count, result, settings)
 
 
+def _favour(later: Sequence[OwnerApproval], facts: MRFacts) -> Counter[str]:
+    """How many of the approvals still to cover each owner (casefolded) could give."""
+    return Counter(name.casefold() for need in later for name in owner_usernames(need, facts))
+
+
 async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResult, kept: list[Suggestion],
                           author: str, settings: ProjectSettings, bots: Collection[str]) -> list[Suggestion]:
-    """Make sure each CODEOWNERS section that needs approval has enough owners among the people suggested:
-    `[Section][2]` needs two approvals from its owners, so two of them."""
+    """Make sure each approval GitLab asks of code owners has enough owners among the people suggested:
+    `[Section][2]` needs two approvals from the owners of each of its matched entries, so two of them (one
+    person may cover the entries of several rules)."""
     kept = list(kept)
-    for section in _sections_needing_approval(facts):
-        owners = owner_usernames(section, facts)
+    needs = owner_approvals(facts)
+    for i, need in enumerate(needs):
+        owners = owner_usernames(need, facts)
         folded = {o.casefold() for o in owners}
         covering = [s.person for s in kept if s.person.casefold() in folded]
-        need = f"CODEOWNERS section {code_span(section.section)} needs {_approvals(section.approvals_required)}"
-        missing = section.approvals_required - len(covering)
+        missing = need.approvals - len(covering)
         if missing <= 0:
-            result.notes.append(f"{need}: {_people(covering)} can give it.")
+            result.notes.append(f"{need.need}: {_people(covering)} can give it.")
             continue
         others = [o for o in owners if o.casefold() not in {c.casefold() for c in covering}]
-        best = await _best_owners(look, facts, result, others, missing, author, settings, bots) if others else []
-        if not best:
-            who = f"from {_people(owners)}" if owners else \
-                "from owners who are not project members or could not be resolved (groups, e-mails)"
-            can = f"; {_people(covering)} can give {_approvals(len(covering))}" if covering else ""
-            result.notes.append(f"{need} {who}, but none {'of the others' if covering else 'of them'} can review "
-                                f"right now{can}.")
-            continue
-        why = f"code owner: section {code_span(section.section)} needs their approval"
-        kept += [replace(b, reasons=(why, *b.reasons)) for b in best]
-        added = f"added code owner{'s' if len(best) > 1 else ''} {_people(b.person for b in best)}"
-        also = f" ({_people(covering)} can give {_approvals(len(covering))})" if covering else ""
-        short = "; no other owner can review right now" if len(best) < missing else ""
-        result.notes.append(f"{need}: {added}{also}{short}.")
+        best = await _best_owners(look, facts, result, others, missing, author, settings, bots,
+                                  _favour(needs[i + 1:], facts)) if others else []
+        kept += [replace(b, reasons=(need.why, *b.reasons)) for b in best]
+        result.notes.append(_cover_note(need, owners, covering, [b.person for b in best], missing))
     return kept
+
+
+def _cover_note(need: OwnerApproval, owners: Sequence[str], covering: Sequence[str], added: Sequence[str],
+                missing: int) -> str:
+    """What the comment says of one approval the bot had to find owners for."""
+    if not added:
+        who = f"from {_people(owners)}" if owners else \
+            "from owners who are not project members or could not be resolved (groups, e-mails)"
+        can = f"; {_people(covering)} can give {_approvals(len(covering))}" if covering else ""
+        return f"{need.need} {who}, but none {'of the others' if covering else 'of them'} can review right now{can}."
+    what = f"added code owner{'s' if len(added) > 1 else ''} {_people(added)}"
+    also = f" ({_people(covering)} can give {_approvals(len(covering))})" if covering else ""
+    short = "; no other owner can review right now" if len(added) < missing else ""
+    return f"{need.need}: {what}{also}{short}."
 
 
 def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str]:

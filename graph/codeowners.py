@@ -31,6 +31,8 @@ all is skipped. Example:
 [('codeowners', ['@all']), ('Docs', ['@writers'])]
 >>> co.owners_for_files(["docs/a.md"])["Docs"].approvals_required
 2
+>>> [(r.section, r.pattern, r.approvals_required) for r in co.rules_for_files(["docs/a.md", "x.py"])]
+[('codeowners', '*', 1), ('Docs', 'docs/', 2)]
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ __all__ = [
     "ROLE_ACCESS_LEVELS",
     "Owner",
     "OwnerRule",
+    "RuleMatch",
     "SectionMatch",
     "CodeOwnersError",
     "CodeOwners",
@@ -103,11 +106,32 @@ class OwnerRule:
 
 
 @dataclass(frozen=True, slots=True)
-class SectionMatch:
-    """What one section asks of a merge request: who may approve, how many approvals, for which files.
+class RuleMatch:
+    """One CODEOWNERS entry a change matches, which GitLab makes one approval rule of the merge request.
 
-    `approvals_required` is 0 for an optional section, else the largest `[N]` among the matched entries
-    (at least 1). `owners` is the ordered union of the owners of the rules that matched.
+    GitLab syncs one code owner rule per matched entry (pattern within its section,
+    `MergeRequests::SyncCodeOwnerApprovalRules`), each needing its own approvals: `[Docs]` with `docs/ @a`
+    and `*.md @b` needs an approval from @a *and* one from @b when both match. One person's approval counts
+    for every rule naming them. `approvals_required` is what the rule asks when the target branch requires
+    code owner approval: 0 in an optional section, else the `[N]` of the header the entry sits under, at
+    least 1 (a repeated section keeps each header's own `[N]` for the entries under it).
+    """
+
+    section: str
+    pattern: str
+    owners: tuple[Owner, ...]
+    optional: bool
+    approvals_required: int
+    matched_files: tuple[str, ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class SectionMatch:
+    """What one section's matched entries name: their owners (ordered union), files and rules.
+
+    GitLab asks approvals per rule (`rules`, see `RuleMatch`), not per section; `approvals_required` is only
+    the most any one of them asks (0 for an optional section).
     """
 
     section: str
@@ -115,6 +139,7 @@ class SectionMatch:
     optional: bool
     approvals_required: int
     matched_files: tuple[str, ...]
+    rules: tuple[RuleMatch, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,24 +193,39 @@ class CodeOwners:
         found = (_winner(entries, target) for entries in self._sections.values())
         return [rule for rule in found if rule is not None]
 
-    def owners_for_files(self, paths: Iterable[str]) -> dict[str, SectionMatch]:
-        """Per section, the owners and approvals a change touching `paths` needs (sections with owners only)."""
-        owners: dict[str, dict[Owner, None]] = {}
-        files: dict[str, list[str]] = {}
-        approvals: dict[str, int] = {}
+    def rules_for_files(self, paths: Iterable[str]) -> list[RuleMatch]:
+        """The approval rules a change touching `paths` gets: one per matched entry that has owners, in
+        CODEOWNERS order (section by section). An entry without owners makes no rule: GitLab wants nobody."""
+        found: dict[OwnerRule, list[str]] = {}
         for path in dict.fromkeys(paths):
             for rule in self.owners_for(path):
-                if not rule.owners:
-                    continue
-                owners.setdefault(rule.section, {}).update(dict.fromkeys(rule.owners))
-                files.setdefault(rule.section, []).append(path)
-                approvals[rule.section] = max(approvals.get(rule.section, 0), rule.approvals)
-        return {name: self._match(name, tuple(owners[name]), files[name], approvals[name]) for name in owners}
+                if rule.owners:
+                    found.setdefault(rule, []).append(path)
+        return [self._rule_match(rule, tuple(found[rule])) for rule in self.rules if rule in found]
 
-    def _match(self, section: str, owners: tuple[Owner, ...], files: list[str], approvals: int) -> SectionMatch:
-        optional = self.is_optional(section)
-        required = 0 if optional else max(1, approvals)
-        return SectionMatch(section, owners, optional, required, tuple(files))
+    def owners_for_files(self, paths: Iterable[str]) -> dict[str, SectionMatch]:
+        """Per section, the owners and files of a change touching `paths` (in the order the files come) and
+        its approval rules; sections with owners only."""
+        paths = list(dict.fromkeys(paths))
+        by_section: dict[str, list[RuleMatch]] = {}
+        for rule in self.rules_for_files(paths):
+            by_section.setdefault(rule.section, []).append(rule)
+        place = {path: i for i, path in enumerate(paths)}
+        return {name: _section_match(name, rules, place) for name, rules in by_section.items()}
+
+    def _rule_match(self, rule: OwnerRule, files: tuple[str, ...]) -> RuleMatch:
+        optional = self.is_optional(rule.section)
+        required = 0 if optional else max(1, rule.approvals)
+        return RuleMatch(rule.section, rule.pattern, rule.owners, optional, required, files, rule.line)
+
+
+def _section_match(section: str, rules: list[RuleMatch], place: Mapping[str, int]) -> SectionMatch:
+    """The section's view of its rules: owners and files follow the order of the changed files."""
+    won = sorted(((place[path], path, rule) for rule in rules for path in rule.matched_files), key=lambda w: w[0])
+    owners = tuple(dict.fromkeys(owner for _, _, rule in won for owner in rule.owners))
+    files = tuple(path for _, path, _ in won)
+    return SectionMatch(section, owners, rules[0].optional, max(rule.approvals_required for rule in rules), files,
+                        tuple(rules))
 
 
 def _winner(entries: Mapping[str, tuple[OwnerRule, re.Pattern[str]]], target: str) -> OwnerRule | None:

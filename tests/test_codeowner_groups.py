@@ -329,6 +329,40 @@ async def test_a_section_needing_two_approvals_gets_two_owners(org, gitlab_clien
                     "no other owner can review right now.")
 
 
+async def test_each_matched_entry_of_a_section_needs_its_own_owners_approval(org, gitlab_client, store):
+    """GitLab makes one approval rule per matched entry: `docs/` wants @dee and `*.txt` wants @jo, both
+    (one approval from either for the section would leave the other rule, and the merge, blocked)."""
+    codeowners_file(org, "[Docs]\ndocs/ @dee\n*.txt @jo\n")
+    result = await suggest(org, gitlab_client, store, "docs/a.md", "notes.txt")
+    assert [n for n in result.notes if "`Docs`" in n] == [
+        "CODEOWNERS section `Docs` needs 1 approval for `docs/`: added code owner @dee.",
+        "CODEOWNERS section `Docs` needs 1 approval for `*.txt`: added code owner @jo."]
+    reasons = {s.person: s.reasons[0] for s in result.suggestions if s.person in ("dee", "jo")}
+    assert reasons == {"dee": "code owner: section `Docs` needs their approval for `docs/`",
+                       "jo": "code owner: section `Docs` needs their approval for `*.txt`"}
+
+
+async def test_one_owner_of_several_entries_covers_them_all(org, gitlab_client, store):
+    """@jo owns both matched entries: asking jo alone meets both rules, so dee is not asked too."""
+    codeowners_file(org, "[Docs]\ndocs/ @dee @jo\n*.txt @jo\n[Ops][2]\nops/ @dee @jo\n[ops]\nops/*.sh @lou\n")
+    result = await suggest(org, gitlab_client, store, "docs/a.md", "notes.txt")
+    assert [n for n in result.notes if "`Docs`" in n] == [
+        "CODEOWNERS section `Docs` needs 1 approval for `docs/`: added code owner @jo.",
+        "CODEOWNERS section `Docs` needs 1 approval for `*.txt`: @jo can give it."]
+    assert "dee" not in {s.person for s in result.suggestions}
+    again = await suggest(org, gitlab_client, store, "ops/run.sh", "ops/x.yml")
+    assert [n for n in again.notes if "`Ops`" in n] == [  # each entry keeps the count of its own header
+        "CODEOWNERS section `Ops` needs 2 approvals for `ops/`: added code owners @dee, @jo.",
+        "CODEOWNERS section `Ops` needs 1 approval for `ops/*.sh`: added code owner @lou."]
+
+
+async def test_entries_of_a_section_with_the_same_owners_make_one_note(org, gitlab_client, store):
+    codeowners_file(org, "[Docs]\ndocs/ @dee\n*.txt @dee\n")
+    result = await suggest(org, gitlab_client, store, "docs/a.md", "notes.txt")
+    assert [n for n in result.notes if "`Docs`" in n] == [
+        "CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
+
+
 async def test_an_owner_already_suggested_counts_toward_the_approvals(org, gitlab_client, store):
     codeowners_file(org, "[Core][2]\nsrc/ @bob @dee\n")
     result = await suggest(org, gitlab_client, store)

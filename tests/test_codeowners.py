@@ -96,6 +96,19 @@ def test_owners_for_files_empty():
     assert parse_codeowners("").owners_for_files(["a.py"]) == {}
 
 
+def test_each_matched_entry_is_an_approval_rule_with_its_own_headers_count():
+    """GitLab syncs one approval rule per matched entry (pattern within a section), each with the `[N]` of
+    the header it sits under: a repeated section does not share its count, an optional one asks nothing."""
+    co = parse_codeowners("[A][3]\n*.a @x\n[a]\n*.b @y\n^[Opt]\n*.a @z\n")
+    got = [(r.section, r.pattern, [o.ref for o in r.owners], r.approvals_required, r.matched_files)
+           for r in co.rules_for_files(["f.b", "g.a", "f.a"])]
+    assert got == [("A", "*.a", ["@x"], 3, ("g.a", "f.a")), ("A", "*.b", ["@y"], 1, ("f.b",)),
+                   ("Opt", "*.a", ["@z"], 0, ("g.a", "f.a"))]
+    section = co.owners_for_files(["f.b", "f.a"])["A"]
+    assert [r.pattern for r in section.rules] == ["*.a", "*.b"] and section.matched_files == ("f.b", "f.a")
+    assert [o.ref for o in section.owners] == ["@y", "@x"]
+
+
 @pytest.mark.parametrize(
     ("pattern", "path", "matches"),
     [
