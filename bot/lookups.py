@@ -1,9 +1,9 @@
 """What the bot asks GitLab about a project beyond the merge request itself, cached for a short while.
 
-Why a cache: every suggestion needs the project's members, its CODEOWNERS file, the statuses of the people
-it considers and the open merge requests' reviewers (their loads). Those change slowly next to a burst of
-webhooks (a push updates several MRs at once), so `Recent` keeps each answer for a minute (open review
-loads for ten seconds). `gather` runs several of these requests at once.
+Why a cache: every suggestion needs the project's members, its CODEOWNERS file and branch protections, the
+statuses of the people it considers and the open merge requests' reviewers (their loads). Those change
+slowly next to a burst of webhooks (a push updates several MRs at once), so `Recent` keeps each answer for a
+minute (open review loads for ten seconds). `gather` runs several of these requests at once.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable, Hashable, TypeVar
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import Member as GitLabMember
+from bot.gitlab.models import ProtectedBranch
 from bot.logfmt import kv
 from graph.codeowners import CodeOwners, parse_codeowners
 
@@ -85,6 +86,30 @@ class Lookups:
     async def codeowners(self, project_id: int, ref: str | None) -> CodeOwners | None:
         return await self.recent.get(("codeowners", project_id, ref),
                                      lambda: load_codeowners(self.client, project_id, ref))
+
+    async def code_owner_approval(self, project_id: int, branch: str) -> bool:
+        """Whether GitLab requires code owners' approval for merge requests into `branch`: a protection of it
+        (by name or wildcard) has "Code owner approval required" (Premium; GitLab's
+        `branch_requires_code_owner_approval?`). An unprotected branch, or GitLab's free tier, requires none.
+
+        When the token may not read the protections (403: older GitLab versions ask Maintainer) the bot cannot
+        tell and takes it as required, as it did before it read them: asking one owner too many costs a
+        review request, missing one leaves the merge request blocked.
+        """
+        protections = await self.recent.get(("protected", project_id), lambda: self._protections(project_id))
+        if protections is None:
+            return True
+        return any(p.code_owner_approval_required and p.protects(branch) for p in protections)
+
+    async def _protections(self, project_id: int) -> list[ProtectedBranch] | None:
+        try:
+            return await self.client.list_protected_branches(project_id)
+        except GitLabError as exc:
+            if exc.status != 403 or exc.no_scope:  # a token without the scope to read fails every call
+                raise
+            log.info(kv("branch protections not readable: CODEOWNERS approval taken as required; give the bot "
+                        "Maintainer access for the bot to know", project_id=project_id, error=str(exc)))
+            return None
 
     async def status(self, uid: int | str) -> str:
         """A user's status `availability` (busy / not_set)."""

@@ -56,6 +56,8 @@ class MRFacts:
 
     `owner_users` holds the usernames GitLab gave for the CODEOWNERS groups, e-mails and non-member `@name`s
     of the sections this MR touches (`bot.owners`); owners missing from it resolve to nobody.
+    `code_owner_approval`: the target branch's protection requires code owners' approval (GitLab asks for
+    none on other branches, and the bot then only favours owners in the ranking).
     """
 
     files: tuple[str, ...]
@@ -66,6 +68,7 @@ class MRFacts:
     owner_users: Mapping[Owner, tuple[str, ...]] = field(default_factory=dict)
     renames: tuple[tuple[str, str], ...] = ()  # (old path, new path) of each renamed file
     capped: bool = False  # GitLab listed only the first files (its diff limit): the others are not known
+    code_owner_approval: bool = False  # GitLab requires code owners' approval on the target branch
 
     @property
     def moved_from(self) -> tuple[str, ...]:
@@ -136,15 +139,27 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
     renames = tuple(dict.fromkeys(f.rename for f in changed if f.rename))
     by_name = {m.username: m for m in members}
     paths = (*files, *(old for old, _ in renames))
-    owner_users = await resolve_owners(look.client, look.recent, project_id,
-                                       owners_to_resolve(codeowners, paths, by_name))
+    owner_users, required = await gather(
+        resolve_owners(look.client, look.recent, project_id, owners_to_resolve(codeowners, paths, by_name)),
+        _code_owner_approval(look, project_id, mr.target_branch, codeowners, paths),
+    )
     optouts = await storage.optouts.active(project_id)
     excluded = await persisted_exclusions(storage, project_id, mr.iid)
     return MRFacts(
         files=files, members=by_name, optouts=frozenset(optouts),
         excluded={**excluded, **{p: "exclude" for p in extra_excluded}},
         codeowners=codeowners, owner_users=owner_users, renames=renames, capped=mr.diff_capped,
+        code_owner_approval=required,
     )
+
+
+async def _code_owner_approval(look: Lookups, project_id: int, branch: str, codeowners: CodeOwners | None,
+                               paths: Sequence[str]) -> bool:
+    """Whether GitLab requires code owners' approval on the MR's target branch; asked only when the change
+    matches CODEOWNERS entries that would need approvals."""
+    if codeowners is None or not any(rule.approvals_required for rule in codeowners.rules_for_files(paths)):
+        return False
+    return await look.code_owner_approval(project_id, branch)
 
 
 def _eligibility_members(facts: MRFacts) -> dict[str, Member]:
@@ -299,8 +314,8 @@ class OwnerApproval:
 def owner_approvals(facts: MRFacts) -> list[OwnerApproval]:
     """What GitLab asks of the code owners for this MR, in the CODEOWNERS file's order: one entry per rule
     with approvals (`graph.codeowners.RuleMatch`), rules of one section with the same owners and count
-    merged."""
-    if facts.codeowners is None:
+    merged. Nothing when the target branch does not require code owners' approval."""
+    if facts.codeowners is None or not facts.code_owner_approval:
         return []
     merged: dict[tuple[str, frozenset[Owner], int], list[RuleMatch]] = {}
     for rule in facts.codeowners.rules_for_files(facts.owned_paths):

@@ -62,8 +62,10 @@ class Tiny:
 
 
 def tiny_project(state: SimState) -> Tiny:
-    """Five people, twelve merged MRs under src/, CODEOWNERS with a required [Docs] section."""
+    """Five people, twelve merged MRs under src/, CODEOWNERS with a required [Docs] section, and a default
+    branch whose protection requires code owner approval (so GitLab asks for [Docs]' approval)."""
     project = state.add_project("acme/tiny")
+    state.protect_branch(project, project.default_branch, code_owner_approval_required=True)
     ann, bob, cy, dee, rep = (state.add_user(n) for n in ("ann", "bob", "cy", "dee", "rep"))
     for user in (ann, bob, cy, dee):
         state.add_member(project, user, 30)

@@ -94,8 +94,8 @@ async def store(sqlite_url):
     await storage.close()
 
 
-async def suggest(org: Org, gitlab_client, store, *files: str | SimDiff):
-    sim_mr = org.state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, *files])
+async def suggest(org: Org, gitlab_client, store, *files: str | SimDiff, target_branch: str | None = None):
+    sim_mr = org.state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, *files], target_branch=target_branch)
     mr = await gitlab_client.get_mr(org.tiny.project.id, sim_mr.iid)
     return await suggest_for_mr(gitlab_client, Engine(store), store, org.tiny.project.id, mr, ProjectSettings(),
                                 bot_username="reviewbot")
@@ -389,3 +389,42 @@ async def test_the_root_codeowners_file_wins_over_docs_and_dot_gitlab(org, gitla
 
 def added_owner_in(result, person: str) -> bool:
     return any(f"added code owner @{person}" in n for n in result.notes)
+
+
+# --- only where the target branch's protection requires code owner approval -------------------------------------
+def owner_notes(result) -> list[str]:
+    return [n for n in result.notes if n.startswith("CODEOWNERS")]
+
+
+async def test_owners_are_asked_only_where_the_branch_protection_requires_their_approval(org, gitlab_client, store):
+    """GitLab requires code owners' approval only on a protected branch with "Code owner approval required"
+    (by name or wildcard, Premium): elsewhere owners move up the ranking but nobody is added for them."""
+    state, project = org.state, org.tiny.project
+    state.protect_branch(project, "main")  # still protected, but code owner approval is no longer required
+    quiet = await suggest(org, gitlab_client, store, "docs/a.md", "web/app.ts")
+    assert owner_notes(quiet) == [] and not {"dee", "eve"} & {s.person for s in quiet.suggestions}
+    for ref in ("release/2.0", "feature/x"):
+        state.add_file(project, ".gitlab/CODEOWNERS", CODEOWNERS, ref=ref)
+    state.protect_branch(project, "release/*", code_owner_approval_required=True)
+    released = await suggest(org, gitlab_client, store, "docs/a.md", target_branch="release/2.0")
+    assert owner_notes(released) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
+    unprotected = await suggest(org, gitlab_client, store, "docs/a.md", target_branch="feature/x")
+    assert owner_notes(unprotected) == [] and state.calls("GET", "/protected_branches")
+    state.free_tier = True  # the setting is Premium's: GitLab shows it false on the free tier
+    free = await suggest(org, gitlab_client, store, "docs/a.md", target_branch="release/2.0")
+    assert owner_notes(free) == []
+
+
+async def test_unreadable_branch_protections_count_as_requiring_owners(org, gitlab_client, store, caplog):
+    """Older GitLab versions let only Maintainers read branch protections: the bot then asks the owners as
+    before (one review request too many costs less than a blocked merge request) and logs why."""
+    org.state.fail_path("/protected_branches", 403)
+    caplog.set_level(logging.INFO, logger="bot.lookups")
+    result = await suggest(org, gitlab_client, store, "docs/a.md")
+    assert owner_notes(result) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
+    assert "branch protections not readable" in caplog.text and org.state.token not in caplog.text
+
+
+async def test_no_branch_protection_is_read_without_owners_to_approve(org, gitlab_client, store):
+    await suggest(org, gitlab_client, store, "src/core/m2.py")  # only the optional [Src] section
+    assert not org.state.calls("GET", "/protected_branches")

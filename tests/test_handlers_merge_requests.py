@@ -461,6 +461,7 @@ async def test_a_new_target_branch_updates_the_comment_with_its_codeowners(handl
     env = await handler_env()
     project = env.state.project(env.tiny.project)
     env.state.add_file(project, ".gitlab/CODEOWNERS", "[Release][1]\nsrc/ @dee\n", ref="release")
+    env.state.protect_branch(project, "release*", code_owner_approval_required=True)
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
     await env.run()
     assert "`Release`" not in marker_notes(env.state, mr)[0].body

@@ -336,6 +336,30 @@ async def test_raw_file_and_missing_file(simulator: Sim, http_session) -> None:
     assert (status, body) == (404, {"message": "404 File Not Found"})
 
 
+async def test_protected_branches_have_the_documented_shape(simulator: Sim, http_session) -> None:
+    """A new project's default branch is protected without code owner approval; wildcards come as written;
+    the free tier shows the setting false; GET .../protected_branches/:name finds exact names only."""
+    state, url = simulator
+    project = state.add_project("acme/app")
+    state.add_member(project, state.add_user("guest"), 10)
+    state.add_token("guest", "guest-token")
+    state.protect_branch(project, "release/*", code_owner_approval_required=True)
+    listed = f"{url}/api/v4/projects/1/protected_branches"
+    status, headers, body = await call(http_session, listed)
+    assert status == 200 and headers["X-Total"] == "2"
+    assert [(b["name"], b["code_owner_approval_required"]) for b in body] == [("main", False), ("release/*", True)]
+    assert set(body[0]) == {"id", "name", "push_access_levels", "merge_access_levels", "allow_force_push",
+                            "code_owner_approval_required"}
+    assert body[0]["push_access_levels"][0]["access_level"] == 40
+    status, _, one = await call(http_session, f"{listed}/release%2F%2A")
+    assert status == 200 and one["name"] == "release/*"
+    assert (await call(http_session, f"{listed}/release%2F1.0"))[:3:2] == (404, {"message": "404 Not found"})
+    assert [b["name"] for b in (await call(http_session, listed, params={"search": "rel"}))[2]] == ["release/*"]
+    assert (await call(http_session, listed, token="guest-token"))[0] == 403
+    state.free_tier = True
+    assert [b["code_owner_approval_required"] for b in (await call(http_session, listed))[2]] == [False, False]
+
+
 async def test_hooks_need_maintainer_and_hide_the_token(simulator: Sim, http_session) -> None:
     state, url = simulator
     state.add_project("acme/app")

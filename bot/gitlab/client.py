@@ -30,8 +30,8 @@ from tenacity.wait import wait_exponential, wait_random
 
 from bot.gitlab.errors import GitLabError, error_message, route_missing, scope_missing
 from bot.gitlab.models import (
-    Approvals, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project, ReviewerState, User,
-    UserStatus,
+    Approvals, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project, ProtectedBranch,
+    ReviewerState, User, UserStatus,
 )
 
 __all__ = ["GitLabClient", "GitLabError", "RetryPolicy", "ProjectId", "project_ref"]
@@ -473,6 +473,12 @@ class GitLabClient:
         if text is _NOT_FOUND:
             return None  # an empty file decodes to None too: that one is ""
         return text.decode("utf-8", "replace") if isinstance(text, bytes) else text or ""
+
+    async def list_protected_branches(self, pid: ProjectId) -> list[ProtectedBranch]:
+        """The project's branch protections as defined, all pages, with those it inherits from its group
+        (Premium). The listing, not GET .../protected_branches/:name: that one finds a protection only by its
+        exact name, and a branch like `release/1.0` is protected by the wildcard `release/*`."""
+        return await self._all(ProtectedBranch, f"{self._p(pid)}/protected_branches")
 
     async def list_hooks(self, pid: ProjectId) -> list[Hook]:
         return await self._all(Hook, f"{self._p(pid)}/hooks")

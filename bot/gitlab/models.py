@@ -5,6 +5,7 @@ requires only what the bot relies on.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -12,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "User", "Member", "UserStatus", "Group", "Namespace", "SharedGroup", "Project", "MergeRequest", "ChangedFile",
-    "Approval", "Approvals", "ReviewerState", "Note", "AwardEmoji", "Hook", "Page", "GUEST", "REPORTER",
+    "Approval", "Approvals", "ReviewerState", "Note", "AwardEmoji", "Hook", "ProtectedBranch", "Page", "GUEST",
+    "REPORTER",
     "DEVELOPER", "MAINTAINER", "OWNER",
 ]
 
@@ -223,6 +225,31 @@ class Hook(_Model):
     note_events: bool = False
     emoji_events: bool = False
     alert_status: str | None = None
+
+
+class ProtectedBranch(_Model):
+    """One branch protection (GET /projects/:id/protected_branches): `name` is a branch or a wildcard such as
+    `release/*`. `code_owner_approval_required` is Premium's "Code owner approval required"; GitLab's edition
+    without Premium code leaves it out, and then nothing requires code owners' approval.
+
+    >>> ProtectedBranch(id=1, name="release/*").protects("release/1.0/hotfix")
+    True
+    >>> main = ProtectedBranch(id=1, name="main")
+    >>> main.protects("Main"), main.code_owner_approval_required
+    (False, False)
+    """
+
+    id: int
+    name: str
+    code_owner_approval_required: bool = False
+
+    def protects(self, branch: str) -> bool:
+        """GitLab's `RefMatcher`: the exact name, or the wildcard with each `*` any run of characters (`/`
+        included), case-sensitive."""
+        if self.name == branch:
+            return True
+        pattern = ".*?".join(re.escape(part) for part in self.name.split("*"))
+        return "*" in self.name and re.fullmatch(pattern, branch, re.DOTALL) is not None
 
 
 class Page(BaseModel, Generic[T]):

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
-    "SimUser", "SimGroup", "SimProject", "SimDiff", "SimMR", "SimNote", "SimAward", "SimHook", "HookEvent", "Delivery",
-    "SimRequest", "SimToken", "fake_sha", "DRAFT_RE",
+    "SimUser", "SimGroup", "SimProject", "SimProtectedBranch", "SimDiff", "SimMR", "SimNote", "SimAward", "SimHook",
+    "HookEvent", "Delivery", "SimRequest", "SimToken", "fake_sha", "DRAFT_RE",
 ]
 
 DRAFT_RE = re.compile(r"^\s*(\[draft\]|\(draft\)|draft:)\s*", re.IGNORECASE)  # GitLab's merge_request_draft
@@ -194,9 +194,23 @@ class SimGroup:
 
 
 @dataclass
+class SimProtectedBranch:
+    """A branch protection: `name` is a branch or a wildcard (`release/*`, `*` matching any characters, `/`
+    too); push/merge levels as GitLab's access levels; `code_owner_approval_required` is Premium's "Code
+    owner approval required" (the API shows it false on the free tier)."""
+
+    id: int
+    name: str
+    push_access_level: int = 40
+    merge_access_level: int = 40
+    allow_force_push: bool = False
+    code_owner_approval_required: bool = False
+
+
+@dataclass
 class SimProject:
     """A project with its direct members (user id → access level), the groups it is shared with (group id →
-    the maximum access granted), files per ref, hooks and merge requests."""
+    the maximum access granted), files per ref, branch protections, hooks and merge requests."""
 
     id: int
     path_with_namespace: str
@@ -210,6 +224,7 @@ class SimProject:
     awaiting: set[int] = field(default_factory=set)  # direct members waiting for a seat
     shared_groups: dict[int, int] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
+    protected_branches: list[SimProtectedBranch] = field(default_factory=list)
     hooks: list[SimHook] = field(default_factory=list)
     mrs: dict[int, SimMR] = field(default_factory=dict)
 

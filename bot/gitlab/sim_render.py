@@ -8,12 +8,14 @@ import hashlib
 from datetime import datetime
 from typing import Any, Sequence
 
-from bot.gitlab.sim_model import SimAward, SimDiff, SimGroup, SimHook, SimMR, SimNote, SimProject, SimToken, SimUser
+from bot.gitlab.sim_model import (
+    SimAward, SimDiff, SimGroup, SimHook, SimMR, SimNote, SimProject, SimProtectedBranch, SimToken, SimUser,
+)
 
 __all__ = [
     "iso_ms", "iso_z", "utc_text", "avatar_url", "user_basic", "user_full", "member", "project_json",
     "changes_count", "mr_json", "diff_json", "approvals_json", "note_json", "award_json", "hook_json", "status_json",
-    "reviewer_detail_json", "group_json", "user_listed", "token_json",
+    "reviewer_detail_json", "group_json", "user_listed", "token_json", "protected_branch_json",
 ]
 
 
@@ -260,3 +262,22 @@ def token_json(token: SimToken) -> dict[str, Any]:
     return {"id": token.id, "name": token.name, "revoked": False, "created_at": iso_ms(token.created_at),
             "description": "", "scopes": list(token.scopes), "user_id": token.user_id, "last_used_at": None,
             "active": True, "expires_at": None}
+
+
+_LEVELS = {0: "No one", 30: "Developers + Maintainers", 40: "Maintainers", 60: "Admins"}
+
+
+def protected_branch_json(branch: SimProtectedBranch, *, free_tier: bool) -> dict[str, Any]:
+    """GET /projects/:id/protected_branches(/:name), as documented; on the free tier GitLab shows
+    `code_owner_approval_required` false whatever was set (the edition without Premium code leaves it out)."""
+    def levels(first_id: int, level: int) -> list[dict[str, Any]]:
+        return [{"id": first_id, "access_level": level, "access_level_description": _LEVELS.get(level, str(level)),
+                 "user_id": None, "group_id": None}]
+
+    return {
+        "id": branch.id, "name": branch.name,
+        "push_access_levels": levels(1000 + 2 * branch.id, branch.push_access_level),
+        "merge_access_levels": levels(1001 + 2 * branch.id, branch.merge_access_level),
+        "allow_force_push": branch.allow_force_push,
+        "code_owner_approval_required": branch.code_owner_approval_required and not free_tier,
+    }

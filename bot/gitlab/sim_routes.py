@@ -445,6 +445,29 @@ async def get_file(request: web.Request) -> web.Response:
     })
 
 
+# --- protected branches ---------------------------------------------------------------------------------------
+async def list_protected_branches(request: web.Request) -> web.Response:
+    """GET /projects/:id/protected_branches: as defined (a wildcard as written), `search` a part of the name.
+    Reading them needs access to the code (Reporter; older GitLab versions asked Maintainer)."""
+    state, project, params = _state(request), _project(request), request[PARAMS]
+    _require(state, project, _caller(request), 20)
+    search = str(params.get("search") or "")
+    rows = [render.protected_branch_json(b, free_tier=state.free_tier) for b in project.protected_branches
+            if search in b.name]
+    return paginate(request, rows)
+
+
+async def get_protected_branch(request: web.Request) -> web.Response:
+    """GET /projects/:id/protected_branches/:name: one protection by its exact name (or wildcard)."""
+    state, project = _state(request), _project(request)
+    _require(state, project, _caller(request), 20)
+    name = request.match_info["name"]
+    found = next((b for b in project.protected_branches if b.name == name), None)
+    if found is None:
+        raise ApiError(404, message="404 Not found")
+    return json_response(render.protected_branch_json(found, free_tier=state.free_tier))
+
+
 # --- hooks ----------------------------------------------------------------------------------------------------
 async def list_hooks(request: web.Request) -> web.Response:
     state, project = _state(request), _project(request)
@@ -546,6 +569,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", _MR + "/award_emoji", create_award),
     ("GET", "/api/v4/projects/{pid}/repository/files/{path}/raw", get_file_raw),
     ("GET", "/api/v4/projects/{pid}/repository/files/{path}", get_file),
+    ("GET", "/api/v4/projects/{pid}/protected_branches", list_protected_branches),
+    ("GET", "/api/v4/projects/{pid}/protected_branches/{name}", get_protected_branch),
     ("GET", "/api/v4/projects/{pid}/hooks", list_hooks),
     ("POST", "/api/v4/projects/{pid}/hooks", create_hook),
     ("GET", "/api/v4/projects/{pid}/hooks/{hid}", get_hook),

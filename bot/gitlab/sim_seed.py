@@ -1,8 +1,9 @@
 """A realistic, seeded project for the demo and tests: skewed activity, owned directories, owner-led review.
 
 People act with Zipf-like frequency (a few do most of the work); each directory is owned by one to three people,
-listed in `.gitlab/CODEOWNERS`; reviewers mostly follow ownership. Two bots author dependency updates, one
-active reviewer is Busy, and one former owner is blocked (present in old history only).
+listed in `.gitlab/CODEOWNERS`, whose approval the default branch's protection requires; reviewers mostly follow
+ownership. Two bots author dependency updates, one active reviewer is Busy, and one former owner is blocked
+(present in old history only).
 """
 from __future__ import annotations
 
@@ -107,6 +108,7 @@ def seed_project(state: SimState, *, path: str = "acme/widgets", n_people: int =
         raise ValueError(f"seed_project needs n_people >= 4 (got {n_people}) for owners, a busy and a blocked user")
     rng = random.Random(seed)
     project = state.add_project(path, approvals_required=1)
+    state.protect_branch(project, project.default_branch, code_owner_approval_required=True)
     people, weights = _people(state, n_people), _zipf(n_people)
     bots = [state.add_user("renovate-bot", "Renovate Bot", bot=True),
             state.add_user("release-bot", "Release Bot", bot=True)]

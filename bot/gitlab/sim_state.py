@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from bot.gitlab.sim_groups import GroupActions
 from bot.gitlab.sim_model import (
-    Delivery, HookEvent, SimGroup, SimHook, SimMR, SimProject, SimRequest, SimToken, SimUser,
+    Delivery, HookEvent, SimGroup, SimHook, SimMR, SimProject, SimProtectedBranch, SimRequest, SimToken, SimUser,
 )
 from bot.gitlab.sim_mr import MRActions
 
@@ -79,7 +79,7 @@ class SimState(MRActions, GroupActions):
         self._rate: dict[str, tuple[float, int]] = {}
         self._rng = random.Random(seed)
         self._ids = {kind: itertools.count(1) for kind in ("user", "group", "project", "mr", "note",
-                                                           "award", "hook", "label", "token")}
+                                                           "award", "hook", "label", "token", "protection")}
         self._labels: dict[tuple[int, str], int] = {}
         self.root = self.add_user("root", "Administrator")
         self.bot = self.add_user(bot_username, "Reviewer Bot", bot=True)
@@ -170,7 +170,10 @@ class SimState(MRActions, GroupActions):
 
     def add_project(self, path_with_namespace: str, *, default_branch: str = "main", approvals_required: int = 0,
                     bot_access_level: int | None = DEVELOPER) -> SimProject:
-        """Create a project; the bot user becomes a member at `bot_access_level` (None: not a member)."""
+        """Create a project; the bot user becomes a member at `bot_access_level` (None: not a member).
+
+        Its default branch is protected as GitLab protects a new project's, without code owner approval
+        (`protect_branch` changes that)."""
         name = path_with_namespace.rsplit("/", 1)[-1].replace("-", " ").title()
         project = SimProject(next(self._ids["project"]), path_with_namespace, name, self.now(),
                              default_branch=default_branch, approvals_required=approvals_required)
@@ -178,7 +181,25 @@ class SimState(MRActions, GroupActions):
         project.members[self.root.id] = OWNER
         if bot_access_level is not None:
             project.members[self.bot.id] = bot_access_level
+        self.protect_branch(project, default_branch)
         return project
+
+    def protect_branch(self, project: ProjectRef, name: str, *, code_owner_approval_required: bool = False,
+                       push_access_level: int = MAINTAINER, merge_access_level: int = MAINTAINER
+                       ) -> SimProtectedBranch:
+        """Protect a branch or wildcard (`release/*`); protecting a name again changes its settings."""
+        target = self.project(project)
+        found = next((p for p in target.protected_branches if p.name == name), None)
+        if found is None:
+            found = SimProtectedBranch(next(self._ids["protection"]), name)
+            target.protected_branches.append(found)
+        found.code_owner_approval_required = code_owner_approval_required
+        found.push_access_level, found.merge_access_level = push_access_level, merge_access_level
+        return found
+
+    def unprotect_branch(self, project: ProjectRef, name: str) -> None:
+        target = self.project(project)
+        target.protected_branches = [p for p in target.protected_branches if p.name != name]
 
     def add_member(self, project: ProjectRef, user: UserRef, access_level: int = DEVELOPER) -> None:
         self.project(project).members[self.user(user).id] = access_level
