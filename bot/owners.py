@@ -17,8 +17,11 @@ makes them (through the engine's short-lived `Recent` cache) and returns plain u
   e-mails (`GET /users?search=`; an admin token finds any), so an address nobody made public is skipped.
 
 Whatever cannot be resolved (unknown or unrelated group, no user with that address, a GitLab error after the
-client's retries) is skipped with a log line naming the entry: it never fails the event. Callers keep only
-the usernames who are project members, so the eligibility rules (access, blocked, Busy, author…) still apply.
+client's retries) is skipped with a log line naming the entry: it never fails the event. An owner that stands
+for nobody maps to no usernames; one GitLab did not answer for is left out, so callers can tell "nobody can
+approve" (GitLab then approves the rule automatically) from "the bot does not know this time". Callers keep
+only the usernames who are project members, so the eligibility rules (access, blocked, Busy, author…) still
+apply.
 """
 from __future__ import annotations
 
@@ -131,7 +134,8 @@ class _Resolver:
                                     lambda: self.client.list_direct_members(self.project_id))
         return tuple(m.username for m in members if m.access_level == owner.access_level)
 
-    async def resolve(self, owner: Owner, project: Project | None) -> tuple[str, ...]:
+    async def resolve(self, owner: Owner, project: Project | None) -> tuple[str, ...] | None:
+        """The owner's usernames; None when GitLab did not answer (after the client's retries)."""
         try:
             if owner.kind == "role":
                 return await self.role(owner)
@@ -139,12 +143,13 @@ class _Resolver:
         except GitLabError as exc:
             log.warning(kv("CODEOWNERS owner skipped: GitLab did not answer", project_id=self.project_id,
                            owner=owner.ref, error=str(exc)))
-            return ()
+            return None
 
 
 async def resolve_owners(client: GitLabClient, recent: Recent, project_id: int,
                          owners: Iterable[Owner]) -> dict[Owner, tuple[str, ...]]:
-    """Each owner's usernames (empty when it could not be resolved); answers are cached in `recent`.
+    """Each owner's usernames (empty when it stands for nobody); an owner GitLab did not answer for is left
+    out. Answers are cached in `recent`.
 
     Owners are resolved one after the other: a CODEOWNERS file names few groups, and most answers are cached.
     """
@@ -153,4 +158,5 @@ async def resolve_owners(client: GitLabClient, recent: Recent, project_id: int,
         return {}
     resolver = _Resolver(client, recent, project_id)
     project = await resolver.project() if any(o.kind in ("group", "name") for o in todo) else None
-    return {owner: await resolver.resolve(owner, project) for owner in todo}
+    found = {owner: await resolver.resolve(owner, project) for owner in todo}
+    return {owner: names for owner, names in found.items() if names is not None}

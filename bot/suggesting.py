@@ -37,7 +37,7 @@ from graph.recommend import GraphRecommender, LearnedRecommender
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
     "boost_owners", "has_history", "as_members", "open_change", "owner_approvals", "OwnerApproval",
-    "EXCLUDING_LABELS", "POOL",
+    "gitlab_approvers", "EXCLUDING_LABELS", "POOL",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
@@ -306,6 +306,11 @@ class OwnerApproval:
         return f"CODEOWNERS section {code_span(self.section)} needs {_approvals(self.approvals)}{self.which}"
 
     @property
+    def asks(self) -> str:
+        """`CODEOWNERS section `Docs` asks for 1 approval` (and `which`): what the file asks, met or not."""
+        return f"CODEOWNERS section {code_span(self.section)} asks for {_approvals(self.approvals)}{self.which}"
+
+    @property
     def why(self) -> str:
         """The reason an owner added for it carries."""
         return f"code owner: section {code_span(self.section)} needs their approval{self.which}"
@@ -372,6 +377,10 @@ async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResul
     kept = list(kept)
     needs = owner_approvals(facts)
     for i, need in enumerate(needs):
+        approvers = gitlab_approvers(need, facts, author)
+        if approvers is not None and len(approvers) < need.approvals:
+            result.notes.append(_approved_by_gitlab_note(need, len(approvers)))
+            continue
         owners = owner_usernames(need, facts)
         folded = {o.casefold() for o in owners}
         covering = [s.person for s in kept if s.person.casefold() in folded]
@@ -387,12 +396,42 @@ async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResul
     return kept
 
 
+def gitlab_approvers(need: Owned, facts: MRFacts, author: str) -> list[str] | None:
+    """The owners GitLab lets approve for a rule (`ApprovalWrappedRule#approvers`): active project members
+    (not blocked, not awaiting a seat) other than the MR's author (GitLab's default forbids approving one's
+    own MR). Busy, opted-out or overloaded owners count: GitLab waits for them. None when an owner could not
+    be looked up this time.
+
+    GitLab approves a rule automatically when fewer of them exist than the approvals it asks (an invalid
+    rule must not block the merge request), so the bot asks nobody for it.
+    """
+    if any(_unresolved(owner, facts) for owner in need.owners):
+        return None
+    folded = author.casefold()
+    return [name for name in owner_usernames(need, facts)
+            if (member := facts.member(name)) is not None and member.active and not member.awaiting
+            and name.casefold() != folded]
+
+
+def _unresolved(owner: Owner, facts: MRFacts) -> bool:
+    """An owner that needed GitLab's answer (group, e-mail, role, unknown `@name`) and did not get it."""
+    if owner.kind == "name" and facts.member(owner.name) is not None:
+        return False
+    return owner not in facts.owner_users
+
+
+def _approved_by_gitlab_note(need: OwnerApproval, approvers: int) -> str:
+    who = f"only {approvers} of its owners" if approvers else "none of its owners"
+    return f"{need.asks}, but {who} can approve (active project members other than the author): GitLab " \
+           "approves it automatically."
+
+
 def _cover_note(need: OwnerApproval, owners: Sequence[str], covering: Sequence[str], added: Sequence[str],
                 missing: int) -> str:
     """What the comment says of one approval the bot had to find owners for."""
     if not added:
-        who = f"from {_people(owners)}" if owners else \
-            "from owners who are not project members or could not be resolved (groups, e-mails)"
+        who = f"from {_people(owners)}" if owners else "from owners GitLab could not name this time (groups, " \
+            "e-mails, roles)"
         can = f"; {_people(covering)} can give {_approvals(len(covering))}" if covering else ""
         return f"{need.need} {who}, but none {'of the others' if covering else 'of them'} can review right now{can}."
     what = f"added code owner{'s' if len(added) > 1 else ''} {_people(added)}"

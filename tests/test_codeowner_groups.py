@@ -247,12 +247,14 @@ async def test_a_top_level_group_named_like_a_user(org, gitlab_client, store):
 
 
 async def test_unknown_and_uninvited_groups_are_skipped_with_a_log_line(org, gitlab_client, store, caplog):
+    """GitLab ignores both groups too: nobody can approve those entries, so GitLab approves them itself."""
     caplog.set_level(logging.INFO, logger="bot.owners")
     result = await suggest(org, gitlab_client, store, "legal/terms.md", "other/x.md")
     assert result.cannot is None and result.suggestions
     for section in ("Legal", "Other"):
         [note] = [n for n in result.notes if f"`{section}`" in n]
-        assert "could not be resolved" in note and "added code owner" not in note
+        assert note == (f"CODEOWNERS section `{section}` asks for 1 approval, but none of its owners can approve "
+                        "(active project members other than the author): GitLab approves it automatically.")
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "@acme/nope" in logged and "@other/team" in logged and "nor invited to it" in logged
 
@@ -268,7 +270,7 @@ async def test_answers_are_cached_and_gitlab_errors_skip_the_owner(org, gitlab_c
     org.state.fail_next(3 * FAST_RETRY.max_attempts, 503)  # the project, the group, the e-mail: every try fails
     caplog.set_level(logging.WARNING, logger="bot.owners")
     failed = await resolve_owners(gitlab_client, Recent(), pid, owners)
-    assert failed == {owners[0]: (), owners[1]: ()} and "GitLab did not answer" in caplog.text
+    assert failed == {} and "GitLab did not answer" in caplog.text  # unknown this time, not "nobody"
     assert org.state.take_failure() is None
 
 
@@ -428,3 +430,33 @@ async def test_unreadable_branch_protections_count_as_requiring_owners(org, gitl
 async def test_no_branch_protection_is_read_without_owners_to_approve(org, gitlab_client, store):
     await suggest(org, gitlab_client, store, "src/core/m2.py")  # only the optional [Src] section
     assert not org.state.calls("GET", "/protected_branches")
+
+
+# --- entries no owner can approve ----------------------------------------------------------------------------------
+AUTO = "(active project members other than the author): GitLab approves it automatically."
+
+
+async def test_an_entry_whose_owners_cannot_approve_is_approved_by_gitlab(org, gitlab_client, store):
+    """GitLab approves a code owner rule automatically when fewer owners can approve (active project members
+    other than the author) than it asks: a blocked owner, the author alone, a member awaiting a seat, two
+    approvals and one approver. Owners who can approve but are Busy keep the rule waiting for them."""
+    codeowners_file(org, "[Own]\nown/ @gus\n[Mine]\nmine/ @ann\n[Seat]\nseat/ @lou\n[Pair][2]\npair/ @dee @gus\n"
+                         "[Busy]\nbusy/ @hal\n")
+    org.state.await_seat(org.tiny.project, "lou")
+    result = await suggest(org, gitlab_client, store, "own/a.md", "mine/b.md", "seat/s.md", "pair/c.md", "busy/d.md")
+    assert owner_notes(result) == [
+        f"CODEOWNERS section `Own` asks for 1 approval, but none of its owners can approve {AUTO}",
+        f"CODEOWNERS section `Mine` asks for 1 approval, but none of its owners can approve {AUTO}",
+        f"CODEOWNERS section `Seat` asks for 1 approval, but none of its owners can approve {AUTO}",
+        f"CODEOWNERS section `Pair` asks for 2 approvals, but only 1 of its owners can approve {AUTO}",
+        "CODEOWNERS section `Busy` needs 1 approval from @hal, but none of them can review right now."]
+    assert "dee" not in {s.person for s in result.suggestions}
+
+
+async def test_owners_gitlab_could_not_name_are_not_taken_for_nobody(org, gitlab_client, store):
+    """A group GitLab did not answer for may have approvers: the bot does not claim GitLab approves alone."""
+    codeowners_file(org, "[Web][1]\nweb/ @acme/web\n")
+    org.state.fail_path("/groups/acme/web", 503)  # the decoded path
+    result = await suggest(org, gitlab_client, store, "web/app.ts")
+    assert owner_notes(result) == ["CODEOWNERS section `Web` needs 1 approval from owners GitLab could not name "
+                                   "this time (groups, e-mails, roles), but none of them can review right now."]
