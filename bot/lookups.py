@@ -19,13 +19,26 @@ from bot.gitlab.models import ProtectedBranch
 from bot.logfmt import kv
 from graph.codeowners import CodeOwners, parse_codeowners
 
-__all__ = ["gather", "Recent", "Lookups", "load_codeowners", "CODEOWNERS_PATHS"]
+__all__ = ["gather", "Recent", "Lookups", "load_codeowners", "CodeOwnersUnreadable", "CODEOWNERS_PATHS"]
 
 log = logging.getLogger("bot.lookups")
 
 # GitLab reads the first of these that exists on the target branch (`Gitlab::CodeOwners::FILE_PATHS`)
 CODEOWNERS_PATHS = ("CODEOWNERS", "docs/CODEOWNERS", ".gitlab/CODEOWNERS")
+# GitLab's answers about the CODEOWNERS file that say nothing of GitLab as a whole: a refusal, a server error
+# for that file, a request GitLab will never accept. No answer, a bad token (401, or a 403 for its scopes) or a
+# rate limit (429) still fail the event, to be retried.
+_FILE_ONLY = frozenset({400, 403, 405, 410, 422})
 T = TypeVar("T")
+
+
+class CodeOwnersUnreadable(Exception):
+    """GitLab would not give the CODEOWNERS file this time (`status` its answer): the suggestion goes on
+    without it and says so."""
+
+    def __init__(self, project_id: int, path: str, status: int | None) -> None:
+        self.project_id, self.path, self.status = project_id, path, status
+        super().__init__(f"CODEOWNERS {path} of project {project_id} could not be read ({status})")
 
 
 async def gather(*aws: Awaitable[T]) -> list[T]:
@@ -84,6 +97,8 @@ class Lookups:
         return await self.recent.get(("members", project_id), lambda: self.client.list_members(project_id))
 
     async def codeowners(self, project_id: int, ref: str | None) -> CodeOwners | None:
+        """The parsed CODEOWNERS of `ref`, or None; raises `CodeOwnersUnreadable`, which is not kept: the next
+        suggestion asks again."""
         return await self.recent.get(("codeowners", project_id, ref),
                                      lambda: load_codeowners(self.client, project_id, ref))
 
@@ -142,9 +157,23 @@ class Lookups:
 
 
 async def load_codeowners(client: GitLabClient, project_id: int, ref: str | None) -> CodeOwners | None:
-    """The CODEOWNERS file of `ref` (first of `CODEOWNERS_PATHS` that exists), parsed; None when there is none."""
+    """The CODEOWNERS file of `ref` (first of `CODEOWNERS_PATHS` that exists), parsed; None when there is none.
+
+    A 403, a 5xx after the client's retries or another answer no retry changes (400, 422…) raises
+    `CodeOwnersUnreadable` with a warning: without it the whole event failed again and again until it was
+    dead-lettered, and the merge request never got a suggestion. The later paths are not tried then (GitLab
+    reads the first that exists, and this one may). No answer, 401 and 429 raise `GitLabError` as before:
+    those stop every call, and the event is retried.
+    """
     for path in CODEOWNERS_PATHS:
-        text = await client.file_raw(project_id, path, ref or None)
+        try:
+            text = await client.file_raw(project_id, path, ref or None)
+        except GitLabError as exc:
+            if exc.status is None or exc.no_scope or not (exc.status in _FILE_ONLY or exc.status >= 500):
+                raise
+            log.warning(kv("CODEOWNERS not readable this time: suggesting without it", project_id=project_id,
+                           path=path, ref=ref, status=exc.status, error=str(exc)))
+            raise CodeOwnersUnreadable(project_id, path, exc.status) from exc
         if text is not None:
             parsed = parse_codeowners(text)
             for error in parsed.errors[:5]:

@@ -27,7 +27,7 @@ from bot.threads import to_the_end
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.models import Member as GitLabMember
 from bot.gitlab.models import MergeRequest
-from bot.lookups import Lookups, gather
+from bot.lookups import CodeOwnersUnreadable, Lookups, gather
 from bot.owners import owners_to_resolve, resolve_owners
 from bot.storage import Storage
 from graph.codeowners import CodeOwners, Owner, RuleMatch
@@ -37,7 +37,7 @@ from graph.recommend import GraphRecommender, LearnedRecommender
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
     "boost_owners", "has_history", "as_members", "open_change", "owner_approvals", "OwnerApproval",
-    "gitlab_approvers", "EXCLUDING_LABELS", "POOL",
+    "gitlab_approvers", "EXCLUDING_LABELS", "POOL", "CODEOWNERS_UNREADABLE",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
@@ -45,6 +45,8 @@ POOL = 40            # how many ranked candidates the eligibility filter looks a
 SPARE = 3            # statuses fetched for k + SPARE people at a time (some may be busy or overloaded)
 OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
 MAX_SKIP_NOTES = 3
+CODEOWNERS_UNREADABLE = "CODEOWNERS could not be read from GitLab this time, so code owners are left out of " \
+    "these suggestions (`/reviewers` suggests again)."
 
 C = TypeVar("C", str, Suggestion)
 
@@ -69,6 +71,7 @@ class MRFacts:
     renames: tuple[tuple[str, str], ...] = ()  # (old path, new path) of each renamed file
     capped: bool = False  # GitLab listed only the first files (its diff limit): the others are not known
     code_owner_approval: bool = False  # GitLab requires code owners' approval on the target branch
+    codeowners_unreadable: bool = False  # GitLab would not give the CODEOWNERS file this time
 
     @property
     def moved_from(self) -> tuple[str, ...]:
@@ -131,9 +134,9 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
                        extra_excluded: Collection[str] = ()) -> MRFacts:
     """Fetch the changed files, members and CODEOWNERS (together), the CODEOWNERS groups and e-mails those
     files need, opt-outs and exclusions."""
-    changed, members, codeowners = await gather(
+    changed, members, (codeowners, unreadable) = await gather(
         look.client.mr_changed_files(project_id, mr.iid), look.members(project_id),
-        look.codeowners(project_id, mr.target_branch),
+        _read_codeowners(look, project_id, mr.target_branch),
     )
     files = tuple(dict.fromkeys(f.path for f in changed))
     renames = tuple(dict.fromkeys(f.rename for f in changed if f.rename))
@@ -149,8 +152,17 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
         files=files, members=by_name, optouts=frozenset(optouts),
         excluded={**excluded, **{p: "exclude" for p in extra_excluded}},
         codeowners=codeowners, owner_users=owner_users, renames=renames, capped=mr.diff_capped,
-        code_owner_approval=required,
+        code_owner_approval=required, codeowners_unreadable=unreadable,
     )
+
+
+async def _read_codeowners(look: Lookups, project_id: int, ref: str) -> tuple[CodeOwners | None, bool]:
+    """CODEOWNERS of `ref` and whether it could not be read. Read beside the MR's diffs and members: when all
+    of GitLab fails, so do they and the event is retried; an error of this file alone costs only its owners."""
+    try:
+        return await look.codeowners(project_id, ref), False
+    except CodeOwnersUnreadable:
+        return None, True
 
 
 async def _code_owner_approval(look: Lookups, project_id: int, branch: str, codeowners: CodeOwners | None,
@@ -548,6 +560,8 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     result = SuggestionResult(open_change(mr, facts.files, now, facts.renames), facts,
                               names={n: m.name for n, m in facts.members.items() if m.name},
                               user_ids={n: m.id for n, m in facts.members.items()})
+    if facts.codeowners_unreadable:
+        result.notes.append(CODEOWNERS_UNREADABLE)
     if not facts.files:
         result.cannot = NO_FILES
         return result

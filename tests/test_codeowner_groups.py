@@ -12,6 +12,7 @@ from bot.backfill import backfill_project
 from bot.config import ProjectSettings
 from bot.engine import Engine
 from bot.gitlab.client import GitLabClient
+from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import Group, Namespace, Project, User
 from bot.gitlab.sim_model import SimDiff
 from bot.gitlab.simulator import SimState
@@ -460,3 +461,54 @@ async def test_owners_gitlab_could_not_name_are_not_taken_for_nobody(org, gitlab
     result = await suggest(org, gitlab_client, store, "web/app.ts")
     assert owner_notes(result) == ["CODEOWNERS section `Web` needs 1 approval from owners GitLab could not name "
                                    "this time (groups, e-mails, roles), but none of them can review right now."]
+
+
+# --- a CODEOWNERS file GitLab will not give ------------------------------------------------------------------------
+UNREADABLE = ("CODEOWNERS could not be read from GitLab this time, so code owners are left out of these "
+              "suggestions (`/reviewers` suggests again).")
+
+
+@pytest.mark.parametrize("status", [500, 403])
+async def test_an_unreadable_codeowners_file_leaves_owners_out_this_time(org, gitlab_client, store, caplog, status):
+    """A 403, or a 5xx for the file while the rest of GitLab answers, no longer fails the event (retried until
+    dead-lettered, with no suggestion ever): the bot suggests without CODEOWNERS, says so, keeps no failure."""
+    caplog.set_level(logging.WARNING, logger="bot.lookups")
+    pid, engine = org.tiny.project.id, Engine(store)
+    sim_mr = org.state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "docs/a.md"])
+    mr = await gitlab_client.get_mr(pid, sim_mr.iid)
+    org.state.fail_path("/CODEOWNERS/raw", status)
+    result = await suggest_for_mr(gitlab_client, engine, store, pid, mr, ProjectSettings(), bot_username="reviewbot")
+    assert result.suggestions and owner_notes(result) == [UNREADABLE]
+    assert "CODEOWNERS not readable this time" in caplog.text and f"status={status}" in caplog.text
+    assert org.state.token not in caplog.text
+    org.state.broken_paths.clear()
+    again = await suggest_for_mr(gitlab_client, engine, store, pid, mr, ProjectSettings(), bot_username="reviewbot")
+    assert owner_notes(again) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
+
+
+async def test_a_gitlab_outage_still_fails_the_suggestion_to_be_retried(org, gitlab_client, store):
+    pid = org.tiny.project.id
+    sim_mr = org.state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "docs/a.md"])
+    mr = await gitlab_client.get_mr(pid, sim_mr.iid)
+    org.state.fail_path("", 503)  # every request
+    with pytest.raises(GitLabError) as failed:
+        await suggest_for_mr(gitlab_client, Engine(store), store, pid, mr, ProjectSettings(), bot_username="reviewbot")
+    assert failed.value.status == 503
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_comment_is_posted_when_codeowners_cannot_be_read(simulator, gitlab_client, database_url):
+    state, url = simulator
+    org = build_org(state)
+    storage = Storage(database_url)
+    try:
+        await backfill_project(gitlab_client, storage, org.tiny.project.id)
+        state.fail_path("/CODEOWNERS/raw", 500)
+        async with running_bot(bot_settings(state, url, database_url), storage) as bot:
+            state.add_hook(org.tiny.project, bot.url, token=SECRET)
+            mr = state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "docs/a.md"])
+            depth = await settle(state, storage)
+        [comment] = marker_notes(state, mr)
+        assert "could not be read from GitLab this time" in comment.body and depth.get("dead", 0) == 0
+    finally:
+        await storage.close()
