@@ -14,7 +14,9 @@ rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_ow
   normalisation: `*` alone means every file; a pattern without a leading `/` gets `/**/` in front (so
   `ee/docs` matches at any depth); a trailing `/` means everything below that directory. `*` and `?` stop at
   `/`, `**/` spans directories, `*` matches dot files. A pattern without a trailing slash and without a glob
-  names a *file*: `docs` does not match `docs/index.md` (write `docs/`).
+  names a *file*: `docs` does not match `docs/index.md` (write `docs/`). Like Ruby's matcher, the bot's
+  never backtracks exponentially (any Developer can push a CODEOWNERS file to a branch an MR targets); a
+  pattern longer than `MAX_PATTERN_LENGTH` characters is reported (`pattern_too_long`) and ignored.
 * Sections: `[Name]` (case-insensitive, repeated names merge), `^[Name]` optional, `[Name][N]` N approvals,
   `[Name] @owner…` default owners for entries without owners. Entries before any header form the section
   `codeowners` (`DEFAULT_SECTION`). Sections are independent: a file gets at most one rule per section.
@@ -36,12 +38,14 @@ all is skipped. Example:
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping
 
 __all__ = [
     "DEFAULT_SECTION",
+    "MAX_PATTERN_LENGTH",
     "ROLE_ACCESS_LEVELS",
     "Owner",
     "OwnerRule",
@@ -55,6 +59,9 @@ __all__ = [
 ]
 
 DEFAULT_SECTION = "codeowners"
+# Longer patterns are reported and ignored: no path a checkout can hold is that long (Linux's PATH_MAX is
+# 4096 bytes), and matching costs grow with the pattern's length. GitLab itself sets no such limit.
+MAX_PATTERN_LENGTH = 4096
 ROLE_ACCESS_LEVELS = {"developer": 30, "maintainer": 40, "owner": 50}
 
 OwnerKind = Literal["name", "group", "role", "email"]
@@ -316,6 +323,11 @@ class _Parser:
         if not pattern:
             self.error(number, "missing_pattern", "`!` must be followed by a pattern, e.g. `!*.lock`", line)
             return
+        if len(pattern) > MAX_PATTERN_LENGTH:
+            msg = (f"the pattern is {len(pattern)} characters long, more than the {MAX_PATTERN_LENGTH} the bot "
+                   "reads; the entry is ignored (shorten it with `*` or `**/`)")
+            self.error(number, "pattern_too_long", msg, line[:200])
+            return
         owners = () if exclusion else self.entry_owners(number, line, owner_text)
         if exclusion and owner_text:
             self.error(number, "exclusion_owners_ignored", "owners after a `!pattern` are ignored", line)
@@ -381,17 +393,60 @@ def fnmatch_pathname(pattern: str, path: str) -> bool:
     return _compile(pattern).fullmatch(path) is not None
 
 
+# A glob becomes a regex whose backtracking is bounded (the pattern comes from any branch a Developer can
+# push, and the bot matches it on the event loop). A direct translation (`*` → `[^/]*`, `**/` →
+# `(?:[^/]*/)*`) tries every way of splitting the path: `/*a*a*a*a*a*a*a*a*a*a*a*ab` (twelve stars) against
+# forty `a` took 97 s. Two facts make a first-found choice safe to keep, so the regex commits to it with atomic
+# groups:
+#
+# * Within a segment, the pieces between stars each match a fixed number of characters. Putting a middle
+#   piece at its leftmost place leaves the most room to the pieces after it, so if any placement succeeds the
+#   leftmost one does: `(?>[^/]*?piece)`. Only the last piece must end the segment: `[^/]*piece`.
+# * Across segments, `**/` is followed by segments up to the next `**/`, which can absorb any whole segments
+#   after them: placing that block at the first segment where it fits is never worse. Consecutive `**/`
+#   mean one. Only the last `**/` keeps a plain search, for the block that must end the path.
+#
+# Each piece or block is then tried once per position of the path at most, so a match takes at most about
+# len(path) × len(pattern) steps instead of exponentially many.
+_STAR, _GLOBSTAR, _SLASH = "*", "**/", "/"
+_ANY_SEGMENTS = "(?:[^/]*+/)*"
+
+
 def _compile(pattern: str) -> re.Pattern[str]:
+    """The glob's regex; the bot parses a project's file again on each event, so patterns up to 512
+    characters stay compiled (4,096 of them: a few MB at most; longer ones are rare and bulkier)."""
+    return _compile_cached(pattern) if len(pattern) <= 512 else _glob_regex(pattern)
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    items = _segments(_tokens(pattern))
+    globstars = [k for k, item in enumerate(items) if item == _GLOBSTAR]
+    out = _render(items[: globstars[0]] if globstars else items)
+    for n, k in enumerate(globstars):
+        stop = globstars[n + 1] if n + 1 < len(globstars) else len(items)
+        block = _render(items[k + 1: stop])
+        last = n + 1 == len(globstars)
+        out += _ANY_SEGMENTS + block if last else f"(?>{_ANY_SEGMENTS}?{block})"
+    return re.compile(out, re.DOTALL)
+
+
+_compile_cached = functools.lru_cache(maxsize=4096)(_glob_regex)
+
+
+def _tokens(pattern: str) -> list[str]:
+    """The glob as regex pieces: `_STAR`, `_GLOBSTAR`, `_SLASH`, or one piece matching one character that is
+    never `/` (a literal, `?`, a bracket class). Runs of `*` are one star, runs of `**/` one globstar."""
     out: list[str] = []
     i = 0
     while i < len(pattern):
         if (i == 0 or pattern[i - 1] == "/") and pattern.startswith("**/", i):
-            out.append("(?:[^/]*/)*")
+            if not out or out[-1] != _GLOBSTAR:
+                out.append(_GLOBSTAR)
             i += 3
             continue
         char = pattern[i]
         if char == "*":
-            out.append("[^/]*")
+            out.append(_STAR)
             while i + 1 < len(pattern) and pattern[i + 1] == "*":
                 i += 1
         elif char == "?":
@@ -400,13 +455,42 @@ def _compile(pattern: str) -> re.Pattern[str]:
             cls, i = _bracket(pattern, i)
             out.append(cls)
             continue
-        elif char == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
         else:
-            out.append(re.escape(char))
+            if char == "\\" and i + 1 < len(pattern):
+                i += 1
+            out.append(_SLASH if pattern[i] == "/" else re.escape(pattern[i]))
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return out
+
+
+def _segments(tokens: list[str]) -> list[list[str] | str]:
+    """Split the tokens into segments (lists of pieces without `/`), `_SLASH` and `_GLOBSTAR` items."""
+    items: list[list[str] | str] = [[]]
+    for token in tokens:
+        if token in (_SLASH, _GLOBSTAR):
+            items += [token, []]
+        else:
+            items[-1].append(token)
+    return items
+
+
+def _render(items: list[list[str] | str]) -> str:
+    return "".join(item if isinstance(item, str) else _segment(item) for item in items)
+
+
+def _segment(pieces: list[str]) -> str:
+    """One segment's regex: the part before the first star as is, each middle part at its leftmost place
+    (atomic), the last part where it ends the segment."""
+    parts: list[list[str]] = [[]]
+    for piece in pieces:
+        if piece == _STAR:
+            parts.append([])
+        else:
+            parts[-1].append(piece)
+    if len(parts) == 1:
+        return "".join(parts[0])
+    middle = "".join(f"(?>[^/]*?{''.join(part)})" for part in parts[1:-1] if part)
+    return "".join(parts[0]) + middle + "[^/]*" + "".join(parts[-1])
 
 
 def _bracket(pattern: str, start: int) -> tuple[str, int]:

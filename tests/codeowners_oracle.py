@@ -1,0 +1,77 @@
+"""The CODEOWNERS glob matcher as it was before it became backtracking-safe: a plain regex translation.
+
+Kept only as an oracle: the property test in `tests/test_codeowners.py` checks that `graph.codeowners` agrees
+with it on small random patterns and paths, and `benchmarks/bench_codeowners.py` times both. Do not use it on
+untrusted input: a pattern such as `/*a*a*a*a*a*a*a*a*a*a*b` makes Python's regex engine backtrack for minutes
+(nested `[^/]*` and `(?:[^/]*/)*` try every split of the path).
+"""
+from __future__ import annotations
+
+import re
+
+__all__ = ["regex_fnmatch_pathname", "regex_compile"]
+
+
+def regex_fnmatch_pathname(pattern: str, path: str) -> bool:
+    """Ruby's `File.fnmatch(pattern, path, FNM_PATHNAME | FNM_DOTMATCH)` by a direct regex translation."""
+    return regex_compile(pattern).fullmatch(path) is not None
+
+
+def regex_compile(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if (i == 0 or pattern[i - 1] == "/") and pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+            continue
+        char = pattern[i]
+        if char == "*":
+            out.append("[^/]*")
+            while i + 1 < len(pattern) and pattern[i + 1] == "*":
+                i += 1
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            cls, i = _bracket(pattern, i)
+            out.append(cls)
+            continue
+        elif char == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out), re.DOTALL)
+
+
+def _bracket(pattern: str, start: int) -> tuple[str, int]:
+    i = start + 1
+    negate = i < len(pattern) and pattern[i] in "!^"
+    i += int(negate)
+    chars: list[str] = []
+    while i < len(pattern) and pattern[i] != "]":
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            i += 1
+        chars.append(pattern[i])
+        i += 1
+    if i >= len(pattern):
+        return re.escape("["), start + 1
+    body = _class_body(chars)
+    regex = f"[^/{body}]" if negate else (f"(?!/)[{body}]" if body else "(?!)")
+    return regex, i + 1
+
+
+def _class_body(chars: list[str]) -> str:
+    parts: list[str] = []
+    j = 0
+    while j < len(chars):
+        if j + 2 < len(chars) and chars[j + 1] == "-":
+            low, high = chars[j], chars[j + 2]
+            if low <= high:
+                parts.append(f"{re.escape(low)}-{re.escape(high)}")
+            j += 3
+        else:
+            parts.append(re.escape(chars[j]))
+            j += 1
+    return "".join(parts)
