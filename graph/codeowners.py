@@ -9,7 +9,9 @@ rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_ow
 * `pattern owner…`: the pattern ends at the first whitespace not escaped with `\\`; `\\#` starts a pattern
   with `#`; `\\ ` is a space.
 * Owners: `@name` (a user or a top-level group: only the member list can tell), `@group/subgroup`,
-  `@@developer` / `@@maintainer` / `@@owner` (plural `s` allowed), email addresses.
+  `@@developer` / `@@maintainer` / `@@owner` (plural `s` allowed), email addresses. GitLab scans the owners
+  text for them, so punctuation may touch them: `@alice,@bob` and `(@alice)` name owners, `@alice.` is
+  `alice`; a word holding none is reported.
 * Matching is Ruby's `File.fnmatch` with `FNM_PATHNAME | FNM_DOTMATCH` on `/<path>` after GitLab's
   normalisation: `*` alone means every file; a pattern without a leading `/` gets `/**/` in front (so
   `ee/docs` matches at any depth); a trailing `/` means everything below that directory. `*` and `?` stop at
@@ -41,7 +43,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Iterable, Literal, Mapping
+from typing import Iterable, Iterator, Literal, Mapping
 
 __all__ = [
     "DEFAULT_SECTION",
@@ -71,9 +73,22 @@ _HEADER = re.compile(
 )
 _BAD_HEADER = re.compile(r"^\^?\[[^\]]+?$")
 _UNESCAPED_SPACE = re.compile(r"(?<!\\)\s+")
-_ROLE = re.compile(r"@@(developer|maintainer|owner)s?", re.IGNORECASE)
-_NAME = re.compile(r"@([A-Za-z0-9_.][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)*)")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]*\w")
+# Owners are found the way GitLab's `ReferenceExtractor` finds them: by scanning the owners text, not by
+# reading each word as one owner, so punctuation may touch them (`@alice,@bob`, `(@alice)`, `@alice.`).
+# Ruby's `\s` and `\w` are ASCII, so a reference never spans whitespace: the bot scans word by word (the
+# same matches, and words without `@` are skipped). A role ends its word; a name is a GitLab namespace path
+# (up to 20 parent groups, each part of letters, digits, `_`, `-`, `.`, not ending with `.`, `.git` or
+# `.atom`); both follow no word character and no `@`.
+_ROLE = re.compile(r"(?<![\w@])@@(developer|maintainer|owner)s?\Z", re.ASCII | re.IGNORECASE)
+_PATH_PART = r"(?:[a-zA-Z0-9_.][a-zA-Z0-9_\-.]{0,254}[a-zA-Z0-9_\-]|[a-zA-Z0-9_])(?<!\.git)(?<!\.atom)"
+_NAME = re.compile(rf"(?<![\w@])@((?:{_PATH_PART}/){{0,20}}{_PATH_PART})", re.ASCII)
+_EMAIL = re.compile(r"[^@\s]{1,100}@[^@\s]{1,255}(?<!\W)", re.ASCII)
+_AT = re.compile("@")
+# GitLab's address pattern also takes the punctuation around a name: `(@alice` in `(@alice)`, `alice,@bob`
+# in `@alice,@bob`. No verified address holds these characters outside quotes, so such a match names nobody
+# in GitLab; the bot drops it rather than search users for it.
+_NOT_IN_ADDRESS = frozenset('()<>[]:;,"\\')
+_WORD = re.compile(r"[^ \t\n\v\f\r]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,33 +258,58 @@ def _winner(entries: Mapping[str, tuple[OwnerRule, re.Pattern[str]]], target: st
 
 
 def parse_owner(token: str) -> Owner | None:
-    """Read one owner token: `@alice`, `@grp/sub`, `@@maintainers`, `jane@example.com`; None if it is none.
+    """Read one owner token: `@alice`, `@grp/sub`, `@@maintainers`, `jane@example.com`; None if the token is
+    not exactly one owner.
 
     >>> parse_owner("@@Maintainers")
     Owner(ref='@@Maintainers', kind='role', name='maintainer')
     >>> parse_owner("alice") is None
     True
     """
-    if m := _ROLE.fullmatch(token):
-        return Owner(token, "role", m.group(1).lower())
-    if m := _NAME.fullmatch(token):
-        return Owner(token, "group" if "/" in m.group(1) else "name", m.group(1))
-    if _EMAIL.fullmatch(token):
-        return Owner(token, "email", token)
-    return None
+    owners, _ = _owners(token)
+    return owners[0] if len(owners) == 1 and owners[0].ref == token else None
 
 
 def _owners(text: str) -> tuple[tuple[Owner, ...], list[str]]:
-    """Owners found in `text` (deduplicated, in order) and the tokens that are not owners."""
-    found: dict[Owner, None] = {}
+    """Owners found in `text` (deduplicated, in order) and the words GitLab would flag: a word is malformed
+    when it holds no reference at all (`not_a_user`, `@@guest`, `#`)."""
+    found: dict[tuple[OwnerKind, str], Owner] = {}
     bad: list[str] = []
-    for token in text.split():
-        owner = parse_owner(token)
-        if owner is None:
-            bad.append(token)
-        else:
-            found[owner] = None
-    return tuple(found), bad
+    for word in _WORD.findall(text):
+        references = _references(word)
+        if not references:
+            bad.append(word)
+        for _, kind, ref, name in references:
+            if (kind, ref) not in found and (kind != "email" or _NOT_IN_ADDRESS.isdisjoint(ref)):
+                found[kind, ref] = Owner(ref, kind, name)
+    return tuple(found.values()), bad
+
+
+def _references(word: str) -> list[tuple[int, OwnerKind, str, str]]:
+    """GitLab's references in one word as (offset, kind, ref, name), in the order written; a word may hold
+    several (`@alice,@bob`), and an address GitLab reads around a name is among them."""
+    if "@" not in word:
+        return []
+    found: list[tuple[int, OwnerKind, str, str]] = [
+        (m.start(), "group" if "/" in m[1] else "name", m[0], m[1]) for m in _NAME.finditer(word)
+    ]
+    found += ((m.start(), "email", m[0], m[0]) for m in _addresses(word))
+    if m := _ROLE.search(word):
+        found.append((m.start(), "role", m[0], m[1].lower()))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _addresses(word: str) -> Iterator[re.Match[str]]:
+    """`_EMAIL.finditer(word)`, trying each `@` once: the leftmost start left for an `@` is fixed (after the
+    last match and the previous `@`, at most 100 characters before it), and if the address fails there it
+    fails from any later start. The plain scan re-reads up to 100 characters at every position."""
+    end, previous = 0, -1
+    for at in _AT.finditer(word):
+        start = max(end, previous + 1, at.start() - 100)
+        previous = at.start()
+        if start < previous and (m := _EMAIL.match(word, start)):
+            end = m.end()
+            yield m
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,8 +348,8 @@ class _Parser:
         if optional and approvals > 0:
             msg = "an optional section (`^[...]`) cannot require approvals; drop the `^` or the `[N]`"
             self.error(number, "invalid_approval_requirement", msg, line)
-        owners, _ = _owners(m["owners"] or "")
-        if (m["owners"] or "").strip() and not owners:
+        owners, bad = _owners(m["owners"] or "")
+        if (m["owners"] or "").strip() and len(bad) == len(_WORD.findall(m["owners"])):
             msg = "section default owners must be `@user`, `@group/subgroup`, `@@role` or email addresses"
             self.error(number, "invalid_section_owner_format", msg, line)
         name = next((known for known in self.sections if known.casefold() == name.casefold()), name)

@@ -1,6 +1,7 @@
 """CODEOWNERS parsing and matching, table-tested against GitLab's documented behaviour and its parser's specs."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from graph.codeowners import (
     parse_codeowners,
     parse_owner,
 )
+from graph.codeowners import _owners
 from tests.codeowners_oracle import regex_fnmatch_pathname
 
 SAMPLE = Path("/work/shared/gitlab/api/CODEOWNERS.sample.gitlab-docs")
@@ -351,6 +353,48 @@ def test_weird_escaped_path_with_username_lookalikes():
 )
 def test_parse_owner(token, expected):
     assert parse_owner(token) == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "expected", "errors"),
+    [
+        ("*.py @alice, @bob", ["@alice", "@bob"], []),
+        ("*.py @alice,@bob", ["@alice", "@bob"], []),
+        ("*.py (@alice)", ["@alice"], []),
+        ("*.py @alice.", ["@alice"], []),  # a username never ends with `.`
+        ("*.py @grp/sub, jane@example.com;", ["@grp/sub", "jane@example.com"], []),
+        ("*.py <jane@example.com>", [], []),  # GitLab reads the address `<jane@example.com`: nobody's
+        ("*.py @@maintainer,", [], ["malformed_entry_owner"]),  # a role ends its word
+        ("*.py @alice,@@Maintainers", ["@alice", "@@Maintainers"], []),
+        ("*.py @alice # and @bob", ["@alice", "@bob"], ["malformed_entry_owner"]),
+    ],
+)
+def test_owners_are_scanned_as_gitlab_does(line, expected, errors):
+    co = parse_codeowners(line)
+    assert owners(co, "a.py") == {DEFAULT_SECTION: expected}
+    assert [e.kind for e in co.errors] == errors
+
+
+# GitLab's patterns (`ReferenceExtractor`, `Gitlab::PathRegex`) applied to the whole owners text at once.
+_GITLAB_PART = r"(?:[a-zA-Z0-9_.][a-zA-Z0-9_\-.]{0,254}[a-zA-Z0-9_\-]|[a-zA-Z0-9_])(?<!\.git)(?<!\.atom)"
+_GITLAB_NAME = re.compile(rf"(?<![\w@])@((?:{_GITLAB_PART}/){{0,20}}{_GITLAB_PART})", re.ASCII)
+_GITLAB_EMAIL = re.compile(r"[^@\s]{1,100}@[^@\s]{1,255}(?<!\W)", re.ASCII)
+_GITLAB_ROLE = re.compile(r"(?<![\w@])@@(developer|maintainer|owner)s?(?:\s|$)", re.ASCII | re.IGNORECASE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["@", "@@", "a", "b.", "-", "/", " ", ",", "(", "x.git", "maintainer", "Owners",
+                                 "a" * 101, "\t"]), max_size=12).map("".join))
+def test_owner_scan_finds_what_gitlab_finds(text):
+    """Word by word, with each address tried once per `@`, the scan finds GitLab's references (less the
+    addresses holding punctuation no address holds, which GitLab finds and no user has)."""
+    got, _ = _owners(text)
+    names = {m[1] for m in _GITLAB_NAME.finditer(text)}
+    emails = {m[0] for m in _GITLAB_EMAIL.finditer(text) if not set(m[0]) & set('()<>[]:;,"\\')}
+    roles = {m[1].lower() for m in _GITLAB_ROLE.finditer(text)}
+    assert {o.name for o in got if o.kind in ("name", "group")} == names
+    assert {o.name for o in got if o.kind == "email"} == emails
+    assert {o.name for o in got if o.kind == "role"} == roles
 
 
 def test_role_access_levels():
