@@ -24,8 +24,9 @@ rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_ow
   `codeowners` (`DEFAULT_SECTION`). Sections are independent: a file gets at most one rule per section.
 * Within a section the last matching pattern wins; a repeated pattern replaces the earlier entry but keeps
   its place (GitLab keeps entries in a hash keyed by pattern).
-* `!pattern` (exclusion) removes matching files from its section whatever the order; an entry whose owners
-  are all invalid, or which has no owners and no section default, leaves its files without owners there.
+* `!pattern` (exclusion) removes matching files from its section whatever the order, unless the same
+  pattern is written again later (it replaces the exclusion, as any repeated pattern does); an entry whose
+  owners are all invalid, or which has no owners and no section default, leaves its files without owners.
 
 Errors never raise: each is kept with its line number in `CodeOwners.errors`; a line that cannot be read at
 all is skipped. Example:
@@ -372,12 +373,9 @@ class _Parser:
         if exclusion and owner_text:
             self.error(number, "exclusion_owners_ignored", "owners after a `!pattern` are ignored", line)
         normalized = _normalize(pattern)
-        known = self.sections[self.header.name].get(normalized)
-        if known is not None and known[0].exclusion and not exclusion:
-            # an excluded pattern cannot be included again in its section (GitLab); the exclusion stays
-            self.error(number, "excluded_pattern_reincluded",
-                       f"`{pattern}` is excluded earlier in this section and cannot own files again there", line)
-            return
+        # GitLab keeps a section's entries in a hash keyed by the normalised pattern, so writing a pattern
+        # again replaces its entry, an exclusion too: `!*.rb` then `*.rb @ruby` gives `a.rb` to @ruby. An
+        # exclusion still wins over every other pattern matching the file, whatever the order.
         rule = OwnerRule(self.header.name, pattern, owners, number, self.header.optional, self.header.approvals,
                          exclusion)
         self.sections[self.header.name][normalized] = (rule, _compile(normalized))

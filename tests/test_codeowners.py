@@ -432,8 +432,18 @@ def test_shared_sample_file():
     assert owners(co, "config/x.yml") == {DEFAULT_SECTION: ["@config-owner"], "Database": ["@@maintainer"]}
 
 
-def test_an_excluded_pattern_cannot_own_files_again_in_its_section():
+def test_the_same_pattern_written_again_replaces_its_exclusion():
+    # GitLab's parser stores `parsed[section][normalized_pattern] = Entry.new(...)`: a later entry with the same
+    # pattern replaces the exclusion like any repeated pattern (the documentation's example, where an excluded
+    # file stays excluded, re-includes it with another pattern). The bot used to keep the exclusion.
+    co = parse_codeowners("* @all\n!*.rb\n*.rb @ruby\n")
+    assert owners(co, "a.rb") == {DEFAULT_SECTION: ["@ruby"]}
+    assert co.errors == ()
     co = parse_codeowners("[Ruby]\n!*.rb\n*.rb @ruby\n[Other]\n*.rb @other\n")
-    assert set(co.owners_for_files(["a.rb"])) == {"Other"}
-    [error] = co.errors
-    assert error.line == 3 and error.kind == "excluded_pattern_reincluded"
+    assert set(co.owners_for_files(["a.rb"])) == {"Ruby", "Other"}
+
+
+def test_an_exclusion_wins_over_other_patterns_written_after_it():
+    co = parse_codeowners("* @all\n!*.rb\n/a.rb @ruby\n[Ruby]\n*.rb @ruby\n!/config/**/*.rb\n/config/x.rb @cfg\n")
+    assert owners(co, "a.rb") == {"Ruby": ["@ruby"]}
+    assert owners(co, "config/x.rb") == {}
