@@ -25,7 +25,8 @@ rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_ow
 * Within a section the last matching pattern wins; a repeated pattern replaces the earlier entry but keeps
   its place (GitLab keeps entries in a hash keyed by pattern).
 * `!pattern` (exclusion) removes matching files from its section whatever the order, unless the same
-  pattern is written again later (it replaces the exclusion, as any repeated pattern does); an entry whose
+  pattern is written again later (it replaces the exclusion, as any repeated pattern does); a bare `!`
+  excludes every file of its section (GitLab reads the empty pattern as `/**/**/*`); an entry whose
   owners are all invalid, or which has no owners and no section default, leaves its files without owners.
 
 Errors never raise: each is kept with its line number in `CodeOwners.errors`; a line that cannot be read at
@@ -362,8 +363,9 @@ class _Parser:
         exclusion = pattern.startswith("!")
         pattern = pattern[1:] if exclusion else pattern
         if not pattern:
-            self.error(number, "missing_pattern", "`!` must be followed by a pattern, e.g. `!*.lock`", line)
-            return
+            # GitLab normalises the empty pattern to `/**/**/*`: every file of the section is excluded
+            msg = "`!` alone excludes every file of this section; name what to exclude, e.g. `!*.lock`"
+            self.error(number, "missing_pattern", msg, line)
         if len(pattern) > MAX_PATTERN_LENGTH:
             msg = (f"the pattern is {len(pattern)} characters long, more than the {MAX_PATTERN_LENGTH} the bot "
                    "reads; the entry is ignored (shorten it with `*` or `**/`)")

@@ -443,6 +443,15 @@ def test_the_same_pattern_written_again_replaces_its_exclusion():
     assert set(co.owners_for_files(["a.rb"])) == {"Ruby", "Other"}
 
 
+def test_a_bare_exclamation_mark_excludes_its_whole_section():
+    # GitLab normalises the empty pattern left after `!` to `/**/**/*`
+    co = parse_codeowners("* @all\n[Docs]\n*.md @docs\n!\n[Ruby]\n*.rb @ruby\n")
+    assert owners(co, "a.md") == {DEFAULT_SECTION: ["@all"]}
+    assert owners(co, "lib/a.rb") == {DEFAULT_SECTION: ["@all"], "Ruby": ["@ruby"]}
+    assert [(e.line, e.kind) for e in co.errors] == [(4, "missing_pattern")]
+    assert owners(parse_codeowners("* @all\n! @x\n"), "a") == {}
+
+
 def test_an_exclusion_wins_over_other_patterns_written_after_it():
     co = parse_codeowners("* @all\n!*.rb\n/a.rb @ruby\n[Ruby]\n*.rb @ruby\n!/config/**/*.rb\n/config/x.rb @cfg\n")
     assert owners(co, "a.rb") == {"Ruby": ["@ruby"]}
