@@ -19,7 +19,8 @@ rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_ow
   names a *file*: `docs` does not match `docs/index.md` (write `docs/`). Like Ruby's matcher, the bot's
   never backtracks exponentially (any Developer can push a CODEOWNERS file to a branch an MR targets); a
   pattern longer than `MAX_PATTERN_LENGTH` characters is reported (`pattern_too_long`) and ignored.
-* Sections: `[Name]` (case-insensitive, repeated names merge), `^[Name]` optional, `[Name][N]` N approvals,
+* Sections: `[Name]` (case-insensitive, repeated names merge; the first header of the file is never merged,
+  so a first `[CODEOWNERS]` is a section beside `codeowners`), `^[Name]` optional, `[Name][N]` N approvals,
   `[Name] @owner…` default owners for entries without owners. Entries before any header form the section
   `codeowners` (`DEFAULT_SECTION`). Sections are independent: a file gets at most one rule per section.
 * Within a section the last matching pattern wins; a repeated pattern replaces the earlier entry but keeps
@@ -354,7 +355,10 @@ class _Parser:
         if (m["owners"] or "").strip() and len(bad) == len(_WORD.findall(m["owners"])):
             msg = "section default owners must be `@user`, `@group/subgroup`, `@@role` or email addresses"
             self.error(number, "invalid_section_owner_format", msg, line)
-        name = next((known for known in self.sections if known.casefold() == name.casefold()), name)
+        if next(reversed(self.sections)) != DEFAULT_SECTION:
+            # GitLab merges a header into a known section whatever the case, but not the file's first header
+            # (while the default section is the newest): `[CODEOWNERS]` first stands beside `codeowners`
+            name = next((known for known in self.sections if known.casefold() == name.casefold()), name)
         self.sections.setdefault(name, {})
         self.header = _Header(name, optional, approvals, owners)
 

@@ -231,6 +231,18 @@ def test_sections_are_case_insensitive_and_merge():
     assert co.owners_for_files(["doc/x.md", "x.md"])["Docs"].approvals_required == 2
 
 
+def test_the_first_header_is_never_merged_with_the_default_section():
+    # GitLab's SectionParser#find_section_name returns the name as written while `codeowners` is the newest
+    # section, so a first `[CODEOWNERS]` is a section of its own; a later one merges (case-insensitive)
+    co = parse_codeowners("* @a\n[CODEOWNERS]\n*.rb @b\n")
+    assert co.sections == [DEFAULT_SECTION, "CODEOWNERS"]
+    assert owners(co, "x.rb") == {DEFAULT_SECTION: ["@a"], "CODEOWNERS": ["@b"]}
+    assert owners(co, "x.txt") == {DEFAULT_SECTION: ["@a"]}
+    co = parse_codeowners("* @a\n[Docs]\n*.md @d\n[CODEOWNERS]\n*.rb @b\n")
+    assert co.sections == [DEFAULT_SECTION, "Docs"]
+    assert owners(co, "x.rb") == {DEFAULT_SECTION: ["@b"]}
+
+
 def test_optional_only_when_every_entry_is_optional():
     co = parse_codeowners("[Required]\n*.rb @t\n^[Optional]\n*.rb @t\n[Partly]\n*.md @d\n^[Partly]\ndoc/* @d\n")
     assert [co.is_optional(s) for s in ("Required", "Optional", "Partly", "Missing")] == [False, True, False, False]
