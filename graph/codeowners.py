@@ -7,7 +7,8 @@ rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_ow
 * Blank lines and lines starting with `#` are skipped; inline comments are not supported (words after the
   owners are read as owners, and reported when they are not owners).
 * `pattern owner…`: the pattern ends at the first whitespace not escaped with `\\`; `\\#` starts a pattern
-  with `#`; `\\ ` is a space.
+  with `#`; `\\ ` is a space. Whitespace is Ruby's: ASCII only (`*.rb\\u00a0@a` is one pattern), and only
+  `\\n` ends a line.
 * Owners: `@name` (a user or a top-level group: only the member list can tell), `@group/subgroup`,
   `@@developer` / `@@maintainer` / `@@owner` (plural `s` allowed), email addresses. GitLab scans the owners
   text for them, so punctuation may touch them: `@alice,@bob` and `(@alice)` name owners, `@alice.` is
@@ -75,7 +76,9 @@ _HEADER = re.compile(
     r"^(?P<optional>\^)?\[(?P<name>.*?)\](?:\[(?P<approvals>\d*?)\])?(?P<owners>\s+[@\w.\-/\s+]*)?", re.ASCII
 )
 _BAD_HEADER = re.compile(r"^\^?\[[^\]]+?$")
-_UNESCAPED_SPACE = re.compile(r"(?<!\\)\s+")
+_UNESCAPED_SPACE = re.compile(r"(?<!\\)\s+", re.ASCII)
+# Ruby's `String#strip` (GitLab strips each line): ASCII whitespace and NUL only, so a no-break space stays
+_RUBY_STRIP = " \t\n\v\f\r\0"
 # Owners are found the way GitLab's `ReferenceExtractor` finds them: by scanning the owners text, not by
 # reading each word as one owner, so punctuation may touch them (`@alice,@bob`, `(@alice)`, `@alice.`).
 # Ruby's `\s` and `\w` are ASCII, so a reference never spans whitespace: the bot scans word by word (the
@@ -335,7 +338,7 @@ class _Parser:
         self.errors.append(CodeOwnersError(line, kind, message, text))
 
     def feed(self, number: int, line: str) -> None:
-        if not line or line.startswith("#"):
+        if not line.strip() or line.startswith("#"):  # Rails' `blank?` knows every Unicode space
             return
         if m := _HEADER.match(line):
             self.start_section(number, line, m)
@@ -409,8 +412,9 @@ def parse_codeowners(text: str | bytes) -> CodeOwners:
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     parser = _Parser()
-    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
-        parser.feed(number, raw.strip())
+    # Ruby's `lines` breaks at `\n` only: a lone `\r`, a form feed or U+2028 does not start a line there
+    for number, raw in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
+        parser.feed(number, raw.strip(_RUBY_STRIP))
     return CodeOwners(parser.sections, parser.errors)
 
 
@@ -420,7 +424,7 @@ def _normalize(pattern: str) -> str:
         return "/**/*"
     if pattern.startswith("\\#"):
         pattern = pattern[1:]
-    pattern = re.sub(r"\\\s+", " ", pattern)
+    pattern = re.sub(r"\\\s+", " ", pattern, flags=re.ASCII)
     if not pattern.startswith("/"):
         pattern = "/**/" + pattern
     if pattern.endswith("/"):

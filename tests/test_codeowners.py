@@ -423,6 +423,22 @@ def test_comments_blank_lines_bom_and_bytes():
     assert parse_codeowners("*.py @py")
 
 
+def test_whitespace_and_line_breaks_are_rubys():
+    # GitLab splits the file with `lines` (at `\n` only) and each line with `\s` (ASCII whitespace only)
+    co = parse_codeowners("*.rb\u00a0@a\n")
+    assert owners(co, "x.rb") == {}
+    assert owners(co, "x.rb\u00a0@a") == {DEFAULT_SECTION: []}
+    assert [e.kind for e in co.errors] == ["missing_entry_owner"]
+    co = parse_codeowners("*.rb @a\x0c*.py @b\n")
+    assert owners(co, "x.rb") == {DEFAULT_SECTION: ["@a", "@b"]}
+    assert owners(co, "x.py") == {}
+    assert [(e.line, e.kind) for e in co.errors] == [(1, "malformed_entry_owner")]
+    co = parse_codeowners("* @a\r*.rb @b\n\u00a0\n*.md @c\u2003\n")
+    assert owners(co, "x.rb") == {DEFAULT_SECTION: ["@a", "@b"]}
+    assert owners(co, "x.md") == {DEFAULT_SECTION: ["@c"]}
+    assert [(e.line, e.kind) for e in co.errors] == [(1, "malformed_entry_owner")]
+
+
 def test_rule_records_source_line_and_pattern():
     co = parse_codeowners("\n# x\n/docs/ @all-docs\n")
     (rule,) = co.owners_for("docs/a.md")
