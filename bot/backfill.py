@@ -255,15 +255,16 @@ class Backfills:
     import and returns how long an event of the project may still wait for it: until `wait` seconds after the
     import started, and at most `turn_wait` seconds more while it waits its turn (a small project queued behind
     two large imports would otherwise get "no review history yet" on its first MRs, a comment nothing corrects
-    afterwards). The event does not wait here (that would hold a worker slot): the handlers park it in the queue for that long, woken as soon as the import (`task`) ends. The first
-    MRs of a new project are ranked on its history when that is quick, and on what has arrived so far when it is
+    afterwards). The event does not wait here (that would hold a worker slot): the handlers park it in the
+    queue for that long, woken as soon as the import (`task`) ends. The first MRs of a new project are ranked
+    on its history when that is quick, and on what has arrived so far when it is
     not. A failed import is logged and started again (from its cursor) by the next event.
     """
 
     def __init__(self, client: GitLabClient, storage: Storage, *, wait: float = 20.0, concurrency: int = 4,
                  imports: int = 2, turn_wait: float = 120.0) -> None:
         self.client, self.storage, self.wait, self.concurrency = client, storage, wait, concurrency
-        self.turn_wait = turn_wait
+        self.imports, self.turn_wait = imports, turn_wait
         self._turns = asyncio.Semaphore(imports)
         self._done: set[int] = set()
         self._tasks: dict[int, asyncio.Task[BackfillProgress]] = {}
@@ -294,10 +295,12 @@ class Backfills:
         """The running import of the project, started (with a fresh waiting deadline) if there is none."""
         task = self._tasks.get(project_id)
         if task is None or task.done():
+            queued = sum(not t.done() for t in self._tasks.values()) >= self.imports and self.wait > 0
             task = asyncio.create_task(self._run(project_id, tuple(bots)), name=f"backfill-{project_id}")
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # failures are logged by _run
             self._tasks[project_id] = task
-            self._deadlines[project_id] = asyncio.get_running_loop().time() + self.wait + self.turn_wait
+            self._deadlines[project_id] = asyncio.get_running_loop().time() + self.wait + \
+                (self.turn_wait if queued else 0.0)  # a turn taken later moves it (`_run`)
         return task
 
     async def _run(self, project_id: int, bots: Collection[str]) -> BackfillProgress:
