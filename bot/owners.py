@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = ["OwnerUsers", "owners_to_resolve", "resolve_owners", "group_linked", "email_matches"]
 
 log = logging.getLogger("bot.owners")
+MAX_RESOLVED = 200  # owners one MR's CODEOWNERS sections may send the bot to look up (GitLab checks 200 too)
 OwnerUsers = Mapping[Owner, tuple[str, ...]]
 T = TypeVar("T")
 
@@ -56,7 +57,9 @@ def owners_to_resolve(codeowners: CodeOwners | None, files: Iterable[str], membe
             unknown_name = owner.kind == "name" and owner.name.casefold() not in usernames
             if owner.kind in ("group", "email", "role") or unknown_name:
                 found[owner] = None
-    return list(found)
+    if len(found) > MAX_RESOLVED:  # each is an API call: a file naming thousands must not cost thousands
+        log.info(kv("CODEOWNERS owners needing a lookup capped", owners=len(found), looked_up=MAX_RESOLVED))
+    return list(found)[:MAX_RESOLVED]
 
 
 def group_linked(project: Project | None, group: Group) -> bool:

@@ -142,6 +142,8 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
     renames = tuple(dict.fromkeys(f.rename for f in changed if f.rename))
     by_name = {m.username: m for m in members}
     paths = (*files, *(old for old, _ in renames))
+    if codeowners is not None:  # match once off the event loop (a large file against a large change)
+        await to_the_end(asyncio.to_thread(codeowners.rules_for_files, paths))
     owner_users, required = await gather(
         resolve_owners(look.client, look.recent, project_id, owners_to_resolve(codeowners, paths, by_name)),
         _code_owner_approval(look, project_id, mr.target_branch, codeowners, paths),

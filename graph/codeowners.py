@@ -68,6 +68,7 @@ DEFAULT_SECTION = "codeowners"
 # Longer patterns are reported and ignored: no path a checkout can hold is that long (Linux's PATH_MAX is
 # 4096 bytes), and matching costs grow with the pattern's length. GitLab itself sets no such limit.
 MAX_PATTERN_LENGTH = 4096
+MATCHES_KEPT = 8  # sets of changed paths whose rules a parsed file keeps (`CodeOwners.rules_for_files`)
 ROLE_ACCESS_LEVELS = {"developer": 30, "maintainer": 40, "owner": 50}
 
 OwnerKind = Literal["name", "group", "role", "email"]
@@ -193,6 +194,7 @@ class CodeOwners:
     ) -> None:
         self._sections = {name: dict(entries) for name, entries in sections.items()}
         self.errors: tuple[CodeOwnersError, ...] = tuple(errors)
+        self._matched: dict[tuple[str, ...], tuple[RuleMatch, ...]] = {}  # the last few changes' rules
 
     @property
     def sections(self) -> list[str]:
@@ -223,9 +225,22 @@ class CodeOwners:
 
     def rules_for_files(self, paths: Iterable[str]) -> list[RuleMatch]:
         """The approval rules a change touching `paths` gets: one per matched entry that has owners, in
-        CODEOWNERS order (section by section). An entry without owners makes no rule: GitLab wants nobody."""
+        CODEOWNERS order (section by section). An entry without owners makes no rule: GitLab wants nobody.
+
+        The answers for the last few sets of paths are kept: one suggestion asks several times (owners to
+        look up, approvals, the ranking's boost), and a large file against a large change costs a second."""
+        key = tuple(dict.fromkeys(paths))
+        found = self._matched.get(key)
+        if found is None:
+            found = tuple(self._match(key))
+            if len(self._matched) >= MATCHES_KEPT:
+                self._matched.clear()
+            self._matched[key] = found
+        return list(found)
+
+    def _match(self, paths: tuple[str, ...]) -> list[RuleMatch]:
         found: dict[OwnerRule, list[str]] = {}
-        for path in dict.fromkeys(paths):
+        for path in paths:
             for rule in self.owners_for(path):
                 if rule.owners:
                     found.setdefault(rule, []).append(path)

@@ -192,6 +192,12 @@ def test_owners_to_resolve_are_groups_emails_roles_and_names_that_are_no_member(
     assert owners_to_resolve(None, ["a.py"], set()) == []
 
 
+def test_owners_to_resolve_are_capped_so_a_file_naming_thousands_costs_no_thousands_of_calls():
+    co = parse_codeowners("*.py " + " ".join(f"@team-{i}" for i in range(5000)) + "\n")
+    found = owners_to_resolve(co, ["a.py"], set())
+    assert len(found) == 200 and found[0].ref == "@team-0" and found[-1].ref == "@team-199"
+
+
 def test_a_group_counts_when_it_is_the_projects_group_an_ancestor_or_invited():
     project = Project(id=1, path_with_namespace="acme/web/app", namespace=Namespace(id=9, full_path="acme/web"),
                       shared_with_groups=[{"group_id": 7, "group_full_path": "qa", "group_access_level": 30}])

@@ -484,3 +484,12 @@ def test_an_exclusion_wins_over_other_patterns_written_after_it():
     co = parse_codeowners("* @all\n!*.rb\n/a.rb @ruby\n[Ruby]\n*.rb @ruby\n!/config/**/*.rb\n/config/x.rb @cfg\n")
     assert owners(co, "a.rb") == {"Ruby": ["@ruby"]}
     assert owners(co, "config/x.rb") == {}
+
+
+def test_the_rules_of_a_change_are_matched_once_and_kept_for_the_next_questions(monkeypatch):
+    co = parse_codeowners("[Docs]\ndocs/ @alice\n*.md @bob\n")
+    first = co.rules_for_files(["docs/a.txt", "README.md", "docs/a.txt"])
+    monkeypatch.setattr(co, "_match", lambda paths: pytest.fail("matched again"))
+    assert co.rules_for_files(["docs/a.txt", "README.md"]) == first
+    assert [s.owners for s in co.owners_for_files(["docs/a.txt", "README.md"]).values()] == \
+        [tuple(o for rule in first for o in rule.owners)]
