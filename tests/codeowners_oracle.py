@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from graph.codeowners import _bracket  # character classes were and are translated alike
+
 __all__ = ["regex_fnmatch_pathname", "regex_compile"]
 
 
@@ -44,34 +46,3 @@ def regex_compile(pattern: str) -> re.Pattern[str]:
         i += 1
     return re.compile("".join(out), re.DOTALL)
 
-
-def _bracket(pattern: str, start: int) -> tuple[str, int]:
-    i = start + 1
-    negate = i < len(pattern) and pattern[i] in "!^"
-    i += int(negate)
-    chars: list[str] = []
-    while i < len(pattern) and pattern[i] != "]":
-        if pattern[i] == "\\" and i + 1 < len(pattern):
-            i += 1
-        chars.append(pattern[i])
-        i += 1
-    if i >= len(pattern):
-        return re.escape("["), start + 1
-    body = _class_body(chars)
-    regex = f"[^/{body}]" if negate else (f"(?!/)[{body}]" if body else "(?!)")
-    return regex, i + 1
-
-
-def _class_body(chars: list[str]) -> str:
-    parts: list[str] = []
-    j = 0
-    while j < len(chars):
-        if j + 2 < len(chars) and chars[j + 1] == "-":
-            low, high = chars[j], chars[j + 2]
-            if low <= high:
-                parts.append(f"{re.escape(low)}-{re.escape(high)}")
-            j += 3
-        else:
-            parts.append(re.escape(chars[j]))
-            j += 1
-    return "".join(parts)
