@@ -84,6 +84,11 @@ class Recent:
         self._items.pop(key, None)
 
 
+class ProtectionsUnreadable(Exception):
+    """GitLab would not list the branch protections (403 to a Developer on older versions, or a 5xx): whether
+    code owners must approve is then taken as yes, as before the bot read protections, and asked again."""
+
+
 class Lookups:
     """The GitLab answers the ranking needs beyond the MR itself, through a `Recent` cache."""
 
@@ -107,24 +112,26 @@ class Lookups:
         (by name or wildcard) has "Code owner approval required" (Premium; GitLab's
         `branch_requires_code_owner_approval?`). An unprotected branch, or GitLab's free tier, requires none.
 
-        When the token may not read the protections (403: older GitLab versions ask Maintainer) the bot cannot
-        tell and takes it as required, as it did before it read them: asking one owner too many costs a
+        When the token may not read the protections (403: older GitLab versions ask Maintainer), or GitLab
+        fails on them (5xx after the client's retries), the bot cannot tell and takes it as required (asked
+        again next time), as it did before it read them: asking one owner too many costs a
         review request, missing one leaves the merge request blocked.
         """
-        protections = await self.recent.get(("protected", project_id), lambda: self._protections(project_id))
-        if protections is None:
+        try:
+            protections = await self.recent.get(("protected", project_id), lambda: self._protections(project_id))
+        except ProtectionsUnreadable:  # not cached: asked again next time
             return True
         return any(p.code_owner_approval_required and p.protects(branch) for p in protections)
 
-    async def _protections(self, project_id: int) -> list[ProtectedBranch] | None:
+    async def _protections(self, project_id: int) -> list[ProtectedBranch]:
         try:
             return await self.client.list_protected_branches(project_id)
         except GitLabError as exc:
-            if exc.status != 403 or exc.no_scope:  # a token without the scope to read fails every call
-                raise
+            if exc.no_scope or not (exc.status == 403 or (exc.status or 0) >= 500):
+                raise  # no answer, 401, 429 or a token without the scope: every call fails, retry the event
             log.info(kv("branch protections not readable: CODEOWNERS approval taken as required; give the bot "
                         "Maintainer access for the bot to know", project_id=project_id, error=str(exc)))
-            return None
+            raise ProtectionsUnreadable from exc
 
     async def status(self, uid: int | str) -> str:
         """A user's status `availability` (busy / not_set)."""

@@ -124,12 +124,15 @@ class _Resolver:
         members = await self.cached(("members", group.id), lambda: self.client.list_group_members(group.id))
         return tuple(m.username for m in members if m.access_level >= DEVELOPER)
 
-    async def email(self, owner: Owner) -> tuple[str, ...]:
+    async def email(self, owner: Owner) -> tuple[str, ...] | None:
+        """The user showing the address; None (not known) when nobody does: GitLab matches any confirmed
+        address, private ones too, which the API shows only to an admin, so "nobody found" is no "nobody"."""
         users = await self.cached(("email", owner.name.casefold()), lambda: self.client.search_users(owner.name))
         found = email_matches(users, owner.name)
         if not found:
             log.debug(kv("CODEOWNERS owner skipped: no user shows this e-mail (only public e-mails can be searched)",
                          project_id=self.project_id, owner=owner.ref, hits=len(users)))
+            return None
         return tuple(user.username for user in found)
 
     async def role(self, owner: Owner) -> tuple[str, ...]:

@@ -57,7 +57,8 @@ class MRFacts:
     """Everything about one MR the ranking and the filter need, fetched once.
 
     `owner_users` holds the usernames GitLab gave for the CODEOWNERS groups, e-mails and non-member `@name`s
-    of the sections this MR touches (`bot.owners`); owners missing from it resolve to nobody.
+    of the sections this MR touches (`bot.owners`); an owner missing from it is not known this time (GitLab
+    did not answer, or an e-mail nobody shows), which is no "nobody": the bot then claims no auto-approval.
     `code_owner_approval`: the target branch's protection requires code owners' approval (GitLab asks for
     none on other branches, and the bot then only favours owners in the ranking).
     """

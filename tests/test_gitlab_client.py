@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.gitlab.client import GitLabClient, RetryPolicy, _retry_after
 from bot.gitlab.errors import GitLabError
+from bot.gitlab.models import ProtectedBranch
 from bot.gitlab.sim_model import SimDiff
 from bot.gitlab.simulator import SimState, seed_project
 from tests.gitlab_fixtures import (  # noqa: F401
@@ -379,3 +383,15 @@ async def test_a_page_that_is_not_json_names_the_url_to_fix(aiohttp_server, http
     client = client_for(http_session, str(server.make_url("")).rstrip("/"))
     with pytest.raises(GitLabError, match="not JSON .*GITLAB_URL must be GitLab's base URL"):
         await client.get_project("acme/widgets")
+
+
+@given(st.text("ab*/", min_size=1, max_size=7), st.text("ab/", max_size=9))
+def test_a_branch_protection_wildcard_matches_as_a_regex_of_lazy_runs_would(pattern, branch):
+    """`*` is any run of characters, `/` included (GitLab's RefMatcher), found without backtracking."""
+    regex = ".*?".join(re.escape(part) for part in pattern.split("*"))
+    expected = branch == pattern or ("*" in pattern and re.fullmatch(regex, branch, re.DOTALL) is not None)
+    assert ProtectedBranch(id=1, name=pattern).protects(branch) == expected
+
+
+def test_a_branch_protection_wildcard_of_many_stars_is_matched_at_once():
+    assert not ProtectedBranch(id=1, name="*a" * 12 + "*b").protects("a" * 40)  # a regex took minutes

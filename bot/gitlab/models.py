@@ -5,7 +5,6 @@ requires only what the bot relies on.
 """
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -248,8 +247,26 @@ class ProtectedBranch(_Model):
         included), case-sensitive."""
         if self.name == branch:
             return True
-        pattern = ".*?".join(re.escape(part) for part in self.name.split("*"))
-        return "*" in self.name and re.fullmatch(pattern, branch, re.DOTALL) is not None
+        return "*" in self.name and wildcard_match(self.name, branch)
+
+
+def wildcard_match(pattern: str, text: str) -> bool:
+    """Whether `text` is `pattern` with each `*` standing for any run of characters: prefix and suffix fixed,
+    the parts between found left to right (linear; a regex of `.*?` runs backtracks for seconds on `*a*a*a…`).
+
+    >>> [wildcard_match(p, t) for p, t in (("release/*", "release/1.0"), ("*-*-stable", "1-2-stable"), ("a*a", "a"))]
+    [True, True, False]
+    """
+    first, *middle, last = pattern.split("*")
+    if len(text) < len(first) + len(last) or not text.startswith(first) or not text.endswith(last):
+        return False
+    at, end = len(first), len(text) - len(last)
+    for part in middle:
+        found = text.find(part, at, end)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True
 
 
 class Page(BaseModel, Generic[T]):
