@@ -45,6 +45,7 @@ POOL = 40            # how many ranked candidates the eligibility filter looks a
 SPARE = 3            # statuses fetched for k + SPARE people at a time (some may be busy or overloaded)
 OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
 MAX_SKIP_NOTES = 3
+MAX_OWNER_NOTES = 20  # notes on code owners' approvals shown in one comment (a file may match hundreds of rules)
 CODEOWNERS_UNREADABLE = "CODEOWNERS could not be read from GitLab this time, so code owners are left out of " \
     "these suggestions (`/reviewers` suggests again)."
 
@@ -401,14 +402,33 @@ async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResul
         covering = [s.person for s in kept if s.person.casefold() in folded]
         missing = need.approvals - len(covering)
         if missing <= 0:
-            result.notes.append(f"{need.need}: {_people(covering)} can give it.")
+            result.notes.append(f"{need.need}: {_people(covering)} can give {'them' if need.approvals > 1 else 'it'}.")
             continue
         others = [o for o in owners if o.casefold() not in {c.casefold() for c in covering}]
         best = await _best_owners(look, facts, result, others, missing, author, settings, bots,
                                   _favour(needs[i + 1:], facts)) if others else []
         kept += [replace(b, reasons=(need.why, *b.reasons)) for b in best]
-        result.notes.append(_cover_note(need, owners, covering, [b.person for b in best], missing))
+        chosen = {b.person.casefold() for b in best}
+        why_not = _why_not([o for o in others if o.casefold() not in chosen], result.dropped)
+        result.notes.append(_cover_note(need, owners, covering, [b.person for b in best], missing, why_not))
+    return _cap_owner_notes(kept, result, len(needs))
+
+
+def _cap_owner_notes(kept: list[Suggestion], result: SuggestionResult, added: int) -> list[Suggestion]:
+    """Keep the comment readable (and within GitLab's note size): at most `MAX_OWNER_NOTES` of the notes the
+    code owners' approvals added, then how many more there are."""
+    if added > MAX_OWNER_NOTES:
+        del result.notes[len(result.notes) - added + MAX_OWNER_NOTES:]
+        result.notes.append(f"… and {added - MAX_OWNER_NOTES} more CODEOWNERS approvals not listed here.")
     return kept
+
+
+def _why_not(people: Sequence[str], dropped: Mapping[str, str]) -> str:
+    """Why owners the bot did not add cannot be suggested (`eligible`'s words), for the first few of them:
+    set aside by the team, Busy, a bot account… GitLab may still need their approval."""
+    reasons = {name.casefold(): why for name, why in dropped.items()}
+    said = [f"{code_span('@' + p)} {reasons[p.casefold()]}" for p in people if p.casefold() in reasons]
+    return "; ".join(said[:MAX_SKIP_NOTES])
 
 
 def gitlab_approvers(need: Owned, facts: MRFacts, author: str) -> list[str] | None:
@@ -442,16 +462,19 @@ def _approved_by_gitlab_note(need: OwnerApproval, approvers: int) -> str:
 
 
 def _cover_note(need: OwnerApproval, owners: Sequence[str], covering: Sequence[str], added: Sequence[str],
-                missing: int) -> str:
-    """What the comment says of one approval the bot had to find owners for."""
+                missing: int, why_not: str = "") -> str:
+    """What the comment says of one approval the bot had to find owners for; `why_not` names why the owners
+    left out cannot be suggested (GitLab still waits for their approval)."""
+    still = f" ({why_not}; GitLab still requires the approval)" if why_not else ""
     if not added:
-        who = f"from {_people(owners)}" if owners else "from owners GitLab could not name this time (groups, " \
-            "e-mails, roles)"
+        who = f"from {_people(owners)}" if owners else "from owners the bot could not name (groups, e-mails, " \
+            "roles: GitLab did not answer, or there were too many to look up)"
         can = f"; {_people(covering)} can give {_approvals(len(covering))}" if covering else ""
-        return f"{need.need} {who}, but none {'of the others' if covering else 'of them'} can review right now{can}."
+        nobody = "none of the others can" if covering else ("none of them can" if len(owners) != 1 else "they cannot")
+        return f"{need.need} {who}, but {nobody} be suggested right now{still}{can}."
     what = f"added code owner{'s' if len(added) > 1 else ''} {_people(added)}"
     also = f" ({_people(covering)} can give {_approvals(len(covering))})" if covering else ""
-    short = "; no other owner can review right now" if len(added) < missing else ""
+    short = f"; no other owner can be suggested right now{still}" if len(added) < missing else ""
     return f"{need.need}: {what}{also}{short}."
 
 

@@ -184,6 +184,9 @@ async def test_client_reads_groups_members_and_users(simulator, http_session):
     assert [u.username for u in await client.search_users("jo@corp.example")] == ["jo"]
 
 
+BUSY = "has set their GitLab status to Busy"
+
+
 # --- pure helpers --------------------------------------------------------------------------------------------------
 def test_owners_to_resolve_are_groups_emails_roles_and_names_that_are_no_member():
     co = parse_codeowners("* @ann @Acme @acme/web jo@x.org @@maintainer\n")
@@ -237,7 +240,8 @@ async def test_a_nested_subgroup_stands_for_its_direct_members_only(org, gitlab_
     org.state.set_busy("ivy")
     again = await suggest(org, gitlab_client, store, "ui/button.ts")
     [note] = [n for n in again.notes if "`UI`" in n]
-    assert "none of them can review right now" in note and "eve" not in {s.person for s in again.suggestions}
+    assert note.endswith(f"from @ivy, but they cannot be suggested right now (`@ivy` {BUSY}; GitLab still "
+                         "requires the approval).") and "eve" not in {s.person for s in again.suggestions}
 
 
 async def test_an_email_owner_is_the_user_showing_that_address(org, gitlab_client, store, caplog):
@@ -320,7 +324,8 @@ async def test_a_role_stands_for_direct_members_holding_exactly_that_role(org, g
     state.set_busy("max")
     again = await suggest(org, gitlab_client, store, "roles/x.py")
     [note] = [n for n in again.notes if "`Roles`" in n]
-    assert note.endswith("from @max, but none of them can review right now.")
+    assert note.endswith(f"from @max, but they cannot be suggested right now (`@max` {BUSY}; GitLab still "
+                         "requires the approval).")
     assert not {"own", "lee"} & {s.person for s in again.suggestions}
 
 
@@ -334,8 +339,8 @@ async def test_a_section_needing_two_approvals_gets_two_owners(org, gitlab_clien
     org.state.set_busy("lou")
     again = await suggest(org, gitlab_client, store, "pair/x.py")
     [note] = [n for n in again.notes if "`Pair`" in n]
-    assert note == ("CODEOWNERS section `Pair` needs 2 approvals: added code owner @dee; "
-                    "no other owner can review right now.")
+    assert note == ("CODEOWNERS section `Pair` needs 2 approvals: added code owner @dee; no other owner can be "
+                    f"suggested right now (`@jo` {BUSY}; `@lou` {BUSY}; GitLab still requires the approval).")
 
 
 async def test_each_matched_entry_of_a_section_needs_its_own_owners_approval(org, gitlab_client, store):
@@ -458,7 +463,8 @@ async def test_an_entry_whose_owners_cannot_approve_is_approved_by_gitlab(org, g
         f"CODEOWNERS section `Mine` asks for 1 approval, but none of its owners can approve {AUTO}",
         f"CODEOWNERS section `Seat` asks for 1 approval, but none of its owners can approve {AUTO}",
         f"CODEOWNERS section `Pair` asks for 2 approvals, but only 1 of its owners can approve {AUTO}",
-        "CODEOWNERS section `Busy` needs 1 approval from @hal, but none of them can review right now."]
+        f"CODEOWNERS section `Busy` needs 1 approval from @hal, but they cannot be suggested right now (`@hal` "
+        f"{BUSY}; GitLab still requires the approval)."]
     assert "dee" not in {s.person for s in result.suggestions}
 
 
@@ -467,8 +473,9 @@ async def test_owners_gitlab_could_not_name_are_not_taken_for_nobody(org, gitlab
     codeowners_file(org, "[Web][1]\nweb/ @acme/web\n")
     org.state.fail_path("/groups/acme/web", 503)  # the decoded path
     result = await suggest(org, gitlab_client, store, "web/app.ts")
-    assert owner_notes(result) == ["CODEOWNERS section `Web` needs 1 approval from owners GitLab could not name "
-                                   "this time (groups, e-mails, roles), but none of them can review right now."]
+    assert owner_notes(result) == ["CODEOWNERS section `Web` needs 1 approval from owners the bot could not name "
+                                   "(groups, e-mails, roles: GitLab did not answer, or there were too many to look "
+                                   "up), but none of them can be suggested right now."]
 
 
 # --- a CODEOWNERS file GitLab will not give ------------------------------------------------------------------------
@@ -528,3 +535,25 @@ async def test_an_e_mail_nobody_shows_is_not_taken_for_an_owner_gitlab_approves_
     codeowners_file(org, "[Mail]\nmail/ nobody@corp.example\n")
     result = await suggest(org, gitlab_client, store, "mail/a.txt")
     assert not any("approves it automatically" in note for note in owner_notes(result))
+
+
+async def test_an_owner_the_team_set_aside_is_named_and_the_approval_gitlab_still_requires_said(
+        org, gitlab_client, store):
+    """`/reviewers exclude @dee` takes dee off the suggestions, not off GitLab's rule: the note says why dee is
+    not suggested and that the approval is still required (not that nobody "can review")."""
+    codeowners_file(org, "[Docs][1]\ndocs/ @dee\n")
+    sim_mr = org.state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "docs/a.md"])
+    mr = await gitlab_client.get_mr(org.tiny.project.id, sim_mr.iid)
+    result = await suggest_for_mr(gitlab_client, Engine(store), store, org.tiny.project.id, mr, ProjectSettings(),
+                                  bot_username="reviewbot", extra_excluded=("dee",))
+    assert owner_notes(result) == [
+        "CODEOWNERS section `Docs` needs 1 approval from @dee, but they cannot be suggested right now (`@dee` was "
+        "excluded from this merge request with `/reviewers exclude`; GitLab still requires the approval)."]
+
+
+async def test_a_change_matching_many_rules_lists_twenty_of_them(org, gitlab_client, store):
+    codeowners_file(org, "".join(f"[S{i}]\ns{i}/ @dee\n" for i in range(25)))
+    result = await suggest(org, gitlab_client, store, *(f"s{i}/a.md" for i in range(25)))
+    notes = owner_notes(result)
+    assert len(notes) == 20 and notes[0] == "CODEOWNERS section `S0` needs 1 approval: added code owner @dee."
+    assert result.notes[-1] == "… and 5 more CODEOWNERS approvals not listed here."
