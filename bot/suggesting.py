@@ -119,6 +119,7 @@ class SuggestionResult:
     model_version: str = ""
     moved_down: list[tuple[str, str, str]] = field(default_factory=list)  # hand-set terms that chose the first
     spellings: int = 0  # ranked entries that were another spelling of a person ranked above (`as_members`)
+    requested: list[str] = field(default_factory=list)  # review requested from them (`bot.handlers.publish`)
 
 
 async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> dict[str, str]:

@@ -53,6 +53,18 @@ async def test_assign_by_a_developer_requests_review(handler_env):
     assert acks(env, note) == [ACK_OK] and ("bob", "assigned") in await feedback(env, mr)
 
 
+async def test_assign_says_when_fewer_people_could_be_asked_than_it_named(handler_env):
+    """Two people can be suggested (bob, cy; dee's docs are not touched): `assign 5` requests both and says so."""
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers assign 5")
+    await env.run()
+    assert sorted(env.state.users[u].username for u in mr.reviewer_ids) == ["bob", "cy"]
+    [reply] = replies(env, mr, note)
+    assert "review requested from `@bob`, `@cy`, 2 of the 5 asked: nobody else can be suggested right now." in \
+        reply.body and acks(env, note) == [ACK_OK]
+
+
 async def test_assign_needs_developer_access(handler_env):
     env = await handler_env()
     mr = await opened(env)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
@@ -114,6 +114,16 @@ async def _assign(run: CommandRun, command: Command) -> None:
     wanted = command.count or assign_count(ctx.project) or 1
     run.assign = max(run.assign or 0, wanted)
     run.publish = True
+
+
+def _fewer_requested(asked: int, requested: Sequence[str]) -> str:
+    """The reply when `/reviewers assign N` could not request N reviews: fewer people can be suggested."""
+    if not requested:
+        return f"{code_span('/reviewers assign')}: nobody could be asked for a review right now (the bot's comment " \
+            "says why)."
+    who = ", ".join(code_span("@" + p) for p in requested)
+    return (f"{code_span('/reviewers assign')}: review requested from {who}, {len(requested)} of the {asked} asked: "
+            "nobody else can be suggested right now.")
 
 
 async def _why(run: CommandRun, command: Command) -> None:
@@ -257,7 +267,9 @@ async def on_note(event: Event, ctx: EventContext) -> None:
     if plain and run.username:
         await run.feedback(run.username, "command", commands=plain)
     if run.publish:
-        await publish(ctx, await run.mr(), assign=run.assign)
+        result = await publish(ctx, await run.mr(), assign=run.assign)
+        if run.assign and len(result.requested) < run.assign:
+            run.replies.append(_fewer_requested(run.assign, result.requested))
     if run.needs_help:
         run.replies.append(help_text(ctx.bot.username))
     if run.replies:

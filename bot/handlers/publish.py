@@ -121,6 +121,7 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
         taken_off = await taken_off_reviewers(ctx, mr)
         people = [s.person for s in result.suggestions[:assign] if s.person.casefold() not in taken_off]
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
+    result.requested = list(assignment.assigned)
     note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, assignment))
     for person in assignment.assigned:
         if person in assignment.added:  # a reviewer change at `added_at`: an older hook about them, late, is not
