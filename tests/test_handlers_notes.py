@@ -138,8 +138,8 @@ async def test_a_member_awaiting_a_seat_cannot_run_the_commands_that_need_access
     note = env.state.add_note(mr, env.tiny.dee, "/reviewers reroll")
     await env.run()
     assert not any(label == "reroll" for _, label in await feedback(env, mr))
-    assert "`/reviewers reroll` needs Reporter access to this project; `@dee` has no access" in \
-        replies(env, mr, note)[0].body
+    assert "`/reviewers reroll` needs Reporter access to this project; `@dee` has no access yet (their " \
+        "membership awaits a seat an Owner must approve)" in replies(env, mr, note)[0].body
 
 
 async def test_reroll_suggests_other_people_and_remembers_it(handler_env):

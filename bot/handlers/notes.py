@@ -54,6 +54,7 @@ class CommandRun:
     needs_help: bool = False  # a command was unknown or invalid: the reply ends with the help, once
     _mr: MergeRequest | None = None
     _access: int | None = None  # the commenter's access level (0: not a member), fetched once
+    _awaiting: bool = False  # the commenter is a member awaiting a seat (no access yet)
 
     @property
     def username(self) -> str:
@@ -95,10 +96,13 @@ class CommandRun:
             return True
         if self._access is None:
             member = await self.ctx.client.get_member(self.ctx.project_id, int(self.user["id"]))
+            self._awaiting = member is not None and member.awaiting
             self._access = 0 if member is None or member.awaiting else member.access_level  # awaiting: no seat
         if self._access >= needed:
             return True
         has = "no access" if self._access == 0 else f"{access_level_name(self._access)} access"
+        if self._awaiting:
+            has += " yet (their membership awaits a seat an Owner must approve)"
         self.problem(f"{code_span('/reviewers ' + command.kind)} needs {access_level_name(needed)} access to this "
                      f"project; {code_span('@' + self.username)} has {has}. Ask someone with that access to run it.")
         return False
