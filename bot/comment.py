@@ -195,15 +195,18 @@ def render_comment(
     assigned: Sequence[str] = (),
     not_stuck: Sequence[str] = (),
     commands_footer: bool = True,
+    why_empty: str | None = None,
 ) -> str:
     """The suggestion comment: marker, a ranked table (person, why, open reviews), status, notes, footer.
+    Without suggestions the title says so, with `why_empty` when given.
 
     `loads` maps a username to their open review count (`?` when unknown); `names` adds display names;
     `assigned` are the people whose review the bot requested, `not_stuck` those GitLab did not keep as
     reviewers; `notes` are bullet lines (CODEOWNERS needs, tier limits). `mention=True` pings the people
     in the table and status lines; mentions inside reasons and notes are always defused.
     """
-    title = ["**Suggested reviewers**"] if suggestions else ["No reviewer to suggest right now."]
+    title = ["**Suggested reviewers**"] if suggestions else \
+        [f"No reviewer to suggest right now: {why_empty}." if why_empty else "No reviewer to suggest right now."]
     return _blocks(
         [marker] if marker else [],
         title,

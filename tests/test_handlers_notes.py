@@ -65,6 +65,16 @@ async def test_assign_says_when_fewer_people_could_be_asked_than_it_named(handle
         reply.body and acks(env, note) == [ACK_OK]
 
 
+async def test_a_reroll_leaving_nobody_says_why_once_above_who_was_set_aside(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    env.state.add_note(mr, env.tiny.ann, "/reviewers reroll")
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    assert "No reviewer to suggest right now: nobody with review history on these files can review right now" in body
+    assert "Cannot suggest reviewers" not in body and "Skipped `@bob`: was set aside" in body
+
+
 async def test_assign_needs_developer_access(handler_env):
     env = await handler_env()
     mr = await opened(env)

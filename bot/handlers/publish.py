@@ -85,15 +85,14 @@ def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) 
     """The comment text: the table with its notes, or the reason nothing can be suggested.
 
     When nobody is eligible but there is something to say (who was skipped and why, CODEOWNERS needs), the
-    reason leads the notes of an empty table instead.
+    reason is the title of an empty table, the notes below it.
     """
     if result.cannot in (NO_FILES, NO_HISTORY) or (result.cannot is not None and not result.notes):
         return render_cannot_suggest(result.cannot)
-    lead = [f"Cannot suggest reviewers: {result.cannot}."] if result.cannot else []
     return render_comment(
         result.suggestions, loads=result.loads, names=result.names, mention=ctx.project.mention,
-        notes=[*lead, *result.notes, *assignment.notes], assigned=assignment.assigned,
-        not_stuck=assignment.not_stuck,
+        notes=[*result.notes, *assignment.notes], assigned=assignment.assigned,
+        not_stuck=assignment.not_stuck, why_empty=result.cannot,
     )
 
 
