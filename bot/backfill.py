@@ -8,7 +8,8 @@ twice and upserted once). Later merges arrive by webhook.
 
 A backfill starts on the first event from a project (`Backfills.ensure`, in the background, a few projects at a
 time: the event is parked in the queue for a bounded time, holding no worker, so other projects' events are not
-held up) or by hand with `reviewbot backfill --project ID`.
+held up) or by hand with `reviewbot backfill --project ID`. Of several processes (workers) seeing a new project,
+one imports it, under a lease on the project's row; the others wait for it (see `Backfills`).
 
     report = await backfill_project(client, storage, 42, progress=print)
 """
@@ -16,6 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Collection, Iterable, Mapping, Sequence
@@ -34,6 +38,8 @@ __all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr"
 log = logging.getLogger("bot.backfill")
 
 Progress = Callable[["BackfillProgress"], None]
+IMPORT_LEASE = 60.0  # seconds a process holds a project's import unrenewed (it renews every third of them)
+LEASE_POLL = 1.0     # seconds between looks at an import another process holds
 
 
 @dataclass(frozen=True)
@@ -246,6 +252,11 @@ async def backfill_project(client: GitLabClient, storage: Storage, project_id: i
     return state
 
 
+def process_name() -> str:
+    """A name for this process's import leases, unique across hosts and restarts (as a worker's id)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 class Backfills:
     """Background backfills, one task per project, started by the first event that needs one, at most `imports`
     running at a time in this process (the others wait their turn: many new projects at once must not all
@@ -259,12 +270,21 @@ class Backfills:
     queue for that long, woken as soon as the import (`task`) ends. The first MRs of a new project are ranked
     on its history when that is quick, and on what has arrived so far when it is
     not. A failed import is logged and started again (from its cursor) by the next event.
+
+    Several processes: the import is leased on the project's row (`ProjectStore.claim_import`) for `lease`
+    seconds, renewed every third of them while it pages, handed back at the end. A process that finds it
+    held imports nothing (the API calls of a large import, once per process, invite GitLab's rate limit): its
+    task looks at the row every `poll` seconds, holding no turn, and ends when the history is in, so its
+    parked events wake then too; a lease handed back unfinished or expired (its holder failed or was killed)
+    is taken over, and the import resumes from the stored cursor.
     """
 
     def __init__(self, client: GitLabClient, storage: Storage, *, wait: float = 20.0, concurrency: int = 4,
-                 imports: int = 2, turn_wait: float = 120.0) -> None:
+                 imports: int = 2, turn_wait: float = 120.0, lease: float = IMPORT_LEASE, poll: float = LEASE_POLL,
+                 owner: str | None = None) -> None:
         self.client, self.storage, self.wait, self.concurrency = client, storage, wait, concurrency
         self.imports, self.turn_wait = imports, turn_wait
+        self.lease, self.poll, self.owner = lease, poll, owner or process_name()
         self._turns = asyncio.Semaphore(imports)
         self._done: set[int] = set()
         self._tasks: dict[int, asyncio.Task[BackfillProgress]] = {}
@@ -304,18 +324,74 @@ class Backfills:
         return task
 
     async def _run(self, project_id: int, bots: Collection[str]) -> BackfillProgress:
+        """Import the project when this process gets its turn and the lease; else wait for the process that has
+        the lease, and take over if that one lets it go unfinished."""
+        report: BackfillProgress | None = None
         try:
-            async with self._turns:
-                started = asyncio.get_running_loop().time() + self.wait  # its turn: `wait` from now, no later
-                self._deadlines[project_id] = min(self._deadlines.get(project_id, started), started)
-                report = await backfill_project(self.client, self.storage, project_id,
-                                                concurrency=self.concurrency, bots=bots)
+            while report is None:
+                async with self._turns:
+                    started = asyncio.get_running_loop().time() + self.wait  # its turn: `wait` from now, no later
+                    self._deadlines[project_id] = min(self._deadlines.get(project_id, started), started)
+                    if await self.storage.projects.claim_import(project_id, self.owner, self.lease):
+                        report = await self._import(project_id, bots)
+                        continue
+                report = await self._imported_elsewhere(project_id)
         except Exception as exc:
             log.warning(kv("backfill failed; the next event resumes it", project_id=project_id,
                            cause=f"{type(exc).__name__}: {exc}"))
             raise
         self._done.add(project_id)
         return report
+
+    async def _import(self, project_id: int, bots: Collection[str]) -> BackfillProgress | None:
+        """The import, run under this process's lease: renewed every third of it, handed back at the end
+        (done, failed or cancelled). None when another process took the lease over meanwhile (this one
+        stalled past it): this import stops, the other goes on from the cursor."""
+        work = asyncio.ensure_future(backfill_project(self.client, self.storage, project_id,
+                                                      concurrency=self.concurrency, bots=bots))
+        try:
+            while True:
+                finished, _ = await asyncio.wait({work}, timeout=self.lease / 3)
+                if finished:
+                    return work.result()
+                if not await self._renew(project_id):
+                    log.warning(kv("backfill lease taken over by another process; stopping here",
+                                   project_id=project_id, owner=self.owner))
+                    return None
+        finally:
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+            await self._release(project_id)
+
+    async def _renew(self, project_id: int) -> bool:
+        """Renew the lease; False if it was taken over. A database error is logged and the import goes on:
+        the lease lasts a while yet, and the next renewal finds out whether it expired meanwhile."""
+        try:
+            return await self.storage.projects.renew_import(project_id, self.owner, self.lease)
+        except Exception as exc:  # noqa: BLE001 - a missed heartbeat is no reason to drop the pages under way
+            log.warning(kv("backfill lease not renewed", project_id=project_id, cause=f"{type(exc).__name__}: {exc}"))
+            return True
+
+    async def _release(self, project_id: int) -> None:
+        """Hand the lease back; if the database cannot be reached it expires by itself."""
+        try:
+            await self.storage.projects.release_import(project_id, self.owner)
+        except Exception as exc:  # noqa: BLE001 - the import's own outcome matters more than this
+            log.warning(kv("backfill lease not handed back; it expires by itself", project_id=project_id,
+                           lease_seconds=self.lease, cause=f"{type(exc).__name__}: {exc}"))
+
+    async def _imported_elsewhere(self, project_id: int) -> BackfillProgress | None:
+        """Wait, every `poll` seconds, while another process holds the import's lease: the progress stored when
+        the history is in, None once the lease is free unfinished (handed back after a failure, or expired)."""
+        log.info(kv("backfill under way in another process; waiting for it", project_id=project_id))
+        while True:
+            row = await self.storage.projects.get(project_id)
+            if row is not None and row.backfill_done:
+                return BackfillProgress(project_id, 0, 0, 0, _parse_cursor(row.backfill_cursor), True)
+            if row is None or self.storage.projects.lease_free(row):
+                return None
+            await asyncio.sleep(self.poll)
 
     async def close(self) -> None:
         """Stop every running import (their cursors are saved; the next start resumes them)."""

@@ -30,6 +30,12 @@ async def store(database_url):
     await storage.close()
 
 
+def listings(state, project_id: int) -> list:
+    """The requests for the project's merged MR list (the pages of an import)."""
+    return [r for r in state.calls("GET", f"/projects/{project_id}/merge_requests")
+            if r.path.endswith("/merge_requests") and r.query.get("state") == "merged"]
+
+
 def merged(seeded):
     return {mr.iid: mr for mr in seeded.project.mrs.values() if mr.state == "merged"}
 
@@ -247,6 +253,86 @@ async def test_a_failed_background_backfill_is_resumed_by_the_next_event(simulat
     finally:
         await backfills.close()
     assert await store.history.count(seeded.project.id) == 10
+
+
+async def test_two_processes_import_a_new_project_once_and_both_see_it_done(simulator, http_session, store):
+    """Two processes (workers) handle a new project's first events: one lists its merged history and fetches
+    each MR, the other waits for that import under the lease (its task ends then, waking its parked events)."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=25)
+    pid = seeded.project.id
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    gate = state.hold_path(f"/projects/{pid}/merge_requests", state="merged")
+    one, two = (Backfills(client, store, wait=30.0, poll=0.02) for _ in range(2))
+    try:
+        assert await one.ensure(pid) > 0 and await two.ensure(pid) > 0
+        while not state.held:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # time enough for the other process to list too, were it allowed
+        assert len(state.held) == 1 and one.running(pid) and two.running(pid)
+        gate.set()
+        reports = await asyncio.gather(one.task(pid), two.task(pid))
+        assert all(r.done for r in reports) and sorted(r.imported for r in reports) == [0, 25]
+        assert await one.ensure(pid) == 0.0 and await two.ensure(pid) == 0.0
+    finally:
+        await one.close()
+        await two.close()
+    assert len(listings(state, pid)) == sum(r.pages for r in reports) == 3  # 25 MRs, 10 a page: once
+    assert len(state.calls("GET", "/diffs")) <= 27 and await store.history.count(pid) == 25
+    row = await store.projects.get(pid)
+    assert row.backfill_done and row.import_owner is None  # handed back
+
+
+async def test_an_import_outlasting_its_lease_keeps_it_by_renewing(simulator, gitlab_client, store):
+    """A listing slower than the lease: the importing process renews it every third, so the waiting process
+    never takes the import over while it runs."""
+    state, _ = simulator
+    pid = seed_recent(state, n_merged=10).project.id
+    gate = state.hold_path(f"/projects/{pid}/merge_requests", state="merged")
+    one, two = (Backfills(gitlab_client, store, wait=30.0, lease=0.3, poll=0.02) for _ in range(2))
+    try:
+        await one.ensure(pid)
+        while not state.held:
+            await asyncio.sleep(0.01)
+        await two.ensure(pid)
+        await asyncio.sleep(1.0)  # three leases long
+        assert len(state.held) == 1 and two.running(pid)
+        gate.set()
+        await asyncio.gather(one.task(pid), two.task(pid))
+    finally:
+        await one.close()
+        await two.close()
+    assert len(listings(state, pid)) == 1 and await store.history.count(pid) == 10
+
+
+async def test_an_import_whose_process_died_is_taken_over_from_its_cursor(simulator, http_session, storage, clock):
+    """A process killed mid-import (SIGKILL: no hand-back) stops renewing its lease; when the lease expires
+    another process waiting for the import takes it over and resumes from the stored cursor."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=30)
+    pid = seeded.project.id
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    assert await storage.projects.claim_import(pid, "dead-host:1:abc", 60.0)
+
+    def killed_after_two(progress):
+        if progress.pages == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        await backfill_project(client, storage, pid, progress=killed_after_two)
+    state.requests.clear()
+    backfills = Backfills(client, storage, wait=30.0, lease=60.0, poll=0.02)
+    try:
+        assert await backfills.ensure(pid) > 0
+        await asyncio.sleep(0.2)
+        assert backfills.running(pid) and not state.calls("GET", "/merge_requests")  # held: waits
+        clock.advance(61)
+        report = await asyncio.wait_for(backfills.task(pid), 10)
+    finally:
+        await backfills.close()
+    assert report.done and await storage.history.count(pid) == 30
+    assert listings(state, pid)[0].query.get("updated_after") and len(state.calls("GET", "/diffs")) <= 12
+    assert (await storage.projects.get(pid)).import_owner is None
 
 
 def small_project(state, name: str):

@@ -14,7 +14,7 @@ from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
 from bot.storage.db import create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions
-from bot.storage.tables import events as events_table, history, metadata, suggestions
+from bot.storage.tables import events as events_table, history, metadata, projects as projects_table, suggestions
 from graph.model import Change
 
 LEASE = 60.0
@@ -114,7 +114,7 @@ async def test_revision_0005_adds_the_times_of_the_events_applied_and_goes_back(
     storage = Storage(url)
     try:
         await storage.feedback.record(1, 3, "bob", "approved", source_event_id=5)  # a row as 0004 stored it
-        assert await migrate(url) == {"0005"}
+        assert await migrate(url, "0005") == {"0005"}
         at = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
         assert await storage.feedback.newer_applied(1, 3, "bob", at) is None  # nothing kept yet: applies
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=1)) == at
@@ -122,6 +122,30 @@ async def test_revision_0005_adds_the_times_of_the_events_applied_and_goes_back(
         async with storage.engine.connect() as conn:
             tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
         assert "feedback_times" not in tables and [r.label for r in await storage.feedback.list(1)] == ["approved"]
+    finally:
+        await storage.close()
+
+
+async def test_revision_0006_adds_the_import_lease_to_projects_and_goes_back(blank_database_url):
+    url = blank_database_url
+    assert await migrate(url, "0005") == {"0005"}
+    engine = create_engine(url)
+    async with engine.begin() as conn:  # a row as 0005 stored it: no lease
+        await conn.execute(sa.insert(projects_table).values(id=1, path="g/p", backfill_cursor="c", settings={}))
+    await engine.dispose()
+    storage = Storage(url)
+    try:
+        assert await migrate(url) == {"0006"}
+        row = await storage.projects.get(1)
+        assert (row.backfill_cursor, row.import_owner, row.import_until) == ("c", None, None)
+        assert await storage.projects.claim_import(1, "a", LEASE)
+        assert not await storage.projects.claim_import(1, "b", LEASE)
+        assert await downgrade(url, "0005") == {"0005"}
+        async with storage.engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("projects")])
+            cursor = (await conn.execute(sa.text("SELECT backfill_cursor FROM projects WHERE id = 1"))).scalar_one()
+        assert "import_owner" not in columns and "import_until" not in columns and cursor == "c"
+        assert await migrate(url) == {"0006"} and (await storage.projects.get(1)).import_owner is None
     finally:
         await storage.close()
 
@@ -625,6 +649,27 @@ async def test_projects_remember_backfill_and_overrides(storage, clock):
     assert row.last_event_at == clock()
     assert [p.id for p in await storage.projects.list()] == [3, 4]
     assert await storage.projects.get(5) is None
+
+
+async def test_a_projects_import_is_leased_to_one_process_until_done_released_or_expired(storage, clock):
+    projects = storage.projects
+    assert await projects.claim_import(7, "a", LEASE)  # creates the row
+    assert not await projects.claim_import(7, "b", LEASE) and await projects.claim_import(7, "a", LEASE)
+    assert not projects.lease_free(await projects.get(7))
+    clock.advance(LEASE / 2)
+    assert await projects.renew_import(7, "a", LEASE)
+    clock.advance(LEASE - 1)
+    assert not await projects.claim_import(7, "b", LEASE)  # renewed: not expired yet
+    clock.advance(2)
+    assert projects.lease_free(await projects.get(7)) and await projects.claim_import(7, "b", LEASE)
+    assert not await projects.renew_import(7, "a", LEASE)  # taken over: the stalled holder learns it
+    await projects.release_import(7, "a")  # not a's to hand back
+    assert (await projects.get(7)).import_owner == "b"
+    await projects.release_import(7, "b")
+    assert projects.lease_free(await projects.get(7)) and await projects.claim_import(7, "a", LEASE)
+    await projects.set_backfill(7, cursor="c", page=1, done=True)
+    await projects.release_import(7, "a")
+    assert not await projects.claim_import(7, "b", LEASE)  # done: nothing to import
 
 
 async def test_a_projects_marker_changes_with_each_row_and_model_activation_and_only_its_own(storage):

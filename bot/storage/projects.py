@@ -1,12 +1,14 @@
-"""Projects the bot has seen: path, history backfill progress and settings overrides set from GitLab.
+"""Projects the bot has seen: path, history backfill progress, who imports it, and settings overrides set from GitLab.
 
 Why keep the backfill cursor: a restart in the middle of downloading a large project's history
-resumes where it stopped instead of starting again (and spending the API rate limit twice).
+resumes where it stopped instead of starting again (and spending the API rate limit twice). Why a lease on
+the import (`claim_import`): several processes see a new project's first events, and one import of its
+history is enough.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
 import sqlalchemy as sa
@@ -29,6 +31,8 @@ class ProjectRow:
     backfill_done: bool
     settings: dict[str, Any]
     last_event_at: datetime | None
+    import_owner: str | None = None       # the process holding the import's lease, if any
+    import_until: datetime | None = None  # ... until when, unless renewed
 
 
 def _row(row: sa.Row[Any]) -> ProjectRow:
@@ -103,6 +107,37 @@ class ProjectStore:
         """Save how far the history backfill got."""
         values = {"backfill_cursor": cursor, "backfill_page": page, "backfill_done": done}
         await self._upsert(project_id, values, values)
+
+    async def claim_import(self, project_id: int, owner: str, seconds: float) -> bool:
+        """Take the lease on the project's history import for `seconds` (creating its row): True when `owner`
+        holds it now (it was free, expired, or `owner`'s already), False when another process holds it or the
+        import is done. One atomic UPDATE: of processes claiming at once, one wins."""
+        await self._upsert(project_id, {"path": None}, {})
+        now = self.clock()
+        stmt = sa.update(projects).where(
+            projects.c.id == project_id, projects.c.backfill_done == sa.false(),
+            sa.or_(projects.c.import_owner.is_(None), projects.c.import_until < now, projects.c.import_owner == owner),
+        ).values(import_owner=owner, import_until=now + timedelta(seconds=seconds))
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def renew_import(self, project_id: int, owner: str, seconds: float) -> bool:
+        """Extend `owner`'s lease on the import by `seconds` from now; False if another process took it over."""
+        stmt = sa.update(projects).where(projects.c.id == project_id, projects.c.import_owner == owner).values(
+            import_until=self.clock() + timedelta(seconds=seconds))
+        async with self.engine.begin() as conn:
+            return (await conn.execute(stmt)).rowcount == 1
+
+    async def release_import(self, project_id: int, owner: str) -> None:
+        """Hand the import's lease back (if `owner` still holds it): another process may take it at once."""
+        stmt = sa.update(projects).where(projects.c.id == project_id, projects.c.import_owner == owner).values(
+            import_owner=None, import_until=None)
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    def lease_free(self, row: ProjectRow) -> bool:
+        """Whether nobody holds the row's import lease (never taken, handed back, or expired by this clock)."""
+        return row.import_owner is None or row.import_until is None or row.import_until < self.clock()
 
     async def set_overrides(self, project_id: int, overrides: Mapping[str, Any]) -> None:
         """Replace the project's settings overrides (validate them with `Settings.project_settings` first)."""

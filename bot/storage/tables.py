@@ -65,6 +65,8 @@ projects = sa.Table(
     sa.Column("backfill_done", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("settings", Json, nullable=False),
     sa.Column("last_event_at", UTCDateTime, nullable=True),
+    sa.Column("import_owner", sa.String(255), nullable=True),  # the process importing the history, if any
+    sa.Column("import_until", UTCDateTime, nullable=True),     # ... until when, unless it renews the lease
 )
 
 history = sa.Table(
