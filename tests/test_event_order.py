@@ -35,6 +35,17 @@ def hand_clock(env) -> Callable[[], None]:
     return later
 
 
+async def bob_reviewing(env):
+    """An MR the bot suggested on, bob made its reviewer by ann two minutes later (the clock run by hand)."""
+    later = hand_clock(env)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    later()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    await env.run()
+    return mr, later
+
+
 async def approvals(env, mr, person: str = "bob") -> list[str]:
     return [label for who, label in await labels(env, mr) if who == person and label in ("approved", "unapproved")]
 
@@ -147,12 +158,7 @@ async def test_an_assign_command_delivered_before_an_earlier_removal_does_not_re
     """bob took the review, ann took him off, then asked the bot to assign: handled before the removal, the
     command must not bring bob back (GitLab no longer lists him), and the removal, handled then, counts."""
     env = await handler_env()
-    later = hand_clock(env)
-    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
-    await env.run()
-    later()
-    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
-    await env.run()
+    mr, later = await bob_reviewing(env)
     later()
     env.state.set_reviewers(mr, [], by=env.tiny.ann)
     later()
@@ -245,12 +251,7 @@ async def test_an_approval_handled_after_the_bots_own_later_request_is_recorded(
 async def test_an_approval_handled_after_a_later_removal_of_the_same_reviewer_is_recorded(handler_env):
     """bob added, bob approves, ann takes him off; handled newest first, the removal does not undo the approval."""
     env = await handler_env()
-    later = hand_clock(env)
-    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
-    await env.run()
-    later()
-    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
-    await env.run()
+    mr, later = await bob_reviewing(env)
     later()
     env.state.approve(mr, env.tiny.bob)
     later()
