@@ -430,3 +430,19 @@ async def test_a_resumed_import_with_nothing_new_imports_nothing(simulator, http
     again = await backfill_project(client, store, seeded.project.id)
     assert again.done and again.imported == 0 and len(state.calls("GET", "/diffs")) == diffs
     assert await store.history.count(seeded.project.id) == 12
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_command_refuses_while_a_bot_process_imports_the_project(simulator, database_url, store):
+    """A running bot holds the import's lease: the command would page through the same history beside it."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=5)
+    assert await store.projects.claim_import(seeded.project.id, "web-1:42:abc", 60.0)
+    with pytest.raises(cli.ImportUnderWay, match="web-1:42:abc is importing this project"):
+        await cli.backfill(bot_settings(state, url, database_url), str(seeded.project.id), retry=PATIENT,
+                           out=io.StringIO())
+    assert await store.history.count(seeded.project.id) == 0
+    await store.projects.release_import(seeded.project.id, "web-1:42:abc")
+    report = await cli.backfill(bot_settings(state, url, database_url), str(seeded.project.id), retry=PATIENT,
+                                out=io.StringIO())
+    assert report.done and await store.history.count(seeded.project.id) == 5

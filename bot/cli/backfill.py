@@ -60,6 +60,7 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
             found = await client.get_project(project_ref(project))
             print(f"importing {found.path_with_namespace} (id {found.id}) from {settings.gitlab.url}", file=out)
             await storage.projects.named(found.id, found.path_with_namespace)
+            await _not_imported_elsewhere(storage, found.id)
             bots = settings.project_settings(found.id, found.path_with_namespace).bots
             report = await backfill_project(client, storage, found.id, restart=restart, concurrency=concurrency,
                                             bots=bots, progress=_printer(out))
@@ -71,6 +72,20 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
         await storage.close()
 
 
+class ImportUnderWay(Exception):
+    """A running bot process holds the project's import lease: importing beside it doubles GitLab's load."""
+
+
+async def _not_imported_elsewhere(storage: Storage, project_id: int) -> None:
+    """Refuse while a bot process imports the project (its lease is held and unexpired): both would page
+    through the same history. It goes on from its cursor; this command can catch up once it is done."""
+    row = await storage.projects.get(project_id)
+    if row is not None and not row.backfill_done and not storage.projects.lease_free(row):
+        until = row.import_until.strftime("%H:%M:%S UTC") if row.import_until else "?"
+        raise ImportUnderWay(f"the bot process {row.import_owner} is importing this project (its lease runs to "
+                             f"{until}, renewed while it works); wait for it to finish, then run this again")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, require_gitlab=False)
@@ -78,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"reviewbot backfill: {exc}", file=sys.stderr)
         return 2
-    except (GitLabError, StorageError) as exc:
+    except (GitLabError, StorageError, ImportUnderWay) as exc:
         print(f"reviewbot backfill: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # what was imported is stored, and the cursor with it
