@@ -412,16 +412,16 @@ async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResul
         chosen = {b.person.casefold() for b in best}
         why_not = _why_not([o for o in others if o.casefold() not in chosen], result.dropped)
         result.notes.append(_cover_note(need, owners, covering, [b.person for b in best], missing, why_not))
-    return _cap_owner_notes(kept, result, len(needs))
+    _cap_owner_notes(result, len(needs))  # one note per approval
+    return kept
 
 
-def _cap_owner_notes(kept: list[Suggestion], result: SuggestionResult, added: int) -> list[Suggestion]:
-    """Keep the comment readable (and within GitLab's note size): at most `MAX_OWNER_NOTES` of the notes the
-    code owners' approvals added, then how many more there are."""
+def _cap_owner_notes(result: SuggestionResult, added: int) -> None:
+    """Keep the comment readable (and within GitLab's note size): at most `MAX_OWNER_NOTES` of the `added`
+    last notes (the code owners' approvals'), then how many more there are."""
     if added > MAX_OWNER_NOTES:
         del result.notes[len(result.notes) - added + MAX_OWNER_NOTES:]
         result.notes.append(f"… and {added - MAX_OWNER_NOTES} more CODEOWNERS approvals not listed here.")
-    return kept
 
 
 def _why_not(people: Sequence[str], dropped: Mapping[str, str]) -> str:

@@ -60,7 +60,8 @@ def test_a_missing_dispatch_factory_names_the_fix():
         serve.load_dispatch_factory("no_such_module:make")
 
 
-def test_worker_once_runs_the_due_events(sqlite_url, tmp_path, monkeypatch):
+def worker_once_on_one_event(sqlite_url: str, tmp_path, monkeypatch, factory: str) -> int:
+    """Store one event, then run `reviewbot worker --once --dispatch tests.test_cli_serve:<factory>`."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.setenv("GITLAB_TOKEN", "t")
@@ -77,8 +78,12 @@ def test_worker_once_runs_the_due_events(sqlite_url, tmp_path, monkeypatch):
     run_in_thread(seed)
     parser = argparse.ArgumentParser()
     serve.register(parser.add_subparsers())
-    args = parser.parse_args(["worker", "--once", "--dispatch", "tests.test_cli_serve:recording_factory"])
-    assert args.func(args) == 0
+    args = parser.parse_args(["worker", "--once", "--dispatch", f"tests.test_cli_serve:{factory}"])
+    return args.func(args)
+
+
+def test_worker_once_runs_the_due_events(sqlite_url, tmp_path, monkeypatch):
+    assert worker_once_on_one_event(sqlite_url, tmp_path, monkeypatch, "recording_factory") == 0
     assert SEEN == [1]
     json.dumps(SEEN)
 
@@ -105,19 +110,6 @@ async def parking_factory(settings, storage, metrics):
 def test_worker_once_runs_a_parked_event_when_it_is_woken_before_exiting(sqlite_url, tmp_path, monkeypatch):
     """A new project's first event is parked while its history is imported in the background: `worker --once`
     (from cron) waits for it to be woken and runs it, rather than exit and stop the import half-way."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", sqlite_url)
-    monkeypatch.setenv("GITLAB_TOKEN", "t")
-    monkeypatch.setenv("GITLAB_WEBHOOK_SECRET", SECRET)
-    SEEN.clear()
-
-    async def seed() -> None:
-        from bot.storage import Storage
-
-        storage = Storage(sqlite_url)
-        await storage.events.store_event(dedupe_key="k", kind="Note Hook", headers={}, body={})
-        await storage.close()
-
     async def status() -> str:
         from bot.storage import Storage
 
@@ -127,11 +119,7 @@ def test_worker_once_runs_a_parked_event_when_it_is_woken_before_exiting(sqlite_
         finally:
             await storage.close()
 
-    run_in_thread(seed)
-    parser = argparse.ArgumentParser()
-    serve.register(parser.add_subparsers())
-    args = parser.parse_args(["worker", "--once", "--dispatch", "tests.test_cli_serve:parking_factory"])
-    assert args.func(args) == 0
+    assert worker_once_on_one_event(sqlite_url, tmp_path, monkeypatch, "parking_factory") == 0
     assert SEEN == [1, 1] and run_in_thread(status) == "done"
 
 
