@@ -22,7 +22,7 @@ import socket
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 
 from bot.eligibility import is_bot_username
 from bot.gitlab.client import GitLabClient
@@ -33,7 +33,7 @@ from bot.storage import FeedbackRow, Storage
 from graph.model import Change
 
 __all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr", "change_id", "fetch_change",
-           "drop_idle_picks", "BOT_PICK", "is_bot_pick"]
+           "drop_idle_picks", "BOT_PICK", "is_bot_pick", "under_lease", "process_name", "IMPORT_LEASE"]
 
 log = logging.getLogger("bot.backfill")
 
@@ -257,6 +257,48 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+
+async def under_lease(storage: Storage, project_id: int, owner: str, lease: float,
+                      work: Awaitable[BackfillProgress]) -> BackfillProgress | None:
+    """Run an import under the project's lease, already claimed by `owner`: renewed every third of `lease`,
+    handed back at the end (done, failed or cancelled). None when another process took the lease over
+    meanwhile (this one stalled past it): the import stops there and the other goes on from the cursor."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            finished, _ = await asyncio.wait({task}, timeout=lease / 3)
+            if finished:
+                return task.result()
+            if not await _renew(storage, project_id, owner, lease):
+                log.warning(kv("backfill lease taken over by another process; stopping here",
+                               project_id=project_id, owner=owner))
+                return None
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await _release(storage, project_id, owner, lease)
+
+
+async def _renew(storage: Storage, project_id: int, owner: str, lease: float) -> bool:
+    """Renew the lease; False if it was taken over. A database error is logged and the import goes on:
+    the lease lasts a while yet, and the next renewal finds out whether it expired meanwhile."""
+    try:
+        return await storage.projects.renew_import(project_id, owner, lease)
+    except Exception as exc:  # noqa: BLE001 - a missed heartbeat is no reason to drop the pages under way
+        log.warning(kv("backfill lease not renewed", project_id=project_id, cause=f"{type(exc).__name__}: {exc}"))
+        return True
+
+
+async def _release(storage: Storage, project_id: int, owner: str, lease: float) -> None:
+    """Hand the lease back; if the database cannot be reached it expires by itself."""
+    try:
+        await storage.projects.release_import(project_id, owner)
+    except Exception as exc:  # noqa: BLE001 - the import's own outcome matters more than this
+        log.warning(kv("backfill lease not handed back; it expires by itself", project_id=project_id,
+                       lease_seconds=lease, cause=f"{type(exc).__name__}: {exc}"))
+
+
 class Backfills:
     """Background backfills, one task per project, started by the first event that needs one, at most `imports`
     running at a time in this process (the others wait their turn: many new projects at once must not all
@@ -344,42 +386,11 @@ class Backfills:
         return report
 
     async def _import(self, project_id: int, bots: Collection[str]) -> BackfillProgress | None:
-        """The import, run under this process's lease: renewed every third of it, handed back at the end
-        (done, failed or cancelled). None when another process took the lease over meanwhile (this one
-        stalled past it): this import stops, the other goes on from the cursor."""
-        work = asyncio.ensure_future(backfill_project(self.client, self.storage, project_id,
-                                                      concurrency=self.concurrency, bots=bots))
-        try:
-            while True:
-                finished, _ = await asyncio.wait({work}, timeout=self.lease / 3)
-                if finished:
-                    return work.result()
-                if not await self._renew(project_id):
-                    log.warning(kv("backfill lease taken over by another process; stopping here",
-                                   project_id=project_id, owner=self.owner))
-                    return None
-        finally:
-            if not work.done():
-                work.cancel()
-                await asyncio.gather(work, return_exceptions=True)
-            await self._release(project_id)
-
-    async def _renew(self, project_id: int) -> bool:
-        """Renew the lease; False if it was taken over. A database error is logged and the import goes on:
-        the lease lasts a while yet, and the next renewal finds out whether it expired meanwhile."""
-        try:
-            return await self.storage.projects.renew_import(project_id, self.owner, self.lease)
-        except Exception as exc:  # noqa: BLE001 - a missed heartbeat is no reason to drop the pages under way
-            log.warning(kv("backfill lease not renewed", project_id=project_id, cause=f"{type(exc).__name__}: {exc}"))
-            return True
-
-    async def _release(self, project_id: int) -> None:
-        """Hand the lease back; if the database cannot be reached it expires by itself."""
-        try:
-            await self.storage.projects.release_import(project_id, self.owner)
-        except Exception as exc:  # noqa: BLE001 - the import's own outcome matters more than this
-            log.warning(kv("backfill lease not handed back; it expires by itself", project_id=project_id,
-                           lease_seconds=self.lease, cause=f"{type(exc).__name__}: {exc}"))
+        """The import, run under this process's lease (`under_lease`); None when another process took the
+        lease over meanwhile (this one stalled past it): the other goes on from the cursor."""
+        return await under_lease(self.storage, project_id, self.owner, self.lease,
+                                 backfill_project(self.client, self.storage, project_id,
+                                                  concurrency=self.concurrency, bots=bots))
 
     async def _imported_elsewhere(self, project_id: int) -> BackfillProgress | None:
         """Wait, every `poll` seconds, while another process holds the import's lease: the progress stored when

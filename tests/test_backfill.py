@@ -446,3 +446,30 @@ async def test_the_command_refuses_while_a_bot_process_imports_the_project(simul
     report = await cli.backfill(bot_settings(state, url, database_url), str(seeded.project.id), retry=PATIENT,
                                 out=io.StringIO())
     assert report.done and await store.history.count(seeded.project.id) == 5
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_bot_process_waits_for_the_commands_import_instead_of_paging_beside_it(simulator, database_url, store,
+                                                                                      gitlab_client):
+    """`reviewbot backfill` run by hand holds the import's lease like a bot process: a worker meeting the new
+    project meanwhile waits for the command's import (its events parked) instead of listing the history too."""
+    state, url = simulator
+    pid = seed_recent(state, n_merged=8).project.id
+    gate = state.hold_path(f"/projects/{pid}/merge_requests", state="merged")
+    command = asyncio.create_task(cli.backfill(bot_settings(state, url, database_url), str(pid), retry=PATIENT,
+                                               out=io.StringIO()))
+    backfills = Backfills(gitlab_client, store, wait=30.0, poll=0.02)
+    try:
+        while not state.held:
+            await asyncio.sleep(0.01)
+        assert (await store.projects.get(pid)).import_owner.startswith("reviewbot-backfill:")
+        assert await backfills.ensure(pid) > 0
+        await asyncio.sleep(0.3)  # time enough for the worker to list too, were it allowed
+        assert len(state.held) == 1 and backfills.running(pid)
+        gate.set()
+        report = await asyncio.wait_for(command, 10)
+        assert (await asyncio.wait_for(backfills.task(pid), 10)).done
+    finally:
+        await backfills.close()
+    assert report.done and len(listings(state, pid)) == 1 and await store.history.count(pid) == 8
+    assert (await store.projects.get(pid)).import_owner is None  # handed back

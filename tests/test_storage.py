@@ -670,6 +670,8 @@ async def test_a_projects_import_is_leased_to_one_process_until_done_released_or
     await projects.set_backfill(7, cursor="c", page=1, done=True)
     await projects.release_import(7, "a")
     assert not await projects.claim_import(7, "b", LEASE)  # done: nothing to import
+    assert await projects.claim_import(7, "b", LEASE, done_too=True)  # unless asked to read it again (the CLI)
+    assert not await projects.claim_import(7, "a", LEASE, done_too=True)  # held
 
 
 async def test_a_projects_marker_changes_with_each_row_and_model_activation_and_only_its_own(storage):

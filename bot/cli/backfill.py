@@ -2,7 +2,8 @@
 
 The bot does this by itself on the first event from a project; run it by hand to prepare a project before
 installing the webhook, or to finish a large import ahead of time. It resumes from where an earlier run (or
-the bot) stopped; `--restart` reads everything again (rows are upserted, nothing is counted twice).
+the bot) stopped; `--restart` reads everything again (rows are upserted, nothing is counted twice). It holds
+the project's import lease as a bot process does: bot processes wait for it, and it refuses while one imports.
 
     reviewbot backfill --project acme/widgets
 """
@@ -16,7 +17,7 @@ from typing import Callable, TextIO
 import aiohttp
 
 from bot.cli.argtypes import whole
-from bot.backfill import BackfillProgress, backfill_project
+from bot.backfill import IMPORT_LEASE, BackfillProgress, backfill_project, process_name, under_lease
 from bot.config import ConfigError, Settings, load_settings
 from bot.gitlab.client import GitLabClient, RetryPolicy, project_ref
 from bot.gitlab.errors import GitLabError
@@ -60,10 +61,14 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
             found = await client.get_project(project_ref(project))
             print(f"importing {found.path_with_namespace} (id {found.id}) from {settings.gitlab.url}", file=out)
             await storage.projects.named(found.id, found.path_with_namespace)
-            await _not_imported_elsewhere(storage, found.id)
+            owner = await _claim_import(storage, found.id)
             bots = settings.project_settings(found.id, found.path_with_namespace).bots
-            report = await backfill_project(client, storage, found.id, restart=restart, concurrency=concurrency,
-                                            bots=bots, progress=_printer(out))
+            report = await under_lease(storage, found.id, owner, IMPORT_LEASE, backfill_project(
+                client, storage, found.id, restart=restart, concurrency=concurrency, bots=bots,
+                progress=_printer(out)))
+            if report is None:
+                raise ImportUnderWay("a bot process took the import over while this one stalled past its lease; "
+                                     "it goes on from where this one stopped")
             if restart and await storage.snapshots.delete(found.id):
                 print("stored snapshots of the project deleted: restart the bot to rank on the history read "
                       "again (rows replaced in place are not picked up by a running bot)", file=out)
@@ -73,17 +78,20 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
 
 
 class ImportUnderWay(Exception):
-    """A running bot process holds the project's import lease: importing beside it doubles GitLab's load."""
+    """Another process holds the project's import lease: importing beside it doubles GitLab's load."""
 
 
-async def _not_imported_elsewhere(storage: Storage, project_id: int) -> None:
-    """Refuse while a bot process imports the project (its lease is held and unexpired): both would page
-    through the same history. It goes on from its cursor; this command can catch up once it is done."""
+async def _claim_import(storage: Storage, project_id: int) -> str:
+    """Take the project's import lease, as a bot process does, so that no bot process starts importing the
+    project beside this command (its events wait for the history instead); refuse while another holds it."""
+    owner = f"reviewbot-backfill:{process_name()}"
+    if await storage.projects.claim_import(project_id, owner, IMPORT_LEASE, done_too=True):
+        return owner
     row = await storage.projects.get(project_id)
-    if row is not None and not row.backfill_done and not storage.projects.lease_free(row):
-        until = row.import_until.strftime("%H:%M:%S UTC") if row.import_until else "?"
-        raise ImportUnderWay(f"the bot process {row.import_owner} is importing this project (its lease runs to "
-                             f"{until}, renewed while it works); wait for it to finish, then run this again")
+    holder = row.import_owner if row is not None else "?"
+    until = row.import_until.strftime("%H:%M:%S UTC") if row is not None and row.import_until else "?"
+    raise ImportUnderWay(f"the process {holder} is importing this project (its lease runs to {until}, "
+                         "renewed while it works); wait for it to finish, then run this again")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -108,14 +108,15 @@ class ProjectStore:
         values = {"backfill_cursor": cursor, "backfill_page": page, "backfill_done": done}
         await self._upsert(project_id, values, values)
 
-    async def claim_import(self, project_id: int, owner: str, seconds: float) -> bool:
+    async def claim_import(self, project_id: int, owner: str, seconds: float, *, done_too: bool = False) -> bool:
         """Take the lease on the project's history import for `seconds` (creating its row): True when `owner`
         holds it now (it was free, expired, or `owner`'s already), False when another process holds it or the
-        import is done. One atomic UPDATE: of processes claiming at once, one wins."""
+        import is done (unless `done_too`: `reviewbot backfill` reads a done project again, to catch up or
+        `--restart`). One atomic UPDATE: of processes claiming at once, one wins."""
         await self._upsert(project_id, {"path": None}, {})
         now = self.clock()
         stmt = sa.update(projects).where(
-            projects.c.id == project_id, projects.c.backfill_done == sa.false(),
+            projects.c.id == project_id, sa.true() if done_too else projects.c.backfill_done == sa.false(),
             sa.or_(projects.c.import_owner.is_(None), projects.c.import_until < now, projects.c.import_owner == owner),
         ).values(import_owner=owner, import_until=now + timedelta(seconds=seconds))
         async with self.engine.begin() as conn:
