@@ -48,7 +48,8 @@ NO_ELIGIBLE = "nobody with review history on these files can review right now (`
 # A run of such characters, "@"s included, is taken whole: wrapping only "@a" of "@a@all" would put a
 # backtick, not a word character, before the second "@" and make it a mention.
 _MENTION = re.compile(r"(?<![A-Za-z0-9_])@[A-Za-z0-9_.\-/@]*[A-Za-z0-9_]|(?<![A-Za-z0-9_])@")
-_ESCAPE = re.compile(r"[\\`*_~\[\]<&]")
+# ... and a GitLab reference's prefix before what it names (#1, !2, $3, %"v1", %sprint; a bare "50%" is left be)
+_ESCAPE = re.compile(r"[\\`*_~\[\]<&]|[#!$%](?=[\w\"])")
 _RUN = re.compile(r"`+")
 _OPENER = re.compile(r"\\.|`+", re.DOTALL)  # an escaped character, or a run that may open a code span
 _INLINE = re.compile(r"\\.|`+|<!--", re.DOTALL)  # ... or the start of an HTML comment

@@ -1,6 +1,7 @@
 """The bot's Markdown comments, asserted character for character on small inputs."""
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -223,6 +224,15 @@ def test_display_names_never_ping(name):
     body = render_comment([BOB], loads={"bob": 0}, names={"bob": name}, notes=[f"owners: {name}"], marker="",
                           commands_footer=False)
     assert _live_mentions(body) == []
+
+
+def test_display_names_make_no_gitlab_references():
+    """A live `#1`, `!2`, `$3` or `%"v1"` makes GitLab post "mentioned in" notes, as the bot's account, on
+    what it points to (its cross-references run on every note the bot posts or edits); escaped, it is text."""
+    name = 'Eve #1 !2 acme/secret#3 $4 %"v1.0"'
+    body = render_comment([BOB], loads={"bob": 0}, names={"bob": name}, marker="", commands_footer=False)
+    assert r'(Eve \#1 \!2 acme/secret\#3 \$4 \%"v1.0")' in body.splitlines()[-1]
+    assert 'Eve #1 !2 acme/secret#3 $4 %"v1.0"' in html.unescape(_MD.render(body))  # rendered as written
 
 
 def test_paths_with_backticks_stay_code_in_reasons():
