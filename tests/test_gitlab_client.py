@@ -9,6 +9,7 @@ from email.utils import formatdate
 
 import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -272,6 +273,22 @@ async def test_wrong_token_says_how_to_fix_and_never_shows_the_token(simulator: 
     message = str(caught.value)
     assert caught.value.status == 401 and "GITLAB_TOKEN is wrong or expired; create a token with api scope" in message
     assert "SECRET" not in message and "SECRET" not in caplog.text and "SECRET" not in repr(client)
+
+
+async def test_a_proxy_echoing_the_token_does_not_put_it_in_the_error(aiohttp_server, http_session, caplog) -> None:
+    """GitLab never echoes the token, but a proxy's or firewall's error page in front of it may: the error's
+    text goes to the logs and to `reviewbot events`."""
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"message": f"denied: {dict(request.headers)}"}, status=401)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    server = await aiohttp_server(app)
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(GitLabError) as caught:
+        await client_for(http_session, str(server.make_url("")), token="glpat-SECRET-VALUE").current_user()
+    assert "denied" in str(caught.value) and "<token>" in str(caught.value)
+    assert "SECRET" not in str(caught.value) and "SECRET" not in caplog.text
 
 
 async def test_token_scopes_where_gitlab_tells_them(simulator: Sim, http_session) -> None:

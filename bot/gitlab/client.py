@@ -181,6 +181,7 @@ class GitLabClient:
         self.retry = retry or RetryPolicy()
         self.per_page = per_page
         self._api = _API(session, token=token, url=url, timeout=self.retry.timeout)
+        self._token = token
         self._on_error = on_error
         self._backoff = wait_exponential(multiplier=self.retry.base_delay, max=self.retry.max_delay) + \
             wait_random(0, self.retry.base_delay)
@@ -235,14 +236,21 @@ class GitLabClient:
             raise GitLabError(200, method, path, f"{NOT_JSON} ({exc})") from None
         except _HTTPStatus as exc:
             tries = retrying.statistics.get("attempt_number", 1)
-            raise GitLabError(exc.status, method, path, error_message(exc.status, exc.body, attempts=tries),
+            raise GitLabError(exc.status, method, path,
+                              self._redacted(error_message(exc.status, exc.body, attempts=tries)),
                               retry_after=_asked_wait(exc), no_route=route_missing(exc.status, exc.body),
                               no_scope=scope_missing(exc.status, exc.body)) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             detail = f"{type(exc).__name__}: {exc}"
-            raise GitLabError(None, method, path, error_message(None, b"", attempts=tries, detail=detail)) from None
+            raise GitLabError(None, method, path,
+                              self._redacted(error_message(None, b"", attempts=tries, detail=detail))) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _redacted(self, text: str) -> str:
+        """An error's text without the token: GitLab never echoes it, but a proxy's or firewall's error page in
+        front of it may, and the text goes to the logs and to `reviewbot events`."""
+        return text.replace(self._token, "<token>") if len(self._token) >= 8 else text
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return (await self._call("GET", path, params))[0]
