@@ -108,6 +108,7 @@ def _visible_lines(text: str) -> list[str]:
     fence: str | None = None
     in_comment = False  # inside an HTML comment block, up to its `-->`
     para: list[str] = []  # the lines of the paragraph being read
+    lazy = False  # after a `>` line of paragraph text: the next lines continue the quote, up to a blank line
     for line in text.splitlines():
         stripped = line.strip()
         if fence is not None:
@@ -120,6 +121,9 @@ def _visible_lines(text: str) -> list[str]:
                 lines += _paragraph([rest])  # the end line's rest: a block of its own
             continue
         starts_block = _indent(line) < 4 and stripped.startswith(("<!--", ">"))
+        if lazy and stripped and not starts_block and not _FENCE_OPEN.fullmatch(stripped):
+            continue  # a quote's lazy continuation: rendered inside the quote
+        lazy = _indent(line) < 4 and _quote_text(stripped)
         if not stripped or starts_block or _FENCE_OPEN.fullmatch(stripped):
             lines += _paragraph(para)
             para = []
@@ -132,6 +136,19 @@ def _visible_lines(text: str) -> list[str]:
         if para or _indent(line) < 4:  # 4 columns after a blank line: an indented code block
             para.append(line)
     return lines + _paragraph(para)
+
+
+def _quote_text(stripped: str) -> bool:
+    """Whether a line is a `>` quote's paragraph text, which CommonMark continues on the next lines that start
+    no block of their own ("lazy continuation": `> @bob wrote:` then `/reviewers exclude @bob` is all quote).
+
+    >>> [_quote_text(s) for s in ("> @bob wrote:", ">", "> > x", ">>> x", "> ```", "x")]
+    [True, False, True, False, False, False]
+    """
+    if not stripped.startswith(">") or stripped.startswith(">>>"):
+        return False
+    inner = stripped.lstrip("> \t")
+    return bool(inner) and not _FENCE_OPEN.fullmatch(inner) and not inner.startswith("#")
 
 
 def _paragraph(para: list[str]) -> list[str]:

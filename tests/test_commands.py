@@ -118,6 +118,21 @@ def test_not_a_command(text):
     assert parse_commands(text, bot_username="reviewer-bot") == []
 
 
+@pytest.mark.parametrize("text, kinds", [
+    ("> @bob wrote:\n/reviewers exclude @bob", []),  # all one quote: CommonMark's lazy continuation
+    ("> @bob wrote:\n> text\n/reviewers assign 2\n  /reviewers help", []),
+    ("> @bob wrote:\n\n/reviewers exclude @bob", ["exclude"]),  # a blank line ends the quote
+    (">\n/reviewers help", ["help"]),  # an empty quote line has no paragraph to continue
+    ("> ```\n/reviewers help", ["help"]),  # nor has a code block
+    ("> # Title\n/reviewers help", ["help"]),  # nor a heading
+    ("> quote\n```\n/reviewers help\n```\n/reviewers why @a", ["why"]),  # a fence ends it
+])
+def test_a_quotes_lazy_continuation_is_quoted(text, kinds):
+    """GitLab renders the lines after a `>` paragraph line, up to a blank line, inside the quote (and its
+    quick actions are read from the rendered paragraphs): a command there is quoted text, not a command."""
+    assert [c.kind for c in parse_commands(text)] == kinds
+
+
 def test_several_commands_in_order_around_code_and_quotes():
     text = "\n".join([
         "Thanks! Let's try:",
@@ -126,6 +141,7 @@ def test_several_commands_in_order_around_code_and_quotes():
         "/reviewers optout",
         "```",
         "> /reviewers optin",
+        "",
         "/label ~backend",
         "  /reviewers assign 2",
         "~~~",
