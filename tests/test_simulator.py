@@ -255,6 +255,22 @@ async def test_get_mr_shape_and_changes_count_is_a_string(simulator: Sim, http_s
     assert (status, body) == (404, {"message": "404 Merge Request Not Found"})
 
 
+async def test_a_renamed_user_keeps_their_id_and_everything_they_did(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"], reviewers=["bob"])
+    state.rename_user("bob", "bob.b")
+    base = f"{url}/api/v4/projects/{w['project'].id}"
+    _, _, members = await call(http_session, f"{base}/members/all")
+    _, _, body = await call(http_session, f"{base}/merge_requests/{mr.iid}")
+    assert {m["id"]: m["username"] for m in members}[w["bob"].id] == "bob.b"
+    assert [(r["id"], r["username"]) for r in body["reviewers"]] == [(w["bob"].id, "bob.b")]
+    status, _, found = await call(http_session, f"{url}/api/v4/users?username=bob")
+    assert (status, found) == (200, [])  # the old name is nobody's now
+    with pytest.raises(ValueError, match="taken"):
+        state.rename_user("cid", "BOB.b")
+
+
 async def test_put_reviewer_ids_replaces_and_filters(simulator: Sim, http_session) -> None:
     state, url = simulator
     w = world(state)

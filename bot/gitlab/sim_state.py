@@ -168,6 +168,16 @@ class SimState(MRActions, GroupActions):
     def block_user(self, user: UserRef) -> None:
         self.user(user).state = "blocked"
 
+    def rename_user(self, user: UserRef, username: str) -> SimUser:
+        """Change a user's username, as they may in their profile: the id stays, and with it their
+        memberships, merge requests, notes and approvals; every answer and webhook from now on names them
+        `username`. A username another user holds (ignoring case) is refused, as GitLab refuses it."""
+        target = self.user(user)
+        if any(u.username.casefold() == username.casefold() and u.id != target.id for u in self.users.values()):
+            raise ValueError(f"username {username!r} is taken: GitLab refuses it")
+        target.username = username
+        return target
+
     def add_project(self, path_with_namespace: str, *, default_branch: str = "main", approvals_required: int = 0,
                     bot_access_level: int | None = DEVELOPER) -> SimProject:
         """Create a project; the bot user becomes a member at `bot_access_level` (None: not a member).
