@@ -30,6 +30,7 @@ from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import ChangedFile, MergeRequest, User
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, Storage
+from bot.storage.people import PeopleStore
 from graph.model import Change
 
 __all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr", "change_id", "fetch_change",
@@ -141,16 +142,22 @@ async def drop_idle_picks(client: GitLabClient, project_id: int, iid: int, chang
     return replace(change, reviewers=tuple(p for p in change.reviewers if p not in idle)), idle
 
 
-async def fetch_change(client: GitLabClient, project_id: int, mr: MergeRequest, *,
-                       bots: Collection[str] = ()) -> Change:
-    """Fetch a merged MR's files and approvers (two calls) and build its `Change`."""
+async def fetch_change(client: GitLabClient, project_id: int, mr: MergeRequest, *, bots: Collection[str] = (),
+                       people: PeopleStore | None = None) -> Change:
+    """Fetch a merged MR's files and approvers (two calls) and build its `Change`. With `people`, the ids and
+    usernames of its author, reviewers, assignees, approvers and merger are recorded: GitLab's API names
+    everyone as they are called now, so an import learns who renamed themselves (`bot.people`)."""
     files = await client.mr_changed_files(project_id, mr.iid)
     approvals = await client.mr_approvals(project_id, mr.iid)
+    if people is not None:
+        users = [mr.author, *mr.reviewers, *mr.assignees, *approvals.approvers, mr.merge_user]
+        await people.learn((u.id, u.username) for u in users if u is not None)
     return change_from_mr(mr, files, approvals.approvers, bots=bots)
 
 
 async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[MergeRequest], concurrency: int,
-                        bots: Collection[str], feedback: Mapping[int, list[FeedbackRow]]) -> tuple[list[Change], int]:
+                        bots: Collection[str], feedback: Mapping[int, list[FeedbackRow]],
+                        people: PeopleStore | None = None) -> tuple[list[Change], int]:
     """The page's MRs as changes, `concurrency` at a time, without the reviews the bot requested that
     nobody took up (`feedback`: the page's rows by MR, as the merge webhook reads them); MRs GitLab no
     longer finds are skipped, and so are MRs GitLab keeps failing to serve (5xx or no answer, after the
@@ -162,7 +169,7 @@ async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[Mer
     async def one(mr: MergeRequest) -> Change | None:
         async with gate:
             try:
-                change = await fetch_change(client, project_id, mr, bots=bots)
+                change = await fetch_change(client, project_id, mr, bots=bots, people=people)
                 return (await drop_idle_picks(client, project_id, mr.iid, change, feedback.get(mr.iid, ())))[0]
             except GitLabError as exc:
                 if exc.status is not None and exc.status < 500 and not exc.not_found or exc.no_route:
@@ -234,7 +241,7 @@ async def backfill_project(client: GitLabClient, storage: Storage, project_id: i
         feedback: dict[int, list[FeedbackRow]] = {}
         for r in await storage.feedback.of_mrs(project_id, (mr.iid for mr in items)):
             feedback.setdefault(r.mr_iid, []).append(r)
-        changes, skipped = await _page_changes(client, project_id, items, concurrency, bots, feedback)
+        changes, skipped = await _page_changes(client, project_id, items, concurrency, bots, feedback, storage.people)
         await storage.history.upsert(project_id, changes)
         if items:
             cursor = max(cursor or items[0].updated_at, *(mr.updated_at for mr in items))

@@ -101,6 +101,10 @@ class Lookups:
     async def members(self, project_id: int) -> list[GitLabMember]:
         return await self.recent.get(("members", project_id), lambda: self.client.list_members(project_id))
 
+    def forget_members(self, project_id: int) -> None:
+        """Ask for the project's members again next time (one of them renamed themselves)."""
+        self.recent.forget(("members", project_id))
+
     async def codeowners(self, project_id: int, ref: str | None) -> CodeOwners | None:
         """The parsed CODEOWNERS of `ref`, or None; raises `CodeOwnersUnreadable`, which is not kept: the next
         suggestion asks again."""

@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Collection, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from bot import learning
@@ -29,6 +30,7 @@ from bot.gitlab.models import Member as GitLabMember
 from bot.gitlab.models import MergeRequest
 from bot.lookups import CodeOwnersUnreadable, Lookups, gather
 from bot.owners import owners_to_resolve, resolve_owners
+from bot.people import former_names
 from bot.storage import Storage
 from graph.codeowners import CodeOwners, Owner, RuleMatch
 from graph.model import Change, Suggestion
@@ -61,7 +63,9 @@ class MRFacts:
     of the sections this MR touches (`bot.owners`); an owner missing from it is not known this time (GitLab
     did not answer, or an e-mail nobody shows), which is no "nobody": the bot then claims no auto-approval.
     `code_owner_approval`: the target branch's protection requires code owners' approval (GitLab asks for
-    none on other branches, and the bot then only favours owners in the ranking).
+    none on other branches, and the bot then only favours owners in the ranking). `aliases` maps the former
+    usernames of members who renamed themselves (casefolded) to their usernames now (`bot.people`); the
+    opt-outs and exclusions are under the members' usernames now.
     """
 
     files: tuple[str, ...]
@@ -74,6 +78,7 @@ class MRFacts:
     capped: bool = False  # GitLab listed only the first files (its diff limit): the others are not known
     code_owner_approval: bool = False  # GitLab requires code owners' approval on the target branch
     codeowners_unreadable: bool = False  # GitLab would not give the CODEOWNERS file this time
+    aliases: Mapping[str, str] = field(default_factory=dict)  # former username (casefolded) -> username now
 
     @property
     def moved_from(self) -> tuple[str, ...]:
@@ -92,6 +97,22 @@ class MRFacts:
             return self.members[username]
         folded = username.casefold()
         return next((m for name, m in self.members.items() if name.casefold() == folded), None)
+
+    @cached_property
+    def _spelled(self) -> dict[str, str]:
+        return {name.casefold(): name for name in self.members}
+
+    def person(self, name: str) -> str:
+        """The username now of the member a name from the history, feedback or opt-outs stands for: the
+        member's spelling (usernames ignore case), or the member whose former username it is (they renamed
+        themselves: `aliases`); `name` itself when it is no member's.
+
+        >>> MRFacts((), {"Bob": None, "alice.w": None}, frozenset(), {}, None, aliases={"alice": "alice.w"}
+        ...         ).person("ALICE"), MRFacts((), {"Bob": None}, frozenset(), {}, None).person("bob")
+        ('alice.w', 'Bob')
+        """
+        folded = name.casefold()
+        return self._spelled.get(folded) or self.aliases.get(folded, name)
 
 
 @dataclass
@@ -136,7 +157,8 @@ async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -
 async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: MergeRequest,
                        extra_excluded: Collection[str] = ()) -> MRFacts:
     """Fetch the changed files, members and CODEOWNERS (together), the CODEOWNERS groups and e-mails those
-    files need, opt-outs and exclusions."""
+    files need, opt-outs and exclusions; record the members' ids and usernames, and map the names each had
+    before to them (`MRFacts.aliases`), so the opt-outs and exclusions made under a former name still hold."""
     changed, members, (codeowners, unreadable) = await gather(
         look.client.mr_changed_files(project_id, mr.iid), look.members(project_id),
         _read_codeowners(look, project_id, mr.target_branch),
@@ -153,12 +175,32 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
     )
     optouts = await storage.optouts.active(project_id)
     excluded = await persisted_exclusions(storage, project_id, mr.iid)
-    return MRFacts(
-        files=files, members=by_name, optouts=frozenset(optouts),
-        excluded={**excluded, **{p: "exclude" for p in extra_excluded}},
-        codeowners=codeowners, owner_users=owner_users, renames=renames, capped=mr.diff_capped,
-        code_owner_approval=required, codeowners_unreadable=unreadable,
+    facts = MRFacts(
+        files=files, members=by_name, optouts=frozenset(), excluded={}, codeowners=codeowners,
+        owner_users=owner_users, renames=renames, capped=mr.diff_capped, code_owner_approval=required,
+        codeowners_unreadable=unreadable, aliases=await _former_names(storage, members),
     )
+    return replace(facts, optouts=frozenset(facts.person(p) for p in optouts),
+                   excluded=_under_names_now(facts, {**excluded, **{p: "exclude" for p in extra_excluded}}))
+
+
+async def _former_names(storage: Storage, members: Sequence[GitLabMember]) -> dict[str, str]:
+    """Record who the members are now (id and username: a rename is learned here), and map the usernames
+    each had before to their usernames now (`bot.people.former_names`)."""
+    pairs = [(m.id, m.username) for m in members]
+    await storage.people.learn(pairs)
+    return former_names(pairs, await storage.people.sightings(uid for uid, _ in pairs))
+
+
+def _under_names_now(facts: MRFacts, excluded: Mapping[str, str]) -> dict[str, str]:
+    """`excluded` under the members' usernames now (an exclusion made before a rename still holds), an
+    explicit exclude winning over a reroll when both name one person."""
+    out: dict[str, str] = {}
+    for name, label in excluded.items():
+        person = facts.person(name)
+        if out.get(person) != "exclude":
+            out[person] = label
+    return out
 
 
 async def _read_codeowners(look: Lookups, project_id: int, ref: str) -> tuple[CodeOwners | None, bool]:
@@ -246,9 +288,8 @@ def _cheap_filter(ranked: Sequence[Suggestion], facts: MRFacts, author: str, set
     """Eligibility without statuses and loads (no API calls): members, access, opt-outs, exclusions, bots."""
     return eligible(
         ranked, members=_eligibility_members(facts), statuses={}, author=author, optouts=facts.optouts,
-        excluded={**{p: "settings" for p in settings.exclude}, **facts.excluded}, bots=bots, open_loads={},
-        max_open_reviews=None,
-        min_access_level=settings.min_access_level,
+        excluded={**{facts.person(p): "settings" for p in settings.exclude}, **facts.excluded}, bots=bots,
+        open_loads={}, max_open_reviews=None, min_access_level=settings.min_access_level,
     )
 
 
@@ -518,26 +559,29 @@ def open_change(mr: MergeRequest, files: Sequence[str], now: float | None = None
 
 
 def as_members(ranked: Sequence[Suggestion], facts: MRFacts) -> tuple[list[Suggestion], int]:
-    """The ranking under the members' current usernames, each person once, and how many entries went.
+    """The ranking under the members' current usernames (`MRFacts.person`), each person once, and how many
+    entries went.
 
     GitLab usernames ignore case and a user may change their name's case: history imported before names
-    `bob`, events after `Bob`, and the graph holds both. Shown twice, one person took two of the slots, and
-    the old spelling missed the id lookups that request reviews. The better-ranked entry stays.
+    `bob`, events after `Bob`, and the graph holds both. A user may also rename themselves (`alice` to
+    `alice.w`, same id): the graph holds their history under `alice`, which no member is called now, so
+    they were dropped as someone who left. Shown twice, one person took two of the slots, and the old
+    spelling missed the id lookups that request reviews. The better-ranked entry stays, with its reasons.
 
-    >>> facts = MRFacts((), {"Bob": None}, frozenset(), {}, None)
-    >>> as_members([Suggestion("bob", 0.9), Suggestion("ann", 0.8), Suggestion("Bob", 0.7)], facts)
-    ([Suggestion(person='Bob', score=0.9, reasons=(), contributions=()), \
-Suggestion(person='ann', score=0.8, reasons=(), contributions=())], 1)
+    >>> facts = MRFacts((), {"Bob": None, "alice.w": None}, frozenset(), {}, None, aliases={"alice": "alice.w"})
+    >>> as_members([Suggestion("bob", 0.9), Suggestion("alice", 0.8), Suggestion("Bob", 0.7),
+    ...             Suggestion("alice.w", 0.1)], facts)[1]
+    2
+    >>> [s.person for s in as_members([Suggestion("bob", 0.9), Suggestion("alice", 0.8)], facts)[0]]
+    ['Bob', 'alice.w']
     """
-    spelled = {name.casefold(): name for name in facts.members}
     out: list[Suggestion] = []
     seen: set[str] = set()
     for s in ranked:
-        folded = s.person.casefold()
-        if folded in seen:
+        name = facts.person(s.person)
+        if name.casefold() in seen:
             continue
-        seen.add(folded)
-        name = spelled.get(folded, s.person)
+        seen.add(name.casefold())
         out.append(s if name == s.person else replace(s, person=name))
     return out, len(ranked) - len(out)
 
@@ -564,12 +608,14 @@ async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSett
     folded = {s.person.casefold() for s in result.suggestions}
     if not folded:
         return []
+    facts = result.facts
     async with engine.use(project_id, settings) as rec:
         explained = await to_the_end(asyncio.to_thread(rec.suggest, result.change, len(folded) + result.spellings,
-                                                       allowed=lambda p: p.casefold() in folded, explain=True))
+                                                       allowed=lambda p: facts.person(p).casefold() in folded,
+                                                       explain=True))
     by_person: dict[str, Suggestion] = {}
-    for s in explained:  # the best-ranked spelling of each person (`as_members`)
-        by_person.setdefault(s.person.casefold(), s)
+    for s in explained:  # the best-ranked name of each person (`as_members`)
+        by_person.setdefault(facts.person(s.person).casefold(), s)
     out = []
     for s in result.suggestions:
         e = by_person.get(s.person.casefold())
@@ -623,8 +669,9 @@ async def explain_person(client: GitLabClient, engine: Engine, project_id: int, 
     dropped = next((r for p, r in result.dropped.items() if p.casefold() == folded), None)
     if (found is None or not found[1].reasons) and result.cannot not in (NO_FILES, NO_HISTORY):
         async with engine.use(project_id, settings) as rec:  # ranked candidates come without their evidence
-            alone = await to_the_end(asyncio.to_thread(rec.suggest, result.change, 1,
-                                                       allowed=lambda p: p.casefold() == folded, explain=True))
+            alone = await to_the_end(asyncio.to_thread(rec.suggest, result.change, 1, explain=True,
+                                                       allowed=lambda p: result.facts.person(p).casefold() == folded))
+        alone = [replace(s, person=result.facts.person(s.person)) for s in alone]  # under the name now
         found = (found[0] if found else None, alone[0]) if alone else found
     if dropped is None:
         dropped = await _reason_for(Lookups(client, engine.recent), result, person, settings, bot_username)

@@ -73,9 +73,10 @@ def acks(w: World, note) -> list[str]:
     return [a.name for a in note.awards if a.user_id == w.state.bot.id]
 
 
-def replies(w: World, mr, note) -> list:
+def replies(state: SimState, mr, note) -> list:
+    """The bot's answers to one command note."""
     marker = REPLY_MARKER.format(note_id=note.id)
-    return [n for n in bot_notes(w.state, mr) if has_marker(n.body, marker)]
+    return [n for n in bot_notes(state, mr) if has_marker(n.body, marker)]
 
 
 @sqlite_only
@@ -136,8 +137,47 @@ async def test_slash_commands_over_http(world):
     assert len(marker_notes(w.state, mr)) == 1
     latest = [p["username"] for p in (await w.storage.suggestions.latest(w.project.id, mr.iid)).people]
     assert not set(first) & set(latest) and len(mr.reviewer_ids) == 1
-    assert "**Why" in replies(w, mr, notes[f"/reviewers why @{first[0]}"])[0].body
-    assert replies(w, mr, notes["/reviewers"]) == []
+    assert "**Why" in replies(w.state, mr, notes[f"/reviewers why @{first[0]}"])[0].body
+    assert replies(w.state, mr, notes["/reviewers"]) == []
+
+
+@sqlite_only
+async def test_a_reviewer_who_renamed_themselves_keeps_their_history_and_their_opt_out(simulator, database_url):
+    """alice reviews src/ under `alice` and opts out; then she renames herself `alice.w` on GitLab (same id).
+    The next MR counts her history and her opt-out under her new name (by name alone, `alice` was someone who
+    left and the opt-out named nobody); `/reviewers optin` as `alice.w` ends the opt-out made as `alice`, and
+    she is suggested as `@alice.w` with the evidence of her reviews as `alice`."""
+    state, url = simulator
+    project = state.add_project("acme/people")
+    alice, carl, dan = (state.add_user(n) for n in ("alice", "carl", "dan"))
+    for user in (alice, carl, dan):
+        state.add_member(project, user, 30)
+    now = state.now()
+    for i in range(10):
+        reviewer = alice if i % 5 else dan
+        state.add_merged_mr(project, carl, [f"src/app/m{i % 3}.py"], reviewers=[reviewer], approvers=[reviewer],
+                            merged_at=now - timedelta(days=30 - i))
+    storage = Storage(database_url)
+    try:
+        async with running_bot(bot_settings(state, url, database_url), storage) as bot:
+            state.add_hook(project, bot.url, token=SECRET)
+            draft = state.open_mr(project, carl, ["src/app/m0.py"], draft=True)  # the bot imports the history
+            optout = state.add_note(draft, alice, "/reviewers optout")
+            await settle(state, storage)
+            assert "`@alice` will not be suggested" in replies(state, draft, optout)[0].body
+            state.rename_user(alice, "alice.w")
+            mr = state.open_mr(project, carl, ["src/app/m1.py"])
+            await settle(state, storage)
+            first = marker_notes(state, mr)[0].body
+            assert "Skipped `@alice.w`: has opted out of review suggestions." in first and "`@alice`" not in first
+            optin = state.add_note(mr, alice, "/reviewers optin\n/reviewers")
+            await settle(state, storage)
+        assert "`@alice.w` can be suggested as a reviewer again." in replies(state, mr, optin)[0].body
+        rows = [line for line in marker_notes(state, mr)[0].body.splitlines() if line.startswith("| 1 |")]
+        assert "`@alice.w`" in rows[0] and "reviewed `src/app/m1.py`" in rows[0]
+        assert await storage.optouts.active(project.id) == set()
+    finally:
+        await storage.close()
 
 
 @sqlite_only
@@ -345,9 +385,9 @@ async def check_bar(w: World, s: Scenario) -> None:
         assert (row.note_id if row else None) == next((n.id for n in marker_notes(state, mr)), None)
     for mr, note, text in s.commands:
         assert len(acks(w, note)) == 1, f"command {text!r} on !{mr.iid} acknowledged {acks(w, note)}"
-        assert len(replies(w, mr, note)) <= 1
+        assert len(replies(w.state, mr, note)) <= 1
         if text.split()[1:2] in (["why"], ["help"]):
-            assert len(replies(w, mr, note)) == 1, f"{text!r} on !{mr.iid} got no answer"
+            assert len(replies(w.state, mr, note)) == 1, f"{text!r} on !{mr.iid} got no answer"
     history = {c.id for c in await w.storage.history.load(w.project.id)}
     assert {change_id(mr.iid) for mr in s.merged} <= history and len(history) == 80 + len(s.merged)
     once = [(f.mr_iid, f.person, f.label) for f in await w.storage.feedback.list(w.project.id)
@@ -393,6 +433,6 @@ async def test_two_hooks_sending_every_event_count_each_event_once(world):
     assert len({d.headers["Idempotency-Key"] for d in w.state.deliveries}) == len(w.state.deliveries)
     rows = [(f.person, f.label) for f in await w.storage.feedback.list(w.project.id, mr_iid=mr.iid)]
     assert rows.count((shown[1], "accepted")) == 1 and rows.count((shown[2], "reroll")) == 1
-    assert acks(w, note) == [ACK_OK] and len(replies(w, mr, note)) <= 1
+    assert acks(w, note) == [ACK_OK] and len(replies(w.state, mr, note)) <= 1
     assert len(await w.storage.suggestions.list(w.project.id)) == 2  # the open and the reroll
     assert (await w.storage.events.depth())["done"] == len(w.state.deliveries)

@@ -560,6 +560,21 @@ async def test_a_username_whose_case_changed_is_one_person_requested_under_the_n
     assert "Review requested from `@Bob`." in body
 
 
+async def test_a_member_who_renamed_themselves_keeps_their_history_under_the_new_name(handler_env):
+    """GitLab lets a user change their username; the id stays. The history imported names `bob`, whom no member
+    is called any more: he was dropped as someone who left, and `robert` had no history. He is suggested
+    first, as `robert`, with the evidence of his reviews as `bob`, and the review request reaches him."""
+    env = await handler_env(assign="top1", top_k=3)
+    env.state.rename_user(env.tiny.bob, "robert")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    rows = [line for line in body.splitlines() if line.startswith("| ") and "`@" in line]
+    assert "`@robert`" in rows[0] and "reviewed" in rows[0] and "`@bob`" not in body
+    assert [env.state.users[u].username for u in mr.reviewer_ids] == ["robert"]
+    assert "Review requested from `@robert`." in body
+
+
 async def test_a_service_account_with_a_plain_name_is_never_suggested(handler_env):
     """Service accounts may take any username, and the members API does not say which accounts are bots: the
     bot reads the flag from `GET /users/:id`."""

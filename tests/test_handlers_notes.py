@@ -123,6 +123,22 @@ async def test_why_tells_why_someone_is_left_out(handler_env):
     assert "Not suggested: has Reporter access" in reply.body
 
 
+async def test_an_exclusion_made_before_a_rename_holds_under_the_new_name(handler_env):
+    """`/reviewers exclude @bob`, then bob renames himself `robert` on GitLab (same id) and asks why he is not
+    suggested: the exclusion made under his old name holds, and his own comment, naming him anew, makes the bot
+    read the members again (it keeps them a minute) instead of calling him someone who is not a member."""
+    env = await handler_env()
+    mr = await opened(env)
+    env.state.add_note(mr, env.tiny.ann, "/reviewers exclude @bob")
+    await env.run()
+    env.state.rename_user(env.tiny.bob, "robert")
+    note = env.state.add_note(mr, env.tiny.bob, "/reviewers why @robert\n/reviewers")
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert "Not suggested: was excluded from this merge request with `/reviewers exclude`" in reply.body
+    assert "robert" not in await shown_now(env, mr) and "bob" not in await shown_now(env, mr)
+
+
 async def test_a_member_awaiting_a_seat_is_left_out_and_said_why(handler_env):
     """`members/all` lists members GitLab holds for a seat (Premium, at the seat limit) as `membership_state:
     "awaiting"`: they have no access yet, so a review request would go nowhere. They were suggested first."""

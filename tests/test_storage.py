@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -14,6 +15,7 @@ from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
 from bot.storage.db import create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions
+from bot.storage.people import REFRESH, PeopleStore
 from bot.storage.tables import events as events_table, history, metadata, projects as projects_table, suggestions
 from graph.model import Change
 
@@ -135,7 +137,7 @@ async def test_revision_0006_adds_the_import_lease_to_projects_and_goes_back(bla
     await engine.dispose()
     storage = Storage(url)
     try:
-        assert await migrate(url) == {"0006"}
+        assert await migrate(url, "0006") == {"0006"}
         row = await storage.projects.get(1)
         assert (row.backfill_cursor, row.import_owner, row.import_until) == ("c", None, None)
         assert await storage.projects.claim_import(1, "a", LEASE)
@@ -145,7 +147,25 @@ async def test_revision_0006_adds_the_import_lease_to_projects_and_goes_back(bla
             columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("projects")])
             cursor = (await conn.execute(sa.text("SELECT backfill_cursor FROM projects WHERE id = 1"))).scalar_one()
         assert "import_owner" not in columns and "import_until" not in columns and cursor == "c"
-        assert await migrate(url) == {"0006"} and (await storage.projects.get(1)).import_owner is None
+        assert await migrate(url, "0006") == {"0006"} and (await storage.projects.get(1)).import_owner is None
+    finally:
+        await storage.close()
+
+
+async def test_revision_0007_adds_the_usernames_seen_per_user_id_and_goes_back(blank_database_url):
+    url = blank_database_url
+    assert await migrate(url, "0006") == {"0006"}
+    storage = Storage(url)
+    try:
+        await storage.optouts.set(1, "alice")  # a row as 0006 stored it
+        assert await migrate(url) == {"0007"}
+        assert await storage.people.sightings([7]) == []  # nothing known yet: learned from now on
+        assert await storage.people.learn([(7, "alice")]) == 1
+        assert [s.username for s in await storage.people.sightings([7])] == ["alice"]
+        assert await downgrade(url, "0006") == {"0006"}
+        async with storage.engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+        assert "people" not in tables and await storage.optouts.active(1) == {"alice"}
     finally:
         await storage.close()
 
@@ -619,6 +639,58 @@ async def test_history_says_which_mrs_it_holds(storage):
     await storage.history.upsert(1, [Change("!4", 100, "ann", ("bob",), ("a.c",))])
     assert await storage.history.present(1, ["!4", "!5", "!4"]) == {"!4"}
     assert await storage.history.present(2, ["!4"]) == set() and await storage.history.present(1, []) == set()
+
+
+async def test_people_keep_every_username_of_an_id_seen_last_when_last_seen(storage, clock):
+    first = clock()
+    assert await storage.people.learn([(7, "alice"), (8, "bob"), (7, "alice"), (0, "ghost"), (9, "")]) == 2
+    renamed = clock.advance(3600)
+    await storage.people.learn([(7, "alice.w")])
+    await storage.people.learn([(7, "alice")], at=first - timedelta(days=1))  # a late event: alice before
+    assert await storage.people.sightings([7]) == [(7, "alice", first), (7, "alice.w", renamed)]
+    taken = clock.advance(3600)
+    await storage.people.learn([(9, "alice")])  # GitLab freed the name; someone else took it
+    assert await storage.people.sightings([7]) == [(7, "alice", first), (7, "alice.w", renamed), (9, "alice", taken)]
+    assert await storage.people.sightings([8, 8]) == [(8, "bob", first)] and await storage.people.sightings([]) == []
+    assert storage.people.renamed([(8, "robert")]) and not storage.people.renamed([(8, "BOB"), (10, "new")])
+
+
+async def test_people_are_not_written_again_within_the_refresh_but_a_process_that_did_not_write_them_moves_them_on(
+        storage, database_url, clock):
+    start = clock()
+    assert await storage.people.learn([(7, "alice")]) == 1
+    clock.advance(60)
+    assert await storage.people.learn([(7, "alice")]) == 0  # this process wrote it a minute ago
+    other = Storage(database_url, clock=clock)
+    try:
+        assert await other.people.learn([(7, "alice")]) == 1
+        assert await storage.people.sightings([7]) == [(7, "alice", start + timedelta(seconds=60))]
+        later = clock.advance(REFRESH.total_seconds() + 1)
+        assert await storage.people.learn([(7, "alice")]) == 1
+        assert await other.people.sightings([7]) == [(7, "alice", later)]
+    finally:
+        await other.close()
+
+
+async def test_processes_learning_the_same_people_at_once_do_not_deadlock(storage, clock):
+    pairs = [(uid, f"user{uid}") for uid in range(1, 301)]
+    learners = [PeopleStore(storage.engine, clock) for _ in range(8)]  # each process remembers its own writes
+    shuffled = [random.Random(i).sample(pairs, len(pairs)) for i in range(len(learners))]
+    assert await asyncio.gather(*(p.learn(order) for p, order in zip(learners, shuffled))) == [300] * 8
+    assert len(await storage.people.sightings(range(1, 301))) == 300
+
+
+async def test_people_learn_a_members_list_of_thousands_at_once(storage):
+    assert await storage.people.learn((uid, f"user{uid}") for uid in range(1, 2501)) == 2500
+    found = await storage.people.sightings(range(1, 2501))
+    assert len(found) == 2500 and found[0].username == "user1"
+
+
+async def test_an_optin_clears_the_optout_under_any_former_name(storage):
+    await storage.optouts.set(1, "alice")
+    await storage.optouts.set(1, "bob")
+    assert await storage.optouts.clear(1, "alice.w", "alice") and await storage.optouts.active(1) == {"bob"}
+    assert not await storage.optouts.clear(1, "alice.w", "alice")
 
 
 async def test_optouts_expire(storage, clock):

@@ -5,11 +5,11 @@
 aiohttp `ClientSession`, the `GitLabClient` (its failed calls counted in `metrics.gitlab_api_errors`), the
 per-project recommenders and the background backfills, and yields `dispatch(event_row)`.
 
-`dispatch` records the project as seen, resolves its settings (config file, then database overrides), makes
-sure its history is imported (parking the first events of a new project in the queue for a bounded time, holding
-no worker: see `bot.backfill.Backfills` and `AwaitingHistory`) and routes the event. GitLab failures leave as
-`GitLabFailure` (with `retry_after` for rate limits, `permanent` for 404-like answers) so the worker retries or
-dead-letters the event.
+`dispatch` records the project as seen, resolves its settings (config file, then database overrides), records
+the users the payload names (id and username, `bot.people`), makes sure its history is imported (parking the
+first events of a new project in the queue for a bounded time, holding no worker: see `bot.backfill.Backfills`
+and `AwaitingHistory`) and routes the event. GitLab failures leave as `GitLabFailure` (with `retry_after` for
+rate limits, `permanent` for 404-like answers) so the worker retries or dead-letters the event.
 
     async with make_dispatch(settings, storage, metrics) as dispatch:
         await dispatch(row)
@@ -36,7 +36,9 @@ from bot.handlers.context import (
 )
 from bot.handlers.shape import shape_problem
 from bot.logfmt import kv
+from bot.lookups import Lookups
 from bot.metrics import Metrics
+from bot.people import payload_users
 from bot.storage import EventRow, ProjectRow, Storage
 from bot.worker import Dispatch
 
@@ -115,6 +117,7 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
         raise PermanentFailure(f"{row.kind} payload not as GitLab sends it: {problem}")
     try:
         ctx = await _context(services, row)
+        await _learn_people(services, row)  # once the payload's project is known to be the secret's
         await _history(services, row, ctx)
         labels = services.storage.feedback.writes(row.project_id)
         await router.dispatch(row.as_event(), ctx)
@@ -123,6 +126,17 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
         raise GitLabFailure(exc, rate_limit_wait=max(services.settings.worker.backoff, asked)) from exc
     if services.storage.feedback.writes(row.project_id) != labels:
         await learn_labels(ctx)
+
+
+async def _learn_people(services: Services, row: EventRow) -> None:
+    """Record the ids and usernames the payload names (`bot.people`: renamed users stay one person). One
+    named otherwise than this process knew them renamed themselves: the project's members list it keeps for
+    a minute is out of date, and is asked again."""
+    assert row.project_id is not None
+    pairs = payload_users(row.body)
+    if services.storage.people.renamed(pairs):
+        Lookups(services.client, services.engine.recent).forget_members(row.project_id)
+    await services.storage.people.learn(pairs, at=row.received_at)
 
 
 async def _history(services: Services, row: EventRow, ctx: EventContext) -> None:

@@ -355,7 +355,7 @@ async def on_merge(event: Event, ctx: EventContext) -> None:
         log.info(kv("merge delivered again; already recorded", project_id=ctx.project_id, mr_iid=iid))
         return
     mr = await ctx.client.get_mr(ctx.project_id, iid)
-    change = await fetch_change(ctx.client, ctx.project_id, mr, bots=ctx.project.bots)
+    change = await fetch_change(ctx.client, ctx.project_id, mr, bots=ctx.project.bots, people=ctx.storage.people)
     change = await leave_out_idle(ctx, iid, change, rows)
     await ctx.engine.add_merged(ctx.project_id, change, ctx.project)
     await record_final(ctx, iid, change)

@@ -24,6 +24,8 @@ from bot.handlers.merge_requests import assign_count, left_alone
 from bot.handlers.publish import acknowledge, publish, reply_once
 from bot.logfmt import kv
 from bot.lookups import Lookups
+from bot.people import own_names
+from bot.storage.db import as_id
 from bot.suggesting import explain_person, suggest_for_mr
 
 __all__ = ["router", "CommandRun", "ACK_OK", "ACK_PROBLEM"]
@@ -180,7 +182,11 @@ async def _optout(run: CommandRun, command: Command) -> None:
 
 
 async def _optin(run: CommandRun, command: Command) -> None:
-    cleared = await run.ctx.storage.optouts.clear(run.ctx.project_id, run.username)
+    """Clear the commenter's opt-out under their username now and under the names they had before (an
+    opt-out made before they renamed themselves still holds, `bot.people`, so it must end with `optin`)."""
+    storage, uid = run.ctx.storage, as_id(run.user.get("id"))
+    former = own_names(uid, await storage.people.sightings([uid])) if uid is not None else []
+    cleared = await storage.optouts.clear(run.ctx.project_id, run.username, *former)
     who = code_span("@" + run.username)
     run.replies.append(f"{who} can be suggested as a reviewer again." if cleared else
                        f"{who} was not opted out; nothing changed.")

@@ -22,6 +22,7 @@ from bot.storage.history import HistoryStore
 from bot.storage.migrate import check_schema, schema_is_current
 from bot.storage.models import ModelStore
 from bot.storage.optouts import OptOutStore
+from bot.storage.people import PeopleStore
 from bot.storage.projects import ProjectStore
 from bot.storage.snapshots import SnapshotStore
 from bot.storage.suggestions import FeedbackStore, SuggestionStore
@@ -33,7 +34,7 @@ __all__ = ["Storage"]
 
 class Storage:
     """The database, with one attribute per store: `events`, `projects`, `history`, `comments`,
-    `suggestions`, `feedback`, `optouts`, `models`, `snapshots`.
+    `suggestions`, `feedback`, `optouts`, `people`, `models`, `snapshots`.
 
     >>> storage = Storage("sqlite+aiosqlite:///reviewbot.sqlite3")   # doctest: +SKIP
     >>> await storage.check_schema(); ...; await storage.close()      # doctest: +SKIP
@@ -49,6 +50,7 @@ class Storage:
         self.suggestions = SuggestionStore(self.engine, clock)
         self.feedback = FeedbackStore(self.engine, clock)
         self.optouts = OptOutStore(self.engine, clock)
+        self.people = PeopleStore(self.engine, clock)
         self.models = ModelStore(self.engine, clock)
         self.snapshots = SnapshotStore(self.engine, clock)
 

@@ -1,4 +1,13 @@
-"""People who asked not to be suggested on a project, for a while or until they opt back in."""
+"""People who asked not to be suggested on a project, for a while or until they opt back in.
+
+Rows are kept under the username the person had when opting out. A person who renames themselves on GitLab
+keeps their opt-out: the suggestion maps each stored name to the member holding that id now
+(`bot.suggesting.MRFacts.person`, from `bot.people`), and `/reviewers optin` clears the rows under every name
+of their id. Why not rewrite the row when the rename is learned: a rename is learned by whichever process
+sees it first (a members list, a webhook, an import), possibly long after, possibly in several at once; the
+row may sit under a case variant, or have a twin under the new name with another end time, and the history
+and feedback stay under the old name anyway, so a map read at each suggestion is needed all the same.
+"""
 from __future__ import annotations
 
 from datetime import datetime
@@ -29,11 +38,13 @@ class OptOutStore:
             stmt = stmt.on_conflict_do_update(index_elements=["project_id", "username"], set_={"until": until})
             await conn.execute(stmt)
 
-    async def clear(self, project_id: int, username: str) -> bool:
-        """Opt back in; False if they were not opted out."""
-        stmt = sa.delete(optouts).where(optouts.c.project_id == project_id, optouts.c.username == username)
+    async def clear(self, project_id: int, username: str, *former: str) -> bool:
+        """Opt back in, under `username` and any `former` usernames of the same person (an opt-out made
+        before they renamed themselves); False if they were opted out under none of them."""
+        names = {username, *former}
+        stmt = sa.delete(optouts).where(optouts.c.project_id == project_id, optouts.c.username.in_(names))
         async with self.engine.begin() as conn:
-            return (await conn.execute(stmt)).rowcount == 1
+            return (await conn.execute(stmt)).rowcount > 0
 
     async def active(self, project_id: int, now: datetime | None = None) -> set[str]:
         """Usernames opted out of this project right now."""

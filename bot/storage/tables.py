@@ -14,7 +14,7 @@ from bot.storage.db import UTCDateTime
 
 __all__ = [
     "metadata", "events", "projects", "history", "bot_comments", "suggestions", "feedback", "feedback_times",
-    "optouts", "models", "snapshots", "EVENT_STATUSES",
+    "optouts", "people", "models", "snapshots", "EVENT_STATUSES",
 ]
 
 EVENT_STATUSES = ("queued", "running", "done", "failed", "dead")
@@ -146,6 +146,15 @@ optouts = sa.Table(
     sa.Column("username", sa.String(255), primary_key=True),
     sa.Column("until", UTCDateTime, nullable=True),  # NULL = until they opt back in
     sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Every username each GitLab user id was seen with, and when last: the newest is their name now, the others
+# are former names (GitLab lets users rename themselves; the id stays). See `bot.storage.people`.
+people = sa.Table(
+    "people", metadata,
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("username", sa.String(255), primary_key=True),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
 )
 
 models = sa.Table(

@@ -1,0 +1,37 @@
+"""The usernames each GitLab user id was seen with: `people`.
+
+Why: the history, feedback, opt-outs and the graph name people by username, and GitLab lets a user rename
+themselves (`alice` to `alice.w`; the numeric id stays). Without the pairs the bot saw, the history under the
+old name belonged to someone who left, and their opt-out stopped applying. The table starts empty: names are
+learned from the members lists, webhooks and imports from now on (a rename made before the bot saw the old
+name is not known; `reviewbot backfill --project ID --restart` imports the history under today's names).
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2025-01-07
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from bot.storage.db import UTCDateTime
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "people",
+        sa.Column("user_id", sa.BigInteger, autoincrement=False),
+        sa.Column("username", sa.String(255)),
+        sa.Column("seen_at", UTCDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("user_id", "username", name="pk_people"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("people")
