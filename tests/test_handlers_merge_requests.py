@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.backfill import change_id
+from bot.backfill import BOT_PICK, change_id
 from bot.comment import MARKER
 from bot.gitlab.payloads import merge_request_hook
 from bot.handlers.context import GitLabFailure
@@ -621,3 +621,42 @@ async def test_a_refused_bot_flag_lookup_stops_neither_the_suggestion_nor_the_la
     env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.cy], by=env.tiny.ann)
     await env.run()
     assert ("cy", "accepted") in await rows_of(env, mr)
+
+
+async def test_the_reviewers_an_mr_is_opened_with_are_judged_by_its_first_suggestion(handler_env):
+    """GitLab's `open` lists the reviewers chosen on the new MR form as the MR's `reviewers`, never as
+    `changes`: they are the team's choice all the same (a bot among them is none)."""
+    env = await handler_env()
+    assistant = env.state.add_user("GitLabDuo", bot=True)
+    env.state.add_member(env.tiny.project, assistant, 30)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, reviewers=[env.tiny.dee, assistant])
+    [opened] = take_events(env.state)
+    assert "reviewers" not in (opened.body.get("changes") or {}) and len(opened.body["reviewers"]) == 2
+    await env.send(opened)
+    [shown] = await env.storage.suggestions.of_mrs(env.pid, [mr.iid])
+    assert [p["username"] for p in shown.people] == ["bob", "cy"]
+    await env.send(opened)  # delivered twice (a project hook and a group hook): one choice
+    await env.run()
+    rows = [row for row in await rows_of(env, mr) if row[1] != "suggested"]
+    assert rows == [("bob", "passed_over"), ("cy", "passed_over"), ("dee", "assigned")]
+    rows = await env.storage.feedback.list(env.pid, mr_iid=mr.iid)
+    assert {r.suggestion_id for r in rows if r.label != "suggested"} == {shown.id}
+    env.state.set_reviewers(mr, [env.tiny.dee, env.tiny.cy], by=env.tiny.ann)
+    await env.run()
+    assert [row for row in await rows_of(env, mr) if row[1] != "suggested"][3:] == [("cy", "accepted")]
+
+
+async def test_the_reviews_the_bot_requests_on_open_are_no_choice_of_the_team(handler_env):
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, reviewers=[env.tiny.dee])
+    await env.run()
+    assert [env.state.users[u].username for u in mr.reviewer_ids] == ["dee", "bob"]
+    rows = await env.storage.feedback.list(env.pid, mr_iid=mr.iid)
+    assert [(r.person, r.label, r.value == BOT_PICK) for r in rows] == [
+        ("bob", "suggested", False), ("bob", "assigned", True), ("cy", "passed_over", False),
+        ("dee", "assigned", False)]
+    env.state.close_mr(mr, by=env.tiny.ann)
+    env.state.reopen_mr(mr, by=env.tiny.ann)  # its `reviewers` were recorded when chosen: nothing again
+    await env.run()
+    assert [row for row in await rows_of(env, mr) if row[1] not in ("suggested", "closed", "reopened")] == [
+        ("bob", "assigned"), ("cy", "passed_over"), ("dee", "assigned"), ("bob", "assigned")]

@@ -160,6 +160,19 @@ async def test_a_suggested_reviewer_counts_for_the_next_mr_before_the_merge_and_
     assert (await env.storage.history.count(env.pid), await env.reviews_of_a_c("cy")) == (5, 2)
 
 
+async def test_a_reviewer_chosen_when_the_mr_is_opened_counts_at_once_too(early_env):
+    """The reviewers set on the new MR form come in the `open` webhook (not as a change): the same early
+    review as one added afterwards."""
+    env = await early_env()
+    mr1 = env.state.open_mr(env.project, env.ann, [PATH], reviewers=[env.cy])
+    await env.run()
+    assert await env.labels(mr1) == [("cy", "accepted")]
+    assert await env.reviews_of_a_c("cy") == 2
+    mr2 = env.state.open_mr(env.project, env.eve, [PATH])
+    await env.run()
+    assert env.row(mr2, "cy") == ("1", CY_TAKEN)
+
+
 async def test_without_early_reviews_the_review_counts_only_at_the_merge(early_env):
     """The counter-case. The bot's config has no switch for `early_reviews` (`recommender_settings` keeps
     the default), so it is turned off on the engine's recommender of the project once built."""

@@ -6,7 +6,9 @@ What each action does:
   (requesting review when the project's `assign` says so);
 * `update` with `oldrev` (new commits): recompute and edit that comment (`comment_on_update`);
 * `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over, and
-  `assigned` for a reviewer added whom it did not suggest);
+  `assigned` for a reviewer added whom it did not suggest); on `open`, the same for the reviewers the MR was
+  opened with (GitLab sends them as the MR's `reviewers`, never as `changes`), judged by the suggestion
+  just made;
 * `approval` / `approved`: `approved` feedback; `unapproval` / `unapproved`: `unapproved` (once each);
 * `close` / `reopen`: `closed` / `reopened` rows (its reviews end / count again; reopen suggests again);
 * `merge`: the MR (author, reviewers, approvers, files) joins the project's history and graph, and the final
@@ -31,7 +33,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
@@ -45,6 +47,7 @@ from bot.handlers.publish import publish
 from bot.logfmt import kv
 from bot.lookups import Lookups, gather
 from bot.storage import FeedbackRow
+from bot.suggesting import SuggestionResult
 from graph.model import Change
 
 __all__ = ["router", "became_ready", "skip_reason", "left_alone", "assign_count", "reviewer_feedback", "event_time"]
@@ -187,9 +190,10 @@ def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
 
 
 # --- handlers -----------------------------------------------------------------------------------------------
-async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool, mr: MergeRequest | None = None) -> None:
+async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool,
+                            mr: MergeRequest | None = None) -> SuggestionResult | None:
     """Post or edit the suggestion unless the MR is one the bot stays quiet on (`mr`: as GitLab has it now,
-    when the caller read it already)."""
+    when the caller read it already); returns it, or None when skipped."""
     attrs = event.object_attributes
     iid = int(attrs["iid"])
     reason = skip_reason(attrs, ctx.project)
@@ -197,9 +201,9 @@ async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool, mr:
         mr = mr or await ctx.client.get_mr(ctx.project_id, iid)
         reason = _live_skip_reason(mr, ctx)
         if reason is None:
-            await publish(ctx, mr, assign=assign_count(ctx.project) if first else None)
-            return
+            return await publish(ctx, mr, assign=assign_count(ctx.project) if first else None)
     log.info(kv("MR skipped", project_id=ctx.project_id, mr_iid=iid, reason=reason))
+    return None
 
 
 def _live_skip_reason(mr: MergeRequest, ctx: EventContext) -> str | None:
@@ -213,8 +217,10 @@ def _live_skip_reason(mr: MergeRequest, ctx: EventContext) -> str | None:
 
 @router.register(HOOK, action="open")
 async def on_open(event: Event, ctx: EventContext) -> None:
-    """A new MR: suggest reviewers."""
-    await suggest_if_wanted(event, ctx, first=True)
+    """A new MR: suggest reviewers, then record the reviewers it was opened with (`record_opened_with`)."""
+    result = await suggest_if_wanted(event, ctx, first=True)
+    if not ctx.bot.is_me(event.data.get("user")):
+        await record_opened_with(event, ctx, result.requested if result else ())
 
 
 @router.register(HOOK, action="reopen")
@@ -281,25 +287,52 @@ async def _no() -> bool:
     return False
 
 
+OPENED_WITH = {"at": "open"}  # the value of the labels about the reviewers an MR was opened with
+
+
+async def record_opened_with(event: Event, ctx: EventContext, requested: Collection[str]) -> None:
+    """The reviewers chosen on the new MR form, as a change from none judged by the suggestion just made: the
+    team's choice (`assigned`, `accepted`, and the suggested people it passed over). GitLab's `open` lists
+    them only as the MR's `reviewers` (omitted when none), never as `changes`. Those the bot `requested`
+    just now are not passed over. Once per MR: the same `open` delivered again (another hook) is the same
+    choice, though its suggestion may differ (the reviewers recorded by the first count as on duty)."""
+    iid = int(event.object_attributes["iid"])
+    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)
+    if any(r.value == OPENED_WITH and r.source_event_id != ctx.event_id for r in rows):
+        log.info(kv("open delivered again; its reviewers recorded already", project_id=ctx.project_id, mr_iid=iid))
+        return
+    opened_with = {"previous": [], "current": event.data.get("reviewers") or []}
+    await record_reviewer_changes(ctx, iid, opened_with, at=event_time(event.object_attributes),
+                                  requested=requested, value=OPENED_WITH)
+
+
 async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any], *,
-                                  at: datetime | None = None) -> None:
+                                  at: datetime | None = None, requested: Collection[str] = (),
+                                  value: Any = None) -> None:
     """Feedback on the last suggestion from a reviewer change made by a person (at GitLab's time `at`); before
     any suggestion (a draft), who became a reviewer and who stopped being one. Passing a suggested person over
     counts once per MR: reviewers added one at a time are one decision, not one rejection each. A person
-    whose newer change was applied already is left out (`is_late`)."""
+    whose newer change was applied already is left out (`is_late`), and so is, from the passed over, one the
+    bot `requested` itself. `value` is stored with the labels but `passed_over`."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
-    feedback = ctx.storage.feedback
+    feedback, asked = ctx.storage.feedback, {p.casefold() for p in requested}
     late: dict[str, bool] = {}
     previous, current = await _people(ctx, change.get("previous")), await _people(ctx, change.get("current"))
     for person, label in reviewer_feedback(previous, current, suggested):
+        if label == "passed_over" and person.casefold() in asked:
+            continue
         if person not in late:
             late[person] = await is_late(ctx, iid, person, at, label)
         if late[person]:
             continue
-        record = feedback.record_once if label == "passed_over" else feedback.record
-        await record(ctx.project_id, iid, person, label, suggestion_id=latest.id if latest else None,
-                     source_event_id=ctx.event_id)
+        suggestion_id = latest.id if latest else None
+        if label == "passed_over":
+            await feedback.record_once(ctx.project_id, iid, person, label, suggestion_id=suggestion_id,
+                                       source_event_id=ctx.event_id)
+        else:
+            await feedback.record(ctx.project_id, iid, person, label, value=value, suggestion_id=suggestion_id,
+                                  source_event_id=ctx.event_id)
 
 
 @router.register(HOOK, action="approval")
