@@ -660,3 +660,75 @@ async def test_the_reviews_the_bot_requests_on_open_are_no_choice_of_the_team(ha
     await env.run()
     assert [row for row in await rows_of(env, mr) if row[1] not in ("suggested", "closed", "reopened")] == [
         ("bob", "assigned"), ("cy", "passed_over"), ("dee", "assigned"), ("bob", "assigned")]
+
+
+def reviewer_requests(env, mr) -> int:
+    """How many times the bot asked GitLab to set the MR's reviewers."""
+    return sum(r.path.endswith(f"/merge_requests/{mr.iid}") for r in env.state.calls("PUT"))
+
+
+async def test_a_push_that_makes_the_first_suggestion_naming_someone_requests_the_reviews_once(handler_env):
+    """An MR opened without commits (from an issue, by the API) gets the "changes no files" comment; the push
+    that brings files makes the first suggestion naming people: it requests the reviews as an open does,
+    once however often the push is delivered; later pushes request nobody."""
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, [])
+    await env.run()
+    assert "changes no files" in marker_notes(env.state, mr)[0].body and mr.reviewer_ids == []
+    env.state.push_to_mr(mr, FILES)
+    [push] = take_events(env.state)
+    row = event_row(push.event_name, push.body)
+    await env.dispatch(row)
+    [comment] = marker_notes(env.state, mr)
+    assert "Review requested from `@bob`." in comment.body
+    await env.dispatch(row)  # the worker retries it
+    await env.send(push)  # and GitLab delivers it again
+    await env.run()
+    assert [env.state.users[u].username for u in mr.reviewer_ids] == ["bob"]
+    assert reviewer_requests(env, mr) == 1 and len(marker_notes(env.state, mr)) == 1
+    assert (await rows_of(env, mr)).count(("bob", "assigned")) == 1
+    env.state.push_to_mr(mr, ["docs/intro.md"])
+    await env.run()
+    assert "`@dee`" in marker_notes(env.state, mr)[0].body and mr.reviewer_ids == [env.tiny.bob.id]
+    assert reviewer_requests(env, mr) == 1
+
+
+async def test_without_comment_on_update_the_first_suggestion_naming_someone_is_still_made(handler_env):
+    env = await handler_env(comment_on_update=False)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, [])
+    await env.run()
+    env.state.push_to_mr(mr, FILES)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    assert "`@bob`" in body
+    env.state.push_to_mr(mr, ["docs/intro.md"])
+    await env.run()
+    assert marker_notes(env.state, mr)[0].body == body
+
+
+async def test_removing_the_ignore_label_hands_the_mr_to_the_bot_as_marking_it_ready_does(handler_env):
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, labels=["no-reviewer-bot", "api"])
+    await env.run()
+    env.state.update_mr(mr, by=env.tiny.ann, labels=["no-reviewer-bot"])  # another label: still left alone
+    await env.run()
+    assert bot_notes(env.state, mr) == []
+    env.state.update_mr(mr, by=env.tiny.ann, labels=[])
+    [unlabelled] = take_events(env.state)
+    await env.send(unlabelled)
+    await env.send(unlabelled)  # delivered twice
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    assert "Review requested from `@bob`." in comment.body and mr.reviewer_ids == [env.tiny.bob.id]
+    assert reviewer_requests(env, mr) == 1
+
+
+async def test_the_ignore_label_removed_from_a_draft_waits_for_ready(handler_env):
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, draft=True, labels=["no-reviewer-bot"])
+    env.state.update_mr(mr, by=env.tiny.ann, labels=[])
+    await env.run()
+    assert bot_notes(env.state, mr) == []
+    env.state.mark_ready(mr)
+    await env.run()
+    assert len(marker_notes(env.state, mr)) == 1

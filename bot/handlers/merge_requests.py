@@ -1,10 +1,14 @@
-"""Merge Request Hook: suggest on open, reopen and draft → ready; re-suggest on new commits; learn on merge.
+"""Merge Request Hook: suggest on open, reopen, draft → ready and ignore label removed; re-suggest on new
+commits; learn on merge.
 
 What each action does:
 
-* `open`, `reopen`, and `update` whose `changes.draft` goes true → false: suggest and post the one comment
-  (requesting review when the project's `assign` says so);
-* `update` with `oldrev` (new commits): recompute and edit that comment (`comment_on_update`);
+* `open`, `reopen`, and `update` whose `changes.draft` goes true → false or whose `changes.labels` lose the
+  project's `ignore_label`: suggest and post the one comment (requesting review when the project's `assign`
+  says so);
+* `update` with `oldrev` (new commits): recompute and edit that comment (`comment_on_update`); while no
+  suggestion before named anyone (opened without files or history), this one counts as the first: it is
+  made whatever `comment_on_update` says, and requests reviews as on an open;
 * `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over, and
   `assigned` for a reviewer added whom it did not suggest); on `open`, the same for the reviewers the MR was
   opened with (GitLab sends them as the MR's `reviewers`, never as `changes`), judged by the suggestion
@@ -50,7 +54,8 @@ from bot.storage import FeedbackRow
 from bot.suggesting import SuggestionResult
 from graph.model import Change
 
-__all__ = ["router", "became_ready", "skip_reason", "left_alone", "assign_count", "reviewer_feedback", "event_time"]
+__all__ = ["router", "became_ready", "lost_ignore_label", "skip_reason", "left_alone", "assign_count",
+           "reviewer_feedback", "event_time"]
 
 log = logging.getLogger("bot.handlers")
 router = Router()
@@ -83,9 +88,24 @@ def became_ready(changes: Mapping[str, Any]) -> bool:
     return _DRAFT_TITLE.match(before) is not None and _DRAFT_TITLE.match(after) is None
 
 
-def _label_titles(attrs: Mapping[str, Any]) -> list[str]:
-    labels = attrs.get("labels") or []
+def _label_titles(attrs: Mapping[str, Any], key: str = "labels") -> list[str]:
+    labels = attrs.get(key) or []
     return [str(label.get("title")) if isinstance(label, Mapping) else str(label) for label in labels]
+
+
+def lost_ignore_label(changes: Mapping[str, Any], ignore_label: str) -> bool:
+    """Whether an `update` took the project's `ignore_label` off the MR: the team hands it to the bot, which
+    suggests as on a draft marked ready.
+
+    >>> change = {"labels": {"previous": [{"title": "no-reviewer-bot"}], "current": [{"title": "api"}]}}
+    >>> lost_ignore_label(change, "no-reviewer-bot"), lost_ignore_label({"labels": {}}, "no-reviewer-bot")
+    (True, False)
+    """
+    labels = changes.get("labels")
+    if not ignore_label or not isinstance(labels, Mapping):
+        return False
+    before, after = _label_titles(labels, "previous"), _label_titles(labels, "current")
+    return ignore_label in before and ignore_label not in after
 
 
 def skip_reason(attrs: Mapping[str, Any], settings: ProjectSettings) -> str | None:
@@ -193,10 +213,19 @@ def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
 async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool,
                             mr: MergeRequest | None = None) -> SuggestionResult | None:
     """Post or edit the suggestion unless the MR is one the bot stays quiet on (`mr`: as GitLab has it now,
-    when the caller read it already); returns it, or None when skipped."""
+    when the caller read it already); returns it, or None when skipped.
+
+    `first`: the MR just became one to suggest for (opened, reopened, ready, unlabelled), so reviews are
+    requested when the project's `assign` says so. On new commits or another target branch it is not,
+    unless no suggestion before named anyone (the MR had no files or history): then this one is the first.
+    Otherwise the comment is edited only with `comment_on_update`."""
     attrs = event.object_attributes
     iid = int(attrs["iid"])
     reason = skip_reason(attrs, ctx.project)
+    if reason is None and not first:
+        first = not await named_someone(ctx, iid)
+        if not first and not ctx.project.comment_on_update:
+            return None
     if reason is None:
         mr = mr or await ctx.client.get_mr(ctx.project_id, iid)
         reason = _live_skip_reason(mr, ctx)
@@ -204,6 +233,14 @@ async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool,
             return await publish(ctx, mr, assign=assign_count(ctx.project) if first else None)
     log.info(kv("MR skipped", project_id=ctx.project_id, mr_iid=iid, reason=reason))
     return None
+
+
+async def named_someone(ctx: EventContext, iid: int) -> bool:
+    """Whether a suggestion another event made on the MR named anyone. This event's own (stored by an attempt
+    that died) does not count: its retry requests what that attempt may not have; a second delivery of the
+    event (another id) finds the first one's and requests nothing again."""
+    shown = await ctx.storage.suggestions.of_mrs(ctx.project_id, [iid], with_mr=False)
+    return any(row.people and row.event_id != ctx.event_id for row in shown)
 
 
 def _live_skip_reason(mr: MergeRequest, ctx: EventContext) -> str | None:
@@ -256,16 +293,17 @@ async def record_state(event: Event, ctx: EventContext, label: str) -> MergeRequ
 
 @router.register(HOOK, action="update")
 async def on_update(event: Event, ctx: EventContext) -> None:
-    """Ready for review, new commits, a new target branch, or reviewers changed by a person."""
+    """Ready for review (or the ignore label taken off), new commits, a new target branch, or reviewers
+    changed by a person."""
     if ctx.bot.is_me(event.data.get("user")):
         return
     changes = event.data.get("changes") or {}
     if isinstance(changes.get("reviewers"), Mapping):
         await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"],
                                       at=event_time(event.object_attributes))
-    if became_ready(changes):
+    if became_ready(changes) or lost_ignore_label(changes, ctx.project.ignore_label):
         await suggest_if_wanted(event, ctx, first=True)
-    elif ("oldrev" in event.object_attributes or "target_branch" in changes) and ctx.project.comment_on_update:
+    elif "oldrev" in event.object_attributes or "target_branch" in changes:
         await suggest_if_wanted(event, ctx, first=False)  # new commits, or another target: diff and CODEOWNERS
 
 
