@@ -197,6 +197,19 @@ async def test_notes_create_edit_list_and_award(simulator: Sim, gitlab_client: G
     assert await gitlab_client.create_note(project.id, mr.iid, "/assign_reviewer @bob") is None
 
 
+async def test_notes_after_a_note_read_newest_first_and_stop_there(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    project = team(state)
+    mr = state.open_mr(project, "ann", ["a.py"])
+    older = [state.add_note(mr, "ann", f"before {i}") for i in range(7)]
+    command = state.add_note(mr, "bob", "/reviewers help")
+    newer = [state.add_note(mr, "cid", f"after {i}") for i in range(4)]
+    client = client_for(http_session, url, per_page=3)
+    assert [n.id for n in await client.notes_after(project.id, mr.iid, command.id)] == [n.id for n in newer[::-1]]
+    assert [(r.query["sort"], r.query["page"]) for r in state.calls("GET", "/notes")] == [("desc", "1"), ("desc", "2")]
+    assert len(await client.notes_after(project.id, mr.iid, older[0].id)) == 11
+
+
 async def test_create_hook_sends_push_events_false(simulator: Sim, http_session) -> None:
     state, url = simulator
     project = team(state)

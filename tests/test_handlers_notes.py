@@ -291,6 +291,40 @@ async def test_a_retried_command_answers_and_acknowledges_once(handler_env):
     assert acks(env, note) == [ACK_OK]
 
 
+def note_listings(env, since: int) -> int:
+    return sum(r.method == "GET" and r.path.endswith("/notes") for r in env.state.requests[since:])
+
+
+async def test_a_reply_on_a_long_thread_reads_only_the_notes_after_its_command(handler_env):
+    """Anyone may write `/reviewers help`: on an MR of hundreds of notes its reply cost a listing per hundred
+    of them (the bot's token, shared by every project); now one page of the notes posted since."""
+    env = await handler_env()
+    eve = env.state.add_user("eve")  # not a member
+    mr = await opened(env)
+    for i in range(450):
+        env.state.add_note(mr, eve, f"filler {i}")
+    env.state.outbox[:] = []  # the filler's hooks
+    calls = len(env.state.requests)
+    note = env.state.add_note(mr, eve, "/reviewers help")
+    await env.run()
+    assert len(replies(env, mr, note)) == 1 and note_listings(env, calls) == 1
+
+
+async def test_a_command_redelivered_after_the_thread_grew_still_answers_once(handler_env):
+    """The reply is found however many notes came after it (pages are read back to the command)."""
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers help")
+    [event] = env.state.outbox[:]
+    await env.run()
+    for i in range(250):
+        env.state.add_note(mr, env.tiny.cy, f"later {i}")
+    env.state.outbox[:] = []
+    calls = len(env.state.requests)
+    await env.send(event)
+    assert len(replies(env, mr, note)) == 1 and note_listings(env, calls) == 3
+
+
 async def test_a_comment_by_a_suggested_person_is_their_review_once(handler_env):
     env = await handler_env()
     mr = await opened(env)  # the bot suggests bob first (see the tests above)

@@ -328,6 +328,18 @@ async def test_notes_create_edit_and_quick_actions(simulator: Sim, http_session)
     assert status == 403
 
 
+async def test_notes_are_listed_newest_first_unless_asked_otherwise(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    at = state.now()
+    state.clock = lambda: at  # notes of the same time: GitLab orders them by id too
+    ids = [state.add_note(mr, "ann", f"n{i}", system=i == 1).id for i in range(3)]
+    notes = f"{url}/api/v4/projects/1/merge_requests/{mr.iid}/notes"
+    for query, want in (("", ids[::-1]), ("?sort=asc", ids), ("?order_by=created_at&sort=desc&per_page=2", ids[:0:-1])):
+        assert [n["id"] for n in (await call(http_session, notes + query))[2]] == want
+
+
 async def test_award_emoji_on_note_and_mr(simulator: Sim, http_session) -> None:
     state, url = simulator
     w = world(state)

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import time
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -451,6 +452,24 @@ class GitLabClient:
         """All notes of the MR, oldest first (system notes included: check `.system`)."""
         params = {"order_by": "created_at", "sort": "asc"}
         return await self._all(Note, f"{self._mr(pid, iid)}/notes", params)
+
+    async def notes_after(self, pid: ProjectId, iid: int, note_id: int) -> list[Note]:
+        """The MR's notes posted after note `note_id`, newest first (system notes included).
+
+        Pages newest first and stops at the first note that is `note_id` or older, so the cost follows the
+        notes posted since, not the whole thread (thousands of notes were a request per hundred). GitLab
+        numbers notes from one sequence: a note posted after `note_id` has a larger id and, its time set when
+        it is saved, comes before it in the list (ties go by id).
+        """
+        params = {"order_by": "created_at", "sort": "desc"}
+        newer: list[Note] = []
+        async with aclosing(self._pages(f"{self._mr(pid, iid)}/notes", params)) as pages:
+            async for page in pages:
+                for note in (Note.model_validate(item) for item in page.items):
+                    if note.id <= note_id:
+                        return newer
+                    newer.append(note)
+        return newer
 
     async def get_note(self, pid: ProjectId, iid: int, note_id: int) -> Note:
         return Note.model_validate(await self._get(f"{self._mr(pid, iid)}/notes/{int(note_id)}"))
