@@ -29,6 +29,7 @@ __all__ = [
     "inline_spans",
     "has_marker",
     "render_comment",
+    "MAX_COMMENT",
     "render_why",
     "WHY_ROWS",
     "render_cannot_suggest",
@@ -40,6 +41,7 @@ COMMANDS_FOOTER = (
     "`/reviewers reroll` · `/reviewers exclude @user` · `/reviewers optout [2w]` · `/reviewers optin` · "
     "`/reviewers help`</sub>"
 )
+MAX_COMMENT = 200_000  # characters of a suggestion comment, far inside GitLab's 1,000,000 for a note
 NO_FILES = "this merge request changes no files"
 NO_HISTORY = "this merge request touches no file with review history yet"
 NO_ELIGIBLE = "nobody with review history on these files can review right now (`/reviewers why @user` tells why)"
@@ -158,11 +160,12 @@ def _person(user: str, names: Mapping[str, str] | None, mention: bool) -> str:
 
 
 def _table(
-    suggestions: Sequence[Suggestion], loads: Mapping[str, int], names: Mapping[str, str] | None, mention: bool
+    suggestions: Sequence[Suggestion], loads: Mapping[str, int], names: Mapping[str, str] | None, mention: bool,
+    *, reasons: bool = True,
 ) -> list[str]:
     rows = ["| # | Reviewer | Why | Open reviews |", "|--:|---|---|--:|"]
     for rank, s in enumerate(suggestions, start=1):
-        why = _cell(_quiet("; ".join(s.reasons))) or "—"
+        why = (_cell(_quiet("; ".join(s.reasons))) if reasons else "") or "—"
         load = loads.get(s.person)
         rows.append(f"| {rank} | {_person(s.person, names, mention)} | {why} | {'?' if load is None else load} |")
     return rows
@@ -204,18 +207,61 @@ def render_comment(
     `loads` maps a username to their open review count (`?` when unknown); `names` adds display names;
     `assigned` are the people whose review the bot requested, `not_stuck` those GitLab did not keep as
     reviewers; `notes` are bullet lines (CODEOWNERS needs, tier limits). `mention=True` pings the people
-    in the table and status lines; mentions inside reasons and notes are always defused.
+    in the table and status lines; mentions inside reasons and notes are always defused. A comment that would
+    pass `MAX_COMMENT` characters leaves out detail (`_within`) and says so.
     """
     title = ["**Suggested reviewers**"] if suggestions else \
         [f"No reviewer to suggest right now: {why_empty}." if why_empty else "No reviewer to suggest right now."]
-    return _blocks(
-        [marker] if marker else [],
-        title,
-        _table(suggestions, loads, names, mention) if suggestions else [],
-        _status(assigned, not_stuck, mention),
-        [f"- {_one_line(_quiet(note))}" for note in notes],
-        [COMMANDS_FOOTER] if commands_footer else [],
-    )
+    head, status = [marker] if marker else [], _status(assigned, not_stuck, mention)
+    footer = [COMMANDS_FOOTER] if commands_footer else []
+    rows = _table(suggestions, loads, names, mention) if suggestions else []
+    bullets = [f"- {_one_line(_quiet(note))}" for note in notes]
+    text = _blocks(head, title, rows, status, bullets, footer)
+    if len(text) <= MAX_COMMENT:
+        return text
+    room = MAX_COMMENT - len(_blocks(head, title, status, footer)) - _SAID_ROOM
+    bare = _table(suggestions, loads, names, mention, reasons=False) if suggestions else []
+    rows, bullets = _within(room, rows, bare, bullets)
+    return _blocks(head, title, rows, status, bullets, footer)
+
+
+_SAID_ROOM = 300  # characters kept for the bullet saying what `_within` left out, and the blocks' line breaks
+
+
+def _within(room: int, rows: list[str], bare: list[str], bullets: list[str]) -> tuple[list[str], list[str]]:
+    """Table rows and note bullets within `room` characters, and a bullet saying what was left out.
+
+    Left out until they fit: the rows' reasons and the notes, the longest first (an outsized one goes, the
+    others stay; of equal ones the lowest); then the lowest rows (the first stays: without its reasons it is
+    a name and a number). Whole lines go, never part of one (a code span cut in two could free a mention).
+    A note GitLab refuses is not posted, and the same comment would be refused on every later event."""
+    rows, bullets = list(rows), list(bullets)
+    excess = sum(len(line) + 1 for line in (*rows, *bullets)) - room
+    pieces = [(len(rows[i]) - len(bare[i]), i, "row") for i in range(2, len(rows))]  # 2 header lines
+    pieces += [(len(bullets[j]) + 1, len(rows) + j, "note") for j in range(len(bullets))]
+    left: dict[str, int] = {"row": 0, "note": 0}
+    for saved, at, kind in sorted(pieces, reverse=True):
+        if excess <= 0 or saved <= 0:
+            break
+        if kind == "row":
+            rows[at] = bare[at]
+        else:
+            bullets[at - len(rows)] = ""
+        excess -= saved
+        left[kind] += 1
+    bullets = [b for b in bullets if b]
+    gone = 0
+    while len(rows) > 3 and excess > 0:
+        excess -= len(rows.pop()) + 1
+        gone += 1
+    said = [f"the reasons of {_count(left['row'], 'row')}" if left["row"] else "",
+            _count(left["note"], "note") if left["note"] else "", f"the last {_count(gone, 'row')}" if gone else ""]
+    return rows, [*bullets, f"- Left out to keep this comment within GitLab's note size: "
+                            f"{', '.join(part for part in said if part)}."]
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
 WHY_ROWS = 8  # signals listed by `/reviewers why`, the strongest first; the rest are summed up in one line

@@ -48,6 +48,7 @@ SPARE = 3            # statuses fetched for k + SPARE people at a time (some may
 OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
 MAX_SKIP_NOTES = 3
 MAX_OWNER_NOTES = 20  # notes on code owners' approvals shown in one comment (a file may match hundreds of rules)
+MAX_LISTED = 5  # CODEOWNERS patterns or owners named in one note or reason; the others are counted
 CODEOWNERS_UNREADABLE = "CODEOWNERS could not be read from GitLab this time, so code owners are left out of " \
     "these suggestions (`/reviewers` suggests again)."
 
@@ -355,8 +356,9 @@ class OwnerApproval:
 
     @property
     def which(self) -> str:
-        """` for `docs/``: the patterns, when the section asks more than this of its owners."""
-        return "" if self.alone else " for " + ", ".join(code_span(p) for p in self.patterns)
+        """` for `docs/``: the patterns (the first `MAX_LISTED`, then how many more), when the section asks
+        more than this of its owners."""
+        return "" if self.alone else " for " + _listed([code_span(p) for p in self.patterns])
 
     @property
     def need(self) -> str:
@@ -398,7 +400,19 @@ def _all_owners(facts: MRFacts) -> set[str]:
 
 
 def _people(names: Iterable[str]) -> str:
-    return ", ".join(f"@{n}" for n in names)
+    return _listed([f"@{n}" for n in names])
+
+
+def _listed(items: Sequence[str]) -> str:
+    """The first `MAX_LISTED` items, then how many more. A section of a thousand per-file entries, or a group of
+    a thousand owners, listed whole in every note and added owner's reason made a comment GitLab refuses
+    (over 1,000,000 characters), and then on every later event of the merge request.
+
+    >>> _listed([f"f{i}" for i in range(8)])
+    'f0, f1, f2, f3, f4 and 3 more'
+    """
+    more = len(items) - MAX_LISTED
+    return ", ".join(items[:MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
 
 
 def _approvals(n: int) -> str:

@@ -22,6 +22,7 @@ from bot.storage import Storage
 from bot.suggesting import suggest_for_mr
 from graph.codeowners import parse_codeowners
 from tests.bot_harness import SECRET, Tiny, bot_settings, marker_notes, running_bot, settle, tiny_project
+from tests.bot_harness import handler_env  # noqa: F401 - fixture
 from tests.gitlab_fixtures import FAST_RETRY
 
 CODEOWNERS = """\
@@ -557,3 +558,44 @@ async def test_a_change_matching_many_rules_lists_twenty_of_them(org, gitlab_cli
     notes = owner_notes(result)
     assert len(notes) == 20 and notes[0] == "CODEOWNERS section `S0` needs 1 approval: added code owner @dee."
     assert result.notes[-1] == "… and 5 more CODEOWNERS approvals not listed here."
+
+
+async def test_a_section_of_many_entries_names_five_patterns_and_counts_the_others(org, gitlab_client, store):
+    """Per-file entries of one section with the same owners make one approval: its note and the reason of each
+    owner added for it name five patterns, then how many more (a thousand long paths, each listed in the note
+    and again in every added owner's reason, made a comment GitLab refuses: over 1,000,000 characters)."""
+    files = [f"pay/f{i:02d}.py" for i in range(14)]
+    codeowners_file(org, "[Pay][2]\n" + "".join(f"/{f} {'@dee @jo' if i % 2 else '@lou @jo'}\n"
+                                                for i, f in enumerate(files)))
+    result = await suggest(org, gitlab_client, store, *files)
+    even = "`/pay/f00.py`, `/pay/f02.py`, `/pay/f04.py`, `/pay/f06.py`, `/pay/f08.py` and 2 more"
+    assert owner_notes(result)[0] == f"CODEOWNERS section `Pay` needs 2 approvals for {even}: added code owners " \
+        "@jo, @lou."
+    assert {s.person: s.reasons[0] for s in result.suggestions}["lou"] == \
+        f"code owner: section `Pay` needs their approval for {even}"
+
+
+async def test_owners_who_cannot_be_suggested_are_named_five_and_counted(org, gitlab_client, store):
+    names = [f"m{i}" for i in range(8)]
+    for name in names:
+        org.state.add_member(org.tiny.project, org.state.add_user(name, busy=True), 30)
+    codeowners_file(org, "[Many][1]\nmany/ " + " ".join(f"@{n}" for n in names) + "\n")
+    result = await suggest(org, gitlab_client, store, "many/a.py")
+    assert owner_notes(result) == [
+        "CODEOWNERS section `Many` needs 1 approval from @m0, @m1, @m2, @m3, @m4 and 3 more, but none of them can "
+        f"be suggested right now (`@m0` {BUSY}; `@m1` {BUSY}; `@m2` {BUSY}; GitLab still requires the approval)."]
+
+
+async def test_the_comment_of_a_big_mr_matching_long_per_file_entries_is_posted(handler_env):
+    """Every matched pattern listed in the note and again in each added owner's reason made the comment pass
+    GitLab's 1,000,000 characters: refused, on this event and every later one of the MR."""
+    env = await handler_env()
+    for name in ("e0", "e1", "e2", "e3"):
+        env.state.add_member(env.tiny.project, env.state.add_user(name), 30)
+    files = [f"pay/m{i:03d}/" + "src/main/java/com/acme/payments/" * 30 + f"F{i:03d}.java" for i in range(400)]
+    env.state.add_file(env.tiny.project, ".gitlab/CODEOWNERS", "[Payments][2]\n" + "".join(
+        f"/{f} {'@e0 @e1' if i % 2 else '@e2 @e3'}\n" for i, f in enumerate(files)))
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, [HISTORY, *files])
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    assert comment.body.count("and 195 more") == 6 and len(comment.body) < 40_000  # two notes, four reasons

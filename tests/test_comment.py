@@ -12,6 +12,7 @@ from bot.commands import parse_commands
 from bot.comment import (
     COMMANDS_FOOTER,
     MARKER,
+    MAX_COMMENT,
     WHY_ROWS,
     NO_HISTORY,
     code_span,
@@ -81,6 +82,31 @@ def test_no_suggestions():
 def test_suggestion_without_reasons():
     body = render_comment([Suggestion("eve", 0.1)], loads={}, marker="", commands_footer=False)
     assert body.splitlines()[-1] == "| 1 | `@eve` | — | ? |"
+
+
+def test_a_comment_past_the_size_limit_leaves_out_the_longest_reasons_and_notes_and_says_so():
+    """GitLab refuses a note over 1,000,000 characters (and the same comment again on every later event):
+    the outsized reasons and notes go, the longest first (of equal ones the lowest), the others stay."""
+    long = "reviewed " + ", ".join(code_span(f"src/{'deep/' * 30}f{i}.py") for i in range(800))
+    people = [Suggestion(p, 1.0, (long if p in ("bob", "cy") else "reviewed `src/`",)) for p in ("ann", "bob", "cy")]
+    notes = ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee.", "x" * 150_000]
+    body = render_comment(people, loads={}, notes=notes, marker=MARKER)
+    lines = body.splitlines()
+    assert len(body) <= MAX_COMMENT and lines[:2] == [MARKER, ""] and lines[-1] == COMMANDS_FOOTER
+    assert [line for line in lines if line.startswith("| ")][1:] == [
+        "| 1 | `@ann` | reviewed `src/` | ? |", f"| 2 | `@bob` | {long} | ? |", "| 3 | `@cy` | — | ? |"]
+    assert lines[-4:-1] == ["- CODEOWNERS section `Docs` needs 1 approval: added code owner `@dee`.",
+                            "- Left out to keep this comment within GitLab's note size: the reasons of 1 row, 1 note.",
+                            ""]
+
+
+def test_a_comment_of_too_many_rows_keeps_the_first_ones():
+    people = [Suggestion(f"user{i:04d}", 1.0, ("reviewed `src/`",)) for i in range(6000)]
+    body = render_comment(people, loads={}, names={s.person: "N" * 200 for s in people}, marker=MARKER)
+    rows = [line for line in body.splitlines() if line.startswith("| ")][1:]
+    assert len(body) <= MAX_COMMENT and rows[0] == f"| 1 | `@user0000` ({'N' * 200}) | — | ? |"
+    assert body.endswith(f"- Left out to keep this comment within GitLab's note size: the reasons of 6000 rows, "
+                         f"the last {6000 - len(rows)} rows.\n\n{COMMANDS_FOOTER}")
 
 
 def test_marker_first_and_found():
