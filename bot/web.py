@@ -6,6 +6,12 @@ call and runs no handler: it checks the secret token (401), the event header and
 size (413), stores the event durably and answers 200. Events the bot does not handle get 200
 "ignored". A 5xx happens only when the event could not be stored (503, so GitLab shows the failure
 and a user can re-send it); nothing is acknowledged that was not stored.
+
+System hook deliveries (`X-Gitlab-Event: System Hook`) are ignored, with a 200 that says why (a 4xx
+would count towards GitLab disabling the hook) and one warning in the log per process: a system hook
+sends the merge requests of every project on the instance, so acting on it would import and comment
+on every project the token can read, and it sends no comments or emoji, so `/reviewers` commands and
+feedback would never arrive. Project or group webhooks are the way to choose the projects.
 """
 from __future__ import annotations
 
@@ -39,11 +45,16 @@ STORE_TIMEOUT = 7.0  # seconds to store an event before answering 503 (GitLab gi
 PROBE_TIMEOUT = 3.0  # seconds /healthz and /metrics wait for the database (probes time out at 5-10 s)
 # "Confidential Note Hook": internal notes, sent only when the hook's "Confidential comments" trigger is on
 HANDLED_KINDS = frozenset({"Merge Request Hook", "Note Hook", "Confidential Note Hook", "Emoji Hook"})
-# System hooks arrive as "System Hook" whatever the event; the body's object_kind says which one.
-SYSTEM_HOOK_KINDS = {"merge_request": "Merge Request Hook", "note": "Note Hook", "emoji": "Emoji Hook"}
+SYSTEM_HOOK = "System Hook"  # an instance-wide hook's deliveries, whatever the event (see the module docstring)
+SYSTEM_HOOK_REASON = (
+    "system hook deliveries are ignored: a system hook sends the merge requests of every project on the instance "
+    "(and no comments), so the bot would act on every project its token can read; add a project webhook "
+    "(reviewbot install --project ...) or a group webhook for the projects the bot should review, and remove "
+    "this system hook"
+)
 # Event names GitLab sends; anything else is counted as "other" (labels must not come from attackers).
 KNOWN_KINDS = HANDLED_KINDS | {
-    "System Hook", "Push Hook", "Tag Push Hook", "Issue Hook", "Confidential Issue Hook",
+    SYSTEM_HOOK, "Push Hook", "Tag Push Hook", "Issue Hook", "Confidential Issue Hook",
     "Pipeline Hook", "Job Hook", "Deployment Hook", "Wiki Page Hook", "Release Hook", "Member Hook",
     "Subgroup Hook", "Project Hook", "Milestone Hook", "Feature Flag Hook", "Resource Access Token Hook",
     "Vulnerability Hook",
@@ -57,6 +68,7 @@ SETTINGS_KEY = web.AppKey("settings", Settings)
 STORAGE_KEY = web.AppKey("storage", Storage)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 ON_STORED_KEY = web.AppKey("on_stored", list)  # callables run after a new event is stored (wake workers)
+WARNED_KEY = web.AppKey("warned", set)  # the notices logged once per process (a misconfigured hook)
 
 
 class Rejection(Exception):
@@ -155,15 +167,13 @@ def _too_deep(data: Any, limit: int) -> bool:
 
 
 def event_kind(header: str, data: Mapping[str, Any]) -> str | None:
-    """The event kind the handlers route on, or None for events the bot ignores.
+    """The event kind the handlers route on, or None for events the bot ignores (system hooks' too).
 
-    >>> event_kind("System Hook", {"object_kind": "merge_request"})
+    >>> event_kind("Merge Request Hook", {"object_kind": "merge_request"})
     'Merge Request Hook'
-    >>> event_kind("Push Hook", {}) is None
+    >>> event_kind("System Hook", {"object_kind": "merge_request"}) is None
     True
     """
-    if header == "System Hook":
-        return SYSTEM_HOOK_KINDS.get(str(data.get("object_kind")))
     return header if header in HANDLED_KINDS else None
 
 
@@ -201,6 +211,8 @@ async def _verify(request: web.Request, settings: Settings) -> tuple[bytes, Deli
     header = request.headers.get("X-Gitlab-Event")
     if not header:
         raise Rejection(400, "no_event", "missing X-Gitlab-Event header: only GitLab webhooks are accepted here")
+    if header == SYSTEM_HOOK:  # ignored whatever it holds: its body is not even read
+        return b"", None
     body = await read_body(request, settings.server.max_body_bytes)
     data = parse_json(body)
     kind = event_kind(header, data)
@@ -236,6 +248,13 @@ def _wake(app: web.Application) -> None:
             log.error(kv("on_stored callback failed", cause=_cause(exc)))
 
 
+def _warn_once(app: web.Application, key: str, message: str) -> None:
+    """Log `message` as a warning the first time only: a misconfigured hook repeats with every delivery."""
+    if key not in app[WARNED_KEY]:
+        app[WARNED_KEY].add(key)
+        log.warning(kv(message))
+
+
 def _label(kind: str) -> str:
     return kind if kind in KNOWN_KINDS else "other"
 
@@ -254,6 +273,9 @@ async def webhook(request: web.Request) -> web.Response:
     if delivery is None:
         metrics.events_received.labels(kind=header_kind, outcome="ignored").inc()
         log.info(kv("webhook ignored", kind=header_kind))
+        if header_kind == SYSTEM_HOOK:
+            _warn_once(app, SYSTEM_HOOK, SYSTEM_HOOK_REASON)
+            return _json(200, status="ignored", reason=SYSTEM_HOOK_REASON)
         return _json(200, status="ignored")
     try:
         event_id, is_new = await _store(request, body, delivery)
@@ -309,6 +331,7 @@ def make_app(
     app[STORAGE_KEY] = storage
     app[METRICS_KEY] = metrics or Metrics()
     app[ON_STORED_KEY] = [on_stored] if on_stored else []
+    app[WARNED_KEY] = set()
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)

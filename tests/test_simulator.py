@@ -354,6 +354,24 @@ async def test_award_emoji_on_note_and_mr(simulator: Sim, http_session) -> None:
     assert (status, award["awardable_type"]) == (201, "MergeRequest")
 
 
+async def test_who_may_comment_follows_gitlabs_create_note(simulator: Sim, http_session) -> None:
+    """Anyone signed in may comment on a public or internal project's merge requests (GitLab's
+    `public_user_access` grants `guest_access`, hence `create_note`); a private one's MRs need Reporter to read."""
+    state, url = simulator
+    w = world(state)
+    project = state.add_project("someone/public-app", bot_access_level=None)
+    state.add_member(project, w["ann"])
+    notes = f"{url}/api/v4/projects/{project.id}/merge_requests/{state.open_mr(project, 'ann', ['a.py']).iid}/notes"
+    for visibility, expected in (("public", 201), ("internal", 201), ("private", 404)):
+        project.visibility = visibility
+        assert (await call(http_session, notes, "POST", json={"body": "hello"}))[0] == expected, visibility
+    state.add_member(project, state.bot, 10)  # a Guest cannot read a private project's merge requests
+    assert (await call(http_session, notes, "POST", json={"body": "hello"}))[:3:2] == (
+        404, {"message": "404 Merge Request Not Found"})
+    state.add_member(project, state.bot, 20)
+    assert (await call(http_session, notes, "POST", json={"body": "hello"}))[0] == 201
+
+
 async def test_raw_file_and_missing_file(simulator: Sim, http_session) -> None:
     state, url = simulator
     state.add_file(state.add_project("acme/app"), ".gitlab/CODEOWNERS", "* @ann\n")

@@ -108,7 +108,6 @@ async def test_a_malformed_delivery_is_400(client, storage, body, hdrs, reason):
     [
         ("Push Hook", {"object_kind": "push"}),
         ("Confidential Issue Hook", {"object_kind": "issue"}),
-        ("System Hook", {"event_name": "user_create"}),
         ("Pipeline Hook", mr_payload()),
     ],
 )
@@ -118,10 +117,18 @@ async def test_events_the_bot_does_not_handle_are_ignored_with_200(client, stora
     assert await nothing_stored(storage)
 
 
-async def test_a_system_hook_merge_request_is_stored_under_its_real_kind(client, storage):
-    resp = await client.post("/webhook", json=mr_payload(), headers=headers("System Hook"))
-    row = await storage.events.get((await resp.json())["event_id"])
-    assert row.kind == "Merge Request Hook" and row.headers["X-Gitlab-Event"] == "System Hook"
+async def test_a_system_hook_is_ignored_with_a_200_saying_why_and_one_warning(client, storage, caplog):
+    """A system hook sends the merge requests of every project on the instance: they were stored and acted on,
+    so one admin's hook made the bot import and comment on every project its token could read."""
+    caplog.set_level(logging.INFO, logger="bot.web")
+    for body in (mr_payload(), mr_payload(iid=2), {"event_name": "user_create"}):
+        resp = await client.post("/webhook", json=body, headers=headers("System Hook"))
+        answer = await resp.json()
+        assert resp.status == 200 and answer["status"] == "ignored"
+        assert "system hook" in answer["reason"] and "project webhook" in answer["reason"]
+    assert await nothing_stored(storage)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "group webhook" in warnings[0].getMessage()
 
 
 async def test_a_re_sent_delivery_is_stored_once(client, storage):
@@ -246,8 +253,9 @@ async def test_secrets_never_reach_the_log(client, caplog):
     [
         ("Note Hook", {}, "Note Hook"),
         ("Emoji Hook", {}, "Emoji Hook"),
-        ("System Hook", {"object_kind": "merge_request"}, "Merge Request Hook"),
-        ("System Hook", {"object_kind": "push"}, None),
+        ("Merge Request Hook", {"object_kind": "merge_request"}, "Merge Request Hook"),
+        ("System Hook", {"object_kind": "merge_request"}, None),
+        ("System Hook", {"object_kind": "note"}, None),
         ("Issue Hook", {}, None),
     ],
 )

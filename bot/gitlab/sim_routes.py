@@ -103,6 +103,13 @@ def _require(state: SimState, project: SimProject, caller: SimUser, level: int) 
         raise ApiError(403, message="403 Forbidden")
 
 
+def _may_comment(state: SimState, project: SimProject, caller: SimUser) -> None:
+    """GitLab's `create_note` on a merge request: whoever may read it (anyone signed in on a public or internal
+    project, a Guest's `guest_access`; Reporter and above on a private one, else 404 as for an MR not seen)."""
+    if caller.id != state.root.id and not state.can_read(project, caller.id):
+        raise ApiError(404, message="404 Merge Request Not Found")
+
+
 # --- users ----------------------------------------------------------------------------------------------------
 async def get_current_user(request: web.Request) -> web.Response:
     return json_response(render.user_full(_state(request).web, _caller(request)))
@@ -377,7 +384,7 @@ async def create_note(request: web.Request) -> web.Response:
     """POST .../notes: 201 with the note, or 202 when the note held only quick actions."""
     state, project, caller, params = _state(request), _project(request), _caller(request), request[PARAMS]
     mr = _mr(request, project)
-    _require(state, project, caller, 20)
+    _may_comment(state, project, caller)
     result = state.api_create_note(mr, caller, _body(params), bool_param(params, "internal", False))
     if isinstance(result, dict):
         return json_response(result, status=202)
