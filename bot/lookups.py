@@ -65,8 +65,10 @@ class Recent:
         self.ttl, self.size, self.clock = ttl, size, clock
         self._items: dict[Hashable, tuple[float, Any]] = {}
 
-    async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]], ttl: float | None = None) -> T:
-        """The cached value of `key`, or `await fetch()` (a failure is not cached)."""
+    async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]],
+                  ttl: float | Callable[[T], float] | None = None) -> T:
+        """The cached value of `key`, or `await fetch()` (a failure is not cached); `ttl` may depend on the value
+        (a function of it): some answers stay true longer than others."""
         now = self.clock()
         hit = self._items.get(key)
         if hit is not None and hit[0] > now:
@@ -76,7 +78,8 @@ class Recent:
             self._items = {k: v for k, v in self._items.items() if v[0] > now}
             if len(self._items) >= self.size:
                 self._items.clear()
-        self._items[key] = (now + (self.ttl if ttl is None else ttl), value)
+        life = self.ttl if ttl is None else ttl(value) if callable(ttl) else ttl
+        self._items[key] = (now + life, value)
         return value
 
     def forget(self, key: Hashable) -> None:

@@ -8,6 +8,7 @@ history, and nothing is doubled.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -436,3 +437,36 @@ async def test_two_hooks_sending_every_event_count_each_event_once(world):
     assert acks(w, note) == [ACK_OK] and len(replies(w.state, mr, note)) <= 1
     assert len(await w.storage.suggestions.list(w.project.id)) == 2  # the open and the reroll
     assert (await w.storage.events.depth())["done"] == len(w.state.deliveries)
+
+
+@sqlite_only
+async def test_projects_the_bot_cannot_act_on_finish_their_events_as_skipped(world, caplog):
+    """A group hook delivers a private project the bot user is not a member of (GitLab answers 404): each of its
+    events started the history import again and its MR event was dead-lettered at ERROR with a traceback. An
+    archived project refuses every write: its events were retried for minutes. Now both finish done at once,
+    the reason on the event, the 404 asked once and warned about once, naming the fix."""
+    w = world
+    hidden = w.state.add_project("other/secret", bot_access_level=None)
+    for i in range(2):
+        w.state.add_member(hidden, w.person(i))
+    caplog.set_level(logging.INFO)
+    async with running_bot(w.settings(), w.storage, backfill_wait=2.0) as bot:
+        w.state.add_hook(hidden, bot.url, token=SECRET)
+        w.state.add_hook(w.project, bot.url, token=SECRET)
+        w.state.archive(w.project)
+        mr = w.state.open_mr(hidden, w.person(0), ["src/a.py"])
+        for i in range(3):
+            w.state.add_note(mr, w.person(1), f"looks fine {i}")
+        archived_mr = w.state.open_mr(w.project, w.person(0), w.files(0))
+        await settle(w.state, w.storage)
+    events = await w.storage.events.list_events()
+    assert len(events) == 5 and {e.status for e in events} == {"done"}
+    hidden_reasons = [e.last_error for e in events if e.project_id == hidden.id]
+    assert len(hidden_reasons) == 4 and all(r.startswith("skipped: GitLab answers 404 for project other/secret")
+                                            and "add the bot user" in r for r in hidden_reasons)
+    [archived] = [e.last_error for e in events if e.project_id == w.project.id]
+    assert archived.startswith(f"skipped: project {w.project.path_with_namespace} is archived")
+    assert [r.path for r in w.state.calls(contains=f"/projects/{hidden.id}")] == [f"/api/v4/projects/{hidden.id}"]
+    assert await w.storage.projects.get(hidden.id) is None and bot_notes(w.state, archived_mr) == []
+    [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "add the bot user to the project" in warning.getMessage() and warning.exc_info is None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,8 @@ from bot.handlers import make_dispatch
 from bot.handlers.context import AwaitingHistory, GitLabFailure, PermanentFailure, RetryLater
 from bot.metrics import Metrics
 from bot.worker import retry_delay
-from tests.bot_harness import SECRET, event_row, handler_env, marker_notes  # noqa: F401 - fixture
+from tests.bot_harness import (SECRET, bot_notes, dispatch_outbox, event_row, handler_env,  # noqa: F401 - fixture
+                               marker_notes)
 from tests.gitlab_fixtures import FAST_RETRY
 
 FILES = ["src/core/m1.py"]
@@ -252,3 +254,25 @@ async def test_a_new_projects_event_waits_once_for_its_history_then_goes_on(hand
         gate.set()
         await parked.value.wakes
     assert await env.storage.history.count(project.id) == 3
+
+
+async def test_an_archived_projects_events_are_skipped_without_a_write(handler_env, caplog):
+    """GitLab refuses every write to an archived project (403): each event was retried six times over about
+    five minutes, holding up the merge request's later events, and its hint asked for Developer access.
+    Its events are done at once, without a call that writes; unarchived, the project is acted on again."""
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    env.state.add_note(mr, env.tiny.cy, "/reviewers")
+    env.state.archive(env.tiny.project)
+    caplog.set_level(logging.INFO, logger="bot.handlers")
+    assert await env.run() == 2
+    writes = [r for r in env.state.requests if r.method != "GET"]
+    assert writes == [] and bot_notes(env.state, mr) == [] and not mr.reviewer_ids
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event skipped")]
+    assert len(skipped) == 2 and all("is archived" in s for s in skipped)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    env.state.archive(env.tiny.project, archived=False)
+    env.state.add_note(mr, env.tiny.cy, "/reviewers")
+    async with make_dispatch(env.settings, env.storage, Metrics(), retry=FAST_RETRY) as dispatch:  # nothing kept
+        await dispatch_outbox(env.state, dispatch)
+    assert len(marker_notes(env.state, mr)) == 1

@@ -372,6 +372,27 @@ async def test_who_may_comment_follows_gitlabs_create_note(simulator: Sim, http_
     assert (await call(http_session, notes, "POST", json={"body": "hello"}))[0] == 201
 
 
+async def test_an_archived_project_is_read_only(simulator: Sim, http_session) -> None:
+    """Archived, a project still answers reads (`archived: true`) but refuses comments, their edits, reviewer
+    changes and award emoji for every role with 403, as GitLab's `ArchivedAbilities` do."""
+    state, url = simulator
+    w = world(state)
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    note = state.add_note(mr, state.bot, "Suggested reviewers")
+    project, base = f"{url}/api/v4/projects/1", f"{url}/api/v4/projects/1/merge_requests/{mr.iid}"
+    state.archive(w["project"])
+    assert (await call(http_session, project))[2]["archived"] is True
+    assert (await call(http_session, base))[0] == 200
+    forbidden = (403, {"message": "403 Forbidden"})
+    assert (await call(http_session, f"{base}/notes", "POST", json={"body": "x"}))[:3:2] == forbidden
+    assert (await call(http_session, f"{base}/notes/{note.id}", "PUT", json={"body": "x"}))[:3:2] == forbidden
+    assert (await call(http_session, base, "PUT", json={"reviewer_ids": [w["bob"].id]}))[:3:2] == forbidden
+    assert (await call(http_session, f"{base}/award_emoji", "POST", json={"name": "eyes"}))[:3:2] == forbidden
+    assert mr.notes == [note] and mr.reviewer_ids == [] and mr.awards == []
+    state.archive(w["project"], archived=False)
+    assert (await call(http_session, f"{base}/notes", "POST", json={"body": "x"}))[0] == 201
+
+
 async def test_raw_file_and_missing_file(simulator: Sim, http_session) -> None:
     state, url = simulator
     state.add_file(state.add_project("acme/app"), ".gitlab/CODEOWNERS", "* @ann\n")

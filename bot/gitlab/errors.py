@@ -12,7 +12,7 @@ _HINTS = {
     400: "GitLab rejected the request's parameters",
     401: "GITLAB_TOKEN is wrong or expired; create a token with api scope and set GITLAB_TOKEN",
     403: "the bot's token may not do this; give the bot user Developer access (Maintainer to manage hooks) "
-         "and a token with api scope",
+         "and a token with api scope (an archived project refuses every write, whatever the access)",
     404: "not found: check the project id or path and that the bot user is a member (private projects "
          "look like 404 to outsiders)",
     409: "GitLab reported a conflict; the object changed meanwhile, fetch it again",

@@ -102,6 +102,7 @@ class Project(_Model):
     name: str = ""
     default_branch: str | None = "main"
     web_url: str = ""
+    archived: bool = False  # read-only: GitLab refuses every comment and reviewer change (403)
     namespace: Namespace | None = None
     shared_with_groups: list[SharedGroup] = Field(default_factory=list)
 

@@ -210,7 +210,8 @@ class SimProtectedBranch:
 @dataclass
 class SimProject:
     """A project with its direct members (user id → access level), the groups it is shared with (group id →
-    the maximum access granted), files per ref, branch protections, hooks and merge requests."""
+    the maximum access granted), files per ref, branch protections, hooks and merge requests; `archived` as
+    `PUT .../archive` leaves it."""
 
     id: int
     path_with_namespace: str
@@ -220,6 +221,7 @@ class SimProject:
     description: str = ""
     visibility: str = "private"
     approvals_required: int = 0
+    archived: bool = False  # read-only: GitLab refuses comments, reviewer changes and awards (403)
     members: dict[int, int] = field(default_factory=dict)
     awaiting: set[int] = field(default_factory=set)  # direct members waiting for a seat
     shared_groups: dict[int, int] = field(default_factory=dict)

@@ -117,7 +117,7 @@ def project_json(web: str, project: SimProject, group: SimGroup | None = None,
         "web_url": url, "readme_url": None, "avatar_url": None, "forks_count": 0, "star_count": 0,
         "last_activity_at": iso_ms(project.created_at), "visibility": project.visibility,
         "namespace": _namespace(web, project, group), "shared_with_groups": shared_with,
-        "empty_repo": False, "archived": False, "merge_requests_enabled": True,
+        "empty_repo": False, "archived": project.archived, "merge_requests_enabled": True,
         "approvals_before_merge": project.approvals_required,
     }
 

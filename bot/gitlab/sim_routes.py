@@ -103,11 +103,20 @@ def _require(state: SimState, project: SimProject, caller: SimUser, level: int) 
         raise ApiError(403, message="403 Forbidden")
 
 
+def _writable(project: SimProject) -> None:
+    """An archived project is read-only: GitLab's ProjectPolicy prevents creating and updating notes, merge
+    requests and award emoji there, for every role (`ArchivedAbilities`), and the API answers 403."""
+    if project.archived:
+        raise ApiError(403, message="403 Forbidden")
+
+
 def _may_comment(state: SimState, project: SimProject, caller: SimUser) -> None:
     """GitLab's `create_note` on a merge request: whoever may read it (anyone signed in on a public or internal
-    project, a Guest's `guest_access`; Reporter and above on a private one, else 404 as for an MR not seen)."""
+    project, a Guest's `guest_access`; Reporter and above on a private one, else 404 as for an MR not seen),
+    on a project that is not archived (403)."""
     if caller.id != state.root.id and not state.can_read(project, caller.id):
         raise ApiError(404, message="404 Merge Request Not Found")
+    _writable(project)
 
 
 # --- users ----------------------------------------------------------------------------------------------------
@@ -314,6 +323,7 @@ async def put_mr(request: web.Request) -> web.Response:
     mr = _mr(request, project)
     if caller.id != mr.author_id:
         _require(state, project, caller, 30)
+    _writable(project)
     event = params.get("state_event")
     if event == "close" and mr.state == "opened":
         state.close_mr(mr, by=caller)
@@ -403,6 +413,7 @@ async def put_note(request: web.Request) -> web.Response:
     note = _note(request, _mr(request, project))
     if note.author_id != caller.id:
         raise ApiError(403, message="403 Forbidden")
+    _writable(project)
     state.edit_note(note, _body(request[PARAMS]))
     return json_response(render.note_json(state.web, note, state.users))
 
@@ -420,6 +431,7 @@ async def list_awards(request: web.Request) -> web.Response:
 async def create_award(request: web.Request) -> web.Response:
     state, caller, params = _state(request), _caller(request), request[PARAMS]
     target, name = _awardable(request), params.get("name")
+    _writable(_project(request))
     if not name:
         raise ApiError(400, error="name is missing")
     if any(a.name == name and a.user_id == caller.id for a in target.awards):

@@ -214,6 +214,11 @@ class SimState(MRActions, GroupActions):
     def add_member(self, project: ProjectRef, user: UserRef, access_level: int = DEVELOPER) -> None:
         self.project(project).members[self.user(user).id] = access_level
 
+    def archive(self, project: ProjectRef, archived: bool = True) -> None:
+        """Archive the project (what POST /projects/:id/archive does), or unarchive it: GET shows `archived`, and
+        every write to its merge requests, notes and awards is refused with 403, as GitLab does."""
+        self.project(project).archived = archived
+
     def add_file(self, project: ProjectRef, path: str, content: str, ref: str | None = None) -> None:
         """Store a file (e.g. `.gitlab/CODEOWNERS`) on `ref` (default: the project's default branch)."""
         target = self.project(project)

@@ -5,11 +5,13 @@
 aiohttp `ClientSession`, the `GitLabClient` (its failed calls counted in `metrics.gitlab_api_errors`), the
 per-project recommenders and the background backfills, and yields `dispatch(event_row)`.
 
-`dispatch` records the project as seen, resolves its settings (config file, then database overrides), records
-the users the payload names (id and username, `bot.people`), makes sure its history is imported (parking the
-first events of a new project in the queue for a bounded time, holding no worker: see `bot.backfill.Backfills`
-and `AwaitingHistory`) and routes the event. GitLab failures leave as `GitLabFailure` (with `retry_after` for
-rate limits, `permanent` for 404-like answers) so the worker retries or dead-letters the event.
+`dispatch` asks GitLab for the event's project first and skips the events of projects the bot cannot act on
+(archived, or not visible to its token: see `bot.handlers.projects`), records the project as seen, resolves its
+settings (config file, then database overrides), records the users the payload names (id and username,
+`bot.people`), makes sure its history is imported (parking the first events of a new project in the queue for a
+bounded time, holding no worker: see `bot.backfill.Backfills` and `AwaitingHistory`) and routes the event.
+GitLab failures leave as `GitLabFailure` (with `retry_after` for rate limits, `permanent` for 404-like answers)
+so the worker retries or dead-letters the event.
 
     async with make_dispatch(settings, storage, metrics) as dispatch:
         await dispatch(row)
@@ -30,10 +32,12 @@ from bot.config import ConfigError, Settings
 from bot.engine import Engine
 from bot.gitlab.client import GitLabClient, RetryPolicy
 from bot.gitlab.errors import GitLabError
+from bot.gitlab.models import Project
 from bot.handlers import emoji, merge_requests, notes
 from bot.handlers.context import (
     AwaitingHistory, BotIdentity, EventContext, GitLabFailure, PermanentFailure, Services,
 )
+from bot.handlers.projects import PROJECT_TTL, gitlab_project, skip_reason
 from bot.handlers.shape import shape_problem
 from bot.logfmt import kv
 from bot.lookups import Lookups
@@ -49,7 +53,6 @@ log = logging.getLogger("bot.handlers")
 router = Router(merge_requests.router, notes.router, emoji.router)
 BACKFILL_WAIT = 20.0  # seconds the first events of a new project wait (parked) for its history import
 BACKFILL_IMPORTS = 2  # history imports running at a time in one process; more new projects wait their turn
-PROJECT_TTL = 30.0    # settings overrides in the database take effect within this many seconds
 
 
 async def _project_row(services: Services, project_id: int, path: str | None) -> ProjectRow | None:
@@ -60,7 +63,7 @@ async def _project_row(services: Services, project_id: int, path: str | None) ->
     return await services.engine.recent.get(("project", project_id, path), fetch, ttl=PROJECT_TTL)
 
 
-async def _verified_path(services: Services, project_id: int, claimed: str | None) -> str | None:
+async def _verified_path(services: Services, project_id: int, claimed: str | None, project: Project) -> str | None:
     """The project's path as GitLab knows it, when a webhook secret is scoped (else the payload's).
 
     A secret scoped to a group or a project path is checked on receipt against the path the payload
@@ -72,13 +75,10 @@ async def _verified_path(services: Services, project_id: int, claimed: str | Non
     secrets = services.settings.webhook_secrets
     if not any(s.project is not None or s.group is not None for s in secrets):
         return claimed
-    key = ("gitlab project", project_id)
-    project = await services.engine.recent.get(key, lambda: services.client.get_project(project_id), ttl=PROJECT_TTL)
     if claimed is None or claimed.casefold() == project.path_with_namespace.casefold():
         return project.path_with_namespace
-    services.engine.recent.forget(key)  # perhaps renamed since it was asked: ask again
-    project = await services.engine.recent.get(key, lambda: services.client.get_project(project_id), ttl=PROJECT_TTL)
-    real = project.path_with_namespace
+    fresh = await gitlab_project(services, project_id, fresh=True)  # perhaps renamed since it was asked: ask again
+    real = (fresh or project).path_with_namespace
     signers = [s for s in secrets if s.covers(project_id, claimed)]
     if claimed.casefold() != real.casefold() and not (signers and all(s.covers(project_id, real) for s in signers)):
         raise PermanentFailure(f"the payload names project {claimed!r} but GitLab's project {project_id} is "
@@ -87,12 +87,29 @@ async def _verified_path(services: Services, project_id: int, claimed: str | Non
     return real
 
 
-async def _context(services: Services, row: EventRow) -> EventContext:
+def _claimed_path(row: EventRow) -> str | None:
+    """The project path the payload names (the payload's word only: see `_verified_path`)."""
+    project = row.body.get("project") if isinstance(row.body.get("project"), dict) else {}
+    return project.get("path_with_namespace") if isinstance(project.get("path_with_namespace"), str) else None
+
+
+async def _actionable(services: Services, row: EventRow) -> Project | None:
+    """GitLab's project of the event, or None when the bot does not act on it (archived, or GitLab answers 404):
+    the event is then noted as skipped and done, with no import and no further call."""
+    assert row.project_id is not None
+    path = _claimed_path(row)
+    project = await gitlab_project(services, row.project_id, path)
+    if (reason := skip_reason(row.project_id, path, project)) is None:
+        return project
+    await services.storage.events.mark_skipped(row.id, reason)
+    log.info(kv("event skipped", event_id=row.id, kind=row.kind, project_id=row.project_id, reason=reason))
+    return None
+
+
+async def _context(services: Services, row: EventRow, project: Project) -> EventContext:
     """The event's project (recorded as seen), its effective settings and the bot user."""
     assert row.project_id is not None
-    project = row.body.get("project") if isinstance(row.body.get("project"), dict) else {}
-    path = project.get("path_with_namespace") if isinstance(project.get("path_with_namespace"), str) else None
-    path = await _verified_path(services, row.project_id, path)
+    path = await _verified_path(services, row.project_id, _claimed_path(row), project)
     stored = await _project_row(services, row.project_id, path)
     try:
         settings = services.settings.project_settings(
@@ -116,7 +133,9 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
     if (problem := shape_problem(row.kind, row.body)) is not None:
         raise PermanentFailure(f"{row.kind} payload not as GitLab sends it: {problem}")
     try:
-        ctx = await _context(services, row)
+        if (project := await _actionable(services, row)) is None:
+            return
+        ctx = await _context(services, row, project)
         await _learn_people(services, row)  # once the payload's project is known to be the secret's
         await _history(services, row, ctx)
         labels = services.storage.feedback.writes(row.project_id)

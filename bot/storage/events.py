@@ -399,9 +399,14 @@ class EventQueue:
     async def mark_copy(self, event_id: int, twin_id: int) -> None:
         """Note on a running event that it is a copy of `twin_id` (handled; this one is skipped): it does not
         count as having run when copies pair (`twin_done`)."""
+        await self.mark_skipped(event_id, f"{COPY_MARK} {twin_id}")
+
+    async def mark_skipped(self, event_id: int, reason: str) -> None:
+        """Note on a running event why it is skipped rather than handled (it finishes `done` all the same): the
+        reason is kept in `last_error`, for `reviewbot events` to show."""
         async with self.engine.begin() as conn:
             await conn.execute(sa.update(events).where(events.c.id == event_id, events.c.status == "running")
-                               .values(last_error=f"{COPY_MARK} {twin_id}"))
+                               .values(last_error=reason[:MAX_ERROR_LENGTH]))
 
     async def list_events(
         self, *, failed_only: bool = False, status: str | None = None, limit: int = 50
