@@ -419,6 +419,20 @@ class Settings(_Frozen):
             problem = _first_error(exc, ProjectSettings)
             raise ConfigError(f"project {path_with_namespace or project_id}: {problem}") from None
 
+    def moved_warning(self, project_id: int, former_path: str, path: str | None) -> str | None:
+        """What to log when a project's path changed from `former_path` to `path` (renamed or moved; its id
+        stays) while a [projects."former/path"] table configured it and neither [projects.ID] nor its new path
+        does: those settings silently stopped applying. None when nothing was left behind."""
+        folded = {key.casefold(): key for key in self.projects}
+        if str(project_id) in self.projects or (path is not None and path.casefold() in folded):
+            return None
+        key = folded.get(former_path.casefold())
+        if key is None:
+            return None
+        return (f"project {project_id} was renamed or moved from {former_path!r} to {path!r}: the settings of "
+                f"[projects.{_toml_key(key)}] no longer apply to it ([defaults] do); key them by the project's id, "
+                f"which a rename or a move keeps: rename the table to [projects.{project_id}]")
+
     def secrets_for(self, project_id: int | None, path: str | None) -> list[bytes]:
         """The webhook secrets a delivery for this project may carry."""
         return [s.secret.get_secret_value().encode() for s in self.webhook_secrets if s.covers(project_id, path)]

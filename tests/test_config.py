@@ -172,6 +172,18 @@ def test_project_settings_match_the_path_in_any_case():
     assert settings.project_settings(6, "flightjs/Flight").top_k == 2
 
 
+def test_settings_keyed_by_a_former_path_are_named_when_the_project_moves():
+    """Settings keyed by path stop applying when GitLab renames or moves the project (its id stays): the
+    warning names the table and the id to key it by, unless an id or the new path configures the project."""
+    settings = Settings(projects={"Group/App": {"top_k": 2}, "9": {"top_k": 1}, "g/new": {"top_k": 4}})
+    warning = settings.moved_warning(5, "group/app", "platform/app")
+    assert warning is not None and '[projects."Group/App"]' in warning and "[projects.5]" in warning
+    assert settings.moved_warning(9, "group/app", "platform/app") is None  # keyed by id too
+    assert settings.moved_warning(5, "group/app", "g/new") is None  # the new path is configured
+    assert settings.moved_warning(5, "group/app", "group/App") is None  # a change of case only: still matches
+    assert settings.moved_warning(5, "other/app", "platform/app") is None  # nothing configured it
+
+
 def test_settings_are_frozen():
     settings = load_settings(environ=ENV)
     with pytest.raises(Exception, match="frozen"):

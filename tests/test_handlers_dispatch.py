@@ -256,6 +256,25 @@ async def test_a_new_projects_event_waits_once_for_its_history_then_goes_on(hand
     assert await env.storage.history.count(project.id) == 3
 
 
+async def test_settings_keyed_by_the_old_path_are_named_in_a_warning_when_the_project_moves(handler_env, caplog):
+    """[projects."acme/tiny"] stops applying once GitLab moves the project (settings follow the path, the id
+    stays): that happened in silence. The move is logged once, naming the table and the id to key it by."""
+    env = await handler_env()
+    settings = env.settings.model_copy(update={"projects": {"acme/tiny": {"assign": "top1"}}})
+    caplog.set_level(logging.INFO, logger="bot.handlers")
+    async with make_dispatch(settings, env.storage, Metrics(), retry=FAST_RETRY) as dispatch:
+        before = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+        await dispatch_outbox(env.state, dispatch)
+        env.tiny.project.path_with_namespace = "platform/tiny"  # transferred to another group
+        for _ in range(2):
+            env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+            await dispatch_outbox(env.state, dispatch)
+    assert before.reviewer_ids and (await env.storage.projects.get(env.pid)).path == "platform/tiny"
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "'acme/tiny' to 'platform/tiny'" in warning and '[projects."acme/tiny"]' in warning
+    assert f"[projects.{env.pid}]" in warning
+
+
 async def test_an_archived_projects_events_are_skipped_without_a_write(handler_env, caplog):
     """GitLab refuses every write to an archived project (403): each event was retried six times over about
     five minutes, holding up the merge request's later events, and its hint asked for Developer access.

@@ -723,6 +723,18 @@ async def test_projects_remember_backfill_and_overrides(storage, clock):
     assert await storage.projects.get(5) is None
 
 
+async def test_a_projects_new_path_returns_the_one_it_replaced(storage):
+    """A rename or a move keeps the id and changes the path: the caller learns the former path (settings keyed
+    by it stop applying), once; the same path again, no path, or a new row return None."""
+    projects = storage.projects
+    assert await projects.seen(3, "group/app") is None and await projects.seen(3, "group/app") is None
+    assert await projects.seen(3) is None
+    assert await projects.seen(3, "platform/app") == "group/app"
+    assert await projects.seen(3, "platform/app") is None
+    assert await projects.named(3, "platform/renamed") == "platform/app"
+    assert await projects.named(4, "x/y") is None and (await projects.get(3)).path == "platform/renamed"
+
+
 async def test_a_projects_import_is_leased_to_one_process_until_done_released_or_expired(storage, clock):
     projects = storage.projects
     assert await projects.claim_import(7, "a", LEASE)  # creates the row

@@ -60,7 +60,10 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
             client = GitLabClient(session, url=settings.gitlab.url, token=token, retry=retry)
             found = await client.get_project(project_ref(project))
             print(f"importing {found.path_with_namespace} (id {found.id}) from {settings.gitlab.url}", file=out)
-            await storage.projects.named(found.id, found.path_with_namespace)
+            former = await storage.projects.named(found.id, found.path_with_namespace)
+            if former is not None and (warning := settings.moved_warning(found.id, former,
+                                                                         found.path_with_namespace)):
+                print(f"reviewbot backfill: warning: {warning}", file=out)
             owner = await _claim_import(storage, found.id)
             bots = settings.project_settings(found.id, found.path_with_namespace).bots
             report = await under_lease(storage, found.id, owner, IMPORT_LEASE, backfill_project(

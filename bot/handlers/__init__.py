@@ -58,7 +58,9 @@ BACKFILL_IMPORTS = 2  # history imports running at a time in one process; more n
 async def _project_row(services: Services, project_id: int, path: str | None) -> ProjectRow | None:
     """Record the project as seen and read its row, at most every `PROJECT_TTL` seconds per project."""
     async def fetch() -> ProjectRow | None:
-        await services.storage.projects.seen(project_id, path)
+        former = await services.storage.projects.seen(project_id, path)
+        if former is not None and (warning := services.settings.moved_warning(project_id, former, path)):
+            log.warning(kv(warning, project_id=project_id))
         return await services.storage.projects.get(project_id)
     return await services.engine.recent.get(("project", project_id, path), fetch, ttl=PROJECT_TTL)
 

@@ -48,27 +48,35 @@ class ProjectStore:
         self.engine = engine
         self.clock = clock
 
-    async def _upsert(self, project_id: int, insert: Mapping[str, Any], update: Mapping[str, Any]) -> None:
+    async def _upsert(self, project_id: int, insert: Mapping[str, Any], update: Mapping[str, Any]) -> str | None:
+        """Insert or update the project's row; the path it had before, when `update` changes it, else None."""
         async with self.engine.begin() as conn:
+            former = None
+            if update.get("path"):
+                former = (await conn.execute(sa.select(projects.c.path).where(projects.c.id == project_id))).scalar()
             stmt = insert_for(conn, projects).values(**{"id": project_id, "settings": {}, **insert})
             if update:
                 stmt = stmt.on_conflict_do_update(index_elements=["id"], set_=dict(update))
             else:
                 stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
             await conn.execute(stmt)
+        return former if former and former != update.get("path") else None
 
-    async def seen(self, project_id: int, path: str | None = None) -> None:
-        """Record that an event arrived for the project now (creating its row, updating its path)."""
+    async def seen(self, project_id: int, path: str | None = None) -> str | None:
+        """Record that an event arrived for the project now (creating its row, updating its path). Returns the
+        path stored before when `path` differs (the project was renamed or moved: settings keyed by the old
+        path stop applying), else None."""
         now = self.clock()
         update: dict[str, Any] = {"last_event_at": now}
         if path:
             update["path"] = path
-        await self._upsert(project_id, {"path": path, "last_event_at": now}, update)
+        return await self._upsert(project_id, {"path": path, "last_event_at": now}, update)
 
-    async def named(self, project_id: int, path: str) -> None:
+    async def named(self, project_id: int, path: str) -> str | None:
         """Record the project's path (creating its row), as GitLab gave it to a command such as `backfill`,
-        so that `evaluate --project PATH` finds a project no event has named yet."""
-        await self._upsert(project_id, {"path": path}, {"path": path})
+        so that `evaluate --project PATH` finds a project no event has named yet. Returns the path stored
+        before when it differs, as `seen` does."""
+        return await self._upsert(project_id, {"path": path}, {"path": path})
 
     async def get(self, project_id: int) -> ProjectRow | None:
         """The project's row, if the bot has seen it."""
