@@ -180,6 +180,10 @@ class ServerSettings(_Frozen):
     port: int = Field(8080, ge=1, le=65535)
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     shutdown_timeout: float = Field(25.0, gt=0, le=30)
+    # Deliveries accepted while the database is unavailable wait here (bot.spool); relative to the working directory.
+    spool_dir: str = Field("reviewbot-spool", min_length=1)
+    spool_max_files: int = Field(10_000, ge=0, le=1_000_000)  # 0: no spool (such deliveries are answered 503)
+    spool_max_mb: int = Field(500, ge=1, le=1_000_000)
 
 
 class DatabaseSettings(_Frozen):

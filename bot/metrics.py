@@ -19,7 +19,8 @@ class Metrics:
         r = self.registry
         self.events_received = Counter(
             "reviewbot_events_received", "Webhook deliveries answered, by event kind and outcome "
-            "(queued, duplicate, ignored, rejected)", ["kind", "outcome"], registry=r,
+            "(queued, duplicate, ignored, rejected; spooled: kept on local disk while the database is unavailable, "
+            "answered 202; unstored: neither stored nor spooled, answered 503)", ["kind", "outcome"], registry=r,
         )
         self.events_processed = Counter(
             "reviewbot_events_processed", "Events handled successfully by a worker", ["kind"], registry=r
@@ -28,7 +29,12 @@ class Metrics:
             "reviewbot_events_failed", "Event attempts that raised, by kind and result (retry, dead)",
             ["kind", "result"], registry=r,
         )
-        self.queue_depth = Gauge("reviewbot_queue_depth", "Stored events by status", ["status"], registry=r)
+        self.queue_depth = Gauge("reviewbot_queue_depth", "Stored events by status (absent while the database "
+                                 "does not answer)", ["status"], registry=r)
+        self.database_up = Gauge("reviewbot_database_up", "1 if the database answered the last /healthz or "
+                                 "/metrics read within 3 s, else 0", registry=r)
+        self.spool_files = Gauge("reviewbot_spool_files", "Deliveries waiting in the local spool for the "
+                                 "database", registry=r)
         self.suggestion_latency = Histogram(
             "reviewbot_suggestion_latency_seconds", "From webhook receipt to the suggestion being posted",
             buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900), registry=r,
@@ -40,8 +46,12 @@ class Metrics:
             "reviewbot_gitlab_api_errors", "GitLab API calls that failed, by HTTP status", ["status"], registry=r
         )
 
-    def set_queue_depth(self, depth: dict[str, int]) -> None:
-        """Update the queue-depth gauge from `EventQueue.depth()`."""
+    def set_queue_depth(self, depth: dict[str, int] | None) -> None:
+        """Update the queue-depth gauge from `EventQueue.depth()`; None (the database did not answer) removes
+        its values: the last ones read would pass for today's."""
+        if depth is None:
+            self.queue_depth.clear()
+            return
         for status, count in depth.items():
             self.queue_depth.labels(status=status).set(count)
 

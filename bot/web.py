@@ -4,8 +4,10 @@ Why this shape (GitLab's "webhook receiver requirements"): GitLab waits at most 
 or 5xx and timeout as a failure and disables a hook after a few. So the request path makes no GitLab
 call and runs no handler: it checks the secret token (401), the event header and JSON (400), the
 size (413), stores the event durably and answers 200. Events the bot does not handle get 200
-"ignored". A 5xx happens only when the event could not be stored (503, so GitLab shows the failure
-and a user can re-send it); nothing is acknowledged that was not stored.
+"ignored". When the database cannot take the event (down, or no answer within `STORE_TIMEOUT`), the `serve`
+app writes it to the local spool (bot.spool) and answers 202: GitLab does not re-send a failed delivery by
+itself. A 5xx happens only when the event could be neither stored nor spooled (503, so GitLab shows the
+failure and a user can press *Resend Request*); nothing is acknowledged that was not stored or spooled.
 
 System hook deliveries (`X-Gitlab-Event: System Hook`) are ignored, with a 200 that says why (a 4xx
 would count towards GitLab disabling the hook) and one warning in the log per process: a system hook
@@ -27,21 +29,24 @@ from aiohttp import web
 
 from bot import dashboard
 from bot.config import Settings
+from bot.deadline import within
 from bot.logfmt import kv
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.spool import MB, Drainer, Record, Spool, SpoolFull
 from bot.storage import Storage, StorageError
 from bot.storage.db import as_id
 from bot.storage.events import HOOK_HEADER, dedupe_key_for
 
 __all__ = [
     "make_app", "event_kind", "HANDLED_KINDS", "SETTINGS_KEY", "STORAGE_KEY", "METRICS_KEY", "ON_STORED_KEY",
+    "SPOOL_KEY",
 ]
 
 log = logging.getLogger("bot.web")
 
 MAX_ACTION_LENGTH = 100  # bot.storage.tables.events.c.action
 MAX_DEPTH = 64  # GitLab's webhook bodies nest about 4 levels deep
-STORE_TIMEOUT = 7.0  # seconds to store an event before answering 503 (GitLab gives up on a hook after 10)
+STORE_TIMEOUT = 7.0  # seconds to store an event before spooling it or answering 503 (GitLab gives up after 10)
 PROBE_TIMEOUT = 3.0  # seconds /healthz and /metrics wait for the database (probes time out at 5-10 s)
 # "Confidential Note Hook": internal notes, sent only when the hook's "Confidential comments" trigger is on
 HANDLED_KINDS = frozenset({"Merge Request Hook", "Note Hook", "Confidential Note Hook", "Emoji Hook"})
@@ -69,6 +74,7 @@ STORAGE_KEY = web.AppKey("storage", Storage)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 ON_STORED_KEY = web.AppKey("on_stored", list)  # callables run after a new event is stored (wake workers)
 WARNED_KEY = web.AppKey("warned", set)  # the notices logged once per process (a misconfigured hook)
+SPOOL_KEY = web.AppKey("spool", Drainer)  # the `serve` app's spool and its drainer (absent: no spool, 503)
 
 
 class Rejection(Exception):
@@ -227,16 +233,66 @@ def _kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: headers[name] for name in KEPT_HEADERS if name in headers}
 
 
-async def _store(request: web.Request, body: bytes, delivery: Delivery) -> tuple[int, bool]:
-    """Store the event, or give up after `STORE_TIMEOUT` s (a locked table, a database failing over): GitLab
-    waits 10 s for an answer and disables a hook that keeps timing out, so a 503 in time is better. A write
-    that commits after all is deduplicated when GitLab re-sends the delivery."""
-    storage = request.app[STORAGE_KEY]
-    return await asyncio.wait_for(storage.events.store_event(
+def _record(request: web.Request, body: bytes, delivery: Delivery) -> Record:
+    """The delivery as the queue stores it (and the spool keeps it): kept headers, parsed body, dedupe key."""
+    return Record(
         dedupe_key=dedupe_key_for(request.headers, body, delivery.kind), kind=delivery.kind,
         action=delivery.action, project_id=delivery.project_id, mr_iid=delivery.mr_iid,
         headers=_kept_headers(request.headers), body=delivery.data,
-    ), STORE_TIMEOUT)
+        received_at=request.app[STORAGE_KEY].events.clock(),
+    )
+
+
+def _names(delivery: Delivery, record: Record) -> dict[str, Any]:
+    """What identifies a delivery in the log: its project, MR and kind, and GitLab's ids to find it in the
+    webhook's *Recent events*."""
+    return dict(kind=delivery.kind, project=delivery.path, project_id=delivery.project_id, mr_iid=delivery.mr_iid,
+                action=delivery.action, event_uuid=record.headers.get("X-Gitlab-Event-UUID", "")[:100] or None,
+                idempotency_key=record.headers.get("Idempotency-Key", "")[:100] or None)
+
+
+async def _take(request: web.Request, delivery: Delivery, record: Record) -> web.Response:
+    """Store the event, or give up after `STORE_TIMEOUT` s (a locked table, a database failing over; GitLab
+    waits 10 s and disables a hook that keeps timing out) and spool it. A write that commits after all is
+    deduplicated when the spooled copy is moved. While deliveries wait in the spool, new ones join them
+    there: one merge request's events must reach the queue in arrival order."""
+    app = request.app
+    drainer = app.get(SPOOL_KEY)
+    if drainer is not None and drainer.spool.count:
+        return await _spool(app, delivery, record, "deliveries are waiting in the spool")
+    try:
+        event_id, is_new = await within(record.store(app[STORAGE_KEY].events), STORE_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - whatever stopped the write, the event is not stored
+        return await _spool(app, delivery, record, _cause(exc))
+    outcome = "queued" if is_new else "duplicate"
+    app[METRICS_KEY].events_received.labels(kind=delivery.kind, outcome=outcome).inc()
+    log.info(kv("webhook", status=outcome, event_id=event_id, kind=delivery.kind, action=delivery.action,
+                project_id=delivery.project_id, mr_iid=delivery.mr_iid))
+    if is_new:
+        _wake(app)
+    return _json(200, status=outcome, event_id=event_id)
+
+
+async def _spool(app: web.Application, delivery: Delivery, record: Record, cause: str) -> web.Response:
+    """Keep a delivery the database cannot take in the spool (202), else answer 503."""
+    drainer, counter = app.get(SPOOL_KEY), app[METRICS_KEY].events_received
+    if drainer is None:
+        refused = "no spool ([server] spool_max_files = 0)"
+    else:
+        try:
+            name = await drainer.spool.put(record)
+        except (SpoolFull, OSError) as exc:
+            refused = f"spool refused it: {type(exc).__name__}: {exc}"[:300]
+        else:
+            drainer.wake()
+            counter.labels(kind=delivery.kind, outcome="spooled").inc()
+            log.warning(kv("webhook spooled", **_names(delivery, record), file=name,
+                           waiting=drainer.spool.count, cause=cause))
+            return _json(202, status="spooled")
+    counter.labels(kind=delivery.kind, outcome="unstored").inc()
+    log.error(kv("webhook not stored: storage unavailable", **_names(delivery, record), cause=cause, spool=refused))
+    return _json(503, error="storage unavailable: the event was not stored; once the bot's database is back, "
+                 "press Resend Request on it in the webhook's Recent events")
 
 
 def _wake(app: web.Application) -> None:
@@ -277,18 +333,7 @@ async def webhook(request: web.Request) -> web.Response:
             _warn_once(app, SYSTEM_HOOK, SYSTEM_HOOK_REASON)
             return _json(200, status="ignored", reason=SYSTEM_HOOK_REASON)
         return _json(200, status="ignored")
-    try:
-        event_id, is_new = await _store(request, body, delivery)
-    except Exception as exc:  # noqa: BLE001 - whatever stopped the write, the event is not stored: 503
-        log.error(kv("webhook not stored: storage unavailable", kind=delivery.kind, cause=_cause(exc)))
-        return _json(503, error="storage unavailable: the event was not stored, GitLab may re-send it")
-    outcome = "queued" if is_new else "duplicate"
-    metrics.events_received.labels(kind=delivery.kind, outcome=outcome).inc()
-    log.info(kv("webhook", status=outcome, event_id=event_id, kind=delivery.kind, action=delivery.action,
-                project_id=delivery.project_id, mr_iid=delivery.mr_iid))
-    if is_new:
-        _wake(app)
-    return _json(200, status=outcome, event_id=event_id)
+    return await _take(request, delivery, _record(request, body, delivery))
 
 
 def _cause(exc: BaseException) -> str:
@@ -299,32 +344,40 @@ def _cause(exc: BaseException) -> str:
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: 200 when the database answers within `PROBE_TIMEOUT`, else 503 (the cause goes to the log
     only): a database that hangs (a partition, a stuck failover) must not hang the probe past its timeout."""
+    database_up = request.app[METRICS_KEY].database_up
     try:
-        await asyncio.wait_for(request.app[STORAGE_KEY].ping(), PROBE_TIMEOUT)
+        await within(request.app[STORAGE_KEY].ping(), PROBE_TIMEOUT)
     except (StorageError, TimeoutError) as exc:
-        log.error(kv("healthz failed", cause=str(exc) or f"no answer within {PROBE_TIMEOUT:g} s"))
+        database_up.set(0)
+        log.error(kv("healthz failed", cause=str(exc)))
         return _json(503, status="unavailable", error="database unreachable")
+    database_up.set(1)
     return _json(200, status="ok")
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    """GET /metrics: Prometheus text format; the queue depth is read from the database at scrape time (left out
-    when the database does not answer within `PROBE_TIMEOUT`: the other metrics matter most then)."""
+    """GET /metrics: Prometheus text format; the queue depth is read from the database at scrape time (left out,
+    and `reviewbot_database_up` 0, when the database does not answer within `PROBE_TIMEOUT`: the other metrics
+    matter most then)."""
     metrics = request.app[METRICS_KEY]
     try:
-        metrics.set_queue_depth(await asyncio.wait_for(request.app[STORAGE_KEY].events.depth(), PROBE_TIMEOUT))
+        metrics.set_queue_depth(await within(request.app[STORAGE_KEY].events.depth(), PROBE_TIMEOUT))
+        metrics.database_up.set(1)
     except Exception as exc:  # noqa: BLE001 - metrics must render even when the database is down
-        log.warning(kv("metrics: queue depth unavailable", cause=_cause(exc) if str(exc) else "no answer"))
+        metrics.set_queue_depth(None)
+        metrics.database_up.set(0)
+        log.warning(kv("metrics: queue depth unavailable", cause=_cause(exc)))
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def make_app(
     settings: Settings, storage: Storage, metrics: Metrics | None = None,
-    *, on_stored: Callable[[], None] | None = None,
+    *, on_stored: Callable[[], None] | None = None, spool: bool = False,
 ) -> web.Application:
     """The aiohttp app: POST /webhook, GET /healthz, GET /metrics, and the dashboard when enabled (GET /...).
 
-    `storage` is closed by its owner.
+    `storage` is closed by its owner. `spool` (the `serve` app): deliveries the database cannot take are kept
+    in `[server] spool_dir` and moved into the queue in the background; without it they are answered 503.
     """
     app = web.Application(client_max_size=settings.server.max_body_bytes)
     app[SETTINGS_KEY] = settings
@@ -332,8 +385,30 @@ def make_app(
     app[METRICS_KEY] = metrics or Metrics()
     app[ON_STORED_KEY] = [on_stored] if on_stored else []
     app[WARNED_KEY] = set()
+    if spool and settings.server.spool_max_files:
+        _add_spool(app, settings)
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     dashboard.setup(app, settings, storage)
     return app
+
+
+def _add_spool(app: web.Application, settings: Settings) -> None:
+    """The spool and its drainer, running from the app's start (files a previous run left) to its shutdown."""
+    server = settings.server
+    spool = Spool(server.spool_dir, max_files=server.spool_max_files, max_bytes=server.spool_max_mb * MB,
+                  gauge=app[METRICS_KEY].spool_files)
+    drainer = app[SPOOL_KEY] = Drainer(spool, app[STORAGE_KEY], lambda: _wake(app), timeout=STORE_TIMEOUT)
+    running: list[asyncio.Task[None]] = []
+
+    async def start(_app: web.Application) -> None:
+        running.append(asyncio.create_task(drainer.run(), name="reviewbot-spool"))
+
+    async def stop(_app: web.Application) -> None:  # before the storage closes; the files wait for the next start
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)

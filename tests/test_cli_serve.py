@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bot.cli import serve
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, ServerSettings, Settings
 from bot.storage import EventRow
 from tests.storage_fixtures import run_in_thread
 
@@ -48,6 +48,20 @@ async def test_serve_stores_and_runs_a_webhook(aiohttp_client, database_url):
         await asyncio.sleep(0.01)
     assert SEEN == [event_id]
     assert (await client.get("/healthz")).status == 200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_serve_keeps_a_spool_unless_it_is_turned_off(database_url, tmp_path):
+    from bot.web import SPOOL_KEY, STORAGE_KEY
+
+    for max_files, has_spool in ((10, True), (0, False)):
+        settings = settings_for(database_url).model_copy(update={"server": ServerSettings(
+            spool_dir=str(tmp_path / "spool"), spool_max_files=max_files)})
+        app = await serve.build_app(settings, recording_factory)
+        assert (SPOOL_KEY in app) is has_spool
+        if has_spool:
+            assert app[SPOOL_KEY].spool.directory == tmp_path / "spool" and app[SPOOL_KEY].spool.max_files == 10
+        await app[STORAGE_KEY].close()
 
 
 async def test_serve_refuses_an_unmigrated_database(tmp_path):

@@ -107,8 +107,9 @@ async def test_health_and_metrics_answer_in_time_while_the_database_hangs(link):
             assert (await timed_get(http, f"{base}/healthz"))[0] == 200
             frozen.frozen.set()
             metrics, health = await timed_get(http, f"{base}/metrics"), await timed_get(http, f"{base}/healthz")
-        assert metrics[0] == 200 and metrics[1] < 6, metrics  # the other metrics matter most now
-        assert health[0] == 503 and health[1] < 6, health
+        # within the documented 3 s (not 3 + the 2 s SQLAlchemy spends closing the cancelled query's connection)
+        assert metrics[0] == 200 and metrics[1] < 4, metrics  # the other metrics matter most now
+        assert health[0] == 503 and health[1] < 4, health
     finally:
         await runner.cleanup()
         await storage.close(timeout=1)
@@ -139,3 +140,67 @@ async def test_a_worker_stops_on_sigterm_while_the_database_hangs(link, tmp_path
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+class ThawingLink(FrozenLink):
+    """A `FrozenLink` that `thaw()` opens again: what was held goes through, new connections are served."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        super().__init__(target)
+        self.thawed = asyncio.Event()
+
+    async def _held(self) -> None:
+        if self.frozen.is_set():
+            await self.thawed.wait()
+
+    def thaw(self) -> None:
+        self.frozen.clear()
+        self.thawed.set()
+
+
+async def test_deliveries_while_the_database_hangs_are_spooled_then_queued_once(postgres_url, tmp_path, monkeypatch):
+    """The first delivery waits `STORE_TIMEOUT` for the write, is spooled (202) and the ones after it join it at
+    once; its write, given up on, may still commit when the database answers: the move is then a duplicate."""
+    from aiohttp import web
+
+    from bot import spool, web as web_module
+    from bot.web import make_app
+    from tests.test_web import headers, mr_payload
+
+    monkeypatch.setattr(web_module, "STORE_TIMEOUT", 0.5)
+    monkeypatch.setattr(spool, "RETRY_SECONDS", 0.2)
+    monkeypatch.setattr(spool, "PING_SECONDS", 0.5)
+    parts = urlsplit(postgres_url)
+    link = ThawingLink((parts.hostname or "127.0.0.1", parts.port or 5432))
+    await link.start()
+    url = f"{parts.scheme}://{parts.username + '@' if parts.username else ''}127.0.0.1:{link.port}{parts.path}"
+    storage = Storage(url)
+    settings = Settings(gitlab={"token": "t"}, webhook_secrets=[{"secret": "s" * 24}], database={"url": url},
+                        server={"spool_dir": str(tmp_path / "spool")})
+    runner = web.AppRunner(make_app(settings, storage, Metrics(), spool=True), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=9)) as http:
+            await storage.events.depth()
+            link.frozen.set()
+            answers = []
+            for n, action in enumerate(("update", "close", "reopen")):
+                started = time.monotonic()
+                async with http.post(f"{base}/webhook", json=mr_payload(iid=2, action=action),
+                                     headers=headers(token="s" * 24, **{"Idempotency-Key": f"h{n}"})) as resp:
+                    answers.append((resp.status, time.monotonic() - started))
+            assert [status for status, _ in answers] == [202, 202, 202]
+            assert 0.5 <= answers[0][1] < 1.5 and answers[1][1] < 0.3 and answers[2][1] < 0.3, answers
+            link.thaw()
+            deadline = time.monotonic() + 20
+            while list((tmp_path / "spool").glob("*.json")) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        events = sorted(await storage.events.list_events(), key=lambda e: e.id)
+        assert [(e.action, e.dedupe_key) for e in events] == [("update", "idem:h0"), ("close", "idem:h1"),
+                                                              ("reopen", "idem:h2")]
+    finally:
+        await runner.cleanup()
+        await storage.close(timeout=1)
+        await link.close()

@@ -88,13 +88,14 @@ class _LateDispatch:
 
 async def build_app(settings: Settings, factory: DispatchFactory | None, *, with_worker: bool = True,
                     storage: Storage | None = None) -> web.Application:
-    """The `serve` app: storage checked at start, handlers and worker started and stopped with the app."""
+    """The `serve` app: storage checked at start, handlers and worker started and stopped with the app, and the
+    spool (deliveries kept while the database is unavailable) drained from the start."""
     if storage is None:
         storage = await Storage.open(settings.database_url, echo=settings.database.echo, **WEB_POOL)
         await asyncio.gather(*(storage.ping() for _ in range(WEB_POOL["pool_size"])))  # open the pool now, not
         # during the first burst of webhooks (each new connection costs several round trips)
     metrics = Metrics()
-    app = make_app(settings, storage, metrics)
+    app = make_app(settings, storage, metrics, spool=True)
 
     async def storage_ctx(_app: web.Application) -> AsyncIterator[None]:
         yield

@@ -140,13 +140,15 @@ class EventQueue:
     async def store_event(
         self, *, dedupe_key: str, kind: str, headers: Mapping[str, str], body: Mapping[str, Any],
         action: str | None = None, project_id: int | None = None, mr_iid: int | None = None,
+        received_at: datetime | None = None,
     ) -> tuple[int, bool]:
-        """Store a delivery unless its key is known; return (event id, True if newly stored)."""
+        """Store a delivery unless its key is known; return (event id, True if newly stored). `received_at`: when
+        the bot received it, if earlier than now (a delivery kept in the spool while the database was down)."""
         now = self.clock()
         values = dict(
             dedupe_key=dedupe_key, kind=kind, action=action, project_id=project_id, mr_iid=mr_iid,
             headers=without_nul(dict(headers)), body=without_nul(dict(body)), status="queued", attempts=0,
-            next_attempt_at=now, received_at=now,
+            next_attempt_at=now, received_at=received_at or now,
         )
         async with self.engine.connect() as conn:
             # One atomic statement needs no transaction: no BEGIN and COMMIT round trips on the webhook's path.

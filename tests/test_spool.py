@@ -1,0 +1,197 @@
+"""Webhooks that arrive while the database is unavailable: spooled on local disk, answered 202, moved into the
+queue once the database is back (exactly once, in arrival order), also after a restart. The app over real HTTP
+on real SQLite; the database goes away the way a server does: its connections are closed and new ones fail
+(the file's folder is gone)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from bot import spool as spool_module
+from bot.metrics import Metrics
+from bot.spool import Record
+from bot.storage import Storage, utcnow
+from tests.test_web import SECRET, headers, make_settings, mr_payload
+
+
+class Outage:
+    """A SQLite database in a folder of its own, which `down()` takes away and `up()` brings back."""
+
+    def __init__(self, template: Path, folder: Path) -> None:
+        self.folder, self.away = folder, folder.with_name(folder.name + "-away")
+        folder.mkdir()
+        shutil.copyfile(template, folder / "reviewbot.sqlite3")
+        self.storage = Storage(f"sqlite+aiosqlite:///{folder / 'reviewbot.sqlite3'}")
+
+    async def down(self) -> None:
+        await self.storage.engine.dispose()
+        self.folder.rename(self.away)
+
+    def up(self) -> None:
+        self.away.rename(self.folder)
+
+
+@pytest.fixture
+async def outage(_sqlite_template: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(spool_module, "RETRY_SECONDS", 0.1)
+    db = Outage(_sqlite_template, tmp_path / "db")
+    yield db
+    await db.storage.close()
+
+
+def spool_settings(tmp_path: Path, **server):
+    return make_settings(spool_dir=str(tmp_path / "spool"), **server)
+
+
+def spooled(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "spool"
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+async def eventually(check, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.05)
+
+
+def delivery(iid: int, action: str, key: str) -> tuple[dict, dict]:
+    return mr_payload(iid=iid, action=action), headers(**{"Idempotency-Key": key, "X-Gitlab-Event-UUID": f"uuid-{key}"})
+
+
+async def post(client, iid: int, action: str, key: str):
+    body, hdrs = delivery(iid, action, key)
+    return await client.post("/webhook", json=body, headers=hdrs)
+
+
+def metric(text: str, line_start: str) -> str | None:
+    return next((line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(line_start)), None)
+
+
+async def test_an_outage_is_spooled_answered_202_and_queued_once_in_arrival_order(
+        aiohttp_client, outage, tmp_path, caplog):
+    from bot.web import make_app
+
+    caplog.set_level(logging.INFO)
+    client = await aiohttp_client(make_app(spool_settings(tmp_path), outage.storage, Metrics(), spool=True))
+    assert (await post(client, 4, "open", "k0")).status == 200
+    await outage.down()
+    arrivals = [(4, "update", "k1"), (5, "open", "k2"), (4, "close", "k3"), (4, "reopen", "k4")]
+    answers = [await post(client, *a) for a in arrivals]
+    assert [(r.status, (await r.json())["status"]) for r in answers] == [(202, "spooled")] * 4
+    files = spooled(tmp_path)
+    assert len(files) == 4 and all(SECRET not in f.read_text() for f in files)
+    kept = json.loads(files[0].read_text())
+    assert kept["dedupe_key"] == "idem:k1" and "X-Gitlab-Token" not in kept["headers"]
+    assert kept["headers"]["X-Gitlab-Event-UUID"] == "uuid-k1" and kept["body"] == mr_payload(iid=4, action="update")
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("webhook spooled"))
+    for field in ('kind="Merge Request Hook"', "project=group/app", "mr_iid=4", "event_uuid=uuid-k1",
+                  "idempotency_key=k1", "cause="):
+        assert field in line, line
+    text = await (await client.get("/metrics")).text()
+    assert 'reviewbot_events_received_total{kind="Merge Request Hook",outcome="spooled"} 4.0' in text
+    assert metric(text, "reviewbot_spool_files") == "4.0" and metric(text, "reviewbot_database_up") == "0.0"
+    assert "reviewbot_queue_depth{" not in text  # the value read before the outage would pass for today's
+    assert (await client.get("/healthz")).status == 503
+
+    came_back = utcnow()
+    outage.up()
+
+    async def drained() -> bool:
+        return not spooled(tmp_path) and (await outage.storage.events.depth())["queued"] == 5
+    await eventually(drained)
+    events = sorted(await outage.storage.events.list_events(), key=lambda e: e.id)
+    assert [(e.mr_iid, e.action, e.dedupe_key) for e in events] == [(4, "open", "idem:k0")] + [
+        (iid, action, f"idem:{key}") for iid, action, key in arrivals]
+    assert all(e.received_at < came_back for e in events)  # when GitLab sent it, not when it was moved
+    assert "X-Gitlab-Token" not in events[1].headers and events[1].headers["X-Gitlab-Event-UUID"] == "uuid-k1"
+    resent = await post(client, 4, "update", "k1")  # "Resend Request" of a spooled one: a duplicate
+    assert resent.status == 200 and (await resent.json())["status"] == "duplicate"
+    text = await (await client.get("/metrics")).text()
+    assert metric(text, "reviewbot_spool_files") == "0.0" and metric(text, "reviewbot_database_up") == "1.0"
+    assert 'reviewbot_queue_depth{status="queued"} 5.0' in text
+
+
+async def test_a_restart_replays_what_the_last_run_left_once(aiohttp_client, sqlite_url, tmp_path, monkeypatch):
+    """The first run spooled two deliveries and stopped (the database never came back while it ran); the second
+    had stored the first of them when it crashed, before deleting its file. The next start moves the rest."""
+    from bot.web import make_app
+
+    settings = spool_settings(tmp_path)
+    gone = Storage(f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'db.sqlite3'}")
+    first = await aiohttp_client(make_app(settings, gone, Metrics(), spool=True))
+    assert [(await post(first, 7, a, k)).status for a, k in (("open", "a"), ("update", "b"))] == [202, 202]
+    await first.close()
+    await gone.close()
+    storage = Storage(sqlite_url)
+    try:
+        files = spooled(tmp_path)
+        assert (await Record.from_json(files[0].read_bytes()).store(storage.events))[1]  # the crash's half move
+        partial = tmp_path / "spool" / "99999999999999999999-1-000000000.tmp"  # a write cut short: never answered
+        partial.write_text("{")
+        os.utime(partial, (0, 0))
+        second = await aiohttp_client(make_app(settings, storage, Metrics(), spool=True))
+
+        async def drained() -> bool:
+            return not list((tmp_path / "spool").iterdir())
+        await eventually(drained)
+        events = sorted(await storage.events.list_events(), key=lambda e: e.id)
+        assert [(e.action, e.dedupe_key) for e in events] == [("open", "idem:a"), ("update", "idem:b")]
+        assert metric(await (await second.get("/metrics")).text(), "reviewbot_spool_files") == "0.0"
+    finally:
+        await storage.close()
+
+
+async def test_a_full_spool_answers_503(aiohttp_client, outage, tmp_path, caplog):
+    from bot.web import make_app
+
+    client = await aiohttp_client(make_app(spool_settings(tmp_path, spool_max_files=2), outage.storage, Metrics(),
+                                           spool=True))
+    await outage.down()
+    statuses = [(await post(client, 1, "update", f"k{n}")).status for n in range(3)]
+    assert statuses == [202, 202, 503] and len(spooled(tmp_path)) == 2
+    assert "spool_max_files = 2" in caplog.text and "event_uuid=uuid-k2" in caplog.text
+    text = await (await client.get("/metrics")).text()
+    assert 'outcome="unstored"} 1.0' in text and 'outcome="spooled"} 2.0' in text
+    assert metric(text, "reviewbot_spool_files") == "2.0"
+
+
+async def test_a_spool_that_cannot_be_written_answers_503(aiohttp_client, outage, tmp_path):
+    from bot.web import make_app
+
+    (tmp_path / "a-file").write_text("")
+    settings = make_settings(spool_dir=str(tmp_path / "a-file" / "spool"))  # like a read-only or full disk
+    client = await aiohttp_client(make_app(settings, outage.storage, Metrics(), spool=True))
+    await outage.down()
+    resp = await post(client, 1, "open", "k")
+    assert resp.status == 503 and "not stored" in (await resp.json())["error"]
+    assert 'outcome="unstored"} 1.0' in await (await client.get("/metrics")).text()
+
+
+async def test_an_unreadable_spool_file_is_set_aside_and_the_rest_move_on(aiohttp_client, sqlite_url, tmp_path):
+    from bot.web import make_app
+
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    (folder / "00000000000000000001-1-000000000.json").write_text("{not json")
+    body, hdrs = delivery(3, "open", "ok")
+    good = Record(dedupe_key="idem:ok", kind="Merge Request Hook", action="open", project_id=15, mr_iid=3,
+                  headers={"X-Gitlab-Event": "Merge Request Hook"}, body=body, received_at=utcnow())
+    (folder / "00000000000000000002-1-000000000.json").write_bytes(good.to_json())
+    storage = Storage(sqlite_url)
+    try:
+        await aiohttp_client(make_app(spool_settings(tmp_path), storage, Metrics(), spool=True))
+
+        async def moved() -> bool:
+            return (await storage.events.depth())["queued"] == 1
+        await eventually(moved)
+        assert [p.name for p in folder.iterdir()] == ["00000000000000000001-1-000000000.bad"]
+    finally:
+        await storage.close()
