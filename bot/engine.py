@@ -407,8 +407,8 @@ class Engine:
     async def _retrain(self, project_id: int, entry: _Entry, rec: LearnedRecommender) -> None:
         """Fit, store and maybe adopt a new model; a failure is logged and the next labels try again."""
         try:
-            await learning.retrain_and_store(self.storage, project_id, rec, entry.lock, holdout=self.holdout,
-                                             changes=entry.count)
+            await learning.retrain_and_store(self.storage, project_id, rec, entry.lock, history=entry,
+                                             holdout=self.holdout)
         except Exception as exc:  # noqa: BLE001 - a background job must not die silently nor crash the worker
             log.warning(kv("retraining failed", project_id=project_id, error=f"{type(exc).__name__}: {exc}"))
         finally:

@@ -13,7 +13,8 @@ its MR's author and files, stored with the suggestion it judges: a review taken 
 
 Models: `retrain_and_store` fits a new ranker on a copy of the training window (in a thread of its own, at a lower
 CPU priority than the threads that suggest), stores it (`storage.models`) with its backtest Top-1 on the project's
-most recent changes, and makes it active only if that is not below the current model's. `prior_model` is the
+most recent changes, and makes it active only if that is not below the current model's. One model is fitted per
+history, whichever process gets there first (`model_version`). `prior_model` is the
 cold-start model for projects with too little history of their own: fitted once on a synthetic history
 (`graph.synthetic`) and kept under project id 0.
 """
@@ -31,9 +32,8 @@ import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Collection, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Protocol, Sequence
 
-import numpy as np
 import sqlalchemy as sa
 
 from bot.backfill import is_bot_pick
@@ -44,11 +44,12 @@ from graph.feedback import CLOSED, FEEDBACK_FEATURES, MOVED_DOWN, NEGATIVE, POSI
 from graph.features import FEATURES
 from graph.model import Change
 from graph.recommend import DEFAULT_SETTINGS, GraphRecommender, LearnedRecommender
-from graph.retrain import Retrained, Window, retrain, training_window
+from graph.retrain import Retrained, retrain, training_window
+from graph.snapshot import fingerprint
 from graph.synthetic import synthetic_history
 
 __all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retrain_and_store", "adopt",
-           "stored_model", "prior_model", "EVIDENCE", "LEARNED", "PRIOR_PROJECT"]
+           "stored_model", "prior_model", "model_version", "Observed", "EVIDENCE", "LEARNED", "PRIOR_PROJECT"]
 
 log = logging.getLogger("bot.learning")
 
@@ -269,22 +270,33 @@ async def follow_active(storage: Storage, project_id: int, rec: LearnedRecommend
     return found[0]
 
 
+class Observed(Protocol):
+    """Which stored history rows a recommender has observed (`bot.engine`'s entry): `count` rows, the newest at
+    `last_time`, `boundary` the ids of the rows at that time."""
+
+    count: int
+    last_time: int | None
+    boundary: Collection[int]
+
+
 async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecommender, lock: asyncio.Lock, *,
-                            holdout: int = 200, changes: int = 0) -> Retrained | None:
+                            history: Observed, holdout: int = 200) -> Retrained | None:
     """Copy the window under `lock`, fit and compare in a thread, store the model, adopt it if not worse.
 
     The candidate is compared with the model active in storage: one another process activated since this
     recommender adopted its model is adopted first. It becomes active only if that is still the active one
-    when it is stored (`ModelStore.save_replacing`), else it is kept inactive.
+    when it is stored (`ModelStore.save_replacing`), else it is kept inactive. Nothing is fitted when a model
+    of its version (`model_version`: this history, estimator, settings and code) is stored already, by this
+    process or another: then the active one is followed.
     """
     current = await follow_active(storage, project_id, rec, lock)
     async with lock:
         window = await to_the_end(asyncio.to_thread(training_window, rec))
+        version = model_version(rec, history)
     if window is None:
         return None
-    version = f"{changes}c-{await asyncio.to_thread(window_digest, window)}"
-    if await storage.models.exists(project_id, version):  # fitted on this very data already, here or elsewhere
-        log.info(kv("model for this training data stored already; not retrained", project_id=project_id,
+    if await storage.models.exists(project_id, version):  # fitted on this very history already, here or elsewhere
+        log.info(kv("model for this history stored already; not retrained", project_id=project_id,
                     version=version))
         await follow_active(storage, project_id, rec, lock)
         return None
@@ -301,8 +313,8 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
         else:
             await storage.models.save(project_id, version, blob, backtest_score=score, activate=False)
             active = False
-    except sa.exc.IntegrityError:  # another process fitted the same data at the same time and stored it first
-        log.info(kv("model for this training data stored by another process", project_id=project_id,
+    except sa.exc.IntegrityError:  # another process fitted on the same history at the same time, stored it first
+        log.info(kv("model for this history stored by another process", project_id=project_id,
                     version=version))
         await follow_active(storage, project_id, rec, lock)
         return result
@@ -317,16 +329,31 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
     return result
 
 
-def window_digest(window: Window) -> str:
-    """A short fingerprint of a training window and its estimator: the same data fits the same model (the
-    ranker is deterministic), so a process does not fit and store it again, nor does another process.
-    Labels alone add no training rows; a merge does."""
+def model_version(rec: LearnedRecommender, history: Observed) -> str:
+    """The version a model fitted now on `rec`'s window is stored under: `{rows}c-{digest}` of the history
+    observed (row count, newest time, the rows at that time), the estimator and its parameters, the
+    recommender's settings and the code (`graph.snapshot.fingerprint`).
+
+    Why the history and not the window's bytes: the window differs from process to process on the same
+    history and labels. A change's training rows are its candidates as ranked when this process last
+    suggested for it (`LearnedRecommender._remember`), or at its merge when another process did, so each
+    process had a window, a digest and a model of its own and stored them all. Named by the history, a
+    version is fitted once, by whichever process gets there first; the others follow the active model. Labels
+    alone add no training rows (a merge does): with no merge since, the version is the same and nothing is
+    fitted again.
+
+    >>> from types import SimpleNamespace
+    >>> seen = SimpleNamespace(count=315, last_time=1_700_000_000, boundary={41})
+    >>> model_version(LearnedRecommender(), seen) == model_version(LearnedRecommender(), seen)
+    True
+    """
+    estimator = rec.estimator
     h = hashlib.sha256()
-    for part in (window.X, window.y, window.groups):
-        h.update(np.ascontiguousarray(part).tobytes())
-    h.update(repr(sorted(window.estimator.get_params().items())).encode())
-    h.update(repr(window.half_life).encode())
-    return h.hexdigest()[:12]
+    for part in (history.count, history.last_time, sorted(history.boundary),
+                 f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+                 sorted(estimator.get_params().items()), rec.settings, fingerprint(), MODEL_WIDTH):
+        h.update(repr(part).encode() + b"\0")
+    return f"{history.count}c-{h.hexdigest()[:12]}"
 
 
 def fit_prior(n_changes: int = 1200, seed: int = 7) -> Any | None:

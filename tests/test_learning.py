@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -352,10 +353,11 @@ async def test_a_process_compares_its_model_with_the_one_another_process_activat
         for rec in (rec_a, rec_b):
             rec.model_, rec.model_version = v1, "v1"
         rec_b.estimator = GraphScore()
-        good = await retrain_and_store(storage, PID, rec_b, asyncio.Lock(), holdout=60)
+        seen = SimpleNamespace(count=260, last_time=None, boundary=())
+        good = await retrain_and_store(storage, PID, rec_b, asyncio.Lock(), holdout=60, history=seen)
         assert good.better_or_equal and rec_b.model_version != "v1"
         rec_a.estimator.set_params(min_samples_leaf=20)
-        worse = await retrain_and_store(storage, PID, rec_a, asyncio.Lock(), holdout=60)
+        worse = await retrain_and_store(storage, PID, rec_a, asyncio.Lock(), holdout=60, history=seen)
         assert worse.score < good.score and not worse.better_or_equal
         active = await storage.models.active(PID)
         assert active.version == rec_b.model_version == rec_a.model_version  # A ranks with B's model now
@@ -472,24 +474,60 @@ async def test_a_timed_out_event_lets_go_of_the_recommender_only_when_its_thread
         await storage.close()
 
 
-async def test_a_window_fitted_once_is_not_fitted_and_stored_again(sqlite_url):
-    """Every process counts the labels it replays and retrains on the same data: one stored model per
-    training window (and estimator), whichever process fits it first; a merge changes the window."""
-    from bot.learning import retrain_and_store, window_digest
-    from graph.retrain import training_window
+async def test_a_history_fitted_once_is_not_fitted_and_stored_again(sqlite_url):
+    """Every process counts the labels it replays and retrains on the same history: one stored model per
+    history (and estimator), whichever process fits it first, even when their windows differ; a merge changes
+    the history."""
+    from bot.learning import model_version, retrain_and_store
     from tests.test_retrain import trained
 
     storage = Storage(sqlite_url)
     try:
-        first, second = trained(), trained()
-        assert window_digest(training_window(first)) == window_digest(training_window(second))
-        assert await retrain_and_store(storage, PID, first, asyncio.Lock(), holdout=60, changes=300) is not None
-        assert await retrain_and_store(storage, PID, second, asyncio.Lock(), holdout=60, changes=300) is None
-        assert await retrain_and_store(storage, PID, first, asyncio.Lock(), holdout=60, changes=300) is None
+        first, second = trained(), trained(250)  # windows of their own (here: of another length)
+        seen = SimpleNamespace(count=300, last_time=1_700_000_000, boundary={7, 3})
+        same = SimpleNamespace(count=300, last_time=1_700_000_000, boundary=[3, 7])
+        assert model_version(first, seen) == model_version(second, same)
+        assert await retrain_and_store(storage, PID, first, asyncio.Lock(), holdout=60, history=seen) is not None
+        assert await retrain_and_store(storage, PID, second, asyncio.Lock(), holdout=60, history=seen) is None
+        assert await retrain_and_store(storage, PID, first, asyncio.Lock(), holdout=60, history=seen) is None
         assert len(await storage.models.list(PID)) == 1 and second.model_version == first.model_version
         second.estimator.set_params(min_samples_leaf=20)  # another estimator: another model
-        assert await retrain_and_store(storage, PID, second, asyncio.Lock(), holdout=60, changes=300) is not None
-        assert len(await storage.models.list(PID)) == 2
+        assert await retrain_and_store(storage, PID, second, asyncio.Lock(), holdout=60, history=seen) is not None
+        merged = SimpleNamespace(count=301, last_time=1_700_000_060, boundary={8})
+        assert await retrain_and_store(storage, PID, first, asyncio.Lock(), holdout=60, history=merged) is not None
+        assert len(await storage.models.list(PID)) == 3
+    finally:
+        await storage.close()
+
+
+async def test_processes_that_suggested_for_other_mrs_fit_one_model_per_history(database_url):
+    """Measured on PostgreSQL with 3 processes: three models stored at the same 315 changes, one per process. A
+    change's training rows are its candidates as ranked when the process last suggested for it, or at its
+    merge on a process that did not: the same history and labels gave each process a window, and a version,
+    of its own."""
+    storage = Storage(database_url)
+    try:
+        await storage.history.upsert(PID, [Change(f"!{i + 1}", c.time, c.author, c.reviewers, c.files, ackers=c.ackers)
+                                           for i, c in enumerate(HISTORY[:200])])
+        engines = [Engine(storage, retrain_labels=4, holdout=60, snapshot_every=None, refresh_seconds=0)
+                   for _ in range(2)]
+        for engine in engines:
+            async with engine.use(PID, SETTINGS):
+                pass
+        for iid, c in enumerate(HISTORY[200:], start=201):  # the first process handles these MRs' events
+            async with engines[0].use(PID, SETTINGS) as rec:
+                rec.suggest(Change(f"!{iid}", c.time - 3600, c.author, (), c.files), 3)
+            await storage.history.upsert(PID, [Change(f"!{iid}", c.time, c.author, c.reviewers, c.files,
+                                                      ackers=c.ackers)])
+        await rejections(storage, 4)
+        for engine in engines:
+            await engine.learn_new(PID, SETTINGS)
+            await engine.wait_background()
+        [model] = await storage.models.list(PID)
+        assert model.version.startswith(f"{len(HISTORY)}c-")
+        for engine in engines:
+            async with engine.use(PID, SETTINGS) as rec:
+                assert rec.model_version == model.version
     finally:
         await storage.close()
 

@@ -1,7 +1,9 @@
 """Trained ranking models per project (pickled estimators), with one active version each.
 
 Why in the database: Heroku's filesystem is ephemeral and not shared between dynos, so a model
-trained by one process must be readable by every worker after any restart.
+trained by one process must be readable by every worker after any restart. Why pruned: each row is a
+pickled ranker of about 110 KB and a busy project stores a few thousand a year; only the active one ranks,
+and the few newest are kept to roll back to (`activate`, `MODELS_KEPT`).
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.storage.db import MODEL_LOCK, lock_project, utcnow
 from bot.storage.tables import models
 
-__all__ = ["ModelRow", "ModelStore"]
+__all__ = ["ModelRow", "ModelStore", "MODELS_KEPT"]
+
+MODELS_KEPT = 5  # newest versions kept per project, besides the active one (whatever its age)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +42,9 @@ def _row(row: sa.Row[Any]) -> ModelRow:
 
 
 class ModelStore:
-    """Save, list and activate model versions. Writes of one project take its advisory lock (PostgreSQL), so
-    two processes activating at once leave one active version, not two."""
+    """Save, list, activate and prune model versions. Writes of one project take its advisory lock
+    (PostgreSQL), so two processes activating at once leave one active version, not two. Each save prunes
+    the project's versions to the active one and the `MODELS_KEPT` newest."""
 
     def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
@@ -52,7 +57,9 @@ class ModelStore:
         """Store a new version (unique per project); with `activate`, it becomes the only active one."""
         async with self.engine.begin() as conn:
             await lock_project(conn, MODEL_LOCK, project_id)
-            return await self._insert(conn, project_id, version, blob, backtest_score, activate)
+            model_id = await self._insert(conn, project_id, version, blob, backtest_score, activate)
+            await conn.execute(self._prune_statement(MODELS_KEPT, project_id))
+            return model_id
 
     async def save_replacing(self, project_id: int, version: str, blob: bytes, *, expected: str | None,
                              backtest_score: float | None = None) -> bool:
@@ -66,6 +73,7 @@ class ModelStore:
             current = (await conn.execute(self._active_query(project_id, models.c.version))).scalar()
             activate = current == expected
             await self._insert(conn, project_id, version, blob, backtest_score, activate)
+            await conn.execute(self._prune_statement(MODELS_KEPT, project_id))
             return activate
 
     async def _insert(self, conn: Any, project_id: int, version: str, blob: bytes, backtest_score: float | None,
@@ -77,6 +85,36 @@ class ModelStore:
             backtest_score=backtest_score, active=activate,
         ).returning(models.c.id)
         return int((await conn.execute(stmt)).scalar_one())
+
+    @staticmethod
+    def _prune_statement(keep: int, project_id: int) -> sa.Delete:
+        """Delete the project's inactive versions that have `keep` newer ones: one statement, run under the
+        project's lock (PostgreSQL; SQLite runs one writer at a time), so no activation runs beside it; a
+        version deleted first cannot be activated any more (`activate` answers False)."""
+        newer = models.alias("newer")
+        newer_count = (sa.select(sa.func.count()).select_from(newer)
+                       .where(newer.c.project_id == models.c.project_id, newer.c.id > models.c.id)
+                       .scalar_subquery())
+        return sa.delete(models).where(models.c.project_id == project_id, models.c.active.is_(False),
+                                       newer_count >= keep)
+
+    async def prune(self, keep: int = MODELS_KEPT) -> int:
+        """Delete every project's inactive versions but the `keep` newest (`save` does it for its project; this
+        is for a database from before, or a project no longer retrained); returns how many were deleted. One
+        project at a time under its lock, as `activate` takes it: an activation holding one version while the
+        prune holds another would deadlock on PostgreSQL."""
+        if keep < 0:
+            raise ValueError(f"keep must be 0 or more, got {keep}")
+        crowded = (sa.select(models.c.project_id).group_by(models.c.project_id)
+                   .having(sa.func.count() > keep + 1).order_by(models.c.project_id))
+        async with self.engine.connect() as conn:
+            projects = list((await conn.execute(crowded)).scalars())
+        deleted = 0
+        for project_id in projects:
+            async with self.engine.begin() as conn:
+                await lock_project(conn, MODEL_LOCK, project_id)
+                deleted += (await conn.execute(self._prune_statement(keep, project_id))).rowcount
+        return deleted
 
     @staticmethod
     def _active_query(project_id: int, *columns: Any) -> sa.Select[Any]:
