@@ -47,6 +47,7 @@ __all__ = [
     "normalise_database_url",
     "redact_url",
     "DEFAULT_DATABASE_URL",
+    "MR_RETENTION_MIN_DAYS",
 ]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///reviewbot.sqlite3"
@@ -59,6 +60,9 @@ EXAMPLE_SECRETS = frozenset({"change-me-to-a-long-random-string", "another-long-
                              "yet-another-long-random-string"})
 DAY_SECONDS = 86400
 CENTURY_DAYS = 36525
+# The least age at which a finished merge request's suggestions and feedback may be deleted: past the dashboard's
+# 12 weeks, the 30 days of a rejection streak and the 7 days a late delivery is still compared with
+MR_RETENTION_MIN_DAYS = 90
 # Keys of `Settings` that the loader fills in itself; a file that sets them is wrong, not obeyed.
 INTERNAL_KEYS = ("source",)
 
@@ -224,6 +228,20 @@ class WorkerSettings(_Frozen):
     poll_interval: float = Field(2.0, gt=0, le=3600)
     retention_days: float = Field(7.0, ge=1, le=CENTURY_DAYS)
     prune_interval: float = Field(3600.0, gt=0, le=DAY_SECONDS)
+    dead_retention_days: float = Field(30.0, ge=0, le=CENTURY_DAYS)  # 0: dead events are kept
+    mr_retention_days: float = Field(365.0, ge=0, le=CENTURY_DAYS)   # 0: finished MRs' rows are kept
+
+    @model_validator(mode="after")
+    def _retention_floors(self) -> WorkerSettings:
+        """0 keeps; anything else must leave what is still read: a day of dedupe keys, and of a finished merge
+        request's rows `MR_RETENTION_MIN_DAYS` (the dashboard's 12 weeks, with room)."""
+        if 0 < self.dead_retention_days < 1:
+            raise ValueError(f"dead_retention_days ({self.dead_retention_days:g}) must be 0 (keep dead events) or "
+                             "at least 1: their keys recognise deliveries GitLab re-sends")
+        if 0 < self.mr_retention_days < MR_RETENTION_MIN_DAYS:
+            raise ValueError(f"mr_retention_days ({self.mr_retention_days:g}) must be 0 (keep them) or at least "
+                             f"{MR_RETENTION_MIN_DAYS}: the dashboard shows the last 12 weeks of merge requests")
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_dispatch(self) -> WorkerSettings:

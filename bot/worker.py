@@ -29,13 +29,14 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from bot.config import Settings
+from bot.config import Settings, WorkerSettings
 from bot.logfmt import kv
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
 from bot.storage.events import backoff_delay
 
-__all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay", "park_seconds", "default_worker_id"]
+__all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay", "park_seconds", "default_worker_id",
+           "retention"]
 
 log = logging.getLogger("bot.worker")
 
@@ -83,6 +84,15 @@ def _describe(exc: BaseException, timeout: float) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def retention(cfg: WorkerSettings) -> dict[str, timedelta | None]:
+    """`Storage.prune`'s ages from the `[worker]` settings (a retention of 0 days keeps those rows)."""
+    def kept_for(days: float) -> timedelta | None:
+        return timedelta(days=days) if days else None
+
+    return {"done": timedelta(days=cfg.retention_days), "dead": kept_for(cfg.dead_retention_days),
+            "finished_mrs": kept_for(cfg.mr_retention_days)}
+
+
 class Worker:
     """Runs stored events through `dispatch`, `settings.worker.concurrency` at a time."""
 
@@ -91,7 +101,7 @@ class Worker:
         worker_id: str | None = None, *, prune_every: float | None = None,
     ) -> None:
         self.storage, self.dispatch, self.cfg = storage, dispatch, settings.worker
-        # seconds between two prunes of old done events (the first at start): [worker] prune_interval
+        # seconds between two prunes (the first at start): [worker] prune_interval
         self.prune_every = self.cfg.prune_interval if prune_every is None else prune_every
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id or default_worker_id()
@@ -282,14 +292,16 @@ class Worker:
         await self.prune()
 
     async def prune(self) -> None:
-        """Delete done events (and with them their dedupe keys) older than `retention_days`."""
+        """Apply the retention of `[worker]` (`Storage.prune`): done events (and with them their dedupe keys)
+        older than `retention_days`, dead ones older than `dead_retention_days`, the rows of merge requests
+        finished more than `mr_retention_days` ago (0: kept), model versions beyond the active and newest few."""
         try:
-            pruned = await self.storage.events.prune(timedelta(days=self.cfg.retention_days))
+            pruned = await self.storage.prune(**retention(self.cfg))
         except Exception as exc:  # noqa: BLE001 - pruning is housekeeping; try again next time
             log.warning(kv("prune failed", cause=_describe(exc, 0)))
             return
-        if pruned:
-            log.info(kv("pruned done events", count=pruned))
+        if any(pruned.values()):
+            log.info(kv("pruned", **{k: v for k, v in pruned.items() if v}))
 
     async def stop(self, grace: float = 25.0) -> int:
         """Stop claiming, let running events finish for up to `grace` s, hand back the rest.

@@ -280,10 +280,12 @@ def test_values_that_would_overflow_or_used_to_pass_silently_are_refused(tmp_pat
 
 async def test_the_largest_allowed_worker_values_still_fit_the_database(tmp_path, storage):
     from bot.storage.events import backoff_delay
+    from bot.worker import retention
 
     cfg = load_settings(write(tmp_path, "[worker]\nlease_seconds = 86400\ndispatch_timeout = 86399\n"
                                         "max_attempts = 1000\nbackoff = 86400\nbackoff_max = 86400\n"
-                                        "retention_days = 36525\n"), environ=ENV).worker
+                                        "retention_days = 36525\ndead_retention_days = 36525\n"
+                                        "mr_retention_days = 36525\n"), environ=ENV).worker
     await storage.events.store_event(dedupe_key="k", kind="Merge Request Hook", action="open", project_id=7,
                                      mr_iid=1, headers={}, body={"object_kind": "merge_request"})
     [row] = await storage.events.claim("w", cfg.lease_seconds, 1, max_attempts=cfg.max_attempts)
@@ -291,6 +293,7 @@ async def test_the_largest_allowed_worker_values_still_fit_the_database(tmp_path
     status = await storage.events.retry_later(row.id, "boom", delay, max_attempts=cfg.max_attempts, owner="w")
     assert status == "failed"
     assert await storage.events.prune(timedelta(days=cfg.retention_days)) == 0
+    assert set((await storage.prune(**retention(cfg))).values()) == {0}
 
 
 def test_a_value_given_as_gitlab_url_is_echoed_only_when_it_is_a_url(tmp_path):

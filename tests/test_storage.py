@@ -17,7 +17,7 @@ from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions
 from bot.storage.db import MODEL_LOCK, lock_project
 from bot.storage.people import REFRESH, PeopleStore
-from bot.storage.tables import events as events_table, history, metadata, models as models_table
+from bot.storage.tables import events as events_table, feedback_times, history, metadata, models as models_table
 from bot.storage.tables import projects as projects_table, suggestions
 from graph.model import Change
 
@@ -160,7 +160,7 @@ async def test_revision_0007_adds_the_usernames_seen_per_user_id_and_goes_back(b
     storage = Storage(url)
     try:
         await storage.optouts.set(1, "alice")  # a row as 0006 stored it
-        assert await migrate(url) == {"0007"}
+        assert await migrate(url, "0007") == {"0007"}
         assert await storage.people.sightings([7]) == []  # nothing known yet: learned from now on
         assert await storage.people.learn([(7, "alice")]) == 1
         assert [s.username for s in await storage.people.sightings([7])] == ["alice"]
@@ -168,6 +168,28 @@ async def test_revision_0007_adds_the_usernames_seen_per_user_id_and_goes_back(b
         async with storage.engine.connect() as conn:
             tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
         assert "people" not in tables and await storage.optouts.active(1) == {"alice"}
+    finally:
+        await storage.close()
+
+
+async def test_revision_0008_indexes_the_suggestion_a_label_judges_and_goes_back(blank_database_url):
+    """Without it, deleting a suggestion read the whole feedback table (the foreign key's SET NULL)."""
+    url = blank_database_url
+    assert await migrate(url, "0007") == {"0007"}
+    storage = Storage(url)
+
+    async def indexed() -> bool:
+        async with storage.engine.connect() as conn:
+            found = await conn.run_sync(lambda c: sa.inspect(c).get_indexes("feedback"))
+        return any(ix["column_names"] == ["suggestion_id"] for ix in found)
+
+    try:
+        sid = await storage.suggestions.add(1, 3, [], "v")  # rows as 0007 stored them
+        await storage.feedback.record(1, 3, "bob", "accepted", suggestion_id=sid)
+        assert not await indexed()
+        assert await migrate(url) == {"0008"} and await indexed()
+        assert [r.suggestion_id for r in await storage.feedback.list(1)] == [sid]
+        assert await downgrade(url, "0007") == {"0007"} and not await indexed()
     finally:
         await storage.close()
 
@@ -763,6 +785,100 @@ async def test_a_model_being_activated_is_not_pruned_beside_it(postgres_url):
         assert [(m.version, m.active) for m in await storage.models.list(1)] == [("v1", True)]
     finally:
         await storage.close()
+
+
+async def finished_and_open_mrs(storage: Storage, clock) -> dict[str, tuple[int, int]]:
+    """Project 1's MRs: !1 merged, !2 closed, !3 closed and reopened, !4 open, !5 merged and given a thumb 300
+    days later; project 2's !1 open. Each has a suggestion, a feedback row, an approval time and a comment."""
+    start = clock()
+    await storage.history.upsert(1, [Change(f"!{iid}", int(start.timestamp()), "ann", ("bob",), ("a.c",))
+                                     for iid in (1, 5)])
+    mrs = {"merged": (1, 1), "closed": (1, 2), "reopened": (1, 3), "open": (1, 4), "late thumb": (1, 5),
+           "other project": (2, 1)}
+    for project, iid in mrs.values():
+        sid = await storage.suggestions.add(project, iid, [{"username": "bob"}], "v", author="ann", files=["a.c"])
+        await storage.feedback.record(project, iid, "bob", "accepted", suggestion_id=sid)
+        await storage.feedback.newer_applied(project, iid, "bob", start, "approval")
+        await storage.comments.set_note(project, iid, 100 + iid)
+    await storage.feedback.record(1, 2, "ann", "closed")
+    await storage.feedback.record(1, 3, "ann", "closed")
+    await storage.feedback.record(1, 3, "ann", "reopened")
+    clock.advance(300 * 86400)
+    await storage.feedback.record(1, 5, "cy", "thumbs_up")
+    await storage.feedback.record(1, 4, "cy", "thumbs_up")  # the newest row, on an open MR
+    return mrs
+
+
+async def rows_of(storage: Storage, project: int, iid: int) -> tuple[int, int, int, bool]:
+    """(suggestions, feedback rows, approval and reviewer times, a comment) of one MR."""
+    times = sa.select(sa.func.count()).select_from(feedback_times).where(feedback_times.c.project_id == project,
+                                                                         feedback_times.c.mr_iid == iid)
+    async with storage.engine.connect() as conn:
+        n_times = (await conn.execute(times)).scalar_one()
+    shown, labels = await storage.suggestions.of_mrs(project, [iid]), await storage.feedback.list(project, mr_iid=iid)
+    return len(shown), len(labels), n_times, await storage.comments.get(project, iid) is not None
+
+
+async def test_rows_of_merge_requests_finished_long_ago_are_pruned_and_nothing_else(storage, clock):
+    """A year of a busy project: 46k suggestions (60-140 MB, the MR's paths), 133k feedback rows, 51k
+    approval and reviewer times, every one kept."""
+    mrs = await finished_and_open_mrs(storage, clock)
+    clock.advance(64 * 86400)  # 364 days after the merge and the close: within the retention
+    assert set((await storage.retention.prune(timedelta(days=365))).values()) == {0}
+    clock.advance(2 * 86400)
+    assert await storage.retention.prune(timedelta(days=365)) == {
+        "bot_comments": 2, "feedback_times": 2, "suggestions": 2, "feedback": 3}
+    assert [await rows_of(storage, *mrs[k]) for k in ("merged", "closed")] == [(0, 0, 0, False)] * 2
+    assert await rows_of(storage, *mrs["reopened"]) == (1, 3, 1, True)
+    assert await rows_of(storage, *mrs["open"]) == (1, 2, 1, True)
+    assert await rows_of(storage, *mrs["other project"]) == (1, 1, 1, True)
+    assert await rows_of(storage, *mrs["late thumb"]) == (1, 2, 1, True)  # its thumb is 66 days old
+    clock.advance(300 * 86400)
+    assert await storage.retention.prune(timedelta(days=365)) == {
+        "bot_comments": 1, "feedback_times": 1, "suggestions": 1, "feedback": 2}
+    assert await rows_of(storage, *mrs["late thumb"]) == (0, 0, 0, False)
+    assert await rows_of(storage, *mrs["open"]) == (1, 2, 1, True)  # open: kept, however quiet
+
+
+async def test_finished_merge_requests_keep_their_rows_at_least_ninety_days(storage, clock):
+    mrs = await finished_and_open_mrs(storage, clock)
+    clock.advance(89 * 86400)  # the thumb is 89 days old, the merge 389
+    assert (await storage.retention.prune(timedelta(days=0)))["feedback"] == 3
+    assert await rows_of(storage, *mrs["late thumb"]) == (1, 2, 1, True)
+    clock.advance(2 * 86400)
+    assert (await storage.retention.prune(timedelta(days=0)))["feedback"] == 2
+
+
+async def test_the_newest_suggestion_and_feedback_row_are_kept_so_that_ids_are_never_reused(storage, clock):
+    await storage.history.upsert(1, [Change("!1", int(clock().timestamp()), "ann", ("bob",), ("a.c",))])
+    sid = await storage.suggestions.add(1, 1, [], "v")
+    newest = await storage.suggestions.add(1, 1, [], "v")
+    await storage.feedback.record(1, 1, "bob", "accepted", suggestion_id=sid)
+    await storage.feedback.record(1, 1, "bob", "approved", suggestion_id=newest)
+    clock.advance(400 * 86400)
+    assert await storage.retention.prune(timedelta(days=365)) == {
+        "bot_comments": 0, "feedback_times": 0, "suggestions": 1, "feedback": 1}
+    assert await storage.suggestions.add(1, 2, [], "v") == newest + 1
+    assert [r.label for r in await storage.feedback.list(1)] == ["approved"]
+
+
+async def test_dead_events_past_their_retention_are_pruned_and_failed_ones_never(storage, clock):
+    done, dead, failed = [await put(storage, key, mr_iid=iid) for key, iid in (("a", 1), ("b", 2), ("c", 3))]
+    await storage.events.claim("w", LEASE, 3)
+    await storage.events.complete(done)
+    await storage.events.dead_letter(dead, "broken")
+    await storage.events.retry_later(failed, "GitLab said 502", 10 * 86400, max_attempts=6)
+    newest = await put(storage, "d", mr_iid=4)
+    clock.advance(12 * 3600)
+    assert await storage.events.prune(timedelta(0), status="dead") == 0  # a day at least: dedupe keys
+    clock.advance(31 * 86400)
+    assert await storage.prune(done=timedelta(days=7), dead=None, finished_mrs=None) == {"done_events": 1,
+                                                                                          "models": 0}
+    assert await storage.events.get(dead) is not None  # None: kept
+    assert await storage.events.prune(timedelta(days=30), status="dead") == 1
+    assert [(await storage.events.get(i)).status for i in (failed, newest)] == ["failed", "queued"]
+    with pytest.raises(ValueError, match="still to run"):
+        await storage.events.prune(timedelta(0), status="failed")
 
 
 async def test_projects_remember_backfill_and_overrides(storage, clock):

@@ -1,5 +1,6 @@
 """Retention: the worker itself prunes done events, and with them their dedupe keys, once they are older than
-`worker.retention_days` (never under 24 h, GitLab re-sends come late); pending and dead events are kept."""
+`worker.retention_days` (never under 24 h, GitLab re-sends come late), dead ones after `dead_retention_days`,
+and the rows of merge requests finished more than `mr_retention_days` ago; pending events are kept."""
 from __future__ import annotations
 
 import asyncio
@@ -11,6 +12,7 @@ from bot.config import Settings
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
 from bot.worker import Worker
+from graph.model import Change
 
 HOUR = 3600.0
 
@@ -93,6 +95,33 @@ async def test_pending_and_dead_events_are_kept_and_retention_days_is_honoured(s
 def test_retention_under_a_day_is_refused():
     with pytest.raises(ValueError, match="retention_days"):
         settings(retention_days=0.5)
+    with pytest.raises(ValueError, match="dead_retention_days .0.5. must be 0 .keep dead events. or at least 1"):
+        settings(dead_retention_days=0.5)
+    with pytest.raises(ValueError, match="mr_retention_days .30. must be 0 .keep them. or at least 90"):
+        settings(mr_retention_days=30)
+
+
+async def test_the_worker_prunes_dead_events_and_finished_merge_requests_unless_told_to_keep_them(storage, clock):
+    """Only done events were ever pruned: dead ones, and every suggestion and feedback row, grew forever."""
+    await store(storage, "dead")
+    [claimed] = await storage.events.claim("w1", 60)
+    await storage.events.dead_letter(claimed.id, "broken", owner="w1")
+    await storage.history.upsert(1, [Change("!1", int(clock().timestamp()), "ann", ("bob",), ("a.c",))])
+    merged = await storage.suggestions.add(1, 1, [], "v")
+    await storage.feedback.record(1, 1, "bob", "accepted", suggestion_id=merged)
+    await storage.suggestions.add(1, 2, [], "v")  # open
+    await storage.feedback.record(1, 2, "bob", "accepted")
+    await store(storage, "newest")
+    clock.advance(29 * 24 * HOUR)
+    await Worker(storage, noop, settings(), Metrics(), "w1").prune()
+    assert (await storage.events.get(claimed.id)).status == "dead"
+    clock.advance(400 * 24 * HOUR)
+    await Worker(storage, noop, settings(dead_retention_days=0, mr_retention_days=0), Metrics(), "w1").prune()
+    assert await storage.events.get(claimed.id) is not None and len(await storage.suggestions.list(1)) == 2
+    await Worker(storage, noop, settings(), Metrics(), "w1").prune()  # 30 and 365 days
+    assert await storage.events.get(claimed.id) is None
+    assert [(r.mr_iid, r.label) for r in await storage.feedback.list(1)] == [(2, "accepted")]
+    assert [r.mr_iid for r in await storage.suggestions.list(1)] == [2]
 
 
 async def _status(storage: Storage, event_id: int, status: str) -> bool:

@@ -10,6 +10,7 @@ SUBCOMMANDS = (
     "bot.cli.serve",      # serve, worker
     "bot.cli.migrate",
     "bot.cli.events",
+    "bot.cli.prune",
     "bot.cli.backfill",
     "bot.cli.evaluate",
     "bot.cli.simulate",

@@ -2,6 +2,9 @@
 
 >>> whole(1)("3"), days()("0.5")
 (3, 0.5)
+>>> days(least=90)("30")
+Traceback (most recent call last):
+argparse.ArgumentTypeError: must be a number of days from 90 to 36525, got '30'
 >>> whole(1)("0")
 Traceback (most recent call last):
 argparse.ArgumentTypeError: must be a whole number from 1 to 9223372036854775807, got '0'
@@ -37,15 +40,15 @@ def whole(minimum: int, maximum: int = LARGEST_ID) -> Callable[[str], int]:
     return parse
 
 
-def days(most: float = MOST_DAYS) -> Callable[[str], float]:
-    """A number of days from 0 to `most`."""
+def days(most: float = MOST_DAYS, *, least: float = 0) -> Callable[[str], float]:
+    """A number of days from `least` to `most`."""
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             value = math.nan
-        if not 0 <= value <= most:  # NaN fails too
-            raise argparse.ArgumentTypeError(f"must be a number of days from 0 to {most:g}, got {text!r}")
+        if not least <= value <= most:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"must be a number of days from {least:g} to {most:g}, got {text!r}")
         return value
 
     parse.__name__ = "number of days"

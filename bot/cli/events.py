@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rq = actions.add_parser("requeue", help="run failed, dead or done events again", parents=[after])
     rq.add_argument("ids", type=whole(1), nargs="+", metavar="ID")
     pr = actions.add_parser("prune", help="delete done events (keeps at least one day for deduplication)",
+                            description="Delete done events finished more than D days ago. `reviewbot prune` "
+                            "does it with dead events, finished merge requests' rows and old model versions.",
                             parents=[after])
     pr.add_argument("--older-than-days", type=days(), default=None, help="default [worker] retention_days")
     p.set_defaults(func=run, action="list", failed=False, status=None, limit=50, json=False)

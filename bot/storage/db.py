@@ -147,6 +147,7 @@ def insert_for(conn: AsyncConnection, table: sa.Table) -> Any:
 SNAPSHOT_LOCK = 0x736E6170  # "snap"
 FEEDBACK_LOCK = 0x66656564  # "feed"
 MODEL_LOCK = 0x6D6F646C     # "modl"
+PRUNE_LOCK = 0x70726E65     # "prne": finished merge requests' rows, one pruning at a time (project id 0)
 
 
 async def lock_project(conn: AsyncConnection, kind: int, project_id: int, *, shared: bool = False) -> None:

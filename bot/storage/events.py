@@ -436,15 +436,19 @@ class EventQueue:
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount == 1
 
-    async def prune(self, older_than: timedelta) -> int:
-        """Delete `done` events finished before `older_than` ago (never less than 24 h: dedupe keys).
+    async def prune(self, older_than: timedelta, *, status: str = "done") -> int:
+        """Delete `done` (or `dead`) events finished before `older_than` ago (never less than 24 h: dedupe
+        keys). `failed` and other pending events are never deleted: they are still to run (a failed one is
+        retried until it is done or dead).
 
         The newest event is always kept: SQLite hands out max(id) + 1, so an emptied table would give
         ids again that old suggestions and feedback rows still name (`feedback` is unique per source event).
         """
+        if status not in ("done", "dead"):
+            raise ValueError(f"only done and dead events are pruned, not {status!r}: a pending one is still to run")
         cutoff = self.clock() - max(older_than, MIN_KEY_RETENTION)
         newest = sa.select(sa.func.max(events.c.id)).scalar_subquery()
-        stmt = sa.delete(events).where(events.c.status == "done", events.c.finished_at < cutoff, events.c.id < newest)
+        stmt = sa.delete(events).where(events.c.status == status, events.c.finished_at < cutoff, events.c.id < newest)
         async with self.engine.begin() as conn:
             return (await conn.execute(stmt)).rowcount
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -20,10 +20,11 @@ from bot.storage.db import StorageError, create_engine, utcnow
 from bot.storage.events import EventQueue
 from bot.storage.history import HistoryStore
 from bot.storage.migrate import check_schema, schema_is_current
-from bot.storage.models import ModelStore
+from bot.storage.models import MODELS_KEPT, ModelStore
 from bot.storage.optouts import OptOutStore
 from bot.storage.people import PeopleStore
 from bot.storage.projects import ProjectStore
+from bot.storage.retention import MergeRequestRetention
 from bot.storage.snapshots import SnapshotStore
 from bot.storage.suggestions import FeedbackStore, SuggestionStore
 
@@ -34,7 +35,8 @@ __all__ = ["Storage"]
 
 class Storage:
     """The database, with one attribute per store: `events`, `projects`, `history`, `comments`,
-    `suggestions`, `feedback`, `optouts`, `people`, `models`, `snapshots`.
+    `suggestions`, `feedback`, `optouts`, `people`, `models`, `snapshots`, and `retention` (deleting finished
+    merge requests' rows); `prune` applies every retention at once.
 
     >>> storage = Storage("sqlite+aiosqlite:///reviewbot.sqlite3")   # doctest: +SKIP
     >>> await storage.check_schema(); ...; await storage.close()      # doctest: +SKIP
@@ -53,6 +55,7 @@ class Storage:
         self.people = PeopleStore(self.engine, clock)
         self.models = ModelStore(self.engine, clock)
         self.snapshots = SnapshotStore(self.engine, clock)
+        self.retention = MergeRequestRetention(self.engine, clock)
 
     def __repr__(self) -> str:
         return f"Storage({redact_url(self.url)!r})"
@@ -89,6 +92,21 @@ class Storage:
     async def schema_is_current(self) -> bool:
         """True when `reviewbot migrate` has nothing to do."""
         return await schema_is_current(self.engine)
+
+    async def prune(self, *, done: timedelta, dead: timedelta | None, finished_mrs: timedelta | None,
+                    models_kept: int = MODELS_KEPT) -> dict[str, int]:
+        """Delete what is past its retention, table by table (each in a transaction of its own); returns the
+        rows deleted of each kind. `done` / `dead`: events finished that long ago (at least a day: dedupe keys);
+        `finished_mrs`: the rows of merge requests finished that long ago (at least `MIN_MR_RETENTION`);
+        None keeps them. Model versions: all but the active one and the `models_kept` newest of each project
+        (saving a model prunes its own project; this catches up on the others)."""
+        counts = {"done_events": await self.events.prune(done)}
+        if dead is not None:
+            counts["dead_events"] = await self.events.prune(dead, status="dead")
+        counts["models"] = await self.models.prune(models_kept)
+        if finished_mrs is not None:
+            counts.update(await self.retention.prune(finished_mrs))
+        return counts
 
     async def close(self, timeout: float = 5.0) -> None:
         """Close every pooled connection (call once, at shutdown); give up after `timeout` s, when the database

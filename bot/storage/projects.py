@@ -90,8 +90,9 @@ class ProjectStore:
 
         Why: a reader that caches what it computed from these rows (the dashboard's overview) asks this first,
         in every process, and computes again only when it changed. Their rows are only ever added (a history
-        row is replaced in place, which leaves it merged all the same), so any new row changes it, even one
-        that committed late under a smaller id (the count); activating a model changes its id.
+        row is replaced in place, which leaves it merged all the same) or pruned (the count drops), so any new
+        row changes it, even one that committed late under a smaller id (the count); activating a model changes
+        its id.
         """
         def count_and_last(table: sa.Table) -> list[sa.ScalarSelect[Any]]:
             where = table.c.project_id == project_id

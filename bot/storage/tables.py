@@ -127,6 +127,7 @@ feedback = sa.Table(
     # A retried event records its feedback once; rows without a source event are never merged.
     sa.UniqueConstraint("source_event_id", "person", "label"),
     sa.Index(None, "project_id", "mr_iid"),
+    sa.Index(None, "suggestion_id"),  # deleting a suggestion finds the rows to set NULL (`retention`)
 )
 
 # Per person and MR, GitLab's time of the newest event whose approval or reviewer feedback was applied: an older
