@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
-from bot import dashboard
+from bot import dashboard, shutdown
 from bot.config import Settings
 from bot.deadline import within
 from bot.logfmt import kv
@@ -378,8 +378,15 @@ def make_app(
 
     `storage` is closed by its owner. `spool` (the `serve` app): deliveries the database cannot take are kept
     in `[server] spool_dir` and moved into the queue in the background; without it they are answered 503.
+    When the app starts shutting down, the shutdown deadline begins
+    (`bot.shutdown`): what its cleanup does (stop a worker, close the storage) shares `[server] shutdown_timeout`.
     """
     app = web.Application(client_max_size=settings.server.max_body_bytes)
+
+    async def begin_shutdown(_app: web.Application) -> None:
+        shutdown.begin(settings.server.shutdown_timeout)
+
+    app.on_shutdown.append(begin_shutdown)  # first: before the worker stops claiming, aiohttp waits for requests
     app[SETTINGS_KEY] = settings
     app[STORAGE_KEY] = storage
     app[METRICS_KEY] = metrics or Metrics()

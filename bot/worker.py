@@ -25,10 +25,11 @@ import time
 import uuid
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 from aiohttp import web
 
+from bot import shutdown
 from bot.config import Settings, WorkerSettings
 from bot.logfmt import kv
 from bot.metrics import Metrics
@@ -36,10 +37,11 @@ from bot.storage import EventRow, Storage
 from bot.storage.events import backoff_delay
 
 __all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay", "park_seconds", "default_worker_id",
-           "retention"]
+           "retention", "stop_loop"]
 
 log = logging.getLogger("bot.worker")
 
+T = TypeVar("T")
 Dispatch = Callable[[EventRow], Awaitable[Any]]
 # What `reviewbot serve` / `reviewbot worker` import (default `bot.handlers:make_dispatch`): given the
 # settings, storage and metrics, an async context manager that yields the dispatch callable and
@@ -105,7 +107,7 @@ class Worker:
         self.prune_every = self.cfg.prune_interval if prune_every is None else prune_every
         self.metrics = metrics or Metrics()
         self.worker_id = worker_id or default_worker_id()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], int] = {}  # running, with the id of the event each runs
         self._parked: set[asyncio.Task[None]] = set()  # each wakes a parked event when what it waits for is done
         self.claim_error: str | None = None  # why the last claim failed (the database), None after a good one
         self._wake = asyncio.Event()
@@ -150,7 +152,7 @@ class Worker:
         try:
             rows = await self._unless_stopping(self.storage.events.claim(
                 self.worker_id, self.cfg.lease_seconds, free, max_attempts=self.cfg.max_attempts
-            ))
+            ), [])
         except Exception as exc:  # noqa: BLE001 - a database outage must not kill the loop
             self.claim_error = _describe(exc, 0)
             log.error(kv("worker cannot claim events", worker=self.worker_id, cause=self.claim_error))
@@ -158,23 +160,27 @@ class Worker:
         self.claim_error = None
         for row in rows:
             task = asyncio.create_task(self._process(row), name=f"event-{row.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks[task] = row.id
+            task.add_done_callback(self._forget)
         return len(rows)
 
-    async def _unless_stopping(self, claim: Awaitable[list[EventRow]]) -> list[EventRow]:
-        """The claim's rows, or none when `stop()` comes first: a database that does not answer must not
-        keep the loop, and so the process, from stopping (what such a claim took comes back with its lease)."""
-        claiming = asyncio.ensure_future(claim)
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
+    async def _unless_stopping(self, work: Awaitable[T], stopped: T) -> T:
+        """The loop's database work (a claim, a prune), or `stopped` when `stop()` comes first: a database that
+        does not answer must not keep the loop, and so the process, from stopping (what such a claim took comes
+        back with its lease)."""
+        working = asyncio.ensure_future(work)
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait({claiming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        if claiming.done():
-            return claiming.result()
-        claiming.cancel()
-        return []
+        if working.done():
+            return working.result()
+        working.cancel()
+        return stopped
 
     async def drain(self) -> None:
         """Wait until every event this worker started has finished, and every event it parked is due again
@@ -289,7 +295,7 @@ class Worker:
         if self._last_prune is not None and now - self._last_prune < self.prune_every:
             return
         self._last_prune = now
-        await self.prune()
+        await self._unless_stopping(self.prune(), None)
 
     async def prune(self) -> None:
         """Apply the retention of `[worker]` (`Storage.prune`): done events (and with them their dedupe keys)
@@ -303,33 +309,47 @@ class Worker:
         if any(pruned.values()):
             log.info(kv("pruned", **{k: v for k, v in pruned.items() if v}))
 
-    async def stop(self, grace: float = 25.0) -> int:
-        """Stop claiming, let running events finish for up to `grace` s, hand back the rest.
+    async def stop(self, grace: float | shutdown.Deadline = 25.0) -> int:
+        """Stop claiming, let running events finish within the grace (see `bot.shutdown`), hand back the rest.
 
         Returns how many events were handed back to the queue (Heroku sends SIGKILL 30 s after SIGTERM).
         """
-        deadline = time.monotonic() + grace
+        deadline = grace if isinstance(grace, shutdown.Deadline) else shutdown.Deadline(grace)
         self.request_stop()
         for waking in self._parked:  # parked events wait in the table: due at their time, whoever takes them
             waking.cancel()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._loop_exited.wait(), max(0.0, deadline - time.monotonic()))
+            await asyncio.wait_for(self._loop_exited.wait(), deadline.left_for_events())
         pending: set[asyncio.Task[None]] = set()
         if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+            _, pending = await asyncio.wait(set(self._tasks), timeout=deadline.left_for_events())
+        running = sorted(self._tasks[task] for task in pending if task in self._tasks)
         for task in pending:
             task.cancel()
         if pending:  # an event in a thread (a history import) ends with it: hand it back without waiting
-            await asyncio.wait(pending, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        try:  # a database that hangs must not hold the process past its grace: the leases bring events back
-            released = await asyncio.wait_for(self._record(self.storage.events.release(self.worker_id), None),
-                                              max(1.0, deadline - time.monotonic())) or 0
-        except TimeoutError:
-            log.error(kv("worker stopped without handing its events back: the database does not answer; they "
-                         "run again when their lease expires", worker=self.worker_id))
+            await asyncio.wait(pending, timeout=deadline.left())
+        # a database that hangs must not hold the process past its grace: the leases bring the events back
+        releasing = asyncio.ensure_future(self._record(self.storage.events.release(self.worker_id), None))
+        await asyncio.wait({releasing}, timeout=deadline.left())
+        if not releasing.done():  # cancelled, not waited for: its connection is dropped when the storage closes
+            releasing.cancel()
+            log.error(kv("worker stopped without handing its events back: the database does not answer; their "
+                         "leases expire and another process runs them", worker=self.worker_id,
+                         events=",".join(map(str, running)) or None, lease_seconds=self.cfg.lease_seconds))
             return 0
+        released = releasing.result() or 0
         log.info(kv("worker stopped", worker=self.worker_id, handed_back=released))
         return released
+
+
+async def stop_loop(task: asyncio.Task[None]) -> None:
+    """After `stop()`: end the task running `Worker.run`. Stuck in a database call that does not return, it is
+    cancelled and not waited for (its connection is dropped when the storage closes)."""
+    if not task.done():
+        task.cancel()
+        return
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def run_in_app(app: web.Application, dispatch: Dispatch, *, worker_id: str | None = None) -> Worker:
@@ -351,8 +371,8 @@ def run_in_app(app: web.Application, dispatch: Dispatch, *, worker_id: str | Non
     async def worker_ctx(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(worker.run(), name="reviewbot-worker")
         yield
-        await worker.stop(settings.server.shutdown_timeout)
-        await task
+        await worker.stop(shutdown.current() or shutdown.begin(settings.server.shutdown_timeout))
+        await stop_loop(task)
 
     app.cleanup_ctx.append(worker_ctx)
     return worker

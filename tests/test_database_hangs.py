@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from bot.config import Settings
 from bot.metrics import Metrics
-from bot.storage import Storage
+from bot.storage import EventRow, Storage
 from bot.web import make_app
 from tests.worker_procs import ROOT, worker_env, write_config
 
@@ -204,3 +205,59 @@ async def test_deliveries_while_the_database_hangs_are_spooled_then_queued_once(
         await runner.cleanup()
         await storage.close(timeout=1)
         await link.close()
+
+
+@contextlib.asynccontextmanager
+async def pooled_hanging_factory(settings, storage, metrics):
+    """A dispatch factory that opens a few pooled connections at start (as `serve` does), so that there are
+    idle ones to close at exit, and whose events run until they are cancelled."""
+    await asyncio.gather(*(storage.ping() for _ in range(3)))
+
+    async def dispatch(row: EventRow) -> None:
+        logging.getLogger("tests").info("dispatch started event_id=%s", row.id)
+        await asyncio.Event().wait()
+
+    yield dispatch
+
+
+@pytest.mark.parametrize("command", ["worker", "serve"])
+async def test_shutdown_fits_in_the_grace_while_the_database_hangs(link, postgres_url, tmp_path: Path, command):
+    """Every step after SIGTERM (the running event, handing it back, closing the connections) shares the
+    grace: a database that stops answering cannot make them add up past it, and leaves one line, no traceback."""
+    frozen, url = link
+    grace = 2.0
+    storage = Storage(postgres_url)
+    try:
+        event_id, _ = await storage.events.store_event(dedupe_key=f"hang-{command}", kind="Note Hook", project_id=1,
+                                                       headers={}, body={"object_attributes": {}})
+    finally:
+        await storage.close()
+    config = write_config(tmp_path, gitlab_url="http://127.0.0.1:9", token="t", database_url=url,
+                          worker={"poll_interval": 0.2}, server={"shutdown_timeout": grace})
+    where = ["--host", "127.0.0.1", "--port", "0"] if command == "serve" else []
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", command, "--config", str(config), *where,
+        "--dispatch", "tests.test_database_hangs:pooled_hanging_factory", cwd=ROOT, env=worker_env(),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        said = b""
+        while f"dispatch started event_id={event_id}".encode() not in said:
+            line = await asyncio.wait_for(proc.stderr.readline(), 60)
+            assert line, said.decode()
+            said += line
+        frozen.frozen.set()
+        await asyncio.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        said = await asyncio.wait_for(proc.stderr.read(), grace + 20)
+        await proc.wait()
+        took = time.monotonic() - started
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = said.decode()
+    assert proc.returncode == 0, log
+    assert took < grace + 1.5, f"exited {took:.1f} s after SIGTERM, grace {grace} s\n{log}"
+    assert "Traceback" not in log, log
+    assert f"worker stopped without handing its events back" in log and f"events={event_id} " in log, log

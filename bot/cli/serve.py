@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import errno
 import gc
 import importlib
@@ -20,13 +19,14 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
+from bot import shutdown
 from bot.cli.argtypes import whole
 from bot.config import ConfigError, Settings, load_settings
 from bot.logfmt import kv
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage, StorageError
 from bot.web import make_app
-from bot.worker import Dispatch, DispatchFactory, Worker, run_in_app
+from bot.worker import Dispatch, DispatchFactory, Worker, run_in_app, stop_loop
 
 __all__ = ["register", "build_app", "load_dispatch_factory", "DEFAULT_DISPATCH"]
 
@@ -35,6 +35,7 @@ DEFAULT_DISPATCH = "bot.handlers:make_dispatch"
 # Connections the web process keeps open: with the default 5, a burst of webhooks opens and closes an
 # overflow connection per request (several round trips each), which doubled the cost of a webhook at 300/s.
 WEB_POOL = {"pool_size": 10, "max_overflow": 10}
+CLOSE_TIMEOUT = 5.0  # seconds to close the database connections, outside a shutdown's grace period
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -99,7 +100,7 @@ async def build_app(settings: Settings, factory: DispatchFactory | None, *, with
 
     async def storage_ctx(_app: web.Application) -> AsyncIterator[None]:
         yield
-        await storage.close()
+        await storage.close(shutdown.time_left(CLOSE_TIMEOUT))  # what the shutdown's grace leaves
 
     app.cleanup_ctx.append(storage_ctx)  # first in, last out: closed after the worker stopped
     if with_worker and factory is not None:
@@ -195,11 +196,12 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool, metric
             await _run_until_signal(worker, settings.server.shutdown_timeout)
             return 0
     finally:
-        await storage.close()
+        await storage.close(shutdown.time_left(CLOSE_TIMEOUT))  # what the shutdown's grace leaves
 
 
 async def _run_until_signal(worker: Worker, grace: float) -> None:
-    """Run the worker; on SIGTERM/SIGINT stop claiming, finish or hand back within `grace`."""
+    """Run the worker; on SIGTERM/SIGINT stop claiming, finish or hand back within `grace` (the deadline begun
+    then, which the handlers' exit and closing the storage share)."""
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -208,11 +210,8 @@ async def _run_until_signal(worker: Worker, grace: float) -> None:
     stop_task = asyncio.create_task(stop_requested.wait())
     await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
     stop_task.cancel()
-    await worker.stop(grace)
-    if not run_task.done():  # its loop is stuck in a database call that does not return: stop waiting for it
-        run_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await run_task
+    await worker.stop(shutdown.begin(grace))
+    await stop_loop(run_task)  # its loop may be stuck in a database call that does not return
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from typing import AsyncIterator, Callable
 import aiohttp
 from gidgetlab.routing import Router
 
+from bot import shutdown
 from bot.backfill import Backfills
 from bot.config import ConfigError, Settings
 from bot.engine import Engine
@@ -53,6 +54,7 @@ log = logging.getLogger("bot.handlers")
 router = Router(merge_requests.router, notes.router, emoji.router)
 BACKFILL_WAIT = 20.0  # seconds the first events of a new project wait (parked) for its history import
 BACKFILL_IMPORTS = 2  # history imports running at a time in one process; more new projects wait their turn
+SNAPSHOT_TIMEOUT = 10.0  # seconds the final snapshots may take at exit, outside a shutdown's grace period
 
 
 async def _project_row(services: Services, project_id: int, path: str | None) -> ProjectRow | None:
@@ -269,7 +271,8 @@ async def make_dispatch(
         finally:
             schedule.cancel()
             await backfills.close()
-            await services.engine.close()  # snapshots of the history observed since the last ones
+            # snapshots of the history observed since the last ones, within what the shutdown's grace leaves
+            await services.engine.close(shutdown.time_left(SNAPSHOT_TIMEOUT))
 
 
 async def _retrain_on_schedule(engine: Engine) -> None:

@@ -7,7 +7,9 @@ URL to run the same code on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import weakref
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -15,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import redact_url
+from bot.logfmt import kv
 from bot.storage.comments import CommentStore
 from bot.storage.db import StorageError, create_engine, utcnow
 from bot.storage.events import EventQueue
@@ -31,6 +34,8 @@ from bot.storage.suggestions import FeedbackStore, SuggestionStore
 log = logging.getLogger("bot.storage")
 
 __all__ = ["Storage"]
+
+DROP_WAIT = 0.5  # seconds for the close to end once the connections are dropped
 
 
 class Storage:
@@ -56,6 +61,12 @@ class Storage:
         self.models = ModelStore(self.engine, clock)
         self.snapshots = SnapshotStore(self.engine, clock)
         self.retention = MergeRequestRetention(self.engine, clock)
+        self._drivers: weakref.WeakSet[Any] = weakref.WeakSet()  # the driver's connections, to drop at close
+        sa.event.listen(self.engine.sync_engine, "connect", self._opened)
+
+    def _opened(self, dbapi_connection: Any, _record: Any) -> None:
+        with contextlib.suppress(TypeError):  # a driver connection that cannot be referenced weakly
+            self._drivers.add(dbapi_connection.driver_connection)
 
     def __repr__(self) -> str:
         return f"Storage({redact_url(self.url)!r})"
@@ -109,12 +120,24 @@ class Storage:
         return counts
 
     async def close(self, timeout: float = 5.0) -> None:
-        """Close every pooled connection (call once, at shutdown); give up after `timeout` s, when the database
-        does not answer (a shutdown must not wait for it)."""
-        try:
-            await asyncio.wait_for(self.engine.dispose(), timeout)
-        except TimeoutError:
-            log.warning("database connections not closed within %g s: the database does not answer", timeout)
+        """Close every pooled connection (call once, at shutdown). A database that does not answer within
+        `timeout` s has them dropped instead (a shutdown must not wait for it; the server ends their sessions
+        when it sees the connections gone): cancelling the close instead logged a traceback per connection."""
+        disposing = asyncio.ensure_future(self.engine.dispose())
+        await asyncio.wait({disposing}, timeout=timeout)
+        if disposing.done():
+            disposing.result()
+            return
+        for driver in list(self._drivers):
+            if callable(getattr(driver, "terminate", None)):  # asyncpg's: also ends a close that is under way
+                driver.terminate()
+        await asyncio.wait({disposing}, timeout=DROP_WAIT)  # the close, its sockets gone, ends at once
+        if not disposing.done():
+            disposing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await disposing
+        log.warning(kv("database connections dropped, not closed: the database does not answer",
+                       waited=round(timeout, 1)))
 
 
 def _no_such_database(exc: BaseException) -> bool:
