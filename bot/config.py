@@ -10,11 +10,12 @@ Secrets (the GitLab token, webhook secrets, the database URL, which may hold a p
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Mapping, get_args
+from typing import Any, Iterable, Literal, Mapping, get_args
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
@@ -481,11 +482,39 @@ def _toml_key(key: str) -> str:
 
 def _first_error(exc: ValidationError, model: type[BaseModel]) -> str:
     err = exc.errors()[0]
+    if err["type"] == "extra_forbidden":
+        return _unknown(err["loc"], model)
     where = ".".join(str(p) for p in err["loc"])
     allowed = _allowed(model, err["loc"])
     said = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
     message = f"{said} ({allowed})" if allowed else said
     return f"{where}: {message}" if where else message
+
+
+def _unknown(loc: tuple[int | str, ...], model: type[BaseModel]) -> str:
+    """A key no setting has, and the nearest one that exists (a typo is the usual cause).
+
+    >>> _unknown(("asign",), ProjectSettings)
+    'unknown setting `asign`; did you mean `assign`?'
+    >>> _unknown(("worker", "concurency"), Settings)
+    'unknown setting `concurency`; did you mean `concurrency`?'
+    """
+    key = str(loc[-1]) if loc else ""
+    near = difflib.get_close_matches(key, _keys_at(model, loc[:-1]), n=1)
+    return f"unknown setting `{key}`" + (f"; did you mean `{near[0]}`?" if near else "")
+
+
+def _keys_at(model: type[BaseModel] | None, path: tuple[int | str, ...]) -> Iterable[str]:
+    """The settings a table at `path` may hold (the index of a list entry, `webhook_secrets.0`, is skipped)."""
+    for part in path:
+        field = model.model_fields.get(part) if model is not None and isinstance(part, str) else None
+        if isinstance(part, int):
+            continue
+        if field is None:
+            return ()
+        kinds = (field.annotation, *get_args(field.annotation))
+        model = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
+    return [k for k in model.model_fields if k not in INTERNAL_KEYS] if model is not None else ()
 
 
 def _allowed(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | None:
@@ -570,6 +599,9 @@ def _config_path(path: str | Path | None, environ: Mapping[str, str]) -> Path | 
         return default if default.is_file() else None
     resolved = Path(path)
     try:
+        if resolved.is_dir():
+            raise ConfigError(f"config file {str(resolved)!r} (from {origin}) is a directory: give the path of the "
+                              f"TOML file, e.g. {str(resolved / 'config.toml')!r}")
         found = resolved.is_file()
     except OSError as exc:  # e.g. a directory on the way that the bot's user may not enter
         raise ConfigError(f"config file {str(resolved)!r} (from {origin}) cannot be read ({exc.strerror}): "
@@ -633,13 +665,24 @@ def _validation_message(exc: ValidationError, origins: Mapping[str, str], source
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "projects"
-        origin = next((o for k, o in origins.items() if loc.startswith(k)), source)
-        what = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        allowed = _allowed(Settings, err["loc"])
-        fix = FIXES.get(loc, f"{allowed}, see config.example.toml" if allowed else
-                        "see config.example.toml for the allowed values")
-        lines.append(f"setting {loc} (from {origin}): {what}: {fix}")
+        if err["type"] == "extra_forbidden":
+            what, fix = _unknown(err["loc"], Settings), "see config.example.toml for the settings there are"
+        else:
+            what, allowed = err["msg"].removeprefix("Value error, "), _allowed(Settings, err["loc"])
+            fix = FIXES.get(loc, f"{allowed}, see config.example.toml" if allowed else
+                            "see config.example.toml for the allowed values")
+        said = what if "did you mean" in what else f"{what}: {fix}"  # the nearest key is the fix
+        lines.append(f"setting {loc} (from {_origin(loc, origins, source)}): {said}")
     return "; ".join(lines)
+
+
+def _origin(loc: str, origins: Mapping[str, str], source: str) -> str:
+    """Where the value at `loc` came from: the environment variable that set it or a key inside it (a check of
+    the whole [dashboard] table fails on REVIEWBOT_DASHBOARD_TOKEN's value), else the file or the defaults."""
+    for key, origin in origins.items():
+        if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
+            return origin
+    return source
 
 
 def _require_gitlab(settings: Settings) -> None:

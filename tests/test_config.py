@@ -109,7 +109,7 @@ def test_a_password_given_as_a_query_parameter_is_redacted_too():
         (ENV, "[worker]\nlease_seconds = 10\ndispatch_timeout = 20\n", "must exceed dispatch_timeout"),
         (ENV, '[defaults]\nassign = "all"\n', "setting defaults.assign"),
         (ENV, "[defaults]\nmin_access_level = 35\n", "GitLab access levels"),
-        (ENV, '[projects."g/p"]\ntop_kk = 2\n', '[projects."g/p"] top_kk'),
+        (ENV, '[projects."g/p"]\ntop_kk = 2\n', '[projects."g/p"] unknown setting `top_kk`; did you mean `top_k`?'),
         (ENV, '[[webhook_secrets]]\nsecret = "ssssssss"\nproject = 1\ngroup = "g"\n', "either project or group"),
         (ENV, '[database]\nurl = "mysql://x"\n', "only SQLite"),
         (ENV, "[gitlab\n", "is not valid TOML"),
@@ -385,3 +385,42 @@ def test_a_dashboard_token_alone_turns_the_dashboard_on(tmp_path):
     assert load_settings(environ=env).dashboard.enabled is True
     assert load_settings(write(tmp_path, "[dashboard]\nenabled = false\n"), environ=env).dashboard.enabled is False
     assert load_settings(EXAMPLE, environ=env).dashboard.enabled is True
+
+
+def test_a_short_dashboard_token_names_the_variable_it_came_from():
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={**ENV, "REVIEWBOT_DASHBOARD_TOKEN": "short"})
+    assert str(info.value).startswith("setting dashboard (from environment variable REVIEWBOT_DASHBOARD_TOKEN): ")
+    assert "short" not in str(info.value).replace("(got 5)", "")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[projects."a/b"]\nasign = "top1"\n', '[projects."a/b"] unknown setting `asign`; did you mean `assign`?'),
+        ("[projects.7]\nmax_open_review = 2\n", "unknown setting `max_open_review`; did you mean `max_open_reviews`?"),
+        ("[worker]\nconcurency = 3\n", "setting worker.concurency (from {file}): unknown setting `concurency`; "
+                                       "did you mean `concurrency`?"),
+        ("[servr]\nport = 9000\n", "setting servr (from {file}): unknown setting `servr`; did you mean `server`?"),
+        ('[[webhook_secrets]]\nsecret = "hook-secret-456"\nprojet = "a/b"\n',
+         "unknown setting `projet`; did you mean `project`?"),
+        ("zzzz = 1\n", "setting zzzz (from {file}): unknown setting `zzzz`: see config.example.toml"),
+    ],
+)
+def test_an_unknown_key_is_named_with_the_nearest_known_one(tmp_path, toml, message):
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ=ENV)
+    assert message.format(file=path) in str(info.value)
+    assert "Extra inputs" not in str(info.value)
+
+
+def test_an_unknown_key_among_a_projects_stored_settings_is_named_too():
+    with pytest.raises(ConfigError, match=r"^project g/p: unknown setting `top_kk`; did you mean `top_k`\?$"):
+        load_settings(environ=ENV).project_settings(1, "g/p", {"top_kk": 2})
+
+
+def test_a_config_path_that_is_a_directory_says_so(tmp_path):
+    for settings in ({"path": tmp_path}, {"environ": {**ENV, "REVIEWBOT_CONFIG": str(tmp_path)}}):
+        with pytest.raises(ConfigError, match=r"is a directory: give the path of the TOML file, e\.g\. .*config\.toml"):
+            load_settings(**{"environ": ENV, **settings})

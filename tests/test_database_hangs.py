@@ -260,4 +260,4 @@ async def test_shutdown_fits_in_the_grace_while_the_database_hangs(link, postgre
     assert proc.returncode == 0, log
     assert took < grace + 1.5, f"exited {took:.1f} s after SIGTERM, grace {grace} s\n{log}"
     assert "Traceback" not in log, log
-    assert f"worker stopped without handing its events back" in log and f"events={event_id} " in log, log
+    assert "worker stopped without handing its events back" in log and f"events={event_id} " in log, log
