@@ -211,3 +211,21 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(sqlite_url, tmp_path, monkey
         assert args.func(args) == 1
     err = capsys.readouterr().err
     assert f"reviewbot serve: cannot listen on 127.0.0.1:{port}:" in err and "Traceback" not in err
+
+
+def test_the_procfile_runs_a_whole_bot_on_one_web_dyno_and_the_readme_shows_it():
+    """Heroku runs only `web` until workers are scaled: its `serve` must run a worker; the README shows the file
+    as it is, and the line to use once worker dynos take the events."""
+    from pathlib import Path
+
+    from bot.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    procfile = (root / "Procfile").read_text()
+    lines = dict(line.split(": ", 1) for line in procfile.splitlines())
+    assert set(lines) == {"release", "web", "worker"}
+    web = build_parser().parse_args(lines["web"].replace("$PORT", "5000").split()[1:])
+    assert (web.func, web.no_worker, web.port) == (serve.run_serve, False, 5000)
+    readme = (root / "README.md").read_text()
+    assert f"```\n{procfile}```" in readme
+    assert "`reviewbot serve --no-worker --host 0.0.0.0 --port $PORT`" in readme

@@ -1,8 +1,11 @@
 """`reviewbot serve` (web app + in-process worker) and `reviewbot worker` (queue worker only).
 
-Why two commands: one process is simplest (`serve`); on Heroku or under load, run `serve --no-worker`
-as the web dyno and `worker` dynos beside it, all sharing the PostgreSQL queue. Both refuse to start
-on a database that `reviewbot migrate` has not brought up to date.
+Why two commands: one process is simplest (`serve` alone is a whole bot, as is a Heroku app that runs only
+its `web` dyno, the platform's default). `worker` processes add capacity beside it, all sharing the
+PostgreSQL queue (leases keep them from running an event twice); `serve`'s own worker still takes its share
+of the events then, competing with answering webhooks for CPU and memory, so under load run
+`serve --no-worker` and let the `worker` processes do all of it. Both refuse to start on a database that
+`reviewbot migrate` has not brought up to date.
 """
 from __future__ import annotations
 
