@@ -2,10 +2,23 @@
 
 Why a helper: every log line of the web app and workers names its event, project and cause the same
 way; values with spaces are quoted. Never pass a token, secret or database URL with a password.
+
+Why a context: one event's handling logs from many modules (the worker, the handlers, the GitLab client, a
+library), most of which do not know the event. The worker sets `event_fields(event_id=..., project_id=...,
+mr_iid=...)` around each event, and `EventFields`, a filter on the process's log handlers, adds them to every
+line logged meanwhile (in that task and the tasks it starts), so one search finds all of an event's lines.
 """
 from __future__ import annotations
 
-__all__ = ["kv"]
+import contextlib
+import logging
+import sys
+from contextvars import ContextVar
+from typing import Iterator
+
+__all__ = ["kv", "event_fields", "EventFields", "setup_logging"]
+
+_FIELDS: ContextVar[dict[str, object]] = ContextVar("reviewbot_log_fields", default={})
 
 
 def _value(value: object) -> str:
@@ -39,3 +52,41 @@ def kv(message: str, **fields: object) -> str:
     """
     parts = [message] + [f"{k}={_value(v)}" for k, v in fields.items() if v is not None]
     return " ".join(parts)
+
+
+@contextlib.contextmanager
+def event_fields(**fields: object) -> Iterator[None]:
+    """Within this block, every log line (through a handler with `EventFields`) carries these fields."""
+    token = _FIELDS.set({**_FIELDS.get(), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _FIELDS.reset(token)
+
+
+class EventFields(logging.Filter):
+    """Appends the fields of `event_fields` to each record's message, but for keys the line names already.
+
+    >>> record = logging.LogRecord("bot", logging.INFO, "", 0, "event done event_id=%s", (3,), None)
+    >>> with event_fields(event_id=3, project_id=7, mr_iid=None):
+    ...     _ = EventFields().filter(record)
+    >>> record.getMessage()
+    'event done event_id=3 project_id=7'
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _FIELDS.get()
+        if fields:  # (a second handler finds the keys named already)
+            message = record.getMessage()
+            extra = {k: v for k, v in fields.items() if f" {k}=" not in f" {message}"}
+            if extra:
+                record.msg, record.args = kv(message, **extra), ()
+        return True
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr (the platform collects it), each line with the fields of the event being handled."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, EventFields) for f in handler.filters):
+            handler.addFilter(EventFields())

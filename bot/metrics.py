@@ -1,11 +1,22 @@
 """Prometheus metrics, one registry per app so tests (and several apps in one process) never clash.
 
 Why a class and not module-level collectors: prometheus_client's default registry is global and
-refuses a second collector with the same name, which breaks any test that builds two apps.
+refuses a second collector with the same name, which breaks any test that builds two apps. A registry of
+our own lacks the standard `process_*` (memory, CPU, open files), `python_info` and `python_gc_*` series
+the default one has, so they are registered on it too: dashboards and alerts built for them keep working.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
@@ -15,8 +26,14 @@ class Metrics:
     """The bot's counters, gauges and histograms, registered on their own `CollectorRegistry`."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
+        """`registry`: one to add the bot's metrics to, which has the process, platform and GC ones already (as
+        prometheus_client's default registry does); by default a new one, with them."""
+        if registry is None:
+            registry = CollectorRegistry()
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        self.registry = r = registry
         self.events_received = Counter(
             "reviewbot_events_received", "Webhook deliveries answered, by event kind and outcome "
             "(queued, duplicate, ignored, rejected; spooled: kept on local disk while the database is unavailable, "

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from bot import shutdown
 from bot.config import Settings, WorkerSettings
-from bot.logfmt import kv
+from bot.logfmt import event_fields, kv
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
 from bot.storage.events import backoff_delay
@@ -212,6 +212,11 @@ class Worker:
                 log.warning(kv("cannot renew lease", event_id=row.id, cause=_describe(exc, 0)))
 
     async def _process(self, row: EventRow) -> None:
+        """Run one event; every line logged meanwhile, here or in the handlers, names it (`event_fields`)."""
+        with event_fields(event_id=row.id, project_id=row.project_id, mr_iid=row.mr_iid):
+            await self._run_event(row)
+
+    async def _run_event(self, row: EventRow) -> None:
         started = time.monotonic()
         renewing = asyncio.create_task(self._renew(row), name=f"lease-{row.id}")
         try:

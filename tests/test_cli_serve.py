@@ -5,12 +5,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from bot.cli import serve
 from bot.config import ConfigError, ServerSettings, Settings
+from bot.logfmt import kv
 from bot.storage import EventRow
 from tests.storage_fixtures import run_in_thread
 
@@ -74,8 +76,8 @@ def test_a_missing_dispatch_factory_names_the_fix():
         serve.load_dispatch_factory("no_such_module:make")
 
 
-def worker_once_on_one_event(sqlite_url: str, tmp_path, monkeypatch, factory: str) -> int:
-    """Store one event, then run `reviewbot worker --once --dispatch tests.test_cli_serve:<factory>`."""
+def worker_once_on_one_event(sqlite_url: str, tmp_path, monkeypatch, factory: str, **fields) -> int:
+    """Store one event (with `fields`), then run `reviewbot worker --once --dispatch tests.test_cli_serve:<factory>`."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.setenv("GITLAB_TOKEN", "t")
@@ -86,7 +88,7 @@ def worker_once_on_one_event(sqlite_url: str, tmp_path, monkeypatch, factory: st
         from bot.storage import Storage
 
         storage = Storage(sqlite_url)
-        await storage.events.store_event(dedupe_key="k", kind="Note Hook", headers={}, body={})
+        await storage.events.store_event(dedupe_key="k", kind="Note Hook", headers={}, body={}, **fields)
         await storage.close()
 
     run_in_thread(seed)
@@ -100,6 +102,31 @@ def test_worker_once_runs_the_due_events(sqlite_url, tmp_path, monkeypatch):
     assert worker_once_on_one_event(sqlite_url, tmp_path, monkeypatch, "recording_factory") == 0
     assert SEEN == [1]
     json.dumps(SEEN)
+
+
+@contextlib.asynccontextmanager
+async def logging_factory(settings, storage, metrics):
+    """A dispatch that logs as a handler does, naming none of the event's fields."""
+    async def dispatch(row: EventRow) -> None:
+        logging.getLogger("bot.handlers.publish").info(kv("suggestion shown", note_id=5, people="alice"))
+
+    yield dispatch
+
+
+def test_every_line_logged_while_an_event_runs_names_its_event_project_and_mr(sqlite_url, tmp_path, monkeypatch,
+                                                                              caplog):
+    caplog.set_level(logging.INFO)
+    assert worker_once_on_one_event(sqlite_url, tmp_path, monkeypatch, "logging_factory", project_id=7,
+                                    mr_iid=3) == 0
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("bot.")]
+
+    def line(start: str) -> str:
+        return next(message for message in said if message.startswith(start))
+
+    for event_line in (line("suggestion shown "), line("event done ")):
+        assert {"event_id=1", "project_id=7", "mr_iid=3"} <= set(event_line.split(" ")), event_line
+        assert event_line.count("event_id=") == 1, event_line
+    assert "event_id=" not in line("worker stopped ")  # after the event: its fields are gone
 
 
 class Waiting(Exception):

@@ -226,6 +226,15 @@ async def test_healthz_and_metrics(client):
     assert 'reviewbot_queue_depth{status="queued"} 1.0' in text
 
 
+async def test_metrics_include_the_process_and_python_series(client):
+    """The standard `process_*` and `python_*` series (memory, CPU, garbage collection) that dashboards expect,
+    on the app's own registry."""
+    text = await (await client.get("/metrics")).text()
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds",
+                 "python_info", "python_gc_collections_total"):
+        assert f"\n{name}" in text, name
+
+
 async def test_unknown_event_names_do_not_become_metric_labels(client):
     await client.post("/webhook", json={}, headers=headers("Random Hook 12345", token="bad"))
     text = await (await client.get("/metrics")).text()

@@ -25,7 +25,7 @@ from aiohttp import web
 from bot import shutdown
 from bot.cli.argtypes import whole
 from bot.config import ConfigError, Settings, load_settings
-from bot.logfmt import kv
+from bot.logfmt import kv, setup_logging
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage, StorageError
 from bot.web import make_app
@@ -129,8 +129,7 @@ async def _freeze_startup(_app: web.Application | None = None) -> None:
 
 
 def _setup(args: argparse.Namespace) -> Settings:
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s",
-                        stream=sys.stderr)
+    setup_logging(args.log_level)
     return load_settings(args.config)
 
 
