@@ -706,6 +706,18 @@ async def test_without_comment_on_update_the_first_suggestion_naming_someone_is_
     assert marker_notes(env.state, mr)[0].body == body
 
 
+async def test_a_push_to_an_mr_opened_before_the_bot_arrived_requests_nobody(handler_env):
+    """Its open never reached the bot (no suggestion stored): the team arranged its reviews; a push is no first
+    suggestion, and without `comment_on_update` it gets no comment either."""
+    env = await handler_env(assign="top1", comment_on_update=False)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, reviewers=[env.tiny.cy])
+    take_events(env.state)  # before the webhook existed
+    env.state.push_to_mr(mr, ["src/core/m2.py"])
+    await env.run()
+    assert marker_notes(env.state, mr) == [] and mr.reviewer_ids == [env.tiny.cy.id]
+    assert reviewer_requests(env, mr) == 0
+
+
 async def test_removing_the_ignore_label_hands_the_mr_to_the_bot_as_marking_it_ready_does(handler_env):
     env = await handler_env(assign="top1")
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, labels=["no-reviewer-bot", "api"])

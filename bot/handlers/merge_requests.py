@@ -223,7 +223,7 @@ async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool,
     iid = int(attrs["iid"])
     reason = skip_reason(attrs, ctx.project)
     if reason is None and not first:
-        first = not await named_someone(ctx, iid)
+        first = await named_nobody_yet(ctx, iid)
         if not first and not ctx.project.comment_on_update:
             return None
     if reason is None:
@@ -235,12 +235,15 @@ async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool,
     return None
 
 
-async def named_someone(ctx: EventContext, iid: int) -> bool:
-    """Whether a suggestion another event made on the MR named anyone. This event's own (stored by an attempt
-    that died) does not count: its retry requests what that attempt may not have; a second delivery of the
-    event (another id) finds the first one's and requests nothing again."""
-    shown = await ctx.storage.suggestions.of_mrs(ctx.project_id, [iid], with_mr=False)
-    return any(row.people and row.event_id != ctx.event_id for row in shown)
+async def named_nobody_yet(ctx: EventContext, iid: int) -> bool:
+    """Whether the bot made suggestions on the MR (events other than this one) and none named anyone: the MR had
+    no files or history then, so this suggestion is its first. An MR the bot never suggested for (opened before it
+    was installed, or while its project was skipped) is not: its reviews were the team's to arrange. This event's
+    own suggestion (stored by an attempt that died) does not count, so its retry decides as the attempt did; a
+    second delivery of the event (another id) finds the first one's and requests nothing again."""
+    shown = [row for row in await ctx.storage.suggestions.of_mrs(ctx.project_id, [iid], with_mr=False)
+             if row.event_id != ctx.event_id]
+    return bool(shown) and not any(row.people for row in shown)
 
 
 def _live_skip_reason(mr: MergeRequest, ctx: EventContext) -> str | None:
