@@ -304,6 +304,23 @@ async def test_a_proxy_echoing_the_token_does_not_put_it_in_the_error(aiohttp_se
     assert "SECRET" not in str(caught.value) and "SECRET" not in caplog.text
 
 
+async def test_a_proxy_page_cut_short_keeps_no_part_of_the_token(aiohttp_server, http_session) -> None:
+    """The error text is cut to 200 characters: a cut inside the echoed token kept its first characters."""
+    token = "glpat-Zq7Xk2Lw9Rt4Vb8Nm3Pd"
+
+    async def echo(request: web.Request) -> web.Response:
+        text = "Forbidden by policy. Request headers follow. " + "." * 118 + \
+            f" Authorization: {request.headers.get('Authorization')}"
+        return web.Response(text=text, status=403)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    server = await aiohttp_server(app)
+    with pytest.raises(GitLabError) as caught:
+        await client_for(http_session, str(server.make_url("")), token=token).current_user()
+    assert "Forbidden by policy" in str(caught.value) and token[:12] not in str(caught.value)
+
+
 async def test_token_scopes_where_gitlab_tells_them(simulator: Sim, http_session) -> None:
     state, url = simulator
     state.add_token(state.bot, "read-only", scopes=("read_api",))

@@ -238,7 +238,7 @@ class GitLabClient:
         except _HTTPStatus as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             raise GitLabError(exc.status, method, path,
-                              self._redacted(error_message(exc.status, exc.body, attempts=tries)),
+                              error_message(exc.status, self._redacted_body(exc.body), attempts=tries),
                               retry_after=_asked_wait(exc), no_route=route_missing(exc.status, exc.body),
                               no_scope=scope_missing(exc.status, exc.body)) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -247,6 +247,11 @@ class GitLabClient:
             raise GitLabError(None, method, path,
                               self._redacted(error_message(None, b"", attempts=tries, detail=detail))) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _redacted_body(self, body: bytes) -> bytes:
+        """GitLab's answer without the token, before it is parsed and cut short (a cut inside the token would
+        leave its first characters)."""
+        return body.replace(self._token.encode(), b"<token>") if len(self._token) >= 8 else body
 
     def _redacted(self, text: str) -> str:
         """An error's text without the token: GitLab never echoes it, but a proxy's or firewall's error page in
