@@ -138,13 +138,17 @@ def _visible_lines(text: str) -> list[str]:
     return lines + _paragraph(para)
 
 
+_LIST_MARKER = re.compile(r"^(?:(?:[-+*]|[0-9]{1,9}[.)])[ \t]+)+")
+
+
 def _quote_text(stripped: str) -> bool:
     """Whether a line is a `>` quote's paragraph text, which CommonMark continues on the next lines that start
     no block of their own ("lazy continuation": `> @bob wrote:` then `/reviewers exclude @bob` is all quote).
 
-    >>> [_quote_text(s) for s in ("> @bob wrote:", ">", "> > x", ">>> x", "> ```", "x")]
-    [True, False, True, False, False, False]
+    >>> [_quote_text(s) for s in ("> @bob wrote:", ">", "> > x", ">>> x", "> ```", "x", "- > x", "1. > x")]
+    [True, False, True, False, False, False, True, True]
     """
+    stripped = _LIST_MARKER.sub("", stripped)  # a quote inside a list item continues the same way
     if not stripped.startswith(">") or stripped.startswith(">>>"):
         return False
     inner = stripped.lstrip("> \t")

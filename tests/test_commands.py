@@ -126,6 +126,8 @@ def test_not_a_command(text):
     ("> ```\n/reviewers help", ["help"]),  # nor has a code block
     ("> # Title\n/reviewers help", ["help"]),  # nor a heading
     ("> quote\n```\n/reviewers help\n```\n/reviewers why @a", ["why"]),  # a fence ends it
+    ("- > @bob wrote:\n/reviewers exclude @bob", []),  # a quote in a list item continues the same way
+    ("1. > @bob wrote:\n/reviewers exclude @bob", []),
 ])
 def test_a_quotes_lazy_continuation_is_quoted(text, kinds):
     """GitLab renders the lines after a `>` paragraph line, up to a blank line, inside the quote (and its
