@@ -18,11 +18,11 @@ from typing import Any, Awaitable, Callable
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.cli.argtypes import days, whole
-from bot.config import ConfigError, load_settings
-from bot.storage import EventRow, Storage, StorageError
+from bot.cli.database_errors import exits_for
+from bot.config import load_settings
+from bot.storage import EventRow, Storage
 
 __all__ = ["register"]
 
@@ -139,19 +139,8 @@ async def _run(url: str, args: argparse.Namespace, retention_days: float, echo: 
 def run(args: argparse.Namespace) -> int:
     """Exit 2 for a wrong setting, 1 when the database fails (unreachable, unmigrated, refusing a write), as
     `serve` and `worker` do."""
-    try:
+    def work() -> int:
         settings = load_settings(args.config, require_gitlab=False)
         return asyncio.run(_run(settings.database_url, args, settings.worker.retention_days, settings.database.echo))
-    except ConfigError as exc:
-        print(f"reviewbot events: {exc}", file=sys.stderr)
-        return 2
-    except StorageError as exc:
-        print(f"reviewbot events: {exc}", file=sys.stderr)
-        return 1
-    except (SQLAlchemyError, OSError) as exc:  # after connecting: a read-only database or file, a lock held
-        orig = getattr(exc, "orig", None) or exc  # the driver's words, without the SQL and its parameters
-        cause = f"{type(orig).__name__}: {orig}".splitlines()[0][:300]
-        print(f"reviewbot events: {args.action} failed in the database ({cause}): check that it accepts "
-              "writes (not a read-only replica or file, no other process holding a lock) and run it again",
-              file=sys.stderr)
-        return 1
+
+    return exits_for("reviewbot events", args.action, work)

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from datetime import timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from bot.cli.argtypes import days
-from bot.config import MR_RETENTION_MIN_DAYS, ConfigError, WorkerSettings, load_settings
-from bot.storage import Storage, StorageError
-from bot.storage.facade import cause_of
+from bot.cli.database_errors import exits_for
+from bot.config import MR_RETENTION_MIN_DAYS, WorkerSettings, load_settings
+from bot.storage import Storage
 from bot.storage.models import MODELS_KEPT
 from bot.worker import retention
 
@@ -74,20 +71,13 @@ async def _prune(url: str, ages: dict[str, timedelta | None], echo: bool) -> dic
 def run(args: argparse.Namespace) -> int:
     """Exit 2 for a wrong setting, 1 when the database fails (unreachable, unmigrated, refusing a write), as
     `events` does."""
-    try:
-        settings = load_settings(args.config, require_gitlab=False)
-        wanted = ages(settings.worker, args)
-        counts = asyncio.run(_prune(settings.database_url, wanted, settings.database.echo))
-    except ConfigError as exc:
-        print(f"reviewbot prune: {exc}", file=sys.stderr)
-        return 2
-    except StorageError as exc:
-        print(f"reviewbot prune: {exc}", file=sys.stderr)
-        return 1
-    except (SQLAlchemyError, OSError) as exc:  # after connecting: a read-only database or file, a lock held
-        print(f"reviewbot prune: failed in the database ({cause_of(exc)[:300]}): check that it accepts writes "
-              "(not a read-only replica or file, no other process holding a lock) and run it again", file=sys.stderr)
-        return 1
+    return exits_for("reviewbot prune", "prune", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config, require_gitlab=False)
+    wanted = ages(settings.worker, args)
+    counts = asyncio.run(_prune(settings.database_url, wanted, settings.database.echo))
     print("deleted " + ", ".join(f"{n} {LABELS[k]}" for k, n in counts.items()))
     kept = [what for key, what in (("dead", "dead events"), ("finished_mrs", "finished merge requests' rows"))
             if wanted[key] is None]
