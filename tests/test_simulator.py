@@ -340,6 +340,38 @@ async def test_notes_are_listed_newest_first_unless_asked_otherwise(simulator: S
         assert [n["id"] for n in (await call(http_session, notes + query))[2]] == want
 
 
+async def test_notes_belong_to_discussions_as_in_gitlabs_note_hooks(simulator: Sim, http_session) -> None:
+    """Note Hooks carry `discussion_id` and `type` (GitLab's NoteBuilder): a plain comment starts a discussion
+    of its own (type null), a reply joins it (`DiscussionNote`, the first note converted), a comment on the code
+    is a `DiffNote` with its `position`. The Notes API does not show the discussion; the Discussions API does."""
+    state, url = simulator
+    w = world(state)
+    state.add_hook(w["project"], "http://127.0.0.1:9/hook")
+    state.auto_hooks = False
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    state.outbox.clear()
+    first = state.add_note(mr, "ann", "Please have a look")
+    reply = state.add_note(mr, "bob", "On it", reply_to=first)
+    on_code = state.add_note(mr, "bob", "nit: rename", on_file="a.py", line=3)
+    hooks = [e.body["object_attributes"] for e in state.outbox if e.event_name == "Note Hook"]
+    assert [(h["type"], len(h["discussion_id"])) for h in hooks] == [(None, 40), ("DiscussionNote", 40),
+                                                                    ("DiffNote", 40)]
+    assert hooks[0]["discussion_id"] == hooks[1]["discussion_id"] != hooks[2]["discussion_id"]
+    assert hooks[2]["position"]["new_path"] == "a.py" and hooks[2]["position"]["new_line"] == 3
+    assert hooks[0]["position"] is None and first.type == "DiscussionNote"  # converted by the reply
+    base = f"{url}/api/v4/projects/1/merge_requests/{mr.iid}"
+    status, _, listed = await call(http_session, f"{base}/notes/{on_code.id}")
+    assert status == 200 and listed["type"] == "DiffNote" and "discussion_id" not in listed
+    status, _, discussion = await call(http_session, f"{base}/discussions/{first.discussion_id}")
+    assert status == 200 and [n["id"] for n in discussion["notes"]] == [first.id, reply.id]
+    assert discussion["id"] == first.discussion_id and discussion["individual_note"] is False
+    status, _, answer = await call(http_session, f"{base}/discussions/{first.discussion_id}/notes", "POST",
+                                   json={"body": "Thanks"})
+    assert status == 201 and answer["type"] == "DiscussionNote"
+    assert state.outbox[-1].body["object_attributes"]["discussion_id"] == first.discussion_id
+    assert (await call(http_session, f"{base}/discussions/{'0' * 40}"))[0] == 404
+
+
 async def test_award_emoji_on_note_and_mr(simulator: Sim, http_session) -> None:
     state, url = simulator
     w = world(state)
@@ -559,6 +591,13 @@ def test_merge_request_hook_has_the_documented_keys(sample: str, action: str) ->
     assert set(body["object_attributes"]["source"]) == set(documented["object_attributes"]["source"])
 
 
+NOTE_BUILDER_KEYS = {  # GitLab's Gitlab::HookData::NoteBuilder::SAFE_HOOK_ATTRIBUTES, then what it adds
+    "attachment", "author_id", "change_position", "commit_id", "created_at", "discussion_id", "id", "internal",
+    "line_code", "note", "noteable_id", "noteable_type", "original_position", "position", "project_id",
+    "resolved_at", "resolved_by_id", "resolved_by_push", "st_diff", "system", "type", "updated_at", "updated_by_id",
+    "description", "url"}
+
+
 @pytest.mark.shared_data
 def test_note_hook_has_the_documented_keys() -> None:
     path = SAMPLES / "note_merge_request.gitlab-docs.json"
@@ -570,7 +609,9 @@ def test_note_hook_has_the_documented_keys() -> None:
     mr = state.open_mr(w["project"], "ann", ["a.py"], assignees=["bob"])
     body = payloads.note_hook(state, w["project"], mr, state.add_note(mr, "bob", "hi"))
     assert set(body) == set(documented)
-    assert set(body["object_attributes"]) == set(documented["object_attributes"])
+    # the documented example is older than the keys GitLab's NoteBuilder sends now (discussion_id, type, ...)
+    assert set(documented["object_attributes"]) <= set(body["object_attributes"]) <= \
+        set(documented["object_attributes"]) | NOTE_BUILDER_KEYS
     assert set(body["merge_request"]) == set(documented["merge_request"])
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping
 
-from bot.gitlab.sim_model import SimAward, SimMR, SimNote, SimProject, SimUser
+from bot.gitlab.sim_model import SimAward, SimMR, SimNote, SimProject, SimUser, fake_sha
 from bot.gitlab.sim_render import avatar_url, iso_z, utc_text
 
 if TYPE_CHECKING:
@@ -134,33 +134,38 @@ def _note_url(state: SimState, project: SimProject, note: SimNote) -> str:
     return f"{state.web}/{project.path_with_namespace}/-/merge_requests/{note.mr_iid}#note_{note.id}"
 
 
+def _line_code(note: SimNote) -> str | None:
+    """GitLab's `line_code` of a DiffNote: the file's SHA1, then the old and the new line."""
+    if note.position is None:
+        return None
+    path = str(note.position.get("new_path") or note.position.get("old_path") or "")
+    return f"{fake_sha(path)}_{note.position.get('old_line') or 0}_{note.position.get('new_line') or 0}"
+
+
+def _note_attrs(state: SimState, project: SimProject, mr: SimMR, note: SimNote) -> dict[str, Any]:
+    """A note as GitLab's hooks show it (`Gitlab::HookData::NoteBuilder`): its discussion, its `type` (None for
+    a plain comment, `DiscussionNote` in a thread, `DiffNote` on the code, with its `position`)."""
+    return {
+        "attachment": None, "author_id": note.author_id, "change_position": None,
+        "commit_id": mr.sha if note.type == "DiffNote" else None, "created_at": utc_text(note.created_at),
+        "discussion_id": note.discussion_id, "id": note.id, "internal": note.internal,
+        "line_code": _line_code(note), "note": note.body, "noteable_id": mr.id, "noteable_type": "MergeRequest",
+        "original_position": note.position, "position": note.position, "project_id": project.id,
+        "resolved_at": None, "resolved_by_id": None, "resolved_by_push": None, "st_diff": None,
+        "system": note.system, "type": note.type, "updated_at": utc_text(note.updated_at), "updated_by_id": None,
+        "description": note.body, "url": _note_url(state, project, note),
+    }
+
+
 def note_hook(state: SimState, project: SimProject, mr: SimMR, note: SimNote, *,
               action: str = "create") -> dict[str, Any]:
     """A Note Hook body for a comment on an MR (`action` "create" or "update"); internal notes are confidential."""
-    attrs = {
-        "id": note.id, "note": note.body, "noteable_type": "MergeRequest", "author_id": note.author_id,
-        "created_at": utc_text(note.created_at), "updated_at": utc_text(note.updated_at),
-        "project_id": project.id, "attachment": None, "line_code": None, "commit_id": "",
-        "noteable_id": mr.id, "system": note.system, "st_diff": None, "action": action,
-        "url": _note_url(state, project, note),
-    }
     return {
         "object_kind": "note", "event_type": "confidential_note" if note.internal else "note",
         "user": hook_user(state.users[note.author_id]), "project_id": project.id,
         "project": _project_attrs(state, project, with_id=True), "repository": _repository(state, project),
-        "object_attributes": attrs, "merge_request": _note_mr(state, project, mr),
-    }
-
-
-def _emoji_note(state: SimState, project: SimProject, mr: SimMR, note: SimNote) -> dict[str, Any]:
-    return {
-        "attachment": None, "author_id": note.author_id, "change_position": None, "commit_id": None,
-        "created_at": utc_text(note.created_at), "discussion_id": f"{note.id:040x}", "id": note.id,
-        "line_code": None, "note": note.body, "noteable_id": mr.id, "noteable_type": "MergeRequest",
-        "original_position": None, "position": None, "project_id": project.id, "resolved_at": None,
-        "resolved_by_id": None, "resolved_by_push": None, "st_diff": None, "system": note.system, "type": None,
-        "updated_at": utc_text(note.updated_at), "updated_by_id": None, "description": note.body,
-        "url": _note_url(state, project, note),
+        "object_attributes": {**_note_attrs(state, project, mr, note), "action": action},
+        "merge_request": _note_mr(state, project, mr),
     }
 
 
@@ -181,6 +186,6 @@ def emoji_hook(state: SimState, project: SimProject, mr: SimMR, award: SimAward,
         "object_attributes": attrs,
     }
     if note is not None:
-        body["note"] = _emoji_note(state, project, mr, note)
+        body["note"] = _note_attrs(state, project, mr, note)
     body["merge_request"] = {**_mr_attrs(state, project, mr), "state_id": mr.state_id}
     return body

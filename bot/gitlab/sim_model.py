@@ -86,7 +86,12 @@ class SimAward:
 
 @dataclass
 class SimNote:
-    """A comment on a merge request; system notes never fire Note Hooks (as in GitLab)."""
+    """A comment on a merge request; system notes never fire Note Hooks (as in GitLab).
+
+    Every note belongs to a discussion (`discussion_id`, 40 hex digits, as GitLab's): a plain comment starts
+    one of its own (`type` None), a reply joins its discussion (`DiscussionNote`; the first note becomes one
+    too), a comment on the code starts one at `position` (`DiffNote`, and its replies are DiffNotes as well).
+    """
 
     id: int
     body: str
@@ -99,6 +104,9 @@ class SimNote:
     system: bool = False
     internal: bool = False
     awards: list[SimAward] = field(default_factory=list)
+    discussion_id: str = ""
+    type: str | None = None  # None, "DiscussionNote" or "DiffNote"
+    position: dict[str, Any] | None = None  # a DiffNote's place in the diff, as GitLab's `position`
 
 
 @dataclass

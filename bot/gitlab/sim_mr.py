@@ -205,16 +205,39 @@ class MRActions:
 
     # --- notes and awards -------------------------------------------------------------------------------------
     def add_note(self: SimState, mr: SimMR, author: UserRef, body: str, *, system: bool = False,
-                 internal: bool = False) -> SimNote:
-        """Comment on the MR; queues a Note Hook (Confidential Note Hook if internal; none for system notes)."""
+                 internal: bool = False, reply_to: SimNote | None = None, on_file: str | None = None,
+                 line: int = 1) -> SimNote:
+        """Comment on the MR; queues a Note Hook (Confidential Note Hook if internal; none for system notes).
+
+        `reply_to`: answer that note in its discussion ("Reply" in GitLab, or a reply to its notification
+        email); a plain note replied to becomes a `DiscussionNote` and keeps its discussion id, as GitLab's
+        `convert_to_discussion!`. `on_file`: a comment on the code (`DiffNote`) at `line` of that file."""
         project, who, now = self.projects[mr.project_id], self.user(author), self.now()
         note = SimNote(next(self._ids["note"]), body, who.id, project.id, mr.iid, mr.id, now, now,
                        system=system, internal=internal)
+        if reply_to is not None:
+            if reply_to.type is None:
+                reply_to.type = "DiscussionNote"
+            note.discussion_id, note.type, note.position = reply_to.discussion_id, reply_to.type, reply_to.position
+        else:
+            note.discussion_id = fake_sha("discussion", project.id, mr.iid, note.id)
+            if on_file is not None:
+                note.type, note.position = "DiffNote", self._position(mr, on_file, line)
         mr.notes.append(note)
         if not system:
             event = "Confidential Note Hook" if internal else "Note Hook"
             self.emit(project, event, payloads.note_hook(self, project, mr, note))
         return note
+
+    def discussion(self: SimState, mr: SimMR, discussion_id: str) -> list[SimNote]:
+        """The notes of one discussion of the MR, oldest first (none: no such discussion)."""
+        return [n for n in mr.notes if n.discussion_id == discussion_id]
+
+    @staticmethod
+    def _position(mr: SimMR, path: str, line: int) -> dict[str, Any]:
+        """A DiffNote's `position` on a new line of `path`, as GitLab sends it."""
+        return {"base_sha": mr.base_sha, "start_sha": mr.base_sha, "head_sha": mr.sha, "old_path": path,
+                "new_path": path, "position_type": "text", "old_line": None, "new_line": line, "line_range": None}
 
     def edit_note(self: SimState, note: SimNote, body: str) -> SimNote:
         """Change a note's text; queues a Note Hook with action "update"."""

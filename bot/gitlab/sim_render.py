@@ -14,7 +14,8 @@ from bot.gitlab.sim_model import (
 
 __all__ = [
     "iso_ms", "iso_z", "utc_text", "avatar_url", "user_basic", "user_full", "member", "project_json",
-    "changes_count", "mr_json", "diff_json", "approvals_json", "note_json", "award_json", "hook_json", "status_json",
+    "changes_count", "mr_json", "diff_json", "approvals_json", "note_json", "discussion_json", "award_json",
+    "hook_json", "status_json",
     "reviewer_detail_json", "group_json", "user_listed", "token_json", "protected_branch_json",
 ]
 
@@ -211,14 +212,22 @@ def note_json(web: str, note: SimNote, users: dict[int, SimUser]) -> dict[str, A
     """A note as the Notes API returns it (author without avatar, like the documented example)."""
     author = users[note.author_id]
     return {
-        "id": note.id, "type": None, "body": note.body, "attachment": None,
+        "id": note.id, "type": note.type, "body": note.body, "attachment": None,
         "author": {"id": author.id, "username": author.username, "email": author.email, "name": author.name,
                    "state": author.state, "avatar_url": avatar_url(author), "web_url": f"{web}/{author.username}",
                    "created_at": iso_ms(author.created_at)},
         "created_at": iso_ms(note.created_at), "updated_at": iso_ms(note.updated_at), "system": note.system,
         "noteable_id": note.mr_id, "noteable_type": "MergeRequest", "project_id": note.project_id,
-        "noteable_iid": note.mr_iid, "resolvable": False, "confidential": note.internal, "internal": note.internal,
+        "noteable_iid": note.mr_iid, "resolvable": note.type is not None, "confidential": note.internal,
+        "internal": note.internal, **({"position": note.position} if note.type == "DiffNote" else {}),
     }
+
+
+def discussion_json(web: str, discussion_id: str, notes: list[SimNote], users: dict[int, SimUser]) -> dict[str, Any]:
+    """A discussion as the Discussions API returns it: its id (the notes' `discussion_id`, which the Notes API
+    does not show) and its notes, oldest first."""
+    return {"id": discussion_id, "individual_note": len(notes) == 1 and notes[0].type is None,
+            "notes": [note_json(web, n, users) for n in notes]}
 
 
 def award_json(web: str, award: SimAward, users: dict[int, SimUser]) -> dict[str, Any]:

@@ -418,6 +418,30 @@ async def put_note(request: web.Request) -> web.Response:
     return json_response(render.note_json(state.web, note, state.users))
 
 
+def _discussion(request: web.Request, mr: SimMR) -> list[SimNote]:
+    notes = _state(request).discussion(mr, request.match_info["did"])
+    if not notes:
+        raise ApiError(404, message="404 Discussion Not Found")
+    return notes
+
+
+async def get_discussion(request: web.Request) -> web.Response:
+    """GET .../discussions/:discussion_id: the discussion's id and its notes."""
+    state, project = _state(request), _project(request)
+    notes = _discussion(request, _mr(request, project))
+    return json_response(render.discussion_json(state.web, notes[0].discussion_id, notes, state.users))
+
+
+async def reply_in_discussion(request: web.Request) -> web.Response:
+    """POST .../discussions/:discussion_id/notes: a reply in the discussion (`body`)."""
+    state, project, caller = _state(request), _project(request), _caller(request)
+    mr = _mr(request, project)
+    _may_comment(state, project, caller)
+    first = _discussion(request, mr)[0]
+    note = state.add_note(mr, caller, _body(request[PARAMS]), reply_to=first, internal=first.internal)
+    return json_response(render.note_json(state.web, note, state.users), status=201)
+
+
 def _awardable(request: web.Request) -> SimMR | SimNote:
     mr = _mr(request, _project(request))
     return _note(request, mr) if "nid" in request.match_info else mr
@@ -582,6 +606,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", _MR + "/notes", create_note),
     ("GET", _MR + "/notes/{nid}", get_note),
     ("PUT", _MR + "/notes/{nid}", put_note),
+    ("GET", _MR + "/discussions/{did}", get_discussion),
+    ("POST", _MR + "/discussions/{did}/notes", reply_in_discussion),
     ("GET", _MR + "/notes/{nid}/award_emoji", list_awards),
     ("POST", _MR + "/notes/{nid}/award_emoji", create_award),
     ("GET", _MR + "/award_emoji", list_awards),
