@@ -197,6 +197,17 @@ async def test_notes_create_edit_list_and_award(simulator: Sim, gitlab_client: G
     assert await gitlab_client.create_note(project.id, mr.iid, "/assign_reviewer @bob") is None
 
 
+async def test_the_notes_of_a_discussion(simulator: Sim, gitlab_client: GitLabClient) -> None:
+    state, _ = simulator
+    project = team(state)
+    mr = state.open_mr(project, "ann", ["a.py"])
+    first = state.add_note(mr, "ann", "Who can look at this?")
+    reply = state.add_note(mr, "bob", "Me, tomorrow", reply_to=first)
+    state.add_note(mr, "cid", "Unrelated")
+    assert await gitlab_client.discussion_note_ids(project.id, mr.iid, first.discussion_id) == [first.id, reply.id]
+    assert await gitlab_client.discussion_note_ids(project.id, mr.iid, "f" * 40) is None
+
+
 async def test_notes_after_a_note_read_newest_first_and_stop_there(simulator: Sim, http_session) -> None:
     state, url = simulator
     project = team(state)

@@ -6,7 +6,7 @@ from bot.engine import Engine
 
 from bot.handlers.notes import ACK_OK, ACK_PROBLEM
 from bot.handlers.publish import REPLY_MARKER
-from tests.bot_harness import bot_notes, handler_env, marker_notes  # noqa: F401 - fixture
+from tests.bot_harness import bot_notes, handler_env, marker_notes, take_events  # noqa: F401 - fixture
 
 FILES = ["src/core/m1.py"]
 
@@ -333,6 +333,56 @@ async def test_a_comment_by_a_suggested_person_is_their_review_once(handler_env)
     env.state.add_note(mr, env.tiny.ann, "Thanks!")  # the author: not a review
     await env.run()
     assert [f for f in await feedback(env, mr) if f[1] == "reviewed"] == [("bob", "reviewed")]
+
+
+def discussion_reads(env, since: int) -> int:
+    return sum(r.method == "GET" and "/discussions/" in r.path for r in env.state.requests[since:])
+
+
+async def test_a_reply_to_the_bots_comment_is_no_review_and_a_comment_on_the_code_is_one(handler_env):
+    """bob, suggested, answers the bot in its comment's thread: that answers the bot's request (here: declines
+    it), it is no review (`commented`; the bot learned its own request back as one). His comment on the code is
+    a review, and so is a reply in someone else's thread."""
+    env = await handler_env()
+    mr = await opened(env)
+    [comment] = marker_notes(env.state, mr)
+    env.state.add_note(mr, env.tiny.bob, "I'm out until the 20th, can someone else take this one?", reply_to=comment)
+    calls = len(env.state.requests)
+    await env.run()
+    assert [f for f in await feedback(env, mr) if f[0] == "bob" and f[1] != "suggested"] == [("bob", "commented")]
+    assert discussion_reads(env, calls) == 0  # the thread is known from the comment's own Note Hook
+    env.state.add_note(mr, env.tiny.bob, "nit: rename this", on_file=FILES[0], line=2)
+    question = env.state.add_note(mr, env.tiny.ann, "Is the new name clearer?")
+    env.state.add_note(mr, env.tiny.cy, "Yes", reply_to=question)
+    await env.run()
+    assert [f for f in await feedback(env, mr) if f[1] in ("commented", "reviewed")] == [
+        ("bob", "commented"), ("bob", "reviewed"), ("cy", "reviewed")]
+
+
+async def test_the_bots_comment_thread_is_asked_of_gitlab_when_its_own_note_hook_is_not_handled_yet(handler_env):
+    """The bot keeps its comment's discussion from the comment's own Note Hook; a reply handled before that hook
+    (or on a comment posted before the bot kept it) asks GitLab once, then the discussion is kept."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    for event in take_events(env.state):
+        await env.send(event)
+    own = [e for e in take_events(env.state) if e.event_name == "Note Hook"]  # the comment's hook, held back
+    [comment] = marker_notes(env.state, mr)
+    question = env.state.add_note(mr, env.tiny.ann, "Anyone?")
+    env.state.add_note(mr, env.tiny.cy, "Looking", reply_to=question)
+    env.state.add_note(mr, env.tiny.bob, "Not me, sorry", reply_to=comment)
+    calls = len(env.state.requests)
+    await env.run()
+    assert (await env.storage.comments.get(env.pid, mr.iid)).discussion_id == comment.discussion_id
+    assert discussion_reads(env, calls) == 2  # cy's thread is not the comment's, bob's is (then kept)
+    env.state.add_note(mr, env.tiny.cy, "Me neither", reply_to=comment)
+    for event in own:
+        await env.send(event)
+    calls = len(env.state.requests)
+    await env.run()
+    assert discussion_reads(env, calls) == 0
+    assert [f for f in await feedback(env, mr) if f[1] in ("commented", "reviewed")] == [
+        ("cy", "reviewed"), ("bob", "commented"), ("cy", "commented")]
 
 
 async def test_a_comment_by_someone_not_suggested_records_nothing(handler_env):

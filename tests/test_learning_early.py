@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from bot.backfill import backfill_project
+from bot.backfill import backfill_project, change_id
 from bot.config import Settings
 from bot.engine import Engine
 from bot.gitlab.sim_model import SimMR, SimProject, SimUser
@@ -214,6 +214,25 @@ async def test_a_review_the_bot_requests_is_no_evidence_until_it_is_done(early_e
     assert await env.reviews_of_a_c("bob") == 3
     async with env.engine.use(env.pid, env.settings.defaults) as rec:
         assert rec.feedback.streak["bob"] == 1.0  # the removal counts; the bot's request did not reset it
+
+
+async def test_a_decline_in_the_bots_thread_is_no_review_and_the_request_stays_out_of_the_history(early_env):
+    """bob, whom the bot requested, answers in its comment's thread that he cannot take it; cy approves and
+    the MR is merged. His answer is no review (`commented`): the request he left lying is `passed_over` and
+    out of the history, whose reviewer is cy; the graph does not count bob a review of `src/a.c`."""
+    env = await early_env(assign="top1")
+    mr1 = env.state.open_mr(env.project, env.ann, [PATH])
+    await env.run()
+    assert [env.state.users[u].username for u in mr1.reviewer_ids] == ["bob"]
+    [comment] = marker_notes(env.state, mr1)
+    env.state.add_note(mr1, env.bob, "I'm out until the 20th, can someone else take this one?", reply_to=comment)
+    env.state.approve(mr1, env.cy)
+    env.state.merge_mr(mr1, by=env.ann)
+    await env.run()
+    bob = [label for person, label in await env.labels(mr1) if person == "bob"]
+    assert bob == ["assigned", "commented", "passed_over"]
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr1.iid)]
+    assert sorted(merged.truth()) == ["cy"] and await env.reviews_of_a_c("bob") == 3
 
 
 async def test_a_label_read_after_the_merge_does_not_count_the_review_again(early_env):

@@ -187,9 +187,27 @@ async def test_revision_0008_indexes_the_suggestion_a_label_judges_and_goes_back
         sid = await storage.suggestions.add(1, 3, [], "v")  # rows as 0007 stored them
         await storage.feedback.record(1, 3, "bob", "accepted", suggestion_id=sid)
         assert not await indexed()
-        assert await migrate(url) == {"0008"} and await indexed()
+        assert await migrate(url, "0008") == {"0008"} and await indexed()
         assert [r.suggestion_id for r in await storage.feedback.list(1)] == [sid]
         assert await downgrade(url, "0007") == {"0007"} and not await indexed()
+    finally:
+        await storage.close()
+
+
+async def test_revision_0009_keeps_the_discussion_of_the_bots_comment_and_goes_back(blank_database_url):
+    url = blank_database_url
+    assert await migrate(url, "0008") == {"0008"}
+    storage = Storage(url)
+    try:
+        await storage.comments.set_note(1, 3, 77)  # a row as 0008 stored it
+        assert await migrate(url, "0009") == {"0009"}
+        assert (await storage.comments.get(1, 3)).discussion_id is None  # not known yet: asked when needed
+        assert await storage.comments.set_discussion(1, 3, 77, "a" * 40)
+        assert await downgrade(url, "0008") == {"0008"}
+        async with storage.engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("bot_comments")])
+            note_id = (await conn.execute(sa.text("SELECT note_id FROM bot_comments"))).scalar_one()
+        assert "discussion_id" not in columns and note_id == 77
     finally:
         await storage.close()
 
@@ -597,6 +615,18 @@ async def test_one_comment_per_merge_request(storage, clock):
     assert not await storage.comments.reserve(1, 9, "late", stale_after=0)  # a posted note is never taken over
     await storage.comments.forget(1, 9)
     assert await storage.comments.get(1, 9) is None
+
+
+async def test_the_comments_discussion_is_kept_only_for_the_comment_it_is_of(storage, clock):
+    """Its Note Hook may be handled before the posting worker recorded the note's id, or after the comment
+    was replaced: then nothing is kept (the discussion is asked of GitLab when a reply needs it)."""
+    assert await storage.comments.reserve(1, 9, "w1")
+    assert not await storage.comments.set_discussion(1, 9, 555, "d" * 40)  # the note's id not recorded yet
+    await storage.comments.set_note(1, 9, 555)
+    assert (await storage.comments.get(1, 9)).discussion_id is None
+    assert not await storage.comments.set_discussion(1, 9, 554, "c" * 40)  # an older comment's
+    assert await storage.comments.set_discussion(1, 9, 555, "d" * 40)
+    assert (await storage.comments.get(1, 9)).discussion_id == "d" * 40
 
 
 async def test_a_stale_comment_reservation_is_taken_over(storage, clock):

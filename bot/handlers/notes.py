@@ -4,7 +4,9 @@ Each command's effect is applied in order; the suggestion comment is then edited
 (`why`, `help`, opt-out confirmations, refusals) go into one reply to the command note, and the note gets an
 award emoji: `thumbsup` when every command ran, `confused` when one was unknown, invalid or not allowed.
 Every step is safe to retry (see `bot.handlers.publish`). Notes by the bot itself, system notes and edited
-notes are ignored, so the bot never answers itself and an edit does not run a command twice.
+notes are ignored, so the bot never answers itself and an edit does not run a command twice; of its own notes,
+the bot keeps only the discussion of its suggestion comment (`remember_discussion`). A comment without
+commands by a suggested person is their review, but for a reply in the bot comment's thread (`record_comment`).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
 
-from bot.comment import code_span, render_why
+from bot.comment import code_span, has_marker, render_why
 from bot.commands import Command, help_text, parse_commands, shown
 from bot.eligibility import DEVELOPER, REPORTER, access_level_name
 from bot.gitlab.models import MergeRequest
@@ -215,7 +217,16 @@ RUNNERS: dict[str, Callable[[CommandRun, Command], Awaitable[None]]] = {
 # --- the handler ----------------------------------------------------------------------------------------------
 async def record_comment(event: Event, ctx: EventContext) -> None:
     """A suggested person (not the author) commented on the MR: `reviewed` feedback, once per person and MR
-    (a thread of ten comments is one review)."""
+    (a thread of ten comments is one review), or `commented` for a reply in the bot comment's own thread.
+
+    Why the difference: the bot's comment names (and, with `assign`, requests) the people it suggests, so a
+    reply in its thread answers the bot — "I'm out until the 20th, can someone else take this?" as often as
+    "on it" — and is no review; counted as one, the bot learned its own request back as the team's review.
+    `commented` is stored, not learned (`bot.learning.LEARNED`), and a request answered only so is left lying
+    at the merge (`bot.backfill.unacted_picks`). A comment on the code (a DiffNote) is a review. So is any other
+    comment of theirs — a note of its own on the MR, a reply in someone else's thread: that is where reviews
+    are discussed (questions, "LGTM"), and an answer to the bot's request goes to the bot's thread, where
+    GitLab's Reply and a reply to the mention's notification email put it."""
     user, mr = event.data.get("user") or {}, event.data["merge_request"]
     person = str(user.get("username") or "")
     if not person or (user.get("id") is not None and user.get("id") == mr.get("author_id")):
@@ -224,8 +235,42 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = {str(p.get("username", "")).casefold() for p in latest.people} if latest else set()
     if latest is not None and person.casefold() in suggested:
-        await ctx.storage.feedback.record_once(ctx.project_id, iid, person, "reviewed", suggestion_id=latest.id,
+        label = "commented" if await in_bots_thread(ctx, iid, event.object_attributes) else "reviewed"
+        await ctx.storage.feedback.record_once(ctx.project_id, iid, person, label, suggestion_id=latest.id,
                                                source_event_id=ctx.event_id)
+
+
+async def in_bots_thread(ctx: EventContext, iid: int, attrs: dict[str, Any]) -> bool:
+    """Whether a note is a reply in the discussion of the bot's suggestion comment on MR `iid`.
+
+    Only a `DiscussionNote` can be (a plain note starts a discussion of its own, a DiffNote is on the code). The
+    comment's discussion is kept from its own Note Hook (`remember_discussion`); when that was not handled yet,
+    or the comment is older than the keeping, GitLab is asked for the note's discussion once it is a reply by
+    someone suggested, and the answer kept when it is the comment's."""
+    discussion = attrs.get("discussion_id")
+    if attrs.get("type") != "DiscussionNote" or not isinstance(discussion, str) or not discussion:
+        return False
+    row = await ctx.storage.comments.get(ctx.project_id, iid)
+    if row is None or row.note_id is None:
+        return False
+    if row.discussion_id is not None:
+        return row.discussion_id == discussion
+    notes = await ctx.client.discussion_note_ids(ctx.project_id, iid, discussion)
+    if not notes or row.note_id not in notes:
+        return False
+    await ctx.storage.comments.set_discussion(ctx.project_id, iid, row.note_id, discussion)
+    return True
+
+
+async def remember_discussion(event: Event, ctx: EventContext) -> None:
+    """Keep the discussion of the bot's suggestion comment from the comment's own Note Hook: replies in it are
+    told from reviews by it (`record_comment`), and the Notes API that posted it does not name it."""
+    attrs, mr = event.object_attributes, event.data.get("merge_request")
+    discussion = attrs.get("discussion_id")
+    if attrs.get("action") not in (None, "create") or not isinstance(mr, dict) or not has_marker(attrs.get("note")):
+        return
+    if isinstance(discussion, str) and discussion and attrs.get("id") is not None:
+        await ctx.storage.comments.set_discussion(ctx.project_id, int(mr["iid"]), int(attrs["id"]), discussion)
 
 
 async def _not_here(run: CommandRun) -> str | None:
@@ -252,8 +297,12 @@ def _wanted(event: Event, ctx: EventContext) -> bool:
 @router.register("Confidential Note Hook", noteable_type="MergeRequest")
 async def on_note(event: Event, ctx: EventContext) -> None:
     """Run the `/reviewers` commands of a new comment on an MR, then answer and acknowledge it; a comment
-    without commands by someone the bot suggested is their review (`reviewed`). Internal notes (a
-    "Confidential Note Hook", when the hook is set to send them) alike, answered with an internal note."""
+    without commands by someone the bot suggested is their review (`reviewed`), or their answer to the bot
+    (`commented`, in the bot comment's thread: `record_comment`). Internal notes (a "Confidential Note Hook",
+    when the hook is set to send them) alike, answered with an internal note."""
+    if ctx.bot.is_me(event.data.get("user")):
+        await remember_discussion(event, ctx)
+        return
     if not _wanted(event, ctx):
         return
     commands = parse_commands(str(event.object_attributes.get("note") or ""), ctx.bot.username)

@@ -29,7 +29,8 @@ __all__ = ["CommentRow", "CommentStore"]
 
 @dataclass(frozen=True, slots=True)
 class CommentRow:
-    """The bot's comment on one MR; `note_id` is None while a worker is posting it."""
+    """The bot's comment on one MR; `note_id` is None while a worker is posting it, `discussion_id` (GitLab's
+    discussion of the note: replies to it share it) until the bot has seen it (`set_discussion`)."""
 
     project_id: int
     mr_iid: int
@@ -37,6 +38,7 @@ class CommentRow:
     reserved_by: str | None
     created_at: datetime
     updated_at: datetime
+    discussion_id: str | None = None
 
 
 class CommentStore:
@@ -85,6 +87,15 @@ class CommentStore:
                 set_={"note_id": note_id, "reserved_by": None, "updated_at": now}
             )
             await conn.execute(stmt)
+
+    async def set_discussion(self, project_id: int, mr_iid: int, note_id: int, discussion_id: str) -> bool:
+        """Record the discussion of note `note_id` if it is the MR's comment now (False when it is not: a
+        comment replaced since, or one whose id is not recorded yet)."""
+        async with self.engine.begin() as conn:
+            done = await conn.execute(sa.update(bot_comments).where(
+                self._key(project_id, mr_iid), bot_comments.c.note_id == note_id,
+            ).values(discussion_id=discussion_id))
+        return done.rowcount == 1
 
     async def touch(self, project_id: int, mr_iid: int) -> None:
         """Note that the comment was just edited."""

@@ -25,6 +25,8 @@ FEEDBACK_LABELS = frozenset({
     "accepted", "assigned", "removed", "passed_over", "reroll", "exclude", "why", "thumbs_up", "thumbs_down",
     "approved", "reviewed", "final_reviewer",
     "unapproved",  # an approval taken back (not learned: they reviewed all the same; the dashboard drops it)
+    "commented",  # a suggested person's reply in the bot comment's thread: an answer to the bot, no review (not
+    # learned; a request answered only so is left lying at the merge)
     "suggested",  # the person the bot's comment put first (the load spreading counts first places given)
     # the person who would have been first but for the load spreading / the rejection streak's penalty / the lift
     # for people on duty (each term learns from whom the team then takes)

@@ -95,6 +95,7 @@ bot_comments = sa.Table(
     sa.Column("reserved_by", sa.String(255), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("discussion_id", sa.String(64), nullable=True),  # the note's GitLab discussion; NULL until known
 )
 
 suggestions = sa.Table(
