@@ -1,6 +1,10 @@
 """`/reviewers` commands in MR comments: each command through the real router, the simulator as GitLab."""
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
+
 from bot.config import ProjectSettings
 from bot.engine import Engine
 
@@ -414,6 +418,35 @@ async def test_commands_that_act_are_refused_on_merged_closed_and_ignored_mrs(ha
         assert reply.body.count(why) == 2 and "suggest reviewers again" in reply.body  # help still answers
         assert [label for _, label in (await feedback(env, mr))[before[mr.iid]:]] == ["command"]
     assert marker_notes(env.state, labelled) == []
+
+
+@pytest.mark.parametrize("end, gap", [("merge", 5.0), ("close", 5.0), ("merge", 0.5)])
+async def test_commands_written_before_a_merge_or_close_handled_after_it_keep_their_labels(handler_env, end, gap):
+    """The author sets bob aside and asks for other people; cy merges (or closes) right after, and the note's
+    event is handled after that one. What the command said about people is recorded (it judges the
+    suggestion as it was then); nothing acts on the MR, and the reply says so. `gap` 0.5 s: both in one second,
+    which the Note Hook's time (to the second) cannot order; GitLab's note (to the millisecond) does."""
+    env = await handler_env()
+    mr = await opened(env)
+    shown = await shown_now(env, mr)
+    t0 = env.state.now().replace(microsecond=100_000)
+    env.state.clock = lambda: t0
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers exclude @bob\n/reviewers reroll")
+    late = take_events(env.state)
+    env.state.clock = lambda: t0 + timedelta(seconds=gap)
+    (env.state.merge_mr if end == "merge" else env.state.close_mr)(mr, by=env.tiny.cy)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    for event in late:
+        await env.send(event)
+    await env.run()
+    rows = await feedback(env, mr)
+    assert ("bob", "exclude") in rows and {(p, "reroll") for p in shown if p != "bob"} <= set(rows)
+    assert marker_notes(env.state, mr)[0].body == body and mr.reviewer_ids == [] and acks(env, note) == [ACK_OK]
+    [reply] = replies(env, mr, note)
+    word = "merged" if end == "merge" else "closed"
+    assert f"This merge request was {word} after this comment was written" in reply.body
+    assert "no new suggestion was made" in reply.body and f"is {word}" not in reply.body
 
 
 async def test_a_comment_of_a_thousand_commands_runs_twenty_and_says_each_answer_once(handler_env):

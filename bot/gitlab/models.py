@@ -125,6 +125,7 @@ class MergeRequest(_Model):
     created_at: datetime
     updated_at: datetime
     merged_at: datetime | None = None
+    closed_at: datetime | None = None
     source_branch: str = ""
     target_branch: str = ""
     sha: str | None = None

@@ -7,12 +7,14 @@ Every step is safe to retry (see `bot.handlers.publish`). Notes by the bot itsel
 notes are ignored, so the bot never answers itself and an edit does not run a command twice; of its own notes,
 the bot keeps only the discussion of its suggestion comment (`remember_discussion`). A comment without
 commands by a suggested person is their review, but for a reply in the bot comment's thread (`record_comment`).
+Commands written before a merge or close but handled after it record who they set aside and do nothing else.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
@@ -20,6 +22,7 @@ from gidgetlab.sansio import Event
 from bot.comment import code_span, has_marker, render_why
 from bot.commands import Command, help_text, parse_commands, shown
 from bot.eligibility import DEVELOPER, REPORTER, access_level_name
+from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
 from bot.handlers.merge_requests import assign_count, left_alone
@@ -37,6 +40,8 @@ router = Router()
 ACK_OK, ACK_PROBLEM = "thumbsup", "confused"
 JUDGING = frozenset({"why", "reroll", "exclude"})  # commands stored as labels about people; the rest as "command"
 ACTING = frozenset({"suggest", "assign", "reroll", "exclude"})  # commands that change the comment or the reviewers
+SETTING_ASIDE = JUDGING & ACTING  # ... of which these also judge people: written before a merge or close handled
+# after it, they still record their labels (`CommandRun.late`)
 # The access a command needs: requesting reviews is a Developer's call; setting people aside teaches the ranker
 # that the team turned them down, which only the team may say (on a public project anyone may comment).
 NEEDS = {"assign": DEVELOPER, "reroll": REPORTER, "exclude": REPORTER}
@@ -56,6 +61,8 @@ class CommandRun:
     assign: int | None = None
     ok: bool = True
     needs_help: bool = False  # a command was unknown or invalid: the reply ends with the help, once
+    written: datetime | None = None  # when the note was written (the Note Hook's `created_at`, to the second)
+    late: str | None = None  # "merged" / "closed": the MR was, after the note was written (`_not_here`)
     _mr: MergeRequest | None = None
     _access: int | None = None  # the commenter's access level (0: not a member), fetched once
     _awaiting: bool = False  # the commenter is a member awaiting a seat (no access yet)
@@ -69,6 +76,23 @@ class CommandRun:
         if self._mr is None:
             self._mr = await self.ctx.client.get_mr(self.ctx.project_id, self.mr_iid)
         return self._mr
+
+    async def written_before(self, ended: datetime | None) -> bool:
+        """Whether the note was written before `ended` (the MR's merge or close). The Note Hook's time is to the
+        second; within the second of `ended`, GitLab's note, to the millisecond, decides."""
+        if ended is None or self.written is None:
+            return False
+        if self.written + timedelta(seconds=1) <= ended:
+            return True
+        if self.written > ended:
+            return False
+        try:
+            note = await self.ctx.client.get_note(self.ctx.project_id, self.mr_iid, self.note_id)
+        except GitLabError as exc:
+            if not exc.not_found:
+                raise
+            return False  # deleted since: nothing tells it was written in time
+        return note.created_at < ended
 
     async def member_names(self) -> dict[str, str]:
         """The project's members' usernames by their casefolded form (usernames ignore case)."""
@@ -169,10 +193,13 @@ async def _exclude(run: CommandRun, command: Command) -> None:
         await run.feedback(person, "exclude")
     if not people:
         return
+    who = ", ".join(code_span("@" + u) for u in people)
+    if run.late is not None:  # nothing will be suggested on it any more: what remains is the team's verdict
+        run.replies.append(f"{who} set aside on this merge request.")
+        return
     row = await run.ctx.storage.comments.get(run.ctx.project_id, run.mr_iid)
     run.publish = run.publish or (row is not None and row.note_id is not None)
-    run.replies.append(f"{', '.join(code_span('@' + u) for u in people)} will not be suggested on this "
-                       "merge request.")
+    run.replies.append(f"{who} will not be suggested on this merge request.")
 
 
 async def _optout(run: CommandRun, command: Command) -> None:
@@ -275,15 +302,57 @@ async def remember_discussion(event: Event, ctx: EventContext) -> None:
 
 async def _not_here(run: CommandRun) -> str | None:
     """Why the commands that change the suggestion or the reviewers may not run on this MR as GitLab has it
-    now (`left_alone`), in words, or None."""
+    now (`left_alone`), in words, or None. An MR merged or closed after the note was written (its event handled
+    before the note's) sets `run.late`: the commands that set people aside still record it (`SETTING_ASIDE`);
+    the team said it about the suggestion while the MR was open, and the ranker learns from it."""
     mr = await run.mr()
     why = left_alone(mr.state, mr.labels, run.ctx.project)
     if why in ("closed", "merged"):
+        if await run.written_before(mr.merged_at if why == "merged" else mr.closed_at):
+            run.late = why
+            return (f"this merge request was {why} after this comment was written, before the bot got to it; "
+                    "reviewers are suggested on open merge requests only.")
         return f"this merge request is {why}; reviewers are suggested on open merge requests only."
     if why is not None:
         return (f"this merge request has the label {code_span(run.ctx.project.ignore_label)}, so the bot leaves "
                 "it alone; remove the label and write the command again.")
     return None
+
+
+async def _run_commands(run: CommandRun, commands: Sequence[Command]) -> None:
+    """Each command in order, those that act refused where they may not (`_not_here`); on an MR merged or
+    closed after the note was written, the labels of the commands that set people aside are recorded and
+    nothing acts (no new suggestion, no review request), which the reply says."""
+    refusal = await _not_here(run) if any(c.kind in ACTING for c in commands) else None
+    for command in commands:
+        if refusal is not None and command.kind in ACTING and not (run.late and command.kind in SETTING_ASIDE):
+            run.problem(f"{code_span(shown(command.text))}: {refusal}")
+            continue
+        if await run.allowed(command):
+            await RUNNERS[command.kind](run, command)
+    if run.late is not None:
+        run.publish, run.assign = False, None
+        if any(c.kind in SETTING_ASIDE for c in commands):
+            run.replies.append(f"This merge request was {run.late} after this comment was written, before the bot "
+                               "got to it: who it set aside is recorded, but no new suggestion was made and no "
+                               "review was requested.")
+
+
+def written_at(attrs: Mapping[str, Any]) -> datetime | None:
+    """When a note was written: the Note Hook's `created_at` (`2015-05-17 18:21:36 UTC`, or ISO 8601), or None.
+
+    >>> written_at({"created_at": "2015-05-17 18:21:36 UTC"}) == written_at({"created_at": "2015-05-17T18:21:36Z"})
+    True
+    """
+    text = attrs.get("created_at")
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    try:
+        when = datetime.fromisoformat(text[:-4] + "+00:00" if text.endswith(" UTC") else text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def _wanted(event: Event, ctx: EventContext) -> bool:
@@ -310,18 +379,12 @@ async def on_note(event: Event, ctx: EventContext) -> None:
         await record_comment(event, ctx)
         return
     run = CommandRun(ctx, int(event.data["merge_request"]["iid"]), int(event.object_attributes["id"]),
-                     dict(event.data.get("user") or {}))
+                     dict(event.data.get("user") or {}), written=written_at(event.object_attributes))
     if len(commands) > MAX_COMMANDS:
         run.problem(f"Only the first {MAX_COMMANDS} commands of a comment run; the other "
                     f"{len(commands) - MAX_COMMANDS} were not.")
         commands = commands[:MAX_COMMANDS]
-    refusal = await _not_here(run) if any(c.kind in ACTING for c in commands) else None
-    for command in commands:
-        if refusal is not None and command.kind in ACTING:
-            run.problem(f"{code_span(shown(command.text))}: {refusal}")
-            continue
-        if await run.allowed(command):
-            await RUNNERS[command.kind](run, command)
+    await _run_commands(run, commands)
     plain = [c.kind for c in commands if c.kind not in JUDGING]
     if plain and run.username:
         await run.feedback(run.username, "command", commands=plain)
