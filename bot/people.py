@@ -2,8 +2,9 @@
 
 GitLab lets a user change their username (`alice` to `alice.w`); their numeric id stays. The bot keeps its
 history, feedback and opt-outs under usernames, and the graph names its people nodes by them, so the bot
-learns (id, username) pairs wherever it sees both (`bot.storage.people`) and maps names at read time: a name
-a current member had before is that member (`former_names`).
+learns (id, username) pairs from GitLab's API answers (`bot.storage.people`; a webhook body's pairs are only a
+hint to ask GitLab again, as anyone holding a webhook secret can write them) and maps names at read time: a
+name a current member had before is that member (`former_names`).
 
 Why at read time, not by rewriting the stored rows: every process keeps its own graph built from the stored
 history (`bot.engine`); a rewrite would have to rebuild every one of them, while a map applied to what the
@@ -26,7 +27,7 @@ Sighting = tuple[int, str, datetime]  # (user id, username, last seen), as `bot.
 def payload_users(body: Mapping[str, Any]) -> list[tuple[int, str]]:
     """The (id, username) pairs a webhook body names: `user` (who acted), the top-level `reviewers` and
     `assignees`, and their `changes` (previous and current). Other user fields carry an id alone
-    (`object_attributes.author_id`) and teach nothing.
+    (`object_attributes.author_id`). A hint that someone renamed themselves, never a fact to record.
 
     >>> payload_users({"user": {"id": 7, "username": "alice"}, "reviewers": [{"id": 8, "username": "bob"}],
     ...                "changes": {"reviewers": {"previous": [], "current": [{"id": 8, "username": "bob"}]}}})

@@ -13,18 +13,23 @@ import random
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from bot.backfill import backfill_project, change_id
 from bot.cli import serve
 from bot.comment import has_marker
+from bot.config import Settings
 from bot.gitlab.sim_model import SimDiff
 from bot.gitlab.simulator import SeededProject, SimState
 from bot.handlers.notes import ACK_OK, ACK_PROBLEM
 from bot.handlers.publish import REPLY_MARKER
 from bot.storage import Storage
-from tests.bot_harness import SECRET, bot_notes, bot_settings, marker_notes, running_bot, seed_recent, settle
+from tests.bot_harness import (
+    FAST_WORKER, SECRET, bot_notes, bot_settings, marker_notes, running_bot, seed_recent, settle, take_events,
+    tiny_project,
+)
 from tests.gitlab_fixtures import FAST_RETRY
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -177,6 +182,52 @@ async def test_a_reviewer_who_renamed_themselves_keeps_their_history_and_their_o
         rows = [line for line in marker_notes(state, mr)[0].body.splitlines() if line.startswith("| 1 |")]
         assert "`@alice.w`" in rows[0] and "reviewed `src/app/m1.py`" in rows[0]
         assert await storage.optouts.active(project.id) == set()
+    finally:
+        await storage.close()
+
+
+@sqlite_only
+async def test_a_group_secret_cannot_teach_the_bot_a_former_name_for_a_user_of_another_project(simulator, database_url,
+                                                                                              gitlab_client):
+    """The names a user id had serve every project. mallory holds the webhook secret of her group `evil` and
+    sends a note event for her own project naming eve (a member of acme/tiny, with no history there) as `bob`,
+    who reviewed acme/tiny's src/ most and left it. Learned from the payload, the pair made eve bob's renamed
+    self: ranked first in acme/tiny on bob's history. Names are learned from GitLab's answers alone."""
+    state, url = simulator
+    tiny = tiny_project(state)
+    eve = state.add_user("eve")
+    state.add_member(tiny.project, eve, 30)
+    del tiny.project.members[tiny.bob.id]
+    evil, mallory = state.add_project("evil/app"), state.add_user("mallory")
+    state.add_member(evil, mallory, 40)
+    secrets = [{"secret": "tiny-project-secret-0123456789", "project": tiny.project.id},
+               {"secret": "evil-group-secret-0123456789", "group": "evil"}]
+    settings = Settings(gitlab={"url": url, "token": state.token}, database={"url": database_url},
+                        worker=FAST_WORKER, defaults={"top_k": 3}, webhook_secrets=secrets)
+    storage = Storage(database_url)
+    state.auto_hooks = False
+    try:
+        await backfill_project(gitlab_client, storage, tiny.project.id)
+        async with running_bot(settings, storage) as bot, aiohttp.ClientSession() as http:
+            async def deliver(event, secret: str) -> None:
+                async with http.post(bot.url, json=event.body, headers={
+                        "X-Gitlab-Event": event.event_name, "X-Gitlab-Token": secret["secret"]}) as answer:
+                    assert answer.status == 200, await answer.text()
+
+            for project, secret in ((tiny.project, secrets[0]), (evil, secrets[1])):
+                state.add_hook(project, bot.url, token=secret["secret"])
+            state.add_note(state.open_mr(evil, mallory, ["x.py"]), mallory, "hello")
+            note = next(e for e in take_events(state) if e.event_name == "Note Hook")
+            note.body["user"] = {"id": eve.id, "username": "bob", "name": "Bob"}
+            await deliver(note, secrets[1])
+            await settle(state, storage)
+            mr = state.open_mr(tiny.project, tiny.ann, ["src/core/m1.py"])
+            for event in take_events(state):
+                await deliver(event, secrets[0])
+            await settle(state, storage)
+        body = marker_notes(state, mr)[0].body
+        assert "`@eve`" not in body and "`@cy`" in body
+        assert [s.username for s in await storage.people.sightings([eve.id])] == ["eve"]
     finally:
         await storage.close()
 

@@ -7,9 +7,10 @@ per-project recommenders and the background backfills, and yields `dispatch(even
 
 `dispatch` asks GitLab for the event's project first and skips the events of projects the bot cannot act on
 (archived, or not visible to its token: see `bot.handlers.projects`), records the project as seen, resolves its
-settings (config file, then database overrides), records the users the payload names (id and username,
-`bot.people`), makes sure its history is imported (parking the first events of a new project in the queue for a
-bounded time, holding no worker: see `bot.backfill.Backfills` and `AwaitingHistory`) and routes the event.
+settings (config file, then database overrides), asks GitLab for the project's members anew when the payload
+names a user otherwise than the bot knew them (`bot.people`), makes sure its history is imported (parking the
+first events of a new project in the queue for a bounded time, holding no worker: see `bot.backfill.Backfills`
+and `AwaitingHistory`) and routes the event.
 GitLab failures leave as `GitLabFailure` (with `retry_after` for rate limits, `permanent` for 404-like answers)
 so the worker retries or dead-letters the event.
 
@@ -140,7 +141,7 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
         if (project := await _actionable(services, row)) is None:
             return
         ctx = await _context(services, row, project)
-        await _learn_people(services, row)  # once the payload's project is known to be the secret's
+        _notice_renames(services, row)
         await _history(services, row, ctx)
         labels = services.storage.feedback.writes(row.project_id)
         await router.dispatch(row.as_event(), ctx)
@@ -151,15 +152,15 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
         await learn_labels(ctx)
 
 
-async def _learn_people(services: Services, row: EventRow) -> None:
-    """Record the ids and usernames the payload names (`bot.people`: renamed users stay one person). One
-    named otherwise than this process knew them renamed themselves: the project's members list it keeps for
-    a minute is out of date, and is asked again."""
+def _notice_renames(services: Services, row: EventRow) -> None:
+    """A user the payload names otherwise than this process knew them may have renamed themselves: the
+    project's members list it keeps for a minute is read again, and the rename is learned from that answer
+    (`bot.people`). The payload's ids and usernames are a hint, never recorded: the names a user id had
+    serve every project, and a webhook secret scoped to one group would let whoever holds it plant any user's
+    former name, handing someone's history to a member of a project outside that group."""
     assert row.project_id is not None
-    pairs = payload_users(row.body)
-    if services.storage.people.renamed(pairs):
+    if services.storage.people.renamed(payload_users(row.body)):
         Lookups(services.client, services.engine.recent).forget_members(row.project_id)
-    await services.storage.people.learn(pairs, at=row.received_at)
 
 
 async def _history(services: Services, row: EventRow, ctx: EventContext) -> None:

@@ -1,11 +1,14 @@
 """The usernames each GitLab user id was seen with (`people`), so a user who renames themselves stays one person.
 
 Why: the history, feedback, opt-outs and the graph name people by username, and GitLab lets a user change
-theirs (`alice` to `alice.w`) while their numeric id stays. The bot learns (id, username) pairs wherever it
-sees both: the members lists it reads when suggesting, webhook payloads, the history import.
+theirs (`alice` to `alice.w`) while their numeric id stays. The bot learns (id, username) pairs from GitLab's
+API answers alone: the members lists it reads when suggesting, the merge requests and approvals the history
+import and the merge handling read. Never from a webhook body: the table serves every project, and a webhook
+secret scoped to one group would let whoever holds it tell the bot that any user id had any former name, and
+so hand someone else's history to a member of a project outside that group.
 
 Why one row per (id, name) and no "current name" column: several processes learn pairs at once, each from
-what it saw, sometimes late (a queued event names a user as they were when it was sent). A row per pair whose
+what GitLab answered it, one just before a rename and another just after. A row per pair whose
 `seen_at` only ever moves forward is one atomic upsert on both databases, with nothing read first to race
 on, and what the bot saw is never overwritten. Who a user is now is GitLab's members list; this table says
 which other names they had, and who had a name last (`bot.people`).
@@ -46,17 +49,18 @@ class PeopleStore:
         self._latest: dict[int, tuple[datetime, str]] = {}  # each id's newest name this process learned
 
     def renamed(self, pairs: Iterable[tuple[int, str]]) -> bool:
-        """Whether one of `pairs` names a user otherwise than the newest name this process learned for their id
-        (a rename, or a late event from before one): what this process keeps about them (the members list of a
-        project, for a minute) is out of date."""
+        """Whether one of `pairs` (a webhook's, which are never learned: anyone holding a webhook secret may
+        write them) names a user otherwise than the newest name this process learned for their id (a rename,
+        or a late event from before one): what this process keeps about them (the members list of a project,
+        for a minute) may be out of date, and GitLab is asked again."""
         return any((known := self._latest.get(uid)) is not None and known[1].casefold() != name.casefold()
                    for uid, name in pairs)
 
     async def learn(self, pairs: Iterable[tuple[object, object]], at: datetime | None = None) -> int:
-        """Record that each (user id, username) was true at `at` (default now); returns how many pairs were
-        written. Ids that are no GitLab user's (0: GitLab's ghost user, or no int) and empty names are left
-        out. A pair this process wrote less than `REFRESH` before `at` is skipped: the members list of every
-        suggestion names the same people, and their rows need no write each time."""
+        """Record that each (user id, username), as a GitLab API answer gave it, was true at `at` (default now);
+        returns how many pairs were written. Ids that are no GitLab user's (0: GitLab's ghost user, or no int)
+        and empty names are left out. A pair this process wrote less than `REFRESH` before `at` is skipped: the
+        members list of every suggestion names the same people, and their rows need no write each time."""
         at = at or self.clock()
         fresh = self._fresh(pairs, at)
         # in key order: statements writing overlapping rows (processes learning one members list, an import's

@@ -3,8 +3,9 @@
 Why: the history, feedback, opt-outs and the graph name people by username, and GitLab lets a user rename
 themselves (`alice` to `alice.w`; the numeric id stays). Without the pairs the bot saw, the history under the
 old name belonged to someone who left, and their opt-out stopped applying. The table starts empty: names are
-learned from the members lists, webhooks and imports from now on (a rename made before the bot saw the old
-name is not known; `reviewbot backfill --project ID --restart` imports the history under today's names).
+learned from GitLab's API answers (members lists, the merge requests and approvals of imports and merges) from
+now on (a rename made before the bot saw the old name is not known; `reviewbot backfill --project ID --restart`
+imports the history under today's names).
 
 Revision ID: 0007
 Revises: 0006
