@@ -7,6 +7,9 @@ import and the merge handling read. Never from a webhook body: the table serves 
 secret scoped to one group would let whoever holds it tell the bot that any user id had any former name, and
 so hand someone else's history to a member of a project outside that group.
 
+Names are matched casefolded (`username_key`, indexed), as GitLab's usernames ignore case: `Alice` renamed and
+`alice` taken since is one name, now someone else's.
+
 Why one row per (id, name) and no "current name" column: several processes learn pairs at once, each from
 what GitLab answered it, one just before a rename and another just after. A row per pair whose
 `seen_at` only ever moves forward is one atomic upsert on both databases, with nothing read first to race
@@ -16,7 +19,7 @@ which other names they had, and who had a name last (`bot.people`).
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,11 +27,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.storage.db import IN_CHUNK, as_id, insert_for, utcnow
 from bot.storage.tables import people
 
-__all__ = ["PeopleStore", "Sighting", "REFRESH"]
+__all__ = ["PeopleStore", "Sighting", "REFRESH", "holders_query"]
 
 REFRESH = timedelta(minutes=10)  # a pair this process wrote this recently is not written again
 MEMORY = 100_000                 # pairs remembered as written, per process (then forgotten all at once)
-ROWS = 1_000                     # pairs per INSERT (3 parameters each: far below both databases' limits)
+ROWS = 1_000                     # pairs per INSERT (4 parameters each: far below both databases' limits)
 
 
 class Sighting(NamedTuple):
@@ -65,7 +68,8 @@ class PeopleStore:
         fresh = self._fresh(pairs, at)
         # in key order: statements writing overlapping rows (processes learning one members list, an import's
         # merge requests) then lock them in the same order, and PostgreSQL sees no deadlock
-        rows = [{"user_id": uid, "username": name, "seen_at": at} for uid, name in sorted(fresh)]
+        rows = [{"user_id": uid, "username": name, "username_key": name.casefold(), "seen_at": at}
+                for uid, name in sorted(fresh)]
         for start in range(0, len(rows), ROWS):
             async with self.engine.begin() as conn:
                 stmt = insert_for(conn, people).values(rows[start:start + ROWS])
@@ -84,7 +88,7 @@ class PeopleStore:
         fresh: dict[tuple[int, str], None] = {}
         for raw_id, name in pairs:
             uid = as_id(raw_id)
-            if uid is None or uid <= 0 or not isinstance(name, str) or not name or len(name) > 255:
+            if uid is None or uid <= 0 or not isinstance(name, str) or not name or len(name.casefold()) > 255:
                 continue
             if (known := self._latest.get(uid)) is None or known[0] <= at:
                 self._latest[uid] = (at, name)
@@ -94,14 +98,20 @@ class PeopleStore:
         return list(fresh)
 
     async def sightings(self, user_ids: Iterable[int]) -> list[Sighting]:
-        """Every name these users were seen with, and every other user seen with one of those names (GitLab
-        frees a username when its holder renames themselves, and someone else may take it), oldest first."""
+        """Every name these users were seen with, and every other user seen with one of those names in any case
+        (GitLab frees a username when its holder renames themselves, and someone else may take it), oldest
+        first."""
         ids = sorted({uid for uid in user_ids})
         found: set[Sighting] = set()
         async with self.engine.connect() as conn:
             for start in range(0, len(ids), IN_CHUNK):
-                names = sa.select(people.c.username).where(people.c.user_id.in_(ids[start:start + IN_CHUNK]))
-                stmt = sa.select(people.c.user_id, people.c.username, people.c.seen_at).where(
-                    people.c.username.in_(names))
+                stmt = holders_query(ids[start:start + IN_CHUNK])
                 found.update(Sighting(*row) for row in (await conn.execute(stmt)).all())
         return sorted(found, key=lambda s: (s.seen_at, s.user_id, s.username))
+
+
+def holders_query(user_ids: Sequence[int]) -> sa.Select:
+    """The rows of every name `user_ids` were seen with, whoever held it, matched casefolded: two index
+    lookups (the primary key by id, `username_key` by name), never a scan of the table."""
+    keys = sa.select(people.c.username_key).where(people.c.user_id.in_(user_ids))
+    return sa.select(people.c.user_id, people.c.username, people.c.seen_at).where(people.c.username_key.in_(keys))

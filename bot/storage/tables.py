@@ -156,7 +156,10 @@ people = sa.Table(
     "people", metadata,
     sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("username", sa.String(255), primary_key=True),
+    # the username casefolded: GitLab's usernames ignore case, and who else held a name is looked up by it
+    sa.Column("username_key", sa.String(255), nullable=False),
     sa.Column("seen_at", UTCDateTime, nullable=False),
+    sa.Index(None, "username_key"),
 )
 
 models = sa.Table(
