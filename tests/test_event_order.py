@@ -134,7 +134,7 @@ async def test_an_unapproval_delivered_before_its_approval_leaves_the_approval_t
     later()
     env.state.unapprove(mr, env.tiny.bob)
     events = take_events(env.state)
-    assert [action(e) for e in events] == ["approval", "approved", "unapproval", "unapproved"]
+    assert [action(e) for e in events] == ["approved", "unapproval"]  # GitLab EE, a project without rules
     await deliver(env, events[::-1])
     assert await approvals(env, mr) == []  # GitLab's last word: bob does not approve
 

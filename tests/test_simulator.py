@@ -517,11 +517,67 @@ async def test_lifecycle_events(simulator: Sim, webhook_receiver: Receiver) -> N
     state.merge_mr(mr, by="bob")
     await state.flush_hooks()
     bodies = [r.body for r in webhook_receiver.received]
-    assert [b["object_attributes"]["action"] for b in bodies] == ["open", "update", "update", "approval",
-                                                                 "approved", "merge"]
+    assert [b["object_attributes"]["action"] for b in bodies] == ["open", "update", "update", "approved", "merge"]
     assert "oldrev" in bodies[1]["object_attributes"] and "oldrev" not in bodies[2]["object_attributes"]
     assert bodies[2]["changes"]["draft"] == {"previous": True, "current": False}
-    assert bodies[5]["changes"]["state_id"] == {"previous": 1, "current": 3}
+    assert bodies[4]["changes"]["state_id"] == {"previous": 1, "current": 3}
+
+
+@pytest.mark.parametrize("edition, required, hooks", [
+    ("ce", 0, ["approved", "approved", "unapproved", "unapproved"]),
+    ("ee", 0, ["approved", "approved", "unapproval", "unapproval"]),  # no rules: approved before and after
+    ("ee", 2, ["approval", "approved", "unapproved", "unapproval"]),
+])
+async def test_each_approval_sends_one_hook_as_gitlab_names_it(simulator: Sim, webhook_receiver: Receiver,
+                                                               edition: str, required: int, hooks: list) -> None:
+    """CE: `approved` / `unapproved` (`ExecuteApprovalHooksService`, `RemoveApprovalService`). EE: `approved`
+    for the approval that leaves none required, `unapproved` for taking back the one that breaks it, else
+    `approval` / `unapproval` (their EE modules). Never two hooks for one act."""
+    state, _ = simulator
+    state.free_tier = edition == "ce"
+    w = world(state)
+    w["project"].approvals_required = required
+    state.add_hook(w["project"], webhook_receiver.url)
+    mr = state.open_mr(w["project"], "ann", ["a.py"])
+    state.approve(mr, "bob")
+    state.approve(mr, "cid")
+    state.unapprove(mr, "cid")
+    state.unapprove(mr, "bob")
+    await state.flush_hooks()
+    assert [r.body["object_attributes"]["action"] for r in webhook_receiver.received][1:] == hooks
+
+
+async def test_review_states_reach_the_hooks_and_the_reviewers_endpoint(simulator: Sim, http_session,
+                                                                       webhook_receiver: Receiver) -> None:
+    """GitLab 18.6+: each reviewer object carries `state` and `re_requested`. Submit review sends an `update`
+    whose `changes.reviewers` show the new state (MR !246562); asking for changes takes the approval back
+    without a hook; a re-request sets "unreviewed" and flags the reviewer (MR !205274). GET .../reviewers
+    gives each reviewer's state (no `re_requested` there)."""
+    state, url = simulator
+    w = world(state)
+    state.add_hook(w["project"], webhook_receiver.url)
+    mr = state.open_mr(w["project"], "ann", ["a.py"], reviewers=["bob", "cid"])
+    state.approve(mr, "bob")
+    assert state.submit_review(mr, "bob", "requested_changes") and not state.submit_review(mr, "eve")
+    state.re_request_review(mr, "bob", by="ann")
+    await state.flush_hooks()
+    opened, approved, submitted, again = (r.body for r in webhook_receiver.received)
+    assert [(r["username"], r["state"], r["re_requested"]) for r in opened["reviewers"]] == [
+        ("bob", "unreviewed", False), ("cid", "unreviewed", False)]
+    assert approved["object_attributes"]["action"] == "approved" and approved["changes"] == {}
+    state_of = lambda users: [(u["username"], u["state"], u["re_requested"]) for u in users]  # noqa: E731
+    assert (submitted["object_attributes"]["action"], submitted["user"]["username"]) == ("update", "bob")
+    assert state_of(submitted["changes"]["reviewers"]["previous"])[0] == ("bob", "approved", False)
+    assert state_of(submitted["changes"]["reviewers"]["current"])[0] == ("bob", "requested_changes", False)
+    assert state_of(again["changes"]["reviewers"]["previous"])[0] == ("bob", "requested_changes", False)
+    assert state_of(again["changes"]["reviewers"]["current"]) == [("bob", "unreviewed", True),
+                                                                ("cid", "unreviewed", False)]
+    assert state_of(again["reviewers"])[0] == ("bob", "unreviewed", True) and mr.approvals == {}
+    state.submit_review(mr, "cid")
+    status, _, body = await call(http_session, f"{url}/api/v4/projects/1/merge_requests/{mr.iid}/reviewers")
+    assert status == 200 and [(r["user"]["username"], r["state"]) for r in body] == [
+        ("bob", "unreviewed"), ("cid", "reviewed")]
+    assert set(body[0]) == {"user", "state", "created_at"}
 
 
 async def test_note_and_emoji_hooks(simulator: Sim, webhook_receiver: Receiver) -> None:

@@ -2,7 +2,9 @@
 
 The key sets and timestamp formats follow GitLab's documented examples (webhook_events docs) and its data-builder
 rules: `changes` is `{attr: {"previous": x, "current": y}}`, top-level `assignees`/`reviewers` are omitted when
-empty, `object_attributes.oldrev` appears only when code was pushed, user emails are `[REDACTED]`.
+empty, `object_attributes.oldrev` appears only when code was pushed, user emails are `[REDACTED]`. As from GitLab
+18.6 (MR !205274, `reviewers_hook_attrs`), each reviewer object, top-level and in `changes.reviewers`, carries the
+reviewer's review `state` and `re_requested` (true only for the reviewer whose review the event re-requests).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from bot.gitlab.sim_render import avatar_url, iso_z, utc_text
 if TYPE_CHECKING:
     from bot.gitlab.sim_state import SimState
 
-__all__ = ["merge_request_hook", "note_hook", "emoji_hook", "hook_user", "reviewers_change", "MR_ACTIONS"]
+__all__ = ["merge_request_hook", "note_hook", "emoji_hook", "hook_user", "hook_reviewer", "reviewers_change",
+           "assignees_change", "MR_ACTIONS"]
 
 MR_ACTIONS = frozenset({"open", "close", "reopen", "update", "approved", "unapproved", "approval", "unapproval",
                         "merge"})
@@ -28,8 +31,23 @@ def hook_user(user: SimUser, *, email: bool = True) -> dict[str, Any]:
     return data
 
 
-def reviewers_change(state: SimState, before: list[int], after: list[int]) -> dict[str, Any]:
-    """The `changes.reviewers` entry GitLab adds when the reviewer set changed."""
+def hook_reviewer(user: SimUser, review_state: str, *, re_requested: bool = False,
+                  email: bool = True) -> dict[str, Any]:
+    """A reviewer as MR hooks embed it (GitLab 18.6+): the user, their review state, and whether this event
+    re-requested their review."""
+    return {**hook_user(user, email=email), "state": review_state, "re_requested": re_requested}
+
+
+def reviewers_change(state: SimState, before: list[tuple[int, str]], after: list[tuple[int, str]], *,
+                     re_requested: int | None = None) -> dict[str, Any]:
+    """The `changes.reviewers` entry GitLab adds when the reviewers or one's review state changed: (id, review
+    state) pairs before and after; `re_requested` the reviewer the event asked again (flagged in `current`)."""
+    return {"previous": [hook_reviewer(state.users[u], s) for u, s in before],
+            "current": [hook_reviewer(state.users[u], s, re_requested=u == re_requested) for u, s in after]}
+
+
+def assignees_change(state: SimState, before: list[int], after: list[int]) -> dict[str, Any]:
+    """The `changes.assignees` entry GitLab adds when the assignees changed."""
     return {"previous": [hook_user(state.users[u]) for u in before],
             "current": [hook_user(state.users[u]) for u in after]}
 
@@ -92,10 +110,12 @@ def _mr_attrs(state: SimState, project: SimProject, mr: SimMR) -> dict[str, Any]
 
 
 def merge_request_hook(state: SimState, project: SimProject, mr: SimMR, action: str, *, user: SimUser,
-                       changes: Mapping[str, Any] | None = None, oldrev: str | None = None) -> dict[str, Any]:
+                       changes: Mapping[str, Any] | None = None, oldrev: str | None = None,
+                       re_requested: int | None = None) -> dict[str, Any]:
     """A Merge Request Hook body for `action` (open, update, close, reopen, merge, approval, approved, …).
 
-    `changes` holds `{attr: {"previous": …, "current": …}}`; pass `oldrev` only for pushes of new commits.
+    `changes` holds `{attr: {"previous": …, "current": …}}`; pass `oldrev` only for pushes of new commits, and
+    `re_requested` (a reviewer's id) only for the `update` of a re-requested review.
     """
     if action not in MR_ACTIONS:
         raise ValueError(f"unknown merge request action {action!r}; use one of {sorted(MR_ACTIONS)}")
@@ -111,7 +131,8 @@ def merge_request_hook(state: SimState, project: SimProject, mr: SimMR, action: 
     if mr.assignee_ids:
         body["assignees"] = [hook_user(state.users[u], email=False) for u in mr.assignee_ids]
     if mr.reviewer_ids:
-        body["reviewers"] = [hook_user(state.users[u], email=False) for u in mr.reviewer_ids]
+        body["reviewers"] = [hook_reviewer(state.users[u], mr.review_state(u), re_requested=u == re_requested,
+                                           email=False) for u in mr.reviewer_ids]
     return body
 
 

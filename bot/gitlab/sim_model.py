@@ -129,6 +129,7 @@ class SimMR:
     reviewer_ids: list[int] = field(default_factory=list)
     assignee_ids: list[int] = field(default_factory=list)
     approvals: dict[int, datetime] = field(default_factory=dict)
+    review_states: dict[int, str] = field(default_factory=dict)  # reviewer id -> state set by an act (see below)
     notes: list[SimNote] = field(default_factory=list)
     awards: list[SimAward] = field(default_factory=list)
     sha: str = ""
@@ -146,6 +147,11 @@ class SimMR:
     @property
     def state_id(self) -> int:
         return {"opened": 1, "closed": 2, "merged": 3, "locked": 4}[self.state]
+
+    def review_state(self, user_id: int) -> str:
+        """A reviewer's GitLab review state: the one their last act set (submitting a review, approving, taking
+        an approval back, a re-request), else "approved" when they approved and "unreviewed" otherwise."""
+        return self.review_states.get(user_id) or ("approved" if user_id in self.approvals else "unreviewed")
 
 
 @dataclass

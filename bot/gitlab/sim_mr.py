@@ -80,7 +80,8 @@ class MRActions:
     # --- changing MRs -----------------------------------------------------------------------------------------
     def _snapshot(self: SimState, mr: SimMR) -> dict[str, Any]:
         return {"title": mr.title, "description": mr.description, "labels": list(mr.labels),
-                "reviewers": list(mr.reviewer_ids), "assignees": list(mr.assignee_ids), "state_id": mr.state_id,
+                "reviewers": [(u, mr.review_state(u)) for u in mr.reviewer_ids], "assignees": list(mr.assignee_ids),
+                "state_id": mr.state_id,
                 "draft": mr.draft, "updated_at": mr.updated_at, "updated_by_id": mr.updated_by_id}
 
     def _changes(self: SimState, project: SimProject, before: dict[str, Any], mr: SimMR) -> dict[str, Any]:
@@ -91,8 +92,10 @@ class MRActions:
             new = after[key]
             if old == new:
                 continue
-            if key in ("reviewers", "assignees"):
+            if key == "reviewers":
                 changes[key] = payloads.reviewers_change(self, old, new)
+            elif key == "assignees":
+                changes[key] = payloads.assignees_change(self, old, new)
             elif key == "updated_at":
                 changes[key] = {"previous": utc_text(old), "current": utc_text(new)}
             elif key == "labels":
@@ -103,8 +106,10 @@ class MRActions:
         return changes
 
     def _fire(self: SimState, project: SimProject, mr: SimMR, action: str, user: SimUser, *,
-              changes: dict[str, Any] | None = None, oldrev: str | None = None) -> None:
-        body = payloads.merge_request_hook(self, project, mr, action, user=user, changes=changes, oldrev=oldrev)
+              changes: dict[str, Any] | None = None, oldrev: str | None = None,
+              re_requested: int | None = None) -> None:
+        body = payloads.merge_request_hook(self, project, mr, action, user=user, changes=changes, oldrev=oldrev,
+                                           re_requested=re_requested)
         self.emit(project, "Merge Request Hook", body)
 
     def _touch(self: SimState, mr: SimMR, by: SimUser) -> None:
@@ -121,6 +126,8 @@ class MRActions:
         mr.description = mr.description if description is None else description
         mr.labels = mr.labels if labels is None else list(labels)
         mr.reviewer_ids = mr.reviewer_ids if reviewer_ids is None else list(dict.fromkeys(reviewer_ids))
+        for gone in set(mr.review_states) - set(mr.reviewer_ids):  # GitLab drops a removed reviewer's state
+            del mr.review_states[gone]
         mr.assignee_ids = mr.assignee_ids if assignee_ids is None else list(dict.fromkeys(assignee_ids))
         if self._snapshot(mr) == before:
             return {}
@@ -184,24 +191,71 @@ class MRActions:
             mr.updated_at = self.now()
 
     def approve(self: SimState, mr: SimMR, user: UserRef) -> None:
-        """`user` approves: an "approval" hook, then "approved" when enough approvals are in."""
+        """`user` approves: one hook. GitLab CE sends `approved` (one approval approves the MR:
+        `ExecuteApprovalHooksService`); EE sends `approved` when this approval leaves no approval required
+        (`approvals_left` 0, so every approval on a project without rules) and `approval` otherwise
+        (`EE::MergeRequests::ExecuteApprovalHooksService`). A reviewer's review state becomes "approved"."""
         project, who = self.projects[mr.project_id], self.user(user)
         if who.id in mr.approvals:
             return
         mr.approvals[who.id] = self.now()
+        if who.id in mr.reviewer_ids:
+            mr.review_states[who.id] = "approved"
         self._touch_by_system_note(mr)
-        self._fire(project, mr, "approval", who, changes={})
-        if len(mr.approvals) == max(project.approvals_required, 1):
-            self._fire(project, mr, "approved", who, changes={})
+        met = self.free_tier or len(mr.approvals) >= project.approvals_required
+        self._fire(project, mr, "approved" if met else "approval", who, changes={})
 
     def unapprove(self: SimState, mr: SimMR, user: UserRef) -> None:
+        """`user` takes their approval back: one hook. CE sends `unapproved` (`RemoveApprovalService`); EE
+        sends `unapproved` when the MR was approved and no longer is, `unapproval` otherwise
+        (`EE::MergeRequests::RemoveApprovalService#trigger_approval_hooks`). A reviewer's state becomes
+        "unapproved"."""
         project, who = self.projects[mr.project_id], self.user(user)
         if mr.approvals.pop(who.id, None) is None:
             return
+        if who.id in mr.reviewer_ids:
+            mr.review_states[who.id] = "unapproved"
         self._touch_by_system_note(mr)
-        self._fire(project, mr, "unapproval", who, changes={})
-        if len(mr.approvals) == max(project.approvals_required, 1) - 1:
-            self._fire(project, mr, "unapproved", who, changes={})
+        needed = project.approvals_required
+        broke = len(mr.approvals) + 1 >= needed > len(mr.approvals)
+        self._fire(project, mr, "unapproved" if self.free_tier or broke else "unapproval", who, changes={})
+
+    def submit_review(self: SimState, mr: SimMR, user: UserRef, review: str = "reviewed") -> bool:
+        """`user` finishes their review ("Submit review") as `review`: "reviewed" or "requested_changes" (to
+        approve, `approve`). GitLab sets their review state and (MR !246562, `UpdateReviewerStateService`) sends
+        an `update` hook whose `changes.reviewers` show it; requesting changes also takes their approval back,
+        with no hook of its own (`remove_approval` skips notifications). Only a reviewer can ("Reviewer not
+        found"): returns whether it was taken."""
+        if review not in ("reviewed", "requested_changes"):
+            raise ValueError(f"a submitted review is 'reviewed' or 'requested_changes', not {review!r}")
+        project, who = self.projects[mr.project_id], self.user(user)
+        if who.id not in mr.reviewer_ids:
+            return False
+        before = self._snapshot(mr)["reviewers"]
+        mr.review_states[who.id] = review
+        if review == "requested_changes":
+            mr.approvals.pop(who.id, None)
+        self._touch_by_system_note(mr)  # its system note ("requested changes", "reviewed")
+        after = self._snapshot(mr)["reviewers"]
+        changes = {"reviewers": payloads.reviewers_change(self, before, after)} if after != before else {}
+        self._fire(project, mr, "update", who, changes=changes)
+        return True
+
+    def re_request_review(self: SimState, mr: SimMR, reviewer: UserRef, *, by: UserRef) -> None:
+        """`by` asks `reviewer` to review again (the reviewer's "Re-request review" button): GitLab 18.6+
+        (MR !205274, `RequestReviewService`) takes the reviewer's approval back with no hook of its own, sets
+        their state to "unreviewed", and sends an `update` hook whose `changes.reviewers` show their state
+        before and after, the reviewer flagged `re_requested: true` there and in the top-level `reviewers`."""
+        project, who, again = self.projects[mr.project_id], self.user(by), self.user(reviewer)
+        if again.id not in mr.reviewer_ids:
+            return
+        before = self._snapshot(mr)["reviewers"]
+        mr.approvals.pop(again.id, None)
+        mr.review_states[again.id] = "unreviewed"
+        self._touch_by_system_note(mr)  # its system note ("requested review from")
+        after = self._snapshot(mr)["reviewers"]
+        changes = {"reviewers": payloads.reviewers_change(self, before, after, re_requested=again.id)}
+        self._fire(project, mr, "update", who, changes=changes, re_requested=again.id)
 
     # --- notes and awards -------------------------------------------------------------------------------------
     def add_note(self: SimState, mr: SimMR, author: UserRef, body: str, *, system: bool = False,

@@ -202,9 +202,9 @@ def approvals_json(web: str, project: SimProject, mr: SimMR, users: dict[int, Si
 
 
 def reviewer_detail_json(web: str, mr: SimMR, users: dict[int, SimUser]) -> list[dict[str, Any]]:
-    """GET .../merge_requests/:iid/reviewers: each reviewer with a review state."""
-    return [{"user": user_basic(web, users[uid]),
-             "state": "approved" if uid in mr.approvals else "unreviewed",
+    """GET .../merge_requests/:iid/reviewers: each reviewer with their review state (GitLab's
+    `API::Entities::MergeRequestReviewer`: user, state, created_at; no `re_requested`)."""
+    return [{"user": user_basic(web, users[uid]), "state": mr.review_state(uid),
              "created_at": iso_ms(mr.updated_at)} for uid in mr.reviewer_ids]
 
 
