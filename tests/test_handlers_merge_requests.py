@@ -174,12 +174,13 @@ async def test_merge_adds_the_mr_to_history_and_records_final_reviewers(handler_
     assert (merged.author, merged.reviewers, merged.ackers, merged.files) == ("ann", ("bob",), ("bob",),
                                                                               ("src/core/new.py",))
     labels = {(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)}
-    assert labels == {("bob", "suggested"), ("bob", "accepted"), ("bob", "approved"), ("bob", "final_reviewer")}
+    assert labels == {("bob", "suggested"), ("bob", "accepted"), ("bob", "approved"), ("bob", "final_reviewer"),
+                      ("cy", "passed_over")}  # shown second, did nothing: turned down at the merge
 
 
 async def test_an_approval_taken_back_is_recorded_once_and_given_again_too(handler_env):
-    """GitLab sends `approval` + `approved` (and `unapproval` + `unapproved`) when the one approval decides
-    the MR's state: each change of mind is stored once, in order."""
+    """Each change of mind is stored once, in order, whichever of `approval` / `approved` (`unapproval` /
+    `unapproved`) GitLab names it with."""
     env = await handler_env()
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
     await env.run()
@@ -744,3 +745,118 @@ async def test_the_ignore_label_removed_from_a_draft_waits_for_ready(handler_env
     env.state.mark_ready(mr)
     await env.run()
     assert len(marker_notes(env.state, mr)) == 1
+
+
+# --- GitLab's review states, the author's own acts, suggestions the team reviewed around -------------------
+def action_of(event):
+    return event.body["object_attributes"]["action"]
+
+
+async def test_a_submitted_review_counts_as_the_review_the_bot_requested(handler_env):
+    """bob, requested by the bot, submits a review asking for changes (no comment: GitLab sends an `update`
+    whose `changes.reviewers` move his state to "requested_changes"); cy approves, ann merges. bob reviewed:
+    `reviewed` once, and the history keeps him."""
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert env.state.submit_review(mr, env.tiny.bob, "requested_changes")
+    env.state.approve(mr, env.tiny.cy)
+    env.state.merge_mr(mr, by=env.tiny.ann)
+    await env.run()
+    rows = await rows_of(env, mr)
+    assert rows.count(("bob", "reviewed")) == 1 and ("bob", "passed_over") not in rows
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
+    assert "bob" in merged.truth()
+
+
+@pytest.mark.parametrize("submit_hook", [True, False])  # False: GitLab 18.6, whose Submit review sends none
+async def test_a_review_re_requested_after_changes_were_asked_stays_a_review(handler_env, submit_hook):
+    """bob asks for changes, ann pushes and re-requests his review (his state back to "unreviewed", so the
+    state read at the merge says nothing), cy approves, ann merges: bob is no idle request of the bot's. The
+    re-request's `update` shows the state it reset, which tells it even where Submit review sends no hook."""
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.submit_review(mr, env.tiny.bob, "requested_changes")
+    [submitted] = take_events(env.state)
+    if submit_hook:
+        await env.send(submitted)
+    env.state.push_to_mr(mr, FILES)
+    env.state.re_request_review(mr, env.tiny.bob, by=env.tiny.ann)
+    env.state.approve(mr, env.tiny.cy)
+    env.state.merge_mr(mr, by=env.tiny.ann)
+    await env.run()
+    rows = await rows_of(env, mr)
+    assert rows.count(("bob", "reviewed")) == 1 and ("bob", "passed_over") not in rows
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
+    assert sorted(merged.truth()) == ["bob", "cy"]
+
+
+async def test_a_reviewer_added_or_asked_again_has_reviewed_nothing(handler_env):
+    """States that move between "unreviewed" and nothing (added, re-requested before any review) are no
+    review."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    env.state.re_request_review(mr, env.tiny.bob, by=env.tiny.ann)
+    await env.run()
+    assert ("bob", "reviewed") not in await rows_of(env, mr)
+
+
+async def test_the_authors_own_approval_and_self_review_say_nothing_about_anyone(handler_env):
+    """GitLab CE lets the author approve their own MR and pick themselves as reviewer: neither is the team
+    taking or passing over a suggestion."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.approve(mr, env.tiny.ann)
+    env.state.set_reviewers(mr, [env.tiny.ann], by=env.tiny.ann)
+    env.state.unapprove(mr, env.tiny.ann)
+    env.state.merge_mr(mr, by=env.tiny.ann)
+    await env.run()
+    assert await rows_of(env, mr) == [("bob", "suggested")]
+
+
+async def test_a_suggestion_the_team_reviewed_around_without_the_reviewers_field_passes_it_over(handler_env):
+    """`assign` off: the team reads the comment and leaves GitLab's reviewers empty; dee approves and merges.
+    bob and cy, shown, did nothing: each is passed over once, at the merge, however often it is delivered."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    shown = [p["username"] for p in (await env.storage.suggestions.latest(env.pid, mr.iid)).people]
+    assert shown == ["bob", "cy"]
+    env.state.approve(mr, env.tiny.dee)
+    env.state.merge_mr(mr, by=env.tiny.dee)
+    [merge] = [e for e in take_events(env.state) if action_of(e) == "merge"]
+    first = event_row(merge.event_name, merge.body)
+    await env.dispatch(first)
+    await env.dispatch(event_row(merge.event_name, merge.body))  # a second delivery
+    await env.dispatch(first)  # the first one retried
+    rows = await rows_of(env, mr)
+    assert [r for r in rows if r[1] == "passed_over"] == [("bob", "passed_over"), ("cy", "passed_over")]
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as rec:
+        assert rec.feedback.streak["bob"] == 1.0 and rec.feedback.streak["cy"] == 0.5  # 1 / rank
+
+
+@pytest.mark.parametrize("how", ["took it", "commented", "already passed over", "merged unreviewed"])
+async def test_at_the_merge_nobody_is_passed_over_twice_or_for_nobody(handler_env, how):
+    """Not passed over at the merge: a suggested person who reviewed (here bob), one already turned down on the
+    MR (passed over when the team added dee as reviewer), and anyone when nobody reviewed."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    if how == "took it":
+        env.state.approve(mr, env.tiny.bob)
+    elif how == "commented":
+        env.state.add_note(mr, env.tiny.bob, "One nit inline.")
+    elif how == "already passed over":
+        env.state.set_reviewers(mr, [env.tiny.dee], by=env.tiny.ann)
+    if how in ("commented", "already passed over"):
+        env.state.approve(mr, env.tiny.dee)
+    env.state.merge_mr(mr, by=env.tiny.ann)
+    await env.run()
+    rows = await rows_of(env, mr)
+    passed = [p for p, label in rows if label == "passed_over"]
+    assert passed == {"took it": ["cy"], "commented": ["cy"], "already passed over": ["bob", "cy"],
+                      "merged unreviewed": []}[how]

@@ -571,3 +571,23 @@ async def test_an_active_model_that_cannot_be_adopted_is_read_once(sqlite_url, m
         assert len(reads) == 1
     finally:
         await storage.close()
+
+
+async def test_someone_who_left_drops_from_first_place_where_the_team_reviews_without_the_reviewers_field(
+        handler_env):
+    """`assign` off and GitLab's reviewers left empty: bob, first on src/core, has left; dee approves and
+    merges each MR. Each merge turns down the suggested people who did nothing (`passed_over`), so bob's
+    rejection streak grows and he leaves the first place; the team's choice was never recorded as turning
+    anyone down, and he stayed first for good."""
+    env = await handler_env()
+    firsts = []
+    for i in range(10):
+        mr = env.state.open_mr(env.tiny.project, env.tiny.ann, [f"src/core/m{i % 4}.py"])
+        await env.run()
+        firsts.append((await env.storage.suggestions.latest(env.pid, mr.iid)).people[0]["username"])
+        env.state.approve(mr, env.tiny.dee)
+        env.state.merge_mr(mr, by=env.tiny.dee)
+        await env.run()
+    assert firsts[0] == "bob" and firsts[-1] != "bob"
+    rows = await env.storage.feedback.list(env.pid)
+    assert sum(r.person == "bob" and r.label == "passed_over" for r in rows) == len(firsts)  # once per MR

@@ -12,13 +12,19 @@ What each action does:
 * `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over, and
   `assigned` for a reviewer added whom it did not suggest); on `open`, the same for the reviewers the MR was
   opened with (GitLab sends them as the MR's `reviewers`, never as `changes`), judged by the suggestion
-  just made;
+  just made. A reviewer whose review state (GitLab 18.6+) moves to or from reviewed, requested changes or
+  approved — a submitted review, or a re-request showing the state it resets — `reviewed`, once;
 * `approval` / `approved`: `approved` feedback; `unapproval` / `unapproved`: `unapproved` (once each);
 * `close` / `reopen`: `closed` / `reopened` rows (its reviews end / count again; reopen suggests again);
 * `merge`: the MR (author, reviewers, approvers, files) joins the project's history and graph, and the final
   reviewers are recorded as feedback. A reviewer the bot itself requested who never acted on it (GitLab
   review state still "unreviewed", no approval, no comment, did not merge it) is left out of both:
-  otherwise the recommender would learn its own suggestions back as the team's reviews.
+  otherwise the recommender would learn its own suggestions back as the team's reviews. When someone
+  reviewed or approved it, the people of the last suggestion who did nothing on it and were not turned down
+  on it already are `passed_over` (a team that reviews without GitLab's reviewers field turns them down only
+  here).
+
+The author's own approval, or the author made reviewer, is no evidence about anyone and is not recorded.
 
 Skipped: drafts (`skip_drafts`), MRs with the ignore label, MRs by bots, and any event the bot itself caused
 (its reviewer PUT fires an `update` hook). GitLab delivers hooks asynchronously and re-sends failed ones, so
@@ -42,7 +48,7 @@ from typing import Any, Collection, Iterable, Mapping
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
 
-from bot.backfill import drop_idle_picks, fetch_change
+from bot.backfill import ACTED, drop_idle_picks, fetch_change
 from bot.config import ProjectSettings
 from bot.eligibility import is_bot_username
 from bot.gitlab.models import MergeRequest
@@ -52,10 +58,11 @@ from bot.logfmt import kv
 from bot.lookups import Lookups, gather
 from bot.storage import FeedbackRow
 from bot.suggesting import SuggestionResult
+from graph.feedback import NEGATIVE
 from graph.model import Change
 
 __all__ = ["router", "became_ready", "lost_ignore_label", "skip_reason", "left_alone", "assign_count",
-           "reviewer_feedback", "event_time"]
+           "reviewer_feedback", "submitted_reviews", "passed_over_at_merge", "event_time"]
 
 log = logging.getLogger("bot.handlers")
 router = Router()
@@ -168,6 +175,65 @@ def reviewer_feedback(previous: Iterable[Mapping[str, Any]], current: Iterable[M
     if others:
         out += [(p, "passed_over") for f, p in chosen.items() if f not in after]
     return out + [(p, "assigned") for p in others]
+
+
+REVIEW_DONE = frozenset({"reviewed", "requested_changes", "approved"})  # GitLab review states of a review done
+
+
+def submitted_reviews(previous: Iterable[Mapping[str, Any]], current: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The reviewers a reviewer change shows as having reviewed: their review `state` (in GitLab's reviewer
+    objects since 18.6) moved to or from reviewed, requested changes or approved.
+
+    Why both ways: Submit review sends an `update` moving the state to one of them (GitLab MR !246562), but
+    a re-request sets it back to "unreviewed" (MR !205274, 18.6), and that `update` is then the only trace
+    left where Submit review sends no hook (GitLab before !246562): the state read at the merge no longer
+    tells. Reviewer objects
+    without a state (older GitLab) and changes between "unreviewed" and none (added, asked again) say nothing.
+
+    >>> submitted_reviews([{"username": "bob", "state": "unreviewed"}], [{"username": "bob", "state": "reviewed"},
+    ...                   {"username": "cy", "state": "unreviewed"}])
+    ['bob']
+    >>> submitted_reviews([{"username": "bob", "state": "requested_changes"}],
+    ...                   [{"username": "bob", "state": "unreviewed", "re_requested": True}])
+    ['bob']
+    >>> submitted_reviews([{"username": "bob"}], [{"username": "bob"}, {"username": "cy", "state": "unreviewed"}])
+    []
+    """
+    before = {str(u["username"]).casefold(): u.get("state") for u in previous if u.get("username")}
+    out = []
+    for u in current:
+        name = str(u.get("username") or "")
+        state, was = u.get("state"), before.get(name.casefold())
+        if name and state != was and REVIEW_DONE & {state, was}:
+            out.append(name)
+    return out
+
+
+def passed_over_at_merge(change: Change, suggested: Iterable[str], rows: Iterable[FeedbackRow]) -> list[str]:
+    """The suggested people a merged `change` passed over: someone reviewed or approved it, and they are not
+    among its final reviewers or approvers, did not act on it (approve, comment, submit a review, merge:
+    `bot.backfill.ACTED`) and were not turned down on it already (a removal, a passing over when the team
+    added a reviewer, the bot's idle request: a rejection counts once per MR).
+
+    Why: a team that reviews without GitLab's reviewers field never turned anyone down, so the rejection
+    streak of someone who left never grew and they stayed first. This is the meaning the learning was tuned
+    with (`graph.simulate`: the team turns down every suggested person who did not review, once per MR, and
+    a change nobody reviewed says nothing about them): an MR merged unreviewed passes nobody over.
+
+    >>> from datetime import datetime
+    >>> row = lambda p, label: FeedbackRow(1, None, 1, 7, p, label, None, datetime.now(), None)
+    >>> c = Change("!7", 0, "ann", (), ("a.py",), ackers=("dee",), committer="dee")
+    >>> passed_over_at_merge(c, ["bob", "cy", "eve", "dee"], [row("cy", "reviewed"), row("eve", "removed")])
+    ['bob']
+    >>> passed_over_at_merge(Change("!7", 0, "ann", (), ("a.py",), committer="ann"), ["bob", "cy"], [])
+    []
+    """
+    final = {p.casefold() for p in change.truth()}
+    if not final:
+        return []
+    done = final | {p.casefold() for p in (change.author, change.committer) if p}
+    done |= {r.person.casefold() for r in rows if r.label in ACTED or r.label in NEGATIVE}
+    return [p for p in dict.fromkeys(suggested) if p.casefold() not in done]
 
 
 def event_time(attrs: Mapping[str, Any]) -> datetime | None:
@@ -303,29 +369,41 @@ async def on_update(event: Event, ctx: EventContext) -> None:
     changes = event.data.get("changes") or {}
     if isinstance(changes.get("reviewers"), Mapping):
         await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"],
-                                      at=event_time(event.object_attributes))
+                                      at=event_time(event.object_attributes),
+                                      author_id=event.object_attributes.get("author_id"))
     if became_ready(changes) or lost_ignore_label(changes, ctx.project.ignore_label):
         await suggest_if_wanted(event, ctx, first=True)
     elif "oldrev" in event.object_attributes or "target_branch" in changes:
         await suggest_if_wanted(event, ctx, first=False)  # new commits, or another target: diff and CODEOWNERS
 
 
-async def _people(ctx: EventContext, users: Any) -> list[Mapping[str, Any]]:
-    """The webhook's reviewer objects without bots: a bot added beside the suggested people (a review
-    assistant, a token's user) is no team choice, and counting it passed the suggestion over. A bot is a
-    name GitLab gives bots or the project's `bots` lists, the bot itself, or an account flagged as one."""
+async def _people(ctx: EventContext, users: Any, author: tuple[Any, str]) -> list[Mapping[str, Any]]:
+    """The webhook's reviewer objects without bots and without the MR's `author` (id, username): a bot added
+    beside the suggested people (a review assistant, a token's user) is no team choice, and counting it
+    passed the suggestion over; nor is the author reviewing their own MR. A bot is a name GitLab gives bots
+    or the project's `bots` lists, the bot itself, or an account flagged as one."""
     if not isinstance(users, list):
         return []
     look = Lookups(ctx.client, ctx.engine.recent)
     listed = {b.casefold() for b in ctx.project.bots}
     named = [u for u in users if isinstance(u, Mapping) and u.get("username") and not ctx.bot.is_me(u)
-             and not is_bot_username(str(u["username"])) and str(u["username"]).casefold() not in listed]
+             and not is_bot_username(str(u["username"])) and str(u["username"]).casefold() not in listed
+             and not _is_author(u, author)]
     flags = await gather(*(look.is_bot(u["id"]) if type(u.get("id")) is int else _no() for u in named))
     return [u for u, flagged in zip(named, flags) if not flagged]
 
 
 async def _no() -> bool:
     return False
+
+
+def _is_author(user: Mapping[str, Any], author: tuple[Any, str]) -> bool:
+    """Whether a webhook user object is the MR's author, given as (id from the payload's `author_id`, username
+    from the suggestion; either may be missing)."""
+    author_id, name = author
+    if author_id is not None and user.get("id") is not None:
+        return bool(user.get("id") == author_id)
+    return bool(name) and str(user.get("username") or "").casefold() == name.casefold()
 
 
 OPENED_WITH = {"at": "open"}  # the value of the labels about the reviewers an MR was opened with
@@ -344,22 +422,29 @@ async def record_opened_with(event: Event, ctx: EventContext, requested: Collect
         return
     opened_with = {"previous": [], "current": event.data.get("reviewers") or []}
     await record_reviewer_changes(ctx, iid, opened_with, at=event_time(event.object_attributes),
-                                  requested=requested, value=OPENED_WITH)
+                                  requested=requested, value=OPENED_WITH,
+                                  author_id=event.object_attributes.get("author_id"))
 
 
 async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any], *,
                                   at: datetime | None = None, requested: Collection[str] = (),
-                                  value: Any = None) -> None:
+                                  value: Any = None, author_id: Any = None) -> None:
     """Feedback on the last suggestion from a reviewer change made by a person (at GitLab's time `at`); before
     any suggestion (a draft), who became a reviewer and who stopped being one. Passing a suggested person over
     counts once per MR: reviewers added one at a time are one decision, not one rejection each. A person
     whose newer change was applied already is left out (`is_late`), and so is, from the passed over, one the
-    bot `requested` itself. `value` is stored with the labels but `passed_over`."""
+    bot `requested` itself. `value` is stored with the labels but `passed_over`. The MR's author (`author_id`)
+    is no reviewer here. A review the change shows submitted is `reviewed`, once (`submitted_reviews`)."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
     feedback, asked = ctx.storage.feedback, {p.casefold() for p in requested}
     late: dict[str, bool] = {}
-    previous, current = await _people(ctx, change.get("previous")), await _people(ctx, change.get("current"))
+    author = (author_id, latest.author if latest else "")
+    previous = await _people(ctx, change.get("previous"), author)
+    current = await _people(ctx, change.get("current"), author)
+    for person in submitted_reviews(previous, current):
+        await feedback.record_once(ctx.project_id, iid, person, "reviewed", suggestion_id=latest.id if latest else None,
+                                   source_event_id=ctx.event_id)
     for person, label in reviewer_feedback(previous, current, suggested):
         if label == "passed_over" and person.casefold() in asked:
             continue
@@ -379,16 +464,18 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
 @router.register(HOOK, action="approval")
 @router.register(HOOK, action="approved")
 async def on_approval(event: Event, ctx: EventContext) -> None:
-    """Someone approved (`approval`), or the MR became approved (`approved`; older GitLab sends only this):
-    `approved` feedback, once."""
+    """Someone approved: `approved` feedback, once. GitLab sends one hook per approval: CE `approved`; EE
+    `approved` when the approval leaves none required (every approval on a project without rules), else
+    `approval` (`ExecuteApprovalHooksService`)."""
     await record_approval(event, ctx, "approved")
 
 
 @router.register(HOOK, action="unapproval")
 @router.register(HOOK, action="unapproved")
 async def on_unapproval(event: Event, ctx: EventContext) -> None:
-    """Someone took their approval back (`unapproval`, and `unapproved` when the MR is no longer approved):
-    `unapproved`, once (the dashboard no longer counts the approval)."""
+    """Someone took their approval back: `unapproved`, once (the dashboard no longer counts the approval).
+    One hook: CE `unapproved`; EE `unapproved` when the MR was approved and no longer is, else `unapproval`
+    (`RemoveApprovalService`)."""
     await record_approval(event, ctx, "unapproved")
 
 
@@ -401,15 +488,19 @@ def approval_state(rows: Iterable[FeedbackRow], person: str, event_id: int | Non
 
 
 async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
-    """Store an approval given or taken back, once: GitLab sends each twice (`approval` and `approved`, or
-    `unapproval` and `unapproved`) when it is the one that makes or breaks the MR's approval. Given again
-    after being taken back, it is stored again; one older than the person's last change applied is not
-    (`is_late`: an `approval` handled after the `unapproval` that took it back)."""
+    """Store an approval given or taken back, once: the same act may arrive more than once (a project and a
+    group hook, a resent delivery, under another action name). Given again after being taken back, it is
+    stored again; one older than the person's last change applied is not (`is_late`: an `approval` handled
+    after the `unapproval` that took it back). The author's own approval (GitLab CE allows it) is none."""
     user = event.data.get("user") or {}
     person = user.get("username")
     if not person or ctx.bot.is_me(user):
         return
     iid = int(event.object_attributes["iid"])
+    author_id = event.object_attributes.get("author_id")
+    if author_id is not None and user.get("id") == author_id:
+        log.info(kv("the author's own approval; not recorded", project_id=ctx.project_id, mr_iid=iid))
+        return
     if await is_late(ctx, iid, person, event_time(event.object_attributes), label, "approval"):
         return
     state = approval_state(await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid), person, ctx.event_id)
@@ -462,11 +553,21 @@ async def leave_out_idle(ctx: EventContext, iid: int, change: Change, rows: list
     return change
 
 
+PASSED_AT_MERGE = {"at": "merge"}  # the value of the `passed_over` rows `passed_over_at_merge` finds
+
+
 async def record_final(ctx: EventContext, iid: int, change: Change) -> None:
-    """`final_reviewer` feedback for everyone who reviewed or approved the merged MR."""
+    """`final_reviewer` feedback for everyone who reviewed or approved the merged MR, then `passed_over` for
+    the suggested people it passed over (`passed_over_at_merge`; a retry of this event does not record them
+    twice, nor does another delivery of the merge: `merge_recorded`)."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    suggestion_id = latest.id if latest else None
     for person in sorted(change.truth()):
         value = {"reviewer": person in change.reviewers, "approver": person in change.ackers}
         await ctx.storage.feedback.record(ctx.project_id, iid, person, "final_reviewer", value=value,
-                                          suggestion_id=latest.id if latest else None,
-                                          source_event_id=ctx.event_id)
+                                          suggestion_id=suggestion_id, source_event_id=ctx.event_id)
+    suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
+    rows = await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid)  # with the idle requests just recorded
+    for person in passed_over_at_merge(change, suggested, rows):
+        await ctx.storage.feedback.record(ctx.project_id, iid, person, "passed_over", value=PASSED_AT_MERGE,
+                                          suggestion_id=suggestion_id, source_event_id=ctx.event_id)
