@@ -39,7 +39,10 @@ def read_changes(path: str | Path) -> Iterator[Change]:
                     continue
                 try:
                     yield change_from_record(json.loads(line))
-                except (json.JSONDecodeError, RecordError, TypeError, ValueError) as exc:
+                except json.JSONDecodeError as exc:  # most often a pretty-printed file, an object over many lines
+                    raise HistoryFileError(f"{path}:{lineno}: {exc}; expected one JSON object per line (JSON "
+                                           "Lines: a pretty-printed JSON file or an array is not read)") from exc
+                except (RecordError, TypeError, ValueError) as exc:
                     raise HistoryFileError(f"{path}:{lineno}: {exc}") from exc
     except (OSError, EOFError, UnicodeDecodeError) as exc:  # unreadable, a damaged .gz, not UTF-8 text
         raise HistoryFileError(f"{path}: cannot read line {lineno + 1} ({exc}); expected JSON Lines "

@@ -1,7 +1,10 @@
 """`reviewbot evaluate` end to end on tiny histories: JSON lines, the table, a git checkout, bad input."""
+import io
 import json
 import os
+import re
 import subprocess
+import sys
 
 import pytest
 
@@ -206,3 +209,81 @@ def test_project_lookups_that_cannot_be_answered_say_why(sqlite_url, tmp_path, m
             main(["evaluate", "--project", ref, "--jobs", "1"])
         assert exited.value.code == 1 and said in capsys.readouterr().err
     assert not (tmp_path / "typo.sqlite3").exists()
+
+
+def test_method_all_runs_every_method_and_help_names_the_default(history, capsys):
+    """`--method all` was refused as an unknown method, and the README said all methods run by default."""
+    from bot.cli.evaluate import ALL_METHODS
+
+    assert main(["evaluate", str(history), "--method", "all", "--json", "--jobs", "2"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["method"] for r in rows] == ALL_METHODS.split(",") and len(rows) == 8
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", "--help"])
+    helped = " ".join(capsys.readouterr().out.split())
+    assert exited.value.code == 0 and "default: default,revfinder,frequency,author" in helped
+    assert "or `all` for every one" in helped and "Top-k accuracy" in helped and "first 1, 3, 5 and 10" in helped
+
+
+def test_the_table_has_a_legend_and_a_plain_line_per_history(history, capsys):
+    """`top1 top3 top5 top10 mrr gini sugg/act` came with no word on what they mean."""
+    assert main(["evaluate", str(history), "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "mrr: 1 / the rank of the first real reviewer" in out and "gini sugg/act: how concentrated" in out
+    assert "top1 / top3 / top5 / top10: % of the evaluated changes" in out
+    [line] = [line for line in out.splitlines() if line.startswith("tiny.jsonl: ")]
+    assert re.fullmatch(r"tiny\.jsonl: the bot's first name was a real reviewer on \d+% of changes \(one of its "
+                        r"first three on \d+%\); best simple rule \d+% \((revfinder|frequency|author)\)", line), line
+
+
+def test_progress_is_plain_lines_on_stderr_when_it_is_no_terminal(tmp_path, capsys):
+    """A bar is drawn on a terminal only: in a log or a CI job a long replay said nothing until its table.
+    Plain lines go to stderr, so `--json` on stdout stays JSON alone."""
+    from bot.cli.replay import TenthLines
+
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(json.dumps(dict(r, id=f"{k}-{r['id']}", time=r["time"] + k * 86400)) + "\n"
+                            for k in range(30) for r in RECORDS))
+    assert main(["evaluate", str(path), "--method", "frequency", "--json", "--jobs", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["records"] for line in out.splitlines()] == [540]
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("evaluating: 100% (540 of 540 changes replayed, ")
+    shares = [int(re.match(r"evaluating: (\d+)% \(\d+ of 540 changes replayed, \d+ s\)$", line).group(1))
+              for line in lines]
+    assert shares == sorted(set(shares)) and "\r" not in err and "\x1b" not in err
+    written = io.StringIO()
+    tenths = TenthLines("simulating", 1000, written, start=0.0)
+    for done in range(0, 1001, 50):
+        tenths.update(done, now=1.0)
+    assert [line.split(" (")[0] for line in written.getvalue().splitlines()] == [
+        f"simulating: {10 * t}%" for t in range(1, 11)]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "simulate"])
+@pytest.mark.parametrize("json_out", [False, True])
+def test_a_history_with_nothing_to_score_prints_the_message_alone(tmp_path, capsys, command, json_out):
+    """An empty file, or one whose records have no `reviewers` field, printed a table (or JSON objects) of
+    zeros before the message: it is the message alone now."""
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "no-field.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in r.items() if k != "reviewers"}) + "\n" for r in RECORDS))
+    extra = ["--method", "frequency"] if command == "evaluate" else []
+    for name, said in (("empty.jsonl", "holds no change"), ("no-field.jsonl", "no change names a reviewer")):
+        assert main([command, str(tmp_path / name), *extra, *(["--json"] if json_out else []), "--jobs", "1"]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and f"reviewbot {command}: {name}: {said}, nothing to score" in err
+
+
+def test_a_pretty_printed_file_and_a_directory_are_named_as_such(tmp_path, history, capsys):
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps(RECORDS[0], indent=2) + "\n")
+    assert main(["evaluate", str(pretty), "--jobs", "1"]) == 2
+    assert "pretty.json:1: " in (err := capsys.readouterr().err) and "expected one JSON object per line" in err
+    exits = {}
+    for name, path in (("missing", tmp_path / "nowhere.jsonl"), ("directory", tmp_path)):
+        run = subprocess.run([sys.executable, "-m", "bot", "evaluate", str(path)], capture_output=True, text=True)
+        exits[name] = run.returncode
+        assert run.stdout == "" and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr, run.stderr
+    assert exits["directory"] == exits["missing"] == 1
+    assert f"{tmp_path}: is a directory, not a history file" in run.stderr and f"--git {tmp_path}" in run.stderr

@@ -269,3 +269,22 @@ def test_a_change_only_the_leaver_would_have_reviewed_counts_as_a_miss():
     unreviewed = [*history[:7], Change("8", 86400 * 8, "ann", (), ("b.c",))]
     res = simulate(unreviewed, lambda: make_recommender("default"), learning=True, open_days=0.0)
     assert (res.records, res.evaluated) == (8, 7)  # a change nobody reviewed at all has no truth to score
+
+
+def test_cli_says_when_the_leaver_never_dropped_out(tmp_path, capsys):
+    """"dropped after 20 of 20" read as dropping at the last change: the leaver was still in the top 3 at their
+    last one. The JSON keeps its meaning: `leaver_changes_until_dropped` is then `leaver_former_changes`."""
+    from bot.cli.simulate import lift_lines
+
+    path = history_file(tmp_path)
+    assert main(["simulate", str(path), "--json", "--jobs", "1"]) == 0
+    on, off = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert off["leaver_changes_until_dropped"] == off["leaver_former_changes"] == 20
+    assert on["leaver_changes_until_dropped"] < 20
+    assert main(["simulate", str(path), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "20 of 20" not in out and "never (20)" in out
+    assert f"the leaver dropped out of the top 3 after {on['leaver_changes_until_dropped']} of their 20 changes " \
+           "(off: never)" in out
+    stayed = {**on, "leaver_changes_until_dropped": 20}
+    assert lift_lines([stayed, off])[0].endswith("; the leaver never dropped out of the top 3 (20 changes, off: never)")

@@ -7,13 +7,13 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 _COUNTER = None
-_STEP = 200
+_STEP = 50  # changes a worker replays between two reports to the progress counter
 
 
 def load(source: str, is_git: bool) -> list:
@@ -37,18 +37,27 @@ def sources_of(paths: list[str], gits: list[str], command: str) -> list[tuple[st
     for path, is_git in sources:
         if not Path(path).exists():
             raise SystemExit(f"reviewbot {command}: {path}: no such {'repository' if is_git else 'file'}")
+        if not is_git and Path(path).is_dir():
+            raise SystemExit(f"reviewbot {command}: {path}: is a directory, not a history file; give the "
+                             f".jsonl or .jsonl.gz file in it, or --git {path} if it is a git checkout")
     return sources
 
 
+def scored(results: list[dict]) -> list[dict]:
+    """The results that scored something: a row of zeros is no result (it would read as a recommender that
+    never finds anyone), so neither the table nor `--json` shows one; `unscored` says why instead."""
+    return [r for r in results if r["evaluated"]]
+
+
 def unscored(results: list[dict], command: str) -> int:
-    """Say on stderr which histories had nothing to score (no change names a reviewer) and return the exit
-    status: 1 if any, else 0. A row of zeros is no result: it would read as a recommender that never finds
-    anyone."""
-    empty = list(dict.fromkeys(r["file"] for r in results if not r["evaluated"]))
-    for name in empty:
-        print(f"reviewbot {command}: {name}: no change names a reviewer, nothing to score (a history record needs "
-              "`reviewers` or `ackers`; a git history, Reviewed-by:, Acked-by: or Approved-by: trailers)",
-              file=sys.stderr)
+    """Say on stderr which histories had nothing to score (no change at all, or none naming a reviewer) and
+    return the exit status: 1 if any, else 0."""
+    empty = {r["file"]: r["records"] for r in results if not r["evaluated"]}
+    for name, records in empty.items():
+        why = ("holds no change, nothing to score" if not records else "no change names a reviewer, nothing to "
+               "score (a history record needs `reviewers` or `ackers`; a git history, Reviewed-by:, Acked-by: "
+               "or Approved-by: trailers)")
+        print(f"reviewbot {command}: {name}: {why}", file=sys.stderr)
     return 1 if empty else 0
 
 
@@ -83,13 +92,47 @@ def _init(counter) -> None:
     _COUNTER = counter
 
 
+class TenthLines:
+    """Progress as plain lines on stderr, one each time the work passes a further tenth, for a log or a CI
+    job, where a progress bar is not drawn at all (a run of minutes said nothing until its table).
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> lines = TenthLines("evaluating", 200, out, start=0.0)
+    >>> for done in (15, 20, 90, 200):
+    ...     lines.update(done, now=3.0)
+    >>> print(out.getvalue(), end="")
+    evaluating: 10% (20 of 200 changes replayed, 3 s)
+    evaluating: 40% (90 of 200 changes replayed, 3 s)
+    evaluating: 100% (200 of 200 changes replayed, 3 s)
+    """
+
+    def __init__(self, label: str, total: int, stream: TextIO, *, start: float | None = None) -> None:
+        self.label, self.total, self.stream = label, total, stream
+        self.start = time.monotonic() if start is None else start
+        self.shown = 0  # tenths said so far
+
+    def update(self, done: int, *, now: float | None = None) -> None:
+        done = min(done, self.total)
+        tenth = 10 * done // self.total if self.total else 10
+        if tenth <= self.shown:
+            return
+        self.shown = tenth
+        elapsed = (time.monotonic() if now is None else now) - self.start
+        self.stream.write(f"{self.label}: {10 * tenth}% ({done} of {self.total} changes replayed, "
+                          f"{elapsed:.0f} s)\n")
+        self.stream.flush()
+
+
 def run_jobs(fn: Callable, jobs: list[tuple], total: int, *, workers: int, label: str) -> list:
-    """Run `fn(*job)` for every job in `workers` processes (one numeric thread each), with a progress bar
-    on stderr; results in job order."""
+    """Run `fn(*job)` for every job in `workers` processes (one numeric thread each), showing progress on
+    stderr: a bar on a terminal, else a plain line every tenth (`TenthLines`); stdout stays for the results
+    (`--json`). Results in job order."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # no oversubscription of the two cores
     ctx = mp.get_context("spawn")
     counter = ctx.Value("l", 0)
     err = Console(stderr=True)
+    lines = None if err.is_terminal or not total else TenthLines(label, total, sys.stderr)
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=ctx, initializer=_init,
                              initargs=(counter,)) as pool, \
             Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -98,8 +141,13 @@ def run_jobs(fn: Callable, jobs: list[tuple], total: int, *, workers: int, label
         futures = [pool.submit(fn, *job) for job in jobs]
         while not all(f.done() for f in futures):
             bar.update(task, completed=min(total, counter.value))
+            if lines is not None:
+                lines.update(counter.value)
             time.sleep(0.2)
-        return [f.result() for f in futures]
+        results = [f.result() for f in futures]
+    if lines is not None:
+        lines.update(total)
+    return results
 
 
 def stdout_console() -> Console:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from bot.cli import stored_history
 from bot.cli.argtypes import days, whole
-from bot.cli.replay import load, names_of, run_jobs, sources_of, stdout_console, tick_factory, unscored
+from bot.cli.replay import load, names_of, run_jobs, scored, sources_of, stdout_console, tick_factory, unscored
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,26 +60,43 @@ def _run(args: argparse.Namespace, paths: list[str], named: dict[str, str]) -> i
             for (s, g), name in zip(sources, names_of(sources, named)) for learning in (True, False)]
     total = sum(len(load(s, g)) for s, g in sources) * 2
     results = run_jobs(_simulate, jobs, total, workers=args.jobs, label="simulating")
+    shown = scored(results)
     if args.json:
-        for r in results:
+        for r in shown:
             sys.stdout.write(json.dumps(r) + "\n")
-        return unscored(results, "simulate")
+    elif shown:
+        _print(shown, args.top)
+    return unscored(results, "simulate")
+
+
+def _print(results: list[dict], top: int) -> None:
     table = Table(title="Simulated team (accuracies in %)")
     for col in ("file", "learning", "records", "evaluated", "top1", "top3", "acceptance", "last third",
                 "top1 by tenth", "leaver dropped after"):
         table.add_column(col, justify="left" if col in ("file", "learning") else "right")
     for r in results:
-        dropped = r["leaver_changes_until_dropped"]
         table.add_row(r["file"], r["learning"], str(r["records"]), str(r["evaluated"]), f"{100 * r['top1']:.1f}",
                       f"{100 * r['top3']:.1f}", f"{100 * r['acceptance']:.1f}",
                       f"{100 * r['acceptance_last_third']:.1f}",
                       " ".join(f"{100 * x:.0f}" for x in r["top1_over_time"]),
-                      "-" if dropped is None else f"{dropped} of {r['leaver_former_changes']}")
+                      _dropped_cell(r))
     console = stdout_console()
     console.print(table)
-    for line in lift_lines(results, top=args.top):
+    for line in lift_lines(results, top=top):
         console.print(line, highlight=False, soft_wrap=True)
-    return unscored(results, "simulate")
+
+
+def never_dropped(r: dict) -> bool:
+    """Whether the leaver was still in the top k on the last of their former changes: then
+    `leaver_changes_until_dropped` equals `leaver_former_changes`, and they never dropped out for good."""
+    return r["leaver_former_changes"] > 0 and r["leaver_changes_until_dropped"] == r["leaver_former_changes"]
+
+
+def _dropped_cell(r: dict) -> str:
+    dropped, former = r["leaver_changes_until_dropped"], r["leaver_former_changes"]
+    if dropped is None or not former:
+        return "-"
+    return f"never ({former})" if never_dropped(r) else f"{dropped} of {former}"
 
 
 def lift_lines(results: list[dict], *, top: int = 3) -> list[str]:
@@ -93,7 +110,9 @@ def lift_lines(results: list[dict], *, top: int = 3) -> list[str]:
     >>> print(lift_lines([on, off])[0].replace("; ", ";\\n"))
     h: learning lifts Top-1 by +10.0 points (+20.0 over the last tenth);
     acceptance over the last third 30.0% → 40.0%;
-    the leaver dropped out of the top 3 after 2 of their 9 changes (off: 9)
+    the leaver dropped out of the top 3 after 2 of their 9 changes (off: never)
+    >>> print(lift_lines([{**on, "leaver_changes_until_dropped": 9}, off])[0].split("; ")[-1])
+    the leaver never dropped out of the top 3 (9 changes, off: never)
     """
     pairs: dict[str, dict[str, dict]] = {}
     for r in results:
@@ -107,9 +126,17 @@ def lift_lines(results: list[dict], *, top: int = 3) -> list[str]:
                 f"({100 * (on['top1_over_time'][-1] - off['top1_over_time'][-1]):+.1f} over the last tenth); "
                 f"acceptance over the last third {100 * off['acceptance_last_third']:.1f}% → "
                 f"{100 * on['acceptance_last_third']:.1f}%")
-        if on["leaver_changes_until_dropped"] is not None:
-            line += (f"; the leaver dropped out of the top {top} after {on['leaver_changes_until_dropped']} of their "
-                     f"{on['leaver_former_changes']} changes (off: {off['leaver_changes_until_dropped']})")
+        if on["leaver_changes_until_dropped"] is not None and on["leaver_former_changes"]:
+            line += f"; {_leaver_words(on, off, top)}"
         out.append(line)
     return out
 
+
+def _leaver_words(on: dict, off: dict, top: int) -> str:
+    """How soon the leaver dropped out of the top `top` with learning on, and off in brackets."""
+    former = on["leaver_former_changes"]
+    off_words = "never" if never_dropped(off) else str(off["leaver_changes_until_dropped"])
+    if never_dropped(on):
+        return f"the leaver never dropped out of the top {top} ({former} changes, off: {off_words})"
+    return (f"the leaver dropped out of the top {top} after {on['leaver_changes_until_dropped']} of their "
+            f"{former} changes (off: {off_words})")
