@@ -5,7 +5,8 @@ serves. `setup()` adds no route at all unless the dashboard is enabled with a to
 it; so every dashboard URL is a 404 otherwise). A browser signs in once, with the 401 page's form (POST
 /signin) or by opening `/?token=...`: the token is checked in constant time, an HttpOnly SameSite=Lax
 cookie (an HMAC of the token, never the token itself) is set and the browser is sent on without the token
-in its address; scripts send `Authorization: Bearer ...`. Anything else gets the 401 page with the form.
+in its address; scripts send `Authorization: Bearer ...`. Anything else gets the 401 page with the form,
+headed "Token not accepted" when a token was given and refused.
 No page shows the GitLab token, the webhook secrets or the database URL.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.dashboard_html import ASSETS, asset, message_body, overview_body, page, project_body, signin_form
-from bot.dashboard_stats import ModelInfo, ProjectStats, project_stats, window_start
+from bot.dashboard_stats import HistoryInfo, ModelInfo, ProjectStats, project_stats, window_start
 from bot.learning import mr_change_id
 from bot.logfmt import kv
 from bot.storage import ProjectRow, Storage, StorageError
@@ -135,17 +136,30 @@ def _is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/")
 
 
-def _unauthorised(request: web.Request, next_path: str | None = None) -> web.Response:
+REFUSED = ("Token not accepted", "The token given is not this dashboard's: check it against the [dashboard] token "
+           "setting (or REVIEWBOT_DASHBOARD_TOKEN) and sign in again.")
+FIRST_VISIT = ("Sign-in needed", "This dashboard needs its token.")
+
+
+def _token_given(request: web.Request) -> bool:
+    """Whether the request brought a token (Bearer or `?token=`), so a 401 means that token was wrong."""
+    scheme = request.headers.get("Authorization", "").partition(" ")[0]
+    return scheme.lower() == "bearer" or "token" in request.query
+
+
+def _unauthorised(request: web.Request, next_path: str | None = None, *, refused: bool = False) -> web.Response:
+    """The 401: the sign-in page, which says "Token not accepted" when a token was given (`refused`) so a
+    mistyped token is not met by the same page as a first visit."""
     headers = {"WWW-Authenticate": 'Bearer realm="reviewbot dashboard"'}
-    why = "missing or wrong dashboard token"
     if _is_api(request):
+        why = "dashboard token not accepted" if refused else "missing dashboard token"
         return web.json_response({"error": f"{why}: send Authorization: Bearer <dashboard token>"}, status=401,
                                  headers=headers)
     if next_path is None:
         next_path = str(request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"]))
-    body = message_body("Sign-in needed", f"This dashboard needs its token ({why}).",
-                        html_hint=signin_form(next_path) + SIGN_IN_HINT)
-    response = web.Response(text=page("Sign-in needed", body), content_type="text/html", status=401, headers=headers)
+    title, text = REFUSED if refused else FIRST_VISIT
+    body = message_body(title, text, html_hint=signin_form(next_path) + SIGN_IN_HINT)
+    response = web.Response(text=page(title, body), content_type="text/html", status=401, headers=headers)
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -167,7 +181,7 @@ def protected(handler: Handler) -> Handler:
         dashboard = request.app[DASHBOARD_KEY]
         via = credential(request, dashboard)
         if via is None:
-            response: web.StreamResponse = _unauthorised(request)
+            response: web.StreamResponse = _unauthorised(request, refused=_token_given(request))
         elif via == "query" and not _is_api(request):  # the token leaves the address bar (and the history)
             target = request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"])
             response = _signed_in(request, dashboard, str(target))
@@ -224,7 +238,7 @@ async def signin(request: web.Request) -> web.Response:
         response = _signed_in(request, dashboard, target)
     else:
         log.warning(kv("dashboard sign-in refused", remote=request.remote))
-        response = _unauthorised(request, target)
+        response = _unauthorised(request, target, refused=isinstance(token, str) and bool(token))
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -273,7 +287,7 @@ async def active_model(storage: Storage, project_id: int) -> ModelInfo:
 async def load_stats(storage: Storage, project: ProjectRow, *, now: datetime, weeks: int = WEEKS) -> ProjectStats:
     """Read the suggestions and feedback of the project's merge requests active in the window (all their rows:
     an MR suggested on before the window keeps its first week and earlier reviewers), which of them merged,
-    and the active model; compute the dashboard numbers."""
+    the active model and how much history is stored; compute the dashboard numbers."""
     since = window_start(now, weeks)
     active = await storage.suggestions.mrs_since(project.id, since)
     suggestions = await storage.suggestions.of_mrs(project.id, active, with_mr=False)
@@ -283,8 +297,9 @@ async def load_stats(storage: Storage, project: ProjectRow, *, now: datetime, we
     latest = max(suggestions, key=lambda r: r.id, default=None)
     if latest is not None:
         model = model.model_copy(update={"serving": latest.model_version})
+    history = HistoryInfo(changes=await storage.history.count(project.id), import_done=project.backfill_done)
     return project_stats(project.id, project.path, suggestions, feedback, model, now=now, weeks=weeks,
-                         merged=[iid for iid in active if mr_change_id(iid) in merged])
+                         merged=[iid for iid in active if mr_change_id(iid) in merged], history=history)
 
 
 async def fresh_stats(dashboard: Dashboard, project: ProjectRow, now: datetime) -> ProjectStats:
@@ -313,9 +328,11 @@ async def cached_stats(dashboard: Dashboard, project: ProjectRow, now: datetime)
 
 async def _key(storage: Storage, project: ProjectRow, now: datetime) -> tuple:
     """What the overview's numbers of a project depend on: its rows (`ProjectStore.marker`, read from the
-    database each time, so a row stored by another process counts at once), its path and the chart's first
-    day. Read before the rows: a row stored meanwhile makes the next load compute again, never hides."""
-    return await storage.projects.marker(project.id), project.path, window_start(now, WEEKS)
+    database each time, so a row stored by another process counts at once), its path, whether its history
+    import finished, and the chart's first day. Read before the rows: a row stored meanwhile makes the next
+    load compute again, never hides."""
+    return (await storage.projects.marker(project.id), project.path, project.backfill_done,
+            window_start(now, WEEKS))
 
 
 NOT_FOUND = "No such project: the bot lists a project after its first webhook event from it."

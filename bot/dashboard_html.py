@@ -73,26 +73,46 @@ def _table(head: Sequence[str], rows: Sequence[str], *, nums: frozenset[int] = f
 
 def overview_body(projects: Sequence[ProjectStats]) -> str:
     """The list of projects with their headline numbers, each linking to its page."""
+    nums = frozenset({1, 2, 3, 4, 5})
     rows = [_row([
         f'<a href="/projects/{s.project_id}">{escape(s.path or f"project {s.project_id}")}</a>',
-        str(s.suggested), _pct(s.acceptance), _pct(s.top1), _pct(s.top3), escape(s.model_label),
-    ], nums=frozenset({1, 2, 3, 4})) for s in projects]
-    table = _table(["Project", "MRs suggested", "Accepted", "Top-1 hit", "Top-3 hit", "Model"], rows,
-                   nums=frozenset({1, 2, 3, 4}),
+        str(s.suggested), _pct(s.acceptance), str(s.pending), _pct(s.top1), _pct(s.top3),
+        escape(s.history.label), escape(s.model_label),
+    ], nums=nums) for s in projects]
+    table = _table(["Project", "MRs suggested", "Accepted", "Awaiting the team", "Top-1 hit", "Top-3 hit", "History",
+                    "Model"], rows, nums=nums,
                    empty="No project yet: a project appears here after the bot receives its first webhook event.")
-    return (f"<h1>Projects</h1><section>{table}<p class=\"hint\">Over the last 12 weeks. Accepted: share of merge "
-            "requests where someone the bot suggested became a reviewer or approved.</p></section>")
+    return (f"<h1>Projects</h1><section>{table}<p class=\"hint\">Over the last 12 weeks. Accepted: share of the "
+            "merge requests the team responded to where someone the bot suggested became a reviewer or approved. "
+            "Awaiting the team: open merge requests nobody has responded to yet, left out of that share. "
+            "History: merged merge requests the bot holds, and whether the import of the older ones finished."
+            "</p></section>")
+
+
+def _accepted_note(s: ProjectStats) -> str:
+    """"3 of 6 merge requests the team responded to; 1 awaiting the team"."""
+    note = f"{s.accepted} of {s.suggested - s.pending} merge requests the team responded to"
+    return note + (f"; {s.pending} awaiting the team" if s.pending else "")
+
+
+def _model_note(s: ProjectStats) -> str:
+    """The active model's score in words: Top-1 on the most recent merged MRs held out of its training (at
+    most 200: `graph.retrain` holds out fewer when the history is short or the last model is recent)."""
+    score = ("no score yet" if s.model.backtest_score is None else
+             f"Top-1 on the last merged MRs (up to 200, kept out of its training): {_pct(s.model.backtest_score)}")
+    trained = f", trained {s.model.trained_at:%Y-%m-%d}" if s.model.trained_at else ""
+    serving = f"latest suggestion by {s.model.serving}" if s.model.serving else "no suggestion yet"
+    return f"{score}{trained}; {serving}"
 
 
 def _cards(s: ProjectStats) -> str:
-    score = "no backtest score" if s.model.backtest_score is None else f"backtest score {s.model.backtest_score:.3f}"
-    trained = f", trained {s.model.trained_at:%Y-%m-%d}" if s.model.trained_at else ""
-    serving = f"latest suggestion by {s.model.serving}" if s.model.serving else "no suggestion yet"
+    history = f"{s.history.changes:,} merged MRs" if s.history.changes else "none"
     cards = [
-        ("Accepted (12 weeks)", _pct(s.acceptance), f"{s.accepted} of {s.suggested} merge requests", ""),
+        ("Accepted (12 weeks)", _pct(s.acceptance), _accepted_note(s), ""),
         ("Top-1 hit", _pct(s.top1), f"first suggestion among the reviewers of {s.judged} merged MRs", ""),
         ("Top-3 hit", _pct(s.top3), f"one of the first three among the reviewers of {s.judged} merged MRs", ""),
-        ("Model", s.model_label, f"{score}{trained}; {serving}", " small"),
+        ("History", history, s.history.state, " small"),
+        ("Model", s.model_label, _model_note(s), " small"),
     ]
     return '<div class="cards">' + "".join(
         f'<div><div class="label">{escape(label)}</div><div class="value{extra}" id="card-{i}">{escape(value)}'
@@ -101,9 +121,10 @@ def _cards(s: ProjectStats) -> str:
 
 
 def _chart(s: ProjectStats) -> str:
-    weeks = [_row([f"{w.week:%Y-%m-%d}", str(w.suggested), str(w.accepted), _pct(w.rate)],
-                  nums=frozenset({1, 2, 3})) for w in s.weeks]
-    table = _table(["Week of", "MRs suggested", "Accepted", "Rate"], weeks, nums=frozenset({1, 2, 3}), empty="")
+    weeks = [_row([f"{w.week:%Y-%m-%d}", str(w.suggested), str(w.pending), str(w.accepted), _pct(w.rate)],
+                  nums=frozenset({1, 2, 3, 4})) for w in s.weeks]
+    table = _table(["Week of", "MRs suggested", "Awaiting the team", "Accepted", "Rate"], weeks,
+                   nums=frozenset({1, 2, 3, 4}), empty="")
     return (f'<section><h2>Acceptance rate per week</h2><div class="chart" id="acceptance-chart" '
             f'data-stats="/api/projects/{s.project_id}/stats" data-state="loading">'
             '<p class="muted">Drawing the chart… (it needs JavaScript; the numbers are below)</p></div>'

@@ -9,6 +9,10 @@ Definitions (one merge request is one unit, however often the bot re-suggested o
   `reviewed` or `final_reviewer` label there (`assigned` never counts: it is the bot's own request, or a
   reviewer the team added whom the last suggestion did not list, neither of them the team taking a suggestion);
   it counts in the week of the bot's first suggestion on it;
+* it is **awaiting the team** (pending) while it is open (neither merged nor closed), not accepted, and
+  has no row from a person yet: only the bot's own (`suggested`, `moved_down_<term>`, its own `assigned`).
+  The acceptance rate leaves these out (accepted over the merge requests the team responded to), so a
+  bot installed today does not read "Accepted 0%" before anyone could answer it;
 * its **actual reviewers** are the `final_reviewer` people once merged, else whoever is currently a reviewer
   (`accepted`, `assigned`, `approved`, `reviewed`, less those `removed` since; an approval taken back,
   `unapproved`, no longer makes its giver one, while a reviewer still requested or who commented stays);
@@ -38,17 +42,18 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.backfill import is_bot_pick
 from bot.storage import FeedbackRow, SuggestionRow
-from graph.feedback import MOVED_BY, REVIEWED, TERMS
+from graph.feedback import MOVED_BY, PUT_FIRST, REVIEWED, TERMS
 
 __all__ = [
-    "ACCEPTING", "BECAME_REVIEWER", "NO_MODEL", "WeekPoint", "MrRow", "LoadRow", "ModelInfo", "TermVotes",
-    "ProjectStats", "project_stats", "week_start", "window_start",
+    "ACCEPTING", "BECAME_REVIEWER", "NO_MODEL", "WeekPoint", "MrRow", "LoadRow", "ModelInfo", "HistoryInfo",
+    "TermVotes", "ProjectStats", "project_stats", "week_start", "window_start",
 ]
 
 ACCEPTING = frozenset({"accepted", "approved", "reviewed", "final_reviewer"})
 BECAME_REVIEWER = frozenset({"accepted", "assigned", "final_reviewer"})
 CURRENT_REVIEWER = frozenset({"accepted", "assigned", "approved", "reviewed"})
 NO_MODEL = "history-trained (no stored model)"
+BOTS_OWN = frozenset({PUT_FIRST, *MOVED_BY})  # rows the bot writes about its own suggestion, no person's answer
 
 
 class _Frozen(BaseModel):
@@ -56,12 +61,14 @@ class _Frozen(BaseModel):
 
 
 class WeekPoint(_Frozen):
-    """One week of the acceptance chart; `rate` is None when the bot suggested on nothing that week."""
+    """One week of the acceptance chart: `rate` is `accepted` over the merge requests the team responded to
+    (`suggested` less `pending`), None when there is none."""
 
     week: date
     suggested: int
     accepted: int
     rate: float | None
+    pending: int = 0
 
 
 class MrRow(_Frozen):
@@ -106,6 +113,30 @@ class ModelInfo(_Frozen):
         return self.version or NO_MODEL
 
 
+class HistoryInfo(_Frozen):
+    """How much of the project's history the bot holds: merged changes stored, and whether the import of
+    the history from before the bot (the backfill) has finished. Tells an empty project from an imported one."""
+
+    changes: int = 0
+    import_done: bool = False
+
+    @property
+    def state(self) -> str:
+        """Where the import stands, in words."""
+        if not self.changes:
+            return "import finished: no merged MR found" if self.import_done else "no history imported yet"
+        return "import finished" if self.import_done else "import not finished yet"
+
+    @property
+    def label(self) -> str:
+        """In words, for the page.
+
+        >>> HistoryInfo().label, HistoryInfo(changes=1234).label, HistoryInfo(changes=9, import_done=True).label
+        ('no history imported yet', '1,234 merged MRs; import not finished yet', '9 merged MRs; import finished')
+        """
+        return f"{self.changes:,} merged MRs; {self.state}" if self.changes else self.state
+
+
 class TermVotes(_Frozen):
     """Where one hand-set term chose the bot's first suggestion, whom the team took (see the module docstring)."""
 
@@ -125,6 +156,7 @@ class ProjectStats(_Frozen):
     suggested: int
     accepted: int
     acceptance: float | None
+    pending: int = 0
     judged: int
     top1: float | None
     top3: float | None
@@ -133,6 +165,7 @@ class ProjectStats(_Frozen):
     model: ModelInfo
     model_label: str
     terms: list[TermVotes] = []
+    history: HistoryInfo = HistoryInfo()
 
 
 def week_start(when: datetime) -> date:
@@ -197,6 +230,11 @@ class _Mr:
     def merged(self) -> bool:
         return self.in_history or any(r.label == "final_reviewer" for r in self.feedback)
 
+    def pending(self) -> bool:
+        """Open and not accepted, with no row from a person yet (see the module docstring)."""
+        answered = any(r.label not in BOTS_OWN and not is_bot_pick(r) for r in self.feedback)
+        return not (answered or self.merged() or self.closed() or self.accepted())
+
     def closed(self) -> bool:
         """Closed without merging (and not reopened since)."""
         states = [r.label for r in self.feedback if r.label in ("closed", "reopened")]
@@ -247,13 +285,15 @@ def _group(suggestions: Iterable[SuggestionRow], feedback: Iterable[FeedbackRow]
 
 def _weeks(suggested: Sequence[_Mr], now: datetime, weeks: int) -> list[WeekPoint]:
     first = week_start(now) - timedelta(weeks=weeks - 1)
-    counts: dict[date, list[int]] = {first + timedelta(weeks=i): [0, 0] for i in range(weeks)}
+    counts: dict[date, list[int]] = {first + timedelta(weeks=i): [0, 0, 0] for i in range(weeks)}
     for mr in suggested:
         bucket = counts.get(week_start(mr.suggestions[0].created_at))
         if bucket is not None:
             bucket[0] += 1
             bucket[1] += mr.accepted()
-    return [WeekPoint(week=w, suggested=n, accepted=a, rate=_ratio(a, n)) for w, (n, a) in counts.items()]
+            bucket[2] += mr.pending()
+    return [WeekPoint(week=w, suggested=n, accepted=a, pending=p, rate=_ratio(a, n - p))
+            for w, (n, a, p) in counts.items()]
 
 
 def _mr_row(mr: _Mr) -> MrRow:
@@ -314,10 +354,11 @@ def _term_votes(mrs: Iterable[_Mr]) -> list[TermVotes]:
 def project_stats(
     project_id: int, path: str | None, suggestions: Iterable[SuggestionRow], feedback: Iterable[FeedbackRow],
     model: ModelInfo, *, now: datetime, weeks: int = 12, recent: int = 20, load_days: int = 30, people: int = 30,
-    merged: Iterable[int] = (),
+    merged: Iterable[int] = (), history: HistoryInfo = HistoryInfo(),
 ) -> ProjectStats:
     """The dashboard's numbers for one project from the rows of its merge requests active since
-    `window_start(now, weeks)` (all their rows, older ones too); `merged`: which of them the history holds.
+    `window_start(now, weeks)` (all their rows, older ones too); `merged`: which of them the history holds;
+    `history`: how much history is stored, shown as it is.
 
     The chart counts each merge request in the week of its first suggestion (those first suggested before
     the window are left out of it); `recent` merge requests (newest first) fill the suggestions-against-
@@ -328,13 +369,14 @@ def project_stats(
     points = _weeks(suggested, now, weeks)
     in_chart = sum(p.suggested for p in points)
     accepted = sum(p.accepted for p in points)
+    pending = sum(p.pending for p in points)
     rows = [_mr_row(mr) for mr in sorted(suggested, key=lambda m: m.suggestions[0].created_at, reverse=True)]
     judged = [r for r in rows if r.merged]
     return ProjectStats(
         project_id=project_id, path=path, generated_at=now, weeks=points, suggested=in_chart, accepted=accepted,
-        acceptance=_ratio(accepted, in_chart), judged=len(judged),
+        acceptance=_ratio(accepted, in_chart - pending), pending=pending, judged=len(judged),
         top1=_ratio(sum(r.top1_hit for r in judged), len(judged)),
         top3=_ratio(sum(r.top3_hit for r in judged), len(judged)),
         recent=rows[:recent], load=_load(mrs.values(), now - timedelta(days=load_days), people),
-        model=model, model_label=model.label, terms=_term_votes(suggested),
+        model=model, model_label=model.label, terms=_term_votes(suggested), history=history,
     )

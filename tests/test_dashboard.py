@@ -7,12 +7,13 @@ The seeded project (times in UTC, "now" is Wednesday 2025-03-19; the chart's wee
     1   03-03 (wk 03-03)   ann bob cy       bob accepted, final reviewer            yes       yes    bob
     2   03-04 (wk 03-03)   bob ann          both passed over, dan final reviewer    no        yes    dan
     3   03-10 (wk 03-10)   ann cy (2nd)     cy assigned by the bot, then approved   yes       no     cy
-    4   03-12 (wk 03-10)   ann              ann assigned by the bot only            no        no     ann
+    4   03-12 (wk 03-10)   ann              ann assigned by the bot only            awaiting  no     ann
     5   03-13 (wk 03-10)   bob cy           bob assigned, then removed              no        no     -
     6   03-17 (wk 03-17)   <img ...>        a thumbs up                             no        no     -
     8   2024-12-01         ann              (before the 12-week window)             -
 
-So the weeks read 1/1, 1/2, 1/3, 0/1 (3 of 7), and the merged ones give Top-1 1/3 and Top-3 2/3.
+4 has only the bot's own rows: it is awaiting the team, left out of the rate. So the weeks read 1/1, 1/2,
+1/2 (and 1 awaiting), 0/1 (3 of 6 answered), and the merged ones give Top-1 1/3 and Top-3 2/3.
 
 Where a hand-set term chose the first suggestion (a `moved_down_<term>` row beside the `suggested` one): on 7
 the streak's choice ann was taken (bob not); on 1 the spreading's choice ann was not, bob (moved down) was; on
@@ -143,15 +144,18 @@ async def test_the_dashboard_is_off_by_default(aiohttp_client, seeded):
     assert (await client.get("/healthz")).status == 200
 
 
-@pytest.mark.parametrize("headers, query", [
-    ({}, ""), ({"Authorization": "Bearer wrong-token-0123456789abcdef"}, ""), ({"Authorization": TOKEN}, ""),
-    ({}, "?token=wrong"), ({"Cookie": f"{COOKIE}={TOKEN}"}, ""),
+@pytest.mark.parametrize("headers, query, says", [
+    ({}, "", "Sign-in needed"), ({"Authorization": "Bearer wrong-token-0123456789abcdef"}, "", "Token not accepted"),
+    ({"Authorization": TOKEN}, "", "Sign-in needed"), ({}, "?token=wrong", "Token not accepted"),
+    ({"Cookie": f"{COOKIE}={TOKEN}"}, "", "Sign-in needed"),
 ])
-async def test_a_missing_or_wrong_token_gets_the_401_page(client, headers, query):
+async def test_a_missing_or_wrong_token_gets_the_401_page(client, headers, query, says):
+    """A token given and refused says so ("Token not accepted"); it met the first visit's page."""
     for path in ("/", "/projects/7"):
         response = await client.get(path + query, headers=headers, allow_redirects=False)
         text = await response.text()
-        assert response.status == 401 and "Sign-in needed" in text and "ann" not in text
+        assert response.status == 401 and f"<h1>{says}</h1>" in text and "ann" not in text
+        assert 'class="signin-form"' in text
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert "set-cookie" not in response.headers
     response = await client.get("/api/projects/7/stats" + query, headers=headers)
@@ -236,7 +240,9 @@ async def test_the_sign_in_form_posts_the_token_and_goes_back_only_to_this_site(
     assert '<input type="hidden" name="next" value="/projects/7?week=1">' in page
     wrong = await client.post("/signin", data={"token": "nope", "next": "/projects/7"}, allow_redirects=False)
     assert wrong.status == 401 and "set-cookie" not in wrong.headers
-    assert 'name="next" value="/projects/7"' in await wrong.text()
+    said = await wrong.text()
+    assert 'name="next" value="/projects/7"' in said and "<title>Token not accepted" in said
+    assert "<h1>Token not accepted</h1>" in said and "check it against the [dashboard] token setting" in said
     for asked, location in (("/projects/7?week=1", "/projects/7?week=1"), ("//evil.example/", "/"),
                             ("https://evil.example/", "/"), ("/\\evil.example", "/"), ("/\t/evil.example/", "/"),
                             ("/\n/evil.example/", "/"), ("/x\\@evil.example", "/")):
@@ -267,9 +273,9 @@ async def test_no_page_shows_a_secret(client):
 
 
 # --- numbers -------------------------------------------------------------------------------------------------
-def week(day: str, suggested: int, accepted: int) -> dict:
-    return {"week": day, "suggested": suggested, "accepted": accepted,
-            "rate": round(accepted / suggested, 4) if suggested else None}
+def week(day: str, suggested: int, accepted: int, pending: int = 0) -> dict:
+    return {"week": day, "suggested": suggested, "accepted": accepted, "pending": pending,
+            "rate": round(accepted / (suggested - pending), 4) if suggested - pending else None}
 
 
 def mr(iid, day, top3, reviewers, merged, top1_hit, top3_hit, closed=False) -> dict:
@@ -290,8 +296,9 @@ async def test_the_json_stats_are_exact(client):
     stats = await (await client.get("/api/projects/7/stats", headers=BEARER)).json()
     assert len(stats["weeks"]) == 12 and stats["weeks"][0]["week"] == "2024-12-30"
     assert [w for w in stats["weeks"] if w["suggested"]] == [
-        week("2025-02-24", 1, 1), week("2025-03-03", 2, 1), week("2025-03-10", 3, 1), week("2025-03-17", 1, 0)]
-    assert (stats["suggested"], stats["accepted"], stats["acceptance"]) == (7, 3, 0.4286)
+        week("2025-02-24", 1, 1), week("2025-03-03", 2, 1), week("2025-03-10", 3, 1, 1), week("2025-03-17", 1, 0)]
+    assert (stats["suggested"], stats["accepted"], stats["pending"], stats["acceptance"]) == (7, 3, 1, 0.5)
+    assert stats["history"] == {"changes": 0, "import_done": False}
     assert (stats["judged"], stats["top1"], stats["top3"]) == (3, 0.3333, 0.6667)
     assert stats["recent"] == [
         mr(6, "2025-03-17T10:00:00Z", [EVIL], [], False, None, None),
@@ -370,8 +377,11 @@ async def test_an_approval_taken_back_leaves_the_open_reviews_gitlab_shows(handl
 
 async def test_the_project_page_shows_the_numbers_and_escapes_names(client):
     text = await (await client.get("/projects/7", headers=BEARER)).text()
-    assert "3 of 7 merge requests" in text and ">43%<" in text and ">33%<" in text and ">67%<" in text
-    assert ">v3<" in text and "backtest score 0.612" in text and "latest suggestion by v4-candidate" in text
+    assert "3 of 6 merge requests the team responded to; 1 awaiting the team" in text
+    assert ">50%<" in text and ">33%<" in text and ">67%<" in text
+    assert ">v3<" in text and "latest suggestion by v4-candidate" in text
+    assert "Top-1 on the last merged MRs (up to 200, kept out of its training): 61%" in text
+    assert "backtest score" not in text and "0.612" not in text  # a fraction beside the % cards, unexplained
     assert 'href="https://gitlab.example/acme/widgets/-/merge_requests/3"' in text
     assert "<img" not in text and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in text
     assert 'data-stats="/api/projects/7/stats"' in text and '<script src="/dashboard/dashboard.js"' in text
@@ -383,9 +393,29 @@ async def test_the_project_page_shows_the_numbers_and_escapes_names(client):
 async def test_the_overview_lists_every_project_and_its_model(client):
     text = await (await client.get("/", headers=BEARER)).text()
     assert '<a href="/projects/7">acme/widgets</a>' in text and '<a href="/projects/9">acme/empty</a>' in text
-    assert NO_MODEL in text and ">43%<" in text
+    assert NO_MODEL in text and ">50%<" in text and "no history imported yet" in text
     other = await (await client.get("/projects/9", headers=BEARER)).text()
     assert NO_MODEL in other and "has not suggested anyone" in other
+
+
+async def test_the_page_tells_an_empty_project_from_an_imported_one(aiohttp_client, seeded):
+    """Both read "history-trained (no stored model)": nothing said whether any history had been imported."""
+    from graph.model import Change
+
+    client = await aiohttp_client(make_app(make_settings(), seeded, Metrics()))
+    empty = await (await client.get("/projects/9", headers=BEARER)).text()
+    assert "<div class=\"label\">History</div>" in empty and ">none<" in empty and "no history imported yet" in empty
+    await seeded.history.upsert(PROJECT, [Change(f"!{i}", 1_700_000_000 + i, "ann", ("bob",), ("a.c",))
+                                          for i in range(1200)])
+    importing = await (await client.get("/projects/7", headers=BEARER)).text()
+    assert ">1,200 merged MRs<" in importing and "import not finished yet" in importing
+    await seeded.projects.set_backfill(PROJECT, cursor=None, page=None, done=True)
+    done = await (await client.get("/projects/7", headers=BEARER)).text()
+    assert ">1,200 merged MRs<" in done and ">import finished<" in done
+    overview = await (await client.get("/", headers=BEARER)).text()
+    assert "1,200 merged MRs; import finished" in overview and "no history imported yet" in overview
+    stats = await (await client.get("/api/projects/7/stats", headers=BEARER)).json()
+    assert stats["history"] == {"changes": 1200, "import_done": True}
 
 
 def row_reads(storage: Storage) -> list[str]:
@@ -423,13 +453,17 @@ async def test_the_overview_reads_a_projects_rows_again_only_once_they_changed(a
         sid = await other_process.suggestions.add(OTHER, 2, [{"username": "eve"}], "v1")
         await other_process.feedback.record(OTHER, 2, "eve", "accepted", suggestion_id=sid)
         second, read = await overview()
-        assert '<td class="num">2</td><td class="num">50%</td>' in second and read == 1
+        assert '<td class="num">2</td><td class="num">100%</td><td class="num">1</td>' in second and read == 1
         await other_process.models.save(OTHER, "v9", b"model")
         third, read = await overview()
         assert ">v9<" in third and read == 1
         page = await (await client.get("/projects/9", headers=BEARER)).text()
-        assert "1 of 2 merge requests" in page and ">v9<" in page
+        assert "1 of 1 merge requests the team responded to; 1 awaiting the team" in page and ">v9<" in page
         assert await overview() == (third, 0)
+        await other_process.projects.set_backfill(OTHER, cursor=None, page=None, done=True)  # the import ends
+        fourth, read = await overview()
+        assert "import finished: no merged MR found" in fourth and read == 1
+        assert await overview() == (fourth, 0)
         clock.now = datetime(2025, 3, 24, 0, 0, tzinfo=timezone.utc)  # a new week: the chart moves on
         assert (await overview())[1] == 2
     finally:
@@ -482,10 +516,12 @@ async def test_a_real_browser_signs_in_and_the_script_draws_the_chart(aiohttp_se
     bars = re.findall(r'<rect class="bar"[^>]*>', dom)
     assert len(bars) == 4
     heights = [float(re.search(r'height="([\d.]+)"', b).group(1)) for b in bars]
-    assert heights[0] > heights[1] > heights[2] > heights[3] == 1  # 100 %, 50 %, 33 %, 0 %
+    assert heights[0] > heights[1] == heights[2] > heights[3] == 1  # 100 %, 50 %, 50 % (1 awaiting), 0 %
     values = re.findall(r'<text class="value"[^>]*>([^<]*)</text>', dom)
-    assert values == ["100%", "50%", "33%", "0%"]
-    assert "Week of 2025-03-10: 1 of 3 merge requests" in dom
+    assert values == ["100%", "50%", "50%", "0%"]
+    assert re.findall(r'<text class="count"[^>]*>([^<]*)</text>', dom)[-4:] == ["1/1", "1/2", "1/2", "0/1"]
+    assert ("Week of 2025-03-10: 1 of 2 merge requests the team responded to took a suggested reviewer (50%); "
+            "1 awaiting the team") in dom
     assert ">v3<" in dom and "<img" not in dom
 
 
@@ -560,6 +596,11 @@ async def test_the_sign_in_form_and_the_sign_out_button_work_in_a_real_browser(a
     title, text = await in_chromium(tmp_path / "out", f"{here}/projects/7?token={TOKEN}",
                                     "document.querySelector('form.signout button').click()")
     assert "Sign-in needed" in title, text[:300]
+    title, text = await in_chromium(tmp_path / "typo", f"{here}/projects/7",
+                                    "document.getElementById('token').value = 'not-the-token';"
+                                    "document.querySelector('form.signin-form').submit()",
+                                    until="document.title.includes('Token not accepted')")
+    assert "Token not accepted" in title and "check it against" in text and "acme/widgets" not in text, text[:300]
 
 
 @pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")

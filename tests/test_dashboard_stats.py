@@ -142,3 +142,26 @@ def test_an_approval_taken_back_alone_is_no_open_review_but_a_reviewer_still_req
     assert {person: load.get(person, 0) for person in histories} == {
         person: open_ for person, (_, _, open_) in histories.items()}
     assert {r.mr_iid: r.reviewers for r in result.recent} == {1: [], 2: ["cy"], 3: [], 4: ["eve"], 5: ["fay"]}
+
+
+def test_an_mr_nobody_answered_yet_is_awaiting_the_team_and_left_out_of_the_rate():
+    """Right after install the page read "Accepted 0%, 0 of 1": the one merge request was simply not answered
+    yet. The bot's own rows (whom it put first, whom a term moved down, its own review request) are no answer;
+    any person's row is, and so is a merge or a close."""
+    from bot.backfill import BOT_PICK
+
+    bots_own = [feedback(1, "ann", "suggested"), feedback(1, "bob", "moved_down_spreading"),
+                FeedbackRow(next(_ids), None, 1, 1, "ann", "assigned", BOT_PICK, day(0.5), None)]
+    fresh = stats([suggestion(1, "ann", "bob")], bots_own, weeks=1)
+    assert (fresh.suggested, fresh.accepted, fresh.pending, fresh.acceptance) == (1, 0, 1, None)
+    assert [(w.suggested, w.accepted, w.pending, w.rate) for w in fresh.weeks] == [(1, 0, 1, None)]
+    answers = {"a thumbs up": [feedback(1, "zed", "thumbs_up")],
+               "someone else assigned": [feedback(1, "cy", "assigned")], "closed": [feedback(1, "ann", "closed")],
+               "why asked": [feedback(1, "cy", "why")]}
+    for name, rows in answers.items():
+        answered = stats([suggestion(1, "ann", "bob")], [*bots_own, *rows], weeks=1)
+        assert (answered.pending, answered.acceptance) == (0, 0.0), name
+    merged = stats([suggestion(1, "ann", "bob")], bots_own, weeks=1, merged=[1])
+    assert (merged.pending, merged.acceptance) == (0, 0.0)
+    two = stats([suggestion(1, "ann"), suggestion(2, "ann")], [feedback(2, "ann", "accepted")], weeks=1)
+    assert (two.suggested, two.accepted, two.pending, two.acceptance) == (2, 1, 1, 1.0)

@@ -37,15 +37,17 @@
     const middle = x + barWidth / 2;
     const base = plot.top + plot.height;
     const label = el("text", { class: "axis", x: middle, y: base + 16, "text-anchor": "middle" }, dayMonth(point.week));
-    svg.append(label, el("text", { class: "count", x: middle, y: base + 30 }, point.accepted + "/" + point.suggested));
+    const answered = point.suggested - (point.pending || 0);  // the rate leaves out MRs nobody answered yet
+    svg.append(label, el("text", { class: "count", x: middle, y: base + 30 }, point.accepted + "/" + answered));
     if (point.rate === null) {
       svg.append(el("rect", { class: "empty", x: x, y: base - 2, width: barWidth, height: 2 }));
       return 0;
     }
     const height = Math.max(point.rate * plot.height, 1);
     const bar = el("rect", { class: "bar", x: x, y: base - height, width: barWidth, height: height, rx: 2 });
-    bar.append(el("title", {}, "Week of " + point.week + ": " + point.accepted + " of " + point.suggested +
-      " merge requests took a suggested reviewer (" + percent(point.rate) + ")"));
+    const waiting = point.pending ? "; " + point.pending + " awaiting the team" : "";
+    bar.append(el("title", {}, "Week of " + point.week + ": " + point.accepted + " of " + answered +
+      " merge requests the team responded to took a suggested reviewer (" + percent(point.rate) + ")" + waiting));
     svg.append(bar, el("text", { class: "value", x: middle, y: base - height - 5 }, percent(point.rate)));
     return 1;
   }
