@@ -4,12 +4,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from bot.config import ProjectSettings
 from bot.engine import Engine
 
 from bot.handlers.notes import ACK_OK, ACK_PROBLEM
 from bot.handlers.publish import REPLY_MARKER
+from bot.storage.tables import bot_comments
 from tests.bot_harness import bot_notes, handler_env, marker_notes, take_events  # noqa: F401 - fixture
 
 FILES = ["src/core/m1.py"]
@@ -496,3 +498,51 @@ async def test_a_reply_to_many_bad_commands_shows_the_help_once_and_short_echoes
     assert reply.body.count("| `/reviewers` | suggest reviewers again |") == 1
     assert reply.body.count("is not a command I know") == 20 and len(reply.body) < 5_000
     assert acks(env, note) == [ACK_PROBLEM]
+
+
+@pytest.mark.parametrize("note_first", [True, False])
+async def test_a_late_exclusion_and_the_merge_reject_a_person_once_in_either_order(handler_env, note_first):
+    """The merge records a suggested person nobody took as passed over; an exclusion written before the merge
+    but handled after it is the same rejection: one, whichever event is handled first."""
+    env = await handler_env()
+    mr = await opened(env)
+    target = (await shown_now(env, mr))[0]
+    t0 = env.state.now().replace(microsecond=100_000)
+    env.state.clock = lambda: t0
+    env.state.add_note(mr, env.tiny.ann, f"/reviewers exclude @{target}")
+    held = take_events(env.state)
+    if note_first:
+        for e in held:
+            await env.send(e)
+        await env.run()
+    env.state.clock = lambda: t0 + timedelta(seconds=5)
+    approver = env.tiny.dee if target != "dee" else env.tiny.cy
+    env.state.approve(mr, approver)
+    env.state.merge_mr(mr, by=approver)
+    await env.run()
+    if not note_first:
+        for e in held:
+            await env.send(e)
+        await env.run()
+    rejections = [label for person, label in await feedback(env, mr)
+                  if person == target and label in ("exclude", "passed_over", "reroll", "removed")]
+    assert len(rejections) == 1, rejections
+
+
+async def test_replies_in_other_threads_ask_gitlab_once_per_person(handler_env):
+    """Where the bot comment's discussion is not known (a comment kept before it was stored), a suggested
+    person's reply in a thread asks GitLab for the thread once: after their first review, nothing more to learn."""
+    env = await handler_env()
+    mr = await opened(env)
+    shown = await shown_now(env, mr)
+    async with env.storage.engine.begin() as conn:
+        await conn.execute(sa.update(bot_comments).values(discussion_id=None))
+    person = next(u for u in (env.tiny.bob, env.tiny.cy) if u.username == shown[0])
+    root = env.state.add_note(mr, env.tiny.ann, "question about the design")
+    await env.run()
+    before = len(env.state.calls("GET", "/discussions/"))
+    for i in range(5):
+        env.state.add_note(mr, person, f"answer {i}", reply_to=root)
+        await env.run()
+    assert len(env.state.calls("GET", "/discussions/")) - before <= 1
+    assert [label for who, label in await feedback(env, mr) if who == person.username] == ["suggested", "reviewed"]
