@@ -247,7 +247,12 @@ def event_time(attrs: Mapping[str, Any]) -> datetime | None:
     >>> event_time({"updated_at": "2013-12-03 17:23:34 UTC"}) == event_time({"updated_at": "2013-12-03T17:23:34Z"})
     True
     """
-    text = attrs.get("updated_at")
+    return gitlab_time(attrs.get("updated_at"))
+
+
+def gitlab_time(text: Any) -> datetime | None:
+    """A time as GitLab's hooks write it (`2013-12-03 17:23:34 UTC`, or ISO 8601), in UTC; None when absent or
+    unreadable."""
     if not isinstance(text, str):
         return None
     text = text.strip()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from gidgetlab.routing import Router
@@ -25,7 +25,7 @@ from bot.eligibility import DEVELOPER, REPORTER, access_level_name
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
-from bot.handlers.merge_requests import assign_count, left_alone
+from bot.handlers.merge_requests import assign_count, gitlab_time, left_alone
 from bot.handlers.publish import acknowledge, publish, reply_once
 from bot.logfmt import kv
 from bot.lookups import Lookups
@@ -363,15 +363,7 @@ def written_at(attrs: Mapping[str, Any]) -> datetime | None:
     >>> written_at({"created_at": "2015-05-17 18:21:36 UTC"}) == written_at({"created_at": "2015-05-17T18:21:36Z"})
     True
     """
-    text = attrs.get("created_at")
-    if not isinstance(text, str):
-        return None
-    text = text.strip()
-    try:
-        when = datetime.fromisoformat(text[:-4] + "+00:00" if text.endswith(" UTC") else text)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return gitlab_time(attrs.get("created_at"))
 
 
 def _wanted(event: Event, ctx: EventContext) -> bool:
