@@ -31,6 +31,7 @@ from aiohttp import web
 
 from bot import shutdown
 from bot.config import Settings, WorkerSettings
+from bot.deadline import within
 from bot.logfmt import event_fields, kv
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
@@ -334,15 +335,14 @@ class Worker:
         if pending:  # an event in a thread (a history import) ends with it: hand it back without waiting
             await asyncio.wait(pending, timeout=deadline.left())
         # a database that hangs must not hold the process past its grace: the leases bring the events back
-        releasing = asyncio.ensure_future(self._record(self.storage.events.release(self.worker_id), None))
-        await asyncio.wait({releasing}, timeout=deadline.left())
-        if not releasing.done():  # cancelled, not waited for: its connection is dropped when the storage closes
-            releasing.cancel()
+        try:  # cancelled, not waited for, when late: its connection is dropped when the storage closes
+            released = await within(self._record(self.storage.events.release(self.worker_id), None),
+                                    deadline.left()) or 0
+        except TimeoutError:
             log.error(kv("worker stopped without handing its events back: the database does not answer; their "
                          "leases expire and another process runs them", worker=self.worker_id,
                          events=",".join(map(str, running)) or None, lease_seconds=self.cfg.lease_seconds))
             return 0
-        released = releasing.result() or 0
         log.info(kv("worker stopped", worker=self.worker_id, handed_back=released))
         return released
 

@@ -110,18 +110,14 @@ class CommandRun:
         rejection of someone the merge already recorded as passed over is not stored again: a rejection counts
         once per MR, whichever of the two events was handled first."""
         storage = self.ctx.storage
-        if self.late is not None and label in NEGATIVE and await self._rejected_before(person):
+        if self.late is not None and label in NEGATIVE and await storage.feedback.stored_by_another(
+                self.ctx.project_id, self.mr_iid, person, NEGATIVE, self.ctx.event_id):
             return
         latest = await storage.suggestions.latest(self.ctx.project_id, self.mr_iid)
         await storage.feedback.record(self.ctx.project_id, self.mr_iid, person, label,
                                       value={"by": self.username, **value},
                                       suggestion_id=latest.id if latest else None,
                                       source_event_id=self.ctx.event_id)
-
-    async def _rejected_before(self, person: str) -> bool:
-        rows = await self.ctx.storage.feedback.of_mrs(self.ctx.project_id, [self.mr_iid])
-        return any(r.label in NEGATIVE and r.person.casefold() == person.casefold()
-                   and r.source_event_id != self.ctx.event_id for r in rows)
 
     def problem(self, text: str) -> None:
         self.ok = False
@@ -272,18 +268,11 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = {str(p.get("username", "")).casefold() for p in latest.people} if latest else set()
     if latest is not None and person.casefold() in suggested:
-        if await _reviewed_before(ctx, iid, person):
+        if await ctx.storage.feedback.stored_by_another(ctx.project_id, iid, person, {"reviewed"}, ctx.event_id):
             return  # one review per person and MR: no need to ask GitLab where this reply sits
         label = "commented" if await in_bots_thread(ctx, iid, event.object_attributes) else "reviewed"
         await ctx.storage.feedback.record_once(ctx.project_id, iid, person, label, suggestion_id=latest.id,
                                                source_event_id=ctx.event_id)
-
-
-async def _reviewed_before(ctx: EventContext, iid: int, person: str) -> bool:
-    """Whether another event already recorded `person`'s review of the MR."""
-    rows = await ctx.storage.feedback.of_mrs(ctx.project_id, [iid])
-    return any(r.label == "reviewed" and r.person.casefold() == person.casefold()
-               and r.source_event_id != ctx.event_id for r in rows)
 
 
 async def in_bots_thread(ctx: EventContext, iid: int, attrs: dict[str, Any]) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -196,12 +196,17 @@ class FeedbackStore:
                           suggestion_id: int | None = None, source_event_id: int | None = None) -> bool:
         """Store `label` for `person` on the MR unless another event already did (an approval sent twice, a
         thread of comments: one piece of evidence); this event's own row, from a killed attempt, is kept."""
-        folded = person.casefold()
-        if any(r.person.casefold() == folded and r.label == label and r.source_event_id != source_event_id
-               for r in await self.list(project_id, mr_iid=mr_iid)):
+        if await self.stored_by_another(project_id, mr_iid, person, {label}, source_event_id):
             return False
         return await self.record(project_id, mr_iid, person, label, suggestion_id=suggestion_id,
                                  source_event_id=source_event_id)
+
+    async def stored_by_another(self, project_id: int, mr_iid: int, person: str, labels: Collection[str],
+                                source_event_id: int | None) -> bool:
+        """Whether an event other than `source_event_id` stored one of `labels` for `person` on the MR."""
+        folded = person.casefold()
+        return any(r.person.casefold() == folded and r.label in labels and r.source_event_id != source_event_id
+                   for r in await self.list(project_id, mr_iid=mr_iid))
 
     async def newer_applied(self, project_id: int, mr_iid: int, person: str, at: datetime | None,
                             aspect: str = "reviewer") -> datetime | None:
