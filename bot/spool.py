@@ -10,8 +10,8 @@ its file, so the web process (`reviewbot serve`) drains its own spool, starting 
 A file is `<nanoseconds since the epoch>-<pid>-<sequence>.json` (name order is arrival order), written under
 a `.tmp` name, flushed to disk and renamed, so a crash never leaves half a delivery under a `.json` name. It
 holds what the queue would store: the kept headers (never `X-Gitlab-Token`), the parsed body, the dedupe key.
-A file that cannot be read is renamed `.bad`; one the database refuses while it answers otherwise, `.refused`
-(after `MAX_REFUSALS` tries): both stay for an operator and stop holding up the deliveries behind them.
+A file that cannot be read is renamed `.bad`; one whose row the database refuses (`REFUSALS`: the row itself is
+wrong, not a timeout or a lock) while it answers otherwise, `.refused` (after `MAX_REFUSALS` tries): both stay for an operator and stop holding up the deliveries behind them.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from prometheus_client import Gauge
+from sqlalchemy.exc import DataError, IntegrityError
 
 from bot.deadline import within
 from bot.logfmt import kv
@@ -42,6 +43,9 @@ VERSION = 1
 RETRY_SECONDS = 5.0  # between tries while the database is unavailable
 PING_SECONDS = 3.0  # after a failed move: does the database answer at all?
 MAX_REFUSALS = 3  # failed moves of one file while the database answers, before it is set aside
+# What says the row itself is wrong; anything else (a timeout: a table locked while reads go on; a lost
+# connection, a serialization failure) only says the database cannot take it now, and the file waits.
+REFUSALS = (IntegrityError, DataError, ValueError, TypeError)
 MB = 1024 * 1024
 STALE_PARTIAL_SECONDS = 60.0  # a `.tmp` file this old is a write that never finished (never acknowledged)
 
@@ -144,10 +148,10 @@ class Spool:
         return name
 
     def _write(self, path: Path, data: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # webhook bodies: confidential notes too
         partial = path.with_suffix(".tmp")
         try:
-            with open(partial, "xb") as file:
+            with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
                 file.write(data)
                 file.flush()
                 os.fsync(file.fileno())
@@ -266,8 +270,10 @@ class Drainer:
         this delivery, which after `MAX_REFUSALS` tries is set aside (True) so the ones behind it move on."""
         cause = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
         try:
+            if not isinstance(exc, REFUSALS):  # a timeout, a lock, a lost connection: no verdict on the row
+                raise exc
             await within(self.storage.ping(), PING_SECONDS)
-        except Exception:  # noqa: BLE001 - unreachable, failing or hanging: all mean wait
+        except Exception:  # noqa: BLE001 - unreachable, failing, hanging or locked: all mean wait
             if not self._down:
                 log.warning(kv("spool: database unavailable, deliveries wait", files=self.spool.count,
                                retry_seconds=RETRY_SECONDS, cause=cause))

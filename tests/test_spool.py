@@ -195,3 +195,37 @@ async def test_an_unreadable_spool_file_is_set_aside_and_the_rest_move_on(aiohtt
         assert [p.name for p in folder.iterdir()] == ["00000000000000000001-1-000000000.bad"]
     finally:
         await storage.close()
+
+
+async def test_a_locked_table_keeps_spooled_deliveries_waiting_not_refused(aiohttp_client, sqlite_url, tmp_path,
+                                                                          monkeypatch):
+    """Another writer holds SQLite's write lock (a long transaction) while reads go on: the delivery is spooled
+    and its moves time out; a timeout says nothing against the row, so the file waits (it was set aside as
+    refused after three tries though GitLab had its 202) and is queued once the lock is gone. The file is
+    the bot's alone to read (0600): webhook bodies hold confidential notes too."""
+    import sqlite3
+
+    from bot import web as web_module
+
+    monkeypatch.setattr(web_module, "STORE_TIMEOUT", 0.3)
+    monkeypatch.setattr(spool_module, "RETRY_SECONDS", 0.1)
+    storage = Storage(sqlite_url)
+    locker = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        client = await aiohttp_client(web_module.make_app(spool_settings(tmp_path), storage, Metrics(), spool=True))
+        assert (await post(client, 4, "open", "k-open")).status == 202
+        [file] = spooled(tmp_path)
+        assert file.stat().st_mode & 0o777 == 0o600 and (tmp_path / "spool").stat().st_mode & 0o777 == 0o700
+        await asyncio.sleep(2.0)  # more than three moves' worth of timeouts
+        assert [p.suffix for p in (tmp_path / "spool").iterdir()] == [".json"]
+        locker.execute("COMMIT")
+
+        async def queued() -> bool:
+            return (await storage.events.depth())["queued"] == 1
+
+        await eventually(queued)
+        assert list((tmp_path / "spool").iterdir()) == []
+    finally:
+        locker.close()
+        await storage.close()
