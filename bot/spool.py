@@ -100,6 +100,7 @@ class Spool:
         self._files: dict[str, int] = {}  # name -> size, on disk
         self._writing: dict[str, int] = {}  # name -> size, being written
         self._sequence = itertools.count()
+        self._last_ns = 0  # the time in the newest name given
 
     @property
     def count(self) -> int:
@@ -137,7 +138,8 @@ class Spool:
         if self.count >= self.max_files or self.size + len(data) > self.max_bytes:
             raise SpoolFull(f"the spool holds {self.count} deliveries ({self.size / 1e6:.1f} MB), its maximum "
                             f"([server] spool_max_files = {self.max_files}, spool_max_mb = {self.max_bytes // 10**6})")
-        name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._sequence):09d}.json"
+        self._last_ns = max(time.time_ns(), self._last_ns + 1)  # a clock stepped back must not reorder names
+        name = f"{self._last_ns:020d}-{os.getpid()}-{next(self._sequence):09d}.json"
         self._writing[name] = len(data)
         try:
             await asyncio.to_thread(self._write, self.directory / name, data)

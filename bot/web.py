@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 from aiohttp import web
 
 from bot import dashboard, shutdown
+from bot.arrival_order import ArrivalOrder
 from bot.config import Settings
 from bot.deadline import within
 from bot.logfmt import kv
@@ -75,6 +76,7 @@ METRICS_KEY = web.AppKey("metrics", Metrics)
 ON_STORED_KEY = web.AppKey("on_stored", list)  # callables run after a new event is stored (wake workers)
 WARNED_KEY = web.AppKey("warned", set)  # the notices logged once per process (a misconfigured hook)
 SPOOL_KEY = web.AppKey("spool", Drainer)  # the `serve` app's spool and its drainer (absent: no spool, 503)
+ORDER_KEY = web.AppKey("arrival_order", ArrivalOrder)  # with the spool: each MR's deliveries in arrival order
 
 
 class Rejection(Exception):
@@ -254,14 +256,32 @@ def _names(delivery: Delivery, record: Record) -> dict[str, Any]:
 async def _take(request: web.Request, delivery: Delivery, record: Record) -> web.Response:
     """Store the event, or give up after `STORE_TIMEOUT` s (a locked table, a database failing over; GitLab
     waits 10 s and disables a hook that keeps timing out) and spool it. A write that commits after all is
-    deduplicated when the spooled copy is moved. While deliveries wait in the spool, new ones join them
-    there: one merge request's events must reach the queue in arrival order."""
+    deduplicated when the spooled copy is moved. One merge request's events must reach the queue in arrival
+    order: a delivery waits for the earlier ones of its MR this process is taking (`bot.arrival_order`; its write
+    then has what is left of its `STORE_TIMEOUT`), and while deliveries wait in the spool, new ones join them."""
     app = request.app
     drainer = app.get(SPOOL_KEY)
-    if drainer is not None and drainer.spool.count:
-        return await _spool(app, delivery, record, "deliveries are waiting in the spool")
+    if drainer is None:
+        return await _store(app, delivery, record, STORE_TIMEOUT)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STORE_TIMEOUT
+    async with app[ORDER_KEY].turn(_merge_request(record)):
+        if drainer.spool.count:
+            return await _spool(app, delivery, record, "deliveries are waiting in the spool")
+        return await _store(app, delivery, record, max(0.0, deadline - loop.time()))
+
+
+def _merge_request(record: Record) -> tuple[int, int] | None:
+    """What orders a delivery: its project and merge request (None: ordered with nothing)."""
+    if record.project_id is None or record.mr_iid is None:
+        return None
+    return record.project_id, record.mr_iid
+
+
+async def _store(app: web.Application, delivery: Delivery, record: Record, seconds: float) -> web.Response:
+    """Store the event within `seconds` (200), else spool it (202) or answer 503."""
     try:
-        event_id, is_new = await within(record.store(app[STORAGE_KEY].events), STORE_TIMEOUT)
+        event_id, is_new = await within(record.store(app[STORAGE_KEY].events), seconds)
     except Exception as exc:  # noqa: BLE001 - whatever stopped the write, the event is not stored
         return await _spool(app, delivery, record, _cause(exc))
     outcome = "queued" if is_new else "duplicate"
@@ -407,6 +427,7 @@ def _add_spool(app: web.Application, settings: Settings) -> None:
     spool = Spool(server.spool_dir, max_files=server.spool_max_files, max_bytes=server.spool_max_mb * MB,
                   gauge=app[METRICS_KEY].spool_files)
     drainer = app[SPOOL_KEY] = Drainer(spool, app[STORAGE_KEY], lambda: _wake(app), timeout=STORE_TIMEOUT)
+    app[ORDER_KEY] = ArrivalOrder()
     running: list[asyncio.Task[None]] = []
 
     async def start(_app: web.Application) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot import spool as spool_module
+from bot.arrival_order import ArrivalOrder
 from bot.metrics import Metrics
 from bot.spool import Record
 from bot.storage import Storage, utcnow
@@ -229,3 +230,70 @@ async def test_a_locked_table_keeps_spooled_deliveries_waiting_not_refused(aioht
     finally:
         locker.close()
         await storage.close()
+
+
+async def test_an_update_whose_write_began_before_its_open_was_spooled_follows_it(
+        aiohttp_client, sqlite_url, tmp_path, monkeypatch):
+    """A locked table: the open waits `STORE_TIMEOUT` (1 s) and is spooled; the update, which arrived 0.6 s later
+    and waits behind it, would have been stored directly once the lock went (at 1.3 s, before its own 1 s were
+    up), ahead of the open."""
+    from bot import web as web_module
+
+    monkeypatch.setattr(web_module, "STORE_TIMEOUT", 1.0)
+    monkeypatch.setattr(spool_module, "RETRY_SECONDS", 0.1)
+    storage = Storage(sqlite_url)
+    lock_released = asyncio.Event()
+    store_event = storage.events.store_event
+
+    async def behind_the_lock(**kw):
+        await lock_released.wait()
+        return await store_event(**kw)
+    storage.events.store_event = behind_the_lock
+    try:
+        app = web_module.make_app(spool_settings(tmp_path), storage, Metrics(), spool=True)
+        client = await aiohttp_client(app)
+        first = asyncio.create_task(post(client, 4, "open", "k-open"))
+        await asyncio.sleep(0.6)
+        second = asyncio.create_task(post(client, 4, "update", "k-update"))
+        await asyncio.sleep(0.7)
+        lock_released.set()
+        answers = [(r.status, (await r.json())["status"]) for r in await asyncio.gather(first, second)]
+        assert answers == [(202, "spooled"), (202, "spooled")]
+
+        async def drained() -> bool:
+            return not spooled(tmp_path) and (await storage.events.depth())["queued"] == 2
+        await eventually(drained)
+        events = sorted(await storage.events.list_events(), key=lambda e: e.id)
+        assert [e.action for e in events] == ["open", "update"]
+        assert len(app[web_module.ORDER_KEY]) == 0
+    finally:
+        await storage.close()
+
+
+async def test_one_merge_requests_deliveries_take_turns_in_arrival_order():
+    """Others (another MR, none) do not wait; one given up on while it waits (its request cancelled) lets the
+    next go only once the one before it is done."""
+    order, seen = ArrivalOrder(), []
+    first_may_end = asyncio.Event()
+
+    async def take(key, name: str, hold: asyncio.Event | None = None) -> None:
+        async with order.turn(key):
+            seen.append(f"{name} starts")
+            if hold is not None:
+                await hold.wait()
+            seen.append(f"{name} ends")
+
+    first = asyncio.create_task(take((15, 4), "open", first_may_end))
+    await asyncio.sleep(0.01)
+    given_up = asyncio.create_task(take((15, 4), "update"))
+    others = [asyncio.create_task(take((15, 5), "other MR")), asyncio.create_task(take(None, "no MR"))]
+    last = asyncio.create_task(take((15, 4), "close"))
+    await asyncio.sleep(0.05)
+    assert seen == ["open starts", "other MR starts", "other MR ends", "no MR starts", "no MR ends"]
+    given_up.cancel()
+    await asyncio.sleep(0.05)
+    assert "close starts" not in seen
+    first_may_end.set()
+    await asyncio.gather(first, last, *others)
+    assert seen[-3:] == ["open ends", "close starts", "close ends"] and "update starts" not in seen
+    assert len(order) == 0
