@@ -56,7 +56,7 @@ from bot.handlers.context import EventContext
 from bot.handlers.publish import publish
 from bot.logfmt import kv
 from bot.lookups import Lookups, gather
-from bot.storage import FeedbackRow
+from bot.storage import FeedbackRow, SuggestionRow
 from bot.suggesting import SuggestionResult
 from graph.feedback import NEGATIVE
 from graph.model import Change
@@ -526,9 +526,10 @@ async def on_merge(event: Event, ctx: EventContext) -> None:
         return
     mr = await ctx.client.get_mr(ctx.project_id, iid)
     change = await fetch_change(ctx.client, ctx.project_id, mr, bots=ctx.project.bots, people=ctx.storage.people)
-    change = await leave_out_idle(ctx, iid, change, rows)
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)  # read once: both steps label it
+    change = await leave_out_idle(ctx, iid, change, rows, latest)
     await ctx.engine.add_merged(ctx.project_id, change, ctx.project)
-    await record_final(ctx, iid, change)
+    await record_final(ctx, iid, change, latest)
     log.info(kv("merge added to history", project_id=ctx.project_id, mr_iid=iid, files=len(change.files),
                 reviewers=",".join(change.truth()) or None))
 
@@ -543,13 +544,13 @@ def merge_recorded(rows: Iterable[FeedbackRow], event_id: int | None) -> bool:
                for r in rows)
 
 
-async def leave_out_idle(ctx: EventContext, iid: int, change: Change, rows: list[FeedbackRow]) -> Change:
+async def leave_out_idle(ctx: EventContext, iid: int, change: Change, rows: list[FeedbackRow],
+                         latest: SuggestionRow | None) -> Change:
     """`change` without the reviews the bot requested that nobody took up (`bot.backfill.drop_idle_picks`),
     each recorded as `passed_over`: the team let the request lie, a rejection, not a review."""
     change, idle = await drop_idle_picks(ctx.client, ctx.project_id, iid, change, rows)
     if not idle:
         return change
-    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     for person in idle:
         await ctx.storage.feedback.record(ctx.project_id, iid, person, "passed_over", value={"never_reviewed": True},
                                           suggestion_id=latest.id if latest else None, source_event_id=ctx.event_id)
@@ -561,11 +562,10 @@ async def leave_out_idle(ctx: EventContext, iid: int, change: Change, rows: list
 PASSED_AT_MERGE = {"at": "merge"}  # the value of the `passed_over` rows `passed_over_at_merge` finds
 
 
-async def record_final(ctx: EventContext, iid: int, change: Change) -> None:
+async def record_final(ctx: EventContext, iid: int, change: Change, latest: SuggestionRow | None) -> None:
     """`final_reviewer` feedback for everyone who reviewed or approved the merged MR, then `passed_over` for
     the suggested people it passed over (`passed_over_at_merge`; a retry of this event does not record them
     twice, nor does another delivery of the merge: `merge_recorded`)."""
-    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggestion_id = latest.id if latest else None
     for person in sorted(change.truth()):
         value = {"reviewer": person in change.reviewers, "approver": person in change.ackers}
