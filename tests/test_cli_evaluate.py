@@ -98,6 +98,10 @@ def test_git_checkout(tmp_path, capsys):
     assert main(["evaluate", "--git", str(repo), "--method", "graph", "--json", "--jobs", "1"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["records"] == 3 and row["top1"] == pytest.approx(2 / 3, abs=1e-3)
+    assert row["file"] == "repo"
+    assert main(["evaluate", "--git", str(repo / ".git"), "--method", "graph", "--json", "--jobs", "1"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["file"] == "repo"  # named for the checkout, not ".git"
 
 
 def test_a_history_out_of_time_order_is_replayed_in_time_order(tmp_path, history, capsys):

@@ -68,10 +68,19 @@ def names_of(sources: list[tuple[str, bool]], named: dict[str, str] | None = Non
 
     >>> names_of([("a/h.jsonl", False), ("b/h.jsonl", False), ("c/x.jsonl", False)])
     ['a/h.jsonl', 'b/h.jsonl', 'x.jsonl']
+    >>> names_of([("src/wayland/.git", True), ("/srv/weston.git", True), ("tools/", True)])
+    ['wayland', 'weston', 'tools']
     """
     named = named or {}
-    base = [named.get(s) or Path(s).name for s, _ in sources]
+    base = [named.get(s) or (_repo_name(s) if is_git else Path(s).name) for s, is_git in sources]
     return [s if base.count(b) > 1 and s not in named else b for (s, _), b in zip(sources, base)]
+
+
+def _repo_name(path: str) -> str:
+    """A git checkout's name as its owner knows it: `wayland` for `wayland/.git` or a bare `wayland.git`."""
+    where = Path(path).resolve() if Path(path).exists() else Path(path)
+    name = where.parent.name if where.name == ".git" else where.name
+    return name.removesuffix(".git") or name
 
 
 def tick_factory() -> Callable[[int], None]:
