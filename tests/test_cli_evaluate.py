@@ -104,6 +104,30 @@ def test_git_checkout(tmp_path, capsys):
     assert row["file"] == "repo"  # named for the checkout, not ".git"
 
 
+def test_a_checkout_is_read_once_for_all_methods(tmp_path, capsys, monkeypatch):
+    """Each replay read the git log again: 8 reads of a 50k-commit repository (about 30 s each) for
+    `--method all`. It is read once and the replays take the changes from a file."""
+    import bot.cli.evaluate as evaluate
+    import bot.git_history as git_history
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    (repo / "a.c").write_text("x")
+    _git(repo, "add", "a.c")
+    _git(repo, "-c", "user.name=Ann", "-c", "user.email=ann@x.org", "commit", "-q", "-m",
+         "change\n\nReviewed-by: Bob <bob@x.org>")
+    reads, jobs_seen = [], []
+    real_read, real_jobs = git_history.read_git_changes, evaluate.run_jobs
+    monkeypatch.setattr(git_history, "read_git_changes", lambda *a, **k: reads.append(a) or real_read(*a, **k))
+    monkeypatch.setattr(evaluate, "run_jobs", lambda fn, jobs, *a, **k: jobs_seen.extend(jobs) or
+                        real_jobs(fn, jobs, *a, **k))
+    assert main(["evaluate", "--git", str(repo), "--method", "graph,frequency,author", "--json", "--jobs", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["method"] for r in rows] == ["graph", "frequency", "author"] and {r["file"] for r in rows} == {"repo"}
+    assert len(reads) == 1 and len(jobs_seen) == 3 and not any(is_git for _, is_git, *_ in jobs_seen)
+
+
 def test_a_history_out_of_time_order_is_replayed_in_time_order(tmp_path, history, capsys):
     """An export or a concatenation may be unsorted: the figures are those of the history in time order (a
     replay in file order would rank changes knowing later ones)."""

@@ -1,4 +1,5 @@
-"""`--project` for `evaluate` and `simulate`: a project's review history as the bot stored it.
+"""`--project` and `--git` for `evaluate` and `simulate`: a project's review history as the bot stored it, and a
+checkout's, each read once.
 
 A team that installed the bot already has its history in the bot's database (imported on the project's first
 event, or by `reviewbot backfill`): measuring on it needs no export by hand. Each project's changes are written
@@ -22,7 +23,7 @@ from bot.config import ConfigError, load_settings, redact_url
 from bot.storage import Storage, StorageError
 from graph.model import record_of
 
-__all__ = ["add_arguments", "export_projects", "run_with_projects"]
+__all__ = ["add_arguments", "export_checkouts", "export_projects", "run_with_projects"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +41,25 @@ def run_with_projects(args: argparse.Namespace, command: str,
     written to a temporary directory first and named by their path."""
     with tempfile.TemporaryDirectory(prefix="reviewbot-") as tmp:
         stored = export_projects(args.project, args.config, Path(tmp), command)
-        return replay(args, [*args.paths, *stored], stored)
+        read = export_checkouts(args.git, Path(tmp), command)
+        return replay(argparse.Namespace(**{**vars(args), "git": []}), [*args.paths, *read, *stored],
+                      {**read, **stored})
+
+
+def export_checkouts(repos: list[str], into: Path, command: str) -> dict[str, str]:
+    """Read each git checkout's history once and write it to a file in `into`; {file: the checkout's name}.
+    Every method replays the same changes, and reading a large repository's log takes long (about 30 s for
+    50k commits): each replay reading it again multiplied that by the number of methods."""
+    from bot.cli.replay import load, names_of, sources_of
+
+    sources = sources_of([], repos, command) if repos else []
+    out: dict[str, str] = {}
+    for (repo, _), name in zip(sources, names_of(sources)):
+        path = into / f"git-{len(out)}.jsonl.gz"
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.writelines(json.dumps(record_of(c)) + "\n" for c in load(repo, True))
+        out[str(path)] = name
+    return out
 
 
 def export_projects(refs: list[str], config: str | None, into: Path, command: str) -> dict[str, str]:
