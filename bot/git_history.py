@@ -36,7 +36,7 @@ from typing import IO, Iterable, Iterator, Mapping
 
 from graph.model import Change
 
-__all__ = ["read_git_changes", "GitHistoryError", "is_bot_identity"]
+__all__ = ["read_git_changes", "GitHistoryError", "is_bot_identity", "is_shallow"]
 
 REVIEW_KEYS = ("reviewed-by", "approved-by")
 ACK_KEYS = ("acked-by",)
@@ -135,7 +135,17 @@ def _failure(repo: Path, stderr: str) -> GitHistoryError:
         return GitHistoryError(f"{repo} is not a git repository; pass the path of a git checkout (git clone …)")
     if "diff-merges" in stderr:
         return GitHistoryError(f"git is too old to read {repo} ({stderr.strip()}); install git 2.31 or newer")
+    if "unable to read" in stderr or "missing blob object" in stderr or "could not get object" in stderr:
+        return GitHistoryError(f"git failed on {repo}: {stderr.strip()}: the checkout lacks objects git needs to "
+                               "diff (a partial clone away from its remote, or a damaged copy); fetch them "
+                               "(`git fetch --refetch`) or clone the repository whole")
     return GitHistoryError(f"git failed on {repo}: {stderr.strip() or 'no message'}")
+
+
+def is_shallow(repo_path: str | Path) -> bool:
+    """Whether the checkout is a shallow clone (`git clone --depth N`): its history stops at N commits, so a
+    replay of it measures only those."""
+    return (_run(Path(repo_path), ["rev-parse", "--is-shallow-repository"]) or "").strip() == "true"
 
 
 def _run(repo: Path, args: list[str]) -> str | None:

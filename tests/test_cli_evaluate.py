@@ -128,6 +128,38 @@ def test_a_checkout_is_read_once_for_all_methods(tmp_path, capsys, monkeypatch):
     assert len(reads) == 1 and len(jobs_seen) == 3 and not any(is_git for _, is_git, *_ in jobs_seen)
 
 
+def _reviewed_repo(repo, commits=3):
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    for i in range(commits):
+        (repo / "a.c").write_text(str(i))
+        _git(repo, "add", "a.c")
+        _git(repo, "-c", "user.name=Ann", "-c", "user.email=ann@x.org", "commit", "-q", "-m",
+             f"change {i}\n\nReviewed-by: Bob <bob@x.org>")
+
+
+def test_a_shallow_clone_is_said_to_cover_only_its_commits(tmp_path, capsys):
+    """A CI checkout (`git clone --depth N`) measured N commits without a word: the figures read as the
+    project's whole history."""
+    _reviewed_repo(tmp_path / "full")
+    _git(tmp_path, "clone", "-q", "--depth", "2", f"file://{tmp_path / 'full'}", "shallow")
+    assert main(["evaluate", "--git", str(tmp_path / "shallow"), "--method", "frequency", "--json",
+                 "--jobs", "1"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["records"] == 2
+    assert "is a shallow clone: only its last 2 changes are replayed; `git fetch --unshallow`" in out.err
+
+
+def test_a_checkout_missing_objects_says_how_to_get_them(tmp_path, capsys):
+    """A partial clone away from its remote (or a damaged copy) failed with git's bare "unable to read"."""
+    _reviewed_repo(tmp_path / "repo", commits=2)
+    blob = subprocess.run(["git", "-C", str(tmp_path / "repo"), "rev-parse", "HEAD~1:a.c"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (tmp_path / "repo" / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    assert main(["evaluate", "--git", str(tmp_path / "repo"), "--method", "frequency", "--jobs", "1"]) == 2
+    assert "lacks objects git needs to diff" in capsys.readouterr().err
+
+
 def test_a_history_out_of_time_order_is_replayed_in_time_order(tmp_path, history, capsys):
     """An export or a concatenation may be unsorted: the figures are those of the history in time order (a
     replay in file order would rank changes knowing later ones)."""

@@ -51,13 +51,18 @@ def export_checkouts(repos: list[str], into: Path, command: str) -> dict[str, st
     Every method replays the same changes, and reading a large repository's log takes long (about 30 s for
     50k commits): each replay reading it again multiplied that by the number of methods."""
     from bot.cli.replay import load, names_of, sources_of
+    from bot.git_history import is_shallow
 
     sources = sources_of([], repos, command) if repos else []
     out: dict[str, str] = {}
     for (repo, _), name in zip(sources, names_of(sources)):
         path = into / f"git-{len(out)}.jsonl.gz"
+        changes = load(repo, True)
         with gzip.open(path, "wt", encoding="utf-8") as f:
-            f.writelines(json.dumps(record_of(c)) + "\n" for c in load(repo, True))
+            f.writelines(json.dumps(record_of(c)) + "\n" for c in changes)
+        if is_shallow(repo):
+            print(f"reviewbot {command}: {repo} is a shallow clone: only its last {len(changes)} changes are "
+                  "replayed; `git fetch --unshallow` there reads the whole history", file=sys.stderr)
         out[str(path)] = name
     return out
 
