@@ -37,8 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_with_projects(args: argparse.Namespace, command: str,
                       replay: Callable[[argparse.Namespace, list[str], dict[str, str]], int]) -> int:
-    """`replay(args, paths, names)` over the files given and the stored projects (`--project`), these
-    written to a temporary directory first and named by their path."""
+    """`replay(args, paths, names)` over the files given, the checkouts (`--git`) and the stored projects
+    (`--project`), these two written to a temporary directory first and named by their folder or path."""
     with tempfile.TemporaryDirectory(prefix="reviewbot-") as tmp:
         stored = export_projects(args.project, args.config, Path(tmp), command)
         read = export_checkouts(args.git, Path(tmp), command)
@@ -58,7 +58,7 @@ def export_checkouts(repos: list[str], into: Path, command: str) -> dict[str, st
     for (repo, _), name in zip(sources, names_of(sources)):
         path = into / f"git-{len(out)}.jsonl.gz"
         changes = load(repo, True)
-        with gzip.open(path, "wt", encoding="utf-8") as f:
+        with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as f:  # read back at once, then deleted
             f.writelines(json.dumps(record_of(c)) + "\n" for c in changes)
         if is_shallow(repo):
             print(f"reviewbot {command}: {repo} is a shallow clone: only its last {len(changes)} changes are "
