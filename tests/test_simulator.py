@@ -523,6 +523,38 @@ async def test_lifecycle_events(simulator: Sim, webhook_receiver: Receiver) -> N
     assert bodies[4]["changes"]["state_id"] == {"previous": 1, "current": 3}
 
 
+async def test_an_mr_from_a_fork_is_the_target_projects(simulator: Sim, http_session,
+                                                      webhook_receiver: Receiver) -> None:
+    """GitLab runs MR hooks on the target project alone (`MergeRequests::BaseService#execute_hooks`), pushes to
+    the fork's branch included; `source` and `source_project_id` name the fork, null once it is deleted."""
+    state, url = simulator
+    w = world(state)
+    w["project"].visibility = "public"
+    state.add_hook(w["project"], webhook_receiver.url)
+    state.add_file(w["project"], "CODEOWNERS", "* @bob\n")
+    fork = state.fork_project(w["project"], "eve")
+    assert (fork.path_with_namespace, fork.forked_from_id, fork.hooks) == ("eve/app", w["project"].id, [])
+    assert fork.files == w["project"].files and state.access_level(fork, w["bob"].id) == 0
+    state.add_hook(fork, webhook_receiver.url)
+    mr = state.open_mr(w["project"], "eve", ["a.py"], source_project=fork, source_branch="main")
+    state.push_to_mr(mr, ["b.py"])
+    await state.flush_hooks()
+    assert len(webhook_receiver.received) == 2
+    for got in webhook_receiver.received:
+        attrs = got.body["object_attributes"]
+        assert got.body["project"]["id"] == attrs["target_project_id"] == w["project"].id
+        assert attrs["source_project_id"] == fork.id and attrs["source"]["path_with_namespace"] == "eve/app"
+        assert attrs["target"]["path_with_namespace"] == "acme/app"
+    status, _, body = await call(http_session, f"{url}/api/v4/projects/{w['project'].id}/merge_requests/{mr.iid}")
+    assert status == 200 and (body["source_project_id"], body["target_project_id"]) == (fork.id, w["project"].id)
+    del state.projects[fork.id]
+    mr.source_project_id = None  # GitLab nullifies it when the fork is deleted
+    state.close_mr(mr, by="bob")
+    await state.flush_hooks()
+    attrs = webhook_receiver.received[-1].body["object_attributes"]
+    assert (attrs["action"], attrs["source_project_id"], attrs["source"]) == ("close", None, None)
+
+
 @pytest.mark.parametrize("edition, required, hooks", [
     ("ce", 0, ["approved", "approved", "unapproved", "unapproved"]),
     ("ee", 0, ["approved", "approved", "unapproval", "unapproval"]),  # no rules: approved before and after

@@ -89,12 +89,21 @@ def _last_commit(state: SimState, project: SimProject, mr: SimMR) -> dict[str, A
     }
 
 
+def _source_attrs(state: SimState, mr: SimMR) -> dict[str, Any] | None:
+    """`object_attributes.source`: the project the MR's branch is in (a fork's, for an MR from one), None once
+    that project was deleted (`merge_request.source_project.try(:hook_attrs)` in GitLab's MergeRequestBuilder)."""
+    source = state.projects.get(mr.source_project_id) if mr.source_project_id is not None else None
+    return _project_attrs(state, source, with_id=False) if source is not None else None
+
+
 def _mr_attrs(state: SimState, project: SimProject, mr: SimMR) -> dict[str, Any]:
-    """`object_attributes` of a Merge Request Hook without `action` (GitLab's MergeRequest#hook_attrs)."""
+    """`object_attributes` of a Merge Request Hook without `action` (GitLab's MergeRequest#hook_attrs). The hook
+    is the target project's (`project`), also for an MR from a fork: only `source` and `source_project_id` name
+    the fork."""
     first_assignee = mr.assignee_ids[0] if mr.assignee_ids else None
     return {
         "id": mr.id, "iid": mr.iid, "target_branch": mr.target_branch, "source_branch": mr.source_branch,
-        "source_project_id": project.id, "author_id": mr.author_id, "assignee_ids": list(mr.assignee_ids),
+        "source_project_id": mr.source_project_id, "author_id": mr.author_id, "assignee_ids": list(mr.assignee_ids),
         "assignee_id": first_assignee, "reviewer_ids": list(mr.reviewer_ids), "title": mr.title,
         "created_at": iso_z(mr.created_at), "updated_at": iso_z(mr.updated_at), "last_edited_at": None,
         "last_edited_by_id": None, "milestone_id": None, "state_id": mr.state_id, "state": mr.state,
@@ -103,7 +112,7 @@ def _mr_attrs(state: SimState, project: SimProject, mr: SimMR) -> dict[str, Any]
         "description": mr.description, "prepared_at": iso_z(mr.created_at), "total_time_spent": 0,
         "time_change": 0, "human_total_time_spent": None, "human_time_change": None, "human_time_estimate": None,
         "url": f"{state.web}/{project.path_with_namespace}/-/merge_requests/{mr.iid}",
-        "source": _project_attrs(state, project, with_id=False),
+        "source": _source_attrs(state, mr),
         "target": _project_attrs(state, project, with_id=False),
         "last_commit": _last_commit(state, project, mr), "labels": _labels(state, project, mr),
     }

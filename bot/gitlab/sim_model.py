@@ -111,7 +111,11 @@ class SimNote:
 
 @dataclass
 class SimMR:
-    """A merge request; `draft` follows the title prefix exactly like GitLab ("Draft: …")."""
+    """A merge request; `draft` follows the title prefix exactly like GitLab ("Draft: …").
+
+    It lives in its target project (`project_id`); `source_project_id` is the project its branch is in: the
+    same one unless it was opened from a fork, and None once that fork was deleted (as GitLab nullifies it).
+    """
 
     id: int
     iid: int
@@ -139,6 +143,15 @@ class SimMR:
     closed_at: datetime | None = None
     closed_by_id: int | None = None
     updated_by_id: int | None = None
+    source_project_id: int | None = None  # given as None: a branch of the target project itself
+
+    def __post_init__(self) -> None:
+        if self.source_project_id is None:
+            self.source_project_id = self.project_id
+
+    @property
+    def from_fork(self) -> bool:
+        return self.source_project_id != self.project_id
 
     @property
     def draft(self) -> bool:
@@ -225,7 +238,7 @@ class SimProtectedBranch:
 class SimProject:
     """A project with its direct members (user id → access level), the groups it is shared with (group id →
     the maximum access granted), files per ref, branch protections, hooks and merge requests; `archived` as
-    `PUT .../archive` leaves it."""
+    `PUT .../archive` leaves it; `forked_from_id` the project it is a fork of."""
 
     id: int
     path_with_namespace: str
@@ -236,6 +249,7 @@ class SimProject:
     visibility: str = "private"
     approvals_required: int = 0
     archived: bool = False  # read-only: GitLab refuses comments, reviewer changes and awards (403)
+    forked_from_id: int | None = None
     members: dict[int, int] = field(default_factory=dict)
     awaiting: set[int] = field(default_factory=set)  # direct members waiting for a seat
     shared_groups: dict[int, int] = field(default_factory=dict)

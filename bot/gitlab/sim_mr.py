@@ -52,12 +52,15 @@ class MRActions:
     def add_merged_mr(self: SimState, project: ProjectRef, author: UserRef, files: Iterable[FileSpec], *,
                       reviewers: Iterable[UserRef] = (), approvers: Iterable[UserRef] = (),
                       merged_at: datetime, created_at: datetime | None = None, merged_by: UserRef | None = None,
-                      title: str | None = None, labels: Sequence[str] = ()) -> SimMR:
-        """Add a past, already merged MR (history for backfill); fires no webhook."""
+                      title: str | None = None, labels: Sequence[str] = (),
+                      source_project: ProjectRef | None = None) -> SimMR:
+        """Add a past, already merged MR (history for backfill; `source_project` a fork it came from); fires no
+        webhook."""
         target, who = self.project(project), self.user(author)
         opened = created_at or merged_at - timedelta(hours=20)
+        source = self.project(source_project).id if source_project is not None else None
         mr = self._new_mr(target, who, files, title=title, created_at=opened, labels=list(labels),
-                          reviewer_ids=[self.user(r).id for r in reviewers])
+                          reviewer_ids=[self.user(r).id for r in reviewers], source_project_id=source)
         mr.approvals = {self.user(a).id: merged_at - timedelta(minutes=30) for a in approvers}
         mr.state, mr.merged_at, mr.updated_at = "merged", merged_at, merged_at
         mr.merged_by_id = self.user(merged_by).id if merged_by is not None else (mr.reviewer_ids or [who.id])[0]
@@ -66,14 +69,20 @@ class MRActions:
     def open_mr(self: SimState, project: ProjectRef, author: UserRef, files: Iterable[FileSpec], *,
                 title: str | None = None, description: str = "", draft: bool = False, labels: Sequence[str] = (),
                 reviewers: Iterable[UserRef] = (), assignees: Iterable[UserRef] = (),
-                source_branch: str | None = None, target_branch: str | None = None) -> SimMR:
-        """Open an MR as `author` did in the UI and queue the "open" Merge Request Hook."""
+                source_branch: str | None = None, target_branch: str | None = None,
+                source_project: ProjectRef | None = None) -> SimMR:
+        """Open an MR as `author` did in the UI and queue the "open" Merge Request Hook.
+
+        `source_project`: a fork of `project` the branch is in (`fork_project`). The MR is `project`'s all the
+        same, and so are its hooks: GitLab runs them on the target project alone (`MergeRequests::BaseService
+        #execute_hooks`), later pushes to the fork's branch included."""
         target, who = self.project(project), self.user(author)
+        source = self.project(source_project).id if source_project is not None else None
         name = title or f"Change by {who.username}"
         mr = self._new_mr(target, who, files, title=f"Draft: {name}" if draft else name, created_at=None,
                           description=description, labels=list(labels), source_branch=source_branch,
                           target_branch=target_branch, reviewer_ids=[self.user(r).id for r in reviewers],
-                          assignee_ids=[self.user(a).id for a in assignees])
+                          assignee_ids=[self.user(a).id for a in assignees], source_project_id=source)
         self._fire(target, mr, "open", who)
         return mr
 

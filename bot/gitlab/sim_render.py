@@ -136,7 +136,7 @@ def _mr_common(web: str, project: SimProject, mr: SimMR, users: dict[int, SimUse
         "upvotes": sum(a.name == "thumbsup" for a in mr.awards),
         "downvotes": sum(a.name == "thumbsdown" for a in mr.awards),
         "assignee": assignees[0] if assignees else None, "author": person(mr.author_id), "assignees": assignees,
-        "reviewers": [person(u) for u in mr.reviewer_ids], "source_project_id": project.id,
+        "reviewers": [person(u) for u in mr.reviewer_ids], "source_project_id": mr.source_project_id,
         "target_project_id": project.id, "labels": list(mr.labels), "draft": mr.draft,
         "work_in_progress": mr.draft, "milestone": None, "merge_when_pipeline_succeeds": False,
         "detailed_merge_status": "mergeable" if mr.state == "opened" else "not_open", "sha": mr.sha,

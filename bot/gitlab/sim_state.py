@@ -194,6 +194,18 @@ class SimState(MRActions, GroupActions):
         self.protect_branch(project, default_branch)
         return project
 
+    def fork_project(self, project: ProjectRef, owner: UserRef, path_with_namespace: str | None = None) -> SimProject:
+        """Fork `project` as `owner` (default path `owner/name`): the fork has its repository files and
+        visibility, `owner` as its one member (Owner), and none of its hooks, members or merge requests, as
+        GitLab's fork copies none. MRs from it into `project` are opened with `open_mr(source_project=fork)`."""
+        upstream, who = self.project(project), self.user(owner)
+        fork = self.add_project(path_with_namespace or f"{who.username}/{upstream.path}", bot_access_level=None,
+                                default_branch=upstream.default_branch)
+        fork.forked_from_id, fork.visibility, fork.description = upstream.id, upstream.visibility, upstream.description
+        fork.files = dict(upstream.files)
+        fork.members[who.id] = OWNER
+        return fork
+
     def protect_branch(self, project: ProjectRef, name: str, *, code_owner_approval_required: bool = False,
                        push_access_level: int = MAINTAINER, merge_access_level: int = MAINTAINER
                        ) -> SimProtectedBranch:
