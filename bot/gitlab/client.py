@@ -31,8 +31,8 @@ from tenacity.wait import wait_exponential, wait_random
 
 from bot.gitlab.errors import GitLabError, error_message, route_missing, scope_missing
 from bot.gitlab.models import (
-    Approvals, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project, ProtectedBranch,
-    ReviewerState, User, UserStatus,
+    Approvals, ApprovalState, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project,
+    ProtectedBranch, ReviewerState, User, UserStatus,
 )
 
 __all__ = ["GitLabClient", "GitLabError", "RetryPolicy", "ProjectId", "project_ref"]
@@ -187,6 +187,7 @@ class GitLabClient:
         self._backoff = wait_exponential(multiplier=self.retry.base_delay, max=self.retry.max_delay) + \
             wait_random(0, self.retry.base_delay)
         self._no_diffs = False  # GitLab before 15.7 has no .../merge_requests/:iid/diffs: ask /changes at once
+        self._no_approval_state = False  # GitLab's Community Edition has no .../approval_state: ask no more
 
     def __repr__(self) -> str:
         return f"GitLabClient(url={self._api.api_url!r}, token=<redacted>)"
@@ -377,6 +378,24 @@ class GitLabClient:
     async def mr_approvals(self, pid: ProjectId, iid: int) -> Approvals:
         """Who approved (`.approvers`) and how many approvals are still required."""
         return Approvals.model_validate(await self._get(f"{self._mr(pid, iid)}/approvals"))
+
+    async def mr_approval_state(self, pid: ProjectId, iid: int) -> ApprovalState | None:
+        """The MR's approval rules with who approved each (Premium); None where GitLab has no such endpoint.
+
+        GitLab's Community Edition lacks the route (its catch-all 404): that is remembered, and this client asks
+        no more. The Enterprise Edition without Premium (GitLab.com Free) answers with no rules.
+        """
+        if self._no_approval_state:
+            return None
+        try:
+            return ApprovalState.model_validate(await self._get(f"{self._mr(pid, iid)}/approval_state"))
+        except GitLabError as exc:
+            if not exc.no_route:
+                raise
+            log.info("GitLab has no merge request /approval_state endpoint (Community Edition): approval rules "
+                     "are not read")
+            self._no_approval_state = True
+            return None
 
     async def mr_reviewer_states(self, pid: ProjectId, iid: int) -> list[ReviewerState] | None:
         """The MR's reviewers, each with their review state (who has reviewed, approved, asked for changes);

@@ -12,9 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "User", "Member", "UserStatus", "Group", "Namespace", "SharedGroup", "Project", "MergeRequest", "ChangedFile",
-    "Approval", "Approvals", "ReviewerState", "Note", "AwardEmoji", "Hook", "ProtectedBranch", "Page", "GUEST",
-    "REPORTER",
-    "DEVELOPER", "MAINTAINER", "OWNER",
+    "Approval", "Approvals", "ApprovalRule", "ApprovalState", "ReviewerState", "Note", "AwardEmoji", "Hook",
+    "ProtectedBranch", "Page", "GUEST", "REPORTER", "DEVELOPER", "MAINTAINER", "OWNER",
 ]
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
@@ -189,6 +188,45 @@ class Approvals(_Model):
     @property
     def approvers(self) -> list[User]:
         return [entry.user for entry in self.approved_by]
+
+
+class ApprovalRule(_Model):
+    """One rule of a merge request's approval state (GET .../merge_requests/:iid/approval_state, Premium).
+
+    `rule_type` is `regular` (Settings → Merge requests → Approval rules, copied onto each merge request and
+    editable there), `code_owner` (one per matched CODEOWNERS entry), `any_approver` ("All eligible users") or
+    `report_approver` (security and coverage policies). `eligible_approvers` are GitLab's
+    `ApprovalWrappedRule#approvers`: the rule's users and the members of its groups who are active, less the
+    author unless the project lets authors approve (and less committers when they may not). `approved` is
+    also true for a rule GitLab gives up on: fewer eligible approvers than `approvals_required` (an invalid
+    rule must not block the merge request). An empty `eligible_approvers` with `contains_hidden_groups` means
+    GitLab hid them from the bot (a group it cannot see, while it is no project member).
+    """
+
+    id: int
+    name: str = ""
+    rule_type: str = "regular"
+    eligible_approvers: list[User] = Field(default_factory=list)
+    approvals_required: int = 0
+    approved_by: list[User] = Field(default_factory=list)
+    approved: bool = False
+    contains_hidden_groups: bool = False
+    section: str | None = None
+    overridden: bool = False
+
+    @property
+    def approvals_left(self) -> int:
+        """Approvals still missing, as GitLab counts them (`approvals_required` less the eligible approvers who
+        approved); an invalid rule may be `approved` with approvals left."""
+        return max(self.approvals_required - len(self.approved_by), 0)
+
+
+class ApprovalState(_Model):
+    """GET .../merge_requests/:iid/approval_state: the rules that apply to the merge request now (its target
+    branch), each with who approved. GitLab without the Premium feature answers no rules at all."""
+
+    approval_rules_overwritten: bool = False
+    rules: list[ApprovalRule] = Field(default_factory=list)
 
 
 class ReviewerState(_Model):

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
-    "SimUser", "SimGroup", "SimProject", "SimProtectedBranch", "SimDiff", "SimMR", "SimNote", "SimAward", "SimHook",
-    "HookEvent", "Delivery", "SimRequest", "SimToken", "fake_sha", "DRAFT_RE",
+    "SimUser", "SimGroup", "SimProject", "SimProtectedBranch", "SimApprovalRule", "SimDiff", "SimMR", "SimNote",
+    "SimAward", "SimHook", "HookEvent", "Delivery", "SimRequest", "SimToken", "fake_sha", "DRAFT_RE",
 ]
 
 DRAFT_RE = re.compile(r"^\s*(\[draft\]|\(draft\)|draft:)\s*", re.IGNORECASE)  # GitLab's merge_request_draft
@@ -133,6 +133,7 @@ class SimMR:
     reviewer_ids: list[int] = field(default_factory=list)
     assignee_ids: list[int] = field(default_factory=list)
     approvals: dict[int, datetime] = field(default_factory=dict)
+    approval_rules: list[SimApprovalRule] | None = None  # its own rules (Premium), else the project's apply
     review_states: dict[int, str] = field(default_factory=dict)  # reviewer id -> state set by an act (see below)
     notes: list[SimNote] = field(default_factory=list)
     awards: list[SimAward] = field(default_factory=list)
@@ -235,6 +236,28 @@ class SimProtectedBranch:
 
 
 @dataclass
+class SimApprovalRule:
+    """An approval rule (Premium): `rule_type` regular, any_approver, code_owner or report_approver; approvers
+    are `user_ids` and the direct members of `group_ids`. A merge request's copy of a project rule keeps it as
+    `source` (GitLab's `source_rule`) and is `overridden` once it differs."""
+
+    id: int
+    name: str
+    approvals_required: int = 1
+    rule_type: str = "regular"
+    user_ids: list[int] = field(default_factory=list)
+    group_ids: list[int] = field(default_factory=list)
+    section: str | None = None
+    source: SimApprovalRule | None = None
+
+    @property
+    def overridden(self) -> bool:
+        src = self.source
+        return src is not None and (src.name, src.approvals_required, set(src.user_ids), set(src.group_ids)) != \
+            (self.name, self.approvals_required, set(self.user_ids), set(self.group_ids))
+
+
+@dataclass
 class SimProject:
     """A project with its direct members (user id → access level), the groups it is shared with (group id →
     the maximum access granted), files per ref, branch protections, hooks and merge requests; `archived` as
@@ -255,6 +278,8 @@ class SimProject:
     shared_groups: dict[int, int] = field(default_factory=dict)
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     protected_branches: list[SimProtectedBranch] = field(default_factory=list)
+    approval_rules: list[SimApprovalRule] = field(default_factory=list)  # copied onto every merge request
+    merge_requests_author_approval: bool = False  # "Prevent approval by author" off (GitLab's default: on)
     hooks: list[SimHook] = field(default_factory=list)
     mrs: dict[int, SimMR] = field(default_factory=dict)
 

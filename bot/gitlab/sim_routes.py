@@ -12,13 +12,14 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from bot.gitlab import sim_render as render
+from bot.gitlab.sim_approvals import approval_state_json
 from bot.gitlab.sim_http import (
     ANY_SCOPE, PUBLIC, ApiError, bool_param, id_list, int_param, json_response, paginate, request_token, time_param,
 )
 from bot.gitlab.sim_model import SimGroup, SimMR, SimNote, SimProject, SimUser
 from bot.gitlab.sim_state import SimState
 
-__all__ = ["STATE", "CALLER", "PARAMS", "add_routes", "Handler", "since", "added_in"]
+__all__ = ["STATE", "CALLER", "PARAMS", "add_routes", "Handler", "since", "added_in", "ee_only", "enterprise"]
 
 STATE = web.AppKey("gitlab_sim_state", SimState)
 
@@ -62,6 +63,21 @@ def since(major: int, minor: int) -> Callable[[Handler], Handler]:
 def added_in(handler: Handler) -> tuple[int, int]:
     """The GitLab version that added the endpoint (`since`); (0, 0) for those every supported version has."""
     return getattr(handler, _SINCE, (0, 0))
+
+
+_EE = "gitlab_sim_ee_only"
+
+
+def ee_only(handler: Handler) -> Handler:
+    """Mark an endpoint of GitLab's Enterprise Edition (any tier): the Community Edition
+    (`state.community_edition`) answers it with the catch-all route's 404 `{"error":"404 Not Found"}`."""
+    setattr(handler, _EE, True)
+    return handler
+
+
+def enterprise(handler: Handler) -> bool:
+    """Whether only the Enterprise Edition has the endpoint (`ee_only`)."""
+    return getattr(handler, _EE, False)
 
 
 def _state(request: web.Request) -> SimState:
@@ -363,6 +379,13 @@ async def get_approvals(request: web.Request) -> web.Response:
     return json_response(render.approvals_json(state.web, project, mr, state.users, _caller(request).id))
 
 
+@ee_only
+async def get_approval_state(request: web.Request) -> web.Response:
+    """GET .../approval_state: the rules that apply to the merge request and who approved each (Premium)."""
+    state, project = _state(request), _project(request)
+    return json_response(approval_state_json(state, _mr(request, project)))
+
+
 async def get_reviewers(request: web.Request) -> web.Response:
     state, project = _state(request), _project(request)
     return json_response(render.reviewer_detail_json(state.web, _mr(request, project), state.users))
@@ -601,6 +624,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", _MR + "/diffs", list_diffs),
     ("GET", _MR + "/changes", get_changes),
     ("GET", _MR + "/approvals", get_approvals),
+    ("GET", _MR + "/approval_state", get_approval_state),
     ("GET", _MR + "/reviewers", get_reviewers),
     ("GET", _MR + "/notes", list_notes),
     ("POST", _MR + "/notes", create_note),

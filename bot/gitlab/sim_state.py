@@ -15,6 +15,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from bot.gitlab.sim_approvals import ApprovalActions
 from bot.gitlab.sim_groups import GroupActions
 from bot.gitlab.sim_model import (
     Delivery, HookEvent, SimGroup, SimHook, SimMR, SimProject, SimProtectedBranch, SimRequest, SimToken, SimUser,
@@ -42,7 +43,7 @@ class RateInfo:
         return self.observed > self.limit
 
 
-class SimState(MRActions, GroupActions):
+class SimState(MRActions, GroupActions, ApprovalActions):
     """The simulated GitLab instance: users, groups, projects, tokens, recorded requests and failure knobs.
 
     >>> s = SimState(token="t")
@@ -54,7 +55,8 @@ class SimState(MRActions, GroupActions):
     def __init__(self, *, token: str = "sim-token", bot_username: str = "reviewbot", seed: int = 0,
                  web: str = "http://gitlab.example.com", free_tier: bool = False) -> None:
         self.web = web
-        self.free_tier = free_tier
+        self.free_tier = free_tier  # no Premium: one reviewer kept, no approval rules, CE's approval hooks
+        self.community_edition = False  # GitLab without its Enterprise code: its endpoints (`ee_only`) are missing
         self.version: tuple[int, int] = (17, 5)  # the GitLab version played (endpoints added later answer 404)
         self.diff_max_files = 1000  # GitLab's diff limit (admin setting, 1,000 by default, at most 3,000)
         self.users: dict[int, SimUser] = {}
@@ -79,7 +81,8 @@ class SimState(MRActions, GroupActions):
         self._rate: dict[str, tuple[float, int]] = {}
         self._rng = random.Random(seed)
         self._ids = {kind: itertools.count(1) for kind in ("user", "group", "project", "mr", "note",
-                                                           "award", "hook", "label", "token", "protection")}
+                                                           "award", "hook", "label", "token", "protection",
+                                                           "approval_rule")}
         self._labels: dict[tuple[int, str], int] = {}
         self.root = self.add_user("root", "Administrator")
         self.bot = self.add_user(bot_username, "Reviewer Bot", bot=True)

@@ -7,7 +7,8 @@ paginates, rate-limits (429 + Retry-After + RateLimit-*), fails on demand (`stat
 `state.failure_rate`), answers late on demand (`state.hold_path`), records every request in `state.requests`
 and answers unknown endpoints with GitLab's 404 while recording them in `state.unknown`
 (`state.assert_no_unknown()`).
-`state.version` plays an older GitLab: endpoints added later (`sim_routes.since`) answer its missing-route 404.
+`state.version` plays an older GitLab: endpoints added later (`sim_routes.since`) answer its missing-route 404,
+as the Enterprise Edition's endpoints (`sim_routes.ee_only`) do when `state.community_edition` is set.
 
     async with run_simulator() as (state, base_url):
         project = state.add_project("acme/app")
@@ -28,7 +29,7 @@ from bot.gitlab.sim_http import (
     ANY_SCOPE, PUBLIC, ApiError, insufficient_scope, json_response, read_params, request_token, scope_allows,
 )
 from bot.gitlab.sim_model import SimDiff, SimRequest
-from bot.gitlab.sim_routes import CALLER, PARAMS, STATE, Handler, add_routes, added_in
+from bot.gitlab.sim_routes import CALLER, PARAMS, STATE, Handler, add_routes, added_in, enterprise
 from bot.gitlab.sim_seed import SeededProject, seed_project
 from bot.gitlab.sim_state import RateInfo, SimState
 from bot.gitlab.sim_webhooks import WebhookSender
@@ -118,7 +119,7 @@ async def gitlab_middleware(request: web.Request, handler: Handler) -> web.Strea
         state.record(_recorded(request, body, status), unknown=True)
         text = "405 Method Not Allowed" if status == 405 else "404 Not Found"
         return json_response({"error": text}, status=status)
-    if added_in(handler) > state.version:  # a known endpoint this GitLab version does not have yet
+    if added_in(handler) > state.version or enterprise(handler) and state.community_edition:  # not in this GitLab
         state.record(_recorded(request, body, 404))
         return json_response({"error": "404 Not Found"}, status=404)
     rate = state.rate_check(request_token(request) or f"ip:{request.remote}")
