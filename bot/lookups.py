@@ -14,12 +14,13 @@ from typing import Any, Awaitable, Callable, Hashable, TypeVar
 
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.errors import GitLabError
+from bot.gitlab.models import ApprovalRule, ProtectedBranch
 from bot.gitlab.models import Member as GitLabMember
-from bot.gitlab.models import ProtectedBranch
 from bot.logfmt import kv
 from graph.codeowners import CodeOwners, parse_codeowners
 
-__all__ = ["gather", "Recent", "Lookups", "load_codeowners", "CodeOwnersUnreadable", "CODEOWNERS_PATHS"]
+__all__ = ["gather", "Recent", "Lookups", "load_codeowners", "CodeOwnersUnreadable", "ApprovalRulesUnreadable",
+           "CODEOWNERS_PATHS"]
 
 log = logging.getLogger("bot.lookups")
 
@@ -74,17 +75,36 @@ class Recent:
         if hit is not None and hit[0] > now:
             return hit[1]  # type: ignore[no-any-return]
         value = await fetch()
+        self.remember(key, value, self.ttl if ttl is None else ttl(value) if callable(ttl) else ttl, now=now)
+        return value
+
+    def peek(self, key: Hashable) -> Any:
+        """`key`'s answer while it is kept, else None; asks nothing."""
+        hit = self._items.get(key)
+        return hit[1] if hit is not None and hit[0] > self.clock() else None
+
+    def remember(self, key: Hashable, value: Any, ttl: float, *, now: float | None = None) -> None:
+        """Keep `value` as `key`'s answer for `ttl` seconds (the oldest go first when `size` is reached)."""
+        now = self.clock() if now is None else now
         if len(self._items) >= self.size:
             self._items = {k: v for k, v in self._items.items() if v[0] > now}
             if len(self._items) >= self.size:
                 self._items.clear()
-        life = self.ttl if ttl is None else ttl(value) if callable(ttl) else ttl
-        self._items[key] = (now + life, value)
-        return value
+        self._items[key] = (now + ttl, value)
 
     def forget(self, key: Hashable) -> None:
         """Drop `key`'s answer: the next `get` asks again (one that turned out to be out of date)."""
         self._items.pop(key, None)
+
+
+class ApprovalRulesUnreadable(Exception):
+    """GitLab failed on the merge request's approval state alone (a 5xx after the client's retries, or an answer
+    no retry changes): the suggestion goes on without approval rules and says so."""
+
+    def __init__(self, project_id: int, iid: int, status: int | None) -> None:
+        self.project_id, self.iid, self.status = project_id, iid, status
+        super().__init__(f"approval rules of merge request !{iid} of project {project_id} could not be read "
+                         f"({status})")
 
 
 class ProtectionsUnreadable(Exception):
@@ -97,6 +117,7 @@ class Lookups:
 
     LOADS_TTL = 10.0  # open review loads change when reviewers are requested: keep them only briefly
     BOT_TTL = 3600.0  # an account's bot flag never changes
+    REFUSED_TTL = 3600.0  # a token refused the approval state: its permissions seldom change
 
     def __init__(self, client: GitLabClient, recent: Recent) -> None:
         self.client, self.recent = client, recent
@@ -139,6 +160,35 @@ class Lookups:
             log.info(kv("branch protections not readable: CODEOWNERS approval taken as required; give the bot "
                         "Maintainer access for the bot to know", project_id=project_id, error=str(exc)))
             raise ProtectionsUnreadable from exc
+
+    async def approval_rules(self, project_id: int, iid: int) -> list[ApprovalRule]:
+        """The rules GitLab applies to the MR now, each with who approved (`GitLabClient.mr_approval_state`).
+        Not kept: approvals change them, and the merge request's other reads run beside this one.
+
+        No rules where GitLab has none to give: without Premium (an empty list), on the Community Edition (no
+        such endpoint: the client stops asking) or to a token GitLab refuses (403, say a fine-grained token
+        without `read_merge_request_approval_state`: logged once and remembered an hour for the project, so
+        nothing is asked meanwhile). Raises `ApprovalRulesUnreadable` when GitLab fails on this answer alone,
+        and `GitLabError` when GitLab as a whole fails (no answer, 401, 429, a token without the api scope): the
+        event is retried.
+        """
+        refused = ("approval state refused", project_id)
+        if self.recent.peek(refused):
+            return []
+        try:
+            state = await self.client.mr_approval_state(project_id, iid)
+        except GitLabError as exc:
+            if exc.status is None or exc.no_scope or exc.status in (401, 429):
+                raise
+            if exc.status == 403:
+                log.info(kv("approval rules not readable with the bot's token: suggesting without them",
+                            project_id=project_id, error=str(exc)))
+                self.recent.remember(refused, True, max(self.recent.ttl, self.REFUSED_TTL))
+                return []
+            log.warning(kv("approval rules not readable this time: suggesting without them", project_id=project_id,
+                           mr_iid=iid, status=exc.status, error=str(exc)))
+            raise ApprovalRulesUnreadable(project_id, iid, exc.status) from exc
+        return [] if state is None else list(state.rules)
 
     async def status(self, uid: int | str) -> str:
         """A user's status `availability` (busy / not_set)."""

@@ -1,10 +1,10 @@
 """`suggest_for_mr`: one merge request in, ranked eligible people out (and `/reviewers why` for one person).
 
-It gathers the changed files, members, opt-outs, per-MR exclusions, statuses, open review loads and
-CODEOWNERS of the target branch (`bot.lookups`, cached briefly), asks the project's recommender
-(`bot.engine.Engine`) for a ranking, filters it with `bot.eligibility.eligible`, favours code owners and
-makes sure every approval GitLab asks of code owners (one per matched CODEOWNERS entry) is covered by
-someone who can give it.
+It gathers the changed files, members, opt-outs, per-MR exclusions, statuses, open review loads,
+CODEOWNERS of the target branch (`bot.lookups`, cached briefly) and the merge request's approval rules (Premium),
+asks the project's recommender (`bot.engine.Engine`) for a ranking, filters it with `bot.eligibility.eligible`,
+favours code owners and makes sure every approval GitLab will ask (one per matched CODEOWNERS entry, one per
+regular approval rule: `bot.approvals`) is covered by someone who can give it.
 
     engine = Engine(storage)
     result = await suggest_for_mr(client, engine, storage, project_id, mr, settings, bot_username="reviewbot")
@@ -17,29 +17,33 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Collection, Iterable, Mapping, Protocol, Sequence, TypeVar
+from typing import Collection, Iterable, Mapping, Sequence, TypeVar
 
 from bot import learning
+from bot.approvals import (
+    Approval, Owned, OwnerApproval, capped, cover_note, gitlab_approvers, owner_approvals, owner_usernames, people,
+    rule_approvals,
+)
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
 from bot.config import ProjectSettings
 from bot.eligibility import AWAITING_SEAT, Member, eligible
 from bot.engine import Engine
 from bot.threads import to_the_end
 from bot.gitlab.client import GitLabClient
+from bot.gitlab.models import ApprovalRule, MergeRequest
 from bot.gitlab.models import Member as GitLabMember
-from bot.gitlab.models import MergeRequest
-from bot.lookups import CodeOwnersUnreadable, Lookups, gather
+from bot.lookups import ApprovalRulesUnreadable, CodeOwnersUnreadable, Lookups, gather
 from bot.owners import owners_to_resolve, resolve_owners
 from bot.people import former_names
 from bot.storage import Storage
-from graph.codeowners import CodeOwners, Owner, RuleMatch
+from graph.codeowners import CodeOwners, Owner
 from graph.model import Change, Suggestion
 from graph.recommend import GraphRecommender, LearnedRecommender
 
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
     "boost_owners", "has_history", "as_members", "open_change", "owner_approvals", "OwnerApproval",
-    "gitlab_approvers", "EXCLUDING_LABELS", "POOL", "CODEOWNERS_UNREADABLE",
+    "gitlab_approvers", "Owned", "EXCLUDING_LABELS", "POOL", "CODEOWNERS_UNREADABLE", "APPROVAL_RULES_UNREADABLE",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
@@ -47,9 +51,9 @@ POOL = 40            # how many ranked candidates the eligibility filter looks a
 SPARE = 3            # statuses fetched for k + SPARE people at a time (some may be busy or overloaded)
 OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
 MAX_SKIP_NOTES = 3
-MAX_OWNER_NOTES = 20  # notes on code owners' approvals shown in one comment (a file may match hundreds of rules)
-MAX_LISTED = 5  # CODEOWNERS patterns or owners named in one note or reason; the others are counted
 CODEOWNERS_UNREADABLE = "CODEOWNERS could not be read from GitLab this time, so code owners are left out of " \
+    "these suggestions (`/reviewers` suggests again)."
+APPROVAL_RULES_UNREADABLE = "The approval rules could not be read from GitLab this time, so they are left out of " \
     "these suggestions (`/reviewers` suggests again)."
 
 C = TypeVar("C", str, Suggestion)
@@ -66,7 +70,8 @@ class MRFacts:
     `code_owner_approval`: the target branch's protection requires code owners' approval (GitLab asks for
     none on other branches, and the bot then only favours owners in the ranking). `aliases` maps the former
     usernames of members who renamed themselves (casefolded) to their usernames now (`bot.people`); the
-    opt-outs and exclusions are under the members' usernames now.
+    opt-outs and exclusions are under the members' usernames now. `approval_rules` are the merge request's
+    rules as GitLab reports them now (Premium; none on other tiers), each with who approved.
     """
 
     files: tuple[str, ...]
@@ -80,6 +85,8 @@ class MRFacts:
     code_owner_approval: bool = False  # GitLab requires code owners' approval on the target branch
     codeowners_unreadable: bool = False  # GitLab would not give the CODEOWNERS file this time
     aliases: Mapping[str, str] = field(default_factory=dict)  # former username (casefolded) -> username now
+    approval_rules: tuple[ApprovalRule, ...] = ()
+    approval_rules_unreadable: bool = False  # GitLab failed on the approval state alone this time
 
     @property
     def moved_from(self) -> tuple[str, ...]:
@@ -157,12 +164,13 @@ async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -
 
 async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: MergeRequest,
                        extra_excluded: Collection[str] = ()) -> MRFacts:
-    """Fetch the changed files, members and CODEOWNERS (together), the CODEOWNERS groups and e-mails those
-    files need, opt-outs and exclusions; record the members' ids and usernames, and map the names each had
-    before to them (`MRFacts.aliases`), so the opt-outs and exclusions made under a former name still hold."""
-    changed, members, (codeowners, unreadable) = await gather(
+    """Fetch the changed files, members, CODEOWNERS and approval rules (together), the CODEOWNERS groups and
+    e-mails those files need, opt-outs and exclusions; record the members' ids and usernames, and map the names
+    each had before to them (`MRFacts.aliases`), so the opt-outs and exclusions made under a former name still
+    hold."""
+    changed, members, (codeowners, unreadable), (rules, rules_unreadable) = await gather(
         look.client.mr_changed_files(project_id, mr.iid), look.members(project_id),
-        _read_codeowners(look, project_id, mr.target_branch),
+        _read_codeowners(look, project_id, mr.target_branch), _read_approval_rules(look, project_id, mr.iid),
     )
     files = tuple(dict.fromkeys(f.path for f in changed))
     renames = tuple(dict.fromkeys(f.rename for f in changed if f.rename))
@@ -180,6 +188,7 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
         files=files, members=by_name, optouts=frozenset(), excluded={}, codeowners=codeowners,
         owner_users=owner_users, renames=renames, capped=mr.diff_capped, code_owner_approval=required,
         codeowners_unreadable=unreadable, aliases=await _former_names(storage, members),
+        approval_rules=tuple(rules), approval_rules_unreadable=rules_unreadable,
     )
     return replace(facts, optouts=frozenset(facts.person(p) for p in optouts),
                    excluded=_under_names_now(facts, {**excluded, **{p: "exclude" for p in extra_excluded}}))
@@ -213,6 +222,15 @@ async def _read_codeowners(look: Lookups, project_id: int, ref: str) -> tuple[Co
         return None, True
 
 
+async def _read_approval_rules(look: Lookups, project_id: int, iid: int) -> tuple[list[ApprovalRule], bool]:
+    """The MR's approval rules and whether GitLab failed on them alone (`Lookups.approval_rules`): read beside
+    the MR's diffs and members, as CODEOWNERS is."""
+    try:
+        return await look.approval_rules(project_id, iid), False
+    except ApprovalRulesUnreadable:
+        return [], True
+
+
 async def _code_owner_approval(look: Lookups, project_id: int, branch: str, codeowners: CodeOwners | None,
                                paths: Sequence[str]) -> bool:
     """Whether GitLab requires code owners' approval on the MR's target branch; asked only when the change
@@ -224,29 +242,6 @@ async def _code_owner_approval(look: Lookups, project_id: int, branch: str, code
 
 def _eligibility_members(facts: MRFacts) -> dict[str, Member]:
     return {name: Member(m.access_level, m.state, m.bot, m.membership_state) for name, m in facts.members.items()}
-
-
-class Owned(Protocol):
-    """Anything naming CODEOWNERS owners: a section's match, a rule, an approval asked of owners."""
-
-    @property
-    def owners(self) -> tuple[Owner, ...]: ...
-
-
-def owner_usernames(section: Owned, facts: MRFacts) -> list[str]:
-    """The project members who may approve for a CODEOWNERS section or rule, in file order: named users, and
-    the direct members holding a role, members of groups and owners of e-mails as resolved in
-    `facts.owner_users`.
-
-    People a group or an address stands for who are not project members cannot approve and are left out.
-    """
-    names: dict[str, None] = {}
-    for owner in section.owners:
-        wanted = (owner.name,) if owner.kind == "name" else ()
-        for username in wanted + tuple(facts.owner_users.get(owner, ())):
-            if (member := facts.member(username)) is not None:
-                names[member.username] = None
-    return list(names)
 
 
 # --- ranking and filtering ----------------------------------------------------------------------------------
@@ -341,57 +336,7 @@ async def _loads(look: Lookups, project_id: int, facts: MRFacts, mr_iid: int) ->
     return loads
 
 
-# --- CODEOWNERS coverage and notes --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OwnerApproval:
-    """Approvals GitLab asks of code owners: one CODEOWNERS rule (matched entry), or several of one section
-    with the same owners and count, which the same approvals meet (an approval counts for every rule naming
-    its giver). `alone`: the only one of its section, so its note need not name the patterns."""
-
-    section: str
-    patterns: tuple[str, ...]
-    owners: tuple[Owner, ...]
-    approvals: int
-    alone: bool = True
-
-    @property
-    def which(self) -> str:
-        """` for `docs/``: the patterns (the first `MAX_LISTED`, then how many more), when the section asks
-        more than this of its owners."""
-        return "" if self.alone else " for " + _listed([code_span(p) for p in self.patterns])
-
-    @property
-    def need(self) -> str:
-        """`CODEOWNERS section `Docs` needs 1 approval` (and `which`), how the comment's notes begin."""
-        return f"CODEOWNERS section {code_span(self.section)} needs {_approvals(self.approvals)}{self.which}"
-
-    @property
-    def asks(self) -> str:
-        """`CODEOWNERS section `Docs` asks for 1 approval` (and `which`): what the file asks, met or not."""
-        return f"CODEOWNERS section {code_span(self.section)} asks for {_approvals(self.approvals)}{self.which}"
-
-    @property
-    def why(self) -> str:
-        """The reason an owner added for it carries."""
-        return f"code owner: section {code_span(self.section)} needs their approval{self.which}"
-
-
-def owner_approvals(facts: MRFacts) -> list[OwnerApproval]:
-    """What GitLab asks of the code owners for this MR, in the CODEOWNERS file's order: one entry per rule
-    with approvals (`graph.codeowners.RuleMatch`), rules of one section with the same owners and count
-    merged. Nothing when the target branch does not require code owners' approval."""
-    if facts.codeowners is None or not facts.code_owner_approval:
-        return []
-    merged: dict[tuple[str, frozenset[Owner], int], list[RuleMatch]] = {}
-    for rule in facts.codeowners.rules_for_files(facts.owned_paths):
-        if rule.approvals_required > 0:
-            merged.setdefault((rule.section, frozenset(rule.owners), rule.approvals_required), []).append(rule)
-    per_section = Counter(section for section, _, _ in merged)
-    return [OwnerApproval(section, tuple(r.pattern for r in rules), rules[0].owners, approvals,
-                          per_section[section] == 1)
-            for (section, _, approvals), rules in merged.items()]
-
-
+# --- approvals: CODEOWNERS and approval rules -----------------------------------------------------------------
 def _all_owners(facts: MRFacts) -> set[str]:
     if facts.codeowners is None:
         return set()
@@ -399,36 +344,16 @@ def _all_owners(facts: MRFacts) -> set[str]:
     return {name for section in sections for name in owner_usernames(section, facts)}
 
 
-def _people(names: Iterable[str]) -> str:
-    return _listed([f"@{n}" for n in names])
-
-
-def _listed(items: Sequence[str]) -> str:
-    """The first `MAX_LISTED` items, then how many more. A section of a thousand per-file entries, or a group of
-    a thousand owners, listed whole in every note and added owner's reason made a comment GitLab refuses
-    (over 1,000,000 characters), and then on every later event of the merge request.
-
-    >>> _listed([f"f{i}" for i in range(8)])
-    'f0, f1, f2, f3, f4 and 3 more'
-    """
-    more = len(items) - MAX_LISTED
-    return ", ".join(items[:MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
-
-
-def _approvals(n: int) -> str:
-    return f"{n} approval{'s' if n != 1 else ''}"
-
-
-async def _best_owners(look: Lookups, facts: MRFacts, result: SuggestionResult, owners: Sequence[str], count: int,
+async def _best_givers(look: Lookups, facts: MRFacts, result: SuggestionResult, givers: Sequence[str], count: int,
                        author: str, settings: ProjectSettings, bots: Collection[str],
                        favour: Mapping[str, int] | None = None) -> list[Suggestion]:
-    """The `count` best owners who can review now: those `favour` weighs most first (owners the approvals
-    still to cover also need: one person is asked instead of two), then owners with history, then the others
-    in file order."""
-    folded = {o.casefold() for o in owners}
+    """The `count` best of `givers` who can review now: those `favour` weighs most first (people the approvals
+    still to cover also need: one person is asked instead of two), then those with history, then the others
+    in the order GitLab or the file names them."""
+    folded = {o.casefold() for o in givers}
     ranked = [s for s in result.ranked if s.person.casefold() in folded]
     known = {s.person.casefold() for s in ranked}
-    others = [Suggestion(o, 0.0) for o in owners if o.casefold() not in known]
+    others = [Suggestion(o, 0.0) for o in givers if o.casefold() not in known]
     weight = favour or {}
     pool = sorted(ranked + others, key=lambda s: -weight.get(s.person.casefold(), 0))
     pool, dropped = _cheap_filter(pool, facts, author, settings, bots)
@@ -436,102 +361,48 @@ async def _best_owners(look: Lookups, facts: MRFacts, result: SuggestionResult, 
     return await _final_filter(look, facts, pool, count, result, settings)
 
 
-def _favour(later: Sequence[OwnerApproval], facts: MRFacts) -> Counter[str]:
-    """How many of the approvals still to cover each owner (casefolded) could give."""
-    return Counter(name.casefold() for need in later for name in owner_usernames(need, facts))
+def _favour(later: Sequence[Approval], facts: MRFacts) -> Counter[str]:
+    """How many of the approvals still to cover each person (casefolded) could give."""
+    return Counter(name.casefold() for need in later for name in need.givers(facts))
 
 
-async def _cover_sections(look: Lookups, facts: MRFacts, result: SuggestionResult, kept: list[Suggestion],
-                          author: str, settings: ProjectSettings, bots: Collection[str]) -> list[Suggestion]:
-    """Make sure each approval GitLab asks of code owners has enough owners among the people suggested:
-    `[Section][2]` needs two approvals from the owners of each of its matched entries, so two of them (one
-    person may cover the entries of several rules)."""
+async def _cover_approvals(look: Lookups, facts: MRFacts, result: SuggestionResult, kept: list[Suggestion],
+                           author: str, settings: ProjectSettings, bots: Collection[str]) -> list[Suggestion]:
+    """Make sure each approval GitLab will ask has enough people among those suggested who can give it: each
+    matched CODEOWNERS entry (`[Section][2]` needs two of its owners) and each regular approval rule still
+    short of approvals (one person may cover several). One note per approval (`bot.approvals.capped`)."""
     kept = list(kept)
-    needs = owner_approvals(facts)
+    needs: list[Approval] = [*owner_approvals(facts), *rule_approvals(facts.approval_rules)]
+    notes = []
     for i, need in enumerate(needs):
-        approvers = gitlab_approvers(need, facts, author)
-        if approvers is not None and len(approvers) < need.approvals:
-            result.notes.append(_approved_by_gitlab_note(need, len(approvers)))
+        approvers = need.approvers(facts, author)
+        if approvers is not None and len(approvers) < need.required:
+            notes.append(need.approved_by_gitlab(len(approvers)))
             continue
-        owners = owner_usernames(need, facts)
-        folded = {o.casefold() for o in owners}
+        givers = need.givers(facts)
+        folded = {o.casefold() for o in givers}
         covering = [s.person for s in kept if s.person.casefold() in folded]
         missing = need.approvals - len(covering)
         if missing <= 0:
-            result.notes.append(f"{need.need}: {_people(covering)} can give {'them' if need.approvals > 1 else 'it'}.")
+            notes.append(f"{need.need}: {people(covering)} can give {'them' if need.approvals > 1 else 'it'}.")
             continue
-        others = [o for o in owners if o.casefold() not in {c.casefold() for c in covering}]
-        best = await _best_owners(look, facts, result, others, missing, author, settings, bots,
+        others = [o for o in givers if o.casefold() not in {c.casefold() for c in covering}]
+        best = await _best_givers(look, facts, result, others, missing, author, settings, bots,
                                   _favour(needs[i + 1:], facts)) if others else []
         kept += [replace(b, reasons=(need.why, *b.reasons)) for b in best]
         chosen = {b.person.casefold() for b in best}
         why_not = _why_not([o for o in others if o.casefold() not in chosen], result.dropped)
-        result.notes.append(_cover_note(need, owners, covering, [b.person for b in best], missing, why_not))
-    _cap_owner_notes(result, len(needs))  # one note per approval
+        notes.append(cover_note(need, givers, covering, [b.person for b in best], missing, why_not))
+    result.notes += capped(needs, notes)
     return kept
 
 
-def _cap_owner_notes(result: SuggestionResult, added: int) -> None:
-    """Keep the comment readable (and within GitLab's note size): at most `MAX_OWNER_NOTES` of the `added`
-    last notes (the code owners' approvals'), then how many more there are."""
-    if added > MAX_OWNER_NOTES:
-        del result.notes[len(result.notes) - added + MAX_OWNER_NOTES:]
-        result.notes.append(f"… and {added - MAX_OWNER_NOTES} more CODEOWNERS approvals not listed here.")
-
-
 def _why_not(people: Sequence[str], dropped: Mapping[str, str]) -> str:
-    """Why owners the bot did not add cannot be suggested (`eligible`'s words), for the first few of them:
+    """Why people the bot did not add cannot be suggested (`eligible`'s words), for the first few of them:
     set aside by the team, Busy, a bot account… GitLab may still need their approval."""
     reasons = {name.casefold(): why for name, why in dropped.items()}
     said = [f"{code_span('@' + p)} {reasons[p.casefold()]}" for p in people if p.casefold() in reasons]
     return "; ".join(said[:MAX_SKIP_NOTES])
-
-
-def gitlab_approvers(need: Owned, facts: MRFacts, author: str) -> list[str] | None:
-    """The owners GitLab lets approve for a rule (`ApprovalWrappedRule#approvers`): active project members
-    (not blocked, not awaiting a seat) other than the MR's author (GitLab's default forbids approving one's
-    own MR). Busy, opted-out or overloaded owners count: GitLab waits for them. None when an owner could not
-    be looked up this time.
-
-    GitLab approves a rule automatically when fewer of them exist than the approvals it asks (an invalid
-    rule must not block the merge request), so the bot asks nobody for it.
-    """
-    if any(_unresolved(owner, facts) for owner in need.owners):
-        return None
-    folded = author.casefold()
-    return [name for name in owner_usernames(need, facts)
-            if (member := facts.member(name)) is not None and member.active and not member.awaiting
-            and name.casefold() != folded]
-
-
-def _unresolved(owner: Owner, facts: MRFacts) -> bool:
-    """An owner that needed GitLab's answer (group, e-mail, role, unknown `@name`) and did not get it."""
-    if owner.kind == "name" and facts.member(owner.name) is not None:
-        return False
-    return owner not in facts.owner_users
-
-
-def _approved_by_gitlab_note(need: OwnerApproval, approvers: int) -> str:
-    who = f"only {approvers} of its owners" if approvers else "none of its owners"
-    return f"{need.asks}, but {who} can approve (active project members other than the author): GitLab " \
-           "approves it automatically."
-
-
-def _cover_note(need: OwnerApproval, owners: Sequence[str], covering: Sequence[str], added: Sequence[str],
-                missing: int, why_not: str = "") -> str:
-    """What the comment says of one approval the bot had to find owners for; `why_not` names why the owners
-    left out cannot be suggested (GitLab still waits for their approval)."""
-    still = f" ({why_not}; GitLab still requires the approval)" if why_not else ""
-    if not added:
-        who = f"from {_people(owners)}" if owners else "from owners the bot could not name (groups, e-mails, " \
-            "roles: GitLab did not answer, or there were too many to look up)"
-        can = f"; {_people(covering)} can give {_approvals(len(covering))}" if covering else ""
-        nobody = "none of the others can" if covering else ("none of them can" if len(owners) != 1 else "they cannot")
-        return f"{need.need} {who}, but {nobody} be suggested right now{still}{can}."
-    what = f"added code owner{'s' if len(added) > 1 else ''} {_people(added)}"
-    also = f" ({_people(covering)} can give {_approvals(len(covering))})" if covering else ""
-    short = f"; no other owner can be suggested right now{still}" if len(added) < missing else ""
-    return f"{need.need}: {what}{also}{short}."
 
 
 def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str]:
@@ -649,6 +520,8 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
                               user_ids={n: m.id for n, m in facts.members.items()})
     if facts.codeowners_unreadable:
         result.notes.append(CODEOWNERS_UNREADABLE)
+    if facts.approval_rules_unreadable:
+        result.notes.append(APPROVAL_RULES_UNREADABLE)
     if not facts.files:
         result.cannot = NO_FILES
         return result
@@ -663,7 +536,7 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     result.dropped.update(dropped)
     result.loads = await _loads(look, project_id, facts, mr.iid)
     kept = await _final_filter(look, facts, result.ranked, k or settings.top_k, result, settings)
-    result.suggestions = await _cover_sections(look, facts, result, kept, author, settings, bots)
+    result.suggestions = await _cover_approvals(look, facts, result, kept, author, settings, bots)
     result.suggestions = await _explain_chosen(engine, project_id, settings, result)
     result.notes = _skip_notes(result, settings) + result.notes + _capped_note(facts)
     if not result.suggestions:
