@@ -74,6 +74,9 @@ ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "DATABASE_URL": ("database", "url"),
     "PORT": ("server", "port"),
     "REVIEWBOT_DASHBOARD_TOKEN": ("dashboard", "token"),
+    "REVIEWBOT_GITLAB_APP_ID": ("dashboard", "gitlab_app_id"),
+    "REVIEWBOT_GITLAB_APP_SECRET": ("dashboard", "gitlab_app_secret"),
+    "REVIEWBOT_PUBLIC_URL": ("dashboard", "public_url"),
 }
 ENV_WEBHOOK_SECRET = "GITLAB_WEBHOOK_SECRET"
 
@@ -92,7 +95,22 @@ FIXES: dict[str, str] = {
     "server.port": "export PORT=8080 (a number between 1 and 65535)",
     "dashboard": (
         "generate a token with python -c 'import secrets; print(secrets.token_urlsafe(32))' and "
-        "export REVIEWBOT_DASHBOARD_TOKEN=... (or set [dashboard] token), or set [dashboard] enabled = false"
+        "export REVIEWBOT_DASHBOARD_TOKEN=... (or set [dashboard] token), or set up GitLab sign-in "
+        "([dashboard] gitlab_app_id, gitlab_app_secret, public_url; see the README), or set [dashboard] enabled = false"
+    ),
+    "dashboard.gitlab_app_id": (
+        "copy the Application ID of the OAuth application created in GitLab (Edit profile, group or Admin > "
+        "Applications, scope read_api) into REVIEWBOT_GITLAB_APP_ID (or [dashboard] gitlab_app_id)"
+    ),
+    "dashboard.gitlab_app_secret": (
+        "copy the Secret of the OAuth application created in GitLab (Applications, scope read_api) into "
+        "REVIEWBOT_GITLAB_APP_SECRET (or [dashboard] gitlab_app_secret), with its Application ID in "
+        "REVIEWBOT_GITLAB_APP_ID"
+    ),
+    "dashboard.public_url": (
+        "export REVIEWBOT_PUBLIC_URL=https://reviewbot.example.com (or [dashboard] public_url): the address "
+        "people open the dashboard at; the GitLab application's Redirect URI is it followed by "
+        "/auth/gitlab/callback"
     ),
 }
 
@@ -165,6 +183,25 @@ def _gitlab_url_problem(value: str) -> str | None:
         return "has no host name: give e.g. https://gitlab.example.com"
     if parts.path.rstrip("/").casefold().endswith("/api/v4"):
         return "ends in /api/v4: give the base URL without /api/v4 (the bot adds it)"
+    return None
+
+
+def _public_url_problem(value: str) -> str | None:
+    """Why `value` cannot be the address people open the dashboard at, or None (a path prefix, behind a
+    proxy that serves the bot under one, is fine)."""
+    if not value.startswith(("http://", "https://")):
+        return f"must start with https:// (or http://), got {quoted_url(value)}"
+    if any(ch.isspace() for ch in value):
+        return "must not contain spaces: give the address as the browser shows it (https://reviewbot.example.com)"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        return "is not a valid URL (check the port and any [IPv6] brackets)"
+    if "@" in parts.netloc or parts.query or parts.fragment:
+        return "must be the dashboard's address alone (no user:password@, no ?query, no #fragment)"
+    if not parts.hostname:
+        return "has no host name: give e.g. https://reviewbot.example.com"
     return None
 
 
@@ -263,30 +300,85 @@ class WorkerSettings(_Frozen):
 
 
 class DashboardSettings(_Frozen):
-    """The read-only dashboard at GET /: off unless enabled, and then only behind a long token. A token
-    given with `enabled` left unset turns it on (REVIEWBOT_DASHBOARD_TOKEN alone, on a platform configured
-    by environment only); `enabled = false` keeps it off whatever the token."""
+    """The read-only dashboard at GET /: off unless enabled, and then only behind a long token, GitLab sign-in
+    or both. A token or a GitLab application given with `enabled` left unset turns it on
+    (REVIEWBOT_DASHBOARD_TOKEN alone, on a platform configured by environment only); `enabled = false` keeps
+    it off whatever they are.
+
+    GitLab sign-in needs the OAuth application's id and secret and `public_url`, the address people open the
+    dashboard at: the redirect URI sent to GitLab is `public_url` + /auth/gitlab/callback. It is a setting,
+    not read from the request's Host header, which the client chooses (and a proxy may rewrite or leave as
+    the bot's internal address): GitLab would refuse a mismatched redirect URI, but the bot would also mark its
+    cookies Secure from it.
+    """
 
     enabled: StrictBool = False
     token: SecretStr | None = None
+    gitlab_app_id: str | None = None
+    gitlab_app_secret: SecretStr | None = Field(None, validate_default=True)
+    public_url: str | None = Field(None, validate_default=True)
 
     @model_validator(mode="before")
     @classmethod
     def _on_with_a_token(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "enabled" not in data and data.get("token"):
+        if isinstance(data, dict) and "enabled" not in data and (data.get("token") or data.get("gitlab_app_id")):
             return {**data, "enabled": True}
         return data
+
+    @field_validator("gitlab_app_id")
+    @classmethod
+    def _app_id(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c.isspace() for c in value)):
+            raise ValueError("must be the Application ID GitLab shows, one word without spaces or line breaks")
+        return value
+
+    @field_validator("gitlab_app_secret")
+    @classmethod
+    def _app_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Both halves of the application or neither; the message gives no part of the secret."""
+        app_id = info.data.get("gitlab_app_id")
+        if value is None:
+            if app_id is not None:
+                raise ValueError("is missing: gitlab_app_id is set, and GitLab sign-in needs the application's "
+                                 "secret too")
+            return value
+        secret = value.get_secret_value()
+        if not secret or any(c.isspace() for c in secret):
+            raise ValueError("must be the application's Secret, one word without spaces or line breaks")
+        if app_id is None:
+            raise ValueError("is set without gitlab_app_id: GitLab sign-in needs the application's id too")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("gitlab_app_id") is not None:
+                raise ValueError("is missing: GitLab sign-in sends people back to <public_url>/auth/gitlab/callback")
+            return value
+        problem = _public_url_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _protected(self) -> DashboardSettings:
         secret = self.token.get_secret_value() if self.token is not None else ""
-        if self.enabled and len(secret) < DASHBOARD_TOKEN_MIN:
-            what = "enabled needs a token of" if not secret else "the token (which turns the dashboard on) needs"
+        if not self.enabled or (not secret and self.gitlab_app_id is not None):
+            return self
+        if len(secret) < DASHBOARD_TOKEN_MIN:
+            what = ("enabled needs GitLab sign-in or a token of" if not secret
+                    else "the token (which turns the dashboard on) needs")
             raise ValueError(
                 f"{what} at least {DASHBOARD_TOKEN_MIN} characters "
                 f"(got {'none' if not secret else len(secret)}): the dashboard shows who reviews what"
             )
         return self
+
+    @property
+    def gitlab_sign_in(self) -> bool:
+        """Whether people may sign in with their GitLab account (the application is configured)."""
+        return self.gitlab_app_id is not None and self.gitlab_app_secret is not None and self.public_url is not None
 
 
 class LearningSettings(_Frozen):
