@@ -308,7 +308,12 @@ def _sort_key(order_by: str) -> Callable[[SimMR], Any]:
 
 
 async def list_mrs(request: web.Request) -> web.Response:
+    """A project's merge requests; 403 for a caller who sees the project but not its merge requests (a Guest of
+    a private project), as GitLab's `authorize_read_merge_requests!` answers."""
     state, project, params = _state(request), _project(request), request[PARAMS]
+    caller = request[CALLER]
+    if caller.id != state.root.id and not state.can_read(project, caller.id):
+        raise ApiError(403, message="403 Forbidden")
     order_by, sort = params.get("order_by", "created_at"), params.get("sort", "desc")
     if order_by not in _ORDERS or sort not in ("asc", "desc"):
         raise ApiError(400, error="order_by, sort does not have a valid value")
@@ -604,8 +609,47 @@ async def delete_hook(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# --- OAuth 2.0 provider (sim_oauth.py) ----------------------------------------------------------------------
+def _oauth_answer(answer: Any) -> web.Response:
+    if answer.location is not None:
+        return web.Response(status=answer.status, headers={"Location": answer.location})
+    if answer.page is not None:
+        return web.Response(status=answer.status, text=answer.page, content_type="text/html")
+    return json_response(answer.body, status=answer.status)
+
+
+def _basic_auth(request: web.Request) -> tuple[str, str] | None:
+    """The client's id and secret from HTTP Basic (the other way RFC 6749 lets a client authenticate)."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(value.strip()).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+@public
+async def oauth_authorize(request: web.Request) -> web.Response:
+    return _oauth_answer(_state(request).oauth_authorize(request[PARAMS]))
+
+
+@public
+async def oauth_token(request: web.Request) -> web.Response:
+    return _oauth_answer(_state(request).oauth_token(request[PARAMS], _basic_auth(request)))
+
+
+@public
+async def oauth_revoke(request: web.Request) -> web.Response:
+    return _oauth_answer(_state(request).oauth_revoke(request[PARAMS], _basic_auth(request)))
+
+
 _MR = "/api/v4/projects/{pid}/merge_requests/{iid}"
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/oauth/authorize", oauth_authorize),
+    ("POST", "/oauth/token", oauth_token),
+    ("POST", "/oauth/revoke", oauth_revoke),
     ("GET", "/api/v4/user", get_current_user),
     ("GET", "/api/v4/users", list_users),
     ("GET", "/api/v4/users/{uid}", get_user),

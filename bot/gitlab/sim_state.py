@@ -21,6 +21,7 @@ from bot.gitlab.sim_model import (
     Delivery, HookEvent, SimGroup, SimHook, SimMR, SimProject, SimProtectedBranch, SimRequest, SimToken, SimUser,
 )
 from bot.gitlab.sim_mr import MRActions
+from bot.gitlab.sim_oauth import OAuthActions
 
 if TYPE_CHECKING:
     from bot.gitlab.sim_webhooks import WebhookSender
@@ -43,7 +44,7 @@ class RateInfo:
         return self.observed > self.limit
 
 
-class SimState(MRActions, GroupActions, ApprovalActions):
+class SimState(MRActions, GroupActions, ApprovalActions, OAuthActions):
     """The simulated GitLab instance: users, groups, projects, tokens, recorded requests and failure knobs.
 
     >>> s = SimState(token="t")
@@ -84,6 +85,7 @@ class SimState(MRActions, GroupActions, ApprovalActions):
                                                            "award", "hook", "label", "token", "protection",
                                                            "approval_rule")}
         self._labels: dict[tuple[int, str], int] = {}
+        self._init_oauth()  # applications, `browser_user` (signed in to GitLab), `oauth_deny`
         self.root = self.add_user("root", "Administrator")
         self.bot = self.add_user(bot_username, "Reviewer Bot", bot=True)
         self.add_token(self.bot, token)
