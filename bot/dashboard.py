@@ -1,13 +1,17 @@
 """The read-only dashboard: GET / (projects), GET /projects/{id}, GET /api/projects/{id}/stats.
 
-Why it is off by default and always behind a token: it shows who reviews what in every project the bot
-serves. `setup()` adds no route at all unless the dashboard is enabled with a token (a token alone enables
-it; so every dashboard URL is a 404 otherwise). A browser signs in once, with the 401 page's form (POST
-/signin) or by opening `/?token=...`: the token is checked in constant time, an HttpOnly SameSite=Lax
-cookie (an HMAC of the token, never the token itself) is set and the browser is sent on without the token
-in its address; scripts send `Authorization: Bearer ...`. Anything else gets the 401 page with the form,
-headed "Token not accepted" when a token was given and refused.
-No page shows the GitLab token, the webhook secrets or the database URL.
+Why it is off by default and always behind a token or GitLab sign-in: it shows who reviews what in every
+project the bot serves. `setup()` adds no route at all unless the dashboard is enabled with a token, GitLab
+sign-in or both (either alone enables it; so every dashboard URL is a 404 otherwise).
+
+With the token, a browser signs in once, with the 401 page's form (POST /signin) or by opening
+`/?token=...`: the token is checked in constant time, an HttpOnly SameSite=Lax cookie (an HMAC of the token,
+never the token itself) is set and the browser is sent on without the token in its address; scripts send
+`Authorization: Bearer ...`. The token sees every project. With GitLab sign-in (bot.dashboard_gitlab) a
+person sees only the projects GitLab lets them read the merge requests of; any other project's page or JSON
+is a 404, as for a project the bot does not know, so its existence is not revealed. Anything else gets the
+401 page with the form and the "Sign in with GitLab" link, headed "Token not accepted" when a token was given
+and refused. No page shows the GitLab token, the webhook secrets or the database URL.
 """
 from __future__ import annotations
 
@@ -16,14 +20,18 @@ import hmac
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from aiohttp import web
 
 from bot.config import Settings
-from bot.dashboard_html import ASSETS, asset, message_body, overview_body, page, project_body, signin_form
+from bot.dashboard_gitlab import GitLabSignIn
+from bot.dashboard_html import (
+    ASSETS, SECURITY_HEADERS, asset, gitlab_link, message_body, overview_body, page, project_body, signin_form,
+)
+from bot.dashboard_session import SESSION_COOKIE, local_path
 from bot.dashboard_stats import HistoryInfo, ModelInfo, ProjectStats, project_stats, window_start
 from bot.learning import mr_change_id
 from bot.logfmt import kv
@@ -32,7 +40,7 @@ from bot.storage.db import as_id
 
 __all__ = [
     "setup", "load_stats", "cached_stats", "fresh_stats", "active_model", "cookie_value", "cookie_valid",
-    "credential", "local_path", "COOKIE", "DASHBOARD_KEY", "WEEKS",
+    "credential", "local_path", "Viewer", "COOKIE", "SESSION_COOKIE", "DASHBOARD_KEY", "WEEKS",
 ]
 
 log = logging.getLogger("bot.dashboard")
@@ -40,15 +48,6 @@ log = logging.getLogger("bot.dashboard")
 COOKIE = "reviewbot_dashboard"
 COOKIE_MAX_AGE = 7 * 24 * 3600
 WEEKS = 12
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",  # not "no-referrer": a browser would then send `Origin: null` on the
-    # dashboard's own form posts, which `same_origin` must refuse
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
-}
 SIGN_IN_HINT = ('<p class="hint">The token is the <code>[dashboard] token</code> setting (or '
                 "<code>REVIEWBOT_DASHBOARD_TOKEN</code>). Scripts send <code>Authorization: Bearer</code> with it; "
                 "<code>?token=</code> in the address also signs in, but proxies may log addresses.</p>")
@@ -58,17 +57,41 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @dataclass(frozen=True)
 class Dashboard:
-    """What the dashboard's handlers share: settings, storage, the stores' clock, the token, and each project's
-    last computed numbers with the key they were computed for (see `cached_stats`)."""
+    """What the dashboard's handlers share: settings, storage, the stores' clock, the token (None: GitLab
+    sign-in only), GitLab sign-in (None: the token only), and each project's last computed numbers with the
+    key they were computed for (see `cached_stats`)."""
 
     settings: Settings
     storage: Storage
     clock: Callable[[], datetime]
-    token: bytes
+    token: bytes | None
+    signin: GitLabSignIn | None = None
     computed: dict[int, tuple[tuple, ProjectStats]] = field(default_factory=dict, compare=False)
 
     def __repr__(self) -> str:
-        return "Dashboard(token=**********)"
+        return f"Dashboard(token={'**********' if self.token else None}, gitlab_sign_in={self.signin is not None})"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking and how they proved it ("bearer", "query", "cookie": the token; "gitlab": a GitLab
+    session), and which projects they may see (None: every one, the token's)."""
+
+    via: str
+    projects: frozenset[int] | None = None
+    username: str | None = None
+
+    def sees(self, project_id: int) -> bool:
+        return self.projects is None or project_id in self.projects
+
+
+def _request_key(name: str, kind: type) -> Any:
+    """A typed request-storage key (aiohttp >= 3.12 warns on plain strings); a string on older aiohttp."""
+    factory = getattr(web, "RequestKey", None)
+    return factory(name, kind) if factory is not None else name
+
+
+VIEWER = _request_key("dashboard_viewer", Viewer)
 
 
 DASHBOARD_KEY = web.AppKey("dashboard", Dashboard)
@@ -93,15 +116,20 @@ def cookie_valid(value: str, token: bytes, now: float) -> bool:
 
 def setup(app: web.Application, settings: Settings, storage: Storage,
           *, clock: Callable[[], datetime] | None = None) -> None:
-    """Add the dashboard's routes to `app` when settings enable it with a token; else add nothing (404).
+    """Add the dashboard's routes to `app` when settings enable it with a token or GitLab sign-in; else add
+    nothing (404).
 
     `clock` defaults to the stores' own clock, so "this week" agrees with the times they record.
     """
     config = settings.dashboard
-    if not config.enabled or config.token is None:
+    if not config.enabled or (config.token is None and not config.gitlab_sign_in):
         return
-    token = config.token.get_secret_value().encode()
-    app[DASHBOARD_KEY] = Dashboard(settings, storage, clock or storage.suggestions.clock, token)
+    clock = clock or storage.suggestions.clock
+    token = config.token.get_secret_value().encode() if config.token is not None else None
+    signin_ = GitLabSignIn.from_settings(settings, storage, clock) if config.gitlab_sign_in else None
+    app[DASHBOARD_KEY] = Dashboard(settings, storage, clock, token, signin_)
+    if signin_ is not None:
+        signin_.add_routes(app)
     app.router.add_post("/signin", signin)
     app.router.add_post("/signout", signout)
     app.router.add_get("/", protected(overview))
@@ -115,20 +143,29 @@ def _encoded(value: str) -> bytes:
     return value.encode("utf-8", "surrogateescape")
 
 
-def credential(request: web.Request, dashboard: Dashboard) -> str | None:
-    """How the request proved it holds the token ("bearer", "query", "cookie"), or None.
+def _is_token(value: str, token: bytes | None) -> bool:
+    return token is not None and hmac.compare_digest(_encoded(value), token)
 
-    The first credential present decides (Bearer header, then ?token=, then the cookie), so a wrong token is
-    refused even beside a valid cookie; other Authorization schemes (a proxy's Basic) are left alone.
+
+def credential(request: web.Request, dashboard: Dashboard) -> Viewer | None:
+    """Who the request is and how it proved it (see `Viewer`), or None.
+
+    The first credential present decides (Bearer header, then ?token=, then the token's cookie, then the
+    GitLab session's), so a wrong token is refused even beside a valid cookie; other Authorization schemes (a
+    proxy's Basic) are left alone.
     """
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        return "bearer" if hmac.compare_digest(_encoded(value.strip()), dashboard.token) else None
+        return Viewer("bearer") if _is_token(value.strip(), dashboard.token) else None
     if "token" in request.query:
-        return "query" if hmac.compare_digest(_encoded(request.query["token"]), dashboard.token) else None
+        return Viewer("query") if _is_token(request.query["token"], dashboard.token) else None
     cookie = request.cookies.get(COOKIE)
-    if cookie is not None and cookie_valid(cookie, dashboard.token, dashboard.clock().timestamp()):
-        return "cookie"
+    if cookie is not None and dashboard.token is not None and \
+            cookie_valid(cookie, dashboard.token, dashboard.clock().timestamp()):
+        return Viewer("cookie")
+    session = dashboard.signin.session(request) if dashboard.signin is not None else None
+    if session is not None:
+        return Viewer("gitlab", session.projects, session.username)
     return None
 
 
@@ -139,6 +176,8 @@ def _is_api(request: web.Request) -> bool:
 REFUSED = ("Token not accepted", "The token given is not this dashboard's: check it against the [dashboard] token "
            "setting (or REVIEWBOT_DASHBOARD_TOKEN) and sign in again.")
 FIRST_VISIT = ("Sign-in needed", "This dashboard needs its token.")
+FIRST_VISIT_GITLAB = ("Sign-in needed", "Sign in with your GitLab account to see the projects you can see there.")
+FIRST_VISIT_EITHER = ("Sign-in needed", "Sign in with your GitLab account, or with this dashboard's token.")
 
 
 def _token_given(request: web.Request) -> bool:
@@ -151,21 +190,33 @@ def _unauthorised(request: web.Request, next_path: str | None = None, *, refused
     """The 401: the sign-in page, which says "Token not accepted" when a token was given (`refused`) so a
     mistyped token is not met by the same page as a first visit."""
     headers = {"WWW-Authenticate": 'Bearer realm="reviewbot dashboard"'}
+    dashboard = request.app[DASHBOARD_KEY]
     if _is_api(request):
         why = "dashboard token not accepted" if refused else "missing dashboard token"
-        return web.json_response({"error": f"{why}: send Authorization: Bearer <dashboard token>"}, status=401,
-                                 headers=headers)
+        how = "send Authorization: Bearer <dashboard token>" if dashboard.token is not None else \
+            "sign in with GitLab in a browser (GET /auth/gitlab) and send its cookie"
+        return web.json_response({"error": f"{why}: {how}"}, status=401, headers=headers)
     if next_path is None:
         next_path = str(request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"]))
-    title, text = REFUSED if refused else FIRST_VISIT
-    body = message_body(title, text, html_hint=signin_form(next_path) + SIGN_IN_HINT)
+    title, text = REFUSED if refused else _first_visit(dashboard)
+    hint = gitlab_link(next_path) if dashboard.signin is not None else ""
+    if dashboard.token is not None:
+        hint += signin_form(next_path) + SIGN_IN_HINT
+    body = message_body(title, text, html_hint=hint)
     response = web.Response(text=page(title, body), content_type="text/html", status=401, headers=headers)
     response.headers.update(SECURITY_HEADERS)
     return response
 
 
+def _first_visit(dashboard: Dashboard) -> tuple[str, str]:
+    if dashboard.signin is None:
+        return FIRST_VISIT
+    return FIRST_VISIT_GITLAB if dashboard.token is None else FIRST_VISIT_EITHER
+
+
 def _signed_in(request: web.Request, dashboard: Dashboard, target: str) -> web.Response:
-    """303 to `target` (a path on this site), setting the sign-in cookie."""
+    """303 to `target` (a path on this site), setting the sign-in cookie (of the token, `dashboard.token`)."""
+    assert dashboard.token is not None, "only the token's sign-in calls this"
     response = web.Response(status=303, headers={"Location": target})
     secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
     issued = int(dashboard.clock().timestamp())
@@ -179,13 +230,14 @@ def protected(handler: Handler) -> Handler:
     """Wrap a handler: token check first, security headers always, a 503 page when the database fails."""
     async def wrapper(request: web.Request) -> web.StreamResponse:
         dashboard = request.app[DASHBOARD_KEY]
-        via = credential(request, dashboard)
-        if via is None:
+        viewer = credential(request, dashboard)
+        if viewer is None:
             response: web.StreamResponse = _unauthorised(request, refused=_token_given(request))
-        elif via == "query" and not _is_api(request):  # the token leaves the address bar (and the history)
+        elif viewer.via == "query" and not _is_api(request):  # the token leaves the address bar (and the history)
             target = request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"])
             response = _signed_in(request, dashboard, str(target))
         else:
+            request[VIEWER] = viewer
             response = await _guarded(handler, request)
         response.headers.update(SECURITY_HEADERS)
         return response
@@ -206,24 +258,6 @@ async def _guarded(handler: Handler, request: web.Request) -> web.StreamResponse
                             content_type="text/html")
 
 
-def local_path(value: str) -> str:
-    r"""`value` if it is a path on this site, else "/" (a sign-in must not redirect elsewhere).
-
-    Browsers drop tabs and newlines from addresses and read a backslash as a slash, so "/\t/evil" would
-    become "//evil": any control character or backslash is refused outright.
-
-    >>> local_path("/projects/7?week=1"), local_path("//evil.example/x"), local_path("https://evil.example")
-    ('/projects/7?week=1', '/', '/')
-    >>> local_path("/\t/evil.example/"), local_path("/\\evil.example")
-    ('/', '/')
-    """
-    if any(c == "\\" or not c.isprintable() for c in value):
-        return "/"
-    parts = urlsplit(value)
-    ok = value.startswith("/") and not value.startswith("//") and not parts.scheme and not parts.netloc
-    return value if ok else "/"
-
-
 async def signin(request: web.Request) -> web.Response:
     """POST /signin (the 401 page's form): the token in the body, never in an address; then back to `next`."""
     dashboard = request.app[DASHBOARD_KEY]
@@ -234,7 +268,7 @@ async def signin(request: web.Request) -> web.Response:
     except ValueError:  # a malformed body (a multipart without its boundary): as no token
         form = {}
     token, target = form.get("token"), local_path(str(form.get("next") or "/"))
-    if isinstance(token, str) and hmac.compare_digest(_encoded(token), dashboard.token):
+    if isinstance(token, str) and _is_token(token, dashboard.token):
         response = _signed_in(request, dashboard, target)
     else:
         log.warning(kv("dashboard sign-in refused", remote=request.remote))
@@ -265,11 +299,13 @@ def _cross_site() -> web.Response:
 
 
 async def signout(request: web.Request) -> web.Response:
-    """POST /signout (the header's button): the cookie is cleared and the sign-in page shown."""
+    """POST /signout (the header's button): the token's and the GitLab session's cookies are cleared and the
+    sign-in page shown (GitLab's own session is GitLab's: signing out there is done there)."""
     if not same_origin(request):
         return _cross_site()
     response = web.Response(status=303, headers={"Location": "/"})
     response.del_cookie(COOKIE, path="/")
+    response.del_cookie(SESSION_COOKIE, path="/")
     response.headers.update(SECURITY_HEADERS)
     return response
 
@@ -339,9 +375,10 @@ NOT_FOUND = "No such project: the bot lists a project after its first webhook ev
 
 
 async def _project(request: web.Request) -> ProjectRow | None:
-    """The project the address names; None (a 404) for one the bot has not seen, or an id no database holds."""
+    """The project the address names; None (a 404) for one the bot has not seen, an id no database holds, or
+    one the viewer may not see (a 404 too, not a 403: whether it exists is not theirs to learn)."""
     project_id = as_id(int(request.match_info["project_id"]))  # the route takes digits only
-    if project_id is None:
+    if project_id is None or not request[VIEWER].sees(project_id):
         return None
     return await request.app[DASHBOARD_KEY].storage.projects.get(project_id)
 
@@ -352,23 +389,26 @@ def _html(text: str, status: int = 200) -> web.Response:
 
 
 async def overview(request: web.Request) -> web.Response:
-    """Every project the bot has seen, with its headline numbers."""
-    dashboard = request.app[DASHBOARD_KEY]
+    """Every project the bot has seen that the viewer may see, with its headline numbers."""
+    dashboard, viewer = request.app[DASHBOARD_KEY], request[VIEWER]
     now = dashboard.clock()
-    stats = [await cached_stats(dashboard, p, now) for p in await dashboard.storage.projects.list()]
-    return _html(page("Projects", overview_body(stats), crumb="dashboard", now=now, signed_in=True))
+    projects = [p for p in await dashboard.storage.projects.list() if viewer.sees(p.id)]
+    stats = [await cached_stats(dashboard, p, now) for p in projects]
+    return _html(page("Projects", overview_body(stats), crumb="dashboard", now=now, signed_in=True,
+                      who=viewer.username))
 
 
 async def project_page(request: web.Request) -> web.Response:
     """One project: acceptance chart, suggestions against reviewers, review load, model."""
     dashboard = request.app[DASHBOARD_KEY]
     project = await _project(request)
+    who = request[VIEWER].username
     if project is None:
-        return _html(page("Not found", message_body("Not found", NOT_FOUND), signed_in=True), status=404)
+        return _html(page("Not found", message_body("Not found", NOT_FOUND), signed_in=True, who=who), status=404)
     stats = await fresh_stats(dashboard, project, dashboard.clock())
     title = project.path or f"project {project.id}"
     body = project_body(stats, gitlab_url=dashboard.settings.gitlab.url)
-    return _html(page(title, body, crumb=title, now=stats.generated_at, signed_in=True))
+    return _html(page(title, body, crumb=title, now=stats.generated_at, signed_in=True, who=who))
 
 
 async def project_api(request: web.Request) -> web.Response:

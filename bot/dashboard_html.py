@@ -13,13 +13,23 @@ from html import escape
 from importlib import resources
 from string import Template
 from typing import Iterable, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from bot.dashboard_stats import LoadRow, MrRow, ProjectStats
 
-__all__ = ["page", "overview_body", "project_body", "message_body", "signin_form", "asset", "ASSETS"]
+__all__ = ["page", "overview_body", "project_body", "message_body", "signin_form", "gitlab_link", "asset", "ASSETS",
+           "SECURITY_HEADERS"]
 
 ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",  # not "no-referrer": a browser would then send `Origin: null` on the
+    # dashboard's own form posts, which `same_origin` must refuse
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
 
 
 @cache
@@ -34,19 +44,21 @@ def asset(name: str) -> str:
     return _template_text(name)
 
 
-def page(title: str, body: str, *, crumb: str = "", now: datetime | None = None, signed_in: bool = False) -> str:
+def page(title: str, body: str, *, crumb: str = "", now: datetime | None = None, signed_in: bool = False,
+         who: str | None = None) -> str:
     """A whole page: `title` and `crumb` are plain text (escaped here), `body` is HTML built by this module;
-    `signed_in` pages carry a sign-out button."""
+    `signed_in` pages carry a sign-out button, with the GitLab username `who` beside it when signed in so."""
     footer = "Read-only view of what the bot stored; times in UTC."
     if now is not None:
         footer = f"Generated {now:%Y-%m-%d %H:%M} UTC. " + footer
     return Template(_template_text("dashboard.html")).substitute(
         title=escape(title), crumb=escape(crumb), body=body, footer=escape(footer),
-        account=SIGN_OUT if signed_in else "")
+        account=_account(who) if signed_in else "")
 
 
-SIGN_OUT = ('<form class="signout" method="post" action="/signout">'
-            '<button type="submit">Sign out</button></form>')
+def _account(who: str | None) -> str:
+    name = f'<span class="person">@{escape(who)}</span> ' if who else ""
+    return f'<form class="signout" method="post" action="/signout">{name}<button type="submit">Sign out</button></form>'
 
 
 def _pct(value: float | None) -> str:
@@ -194,6 +206,13 @@ def project_body(s: ProjectStats, *, gitlab_url: str) -> str:
 def message_body(title: str, text: str, *, html_hint: str = "") -> str:
     """A short page with one message (sign-in needed, not found); `html_hint` is trusted HTML from this code."""
     return f'<div class="signin"><section><h1>{escape(title)}</h1><p>{escape(text)}</p>{html_hint}</section></div>'
+
+
+def gitlab_link(next_path: str) -> str:
+    """The "Sign in with GitLab" link: a plain GET (the CSP's form-action would stop a form redirected to
+    GitLab), carrying where to come back to."""
+    href = "/auth/gitlab?" + urlencode({"next": next_path})
+    return f'<p><a class="gitlab-signin" href="{escape(href)}">Sign in with GitLab</a></p>'
 
 
 def signin_form(next_path: str) -> str:

@@ -458,6 +458,19 @@ class GitLabClient:
                 seen |= {mr.id for mr in mrs}
                 page += 1
 
+    async def reads_merge_requests(self, pid: ProjectId) -> bool:
+        """Whether the token's user may read the project's merge requests (one item of GET .../merge_requests):
+        False for a project GitLab hides from them (404) or whose merge requests it closes to them (403: a Guest
+        of a private project, merge requests limited to members or turned off). A 403 for the token's scopes
+        (`no_scope`) raises: it says nothing about the project."""
+        try:
+            await self._call("GET", f"{self._p(pid)}/merge_requests", {"per_page": 1})
+        except GitLabError as exc:
+            if exc.status == 404 or exc.status == 403 and not exc.no_scope:
+                return False
+            raise
+        return True
+
     async def list_mrs(self, pid: ProjectId, **filters: str | int) -> list[MergeRequest]:
         """All MRs matching GitLab's list filters, e.g. `state="opened", reviewer_id=7`."""
         return await self._all(MergeRequest, f"{self._p(pid)}/merge_requests", dict(filters))
