@@ -424,3 +424,55 @@ def test_a_config_path_that_is_a_directory_says_so(tmp_path):
     for settings in ({"path": tmp_path}, {"environ": {**ENV, "REVIEWBOT_CONFIG": str(tmp_path)}}):
         with pytest.raises(ConfigError, match=r"is a directory: give the path of the TOML file, e\.g\. .*config\.toml"):
             load_settings(**{"environ": ENV, **settings})
+
+
+# --- GitLab sign-in for the dashboard ---------------------------------------------------------------------------
+APP_SECRET = "gloas-0123456789abcdef-application-secret"
+SIGN_IN = {"REVIEWBOT_GITLAB_APP_ID": "a1b2c3d4e5f6", "REVIEWBOT_GITLAB_APP_SECRET": APP_SECRET,
+           "REVIEWBOT_PUBLIC_URL": "https://reviewbot.example.com/"}
+
+
+def test_gitlab_sign_in_alone_turns_the_dashboard_on_and_its_secret_is_never_shown(tmp_path):
+    settings = load_settings(environ={**ENV, **SIGN_IN})
+    dashboard = settings.dashboard
+    assert dashboard.enabled and dashboard.token is None and dashboard.gitlab_sign_in
+    assert dashboard.public_url == "https://reviewbot.example.com"  # the callback is appended to it
+    assert APP_SECRET not in repr(settings) + str(settings.describe()) + str(settings)
+    off = write(tmp_path, "[dashboard]\nenabled = false\n")
+    assert load_settings(off, environ={**ENV, **SIGN_IN}).dashboard.enabled is False
+    both = load_settings(environ={**ENV, **SIGN_IN, "REVIEWBOT_DASHBOARD_TOKEN": "dashboard-token-0123456789"})
+    assert both.dashboard.gitlab_sign_in and both.dashboard.token is not None
+
+
+@pytest.mark.parametrize(("drop", "change", "message"), [
+    ("REVIEWBOT_GITLAB_APP_SECRET", {}, "setting dashboard.gitlab_app_secret (from built-in defaults): is missing: "
+                                        "gitlab_app_id is set"),
+    ("REVIEWBOT_GITLAB_APP_ID", {}, "setting dashboard.gitlab_app_secret (from environment variable "
+                                    "REVIEWBOT_GITLAB_APP_SECRET): is set without gitlab_app_id"),
+    ("REVIEWBOT_PUBLIC_URL", {}, "setting dashboard.public_url (from built-in defaults): is missing: GitLab sign-in "
+                                 "sends people back to <public_url>/auth/gitlab/callback: export REVIEWBOT_PUBLIC_URL="),
+    (None, {"REVIEWBOT_PUBLIC_URL": "reviewbot.example.com"},
+     "setting dashboard.public_url (from environment variable REVIEWBOT_PUBLIC_URL): must start with https://"),
+    (None, {"REVIEWBOT_PUBLIC_URL": "https://u:pw@reviewbot.example.com"},
+     "setting dashboard.public_url (from environment variable REVIEWBOT_PUBLIC_URL): must be the dashboard's "
+     "address alone"),
+    (None, {"REVIEWBOT_GITLAB_APP_SECRET": APP_SECRET + "\n"},
+     "setting dashboard.gitlab_app_secret (from environment variable REVIEWBOT_GITLAB_APP_SECRET): must be the "
+     "application's Secret, one word"),
+    (None, {"REVIEWBOT_DASHBOARD_TOKEN": "short"}, "setting dashboard (from environment variable "
+                                                   "REVIEWBOT_DASHBOARD_TOKEN): the token (which turns the dashboard on) "
+                                                   "needs at least 16"),
+])
+def test_a_wrong_gitlab_sign_in_setting_stops_start_up_naming_it_and_the_fix(drop, change, message):
+    env = {**ENV, **{k: v for k, v in SIGN_IN.items() if k != drop}, **change}
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=env)
+    said = str(info.value)
+    assert said.startswith(message), said
+    assert APP_SECRET not in said and "pw@" not in said
+    assert "Applications" in said or "REVIEWBOT_PUBLIC_URL=" in said or "token" in said  # the fix
+
+
+def test_enabled_without_a_token_names_gitlab_sign_in_as_a_fix(tmp_path):
+    with pytest.raises(ConfigError, match=r"enabled needs GitLab sign-in or a token of at least 16 .*gitlab_app_id"):
+        load_settings(write(tmp_path, "[dashboard]\nenabled = true\n"), environ=ENV)

@@ -746,3 +746,75 @@ def test_seeded_reviewers_mostly_follow_ownership() -> None:
 async def test_run_simulator_sets_the_instance_url() -> None:
     async with run_simulator() as (state, url):
         assert url.startswith("http://127.0.0.1:") and state.web == url
+
+
+# --- OAuth 2.0 provider ---------------------------------------------------------------------------------------
+async def _authorize(http_session, url: str, app, **extra: str) -> tuple[int, str]:
+    params = {"client_id": app.uid, "redirect_uri": app.redirect_uris[0], "response_type": "code", "state": "st",
+              "scope": "read_api", **extra}
+    async with http_session.get(f"{url}/oauth/authorize", params=params, allow_redirects=False) as response:
+        return response.status, response.headers.get("Location", "")
+
+
+async def test_oauth_codes_work_once_with_their_pkce_verifier_and_the_secret(simulator: Sim, http_session) -> None:
+    """GitLab's doc/api/oauth2.md: the verifier's S256 hash is the challenge (its own example pair), a code is
+    exchanged once, and the token reads the API as the person who consented."""
+    state, url = simulator
+    app = state.add_oauth_app("http://bot.example/cb")
+    assert (await _authorize(http_session, url, app))[1] == f"{url}/users/sign_in"  # nobody signed in to GitLab
+    state.browser_user = state.add_user("ann")
+    verifier, challenge = "ks02i3jdikdo2k0dkfodf3m39rjfjsdk0wk349rj3jrhf", "2i0WFA-0AerkjQm4X4oDEhqA17QIAKNjXpagHBXmO_U"
+    status, location = await _authorize(http_session, url, app, code_challenge=challenge,
+                                        code_challenge_method="S256")
+    assert status == 302 and location.startswith("http://bot.example/cb?code=") and location.endswith("&state=st")
+    code = location.split("code=")[1].split("&")[0]
+    form = {"client_id": app.uid, "client_secret": app.secret, "code": code, "grant_type": "authorization_code",
+            "redirect_uri": "http://bot.example/cb"}
+    for wrong, error in (({"code_verifier": "x" * 43}, (400, "invalid_grant")),
+                         ({"client_secret": "nope", "code_verifier": verifier}, (401, "invalid_client"))):
+        status, _, body = await call(http_session, f"{url}/oauth/token", "POST", token=None, data={**form, **wrong})
+        assert (status, body["error"]) == error
+    status, _, body = await _token(http_session, url, form, verifier)
+    assert (status, body["error"]) == (400, "invalid_grant")  # the wrong verifier spent the code
+    status, location = await _authorize(http_session, url, app, code_challenge=challenge,
+                                        code_challenge_method="S256")
+    form["code"] = location.split("code=")[1].split("&")[0]
+    status, _, body = await _token(http_session, url, form, verifier)
+    assert status == 200 and set(body) == {"access_token", "token_type", "expires_in", "refresh_token", "scope",
+                                           "created_at"}
+    assert (body["token_type"], body["expires_in"], body["scope"]) == ("Bearer", 7200, "read_api")
+    assert (await _token(http_session, url, form, verifier))[0] == 400  # once only
+    status, _, me = await call(http_session, f"{url}/api/v4/user", token=body["access_token"])
+    assert (status, me["username"]) == (200, "ann")
+    status, _, _ = await call(http_session, f"{url}/oauth/revoke", "POST", token=None,
+                              data={"client_id": app.uid, "client_secret": app.secret, "token": body["access_token"]})
+    assert status == 200
+    assert (await call(http_session, f"{url}/api/v4/user", token=body["access_token"]))[0] == 401
+
+
+async def _token(http_session, url: str, form: dict[str, str], verifier: str) -> tuple[int, Any, Any]:
+    return await call(http_session, f"{url}/oauth/token", "POST", token=None, data={**form, "code_verifier": verifier})
+
+
+async def test_oauth_authorize_refuses_unknown_redirects_and_a_declined_consent(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    app = state.add_oauth_app("http://bot.example/cb")
+    state.browser_user = state.add_user("ann")
+    status, location = await _authorize(http_session, url, app, redirect_uri="http://evil.example/cb")
+    assert (status, location) == (400, "")  # never sent to an unregistered address
+    status, location = await _authorize(http_session, url, app, scope="api")
+    assert "error=invalid_scope" in location
+    state.oauth_deny = True
+    status, location = await _authorize(http_session, url, app)
+    assert status == 302 and "error=access_denied" in location and location.endswith("state=st")
+
+
+async def test_a_guest_of_a_private_project_cannot_list_its_merge_requests(simulator: Sim, http_session) -> None:
+    state, url = simulator
+    project = state.add_project("acme/app")
+    state.add_member(project, state.add_user("gus"), 10)
+    state.add_token("gus", "gus-token", scopes=("read_api",))
+    status, _, body = await call(http_session, f"{url}/api/v4/projects/{project.id}", token="gus-token")
+    assert status == 200  # the project is visible to its Guest ...
+    status, _, body = await call(http_session, f"{url}/api/v4/projects/{project.id}/merge_requests", token="gus-token")
+    assert (status, body) == (403, {"message": "403 Forbidden"})  # ... its merge requests are not
