@@ -449,8 +449,9 @@ def test_gitlab_sign_in_alone_turns_the_dashboard_on_and_its_secret_is_never_sho
                                         "gitlab_app_id is set"),
     ("REVIEWBOT_GITLAB_APP_ID", {}, "setting dashboard.gitlab_app_secret (from environment variable "
                                     "REVIEWBOT_GITLAB_APP_SECRET): is set without gitlab_app_id"),
-    ("REVIEWBOT_PUBLIC_URL", {}, "setting dashboard.public_url (from built-in defaults): is missing: GitLab sign-in "
-                                 "sends people back to <public_url>/auth/gitlab/callback: export REVIEWBOT_PUBLIC_URL="),
+    ("REVIEWBOT_PUBLIC_URL", {},
+     "setting dashboard.public_url (from built-in defaults): is missing: GitLab sign-in sends people back to "
+     "<public_url>/auth/gitlab/callback: export REVIEWBOT_PUBLIC_URL="),
     (None, {"REVIEWBOT_PUBLIC_URL": "reviewbot.example.com"},
      "setting dashboard.public_url (from environment variable REVIEWBOT_PUBLIC_URL): must start with https://"),
     (None, {"REVIEWBOT_PUBLIC_URL": "https://u:pw@reviewbot.example.com"},
@@ -459,9 +460,9 @@ def test_gitlab_sign_in_alone_turns_the_dashboard_on_and_its_secret_is_never_sho
     (None, {"REVIEWBOT_GITLAB_APP_SECRET": APP_SECRET + "\n"},
      "setting dashboard.gitlab_app_secret (from environment variable REVIEWBOT_GITLAB_APP_SECRET): must be the "
      "application's Secret, one word"),
-    (None, {"REVIEWBOT_DASHBOARD_TOKEN": "short"}, "setting dashboard (from environment variable "
-                                                   "REVIEWBOT_DASHBOARD_TOKEN): the token (which turns the dashboard on) "
-                                                   "needs at least 16"),
+    (None, {"REVIEWBOT_DASHBOARD_TOKEN": "short"},
+     "setting dashboard (from environment variable REVIEWBOT_DASHBOARD_TOKEN): the token (which turns the "
+     "dashboard on) needs at least 16"),
 ])
 def test_a_wrong_gitlab_sign_in_setting_stops_start_up_naming_it_and_the_fix(drop, change, message):
     env = {**ENV, **{k: v for k, v in SIGN_IN.items() if k != drop}, **change}
