@@ -363,12 +363,16 @@ class DashboardSettings(_Frozen):
 
     @model_validator(mode="after")
     def _protected(self) -> DashboardSettings:
+        """A token given is at least `DASHBOARD_TOKEN_MIN` long even beside GitLab sign-in: an empty one (`token =
+        ""` in the file, meant as "no token") would be matched by an empty `Authorization: Bearer` or `?token=`
+        and show every project to anyone. Only an absent token may rely on GitLab sign-in alone."""
         secret = self.token.get_secret_value() if self.token is not None else ""
-        if not self.enabled or (not secret and self.gitlab_app_id is not None):
+        if not self.enabled or (self.token is None and self.gitlab_app_id is not None):
             return self
         if len(secret) < DASHBOARD_TOKEN_MIN:
-            what = ("enabled needs GitLab sign-in or a token of" if not secret
-                    else "the token (which turns the dashboard on) needs")
+            what = ("enabled needs GitLab sign-in or a token of" if self.token is None else
+                    "the token is empty: it needs" if not secret else
+                    "the token (which turns the dashboard on) needs")
             raise ValueError(
                 f"{what} at least {DASHBOARD_TOKEN_MIN} characters "
                 f"(got {'none' if not secret else len(secret)}): the dashboard shows who reviews what"

@@ -122,10 +122,11 @@ def setup(app: web.Application, settings: Settings, storage: Storage,
     `clock` defaults to the stores' own clock, so "this week" agrees with the times they record.
     """
     config = settings.dashboard
-    if not config.enabled or (config.token is None and not config.gitlab_sign_in):
+    token = config.token.get_secret_value().encode() if config.token is not None else b""
+    if not config.enabled or (not token and not config.gitlab_sign_in):
         return
     clock = clock or storage.suggestions.clock
-    token = config.token.get_secret_value().encode() if config.token is not None else None
+    token = token or None  # an empty token (refused by the settings) would match an empty Bearer: none
     signin_ = GitLabSignIn.from_settings(settings, storage, clock) if config.gitlab_sign_in else None
     app[DASHBOARD_KEY] = Dashboard(settings, storage, clock, token, signin_)
     if signin_ is not None:

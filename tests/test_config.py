@@ -477,3 +477,10 @@ def test_a_wrong_gitlab_sign_in_setting_stops_start_up_naming_it_and_the_fix(dro
 def test_enabled_without_a_token_names_gitlab_sign_in_as_a_fix(tmp_path):
     with pytest.raises(ConfigError, match=r"enabled needs GitLab sign-in or a token of at least 16 .*gitlab_app_id"):
         load_settings(write(tmp_path, "[dashboard]\nenabled = true\n"), environ=ENV)
+
+
+def test_an_empty_token_beside_gitlab_sign_in_stops_start_up(tmp_path):
+    """`token = ""` meant as "no token" would be matched by an empty Bearer or ?token= and show every project."""
+    with pytest.raises(ConfigError, match=r"setting dashboard .*the token is empty: it needs at least 16"):
+        load_settings(write(tmp_path, '[dashboard]\ntoken = ""\n'), environ={**ENV, **SIGN_IN})
+    assert load_settings(environ={**ENV, **SIGN_IN}).dashboard.token is None  # no token at all: GitLab alone

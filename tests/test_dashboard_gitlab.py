@@ -16,9 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from bot.config import Settings
-from bot.dashboard import SESSION_COOKIE
+from bot.dashboard import COOKIE, SESSION_COOKIE, cookie_value
 from bot.dashboard_session import FLOW_COOKIE, Session, derive_key, encode_session
 from bot.gitlab.sim_oauth import SimOAuthApp
 from bot.gitlab.simulator import SimState
@@ -250,3 +251,16 @@ async def test_the_token_still_sees_every_project_beside_gitlab_sign_in(aiohttp_
     assert await listed(bot) == {"acme/widgets", "acme/open"}
     assert (await bot.get(f"/projects/{world.ids['acme/secret']}", headers=bearer)).status == 200  # Bearer decides
     assert (await bot.get("/", headers={"Authorization": "Bearer wrong-token-0123456789"})).status == 401
+
+
+async def test_an_empty_token_never_signs_in(aiohttp_client, world):
+    """The settings refuse `token = ""`; were one to get through, an empty Bearer, ?token= or a cookie signed
+    with the empty key must not see every project."""
+    settings = world.settings()
+    settings = settings.model_copy(update={"dashboard": settings.dashboard.model_copy(update={"token": SecretStr("")})})
+    bot = await aiohttp_client(make_app(settings, world.storage, Metrics()))
+    secret = world.ids["acme/secret"]
+    assert (await bot.get("/", headers={"Authorization": "Bearer "})).status == 401
+    assert (await bot.get(f"/api/projects/{secret}/stats?token=")).status == 401
+    bot.session.cookie_jar.update_cookies({COOKIE: cookie_value(b"", int(NOW.timestamp()))})
+    assert (await bot.get(f"/api/projects/{secret}/stats")).status == 401
