@@ -53,8 +53,11 @@ async def visible_projects(client: GitLabClient, project_ids: Iterable[int]) -> 
         async with gate:
             return pid if await client.reads_merge_requests(pid) else None
 
-    async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
-        tasks = [group.create_task(check(pid)) for pid in project_ids]
+    try:
+        async with asyncio.TaskGroup() as group:  # the first failure cancels the rest
+            tasks = [group.create_task(check(pid)) for pid in project_ids]
+    except* GitLabError as failed:  # the group wraps it: unwrapped, the callback's page names the status
+        raise failed.exceptions[0] from None
     return frozenset(pid for task in tasks if (pid := task.result()) is not None)
 
 

@@ -264,3 +264,16 @@ async def test_an_empty_token_never_signs_in(aiohttp_client, world):
     assert (await bot.get(f"/api/projects/{secret}/stats?token=")).status == 401
     bot.session.cookie_jar.update_cookies({COOKIE: cookie_value(b"", int(NOW.timestamp()))})
     assert (await bot.get(f"/api/projects/{secret}/stats")).status == 401
+
+
+async def test_gitlab_failing_on_one_project_is_a_clear_page_and_the_token_is_revoked(bot, world, http_session):
+    """One project's check failing (a 500, a 429 past its retry) fails the sign-in with the 502 page naming the
+    status, not a bare 500 from the check's task group, and GitLab's token is still revoked."""
+    world.state.fail_path(f"/projects/{world.ids['acme/guest']}/merge_requests", 500)
+    response = await sign_in(bot, http_session, "ann", world)
+    text = await response.text()
+    assert response.status == 502 and "Sign-in failed" in text and "(500)" in text, text
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert any(c.startswith(f"{FLOW_COOKIE}=") and "Max-Age=0" in c for c in response.headers.getall("Set-Cookie"))
+    assert len(world.state.calls("POST", "/oauth/revoke")) == 1
+    assert (await bot.get("/", allow_redirects=False)).status == 401
