@@ -42,6 +42,9 @@ log = logging.getLogger("bot.dashboard")
 START, CALLBACK = "/auth/gitlab", "/auth/gitlab/callback"
 CONCURRENCY = 8  # projects checked at once for one person (GitLab allows 2,000 API calls a minute per user)
 RETRY = RetryPolicy(max_attempts=2, base_delay=0.2, max_delay=1.0, max_retry_after=2.0, timeout=10.0)
+READ_DEADLINE = 25.0  # seconds for all the reads of one sign-in: a person waits on the page, and proxies give up
+# (Heroku's router at 30 s); a GitLab slow on every project would otherwise hold it for N / 8 x 20 s. About
+# 1,300 projects at 150 ms a check reach it (N / CONCURRENCY x latency).
 
 
 async def visible_projects(client: GitLabClient, project_ids: Iterable[int]) -> frozenset[int]:
@@ -139,10 +142,14 @@ class GitLabSignIn:
             log.warning(kv("dashboard GitLab sign-in failed", step="token", error=str(exc)))
             return _page(502, "Sign-in failed", str(exc))
         try:
-            session = await self._read(token)
+            async with asyncio.timeout(READ_DEADLINE):
+                session = await self._read(token)
         except GitLabError as exc:
             log.warning(kv("dashboard GitLab sign-in failed", step="api", status=exc.status))
             return _page(502, "Sign-in failed", _api_failure(exc))
+        except TimeoutError:  # the calls' own timeouts are GitLabErrors: this is the deadline
+            log.warning(kv("dashboard GitLab sign-in failed", step="api", deadline=READ_DEADLINE))
+            return _page(504, "Sign-in failed", SLOW.format(seconds=READ_DEADLINE))
         finally:
             await revoke(self.http, self.app, token)
         value = encode_session(self.key, session)
@@ -167,6 +174,8 @@ class GitLabSignIn:
 STATE_REFUSED = ("This sign-in did not start in this browser in the last 10 minutes (its state does not match the "
                  "one this browser was given), so it was refused: sign in again from the dashboard's own address "
                  "(its public_url).")
+SLOW = ("GitLab took more than {seconds:.0f} seconds to answer which of the bot's projects you can see: try again in "
+        "a moment.")
 TOO_MANY = ("You can see {n} of the bot's projects on GitLab, more than a sign-in cookie can list: ask for the "
             "dashboard token instead.")
 

@@ -7,6 +7,7 @@ administrator. The bot stores all four.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from dataclasses import dataclass
@@ -277,3 +278,19 @@ async def test_gitlab_failing_on_one_project_is_a_clear_page_and_the_token_is_re
     assert any(c.startswith(f"{FLOW_COOKIE}=") and "Max-Age=0" in c for c in response.headers.getall("Set-Cookie"))
     assert len(world.state.calls("POST", "/oauth/revoke")) == 1
     assert (await bot.get("/", allow_redirects=False)).status == 401
+
+
+async def test_a_gitlab_slow_on_every_project_fails_the_sign_in_at_the_deadline(bot, world, http_session, monkeypatch):
+    """Each check has its own timeout and one retry (about 20 s), 8 at a time: without a deadline for the
+    whole sign-in, a GitLab hanging on its merge request lists held the page N / 8 x 20 s."""
+    monkeypatch.setattr("bot.dashboard_gitlab.READ_DEADLINE", 1.0, raising=False)
+    gate = world.state.hold_path("/merge_requests")
+    try:
+        started = asyncio.get_running_loop().time()
+        response = await sign_in(bot, http_session, "ann", world)
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        gate.set()
+    text = await response.text()
+    assert response.status == 504 and "more than 1 seconds" in text and waited < 5, (response.status, waited)
+    assert len(world.state.calls("POST", "/oauth/revoke")) == 1
