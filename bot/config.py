@@ -187,8 +187,10 @@ def _gitlab_url_problem(value: str) -> str | None:
 
 
 def _public_url_problem(value: str) -> str | None:
-    """Why `value` cannot be the address people open the dashboard at, or None (a path prefix, behind a
-    proxy that serves the bot under one, is fine)."""
+    """Why `value` cannot be the address people open the dashboard at, or None. No path: the dashboard's
+    links, its sign-in link and the sign-in's cookie (Path=/auth/gitlab) are at the root of the host name, so
+    behind a proxy serving the bot under /reviewbot every sign-in came back to a callback the cookie did not
+    reach, and was refused as "did not start in this browser"."""
     if not value.startswith(("http://", "https://")):
         return f"must start with https:// (or http://), got {quoted_url(value)}"
     if any(ch.isspace() for ch in value):
@@ -202,6 +204,9 @@ def _public_url_problem(value: str) -> str | None:
         return "must be the dashboard's address alone (no user:password@, no ?query, no #fragment)"
     if not parts.hostname:
         return "has no host name: give e.g. https://reviewbot.example.com"
+    if parts.path.strip("/"):
+        return (f"must be a host name without a path (got {parts.path}): the dashboard is served at the root of "
+                "its own address (https://reviewbot.example.com), not under a proxy's path prefix")
     return None
 
 

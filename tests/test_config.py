@@ -457,6 +457,9 @@ def test_gitlab_sign_in_alone_turns_the_dashboard_on_and_its_secret_is_never_sho
     (None, {"REVIEWBOT_PUBLIC_URL": "https://u:pw@reviewbot.example.com"},
      "setting dashboard.public_url (from environment variable REVIEWBOT_PUBLIC_URL): must be the dashboard's "
      "address alone"),
+    (None, {"REVIEWBOT_PUBLIC_URL": "https://example.com/reviewbot/"},
+     "setting dashboard.public_url (from environment variable REVIEWBOT_PUBLIC_URL): must be a host name without a "
+     "path (got /reviewbot/)"),
     (None, {"REVIEWBOT_GITLAB_APP_SECRET": APP_SECRET + "\n"},
      "setting dashboard.gitlab_app_secret (from environment variable REVIEWBOT_GITLAB_APP_SECRET): must be the "
      "application's Secret, one word"),
