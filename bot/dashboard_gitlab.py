@@ -42,6 +42,8 @@ log = logging.getLogger("bot.dashboard")
 START, CALLBACK = "/auth/gitlab", "/auth/gitlab/callback"
 CONCURRENCY = 8  # projects checked at once for one person (GitLab allows 2,000 API calls a minute per user)
 RETRY = RetryPolicy(max_attempts=2, base_delay=0.2, max_delay=1.0, max_retry_after=2.0, timeout=10.0)
+NEXT_LIMIT = 1024  # bytes of `next` kept in the flow cookie: browsers drop a cookie over 4096 bytes, and the
+# sign-in would then be refused as "did not start in this browser"
 READ_DEADLINE = 25.0  # seconds for all the reads of one sign-in: a person waits on the page, and proxies give up
 # (Heroku's router at 30 s); a GitLab slow on every project would otherwise hold it for N / 8 x 20 s. About
 # 1,300 projects at 150 ms a check reach it (N / CONCURRENCY x latency).
@@ -108,6 +110,7 @@ class GitLabSignIn:
         """GET /auth/gitlab?next=...: a fresh state in a 10-minute cookie, then GitLab's consent page."""
         state = secrets.token_urlsafe(32)
         target = local_path(request.query.get("next", "/"))
+        target = target if len(target.encode()) <= NEXT_LIMIT else "/"
         issued = int(self.clock().timestamp())
         response = web.Response(status=303, headers={
             "Location": authorize_url(self.app, state=state, verifier=verifier_for(self.key, state))})

@@ -294,3 +294,14 @@ async def test_a_gitlab_slow_on_every_project_fails_the_sign_in_at_the_deadline(
     text = await response.text()
     assert response.status == 504 and "more than 1 seconds" in text and waited < 5, (response.status, waited)
     assert len(world.state.calls("POST", "/oauth/revoke")) == 1
+
+
+async def test_a_long_next_leads_home_and_still_signs_in(bot, world, http_session):
+    """A `next` too long for the flow cookie (browsers drop cookies over 4096 bytes: the sign-in would be
+    refused) is replaced by /."""
+    long_next = "/projects/1?utm=" + "x" * 5000
+    response = await bot.get("/auth/gitlab", params={"next": long_next}, allow_redirects=False)
+    flow = next(c for c in response.headers.getall("Set-Cookie") if c.startswith(f"{FLOW_COOKIE}="))
+    assert len(flow) < 4096, len(flow)
+    response = await sign_in(bot, http_session, "ann", world, next_path=long_next)
+    assert response.status == 303 and response.headers["Location"] == "/"
