@@ -64,11 +64,20 @@ def reasons(og: OwnershipGraph, change: Change, person: str, together: Iterable[
     if pair is not None:
         count, last, other = pair
         out.append(f"reviewed {count} changes together with {other} (last {_ago(last, now)})")
-    if not out:
-        node = og.G._node.get(p)
-        if node and node["rc"]:
-            out.append(f"active reviewer: {_plural(node['rc'], 'review')}, last {_ago(node['lr'], now)}")
-    return out
+    return out or _activity(og.G._node.get(p), now)
+
+
+def _activity(node: dict | None, now: float) -> list[str]:
+    """What the project knows of someone without evidence on this change's paths or author, so that no name
+    the bot suggests goes without a word: their reviews anywhere, else the changes they wrote."""
+    if not node:
+        return []
+    if node["rc"]:
+        return [f"active reviewer: {_plural(node['rc'], 'review')}, last {_ago(node['lr'], now)}"]
+    if node.get("ac"):
+        return [f"wrote {_plural(node['ac'], 'change')} in this project (last {_ago(node['last'], now)}), "
+                "reviewed none yet"]
+    return []
 
 
 def _partner(mine: dict[str, list], together: Iterable[str], person: str) -> tuple[int, float, str] | None:

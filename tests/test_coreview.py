@@ -62,6 +62,13 @@ def test_reason_names_the_partner_suggested_beside(rec):
     assert reasons(rec.og, QUERY, "cid") == list(cid.reasons[:-1])  # nobody named beside: no such reason
 
 
+def test_someone_who_only_wrote_changes_still_has_a_reason(rec):
+    """dan wrote two changes and reviewed none: ranked fourth, his row had no reason at all ("—")."""
+    dan = rec.suggest(QUERY, k=4)[3]
+    assert dan.person == "dan" and dan.reasons == ("wrote 2 changes in this project (last 1 day ago), reviewed "
+                                                   "none yet",)
+
+
 def test_rebase_and_snapshot_keep_co_reviews(rec):
     og = rec.og
     far = Change("4", 80000 * D, "ann", ("bob", "cid"), ("src/a.c",))
