@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Approval", "Owned", "OwnerApproval", "RuleApproval", "owner_approvals", "rule_approvals", "owner_usernames",
-    "gitlab_approvers", "cover_note", "capped", "people", "listed", "approvals", "MAX_LISTED", "MAX_NOTES",
+    "gitlab_approvers", "authors_may_approve", "cover_note", "capped", "people", "listed", "approvals",
+    "MAX_LISTED", "MAX_NOTES",
 ]
 
 MAX_NOTES = 20  # notes on one kind of approvals shown in one comment (a file may match hundreds of entries)
@@ -100,19 +101,31 @@ def owner_usernames(section: Owned, facts: MRFacts) -> list[str]:
 
 def gitlab_approvers(need: Owned, facts: MRFacts, author: str) -> list[str] | None:
     """The owners GitLab lets approve for a rule (`ApprovalWrappedRule#approvers`): active project members
-    (not blocked, not awaiting a seat) other than the MR's author (GitLab's default forbids approving one's
-    own MR). Busy, opted-out or overloaded owners count: GitLab waits for them. None when an owner could not
-    be looked up this time.
+    (not blocked, not awaiting a seat), the MR's author only where the project lets authors approve
+    (`authors_may_approve`; GitLab's default forbids approving one's own MR). Busy, opted-out or overloaded
+    owners count: GitLab waits for them. None when an owner could not be looked up this time.
 
     GitLab approves a rule automatically when fewer of them exist than the approvals it asks (an invalid
     rule must not block the merge request), so the bot asks nobody for it.
     """
     if any(_unresolved(owner, facts) for owner in need.owners):
         return None
-    folded = author.casefold()
+    left_out = set() if authors_may_approve(facts, author) else {author.casefold()}
     return [name for name in owner_usernames(need, facts)
             if (member := facts.member(name)) is not None and member.active and not member.awaiting
-            and name.casefold() != folded]
+            and name.casefold() not in left_out]
+
+
+def authors_may_approve(facts: MRFacts, author: str) -> bool:
+    """Whether the project lets the author approve their own merge request ("Prevent approval by author" off).
+
+    GitLab leaves the author out of every rule's eligible approvers unless it does, so the author among them
+    says so; on Premium, where code owners' approval can be required, GitLab lists a `code_owner` rule for each
+    matched entry, the author's too. Without rules to read (Free, the Community Edition, a token refused them)
+    the bot keeps GitLab's default: the author may not approve.
+    """
+    folded = author.casefold()
+    return any(user.username.casefold() == folded for rule in facts.approval_rules for user in rule.eligible_approvers)
 
 
 def _unresolved(owner: Owner, facts: MRFacts) -> bool:

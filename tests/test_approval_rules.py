@@ -189,6 +189,26 @@ async def test_a_rule_only_the_author_could_approve_is_approved_by_gitlab(team, 
                                     f"right now (`@ann` {AUTHOR}; GitLab still requires the approval).")
 
 
+async def test_a_codeowners_section_only_the_author_owns_waits_for_them_where_authors_may_approve(
+        team, gitlab_client, store):
+    """GitLab leaves the author out of a code owner rule's approvers only while "Prevent approval by author" is
+    on. Where it is off, GitLab's rules list the author among their eligible approvers and GitLab waits for the
+    author's approval: the comment must not say GitLab approves the section by itself."""
+    state, tiny = team.state, team.tiny
+    state.add_file(tiny.project, ".gitlab/CODEOWNERS", "[Docs][1]\ndocs/ @ann\n")
+    state.add_approval_rule(tiny.project, "docs/", 1, users=[tiny.ann], rule_type="code_owner", section="Docs")
+    owner_notes = lambda result: [n for n in result.notes if n.startswith("CODEOWNERS")]  # noqa: E731
+    default = await suggest(team, gitlab_client, store, *FILES, "docs/a.md")
+    assert owner_notes(default) == [
+        "CODEOWNERS section `Docs` asks for 1 approval, but none of its owners can approve (active project members "
+        "other than the author): GitLab approves it automatically."]
+    tiny.project.merge_requests_author_approval = True
+    allowed = await suggest(team, gitlab_client, store, *FILES, "docs/a.md")
+    assert owner_notes(allowed) == [
+        "CODEOWNERS section `Docs` needs 1 approval from @ann, but they cannot be suggested right now "
+        f"(`@ann` {AUTHOR}; GitLab still requires the approval)."]
+
+
 async def test_a_rule_nobody_can_review_for_right_now_is_said(team, gitlab_client, store):
     state, tiny = team.state, team.tiny
     state.add_approval_rule(tiny.project, "Docs", 1, users=[tiny.dee, "jo"])
