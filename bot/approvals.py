@@ -222,7 +222,28 @@ class RuleApproval:
 
     @property
     def approvals(self) -> int:
-        return self.rule.approvals_left
+        """GitLab's approvals left, or fewer when fewer of its approvers have yet to approve: an older GitLab
+        approved such a rule once each of them had (a newer one approves it by itself: `approvers`)."""
+        if self._hidden:
+            return self.rule.approvals_left
+        return min(self.rule.approvals_left, len(self._waiting))
+
+    @property
+    def _waiting(self) -> set[int]:
+        """The ids of the eligible approvers who have not approved yet."""
+        return {u.id for u in self.rule.eligible_approvers} - {u.id for u in self.rule.approved_by}
+
+    @property
+    def met(self) -> bool:
+        """Whether the approvals given meet the rule, once GitLab says it is approved: enough of its approvers
+        approved, or each of them did (an older GitLab then approved a rule asking more), or GitLab hid
+        them. An approved rule not met is one GitLab gave up on, which the comment says."""
+        return self._hidden or self.rule.approvals_left == 0 or bool(self.rule.approved_by) and not self._waiting
+
+    @property
+    def _hidden(self) -> bool:
+        """GitLab hid the approvers (groups the bot cannot see, while it is no project member)."""
+        return self.rule.contains_hidden_groups and not self.rule.eligible_approvers
 
     @property
     def required(self) -> int:
@@ -246,18 +267,20 @@ class RuleApproval:
     def givers(self, facts: MRFacts) -> list[str]:
         """The rule's eligible approvers who have not approved, in GitLab's order (as members spell their names).
         GitLab counts people who have left the project too: the eligibility filter says why they are not asked."""
-        done = {user.id for user in self.rule.approved_by}
+        waiting = self._waiting
         names: dict[str, None] = {}
         for user in self.rule.eligible_approvers:
-            if user.id not in done:
+            if user.id in waiting:
                 member = facts.member(user.username)
                 names[member.username if member is not None else user.username] = None
         return list(names)
 
     def approvers(self, facts: MRFacts, author: str) -> list[str] | None:
         """GitLab's eligible approvers (it left out the author already, unless the project lets authors
-        approve); None when GitLab hid them (groups the bot cannot see)."""
-        if self.rule.contains_hidden_groups and not self.rule.eligible_approvers:
+        approve) where GitLab approved the rule: only GitLab's `approved` says it gave up on a rule with fewer
+        of them than it asks (since about 16.0; before, it waited for each of them). None when GitLab hid them
+        (groups the bot cannot see) or waits for them."""
+        if self._hidden or not self.rule.approved:
             return None
         return [user.username for user in self.rule.eligible_approvers]
 
@@ -269,15 +292,14 @@ class RuleApproval:
 
 def rule_approvals(rules: Iterable[ApprovalRule]) -> list[RuleApproval]:
     """The regular rules still asking for approvals, in GitLab's order; those GitLab approved by itself (fewer
-    eligible approvers than it asks) stay, for the comment to say so. Rules met need nothing."""
+    eligible approvers than it asks) stay, for the comment to say so. Rules met need nothing (`RuleApproval.met`)."""
     out = []
     for rule in rules:
         if rule.rule_type != "regular" or rule.approvals_required <= 0:
             continue
-        hidden = rule.contains_hidden_groups and not rule.eligible_approvers
-        if rule.approved and (hidden or len(rule.eligible_approvers) >= rule.approvals_required):
-            continue
-        out.append(RuleApproval(rule))
+        need = RuleApproval(rule)
+        if not (rule.approved and need.met):
+            out.append(need)
     return out
 
 

@@ -189,6 +189,32 @@ async def test_a_rule_only_the_author_could_approve_is_approved_by_gitlab(team, 
                                     f"right now (`@ann` {AUTHOR}; GitLab still requires the approval).")
 
 
+async def test_an_older_gitlab_waits_for_every_approver_of_a_rule_asking_more_and_they_are_asked(
+        team, gitlab_client, store):
+    """GitLab before gitlab-org/gitlab!117557 (spring 2023) approved a rule by itself only when nobody was left
+    to give it: one asking more approvals than it has approvers waited for each of them (`approved` false). The
+    bot trusts GitLab's `approved`: it asks them instead of saying GitLab approves the rule."""
+    state, tiny = team.state, team.tiny
+    state.version = (15, 11)
+    state.add_approval_rule(tiny.project, "Pair", 2, users=[tiny.dee, "jo", "kim"])
+    state.add_approval_rule(tiny.project, "Docs", 2, users=[tiny.dee])
+    mr = state.open_mr(tiny.project, tiny.ann, FILES)
+    state.approve(mr, "jo")
+    result = await suggest(team, gitlab_client, store, mr=mr)
+    assert rule_notes(result) == [
+        "Approval rule `Pair` needs 1 more approval: added approver @dee.",
+        "Approval rule `Docs` needs 1 approval: @dee can give it."]
+    state.approve(mr, tiny.dee)
+    assert rule_notes(await suggest(team, gitlab_client, store, mr=mr)) == []  # each approver of Docs approved
+    state.version = (16, 0)
+    later = state.open_mr(tiny.project, tiny.ann, FILES)
+    state.approve(later, "jo")
+    assert rule_notes(await suggest(team, gitlab_client, store, mr=later)) == [
+        "Approval rule `Pair` needs 1 more approval: added approver @dee.",
+        "Approval rule `Docs` asks for 2 approvals, but only 1 of the people it names can approve (active users "
+        "other than the author): GitLab approves it automatically."]
+
+
 async def test_a_codeowners_section_only_the_author_owns_waits_for_them_where_authors_may_approve(
         team, gitlab_client, store):
     """GitLab leaves the author out of a code owner rule's approvers only while "Prevent approval by author" is

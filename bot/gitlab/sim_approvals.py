@@ -6,9 +6,10 @@ eligible approvers are its users and the direct members of its groups who are ac
 the project lets authors approve; `approved_by` are those of them who approved (for `any_approver`, anyone
 but the author who approved); a rule is `approved` when no approvals are left or, other than `any_approver`,
 when it asks more approvals than it has eligible approvers (GitLab does not let an invalid rule block the
-merge request). Without Premium (`free_tier`) GitLab's Enterprise Edition answers no rules; its Community
-Edition (`community_edition`) has no such endpoint. The simulator makes no `code_owner` rules from
-CODEOWNERS: add them by hand. Mixed into `SimState` like `MRActions`.
+merge request; before about 16.0 only once each of them had approved: `state.version`). Without Premium
+(`free_tier`) GitLab's Enterprise Edition answers no rules; its Community Edition (`community_edition`) has no
+such endpoint. The simulator makes no `code_owner` rules from CODEOWNERS: add them by hand. Mixed into
+`SimState` like `MRActions`.
 """
 from __future__ import annotations
 
@@ -65,13 +66,22 @@ def approval_state_json(state: SimState, mr: SimMR) -> dict[str, Any]:
             "rules": [_rule_json(state, mr, rule) for rule in rules]}
 
 
+def _gives_up(state: SimState, rule: SimApprovalRule, eligible: list[SimUser], approved: list[SimUser]) -> bool:
+    """Whether GitLab approves `rule` by itself (`ApprovalWrappedRule#invalid_rule?`): since gitlab-org/gitlab
+    !117557 (spring 2023, played from 16.0) when it asks more approvals than it has eligible approvers; before,
+    only once none of them is left to approve (each approved, or there are none): such a rule waited for all."""
+    if state.version >= (16, 0):
+        return rule.approvals_required > len(eligible)
+    return rule.approvals_required > 0 and len(approved) == len(eligible)
+
+
 def _rule_json(state: SimState, mr: SimMR, rule: SimApprovalRule) -> dict[str, Any]:
     eligible = state.rule_approvers(mr, rule)
     anyone = rule.rule_type == "any_approver"
     author_ok = state.projects[mr.project_id].merge_requests_author_approval
     approved = [state.users[uid] for uid in mr.approvals if author_ok or uid != mr.author_id] if anyone else \
         [user for user in eligible if user.id in mr.approvals]
-    invalid = not anyone and rule.approvals_required > len(eligible)
+    invalid = not anyone and _gives_up(state, rule, eligible, approved)
     basic = lambda users: [render.user_basic(state.web, u) for u in users]  # noqa: E731
     return {
         "id": rule.id, "name": rule.name, "rule_type": rule.rule_type, "eligible_approvers": basic(eligible),
