@@ -84,7 +84,8 @@ class Recent:
         return hit[1] if hit is not None and hit[0] > self.clock() else None
 
     def remember(self, key: Hashable, value: Any, ttl: float, *, now: float | None = None) -> None:
-        """Keep `value` as `key`'s answer for `ttl` seconds (the oldest go first when `size` is reached)."""
+        """Keep `value` as `key`'s answer for `ttl` seconds. At `size` answers, the expired ones go, and all of
+        them if none had expired: a bound on memory, not an eviction order."""
         now = self.clock() if now is None else now
         if len(self._items) >= self.size:
             self._items = {k: v for k, v in self._items.items() if v[0] > now}

@@ -21,8 +21,7 @@ from typing import Collection, Iterable, Mapping, Sequence, TypeVar
 
 from bot import learning
 from bot.approvals import (
-    Approval, Owned, OwnerApproval, capped, cover_note, gitlab_approvers, owner_approvals, owner_usernames, people,
-    rule_approvals,
+    Approval, capped, cover_note, owner_approvals, owner_usernames, people, rule_approvals,
 )
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
 from bot.config import ProjectSettings
@@ -42,8 +41,8 @@ from graph.recommend import GraphRecommender, LearnedRecommender
 
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
-    "boost_owners", "has_history", "as_members", "open_change", "owner_approvals", "OwnerApproval",
-    "gitlab_approvers", "Owned", "EXCLUDING_LABELS", "POOL", "CODEOWNERS_UNREADABLE", "APPROVAL_RULES_UNREADABLE",
+    "boost_owners", "has_history", "as_members", "open_change", "EXCLUDING_LABELS", "POOL", "CODEOWNERS_UNREADABLE",
+    "APPROVAL_RULES_UNREADABLE",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
