@@ -16,7 +16,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, get_args
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from sqlalchemy.engine import make_url
 from pydantic import (
@@ -167,20 +167,12 @@ class GitLabSettings(_Frozen):
 def _gitlab_url_problem(value: str) -> str | None:
     """Why `value` cannot be the instance's base URL, or None. The URL is printed in messages and logs, so it
     must hold no credentials; the client adds /api/v4 itself, so a URL ending in it would double it."""
-    if not value.startswith(("http://", "https://")):
-        return f"must start with http:// or https://, got {quoted_url(value)}"
-    if any(ch.isspace() for ch in value):
-        return "must not contain spaces: give the address as the browser shows it (https://gitlab.example.com)"
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
-    except ValueError:  # its text may quote the value
-        return "is not a valid URL (check the port and any [IPv6] brackets)"
+    parts = _url_parts(value, "https://gitlab.example.com")
+    if isinstance(parts, str):
+        return parts
     if "@" in parts.netloc or parts.query or parts.fragment:
         return ("must be the instance's base URL alone (no user:password@, no ?query): "
                 "give the token in GITLAB_TOKEN")
-    if not parts.hostname:
-        return "has no host name: give e.g. https://gitlab.example.com"
     if parts.path.rstrip("/").casefold().endswith("/api/v4"):
         return "ends in /api/v4: give the base URL without /api/v4 (the bot adds it)"
     return None
@@ -191,23 +183,31 @@ def _public_url_problem(value: str) -> str | None:
     links, its sign-in link and the sign-in's cookie (Path=/auth/gitlab) are at the root of the host name, so
     behind a proxy serving the bot under /reviewbot every sign-in came back to a callback the cookie did not
     reach, and was refused as "did not start in this browser"."""
-    if not value.startswith(("http://", "https://")):
-        return f"must start with https:// (or http://), got {quoted_url(value)}"
-    if any(ch.isspace() for ch in value):
-        return "must not contain spaces: give the address as the browser shows it (https://reviewbot.example.com)"
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
-    except ValueError:
-        return "is not a valid URL (check the port and any [IPv6] brackets)"
+    parts = _url_parts(value, "https://reviewbot.example.com")
+    if isinstance(parts, str):
+        return parts
     if "@" in parts.netloc or parts.query or parts.fragment:
         return "must be the dashboard's address alone (no user:password@, no ?query, no #fragment)"
-    if not parts.hostname:
-        return "has no host name: give e.g. https://reviewbot.example.com"
     if parts.path.strip("/"):
         return (f"must be a host name without a path (got {parts.path}): the dashboard is served at the root of "
                 "its own address (https://reviewbot.example.com), not under a proxy's path prefix")
     return None
+
+
+def _url_parts(value: str, example: str) -> SplitResult | str:
+    """`value` split into its parts, or why it is no http(s) address with a host name (`example` shows one)."""
+    if not value.startswith(("http://", "https://")):
+        return f"must start with http:// or https://, got {quoted_url(value)}"
+    if any(ch.isspace() for ch in value):
+        return f"must not contain spaces: give the address as the browser shows it ({example})"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:  # its text may quote the value
+        return "is not a valid URL (check the port and any [IPv6] brackets)"
+    if not parts.hostname:
+        return f"has no host name: give e.g. {example}"
+    return parts
 
 
 def quoted_url(value: str) -> str:

@@ -453,7 +453,8 @@ def test_gitlab_sign_in_alone_turns_the_dashboard_on_and_its_secret_is_never_sho
      "setting dashboard.public_url (from built-in defaults): is missing: GitLab sign-in sends people back to "
      "<public_url>/auth/gitlab/callback: export REVIEWBOT_PUBLIC_URL="),
     (None, {"REVIEWBOT_PUBLIC_URL": "reviewbot.example.com"},
-     "setting dashboard.public_url (from environment variable REVIEWBOT_PUBLIC_URL): must start with https://"),
+     "setting dashboard.public_url (from environment variable REVIEWBOT_PUBLIC_URL): must start with http:// or "
+     "https://"),
     (None, {"REVIEWBOT_PUBLIC_URL": "https://u:pw@reviewbot.example.com"},
      "setting dashboard.public_url (from environment variable REVIEWBOT_PUBLIC_URL): must be the dashboard's "
      "address alone"),
