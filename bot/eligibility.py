@@ -136,9 +136,16 @@ class _Rules:
         if self.members is not None:
             if reason := _member_reason(_lookup(self.members, name), self.min_access_level):
                 return reason
-        if str(_lookup(self.statuses, name) or "").casefold() == "busy":
-            return "has set their GitLab status to Busy"
+        if reason := STATUS_WORDS.get(str(_lookup(self.statuses, name) or "").casefold()):
+            return reason
         return _load_reason(_lookup(self.open_loads, name) or 0, self.max_open_reviews)
+
+
+STATUS_WORDS = {
+    "busy": "has set their GitLab status to Busy",
+    "away": "has a GitLab status saying they are away (out of office, on leave)",
+    "at_capacity": "has a 🔴 GitLab status (at capacity)",
+}
 
 
 EXCLUDED_WORDS = {
@@ -170,7 +177,8 @@ def eligible(
     """Split candidates (usernames, or objects with a `.person` such as `Suggestion`) into kept and dropped.
 
     `members=None` means the member list is unknown: membership, access, state and the `bot` flag are then
-    not checked. `statuses` maps a username to their status `availability` (`busy` or `not_set`);
+    not checked. `statuses` maps a username to what their GitLab status says (`busy`, `away`, `at_capacity`,
+    else available: `UserStatus.condition`);
     `max_open_reviews=None` means no cap. `excluded` may map each name to how they were excluded
     ("exclude", "reroll", "settings"), which the reason names. Kept candidates keep their order;
     `dropped` maps each dropped username to the reason, in plain words.

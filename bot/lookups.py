@@ -192,9 +192,10 @@ class Lookups:
         return [] if state is None else list(state.rules)
 
     async def status(self, uid: int | str) -> str:
-        """A user's status `availability` (busy / not_set)."""
+        """What a user's status says of reviewing now (`UserStatus.condition`: busy, away, at_capacity or
+        available)."""
         async def fetch() -> str:
-            return (await self.client.user_status(uid)).availability
+            return (await self.client.user_status(uid)).condition
         return await self.recent.get(("status", uid), fetch)
 
     async def is_bot(self, uid: int) -> bool:

@@ -25,7 +25,7 @@ from bot.approvals import (
 )
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
 from bot.config import ProjectSettings
-from bot.eligibility import AWAITING_SEAT, Member, eligible
+from bot.eligibility import AWAITING_SEAT, STATUS_WORDS, Member, eligible
 from bot.engine import Engine
 from bot.threads import to_the_end
 from bot.gitlab.client import GitLabClient
@@ -269,7 +269,7 @@ def boost_owners(ranked: Sequence[Suggestion], owners: Collection[str]) -> list[
 
 
 async def _statuses(look: Lookups, facts: MRFacts, people: Sequence[str]) -> dict[str, str]:
-    """Each person's status `availability` (busy / not_set); members are looked up by id."""
+    """What each person's GitLab status says (busy, away, at_capacity, available); members looked up by id."""
     def uid(person: str) -> int | str:
         member = facts.member(person)
         return member.id if member else person
@@ -405,7 +405,7 @@ def _why_not(people: Sequence[str], dropped: Mapping[str, str]) -> str:
 
 
 def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str]:
-    """Busy, opted-out, excluded or overloaded people, and members awaiting a seat (an Owner can let them in),
+    """Busy or away, opted-out, excluded or overloaded people, and members awaiting a seat (an Owner can let them in),
     who would otherwise have ranked among those suggested (any of them when nobody could be suggested)."""
     chosen = {s.person for s in result.suggestions}
     last = max((i for i, s in enumerate(result.candidates) if s.person in chosen),
@@ -415,7 +415,7 @@ def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str
     notes = []
     for s in result.candidates[:last + 1]:
         reason = result.dropped.get(s.person)
-        relevant = s.person.casefold() in optouts or result.statuses.get(s.person) == "busy" or \
+        relevant = s.person.casefold() in optouts or result.statuses.get(s.person) in STATUS_WORDS or \
             (cap > 0 and result.loads.get(s.person, 0) >= cap) or reason == AWAITING_SEAT
         if reason and relevant:
             notes.append(f"Skipped @{s.person}: {reason}.")

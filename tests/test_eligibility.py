@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.eligibility import AWAITING_SEAT, Member, access_level_name, eligible, is_bot_username
+from bot.gitlab.models import UserStatus
 from graph.model import Suggestion
 
 MEMBERS_SAMPLE = Path("/work/shared/gitlab/api/project_members_all.gitlab-docs.json")
@@ -135,3 +136,20 @@ def test_members_api_sample():
     kept, dropped = run(list(members), members=members, author="john_doe")
     assert "john_doe" in dropped
     assert set(kept) | set(dropped) == set(members)
+
+
+@pytest.mark.parametrize(("status", "condition"), [
+    ({"emoji": "coffee", "availability": "busy", "message": "I crave coffee :coffee:"}, "busy"),  # GitLab's docs
+    ({"emoji": "palm_tree", "availability": "not_set", "message": None}, "away"),
+    ({"emoji": "face_with_thermometer"}, "away"),
+    ({"message": "ooo till Monday"}, "away"),
+    ({"message": "Out of office, back 3 Dec"}, "away"),
+    ({"message": "On parental leave"}, "away"),
+    ({"emoji": "red_circle", "message": "Heads down"}, "at_capacity"),
+    ({"message": "Coooool release week"}, "available"),
+    ({"message": "Back from vacation"}, "available"),
+    ({"emoji": None, "availability": "not_set", "message": None}, "available"),
+])
+def test_what_a_gitlab_status_says_of_reviewing(status, condition):
+    assert UserStatus.model_validate(status).condition == condition
+

@@ -147,6 +147,25 @@ async def test_busy_opted_out_and_excluded_people_are_skipped_with_a_note(simula
     assert any("@cy" in n and "opted out" in n for n in result.notes)
 
 
+@pytest.mark.parametrize(("status", "said"), [
+    ({"emoji": "palm_tree"}, "away (out of office, on leave)"),
+    ({"message": "OOO until 3 Dec, ask @cy"}, "away (out of office, on leave)"),
+    ({"emoji": "red_circle", "message": "at capacity"}, "at capacity"),
+])
+async def test_people_whose_status_says_they_are_away_are_skipped(simulator, gitlab_client, store, tiny, status,
+                                                                    said):
+    """A 🌴 or "OOO" is how most people say they are on holiday (GitLab's own reviewer roulette reads it so,
+    and a 🔴 as at capacity); only Busy was honoured, so the bot asked people on holiday."""
+    state, _ = simulator
+    state.set_status(tiny.bob, **status)
+    result, _ = await suggest(simulator, gitlab_client, store, tiny, ["src/core/m1.py"])
+    assert "bob" not in [s.person for s in result.suggestions]
+    assert any("@bob" in n and said in n for n in result.notes), result.notes
+    state.set_status(tiny.bob, message="Back from my vacation!")
+    result, _ = await suggest(simulator, gitlab_client, store, tiny, ["src/core/m1.py"])
+    assert "bob" in [s.person for s in result.suggestions]
+
+
 async def test_overloaded_reviewers_are_skipped(simulator, gitlab_client, store, tiny):
     state, _ = simulator
     for i in range(2):

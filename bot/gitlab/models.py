@@ -5,6 +5,7 @@ requires only what the bot relies on.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -59,6 +60,15 @@ class Member(User):
         return self.membership_state == "awaiting"
 
 
+# Statuses GitLab's own reviewer roulette reads as "not available": people set a 🌴 or "OOO" for a holiday far
+# more often than Busy, and a 🔴 for "at capacity"; a 🤒 says the same of sick leave.
+AWAY_EMOJI = frozenset({"palm_tree", "beach", "beach_umbrella", "beach_with_umbrella", "desert_island",
+                        "face_with_thermometer"})
+AT_CAPACITY_EMOJI = frozenset({"red_circle"})
+_AWAY_WORDS = re.compile(r"\b(?:ooo|out of (?:the )?office|on (?:vacation|holidays?|leave|pto)|"
+                         r"(?:parental|sick|annual) leave)\b", re.I)
+
+
 class UserStatus(_Model):
     availability: str = "not_set"
     emoji: str | None = None
@@ -67,6 +77,16 @@ class UserStatus(_Model):
     @property
     def busy(self) -> bool:
         return self.availability == "busy"
+
+    @property
+    def condition(self) -> str:
+        """What the status says of reviewing now: "busy" (GitLab's Busy), "away" (a holiday or sick emoji, or
+        "OOO" / "out of office" / "on vacation" in the message), "at_capacity" (🔴), else "available"."""
+        if self.busy:
+            return "busy"
+        if self.emoji in AWAY_EMOJI or _AWAY_WORDS.search(self.message or ""):
+            return "away"
+        return "at_capacity" if self.emoji in AT_CAPACITY_EMOJI else "available"
 
 
 class Group(_Model):

@@ -39,6 +39,7 @@ class SimUser:
     bot: bool = False
     busy: bool = False
     status_message: str | None = None
+    status_emoji: str | None = None
     email: str = ""
     created_at: datetime | None = None
     public_email: str | None = None

@@ -257,13 +257,11 @@ def hook_json(hook: SimHook) -> dict[str, Any]:
 
 
 def status_json(user: SimUser) -> dict[str, Any]:
-    """GET /users/:id/status: `availability` is "busy" or "not_set"."""
-    if not user.busy and not user.status_message:
-        return {"emoji": None, "availability": "not_set", "message": None, "message_html": "",
-                "clear_status_at": None}
-    message = user.status_message or ("Busy" if user.busy else None)
-    return {"emoji": "red_circle" if user.busy else None, "availability": "busy" if user.busy else "not_set",
-            "message": message, "message_html": message or "", "clear_status_at": None}
+    """GET /users/:id/status: `availability` is "busy" or "not_set"; `emoji` and `message` as the user set them
+    (Busy alone shows no emoji)."""
+    message = user.status_message
+    return {"emoji": user.status_emoji, "availability": "busy" if user.busy else "not_set", "message": message,
+            "message_html": message or "", "clear_status_at": None}
 
 
 def token_json(token: SimToken) -> dict[str, Any]:

@@ -170,6 +170,12 @@ class SimState(MRActions, GroupActions, ApprovalActions, OAuthActions):
         target = self.user(user)
         target.busy, target.status_message = busy, message
 
+    def set_status(self, user: UserRef, *, emoji: str | None = None, message: str | None = None,
+                   busy: bool = False) -> None:
+        """Set a user's status as they would under *Set status* (an emoji, a message, Busy or not)."""
+        target = self.user(user)
+        target.busy, target.status_message, target.status_emoji = busy, message, emoji
+
     def block_user(self, user: UserRef) -> None:
         self.user(user).state = "blocked"
 
