@@ -130,15 +130,22 @@ def _git(repo: Path, args: list[str]) -> list[str]:
     return ["git", "-C", str(repo), "-c", "log.showSignature=false", "-c", "color.ui=never", *args]
 
 
+# git's words for an object it lacks: a copy without its promisor remote or a damaged one ("unable to read",
+# "missing blob object", "could not get object"), a partial clone whose remote is out of reach ("from promisor remote")
+_MISSING_OBJECTS = ("unable to read", "missing blob object", "could not get object", "from promisor remote")
+
+
 def _failure(repo: Path, stderr: str) -> GitHistoryError:
     if "not a git repository" in stderr:
         return GitHistoryError(f"{repo} is not a git repository; pass the path of a git checkout (git clone …)")
     if "diff-merges" in stderr:
         return GitHistoryError(f"git is too old to read {repo} ({stderr.strip()}); install git 2.31 or newer")
-    if "unable to read" in stderr or "missing blob object" in stderr or "could not get object" in stderr:
+    if any(sign in stderr for sign in _MISSING_OBJECTS):
         return GitHistoryError(f"git failed on {repo}: {stderr.strip()}: the checkout lacks objects git needs to "
-                               "diff (a partial clone away from its remote, or a damaged copy); fetch them "
-                               "(`git fetch --refetch`) or clone the repository whole")
+                               "diff (a partial clone away from its remote, or a damaged copy); with the remote "
+                               f"at hand, `git -C {repo} fetch --refetch --no-filter` fetches them all (git 2.36 "
+                               "or newer; without --no-filter the clone's filter leaves them out again), or clone "
+                               "the repository whole")
     return GitHistoryError(f"git failed on {repo}: {stderr.strip() or 'no message'}")
 
 

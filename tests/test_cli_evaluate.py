@@ -160,6 +160,21 @@ def test_a_checkout_missing_objects_says_how_to_get_them(tmp_path, capsys):
     assert "lacks objects git needs to diff" in capsys.readouterr().err
 
 
+def test_a_partial_clone_is_told_a_fetch_that_brings_its_objects(tmp_path, capsys):
+    """`git fetch --refetch`, the fix once named, applies the clone's own `--filter=blob:none` again and leaves
+    every blob out: the fix named must be one that, run as said, lets the checkout be read away from its remote."""
+    _reviewed_repo(tmp_path / "origin", commits=2)
+    _git(tmp_path / "origin", "config", "uploadpack.allowFilter", "true")
+    _git(tmp_path, "clone", "-q", "--no-checkout", "--filter=blob:none", f"file://{tmp_path / 'origin'}", "partial")
+    (tmp_path / "origin").rename(tmp_path / "away")  # the remote out of reach: git cannot fetch a blob lazily
+    assert main(["evaluate", "--git", str(tmp_path / "partial"), "--method", "frequency", "--jobs", "1"]) == 2
+    [fix] = re.findall(r"`(git -C [^`]+)`", capsys.readouterr().err)
+    (tmp_path / "away").rename(tmp_path / "origin")
+    subprocess.run(fix.split(), check=True, capture_output=True)
+    (tmp_path / "origin").rename(tmp_path / "away")
+    assert main(["evaluate", "--git", str(tmp_path / "partial"), "--method", "frequency", "--jobs", "1"]) == 0
+
+
 def test_a_history_out_of_time_order_is_replayed_in_time_order(tmp_path, history, capsys):
     """An export or a concatenation may be unsorted: the figures are those of the history in time order (a
     replay in file order would rank changes knowing later ones)."""
