@@ -42,7 +42,7 @@ from graph.recommend import GraphRecommender, LearnedRecommender
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
     "boost_owners", "has_history", "as_members", "open_change", "EXCLUDING_LABELS", "POOL", "CODEOWNERS_UNREADABLE",
-    "APPROVAL_RULES_UNREADABLE",
+    "APPROVAL_RULES_UNREADABLE", "APPROVERS_ONLY",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
@@ -52,6 +52,7 @@ OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spr
 MAX_SKIP_NOTES = 3
 CODEOWNERS_UNREADABLE = "CODEOWNERS could not be read from GitLab this time, so code owners are left out of " \
     "these suggestions (`/reviewers` suggests again)."
+APPROVERS_ONLY = "No changed file has review history yet: only the people GitLab's approvals need are suggested."
 APPROVAL_RULES_UNREADABLE = "The approval rules could not be read from GitLab this time, so they are left out of " \
     "these suggestions (`/reviewers` suggests again)."
 
@@ -511,7 +512,8 @@ async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSett
 async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage, project_id: int,
                          mr: MergeRequest, settings: ProjectSettings, *, bot_username: str, k: int | None = None,
                          extra_excluded: Collection[str] = (), now: float | None = None) -> SuggestionResult:
-    """Rank the people who can review `mr` now: the top `k` (default `settings.top_k`) plus CODEOWNERS cover."""
+    """Rank the people who can review `mr` now: the top `k` (default `settings.top_k`) plus whoever GitLab's
+    approvals need (CODEOWNERS, approval rules), those alone when no changed file has history."""
     look = Lookups(client, engine.recent)
     facts = await gather_facts(look, storage, project_id, mr, extra_excluded)
     result = SuggestionResult(open_change(mr, facts.files, now, facts.renames), facts,
@@ -526,11 +528,11 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
         return result
     engine.note_author(project_id, mr.iid, mr.author.username)
     ranked = await _rank(engine, project_id, settings, result)
-    if ranked is None:
+    if ranked is None and not _asks_approvals(facts):
         result.cannot = NO_HISTORY
         return result
     author, bots = mr.author.username, {*settings.bots, bot_username}
-    result.candidates = boost_owners(ranked, _all_owners(facts))
+    result.candidates = boost_owners(ranked or [], _all_owners(facts))
     result.ranked, dropped = _cheap_filter(result.candidates, facts, author, settings, bots)
     result.dropped.update(dropped)
     result.loads = await _loads(look, project_id, facts, mr.iid)
@@ -539,8 +541,17 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     result.suggestions = await _explain_chosen(engine, project_id, settings, result)
     result.notes = _skip_notes(result, settings) + result.notes + _capped_note(facts)
     if not result.suggestions:
-        result.cannot = NO_ELIGIBLE
+        result.cannot = NO_ELIGIBLE if ranked is not None else NO_HISTORY
+    elif ranked is None:
+        result.notes.insert(0, APPROVERS_ONLY)
     return result
+
+
+def _asks_approvals(facts: MRFacts) -> bool:
+    """Whether GitLab will ask approvals of named people (CODEOWNERS sections, approval rules): on files
+    without history those people are still the ones to ask, and "no history" alone would hide them (a new
+    project's first merge requests, a change to files no one touched yet)."""
+    return bool(owner_approvals(facts) or rule_approvals(facts.approval_rules))
 
 
 async def explain_person(client: GitLabClient, engine: Engine, project_id: int, settings: ProjectSettings,

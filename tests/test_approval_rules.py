@@ -14,7 +14,8 @@ from bot.engine import Engine
 from bot.gitlab.models import ApprovalState
 from bot.gitlab.simulator import SimState
 from bot.storage import Storage
-from bot.suggesting import APPROVAL_RULES_UNREADABLE, suggest_for_mr
+from bot.comment import NO_HISTORY
+from bot.suggesting import APPROVAL_RULES_UNREADABLE, APPROVERS_ONLY, suggest_for_mr
 from tests.bot_harness import Tiny, handler_env, marker_notes, tiny_project  # noqa: F401 - fixture
 
 FILES = ["src/core/m1.py"]  # bob and cy reviewed these; dee, jo and kim never did
@@ -384,3 +385,42 @@ async def test_a_free_tier_comment_says_nothing_of_rules(handler_env):
     [comment] = marker_notes(env.state, mr)
     assert "Approval rule" not in comment.body and "`@dee`" not in comment.body and "`@bob`" in comment.body
     assert [r.status for r in env.state.calls("GET", "/approval_state")] == [200]
+
+
+# --- files without history -----------------------------------------------------------------------------------------
+async def test_a_new_project_names_whom_its_approvals_need_each_with_the_reason(simulator, gitlab_client, store):
+    """A project's first merge request touches no file with history: "no history" alone hid the code owner and
+    the rule's approver GitLab will wait for. They are suggested, each with why, and the comment says why no
+    one else is."""
+    state, _ = simulator
+    project = state.add_project("acme/new")
+    state.protect_branch(project, project.default_branch, code_owner_approval_required=True)
+    ann, bob, jo = (state.add_user(n) for n in ("ann", "bob", "jo"))
+    for user in (ann, bob, jo):
+        state.add_member(project, user, 30)
+    state.add_file(project, ".gitlab/CODEOWNERS", "[Src][1]\nsrc/ @bob\n")
+    state.add_approval_rule(project, "Ops", 1, users=[jo])
+    await backfill_project(gitlab_client, store, project.id)
+    mr = await gitlab_client.get_mr(project.id, state.open_mr(project, ann, ["src/a.py"]).iid)
+    result = await suggest_for_mr(gitlab_client, Engine(store), store, project.id, mr, ProjectSettings(),
+                                  bot_username="reviewbot")
+    assert result.cannot is None and [(s.person, s.reasons[0]) for s in result.suggestions] == [
+        ("bob", "code owner: section `Src` needs their approval"), ("jo", "approver: rule `Ops` needs their approval")]
+    assert result.notes[0] == APPROVERS_ONLY
+    plain = await gitlab_client.get_mr(project.id, state.open_mr(project, ann, ["lib/b.py"]).iid)
+    state.own_approval_rules(state.mr(project, plain.iid))[0].approvals_required = 0
+    nothing = await suggest_for_mr(gitlab_client, Engine(store), store, project.id, plain, ProjectSettings(),
+                                   bot_username="reviewbot")
+    assert nothing.cannot == NO_HISTORY and nothing.suggestions == []  # nobody's approval asked: as before
+
+
+async def test_a_change_to_files_without_history_comments_the_approvers_it_needs(handler_env):
+    env = await handler_env()
+    env.state.add_member(env.tiny.project, env.state.add_user("jo"), 30)
+    env.state.add_approval_rule(env.tiny.project, "Ops", 1, users=["jo"])
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["docs/a.md"])
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    assert "touches no file with review history" not in comment.body and "| — |" not in comment.body
+    assert "| `@dee` (Dee) | code owner: section `Docs` needs their approval |" in comment.body
+    assert "| `@jo` (Jo) | approver: rule `Ops` needs their approval |" in comment.body
