@@ -104,6 +104,7 @@ def read_git_changes(
     repo = Path(repo_path)
     if not repo.is_dir():
         raise GitHistoryError(f"{repo}: no such directory; pass the path of a git checkout (git clone …)")
+    _whole_checkout(repo)
     window = _since_args(since)
     mrs = _mr_merges(repo, window)
     if mrs is None:
@@ -113,6 +114,20 @@ def read_git_changes(
         parents, head = _commit_graph(repo, window)
         members = _mr_members(parents, head, mrs.keys())
     return _changes(repo, window, mrs, members, max_files)
+
+
+def _whole_checkout(repo: Path) -> None:
+    """Refuse a folder inside a checkout: git reads the history of the repository around it, so a measure of
+    `src/` (or of any folder under a home directory kept in git) would be the whole repository's, under the
+    folder's name. A bare repository and a `.git` folder have no work tree and pass."""
+    try:
+        done = subprocess.run(_git(repo, ["rev-parse", "--show-toplevel"]), capture_output=True, text=True)
+    except FileNotFoundError as exc:
+        raise GitHistoryError("git is not installed or not on PATH; install git 2.31 or newer") from exc
+    top = done.stdout.strip()
+    if done.returncode == 0 and top and Path(top).resolve() != repo.resolve():
+        raise GitHistoryError(f"{repo} is a folder inside the checkout {top}, whose whole history git would read; "
+                              f"pass {top}")
 
 
 def _since_args(since: datetime | int | None) -> list[str]:

@@ -150,6 +150,14 @@ def test_a_shallow_clone_is_said_to_cover_only_its_commits(tmp_path, capsys):
     assert "is a shallow clone: only its last 2 changes are replayed; `git fetch --unshallow`" in out.err
 
 
+def test_a_folder_inside_a_checkout_is_refused_naming_the_checkout(tmp_path, capsys):
+    """`--git repo/src` read the whole repository's history (git looks up from the folder) under `src`'s name."""
+    _reviewed_repo(tmp_path / "repo")
+    (tmp_path / "repo" / "src").mkdir()
+    assert main(["evaluate", "--git", str(tmp_path / "repo" / "src"), "--method", "frequency", "--jobs", "1"]) == 2
+    assert f"is a folder inside the checkout {(tmp_path / 'repo').resolve()}" in capsys.readouterr().err
+
+
 def test_a_checkout_missing_objects_says_how_to_get_them(tmp_path, capsys):
     """A partial clone away from its remote (or a damaged copy) failed with git's bare "unable to read"."""
     _reviewed_repo(tmp_path / "repo", commits=2)
