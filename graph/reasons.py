@@ -69,7 +69,8 @@ def reasons(og: OwnershipGraph, change: Change, person: str, together: Iterable[
 
 def _activity(node: dict | None, now: float) -> list[str]:
     """What the project knows of someone without evidence on this change's paths or author, so that no name
-    the bot suggests goes without a word: their reviews anywhere, else the changes they wrote."""
+    the bot suggests goes without a word: their reviews anywhere, else the changes they wrote, else when they
+    were last seen (someone whose only review was taken back)."""
     if not node:
         return []
     if node["rc"]:
@@ -77,7 +78,7 @@ def _activity(node: dict | None, now: float) -> list[str]:
     if node.get("ac"):
         return [f"wrote {_plural(node['ac'], 'change')} in this project (last {_ago(node['last'], now)}), "
                 "reviewed none yet"]
-    return []
+    return [f"last seen in this project's history {_ago(node['last'], now)}; no review or change of theirs counts now"]
 
 
 def _partner(mine: dict[str, list], together: Iterable[str], person: str) -> tuple[int, float, str] | None:

@@ -78,3 +78,13 @@ def test_rebase_and_snapshot_keep_co_reviews(rec):
     assert restored.coreview == og.coreview
     assert restored.coreview["@cid"]["@bob"] is restored.coreview["@bob"]["@cid"]
     assert pickle.loads(pickle.dumps(og)).coreview == og.coreview
+
+
+def test_someone_whose_only_review_was_taken_back_still_has_a_reason():
+    og = OwnershipGraph()
+    og.add_change(Change("1", 0, "ann", ("bob",), ("a.c",)))
+    open_mr = Change("2", D, "ann", (), ("b.c",))
+    og.retract_review(open_mr, "eve", D, og.add_review(open_mr, "eve", D))
+    assert reasons(og, Change("q", 3 * D, "dan", (), ("c.c",)), "eve") == [
+        "last seen in this project's history 2 days ago; no review or change of theirs counts now"]
+
