@@ -424,3 +424,18 @@ async def test_a_change_to_files_without_history_comments_the_approvers_it_needs
     assert "touches no file with review history" not in comment.body and "| — |" not in comment.body
     assert "| `@dee` (Dee) | code owner: section `Docs` needs their approval |" in comment.body
     assert "| `@jo` (Jo) | approver: rule `Ops` needs their approval |" in comment.body
+
+
+async def test_approvers_nobody_can_ask_on_files_without_history_are_still_said(handler_env):
+    """With no history and everyone the approvals need Busy, the comment said only "no review history": the
+    approval GitLab waits for, and who holds it, went unsaid."""
+    env = await handler_env()
+    env.state.add_member(env.tiny.project, env.state.add_user("jo"), 30)
+    env.state.add_approval_rule(env.tiny.project, "Ops", 1, users=["jo"])
+    env.state.set_busy("jo")
+    env.state.set_busy("dee")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["docs/a.md"])
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    assert "touches no file with review history" in comment.body
+    assert "rule `Ops`" in comment.body and "@jo" in comment.body and "Busy" in comment.body, comment.body

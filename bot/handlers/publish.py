@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Sequence
 
 from bot.backfill import BOT_PICK
-from bot.comment import NO_FILES, NO_HISTORY, has_marker, render_cannot_suggest, render_comment
+from bot.comment import NO_FILES, has_marker, render_cannot_suggest, render_comment
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext, RetryLater
@@ -84,10 +84,11 @@ async def taken_off_reviewers(ctx: EventContext, mr: MergeRequest) -> set[str]:
 def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) -> str:
     """The comment text: the table with its notes, or the reason nothing can be suggested.
 
-    When nobody is eligible but there is something to say (who was skipped and why, CODEOWNERS needs), the
-    reason is the title of an empty table, the notes below it.
+    When nobody can be suggested but there is something to say (who was skipped and why, the approvals GitLab
+    still waits for, also on a merge request no history covers), the reason is the title of an empty table, the
+    notes below it.
     """
-    if result.cannot in (NO_FILES, NO_HISTORY) or (result.cannot is not None and not result.notes):
+    if result.cannot == NO_FILES or (result.cannot is not None and not result.notes):
         return render_cannot_suggest(result.cannot)
     return render_comment(
         result.suggestions, loads=result.loads, names=result.names, mention=ctx.project.mention,
