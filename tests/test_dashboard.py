@@ -24,6 +24,7 @@ not count. Spreading 2 / 0 / 1, streak 1 / 1 / 0, duty 1 / 0 / 1 (chose, took fi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import shutil
@@ -553,18 +554,18 @@ async def in_chromium(profile: Path, url: str, script: str,
             pages = await (await http.get(f"http://127.0.0.1:{port}/json")).json()
             page = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
             async with http.ws_connect(page) as ws:
-                calls = iter(range(1, 100))
+                calls = itertools.count(1)
 
                 async def call(method: str, **params) -> dict:
                     n = next(calls)
                     await ws.send_str(json.dumps({"id": n, "method": method, "params": params}))
                     while (message := json.loads((await ws.receive(timeout=30)).data)).get("id") != n:
                         pass
-                    return message["result"]
+                    return message.get("result", {})  # an evaluation caught by a navigation answers an error
 
                 async def evaluate(expression: str):
-                    return (await call("Runtime.evaluate", expression=expression, returnByValue=True))["result"].get(
-                        "value")
+                    return (await call("Runtime.evaluate", expression=expression, returnByValue=True)).get(
+                        "result", {}).get("value")
 
                 async def settled(check: str) -> None:
                     for _ in range(100):
