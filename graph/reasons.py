@@ -75,7 +75,7 @@ def _activity(node: dict | None, now: float) -> list[str]:
         return []
     if node["rc"]:
         return [f"active reviewer: {_plural(node['rc'], 'review')}, last {_ago(node['lr'], now)}"]
-    if node.get("ac"):
+    if node["ac"]:
         return [f"wrote {_plural(node['ac'], 'change')} in this project (last {_ago(node['last'], now)}), "
                 "reviewed none yet"]
     return [f"last seen in this project's history {_ago(node['last'], now)}; no review or change of theirs counts now"]
