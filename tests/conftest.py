@@ -3,4 +3,4 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-pytest_plugins = ["tests.gitlab_fixtures", "tests.storage_fixtures"]
+pytest_plugins = ["tests.gitlab_fixtures", "tests.storage_fixtures", "tests.hang_watch"]
