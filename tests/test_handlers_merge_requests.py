@@ -861,3 +861,46 @@ async def test_at_the_merge_nobody_is_passed_over_twice_or_for_nobody(handler_en
     passed = [p for p, label in rows if label == "passed_over"]
     assert passed == {"took it": ["cy"], "commented": ["cy"], "already passed over": ["bob", "cy"],
                       "merged unreviewed": []}[how]
+
+
+@pytest.mark.parametrize("how", ["approved", "commented"])
+async def test_a_suggested_person_who_reviewed_is_not_passed_over_when_the_team_adds_another(handler_env, how):
+    """bob approved (or commented on the code) without being made reviewer; ann then asks dee for a second
+    review. bob did the review: adding dee passes over cy alone (bob was passed over and learned a rejection
+    right after his review, as if he had been turned down)."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    if how == "approved":
+        env.state.approve(mr, env.tiny.bob)
+    else:
+        env.state.add_note(mr, env.tiny.bob, "nit: rename this", on_file=FILES[0], line=2)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.dee], by=env.tiny.ann)
+    await env.run()
+    rows = await rows_of(env, mr)
+    assert [p for p, label in rows if label == "passed_over"] == ["cy"] and ("dee", "assigned") in rows
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as rec:
+        assert rec.feedback.streak.get("bob", 0.0) == 0.0 and "bob" not in rec.feedback.neg
+
+
+@pytest.mark.parametrize("at_once", [True, False])
+async def test_a_reviewer_swapped_for_someone_else_is_turned_down_once(handler_env, at_once):
+    """bob, suggested first, took the review; ann then replaces him by dee, in one change of the reviewers
+    (GitLab sends bob in `previous`, dee in `current`) or by removing bob and adding dee later. One decision,
+    one rejection: `removed` (bob was also passed over, a second rejection of the same choice)."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    await env.run()
+    if not at_once:
+        env.state.set_reviewers(mr, [], by=env.tiny.ann)
+        await env.run()
+    env.state.set_reviewers(mr, [env.tiny.dee], by=env.tiny.ann)
+    await env.run()
+    rows = await rows_of(env, mr)
+    assert [label for p, label in rows if p == "bob"] == ["suggested", "accepted", "removed"]
+    assert ("cy", "passed_over") in rows and ("dee", "assigned") in rows
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as rec:
+        assert rec.feedback.streak["bob"] == 1.0  # one rejection at rank 1

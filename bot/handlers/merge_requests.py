@@ -62,7 +62,7 @@ from graph.feedback import NEGATIVE
 from graph.model import Change
 
 __all__ = ["router", "became_ready", "lost_ignore_label", "skip_reason", "left_alone", "assign_count",
-           "reviewer_feedback", "submitted_reviews", "passed_over_at_merge", "event_time"]
+           "reviewer_feedback", "submitted_reviews", "passed_over_at_merge", "settled", "event_time"]
 
 log = logging.getLogger("bot.handlers")
 router = Router()
@@ -156,12 +156,13 @@ def reviewer_feedback(previous: Iterable[Mapping[str, Any]], current: Iterable[M
     A suggested person who was added is `accepted`, anyone who was removed `removed` (one the suggestion did
     not list too: they stop being a reviewer, and an early review of theirs is taken back). Someone not
     suggested who was added is `assigned` (they became a reviewer: the recommender counts their review at
-    once, as the team's choice), and then the suggested people who are not reviewers are `passed_over`.
+    once, as the team's choice), and then the suggested people who are not reviewers are `passed_over`, but
+    one removed by this very change: a reviewer swapped for someone else is turned down once, `removed`.
 
     >>> reviewer_feedback([], [{"username": "bob"}], ["ann", "bob"])
     [('bob', 'accepted')]
     >>> reviewer_feedback([{"username": "ann"}], [{"username": "cy"}, {"username": "Dee"}], ["ann", "bob"])
-    [('ann', 'removed'), ('ann', 'passed_over'), ('bob', 'passed_over'), ('cy', 'assigned'), ('Dee', 'assigned')]
+    [('ann', 'removed'), ('bob', 'passed_over'), ('cy', 'assigned'), ('Dee', 'assigned')]
     >>> reviewer_feedback([{"username": "cy"}], [], ["ann"])
     [('cy', 'removed')]
     """
@@ -173,7 +174,7 @@ def reviewer_feedback(previous: Iterable[Mapping[str, Any]], current: Iterable[M
     out += [(p, "removed") for f, p in chosen.items() if f in removed]
     out += [(p, "removed") for f, p in before.items() if f in removed and f not in chosen]
     if others:
-        out += [(p, "passed_over") for f, p in chosen.items() if f not in after]
+        out += [(p, "passed_over") for f, p in chosen.items() if f not in after and f not in removed]
     return out + [(p, "assigned") for p in others]
 
 
@@ -231,9 +232,21 @@ def passed_over_at_merge(change: Change, suggested: Iterable[str], rows: Iterabl
     final = {p.casefold() for p in change.truth()}
     if not final:
         return []
-    done = final | {p.casefold() for p in (change.author, change.committer) if p}
-    done |= {r.person.casefold() for r in rows if r.label in ACTED or r.label in NEGATIVE}
+    done = final | {p.casefold() for p in (change.author, change.committer) if p} | settled(rows)
     return [p for p in dict.fromkeys(suggested) if p.casefold() not in done]
+
+
+def settled(rows: Iterable[FeedbackRow]) -> set[str]:
+    """The people (casefolded) whom `rows`, an MR's labels, show as having taken up its review (approved,
+    reviewed: `bot.backfill.ACTED`) or as turned down on it already: passing them over would be a rejection
+    of someone who did the review, or a second one of someone rejected (a rejection counts once per MR).
+
+    >>> from datetime import datetime
+    >>> row = lambda p, label: FeedbackRow(1, None, 1, 7, p, label, None, datetime.now(), None)
+    >>> sorted(settled([row("Bob", "approved"), row("cy", "removed"), row("dee", "commented")]))
+    ['bob', 'cy']
+    """
+    return {r.person.casefold() for r in rows if r.label in ACTED or r.label in NEGATIVE}
 
 
 def event_time(attrs: Mapping[str, Any]) -> datetime | None:
@@ -438,11 +451,12 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
     any suggestion (a draft), who became a reviewer and who stopped being one. Passing a suggested person over
     counts once per MR: reviewers added one at a time are one decision, not one rejection each. A person
     whose newer change was applied already is left out (`is_late`), and so is, from the passed over, one the
-    bot `requested` itself. `value` is stored with the labels but `passed_over`. The MR's author (`author_id`)
-    is no reviewer here. A review the change shows submitted is `reviewed`, once (`submitted_reviews`)."""
+    bot `requested` itself, or one who reviewed or was turned down on the MR already (`settled`). `value` is
+    stored with the labels but `passed_over`. The MR's author (`author_id`) is no reviewer here. A review the
+    change shows submitted is `reviewed`, once (`submitted_reviews`)."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
-    feedback, asked = ctx.storage.feedback, {p.casefold() for p in requested}
+    feedback, spared = ctx.storage.feedback, {p.casefold() for p in requested}
     late: dict[str, bool] = {}
     author = (author_id, latest.author if latest else "")
     previous = await _people(ctx, change.get("previous"), author)
@@ -450,8 +464,11 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
     for person in submitted_reviews(previous, current):
         await feedback.record_once(ctx.project_id, iid, person, "reviewed", suggestion_id=latest.id if latest else None,
                                    source_event_id=ctx.event_id)
-    for person, label in reviewer_feedback(previous, current, suggested):
-        if label == "passed_over" and person.casefold() in asked:
+    labels = reviewer_feedback(previous, current, suggested)
+    if any(label == "passed_over" for _, label in labels):  # not one who reviewed or was turned down already
+        spared |= settled(await feedback.list(ctx.project_id, mr_iid=iid))
+    for person, label in labels:
+        if label == "passed_over" and person.casefold() in spared:
             continue
         if person not in late:
             late[person] = await is_late(ctx, iid, person, at, label)
