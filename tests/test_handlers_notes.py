@@ -179,7 +179,7 @@ async def test_reroll_suggests_other_people_and_remembers_it(handler_env):
     env = await handler_env()
     mr = await opened(env)
     shown = await shown_now(env, mr)
-    quoted = env.state.add_note(mr, env.tiny.cy, "For other names, comment:\n\n    /reviewers reroll\n\nThanks!")
+    quoted = env.state.add_note(mr, env.tiny.dee, "For other names, comment:\n\n    /reviewers reroll\n\nThanks!")
     await env.run()
     assert acks(env, quoted) == [] and await shown_now(env, mr) == shown
     assert not any(label == "reroll" for _, label in await feedback(env, mr))
@@ -210,6 +210,23 @@ async def test_reroll_leaves_alone_someone_already_reviewing(handler_env):
     assert ("bob", "reroll") not in rows and ("cy", "reroll") in rows and mr.reviewer_ids == [env.tiny.bob.id]
     async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as rec:
         assert "bob" in rec.feedback.open[f"!{mr.iid}"].people
+
+
+@pytest.mark.parametrize("how", ["approved", "commented"])
+async def test_reroll_leaves_alone_someone_who_reviewed_without_being_made_reviewer(handler_env, how):
+    """bob approved (or commented on the code) without being in GitLab's reviewers; ann asks for other people:
+    bob did the review, rerolling is no verdict on him."""
+    env = await handler_env()
+    mr = await opened(env)
+    if how == "approved":
+        env.state.approve(mr, env.tiny.bob)
+    else:
+        env.state.add_note(mr, env.tiny.bob, "nit: rename this", on_file=FILES[0], line=2)
+    await env.run()
+    env.state.add_note(mr, env.tiny.ann, "/reviewers reroll")
+    await env.run()
+    rows = await feedback(env, mr)
+    assert ("bob", "reroll") not in rows and ("cy", "reroll") in rows
 
 
 async def test_the_exclude_setting_keeps_people_off_every_mr(handler_env):

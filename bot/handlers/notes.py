@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
 
+from bot.backfill import ACTED
 from bot.comment import code_span, has_marker, render_why
 from bot.commands import Command, help_text, parse_commands, shown
 from bot.eligibility import DEVELOPER, REPORTER, access_level_name
@@ -176,9 +177,13 @@ async def _why(run: CommandRun, command: Command) -> None:
 
 
 async def _reroll(run: CommandRun, command: Command) -> None:
-    """Set aside the people shown, but not those already reviewing: asking for others is no verdict on them."""
-    latest = await run.ctx.storage.suggestions.latest(run.ctx.project_id, run.mr_iid, before_event=run.ctx.event_id)
+    """Set aside the people shown, but not those already reviewing (GitLab's reviewers, and those who approved or
+    reviewed without being made reviewers: `bot.backfill.ACTED`): asking for others is no verdict on them."""
+    ctx = run.ctx
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, run.mr_iid, before_event=ctx.event_id)
     reviewing = {u.username.casefold() for u in (await run.mr()).reviewers}
+    reviewing |= {r.person.casefold() for r in await ctx.storage.feedback.list(ctx.project_id, mr_iid=run.mr_iid)
+                  if r.label in ACTED}
     for person in [str(p.get("username")) for p in (latest.people if latest else []) if p.get("username")]:
         if person.casefold() not in reviewing:
             await run.feedback(person, "reroll")
