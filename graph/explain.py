@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["plain", "compare", "span", "UNITS"]
+__all__ = ["plain", "compare", "span", "amount", "UNITS"]
 
 NEVER_LOG_DAYS = 11.0  # log(1 + days) beyond this (about 160 years) reads as "never"
 
@@ -44,6 +44,16 @@ def span(days: float) -> str:
     return f"{n // 365} years"
 
 
+def amount(n: float) -> str:
+    """A count, or an average of counts: whole when it is about whole (or large), else to one decimal, so an
+    average of a fraction of one does not read as none.
+
+    >>> amount(3.02), amount(0.25), amount(12.4), amount(0.01)
+    ('3', '0.2', '12', '0')
+    """
+    return f"{n:.0f}" if n >= 9.5 or abs(n - round(n)) < 0.05 else f"{n:.1f}"
+
+
 def plain(name: str, value: float) -> str:
     """One column's value in plain units.
 
@@ -66,8 +76,7 @@ def plain(name: str, value: float) -> str:
         days = math.expm1(max(0.0, value))
         return "under a day" if days < 1 else span(days)
     if unit == "count":
-        n = math.expm1(max(0.0, value))
-        return f"{n:.0f}" if n >= 9.5 or abs(n - round(n)) < 0.05 else f"{n:.1f}"
+        return amount(math.expm1(max(0.0, value)))
     if unit == "yes":
         return "yes" if value >= 0.5 else "no"
     return f"{value:.2f}"

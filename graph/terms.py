@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graph.explain import amount
 from graph.feedback import FEEDBACK_FEATURES, TERMS
 from graph.features import Candidates
 from graph.model import Change, Contribution
@@ -116,8 +117,8 @@ class HandSetTerms:
         X = cands.X[idx]
         streak, on_duty = (np.expm1(X[:, [fb_column(X, name)]]) for name in ("fb_streak", "fb_open_reviews"))
         figures = (np.column_stack(self._balance_counts(people)), streak, on_duty)  # behind each term, per row
-        said = (lambda f: f"first {f[0]:.0f}, reviewed {f[1]:.0f}", lambda f: f"{f[0]:.0f}",
-                lambda f: f"{f[0]:.0f}")
+        said = (lambda f: f"first {amount(f[0])}, reviewed {amount(f[1])}", lambda f: amount(f[0]),
+                lambda f: amount(f[0]))  # the others' figure is an average: "0.2", not "0"
         out = []
         for i in rows:
             me, found = idx.index(i), []

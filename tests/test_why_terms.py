@@ -40,7 +40,7 @@ def test_load_spreading_is_explained_with_first_places_and_reviews():
     for s in suggestions:
         me = idx.index(cands.people.index(s.person))
         term = _term(s, TERM_WORDS[0])
-        assert term is not None and re.fullmatch(r"first \d+, reviewed \d+", term.value)
+        assert term is not None and re.fullmatch(r"first \d+(\.\d)?, reviewed \d+(\.\d)?", term.value)
         assert term.effect == float(spread[me] - np.delete(spread, me).mean())
     first = _term(suggestions[0], TERM_WORDS[0])
     assert first.effect < 0  # the synthetic project's first choice was put first more often than it reviewed
@@ -69,3 +69,16 @@ def test_taking_another_open_merge_request_is_explained_as_lifted():
     term = _term(mine, TERM_WORDS[2])
     assert term is not None and (term.value, term.others) == ("1", "0")
     assert 0.69 < term.effect <= math.log(2)  # duty_boost 1.0 on log(1 + one open review, taken 10 min ago)
+
+
+def test_the_other_candidates_figure_behind_a_term_keeps_its_fraction():
+    """One of the other candidates took an open merge request: their average is a fraction of one review, and
+    "0" against "0" with an effect of -0.2 read as a contradiction."""
+    rec, change = _trained()
+    top = rec.suggest(change, 3)
+    rec.learn(Change("open-1", change.time, "someone", (), ("elsewhere/x.c",)), top[2].person, "accepted", rank=1,
+              time=change.time - 600)
+    first = {s.person: s for s in rec.suggest(change, 20)}[top[0].person]
+    term = _term(first, TERM_WORDS[2])
+    assert term is not None and term.value == "0" and term.effect < 0
+    assert term.others != "0" and 0 < float(term.others) < 1
