@@ -90,7 +90,7 @@ def change_from_mr(mr: MergeRequest, files: Sequence[ChangedFile], approvers: Se
 
 BOT_PICK = {"by": "bot"}  # the value of the `assigned` rows of the reviews the bot requested itself
 ACTED = frozenset({"approved", "reviewed"})  # labels by which a person took up the review (not `commented`: a
-# reply in the bot comment's thread answers the request, "can someone else take this?" as often as not)
+# reply in a thread the bot started answers the request, "can someone else take this?" as often as not)
 ASKED = frozenset({"accepted", "assigned"})  # ... by which a person (not the bot) asked them, until "removed"
 
 

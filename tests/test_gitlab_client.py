@@ -204,8 +204,9 @@ async def test_the_notes_of_a_discussion(simulator: Sim, gitlab_client: GitLabCl
     first = state.add_note(mr, "ann", "Who can look at this?")
     reply = state.add_note(mr, "bob", "Me, tomorrow", reply_to=first)
     state.add_note(mr, "cid", "Unrelated")
-    assert await gitlab_client.discussion_note_ids(project.id, mr.iid, first.discussion_id) == [first.id, reply.id]
-    assert await gitlab_client.discussion_note_ids(project.id, mr.iid, "f" * 40) is None
+    notes = await gitlab_client.discussion_notes(project.id, mr.iid, first.discussion_id)
+    assert [(n.id, n.author.username) for n in notes] == [(first.id, "ann"), (reply.id, "bob")]
+    assert await gitlab_client.discussion_notes(project.id, mr.iid, "f" * 40) is None
 
 
 async def test_notes_after_a_note_read_newest_first_and_stop_there(simulator: Sim, http_session) -> None:

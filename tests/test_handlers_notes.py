@@ -382,6 +382,23 @@ async def test_a_reply_to_the_bots_comment_is_no_review_and_a_comment_on_the_cod
         ("bob", "commented"), ("bob", "reviewed"), ("cy", "reviewed")]
 
 
+async def test_a_reply_to_the_bots_answer_to_a_command_is_no_review(handler_env):
+    """ann asks `/reviewers why @bob`; bob, suggested, answers the bot's reply in its thread ("I'm away next
+    week"): he answers the bot, as in its comment's thread, and has reviewed nothing (it was stored as his
+    review: a positive label, and his request counted as taken up at the merge)."""
+    env = await handler_env()
+    mr = await opened(env)
+    command = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob")
+    await env.run()
+    [answer] = replies(env, mr, command)
+    env.state.add_note(mr, env.tiny.bob, "I'm away next week, sorry", reply_to=answer)
+    await env.run()
+    assert [label for who, label in await feedback(env, mr) if who == "bob"] == ["suggested", "why", "commented"]
+    env.state.add_note(mr, env.tiny.bob, "nit: rename this", on_file=FILES[0], line=2)
+    await env.run()
+    assert [label for who, label in await feedback(env, mr) if who == "bob"][-1] == "reviewed"
+
+
 async def test_the_bots_comment_thread_is_asked_of_gitlab_when_its_own_note_hook_is_not_handled_yet(handler_env):
     """The bot keeps its comment's discussion from the comment's own Note Hook; a reply handled before that hook
     (or on a comment posted before the bot kept it) asks GitLab once, then the discussion is kept."""

@@ -511,14 +511,14 @@ class GitLabClient:
     async def get_note(self, pid: ProjectId, iid: int, note_id: int) -> Note:
         return Note.model_validate(await self._get(f"{self._mr(pid, iid)}/notes/{int(note_id)}"))
 
-    async def discussion_note_ids(self, pid: ProjectId, iid: int, discussion_id: str) -> list[int] | None:
-        """The ids of the notes of one discussion of the MR, oldest first; None when GitLab has no such
-        discussion (or does not show it). Why this call: the Notes API does not say which discussion a note
-        is in; the Discussions API does."""
+    async def discussion_notes(self, pid: ProjectId, iid: int, discussion_id: str) -> list[Note] | None:
+        """The notes of one discussion of the MR, oldest first (the first one started it); None when GitLab
+        has no such discussion (or does not show it). Why this call: the Notes API does not say which
+        discussion a note is in, nor who started it; the Discussions API does."""
         found = await self._get_found(f"{self._mr(pid, iid)}/discussions/{quote(discussion_id, safe='')}")
         if not isinstance(found, dict):
             return None
-        return [int(n["id"]) for n in found.get("notes") or () if isinstance(n, dict) and "id" in n]
+        return [Note.model_validate(n) for n in found.get("notes") or () if isinstance(n, dict) and "id" in n]
 
     async def create_note(self, pid: ProjectId, iid: int, body: str, *, internal: bool = False) -> Note | None:
         """Comment on the MR; None when the body held only quick actions (GitLab ran them, saved nothing)."""

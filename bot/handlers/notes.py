@@ -6,7 +6,7 @@ award emoji: `thumbsup` when every command ran, `confused` when one was unknown,
 Every step is safe to retry (see `bot.handlers.publish`). Notes by the bot itself, system notes and edited
 notes are ignored, so the bot never answers itself and an edit does not run a command twice; of its own notes,
 the bot keeps only the discussion of its suggestion comment (`remember_discussion`). A comment without
-commands by a suggested person is their review, but for a reply in the bot comment's thread (`record_comment`).
+commands by a suggested person is their review, but for a reply in a thread the bot started (`record_comment`).
 Commands written before a merge or close but handled after it record who they set aside and do nothing else.
 """
 from __future__ import annotations
@@ -255,7 +255,8 @@ RUNNERS: dict[str, Callable[[CommandRun, Command], Awaitable[None]]] = {
 # --- the handler ----------------------------------------------------------------------------------------------
 async def record_comment(event: Event, ctx: EventContext) -> None:
     """A suggested person (not the author) commented on the MR: `reviewed` feedback, once per person and MR
-    (a thread of ten comments is one review), or `commented` for a reply in the bot comment's own thread.
+    (a thread of ten comments is one review), or `commented` for a reply in a thread the bot started: its
+    comment's, or its answer to a command's (`in_bots_thread`).
 
     Why the difference: the bot's comment names (and, with `assign`, requests) the people it suggests, so a
     reply in its thread answers the bot — "I'm out until the 20th, can someone else take this?" as often as
@@ -264,7 +265,8 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
     at the merge (`bot.backfill.unacted_picks`). A comment on the code (a DiffNote) is a review. So is any other
     comment of theirs — a note of its own on the MR, a reply in someone else's thread: that is where reviews
     are discussed (questions, "LGTM"), and an answer to the bot's request goes to the bot's thread, where
-    GitLab's Reply and a reply to the mention's notification email put it."""
+    GitLab's Reply and a reply to the mention's notification email put it (or to the bot's answer to a command,
+    `/reviewers why @them`: that answers the bot too)."""
     user, mr = event.data.get("user") or {}, event.data["merge_request"]
     person = str(user.get("username") or "")
     if not person or (user.get("id") is not None and user.get("id") == mr.get("author_id")):
@@ -281,25 +283,28 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
 
 
 async def in_bots_thread(ctx: EventContext, iid: int, attrs: dict[str, Any]) -> bool:
-    """Whether a note is a reply in the discussion of the bot's suggestion comment on MR `iid`.
+    """Whether a note is a reply in a discussion the bot started on MR `iid`: its suggestion comment's, or one of
+    its answers to a command (a suggested person answering `/reviewers why @them` with "I'm away next week"
+    answers the bot, as in the comment's thread, and has reviewed nothing).
 
     Only a `DiscussionNote` can be (a plain note starts a discussion of its own, a DiffNote is on the code). The
-    comment's discussion is kept from its own Note Hook (`remember_discussion`); when that was not handled yet,
-    or the comment is older than the keeping, GitLab is asked for the note's discussion once it is a reply by
-    someone suggested, and the answer kept when it is the comment's."""
+    comment's discussion is kept from its own Note Hook (`remember_discussion`); any other discussion is asked
+    of GitLab once the note is a reply by someone suggested (who started it), and so is the comment's when its
+    Note Hook was not handled yet, or the comment is older than the keeping: the answer is then kept."""
     discussion = attrs.get("discussion_id")
     if attrs.get("type") != "DiscussionNote" or not isinstance(discussion, str) or not discussion:
         return False
     row = await ctx.storage.comments.get(ctx.project_id, iid)
-    if row is None or row.note_id is None:
+    if row is not None and row.discussion_id == discussion:
+        return True
+    notes = await ctx.client.discussion_notes(ctx.project_id, iid, discussion)
+    if not notes:
         return False
-    if row.discussion_id is not None:
-        return row.discussion_id == discussion
-    notes = await ctx.client.discussion_note_ids(ctx.project_id, iid, discussion)
-    if not notes or row.note_id not in notes:
-        return False
-    await ctx.storage.comments.set_discussion(ctx.project_id, iid, row.note_id, discussion)
-    return True
+    if row is not None and row.note_id is not None and row.discussion_id is None and \
+            row.note_id in {n.id for n in notes}:
+        await ctx.storage.comments.set_discussion(ctx.project_id, iid, row.note_id, discussion)
+        return True
+    return ctx.bot.is_me(notes[0].author)
 
 
 async def remember_discussion(event: Event, ctx: EventContext) -> None:
@@ -372,7 +377,7 @@ def _wanted(event: Event, ctx: EventContext) -> bool:
 async def on_note(event: Event, ctx: EventContext) -> None:
     """Run the `/reviewers` commands of a new comment on an MR, then answer and acknowledge it; a comment
     without commands by someone the bot suggested is their review (`reviewed`), or their answer to the bot
-    (`commented`, in the bot comment's thread: `record_comment`). Internal notes (a "Confidential Note Hook",
+    (`commented`, in a thread the bot started: `record_comment`). Internal notes (a "Confidential Note Hook",
     when the hook is set to send them) alike, answered with an internal note."""
     if ctx.bot.is_me(event.data.get("user")):
         await remember_discussion(event, ctx)
