@@ -904,3 +904,20 @@ async def test_a_reviewer_swapped_for_someone_else_is_turned_down_once(handler_e
     assert ("cy", "passed_over") in rows and ("dee", "assigned") in rows
     async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as rec:
         assert rec.feedback.streak["bob"] == 1.0  # one rejection at rank 1
+
+
+@pytest.mark.parametrize("named", [True, False])
+async def test_reviewers_another_automation_sets_pass_nobody_over(handler_env, named):
+    """A project access token's script (a bot by its name) or a service account (flagged by GitLab, any name)
+    asks dee for the review: that is no choice of the team against the suggestion, so bob and cy are not passed
+    over (every suggested person was turned down on every merge request the automation served); dee still
+    took the review."""
+    env = await handler_env()
+    robot = env.state.add_user(f"project_{env.pid}_bot_5e1f" if named else "review-roulette", bot=True)
+    env.state.add_member(env.tiny.project, robot, 40)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.dee], by=robot)
+    await env.run()
+    rows = await rows_of(env, mr)
+    assert [label for _, label in rows if label == "passed_over"] == [] and ("dee", "assigned") in rows

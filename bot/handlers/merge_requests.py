@@ -10,7 +10,8 @@ What each action does:
   suggestion before named anyone (opened without files or history), this one counts as the first: it is
   made whatever `comment_on_update` says, and requests reviews as on an open;
 * `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over, and
-  `assigned` for a reviewer added whom it did not suggest); on `open`, the same for the reviewers the MR was
+  `assigned` for a reviewer added whom it did not suggest; nobody is passed over by another automation's
+  change, `by_automation`); on `open`, the same for the reviewers the MR was
   opened with (GitLab sends them as the MR's `reviewers`, never as `changes`), judged by the suggestion
   just made. A reviewer whose review state (GitLab 18.6+) moves to or from reviewed, requested changes or
   approved — a submitted review, or a re-request showing the state it resets — `reviewed`, once;
@@ -62,7 +63,7 @@ from graph.feedback import NEGATIVE
 from graph.model import Change
 
 __all__ = ["router", "became_ready", "lost_ignore_label", "skip_reason", "left_alone", "assign_count",
-           "reviewer_feedback", "submitted_reviews", "passed_over_at_merge", "settled", "event_time"]
+           "reviewer_feedback", "submitted_reviews", "passed_over_at_merge", "settled", "by_automation", "event_time"]
 
 log = logging.getLogger("bot.handlers")
 router = Router()
@@ -388,7 +389,8 @@ async def on_update(event: Event, ctx: EventContext) -> None:
     if isinstance(changes.get("reviewers"), Mapping):
         await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"],
                                       at=event_time(event.object_attributes),
-                                      author_id=event.object_attributes.get("author_id"))
+                                      author_id=event.object_attributes.get("author_id"),
+                                      judging=not await by_automation(ctx, event.data.get("user")))
     if became_ready(changes) or lost_ignore_label(changes, ctx.project.ignore_label):
         await suggest_if_wanted(event, ctx, first=True)
     elif "oldrev" in event.object_attributes or "target_branch" in changes:
@@ -413,6 +415,19 @@ async def _people(ctx: EventContext, users: Any, author: tuple[Any, str]) -> lis
 
 async def _no() -> bool:
     return False
+
+
+async def by_automation(ctx: EventContext, user: Any) -> bool:
+    """Whether the webhook's `user`, who made the change, is an automation (a name GitLab gives bots or the
+    project's `bots` lists, or an account flagged as one): a script choosing reviewers (a roulette, a project
+    access token's job) makes no choice of the team against the suggestion, and counted as one it passed every
+    suggested person over on every merge request it served."""
+    if not isinstance(user, Mapping) or not user.get("username"):
+        return False
+    name = str(user["username"])
+    if is_bot_username(name) or name.casefold() in {b.casefold() for b in ctx.project.bots}:
+        return True
+    return type(user.get("id")) is int and await Lookups(ctx.client, ctx.engine.recent).is_bot(user["id"])
 
 
 def _is_author(user: Mapping[str, Any], author: tuple[Any, str]) -> bool:
@@ -446,12 +461,13 @@ async def record_opened_with(event: Event, ctx: EventContext, requested: Collect
 
 async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any], *,
                                   at: datetime | None = None, requested: Collection[str] = (),
-                                  value: Any = None, author_id: Any = None) -> None:
+                                  value: Any = None, author_id: Any = None, judging: bool = True) -> None:
     """Feedback on the last suggestion from a reviewer change made by a person (at GitLab's time `at`); before
     any suggestion (a draft), who became a reviewer and who stopped being one. Passing a suggested person over
     counts once per MR: reviewers added one at a time are one decision, not one rejection each. A person
     whose newer change was applied already is left out (`is_late`), and so is, from the passed over, one the
-    bot `requested` itself, or one who reviewed or was turned down on the MR already (`settled`). `value` is
+    bot `requested` itself, or one who reviewed or was turned down on the MR already (`settled`); nobody is
+    when another automation made the change (not `judging`: `by_automation`). `value` is
     stored with the labels but `passed_over`. The MR's author (`author_id`) is no reviewer here. A review the
     change shows submitted is `reviewed`, once (`submitted_reviews`)."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
@@ -464,7 +480,8 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
     for person in submitted_reviews(previous, current):
         await feedback.record_once(ctx.project_id, iid, person, "reviewed", suggestion_id=latest.id if latest else None,
                                    source_event_id=ctx.event_id)
-    labels = reviewer_feedback(previous, current, suggested)
+    labels = [(p, label) for p, label in reviewer_feedback(previous, current, suggested)
+              if judging or label != "passed_over"]
     if any(label == "passed_over" for _, label in labels):  # not one who reviewed or was turned down already
         spared |= settled(await feedback.list(ctx.project_id, mr_iid=iid))
     for person, label in labels:
