@@ -43,6 +43,7 @@ __all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay",
 log = logging.getLogger("bot.worker")
 
 T = TypeVar("T")
+CLAIM_ERROR_EVERY = 300.0  # seconds between two log lines of one database outage, as the worker sees it
 Dispatch = Callable[[EventRow], Awaitable[Any]]
 # What `reviewbot serve` / `reviewbot worker` import (default `bot.handlers:make_dispatch`): given the
 # settings, storage and metrics, an async context manager that yields the dispatch callable and
@@ -111,6 +112,8 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], int] = {}  # running, with the id of the event each runs
         self._parked: set[asyncio.Task[None]] = set()  # each wakes a parked event when what it waits for is done
         self.claim_error: str | None = None  # why the last claim failed (the database), None after a good one
+        self._outage_since: float = 0.0  # monotonic: when claims began to fail
+        self._claim_logged: float | None = None  # monotonic: the last failed claim logged
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._loop_exited = asyncio.Event()
@@ -155,15 +158,30 @@ class Worker:
                 self.worker_id, self.cfg.lease_seconds, free, max_attempts=self.cfg.max_attempts
             ), [])
         except Exception as exc:  # noqa: BLE001 - a database outage must not kill the loop
-            self.claim_error = _describe(exc, 0)
-            log.error(kv("worker cannot claim events", worker=self.worker_id, cause=self.claim_error))
+            self._claim_failed(_describe(exc, 0))
             return 0
+        if self.claim_error is not None:
+            log.info(kv("worker can claim events again", worker=self.worker_id,
+                        seconds=round(time.monotonic() - self._outage_since, 1)))
         self.claim_error = None
         for row in rows:
             task = asyncio.create_task(self._process(row), name=f"event-{row.id}")
             self._tasks[task] = row.id
             task.add_done_callback(self._forget)
         return len(rows)
+
+    def _claim_failed(self, cause: str) -> None:
+        """Log a failed claim when the outage begins and every `CLAIM_ERROR_EVERY` seconds while it lasts: the
+        loop claims at every poll (2 s), so an hour without the database logged 1,800 identical errors."""
+        now = time.monotonic()
+        if self.claim_error is None:
+            self._outage_since, self._claim_logged = now, None
+        self.claim_error = cause
+        if self._claim_logged is None or now - self._claim_logged >= CLAIM_ERROR_EVERY:
+            self._claim_logged = now
+            log.error(kv("worker cannot claim events", worker=self.worker_id, cause=cause,
+                         failing_for=round(now - self._outage_since, 1),
+                         next_report=f"in {CLAIM_ERROR_EVERY:g} s, or when it can again"))
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)

@@ -8,7 +8,7 @@ import pytest
 
 from bot.config import Settings
 from bot.metrics import Metrics
-from bot.storage import EventRow, Storage
+from bot.storage import EventRow, Storage, migrate
 from bot.web import make_app
 from bot.worker import Worker, retry_delay, run_in_app
 
@@ -164,6 +164,26 @@ async def test_a_database_outage_does_not_kill_the_loop(tmp_path, caplog):
     assert "cannot claim events" in caplog.text
     assert await worker.stop(grace=1) == 0
     await down.close()
+
+
+async def test_a_database_outage_is_logged_once_and_its_end_too(tmp_path, caplog):
+    """A worker polls every `poll_interval` (2 s): an hour's outage logged an error at every poll (1,800
+    lines). It is logged when it starts, again only every few minutes while it lasts, and when it ends."""
+    caplog.set_level("INFO", logger="bot.worker")
+    path = tmp_path / "gone" / "db.sqlite3"
+    storage = Storage(f"sqlite+aiosqlite:///{path}")
+    worker = Worker(storage, Recorder(), make_settings(), Metrics(), "w1")
+    for _ in range(5):
+        assert await worker.run_once() == 0
+    assert caplog.text.count("cannot claim events") == 1
+    path.parent.mkdir()
+    await migrate(storage.url)
+    assert await worker.run_once() == 0 and worker.claim_error is None
+    assert caplog.text.count("can claim events again") == 1
+    assert await worker.run_once() == 0
+    assert caplog.text.count("can claim events again") == 1
+    await worker.stop(grace=1)
+    await storage.close()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
