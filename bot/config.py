@@ -248,8 +248,11 @@ class DatabaseSettings(_Frozen):
     @field_validator("url")
     @classmethod
     def _supported(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        url = value.get_secret_value()
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("only SQLite (sqlite:///file) and PostgreSQL (postgresql://...) are supported")
+        if url.startswith("postgresql+asyncpg://") and (unknown := _unknown_pg_params(url)):
+            raise ValueError(_unknown_pg_params_fix(unknown))
         return value
 
 
@@ -685,9 +688,38 @@ def normalise_database_url(url: str) -> str:
             break
     if url.startswith("sqlite://") and not url.startswith("sqlite+"):
         url = "sqlite+aiosqlite://" + url[len("sqlite://"):]
-    if url.startswith("postgresql+asyncpg://"):
-        url = url.replace("sslmode=", "ssl=")  # asyncpg spells libpq's sslmode as ssl
+    if url.startswith("postgresql+asyncpg://") and "?" in url:
+        base, query = url.split("?", 1)
+        url = base + "?" + _LIBPQ_SPELLING.sub(lambda m: m[1] + LIBPQ_PARAMS[m[2]] + "=", query)
     return url
+
+
+# The query parameters of a PostgreSQL URL that reach the driver: asyncpg's `connect()` arguments (the numbers
+# and application_name are passed typed, by `bot.storage.db`), SQLAlchemy's statement cache, and libpq's own
+# spellings of two of them. Any other (`options`, `sslrootcert`) made every connection fail with a TypeError.
+PG_URL_PARAMS = frozenset({
+    "ssl", "timeout", "command_timeout", "application_name", "target_session_attrs", "user", "password",
+    "passfile", "host", "port", "database", "statement_cache_size", "prepared_statement_cache_size",
+    "max_cached_statement_lifetime", "max_cacheable_statement_size", "krbsrvname", "gsslib",
+})
+LIBPQ_PARAMS = {"sslmode": "ssl", "connect_timeout": "timeout"}
+_LIBPQ_SPELLING = re.compile(r"(^|&)(sslmode|connect_timeout)=")
+
+
+def _unknown_pg_params(url: str) -> list[str]:
+    """The query parameters of a PostgreSQL URL that asyncpg does not take."""
+    names = {part.split("=", 1)[0] for part in url.split("?", 1)[1].split("&") if part} if "?" in url else set()
+    return sorted(names - PG_URL_PARAMS)
+
+
+def _unknown_pg_params_fix(unknown: list[str]) -> str:
+    """What to do about them: libpq's certificate files are read from its environment variables instead."""
+    files = [name for name in unknown if name in ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword")]
+    where = (f"; give {', '.join(files)} as {', '.join('PG' + name.upper() for name in files)} in the environment "
+             "instead, which the driver reads" if files else "")
+    return (f"the PostgreSQL driver (asyncpg) takes no URL parameter {', '.join(f'`{n}`' for n in unknown)}: remove "
+            f"it{where} (it takes sslmode or ssl, connect_timeout or timeout, command_timeout, application_name, "
+            "target_session_attrs and a few more: see the README, Deploy)")
 
 
 def _config_path(path: str | Path | None, environ: Mapping[str, str]) -> Path | None:

@@ -91,3 +91,26 @@ def test_a_database_migrated_by_a_later_release_is_not_sent_to_migrate(new_datab
         return ""
     said = asyncio.run(start())
     assert "a later reviewbot migrated it" in said and "run `reviewbot migrate`" not in said
+
+
+def test_libpq_parameters_of_a_postgresql_url_are_read_or_refused_by_name(tmp_path, monkeypatch, capsys):
+    """`?connect_timeout=10` and `?application_name=...`, libpq's spellings, failed every command as
+    "unreachable: TypeError: connect() got an unexpected keyword argument"; now they work, and a parameter the
+    driver has no use for is a wrong setting (exit 2) that names it."""
+    from tests.storage_fixtures import _reachable_admin_url
+
+    admin = _reachable_admin_url()
+    if admin is None:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    query = "connect_timeout=10&application_name=reviewbot-test&sslmode=disable&command_timeout=30"
+    monkeypatch.setenv("DATABASE_URL", f"{admin}?{query}")
+    assert run("--check") in (0, 1)
+    assert "is unreachable" not in capsys.readouterr().err
+    monkeypatch.setenv("DATABASE_URL", f"{admin}?options=-csearch_path%3Dbot&sslmode=require")
+    assert run("--check") == 2
+    err = capsys.readouterr().err
+    assert "`options`" in err and "connect_timeout" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("DATABASE_URL", f"{admin}?sslrootcert=/etc/ca.pem&sslmode=verify-full")
+    assert run("--check") == 2 and "give sslrootcert as PGSSLROOTCERT in the environment" in capsys.readouterr().err

@@ -130,7 +130,32 @@ def _engine(url: str, kwargs: dict[str, Any]) -> AsyncEngine:
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
+    url, typed = _typed_pg_params(url)
+    if typed:
+        kwargs["connect_args"] = {**typed, **kwargs.get("connect_args", {})}
     return create_async_engine(url, **kwargs)
+
+
+PG_NUMBERS = ("timeout", "command_timeout", "statement_cache_size", "max_cached_statement_lifetime",
+              "max_cacheable_statement_size")
+
+
+def _typed_pg_params(url: str) -> tuple[sa.engine.URL, dict[str, Any]]:
+    """The URL without the query parameters asyncpg wants typed, and those as `connect()` arguments: a URL
+    gives strings, and asyncpg added `?timeout=10` to a float (TypeError); `application_name` is one of its
+    `server_settings`. A value that is no number is `ValueError`, a URL that cannot be used."""
+    parsed = sa.engine.make_url(url)
+    typed: dict[str, Any] = {}
+    for name in PG_NUMBERS:
+        if name in parsed.query:
+            value = parsed.query[name]
+            try:
+                typed[name] = float(value) if "timeout" in name else int(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"?{name}= must be a number") from None
+    if "application_name" in parsed.query:
+        typed["server_settings"] = {"application_name": str(parsed.query["application_name"])}
+    return parsed.difference_update_query([*PG_NUMBERS, "application_name"]), typed
 
 
 def is_sqlite(conn: AsyncConnection | AsyncEngine) -> bool:
