@@ -217,3 +217,18 @@ async def test_duplicate_hooks_already_there_are_reported(gitlab_sim: SimState, 
     err = capsys.readouterr().err
     assert first.token != "old" and second.token == "old"
     assert f"webhook(s) {second.id} on acme/widgets also point at" in err and "Settings > Webhooks" in err
+
+
+async def test_a_hook_to_the_same_address_over_the_other_scheme_is_reported(gitlab_sim: SimState, capsys):
+    """Moving the bot from http to https added a second hook and said nothing: the http one went on sending
+    every event, its secret in clear text. It is left alone (it may be another bot), and named."""
+    assert await install("--project", "acme/widgets", "--url", "http://bot.example.com",
+                         "--secret", "hook-secret-123") == 0
+    capsys.readouterr()
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com/",
+                         "--secret", "hook-secret-123") == 0
+    old, new = gitlab_sim.project("acme/widgets").hooks
+    err = capsys.readouterr().err
+    assert old.url == "http://bot.example.com/webhook" and new.url == "https://bot.example.com/webhook"
+    assert f"webhook(s) {old.id} on acme/widgets point at the same address over http" in err
+    assert "Settings > Webhooks" in err and "hook-secret-123" not in err

@@ -66,6 +66,7 @@ class InstalledHook:
     project_id: int
     project_path: str
     duplicates: tuple[int, ...] = ()
+    other_scheme: tuple[int, ...] = ()  # hooks to the same host and path over the other of http / https
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,11 +127,26 @@ def _endpoint(url: str) -> tuple[Any, ...]:
     return scheme, parts.hostname, port, parts.path.rstrip("/"), parts.query
 
 
+def _address(url: str) -> tuple[Any, ...]:
+    """Host and path, whatever the scheme: what a hook kept from before the bot moved from http to https shares
+    with the new one (each at its scheme's default port, or the same port said).
+
+    >>> _address("http://Bot.example.com/webhook") == _address("https://bot.example.com:443/webhook/")
+    True
+    """
+    endpoint = _endpoint(url)
+    if len(endpoint) == 1:  # malformed: only ever the same as itself
+        return endpoint
+    scheme, host, port, path, query = endpoint
+    return host, None if port == DEFAULT_PORTS.get(scheme) else port, path, query
+
+
 def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -> InstalledHook:
     """Create the hook, or update the existing one for the same URL; raises `InstallError` naming the fix."""
     try:
         target = gl.projects.get(project)
-        existing = [h for h in target.hooks.list(get_all=True) if _endpoint(h.url) == _endpoint(url)]
+        hooks = target.hooks.list(get_all=True)
+        existing = [h for h in hooks if _endpoint(h.url) == _endpoint(url)]
         attrs = hook_attributes(url, secret)
         if existing:
             hook_id, action = existing[0].id, "updated"
@@ -141,8 +157,10 @@ def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -
             hook_id, action = target.hooks.create(attrs).id, "created"
     except (gitlab.GitlabError, requests.RequestException) as exc:
         raise InstallError(explain(exc, gl.url, project)) from None
+    same = {h.id for h in existing}
+    other_scheme = tuple(int(h.id) for h in hooks if _address(h.url) == _address(url) and h.id not in same)
     return InstalledHook(action, int(hook_id), url, int(target.id), str(target.path_with_namespace),
-                         tuple(int(h.id) for h in existing[1:]))
+                         tuple(int(h.id) for h in existing[1:]), other_scheme)
 
 
 def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
@@ -235,11 +253,20 @@ def _instructions(done: InstalledHook, secret: str | None) -> str:
 
 
 def _duplicates_warning(done: InstalledHook) -> str | None:
-    if not done.duplicates:
-        return None
-    ids = ", ".join(str(i) for i in done.duplicates)
-    return (f"reviewbot install: warning: webhook(s) {ids} on {done.project_path} also point at {done.url} and "
-            "were left as they are: each sends every event once more; delete them under Settings > Webhooks")
+    warnings = []
+    if done.duplicates:
+        ids = ", ".join(str(i) for i in done.duplicates)
+        warnings.append(f"reviewbot install: warning: webhook(s) {ids} on {done.project_path} also point at "
+                        f"{done.url} and were left as they are: each sends every event once more; delete them "
+                        "under Settings > Webhooks")
+    if done.other_scheme:
+        ids = ", ".join(str(i) for i in done.other_scheme)
+        other = "https" if urlsplit(done.url).scheme == "http" else "http"
+        warnings.append(f"reviewbot install: warning: webhook(s) {ids} on {done.project_path} point at the same "
+                        f"address over {other} and were left as they are: each sends every event once more"
+                        f"{' with the secret in clear text' if other == 'http' else ''}; if the bot moved, "
+                        "delete them under Settings > Webhooks")
+    return "\n".join(warnings) or None
 
 
 def run(args: argparse.Namespace) -> int:
