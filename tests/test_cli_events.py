@@ -145,7 +145,16 @@ def test_a_running_event_whose_lease_ran_out_can_be_requeued(sqlite_url, tmp_pat
 
     run_in_thread(seed)
     assert run("requeue", "2") == 0 and run("requeue", "1") == 1
-    assert "running under a live lease" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "event 1 is running in live-worker, its lease until " in err and " UTC" in err
+    assert "runs again by itself" in err and len(err.strip().splitlines()) == 1
+
+
+def test_requeue_says_which_events_are_unknown(queue, capsys):
+    """"not requeued (unknown, or running under a live lease): 9" left the operator to guess which."""
+    assert run("requeue", "9", "2") == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "reviewbot events: no event 9: see `reviewbot events list`"
 
 
 def test_a_database_refusing_writes_is_one_line_and_exit_1(queue, capsys):

@@ -109,10 +109,18 @@ async def _show(storage: Storage, args: argparse.Namespace, out: Console) -> int
 async def _requeue(storage: Storage, args: argparse.Namespace, out: Console) -> int:
     missing = [i for i in args.ids if not await storage.events.requeue(i)]
     out.print(f"requeued {len(args.ids) - len(missing)} event(s)")
-    if missing:
-        print("reviewbot events: not requeued (unknown, or running under a live lease): "
-              f"{', '.join(map(str, missing))}", file=sys.stderr)
+    for event_id in missing:
+        print(f"reviewbot events: {_not_requeued(event_id, await storage.events.get(event_id))}", file=sys.stderr)
     return 1 if missing else 0
+
+
+def _not_requeued(event_id: int, row: EventRow | None) -> str:
+    """Why `requeue` left an event: it is not there, or a worker holds it now (until when, and who)."""
+    if row is None:
+        return f"no event {event_id}: see `reviewbot events list`"
+    until = row.lease_expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") if row.lease_expires_at else "?"
+    return (f"event {event_id} is running in {row.lease_owner}, its lease until {until}: if that worker is gone, "
+            "the event runs again by itself then (or requeue it after that time)")
 
 
 async def _prune(storage: Storage, args: argparse.Namespace, out: Console, days: float) -> int:
