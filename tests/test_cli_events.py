@@ -172,3 +172,32 @@ def test_a_database_refusing_writes_is_one_line_and_exit_1(queue, capsys):
     assert err.startswith("reviewbot events: requeue failed in the database (") and "readonly" in err
     assert "Traceback" not in err and "UPDATE" not in err and len(err.splitlines()) == 1
 
+
+
+def test_a_done_event_that_waited_for_the_history_does_not_read_as_waiting(sqlite_url, tmp_path, monkeypatch,
+                                                                           capsys):
+    """Its "last error" still said "waiting for the project's history import" once it was done."""
+    from bot.handlers.context import AwaitingHistory
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+
+    async def seed() -> None:
+        storage = Storage(sqlite_url)
+        for key in ("done", "parked"):
+            await storage.events.store_event(dedupe_key=key, kind="Merge Request Hook", headers={}, body={},
+                                             project_id=5, mr_iid=1 if key == "done" else 2)
+        await storage.events.claim("w", 60, 2)
+        for event_id in (1, 2):
+            await storage.events.park(event_id, str(AwaitingHistory(5, 20, None)), 0)
+        await storage.events.claim("w", 60, 1)
+        await storage.events.complete(1)
+        await storage.close()
+
+    run_in_thread(seed)
+    assert run("list") == 0
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if "Merge Request" in line}
+    assert "waited for the project's history import" in rows["1"] and "waiting" not in rows["1"]
+    assert "waiting for the project's history import" in rows["2"]
+    assert run("show", "1") == 0
+    assert json.loads(capsys.readouterr().out)["last_error"].startswith("waited for the project's history import")

@@ -23,6 +23,7 @@ from bot.cli.argtypes import days, whole
 from bot.cli.database_errors import exits_for
 from bot.config import load_settings
 from bot.storage import EventRow, Storage
+from bot.storage.events import HISTORY_MARK
 
 __all__ = ["register"]
 
@@ -70,8 +71,17 @@ def _summary(row: EventRow) -> dict[str, Any]:
     return {
         "id": row.id, "status": row.status, "kind": row.kind, "action": row.action, "project_id": row.project_id,
         "mr_iid": row.mr_iid, "attempts": row.attempts, "received_at": row.received_at.isoformat(),
-        "next_attempt_at": row.next_attempt_at.isoformat(), "last_error": row.last_error,
+        "next_attempt_at": row.next_attempt_at.isoformat(), "last_error": _last_error(row),
     }
+
+
+def _last_error(row: EventRow) -> str | None:
+    """The event's `last_error`; the wait for its project's history said in the past once the event is no
+    longer queued (the handlers keep the words, to park it once), not as though it were still waiting."""
+    text = row.last_error
+    if text and row.status != "queued" and text.startswith(HISTORY_MARK):
+        return "waited for" + text.removeprefix("waiting for")
+    return text
 
 
 async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int:
@@ -89,7 +99,7 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
     for row in rows:
         cells = (str(row.id), row.status, row.kind, row.action or "", str(row.project_id or ""),
                  str(row.mr_iid or ""), str(row.attempts), f"{row.received_at:%Y-%m-%d %H:%M:%S}",
-                 (row.last_error or "")[:80])
+                 (_last_error(row) or "")[:80])
         table.add_row(*(Text(_visible(cell)) for cell in cells))  # stored text as it is: `[/]` is no markup
     out.print(table)
     out.print(" ".join(f"{k}={v}" for k, v in (await storage.events.depth()).items()))

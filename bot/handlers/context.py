@@ -23,6 +23,7 @@ from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import User
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
+from bot.storage.events import HISTORY_MARK
 
 __all__ = ["Services", "BotUser", "BotIdentity", "EventContext", "RetryLater", "GitLabFailure", "PermanentFailure",
            "AwaitingHistory", "PERMANENT_STATUSES"]
@@ -54,7 +55,7 @@ class AwaitingHistory(Exception):
     process takes it, it goes on with the history there is (`waited`), as the bounded wait promises.
     """
 
-    MARK = "waiting for the project's history import"
+    MARK = HISTORY_MARK
 
     def __init__(self, project_id: int, seconds: float, wakes: asyncio.Future[Any] | None) -> None:
         super().__init__(f"{self.MARK} (project {project_id}, {seconds:.0f} s at most)")

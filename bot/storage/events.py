@@ -32,6 +32,7 @@ __all__ = ["EventRow", "EventQueue", "dedupe_key_for", "backoff_delay", "without
 MIN_KEY_RETENTION = timedelta(hours=24)  # GitLab re-sends can come much later; keep dedupe keys a day
 HOOK_HEADER = "X-Gitlab-Webhook-UUID"  # which hook sent a delivery (GitLab 16.2+), kept with the event
 COPY_MARK = "skipped: the copy another hook sent of event"  # `last_error` of a copy (`mark_copy`)
+HISTORY_MARK = "waiting for the project's history import"  # `last_error` of an event parked for it (the handlers)
 MAX_KEY_LENGTH = 200
 MAX_ERROR_LENGTH = 4000
 PENDING = ("queued", "failed", "running")
