@@ -265,6 +265,8 @@ def _count(n: int, thing: str) -> str:
 
 
 WHY_ROWS = 8  # signals listed by `/reviewers why`, the strongest first; the rest are summed up in one line
+NEGLIGIBLE = 0.05  # an effect this small (in score units: under 5% of the odds) ranks nobody up or back
+_ASIDE = re.compile(r" \([^()]*\)$")  # a signal's closing remark ("(hand-set rule, ...)"): the table has it
 
 
 def _contribution_rows(person: str, items: Sequence[Contribution]) -> list[str]:
@@ -279,24 +281,32 @@ def _contribution_rows(person: str, items: Sequence[Contribution]) -> list[str]:
     else:
         rows = ["| Signal | Effect |", "|---|--:|"] + [f"| {_cell(c.signal)} | {c.effect:+.2f} |" for c in shown]
     if rest:
-        rows.append(f"\n{len(rest)} weaker signals: {sum(c.effect for c in rest):+.2f} together.")
+        rows.append(f"\n{_count(len(rest), 'weaker signal')}: {sum(c.effect for c in rest):+.2f} together.")
     return rows
 
 
 def _summary(items: Sequence[Contribution]) -> str:
-    """One sentence: what helped this person most and what held them back."""
-    up = [c for c in sorted(items, key=lambda c: -c.effect) if c.effect > 0][:2]
-    down = [c for c in sorted(items, key=lambda c: c.effect) if c.effect < 0][:1]
+    """One sentence: what helped this person most and what held them back, each as the person's value against
+    the others' and the effect, so that a value below the others' that lowers the score reads as the comparison
+    it is ("0 against the others' 4.5: -0.40"). Effects under `NEGLIGIBLE` are not dressed up as reasons."""
+    up = [c for c in sorted(items, key=lambda c: -c.effect) if c.effect >= NEGLIGIBLE][:2]
+    down = [c for c in sorted(items, key=lambda c: c.effect) if c.effect <= -NEGLIGIBLE][:1]
 
     def said(c: Contribution) -> str:
-        return f"{c.signal} ({c.value}; others {c.others})" if c.value else c.signal
+        name = _ASIDE.sub("", c.signal)
+        if c.value and c.others:
+            return f"{name} ({c.value} against the others' {c.others}: {c.effect:+.2f})"
+        return f"{name} ({c.effect:+.2f})"
 
     parts = []
     if up:
         parts.append("Ranked up most by " + " and ".join(said(c) for c in up))
     if down:
-        parts.append(("held back by " if up else "Held back by ") + said(down[0]))
-    return _one_line(_quiet(", ".join(parts) + ".")) if parts else ""
+        parts.append(("held back most by " if up else "Held back most by ") + said(down[0]))
+    if not parts:
+        return (f"No signal sets them apart from the other candidates: every effect is under {NEGLIGIBLE:.2f}."
+                if items else "")
+    return _one_line(_quiet(", ".join(parts) + "."))
 
 
 def render_why(

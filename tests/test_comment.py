@@ -154,7 +154,7 @@ def test_why_for_a_suggestion():
         "- reviewed 14 changes under `src/`",
         "- CODEOWNER of `src/`",
         "",
-        "Ranked up most by history, held back by load.",
+        "Ranked up most by history (+0.50), held back most by load (-0.70).",
         "",
         "How each signal counted (the score with that signal set to the other candidates' average; "
         "+ raised it, - lowered it):",
@@ -177,12 +177,39 @@ def test_why_compares_the_person_with_the_other_candidates_in_plain_units():
                Contribution("wrote code in these directories", -0.7, "0%", "20%")]
     signals += [Contribution(f"signal {i}", 0.01, "1", "1") for i in range(WHY_ROWS)]
     text = render_why("bob", Suggestion("bob", 2.0, (), tuple(signals)), rank=1)
-    assert ("Ranked up most by time since they last touched these paths (today; others 5 months ago) and "
-            "signal 0 (1; others 1), held back by wrote code in these directories (0%; others 20%).") in text
+    assert ("Ranked up most by time since they last touched these paths (today against the others' 5 months ago: "
+            "+1.00), held back most by wrote code in these directories (0% against the others' 20%: -0.70).") in text
     assert "| Signal | `@bob` | Other candidates, typically | Effect |" in text
     assert "| time since they last touched these paths | today | 5 months ago | +1.00 |" in text
     assert text.endswith(f"{len(signals) - WHY_ROWS} weaker signals: +0.02 together.")
     assert text.count("| signal ") == WHY_ROWS - 2
+
+
+def test_why_says_a_value_below_the_others_held_someone_back_as_a_comparison():
+    """A count at 0 "holding back" a person reads as nonsense unless the sentence says it is their 0 against
+    the others' 4.5 that the score compares."""
+    signals = (Contribution("times turned down on this author's merge requests", -0.4, "0", "4.5"),
+               Contribution("overall ownership score", 1.2, "0.81", "0.14"))
+    text = render_why("bob", Suggestion("bob", 2.0, (), signals), rank=1)
+    assert ("Ranked up most by overall ownership score (0.81 against the others' 0.14: +1.20), held back most by "
+            "times turned down on this author's merge requests (0 against the others' 4.5: -0.40).") in text
+
+
+def test_why_does_not_dress_up_negligible_effects_as_reasons():
+    """Ranked last, with effects of a few hundredths: no "ranked up most by" a +0.02."""
+    tiny = (Contribution("reviews of these very files", -0.03, "0%", "3%"),
+            Contribution("time on the project", 0.02, "3 years", "2 years"))
+    text = render_why("zed", Suggestion("zed", -9.0, (), tiny), rank=33)
+    assert "No signal sets them apart from the other candidates: every effect is under 0.05." in text
+    assert "Ranked up" not in text and "held back" not in text.lower()
+    mixed = render_why("zed", Suggestion("zed", -9.0, (), (*tiny, Contribution("size of the change", -0.5))), rank=33)
+    assert "\nHeld back most by size of the change (-0.50).\n" in mixed
+
+
+def test_one_weaker_signal_is_singular():
+    signals = tuple(Contribution(f"signal {i}", 1.0 - i / 100) for i in range(WHY_ROWS + 1))
+    text = render_why("bob", Suggestion("bob", 2.0, (), signals), rank=1)
+    assert text.endswith("\n1 weaker signal: +0.92 together.")
 
 
 def test_why_for_someone_dropped():
