@@ -46,32 +46,33 @@ FEATURES = (
 )
 F = {name: i for i, name in enumerate(FEATURES)}
 
-# The features in words, for `/reviewers why`.
+# The features in words, for `/reviewers why`: noun phrases, as they are read both in the table and in the
+# sentence "Ranked up most by ... (3 against the others' 0.5: +0.40)".
 FEATURE_WORDS = {
     "file_review_share": "reviews of these very files",
-    "file_reviewed": "how many of these files they have reviewed",
-    "file_author_share": "wrote these files",
+    "file_reviewed": "share of these files they have reviewed",
+    "file_author_share": "their share of the code of these files",
     "dir1_review_share": "reviews in these files' directories",
     "dir2_review_share": "reviews one directory up",
     "dir3_review_share": "reviews further up the tree",
-    "dir1_author_share": "wrote code in these directories",
-    "author_familiarity": "reviews this author's work",
+    "dir1_author_share": "their share of the code in these directories",
+    "author_familiarity": "their share of this author's reviews",
     "author_reviews": "number of this author's changes reviewed",
-    "reciprocity": "the author reviews their work",
-    "activity": "reviews a lot overall",
-    "recent_activity": "reviews a lot these weeks",
+    "reciprocity": "their changes this author reviewed",
+    "activity": "reviews overall",
+    "recent_activity": "reviews these weeks",
     "days_since_review": "time since their last review",
     "days_since_seen": "time since they were last active",
     "days_since_here": "time since they last touched these paths",
     "tenure": "time on the project",
-    "is_author": "is the author",
+    "is_author": "being the author",
     "n_files": "size of the change",
-    "fb_acceptance": "how often the team took them when suggested",
+    "fb_acceptance": "share of their suggestions the team took",
     "fb_rejections": "times the team turned them down",
-    "fb_streak": "turned down several times in a row lately",
-    "fb_author_rejections": "turned down on this author's merge requests",
-    "fb_recent_reviews": "reviews taken these last days",
-    "fb_recent_author": "took this author's merge requests these last days",
+    "fb_streak": "times turned down since they last took a review",
+    "fb_author_rejections": "times turned down on this author's merge requests",
+    "fb_recent_reviews": "reviews they took these last days",
+    "fb_recent_author": "this author's merge requests they took these last days",
     "graph_score": "overall ownership score",
 }
 

@@ -58,10 +58,10 @@ FEEDBACK_FEATURES = (
 )
 
 FEEDBACK_WORDS = {  # the words `/reviewers why` uses for the columns above that `graph.features` lacks
-    "fb_open_reviews": "reviewing other open merge requests now",
-    "fb_open_author": "reviewing this author's other open merge requests",
-    "fb_open_dirs": "reviewing open merge requests in these directories",
-    "fb_open_files": "reviewing open merge requests on these files",
+    "fb_open_reviews": "other open merge requests they are reviewing",
+    "fb_open_author": "this author's other open merge requests they are reviewing",
+    "fb_open_dirs": "open merge requests in these directories they are reviewing",
+    "fb_open_files": "open merge requests on these files they are reviewing",
 }
 
 

@@ -115,8 +115,9 @@ class HandSetTerms:
         people = [cands.people[i] for i in idx]
         terms = self._terms(people, cands.X[idx])
         X = cands.X[idx]
-        streak, on_duty = (np.expm1(X[:, [fb_column(X, name)]]) for name in ("fb_streak", "fb_open_reviews"))
-        figures = (np.column_stack(self._balance_counts(people)), streak, on_duty)  # behind each term, per row
+        on_duty = np.expm1(X[:, [fb_column(X, "fb_open_reviews")]])
+        # behind each term, per row: the very figures the term is computed from (the streak past its grace)
+        figures = (np.column_stack(self._balance_counts(people)), self._counted_streak(people)[:, None], on_duty)
         said = (lambda f: f"first {amount(f[0])}, reviewed {amount(f[1])}", lambda f: amount(f[0]),
                 lambda f: amount(f[0]))  # the others' figure is an average: "0.2", not "0"
         out = []
@@ -134,9 +135,12 @@ class HandSetTerms:
         return out
 
     def _term_words(self) -> list[str]:
-        """`TERM_WORDS`, each saying how much of the term is left when the team's votes turned it down."""
-        return [words if self.levels[term] >= 1.0 else
-                f"{words}, at {self.levels[term]:.0%} of its setting (the team's choices)"
+        """`TERM_WORDS` with the streak's grace, each marked as a hand-set rule (the model's own signals read
+        alike: "times turned down since they last took a review") and saying how much of it is left when the
+        team's votes turned it down."""
+        grace = self.settings.rejection_grace
+        return [words.format(grace=grace) + (" (hand-set rule)" if self.levels[term] >= 1.0 else
+                                             f" (hand-set rule, at {self.levels[term]:.0%} after the team's choices)")
                 for term, words in zip(TERMS, TERM_WORDS)]
 
     def _on_duty(self, X: np.ndarray) -> np.ndarray:
@@ -152,8 +156,13 @@ class HandSetTerms:
     def _rejection_penalty(self, people: list[str]) -> np.ndarray:
         """Grows with each rejection since the person last took a review: someone who left, or who is
         always replaced by a colleague, drops within a few suggestions; one review resets it."""
-        grace, step = self.settings.rejection_grace, self.settings.rejection_penalty
-        return np.array([step * min(10, max(0, self._streak(p) - grace)) for p in people], dtype=float)
+        return self.settings.rejection_penalty * self._counted_streak(people)
+
+    def _counted_streak(self, people: list[str]) -> np.ndarray:
+        """Per person: the rejections in a row that count now (`_streak`) past the first `rejection_grace`,
+        at most 10: the figure the penalty multiplies."""
+        grace = self.settings.rejection_grace
+        return np.array([min(10, max(0, self._streak(p) - grace)) for p in people], dtype=float)
 
     def _streak(self, person: str) -> float:
         """The rejections in a row that count against `person` now (see `rejection_days`)."""
@@ -194,7 +203,8 @@ def fb_column(X: np.ndarray, name: str) -> int:
     return X.shape[1] - len(FEEDBACK_FEATURES) + FEEDBACK_FEATURES.index(name)
 
 
-# The terms `_terms` adds to the model's score, in words for `/reviewers why` (in that order).
-TERM_WORDS = ("first places given against reviews done (load spreading)",
-              "turned down in a row lately (pushed down)",
-              "taking other open merge requests now (lifted)")
+# The terms `_terms` adds to the model's score, in words for `/reviewers why` (in that order; `_term_words`
+# fills in the grace and marks each as a hand-set rule).
+TERM_WORDS = ("load spreading: first places given against reviews done",
+              "penalty for rejections in a row for days, past the first {grace}",
+              "lift for other open merge requests they took")

@@ -142,7 +142,7 @@ def test_why_says_how_much_of_a_term_the_team_left():
     level = rec.levels["spreading"]
     last = _history()[-1]
     suggestion = rec.suggest(Change("next", last.time + 60, last.author, (), last.files), 3)[0]
-    words = f"{TERM_WORDS[0]}, at {level:.0%} of its setting (the team's choices)"
+    words = f"{TERM_WORDS[0]} (hand-set rule, at {level:.0%} after the team's choices)"
     assert level < 1.0 and any(c.signal == words for c in suggestion.contributions)
     assert words in render_why(suggestion.person, suggestion, rank=1)
 
