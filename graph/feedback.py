@@ -196,6 +196,10 @@ class FeedbackMemory:
         elif label in NEGATIVE and change_id in self.open:
             self.open[change_id].people.pop(person, None)
 
+    def heard_of(self, person: str) -> bool:
+        """Whether any feedback on `person` was recorded (their `fb_acceptance` is else the prior's 50%)."""
+        return person in self.pos or person in self.neg
+
     def idle_streak(self, person: str, *, now: float, days: float, month: float = 30.0,
                     burst: float = math.inf) -> float:
         """The person's rejection streak if it has lasted `days` (else 0), growing by its length (twice

@@ -488,10 +488,19 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         for r, (value, mean) in enumerate(compared):
             mine = s[r * (d + 1) * g:(r + 1) * (d + 1) * g:g]
             base = mine[d]
-            found = [Contribution(words[name], float(base - mine[j]), *compare(name, value[j], mean[j]))
+            found = [Contribution(words[name], float(base - mine[j]), *self._compare(cands.people[rows[r]], name,
+                                                                                     value[j], mean[j]))
                      for j, name in enumerate(names)]
             out.append(sorted([c for c in found if abs(c.effect) > 1e-6], key=lambda c: -abs(c.effect)))
         return out
+
+    def _compare(self, person: str, name: str, mine: float, others: float) -> tuple[str, str]:
+        """`compare`, but a share the team's feedback never measured says so: someone without any feedback
+        has the prior's 50% taken, which read as if half their suggestions had been taken."""
+        said = compare(name, mine, others)
+        if name == "fb_acceptance" and not self.feedback.heard_of(person):
+            return f"no feedback yet: {said[0]} assumed", said[1]
+        return said
 
 
 DEFAULT_SETTINGS = RecommenderSettings(balance=3.0)

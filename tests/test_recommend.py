@@ -201,3 +201,21 @@ def test_closing_then_reopening_an_mr_puts_back_its_reviews_and_its_rows():
         again.observe(merged)
         assert len(again._rows) == len(plain._rows)
         assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(again._rows, plain._rows))
+
+
+class _ByAcceptance:
+    """A ranker reading `fb_acceptance` alone: its effect in `/reviewers why` is never zero."""
+
+    def decision_function(self, X, groups=None):
+        return 4.0 * np.asarray(X)[:, len(FEATURES)]
+
+
+def test_why_says_a_share_of_suggestions_taken_is_assumed_without_feedback():
+    """bob has no feedback at all: his `fb_acceptance` is the prior's 50%, not a measured one."""
+    rec = replayed(LearnedRecommender())
+    rec.prior = _ByAcceptance()
+    rec.learn(Change("7", 4 * D - 60, "eve", (), ("docs/index.md",)), "dan", "removed", time=4 * D - 60)
+    said = {s.person: next(c for c in s.contributions if c.signal == "share of their suggestions the team took")
+            for s in rec.suggest(QUERY, k=3)}
+    assert (said["bob"].value, said["bob"].others) == ("no feedback yet: 50% assumed", "33%")
+    assert said["bob"].effect > 0.6 and said["dan"].value == "33%"
