@@ -333,6 +333,8 @@ def render_why(
         head.append(f"{code_span('@' + person)} {place} score {suggestion.score:.3f}.")
     if dropped:
         head.append(f"Not suggested: {_one_line(_quiet(dropped))}.")
+    if suggestion is not None and suggestion.basis:
+        head.append(f"{_one_line(_quiet(suggestion.basis))}.")
     if suggestion is None and not items and not dropped:
         head.append("They have no review history on the files this merge request touches.")
     reasons = [f"- {_one_line(_quiet(r))}" for r in (suggestion.reasons if suggestion else ())]

@@ -505,7 +505,7 @@ async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSett
     for s in result.suggestions:
         e = by_person.get(s.person.casefold())
         out.append(s if e is None else
-                   replace(s, reasons=(*s.reasons, *e.reasons), contributions=e.contributions))
+                   replace(s, reasons=(*s.reasons, *e.reasons), contributions=e.contributions, basis=e.basis))
     return out
 
 

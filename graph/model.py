@@ -131,10 +131,13 @@ class Suggestion:
     """One suggested reviewer: who, how strongly, and the evidence in plain words.
 
     `reasons` are short phrases ready for a comment ("reviewed 14 changes under `drivers/net/` (last 12 days
-    ago)"); `contributions` say how much each feature moved this person's score, for `/reviewers why`.
+    ago)"); `contributions` say how much each feature moved this person's score, for `/reviewers why`;
+    `basis` says, when it is not the recommender's own ranking, what their score and contributions are (e.g.
+    the ownership score alone, for someone outside the learned ranker's shortlist).
     """
 
     person: str
     score: float
     reasons: tuple[str, ...] = ()
     contributions: tuple[Contribution, ...] = ()
+    basis: str = ""

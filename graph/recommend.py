@@ -105,8 +105,12 @@ class GraphRecommender:
         # for "reviewed ... together with": the people suggested or already reviewing, else the top ranked
         beside = [*change.reviewers, *(cands.people[i] for i in chosen), *(cands.people[i] for i in order[:3])]
         return [Suggestion(cands.people[i], float(scores[i]),
-                           tuple(reasons(self.og, change, cands.people[i], beside)), tuple(c))
+                           tuple(reasons(self.og, change, cands.people[i], beside)), tuple(c), self._basis(cands, i))
                 for i, c in zip(chosen, contribs)]
+
+    def _basis(self, cands: Candidates, i: int) -> str:
+        """What row i's score is when it is not this recommender's own ranking (`Suggestion.basis`)."""
+        return ""
 
     # -- internals ------------------------------------------------------------------------------------
     def _candidates(self, change: Change) -> Candidates:
@@ -462,6 +466,16 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         rest = [i for i in rows if i not in out]
         out.update(zip(rest, super()._contributions_many(cands, rest)))
         return [out[i] for i in rows]
+
+    def _basis(self, cands: Candidates, i: int) -> str:
+        """Rows outside the model's shortlist (`_top`) are ranked below it by the ownership score alone, and
+        explained by that score's parts: said, since their score is a placement, not the model's."""
+        if self.ranking_model is None or i in self._top(cands):
+            return ""
+        n = self.settings.rerank
+        shortlist = f"the {n} candidates" if n != 1 else "the candidate"
+        return (f"The model ranks only {shortlist} with the highest ownership score: this person is not among "
+                "them, so they rank below by that score alone, and the signals below are its parts")
 
     def _probed(self, ranker: ReviewerRanker, cands: Candidates, idx: list[int],
                 rows: list[int]) -> list[list[Contribution]]:

@@ -219,3 +219,20 @@ def test_why_says_a_share_of_suggestions_taken_is_assumed_without_feedback():
             for s in rec.suggest(QUERY, k=3)}
     assert (said["bob"].value, said["bob"].others) == ("no feedback yet: 50% assumed", "33%")
     assert said["bob"].effect > 0.6 and said["dan"].value == "33%"
+
+
+def test_why_says_someone_outside_the_models_shortlist_is_ranked_by_ownership_alone():
+    """Ranked below the model's shortlist, a person's score is a placement and their signals the ownership
+    score's parts: the answer says so rather than read like the model's own verdict."""
+    from bot.comment import render_why
+
+    rec = replayed(LearnedRecommender(settings=RecommenderSettings(rerank=1)))
+    rec.prior = _ByAcceptance()
+    ranked = rec.suggest(QUERY, k=3)
+    assert ranked[0].basis == ""
+    last = ranked[1]
+    assert render_why(last.person, last, rank=2).splitlines()[:3] == [
+        f"**Why `@{last.person}`?**",
+        f"`@{last.person}` ranked 2 with score {last.score:.3f}.",
+        "The model ranks only the candidate with the highest ownership score: this person is not among them, "
+        "so they rank below by that score alone, and the signals below are its parts."]
