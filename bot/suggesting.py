@@ -564,14 +564,17 @@ async def explain_person(client: GitLabClient, engine: Engine, project_id: int, 
             return s, rank, None
     found = next(((i, s) for i, s in enumerate(result.ranked, start=1) if s.person.casefold() == folded), None)
     dropped = next((r for p, r in result.dropped.items() if p.casefold() == folded), None)
+    absent = None  # why the history's record of them made no candidate of them
     if (found is None or not found[1].reasons) and result.cannot not in (NO_FILES, NO_HISTORY):
+        mine = lambda p: result.facts.person(p).casefold() == folded  # noqa: E731 - a name of this person's
         async with engine.use(project_id, settings) as rec:  # ranked candidates come without their evidence
-            alone = await to_the_end(asyncio.to_thread(rec.suggest, result.change, 1, explain=True,
-                                                       allowed=lambda p: result.facts.person(p).casefold() == folded))
+            alone = await to_the_end(asyncio.to_thread(rec.suggest, result.change, 1, explain=True, allowed=mine))
+            if not alone and found is None:  # no candidate: idle, or past the limit?
+                absent = await to_the_end(asyncio.to_thread(rec.absent, result.change, mine)) or None
         alone = [replace(s, person=result.facts.person(s.person)) for s in alone]  # under the name now
         found = (found[0] if found else None, alone[0]) if alone else found
     if dropped is None:
-        dropped = await _reason_for(Lookups(client, engine.recent), result, person, settings, bot_username)
+        dropped = await _reason_for(Lookups(client, engine.recent), result, person, settings, bot_username) or absent
     return (found[1], found[0], dropped) if found else (None, None, dropped)
 
 

@@ -15,9 +15,9 @@ import numpy as np
 from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_BY, NEGATIVE, PUT_FIRST, REOPENED,
                             REVIEWED, TAKEN, TERMS, THUMBS, FeedbackMemory)
 from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
-from graph.explain import compare
+from graph.explain import compare, span
 from graph.model import Change, Contribution, Suggestion
-from graph.ownership import OwnershipGraph, ReviewTimes
+from graph.ownership import DAY, OwnershipGraph, ReviewTimes
 from graph.ranker import ReviewerRanker
 from graph.reasons import contributions, reasons
 from graph.terms import HandSetTerms
@@ -110,6 +110,22 @@ class GraphRecommender:
 
     def _basis(self, cands: Candidates, i: int) -> str:
         """What row i's score is when it is not this recommender's own ranking (`Suggestion.basis`)."""
+        return ""
+
+    def absent(self, change: Change, matches: Callable[[str], bool]) -> str:
+        """Why the person the history names as one of those `matches` accepts is no candidate for `change`,
+        in plain words, when the history knows them: idle too long, or outside the candidate limit. Empty
+        when it does not know them (or they are a candidate): they then have no evidence here at all."""
+        cands, s = self._candidates(change), self.settings
+        for name in [n[1:] for n in self.og.people_table().nodes if matches(n[1:])]:
+            if name in cands.people:
+                continue
+            idle = (change.time - self.og.G._node["@" + name]["last"]) / DAY
+            if idle > s.inactive_days:
+                return (f"no review or change of theirs in this project's history for {span(idle)} (people "
+                        f"inactive for over {s.inactive_days:g} days are not suggested)")
+            if len(cands) >= s.candidate_limit:
+                return f"not among the {s.candidate_limit} candidates with the highest ownership score"
         return ""
 
     # -- internals ------------------------------------------------------------------------------------

@@ -236,3 +236,17 @@ def test_why_says_someone_outside_the_models_shortlist_is_ranked_by_ownership_al
         f"`@{last.person}` ranked 2 with score {last.score:.3f}.",
         "The model ranks only the candidate with the highest ownership score: this person is not among them, "
         "so they rank below by that score alone, and the signals below are its parts."]
+
+
+def test_why_someone_the_history_knows_is_no_candidate():
+    """"They have no review history on the files" was said of people who have some: idle too long, or past
+    the candidate limit."""
+    idle = replayed(GraphRecommender(settings=RecommenderSettings(inactive_days=30)))
+    late = Change("q", 40 * D, "ann", (), ("drivers/net/eth.c",))
+    assert idle.absent(late, lambda p: p == "bob") == (
+        "no review or change of theirs in this project's history for 39 days (people inactive for over 30 days "
+        "are not suggested)")
+    full = replayed(GraphRecommender(settings=RecommenderSettings(candidate_limit=2)))
+    assert full.recommend(QUERY, 10) == ["bob", "dan"]
+    assert full.absent(QUERY, lambda p: p == "cid") == "not among the 2 candidates with the highest ownership score"
+    assert full.absent(QUERY, lambda p: p == "bob") == full.absent(QUERY, lambda p: p == "zed") == ""
