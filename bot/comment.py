@@ -304,7 +304,7 @@ def _summary(items: Sequence[Contribution]) -> str:
     if down:
         parts.append(("held back most by " if up else "Held back most by ") + said(down[0]))
     if not parts:
-        return (f"No signal sets them apart from the other candidates: every effect is under {NEGLIGIBLE:.2f}."
+        return (f"No single signal moved their score by {NEGLIGIBLE:.2f} or more either way."
                 if items else "")
     return _one_line(_quiet(", ".join(parts) + "."))
 

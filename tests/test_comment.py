@@ -200,7 +200,7 @@ def test_why_does_not_dress_up_negligible_effects_as_reasons():
     tiny = (Contribution("reviews of these very files", -0.03, "0%", "3%"),
             Contribution("time on the project", 0.02, "3 years", "2 years"))
     text = render_why("zed", Suggestion("zed", -9.0, (), tiny), rank=33)
-    assert "No signal sets them apart from the other candidates: every effect is under 0.05." in text
+    assert "\nNo single signal moved their score by 0.05 or more either way.\n" in text
     assert "Ranked up" not in text and "held back" not in text.lower()
     mixed = render_why("zed", Suggestion("zed", -9.0, (), (*tiny, Contribution("size of the change", -0.5))), rank=33)
     assert "\nHeld back most by size of the change (-0.50).\n" in mixed
