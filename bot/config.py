@@ -689,9 +689,22 @@ def normalise_database_url(url: str) -> str:
     if url.startswith("sqlite://") and not url.startswith("sqlite+"):
         url = "sqlite+aiosqlite://" + url[len("sqlite://"):]
     if url.startswith("postgresql+asyncpg://") and "?" in url:
-        base, query = url.split("?", 1)
-        url = base + "?" + _LIBPQ_SPELLING.sub(lambda m: m[1] + LIBPQ_PARAMS[m[2]] + "=", query)
+        url = _asyncpg_spelling(url)
     return url
+
+
+def _asyncpg_spelling(url: str) -> str:
+    """The URL with libpq's `sslmode` and `connect_timeout` renamed as asyncpg takes them. The query is read as
+    SQLAlchemy reads it when it connects: a password may hold a `?` (or `&sslmode=`), which is no query. An
+    unreadable URL is left as it is, for the engine to refuse with its reason."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - said when the engine is made (`bot.storage.db.create_engine`)
+        return url
+    if not any(name in parsed.query for name in LIBPQ_PARAMS):
+        return url
+    query = {LIBPQ_PARAMS.get(name, name): value for name, value in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=False)
 
 
 # The query parameters of a PostgreSQL URL that reach the driver: asyncpg's `connect()` arguments (the numbers
@@ -703,12 +716,15 @@ PG_URL_PARAMS = frozenset({
     "max_cached_statement_lifetime", "max_cacheable_statement_size", "krbsrvname", "gsslib",
 })
 LIBPQ_PARAMS = {"sslmode": "ssl", "connect_timeout": "timeout"}
-_LIBPQ_SPELLING = re.compile(r"(^|&)(sslmode|connect_timeout)=")
 
 
 def _unknown_pg_params(url: str) -> list[str]:
-    """The query parameters of a PostgreSQL URL that asyncpg does not take."""
-    names = {part.split("=", 1)[0] for part in url.split("?", 1)[1].split("&") if part} if "?" in url else set()
+    """The query parameters of a PostgreSQL URL that asyncpg does not take, as SQLAlchemy reads them (never a
+    piece of a password holding a `?`); none for an unreadable URL, which the engine refuses with its reason."""
+    try:
+        names = set(make_url(url).query)
+    except Exception:  # noqa: BLE001 - said when the engine is made
+        return []
     return sorted(names - PG_URL_PARAMS)
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy.engine import make_url
+
 from bot.config import ConfigError, Settings, load_settings, normalise_database_url
 from bot.storage import Storage
 
@@ -488,3 +490,21 @@ def test_an_empty_token_beside_gitlab_sign_in_stops_start_up(tmp_path):
     with pytest.raises(ConfigError, match=r"setting dashboard .*the token is empty: it needs at least 16"):
         load_settings(write(tmp_path, '[dashboard]\ntoken = ""\n'), environ={**ENV, **SIGN_IN})
     assert load_settings(environ={**ENV, **SIGN_IN}).dashboard.token is None  # no token at all: GitLab alone
+
+
+@pytest.mark.parametrize("password", ["pa?ss", "p?x&sslmode=y", "a%3Fb"])
+def test_a_password_holding_a_question_mark_is_no_query(password):
+    """The query of a PostgreSQL URL starts where SQLAlchemy (which connects) says, not at the first `?`: a
+    password holding one was refused at start as an unknown URL parameter, named by the password's end, and
+    the real `sslmode` after it went to the driver unrespelled."""
+    url = f"postgresql://bot:{password}@db/x?sslmode=require&connect_timeout=5"
+    settings = load_settings(environ={**ENV, "DATABASE_URL": url})
+    parsed = make_url(settings.database_url)
+    assert parsed.password == password.replace("%3F", "?")
+    assert dict(parsed.query) == {"ssl": "require", "timeout": "5"}
+
+
+def test_an_unknown_url_parameter_is_named_without_the_password():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={**ENV, "DATABASE_URL": "postgresql://bot:sec?Zq9w@db/x?options=-c%20x"})
+    assert "`options`" in str(caught.value) and "Zq9w" not in str(caught.value)
