@@ -921,3 +921,36 @@ async def test_reviewers_another_automation_sets_pass_nobody_over(handler_env, n
     await env.run()
     rows = await rows_of(env, mr)
     assert [label for _, label in rows if label == "passed_over"] == [] and ("dee", "assigned") in rows
+
+
+async def test_who_changed_the_reviewers_is_asked_of_gitlab_only_when_someone_would_be_passed_over(handler_env):
+    """Whether the account that changed the reviewers is an automation matters only to the passed over: ann
+    taking bob, suggested, asks the Users API nothing about her (it asked on every reviewer change, one more
+    request each of the 300 per 10 minutes GitLab allows); ann adding dee, which passes cy over, asks it once."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    about_ann = f"/users/{env.tiny.ann.id}"
+    since = len(env.state.requests)
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    await env.run()
+    assert not [r for r in env.state.requests[since:] if r.path.endswith(about_ann)]
+    env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.dee], by=env.tiny.ann)
+    await env.run()
+    assert len([r for r in env.state.requests[since:] if r.path.endswith(about_ann)]) == 1
+    assert {("dee", "assigned"), ("cy", "passed_over")} <= set(await rows_of(env, mr))
+
+
+@pytest.mark.parametrize("status", [403, 404, 429, 500])
+async def test_a_failed_lookup_of_who_changed_the_reviewers_loses_no_label(handler_env, status):
+    """The Users API refusing or failing on the account that changed the reviewers (a service account, any
+    name): the change is judged as a person's, as the name rules say, and the event goes through."""
+    env = await handler_env()
+    robot = env.state.add_user("review-roulette", bot=True)
+    env.state.add_member(env.tiny.project, robot, 40)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.fail_path(f"/users/{robot.id}", status)
+    env.state.set_reviewers(mr, [env.tiny.dee], by=robot)
+    await env.run()
+    assert {("dee", "assigned"), ("bob", "passed_over"), ("cy", "passed_over")} <= set(await rows_of(env, mr))

@@ -390,7 +390,7 @@ async def on_update(event: Event, ctx: EventContext) -> None:
         await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"],
                                       at=event_time(event.object_attributes),
                                       author_id=event.object_attributes.get("author_id"),
-                                      judging=not await by_automation(ctx, event.data.get("user")))
+                                      changed_by=event.data.get("user"))
     if became_ready(changes) or lost_ignore_label(changes, ctx.project.ignore_label):
         await suggest_if_wanted(event, ctx, first=True)
     elif "oldrev" in event.object_attributes or "target_branch" in changes:
@@ -461,15 +461,16 @@ async def record_opened_with(event: Event, ctx: EventContext, requested: Collect
 
 async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[str, Any], *,
                                   at: datetime | None = None, requested: Collection[str] = (),
-                                  value: Any = None, author_id: Any = None, judging: bool = True) -> None:
+                                  value: Any = None, author_id: Any = None, changed_by: Any = None) -> None:
     """Feedback on the last suggestion from a reviewer change made by a person (at GitLab's time `at`); before
     any suggestion (a draft), who became a reviewer and who stopped being one. Passing a suggested person over
     counts once per MR: reviewers added one at a time are one decision, not one rejection each. A person
     whose newer change was applied already is left out (`is_late`), and so is, from the passed over, one the
     bot `requested` itself, or one who reviewed or was turned down on the MR already (`settled`); nobody is
-    when another automation made the change (not `judging`: `by_automation`). `value` is
-    stored with the labels but `passed_over`. The MR's author (`author_id`) is no reviewer here. A review the
-    change shows submitted is `reviewed`, once (`submitted_reviews`)."""
+    when another automation made the change (the webhook's user, `changed_by`: `by_automation`, asked only
+    then, as it may cost a request to GitLab). `value` is stored with the labels but `passed_over`. The MR's
+    author (`author_id`) is no reviewer here. A review the change shows submitted is `reviewed`, once
+    (`submitted_reviews`)."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
     feedback, spared = ctx.storage.feedback, {p.casefold() for p in requested}
@@ -480,10 +481,12 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
     for person in submitted_reviews(previous, current):
         await feedback.record_once(ctx.project_id, iid, person, "reviewed", suggestion_id=latest.id if latest else None,
                                    source_event_id=ctx.event_id)
-    labels = [(p, label) for p, label in reviewer_feedback(previous, current, suggested)
-              if judging or label != "passed_over"]
-    if any(label == "passed_over" for _, label in labels):  # not one who reviewed or was turned down already
-        spared |= settled(await feedback.list(ctx.project_id, mr_iid=iid))
+    labels = reviewer_feedback(previous, current, suggested)
+    if any(label == "passed_over" for _, label in labels):
+        if await by_automation(ctx, changed_by):
+            labels = [(p, label) for p, label in labels if label != "passed_over"]
+        else:  # not one who reviewed or was turned down already
+            spared |= settled(await feedback.list(ctx.project_id, mr_iid=iid))
     for person, label in labels:
         if label == "passed_over" and person.casefold() in spared:
             continue
