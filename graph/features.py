@@ -22,7 +22,7 @@ import numpy as np
 from graph.model import Change
 from graph.ownership import DAY, OwnershipGraph, PeopleTable
 
-__all__ = ["FEATURES", "Candidates", "candidates", "graph_score", "GRAPH_WEIGHTS"]
+__all__ = ["FEATURES", "Candidates", "candidates", "in_pool", "graph_score", "GRAPH_WEIGHTS"]
 
 FEATURES = (
     "file_review_share",   # mean over files of the person's share of (decayed) reviews of that file
@@ -221,6 +221,23 @@ def _merged_block(og: OwnershipGraph, nodes: list[str]) -> tuple[np.ndarray, flo
     return out, rw, aw
 
 
+def in_pool(og: OwnershipGraph, change: Change) -> set[str]:
+    """The people (graph nodes, "@name") `candidates` chooses from for `change`, before the author, bots, the
+    inactive and the limit are taken out: whoever has evidence for it, and the project's top reviewers. Why:
+    someone outside it is no candidate for lack of evidence, not for the limit (`GraphRecommender.absent`)."""
+    if not change.files or og.t0 is None:
+        return set()
+    table = og.people_table()
+    return {table.nodes[i] for i in np.flatnonzero(_pool(og, change, table)[1])}
+
+
+def _pool(og: OwnershipGraph, change: Change, table: PeopleTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_evidence`, with the project's top reviewers counted in the pool (`member`) whatever their evidence."""
+    E, member, last_here = _evidence(og, change, table)
+    member[[table.index[p] for p in og.top_reviewers()]] = True
+    return E, member, last_here
+
+
 def _evidence(og: OwnershipGraph, change: Change, table: PeopleTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(E, member, last_here) over the rows of `table`: E[i, person] is the `EVIDENCE` feature i; member marks
     whoever has any evidence (the pool before the cut); last_here is when the person last reviewed or wrote
@@ -274,9 +291,8 @@ def candidates(
     if not change.files or og.t0 is None:
         return Candidates([], np.zeros((0, len(FEATURES))))
     table = og.people_table()
-    E, member, last_here = _evidence(og, change, table)
+    E, member, last_here = _pool(og, change, table)
     index = table.index
-    member[[index[p] for p in og.top_reviewers()]] = True
     if author in index:
         member[index[author]] = allow_author
     kept = _precut(table, E, member, float(change.time), inactive_days, 2 * limit)

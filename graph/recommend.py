@@ -14,7 +14,7 @@ import numpy as np
 
 from graph.feedback import (CLOSED, FEEDBACK_FEATURES, FEEDBACK_WORDS, MOVED_BY, NEGATIVE, PUT_FIRST, REOPENED,
                             REVIEWED, TAKEN, TERMS, THUMBS, FeedbackMemory)
-from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates
+from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates, in_pool
 from graph.explain import compare, span
 from graph.model import Change, Contribution, Suggestion
 from graph.ownership import DAY, OwnershipGraph, ReviewTimes
@@ -115,8 +115,10 @@ class GraphRecommender:
     def absent(self, change: Change, matches: Callable[[str], bool]) -> str:
         """Why the person the history names as one of those `matches` accepts is no candidate for `change`,
         in plain words, when the history knows them: idle too long, or outside the candidate limit. Empty
-        when it does not know them (or they are a candidate): they then have no evidence here at all."""
+        when it does not know them, when they are a candidate, and when they have no evidence for `change`
+        (not `in_pool`: no limit kept them out): they then have no evidence here at all."""
         cands, s = self._candidates(change), self.settings
+        pool: set[str] | None = None
         for name in [n[1:] for n in self.og.people_table().nodes if matches(n[1:])]:
             if name in cands.people:
                 continue
@@ -124,7 +126,8 @@ class GraphRecommender:
             if idle > s.inactive_days:
                 return (f"no review or change of theirs in this project's history for {span(idle)} (people "
                         f"inactive for over {s.inactive_days:g} days are not suggested)")
-            if len(cands) >= s.candidate_limit:
+            pool = in_pool(self.og, change) if pool is None else pool
+            if len(cands) >= s.candidate_limit and "@" + name in pool:
                 return f"not among the {s.candidate_limit} candidates with the highest ownership score"
         return ""
 

@@ -250,3 +250,12 @@ def test_why_someone_the_history_knows_is_no_candidate():
     assert full.recommend(QUERY, 10) == ["bob", "dan"]
     assert full.absent(QUERY, lambda p: p == "cid") == "not among the 2 candidates with the highest ownership score"
     assert full.absent(QUERY, lambda p: p == "bob") == full.absent(QUERY, lambda p: p == "zed") == ""
+
+
+def test_someone_without_evidence_on_the_files_is_not_said_to_be_past_the_candidate_limit():
+    """eve only wrote the docs: with a full candidate list she was "not among the 2 candidates with the highest
+    ownership score", as if she had some on these files; she has none, which the answer says when `absent` is
+    empty ("They have no review history on the files this merge request touches.")."""
+    full = replayed(GraphRecommender(settings=RecommenderSettings(candidate_limit=2)))
+    assert full.absent(QUERY, lambda p: p == "eve") == ""
+    assert full.absent(QUERY, lambda p: p == "cid") == "not among the 2 candidates with the highest ownership score"
