@@ -201,3 +201,16 @@ def test_a_done_event_that_waited_for_the_history_does_not_read_as_waiting(sqlit
     assert "waiting for the project's history import" in rows["2"]
     assert run("show", "1") == 0
     assert json.loads(capsys.readouterr().out)["last_error"].startswith("waited for the project's history import")
+
+
+def test_an_event_that_finished_while_requeue_ran_is_not_said_to_be_running():
+    """`requeue` refuses an event under a live lease, then reads it to say why: a worker that finished it in
+    between left no owner and no lease, which read "running in None, its lease until ?"."""
+    from datetime import datetime
+
+    from bot.storage import EventRow
+
+    now = datetime(2026, 1, 5, 12, 0)
+    row = EventRow(7, "k", 5, 1, "Merge Request Hook", "open", {}, {}, "done", 1, now, None, None, None, now, now)
+    said = events_cli._not_requeued(7, row)
+    assert "None" not in said and "?" not in said and "event 7 is done now" in said and "requeue" in said

@@ -125,9 +125,12 @@ async def _requeue(storage: Storage, args: argparse.Namespace, out: Console) -> 
 
 
 def _not_requeued(event_id: int, row: EventRow | None) -> str:
-    """Why `requeue` left an event: it is not there, or a worker holds it now (until when, and who)."""
+    """Why `requeue` left an event: it is not there, or a worker holds it now (until when, and who); or that
+    worker finished it between the refusal and this reading, so it is no longer running."""
     if row is None:
         return f"no event {event_id}: see `reviewbot events list`"
+    if row.status != "running" or row.lease_owner is None:
+        return f"event {event_id} is {row.status} now (its worker finished it meanwhile): requeue it again to rerun it"
     until = row.lease_expires_at.strftime("%Y-%m-%d %H:%M:%S UTC") if row.lease_expires_at else "?"
     return (f"event {event_id} is running in {row.lease_owner}, its lease until {until}: if that worker is gone, "
             "the event runs again by itself then (or requeue it after that time)")
