@@ -8,6 +8,7 @@ capture, once per test, and the run carries on (a hang still fails CI by its tim
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import gc
 import sys
@@ -23,8 +24,8 @@ def _running_loops() -> list[asyncio.AbstractEventLoop]:
 
 
 def _report(config: pytest.Config, nodeid: str) -> None:
-    capture = config.pluginmanager.getplugin("capturemanager")
-    with capture.global_and_fixture_disabled():
+    capture = config.pluginmanager.getplugin("capturemanager")  # None under `-p no:capture`: nothing to lift
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
         out = sys.stderr
         print(f"\n=== {nodeid} still running after {AFTER_SECONDS:g} s: threads, then asyncio tasks ===",
               file=out, flush=True)
