@@ -729,10 +729,13 @@ def _unknown_pg_params(url: str) -> list[str]:
 
 
 def _unknown_pg_params_fix(unknown: list[str]) -> str:
-    """What to do about them: libpq's certificate files are read from its environment variables instead."""
-    files = [name for name in unknown if name in ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword")]
+    """What to do about them: libpq's certificate files are read from its environment variables instead. Not
+    a key's password: asyncpg reads no PGSSLPASSWORD, so the key must be an unencrypted one."""
+    files = [name for name in unknown if name in ("sslrootcert", "sslcert", "sslkey", "sslcrl")]
     where = (f"; give {', '.join(files)} as {', '.join('PG' + name.upper() for name in files)} in the environment "
              "instead, which the driver reads" if files else "")
+    if "sslpassword" in unknown:
+        where += "; the driver takes no password for the key from the environment: use an unencrypted key file"
     return (f"the PostgreSQL driver (asyncpg) takes no URL parameter {', '.join(f'`{n}`' for n in unknown)}: remove "
             f"it{where} (it takes sslmode or ssl, connect_timeout or timeout, command_timeout, application_name, "
             "target_session_attrs and a few more: see the README, Deploy)")

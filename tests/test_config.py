@@ -508,3 +508,13 @@ def test_an_unknown_url_parameter_is_named_without_the_password():
     with pytest.raises(ConfigError) as caught:
         load_settings(environ={**ENV, "DATABASE_URL": "postgresql://bot:sec?Zq9w@db/x?options=-c%20x"})
     assert "`options`" in str(caught.value) and "Zq9w" not in str(caught.value)
+
+
+def test_a_key_password_in_the_url_is_not_sent_to_an_environment_variable_the_driver_never_reads():
+    """asyncpg reads PGSSLROOTCERT, PGSSLCERT, PGSSLKEY and PGSSLCRL, but no PGSSLPASSWORD: the advice to set
+    it left an encrypted key unreadable, with no word of why."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={**ENV, "DATABASE_URL": "postgresql://bot@db/x?sslkey=/k.pem&sslpassword=Zq9w"})
+    said = str(caught.value)
+    assert "PGSSLKEY" in said and "PGSSLPASSWORD" not in said and "Zq9w" not in said
+    assert "unencrypted" in said
