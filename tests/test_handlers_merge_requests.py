@@ -913,7 +913,7 @@ async def test_reviewers_another_automation_sets_pass_nobody_over(handler_env, n
     over (every suggested person was turned down on every merge request the automation served); dee still
     took the review."""
     env = await handler_env()
-    robot = env.state.add_user(f"project_{env.pid}_bot_5e1f" if named else "review-roulette", bot=True)
+    robot = env.state.add_user(f"project_{env.pid}_bot_5e1f" if named else "review-roulette", bot=not named)
     env.state.add_member(env.tiny.project, robot, 40)
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
     await env.run()
