@@ -289,9 +289,12 @@ async def is_late(ctx: EventContext, iid: int, person: str, at: datetime | None,
 
 
 def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
-    name = mr.author.username
-    return mr.author.bot or ctx.bot.is_me(mr.author) or is_bot_username(name) or \
-        name.casefold() in {b.casefold() for b in ctx.project.bots}
+    return mr.author.bot or ctx.bot.is_me(mr.author) or _named_bot(ctx, mr.author.username)
+
+
+def _named_bot(ctx: EventContext, username: str) -> bool:
+    """A name GitLab gives bots (or `*-bot`), or one the project's `bots` setting lists."""
+    return is_bot_username(username) or username.casefold() in {b.casefold() for b in ctx.project.bots}
 
 
 # --- handlers -----------------------------------------------------------------------------------------------
@@ -405,10 +408,8 @@ async def _people(ctx: EventContext, users: Any, author: tuple[Any, str]) -> lis
     if not isinstance(users, list):
         return []
     look = Lookups(ctx.client, ctx.engine.recent)
-    listed = {b.casefold() for b in ctx.project.bots}
     named = [u for u in users if isinstance(u, Mapping) and u.get("username") and not ctx.bot.is_me(u)
-             and not is_bot_username(str(u["username"])) and str(u["username"]).casefold() not in listed
-             and not _is_author(u, author)]
+             and not _named_bot(ctx, str(u["username"])) and not _is_author(u, author)]
     flags = await gather(*(look.is_bot(u["id"]) if type(u.get("id")) is int else _no() for u in named))
     return [u for u, flagged in zip(named, flags) if not flagged]
 
@@ -424,8 +425,7 @@ async def by_automation(ctx: EventContext, user: Any) -> bool:
     suggested person over on every merge request it served."""
     if not isinstance(user, Mapping) or not user.get("username"):
         return False
-    name = str(user["username"])
-    if is_bot_username(name) or name.casefold() in {b.casefold() for b in ctx.project.bots}:
+    if _named_bot(ctx, str(user["username"])):
         return True
     return type(user.get("id")) is int and await Lookups(ctx.client, ctx.engine.recent).is_bot(user["id"])
 
