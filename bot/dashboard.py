@@ -33,7 +33,7 @@ from bot.dashboard_html import (
 )
 from bot.dashboard_session import SESSION_COOKIE, local_path
 from bot.dashboard_stats import HistoryInfo, ModelInfo, ProjectStats, project_stats, window_start
-from bot.learning import mr_change_id
+from bot.backfill import change_id as mr_change_id  # not bot.learning: that imports scikit-learn
 from bot.logfmt import kv
 from bot.storage import ProjectRow, Storage, StorageError
 from bot.storage.db import as_id

@@ -1,7 +1,6 @@
 """`bot.backfill` and `reviewbot backfill`: merged MR history imported over the API, resumable, under failures."""
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 from datetime import timedelta
@@ -10,6 +9,7 @@ import pytest
 
 from bot.backfill import BOT_PICK, Backfills, backfill_project, change_id
 from bot.cli import backfill as cli
+from bot.cli import build_parser
 from bot.gitlab.client import GitLabClient, RetryPolicy
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.sim_model import SimDiff
@@ -410,9 +410,7 @@ def test_the_command_needs_a_token(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for var in ("GITLAB_TOKEN", "GITLAB_WEBHOOK_SECRET", "REVIEWBOT_CONFIG"):
         monkeypatch.delenv(var, raising=False)
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args(["backfill", "--project", "7"])
+    args = build_parser().parse_args(["backfill", "--project", "7"])
     err = io.StringIO()
     monkeypatch.setattr("sys.stderr", err)
     assert args.func(args) == 2 and "GITLAB_TOKEN is not set" in err.getvalue()

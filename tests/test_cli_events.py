@@ -1,20 +1,17 @@
 """`reviewbot events`: list, show, requeue and prune against a real (SQLite) queue."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from bot.cli import events as events_cli
+from bot.cli import build_parser
 from bot.storage import Storage
 from tests.storage_fixtures import run_in_thread
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    events_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["events", *argv])
+    args = build_parser().parse_args(["events", *argv])
     return args.func(args)
 
 

@@ -1,17 +1,13 @@
 """`reviewbot migrate` on a new SQLite file: creates the schema, then reports it current."""
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
-from bot.cli import migrate as migrate_cli
+from bot.cli import build_parser
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    migrate_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["migrate", *argv])
+    args = build_parser().parse_args(["migrate", *argv])
     return args.func(args)
 
 

@@ -1,13 +1,12 @@
 """`reviewbot prune`: what a year leaves in the database (SQLite and PostgreSQL), deleted by age and kind."""
 from __future__ import annotations
 
-import argparse
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from bot.cli import prune as prune_cli
+from bot.cli import build_parser
 from bot.storage import Storage, utcnow
 from bot.storage.tables import models
 from graph.model import Change
@@ -17,9 +16,7 @@ DAY = timedelta(days=1)
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    prune_cli.register(parser.add_subparsers())
-    args = parser.parse_args(["prune", *argv])
+    args = build_parser().parse_args(["prune", *argv])
     return args.func(args)
 
 

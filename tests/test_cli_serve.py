@@ -1,7 +1,6 @@
 """`reviewbot serve` / `reviewbot worker`: the app wires storage, handlers and worker together."""
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -10,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from bot.cli import build_parser
 from bot.cli import serve
 from bot.config import ConfigError, ServerSettings, Settings
 from bot.logfmt import kv
@@ -92,9 +92,7 @@ def worker_once_on_one_event(sqlite_url: str, tmp_path, monkeypatch, factory: st
         await storage.close()
 
     run_in_thread(seed)
-    parser = argparse.ArgumentParser()
-    serve.register(parser.add_subparsers())
-    args = parser.parse_args(["worker", "--once", "--dispatch", f"tests.test_cli_serve:{factory}"])
+    args = build_parser().parse_args(["worker", "--once", "--dispatch", f"tests.test_cli_serve:{factory}"])
     return args.func(args)
 
 
@@ -192,9 +190,7 @@ def test_worker_once_applies_the_retention(sqlite_url, tmp_path, monkeypatch):
             await storage.close()
 
     assert run_in_thread(lambda: seed_and_count(True)) == 3
-    parser = argparse.ArgumentParser()
-    serve.register(parser.add_subparsers())
-    args = parser.parse_args(["worker", "--once", "--dispatch", "tests.test_cli_serve:recording_factory"])
+    args = build_parser().parse_args(["worker", "--once", "--dispatch", "tests.test_cli_serve:recording_factory"])
     assert args.func(args) == 0
     assert run_in_thread(lambda: seed_and_count(False)) == 1
 
@@ -213,9 +209,7 @@ def test_worker_once_exits_1_when_it_cannot_read_the_queue(sqlite_url, tmp_path,
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
     monkeypatch.setenv("GITLAB_TOKEN", "t")
     monkeypatch.setenv("GITLAB_WEBHOOK_SECRET", SECRET)
-    parser = argparse.ArgumentParser()
-    serve.register(parser.add_subparsers())
-    args = parser.parse_args(["worker", "--once", "--dispatch", "tests.test_cli_serve:queue_gone_factory"])
+    args = build_parser().parse_args(["worker", "--once", "--dispatch", "tests.test_cli_serve:queue_gone_factory"])
     assert args.func(args) == 1
     err = capsys.readouterr().err
     assert "cannot read the event queue" in err and "DATABASE_URL" in err
@@ -232,9 +226,7 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(sqlite_url, tmp_path, monkey
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        parser = argparse.ArgumentParser()
-        serve.register(parser.add_subparsers())
-        args = parser.parse_args(["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)])
+        args = build_parser().parse_args(["serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)])
         assert args.func(args) == 1
     err = capsys.readouterr().err
     assert f"reviewbot serve: cannot listen on 127.0.0.1:{port}:" in err and "Traceback" not in err
@@ -252,7 +244,7 @@ def test_the_procfile_runs_a_whole_bot_on_one_web_dyno_and_the_readme_shows_it()
     lines = dict(line.split(": ", 1) for line in procfile.splitlines())
     assert set(lines) == {"release", "web", "worker"}
     web = build_parser().parse_args(lines["web"].replace("$PORT", "5000").split()[1:])
-    assert (web.func, web.no_worker, web.port) == (serve.run_serve, False, 5000)
+    assert (web.func.resolve(), web.no_worker, web.port) == (serve.run_serve, False, 5000)
     readme = (root / "README.md").read_text()
     assert f"```\n{procfile}```" in readme
     assert "`reviewbot serve --no-worker --host 0.0.0.0 --port $PORT`" in readme

@@ -1,22 +1,12 @@
-"""The `reviewbot` command line: one module per subcommand, each exposing `register(subparsers)`."""
+"""The `reviewbot` command line: `bot.cli.commands` holds every subcommand's arguments; each subcommand's module
+(`bot.cli.serve`, `bot.cli.migrate`, ...) is imported only when that subcommand runs, so `--help` and a command
+load only what they need."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-# Each module registers its own subcommand; the order is the order of `reviewbot --help`.
-SUBCOMMANDS = (
-    "bot.cli.serve",      # serve, worker
-    "bot.cli.migrate",
-    "bot.cli.events",
-    "bot.cli.prune",
-    "bot.cli.backfill",
-    "bot.cli.evaluate",
-    "bot.cli.simulate",
-    "bot.cli.install",
-    "bot.cli.demo",
-)
+from bot.cli.commands import COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Suggests the best reviewers for GitLab merge requests and learns from feedback.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        importlib.import_module(name).register(sub)
+    for register in COMMANDS:
+        register(sub)
     return parser
 
 
@@ -36,11 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    run = args.func.resolve()  # the subcommand's module, and what it imports, from here on
     from bot.git_history import GitHistoryError
     from bot.history_files import HistoryFileError
 
     try:
-        return int(args.func(args) or 0)
+        return int(run(args) or 0)
     except (HistoryFileError, GitHistoryError) as exc:  # a history to replay that cannot be read: say which
         print(f"reviewbot {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -18,11 +18,11 @@ import argparse
 import math
 from typing import Callable
 
-from bot.storage.db import LARGEST_ID
-
-__all__ = ["whole", "days", "MOST_DAYS"]
+__all__ = ["whole", "days", "MOST_DAYS", "LARGEST_ID"]
 
 MOST_DAYS = 36525       # a century: more overflows a date (`timedelta`) and means nothing here
+# bot.storage.db.LARGEST_ID, which costs SQLAlchemy to import (tests/test_cli_imports.py checks they agree)
+LARGEST_ID = 2**63 - 1
 
 
 def whole(minimum: int, maximum: int = LARGEST_ID) -> Callable[[str], int]:

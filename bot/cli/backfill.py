@@ -16,26 +16,13 @@ from typing import Callable, TextIO
 
 import aiohttp
 
-from bot.cli.argtypes import whole
 from bot.backfill import IMPORT_LEASE, BackfillProgress, backfill_project, process_name, under_lease
 from bot.config import ConfigError, Settings, load_settings
 from bot.gitlab.client import GitLabClient, RetryPolicy, project_ref
 from bot.gitlab.errors import GitLabError
 from bot.storage import Storage, StorageError
 
-__all__ = ["register", "run", "backfill"]
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("backfill", help="import a project's merged merge requests into the review history",
-                       description="Read every merged MR (files, author, reviewers, approvers) over the API; "
-                                   "resumes where the last import stopped.")
-    p.add_argument("--project", required=True, metavar="ID",
-                   help="the project's numeric id or its path (group/project)")
-    p.add_argument("--config", metavar="PATH", help="config file (default: $REVIEWBOT_CONFIG, then ./config.toml)")
-    p.add_argument("--restart", action="store_true", help="ignore the saved cursor and read the whole history")
-    p.add_argument("--concurrency", type=whole(1), default=4, metavar="N", help="MRs fetched at a time (default 4)")
-    p.set_defaults(func=run)
+__all__ = ["run", "backfill"]
 
 
 def _printer(out: TextIO) -> Callable[[BackfillProgress], None]:

@@ -27,9 +27,9 @@ import aiohttp
 import gitlab
 from aiohttp import web
 
-from bot.cli.argtypes import whole
 from bot.cli.install import InstallError, install_hook
-from bot.cli.serve import DEFAULT_DISPATCH, build_app, load_dispatch_factory, said_cannot_listen
+from bot.cli.commands import DEFAULT_DISPATCH
+from bot.cli.serve import build_app, load_dispatch_factory, said_cannot_listen
 from bot.comment import MARKER
 from bot.config import ConfigError, Settings
 from bot.gitlab.client import GitLabClient
@@ -39,7 +39,7 @@ from bot.gitlab.simulator import SeededProject, SimState, run_simulator, seed_pr
 from bot.storage import Storage, StorageError, migrate
 from bot.worker import DispatchFactory
 
-__all__ = ["register", "run", "run_demo", "DemoOptions", "DemoResult", "DemoError", "choose_change",
+__all__ = ["run", "run_demo", "DemoOptions", "DemoResult", "DemoError", "choose_change",
            "comment_text"]
 
 ROOT_TOKEN = "demo-root-token"  # tokens of the local simulator only: they open nothing real
@@ -78,20 +78,6 @@ class DemoResult:
     files: tuple[str, ...]
     comment: str
     seconds: float
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="see the bot suggest reviewers on a simulated GitLab (no setup needed)",
-                       description="Start a simulated GitLab with a year of history and the bot, open a merge "
-                                   "request and print the bot's comment. Needs no token, config or database.")
-    p.add_argument("--serve", action="store_true", help="keep the simulator and the bot running (Ctrl-C stops)")
-    p.add_argument("--port", type=whole(0, 65535), default=0, help="the bot's port (default: any free port)")
-    p.add_argument("--gitlab-port", type=whole(0, 65535), default=0,
-                   help="the simulator's port (default: any free port)")
-    p.add_argument("--seed", type=int, default=7, help="seed of the generated project history")
-    p.add_argument("--plain", action="store_true", help="print the comment as raw Markdown")
-    p.add_argument("--dispatch", default=DEFAULT_DISPATCH, metavar="MODULE:NAME", help=argparse.SUPPRESS)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,11 +8,9 @@ import sys
 from rich.table import Table
 
 from bot.cli import stored_history
-from bot.cli.argtypes import whole
+from bot.cli.commands import ALL_METHODS
 from bot.cli.replay import load, names_of, run_jobs, scored, sources_of, stdout_console, tick_factory, unscored
 
-ALL_METHODS = "default,graph,learned,revfinder,frequency,author,most-frequent,random"
-DEFAULT_METHODS = "default,revfinder,frequency,author"
 SIMPLE_RULES = ("revfinder", "frequency", "author", "most-frequent", "random")  # the baselines
 LEGEND = (  # under the table: what each column means, for a reader new to reviewer-recommendation papers
     "top1 / top3 / top5 / top10: % of the evaluated changes with a real reviewer among the first 1 / 3 / 5 / 10",
@@ -21,27 +19,6 @@ LEGEND = (  # under the table: what each column means, for a reader new to revie
     "evaluated: changes that name a reviewer to find; default: the bot; revfinder, frequency, author, "
     "most-frequent, random: simple rules to compare with",
 )
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="backtest the recommender on a review history",
-                       description="Replay a history in time order: for each change, each method ranks people "
-                                   "using only the changes before it. Reports per method how often a real "
-                                   "reviewer is among its first 1, 3, 5 and 10 names (Top-k accuracy) and the "
-                                   "mean reciprocal rank of the first one (MRR), with a legend and one line "
-                                   "per history comparing the bot with the best simple rule.")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="history files (.jsonl or .jsonl.gz)")
-    p.add_argument("--git", action="append", default=[], metavar="REPO", help="a local git checkout to read")
-    stored_history.add_arguments(p)
-    p.add_argument("--method", default=DEFAULT_METHODS,
-                   help=f"comma-separated methods, or `all` for every one ({ALL_METHODS}); "
-                        f"default: {DEFAULT_METHODS}")
-    p.add_argument("--json", action="store_true", help="one JSON object per (file, method) line on stdout")
-    p.add_argument("--allow-author", action="store_true",
-                   help="let the author be proposed (the classic Gerrit benchmarks count self-approvals)")
-    p.add_argument("--top", type=whole(1), default=10, help="length of each ranked list (default 10)")
-    p.add_argument("--jobs", type=whole(1), default=2, help="replays run in parallel (default 2)")
-    p.set_defaults(func=run)
 
 
 def make_method(method: str, allow_author: bool):

@@ -19,39 +19,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot.cli.argtypes import days, whole
 from bot.cli.database_errors import exits_for
 from bot.config import load_settings
 from bot.storage import EventRow, Storage
 from bot.storage.events import HISTORY_MARK
 
-__all__ = ["register"]
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("events", help="inspect the event queue, requeue or prune events",
-                       description="The stored webhook events: list them, see why one failed, run it again.")
-    config_help = "config file (default: $REVIEWBOT_CONFIG, then ./config.toml)"
-    p.add_argument("--config", metavar="PATH", help=config_help)
-    actions = p.add_subparsers(dest="action", metavar="ACTION")  # none: list
-    # `--config` after the action too ("events list --config X"), as with every other command
-    after = argparse.ArgumentParser(add_help=False)
-    after.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=config_help)
-    ls = actions.add_parser("list", help="newest events first, with the queue's counts", parents=[after])
-    ls.add_argument("--failed", action="store_true", help="only failed and dead events")
-    ls.add_argument("--status", choices=["queued", "running", "done", "failed", "dead"])
-    ls.add_argument("--limit", type=whole(1), default=50)
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    show = actions.add_parser("show", help="one event with its headers, body and last error", parents=[after])
-    show.add_argument("id", type=whole(1))
-    rq = actions.add_parser("requeue", help="run failed, dead or done events again", parents=[after])
-    rq.add_argument("ids", type=whole(1), nargs="+", metavar="ID")
-    pr = actions.add_parser("prune", help="delete done events (keeps at least one day for deduplication)",
-                            description="Delete done events finished more than D days ago. `reviewbot prune` "
-                            "does it with dead events, finished merge requests' rows and old model versions.",
-                            parents=[after])
-    pr.add_argument("--older-than-days", type=days(), default=None, help="default [worker] retention_days")
-    p.set_defaults(func=run, action="list", failed=False, status=None, limit=50, json=False)
+__all__ = ["run"]
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

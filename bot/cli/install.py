@@ -32,7 +32,7 @@ from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_set
 from bot.gitlab.client import project_ref
 from bot.gitlab.errors import readable
 
-__all__ = ["register", "run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
+__all__ = ["run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
 
 HOOK_NAME = "reviewbot"
@@ -67,21 +67,6 @@ class InstalledHook:
     project_path: str
     duplicates: tuple[int, ...] = ()
     other_scheme: tuple[int, ...] = ()  # hooks to the same host and path over the other of http / https
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("install", help="register the project webhook that sends events to the bot",
-                       description="Create (or update) the webhook on a GitLab project: merge request, comment "
-                                   "and emoji events, SSL verification on, a secret token printed once.")
-    p.add_argument("--project", required=True, help="the project's numeric id or group/project path")
-    p.add_argument("--url", required=True, metavar="PUBLIC_URL",
-                   help="the bot's public address, e.g. https://reviewbot.example.com (/webhook is appended)")
-    p.add_argument("--secret", help="use this webhook secret instead of generating one")
-    p.add_argument("--config", metavar="PATH", help="config file (default: $REVIEWBOT_CONFIG, then ./config.toml)")
-    p.add_argument("--gitlab-url", help="GitLab's address (default: GITLAB_URL or [gitlab] url)")
-    p.add_argument("--token-env", metavar="VAR",
-                   help="read a Maintainer's token from this environment variable (default: GITLAB_TOKEN)")
-    p.set_defaults(func=run)
 
 
 def hook_url(public_url: str) -> str:
@@ -184,6 +169,7 @@ def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
                 "network, an administrator must allow webhook requests to the local network "
                 "(Admin > Settings > Network > Outbound requests)")
     return f"GitLab answered {code or 'an error'} ({detail}): try again; if it persists, check GitLab's status"
+
 
 
 def _check_given(args: argparse.Namespace) -> None:

@@ -10,15 +10,7 @@ from bot.storage import Storage, StorageError
 from bot.storage.facade import cause_of
 from bot.storage.migrate import head_revisions, upgrade
 
-__all__ = ["register"]
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("migrate", help="create or upgrade the database schema",
-                       description="Bring the database ([database] url / DATABASE_URL) to this version's schema.")
-    p.add_argument("--config", metavar="PATH", help="config file (default: $REVIEWBOT_CONFIG, then ./config.toml)")
-    p.add_argument("--check", action="store_true", help="only report; exit 1 when a migration is needed")
-    p.set_defaults(func=run)
+__all__ = ["run"]
 
 
 async def _check(url: str) -> bool:

@@ -23,7 +23,7 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from bot import shutdown
-from bot.cli.argtypes import whole
+from bot.cli.commands import DEFAULT_DISPATCH
 from bot.config import ConfigError, Settings, load_settings
 from bot.logfmt import kv, setup_logging
 from bot.metrics import Metrics
@@ -31,40 +31,13 @@ from bot.storage import EventRow, Storage, StorageError
 from bot.web import make_app
 from bot.worker import Dispatch, DispatchFactory, Worker, run_in_app, stop_loop
 
-__all__ = ["register", "build_app", "load_dispatch_factory", "DEFAULT_DISPATCH"]
+__all__ = ["run_serve", "run_worker", "build_app", "load_dispatch_factory", "DEFAULT_DISPATCH"]
 
 log = logging.getLogger("bot.serve")
-DEFAULT_DISPATCH = "bot.handlers:make_dispatch"
 # Connections the web process keeps open: with the default 5, a burst of webhooks opens and closes an
 # overflow connection per request (several round trips each), which doubled the cost of a webhook at 300/s.
 WEB_POOL = {"pool_size": 10, "max_overflow": 10}
 CLOSE_TIMEOUT = 5.0  # seconds to close the database connections, outside a shutdown's grace period
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="PATH", help="config file (default: $REVIEWBOT_CONFIG, then ./config.toml)")
-    p.add_argument("--dispatch", default=DEFAULT_DISPATCH, metavar="MODULE:NAME",
-                   help=f"the handlers' dispatch factory (default {DEFAULT_DISPATCH})")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="run the webhook server (and a worker, unless --no-worker)",
-                       description="Answer GitLab webhooks on POST /webhook; GET /healthz and /metrics.")
-    _common(p)
-    p.add_argument("--host", help="listen address (default [server] host)")
-    p.add_argument("--port", type=whole(0, 65535),
-                   help="listen port, 0 for any free one (default $PORT or [server] port)")
-    p.add_argument("--no-worker", action="store_true", help="only receive webhooks; run `reviewbot worker` apart")
-    p.set_defaults(func=run_serve)
-    w = sub.add_parser("worker", help="run stored events through the handlers (no web server)",
-                       description="Claim events from the database queue and run them until SIGTERM.")
-    _common(w)
-    w.add_argument("--once", action="store_true", help="run the events due now, then exit")
-    w.add_argument("--metrics-port", type=whole(1, 65535), metavar="PORT",
-                   help="serve this worker's Prometheus metrics (events processed and failed, dispatch time, "
-                        "GitLab errors, suggestion latency) at http://0.0.0.0:PORT/metrics")
-    w.set_defaults(func=run_worker)
 
 
 def load_dispatch_factory(spec: str) -> DispatchFactory:

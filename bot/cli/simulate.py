@@ -8,28 +8,7 @@ import sys
 from rich.table import Table
 
 from bot.cli import stored_history
-from bot.cli.argtypes import days, whole
 from bot.cli.replay import load, names_of, run_jobs, scored, sources_of, stdout_console, tick_factory, unscored
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("simulate", help="replay a history with a simulated team, learning on and off",
-                       description="At each change the bot suggests; a simulated team keeps who really "
-                                   "reviewed, removes the others and assigns the missing reviewers; the "
-                                   "labels flow back with learning on. One frequent reviewer leaves halfway.")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="history files (.jsonl or .jsonl.gz)")
-    p.add_argument("--git", action="append", default=[], metavar="REPO", help="a local git checkout to read")
-    stored_history.add_arguments(p)
-    p.add_argument("--json", action="store_true", help="one JSON object per (file, learning) line on stdout")
-    p.add_argument("--top", type=whole(1), default=3, help="people suggested per change (default 3)")
-    p.add_argument("--leaver-rank", type=whole(0), default=1,
-                   help="which reviewer leaves halfway: 1 = the most frequent in the first half (0: none)")
-    p.add_argument("--open-days", type=days(180), default=2.0,
-                   help="days each merge request stays open before its merge (default 2, at most 180: people "
-                        "idle for a year are no candidates): the team's labels come at the open, the history "
-                        "learns the change at the merge")
-    p.add_argument("--jobs", type=whole(1), default=2, help="replays run in parallel (default 2)")
-    p.set_defaults(func=run)
 
 
 def _simulate(source: str, is_git: bool, name: str, learning: bool, top: int, leaver_rank: int,

@@ -23,16 +23,7 @@ from bot.config import ConfigError, load_settings, redact_url
 from bot.storage import Storage, StorageError
 from graph.model import record_of
 
-__all__ = ["add_arguments", "export_checkouts", "export_projects", "run_with_projects"]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--project", action="append", default=[], metavar="ID",
-                   help="a project's history as the bot stored it (numeric id or group/path), read from the "
-                        "configured database; import it first with `reviewbot backfill --project ID`")
-    p.add_argument("--config", metavar="PATH",
-                   help="config file naming the database, for --project (default: $REVIEWBOT_CONFIG, then "
-                        "./config.toml)")
+__all__ = ["export_checkouts", "export_projects", "run_with_projects"]
 
 
 def run_with_projects(args: argparse.Namespace, command: str,
