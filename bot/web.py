@@ -40,7 +40,7 @@ from bot.storage.events import HOOK_HEADER, dedupe_key_for
 
 __all__ = [
     "make_app", "event_kind", "HANDLED_KINDS", "SETTINGS_KEY", "STORAGE_KEY", "METRICS_KEY", "ON_STORED_KEY",
-    "SPOOL_KEY",
+    "SPOOL_KEY", "STARTED_KEY",
 ]
 
 log = logging.getLogger("bot.web")
@@ -77,6 +77,8 @@ ON_STORED_KEY = web.AppKey("on_stored", list)  # callables run after a new event
 WARNED_KEY = web.AppKey("warned", set)  # the notices logged once per process (a misconfigured hook)
 SPOOL_KEY = web.AppKey("spool", Drainer)  # the `serve` app's spool and its drainer (absent: no spool, 503)
 ORDER_KEY = web.AppKey("arrival_order", ArrivalOrder)  # with the spool: each MR's deliveries in arrival order
+# set once the `serve` app's handlers have started (it listens before): /healthz answers 503 "starting" until then
+STARTED_KEY = web.AppKey("started", asyncio.Event)
 
 
 class Rejection(Exception):
@@ -363,8 +365,12 @@ def _cause(exc: BaseException) -> str:
 
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: 200 when the database answers within `PROBE_TIMEOUT`, else 503 (the cause goes to the log
-    only): a database that hangs (a partition, a stuck failover) must not hang the probe past its timeout."""
+    only): a database that hangs (a partition, a stuck failover) must not hang the probe past its timeout. The
+    `serve` app answers 503 "starting" until its handlers have started (`STARTED_KEY`)."""
     database_up = request.app[METRICS_KEY].database_up
+    started = request.app.get(STARTED_KEY)
+    if started is not None and not started.is_set():  # webhooks are stored meanwhile, not run yet
+        return _json(503, status="starting", error="the handlers are starting (the GitLab token is checked)")
     try:
         await within(request.app[STORAGE_KEY].ping(), PROBE_TIMEOUT)
     except (StorageError, TimeoutError) as exc:

@@ -375,8 +375,10 @@ async def stop_loop(task: asyncio.Task[None]) -> None:
         await task
 
 
-def run_in_app(app: web.Application, dispatch: Dispatch, *, worker_id: str | None = None) -> Worker:
-    """Run a `Worker` inside the web app (`reviewbot serve`): started on startup, stopped on cleanup.
+def run_in_app(app: web.Application, dispatch: Dispatch, *, worker_id: str | None = None,
+               after: asyncio.Event | None = None) -> Worker:
+    """Run a `Worker` inside the web app (`reviewbot serve`): started on startup (or once `after` is set: the
+    handlers have started), stopped on cleanup.
 
     The app must come from `bot.web.make_app`; new events wake the worker at once.
     """
@@ -391,10 +393,16 @@ def run_in_app(app: web.Application, dispatch: Dispatch, *, worker_id: str | Non
 
     app.on_shutdown.append(stop_claiming)  # before aiohttp waits for open requests
 
+    async def run_after() -> None:
+        if after is not None:
+            await after.wait()
+        await worker.run()
+
     async def worker_ctx(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(worker.run(), name="reviewbot-worker")
+        task = asyncio.create_task(run_after(), name="reviewbot-worker")
         yield
-        await worker.stop(shutdown.current() or shutdown.begin(settings.server.shutdown_timeout))
+        if after is None or after.is_set():  # else it never ran: nothing to stop or hand back
+            await worker.stop(shutdown.current() or shutdown.begin(settings.server.shutdown_timeout))
         await stop_loop(task)
 
     app.cleanup_ctx.append(worker_ctx)

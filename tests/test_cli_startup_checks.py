@@ -1,9 +1,11 @@
 """`reviewbot serve` / `worker` refuse to start when GitLab refuses the token or is not there, and start (saying
 so) when GitLab cannot be reached."""
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +54,52 @@ async def test_token_refused(tmp_path, simulator):
 
 
 
+async def test_serve_listens_while_it_checks_the_token_and_stops_when_it_is_refused(tmp_path, simulator,
+                                                                                     unused_tcp_port):
+    """`serve` stores webhooks while its handlers start (GitLab's deliveries were refused for seconds), but says
+    "starting", never healthy, and exits 2 naming the fix when GitLab refuses the token."""
+    import aiohttp
+
+    _state, base_url = simulator
+    env = _env(tmp_path, base_url, token="wrong-token")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", "--port", str(unused_tcp_port), "--dispatch",
+        "tests.test_cli_startup_checks:held_dispatch", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
+    base = f"http://127.0.0.1:{unused_tcp_port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with session.get(f"{base}/healthz") as resp:
+                        assert (resp.status, (await resp.json())["status"]) == (503, "starting")
+                        break
+                await asyncio.sleep(0.1)
+            async with session.post(f"{base}/webhook", json={"object_kind": "note"}, headers={
+                    "X-Gitlab-Event": "Note Hook", "X-Gitlab-Token": "s" * 20}) as resp:
+                assert resp.status == 200 and (await resp.json())["status"] == "queued"
+        (tmp_path / "go").touch()  # the handlers' import may go on
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 2
+    assert "reviewbot serve: GitLab at" in err.decode() and "refused GITLAB_TOKEN (HTTP 401)" in err.decode()
+
+
+@contextlib.asynccontextmanager
+async def held_dispatch(settings, storage, metrics):
+    """The handlers, started once a file `go` exists (in the working directory): their start-up is seen to come
+    after the app listens, whatever the machine's speed."""
+    from bot.handlers import make_dispatch
+
+    while not Path("go").exists():
+        await asyncio.sleep(0.05)
+    async with make_dispatch(settings, storage, metrics) as dispatch:
+        yield dispatch
+
+
 async def test_a_token_without_the_api_scope_stops_start_up(tmp_path, simulator):
     """A read_api token passes GET /user, then GitLab refuses every comment and review request (403
     insufficient_scope): each event was retried until dead-lettered."""
@@ -75,16 +123,20 @@ async def test_a_gitlab_that_cannot_tell_the_scopes_starts(tmp_path, simulator, 
 
 
 async def _get_when_up(url: str) -> tuple[int, str]:
-    """GET `url` once the process starting behind it listens (within 20 s): (status, text)."""
+    """GET `url` once the process starting behind it listens and its handlers have started (within 20 s):
+    (status, text)."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
         for _ in range(200):
             try:
                 async with session.get(url) as resp:
-                    return resp.status, await resp.text()
+                    status, text = resp.status, await resp.text()
+                    if '"starting"' not in text:
+                        return status, text
             except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
+                pass
+            await asyncio.sleep(0.1)
     raise AssertionError(f"nothing answered at {url}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import gc
 import importlib
@@ -18,7 +19,7 @@ import logging
 import signal
 import socket
 import sys
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -28,7 +29,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.logfmt import kv, setup_logging
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage, StorageError
-from bot.web import make_app
+from bot.web import STARTED_KEY, make_app
 from bot.worker import Dispatch, DispatchFactory, Worker, run_in_app, stop_loop
 
 __all__ = ["run_serve", "run_worker", "build_app", "load_dispatch_factory", "DEFAULT_DISPATCH"]
@@ -52,7 +53,7 @@ def load_dispatch_factory(spec: str) -> DispatchFactory:
 
 
 class _LateDispatch:
-    """Stands for the handlers' dispatch until the app's startup has created it (inside the loop)."""
+    """Stands for the handlers' dispatch until they have started, after the app began to listen."""
 
     def __init__(self) -> None:
         self.target: Dispatch | None = None
@@ -63,10 +64,18 @@ class _LateDispatch:
         return await self.target(row)
 
 
-async def build_app(settings: Settings, factory: DispatchFactory | None, *, with_worker: bool = True,
-                    storage: Storage | None = None) -> web.Application:
-    """The `serve` app: storage checked at start, handlers and worker started and stopped with the app, and the
-    spool (deliveries kept while the database is unavailable) drained from the start."""
+async def build_app(settings: Settings, factory: DispatchFactory | str | None, *, with_worker: bool = True,
+                    storage: Storage | None = None,
+                    on_failure: Callable[[BaseException], None] | None = None) -> web.Application:
+    """The `serve` app: storage checked before it listens, the spool (deliveries kept while the database is
+    unavailable) drained from the start, and the handlers and worker started once it listens.
+
+    Why the handlers come after listening: importing them (the recommender, scikit-learn), checking the token
+    with GitLab and loading the projects took seconds, during which GitLab's deliveries were refused. The
+    webhook needs only the storage, checked here; /healthz answers 503 "starting" until the handlers have
+    started, so a load balancer does not count on a process whose token GitLab may yet refuse. `factory` may be
+    `module:name`, imported then; if the handlers cannot start, `on_failure` gets the error (else it is logged).
+    """
     if storage is None:
         storage = await Storage.open(settings.database_url, echo=settings.database.echo, **WEB_POOL)
         await asyncio.gather(*(storage.ping() for _ in range(WEB_POOL["pool_size"])))  # open the pool now, not
@@ -80,17 +89,41 @@ async def build_app(settings: Settings, factory: DispatchFactory | None, *, with
 
     app.cleanup_ctx.append(storage_ctx)  # first in, last out: closed after the worker stopped
     if with_worker and factory is not None:
-        late = _LateDispatch()
-
-        async def handlers_ctx(_app: web.Application) -> AsyncIterator[None]:
-            async with factory(settings, storage, metrics) as dispatch:
-                late.target = dispatch
-                yield
-
-        app.cleanup_ctx.append(handlers_ctx)
-        run_in_app(app, late)
+        _handlers_after_listening(app, settings, storage, metrics, factory, on_failure or _log_failure)
     app.on_startup.append(_freeze_startup)
     return app
+
+
+def _handlers_after_listening(app: web.Application, settings: Settings, storage: Storage, metrics: Metrics,
+                              factory: DispatchFactory | str, on_failure: Callable[[BaseException], None]) -> None:
+    """Start the handlers in the background from the app's start (it listens meanwhile), then the worker."""
+    late, started = _LateDispatch(), asyncio.Event()
+    app[STARTED_KEY] = started
+
+    async def start(stack: contextlib.AsyncExitStack) -> None:
+        try:
+            loaded = await asyncio.to_thread(load_dispatch_factory, factory) if isinstance(factory, str) else factory
+            late.target = await stack.enter_async_context(loaded(settings, storage, metrics))
+        except Exception as exc:  # noqa: BLE001 - whatever stopped them, the process must say so
+            on_failure(exc)
+            return
+        started.set()
+        await _freeze_startup()  # what the handlers imported and built too
+
+    async def handlers_ctx(_app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            task = asyncio.create_task(start(stack), name="reviewbot-handlers-start")
+            yield
+            task.cancel()  # still starting at shutdown: stopped there
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.append(handlers_ctx)
+    run_in_app(app, late, after=started)
+
+
+def _log_failure(exc: BaseException) -> None:
+    log.error(kv("the handlers did not start: events are stored, not run", cause=f"{type(exc).__name__}: {exc}"))
 
 
 async def _freeze_startup(_app: web.Application | None = None) -> None:
@@ -118,15 +151,19 @@ def said_cannot_listen(exc: OSError, command: str, where: str, fix: str) -> bool
 def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = _setup(args)
-        factory = None if args.no_worker else load_dispatch_factory(args.dispatch)
     except ConfigError as exc:
         print(f"reviewbot serve: {exc}", file=sys.stderr)
         return 2
     host, port = args.host or settings.server.host, settings.server.port if args.port is None else args.port
     log.info(kv("serve starting", host=host, port=port, worker=not args.no_worker, config=settings.source))
+    failed: list[BaseException] = []  # the handlers' start-up, once listening: a refused token stops serve
     try:
-        web.run_app(build_app(settings, factory, with_worker=not args.no_worker), host=host, port=port,
-                    shutdown_timeout=settings.server.shutdown_timeout, access_log=None, print=None)
+        web.run_app(build_app(settings, None if args.no_worker else args.dispatch, with_worker=not args.no_worker,
+                              on_failure=lambda exc: _stop_serving(failed, exc)),
+                    host=host, port=port, shutdown_timeout=settings.server.shutdown_timeout, access_log=None,
+                    print=None)
+        if failed:
+            raise failed[0]
     except (StorageError, ConfigError) as exc:
         print(f"reviewbot serve: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
@@ -136,6 +173,17 @@ def run_serve(args: argparse.Namespace) -> int:
             raise
         return 1
     return 0
+
+
+def _stop_serving(failed: list[BaseException], exc: BaseException) -> None:
+    """Keep `exc` for `run_serve` to report and stop the app as SIGTERM does (`web.run_app` ends on
+    `GracefulExit`, after the app's shutdown and cleanup)."""
+    failed.append(exc)
+
+    def graceful_exit() -> None:
+        raise web.GracefulExit()
+
+    asyncio.get_running_loop().call_soon(graceful_exit)
 
 
 async def _work(settings: Settings, factory: DispatchFactory, once: bool, metrics_port: int | None = None) -> int:
