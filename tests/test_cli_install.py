@@ -72,7 +72,7 @@ async def test_a_wrong_token_says_so(gitlab_sim: SimState, env, capsys):
     env.setenv("GITLAB_TOKEN", "not-a-token")
     assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 1
     err = capsys.readouterr().err
-    assert "rejected the token (401" in err and "api scope" in err
+    assert "rejected the token (401 Unauthorized)" in err and "api scope" in err
     assert not gitlab_sim.project("acme/widgets").hooks
 
 

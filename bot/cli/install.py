@@ -156,8 +156,8 @@ def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
     code = getattr(exc, "response_code", None)
     detail = readable(str(getattr(exc, "error_message", "") or exc))  # a proxy's 502 page: its title
     if code == 401 or isinstance(exc, gitlab.GitlabAuthenticationError):
-        return (f"GitLab at {gitlab_url} rejected the token (401 {detail}): use a valid, unexpired personal, "
-                "project or group access token with the api scope")
+        return (f"GitLab at {gitlab_url} rejected the token ({_with_status(401, detail)}): use a valid, unexpired "
+                "personal, project or group access token with the api scope")
     if code == 403:
         return (f"the token's user may not manage webhooks of project {project} (403): managing hooks needs the "
                 "Maintainer role; use a Maintainer's token (--token-env VAR) or ask a Maintainer to run this")
@@ -165,11 +165,19 @@ def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
         return (f"project {project} not found at {gitlab_url} (404): check --project (numeric id or "
                 "group/project path) and that the token's user is a member of it")
     if code in (400, 422):
-        return (f"GitLab refused the webhook ({code} {detail}): check --url; if the bot runs on a private "
-                "network, an administrator must allow webhook requests to the local network "
+        return (f"GitLab refused the webhook ({_with_status(code, detail)}): check --url; if the bot runs on a "
+                "private network, an administrator must allow webhook requests to the local network "
                 "(Admin > Settings > Network > Outbound requests)")
     return f"GitLab answered {code or 'an error'} ({detail}): try again; if it persists, check GitLab's status"
 
+
+def _with_status(code: int, detail: str) -> str:
+    """GitLab's error text led by its status code, once: GitLab's own text often starts with it.
+
+    >>> _with_status(401, "401 Unauthorized"), _with_status(422, "url is blocked")
+    ('401 Unauthorized', '422 url is blocked')
+    """
+    return detail if detail.split(" ", 1)[0] == str(code) else f"{code} {detail}".rstrip()
 
 
 def _check_given(args: argparse.Namespace) -> None:
