@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 __all__ = [
-    "quoted_url",
+    "quoted_url", "bare_address",
     "ConfigError",
     "Settings",
     "GitLabSettings",
@@ -211,13 +211,43 @@ def _url_parts(value: str, example: str) -> SplitResult | str:
 
 
 def quoted_url(value: str) -> str:
-    """The value for a message if it is recognisably a URL (minus user:password, query and fragment), else a
-    placeholder: a token pasted into GITLAB_URL by mistake must not reach the terminal or the log."""
+    """The value for a message if it is recognisably a URL (minus user:password, query and fragment), or an
+    address without its scheme (named with the fix), else a placeholder: a token pasted into GITLAB_URL by
+    mistake must not reach the terminal or the log.
+
+    >>> quoted_url("127.0.0.1:18090"), quoted_url("glpat-SECRET")
+    ("'127.0.0.1:18090' (no scheme: add https://)", 'a value that is not a URL (not shown: it may be a secret)')
+    """
     if "://" not in value:
-        return "a value that is not a URL (not shown: it may be a secret)"
+        bare = bare_address(value)
+        if bare is None:
+            return "a value that is not a URL (not shown: it may be a secret)"
+        return f"{bare!r} (no scheme: add https://)"
     scheme, _, rest = value.partition("://")
-    rest = re.split(r"[?#]", rest, maxsplit=1)[0].rpartition("@")[2]  # a password may hold a "/"
+    rest = _without_secrets(rest)
     return repr(f"{scheme}://{rest}")
+
+
+def _without_secrets(rest: str) -> str:
+    """What follows a URL's `scheme://`, without user:password@, ?query and #fragment."""
+    return re.split(r"[?#]", rest, maxsplit=1)[0].rpartition("@")[2]  # a password may hold a "/"
+
+
+# A host a URL may name: an IPv4 address, localhost, or dotted labels ending in a word (a TLD), with a port
+# and a path; a token has no such shape (no dot, or no word after its last one), and GitLab's start with gl...-.
+_BARE_HOST = re.compile(r"(?!gl[a-z]{1,8}-)(?:\d{1,3}(?:\.\d{1,3}){3}|localhost"
+                        r"|(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24})(?::\d{1,5})?(?:/\S*)?", re.IGNORECASE)
+
+
+def bare_address(value: str) -> str | None:
+    """`value` if it reads as an address missing its `https://` (host, port, path; user:password@, ?query and
+    #fragment left out), else None.
+
+    >>> bare_address("bot.example.com/webhook?token=x"), bare_address("u:pw@10.0.0.2:8080"), bare_address("abc")
+    ('bot.example.com/webhook', '10.0.0.2:8080', None)
+    """
+    rest = _without_secrets(value.strip())
+    return rest if _BARE_HOST.fullmatch(rest) else None
 
 
 class ServerSettings(_Frozen):

@@ -114,6 +114,12 @@ def test_the_url_must_be_http():
         hook_url("bot.example.com")
 
 
+def test_an_address_without_its_scheme_is_named_with_the_fix():
+    with pytest.raises(InstallError) as info:
+        hook_url("127.0.0.1:18090")
+    assert "--url '127.0.0.1:18090' (no scheme: add https://)" in str(info.value)
+
+
 @pytest.mark.parametrize("gitlab_url", [f"http://u:{ROOT_TOKEN}@127.0.0.1:1", f"u:{ROOT_TOKEN}@127.0.0.1:1",
                                         f"http://127.0.0.1:1/?private_token={ROOT_TOKEN}"])
 def test_a_gitlab_url_with_credentials_is_refused_without_repeating_them(env, capsys, gitlab_url):

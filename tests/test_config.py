@@ -298,6 +298,18 @@ async def test_the_largest_allowed_worker_values_still_fit_the_database(tmp_path
     assert set((await storage.prune(**retention(cfg))).values()) == {0}
 
 
+def test_an_address_without_its_scheme_is_named_with_the_fix_and_without_its_secrets():
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={**ENV, "GITLAB_URL": "bot:pw-in-url@gitlab.example.com:8443?private_token=tok"})
+    assert "'gitlab.example.com:8443' (no scheme: add https://)" in str(info.value)
+    assert "pw-in-url" not in str(info.value) and "tok" not in str(info.value)
+    for token in ("glpat-SECRET.example.com", "SECRETTOKEN", "eyJhbGciOi.eyJzdWIiOi.c2lnbmF0dXJlMTIz"):
+        with pytest.raises(ConfigError) as info:
+            load_settings(environ={**ENV, "GITLAB_URL": token})
+        assert "not a URL (not shown" in str(info.value) and "SECRET" not in str(info.value)
+        assert token not in str(info.value)
+
+
 def test_a_value_given_as_gitlab_url_is_echoed_only_when_it_is_a_url(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_settings(environ={**ENV, "GITLAB_URL": "glpat-SECRETTOKEN"})
