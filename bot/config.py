@@ -11,6 +11,8 @@ Secrets (the GitLab token, webhook secrets, the database URL, which may hold a p
 from __future__ import annotations
 
 import difflib
+import json
+import math
 import os
 import re
 import tomllib
@@ -620,9 +622,29 @@ def _first_error(exc: ValidationError, model: type[BaseModel]) -> str:
         return _unknown(err["loc"], model)
     where = ".".join(str(p) for p in err["loc"])
     allowed = _allowed(model, err["loc"])
-    said = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
+    said = _reason(err)
     message = f"{said} ({allowed})" if allowed else said
     return f"{where}: {message}" if where else message
+
+
+# The list settings a person may write as one string (`bots = "renovate"`): what each holds.
+LIST_OF = {"bots": "usernames", "exclude": "usernames"}
+
+
+def _reason(err: Mapping[str, Any]) -> str:
+    """What is wrong with a value, in the words of the setting: pydantic's "Input should be a valid tuple" for a
+    list given as a string says neither that a list is meant nor how to write one.
+
+    >>> _reason({"type": "tuple_type", "loc": ("defaults", "bots"), "input": "renovate, dependabot", "msg": ""})
+    'must be a list of usernames, e.g. bots = ["renovate", "dependabot"]'
+    """
+    key = str(err["loc"][-1]) if err["loc"] else ""
+    if err["type"] in ("tuple_type", "list_type") and key in LIST_OF:
+        names = [n for n in re.split(r"[\s,]+", err["input"]) if n] if isinstance(err["input"], str) else []
+        if not names or not all(re.fullmatch(r"[\w.-]{1,255}", n) for n in names):
+            names = ["renovate"] if key == "bots" else ["alice"]
+        return f"must be a list of {LIST_OF[key]}, e.g. {key} = [{', '.join(json.dumps(n) for n in names)}]"
+    return err["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
 
 
 def _unknown(loc: tuple[int | str, ...], model: type[BaseModel]) -> str:
@@ -822,6 +844,43 @@ def _reject_internal_keys(data: Mapping[str, Any], source: str) -> None:
                               "see config.example.toml for the settings there are")
 
 
+def _reject_quoted_numbers(data: Mapping[str, Any], source: str) -> None:
+    """A number in quotes in the file (`top_k = "3"`) is refused, as a quoted boolean is: pydantic would read it
+    as the number, so a file that reads as text worked by chance. (The environment's values are all strings:
+    they are applied after this check.)"""
+    for where, key, value in _quoted_numbers(data, Settings, ""):
+        raise ConfigError(f"setting {where} (from {source}): a number in quotes ({json.dumps(value)[:40]}): "
+                          f"write it without quotes, {key} = {value.strip()}, see config.example.toml")
+
+
+def _quoted_numbers(data: Any, model: type[BaseModel], prefix: str) -> Iterable[tuple[str, str, str]]:
+    """(where, key, text) of each number setting the file gives as a string that reads as a number (any other
+    string is left to the validation, whose message does not repeat it: it may be a secret)."""
+    if not isinstance(data, Mapping):
+        return
+    for key, value in data.items():
+        field = model.model_fields.get(key) if isinstance(key, str) else None
+        if key == "projects" and model is Settings and isinstance(value, Mapping):  # overrides of [defaults]
+            for name, table in value.items():
+                yield from _quoted_numbers(table, ProjectSettings, f"[projects.{_toml_key(str(name))}] ")
+            continue
+        if field is None:
+            continue
+        kinds = set(get_args(field.annotation)) or {field.annotation}
+        if isinstance(value, str) and kinds & {int, float} and not kinds & {str, bool} and _is_number(value):
+            yield f"{prefix}{key}", key, value
+        inner = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
+        if inner is not None:
+            yield from _quoted_numbers(value, inner, f"{prefix}{key}.")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
     """Copy environment overrides into the raw data; return which locations came from which variable."""
     origins: dict[str, str] = {}
@@ -850,7 +909,7 @@ def _validation_message(exc: ValidationError, origins: Mapping[str, str], source
         if err["type"] == "extra_forbidden":
             what, fix = _unknown(err["loc"], Settings), "see config.example.toml for the settings there are"
         else:
-            what, allowed = err["msg"].removeprefix("Value error, "), _allowed(Settings, err["loc"])
+            what, allowed = _reason(err), _allowed(Settings, err["loc"])
             fix = FIXES.get(loc, f"{allowed}, see config.example.toml" if allowed else
                             "see config.example.toml for the allowed values")
         said = what if "did you mean" in what else f"{what}: {fix}"  # the nearest key is the fix
@@ -888,6 +947,7 @@ def load_settings(
     data = _read_toml(file)
     source = str(file) if file else "built-in defaults"
     _reject_internal_keys(data, source)
+    _reject_quoted_numbers(data, source)
     origins = _apply_environment(data, environ)
     try:
         settings = Settings.model_validate({**data, "source": source})

@@ -117,6 +117,12 @@ def test_a_password_given_as_a_query_parameter_is_redacted_too():
         (ENV, "[gitlab\n", "is not valid TOML"),
         (ENV, '[gitlab]\nurl = "gitlab.com"\n', "must start with http"),
         ({**ENV, "GITLAB_URL": "https://bot:pw@gitlab.example.com"}, "", "no user:password@"),
+        (ENV, '[defaults]\nbots = "renovate"\n', 'must be a list of usernames, e.g. bots = ["renovate"]'),
+        (ENV, '[projects."g/p"]\nexclude = "alice, bob"\n', 'exclude = ["alice", "bob"]'),
+        (ENV, '[defaults]\ntop_k = "3"\n', 'setting defaults.top_k (from '),
+        (ENV, '[defaults]\ntop_k = "3"\n', 'a number in quotes ("3"): write it without quotes, top_k = 3'),
+        (ENV, '[projects.42]\nhalf_life_days = "30.5"\n', "[projects.42] half_life_days (from "),
+        (ENV, '[worker]\nconcurrency = "2"\n', "write it without quotes, concurrency = 2"),
     ],
 )
 def test_a_wrong_or_missing_setting_names_the_setting_and_the_fix(tmp_path, env, toml, message):
@@ -130,6 +136,11 @@ def test_a_missing_config_file_is_an_error_naming_its_origin(tmp_path):
         load_settings(environ={**ENV, "REVIEWBOT_CONFIG": str(tmp_path / "nope.toml")})
     with pytest.raises(ConfigError, match="from --config"):
         load_settings(tmp_path / "nope.toml", environ=ENV)
+
+
+def test_a_number_from_the_environment_is_a_string_and_taken(tmp_path):
+    settings = load_settings(write(tmp_path, "[server]\nport = 8080\n"), environ={**ENV, "PORT": "8081"})
+    assert settings.server.port == 8081
 
 
 def test_database_only_commands_need_no_gitlab_settings():
