@@ -69,12 +69,13 @@ MR_RETENTION_MIN_DAYS = 90
 # Keys of `Settings` that the loader fills in itself; a file that sets them is wrong, not obeyed.
 INTERNAL_KEYS = ("source",)
 
+ENV_PORT = "PORT"  # read by the commands that listen (`serve`) only
 # Environment variable -> (section, key). Environment wins over the file (Heroku-style config).
 ENV_OVERRIDES: dict[str, tuple[str, str]] = {
     "GITLAB_URL": ("gitlab", "url"),
     "GITLAB_TOKEN": ("gitlab", "token"),
     "DATABASE_URL": ("database", "url"),
-    "PORT": ("server", "port"),
+    ENV_PORT: ("server", "port"),
     "REVIEWBOT_DASHBOARD_TOKEN": ("dashboard", "token"),
     "REVIEWBOT_GITLAB_APP_ID": ("dashboard", "gitlab_app_id"),
     "REVIEWBOT_GITLAB_APP_SECRET": ("dashboard", "gitlab_app_secret"),
@@ -934,15 +935,21 @@ def _require_gitlab(settings: Settings) -> None:
 
 
 def load_settings(
-    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None, require_gitlab: bool = True
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None, require_gitlab: bool = True,
+    listens: bool = True,
 ) -> Settings:
     """Build the settings from the TOML file (if any) and the environment, validate and freeze them.
 
     `path` is the `--config` option; without it REVIEWBOT_CONFIG, then ./config.toml if present.
     `require_gitlab=False` is for commands that only touch the database (`migrate`, `events`).
+    `listens=False` is for commands that open no port (all but `serve`): PORT is neither read nor checked. A
+    platform sets it for the web process, and a release or one-off command (`reviewbot migrate`) shares that
+    environment; refusing to migrate over a port it never opens fixed nothing.
     Raises `ConfigError` naming the setting and the fix.
     """
     environ = os.environ if environ is None else environ
+    if not listens:
+        environ = {name: value for name, value in environ.items() if name != ENV_PORT}
     file = _config_path(path, environ)
     data = _read_toml(file)
     source = str(file) if file else "built-in defaults"

@@ -27,6 +27,12 @@ def test_migrate_then_check(new_database, capsys):
     assert run() == 0 and "nothing to do" in capsys.readouterr().out
 
 
+def test_an_invalid_port_does_not_stop_migrate(new_database, monkeypatch, capsys):
+    """PORT is the web process's (a platform sets it for every process of the app); migrate opens no port."""
+    monkeypatch.setenv("PORT", "not-a-port")
+    assert run() == 0 and ": created at revision " in capsys.readouterr().out
+
+
 def test_database_failures_exit_1_in_one_line(tmp_path, monkeypatch, capsys):
     """As `serve`, `worker` and `events`: 2 is a wrong setting, 1 a database that fails (it was 2 here)."""
     monkeypatch.chdir(tmp_path)

@@ -143,6 +143,14 @@ def test_a_number_from_the_environment_is_a_string_and_taken(tmp_path):
     assert settings.server.port == 8081
 
 
+def test_only_a_command_that_listens_reads_port():
+    """A platform sets PORT for the web process; `reviewbot migrate` in the same environment opens no port."""
+    settings = load_settings(environ={**ENV, "PORT": "http"}, listens=False)
+    assert settings.server.port == 8080
+    with pytest.raises(ConfigError, match="setting server.port"):
+        load_settings(environ={**ENV, "PORT": "http"})
+
+
 def test_database_only_commands_need_no_gitlab_settings():
     assert load_settings(environ={}, require_gitlab=False).gitlab.token is None
 

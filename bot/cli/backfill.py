@@ -86,7 +86,7 @@ async def _claim_import(storage: Storage, project_id: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = load_settings(args.config, require_gitlab=False)
+        settings = load_settings(args.config, require_gitlab=False, listens=False)
         asyncio.run(backfill(settings, args.project, restart=args.restart, concurrency=args.concurrency))
     except ConfigError as exc:
         print(f"reviewbot backfill: {exc}", file=sys.stderr)

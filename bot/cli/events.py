@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit 2 for a wrong setting, 1 when the database fails (unreachable, unmigrated, refusing a write), as
     `serve` and `worker` do."""
     def work() -> int:
-        settings = load_settings(args.config, require_gitlab=False)
+        settings = load_settings(args.config, require_gitlab=False, listens=False)
         return asyncio.run(_run(settings.database_url, args, settings.worker.retention_days, settings.database.echo))
 
     return exits_for("reviewbot events", args.action, work)

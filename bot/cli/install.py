@@ -266,7 +266,7 @@ def _duplicates_warning(done: InstalledHook) -> str | None:
 def run(args: argparse.Namespace) -> int:
     try:
         _check_given(args)
-        settings = load_settings(args.config, require_gitlab=False)
+        settings = load_settings(args.config, require_gitlab=False, listens=False)
         configured = settings.gitlab.token.get_secret_value() if settings.gitlab.token else None
         token = _token(configured, args.token_env)
         url = hook_url(args.url)

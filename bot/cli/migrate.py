@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     `serve`, `worker` and `events` do; each cause in one line."""
     where = "the database"
     try:
-        url = load_settings(args.config, require_gitlab=False).database_url
+        url = load_settings(args.config, require_gitlab=False, listens=False).database_url
         where = redact_url(url)
         if args.check:
             current = asyncio.run(_check(url))

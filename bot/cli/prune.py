@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config, require_gitlab=False)
+    settings = load_settings(args.config, require_gitlab=False, listens=False)
     wanted = ages(settings.worker, args)
     counts = asyncio.run(_prune(settings.database_url, wanted, settings.database.echo))
     print("deleted " + ", ".join(f"{n} {LABELS[k]}" for k, n in counts.items()))

@@ -134,9 +134,9 @@ async def _freeze_startup(_app: web.Application | None = None) -> None:
     gc.freeze()
 
 
-def _setup(args: argparse.Namespace) -> Settings:
+def _setup(args: argparse.Namespace, *, listens: bool) -> Settings:
     setup_logging(args.log_level)
-    return load_settings(args.config)
+    return load_settings(args.config, listens=listens)  # a worker reads no PORT (--metrics-port is its own)
 
 
 def said_cannot_listen(exc: OSError, command: str, where: str, fix: str) -> bool:
@@ -150,7 +150,7 @@ def said_cannot_listen(exc: OSError, command: str, where: str, fix: str) -> bool
 
 def run_serve(args: argparse.Namespace) -> int:
     try:
-        settings = _setup(args)
+        settings = _setup(args, listens=True)
     except ConfigError as exc:
         print(f"reviewbot serve: {exc}", file=sys.stderr)
         return 2
@@ -239,7 +239,7 @@ async def _run_until_signal(worker: Worker, grace: float) -> None:
 
 def run_worker(args: argparse.Namespace) -> int:
     try:
-        settings = _setup(args)
+        settings = _setup(args, listens=False)
         factory = load_dispatch_factory(args.dispatch)
         asyncio.run(_work(settings, factory, args.once, getattr(args, "metrics_port", None)))
     except (ConfigError, StorageError) as exc:

@@ -65,7 +65,7 @@ def export_projects(refs: list[str], config: str | None, into: Path, command: st
     if not refs:
         return {}
     try:
-        url = load_settings(config, require_gitlab=False).database_url
+        url = load_settings(config, require_gitlab=False, listens=False).database_url
         return asyncio.run(_export(url, refs, into))
     except ConfigError as exc:
         print(f"reviewbot {command}: {exc}", file=sys.stderr)
