@@ -406,6 +406,15 @@ async def test_a_restarted_import_deletes_the_projects_snapshots(simulator, data
     assert await store.snapshots.list(seeded.project.id) == [] and "snapshots of the project deleted" in out.getvalue()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_an_unknown_project_is_named_once_with_the_fix(simulator, database_url, store):
+    state, url = simulator
+    with pytest.raises(GitLabError) as info:
+        await cli.backfill(bot_settings(state, url, database_url), "acme/nope", retry=PATIENT, out=io.StringIO())
+    said = str(info.value)
+    assert "404 Project Not Found. check the project id or path" in said and "not found: " not in said
+
+
 def test_the_command_needs_a_token(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for var in ("GITLAB_TOKEN", "GITLAB_WEBHOOK_SECRET", "REVIEWBOT_CONFIG"):

@@ -13,12 +13,14 @@ _HINTS = {
     401: "GITLAB_TOKEN is wrong or expired; create a token with api scope and set GITLAB_TOKEN",
     403: "the bot's token may not do this; give the bot user Developer access (Maintainer to manage hooks) "
          "and a token with api scope (an archived project refuses every write, whatever the access)",
-    404: "not found: check the project id or path and that the bot user is a member (private projects "
+    404: "check the project id or path and that the bot user is a member (private projects "
          "look like 404 to outsiders)",
     409: "GitLab reported a conflict; the object changed meanwhile, fetch it again",
     422: "GitLab could not process the values sent",
     429: "GitLab's rate limit was still exceeded after retrying; lower the bot's request rate or raise the limit",
 }
+# What a hint says first when GitLab's own text does not say it ("404 Project Not Found" does).
+_CAUSES = {404: "not found"}
 NO_SCOPE = ("GITLAB_TOKEN lacks the api scope this call needs (a read_api token can only read): create a token "
             "with the api scope and export GITLAB_TOKEN=...")
 NO_ROUTE = ("this GitLab has no such API endpoint: it is older than the version that added it, or GITLAB_URL points "
@@ -117,7 +119,11 @@ def _body_text(body: bytes) -> str:
 
 
 def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail: str = "") -> str:
-    """What failed and the fix, e.g. "401 Unauthorized. GITLAB_TOKEN is wrong or expired; …"."""
+    """What failed and the fix, e.g. "401 Unauthorized. GITLAB_TOKEN is wrong or expired; …".
+
+    >>> error_message(404, b'{"message":"404 Project Not Found"}')[:48]
+    '404 Project Not Found. check the project id or p'
+    """
     said = _body_text(body) if body else detail
     if status is None:
         return f"{said or 'no answer'}. Could not reach GitLab after {attempts} attempt(s); check GITLAB_URL and " \
@@ -125,5 +131,15 @@ def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail:
     if status >= 500:
         return f"{said}. GitLab kept failing after {attempts} attempt(s); check GitLab's health and retry later"
     hint = NO_ROUTE if route_missing(status, body) else NO_SCOPE if scope_missing(status, body) else \
-        _HINTS.get(status, "GitLab refused the request")
+        _with_cause(status, said, _HINTS.get(status, "GitLab refused the request"))
     return f"{said}. {hint}" if said else hint
+
+
+def _with_cause(status: int, said: str, hint: str) -> str:
+    """The hint, led by its cause unless GitLab's text says it already.
+
+    >>> _with_cause(404, "404 Project Not Found", "check"), _with_cause(404, "", "check")
+    ('check', 'not found: check')
+    """
+    cause = _CAUSES.get(status)
+    return f"{cause}: {hint}" if cause and cause not in said.lower() else hint
