@@ -44,13 +44,23 @@ def test_table_by_default(history, capsys):
     assert "tiny.jsonl" in out and "graph" in out
 
 
-def test_unknown_method_and_missing_file(history):
-    with pytest.raises(SystemExit, match="unknown method 'magic'"):
-        main(["evaluate", str(history), "--method", "magic"])
-    with pytest.raises(SystemExit, match="--method names no method"):
-        main(["evaluate", str(history), "--method", ","])
+def test_unknown_method_and_missing_file(history, capsys):
+    for argv, said in (([str(history), "--method", "magic"], "unknown method 'magic'"),
+                       ([str(history), "--method", ","], "--method names no method")):
+        with pytest.raises(SystemExit) as exited:
+            main(["evaluate", *argv])
+        assert exited.value.code == 2 and said in capsys.readouterr().err  # a usage error, as argparse's
     with pytest.raises(SystemExit, match="no such file"):
         main(["evaluate", "/nonexistent.jsonl"])
+
+
+@pytest.mark.parametrize("command", ["evaluate", "simulate"])
+def test_no_history_given_is_a_usage_error(command, capsys):
+    """It exited 1, the code of a failure, where argparse exits 2 for a command line it refuses."""
+    with pytest.raises(SystemExit) as exited:
+        main([command])
+    assert exited.value.code == 2
+    assert f"reviewbot {command}: give at least one history file, --git REPO or --project ID" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["evaluate", "simulate"])

@@ -9,7 +9,9 @@ from rich.table import Table
 
 from bot.cli import stored_history
 from bot.cli.commands import ALL_METHODS
-from bot.cli.replay import load, names_of, run_jobs, scored, sources_of, stdout_console, tick_factory, unscored
+from bot.cli.replay import (
+    load, names_of, run_jobs, scored, sources_of, stdout_console, tick_factory, unscored, usage_error,
+)
 
 SIMPLE_RULES = ("revfinder", "frequency", "author", "most-frequent", "random")  # the baselines
 LEGEND = (  # under the table: what each column means, for a reader new to reviewer-recommendation papers
@@ -52,12 +54,10 @@ def _check_methods(methods: list[str]) -> None:
 
     known = {"default", *METHODS, *BASELINES}
     if not methods:
-        raise SystemExit(f"reviewbot evaluate: --method names no method; choose from {', '.join(sorted(known))}, "
-                         "or all")
+        raise usage_error("evaluate", f"--method names no method; choose from {', '.join(sorted(known))}, or all")
     for m in methods:
         if m not in known:
-            raise SystemExit(f"reviewbot evaluate: unknown method {m!r}; choose from {', '.join(sorted(known))}, "
-                             "or all")
+            raise usage_error("evaluate", f"unknown method {m!r}; choose from {', '.join(sorted(known))}, or all")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,11 +29,18 @@ def load(source: str, is_git: bool) -> list:
     return sorted(changes, key=lambda c: c.time)
 
 
+def usage_error(command: str, message: str) -> SystemExit:
+    """Say `message` on stderr; the exit to raise: 2, as argparse exits for a command line it refuses (a
+    `SystemExit` holding the message would exit 1, the code of a failure)."""
+    print(f"reviewbot {command}: {message} (see reviewbot {command} --help)", file=sys.stderr)
+    return SystemExit(2)
+
+
 def sources_of(paths: list[str], gits: list[str], command: str) -> list[tuple[str, bool]]:
     """(source, is_git) pairs; exits with a message naming what is missing."""
     sources = [(p, False) for p in paths] + [(g, True) for g in gits]
     if not sources:
-        raise SystemExit(f"reviewbot {command}: give at least one history file, --git REPO or --project ID")
+        raise usage_error(command, "give at least one history file, --git REPO or --project ID")
     for path, is_git in sources:
         if not Path(path).exists():
             raise SystemExit(f"reviewbot {command}: {path}: no such {'repository' if is_git else 'file'}")
