@@ -9,7 +9,8 @@ about the same load on a shared machine), and its ratio to the baseline: `python
 interpreter, measured in the same run.
 
 * `import bot.cli`: `python -c "import bot.cli"` (the entry point's module), and the import time of `bot.cli`
-  itself from `python -X importtime` (one run; microseconds summed by Python, without start-up); then
+  itself from `python -X importtime` (one run; microseconds summed by Python, without start-up), and of `bot.web`
+  (what `serve` imports before it listens); then
   `bot.cli.build_parser()` too (every subcommand's arguments: what `reviewbot --help` needs).
 * `--help`: `reviewbot --help`, and `reviewbot <command> --help` for every subcommand (the slowest is printed).
 * serve: `reviewbot migrate` on a new SQLite file, then `reviewbot serve --port P` started, and the clock runs
@@ -161,7 +162,8 @@ async def main() -> None:
     args = parser.parse_args()
     print(machine())
     if args.only != "serve":
-        print(f"import time of bot.cli (-X importtime): {import_us('bot.cli') / 1000:.0f} ms")
+        for module in ("bot.cli", "bot.web"):
+            print(f"import time of {module} (-X importtime): {import_us(module) / 1000:.0f} ms")
         await measure_commands(args.runs)
     if args.only != "commands":
         await measure_serve(args.runs, args.gitlab)
