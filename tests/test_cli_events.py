@@ -6,6 +6,7 @@ import json
 import pytest
 
 from bot.cli import build_parser
+from bot.cli import events as events_cli
 from bot.storage import Storage
 from tests.storage_fixtures import run_in_thread
 
