@@ -289,13 +289,14 @@ async def test_an_import_outlasting_its_lease_keeps_it_by_renewing(simulator, gi
     state, _ = simulator
     pid = seed_recent(state, n_merged=10).project.id
     gate = state.hold_path(f"/projects/{pid}/merge_requests", state="merged")
-    one, two = (Backfills(gitlab_client, store, wait=30.0, lease=0.3, poll=0.02) for _ in range(2))
+    # a lease of 1 s renewed every third: a loaded machine once delayed a renewal past a 0.3 s lease
+    one, two = (Backfills(gitlab_client, store, wait=30.0, lease=1.0, poll=0.02) for _ in range(2))
     try:
         await one.ensure(pid)
         while not state.held:
             await asyncio.sleep(0.01)
         await two.ensure(pid)
-        await asyncio.sleep(1.0)  # three leases long
+        await asyncio.sleep(3.0)  # three leases long
         assert len(state.held) == 1 and two.running(pid)
         gate.set()
         await asyncio.gather(one.task(pid), two.task(pid))
