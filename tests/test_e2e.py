@@ -460,7 +460,7 @@ async def test_bar_200_deliveries_duplicates_and_a_failing_gitlab(world):
         assert sum((await w.storage.events.depth()).values()) == 200
         w.state.auto_hooks, w.state.failure_rate = True, 0.2
         bot.start()
-        depth = await settle(w.state, w.storage, timeout=50.0)
+        depth = await settle(w.state, w.storage, timeout=150.0)
         w.state.failure_rate = 0.0
         failed_calls = sum(1 for r in w.state.requests if r.status in (429, 500))
     assert depth["dead"] == 0 and failed_calls > 50

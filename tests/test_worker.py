@@ -138,7 +138,7 @@ async def test_stop_finishes_quick_events_and_hands_back_stuck_ones(storage):
 
     worker = Worker(storage, dispatch, make_settings(), Metrics(), "w1")
     assert await worker.run_once() == 2
-    assert await worker.stop(grace=0.1) == 1
+    assert await worker.stop(grace=2.0) == 1
     assert (await storage.events.get(quick)).status == "done"
     row = await storage.events.get(stuck)
     assert (row.status, row.attempts, row.lease_owner) == ("queued", 0, None)
