@@ -80,7 +80,7 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
              progress: Callable[[int], None] | None = None) -> SimulationResult:
     """Run the replay; `make()` builds a fresh recommender with `recommend`, `learn` and `observe`.
 
-    Each change is opened (and suggested for) `open_days` before its merge time, and enters the
+    Each change is opened (and suggested for, ranked as at that time) `open_days` before its merge time, and enters the
     history at its merge: merge requests overlap, as they do on GitLab. Feedback, when learning, comes at
     the open, when the team sets the reviewers. Only what happened strictly before an open is known when
     suggesting for it: changes opened in the same second (a series) are all suggested for before the
@@ -95,7 +95,7 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
     held: list[tuple] = []  # labels of the changes opened this second: given once all of them are ranked
     start = time.perf_counter()
     for i, change in enumerate(changes):
-        if held and held[0][1].time != change.time:
+        if held and held[0][1].time != change.time - open_for:
             for gone, *args in held:
                 _feed_back(rec, *args, gone=gone)
             held.clear()
@@ -108,7 +108,8 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
             change = _without(change, leaver)
         else:
             former = False
-        top = rec.recommend(change, k)
+        opened = _opened(change, open_for)
+        top = rec.recommend(opened, k)
         _score(res, change, top, i >= third, res.tenths[i * TENTHS // len(changes)], left=former)
         if former:
             res.leaver_former_changes += 1
@@ -117,7 +118,7 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
                 res.leaver_last_in_top = res.leaver_former_changes
         if learning:
             gone = leaver if leaver is not None and i >= leave_at else None
-            held.append((gone, change, top, change.time - open_for))
+            held.append((gone, opened, top, opened.time))
         in_review.append(change)
         if progress is not None:
             progress(1)
@@ -127,6 +128,15 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
         rec.observe(in_review.popleft())
     res.seconds = time.perf_counter() - start
     return res
+
+
+def _opened(change: Change, open_for: float) -> Change:
+    """`change` as it stands at its open, `open_for` seconds before its merge: the time the bot suggests
+    for it (a merge request's suggestion carries the time it is made, `bot.suggesting`) and the team's
+    labels carry. Ranked at the merge time instead, the ranker's clock ran `open_for` ahead of what it
+    knew: a rejection streak counted `open_for` before it had lasted `rejection_days` (at once with
+    `--open-days 5`), and the recent reviews, open reviews and first places were dated at the merge."""
+    return replace(change, time=change.time - open_for) if open_for else change
 
 
 def _score(res: SimulationResult, change: Change, top: list[str], last_third: bool, tenth: list[int], *,

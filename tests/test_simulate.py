@@ -288,3 +288,26 @@ def test_cli_says_when_the_leaver_never_dropped_out(tmp_path, capsys):
            "(off: never)" in out
     stayed = {**on, "leaver_changes_until_dropped": 20}
     assert lift_lines([stayed, off])[0].endswith("; the leaver never dropped out of the top 3 (20 changes, off: never)")
+
+
+def test_a_change_is_ranked_at_its_open_not_at_its_merge():
+    """The bot suggests when a merge request opens, and its ranker's clock is then: ranked as at the merge
+    (five days later here), bob's streak of rejections counted within hours, where it must last
+    `rejection_days` (or reach `rejection_burst`) first. bob reviews until change 40, cid from then on; a
+    change every six hours, by five authors in turn."""
+    hours = 3600
+    changes = [Change(str(i), 100 * D + i * 6 * hours, f"a{i % 5}", ("bob" if i < 40 else "cid",), ("src/a.c",))
+               for i in range(50)]
+    logged = _Logged(make_recommender("default"))
+    clocks = []
+    recommend = logged.recommend
+
+    def ranked(change, k):
+        clocks.append(change.time)
+        return recommend(change, k)
+
+    logged.recommend = ranked
+    simulate(changes, lambda: logged, learning=True, k=3, open_days=5.0)
+    assert clocks == [c.time - 5 * D for c in changes]
+    first = dict(logged.ranks)
+    assert [first[str(i)][:1] for i in range(40, 46)] == [("bob",)] * 6  # turned down for 30 hours: busy, not gone
