@@ -3,8 +3,9 @@
 At each change the recommender suggests `k` people. The team accepts the suggested people who really
 reviewed, removes the others, and assigns the real reviewers the bot missed; those labels flow back to
 the recommender (with learning on) exactly as the bot's handlers pass GitLab events on: `learn(change,
-person, label)` before the merge, then `observe(change)` at the merge with its final reviewers. With
-learning off the same ranker sees the history alone.
+person, label)` at the open, then at the merge `observe(change)` and a `final_reviewer` label for each of
+its reviewers (`bot.handlers.merge_requests.record_final`, learned after the merge: `bot.learning.interleave`).
+With learning off the same ranker sees the history alone.
 
 A leaver can be injected: from `leave_at` on, one frequent reviewer stops reviewing (and writing), and the
 replay counts how many of the changes that person would have reviewed pass until they are out of the
@@ -100,7 +101,7 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
                 _feed_back(rec, *args, gone=gone)
             held.clear()
         while in_review and in_review[0].time < change.time - open_for:
-            rec.observe(in_review.popleft())
+            _merge(rec, in_review.popleft(), learning)
         if leaver is not None and i >= leave_at:
             if change.author == leaver:
                 continue
@@ -125,7 +126,7 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
     for gone, *args in held:
         _feed_back(rec, *args, gone=gone)
     while in_review:
-        rec.observe(in_review.popleft())
+        _merge(rec, in_review.popleft(), learning)
     res.seconds = time.perf_counter() - start
     return res
 
@@ -162,6 +163,16 @@ def _score(res: SimulationResult, change: Change, top: list[str], last_third: bo
     if last_third:
         res.last_third_suggested += len(top)
         res.last_third_accepted += taken
+
+
+def _merge(rec, change: Change, learning: bool) -> None:
+    """The merge: the change joins the history, and (learning) each of its reviewers is a `final_reviewer`
+    label at the merge time, as the bot records them on GitLab's merge event and learns them after the
+    merge. The team's own labels at the open do not make these redundant: the bot learns both."""
+    rec.observe(change)
+    if learning:
+        for p in sorted(change.truth()):
+            rec.learn(change, p, "final_reviewer", time=change.time)
 
 
 def _feed_back(rec, change: Change, top: Iterable[str], at: float, *, gone: str | None = None) -> None:

@@ -311,3 +311,28 @@ def test_a_change_is_ranked_at_its_open_not_at_its_merge():
     assert clocks == [c.time - 5 * D for c in changes]
     first = dict(logged.ranks)
     assert [first[str(i)][:1] for i in range(40, 46)] == [("bob",)] * 6  # turned down for 30 hours: busy, not gone
+
+
+def test_each_reviewer_is_a_final_reviewer_at_the_merge_with_learning_on():
+    """The bot records a `final_reviewer` label for every reviewer of a merged merge request and learns it
+    after the merge (`bot.learning.interleave`): it resets a streak of rejections that grew meanwhile. The
+    replay's team gives the same labels; with learning off, none."""
+    changes = [Change(str(i), i * D, "ann" if i % 2 else "dan", ("bob", "cid") if i == 3 else ("cid",),
+                      ("src/a.c",)) for i in range(8)]
+    for learning in (True, False):
+        events = []
+
+        class Spy(_Logged):
+            def observe(self, change):
+                events.append(("observe", change.id, change.time))
+                super().observe(change)
+
+            def learn(self, change, person, label, **kw):
+                if label == "final_reviewer":
+                    events.append((label, change.id, kw["time"], person))
+                super().learn(change, person, label, **kw)
+
+        simulate(changes, lambda: Spy(make_recommender("default")), learning=learning, open_days=2.0)
+        merged = [e for c in changes for e in [("observe", c.id, c.time)] +
+                  [("final_reviewer", c.id, c.time, p) for p in sorted(c.truth()) if learning]]
+        assert events == merged
