@@ -330,10 +330,14 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
 
     def _review_early(self, change: Change, person: str, label: str, at: float) -> None:
         """A review taken goes into the graph now (`OwnershipGraph.add_review`), a removal takes it back:
-        the history alone hears of it at the merge, days later, and ranks the next merge requests without it."""
+        the history alone hears of it at the merge, days later, and ranks the next merge requests without it.
+        A change without files has nothing to add (`add_review` returns None): no early review is kept, else
+        the merge took the person for counted already and their review never entered the graph."""
         early = self._early.get(change.id)
         if label in TAKEN and person != change.author and (early is None or person not in early):
             before = self.og.add_review(change, person, at)
+            if before is None:
+                return
             self._early.setdefault(change.id, {})[person] = (at, change, before)
             while len(self._early) > self.settings.pending_limit:  # never merged: their reviews stay learned
                 del self._early[next(iter(self._early))]

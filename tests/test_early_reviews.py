@@ -398,3 +398,16 @@ def test_an_early_review_on_a_file_another_merge_renames_is_taken_back_or_settle
     assert_same_figures(rec.og, off.og, weights=False)
     bob = rec.og.G["/src/b.c"].get("@bob")
     assert (bob["rc"] if bob else 0) == (0 if end == "closed" else 1)
+
+
+def test_a_review_taken_on_a_change_without_files_is_counted_at_its_merge():
+    """`add_review` adds nothing for a change without files (an empty commit with a Reviewed-by trailer, a
+    merge request with no diff): the merge must then count the review, as without early reviews."""
+    rec, off = learner(), learner(early_reviews=False)
+    empty = Change("10", 4 * D, "ann", ("bob",), ())
+    for r in (rec, off):
+        r.recommend(empty, 3)
+        r.learn(empty, "bob", "accepted", time=2 * D)
+        r.observe(empty)
+    assert_same_figures(rec.og, off.og)
+    assert rec.og.G.nodes["@bob"]["rc"] == 2 and rec.og.G["@ann"]["@bob"]["fc"] == 1
