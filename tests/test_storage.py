@@ -218,6 +218,28 @@ async def test_revision_0009_keeps_the_discussion_of_the_bots_comment_and_goes_b
         await storage.close()
 
 
+async def test_a_migrate_that_fails_changes_nothing_and_can_run_again(blank_database_url):
+    """A failed `reviewbot migrate` (a lock timeout, a killed release) must leave the database as it was: on
+    SQLite the DDL ran outside any transaction, so 0004's column stayed while the revision stayed at 0003, and
+    every later run failed with "duplicate column name: renames"."""
+    url = blank_database_url
+    assert await migrate(url, "0003") == {"0003"}
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:  # in 0005's way: its CREATE TABLE fails after 0004 ran
+            await conn.execute(sa.text("CREATE TABLE feedback_times (x INTEGER)"))
+        with pytest.raises(sa.exc.DBAPIError, match="feedback_times"):
+            await migrate(url)
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("history")])
+        assert await current_revisions(engine) == {"0003"} and "renames" not in columns
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP TABLE feedback_times"))
+    finally:
+        await engine.dispose()
+    assert await migrate(url) == await migrate(url)
+
+
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
     with pytest.raises(SchemaOutOfDate, match="run `reviewbot migrate`"):

@@ -99,11 +99,24 @@ async def check_schema(engine: AsyncEngine) -> None:
         )
 
 
-def _upgrade(connection: Connection, cfg: Config, revision: str) -> set[str]:
-    """Upgrade in the caller's transaction; the revisions before, read under the lock on PostgreSQL (of two
-    processes migrating at once, the second sees what the first did)."""
+def _lock(connection: Connection) -> None:
+    """Take the database's migration lock for the caller's transaction.
+
+    PostgreSQL: an advisory lock. SQLite: `BEGIN IMMEDIATE`, the write lock, which also opens the transaction
+    for real: Python's sqlite3 begins one only before INSERT/UPDATE/DELETE, so each DDL statement before
+    alembic's first version update was committed on its own, and a run that failed half-way (a lock timeout,
+    a killed release phase) left columns whose revision was never recorded: every later run then failed
+    ("duplicate column name"). SQLite's DDL is transactional once inside a transaction."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _upgrade(connection: Connection, cfg: Config, revision: str) -> set[str]:
+    """Upgrade in the caller's transaction, all or nothing; the revisions before, read under the lock (of two
+    processes migrating at once, the second sees what the first did)."""
+    _lock(connection)
     before = _current(connection)
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, revision)
