@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
-from bot.storage.db import create_engine
+from bot.storage.db import UTCDateTime, create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions
 from bot.storage.db import MODEL_LOCK, lock_project
@@ -214,6 +214,59 @@ async def test_revision_0009_keeps_the_discussion_of_the_bots_comment_and_goes_b
             columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("bot_comments")])
             note_id = (await conn.execute(sa.text("SELECT note_id FROM bot_comments"))).scalar_one()
         assert "discussion_id" not in columns and note_id == 77
+    finally:
+        await storage.close()
+
+
+def _first_published_shapes() -> sa.MetaData:
+    """`feedback_times` and `people` as 0005 and 0007 first created them (commits 008c9d6 and 41b1790), before
+    both files were amended in place: no `aspect`, no `username_key` (nor its index)."""
+    old = sa.MetaData()
+    sa.Table("feedback_times", old, sa.Column("project_id", sa.BigInteger, primary_key=True, autoincrement=False),
+             sa.Column("mr_iid", sa.BigInteger, primary_key=True, autoincrement=False),
+             sa.Column("person", sa.String(255), primary_key=True),
+             sa.Column("event_at", UTCDateTime, nullable=False))
+    sa.Table("people", old, sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+             sa.Column("username", sa.String(255), primary_key=True),
+             sa.Column("seen_at", UTCDateTime, nullable=False))
+    return old
+
+
+async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blank_database_url):
+    """A database migrated by a release with the first 0005 or 0007 is at that revision by number, so no later
+    `reviewbot migrate` ran them again: every approval or reviewer event failed on `feedback_times.aspect`,
+    every suggestion on `people.username_key`, retried until dead."""
+    url = blank_database_url
+    assert await migrate(url, "0009") == {"0009"}
+    at = datetime(2026, 3, 1, 10, 0, tzinfo=timezone.utc)
+    old = _first_published_shapes()
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:  # the database as such a release left it, with its rows
+            await conn.execute(sa.text("DROP INDEX ix_people_username_key"))
+            await conn.execute(sa.text("DROP TABLE people"))
+            await conn.execute(sa.text("DROP TABLE feedback_times"))
+            await conn.run_sync(old.create_all)
+            await conn.execute(sa.insert(old.tables["feedback_times"]).values(
+                project_id=1, mr_iid=3, person="bob", event_at=at))
+            await conn.execute(sa.insert(old.tables["people"]), [
+                {"user_id": 7, "username": "Alice", "seen_at": at}, {"user_id": 7, "username": "alice.w", "seen_at": at},
+                {"user_id": 9, "username": "STRASSE", "seen_at": at}])
+    finally:
+        await engine.dispose()
+    assert await migrate(url) == {"0010"}
+    storage = Storage(url)
+    try:
+        async with storage.engine.connect() as conn:
+            assert await conn.run_sync(lambda c: compare_metadata(
+                MigrationContext.configure(c, opts={"compare_type": True}), metadata)) == []
+            keys = (await conn.execute(sa.text("SELECT username, username_key FROM people ORDER BY username"))).all()
+        assert [tuple(k) for k in keys] == [("Alice", "alice"), ("STRASSE", "strasse"), ("alice.w", "alice.w")]
+        assert {s.username for s in await storage.people.sightings([7])} == {"Alice", "alice.w"}
+        assert await storage.feedback.newer_applied(1, 3, "bob", at, aspect="approval") is None
+        assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=1), aspect="approval") == at
+        assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=9)) is None  # "reviewer"
+        assert await migrate(url) == {"0010"}
     finally:
         await storage.close()
 

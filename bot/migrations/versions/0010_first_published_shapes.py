@@ -1,0 +1,76 @@
+"""Bring `feedback_times` and `people` to today's shape where an earlier 0005 or 0007 created them.
+
+Why: 0005 and 0007 were amended in place after commits on main had shipped them: 0005 first created
+`feedback_times` without `aspect` (in its key since), 0007 first created `people` without `username_key`
+and its index. A database migrated by such a commit is at 0005, 0007 or later by number, so no later
+`reviewbot migrate` ran them again, and `serve` started on it (the revision is all it checks): every
+approval or reviewer event then failed on `feedback_times.aspect` and every suggestion on
+`people.username_key`, retried until dead. This revision repairs either table where it lacks the column and
+changes nothing on a database today's 0005 and 0007 created.
+
+`feedback_times` is created again, empty: a row of the first shape is the time of the newest approval *or*
+reviewer change, and taking it as both would drop an approval handled after a later review request as
+"older", the mistake `aspect` was added for. Empty, every event applies until a timed one was, as after
+0005 on any database. `people` keeps its rows; `username_key` is filled from each username, casefolded
+as `PeopleStore.learn` writes it.
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2025-01-10
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from bot.storage.db import UTCDateTime
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def _has_column(table: str, column: str) -> bool:
+    return column in {c["name"] for c in sa.inspect(op.get_bind()).get_columns(table)}
+
+
+def _feedback_times() -> None:
+    if _has_column("feedback_times", "aspect"):
+        return
+    op.drop_table("feedback_times")
+    op.create_table(  # as 0005 creates it today
+        "feedback_times",
+        sa.Column("project_id", sa.BigInteger, autoincrement=False),
+        sa.Column("mr_iid", sa.BigInteger, autoincrement=False),
+        sa.Column("person", sa.String(255)),
+        sa.Column("aspect", sa.String(16)),
+        sa.Column("event_at", UTCDateTime, nullable=False),
+        sa.PrimaryKeyConstraint("project_id", "mr_iid", "person", "aspect", name="pk_feedback_times"),
+    )
+
+
+def _people() -> None:
+    if _has_column("people", "username_key"):
+        return
+    op.add_column("people", sa.Column("username_key", sa.String(255), nullable=True))
+    people = sa.table("people", sa.column("user_id"), sa.column("username"), sa.column("username_key"))
+    bind = op.get_bind()
+    rows = [{"uid": uid, "name": name, "key": name.casefold()}
+            for uid, name in bind.execute(sa.select(people.c.user_id, people.c.username))]
+    if rows:
+        bind.execute(sa.update(people).where(people.c.user_id == sa.bindparam("uid"),
+                                             people.c.username == sa.bindparam("name"))
+                     .values(username_key=sa.bindparam("key")), rows)
+    with op.batch_alter_table("people") as batch:  # SQLite: a copy of the table (nothing refers to it)
+        batch.alter_column("username_key", existing_type=sa.String(255), nullable=False)
+    op.create_index("ix_people_username_key", "people", ["username_key"])
+
+
+def upgrade() -> None:
+    _feedback_times()
+    _people()
+
+
+def downgrade() -> None:
+    pass  # the shapes repaired are those 0005 and 0007 create today: nothing to undo
