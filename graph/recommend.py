@@ -51,7 +51,8 @@ class RecommenderSettings:
     rejection_grace: int = 2       # rejections in a row before they count against a person
     rejection_penalty: float = 1.0  # per further rejection (logit units of the model score)
     rejection_drop: float = 6.0     # rejections in a row (weighted by 1/rank) that put a person last
-    rejection_days: float = 5.0     # a streak counts once it has lasted this long (and grows with its length)
+    rejection_days: float = 3.0     # a streak counts once it has lasted this long (and grows with its length);
+    # 3, not 5: the replays that chose it ranked at the merge, two days after the labels, so 5 acted as 3
     rejection_burst: float = 12.0   # ... or at once when it is this long (a series turned down in a row)
     hard_negatives: bool = False   # rows of people the team turned down count twice in training
     early_reviews: bool = True     # a review taken enters the graph at once, not at the merge (see `learn`)

@@ -16,7 +16,7 @@ as `PeopleStore.learn` writes it.
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2025-01-10
+Create Date: 2026-11-27
 """
 from __future__ import annotations
 
