@@ -58,8 +58,10 @@ class SimulationResult:
             "leaver_former_changes": self.leaver_former_changes,
             "leaver_changes_until_dropped": self.leaver_last_in_top if self.leaver else None,
             "leaver_still_first": self.leaver_first_on_former,
-            "top1_over_time": [round(h / (e or 1), 4) for e, h, _, _ in self.tenths],
-            "acceptance_over_time": [round(a / (s or 1), 4) for _, _, s, a in self.tenths],
+            # None for a tenth with nothing to score: a 0 there read as a real zero (a history whose last
+            # tenth had no reviewed change showed "+0.0 over the last tenth")
+            "top1_over_time": [round(h / e, 4) if e else None for e, h, _, _ in self.tenths],
+            "acceptance_over_time": [round(a / s, 4) if s else None for _, _, s, a in self.tenths],
             "seconds": round(self.seconds, 2),
         }
 

@@ -151,7 +151,7 @@ def test_cli_json(tmp_path, capsys):
         assert {"file", "records", "top1", "top3", "acceptance", "acceptance_last_third",
                 "leaver_changes_until_dropped", "seconds", "top1_over_time", "acceptance_over_time"} <= set(r)
         assert len(r["top1_over_time"]) == len(r["acceptance_over_time"]) == 10
-        assert all(0 <= x <= 1 for x in r["top1_over_time"] + r["acceptance_over_time"])
+        assert all(x is None or 0 <= x <= 1 for x in r["top1_over_time"] + r["acceptance_over_time"])
 
 
 def test_cli_table_says_the_lift_per_history(tmp_path, capsys):
@@ -337,3 +337,19 @@ def test_each_reviewer_is_a_final_reviewer_at_the_merge_with_learning_on():
         merged = [e for c in changes for e in [("observe", c.id, c.time)] +
                   [("final_reviewer", c.id, c.time, p) for p in sorted(c.truth()) if learning]]
         assert events == merged
+
+
+def test_a_tenth_without_a_reviewed_change_is_no_zero(tmp_path, capsys):
+    """A project whose review moved elsewhere has late commits without reviewers: its last tenth has nothing
+    to score. It read 0 in both modes, and the line under the table said "+0.0 over the last tenth"."""
+    changes = history()
+    late = [Change(f"late{i}", changes[-1].time + (i + 1) * D, "ann", (), ("src/f1.c",)) for i in range(40)]
+    on = simulate(changes + late, lambda: make_recommender("default"), learning=True, k=1).as_dict()
+    assert on["top1_over_time"][-1] is None and on["acceptance_over_time"][-1] is None
+    assert on["top1_over_time"][0] is not None
+    path = tmp_path / "moved.jsonl"
+    path.write_text("".join(json.dumps({"id": c.id, "time": c.time, "author": c.author, "reviewers": list(c.reviewers),
+                                        "files": list(c.files)}) + "\n" for c in changes + late))
+    assert main(["simulate", str(path), "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "over the last tenth" not in out and "the last with a reviewed change)" in out

@@ -57,12 +57,27 @@ def _print(results: list[dict], top: int) -> None:
         table.add_row(r["file"], r["learning"], str(r["records"]), str(r["evaluated"]), f"{100 * r['top1']:.1f}",
                       f"{100 * r['top3']:.1f}", f"{100 * r['acceptance']:.1f}",
                       f"{100 * r['acceptance_last_third']:.1f}",
-                      " ".join(f"{100 * x:.0f}" for x in r["top1_over_time"]),
+                      " ".join("-" if x is None else f"{100 * x:.0f}" for x in r["top1_over_time"]),
                       _dropped_cell(r))
     console = stdout_console()
     console.print(table)
     for line in lift_lines(results, top=top):
         console.print(line, highlight=False, soft_wrap=True)
+
+
+def _late_lift(on: list[float | None], off: list[float | None]) -> str:
+    """The lift over the last tenth of the history, or over the last tenth with a change to score when the
+    last has none (a project whose review moved elsewhere: its late commits carry no reviewer).
+
+    >>> _late_lift([0.5, 0.7], [0.5, 0.6]), _late_lift([0.5, None], [0.4, None]), _late_lift([None], [None])
+    (' (+10.0 over the last tenth)', ' (+10.0 over tenth 1, the last with a reviewed change)', '')
+    """
+    scored = [i for i, (a, b) in enumerate(zip(on, off)) if a is not None and b is not None]
+    if not scored:
+        return ""
+    i = scored[-1]
+    where = "the last tenth" if i == len(on) - 1 else f"tenth {i + 1}, the last with a reviewed change"
+    return f" ({100 * (on[i] - off[i]):+.1f} over {where})"
 
 
 def never_dropped(r: dict) -> bool:
@@ -101,8 +116,8 @@ def lift_lines(results: list[dict], *, top: int = 3) -> list[str]:
         on, off = pair.get("on"), pair.get("off")
         if on is None or off is None:
             continue
-        line = (f"{name}: learning lifts Top-1 by {100 * (on['top1'] - off['top1']):+.1f} points "
-                f"({100 * (on['top1_over_time'][-1] - off['top1_over_time'][-1]):+.1f} over the last tenth); "
+        line = (f"{name}: learning lifts Top-1 by {100 * (on['top1'] - off['top1']):+.1f} points"
+                f"{_late_lift(on['top1_over_time'], off['top1_over_time'])}; "
                 f"acceptance over the last third {100 * off['acceptance_last_third']:.1f}% → "
                 f"{100 * on['acceptance_last_third']:.1f}%")
         if on["leaver_changes_until_dropped"] is not None and on["leaver_former_changes"]:
