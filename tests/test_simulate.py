@@ -353,3 +353,19 @@ def test_a_tenth_without_a_reviewed_change_is_no_zero(tmp_path, capsys):
     assert main(["simulate", str(path), "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     assert "over the last tenth" not in out and "the last with a reviewed change)" in out
+
+
+def test_a_streak_of_rejections_is_dated_at_the_opens_that_gave_it():
+    """bob reviews daily, then nobody asks him for a week and cid reviews every eight hours from then on. The
+    team turns bob down at each open: the streak counts once it has lasted `rejection_days` (3) by the opens'
+    clock, from the tenth change (72 hours) on. Ranked on a clock at the merges (five days later), it counted
+    at once, and bob lost the first place at the sixth change, 40 hours into the streak. (The replay's merges
+    of bob's changes are over first: each is a `final_reviewer` label that resets his streak.)"""
+    hours = 3600
+    bobs = [Change(str(i), 100 * D + i * D, f"a{i % 5}", ("bob",), ("src/a.c",)) for i in range(30)]
+    start = 137 * D
+    cids = [Change(str(30 + j), start + j * 8 * hours, f"a{j % 5}", ("cid",), ("src/a.c",)) for j in range(15)]
+    logged = _Logged(make_recommender("default"))
+    simulate(bobs + cids, lambda: logged, learning=True, k=3, open_days=5.0)
+    first = dict(logged.ranks)
+    assert [first[c.id][0] for c in cids] == ["bob"] * 9 + ["cid"] * 6
