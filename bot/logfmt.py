@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from typing import Iterator
@@ -19,6 +20,7 @@ from typing import Iterator
 __all__ = ["kv", "event_fields", "EventFields", "setup_logging"]
 
 _FIELDS: ContextVar[dict[str, object]] = ContextVar("reviewbot_log_fields", default={})
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')  # a value `_value` quoted, escapes included
 
 
 def _value(value: object) -> str:
@@ -78,7 +80,8 @@ class EventFields(logging.Filter):
         fields = _FIELDS.get()
         if fields:  # (a second handler finds the keys named already)
             message = record.getMessage()
-            extra = {k: v for k, v in fields.items() if f" {k}=" not in f" {message}"}
+            named = _QUOTED.sub('""', f" {message}")  # a quoted value (a payload's path) names no key
+            extra = {k: v for k, v in fields.items() if f" {k}=" not in named}
             if extra:
                 record.msg, record.args = kv(message, **extra), ()
         return True

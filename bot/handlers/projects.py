@@ -48,11 +48,13 @@ async def _ask(services: Services, project_id: int, path: str | None) -> Project
     except GitLabError as exc:
         if exc.status != 404 or exc.no_route:
             raise
+    # The path is the payload's word (whoever holds a webhook secret writes it): a field, quoted and escaped by
+    # `kv`, never the message, where a line break in it would forge log lines.
     log.warning(kv(
-        f"GitLab answers 404 for project {path or project_id}: the bot user cannot see it (a private project it "
+        "GitLab answers 404 for this project: the bot user cannot see it (a private project it "
         "is not a member of, say one a group webhook delivers, or a project deleted since); add the bot user to "
         "the project (Developer) for the bot to review it, or stop sending its events. Its events are skipped "
-        f"meanwhile; GitLab is asked again in {UNSEEN_TTL / 60:g} minutes", project_id=project_id))
+        f"meanwhile; GitLab is asked again in {UNSEEN_TTL / 60:g} minutes", project=path, project_id=project_id))
     return None
 
 
