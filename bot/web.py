@@ -1,9 +1,9 @@
 """The webhook web app: verify, store, answer within milliseconds; the workers do the rest later.
 
-Why this shape (GitLab's "webhook receiver requirements"): GitLab waits at most 10 s, counts any 4xx
-or 5xx and timeout as a failure and disables a hook after a few. So the request path makes no GitLab
-call and runs no handler: it checks the secret token (401), the event header and JSON (400), the
-size (413), stores the event durably and answers 200. Events the bot does not handle get 200
+Why this shape (GitLab's "webhook receiver requirements"): GitLab waits at most 10 s, counts any 4xx or 5xx
+and timeout as a failure and disables a hook after a few. So the request path makes no GitLab call and runs no
+handler: it checks the secret token (401), the event header and JSON (400), that the body is not compressed
+(415), the size (413), stores the event durably and answers 200. Events the bot does not handle get 200
 "ignored". When the database cannot take the event (down, or no answer within `STORE_TIMEOUT`), the `serve`
 app writes it to the local spool (bot.spool) and answers 202: GitLab does not re-send a failed delivery by
 itself. A 5xx happens only when the event could be neither stored nor spooled (503, so GitLab shows the
@@ -223,6 +223,9 @@ async def _verify(request: web.Request, settings: Settings) -> tuple[bytes, Deli
         raise Rejection(400, "no_event", "missing X-Gitlab-Event header: only GitLab webhooks are accepted here")
     if header == SYSTEM_HOOK:  # ignored whatever it holds: its body is not even read
         return b"", None
+    if request.headers.get("Content-Encoding", "identity").strip().casefold() != "identity":
+        raise Rejection(415, "compressed", "Content-Encoding is not accepted: GitLab sends webhook bodies "
+                        "uncompressed; a proxy in between must pass them on as they came")
     body = await read_body(request, settings.server.max_body_bytes)
     data = parse_json(body)
     kind = event_kind(header, data)
@@ -407,7 +410,10 @@ def make_app(
     When the app starts shutting down, the shutdown deadline begins
     (`bot.shutdown`): what its cleanup does (stop a worker, close the storage) shares `[server] shutdown_timeout`.
     """
-    app = web.Application(client_max_size=settings.server.max_body_bytes)
+    # auto_decompress off: GitLab sends bodies uncompressed, and aiohttp inflated a gzip body before any check,
+    # even to discard it after a 401 or 404 (half a megabyte from anyone cost a second of CPU); one is now a 415.
+    app = web.Application(client_max_size=settings.server.max_body_bytes,
+                          handler_args={"auto_decompress": False})
 
     async def begin_shutdown(_app: web.Application) -> None:
         shutdown.begin(settings.server.shutdown_timeout)
