@@ -223,7 +223,7 @@ async def _verify(request: web.Request, settings: Settings) -> tuple[bytes, Deli
         raise Rejection(400, "no_event", "missing X-Gitlab-Event header: only GitLab webhooks are accepted here")
     if header == SYSTEM_HOOK:  # ignored whatever it holds: its body is not even read
         return b"", None
-    if request.headers.get("Content-Encoding", "identity").strip().casefold() != "identity":
+    if (request.headers.get("Content-Encoding") or "identity").strip().casefold() not in ("identity", ""):
         raise Rejection(415, "compressed", "Content-Encoding is not accepted: GitLab sends webhook bodies "
                         "uncompressed; a proxy in between must pass them on as they came")
     body = await read_body(request, settings.server.max_body_bytes)

@@ -83,11 +83,11 @@ def simulate(changes: Sequence[Change], make: Callable[[], object], *, learning:
              progress: Callable[[int], None] | None = None) -> SimulationResult:
     """Run the replay; `make()` builds a fresh recommender with `recommend`, `learn` and `observe`.
 
-    Each change is opened (and suggested for, ranked as at that time) `open_days` before its merge time, and enters the
-    history at its merge: merge requests overlap, as they do on GitLab. Feedback, when learning, comes at
-    the open, when the team sets the reviewers. Only what happened strictly before an open is known when
-    suggesting for it: changes opened in the same second (a series) are all suggested for before the
-    labels of any of them, and a merge in that very second is not yet in the history.
+    Each change is opened (and suggested for, ranked as at that time) `open_days` before its merge time,
+    and enters the history at its merge: merge requests overlap, as they do on GitLab. Feedback, when
+    learning, comes at the open, when the team sets the reviewers. Only what happened strictly before an
+    open is known when suggesting for it: changes opened in the same second (a series) are all suggested
+    for before the labels of any of them, and a merge in that very second is not yet in the history.
     """
     rec = make()
     res = SimulationResult(learning=learning, leaver=leaver)
