@@ -250,7 +250,8 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
             await conn.execute(sa.insert(old.tables["feedback_times"]).values(
                 project_id=1, mr_iid=3, person="bob", event_at=at))
             await conn.execute(sa.insert(old.tables["people"]), [
-                {"user_id": 7, "username": "Alice", "seen_at": at}, {"user_id": 7, "username": "alice.w", "seen_at": at},
+                {"user_id": 7, "username": "Alice", "seen_at": at},
+                {"user_id": 7, "username": "alice.w", "seen_at": at},
                 {"user_id": 9, "username": "STRASSE", "seen_at": at}])
     finally:
         await engine.dispose()
