@@ -233,7 +233,8 @@ async def test_shutdown_fits_in_the_grace_while_the_database_hangs(link, postgre
     finally:
         await storage.close()
     config = write_config(tmp_path, gitlab_url="http://127.0.0.1:9", token="t", database_url=url,
-                          worker={"poll_interval": 0.2}, server={"shutdown_timeout": grace})
+                          worker={"poll_interval": 0.2},
+                          server={"shutdown_timeout": grace, "spool_dir": str(tmp_path / "spool")})
     where = ["--host", "127.0.0.1", "--port", "0"] if command == "serve" else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", command, "--config", str(config), *where,
