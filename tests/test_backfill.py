@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 from datetime import timedelta
 
@@ -283,20 +284,23 @@ async def test_two_processes_import_a_new_project_once_and_both_see_it_done(simu
     assert row.backfill_done and row.import_owner is None  # handed back
 
 
-async def test_an_import_outlasting_its_lease_keeps_it_by_renewing(simulator, gitlab_client, store):
+async def test_an_import_outlasting_its_lease_keeps_it_by_renewing(simulator, http_session, store):
     """A listing slower than the lease: the importing process renews it every third, so the waiting process
     never takes the import over while it runs."""
-    state, _ = simulator
+    state, url = simulator
     pid = seed_recent(state, n_merged=10).project.id
     gate = state.hold_path(f"/projects/{pid}/merge_requests", state="merged")
-    # a lease of 1 s renewed every third: a loaded machine once delayed a renewal past a 0.3 s lease
-    one, two = (Backfills(gitlab_client, store, wait=30.0, lease=1.0, poll=0.02) for _ in range(2))
+    # the held listing must outlast two leases without the client giving up on it (5 s in the other tests)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=dataclasses.replace(PATIENT, timeout=60.0))
+    # a lease of 2 s renewed every 0.67 s: on a loaded machine (tests in two processes on two CPUs) the event
+    # loop once stalled past a 0.3 s lease, and later past a 1 s one (a renewal 0.33 s late was enough)
+    one, two = (Backfills(client, store, wait=30.0, lease=2.0, poll=0.05) for _ in range(2))
     try:
         await one.ensure(pid)
         while not state.held:
             await asyncio.sleep(0.01)
         await two.ensure(pid)
-        await asyncio.sleep(3.0)  # three leases long
+        await asyncio.sleep(4.5)  # over two leases long
         assert len(state.held) == 1 and two.running(pid)
         gate.set()
         await asyncio.gather(one.task(pid), two.task(pid))
