@@ -26,12 +26,12 @@ def history(n=60):
     return out
 
 
-def history_file(tmp_path):
-    """`history()` as a JSON Lines file, as `reviewbot simulate` reads it."""
-    path = tmp_path / "h.jsonl"
+def history_file(tmp_path, changes=None, name="h.jsonl"):
+    """`changes` (by default `history()`) as a JSON Lines file, as `reviewbot simulate` reads it."""
+    path = tmp_path / name
     path.write_text("\n".join(json.dumps({"id": c.id, "time": c.time, "author": c.author,
                                           "reviewers": list(c.reviewers), "files": list(c.files)})
-                              for c in history()) + "\n")
+                              for c in (history() if changes is None else changes)) + "\n")
     return path
 
 
@@ -347,9 +347,7 @@ def test_a_tenth_without_a_reviewed_change_is_no_zero(tmp_path, capsys):
     on = simulate(changes + late, lambda: make_recommender("default"), learning=True, k=1).as_dict()
     assert on["top1_over_time"][-1] is None and on["acceptance_over_time"][-1] is None
     assert on["top1_over_time"][0] is not None
-    path = tmp_path / "moved.jsonl"
-    path.write_text("".join(json.dumps({"id": c.id, "time": c.time, "author": c.author, "reviewers": list(c.reviewers),
-                                        "files": list(c.files)}) + "\n" for c in changes + late))
+    path = history_file(tmp_path, changes + late, "moved.jsonl")
     assert main(["simulate", str(path), "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     assert "over the last tenth" not in out and "the last with a reviewed change)" in out
