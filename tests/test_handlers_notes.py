@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from bot.config import ProjectSettings
 from bot.engine import Engine
 
-from bot.handlers.notes import ACK_OK, ACK_PROBLEM
+from bot.handlers.notes import ACK_OK, ACK_PROBLEM, PARSE_IN_THREAD
 from bot.handlers.publish import REPLY_MARKER
 from bot.storage.tables import bot_comments
 from tests.bot_harness import bot_notes, handler_env, marker_notes, take_events  # noqa: F401 - fixture
@@ -288,6 +288,21 @@ async def test_help_and_unknown_commands_answer_with_help(handler_env):
     assert "is not a command I know" in replies(env, mr, wrong)[0].body
     assert "N a number from 1 to 10" in replies(env, mr, invalid)[0].body
     assert acks(env, asked) == [ACK_OK] and acks(env, wrong) == [ACK_PROBLEM] == acks(env, invalid)
+
+
+async def test_a_long_comment_is_read_whole(handler_env):
+    """A comment past `PARSE_IN_THREAD` is read in a thread: its command at the very end still runs, and its
+    quoted or fenced look-alikes still do not."""
+    env = await handler_env()
+    mr = await opened(env)
+    filler = "Some context, word after word.\n" * (PARSE_IN_THREAD // 30 + 10)
+    assert len(filler) > PARSE_IN_THREAD
+    asked = env.state.add_note(mr, env.tiny.ann, filler + "\n> /reviewers frobnicate\n\n/reviewers help")
+    fenced = env.state.add_note(mr, env.tiny.ann, filler + "\n```\n/reviewers help\n```")
+    await env.run()
+    assert len(replies(env, mr, asked)) == 1 and "| `/reviewers` | suggest reviewers again |" in \
+        replies(env, mr, asked)[0].body
+    assert acks(env, asked) == [ACK_OK] and replies(env, mr, fenced) == [] and acks(env, fenced) == []
 
 
 async def test_the_bots_own_and_edited_and_plain_notes_do_nothing(handler_env):

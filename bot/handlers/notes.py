@@ -11,6 +11,7 @@ Commands written before a merge or close but handled after it record who they se
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -48,6 +49,9 @@ SETTING_ASIDE = JUDGING & ACTING  # ... of which these also judge people: writte
 # that the team turned them down, which only the team may say (on a public project anyone may comment).
 NEEDS = {"assign": DEVELOPER, "reroll": REPORTER, "exclude": REPORTER}
 MAX_COMMANDS = 20  # per comment: the reply stays far below GitLab's note size limit (1,000,000 characters)
+# Comments longer than this are read in a thread: reading Markdown takes ~0.2-0.4 s per million characters
+# (GitLab allows a note of 1,000,000), which on the event loop stalled every other delivery and request
+PARSE_IN_THREAD = 20_000
 
 
 @dataclass
@@ -372,6 +376,13 @@ def _wanted(event: Event, ctx: EventContext) -> bool:
     return attrs.get("action") in (None, "create") and isinstance(event.data.get("merge_request"), dict)
 
 
+async def _commands(note: str, bot_username: str | None) -> list[Command]:
+    """The comment's commands; a long comment is read in a thread (`PARSE_IN_THREAD`)."""
+    if len(note) <= PARSE_IN_THREAD:
+        return parse_commands(note, bot_username)
+    return await asyncio.to_thread(parse_commands, note, bot_username)
+
+
 @router.register("Note Hook", noteable_type="MergeRequest")
 @router.register("Confidential Note Hook", noteable_type="MergeRequest")
 async def on_note(event: Event, ctx: EventContext) -> None:
@@ -384,7 +395,7 @@ async def on_note(event: Event, ctx: EventContext) -> None:
         return
     if not _wanted(event, ctx):
         return
-    commands = parse_commands(str(event.object_attributes.get("note") or ""), ctx.bot.username)
+    commands = await _commands(str(event.object_attributes.get("note") or ""), ctx.bot.username)
     if not commands:
         await record_comment(event, ctx)
         return

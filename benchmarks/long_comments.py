@@ -1,0 +1,95 @@
+"""How long reading a long comment's `/reviewers` commands holds up the event loop.
+
+Prints figures; it is not a test and asserts nothing. Run from the repository root:
+
+    .venv/bin/python benchmarks/long_comments.py [--chars 1000000] [--runs 5]
+
+GitLab accepts a note of up to 1,000,000 characters. For a plain comment, one with a command at its end, and one
+made of nested quotes, HTML comments and code spans, it prints the median time `parse_commands`
+takes, then the longest the event loop went without running a 1 ms ticker while the note handler's reading
+(`bot.handlers.notes._commands`) ran, against the same reading called on the loop (the way it was before
+`PARSE_IN_THREAD`), measured in the same run. The baseline is the ticker's longest gap with nothing else running.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bot.commands import parse_commands  # noqa: E402
+from bot.handlers.notes import PARSE_IN_THREAD, _commands  # noqa: E402
+
+
+def notes(chars: int) -> dict[str, str]:
+    line = "Some context about the change, `a code span`, and a link https://example.com/x.\n"
+    plain = (line * (chars // len(line) + 1))[:chars]
+    crafted_line = "> > `a` <!-- b --> `c` > d\n"
+    return {"plain": plain, "command at the end": plain[: chars - 20] + "\n/reviewers help\n",
+            "nested quotes and spans": (crafted_line * (chars // len(crafted_line) + 1))[:chars]}
+
+
+async def longest_gap(work, tick: float = 0.001) -> float:
+    """The longest wait between ticks of a 1 ms ticker while `work()` runs (or for 0.2 s without it)."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            await asyncio.sleep(tick)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    if work is None:
+        await asyncio.sleep(0.2)
+    else:
+        await work()
+    done.set()
+    await task
+    return max(gaps)
+
+
+async def measure(text: str, runs: int) -> tuple[float, float, float]:
+    async def on_loop() -> None:
+        parse_commands(text, "reviewbot")
+
+    async def handler() -> None:
+        await _commands(text, "reviewbot")
+
+    parse = statistics.median(_timed(lambda: parse_commands(text, "reviewbot")) for _ in range(runs))
+    before = statistics.median([await longest_gap(on_loop) for _ in range(runs)])
+    now = statistics.median([await longest_gap(handler) for _ in range(runs)])
+    return parse, before, now
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chars", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    base = statistics.median([await longest_gap(None) for _ in range(args.runs)])
+    print(f"{args.chars:,} characters a note; read in a thread above {PARSE_IN_THREAD:,}; "
+          f"median of {args.runs} runs; baseline longest loop gap {base * 1000:.1f} ms")
+    print(f"{'note':26s} {'parse':>9s} {'gap on the loop':>16s} {'gap now':>9s} {'now/baseline':>13s}")
+    for name, text in notes(args.chars).items():
+        parse, before, now = await measure(text, args.runs)
+        print(f"{name:26s} {parse * 1000:7.0f}ms {before * 1000:14.0f}ms {now * 1000:7.1f}ms {now / base:12.1f}x")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
