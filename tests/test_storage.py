@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from datetime import datetime, timedelta, timezone
 
@@ -12,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
-from bot.storage.db import UTCDateTime, create_engine
+from bot.storage.db import SQLITE_WAL_LIMIT_BYTES, UTCDateTime, create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions
 from bot.storage.db import MODEL_LOCK, lock_project
@@ -301,6 +302,27 @@ async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
     await migrate(url)
     storage = await Storage.open(url)
     await storage.close()
+
+
+async def test_the_sqlite_write_ahead_log_shrinks_after_a_burst(sqlite_url):
+    """A burst of writes grows the WAL file past its limit; once checkpointed, the next write cuts it back
+    (it stayed at its high-water mark: 9 MB after a soak, for good)."""
+    path = sqlite_url.removeprefix("sqlite+aiosqlite:///") + "-wal"
+    engine = create_engine(sqlite_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE burst (body TEXT)"))
+            for _ in range(12):
+                await conn.execute(sa.text("INSERT INTO burst VALUES (:b)"), {"b": "x" * 1024 * 1024})
+        grown = os.path.getsize(path)
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("PRAGMA wal_checkpoint(PASSIVE)"))
+        for _ in range(2):
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("INSERT INTO burst VALUES ('y')"))
+        assert grown > SQLITE_WAL_LIMIT_BYTES >= os.path.getsize(path)
+    finally:
+        await engine.dispose()
 
 
 async def test_ping_names_the_cause_when_the_database_is_unreachable(tmp_path):

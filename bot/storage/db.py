@@ -23,6 +23,9 @@ __all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", 
            "LARGEST_ID"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# A write-ahead log that grew in a burst (a backfill, a retention run) is cut back to this at its next reset;
+# without it the file stays at its high-water mark for good
+SQLITE_WAL_LIMIT_BYTES = 8 * 1024 * 1024
 # values per IN (...) list: SQLite and asyncpg take at most 32766 / 32767 parameters a statement
 IN_CHUNK = 5000
 LARGEST_ID = 2**63 - 1  # ids (projects, merge requests, events) are signed 64-bit columns
@@ -72,9 +75,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL lets readers run while a worker writes; busy_timeout waits instead of failing at once."""
+    """WAL lets readers run while a worker writes (`SQLITE_WAL_LIMIT_BYTES` keeps its file small);
+    busy_timeout waits instead of failing at once."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
