@@ -3,12 +3,14 @@ back to the queue (its attempt not counted), and the process exits well within t
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 from bot.storage import Storage
-from tests.worker_procs import WorkerProcs, worker_env, write_config
+from tests.worker_procs import ROOT, WorkerProcs, worker_env, write_config
 
 SIGTERM_BAR = 25.0
 
@@ -69,3 +71,39 @@ async def test_an_event_within_the_grace_finishes(tmp_path, database_url):
     row = await stored_event(database_url, event_id)
     assert (row.status, row.attempts) == ("done", 1) and (tmp_path / f"finished-{event_id}").exists()
     assert "handed_back=0" in log
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+async def test_serve_given_sigterm_once_or_twice_hands_its_event_back(tmp_path, sqlite_url, signals):
+    """Heroku may send SIGTERM more than once: a second one must not cut the first one's shutdown short
+    (aiohttp's own handler raised `GracefulExit` again mid-cleanup: exit 1, the running event not handed back)."""
+    storage = Storage(sqlite_url)
+    try:
+        event_id, _ = await storage.events.store_event(dedupe_key="twice", kind="Note Hook", project_id=1,
+                                                       headers={}, body={"object_attributes": {}})
+    finally:
+        await storage.close()
+    config = write_config(tmp_path, gitlab_url="http://127.0.0.1:9", token="t", database_url=sqlite_url,
+                          worker={"poll_interval": 0.1, "lease_seconds": 600, "dispatch_timeout": 300},
+                          server={"shutdown_timeout": 3.0, "spool_dir": str(tmp_path / "spool")})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", "0",
+        "--dispatch", "tests.worker_procs:slow_dispatch", cwd=ROOT,
+        env=worker_env(SLOW_MARKER=str(tmp_path), SLOW_SECONDS="120"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        await wait_for_file(tmp_path / f"started-{event_id}")
+        for _ in range(signals):
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)  # the shutdown is under way, waiting for the event
+        said = await asyncio.wait_for(proc.stderr.read(), SIGTERM_BAR)
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = said.decode()
+    assert proc.returncode == 0, log
+    assert "Traceback" not in log, log
+    row = await stored_event(sqlite_url, event_id)
+    assert (row.status, row.attempts, row.lease_owner) == ("queued", 0, None), log

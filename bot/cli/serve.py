@@ -157,11 +157,11 @@ def run_serve(args: argparse.Namespace) -> int:
     host, port = args.host or settings.server.host, settings.server.port if args.port is None else args.port
     log.info(kv("serve starting", host=host, port=port, worker=not args.no_worker, config=settings.source))
     failed: list[BaseException] = []  # the handlers' start-up, once listening: a refused token stops serve
+    stop = _exit_once()
     try:
-        web.run_app(build_app(settings, None if args.no_worker else args.dispatch, with_worker=not args.no_worker,
-                              on_failure=lambda exc: _stop_serving(failed, exc)),
+        web.run_app(_serving_app(settings, args, stop, lambda exc: _stop_serving(failed, exc, stop)),
                     host=host, port=port, shutdown_timeout=settings.server.shutdown_timeout, access_log=None,
-                    print=None)
+                    print=None, handle_signals=False)
         if failed:
             raise failed[0]
     except (StorageError, ConfigError) as exc:
@@ -175,15 +175,45 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_serving(failed: list[BaseException], exc: BaseException) -> None:
-    """Keep `exc` for `run_serve` to report and stop the app as SIGTERM does (`web.run_app` ends on
-    `GracefulExit`, after the app's shutdown and cleanup)."""
-    failed.append(exc)
+async def _serving_app(settings: Settings, args: argparse.Namespace, stop: Callable[[], None],
+                       on_failure: Callable[[BaseException], None]) -> web.Application:
+    """`build_app`, stopped by SIGTERM and SIGINT through `stop` (see `_exit_once`)."""
+    app = await build_app(settings, None if args.no_worker else args.dispatch, with_worker=not args.no_worker,
+                          on_failure=on_failure)
 
-    def graceful_exit() -> None:
+    async def on_signals(_app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+
+    app.on_startup.insert(0, on_signals)
+    return app
+
+
+def _exit_once() -> Callable[[], None]:
+    """Stop `web.run_app` the first time it is called (it ends on `GracefulExit`, after the app's shutdown and
+    cleanup); later calls are logged and ignored.
+
+    Why not aiohttp's own signal handlers: they raise `GracefulExit` on every signal, and Heroku may send
+    SIGTERM more than once. A second one during the shutdown the first began cut it short: exit 1, the running
+    events neither finished nor handed back (they waited for their lease to expire)."""
+    stopping = False
+
+    def stop() -> None:
+        nonlocal stopping
+        if stopping:
+            log.info(kv("already shutting down; signal ignored"))
+            return
+        stopping = True
         raise web.GracefulExit()
 
-    asyncio.get_running_loop().call_soon(graceful_exit)
+    return stop
+
+
+def _stop_serving(failed: list[BaseException], exc: BaseException, stop: Callable[[], None]) -> None:
+    """Keep `exc` for `run_serve` to report and stop the app as SIGTERM does."""
+    failed.append(exc)
+    asyncio.get_running_loop().call_soon(stop)
 
 
 async def _work(settings: Settings, factory: DispatchFactory, once: bool, metrics_port: int | None = None) -> int:
