@@ -107,3 +107,37 @@ async def test_serve_given_sigterm_once_or_twice_hands_its_event_back(tmp_path, 
     assert "Traceback" not in log, log
     row = await stored_event(sqlite_url, event_id)
     assert (row.status, row.attempts, row.lease_owner) == ("queued", 0, None), log
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_worker_once_hands_its_event_back_on_sigterm(tmp_path, database_url):
+    """`worker --once` (a scheduler's job) given SIGTERM: the event in flight is handed back within the grace
+    and the process exits 0, as a long-running worker does (it was killed outright, the event left leased)."""
+    storage = Storage(database_url)
+    try:
+        event_id, _ = await storage.events.store_event(dedupe_key="once", kind="Note Hook", project_id=1,
+                                                       headers={}, body={"object_attributes": {}})
+    finally:
+        await storage.close()
+    config = write_config(tmp_path, gitlab_url="http://127.0.0.1:9", token="t", database_url=database_url,
+                          worker={"poll_interval": 0.1, "lease_seconds": 600, "dispatch_timeout": 300},
+                          server={"shutdown_timeout": 1.0})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "worker", "--once", "--config", str(config),
+        "--dispatch", "tests.worker_procs:slow_dispatch", cwd=ROOT,
+        env=worker_env(SLOW_MARKER=str(tmp_path), SLOW_SECONDS="120"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        await wait_for_file(tmp_path / f"started-{event_id}")
+        proc.send_signal(signal.SIGTERM)
+        said = await asyncio.wait_for(proc.stderr.read(), SIGTERM_BAR)
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = said.decode()
+    assert proc.returncode == 0, log
+    row = await stored_event(database_url, event_id)
+    assert (row.status, row.attempts, row.lease_owner) == ("queued", 0, None), log
+    assert "handed_back=1" in log, log

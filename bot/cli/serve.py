@@ -234,14 +234,10 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool, metric
         async with factory(settings, storage, metrics) as dispatch:
             worker = Worker(storage, dispatch, settings, metrics)
             await _freeze_startup()
-            if once:  # every event due now, `concurrency` at a time (and those each one's end makes due)
-                started = total = await worker.run_once()
-                while started:
-                    await worker.drain()
-                    started = await worker.run_once()
-                    total += started
-                await worker.stop(settings.server.shutdown_timeout)
-                await worker.prune()  # retention, as a long-running worker applies it at start
+            if once:
+                total, signalled = await _run_due(worker, settings.server.shutdown_timeout)
+                if not signalled:
+                    await worker.prune()  # retention, as a long-running worker applies it at start
                 if worker.claim_error is not None:  # for cron: the events due were not run
                     raise StorageError(f"cannot read the event queue ({worker.claim_error}): check the database "
                                        "(DATABASE_URL) and run `reviewbot worker --once` again")
@@ -250,6 +246,29 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool, metric
             return 0
     finally:
         await storage.close(shutdown.time_left(CLOSE_TIMEOUT))  # what the shutdown's grace leaves
+
+
+async def _run_due(worker: Worker, grace: float) -> tuple[int, bool]:
+    """Run every event due now, `concurrency` at a time (and those each one's end makes due), for
+    `worker --once`; returns how many ran and whether SIGTERM/SIGINT stopped it. A signal stops claiming and
+    finishes or hands back the running events within `grace`, as a long-running worker does: a scheduler's
+    job (a Heroku one-off dyno) gets SIGTERM too, and was killed outright, its events left leased."""
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[int]] = []
+
+    def on_signal() -> None:
+        if not stopping:
+            stopping.append(asyncio.create_task(worker.stop(shutdown.begin(grace))))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    started = total = await worker.run_once()
+    while started:
+        await worker.drain()
+        started = await worker.run_once()
+        total += started
+    await (stopping[0] if stopping else worker.stop(grace))
+    return total, bool(stopping)
 
 
 async def _run_until_signal(worker: Worker, grace: float) -> None:
