@@ -258,7 +258,10 @@ class ServerSettings(_Frozen):
 
     host: str = "0.0.0.0"
     port: int = Field(8080, ge=1, le=65535)
-    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    # GitLab's own cap: a note and its MR's description may each hold 1,000,000 characters (4 bytes each in
+    # UTF-8, and an update carries the description twice); refusing a genuine delivery counts toward GitLab
+    # disabling the hook
+    max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     shutdown_timeout: float = Field(25.0, gt=0, le=30)
     # Deliveries accepted while the database is unavailable wait here (bot.spool); relative to the working directory.
     spool_dir: str = Field("reviewbot-spool", min_length=1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import zlib
@@ -167,6 +168,21 @@ async def test_a_body_over_the_cap_is_413(client, storage):
     resp = await client.post("/webhook", data=chunks(), headers=headers())
     assert resp.status == 413
     assert await nothing_stored(storage)
+
+
+async def test_the_default_cap_takes_what_gitlab_may_send(aiohttp_client, storage):
+    """An update of a 1,000,000-character description in 4-byte characters is ~8 MB with its previous version;
+    GitLab sends up to 25 MB, and each refusal counts toward disabling the hook (the default cap was 5 MB)."""
+    settings = Settings(gitlab={"token": "glpat-test"}, webhook_secrets=[{"secret": SECRET}])
+    client = await aiohttp_client(make_app(settings, storage, Metrics()))
+    big = mr_payload(action="update")
+    text = "\U0001F600" * 1_000_000
+    big["object_attributes"]["description"] = text
+    big["changes"] = {"description": {"previous": text[:-1], "current": text}}
+    body = json.dumps(big, ensure_ascii=False).encode()
+    assert 8_000_000 < len(body) < settings.server.max_body_bytes == 25 * 1024 * 1024
+    resp = await client.post("/webhook", data=io.BytesIO(body), headers=headers())
+    assert resp.status == 200 and (await resp.json())["status"] == "queued"
 
 
 def gzip_bomb(megabytes: int) -> bytes:
