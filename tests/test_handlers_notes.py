@@ -305,6 +305,19 @@ async def test_a_long_comment_is_read_whole(handler_env):
     assert acks(env, asked) == [ACK_OK] and replies(env, mr, fenced) == [] and acks(env, fenced) == []
 
 
+async def test_a_command_note_deleted_before_it_is_handled_is_answered_and_done(handler_env):
+    """The award on a deleted note is a 404 "Note Not Found": the commands ran and were answered, so the event
+    is done (it was retried, then went dead)."""
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers help")
+    env.state.delete_note(note)
+    await env.run()
+    assert "| `/reviewers` | suggest reviewers again |" in replies(env, mr, note)[0].body
+    assert not any(r.method == "POST" and r.path.endswith(f"/notes/{note.id}/award_emoji") and r.status == 201
+                   for r in env.state.requests)
+
+
 async def test_the_bots_own_and_edited_and_plain_notes_do_nothing(handler_env):
     env = await handler_env()
     mr = await opened(env)

@@ -311,6 +311,11 @@ class MRActions:
             self.emit(project, "Note Hook", payloads.note_hook(self, project, mr, note, action="update"))
         return note
 
+    def delete_note(self: SimState, note: SimNote) -> None:
+        """Delete a note (GitLab sends no webhook for it): the API answers "404 Note Not Found" from then on."""
+        mr = self.projects[note.project_id].mrs[note.mr_iid]
+        mr.notes.remove(note)
+
     def award(self: SimState, target: SimMR | SimNote, user: UserRef, name: str) -> SimAward:
         """Award emoji `name` on an MR or a note; queues an Emoji Hook."""
         who = self.user(user)

@@ -253,10 +253,14 @@ def no_quick_actions(text: str) -> str:
 
 
 async def acknowledge(ctx: EventContext, mr_iid: int, note_id: int, emoji: str) -> None:
-    """Award `emoji` on a command note; an award left by an earlier attempt counts as done."""
+    """Award `emoji` on a command note; an award left by an earlier attempt counts as done, and so does a note
+    deleted since it was written (GitLab answers 404 for both): the commands ran and were answered, and
+    retrying could never succeed (the event went dead as if the bot had failed)."""
     try:
         await ctx.client.award_emoji(ctx.project_id, mr_iid, note_id, emoji)
     except GitLabError as exc:
-        if exc.status == 404 and "already" in str(exc).lower():
-            return
-        raise
+        if exc.status != 404:
+            raise
+        if "already" not in str(exc).lower():
+            log.info(kv("command note gone: not acknowledged", project_id=ctx.project_id, mr_iid=mr_iid,
+                        note_id=note_id, error=str(exc)))
