@@ -420,6 +420,25 @@ async def test_an_unknown_project_is_named_once_with_the_fix(simulator, database
     assert "404 Project Not Found. check the project id or path" in said and "not found: " not in said
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_gitlab_url_with_no_gitlab_api_names_gitlab_url(simulator, database_url, store, aiohttp_server):
+    """GITLAB_URL at a web server that is not GitLab (another service's port, a proxy's page): its 404 page said
+    "check the project id or path and that the bot user is a member", sending the operator the wrong way."""
+    from aiohttp import web
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="<html><title>Error response</title></html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", page)
+    state, _ = simulator
+    elsewhere = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    with pytest.raises(GitLabError) as info:
+        await cli.backfill(bot_settings(state, elsewhere, database_url), "7", retry=PATIENT, out=io.StringIO())
+    said = str(info.value)
+    assert "check GITLAB_URL" in said and "without /api/v4" in said and "member" not in said
+
+
 def test_the_command_needs_a_token(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for var in ("GITLAB_TOKEN", "GITLAB_WEBHOOK_SECRET", "REVIEWBOT_CONFIG"):

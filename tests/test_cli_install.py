@@ -104,6 +104,25 @@ async def test_an_unreachable_gitlab_says_so(env, capsys):
     assert f"cannot reach GitLab at http://127.0.0.1:{port}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("path, body", [("/gitlab", '{"error": "404 Not Found"}'), ("", "<html>Not here</html>")])
+async def test_a_gitlab_url_with_no_gitlab_api_names_gitlab_url(env, aiohttp_server, capsys, path, body):
+    """--gitlab-url (or GITLAB_URL) at a GitLab under the wrong path, or at another web server: the 404 is the
+    address's, not the project's, and "check --project" sent the operator the wrong way."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        kind = "application/json" if body.startswith("{") else "text/html"
+        return web.Response(status=404, text=body, content_type=kind)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    url = str((await aiohttp_server(app)).make_url(path)).rstrip("/")
+    env.setenv("GITLAB_TOKEN", "t")
+    assert await install("--project", "1", "--url", "https://b.example.com", "--gitlab-url", url) == 1
+    err = capsys.readouterr().err
+    assert f"no GitLab API at {url}" in err and "check GITLAB_URL" in err and "--project" not in err
+
+
 def test_a_missing_token_names_the_variable(env, capsys):
     assert main(["install", "--project", "1", "--url", "https://b.example.com"]) == 2
     assert "GITLAB_TOKEN is not set" in capsys.readouterr().err

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings, quoted_url
 from bot.gitlab.client import project_ref
-from bot.gitlab.errors import readable
+from bot.gitlab.errors import not_api, readable, route_missing
 
 __all__ = ["run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
@@ -161,6 +161,10 @@ def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
     if code == 403:
         return (f"the token's user may not manage webhooks of project {project} (403): managing hooks needs the "
                 "Maintainer role; use a Maintainer's token (--token-env VAR) or ask a Maintainer to run this")
+    body = getattr(exc, "response_body", None) or b""
+    if code == 404 and (route_missing(404, body) or not_api(404, body)):
+        return (f"no GitLab API at {gitlab_url} ({_with_status(404, detail)}): check GITLAB_URL (or --gitlab-url), "
+                "the instance's base URL (e.g. https://gitlab.example.com, without /api/v4)")
     if code == 404:
         return (f"project {project} not found at {gitlab_url} (404): check --project (numeric id or "
                 "group/project path) and that the token's user is a member of it")

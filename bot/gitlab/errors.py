@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "readable"]
+__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "not_api", "readable"]
 
 _HINTS = {
     400: "GitLab rejected the request's parameters",
@@ -25,6 +25,8 @@ NO_SCOPE = ("GITLAB_TOKEN lacks the api scope this call needs (a read_api token 
             "with the api scope and export GITLAB_TOKEN=...")
 NO_ROUTE = ("this GitLab has no such API endpoint: it is older than the version that added it, or GITLAB_URL points "
             "at something else; upgrade GitLab or check GITLAB_URL")
+NO_API = ("the answer is not GitLab's API (GitLab answers a 404 in JSON): check GITLAB_URL, the instance's base URL "
+          "(e.g. https://gitlab.example.com, without /api/v4)")
 
 
 class GitLabError(Exception):
@@ -64,6 +66,17 @@ def route_missing(status: int | None, body: bytes) -> bool:
     """
     data = _json(body) if status == 404 else None
     return isinstance(data, dict) and "message" not in data and data.get("error") == "404 Not Found"
+
+
+def not_api(status: int | None, body: bytes) -> bool:
+    """Whether a 404 came from something other than GitLab's API (a web server's or a proxy's page, plain text):
+    GitLab answers every API 404 with a JSON object, so such a page says GITLAB_URL points elsewhere, not that
+    the project is missing or the bot user is no member of it.
+
+    >>> not_api(404, b"<html><title>Error response</title></html>"), not_api(404, b'{"message":"404 Not found"}')
+    (True, False)
+    """
+    return status == 404 and not isinstance(_json(body), dict)
 
 
 def scope_missing(status: int | None, body: bytes) -> bool:
@@ -130,7 +143,8 @@ def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail:
                "the network"
     if status >= 500:
         return f"{said}. GitLab kept failing after {attempts} attempt(s); check GitLab's health and retry later"
-    hint = NO_ROUTE if route_missing(status, body) else NO_SCOPE if scope_missing(status, body) else \
+    hint = NO_ROUTE if route_missing(status, body) else NO_API if not_api(status, body) else \
+        NO_SCOPE if scope_missing(status, body) else \
         _with_cause(status, said, _HINTS.get(status, "GitLab refused the request"))
     return f"{said}. {hint}" if said else hint
 
