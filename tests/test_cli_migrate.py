@@ -44,6 +44,15 @@ def test_database_failures_exit_1_in_one_line(tmp_path, monkeypatch, capsys):
         assert "127.0.0.1:1/x is unreachable" in err and len(err.strip().splitlines()) == 1
 
 
+def test_an_unreachable_postgresql_names_what_to_check(tmp_path, monkeypatch, capsys):
+    """Nothing listening there, or the server refusing the role: the line said only the driver's error."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/x")
+    assert run() == 1
+    assert "check the host, port, user and password in DATABASE_URL" in capsys.readouterr().err
+
+
 def test_a_missing_postgresql_database_says_to_create_it(tmp_path, monkeypatch, capsys):
     """The server answers that the database is not there: "unreachable" sent operators the wrong way."""
     from tests.storage_fixtures import _reachable_admin_url

@@ -94,7 +94,8 @@ class Storage:
                 name = sa.engine.make_url(self.url).database
                 raise StorageError(f"database {redact_url(self.url)} does not exist on its server: create it "
                                    f"(createdb {name}, or CREATE DATABASE {name}) and run `reviewbot migrate`") from exc
-            raise StorageError(f"database {redact_url(self.url)} is unreachable: {cause_of(exc)}") from exc
+            raise StorageError(f"database {redact_url(self.url)} is unreachable: {cause_of(exc)}"
+                               f"{_connect_fix(self.url)}") from exc
 
     async def check_schema(self) -> None:
         """Raise `SchemaOutOfDate` unless the database is migrated to this code's schema."""
@@ -144,6 +145,19 @@ def _no_such_database(exc: BaseException) -> bool:
     """PostgreSQL answered, and said the database is not there (asyncpg's InvalidCatalogNameError, 3D000)."""
     orig = getattr(exc, "orig", None) or exc.__cause__ or exc
     return getattr(orig, "sqlstate", None) == "3D000" or type(orig).__name__ == "InvalidCatalogNameError"
+
+
+def _connect_fix(url: str) -> str:
+    """What to check when a PostgreSQL server cannot be reached or refuses the bot (a SQLite file's causes name
+    their own fix: a missing folder, a read-only file).
+
+    >>> _connect_fix("postgresql+asyncpg://u@db/x")[:40], _connect_fix("sqlite+aiosqlite:///x.sqlite3")
+    (': check the host, port, user and passwor', '')
+    """
+    if sa.engine.make_url(url).get_backend_name() != "postgresql":
+        return ""
+    return (": check the host, port, user and password in DATABASE_URL (or [database] url) and that PostgreSQL "
+            "runs there")
 
 
 def cause_of(exc: BaseException) -> str:
