@@ -211,7 +211,7 @@ def render_comment(
     pass `MAX_COMMENT` characters leaves out detail (`_within`) and says so.
     """
     title = ["**Suggested reviewers**"] if suggestions else \
-        [f"No reviewer to suggest right now: {why_empty}." if why_empty else "No reviewer to suggest right now."]
+        [f"No reviewer to suggest: {why_empty}." if why_empty else "No reviewer to suggest right now."]
     head, status = [marker] if marker else [], _status(assigned, not_stuck, mention)
     footer = [COMMANDS_FOOTER] if commands_footer else []
     rows = _table(suggestions, loads, names, mention) if suggestions else []

@@ -14,6 +14,7 @@ from bot.comment import (
     MARKER,
     MAX_COMMENT,
     WHY_ROWS,
+    NO_ELIGIBLE,
     NO_HISTORY,
     code_span,
     has_marker,
@@ -77,6 +78,15 @@ def test_mentions_ping_only_the_people_in_the_table_and_status():
 def test_no_suggestions():
     body = render_comment([], loads={}, notes=[], marker=MARKER, commands_footer=False)
     assert body == f"{MARKER}\n\nNo reviewer to suggest right now."
+
+
+def test_an_empty_table_says_why_once():
+    """The reason completes the title: "right now" stood twice in "No reviewer to suggest right now: nobody ...
+    can review right now"."""
+    body = render_comment([], loads={}, notes=["Skipped @bob: has set their GitLab status to Busy."], marker="",
+                          commands_footer=False, why_empty=NO_ELIGIBLE)
+    assert body.splitlines()[0] == f"No reviewer to suggest: {NO_ELIGIBLE}."
+    assert body.count("right now") == 1
 
 
 def test_suggestion_without_reasons():

@@ -77,7 +77,7 @@ async def test_a_reroll_leaving_nobody_says_why_once_above_who_was_set_aside(han
     env.state.add_note(mr, env.tiny.ann, "/reviewers reroll")
     await env.run()
     body = marker_notes(env.state, mr)[0].body
-    assert "No reviewer to suggest right now: nobody with review history on these files can review right now" in body
+    assert "No reviewer to suggest: nobody with review history on these files can review right now" in body
     assert "Cannot suggest reviewers" not in body and "Skipped `@bob`: was set aside" in body
 
 
