@@ -63,7 +63,7 @@ def reasons(og: OwnershipGraph, change: Change, person: str, together: Iterable[
     pair = _partner(og.coreview.get(p, {}), together, person)
     if pair is not None:
         count, last, other = pair
-        out.append(f"reviewed {count} changes together with {other} (last {_ago(last, now)})")
+        out.append(f"reviewed {count} changes together with {code_span('@' + other)} (last {_ago(last, now)})")
     return out or _activity(og.G._node.get(p), now)
 
 

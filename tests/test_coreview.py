@@ -55,9 +55,9 @@ def test_reason_names_the_partner_suggested_beside(rec):
         "reviewed `src/a.c` 1 time (last 3 days ago)",
         "reviewed 2 changes under `src/` (last 2 days ago)",
         "reviewed 1 of this author's changes",
-        "reviewed 2 changes together with cid (last 2 days ago)",
+        "reviewed 2 changes together with `@cid` (last 2 days ago)",
     )
-    assert cid.reasons[-1] == "reviewed 2 changes together with bob (last 2 days ago)"
+    assert cid.reasons[-1] == "reviewed 2 changes together with `@bob` (last 2 days ago)"  # named as in the table
     assert eve.reasons == ("active reviewer: 1 review, last 1 day ago",)  # one co-review is not "often"
     assert reasons(rec.og, QUERY, "cid") == list(cid.reasons[:-1])  # nobody named beside: no such reason
 
