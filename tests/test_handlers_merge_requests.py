@@ -92,6 +92,19 @@ async def test_ignore_label_and_bot_authors_are_skipped(handler_env):
     assert bot_notes(env.state, labelled) == [] and bot_notes(env.state, bumped) == []
 
 
+async def test_a_service_account_authors_merge_request_is_skipped_as_a_bots(handler_env):
+    """GitLab's merge request API leaves the author's `bot` flag out, and a service account may take any
+    name: its merge requests were suggested for, while the same account was never suggested as a reviewer."""
+    env = await handler_env()
+    robot = env.state.add_user("release-tool", bot=True)
+    env.state.add_member(env.tiny.project, robot)
+    mr = env.state.open_mr(env.tiny.project, robot, FILES)
+    await env.run()
+    env.state.push_to_mr(mr, ["docs/intro.md"])
+    await env.run()
+    assert bot_notes(env.state, mr) == []
+
+
 async def test_the_bots_own_events_cause_no_calls(handler_env):
     env = await handler_env(assign="top1")
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
@@ -924,20 +937,23 @@ async def test_reviewers_another_automation_sets_pass_nobody_over(handler_env, n
 
 
 async def test_who_changed_the_reviewers_is_asked_of_gitlab_only_when_someone_would_be_passed_over(handler_env):
-    """Whether the account that changed the reviewers is an automation matters only to the passed over: ann
-    taking bob, suggested, asks the Users API nothing about her (it asked on every reviewer change, one more
-    request each of the 300 per 10 minutes GitLab allows); ann adding dee, which passes cy over, asks it once."""
+    """Whether the account that changed the reviewers is an automation matters only to the passed over: a lead
+    taking bob, suggested, asks the Users API nothing about them (it asked on every reviewer change, one more
+    request each of the 300 per 10 minutes GitLab allows); the lead adding dee, which passes cy over, asks it
+    once. (Not the author: the bot asked about her account when the merge request was opened.)"""
     env = await handler_env()
+    lead = env.state.add_user("lead")
+    env.state.add_member(env.tiny.project, lead, 40)
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
     await env.run()
-    about_ann = f"/users/{env.tiny.ann.id}"
+    about_lead = f"/users/{lead.id}"
     since = len(env.state.requests)
-    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    env.state.set_reviewers(mr, [env.tiny.bob], by=lead)
     await env.run()
-    assert not [r for r in env.state.requests[since:] if r.path.endswith(about_ann)]
-    env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.dee], by=env.tiny.ann)
+    assert not [r for r in env.state.requests[since:] if r.path.endswith(about_lead)]
+    env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.dee], by=lead)
     await env.run()
-    assert len([r for r in env.state.requests[since:] if r.path.endswith(about_ann)]) == 1
+    assert len([r for r in env.state.requests[since:] if r.path.endswith(about_lead)]) == 1
     assert {("dee", "assigned"), ("cy", "passed_over")} <= set(await rows_of(env, mr))
 
 

@@ -288,8 +288,12 @@ async def is_late(ctx: EventContext, iid: int, person: str, at: datetime | None,
     return newer is not None
 
 
-def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
-    return mr.author.bot or ctx.bot.is_me(mr.author) or _named_bot(ctx, mr.author.username)
+async def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
+    """A bot by name, or by the account's `bot` flag, which the merge request's `author` leaves out (a service
+    account may take any name): read as for a reviewer, from `GET /users/:id`, kept an hour."""
+    if mr.author.bot or ctx.bot.is_me(mr.author) or _named_bot(ctx, mr.author.username):
+        return True
+    return await Lookups(ctx.client, ctx.engine.recent).is_bot(mr.author.id)
 
 
 def _named_bot(ctx: EventContext, username: str) -> bool:
@@ -316,7 +320,7 @@ async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool,
             return None
     if reason is None:
         mr = mr or await ctx.client.get_mr(ctx.project_id, iid)
-        reason = _live_skip_reason(mr, ctx)
+        reason = await _live_skip_reason(mr, ctx)
         if reason is None:
             return await publish(ctx, mr, assign=assign_count(ctx.project) if first else None)
     log.info(kv("MR skipped", project_id=ctx.project_id, mr_iid=iid, reason=reason))
@@ -334,13 +338,13 @@ async def named_nobody_yet(ctx: EventContext, iid: int) -> bool:
     return bool(shown) and not any(row.people for row in shown)
 
 
-def _live_skip_reason(mr: MergeRequest, ctx: EventContext) -> str | None:
+async def _live_skip_reason(mr: MergeRequest, ctx: EventContext) -> str | None:
     """`skip_reason` on the MR as GitLab has it now (the event may be late), or a bot's MR."""
     if ctx.project.skip_drafts and (mr.draft or mr.work_in_progress):
         return "draft now"
     if (why := left_alone(mr.state, mr.labels, ctx.project)) is not None:
         return f"{why} now"
-    return "bot author" if _is_bot_author(mr, ctx) else None
+    return "bot author" if await _is_bot_author(mr, ctx) else None
 
 
 @router.register(HOOK, action="open")
