@@ -129,6 +129,23 @@ async def test_top1_assignment_requests_review_and_records_it(handler_env):
     assert labels == [("bob", "suggested"), ("bob", "assigned")]  # shown first (load spreading), then requested
 
 
+async def test_the_comment_edited_after_a_push_still_says_whom_the_bot_asked(handler_env):
+    """The status line went with the first edit: the comment then read as if the bot had asked nobody, while
+    GitLab still listed the reviewer it asked. Once the team takes that reviewer off, the line goes."""
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.push_to_mr(mr, ["docs/intro.md"])
+    await env.run()
+    [comment] = marker_notes(env.state, mr)
+    assert "`@dee`" in comment.body and "Review requested from `@bob`." in comment.body
+    assert [env.state.users[u].username for u in mr.reviewer_ids] == ["bob"]
+    env.state.set_reviewers(mr, [env.tiny.cy], by=env.tiny.ann)
+    env.state.push_to_mr(mr, ["src/core/m2.py"])
+    await env.run()
+    assert "Review requested from" not in marker_notes(env.state, mr)[0].body
+
+
 async def test_a_retry_after_a_killed_attempt_assigns_and_records_what_that_attempt_stored(handler_env):
     env = await handler_env(assign="top1")
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)

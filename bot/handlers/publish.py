@@ -81,6 +81,18 @@ async def taken_off_reviewers(ctx: EventContext, mr: MergeRequest) -> set[str]:
     return {person for person, label in last.items() if label == "removed" or person not in reviewing}
 
 
+async def asked_earlier(ctx: EventContext, mr: MergeRequest) -> list[str]:
+    """The people whose review the bot requested on this MR before and GitLab still lists as reviewers: an
+    edit of the comment (new commits, `/reviewers`) keeps saying so, as GitLab's sidebar does. Someone taken
+    off and put back by a person since is the team's pick, no longer the bot's."""
+    reviewing = {u.username.casefold(): u.username for u in mr.reviewers}
+    last: dict[str, bool] = {}  # casefolded name -> whether their last reviewer change was the bot's request
+    for row in await ctx.storage.feedback.list(ctx.project_id, mr_iid=mr.iid):
+        if row.label in ("assigned", "removed"):
+            last[row.person.casefold()] = row.label == "assigned" and row.value == BOT_PICK
+    return [name for folded, name in reviewing.items() if last.get(folded)]
+
+
 def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) -> str:
     """The comment text: the table with its notes, or the reason nothing can be suggested.
 
@@ -122,7 +134,8 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
         people = [s.person for s in result.suggestions[:assign] if s.person.casefold() not in taken_off]
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
     result.requested = list(assignment.assigned)
-    note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, assignment))
+    shown = assignment if assign else Assignment(assigned=await asked_earlier(ctx, mr))
+    note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, shown))
     for person in assignment.assigned:
         if person in assignment.added:  # a reviewer change at `added_at`: an older hook about them, late, is not
             await ctx.storage.feedback.newer_applied(ctx.project_id, mr.iid, person, assignment.added_at)
