@@ -428,7 +428,7 @@ def _capped_note(facts: MRFacts) -> list[str]:
     cannot be known (the bot reads what GitLab lists, no more)."""
     if not facts.capped:
         return []
-    return [f"Only the first {len(facts.files)} changed files were read (GitLab's diff limit): owners and "
+    return [f"Only the first {len(facts.files):,} changed files were read (GitLab's diff limit): owners and "
             "reviewers of the later files may be missing."]
 
 
