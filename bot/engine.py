@@ -391,8 +391,11 @@ class Engine:
             self._maybe_retrain(project_id, entry)
 
     def _maybe_retrain(self, project_id: int, entry: _Entry) -> None:
-        """Start retraining in the background after `retrain_labels` new labels, or on the schedule."""
+        """Start retraining in the background after `retrain_labels` new labels, or on the schedule, once the
+        project has the history a model needs (`learning.enough_history`)."""
         if entry.retraining is not None or not isinstance(entry.recommender, LearnedRecommender):
+            return
+        if not learning.enough_history(entry.recommender):  # the labels wait, counted, for the history to grow
             return
         due = self.retrain_labels is not None and entry.labels_new >= self.retrain_labels
         if self.retrain_seconds is not None and entry.labels_new > 0:

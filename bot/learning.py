@@ -49,7 +49,7 @@ from graph.snapshot import fingerprint
 from graph.synthetic import synthetic_history
 
 __all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retrain_and_store", "adopt",
-           "stored_model", "prior_model", "model_version", "Observed", "EVIDENCE", "LEARNED", "PRIOR_PROJECT"]
+           "enough_history", "stored_model", "prior_model", "model_version", "Observed", "EVIDENCE", "LEARNED", "PRIOR_PROJECT"]
 
 log = logging.getLogger("bot.learning")
 
@@ -220,6 +220,13 @@ def replay(rec: GraphRecommender, items: Iterable[Change | Label], authors: Mapp
             learner.learn(change, item.person, item.label, time=item.time, rank=item.rank)
             learned += 1
     return learned
+
+
+def enough_history(rec: LearnedRecommender) -> bool:
+    """Whether `rec` has seen the changes its own refit waits for (`min_train_changes`, 150): below that the
+    graph score (or the prior) ranks, and a model fitted on a dozen changes and compared on four must not
+    replace it."""
+    return rec._labelled >= rec.settings.min_train_changes
 
 
 def adopt(rec: GraphRecommender, model: Any) -> bool:

@@ -591,3 +591,40 @@ async def test_someone_who_left_drops_from_first_place_where_the_team_reviews_wi
     assert firsts[0] == "bob" and firsts[-1] != "bob"
     rows = await env.storage.feedback.list(env.pid)
     assert sum(r.person == "bob" and r.label == "passed_over" for r in rows) == len(firsts)  # once per MR
+
+
+async def test_a_project_with_too_little_history_is_not_retrained_into_a_model(simulator, sqlite_url,
+                                                                               gitlab_client):
+    """Under 150 merged MRs a project is ranked by the graph score (or the prior): the recommender's own refit
+    waits for them, and so must the retraining that labels trigger, else a model fitted on a dozen changes and
+    compared on four replaces the graph score (or the prior) for good."""
+    from bot.backfill import backfill_project
+    from bot.config import Settings
+    from tests.bot_harness import SECRET, dispatch_outbox, dispatching, tiny_project
+
+    state, url = simulator
+    tiny = tiny_project(state)  # 12 merged MRs
+    state.auto_hooks = False
+    state.add_hook(tiny.project, "http://127.0.0.1:9/not-delivered", token=SECRET)
+    storage = Storage(sqlite_url)
+    try:
+        await backfill_project(gitlab_client, storage, tiny.project.id)
+        settings = Settings(gitlab={"url": url, "token": state.token}, webhook_secrets=[{"secret": SECRET}],
+                            database={"url": sqlite_url}, learning={"retrain_labels": 2})
+        async with dispatching(settings, storage) as dispatch:
+            engine = dispatch.args[0].engine
+            for i in range(3):
+                mr = state.open_mr(tiny.project, tiny.ann, [f"src/core/m{i}.py"])
+                await dispatch_outbox(state, dispatch)
+                state.set_reviewers(mr, [tiny.cy], by=tiny.ann)
+                state.approve(mr, tiny.cy)
+                await dispatch_outbox(state, dispatch)
+            await engine.wait_background()
+            taken = ("approved", "assigned", "accepted")
+            labels = [r for r in await storage.feedback.list(tiny.project.id) if r.label in taken]
+            assert len(labels) >= 2  # the retraining threshold was reached
+            assert await storage.models.list(tiny.project.id) == []
+            async with engine.use(tiny.project.id, settings.project_settings(tiny.project.id, None)) as rec:
+                assert rec.ranking_model is None  # the graph score ranks
+    finally:
+        await storage.close()
