@@ -53,6 +53,7 @@ ACCEPTING = frozenset({"accepted", "approved", "reviewed", "final_reviewer"})
 BECAME_REVIEWER = frozenset({"accepted", "assigned", "final_reviewer"})
 CURRENT_REVIEWER = frozenset({"accepted", "assigned", "approved", "reviewed"})
 NO_MODEL = "history-trained (no stored model)"
+PRIOR_MODEL = "prior model (not enough history of its own yet)"  # `bot.learning.PRIOR_SERVING` ranked
 BOTS_OWN = frozenset({PUT_FIRST, *MOVED_BY})  # rows the bot writes about its own suggestion, no person's answer
 
 
@@ -110,7 +111,15 @@ class ModelInfo(_Frozen):
 
     @property
     def label(self) -> str:
-        return self.version or NO_MODEL
+        """The active model's version; else the prior when it made the latest suggestion (`prior = true`, a
+        project without a model of its own).
+
+        >>> ModelInfo().label, ModelInfo(serving="default@12/prior").label
+        ('history-trained (no stored model)', 'prior model (not enough history of its own yet)')
+        """
+        if self.version:
+            return self.version
+        return PRIOR_MODEL if (self.serving or "").endswith("/prior") else NO_MODEL
 
 
 class HistoryInfo(_Frozen):

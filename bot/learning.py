@@ -49,7 +49,8 @@ from graph.snapshot import fingerprint
 from graph.synthetic import synthetic_history
 
 __all__ = ["Label", "new_labels", "interleave", "label_change", "replay", "retrain_and_store", "adopt",
-           "enough_history", "stored_model", "prior_model", "model_version", "Observed", "EVIDENCE", "LEARNED", "PRIOR_PROJECT"]
+           "enough_history", "serving_suffix", "PRIOR_SERVING", "stored_model", "prior_model", "model_version",
+           "Observed", "EVIDENCE", "LEARNED", "PRIOR_PROJECT"]
 
 log = logging.getLogger("bot.learning")
 
@@ -58,6 +59,7 @@ LEARNED = EVIDENCE | {PUT_FIRST, CLOSED, REOPENED, *MOVED_DOWN.values()}  # what
 # first places, closes and reopenings, who a hand-set term moved down
 PRIOR_PROJECT = 0               # `storage.models` rows of the project-independent prior model
 PRIOR_VERSION = "prior-synthetic-v1"
+PRIOR_SERVING = "prior"  # the end of a suggestion's model_version while the prior ranks (`serving_suffix`)
 MODEL_WIDTH = len(FEATURES) + len(FEEDBACK_FEATURES) + 1  # `LearnedRecommender.model_input` columns
 
 
@@ -227,6 +229,18 @@ def enough_history(rec: LearnedRecommender) -> bool:
     graph score (or the prior) ranks, and a model fitted on a dozen changes and compared on four must not
     replace it."""
     return rec._labelled >= rec.settings.min_train_changes
+
+
+def serving_suffix(rec: GraphRecommender) -> str:
+    """What ranks beside the graph, for a suggestion's `model_version` (the dashboard shows it): `/{version}`
+    of the stored model adopted, `/prior` while the prior ranks a project without a model of its own, else
+    nothing (the graph score, or the recommender's own refit)."""
+    stored = getattr(rec, "model_version", None)
+    if stored:
+        return f"/{stored}"
+    if isinstance(rec, LearnedRecommender) and rec.model_ is None and rec.prior is not None:
+        return f"/{PRIOR_SERVING}"
+    return ""
 
 
 def adopt(rec: GraphRecommender, model: Any) -> bool:

@@ -475,8 +475,7 @@ async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
                 result: SuggestionResult) -> list[Suggestion] | None:
     """The graph's candidates, best first; None when no changed file has history."""
     async with engine.use(project_id, settings) as rec:
-        stored = getattr(rec, "model_version", None)  # the stored model ranking, if any (the dashboard shows it)
-        result.model_version = f"{rec.name}@{rec.og.changes}" + (f"/{stored}" if stored else "")
+        result.model_version = f"{rec.name}@{rec.og.changes}" + learning.serving_suffix(rec)
         if not has_history(rec, result.facts.files, result.facts.moved_from):
             return None
         ranked = await to_the_end(asyncio.to_thread(rec.suggest, result.change, POOL, explain=False))

@@ -628,3 +628,42 @@ async def test_a_project_with_too_little_history_is_not_retrained_into_a_model(s
                 assert rec.ranking_model is None  # the graph score ranks
     finally:
         await storage.close()
+
+
+async def test_a_project_ranked_by_the_prior_says_so_in_its_suggestions_and_on_the_dashboard(simulator, sqlite_url,
+                                                                                              gitlab_client):
+    """With `prior = true` a new project is ranked by the prior, yet its suggestions were stored as the graph's
+    (`default@12`) and the dashboard called it "history-trained (no stored model)"."""
+    from datetime import datetime, timezone
+
+    from bot.backfill import backfill_project
+    from bot.config import Settings
+    from bot.dashboard import load_stats
+    from bot.learning import PRIOR_PROJECT
+    from tests.bot_harness import SECRET, dispatch_outbox, dispatching, tiny_project
+    from tests.test_retrain import trained
+
+    state, url = simulator
+    tiny = tiny_project(state)  # 12 merged MRs
+    state.auto_hooks = False
+    state.add_hook(tiny.project, "http://127.0.0.1:9/not-delivered", token=SECRET)
+    storage = Storage(sqlite_url)
+    try:
+        await storage.models.save(PRIOR_PROJECT, "prior-test", pickle.dumps(trained().model_, 5))
+        await backfill_project(gitlab_client, storage, tiny.project.id)
+        settings = Settings(gitlab={"url": url, "token": state.token}, webhook_secrets=[{"secret": SECRET}],
+                            database={"url": sqlite_url}, learning={"prior": True})
+        async with dispatching(settings, storage) as dispatch:
+            engine = dispatch.args[0].engine
+            state.open_mr(tiny.project, tiny.ann, ["src/core/m0.py"])
+            await dispatch_outbox(state, dispatch)
+            await engine.wait_background()  # the prior is read in the background at the first build
+            mr = state.open_mr(tiny.project, tiny.ann, ["src/core/m1.py"])
+            await dispatch_outbox(state, dispatch)
+        shown = await storage.suggestions.latest(tiny.project.id, mr.iid)
+        assert shown.model_version.endswith("/prior"), shown.model_version
+        project = await storage.projects.get(tiny.project.id)
+        stats = await load_stats(storage, project, now=datetime.now(timezone.utc))
+        assert "prior" in stats.model_label and "no stored model" not in stats.model_label
+    finally:
+        await storage.close()
