@@ -3,11 +3,18 @@ so) when GitLab cannot be reached."""
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+
+# Seconds a `serve` or `worker` process may take to listen and start its handlers (importing scikit-learn, the
+# GitLab checks): a second or two alone, many times that beside other test processes on a loaded 2-CPU machine.
+UP_WITHIN = 90.0
 
 
 def _env(tmp_path, url, token="sim-token"):
@@ -33,17 +40,18 @@ async def test_unreachable_gitlab_is_logged_and_the_worker_still_runs(tmp_path):
     assert "cannot reach GitLab at http://127.0.0.1:9" in err and "check GITLAB_URL" in err
 
 
-async def test_unreachable_gitlab_leaves_the_webhook_intake_up(tmp_path, unused_tcp_port):
+async def test_unreachable_gitlab_leaves_the_webhook_intake_up(tmp_path):
     env = _env(tmp_path, "http://127.0.0.1:9")
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", "--port", str(unused_tcp_port),
-                                                env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1",
+                                                "--port", "0", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
     try:
-        status, _ = await _get_when_up(f"http://127.0.0.1:{unused_tcp_port}/healthz")
+        said, port = await _port_said(proc, "serve starting", r"port=(\d+)")
+        status, _ = await _get_when_up(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
     finally:
         proc.terminate()
         _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert "cannot reach GitLab at http://127.0.0.1:9" in err.decode()
+    assert "cannot reach GitLab at http://127.0.0.1:9" in said + err.decode()
 
 
 async def test_token_refused(tmp_path, simulator):
@@ -54,8 +62,7 @@ async def test_token_refused(tmp_path, simulator):
 
 
 
-async def test_serve_listens_while_it_checks_the_token_and_stops_when_it_is_refused(tmp_path, simulator,
-                                                                                     unused_tcp_port):
+async def test_serve_listens_while_it_checks_the_token_and_stops_when_it_is_refused(tmp_path, simulator):
     """`serve` stores webhooks while its handlers start (GitLab's deliveries were refused for seconds), but says
     "starting", never healthy, and exits 2 naming the fix when GitLab refuses the token."""
     import aiohttp
@@ -64,12 +71,14 @@ async def test_serve_listens_while_it_checks_the_token_and_stops_when_it_is_refu
     env = _env(tmp_path, base_url, token="wrong-token")
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "serve", "--port", str(unused_tcp_port), "--dispatch",
+        sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", "0", "--dispatch",
         "tests.test_cli_startup_checks:held_dispatch", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
-    base = f"http://127.0.0.1:{unused_tcp_port}"
     try:
+        said, port = await _port_said(proc, "serve starting", r"port=(\d+)")
+        base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            deadline = time.monotonic() + UP_WITHIN
+            while time.monotonic() < deadline:
                 with contextlib.suppress(aiohttp.ClientConnectionError):
                     async with session.get(f"{base}/healthz") as resp:
                         assert (resp.status, (await resp.json())["status"]) == (503, "starting")
@@ -85,7 +94,7 @@ async def test_serve_listens_while_it_checks_the_token_and_stops_when_it_is_refu
             proc.kill()
             await proc.wait()
     assert proc.returncode == 2
-    assert "reviewbot serve: GitLab at" in err.decode() and "refused GITLAB_TOKEN (HTTP 401)" in err.decode()
+    assert "reviewbot serve: GitLab at" in err.decode() and "refused GITLAB_TOKEN (HTTP 401)" in err.decode(), said
 
 
 @contextlib.asynccontextmanager
@@ -122,13 +131,26 @@ async def test_a_gitlab_that_cannot_tell_the_scopes_starts(tmp_path, simulator, 
     assert state.calls("GET", "/personal_access_tokens/self")
 
 
+async def _port_said(proc: asyncio.subprocess.Process, line: str, port: str) -> tuple[str, int]:
+    """(stderr so far, the port) once the process logged `line` with the port it got (`--port 0`, the system's
+    choice): a port picked by the test and closed before the process took it could be taken meanwhile."""
+    said = ""
+    while not (found := re.search(f"{line} .*{port}", said)):
+        text = (await asyncio.wait_for(proc.stderr.readline(), UP_WITHIN)).decode()
+        assert text, f"the process ended without saying {line!r}:\n{said}"
+        said += text
+    assert int(found.group(1)), f"the process named port 0, not the one it got:\n{said}"
+    return said, int(found.group(1))
+
+
 async def _get_when_up(url: str) -> tuple[int, str]:
-    """GET `url` once the process starting behind it listens and its handlers have started (within 20 s):
-    (status, text)."""
+    """GET `url` once the process starting behind it listens and its handlers have started (within `UP_WITHIN`
+    s): (status, text)."""
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
-        for _ in range(200):
+        deadline = time.monotonic() + UP_WITHIN
+        while time.monotonic() < deadline:
             try:
                 async with session.get(url) as resp:
                     status, text = resp.status, await resp.text()
@@ -158,13 +180,13 @@ async def test_a_url_with_no_gitlab_api_stops_start_up(tmp_path, aiohttp_server,
     assert f"no GitLab API at {url}" in err and "without /api/v4" in err
 
 
-async def test_a_worker_apart_serves_its_own_metrics(tmp_path, unused_tcp_port):
+async def test_a_worker_apart_serves_its_own_metrics(tmp_path):
     env = _env(tmp_path, "http://127.0.0.1:9")
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", "--metrics-port",
-                                                str(unused_tcp_port), env=env, cwd=tmp_path,
-                                                stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "worker", "--metrics-port", "0",
+                                                env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
     try:
-        _, text = await _get_when_up(f"http://127.0.0.1:{unused_tcp_port}/metrics")
+        _, port = await _port_said(proc, "worker metrics served", r"url=http://0\.0\.0\.0:(\d+)/metrics")
+        _, text = await _get_when_up(f"http://127.0.0.1:{port}/metrics")
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.communicate(), timeout=60)

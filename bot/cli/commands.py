@@ -58,9 +58,10 @@ def _serve(sub: argparse._SubParsersAction) -> None:
                        description="Claim events from the database queue and run them until SIGTERM.")
     _dispatch_and_logs(w)
     w.add_argument("--once", action="store_true", help="run the events due now, then exit")
-    w.add_argument("--metrics-port", type=whole(1, 65535), metavar="PORT",
+    w.add_argument("--metrics-port", type=whole(0, 65535), metavar="PORT",
                    help="serve this worker's Prometheus metrics (events processed and failed, dispatch time, "
-                        "GitLab errors, suggestion latency) at http://0.0.0.0:PORT/metrics")
+                        "GitLab errors, suggestion latency) at http://0.0.0.0:PORT/metrics (0: any free port, "
+                        "logged)")
     w.set_defaults(func=Entry("bot.cli.serve:run_worker"))
 
 

@@ -32,7 +32,7 @@ from bot.storage import EventRow, Storage, StorageError
 from bot.web import STARTED_KEY, make_app
 from bot.worker import Dispatch, DispatchFactory, Worker, run_in_app, stop_loop
 
-__all__ = ["run_serve", "run_worker", "build_app", "load_dispatch_factory", "DEFAULT_DISPATCH"]
+__all__ = ["run_serve", "run_worker", "build_app", "bind", "load_dispatch_factory", "DEFAULT_DISPATCH"]
 
 log = logging.getLogger("bot.serve")
 # Connections the web process keeps open: with the default 5, a burst of webhooks opens and closes an
@@ -155,12 +155,15 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"reviewbot serve: {exc}", file=sys.stderr)
         return 2
     host, port = args.host or settings.server.host, settings.server.port if args.port is None else args.port
-    log.info(kv("serve starting", host=host, port=port, worker=not args.no_worker, config=settings.source))
     failed: list[BaseException] = []  # the handlers' start-up, once listening: a refused token stops serve
     stop = _exit_once()
+    sockets: list[socket.socket] = []
     try:
+        sockets = bind(host, port)
+        log.info(kv("serve starting", host=host, port=_ports(sockets), worker=not args.no_worker,
+                    config=settings.source))
         web.run_app(_serving_app(settings, args, stop, lambda exc: _stop_serving(failed, exc, stop)),
-                    host=host, port=port, shutdown_timeout=settings.server.shutdown_timeout, access_log=None,
+                    sock=sockets, shutdown_timeout=settings.server.shutdown_timeout, access_log=None,
                     print=None, handle_signals=False)
         if failed:
             raise failed[0]
@@ -172,7 +175,38 @@ def run_serve(args: argparse.Namespace) -> int:
                                   "/ --host"):
             raise
         return 1
+    finally:
+        for sock in sockets:  # if the app never took them (the storage check failed)
+            sock.close()
     return 0
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to each address of `host` (as aiohttp's own listening binds them), listening only once the
+    app starts: the port that `--port 0` got is known before, for the start-up line to name it.
+
+    Why bind here, not in `web.run_app`: it names no port it chose, so a test (or an operator) that wanted any free
+    port had to pick one, close it and pass it, and another process could take it in between.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):  # each once (in order)
+            sockets.append(sock := socket.socket(family, kind, proto))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart reuses the port at once
+            if family == socket.AF_INET6:  # one socket per family, as asyncio does
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _ports(sockets: list[socket.socket]) -> str:
+    """The port the sockets are bound to (with `--port 0`, one per address family if `host` has several)."""
+    return ",".join(dict.fromkeys(str(sock.getsockname()[1]) for sock in sockets))
 
 
 async def _serving_app(settings: Settings, args: argparse.Namespace, stop: Callable[[], None],
@@ -224,12 +258,12 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool, metric
         from prometheus_client import start_http_server
 
         try:
-            start_http_server(metrics_port, registry=metrics.registry)
+            server, _ = start_http_server(metrics_port, registry=metrics.registry)
         except OSError as exc:
             await storage.close()
             raise ConfigError(f"cannot serve the worker's metrics on port {metrics_port} ({exc.strerror}): "
                               "choose another --metrics-port") from None
-        log.info(kv("worker metrics served", url=f"http://0.0.0.0:{metrics_port}/metrics"))
+        log.info(kv("worker metrics served", url=f"http://0.0.0.0:{server.server_port}/metrics"))  # 0: the one got
     try:
         async with factory(settings, storage, metrics) as dispatch:
             worker = Worker(storage, dispatch, settings, metrics)
