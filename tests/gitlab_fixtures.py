@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -20,7 +21,7 @@ from bot.gitlab.client import GitLabClient, RetryPolicy
 from bot.gitlab.simulator import SimState, run_simulator
 
 __all__ = ["sim_state", "simulator", "fast_retry", "http_session", "gitlab_client", "webhook_receiver",
-           "Receiver", "Received", "FAST_RETRY"]
+           "refused_port", "Receiver", "Received", "FAST_RETRY"]
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.005, max_retry_after=0.01, timeout=5.0)
 
@@ -53,6 +54,19 @@ class Receiver:
 
     def events(self, name: str) -> list[Received]:
         return [r for r in self.received if r.event == name]
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port on 127.0.0.1 where connections are refused for the whole test: a GitLab that is not there.
+
+    Why held, not picked and closed (or pytest-asyncio's `unused_tcp_port`): bound without listening, it refuses
+    connections and no other process can bind it; a closed one can be taken meanwhile by a server of another test
+    process, which then answers instead.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture

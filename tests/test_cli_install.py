@@ -3,7 +3,6 @@ while the event loop serves the simulator)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
@@ -94,14 +93,12 @@ async def test_a_proxys_error_page_is_told_by_its_title(gitlab_sim: SimState, ca
     assert "GitLab answered 502 (502 Bad Gateway)" in err and "<" not in err
 
 
-async def test_an_unreachable_gitlab_says_so(env, capsys):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+async def test_an_unreachable_gitlab_says_so(env, capsys, refused_port):
     env.setenv("GITLAB_TOKEN", "t")
-    code = await install("--project", "1", "--url", "https://b.example.com", "--gitlab-url", f"http://127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{refused_port}"
+    code = await install("--project", "1", "--url", "https://b.example.com", "--gitlab-url", url)
     assert code == 1
-    assert f"cannot reach GitLab at http://127.0.0.1:{port}" in capsys.readouterr().err
+    assert f"cannot reach GitLab at {url}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("path, body", [("/gitlab", '{"error": "404 Not Found"}'), ("", "<html>Not here</html>")])

@@ -375,13 +375,22 @@ async def test_unknown_endpoint_is_a_404_and_recorded(simulator: Sim, gitlab_cli
     state.unknown.clear()
 
 
-async def test_unreachable_gitlab_is_retried_then_reported(http_session, unused_tcp_port: int) -> None:
+async def test_unreachable_gitlab_is_retried_then_reported(http_session, refused_port: int) -> None:
     errors: list[int] = []
-    client = client_for(http_session, f"http://127.0.0.1:{unused_tcp_port}", on_error=errors.append)
+    client = client_for(http_session, f"http://127.0.0.1:{refused_port}", on_error=errors.append)
     with pytest.raises(GitLabError) as caught:
         await client.current_user()
     assert caught.value.status is None and "check GITLAB_URL" in str(caught.value)
     assert errors == [0] * FAST_RETRY.max_attempts
+
+
+def test_no_server_can_take_the_refused_port_meanwhile(refused_port: int) -> None:
+    """Another test process's server could take a port picked and closed, and answer in GitLab's place."""
+    import socket
+
+    with socket.socket() as other, pytest.raises(OSError, match="in use"):
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers bind
+        other.bind(("127.0.0.1", refused_port))
 
 
 async def test_flaky_gitlab_still_completes_a_backfill(sim_state: SimState, http_session) -> None:
