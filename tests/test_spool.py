@@ -57,7 +57,7 @@ def spooled(tmp_path: Path) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-async def eventually(check, seconds: float = 10.0) -> None:
+async def eventually(check, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while not await check():
         assert time.monotonic() < deadline, "not within the time allowed"
@@ -243,18 +243,19 @@ async def test_a_locked_table_keeps_spooled_deliveries_waiting_not_refused(aioht
 
 async def test_an_update_whose_write_began_before_its_open_was_spooled_follows_it(
         aiohttp_client, sqlite_url, tmp_path, monkeypatch):
-    """A locked table: the open waits `STORE_TIMEOUT` (1 s) and is spooled; the update, which arrived 0.6 s later
-    and waits behind it, would have been stored directly once the lock went (at 1.3 s, before its own 1 s were
-    up), ahead of the open."""
+    """A locked table: the open waits `STORE_TIMEOUT` (1 s) and is spooled; the update, which arrived at least
+    0.5 s later and waits behind it, would have been stored directly once the lock went (as soon as the open was
+    spooled, before the update's own 1 s were up), ahead of the open."""
     from bot import web as web_module
 
     monkeypatch.setattr(web_module, "STORE_TIMEOUT", 1.0)
     monkeypatch.setattr(spool_module, "RETRY_SECONDS", 0.1)
     storage = Storage(sqlite_url)
-    lock_released = asyncio.Event()
+    lock_released, open_waits = asyncio.Event(), asyncio.Event()
     store_event = storage.events.store_event
 
     async def behind_the_lock(**kw):
+        open_waits.set()
         await lock_released.wait()
         return await store_event(**kw)
     storage.events.store_event = behind_the_lock
@@ -262,9 +263,13 @@ async def test_an_update_whose_write_began_before_its_open_was_spooled_follows_i
         app = web_module.make_app(spool_settings(tmp_path), storage, Metrics(), spool=True)
         client = await aiohttp_client(app)
         first = asyncio.create_task(post(client, 4, "open", "k-open"))
-        await asyncio.sleep(0.6)
+        await asyncio.wait_for(open_waits.wait(), 60)  # the open holds its turn (on a loaded machine, not at once)
+        await asyncio.sleep(0.5)
         second = asyncio.create_task(post(client, 4, "update", "k-update"))
-        await asyncio.sleep(0.7)
+
+        async def open_spooled() -> bool:
+            return bool(spooled(tmp_path))
+        await eventually(open_spooled)  # polled, not a fixed 1.3 s: a slow start must not see the lock go first
         lock_released.set()
         answers = [(r.status, (await r.json())["status"]) for r in await asyncio.gather(first, second)]
         assert answers == [(202, "spooled"), (202, "spooled")]

@@ -151,7 +151,7 @@ async def test_the_loop_runs_events_as_they_arrive_and_stops_on_request(storage)
     await asyncio.sleep(0)
     event_id = await put(storage, "late")
     worker.notify()  # without it the loop would sleep for the 30 s poll interval
-    await asyncio.wait_for(dispatch.called.wait(), 10)
+    await asyncio.wait_for(dispatch.called.wait(), 60)
     await worker.stop(grace=5)
     await loop_task
     assert (await storage.events.get(event_id)).status == "done"
@@ -197,7 +197,7 @@ async def test_run_in_app_processes_webhooks_in_the_same_process(aiohttp_client,
             "object_attributes": {"action": "create", "noteable_type": "MergeRequest"}, "merge_request": {"iid": 8}}
     resp = await client.post("/webhook", json=body, headers={"X-Gitlab-Event": "Note Hook", "X-Gitlab-Token": SECRET})
     event_id = (await resp.json())["event_id"]
-    await asyncio.wait_for(dispatch.called.wait(), 10)
+    await asyncio.wait_for(dispatch.called.wait(), 60)
     await client.close()  # runs the app's shutdown and cleanup: the worker stops
     assert dispatch.seen[0].id == event_id and dispatch.seen[0].mr_iid == 8
     assert (await storage.events.get(event_id)).status == "done"
@@ -206,23 +206,32 @@ async def test_run_in_app_processes_webhooks_in_the_same_process(aiohttp_client,
 async def test_a_running_event_keeps_its_lease_so_no_other_worker_runs_it_twice(storage, clock):
     """A history import in a thread outlasts `dispatch_timeout` and would outlast its lease: the worker renews
     the lease while the event runs, so a second worker does not take it meanwhile."""
+    import threading
     import time
 
     from bot.threads import to_the_end
 
-    async def slow(row: EventRow) -> None:
-        await to_the_end(asyncio.to_thread(time.sleep, 0.6))
+    release = threading.Event()
+
+    async def slow(row: EventRow) -> None:  # runs until the test has seen what it needs (not a set time)
+        await to_the_end(asyncio.to_thread(release.wait, 120))
 
     event_id = await put(storage, "a")
     settings = make_settings(lease_seconds=0.3, dispatch_timeout=0.2)
     first = Worker(storage, slow, settings, Metrics(), "w1")
     second = Worker(storage, Recorder(), settings, Metrics(), "w2")
     assert await first.run_once() == 1
-    await asyncio.sleep(0.05)
-    clock.advance(0.25)
-    await asyncio.sleep(0.12)  # a renewal, at the advanced time
-    clock.advance(0.2)  # past the first lease, within the renewed one
-    assert await second.run_once() == 0
+    try:
+        renewed = clock.advance(0.25) + timedelta(seconds=0.3)
+        deadline = time.monotonic() + 60  # a renewal, at the advanced time (polled: due every 0.1 s, later under load)
+        while (await storage.events.get(event_id)).lease_expires_at < renewed:
+            assert time.monotonic() < deadline, "the lease was not renewed"
+            await asyncio.sleep(0.02)
+        clock.advance(0.2)  # past the first lease, within the renewed one
+        assert await second.run_once() == 0
+        await asyncio.sleep(0.2)  # the dispatch timeout (set before the renewal) ran out first: timers run in order
+    finally:
+        release.set()
     await first.drain()
     row = await storage.events.get(event_id)
     assert (row.status, row.attempts) == ("failed", 1) and "timed out" in row.last_error
