@@ -57,7 +57,9 @@ class FakeClock:
 async def _pg_execute(url: str, *sql: str) -> None:
     import asyncpg
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=3)
+    # A server that is not there refuses at once; the time is for a loaded one: with 3 s, a slow probe skipped
+    # every PostgreSQL test of that test process without a word, and a slow one before a TRUNCATE errored the test.
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=30)
     try:
         for statement in sql:
             await conn.execute(statement)

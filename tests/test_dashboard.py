@@ -28,6 +28,7 @@ import itertools
 import json
 import re
 import shutil
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -545,9 +546,8 @@ async def in_chromium(profile: Path, url: str, script: str,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     port_file = profile / "DevToolsActivePort"
     try:
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().strip():
-                break
+        deadline = time.monotonic() + 90  # polled: Chromium starts in a second alone, far slower on a loaded machine
+        while time.monotonic() < deadline and not (port_file.exists() and port_file.read_text().strip()):
             await asyncio.sleep(0.1)
         port = port_file.read_text().split()[0]
         async with aiohttp.ClientSession() as http:
@@ -568,7 +568,8 @@ async def in_chromium(profile: Path, url: str, script: str,
                         "result", {}).get("value")
 
                 async def settled(check: str) -> None:
-                    for _ in range(100):
+                    deadline = time.monotonic() + 60  # polled (the assertions after it fail if it never holds)
+                    while time.monotonic() < deadline:
                         if await evaluate(f"document.readyState === 'complete' && ({check})"):
                             return
                         await asyncio.sleep(0.1)

@@ -31,7 +31,7 @@ async def noop(row: EventRow) -> None:
     return None
 
 
-async def until(predicate, timeout: float = 10.0) -> None:
+async def until(predicate, timeout: float = 60.0) -> None:
     """Until the async `predicate()` holds (the worker loop runs in the background meanwhile)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
