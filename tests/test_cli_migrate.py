@@ -18,9 +18,10 @@ def new_database(tmp_path, monkeypatch):
     monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
 
 
-def test_migrate_then_check(new_database, capsys):
+def test_migrate_then_check(new_database, tmp_path, capsys):
     assert run("--check") == 1
-    assert "needs `reviewbot migrate`" in capsys.readouterr().out
+    assert "no such file yet: run `reviewbot migrate`" in capsys.readouterr().out
+    assert not (tmp_path / "bot.sqlite3").exists()  # a check leaves nothing behind (it created an empty file)
     assert run() == 0
     assert ": created at revision " in capsys.readouterr().out
     assert run("--check") == 0 and "up to date" in capsys.readouterr().out

@@ -4,8 +4,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
-from bot.config import ConfigError, load_settings, redact_url
+import sqlalchemy as sa
+
+from bot.config import ConfigError, load_settings, normalise_database_url, redact_url
 from bot.storage import Storage, StorageError
 from bot.storage.facade import cause_of
 from bot.storage.migrate import head_revisions, upgrade
@@ -20,6 +23,16 @@ async def _check(url: str) -> bool:
         return await storage.schema_is_current()
     finally:
         await storage.close()
+
+
+def _no_sqlite_file(url: str) -> bool:
+    """Whether `url` names a SQLite file that does not exist: `--check` says so without connecting, which
+    would create the file (a check that left an empty database behind)."""
+    parsed = sa.engine.make_url(normalise_database_url(url))
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return False
+    return not Path(database).expanduser().exists()
 
 
 async def _migrate(url: str) -> tuple[set[str], set[str]]:
@@ -39,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         url = load_settings(args.config, require_gitlab=False, listens=False).database_url
         where = redact_url(url)
+        if args.check and _no_sqlite_file(url):
+            print(f"{where}: no such file yet: run `reviewbot migrate` to create it")
+            return 1
         if args.check:
             current = asyncio.run(_check(url))
             print(f"{where}: {'up to date' if current else 'needs `reviewbot migrate`'}")
