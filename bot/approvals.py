@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Approval", "Owned", "OwnerApproval", "RuleApproval", "owner_approvals", "rule_approvals", "owner_usernames",
     "gitlab_approvers", "authors_may_approve", "cover_note", "capped", "people", "listed", "approvals",
-    "MAX_LISTED", "MAX_NOTES",
+    "owned_by", "MAX_LISTED", "MAX_NOTES",
 ]
 
 MAX_NOTES = 20  # notes on one kind of approvals shown in one comment (a file may match hundreds of entries)
@@ -204,6 +204,53 @@ def owner_approvals(facts: MRFacts) -> list[OwnerApproval]:
     return [OwnerApproval(section, tuple(r.pattern for r in rules), rules[0].owners, count,
                           per_section[section] == 1)
             for (section, _, count), rules in merged.items()]
+
+
+def owned_by(person: str, facts: MRFacts, suggested: Sequence[str], author: str) -> list[str]:
+    """For `/reviewers why @person` when the person is not suggested: one sentence per CODEOWNERS section whose
+    matched entries name them (themselves, or through a group, e-mail or role), with the patterns and why the
+    bot did not add them for it. Without it a code owner with no history on the files read only "no review
+    history", which hides what someone asking wants to know: that they own the files, and who gives the
+    approval instead. Empty when they own none of the changed files or are suggested."""
+    if facts.codeowners is None or any(s.casefold() == person.casefold() for s in suggested):
+        return []
+    name = facts.person(person)
+    grouped: dict[tuple[str, str, str], list[str]] = {}
+    for rule in facts.codeowners.rules_for_files(facts.owned_paths):
+        if name.casefold() in {n.casefold() for n in owner_usernames(rule, facts)}:
+            key = (rule.section, _through(rule, name, facts), _not_added(rule, facts, suggested, author))
+            grouped.setdefault(key, []).append(rule.pattern)
+    return [f"They are a code owner of {listed([code_span(p) for p in patterns])} (section {code_span(section)}"
+            f"{through}){outcome}." for (section, through, outcome), patterns in grouped.items()]
+
+
+def _through(rule: RuleMatch, name: str, facts: MRFacts) -> str:
+    """`, through `@acme/platform``: the owners standing for `name` when the entry does not name them."""
+    folded = name.casefold()
+    if any(o.kind == "name" and facts.person(o.name).casefold() == folded for o in rule.owners):
+        return ""
+    refs = [o.ref for o in rule.owners
+            if any(facts.person(u).casefold() == folded for u in facts.owner_users.get(o, ()))]
+    return f", through {listed([code_span(r) for r in refs])}" if refs else ""
+
+
+def _not_added(rule: RuleMatch, facts: MRFacts, suggested: Sequence[str], author: str) -> str:
+    """Why the bot did not add a code owner of `rule` for it, as `bot.suggesting` decided: GitLab asks no
+    approval (optional section, branch not requiring it, too few owners able to approve), or the people
+    suggested can give it; else that GitLab still requires it (the owner could not be suggested: said above)."""
+    needed = ", but were not needed for it: "
+    if rule.approvals_required == 0:
+        return needed + "the section is optional (GitLab asks its owners for no approval)"
+    if not facts.code_owner_approval:
+        return needed + "the target branch does not require code owners' approval"
+    approvers = gitlab_approvers(rule, facts, author)
+    if approvers is not None and len(approvers) < rule.approvals_required:
+        return needed + "GitLab approves it automatically (fewer of its owners can approve than it asks)"
+    owners = {n.casefold() for n in owner_usernames(rule, facts)}
+    covering = [s for s in suggested if s.casefold() in owners]
+    if len(covering) >= rule.approvals_required:
+        return f"{needed}{people(covering)}, already suggested, can give its {approvals(rule.approvals_required)}"
+    return f": GitLab still requires its {approvals(rule.approvals_required)}"
 
 
 # --- the project's approval rules (Premium) -------------------------------------------------------------------

@@ -316,12 +316,14 @@ def render_why(
     *,
     rank: int | None = None,
     dropped: str | None = None,
+    owned: Sequence[str] = (),
 ) -> str:
     """The answer to `/reviewers why @person`: rank, reasons, then how each signal counted for them.
 
     `contributions` default to the suggestion's own; each effect is how far the score moves when that one
     signal is set to the other candidates' average (+ raises, - lowers). `dropped` is the plain-words
-    reason the person was filtered out (from `bot.eligibility.eligible`).
+    reason the person was filtered out (from `bot.eligibility.eligible`); `owned` the sentences saying which
+    changed files they own by CODEOWNERS and why they were not added for them (`bot.approvals.owned_by`).
     """
     raw = list(contributions.items()) if isinstance(contributions, Mapping) else list(contributions)
     raw = raw or list(suggestion.contributions if suggestion else ())
@@ -333,6 +335,7 @@ def render_why(
         head.append(f"{code_span('@' + person)} {place} score {suggestion.score:.3f}.")
     if dropped:
         head.append(f"Not suggested: {_one_line(_quiet(dropped))}.")
+    head += [_one_line(_quiet(line)) for line in owned]
     if suggestion is not None and suggestion.basis:
         head.append(f"{_one_line(_quiet(suggestion.basis))}.")
     if suggestion is None and not items and not dropped:

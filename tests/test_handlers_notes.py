@@ -129,6 +129,43 @@ async def test_why_tells_why_someone_is_left_out(handler_env):
     assert "Not suggested: has Reporter access" in reply.body
 
 
+@pytest.mark.parametrize("owner, through", [("@fay", ""), ("@acme/platform", ", through `@acme/platform`")])
+async def test_why_says_a_code_owner_was_not_needed_for_the_approvals(handler_env, owner, through):
+    """fay owns the changed files (named, or as a member of an invited group) but has no history there: bob,
+    suggested, owns them too and can give the section's approval. The answer says she is a code owner of which
+    pattern and section, and why the bot did not add her, not only that she has no history."""
+    env = await handler_env()
+    state, project = env.state, env.tiny.project
+    fay = state.add_user("fay")
+    if owner == "@fay":
+        state.add_member(project, fay, 30)
+    else:
+        platform = state.add_group("acme/platform")
+        state.add_group_member(platform, fay, 30)
+        state.share_project(project, platform, 30)
+    state.add_file(project, ".gitlab/CODEOWNERS", f"[Backend][1]\nsrc/core/ @bob {owner}\n[Docs][1]\ndocs/ @dee\n")
+    mr = await opened(env)
+    note = state.add_note(mr, env.tiny.ann, "/reviewers why @fay")
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert f"They are a code owner of `src/core/` (section `Backend`{through}), but were not needed for it: " \
+        "`@bob`, already suggested, can give its 1 approval." in reply.body
+    assert "They have no review history on the files this merge request touches." in reply.body
+
+
+async def test_why_says_a_code_owner_of_an_optional_section_is_asked_no_approval(handler_env):
+    env = await handler_env()
+    fay = env.state.add_user("fay")
+    env.state.add_member(env.tiny.project, fay, 30)
+    env.state.add_file(env.tiny.project, ".gitlab/CODEOWNERS", "^[Src]\nsrc/ @bob @fay\n")
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @fay")
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert "They are a code owner of `src/` (section `Src`), but were not needed for it: the section is optional " \
+        "(GitLab asks its owners for no approval)." in reply.body
+
+
 async def test_an_exclusion_made_before_a_rename_holds_under_the_new_name(handler_env):
     """`/reviewers exclude @bob`, then bob renames himself `robert` on GitLab (same id) and asks why he is not
     suggested: the exclusion made under his old name holds, and his own comment, naming him anew, makes the bot

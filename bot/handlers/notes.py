@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
 
+from bot.approvals import owned_by
 from bot.backfill import ACTED
 from bot.comment import code_span, has_marker, render_why
 from bot.commands import Command, help_text, parse_commands, shown
@@ -176,7 +177,8 @@ async def _why(run: CommandRun, command: Command) -> None:
                                   bot_username=ctx.bot.username)
     suggestion, rank, dropped = await explain_person(ctx.client, ctx.engine, ctx.project_id, ctx.project, result,
                                                      person, bot_username=ctx.bot.username)
-    run.replies.append(render_why(person, suggestion, rank=rank, dropped=dropped))
+    owned = owned_by(person, result.facts, [s.person for s in result.suggestions], mr.author.username)
+    run.replies.append(render_why(person, suggestion, rank=rank, dropped=dropped, owned=owned))
     await run.feedback(person, "why", rank=rank, dropped=dropped)
 
 
