@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterable, Mapping, Protocol, Sequence
 
 from bot.comment import code_span
 from bot.gitlab.models import ApprovalRule
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Approval", "Owned", "OwnerApproval", "RuleApproval", "owner_approvals", "rule_approvals", "owner_usernames",
     "gitlab_approvers", "authors_may_approve", "cover_note", "capped", "people", "listed", "approvals",
-    "owned_by", "MAX_LISTED", "MAX_NOTES",
+    "owned_by", "approved_alike", "MAX_LISTED", "MAX_NOTES",
 ]
 
 MAX_NOTES = 20  # notes on one kind of approvals shown in one comment (a file may match hundreds of entries)
@@ -139,13 +139,16 @@ def _unresolved(owner: Owner, facts: MRFacts) -> bool:
 class OwnerApproval:
     """Approvals GitLab asks of code owners: one CODEOWNERS rule (matched entry), or several of one section
     with the same owners and count, which the same approvals meet (an approval counts for every rule naming
-    its giver). `alone`: the only one of its section, so its note need not name the patterns."""
+    its giver). `alone`: the only one of its section, so its note need not name the patterns. `separately`:
+    rules with owners of their own that GitLab approves each by itself alike, said in one note
+    (`approved_alike`)."""
 
     section: str
     patterns: tuple[str, ...]
     owners: tuple[Owner, ...]
     approvals: int
     alone: bool = True
+    separately: bool = False
 
     role = "code owner"
     short = "owner"
@@ -185,9 +188,12 @@ class OwnerApproval:
         return gitlab_approvers(self, facts, author)
 
     def approved_by_gitlab(self, approvers: int) -> str:
-        who = f"only {approvers} of its owners" if approvers else "none of its owners"
+        if self.separately:
+            who = f"only {approvers} of the owners of each" if approvers else "none of their owners"
+        else:
+            who = f"only {approvers} of its owners" if approvers else "none of its owners"
         return f"{self.asks}, but {who} can approve (active project members other than the author): GitLab " \
-               "approves it automatically."
+               f"approves {'each' if self.separately else 'it'} automatically."
 
 
 def owner_approvals(facts: MRFacts) -> list[OwnerApproval]:
@@ -365,6 +371,31 @@ def cover_note(need: Approval, givers: Sequence[str], covering: Sequence[str], a
     also = f" ({people(covering)} can give {approvals(len(covering))})" if covering else ""
     short = f"; no other {need.short} can be suggested right now{still}" if len(added) < missing else ""
     return f"{need.need}: {what}{also}{short}."
+
+
+def approved_alike(needs: Sequence[Approval], notes: Sequence[str], automatic: Mapping[int, int],
+                   ) -> tuple[list[Approval], list[str]]:
+    """The approvals and their notes, the CODEOWNERS rules of one section that GitLab approves by itself alike
+    (`automatic`: the index of each approval GitLab approves, and how many can approve it) said in one note at
+    the first one's place, naming their patterns. A section of nine entries, each with owners of its own and
+    none of them able to approve, made nine notes alike but for the pattern."""
+    groups: dict[tuple[str, int, int], list[int]] = {}
+    for i, need in enumerate(needs):
+        if i in automatic and isinstance(need, OwnerApproval):
+            groups.setdefault((need.section, need.approvals, automatic[i]), []).append(i)
+    out_needs, out_notes = list(needs), list(notes)
+    gone: set[int] = set()
+    for (section, count, able), at in groups.items():
+        if len(at) < 2:
+            continue
+        alike = [needs[i] for i in at if isinstance(needs[i], OwnerApproval)]
+        merged = OwnerApproval(section, tuple(p for n in alike for p in n.patterns),
+                               tuple(dict.fromkeys(o for n in alike for o in n.owners)), count, alone=False,
+                               separately=True)
+        out_needs[at[0]], out_notes[at[0]] = merged, merged.approved_by_gitlab(able)
+        gone.update(at[1:])
+    keep = [i for i in range(len(needs)) if i not in gone]
+    return [out_needs[i] for i in keep], [out_notes[i] for i in keep]
 
 
 def capped(needs: Sequence[Approval], notes: Sequence[str]) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Collection, Iterable, Mapping, Sequence, TypeVar
 
 from bot import learning
 from bot.approvals import (
-    Approval, capped, cover_note, owner_approvals, owner_usernames, people, rule_approvals,
+    Approval, approved_alike, capped, cover_note, owner_approvals, owner_usernames, people, rule_approvals,
 )
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
 from bot.config import ProjectSettings
@@ -370,13 +370,16 @@ async def _cover_approvals(look: Lookups, facts: MRFacts, result: SuggestionResu
                            author: str, settings: ProjectSettings, bots: Collection[str]) -> list[Suggestion]:
     """Make sure each approval GitLab will ask has enough people among those suggested who can give it: each
     matched CODEOWNERS entry (`[Section][2]` needs two of its owners) and each regular approval rule still
-    short of approvals (one person may cover several). One note per approval (`bot.approvals.capped`)."""
+    short of approvals (one person may cover several). One note per approval (`bot.approvals.capped`), entries
+    of one section GitLab approves by itself alike in one (`bot.approvals.approved_alike`)."""
     kept = list(kept)
     needs: list[Approval] = [*owner_approvals(facts), *rule_approvals(facts.approval_rules)]
     notes = []
+    automatic: dict[int, int] = {}  # the approvals GitLab gives by itself: how many can approve each
     for i, need in enumerate(needs):
         approvers = need.approvers(facts, author)
         if approvers is not None and len(approvers) < need.required:
+            automatic[i] = len(approvers)
             notes.append(need.approved_by_gitlab(len(approvers)))
             continue
         givers = need.givers(facts)
@@ -393,7 +396,7 @@ async def _cover_approvals(look: Lookups, facts: MRFacts, result: SuggestionResu
         chosen = {b.person.casefold() for b in best}
         why_not = _why_not([o for o in others if o.casefold() not in chosen], result.dropped)
         notes.append(cover_note(need, givers, covering, [b.person for b in best], missing, why_not))
-    result.notes += capped(needs, notes)
+    result.notes += capped(*approved_alike(needs, notes, automatic))
     return kept
 
 

@@ -599,3 +599,28 @@ async def test_the_comment_of_a_big_mr_matching_long_per_file_entries_is_posted(
     await env.run()
     [comment] = marker_notes(env.state, mr)
     assert comment.body.count("and 195 more") == 6 and len(comment.body) < 40_000  # two notes, four reasons
+
+
+async def test_entries_of_one_section_gitlab_approves_alike_make_one_note(handler_env):
+    """Nine entries of `[Backend][2]`, each owned by another blocked member: GitLab approves each by itself. One
+    note names the section once with its patterns (the first five, then how many more), not nine near-identical
+    ones; an entry with another outcome (one owner able to approve) and other sections keep notes of their own."""
+    env = await handler_env()
+    state, project = env.state, env.tiny.project
+    for i in range(10):
+        user = state.add_user(f"x{i}")
+        state.add_member(project, user, 30)
+        state.block_user(user)
+    entries = "".join(f"src/a{i}/ @x{i}\n" for i in range(9))
+    state.add_file(project, ".gitlab/CODEOWNERS", f"[Backend][2]\n{entries}src/b/ @x9 @bob\n[Docs][1]\ndocs/ @x0\n")
+    files = [HISTORY, *(f"src/a{i}/f.py" for i in range(9)), "src/b/f.py", "docs/a.md"]
+    mr = state.open_mr(project, env.tiny.ann, files)
+    await env.run()
+    [comment] = marker_notes(state, mr)
+    notes = [line[2:] for line in comment.body.splitlines() if line.startswith("- CODEOWNERS")]
+    assert notes == [
+        "CODEOWNERS section `Backend` asks for 2 approvals for `src/a0/`, `src/a1/`, `src/a2/`, `src/a3/`, "
+        "`src/a4/` and 4 more, but none of their owners can approve (active project members other than the author): "
+        "GitLab approves each automatically.",
+        f"CODEOWNERS section `Backend` asks for 2 approvals for `src/b/`, but only 1 of its owners can approve {AUTO}",
+        f"CODEOWNERS section `Docs` asks for 1 approval, but none of its owners can approve {AUTO}"]
