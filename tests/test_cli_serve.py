@@ -248,3 +248,14 @@ def test_the_procfile_runs_a_whole_bot_on_one_web_dyno_and_the_readme_shows_it()
     readme = (root / "README.md").read_text()
     assert f"```\n{procfile}```" in readme
     assert "`reviewbot serve --no-worker --host 0.0.0.0 --port $PORT`" in readme
+
+
+def test_an_empty_host_listens_on_every_interface():
+    """`[server] host = ""` is every interface to asyncio (and so to serve before it bound its own sockets);
+    `getaddrinfo("")` fails, and serve stopped with "cannot listen on :8080: Name or service not known"."""
+    sockets = serve.bind("", 0)
+    try:
+        assert sockets and {sock.getsockname()[0] for sock in sockets} <= {"0.0.0.0", "::"}
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -186,11 +186,12 @@ def bind(host: str, port: int) -> list[socket.socket]:
     app starts: the port that `--port 0` got is known before, for the start-up line to name it.
 
     Why bind here, not in `web.run_app`: it names no port it chose, so a test (or an operator) that wanted any free
-    port had to pick one, close it and pass it, and another process could take it in between.
+    port had to pick one, close it and pass it, and another process could take it in between. An empty `host` is
+    every interface, as asyncio reads it (`getaddrinfo` knows no host "": `host = ""` stopped serve).
     """
     sockets: list[socket.socket] = []
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         for family, kind, proto, _, address in dict.fromkeys(infos):  # each once (in order)
             sockets.append(sock := socket.socket(family, kind, proto))
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart reuses the port at once
