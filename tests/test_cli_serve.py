@@ -259,3 +259,55 @@ def test_an_empty_host_listens_on_every_interface():
     finally:
         for sock in sockets:
             sock.close()
+
+
+LEFT_AT_EXIT: list[float] = []
+
+
+@contextlib.asynccontextmanager
+async def sigterm_factory(settings, storage, metrics):
+    """A dispatch that sends its own process SIGTERM and runs until cancelled; its exit notes the time the
+    shutdown leaves it (`shutdown.time_left`), as the handlers' final snapshots read it."""
+    import os
+    import signal
+
+    from bot import shutdown
+
+    async def dispatch(row):
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.Event().wait()
+
+    try:
+        yield dispatch
+    finally:
+        LEFT_AT_EXIT.append(shutdown.time_left(100.0))
+
+
+def test_worker_once_given_sigterm_keeps_its_exit_within_the_grace(sqlite_url):
+    """The deadline SIGTERM begins bounds what follows the events too (the handlers' final snapshots, closing
+    the storage): begun in the signal's callback, it was not the exit's, which took its own 10 s and 5 s after
+    the events had the grace (past Heroku's 30 s)."""
+    from bot.config import Settings
+    from bot.storage import Storage
+
+    settings = Settings(gitlab={"token": "t"}, webhook_secrets=[{"secret": SECRET}], database={"url": sqlite_url},
+                        server={"shutdown_timeout": 2.0}, worker={"poll_interval": 0.05})
+
+    async def main() -> int:
+        storage = Storage(sqlite_url)
+        try:
+            event_id, _ = await storage.events.store_event(dedupe_key="k", kind="Note Hook", project_id=1, headers={},
+                                                           body={"object_attributes": {}})
+        finally:
+            await storage.close()
+        ran = await serve._work(settings, sigterm_factory, once=True)
+        storage = Storage(sqlite_url)
+        try:
+            assert (await storage.events.get(event_id)).status == "queued"  # handed back
+        finally:
+            await storage.close()
+        return ran
+
+    LEFT_AT_EXIT.clear()
+    assert asyncio.run(main()) == 1
+    assert LEFT_AT_EXIT and LEFT_AT_EXIT[0] <= 2.0, LEFT_AT_EXIT

@@ -270,9 +270,7 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool, metric
             worker = Worker(storage, dispatch, settings, metrics)
             await _freeze_startup()
             if once:
-                total, signalled = await _run_due(worker, settings.server.shutdown_timeout)
-                if not signalled:
-                    await worker.prune()  # retention, as a long-running worker applies it at start
+                total = await _run_due(worker, settings.server.shutdown_timeout)
                 if worker.claim_error is not None:  # for cron: the events due were not run
                     raise StorageError(f"cannot read the event queue ({worker.claim_error}): check the database "
                                        "(DATABASE_URL) and run `reviewbot worker --once` again")
@@ -283,27 +281,47 @@ async def _work(settings: Settings, factory: DispatchFactory, once: bool, metric
         await storage.close(shutdown.time_left(CLOSE_TIMEOUT))  # what the shutdown's grace leaves
 
 
-async def _run_due(worker: Worker, grace: float) -> tuple[int, bool]:
-    """Run every event due now, `concurrency` at a time (and those each one's end makes due), for
-    `worker --once`; returns how many ran and whether SIGTERM/SIGINT stopped it. A signal stops claiming and
-    finishes or hands back the running events within `grace`, as a long-running worker does: a scheduler's
-    job (a Heroku one-off dyno) gets SIGTERM too, and was killed outright, its events left leased."""
-    loop = asyncio.get_running_loop()
-    stopping: list[asyncio.Task[int]] = []
+async def _run_due(worker: Worker, grace: float) -> int:
+    """Run every event due now, `concurrency` at a time (and those each one's end makes due), then apply the
+    retention, as a long-running worker does at start, for `worker --once`; returns how many events ran.
 
-    def on_signal() -> None:
-        if not stopping:
-            stopping.append(asyncio.create_task(worker.stop(shutdown.begin(grace))))
-
+    SIGTERM/SIGINT stops claiming (or pruning) and finishes or hands back the running events within `grace`: a
+    scheduler's job (a Heroku one-off dyno) gets SIGTERM too. The shutdown's deadline begins in this task, not
+    in the signal's callback, so that the handlers' exit and closing the storage after it keep to the grace too.
+    """
+    signalled = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    started = total = await worker.run_once()
-    while started:
+        asyncio.get_running_loop().add_signal_handler(sig, signalled.set)
+    started: list[int] = []  # how many each claim started
+    running = asyncio.create_task(_all_due(worker, started))
+    if not await _done_before(running, signalled):
+        await worker.stop(shutdown.begin(grace))
+        running.cancel()  # still waiting only for an event that outlives its cancellation (one in a thread)
+        return sum(started)
+    await worker.stop(grace)
+    pruning = asyncio.create_task(worker.prune())
+    if not await _done_before(pruning, signalled):
+        pruning.cancel()
+        shutdown.begin(grace)
+    return sum(started)
+
+
+async def _all_due(worker: Worker, started: list[int]) -> None:
+    """Claim and run events until a claim finds none due, noting in `started` how many each claim started."""
+    started.append(await worker.run_once())
+    while started[-1]:
         await worker.drain()
-        started = await worker.run_once()
-        total += started
-    await (stopping[0] if stopping else worker.stop(grace))
-    return total, bool(stopping)
+        started.append(await worker.run_once())
+
+
+async def _done_before(task: asyncio.Task[None], signalled: asyncio.Event) -> bool:
+    """Wait for `task` or the signal, whichever comes first; whether the task was done first."""
+    waiting = asyncio.ensure_future(signalled.wait())
+    try:
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    return task.done() and not signalled.is_set()
 
 
 async def _run_until_signal(worker: Worker, grace: float) -> None:
