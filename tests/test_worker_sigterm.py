@@ -44,7 +44,7 @@ def slow_config(tmp_path: Path, database_url: str, **server) -> Path:
 
 async def signalled(tmp_path: Path, event_id: int, args: list[str], config: Path, *, signals: int = 1) -> str:
     """Run `python -m bot ARGS` with the slow dispatch (120 s an event) until it started `event_id`, SIGTERM it
-    `signals` times, wait for its exit; returns its log (the process's return code is checked by the caller)."""
+    `signals` times, wait for its exit; returns its log, once it exited 0."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", *args, "--config", str(config), "--dispatch", "tests.worker_procs:slow_dispatch",
         cwd=ROOT, env=worker_env(SLOW_MARKER=str(tmp_path), SLOW_SECONDS="120"),
