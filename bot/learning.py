@@ -228,7 +228,7 @@ def enough_history(rec: LearnedRecommender) -> bool:
     """Whether `rec` has seen the changes its own refit waits for (`min_train_changes`, 150): below that the
     graph score (or the prior) ranks, and a model fitted on a dozen changes and compared on four must not
     replace it."""
-    return rec._labelled >= rec.settings.min_train_changes
+    return rec.labelled >= rec.settings.min_train_changes
 
 
 def serving_suffix(rec: GraphRecommender) -> str:

@@ -347,6 +347,11 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
             self.og.retract_review(then, person, at, before)  # the files as they were: a push may change them
 
     @property
+    def labelled(self) -> int:
+        """The changes seen with a reviewer among the model's shortlist: the rows it can be trained on."""
+        return self._labelled
+
+    @property
     def ranking_model(self) -> ReviewerRanker | None:
         """The model that ranks now: the project's own once fitted, else the prior (None: the graph score)."""
         return self.model_ if self.model_ is not None else self.prior

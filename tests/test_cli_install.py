@@ -120,6 +120,17 @@ async def test_a_gitlab_url_with_no_gitlab_api_names_gitlab_url(env, aiohttp_ser
     assert f"no GitLab API at {url}" in err and "check GITLAB_URL" in err and "--project" not in err
 
 
+def test_a_404_without_a_body_read_is_the_projects():
+    """python-gitlab may raise a 404 with no body read: that tells nothing about the address, so it must not
+    send the operator to GITLAB_URL (an empty body read as "not GitLab's API")."""
+    import gitlab
+
+    from bot.cli.install import explain
+
+    said = explain(gitlab.GitlabGetError("404 Project Not Found", 404), "https://gitlab.example.com", 7)
+    assert said.startswith("project 7 not found") and "GITLAB_URL" not in said
+
+
 def test_a_missing_token_names_the_variable(env, capsys):
     assert main(["install", "--project", "1", "--url", "https://b.example.com"]) == 2
     assert "GITLAB_TOKEN is not set" in capsys.readouterr().err

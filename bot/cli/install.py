@@ -161,8 +161,8 @@ def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
     if code == 403:
         return (f"the token's user may not manage webhooks of project {project} (403): managing hooks needs the "
                 "Maintainer role; use a Maintainer's token (--token-env VAR) or ask a Maintainer to run this")
-    body = getattr(exc, "response_body", None) or b""
-    if code == 404 and (route_missing(404, body) or not_api(404, body)):
+    body = getattr(exc, "response_body", None)  # None: nothing read, which tells nothing about GITLAB_URL
+    if code == 404 and body is not None and (route_missing(404, body) or not_api(404, body)):
         return (f"no GitLab API at {gitlab_url} ({_with_status(404, detail)}): check GITLAB_URL (or --gitlab-url), "
                 "the instance's base URL (e.g. https://gitlab.example.com, without /api/v4)")
     if code == 404:

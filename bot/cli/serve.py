@@ -237,7 +237,7 @@ def _exit_once() -> Callable[[], None]:
     def stop() -> None:
         nonlocal stopping
         if stopping:
-            log.info(kv("already shutting down; signal ignored"))
+            log.info(kv("already shutting down"))  # a later signal, or the handlers failing meanwhile
             return
         stopping = True
         raise web.GracefulExit()
