@@ -9,11 +9,14 @@ made of nested quotes, HTML comments and code spans, it prints the median time `
 takes, then the longest the event loop went without running a 1 ms ticker while the note handler's reading
 (`bot.handlers.notes._commands`) ran, against the same reading called on the loop (the way it was before
 `PARSE_IN_THREAD`), measured in the same run. The baseline is the ticker's longest gap with nothing else running.
+Last, the same for a webhook body of `--body-mb` MB (GitLab's cap is 25), which `bot.web` parses on the loop:
+`parse_json` there against in a thread, which does not help (`json.loads` is C and holds the GIL throughout).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import time
@@ -24,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.commands import parse_commands  # noqa: E402
 from bot.handlers.notes import PARSE_IN_THREAD, _commands  # noqa: E402
+from bot.web import parse_json  # noqa: E402
 
 
 def notes(chars: int) -> dict[str, str]:
@@ -81,6 +85,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chars", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--body-mb", type=float, default=25.0)
     args = ap.parse_args()
     base = statistics.median([await longest_gap(None) for _ in range(args.runs)])
     print(f"{args.chars:,} characters a note; read in a thread above {PARSE_IN_THREAD:,}; "
@@ -89,6 +94,33 @@ async def main() -> None:
     for name, text in notes(args.chars).items():
         parse, before, now = await measure(text, args.runs)
         print(f"{name:26s} {parse * 1000:7.0f}ms {before * 1000:14.0f}ms {now * 1000:7.1f}ms {now / base:12.1f}x")
+    body = webhook_body(args.body_mb)
+    parse, before, now = await measure_body(body, args.runs)
+    name = f"webhook body {len(body) / 1e6:.0f} MB"
+    print(f"{name:26s} {parse * 1000:7.0f}ms {before * 1000:14.0f}ms {now * 1000:7.1f}ms {now / base:12.1f}x "
+          "(parsed on the loop; 'now' = if it were in a thread)")
+
+
+def webhook_body(megabytes: float) -> bytes:
+    """A merge request update whose description (and its previous version) fills `megabytes`."""
+    line = "A line of the description, with `code` and a link https://example.com/x.\n"
+    text = line * int(megabytes * 1e6 / (3 * len(line)))  # three copies: the description, previous, current
+    body = {"object_kind": "merge_request", "object_attributes": {"iid": 1, "description": text},
+            "changes": {"description": {"previous": text, "current": text}}}
+    return json.dumps(body).encode()
+
+
+async def measure_body(body: bytes, runs: int) -> tuple[float, float, float]:
+    async def on_loop() -> None:
+        parse_json(body)
+
+    async def in_thread() -> None:
+        await asyncio.to_thread(parse_json, body)
+
+    parse = statistics.median(_timed(lambda: parse_json(body)) for _ in range(runs))
+    before = statistics.median([await longest_gap(on_loop) for _ in range(runs)])
+    now = statistics.median([await longest_gap(in_thread) for _ in range(runs)])
+    return parse, before, now
 
 
 if __name__ == "__main__":
