@@ -4,6 +4,7 @@ active one only when it is not worse."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 from types import SimpleNamespace
 
@@ -593,41 +594,52 @@ async def test_someone_who_left_drops_from_first_place_where_the_team_reviews_wi
     assert sum(r.person == "bob" and r.label == "passed_over" for r in rows) == len(firsts)  # once per MR
 
 
-async def test_a_project_with_too_little_history_is_not_retrained_into_a_model(simulator, sqlite_url,
-                                                                               gitlab_client):
-    """Under 150 merged MRs a project is ranked by the graph score (or the prior): the recommender's own refit
-    waits for them, and so must the retraining that labels trigger, else a model fitted on a dozen changes and
-    compared on four replaces the graph score (or the prior) for good."""
+@contextlib.asynccontextmanager
+async def tiny_bot(simulator, sqlite_url: str, gitlab_client, **learning):
+    """The tiny project (12 merged MRs) imported into SQLite, and the real dispatch with these `[learning]`
+    settings: yields (simulator state, project, storage, dispatch, settings)."""
     from bot.backfill import backfill_project
     from bot.config import Settings
-    from tests.bot_harness import SECRET, dispatch_outbox, dispatching, tiny_project
+    from tests.bot_harness import SECRET, dispatching, tiny_project
 
     state, url = simulator
-    tiny = tiny_project(state)  # 12 merged MRs
+    tiny = tiny_project(state)
     state.auto_hooks = False
     state.add_hook(tiny.project, "http://127.0.0.1:9/not-delivered", token=SECRET)
     storage = Storage(sqlite_url)
     try:
         await backfill_project(gitlab_client, storage, tiny.project.id)
         settings = Settings(gitlab={"url": url, "token": state.token}, webhook_secrets=[{"secret": SECRET}],
-                            database={"url": sqlite_url}, learning={"retrain_labels": 2})
+                            database={"url": sqlite_url}, learning=learning)
         async with dispatching(settings, storage) as dispatch:
-            engine = dispatch.args[0].engine
-            for i in range(3):
-                mr = state.open_mr(tiny.project, tiny.ann, [f"src/core/m{i}.py"])
-                await dispatch_outbox(state, dispatch)
-                state.set_reviewers(mr, [tiny.cy], by=tiny.ann)
-                state.approve(mr, tiny.cy)
-                await dispatch_outbox(state, dispatch)
-            await engine.wait_background()
-            taken = ("approved", "assigned", "accepted")
-            labels = [r for r in await storage.feedback.list(tiny.project.id) if r.label in taken]
-            assert len(labels) >= 2  # the retraining threshold was reached
-            assert await storage.models.list(tiny.project.id) == []
-            async with engine.use(tiny.project.id, settings.project_settings(tiny.project.id, None)) as rec:
-                assert rec.ranking_model is None  # the graph score ranks
+            yield state, tiny, storage, dispatch, settings
     finally:
         await storage.close()
+
+
+async def test_a_project_with_too_little_history_is_not_retrained_into_a_model(simulator, sqlite_url,
+                                                                               gitlab_client):
+    """Under 150 merged MRs a project is ranked by the graph score (or the prior): the recommender's own refit
+    waits for them, and so must the retraining that labels trigger, else a model fitted on a dozen changes and
+    compared on four replaces the graph score (or the prior) for good."""
+    from tests.bot_harness import dispatch_outbox
+
+    async with tiny_bot(simulator, sqlite_url, gitlab_client, retrain_labels=2) as (state, tiny, storage,
+                                                                                    dispatch, settings):
+        engine = dispatch.args[0].engine
+        for i in range(3):
+            mr = state.open_mr(tiny.project, tiny.ann, [f"src/core/m{i}.py"])
+            await dispatch_outbox(state, dispatch)
+            state.set_reviewers(mr, [tiny.cy], by=tiny.ann)
+            state.approve(mr, tiny.cy)
+            await dispatch_outbox(state, dispatch)
+        await engine.wait_background()
+        taken = ("approved", "assigned", "accepted")
+        labels = [r for r in await storage.feedback.list(tiny.project.id) if r.label in taken]
+        assert len(labels) >= 2  # the retraining threshold was reached
+        assert await storage.models.list(tiny.project.id) == []
+        async with engine.use(tiny.project.id, settings.project_settings(tiny.project.id, None)) as rec:
+            assert rec.ranking_model is None  # the graph score ranks
 
 
 async def test_a_project_ranked_by_the_prior_says_so_in_its_suggestions_and_on_the_dashboard(simulator, sqlite_url,
@@ -636,34 +648,21 @@ async def test_a_project_ranked_by_the_prior_says_so_in_its_suggestions_and_on_t
     (`default@12`) and the dashboard called it "history-trained (no stored model)"."""
     from datetime import datetime, timezone
 
-    from bot.backfill import backfill_project
-    from bot.config import Settings
     from bot.dashboard import load_stats
     from bot.learning import PRIOR_PROJECT
-    from tests.bot_harness import SECRET, dispatch_outbox, dispatching, tiny_project
+    from tests.bot_harness import dispatch_outbox
     from tests.test_retrain import trained
 
-    state, url = simulator
-    tiny = tiny_project(state)  # 12 merged MRs
-    state.auto_hooks = False
-    state.add_hook(tiny.project, "http://127.0.0.1:9/not-delivered", token=SECRET)
-    storage = Storage(sqlite_url)
-    try:
+    async with tiny_bot(simulator, sqlite_url, gitlab_client, prior=True) as (state, tiny, storage, dispatch, _):
         await storage.models.save(PRIOR_PROJECT, "prior-test", pickle.dumps(trained().model_, 5))
-        await backfill_project(gitlab_client, storage, tiny.project.id)
-        settings = Settings(gitlab={"url": url, "token": state.token}, webhook_secrets=[{"secret": SECRET}],
-                            database={"url": sqlite_url}, learning={"prior": True})
-        async with dispatching(settings, storage) as dispatch:
-            engine = dispatch.args[0].engine
-            state.open_mr(tiny.project, tiny.ann, ["src/core/m0.py"])
-            await dispatch_outbox(state, dispatch)
-            await engine.wait_background()  # the prior is read in the background at the first build
-            mr = state.open_mr(tiny.project, tiny.ann, ["src/core/m1.py"])
-            await dispatch_outbox(state, dispatch)
+        engine = dispatch.args[0].engine
+        state.open_mr(tiny.project, tiny.ann, ["src/core/m0.py"])
+        await dispatch_outbox(state, dispatch)
+        await engine.wait_background()  # the prior is read in the background at the first build
+        mr = state.open_mr(tiny.project, tiny.ann, ["src/core/m1.py"])
+        await dispatch_outbox(state, dispatch)
         shown = await storage.suggestions.latest(tiny.project.id, mr.iid)
         assert shown.model_version.endswith("/prior"), shown.model_version
         project = await storage.projects.get(tiny.project.id)
         stats = await load_stats(storage, project, now=datetime.now(timezone.utc))
         assert "prior" in stats.model_label and "no stored model" not in stats.model_label
-    finally:
-        await storage.close()
