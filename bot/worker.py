@@ -32,6 +32,7 @@ from aiohttp import web
 from bot import shutdown
 from bot.config import Settings, WorkerSettings
 from bot.deadline import within
+from bot.gitlab.client import GitLabStall
 from bot.logfmt import event_fields, kv
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
@@ -80,6 +81,17 @@ def park_seconds(exc: BaseException) -> float | None:
     if isinstance(park, (int, float)) and not isinstance(park, bool) and park >= 0:
         return float(park)
     return None
+
+
+class GitLabNotAnswering(Exception):
+    """The event ran out of `dispatch_timeout` while its GitLab calls were failing or unanswered: an outage,
+    retried for `outage_hours` whatever its attempts (see `_attempts_allowed`)."""
+
+    outage = True
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"timed out after {timeout:g} s (worker.dispatch_timeout) while GitLab did not answer "
+                         "or failed (5xx, 429): retried as an outage")
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
@@ -238,11 +250,15 @@ class Worker:
     async def _run_event(self, row: EventRow) -> None:
         started = time.monotonic()
         renewing = asyncio.create_task(self._renew(row), name=f"lease-{row.id}")
+        stall = GitLabStall()
         try:
-            await asyncio.wait_for(self.dispatch(row), self.cfg.dispatch_timeout)
+            with stall.watching():  # the dispatch's task copies this context: its GitLab calls mark `stall`
+                await asyncio.wait_for(self.dispatch(row), self.cfg.dispatch_timeout)
         except asyncio.CancelledError:
             raise  # stop(): the event is handed back by release()
         except Exception as exc:  # noqa: BLE001 - every handler error is recorded on the event
+            if isinstance(exc, TimeoutError) and stall.failing:
+                exc = GitLabNotAnswering(self.cfg.dispatch_timeout)
             if (seconds := park_seconds(exc)) is not None:
                 await self._park(row, exc, seconds)
             else:  # (a renewal meanwhile finds the event no longer ours, and stops)

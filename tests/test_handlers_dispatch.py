@@ -295,3 +295,41 @@ async def test_an_archived_projects_events_are_skipped_without_a_write(handler_e
     async with make_dispatch(env.settings, env.storage, Metrics(), retry=FAST_RETRY) as dispatch:  # nothing kept
         await dispatch_outbox(env.state, dispatch)
     assert len(marker_notes(env.state, mr)) == 1
+
+
+async def test_a_gitlab_that_does_not_answer_holds_events_like_an_outage(handler_env):
+    """GitLab accepting connections and not answering (hung, or a proxy holding requests): at the defaults one
+    call's tries (5 × 30 s) outlast `dispatch_timeout` (120 s), so each event failed as a plain timeout, used up
+    its attempts and was dead within ~20 minutes, where the README promises an outage `outage_hours`."""
+    import asyncio
+
+    from bot.gitlab.client import RetryPolicy
+    from bot.worker import Worker
+
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    event_id, _ = await env.storage.events.store_event(dedupe_key="hung", kind=opened.event_name, action="open",
+                                                       project_id=env.pid, mr_iid=mr.iid, headers={},
+                                                       body=opened.body)
+    worker_cfg = env.settings.worker.model_copy(update={"dispatch_timeout": 0.3, "lease_seconds": 5.0,
+                                                        "max_attempts": 2, "backoff": 0.01, "backoff_max": 0.01})
+    settings = env.settings.model_copy(update={"worker": worker_cfg})
+    slow = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.01, timeout=0.2)  # 3 × 0.2 s > 0.3 s
+    async with make_dispatch(settings, env.storage, Metrics(), retry=slow) as dispatch:
+        worker = Worker(env.storage, dispatch, settings, Metrics(), "w1")
+        gate = env.state.hold_path("")  # every API call waits
+        for _ in range(4):
+            await worker.run_once()
+            await worker.drain()
+            await asyncio.sleep(0.05)
+        row = await env.storage.events.get(event_id)
+        assert row.attempts >= 3 and row.status == "failed", (row.status, row.attempts, row.last_error)
+        assert "GitLab" in row.last_error
+        gate.set()
+        await asyncio.sleep(0.05)
+        await worker.run_once()
+        await worker.drain()
+    assert (await env.storage.events.get(event_id)).status == "done"
+    assert len(marker_notes(env.state, mr)) == 1

@@ -13,14 +13,16 @@ whose message names the cause and the fix. The token is never logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from contextlib import aclosing
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -35,7 +37,7 @@ from bot.gitlab.models import (
     ProtectedBranch, ReviewerState, User, UserStatus,
 )
 
-__all__ = ["GitLabClient", "GitLabError", "RetryPolicy", "ProjectId", "project_ref"]
+__all__ = ["GitLabClient", "GitLabError", "GitLabStall", "RetryPolicy", "ProjectId", "project_ref"]
 
 log = logging.getLogger(__name__)
 ProjectId = int | str
@@ -170,6 +172,36 @@ def _json_only(method: str, path: str, answer: tuple[Any, str | None]) -> tuple[
     return answer
 
 
+_STALL: ContextVar["GitLabStall | None"] = ContextVar("gitlab_stall", default=None)
+
+
+class GitLabStall:
+    """Whether one event's GitLab calls are stuck right now: its last try got no answer, a 5xx or a 429.
+
+    Why: a GitLab that accepts connections and does not answer makes one call's tries (5 × 30 s at the defaults)
+    outlast the worker's `dispatch_timeout`, so the event ends as a plain timeout, not as the outage it is, and
+    used up its attempts. The worker sets one per event (`watching`); the client marks it on every try.
+    """
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[GitLabStall]:
+        """Calls made in this context, and in tasks started from it, mark this stall."""
+        token = _STALL.set(self)
+        try:
+            yield self
+        finally:
+            _STALL.reset(token)
+
+
+def _mark_stall(failing: bool) -> None:
+    stall = _STALL.get()
+    if stall is not None:
+        stall.failing = failing
+
+
 class GitLabClient:
     """Typed GitLab calls for the bot. `pid` is a numeric project id or a `group/project` path.
 
@@ -207,18 +239,23 @@ class GitLabClient:
     async def _once(self, method: str, path: str, params: dict[str, Any], data: Any) -> tuple[Any, str | None]:
         try:
             if method == "GET":
-                return await self._api.get_page(path, params)
-            if method == "DELETE":
+                answer = await self._api.get_page(path, params)
+            elif method == "DELETE":
                 await self._api.delete(path, params)
-                return None, None
-            send = self._api.post if method == "POST" else self._api.put
-            return await send(path, params, data=data), None
+                answer = None, None
+            else:
+                send = self._api.post if method == "POST" else self._api.put
+                answer = await send(path, params, data=data), None
         except _HTTPStatus as exc:
+            _mark_stall(exc.status == 429 or exc.status >= 500)
             self._count(exc.status)
             raise
         except (aiohttp.ClientError, asyncio.TimeoutError):
+            _mark_stall(True)
             self._count(0)
             raise
+        _mark_stall(False)
+        return answer
 
     def _count(self, status: int) -> None:
         if self._on_error is not None:
