@@ -113,7 +113,7 @@ def read_git_changes(
     if mrs:
         parents, head = _commit_graph(repo, window)
         members = _mr_members(parents, head, mrs.keys())
-    return _changes(repo, window, mrs, members, max_files)
+    return _changes(repo, window, mrs, members, max_files, _cut(repo))
 
 
 def _whole_checkout(repo: Path) -> None:
@@ -168,6 +168,14 @@ def is_shallow(repo_path: str | Path) -> bool:
     """Whether the checkout is a shallow clone (`git clone --depth N`): its history stops at N commits, so a
     replay of it measures only those."""
     return (_run(Path(repo_path), ["rev-parse", "--is-shallow-repository"]) or "").strip() == "true"
+
+
+def _cut(repo: Path) -> frozenset[str]:
+    """The commits at a shallow clone's cut (`git clone --depth N`): git holds them without their parents and
+    diffs them against nothing, so each would read as adding every file of its tree. Empty for a whole clone."""
+    where = (_run(repo, ["rev-parse", "--git-path", "shallow"]) or "").strip()
+    path = Path(where) if Path(where).is_absolute() else repo / where
+    return frozenset(path.read_text().split()) if where and path.is_file() else frozenset()
 
 
 def _run(repo: Path, args: list[str]) -> str | None:
@@ -393,13 +401,17 @@ def _clean(ids: Iterable[str], author: str) -> tuple[str, ...]:
 
 
 def _changes(
-    repo: Path, window: list[str], mrs: Mapping[str, _MrInfo], members: Mapping[str, str], max_files: int
+    repo: Path, window: list[str], mrs: Mapping[str, _MrInfo], members: Mapping[str, str], max_files: int,
+    cut: frozenset[str] = frozenset(),
 ) -> Iterator[Change]:
-    """Turn the streamed commits into changes, folding each MR's commits into its merge."""
+    """Turn the streamed commits into changes, folding each MR's commits into its merge; the commits at a
+    shallow clone's `cut` are left out, as what they changed is not known."""
     people = _People(repo)
     pending: dict[str, _MrParts] = {}
     try:
         for commit in _git_log(repo, _log_command(window, with_merges=bool(mrs))):
+            if commit.sha in cut:
+                continue
             if commit.sha in members:
                 _gather(pending.setdefault(members[commit.sha], _MrParts()), commit, people)
             elif commit.sha in mrs:

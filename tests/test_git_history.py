@@ -157,3 +157,17 @@ def test_naive_since_is_refused(repo):
 ])
 def test_is_bot_identity(name, email, bot):
     assert is_bot_identity(name, email) is bot
+
+
+def test_a_shallow_clone_leaves_out_the_commits_at_its_cut(tmp_path):
+    """The oldest commit of a `git clone --depth N` lacks its parent, so git diffs it against nothing: it read
+    as adding every file of the tree (up to `max_files`), crediting its reviewers with the whole project."""
+    full = tmp_path / "full"
+    full.mkdir()
+    git(full, "init", "-q", "-b", "main")
+    commit(full, "one\n\nReviewed-by: Bob <bob@example.org>", {"a/x.c": "1", "b/y.c": "1", "c/z.c": "1"}, when=10)
+    commit(full, "two\n\nReviewed-by: Cy <cy@example.org>", {"a/x.c": "2"}, when=20)
+    last = commit(full, "three\n\nReviewed-by: Eve <eve@example.org>", {"b/y.c": "2"}, when=30)
+    git(tmp_path, "clone", "-q", "--depth", "2", f"file://{full}", "shallow")
+    got = list(read_git_changes(tmp_path / "shallow"))
+    assert [(c.id, c.files) for c in got] == [(last, ("b/y.c",))]
