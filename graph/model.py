@@ -52,7 +52,7 @@ class Change:
 def _people(value: Any, name: str, rec_id: str) -> tuple[str, ...]:
     if value is None:
         return ()
-    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+    if not isinstance(value, list) or not all(isinstance(p, str) and p.strip() for p in value):
         raise RecordError(f"record {rec_id}: {name!r} must be a list of names, got {value!r}")
     return tuple(dict.fromkeys(value))
 
@@ -70,24 +70,33 @@ def change_from_record(rec: Mapping[str, Any]) -> Change:
         if key not in rec:
             raise RecordError(f"record {rec_id}: missing {key!r} (see the history schema in the README)")
     files, time, author = rec["files"], rec["time"], rec["author"]
-    if not isinstance(files, list):
-        raise RecordError(f"record {rec_id}: 'files' must be a list of paths")
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise RecordError(f"record {rec_id}: 'files' must be a list of paths, got {_short(files)}")
     if not isinstance(time, (int, float)) or isinstance(time, bool) or not 0 <= time < 2**40:
         raise RecordError(f"record {rec_id}: 'time' must be unix seconds, got {time!r}")
-    if not isinstance(author, str) or not author:
+    if not isinstance(author, str) or not author.strip():
         raise RecordError(f"record {rec_id}: 'author' must be a name, got {author!r}")
+    bot = rec.get("bot_author", False)
+    if not isinstance(bot, bool) and bot is not None:
+        raise RecordError(f"record {rec_id}: 'bot_author' must be true or false, got {bot!r}")
     return Change(
         id=rec_id,
         time=int(time),
         author=author,
         reviewers=_people(rec.get("reviewers"), "reviewers", rec_id),
-        files=tuple(dict.fromkeys(str(f) for f in files)),
+        files=tuple(dict.fromkeys(files)),
         title=str(rec.get("title") or ""),
         ackers=_people(rec.get("ackers"), "ackers", rec_id),
         committer=str(rec.get("committer") or ""),
-        bot_author=bool(rec.get("bot_author", False)),
+        bot_author=bool(bot),
         renames=_renames(rec.get("renames"), rec_id),
     )
+
+
+def _short(value: Any) -> str:
+    """`value` for an error message, cut to 120 characters (a list of 2,000 paths would fill the screen)."""
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _renames(value: Any, rec_id: str) -> tuple[tuple[str, str], ...]:

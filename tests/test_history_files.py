@@ -1,0 +1,33 @@
+"""bot.history_files: a malformed history record is refused naming its file and line, never read as something
+else (a path "None", a reviewer with no name, a bot where the file says false)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.history_files import HistoryFileError, read_changes
+
+GOOD = {"id": "1", "time": 10, "author": "ann", "reviewers": ["bob"], "files": ["src/a.py"]}
+
+
+def _write(tmp_path, *records, prefix=b""):
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(prefix + "".join(json.dumps(r) + "\n" for r in records).encode())
+    return path
+
+
+@pytest.mark.parametrize("bad, says", [
+    ({"files": [None]}, "'files' must be a list of paths"),
+    ({"files": [["src", "a.py"]]}, "'files' must be a list of paths"),
+    ({"files": ["src/a.py", ""]}, "'files' must be a list of paths"),
+    ({"reviewers": [""]}, "'reviewers' must be a list of names"),
+    ({"ackers": ["bob", "  "]}, "'ackers' must be a list of names"),
+    ({"author": "  "}, "'author' must be a name"),
+    ({"bot_author": "false"}, "'bot_author' must be true or false"),
+])
+def test_a_malformed_record_is_refused_naming_file_and_line(tmp_path, bad, says):
+    path = _write(tmp_path, GOOD, {**GOOD, "id": "2", "time": 20, **bad})
+    with pytest.raises(HistoryFileError, match=f"^{path}:2: record 2: {says}"):
+        list(read_changes(path))
+
