@@ -31,3 +31,15 @@ def test_a_malformed_record_is_refused_naming_file_and_line(tmp_path, bad, says)
     with pytest.raises(HistoryFileError, match=f"^{path}:2: record 2: {says}"):
         list(read_changes(path))
 
+
+def test_a_record_given_twice_is_refused_naming_both_lines(tmp_path):
+    """Two files concatenated, or one exported twice, counted every change twice without a word."""
+    path = _write(tmp_path, GOOD, {**GOOD, "id": "2", "time": 20}, GOOD)
+    with pytest.raises(HistoryFileError, match=f"^{path}:3: record 1 is already at line 1"):
+        list(read_changes(path))
+
+
+def test_records_without_an_id_are_not_duplicates(tmp_path):
+    anonymous = {k: v for k, v in GOOD.items() if k != "id"}
+    assert len(list(read_changes(_write(tmp_path, anonymous, anonymous)))) == 2
+
