@@ -16,11 +16,12 @@ class HistoryFileError(RuntimeError):
 
 
 def _open(path: Path):
+    """The file as text; `utf-8-sig` reads past the byte order mark Windows tools put before UTF-8 text."""
     with open(path, "rb") as probe:
         magic = probe.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, "rt", encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, "rt", encoding="utf-8-sig")
 
 
 def read_changes(path: str | Path) -> Iterator[Change]:

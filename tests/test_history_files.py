@@ -43,3 +43,7 @@ def test_records_without_an_id_are_not_duplicates(tmp_path):
     anonymous = {k: v for k, v in GOOD.items() if k != "id"}
     assert len(list(read_changes(_write(tmp_path, anonymous, anonymous)))) == 2
 
+
+def test_a_byte_order_mark_is_read_past(tmp_path):
+    """Editors and PowerShell on Windows start UTF-8 files with one; it was refused as a pretty-printed file."""
+    assert [c.id for c in read_changes(_write(tmp_path, GOOD, prefix=b"\xef\xbb\xbf"))] == ["1"]
