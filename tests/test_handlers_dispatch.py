@@ -297,6 +297,31 @@ async def test_an_archived_projects_events_are_skipped_without_a_write(handler_e
     assert len(marker_notes(env.state, mr)) == 1
 
 
+@pytest.mark.parametrize("change", ["deleted", "archived"])
+async def test_a_backlog_event_of_a_project_deleted_or_archived_since_it_was_asked_is_skipped(handler_env, caplog,
+                                                                                            change):
+    """GitLab's answer for a project is kept 30 s, so the events queued before the project was deleted or
+    archived meet its 404s (or the 403s of its writes) inside the handlers: they were dead-lettered with a
+    traceback, or retried for minutes, where the project's events are to finish as skipped. Asked again,
+    GitLab says why: the event is skipped with that reason, as on arrival."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert len(marker_notes(env.state, mr)) == 1  # GitLab's answer for the project is kept from here
+    env.state.add_note(mr, env.tiny.cy, "/reviewers reroll")
+    later = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    if change == "deleted":
+        del env.state.projects[env.pid]
+    else:
+        env.state.archive(env.tiny.project)
+    caplog.set_level(logging.INFO, logger="bot.handlers")
+    assert await env.run() == 2
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event skipped")]
+    said = "answers 404" if change == "deleted" else "is archived"
+    assert len(skipped) == 2 and all(said in s for s in skipped)
+    assert not marker_notes(env.state, later)
+
+
 async def test_a_gitlab_that_does_not_answer_holds_events_like_an_outage(handler_env):
     """GitLab accepting connections and not answering (hung, or a proxy holding requests): at the defaults one
     call's tries (5 × 30 s) outlast `dispatch_timeout` (120 s), so each event failed as a plain timeout, used up

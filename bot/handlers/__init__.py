@@ -98,12 +98,12 @@ def _claimed_path(row: EventRow) -> str | None:
     return project.get("path_with_namespace") if isinstance(project.get("path_with_namespace"), str) else None
 
 
-async def _actionable(services: Services, row: EventRow) -> Project | None:
-    """GitLab's project of the event, or None when the bot does not act on it (archived, or GitLab answers 404):
-    the event is then noted as skipped and done, with no import and no further call."""
+async def _actionable(services: Services, row: EventRow, *, fresh: bool = False) -> Project | None:
+    """GitLab's project of the event (`fresh`: asked again), or None when the bot does not act on it (archived,
+    or GitLab answers 404): the event is then noted as skipped and done, with no import and no further call."""
     assert row.project_id is not None
     path = _claimed_path(row)
-    project = await gitlab_project(services, row.project_id, path)
+    project = await gitlab_project(services, row.project_id, path, fresh=fresh)
     if (reason := skip_reason(row.project_id, path, project)) is None:
         return project
     await services.storage.events.mark_skipped(row.id, reason)
@@ -146,10 +146,25 @@ async def dispatch_event(services: Services, row: EventRow) -> None:
         labels = services.storage.feedback.writes(row.project_id)
         await router.dispatch(row.as_event(), ctx)
     except GitLabError as exc:  # a rate limit waits as long as GitLab's last answer asked (else the longest)
+        if await _gone_since(services, row, exc):
+            return
         asked = exc.retry_after if exc.retry_after is not None else services.client.retry.max_retry_after
         raise GitLabFailure(exc, rate_limit_wait=max(services.settings.worker.backoff, asked)) from exc
     if services.storage.feedback.writes(row.project_id) != labels:
         await learn_labels(ctx)
+
+
+async def _gone_since(services: Services, row: EventRow, exc: GitLabError) -> bool:
+    """Whether a 404 (or a write's 403) met inside the handlers came from the project being deleted or archived
+    since GitLab's answer for it was kept (`PROJECT_TTL`): the event is then skipped as on arrival, not
+    dead-lettered with a traceback or retried for minutes. Why ask: the events queued before a deletion or an
+    archiving are handled within those seconds; any other 404 or 403 stays the handlers' failure."""
+    if exc.status not in (403, 404) or exc.no_route or exc.no_scope:
+        return False
+    try:
+        return await _actionable(services, row, fresh=True) is None
+    except GitLabError:  # GitLab cannot say now: the event fails with the handlers' error, and is retried
+        return False
 
 
 def _notice_renames(services: Services, row: EventRow) -> None:
