@@ -479,6 +479,21 @@ async def test_the_command_refuses_while_a_bot_process_imports_the_project(simul
     assert report.done and await store.history.count(seeded.project.id) == 5
 
 
+async def test_a_refusal_says_when_the_import_of_a_killed_process_can_be_taken_over(simulator, database_url,
+                                                                                     store):
+    """`reviewbot backfill` killed (kill -9, the OOM killer) hands no lease back: run again at once, the command
+    refused with "wait for it to finish", though nothing runs that would. It says when the lease of a process
+    that is gone expires, after which the same command goes on from where the killed one stopped."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=5)
+    assert await store.projects.claim_import(seeded.project.id, "reviewbot-backfill:vm:4242:abc", 60.0)
+    until = (await store.projects.get(seeded.project.id)).import_until.strftime("%H:%M:%S UTC")
+    with pytest.raises(cli.ImportUnderWay) as refused:
+        await cli.backfill(bot_settings(state, url, database_url), str(seeded.project.id), retry=PATIENT,
+                           out=io.StringIO())
+    assert f"if that process was killed, run this again after {until}" in str(refused.value)
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_bot_process_waits_for_the_commands_import_instead_of_paging_beside_it(simulator, database_url, store,
                                                                                       gitlab_client):

@@ -81,7 +81,9 @@ async def _claim_import(storage: Storage, project_id: int) -> str:
     holder = row.import_owner if row is not None else "?"
     until = row.import_until.strftime("%H:%M:%S UTC") if row is not None and row.import_until else "?"
     raise ImportUnderWay(f"the process {holder} is importing this project (its lease runs to {until}, "
-                         "renewed while it works); wait for it to finish, then run this again")
+                         "renewed while it works); wait for it to finish, then run this again (if that "
+                         f"process was killed, run this again after {until}: it goes on from where that one "
+                         "stopped)")
 
 
 def run(args: argparse.Namespace) -> int:
