@@ -212,7 +212,9 @@ def check_scope(token: bytes, delivery: Delivery, settings: Settings) -> None:
     """A secret scoped to a project or group is valid only for deliveries about it (else 401)."""
     if not _matches(token, settings.secrets_for(delivery.project_id, delivery.path)):
         raise Rejection(401, "token_scope", f"X-Gitlab-Token is not valid for project "
-                        f"{delivery.path or delivery.project_id}: use the secret configured for it")
+                        f"{delivery.path or delivery.project_id} (id {delivery.project_id}): use the secret "
+                        "configured for it; a secret scoped by path stops matching once the project or its group "
+                        "is renamed or moved (scope it by the project's id, or give the new path)")
 
 
 async def _verify(request: web.Request, settings: Settings) -> tuple[bytes, Delivery | None]:

@@ -87,7 +87,9 @@ async def test_a_project_scoped_secret_is_valid_only_for_its_project(client, sto
     ok = await client.post("/webhook", json=mr_payload(path="group/app"), headers=headers(token=PROJECT_SECRET))
     other = await client.post("/webhook", json=mr_payload(path="group/other"), headers=headers(token=PROJECT_SECRET))
     assert (ok.status, other.status) == (200, 401)
-    assert (await other.json())["reason"] == "token_scope"
+    answer = await other.json()
+    assert answer["reason"] == "token_scope" and "(id 15)" in answer["error"]
+    assert "renamed or moved (scope it by the project's id" in answer["error"]  # the likely cause, after a rename
     assert (await storage.events.depth())["queued"] == 1
 
 
