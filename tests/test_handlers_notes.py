@@ -585,6 +585,21 @@ async def test_exclude_refuses_names_no_member_has(handler_env):
     assert "`@bob` will not be suggested on this merge request" in body and acks(env, note) == [ACK_PROBLEM]
 
 
+async def test_exclude_refuses_the_author_and_the_bot(handler_env):
+    """The author is never suggested on their own MR, nor is the bot: `exclude @ann` on ann's MR set nobody aside,
+    and stored it would be learned as the team turning ann down as a reviewer."""
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers exclude @Ann @reviewbot @bob")
+    await env.run()
+    assert [row for row in await feedback(env, mr) if row[1] == "exclude"] == [("bob", "exclude")]
+    body = replies(env, mr, note)[0].body
+    assert "`@ann` wrote this merge request and `@reviewbot` is this bot: neither is ever suggested on it, " \
+        "nothing to set aside." in body
+    assert "`@bob` will not be suggested on this merge request." in body and "`@ann`," not in body
+    assert acks(env, note) == [ACK_PROBLEM]
+
+
 async def test_a_reply_to_many_bad_commands_shows_the_help_once_and_short_echoes(handler_env):
     """Twenty wrong commands of 50,000 characters each are a comment GitLab takes; the reply must not repeat
     the help twenty times nor echo a megabyte (GitLab refuses notes over 1,000,000 characters)."""

@@ -196,11 +196,27 @@ async def _reroll(run: CommandRun, command: Command) -> None:
     run.publish = True
 
 
+def _never_suggested(author: str | None, bot: str | None) -> str:
+    """The refusal of `exclude` for the MR's author and the bot, who are never suggested on it."""
+    said = ([f"{code_span('@' + author)} wrote this merge request"] if author else []) + \
+        ([f"{code_span('@' + bot)} is this bot"] if bot else [])
+    who = "neither is ever suggested on it" if len(said) == 2 else \
+        "they are never suggested on it" if author else "it is never suggested"
+    return f"{' and '.join(said)}: {who}, nothing to set aside."
+
+
 async def _exclude(run: CommandRun, command: Command) -> None:
     """Set members aside on this MR. Names no member has are refused, not stored: the bot never suggests
-    them anyway, and the ranker would learn rejections of nobody."""
+    them anyway, and the ranker would learn rejections of nobody. So are the MR's author and the bot: stored,
+    `exclude @ann` on ann's own MR would be learned as the team turning ann down as a reviewer."""
     members = await run.member_names()
     people = list(dict.fromkeys(members[u.casefold()] for u in command.users if u.casefold() in members))
+    author = (await run.mr()).author.username
+    own = [p for p in people if p.casefold() == author.casefold()]
+    bot = [p for p in people if run.ctx.bot.is_me({"username": p})]
+    if own or bot:
+        run.problem(_never_suggested(own[0] if own else None, bot[0] if bot else None))
+        people = [p for p in people if p not in own and p not in bot]
     strangers = [u for u in command.users if u.casefold() not in members]
     if strangers:
         whose = "this username" if len(strangers) == 1 else "these usernames"
