@@ -227,14 +227,18 @@ def _assign(text: str, args: list[str]) -> Command:
 
 
 def _usernames(args: list[str]) -> tuple[tuple[str, ...], list[str]]:
+    """The usernames of the arguments, each once, and the arguments that are none. Read as people write them:
+    `@a,@b` is two names, and punctuation after a name (`@bob?`, `@bob.`) is not part of it (GitLab
+    usernames hold no punctuation but `.`, `-` and `_`, and never end with `.`)."""
     users: dict[str, None] = {}
     bad: list[str] = []
     for arg in args:
-        m = _USER.fullmatch(arg.rstrip(",;."))
-        if m:
-            users[m.group(1)] = None
-        else:
-            bad.append(arg)
+        for part in filter(None, arg.split(",")):
+            m = _USER.fullmatch(part.rstrip(";.?!:"))
+            if m:
+                users[m.group(1)] = None
+            else:
+                bad.append(part)
     return tuple(users), bad
 
 

@@ -27,6 +27,10 @@ WEBHOOKS = Path("/work/shared/gitlab/webhooks")
         ("/reviewers reroll", Command("reroll", "/reviewers reroll")),
         ("/reviewers exclude @a", Command("exclude", "/reviewers exclude @a", users=("a",))),
         ("/reviewers exclude @a, @b @a", Command("exclude", "/reviewers exclude @a, @b @a", users=("a", "b"))),
+        # as people write them: a list without spaces, a question
+        ("/reviewers exclude @a,@b,c", Command("exclude", "/reviewers exclude @a,@b,c", users=("a", "b", "c"))),
+        ("/reviewers why @bob?", Command("why", "/reviewers why @bob?", users=("bob",))),
+        ("/reviewers why @bob.smith!", Command("why", "/reviewers why @bob.smith!", users=("bob.smith",))),
         ("/reviewers optout", Command("optout", "/reviewers optout")),
         ("/reviewers optout forever", Command("optout", "/reviewers optout forever")),
         ("/reviewers optout 2w", Command("optout", "/reviewers optout 2w", duration=timedelta(days=14))),
