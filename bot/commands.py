@@ -64,6 +64,9 @@ _DURATION = re.compile(
 _UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7, "m": 24 * 30}
 _MOST_HOURS = 24 * 10**6  # longer durations read as this (far past any bound), not as a date overflow
 _FOREVER = {"forever", "indefinitely"}
+# Zero-width characters and the byte order mark, which chat tools and web pages paste along: a command with one
+# looks whole where GitLab shows it, so it is read without them (else `/reviewers\u200b why` is "unknown")
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +340,6 @@ def parse_commands(text: str, bot_username: str | None = None) -> list[Command]:
     ('ann',)
     """
     mention = _mention_pattern(bot_username)
-    found = (_parse_line(line, mention) for line in _visible_lines(text or ""))
+    found = (_parse_line(line.translate(_INVISIBLE).strip(), mention) for line in _visible_lines(text or ""))
     return [command for command in found if command is not None]
 

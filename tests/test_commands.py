@@ -31,6 +31,10 @@ WEBHOOKS = Path("/work/shared/gitlab/webhooks")
         ("/reviewers exclude @a,@b,c", Command("exclude", "/reviewers exclude @a,@b,c", users=("a", "b", "c"))),
         ("/reviewers why @bob?", Command("why", "/reviewers why @bob?", users=("bob",))),
         ("/reviewers why @bob.smith!", Command("why", "/reviewers why @bob.smith!", users=("bob.smith",))),
+        # invisible characters (pasted from chat or a web page) are not read: the command looks whole, so it is
+        ("\u200b/reviewers why @bob", Command("why", "/reviewers why @bob", users=("bob",))),
+        ("/reviewers\u200b why @bob\u2060", Command("why", "/reviewers why @bob", users=("bob",))),
+        ("\ufeff/reviewers assign\u200c 2\u200d", Command("assign", "/reviewers assign 2", count=2)),
         ("/reviewers optout", Command("optout", "/reviewers optout")),
         ("/reviewers optout forever", Command("optout", "/reviewers optout forever")),
         ("/reviewers optout 2w", Command("optout", "/reviewers optout 2w", duration=timedelta(days=14))),
