@@ -987,3 +987,24 @@ async def test_a_failed_lookup_of_who_changed_the_reviewers_loses_no_label(handl
     env.state.set_reviewers(mr, [env.tiny.dee], by=robot)
     await env.run()
     assert {("dee", "assigned"), ("bob", "passed_over"), ("cy", "passed_over")} <= set(await rows_of(env, mr))
+
+
+@pytest.mark.parametrize("end", ["merge", "close"])
+async def test_reviewers_changed_on_a_merged_or_closed_mr_are_no_feedback(handler_env, end):
+    """Tidying the reviewers of a merge request that is over (GitLab lets the sidebar edit them) judges
+    nobody: dee, who approved it, was stored as turned down (`removed`, replayed before the merge), and cy,
+    added after it was closed, as taking a review of a merge request that will never merge, on duty for it
+    and in the graph."""
+    env = await handler_env()
+    t = env.tiny
+    mr = env.state.open_mr(t.project, t.ann, ["src/core/new.py"])
+    await env.run()
+    env.state.set_reviewers(mr, [t.dee], by=t.ann)
+    env.state.approve(mr, t.dee)
+    (env.state.merge_mr if end == "merge" else env.state.close_mr)(mr, by=t.ann)
+    await env.run()
+    before = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    env.state.set_reviewers(mr, [t.cy], by=t.ann)
+    await env.run()
+    after = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert after == before
