@@ -9,9 +9,9 @@ What each action does:
 * `update` with `oldrev` (new commits): recompute and edit that comment (`comment_on_update`); while no
   suggestion before named anyone (opened without files or history), this one counts as the first: it is
   made whatever `comment_on_update` says, and requests reviews as on an open;
-* `update` with `changes.reviewers`: feedback on the last suggestion (accepted, removed, passed over, and
-  `assigned` for a reviewer added whom it did not suggest; nobody is passed over by another automation's
-  change, `by_automation`); on `open`, the same for the reviewers the MR was
+* `update` with `changes.reviewers` on an MR still open (not `ended`): feedback on the last suggestion
+  (accepted, removed, passed over, and `assigned` for a reviewer added whom it did not suggest; nobody is
+  passed over by another automation's change, `by_automation`); on `open`, the same for the reviewers the MR was
   opened with (GitLab sends them as the MR's `reviewers`, never as `changes`), judged by the suggestion
   just made. A reviewer whose review state (GitLab 18.6+) moves to or from reviewed, requested changes or
   approved — a submitted review, or a re-request showing the state it resets — `reviewed`, once;
@@ -63,7 +63,8 @@ from graph.feedback import NEGATIVE
 from graph.model import Change
 
 __all__ = ["router", "became_ready", "lost_ignore_label", "skip_reason", "left_alone", "assign_count",
-           "reviewer_feedback", "submitted_reviews", "passed_over_at_merge", "settled", "by_automation", "event_time"]
+           "reviewer_feedback", "submitted_reviews", "passed_over_at_merge", "settled", "by_automation", "event_time",
+           "ended"]
 
 log = logging.getLogger("bot.handlers")
 router = Router()
@@ -250,6 +251,19 @@ def settled(rows: Iterable[FeedbackRow]) -> set[str]:
     return {r.person.casefold() for r in rows if r.label in ACTED or r.label in NEGATIVE}
 
 
+def ended(attrs: Mapping[str, Any]) -> bool:
+    """Whether the MR was merged or closed when GitLab made the change the hook reports (its payload's
+    `state`): reviewers changed then judge nobody. The sidebar still edits them, to tidy up; counted, the
+    reviewer who approved a merged MR was turned down (`removed`, replayed before the merge), and one added
+    to a closed MR took a review of a change that never merges (on duty for it, and in the graph). A change
+    made while it was open and delivered after the merge still counts: its payload says "opened".
+
+    >>> ended({"state": "merged"}), ended({"state": "closed"}), ended({"state": "opened"}), ended({})
+    (True, True, False, False)
+    """
+    return attrs.get("state") in ("merged", "closed")
+
+
 def event_time(attrs: Mapping[str, Any]) -> datetime | None:
     """When GitLab made the change a Merge Request Hook reports: `object_attributes.updated_at`, the MR's last
     update (None when absent or unreadable: the event is applied as it comes).
@@ -393,7 +407,7 @@ async def on_update(event: Event, ctx: EventContext) -> None:
     if ctx.bot.is_me(event.data.get("user")):
         return
     changes = event.data.get("changes") or {}
-    if isinstance(changes.get("reviewers"), Mapping):
+    if isinstance(changes.get("reviewers"), Mapping) and not ended(event.object_attributes):
         await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"],
                                       at=event_time(event.object_attributes),
                                       author_id=event.object_attributes.get("author_id"),
