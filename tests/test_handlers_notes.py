@@ -660,3 +660,18 @@ async def test_replies_in_other_threads_ask_gitlab_once_per_person(handler_env):
         await env.run()
     assert len(env.state.calls("GET", "/discussions/")) - before <= 1
     assert [label for who, label in await feedback(env, mr) if who == person.username] == ["suggested", "reviewed"]
+
+
+@pytest.mark.parametrize("end", ["merge", "close"])
+async def test_a_comment_on_a_merged_or_closed_mr_is_no_review(handler_env, end):
+    """bob, shown first, did nothing while the MR was open: the merge turned him down (`passed_over`). His
+    "thanks" after it was stored as his review of it, which the replay puts before the merge, undoing that."""
+    env = await handler_env()
+    mr = await opened(env)
+    env.state.set_reviewers(mr, [env.tiny.dee], by=env.tiny.ann)
+    env.state.approve(mr, env.tiny.dee)
+    (env.state.merge_mr if end == "merge" else env.state.close_mr)(mr, by=env.tiny.ann)
+    await env.run()
+    env.state.add_note(mr, env.tiny.bob, "Thanks, late to the party.")
+    await env.run()
+    assert ("bob", "reviewed") not in await feedback(env, mr)
