@@ -28,7 +28,7 @@ from bot.eligibility import DEVELOPER, REPORTER, access_level_name
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext
-from bot.handlers.merge_requests import assign_count, gitlab_time, left_alone
+from bot.handlers.merge_requests import assign_count, ended, gitlab_time, left_alone
 from bot.handlers.publish import acknowledge, publish, reply_once
 from bot.logfmt import kv
 from bot.lookups import Lookups
@@ -288,10 +288,12 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
     comment of theirs — a note of its own on the MR, a reply in someone else's thread: that is where reviews
     are discussed (questions, "LGTM"), and an answer to the bot's request goes to the bot's thread, where
     GitLab's Reply and a reply to the mention's notification email put it (or to the bot's answer to a command,
-    `/reviewers why @them`: that answers the bot too)."""
+    `/reviewers why @them`: that answers the bot too). A comment on an MR merged or closed (the hook's
+    `merge_request.state`, `ended`) reviews nothing: the merge judged who reviewed it, and a "thanks" after it
+    was learned as a review, replayed before the merge."""
     user, mr = event.data.get("user") or {}, event.data["merge_request"]
     person = str(user.get("username") or "")
-    if not person or (user.get("id") is not None and user.get("id") == mr.get("author_id")):
+    if not person or (user.get("id") is not None and user.get("id") == mr.get("author_id")) or ended(mr):
         return
     iid = int(mr["iid"])
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
