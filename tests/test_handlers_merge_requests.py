@@ -1008,3 +1008,16 @@ async def test_reviewers_changed_on_a_merged_or_closed_mr_are_no_feedback(handle
     await env.run()
     after = [(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
     assert after == before
+
+
+async def test_an_approval_by_a_bot_account_is_no_feedback(handler_env):
+    """A service account approving by policy (GitLab flags it a bot; any name) reviewed nothing: its approval
+    was stored as a label about a bot, as if a person of the team had reviewed."""
+    env = await handler_env()
+    robot = env.state.add_user("release-tool", bot=True)
+    env.state.add_member(env.tiny.project, robot)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
+    await env.run()
+    env.state.approve(mr, robot)
+    await env.run()
+    assert not [f for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid) if f.person == "release-tool"]
