@@ -25,7 +25,8 @@ What each action does:
   on it already are `passed_over` (a team that reviews without GitLab's reviewers field turns them down only
   here).
 
-The author's own approval, or the author made reviewer, is no evidence about anyone and is not recorded.
+The author's own approval, or the author made reviewer, is no evidence about anyone and is not recorded; nor
+is a bot's approval.
 
 Skipped: drafts (`skip_drafts`), MRs with the ignore label, MRs by bots, and any event the bot itself caused
 (its reviewer PUT fires an `update` hook). GitLab delivers hooks asynchronously and re-sends failed ones, so
@@ -551,7 +552,8 @@ async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
     """Store an approval given or taken back, once: the same act may arrive more than once (a project and a
     group hook, a resent delivery, under another action name). Given again after being taken back, it is
     stored again; one older than the person's last change applied is not (`is_late`: an `approval` handled
-    after the `unapproval` that took it back). The author's own approval (GitLab CE allows it) is none."""
+    after the `unapproval` that took it back). The author's own approval (GitLab CE allows it) is none, and
+    so is a bot's (`by_automation`: a name GitLab gives bots, one in `bots`, an account flagged as one)."""
     user = event.data.get("user") or {}
     person = user.get("username")
     if not person or ctx.bot.is_me(user):
@@ -560,6 +562,9 @@ async def record_approval(event: Event, ctx: EventContext, label: str) -> None:
     author_id = event.object_attributes.get("author_id")
     if author_id is not None and user.get("id") == author_id:
         log.info(kv("the author's own approval; not recorded", project_id=ctx.project_id, mr_iid=iid))
+        return
+    if await by_automation(ctx, user):  # a policy's or a script's approval reviewed nothing
+        log.info(kv("a bot's approval; not recorded", project_id=ctx.project_id, mr_iid=iid, person=person))
         return
     if await is_late(ctx, iid, person, event_time(event.object_attributes), label, "approval"):
         return
