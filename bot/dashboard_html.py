@@ -183,6 +183,11 @@ def _terms(s: ProjectStats) -> str:
             "(down to a tenth) while the team takes the one it moved down more often than its choice.</p></section>")
 
 
+def _left_out(shown: int, total: int, what: tuple[str, str]) -> str:
+    """"The 30 busiest of 56 people." (after a space) when a table shows fewer rows than there are, else nothing."""
+    return f" The {shown} {what[0]} of {total} {what[1]}." if total > shown else ""
+
+
 def project_body(s: ProjectStats, *, gitlab_url: str) -> str:
     """The project page: headline cards, the chart, suggestions against reviewers, review load."""
     mrs = [_mr_row(r, gitlab_url, s.path) for r in s.recent]
@@ -196,11 +201,11 @@ def project_body(s: ProjectStats, *, gitlab_url: str) -> str:
     return (f"<h1>{title} <small>#{s.project_id}</small></h1>{_cards(s)}{_chart(s)}"
             f"<section><h2>Suggestions against actual reviewers</h2>{mr_table}<p class=\"hint\">The bot's latest "
             "suggestion on each merge request (newest first); actual reviewers are the final ones once merged."
-            "</p></section>"
+            f"{_left_out(len(s.recent), s.recent_total, ('newest', 'merge requests'))}</p></section>"
             f"<section><h2>Review load per person</h2>{load_table}<p class=\"hint\">Open reviews: reviewer on a "
             "merge request neither merged nor closed, active in the last 12 weeks. The other columns count merge "
             "requests in the last 30 days."
-            f"</p></section>{_terms(s)}")
+            f"{_left_out(len(s.load), s.load_total, ('busiest', 'people'))}</p></section>{_terms(s)}")
 
 
 def message_body(title: str, text: str, *, html_hint: str = "") -> str:

@@ -171,6 +171,8 @@ class ProjectStats(_Frozen):
     top3: float | None
     recent: list[MrRow]
     load: list[LoadRow]
+    recent_total: int = 0  # merge requests `recent` was cut from, so the page can say some are left out
+    load_total: int = 0  # people `load` was cut from
     model: ModelInfo
     model_label: str
     terms: list[TermVotes] = []
@@ -316,7 +318,7 @@ def _mr_row(mr: _Mr) -> MrRow:
     )
 
 
-def _load(mrs: Iterable[_Mr], since: datetime, limit: int) -> list[LoadRow]:
+def _load(mrs: Iterable[_Mr], since: datetime) -> list[LoadRow]:
     names: dict[str, str] = {}
     counts: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
 
@@ -341,7 +343,7 @@ def _load(mrs: Iterable[_Mr], since: datetime, limit: int) -> list[LoadRow]:
     rows = [LoadRow(person=names[key], **{k: len(c[k]) for k in LoadRow.model_fields if k != "person"})
             for key, c in counts.items()]
     rows.sort(key=lambda r: (-r.open, -r.reviewing, -r.suggested, r.person.casefold()))
-    return rows[:limit]
+    return rows
 
 
 def _term_votes(mrs: Iterable[_Mr]) -> list[TermVotes]:
@@ -371,7 +373,8 @@ def project_stats(
 
     The chart counts each merge request in the week of its first suggestion (those first suggested before
     the window are left out of it); `recent` merge requests (newest first) fill the suggestions-against-
-    reviewers table; at most `people` rows of load.
+    reviewers table; at most `people` rows of load (the busiest); `recent_total` and `load_total` say how
+    many there were to choose from.
     """
     mrs = _group(suggestions, feedback, merged)
     suggested = [mr for mr in mrs.values() if mr.suggestions]
@@ -381,11 +384,12 @@ def project_stats(
     pending = sum(p.pending for p in points)
     rows = [_mr_row(mr) for mr in sorted(suggested, key=lambda m: m.suggestions[0].created_at, reverse=True)]
     judged = [r for r in rows if r.merged]
+    load = _load(mrs.values(), now - timedelta(days=load_days))
     return ProjectStats(
         project_id=project_id, path=path, generated_at=now, weeks=points, suggested=in_chart, accepted=accepted,
         acceptance=_ratio(accepted, in_chart - pending), pending=pending, judged=len(judged),
         top1=_ratio(sum(r.top1_hit for r in judged), len(judged)),
         top3=_ratio(sum(r.top3_hit for r in judged), len(judged)),
-        recent=rows[:recent], load=_load(mrs.values(), now - timedelta(days=load_days), people),
+        recent=rows[:recent], recent_total=len(rows), load=load[:people], load_total=len(load),
         model=model, model_label=model.label, terms=_term_votes(suggested), history=history,
     )

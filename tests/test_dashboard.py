@@ -622,3 +622,23 @@ async def test_a_token_link_followed_from_another_site_signs_in(aiohttp_server, 
     title, text = await in_chromium(tmp_path / "profile", f"http://localhost:{elsewhere.port}/",
                                     "document.querySelector('a').click()", until=f"location.port === '{server.port}'")
     assert "acme/widgets" in title and "Sign-in needed" not in text, text[:600]
+
+
+async def test_the_tables_say_how_many_rows_they_leave_out(aiohttp_client, seeded):
+    """A team of 56 saw the 30 busiest in the load table, and 63 merge requests the 20 newest, with nothing
+    saying that anyone or anything was left out: a lead looking for a person concluded they had no load."""
+    clock = seeded.suggestions.clock
+    for k in range(56):
+        sid = await suggest(seeded, clock, f"2025-03-18T{k % 24:02d}:{k // 24:02d}", 100 + k, f"dev{k:02d}")
+        await react(seeded, clock, f"2025-03-18T{k % 24:02d}:{k // 24 + 10:02d}", 100 + k, f"dev{k:02d}", "accepted",
+                    sid)
+    clock.now = NOW
+    client = await aiohttp_client(make_app(make_settings(), seeded, Metrics()))
+    text = await (await client.get("/projects/7", headers=BEARER)).text()
+    assert text.count('<tr><td><span class="person">') == 30
+    assert "The 30 busiest of 61 people." in text
+    assert "The 20 newest of 63 merge requests." in text
+    small = await (await client.get("/projects/9", headers=BEARER)).text()
+    assert "busiest of" not in small and "newest of" not in small
+    stats = await (await client.get("/api/projects/7/stats", headers=BEARER)).json()
+    assert (len(stats["load"]), stats["load_total"], len(stats["recent"]), stats["recent_total"]) == (30, 61, 20, 63)
