@@ -102,7 +102,11 @@ def overview_body(projects: Sequence[ProjectStats]) -> str:
 
 
 def _accepted_note(s: ProjectStats) -> str:
-    """"3 of 6 merge requests the team responded to; 1 awaiting the team"."""
+    """"3 of 6 merge requests the team responded to; 1 awaiting the team" (or that there is none yet)."""
+    if not s.suggested:
+        return "no merge request suggested on in the last 12 weeks"
+    if s.suggested == s.pending:
+        return f"{s.pending} awaiting the team, none responded to yet"
     note = f"{s.accepted} of {s.suggested - s.pending} merge requests the team responded to"
     return note + (f"; {s.pending} awaiting the team" if s.pending else "")
 
@@ -117,12 +121,17 @@ def _model_note(s: ProjectStats) -> str:
     return f"{score}{trained}; {serving}"
 
 
+def _hit_note(s: ProjectStats, what: str) -> str:
+    none = "no merged merge request with a suggestion yet"
+    return f"{what} among the reviewers of {s.judged} merged MRs" if s.judged else none
+
+
 def _cards(s: ProjectStats) -> str:
     history = f"{s.history.changes:,} merged MRs" if s.history.changes else "none"
     cards = [
         ("Accepted (12 weeks)", _pct(s.acceptance), _accepted_note(s), ""),
-        ("Top-1 hit", _pct(s.top1), f"first suggestion among the reviewers of {s.judged} merged MRs", ""),
-        ("Top-3 hit", _pct(s.top3), f"one of the first three among the reviewers of {s.judged} merged MRs", ""),
+        ("Top-1 hit", _pct(s.top1), _hit_note(s, "first suggestion"), ""),
+        ("Top-3 hit", _pct(s.top3), _hit_note(s, "one of the first three"), ""),
         ("History", history, s.history.state, " small"),
         ("Model", s.model_label, _model_note(s), " small"),
     ]
@@ -133,6 +142,11 @@ def _cards(s: ProjectStats) -> str:
 
 
 def _chart(s: ProjectStats) -> str:
+    """The weekly chart (drawn by the page's script), or a line saying there is nothing to draw: twelve
+    empty weeks labelled 0/0 read as a broken chart."""
+    if not s.suggested:
+        return ('<section><h2>Acceptance rate per week</h2><p class="muted">Nothing to chart yet: the bot has '
+                "suggested no one on this project in the last 12 weeks.</p></section>")
     weeks = [_row([f"{w.week:%Y-%m-%d}", str(w.suggested), str(w.pending), str(w.accepted), _pct(w.rate)],
                   nums=frozenset({1, 2, 3, 4})) for w in s.weeks]
     table = _table(["Week of", "MRs suggested", "Awaiting the team", "Accepted", "Rate"], weeks,

@@ -642,3 +642,21 @@ async def test_the_tables_say_how_many_rows_they_leave_out(aiohttp_client, seede
     assert "busiest of" not in small and "newest of" not in small
     stats = await (await client.get("/api/projects/7/stats", headers=BEARER)).json()
     assert (len(stats["load"]), stats["load_total"], len(stats["recent"]), stats["recent_total"]) == (30, 61, 20, 63)
+
+
+async def test_a_project_without_suggestions_says_so_instead_of_empty_figures(client):
+    """A project the bot has suggested no one on read "0 of 0 merge requests the team responded to", "the
+    reviewers of 0 merged MRs" and drew a chart of twelve empty weeks labelled 0/0."""
+    text = await (await client.get("/projects/9", headers=BEARER)).text()
+    assert "0 of 0" not in text and "of 0 merged MRs" not in text
+    assert "no merge request suggested on in the last 12 weeks" in text
+    assert text.count("no merged merge request with a suggestion yet") == 2
+    assert 'id="acceptance-chart"' not in text and "Nothing to chart yet" in text
+    busy = await (await client.get("/projects/7", headers=BEARER)).text()
+    assert 'id="acceptance-chart"' in busy and "Nothing to chart yet" not in busy
+
+
+async def test_a_project_nobody_answered_yet_says_so(client, seeded):
+    await seeded.suggestions.add(OTHER, 1, [{"username": "eve", "score": 1.0, "reasons": []}], "v1")
+    text = await (await client.get("/projects/9", headers=BEARER)).text()
+    assert "1 awaiting the team, none responded to yet" in text and "0 of 0" not in text
