@@ -536,10 +536,11 @@ async def test_a_browser_without_the_token_sees_no_data(aiohttp_server, seeded, 
 
 async def in_chromium(profile: Path, url: str, script: str,
                       until: str = "!document.querySelector('form.signin-form') || document.title.includes('Sign-in')",
-                      ) -> tuple[str, str]:
+                      *, width: int | None = None) -> tuple[str, str]:
     """Open `url` in Chromium driven over DevTools, run `script` in the page (submit a form, click), and
     return the title and text of the page it leads to (once `until` holds there): forms and links as a person
-    uses them, with the headers (`Origin`, `Sec-Fetch-Site`) a browser really sends."""
+    uses them, with the headers (`Origin`, `Sec-Fetch-Site`) a browser really sends. `width`: a phone's
+    viewport of that many CSS pixels."""
     flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time")]
     proc = await asyncio.create_subprocess_exec(chromium(), *flags, f"--user-data-dir={profile}",
                                                 "--remote-debugging-port=0", "about:blank",
@@ -574,6 +575,9 @@ async def in_chromium(profile: Path, url: str, script: str,
                             return
                         await asyncio.sleep(0.1)
 
+                if width is not None:
+                    await call("Emulation.setDeviceMetricsOverride", width=width, height=800, deviceScaleFactor=1,
+                               mobile=True)
                 await call("Page.navigate", url=url)
                 await settled("document.forms.length > 0")
                 await evaluate(f"{script}; 1")
@@ -660,3 +664,31 @@ async def test_a_project_nobody_answered_yet_says_so(client, seeded):
     await seeded.suggestions.add(OTHER, 1, [{"username": "eve", "score": 1.0, "reasons": []}], "v1")
     text = await (await client.get("/projects/9", headers=BEARER)).text()
     assert "1 awaiting the team, none responded to yet" in text and "0 of 0" not in text
+
+
+LONG_PATH = "platform-engineering-and-developer-productivity/internal-tooling/deployment-orchestration-pipeline"
+
+
+async def measured(tmp_path: Path, url: str, measure: str, *, width: int) -> dict:
+    """`measure` (a JavaScript expression) evaluated on the page at `url` once its chart is drawn, on a
+    viewport `width` CSS pixels wide."""
+    script = (f"new Promise(function wait(done) {{ const c = document.getElementById('acceptance-chart');"
+              f"  if (!c || c.dataset.state !== 'loading') done(); else setTimeout(() => wait(done), 50); }})"
+              f".then(() => {{ document.title = 'measured ' + JSON.stringify({measure}); }})")
+    title, _ = await in_chromium(tmp_path, url, script, until="document.title.startsWith('measured ')", width=width)
+    return json.loads(title.removeprefix("measured "))
+
+
+@pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
+async def test_a_long_project_path_leaves_the_header_one_line_and_sign_out_whole(aiohttp_server, seeded, tmp_path):
+    """The header's crumb repeated a long path in full: on a phone the header grew ten lines tall, and at any
+    width the Sign out button was squeezed onto two lines ("Sign / out")."""
+    await seeded.projects.seen(PROJECT, LONG_PATH)
+    server = await aiohttp_server(make_app(make_settings(), seeded, Metrics()))
+    url = f"http://127.0.0.1:{server.port}/projects/7?token={TOKEN}"
+    for width in (375, 1280):
+        sizes = await measured(tmp_path / f"w{width}", url, width=width, measure=(
+            "{header: document.querySelector('header.top').getBoundingClientRect().height,"
+            " button: document.querySelector('form.signout button').getBoundingClientRect().height,"
+            " wide: document.documentElement.scrollWidth}"))
+        assert sizes["header"] < 60 and sizes["button"] < 32 and sizes["wide"] <= width, (width, sizes)
