@@ -692,3 +692,22 @@ async def test_a_long_project_path_leaves_the_header_one_line_and_sign_out_whole
             " button: document.querySelector('form.signout button').getBoundingClientRect().height,"
             " wide: document.documentElement.scrollWidth}"))
         assert sizes["header"] < 60 and sizes["button"] < 32 and sizes["wide"] <= width, (width, sizes)
+
+
+@pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
+async def test_usernames_in_the_tables_break_only_where_they_must(aiohttp_server, seeded, tmp_path):
+    """Names could break between any two characters, so on a phone the tables squeezed into the screen
+    instead of scrolling and read "dev0 / 8.per / son"; a very long name still wraps rather than widen a
+    column without end."""
+    long = "maximilian-alexander-konstantin-von-der-schulenburg-wittgenstein"
+    clock = seeded.suggestions.clock
+    sid = await suggest(seeded, clock, "2025-03-18T09:00", 20, "dev08.person", long, "dev17.person")
+    await react(seeded, clock, "2025-03-18T10:00", 20, "dev08.person", "accepted", sid)
+    clock.now = NOW
+    server = await aiohttp_server(make_app(make_settings(), seeded, Metrics()))
+    sizes = await measured(tmp_path, f"http://127.0.0.1:{server.port}/projects/7?token={TOKEN}", width=375, measure=(
+        "Array.from(document.querySelectorAll('td .person')).map(function (p) {"
+        "  return [p.textContent, p.getClientRects().length, p.getBoundingClientRect().width]; })"))
+    lines = {name: n for name, n, _ in sizes}
+    assert lines["dev08.person"] == lines["dev17.person"] == 1, sizes
+    assert max(w for name, _, w in sizes if name == long) < 375, sizes
