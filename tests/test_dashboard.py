@@ -711,3 +711,16 @@ async def test_usernames_in_the_tables_break_only_where_they_must(aiohttp_server
     lines = {name: n for name, n, _ in sizes}
     assert lines["dev08.person"] == lines["dev17.person"] == 1, sizes
     assert max(w for name, _, w in sizes if name == long) < 375, sizes
+
+
+@pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
+async def test_the_chart_stays_readable_on_a_phone(aiohttp_server, seeded, tmp_path):
+    """The chart's drawing was scaled to the screen's width: on a phone its labels were 4-5 pixels tall,
+    with a blank band under it (the holder's minimum height)."""
+    server = await aiohttp_server(make_app(make_settings(), seeded, Metrics()))
+    sizes = await measured(tmp_path, f"http://127.0.0.1:{server.port}/projects/7?token={TOKEN}", width=375, measure=(
+        "{label: document.querySelector('#acceptance-svg text.axis').getBoundingClientRect().height,"
+        " svg: document.getElementById('acceptance-svg').getBoundingClientRect().height,"
+        " holder: document.getElementById('acceptance-chart').getBoundingClientRect().height,"
+        " wide: document.documentElement.scrollWidth}"))
+    assert sizes["label"] >= 9 and sizes["holder"] - sizes["svg"] < 10 and sizes["wide"] <= 375, sizes
