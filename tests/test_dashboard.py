@@ -265,6 +265,7 @@ async def test_bearer_works_and_every_page_carries_the_security_headers(client):
     assert (await client.get("/api/projects/12345/stats", headers=BEARER)).status == 404
     for path in ("/projects/99999999999999999999999", "/api/projects/99999999999999999999999/stats"):
         assert (await client.get(path, headers=BEARER)).status == 404, path  # not a 500 from the database
+    assert (await client.get("/favicon.ico")).status == 204  # not a 404 in every first visit's console
 
 
 async def test_no_page_shows_a_secret(client):
