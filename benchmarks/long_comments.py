@@ -62,17 +62,15 @@ async def longest_gap(work, tick: float = 0.001) -> float:
     return max(gaps)
 
 
-async def measure(text: str, runs: int) -> tuple[float, float, float]:
+async def measure(parse, read, runs: int) -> tuple[float, float, float]:
+    """(median time of `parse()`, the loop's longest gap while it runs on the loop, while `read()` runs)."""
     async def on_loop() -> None:
-        parse_commands(text, "reviewbot")
+        parse()
 
-    async def handler() -> None:
-        await _commands(text, "reviewbot")
-
-    parse = statistics.median(_timed(lambda: parse_commands(text, "reviewbot")) for _ in range(runs))
+    took = statistics.median(_timed(parse) for _ in range(runs))
     before = statistics.median([await longest_gap(on_loop) for _ in range(runs)])
-    now = statistics.median([await longest_gap(handler) for _ in range(runs)])
-    return parse, before, now
+    now = statistics.median([await longest_gap(read) for _ in range(runs)])
+    return took, before, now
 
 
 def _timed(fn) -> float:
@@ -92,10 +90,12 @@ async def main() -> None:
           f"median of {args.runs} runs; baseline longest loop gap {base * 1000:.1f} ms")
     print(f"{'note':26s} {'parse':>9s} {'gap on the loop':>16s} {'gap now':>9s} {'now/baseline':>13s}")
     for name, text in notes(args.chars).items():
-        parse, before, now = await measure(text, args.runs)
+        parse, before, now = await measure(lambda: parse_commands(text, "reviewbot"),
+                                           lambda: _commands(text, "reviewbot"), args.runs)
         print(f"{name:26s} {parse * 1000:7.0f}ms {before * 1000:14.0f}ms {now * 1000:7.1f}ms {now / base:12.1f}x")
     body = webhook_body(args.body_mb)
-    parse, before, now = await measure_body(body, args.runs)
+    parse, before, now = await measure(lambda: parse_json(body), lambda: asyncio.to_thread(parse_json, body),
+                                       args.runs)
     name = f"webhook body {len(body) / 1e6:.0f} MB"
     print(f"{name:26s} {parse * 1000:7.0f}ms {before * 1000:14.0f}ms {now * 1000:7.1f}ms {now / base:12.1f}x "
           "(parsed on the loop; 'now' = if it were in a thread)")
@@ -108,19 +108,6 @@ def webhook_body(megabytes: float) -> bytes:
     body = {"object_kind": "merge_request", "object_attributes": {"iid": 1, "description": text},
             "changes": {"description": {"previous": text, "current": text}}}
     return json.dumps(body).encode()
-
-
-async def measure_body(body: bytes, runs: int) -> tuple[float, float, float]:
-    async def on_loop() -> None:
-        parse_json(body)
-
-    async def in_thread() -> None:
-        await asyncio.to_thread(parse_json, body)
-
-    parse = statistics.median(_timed(lambda: parse_json(body)) for _ in range(runs))
-    before = statistics.median([await longest_gap(on_loop) for _ in range(runs)])
-    now = statistics.median([await longest_gap(in_thread) for _ in range(runs)])
-    return parse, before, now
 
 
 if __name__ == "__main__":

@@ -388,7 +388,7 @@ def approved_alike(needs: Sequence[Approval], notes: Sequence[str], automatic: M
     for (section, count, able), at in groups.items():
         if len(at) < 2:
             continue
-        alike = [needs[i] for i in at if isinstance(needs[i], OwnerApproval)]
+        alike = [needs[i] for i in at]  # only `OwnerApproval`s were grouped
         merged = OwnerApproval(section, tuple(p for n in alike for p in n.patterns),
                                tuple(dict.fromkeys(o for n in alike for o in n.owners)), count, alone=False,
                                separately=True)

@@ -305,10 +305,9 @@ async def is_late(ctx: EventContext, iid: int, person: str, at: datetime | None,
 
 async def _is_bot_author(mr: MergeRequest, ctx: EventContext) -> bool:
     """A bot by name, or by the account's `bot` flag, which the merge request's `author` leaves out (a service
-    account may take any name): read as for a reviewer, from `GET /users/:id`, kept an hour."""
-    if mr.author.bot or ctx.bot.is_me(mr.author) or _named_bot(ctx, mr.author.username):
-        return True
-    return await Lookups(ctx.client, ctx.engine.recent).is_bot(mr.author.id)
+    account may take any name): read as for any automation (`by_automation`), from `GET /users/:id`."""
+    author = {"id": mr.author.id, "username": mr.author.username}
+    return mr.author.bot or ctx.bot.is_me(mr.author) or await by_automation(ctx, author)
 
 
 def _named_bot(ctx: EventContext, username: str) -> bool:
