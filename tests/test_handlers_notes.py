@@ -675,3 +675,29 @@ async def test_a_comment_on_a_merged_or_closed_mr_is_no_review(handler_env, end)
     env.state.add_note(mr, env.tiny.bob, "Thanks, late to the party.")
     await env.run()
     assert ("bob", "reviewed") not in await feedback(env, mr)
+
+
+async def test_a_member_with_the_configured_bot_username_is_not_taken_for_the_bot(handler_env):
+    """`bot_username` set to another name than the token's user (a project access token's user is
+    `project_7_bot_…`): the member who has that name is still a person. Their commands are answered, and a note
+    of theirs that starts with the bot's marker (or a reply's) is not the bot's: the bot posts its own comment
+    and reply rather than adopting theirs (which GitLab would refuse to edit) or taking the reply as given."""
+    from bot.comment import MARKER
+    from tests.bot_harness import dispatching
+
+    env = await handler_env()
+    gitlab = env.settings.gitlab.model_copy(update={"bot_username": "dee"})
+    settings = env.settings.model_copy(update={"gitlab": gitlab})
+    async with dispatching(settings, env.storage) as dispatch:
+        env.dispatch = dispatch
+        mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, draft=True)
+        env.state.add_note(mr, env.tiny.dee, f"{MARKER}\nnot the bot's")
+        await env.run()
+        command = env.state.add_note(mr, env.tiny.dee, "/reviewers")
+        env.state.add_note(mr, env.tiny.dee, REPLY_MARKER.format(note_id=command.id + 2) + "\nnot the bot's")
+        help_note = env.state.add_note(mr, env.tiny.ann, "/reviewers help")
+        assert help_note.id == command.id + 2
+        await env.run()
+    [comment] = marker_notes(env.state, mr)
+    assert "**Suggested reviewers**" in comment.body
+    assert acks(env, command) == [ACK_OK] and len(replies(env, mr, help_note)) == 1

@@ -94,12 +94,16 @@ class BotUser:
     username: str
 
     def is_me(self, user: Mapping[str, Any] | User | None) -> bool:
-        """Whether a webhook `user` object, or a REST `User`, is the bot."""
+        """Whether a webhook `user` object, or a REST `User`, is the bot: by id when both are known, else by
+        username. Why the id decides: a configured `bot_username` may differ from the token's user (a project
+        access token's is `project_7_bot_…`), and the person who has that name would be taken for the bot: their
+        commands ignored, their note starting with the bot's marker adopted as its comment, or taken for its
+        reply."""
         if not user:
             return False
         data = user if isinstance(user, Mapping) else {"id": user.id, "username": user.username}
-        if self.id is not None and data.get("id") == self.id:
-            return True
+        if self.id is not None and data.get("id") is not None:
+            return data.get("id") == self.id
         return str(data.get("username") or "").casefold() == self.username.casefold()
 
 
