@@ -5,7 +5,8 @@ Pure text in, text out, so every comment is table-tested. Three rules keep the c
 * No output line starts with `/`: GitLab would run it as a quick action. Commands are shown in code spans,
   and `_no_quick_actions` escapes any line that would still start with `/`.
 * Nobody is pinged unless the caller asks (`mention=True`, which pings the suggested and assigned people
-  only): people appear as `` `@user` ``, and bare `@mentions` in reasons and notes always become code spans.
+  only): people appear as `` `@user` ``, and bare `@mentions` in reasons and notes always become code spans,
+  as do URLs (a display name must not put a link in the bot's comment).
 * The suggestion comment starts with a hidden marker line (`MARKER`) so the bot finds and edits its own
   comment instead of adding new ones (`has_marker`).
 """
@@ -50,6 +51,11 @@ NO_ELIGIBLE = "nobody with review history on these files can review right now (`
 # A run of such characters, "@"s included, is taken whole: wrapping only "@a" of "@a@all" would put a
 # backtick, not a word character, before the second "@" and make it a mention.
 _MENTION = re.compile(r"(?<![A-Za-z0-9_])@[A-Za-z0-9_.\-/@]*[A-Za-z0-9_]|(?<![A-Za-z0-9_])@")
+# ... and a URL GitLab would link: any scheme (its own filter's rule) or `www.` (GFM's); trailing punctuation, which
+# GFM leaves out of the link, stays out of the span. Mentions in a URL go into the URL's span.
+_LINK_END = r"[^\s.,:;!?'\")\]}]"
+_LINK = re.compile(rf"[A-Za-z][A-Za-z0-9+.\-]*://(?:\S*{_LINK_END})?|(?<![A-Za-z0-9])[Ww]{{3}}\.\S*{_LINK_END}")
+_LIVE = re.compile(f"{_LINK.pattern}|{_MENTION.pattern}")
 # ... and a GitLab reference's prefix before what it names (#1, !2, $3, %"v1", %sprint; a bare "50%" is left be)
 _ESCAPE = re.compile(r"[\\`*_~\[\]<&]|[#!$%](?=[\w\"])")
 _RUN = re.compile(r"`+")
@@ -67,10 +73,11 @@ def has_marker(body: str | None, marker: str = MARKER) -> bool:
 
 
 def _quiet(text: str) -> str:
-    """Text from users or the history (display names, paths, notes) made safe to render: pings nobody.
+    """Text from users or the history (display names, paths, notes) made safe to render: pings nobody, links
+    nowhere.
 
     The text's code spans are found as CommonMark finds them (`code_spans`) and kept. Elsewhere every
-    possible mention goes into a code span of its own, and the characters that start inline Markdown
+    possible mention and URL goes into a code span of its own, and the characters that start inline Markdown
     (emphasis, links, HTML, entities, code) are escaped: each would split the text into nodes, and GitLab
     reads a node that starts with "@all" as a mention whatever came before it.
     """
@@ -86,7 +93,7 @@ def _quiet(text: str) -> str:
 def _plain(text: str) -> str:
     out: list[str] = []
     last = 0
-    for m in _MENTION.finditer(text):
+    for m in _LIVE.finditer(text):
         out += [_ESCAPE.sub(r"\\\g<0>", text[last:m.start()]), code_span(m.group(0))]
         last = m.end()
     out.append(_ESCAPE.sub(r"\\\g<0>", text[last:]))

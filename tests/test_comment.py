@@ -319,3 +319,19 @@ def test_why_for_someone_ranked_then_filtered_says_the_rank_is_before_the_filter
     text = render_why("ben", Suggestion("ben", 0.9, (), ()), (), rank=1, dropped="has set their GitLab status to Busy")
     assert text.startswith("**Why `@ben`?**\n`@ben` would rank 1 (before the filters) with score 0.900.\n"
                            "Not suggested: has set their GitLab status to Busy.")
+
+
+_LINKABLE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://|(?<![A-Za-z0-9])www\.", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", ["Eve (https://evil.example/login)", "see www.evil.example/sso", "x smb://host/share",
+                                  "WWW.EVIL.EXAMPLE", "a_https://evil.example", "https://evil.example/@all"])
+def test_display_names_make_no_links(name):
+    """GitLab links every URL in a note's text (GFM's autolinks: `http://`, `https://`, `www.`; its own filter
+    took any scheme): a display name set to "Sign in again: https://…" became a link in the bot's comment, with
+    the bot's standing. In a code span a URL is text, as in GitLab's own pages."""
+    body = render_comment([BOB], loads={"bob": 0}, names={"bob": name}, notes=[f"owners: {name}"], marker="",
+                          commands_footer=False)
+    texts = [tok.content for block in _MD.parse(body) for tok in block.children or [] if tok.type == "text"]
+    assert [t for t in texts if _LINKABLE.search(t)] == [] and _live_mentions(body) == []
+    assert name in html.unescape(_MD.render(body).replace("<code>", "").replace("</code>", ""))  # as written
