@@ -87,6 +87,23 @@ def _quiet(text: str) -> str:
         out += [_plain(text[last:start]), text[start:end]]
         last = end
     out.append(_plain(text[last:]))
+    return _apart(out)
+
+
+def _apart(pieces: list[str]) -> str:
+    r"""The pieces joined, a space between a code span kept and one `_plain` made right beside it: touching,
+    their backtick runs would merge into one, which closes neither (`` ``x`` `` and `` `@all` `` read as
+    ``` ``x```@all` ```: no code span at all, and a live `@all`).
+
+    >>> _apart(["``x``", "`@all`", ""])
+    '``x`` `@all`'
+    """
+    out: list[str] = []
+    for piece in pieces:
+        if out and out[-1].endswith("`") and piece.startswith("`"):
+            out.append(" ")
+        if piece:
+            out.append(piece)
     return "".join(out)
 
 

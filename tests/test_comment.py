@@ -282,7 +282,8 @@ def _live_mentions(markdown: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["Eve `x @all", "@all@all", "a`b @all", "_@all_", "[x](@all)", "&#64;all",
-                                  "é@all", "x\\`@all", "<b>@all</b>", "a.@all"])
+                                  "é@all", "x\\`@all", "<b>@all</b>", "a.@all", "``x``@all", "@all``x``",
+                                  "``x``@all``y``"])
 def test_display_names_never_ping(name):
     body = render_comment([BOB], loads={"bob": 0}, names={"bob": name}, notes=[f"owners: {name}"], marker="",
                           commands_footer=False)
@@ -325,7 +326,8 @@ _LINKABLE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://|(?<![A-Za-z0-9])www\.", re.
 
 
 @pytest.mark.parametrize("name", ["Eve (https://evil.example/login)", "see www.evil.example/sso", "x smb://host/share",
-                                  "WWW.EVIL.EXAMPLE", "a_https://evil.example", "https://evil.example/@all"])
+                                  "WWW.EVIL.EXAMPLE", "a_https://evil.example", "https://evil.example/@all",
+                                  "``x``https://evil.example"])
 def test_display_names_make_no_links(name):
     """GitLab links every URL in a note's text (GFM's autolinks: `http://`, `https://`, `www.`; its own filter
     took any scheme): a display name set to "Sign in again: https://…" became a link in the bot's comment, with
@@ -334,4 +336,5 @@ def test_display_names_make_no_links(name):
                           commands_footer=False)
     texts = [tok.content for block in _MD.parse(body) for tok in block.children or [] if tok.type == "text"]
     assert [t for t in texts if _LINKABLE.search(t)] == [] and _live_mentions(body) == []
-    assert name in html.unescape(_MD.render(body).replace("<code>", "").replace("</code>", ""))  # as written
+    if "`" not in name:  # (a code span of the name's own is shown as one)
+        assert name in html.unescape(_MD.render(body).replace("<code>", "").replace("</code>", ""))  # as written
