@@ -287,6 +287,10 @@ class DatabaseSettings(_Frozen):
         url = value.get_secret_value()
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("only SQLite (sqlite:///file) and PostgreSQL (postgresql://...) are supported")
+        if url.startswith("postgresql+asyncpg://") and _at_past_password(url):
+            raise ValueError("its password holds an `@` that is not percent-encoded, so the rest of the password "
+                             "would be read as the host, port or database (and shown in error messages): write `@` "
+                             "as %40 in the password (and `/` as %2F)")
         if url.startswith("postgresql+asyncpg://") and (unknown := _unknown_pg_params(url)):
             raise ValueError(_unknown_pg_params_fix(unknown))
         return value
@@ -782,6 +786,26 @@ def _unknown_pg_params(url: str) -> list[str]:
     except Exception:  # noqa: BLE001 - said when the engine is made
         return []
     return sorted(names - PG_URL_PARAMS)
+
+
+def _at_past_password(url: str) -> bool:
+    """Whether SQLAlchemy, which ends a password at its first `@`, finds another `@` in the host, port or
+    database after it: a password holding an unescaped `@`, whose end the engine's and the server's errors
+    would quote ("invalid literal for int() with base 10: 'end-of-password@db'").
+
+    >>> _at_past_password("postgresql+asyncpg://u:p@ss:w@db/x"), _at_past_password("postgresql+asyncpg://u:p%40ss@db/x")
+    (True, False)
+    >>> _at_past_password("postgresql+asyncpg://u@db/x?application_name=a@b")  # (no password; a query's `@`)
+    False
+    """
+    try:
+        if make_url(url).password is None:
+            return False
+    except Exception:  # noqa: BLE001 - an unreadable URL is refused when the engine is made
+        pass
+    rest = url.partition("://")[2].partition(":")[2]  # the password and what follows (a user name holds no `:`)
+    after = rest.partition("@")[2]
+    return "@" in after.split("?", 1)[0]
 
 
 def _unknown_pg_params_fix(unknown: list[str]) -> str:

@@ -549,3 +549,16 @@ def test_a_key_password_in_the_url_is_not_sent_to_an_environment_variable_the_dr
     said = str(caught.value)
     assert "PGSSLKEY" in said and "PGSSLPASSWORD" not in said and "Zq9w" not in said
     assert "unencrypted" in said
+
+
+@pytest.mark.parametrize("url", ["postgresql://bot:p@ss:Zq9w@db.example/x", "postgres://bot:p@127.0.0.1/Zq9w@db/x",
+                                 "postgresql://bot:p@ss:Zq9w@db.example:5432/x?sslmode=require"])
+def test_a_password_holding_an_unescaped_at_is_refused_without_showing_it(url):
+    """SQLAlchemy ends the password at its first `@` and reads the rest as host, port or database: start-up then
+    failed showing that rest, a piece of the password ("invalid literal for int() with base 10: 'Zq9w@db.example'",
+    "create it (createdb Zq9w@db/x)")."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={**ENV, "DATABASE_URL": url})
+    assert "%40" in str(caught.value) and "Zq9w" not in str(caught.value)
+    assert load_settings(environ={**ENV, "DATABASE_URL": url.replace("p@ss", "p%40ss").replace("p@127.0.0.1/Zq9w",
+                                                                                               "p%40127.0.0.1%2FZq9w")})
