@@ -44,6 +44,13 @@ def test_table_by_default(history, capsys):
     assert "tiny.jsonl" in out and "graph" in out
 
 
+def test_a_file_name_like_rich_markup_is_printed_as_written(tmp_path, history, capsys):
+    named = tmp_path / "run[bold]2.jsonl"
+    named.write_text(history.read_text())
+    assert main(["evaluate", str(named), "--method", "graph", "--jobs", "1"]) == 0
+    assert "run[bold]2.jsonl" in capsys.readouterr().out
+
+
 def test_unknown_method_and_missing_file(history, capsys):
     for argv, said in (([str(history), "--method", "magic"], "unknown method 'magic'"),
                        ([str(history), "--method", ","], "--method names no method")):

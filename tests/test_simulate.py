@@ -162,6 +162,13 @@ def test_cli_table_says_the_lift_per_history(tmp_path, capsys):
     assert "the leaver dropped out of the top 3 after" in out
 
 
+def test_cli_table_prints_a_file_name_like_rich_markup_as_written(tmp_path, capsys):
+    named = tmp_path / "run[red]2.jsonl"
+    named.write_text(history_file(tmp_path).read_text())
+    assert main(["simulate", str(named), "--jobs", "1"]) == 0
+    assert "run[red]2.jsonl: learning lifts Top-1" in capsys.readouterr().out
+
+
 def test_cli_reads_a_git_checkout_with_unreviewed_commits(tmp_path, capsys):
     repo = tmp_path / "repo"
     repo.mkdir()
