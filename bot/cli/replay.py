@@ -168,6 +168,7 @@ def run_jobs(fn: Callable, jobs: list[tuple], total: int, *, workers: int, label
 
 def stdout_console() -> Console:
     """A console for tables: wide when piped, so a table is not squeezed to 80 columns. No markup: file names
-    and the summary lines are printed as written (a file named `run[red]2.jsonl` keeps its brackets: Rich would read them as a style and drop them)."""
+    and the summary lines are printed as written (a file named `run[red]2.jsonl` keeps its brackets: Rich
+    would read them as a style and drop them)."""
     out = Console(markup=False)
     return out if out.is_terminal else Console(width=140, markup=False)
