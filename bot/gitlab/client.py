@@ -32,6 +32,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential, wait_random
 
 from bot.gitlab.errors import GitLabError, error_message, route_missing, scope_missing
+from bot.gitlab.proxy import env_proxy
 from bot.gitlab.models import (
     Approvals, ApprovalState, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project,
     ProtectedBranch, ReviewerState, User, UserStatus,
@@ -78,16 +79,18 @@ _NOT_FOUND = object()  # `_get_found`'s answer for a 404 where None is a possibl
 
 
 class _API(gidgetlab.aiohttp.GitLabAPI):
-    """gidgetlab's aiohttp API with a per-request timeout; error statuses raise `_HTTPStatus` with headers."""
+    """gidgetlab's aiohttp API with a per-request timeout, through the environment's proxy for GitLab
+    (`env_proxy`); error statuses raise `_HTTPStatus` with headers."""
 
     def __init__(self, session: aiohttp.ClientSession, *, token: str, url: str, timeout: float) -> None:
         super().__init__(session, "reviewbot", access_token=token, url=url)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._proxy = env_proxy(self.api_url)
 
     async def _request(self, method: str, url: str, headers: Mapping[str, str],
                        body: bytes = b"") -> tuple[int, Mapping[str, str], bytes]:
-        async with self._session.request(method, url, headers=headers, data=body,
-                                         timeout=self._timeout) as response:
+        async with self._session.request(method, url, headers=headers, data=body, timeout=self._timeout,
+                                         proxy=self._proxy) as response:
             data = await response.read()
             if response.status >= 400:
                 raise _HTTPStatus(response.status, response.headers, data)

@@ -20,6 +20,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from bot.gitlab.proxy import env_proxy
+
 __all__ = ["OAuthApp", "OAuthError", "authorize_url", "pkce_challenge", "exchange_code", "revoke", "SCOPE",
            "TIMEOUT"]
 
@@ -67,7 +69,8 @@ def authorize_url(app: OAuthApp, *, state: str, verifier: str) -> str:
 async def _post(session: aiohttp.ClientSession, app: OAuthApp, path: str, data: dict[str, str],
                 timeout: float) -> tuple[int, Any]:
     """One form POST to GitLab's /oauth endpoint: (status, decoded JSON or None)."""
-    async with session.post(f"{app.gitlab_url}{path}", data=data, headers={"Accept": "application/json"},
+    url = f"{app.gitlab_url}{path}"
+    async with session.post(url, data=data, headers={"Accept": "application/json"}, proxy=env_proxy(url),
                             timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False) as response:
         try:
             body = await response.json(content_type=None)
