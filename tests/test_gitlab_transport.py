@@ -2,7 +2,9 @@
 (https://host/gitlab), over TLS with a private CA. The GitLab side is the simulator over real HTTP."""
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
@@ -10,8 +12,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot.cli import backfill as cli
+from bot.cli import main
 from bot.gitlab.client import GitLabClient
-from bot.gitlab.oauth import OAuthApp, OAuthError, exchange_code
+from bot.gitlab.oauth import OAuthApp, OAuthError, authorize_url, exchange_code
+from bot.gitlab.sim_model import SimProject
+from bot.gitlab.simulator import SimState, run_simulator
+from tests.bot_harness import bot_settings, seed_recent
 from tests.gitlab_fixtures import FAST_RETRY
 
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
@@ -87,3 +94,75 @@ async def test_the_dashboards_sign_in_goes_through_the_proxy_too(simulator, http
     with pytest.raises(OAuthError, match="invalid_client"):
         await exchange_code(http_session, app, "some-code", "v" * 43)
     assert proxy.seen == [f"{url}/oauth/token"]
+
+
+# --- GitLab under a relative URL root (https://host/gitlab) ---------------------------------------------------
+@pytest.fixture
+async def rooted() -> AsyncIterator[tuple[SimState, str]]:
+    """A simulator serving GitLab under /gitlab, as `gitlab_rails['gitlab_relative_url_root']` does; a request
+    outside it is an unknown endpoint and fails the test."""
+    state = SimState(token="sim-token", seed=1)
+    state.root_path = "/gitlab"
+    async with run_simulator(state) as served:
+        yield served
+    state.assert_no_unknown()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_every_call_keeps_the_relative_url_root(rooted, http_session, database_url):
+    state, url = rooted
+    seeded = seed_recent(state, n_merged=12)
+    project = seeded.project
+    settings = bot_settings(state, url + "/", database_url)  # a trailing slash, as often pasted
+    client = GitLabClient(http_session, url=settings.gitlab.url, token=state.token, retry=FAST_RETRY, per_page=5)
+    assert url.endswith("/gitlab") and settings.gitlab.url == url
+    assert len(await client.list_members(project.id)) == len(project.members)
+    mr = next(iter(project.mrs.values()))
+    await client.mr_changed_files(project.id, mr.iid)
+    note = await client.create_note(project.id, mr.iid, "hello")
+    assert note is not None and await client.notes_after(project.id, mr.iid, 0)
+    report = await cli.backfill(settings, project.path_with_namespace, out=io.StringIO())
+    assert report.done and report.imported == 12
+    assert state.requests and all(r.path.startswith("/gitlab/api/v4/") for r in state.requests)
+    assert len(state.calls("GET", "/members/all")) > 1  # paged
+
+
+async def test_the_sign_in_sends_people_to_gitlab_under_its_root(rooted):
+    _, url = rooted
+    app = OAuthApp(url, "app-id", "app-secret", "https://bot.example.com/auth/gitlab/callback")
+    assert authorize_url(app, state="s", verifier="v" * 43).startswith(f"{url}/oauth/authorize?")
+
+
+async def install_beside_25_hooks(state: SimState, url: str, env) -> tuple[int, SimProject]:
+    """`reviewbot install` on a project with 25 other hooks: python-gitlab lists 20 a page, the next page's
+    address comes from GitLab's `Link` header."""
+    project = state.add_project("acme/widgets")
+    for i in range(25):  # past python-gitlab's first page of 20: the next page comes from the Link header
+        state.add_hook(project, f"https://other{i}.example.com/hook")
+    state.add_hook(project, "https://bot.example.com/webhook", token="old-secret-0123456789")
+    state.add_token(state.root, "root-token-for-install")
+    env.setenv("GITLAB_URL", url + "/")
+    env.setenv("GITLAB_TOKEN", "root-token-for-install")
+    env.delenv("REVIEWBOT_CONFIG", raising=False)
+    code = await asyncio.to_thread(main, ["install", "--project", "acme/widgets", "--url", "https://bot.example.com",
+                                          "--secret", "new-secret-0123456789"])
+    return code, project
+
+
+async def test_install_under_the_root_pages_through_many_hooks(rooted, no_proxy_env, tmp_path):
+    state, url = rooted
+    no_proxy_env.chdir(tmp_path)
+    code, project = await install_beside_25_hooks(state, url, no_proxy_env)
+    assert code == 0 and len(project.hooks) == 26 and project.hooks[-1].token == "new-secret-0123456789"
+    assert all(r.path.startswith("/gitlab/api/v4/") for r in state.requests)
+
+
+async def test_install_stays_on_gitlab_url_when_gitlabs_links_name_another_address(rooted, no_proxy_env, tmp_path,
+                                                                                  refused_port):
+    """A proxy in front of GitLab that does not pass Host and X-Forwarded-Proto on makes GitLab write its own
+    idea of its address into the `Link` header (often http://): following it would send the token there."""
+    state, url = rooted
+    state.seen_url = f"http://127.0.0.1:{refused_port}"
+    no_proxy_env.chdir(tmp_path)
+    code, project = await install_beside_25_hooks(state, url, no_proxy_env)
+    assert code == 0 and project.hooks[-1].token == "new-secret-0123456789"

@@ -284,7 +284,9 @@ def run(args: argparse.Namespace) -> int:
         print("reviewbot install: warning: the URL is not https, so the secret travels in clear text",
               file=sys.stderr)
     try:
-        with gitlab.Gitlab(gitlab_url, private_token=token, timeout=30) as gl:
+        # keep_base_url: the next page's address is GITLAB_URL's, not the one GitLab writes into its Link header
+        # (behind a proxy that does not pass Host and X-Forwarded-Proto on, often http:// or an inside address)
+        with gitlab.Gitlab(gitlab_url, private_token=token, timeout=30, keep_base_url=True) as gl:
             done = install_hook(gl, project, url, secret)
     except InstallError as exc:
         print(f"reviewbot install: {exc}", file=sys.stderr)

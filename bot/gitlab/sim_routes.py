@@ -692,6 +692,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, root_path: str = "") -> None:
+    """Every route, under `root_path` (GitLab's relative_url_root, e.g. "/gitlab"; "" at the host's root)."""
     for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, root_path + path, handler)

@@ -56,6 +56,10 @@ class SimState(MRActions, GroupActions, ApprovalActions, OAuthActions):
     def __init__(self, *, token: str = "sim-token", bot_username: str = "reviewbot", seed: int = 0,
                  web: str = "http://gitlab.example.com", free_tier: bool = False) -> None:
         self.web = web
+        self.root_path = ""  # GitLab's relative_url_root (e.g. "/gitlab"): every route and URL is under it
+        # where GitLab believes it is reached, when a proxy in front does not pass Host and X-Forwarded-Proto on
+        # (e.g. "http://10.0.0.5:8080"): the pagination `Link` headers point there (None: where it was asked)
+        self.seen_url: str | None = None
         self.free_tier = free_tier  # no Premium: one reviewer kept, no approval rules, CE's approval hooks
         self.community_edition = False  # GitLab without its Enterprise code: its endpoints (`ee_only`) are missing
         self.version: tuple[int, int] = (17, 5)  # the GitLab version played (endpoints added later answer 404)

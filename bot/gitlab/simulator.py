@@ -93,7 +93,7 @@ async def _answer(request: web.Request, handler: Handler, state: SimState, rate:
         return json_response({"message": "401 Unauthorized"}, status=401)
     token = state.tokens.get(request_token(request) or "")
     if token is not None and not getattr(handler, ANY_SCOPE, False) and \
-            not scope_allows(token.scopes, request.method, request.path):
+            not scope_allows(token.scopes, request.method, request.path.removeprefix(state.root_path)):
         return insufficient_scope(request.method)
     request[CALLER] = caller
     try:
@@ -126,6 +126,8 @@ async def gitlab_middleware(request: web.Request, handler: Handler) -> web.Strea
     if response is None:
         response = await _answer(request, handler, state, rate)
     response.headers.update({k: v for k, v in _rate_headers(rate).items() if k not in response.headers})
+    if state.seen_url and "Link" in response.headers:
+        response.headers["Link"] = response.headers["Link"].replace(str(request.url.origin()), state.seen_url)
     state.record(_recorded(request, body, response.status))
     return response
 
@@ -151,7 +153,7 @@ def make_simulator_app(state: SimState) -> web.Application:
     """The simulator as an aiohttp app (usable with pytest-aiohttp's `aiohttp_server`)."""
     app = web.Application(middlewares=[gitlab_middleware])
     app[STATE] = state
-    add_routes(app)
+    add_routes(app, state.root_path)
     app.cleanup_ctx.append(_start_sender)
     return app
 
@@ -161,7 +163,9 @@ async def run_simulator(state: SimState | None = None, port: int = 0) -> AsyncIt
     """Serve a simulator on 127.0.0.1 (`port` 0 picks a free one); yields `(state, base_url)`.
 
     `base_url` has no /api/v4 suffix (what GITLAB_URL holds); `state.web` is set to it so `web_url` fields and
-    X-Gitlab-Instance point at the simulator.
+    X-Gitlab-Instance point at the simulator. With `state.root_path` set (GitLab's relative_url_root, e.g.
+    "/gitlab"), every route is served under it and `base_url` ends with it, as GITLAB_URL does for such an
+    instance; requests outside it are unknown.
     """
     state = state or SimState()
     runner = web.AppRunner(make_simulator_app(state), access_log=None)
@@ -170,7 +174,7 @@ async def run_simulator(state: SimState | None = None, port: int = 0) -> AsyncIt
         site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         host, real_port = runner.addresses[0][:2]
-        state.web = f"http://{host}:{real_port}"
+        state.web = f"http://{host}:{real_port}{state.root_path}"
         yield state, state.web
     finally:
         await runner.cleanup()
