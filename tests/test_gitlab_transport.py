@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
+import shutil
+import ssl
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import AsyncIterator
 
 import aiohttp
@@ -15,12 +21,14 @@ from aiohttp import web
 from bot.cli import backfill as cli
 from bot.cli import main
 from bot.gitlab.client import GitLabClient
+from bot.gitlab.errors import GitLabError
 from bot.gitlab.oauth import OAuthApp, OAuthError, authorize_url, exchange_code
 from bot.gitlab.sim_model import SimProject
 from bot.gitlab.simulator import SimState, run_simulator
 from tests.bot_harness import bot_settings, seed_recent
 from tests.gitlab_fixtures import FAST_RETRY
 
+ROOT = Path(__file__).resolve().parent.parent
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
               "NO_PROXY")
 
@@ -166,3 +174,103 @@ async def test_install_stays_on_gitlab_url_when_gitlabs_links_name_another_addre
     no_proxy_env.chdir(tmp_path)
     code, project = await install_beside_25_hooks(state, url, no_proxy_env)
     assert code == 0 and project.hooks[-1].token == "new-secret-0123456789"
+
+
+# --- GitLab over TLS with a private CA -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PrivateCA:
+    """A CA of the test's own and a certificate it signed for 127.0.0.1."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def private_ca(tmp_path_factory) -> PrivateCA:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a CA")
+    where = tmp_path_factory.mktemp("ca")
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Acme Test CA",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             cwd=where)
+    _openssl("req", *ec, "-keyout", "gitlab.key", "-out", "gitlab.csr", "-subj", "/CN=127.0.0.1", cwd=where)
+    (where / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+                                   "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+                                   "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+    _openssl("x509", "-req", "-in", "gitlab.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "gitlab.pem", "-days", "2", "-extfile", "ext.cnf", cwd=where)
+    return PrivateCA(where / "ca.pem", where / "gitlab.pem", where / "gitlab.key")
+
+
+@pytest.fixture
+async def tls_gitlab(private_ca) -> AsyncIterator[tuple[SimState, str]]:
+    """The simulator over https, its certificate signed by `private_ca`."""
+    state = SimState(token="sim-token", seed=1)
+    async with run_simulator(state, ssl_context=private_ca.server_context()) as served:
+        yield served
+    state.assert_no_unknown()
+
+
+CA_VARS = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+async def test_install_trusts_the_ca_in_ssl_cert_file(tls_gitlab, private_ca, no_proxy_env, tmp_path):
+    """SSL_CERT_FILE is what serve, worker and backfill trust (OpenSSL reads it); install reads it too."""
+    state, url = tls_gitlab
+    for name in CA_VARS:
+        no_proxy_env.delenv(name, raising=False)
+    no_proxy_env.setenv("SSL_CERT_FILE", str(private_ca.ca))
+    no_proxy_env.chdir(tmp_path)
+    code, project = await install_beside_25_hooks(state, url, no_proxy_env)
+    assert code == 0 and project.hooks[-1].token == "new-secret-0123456789"
+
+
+async def test_install_names_the_ca_setting_when_gitlabs_certificate_is_not_trusted(tls_gitlab, no_proxy_env,
+                                                                                    tmp_path, capsys):
+    state, url = tls_gitlab
+    for name in CA_VARS:
+        no_proxy_env.delenv(name, raising=False)
+    no_proxy_env.chdir(tmp_path)
+    code, _ = await install_beside_25_hooks(state, url, no_proxy_env)
+    err = capsys.readouterr().err
+    assert code == 1 and "not trusted here (unable to get local issuer certificate)" in err
+    assert "export SSL_CERT_FILE=" in err
+
+
+async def test_the_client_names_the_ca_setting_when_gitlabs_certificate_is_not_trusted(tls_gitlab, http_session):
+    state, url = tls_gitlab  # this process trusts the system's CAs only: its SSL_CERT_FILE was read at start
+    client = GitLabClient(http_session, url=url, token=state.token, retry=FAST_RETRY)
+    with pytest.raises(GitLabError) as failed:
+        await client.current_user()
+    assert failed.value.status is None and "export SSL_CERT_FILE=" in failed.value.message
+    assert "not trusted here (unable to get local issuer certificate)" in failed.value.message
+
+
+async def reviewbot(*argv: str, env: dict[str, str]) -> tuple[int, str]:
+    """`reviewbot ARGV` as its own process (OpenSSL reads SSL_CERT_FILE when a process starts)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", *argv, env=env, cwd=ROOT,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    return proc.returncode or 0, out.decode()
+
+
+async def test_backfill_reaches_a_gitlab_of_a_private_ca_named_in_ssl_cert_file(tls_gitlab, private_ca, tmp_path):
+    state, url = tls_gitlab
+    seeded = seed_recent(state, n_merged=6)
+    env = {k: v for k, v in os.environ.items() if k not in (*CA_VARS, *PROXY_VARS) and not k.startswith("REVIEWBOT")}
+    env.update(GITLAB_URL=url, GITLAB_TOKEN=state.token, DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3",
+               SSL_CERT_FILE=str(private_ca.ca))
+    assert (await reviewbot("migrate", env=env))[0] == 0
+    code, out = await reviewbot("backfill", "--project", seeded.project.path_with_namespace, env=env)
+    assert code == 0 and "done, 6 merged MRs imported" in out, out

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import ssl
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ from pydantic import ValidationError
 
 from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings, quoted_url
 from bot.gitlab.client import project_ref
-from bot.gitlab.errors import not_api, readable, route_missing
+from bot.gitlab.errors import UNTRUSTED, not_api, readable, route_missing, untrusted
 
 __all__ = ["run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
@@ -148,8 +149,23 @@ def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -
                          tuple(int(h.id) for h in existing[1:]), other_scheme)
 
 
+def ca_certificates() -> str | bool:
+    """What GitLab's certificate is checked against: the CA certificates the bot's other commands trust.
+
+    Why: they connect with OpenSSL's defaults (the system's certificates, or SSL_CERT_FILE / SSL_CERT_DIR), while
+    requests alone trusts its own copy of the public CAs, so a GitLab with a private CA that `serve` reached was
+    refused here. REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE, when set, still decide (True lets requests read them).
+    """
+    if os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"):
+        return True
+    paths = ssl.get_default_verify_paths()
+    return paths.cafile or paths.capath or True
+
+
 def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
     """A GitLab failure as a sentence saying what to do about it."""
+    if isinstance(exc, requests.exceptions.SSLError) and (reason := untrusted(str(exc))):
+        return f"GitLab's certificate at {gitlab_url} is not trusted here ({reason}): {UNTRUSTED}"
     if isinstance(exc, requests.RequestException):
         return (f"cannot reach GitLab at {gitlab_url} ({type(exc).__name__}): check GITLAB_URL (or --gitlab-url) "
                 "and that this machine can connect to it")
@@ -286,7 +302,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         # keep_base_url: the next page's address is GITLAB_URL's, not the one GitLab writes into its Link header
         # (behind a proxy that does not pass Host and X-Forwarded-Proto on, often http:// or an inside address)
-        with gitlab.Gitlab(gitlab_url, private_token=token, timeout=30, keep_base_url=True) as gl:
+        with gitlab.Gitlab(gitlab_url, private_token=token, timeout=30, keep_base_url=True,
+                           ssl_verify=ca_certificates()) as gl:
             done = install_hook(gl, project, url, secret)
     except InstallError as exc:
         print(f"reviewbot install: {exc}", file=sys.stderr)

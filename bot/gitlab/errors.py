@@ -6,7 +6,8 @@ import json
 import re
 from typing import Any
 
-__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "not_api", "readable"]
+__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "not_api", "readable", "untrusted",
+           "UNTRUSTED"]
 
 _HINTS = {
     400: "GitLab rejected the request's parameters",
@@ -90,6 +91,24 @@ def scope_missing(status: int | None, body: bytes) -> bool:
     return isinstance(data, dict) and data.get("error") == "insufficient_scope"
 
 
+UNTRUSTED = ("if GitLab's certificate comes from a private CA, export SSL_CERT_FILE=/path/to/ca-bundle.pem (a PEM "
+             "file with that CA; every command reads it)")
+_VERIFY_FAILED = re.compile(r"certificate verify failed: ([^(')\]]+)")
+
+
+def untrusted(text: str) -> str | None:
+    """Why a TLS client refused GitLab's certificate, read from its error text (aiohttp's and requests' both
+    quote OpenSSL's), or None when the text is no certificate refusal.
+
+    >>> untrusted("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1006)")
+    'self-signed certificate'
+    >>> untrusted("Cannot connect to host gitlab:443 ssl:default [Connection refused]") is None
+    True
+    """
+    found = _VERIFY_FAILED.search(text)
+    return found.group(1).strip() if found else None
+
+
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 _HIDDEN = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _TAG = re.compile(r"<[^>]*>")
@@ -138,6 +157,8 @@ def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail:
     '404 Project Not Found. check the project id or p'
     """
     said = _body_text(body) if body else detail
+    if status is None and (reason := untrusted(detail)):
+        return f"GitLab's certificate is not trusted here ({reason}): {UNTRUSTED}"
     if status is None:
         return f"{said or 'no answer'}. Could not reach GitLab after {attempts} attempt(s); check GITLAB_URL and " \
                "the network"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 import time
 from email.utils import formatdate
 from typing import Any, AsyncIterator
@@ -159,8 +160,10 @@ def make_simulator_app(state: SimState) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def run_simulator(state: SimState | None = None, port: int = 0) -> AsyncIterator[tuple[SimState, str]]:
-    """Serve a simulator on 127.0.0.1 (`port` 0 picks a free one); yields `(state, base_url)`.
+async def run_simulator(state: SimState | None = None, port: int = 0, *,
+                        ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[tuple[SimState, str]]:
+    """Serve a simulator on 127.0.0.1 (`port` 0 picks a free one), over https with `ssl_context`; yields
+    `(state, base_url)`.
 
     `base_url` has no /api/v4 suffix (what GITLAB_URL holds); `state.web` is set to it so `web_url` fields and
     X-Gitlab-Instance point at the simulator. With `state.root_path` set (GitLab's relative_url_root, e.g.
@@ -171,10 +174,10 @@ async def run_simulator(state: SimState | None = None, port: int = 0) -> AsyncIt
     runner = web.AppRunner(make_simulator_app(state), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", port)
+        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
         await site.start()
         host, real_port = runner.addresses[0][:2]
-        state.web = f"http://{host}:{real_port}{state.root_path}"
+        state.web = f"{'https' if ssl_context else 'http'}://{host}:{real_port}{state.root_path}"
         yield state, state.web
     finally:
         await runner.cleanup()
