@@ -1021,3 +1021,34 @@ async def test_an_approval_by_a_bot_account_is_no_feedback(handler_env):
     env.state.approve(mr, robot)
     await env.run()
     assert not [f for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid) if f.person == "release-tool"]
+
+
+def as_before_15_3(event):
+    """A Merge Request Hook as GitLab sent it before 15.3: no `reviewer_ids`, no `reviewers`, no reviewer changes."""
+    body = event.body
+    body["object_attributes"].pop("reviewer_ids", None)
+    body.pop("reviewers", None)
+    (body.get("changes") or {}).pop("reviewers", None)
+    return event
+
+
+async def test_hooks_without_reviewers_are_handled_and_said_once(handler_env, caplog):
+    """A GitLab before 15.3 names no reviewers in its hooks: the bot suggests, and imports the merge with its
+    reviewers from the API, and says once what it cannot learn."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
+    sent = []
+    with caplog.at_level("WARNING", logger="bot.handlers"):
+        for step in (lambda: None, lambda: env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann),
+                     lambda: env.state.merge_mr(mr, by=env.tiny.bob)):
+            step()
+            for event in take_events(env.state):
+                if event.event_name == "Merge Request Hook":
+                    sent.append(event.body["object_attributes"]["action"])
+                    await env.send(as_before_15_3(event))
+    assert sent == ["open", "update", "merge"]
+    assert len(marker_notes(env.state, mr)) == 1
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
+    assert merged.reviewers == ("bob",)
+    told = [r.getMessage() for r in caplog.records if "carry no reviewers" in r.getMessage()]
+    assert len(told) == 1 and "before 15.3" in told[0]

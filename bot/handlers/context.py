@@ -11,7 +11,8 @@ carries `park` and `wakes`: no failure, the event goes back to the queue until i
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Mapping
 
@@ -28,6 +29,7 @@ from bot.storage.events import HISTORY_MARK
 __all__ = ["Services", "BotUser", "BotIdentity", "EventContext", "RetryLater", "GitLabFailure", "PermanentFailure",
            "AwaitingHistory", "PERMANENT_STATUSES"]
 
+log = logging.getLogger("bot.handlers")
 PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 422})  # retrying the same request cannot help
 
 
@@ -133,6 +135,7 @@ class Services:
     engine: Engine
     backfills: Backfills
     identity: BotIdentity
+    logged: set[str] = field(default_factory=set)  # the notices logged once per process (`EventContext.log_once`)
 
 
 @dataclass(frozen=True)
@@ -161,3 +164,10 @@ class EventContext:
     @property
     def metrics(self) -> Metrics:
         return self.services.metrics
+
+    def log_once(self, key: str, message: str) -> None:
+        """A warning about how GitLab is set up, logged the first time `key` comes up in this process: each event
+        would repeat it."""
+        if key not in self.services.logged:
+            self.services.logged.add(key)
+            log.warning(message)

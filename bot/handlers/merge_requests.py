@@ -361,9 +361,24 @@ async def _live_skip_reason(mr: MergeRequest, ctx: EventContext) -> str | None:
     return "bot author" if await _is_bot_author(mr, ctx) else None
 
 
+NO_REVIEWERS = ("GitLab's merge request hooks carry no reviewers (a GitLab before 15.3): the reviewers people "
+                "choose in GitLab are not learned from until the merge (suggestions, commands and the history "
+                "import work); upgrade GitLab to 15.3 or later")
+
+
+def reviewers_sent(event: Event, ctx: EventContext) -> bool:
+    """Whether this GitLab's MR hooks say who the reviewers are: `reviewer_ids` came with them in 15.3 (the
+    list of reviewers is left out when empty, so it cannot tell); logged once when they do not."""
+    if "reviewer_ids" in event.object_attributes:
+        return True
+    ctx.log_once("no-reviewers", kv(NO_REVIEWERS, project_id=ctx.project_id))
+    return False
+
+
 @router.register(HOOK, action="open")
 async def on_open(event: Event, ctx: EventContext) -> None:
     """A new MR: suggest reviewers, then record the reviewers it was opened with (`record_opened_with`)."""
+    reviewers_sent(event, ctx)
     result = await suggest_if_wanted(event, ctx, first=True)
     if not ctx.bot.is_me(event.data.get("user")):
         await record_opened_with(event, ctx, result.requested if result else ())
@@ -406,6 +421,7 @@ async def on_update(event: Event, ctx: EventContext) -> None:
     changed by a person."""
     if ctx.bot.is_me(event.data.get("user")):
         return
+    reviewers_sent(event, ctx)
     changes = event.data.get("changes") or {}
     if isinstance(changes.get("reviewers"), Mapping) and not ended(event.object_attributes):
         await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"],
