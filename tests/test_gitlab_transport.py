@@ -274,3 +274,49 @@ async def test_backfill_reaches_a_gitlab_of_a_private_ca_named_in_ssl_cert_file(
     assert (await reviewbot("migrate", env=env))[0] == 0
     code, out = await reviewbot("backfill", "--project", seeded.project.path_with_namespace, env=env)
     assert code == 0 and "done, 6 merged MRs imported" in out, out
+
+
+# --- GITLAB_URL that a web server redirects (http:// to https://, an old host name) ---------------------------
+@pytest.fixture
+async def redirecting(simulator) -> AsyncIterator[str]:
+    """A web server in front of the simulator answering every request with a 301 to the simulator's address,
+    as nginx does for http:// when GitLab is served over https://; yields its own address."""
+    _, url = simulator
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently(url + request.path_qs)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", moved)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_redirect_is_not_followed_and_names_where_gitlab_is(simulator, redirecting, http_session):
+    """Followed, the token stayed behind (GitLab answered 401: "GITLAB_TOKEN is wrong") and a POST became a GET."""
+    state, url = simulator
+    project = state.add_project("acme/app")
+    mr = state.open_mr(project, state.root, ["a.py"])
+    client = GitLabClient(http_session, url=redirecting, token=state.token, retry=FAST_RETRY)
+    with pytest.raises(GitLabError) as failed:
+        await client.create_note(project.id, mr.iid, "hello")
+    assert failed.value.status == 301 and "GITLAB_TOKEN" not in failed.value.message
+    assert f"redirected to {url}/api/v4/projects/{project.id}/merge_requests/{mr.iid}/notes: set GITLAB_URL" \
+        in failed.value.message
+    assert state.requests == []
+
+
+async def test_the_bot_refuses_to_start_on_a_redirected_gitlab_url(simulator, redirecting, tmp_path):
+    state, url = simulator
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS and not k.startswith("REVIEWBOT")}
+    env.update(GITLAB_URL=redirecting, GITLAB_TOKEN=state.token, GITLAB_WEBHOOK_SECRET="s" * 20,
+               DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3")
+    assert (await reviewbot("migrate", env=env))[0] == 0
+    code, out = await reviewbot("worker", "--once", env=env)
+    assert code == 2 and f"redirected to {url}/api/v4/user: set GITLAB_URL" in out, out

@@ -3,8 +3,9 @@
 One aiohttp `ClientSession` is passed in and lives as long as the app. Transient failures are retried with
 tenacity: 429 (sleeping `Retry-After`, else until `RateLimit-Reset`, capped), 5xx, connection errors and
 timeouts, with capped exponential backoff and a maximum attempt count. A POST (not idempotent) is retried only
-when GitLab surely did not act on it: 429, 502/503/504, or no connection. Anything else raises `GitLabError`
-whose message names the cause and the fix. The token is never logged.
+when GitLab surely did not act on it: 429, 502/503/504, or no connection. A redirect is not followed
+(`errors.redirected`). Anything else raises `GitLabError` whose message names the cause and the fix. The token
+is never logged.
 
     async with aiohttp.ClientSession() as session:
         gl = GitLabClient(session, url="https://gitlab.example.com", token=settings.gitlab_token)
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import aiohttp
 import gidgetlab.aiohttp
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
 
-from bot.gitlab.errors import GitLabError, error_message, route_missing, scope_missing
+from bot.gitlab.errors import GitLabError, error_message, redirected, route_missing, scope_missing
 from bot.gitlab.proxy import env_proxy
 from bot.gitlab.models import (
     Approvals, ApprovalState, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project,
@@ -90,9 +91,9 @@ class _API(gidgetlab.aiohttp.GitLabAPI):
     async def _request(self, method: str, url: str, headers: Mapping[str, str],
                        body: bytes = b"") -> tuple[int, Mapping[str, str], bytes]:
         async with self._session.request(method, url, headers=headers, data=body, timeout=self._timeout,
-                                         proxy=self._proxy) as response:
+                                         proxy=self._proxy, allow_redirects=False) as response:
             data = await response.read()
-            if response.status >= 400:
+            if response.status >= 300:  # a redirect is not followed (`errors.redirected`)
                 raise _HTTPStatus(response.status, response.headers, data)
             return response.status, response.headers, data
 
@@ -278,7 +279,8 @@ class GitLabClient:
             raise GitLabError(200, method, path, f"{NOT_JSON} ({exc})") from None
         except _HTTPStatus as exc:
             tries = retrying.statistics.get("attempt_number", 1)
-            raise GitLabError(exc.status, method, path,
+            moved = redirected(exc.status, urljoin(self._api.api_url, exc.headers.get("Location", "")))
+            raise GitLabError(exc.status, method, path, self._redacted(moved) if moved else
                               error_message(exc.status, self._redacted_body(exc.body), attempts=tries),
                               retry_after=_asked_wait(exc), no_route=route_missing(exc.status, exc.body),
                               no_scope=scope_missing(exc.status, exc.body)) from None

@@ -5,9 +5,10 @@ import html
 import json
 import re
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "not_api", "readable", "untrusted",
-           "UNTRUSTED"]
+           "UNTRUSTED", "redirected"]
 
 _HINTS = {
     400: "GitLab rejected the request's parameters",
@@ -107,6 +108,24 @@ def untrusted(text: str) -> str | None:
     """
     found = _VERIFY_FAILED.search(text)
     return found.group(1).strip() if found else None
+
+
+def redirected(status: int | None, location: str) -> str | None:
+    """What to do about a redirect, or None for another status. GitLab's API never redirects: a web server in
+    front of it does (http:// to https://, an old host name to the new one), and following it would send the
+    token nowhere (aiohttp drops it for another address: GitLab then answers 401, taken for a wrong token) and
+    turn a POST into a GET. The target is shown without its query, which may hold anything.
+
+    >>> redirected(301, "https://gitlab.example.com/api/v4/user?x=1")[:53]
+    'redirected to https://gitlab.example.com/api/v4/user:'
+    """
+    if status is None or not 300 <= status < 400:
+        return None
+    parts = urlsplit(location)
+    host = parts.netloc.rpartition("@")[2]  # never a user:password
+    target = f" to {urlunsplit((parts.scheme, host, parts.path, '', ''))}" if parts.scheme and host else ""
+    return (f"redirected{target}: set GITLAB_URL to the address GitLab answers at (its external_url, e.g. "
+            "https://gitlab.example.com)")
 
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)

@@ -231,6 +231,8 @@ def _refuse_or_log(exc: GitLabError, url: str) -> None:
                      "/api/v4) and that this machine can reach it; webhooks are stored and their events "
                      "retried meanwhile", cause=exc.message))
         return
+    if 300 <= exc.status < 400:
+        raise ConfigError(f"GitLab at {url} is not there: it was {exc.message}") from None
     if exc.status in (401, 403):
         raise ConfigError(f"GitLab at {url} refused GITLAB_TOKEN (HTTP {exc.status}): create a token with "
                           "the api scope and export GITLAB_TOKEN=...") from None
