@@ -320,3 +320,15 @@ async def test_the_bot_refuses_to_start_on_a_redirected_gitlab_url(simulator, re
     assert (await reviewbot("migrate", env=env))[0] == 0
     code, out = await reviewbot("worker", "--once", env=env)
     assert code == 2 and f"redirected to {url}/api/v4/user: set GITLAB_URL" in out, out
+
+
+async def test_install_names_where_a_redirected_gitlab_url_leads(simulator, redirecting, no_proxy_env, tmp_path,
+                                                                 capsys):
+    """requests followed it, sending the token along, and the hook's POST ended in python-gitlab's RedirectError
+    with "try again" for advice."""
+    state, url = simulator
+    no_proxy_env.chdir(tmp_path)
+    code, project = await install_beside_25_hooks(state, redirecting, no_proxy_env)
+    err = capsys.readouterr().err
+    assert code == 1 and f"redirected to {url}/api/v4/projects/acme%2Fwidgets: set GITLAB_URL" in err, err
+    assert state.requests == [] and len(project.hooks) == 26

@@ -23,7 +23,7 @@ import ssl
 import sys
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import gitlab
 import requests
@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings, quoted_url
 from bot.gitlab.client import project_ref
-from bot.gitlab.errors import UNTRUSTED, not_api, readable, route_missing, untrusted
+from bot.gitlab.errors import UNTRUSTED, not_api, readable, redirected, route_missing, untrusted
 
 __all__ = ["run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
@@ -166,6 +166,10 @@ def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
     """A GitLab failure as a sentence saying what to do about it."""
     if isinstance(exc, requests.exceptions.SSLError) and (reason := untrusted(str(exc))):
         return f"GitLab's certificate at {gitlab_url} is not trusted here ({reason}): {UNTRUSTED}"
+    if isinstance(exc, requests.exceptions.TooManyRedirects) and exc.response is not None:
+        answer = exc.response
+        moved = redirected(answer.status_code, urljoin(answer.url, answer.headers.get("Location", "")))
+        return f"GitLab at {gitlab_url} is not there: it was {moved}"
     if isinstance(exc, requests.RequestException):
         return (f"cannot reach GitLab at {gitlab_url} ({type(exc).__name__}): check GITLAB_URL (or --gitlab-url) "
                 "and that this machine can connect to it")
@@ -304,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
         # (behind a proxy that does not pass Host and X-Forwarded-Proto on, often http:// or an inside address)
         with gitlab.Gitlab(gitlab_url, private_token=token, timeout=30, keep_base_url=True,
                            ssl_verify=ca_certificates()) as gl:
+            gl.session.max_redirects = 0  # a redirect is named (`explain`), not followed with the token
             done = install_hook(gl, project, url, secret)
     except InstallError as exc:
         print(f"reviewbot install: {exc}", file=sys.stderr)
