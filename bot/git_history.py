@@ -43,7 +43,11 @@ ACK_KEYS = ("acked-by",)
 MERGER_KEYS = ("merged-by",)
 
 _TRAILERS = "%(trailers:key=Reviewed-by,key=Approved-by,key=Acked-by,key=Merged-by,unfold)"
-_FORMAT = "%x1e" + "%x1f".join(["%H", "%P", "%aN", "%aE", "%cN", "%cE", "%ct", "%s", _TRAILERS]) + "%x1f"
+# A commit's fields are NUL-separated tokens, as its paths are (`-z`): NUL is the one byte a message, a name or a
+# path cannot hold, where a subject or a name may hold any other control character (one holding \x1f, the
+# separator once used, stopped the whole read with a ValueError)
+_FIELDS = ("%H", "%P", "%aN", "%aE", "%cN", "%cE", "%ct", "%s", _TRAILERS)
+_FORMAT = "%x1e" + "%x00".join(_FIELDS)
 _MR_GREP = r"^See merge request ([^[:space:]]+![0-9]+|https?://[^[:space:]]+/-/merge_requests/[0-9]+)"
 _MR_REF = re.compile(r"^See merge request (?:(\S+![0-9]+)|https?://[^/\s]+/(\S+)/-/merge_requests/([0-9]+))\s*$",
                      re.MULTILINE)
@@ -199,13 +203,13 @@ class _MrInfo:
 
 def _mr_merges(repo: Path, window: list[str]) -> dict[str, _MrInfo] | None:
     """The GitLab merge commits on the main line, by sha (None for a repository without commits)."""
-    out = _run(repo, ["log", "--first-parent", "--merges", "-E", f"--grep={_MR_GREP}",
-                      "--format=%x1e%H%x1f%b", *window, "HEAD", "--"])
+    out = _run(repo, ["log", "-z", "--first-parent", "--merges", "-E", f"--grep={_MR_GREP}",
+                      "--format=%H%x00%b", *window, "HEAD", "--"])
     if out is None:
         return None
     mrs = {}
-    for record in out.split("\x1e")[1:]:
-        sha, _, body = record.partition("\x1f")
+    pieces = out.split("\0")  # sha, message body, sha, ... (a body may hold any other control character)
+    for sha, body in zip(pieces[0::2], pieces[1::2]):
         ref = _MR_REF.search(body)
         ref_text = (ref[1] or f"{ref[2]}!{ref[3]}") if ref else ""
         first = body.strip().split("\n\n", 1)[0].strip()
@@ -304,13 +308,14 @@ def _end(proc: subprocess.Popen[bytes]) -> int:
 
 
 def _parse_log(tokens: Iterator[str]) -> Iterator[_Commit]:
-    """Group `git log -z --numstat` tokens into commits: a header token, then one entry per changed file.
+    """Group `git log -z --numstat` tokens into commits: the header's fields (the first starts with \\x1e), then
+    one entry per changed file.
 
     A numstat entry is ``added\\tdeleted\\tpath``, or ``added\\tdeleted\\t`` followed by the old and the new path
     of a rename (the new one is the file's path; the pair goes to the commit's renames), so the tokens are
     consumed positionally and odd paths cannot confuse it.
     """
-    header: str | None = None
+    header: list[str] | None = None
     files: list[str] = []
     renames: list[tuple[str, str]] = []
     added = deleted = 0
@@ -318,7 +323,8 @@ def _parse_log(tokens: Iterator[str]) -> Iterator[_Commit]:
         if token.startswith("\x1e"):
             if header is not None:
                 yield _commit(header, files, renames, added, deleted)
-            header, files, renames, added, deleted = token[1:], [], [], 0, 0
+            header = [token[1:], *(next(tokens, "") for _ in _FIELDS[1:])]
+            files, renames, added, deleted = [], [], 0, 0
             continue
         counts = token.lstrip("\n").split("\t", 2)
         if len(counts) != 3:
@@ -336,8 +342,8 @@ def _parse_log(tokens: Iterator[str]) -> Iterator[_Commit]:
         yield _commit(header, files, renames, added, deleted)
 
 
-def _commit(header: str, files: list[str], renames: list[tuple[str, str]], added: int, deleted: int) -> _Commit:
-    sha, parents, a_name, a_mail, c_name, c_mail, when, subject, trailers, _ = header.split("\x1f")
+def _commit(header: list[str], files: list[str], renames: list[tuple[str, str]], added: int, deleted: int) -> _Commit:
+    sha, parents, a_name, a_mail, c_name, c_mail, when, subject, trailers = header
     pairs = []
     for line in trailers.splitlines():
         key, sep, value = line.partition(":")

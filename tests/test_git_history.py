@@ -171,3 +171,33 @@ def test_a_shallow_clone_leaves_out_the_commits_at_its_cut(tmp_path):
     git(tmp_path, "clone", "-q", "--depth", "2", f"file://{full}", "shallow")
     got = list(read_git_changes(tmp_path / "shallow"))
     assert [(c.id, c.files) for c in got] == [(last, ("b/y.c",))]
+
+
+def test_control_characters_in_messages_and_names_and_odd_paths_are_read_as_written(tmp_path):
+    """git keeps every character but NUL in a subject, a name or a path. A \\x1f in a subject or a name (the
+    header's separator then) stopped the whole read with a ValueError, and a \\x1e in a merge's message cut it
+    short of its `See merge request` line (the MR's reference was lost)."""
+    r = tmp_path / "odd"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    paths = ["caf\u00e9.py", "cafe\u0301.py", "\u4e2d\u6587/\u6587\u4ef6.py", "\U0001F600 x.py", "tab\there.py",
+             "new\nline.py", 'q"uo\'te\\.py', "-dash.py", "\x1estart.py", "rlo\u202eyp.exe"]
+    for path in paths:
+        (r / path).parent.mkdir(exist_ok=True)
+        (r / path).write_text("x\n")
+    git(r, "add", "--", *paths)
+    first = commit(r, "Add\x1f odd \x1e files\n\nReviewed-by: B\x1fob <bob@example.org>", {},
+                   who="A\x1fnn <ann@example.org>", when=100)
+    git(r, "checkout", "-q", "-b", "feature")
+    git(r, "mv", "tab\there.py", "tab\there 2.py")
+    git(r, "mv", "\x1estart.py", "\x1estart2.py")
+    commit(r, "Rename", {}, who=CY, when=200)
+    git(r, "checkout", "-q", "main")
+    git(r, "merge", "-q", "--no-ff", "feature", "-m", "Merge branch 'feature'\n\nTitle \x1e here\n\n"
+        "See merge request grp/odd!3\n\nApproved-by: Bob <bob@example.org>", who=FAY, when=300)
+    got = list(read_git_changes(r))
+    assert [(c.id, c.author, c.reviewers, c.title, c.files) for c in got[:1]] == [
+        (first, "ann@example.org", ("bob@example.org",), "Add\x1f odd \x1e files", tuple(sorted(paths)))]
+    assert [(c.title, c.extra["mr"], c.files, c.renames) for c in got[1:]] == [
+        ("Title here", "grp/odd!3", ("\x1estart2.py", "tab\there 2.py"),
+         (("\x1estart.py", "\x1estart2.py"), ("tab\there.py", "tab\there 2.py")))]
