@@ -72,6 +72,17 @@ async def test_a_handled_event_is_stored_and_queued(client, storage):
     assert "X-Gitlab-Token" not in row.headers and row.headers["X-Gitlab-Event"] == "Merge Request Hook"
 
 
+@pytest.mark.parametrize("action", ["op\x00en", "op\ud800en"])
+async def test_an_action_holding_nul_or_a_lone_surrogate_is_stored_as_the_body_is(client, storage, action):
+    """The `action` column got the payload's action as sent: PostgreSQL refuses a NUL and neither database takes a
+    lone surrogate, so the delivery was answered 503 (GitLab counts it towards disabling the hook), or spooled
+    only to be refused there. It is stored with U+FFFD in their place, as the body is."""
+    resp = await client.post("/webhook", json=mr_payload(action=action), headers=headers())
+    assert resp.status == 200
+    row = await storage.events.get((await resp.json())["event_id"])
+    assert row.action == row.body["object_attributes"]["action"] == "op\ufffden"
+
+
 @pytest.mark.parametrize(
     ("token", "reason"), [(None, "missing_token"), ("wrong", "wrong_token"), (SECRET + "x", "wrong_token")]
 )

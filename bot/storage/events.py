@@ -110,8 +110,9 @@ def without_nul(value: Any) -> Any:
     r"""The payload with NUL characters and lone surrogates replaced by U+FFFD.
 
     PostgreSQL's JSONB stores neither U+0000 nor half of a UTF-16 surrogate pair (JSON may spell both as
-    `\u0000` / `\ud800`; a header may carry undecodable bytes), and a refused write would turn the
-    delivery into a 503.
+    `\u0000` / `\ud800`; a header may carry undecodable bytes), nor does its text (the `action` column, taken
+    from the payload) and no database takes a lone surrogate as text; a refused write would turn the delivery
+    into a 503.
 
     >>> without_nul({"note": "a\x00b", "list": ["\ud800", 1]}) == {"note": "a\ufffdb", "list": ["\ufffd", 1]}
     True
@@ -147,7 +148,7 @@ class EventQueue:
         the bot received it, if earlier than now (a delivery kept in the spool while the database was down)."""
         now = self.clock()
         values = dict(
-            dedupe_key=dedupe_key, kind=kind, action=action, project_id=project_id, mr_iid=mr_iid,
+            dedupe_key=dedupe_key, kind=kind, action=without_nul(action), project_id=project_id, mr_iid=mr_iid,
             headers=without_nul(dict(headers)), body=without_nul(dict(body)), status="queued", attempts=0,
             next_attempt_at=now, received_at=received_at or now,
         )
