@@ -11,12 +11,39 @@ from graph.explain import compare, span
 from graph.model import Change, Contribution
 from graph.ownership import DAY, OwnershipGraph
 
-__all__ = ["reasons", "contributions", "code_span"]
+__all__ = ["reasons", "contributions", "code_span", "bidi_closed"]
+
+_EMBEDDINGS = frozenset("\u202a\u202b\u202d\u202e")  # LRE, RLE, LRO, RLO: closed by PDF (U+202C)
+_ISOLATES = frozenset("\u2066\u2067\u2068")  # LRI, RLI, FSI: closed by PDI (U+2069), with what opened after them
+
+
+def bidi_closed(text: str) -> str:
+    """`text` with the explicit embeddings, overrides and isolates it leaves open closed at its end.
+
+    A path or a display name may hold U+202E (right-to-left override) and nothing closing it: put in a comment,
+    it would show the bot's words after it, up to the end of the line or table cell, backwards.
+
+    >>> bidi_closed("src/\u202egnp.exe") == "src/\u202egnp.exe\u202c", bidi_closed("a\u2067b\u2069c")
+    (True, 'a\u2067b\u2069c')
+    """
+    if not (_EMBEDDINGS | _ISOLATES).intersection(text):
+        return text
+    stack: list[str] = []
+    for char in text:
+        if char in _EMBEDDINGS or char in _ISOLATES:
+            stack.append(char)
+        elif char == "\u202c" and stack and stack[-1] in _EMBEDDINGS:
+            stack.pop()
+        elif char == "\u2069" and not _ISOLATES.isdisjoint(stack):
+            while stack.pop() not in _ISOLATES:
+                pass
+    return text + "".join("\u202c" if char in _EMBEDDINGS else "\u2069" for char in reversed(stack))
 
 
 def code_span(text: str) -> str:
     """`text` as a Markdown inline code span, with a fence longer than any backtick run inside it (a
-    path or a name may hold backticks; a hand-made `` `...` `` would end early and leave the rest live).
+    path or a name may hold backticks; a hand-made `` `...` `` would end early and leave the rest live),
+    and the bidirectional embeddings it opens closed inside it (`bidi_closed`).
 
     >>> code_span("@alice"), code_span("a`b")
     ('`@alice`', '``a`b``')
@@ -24,7 +51,7 @@ def code_span(text: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    return f"{fence}{pad}{bidi_closed(text)}{pad}{fence}"
 
 
 def _ago(t: float | None, now: float) -> str:

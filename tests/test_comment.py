@@ -338,3 +338,40 @@ def test_display_names_make_no_links(name):
     assert [t for t in texts if _LINKABLE.search(t)] == [] and _live_mentions(body) == []
     if "`" not in name:  # (a code span of the name's own is shown as one)
         assert name in html.unescape(_MD.render(body).replace("<code>", "").replace("</code>", ""))  # as written
+
+
+_EMBEDS, _ISOLATES = "\u202a\u202b\u202d\u202e", "\u2066\u2067\u2068"
+
+
+def _bidi_depth(text: str) -> int:
+    """How many explicit embeddings, overrides and isolates are open at the end of `text` (Unicode's bidi
+    algorithm, rules X1-X8, without the overflow limit)."""
+    stack: list[str] = []
+    for char in text:
+        if char in _EMBEDS or char in _ISOLATES:
+            stack.append(char)
+        elif char == "\u202c" and stack and stack[-1] in _EMBEDS:
+            stack.pop()
+        elif char == "\u2069" and any(c in _ISOLATES for c in stack):
+            while stack.pop() not in _ISOLATES:
+                pass
+    return len(stack)
+
+
+def test_a_right_to_left_override_in_a_path_or_a_name_does_not_turn_the_words_after_it():
+    """A path, a display name or a CODEOWNERS section may hold U+202E (right-to-left override) or another
+    explicit embedding or isolate never closed: GitLab showed the rest of the table cell or the line after it
+    backwards ("reviewed `x` 2 times" as "semit 2 `x` deweiver"). Each is closed where the text ends."""
+    from graph.reasons import code_span as span
+
+    for opener in "\u202e\u202b\u2067\u2067\u202e":
+        path = f"src/{opener}gnp.exe"
+        reason = f"reviewed {span(path)} 2 times; wrote {span(path + opener + path)} and 1 more"
+        body = render_comment([Suggestion("eve", 0.9, (reason,))], loads={"eve": 1},
+                              names={"eve": f"Eve {opener}evil"}, notes=[f"CODEOWNERS section {span(opener)} needs"])
+        for line in body.splitlines():
+            for words in (" 2 times", "; wrote", " and 1 more", ") |", " needs", " | 1 |"):
+                if words in line:
+                    assert _bidi_depth(line[:line.index(words)]) == 0, (words, line)
+        assert f"src/{opener}gnp.exe" in body  # the text itself is left as it is
+    assert span("a\u2067b\u202ec") == "`a\u2067b\u202ec\u202c\u2069`" and span("a\u202eb\u202cc") == "`a\u202eb\u202cc`"
