@@ -128,6 +128,33 @@ def test_stored_text_that_looks_like_markup_is_listed_as_it_is(sqlite_url, tmp_p
     assert "\x1b[2J" not in out and "\\x1b[2Jcleared" in out
 
 
+def test_eight_bit_controls_and_bidi_overrides_in_stored_text_reach_no_terminal(sqlite_url, tmp_path, monkeypatch,
+                                                                                capsys):
+    """Anyone who may comment puts text in a stored body. U+009B (CSI) and U+009D (OSC: "\x9d52;c;...\x9c" writes
+    the clipboard) are terminal controls as ESC [ and ESC ] are, where a terminal takes 8-bit controls (xterm
+    does in UTF-8); `events show` printed them as they were (and DEL, and a right-to-left override, which turns
+    the rest of the line). They are spelled out as escapes, and the JSON still reads back to the stored text."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    note = "a\x9b2Jb \x9d52;c;aGk=\x9c \x7f \u202eevil caf\u00e9"
+
+    async def seed() -> None:
+        storage = Storage(sqlite_url)
+        await storage.events.store_event(dedupe_key="c1", kind="Note Hook", action="\x9b2J\u202e", headers={},
+                                         body={"object_attributes": {"note": note}}, project_id=5, mr_iid=1)
+        await storage.close()
+
+    run_in_thread(seed)
+    for argv in (["show", "1"], ["list"], ["list", "--json"]):
+        assert run(*argv) == 0
+        out = capsys.readouterr().out
+        assert not set("\x9b\x9c\x9d\x7f\u202e") & set(out), (argv, out)
+        if argv[0] == "show":
+            assert json.loads(out)["body"]["object_attributes"]["note"] == note and "caf\u00e9" in out
+        elif argv == ["list", "--json"]:
+            assert json.loads(out)["action"] == "\x9b2J\u202e"
+
+
 def test_a_running_event_whose_lease_ran_out_can_be_requeued(sqlite_url, tmp_path, monkeypatch, capsys):
     """Its worker is gone: it was refused as "running right now"; one under a live lease still is."""
     monkeypatch.chdir(tmp_path)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
 from rich.console import Console
+from rich.highlighter import JSONHighlighter
 from rich.table import Table
 from rich.text import Text
 
@@ -27,17 +28,34 @@ from bot.storage.events import HISTORY_MARK
 __all__ = ["run"]
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# A terminal acts on C0 controls (ESC), DEL and, where it takes 8-bit controls (xterm does in UTF-8), on C1 ones:
+# U+009B is CSI as ESC [ is. The bidirectional overrides, embeddings and isolates turn the rest of the line.
+_TURNING = "\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_TURNING}]")
+_CONTROL_IN_JSON = re.compile(f"[\x7f-\x9f{_TURNING}]")  # json.dumps escapes the C0 ones itself
 
 
 def _visible(text: str) -> str:
     r"""`text` with its control characters spelled out: a stored action or error holding an escape sequence must
     not drive the operator's terminal.
 
-    >>> _visible("a\x1b[2Jb")
-    'a\\x1b[2Jb'
+    >>> _visible("a\x1b[2Jb\x9b2J\u202e")
+    'a\\x1b[2Jb\\x9b2J\\u202e'
     """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(lambda m: _spelled(ord(m.group())), text)
+
+
+def _spelled(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _print_json(out: Console, value: Any, *, indent: int | None = 2) -> None:
+    """`value` as JSON, highlighted as rich's `print_json` prints it, with the characters `_visible` spells out as
+    `\\u` escapes (rich dumps the text again unescaped): the JSON reads back to the same text."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    shown = JSONHighlighter()(Text(_CONTROL_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)))
+    shown.no_wrap, shown.overflow = True, None
+    out.print(shown, soft_wrap=True)
 
 
 def _summary(row: EventRow) -> dict[str, Any]:
@@ -61,7 +79,7 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
     rows = await storage.events.list_events(failed_only=args.failed, status=args.status, limit=args.limit)
     if args.json:
         for row in rows:
-            out.print_json(json.dumps(_summary(row)), indent=None)
+            _print_json(out, _summary(row), indent=None)
         return 0
     table = Table()
     widest = max((len(str(row.id)) for row in rows), default=2)  # the id is what `show` and `requeue` need:
@@ -84,8 +102,8 @@ async def _show(storage: Storage, args: argparse.Namespace, out: Console) -> int
     if row is None:
         print(f"reviewbot events: no event {args.id}: see `reviewbot events list`", file=sys.stderr)
         return 1
-    out.print_json(json.dumps({**_summary(row), "dedupe_key": row.dedupe_key, "lease_owner": row.lease_owner,
-                               "headers": row.headers, "body": row.body}))
+    _print_json(out, {**_summary(row), "dedupe_key": row.dedupe_key, "lease_owner": row.lease_owner,
+                      "headers": row.headers, "body": row.body})
     return 0
 
 
