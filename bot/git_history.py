@@ -145,8 +145,10 @@ def _since_args(since: datetime | int | None) -> list[str]:
 
 
 def _git(repo: Path, args: list[str]) -> list[str]:
-    """The full command line: git on `repo`, with options that user configuration could otherwise change."""
-    return ["git", "-C", str(repo), "-c", "log.showSignature=false", "-c", "color.ui=never", *args]
+    """The full command line: git on `repo`, with options that user configuration could otherwise change (names
+    and messages re-encoded to a Latin-1 `i18n.logOutputEncoding` would be read as UTF-8)."""
+    return ["git", "-C", str(repo), "-c", "log.showSignature=false", "-c", "color.ui=never",
+            "-c", "i18n.logOutputEncoding=UTF-8", *args]
 
 
 # git's words for an object it lacks: a copy without its promisor remote or a damaged one ("unable to read",

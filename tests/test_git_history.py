@@ -201,3 +201,14 @@ def test_control_characters_in_messages_and_names_and_odd_paths_are_read_as_writ
     assert [(c.title, c.extra["mr"], c.files, c.renames) for c in got[1:]] == [
         ("Title here", "grp/odd!3", ("\x1estart2.py", "tab\there 2.py"),
          (("\x1estart.py", "\x1estart2.py"), ("tab\there.py", "tab\there 2.py")))]
+
+
+def test_a_configured_log_output_encoding_does_not_garble_names_and_titles(tmp_path):
+    """git re-encodes messages and names to `i18n.logOutputEncoding`; set to Latin-1 (as for a Latin-1 terminal),
+    "Café" read as "Caf\\ufffd" and the reviewer "Zoë" as "Zo\\ufffd". The reader asks for UTF-8, which it decodes."""
+    r = tmp_path / "enc"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    git(r, "config", "i18n.logOutputEncoding", "ISO-8859-1")
+    commit(r, "Café crème\n\nReviewed-by: Zoë Ñ", {"a.txt": "a\n"}, who="Zoë <>", when=10)
+    assert [(c.author, c.reviewers, c.title) for c in read_git_changes(r)] == [("Zoë", ("Zoë Ñ",), "Café crème")]
