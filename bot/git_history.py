@@ -25,6 +25,7 @@ only when there are any, the commit graph) and one streaming ``git log`` with th
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
@@ -123,12 +124,13 @@ def read_git_changes(
 def _whole_checkout(repo: Path) -> None:
     """Refuse a folder inside a checkout: git reads the history of the repository around it, so a measure of
     `src/` (or of any folder under a home directory kept in git) would be the whole repository's, under the
-    folder's name. A bare repository and a `.git` folder have no work tree and pass."""
+    folder's name. A bare repository and a `.git` folder have no work tree and pass. The folder's name is
+    decoded as the file system's (a Latin-1 name is no UTF-8)."""
     try:
-        done = subprocess.run(_git(repo, ["rev-parse", "--show-toplevel"]), capture_output=True, text=True)
+        done = subprocess.run(_git(repo, ["rev-parse", "--show-toplevel"]), capture_output=True)
     except FileNotFoundError as exc:
         raise GitHistoryError("git is not installed or not on PATH; install git 2.31 or newer") from exc
-    top = done.stdout.strip()
+    top = os.fsdecode(done.stdout.rstrip(b"\n"))
     if done.returncode == 0 and top and Path(top).resolve() != repo.resolve():
         raise GitHistoryError(f"{repo} is a folder inside the checkout {top}, whose whole history git would read; "
                               f"pass {top}")

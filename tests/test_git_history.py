@@ -212,3 +212,13 @@ def test_a_configured_log_output_encoding_does_not_garble_names_and_titles(tmp_p
     git(r, "config", "i18n.logOutputEncoding", "ISO-8859-1")
     commit(r, "Café crème\n\nReviewed-by: Zoë Ñ", {"a.txt": "a\n"}, who="Zoë <>", when=10)
     assert [(c.author, c.reviewers, c.title) for c in read_git_changes(r)] == [("Zoë", ("Zoë Ñ",), "Café crème")]
+
+
+def test_a_checkout_in_a_folder_whose_name_is_not_utf8_is_read(tmp_path):
+    """A folder named in Latin-1 bytes (an old archive unpacked): git's answer naming the checkout's top folder
+    was decoded as UTF-8, and the read stopped with a UnicodeDecodeError."""
+    r = Path(os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9"))
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    sha = commit(r, "One\n\nReviewed-by: Bob <bob@example.org>", {"a.txt": "a\n"}, when=10)
+    assert [(c.id, c.reviewers) for c in read_git_changes(r)] == [(sha, ("bob@example.org",))]
