@@ -296,6 +296,40 @@ async def test_a_migrate_that_fails_changes_nothing_and_can_run_again(blank_data
     assert await migrate(url) == await migrate(url)
 
 
+async def test_a_migrate_waiting_for_a_table_gives_way_to_the_running_bot(blank_database_url):
+    """PostgreSQL: a transaction left open on a table a migration alters (an idle session, a long read) made
+    `reviewbot migrate` wait for it without end, and every query of that table queued behind the waiting ALTER:
+    the bot still running on the database stalled with it (a read of `bot_comments` waited 33 s behind a 40 s
+    transaction, as long as the migrate). A try now waits `lock_wait` at most, then gives way and tries again;
+    after `tries` it fails, the database unchanged, naming the cause."""
+    url = blank_database_url
+    if not url.startswith("postgresql"):
+        pytest.skip("on SQLite readers never wait for the migration (WAL), writers wait busy_timeout")
+    assert await migrate(url, "0008") == {"0008"}
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as holder:
+            await holder.execute(sa.text("SELECT count(*) FROM bot_comments"))  # its transaction keeps the lock
+            waiting = asyncio.create_task(migrate(url, lock_wait=0.5, tries=3))
+            await asyncio.sleep(0.3)
+            async with engine.connect() as bot:  # the running bot reads the table meanwhile: not held up
+                await asyncio.wait_for(bot.execute(sa.text("SELECT count(*) FROM bot_comments")), 3)
+            with pytest.raises(StorageError, match=r"kept a lock on a table .* run `reviewbot migrate` again"):
+                await asyncio.wait_for(waiting, 20)
+        assert await current_revisions(engine) == {"0008"}
+
+        async def release_soon() -> None:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT count(*) FROM bot_comments"))
+                await asyncio.sleep(1)
+        holding = asyncio.create_task(release_soon())
+        await asyncio.sleep(0.2)
+        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0010"}  # a later try
+        await holding
+    finally:
+        await engine.dispose()
+
+
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
     with pytest.raises(SchemaOutOfDate, match="run `reviewbot migrate`"):

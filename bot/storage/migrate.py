@@ -6,9 +6,11 @@ and worker processes never migrate; they refuse to start on an old schema (`chec
 """
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -26,6 +28,10 @@ __all__ = [
 
 SCRIPT_LOCATION = "bot:migrations"
 PG_MIGRATION_LOCK = 0x72657669  # any constant; serialises concurrent `reviewbot migrate` runs
+# PostgreSQL: how long one try waits for a table's lock (`lock_timeout`), and how many tries `upgrade` makes
+PG_LOCK_WAIT = 5.0
+PG_LOCK_TRIES = 6
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout that ran out
 
 
 class SchemaOutOfDate(StorageError):
@@ -99,45 +105,69 @@ async def check_schema(engine: AsyncEngine) -> None:
         )
 
 
-def _lock(connection: Connection) -> None:
+def _lock(connection: Connection, lock_wait: float) -> None:
     """Take the database's migration lock for the caller's transaction.
 
-    PostgreSQL: an advisory lock. SQLite: `BEGIN IMMEDIATE`, the write lock, which also opens the transaction
+    PostgreSQL: an advisory lock, then `lock_timeout` for the tables the migrations alter. An ALTER waiting
+    for a table that another transaction holds (a session left open, a long read) makes every later query of
+    that table queue behind it: without a bound the bot still running on the database stalled as long as
+    that transaction lasted. SQLite: `BEGIN IMMEDIATE`, the write lock, which also opens the transaction
     for real: Python's sqlite3 begins one only before INSERT/UPDATE/DELETE, so each DDL statement before
     alembic's first version update was committed on its own, and a run that failed half-way (a lock timeout,
     a killed release phase) left columns whose revision was never recorded: every later run then failed
     ("duplicate column name"). SQLite's DDL is transactional once inside a transaction."""
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, round(lock_wait * 1000))}")
     elif connection.dialect.name == "sqlite":
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _upgrade(connection: Connection, cfg: Config, revision: str) -> set[str]:
+def _upgrade(connection: Connection, cfg: Config, revision: str, lock_wait: float) -> set[str]:
     """Upgrade in the caller's transaction, all or nothing; the revisions before, read under the lock (of two
     processes migrating at once, the second sees what the first did)."""
-    _lock(connection)
+    _lock(connection, lock_wait)
     before = _current(connection)
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, revision)
     return before
 
 
-async def upgrade(url: str, revision: str = "head", **engine_kwargs: Any) -> tuple[set[str], set[str]]:
-    """Bring the database at `url` up to `revision` (default: the newest); its revisions before and after."""
+def _lock_ran_out(exc: sa.exc.DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
+
+async def upgrade(url: str, revision: str = "head", *, lock_wait: float = PG_LOCK_WAIT, tries: int = PG_LOCK_TRIES,
+                  **engine_kwargs: Any) -> tuple[set[str], set[str]]:
+    """Bring the database at `url` up to `revision` (default: the newest); its revisions before and after.
+
+    On PostgreSQL a try that waits `lock_wait` seconds for a table gives way (rolled back whole) and, after a
+    pause that lets the queries queued behind it run, tries again, `tries` times in all."""
     engine = create_engine(url, **engine_kwargs)
     try:
         await _known_revisions(engine)
-        async with engine.begin() as conn:
-            before = await conn.run_sync(_upgrade, alembic_config(), revision)
+        for attempt in range(1, tries + 1):
+            try:
+                async with engine.begin() as conn:
+                    before = await conn.run_sync(_upgrade, alembic_config(), revision, lock_wait)
+                break
+            except sa.exc.DBAPIError as exc:
+                if not _lock_ran_out(exc):
+                    raise
+                if attempt == tries:
+                    raise StorageError(
+                        f"another session kept a lock on a table this migration changes ({tries} tries of "
+                        f"{lock_wait:g} s; an open transaction or a long query: see pg_stat_activity); nothing was "
+                        "changed: end that session, or run `reviewbot migrate` again once it is done") from exc
+                await asyncio.sleep(min(lock_wait, 1.0))
         return before, await current_revisions(engine)
     finally:
         await engine.dispose()
 
 
-async def migrate(url: str, revision: str = "head", **engine_kwargs: Any) -> set[str]:
+async def migrate(url: str, revision: str = "head", **kwargs: Any) -> set[str]:
     """`upgrade`, returning the revisions after."""
-    return (await upgrade(url, revision, **engine_kwargs))[1]
+    return (await upgrade(url, revision, **kwargs))[1]
 
 
 def _revision_cli(argv: list[str]) -> None:
