@@ -126,3 +126,21 @@ def test_libpq_parameters_of_a_postgresql_url_are_read_or_refused_by_name(tmp_pa
     assert "`options`" in err and "connect_timeout" in err and len(err.strip().splitlines()) == 1
     monkeypatch.setenv("DATABASE_URL", f"{admin}?sslrootcert=/etc/ca.pem&sslmode=verify-full")
     assert run("--check") == 2 and "give sslrootcert as PGSSLROOTCERT in the environment" in capsys.readouterr().err
+
+
+def test_migrate_prints_what_revision_0010_repaired(new_database, tmp_path, capsys):
+    """A table an early 0005 or 0007 created is repaired, and the processes of that release still running fail
+    on it: the operator reads it in the output of the run that repairs it."""
+    import asyncio
+    import sqlite3
+
+    from bot.storage import migrate
+
+    asyncio.run(migrate(f"sqlite:///{tmp_path / 'bot.sqlite3'}", "0009"))
+    with sqlite3.connect(tmp_path / "bot.sqlite3") as db:  # `people` as the first 0007 created it
+        db.executescript("DROP INDEX ix_people_username_key; DROP TABLE people; CREATE TABLE people (user_id "
+                         "BIGINT, username VARCHAR(255), seen_at DATETIME NOT NULL, PRIMARY KEY (user_id, username))")
+    assert run() == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "upgraded from 0009 to 0010" in out[0] and len(out) == 2
+    assert "`people` had the shape of an early 0007" in out[1] and "stop them" in out[1]

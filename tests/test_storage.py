@@ -16,7 +16,7 @@ from alembic.migration import MigrationContext
 from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
 from bot.storage.db import SQLITE_WAL_LIMIT_BYTES, UTCDateTime, create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
-from bot.storage.migrate import alembic_config, current_revisions
+from bot.storage.migrate import alembic_config, current_revisions, upgrade
 from bot.storage.db import MODEL_LOCK, lock_project
 from bot.people import former_names
 from bot.storage.people import REFRESH, PeopleStore, holders_query
@@ -272,6 +272,29 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
         assert await migrate(url) == {"0010"}
     finally:
         await storage.close()
+
+
+async def test_revision_0010_says_which_table_it_repaired_and_what_the_old_processes_do(blank_database_url):
+    """A process of the release that created either first shape, still running, fails on the repaired table
+    (an approval or reviewer event on `feedback_times`, any name new to it on `people.username_key`, retried
+    until dead): the migrate that repairs it says so, and to stop them; one that repaired nothing says nothing."""
+    url = blank_database_url
+    assert await migrate(url, "0009") == {"0009"}
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DROP INDEX ix_people_username_key"))
+            await conn.execute(sa.text("DROP TABLE people"))
+            await conn.execute(sa.text("DROP TABLE feedback_times"))
+            await conn.run_sync(_first_published_shapes().create_all)
+    finally:
+        await engine.dispose()
+    done = await upgrade(url)
+    assert (done.before, done.after) == ({"0009"}, {"0010"}) and len(done.notes) == 2
+    assert all("stop them" in note and "events requeue" in note for note in done.notes)
+    assert "feedback_times" in done.notes[0] and "approval and reviewer event" in done.notes[0]
+    assert "people" in done.notes[1] and "username_key" in done.notes[1]
+    assert (await upgrade(url)).notes == []
 
 
 async def test_a_migrate_that_fails_changes_nothing_and_can_run_again(blank_database_url):

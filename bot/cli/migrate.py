@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from bot.config import ConfigError, load_settings, normalise_database_url, redact_url
 from bot.storage import Storage, StorageError
 from bot.storage.facade import cause_of
-from bot.storage.migrate import head_revisions, upgrade
+from bot.storage.migrate import Upgraded, head_revisions, upgrade
 
 __all__ = ["run"]
 
@@ -35,8 +35,8 @@ def _no_sqlite_file(url: str) -> bool:
     return not Path(database).expanduser().exists()
 
 
-async def _migrate(url: str) -> tuple[set[str], set[str]]:
-    """The database's revisions before and after bringing it to the head (`StorageError` when unreachable)."""
+async def _migrate(url: str) -> Upgraded:
+    """What bringing the database to the head did (`StorageError` when unreachable)."""
     storage = Storage(url)
     try:
         await storage.ping()
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             current = asyncio.run(_check(url))
             print(f"{where}: {'up to date' if current else 'needs `reviewbot migrate`'}")
             return 0 if current else 1
-        before, after = asyncio.run(_migrate(url))
+        before, after, notes = asyncio.run(_migrate(url))
     except ConfigError as exc:
         print(f"reviewbot migrate: {exc}", file=sys.stderr)
         return 2
@@ -73,4 +73,6 @@ def run(args: argparse.Namespace) -> int:
     done = f"upgraded from {', '.join(sorted(before))} to {now}" if before else f"created at revision {now}"
     print(f"{where}: {done if before != after else f'already at revision {now}, nothing to do'} "
           f"(head {', '.join(sorted(head_revisions()))})")
+    for note in notes:
+        print(f"{where}: {note}")
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from alembic import command
@@ -23,7 +23,7 @@ from bot.storage.db import StorageError, create_engine
 
 __all__ = [
     "alembic_config", "migrate", "upgrade", "schema_is_current", "current_revisions", "head_revisions",
-    "check_schema", "SchemaOutOfDate", "known_revisions", "newer_schema",
+    "check_schema", "SchemaOutOfDate", "known_revisions", "newer_schema", "Upgraded", "NOTES",
 ]
 
 SCRIPT_LOCATION = "bot:migrations"
@@ -32,6 +32,15 @@ PG_MIGRATION_LOCK = 0x72657669  # any constant; serialises concurrent `reviewbot
 PG_LOCK_WAIT = 5.0
 PG_LOCK_TRIES = 6
 LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE for a lock_timeout that ran out
+NOTES = "notes"  # the Config attribute a migration appends what the operator must know to (`Upgraded.notes`)
+
+
+class Upgraded(NamedTuple):
+    """What `upgrade` did: the revisions before and after, and what the migrations said for the operator."""
+
+    before: set[str]
+    after: set[str]
+    notes: list[str]
 
 
 class SchemaOutOfDate(StorageError):
@@ -125,10 +134,12 @@ def _lock(connection: Connection, lock_wait: float) -> None:
 
 def _upgrade(connection: Connection, cfg: Config, revision: str, lock_wait: float) -> set[str]:
     """Upgrade in the caller's transaction, all or nothing; the revisions before, read under the lock (of two
-    processes migrating at once, the second sees what the first did)."""
+    processes migrating at once, the second sees what the first did). The migrations' notes go to
+    `cfg.attributes[NOTES]`."""
     _lock(connection, lock_wait)
     before = _current(connection)
     cfg.attributes["connection"] = connection
+    cfg.attributes[NOTES] = []
     command.upgrade(cfg, revision)
     return before
 
@@ -138,8 +149,9 @@ def _lock_ran_out(exc: sa.exc.DBAPIError) -> bool:
 
 
 async def upgrade(url: str, revision: str = "head", *, lock_wait: float = PG_LOCK_WAIT, tries: int = PG_LOCK_TRIES,
-                  **engine_kwargs: Any) -> tuple[set[str], set[str]]:
-    """Bring the database at `url` up to `revision` (default: the newest); its revisions before and after.
+                  **engine_kwargs: Any) -> Upgraded:
+    """Bring the database at `url` up to `revision` (default: the newest); its revisions before and after, and
+    the migrations' notes.
 
     On PostgreSQL a try that waits `lock_wait` seconds for a table gives way (rolled back whole) and, after a
     pause that lets the queries queued behind it run, tries again, `tries` times in all."""
@@ -148,8 +160,9 @@ async def upgrade(url: str, revision: str = "head", *, lock_wait: float = PG_LOC
         await _known_revisions(engine)
         for attempt in range(1, tries + 1):
             try:
+                cfg = alembic_config()
                 async with engine.begin() as conn:
-                    before = await conn.run_sync(_upgrade, alembic_config(), revision, lock_wait)
+                    before = await conn.run_sync(_upgrade, cfg, revision, lock_wait)
                 break
             except sa.exc.DBAPIError as exc:
                 if not _lock_ran_out(exc):
@@ -160,14 +173,14 @@ async def upgrade(url: str, revision: str = "head", *, lock_wait: float = PG_LOC
                         f"{lock_wait:g} s; an open transaction or a long query: see pg_stat_activity); nothing was "
                         "changed: end that session, or run `reviewbot migrate` again once it is done") from exc
                 await asyncio.sleep(min(lock_wait, 1.0))
-        return before, await current_revisions(engine)
+        return Upgraded(before, await current_revisions(engine), cfg.attributes[NOTES])
     finally:
         await engine.dispose()
 
 
 async def migrate(url: str, revision: str = "head", **kwargs: Any) -> set[str]:
     """`upgrade`, returning the revisions after."""
-    return (await upgrade(url, revision, **kwargs))[1]
+    return (await upgrade(url, revision, **kwargs)).after
 
 
 def _revision_cli(argv: list[str]) -> None:

@@ -8,6 +8,12 @@ approval or reviewer event then failed on `feedback_times.aspect` and every sugg
 `people.username_key`, retried until dead. This revision repairs either table where it lacks the column and
 changes nothing on a database today's 0005 and 0007 created.
 
+A process of the release that created either table, still running on the repaired database, fails on it: on
+`feedback_times` every approval or reviewer event (its upsert names the old key), on `people` every event
+recording a username it has not written in its last ten minutes, so soon most (it leaves `username_key`
+empty), each retried until dead. The run says so, for the operator to stop them (`NOTES`, printed by
+`reviewbot migrate`).
+
 `feedback_times` is created again, empty: a row of the first shape is the time of the newest approval *or*
 reviewer change, and taking it as both would drop an approval handled after a later review request as
 "older", the mistake `aspect` was added for. Empty, every event applies until a timed one was, as after
@@ -21,14 +27,23 @@ Create Date: 2026-11-27
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 from bot.storage.db import UTCDateTime
+from bot.storage.migrate import NOTES
 
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
+
+
+STOP_THEM = ("stop them now; their failed events run again in the new processes, and dead ones once requeued "
+             "(`reviewbot events list --failed`, `reviewbot events requeue ID`)")
+
+
+def _note(text: str) -> None:
+    context.config.attributes.setdefault(NOTES, []).append(text)
 
 
 def _has_column(table: str, column: str) -> bool:
@@ -38,6 +53,8 @@ def _has_column(table: str, column: str) -> bool:
 def _feedback_times() -> None:
     if _has_column("feedback_times", "aspect"):
         return
+    _note("`feedback_times` had the shape of an early 0005 and was created again: processes of the release that "
+          f"made it fail every approval and reviewer event on it: {STOP_THEM}")
     op.drop_table("feedback_times")
     op.create_table(  # as 0005 creates it today
         "feedback_times",
@@ -53,6 +70,9 @@ def _feedback_times() -> None:
 def _people() -> None:
     if _has_column("people", "username_key"):
         return
+    _note("`people` had the shape of an early 0007 and got its username_key: processes of the release that made "
+          f"it fail every event recording a username they have not written in their last ten minutes (soon most "
+          f"events): {STOP_THEM}")
     op.add_column("people", sa.Column("username_key", sa.String(255), nullable=True))
     people = sa.table("people", sa.column("user_id"), sa.column("username"), sa.column("username_key"))
     bind = op.get_bind()
