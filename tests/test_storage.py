@@ -353,6 +353,34 @@ async def test_a_migrate_waiting_for_a_table_gives_way_to_the_running_bot(blank_
         await engine.dispose()
 
 
+async def test_a_migrate_that_waited_out_the_sqlite_write_lock_names_the_cause_and_the_fix(tmp_path, monkeypatch):
+    """SQLite: another connection keeping the write lock past busy_timeout failed the run with the driver's
+    words alone ("OperationalError: database is locked"); now it says what held it and what to do, as the
+    PostgreSQL lock wait does. Nothing was changed."""
+    import sqlite3
+
+    import bot.storage.db
+
+    path = tmp_path / "locked.sqlite3"
+    url = f"sqlite+aiosqlite:///{path}"
+    assert await migrate(url, "0008") == {"0008"}
+    monkeypatch.setattr(bot.storage.db, "SQLITE_BUSY_TIMEOUT_MS", 300)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageError, match=r"another process kept the database's write lock for 0.3 s .* "
+                                               r"run `reviewbot migrate` again"):
+            await migrate(url)
+    finally:
+        holder.close()
+    engine = create_engine(url)
+    try:
+        assert await current_revisions(engine) == {"0008"}
+    finally:
+        await engine.dispose()
+    assert await migrate(url) == {"0010"}
+
+
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
     with pytest.raises(SchemaOutOfDate, match="run `reviewbot migrate`"):

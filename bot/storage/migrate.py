@@ -7,6 +7,7 @@ and worker processes never migrate; they refuse to start on an old schema (`chec
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 from typing import Any, NamedTuple
 
@@ -19,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.storage import db
 from bot.storage.db import StorageError, create_engine
 
 __all__ = [
@@ -148,6 +150,16 @@ def _lock_ran_out(exc: sa.exc.DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE
 
 
+def _sqlite_locked(exc: sa.exc.DBAPIError) -> StorageError | None:
+    """The error for a SQLite write lock that another connection kept past busy_timeout, or None."""
+    if not isinstance(exc.orig, sqlite3.OperationalError) or "database is locked" not in str(exc.orig):
+        return None
+    return StorageError(
+        f"another process kept the database's write lock for {db.SQLITE_BUSY_TIMEOUT_MS / 1000:g} s (a long write, "
+        "or a `sqlite3` shell left in a transaction); nothing was changed: run `reviewbot migrate` again once it "
+        "is done")
+
+
 async def upgrade(url: str, revision: str = "head", *, lock_wait: float = PG_LOCK_WAIT, tries: int = PG_LOCK_TRIES,
                   **engine_kwargs: Any) -> Upgraded:
     """Bring the database at `url` up to `revision` (default: the newest); its revisions before and after, and
@@ -165,6 +177,8 @@ async def upgrade(url: str, revision: str = "head", *, lock_wait: float = PG_LOC
                     before = await conn.run_sync(_upgrade, cfg, revision, lock_wait)
                 break
             except sa.exc.DBAPIError as exc:
+                if (locked := _sqlite_locked(exc)) is not None:
+                    raise locked from exc
                 if not _lock_ran_out(exc):
                     raise
                 if attempt == tries:
