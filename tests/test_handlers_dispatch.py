@@ -338,10 +338,11 @@ async def test_a_gitlab_that_does_not_answer_holds_events_like_an_outage(handler
     event_id, _ = await env.storage.events.store_event(dedupe_key="hung", kind=opened.event_name, action="open",
                                                        project_id=env.pid, mr_iid=mr.iid, headers={},
                                                        body=opened.body)
-    worker_cfg = env.settings.worker.model_copy(update={"dispatch_timeout": 0.3, "lease_seconds": 5.0,
+    worker_cfg = env.settings.worker.model_copy(update={"dispatch_timeout": 2.0, "lease_seconds": 10.0,
                                                         "max_attempts": 2, "backoff": 0.01, "backoff_max": 0.01})
     settings = env.settings.model_copy(update={"worker": worker_cfg})
-    slow = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.01, timeout=0.2)  # 3 × 0.2 s > 0.3 s
+    # 3 × 0.8 s > 2 s; once GitLab answers, the event's own work must fit in 2 s (0.3 s did not, under load)
+    slow = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.01, timeout=0.8)
     async with make_dispatch(settings, env.storage, Metrics(), retry=slow) as dispatch:
         worker = Worker(env.storage, dispatch, settings, Metrics(), "w1")
         gate = env.state.hold_path("")  # every API call waits
