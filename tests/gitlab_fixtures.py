@@ -8,6 +8,7 @@ The `simulator` fixture fails the test at teardown if anything called an endpoin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from dataclasses import dataclass, field
@@ -109,13 +110,20 @@ async def webhook_receiver() -> AsyncIterator[Receiver]:
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/webhook", receiver.handle)
+    async with serve_app(app) as url:
+        receiver.url = f"{url}/webhook"
+        yield receiver
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[str]:
+    """Serve a small aiohttp app on a free port of 127.0.0.1; yields its base URL (`http://127.0.0.1:PORT`)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    receiver.url = f"http://{host}:{port}/webhook"
     try:
-        yield receiver
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()

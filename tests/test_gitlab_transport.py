@@ -26,7 +26,7 @@ from bot.gitlab.oauth import OAuthApp, OAuthError, authorize_url, exchange_code
 from bot.gitlab.sim_model import SimProject
 from bot.gitlab.simulator import SimState, run_simulator
 from tests.bot_harness import bot_settings, seed_recent
-from tests.gitlab_fixtures import FAST_RETRY
+from tests.gitlab_fixtures import FAST_RETRY, serve_app
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy",
@@ -65,16 +65,8 @@ async def proxy(no_proxy_env) -> AsyncIterator[Proxy]:
     found = Proxy()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", found.forward)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    found.url = f"http://{host}:{port}"
-    try:
+    async with serve_app(app) as found.url:
         yield found
-    finally:
-        await runner.cleanup()
 
 
 async def test_gitlab_calls_go_through_the_environments_proxy(simulator, http_session, proxy, no_proxy_env):
