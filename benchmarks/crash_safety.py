@@ -87,6 +87,8 @@ def report(scenario, expected, got, stats) -> int:
           f"MRs whose GitLab reviewers and `assigned` rows disagree: {len(got.unrecorded)} (reference "
           f"{len(expected.unrecorded)}); suggestions without their one `suggested` row: {len(got.unshown)} "
           f"(reference {len(expected.unshown)})")
+    print(f"`/reviewers assign` commands: {len(got.ranked_replies)}, {got.ranked_reply_differences(expected)} "
+          f"replied to in one run only (nobody could be asked: who has room depends on the processing order)")
     print(f"queue: {got.queue}; workers that exited on their own: {stats.worker_exits or 'none'}; "
           f"tracebacks in worker logs: {stats.tracebacks}")
     problems = got.differences(expected) + got.unrecorded + got.unshown

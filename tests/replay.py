@@ -6,10 +6,12 @@ random, and compare what the two runs left behind. Both runs build the simulator
 delivery the scenario sends has the same X-Gitlab-Event-UUID in both; rows are compared by that UUID.
 
 What may differ between two correct runs is only who gets ranked first (merges and feedback reach the recommender
-in whatever order the workers happen to run them), so people are compared only where the scenario itself names
-them; rows about ranked people (`suggested`, `assigned`, `reroll`, `reviewed`, a final reviewer who did not
-approve, one the bot asked who never reviewed) are checked against the run's own state instead (every reviewer
-the bot set on GitLab has its `assigned` row, and no other; every stored suggestion its one `suggested` row).
+in whatever order the workers happen to run them), and with it whether `/reviewers assign` finds someone with room
+for a review (it replies when nobody, or fewer than asked, could be asked), so people are compared only where the
+scenario itself names them, and a reply to `assign` only for never coming twice; rows about ranked people
+(`suggested`, `assigned`, `reroll`, `reviewed`, a final reviewer who did not approve, one the bot asked who never
+reviewed) are checked against the run's own state instead (every reviewer the bot set on GitLab has its
+`assigned` row, and no other; every stored suggestion its one `suggested` row).
 """
 from __future__ import annotations
 
@@ -173,6 +175,7 @@ class Outcome:
     ranked: dict[tuple[Any, ...], int]     # (MR iid, label, delivery UUID) of labels about whoever was ranked
     unrecorded: list[str]                  # reviewers the bot set on GitLab without an `assigned` row, or back
     unshown: list[str] = field(default_factory=list)  # suggestions whose first person lacks its `suggested` row
+    ranked_replies: dict[int, int] = field(default_factory=dict)  # `/reviewers assign` note id -> the bot's replies
 
     def ranked_differences(self, expected: Outcome) -> int:
         """How many (MR, label, event) rows about ranked people exist in one run and not the other.
@@ -192,7 +195,15 @@ class Outcome:
                 missing = {k: v for k, v in theirs.items() if mine.get(k) != v}
                 extra = {k: v for k, v in mine.items() if theirs.get(k) != v}
                 out.append(f"{name}: expected {_head(missing)}, got {_head(extra)}")
+        doubled = {k: n for k, n in self.ranked_replies.items() if n > 1}
+        if doubled:
+            out.append(f"replies to /reviewers assign, more than one: {_head(doubled)}")
         return out
+
+    def ranked_reply_differences(self, expected: Outcome) -> int:
+        """How many `/reviewers assign` commands got a reply in one run and none in the other: whether anyone
+        could be asked depends on who still has room for a review, so on the order the events ran."""
+        return sum(1 for k, n in self.ranked_replies.items() if n != expected.ranked_replies.get(k))
 
 
 def _head(d: dict[Any, Any], n: int = 5) -> str:
@@ -242,14 +253,16 @@ async def outcome(state: SimState, storage: Storage, project_id: int, scenario: 
             feedback[(*key, f.person)] += 1
         else:
             feedback[(*key, "*")] = 1
-    acks, replies = {}, {}
+    acks, replies, ranked_replies = {}, {}, {}
     for note in scenario.commands:
         acks[note.id] = sorted(a.name for a in note.awards if a.user_id == state.bot.id)
         mr = state.projects[project_id].mrs[note.mr_iid]
         marker = REPLY_MARKER.format(note_id=note.id)
-        replies[note.id] = sum(1 for n in bot_notes(state, mr) if has_marker(n.body, marker))
+        count = sum(1 for n in bot_notes(state, mr) if has_marker(n.body, marker))
+        (ranked_replies if note.body.startswith("/reviewers assign") else replies)[note.id] = count
     return Outcome(comments, rows, suggestions, feedback, acks, replies, await storage.events.depth(), ranked,
-                   _unrecorded_reviewers(state, project_id, scenario, assigned), _unshown(stored, shown_first))
+                   _unrecorded_reviewers(state, project_id, scenario, assigned), _unshown(stored, shown_first),
+                   ranked_replies)
 
 
 def _unshown(stored: list, shown_first: dict[int | None, list[str]]) -> list[str]:
