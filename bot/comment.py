@@ -17,7 +17,7 @@ from bisect import bisect_left
 from typing import Iterable, Mapping, Sequence
 
 from graph.model import Contribution, Suggestion
-from graph.reasons import bidi_closed, code_span
+from graph.reasons import bidi_closed, bidi_isolated, code_span
 
 __all__ = [
     "MARKER",
@@ -180,7 +180,7 @@ def _no_quick_actions(text: str) -> str:
 def _person(user: str, names: Mapping[str, str] | None, mention: bool) -> str:
     shown = f"@{user}" if mention else code_span(f"@{user}")
     name = (names or {}).get(user)
-    return f"{shown} ({_cell(_quiet(bidi_closed(name)))})" if name else shown
+    return f"{shown} ({bidi_isolated(name, _cell(_quiet(bidi_closed(name))))})" if name else shown
 
 
 def _table(

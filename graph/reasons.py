@@ -3,6 +3,7 @@ ago); wrote `net/eth.c`; reviewed 9 of this author's changes"."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Iterable
 
 import numpy as np
@@ -11,10 +12,12 @@ from graph.explain import compare, span
 from graph.model import Change, Contribution
 from graph.ownership import DAY, OwnershipGraph
 
-__all__ = ["reasons", "contributions", "code_span", "bidi_closed"]
+__all__ = ["reasons", "contributions", "code_span", "bidi_closed", "bidi_isolated"]
 
 _EMBEDDINGS = frozenset("\u202a\u202b\u202d\u202e")  # LRE, RLE, LRO, RLO: closed by PDF (U+202C)
 _ISOLATES = frozenset("\u2066\u2067\u2068")  # LRI, RLI, FSI: closed by PDI (U+2069), with what opened after them
+# What turns the text around it: right-to-left letters (R, AL) and the explicit controls
+_TURNING = frozenset({"R", "AL", "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"})
 
 
 def bidi_closed(text: str) -> str:
@@ -40,10 +43,31 @@ def bidi_closed(text: str) -> str:
     return text + "".join("\u202c" if char in _EMBEDDINGS else "\u2069" for char in reversed(stack))
 
 
+def _turns(text: str) -> bool:
+    return not text.isascii() and any(unicodedata.bidirectional(char) in _TURNING for char in text)
+
+
+def bidi_isolated(text: str, shown: str | None = None) -> str:
+    """`shown` (by default `text`, closed: `bidi_closed`) set apart between FSI and PDI when `text` holds
+    right-to-left letters or bidi controls, as HTML's `<bdi>` does; other text is left as it is.
+
+    A number written after right-to-left letters joins them: "reviewed `docs/שלום` 2 times" showed as
+    "reviewed `docs/2 `םולש times", and the words after an override closed at its end moved the same way. An
+    isolate is one neutral character to the text around it, which then reads in its own order.
+
+    >>> bidi_isolated("src/a.py"), bidi_isolated("\u05d3\u05e0\u05d9") == "\u2068\u05d3\u05e0\u05d9\u2069"
+    ('src/a.py', True)
+    """
+    shown = bidi_closed(text) if shown is None else shown
+    return f"\u2068{shown}\u2069" if _turns(text) else shown
+
+
 def code_span(text: str) -> str:
     """`text` as a Markdown inline code span, with a fence longer than any backtick run inside it (a
     path or a name may hold backticks; a hand-made `` `...` `` would end early and leave the rest live),
-    and the bidirectional embeddings it opens closed inside it (`bidi_closed`).
+    and the bidirectional embeddings it opens closed inside it (`bidi_closed`). Text with right-to-left
+    letters or bidi controls is set apart as an isolate around the span (`bidi_isolated`), outside it so that
+    a path copied from the span has no invisible characters added.
 
     >>> code_span("@alice"), code_span("a`b")
     ('`@alice`', '``a`b``')
@@ -51,7 +75,7 @@ def code_span(text: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{bidi_closed(text)}{pad}{fence}"
+    return bidi_isolated(text, f"{fence}{pad}{bidi_closed(text)}{pad}{fence}")
 
 
 def _ago(t: float | None, now: float) -> str:
