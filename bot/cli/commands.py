@@ -133,6 +133,18 @@ def _prune(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=Entry("bot.cli.prune:run"))
 
 
+def _forget(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("forget", help="delete everything stored about a project (history, feedback, events...)",
+                       description="Delete a project's history, suggestions, feedback, comment records, opt-outs, "
+                                   "models, snapshots, events and its row, in one transaction. Without --yes, "
+                                   "only say what would go. Remove the project's webhook first, and restart "
+                                   "the bot's processes afterwards.")
+    p.add_argument("--project", required=True, metavar="ID", help="the project's numeric id or group/project path")
+    p.add_argument("--yes", action="store_true", help="delete (without it, nothing is deleted)")
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    p.set_defaults(func=Entry("bot.cli.forget:run"))
+
+
 def _backfill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backfill", help="import a project's merged merge requests into the review history",
                        description="Read every merged MR (files, author, reviewers, approvers) over the API; "
@@ -224,4 +236,4 @@ def _demo(sub: argparse._SubParsersAction) -> None:
 
 
 # In the order of `reviewbot --help`.
-COMMANDS = (_serve, _migrate, _events, _prune, _backfill, _evaluate, _simulate, _install, _demo)
+COMMANDS = (_serve, _migrate, _events, _prune, _forget, _backfill, _evaluate, _simulate, _install, _demo)

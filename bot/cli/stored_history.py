@@ -23,7 +23,7 @@ from bot.config import ConfigError, load_settings, redact_url
 from bot.storage import Storage, StorageError
 from graph.model import record_of
 
-__all__ = ["export_checkouts", "export_projects", "run_with_projects"]
+__all__ = ["export_checkouts", "export_projects", "run_with_projects", "project_id_of", "no_new_sqlite_file"]
 
 
 def run_with_projects(args: argparse.Namespace, command: str,
@@ -77,13 +77,13 @@ def export_projects(refs: list[str], config: str | None, into: Path, command: st
 
 
 async def _export(url: str, refs: list[str], into: Path) -> dict[str, str]:
-    _no_new_sqlite_file(url)
+    no_new_sqlite_file(url)
     storage = await Storage.open(url)
     try:
         known = {row.id: row.path for row in await storage.projects.list()}
         out: dict[str, str] = {}
         for ref in refs:
-            pid = _project_id(ref, known)
+            pid = project_id_of(ref, known)
             if pid in out.values():
                 continue
             changes = await storage.history.load(pid) if pid is not None else []
@@ -99,7 +99,7 @@ async def _export(url: str, refs: list[str], into: Path) -> dict[str, str]:
         await storage.close()
 
 
-def _no_new_sqlite_file(url: str) -> None:
+def no_new_sqlite_file(url: str) -> None:
     """Reading must not create: SQLite makes an empty file for a mistyped path (then asks for a migration)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
@@ -108,7 +108,7 @@ def _no_new_sqlite_file(url: str) -> None:
                           "(DATABASE_URL or [database] url, as the bot runs with)")
 
 
-def _project_id(ref: str, known: dict[int, str | None]) -> int | None:
+def project_id_of(ref: str, known: dict[int, str | None]) -> int | None:
     """A project by its numeric id or its path (without case, as GitLab compares paths); a path two stored
     projects had (one renamed on GitLab since, another created under its old path) must be given as an id."""
     if re.fullmatch(r"[0-9]+", ref):  # not isdigit: "²" is a digit too, and no int
@@ -117,5 +117,5 @@ def _project_id(ref: str, known: dict[int, str | None]) -> int | None:
     found = sorted(pid for pid, path in known.items() if path and path.casefold() == folded)
     if len(found) > 1:
         raise LookupError(f"projects {', '.join(map(str, found))} were each stored under the path {ref}: give "
-                          "the id of the one to measure")
+                          "the id of the one meant")
     return found[0] if found else None

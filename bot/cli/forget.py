@@ -1,0 +1,67 @@
+"""`reviewbot forget --project ID [--yes]`: delete everything the bot stored about one project.
+
+Without `--yes` it only counts what would go, so a mistyped id costs nothing. Running processes keep the
+project's graph in memory (and write new rows if its webhook still sends events): the command says to remove
+the webhook first and to restart them afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from bot.cli.database_errors import exits_for
+from bot.cli.stored_history import no_new_sqlite_file, project_id_of
+from bot.config import load_settings, redact_url
+from bot.storage import Storage
+from bot.storage.forget import forget_project, project_rows
+
+__all__ = ["run", "WORDS"]
+
+WORDS = {  # what each table's rows are, as the command says it
+    "history": "merged changes", "suggestions": "suggestions", "feedback": "feedback rows",
+    "feedback_times": "approval and reviewer times", "bot_comments": "comment records", "optouts": "opt-outs",
+    "models": "model versions", "snapshots": "snapshots", "events": "events", "projects": "project row",
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 0 when done (or, without --yes, when the count is shown), 1 for a project the database does not
+    hold or a database failure, 2 for a wrong setting."""
+    return exits_for("reviewbot forget", "forget", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    url = load_settings(args.config, require_gitlab=False, listens=False).database_url
+    try:
+        no_new_sqlite_file(url)
+        found = asyncio.run(_forget(url, args.project, args.yes))
+    except LookupError as exc:
+        print(f"reviewbot forget: {exc}", file=sys.stderr)
+        return 1
+    pid, counts = found
+    listed = ", ".join(f"{n} {WORDS[name]}" for name, n in counts.items() if n) or "nothing"
+    if not args.yes:
+        print(f"project {pid}: would delete {listed}\nnothing deleted: run again with --yes to delete")
+        return 0
+    print(f"project {pid}: deleted {listed}\n"
+          "restart the bot's processes: each keeps the project's graph in memory until then. If the project's "
+          "webhook still sends events, its next one imports the history again: remove the hook in GitLab "
+          "(Settings > Webhooks).")
+    return 0
+
+
+async def _forget(url: str, ref: str, delete: bool) -> tuple[int, dict[str, int]]:
+    storage = await Storage.open(url)
+    try:
+        known = {row.id: row.path for row in await storage.projects.list()}
+        pid = project_id_of(ref, known)
+        counts = await project_rows(storage.engine, pid) if pid is not None else {}
+        if not any(counts.values()):
+            raise LookupError(f"{redact_url(url)} holds nothing of project {ref} (give the project's id or path "
+                              "as GitLab shows it, and the bot's database: DATABASE_URL or [database] url)")
+        if delete:
+            counts = await forget_project(storage.engine, pid)
+        return pid, {name: counts[name] for name in WORDS}
+    finally:
+        await storage.close()
