@@ -308,7 +308,7 @@ class WorkerSettings(_Frozen):
     lease_seconds: float = Field(300.0, gt=0, le=DAY_SECONDS)
     dispatch_timeout: float = Field(120.0, gt=0)
     max_attempts: int = Field(6, ge=1, le=1000)
-    outage_hours: float = Field(24.0, ge=0, le=CENTURY_DAYS * 24)  # GitLab down: retried this long, whatever the count
+    outage_hours: float = Field(24.0, ge=0, le=CENTURY_DAYS * 24)  # GitLab down: retried this long, not counted
     backoff: float = Field(10.0, gt=0)
     backoff_max: float = Field(3600.0, gt=0, le=DAY_SECONDS)
     poll_interval: float = Field(2.0, gt=0, le=3600)

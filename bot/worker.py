@@ -3,8 +3,10 @@
 Why a lease-based loop: several processes (or several loops in one process) share the queue; a
 claimed event is leased, so a crashed worker's events come back after `lease_seconds`. A failing
 event is retried with exponential backoff (or after the exception's `retry_after` seconds, e.g. a
-GitLab 429) and dead-lettered after `max_attempts` (an exception with `outage = True`, GitLab being
-down, does not count for `outage_hours`); an exception with `permanent = True` is dead-lettered at once.
+GitLab 429) and dead-lettered after `max_attempts`; an exception with `permanent = True` is dead-lettered at
+once. An exception with `outage = True` (GitLab down) is counted apart for `outage_hours` after the event
+arrived (`outage_attempts`, see `_outage_forgiven`): it never uses up the attempts, and leaves them whole for
+the event's own failures once GitLab answers again.
 An exception with `park = seconds` is no failure: the event waits for something else (the first events of a
 project wait for its history import), so it goes back to the queue, due in that many seconds, its attempt not
 counted, and sooner when the exception's `wakes` (an asyncio future: what it waits for) is done. A parked event
@@ -85,7 +87,7 @@ def park_seconds(exc: BaseException) -> float | None:
 
 class GitLabNotAnswering(Exception):
     """The event ran out of `dispatch_timeout` while its GitLab calls were failing or unanswered: an outage,
-    retried for `outage_hours` whatever its attempts (see `_attempts_allowed`)."""
+    retried for `outage_hours` whatever its attempts (see `_outage_forgiven`)."""
 
     outage = True
 
@@ -292,24 +294,33 @@ class Worker:
         await self._record(self.storage.events.wake(event_id), event_id)
         self.notify()
 
-    def _attempts_allowed(self, row: EventRow, exc: Exception) -> int:
-        """`max_attempts`, unless GitLab is out (`outage` errors) and the event is younger than `outage_hours`:
-        then one more than it has had, so the outage cannot exhaust it."""
-        if getattr(exc, "outage", False) and self.cfg.outage_hours > 0:
-            age = (self.storage.events.clock() - row.received_at).total_seconds()
-            if age < self.cfg.outage_hours * 3600:
-                return max(self.cfg.max_attempts, row.attempts + 1)
-        return self.cfg.max_attempts
+    def _outage_forgiven(self, row: EventRow, exc: Exception) -> bool:
+        """Whether this failure is GitLab's outage (`outage` errors) within `outage_hours` of the event's arrival:
+        then it is counted in `outage_attempts`, not in the attempts `max_attempts` limits. Past those hours an
+        outage failure counts like any other: the event has the attempts it had left."""
+        if not getattr(exc, "outage", False) or self.cfg.outage_hours <= 0:
+            return False
+        age = (self.storage.events.clock() - row.received_at).total_seconds()
+        return age < self.cfg.outage_hours * 3600
+
+    def _retry_delay(self, row: EventRow, exc: Exception) -> float:
+        """An outage's delay grows with every run of the event that failed (through the outage too, so a long
+        one is retried `backoff_max` apart); a failure of the event's own backs off from its own attempts, as
+        though the outage had not been (GitLab answering again, its first retry comes after `backoff`)."""
+        runs = row.attempts + row.outage_attempts if getattr(exc, "outage", False) else row.attempts
+        return retry_delay(exc, runs, self.cfg.backoff, self.cfg.backoff_max)
 
     async def _failed(self, row: EventRow, exc: Exception) -> None:
         error = _describe(exc, self.cfg.dispatch_timeout)
+        forgiven = False
         if getattr(exc, "permanent", False):
             done = await self._record(self.storage.events.dead_letter(row.id, error, owner=self.worker_id), row.id)
             status: str | None = "dead" if done else None
         else:
-            delay = retry_delay(exc, row.attempts, self.cfg.backoff, self.cfg.backoff_max)
+            forgiven = self._outage_forgiven(row, exc)
             status = await self._record(self.storage.events.retry_later(
-                row.id, error, delay, max_attempts=self._attempts_allowed(row, exc), owner=self.worker_id), row.id)
+                row.id, error, self._retry_delay(row, exc), max_attempts=self.cfg.max_attempts,
+                owner=self.worker_id, outage=forgiven), row.id)
         if status is None:  # its lease ran out (or the database is down): the event is someone else's now
             log.warning(kv("event failed; outcome not recorded, the event is no longer this worker's",
                            event_id=row.id, kind=row.kind, attempt=row.attempts, cause=error))
@@ -317,8 +328,9 @@ class Worker:
         result = "dead" if status == "dead" else "retry"
         self.metrics.events_failed.labels(kind=row.kind, result=result).inc()
         logger = log.error if result == "dead" else log.warning
-        logger(kv("event failed", event_id=row.id, kind=row.kind, attempt=row.attempts, result=result,
-                  cause=error), exc_info=exc if result == "dead" else None)
+        counted = {"outage_retry": row.outage_attempts + 1} if forgiven else {"attempt": row.attempts}
+        logger(kv("event failed", event_id=row.id, kind=row.kind, **counted, result=result, cause=error),
+               exc_info=exc if result == "dead" else None)
 
     async def _record(self, outcome: Awaitable[Any], event_id: int | None) -> Any:
         """Write an event's outcome; if the database is down the lease expires and the event runs again."""

@@ -239,3 +239,32 @@ def test_an_event_that_finished_while_requeue_ran_is_not_said_to_be_running():
     row = EventRow(7, "k", 5, 1, "Merge Request Hook", "open", {}, {}, "done", 1, now, None, None, None, now, now)
     said = events_cli._not_requeued(7, row)
     assert "None" not in said and "?" not in said and "event 7 is done now" in said and "requeue" in said
+
+
+def test_the_retries_an_outage_took_are_shown_apart_from_the_attempts(sqlite_url, tmp_path, monkeypatch, capsys):
+    """`tries` are what `max_attempts` limits; an event held through a GitLab outage says how often it was
+    retried for it (it was shown with dozens of tries, as though one more failure had not buried it)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+
+    async def seed() -> None:
+        storage = Storage(sqlite_url)
+        await storage.events.store_event(dedupe_key="o", kind="Note Hook", headers={}, body={}, project_id=5,
+                                         mr_iid=1)
+        for _ in range(3):
+            await storage.events.claim("w", 60, 1)
+            await storage.events.retry_later(1, "GitLabFailure: 502", 0, max_attempts=2, outage=True)
+        await storage.events.claim("w", 60, 1)
+        await storage.events.retry_later(1, "RuntimeError: boom", 0, max_attempts=2)
+        await storage.close()
+
+    run_in_thread(seed)
+    assert run("list", "--json") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["status"], shown["attempts"], shown["outage_attempts"]) == ("failed", 1, 3)
+    assert run("list") == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(line for line in out if "tries" in line).split("┃")
+    row = next(line for line in out if "Note Hook" in line).split("│")
+    cells = dict(zip((h.strip() for h in header), (c.strip() for c in row)))
+    assert (cells["tries"], cells["outage"]) == ("1", "3")

@@ -351,11 +351,52 @@ async def test_a_gitlab_that_does_not_answer_holds_events_like_an_outage(handler
             await worker.drain()
             await asyncio.sleep(0.05)
         row = await env.storage.events.get(event_id)
-        assert row.attempts >= 3 and row.status == "failed", (row.status, row.attempts, row.last_error)
+        assert (row.status, row.attempts) == ("failed", 0) and row.outage_attempts >= 3, (row, row.last_error)
         assert "GitLab" in row.last_error
         gate.set()
         await asyncio.sleep(0.05)
         await worker.run_once()
         await worker.drain()
+    assert (await env.storage.events.get(event_id)).status == "done"
+    assert len(marker_notes(env.state, mr)) == 1
+
+
+async def test_an_event_held_through_a_gitlab_outage_has_its_attempts_once_gitlab_answers(handler_env):
+    """Every retry through an outage counted as an attempt, only allowed one more each time: once GitLab
+    answered, the event's first failure of its own (here a 409 on its first call) dead-lettered it at once,
+    where it still has `max_attempts`."""
+    import asyncio
+
+    from bot.worker import Worker
+
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    event_id, _ = await env.storage.events.store_event(dedupe_key="outage", kind=opened.event_name, action="open",
+                                                       project_id=env.pid, mr_iid=mr.iid, headers={},
+                                                       body=opened.body)
+    worker_cfg = env.settings.worker.model_copy(update={"max_attempts": 2, "backoff": 0.01, "backoff_max": 0.01})
+    settings = env.settings.model_copy(update={"worker": worker_cfg})
+
+    async def run() -> None:
+        await asyncio.sleep(0.02)  # past the retry delay
+        assert await worker.run_once() == 1
+        await worker.drain()
+
+    async with make_dispatch(settings, env.storage, Metrics(), retry=FAST_RETRY) as dispatch:
+        worker = Worker(env.storage, dispatch, settings, Metrics(), "w1")
+        env.state.fail_path("", 502)  # every API call
+        for _ in range(4):
+            await run()
+        row = await env.storage.events.get(event_id)
+        assert row.status == "failed" and "502" in row.last_error, (row.status, row.last_error)
+        del env.state.broken_paths[""]
+        env.state.fail_next(1, 409)
+        await run()
+        row = await env.storage.events.get(event_id)
+        assert row.status == "failed" and "409" in row.last_error, (row.status, row.last_error)
+        assert (row.attempts, row.outage_attempts) == (1, 4)
+        await run()
     assert (await env.storage.events.get(event_id)).status == "done"
     assert len(marker_notes(env.state, mr)) == 1

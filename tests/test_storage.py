@@ -220,6 +220,31 @@ async def test_revision_0009_keeps_the_discussion_of_the_bots_comment_and_goes_b
         await storage.close()
 
 
+async def test_revision_0011_counts_outage_retries_apart_and_goes_back(blank_database_url):
+    url = blank_database_url
+    assert await migrate(url, "0010") == {"0010"}
+    storage = Storage(url)
+    try:
+        event_id = await put(storage, "k")  # a row as 0010 stored it
+        async with storage.engine.begin() as conn:
+            await conn.execute(sa.text("UPDATE events SET status = 'failed', attempts = 4"))
+        assert await migrate(url, "0011") == {"0011"}
+        row = await storage.events.get(event_id)
+        assert (row.status, row.attempts, row.outage_attempts) == ("failed", 4, 0)
+        await outage_failures(storage, event_id, 1, max_attempts=6)
+        row = await storage.events.get(event_id)
+        assert (row.status, row.attempts, row.outage_attempts) == ("failed", 4, 1)
+        assert await downgrade(url, "0010") == {"0010"}
+        async with storage.engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("events")])
+            kept = (await conn.execute(sa.text("SELECT status, attempts FROM events"))).one()
+        assert "outage_attempts" not in columns and tuple(kept) == ("failed", 4)
+        assert await migrate(url, "0011") == {"0011"}
+        assert (await storage.events.get(event_id)).outage_attempts == 0
+    finally:
+        await storage.close()
+
+
 def _first_published_shapes() -> sa.MetaData:
     """`feedback_times` and `people` as 0005 and 0007 first created them (commits 008c9d6 and 41b1790), before
     both files were amended in place: no `aspect`, no `username_key` (nor its index)."""
@@ -257,7 +282,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
                 {"user_id": 9, "username": "STRASSE", "seen_at": at}])
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0010"}
+    assert await migrate(url) == {"0011"}
     storage = Storage(url)
     try:
         async with storage.engine.connect() as conn:
@@ -269,7 +294,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
         assert await storage.feedback.newer_applied(1, 3, "bob", at, aspect="approval") is None
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=1), aspect="approval") == at
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=9)) is None  # "reviewer"
-        assert await migrate(url) == {"0010"}
+        assert await migrate(url) == {"0011"}
     finally:
         await storage.close()
 
@@ -290,7 +315,7 @@ async def test_revision_0010_says_which_table_it_repaired_and_what_the_old_proce
     finally:
         await engine.dispose()
     done = await upgrade(url)
-    assert (done.before, done.after) == ({"0009"}, {"0010"}) and len(done.notes) == 2
+    assert (done.before, done.after) == ({"0009"}, {"0011"}) and len(done.notes) == 2
     assert all("stop them" in note and "events requeue" in note for note in done.notes)
     assert "feedback_times" in done.notes[0] and "approval and reviewer event" in done.notes[0]
     assert "people" in done.notes[1] and "username_key" in done.notes[1]
@@ -347,7 +372,7 @@ async def test_a_migrate_waiting_for_a_table_gives_way_to_the_running_bot(blank_
                 await asyncio.sleep(1)
         holding = asyncio.create_task(release_soon())
         await asyncio.sleep(0.2)
-        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0010"}  # a later try
+        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0011"}  # a later try
         await holding
     finally:
         await engine.dispose()
@@ -378,7 +403,7 @@ async def test_a_migrate_that_waited_out_the_sqlite_write_lock_names_the_cause_a
         assert await current_revisions(engine) == {"0008"}
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0010"}
+    assert await migrate(url) == {"0011"}
 
 
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
@@ -641,6 +666,60 @@ async def test_retry_waits_for_the_delay_then_dead_letters_after_max_attempts(st
     assert (row.status, row.last_error, row.finished_at) == ("dead", "GitLab 502 again", clock())
 
 
+async def outage_failures(storage: Storage, event_id: int, times: int, *, max_attempts: int = 2) -> None:
+    """Claim the event and fail it as an outage, `times` times (each due at once)."""
+    for _ in range(times):
+        assert [r.id for r in await storage.events.claim("w", LEASE, 1, max_attempts=max_attempts)] == [event_id]
+        status = await storage.events.retry_later(event_id, "GitLab 502", 0, max_attempts=max_attempts, owner="w",
+                                                  outage=True)
+        assert status == "failed"
+
+
+async def test_an_outage_failure_is_counted_apart_from_the_attempts(storage):
+    """A failure while GitLab is out never dead-letters the event and leaves its attempts as they were: its own
+    failures after the outage still have `max_attempts`."""
+    event_id = await put(storage, "k")
+    await outage_failures(storage, event_id, 5)
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.outage_attempts, row.last_error) == ("failed", 0, 5, "GitLab 502")
+    [row] = await storage.events.claim("w", LEASE, 1, max_attempts=2)
+    assert (row.attempts, row.outage_attempts) == (1, 5)
+    assert await storage.events.retry_later(event_id, "timed out", 0, max_attempts=2, owner="w") == "failed"
+    await storage.events.claim("w", LEASE, 1, max_attempts=2)
+    assert await storage.events.retry_later(event_id, "timed out", 0, max_attempts=2, owner="w") == "dead"
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.outage_attempts) == ("dead", 2, 5)
+
+
+async def test_a_lease_expiring_after_outage_failures_is_not_the_last_attempt(storage, clock):
+    """A worker killed on the first run after an outage: the event is run again, as any event whose worker died
+    on its first attempt, and buried only when its lease runs out on its own last attempt."""
+    event_id = await put(storage, "k")
+    await outage_failures(storage, event_id, 3)
+    await storage.events.claim("killed", LEASE, 1, max_attempts=2)
+    clock.advance(LEASE + 1)
+    [row] = await storage.events.claim("w2", LEASE, 1, max_attempts=2)
+    assert (row.id, row.attempts, row.outage_attempts) == (event_id, 2, 3)
+    clock.advance(LEASE + 1)
+    assert await storage.events.claim("w3", LEASE, 1, max_attempts=2) == []
+    row = await storage.events.get(event_id)
+    assert row.status == "dead" and "lease expired" in row.last_error
+
+
+async def test_release_keeps_the_outage_count_and_requeue_starts_both_afresh(storage):
+    event_id = await put(storage, "k")
+    await outage_failures(storage, event_id, 2)
+    await storage.events.claim("w", LEASE, 1)
+    assert await storage.events.release("w") == 1
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.outage_attempts) == ("queued", 0, 2)
+    await storage.events.claim("w", LEASE, 1)
+    assert await storage.events.retry_later(event_id, "boom", 0, max_attempts=1, owner="w") == "dead"
+    assert await storage.events.requeue(event_id)
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.outage_attempts) == ("queued", 0, 0)
+
+
 async def test_dead_letter_gives_up_at_once(storage):
     event_id = await put(storage, "k")
     await storage.events.claim("w", LEASE, 1)
@@ -757,7 +836,7 @@ async def test_a_lease_that_expired_does_not_hold_up_an_older_event(storage, clo
     a, b = await put(storage, "a"), await put(storage, "b")
     await storage.events.claim("w1", LEASE)
     await storage.events.dead_letter(a, "boom", owner="w1")
-    await storage.events.claim("w1", LEASE)  # B, then its worker dies
+    assert [r.id for r in await storage.events.claim("w1", LEASE)] == [b]  # then its worker dies
     assert await storage.events.requeue(a)
     clock.advance(LEASE + 1)
     assert [r.id for r in await storage.events.claim("w2", LEASE)] == [a]  # the oldest first, B after it

@@ -237,22 +237,68 @@ async def test_a_running_event_keeps_its_lease_so_no_other_worker_runs_it_twice(
     assert (row.status, row.attempts) == ("failed", 1) and "timed out" in row.last_error
 
 
-async def test_a_gitlab_outage_does_not_use_up_the_attempts_until_outage_hours(storage, clock):
-    class Outage(Exception):
-        outage = True
+class Outage(Exception):
+    """What a handler raises while GitLab is out (`GitLabFailure` for no answer, a 5xx, a 429, a refused token)."""
 
+    outage = True
+
+
+async def fail_through(worker: Worker, storage: Storage, clock, event_id: int, times: int) -> list[float]:
+    """Run the event `times` times, each failing, the clock moved past each retry delay; the delays."""
+    delays = []
+    for _ in range(times):
+        assert await run_one(worker) == 1
+        row = await storage.events.get(event_id)
+        assert row.status == "failed", (row.status, row.last_error)
+        delays.append((row.next_attempt_at - clock()).total_seconds())
+        clock.advance(delays[-1])
+    return delays
+
+
+async def test_a_gitlab_outage_does_not_use_up_the_attempts_until_outage_hours(storage, clock):
+    """Within `outage_hours` of its arrival an outage is retried however often; past them, each outage failure
+    counts like any other: the event has the attempts it had left, still `backoff_max` apart."""
     event_id = await put(storage, "a")
     worker = Worker(storage, Recorder(Outage("GitLab 502")), make_settings(max_attempts=3, outage_hours=2),
                     Metrics(), "w1")
-    for _ in range(6):
-        await run_one(worker)
-        row = await storage.events.get(event_id)
-        assert row.status == "failed"
-        clock.advance(100)
+    assert await fail_through(worker, storage, clock, event_id, 6) == [10, 20, 40, 80, 100, 100]
     clock.advance(2 * 3600)
+    assert await fail_through(worker, storage, clock, event_id, 2) == [100, 100]
+    row = await storage.events.get(event_id)
+    assert (row.attempts, row.outage_attempts) == (2, 6)
     await run_one(worker)
     row = await storage.events.get(event_id)
-    assert (row.status, row.attempts) == ("dead", 7)
+    assert (row.status, row.attempts, row.outage_attempts) == ("dead", 3, 6)
+
+
+async def test_after_a_long_outage_an_event_still_has_all_its_attempts(storage, clock):
+    """The outage's retries were counted as attempts, only allowed one more each time: once GitLab answered,
+    the event's first failure of another kind (a timeout, a handler's error) dead-lettered it at once, where it
+    has `max_attempts` of its own, with the backoff of its own failures."""
+    event_id = await put(storage, "a")
+    dispatch = Recorder(Outage("GitLab 502"))
+    worker = Worker(storage, dispatch, make_settings(max_attempts=3), Metrics(), "w1")
+    assert await fail_through(worker, storage, clock, event_id, 8) == [10, 20, 40, 80, 100, 100, 100, 100]
+    dispatch.error = RuntimeError("a handler's error")
+    assert await fail_through(worker, storage, clock, event_id, 2) == [10, 20]
+    row = await storage.events.get(event_id)
+    assert (row.attempts, row.outage_attempts, row.last_error) == (2, 8, "RuntimeError: a handler's error")
+    await run_one(worker)
+    assert (await storage.events.get(event_id)).status == "dead"
+
+
+async def test_a_worker_killed_after_an_outage_leaves_the_event_its_attempts(storage, clock):
+    """A lease that runs out (its worker SIGKILLed) dead-letters the event on its last attempt: after an outage
+    every event was on it, and the first killed worker buried each event it held."""
+    event_id = await put(storage, "a")
+    worker = Worker(storage, Recorder(Outage("GitLab 502")), make_settings(max_attempts=3), Metrics(), "w1")
+    await fail_through(worker, storage, clock, event_id, 5)
+    assert [r.id for r in await storage.events.claim("killed", 60, 1, max_attempts=3)] == [event_id]
+    clock.advance(61)  # its worker never comes back
+    worker.dispatch = Recorder()
+    assert await run_one(worker) == 1
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.outage_attempts) == ("done", 2, 5)
 
 
 class Waiting(Exception):

@@ -5,8 +5,10 @@ nothing is lost when a process restarts (Heroku cycles dynos daily), several wor
 load, and a failing event is retried with backoff and finally kept as `dead` for a human to inspect.
 
 Life of an event: `queued` -> `running` (leased by one worker) -> `done`; on an error `failed`
-(waiting for `next_attempt_at`) and claimed again; after `max_attempts` `dead`. A lease that expires
-(the worker crashed) makes the event claimable again. An event that must wait for something else (the first
+(waiting for `next_attempt_at`) and claimed again; after `max_attempts` `dead`. A run that failed because
+GitLab was out (within `outage_hours`) is moved from `attempts` to `outage_attempts`: an outage never uses up
+the attempts the event has for failures of its own. A lease that expires (the worker crashed) makes the
+event claimable again. An event that must wait for something else (the first
 events of a project wait for its history import) is parked: `queued` again, due at a later `next_attempt_at`
 or as soon as it is woken, its attempt not counted; it holds no worker meanwhile, and like any queued event
 it is in the table, so a crash or a restart loses nothing. Events of one merge request run one at a time
@@ -66,6 +68,7 @@ class EventRow:
     last_error: str | None
     received_at: datetime
     finished_at: datetime | None
+    outage_attempts: int = 0  # runs that failed as a GitLab outage, not counted in `attempts`
 
     def as_event(self) -> Any:
         """The delivery as a `gidgetlab.sansio.Event`, ready for `Router.dispatch`."""
@@ -128,6 +131,19 @@ def without_nul(value: Any) -> Any:
 
 def _row(row: sa.Row[Any]) -> EventRow:
     return EventRow(**row._mapping)
+
+
+def _failure(now: datetime, max_attempts: int) -> dict[str, Any]:
+    """`retry_later`'s values for a failure of the event's own: `dead` on its last attempt."""
+    exhausted = events.c.attempts >= max_attempts
+    return {"status": sa.case((exhausted, "dead"), else_="failed"),
+            "finished_at": sa.case((exhausted, now), else_=None)}
+
+
+def _outage_failure() -> dict[str, Any]:
+    """`retry_later`'s values for a run GitLab's outage failed: the claim's attempt moves to `outage_attempts`."""
+    return {"status": "failed", "finished_at": None, "outage_attempts": events.c.outage_attempts + 1,
+            "attempts": sa.case((events.c.attempts > 0, events.c.attempts - 1), else_=0)}
 
 
 class EventQueue:
@@ -243,8 +259,9 @@ class EventQueue:
 
         One `UPDATE ... WHERE id IN (SELECT ...) RETURNING` statement. PostgreSQL: `FOR UPDATE SKIP LOCKED`
         lets concurrent claimers pass each other's rows. SQLite: the statement runs under the database's
-        write lock, so it is atomic. Each claim counts as an attempt; with `max_attempts`, events whose
-        lease expired on their last attempt are dead-lettered instead of run again.
+        write lock, so it is atomic. Each claim counts as an attempt (until `retry_later` records it as an
+        outage's); with `max_attempts`, events whose lease expired on their last attempt are dead-lettered
+        instead of run again.
         """
         now = self.clock()
         params = {"now": now, "limit": limit, "owner": worker_id, "until": now + timedelta(seconds=lease_seconds)}
@@ -294,21 +311,23 @@ class EventQueue:
             return (await conn.execute(stmt)).rowcount == 1
 
     async def retry_later(
-        self, event_id: int, error: str, delay: float, *, max_attempts: int, owner: str | None = None
+        self, event_id: int, error: str, delay: float, *, max_attempts: int, owner: str | None = None,
+        outage: bool = False,
     ) -> str | None:
         """Record a failure: `failed` until `delay` seconds have passed, or `dead` after `max_attempts`.
 
-        Returns the new status, or None if the event was not running under `owner`.
+        With `outage` (GitLab was out: no fault of the event) the run moves from `attempts` to `outage_attempts`
+        and the event is never dead: the attempts it has left are still there for its own failures once GitLab
+        answers, and a lease expiring then is not taken for its last attempt. Returns the new status, or None
+        if the event was not running under `owner`.
         """
         now = self.clock()
-        exhausted = events.c.attempts >= max_attempts
         stmt = (
             sa.update(events).where(*self._owned(event_id, owner))
             .values(
-                status=sa.case((exhausted, "dead"), else_="failed"),
-                finished_at=sa.case((exhausted, now), else_=None),
                 next_attempt_at=now + timedelta(seconds=max(0.0, delay)),
                 last_error=error[:MAX_ERROR_LENGTH], lease_owner=None, lease_expires_at=None,
+                **(_outage_failure() if outage else _failure(now, max_attempts)),
             )
             .returning(events.c.status)
         )
@@ -425,13 +444,13 @@ class EventQueue:
             return [_row(r) for r in (await conn.execute(stmt)).all()]
 
     async def requeue(self, event_id: int) -> bool:
-        """Run a failed, dead or done event again from a fresh attempt count (or a running one whose lease ran
-        out: its worker is gone); False if unknown or running under a live lease."""
+        """Run a failed, dead or done event again from a fresh attempt count, its outage retries too (or a
+        running one whose lease ran out: its worker is gone); False if unknown or running under a live lease."""
         live = sa.and_(events.c.status == "running", events.c.lease_expires_at >= self.clock())
         stmt = (
             sa.update(events).where(events.c.id == event_id, ~live)
             .values(
-                status="queued", attempts=0, next_attempt_at=self.clock(), finished_at=None,
+                status="queued", attempts=0, outage_attempts=0, next_attempt_at=self.clock(), finished_at=None,
                 lease_owner=None, lease_expires_at=None,
             )
         )

@@ -44,13 +44,14 @@ events = sa.Table(
     sa.Column("headers", Json, nullable=False),
     sa.Column("body", Json, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default="queued"),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),  # counted toward max_attempts
     sa.Column("next_attempt_at", UTCDateTime, nullable=False),
     sa.Column("lease_owner", sa.String(255), nullable=True),
     sa.Column("lease_expires_at", UTCDateTime, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("received_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("outage_attempts", sa.Integer, nullable=False, server_default="0"),  # runs a GitLab outage failed (0011)
     sa.CheckConstraint(sa.column("status").in_(EVENT_STATUSES), name="status"),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "project_id", "mr_iid", "status"),
