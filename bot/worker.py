@@ -47,6 +47,7 @@ log = logging.getLogger("bot.worker")
 
 T = TypeVar("T")
 CLAIM_ERROR_EVERY = 300.0  # seconds between two log lines of one database outage, as the worker sees it
+RECORD_PAUSE, RECORD_PAUSE_MAX = 0.5, 10.0  # seconds between tries of an outcome the database refused
 Dispatch = Callable[[EventRow], Awaitable[Any]]
 # What `reviewbot serve` / `reviewbot worker` import (default `bot.handlers:make_dispatch`): given the
 # settings, storage and metrics, an async context manager that yields the dispatch callable and
@@ -266,7 +267,7 @@ class Worker:
             else:  # (a renewal meanwhile finds the event no longer ours, and stops)
                 await self._failed(row, exc)
         else:
-            await self._record(self.storage.events.complete(row.id, owner=self.worker_id), row.id)
+            await self._record_outcome(lambda: self.storage.events.complete(row.id, owner=self.worker_id), row.id)
             self.metrics.events_processed.labels(kind=row.kind).inc()
             log.info(kv("event done", event_id=row.id, kind=row.kind, action=row.action,
                         seconds=round(time.monotonic() - started, 3)))
@@ -277,7 +278,9 @@ class Worker:
     async def _park(self, row: EventRow, exc: Exception, seconds: float) -> None:
         """Back to the queue for `seconds`, the attempt not counted; woken sooner by the exception's `wakes`."""
         reason = str(exc)
-        if not await self._record(self.storage.events.park(row.id, reason, seconds, owner=self.worker_id), row.id):
+        parked = await self._record_outcome(
+            lambda: self.storage.events.park(row.id, reason, seconds, owner=self.worker_id), row.id)
+        if not parked:
             log.warning(kv("event not parked: it is no longer this worker's", event_id=row.id, kind=row.kind,
                            cause=reason))
             return
@@ -314,13 +317,15 @@ class Worker:
         error = _describe(exc, self.cfg.dispatch_timeout)
         forgiven = False
         if getattr(exc, "permanent", False):
-            done = await self._record(self.storage.events.dead_letter(row.id, error, owner=self.worker_id), row.id)
+            done = await self._record_outcome(
+                lambda: self.storage.events.dead_letter(row.id, error, owner=self.worker_id), row.id)
             status: str | None = "dead" if done else None
         else:
             forgiven = self._outage_forgiven(row, exc)
-            status = await self._record(self.storage.events.retry_later(
-                row.id, error, self._retry_delay(row, exc), max_attempts=self.cfg.max_attempts,
-                owner=self.worker_id, outage=forgiven), row.id)
+            delay = self._retry_delay(row, exc)
+            status = await self._record_outcome(lambda: self.storage.events.retry_later(
+                row.id, error, delay, max_attempts=self.cfg.max_attempts, owner=self.worker_id, outage=forgiven),
+                row.id)
         if status is None:  # its lease ran out (or the database is down): the event is someone else's now
             log.warning(kv("event failed; outcome not recorded, the event is no longer this worker's",
                            event_id=row.id, kind=row.kind, attempt=row.attempts, cause=error))
@@ -333,13 +338,36 @@ class Worker:
                exc_info=exc if result == "dead" else None)
 
     async def _record(self, outcome: Awaitable[Any], event_id: int | None) -> Any:
-        """Write an event's outcome; if the database is down the lease expires and the event runs again."""
+        """Write to the queue once (a wake, the hand-back at shutdown); None when the database fails it."""
         try:
             return await outcome
         except Exception as exc:  # noqa: BLE001
             log.error(kv("cannot record event outcome", worker=self.worker_id, event_id=event_id,
                          cause=_describe(exc, 0)))
             return None
+
+    async def _record_outcome(self, write: Callable[[], Awaitable[T]], event_id: int) -> T | None:
+        """Write a run's outcome, trying again while the database refuses it (a failover, a restart) for a third
+        of `lease_seconds`, which the lease outlasts (renewed meanwhile when it can be); None when it never
+        could: the lease then expires and the event runs again.
+
+        Why: given up at once, the event stayed `running` until its lease ran out and ran again with that
+        attempt counted, so a park or an outage's retry used one up, and on its last attempt a handled event
+        was dead-lettered as though its worker had crashed.
+        """
+        give_up, pause = time.monotonic() + self.cfg.lease_seconds / 3, RECORD_PAUSE
+        while True:
+            try:
+                return await write()
+            except Exception as exc:  # noqa: BLE001 - the database, not the event
+                if time.monotonic() + pause > give_up:
+                    log.error(kv("cannot record event outcome", worker=self.worker_id, event_id=event_id,
+                                 cause=_describe(exc, 0)))
+                    return None
+                log.warning(kv("cannot record event outcome yet; trying again", worker=self.worker_id,
+                               event_id=event_id, seconds=pause, cause=_describe(exc, 0)))
+            await asyncio.sleep(pause)
+            pause = min(RECORD_PAUSE_MAX, 2 * pause)
 
     async def _maybe_prune(self) -> None:
         """`prune`, every `prune_every` s."""

@@ -1,6 +1,7 @@
 """A database that stops answering (a network partition, a failover that hangs), not one that refuses: the
 health probe, the metrics scrape and SIGTERM must not hang with it. PostgreSQL behind a TCP link that can be
-frozen: bytes stop flowing both ways and new connections are never served."""
+frozen: bytes stop flowing both ways and new connections are never served. And one that drops its connections
+for a moment (`CutLink`: a failover): the worker's outcome is written once it answers."""
 from __future__ import annotations
 
 import asyncio
@@ -157,6 +158,64 @@ class ThawingLink(FrozenLink):
     def thaw(self) -> None:
         self.frozen.clear()
         self.thawed.set()
+
+
+class CutLink(FrozenLink):
+    """A `FrozenLink` that `cut()` breaks instead: every connection dropped and new ones refused (a failover, a
+    restart of the database), until `mend()`."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        super().__init__(target)
+        self.cut_off = False
+
+    def cut(self) -> None:
+        self.cut_off = True
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    def mend(self) -> None:
+        self.cut_off = False
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.cut_off:
+            writer.transport.abort()
+            return
+        await super()._serve(reader, writer)
+
+
+async def test_an_outcome_the_database_refuses_for_a_while_is_recorded_once_it_answers(postgres_url):
+    """A failover drops every connection for seconds: the outcome of an event that finished meanwhile was given
+    up at once, so the event stayed `running` until its lease ran out and ran again, that attempt counted (a
+    park or an outage's retry used one up; on its last attempt a handled event was dead-lettered as though its
+    worker had crashed). The worker tries the write again while its lease holds."""
+    from bot.worker import Worker
+
+    parts = urlsplit(postgres_url)
+    link = CutLink((parts.hostname or "127.0.0.1", parts.port or 5432))
+    await link.start()
+    url = f"{parts.scheme}://{parts.username + '@' if parts.username else ''}127.0.0.1:{link.port}{parts.path}"
+    storage = Storage(url)
+    settings = Settings(gitlab={"token": "t"}, webhook_secrets=[{"secret": "s" * 24}],
+                        worker={"lease_seconds": 30, "dispatch_timeout": 10, "max_attempts": 1})
+
+    async def dispatch(row: EventRow) -> None:  # handled; then the database goes away for a second
+        link.cut()
+        asyncio.get_running_loop().call_later(1.0, link.mend)
+
+    try:
+        event_id, _ = await storage.events.store_event(dedupe_key="cut", kind="Note Hook", project_id=1, headers={},
+                                                       body={})
+        worker = Worker(storage, dispatch, settings, Metrics(), "w1")
+        assert await worker.run_once() == 1
+        await asyncio.wait_for(worker.drain(), 20)
+        while link.cut_off:  # (without the worker's tries, it gave up before this)
+            await asyncio.sleep(0.05)
+        row = await storage.events.get(event_id)
+        assert (row.status, row.attempts, row.lease_owner) == ("done", 1, None)
+    finally:
+        await storage.close(timeout=1)
+        await link.close()
 
 
 async def test_deliveries_while_the_database_hangs_are_spooled_then_queued_once(postgres_url, tmp_path, monkeypatch):
