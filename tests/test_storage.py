@@ -720,6 +720,20 @@ async def test_release_keeps_the_outage_count_and_requeue_starts_both_afresh(sto
     assert (row.status, row.attempts, row.outage_attempts) == ("queued", 0, 0)
 
 
+async def test_an_error_quoting_a_nul_or_half_a_surrogate_pair_is_recorded(storage):
+    """An exception's text may quote what GitLab answered: PostgreSQL refused a NUL in `last_error`, neither
+    database takes a lone surrogate, so the outcome was never written; the event stayed `running`, ran again at
+    the end of each lease, its attempts counted, and was buried as though its worker had crashed."""
+    a, b, c, d = [await put(storage, key, mr_iid=n) for n, key in enumerate("abcd")]
+    assert len(await storage.events.claim("w", LEASE, 4)) == 4
+    assert await storage.events.retry_later(a, "KeyError: 'x\x00y'", 0, max_attempts=3, owner="w") == "failed"
+    assert await storage.events.dead_letter(b, "title '\ud800'", owner="w")
+    assert await storage.events.park(c, "waiting for \udc80", 5, owner="w")
+    await storage.events.mark_skipped(d, "skipped: \x00")
+    said = {r.id: r.last_error for r in await storage.events.list_events()}
+    assert said == {a: "KeyError: 'x\ufffdy'", b: "title '\ufffd'", c: "waiting for \ufffd", d: "skipped: \ufffd"}
+
+
 async def test_dead_letter_gives_up_at_once(storage):
     event_id = await put(storage, "k")
     await storage.events.claim("w", LEASE, 1)

@@ -104,6 +104,15 @@ async def test_a_dispatch_that_hangs_times_out_and_is_retried(storage):
     assert row.status == "failed" and "timed out after 0.05 s" in row.last_error
 
 
+async def test_an_error_quoting_a_nul_is_recorded_not_left_running(storage):
+    """PostgreSQL refused the text, so the failure was never recorded: the event stayed `running` and ran again
+    at the end of each lease, until buried as though its worker had crashed."""
+    event_id = await put(storage, "a")
+    await run_one(Worker(storage, Recorder(ValueError("title 'a\x00b'")), make_settings(), Metrics(), "w1"))
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.last_error) == ("failed", 1, "ValueError: title 'a\ufffdb'")
+
+
 def test_retry_delay():
     class Slow(Exception):
         retry_after = 7.5

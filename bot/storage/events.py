@@ -133,6 +133,17 @@ def _row(row: sa.Row[Any]) -> EventRow:
     return EventRow(**row._mapping)
 
 
+def _storable(text: str) -> str:
+    r"""An error or reason as `last_error` keeps it: at most `MAX_ERROR_LENGTH` characters, without what no
+    database stores (`without_nul`). An exception's text may quote GitLab's answer; refused, the outcome was
+    never written and the event ran again at each lease's end until buried as though its worker had crashed.
+
+    >>> _storable("KeyError: 'a\x00b'") == "KeyError: 'a\ufffdb'", len(_storable("x" * 5000))
+    (True, 4000)
+    """
+    return without_nul(text[:MAX_ERROR_LENGTH])
+
+
 def _failure(now: datetime, max_attempts: int) -> dict[str, Any]:
     """`retry_later`'s values for a failure of the event's own: `dead` on its last attempt."""
     exhausted = events.c.attempts >= max_attempts
@@ -326,7 +337,7 @@ class EventQueue:
             sa.update(events).where(*self._owned(event_id, owner))
             .values(
                 next_attempt_at=now + timedelta(seconds=max(0.0, delay)),
-                last_error=error[:MAX_ERROR_LENGTH], lease_owner=None, lease_expires_at=None,
+                last_error=_storable(error), lease_owner=None, lease_expires_at=None,
                 **(_outage_failure() if outage else _failure(now, max_attempts)),
             )
             .returning(events.c.status)
@@ -337,7 +348,7 @@ class EventQueue:
     async def dead_letter(self, event_id: int, reason: str, owner: str | None = None) -> bool:
         """Give up on a running event at once (an error no retry can fix), keeping the reason."""
         stmt = sa.update(events).where(*self._owned(event_id, owner)).values(
-            status="dead", finished_at=self.clock(), last_error=reason[:MAX_ERROR_LENGTH],
+            status="dead", finished_at=self.clock(), last_error=_storable(reason),
             lease_owner=None, lease_expires_at=None,
         )
         async with self.engine.begin() as conn:
@@ -350,7 +361,7 @@ class EventQueue:
         event is not running (or not leased to `owner` any more)."""
         stmt = sa.update(events).where(*self._owned(event_id, owner)).values(
             status="queued", next_attempt_at=self.clock() + timedelta(seconds=max(0.0, delay)),
-            last_error=reason[:MAX_ERROR_LENGTH], lease_owner=None, lease_expires_at=None,
+            last_error=_storable(reason), lease_owner=None, lease_expires_at=None,
             attempts=sa.case((events.c.attempts > 0, events.c.attempts - 1), else_=0),
         )
         async with self.engine.begin() as conn:
@@ -429,7 +440,7 @@ class EventQueue:
         reason is kept in `last_error`, for `reviewbot events` to show."""
         async with self.engine.begin() as conn:
             await conn.execute(sa.update(events).where(events.c.id == event_id, events.c.status == "running")
-                               .values(last_error=reason[:MAX_ERROR_LENGTH]))
+                               .values(last_error=_storable(reason)))
 
     async def list_events(
         self, *, failed_only: bool = False, status: str | None = None, limit: int = 50
