@@ -11,7 +11,9 @@ An exception with `park = seconds` is no failure: the event waits for something 
 project wait for its history import), so it goes back to the queue, due in that many seconds, its attempt not
 counted, and sooner when the exception's `wakes` (an asyncio future: what it waits for) is done. A parked event
 holds no worker slot, and it waits in the table, not in this process: a crash loses nothing.
-A running event's lease is renewed every third of `lease_seconds`. On SIGTERM (`stop`) the worker claims
+A running event's lease is renewed every third of `lease_seconds`. An event whose lease expired (the process
+running it died, perhaps of it) is claimed only with no other event running, and runs alone: nothing else is
+claimed until it is over, so an event that kills its process takes no other event down a second time. On SIGTERM (`stop`) the worker claims
 nothing more, lets running events finish within the grace period and hands the rest back to the queue.
 
 Handlers are not written here: the worker is given `dispatch(event_row) -> awaitable`.
@@ -126,6 +128,7 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self._tasks: dict[asyncio.Task[None], int] = {}  # running, with the id of the event each runs
         self._parked: set[asyncio.Task[None]] = set()  # each wakes a parked event when what it waits for is done
+        self._alone: asyncio.Task[None] | None = None  # running a reclaimed event: nothing is claimed beside it
         self.claim_error: str | None = None  # why the last claim failed (the database), None after a good one
         self._outage_since: float = 0.0  # monotonic: when claims began to fail
         self._claim_logged: float | None = None  # monotonic: the last failed claim logged
@@ -166,12 +169,12 @@ class Worker:
     async def run_once(self) -> int:
         """Claim as many events as there are free slots and start them; return how many were started."""
         free = self.cfg.concurrency - len(self._tasks)
-        if free <= 0 or self._stopping.is_set():
+        if free <= 0 or self._alone is not None or self._stopping.is_set():
             return 0
         try:
             rows = await self._unless_stopping(self.storage.events.claim(
-                self.worker_id, self.cfg.lease_seconds, free, max_attempts=self.cfg.max_attempts
-            ), [])
+                self.worker_id, self.cfg.lease_seconds, free, max_attempts=self.cfg.max_attempts,
+                busy=bool(self._tasks)), [])
         except Exception as exc:  # noqa: BLE001 - a database outage must not kill the loop
             self._claim_failed(_describe(exc, 0))
             return 0
@@ -183,6 +186,10 @@ class Worker:
             task = asyncio.create_task(self._process(row), name=f"event-{row.id}")
             self._tasks[task] = row.id
             task.add_done_callback(self._forget)
+            if row.reclaimed:
+                self._alone = task
+                log.warning(kv("event reclaimed after its lease expired: runs alone", event_id=row.id,
+                               kind=row.kind, attempt=row.attempts))
         return len(rows)
 
     def _claim_failed(self, cause: str) -> None:
@@ -200,6 +207,8 @@ class Worker:
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
+        if task is self._alone:
+            self._alone = None
 
     async def _unless_stopping(self, work: Awaitable[T], stopped: T) -> T:
         """The loop's database work (a claim, a prune), or `stopped` when `stop()` comes first: a database that

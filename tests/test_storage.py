@@ -628,6 +628,20 @@ async def test_an_expired_lease_is_claimable_again(storage, clock):
     assert (await storage.events.get(row.id)).status == "done"
 
 
+async def test_an_event_whose_lease_expired_is_claimed_alone_by_an_idle_worker(storage, clock):
+    """Its process died, perhaps of it: claimed again beside others, a poison event takes them down each time."""
+    crashed, beside = await put(storage, "a", mr_iid=1), await put(storage, "b", mr_iid=2)
+    waiting = await put(storage, "c", mr_iid=3)
+    assert {r.id for r in await storage.events.claim("w1", LEASE, 2)} == {crashed, beside}
+    clock.advance(LEASE + 1)  # w1 was killed
+    assert await storage.events.claim("w2", LEASE, 5, busy=True) == []  # a busy worker waits, to take it alone
+    [row] = await storage.events.claim("w2", LEASE, 5)
+    assert (row.id, row.reclaimed, row.attempts) == (crashed, True, 2)
+    [row] = await storage.events.claim("w3", LEASE, 5)
+    assert (row.id, row.reclaimed) == (beside, True)
+    assert [(r.id, r.reclaimed) for r in await storage.events.claim("w4", LEASE, 5)] == [(waiting, False)]
+
+
 async def test_a_lease_expiring_on_the_last_attempt_dead_letters_the_event(storage, clock):
     event_id = await put(storage, "k")
     await storage.events.claim("w1", LEASE, 1, max_attempts=1)

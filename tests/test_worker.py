@@ -358,3 +358,23 @@ async def test_a_parked_event_nobody_wakes_is_due_after_its_delay(storage, clock
     dispatch.error = None
     clock.advance(20)
     assert await run_one(worker) == 1 and (await storage.events.get(event_id)).attempts == 1
+
+
+async def test_an_event_whose_lease_expired_runs_alone(storage, clock):
+    """Its worker died, perhaps of it (out of memory, a segfault): nothing is claimed beside it until it ends, so
+    that it takes no other event down with it again."""
+    crashed, other = await put(storage, "a", mr_iid=1), await put(storage, "b", mr_iid=2)
+    await storage.events.claim("killed", 60, 1)
+    clock.advance(61)
+    gate = asyncio.Event()
+
+    async def dispatch(row: EventRow) -> None:
+        await gate.wait()
+
+    worker = Worker(storage, dispatch, make_settings(concurrency=2), Metrics(), "w1")
+    assert await worker.run_once() == 1 and worker.in_flight == 1
+    assert await worker.run_once() == 0  # a slot is free, yet nothing runs beside it
+    gate.set()
+    await worker.drain()
+    assert await run_one(worker) == 1
+    assert [(await storage.events.get(i)).status for i in (crashed, other)] == ["done", "done"]

@@ -30,7 +30,8 @@ from typing import Any, AsyncIterator, Mapping
 
 from bot.storage import EventRow
 
-__all__ = ["write_config", "worker_env", "WorkerProcs", "slow_dispatch", "ROOT", "BOT_VARIABLES"]
+__all__ = ["write_config", "worker_env", "WorkerProcs", "slow_dispatch", "poison_dispatch", "ROOT",
+           "BOT_VARIABLES"]
 
 ROOT = Path(__file__).resolve().parents[1]
 BOT_VARIABLES = ("GITLAB_URL", "GITLAB_TOKEN", "DATABASE_URL", "GITLAB_WEBHOOK_SECRET", "REVIEWBOT_CONFIG", "PORT")
@@ -220,5 +221,29 @@ async def slow_dispatch(settings: Any, storage: Any, metrics: Any) -> AsyncItera
         (marker / f"started-{row.id}").touch()
         await asyncio.sleep(seconds)
         (marker / f"finished-{row.id}").touch()
+
+    yield dispatch
+
+
+@contextlib.asynccontextmanager
+async def poison_dispatch(settings: Any, storage: Any, metrics: Any) -> AsyncIterator[Any]:
+    """A dispatch factory for the crash tests: an event whose body has `"poison": true` SIGKILLs its own process
+    (once another event has started beside it, or after $POISON_WAIT s); any other sleeps $SLOW_SECONDS. Each
+    start touches $SLOW_MARKER/started-<id>-<pid>."""
+    marker, seconds = Path(os.environ["SLOW_MARKER"]), float(os.environ.get("SLOW_SECONDS", "0.5"))
+    wait = float(os.environ.get("POISON_WAIT", "0.5"))
+
+    async def dispatch(row: EventRow) -> None:
+        (marker / f"started-{row.id}-{os.getpid()}").touch()
+        if not row.body.get("poison"):
+            await asyncio.sleep(seconds)
+            return
+        deadline = asyncio.get_running_loop().time() + wait
+        while asyncio.get_running_loop().time() < deadline:
+            if any(not p.name.startswith(f"started-{row.id}-") and p.name.endswith(f"-{os.getpid()}")
+                   for p in marker.glob("started-*")):
+                break
+            await asyncio.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     yield dispatch

@@ -8,7 +8,8 @@ Life of an event: `queued` -> `running` (leased by one worker) -> `done`; on an 
 (waiting for `next_attempt_at`) and claimed again; after `max_attempts` `dead`. A run that failed because
 GitLab was out (within `outage_hours`) is moved from `attempts` to `outage_attempts`: an outage never uses up
 the attempts the event has for failures of its own. A lease that expires (the worker crashed) makes the
-event claimable again. An event that must wait for something else (the first
+event claimable again, alone (`claim`): a poison event (one that kills its process) takes the events that ran
+beside it down once, not at each of its attempts. An event that must wait for something else (the first
 events of a project wait for its history import) is parked: `queued` again, due at a later `next_attempt_at`
 or as soon as it is woken, its attempt not counted; it holds no worker meanwhile, and like any queued event
 it is in the table, so a crash or a restart loses nothing. Events of one merge request run one at a time
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
@@ -69,6 +70,7 @@ class EventRow:
     received_at: datetime
     finished_at: datetime | None
     outage_attempts: int = 0  # runs that failed as a GitLab outage, not counted in `attempts`
+    reclaimed: bool = False  # claimed after its lease expired (its last run recorded no outcome): to run alone
 
     def as_event(self) -> Any:
         """The delivery as a `gidgetlab.sansio.Event`, ready for `Router.dispatch`."""
@@ -163,7 +165,8 @@ class EventQueue:
     def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.clock = clock
-        self._claims: dict[bool, sa.Update] = {}  # built once: building a statement costs more than running it
+        # built once: building a statement costs more than running it (keyed by SQLite?, expired leases?)
+        self._claims: dict[tuple[bool, bool], sa.Update] = {}
         self._inserts: dict[bool, Any] = {}
 
     async def store_event(
@@ -233,24 +236,30 @@ class EventQueue:
             .order_by(t.c.next_attempt_at).limit(limit).with_for_update(skip_locked=True, of=t)
         )
 
-    def _pick_locked(self, now: Any, limit: Any) -> sa.ScalarSelect[Any]:
-        """PostgreSQL: up to `limit` due events locked with `FOR UPDATE SKIP LOCKED`, the oldest due first.
+    def _pick_locked(self, now: Any, limit: Any, statuses: tuple[str, ...]) -> sa.ScalarSelect[Any]:
+        """PostgreSQL: up to `limit` due events of `statuses` locked with `FOR UPDATE SKIP LOCKED`, the oldest due
+        first.
 
         One locked, ordered scan per status, each in its own CTE (locking is not allowed on a UNION, and an
-        ordered scan per status is what keeps a claim cheap), then the `limit` oldest of the three.
+        ordered scan per status is what keeps a claim cheap), then the `limit` oldest of them.
         """
-        ctes = [self._due(status, now, limit).cte(f"due_{status}") for status in ("running", "failed", "queued")]
+        ctes = [self._due(status, now, limit).cte(f"due_{status}") for status in statuses]
         due = sa.union_all(*(sa.select(c.c.id, c.c.next_attempt_at) for c in ctes)).subquery("due")
         return sa.select(due.c.id).order_by(due.c.next_attempt_at, due.c.id).limit(limit).scalar_subquery()
 
-    def _pick_subquery(self, now: Any, limit: Any) -> sa.ScalarSelect[Any]:
+    def _pick_subquery(self, now: Any, limit: Any, statuses: tuple[str, ...]) -> sa.ScalarSelect[Any]:
         """SQLite: the same choice as one subquery, so that the claim stays a single atomic UPDATE."""
         t = events.alias("candidate")  # an alias, so that the subquery is not correlated to the UPDATE
-        due = sa.or_(*(self._is_due(t, status, now) for status in ("running", "failed", "queued")))
+        due = sa.or_(*(self._is_due(t, status, now) for status in statuses))
         return (
             sa.select(t.c.id).where(due, self._is_head(t, now))
             .order_by(t.c.next_attempt_at, t.c.id).limit(limit).scalar_subquery()
         )
+
+    def _expired_waits(self, now: Any) -> sa.Exists:
+        """Some event whose lease expired is claimable (due, and its merge request's head)."""
+        t = events.alias("expired")
+        return sa.exists().where(self._is_due(t, "running", now), self._is_head(t, now))
 
     async def _bury_expired(self, conn: Any, now: datetime, max_attempts: int) -> None:
         await conn.execute(
@@ -264,15 +273,22 @@ class EventQueue:
         )
 
     async def claim(
-        self, worker_id: str, lease_seconds: float, limit: int = 1, *, max_attempts: int | None = None
+        self, worker_id: str, lease_seconds: float, limit: int = 1, *, max_attempts: int | None = None,
+        busy: bool = False,
     ) -> list[EventRow]:
         """Lease up to `limit` due events to `worker_id`; no event is ever leased to two workers at once.
 
-        One `UPDATE ... WHERE id IN (SELECT ...) RETURNING` statement. PostgreSQL: `FOR UPDATE SKIP LOCKED`
+        An `UPDATE ... WHERE id IN (SELECT ...) RETURNING` statement. PostgreSQL: `FOR UPDATE SKIP LOCKED`
         lets concurrent claimers pass each other's rows. SQLite: the statement runs under the database's
         write lock, so it is atomic. Each claim counts as an attempt (until `retry_later` records it as an
         outage's); with `max_attempts`, events whose lease expired on their last attempt are dead-lettered
         instead of run again.
+
+        An event whose lease expired (its run recorded no outcome: the process running it died, perhaps of it) comes back
+        alone, `reclaimed`, for a caller running nothing else (`busy` False), which must claim nothing more
+        until it is over; while one waits, a `busy` caller gets nothing, so that it soon is idle and takes it.
+        Why: claimed in one batch, a poison event (one that kills its process: out of memory, a segfault) and the
+        events beside it died together at each of its attempts, and all were dead-lettered together.
         """
         now = self.clock()
         params = {"now": now, "limit": limit, "owner": worker_id, "until": now + timedelta(seconds=lease_seconds)}
@@ -282,22 +298,31 @@ class EventQueue:
                 await conn.execute(ORDERED_SCANS)
             if max_attempts is not None:
                 await self._bury_expired(conn, now, max_attempts)
-            rows = (await conn.execute(self._claim_statement(sqlite), params)).all()
+            if not busy and limit > 0:
+                expired = (await conn.execute(self._claim_statement(sqlite, True), {**params, "limit": 1})).all()
+                if expired:
+                    return [replace(_row(expired[0]), reclaimed=True)]
+            rows = (await conn.execute(self._claim_statement(sqlite, False), params)).all()
         return sorted((_row(r) for r in rows), key=lambda e: (e.next_attempt_at, e.id))
 
-    def _claim_statement(self, sqlite: bool) -> sa.Update:
-        """The claim's UPDATE, built once per dialect with bound parameters (building it costs more than
-        running it: a few milliseconds of SQLAlchemy per claim)."""
-        if sqlite not in self._claims:
+    def _claim_statement(self, sqlite: bool, expired: bool) -> sa.Update:
+        """The claim's UPDATE, built once per dialect and kind with bound parameters (building it costs more than
+        running it: a few milliseconds of SQLAlchemy per claim): of events whose lease `expired`, or of the
+        failed and queued events due, none while an expired one waits."""
+        if (sqlite, expired) not in self._claims:
             now, limit = sa.bindparam("now", type_=UTCDateTime), sa.bindparam("limit", type_=sa.Integer)
-            chosen = self._pick_subquery(now, limit) if sqlite else self._pick_locked(now, limit)
-            self._claims[sqlite] = (
-                sa.update(events).where(events.c.id.in_(chosen))
+            statuses = ("running",) if expired else ("failed", "queued")
+            pick = self._pick_subquery if sqlite else self._pick_locked
+            where = [events.c.id.in_(pick(now, limit, statuses))]
+            if not expired:
+                where.append(~self._expired_waits(now))
+            self._claims[(sqlite, expired)] = (
+                sa.update(events).where(*where)
                 .values(status="running", lease_owner=sa.bindparam("owner"), attempts=events.c.attempts + 1,
                         lease_expires_at=sa.bindparam("until", type_=UTCDateTime))
                 .returning(*events.c)
             )
-        return self._claims[sqlite]
+        return self._claims[(sqlite, expired)]
 
     def _owned(self, event_id: int, owner: str | None) -> list[sa.ColumnElement[bool]]:
         where = [events.c.id == event_id, events.c.status == "running"]
