@@ -4,17 +4,19 @@ Why a lease-based loop: several processes (or several loops in one process) shar
 claimed event is leased, so a crashed worker's events come back after `lease_seconds`. A failing
 event is retried with exponential backoff (or after the exception's `retry_after` seconds, e.g. a
 GitLab 429) and dead-lettered after `max_attempts`; an exception with `permanent = True` is dead-lettered at
-once. An exception with `outage = True` (GitLab down) is counted apart for `outage_hours` after the event
-arrived (`outage_attempts`, see `_outage_forgiven`): it never uses up the attempts, and leaves them whole for
-the event's own failures once GitLab answers again.
+once. An exception with `outage = True` (GitLab down), or one that says the database failed (`is_outage`), is
+counted apart for `outage_hours` after the event arrived (`outage_attempts`, see `_outage_forgiven`): it never
+uses up the attempts, and leaves them whole for the event's own failures once GitLab or the database answers
+again.
 An exception with `park = seconds` is no failure: the event waits for something else (the first events of a
 project wait for its history import), so it goes back to the queue, due in that many seconds, its attempt not
 counted, and sooner when the exception's `wakes` (an asyncio future: what it waits for) is done. A parked event
 holds no worker slot, and it waits in the table, not in this process: a crash loses nothing.
 A running event's lease is renewed every third of `lease_seconds`. An event whose lease expired (the process
 running it died, perhaps of it) is claimed only with no other event running, and runs alone: nothing else is
-claimed until it is over, so an event that kills its process takes no other event down a second time. On SIGTERM (`stop`) the worker claims
-nothing more, lets running events finish within the grace period and hands the rest back to the queue.
+claimed until it is over, so an event that kills its process takes no other event down a second time.
+On SIGTERM (`stop`) the worker claims nothing more, lets running events finish within the grace period and hands
+the rest back to the queue.
 
 Handlers are not written here: the worker is given `dispatch(event_row) -> awaitable`.
 """
@@ -40,10 +42,11 @@ from bot.gitlab.client import GitLabStall
 from bot.logfmt import event_fields, kv
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
+from bot.storage.db import database_unavailable
 from bot.storage.events import backoff_delay
 
 __all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay", "park_seconds", "default_worker_id",
-           "retention", "stop_loop"]
+           "retention", "stop_loop", "is_outage"]
 
 log = logging.getLogger("bot.worker")
 
@@ -86,6 +89,19 @@ def park_seconds(exc: BaseException) -> float | None:
     if isinstance(park, (int, float)) and not isinstance(park, bool) and park >= 0:
         return float(park)
     return None
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a handler's error is an outage, no fault of the event: GitLab's (`outage = True`: no answer, 5xx, 429,
+    a refused token) or the database's (`database_unavailable`: a failover, a restart, a lock held past its
+    timeout). Why the database's too: a handler writes as it goes, and each run that met a failover used up an
+    attempt, so a long one dead-lettered every event it caught; a statement that is wrong is still the event's.
+
+    >>> class Down(Exception): outage = True
+    >>> is_outage(Down()), is_outage(ConnectionRefusedError()), is_outage(KeyError("x"))
+    (True, True, False)
+    """
+    return bool(getattr(exc, "outage", False)) or database_unavailable(exc)
 
 
 class GitLabNotAnswering(Exception):
@@ -307,10 +323,10 @@ class Worker:
         self.notify()
 
     def _outage_forgiven(self, row: EventRow, exc: Exception) -> bool:
-        """Whether this failure is GitLab's outage (`outage` errors) within `outage_hours` of the event's arrival:
-        then it is counted in `outage_attempts`, not in the attempts `max_attempts` limits. Past those hours an
-        outage failure counts like any other: the event has the attempts it had left."""
-        if not getattr(exc, "outage", False) or self.cfg.outage_hours <= 0:
+        """Whether this failure is GitLab's or the database's outage (`is_outage`) within `outage_hours` of the
+        event's arrival: then it is counted in `outage_attempts`, not in the attempts `max_attempts` limits. Past
+        those hours an outage failure counts like any other: the event has the attempts it had left."""
+        if not is_outage(exc) or self.cfg.outage_hours <= 0:
             return False
         age = (self.storage.events.clock() - row.received_at).total_seconds()
         return age < self.cfg.outage_hours * 3600
@@ -319,7 +335,7 @@ class Worker:
         """An outage's delay grows with every run of the event that failed (through the outage too, so a long
         one is retried `backoff_max` apart); a failure of the event's own backs off from its own attempts, as
         though the outage had not been (GitLab answering again, its first retry comes after `backoff`)."""
-        runs = row.attempts + row.outage_attempts if getattr(exc, "outage", False) else row.attempts
+        runs = row.attempts + row.outage_attempts if is_outage(exc) else row.attempts
         return retry_delay(exc, runs, self.cfg.backoff, self.cfg.backoff_max)
 
     async def _failed(self, row: EventRow, exc: Exception) -> None:

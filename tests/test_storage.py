@@ -17,7 +17,7 @@ from bot.storage import SchemaOutOfDate, Storage, StorageError, migrate
 from bot.storage.db import SQLITE_WAL_LIMIT_BYTES, UTCDateTime, create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions, upgrade
-from bot.storage.db import MODEL_LOCK, lock_project
+from bot.storage.db import MODEL_LOCK, database_unavailable, lock_project
 from bot.people import former_names
 from bot.storage.people import REFRESH, PeopleStore, holders_query
 from bot.storage.tables import events as events_table, feedback_times, history, metadata, models as models_table
@@ -626,6 +626,36 @@ async def test_an_expired_lease_is_claimable_again(storage, clock):
     assert not await storage.events.complete(row.id, owner="w1")  # the first worker lost its lease
     assert await storage.events.complete(row.id, owner="w2")
     assert (await storage.events.get(row.id)).status == "done"
+
+
+@pytest.mark.postgres
+async def test_the_database_failing_is_told_from_a_statement_it_refuses(postgres_url):
+    """PostgreSQL's errors as the handlers meet them: a failover's read-only standby, a lock held past
+    `lock_timeout`, a lost connection are the database's; a value or a statement it rejects is the event's."""
+    async def error(*sql: str) -> BaseException:
+        storage = Storage(postgres_url)
+        try:
+            async with storage.engine.begin() as conn:
+                for statement in sql:
+                    await conn.execute(sa.text(statement))
+        except Exception as exc:  # noqa: BLE001
+            return exc
+        finally:
+            await storage.close()
+        raise AssertionError(f"{sql} did not fail")
+
+    holder = Storage(postgres_url)
+    try:
+        async with holder.engine.begin() as conn:
+            await conn.execute(sa.text("LOCK TABLE events IN ACCESS EXCLUSIVE MODE"))
+            locked = await error("SET LOCAL lock_timeout = '50ms'", "SELECT count(*) FROM events")
+    finally:
+        await holder.close()
+    assert database_unavailable(locked), locked
+    assert database_unavailable(await error("SET TRANSACTION READ ONLY", "DELETE FROM events"))
+    assert database_unavailable(await error("SELECT pg_terminate_backend(pg_backend_pid())"))
+    for sql in ("SELECT 'x'::int", "SELECT 1/0", "SELECT no_such_column FROM events"):
+        assert not database_unavailable(exc := await error(sql)), exc
 
 
 async def test_an_event_whose_lease_expired_is_claimed_alone_by_an_idle_worker(storage, clock):

@@ -378,3 +378,68 @@ async def test_an_event_whose_lease_expired_runs_alone(storage, clock):
     await worker.drain()
     assert await run_one(worker) == 1
     assert [(await storage.events.get(i)).status for i in (crashed, other)] == ["done", "done"]
+
+
+async def database_fails(storage: Storage) -> None:
+    """What a handler meets when the database fails under it. PostgreSQL: its connection terminated (a restart,
+    a failover; `pg_terminate_backend`). SQLite: the write lock held by another connection past the busy timeout
+    (cut to 50 ms for the test: the bot's own is 30 s)."""
+    import sqlite3
+
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if storage.engine.dialect.name != "sqlite":
+        async with storage.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return
+    path = storage.engine.url.database
+    holder = sqlite3.connect(path)
+    impatient = create_async_engine(f"sqlite+aiosqlite:///{path}", connect_args={"timeout": 0.05})
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        async with impatient.begin() as conn:
+            await conn.execute(sa.text("UPDATE events SET last_error = last_error WHERE id = 0"))
+    finally:
+        holder.rollback()
+        holder.close()
+        await impatient.dispose()
+
+
+async def test_a_database_failing_under_a_handler_does_not_use_up_the_attempts(storage, clock):
+    """A handler writes as it goes: each run that met the database's failover, restart or lock was counted as
+    the event's own failure, and a failure longer than `max_attempts` retries dead-lettered the event."""
+    event_id = await put(storage, "a")
+    failures = 4
+
+    async def dispatch(row: EventRow) -> None:
+        if row.outage_attempts < failures:
+            await database_fails(storage)
+            raise AssertionError("the database did not fail")
+
+    worker = Worker(storage, dispatch, make_settings(max_attempts=2), Metrics(), "w1")
+    assert await fail_through(worker, storage, clock, event_id, failures) == [10, 20, 40, 80]
+    row = await storage.events.get(event_id)
+    assert (row.attempts, row.outage_attempts) == (0, failures), row.last_error
+    assert await run_one(worker) == 1
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.outage_attempts) == ("done", 1, failures)
+
+
+@pytest.mark.parametrize("statement", ["SELEC 1", "SELECT * FROM no_such_table", "INSERT INTO events (id) VALUES (1)"])
+async def test_a_statement_the_database_refuses_is_the_events_own_failure(storage, clock, statement):
+    """A syntax error, a missing table (an `OperationalError` on SQLite, as a lock is), a constraint broken: no
+    retry changes them; they use up the attempts."""
+    import sqlalchemy as sa
+
+    event_id = await put(storage, "a")
+
+    async def dispatch(row: EventRow) -> None:
+        async with storage.engine.begin() as conn:
+            await conn.execute(sa.text(statement))
+
+    worker = Worker(storage, dispatch, make_settings(max_attempts=2), Metrics(), "w1")
+    await fail_through(worker, storage, clock, event_id, 1)
+    await run_one(worker)
+    row = await storage.events.get(event_id)
+    assert (row.status, row.attempts, row.outage_attempts) == ("dead", 2, 0), row.last_error

@@ -85,7 +85,8 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
     table = Table()
     widest = max((len(str(row.id)) for row in rows), default=2)  # the id is what `show` and `requeue` need:
     table.add_column("id", no_wrap=True, min_width=widest)       # never squeezed out on a narrow terminal
-    # tries: the attempts `max_attempts` limits; outage: the runs a GitLab outage failed, not counted in them
+    # tries: the attempts `max_attempts` limits; outage: the runs an outage (GitLab, the database) failed, not
+    # counted in them
     for name in ("status", "kind", "action", "project", "MR", "tries", "outage", "received"):
         table.add_column(name, no_wrap=True)
     table.add_column("last error")

@@ -7,6 +7,7 @@ kept in this one module so the stores read the same for both.
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 import sys
 from datetime import datetime, timezone
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bot.config import normalise_database_url, redact_url
 
 __all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", "StorageError", "as_id",
-           "LARGEST_ID"]
+           "LARGEST_ID", "database_unavailable"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A write-ahead log that grew in a burst (a backfill, a retention run) is cut back to this at its next reset;
@@ -44,6 +45,40 @@ def as_id(value: Any) -> int | None:
 
 class StorageError(RuntimeError):
     """The database cannot be used (unreachable, not migrated, ...); the message names the fix."""
+
+
+# PostgreSQL SQLSTATEs of a database that failed, not of the statement: connection lost (class 08), out of
+# resources (53: too many connections, disk full), shut down or starting (57P01-57P03), a system or I/O error (58),
+# a lock_timeout run out (55P03), a deadlock or serialization failure (40P01, 40001), a read-only standby (25006:
+# a failover not finished)
+PG_UNAVAILABLE_CLASSES = ("08", "53", "58")
+PG_UNAVAILABLE = {"57P01", "57P02", "57P03", "55P03", "40P01", "40001", "25006"}
+# SQLite primary result codes of the same: busy or locked past busy_timeout (another connection holds the write
+# lock), an I/O error, a full disk, a file that cannot be opened
+SQLITE_UNAVAILABLE = {5, 6, 10, 13, 14}
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database failed (unreachable, restarting, failing over, locked, full) rather than the
+    statement: the event that hit it is retried as an outage, like GitLab's (`bot.worker`), and a statement that
+    is wrong (a syntax error, a missing table, IntegrityError, DataError) stays the event's own failure.
+
+    >>> locked = sqlite3.OperationalError("database is locked"); locked.sqlite_errorcode = 5  # SQLITE_BUSY
+    >>> typo = sqlite3.OperationalError('near "SELEC": syntax error'); typo.sqlite_errorcode = 1  # SQLITE_ERROR
+    >>> [database_unavailable(sa.exc.OperationalError("SELECT", {}, e)) for e in (locked, typo, ValueError())]
+    [True, False, False]
+    """
+    if isinstance(exc, (sa.exc.TimeoutError, ConnectionError, socket.gaierror)):
+        return True  # no pooled connection free in time; asyncpg's connect refused, or the host not found (unwrapped)
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:  # SQLAlchemy saw the connection lost (terminated, server gone)
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    if isinstance(state, str):
+        return state in PG_UNAVAILABLE or state[:2] in PG_UNAVAILABLE_CLASSES
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return isinstance(exc.orig, sqlite3.Error) and isinstance(code, int) and code & 0xFF in SQLITE_UNAVAILABLE
 
 
 def utcnow() -> datetime:

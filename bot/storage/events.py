@@ -6,14 +6,14 @@ load, and a failing event is retried with backoff and finally kept as `dead` for
 
 Life of an event: `queued` -> `running` (leased by one worker) -> `done`; on an error `failed`
 (waiting for `next_attempt_at`) and claimed again; after `max_attempts` `dead`. A run that failed because
-GitLab was out (within `outage_hours`) is moved from `attempts` to `outage_attempts`: an outage never uses up
-the attempts the event has for failures of its own. A lease that expires (the worker crashed) makes the
-event claimable again, alone (`claim`): a poison event (one that kills its process) takes the events that ran
-beside it down once, not at each of its attempts. An event that must wait for something else (the first
-events of a project wait for its history import) is parked: `queued` again, due at a later `next_attempt_at`
-or as soon as it is woken, its attempt not counted; it holds no worker meanwhile, and like any queued event
-it is in the table, so a crash or a restart loses nothing. Events of one merge request run one at a time
-and in arrival order: an event is claimable only when no older event of the same MR is pending.
+GitLab or the database was out (within `outage_hours`) is moved from `attempts` to `outage_attempts`: an
+outage never uses up the attempts the event has for failures of its own. A lease that expires (the worker
+crashed) makes the event claimable again, alone (`claim`): a poison event (one that kills its process) takes
+the events that ran beside it down once, not at each of its attempts. An event that must wait for something
+else (the first events of a project wait for its history import) is parked: `queued` again, due at a later
+`next_attempt_at` or as soon as it is woken, its attempt not counted; it holds no worker meanwhile, and like
+any queued event it is in the table, so a crash or a restart loses nothing. Events of one merge request run
+one at a time and in arrival order: an event is claimable only when no older event of the same MR is pending.
 """
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class EventRow:
     last_error: str | None
     received_at: datetime
     finished_at: datetime | None
-    outage_attempts: int = 0  # runs that failed as a GitLab outage, not counted in `attempts`
+    outage_attempts: int = 0  # runs that failed in an outage (GitLab, the database), not counted in `attempts`
     reclaimed: bool = False  # claimed after its lease expired (its last run recorded no outcome): to run alone
 
     def as_event(self) -> Any:
@@ -154,7 +154,8 @@ def _failure(now: datetime, max_attempts: int) -> dict[str, Any]:
 
 
 def _outage_failure() -> dict[str, Any]:
-    """`retry_later`'s values for a run GitLab's outage failed: the claim's attempt moves to `outage_attempts`."""
+    """`retry_later`'s values for a run an outage failed (GitLab's, the database's): the claim's attempt moves
+    to `outage_attempts`."""
     return {"status": "failed", "finished_at": None, "outage_attempts": events.c.outage_attempts + 1,
             "attempts": sa.case((events.c.attempts > 0, events.c.attempts - 1), else_=0)}
 
@@ -284,9 +285,9 @@ class EventQueue:
         outage's); with `max_attempts`, events whose lease expired on their last attempt are dead-lettered
         instead of run again.
 
-        An event whose lease expired (its run recorded no outcome: the process running it died, perhaps of it) comes back
-        alone, `reclaimed`, for a caller running nothing else (`busy` False), which must claim nothing more
-        until it is over; while one waits, a `busy` caller gets nothing, so that it soon is idle and takes it.
+        An event whose lease expired (its run recorded no outcome: the process running it died, perhaps of it)
+        comes back alone, `reclaimed`, for a caller running nothing else (`busy` False), which must claim nothing
+        more until it is over; while one waits, a `busy` caller gets nothing, so that it soon is idle and takes it.
         Why: claimed in one batch, a poison event (one that kills its process: out of memory, a segfault) and the
         events beside it died together at each of its attempts, and all were dead-lettered together.
         """
@@ -352,10 +353,10 @@ class EventQueue:
     ) -> str | None:
         """Record a failure: `failed` until `delay` seconds have passed, or `dead` after `max_attempts`.
 
-        With `outage` (GitLab was out: no fault of the event) the run moves from `attempts` to `outage_attempts`
-        and the event is never dead: the attempts it has left are still there for its own failures once GitLab
-        answers, and a lease expiring then is not taken for its last attempt. Returns the new status, or None
-        if the event was not running under `owner`.
+        With `outage` (GitLab or the database was out: no fault of the event) the run moves from `attempts` to
+        `outage_attempts` and the event is never dead: the attempts it has left are still there for its own
+        failures once it answers, and a lease expiring then is not taken for its last attempt. Returns the new
+        status, or None if the event was not running under `owner`.
         """
         now = self.clock()
         stmt = (
