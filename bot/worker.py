@@ -14,7 +14,8 @@ counted, and sooner when the exception's `wakes` (an asyncio future: what it wai
 holds no worker slot, and it waits in the table, not in this process: a crash loses nothing.
 A running event's lease is renewed every third of `lease_seconds`. An event whose lease expired (the process
 running it died, perhaps of it) is claimed only with no other event running, and runs alone: nothing else is
-claimed until it is over, so an event that kills its process takes no other event down a second time.
+claimed until it is over, so an event that kills its process takes no other event down a second time (alone
+in its `Worker`: `serve` and `worker` run one a process).
 On SIGTERM (`stop`) the worker claims nothing more, lets running events finish within the grace period and hands
 the rest back to the queue.
 
