@@ -44,9 +44,9 @@ async def test_an_event_that_kills_its_worker_takes_the_events_beside_it_down_on
         poison = await store(storage, "poison", 1, {"poison": True})
         innocent = await store(storage, "innocent", 2, {})
         config = write_config(tmp_path, gitlab_url="http://127.0.0.1:9", token="t", database_url=database_url,
-                              worker={"concurrency": 2, "lease_seconds": 1.5, "dispatch_timeout": 1.2,
+                              worker={"concurrency": 2, "lease_seconds": 2, "dispatch_timeout": 1.8,
                                       "poll_interval": 0.05, "max_attempts": MAX_ATTEMPTS})
-        env = worker_env(SLOW_MARKER=str(marker), SLOW_SECONDS="0.5", POISON_WAIT="0.5")
+        env = worker_env(SLOW_MARKER=str(marker), SLOW_SECONDS="0.8", POISON_WAIT="0.5")
         procs = WorkerProcs(config, tmp_path / "logs", dispatch="tests.worker_procs:poison_dispatch", env=env,
                             fork=True)
         try:
