@@ -164,7 +164,11 @@ async def main(args: argparse.Namespace) -> int:
                 with tempfile.TemporaryDirectory(prefix="reviewbot-load-") as tmp:
                     folder = Path(tmp)
                     config = write_config(folder, gitlab_url=gitlab_url, token=state.token, database_url=url,
-                                          secret=SECRET, worker={"concurrency": 4, "poll_interval": 0.2})
+                                          secret=SECRET, worker={"concurrency": 4, "poll_interval": 0.2},
+                                          # its own spool: the default is relative to the working directory,
+                                          # where an earlier run's deliveries (another database's) would wait
+                                          # and every delivery of this run would join them (202)
+                                          server={"spool_dir": str(folder / "spool")})
                     proc, hook_url = await serve(config, folder / "serve.log")
                     try:
                         server_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
@@ -187,15 +191,16 @@ async def main(args: argparse.Namespace) -> int:
                         proc.terminate()
                         await proc.wait()
                     server_errors = (folder / "serve.log").read_text().count("Traceback")
+                    spooled = len(list((folder / "spool").glob("*.json")))
                     stored = sum((await storage.events.depth()).values())
                     seconds, depth = await drain(config, folder, storage, args.workers, stored)
         finally:
             await storage.close()
-    return report(results, server_errors, stored, seconds, depth, args.workers)
+    return report(results, server_errors, stored, seconds, depth, args.workers, spooled)
 
 
 def report(results: list[tuple[Any, ...]], server_errors: int, stored: int, seconds: float, depth: dict,
-           workers: int) -> int:
+           workers: int, spooled: int) -> int:
     statuses = Counter(r[0] for r in results)
     latency = [r[1] * 1000 for r in results]
     service = [r[2] * 1000 for r in results]
@@ -208,10 +213,11 @@ def report(results: list[tuple[Any, ...]], server_errors: int, stored: int, seco
     print("acknowledgement p50/p99 by sixth of the run: " + ", ".join(
         f"{percentile(latency[i:i + step], 0.5):.0f}/{percentile(latency[i:i + step], 0.99):.0f} ms"
         for i in range(0, len(latency), step)))
-    print(f"stored events {stored}; after the load {workers} worker process(es) took {seconds:.0f} s: {depth}")
+    print(f"stored events {stored}, left in the spool when the server stopped {spooled}; after the load "
+          f"{workers} worker process(es) took {seconds:.0f} s: {depth}")
     ok = errors == 0 and server_errors == 0 and stored == len(results) and depth["done"] == stored
     p99 = percentile(latency, 0.99)
-    print(f"RESULT: {'PASS' if ok else 'FAIL'} (0 errors, every event stored and processed); "
+    print(f"RESULT: {'PASS' if ok else 'FAIL'} (bar: 0 errors, every event stored and processed); "
           f"p99 goal under 20 ms: {'met' if p99 < 20 else 'MISSED'} ({p99:.1f} ms)")
     return 0 if ok else 1
 
