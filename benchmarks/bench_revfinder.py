@@ -20,7 +20,9 @@ from bot.history_files import read_changes  # noqa: E402
 from graph.backtest import KS, backtest  # noqa: E402
 from graph.baselines import BASELINES  # noqa: E402
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# beside the repository (../shared/data), else where the development machine keeps it (a clone elsewhere)
+DEFAULT_DATA = next((p for p in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data"))
+                     if p.is_dir()), Path("/work/shared/data"))
 DEFAULT_FILES = (
     "u-boot.jsonl.gz",
     "golang-tools.jsonl.gz",
