@@ -99,6 +99,15 @@ async def _backends_cpu(storage: Storage) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 
 
+async def _database_work(storage: Storage) -> tuple[int, int]:
+    """(transactions committed, rows read) in this database so far (`pg_stat_database`, flushed within a second)."""
+    async with storage.engine.connect() as conn:
+        query = ("SELECT xact_commit + xact_rollback, tup_returned + tup_fetched FROM pg_stat_database "
+                 "WHERE datname = current_database()")
+        xacts, rows = (await conn.execute(sa.text(query))).one()
+    return int(xacts), int(rows)
+
+
 async def _wait_done(storage: Storage, n: int) -> None:
     """Until `n` events are done, looking twice a second (counting rows costs the database too)."""
     while (await storage.events.depth())["done"] < n:
@@ -118,6 +127,7 @@ async def one_round(storage: Storage, rows: list[dict[str, Any]], config: Path, 
     try:
         await _wait_started(procs, workers)
         idle_cpu = sum(cpu_seconds(p.pid) for p in procs.procs.values())  # the start-up's share
+        work = await _database_work(storage)
         started = time.monotonic()
         async with storage.engine.begin() as conn:
             await conn.execute(sa.insert(events), rows)
@@ -127,6 +137,8 @@ async def one_round(storage: Storage, rows: list[dict[str, Any]], config: Path, 
         database_cpu = await _backends_cpu(storage)
     finally:
         await procs.stop_all()
+    await asyncio.sleep(1.5)  # the backends' statistics reach pg_stat_database within a second of going idle
+    work = tuple(after - before for after, before in zip(await _database_work(storage), work))
     ids = Counter(line for p in handled.glob("*.log") for line in p.read_text().split())
     async with storage.engine.connect() as conn:
         runs = sa.func.sum(events.c.attempts + events.c.outage_attempts)  # an outage's runs are counted apart
@@ -134,6 +146,7 @@ async def one_round(storage: Storage, rows: list[dict[str, Any]], config: Path, 
     return {"workers": workers, "seconds": seconds, "load": os.getloadavg()[0], "rate": len(rows) / seconds,
             "handled": sum(ids.values()), "cpu_ms": 1000 * (worker_cpu + database_cpu) / len(rows),
             "worker_ms": 1000 * worker_cpu / len(rows),
+            "xacts": work[0] / len(rows), "rows_read": work[1] / len(rows),
             "twice": sum(1 for c in ids.values() if c > 1), "attempts": attempts,
             "errors": procs.log_text().count("event failed") + procs.log_text().count("Traceback")}
 
@@ -164,7 +177,8 @@ def report(results: list[dict[str, Any]], n: int) -> int:
         print(f"{r['workers']} worker(s): {r['rate']:7.1f} events/s ({r['rate'] / base:.2f}x of "
               f"{results[0]['workers']}), {r['seconds']:.1f} s; handled {r['handled']}, twice {r['twice']}, "
               f"attempts {r['attempts']}, errors {r['errors']}, load average (1 min) {r['load']:.1f}; CPU per event "
-              f"{r['cpu_ms']:.1f} ms (workers {r['worker_ms']:.1f}, PostgreSQL {r['cpu_ms'] - r['worker_ms']:.1f})")
+              f"{r['cpu_ms']:.1f} ms (workers {r['worker_ms']:.1f}, PostgreSQL {r['cpu_ms'] - r['worker_ms']:.1f}); "
+              f"database transactions per event {r['xacts']:.1f}, rows read per event {r['rows_read']:.0f}")
     print("RESULT: " + ("PASS, no event handled twice" if ok else "FAIL, see the counts above"))
     return 0 if ok else 1
 
