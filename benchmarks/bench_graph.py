@@ -243,7 +243,7 @@ def run_history(source: str, args: argparse.Namespace) -> Figures:
     gc.freeze()  # as a long-running bot should once its history is loaded (see the README)
     with threadpool_limits(1):
         for qs in queries.values():
-            _time_queries(fig, "graph", lambda q: rec.suggest(q, k=5), base, qs)
+            _time_queries(fig, "graph", lambda q, rec=rec: rec.suggest(q, k=5), base, qs)
         del rec
         if args.method == "default":
             _learned(fig, changes, queries, base, args)
