@@ -316,6 +316,7 @@ class WorkerSettings(_Frozen):
     prune_interval: float = Field(3600.0, gt=0, le=DAY_SECONDS)
     dead_retention_days: float = Field(30.0, ge=0, le=CENTURY_DAYS)  # 0: dead events are kept
     mr_retention_days: float = Field(365.0, ge=0, le=CENTURY_DAYS)   # 0: finished MRs' rows are kept
+    max_projects: int = Field(32, ge=1, le=100_000)  # projects' recommenders a process keeps in memory
 
     @model_validator(mode="after")
     def _retention_floors(self) -> WorkerSettings:

@@ -43,6 +43,11 @@ def test_learning_settings_reach_the_engine(tmp_path):
     assert (engine.retrain_labels, engine.retrain_seconds, engine.holdout, engine.use_prior) == (None, 7200, 50, True)
     engine = make_engine(load_settings(environ=ENV), storage=None, max_projects=3)
     assert (engine.retrain_labels, engine.retrain_seconds, engine.use_prior) == (50, 86400, False)
+    assert make_engine(load_settings(environ=ENV), storage=None).max_projects == 32
+    path = write(tmp_path, "[worker]\nmax_projects = 4\n")  # a small machine holds fewer projects in memory
+    assert make_engine(load_settings(path, environ=ENV), storage=None).max_projects == 4
+    with pytest.raises(ConfigError, match="max_projects"):
+        load_settings(write(tmp_path, "[worker]\nmax_projects = 0\n"), environ=ENV)
     with pytest.raises(ConfigError, match="holdout"):
         load_settings(write(tmp_path, "[learning]\nholdout = 1\n"), environ=ENV)
 

@@ -261,17 +261,18 @@ async def _check_scopes(probe: GitLabClient, url: str) -> None:
                           "create a token with the api scope and export GITLAB_TOKEN=...")
 
 
-def make_engine(settings: Settings, storage: Storage, max_projects: int) -> Engine:
-    """The engine with the `[learning]` settings (0 turns a retraining trigger off)."""
+def make_engine(settings: Settings, storage: Storage, max_projects: int | None = None) -> Engine:
+    """The engine with the `[learning]` settings (0 turns a retraining trigger off), holding at most `[worker]
+    max_projects` projects in memory unless told otherwise."""
     learn = settings.learning
-    return Engine(storage, max_projects=max_projects, retrain_labels=learn.retrain_labels or None,
+    return Engine(storage, max_projects=max_projects or settings.worker.max_projects, retrain_labels=learn.retrain_labels or None,
                   retrain_seconds=learn.retrain_hours * 3600 or None, holdout=learn.holdout, prior=learn.prior)
 
 
 @contextlib.asynccontextmanager
 async def make_dispatch(
     settings: Settings, storage: Storage, metrics: Metrics, *, retry: RetryPolicy | None = None,
-    backfill_wait: float = BACKFILL_WAIT, backfill_imports: int = BACKFILL_IMPORTS, max_projects: int = 32,
+    backfill_wait: float = BACKFILL_WAIT, backfill_imports: int = BACKFILL_IMPORTS, max_projects: int | None = None,
 ) -> AsyncIterator[Dispatch]:
     """The handlers' dispatch, with one HTTP session for its whole life (closed, with backfills, on exit)."""
     if settings.gitlab.token is None or not settings.gitlab.token.get_secret_value():
