@@ -10,27 +10,34 @@ T = TypeVar("T")
 _LEFT: set[asyncio.Future] = set()  # calls given up on, winding down on their own (kept from the collector)
 
 
-async def within(work: Awaitable[T], seconds: float) -> T:
+async def within(work: Awaitable[T], seconds: float, *, cancel: bool = True) -> T:
     """`work`'s result, or `TimeoutError` once `seconds` have passed.
 
     Why not `asyncio.wait_for`: it waits for the cancelled call to finish, and a query cancelled on a database
     that hangs makes SQLAlchemy close the connection politely first (asyncpg's close, 2 s more), so a 3 s
     health probe answered after 5 s. Here the call is cancelled and left to end on its own.
+
+    `cancel=False` (SQLite, `Storage.cancellable`): the call is not cancelled but left to finish, which the
+    database's busy timeout bounds. A SQLite statement cancelled while it waited for another writer's lock
+    went on in its thread, took the lock once it was free, and its connection, closed with the statement still
+    referenced from the cancelled call's frames, kept that lock until a garbage collection: every later write
+    of the process failed with "database is locked" after waiting 30 s.
     """
     task = asyncio.ensure_future(work)
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)
     except asyncio.CancelledError:
-        _let_go(task)
+        _let_go(task, cancel)
         raise
     if task in done:
         return task.result()
-    _let_go(task)
+    _let_go(task, cancel)
     raise TimeoutError(f"no answer within {seconds:g} s")
 
 
-def _let_go(task: asyncio.Future) -> None:
-    task.cancel()
+def _let_go(task: asyncio.Future, cancel: bool) -> None:
+    if cancel:
+        task.cancel()
     _LEFT.add(task)
     task.add_done_callback(_forget)
 

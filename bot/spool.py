@@ -256,7 +256,8 @@ class Drainer:
             log.error(kv("spool file unreadable, set aside", file=aside, cause=f"{type(exc).__name__}: {exc}"[:300]))
             return True
         try:
-            event_id, is_new = await within(record.store(self.storage.events), self.timeout)
+            event_id, is_new = await within(record.store(self.storage.events), self.timeout,
+                                            cancel=self.storage.cancellable)
         except Exception as exc:  # noqa: BLE001 - the database decides below whether it is down or refuses this one
             return await self._failed(path, exc)
         self.spool.remove(path)
@@ -274,7 +275,7 @@ class Drainer:
         try:
             if not isinstance(exc, REFUSALS):  # a timeout, a lock, a lost connection: no verdict on the row
                 raise exc
-            await within(self.storage.ping(), PING_SECONDS)
+            await within(self.storage.ping(), PING_SECONDS, cancel=self.storage.cancellable)
         except Exception:  # noqa: BLE001 - unreachable, failing, hanging or locked: all mean wait
             if not self._down:
                 log.warning(kv("spool: database unavailable, deliveries wait", files=self.spool.count,

@@ -288,7 +288,8 @@ def _merge_request(record: Record) -> tuple[int, int] | None:
 async def _store(app: web.Application, delivery: Delivery, record: Record, seconds: float) -> web.Response:
     """Store the event within `seconds` (200), else spool it (202) or answer 503."""
     try:
-        event_id, is_new = await within(record.store(app[STORAGE_KEY].events), seconds)
+        storage = app[STORAGE_KEY]
+        event_id, is_new = await within(record.store(storage.events), seconds, cancel=storage.cancellable)
     except Exception as exc:  # noqa: BLE001 - whatever stopped the write, the event is not stored
         return await _spool(app, delivery, record, _cause(exc))
     outcome = "queued" if is_new else "duplicate"
@@ -377,7 +378,8 @@ async def healthz(request: web.Request) -> web.Response:
     if started is not None and not started.is_set():  # webhooks are stored meanwhile, not run yet
         return _json(503, status="starting", error="the handlers are starting (the GitLab token is checked)")
     try:
-        await within(request.app[STORAGE_KEY].ping(), PROBE_TIMEOUT)
+        storage = request.app[STORAGE_KEY]
+        await within(storage.ping(), PROBE_TIMEOUT, cancel=storage.cancellable)
     except (StorageError, TimeoutError) as exc:
         database_up.set(0)
         log.error(kv("healthz failed", cause=str(exc)))
@@ -392,7 +394,8 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     matter most then)."""
     metrics = request.app[METRICS_KEY]
     try:
-        metrics.set_queue_depth(await within(request.app[STORAGE_KEY].events.depth(), PROBE_TIMEOUT))
+        storage = request.app[STORAGE_KEY]
+        metrics.set_queue_depth(await within(storage.events.depth(), PROBE_TIMEOUT, cancel=storage.cancellable))
         metrics.database_up.set(1)
     except Exception as exc:  # noqa: BLE001 - metrics must render even when the database is down
         metrics.set_queue_depth(None)

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -238,6 +239,61 @@ async def test_a_locked_table_keeps_spooled_deliveries_waiting_not_refused(aioht
         await eventually(queued)
     finally:
         locker.close()
+        await close_after_given_up_calls(storage)
+
+
+# Another process holding SQLite's write lock until it reads a line (the sqlite3 shell's BEGIN IMMEDIATE)
+HOLD_WRITE_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
+
+
+async def test_a_write_given_up_on_under_another_writers_lock_does_not_keep_the_lock(aiohttp_client, sqlite_url,
+                                                                                   tmp_path, monkeypatch):
+    """SQLite: the delivery's write, given up on after `STORE_TIMEOUT` while another process held the write lock,
+    is left to finish, not cancelled. Cancelled, its statement went on in aiosqlite's thread and took the lock
+    once the other writer was done, and its connection, closed with the statement unfinalized, kept it as long as
+    the Python objects lived: `serve` freezes what it built to start (`gc.freeze`), its pool included, so for
+    good. Every later write of `serve` waited 30 s and failed "database is locked" and the spool never drained
+    (a 60 s `BEGIN IMMEDIATE` in the sqlite3 shell stopped a running bot until it was restarted)."""
+    import gc
+    import sqlite3
+
+    from bot import web as web_module
+
+    monkeypatch.setattr(web_module, "STORE_TIMEOUT", 0.3)
+    monkeypatch.setattr(spool_module, "RETRY_SECONDS", 60.0)  # the spool's own tries, cancelled, freed it by chance
+    path = sqlite_url.split("///", 1)[1]
+    storage = Storage(sqlite_url)
+    locker = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLD_WRITE_LOCK, path,
+                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        client = await aiohttp_client(web_module.make_app(spool_settings(tmp_path), storage, Metrics(), spool=True))
+        assert (await post(client, 3, "open", "k-before")).status == 200
+        gc.freeze()  # as `serve` does once started: the pool's connection with the rest
+        assert await locker.stdout.readline() == b"locked\n"
+        assert (await post(client, 4, "open", "k-open")).status == 202
+        await asyncio.sleep(0.5)
+        locker.stdin.write(b"done\n")
+        await locker.wait()
+        await asyncio.sleep(0.5)  # the writes left waiting end: the webhook's commits (its move will be a duplicate)
+        other = sqlite3.connect(path, isolation_level=None, timeout=5)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" after 5 s while the bot keeps the lock
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        assert (await storage.events.depth())["queued"] == 2
+    finally:
+        gc.unfreeze()
+        if locker.returncode is None:
+            locker.kill()
+            await locker.wait()
         await close_after_given_up_calls(storage)
 
 

@@ -84,6 +84,12 @@ class Storage:
             raise
         return storage
 
+    @property
+    def cancellable(self) -> bool:
+        """Whether a call given up on may be cancelled mid-statement (`bot.deadline.within`): not on SQLite, where
+        the cancelled statement's connection kept the write lock until a garbage collection."""
+        return self.engine.dialect.name != "sqlite"
+
     async def ping(self) -> None:
         """Run a trivial query; raise `StorageError` naming the cause when the database is unusable."""
         try:
