@@ -7,6 +7,7 @@ kept in this one module so the stores read the same for both.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sqlite3
 import sys
@@ -160,12 +161,55 @@ def _echo_to_stderr() -> None:
         logger.addHandler(handler)
 
 
+class _SQLiteFile:
+    """Keeps an engine's connections on the file at the database's path: one deleted or replaced (a backup
+    restored, a copy moved over it) while the bot runs.
+
+    Why: an open SQLite connection keeps writing to the file it opened, even once nothing names it. `serve`
+    answered 200 for every webhook after the file was deleted and ran the events, and a restart found none of
+    them; after a backup was moved over it, what followed went to the old file. So a connection is checked out
+    only while the path still names its file: else it is replaced by one to the file there now, and a file that
+    is gone is not created empty again (the error names the fix; `serve` spools webhooks meanwhile).
+    """
+
+    def __init__(self, database: str) -> None:
+        self.path = Path(database).expanduser().resolve()
+        self.opened = False
+
+    def identity(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def connected(self, _dbapi_connection: Any, record: Any) -> None:
+        record.info["sqlite_file"] = self.identity()
+        self.opened = True
+
+    def before_connect(self, _dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+        if self.opened and self.identity() is None:
+            raise sqlite3.OperationalError(
+                f"the database file {self.path} is gone (deleted or moved while the bot ran): put it back, or "
+                "restore a backup there, and the bot carries on with it; webhooks wait in serve's spool meanwhile")
+
+    def checkout(self, _dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get("sqlite_file") != self.identity():
+            raise sa.exc.DisconnectionError(f"{self.path} is no longer the file this connection opened")
+
+
 def _engine(url: str, kwargs: dict[str, Any]) -> AsyncEngine:
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         engine = create_async_engine(url, **kwargs)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine.sync_engine, "do_connect", _sqlite_directory_exists)
+        database = engine.url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            watch = _SQLiteFile(database)
+            sa.event.listen(engine.sync_engine, "connect", watch.connected)
+            sa.event.listen(engine.sync_engine, "do_connect", watch.before_connect)
+            sa.event.listen(engine.sync_engine, "checkout", watch.checkout)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
