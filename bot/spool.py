@@ -208,6 +208,11 @@ class Drainer:
     def wake(self) -> None:
         self._woken.set()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether deliveries wait in the spool because the database did not take the last one tried."""
+        return self._down and self.spool.count > 0
+
     async def run(self) -> None:
         """Until cancelled. A failure of the spool itself (its folder unreadable) is logged, once, and retried:
         it must not end the task that the files depend on."""

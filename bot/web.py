@@ -372,7 +372,9 @@ def _cause(exc: BaseException) -> str:
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: 200 when the database answers within `PROBE_TIMEOUT`, else 503 (the cause goes to the log
     only): a database that hangs (a partition, a stuck failover) must not hang the probe past its timeout. The
-    `serve` app answers 503 "starting" until its handlers have started (`STARTED_KEY`)."""
+    `serve` app answers 503 "starting" until its handlers have started (`STARTED_KEY`), and 503 "spooling" while
+    deliveries wait in the spool because the database does not take them: one that answers reads but no writes
+    (a full disk, a table locked by another session) said "ok" while every webhook went to the spool."""
     database_up = request.app[METRICS_KEY].database_up
     started = request.app.get(STARTED_KEY)
     if started is not None and not started.is_set():  # webhooks are stored meanwhile, not run yet
@@ -385,6 +387,10 @@ async def healthz(request: web.Request) -> web.Response:
         log.error(kv("healthz failed", cause=str(exc)))
         return _json(503, status="unavailable", error="database unreachable")
     database_up.set(1)
+    drainer = request.app.get(SPOOL_KEY)
+    if drainer is not None and drainer.waiting:
+        return _json(503, status="spooling", error=f"the database takes no writes: {drainer.spool.count} "
+                     "deliveries wait in the spool")
     return _json(200, status="ok")
 
 

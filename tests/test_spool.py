@@ -242,6 +242,40 @@ async def test_a_locked_table_keeps_spooled_deliveries_waiting_not_refused(aioht
         await close_after_given_up_calls(storage)
 
 
+async def test_healthz_says_spooling_while_the_database_answers_reads_but_takes_no_writes(
+        aiohttp_client, sqlite_url, tmp_path, monkeypatch):
+    """Another writer holds the lock (or the disk is full, or PostgreSQL's events table is locked): the database
+    answers `SELECT 1`, so /healthz said "ok" while every delivery went to the spool and no event ran. It says
+    503 "spooling" with the count until the spool has drained."""
+    import sqlite3
+
+    from bot import web as web_module
+
+    monkeypatch.setattr(web_module, "STORE_TIMEOUT", 0.3)
+    monkeypatch.setattr(spool_module, "RETRY_SECONDS", 1.0)  # each try waits for the lock: a few, not the pool
+    storage = Storage(sqlite_url)
+    locker = sqlite3.connect(sqlite_url.split("///", 1)[1], isolation_level=None)
+    try:
+        client = await aiohttp_client(web_module.make_app(spool_settings(tmp_path), storage, Metrics(), spool=True))
+        assert (await client.get("/healthz")).status == 200
+        locker.execute("BEGIN IMMEDIATE")
+        assert (await post(client, 4, "open", "k-open")).status == 202
+
+        async def says(status: int) -> bool:
+            response = await client.get("/healthz")
+            return response.status == status
+
+        await eventually(lambda: says(503), 10)
+        assert await (await client.get("/healthz")).json() == {
+            "status": "spooling", "error": "the database takes no writes: 1 deliveries wait in the spool"}
+        locker.execute("COMMIT")
+        await eventually(lambda: says(200), 10)
+        assert not spooled(tmp_path)
+    finally:
+        locker.close()
+        await close_after_given_up_calls(storage)
+
+
 # Another process holding SQLite's write lock until it reads a line (the sqlite3 shell's BEGIN IMMEDIATE)
 HOLD_WRITE_LOCK = """
 import sqlite3, sys
