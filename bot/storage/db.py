@@ -162,19 +162,20 @@ def _echo_to_stderr() -> None:
 
 
 class _SQLiteFile:
-    """Keeps an engine's connections on the file at the database's path: one deleted or replaced (a backup
-    restored, a copy moved over it) while the bot runs.
+    """Keeps an engine on the file it first opened: one deleted, moved away or replaced (a backup moved over it)
+    while the bot runs is written no more.
 
     Why: an open SQLite connection keeps writing to the file it opened, even once nothing names it. `serve`
     answered 200 for every webhook after the file was deleted and ran the events, and a restart found none of
-    them; after a backup was moved over it, what followed went to the old file. So a connection is checked out
-    only while the path still names its file: else it is replaced by one to the file there now, and a file that
-    is gone is not created empty again (the error names the fix; `serve` spools webhooks meanwhile).
+    them. Opening the file now at the path instead is no fix: the replaced file's `-wal` and `-shm` are still
+    there under the same names, and a process using both files was killed by SIGBUS. So nothing is opened or
+    used while the path names another file, or none (a file gone is not created empty); the error names the fix,
+    and `serve` spools webhooks meanwhile. A file put back (moved back) is used again.
     """
 
     def __init__(self, database: str) -> None:
         self.path = Path(database).expanduser().resolve()
-        self.opened = False
+        self.first: tuple[int, int] | None = None  # (device, inode) of the file first opened
 
     def identity(self) -> tuple[int, int] | None:
         try:
@@ -183,19 +184,28 @@ class _SQLiteFile:
             return None
         return stat.st_dev, stat.st_ino
 
-    def connected(self, _dbapi_connection: Any, record: Any) -> None:
-        record.info["sqlite_file"] = self.identity()
-        self.opened = True
+    def problem(self) -> str | None:
+        """Why the file at the path must not be used, or None."""
+        now = self.identity()
+        if self.first is None or now == self.first:
+            return None
+        if now is None:
+            return (f"the database file {self.path} is gone (deleted or moved while the bot ran): put it back, and "
+                    "the bot carries on; webhooks wait in serve's spool meanwhile")
+        return (f"the database file {self.path} was replaced while the bot ran (a backup moved over it?): restart "
+                "the bot to use the new file; webhooks wait in serve's spool meanwhile")
+
+    def connected(self, _dbapi_connection: Any, _record: Any) -> None:
+        if self.first is None:
+            self.first = self.identity()
 
     def before_connect(self, _dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
-        if self.opened and self.identity() is None:
-            raise sqlite3.OperationalError(
-                f"the database file {self.path} is gone (deleted or moved while the bot ran): put it back, or "
-                "restore a backup there, and the bot carries on with it; webhooks wait in serve's spool meanwhile")
+        if (problem := self.problem()) is not None:
+            raise sqlite3.OperationalError(problem)
 
-    def checkout(self, _dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if record.info.get("sqlite_file") != self.identity():
-            raise sa.exc.DisconnectionError(f"{self.path} is no longer the file this connection opened")
+    def checkout(self, _dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if (problem := self.problem()) is not None:  # the connection is closed: its file is written no more
+            raise sa.exc.OperationalError(None, None, sqlite3.OperationalError(problem))
 
 
 def _engine(url: str, kwargs: dict[str, Any]) -> AsyncEngine:
