@@ -71,6 +71,75 @@ async def test_serve_refuses_an_unmigrated_database(tmp_path):
         await serve.build_app(settings_for(f"sqlite:///{tmp_path / 'new.sqlite3'}"), recording_factory)
 
 
+@pytest.mark.postgres
+async def test_serve_and_worker_refuse_a_postgresql_database_that_takes_no_writes(postgres_url):
+    """A read-only session (a replica; here `default_transaction_read_only`) passed every check at start, and the
+    processes ran without storing a webhook or running an event."""
+    import asyncpg
+    import sqlalchemy as sa
+
+    from bot.storage import Storage, StorageError
+
+    name = sa.engine.make_url(postgres_url).database
+    admin = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        with pytest.raises(StorageError, match="takes no writes .*point DATABASE_URL at the primary"):
+            await serve.build_app(settings_for(postgres_url), recording_factory)
+        with pytest.raises(StorageError, match="takes no writes"):
+            await Storage.open(postgres_url, writable=True)
+        await (await Storage.open(postgres_url)).close()  # reading commands (`reviewbot events`) still work
+    finally:
+        await conn.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        await conn.close()
+
+
+# `reviewbot serve`'s start-up storage checks, run by a user whom file modes stop (root is not stopped by them)
+OPEN_WRITABLE = """
+import asyncio, sys
+from bot.cli import serve
+from bot.config import Settings
+settings = Settings(gitlab={"token": "t"}, webhook_secrets=[{"secret": "s" * 24}], database={"url": sys.argv[1]})
+try:
+    asyncio.run(serve.build_app(settings, None, with_worker=False))
+except Exception as exc:
+    print(exc)
+"""
+
+
+def test_serve_refuses_a_sqlite_file_it_may_not_write(sqlite_url):
+    """A database file the bot's user may read but not write passed every check at start, and `serve` and
+    `worker` ran on, every claim and store failing with "attempt to write a readonly database"."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.worker_procs import ROOT, worker_env
+
+    folder = Path(tempfile.mkdtemp(prefix="reviewbot-ro-"))  # pytest's own folders are root's alone (0700)
+    try:
+        shutil.copyfile(sqlite_url.split("///", 1)[1], folder / "reviewbot.sqlite3")
+        (folder / "reviewbot.sqlite3").chmod(0o444)
+        as_user: list[str] = []
+        if os.geteuid() == 0:
+            as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            folder.chmod(0o755)
+            shutil.chown(folder, 65534, 65534)
+            if subprocess.run([*as_user, sys.executable, "-c", "import bot.cli.serve"], cwd=ROOT,
+                              capture_output=True).returncode:
+                pytest.skip("root, and the user nobody cannot import the bot from this checkout")
+        said = subprocess.run([*as_user, sys.executable, "-c", OPEN_WRITABLE,
+                               f"sqlite+aiosqlite:///{folder / 'reviewbot.sqlite3'}"], cwd=ROOT, env=worker_env(),
+                              capture_output=True, text=True, timeout=120).stdout
+        assert "reviewbot.sqlite3 is not writable by this user" in said and "fix the owner or mode" in said, said
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_a_missing_dispatch_factory_names_the_fix():
     with pytest.raises(ConfigError, match="cannot load the dispatch factory 'no_such_module:make'"):
         serve.load_dispatch_factory("no_such_module:make")

@@ -78,7 +78,7 @@ async def build_app(settings: Settings, factory: DispatchFactory | str | None, *
     `module:name`, imported then; if the handlers cannot start, `on_failure` gets the error (else it is logged).
     """
     if storage is None:
-        storage = await Storage.open(settings.database_url, echo=settings.database.echo, **WEB_POOL)
+        storage = await Storage.open(settings.database_url, echo=settings.database.echo, writable=True, **WEB_POOL)
         await asyncio.gather(*(storage.ping() for _ in range(WEB_POOL["pool_size"])))  # open the pool now, not
         # during the first burst of webhooks (each new connection costs several round trips)
     metrics = Metrics()
@@ -259,7 +259,7 @@ def _stop_serving(failed: list[BaseException], exc: BaseException, stop: Callabl
 
 
 async def _work(settings: Settings, factory: DispatchFactory, once: bool, metrics_port: int | None = None) -> int:
-    storage = await Storage.open(settings.database_url, echo=settings.database.echo,
+    storage = await Storage.open(settings.database_url, echo=settings.database.echo, writable=True,
                                  pool_size=settings.worker.concurrency + 2)
     metrics = Metrics()
     if metrics_port is not None:  # a worker apart from `serve`: its own counters, which `serve` cannot show

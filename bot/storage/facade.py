@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import weakref
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -72,13 +74,16 @@ class Storage:
         return f"Storage({redact_url(self.url)!r})"
 
     @classmethod
-    async def open(cls, url: str, *, check: bool = True, **kwargs: Any) -> Storage:
-        """Connect and (by default) refuse an out-of-date schema, naming `reviewbot migrate`."""
+    async def open(cls, url: str, *, check: bool = True, writable: bool = False, **kwargs: Any) -> Storage:
+        """Connect and (by default) refuse an out-of-date schema, naming `reviewbot migrate`; `writable` (`serve`,
+        `worker`): also a database the bot could not write (`check_writable`)."""
         storage = cls(url, **kwargs)
         try:
             await storage.ping()
             if check:
                 await storage.check_schema()
+            if writable:
+                await storage.check_writable()
         except BaseException:
             await storage.close()
             raise
@@ -102,6 +107,29 @@ class Storage:
                                    f"(createdb {name}, or CREATE DATABASE {name}) and run `reviewbot migrate`") from exc
             raise StorageError(f"database {redact_url(self.url)} is unreachable: {cause_of(exc)}"
                                f"{_connect_fix(self.url)}") from exc
+
+    async def check_writable(self) -> None:
+        """Raise `StorageError` when the bot could read but not write: a SQLite file (or its folder, where SQLite
+        keeps its `-wal` and `-shm`) this user may not write, or a PostgreSQL session that is read-only (a
+        replica, `default_transaction_read_only`). Such a database passed every check, and `serve` and `worker`
+        ran without storing a webhook or running an event ("attempt to write a readonly database" every poll)."""
+        url = sa.engine.make_url(self.url)
+        if url.get_backend_name() == "sqlite":
+            database = url.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                path = Path(database).expanduser().resolve()
+                for place, what in ((path, f"database file {path}"), (path.parent, f"folder {path.parent}")):
+                    if not os.access(place, os.W_OK):
+                        raise StorageError(f"the {what} is not writable by this user (uid {os.getuid()}): the bot "
+                                           "writes the database, and SQLite its -wal and -shm files beside it; fix "
+                                           "the owner or mode, or the read-only mount")
+            return
+        async with self.engine.connect() as conn:
+            read_only = (await conn.execute(sa.text("SHOW transaction_read_only"))).scalar()
+        if read_only == "on":
+            raise StorageError(f"database {redact_url(self.url)} takes no writes (transaction_read_only is on: a "
+                               "read-only replica, or default_transaction_read_only set): point DATABASE_URL at the "
+                               "primary, or add target_session_attrs=read-write to it")
 
     async def check_schema(self) -> None:
         """Raise `SchemaOutOfDate` unless the database is migrated to this code's schema."""
