@@ -322,6 +322,17 @@ async def test_a_backlog_event_of_a_project_deleted_or_archived_since_it_was_ask
     assert not marker_notes(env.state, later)
 
 
+async def store_opened(env, key: str):
+    """Open a merge request on the simulator and store its hook as a queued event (not run): (mr, event id)."""
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    event_id, _ = await env.storage.events.store_event(dedupe_key=key, kind=opened.event_name, action="open",
+                                                       project_id=env.pid, mr_iid=mr.iid, headers={},
+                                                       body=opened.body)
+    return mr, event_id
+
+
 async def test_a_gitlab_that_does_not_answer_holds_events_like_an_outage(handler_env):
     """GitLab accepting connections and not answering (hung, or a proxy holding requests): at the defaults one
     call's tries (5 × 30 s) outlast `dispatch_timeout` (120 s), so each event failed as a plain timeout, used up
@@ -332,12 +343,7 @@ async def test_a_gitlab_that_does_not_answer_holds_events_like_an_outage(handler
     from bot.worker import Worker
 
     env = await handler_env()
-    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
-    [opened] = env.state.outbox[:]
-    env.state.outbox.clear()
-    event_id, _ = await env.storage.events.store_event(dedupe_key="hung", kind=opened.event_name, action="open",
-                                                       project_id=env.pid, mr_iid=mr.iid, headers={},
-                                                       body=opened.body)
+    mr, event_id = await store_opened(env, "hung")
     worker_cfg = env.settings.worker.model_copy(update={"dispatch_timeout": 2.0, "lease_seconds": 10.0,
                                                         "max_attempts": 2, "backoff": 0.01, "backoff_max": 0.01})
     settings = env.settings.model_copy(update={"worker": worker_cfg})
@@ -370,12 +376,7 @@ async def test_an_event_held_through_a_gitlab_outage_has_its_attempts_once_gitla
     from bot.worker import Worker
 
     env = await handler_env()
-    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
-    [opened] = env.state.outbox[:]
-    env.state.outbox.clear()
-    event_id, _ = await env.storage.events.store_event(dedupe_key="outage", kind=opened.event_name, action="open",
-                                                       project_id=env.pid, mr_iid=mr.iid, headers={},
-                                                       body=opened.body)
+    mr, event_id = await store_opened(env, "outage")
     worker_cfg = env.settings.worker.model_copy(update={"max_attempts": 2, "backoff": 0.01, "backoff_max": 0.01})
     settings = env.settings.model_copy(update={"worker": worker_cfg})
 
