@@ -1367,3 +1367,6 @@ async def test_suggestions_of_mrs_can_leave_the_mr_unread(storage):
     assert (row.id, row.people, row.author, row.files) == (sid, [{"username": "bob"}], None, None)
     [row] = await storage.suggestions.of_mrs(1, [3])
     assert (row.author, row.files) == ("ann", ["a.c"])
+    row = await storage.suggestions.latest(1, 3, with_mr=False)  # what a comment or an award reads
+    assert (row.id, row.people, row.author, row.files) == (sid, [{"username": "bob"}], None, None)
+    assert (await storage.suggestions.latest(1, 3)).files == ["a.c"]

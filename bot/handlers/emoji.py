@@ -65,7 +65,7 @@ async def on_emoji(event: Event, ctx: EventContext) -> None:
     row = await ctx.storage.comments.get(ctx.project_id, iid)
     if row is None or row.note_id != attrs.get("awardable_id"):
         return
-    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid, with_mr=False)
     action = award_action(event.data)
     value = {"emoji": attrs.get("name"), "action": action}
     await ctx.storage.feedback.record(ctx.project_id, iid, str(user["username"]), label, value=value,

@@ -296,7 +296,7 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
     if not person or (user.get("id") is not None and user.get("id") == mr.get("author_id")) or ended(mr):
         return
     iid = int(mr["iid"])
-    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, iid, with_mr=False)
     suggested = {str(p.get("username", "")).casefold() for p in latest.people} if latest else set()
     if latest is not None and person.casefold() in suggested:
         if await ctx.storage.feedback.stored_by_another(ctx.project_id, iid, person, {"reviewed"}, ctx.event_id):

@@ -103,11 +103,15 @@ class SuggestionStore:
         async with self.engine.begin() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
-    async def latest(self, project_id: int, mr_iid: int, *, before_event: int | None = None) -> SuggestionRow | None:
+    async def latest(self, project_id: int, mr_iid: int, *, before_event: int | None = None,
+                     with_mr: bool = True) -> SuggestionRow | None:
         """The most recent suggestion on an MR; with `before_event`, the most recent one that event did not
-        make (a retried event must judge what was shown before it, not what its killed attempt stored)."""
+        make (a retried event must judge what was shown before it, not what its killed attempt stored). Without
+        `with_mr`, its `author` and `files` are left unread (None), as `of_mrs` does: a comment or an award
+        asks who was suggested, not the MR's paths, which are most of the row's bytes."""
+        columns = [c for c in suggestions.c if with_mr or c.name not in ("author", "files")]
         stmt = (
-            sa.select(suggestions).where(suggestions.c.project_id == project_id, suggestions.c.mr_iid == mr_iid)
+            sa.select(*columns).where(suggestions.c.project_id == project_id, suggestions.c.mr_iid == mr_iid)
             .order_by(suggestions.c.id.desc()).limit(1)
         )
         if before_event is not None:
