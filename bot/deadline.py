@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable, TypeVar
 
-__all__ = ["within"]
+__all__ = ["within", "left_running", "settle"]
 
 T = TypeVar("T")
 _LEFT: set[asyncio.Future] = set()  # calls given up on, winding down on their own (kept from the collector)
@@ -33,6 +33,24 @@ async def within(work: Awaitable[T], seconds: float, *, cancel: bool = True) -> 
         return task.result()
     _let_go(task, cancel)
     raise TimeoutError(f"no answer within {seconds:g} s")
+
+
+def left_running() -> int:
+    """How many calls given up on still run on this event loop."""
+    loop = asyncio.get_running_loop()
+    return sum(not task.done() and task.get_loop() is loop for task in _LEFT)
+
+
+async def settle(seconds: float) -> None:
+    """Wait, at most `seconds`, for the calls given up on that still run on this event loop.
+
+    Why: on SQLite they are left to finish (`cancel=False`); a process or a test closing its loop before one did
+    had aiosqlite's thread hand the statement's result to a closed loop ("Event loop is closed" from a thread).
+    """
+    loop = asyncio.get_running_loop()
+    running = {task for task in _LEFT if not task.done() and task.get_loop() is loop}
+    if running and seconds > 0:
+        await asyncio.wait(running, timeout=seconds)
 
 
 def _let_go(task: asyncio.Future, cancel: bool) -> None:

@@ -82,8 +82,7 @@ async def close_after_given_up_calls(storage: Storage) -> None:
     """Close the storage once the database calls the spool gave up on (`deadline.within`) have ended, at most
     5 s: disposing the engine under one still winding down can leave it waiting for a connection thread
     that is gone, and the test's event loop then never finishes cancelling it (a run hung there once)."""
-    if deadline._LEFT:
-        await asyncio.wait(set(deadline._LEFT), timeout=5)
+    await deadline.settle(5)
     await storage.close()
 
 
@@ -329,6 +328,27 @@ async def test_a_write_given_up_on_under_another_writers_lock_does_not_keep_the_
             locker.kill()
             await locker.wait()
         await close_after_given_up_calls(storage)
+
+
+async def test_closing_a_sqlite_storage_waits_for_the_writes_given_up_on(sqlite_url):
+    """A SQLite write given up on is left to finish (`within(cancel=False)`); closed under it, the storage let the
+    event loop end first, and aiosqlite's thread then handed the result to a closed loop ("Event loop is closed",
+    raised in a thread: it failed whichever test ran next in that process)."""
+    storage = Storage(sqlite_url)
+    locker = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLD_WRITE_LOCK, sqlite_url.split("///", 1)[1],
+                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert await locker.stdout.readline() == b"locked\n"
+        with pytest.raises(TimeoutError):
+            await deadline.within(storage.events.store_event(dedupe_key="k", kind="Note Hook", headers={}, body={}),
+                                  0.2, cancel=False)
+        asyncio.get_running_loop().call_later(0.5, locker.stdin.write, b"done\n")
+        await storage.close(timeout=10)
+        assert deadline.left_running() == 0
+    finally:
+        if locker.returncode is None:
+            locker.kill()
+        await locker.wait()
 
 
 async def test_an_update_whose_write_began_before_its_open_was_spooled_follows_it(

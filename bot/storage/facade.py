@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import redact_url
+from bot.deadline import settle
 from bot.logfmt import kv
 from bot.storage.comments import CommentStore
 from bot.storage.db import StorageError, create_engine, utcnow
@@ -157,7 +158,14 @@ class Storage:
     async def close(self, timeout: float = 5.0) -> None:
         """Close every pooled connection (call once, at shutdown). A database that does not answer within
         `timeout` s has them dropped instead (a shutdown must not wait for it; the server ends their sessions
-        when it sees the connections gone): cancelling the close instead logged a traceback per connection."""
+        when it sees the connections gone): cancelling the close instead logged a traceback per connection.
+        On SQLite the calls given up on, left to finish, are waited for first, within the same `timeout`
+        (`bot.deadline.settle`)."""
+        if not self.cancellable:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + timeout
+            await settle(timeout)
+            timeout = max(0.0, until - loop.time())
         disposing = asyncio.ensure_future(self.engine.dispose())
         await asyncio.wait({disposing}, timeout=timeout)
         if disposing.done():
