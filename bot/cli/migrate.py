@@ -4,12 +4,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from pathlib import Path
-
-import sqlalchemy as sa
 
 from bot.config import ConfigError, load_settings, normalise_database_url, redact_url
 from bot.storage import Storage, StorageError
+from bot.storage.db import sqlite_file
 from bot.storage.facade import cause_of
 from bot.storage.migrate import Upgraded, head_revisions, upgrade
 
@@ -28,11 +26,8 @@ async def _check(url: str) -> bool:
 def _no_sqlite_file(url: str) -> bool:
     """Whether `url` names a SQLite file that does not exist: `--check` says so without connecting, which
     would create the file (a check that left an empty database behind)."""
-    parsed = sa.engine.make_url(normalise_database_url(url))
-    database = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
-        return False
-    return not Path(database).expanduser().exists()
+    path = sqlite_file(normalise_database_url(url))
+    return path is not None and not path.exists()
 
 
 async def _migrate(url: str) -> Upgraded:

@@ -17,10 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy.engine import make_url
-
 from bot.config import ConfigError, load_settings, redact_url
 from bot.storage import Storage, StorageError
+from bot.storage.db import sqlite_file
 from graph.model import record_of
 
 __all__ = ["export_checkouts", "export_projects", "run_with_projects", "project_id_of", "no_new_sqlite_file"]
@@ -101,9 +100,8 @@ async def _export(url: str, refs: list[str], into: Path) -> dict[str, str]:
 
 def no_new_sqlite_file(url: str) -> None:
     """Reading must not create: SQLite makes an empty file for a mistyped path (then asks for a migration)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
-            and not Path(parsed.database).exists():
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
         raise LookupError(f"{redact_url(url)}: no such SQLite database file; give the bot's database "
                           "(DATABASE_URL or [database] url, as the bot runs with)")
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from bot.config import normalise_database_url, redact_url
 
 __all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", "StorageError", "as_id",
-           "LARGEST_ID", "database_unavailable"]
+           "LARGEST_ID", "database_unavailable", "sqlite_file"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A write-ahead log that grew in a burst (a backfill, a retention run) is cut back to this at its next reset;
@@ -121,6 +121,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlite_file(url: str | sa.engine.URL) -> Path | None:
+    """The file a SQLite database URL names, resolved; None for another database, an in-memory one or a `file:`
+    URI (SQLite reads those itself).
+
+    >>> sqlite_file("sqlite+aiosqlite:///:memory:"), sqlite_file("postgresql+asyncpg://u@h/db")
+    (None, None)
+    """
+    parsed = url if isinstance(url, sa.engine.URL) else sa.engine.make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
 def _sqlite_directory_exists(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> None:
     """Fail fast, and without starting aiosqlite's thread, when the database file's folder is missing.
 
@@ -173,8 +187,8 @@ class _SQLiteFile:
     and `serve` spools webhooks meanwhile. A file put back (moved back) is used again.
     """
 
-    def __init__(self, database: str) -> None:
-        self.path = Path(database).expanduser().resolve()
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.first: tuple[int, int] | None = None  # (device, inode) of the file first opened
 
     def identity(self) -> tuple[int, int] | None:
@@ -214,9 +228,9 @@ def _engine(url: str, kwargs: dict[str, Any]) -> AsyncEngine:
         engine = create_async_engine(url, **kwargs)
         sa.event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine.sync_engine, "do_connect", _sqlite_directory_exists)
-        database = engine.url.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            watch = _SQLiteFile(database)
+        path = sqlite_file(engine.url)
+        if path is not None:
+            watch = _SQLiteFile(path)
             sa.event.listen(engine.sync_engine, "connect", watch.connected)
             sa.event.listen(engine.sync_engine, "do_connect", watch.before_connect)
             sa.event.listen(engine.sync_engine, "checkout", watch.checkout)

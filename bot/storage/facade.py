@@ -12,7 +12,6 @@ import logging
 import os
 import weakref
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Callable
 
 import sqlalchemy as sa
@@ -22,7 +21,7 @@ from bot.config import redact_url
 from bot.deadline import settle
 from bot.logfmt import kv
 from bot.storage.comments import CommentStore
-from bot.storage.db import StorageError, create_engine, utcnow
+from bot.storage.db import StorageError, create_engine, sqlite_file, utcnow
 from bot.storage.events import EventQueue
 from bot.storage.history import HistoryStore
 from bot.storage.migrate import check_schema, schema_is_current
@@ -114,11 +113,9 @@ class Storage:
         keeps its `-wal` and `-shm`) this user may not write, or a PostgreSQL session that is read-only (a
         replica, `default_transaction_read_only`). Such a database passed every check, and `serve` and `worker`
         ran without storing a webhook or running an event ("attempt to write a readonly database" every poll)."""
-        url = sa.engine.make_url(self.url)
-        if url.get_backend_name() == "sqlite":
-            database = url.database or ""
-            if database and database != ":memory:" and not database.startswith("file:"):
-                path = Path(database).expanduser().resolve()
+        if self.engine.dialect.name == "sqlite":
+            path = sqlite_file(self.engine.url)
+            if path is not None:
                 for place, what in ((path, f"database file {path}"), (path.parent, f"folder {path.parent}")):
                     if not os.access(place, os.W_OK):
                         raise StorageError(f"the {what} is not writable by this user (uid {os.getuid()}): the bot "
