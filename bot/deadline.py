@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable, TypeVar
 
-__all__ = ["within", "left_running", "settle"]
+__all__ = ["within", "let_go", "left_running", "settle"]
 
 T = TypeVar("T")
 _LEFT: set[asyncio.Future] = set()  # calls given up on, winding down on their own (kept from the collector)
@@ -27,11 +27,11 @@ async def within(work: Awaitable[T], seconds: float, *, cancel: bool = True) -> 
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)
     except asyncio.CancelledError:
-        _let_go(task, cancel)
+        let_go(task, cancel)
         raise
     if task in done:
         return task.result()
-    _let_go(task, cancel)
+    let_go(task, cancel)
     raise TimeoutError(f"no answer within {seconds:g} s")
 
 
@@ -53,7 +53,9 @@ async def settle(seconds: float) -> None:
         await asyncio.wait(running, timeout=seconds)
 
 
-def _let_go(task: asyncio.Future, cancel: bool) -> None:
+def let_go(task: asyncio.Future, cancel: bool) -> None:
+    """Stop waiting for `task`, a database call: cancel it (PostgreSQL), or leave it to finish (`cancel` False:
+    SQLite, see `within`); either way it is kept until done, for `settle`."""
     if cancel:
         task.cancel()
     _LEFT.add(task)

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from bot import shutdown
 from bot.config import Settings, WorkerSettings
-from bot.deadline import within
+from bot.deadline import let_go, within
 from bot.gitlab.client import GitLabStall
 from bot.logfmt import event_fields, kv
 from bot.metrics import Metrics
@@ -239,7 +239,7 @@ class Worker:
             stopping.cancel()
         if working.done():
             return working.result()
-        working.cancel()
+        let_go(working, self.storage.cancellable)  # on SQLite left to finish: cancelled, it kept the write lock
         return stopped
 
     async def drain(self) -> None:

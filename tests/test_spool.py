@@ -351,6 +351,36 @@ async def test_closing_a_sqlite_storage_waits_for_the_writes_given_up_on(sqlite_
         await locker.wait()
 
 
+async def test_a_worker_stopped_during_a_claim_on_sqlite_leaves_the_claim_to_finish(sqlite_url):
+    """A worker stopped while its claim waits for another writer's lock stops waiting for it (a database that
+    does not answer must not keep the process), but on SQLite the claim is left to finish, as the webhook's writes
+    are (`deadline.let_go`): cancelled, its statement went on in aiosqlite's thread, could keep the write lock,
+    and once the test's loop had closed, handed its result to it ("Event loop is closed" from a thread, which
+    failed whichever test ran next in the process)."""
+    from tests.test_worker_retention import noop, settings, store
+
+    from bot.worker import Worker
+
+    storage = Storage(sqlite_url)
+    await store(storage, "waiting")
+    locker = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLD_WRITE_LOCK, sqlite_url.split("///", 1)[1],
+                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert await locker.stdout.readline() == b"locked\n"
+        worker = Worker(storage, noop, settings(), Metrics(), "w1")
+        claiming = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(0.3)  # the claim waits for the lock
+        worker._stopping.set()
+        assert await claiming == 0 and deadline.left_running() == 1  # no longer waited for, left to finish
+        locker.stdin.write(b"done\n")
+        await storage.close(timeout=10)  # waits for it
+        assert deadline.left_running() == 0
+    finally:
+        if locker.returncode is None:
+            locker.kill()
+        await locker.wait()
+
+
 async def test_an_update_whose_write_began_before_its_open_was_spooled_follows_it(
         aiohttp_client, sqlite_url, tmp_path, monkeypatch):
     """A locked table: the open waits `STORE_TIMEOUT` (1 s) and is spooled; the update, which arrived at least
