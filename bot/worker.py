@@ -15,7 +15,9 @@ holds no worker slot, and it waits in the table, not in this process: a crash lo
 A running event's lease is renewed every third of `lease_seconds`. An event whose lease expired (the process
 running it died, perhaps of it) is claimed only with no other event running, and runs alone: nothing else is
 claimed until it is over, so an event that kills its process takes no other event down a second time (alone
-in its `Worker`: `serve` and `worker` run one a process).
+in its `Worker`: `serve` and `worker` run one a process). The crash costs an attempt only to an event that ran
+alone (`EventRow.ran_alone`: reclaimed, or `concurrency` 1): the others may be innocent, and are charged only
+if they crash again, alone.
 On SIGTERM (`stop`) the worker claims nothing more, lets running events finish within the grace period and hands
 the rest back to the queue.
 

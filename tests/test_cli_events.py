@@ -268,3 +268,30 @@ def test_the_retries_an_outage_took_are_shown_apart_from_the_attempts(sqlite_url
     row = next(line for line in out if "Note Hook" in line).split("│")
     cells = dict(zip((h.strip() for h in header), (c.strip() for c in row)))
     assert (cells["tries"], cells["outage"]) == ("1", "3")
+
+
+def test_an_event_reclaimed_alone_after_a_crash_says_so(sqlite_url, tmp_path, monkeypatch, capsys):
+    """`alone`: the event's last run had no other event beside it, so a crash under it counts in `tries`; the one
+    that crashed beside it is still at the try the crash took, given back when it runs again."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+
+    async def seed() -> None:
+        storage = Storage(sqlite_url)
+        for key in "ab":
+            await storage.events.store_event(dedupe_key=key, kind="Note Hook", headers={}, body={}, project_id=5,
+                                             mr_iid=ord(key))
+        await storage.events.claim("killed", 0, 2)  # its lease expires at once: the worker is gone
+        await storage.events.claim("w", 60, 2)  # event 1 again, alone
+        await storage.close()
+
+    run_in_thread(seed)
+    assert run("list", "--json") == 0
+    shown = {row["id"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert [(shown[i]["attempts"], shown[i]["ran_alone"]) for i in (1, 2)] == [(1, True), (1, False)]
+    assert run("list") == 0
+    out = capsys.readouterr().out.splitlines()
+    header = [h.strip() for h in next(line for line in out if "tries" in line).split("┃")]
+    rows = [[c.strip() for c in line.split("│")] for line in out if "Note Hook" in line]
+    assert sorted((cells[header.index("id")], cells[header.index("alone")]) for cells in rows) == [("1", "yes"),
+                                                                                                    ("2", "")]

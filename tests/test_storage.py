@@ -228,7 +228,7 @@ async def test_revision_0011_counts_outage_retries_apart_and_goes_back(blank_dat
         event_id = await put(storage, "k")  # a row as 0010 stored it
         async with storage.engine.begin() as conn:
             await conn.execute(sa.text("UPDATE events SET status = 'failed', attempts = 4"))
-        assert await migrate(url, "0011") == {"0011"}
+        assert await migrate(url) == {"0012"}
         row = await storage.events.get(event_id)
         assert (row.status, row.attempts, row.outage_attempts) == ("failed", 4, 0)
         await outage_failures(storage, event_id, 1, max_attempts=6)
@@ -239,8 +239,34 @@ async def test_revision_0011_counts_outage_retries_apart_and_goes_back(blank_dat
             columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("events")])
             kept = (await conn.execute(sa.text("SELECT status, attempts FROM events"))).one()
         assert "outage_attempts" not in columns and tuple(kept) == ("failed", 4)
-        assert await migrate(url, "0011") == {"0011"}
+        assert await migrate(url) == {"0012"}
         assert (await storage.events.get(event_id)).outage_attempts == 0
+    finally:
+        await storage.close()
+
+
+async def test_revision_0012_says_whether_an_event_ran_alone_and_goes_back(blank_database_url):
+    """An event running when 0012 comes in has no record of running alone: a lease expiring on it is not counted
+    (it runs again alone), even on its last attempt."""
+    url = blank_database_url
+    assert await migrate(url, "0011") == {"0011"}
+    storage = Storage(url)
+    try:
+        event_id = await put(storage, "k")  # a row as 0011 stored it, then claimed and its worker killed
+        async with storage.engine.begin() as conn:
+            await conn.execute(sa.update(events_table).values(
+                status="running", attempts=2, lease_owner="gone", lease_expires_at=datetime.now(timezone.utc)))
+        assert await migrate(url, "0012") == {"0012"}
+        assert (await storage.events.get(event_id)).ran_alone is False
+        [row] = await storage.events.claim("w", LEASE, 2, max_attempts=2)
+        assert (row.id, row.attempts, row.ran_alone) == (event_id, 2, True)
+        assert await downgrade(url, "0011") == {"0011"}
+        async with storage.engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("events")])
+            kept = (await conn.execute(sa.text("SELECT status, attempts FROM events"))).one()
+        assert "ran_alone" not in columns and tuple(kept) == ("running", 2)
+        assert await migrate(url, "0012") == {"0012"}
+        assert (await storage.events.get(event_id)).ran_alone is False
     finally:
         await storage.close()
 
@@ -282,7 +308,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
                 {"user_id": 9, "username": "STRASSE", "seen_at": at}])
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0011"}
+    assert await migrate(url) == {"0012"}
     storage = Storage(url)
     try:
         async with storage.engine.connect() as conn:
@@ -294,7 +320,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
         assert await storage.feedback.newer_applied(1, 3, "bob", at, aspect="approval") is None
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=1), aspect="approval") == at
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=9)) is None  # "reviewer"
-        assert await migrate(url) == {"0011"}
+        assert await migrate(url) == {"0012"}
     finally:
         await storage.close()
 
@@ -315,7 +341,7 @@ async def test_revision_0010_says_which_table_it_repaired_and_what_the_old_proce
     finally:
         await engine.dispose()
     done = await upgrade(url)
-    assert (done.before, done.after) == ({"0009"}, {"0011"}) and len(done.notes) == 2
+    assert (done.before, done.after) == ({"0009"}, {"0012"}) and len(done.notes) == 2
     assert all("stop them" in note and "events requeue" in note for note in done.notes)
     assert "feedback_times" in done.notes[0] and "approval and reviewer event" in done.notes[0]
     assert "people" in done.notes[1] and "username_key" in done.notes[1]
@@ -372,7 +398,7 @@ async def test_a_migrate_waiting_for_a_table_gives_way_to_the_running_bot(blank_
                 await asyncio.sleep(1)
         holding = asyncio.create_task(release_soon())
         await asyncio.sleep(0.2)
-        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0011"}  # a later try
+        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0012"}  # a later try
         await holding
     finally:
         await engine.dispose()
@@ -403,7 +429,7 @@ async def test_a_migrate_that_waited_out_the_sqlite_write_lock_names_the_cause_a
         assert await current_revisions(engine) == {"0008"}
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0011"}
+    assert await migrate(url) == {"0012"}
 
 
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
@@ -666,10 +692,49 @@ async def test_an_event_whose_lease_expired_is_claimed_alone_by_an_idle_worker(s
     clock.advance(LEASE + 1)  # w1 was killed
     assert await storage.events.claim("w2", LEASE, 5, busy=True) == []  # a busy worker waits, to take it alone
     [row] = await storage.events.claim("w2", LEASE, 5)
-    assert (row.id, row.reclaimed, row.attempts) == (crashed, True, 2)
+    assert (row.id, row.reclaimed, row.ran_alone, row.attempts) == (crashed, True, True, 1)  # that crash not counted
     [row] = await storage.events.claim("w3", LEASE, 5)
     assert (row.id, row.reclaimed) == (beside, True)
     assert [(r.id, r.reclaimed) for r in await storage.events.claim("w4", LEASE, 5)] == [(waiting, False)]
+
+
+async def test_a_crash_costs_an_attempt_only_to_an_event_that_ran_alone(storage, clock):
+    """Beside others, the event may be innocent: its crashed run is given back. Alone, the crash is its own (or
+    its worker was killed twice running it): counted, and on the last attempt the event is dead-lettered."""
+    poison, beside = await put(storage, "p", mr_iid=1), await put(storage, "b", mr_iid=2)
+    claimed = await storage.events.claim("w1", LEASE, 2, max_attempts=2)
+    assert [(r.id, r.attempts, r.ran_alone) for r in claimed] == [(poison, 1, False), (beside, 1, False)]
+    for attempt in (1, 2):  # each run alone kills its worker
+        clock.advance(LEASE + 1)
+        [row] = await storage.events.claim(f"w{attempt + 1}", LEASE, 2, max_attempts=2)
+        assert (row.id, row.attempts, row.ran_alone) == (poison, attempt, True)
+    clock.advance(LEASE + 1)
+    [row] = await storage.events.claim("w4", LEASE, 2, max_attempts=2)
+    assert (row.id, row.attempts, row.ran_alone) == (beside, 1, True)
+    assert await storage.events.complete(beside, owner="w4")
+    dead = await storage.events.get(poison)
+    assert (dead.status, dead.attempts) == ("dead", 2) and "lease expired on the last attempt" in dead.last_error
+
+
+async def test_events_crashing_together_on_their_last_attempt_each_run_alone_then_are_buried(storage, clock):
+    """Two poison events in one batch: neither is buried for the crash they shared, each is for its own alone."""
+    first, second = await put(storage, "p1", mr_iid=1), await put(storage, "p2", mr_iid=2)
+    assert len(await storage.events.claim("w1", LEASE, 2, max_attempts=1)) == 2
+    for event_id in (first, second):
+        clock.advance(LEASE + 1)
+        [row] = await storage.events.claim("w", LEASE, 2, max_attempts=1)
+        assert (row.id, row.attempts, row.reclaimed) == (event_id, 1, True)
+    clock.advance(LEASE + 1)
+    assert await storage.events.claim("w", LEASE, 2, max_attempts=1) == []
+    assert [(await storage.events.get(i)).status for i in (first, second)] == ["dead", "dead"]
+
+
+async def test_the_one_event_an_idle_caller_claims_runs_alone(storage):
+    """A worker of `concurrency` 1 runs every event alone: a crash under it is counted at once."""
+    await put(storage, "a", mr_iid=1), await put(storage, "b", mr_iid=2), await put(storage, "c", mr_iid=3)
+    assert [r.ran_alone for r in await storage.events.claim("w", LEASE, 1)] == [True]
+    assert [r.ran_alone for r in await storage.events.claim("w", LEASE, 1, busy=True)] == [False]
+    assert [r.ran_alone for r in await storage.events.claim("w2", LEASE, 2)] == [False]
 
 
 async def test_a_lease_expiring_on_the_last_attempt_dead_letters_the_event(storage, clock):

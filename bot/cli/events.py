@@ -62,7 +62,7 @@ def _summary(row: EventRow) -> dict[str, Any]:
     return {
         "id": row.id, "status": row.status, "kind": row.kind, "action": row.action, "project_id": row.project_id,
         "mr_iid": row.mr_iid, "attempts": row.attempts, "outage_attempts": row.outage_attempts,
-        "received_at": row.received_at.isoformat(),
+        "ran_alone": row.ran_alone, "received_at": row.received_at.isoformat(),
         "next_attempt_at": row.next_attempt_at.isoformat(), "last_error": _last_error(row),
     }
 
@@ -86,13 +86,15 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
     widest = max((len(str(row.id)) for row in rows), default=2)  # the id is what `show` and `requeue` need:
     table.add_column("id", no_wrap=True, min_width=widest)       # never squeezed out on a narrow terminal
     # tries: the attempts `max_attempts` limits; outage: the runs an outage (GitLab, the database) failed, not
-    # counted in them
-    for name in ("status", "kind", "action", "project", "MR", "tries", "outage", "received"):
+    # counted in them; alone: its last run had no other event beside it in its worker (reclaimed after a crash,
+    # or concurrency 1), so a crash under it is counted in tries
+    for name in ("status", "kind", "action", "project", "MR", "tries", "outage", "alone", "received"):
         table.add_column(name, no_wrap=True)
     table.add_column("last error")
     for row in rows:
         cells = (str(row.id), row.status, row.kind, row.action or "", str(row.project_id or ""),
                  str(row.mr_iid or ""), str(row.attempts), str(row.outage_attempts or ""),
+                 "yes" if row.ran_alone else "",
                  f"{row.received_at:%Y-%m-%d %H:%M:%S}",
                  (_last_error(row) or "")[:80])
         table.add_row(*(Text(_visible(cell)) for cell in cells))  # stored text as it is: `[/]` is no markup

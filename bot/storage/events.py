@@ -9,7 +9,8 @@ Life of an event: `queued` -> `running` (leased by one worker) -> `done`; on an 
 GitLab or the database was out (within `outage_hours`) is moved from `attempts` to `outage_attempts`: an
 outage never uses up the attempts the event has for failures of its own. A lease that expires (the worker
 crashed) makes the event claimable again, alone (`claim`): a poison event (one that kills its process) takes
-the events that ran beside it down once, not at each of its attempts. An event that must wait for something
+the events that ran beside it down once, not at each of its attempts, and that once costs them no attempt
+(`ran_alone`: only a crash under an event that ran alone is counted). An event that must wait for something
 else (the first events of a project wait for its history import) is parked: `queued` again, due at a later
 `next_attempt_at` or as soon as it is woken, its attempt not counted; it holds no worker meanwhile, and like
 any queued event it is in the table, so a crash or a restart loses nothing. Events of one merge request run
@@ -70,6 +71,7 @@ class EventRow:
     received_at: datetime
     finished_at: datetime | None
     outage_attempts: int = 0  # runs that failed in an outage (GitLab, the database), not counted in `attempts`
+    ran_alone: bool = False  # its last claim ran it with no other event in its worker: a crash then is counted
     reclaimed: bool = False  # claimed after its lease expired (its last run recorded no outcome): to run alone
 
     def as_event(self) -> Any:
@@ -263,13 +265,16 @@ class EventQueue:
         return sa.exists().where(self._is_due(t, "running", now), self._is_head(t, now))
 
     async def _bury_expired(self, conn: Any, now: datetime, max_attempts: int) -> None:
+        """Dead-letter the events whose lease expired on their last attempt, run alone: an event that ran beside
+        others is run again alone first (see `claim`), whatever its attempts."""
         await conn.execute(
             sa.update(events)
-            .where(events.c.status == "running", events.c.lease_expires_at < now, events.c.attempts >= max_attempts)
+            .where(events.c.status == "running", events.c.lease_expires_at < now, events.c.attempts >= max_attempts,
+                   events.c.ran_alone)
             .values(
                 status="dead", finished_at=now, lease_owner=None, lease_expires_at=None,
-                last_error="lease expired on the last attempt: the worker crashed, was killed or "
-                "exceeded worker.lease_seconds",
+                last_error="lease expired on the last attempt, run alone: the event kills its worker (out of "
+                "memory, a segfault), or the worker was killed or exceeded worker.lease_seconds",
             )
         )
 
@@ -282,14 +287,23 @@ class EventQueue:
         An `UPDATE ... WHERE id IN (SELECT ...) RETURNING` statement. PostgreSQL: `FOR UPDATE SKIP LOCKED`
         lets concurrent claimers pass each other's rows. SQLite: the statement runs under the database's
         write lock, so it is atomic. Each claim counts as an attempt (until `retry_later` records it as an
-        outage's); with `max_attempts`, events whose lease expired on their last attempt are dead-lettered
-        instead of run again.
+        outage's, or a crash's beside others: below); with `max_attempts`, events whose lease expired on their
+        last attempt, run alone, are dead-lettered instead of run again.
 
         An event whose lease expired (its run recorded no outcome: the process running it died, perhaps of it)
         comes back alone, `reclaimed`, for a caller running nothing else (`busy` False), which must claim nothing
         more until it is over; while one waits, a `busy` caller gets nothing, so that it soon is idle and takes it.
         Why: claimed in one batch, a poison event (one that kills its process: out of memory, a segfault) and the
         events beside it died together at each of its attempts, and all were dead-lettered together.
+
+        Which crash counts: the claim records whether the event runs alone (`ran_alone`: reclaimed, or the one
+        event a caller that is not `busy` takes with `limit` 1, which must then pass `busy` while it runs). A lease
+        that expires on an event that ran beside others costs it nothing (reclaimed, its attempt is given back,
+        since any of them may have killed the process); on an event that ran alone it is an attempt used, and on
+        the last one the event is dead-lettered. Each crash not counted is followed by a run alone, counted as any
+        run is, so an event that keeps killing its worker (or whose worker is killed over and over: out of
+        memory, a deploy's SIGKILL) still ends `dead`: a poison event after `max_attempts` crashes alone and the
+        one beside others before them.
         """
         now = self.clock()
         params = {"now": now, "limit": limit, "owner": worker_id, "until": now + timedelta(seconds=lease_seconds)}
@@ -303,13 +317,15 @@ class EventQueue:
                 expired = (await conn.execute(self._claim_statement(sqlite, True), {**params, "limit": 1})).all()
                 if expired:
                     return [replace(_row(expired[0]), reclaimed=True)]
-            rows = (await conn.execute(self._claim_statement(sqlite, False), params)).all()
+            alone = not busy and limit == 1
+            rows = (await conn.execute(self._claim_statement(sqlite, False), {**params, "alone": alone})).all()
         return sorted((_row(r) for r in rows), key=lambda e: (e.next_attempt_at, e.id))
 
     def _claim_statement(self, sqlite: bool, expired: bool) -> sa.Update:
         """The claim's UPDATE, built once per dialect and kind with bound parameters (building it costs more than
         running it: a few milliseconds of SQLAlchemy per claim): of events whose lease `expired`, or of the
-        failed and queued events due, none while an expired one waits."""
+        failed and queued events due, none while an expired one waits. An expired event runs alone, and its
+        crashed run counts as an attempt only if that one ran alone too; the others run alone if `alone`."""
         if (sqlite, expired) not in self._claims:
             now, limit = sa.bindparam("now", type_=UTCDateTime), sa.bindparam("limit", type_=sa.Integer)
             statuses = ("running",) if expired else ("failed", "queued")
@@ -317,10 +333,15 @@ class EventQueue:
             where = [events.c.id.in_(pick(now, limit, statuses))]
             if not expired:
                 where.append(~self._expired_waits(now))
+            if expired:  # the crashed run's attempt is given back unless it ran alone; this run's is counted
+                counted: dict[str, Any] = {"attempts": events.c.attempts + sa.case((events.c.ran_alone, 1), else_=0),
+                                           "ran_alone": sa.true()}
+            else:
+                counted = {"attempts": events.c.attempts + 1, "ran_alone": sa.bindparam("alone", type_=sa.Boolean)}
             self._claims[(sqlite, expired)] = (
                 sa.update(events).where(*where)
-                .values(status="running", lease_owner=sa.bindparam("owner"), attempts=events.c.attempts + 1,
-                        lease_expires_at=sa.bindparam("until", type_=UTCDateTime))
+                .values(status="running", lease_owner=sa.bindparam("owner"),
+                        lease_expires_at=sa.bindparam("until", type_=UTCDateTime), **counted)
                 .returning(*events.c)
             )
         return self._claims[(sqlite, expired)]

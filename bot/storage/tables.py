@@ -52,6 +52,7 @@ events = sa.Table(
     sa.Column("received_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("outage_attempts", sa.Integer, nullable=False, server_default="0"),  # runs a GitLab outage failed (0011)
+    sa.Column("ran_alone", sa.Boolean, nullable=False, server_default=sa.false()),  # last claim ran it alone (0012)
     sa.CheckConstraint(sa.column("status").in_(EVENT_STATUSES), name="status"),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "project_id", "mr_iid", "status"),
