@@ -7,7 +7,8 @@ GitLab 429) and dead-lettered after `max_attempts`; an exception with `permanent
 once. An exception with `outage = True` (GitLab down), or one that says the database failed (`is_outage`), is
 counted apart for `outage_hours` after the event arrived (`outage_attempts`, see `_outage_forgiven`): it never
 uses up the attempts, and leaves them whole for the event's own failures once GitLab or the database answers
-again.
+again. So is a run cut off by `dispatch_timeout` while GitLab failed, or inside a statement the database had not
+answered for half of it (`_timeout_cause`).
 An exception with `park = seconds` is no failure: the event waits for something else (the first events of a
 project wait for its history import), so it goes back to the queue, due in that many seconds, its attempt not
 counted, and sooner when the exception's `wakes` (an asyncio future: what it waits for) is done. A parked event
@@ -47,6 +48,7 @@ from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
 from bot.storage.db import database_unavailable
 from bot.storage.events import backoff_delay
+from bot.storage.waits import DatabaseWait
 
 __all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay", "park_seconds", "default_worker_id",
            "retention", "stop_loop", "is_outage"]
@@ -54,6 +56,9 @@ __all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay",
 log = logging.getLogger("bot.worker")
 
 T = TypeVar("T")
+# A run cut off by `dispatch_timeout` while one of its statements had waited this share of it for the database is
+# the database's hang (`DatabaseNotAnswering`), not the handler's slowness: the bot's statements take milliseconds
+DATABASE_HANG_SHARE = 0.5
 CLAIM_ERROR_EVERY = 300.0  # seconds between two log lines of one database outage, as the worker sees it
 RECORD_PAUSE, RECORD_PAUSE_MAX = 0.5, 10.0  # seconds between tries of an outcome the database refused
 Dispatch = Callable[[EventRow], Awaitable[Any]]
@@ -116,6 +121,28 @@ class GitLabNotAnswering(Exception):
     def __init__(self, timeout: float) -> None:
         super().__init__(f"timed out after {timeout:g} s (worker.dispatch_timeout) while GitLab did not answer "
                          "or failed (5xx, 429): retried as an outage")
+
+
+class DatabaseNotAnswering(Exception):
+    """The event ran out of `dispatch_timeout` inside a statement the database had not answered for most of it (a
+    lock another session holds, a server that hangs): an outage, as `database_unavailable`'s errors are."""
+
+    outage = True
+
+    def __init__(self, timeout: float, waited: float) -> None:
+        super().__init__(f"timed out after {timeout:g} s (worker.dispatch_timeout), {waited:.0f} s of them waiting "
+                         "for the database to answer one statement (a lock another session holds? a server that "
+                         "hangs?): retried as an outage")
+
+
+def _timeout_cause(exc: Exception, stall: GitLabStall, wait: DatabaseWait, timeout: float) -> Exception:
+    """What a run cut off by `dispatch_timeout` waited for: GitLab failing or not answering, the database not
+    answering for most of the run (`DATABASE_HANG_SHARE`), else the handler's own slowness (`exc` as it is)."""
+    if stall.failing:
+        return GitLabNotAnswering(timeout)
+    if (waited := wait.waited()) >= DATABASE_HANG_SHARE * timeout:
+        return DatabaseNotAnswering(timeout, waited)
+    return exc
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
@@ -281,15 +308,15 @@ class Worker:
     async def _run_event(self, row: EventRow) -> None:
         started = time.monotonic()
         renewing = asyncio.create_task(self._renew(row), name=f"lease-{row.id}")
-        stall = GitLabStall()
-        try:
-            with stall.watching():  # the dispatch's task copies this context: its GitLab calls mark `stall`
+        stall, wait = GitLabStall(), DatabaseWait()
+        try:  # the dispatch's task copies this context: its GitLab calls mark `stall`, its statements `wait`
+            with stall.watching(), wait.watching():
                 await asyncio.wait_for(self.dispatch(row), self.cfg.dispatch_timeout)
         except asyncio.CancelledError:
             raise  # stop(): the event is handed back by release()
         except Exception as exc:  # noqa: BLE001 - every handler error is recorded on the event
-            if isinstance(exc, TimeoutError) and stall.failing:
-                exc = GitLabNotAnswering(self.cfg.dispatch_timeout)
+            if isinstance(exc, TimeoutError):
+                exc = _timeout_cause(exc, stall, wait, self.cfg.dispatch_timeout)
             if (seconds := park_seconds(exc)) is not None:
                 await self._park(row, exc, seconds)
             else:  # (a renewal meanwhile finds the event no longer ours, and stops)

@@ -443,3 +443,44 @@ async def test_a_statement_the_database_refuses_is_the_events_own_failure(storag
     await run_one(worker)
     row = await storage.events.get(event_id)
     assert (row.status, row.attempts, row.outage_attempts) == ("dead", 2, 0), row.last_error
+
+
+@pytest.mark.postgres
+async def test_a_run_cut_off_while_the_database_does_not_answer_is_an_outage(postgres_url):
+    """A table locked by another session (PostgreSQL waits for a lock forever by default) raises no error: the run
+    ended at `dispatch_timeout` and paid an attempt, as a handler slow of its own does, so a lock held long enough
+    dead-lettered every event it caught. Cut off inside a statement that waited most of the run, it is an outage;
+    a handler slow of its own, its statements answered or waiting only the end of the run, still pays."""
+    import sqlalchemy as sa
+
+    storage, holder = Storage(postgres_url), Storage(postgres_url)
+    try:
+        async def dispatch(row: EventRow) -> None:
+            if row.body["k"] == "late":
+                await asyncio.sleep(0.6)
+            async with storage.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT count(*) FROM projects"))
+            if row.body["k"] == "slow":
+                await asyncio.sleep(5)
+
+        worker = Worker(storage, dispatch, make_settings(dispatch_timeout=0.8, max_attempts=1), Metrics(), "w1")
+        hung = await put(storage, "hung")
+        async with holder.engine.connect() as lock:
+            await lock.execute(sa.text("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE"))
+            assert await run_one(worker) == 1
+        row = await storage.events.get(hung)
+        assert (row.status, row.attempts, row.outage_attempts) == ("failed", 0, 1), row.last_error
+        assert row.last_error.startswith("DatabaseNotAnswering: timed out after 0.8 s") and "lock" in row.last_error
+        late = await put(storage, "late")
+        async with holder.engine.connect() as lock:
+            await lock.execute(sa.text("LOCK TABLE projects IN ACCESS EXCLUSIVE MODE"))
+            assert await run_one(worker) == 1
+        assert (await storage.events.get(late)).status == "dead"  # 0.6 s its own, 0.2 s the database's
+        slow = await put(storage, "slow")
+        assert await run_one(worker) == 1
+        row = await storage.events.get(slow)
+        assert (row.status, row.attempts, row.outage_attempts) == ("dead", 1, 0), row.last_error
+        assert row.last_error == "timed out after 0.8 s (worker.dispatch_timeout)"
+    finally:
+        await holder.close()
+        await storage.close()

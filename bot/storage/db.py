@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.config import normalise_database_url, redact_url
+from bot.storage import waits
 
 __all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", "StorageError", "as_id",
            "LARGEST_ID", "database_unavailable", "sqlite_file"]
@@ -234,6 +235,7 @@ def _engine(url: str, kwargs: dict[str, Any]) -> AsyncEngine:
             sa.event.listen(engine.sync_engine, "connect", watch.connected)
             sa.event.listen(engine.sync_engine, "do_connect", watch.before_connect)
             sa.event.listen(engine.sync_engine, "checkout", watch.checkout)
+        waits.watch(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
@@ -241,7 +243,9 @@ def _engine(url: str, kwargs: dict[str, Any]) -> AsyncEngine:
     url, typed = _typed_pg_params(url)
     if typed:
         kwargs["connect_args"] = {**typed, **kwargs.get("connect_args", {})}
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    waits.watch(engine)
+    return engine
 
 
 PG_NUMBERS = ("timeout", "command_timeout", "statement_cache_size", "max_cached_statement_lifetime",
