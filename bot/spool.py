@@ -197,10 +197,13 @@ def _suppress_missing() -> contextlib.suppress:
 
 class Drainer:
     """Moves spooled deliveries into the queue: at start, when woken (a delivery was spooled) and every
-    `RETRY_SECONDS` while the database is unavailable."""
+    `RETRY_SECONDS` while the database is unavailable. With `ready` (`serve` started without its database:
+    `bot.database_wait`) it moves nothing before that is set: the schema is not known to be current until then."""
 
-    def __init__(self, spool: Spool, storage: Storage, on_stored: Callable[[], None], *, timeout: float) -> None:
+    def __init__(self, spool: Spool, storage: Storage, on_stored: Callable[[], None], *, timeout: float,
+                 ready: asyncio.Event | None = None) -> None:
         self.spool, self.storage, self.on_stored, self.timeout = spool, storage, on_stored, timeout
+        self.ready = ready
         self._woken = asyncio.Event()
         self._refusals: dict[str, int] = {}
         self._down = False
@@ -224,6 +227,8 @@ class Drainer:
                     self.spool.discard_partial()
                     self.spool.pending()
                     started = True
+                if self.ready is not None:
+                    await self.ready.wait()
                 drained = not self.spool.count or await self.drain()
             except OSError as exc:
                 drained, cause = False, f"{type(exc).__name__}: {exc}"[:300]

@@ -30,6 +30,7 @@ from aiohttp import web
 from bot import dashboard, shutdown
 from bot.arrival_order import ArrivalOrder
 from bot.config import Settings
+from bot.database_wait import DatabaseWait
 from bot.deadline import within
 from bot.logfmt import kv
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -40,7 +41,7 @@ from bot.storage.events import HOOK_HEADER, dedupe_key_for
 
 __all__ = [
     "make_app", "event_kind", "HANDLED_KINDS", "SETTINGS_KEY", "STORAGE_KEY", "METRICS_KEY", "ON_STORED_KEY",
-    "SPOOL_KEY", "STARTED_KEY",
+    "SPOOL_KEY", "STARTED_KEY", "WAIT_KEY",
 ]
 
 log = logging.getLogger("bot.web")
@@ -79,6 +80,8 @@ SPOOL_KEY = web.AppKey("spool", Drainer)  # the `serve` app's spool and its drai
 ORDER_KEY = web.AppKey("arrival_order", ArrivalOrder)  # with the spool: each MR's deliveries in arrival order
 # set once the `serve` app's handlers have started (it listens before): /healthz answers 503 "starting" until then
 STARTED_KEY = web.AppKey("started", asyncio.Event)
+# the `serve` app started without its database: every delivery is spooled until its `ready` is set
+WAIT_KEY = web.AppKey("database_wait", DatabaseWait)
 
 
 class Rejection(Exception):
@@ -273,6 +276,8 @@ async def _take(request: web.Request, delivery: Delivery, record: Record) -> web
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STORE_TIMEOUT
     async with app[ORDER_KEY].turn(_merge_request(record)):
+        if (waiting := app.get(WAIT_KEY)) is not None and not waiting.ready.is_set():
+            return await _spool(app, delivery, record, waiting.state())
         if drainer.spool.count:
             return await _spool(app, delivery, record, "deliveries are waiting in the spool")
         return await _store(app, delivery, record, max(0.0, deadline - loop.time()))
@@ -374,8 +379,14 @@ async def healthz(request: web.Request) -> web.Response:
     only): a database that hangs (a partition, a stuck failover) must not hang the probe past its timeout. The
     `serve` app answers 503 "starting" until its handlers have started (`STARTED_KEY`), and 503 "spooling" while
     deliveries wait in the spool because the database does not take them: one that answers reads but no writes
-    (a full disk, a table locked by another session) said "ok" while every webhook went to the spool."""
+    (a full disk, a table locked by another session) said "ok" while every webhook went to the spool; also 503
+    "spooling", naming the database, while a `serve` started without its database waits for it (`WAIT_KEY`)."""
     database_up = request.app[METRICS_KEY].database_up
+    waiting = request.app.get(WAIT_KEY)
+    if waiting is not None and not waiting.ready.is_set():  # before "starting": the handlers wait for it
+        database_up.set(0 if waiting.unusable is None else 1)
+        return _json(503, status="spooling", error=f"{waiting.state()}: "
+                     f"{request.app[SPOOL_KEY].spool.count} deliveries wait in the spool")
     started = request.app.get(STARTED_KEY)
     if started is not None and not started.is_set():  # webhooks are stored meanwhile, not run yet
         return _json(503, status="starting", error="the handlers are starting (the GitLab token is checked)")
@@ -399,6 +410,11 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     and `reviewbot_database_up` 0, when the database does not answer within `PROBE_TIMEOUT`: the other metrics
     matter most then)."""
     metrics = request.app[METRICS_KEY]
+    waiting = request.app.get(WAIT_KEY)
+    if waiting is not None and not waiting.ready.is_set():  # not queried before its checks pass
+        metrics.set_queue_depth(None)
+        metrics.database_up.set(0 if waiting.unusable is None else 1)
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
     try:
         storage = request.app[STORAGE_KEY]
         metrics.set_queue_depth(await within(storage.events.depth(), PROBE_TIMEOUT, cancel=storage.cancellable))
@@ -412,12 +428,14 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 def make_app(
     settings: Settings, storage: Storage, metrics: Metrics | None = None,
-    *, on_stored: Callable[[], None] | None = None, spool: bool = False,
+    *, on_stored: Callable[[], None] | None = None, spool: bool = False, waiting: DatabaseWait | None = None,
 ) -> web.Application:
     """The aiohttp app: POST /webhook, GET /healthz, GET /metrics, and the dashboard when enabled (GET /...).
 
     `storage` is closed by its owner. `spool` (the `serve` app): deliveries the database cannot take are kept
     in `[server] spool_dir` and moved into the queue in the background; without it they are answered 503.
+    `waiting` (with `spool`: `serve` started while its database could not be reached): every delivery is
+    spooled, and nothing moved into the queue, until its `ready` is set (`bot.database_wait`).
     When the app starts shutting down, the shutdown deadline begins
     (`bot.shutdown`): what its cleanup does (stop a worker, close the storage) shares `[server] shutdown_timeout`.
     """
@@ -436,6 +454,8 @@ def make_app(
     app[ON_STORED_KEY] = [on_stored] if on_stored else []
     app[WARNED_KEY] = set()
     if spool and settings.server.spool_max_files:
+        if waiting is not None:
+            app[WAIT_KEY] = waiting
         _add_spool(app, settings)
     app.router.add_post("/webhook", webhook)
     app.router.add_get("/healthz", healthz)
@@ -449,7 +469,9 @@ def _add_spool(app: web.Application, settings: Settings) -> None:
     server = settings.server
     spool = Spool(server.spool_dir, max_files=server.spool_max_files, max_bytes=server.spool_max_mb * MB,
                   gauge=app[METRICS_KEY].spool_files)
-    drainer = app[SPOOL_KEY] = Drainer(spool, app[STORAGE_KEY], lambda: _wake(app), timeout=STORE_TIMEOUT)
+    waiting = app.get(WAIT_KEY)
+    drainer = app[SPOOL_KEY] = Drainer(spool, app[STORAGE_KEY], lambda: _wake(app), timeout=STORE_TIMEOUT,
+                                       ready=waiting.ready if waiting is not None else None)
     app[ORDER_KEY] = ArrivalOrder()
     running: list[asyncio.Task[None]] = []
 

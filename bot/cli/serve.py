@@ -5,7 +5,9 @@ its `web` dyno, the platform's default). `worker` processes add capacity beside 
 PostgreSQL queue (leases keep them from running an event twice); `serve`'s own worker still takes its share
 of the events then, competing with answering webhooks for CPU and memory, so under load run
 `serve --no-worker` and let the `worker` processes do all of it. Both refuse to start on a database that
-`reviewbot migrate` has not brought up to date.
+`reviewbot migrate` has not brought up to date (or cannot log in to, or may not write). A database that cannot
+be reached at all when `serve` starts does not stop it: it listens and spools deliveries until the database
+answers (`bot.database_wait`).
 """
 from __future__ import annotations
 
@@ -27,10 +29,13 @@ from aiohttp import web
 from bot import shutdown
 from bot.cli.commands import DEFAULT_DISPATCH
 from bot.config import ConfigError, Settings, load_settings
+from bot.database_wait import START_TIMEOUT, DatabaseWait, explain
+from bot.deadline import within
 from bot.logfmt import kv, setup_logging
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage, StorageError
-from bot.web import STARTED_KEY, make_app
+from bot.storage.db import database_unreachable
+from bot.web import STARTED_KEY, WAIT_KEY, make_app
 from bot.worker import Dispatch, DispatchFactory, Worker, run_in_app, stop_loop
 
 __all__ = ["run_serve", "run_worker", "build_app", "bind", "load_dispatch_factory", "DEFAULT_DISPATCH"]
@@ -76,23 +81,73 @@ async def build_app(settings: Settings, factory: DispatchFactory | str | None, *
     webhook needs only the storage, checked here; /healthz answers 503 "starting" until the handlers have
     started, so a load balancer does not count on a process whose token GitLab may yet refuse. `factory` may be
     `module:name`, imported then; if the handlers cannot start, `on_failure` gets the error (else it is logged).
+
+    A database that cannot be reached (`_open_storage`) does not stop it: the app listens, spools every delivery
+    and starts the drain, the handlers and the worker once the database answers and passes the checks.
     """
+    waiting = None
     if storage is None:
-        storage = await Storage.open(settings.database_url, echo=settings.database.echo, writable=True, **WEB_POOL)
-        await asyncio.gather(*(storage.ping() for _ in range(WEB_POOL["pool_size"])))  # open the pool now, not
-        # during the first burst of webhooks (each new connection costs several round trips)
+        storage, waiting = await _open_storage(settings)
     metrics = Metrics()
-    app = make_app(settings, storage, metrics, spool=True)
+    app = make_app(settings, storage, metrics, spool=True, waiting=waiting)
 
     async def storage_ctx(_app: web.Application) -> AsyncIterator[None]:
         yield
         await storage.close(shutdown.time_left(CLOSE_TIMEOUT))  # what the shutdown's grace leaves
 
     app.cleanup_ctx.append(storage_ctx)  # first in, last out: closed after the worker stopped
+    if waiting is not None:
+        _wait_in_app(app, waiting)
     if with_worker and factory is not None:
         _handlers_after_listening(app, settings, storage, metrics, factory, on_failure or _log_failure)
     app.on_startup.append(_freeze_startup)
     return app
+
+
+async def _open_storage(settings: Settings) -> tuple[Storage, DatabaseWait | None]:
+    """The storage, checked as `Storage.open(writable=True)` does and its pool opened; with a `DatabaseWait` when
+    the database could not be reached (within `START_TIMEOUT`) and the spool is on, so that `serve` listens and
+    spools meanwhile. A database that answers but is misconfigured (a refused login, no such database, an
+    out-of-date schema, read-only) is refused as before: waiting would not fix it, and nothing has been accepted
+    yet that a stop would lose."""
+    storage = Storage(settings.database_url, echo=settings.database.echo, **WEB_POOL)
+    try:
+        checks = _prepare(storage)  # a SQLite file answers or fails at once: no bound, nothing left running
+        await (within(checks, START_TIMEOUT) if storage.cancellable else checks)
+    except Exception as exc:
+        if not (settings.server.spool_max_files and database_unreachable(exc, storage.url)):
+            await storage.close()
+            raise
+        log.warning(kv("database unreachable at start: listening anyway; every delivery is spooled until it "
+                       "answers", cause=explain(exc), spool=settings.server.spool_dir))
+        return storage, DatabaseWait(storage, lambda: _prepare(storage))
+    except BaseException:
+        await storage.close()
+        raise
+    return storage, None
+
+
+async def _prepare(storage: Storage) -> None:
+    """The start-up checks, then the pool opened (not during the first burst of webhooks: each new connection
+    costs several round trips)."""
+    await storage.check_usable(writable=True)
+    await asyncio.gather(*(storage.ping() for _ in range(WEB_POOL["pool_size"])))
+
+
+def _wait_in_app(app: web.Application, waiting: DatabaseWait) -> None:
+    """Run `waiting` from the app's start until the database is ready or the app shuts down."""
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(_app: web.Application) -> None:
+        tasks.append(asyncio.create_task(waiting.run(), name="reviewbot-database-wait"))
+
+    async def stop(_app: web.Application) -> None:  # before the storage closes
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
 
 
 def _handlers_after_listening(app: web.Application, settings: Settings, storage: Storage, metrics: Metrics,
@@ -102,6 +157,8 @@ def _handlers_after_listening(app: web.Application, settings: Settings, storage:
     app[STARTED_KEY] = started
 
     async def start(stack: contextlib.AsyncExitStack) -> None:
+        if (waiting := app.get(WAIT_KEY)) is not None:
+            await waiting.ready.wait()  # the database, checked: the handlers load the projects from it
         try:
             loaded = await asyncio.to_thread(load_dispatch_factory, factory) if isinstance(factory, str) else factory
             late.target = await stack.enter_async_context(loaded(settings, storage, metrics))

@@ -6,6 +6,7 @@ kept in this one module so the stores read the same for both.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -23,7 +24,7 @@ from bot.config import normalise_database_url, redact_url
 from bot.storage import waits
 
 __all__ = ["create_engine", "utcnow", "UTCDateTime", "insert_for", "is_sqlite", "StorageError", "as_id",
-           "LARGEST_ID", "database_unavailable", "sqlite_file"]
+           "LARGEST_ID", "database_unavailable", "database_unreachable", "sqlite_file"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # A write-ahead log that grew in a burst (a backfill, a retention run) is cut back to this at its next reset;
@@ -81,6 +82,44 @@ def database_unavailable(exc: BaseException) -> bool:
         return state in PG_UNAVAILABLE or state[:2] in PG_UNAVAILABLE_CLASSES
     code = getattr(exc.orig, "sqlite_errorcode", None)
     return isinstance(exc.orig, sqlite3.Error) and isinstance(code, int) and code & 0xFF in SQLITE_UNAVAILABLE
+
+
+# What a connection that could not be made says when the server is not there yet (down, restarting, its network
+# or name not up): waiting may fix these, unlike a refused login, a missing database or an old schema
+NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN,
+                  errno.ENETDOWN, errno.ECONNRESET, errno.ECONNABORTED}
+PG_NOT_YET = {"57P01", "57P02", "57P03", "53300"}  # shutting down, crashed, starting up, too many connections
+
+
+def database_unreachable(exc: BaseException, url: str | sa.engine.URL) -> bool:
+    """Whether connecting failed because the database is not there yet, not because it is misconfigured: for
+    PostgreSQL a connection refused, reset or timed out, a host name not resolved, a server starting up, shutting
+    down or out of connections; for SQLite a database file whose folder does not exist (a volume not mounted
+    yet). A refused login, a missing database, an out-of-date schema or a read-only database is False: waiting
+    would never fix those.
+
+    >>> database_unreachable(ConnectionRefusedError(111, "Connect call failed"), "postgresql://u@h/db")
+    True
+    >>> database_unreachable(StorageError("the database schema is at 0010"), "postgresql://u@h/db")
+    False
+    """
+    parsed = url if isinstance(url, sa.engine.URL) else sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = sqlite_file(parsed)
+        return path is not None and not path.parent.is_dir()
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (ConnectionError, TimeoutError, socket.gaierror, sa.exc.TimeoutError)):
+            return True
+        if isinstance(cause, OSError) and cause.errno in NETWORK_ERRNOS:
+            return True
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str) and (state in PG_NOT_YET or state.startswith("08")):
+            return True
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return False
 
 
 def utcnow() -> datetime:

@@ -79,15 +79,21 @@ class Storage:
         `worker`): also a database the bot could not write (`check_writable`)."""
         storage = cls(url, **kwargs)
         try:
-            await storage.ping()
-            if check:
-                await storage.check_schema()
-            if writable:
-                await storage.check_writable()
+            await storage.check_usable(check=check, writable=writable)
         except BaseException:
             await storage.close()
             raise
         return storage
+
+    async def check_usable(self, *, check: bool = True, writable: bool = False) -> None:
+        """`open`'s checks on a storage already made: it answers, (`check`) its schema is current, (`writable`)
+        the bot may write it; `StorageError` naming the fix otherwise (`serve` runs them again and again while
+        it waits for a database that could not be reached at its start)."""
+        await self.ping()
+        if check:
+            await self.check_schema()
+        if writable:
+            await self.check_writable()
 
     @property
     def cancellable(self) -> bool:
