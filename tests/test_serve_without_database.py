@@ -277,3 +277,54 @@ async def test_serve_still_refuses_an_unmigrated_database_and_one_with_the_spool
     off = off.model_copy(update={"server": off.server.model_copy(update={"spool_max_files": 0})})
     with pytest.raises(StorageError, match="does not exist"):  # nothing to keep the deliveries in: as before
         await serve.build_app(off, done_dispatch)
+
+
+@pytest.mark.postgres
+async def test_a_worker_started_before_postgresql_waits_for_it_and_runs_the_queue(postgres_url, tmp_path):
+    """A worker has nothing to do without its database: it tries again (logged once) instead of exiting 1."""
+    from bot.storage import utcnow
+
+    proxy = LateProxy()
+    env = {k: v for k, v in os.environ.items() if k != "REVIEWBOT_CONFIG"}
+    env.update(GITLAB_URL="http://127.0.0.1:9", GITLAB_TOKEN="t", GITLAB_WEBHOOK_SECRET=SECRET,
+               DATABASE_URL=proxy.url(postgres_url), PYTHONPATH=str(ROOT))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SERVE, "worker", "--dispatch", "tests.test_serve_without_database:done_dispatch",
+        env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
+    storage = Storage(postgres_url)
+    try:
+        said = ""
+        while "database unreachable at start" not in said:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 90)).decode()
+            assert line, said
+            said += line
+        await asyncio.sleep(1)  # tried again meanwhile
+        assert proc.returncode is None
+        event_id, _ = await storage.events.store_event(dedupe_key="w1", kind="Note Hook", headers={}, body={},
+                                                       received_at=utcnow())
+        await proxy.open()
+
+        async def done() -> bool:
+            return [e.status for e in await storage.events.list_events()] == ["done"]
+        await eventually(done)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        await storage.close()
+        await proxy.close()
+    log = said + err.decode()
+    assert proc.returncode == 0, log
+    assert log.count("database unreachable at start") == 1 and PASSWORD not in log, log
+
+
+def test_worker_once_still_exits_1_on_an_unreachable_database(tmp_path):
+    """For cron: the run failed, and the next one is the retry."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "REVIEWBOT_CONFIG"}
+    env.update(GITLAB_URL="http://127.0.0.1:9", GITLAB_TOKEN="t", GITLAB_WEBHOOK_SECRET=SECRET,
+               DATABASE_URL=f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/test")
+    done = subprocess.run([sys.executable, "-m", "bot", "worker", "--once"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "is unreachable" in done.stderr and PASSWORD not in done.stderr, done.stderr

@@ -6,8 +6,8 @@ PostgreSQL queue (leases keep them from running an event twice); `serve`'s own w
 of the events then, competing with answering webhooks for CPU and memory, so under load run
 `serve --no-worker` and let the `worker` processes do all of it. Both refuse to start on a database that
 `reviewbot migrate` has not brought up to date (or cannot log in to, or may not write). A database that cannot
-be reached at all when `serve` starts does not stop it: it listens and spools deliveries until the database
-answers (`bot.database_wait`).
+be reached at all when they start does not stop them: `serve` listens and spools deliveries until the database
+answers (`bot.database_wait`), a `worker` (but `worker --once`) waits for it.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
-from bot import shutdown
+from bot import database_wait, shutdown
 from bot.cli.commands import DEFAULT_DISPATCH
 from bot.config import ConfigError, Settings, load_settings
 from bot.database_wait import START_TIMEOUT, DatabaseWait, explain
@@ -315,9 +315,29 @@ def _stop_serving(failed: list[BaseException], exc: BaseException, stop: Callabl
     asyncio.get_running_loop().call_soon(stop)
 
 
+async def _open_for_worker(settings: Settings, once: bool) -> Storage:
+    """The worker's storage, checked. A database that cannot be reached is tried again with backoff (logged
+    once) rather than ending the worker: it has nothing to do until the database answers, and a supervisor
+    restarting it would only do the same more noisily. `worker --once` (cron) and a misconfigured database
+    still fail at once (exit 1, naming the fix). SIGTERM meanwhile ends it at once: nothing runs yet."""
+    delay, said = database_wait.RETRY_FIRST, False
+    while True:
+        try:
+            return await Storage.open(settings.database_url, echo=settings.database.echo, writable=True,
+                                      pool_size=settings.worker.concurrency + 2)
+        except StorageError as exc:
+            if once or not database_unreachable(exc, settings.database_url):
+                raise
+            if not said:
+                log.warning(kv("database unreachable at start: the worker tries again until it answers",
+                               cause=explain(exc)))
+            said = True
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, database_wait.RETRY_MAX)
+
+
 async def _work(settings: Settings, factory: DispatchFactory, once: bool, metrics_port: int | None = None) -> int:
-    storage = await Storage.open(settings.database_url, echo=settings.database.echo, writable=True,
-                                 pool_size=settings.worker.concurrency + 2)
+    storage = await _open_for_worker(settings, once)
     metrics = Metrics()
     if metrics_port is not None:  # a worker apart from `serve`: its own counters, which `serve` cannot show
         from prometheus_client import start_http_server
