@@ -112,7 +112,7 @@ async def _open_storage(settings: Settings) -> tuple[Storage, DatabaseWait | Non
     yet that a stop would lose."""
     storage = Storage(settings.database_url, echo=settings.database.echo, **WEB_POOL)
     try:
-        checks = _prepare(storage)  # a SQLite file answers or fails at once: no bound, nothing left running
+        checks = _prepare(storage)  # SQLite: no server to wait for, and a check given up on would run on
         await (within(checks, START_TIMEOUT) if storage.cancellable else checks)
     except Exception as exc:
         if not (settings.server.spool_max_files and database_unreachable(exc, storage.url)):
