@@ -1,6 +1,6 @@
 """`serve` started while its database could not be reached: it listens and spools, and this waits for the database.
 
-Why: `serve` used to exit 1 when PostgreSQL (or the SQLite file's folder) was not there at its start, relying on a
+Why: `serve` used to exit 1 when PostgreSQL was not there at its start, relying on a
 supervisor to restart it, and meanwhile every GitLab delivery failed: GitLab does not re-send a failed delivery by
 itself, and disables a hook after a few failures in a row. So `serve` listens anyway; every delivery goes to the
 spool (`bot.spool`, answered 202), `/healthz` answers 503, and `DatabaseWait.run` tries the connection again with

@@ -92,11 +92,12 @@ PG_NOT_YET = {"57P01", "57P02", "57P03", "53300"}  # shutting down, crashed, sta
 
 
 def database_unreachable(exc: BaseException, url: str | sa.engine.URL) -> bool:
-    """Whether connecting failed because the database is not there yet, not because it is misconfigured: for
-    PostgreSQL a connection refused, reset or timed out, a host name not resolved, a server starting up, shutting
-    down or out of connections; for SQLite a database file whose folder does not exist (a volume not mounted
-    yet). A refused login, a missing database, an out-of-date schema or a read-only database is False: waiting
-    would never fix those.
+    """Whether connecting failed because the database server is not there yet, not because it is misconfigured:
+    a connection refused, reset or timed out, a host name not resolved, a server starting up, shutting down or out
+    of connections. A refused login, a missing database, an out-of-date schema or a read-only database is False:
+    waiting would never fix those. So is every SQLite failure: there is no server to wait for, and a database
+    file whose folder is missing is far more often a mistyped `DATABASE_URL` than a volume mounted late (a
+    `serve` that spooled on, or a worker that waited, hid the typo behind a running process).
 
     >>> database_unreachable(ConnectionRefusedError(111, "Connect call failed"), "postgresql://u@h/db")
     True
@@ -105,8 +106,7 @@ def database_unreachable(exc: BaseException, url: str | sa.engine.URL) -> bool:
     """
     parsed = url if isinstance(url, sa.engine.URL) else sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        path = sqlite_file(parsed)
-        return path is not None and not path.parent.is_dir()
+        return False
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
