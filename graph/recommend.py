@@ -206,13 +206,15 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         self._trained_at = 0
         self._suggested: dict[str, float] = {}
         self._reviewed: dict[str, float] = {}
+        # change id -> person -> the scaled count added for a review taken, before the merge (`_count_taken`)
+        self._taken: OrderedDict[str, dict[str, float]] = OrderedDict()
         self._first: OrderedDict[str, tuple[str, float]] = OrderedDict()  # change id -> (put first, when)
         # change id -> term -> [first without the term, first with it, who of the two took the review]
         self._moved: OrderedDict[str, dict[str, list]] = OrderedDict()
         self.levels = dict.fromkeys(TERMS, 1.0)  # the share of each hand-set term applied (`_vote`)
         self._once: set[tuple[str, str, str]] = set()  # (change id, person, label) of `ONCE` labels learned
         # change id -> what closing it took away (its open review, early reviews, rows as suggested, change,
-        # rejections, term pairs): reopening restores it
+        # rejections, term pairs, the spreading's early counts): reopening restores it
         self._shut: OrderedDict[str, tuple] = OrderedDict()
 
     def recommend(self, change: Change, k: int) -> list[str]:
@@ -250,8 +252,9 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
 
         With `hard_negatives`, rejections also make that person's row of this change count twice when the
         change is observed (off by default: it did not help in the simulations). A review taken counts
-        as the person's current work on this merge request until it merges (`FeedbackMemory.open`), and
-        with `early_reviews` it enters the graph at once (`_review_early`). A label may name only the
+        as the person's current work on this merge request until it merges (`FeedbackMemory.open`), counts
+        as a review done for the load spreading at once (`_count_taken`, settled at the merge), and with
+        `early_reviews` it enters the graph at once (`_review_early`). A label may name only the
         change (as the bot's do): its author and files are then those remembered when it was suggested.
         `PUT_FIRST` is no feedback: the person was shown first, which the load spreading counts;
         `MOVED_DOWN[term]` names who would have been first but for that hand-set term (whom the team then
@@ -292,20 +295,22 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
             self._vote(change.id, person)
         if self.settings.early_reviews and change.author:
             self._review_early(change, person, label, at)
+        self._count_taken(change, person, label, at)
         self._cache = None  # the feedback columns of the cached rows are out of date
 
     def _closed(self, change_id: str) -> None:
         """A merge request closed without merging will never be observed: its reviewers are no longer on
         duty for it, its rows will not become training rows, and the reviews taken on it leave the graph
-        (the history, which holds merged changes only, never has them). What its reviews were is kept aside
-        in case it is reopened (`_reopened`)."""
+        (the history, which holds merged changes only, never has them) and the spreading's counts. What its
+        reviews were is kept aside in case it is reopened (`_reopened`)."""
         review = self.feedback.open.get(change_id)
         self.feedback.close(change_id)
         kept = (review, self._early.pop(change_id, {}), self._pending.pop(change_id, None),
                 self._changes.pop(change_id, None), self._rejected.pop(change_id, None),
-                self._moved.pop(change_id, None))
+                self._moved.pop(change_id, None), self._taken.pop(change_id, {}))
         for person, (at, then, before) in kept[1].items():
             self.og.retract_review(then, person, at, before)
+        self._untake(kept[6])
         if change_id in self._shut and not any(kept):  # closed twice: keep what the first close kept
             return
         self._shut[change_id] = kept
@@ -315,18 +320,24 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         self._cache = None
 
     def _reopened(self, change_id: str) -> None:
-        """A closed merge request reopened: the reviews taken on it count again, on duty and in the graph, and
-        its rows as suggested are back (recomputed at the merge, they would see those early reviews)."""
+        """A closed merge request reopened: the reviews taken on it count again, on duty, in the graph and for
+        the spreading, and its rows as suggested are back (recomputed at the merge, they would see those early
+        reviews)."""
         shut = self._shut.pop(change_id, None)
         if shut is None:
             return
-        review, early, rows, change, rejected, moved = shut
+        review, early, rows, change, rejected, moved, taken = shut
         for table, value in ((self.feedback.open, review), (self._pending, rows), (self._changes, change),
                              (self._rejected, rejected), (self._moved, moved)):
             if value is not None:
                 table[change_id] = value
         for person, (at, then, _) in early.items():
             self._early.setdefault(change_id, {})[person] = (at, then, self.og.add_review(then, person, at))
+        if taken:
+            for person, added in taken.items():
+                self._reviewed[person] = self._reviewed.get(person, 0.0) + added
+            self._taken[change_id] = taken
+            self._keep_taken(change_id)
         self._cache = None
 
     def _review_early(self, change: Change, person: str, label: str, at: float) -> None:
@@ -378,8 +389,7 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         truth = change.truth(allow_author=self.allow_author)
         if len(cands) and truth:
             self._keep_rows(cands, truth, self._rejected.pop(change.id, ()))
-        for person in truth:
-            self._note(self._reviewed, person, change.time, 1.0 / len(truth))
+        self._settle_taken(change, truth)
         super().observe(change, reviewed=self._settle_early(change, truth))
         if change.renames:
             self._follow_renames(dict(change.renames))

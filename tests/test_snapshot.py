@@ -89,11 +89,14 @@ def test_the_learned_state_is_restored():
     rec = make_recommender("default")
     replay(rec, HISTORY[:CUT])
     assert rec.model_ is not None
+    still_open = replace(HISTORY[CUT], id="open", reviewers=())
+    rec.learn(still_open, HISTORY[CUT].reviewers[0], "accepted")  # counted by the spreading before its merge
     restored = loads(dumps(rec))
     for a, b in zip(rec.training_data(), restored.training_data()):
         assert a.dtype == b.dtype and np.array_equal(a, b)
-    assert (restored._labelled, restored._trained_at, restored._reviewed, restored._suggested) == \
-        (rec._labelled, rec._trained_at, rec._reviewed, rec._suggested)
+    assert rec._taken and (restored._labelled, restored._trained_at, restored._reviewed, restored._suggested,
+                           restored._taken) == (rec._labelled, rec._trained_at, rec._reviewed, rec._suggested,
+                                                rec._taken)
     assert restored._rows.maxlen == rec._rows.maxlen
     X = rec.training_data()[0][:50]
     assert np.array_equal(restored.model_.decision_function(X), rec.model_.decision_function(X))
