@@ -13,7 +13,9 @@ An exception with `park = seconds` is no failure: the event waits for something 
 project wait for its history import), so it goes back to the queue, due in that many seconds, its attempt not
 counted, and sooner when the exception's `wakes` (an asyncio future: what it waits for) is done. A parked event
 holds no worker slot, and it waits in the table, not in this process: a crash loses nothing.
-A running event's lease is renewed every third of `lease_seconds`. An event whose lease expired (the process
+A run's end is recorded in the transaction of the loop's next claim, which follows at once (its slot is free):
+one transaction fewer per event, a third of a plain comment's. A running event's lease is renewed every third of
+`lease_seconds`. An event whose lease expired (the process
 running it died, perhaps of it) is claimed only with no other event running, and runs alone: nothing else is
 claimed until it is over, so an event that kills its process takes no other event down a second time (alone
 in its `Worker`: `serve` and `worker` run one a process). The crash costs an attempt only to an event that ran
@@ -175,6 +177,10 @@ class Worker:
         self._tasks: dict[asyncio.Task[None], int] = {}  # running, with the id of the event each runs
         self._parked: set[asyncio.Task[None]] = set()  # each wakes a parked event when what it waits for is done
         self._alone: asyncio.Task[None] | None = None  # running a reclaimed event: nothing is claimed beside it
+        # event id -> its run's end, to be recorded with the next claim (`_finish`); True once it is recorded,
+        # None when that claim failed (the run then records it itself)
+        self._ending: dict[int, asyncio.Future[bool | None]] = {}
+        self._ended: set[asyncio.Task[None]] = set()  # runs whose end is recorded, still logging it: no slot
         self.claim_error: str | None = None  # why the last claim failed (the database), None after a good one
         self._outage_since: float = 0.0  # monotonic: when claims began to fail
         self._claim_logged: float | None = None  # monotonic: the last failed claim logged
@@ -210,20 +216,32 @@ class Worker:
                 await self._maybe_prune()
         finally:
             self._loop_exited.set()
+            self._hand_back_ends()
             log.info(kv("worker loop stopped", worker=self.worker_id))
 
     async def run_once(self) -> int:
-        """Claim as many events as there are free slots and start them; return how many were started."""
-        free = self.cfg.concurrency - len(self._tasks)
+        """Claim as many events as there are free slots and start them; return how many were started. The runs
+        that ended since the last claim are recorded done in the claim's transaction (`_finish`)."""
+        ending = dict(self._ending)
+        self._ending.clear()
+        running = len(self._tasks) - len(self._ended) - len(ending)
+        free = self.cfg.concurrency - running
         if free <= 0 or self._alone is not None or self._stopping.is_set():
+            self._hand_back_ends(ending)
             return 0
         try:
-            rows = await self._unless_stopping(self.storage.events.claim(
-                self.worker_id, self.cfg.lease_seconds, free, max_attempts=self.cfg.max_attempts,
-                busy=bool(self._tasks)), [])
+            finished, rows = await self._unless_stopping(self.storage.events.finish_and_claim(
+                ending, self.worker_id, self.cfg.lease_seconds, free, max_attempts=self.cfg.max_attempts,
+                busy=running > 0), (None, []))
         except Exception as exc:  # noqa: BLE001 - a database outage must not kill the loop
+            self._hand_back_ends(ending)
             self._claim_failed(_describe(exc, 0))
             return 0
+        if finished is not None:  # those runs hold no slot any more (they log their end and are over)
+            self._ended.update(task for task, event_id in self._tasks.items() if event_id in ending)
+        for event_id, ended in ending.items():
+            if not ended.done():
+                ended.set_result(None if finished is None else event_id in finished)
         if self.claim_error is not None:
             log.info(kv("worker can claim events again", worker=self.worker_id,
                         seconds=round(time.monotonic() - self._outage_since, 1)))
@@ -251,8 +269,30 @@ class Worker:
                          failing_for=round(now - self._outage_since, 1),
                          next_report=f"in {CLAIM_ERROR_EVERY:g} s, or when it can again"))
 
+    def _hand_back_ends(self, ending: dict[int, asyncio.Future[bool | None]] | None = None) -> None:
+        """The runs' ends the loop will not record (it stops, or the claim failed): each run records its own."""
+        if ending is None:
+            ending, self._ending = self._ending, {}
+        for ended in ending.values():
+            if not ended.done():
+                ended.set_result(None)
+
+    async def _finish(self, row: EventRow) -> bool | None:
+        """Record a run's end: with the loop's next claim, which follows at once (its slot is free), in one
+        transaction; alone when the loop is not running (`run_once` called by hand, stopping) or the run is
+        the reclaimed event's (nothing else is claimed until it is over) or the claim failed."""
+        if not self._loop_exited.is_set() and not self._stopping.is_set() and \
+                asyncio.current_task() is not self._alone:
+            ended: asyncio.Future[bool | None] = asyncio.get_running_loop().create_future()
+            self._ending[row.id] = ended
+            self._wake.set()
+            if (recorded := await ended) is not None:
+                return recorded
+        return await self._record_outcome(lambda: self.storage.events.complete(row.id, owner=self.worker_id), row.id)
+
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
+        self._ended.discard(task)
         if task is self._alone:
             self._alone = None
 
@@ -278,8 +318,9 @@ class Worker:
             await asyncio.gather(*self._tasks, *self._parked, return_exceptions=True)
 
     async def _idle(self) -> None:
-        """Wait for a notification, a finished event (a free slot) or the poll interval."""
-        waiters = [asyncio.ensure_future(self._wake.wait()), *self._tasks]
+        """Wait for a notification, a finished event (a free slot) or the poll interval. A run whose end the last
+        claim recorded gave its slot back then: its task ending is no reason to claim again."""
+        waiters = [asyncio.ensure_future(self._wake.wait()), *(t for t in self._tasks if t not in self._ended)]
         try:
             await asyncio.wait(waiters, timeout=self.cfg.poll_interval, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -322,7 +363,7 @@ class Worker:
             else:  # (a renewal meanwhile finds the event no longer ours, and stops)
                 await self._failed(row, exc)
         else:
-            await self._record_outcome(lambda: self.storage.events.complete(row.id, owner=self.worker_id), row.id)
+            await self._finish(row)
             self.metrics.events_processed.labels(kind=row.kind).inc()
             log.info(kv("event done", event_id=row.id, kind=row.kind, action=row.action,
                         seconds=round(time.monotonic() - started, 3)))

@@ -22,7 +22,7 @@ import hashlib
 import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -282,7 +282,17 @@ class EventQueue:
         self, worker_id: str, lease_seconds: float, limit: int = 1, *, max_attempts: int | None = None,
         busy: bool = False,
     ) -> list[EventRow]:
-        """Lease up to `limit` due events to `worker_id`; no event is ever leased to two workers at once.
+        """Lease up to `limit` due events to `worker_id` (see `finish_and_claim`, which this is without events
+        to finish)."""
+        return (await self.finish_and_claim((), worker_id, lease_seconds, limit, max_attempts=max_attempts,
+                                            busy=busy))[1]
+
+    async def finish_and_claim(
+        self, done: Collection[int], worker_id: str, lease_seconds: float, limit: int = 1, *,
+        max_attempts: int | None = None, busy: bool = False,
+    ) -> tuple[set[int], list[EventRow]]:
+        """Mark the events `done` whose runs ended (as `complete` does, those still leased to `worker_id`) and
+        lease up to `limit` due events to `worker_id`; no event is ever leased to two workers at once.
 
         An `UPDATE ... WHERE id IN (SELECT ...) RETURNING` statement. PostgreSQL: `FOR UPDATE SKIP LOCKED`
         lets concurrent claimers pass each other's rows. SQLite: the statement runs under the database's
@@ -304,11 +314,16 @@ class EventQueue:
         run is, so an event that keeps killing its worker (or whose worker is killed over and over: out of
         memory, a deploy's SIGKILL) still ends `dead`: a poison event after `max_attempts` crashes alone and the
         one beside others before them.
+
+        Returns the ids of the events marked done and the events claimed, in one transaction. Why one: a worker
+        claims as soon as an event ends (its slot is free), and recording that end in a transaction of its own
+        was a third of a plain comment's transactions (claim, read, end).
         """
         now = self.clock()
         params = {"now": now, "limit": limit, "owner": worker_id, "until": now + timedelta(seconds=lease_seconds)}
         async with self.engine.begin() as conn:
             sqlite = is_sqlite(conn)
+            finished = await self._finish(conn, done, worker_id, now) if done else set()
             if not sqlite:
                 await conn.execute(ORDERED_SCANS)
             if max_attempts is not None:
@@ -316,10 +331,17 @@ class EventQueue:
             if not busy and limit > 0:
                 expired = (await conn.execute(self._claim_statement(sqlite, True), {**params, "limit": 1})).all()
                 if expired:
-                    return [replace(_row(expired[0]), reclaimed=True)]
+                    return finished, [replace(_row(expired[0]), reclaimed=True)]
             alone = not busy and limit == 1
             rows = (await conn.execute(self._claim_statement(sqlite, False), {**params, "alone": alone})).all()
-        return sorted((_row(r) for r in rows), key=lambda e: (e.next_attempt_at, e.id))
+        return finished, sorted((_row(r) for r in rows), key=lambda e: (e.next_attempt_at, e.id))
+
+    async def _finish(self, conn: Any, done: Collection[int], owner: str, now: datetime) -> set[int]:
+        """`complete` for several events at once, in the caller's transaction: the ids it marked done."""
+        stmt = sa.update(events).where(events.c.id.in_(list(done)), events.c.status == "running",
+                                       events.c.lease_owner == owner).values(
+            status="done", finished_at=now, lease_owner=None, lease_expires_at=None).returning(events.c.id)
+        return {int(i) for i in (await conn.execute(stmt)).scalars()}
 
     def _claim_statement(self, sqlite: bool, expired: bool) -> sa.Update:
         """The claim's UPDATE, built once per dialect and kind with bound parameters (building it costs more than
