@@ -6,6 +6,7 @@ count twice.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
@@ -82,6 +83,22 @@ async def _of_mrs(engine: AsyncEngine, table: sa.Table, project_id: int, mr_iids
     return sorted(out, key=lambda m: m["id"])
 
 
+@functools.cache
+def _latest_statement(with_mr: bool, before_event: bool) -> sa.Select[Any]:
+    """`SuggestionStore.latest`'s SELECT, built once with bound parameters: every comment and award reads it, and
+    building it cost more CPU than running it."""
+    columns = [c for c in suggestions.c if with_mr or c.name not in ("author", "files")]
+    stmt = (
+        sa.select(*columns)
+        .where(suggestions.c.project_id == sa.bindparam("project_id"), suggestions.c.mr_iid == sa.bindparam("mr_iid"))
+        .order_by(suggestions.c.id.desc()).limit(1)
+    )
+    if before_event:
+        event = sa.bindparam("before_event", type_=sa.BigInteger)
+        stmt = stmt.where(sa.or_(suggestions.c.event_id.is_(None), suggestions.c.event_id != event))
+    return stmt
+
+
 class SuggestionStore:
     """Suggestions as shown, newest last."""
 
@@ -109,15 +126,9 @@ class SuggestionStore:
         make (a retried event must judge what was shown before it, not what its killed attempt stored). Without
         `with_mr`, its `author` and `files` are left unread (None), as `of_mrs` does: a comment or an award
         asks who was suggested, not the MR's paths, which are most of the row's bytes."""
-        columns = [c for c in suggestions.c if with_mr or c.name not in ("author", "files")]
-        stmt = (
-            sa.select(*columns).where(suggestions.c.project_id == project_id, suggestions.c.mr_iid == mr_iid)
-            .order_by(suggestions.c.id.desc()).limit(1)
-        )
-        if before_event is not None:
-            stmt = stmt.where(sa.or_(suggestions.c.event_id.is_(None), suggestions.c.event_id != before_event))
+        params = {"project_id": project_id, "mr_iid": mr_iid, "before_event": before_event}
         async with self.engine.connect() as conn:
-            row = (await conn.execute(stmt)).first()
+            row = (await conn.execute(_latest_statement(with_mr, before_event is not None), params)).first()
         return SuggestionRow(**row._mapping) if row else None
 
     async def mrs_since(self, project_id: int, since: datetime) -> set[int]:
