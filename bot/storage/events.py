@@ -18,6 +18,7 @@ one at a time and in arrival order: an event is claimable only when no older eve
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, replace
@@ -58,6 +59,19 @@ FINISH = (
     .returning(events.c.id)
 )
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL text holds no NUL and no lone surrogate
+
+
+@functools.cache
+def _twins_statement(no_mr: bool) -> sa.Select[Any]:
+    """`EventQueue.twin_done`'s SELECT, built once with bound parameters (every delivery GitLab 16.2+ sends is
+    checked): the events of the same project, merge request and kind with the same body."""
+    same_mr = events.c.mr_iid.is_(None) if no_mr else events.c.mr_iid == sa.bindparam("mr_iid")
+    return (
+        sa.select(events.c.id, events.c.headers, events.c.body, events.c.status, events.c.last_error)
+        .where(events.c.project_id == sa.bindparam("project_id"), same_mr, events.c.kind == sa.bindparam("kind"),
+               events.c.id != sa.bindparam("id"), events.c.body == sa.bindparam("body"))  # not every body read
+        .order_by(events.c.id)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -486,15 +500,10 @@ class EventQueue:
         hook = row.headers.get(HOOK_HEADER)
         if hook is None or row.project_id is None:
             return None
-        same_mr = events.c.mr_iid.is_(None) if row.mr_iid is None else events.c.mr_iid == row.mr_iid
-        stmt = (
-            sa.select(events.c.id, events.c.headers, events.c.body, events.c.status, events.c.last_error)
-            .where(events.c.project_id == row.project_id, same_mr, events.c.kind == row.kind,
-                   events.c.id != row.id, events.c.body == row.body)  # not every body of a busy MR read
-            .order_by(events.c.id)
-        )
+        params = {"project_id": row.project_id, "mr_iid": row.mr_iid, "kind": row.kind, "id": row.id,
+                  "body": row.body}
         async with self.engine.connect() as conn:
-            others = [r for r in (await conn.execute(stmt)).all()
+            others = [r for r in (await conn.execute(_twins_statement(row.mr_iid is None), params)).all()
                       if r.headers.get(HOOK_HEADER) is not None and r.body == row.body]
         place = sum(r.headers[HOOK_HEADER] == hook and r.id < row.id for r in others)
         by_hook: dict[str, list[Any]] = {}
