@@ -220,6 +220,19 @@ class Env:
         await self.dispatch(event_row(event.event_name, event.body))
 
 
+async def imported_tiny(state: SimState, gitlab_client: Any, database_url: str,
+                        stack: contextlib.AsyncExitStack) -> tuple[Tiny, Storage]:
+    """The tiny project, its hook set (events wait in `state.outbox`: tests dispatch them by hand) and its history
+    imported into `database_url`; the storage is closed with `stack`."""
+    tiny = tiny_project(state)
+    state.auto_hooks = False
+    state.add_hook(tiny.project, "http://127.0.0.1:9/not-delivered", token=SECRET)
+    storage = Storage(database_url)
+    stack.push_async_callback(storage.close)
+    await backfill_project(gitlab_client, storage, tiny.project.id)
+    return tiny, storage
+
+
 @pytest.fixture
 async def handler_env(simulator: tuple[SimState, str], sqlite_url: str,
                       gitlab_client: Any) -> AsyncIterator[Callable[..., Awaitable[Env]]]:
@@ -228,12 +241,7 @@ async def handler_env(simulator: tuple[SimState, str], sqlite_url: str,
     stack = contextlib.AsyncExitStack()
 
     async def make(**defaults: Any) -> Env:
-        tiny = tiny_project(state)
-        state.auto_hooks = False  # events wait in state.outbox; tests dispatch them by hand
-        state.add_hook(tiny.project, "http://127.0.0.1:9/not-delivered", token=SECRET)
-        storage = Storage(sqlite_url)
-        stack.push_async_callback(storage.close)
-        await backfill_project(gitlab_client, storage, tiny.project.id)
+        tiny, storage = await imported_tiny(state, gitlab_client, sqlite_url, stack)
         settings = bot_settings(state, url, sqlite_url, **defaults)
         dispatch = await stack.enter_async_context(dispatching(settings, storage))
         return Env(state, url, tiny, storage, dispatch, settings)

@@ -598,23 +598,16 @@ async def test_someone_who_left_drops_from_first_place_where_the_team_reviews_wi
 async def tiny_bot(simulator, sqlite_url: str, gitlab_client, **learning):
     """The tiny project (12 merged MRs) imported into SQLite, and the real dispatch with these `[learning]`
     settings: yields (simulator state, project, storage, dispatch, settings)."""
-    from bot.backfill import backfill_project
     from bot.config import Settings
-    from tests.bot_harness import SECRET, dispatching, tiny_project
+    from tests.bot_harness import SECRET, dispatching, imported_tiny
 
     state, url = simulator
-    tiny = tiny_project(state)
-    state.auto_hooks = False
-    state.add_hook(tiny.project, "http://127.0.0.1:9/not-delivered", token=SECRET)
-    storage = Storage(sqlite_url)
-    try:
-        await backfill_project(gitlab_client, storage, tiny.project.id)
+    async with contextlib.AsyncExitStack() as stack:
+        tiny, storage = await imported_tiny(state, gitlab_client, sqlite_url, stack)
         settings = Settings(gitlab={"url": url, "token": state.token}, webhook_secrets=[{"secret": SECRET}],
                             database={"url": sqlite_url}, learning=learning)
         async with dispatching(settings, storage) as dispatch:
             yield state, tiny, storage, dispatch, settings
-    finally:
-        await storage.close()
 
 
 async def test_a_project_with_too_little_history_is_not_retrained_into_a_model(simulator, sqlite_url,

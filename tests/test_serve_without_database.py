@@ -113,17 +113,22 @@ def spooled(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
+async def _start(database_url: str, cwd: Path, *command: str) -> asyncio.subprocess.Process:
+    """`reviewbot <command>` as a process on `database_url`, running `done_dispatch`; its stderr piped."""
+    env = {k: v for k, v in os.environ.items() if k != "REVIEWBOT_CONFIG"}
+    env.update(GITLAB_URL="http://127.0.0.1:9", GITLAB_TOKEN="t", GITLAB_WEBHOOK_SECRET=SECRET,
+               DATABASE_URL=database_url, PYTHONPATH=str(ROOT))
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SERVE, *command, "--dispatch", "tests.test_serve_without_database:done_dispatch",
+        env=env, cwd=cwd, stderr=asyncio.subprocess.PIPE)
+
+
 @pytest.mark.postgres
 async def test_serve_started_before_postgresql_spools_and_carries_on_once_it_answers(postgres_url, tmp_path):
     import aiohttp
 
     proxy = LateProxy()
-    env = {k: v for k, v in os.environ.items() if k != "REVIEWBOT_CONFIG"}
-    env.update(GITLAB_URL="http://127.0.0.1:9", GITLAB_TOKEN="t", GITLAB_WEBHOOK_SECRET=SECRET,
-               DATABASE_URL=proxy.url(postgres_url), PYTHONPATH=str(ROOT))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SERVE, "serve", "--host", "127.0.0.1", "--port", "0", "--dispatch",
-        "tests.test_serve_without_database:done_dispatch", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
+    proc = await _start(proxy.url(postgres_url), tmp_path, "serve", "--host", "127.0.0.1", "--port", "0")
     try:
         said, port = await _port_said(proc, "serve starting", r"port=(\d+)")
         base = f"http://127.0.0.1:{port}"
@@ -258,12 +263,7 @@ async def test_a_worker_started_before_postgresql_waits_for_it_and_runs_the_queu
     from bot.storage import utcnow
 
     proxy = LateProxy()
-    env = {k: v for k, v in os.environ.items() if k != "REVIEWBOT_CONFIG"}
-    env.update(GITLAB_URL="http://127.0.0.1:9", GITLAB_TOKEN="t", GITLAB_WEBHOOK_SECRET=SECRET,
-               DATABASE_URL=proxy.url(postgres_url), PYTHONPATH=str(ROOT))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SERVE, "worker", "--dispatch", "tests.test_serve_without_database:done_dispatch",
-        env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
+    proc = await _start(proxy.url(postgres_url), tmp_path, "worker")
     storage = Storage(postgres_url)
     try:
         said = ""

@@ -8,6 +8,7 @@ say so here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import Counter
 from typing import Any, AsyncIterator
@@ -15,13 +16,12 @@ from typing import Any, AsyncIterator
 import pytest
 import sqlalchemy as sa
 
-from bot.backfill import backfill_project
 from bot.handlers import make_dispatch
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
 from bot.storage.events import HOOK_HEADER
 from bot.worker import Worker
-from tests.bot_harness import SECRET, bot_settings, dispatch_outbox, event_row, take_events, tiny_project
+from tests.bot_harness import bot_settings, dispatch_outbox, event_row, imported_tiny, take_events
 from tests.gitlab_fixtures import FAST_RETRY
 
 
@@ -54,12 +54,8 @@ async def _wait(done: Any, timeout: float = 30.0) -> None:
 async def world(simulator: Any, gitlab_client: Any, database_url: str) -> AsyncIterator[tuple[Any, ...]]:
     """The tiny project imported into `database_url`, an MR the bot suggested on, and the real dispatch."""
     state, url = simulator
-    tiny = tiny_project(state)
-    state.auto_hooks = False
-    state.add_hook(tiny.project, "http://127.0.0.1:9/not-delivered", token=SECRET)
-    storage = Storage(database_url)
-    try:
-        await backfill_project(gitlab_client, storage, tiny.project.id)
+    async with contextlib.AsyncExitStack() as stack:
+        tiny, storage = await imported_tiny(state, gitlab_client, database_url, stack)
         settings = bot_settings(state, url, database_url)
         worker_cfg = settings.worker.model_copy(update={"concurrency": 1, "poll_interval": 60.0})
         settings = settings.model_copy(update={"worker": worker_cfg})
@@ -68,8 +64,6 @@ async def world(simulator: Any, gitlab_client: Any, database_url: str) -> AsyncI
             await dispatch_outbox(state, dispatch)  # the MR's events, then the Note Hook of the bot's comment
             assert await storage.suggestions.latest(tiny.project.id, mr.iid) is not None
             yield state, tiny, mr, storage, settings, dispatch
-    finally:
-        await storage.close()
 
 
 async def _store_comments(state: Any, url: str, mr: Any, who: Any, n: int, start: int, headers: dict[str, str]
