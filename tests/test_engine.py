@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 
 from bot.backfill import backfill_project
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY
@@ -232,3 +233,24 @@ async def test_inactive_history_is_not_suggested(simulator, gitlab_client, store
     result = await suggest_for_mr(gitlab_client, Engine(store), store, project.id, mr, SETTINGS,
                                   bot_username="reviewbot")
     assert result.suggestions == [] and result.cannot is not None
+
+
+async def test_using_a_loaded_project_reads_nothing_until_its_refresh_then_three_statements(store):
+    """Pinned: the bot takes the lock of a loaded project for every suggestion, so a statement added here is paid
+    on each of them (`benchmarks/warm_start.py` times the uses after a warm start)."""
+    now = [0.0]
+    engine = Engine(store, clock=lambda: now[0])
+    await store.history.upsert(1, [change(i, i * 3600) for i in range(5)])
+    async with engine.use(1, SETTINGS):
+        pass
+    statements: list[str] = []
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    for _ in range(3):
+        async with engine.use(1, SETTINGS):
+            pass
+    assert statements == []
+    now[0] += engine.refresh_seconds  # nothing new stored: the row count, the feedback and the active model
+    async with engine.use(1, SETTINGS):
+        pass
+    tables = [s.split("FROM", 1)[1].split()[0] for s in statements]
+    assert tables == ["history", "feedback", "models"], statements
