@@ -284,6 +284,8 @@ print("locked", flush=True)
 sys.stdin.readline()
 db.execute("COMMIT")
 """
+# ... once it has read a first line: a test that must write before the lock is taken says when
+LOCK_ON_CUE = "import sys\nsys.stdin.readline()\n" + HOLD_WRITE_LOCK
 
 
 async def test_a_write_given_up_on_under_another_writers_lock_does_not_keep_the_lock(aiohttp_client, sqlite_url,
@@ -303,11 +305,12 @@ async def test_a_write_given_up_on_under_another_writers_lock_does_not_keep_the_
     monkeypatch.setattr(spool_module, "RETRY_SECONDS", 60.0)  # the spool's own tries, cancelled, freed it by chance
     path = sqlite_url.split("///", 1)[1]
     storage = Storage(sqlite_url)
-    locker = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLD_WRITE_LOCK, path,
+    locker = await asyncio.create_subprocess_exec(sys.executable, "-c", LOCK_ON_CUE, path,
                                                   stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     try:
         client = await aiohttp_client(web_module.make_app(spool_settings(tmp_path), storage, Metrics(), spool=True))
         assert (await post(client, 3, "open", "k-before")).status == 200
+        locker.stdin.write(b"lock\n")  # only now: started at once, the locker raced this first write (202, spooled)
         gc.freeze()  # as `serve` does once started: the pool's connection with the rest
         assert await locker.stdout.readline() == b"locked\n"
         assert (await post(client, 4, "open", "k-open")).status == 202
