@@ -52,6 +52,12 @@ class DatabaseWait:
         self.ready = asyncio.Event()
         self.unusable: str | None = None
 
+    @property
+    def answers(self) -> int:
+        """1 when the database answered the last try (it failed the checks), 0 while it does not answer: the
+        `database_up` gauge."""
+        return int(self.unusable is not None)
+
     def state(self) -> str:
         """For `/healthz` (no URL, no cause: those are in the log)."""
         if self.unusable is not None:
