@@ -46,6 +46,8 @@ class LateProxy:
     """A local port that refuses connections (bound, not listening) until `open()` makes it forward to PostgreSQL:
     the database server coming up, as seen from the bot."""
 
+    refused = "ConnectionRefusedError"
+
     def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
         self.target = target
         self.sock = socket.socket()
@@ -75,6 +77,45 @@ class LateProxy:
         for writer in self.writers:
             writer.close()
         await self.server.wait_closed()
+
+
+class LateSocket:
+    """A folder where PostgreSQL's Unix socket is missing until `open()` links the server's own socket into it: a
+    server (or a volume holding its socket) that comes up after the bot, as `?host=/run/postgresql` sees it."""
+
+    refused = "FileNotFoundError"
+
+    def __init__(self, folder: Path, socket_file: Path) -> None:
+        self.folder, self.socket_file = folder, socket_file
+
+    @classmethod
+    async def beside(cls, database_url: str, folder: Path) -> "LateSocket":
+        """Linking to the socket of `database_url`'s server (skips a server that has none on this machine)."""
+        storage = Storage(database_url)
+        try:
+            async with storage.engine.connect() as conn:
+                folders = (await conn.execute(sa.text("SHOW unix_socket_directories"))).scalar_one()
+                port = (await conn.execute(sa.text("SHOW port"))).scalar_one()
+        finally:
+            await storage.close()
+        found = [Path(f.strip()) / f".s.PGSQL.{port}" for f in folders.split(",") if f.strip()]
+        found = [path for path in found if path.is_socket()]
+        if not found:
+            pytest.skip("the test PostgreSQL server has no Unix socket on this machine")
+        return cls(folder, found[0])
+
+    def url(self, database_url: str) -> str:
+        parsed = sa.engine.make_url(database_url).set(host=None, port=None, password=PASSWORD)
+        port = sa.engine.make_url(database_url).port or 5432
+        parsed = parsed.update_query_dict({"host": str(self.folder), "port": str(port)})
+        return parsed.render_as_string(hide_password=False)
+
+    async def open(self) -> None:
+        self.folder.mkdir(exist_ok=True)
+        (self.folder / self.socket_file.name).symlink_to(self.socket_file)
+
+    async def close(self) -> None:
+        return None
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -124,10 +165,13 @@ async def _start(database_url: str, cwd: Path, *command: str) -> asyncio.subproc
 
 
 @pytest.mark.postgres
-async def test_serve_started_before_postgresql_spools_and_carries_on_once_it_answers(postgres_url, tmp_path):
+@pytest.mark.parametrize("late", ["tcp", "unix socket"])
+async def test_serve_started_before_postgresql_spools_and_carries_on_once_it_answers(postgres_url, tmp_path, late):
+    """Over TCP the connection is refused; through a Unix socket the socket file is missing (FileNotFoundError,
+    which stopped serve at start): both are a server not up yet."""
     import aiohttp
 
-    proxy = LateProxy()
+    proxy = LateProxy() if late == "tcp" else await LateSocket.beside(postgres_url, tmp_path / "run")
     proc = await _start(proxy.url(postgres_url), tmp_path, "serve", "--host", "127.0.0.1", "--port", "0")
     try:
         said, port = await _port_said(proc, "serve starting", r"port=(\d+)")
@@ -166,7 +210,7 @@ async def test_serve_started_before_postgresql_spools_and_carries_on_once_it_ans
         await proxy.close()
     log = said + err.decode()
     assert proc.returncode == 0, log
-    assert log.count("database unreachable at start") == 1 and "ConnectionRefusedError" in log, log
+    assert log.count("database unreachable at start") == 1 and proxy.refused in log, log
     assert log.count("database reachable and checked") == 1, log
     assert PASSWORD not in log
 

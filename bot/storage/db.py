@@ -93,13 +93,17 @@ PG_NOT_YET = {"57P01", "57P02", "57P03", "53300"}  # shutting down, crashed, sta
 
 def database_unreachable(exc: BaseException, url: str | sa.engine.URL) -> bool:
     """Whether connecting failed because the database server is not there yet, not because it is misconfigured:
-    a connection refused, reset or timed out, a host name not resolved, a server starting up, shutting down or out
-    of connections. A refused login, a missing database, an out-of-date schema or a read-only database is False:
-    waiting would never fix those. So is every SQLite failure: there is no server to wait for, and a database
-    file whose folder is missing is far more often a mistyped `DATABASE_URL` than a volume mounted late (a
-    `serve` that spooled on, or a worker that waited, hid the typo behind a running process).
+    a connection refused, reset or timed out, a host name not resolved, a Unix socket not there yet (`?host=` a
+    folder: PostgreSQL creates its socket file there when it starts, and removes it when it stops), a server
+    starting up, shutting down or out of connections. A refused login, a missing database, an out-of-date schema
+    or a read-only database is False: waiting would never fix those. So is every SQLite failure: there is no
+    server to wait for, and a database file whose folder is missing is far more often a mistyped `DATABASE_URL`
+    than a volume mounted late (a `serve` that spooled on, or a worker that waited, hid the typo behind a running
+    process).
 
     >>> database_unreachable(ConnectionRefusedError(111, "Connect call failed"), "postgresql://u@h/db")
+    True
+    >>> database_unreachable(FileNotFoundError(2, "No such file or directory"), "postgresql://u@/db?host=/run/pg")
     True
     >>> database_unreachable(StorageError("the database schema is at 0010"), "postgresql://u@h/db")
     False
@@ -107,6 +111,7 @@ def database_unreachable(exc: BaseException, url: str | sa.engine.URL) -> bool:
     parsed = url if isinstance(url, sa.engine.URL) else sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return False
+    via_socket = _through_unix_socket(parsed)
     seen: set[int] = set()
     cause: BaseException | None = exc
     while cause is not None and id(cause) not in seen:
@@ -115,11 +120,20 @@ def database_unreachable(exc: BaseException, url: str | sa.engine.URL) -> bool:
             return True
         if isinstance(cause, OSError) and cause.errno in NETWORK_ERRNOS:
             return True
+        if via_socket and isinstance(cause, FileNotFoundError):
+            return True
         state = getattr(cause, "sqlstate", None)
         if isinstance(state, str) and (state in PG_NOT_YET or state.startswith("08")):
             return True
         cause = getattr(cause, "orig", None) or cause.__cause__
     return False
+
+
+def _through_unix_socket(url: sa.engine.URL) -> bool:
+    """Whether a PostgreSQL URL names a Unix socket's folder as its host (`?host=/run/postgresql`, or the host
+    itself), where a socket file missing says the server is not up, as a refused connection does over TCP."""
+    hosts = url.query.get("host", url.host or "")
+    return any(host.startswith("/") for host in ([hosts] if isinstance(hosts, str) else hosts))
 
 
 def utcnow() -> datetime:
