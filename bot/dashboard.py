@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from bot.config import Settings
+from bot.database_wait import DatabaseWait, pending
 from bot.dashboard_gitlab import GitLabSignIn
 from bot.dashboard_html import (
     ASSETS, SECURITY_HEADERS, asset, gitlab_link, message_body, overview_body, page, project_body, signin_form,
@@ -229,7 +230,8 @@ def _signed_in(request: web.Request, dashboard: Dashboard, target: str) -> web.R
 
 
 def protected(handler: Handler) -> Handler:
-    """Wrap a handler: token check first, security headers always, a 503 page when the database fails."""
+    """Wrap a handler: token check first, security headers always, a 503 page when the database fails or while
+    `serve` waits for it (`bot.database_wait`: not queried then)."""
     async def wrapper(request: web.Request) -> web.StreamResponse:
         dashboard = request.app[DASHBOARD_KEY]
         viewer = credential(request, dashboard)
@@ -238,6 +240,8 @@ def protected(handler: Handler) -> Handler:
         elif viewer.via == "query" and not _is_api(request):  # the token leaves the address bar (and the history)
             target = request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "token"])
             response = _signed_in(request, dashboard, str(target))
+        elif (waiting := pending(request.app)) is not None:
+            response = _waiting(request, waiting)
         else:
             request[VIEWER] = viewer
             response = await _guarded(handler, request)
@@ -246,6 +250,16 @@ def protected(handler: Handler) -> Handler:
 
     wrapper.__doc__ = handler.__doc__
     return wrapper
+
+
+def _waiting(request: web.Request, waiting: DatabaseWait) -> web.Response:
+    """The 503 of a `serve` started without its database: a database that does not answer would hold each page
+    until its connect timed out, and one that fails the start-up checks may hold an older schema."""
+    text = waiting.notice()
+    if _is_api(request):
+        return web.json_response({"error": text}, status=503)
+    return web.Response(text=page("Waiting for the database", message_body("Waiting for the database", text)),
+                        status=503, content_type="text/html")
 
 
 async def _guarded(handler: Handler, request: web.Request) -> web.StreamResponse:

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.dashboard_html import SECURITY_HEADERS, message_body, page
+from bot.database_wait import pending
 from bot.dashboard_session import (
     COOKIE_LIMIT, FLOW_COOKIE, FLOW_MAX_AGE, SESSION_COOKIE, SESSION_MAX_AGE, Session, decode_session, derive_key,
     encode_session, flow_next, flow_value, local_path, verifier_for,
@@ -131,6 +132,8 @@ class GitLabSignIn:
             response = _page(400, "Sign-in not accepted", STATE_REFUSED)
         elif "error" in query or not query.get("code"):
             response = _page(401, "Not signed in", _declined(query.get("error")))
+        elif (waiting := pending(request.app)) is not None:  # the projects are read from it
+            response = _page(503, "Waiting for the database", waiting.notice())
         else:
             response = await self._finish(request, query["code"], query["state"], target)
         response.del_cookie(FLOW_COOKIE, path=START)  # used once, whatever happened

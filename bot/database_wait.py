@@ -22,13 +22,15 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
+from aiohttp import web
+
 from bot.deadline import within
 from bot.logfmt import kv
 from bot.storage import Storage, StorageError
 from bot.storage.db import database_unreachable
 from bot.storage.facade import cause_of
 
-__all__ = ["DatabaseWait", "START_TIMEOUT", "RETRY_FIRST", "RETRY_MAX", "explain"]
+__all__ = ["DatabaseWait", "WAIT_KEY", "pending", "START_TIMEOUT", "RETRY_FIRST", "RETRY_MAX", "explain"]
 
 log = logging.getLogger("bot.database")
 
@@ -64,6 +66,11 @@ class DatabaseWait:
             return "the database answers but fails serve's start-up checks (the log names the fix)"
         return "the database has not been reachable since serve started (retrying)"
 
+    def notice(self) -> str:
+        """For the dashboard's pages, which show nothing meanwhile: why, and that no delivery is lost."""
+        return (f"The bot is waiting for its database: {self.state()}. Webhook deliveries are kept in serve's spool "
+                "meanwhile, and queued once the database can be used; this page shows then.")
+
     async def run(self) -> None:
         """Until the checks pass (or the task is cancelled at shutdown)."""
         delay, said = RETRY_FIRST, "unreachable"
@@ -92,3 +99,16 @@ class DatabaseWait:
             log.error(kv("database answers but cannot be used: deliveries stay in the spool until this is fixed",
                          cause=cause, retry_seconds=RETRY_MAX))
         return cause
+
+
+# set on the `serve` app started without its database (`bot.web.make_app`): every delivery is spooled, and nothing
+# reads the database, until its `ready` is set
+WAIT_KEY = web.AppKey("database_wait", DatabaseWait)
+
+
+def pending(app: web.Application) -> DatabaseWait | None:
+    """The wait of a `serve` started without its database (`WAIT_KEY`), while it is not over; else None. Every
+    handler that reads the database asks this first (the webhook, /healthz, /metrics, the dashboard): until the
+    checks pass the database may not answer at all, or hold an older schema."""
+    waiting = app.get(WAIT_KEY)
+    return waiting if waiting is not None and not waiting.ready.is_set() else None

@@ -30,7 +30,7 @@ from aiohttp import web
 from bot import dashboard, shutdown
 from bot.arrival_order import ArrivalOrder
 from bot.config import Settings
-from bot.database_wait import DatabaseWait
+from bot.database_wait import WAIT_KEY, DatabaseWait, pending
 from bot.deadline import within
 from bot.logfmt import kv
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -80,8 +80,6 @@ SPOOL_KEY = web.AppKey("spool", Drainer)  # the `serve` app's spool and its drai
 ORDER_KEY = web.AppKey("arrival_order", ArrivalOrder)  # with the spool: each MR's deliveries in arrival order
 # set once the `serve` app's handlers have started (it listens before): /healthz answers 503 "starting" until then
 STARTED_KEY = web.AppKey("started", asyncio.Event)
-# the `serve` app started without its database: every delivery is spooled until its `ready` is set
-WAIT_KEY = web.AppKey("database_wait", DatabaseWait)
 
 
 class Rejection(Exception):
@@ -276,7 +274,7 @@ async def _take(request: web.Request, delivery: Delivery, record: Record) -> web
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STORE_TIMEOUT
     async with app[ORDER_KEY].turn(_merge_request(record)):
-        if (waiting := _database_pending(app)) is not None:
+        if (waiting := pending(app)) is not None:
             return await _spool(app, delivery, record, waiting.state())
         if drainer.spool.count:
             return await _spool(app, delivery, record, "deliveries are waiting in the spool")
@@ -374,12 +372,6 @@ def _cause(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {orig}".splitlines()[0][:300]
 
 
-def _database_pending(app: web.Application) -> DatabaseWait | None:
-    """The wait of a `serve` started without its database (`WAIT_KEY`), while it is not over; else None."""
-    waiting = app.get(WAIT_KEY)
-    return waiting if waiting is not None and not waiting.ready.is_set() else None
-
-
 async def healthz(request: web.Request) -> web.Response:
     """GET /healthz: 200 when the database answers within `PROBE_TIMEOUT`, else 503 (the cause goes to the log
     only): a database that hangs (a partition, a stuck failover) must not hang the probe past its timeout. The
@@ -388,7 +380,7 @@ async def healthz(request: web.Request) -> web.Response:
     (a full disk, a table locked by another session) said "ok" while every webhook went to the spool; also 503
     "spooling", naming the database, while a `serve` started without its database waits for it (`WAIT_KEY`)."""
     database_up = request.app[METRICS_KEY].database_up
-    if (waiting := _database_pending(request.app)) is not None:  # before "starting": the handlers wait for it
+    if (waiting := pending(request.app)) is not None:  # before "starting": the handlers wait for it
         database_up.set(waiting.answers)
         return _json(503, status="spooling", error=f"{waiting.state()}: "
                      f"{request.app[SPOOL_KEY].spool.count} deliveries wait in the spool")
@@ -415,7 +407,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     and `reviewbot_database_up` 0, when the database does not answer within `PROBE_TIMEOUT`: the other metrics
     matter most then)."""
     metrics = request.app[METRICS_KEY]
-    if (waiting := _database_pending(request.app)) is not None:  # not queried before its checks pass
+    if (waiting := pending(request.app)) is not None:  # not queried before its checks pass
         metrics.set_queue_depth(None)
         metrics.database_up.set(waiting.answers)
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

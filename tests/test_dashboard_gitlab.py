@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.dashboard import COOKIE, SESSION_COOKIE, cookie_value
+from bot.database_wait import DatabaseWait
 from bot.dashboard_session import FLOW_COOKIE, Session, derive_key, encode_session
 from bot.gitlab.sim_oauth import SimOAuthApp
 from bot.gitlab.simulator import SimState
@@ -169,6 +170,24 @@ async def test_a_callback_without_this_browsers_state_is_refused(bot, world, htt
     assert (await bot.get(no_state, allow_redirects=False)).status == 400
     assert world.state.calls("POST", "/oauth/token") == []  # the code was never exchanged
     assert (await bot.get("/", allow_redirects=False)).status == 401
+
+
+async def test_a_sign_in_while_serve_waits_for_its_database_is_a_clear_page(aiohttp_client, world, http_session,
+                                                                             tmp_path):
+    """`serve` started without its database reads no project from it (`bot.database_wait`): the callback says so,
+    without exchanging the code, rather than failing on the database."""
+    async def never() -> None:
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    settings = world.settings()
+    settings = settings.model_copy(update={"server": settings.server.model_copy(update={"spool_dir": str(tmp_path)})})
+    waiting = DatabaseWait(world.storage, never)
+    bot = await aiohttp_client(make_app(settings, world.storage, Metrics(), spool=True, waiting=waiting))
+    response = await sign_in(bot, http_session, "ann", world)
+    text = await response.text()
+    assert response.status == 503 and "waiting for its database" in text and "has not been reachable" in text
+    assert f"{SESSION_COOKIE}=" not in response.headers.get("Set-Cookie", "")
+    assert world.state.calls("POST", "/oauth/token") == []
 
 
 async def test_a_sign_in_older_than_ten_minutes_is_refused(bot, world, http_session):

@@ -1,9 +1,9 @@
 """`reviewbot serve` started while its database cannot be reached: it listens, spools every delivery (202),
-`/healthz` answers 503 naming the database, and once the database answers (a TCP proxy that starts forwarding to
-PostgreSQL) it runs its start-up checks, moves the spool into the queue once each
-and starts the handlers. A database that answers but is misconfigured (or a SQLite file, which has no server to
-wait for) still stops it at start, and one that
-fails the checks when it comes keeps it spooling until fixed."""
+`/healthz` and the dashboard answer 503 naming the database, and once the database answers (a TCP proxy that starts
+forwarding to PostgreSQL, or its Unix socket appearing) it runs its start-up checks, moves the spool into the queue
+once each and starts the handlers. A database that answers but is misconfigured (or a SQLite file, which has no
+server to wait for) still stops it at start, and one that fails the checks when it comes keeps it spooling until
+fixed."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from bot import database_wait
 from bot.cli import serve
@@ -27,6 +28,7 @@ from tests.test_web import SECRET, headers, mr_payload
 from tests.worker_procs import ROOT
 
 PASSWORD = "pw-never-logged-7Qz"
+DASHBOARD_TOKEN = "dashboard-token-0123456789abcdef"
 DELIVERIES = [(4, "open", "k1"), (5, "open", "k2"), (4, "update", "k3")]
 # `serve` as a process, trying the database again every 0.2 s instead of backing off to 30 s
 SERVE = ("import sys, bot.database_wait as w; w.RETRY_FIRST = w.RETRY_MAX = 0.2; from bot.cli import main; "
@@ -141,6 +143,11 @@ async def health(session, base: str) -> tuple[int, dict]:
         return resp.status, await resp.json()
 
 
+async def dashboard(session, base: str, path: str) -> tuple[int, str]:
+    async with session.get(f"{base}{path}", headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"}) as resp:
+        return resp.status, await resp.text()
+
+
 async def queued_once(url: str) -> list[tuple[str, str]]:
     """(dedupe key, status) of every stored event, oldest first."""
     storage = Storage(url)
@@ -158,7 +165,7 @@ async def _start(database_url: str, cwd: Path, *command: str) -> asyncio.subproc
     """`reviewbot <command>` as a process on `database_url`, running `done_dispatch`; its stderr piped."""
     env = {k: v for k, v in os.environ.items() if k != "REVIEWBOT_CONFIG"}
     env.update(GITLAB_URL="http://127.0.0.1:9", GITLAB_TOKEN="t", GITLAB_WEBHOOK_SECRET=SECRET,
-               DATABASE_URL=database_url, PYTHONPATH=str(ROOT))
+               DATABASE_URL=database_url, PYTHONPATH=str(ROOT), REVIEWBOT_DASHBOARD_TOKEN=DASHBOARD_TOKEN)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-c", SERVE, *command, "--dispatch", "tests.test_serve_without_database:done_dispatch",
         env=env, cwd=cwd, stderr=asyncio.subprocess.PIPE)
@@ -187,6 +194,11 @@ async def test_serve_started_before_postgresql_spools_and_carries_on_once_it_ans
             status, body = await health(session, base)
             assert (status, body["status"]) == (503, "spooling") and "the database" in body["error"], body
             assert "3 deliveries wait" in body["error"]
+            status, page = await dashboard(session, base, "/")  # not queried: it says why instead
+            assert status == 503 and "waiting for its database" in page and "has not been reachable" in page, page
+            assert "Webhook deliveries are kept in serve&#x27;s spool" in page, page
+            status, page = await dashboard(session, base, "/api/projects/1/stats")
+            assert status == 503 and "waiting for its database" in page, page
             await asyncio.sleep(1)  # several tries fail meanwhile: logged once
             assert await queued_once(postgres_url) == []
 
@@ -198,6 +210,7 @@ async def test_serve_started_before_postgresql_spools_and_carries_on_once_it_ans
             async def all_run() -> bool:
                 return [s for _, s in await queued_once(postgres_url)] == ["done"] * 3
             await eventually(all_run)
+            assert (await dashboard(session, base, "/"))[0] == 200
             assert [k for k, _ in await queued_once(postgres_url)] == [f"idem:{k}" for _, _, k in DELIVERIES]
             assert spooled(tmp_path / "reviewbot-spool") == []
             async with session.post(f"{base}/webhook", json=mr_payload(iid=4, action="update"),
@@ -212,7 +225,7 @@ async def test_serve_started_before_postgresql_spools_and_carries_on_once_it_ans
     assert proc.returncode == 0, log
     assert log.count("database unreachable at start") == 1 and proxy.refused in log, log
     assert log.count("database reachable and checked") == 1, log
-    assert PASSWORD not in log
+    assert PASSWORD not in log and "dashboard database error" not in log
 
 
 def sqlite_settings(url: str, tmp_path: Path) -> Settings:
@@ -246,6 +259,8 @@ async def test_a_database_that_answers_unmigrated_keeps_serve_spooling_until_it_
     proxy = LateProxy()
     try:
         settings = sqlite_settings(proxy.url(blank_database_url), tmp_path)
+        settings = settings.model_copy(update={"dashboard": settings.dashboard.model_copy(update={
+            "enabled": True, "token": SecretStr(DASHBOARD_TOKEN)})})
         client = await aiohttp_client(await serve.build_app(settings, done_dispatch))
         await proxy.open()
 
@@ -256,6 +271,8 @@ async def test_a_database_that_answers_unmigrated_keeps_serve_spooling_until_it_
         assert (resp.status, (await resp.json())["status"]) == (202, "spooled")
         resp = await client.get("/healthz")
         assert resp.status == 503 and "fails serve's start-up checks" in (await resp.json())["error"]
+        resp = await client.get("/", headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"})
+        assert resp.status == 503 and "fails serve&#x27;s start-up checks" in await resp.text()  # no such table
         await asyncio.sleep(0.5)  # tried again several times: logged once
         lines = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
         assert len(lines) == 1 and "reviewbot migrate" in lines[0] and PASSWORD not in lines[0], lines
