@@ -7,8 +7,8 @@ GitLab 429) and dead-lettered after `max_attempts`; an exception with `permanent
 once. An exception with `outage = True` (GitLab down), or one that says the database failed (`is_outage`), is
 counted apart for `outage_hours` after the event arrived (`outage_attempts`, see `_outage_forgiven`): it never
 uses up the attempts, and leaves them whole for the event's own failures once GitLab or the database answers
-again. So is a run cut off by `dispatch_timeout` while GitLab failed, or inside a statement the database had not
-answered for half of it (`_timeout_cause`).
+again. So is a run cut off by `dispatch_timeout` while GitLab failed, or inside a statement (or a connect, a
+COMMIT: `bot.storage.waits`) the database had not answered for half of it (`_timeout_cause`).
 An exception with `park = seconds` is no failure: the event waits for something else (the first events of a
 project wait for its history import), so it goes back to the queue, due in that many seconds, its attempt not
 counted, and sooner when the exception's `wakes` (an asyncio future: what it waits for) is done. A parked event
@@ -58,7 +58,7 @@ __all__ = ["Worker", "Dispatch", "DispatchFactory", "run_in_app", "retry_delay",
 log = logging.getLogger("bot.worker")
 
 T = TypeVar("T")
-# A run cut off by `dispatch_timeout` while one of its statements had waited this share of it for the database is
+# A run cut off by `dispatch_timeout` while one of its statements (connects, commits) had waited this share of it is
 # the database's hang (`DatabaseNotAnswering`), not the handler's slowness: the bot's statements take milliseconds
 DATABASE_HANG_SHARE = 0.5
 CLAIM_ERROR_EVERY = 300.0  # seconds between two log lines of one database outage, as the worker sees it
@@ -126,15 +126,16 @@ class GitLabNotAnswering(Exception):
 
 
 class DatabaseNotAnswering(Exception):
-    """The event ran out of `dispatch_timeout` inside a statement the database had not answered for most of it (a
-    lock another session holds, a server that hangs): an outage, as `database_unavailable`'s errors are."""
+    """The event ran out of `dispatch_timeout` inside a statement, a connect or a COMMIT the database had not
+    answered for most of it (a lock another session holds, a server that hangs): an outage, as
+    `database_unavailable`'s errors are."""
 
     outage = True
 
     def __init__(self, timeout: float, waited: float) -> None:
         super().__init__(f"timed out after {timeout:g} s (worker.dispatch_timeout), {waited:.0f} s of them waiting "
-                         "for the database to answer one statement (a lock another session holds? a server that "
-                         "hangs?): retried as an outage")
+                         "for the database to answer one statement, connect or COMMIT (a lock another session "
+                         "holds? a server that hangs?): retried as an outage")
 
 
 def _timeout_cause(exc: Exception, stall: GitLabStall, wait: DatabaseWait, timeout: float) -> Exception:

@@ -321,3 +321,60 @@ async def test_shutdown_fits_in_the_grace_while_the_database_hangs(link, postgre
     assert took < grace + 1.5, f"exited {took:.1f} s after SIGTERM, grace {grace} s\n{log}"
     assert "Traceback" not in log, log
     assert "worker stopped without handing its events back" in log and f"events={event_id} " in log, log
+
+
+DEFERRED = "reviewbot_test_deferred"  # a table whose unique key is checked at COMMIT
+
+
+@pytest.mark.parametrize("hang", ["connect", "ping", "commit", "rollback"])
+async def test_a_run_cut_off_while_connecting_or_ending_a_transaction_is_an_outage(link, postgres_url, hang):
+    """Opening a connection, the pool's ping of a pooled one, COMMIT and ROLLBACK are no statements: a run cut off
+    at `dispatch_timeout` in one paid an attempt, as a handler slow of its own does. The COMMIT waits on a lock (its
+    deferred unique key checked against another session's row), the others on a link that stopped forwarding.
+    (The ROLLBACK is an explicit one: the one closing a connection is not cut off at all, SQLAlchemy 2.1 running
+    the close to completion whatever the cancellation.)"""
+    import sqlalchemy as sa
+
+    from bot.worker import Worker
+
+    frozen, url = link
+    storage, through_link = Storage(postgres_url), Storage(url)  # the queue answers; the handler's database hangs
+    settings = Settings(gitlab={"token": "t"}, webhook_secrets=[{"secret": "s" * 24}],
+                        worker={"dispatch_timeout": 0.8, "max_attempts": 1})
+
+    async def dispatch(row: EventRow) -> None:
+        if hang == "rollback":
+            async with through_link.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+                frozen.frozen.set()  # answered; what ends the transaction is not
+                await conn.rollback()
+            return
+        async with through_link.engine.begin() as conn:
+            await conn.execute(sa.text(f"INSERT INTO {DEFERRED} VALUES (1)" if hang == "commit" else "SELECT 1"))
+
+    holder = await storage.engine.connect()
+    try:
+        await holder.execute(sa.text(f"DROP TABLE IF EXISTS {DEFERRED}"))
+        await holder.execute(sa.text(f"CREATE TABLE {DEFERRED} (k int UNIQUE DEFERRABLE INITIALLY DEFERRED)"))
+        await holder.commit()
+        event_id, _ = await storage.events.store_event(dedupe_key=hang, kind="Note Hook", project_id=1, headers={},
+                                                       body={})
+        if hang == "ping":
+            await through_link.ping()  # a pooled connection, pinged before it is handed out
+        if hang == "commit":
+            await holder.execute(sa.text(f"INSERT INTO {DEFERRED} VALUES (1)"))  # not committed: COMMIT waits
+        elif hang != "rollback":
+            frozen.frozen.set()
+        worker = Worker(storage, dispatch, settings, Metrics(), "w1")
+        assert await worker.run_once() == 1
+        await asyncio.wait_for(worker.drain(), 20)
+        row = await storage.events.get(event_id)
+        assert (row.status, row.attempts, row.outage_attempts) == ("failed", 0, 1), row.last_error
+        assert row.last_error.startswith("DatabaseNotAnswering: timed out after 0.8 s"), row.last_error
+    finally:
+        await holder.rollback()
+        await holder.execute(sa.text(f"DROP TABLE IF EXISTS {DEFERRED}"))
+        await holder.commit()
+        await holder.close()
+        await through_link.close(timeout=1)
+        await storage.close()
