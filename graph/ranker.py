@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.utils.validation import check_is_fitted
 
-__all__ = ["ReviewerRanker", "relative_features"]
+__all__ = ["ReviewerRanker", "relative_features", "scores_among"]
 
 
 def relative_features(X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
@@ -34,6 +34,20 @@ def relative_features(X: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         rel[order] = np.where(group_max > 0, X[order] / group_max, 0.0)
     return np.hstack([X, rel])
+
+
+def scores_among(ranker, X: np.ndarray, others: np.ndarray | None) -> np.ndarray:
+    """`ranker`'s score of each row of X in a group of two: the row and the same row of `others` (the other
+    candidates' column maxima; None: each row alone). `ReviewerRanker.decision_among` scores the rows alone
+    against those maxima; another ranker (a stand-in) gets the pairs.
+    """
+    among = getattr(ranker, "decision_among", None)
+    if among is not None:
+        return among(X, others)
+    if others is None:
+        return ranker.decision_function(X, groups=np.arange(len(X)))
+    pairs = np.stack([X, others], axis=1).reshape(-1, X.shape[1])
+    return ranker.decision_function(pairs, groups=np.repeat(np.arange(len(X)), 2))[::2]
 
 
 class ReviewerRanker(ClassifierMixin, BaseEstimator):
@@ -75,6 +89,21 @@ class ReviewerRanker(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         X = np.asarray(X, dtype=float)
         Z = relative_features(X, None if groups is None else np.asarray(groups))
+        if len(self.classes_) < 2:
+            return np.zeros(len(X))
+        return self.model_.decision_function(Z)
+
+    def decision_among(self, X, others=None):
+        """`decision_function` of each row of X in a group with one more row, the same row of `others`,
+        without scoring that row: a group is read through its column maxima (`relative_features`), here the
+        two rows', with the same arithmetic, so each score is the very one the pair would get. (None: each
+        row alone.) Explaining a row probes it with one signal changed at a time, each probe against the
+        other candidates' maxima: half the rows of scoring the pairs."""
+        check_is_fitted(self, "model_")
+        X = np.asarray(X, dtype=float)
+        group_max = X if others is None else np.maximum(X, others)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            Z = np.hstack([X, np.where(group_max > 0, X / group_max, 0.0)])
         if len(self.classes_) < 2:
             return np.zeros(len(X))
         return self.model_.decision_function(Z)

@@ -18,7 +18,7 @@ from graph.features import FEATURE_WORDS, FEATURES, Candidates, candidates, in_p
 from graph.explain import compare, span
 from graph.model import Change, Contribution, Suggestion
 from graph.ownership import DAY, OwnershipGraph, ReviewTimes
-from graph.ranker import ReviewerRanker
+from graph.ranker import ReviewerRanker, scores_among
 from graph.reasons import contributions, reasons
 from graph.terms import HandSetTerms
 
@@ -478,14 +478,16 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         if not len(cands):
             return base
         ranker = self.ranking_model
+        streaks = self._streaks(cands.people)
         if ranker is None:
-            return self._drop_rejected(cands.people, base / (1.0 + self._rejection_penalty(cands.people)))
+            return self._drop_rejected(cands.people, base / (1.0 + self._rejection_penalty(streaks)),
+                                       self._gone(streaks))
         idx = self._top(cands)
         model = ranker.decision_function(self.model_input(cands.X[idx], cands.score[idx]))
         people = [cands.people[i] for i in idx]
-        terms = self._terms(people, cands.X[idx])
+        terms = self._terms(people, cands.X[idx], streaks[idx])
         model = model + sum(terms)
-        gone = self._gone(cands.people)
+        gone = self._gone(streaks)
         self._pick_firsts(cands, people, model, terms, gone[idx])
         scores = base - base.max() - 1.0 + (model.min() if len(model) else 0.0) - 1.0
         scores[idx] = model
@@ -520,31 +522,34 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
                 rows: list[int]) -> list[list[Contribution]]:
         """Each probe is scored in a group of two rows: the probe and the other candidates' column maxima.
         The ranker reads a group only through its maxima (`graph.ranker.relative_features`), so the probe
-        scores as it would among all the other rows, at a tenth of the rows."""
+        scores as it would among all the other rows, at a tenth of the rows (`scores_among`: the maxima's
+        row itself is not scored). A column where the row has the others' average already is not probed:
+        its probe is the row itself, which moves nothing (the effect would be 0 and left out); only the
+        signals that moved the score are put in words."""
         Z = self.model_input(cands.X[idx], cands.score[idx])
-        n, d = Z.shape
-        g = 2 if n > 1 else 1
-        probes, compared = [], []  # compared: (the row, the others' average) of each explained row
+        probes, tops, compared = [], [], []  # compared: (the row, the others' average, the columns probed)
         for i in rows:
-            me, others = idx.index(i), np.delete(Z, idx.index(i), axis=0)
+            me = idx.index(i)
+            others = np.delete(Z, me, axis=0)
             mean = others.mean(axis=0) if len(others) else Z[me]
-            compared.append((Z[me], mean))
-            P = np.repeat(Z[me][None], d + 1, axis=0)  # the last probe is the unchanged row
-            P[np.arange(d), np.arange(d)] = mean
-            if g == 2:
-                P = np.stack([P, np.repeat(others.max(axis=0)[None], d + 1, axis=0)], axis=1).reshape(-1, d)
+            cols = np.flatnonzero(Z[me] != mean)
+            compared.append((Z[me], mean, cols))
+            P = np.repeat(Z[me][None], len(cols) + 1, axis=0)  # the last probe is the unchanged row
+            P[np.arange(len(cols)), cols] = mean[cols]
             probes.append(P)
-        s = ranker.decision_function(np.vstack(probes), groups=np.repeat(np.arange(len(rows) * (d + 1)), g))
+            if len(others):
+                tops.append(np.repeat(others.max(axis=0)[None], len(P), axis=0))
+        s = scores_among(ranker, np.vstack(probes), np.vstack(tops) if tops else None)
         names = [*FEATURES, *FEEDBACK_FEATURES, "graph_score"]
         words = {**FEATURE_WORDS, **FEEDBACK_WORDS}
-        out = []
-        for r, (value, mean) in enumerate(compared):
-            mine = s[r * (d + 1) * g:(r + 1) * (d + 1) * g:g]
-            base = mine[d]
-            found = [Contribution(words[name], float(base - mine[j]), *self._compare(cands.people[rows[r]], name,
-                                                                                     value[j], mean[j]))
-                     for j, name in enumerate(names)]
-            out.append(sorted([c for c in found if abs(c.effect) > 1e-6], key=lambda c: -abs(c.effect)))
+        out, at = [], 0
+        for i, (value, mean, cols) in zip(rows, compared):
+            mine, at = s[at:at + len(cols) + 1], at + len(cols) + 1
+            effects = mine[-1] - mine[:-1]
+            found = [Contribution(words[names[j]], float(e), *self._compare(cands.people[i], names[j], value[j],
+                                                                            mean[j]))
+                     for j, e in zip(cols.tolist(), effects) if abs(float(e)) > 1e-6]
+            out.append(sorted(found, key=lambda c: -abs(c.effect)))
         return out
 
     def _compare(self, person: str, name: str, mine: float, others: float) -> tuple[str, str]:

@@ -90,48 +90,47 @@ class HandSetTerms:
                       {name: names[first_of((total - term)[kept], names)] for name, term in zip(TERMS, terms)
                        if term.any()})
 
-    def _gone(self, people: list[str]) -> np.ndarray:
-        """Per person: turned down `rejection_drop` times in a row (for days, see `_streak`)."""
-        drop = self.settings.rejection_drop
-        return np.array([self._streak(p) >= drop for p in people], dtype=bool)
+    def _gone(self, streaks: np.ndarray) -> np.ndarray:
+        """Per person: turned down `rejection_drop` times in a row (for days; `streaks`, see `_streaks`)."""
+        return streaks >= self.settings.rejection_drop
 
     def _drop_rejected(self, people: list[str], scores: np.ndarray, gone: np.ndarray | None = None) -> np.ndarray:
         """People turned down `rejection_drop` times in a row (`_gone`) are last, whoever else there is:
         they have most likely left or moved on (one review taken brings them back)."""
-        gone = self._gone(people) if gone is None else gone
+        gone = self._gone(self._streaks(people)) if gone is None else gone
         if gone.any():
             scores = scores.copy()
             scores[gone] = -np.inf  # not proposed at all (see `_order`)
         return scores
 
-    def _terms(self, people: list[str], X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _terms(self, people: list[str], X: np.ndarray,
+               streaks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The hand-set terms added to the model's score of these rows (logit units): load spreading, the
         rejection streak's penalty, the lift for people on duty, each at the share the team's votes left
-        it (`levels`, see `_vote`)."""
-        return (-self._imbalance(people), -self.levels["streak"] * self._rejection_penalty(people),
+        it (`levels`, see `_vote`). `streaks`: the people's `_streaks`, when the caller has them."""
+        streaks = self._streaks(people) if streaks is None else streaks
+        return (-self._imbalance(people), -self.levels["streak"] * self._rejection_penalty(streaks),
                 self.levels["duty"] * self._on_duty(X))
 
     def _term_contributions(self, cands: Candidates, idx: list[int], rows: list[int]) -> list[list[Contribution]]:
         """Each of `rows`' `_terms` against the other top rows' average, with the figure behind it."""
         people = [cands.people[i] for i in idx]
-        terms = self._terms(people, cands.X[idx])
-        X = cands.X[idx]
+        X, streaks = cands.X[idx], self._streaks(people)
+        terms = self._terms(people, X, streaks)
         on_duty = np.expm1(X[:, [fb_column(X, "fb_open_reviews")]])
         # behind each term, per row: the very figures the term is computed from (the streak past its grace)
-        figures = (np.column_stack(self._balance_counts(people)), self._counted_streak(people)[:, None], on_duty)
+        figures = (np.column_stack(self._balance_counts(people)), self._counted_streak(streaks)[:, None], on_duty)
         said = (lambda f: f"first {amount(f[0])}, reviewed {amount(f[1])}", lambda f: amount(f[0]),
                 lambda f: amount(f[0]))  # the others' figure is an average: "0.2", not "0"
-        out = []
+        named, out = self._term_words(), []
         for i in rows:
             me, found = idx.index(i), []
             others = np.delete(np.arange(len(idx)), me)
-            if not len(others):
-                out.append(found)
-                continue
-            for words, term, figure, say in zip(self._term_words(), terms, figures, said):
-                effect = float(term[me] - term[others].mean())
-                if abs(effect) > 1e-6:
-                    found.append(Contribution(words, effect, say(figure[me]), say(figure[others].mean(axis=0))))
+            if len(others):  # each term averaged alone: a 2-d mean sums in another order, off in the last digit
+                for words, term, figure, say in zip(named, terms, figures, said):
+                    effect = float(term[me] - term[others].mean())
+                    if abs(effect) > 1e-6:
+                        found.append(Contribution(words, effect, say(figure[me]), say(figure[others].mean(axis=0))))
             out.append(found)
         return out
 
@@ -154,16 +153,22 @@ class HandSetTerms:
         first = fb_column(X, "fb_open_reviews")
         return X[:, first:first + len(w)] @ w
 
-    def _rejection_penalty(self, people: list[str]) -> np.ndarray:
-        """Grows with each rejection since the person last took a review: someone who left, or who is
-        always replaced by a colleague, drops within a few suggestions; one review resets it."""
-        return self.settings.rejection_penalty * self._counted_streak(people)
+    def _rejection_penalty(self, streaks: np.ndarray) -> np.ndarray:
+        """Grows with each rejection since the person last took a review (`streaks`, see `_streaks`): someone
+        who left, or who is always replaced by a colleague, drops within a few suggestions; one review
+        resets it."""
+        return self.settings.rejection_penalty * self._counted_streak(streaks)
 
-    def _counted_streak(self, people: list[str]) -> np.ndarray:
-        """Per person: the rejections in a row that count now (`_streak`) past the first `rejection_grace`,
+    def _counted_streak(self, streaks: np.ndarray) -> np.ndarray:
+        """Per person: the rejections in a row that count now (`streaks`) past the first `rejection_grace`,
         at most 10: the figure the penalty multiplies."""
         grace = self.settings.rejection_grace
-        return np.array([min(10, max(0, self._streak(p) - grace)) for p in people], dtype=float)
+        return np.array([min(10, max(0, s - grace)) for s in streaks.tolist()], dtype=float)
+
+    def _streaks(self, people: list[str]) -> np.ndarray:
+        """`_streak` of each person: read once per ranking, for the penalty, its explanation and the drop
+        rule alike (each reads the feedback memory per person)."""
+        return np.array([self._streak(p) for p in people], dtype=float)
 
     def _streak(self, person: str) -> float:
         """The rejections in a row that count against `person` now (see `rejection_days`)."""
