@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import uuid
@@ -34,13 +35,14 @@ from bot.storage.people import PeopleStore
 from graph.model import Change
 
 __all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr", "change_id", "fetch_change",
-           "drop_idle_picks", "BOT_PICK", "is_bot_pick", "under_lease", "process_name", "IMPORT_LEASE"]
+           "drop_idle_picks", "BOT_PICK", "is_bot_pick", "under_lease", "process_name", "IMPORT_LEASE", "DONE_RECHECK"]
 
 log = logging.getLogger("bot.backfill")
 
 Progress = Callable[["BackfillProgress"], None]
 IMPORT_LEASE = 60.0  # seconds a process holds a project's import unrenewed (it renews every third of them)
 LEASE_POLL = 1.0     # seconds between looks at an import another process holds
+DONE_RECHECK = 30.0  # seconds a project's import is taken as done before its row is read again
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,9 @@ class Backfills:
     running at a time in this process (the others wait their turn: many new projects at once must not all
     page through GitLab together, nor crowd out the events of projects already imported).
 
-    `ensure(project_id)` returns 0 at once for a project already imported; otherwise it starts (or joins) the
+    `ensure(project_id)` returns 0 at once for a project already imported (its row is read again every `recheck`
+    seconds: `reviewbot forget` deletes the row, and the project's next event then imports its history as a new
+    project's, in this process too); otherwise it starts (or joins) the
     import and returns how long an event of the project may still wait for it: until `wait` seconds after the
     import started, and at most `turn_wait` seconds more while it waits its turn (a small project queued behind
     two large imports would otherwise get "no review history yet" on its first MRs, a comment nothing corrects
@@ -331,12 +335,13 @@ class Backfills:
 
     def __init__(self, client: GitLabClient, storage: Storage, *, wait: float = 20.0, concurrency: int = 4,
                  imports: int = 2, turn_wait: float = 120.0, lease: float = IMPORT_LEASE, poll: float = LEASE_POLL,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, recheck: float = DONE_RECHECK) -> None:
         self.client, self.storage, self.wait, self.concurrency = client, storage, wait, concurrency
         self.imports, self.turn_wait = imports, turn_wait
         self.lease, self.poll, self.owner = lease, poll, owner or process_name()
+        self.recheck = recheck
         self._turns = asyncio.Semaphore(imports)
-        self._done: set[int] = set()
+        self._done: dict[int, float] = {}  # project -> when its import was last seen done (loop time)
         self._tasks: dict[int, asyncio.Task[BackfillProgress]] = {}
         self._deadlines: dict[int, float] = {}
 
@@ -352,12 +357,14 @@ class Backfills:
     async def ensure(self, project_id: int, *, bots: Collection[str] = ()) -> float:
         """Make sure the project's history is imported or being imported; the seconds its events may still
         wait for the import (0: it is complete, or the wait is over)."""
-        if project_id in self._done:
+        now = asyncio.get_running_loop().time()
+        if now - self._done.get(project_id, -math.inf) < self.recheck:
             return 0.0
         row = await self.storage.projects.get(project_id)
         if row is not None and row.backfill_done:
-            self._done.add(project_id)
+            self._done[project_id] = now
             return 0.0
+        self._done.pop(project_id, None)  # gone (forgotten) or not imported: as for a new project
         self._start(project_id, bots)
         return max(0.0, self._deadlines[project_id] - asyncio.get_running_loop().time())
 
@@ -390,7 +397,7 @@ class Backfills:
             log.warning(kv("backfill failed; the next event resumes it", project_id=project_id,
                            cause=f"{type(exc).__name__}: {exc}"))
             raise
-        self._done.add(project_id)
+        self._done[project_id] = asyncio.get_running_loop().time()
         return report
 
     async def _import(self, project_id: int, bots: Collection[str]) -> BackfillProgress | None:

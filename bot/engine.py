@@ -4,8 +4,10 @@ Why an engine: building a project's ownership graph replays its whole history (s
 changes, minutes for hundreds of thousands), so each project's recommender is built once, kept in a bounded
 LRU, and brought up to date incrementally: when the history (stored by this or any other process) has new rows
 that are not older than what the graph has seen, only those are observed; anything else (a backfill filling in
-older MRs) rebuilds it. A restarted worker starts warm from the project's latest snapshot (`graph.snapshot`,
-kept in `storage.snapshots` and rewritten in the background as history grows) plus the rows stored since.
+older MRs) rebuilds it; fewer rows than it has seen means `reviewbot forget` deleted the project, which is
+dropped and started over as a new project. A restarted worker starts warm from the project's latest snapshot
+(`graph.snapshot`, kept in `storage.snapshots` and rewritten in the background as history grows) plus the rows
+stored since.
 Graph work runs in a thread so the event loop (and the webhook endpoint beside it) keeps answering. What
 one merge request gets from it is `bot.suggesting.suggest_for_mr`.
 """
@@ -19,14 +21,14 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, AsyncIterator, Callable, Sequence
 
 from bot import learning
 from bot.config import ProjectSettings
 from bot.logfmt import kv
 from bot.lookups import Recent
-from bot.storage import Storage
+from bot.storage import HistoryGone, Storage
 from bot.storage.db import utcnow
 from bot.threads import to_the_end
 from graph import snapshot
@@ -84,6 +86,14 @@ class _Entry:
     schedule_read: bool = False    # whether `retrained_at` was set from the stored model's time
     unadoptable: str | None = None  # an active model's version that could not be adopted (not read again)
 
+    def forget(self, now: float) -> None:
+        """Start over as a new project's entry, keeping only the lock (the caller holds it): the recommender of
+        a project `reviewbot forget` deleted goes, with its bookkeeping. Its retraining or snapshot still
+        running stores nothing (`HistoryGone`) and leaves this entry alone (see `Engine._retrain`)."""
+        blank = _Entry(lock=self.lock, retrained_at=now)
+        for f in fields(self):
+            setattr(self, f.name, getattr(blank, f.name))
+
     def reset(self, rec: GraphRecommender, config: RecommenderSettings) -> None:
         self.recommender, self.config, self.count, self.last_time, self.boundary = rec, config, 0, None, set()
         self.unsaved = 0
@@ -106,9 +116,11 @@ class Engine:
     A project's recommender starts warm from its latest snapshot (`storage.snapshots`) and observes only the
     rows stored after it; without a usable snapshot it replays the whole history. At use, the history's row
     count is read at most every `refresh_seconds` (at once after this process stored history), and rows
-    stored by any process are observed. Once `snapshot_every` rows have been observed since the last
-    snapshot (projects smaller than that get none), a new one is written in the background; `close()`
-    writes the rest at shutdown. `snapshot_every=None` writes none (reading still happens).
+    stored by any process are observed. A count below the rows observed means the project was forgotten
+    (`reviewbot forget`, the only deleter of history rows): what was held of it is dropped, and it is built
+    again from what the history holds now, as a new project is. Once `snapshot_every` rows have been observed
+    since the last snapshot (projects smaller than that get none), a new one is written in the background;
+    `close()` writes the rest at shutdown. `snapshot_every=None` writes none (reading still happens).
 
     Feedback labels stored by any process (`storage.feedback`) are learned the same way, in time order with
     the history (see `bot.learning`). After `retrain_labels` new labels (or `retrain_seconds` after the last
@@ -232,11 +244,29 @@ class Engine:
                 now - entry.checked_at < self.refresh_seconds:
             return
         count = await self.storage.history.count(project_id)
+        if count < entry.count:
+            self._forget(project_id, entry, count)
+            current = False
         entry.checked_at, entry.writes, entry.label_writes = now, writes, label_writes
         if current and await self._catch_up(project_id, entry, history=count != entry.count):
             await self._follow_model(project_id, entry)
             return
         await self._rebuild(project_id, entry, config)
+
+    def _forget(self, project_id: int, entry: _Entry, count: int) -> None:
+        """Drop what is held of a project whose history rows were deleted (`reviewbot forget`): its recommender,
+        its bookkeeping, the authors of its open MRs. A graph large enough to have been frozen out of the
+        garbage collector's reach (`FREEZE_AFTER`) is unfrozen and collected, or its memory would stay taken."""
+        log.info(kv("project forgotten (its history was deleted): recommender dropped", project_id=project_id,
+                    changes=entry.count, stored=count))
+        frozen = entry.count >= FREEZE_AFTER
+        entry.forget(self.clock())
+        for key in [k for k in self._authors if k[0] == project_id]:
+            del self._authors[key]
+        if frozen:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
 
     async def _catch_up(self, project_id: int, entry: _Entry, *, history: bool = True) -> bool:
         """Observe only the rows the recommender has not seen, and learn the labels stored since it last
@@ -403,19 +433,23 @@ class Engine:
         if not due:
             return
         entry.labels_new = 0
-        task = entry.retraining = asyncio.create_task(self._retrain(project_id, entry, entry.recommender))
+        rows = tuple(entry.boundary)  # rows it has seen: still those of the project it holds once the task runs
+        task = entry.retraining = asyncio.create_task(self._retrain(project_id, entry, entry.recommender, rows))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _retrain(self, project_id: int, entry: _Entry, rec: LearnedRecommender) -> None:
-        """Fit, store and maybe adopt a new model; a failure is logged and the next labels try again."""
+    async def _retrain(self, project_id: int, entry: _Entry, rec: LearnedRecommender, rows: tuple[int, ...]) -> None:
+        """Fit, store and maybe adopt a new model; a failure is logged and the next labels try again. `rows`: ids
+        of history rows `rec` has seen, with which the model is stored (none once `reviewbot forget` deleted
+        them: the entry may be a new project's by the time the fit is done)."""
         try:
             await learning.retrain_and_store(self.storage, project_id, rec, entry.lock, history=entry,
-                                             holdout=self.holdout)
+                                             holdout=self.holdout, built_on=rows)
         except Exception as exc:  # noqa: BLE001 - a background job must not die silently nor crash the worker
             log.warning(kv("retraining failed", project_id=project_id, error=f"{type(exc).__name__}: {exc}"))
         finally:
-            entry.retraining, entry.retrained_at = None, self.clock()
+            if entry.retraining is asyncio.current_task():  # else the project was forgotten meanwhile
+                entry.retraining, entry.retrained_at = None, self.clock()
 
     async def wait_background(self) -> None:
         """Wait for the snapshots, retrainings and prior fit running now (tests, shutdown)."""
@@ -450,12 +484,15 @@ class Engine:
             del state
             await self.storage.snapshots.save(
                 project_id, blob, format=snapshot.fingerprint(), config=config_key(self.method, config),
-                history_count=count, history_time=last_time, boundary=boundary)
+                history_count=count, history_time=last_time, boundary=boundary, built_on=boundary)
             if entry.recommender is rec:
                 entry.unsaved = max(0, entry.unsaved - captured)
             log.info(kv("snapshot written", project_id=project_id, changes=count, size=len(blob),
                         seconds=round(time.monotonic() - started, 3)))
+        except HistoryGone:  # `reviewbot forget` deleted the project meanwhile: nothing of it is stored again
+            log.info(kv("snapshot not stored: the project was forgotten meanwhile", project_id=project_id))
         except Exception as exc:  # noqa: BLE001 - a background write must not die silently nor crash the worker
             log.warning(kv("snapshot failed", project_id=project_id, error=f"{type(exc).__name__}: {exc}"))
         finally:
-            entry.saving = None
+            if entry.saving is asyncio.current_task():  # else the project was forgotten meanwhile
+                entry.saving = None

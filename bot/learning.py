@@ -38,7 +38,7 @@ import sqlalchemy as sa
 
 from bot.backfill import is_bot_pick
 from bot.logfmt import kv
-from bot.storage import FeedbackRow, Storage, SuggestionRow
+from bot.storage import FeedbackRow, HistoryGone, Storage, SuggestionRow
 from bot.threads import to_the_end
 from graph.feedback import CLOSED, FEEDBACK_FEATURES, MOVED_DOWN, NEGATIVE, POSITIVE, PUT_FIRST, REOPENED, THUMBS
 from graph.features import FEATURES
@@ -301,14 +301,15 @@ class Observed(Protocol):
 
 
 async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecommender, lock: asyncio.Lock, *,
-                            history: Observed, holdout: int = 200) -> Retrained | None:
+                            history: Observed, holdout: int = 200, built_on: Collection[int] = ()) -> Retrained | None:
     """Copy the window under `lock`, fit and compare in a thread, store the model, adopt it if not worse.
 
     The candidate is compared with the model active in storage: one another process activated since this
     recommender adopted its model is adopted first. It becomes active only if that is still the active one
     when it is stored (`ModelStore.save_replacing`), else it is kept inactive. Nothing is fitted when a model
     of its version (`model_version`: this history, estimator, settings and code) is stored already, by this
-    process or another: then the active one is followed.
+    process or another: then the active one is followed. `built_on`: ids of history rows `rec` has observed;
+    once `reviewbot forget` deleted them (during the fit, say), no model is stored (`HistoryGone`).
     """
     current = await follow_active(storage, project_id, rec, lock)
     async with lock:
@@ -330,10 +331,15 @@ async def retrain_and_store(storage: Storage, project_id: int, rec: LearnedRecom
     try:
         if result.better_or_equal:
             active = await storage.models.save_replacing(project_id, version, blob, backtest_score=score,
-                                                         expected=current)
+                                                         expected=current, built_on=built_on)
         else:
-            await storage.models.save(project_id, version, blob, backtest_score=score, activate=False)
+            await storage.models.save(project_id, version, blob, backtest_score=score, activate=False,
+                                      built_on=built_on)
             active = False
+    except HistoryGone:  # `reviewbot forget` deleted the project during the fit: nothing of it is stored again
+        log.info(kv("model not stored: the project was forgotten meanwhile", project_id=project_id,
+                    version=version))
+        return None
     except sa.exc.IntegrityError:  # another process fitted on the same history at the same time, stored it first
         log.info(kv("model for this history stored by another process", project_id=project_id,
                     version=version))

@@ -1,15 +1,34 @@
-"""`reviewbot forget`: one project's rows deleted from every table (SQLite and PostgreSQL), the others' kept."""
+"""`reviewbot forget`: one project's rows deleted from every table (SQLite and PostgreSQL), the others' kept; and
+what a running bot process does about it: it drops the project at its next look at the history, stores nothing of
+it from work still running, and imports it again as a new project's at its next event."""
 from __future__ import annotations
+
+import asyncio
+import dataclasses
+import weakref
 
 import pytest
 import sqlalchemy as sa
 
 from bot.cli import build_parser
-from bot.storage import Storage, utcnow
-from bot.storage.forget import PROJECT_TABLES
+from bot.config import ProjectSettings
+from bot.engine import Engine
+from bot.handlers import make_dispatch
+from bot.handlers.context import AwaitingHistory
+from bot.metrics import Metrics
+from bot.storage import HistoryGone, Storage, utcnow
+from bot.storage.db import MODEL_LOCK, lock_project
+from bot.storage.forget import PROJECT_TABLES, forget_project, project_rows
 from bot.storage.tables import (bot_comments, events, feedback, feedback_times, history, metadata, models, optouts,
                                 people, projects, snapshots, suggestions)
+from graph.model import Change
+from tests.bot_harness import dispatch_outbox, event_row, handler_env, marker_notes, take_events  # noqa: F401
+from tests.gitlab_fixtures import FAST_RETRY
 from tests.storage_fixtures import run_in_thread
+from tests.test_learning import PID, rejections, store_history
+
+SETTINGS = ProjectSettings()
+NOTHING = {name: 0 for name, _, _ in PROJECT_TABLES}
 
 
 def run(*argv: str) -> int:
@@ -91,7 +110,7 @@ def test_forget_says_what_would_go_and_deletes_nothing_without_yes(two_projects,
 def test_forget_deletes_one_project_s_rows_everywhere_and_keeps_the_others(two_projects, capsys):
     assert run("--project", "Group/App1", "--yes") == 0  # by its path, without case, as GitLab compares paths
     out = capsys.readouterr().out
-    assert out.startswith("project 1: deleted 1 merged changes") and "restart the bot's processes" in out
+    assert out.startswith("project 1: deleted 1 merged changes") and "drop it from memory" in out
     left = run_in_thread(lambda: counts(two_projects))
     assert left.pop("people") == 1  # usernames are the instance's, not a project's
     assert left == {name: (0, 1) for name, _, _ in PROJECT_TABLES}
@@ -104,3 +123,162 @@ def test_forget_names_a_project_the_database_does_not_hold(two_projects, capsys)
     err = capsys.readouterr().err
     assert "holds nothing of project group/nope" in err and "DATABASE_URL" in err
     assert set(run_in_thread(lambda: counts(two_projects)).values()) == {(1, 1), 1}
+
+
+# --- a running bot process, after the forget ------------------------------------------------------------------
+def change(i: int) -> Change:
+    return Change(f"!{i}", 1_700_000_000 + i * 3600, "ann", ("bob",), ("src/a.py",))
+
+
+@pytest.fixture
+async def learned(database_url):
+    """A project (`PID`) with a history a ranker can be retrained on."""
+    storage = Storage(database_url)
+    await store_history(storage)
+    yield storage
+    await storage.close()
+
+
+async def test_a_model_or_snapshot_built_on_a_forgotten_history_is_not_stored(database_url):
+    storage = Storage(database_url)
+    try:
+        await storage.history.upsert(1, [change(1), change(2)])
+        await storage.history.upsert(2, [change(1)])
+        rows = {pid: [i for i, _ in (await storage.history.rows_since(pid))[0]] for pid in (1, 2)}
+        await forget_project(storage.engine, 1)
+        with pytest.raises(HistoryGone):
+            await storage.models.save(1, "v1", b"m", built_on=rows[1])
+        with pytest.raises(HistoryGone):
+            await storage.models.save_replacing(1, "v1", b"m", expected=None, built_on=rows[1])
+        with pytest.raises(HistoryGone):
+            await storage.snapshots.save(1, b"s", format="f", config="c", history_count=2, history_time=None,
+                                         boundary=rows[1], built_on=rows[1])
+        assert await project_rows(storage.engine, 1) == NOTHING
+        await storage.models.save(2, "v1", b"m", built_on=rows[2])  # a project still stored: as before
+        assert [m.version for m in await storage.models.list(2)] == ["v1"]
+    finally:
+        await storage.close()
+
+
+async def test_a_model_being_stored_as_the_forget_starts_is_deleted_with_the_rest(postgres_url):
+    """PostgreSQL runs writers side by side: `forget` waits for a model's transaction holding the project's lock
+    (as `ModelStore.save` does), then deletes its row too. Without the lock it committed first, and the model
+    stored after it stayed, a project's row again."""
+    storage = Storage(postgres_url)
+    try:
+        await storage.history.upsert(1, [change(1)])
+        async with storage.engine.begin() as conn:
+            await lock_project(conn, MODEL_LOCK, 1)
+            forgetting = asyncio.create_task(forget_project(storage.engine, 1))
+            await asyncio.sleep(0.5)
+            assert not forgetting.done()
+            await conn.execute(sa.insert(models).values(project_id=1, version="v1", created_at=utcnow(), blob=b"m",
+                                                        active=True))
+        assert (await forgetting)["models"] == 1
+        assert await project_rows(storage.engine, 1) == NOTHING
+    finally:
+        await storage.close()
+
+
+async def test_a_retraining_that_ends_after_the_forget_stores_no_model(learned):
+    """The fit takes seconds to minutes in the background; the model it stored after the forget brought the
+    project back, and a new project under its id adopted the forgotten history's model."""
+    engine = Engine(learned, retrain_labels=4, holdout=60, snapshot_every=None)
+    async with engine.use(PID, SETTINGS) as rec:
+        rec.model_ = None  # the first model is compared with the graph score: it would be stored
+    await rejections(learned, 4)
+    await engine.learn_new(PID, SETTINGS)  # four labels: the retraining starts, and needs the project's lock
+    async with engine.use(PID, SETTINGS):
+        await forget_project(learned.engine, PID)
+    await engine.wait_background()
+    assert await project_rows(learned.engine, PID) == NOTHING
+
+
+async def test_a_retraining_waiting_while_the_engine_drops_the_project_stores_no_model(learned):
+    """The retraining, started before the forget, gets the project's lock only after a use that found the project
+    forgotten and started it over: the rows it names are the ones its recommender saw, not the new project's."""
+    now = [0.0]
+    engine = Engine(learned, retrain_labels=None, retrain_seconds=3600, holdout=60, snapshot_every=None,
+                    clock=lambda: now[0])
+    async with engine.use(PID, SETTINGS) as rec:
+        rec.model_ = None
+    await rejections(learned, 4)
+    await engine.learn_new(PID, SETTINGS)
+    now[0] += 3600  # the retraining is due, and so is a look at the history
+    async with engine.use(PID, SETTINGS):
+        await forget_project(learned.engine, PID)
+        now[0] += engine.refresh_seconds
+        looking = asyncio.create_task(engine.learn_new(PID, SETTINGS))  # the next event: waits for the lock
+        await asyncio.sleep(0)
+        engine.retrain_due()  # the timer: its retraining waits for the lock behind that event
+    await looking
+    assert engine.changes_seen(PID) == 0
+    await engine.wait_background()
+    assert await project_rows(learned.engine, PID) == NOTHING
+
+
+async def test_a_snapshot_written_at_shutdown_after_the_forget_is_not_stored(database_url):
+    storage = Storage(database_url)
+    try:
+        await storage.history.upsert(1, [change(i) for i in range(12)])
+        engine = Engine(storage, snapshot_every=10)
+        async with engine.use(1, SETTINGS):
+            pass
+        await engine.wait_background()
+        await storage.history.upsert(1, [change(12)])
+        async with engine.use(1, SETTINGS):  # observed, not in a snapshot yet
+            pass
+        await forget_project(storage.engine, 1)
+        await engine.close()  # the project was not looked at since: its last snapshot is refused
+        assert await project_rows(storage.engine, 1) == NOTHING
+    finally:
+        await storage.close()
+
+
+async def test_a_running_engine_drops_a_forgotten_project_and_starts_it_over_as_a_new_one(learned):
+    now = [0.0]
+    engine = Engine(learned, retrain_labels=4, holdout=60, snapshot_every=None, clock=lambda: now[0])
+    async with engine.use(PID, SETTINGS) as rec:
+        rec.model_ = None
+        held = weakref.ref(rec)
+    del rec
+    await rejections(learned, 3)
+    await engine.learn_new(PID, SETTINGS)  # three labels: one short of a retraining
+    await forget_project(learned.engine, PID)
+    async with engine.use(PID, SETTINGS) as same:  # within refresh_seconds the history is not looked at
+        assert same is held()
+    del same
+    now[0] += engine.refresh_seconds
+    async with engine.use(PID, SETTINGS) as fresh:
+        assert fresh.og.changes == 0 and fresh.feedback.labels == 0
+    assert held() is None and engine.changes_seen(PID) == 0  # its graph and ranker are freed
+    await store_history(learned)  # the history imported again, as a new project's
+    await rejections(learned, 1, first_event=10, mr_iid=901)
+    await engine.learn_new(PID, SETTINGS)
+    await engine.wait_background()
+    assert engine.changes_seen(PID) == await learned.history.count(PID)
+    assert await learned.models.list(PID) == []  # the new project's one label: the forgotten three do not count
+
+
+async def test_the_next_event_of_a_forgotten_project_imports_its_history_again(handler_env):
+    """The process kept the project as imported: its events after the forget ran on an empty history ("no
+    review history yet") until a restart. It reads the project's row again every `backfill_recheck` seconds."""
+    env = await handler_env()
+    imported = await env.storage.history.count(env.pid)
+    async with make_dispatch(env.settings, env.storage, Metrics(), retry=FAST_RETRY, backfill_wait=600.0,
+                             backfill_recheck=0.2) as dispatch:
+        before = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/m1.py"])
+        await dispatch_outbox(env.state, dispatch)
+        assert len(marker_notes(env.state, before)) == 1
+        await forget_project(env.storage.engine, env.pid)
+        await asyncio.sleep(0.3)
+        mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/m1.py"])
+        [opened] = take_events(env.state)
+        row = event_row(opened.event_name, opened.body)
+        with pytest.raises(AwaitingHistory) as parked:  # parked for the import, as a new project's first event
+            await dispatch(row)
+        await parked.value.wakes
+        assert await env.storage.history.count(env.pid) == imported
+        await dispatch(dataclasses.replace(row, last_error=str(parked.value)))
+    assert len(marker_notes(env.state, mr)) == 1 and "no review history" not in marker_notes(env.state, mr)[0].body
+    assert (await env.storage.projects.get(env.pid)).backfill_done

@@ -137,8 +137,8 @@ def _forget(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("forget", help="delete everything stored about a project (history, feedback, events...)",
                        description="Delete a project's history, suggestions, feedback, comment records, opt-outs, "
                                    "models, snapshots, events and its row, in one transaction. Without --yes, "
-                                   "only say what would go. Remove the project's webhook first, and restart "
-                                   "the bot's processes afterwards.")
+                                   "only say what would go. Remove the project's webhook first: while its "
+                                   "events still come, running processes import its history again.")
     p.add_argument("--project", required=True, metavar="ID", help="the project's numeric id or group/project path")
     p.add_argument("--yes", action="store_true", help="delete (without it, nothing is deleted)")
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)

@@ -1,8 +1,10 @@
 """`reviewbot forget --project ID [--yes]`: delete everything the bot stored about one project.
 
-Without `--yes` it only counts what would go, so a mistyped id costs nothing. Running processes keep the
-project's graph in memory (and write new rows if its webhook still sends events): the command says to remove
-the webhook first and to restart them afterwards.
+Without `--yes` it only counts what would go, so a mistyped id costs nothing. Running processes need no
+restart: each drops the project from memory at its next look at the history (`bot.engine`), and what they were
+still computing for it is not stored (`bot.storage.history.require_rows`). If its webhook still sends events,
+the next ones import the history again, as a new project's (`bot.backfill.Backfills`): the command says to
+remove the hook.
 """
 from __future__ import annotations
 
@@ -45,9 +47,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"project {pid}: would delete {listed}\nnothing deleted: run again with --yes to delete")
         return 0
     print(f"project {pid}: deleted {listed}\n"
-          "restart the bot's processes: each keeps the project's graph in memory until then. If the project's "
-          "webhook still sends events, its next one imports the history again: remove the hook in GitLab "
-          "(Settings > Webhooks).")
+          "running bot processes drop it from memory at its next event. If the project's webhook still sends "
+          "events, the next ones import the history again: remove the hook in GitLab (Settings > Webhooks).")
     return 0
 
 

@@ -29,7 +29,7 @@ import aiohttp
 from gidgetlab.routing import Router
 
 from bot import shutdown
-from bot.backfill import Backfills
+from bot.backfill import DONE_RECHECK, Backfills
 from bot.config import ConfigError, Settings
 from bot.engine import Engine
 from bot.gitlab.client import GitLabClient, RetryPolicy
@@ -273,6 +273,7 @@ def make_engine(settings: Settings, storage: Storage, max_projects: int | None =
 async def make_dispatch(
     settings: Settings, storage: Storage, metrics: Metrics, *, retry: RetryPolicy | None = None,
     backfill_wait: float = BACKFILL_WAIT, backfill_imports: int = BACKFILL_IMPORTS, max_projects: int | None = None,
+    backfill_recheck: float = DONE_RECHECK,
 ) -> AsyncIterator[Dispatch]:
     """The handlers' dispatch, with one HTTP session for its whole life (closed, with backfills, on exit)."""
     if settings.gitlab.token is None or not settings.gitlab.token.get_secret_value():
@@ -281,7 +282,7 @@ async def make_dispatch(
         await check_gitlab(session, settings)
         client = GitLabClient(session, url=settings.gitlab.url, token=settings.gitlab.token.get_secret_value(),
                               retry=retry, on_error=_counter(metrics))
-        backfills = Backfills(client, storage, wait=backfill_wait, imports=backfill_imports)
+        backfills = Backfills(client, storage, wait=backfill_wait, imports=backfill_imports, recheck=backfill_recheck)
         services = Services(settings, storage, metrics, client, make_engine(settings, storage, max_projects),
                             backfills, BotIdentity(client, settings.gitlab.bot_username))
         schedule = asyncio.create_task(_retrain_on_schedule(services.engine), name="retrain-schedule")

@@ -7,6 +7,7 @@ from bot.storage.comments import CommentRow
 from bot.storage.db import StorageError, utcnow
 from bot.storage.events import EventRow, backoff_delay, dedupe_key_for
 from bot.storage.facade import Storage
+from bot.storage.history import HistoryGone
 from bot.storage.migrate import SchemaOutOfDate, migrate, schema_is_current
 from bot.storage.models import ModelRow
 from bot.storage.projects import ProjectRow
@@ -14,7 +15,7 @@ from bot.storage.snapshots import SnapshotRow
 from bot.storage.suggestions import FEEDBACK_LABELS, FeedbackRow, SuggestionRow
 
 __all__ = [
-    "Storage", "StorageError", "SchemaOutOfDate", "migrate", "schema_is_current", "utcnow",
+    "Storage", "StorageError", "HistoryGone", "SchemaOutOfDate", "migrate", "schema_is_current", "utcnow",
     "EventRow", "CommentRow", "ModelRow", "ProjectRow", "SnapshotRow", "SuggestionRow", "FeedbackRow",
     "FEEDBACK_LABELS",
     "backoff_delay", "dedupe_key_for",

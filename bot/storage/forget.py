@@ -5,12 +5,18 @@ Why: an operator who takes the bot off a project (or whose project was deleted o
 review history, its people's feedback and its events for good, and the dashboard keeps listing it. `prune`
 only ages rows out; this is the way to remove a project's data on purpose. Usernames (`people`) are the
 instance's, not a project's, and are kept.
+
+A retraining or a snapshot of the project running meanwhile in a bot process stores nothing once this has
+committed (`bot.storage.history.require_rows`); on PostgreSQL the deletion first takes the project's locks
+those writers take, so one committing at the same moment is either deleted with the rest or finds the history
+gone.
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.storage.db import MODEL_LOCK, SNAPSHOT_LOCK, lock_project
 from bot.storage.tables import (bot_comments, events, feedback, feedback_times, history, models, optouts, projects,
                                 snapshots, suggestions)
 
@@ -43,5 +49,7 @@ async def forget_project(engine: AsyncEngine, project_id: int) -> dict[str, int]
     """Delete the project's rows from every table, in one transaction: all or nothing. Returns the rows deleted
     of each table."""
     async with engine.begin() as conn:
+        for kind in (MODEL_LOCK, SNAPSHOT_LOCK):  # a model or snapshot being stored now commits first
+            await lock_project(conn, kind, project_id)
         return {name: (await conn.execute(sa.delete(table).where(column == project_id))).rowcount
                 for name, table, column in PROJECT_TABLES}

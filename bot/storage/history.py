@@ -5,18 +5,40 @@ request (and a backfill may be resumed); the last report wins and nothing is cou
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.storage.db import IN_CHUNK, insert_for
 from bot.storage.tables import history
 from graph.model import Change
 
-__all__ = ["HistoryStore"]
+__all__ = ["HistoryStore", "HistoryGone", "require_rows"]
 
 BATCH = 500
+
+
+class HistoryGone(LookupError):
+    """The history rows a model or snapshot was built from are stored no more: `reviewbot forget` deleted the
+    project (nothing else deletes history rows)."""
+
+
+async def require_rows(conn: AsyncConnection, project_id: int, row_ids: Collection[int]) -> None:
+    """Raise `HistoryGone` unless the project's history still holds one of `row_ids` (none given: no check).
+
+    Why: a retraining or a snapshot runs in the background for seconds to minutes, and `reviewbot forget` may
+    delete the project meanwhile; what it then stored would bring the project back (a model, a snapshot), and
+    a new project under that id would start from the forgotten history. Call it after the transaction's first
+    write: SQLite then holds its write lock, so no forget commits between this read and the commit (PostgreSQL:
+    the writer and `forget_project` take the project's advisory lock).
+    """
+    if not row_ids:
+        return
+    stmt = sa.select(sa.exists().where(history.c.project_id == project_id, history.c.id.in_(sorted(row_ids))))
+    if not (await conn.execute(stmt)).scalar():
+        raise HistoryGone(f"project {project_id}'s history was deleted (reviewbot forget) while this was built "
+                          "from it: not stored")
 
 
 def _values(project_id: int, change: Change) -> dict[str, Any]:

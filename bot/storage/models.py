@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage.db import MODEL_LOCK, lock_project, utcnow
+from bot.storage.history import require_rows
 from bot.storage.tables import models
 
 __all__ = ["ModelRow", "ModelStore", "MODELS_KEPT"]
@@ -44,7 +45,9 @@ def _row(row: sa.Row[Any]) -> ModelRow:
 class ModelStore:
     """Save, list, activate and prune model versions. Writes of one project take its advisory lock
     (PostgreSQL), so two processes activating at once leave one active version, not two. Each save prunes
-    the project's versions to the active one and the `MODELS_KEPT` newest."""
+    the project's versions to the active one and the `MODELS_KEPT` newest. A model fitted on a project's history
+    names rows of it (`built_on`): once `reviewbot forget` deleted them, saving raises `HistoryGone` and stores
+    nothing."""
 
     def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
@@ -52,17 +55,18 @@ class ModelStore:
 
     async def save(
         self, project_id: int, version: str, blob: bytes, *, backtest_score: float | None = None,
-        activate: bool = True,
+        activate: bool = True, built_on: Collection[int] = (),
     ) -> int:
         """Store a new version (unique per project); with `activate`, it becomes the only active one."""
         async with self.engine.begin() as conn:
             await lock_project(conn, MODEL_LOCK, project_id)
             model_id = await self._insert(conn, project_id, version, blob, backtest_score, activate)
+            await require_rows(conn, project_id, built_on)
             await conn.execute(self._prune_statement(MODELS_KEPT, project_id))
             return model_id
 
     async def save_replacing(self, project_id: int, version: str, blob: bytes, *, expected: str | None,
-                             backtest_score: float | None = None) -> bool:
+                             backtest_score: float | None = None, built_on: Collection[int] = ()) -> bool:
         """Store a new version and make it the active one if the active version is still `expected` (None: no
         active model), else store it inactive; True when it became active.
 
@@ -73,6 +77,7 @@ class ModelStore:
             current = (await conn.execute(self._active_query(project_id, models.c.version))).scalar()
             activate = current == expected
             await self._insert(conn, project_id, version, blob, backtest_score, activate)
+            await require_rows(conn, project_id, built_on)
             await conn.execute(self._prune_statement(MODELS_KEPT, project_id))
             return activate
 

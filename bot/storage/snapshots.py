@@ -8,18 +8,20 @@ rows stored after it.
 
 Several workers may write at once: each save is one transaction that inserts its row and prunes the
 project's older ones (serialised per project by an advisory lock on PostgreSQL; SQLite serialises writers
-anyway). The most advanced snapshots (most history rows seen, then newest) are the ones kept and read.
+anyway). The most advanced snapshots (most history rows seen, then newest) are the ones kept and read. A
+snapshot whose history `reviewbot forget` deleted while it was encoded is not stored (`HistoryGone`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.storage.db import SNAPSHOT_LOCK, lock_project, utcnow
+from bot.storage.history import require_rows
 from bot.storage.tables import snapshots
 
 __all__ = ["SnapshotRow", "SnapshotStore", "KEEP"]
@@ -60,9 +62,11 @@ class SnapshotStore:
         self.clock = clock
 
     async def save(self, project_id: int, blob: bytes, *, format: str, config: str, history_count: int,
-                   history_time: int | None, boundary: Sequence[int], keep: int = KEEP) -> int:
+                   history_time: int | None, boundary: Sequence[int], keep: int = KEEP,
+                   built_on: Collection[int] = ()) -> int:
         """Store a snapshot; keep the project's `keep` most advanced ones of this `format` and `config` and
-        drop the others (written by older code or other settings, so of no use to the writer); return its id."""
+        drop the others (written by older code or other settings, so of no use to the writer); return its id.
+        `built_on`: history row ids it has seen (its `boundary`); `HistoryGone` when none is stored any more."""
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         async with self.engine.begin() as conn:
@@ -73,6 +77,7 @@ class SnapshotStore:
                 size=len(blob), blob=blob,
             ).returning(snapshots.c.id)
             new_id = int((await conn.execute(stmt)).scalar_one())
+            await require_rows(conn, project_id, built_on)
             kept = sa.select(snapshots.c.id).where(
                 snapshots.c.project_id == project_id, snapshots.c.format == format, snapshots.c.config == config,
             ).order_by(*_ORDER).limit(keep)
