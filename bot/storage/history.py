@@ -25,7 +25,8 @@ class HistoryGone(LookupError):
 
 
 async def require_rows(conn: AsyncConnection, project_id: int, row_ids: Collection[int]) -> None:
-    """Raise `HistoryGone` unless the project's history still holds one of `row_ids` (none given: no check).
+    """Raise `HistoryGone` unless the project's history still holds `row_ids` (none given: no check). One of
+    them is read: history rows go only all together, and a row replaced by an upsert keeps its id.
 
     Why: a retraining or a snapshot runs in the background for seconds to minutes, and `reviewbot forget` may
     delete the project meanwhile; what it then stored would bring the project back (a model, a snapshot), and
@@ -35,7 +36,7 @@ async def require_rows(conn: AsyncConnection, project_id: int, row_ids: Collecti
     """
     if not row_ids:
         return
-    stmt = sa.select(sa.exists().where(history.c.project_id == project_id, history.c.id.in_(sorted(row_ids))))
+    stmt = sa.select(sa.exists().where(history.c.project_id == project_id, history.c.id == max(row_ids)))
     if not (await conn.execute(stmt)).scalar():
         raise HistoryGone(f"project {project_id}'s history was deleted (reviewbot forget) while this was built "
                           "from it: not stored")
