@@ -345,6 +345,11 @@ class Backfills:
         self._tasks: dict[int, asyncio.Task[BackfillProgress]] = {}
         self._deadlines: dict[int, float] = {}
 
+    def forget(self, project_id: int) -> None:
+        """The project was forgotten (`reviewbot forget`, found by the engine): its next event reads its row
+        again, without waiting for `recheck`, and imports its history as a new project's."""
+        self._done.pop(project_id, None)
+
     def running(self, project_id: int) -> bool:
         """Whether an import of the project is under way (or waiting its turn) in this process."""
         task = self._tasks.get(project_id)

@@ -153,6 +153,8 @@ class Engine:
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._authors: OrderedDict[tuple[int, int], str] = OrderedDict()  # (project, MR iid) -> author
+        # called with a project's id when it is found forgotten: `Backfills.forget`, so its next event imports it
+        self.on_forgotten: list[Callable[[int], None]] = []
 
     def __contains__(self, project_id: int) -> bool:
         return project_id in self._entries
@@ -255,7 +257,7 @@ class Engine:
 
     def _forget(self, project_id: int, entry: _Entry, count: int) -> None:
         """Drop what is held of a project whose history rows were deleted (`reviewbot forget`): its recommender,
-        its bookkeeping, the authors of its open MRs. The graph holds no reference cycles: it is freed at once,
+        its bookkeeping, the authors of its open MRs; `on_forgotten` is told. The graph holds no reference cycles: it is freed at once,
         frozen (`FREEZE_AFTER`) or not (measured: a 25k-change graph gone without a collection, whose memory the
         next project built reused; unfreezing and collecting took 0.3 s more and gave nothing back)."""
         log.info(kv("project forgotten (its history was deleted): recommender dropped", project_id=project_id,
@@ -263,6 +265,8 @@ class Engine:
         entry.forget(self.clock())
         for key in [k for k in self._authors if k[0] == project_id]:
             del self._authors[key]
+        for hook in self.on_forgotten:
+            hook(project_id)
 
     async def _catch_up(self, project_id: int, entry: _Entry, *, history: bool = True) -> bool:
         """Observe only the rows the recommender has not seen, and learn the labels stored since it last

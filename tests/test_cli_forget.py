@@ -282,3 +282,32 @@ async def test_the_next_event_of_a_forgotten_project_imports_its_history_again(h
         await dispatch(dataclasses.replace(row, last_error=str(parked.value)))
     assert len(marker_notes(env.state, mr)) == 1 and "no review history" not in marker_notes(env.state, mr)[0].body
     assert (await env.storage.projects.get(env.pid)).backfill_done
+
+
+async def test_the_event_that_finds_the_project_forgotten_has_the_next_one_import_it(handler_env):
+    """Within `backfill_recheck` (30 s) of reading the project's row, the process takes its import as done: that
+    event goes on with no history, and the engine finds the project forgotten. It tells the imports: the next
+    event imports the history again."""
+    env = await handler_env()
+    imported = await env.storage.history.count(env.pid)
+    async with make_dispatch(env.settings, env.storage, Metrics(), retry=FAST_RETRY, backfill_wait=600.0) as dispatch:
+        engine = dispatch.args[0].engine
+        env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/m1.py"])
+        await dispatch_outbox(env.state, dispatch)
+        await forget_project(env.storage.engine, env.pid)
+        await asyncio.sleep(engine.refresh_seconds)  # the engine looks at the history at its next use
+        env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/m1.py"])
+        [opened] = take_events(env.state)
+        await dispatch(event_row(opened.event_name, opened.body))  # not parked: the import is taken as done
+        assert engine.changes_seen(env.pid) == 0
+        take_events(env.state)  # what the bot's comment caused
+        mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/m1.py"])
+        [opened] = take_events(env.state)
+        row = event_row(opened.event_name, opened.body)
+        with pytest.raises(AwaitingHistory) as parked:
+            await dispatch(row)
+        await parked.value.wakes
+        assert await env.storage.history.count(env.pid) == imported
+        await dispatch(dataclasses.replace(row, last_error=str(parked.value)))
+        assert engine.changes_seen(env.pid) == imported
+    assert len(marker_notes(env.state, mr)) == 1 and "no review history" not in marker_notes(env.state, mr)[0].body

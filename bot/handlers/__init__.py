@@ -285,6 +285,7 @@ async def make_dispatch(
         backfills = Backfills(client, storage, wait=backfill_wait, imports=backfill_imports, recheck=backfill_recheck)
         services = Services(settings, storage, metrics, client, make_engine(settings, storage, max_projects),
                             backfills, BotIdentity(client, settings.gitlab.bot_username))
+        services.engine.on_forgotten.append(backfills.forget)
         schedule = asyncio.create_task(_retrain_on_schedule(services.engine), name="retrain-schedule")
         try:
             yield functools.partial(dispatch_event, services)
