@@ -116,9 +116,10 @@ class Engine:
     A project's recommender starts warm from its latest snapshot (`storage.snapshots`) and observes only the
     rows stored after it; without a usable snapshot it replays the whole history. At use, the history's row
     count is read at most every `refresh_seconds` (at once after this process stored history), and rows
-    stored by any process are observed. A count below the rows observed means the project was forgotten
-    (`reviewbot forget`, the only deleter of history rows): what was held of it is dropped, and it is built
-    again from what the history holds now, as a new project is. Once `snapshot_every` rows have been observed
+    stored by any process are observed. A count below the rows observed, the newest row observed gone (read in
+    the same statement), or an active model gone that the recommender ranked with, means the project was
+    forgotten (`reviewbot forget` is the only deleter of either): what was held of it is dropped, and it is
+    built again from what the history holds now, as a new project is. Once `snapshot_every` rows have been observed
     since the last snapshot (projects smaller than that get none), a new one is written in the background;
     `close()` writes the rest at shutdown. `snapshot_every=None` writes none (reading still happens).
 
@@ -245,22 +246,23 @@ class Engine:
         if current and writes == entry.writes and label_writes == entry.label_writes and \
                 now - entry.checked_at < self.refresh_seconds:
             return
-        count = await self.storage.history.count(project_id)
-        if count < entry.count:
+        count, holding = await self.storage.history.count_holding(project_id, max(entry.boundary, default=None))
+        if count < entry.count or not holding:
             self._forget(project_id, entry, count)
             current = False
         entry.checked_at, entry.writes, entry.label_writes = now, writes, label_writes
         if current and await self._catch_up(project_id, entry, history=count != entry.count):
-            await self._follow_model(project_id, entry)
-            return
+            if not await self._follow_model(project_id, entry):
+                return
+            self._forget(project_id, entry, count)
         await self._rebuild(project_id, entry, config)
 
     def _forget(self, project_id: int, entry: _Entry, count: int) -> None:
-        """Drop what is held of a project whose history rows were deleted (`reviewbot forget`): its recommender,
-        its bookkeeping, the authors of its open MRs; `on_forgotten` is told. The graph holds no reference cycles: it is freed at once,
-        frozen (`FREEZE_AFTER`) or not (measured: a 25k-change graph gone without a collection, whose memory the
-        next project built reused; unfreezing and collecting took 0.3 s more and gave nothing back)."""
-        log.info(kv("project forgotten (its history was deleted): recommender dropped", project_id=project_id,
+        """Drop what is held of a project `reviewbot forget` deleted: its recommender, its bookkeeping, the authors
+        of its open MRs; `on_forgotten` is told. The graph holds no reference cycles: it is freed at once, frozen
+        (`FREEZE_AFTER`) or not (measured: a 25k-change graph gone without a collection, whose memory the next
+        project built reused; unfreezing and collecting took 0.3 s more and gave nothing back)."""
+        log.info(kv("project forgotten (its rows were deleted): recommender dropped", project_id=project_id,
                     changes=entry.count, stored=count))
         entry.forget(self.clock())
         for key in [k for k in self._authors if k[0] == project_id]:
@@ -368,20 +370,28 @@ class Engine:
                 return
 
     # -- models ----------------------------------------------------------------------------------------
-    async def _follow_model(self, project_id: int, entry: _Entry) -> None:
+    async def _follow_model(self, project_id: int, entry: _Entry) -> bool:
         """Rank with the model another process activated since (`learning.follow_active`; under the entry's
         lock already): one small read of the active version at each look at the history. A model that cannot
-        be adopted (unreadable, another code version's width during a rolling deploy) is not read again."""
+        be adopted (unreadable, another code version's width during a rolling deploy) is not read again.
+
+        True when the project has no active model while the recommender ranks with a stored one: only
+        `reviewbot forget` deletes an active model. Why look here too: on SQLite, history imported again after
+        the forget may take the very row ids the forgotten rows had (it reuses the largest ones), and then the
+        row count and the rows seen match again; the active model that went with the forget tells it."""
         rec = entry.recommender
         if not isinstance(rec, LearnedRecommender):
-            return
+            return False
         before = rec.model_version
         version = await learning.follow_active(self.storage, project_id, rec, None, skip=entry.unadoptable)
+        if version is None and before is not None:
+            return True
         if version is None or version == rec.model_version:
             if version != before:
                 log.info(kv("model another process activated adopted", project_id=project_id, version=version))
-            return
+            return False
         entry.unadoptable = version
+        return False
 
     async def _models_for(self, project_id: int, rec: GraphRecommender) -> None:
         """A (re)built recommender adopts the project's active stored model, and the prior if wanted."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import pickle
 import weakref
 
 import pytest
@@ -258,6 +259,43 @@ async def test_a_running_engine_drops_a_forgotten_project_and_starts_it_over_as_
     await engine.wait_background()
     assert engine.changes_seen(PID) == await learned.history.count(PID)
     assert await learned.models.list(PID) == []  # the new project's one label: the forgotten three do not count
+
+
+async def test_a_forgotten_project_whose_history_came_back_before_the_engine_looked_is_dropped(learned):
+    """Another process imported the history again before this one looked: as many rows as it had seen, and the
+    engine kept ranking with what it had learned of the forgotten project (its feedback). The newest row it saw
+    is read with the count: gone."""
+    now = [0.0]
+    engine = Engine(learned, retrain_labels=None, snapshot_every=None, clock=lambda: now[0])
+    await rejections(learned, 3)
+    async with engine.use(PID, SETTINGS) as rec:
+        assert rec.feedback.labels == 3
+    await learned.history.upsert(PID + 1, [change(1)])  # another project's row after them: new ids on SQLite too
+    await forget_project(learned.engine, PID)
+    await store_history(learned)  # as another process's import would
+    now[0] += engine.refresh_seconds
+    async with engine.use(PID, SETTINGS) as fresh:
+        assert fresh is not rec and fresh.feedback.labels == 0
+        assert engine.changes_seen(PID) == await learned.history.count(PID)
+
+
+async def test_a_forgotten_project_imported_again_before_the_engine_looks_is_dropped_all_the_same(learned):
+    """As above, with the re-imported rows under the forgotten rows' ids (SQLite reuses the largest): the count and
+    the rows seen match. The active model the recommender ranked with is gone: only the forget deletes one."""
+    from tests.test_retrain import trained
+
+    await learned.models.save(PID, "v1", pickle.dumps(trained().model_, 5))
+    now = [0.0]
+    engine = Engine(learned, retrain_labels=None, snapshot_every=None, clock=lambda: now[0])
+    await rejections(learned, 3)
+    async with engine.use(PID, SETTINGS) as rec:
+        assert rec.model_version == "v1" and rec.feedback.labels == 3
+    await forget_project(learned.engine, PID)
+    await store_history(learned)  # as another process's import would
+    now[0] += engine.refresh_seconds
+    async with engine.use(PID, SETTINGS) as fresh:
+        assert fresh is not rec and fresh.model_version is None and fresh.feedback.labels == 0
+        assert fresh.og.changes == len(await learned.history.load(PID))
 
 
 async def test_the_next_event_of_a_forgotten_project_imports_its_history_again(handler_env):

@@ -126,6 +126,18 @@ class HistoryStore:
         async with self.engine.connect() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
+    async def count_holding(self, project_id: int, row_id: int | None) -> tuple[int, bool]:
+        """How many changes the project has, and whether row `row_id` is one of them (True for None), in one
+        statement. Why: a reader that has seen the rows (the engine) learns that `reviewbot forget` deleted them
+        even when as many were imported again since (a row replaced by an upsert keeps its id). SQLite may give
+        re-imported rows the very ids of the deleted ones, when those were the largest."""
+        where = history.c.project_id == project_id
+        holding = sa.func.count(sa.case((history.c.id == row_id, 1))) if row_id is not None else sa.literal(1)
+        stmt = sa.select(sa.func.count(), holding).select_from(history).where(where)
+        async with self.engine.connect() as conn:
+            count, held = (await conn.execute(stmt)).one()
+        return int(count), bool(held)
+
     async def latest_time(self, project_id: int) -> int | None:
         """The newest change's time (Unix seconds), or None for a project without history."""
         stmt = sa.select(sa.func.max(history.c.time)).where(history.c.project_id == project_id)
