@@ -132,8 +132,8 @@ class HistoryStore:
         even when as many were imported again since (a row replaced by an upsert keeps its id). SQLite may give
         re-imported rows the very ids of the deleted ones, when those were the largest."""
         where = history.c.project_id == project_id
-        holding = sa.func.count(sa.case((history.c.id == row_id, 1))) if row_id is not None else sa.literal(1)
-        stmt = sa.select(sa.func.count(), holding).select_from(history).where(where)
+        holding = (sa.exists().where(where, history.c.id == row_id) if row_id is not None else sa.true())
+        stmt = sa.select(sa.select(sa.func.count()).where(where).scalar_subquery(), holding)
         async with self.engine.connect() as conn:
             count, held = (await conn.execute(stmt)).one()
         return int(count), bool(held)
