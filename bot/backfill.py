@@ -35,7 +35,8 @@ from bot.storage.people import PeopleStore
 from graph.model import Change
 
 __all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr", "change_id", "fetch_change",
-           "drop_idle_picks", "BOT_PICK", "is_bot_pick", "under_lease", "process_name", "IMPORT_LEASE", "DONE_RECHECK"]
+           "drop_idle_picks", "BOT_PICK", "AUTOMATION", "is_bot_pick", "is_automated", "under_lease", "process_name",
+           "IMPORT_LEASE", "DONE_RECHECK"]
 
 log = logging.getLogger("bot.backfill")
 
@@ -91,20 +92,29 @@ def change_from_mr(mr: MergeRequest, files: Sequence[ChangedFile], approvers: Se
 
 
 BOT_PICK = {"by": "bot"}  # the value of the `assigned` rows of the reviews the bot requested itself
+AUTOMATION = {"by": "automation"}  # ... of the `assigned` and `removed` rows of another automation's reviewer
+# change (a roulette script, a project access token's job): it asks people, the team chose nobody
 ACTED = frozenset({"approved", "reviewed"})  # labels by which a person took up the review (not `commented`: a
 # reply in a thread the bot started answers the request, "can someone else take this?" as often as not)
-ASKED = frozenset({"accepted", "assigned"})  # ... by which a person (not the bot) asked them, until "removed"
+ASKED = frozenset({"accepted", "assigned"})  # ... by which a person (not a bot) asked them, until "removed"
 
 
 def is_bot_pick(row: FeedbackRow) -> bool:
-    """An `assigned` row of a review the bot requested itself (not a person choosing the reviewer)."""
-    return row.label == "assigned" and row.value == BOT_PICK
+    """An `assigned` row of a review the bot, or another automation, requested (not a person choosing the
+    reviewer)."""
+    return row.label == "assigned" and row.value in (BOT_PICK, AUTOMATION)
+
+
+def is_automated(row: FeedbackRow) -> bool:
+    """A reviewer label no person's choice: a review requested by the bot or another automation
+    (`is_bot_pick`), or another automation's removal of a reviewer (no rejection by the team)."""
+    return is_bot_pick(row) or (row.label == "removed" and row.value == AUTOMATION)
 
 
 def unacted_picks(change: Change, rows: Iterable[FeedbackRow]) -> list[str]:
-    """The reviewers of `change` the bot requested (`rows`: the MR's feedback, oldest first) who did not
-    approve, comment or merge it and whom no person asked for review as well (a person's request taken back
-    by a removal no longer counts).
+    """The reviewers of `change` the bot or another automation requested (`rows`: the MR's feedback, oldest
+    first) who did not approve, comment or merge it and whom no person asked for review as well (a person's
+    request taken back by a removal no longer counts).
 
     >>> from datetime import datetime
     >>> row = lambda p, label, value=None: FeedbackRow(1, None, 1, 7, p, label, value, datetime.now(), None)
@@ -112,6 +122,9 @@ def unacted_picks(change: Change, rows: Iterable[FeedbackRow]) -> list[str]:
     >>> unacted_picks(c, [row("bob", "assigned", BOT_PICK), row("cy", "assigned", BOT_PICK), row("dee", "assigned")])
     ['bob']
     >>> unacted_picks(c, [row("dee", "accepted"), row("dee", "removed"), row("dee", "assigned", BOT_PICK)])
+    ['dee']
+    >>> unacted_picks(c, [row("dee", "assigned"), row("dee", "removed", AUTOMATION),
+    ...                   row("dee", "assigned", AUTOMATION)])
     ['dee']
     """
     picked, asked, acted = set(), set(), {p.casefold() for p in (*change.ackers, change.committer)}
@@ -130,11 +143,13 @@ def unacted_picks(change: Change, rows: Iterable[FeedbackRow]) -> list[str]:
 
 async def drop_idle_picks(client: GitLabClient, project_id: int, iid: int, change: Change,
                           rows: Iterable[FeedbackRow]) -> tuple[Change, list[str]]:
-    """`change` without the reviews the bot requested that nobody took up (`unacted_picks` whose GitLab review
-    state is still "unreviewed"; where GitLab has no review states, nobody is dropped), and who they were.
+    """`change` without the reviews the bot (or another automation) requested that nobody took up
+    (`unacted_picks` whose GitLab review state is still "unreviewed"; where GitLab has no review states, nobody
+    is dropped), and who they were.
 
     Why: a merged MR's reviewers are the history's truth, and a request left lying is not a review; the
-    recommender would learn its own suggestions back. GitLab is asked only when there is such a reviewer.
+    recommender would learn its own suggestions back, or a roulette's draws as the team's reviews. GitLab is
+    asked only when there is such a reviewer.
     """
     idle = unacted_picks(change, rows)
     if not idle:
@@ -161,9 +176,9 @@ async def fetch_change(client: GitLabClient, project_id: int, mr: MergeRequest, 
 async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[MergeRequest], concurrency: int,
                         bots: Collection[str], feedback: Mapping[int, list[FeedbackRow]],
                         people: PeopleStore | None = None) -> tuple[list[Change], int]:
-    """The page's MRs as changes, `concurrency` at a time, without the reviews the bot requested that
-    nobody took up (`feedback`: the page's rows by MR, as the merge webhook reads them); MRs GitLab no
-    longer finds are skipped, and so are MRs GitLab keeps failing to serve (5xx or no answer, after the
+    """The page's MRs as changes, `concurrency` at a time, without the reviews the bot (or an automation)
+    requested that nobody took up (`feedback`: the page's rows by MR, as the merge webhook reads them); MRs
+    GitLab no longer finds are skipped, and so are MRs GitLab keeps failing to serve (5xx or no answer, after the
     client's retries) while it serves the others: a huge or broken diff must not stop the import at this
     page on every resume. When GitLab serves none of the page, it is down: the error is raised."""
     gate = asyncio.Semaphore(concurrency)

@@ -6,11 +6,13 @@ web module only loads the rows and renders the result.
 
 Definitions (one merge request is one unit, however often the bot re-suggested on it):
 * a merge request is **accepted** when someone the bot suggested on it later got an `accepted`, `approved`,
-  `reviewed` or `final_reviewer` label there (`assigned` never counts: it is the bot's own request, or a
-  reviewer the team added whom the last suggestion did not list, neither of them the team taking a suggestion);
+  `reviewed` or `final_reviewer` label there (`assigned` never counts: it is the bot's own request, another
+  automation's (a roulette script's, `bot.backfill.AUTOMATION`), or a reviewer the team added whom the last
+  suggestion did not list, none of them the team taking a suggestion);
   it counts in the week of the bot's first suggestion on it;
 * it is **awaiting the team** (pending) while it is open (neither merged nor closed), not accepted, and
-  has no row from a person yet: only the bot's own (`suggested`, `moved_down_<term>`, its own `assigned`).
+  has no row from a person yet: only the bot's own (`suggested`, `moved_down_<term>`, its own `assigned`) and
+  another automation's reviewer changes (`bot.backfill.is_automated`).
   The acceptance rate leaves these out (accepted over the merge requests the team responded to), so a
   bot installed today does not read "Accepted 0%" before anyone could answer it;
 * its **actual reviewers** are the `final_reviewer` people once merged, else whoever is currently a reviewer
@@ -24,8 +26,8 @@ Definitions (one merge request is one unit, however often the bot re-suggested o
 * **what the team took where a hand-set term chose**: per term (load spreading, the rejection streak's
   penalty, the lift for people on duty), the merge requests where the bot's latest suggestion put first
   someone the term moved ahead (a `moved_down_<term>` row beside its `suggested` row), and on how many of
-  them the team took that person, or the one the term moved down (any reviewer label but the bot's own
-  `assigned`). These are the votes the ranker learns the share of each term from.
+  them the team took that person, or the one the term moved down (any reviewer label but an `assigned` of
+  the bot's own or another automation's request). These are the votes the ranker learns the share of each term from.
 
 A merge request is merged when the history holds it (`merged`, given by the caller) or it has
 `final_reviewer` rows; closed when its last `closed` / `reopened` row is `closed`. A suggestion that named
@@ -40,7 +42,7 @@ from typing import Iterable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.backfill import is_bot_pick
+from bot.backfill import is_automated, is_bot_pick
 from bot.storage import FeedbackRow, SuggestionRow
 from graph.feedback import MOVED_BY, PUT_FIRST, REVIEWED, TERMS
 
@@ -243,7 +245,7 @@ class _Mr:
 
     def pending(self) -> bool:
         """Open and not accepted, with no row from a person yet (see the module docstring)."""
-        answered = any(r.label not in BOTS_OWN and not is_bot_pick(r) for r in self.feedback)
+        answered = any(r.label not in BOTS_OWN and not is_automated(r) for r in self.feedback)
         return not (answered or self.merged() or self.closed() or self.accepted())
 
     def closed(self) -> bool:

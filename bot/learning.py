@@ -36,7 +36,7 @@ from typing import Any, Collection, Iterable, Mapping, Protocol, Sequence
 
 import sqlalchemy as sa
 
-from bot.backfill import is_bot_pick
+from bot.backfill import is_automated
 from bot.logfmt import kv
 from bot.storage import FeedbackRow, HistoryGone, Storage, SuggestionRow
 from bot.threads import to_the_end
@@ -100,7 +100,8 @@ class Label:
     author: str = ""
     files: tuple[str, ...] = ()
     merged: bool = False
-    by_bot: bool = False  # an `assigned` row of a review the bot requested itself (`bot.backfill.is_bot_pick`)
+    by_bot: bool = False  # a reviewer row no person's choice: a review the bot or another automation requested,
+    # or an automation's removal (`bot.backfill.is_automated`)
 
 
 def _rank(people: Sequence[str] | None, person: str) -> int | None:
@@ -131,7 +132,7 @@ def _label(row: FeedbackRow, shown: SuggestionRow | None, merged: bool) -> Label
     return Label(row.id, row.mr_iid, row.person, row.label, row.created_at.timestamp(),
                  _rank(people, row.person) if row.suggestion_id else None,
                  author=(shown.author or "") if shown else "", files=tuple(shown.files or ()) if shown else (),
-                 merged=merged, by_bot=is_bot_pick(row))
+                 merged=merged, by_bot=is_automated(row))
 
 
 async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[list[Label], int]:
@@ -217,8 +218,9 @@ def replay(rec: GraphRecommender, items: Iterable[Change | Label], authors: Mapp
     for item in items:
         if isinstance(item, Change):
             rec.observe(item)
-        elif learner is not None and not item.by_bot:  # the bot's own request is not the team's choice: counted,
-            change = label_change(item, known, replayed)  # it reset the streak of the person the team removed
+        elif learner is not None and not item.by_bot:  # no choice of the team's: a bot's request, counted,
+            change = label_change(item, known, replayed)  # reset the streak of someone the team removed, and a
+            # roulette's removal was learned as the team turning them down
             learner.learn(change, item.person, item.label, time=item.time, rank=item.rank)
             learned += 1
     return learned

@@ -260,7 +260,8 @@ class LearnedRecommender(HandSetTerms, GraphRecommender):
         `MOVED_DOWN[term]` names who would have been first but for that hand-set term (whom the team then
         takes is a vote on it, `_vote`). `CLOSED` neither: the merge request was closed unmerged (`_closed`);
         `REOPENED`: ... and reopened (`_reopened`).
-        Only the team's labels come here: a review the bot requested itself is none (`bot.learning.replay`).
+        Only the team's labels come here: a review the bot requested itself is none, nor is another automation's
+        request or removal of a reviewer (`bot.learning.replay`).
         A thumb or an approval counts once per person and change, however often it is given, taken back and
         given again (`ONCE`).
         """

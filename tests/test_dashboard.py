@@ -378,6 +378,28 @@ async def test_an_approval_taken_back_leaves_the_open_reviews_gitlab_shows(handl
     assert {r.person: r.open for r in stats.load if r.open} == {"bob": 1}
 
 
+async def test_the_reviewers_a_roulette_asks_are_not_the_teams_on_the_dashboard(handler_env):
+    """A reviewer roulette (a project access token's script) asks bob, suggested first, and dee: the team took
+    no suggestion and chose nobody, as with the bot's own requests. The merge request awaits the team, and
+    neither counts as reviewing it, though both are open reviews as GitLab lists them; dee's submitted review
+    is the team's answer."""
+    env = await handler_env()
+    robot = env.state.add_user(f"project_{env.pid}_bot_5e1f")
+    env.state.add_member(env.tiny.project, robot, 40)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.dee], by=robot)
+    await env.run()
+    project = await env.storage.projects.get(env.pid)
+    stats = await load_stats(env.storage, project, now=utcnow())
+    assert (stats.suggested, stats.accepted, stats.pending) == (1, 0, 1)
+    assert {r.person: (r.open, r.reviewing) for r in stats.load if r.open} == {"bob": (1, 0), "dee": (1, 0)}
+    env.state.submit_review(mr, env.tiny.dee, "reviewed")
+    await env.run()
+    stats = await load_stats(env.storage, project, now=utcnow())
+    assert (stats.suggested, stats.accepted, stats.pending) == (1, 0, 0)
+
+
 async def test_the_project_page_shows_the_numbers_and_escapes_names(client):
     text = await (await client.get("/projects/7", headers=BEARER)).text()
     assert "3 of 6 merge requests the team responded to; 1 awaiting the team" in text

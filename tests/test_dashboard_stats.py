@@ -146,17 +146,21 @@ def test_an_approval_taken_back_alone_is_no_open_review_but_a_reviewer_still_req
 
 def test_an_mr_nobody_answered_yet_is_awaiting_the_team_and_left_out_of_the_rate():
     """Right after install the page read "Accepted 0%, 0 of 1": the one merge request was simply not answered
-    yet. The bot's own rows (whom it put first, whom a term moved down, its own review request) are no answer;
-    any person's row is, and so is a merge or a close."""
-    from bot.backfill import BOT_PICK
+    yet. The bot's own rows (whom it put first, whom a term moved down, its own review request) are no answer,
+    nor is another automation's reviewer change (a roulette asking someone, or taking them off); any person's
+    row is, and so is a merge or a close."""
+    from bot.backfill import AUTOMATION, BOT_PICK
 
     bots_own = [feedback(1, "ann", "suggested"), feedback(1, "bob", "moved_down_spreading"),
-                FeedbackRow(next(_ids), None, 1, 1, "ann", "assigned", BOT_PICK, day(0.5), None)]
+                FeedbackRow(next(_ids), None, 1, 1, "ann", "assigned", BOT_PICK, day(0.5), None),
+                FeedbackRow(next(_ids), None, 1, 1, "bob", "assigned", AUTOMATION, day(0.5), None),
+                FeedbackRow(next(_ids), None, 1, 1, "bob", "removed", AUTOMATION, day(0.5), None)]
     fresh = stats([suggestion(1, "ann", "bob")], bots_own, weeks=1)
     assert (fresh.suggested, fresh.accepted, fresh.pending, fresh.acceptance) == (1, 0, 1, None)
     assert [(w.suggested, w.accepted, w.pending, w.rate) for w in fresh.weeks] == [(1, 0, 1, None)]
     answers = {"a thumbs up": [feedback(1, "zed", "thumbs_up")],
                "someone else assigned": [feedback(1, "cy", "assigned")], "closed": [feedback(1, "ann", "closed")],
+               "a person took one off": [feedback(1, "ann", "removed")],
                "why asked": [feedback(1, "cy", "why")]}
     for name, rows in answers.items():
         answered = stats([suggestion(1, "ann", "bob")], [*bots_own, *rows], weeks=1)

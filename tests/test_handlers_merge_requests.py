@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.backfill import BOT_PICK, change_id
+from bot.backfill import AUTOMATION, BOT_PICK, change_id
 from bot.comment import MARKER
 from bot.gitlab.payloads import merge_request_hook
 from bot.handlers.context import GitLabFailure
@@ -953,25 +953,109 @@ async def test_reviewers_another_automation_sets_pass_nobody_over(handler_env, n
     assert [label for _, label in rows if label == "passed_over"] == [] and ("dee", "assigned") in rows
 
 
-async def test_who_changed_the_reviewers_is_asked_of_gitlab_only_when_someone_would_be_passed_over(handler_env):
-    """Whether the account that changed the reviewers is an automation matters only to the passed over: a lead
-    taking bob, suggested, asks the Users API nothing about them (it asked on every reviewer change, one more
-    request each of the 300 per 10 minutes GitLab allows); the lead adding dee, which passes cy over, asks it
+def roulette(env, named: bool):
+    """A reviewer roulette's account: a project access token's (a bot by its name) or a service account (any
+    name, flagged by GitLab)."""
+    robot = env.state.add_user(f"project_{env.pid}_bot_5e1f" if named else "review-roulette", bot=not named)
+    env.state.add_member(env.tiny.project, robot, 40)
+    return robot
+
+
+async def learned(env):
+    """The project's recommender as the engine builds it from storage (history and labels)."""
+    async with Engine(env.storage, retrain_labels=None).use(env.pid, ProjectSettings()) as rec:
+        return rec
+
+
+@pytest.mark.parametrize("named", [True, False])
+async def test_the_reviewers_another_automation_adds_are_asked_not_chosen_by_the_team(handler_env, named):
+    """A roulette asks bob (suggested first) and dee (not suggested): as with the bot's own requests, the team
+    chose nobody. Stored as `assigned` requests of an automation, neither is learned: bob's was the team
+    taking the suggestion (`accepted`), dee's its pick, and both had taken a review (on duty, in the graph)."""
+    env = await handler_env()
+    robot = roulette(env, named)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.dee], by=robot)
+    await env.run()
+    rows = [(r.person, r.label, r.value) for r in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert rows[1:] == [("bob", "assigned", AUTOMATION), ("dee", "assigned", AUTOMATION)]
+    rec = await learned(env)
+    assert rec.feedback.labels == 0 and f"!{mr.iid}" not in rec.feedback.open
+    assert "bob" not in rec.feedback.pos and "dee" not in rec.feedback.pos
+
+
+@pytest.mark.parametrize("named", [True, False])
+async def test_a_reviewer_another_automation_removes_is_not_turned_down(handler_env, named):
+    """ann takes bob, suggested first; a roulette then swaps him for dee. Its removal is no rejection by the
+    team: bob's rejection streak stays 0, and he is not taken for turned down on the merge request. dee, the
+    roulette's pick, then submits a review: that she did, and it counts as any review. At the merge bob, who
+    did nothing, is passed over like any suggested person who did nothing, and dee stays in the history."""
+    env = await handler_env()
+    robot = roulette(env, named)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
+    env.state.set_reviewers(mr, [env.tiny.dee], by=robot)
+    await env.run()
+    rows = [(r.person, r.label, r.value) for r in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)]
+    assert rows[1:] == [("bob", "accepted", None), ("bob", "removed", AUTOMATION), ("dee", "assigned", AUTOMATION)]
+    rec = await learned(env)
+    assert rec.feedback.streak.get("bob", 0.0) == 0.0 and "bob" not in rec.feedback.neg
+    assert "dee" not in rec.feedback.pos
+    assert env.state.submit_review(mr, env.tiny.dee, "reviewed")
+    await env.run()
+    assert "dee" in (await learned(env)).feedback.pos
+    env.state.merge_mr(mr, by=env.tiny.ann)
+    await env.run()
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
+    assert merged.reviewers == ("dee",)
+    rows = await rows_of(env, mr)
+    assert [label for p, label in rows if p == "bob"] == ["suggested", "accepted", "removed", "passed_over"]
+    assert ("dee", "final_reviewer") in rows and ("cy", "passed_over") in rows
+
+
+async def test_a_review_another_automation_requested_and_nobody_did_is_left_out_of_the_history(handler_env):
+    """A roulette asks cy (suggested second) and dee; neither does anything, bob approves and ann merges. As
+    with the bot's own idle requests (GitLab's review state still "unreviewed"), neither enters the history as a
+    reviewer: the recommender would learn the roulette's draws as the team's reviews. A request left lying is
+    passed over, once."""
+    env = await handler_env()
+    robot = roulette(env, named=True)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.set_reviewers(mr, [env.tiny.cy, env.tiny.dee], by=robot)
+    env.state.approve(mr, env.tiny.bob)
+    env.state.merge_mr(mr, by=env.tiny.ann)
+    await env.run()
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
+    assert merged.reviewers == () and merged.truth() == frozenset({"bob"})
+    rows = await rows_of(env, mr)
+    assert rows[1:] == [("cy", "assigned"), ("dee", "assigned"), ("bob", "approved"), ("cy", "passed_over"),
+                        ("dee", "passed_over"), ("bob", "final_reviewer")]
+
+
+async def test_who_changed_the_reviewers_is_asked_of_gitlab_only_when_the_change_labels_someone(handler_env):
+    """Whether the account that changed the reviewers is an automation matters to the labels of the change
+    (an automation asks people, a person chooses them), not to a re-request that labels nobody: the Users API
+    allows 300 requests per 10 minutes by default. The answer is kept an hour: the lead's two changes ask it
     once. (Not the author: the bot asked about her account when the merge request was opened.)"""
     env = await handler_env()
     lead = env.state.add_user("lead")
     env.state.add_member(env.tiny.project, lead, 40)
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    env.state.set_reviewers(mr, [env.tiny.bob], by=env.tiny.ann)
     await env.run()
     about_lead = f"/users/{lead.id}"
     since = len(env.state.requests)
-    env.state.set_reviewers(mr, [env.tiny.bob], by=lead)
+    env.state.re_request_review(mr, env.tiny.bob, by=lead)
     await env.run()
     assert not [r for r in env.state.requests[since:] if r.path.endswith(about_lead)]
     env.state.set_reviewers(mr, [env.tiny.bob, env.tiny.dee], by=lead)
+    env.state.set_reviewers(mr, [env.tiny.dee], by=lead)
     await env.run()
     assert len([r for r in env.state.requests[since:] if r.path.endswith(about_lead)]) == 1
-    assert {("dee", "assigned"), ("cy", "passed_over")} <= set(await rows_of(env, mr))
+    assert {("dee", "assigned"), ("cy", "passed_over"), ("bob", "removed")} <= set(await rows_of(env, mr))
 
 
 @pytest.mark.parametrize("status", [403, 404, 429, 500])

@@ -10,20 +10,21 @@ What each action does:
   suggestion before named anyone (opened without files or history), this one counts as the first: it is
   made whatever `comment_on_update` says, and requests reviews as on an open;
 * `update` with `changes.reviewers` on an MR still open (not `ended`): feedback on the last suggestion
-  (accepted, removed, passed over, and `assigned` for a reviewer added whom it did not suggest; nobody is
-  passed over by another automation's change, `by_automation`); on `open`, the same for the reviewers the MR was
-  opened with (GitLab sends them as the MR's `reviewers`, never as `changes`), judged by the suggestion
-  just made. A reviewer whose review state (GitLab 18.6+) moves to or from reviewed, requested changes or
-  approved — a submitted review, or a re-request showing the state it resets — `reviewed`, once;
+  (accepted, removed, passed over, and `assigned` for a reviewer added whom it did not suggest); another
+  automation's change (`by_automation`) asks people as the bot's requests do, and judges nobody
+  (`automation_labels`); on `open`, the same for the reviewers the MR was opened with (GitLab sends them
+  as the MR's `reviewers`, never as `changes`), judged by the suggestion just made. A reviewer whose review
+  state (GitLab 18.6+) moves to or from reviewed, requested changes or approved — a submitted review, or a
+  re-request showing the state it resets — `reviewed`, once;
 * `approval` / `approved`: `approved` feedback; `unapproval` / `unapproved`: `unapproved` (once each);
 * `close` / `reopen`: `closed` / `reopened` rows (its reviews end / count again; reopen suggests again);
 * `merge`: the MR (author, reviewers, approvers, files) joins the project's history and graph, and the final
-  reviewers are recorded as feedback. A reviewer the bot itself requested who never acted on it (GitLab
-  review state still "unreviewed", no approval, no comment, did not merge it) is left out of both:
-  otherwise the recommender would learn its own suggestions back as the team's reviews. When someone
-  reviewed or approved it, the people of the last suggestion who did nothing on it and were not turned down
-  on it already are `passed_over` (a team that reviews without GitLab's reviewers field turns them down only
-  here).
+  reviewers are recorded as feedback. A reviewer the bot itself (or only another automation) requested who
+  never acted on it (GitLab review state still "unreviewed", no approval, no comment, did not merge it) is
+  left out of both: otherwise the recommender would learn its own suggestions, or a roulette's draws, back
+  as the team's reviews. When someone reviewed or approved it, the people of the last suggestion who did
+  nothing on it and were not turned down on it already are `passed_over` (a team that reviews without
+  GitLab's reviewers field turns them down only here).
 
 The author's own approval, or the author made reviewer, is no evidence about anyone and is not recorded; nor
 is a bot's approval.
@@ -50,7 +51,7 @@ from typing import Any, Collection, Iterable, Mapping
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
 
-from bot.backfill import ACTED, drop_idle_picks, fetch_change
+from bot.backfill import ACTED, AUTOMATION, drop_idle_picks, fetch_change, is_automated
 from bot.config import ProjectSettings
 from bot.eligibility import is_bot_username
 from bot.gitlab.models import MergeRequest
@@ -64,8 +65,8 @@ from graph.feedback import NEGATIVE
 from graph.model import Change
 
 __all__ = ["router", "became_ready", "lost_ignore_label", "skip_reason", "left_alone", "assign_count",
-           "reviewer_feedback", "submitted_reviews", "passed_over_at_merge", "settled", "by_automation", "event_time",
-           "ended"]
+           "reviewer_feedback", "automation_labels", "submitted_reviews", "passed_over_at_merge", "settled",
+           "by_automation", "event_time", "ended"]
 
 log = logging.getLogger("bot.handlers")
 router = Router()
@@ -181,6 +182,19 @@ def reviewer_feedback(previous: Iterable[Mapping[str, Any]], current: Iterable[M
     return out + [(p, "assigned") for p in others]
 
 
+def automation_labels(labels: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`reviewer_feedback`'s labels for a change another automation made (a roulette script, a project access
+    token's job): the people it added are asked, as by the bot's own review requests, not chosen by the team
+    (`assigned`, stored with `bot.backfill.AUTOMATION`: not learned, and left out of the history at the merge
+    unless they take the review up); its removals are no rejection (`removed`, so marked, is not learned);
+    nobody is passed over (counted, every suggested person was turned down on every merge request it served).
+
+    >>> automation_labels([("bob", "accepted"), ("ann", "removed"), ("cy", "passed_over"), ("dee", "assigned")])
+    [('bob', 'assigned'), ('ann', 'removed'), ('dee', 'assigned')]
+    """
+    return [(p, "assigned" if label == "accepted" else label) for p, label in labels if label != "passed_over"]
+
+
 REVIEW_DONE = frozenset({"reviewed", "requested_changes", "approved"})  # GitLab review states of a review done
 
 
@@ -242,14 +256,18 @@ def passed_over_at_merge(change: Change, suggested: Iterable[str], rows: Iterabl
 def settled(rows: Iterable[FeedbackRow]) -> set[str]:
     """The people (casefolded) whom `rows`, an MR's labels, show as having taken up its review (approved,
     reviewed: `bot.backfill.ACTED`) or as turned down on it already: passing them over would be a rejection
-    of someone who did the review, or a second one of someone rejected (a rejection counts once per MR).
+    of someone who did the review, or a second one of someone rejected (a rejection counts once per MR). An
+    automation's removal turned nobody down (`bot.backfill.is_automated`).
 
     >>> from datetime import datetime
-    >>> row = lambda p, label: FeedbackRow(1, None, 1, 7, p, label, None, datetime.now(), None)
-    >>> sorted(settled([row("Bob", "approved"), row("cy", "removed"), row("dee", "commented")]))
+    >>> from bot.backfill import AUTOMATION
+    >>> row = lambda p, label, value=None: FeedbackRow(1, None, 1, 7, p, label, value, datetime.now(), None)
+    >>> sorted(settled([row("Bob", "approved"), row("cy", "removed"), row("dee", "commented"),
+    ...                 row("eve", "removed", AUTOMATION)]))
     ['bob', 'cy']
     """
-    return {r.person.casefold() for r in rows if r.label in ACTED or r.label in NEGATIVE}
+    return {r.person.casefold() for r in rows
+            if r.label in ACTED or (r.label in NEGATIVE and not is_automated(r))}
 
 
 def ended(attrs: Mapping[str, Any]) -> bool:
@@ -500,11 +518,11 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
     any suggestion (a draft), who became a reviewer and who stopped being one. Passing a suggested person over
     counts once per MR: reviewers added one at a time are one decision, not one rejection each. A person
     whose newer change was applied already is left out (`is_late`), and so is, from the passed over, one the
-    bot `requested` itself, or one who reviewed or was turned down on the MR already (`settled`); nobody is
-    when another automation made the change (the webhook's user, `changed_by`: `by_automation`, asked only
-    then, as it may cost a request to GitLab). `value` is stored with the labels but `passed_over`. The MR's
-    author (`author_id`) is no reviewer here. A review the change shows submitted is `reviewed`, once
-    (`submitted_reviews`)."""
+    bot `requested` itself, or one who reviewed or was turned down on the MR already (`settled`). A change
+    another automation made (the webhook's user, `changed_by`: `by_automation`, asked only when the change
+    labels someone, as it may cost a request to GitLab) is no choice of the team's (`automation_labels`).
+    `value` is stored with the labels but `passed_over`. The MR's author (`author_id`) is no reviewer here. A
+    review the change shows submitted is `reviewed`, once (`submitted_reviews`)."""
     latest = await ctx.storage.suggestions.latest(ctx.project_id, iid)
     suggested = [str(p.get("username")) for p in latest.people if p.get("username")] if latest else []
     feedback, spared = ctx.storage.feedback, {p.casefold() for p in requested}
@@ -516,11 +534,10 @@ async def record_reviewer_changes(ctx: EventContext, iid: int, change: Mapping[s
         await feedback.record_once(ctx.project_id, iid, person, "reviewed", suggestion_id=latest.id if latest else None,
                                    source_event_id=ctx.event_id)
     labels = reviewer_feedback(previous, current, suggested)
-    if any(label == "passed_over" for _, label in labels):
-        if await by_automation(ctx, changed_by):
-            labels = [(p, label) for p, label in labels if label != "passed_over"]
-        else:  # not one who reviewed or was turned down already
-            spared |= settled(await feedback.list(ctx.project_id, mr_iid=iid))
+    if labels and await by_automation(ctx, changed_by):
+        labels, value = automation_labels(labels), AUTOMATION
+    elif any(label == "passed_over" for _, label in labels):  # not one who reviewed or was turned down already
+        spared |= settled(await feedback.list(ctx.project_id, mr_iid=iid))
     for person, label in labels:
         if label == "passed_over" and person.casefold() in spared:
             continue
@@ -621,15 +638,16 @@ def merge_recorded(rows: Iterable[FeedbackRow], event_id: int | None) -> bool:
 
 async def leave_out_idle(ctx: EventContext, iid: int, change: Change, rows: list[FeedbackRow],
                          latest: SuggestionRow | None) -> Change:
-    """`change` without the reviews the bot requested that nobody took up (`bot.backfill.drop_idle_picks`),
-    each recorded as `passed_over`: the team let the request lie, a rejection, not a review."""
+    """`change` without the reviews the bot (or another automation) requested that nobody took up
+    (`bot.backfill.drop_idle_picks`), each recorded as `passed_over`: the request was left lying, a rejection,
+    not a review."""
     change, idle = await drop_idle_picks(ctx.client, ctx.project_id, iid, change, rows)
     if not idle:
         return change
     for person in idle:
         await ctx.storage.feedback.record(ctx.project_id, iid, person, "passed_over", value={"never_reviewed": True},
                                           suggestion_id=latest.id if latest else None, source_event_id=ctx.event_id)
-    log.info(kv("reviewers the bot requested never reviewed; left out of the history",
+    log.info(kv("reviewers the bot or an automation requested never reviewed; left out of the history",
                 project_id=ctx.project_id, mr_iid=iid, people=",".join(idle)))
     return change
 
