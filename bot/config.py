@@ -317,6 +317,7 @@ class WorkerSettings(_Frozen):
     dead_retention_days: float = Field(30.0, ge=0, le=CENTURY_DAYS)  # 0: dead events are kept
     mr_retention_days: float = Field(365.0, ge=0, le=CENTURY_DAYS)   # 0: finished MRs' rows are kept
     max_projects: int = Field(32, ge=1, le=100_000)  # projects' recommenders a process keeps in memory
+    idle_hours: float = Field(24.0, ge=0, le=CENTURY_DAYS * 24)  # unused this long: dropped; 0: kept
 
     @model_validator(mode="after")
     def _retention_floors(self) -> WorkerSettings:

@@ -76,6 +76,7 @@ class _Entry:
     last_time: int | None = None
     boundary: set[int] = field(default_factory=set)
     checked_at: float = -math.inf  # when the history's row count was last read
+    used_at: float = -math.inf     # when an event last asked for the recommender (`Engine.evict_idle`)
     writes: int = -1               # storage.history.writes() then
     unsaved: int = 0               # rows observed since the last snapshot (or since built)
     saving: asyncio.Task[None] | None = None
@@ -122,6 +123,8 @@ class Engine:
     built again from what the history holds now, as a new project is. Once `snapshot_every` rows have been observed
     since the last snapshot (projects smaller than that get none), a new one is written in the background;
     `close()` writes the rest at shutdown. `snapshot_every=None` writes none (reading still happens).
+    A project not used for `idle_seconds` is dropped from memory by `evict_idle()` (called on a timer), its
+    snapshot written first, so that a process serving many quiet projects does not hold them for days.
 
     Feedback labels stored by any process (`storage.feedback`) are learned the same way, in time order with
     the history (see `bot.learning`). After `retrain_labels` new labels (or `retrain_seconds` after the last
@@ -135,17 +138,21 @@ class Engine:
     def __init__(self, storage: Storage, *, method: str = "default", max_projects: int = 32,
                  cache_seconds: float = 60.0, refresh_seconds: float = 3.0, snapshot_every: int | None = 2000,
                  retrain_labels: int | None = 50, retrain_seconds: float | None = None, holdout: int = 200,
-                 prior: bool = False, clock: Callable[[], float] = time.monotonic) -> None:
+                 prior: bool = False, idle_seconds: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if max_projects < 1:
             raise ValueError(f"max_projects must be at least 1, got {max_projects}")
         if snapshot_every is not None and snapshot_every < 1:
             raise ValueError(f"snapshot_every must be at least 1 (or None for no snapshots), got {snapshot_every}")
+        if idle_seconds is not None and not idle_seconds > 0:
+            raise ValueError(f"idle_seconds must be above 0 (or None to keep idle projects), got {idle_seconds}")
         self.storage = storage
         self.recent = Recent(cache_seconds)
         self.method = method
         self.max_projects = max_projects
         self.refresh_seconds = refresh_seconds
         self.snapshot_every = snapshot_every
+        self.idle_seconds = idle_seconds
         self.clock = clock
         self.retrain_labels, self.retrain_seconds, self.holdout = retrain_labels, retrain_seconds, holdout
         self.use_prior = prior
@@ -165,6 +172,7 @@ class Engine:
         if entry is None:
             entry = self._entries[project_id] = _Entry(retrained_at=self.clock())  # the schedule starts now
         self._entries.move_to_end(project_id)
+        entry.used_at = self.clock()
         while len(self._entries) > self.max_projects:
             evicted, _ = self._entries.popitem(last=False)
             log.info(kv("recommender evicted", project_id=evicted))
@@ -237,6 +245,31 @@ class Engine:
         await asyncio.gather(*late, return_exceptions=True)
         if late:
             log.warning(kv("snapshots abandoned at shutdown", count=len(late), timeout=timeout))
+
+    async def evict_idle(self) -> None:
+        """Drop the projects no one has used for `idle_seconds`, writing the snapshot of the rows observed since
+        the last one first (the next use loads it instead of replaying the history). One locked, being built,
+        saving or retraining is left for the next call. Reads nothing from the database for projects kept."""
+        if self.idle_seconds is None:
+            return
+        for project_id, entry in list(self._entries.items()):
+            if not self._idle(entry):
+                continue
+            self._maybe_snapshot(project_id, entry, final=True)
+            if entry.saving is not None:  # a failed write is logged; the project goes all the same
+                await asyncio.wait([entry.saving])  # not cancelled with this call: `close()` waits for it
+            if self._idle(entry) and self._entries.get(project_id) is entry:  # not used while it was written
+                del self._entries[project_id]
+                entry.recommender = None  # ends a snapshot's background warm-up (`_warm_blocks`)
+                log.info(kv("idle recommender dropped", project_id=project_id, changes=entry.count,
+                            unsaved=entry.unsaved, idle_hours=round((self.clock() - entry.used_at) / 3600, 1)))
+
+    def _idle(self, entry: _Entry) -> bool:
+        """Unused for `idle_seconds`, and nothing holds or works on it (a build or a use holds the lock)."""
+        assert self.idle_seconds is not None
+        if entry.lock.locked() or entry.saving is not None or entry.retraining is not None:
+            return False
+        return self.clock() - entry.used_at >= self.idle_seconds
 
     # -- keeping up with the stored history ------------------------------------------------------------
     async def _refresh(self, project_id: int, entry: _Entry, config: RecommenderSettings) -> None:

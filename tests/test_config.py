@@ -48,6 +48,11 @@ def test_learning_settings_reach_the_engine(tmp_path):
     assert make_engine(load_settings(path, environ=ENV), storage=None).max_projects == 4
     with pytest.raises(ConfigError, match="max_projects"):
         load_settings(write(tmp_path, "[worker]\nmax_projects = 0\n"), environ=ENV)
+    assert make_engine(load_settings(environ=ENV), storage=None).idle_seconds == 24 * 3600
+    path = write(tmp_path, "[worker]\nidle_hours = 0\n")  # idle projects are kept until pushed out
+    assert make_engine(load_settings(path, environ=ENV), storage=None).idle_seconds is None
+    with pytest.raises(ConfigError, match="idle_hours"):
+        load_settings(write(tmp_path, "[worker]\nidle_hours = -1\n"), environ=ENV)
     with pytest.raises(ConfigError, match="holdout"):
         load_settings(write(tmp_path, "[learning]\nholdout = 1\n"), environ=ENV)
 

@@ -2,6 +2,7 @@
 build, history stored by another process reaches a running engine, unusable snapshots mean a rebuild."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from typing import AsyncIterator
@@ -200,3 +201,90 @@ async def test_small_projects_get_no_snapshot(stores):
 def test_snapshot_every_must_be_positive_or_none():
     with pytest.raises(ValueError, match="snapshot_every"):
         Engine(None, snapshot_every=0)  # type: ignore[arg-type]
+
+
+HOUR = 3600.0
+
+
+async def test_a_project_idle_past_idle_seconds_is_snapshotted_dropped_and_loaded_again(stores, caplog):
+    store = stores[0]
+    await store.history.upsert(1, HISTORY[:FIRST])
+    clock = Clock()
+    engine = Engine(store, snapshot_every=EVERY, idle_seconds=24 * HOUR, clock=clock)
+    async with engine.use(1, SETTINGS):
+        pass
+    await engine.wait_background()  # the snapshot of the cold build
+    await engine.add_merged(1, HISTORY[FIRST], SETTINGS)  # 1 row unsaved: below snapshot_every
+    clock.now += 24 * HOUR - 1
+    await engine.evict_idle()
+    assert 1 in engine and len(await store.snapshots.list(1)) == 1  # not idle long enough yet
+
+    caplog.set_level(logging.INFO, logger="bot.engine")
+    clock.now += 1
+    await engine.evict_idle()
+    assert 1 not in engine
+    assert [s.history_count for s in await store.snapshots.list(1)] == [FIRST + 1, FIRST]  # written before
+    assert "idle recommender dropped project_id=1 changes=301 unsaved=0 idle_hours=24.0" in caplog.text
+    caplog.clear()
+    async with engine.use(1, SETTINGS) as warm:  # the next event loads that snapshot: nothing to catch up
+        assert_ranks_alike(warm, await cold(store))
+    assert "recommender loaded project_id=1" in caplog.text and "new=0 " in caplog.text
+    assert "recommender built" not in caplog.text
+
+
+async def test_a_used_locked_or_saving_project_is_not_dropped(stores):
+    store = stores[0]
+    await store.history.upsert(1, HISTORY[:FIRST])
+    clock = Clock()
+    engine = Engine(store, snapshot_every=EVERY, idle_seconds=HOUR, clock=clock)
+    async with engine.use(1, SETTINGS):
+        clock.now += 2 * HOUR  # a long use holds the lock
+        await asyncio.wait_for(engine.evict_idle(), 10)  # (a snapshot started now would wait for this block)
+        assert 1 in engine
+    clock.now += 2 * HOUR  # its cold build's snapshot is being written (started as the use ended)
+    await engine.evict_idle()
+    assert 1 in engine
+    await engine.wait_background()
+    clock.now += HOUR / 2
+    async with engine.use(1, SETTINGS):
+        pass
+    clock.now += HOUR / 2  # used half an hour ago
+    await engine.evict_idle()
+    assert 1 in engine
+    clock.now += HOUR / 2
+    await engine.evict_idle()
+    assert 1 not in engine
+
+
+async def test_without_idle_seconds_an_unused_project_stays(stores):
+    store = stores[0]
+    await store.history.upsert(1, HISTORY[:10])
+    clock = Clock()
+    engine = Engine(store, clock=clock)
+    async with engine.use(1, SETTINGS):
+        pass
+    clock.now += 100 * 365 * 24 * HOUR
+    await engine.evict_idle()
+    assert 1 in engine
+    with pytest.raises(ValueError, match="idle_seconds"):
+        Engine(store, idle_seconds=0)
+
+
+async def test_the_dispatch_timer_drops_idle_projects(stores):
+    from bot.handlers import _engine_schedule
+
+    store = stores[0]
+    await store.history.upsert(1, HISTORY[:10])
+    engine = Engine(store, idle_seconds=0.2)  # swept every 0.05 s
+    async with engine.use(1, SETTINGS):
+        pass
+    timer = asyncio.create_task(_engine_schedule(engine))
+    try:
+        for _ in range(100):
+            if 1 not in engine:
+                break
+            await asyncio.sleep(0.05)
+        assert 1 not in engine
+    finally:
+        timer.cancel()
+        await asyncio.gather(timer, return_exceptions=True)

@@ -165,6 +165,23 @@ async def test_retraining_after_n_labels_stores_and_activates_a_model_unless_it_
         assert rebuilt.model_version == first.version  # and names it (suggestions record it)
 
 
+async def test_a_project_retraining_is_not_dropped_as_idle_until_it_is_done(store):
+    now = [1000.0]
+    engine = Engine(store, retrain_labels=4, holdout=60, snapshot_every=None, idle_seconds=3600,
+                    clock=lambda: now[0])
+    async with engine.use(PID, SETTINGS) as rec:
+        rec.estimator.set_params(min_samples_leaf=20)
+    await rejections(store, 4)
+    await engine.learn_new(PID, SETTINGS)  # starts the retraining in the background
+    now[0] += 2 * 3600
+    await engine.evict_idle()
+    assert PID in engine
+    await engine.wait_background()
+    assert len(await store.models.list(PID)) == 1
+    await engine.evict_idle()
+    assert PID not in engine
+
+
 async def test_who_was_shown_first_does_not_count_toward_retraining(store):
     engine = Engine(store, retrain_labels=4, holdout=60, snapshot_every=None)
     async with engine.use(PID, SETTINGS) as rec:

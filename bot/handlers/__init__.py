@@ -263,10 +263,11 @@ async def _check_scopes(probe: GitLabClient, url: str) -> None:
 
 def make_engine(settings: Settings, storage: Storage, max_projects: int | None = None) -> Engine:
     """The engine with the `[learning]` settings (0 turns a retraining trigger off), holding at most `[worker]
-    max_projects` projects in memory unless told otherwise."""
+    max_projects` projects in memory unless told otherwise, each for `idle_hours` unused (0: until pushed out)."""
     learn = settings.learning
     return Engine(storage, max_projects=max_projects or settings.worker.max_projects, retrain_labels=learn.retrain_labels or None,
-                  retrain_seconds=learn.retrain_hours * 3600 or None, holdout=learn.holdout, prior=learn.prior)
+                  retrain_seconds=learn.retrain_hours * 3600 or None, holdout=learn.holdout, prior=learn.prior,
+                  idle_seconds=settings.worker.idle_hours * 3600 or None)
 
 
 @contextlib.asynccontextmanager
@@ -286,7 +287,7 @@ async def make_dispatch(
         services = Services(settings, storage, metrics, client, make_engine(settings, storage, max_projects),
                             backfills, BotIdentity(client, settings.gitlab.bot_username))
         services.engine.on_forgotten.append(backfills.forget)
-        schedule = asyncio.create_task(_retrain_on_schedule(services.engine), name="retrain-schedule")
+        schedule = asyncio.create_task(_engine_schedule(services.engine), name="engine-schedule")
         try:
             yield functools.partial(dispatch_event, services)
         finally:
@@ -296,10 +297,14 @@ async def make_dispatch(
             await services.engine.close(shutdown.time_left(SNAPSHOT_TIMEOUT))
 
 
-async def _retrain_on_schedule(engine: Engine) -> None:
-    """Check every minute (or sooner, for a short `retrain_hours`) for projects due a scheduled retraining."""
-    if engine.retrain_seconds is None:
+async def _engine_schedule(engine: Engine) -> None:
+    """Every minute (or sooner, for a short `retrain_hours` or `idle_hours`): start the scheduled retrainings
+    that are due, and drop the projects idle for `idle_hours` (`Engine.evict_idle`)."""
+    periods = [seconds / 4 for seconds in (engine.retrain_seconds, engine.idle_seconds) if seconds is not None]
+    if not periods:
         return
     while True:
-        await asyncio.sleep(min(60.0, engine.retrain_seconds / 4))
-        engine.retrain_due()
+        await asyncio.sleep(min(60.0, *periods))
+        if engine.retrain_seconds is not None:
+            engine.retrain_due()
+        await engine.evict_idle()
