@@ -236,6 +236,27 @@ async def test_a_snapshot_written_at_shutdown_after_the_forget_is_not_stored(dat
         await storage.close()
 
 
+async def test_a_forgotten_project_no_event_uses_is_dropped_once_idle_and_nothing_of_it_stored(database_url):
+    storage = Storage(database_url)
+    try:
+        await storage.history.upsert(1, [change(i) for i in range(12)])
+        now = [0.0]
+        engine = Engine(storage, snapshot_every=10, idle_seconds=3600, clock=lambda: now[0])
+        async with engine.use(1, SETTINGS):
+            pass
+        await engine.wait_background()
+        await storage.history.upsert(1, [change(12)])
+        async with engine.use(1, SETTINGS):  # observed, not in a snapshot yet
+            pass
+        await forget_project(storage.engine, 1)
+        now[0] += 3600
+        await engine.evict_idle()  # its snapshot is refused (the rows are gone), and it goes all the same
+        assert 1 not in engine
+        assert await project_rows(storage.engine, 1) == NOTHING
+    finally:
+        await storage.close()
+
+
 async def test_a_running_engine_drops_a_forgotten_project_and_starts_it_over_as_a_new_one(learned):
     now = [0.0]
     engine = Engine(learned, retrain_labels=4, holdout=60, snapshot_every=None, clock=lambda: now[0])
