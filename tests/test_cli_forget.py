@@ -218,18 +218,24 @@ async def test_a_retraining_waiting_while_the_engine_drops_the_project_stores_no
     assert await project_rows(learned.engine, PID) == NOTHING
 
 
+async def forget_with_unsaved_rows(storage: Storage, engine: Engine) -> None:
+    """Project 1 in `engine`, snapshotted after 12 changes, then a 13th observed (not in a snapshot yet), then
+    forgotten."""
+    await storage.history.upsert(1, [change(i) for i in range(12)])
+    async with engine.use(1, SETTINGS):
+        pass
+    await engine.wait_background()
+    await storage.history.upsert(1, [change(12)])
+    async with engine.use(1, SETTINGS):
+        pass
+    await forget_project(storage.engine, 1)
+
+
 async def test_a_snapshot_written_at_shutdown_after_the_forget_is_not_stored(database_url):
     storage = Storage(database_url)
     try:
-        await storage.history.upsert(1, [change(i) for i in range(12)])
         engine = Engine(storage, snapshot_every=10)
-        async with engine.use(1, SETTINGS):
-            pass
-        await engine.wait_background()
-        await storage.history.upsert(1, [change(12)])
-        async with engine.use(1, SETTINGS):  # observed, not in a snapshot yet
-            pass
-        await forget_project(storage.engine, 1)
+        await forget_with_unsaved_rows(storage, engine)
         await engine.close()  # the project was not looked at since: its last snapshot is refused
         assert await project_rows(storage.engine, 1) == NOTHING
     finally:
@@ -239,16 +245,9 @@ async def test_a_snapshot_written_at_shutdown_after_the_forget_is_not_stored(dat
 async def test_a_forgotten_project_no_event_uses_is_dropped_once_idle_and_nothing_of_it_stored(database_url):
     storage = Storage(database_url)
     try:
-        await storage.history.upsert(1, [change(i) for i in range(12)])
         now = [0.0]
         engine = Engine(storage, snapshot_every=10, idle_seconds=3600, clock=lambda: now[0])
-        async with engine.use(1, SETTINGS):
-            pass
-        await engine.wait_background()
-        await storage.history.upsert(1, [change(12)])
-        async with engine.use(1, SETTINGS):  # observed, not in a snapshot yet
-            pass
-        await forget_project(storage.engine, 1)
+        await forget_with_unsaved_rows(storage, engine)
         now[0] += 3600
         await engine.evict_idle()  # its snapshot is refused (the rows are gone), and it goes all the same
         assert 1 not in engine
