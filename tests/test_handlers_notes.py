@@ -643,6 +643,34 @@ async def test_a_late_exclusion_and_the_merge_reject_a_person_once_in_either_ord
     assert len(rejections) == 1, rejections
 
 
+async def test_a_late_exclusion_of_someone_a_roulette_removed_is_the_one_rejection(handler_env):
+    """ann takes the first suggested person, a roulette then removes them (no rejection by the team: an
+    automation's change), and ann's exclusion of them, written before the merge, is handled after it. Nobody
+    reviewed, so the merge passes nobody over: the exclusion is the only rejection of them on the MR and is kept
+    (the roulette's removal was taken for one already, and it was dropped)."""
+    env = await handler_env()
+    robot = env.state.add_user(f"project_{env.pid}_bot_5e1f")
+    env.state.add_member(env.tiny.project, robot, 40)
+    mr = await opened(env)
+    target = (await shown_now(env, mr))[0]
+    person = next(u for u in (env.tiny.bob, env.tiny.cy, env.tiny.dee) if u.username == target)
+    env.state.set_reviewers(mr, [person], by=env.tiny.ann)
+    env.state.set_reviewers(mr, [], by=robot)
+    await env.run()
+    t0 = env.state.now().replace(microsecond=100_000)
+    env.state.clock = lambda: t0
+    env.state.add_note(mr, env.tiny.ann, f"/reviewers exclude @{target}")
+    held = take_events(env.state)
+    env.state.clock = lambda: t0 + timedelta(seconds=5)
+    env.state.merge_mr(mr, by=env.tiny.ann)
+    await env.run()
+    for e in held:
+        await env.send(e)
+    await env.run()
+    labels = [label for who, label in await feedback(env, mr) if who == target]
+    assert labels == ["suggested", "accepted", "removed", "exclude"], labels
+
+
 async def test_replies_in_other_threads_ask_gitlab_once_per_person(handler_env):
     """Where the bot comment's discussion is not known (a comment kept before it was stored), a suggested
     person's reply in a thread asks GitLab for the thread once: after their first review, nothing more to learn."""

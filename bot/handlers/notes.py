@@ -21,7 +21,7 @@ from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
 
 from bot.approvals import owned_by
-from bot.backfill import ACTED
+from bot.backfill import ACTED, is_automated
 from bot.comment import code_span, has_marker, render_why
 from bot.commands import Command, help_text, parse_commands, shown
 from bot.eligibility import DEVELOPER, REPORTER, access_level_name
@@ -114,10 +114,11 @@ class CommandRun:
     async def feedback(self, person: str, label: str, **value: Any) -> None:
         """Record a command as feedback on the MR's latest suggestion. Handled after the merge (`late`), a
         rejection of someone the merge already recorded as passed over is not stored again: a rejection counts
-        once per MR, whichever of the two events was handled first."""
+        once per MR, whichever of the two events was handled first. Another automation's removal of them is
+        no rejection (`bot.backfill.is_automated`) and does not stand in for one."""
         storage = self.ctx.storage
         if self.late is not None and label in NEGATIVE and await storage.feedback.stored_by_another(
-                self.ctx.project_id, self.mr_iid, person, NEGATIVE, self.ctx.event_id):
+                self.ctx.project_id, self.mr_iid, person, NEGATIVE, self.ctx.event_id, unless=is_automated):
             return
         latest = await storage.suggestions.latest(self.ctx.project_id, self.mr_iid)
         await storage.feedback.record(self.ctx.project_id, self.mr_iid, person, label,

@@ -217,11 +217,13 @@ class FeedbackStore:
                                  source_event_id=source_event_id)
 
     async def stored_by_another(self, project_id: int, mr_iid: int, person: str, labels: Collection[str],
-                                source_event_id: int | None) -> bool:
-        """Whether an event other than `source_event_id` stored one of `labels` for `person` on the MR."""
+                                source_event_id: int | None,
+                                unless: Callable[[FeedbackRow], bool] = lambda _row: False) -> bool:
+        """Whether an event other than `source_event_id` stored one of `labels` for `person` on the MR (a row
+        `unless` says is no such label does not count)."""
         folded = person.casefold()
         return any(r.person.casefold() == folded and r.label in labels and r.source_event_id != source_event_id
-                   for r in await self.list(project_id, mr_iid=mr_iid))
+                   and not unless(r) for r in await self.list(project_id, mr_iid=mr_iid))
 
     async def newer_applied(self, project_id: int, mr_iid: int, person: str, at: datetime | None,
                             aspect: str = "reviewer") -> datetime | None:
