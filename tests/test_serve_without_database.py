@@ -87,12 +87,13 @@ class LateSocket:
 
     refused = "FileNotFoundError"
 
-    def __init__(self, folder: Path, socket_file: Path) -> None:
-        self.folder, self.socket_file = folder, socket_file
+    def __init__(self, folder: Path, socket_file: Path, *, via_pghost: bool = False) -> None:
+        self.folder, self.socket_file, self.via_pghost = folder, socket_file, via_pghost
 
     @classmethod
-    async def beside(cls, database_url: str, folder: Path) -> "LateSocket":
-        """Linking to the socket of `database_url`'s server (skips a server that has none on this machine)."""
+    async def beside(cls, database_url: str, folder: Path, *, via_pghost: bool = False) -> "LateSocket":
+        """Linking to the socket of `database_url`'s server (skips a server that has none on this machine).
+        `via_pghost`: the URL names no host, and `PGHOST` names the folder (`env`)."""
         storage = Storage(database_url)
         try:
             async with storage.engine.connect() as conn:
@@ -104,13 +105,21 @@ class LateSocket:
         found = [path for path in found if path.is_socket()]
         if not found:
             pytest.skip("the test PostgreSQL server has no Unix socket on this machine")
-        return cls(folder, found[0])
+        return cls(folder, found[0], via_pghost=via_pghost)
 
     def url(self, database_url: str) -> str:
-        parsed = sa.engine.make_url(database_url).set(host=None, port=None, password=PASSWORD)
+        # (`set` keeps a field given None: `_replace` clears the host and port)
+        parsed = sa.engine.make_url(database_url).set(password=PASSWORD)._replace(host=None, port=None)
         port = sa.engine.make_url(database_url).port or 5432
-        parsed = parsed.update_query_dict({"host": str(self.folder), "port": str(port)})
+        if not self.via_pghost:
+            parsed = parsed.update_query_dict({"host": str(self.folder), "port": str(port)})
         return parsed.render_as_string(hide_password=False)
+
+    def env(self, database_url: str) -> dict[str, str]:
+        """What the bot's process needs besides the URL: `PGHOST` (and `PGPORT`) for a URL that names no host."""
+        if not self.via_pghost:
+            return {}
+        return {"PGHOST": str(self.folder), "PGPORT": str(sa.engine.make_url(database_url).port or 5432)}
 
     async def open(self) -> None:
         self.folder.mkdir(exist_ok=True)
@@ -161,25 +170,30 @@ def spooled(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-async def _start(database_url: str, cwd: Path, *command: str) -> asyncio.subprocess.Process:
+async def _start(database_url: str, cwd: Path, *command: str,
+                 extra_env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
     """`reviewbot <command>` as a process on `database_url`, running `done_dispatch`; its stderr piped."""
     env = {k: v for k, v in os.environ.items() if k != "REVIEWBOT_CONFIG"}
     env.update(GITLAB_URL="http://127.0.0.1:9", GITLAB_TOKEN="t", GITLAB_WEBHOOK_SECRET=SECRET,
-               DATABASE_URL=database_url, PYTHONPATH=str(ROOT), REVIEWBOT_DASHBOARD_TOKEN=DASHBOARD_TOKEN)
+               DATABASE_URL=database_url, PYTHONPATH=str(ROOT), REVIEWBOT_DASHBOARD_TOKEN=DASHBOARD_TOKEN,
+               **(extra_env or {}))
     return await asyncio.create_subprocess_exec(
         sys.executable, "-c", SERVE, *command, "--dispatch", "tests.test_serve_without_database:done_dispatch",
         env=env, cwd=cwd, stderr=asyncio.subprocess.PIPE)
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("late", ["tcp", "unix socket"])
+@pytest.mark.parametrize("late", ["tcp", "unix socket", "PGHOST socket"])
 async def test_serve_started_before_postgresql_spools_and_carries_on_once_it_answers(postgres_url, tmp_path, late):
     """Over TCP the connection is refused; through a Unix socket the socket file is missing (FileNotFoundError,
-    which stopped serve at start): both are a server not up yet."""
+    which stopped serve at start), whether the URL names its folder or names no host and `PGHOST` does: all are
+    a server not up yet."""
     import aiohttp
 
-    proxy = LateProxy() if late == "tcp" else await LateSocket.beside(postgres_url, tmp_path / "run")
-    proc = await _start(proxy.url(postgres_url), tmp_path, "serve", "--host", "127.0.0.1", "--port", "0")
+    proxy = LateProxy() if late == "tcp" else await LateSocket.beside(postgres_url, tmp_path / "run",
+                                                                      via_pghost=late == "PGHOST socket")
+    proc = await _start(proxy.url(postgres_url), tmp_path, "serve", "--host", "127.0.0.1", "--port", "0",
+                        extra_env=proxy.env(postgres_url) if isinstance(proxy, LateSocket) else None)
     try:
         said, port = await _port_said(proc, "serve starting", r"port=(\d+)")
         base = f"http://127.0.0.1:{port}"

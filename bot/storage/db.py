@@ -94,7 +94,8 @@ PG_NOT_YET = {"57P01", "57P02", "57P03", "53300"}  # shutting down, crashed, sta
 def database_unreachable(exc: BaseException, url: str | sa.engine.URL) -> bool:
     """Whether connecting failed because the database server is not there yet, not because it is misconfigured:
     a connection refused, reset or timed out, a host name not resolved, a Unix socket not there yet (`?host=` a
-    folder: PostgreSQL creates its socket file there when it starts, and removes it when it stops), a server
+    folder, or no host and `PGHOST` one: PostgreSQL creates its socket file there when it starts, and removes it
+    when it stops), a server
     starting up, shutting down or out of connections. A refused login, a missing database, an out-of-date schema
     or a read-only database is False: waiting would never fix those. So is every SQLite failure: there is no
     server to wait for, and a database file whose folder is missing is far more often a mistyped `DATABASE_URL`
@@ -105,6 +106,8 @@ def database_unreachable(exc: BaseException, url: str | sa.engine.URL) -> bool:
     True
     >>> database_unreachable(FileNotFoundError(2, "No such file or directory"), "postgresql://u@/db?host=/run/pg")
     True
+    >>> database_unreachable(FileNotFoundError(2, "No such file or directory"), "postgresql://u@db.example/db")
+    False
     >>> database_unreachable(StorageError("the database schema is at 0010"), "postgresql://u@h/db")
     False
     """
@@ -130,10 +133,17 @@ def database_unreachable(exc: BaseException, url: str | sa.engine.URL) -> bool:
 
 
 def _through_unix_socket(url: sa.engine.URL) -> bool:
-    """Whether a PostgreSQL URL names a Unix socket's folder as its host (`?host=/run/postgresql`, or the host
-    itself), where a socket file missing says the server is not up, as a refused connection does over TCP."""
+    """Whether a PostgreSQL URL reaches its server through a Unix socket, where a socket file missing says the
+    server is not up, as a refused connection does over TCP: its host is a socket's folder
+    (`?host=/run/postgresql`, or the host itself), or it names no host at all (`postgresql://u@/db`: then
+    `PGHOST`, often a folder, or the default socket folders before localhost).
+
+    >>> [_through_unix_socket(sa.engine.make_url(u)) for u in ("postgresql://u@/db?host=/run/pg",
+    ...  "postgresql://u@/db", "postgresql://u@db.example/db", "postgresql://u@h/db?host=db2.example")]
+    [True, True, False, False]
+    """
     hosts = url.query.get("host", url.host or "")
-    return any(host.startswith("/") for host in ([hosts] if isinstance(hosts, str) else hosts))
+    return any(not host or host.startswith("/") for host in ([hosts] if isinstance(hosts, str) else hosts))
 
 
 def utcnow() -> datetime:
