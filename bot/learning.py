@@ -100,8 +100,8 @@ class Label:
     author: str = ""
     files: tuple[str, ...] = ()
     merged: bool = False
-    by_bot: bool = False  # a reviewer row no person's choice: a review the bot or another automation requested,
-    # or an automation's removal (`bot.backfill.is_automated`)
+    automated: bool = False  # a reviewer row no person's choice: a review the bot or another automation
+    # requested, or an automation's removal (`bot.backfill.is_automated`)
 
 
 def _rank(people: Sequence[str] | None, person: str) -> int | None:
@@ -132,7 +132,7 @@ def _label(row: FeedbackRow, shown: SuggestionRow | None, merged: bool) -> Label
     return Label(row.id, row.mr_iid, row.person, row.label, row.created_at.timestamp(),
                  _rank(people, row.person) if row.suggestion_id else None,
                  author=(shown.author or "") if shown else "", files=tuple(shown.files or ()) if shown else (),
-                 merged=merged, by_bot=is_automated(row))
+                 merged=merged, automated=is_automated(row))
 
 
 async def new_labels(storage: Storage, project_id: int, after_id: int) -> tuple[list[Label], int]:
@@ -218,9 +218,9 @@ def replay(rec: GraphRecommender, items: Iterable[Change | Label], authors: Mapp
     for item in items:
         if isinstance(item, Change):
             rec.observe(item)
-        elif learner is not None and not item.by_bot:  # no choice of the team's: a bot's request, counted,
+        elif learner is not None and not item.automated:  # no choice of the team's (learned, the bot's request
             change = label_change(item, known, replayed)  # reset the streak of someone the team removed, and a
-            # roulette's removal was learned as the team turning them down
+            # roulette's removal read as the team turning them down)
             learner.learn(change, item.person, item.label, time=item.time, rank=item.rank)
             learned += 1
     return learned

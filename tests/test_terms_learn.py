@@ -161,7 +161,7 @@ def test_a_review_the_bot_requested_itself_is_no_vote():
     rec.levels["spreading"] = 0.5
     rec._moved["!1"] = {"spreading": ["ann", "bob", set()]}
     row = FeedbackRow(1, None, 7, 1, "bob", "assigned", BOT_PICK, datetime(2026, 1, 1, tzinfo=timezone.utc), None)
-    assert _label(row, None, False).by_bot
+    assert _label(row, None, False).automated
     replay(rec, [_label(row, None, False)], {1: "cy"})
     assert rec.levels["spreading"] == 0.5  # the bot's own request: no vote
     replay(rec, [Label(2, 1, "bob", "approved", 1.8e9, None)], {1: "cy"})
