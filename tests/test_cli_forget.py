@@ -161,6 +161,32 @@ async def test_a_model_or_snapshot_built_on_a_forgotten_history_is_not_stored(da
         await storage.close()
 
 
+async def test_a_fit_built_before_the_forget_is_not_stored_once_the_history_came_back_as_long(database_url):
+    """The race on SQLite: a project forgotten while its rows were the newest, then imported again (as long a
+    history) before a fit or snapshot built on the old rows was stored. SQLite gave the new rows max(rowid) + 1,
+    the very ids of the forgotten ones, so the check found them and stored the forgotten project's model and
+    snapshot. The history's ids are never given twice now (AUTOINCREMENT, as PostgreSQL's sequence)."""
+    storage = Storage(database_url)
+    try:
+        await storage.history.upsert(2, [change(1)])  # another project's rows before: the ids are not just 1, 2
+        await storage.history.upsert(1, [change(1), change(2)])
+        built_on = [i for i, _ in (await storage.history.rows_since(1))[0]]
+        await forget_project(storage.engine, 1)
+        await storage.history.upsert(1, [change(1), change(2)])  # the next event imports it again
+        with pytest.raises(HistoryGone):
+            await storage.models.save(1, "v1", b"m", built_on=built_on)
+        with pytest.raises(HistoryGone):
+            await storage.models.save_replacing(1, "v1", b"m", expected=None, built_on=built_on)
+        with pytest.raises(HistoryGone):
+            await storage.snapshots.save(1, b"s", format="f", config="c", history_count=2, history_time=None,
+                                         boundary=built_on, built_on=built_on)
+        assert await storage.models.list(1) == [] and await storage.snapshots.list(1) == []
+        assert await storage.history.count_holding(1, max(built_on)) == (2, False)  # what the engine reads
+        assert min(i for i, _ in (await storage.history.rows_since(1))[0]) > max(built_on)
+    finally:
+        await storage.close()
+
+
 async def test_a_model_being_stored_as_the_forget_starts_is_deleted_with_the_rest(postgres_url):
     """PostgreSQL runs writers side by side: `forget` waits for a model's transaction holding the project's lock
     (as `ModelStore.save` does), then deletes its row too. Without the lock it committed first, and the model
@@ -300,8 +326,9 @@ async def test_a_forgotten_project_whose_history_came_back_before_the_engine_loo
 
 
 async def test_a_forgotten_project_imported_again_before_the_engine_looks_is_dropped_all_the_same(learned):
-    """As above, with the re-imported rows under the forgotten rows' ids (SQLite reuses the largest): the count and
-    the rows seen match. The active model the recommender ranked with is gone: only the forget deletes one."""
+    """As above, with no other project's row after the forgotten ones: before 0013 SQLite gave the re-imported rows
+    the forgotten rows' ids, and the count and the rows seen matched. The active model the recommender ranked with
+    is gone, which tells it too: only the forget deletes one."""
     from tests.test_retrain import trained
 
     await learned.models.save(PID, "v1", pickle.dumps(trained().model_, 5))

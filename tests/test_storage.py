@@ -228,7 +228,7 @@ async def test_revision_0011_counts_outage_retries_apart_and_goes_back(blank_dat
         event_id = await put(storage, "k")  # a row as 0010 stored it
         async with storage.engine.begin() as conn:
             await conn.execute(sa.text("UPDATE events SET status = 'failed', attempts = 4"))
-        assert await migrate(url) == {"0012"}
+        assert await migrate(url) == {"0013"}
         row = await storage.events.get(event_id)
         assert (row.status, row.attempts, row.outage_attempts) == ("failed", 4, 0)
         await outage_failures(storage, event_id, 1, max_attempts=6)
@@ -239,7 +239,7 @@ async def test_revision_0011_counts_outage_retries_apart_and_goes_back(blank_dat
             columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("events")])
             kept = (await conn.execute(sa.text("SELECT status, attempts FROM events"))).one()
         assert "outage_attempts" not in columns and tuple(kept) == ("failed", 4)
-        assert await migrate(url) == {"0012"}
+        assert await migrate(url) == {"0013"}
         assert (await storage.events.get(event_id)).outage_attempts == 0
     finally:
         await storage.close()
@@ -267,6 +267,48 @@ async def test_revision_0012_says_whether_an_event_ran_alone_and_goes_back(blank
         assert "ran_alone" not in columns and tuple(kept) == ("running", 2)
         assert await migrate(url, "0012") == {"0012"}
         assert (await storage.events.get(event_id)).ran_alone is False
+    finally:
+        await storage.close()
+
+
+async def _history_rows(storage: Storage) -> list[tuple]:
+    async with storage.engine.connect() as conn:
+        return [tuple(r) for r in (await conn.execute(sa.select(history).order_by(history.c.id))).all()]
+
+
+async def test_revision_0013_keeps_every_history_row_under_its_id_and_never_gives_an_id_twice(blank_database_url):
+    """SQLite gave a new history row the largest id plus one: a project forgotten while its rows were the newest
+    and imported again took the forgotten rows' ids, and a model built on those was stored (see
+    `tests/test_cli_forget.py`). 0013 builds the table again with AUTOINCREMENT (PostgreSQL's ids come from a
+    sequence already: nothing to do). Every row keeps its id and values, the constraint and index stay; and back."""
+    url = blank_database_url
+    assert await migrate(url, "0012") == {"0012"}
+    storage = Storage(url)
+    try:
+        await storage.history.upsert(1, [
+            Change("!1", 1_700_000_000, "ann", ("bob",), ("a.c", "b.c"), title="t", ackers=("cy",), committer="dee",
+                   bot_author=True, renames=(("old.c", "a.c"),)),
+            Change("!2", 1_700_000_100, "bob", (), ("a.c",))])
+        await storage.history.upsert(2, [Change("!1", 1_700_000_200, "cy", ("ann",), ("z.c",))])
+        async with storage.engine.begin() as conn:  # a row as 0003 left it: no renames known
+            await conn.execute(sa.update(history).where(history.c.change_id == "!2").values(renames=None))
+        before = await _history_rows(storage)
+        assert await migrate(url) == {"0013"}
+        assert await _history_rows(storage) == before
+        async with storage.engine.connect() as conn:
+            assert await conn.run_sync(lambda c: compare_metadata(
+                MigrationContext.configure(c, opts={"compare_type": True}), metadata)) == []
+        await storage.history.upsert(1, [Change("!2", 1_700_000_100, "bob", (), ("a.c",))])  # (project, change) unique
+        assert await storage.history.count(1) == 2
+        newest = max(r[0] for r in before)
+        async with storage.engine.begin() as conn:  # as `reviewbot forget` of the project with the newest row
+            await conn.execute(sa.delete(history).where(history.c.project_id == 2))
+        await storage.history.upsert(3, [Change("!1", 1_700_000_300, "ann", (), ("y.c",))])
+        assert [r[0] for r in await _history_rows(storage)][-1] > newest
+        kept = await _history_rows(storage)
+        assert await downgrade(url, "0012") == {"0012"}
+        assert await _history_rows(storage) == kept
+        assert await migrate(url) == {"0013"} and await _history_rows(storage) == kept
     finally:
         await storage.close()
 
@@ -308,7 +350,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
                 {"user_id": 9, "username": "STRASSE", "seen_at": at}])
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0012"}
+    assert await migrate(url) == {"0013"}
     storage = Storage(url)
     try:
         async with storage.engine.connect() as conn:
@@ -320,7 +362,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
         assert await storage.feedback.newer_applied(1, 3, "bob", at, aspect="approval") is None
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=1), aspect="approval") == at
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=9)) is None  # "reviewer"
-        assert await migrate(url) == {"0012"}
+        assert await migrate(url) == {"0013"}
     finally:
         await storage.close()
 
@@ -341,7 +383,7 @@ async def test_revision_0010_says_which_table_it_repaired_and_what_the_old_proce
     finally:
         await engine.dispose()
     done = await upgrade(url)
-    assert (done.before, done.after) == ({"0009"}, {"0012"}) and len(done.notes) == 2
+    assert (done.before, done.after) == ({"0009"}, {"0013"}) and len(done.notes) == 2
     assert all("stop them" in note and "events requeue" in note for note in done.notes)
     assert "feedback_times" in done.notes[0] and "approval and reviewer event" in done.notes[0]
     assert "people" in done.notes[1] and "username_key" in done.notes[1]
@@ -398,7 +440,7 @@ async def test_a_migrate_waiting_for_a_table_gives_way_to_the_running_bot(blank_
                 await asyncio.sleep(1)
         holding = asyncio.create_task(release_soon())
         await asyncio.sleep(0.2)
-        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0012"}  # a later try
+        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0013"}  # a later try
         await holding
     finally:
         await engine.dispose()
@@ -429,7 +471,7 @@ async def test_a_migrate_that_waited_out_the_sqlite_write_lock_names_the_cause_a
         assert await current_revisions(engine) == {"0008"}
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0012"}
+    assert await migrate(url) == {"0013"}
 
 
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):

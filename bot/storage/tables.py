@@ -87,6 +87,9 @@ history = sa.Table(
     sa.Column("renames", Json, nullable=True),  # [[old path, new path], ...]; NULL in rows stored before 0004
     sa.UniqueConstraint("project_id", "change_id"),
     sa.Index(None, "project_id", "time"),
+    # ids never given twice, even after `reviewbot forget` deleted the newest rows (0013): a model or snapshot is
+    # stored only while the row ids it was built on are (`history.require_rows`); PostgreSQL's sequence never reuses
+    sqlite_autoincrement=True,
 )
 
 bot_comments = sa.Table(
