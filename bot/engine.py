@@ -409,9 +409,10 @@ class Engine:
         be adopted (unreadable, another code version's width during a rolling deploy) is not read again.
 
         True when the project has no active model while the recommender ranks with a stored one: only
-        `reviewbot forget` deletes an active model. Why look here too: on SQLite, history imported again after
-        the forget may take the very row ids the forgotten rows had (it reuses the largest ones), and then the
-        row count and the rows seen match again; the active model that went with the forget tells it."""
+        `reviewbot forget` deletes an active model. Why look here too: it tells the forget without the row ids.
+        History imported again after the forget gets new ids (`HistoryStore.count_holding`), but on SQLite only
+        since 0013: before, it took the forgotten rows' ids when those were the largest, and the row count and
+        the rows seen matched again (a project forgotten before that upgrade may still leave such ids)."""
         rec = entry.recommender
         if not isinstance(rec, LearnedRecommender):
             return False

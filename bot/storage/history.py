@@ -26,7 +26,9 @@ class HistoryGone(LookupError):
 
 async def require_rows(conn: AsyncConnection, project_id: int, row_ids: Collection[int]) -> None:
     """Raise `HistoryGone` unless the project's history still holds `row_ids` (none given: no check). One of
-    them is read: history rows go only all together, and a row replaced by an upsert keeps its id.
+    them is read: history rows go only all together, a row replaced by an upsert keeps its id, and an id is never
+    given twice (PostgreSQL's sequence; SQLite's AUTOINCREMENT since 0013: before it, the project's history
+    imported again after the forget took the forgotten rows' ids when those were the largest, and passed).
 
     Why: a retraining or a snapshot runs in the background for seconds to minutes, and `reviewbot forget` may
     delete the project meanwhile; what it then stored would bring the project back (a model, a snapshot), and
@@ -129,8 +131,8 @@ class HistoryStore:
     async def count_holding(self, project_id: int, row_id: int | None) -> tuple[int, bool]:
         """How many changes the project has, and whether row `row_id` is one of them (True for None), in one
         statement. Why: a reader that has seen the rows (the engine) learns that `reviewbot forget` deleted them
-        even when as many were imported again since (a row replaced by an upsert keeps its id). SQLite may give
-        re-imported rows the very ids of the deleted ones, when those were the largest."""
+        even when as many were imported again since (a row replaced by an upsert keeps its id, and re-imported
+        rows get new ids: see `require_rows`)."""
         where = history.c.project_id == project_id
         holding = (sa.exists().where(where, history.c.id == row_id) if row_id is not None else sa.true())
         stmt = sa.select(sa.select(sa.func.count()).where(where).scalar_subquery(), holding)
