@@ -89,7 +89,8 @@ class WebhookSender:
     def _headers(self, hook: SimHook, event: HookEvent, idempotency_key: str) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json", "User-Agent": USER_AGENT, "Idempotency-Key": idempotency_key,
-            "X-Gitlab-Event": event.event_name, "X-Gitlab-Webhook-UUID": hook.uuid,
+            # drawn anew for every delivery, resends too (`WebHookService#build_headers`): it names no hook
+            "X-Gitlab-Event": event.event_name, "X-Gitlab-Webhook-UUID": self.state.new_uuid(),
             "X-Gitlab-Instance": self.state.web, "X-Gitlab-Event-UUID": event.event_uuid,
         }
         if hook.token:

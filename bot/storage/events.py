@@ -35,7 +35,7 @@ __all__ = ["EventRow", "EventQueue", "dedupe_key_for", "backoff_delay", "without
            "HOOK_HEADER", "COPY_MARK"]
 
 MIN_KEY_RETENTION = timedelta(hours=24)  # GitLab re-sends can come much later; keep dedupe keys a day
-HOOK_HEADER = "X-Gitlab-Webhook-UUID"  # which hook sent a delivery (GitLab 16.2+), kept with the event
+HOOK_HEADER = "X-Gitlab-Webhook-UUID"  # GitLab 16.2+, drawn anew for every delivery (it names no hook); kept
 COPY_MARK = "skipped: the copy another hook sent of event"  # `last_error` of a copy (`mark_copy`)
 HISTORY_MARK = "waiting for the project's history import"  # `last_error` of an event parked for it (the handlers)
 MAX_KEY_LENGTH = 200
@@ -67,10 +67,21 @@ def _twins_statement(no_mr: bool) -> sa.Select[Any]:
     checked): the events of the same project, merge request and kind with the same body."""
     same_mr = events.c.mr_iid.is_(None) if no_mr else events.c.mr_iid == sa.bindparam("mr_iid")
     return (
-        sa.select(events.c.id, events.c.headers, events.c.body, events.c.status, events.c.last_error)
+        sa.select(events.c.id, events.c.body, events.c.status, events.c.last_error)
         .where(events.c.project_id == sa.bindparam("project_id"), same_mr, events.c.kind == sa.bindparam("kind"),
                events.c.id != sa.bindparam("id"), events.c.body == sa.bindparam("body"))  # not every body read
         .order_by(events.c.id)
+    )
+
+
+@functools.cache
+def _between_statement(no_mr: bool) -> sa.Select[Any]:
+    """The events of the same project, merge request and kind stored between two ids (`twin_done`)."""
+    same_mr = events.c.mr_iid.is_(None) if no_mr else events.c.mr_iid == sa.bindparam("mr_iid")
+    return (
+        sa.select(events.c.id, events.c.body)
+        .where(events.c.project_id == sa.bindparam("project_id"), same_mr, events.c.kind == sa.bindparam("kind"),
+               events.c.id > sa.bindparam("low"), events.c.id < sa.bindparam("high"))
     )
 
 
@@ -489,32 +500,36 @@ class EventQueue:
     async def twin_done(self, row: EventRow) -> int | None:
         """The id of a handled event that is `row`'s very event sent by another hook, else None.
 
-        A project hook and a group hook both set up each send every event, each with its own
-        `Idempotency-Key` (and event UUID), so both are stored; the bodies are the same. The same body from
-        the *same* hook is a new event (an approval given, taken back and given again can repeat one body),
-        so each hook's deliveries of a body pair in order, the n-th with the n-th: `row` is a copy when another
-        hook's delivery at its place ran (done, and not skipped as a copy itself), whichever was stored first
-        (an insert may commit late) and whether `row` is new or requeued. A delivery without
-        `X-Gitlab-Webhook-UUID` cannot be told apart: it runs.
+        A project hook and a group hook both set up each send every event, each delivery with its own
+        `Idempotency-Key` and `X-Gitlab-Webhook-UUID` (GitLab draws that one anew for every delivery,
+        `WebHookService#build_headers`: it names no hook), so both are stored; the bodies are the same. A note's or
+        an award's body names the note or award, so an equal body is the same event. A merge request's may repeat
+        as a new event: approved, taken back and approved again within a minute carry one body (the approval's
+        system note touches the MR once a minute), and the second approval was lost as the first's copy. So a
+        Merge Request Hook's copy must have been stored next to it: no other body of the MR's hooks between them
+        (GitLab sends each hook's copy of an event at once). A copy whose insert commits late pairs all the same,
+        whichever was stored first, and so does one requeued after its twin ran; one that is not `done`, or was
+        a copy itself, is no twin. Deliveries without `X-Gitlab-Webhook-UUID` (GitLab before 16.2) are not
+        checked, which spares them the read.
         """
-        hook = row.headers.get(HOOK_HEADER)
-        if hook is None or row.project_id is None:
+        if row.headers.get(HOOK_HEADER) is None or row.project_id is None:
             return None
         params = {"project_id": row.project_id, "mr_iid": row.mr_iid, "kind": row.kind, "id": row.id,
                   "body": row.body}
         async with self.engine.connect() as conn:
-            others = [r for r in (await conn.execute(_twins_statement(row.mr_iid is None), params)).all()
-                      if r.headers.get(HOOK_HEADER) is not None and r.body == row.body]
-        place = sum(r.headers[HOOK_HEADER] == hook and r.id < row.id for r in others)
-        by_hook: dict[str, list[Any]] = {}
-        for r in others:
-            if r.headers[HOOK_HEADER] != hook:
-                by_hook.setdefault(r.headers[HOOK_HEADER], []).append(r)
-        for sent in by_hook.values():
-            twin = sent[place] if len(sent) > place else None
-            if twin is not None and twin.status == "done" and not (twin.last_error or "").startswith(COPY_MARK):
-                return int(twin.id)
-        return None
+            ran = [r for r in (await conn.execute(_twins_statement(row.mr_iid is None), params)).all()
+                   if r.body == row.body and r.status == "done" and not (r.last_error or "").startswith(COPY_MARK)]
+            if ran and row.kind == "Merge Request Hook":
+                ran = await self._stored_beside(conn, row, ran, params)
+        return int(ran[0].id) if ran else None
+
+    @staticmethod
+    async def _stored_beside(conn: Any, row: EventRow, ran: list[Any], params: dict[str, Any]) -> list[Any]:
+        """Those of `ran` with no event of another body of the same MR and kind stored between them and `row`."""
+        low, high = min(row.id, *(r.id for r in ran)), max(row.id, *(r.id for r in ran))
+        between = await conn.execute(_between_statement(row.mr_iid is None), {**params, "low": low, "high": high})
+        others = [r.id for r in between.all() if r.body != row.body]
+        return [r for r in ran if not any(min(r.id, row.id) < i < max(r.id, row.id) for i in others)]
 
     async def mark_copy(self, event_id: int, twin_id: int) -> None:
         """Note on a running event that it is a copy of `twin_id` (handled; this one is skipped): it does not
