@@ -63,6 +63,19 @@ async def test_push_edits_the_same_comment(handler_env):
     assert len(env.state.calls("PUT", f"/notes/{before.id}")) == 1
 
 
+async def test_commits_pushed_with_the_bots_account_are_suggested_for(handler_env):
+    """The only change the bot makes to an MR is a reviewer request, so that is all of its own `update` hooks it
+    ignores: new commits pushed with its account (a shared automation account, a suggestion applied with its
+    token) were ignored too, and the comment kept suggesting for the files it had before."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.push_to_mr(mr, ["docs/intro.md"], user=env.state.bot)
+    await env.run()
+    [after] = marker_notes(env.state, mr)
+    assert "`@dee`" in after.body
+
+
 async def test_drafts_are_skipped_until_ready(handler_env):
     env = await handler_env()
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, draft=True)

@@ -436,12 +436,13 @@ async def record_state(event: Event, ctx: EventContext, label: str) -> MergeRequ
 @router.register(HOOK, action="update")
 async def on_update(event: Event, ctx: EventContext) -> None:
     """Ready for review (or the ignore label taken off), new commits, a new target branch, or reviewers
-    changed by a person."""
-    if ctx.bot.is_me(event.data.get("user")):
-        return
-    reviewers_sent(event, ctx)
+    changed by a person. Of the bot's own changes only its reviewer requests are left alone (its PUT fires
+    this hook): commits pushed with its account are new commits all the same."""
+    by_bot = ctx.bot.is_me(event.data.get("user"))
+    if not by_bot:
+        reviewers_sent(event, ctx)
     changes = event.data.get("changes") or {}
-    if isinstance(changes.get("reviewers"), Mapping) and not ended(event.object_attributes):
+    if isinstance(changes.get("reviewers"), Mapping) and not by_bot and not ended(event.object_attributes):
         await record_reviewer_changes(ctx, int(event.object_attributes["iid"]), changes["reviewers"],
                                       at=event_time(event.object_attributes),
                                       author_id=event.object_attributes.get("author_id"),
