@@ -3,6 +3,7 @@ while the event loop serves the simulator)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -65,6 +66,24 @@ async def test_the_same_url_updates_the_hook_instead_of_adding_one(gitlab_sim: S
     assert hook.note_events is True and hook.confidential_note_events is True
     assert "Updated webhook" in out and "given-secret-0123456789" not in out
     assert gitlab_sim.calls("PUT", "/hooks/")
+
+
+@pytest.mark.parametrize("status", ["disabled", "temporarily_disabled"])
+async def test_a_hook_gitlab_disabled_is_named_with_how_to_enable_it(gitlab_sim: SimState, capsys, status):
+    """GitLab disables a hook after failed deliveries (4 in a row for a while, 40 for good) and updating it does
+    not enable it again: a re-run said "Updated webhook" while GitLab sent the bot nothing."""
+    project = gitlab_sim.project("acme/widgets")
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 0
+    hook = project.hooks[0]
+    hook.alert_status = status
+    if status == "temporarily_disabled":
+        hook.disabled_until = gitlab_sim.now() + timedelta(hours=3)
+    capsys.readouterr()
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 0
+    err = capsys.readouterr().err
+    assert f"webhook {hook.id}" in err and "Test" in err and "Push events" in err
+    assert ("until" in err) == (status == "temporarily_disabled")
+    assert hook.alert_status == status  # GitLab's PUT leaves it so
 
 
 async def test_a_wrong_token_says_so(gitlab_sim: SimState, env, capsys):

@@ -68,6 +68,8 @@ class InstalledHook:
     project_path: str
     duplicates: tuple[int, ...] = ()
     other_scheme: tuple[int, ...] = ()  # hooks to the same host and path over the other of http / https
+    alert_status: str = "executable"  # GitLab's auto-disabling: "temporarily_disabled" or "disabled" after failures
+    disabled_until: str | None = None  # when a temporarily disabled hook is sent events again
 
 
 def hook_url(public_url: str) -> str:
@@ -145,8 +147,10 @@ def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -
         raise InstallError(explain(exc, gl.url, project)) from None
     same = {h.id for h in existing}
     other_scheme = tuple(int(h.id) for h in hooks if _address(h.url) == _address(url) and h.id not in same)
+    status = str(getattr(existing[0], "alert_status", None) or "executable") if existing else "executable"
+    until = getattr(existing[0], "disabled_until", None) if existing else None
     return InstalledHook(action, int(hook_id), url, int(target.id), str(target.path_with_namespace),
-                         tuple(int(h.id) for h in existing[1:]), other_scheme)
+                         tuple(int(h.id) for h in existing[1:]), other_scheme, status, until)
 
 
 def ca_certificates() -> str | bool:
@@ -270,8 +274,24 @@ def _instructions(done: InstalledHook, secret: str | None) -> str:
     return "\n".join(lines)
 
 
-def _duplicates_warning(done: InstalledHook) -> str | None:
-    warnings = []
+def _disabled_warning(done: InstalledHook) -> str | None:
+    """GitLab stops sending to a hook after failed deliveries (4 in a row: for a while, growing up to a day; 40:
+    for good) and updating the hook does not change that: a delivery it sends as a test that is answered 2xx
+    does. A Push Hook is the test to send: the bot answers it 200 and ignores it."""
+    if done.alert_status not in ("temporarily_disabled", "disabled"):
+        return None
+    enable = ("press Test > Push events on it under Settings > Webhooks once the bot is up (the bot ignores it "
+              "and answers 200, which enables the hook again)")
+    if done.alert_status == "disabled":
+        return (f"reviewbot install: warning: GitLab disabled webhook {done.hook_id} on {done.project_path} after "
+                f"failed deliveries and sends it nothing: {enable}")
+    return (f"reviewbot install: warning: GitLab paused webhook {done.hook_id} on {done.project_path} after failed "
+            f"deliveries until {done.disabled_until or 'later'}, and does not send the events of that time later: "
+            f"{enable}")
+
+
+def _warnings(done: InstalledHook) -> str | None:
+    warnings = [w] if (w := _disabled_warning(done)) else []
     if done.duplicates:
         ids = ", ".join(str(i) for i in done.duplicates)
         warnings.append(f"reviewbot install: warning: webhook(s) {ids} on {done.project_path} also point at "
@@ -314,6 +334,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"reviewbot install: {exc}", file=sys.stderr)
         return 1
     print(_instructions(done, None if args.secret is not None else secret))
-    if warning := _duplicates_warning(done):
+    if warning := _warnings(done):
         print(warning, file=sys.stderr)
     return 0
