@@ -47,7 +47,20 @@ def test_demo_prints_the_comment_the_bot_posted(tmp_path):
     comment = out.split("later:", 1)[1]
     assert re.search(r"^\|.*\|\s*$", comment, re.MULTILINE), "the suggestion table is printed"
     assert "@" in comment and MARKER not in out and "<!--" not in out
+    assert comment.strip() == readme_comment(), "the README shows the comment `reviewbot demo` posts, word for word"
     assert not list(tmp_path.iterdir()), "the demo leaves no file behind"
+
+
+def readme_comment() -> str:
+    """The comment the README's *What a suggestion looks like* quotes, without its `> ` quote marks."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("> **Suggested reviewers**")
+    quoted = []
+    for line in lines[start:]:
+        if not line.startswith(">"):
+            break
+        quoted.append(line.removeprefix(">").removeprefix(" "))
+    return "\n".join(quoted).strip()
 
 
 def read_until(proc: subprocess.Popen[str], wanted: str, seen: list[str]) -> str:
