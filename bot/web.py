@@ -102,6 +102,10 @@ class Delivery:
     mr_iid: int | None
 
 
+def _waiting(n: int) -> str:
+    return "1 delivery waits" if n == 1 else f"{n} deliveries wait"
+
+
 def _json(http_status: int, **body: Any) -> web.Response:
     return web.json_response(body, status=http_status)
 
@@ -383,7 +387,7 @@ async def healthz(request: web.Request) -> web.Response:
     if (waiting := pending(request.app)) is not None:  # before "starting": the handlers wait for it
         database_up.set(waiting.answers)
         return _json(503, status="spooling", error=f"{waiting.state()}: "
-                     f"{request.app[SPOOL_KEY].spool.count} deliveries wait in the spool")
+                     f"{_waiting(request.app[SPOOL_KEY].spool.count)} in the spool")
     started = request.app.get(STARTED_KEY)
     if started is not None and not started.is_set():  # webhooks are stored meanwhile, not run yet
         return _json(503, status="starting", error="the handlers are starting (the GitLab token is checked)")
@@ -397,8 +401,8 @@ async def healthz(request: web.Request) -> web.Response:
     database_up.set(1)
     drainer = request.app.get(SPOOL_KEY)
     if drainer is not None and drainer.waiting:
-        return _json(503, status="spooling", error=f"the database takes no writes: {drainer.spool.count} "
-                     "deliveries wait in the spool")
+        return _json(503, status="spooling", error=f"the database takes no writes: "
+                     f"{_waiting(drainer.spool.count)} in the spool")
     return _json(200, status="ok")
 
 

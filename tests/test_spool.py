@@ -266,7 +266,7 @@ async def test_healthz_says_spooling_while_the_database_answers_reads_but_takes_
 
         await eventually(lambda: says(503), 10)
         assert await (await client.get("/healthz")).json() == {
-            "status": "spooling", "error": "the database takes no writes: 1 deliveries wait in the spool"}
+            "status": "spooling", "error": "the database takes no writes: 1 delivery waits in the spool"}
         locker.execute("COMMIT")
         await eventually(lambda: says(200), 10)
         assert not spooled(tmp_path)

@@ -107,6 +107,8 @@ def lift_lines(results: list[dict], *, top: int = 3) -> list[str]:
     the leaver dropped out of the top 3 after 2 of their 9 changes (off: never)
     >>> print(lift_lines([{**on, "leaver_changes_until_dropped": 9}, off])[0].split("; ")[-1])
     the leaver never dropped out of the top 3 (9 changes, off: never)
+    >>> print(lift_lines([{**on, "top1": 0.45}, off])[0].split(" (")[0])
+    h: learning lowers Top-1 by -5.0 points
     """
     pairs: dict[str, dict[str, dict]] = {}
     for r in results:
@@ -116,7 +118,8 @@ def lift_lines(results: list[dict], *, top: int = 3) -> list[str]:
         on, off = pair.get("on"), pair.get("off")
         if on is None or off is None:
             continue
-        line = (f"{name}: learning lifts Top-1 by {100 * (on['top1'] - off['top1']):+.1f} points"
+        lift = 100 * (on['top1'] - off['top1'])
+        line = (f"{name}: learning {'lifts' if lift >= 0 else 'lowers'} Top-1 by {lift:+.1f} points"
                 f"{_late_lift(on['top1_over_time'], off['top1_over_time'])}; "
                 f"acceptance over the last third {100 * off['acceptance_last_third']:.1f}% → "
                 f"{100 * on['acceptance_last_third']:.1f}%")
