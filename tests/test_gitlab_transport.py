@@ -78,6 +78,34 @@ async def test_gitlab_calls_go_through_the_environments_proxy(simulator, http_se
     assert proxy.logins == ["Basic " + base64.b64encode(b"squid:s3cret").decode()]
 
 
+@pytest.fixture
+async def refusing_proxy() -> AsyncIterator[str]:
+    """A proxy that answers every request, a CONNECT for an https GitLab too, with 407: the login it was given
+    is wrong. Its URL (http://127.0.0.1:PORT)."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n"
+                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    async with server:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_the_proxys_password_is_not_in_the_error(refusing_proxy, http_session, no_proxy_env, caplog):
+    """aiohttp names the proxy, login included, in a failed CONNECT's error (`ClientHttpProxyError`): its text went
+    into the GitLabError, hence the log, the events' `last_error` and `reviewbot events`."""
+    no_proxy_env.setenv("HTTPS_PROXY", refusing_proxy.replace("http://", "http://squid:Pr0xyPa55@"))
+    client = GitLabClient(http_session, url="https://gitlab.example.com", token="glpat-token-value", retry=FAST_RETRY)
+    with pytest.raises(GitLabError) as caught:
+        await client.current_user()
+    message = str(caught.value)
+    assert "407" in message and "Proxy Authentication Required" in message and refusing_proxy[7:] in message
+    assert "Pr0xyPa55" not in message and "Pr0xyPa55" not in caplog.text
+
+
 async def test_no_proxy_naming_gitlabs_host_connects_directly(simulator, http_session, proxy, no_proxy_env):
     state, url = simulator
     no_proxy_env.setenv("http_proxy", proxy.url)

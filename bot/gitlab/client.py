@@ -32,7 +32,9 @@ from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
 
-from bot.gitlab.errors import GitLabError, error_message, redirected, route_missing, scope_missing
+from bot.gitlab.errors import (
+    GitLabError, error_message, redirected, route_missing, scope_missing, without_logins,
+)
 from bot.gitlab.proxy import env_proxy
 from bot.gitlab.models import (
     Approvals, ApprovalState, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project,
@@ -298,7 +300,9 @@ class GitLabClient:
 
     def _redacted(self, text: str) -> str:
         """An error's text without the token: GitLab never echoes it, but a proxy's or firewall's error page in
-        front of it may, and the text goes to the logs and to `reviewbot events`."""
+        front of it may, and the text goes to the logs and to `reviewbot events`; nor the proxy's login, which
+        aiohttp writes into the error of a CONNECT the proxy refused (`without_logins`)."""
+        text = without_logins(text)
         return text.replace(self._token, "<token>") if len(self._token) >= 8 else text
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "not_api", "readable", "untrusted",
-           "UNTRUSTED", "redirected"]
+           "UNTRUSTED", "redirected", "without_logins"]
 
 _HINTS = {
     400: "GitLab rejected the request's parameters",
@@ -126,6 +126,20 @@ def redirected(status: int | None, location: str) -> str | None:
     target = f" to {urlunsplit((parts.scheme, host, parts.path, '', ''))}" if parts.scheme and host else ""
     return (f"redirected{target}: set GITLAB_URL to the address GitLab answers at (its external_url, e.g. "
             "https://gitlab.example.com)")
+
+
+_LOGIN = re.compile(r"(?<=://)[^\s/?#@'\"<>]+@")  # a URL's user:password@ (or a token in its place)
+
+
+def without_logins(text: str) -> str:
+    """`text` with the logins in its URLs (`user:password@`) replaced by `***@`. aiohttp names the proxy, with the
+    login the environment gave it (HTTPS_PROXY=http://user:password@proxy:3128), in the error of a refused
+    CONNECT: "407, message='Proxy Authentication Required', url='http://user:password@proxy:3128'".
+
+    >>> without_logins("407, url='http://squid:s3cret@proxy:3128'; see https://gitlab.example.com/help")
+    "407, url='http://***@proxy:3128'; see https://gitlab.example.com/help"
+    """
+    return _LOGIN.sub("***@", text)
 
 
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
