@@ -1,6 +1,9 @@
 """`reviewbot migrate` on a new SQLite file: creates the schema, then reports it current."""
 from __future__ import annotations
 
+import os
+import stat
+
 import pytest
 
 from bot.cli import build_parser
@@ -16,6 +19,7 @@ def new_database(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'bot.sqlite3'}")
     monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    return monkeypatch
 
 
 def test_migrate_then_check(new_database, tmp_path, capsys):
@@ -144,3 +148,22 @@ def test_migrate_prints_what_revision_0010_repaired(new_database, tmp_path, caps
     out = capsys.readouterr().out.splitlines()
     assert "upgraded from 0009 to 0013" in out[0] and len(out) == 2
     assert "`people` had the shape of an early 0007" in out[1] and "stop them" in out[1]
+
+
+def test_a_new_database_file_is_readable_by_its_owner_only(new_database, tmp_path):
+    """The file holds every stored webhook: internal (confidential) notes and private projects' merge requests.
+    SQLite created it, and its `-wal` (which takes the file's mode), by the umask: 0644 on most systems, readable
+    by every account on the machine. The spool's files were kept 0600 for the same reason."""
+    old = os.umask(0o022)
+    try:
+        assert run() == 0
+    finally:
+        os.umask(old)
+    for path in tmp_path.glob("bot.sqlite3*"):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path.name
+    existing = tmp_path / "kept.sqlite3"
+    existing.touch(mode=0o640)
+    os.chmod(existing, 0o640)
+    new_database.setenv("DATABASE_URL", f"sqlite:///{existing}")
+    assert run() == 0
+    assert stat.S_IMODE(existing.stat().st_mode) == 0o640  # a file the operator made keeps the mode they chose

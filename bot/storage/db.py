@@ -280,10 +280,23 @@ class _SQLiteFile:
     def before_connect(self, _dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
         if (problem := self.problem()) is not None:
             raise sqlite3.OperationalError(problem)
+        if self.first is None:
+            _create_private(self.path)
 
     def checkout(self, _dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         if (problem := self.problem()) is not None:  # the connection is closed: its file is written no more
             raise sa.exc.OperationalError(None, None, sqlite3.OperationalError(problem))
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file, empty, readable and writable by its owner only, unless it exists (a file the
+    operator made keeps the mode they chose). It holds every stored webhook (internal notes, private projects'
+    merge requests); SQLite would create it by the umask, 0644 on most systems, and its `-wal` and `-shm` take
+    the file's mode. An empty file is an empty database to SQLite. A failure is left to SQLite to report."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        pass
 
 
 def _engine(url: str, kwargs: dict[str, Any]) -> AsyncEngine:
