@@ -221,7 +221,9 @@ def _signed_in(request: web.Request, dashboard: Dashboard, target: str) -> web.R
     """303 to `target` (a path on this site), setting the sign-in cookie (of the token, `dashboard.token`)."""
     assert dashboard.token is not None, "only the token's sign-in calls this"
     response = web.Response(status=303, headers={"Location": target})
-    secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+    public_url = dashboard.settings.dashboard.public_url or ""
+    secure = public_url.startswith("https://") or request.secure or \
+        request.headers.get("X-Forwarded-Proto", "").lower() == "https"  # a proxy ending TLS may not say so
     issued = int(dashboard.clock().timestamp())
     response.set_cookie(COOKIE, cookie_value(dashboard.token, issued), max_age=COOKIE_MAX_AGE, path="/",
                         httponly=True, samesite="Lax", secure=secure)  # Lax: a `?token=` link followed

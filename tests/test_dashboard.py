@@ -236,6 +236,24 @@ async def test_the_token_in_the_address_once_sets_a_lax_httponly_cookie_and_leav
     assert followed.status == 200 and "acme/widgets" in await followed.text()
 
 
+async def test_the_token_cookie_is_secure_when_the_dashboards_address_is_https(aiohttp_client, seeded):
+    """Behind a proxy that ends TLS and does not say so (no X-Forwarded-Proto), the request looks like plain http,
+    and the cookie, as good as the token for a week, was set without Secure: a browser then sent it over any
+    http:// address of the host. `public_url` names the scheme people use, as it does for GitLab sign-in's
+    cookies."""
+    settings = Settings(gitlab={"url": "https://gitlab.example", "token": GITLAB_TOKEN},
+                        webhook_secrets=[{"secret": WEBHOOK_SECRET}],
+                        dashboard={"enabled": True, "token": TOKEN, "public_url": "https://bot.example"})
+    client = await aiohttp_client(make_app(settings, seeded, Metrics()))
+    signed = await client.post("/signin", data={"token": TOKEN, "next": "/"}, allow_redirects=False)
+    linked = await client.get(f"/?token={TOKEN}", allow_redirects=False)
+    for response in (signed, linked):
+        assert response.status == 303 and "Secure" in response.headers["Set-Cookie"]
+    plain = await (await aiohttp_client(make_app(make_settings(), seeded, Metrics()))).get(
+        f"/?token={TOKEN}", allow_redirects=False)
+    assert plain.status == 303 and "Secure" not in plain.headers["Set-Cookie"]  # http: the cookie must come back
+
+
 async def test_the_sign_in_form_posts_the_token_and_goes_back_only_to_this_site(client):
     page = await (await client.get("/projects/7?week=1")).text()
     assert '<form class="signin-form" method="post" action="/signin">' in page
