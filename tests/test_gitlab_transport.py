@@ -20,11 +20,13 @@ from aiohttp import web
 
 from bot.cli import backfill as cli
 from bot.cli import main
+from bot.config import Settings
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.oauth import OAuthApp, OAuthError, authorize_url, exchange_code
 from bot.gitlab.sim_model import SimProject
 from bot.gitlab.simulator import SimState, run_simulator
+from bot.handlers import check_gitlab
 from tests.bot_harness import bot_settings, seed_recent
 from tests.gitlab_fixtures import FAST_RETRY, serve_app
 
@@ -122,6 +124,18 @@ async def test_the_dashboards_sign_in_goes_through_the_proxy_too(simulator, http
     with pytest.raises(OAuthError, match="invalid_client"):
         await exchange_code(http_session, app, "some-code", "v" * 43)
     assert proxy.seen == [f"{url}/oauth/token"]
+
+
+@pytest.mark.parametrize("url, warned", [("http://gitlab.invalid", True), ("https://gitlab.invalid", False),
+                                          ("http://127.0.0.1:9", False), ("http://localhost:9", False)])
+async def test_a_gitlab_url_in_clear_text_is_warned_about_at_start(http_session, url, warned, caplog):
+    """The token has the api scope, and over http:// it crosses the network readable by anyone on the way; start-up
+    said nothing (`install` warns of a webhook URL that is not https). The loopback is no network."""
+    settings = Settings(gitlab={"url": url, "token": "glpat-token-value"}, webhook_secrets=[{"secret": "s" * 20}])
+    await check_gitlab(http_session, settings)
+    said = "GITLAB_URL is http://: GITLAB_TOKEN crosses the network in clear text"
+    assert (said in caplog.text) is warned
+    assert "cannot reach GitLab" in caplog.text and "glpat-token-value" not in caplog.text
 
 
 # --- GitLab under a relative URL root (https://host/gitlab) ---------------------------------------------------

@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ipaddress
 import logging
 from typing import AsyncIterator, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 from gidgetlab.routing import Router
@@ -214,6 +216,10 @@ async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> No
     queue and are retried (`[worker] outage_hours`).
     """
     url = settings.gitlab.url
+    if in_clear_text(url):
+        log.warning(kv("GITLAB_URL is http://: GITLAB_TOKEN crosses the network in clear text, readable by anyone "
+                       "on the way, and it can do whatever the bot user can (api scope); use GitLab's https:// "
+                       "address unless the connection never leaves a network you trust", url=url))
     probe = GitLabClient(session, url=url, token=settings.gitlab.token.get_secret_value(),
                          retry=RetryPolicy(max_attempts=2, base_delay=0.5, timeout=10.0))
     try:
@@ -222,6 +228,23 @@ async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> No
         _refuse_or_log(exc, url)
         return
     await _check_scopes(probe, url)
+
+
+def in_clear_text(url: str) -> bool:
+    """Whether calls to `url` cross a network unencrypted: http:// to a host other than this machine's loopback.
+
+    >>> [in_clear_text(u) for u in ("http://gitlab.internal", "https://gitlab.internal", "http://[::1]:80")]
+    [True, False, False]
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost" or parts.hostname.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:  # a host name
+        return True
 
 
 def _refuse_or_log(exc: GitLabError, url: str) -> None:
