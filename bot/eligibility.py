@@ -152,6 +152,7 @@ EXCLUDED_WORDS = {
     "exclude": "was excluded from this merge request with `/reviewers exclude`",
     "reroll": "was set aside on this merge request with `/reviewers reroll`",
     "settings": "is on the project's `exclude` list (the bot's settings)",
+    "internal": "was set aside on this merge request by the team",  # in an internal note: which is not said
 }
 
 

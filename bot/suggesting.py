@@ -41,11 +41,15 @@ from graph.recommend import GraphRecommender, LearnedRecommender
 
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
-    "boost_owners", "has_history", "as_members", "open_change", "EXCLUDING_LABELS", "POOL", "CODEOWNERS_UNREADABLE",
-    "APPROVAL_RULES_UNREADABLE", "APPROVERS_ONLY",
+    "boost_owners", "has_history", "as_members", "open_change", "EXCLUDING_LABELS", "INTERNAL", "POOL",
+    "CODEOWNERS_UNREADABLE", "APPROVAL_RULES_UNREADABLE", "APPROVERS_ONLY",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
+# ... and how an exclusion is named when only internal notes made it (the row's value says so, `INTERNAL`): the
+# suggestion comment is public and says nothing of it; what names a person best wins (`_EXCLUSION_RANK`)
+INTERNAL = "internal"
+_EXCLUSION_RANK = {"exclude": 2, "reroll": 1, INTERNAL: 0}
 POOL = 40            # how many ranked candidates the eligibility filter looks at
 SPARE = 3            # statuses fetched for k + SPARE people at a time (some may be busy or overloaded)
 OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
@@ -77,7 +81,7 @@ class MRFacts:
     files: tuple[str, ...]
     members: Mapping[str, GitLabMember]
     optouts: frozenset[str]
-    excluded: Mapping[str, str]  # username -> "exclude" or "reroll", the feedback label that took them off
+    excluded: Mapping[str, str]  # username -> "exclude", "reroll" (the label that took them off) or INTERNAL
     codeowners: CodeOwners | None
     owner_users: Mapping[Owner, tuple[str, ...]] = field(default_factory=dict)
     renames: tuple[tuple[str, str], ...] = ()  # (old path, new path) of each renamed file
@@ -153,13 +157,21 @@ class SuggestionResult:
 
 async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> dict[str, str]:
     """People `/reviewers exclude` or `/reviewers reroll` took off this MR (kept as feedback rows), each with
-    the label that did (an explicit exclude names them best)."""
+    the label that did (an explicit exclude names them best), or `INTERNAL` when only commands in internal notes
+    did: a command nobody outside the team can read is not told in the public comment (`_skip_notes`)."""
     rows = await storage.feedback.list(project_id, mr_iid=mr_iid)
     out: dict[str, str] = {}
     for r in rows:
-        if r.label in EXCLUDING_LABELS and out.get(r.person) != "exclude":
-            out[r.person] = r.label
+        if r.label in EXCLUDING_LABELS:
+            label = INTERNAL if isinstance(r.value, Mapping) and r.value.get(INTERNAL) else r.label
+            _keep_best(out, r.person, label)
     return out
+
+
+def _keep_best(out: dict[str, str], person: str, label: str) -> None:
+    """`out[person] = label` unless `out` names them better already (`_EXCLUSION_RANK`)."""
+    if person not in out or _EXCLUSION_RANK.get(label, 2) > _EXCLUSION_RANK.get(out[person], 2):
+        out[person] = label
 
 
 async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: MergeRequest,
@@ -204,12 +216,10 @@ async def _former_names(storage: Storage, members: Sequence[GitLabMember]) -> di
 
 def _under_names_now(facts: MRFacts, excluded: Mapping[str, str]) -> dict[str, str]:
     """`excluded` under the members' usernames now (an exclusion made before a rename still holds), an
-    explicit exclude winning over a reroll when both name one person."""
+    explicit exclude winning over a reroll when both name one person, and either over an internal one."""
     out: dict[str, str] = {}
     for name, label in excluded.items():
-        person = facts.person(name)
-        if out.get(person) != "exclude":
-            out[person] = label
+        _keep_best(out, facts.person(name), label)
     return out
 
 
@@ -417,8 +427,11 @@ def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str
     facts, cap = result.facts, settings.max_open_reviews
     optouts = {p.casefold() for p in [*facts.optouts, *facts.excluded]}
     notes = []
+    quiet = {p.casefold() for p, how in facts.excluded.items() if how == INTERNAL}  # set aside in internal notes
     for s in result.candidates[:last + 1]:
         reason = result.dropped.get(s.person)
+        if s.person.casefold() in quiet:
+            continue
         relevant = s.person.casefold() in optouts or result.statuses.get(s.person) in STATUS_WORDS or \
             (cap > 0 and result.loads.get(s.person, 0) >= cap) or reason == AWAITING_SEAT
         if reason and relevant:

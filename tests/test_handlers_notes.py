@@ -573,6 +573,26 @@ async def test_a_command_in_an_internal_note_runs_and_is_answered_internally(han
     assert ("bob", "why") in await feedback(env, mr)
 
 
+async def test_setting_someone_aside_in_an_internal_note_is_not_announced_in_the_public_comment(handler_env):
+    """The comment is public: "Skipped `@bob`: was excluded from this merge request with `/reviewers exclude`" told
+    everyone who can read the merge request (anyone, on a public project) what a command written in an internal
+    note did. The person is left out of the table all the same; the internal answer says so."""
+    env = await handler_env()
+    env.state.project(env.tiny.project).hooks[0].confidential_note_events = True
+    mr = await opened(env)
+    top = marker_notes(env.state, mr)[0].body.split("| 1 | `@")[1].split("`")[0]
+    note = env.state.add_note(mr, env.tiny.ann, f"/reviewers exclude @{top}", internal=True)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    assert f"| 1 | `@{top}`" not in body and f"@{top}" not in body and "/reviewers exclude`." not in body
+    [reply] = replies(env, mr, note)
+    assert reply.internal and f"`@{top}` will not be suggested on this merge request." in reply.body
+    public = env.state.add_note(mr, env.tiny.ann, f"/reviewers exclude @{top}")  # said in public: said so
+    await env.run()
+    assert f"Skipped `@{top}`: was excluded from this merge request with `/reviewers exclude`." in \
+        marker_notes(env.state, mr)[0].body and replies(env, mr, public)
+
+
 async def test_exclude_refuses_names_no_member_has(handler_env):
     """Only members are ever suggested: excluding anyone else is refused, and no rejection of nobody is stored."""
     env = await handler_env()

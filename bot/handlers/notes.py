@@ -34,7 +34,7 @@ from bot.logfmt import kv
 from bot.lookups import Lookups
 from bot.people import own_names
 from bot.storage.db import as_id
-from bot.suggesting import explain_person, suggest_for_mr
+from bot.suggesting import INTERNAL, explain_person, suggest_for_mr
 from graph.feedback import NEGATIVE
 
 __all__ = ["router", "CommandRun", "ACK_OK", "ACK_PROBLEM"]
@@ -70,6 +70,7 @@ class CommandRun:
     needs_help: bool = False  # a command was unknown or invalid: the reply ends with the help, once
     written: datetime | None = None  # when the note was written (the Note Hook's `created_at`, to the second)
     late: str | None = None  # "merged" / "closed": the MR was, after the note was written (`_not_here`)
+    internal: bool = False  # written as an internal note: what it sets aside is not told in the public comment
     _mr: MergeRequest | None = None
     _access: int | None = None  # the commenter's access level (0: not a member), fetched once
     _awaiting: bool = False  # the commenter is a member awaiting a seat (no access yet)
@@ -121,6 +122,8 @@ class CommandRun:
                 self.ctx.project_id, self.mr_iid, person, NEGATIVE, self.ctx.event_id, unless=is_automated):
             return
         latest = await storage.suggestions.latest(self.ctx.project_id, self.mr_iid)
+        if self.internal:
+            value = {**value, INTERNAL: True}
         await storage.feedback.record(self.ctx.project_id, self.mr_iid, person, label,
                                       value={"by": self.username, **value},
                                       suggestion_id=latest.id if latest else None,
@@ -420,8 +423,10 @@ async def on_note(event: Event, ctx: EventContext) -> None:
     if not commands:
         await record_comment(event, ctx)
         return
+    internal = event.event == "Confidential Note Hook" or bool(event.object_attributes.get("internal"))
     run = CommandRun(ctx, int(event.data["merge_request"]["iid"]), int(event.object_attributes["id"]),
-                     dict(event.data.get("user") or {}), written=written_at(event.object_attributes))
+                     dict(event.data.get("user") or {}), written=written_at(event.object_attributes),
+                     internal=internal)
     if len(commands) > MAX_COMMANDS:
         run.problem(f"Only the first {MAX_COMMANDS} commands of a comment run; the other "
                     f"{len(commands) - MAX_COMMANDS} were not.")
@@ -437,7 +442,6 @@ async def on_note(event: Event, ctx: EventContext) -> None:
     if run.needs_help:
         run.replies.append(help_text(ctx.bot.username))
     if run.replies:
-        internal = event.event == "Confidential Note Hook" or bool(event.object_attributes.get("internal"))
         await reply_once(ctx, run.mr_iid, run.note_id, "\n\n".join(dict.fromkeys(run.replies)),  # each once
                          internal=internal)
     await acknowledge(ctx, run.mr_iid, run.note_id, ACK_OK if run.ok else ACK_PROBLEM)
