@@ -707,6 +707,34 @@ async def test_a_project_nobody_answered_yet_says_so(client, seeded):
     assert "1 awaiting the team, none responded to yet" in text and "0 of 0" not in text
 
 
+def contrast(one: str, other: str) -> float:
+    """The WCAG contrast ratio of two `#rrggbb` / `#rgb` colours."""
+    def luminance(colour: str) -> float:
+        hex_ = colour.lstrip("#")
+        hex_ = "".join(c * 2 for c in hex_) if len(hex_) == 3 else hex_
+        lin = [(c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4)
+               for c in (int(hex_[i:i + 2], 16) / 255 for i in (0, 2, 4))]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    high, low = sorted((luminance(one), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_every_text_colour_keeps_its_contrast_in_light_and_dark():
+    """In dark mode the sign-in button's white text sat on the light blue accent at 2.7:1 (WCAG AA asks 4.5)."""
+    from bot.dashboard_html import asset
+
+    css = asset("dashboard.css")
+    light = dict(re.findall(r"--([\w-]+): (#[0-9a-f]+)", css[:css.index("@media (prefers-color-scheme: dark)")]))
+    dark = light | dict(re.findall(r"--([\w-]+): (#[0-9a-f]+)", css[css.index("@media (prefers-color-scheme"):
+                                                                      css.index("* {")]))
+    assert "color: #fff" not in css and "var(--on-accent)" in css
+    pairs = [(text, ground) for ground in ("card", "bg") for text in ("ink", "muted", "good", "bad")]
+    pairs += [("accent", "card"), ("on-accent", "accent"), ("ink", "accent-soft")]
+    for scheme, colours in (("light", light), ("dark", dark)):
+        low = {pair: round(contrast(colours[pair[0]], colours[pair[1]]), 2) for pair in pairs}
+        assert min(low.values()) >= 4.5, (scheme, {pair: ratio for pair, ratio in low.items() if ratio < 4.5})
+
+
 LONG_PATH = "platform-engineering-and-developer-productivity/internal-tooling/deployment-orchestration-pipeline"
 
 
