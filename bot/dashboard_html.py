@@ -7,6 +7,7 @@ so the strict Content-Security-Policy the web module sends holds.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import cache
 from html import escape
@@ -117,8 +118,28 @@ def _model_note(s: ProjectStats) -> str:
     score = ("no score yet" if s.model.backtest_score is None else
              f"Top-1 on the last merged MRs (up to 200, kept out of its training): {_pct(s.model.backtest_score)}")
     trained = f", trained {s.model.trained_at:%Y-%m-%d}" if s.model.trained_at else ""
-    serving = f"latest suggestion by {s.model.serving}" if s.model.serving else "no suggestion yet"
-    return f"{score}{trained}; {serving}"
+    return f"{score}{trained}; {_serving_words(s.model.serving)}"
+
+
+_SERVING = re.compile(r"(?P<name>[^@/]+)@(?P<changes>\d+)(?:/(?P<model>.+))?")
+
+
+def _serving_words(serving: str | None) -> str:
+    """The latest suggestion's `model_version` in words, the raw version kept for an operator to grep: a lead
+    read "default@300/prior" as noise. `{recommender}@{merged MRs in its graph}[/{model or "prior"}]`
+    (`bot.suggesting`), else as stored.
+
+    >>> _serving_words("default@1200/v3"), _serving_words("default@12/prior"), _serving_words("v4")
+    ('latest suggestion ranked from 1,200 merged MRs with model v3 (default@1200/v3)', 'latest suggestion ranked from 12 merged MRs with the prior model (default@12/prior)', 'latest suggestion by v4')
+    """
+    if not serving:
+        return "no suggestion yet"
+    parts = _SERVING.fullmatch(serving)
+    if not parts:
+        return f"latest suggestion by {serving}"
+    model = parts["model"]
+    with_model = "" if not model else " with the prior model" if model == "prior" else f" with model {model}"
+    return f"latest suggestion ranked from {int(parts['changes']):,} merged MRs{with_model} ({serving})"
 
 
 def _hit_note(s: ProjectStats, what: str) -> str:

@@ -707,6 +707,17 @@ async def test_a_project_nobody_answered_yet_says_so(client, seeded):
     assert "1 awaiting the team, none responded to yet" in text and "0 of 0" not in text
 
 
+async def test_the_model_card_says_in_words_what_made_the_latest_suggestion(client, seeded):
+    """It read "latest suggestion by default@300/prior": the recommender, its graph's merged MRs and the
+    model, in the bot's own notation."""
+    await seeded.suggestions.add(PROJECT, 30, [{"username": "ann", "score": 1.0, "reasons": []}], "default@1200/v3")
+    text = await (await client.get("/projects/7", headers=BEARER)).text()
+    assert "latest suggestion ranked from 1,200 merged MRs with model v3 (default@1200/v3)" in text
+    await seeded.suggestions.add(OTHER, 1, [{"username": "ann", "score": 1.0, "reasons": []}], "default@12/prior")
+    text = await (await client.get("/projects/9", headers=BEARER)).text()
+    assert "latest suggestion ranked from 12 merged MRs with the prior model (default@12/prior)" in text
+
+
 def contrast(one: str, other: str) -> float:
     """The WCAG contrast ratio of two `#rrggbb` / `#rgb` colours."""
     def luminance(colour: str) -> float:
