@@ -163,11 +163,13 @@ def _cards(s: ProjectStats) -> str:
 
 
 def _chart(s: ProjectStats) -> str:
-    """The weekly chart (drawn by the page's script), or a line saying there is nothing to draw: twelve
-    empty weeks labelled 0/0 read as a broken chart."""
-    if not s.suggested:
-        return ('<section><h2>Acceptance rate per week</h2><p class="muted">Nothing to chart yet: the bot has '
-                "suggested no one on this project in the last 12 weeks.</p></section>")
+    """The weekly chart (drawn by the page's script), or a line saying there is nothing to draw, also while
+    every merge request awaits the team: twelve empty weeks labelled 0/0 read as a broken chart."""
+    if s.suggested == s.pending:
+        why = ("the bot has suggested no one on this project in the last 12 weeks" if not s.suggested else
+               f"{s.pending} merge request{'s' if s.pending != 1 else ''} awaiting the team, none responded to yet")
+        return (f'<section><h2>Acceptance rate per week</h2><p class="muted">Nothing to chart yet: {why}.</p>'
+                "</section>")
     weeks = [_row([f"{w.week:%Y-%m-%d}", str(w.suggested), str(w.pending), str(w.accepted), _pct(w.rate)],
                   nums=frozenset({1, 2, 3, 4})) for w in s.weeks]
     table = _table(["Week of", "MRs suggested", "Awaiting the team", "Accepted", "Rate"], weeks,

@@ -705,6 +705,9 @@ async def test_a_project_nobody_answered_yet_says_so(client, seeded):
     await seeded.suggestions.add(OTHER, 1, [{"username": "eve", "score": 1.0, "reasons": []}], "v1")
     text = await (await client.get("/projects/9", headers=BEARER)).text()
     assert "1 awaiting the team, none responded to yet" in text and "0 of 0" not in text
+    # the chart drew twelve empty weeks labelled 0/0 (the demo's first page): the one MR awaits the team
+    assert 'id="acceptance-chart"' not in text
+    assert "Nothing to chart yet: 1 merge request awaiting the team, none responded to yet." in text
 
 
 async def test_the_model_card_says_in_words_what_made_the_latest_suggestion(client, seeded):
