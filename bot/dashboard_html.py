@@ -129,8 +129,10 @@ def _serving_words(serving: str | None) -> str:
     read "default@300/prior" as noise. `{recommender}@{merged MRs in its graph}[/{model or "prior"}]`
     (`bot.suggesting`), else as stored.
 
-    >>> _serving_words("default@1200/v3"), _serving_words("default@12/prior"), _serving_words("v4")
-    ('latest suggestion ranked from 1,200 merged MRs with model v3 (default@1200/v3)', 'latest suggestion ranked from 12 merged MRs with the prior model (default@12/prior)', 'latest suggestion by v4')
+    >>> _serving_words("default@1200/v3")
+    'latest suggestion ranked from 1,200 merged MRs with model v3 (default@1200/v3)'
+    >>> _serving_words("default@12/prior"), _serving_words("v4")
+    ('latest suggestion ranked from 12 merged MRs with the prior model (default@12/prior)', 'latest suggestion by v4')
     """
     if not serving:
         return "no suggestion yet"
