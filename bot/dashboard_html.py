@@ -166,7 +166,9 @@ def _cards(s: ProjectStats) -> str:
 
 def _chart(s: ProjectStats) -> str:
     """The weekly chart (drawn by the page's script), or a line saying there is nothing to draw, also while
-    every merge request awaits the team: twelve empty weeks labelled 0/0 read as a broken chart."""
+    every merge request awaits the team: twelve empty weeks labelled 0/0 read as a broken chart. Without
+    JavaScript the numbers' table shows open (the script folds it once the chart is drawn), not a "Drawing
+    the chart…" that never ends."""
     if s.suggested == s.pending:
         why = ("the bot has suggested no one on this project in the last 12 weeks" if not s.suggested else
                f"{s.pending} merge request{'s' if s.pending != 1 else ''} awaiting the team, none responded to yet")
@@ -177,9 +179,12 @@ def _chart(s: ProjectStats) -> str:
     table = _table(["Week of", "MRs suggested", "Awaiting the team", "Accepted", "Rate"], weeks,
                    nums=frozenset({1, 2, 3, 4}), empty="")
     return (f'<section><h2>Acceptance rate per week</h2><div class="chart" id="acceptance-chart" '
-            f'data-stats="/api/projects/{s.project_id}/stats" data-state="loading">'
-            '<p class="muted">Drawing the chart… (it needs JavaScript; the numbers are below)</p></div>'
-            f"<details><summary>The numbers</summary>{table}</details></section>")
+            f'data-stats="/api/projects/{s.project_id}/stats"><noscript><p class="muted">The chart needs '
+            "JavaScript: the numbers are in the table below.</p></noscript></div>"
+            '<p class="hint" id="acceptance-legend">Each bar: of the merge requests the bot first made a suggestion '
+            "on in that week (weeks start on Monday) and the team responded to, the share where someone it "
+            "suggested became a reviewer or approved. Under each week: accepted / responded to.</p>"
+            f'<details id="acceptance-numbers" open><summary>The numbers</summary>{table}</details></section>')
 
 
 def _mr_link(gitlab_url: str, path: str | None, iid: int) -> str:

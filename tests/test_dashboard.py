@@ -710,6 +710,17 @@ async def test_a_project_nobody_answered_yet_says_so(client, seeded):
     assert "Nothing to chart yet: 1 merge request awaiting the team, none responded to yet." in text
 
 
+async def test_without_javascript_the_weekly_numbers_show_open_and_the_chart_has_a_legend(client):
+    """Without JavaScript the chart's box read "Drawing the chart…" above a 200-pixel blank band for ever,
+    the numbers folded away; and nothing said what the "44/50" under each week counted."""
+    text = await (await client.get("/projects/7", headers=BEARER)).text()
+    chart = text[text.index("<h2>Acceptance rate per week</h2>"):text.index("</section>", text.index("Acceptance"))]
+    assert "Drawing the chart" not in chart and 'data-state="loading"' not in chart
+    assert "<noscript>" in chart and "The chart needs JavaScript: the numbers are in the table below." in chart
+    assert '<details id="acceptance-numbers" open>' in chart and "<th>Week of</th>" in chart
+    assert "Under each week: accepted / responded to." in chart and 'id="acceptance-legend"' in chart
+
+
 async def test_the_model_card_says_in_words_what_made_the_latest_suggestion(client, seeded):
     """It read "latest suggestion by default@300/prior": the recommender, its graph's merged MRs and the
     model, in the bot's own notation."""
@@ -805,5 +816,11 @@ async def test_the_chart_stays_readable_on_a_phone(aiohttp_server, seeded, tmp_p
         "{label: document.querySelector('#acceptance-svg text.axis').getBoundingClientRect().height,"
         " svg: document.getElementById('acceptance-svg').getBoundingClientRect().height,"
         " holder: document.getElementById('acceptance-chart').getBoundingClientRect().height,"
-        " wide: document.documentElement.scrollWidth}"))
+        " wide: document.documentElement.scrollWidth,"
+        " left: document.getElementById('acceptance-chart').scrollLeft,"
+        " hidden: (c => c.scrollWidth - c.clientWidth - c.scrollLeft)(document.getElementById('acceptance-chart')),"
+        " numbers: document.getElementById('acceptance-numbers').open}"))
     assert sizes["label"] >= 9 and sizes["holder"] - sizes["svg"] < 10 and sizes["wide"] <= 375, sizes
+    # it showed the oldest weeks, the newest (what a lead looks for) off the screen to the right
+    assert sizes["left"] > 0 and sizes["hidden"] <= 1, sizes
+    assert sizes["numbers"] is False, sizes  # folded once the chart shows them (open without JavaScript)

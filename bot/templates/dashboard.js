@@ -60,17 +60,23 @@
     const svg = el("svg", {
       viewBox: "0 0 " + SIZE.width + " " + SIZE.height, role: "img", id: "acceptance-svg",
       "aria-label": "Share of merge requests per week where a suggested person reviewed or approved",
+      "aria-describedby": "acceptance-legend",
     });
     grid(svg, plot);
     const slot = plot.width / Math.max(weeks.length, 1);
     let bars = 0;
     weeks.forEach(function (point, index) { bars += week(svg, plot, point, index, slot); });
     holder.replaceChildren(svg);
+    holder.scrollLeft = holder.scrollWidth;  // a phone scrolls the chart sideways: start at the newest week
     holder.dataset.bars = String(bars);
     holder.dataset.state = "drawn";
+    const numbers = document.getElementById("acceptance-numbers");
+    if (numbers) numbers.open = false;  // open for a browser without JavaScript; the chart shows them now
   }
 
   function load(holder) {
+    holder.dataset.state = "loading";  // set here, not in the page: without JavaScript no box waits for a chart
+    holder.textContent = "Drawing the chart…";
     fetch(holder.dataset.stats, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (response) {
         if (!response.ok) throw new Error("the server answered " + response.status);
