@@ -181,9 +181,9 @@ def _chart(s: ProjectStats) -> str:
     return (f'<section><h2>Acceptance rate per week</h2><div class="chart" id="acceptance-chart" '
             f'data-stats="/api/projects/{s.project_id}/stats"><noscript><p class="muted">The chart needs '
             "JavaScript: the numbers are in the table below.</p></noscript></div>"
-            '<p class="hint" id="acceptance-legend">Each bar: of the merge requests the bot first made a suggestion '
-            "on in that week (weeks start on Monday) and the team responded to, the share where someone it "
-            "suggested became a reviewer or approved. Under each week: accepted / responded to.</p>"
+            '<p class="hint" id="acceptance-legend">Each bar: of the merge requests the bot first suggested '
+            "reviewers for in that week (weeks start on Monday) and the team responded to, the share where someone "
+            "it suggested became a reviewer or approved. Under each week: accepted / responded to.</p>"
             f'<details id="acceptance-numbers" open><summary>The numbers</summary>{table}</details></section>')
 
 
