@@ -85,12 +85,13 @@ def _table(head: Sequence[str], rows: Sequence[str], *, nums: frozenset[int] = f
 
 
 def overview_body(projects: Sequence[ProjectStats]) -> str:
-    """The list of projects with their headline numbers, each linking to its page."""
+    """The list of projects with their headline numbers, each linking to its page. Its text columns keep a
+    width (`words`): on a phone they were squeezed to one word a line, five lines a project."""
     nums = frozenset({1, 2, 3, 4, 5})
     rows = [_row([
-        f'<a href="/projects/{s.project_id}">{escape(s.path or f"project {s.project_id}")}</a>',
-        str(s.suggested), _pct(s.acceptance), str(s.pending), _pct(s.top1), _pct(s.top3),
-        escape(s.history.label), escape(s.model_label),
+        f'<span class="words path"><a href="/projects/{s.project_id}">{escape(s.path or f"project {s.project_id}")}</a>'
+        "</span>", str(s.suggested), _pct(s.acceptance), str(s.pending), _pct(s.top1), _pct(s.top3),
+        f'<span class="words">{escape(s.history.label)}</span>', f'<span class="words">{escape(s.model_label)}</span>',
     ], nums=nums) for s in projects]
     table = _table(["Project", "MRs suggested", "Accepted", "Awaiting the team", "Top-1 hit", "Top-3 hit", "History",
                     "Model"], rows, nums=nums,

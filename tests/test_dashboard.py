@@ -44,6 +44,7 @@ from bot.dashboard_stats import NO_MODEL
 from bot.metrics import Metrics
 from bot.storage import Storage, utcnow
 from bot.web import make_app
+from graph.model import Change
 from tests.bot_harness import handler_env  # noqa: F401 - fixture
 from tests.storage_fixtures import FakeClock
 
@@ -443,8 +444,6 @@ async def test_the_overview_lists_every_project_and_its_model(client):
 
 async def test_the_page_tells_an_empty_project_from_an_imported_one(aiohttp_client, seeded):
     """Both read "history-trained (no stored model)": nothing said whether any history had been imported."""
-    from graph.model import Change
-
     client = await aiohttp_client(make_app(make_settings(), seeded, Metrics()))
     empty = await (await client.get("/projects/9", headers=BEARER)).text()
     assert "<div class=\"label\">History</div>" in empty and ">none<" in empty and "no history imported yet" in empty
@@ -487,7 +486,7 @@ async def test_the_overview_reads_a_projects_rows_again_only_once_they_changed(a
         async def overview() -> tuple[str, int]:
             before = len(reads)
             text = await (await client.get("/", headers=BEARER)).text()
-            row = re.search(r'<a href="/projects/9">acme/empty</a></td><td class="num">(\d+)</td>.*?</tr>', text)
+            row = re.search(r'<a href="/projects/9">acme/empty</a></span></td><td class="num">(\d+)</td>.*?</tr>', text)
             return row.group(0), len(reads) - before
 
         first, read = await overview()
@@ -826,3 +825,26 @@ async def test_the_chart_stays_readable_on_a_phone(aiohttp_server, seeded, tmp_p
     # it showed the oldest weeks, the newest (what a lead looks for) off the screen to the right
     assert sizes["left"] > 0 and sizes["hidden"] <= 1, sizes
     assert sizes["numbers"] is False, sizes  # folded once the chart shows them (open without JavaScript)
+
+
+@pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
+async def test_the_overview_on_a_phone_keeps_a_project_to_a_few_lines(aiohttp_server, seeded, tmp_path):
+    """On a phone the overview's table squeezed every text column to its longest word: "9 merged MRs; import
+    finished" and "history-trained (no stored model)" stood one word a line, five lines a project; the
+    table scrolls sideways instead."""
+    await seeded.history.upsert(PROJECT, [Change(f"!{i}", 1_700_000_000 + i, "ann", ("bob",), ("a.c",))
+                                          for i in range(9)])
+    await seeded.projects.set_backfill(PROJECT, cursor=None, page=None, done=True)
+    await seeded.projects.seen(PROJECT, LONG_PATH)
+    server = await aiohttp_server(make_app(make_settings(), seeded, Metrics()))
+    measure = ("{rows: Array.from(document.querySelectorAll('tbody tr')).map(r => r.getBoundingClientRect().height),"
+               " line: parseFloat(getComputedStyle(document.querySelector('tbody td')).lineHeight),"
+               " wide: document.documentElement.scrollWidth,"
+               " over: (s => s.scrollWidth - s.clientWidth)(document.querySelector('main section'))}")
+    url = f"http://127.0.0.1:{server.port}/?token={TOKEN}"
+    phone = await measured(tmp_path / "phone", url, width=375, measure=measure)
+    assert phone["rows"][1] < 3.5 * phone["line"] and phone["wide"] <= 375, phone  # acme/empty, short words
+    assert phone["rows"][0] < 6.5 * phone["line"], phone  # the long path still wraps, not a word a line
+    desk = await measured(tmp_path / "desk", url, width=1280, measure=measure)
+    assert desk["over"] == 0 and max(desk["rows"]) < 5.5 * desk["line"], desk  # no wider than its box there
+
