@@ -158,7 +158,7 @@ EXCLUDED_WORDS = {
 
 def _load_reason(load: int, cap: int | None) -> str | None:
     if cap is not None and load >= cap:
-        return f"already has {load} open reviews (the limit is {cap})"
+        return f"already has {load} open review{'' if load == 1 else 's'} (the limit is {cap})"
     return None
 
 

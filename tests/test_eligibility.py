@@ -62,6 +62,7 @@ def run(candidates, **overrides):
         ("ann", {"open_loads": {"ann": 4}, "max_open_reviews": 5}, None),
         ("ann", {"open_loads": {"ann": 50}, "max_open_reviews": None}, None),
         ("ann", {"max_open_reviews": 0}, "already has 0 open reviews (the limit is 0)"),
+        ("ann", {"open_loads": {"ann": 1}, "max_open_reviews": 1}, "already has 1 open review (the limit is 1)"),
         ("Ann", {}, None),
     ],
 )
