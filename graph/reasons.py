@@ -85,8 +85,27 @@ def _ago(t: float | None, now: float) -> str:
     return "today" if days < 1 else f"{span(days)} ago"
 
 
+def _last(t: float | None, now: float) -> str:
+    """ "last 12 days ago", or "last one today" ("last today" read as a slip).
+
+    >>> _last(0.0, 12 * DAY), _last(0.0, 3600.0)
+    ('last 12 days ago', 'last one today')
+    """
+    ago = _ago(t, now)
+    return "last one today" if ago == "today" else f"last {ago}"
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _times(n: int) -> str:
+    """How often, as people say it: "reviewed `a.py` once", not "1 time".
+
+    >>> _times(1), _times(2), _times(7)
+    ('once', 'twice', '7 times')
+    """
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
 
 
 def reasons(og: OwnershipGraph, change: Change, person: str, together: Iterable[str] = ()) -> list[str]:
@@ -107,14 +126,14 @@ def reasons(og: OwnershipGraph, change: Change, person: str, together: Iterable[
     d = _best_dir(dirs, mine)
     if d is not None:
         count, last, path = d
-        out.append(f"reviewed {_plural(count, 'change')} under {code_span(path)} (last {_ago(last, now)})")
+        out.append(f"reviewed {_plural(count, 'change')} under {code_span(path)} ({_last(last, now)})")
     fam = mine.get("@" + change.author)
     if fam:
         out.append(f"reviewed {fam['fc']} of this author's changes")
     pair = _partner(og.coreview.get(p, {}), together, person)
     if pair is not None:
         count, last, other = pair
-        out.append(f"reviewed {count} changes together with {code_span('@' + other)} (last {_ago(last, now)})")
+        out.append(f"reviewed {count} changes together with {code_span('@' + other)} ({_last(last, now)})")
     return out or _activity(og.G._node.get(p), now)
 
 
@@ -125,9 +144,9 @@ def _activity(node: dict | None, now: float) -> list[str]:
     if not node:
         return []
     if node["rc"]:
-        return [f"active reviewer: {_plural(node['rc'], 'review')}, last {_ago(node['lr'], now)}"]
+        return [f"active reviewer: {_plural(node['rc'], 'review')}, {_last(node['lr'], now)}"]
     if node["ac"]:
-        return [f"wrote {_plural(node['ac'], 'change')} in this project (last {_ago(node['last'], now)}), "
+        return [f"wrote {_plural(node['ac'], 'change')} in this project ({_last(node['last'], now)}), "
                 "reviewed none yet"]
     return [f"last seen in this project's history {_ago(node['last'], now)}; no review or change of theirs counts now"]
 
@@ -171,7 +190,7 @@ def _file_reasons(files: dict[str, str], mine: dict[str, dict], now: float) -> l
         reviewed.sort(key=lambda r: (-r[0], r[1]))
         n, f, last = reviewed[0]
         more = f" and {len(reviewed) - 1} more of these files" if len(reviewed) > 1 else ""
-        out.append(f"reviewed {code_span(f)} {_plural(n, 'time')} (last {_ago(last, now)}){more}")
+        out.append(f"reviewed {code_span(f)} {_times(n)} ({_last(last, now)}){more}")
     if wrote:
         wrote.sort(key=lambda r: (-r[0], r[1]))
         more = f" and {len(wrote) - 1} more" if len(wrote) > 1 else ""

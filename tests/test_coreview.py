@@ -52,7 +52,7 @@ def test_graph_ranking_unchanged(rec):
 def test_reason_names_the_partner_suggested_beside(rec):
     bob, cid, eve = rec.suggest(QUERY, k=3)
     assert bob.reasons == (
-        "reviewed `src/a.c` 1 time (last 3 days ago)",
+        "reviewed `src/a.c` once (last 3 days ago)",
         "reviewed 2 changes under `src/` (last 2 days ago)",
         "reviewed 1 of this author's changes",
         "reviewed 2 changes together with `@cid` (last 2 days ago)",

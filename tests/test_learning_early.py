@@ -116,8 +116,8 @@ async def early_env(simulator: tuple[SimState, str], sqlite_url: str,
         await stack.aclose()
 
 
-CY_BEFORE = "reviewed `src/a.c` 1 time (last 10 days ago); reviewed 1 change under `src/` (last 10 days ago)"
-CY_TAKEN = "reviewed `src/a.c` 2 times (last today); reviewed 2 changes under `src/` (last today)"
+CY_BEFORE = "reviewed `src/a.c` once (last 10 days ago); reviewed 1 change under `src/` (last 10 days ago)"
+CY_TAKEN = "reviewed `src/a.c` twice (last one today); reviewed 2 changes under `src/` (last one today)"
 
 
 async def open_first(env: Early) -> SimMR:
@@ -149,7 +149,7 @@ async def test_a_suggested_reviewer_counts_for_the_next_mr_before_the_merge_and_
     env.state.push_to_mr(mr2, [PATH])  # the bot suggests again and edits its comment
     await env.run()
     # the count and the last review time are back (`retract_review`)
-    assert env.row(mr2, "cy") == ("2", "reviewed `src/a.c` 1 time (last 10 days ago); "
+    assert env.row(mr2, "cy") == ("2", "reviewed `src/a.c` once (last 10 days ago); "
                                        "reviewed 1 change under `src/` (last 10 days ago)")
 
     env.state.set_reviewers(mr1, [env.cy], by=env.ann)  # taken again, then merged: counted once

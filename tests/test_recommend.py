@@ -58,7 +58,7 @@ def test_reasons_in_plain_words():
     (top,) = rec.suggest(QUERY, k=1)
     assert top.person == "bob"
     assert top.reasons == (
-        "reviewed `drivers/net/eth.c` 1 time (last 4 days ago)",
+        "reviewed `drivers/net/eth.c` once (last 4 days ago)",
         "reviewed 2 changes under `drivers/net/` (last 3 days ago)",
         "reviewed 2 of this author's changes",
     )
@@ -77,7 +77,7 @@ def test_an_open_change_renaming_a_file_is_ranked_with_the_old_paths_history():
     moving = Change("q", 4 * D, "eve", (), ("net/eth.c",), renames=(("drivers/net/eth.c", "net/eth.c"),))
     assert rec.recommend(moving, 10) == ["bob", "cid", "ann", "dan"]
     assert [(s.person, s.reasons) for s in rec.suggest(moving, 3)] == [
-        ("bob", ("reviewed `drivers/net/eth.c` 1 time (last 4 days ago)",)),
+        ("bob", ("reviewed `drivers/net/eth.c` once (last 4 days ago)",)),
         ("cid", ("reviewed 1 of this author's changes",)), ("ann", ("wrote `drivers/net/eth.c`",))]
 
 
