@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Protocol, Sequence
 
 from bot.comment import code_span
 from bot.gitlab.models import ApprovalRule
-from graph.codeowners import Owner, RuleMatch
+from graph.codeowners import DEFAULT_SECTION, Owner, RuleMatch
 
 if TYPE_CHECKING:
     from bot.suggesting import MRFacts
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Approval", "Owned", "OwnerApproval", "RuleApproval", "owner_approvals", "rule_approvals", "owner_usernames",
     "gitlab_approvers", "authors_may_approve", "cover_note", "capped", "people", "listed", "approvals",
-    "owned_by", "approved_alike", "MAX_LISTED", "MAX_NOTES",
+    "owned_by", "approved_alike", "in_codeowners", "MAX_LISTED", "MAX_NOTES",
 ]
 
 MAX_NOTES = 20  # notes on one kind of approvals shown in one comment (a file may match hundreds of entries)
@@ -169,17 +169,17 @@ class OwnerApproval:
     @property
     def need(self) -> str:
         """`CODEOWNERS section `Docs` needs 1 approval` (and `which`), how the comment's notes begin."""
-        return f"CODEOWNERS section {code_span(self.section)} needs {approvals(self.approvals)}{self.which}"
+        return f"{in_codeowners(self.section)} needs {approvals(self.approvals)}{self.which}"
 
     @property
     def asks(self) -> str:
         """`CODEOWNERS section `Docs` asks for 1 approval` (and `which`): what the file asks, met or not."""
-        return f"CODEOWNERS section {code_span(self.section)} asks for {approvals(self.approvals)}{self.which}"
+        return f"{in_codeowners(self.section)} asks for {approvals(self.approvals)}{self.which}"
 
     @property
     def why(self) -> str:
         """The reason an owner added for it carries."""
-        return f"code owner: section {code_span(self.section)} needs their approval{self.which}"
+        return f"code owner: {in_codeowners(self.section, 'section ')} needs their approval{self.which}"
 
     def givers(self, facts: MRFacts) -> list[str]:
         return owner_usernames(self, facts)
@@ -226,8 +226,27 @@ def owned_by(person: str, facts: MRFacts, suggested: Sequence[str], author: str)
         if name.casefold() in {n.casefold() for n in owner_usernames(rule, facts)}:
             key = (rule.section, _through(rule, name, facts), _not_added(rule, facts, suggested, author))
             grouped.setdefault(key, []).append(rule.pattern)
-    return [f"They are a code owner of {listed([code_span(p) for p in patterns])} (section {code_span(section)}"
-            f"{through}){outcome}." for (section, through, outcome), patterns in grouped.items()]
+    return [f"They are a code owner of {listed([code_span(p) for p in patterns])}{_where(section, through)}"
+            f"{outcome}." for (section, through, outcome), patterns in grouped.items()]
+
+
+def _where(section: str, through: str) -> str:
+    """` (section `Docs`, through `@acme/docs`)`; the default section, which CODEOWNERS readers never see
+    named, is left out: ` (through `@acme/docs`)`, or nothing."""
+    parts = [] if section == DEFAULT_SECTION else [f"section {code_span(section)}"]
+    parts += [through.removeprefix(", ")] if through else []
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def in_codeowners(section: str, named: str = "CODEOWNERS section ") -> str:
+    """How a comment names a CODEOWNERS section: "CODEOWNERS section `Docs`", or "CODEOWNERS" alone for the
+    entries before any section header (GitLab's default section, `codeowners`: a name nobody wrote, which read
+    as "CODEOWNERS section `codeowners`").
+
+    >>> in_codeowners("Docs"), in_codeowners("codeowners"), in_codeowners("Docs", "section ")
+    ('CODEOWNERS section `Docs`', 'CODEOWNERS', 'section `Docs`')
+    """
+    return "CODEOWNERS" if section == DEFAULT_SECTION else f"{named}{code_span(section)}"
 
 
 def _through(rule: RuleMatch, name: str, facts: MRFacts) -> str:

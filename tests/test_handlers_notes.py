@@ -166,6 +166,21 @@ async def test_why_says_a_code_owner_of_an_optional_section_is_asked_no_approval
         "(GitLab asks its owners for no approval)." in reply.body
 
 
+async def test_the_codeowners_default_section_is_not_named_codeowners(handler_env):
+    """Entries before any section header are in GitLab's default section, `codeowners`, a name nobody wrote:
+    the comment read "CODEOWNERS section `codeowners` needs 1 approval" and `why` "(section `codeowners`)"."""
+    env = await handler_env()
+    fay = env.state.add_user("fay")
+    env.state.add_member(env.tiny.project, fay, 30)
+    env.state.add_file(env.tiny.project, ".gitlab/CODEOWNERS", "src/core/ @bob @fay\n")
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @fay")
+    await env.run()
+    body, [reply] = marker_notes(env.state, mr)[0].body, replies(env, mr, note)
+    assert "- CODEOWNERS needs 1 approval: `@bob` can give it." in body and "`codeowners`" not in body
+    assert "They are a code owner of `src/core/`, but were not needed for it: `@bob`, already suggested" in reply.body
+
+
 async def test_an_exclusion_made_before_a_rename_holds_under_the_new_name(handler_env):
     """`/reviewers exclude @bob`, then bob renames himself `robert` on GitLab (same id) and asks why he is not
     suggested: the exclusion made under his old name holds, and his own comment, naming him anew, makes the bot
