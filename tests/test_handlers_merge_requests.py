@@ -619,6 +619,19 @@ async def test_a_member_who_renamed_themselves_keeps_their_history_under_the_new
     assert "Review requested from `@robert`." in body
 
 
+async def test_the_comment_edited_after_a_rename_still_says_whom_the_bot_asked(handler_env):
+    """bob, asked to review, renames himself `robert` (same id, still a reviewer on GitLab); the next push
+    edits the comment. The request is stored under `bob`: the line "Review requested from" went, and the
+    comment read as if the bot had asked nobody."""
+    env = await handler_env(assign="top1")
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.rename_user(env.tiny.bob, "robert")
+    env.state.push_to_mr(mr, ["src/core/m2.py"])
+    await env.run()
+    assert "Review requested from `@robert`." in marker_notes(env.state, mr)[0].body
+
+
 async def test_a_service_account_with_a_plain_name_is_never_suggested(handler_env):
     """Service accounts may take any username, and the members API does not say which accounts are bots: the
     bot reads the flag from `GET /users/:id`."""

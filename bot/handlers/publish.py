@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
+from typing import Callable, Sequence
 
 from bot.backfill import BOT_PICK
 from bot.comment import NO_FILES, has_marker, render_cannot_suggest, render_comment
@@ -81,15 +81,16 @@ async def taken_off_reviewers(ctx: EventContext, mr: MergeRequest) -> set[str]:
     return {person for person, label in last.items() if label == "removed" or person not in reviewing}
 
 
-async def asked_earlier(ctx: EventContext, mr: MergeRequest) -> list[str]:
+async def asked_earlier(ctx: EventContext, mr: MergeRequest, person: Callable[[str], str] = str) -> list[str]:
     """The people whose review the bot requested on this MR before and GitLab still lists as reviewers: an
     edit of the comment (new commits, `/reviewers`) keeps saying so, as GitLab's sidebar does. Someone taken
-    off and put back by a person since is the team's pick, no longer the bot's."""
+    off and put back by a person since is the team's pick, no longer the bot's. `person` gives a stored name's
+    username now (`MRFacts.person`): someone who renamed themselves since the request is still reviewing."""
     reviewing = {u.username.casefold(): u.username for u in mr.reviewers}
     last: dict[str, bool] = {}  # casefolded name -> whether their last reviewer change was the bot's request
     for row in await ctx.storage.feedback.list(ctx.project_id, mr_iid=mr.iid):
         if row.label in ("assigned", "removed"):
-            last[row.person.casefold()] = row.label == "assigned" and row.value == BOT_PICK
+            last[person(row.person).casefold()] = row.label == "assigned" and row.value == BOT_PICK
     return [name for folded, name in reviewing.items() if last.get(folded)]
 
 
@@ -134,7 +135,7 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
         people = [s.person for s in result.suggestions[:assign] if s.person.casefold() not in taken_off]
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
     result.requested = list(assignment.assigned)
-    shown = assignment if assign else Assignment(assigned=await asked_earlier(ctx, mr))
+    shown = assignment if assign else Assignment(assigned=await asked_earlier(ctx, mr, result.facts.person))
     note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, shown))
     for person in assignment.assigned:
         if person in assignment.added:  # a reviewer change at `added_at`: an older hook about them, late, is not
