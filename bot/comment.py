@@ -341,18 +341,22 @@ def render_why(
     rank: int | None = None,
     dropped: str | None = None,
     owned: Sequence[str] = (),
+    former: str | None = None,
 ) -> str:
     """The answer to `/reviewers why @person`: rank, reasons, then how each signal counted for them.
 
     `contributions` default to the suggestion's own; each effect is how far the score moves when that one
     signal is set to the other candidates' average (+ raises, - lowers). `dropped` is the plain-words
     reason the person was filtered out (from `bot.eligibility.eligible`); `owned` the sentences saying which
-    changed files they own by CODEOWNERS and why they were not added for them (`bot.approvals.owned_by`).
+    changed files they own by CODEOWNERS and why they were not added for them (`bot.approvals.owned_by`);
+    `former` the username asked about when it is one the person had before renaming themselves.
     """
     raw = list(contributions.items()) if isinstance(contributions, Mapping) else list(contributions)
     raw = raw or list(suggestion.contributions if suggestion else ())
     items = [c if isinstance(c, Contribution) else Contribution(*c) for c in raw]
     head = [f"**Why {code_span('@' + person)}?**"]
+    if former:
+        head.append(f"{code_span('@' + former)} is {code_span('@' + person)} now: they changed their username.")
     if suggestion is not None:
         place = "has" if rank is None else f"would rank {rank} (before the filters) with" if dropped else \
             f"ranked {rank} with"

@@ -197,6 +197,24 @@ async def test_an_exclusion_made_before_a_rename_holds_under_the_new_name(handle
     assert "robert" not in await shown_now(env, mr) and "bob" not in await shown_now(env, mr)
 
 
+async def test_why_about_a_former_username_answers_for_the_member_now(handler_env):
+    """A comment written before bob, asked to review, renamed himself `robert` names `@bob`: asked why about
+    that name once the bot knew of the rename (the push's hook names him), it said "Not suggested: is not a
+    member of this project" of the person it had put first."""
+    env = await handler_env(assign="top1")
+    mr = await opened(env)
+    env.state.rename_user(env.tiny.bob, "robert")
+    env.state.push_to_mr(mr, ["src/core/m2.py"])
+    await env.run()
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob")
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert reply.body.splitlines()[1:3] == ["**Why `@robert`?**", "`@bob` is `@robert` now: they changed their "
+                                            "username."]
+    assert "`@robert` ranked 1 with score" in reply.body
+    assert "not a member" not in reply.body
+
+
 async def test_a_member_awaiting_a_seat_is_left_out_and_said_why(handler_env):
     """`members/all` lists members GitLab holds for a seat (Premium, at the seat limit) as `membership_state:
     "awaiting"`: they have no access yet, so a review request would go nowhere. They were suggested first."""

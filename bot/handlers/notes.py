@@ -179,10 +179,12 @@ async def _why(run: CommandRun, command: Command) -> None:
     mr = await run.mr()
     result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
                                   bot_username=ctx.bot.username)
+    typed, person = person, result.facts.person(person)  # a member's former username: their name now
     suggestion, rank, dropped = await explain_person(ctx.client, ctx.engine, ctx.project_id, ctx.project, result,
                                                      person, bot_username=ctx.bot.username)
     owned = owned_by(person, result.facts, [s.person for s in result.suggestions], mr.author.username)
-    run.replies.append(render_why(person, suggestion, rank=rank, dropped=dropped, owned=owned))
+    run.replies.append(render_why(person, suggestion, rank=rank, dropped=dropped, owned=owned,
+                                  former=typed if typed.casefold() != person.casefold() else None))
     await run.feedback(person, "why", rank=rank, dropped=dropped)
 
 
