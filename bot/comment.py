@@ -34,6 +34,7 @@ __all__ = [
     "render_why",
     "WHY_ROWS",
     "render_cannot_suggest",
+    "NEXT_STEP",
 ]
 
 MARKER = "<!-- reviewbot:suggestions v1 -->"
@@ -376,14 +377,24 @@ def render_why(
     return _blocks(head, reasons, table)
 
 
-def render_cannot_suggest(reason: str, *, marker: str = MARKER, commands_footer: bool = True) -> str:
-    """A domain error as the suggestion comment, e.g. `render_cannot_suggest(NO_HISTORY)`.
+# What the reader can do when the bot has nobody to name for a reason no command changes (a new project's first
+# merge requests, files nobody reviewed yet): `/reviewers` would only say the same again.
+NEXT_STEP = {NO_HISTORY: "Choose reviewers yourself for now: the bot learns who knows these files from each "
+                         "merged merge request."}
 
-    >>> render_cannot_suggest(NO_HISTORY, marker="", commands_footer=False)
-    'Cannot suggest reviewers: this merge request touches no file with review history yet.'
+
+def render_cannot_suggest(reason: str, *, marker: str = MARKER, commands_footer: bool = True) -> str:
+    """A domain error as the suggestion comment, e.g. `render_cannot_suggest(NO_HISTORY)`, with what to do
+    instead (`NEXT_STEP`) when no command helps.
+
+    >>> render_cannot_suggest(NO_HISTORY, marker="", commands_footer=False)  # doctest: +NORMALIZE_WHITESPACE
+    'Cannot suggest reviewers: this merge request touches no file with review history yet. Choose reviewers
+    yourself for now: the bot learns who knows these files from each merged merge request.'
     """
     text = _one_line(_quiet(reason))
     if not text.endswith((".", "!", "?")):
         text += "."
+    if reason in NEXT_STEP:
+        text += " " + NEXT_STEP[reason]
     return _blocks([marker] if marker else [], [f"Cannot suggest reviewers: {text}"],
                    [COMMANDS_FOOTER] if commands_footer else [])

@@ -237,7 +237,8 @@ def test_cannot_suggest():
     assert render_cannot_suggest(NO_HISTORY) == "\n".join([
         MARKER,
         "",
-        "Cannot suggest reviewers: this merge request touches no file with review history yet.",
+        "Cannot suggest reviewers: this merge request touches no file with review history yet. Choose reviewers "
+        "yourself for now: the bot learns who knows these files from each merged merge request.",
         "",
         COMMANDS_FOOTER,
     ])
