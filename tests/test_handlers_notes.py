@@ -341,6 +341,7 @@ async def test_optout_and_optin(handler_env):
     await env.run()
     assert await env.storage.optouts.active(env.pid) == {"bob"}
     assert "will not be suggested as a reviewer on this project until" in replies(env, mr, out)[0].body
+    assert "UTC (`/reviewers optin` ends it sooner)." in replies(env, mr, out)[0].body
     back = env.state.add_note(mr, env.tiny.bob, "/reviewers optin")
     await env.run()
     assert await env.storage.optouts.active(env.pid) == set()

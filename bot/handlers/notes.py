@@ -245,7 +245,8 @@ async def _optout(run: CommandRun, command: Command) -> None:
     store = run.ctx.storage.optouts
     until = store.clock() + command.duration if command.duration else None
     await store.set(run.ctx.project_id, run.username, until)
-    when = f"until {until:%Y-%m-%d %H:%M} UTC" if until else f"until you write {code_span('/reviewers optin')}"
+    optin = code_span("/reviewers optin")
+    when = f"until {until:%Y-%m-%d %H:%M} UTC ({optin} ends it sooner)" if until else f"until you write {optin}"
     run.replies.append(f"{code_span('@' + run.username)} will not be suggested as a reviewer on this project {when}.")
 
 
