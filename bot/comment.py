@@ -25,6 +25,7 @@ __all__ = [
     "NO_FILES",
     "NO_HISTORY",
     "NO_ELIGIBLE",
+    "ONLY_AUTHOR",
     "code_span",
     "code_spans",
     "inline_spans",
@@ -47,6 +48,7 @@ MAX_COMMENT = 200_000  # characters of a suggestion comment, far inside GitLab's
 NO_FILES = "this merge request changes no files"
 NO_HISTORY = "this merge request touches no file with review history yet"
 NO_ELIGIBLE = "nobody with review history on these files can review right now (`/reviewers why @user` tells why)"
+ONLY_AUTHOR = "only the author of this merge request has worked on these files so far"
 
 # GitLab's reference rule: "@" not after an ASCII word character (Ruby's \w), then a username or group path.
 # A run of such characters, "@"s included, is taken whole: wrapping only "@a" of "@a@all" would put a
@@ -379,8 +381,8 @@ def render_why(
 
 # What the reader can do when the bot has nobody to name for a reason no command changes (a new project's first
 # merge requests, files nobody reviewed yet): `/reviewers` would only say the same again.
-NEXT_STEP = {NO_HISTORY: "Choose reviewers yourself for now: the bot learns who knows these files from each "
-                         "merged merge request."}
+_CHOOSE = "Choose reviewers yourself for now: the bot learns who knows these files from each merged merge request."
+NEXT_STEP = {NO_HISTORY: _CHOOSE, ONLY_AUTHOR: _CHOOSE}
 
 
 def render_cannot_suggest(reason: str, *, marker: str = MARKER, commands_footer: bool = True) -> str:

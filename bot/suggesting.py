@@ -17,13 +17,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Collection, Iterable, Mapping, Sequence, TypeVar
+from typing import Callable, Collection, Iterable, Mapping, Sequence, TypeVar
 
 from bot import learning
 from bot.approvals import (
     Approval, approved_alike, capped, cover_note, owner_approvals, owner_usernames, people, rule_approvals,
 )
-from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, code_span
+from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, ONLY_AUTHOR, code_span
 from bot.config import ProjectSettings
 from bot.eligibility import AWAITING_SEAT, STATUS_WORDS, Member, eligible
 from bot.engine import Engine
@@ -37,6 +37,7 @@ from bot.people import former_names
 from bot.storage import Storage
 from graph.codeowners import CodeOwners, Owner
 from graph.model import Change, Suggestion
+from graph.ownership import OwnershipGraph
 from graph.recommend import GraphRecommender, LearnedRecommender
 
 __all__ = [
@@ -131,8 +132,8 @@ class MRFacts:
 class SuggestionResult:
     """The outcome of `suggest_for_mr`: the people, their loads and names, notes for the comment.
 
-    `cannot` is set (to `bot.comment.NO_FILES`, `NO_HISTORY` or `NO_ELIGIBLE`) when there is nobody to
-    suggest for a reason worth saying. `candidates` is the graph's ranking (code owners moved up), `ranked`
+    `cannot` is set (to `bot.comment.NO_FILES`, `NO_HISTORY`, `ONLY_AUTHOR` or `NO_ELIGIBLE`) when there is
+    nobody to suggest for a reason worth saying. `candidates` is the graph's ranking (code owners moved up), `ranked`
     those of them who passed the filters that need no API call, best first (for `/reviewers why`);
     `dropped` says why the others were left out.
     """
@@ -153,6 +154,7 @@ class SuggestionResult:
     moved_down: list[tuple[str, str, str]] = field(default_factory=list)  # hand-set terms that chose the first
     spellings: int = 0  # ranked entries that were another spelling of a person ranked above (`as_members`)
     requested: list[str] = field(default_factory=list)  # review requested from them (`bot.handlers.publish`)
+    only_author: bool = False  # nobody but the author has history on these files (`only_author_knows`)
 
 
 async def persisted_exclusions(storage: Storage, project_id: int, mr_iid: int) -> dict[str, str]:
@@ -495,6 +497,9 @@ async def _rank(engine: Engine, project_id: int, settings: ProjectSettings,
         if not has_history(rec, result.facts.files, result.facts.moved_from):
             return None
         ranked = await to_the_end(asyncio.to_thread(rec.suggest, result.change, POOL, explain=False))
+        if not ranked:
+            result.only_author = only_author_knows(rec.og, result.facts.owned_paths, result.change.author,
+                                                   result.facts.person)
         if isinstance(rec, LearnedRecommender):
             result.moved_down = rec.moved_down(result.change)
         ranked, result.spellings = as_members(ranked, result.facts)
@@ -556,10 +561,21 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     result.suggestions = await _explain_chosen(engine, project_id, settings, result)
     result.notes = _skip_notes(result, settings) + result.notes + _capped_note(facts)
     if not result.suggestions:
-        result.cannot = NO_ELIGIBLE if ranked is not None else NO_HISTORY
+        result.cannot = NO_HISTORY if ranked is None else ONLY_AUTHOR if result.only_author else NO_ELIGIBLE
     elif ranked is None:
         result.notes.insert(0, APPROVERS_ONLY)
     return result
+
+
+def only_author_knows(og: OwnershipGraph, files: Sequence[str], author: str,
+                      person: Callable[[str], str] = str) -> bool:
+    """Whether the author is the only person the history links to these files and their directories (the
+    graph leaves the author out of the candidates, so none are left): "nobody ... can review right now
+    (`/reviewers why @user` tells why)" sent the reader looking for a reason nobody else had. `person` gives
+    a name in the history as the member's username now (`MRFacts.person`)."""
+    people = {person(p[1:]).casefold() for node in og.paths_of(files) if node in og.G
+              for p in og.G.successors(node) if p.startswith("@")}
+    return people == {author.casefold()}
 
 
 def _asks_approvals(facts: MRFacts) -> bool:

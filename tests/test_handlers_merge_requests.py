@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.backfill import AUTOMATION, BOT_PICK, change_id
+from bot.backfill import AUTOMATION, BOT_PICK, backfill_project, change_id
 from bot.comment import MARKER
 from bot.gitlab.payloads import merge_request_hook
 from bot.handlers.context import GitLabFailure
@@ -13,7 +13,7 @@ from bot.config import ProjectSettings
 from bot.engine import Engine
 from bot.learning import new_labels, replay
 from graph.recommend import make_recommender
-from tests.bot_harness import bot_notes, event_row, handler_env, marker_notes, take_events  # noqa: F401 - fixture
+from tests.bot_harness import SECRET, bot_notes, event_row, handler_env, marker_notes, take_events  # noqa: F401
 
 FILES = ["src/core/m1.py"]
 
@@ -630,6 +630,29 @@ async def test_the_comment_edited_after_a_rename_still_says_whom_the_bot_asked(h
     env.state.push_to_mr(mr, ["src/core/m2.py"])
     await env.run()
     assert "Review requested from `@robert`." in marker_notes(env.state, mr)[0].body
+
+
+async def test_files_only_their_author_has_worked_on_say_so(handler_env, gitlab_client):
+    """A new project: ann merged two changes to `app/main.py` nobody reviewed and opens a third. The comment
+    said "nobody with review history on these files can review right now (`/reviewers why @user` tells why)",
+    as if someone were busy; nobody was, and no `why` could tell more. bob's merge request names ann."""
+    env = await handler_env()
+    state, ann = env.state, env.tiny.ann
+    project = state.add_project("acme/fresh")
+    for user in (ann, env.tiny.bob, env.tiny.cy):
+        state.add_member(project, user, 30)
+    state.add_hook(project, "http://127.0.0.1:9/not-delivered", token=SECRET)
+    await backfill_project(gitlab_client, env.storage, project.id)
+    for _ in range(2):
+        state.merge_mr(state.open_mr(project, ann, ["app/main.py"]), by=ann)
+        await env.run()
+    mr = state.open_mr(project, ann, ["app/main.py"])
+    await env.run()
+    assert "Cannot suggest reviewers: only the author of this merge request has worked on these files so far. " \
+        "Choose reviewers yourself for now" in marker_notes(state, mr)[0].body
+    theirs = state.open_mr(project, env.tiny.bob, ["app/main.py"])
+    await env.run()
+    assert "| 1 | `@ann` (Ann) | wrote `app/main.py` | 0 |" in marker_notes(state, theirs)[0].body
 
 
 async def test_a_service_account_with_a_plain_name_is_never_suggested(handler_env):
