@@ -25,6 +25,7 @@ __all__ = [
     "NO_FILES",
     "NO_HISTORY",
     "NO_ELIGIBLE",
+    "NO_ELIGIBLE_SAID",
     "ONLY_AUTHOR",
     "code_span",
     "code_spans",
@@ -47,7 +48,8 @@ COMMANDS_FOOTER = (
 MAX_COMMENT = 200_000  # characters of a suggestion comment, far inside GitLab's 1,000,000 for a note
 NO_FILES = "this merge request changes no files"
 NO_HISTORY = "this merge request touches no file with review history yet"
-NO_ELIGIBLE = "nobody with review history on these files can review right now (`/reviewers why @user` tells why)"
+NO_ELIGIBLE_SAID = "nobody with review history on these files can review right now"  # ... and the notes say why
+NO_ELIGIBLE = f"{NO_ELIGIBLE_SAID} (`/reviewers why @user` tells why)"
 ONLY_AUTHOR = "only the author of this merge request has worked on these files so far"
 
 # GitLab's reference rule: "@" not after an ASCII word character (Ruby's \w), then a username or group path.

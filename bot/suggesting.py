@@ -43,7 +43,7 @@ from graph.recommend import GraphRecommender, LearnedRecommender
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
     "boost_owners", "has_history", "as_members", "open_change", "EXCLUDING_LABELS", "INTERNAL", "POOL",
-    "CODEOWNERS_UNREADABLE", "APPROVAL_RULES_UNREADABLE", "APPROVERS_ONLY",
+    "CODEOWNERS_UNREADABLE", "APPROVAL_RULES_UNREADABLE", "APPROVERS_ONLY", "SKIPPED",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
@@ -55,6 +55,7 @@ POOL = 40            # how many ranked candidates the eligibility filter looks a
 SPARE = 3            # statuses fetched for k + SPARE people at a time (some may be busy or overloaded)
 OWNER_BOOST = 0.25   # code owners move up by this share of the pool's score spread
 MAX_SKIP_NOTES = 3
+SKIPPED = "Skipped @"  # how a note on someone who would have ranked among those suggested begins
 CODEOWNERS_UNREADABLE = "CODEOWNERS could not be read from GitLab this time, so code owners are left out of " \
     "these suggestions (`/reviewers` suggests again)."
 APPROVERS_ONLY = "No changed file has review history yet: only the people GitLab's approvals need are suggested."
@@ -437,7 +438,7 @@ def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str
         relevant = s.person.casefold() in optouts or result.statuses.get(s.person) in STATUS_WORDS or \
             (cap > 0 and result.loads.get(s.person, 0) >= cap) or reason == AWAITING_SEAT
         if reason and relevant:
-            notes.append(f"Skipped @{s.person}: {reason}.")
+            notes.append(f"{SKIPPED}{s.person}: {reason}.")
     return notes[:MAX_SKIP_NOTES]
 
 

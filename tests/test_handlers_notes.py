@@ -77,8 +77,9 @@ async def test_a_reroll_leaving_nobody_says_why_once_above_who_was_set_aside(han
     env.state.add_note(mr, env.tiny.ann, "/reviewers reroll")
     await env.run()
     body = marker_notes(env.state, mr)[0].body
-    assert "No reviewer to suggest: nobody with review history on these files can review right now" in body
+    assert "No reviewer to suggest: nobody with review history on these files can review right now.\n" in body
     assert "Cannot suggest reviewers" not in body and "Skipped `@bob`: was set aside" in body
+    assert "tells why" not in body  # the notes below the title do
 
 
 async def test_assign_needs_developer_access(handler_env):

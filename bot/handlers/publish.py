@@ -17,12 +17,12 @@ from datetime import datetime
 from typing import Callable, Sequence
 
 from bot.backfill import BOT_PICK
-from bot.comment import NO_FILES, has_marker, render_cannot_suggest, render_comment
+from bot.comment import NO_ELIGIBLE, NO_ELIGIBLE_SAID, NO_FILES, has_marker, render_cannot_suggest, render_comment
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext, RetryLater
 from bot.logfmt import kv
-from bot.suggesting import SuggestionResult, suggest_for_mr
+from bot.suggesting import SKIPPED, SuggestionResult, suggest_for_mr
 from graph.feedback import MOVED_DOWN, PUT_FIRST
 from graph.model import Suggestion
 
@@ -99,14 +99,16 @@ def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) 
 
     When nobody can be suggested but there is something to say (who was skipped and why, the approvals GitLab
     still waits for, also on a merge request no history covers), the reason is the title of an empty table, the
-    notes below it.
+    notes below it; when they name who was skipped and why, the title does not also send the reader to
+    `/reviewers why`.
     """
     if result.cannot == NO_FILES or (result.cannot is not None and not result.notes):
         return render_cannot_suggest(result.cannot)
+    said = result.cannot == NO_ELIGIBLE and any(note.startswith(SKIPPED) for note in result.notes)
     return render_comment(
         result.suggestions, loads=result.loads, names=result.names, mention=ctx.project.mention,
         notes=[*result.notes, *assignment.notes], assigned=assignment.assigned,
-        not_stuck=assignment.not_stuck, why_empty=result.cannot,
+        not_stuck=assignment.not_stuck, why_empty=NO_ELIGIBLE_SAID if said else result.cannot,
     )
 
 
