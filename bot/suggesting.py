@@ -43,7 +43,7 @@ from graph.recommend import GraphRecommender, LearnedRecommender
 __all__ = [
     "MRFacts", "SuggestionResult", "suggest_for_mr", "explain_person", "gather_facts", "owner_usernames",
     "boost_owners", "has_history", "as_members", "open_change", "EXCLUDING_LABELS", "INTERNAL", "POOL",
-    "CODEOWNERS_UNREADABLE", "APPROVAL_RULES_UNREADABLE", "APPROVERS_ONLY", "SKIPPED",
+    "CODEOWNERS_UNREADABLE", "APPROVAL_RULES_UNREADABLE", "APPROVERS_ONLY", "SKIPPED", "members_former_names",
 ]
 
 EXCLUDING_LABELS = ("exclude", "reroll")  # feedback labels that keep a person off one MR's suggestions
@@ -202,14 +202,14 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
     facts = MRFacts(
         files=files, members=by_name, optouts=frozenset(), excluded={}, codeowners=codeowners,
         owner_users=owner_users, renames=renames, capped=mr.diff_capped, code_owner_approval=required,
-        codeowners_unreadable=unreadable, aliases=await _former_names(storage, members),
+        codeowners_unreadable=unreadable, aliases=await members_former_names(storage, members),
         approval_rules=tuple(rules), approval_rules_unreadable=rules_unreadable,
     )
     return replace(facts, optouts=frozenset(facts.person(p) for p in optouts),
                    excluded=_under_names_now(facts, {**excluded, **{p: "exclude" for p in extra_excluded}}))
 
 
-async def _former_names(storage: Storage, members: Sequence[GitLabMember]) -> dict[str, str]:
+async def members_former_names(storage: Storage, members: Sequence[GitLabMember]) -> dict[str, str]:
     """Record who the members are now (id and username: a rename is learned here), and map the usernames
     each had before to their usernames now (`bot.people.former_names`)."""
     pairs = [(m.id, m.username) for m in members]

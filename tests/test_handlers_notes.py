@@ -216,6 +216,21 @@ async def test_why_about_a_former_username_answers_for_the_member_now(handler_en
     assert "not a member" not in reply.body
 
 
+async def test_exclude_with_a_former_username_sets_the_member_aside(handler_env):
+    """The comment names `@bob`; he renames himself `robert` meanwhile. `/reviewers exclude @bob`, copied from
+    the comment, was refused: "no member of this project has this username"."""
+    env = await handler_env(assign="top1")
+    mr = await opened(env)
+    env.state.rename_user(env.tiny.bob, "robert")
+    env.state.push_to_mr(mr, ["src/core/m2.py"])
+    await env.run()
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers exclude @bob")
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert "`@robert` will not be suggested on this merge request." in reply.body and acks(env, note) == [ACK_OK]
+    assert "robert" not in await shown_now(env, mr)
+
+
 async def test_a_member_awaiting_a_seat_is_left_out_and_said_why(handler_env):
     """`members/all` lists members GitLab holds for a seat (Premium, at the seat limit) as `membership_state:
     "awaiting"`: they have no access yet, so a review request would go nowhere. They were suggested first."""

@@ -34,7 +34,7 @@ from bot.logfmt import kv
 from bot.lookups import Lookups
 from bot.people import own_names
 from bot.storage.db import as_id
-from bot.suggesting import INTERNAL, explain_person, suggest_for_mr
+from bot.suggesting import INTERNAL, explain_person, members_former_names, suggest_for_mr
 from graph.feedback import NEGATIVE
 
 __all__ = ["router", "CommandRun", "ACK_OK", "ACK_PROBLEM"]
@@ -103,9 +103,11 @@ class CommandRun:
         return note.created_at < ended
 
     async def member_names(self) -> dict[str, str]:
-        """The project's members' usernames by their casefolded form (usernames ignore case)."""
+        """The project's members' usernames by their casefolded form (usernames ignore case), and by the
+        usernames they had before renaming themselves (an older comment of the bot's names them so)."""
         members = await Lookups(self.ctx.client, self.ctx.engine.recent).members(self.ctx.project_id)
-        return {m.username.casefold(): m.username for m in members}
+        former = await members_former_names(self.ctx.storage, members)
+        return {**former, **{m.username.casefold(): m.username for m in members}}
 
     async def username_of(self, typed: str) -> str:
         """A username as GitLab spells it (`@CY` is member `cy`: usernames ignore case), so that feedback about
@@ -175,11 +177,11 @@ def _fewer_requested(asked: int, requested: Sequence[str]) -> str:
 
 
 async def _why(run: CommandRun, command: Command) -> None:
-    ctx, person = run.ctx, await run.username_of(str(command.user))
+    ctx, typed = run.ctx, str(command.user)
+    person = await run.username_of(typed)  # a member's former username: their name now
     mr = await run.mr()
     result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
                                   bot_username=ctx.bot.username)
-    typed, person = person, result.facts.person(person)  # a member's former username: their name now
     suggestion, rank, dropped = await explain_person(ctx.client, ctx.engine, ctx.project_id, ctx.project, result,
                                                      person, bot_username=ctx.bot.username)
     owned = owned_by(person, result.facts, [s.person for s in result.suggestions], mr.author.username)
