@@ -390,6 +390,7 @@ async def _key(storage: Storage, project: ProjectRow, now: datetime) -> tuple:
 
 
 NOT_FOUND = "No such project: the bot lists a project after its first webhook event from it."
+BACK_TO_PROJECTS = '<p><a href="/">Back to the projects</a></p>'  # a fixed link: no user text, nothing to escape
 
 
 async def _project(request: web.Request) -> ProjectRow | None:
@@ -422,7 +423,8 @@ async def project_page(request: web.Request) -> web.Response:
     project = await _project(request)
     who = request[VIEWER].username
     if project is None:
-        return _html(page("Not found", message_body("Not found", NOT_FOUND), signed_in=True, who=who), status=404)
+        return _html(page("Not found", message_body("Not found", NOT_FOUND, html_hint=BACK_TO_PROJECTS),
+                          signed_in=True, who=who), status=404)
     stats = await fresh_stats(dashboard, project, dashboard.clock())
     title = project.path or f"project {project.id}"
     body = project_body(stats, gitlab_url=dashboard.settings.gitlab.url)

@@ -281,6 +281,16 @@ async def test_bearer_works_and_every_page_carries_the_security_headers(client):
         assert response.headers["Referrer-Policy"] == "same-origin"
     unknown = await client.get("/projects/12345", headers=BEARER)
     assert unknown.status == 404 and "first webhook event" in await unknown.text()
+    assert "script-src 'self'" in unknown.headers["Content-Security-Policy"]
+
+
+async def test_the_not_found_page_links_back_to_the_projects(client):
+    """A project address that names nothing offers the way back to the list, not only the header's brand."""
+    unknown = await client.get("/projects/12345", headers=BEARER)
+    page = await unknown.text()
+    assert unknown.status == 404 and '<a href="/">Back to the projects</a>' in page
+    listed = await client.get(page.split('<a href="')[-1].split('"')[0], headers=BEARER)
+    assert listed.status == 200 and "<title>Projects" in await listed.text()
     assert (await client.get("/api/projects/12345/stats", headers=BEARER)).status == 404
     for path in ("/projects/99999999999999999999999", "/api/projects/99999999999999999999999/stats"):
         assert (await client.get(path, headers=BEARER)).status == 404, path  # not a 500 from the database
