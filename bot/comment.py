@@ -338,6 +338,15 @@ def _summary(items: Sequence[Contribution]) -> str:
     return _one_line(_quiet(", ".join(parts) + "."))
 
 
+def _score_said(suggestion: Suggestion | None) -> str:
+    """The model's score, said as what it is: a number that orders this merge request's candidates, which may
+    be negative and means nothing against another merge request's (a bare "score -0.259" reads as a verdict)."""
+    if suggestion is None:
+        return ""
+    return (f"Their score, {suggestion.score:.3f}, only orders this merge request's candidates: the highest "
+            "comes first. ")
+
+
 def render_why(
     person: str,
     suggestion: Suggestion | None,
@@ -362,10 +371,9 @@ def render_why(
     head = [f"**Why {code_span('@' + person)}?**"]
     if former:
         head.append(f"{code_span('@' + former)} is {code_span('@' + person)} now: they changed their username.")
-    if suggestion is not None:
-        place = "has" if rank is None else f"would rank {rank} (before the filters) with" if dropped else \
-            f"ranked {rank} with"
-        head.append(f"{code_span('@' + person)} {place} score {suggestion.score:.3f}.")
+    if suggestion is not None and rank is not None:  # the rank alone: the score means something only in the table
+        place = f"would rank {rank} (before the filters)" if dropped else f"ranked {rank}"
+        head.append(f"{code_span('@' + person)} {place}.")
     if dropped:
         head.append(f"Not suggested: {_one_line(_quiet(dropped))}.")
     head += [_one_line(_quiet(line)) for line in owned]
@@ -376,8 +384,9 @@ def render_why(
     reasons = [f"- {_one_line(_quiet(r))}" for r in (suggestion.reasons if suggestion else ())]
     table = []
     if items:
-        table = [_summary(items), "", "How each signal counted (the score with that signal set to the other "
-                 "candidates' average; + raised it, - lowered it):", "", *_contribution_rows(person, items)]
+        table = [_summary(items), "", _score_said(suggestion) + "How each signal counted (the score with that "
+                 "signal set to the other candidates' average; + raised it, - lowered it):", "",
+                 *_contribution_rows(person, items)]
     return _blocks(head, reasons, table)
 
 

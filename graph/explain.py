@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["plain", "compare", "span", "amount", "UNITS"]
+__all__ = ["plain", "compare", "span", "amount", "about", "put_first", "UNITS"]
 
 NEVER_LOG_DAYS = 11.0  # log(1 + days) beyond this (about 160 years) reads as "never"
 
@@ -52,6 +52,32 @@ def amount(n: float) -> str:
     ('3', '0.2', '12', '0')
     """
     return f"{n:.0f}" if n >= 9.5 or abs(n - round(n)) < 0.05 else f"{n:.1f}"
+
+
+def about(n: float, thing: str) -> str:
+    """A count that fades with time (or an average of such counts) in words: rounded whole, "about" unless it
+    is whole already, and "hardly any" for what faded below a half, which a bare "0.2" does not say.
+
+    >>> about(0.0, "review"), about(0.2, "review"), about(1.02, "review"), about(17.3, "review")
+    ('no reviews', 'hardly any reviews', '1 review', 'about 17 reviews')
+    """
+    if n < 0.05:
+        return f"no {thing}s"
+    if n < 0.5:
+        return f"hardly any {thing}s"
+    whole = round(n)
+    return f"{'' if abs(n - whole) < 0.05 else 'about '}{whole} {thing}{'s' if whole != 1 else ''}"
+
+
+def put_first(first: float, reviewed: float) -> str:
+    """The load spreading's two counts (first places the bot gave, reviews really done; recent ones weigh
+    more) as the comparison they are.
+
+    >>> put_first(25.2, 18.0), put_first(0.1, 4.7)
+    ('put first on about 25 merge requests lately, did 18 reviews', \
+'put first on hardly any merge requests lately, did about 5 reviews')
+    """
+    return f"put first on {about(first, 'merge request')} lately, did {about(reviewed, 'review')}"
 
 
 def plain(name: str, value: float) -> str:

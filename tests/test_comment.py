@@ -160,13 +160,14 @@ def test_why_for_a_suggestion():
     text = render_why("alice", ALICE, {"history": 0.5, "load": -0.7}, rank=1)
     assert text == "\n".join([
         "**Why `@alice`?**",
-        "`@alice` ranked 1 with score 0.900.",
+        "`@alice` ranked 1.",
         "",
         "- reviewed 14 changes under `src/`",
         "- CODEOWNER of `src/`",
         "",
         "Ranked up most by history (+0.50), held back most by load (-0.70).",
         "",
+        "Their score, 0.900, only orders this merge request's candidates: the highest comes first. "
         "How each signal counted (the score with that signal set to the other candidates' average; "
         "+ raised it, - lowered it):",
         "",
@@ -179,7 +180,7 @@ def test_why_for_a_suggestion():
 
 def test_why_uses_the_suggestions_own_contributions_by_default():
     text = render_why("alice", ALICE, ())
-    assert "`@alice` has score 0.900." in text
+    assert "has score" not in text and "Their score, 0.900, only orders this merge request's candidates" in text
     assert text.endswith("| load | -0.70 |\n| history | +0.50 |")
 
 
@@ -320,7 +321,7 @@ def test_why_for_someone_ranked_then_filtered_says_the_rank_is_before_the_filter
     from graph.model import Suggestion
 
     text = render_why("ben", Suggestion("ben", 0.9, (), ()), (), rank=1, dropped="has set their GitLab status to Busy")
-    assert text.startswith("**Why `@ben`?**\n`@ben` would rank 1 (before the filters) with score 0.900.\n"
+    assert text.startswith("**Why `@ben`?**\n`@ben` would rank 1 (before the filters).\n"
                            "Not suggested: has set their GitLab status to Busy.")
 
 

@@ -115,7 +115,9 @@ async def test_why_explains_a_person(handler_env):
     note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob")
     await env.run()
     [reply] = replies(env, mr, note)
-    assert "**Why `@bob`?**" in reply.body and "ranked 1 with score" in reply.body
+    assert "**Why `@bob`?**" in reply.body and "`@bob` ranked 1.\n" in reply.body
+    assert "with score" not in reply.body  # the model's bare number is no verdict: said only beside the table
+    assert "Their score, " in reply.body and "only orders this merge request's candidates" in reply.body
     assert "Ranked up most by " in reply.body
     assert "| Signal | `@bob` | Other candidates, typically | Effect |" in reply.body
     assert ("bob", "why") in await feedback(env, mr)
@@ -212,7 +214,7 @@ async def test_why_about_a_former_username_answers_for_the_member_now(handler_en
     [reply] = replies(env, mr, note)
     assert reply.body.splitlines()[1:3] == ["**Why `@robert`?**", "`@bob` is `@robert` now: they changed their "
                                             "username."]
-    assert "`@robert` ranked 1 with score" in reply.body
+    assert "`@robert` ranked 1.\n" in reply.body
     assert "not a member" not in reply.body
 
 

@@ -233,7 +233,7 @@ def test_why_says_someone_outside_the_models_shortlist_is_ranked_by_ownership_al
     last = ranked[1]
     assert render_why(last.person, last, rank=2).splitlines()[:3] == [
         f"**Why `@{last.person}`?**",
-        f"`@{last.person}` ranked 2 with score {last.score:.3f}.",
+        f"`@{last.person}` ranked 2.",
         "The model ranks only the candidate with the highest ownership score: this person is not among them, "
         "so they rank below by that score alone, and the signals below are its parts."]
 
