@@ -200,18 +200,25 @@ async def test_an_exclusion_made_before_a_rename_holds_under_the_new_name(handle
     assert "robert" not in await shown_now(env, mr) and "bob" not in await shown_now(env, mr)
 
 
+async def asked_after_bob_renamed(env, command: str):
+    """(MR, note, the bot's reply) for `command` written by ann after bob, put first on a new MR, renamed himself
+    `robert` and a push made the bot learn of it."""
+    mr = await opened(env)
+    env.state.rename_user(env.tiny.bob, "robert")
+    env.state.push_to_mr(mr, ["src/core/m2.py"])
+    await env.run()
+    note = env.state.add_note(mr, env.tiny.ann, command)
+    await env.run()
+    [reply] = replies(env, mr, note)
+    return mr, note, reply
+
+
 async def test_why_about_a_former_username_answers_for_the_member_now(handler_env):
     """A comment written before bob, asked to review, renamed himself `robert` names `@bob`: asked why about
     that name once the bot knew of the rename (the push's hook names him), it said "Not suggested: is not a
     member of this project" of the person it had put first."""
     env = await handler_env(assign="top1")
-    mr = await opened(env)
-    env.state.rename_user(env.tiny.bob, "robert")
-    env.state.push_to_mr(mr, ["src/core/m2.py"])
-    await env.run()
-    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob")
-    await env.run()
-    [reply] = replies(env, mr, note)
+    _, _, reply = await asked_after_bob_renamed(env, "/reviewers why @bob")
     assert reply.body.splitlines()[1:3] == ["**Why `@robert`?**", "`@bob` is `@robert` now: they changed their "
                                             "username."]
     assert "`@robert` ranked 1.\n" in reply.body
@@ -222,13 +229,7 @@ async def test_exclude_with_a_former_username_sets_the_member_aside(handler_env)
     """The comment names `@bob`; he renames himself `robert` meanwhile. `/reviewers exclude @bob`, copied from
     the comment, was refused: "no member of this project has this username"."""
     env = await handler_env(assign="top1")
-    mr = await opened(env)
-    env.state.rename_user(env.tiny.bob, "robert")
-    env.state.push_to_mr(mr, ["src/core/m2.py"])
-    await env.run()
-    note = env.state.add_note(mr, env.tiny.ann, "/reviewers exclude @bob")
-    await env.run()
-    [reply] = replies(env, mr, note)
+    mr, note, reply = await asked_after_bob_renamed(env, "/reviewers exclude @bob")
     assert "`@robert` will not be suggested on this merge request." in reply.body and acks(env, note) == [ACK_OK]
     assert "robert" not in await shown_now(env, mr)
 
