@@ -156,15 +156,22 @@ async def test_why_says_a_code_owner_was_not_needed_for_the_approvals(handler_en
     assert "They have no review history on the files this merge request touches." in reply.body
 
 
-async def test_why_says_a_code_owner_of_an_optional_section_is_asked_no_approval(handler_env):
-    env = await handler_env()
+async def why_fay_under(env, codeowners: str):
+    """(MR, the bot's reply) for ann's `/reviewers why @fay` on a new MR, fay a Developer without history and
+    the project's CODEOWNERS `codeowners`."""
     fay = env.state.add_user("fay")
     env.state.add_member(env.tiny.project, fay, 30)
-    env.state.add_file(env.tiny.project, ".gitlab/CODEOWNERS", "^[Src]\nsrc/ @bob @fay\n")
+    env.state.add_file(env.tiny.project, ".gitlab/CODEOWNERS", codeowners)
     mr = await opened(env)
     note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @fay")
     await env.run()
     [reply] = replies(env, mr, note)
+    return mr, reply
+
+
+async def test_why_says_a_code_owner_of_an_optional_section_is_asked_no_approval(handler_env):
+    env = await handler_env()
+    _, reply = await why_fay_under(env, "^[Src]\nsrc/ @bob @fay\n")
     assert "They are a code owner of `src/` (section `Src`), but were not needed for it: the section is optional " \
         "(GitLab asks its owners for no approval)." in reply.body
 
@@ -173,13 +180,8 @@ async def test_the_codeowners_default_section_is_not_named_codeowners(handler_en
     """Entries before any section header are in GitLab's default section, `codeowners`, a name nobody wrote:
     the comment read "CODEOWNERS section `codeowners` needs 1 approval" and `why` "(section `codeowners`)"."""
     env = await handler_env()
-    fay = env.state.add_user("fay")
-    env.state.add_member(env.tiny.project, fay, 30)
-    env.state.add_file(env.tiny.project, ".gitlab/CODEOWNERS", "src/core/ @bob @fay\n")
-    mr = await opened(env)
-    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @fay")
-    await env.run()
-    body, [reply] = marker_notes(env.state, mr)[0].body, replies(env, mr, note)
+    mr, reply = await why_fay_under(env, "src/core/ @bob @fay\n")
+    body = marker_notes(env.state, mr)[0].body
     assert "- CODEOWNERS needs 1 approval: `@bob` can give it." in body and "`codeowners`" not in body
     assert "They are a code owner of `src/core/`, but were not needed for it: `@bob`, already suggested" in reply.body
 
