@@ -60,12 +60,17 @@ def about(n: float, thing: str) -> str:
 
     >>> about(0.0, "review"), about(0.2, "review"), about(1.02, "review"), about(17.3, "review")
     ('no reviews', 'hardly any reviews', '1 review', 'about 17 reviews')
+
+    Halves round up (Python's `round` takes them to the even neighbour: "about 0 reviews" for a half):
+
+    >>> about(0.5, "review"), about(2.5, "review")
+    ('about 1 review', 'about 3 reviews')
     """
     if n < 0.05:
         return f"no {thing}s"
     if n < 0.5:
         return f"hardly any {thing}s"
-    whole = round(n)
+    whole = math.floor(n + 0.5)
     return f"{'' if abs(n - whole) < 0.05 else 'about '}{whole} {thing}{'s' if whole != 1 else ''}"
 
 
