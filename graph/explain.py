@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["plain", "compare", "span", "amount", "about", "put_first", "UNITS"]
+__all__ = ["plain", "compare", "span", "amount", "about", "put_first", "rejected", "on_duty", "UNITS"]
 
 NEVER_LOG_DAYS = 11.0  # log(1 + days) beyond this (about 160 years) reads as "never"
 
@@ -83,6 +83,27 @@ def put_first(first: float, reviewed: float) -> str:
 'put first on hardly any merge requests lately, did about 5 reviews')
     """
     return f"put first on {about(first, 'merge request')} lately, did {about(reviewed, 'review')}"
+
+
+def rejected(streak: float) -> str:
+    """The rejection streak's penalty figure in words: the rejections in a row that count now, past the grace
+    and grown with the streak's length (`graph.terms`), so "counted", not a raw count of rejections.
+
+    >>> rejected(2.8), rejected(0.0), rejected(1.0)
+    ('about 3 rejections in a row counted', 'no rejections in a row counted', '1 rejection in a row counted')
+    """
+    return f"{about(streak, 'rejection')} in a row counted"
+
+
+def on_duty(reviews: float) -> str:
+    """The on-duty lift's figure in words: the other open merge requests the person took (recent ones weigh
+    more).
+
+    >>> on_duty(2.2), on_duty(1.0), on_duty(0.1)
+    ('reviewing about 2 open merge requests', 'reviewing 1 open merge request', \
+'reviewing hardly any open merge requests')
+    """
+    return f"reviewing {about(reviews, 'open merge request')}"
 
 
 def plain(name: str, value: float) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graph.explain import amount, put_first
+from graph.explain import on_duty, put_first, rejected
 from graph.feedback import FEEDBACK_FEATURES, NEGATIVE, TAKEN, TERMS
 from graph.features import Candidates
 from graph.model import Change, Contribution
@@ -117,11 +117,11 @@ class HandSetTerms:
         people = [cands.people[i] for i in idx]
         X, streaks = cands.X[idx], self._streaks(people)
         terms = self._terms(people, X, streaks)
-        on_duty = np.expm1(X[:, [fb_column(X, "fb_open_reviews")]])
+        open_reviews = np.expm1(X[:, [fb_column(X, "fb_open_reviews")]])
         # behind each term, per row: the very figures the term is computed from (the streak past its grace)
-        figures = (np.column_stack(self._balance_counts(people)), self._counted_streak(streaks)[:, None], on_duty)
-        said = (lambda f: put_first(f[0], f[1]), lambda f: amount(f[0]),
-                lambda f: amount(f[0]))  # the others' figure is an average: "0.2", not "0"
+        figures = (np.column_stack(self._balance_counts(people)), self._counted_streak(streaks)[:, None],
+                   open_reviews)
+        said = (lambda f: put_first(f[0], f[1]), lambda f: rejected(f[0]), lambda f: on_duty(f[0]))
         named, out = self._term_words(), []
         for i in rows:
             me, found = idx.index(i), []
