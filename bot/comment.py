@@ -315,27 +315,30 @@ def _contribution_rows(person: str, items: Sequence[Contribution]) -> list[str]:
 
 
 def _summary(items: Sequence[Contribution]) -> str:
-    """One sentence: what helped this person most and what held them back, each as the person's value against
-    the others' and the effect, so that a value below the others' that lowers the score reads as the comparison
-    it is ("0 against the others' 4.5: -0.40"). Effects under `NEGLIGIBLE` are not dressed up as reasons."""
+    """What helped this person most and what held them back, each as the person's value against the others'
+    and the effect, so that a value below the others' that lowers the score reads as the comparison it is
+    ("times turned down on this author's merge requests — 0, the others 4.5 (-0.40)"). The values can be long
+    phrases ("put first on about 25 merge requests lately, did 18 reviews"), so each follows its signal after a
+    dash, not inside brackets, and what held them back is a sentence of its own. Effects under `NEGLIGIBLE` are
+    not dressed up as reasons."""
     up = [c for c in sorted(items, key=lambda c: -c.effect) if c.effect >= NEGLIGIBLE][:2]
     down = [c for c in sorted(items, key=lambda c: c.effect) if c.effect <= -NEGLIGIBLE][:1]
 
     def said(c: Contribution) -> str:
         name = _ASIDE.sub("", c.signal)
         if c.value and c.others:
-            return f"{name} ({c.value} against the others' {c.others}: {c.effect:+.2f})"
+            return f"{name} — {c.value}, the others {c.others} ({c.effect:+.2f})"
         return f"{name} ({c.effect:+.2f})"
 
-    parts = []
+    sentences = []
     if up:
-        parts.append("Ranked up most by " + " and ".join(said(c) for c in up))
+        sentences.append("Ranked up most by " + "; and by ".join(said(c) for c in up) + ".")
     if down:
-        parts.append(("held back most by " if up else "Held back most by ") + said(down[0]))
-    if not parts:
+        sentences.append("Held back most by " + said(down[0]) + ".")
+    if not sentences:
         return (f"No single signal moved their score by {NEGLIGIBLE:.2f} or more either way."
                 if items else "")
-    return _one_line(_quiet(", ".join(parts) + "."))
+    return _one_line(_quiet(" ".join(sentences)))
 
 
 def _score_said(suggestion: Suggestion | None) -> str:

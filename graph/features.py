@@ -47,7 +47,7 @@ FEATURES = (
 F = {name: i for i, name in enumerate(FEATURES)}
 
 # The features in words, for `/reviewers why`: noun phrases, as they are read both in the table and in the
-# sentence "Ranked up most by ... (3 against the others' 0.5: +0.40)".
+# sentence "Ranked up most by ... — 3, the others 0.5 (+0.40)".
 FEATURE_WORDS = {
     "file_review_share": "reviews of these very files",
     "file_reviewed": "share of these files they have reviewed",

@@ -165,7 +165,7 @@ def test_why_for_a_suggestion():
         "- reviewed 14 changes under `src/`",
         "- CODEOWNER of `src/`",
         "",
-        "Ranked up most by history (+0.50), held back most by load (-0.70).",
+        "Ranked up most by history (+0.50). Held back most by load (-0.70).",
         "",
         "Their score, 0.900, only orders this merge request's candidates: the highest comes first. "
         "How each signal counted (the score with that signal set to the other candidates' average; "
@@ -189,8 +189,8 @@ def test_why_compares_the_person_with_the_other_candidates_in_plain_units():
                Contribution("wrote code in these directories", -0.7, "0%", "20%")]
     signals += [Contribution(f"signal {i}", 0.01, "1", "1") for i in range(WHY_ROWS)]
     text = render_why("bob", Suggestion("bob", 2.0, (), tuple(signals)), rank=1)
-    assert ("Ranked up most by time since they last touched these paths (today against the others' 5 months ago: "
-            "+1.00), held back most by wrote code in these directories (0% against the others' 20%: -0.70).") in text
+    assert ("Ranked up most by time since they last touched these paths — today, the others 5 months ago (+1.00). "
+            "Held back most by wrote code in these directories — 0%, the others 20% (-0.70).") in text
     assert "| Signal | `@bob` | Other candidates, typically | Effect |" in text
     assert "| time since they last touched these paths | today | 5 months ago | +1.00 |" in text
     assert text.endswith(f"{len(signals) - WHY_ROWS} weaker signals: +0.02 together.")
@@ -203,8 +203,25 @@ def test_why_says_a_value_below_the_others_held_someone_back_as_a_comparison():
     signals = (Contribution("times turned down on this author's merge requests", -0.4, "0", "4.5"),
                Contribution("overall ownership score", 1.2, "0.81", "0.14"))
     text = render_why("bob", Suggestion("bob", 2.0, (), signals), rank=1)
-    assert ("Ranked up most by overall ownership score (0.81 against the others' 0.14: +1.20), held back most by "
-            "times turned down on this author's merge requests (0 against the others' 4.5: -0.40).") in text
+    assert ("Ranked up most by overall ownership score — 0.81, the others 0.14 (+1.20). Held back most by "
+            "times turned down on this author's merge requests — 0, the others 4.5 (-0.40).") in text
+
+
+def test_why_says_long_values_outside_brackets_and_the_setback_apart():
+    """The load spreading's values are phrases with commas of their own: inside "(A against the others' B: +x)"
+    and chained with "and" to the next reason, the sentence could not be followed."""
+    signals = (Contribution("load spreading: first places given against reviews done (hand-set rule)", 3.78,
+                            "put first on hardly any merge requests lately, did about 3 reviews",
+                            "put first on about 10 merge requests lately, did about 9 reviews"),
+               Contribution("lift for other open merge requests they took (hand-set rule)", 1.1,
+                            "reviewing 2 open merge requests", "reviewing no open merge requests"),
+               Contribution("overall ownership score", -0.79, "0.16", "0.64"))
+    text = render_why("dan", Suggestion("dan", 3.0, (), signals), rank=1)
+    assert ("\nRanked up most by load spreading: first places given against reviews done — put first on hardly any "
+            "merge requests lately, did about 3 reviews, the others put first on about 10 merge requests lately, "
+            "did about 9 reviews (+3.78); and by lift for other open merge requests they took — reviewing 2 open "
+            "merge requests, the others reviewing no open merge requests (+1.10). Held back most by overall "
+            "ownership score — 0.16, the others 0.64 (-0.79).\n") in text
 
 
 def test_why_does_not_dress_up_negligible_effects_as_reasons():
