@@ -6,7 +6,6 @@ past change, every pair of files) on generated histories, where file names and d
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -28,8 +27,8 @@ from graph.baselines import (
     path_similarity,
 )
 from graph.model import Change
+from tests.shared_samples import DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 _ids = itertools.count()
 
 

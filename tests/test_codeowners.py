@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -18,8 +17,9 @@ from graph.codeowners import (
 )
 from graph.codeowners import _owners
 from tests.codeowners_oracle import regex_fnmatch_pathname
+from tests.shared_samples import GITLAB_API
 
-SAMPLE = Path("/work/shared/gitlab/api/CODEOWNERS.sample.gitlab-docs")
+SAMPLE = GITLAB_API / "CODEOWNERS.sample.gitlab-docs"
 
 # The documented reference example, section by section (GitLab's "Syntax of CODEOWNERS file" page).
 DOCUMENTED = r"""

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from bot.commands import HELP_TEXT, MAX_ASSIGN, MAX_EXCLUDE, Command, help_text, parse_commands, parse_duration
+from tests.shared_samples import GITLAB_WEBHOOKS
 
-WEBHOOKS = Path("/work/shared/gitlab/webhooks")
+WEBHOOKS = GITLAB_WEBHOOKS
 
 
 @pytest.mark.parametrize(

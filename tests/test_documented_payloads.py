@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,8 +21,9 @@ from bot.gitlab.simulator import SimState
 from bot.gitlab.sim_model import SimMR, SimProject, SimUser
 from bot.storage import Storage
 from tests.bot_harness import FAST_WORKER, running_bot, settle
+from tests.shared_samples import GITLAB_WEBHOOKS
 
-SAMPLES = Path("/work/shared/gitlab/webhooks")
+SAMPLES = GITLAB_WEBHOOKS
 KIND = {"merge_request": "Merge Request Hook", "note": "Note Hook", "emoji": "Emoji Hook"}
 SECRET = "documented-payloads-secret-0123"
 PATHS = ("gitlabhq/gitlab-test", "filler/two", "filler/three", "filler/four", "gitlab-org/gitlab-test",

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from bot.eligibility import AWAITING_SEAT, Member, access_level_name, eligible, is_bot_username
 from bot.gitlab.models import UserStatus
 from graph.model import Suggestion
+from tests.shared_samples import GITLAB_API
 
-MEMBERS_SAMPLE = Path("/work/shared/gitlab/api/project_members_all.gitlab-docs.json")
+MEMBERS_SAMPLE = GITLAB_API / "project_members_all.gitlab-docs.json"
 
 MEMBERS = {
     "ann": Member(30),

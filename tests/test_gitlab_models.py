@@ -6,14 +6,14 @@ Skipped when the samples are not there (they are not part of the project)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.gitlab.models import Approvals, ChangedFile, Hook, Member, MergeRequest, Note, UserStatus
+from tests.shared_samples import GITLAB_API
 
-API = Path("/work/shared/gitlab/api")
+API = GITLAB_API
 pytestmark = pytest.mark.skipif(not API.is_dir(), reason="GitLab API samples (../shared/gitlab) not present")
 
 

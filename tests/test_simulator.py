@@ -5,7 +5,6 @@ import asyncio
 import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from statistics import median
 from typing import Any
 
@@ -16,8 +15,9 @@ from bot.gitlab import payloads
 from bot.gitlab.sim_model import SimDiff
 from bot.gitlab.simulator import SimState, run_simulator, seed_project
 from tests.gitlab_fixtures import Receiver, http_session, sim_state, simulator, webhook_receiver  # noqa: F401
+from tests.shared_samples import GITLAB_WEBHOOKS
 
-SAMPLES = Path("/work/shared/gitlab/webhooks")
+SAMPLES = GITLAB_WEBHOOKS
 T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
 Sim = tuple[SimState, str]
 

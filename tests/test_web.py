@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import zlib
-from pathlib import Path
 
 import pytest
 
@@ -14,10 +13,11 @@ from bot.config import Settings
 from bot.metrics import Metrics
 from bot.storage import Storage
 from bot.web import event_kind, make_app
+from tests.shared_samples import GITLAB_WEBHOOKS
 
 SECRET = "global-secret-0123456789"
 PROJECT_SECRET = "project-secret-abcdef"
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "gitlab" / "webhooks"
+SAMPLES = GITLAB_WEBHOOKS
 HEADER_FOR_KIND = {"merge_request": "Merge Request Hook", "note": "Note Hook", "emoji": "Emoji Hook"}
 
 
