@@ -82,7 +82,6 @@ async def test_a_review_the_bot_requested_and_nobody_did_is_not_imported_as_one(
     mr = state.open_mr(seeded.project, author, ["src/x.py"], reviewers=[asked, done])
     state.approve(mr, done)
     state.merge_mr(mr, by=author)
-    idle = asked.username
     for person in (asked, done):
         await store.feedback.record(seeded.project.id, mr.iid, person.username, "assigned", value=BOT_PICK)
     await backfill_project(gitlab_client, store, seeded.project.id)

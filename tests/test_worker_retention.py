@@ -4,7 +4,6 @@ and the rows of merge requests finished more than `mr_retention_days` ago; pendi
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import pytest
 
