@@ -37,6 +37,7 @@ __all__ = [
     "WHY_ROWS",
     "render_cannot_suggest",
     "NEXT_STEP",
+    "count_of",
 ]
 
 MARKER = "<!-- reviewbot:suggestions v1 -->"
@@ -283,13 +284,15 @@ def _within(room: int, rows: list[str], bare: list[str], bullets: list[str]) -> 
     while len(rows) > 3 and excess > 0:
         excess -= len(rows.pop()) + 1
         gone += 1
-    said = [f"the reasons of {_count(left['row'], 'row')}" if left["row"] else "",
-            _count(left["note"], "note") if left["note"] else "", f"the last {_count(gone, 'row')}" if gone else ""]
+    said = [f"the reasons of {count_of(left['row'], 'row')}" if left["row"] else "",
+            count_of(left["note"], "note") if left["note"] else "",
+            f"the last {count_of(gone, 'row')}" if gone else ""]
     return rows, [*bullets, f"- Left out to keep this comment within GitLab's note size: "
                             f"{', '.join(part for part in said if part)}."]
 
 
-def _count(n: int, thing: str) -> str:
+def count_of(n: int, thing: str) -> str:
+    """`n` `thing`s, singular for one: "1 open review", "2 open reviews"."""
     return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
@@ -310,7 +313,7 @@ def _contribution_rows(person: str, items: Sequence[Contribution]) -> list[str]:
     else:
         rows = ["| Signal | Effect |", "|---|--:|"] + [f"| {_cell(c.signal)} | {c.effect:+.2f} |" for c in shown]
     if rest:
-        rows.append(f"\n{_count(len(rest), 'weaker signal')}: {sum(c.effect for c in rest):+.2f} together.")
+        rows.append(f"\n{count_of(len(rest), 'weaker signal')}: {sum(c.effect for c in rest):+.2f} together.")
     return rows
 
 

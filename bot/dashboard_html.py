@@ -16,6 +16,7 @@ from string import Template
 from typing import Iterable, Sequence
 from urllib.parse import quote, urlencode
 
+from bot.comment import count_of
 from bot.dashboard_stats import LoadRow, MrRow, ProjectStats
 
 __all__ = ["page", "overview_body", "project_body", "message_body", "signin_form", "gitlab_link", "asset", "ASSETS",
@@ -172,7 +173,7 @@ def _chart(s: ProjectStats) -> str:
     the chart…" that never ends."""
     if s.suggested == s.pending:
         why = ("the bot has suggested no one on this project in the last 12 weeks" if not s.suggested else
-               f"{s.pending} merge request{'s' if s.pending != 1 else ''} awaiting the team, none responded to yet")
+               f"{count_of(s.pending, 'merge request')} awaiting the team, none responded to yet")
         return (f'<section><h2>Acceptance rate per week</h2><p class="muted">Nothing to chart yet: {why}.</p>'
                 "</section>")
     weeks = [_row([f"{w.week:%Y-%m-%d}", str(w.suggested), str(w.pending), str(w.accepted), _pct(w.rate)],

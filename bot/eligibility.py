@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Mapping, TypeVar
 
+from bot.comment import count_of
+
 __all__ = ["ACCESS_LEVELS", "AWAITING_SEAT", "DEVELOPER", "REPORTER", "Member", "access_level_name", "eligible",
            "is_bot_username"]
 
@@ -158,7 +160,7 @@ EXCLUDED_WORDS = {
 
 def _load_reason(load: int, cap: int | None) -> str | None:
     if cap is not None and load >= cap:
-        return f"already has {load} open review{'' if load == 1 else 's'} (the limit is {cap})"
+        return f"already has {count_of(load, 'open review')} (the limit is {cap})"
     return None
 
 
