@@ -396,3 +396,47 @@ async def test_the_event_that_finds_the_project_forgotten_has_the_next_one_impor
         await dispatch(dataclasses.replace(row, last_error=str(parked.value)))
         assert engine.changes_seen(env.pid) == imported
     assert len(marker_notes(env.state, mr)) == 1 and "no review history" not in marker_notes(env.state, mr)[0].body
+
+
+# --- labels given after the forget: each learned once ------------------------------------------------------------
+async def labels_learned_after_a_forget(storage: Storage, *, history: bool) -> list[int]:
+    """How many labels a running engine has learned of project `PID` since its three labels were forgotten and two
+    given anew, at each of three looks (the labels forgotten were the newest rows of the table: SQLite gives a new
+    row the largest id in it plus one, and the engine's recommender learns the rows above its mark)."""
+    now = [0.0]
+    engine = Engine(storage, retrain_labels=None, snapshot_every=None, clock=lambda: now[0])
+    if history:
+        await store_history(storage)
+    await rejections(storage, 3)
+    async with engine.use(PID, SETTINGS) as held:
+        assert held.feedback.labels == 3
+    await forget_project(storage.engine, PID)
+    if history:
+        await store_history(storage)  # the next event imports it again
+    await rejections(storage, 2, first_event=10, mr_iid=901)
+    learned = []
+    for _ in range(3):
+        now[0] += engine.refresh_seconds
+        async with engine.use(PID, SETTINGS) as rec:  # the forgotten labels do not count, if it still holds them
+            learned.append(rec.feedback.labels - (3 if rec is held else 0))
+    return learned
+
+
+async def test_labels_given_after_a_forget_are_learned_once_by_an_engine_that_held_the_project(database_url):
+    """The engine finds the project forgotten (its history rows are gone) and learns its labels from the start."""
+    storage = Storage(database_url)
+    try:
+        assert await labels_learned_after_a_forget(storage, history=True) == [2, 2, 2]
+    finally:
+        await storage.close()
+
+
+async def test_labels_given_after_a_forget_reach_an_engine_that_cannot_tell_the_forget(database_url):
+    """A project without merged MRs yet: no history row before the forget nor after, so the engine keeps its
+    recommender and the mark of the forgotten labels. The labels given after it must still be learned, once: before
+    0014 SQLite gave them the forgotten labels' ids, under the mark, and none was ever learned."""
+    storage = Storage(database_url)
+    try:
+        assert await labels_learned_after_a_forget(storage, history=False) == [2, 2, 2]
+    finally:
+        await storage.close()

@@ -19,10 +19,11 @@ from bot.storage.db import SQLITE_WAL_LIMIT_BYTES, UTCDateTime, create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions, upgrade
 from bot.storage.db import MODEL_LOCK, database_unavailable, lock_project
+from bot.storage.forget import forget_project
 from bot.people import former_names
 from bot.storage.people import REFRESH, PeopleStore, holders_query
 from bot.storage.tables import events as events_table, feedback_times, history, metadata, models as models_table
-from bot.storage.tables import projects as projects_table, suggestions
+from bot.storage.tables import feedback, projects as projects_table, suggestions
 from graph.model import Change
 
 LEASE = 60.0
@@ -229,7 +230,7 @@ async def test_revision_0011_counts_outage_retries_apart_and_goes_back(blank_dat
         event_id = await put(storage, "k")  # a row as 0010 stored it
         async with storage.engine.begin() as conn:
             await conn.execute(sa.text("UPDATE events SET status = 'failed', attempts = 4"))
-        assert await migrate(url) == {"0013"}
+        assert await migrate(url) == {"0014"}
         row = await storage.events.get(event_id)
         assert (row.status, row.attempts, row.outage_attempts) == ("failed", 4, 0)
         await outage_failures(storage, event_id, 1, max_attempts=6)
@@ -240,7 +241,7 @@ async def test_revision_0011_counts_outage_retries_apart_and_goes_back(blank_dat
             columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("events")])
             kept = (await conn.execute(sa.text("SELECT status, attempts FROM events"))).one()
         assert "outage_attempts" not in columns and tuple(kept) == ("failed", 4)
-        assert await migrate(url) == {"0013"}
+        assert await migrate(url) == {"0014"}
         assert (await storage.events.get(event_id)).outage_attempts == 0
     finally:
         await storage.close()
@@ -294,7 +295,7 @@ async def test_revision_0013_keeps_every_history_row_under_its_id_and_never_give
         async with storage.engine.begin() as conn:  # a row as 0003 left it: no renames known
             await conn.execute(sa.update(history).where(history.c.change_id == "!2").values(renames=None))
         before = await _history_rows(storage)
-        assert await migrate(url) == {"0013"}
+        assert await migrate(url) == {"0014"}
         assert await _history_rows(storage) == before
         async with storage.engine.connect() as conn:
             assert await conn.run_sync(lambda c: compare_metadata(
@@ -309,7 +310,43 @@ async def test_revision_0013_keeps_every_history_row_under_its_id_and_never_give
         kept = await _history_rows(storage)
         assert await downgrade(url, "0012") == {"0012"}
         assert await _history_rows(storage) == kept
-        assert await migrate(url) == {"0013"} and await _history_rows(storage) == kept
+        assert await migrate(url) == {"0014"} and await _history_rows(storage) == kept
+    finally:
+        await storage.close()
+
+
+
+async def _feedback_rows(storage: Storage) -> list[tuple]:
+    async with storage.engine.connect() as conn:
+        return [tuple(r) for r in (await conn.execute(sa.select(feedback).order_by(feedback.c.id))).all()]
+
+
+async def test_revision_0014_keeps_every_feedback_row_under_its_id_and_never_gives_an_id_twice(blank_database_url):
+    """SQLite gave a new feedback row the largest id plus one: labels given after `reviewbot forget` deleted the
+    newest rows took their ids, below the mark of a recommender that had read them, and were never learned (see
+    `tests/test_cli_forget.py`). 0014 builds the table again with AUTOINCREMENT; every row keeps its id and values,
+    the foreign key, constraint and indexes stay; and back."""
+    url = blank_database_url
+    assert await migrate(url, "0013") == {"0013"}
+    storage = Storage(url)
+    try:
+        sid = await storage.suggestions.add(1, 4, [{"username": "bob"}], "v1")
+        await storage.feedback.record(1, 4, "bob", "removed", suggestion_id=sid, source_event_id=1)
+        await storage.feedback.record(2, 5, "cy", "accepted", value={"action": "award"}, source_event_id=2)
+        before = await _feedback_rows(storage)
+        assert await migrate(url) == {"0014"}
+        assert await _feedback_rows(storage) == before
+        async with storage.engine.connect() as conn:
+            assert await conn.run_sync(lambda c: compare_metadata(
+                MigrationContext.configure(c, opts={"compare_type": True}), metadata)) == []
+        assert not await storage.feedback.record(1, 4, "bob", "removed", source_event_id=1)  # (event, person, label)
+        await forget_project(storage.engine, 2)  # the project with the newest row
+        await storage.feedback.record(3, 6, "dee", "removed", source_event_id=3)
+        assert (await _feedback_rows(storage))[-1][0] > max(r[0] for r in before)
+        kept = await _feedback_rows(storage)
+        assert await downgrade(url, "0013") == {"0013"}
+        assert await _feedback_rows(storage) == kept
+        assert await migrate(url) == {"0014"} and await _feedback_rows(storage) == kept
     finally:
         await storage.close()
 
@@ -351,7 +388,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
                 {"user_id": 9, "username": "STRASSE", "seen_at": at}])
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0013"}
+    assert await migrate(url) == {"0014"}
     storage = Storage(url)
     try:
         async with storage.engine.connect() as conn:
@@ -363,7 +400,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
         assert await storage.feedback.newer_applied(1, 3, "bob", at, aspect="approval") is None
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=1), aspect="approval") == at
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=9)) is None  # "reviewer"
-        assert await migrate(url) == {"0013"}
+        assert await migrate(url) == {"0014"}
     finally:
         await storage.close()
 
@@ -384,7 +421,7 @@ async def test_revision_0010_says_which_table_it_repaired_and_what_the_old_proce
     finally:
         await engine.dispose()
     done = await upgrade(url)
-    assert (done.before, done.after) == ({"0009"}, {"0013"}) and len(done.notes) == 2
+    assert (done.before, done.after) == ({"0009"}, {"0014"}) and len(done.notes) == 2
     assert all("stop them" in note and "events requeue" in note for note in done.notes)
     assert "feedback_times" in done.notes[0] and "approval and reviewer event" in done.notes[0]
     assert "people" in done.notes[1] and "username_key" in done.notes[1]
@@ -441,7 +478,7 @@ async def test_a_migrate_waiting_for_a_table_gives_way_to_the_running_bot(blank_
                 await asyncio.sleep(1)
         holding = asyncio.create_task(release_soon())
         await asyncio.sleep(0.2)
-        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0013"}  # a later try
+        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0014"}  # a later try
         await holding
     finally:
         await engine.dispose()
@@ -472,7 +509,7 @@ async def test_a_migrate_that_waited_out_the_sqlite_write_lock_names_the_cause_a
         assert await current_revisions(engine) == {"0008"}
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0013"}
+    assert await migrate(url) == {"0014"}
 
 
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):

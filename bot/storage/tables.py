@@ -134,6 +134,9 @@ feedback = sa.Table(
     sa.UniqueConstraint("source_event_id", "person", "label"),
     sa.Index(None, "project_id", "mr_iid"),
     sa.Index(None, "suggestion_id"),  # deleting a suggestion finds the rows to set NULL (`retention`)
+    # ids never given twice, even after `reviewbot forget` deleted the newest rows (0014): a recommender learns the
+    # rows above the last id it read (`learning.new_labels`); PostgreSQL's sequence never reuses
+    sqlite_autoincrement=True,
 )
 
 # Per person and MR, GitLab's time of the newest event whose approval or reviewer feedback was applied: an older
