@@ -501,6 +501,28 @@ async def test_reopening_does_not_request_again_a_reviewer_the_team_removed(hand
     assert "Review requested from `@bob`" not in marker_notes(env.state, mr)[0].body
 
 
+async def test_reopening_does_not_request_again_a_removed_reviewer_who_renamed_themselves_since(handler_env):
+    """bob, taken off the reviewers, renames himself `robert` (same id) before the MR is reopened. The removal is
+    stored under `bob`, and the bot, which suggests him under his name now, asked `robert` to review again."""
+    env = await handler_env(assign="top-k", top_k=2)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    assert sorted(mr.reviewer_ids) == sorted([env.tiny.bob.id, env.tiny.cy.id])
+    env.state.set_reviewers(mr, [env.tiny.cy], by=env.tiny.ann)
+    env.state.close_mr(mr, by=env.tiny.ann)
+    await env.run()
+    env.state.rename_user(env.tiny.bob, "robert")
+    recent = env.dispatch.args[0].engine.recent  # a minute later: the members list kept is read again
+    later = recent.clock() + 120
+    recent.clock = lambda: later
+    env.state.reopen_mr(mr, by=env.tiny.ann)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    assert "`@robert`" in body and "`@bob`" not in body  # still suggested, under his name now
+    assert mr.reviewer_ids == [env.tiny.cy.id]
+    assert "Review requested from `@cy`." in body
+
+
 async def test_a_new_target_branch_updates_the_comment_with_its_codeowners(handler_env):
     env = await handler_env()
     project = env.state.project(env.tiny.project)

@@ -68,15 +68,16 @@ async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence
     return result
 
 
-async def taken_off_reviewers(ctx: EventContext, mr: MergeRequest) -> set[str]:
+async def taken_off_reviewers(ctx: EventContext, mr: MergeRequest, person: Callable[[str], str] = str) -> set[str]:
     """Who the team removed from this MR's reviewers and did not put back (casefolded): the bot never
     requests their review again on it (say when it is reopened or marked ready again). A reviewer as the
     stored feedback has it whom GitLab (`mr`, as it is now) no longer lists was removed too: its hook is late
-    (GitLab may deliver it after a `/reviewers assign` written later)."""
+    (GitLab may deliver it after a `/reviewers assign` written later). `person` gives a stored name's username
+    now (`MRFacts.person`): someone removed who renamed themselves since is still taken off."""
     last: dict[str, str] = {}
     for row in await ctx.storage.feedback.list(ctx.project_id, mr_iid=mr.iid):
         if row.label in ("removed", "accepted", "assigned"):
-            last[row.person.casefold()] = row.label
+            last[person(row.person).casefold()] = row.label
     reviewing = {u.username.casefold() for u in mr.reviewers}
     return {person for person, label in last.items() if label == "removed" or person not in reviewing}
 
@@ -133,7 +134,7 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
                                                   suggestion_id=suggestion_id, source_event_id=ctx.event_id)
     assignment = Assignment()
     if assign and result.cannot is None:
-        taken_off = await taken_off_reviewers(ctx, mr)
+        taken_off = await taken_off_reviewers(ctx, mr, result.facts.person)
         people = [s.person for s in result.suggestions[:assign] if s.person.casefold() not in taken_off]
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
     result.requested = list(assignment.assigned)
