@@ -79,7 +79,7 @@ async def taken_off_reviewers(ctx: EventContext, mr: MergeRequest, person: Calla
         if row.label in ("removed", "accepted", "assigned"):
             last[person(row.person).casefold()] = row.label
     reviewing = {u.username.casefold() for u in mr.reviewers}
-    return {person for person, label in last.items() if label == "removed" or person not in reviewing}
+    return {name for name, label in last.items() if label == "removed" or name not in reviewing}
 
 
 async def asked_earlier(ctx: EventContext, mr: MergeRequest, person: Callable[[str], str] = str) -> list[str]:
