@@ -828,8 +828,9 @@ async def test_the_chart_stays_readable_on_a_phone(aiohttp_server, seeded, tmp_p
         " svg: document.getElementById('acceptance-svg').getBoundingClientRect().height,"
         " holder: document.getElementById('acceptance-chart').getBoundingClientRect().height,"
         " wide: document.documentElement.scrollWidth,"
-        " left: document.getElementById('acceptance-chart').scrollLeft,"
-        " hidden: (c => c.scrollWidth - c.clientWidth - c.scrollLeft)(document.getElementById('acceptance-chart')),"
+        " left: document.querySelector('#acceptance-chart .plot').scrollLeft,"
+        " hidden: (c => c.scrollWidth - c.clientWidth - c.scrollLeft)("
+        "   document.querySelector('#acceptance-chart .plot')),"
         " numbers: document.getElementById('acceptance-numbers').open}"))
     assert sizes["label"] >= 9 and sizes["holder"] - sizes["svg"] < 10 and sizes["wide"] <= 375, sizes
     # it showed the oldest weeks, the newest (what a lead looks for) off the screen to the right
@@ -858,3 +859,38 @@ async def test_the_overview_on_a_phone_keeps_a_project_to_a_few_lines(aiohttp_se
     desk = await measured(tmp_path / "desk", url, width=1280, measure=measure)
     assert desk["over"] == 0 and max(desk["rows"]) < 5.5 * desk["line"], desk  # no wider than its box there
 
+
+# The chart's percentage labels, each as [text, left, right, top, bottom, shown where drawn], with the chart's
+# scroller at `where` ("start": as drawn, "oldest": far left, "middle"); the scroller is whatever box in the
+# chart scrolls sideways, the holder itself before the axis got a column of its own.
+AXIS_LABELS = """((where) => {
+  const holder = document.getElementById('acceptance-chart');
+  const scroller = [holder, ...holder.querySelectorAll('div')].find(e => e.scrollWidth > e.clientWidth + 1);
+  holder.scrollIntoView({block: 'center'});  // the page's scroll, for elementFromPoint to see the chart
+  if (scroller && where === 'oldest') scroller.scrollLeft = 0;
+  if (scroller && where === 'middle') scroller.scrollLeft = (scroller.scrollWidth - scroller.clientWidth) / 2;
+  return {scrolls: Boolean(scroller), high: innerHeight,
+          labels: Array.from(holder.querySelectorAll('text.axis')).filter(t => t.textContent.endsWith('%')).map(t => {
+            const r = t.getBoundingClientRect(), hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+            return [t.textContent, r.left, r.right, r.top, r.bottom, hit === t || hit === t.ownerSVGElement];
+          }),
+          heights: Array.from(holder.querySelectorAll('svg')).map(s => s.getBoundingClientRect().height)};
+})"""
+
+
+@pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
+async def test_the_percentage_axis_stays_in_view_while_a_phone_scrolls_the_weeks(aiohttp_server, seeded, tmp_path):
+    """On a phone the chart scrolls sideways, and its 0-100% labels scrolled with the bars: the chart opens at
+    the newest week with the scale off the screen to the left, and a reader had to scroll back to read it."""
+    server = await aiohttp_server(make_app(make_settings(), seeded, Metrics()))
+    url = f"http://127.0.0.1:{server.port}/projects/7?token={TOKEN}"
+    for width, places in ((390, ("start", "middle", "oldest")), (1280, ("start",))):
+        for where in places:
+            seen = await measured(tmp_path / f"{width}-{where}", url, width=width,
+                                  measure=f"{AXIS_LABELS}({json.dumps(where)})")
+            assert seen["scrolls"] is (width == 390), (width, where, seen)
+            assert [label[0] for label in seen["labels"]] == ["0%", "25%", "50%", "75%", "100%"], seen
+            for text, left, right, top, bottom, shown in seen["labels"]:
+                inside = 0 <= left < right <= width and 0 <= top < bottom <= seen["high"]
+                assert inside and shown, (width, where, text, seen)
+            assert max(seen["heights"]) - min(seen["heights"]) < 1, (width, where, seen)  # labels on their lines

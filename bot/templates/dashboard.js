@@ -5,6 +5,7 @@
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  // dashboard.css gives the scale `left` and the plot `width - left` of the chart's width: change both together
   const SIZE = { width: 760, height: 270, left: 44, right: 12, top: 22, bottom: 46 };
 
   function el(name, attrs, text) {
@@ -23,11 +24,13 @@
     return day + " " + MONTHS[month - 1];
   }
 
-  function grid(svg, plot) {
+  // The percentage labels go in `scale`, the lines in `svg`: on a phone the plot scrolls sideways and the
+  // scale, in a column of its own (the stylesheet's `.chart[data-state="drawn"]`), stays in view.
+  function grid(scale, svg, plot) {
     for (const level of [0, 0.25, 0.5, 0.75, 1]) {
       const y = plot.top + plot.height * (1 - level);
       svg.append(el("line", { class: "grid", x1: plot.left, x2: plot.left + plot.width, y1: y, y2: y }));
-      svg.append(el("text", { class: "axis", x: plot.left - 6, y: y + 4, "text-anchor": "end" }, percent(level)));
+      scale.append(el("text", { class: "axis", x: plot.left - 6, y: y + 4, "text-anchor": "end" }, percent(level)));
     }
   }
 
@@ -57,19 +60,24 @@
       left: SIZE.left, top: SIZE.top,
       width: SIZE.width - SIZE.left - SIZE.right, height: SIZE.height - SIZE.top - SIZE.bottom,
     };
+    // one drawing cut in two at the plot's left edge, each half keeping the coordinates of the whole
+    const scale = el("svg", { viewBox: "0 0 " + SIZE.left + " " + SIZE.height, class: "scale", "aria-hidden": "true" });
     const svg = el("svg", {
-      viewBox: "0 0 " + SIZE.width + " " + SIZE.height, role: "img", id: "acceptance-svg",
+      viewBox: SIZE.left + " 0 " + (SIZE.width - SIZE.left) + " " + SIZE.height, role: "img", id: "acceptance-svg",
       "aria-label": "Share of merge requests per week where a suggested person reviewed or approved",
       "aria-describedby": "acceptance-legend",
     });
-    grid(svg, plot);
+    grid(scale, svg, plot);
     const slot = plot.width / Math.max(weeks.length, 1);
     let bars = 0;
     weeks.forEach(function (point, index) { bars += week(svg, plot, point, index, slot); });
-    holder.replaceChildren(svg);
-    holder.scrollLeft = holder.scrollWidth;  // a phone scrolls the chart sideways: start at the newest week
+    const scroller = document.createElement("div");
+    scroller.className = "plot";
+    scroller.append(svg);
+    holder.replaceChildren(scale, scroller);
+    holder.dataset.state = "drawn";  // before scrolling: the layout that makes the plot scroll hangs on it
+    scroller.scrollLeft = scroller.scrollWidth;  // a phone scrolls the plot sideways: start at the newest week
     holder.dataset.bars = String(bars);
-    holder.dataset.state = "drawn";
     const numbers = document.getElementById("acceptance-numbers");
     if (numbers) numbers.open = false;  // open for a browser without JavaScript; the chart shows them now
   }
