@@ -54,20 +54,27 @@ def rows_of(pid: int, now) -> list[tuple[sa.Table, dict]]:
     ]
 
 
-async def seed(url: str) -> None:
+async def seed_project(storage: Storage, pid: int) -> None:
+    """One row of each table for project `pid`, and a feedback row on its suggestion."""
     now = utcnow()
+    async with storage.engine.begin() as conn:
+        for table, row in rows_of(pid, now):
+            await conn.execute(sa.insert(table).values(**row))
+        sid = (await conn.execute(sa.insert(suggestions).values(
+            project_id=pid, mr_iid=1, created_at=now, people=[], model_version="v1").returning(
+            suggestions.c.id))).scalar_one()
+        await conn.execute(sa.insert(feedback).values(suggestion_id=sid, project_id=pid, mr_iid=1,
+                                                      person="bob", label="accepted", created_at=now))
+
+
+async def seed(url: str) -> None:
     storage = Storage(url)
     try:
+        for pid in (1, 2):
+            await seed_project(storage, pid)
         async with storage.engine.begin() as conn:
-            for pid in (1, 2):
-                for table, row in rows_of(pid, now):
-                    await conn.execute(sa.insert(table).values(**row))
-                sid = (await conn.execute(sa.insert(suggestions).values(
-                    project_id=pid, mr_iid=1, created_at=now, people=[], model_version="v1").returning(
-                    suggestions.c.id))).scalar_one()
-                await conn.execute(sa.insert(feedback).values(suggestion_id=sid, project_id=pid, mr_iid=1,
-                                                              person="bob", label="accepted", created_at=now))
-            await conn.execute(sa.insert(people).values(user_id=7, username="bob", username_key="bob", seen_at=now))
+            await conn.execute(sa.insert(people).values(user_id=7, username="bob", username_key="bob",
+                                                        seen_at=utcnow()))
     finally:
         await storage.close()
 
@@ -124,6 +131,50 @@ def test_forget_names_a_project_the_database_does_not_hold(two_projects, capsys)
     err = capsys.readouterr().err
     assert "holds nothing of project group/nope" in err and "DATABASE_URL" in err
     assert set(run_in_thread(lambda: counts(two_projects)).values()) == {(1, 1), 1}
+
+
+GENERATED_IDS = (events, history, suggestions, feedback, models, snapshots)  # every table whose id the database gives
+
+
+async def test_no_row_id_is_given_twice_after_a_forget_deleted_the_newest_rows(two_projects):
+    """Ids live on outside their rows (a worker's event, a feedback row's suggestion, a learner's mark): once
+    project 2's rows, the newest of every table, are forgotten, a new row gets an id larger than any ever given.
+    SQLite gave the largest id left plus one, the forgotten rows' very ids, until each table was AUTOINCREMENT
+    (0013, 0014); PostgreSQL's sequences never give one twice."""
+    storage = Storage(two_projects)
+    try:
+        async with storage.engine.begin() as conn:
+            given = {t.name: (await conn.execute(sa.select(sa.func.max(t.c.id)))).scalar_one() for t in GENERATED_IDS}
+        await forget_project(storage.engine, 2)
+        await seed_project(storage, 3)
+        async with storage.engine.begin() as conn:
+            new = {t.name: (await conn.execute(sa.select(sa.func.min(t.c.id)).where(t.c.project_id == 3))
+                            ).scalar_one() for t in GENERATED_IDS}
+        assert {name: new[name] > given[name] for name in given} == {name: True for name in given}
+    finally:
+        await storage.close()
+
+
+async def test_an_event_stored_after_a_forget_is_not_taken_for_a_forgotten_one_still_running(database_url):
+    """A worker runs project 2's newest event when `forget` deletes it, and claims the next event stored. Were it
+    given the forgotten event's id, the end of the forgotten event's run would mark the new one done before it
+    ran (the worker finishes its events by id and lease owner)."""
+    storage = Storage(database_url)
+    try:
+        for pid in (1, 2):
+            await storage.events.store_event(dedupe_key=f"k{pid}", kind="Merge Request Hook", headers={}, body={},
+                                             project_id=pid, mr_iid=1)
+        running = await storage.events.claim("w", 60.0, 2)
+        forgotten = max(row.id for row in running if row.project_id == 2)
+        await forget_project(storage.engine, 2)
+        new_id, _ = await storage.events.store_event(dedupe_key="k3", kind="Merge Request Hook", headers={},
+                                                     body={}, project_id=3, mr_iid=1)
+        assert [row.id for row in await storage.events.claim("w", 60.0)] == [new_id]
+        assert new_id > forgotten
+        assert not await storage.events.complete(forgotten, owner="w")  # the forgotten run ends
+        assert (await storage.events.get(new_id)).status == "running"
+    finally:
+        await storage.close()
 
 
 # --- a running bot process, after the forget ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from bot.storage.forget import forget_project
 from bot.people import former_names
 from bot.storage.people import REFRESH, PeopleStore, holders_query
 from bot.storage.tables import events as events_table, feedback_times, history, metadata, models as models_table
-from bot.storage.tables import feedback, projects as projects_table, suggestions
+from bot.storage.tables import feedback, projects as projects_table, snapshots as snapshots_table, suggestions
 from graph.model import Change
 
 LEASE = 60.0
@@ -316,37 +316,71 @@ async def test_revision_0013_keeps_every_history_row_under_its_id_and_never_give
 
 
 
-async def _feedback_rows(storage: Storage) -> list[tuple]:
+ID_TABLES_0014 = (feedback, events_table, suggestions, models_table, snapshots_table)  # AUTOINCREMENT since 0014
+
+
+async def _rows_0014(storage: Storage) -> dict[str, list[tuple]]:
     async with storage.engine.connect() as conn:
-        return [tuple(r) for r in (await conn.execute(sa.select(feedback).order_by(feedback.c.id))).all()]
+        return {t.name: [tuple(r) for r in (await conn.execute(sa.select(t).order_by(t.c.id))).all()]
+                for t in ID_TABLES_0014}
 
 
-async def test_revision_0014_keeps_every_feedback_row_under_its_id_and_never_gives_an_id_twice(blank_database_url):
-    """SQLite gave a new feedback row the largest id plus one: labels given after `reviewbot forget` deleted the
-    newest rows took their ids, below the mark of a recommender that had read them, and were never learned (see
-    `tests/test_cli_forget.py`). 0014 builds the table again with AUTOINCREMENT; every row keeps its id and values,
-    the foreign key, constraint and indexes stay; and back."""
+def _shapes(conn: sa.Connection) -> dict[str, str]:
+    """Each 0014 table's columns, keys, constraints and indexes as the database reports them (types as text). The
+    primary key's name aside: SQLite's AUTOINCREMENT wants the key on its column, where SQLAlchemy names none."""
+    inspector = sa.inspect(conn)
+    return {t.name: repr((inspector.get_columns(t.name), inspector.get_pk_constraint(t.name)["constrained_columns"],
+                          inspector.get_foreign_keys(t.name), inspector.get_unique_constraints(t.name),
+                          inspector.get_check_constraints(t.name), inspector.get_indexes(t.name)))
+            for t in ID_TABLES_0014}
+
+
+async def _seed_0013(storage: Storage, *pids: int) -> None:
+    """Rows of each project in every table 0014 builds again, as 0013's code stored them; the last one's newest."""
+    for pid in pids:
+        event_id = await put(storage, f"k{pid}", project_id=pid)
+        sid = await storage.suggestions.add(pid, 4, [{"username": "bob"}], "v1", event_id=event_id, author="ann",
+                                            files=["a.c"])
+        await storage.feedback.record(pid, 4, "bob", "removed", suggestion_id=sid, source_event_id=event_id)
+        await storage.feedback.record(pid, 5, "cy", "accepted", value={"action": "award"}, source_event_id=event_id)
+        await storage.models.save(pid, "v1", b"m" * 10, backtest_score=0.5)
+        await storage.snapshots.save(pid, b"s" * 10, format="f", config="c", history_count=1, history_time=None,
+                                     boundary=[])
+
+
+async def test_revision_0014_keeps_every_row_under_its_id_and_never_gives_an_id_twice(blank_database_url):
+    """SQLite gave a new row the largest id plus one: after `reviewbot forget` deleted the newest rows, the next
+    took their ids, which live on outside the rows (a learner's feedback mark, a worker's event, a feedback row's
+    suggestion: see `tests/test_cli_forget.py`). 0014 builds feedback, events, suggestions, models and snapshots
+    again with AUTOINCREMENT; every row keeps its id and values (the feedback rows their suggestion, though the
+    old suggestions table is dropped under them), every key, constraint and index stays; and back."""
     url = blank_database_url
     assert await migrate(url, "0013") == {"0013"}
     storage = Storage(url)
     try:
-        sid = await storage.suggestions.add(1, 4, [{"username": "bob"}], "v1")
-        await storage.feedback.record(1, 4, "bob", "removed", suggestion_id=sid, source_event_id=1)
-        await storage.feedback.record(2, 5, "cy", "accepted", value={"action": "award"}, source_event_id=2)
-        before = await _feedback_rows(storage)
-        assert await migrate(url) == {"0014"}
-        assert await _feedback_rows(storage) == before
+        await _seed_0013(storage, 1, 2)
+        [claimed] = await storage.events.claim("w", LEASE)
+        assert await storage.events.complete(claimed.id, owner="w")
+        before = await _rows_0014(storage)
         async with storage.engine.connect() as conn:
+            shapes = await conn.run_sync(_shapes)
+        assert await migrate(url) == {"0014"}
+        assert await _rows_0014(storage) == before
+        assert sum(r[1] is not None for r in before["feedback"]) == 2  # feedback rows' suggestion_id
+        async with storage.engine.connect() as conn:
+            assert await conn.run_sync(_shapes) == shapes
             assert await conn.run_sync(lambda c: compare_metadata(
                 MigrationContext.configure(c, opts={"compare_type": True}), metadata)) == []
         assert not await storage.feedback.record(1, 4, "bob", "removed", source_event_id=1)  # (event, person, label)
-        await forget_project(storage.engine, 2)  # the project with the newest row
-        await storage.feedback.record(3, 6, "dee", "removed", source_event_id=3)
-        assert (await _feedback_rows(storage))[-1][0] > max(r[0] for r in before)
-        kept = await _feedback_rows(storage)
+        await forget_project(storage.engine, 2)  # the project with the newest rows
+        await _seed_0013(storage, 3)
+        after = await _rows_0014(storage)
+        assert {name: after[name][-1][0] > before[name][-1][0] for name in after} == {name: True for name in after}
         assert await downgrade(url, "0013") == {"0013"}
-        assert await _feedback_rows(storage) == kept
-        assert await migrate(url) == {"0014"} and await _feedback_rows(storage) == kept
+        assert await _rows_0014(storage) == after
+        async with storage.engine.connect() as conn:
+            assert await conn.run_sync(_shapes) == shapes
+        assert await migrate(url) == {"0014"} and await _rows_0014(storage) == after
     finally:
         await storage.close()
 

@@ -56,6 +56,9 @@ events = sa.Table(
     sa.CheckConstraint(sa.column("status").in_(EVENT_STATUSES), name="status"),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "project_id", "mr_iid", "status"),
+    # ids never given twice, even after `reviewbot forget` deleted the newest rows (0014): workers claim, renew and
+    # finish an event by its id, and feedback and suggestions name it; PostgreSQL's sequence never reuses
+    sqlite_autoincrement=True,
 )
 
 projects = sa.Table(
@@ -117,6 +120,8 @@ suggestions = sa.Table(
     sa.Column("author", sa.String(255), nullable=True),
     sa.Column("files", Json, nullable=True),
     sa.Index(None, "project_id", "mr_iid"),
+    # ids never given twice (0014): `feedback.suggestion_id` names one
+    sqlite_autoincrement=True,
 )
 
 feedback = sa.Table(
@@ -180,6 +185,8 @@ models = sa.Table(
     sa.Column("backtest_score", sa.Float, nullable=True),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("project_id", "version"),
+    # ids never given twice (0014): the active model's id tells cached figures a model changed (`projects.marker`)
+    sqlite_autoincrement=True,
 )
 
 snapshots = sa.Table(
@@ -196,4 +203,6 @@ snapshots = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("blob", sa.LargeBinary, nullable=False),
     sa.Index(None, "project_id", "history_count"),
+    # ids never given twice (0014): the logs name a snapshot by its id
+    sqlite_autoincrement=True,
 )
