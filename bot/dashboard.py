@@ -12,6 +12,9 @@ person sees only the projects GitLab lets them read the merge requests of; any o
 is a 404, as for a project the bot does not know, so its existence is not revealed. Anything else gets the
 401 page with the form and the "Sign in with GitLab" link, headed "Token not accepted" when a token was given
 and refused. No page shows the GitLab token, the webhook secrets or the database URL.
+
+POST /signout ends the sign-in in the database (`bot.storage.signouts`), so a copy of its cookie is refused by
+every process too; `reviewbot signout-all` ends every cookie issued until then.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -32,7 +35,7 @@ from bot.dashboard_gitlab import GitLabSignIn
 from bot.dashboard_html import (
     ASSETS, SECURITY_HEADERS, asset, gitlab_link, message_body, overview_body, page, project_body, signin_form,
 )
-from bot.dashboard_session import SESSION_COOKIE, local_path
+from bot.dashboard_session import SESSION_COOKIE, SESSION_MAX_AGE, local_path
 from bot.dashboard_stats import HistoryInfo, ModelInfo, ProjectStats, project_stats, window_start
 from bot.backfill import change_id as mr_change_id  # not bot.learning: that imports scikit-learn
 from bot.logfmt import kv
@@ -41,7 +44,7 @@ from bot.storage.db import as_id
 
 __all__ = [
     "setup", "load_stats", "cached_stats", "fresh_stats", "active_model", "cookie_value", "cookie_valid",
-    "credential", "local_path", "Viewer", "COOKIE", "SESSION_COOKIE", "DASHBOARD_KEY", "WEEKS",
+    "credential", "ended", "local_path", "Viewer", "COOKIE", "SESSION_COOKIE", "DASHBOARD_KEY", "WEEKS",
 ]
 
 log = logging.getLogger("bot.dashboard")
@@ -76,11 +79,19 @@ class Dashboard:
 @dataclass(frozen=True)
 class Viewer:
     """Who is asking and how they proved it ("bearer", "query", "cookie": the token; "gitlab": a GitLab
-    session), and which projects they may see (None: every one, the token's)."""
+    session), which projects they may see (None: every one, the token's), and the sign-in cookie that proved
+    it with its issue time (unix seconds; None: the token itself, which no sign-out ends)."""
 
     via: str
     projects: frozenset[int] | None = None
     username: str | None = None
+    cookie: str | None = field(default=None, repr=False)
+    issued: int = 0
+
+    def expires(self) -> datetime:
+        """When the cookie expires anyway (its sign-out need not be kept longer)."""
+        age = COOKIE_MAX_AGE if self.via == "cookie" else SESSION_MAX_AGE
+        return datetime.fromtimestamp(self.issued + age, timezone.utc)
 
     def sees(self, project_id: int) -> bool:
         return self.projects is None or project_id in self.projects
@@ -162,14 +173,40 @@ def credential(request: web.Request, dashboard: Dashboard) -> Viewer | None:
         return Viewer("bearer") if _is_token(value.strip(), dashboard.token) else None
     if "token" in request.query:
         return Viewer("query") if _is_token(request.query["token"], dashboard.token) else None
+    return _token_cookie(request, dashboard) or _gitlab_cookie(request, dashboard)
+
+
+def _token_cookie(request: web.Request, dashboard: Dashboard) -> Viewer | None:
+    """The token's sign-in cookie, if valid (not asked whether it was signed out: `ended`)."""
     cookie = request.cookies.get(COOKIE)
-    if cookie is not None and dashboard.token is not None and \
-            cookie_valid(cookie, dashboard.token, dashboard.clock().timestamp()):
-        return Viewer("cookie")
+    if cookie is None or dashboard.token is None or \
+            not cookie_valid(cookie, dashboard.token, dashboard.clock().timestamp()):
+        return None
+    return Viewer("cookie", cookie=cookie, issued=int(cookie.partition(".")[0]))
+
+
+def _gitlab_cookie(request: web.Request, dashboard: Dashboard) -> Viewer | None:
+    """The GitLab session's cookie, if valid (not asked whether it was signed out: `ended`)."""
     session = dashboard.signin.session(request) if dashboard.signin is not None else None
-    if session is not None:
-        return Viewer("gitlab", session.projects, session.username)
-    return None
+    if session is None:
+        return None
+    return Viewer("gitlab", session.projects, session.username, cookie=request.cookies[SESSION_COOKIE],
+                  issued=session.issued)
+
+
+def _digest(cookie: str) -> str:
+    """What a sign-out is kept under: the cookie's SHA-256, so the table signs nobody in."""
+    return hashlib.sha256(_encoded(cookie)).hexdigest()
+
+
+async def ended(dashboard: Dashboard, viewer: Viewer) -> bool:
+    """Whether the viewer's sign-in cookie was signed out, in any process, or issued before `reviewbot
+    signout-all` ran (`bot.storage.signouts`: one read by primary key). The token itself is never: changing
+    it ends it."""
+    if viewer.cookie is None:
+        return False
+    issued = datetime.fromtimestamp(viewer.issued, timezone.utc)
+    return await dashboard.storage.signouts.ended(_digest(viewer.cookie), issued)
 
 
 def _is_api(request: web.Request) -> bool:
@@ -233,7 +270,16 @@ def _signed_in(request: web.Request, dashboard: Dashboard, target: str) -> web.R
 
 def protected(handler: Handler) -> Handler:
     """Wrap a handler: token check first, security headers always, a 503 page when the database fails or while
-    `serve` waits for it (`bot.database_wait`: not queried then)."""
+    `serve` waits for it (`bot.database_wait`: not queried then); a signed-out cookie is a 401 (`ended`, asked
+    from the database: after the check of the database wait)."""
+    async def checked(request: web.Request) -> web.StreamResponse:
+        viewer = request[VIEWER]
+        if not await ended(request.app[DASHBOARD_KEY], viewer):
+            return await handler(request)
+        response = _unauthorised(request)
+        response.del_cookie(COOKIE if viewer.via == "cookie" else SESSION_COOKIE, path="/")  # no use to send it
+        return response
+
     async def wrapper(request: web.Request) -> web.StreamResponse:
         dashboard = request.app[DASHBOARD_KEY]
         viewer = credential(request, dashboard)
@@ -246,7 +292,7 @@ def protected(handler: Handler) -> Handler:
             response = _waiting(request, waiting)
         else:
             request[VIEWER] = viewer
-            response = await _guarded(handler, request)
+            response = await _guarded(checked, request)
         response.headers.update(SECURITY_HEADERS)
         return response
 
@@ -316,15 +362,30 @@ def _cross_site() -> web.Response:
     return response
 
 
-async def signout(request: web.Request) -> web.Response:
-    """POST /signout (the header's button): the token's and the GitLab session's cookies are cleared and the
-    sign-in page shown (GitLab's own session is GitLab's: signing out there is done there)."""
+async def signout(request: web.Request) -> web.StreamResponse:
+    """POST /signout (the header's button): the sign-in is ended in the database, so every copy of its cookie
+    is refused by every process (`bot.storage.signouts`), then the token's and the GitLab session's cookies are
+    cleared and the sign-in page shown (GitLab's own session is GitLab's: signing out there is done there).
+    When the database cannot keep the sign-out, the page says so and the cookies stay, to try again."""
     if not same_origin(request):
         return _cross_site()
+    if (waiting := pending(request.app)) is not None:
+        response: web.StreamResponse = _waiting(request, waiting)
+    else:
+        response = await _guarded(_sign_out, request)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+async def _sign_out(request: web.Request) -> web.Response:
+    dashboard = request.app[DASHBOARD_KEY]
+    for viewer in (_token_cookie(request, dashboard), _gitlab_cookie(request, dashboard)):
+        if viewer is not None and viewer.cookie is not None:
+            await dashboard.storage.signouts.end(_digest(viewer.cookie), until=viewer.expires())
+            log.info(kv("dashboard sign-out", via=viewer.via, user=viewer.username))
     response = web.Response(status=303, headers={"Location": "/"})
     response.del_cookie(COOKIE, path="/")
     response.del_cookie(SESSION_COOKIE, path="/")
-    response.headers.update(SECURITY_HEADERS)
     return response
 
 

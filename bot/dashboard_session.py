@@ -4,8 +4,10 @@ Why signed cookies and no session table: the dashboard may run in several proces
 a cookie signed with a key derived from the OAuth application's secret is checked alike by all of them with
 no shared state. The session holds the GitLab user's id and name and the ids of the projects they could see
 when they signed in, never their GitLab token (revoked once read), and is refused `SESSION_MAX_AGE` after
-it was issued, whatever the browser does; renewing the application's secret signs everyone out. A person's
-access changed in GitLab reaches the dashboard at their next sign-in (at most 8 hours later).
+it was issued, whatever the browser does; renewing the application's secret signs everyone out. Only the
+sign-outs are shared (`bot.storage.signouts`, looked up by `bot.dashboard.ended`): a signed-out cookie, or
+one issued before `reviewbot signout-all`, is refused by every process. A person's access changed in GitLab
+reaches the dashboard at their next sign-in (at most 8 hours later).
 
 The flow cookie binds the OAuth `state` to the browser that started the sign-in (GitLab's "Prevent CSRF
 attacks": a one-time state bound to the user agent) for `FLOW_MAX_AGE`; the PKCE verifier is derived from

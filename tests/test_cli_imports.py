@@ -26,7 +26,7 @@ import contextlib, io
 from bot.cli import build_parser, main
 parser = build_parser()
 names = list(parser._subparsers._group_actions[0].choices)
-assert len(names) == 11, names
+assert len(names) == 12, names
 for argv in [["--help"], *([name, "--help"] for name in names), ["events", "list", "--help"]]:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
         main(argv)

@@ -146,7 +146,7 @@ def test_migrate_prints_what_revision_0010_repaired(new_database, tmp_path, caps
                          "BIGINT, username VARCHAR(255), seen_at DATETIME NOT NULL, PRIMARY KEY (user_id, username))")
     assert run() == 0
     out = capsys.readouterr().out.splitlines()
-    assert "upgraded from 0009 to 0014" in out[0] and len(out) == 2
+    assert "upgraded from 0009 to 0015" in out[0] and len(out) == 2
     assert "`people` had the shape of an early 0007" in out[1] and "stop them" in out[1]
 
 

@@ -227,6 +227,64 @@ async def test_signing_out_clears_the_cookie(client):
     assert (await client.get("/", allow_redirects=False)).status == 401
 
 
+async def test_a_cookie_copied_before_sign_out_is_refused_by_every_process(aiohttp_client, database_url, clock):
+    """Sign-out only cleared the cookie of the browser that pressed it: a copy (another browser, a cookie jar
+    taken from a shared machine) kept the dashboard open for the week the cookie lives. The sign-out is kept in
+    the database, so another process on it (a second `serve`) refuses the copy at once too."""
+    one, two = Storage(database_url, clock=clock), Storage(database_url, clock=clock)
+    try:
+        first = await aiohttp_client(make_app(make_settings(), one, Metrics()))
+        second = await aiohttp_client(make_app(make_settings(), two, Metrics()))
+        assert (await first.post("/signin", data={"token": TOKEN}, allow_redirects=False)).status == 303
+        copied = first.session.cookie_jar.filter_cookies(first.make_url("/"))[COOKIE].value
+        second.session.cookie_jar.update_cookies({COOKIE: copied})
+        assert (await second.get("/", allow_redirects=False)).status == 200
+        assert (await first.post("/signout", allow_redirects=False)).status == 303
+        for client in (second, first):
+            client.session.cookie_jar.update_cookies({COOKIE: copied})
+            assert (await client.get("/", allow_redirects=False)).status == 401
+            assert (await client.get("/api/projects/7/stats")).status == 401
+        assert (await second.get("/", headers=BEARER)).status == 200  # the token itself is no sign-in to end
+        clock.advance(1)
+        assert (await second.post("/signin", data={"token": TOKEN}, allow_redirects=False)).status == 303
+        assert (await second.get("/", allow_redirects=False)).status == 200  # a new sign-in is a new cookie
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_ending_every_sign_in_refuses_the_cookies_issued_until_then(aiohttp_client, database_url, clock):
+    """`reviewbot signout-all` (tests/test_cli_signout.py) ends every cookie issued until it ran, in every
+    process, and nothing after."""
+    storage = Storage(database_url, clock=clock)
+    try:
+        client = await aiohttp_client(make_app(make_settings(), storage, Metrics()))
+        now = int(clock.now.timestamp())
+        for issued in (now - 3600, now):
+            client.session.cookie_jar.update_cookies({COOKIE: cookie_value(TOKEN.encode(), issued)})
+            assert (await client.get("/", allow_redirects=False)).status == 200
+        await storage.signouts.end_all()
+        for issued in (now - 3600, now):
+            client.session.cookie_jar.update_cookies({COOKIE: cookie_value(TOKEN.encode(), issued)})
+            assert (await client.get("/", allow_redirects=False)).status == 401, issued
+        clock.advance(1)
+        client.session.cookie_jar.update_cookies({COOKIE: cookie_value(TOKEN.encode(), now + 1)})
+        assert (await client.get("/", allow_redirects=False)).status == 200
+    finally:
+        await storage.close()
+
+
+async def test_a_sign_out_the_database_cannot_keep_keeps_the_cookie_and_says_so(client, seeded):
+    """The sign-out must reach the database to end the cookie everywhere: when it cannot, the browser keeps its
+    cookie (to try again) and the page says the database did not answer."""
+    assert (await client.post("/signin", data={"token": TOKEN}, allow_redirects=False)).status == 303
+    async with seeded.engine.begin() as conn:
+        await conn.execute(sa.text("DROP TABLE dashboard_signouts"))
+    response = await client.post("/signout", allow_redirects=False)
+    assert response.status == 503 and "database did not answer" in await response.text()
+    assert "Set-Cookie" not in response.headers
+
+
 async def test_the_token_in_the_address_once_sets_a_lax_httponly_cookie_and_leaves_the_address(client):
     response = await client.get(f"/projects/7?week=1&token={TOKEN}", allow_redirects=False)
     assert response.status == 303 and response.headers["Location"] == "/projects/7?week=1"

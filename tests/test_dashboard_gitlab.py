@@ -240,12 +240,39 @@ async def test_an_expired_or_tampered_session_is_refused(bot, world, http_sessio
     assert (await bot.get(f"/api/projects/{world.ids['acme/widgets']}/stats")).status == 401
 
 
-async def test_signing_out_ends_the_gitlab_session(bot, world, http_session):
+async def test_signing_out_ends_the_gitlab_session(bot, world, http_session, aiohttp_client, sqlite_url):
+    """Also for a copy of its cookie, in another process on the same database (a second `serve`): the cookie
+    alone was good for 8 hours whatever its browser did."""
     assert (await sign_in(bot, http_session, "ann", world)).status == 303
-    response = await bot.post("/signout", allow_redirects=False)
-    assert response.status == 303 and any(c.startswith(f"{SESSION_COOKIE}=") for c in
-                                           response.headers.getall("Set-Cookie"))
+    copied = bot.session.cookie_jar.filter_cookies(bot.make_url("/"))[SESSION_COOKIE].value
+    storage = Storage(sqlite_url, clock=world.clock)
+    try:
+        other = await aiohttp_client(make_app(world.settings(), storage, Metrics()))
+        other.session.cookie_jar.update_cookies({SESSION_COOKIE: copied})
+        assert (await other.get("/", allow_redirects=False)).status == 200
+        response = await bot.post("/signout", allow_redirects=False)
+        assert response.status == 303 and any(c.startswith(f"{SESSION_COOKIE}=") for c in
+                                               response.headers.getall("Set-Cookie"))
+        assert (await bot.get("/", allow_redirects=False)).status == 401
+        bot.session.cookie_jar.update_cookies({SESSION_COOKIE: copied})
+        for client in (bot, other):
+            assert (await client.get("/", allow_redirects=False)).status == 401
+            assert (await client.get(f"/api/projects/{world.ids['acme/widgets']}/stats")).status == 401
+        world.clock.advance(1)
+        assert (await sign_in(other, http_session, "ann", world)).status == 303
+        assert await listed(other) == {"acme/widgets", "acme/open"}
+    finally:
+        await storage.close()
+
+
+async def test_ending_every_sign_in_ends_the_gitlab_sessions_too(bot, world, http_session):
+    assert (await sign_in(bot, http_session, "ann", world)).status == 303
+    assert (await bot.get("/", allow_redirects=False)).status == 200
+    await world.storage.signouts.end_all()
     assert (await bot.get("/", allow_redirects=False)).status == 401
+    world.clock.advance(1)
+    assert (await sign_in(bot, http_session, "ann", world)).status == 303
+    assert (await bot.get("/", allow_redirects=False)).status == 200
 
 
 # --- the sign-in page, and the token beside GitLab sign-in -----------------------------------------------------

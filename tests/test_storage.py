@@ -14,7 +14,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from bot.storage import EventRow, SchemaOutOfDate, Storage, StorageError, migrate
+from bot.storage import EventRow, SchemaOutOfDate, Storage, StorageError, migrate, utcnow
 from bot.storage.db import SQLITE_WAL_LIMIT_BYTES, UTCDateTime, create_engine
 from bot.storage.events import backoff_delay, dedupe_key_for
 from bot.storage.migrate import alembic_config, current_revisions, upgrade
@@ -23,7 +23,7 @@ from bot.storage.forget import forget_project
 from bot.people import former_names
 from bot.storage.people import REFRESH, PeopleStore, holders_query
 from bot.storage.tables import events as events_table, feedback_times, history, metadata, models as models_table
-from bot.storage.tables import feedback, projects as projects_table, snapshots as snapshots_table, suggestions
+from bot.storage.tables import dashboard_signouts, feedback, projects as projects_table, snapshots as snapshots_table, suggestions
 from graph.model import Change
 
 LEASE = 60.0
@@ -230,7 +230,7 @@ async def test_revision_0011_counts_outage_retries_apart_and_goes_back(blank_dat
         event_id = await put(storage, "k")  # a row as 0010 stored it
         async with storage.engine.begin() as conn:
             await conn.execute(sa.text("UPDATE events SET status = 'failed', attempts = 4"))
-        assert await migrate(url) == {"0014"}
+        assert await migrate(url) == {"0015"}
         row = await storage.events.get(event_id)
         assert (row.status, row.attempts, row.outage_attempts) == ("failed", 4, 0)
         await outage_failures(storage, event_id, 1, max_attempts=6)
@@ -241,7 +241,7 @@ async def test_revision_0011_counts_outage_retries_apart_and_goes_back(blank_dat
             columns = await conn.run_sync(lambda c: [col["name"] for col in sa.inspect(c).get_columns("events")])
             kept = (await conn.execute(sa.text("SELECT status, attempts FROM events"))).one()
         assert "outage_attempts" not in columns and tuple(kept) == ("failed", 4)
-        assert await migrate(url) == {"0014"}
+        assert await migrate(url) == {"0015"}
         assert (await storage.events.get(event_id)).outage_attempts == 0
     finally:
         await storage.close()
@@ -295,7 +295,7 @@ async def test_revision_0013_keeps_every_history_row_under_its_id_and_never_give
         async with storage.engine.begin() as conn:  # a row as 0003 left it: no renames known
             await conn.execute(sa.update(history).where(history.c.change_id == "!2").values(renames=None))
         before = await _history_rows(storage)
-        assert await migrate(url) == {"0014"}
+        assert await migrate(url) == {"0015"}
         assert await _history_rows(storage) == before
         async with storage.engine.connect() as conn:
             assert await conn.run_sync(lambda c: compare_metadata(
@@ -310,7 +310,7 @@ async def test_revision_0013_keeps_every_history_row_under_its_id_and_never_give
         kept = await _history_rows(storage)
         assert await downgrade(url, "0012") == {"0012"}
         assert await _history_rows(storage) == kept
-        assert await migrate(url) == {"0014"} and await _history_rows(storage) == kept
+        assert await migrate(url) == {"0015"} and await _history_rows(storage) == kept
     finally:
         await storage.close()
 
@@ -364,7 +364,7 @@ async def test_revision_0014_keeps_every_row_under_its_id_and_never_gives_an_id_
         before = await _rows_0014(storage)
         async with storage.engine.connect() as conn:
             shapes = await conn.run_sync(_shapes)
-        assert await migrate(url) == {"0014"}
+        assert await migrate(url, "0014") == {"0014"}
         assert await _rows_0014(storage) == before
         assert sum(r[1] is not None for r in before["feedback"]) == 2  # feedback rows' suggestion_id
         async with storage.engine.connect() as conn:
@@ -380,7 +380,24 @@ async def test_revision_0014_keeps_every_row_under_its_id_and_never_gives_an_id_
         assert await _rows_0014(storage) == after
         async with storage.engine.connect() as conn:
             assert await conn.run_sync(_shapes) == shapes
-        assert await migrate(url) == {"0014"} and await _rows_0014(storage) == after
+        assert await migrate(url, "0014") == {"0014"} and await _rows_0014(storage) == after
+    finally:
+        await storage.close()
+
+
+async def test_revision_0015_keeps_dashboard_sign_outs_and_goes_back(blank_database_url):
+    url = blank_database_url
+    assert await migrate(url, "0014") == {"0014"}
+    storage = Storage(url)
+    try:
+        assert await migrate(url) == {"0015"}
+        issued = utcnow() - timedelta(minutes=1)
+        await storage.signouts.end("a" * 64, until=utcnow() + timedelta(hours=1))
+        assert await storage.signouts.ended("a" * 64, issued) and not await storage.signouts.ended("b" * 64, issued)
+        assert await downgrade(url, "0014") == {"0014"}
+        async with storage.engine.connect() as conn:
+            assert "dashboard_signouts" not in await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
+        assert await migrate(url) == {"0015"} and not await storage.signouts.ended("a" * 64, issued)
     finally:
         await storage.close()
 
@@ -422,7 +439,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
                 {"user_id": 9, "username": "STRASSE", "seen_at": at}])
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0014"}
+    assert await migrate(url) == {"0015"}
     storage = Storage(url)
     try:
         async with storage.engine.connect() as conn:
@@ -434,7 +451,7 @@ async def test_revision_0010_repairs_the_tables_0005_and_0007_first_created(blan
         assert await storage.feedback.newer_applied(1, 3, "bob", at, aspect="approval") is None
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=1), aspect="approval") == at
         assert await storage.feedback.newer_applied(1, 3, "bob", at - timedelta(seconds=9)) is None  # "reviewer"
-        assert await migrate(url) == {"0014"}
+        assert await migrate(url) == {"0015"}
     finally:
         await storage.close()
 
@@ -455,7 +472,7 @@ async def test_revision_0010_says_which_table_it_repaired_and_what_the_old_proce
     finally:
         await engine.dispose()
     done = await upgrade(url)
-    assert (done.before, done.after) == ({"0009"}, {"0014"}) and len(done.notes) == 2
+    assert (done.before, done.after) == ({"0009"}, {"0015"}) and len(done.notes) == 2
     assert all("stop them" in note and "events requeue" in note for note in done.notes)
     assert "feedback_times" in done.notes[0] and "approval and reviewer event" in done.notes[0]
     assert "people" in done.notes[1] and "username_key" in done.notes[1]
@@ -512,7 +529,7 @@ async def test_a_migrate_waiting_for_a_table_gives_way_to_the_running_bot(blank_
                 await asyncio.sleep(1)
         holding = asyncio.create_task(release_soon())
         await asyncio.sleep(0.2)
-        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0014"}  # a later try
+        assert await asyncio.wait_for(migrate(url, lock_wait=0.5, tries=10), 20) == {"0015"}  # a later try
         await holding
     finally:
         await engine.dispose()
@@ -543,7 +560,7 @@ async def test_a_migrate_that_waited_out_the_sqlite_write_lock_names_the_cause_a
         assert await current_revisions(engine) == {"0008"}
     finally:
         await engine.dispose()
-    assert await migrate(url) == {"0014"}
+    assert await migrate(url) == {"0015"}
 
 
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
@@ -1318,6 +1335,32 @@ async def test_optouts_expire(storage, clock):
     assert await storage.optouts.active(1, clock() + timedelta(days=8)) == {"ann"}
     assert await storage.optouts.clear(1, "ann") and not await storage.optouts.clear(1, "ann")
     assert await storage.optouts.active(2) == set()
+
+
+async def test_a_sign_out_ends_its_cookie_and_is_deleted_once_the_cookie_would_have_expired(storage, clock):
+    issued = clock() - timedelta(hours=1)
+    await storage.signouts.end("a" * 64, until=clock() + timedelta(hours=7))
+    assert await storage.signouts.ended("a" * 64, issued) and not await storage.signouts.ended("b" * 64, issued)
+    await storage.signouts.end("a" * 64, until=clock() + timedelta(hours=7))  # signed out twice: one row
+    async with storage.engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(dashboard_signouts))).scalar() == 1
+    clock.advance(8 * 3600)
+    await storage.signouts.end("b" * 64, until=clock() + timedelta(hours=8))  # the first one's row goes
+    async with storage.engine.connect() as conn:
+        assert (await conn.execute(sa.select(dashboard_signouts.c.session))).scalars().all() == ["b" * 64]
+
+
+async def test_ending_every_sign_in_ends_those_issued_until_then_and_is_kept(storage, clock):
+    before, at = clock() - timedelta(days=6), clock()
+    assert not await storage.signouts.ended("a" * 64, before)
+    await storage.signouts.end_all()
+    assert await storage.signouts.ended("a" * 64, before) and await storage.signouts.ended("a" * 64, at)
+    assert not await storage.signouts.ended("a" * 64, at + timedelta(seconds=1))
+    clock.advance(30 * 86400)
+    await storage.signouts.end("c" * 64, until=clock() + timedelta(hours=8))  # cleans up, but not the "every" row
+    assert await storage.signouts.ended("a" * 64, before)
+    await storage.signouts.end_all()  # again, later: the later time counts
+    assert await storage.signouts.ended("a" * 64, clock() - timedelta(days=1))
 
 
 async def test_models_keep_one_active_version(storage):

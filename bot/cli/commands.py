@@ -145,6 +145,15 @@ def _forget(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=Entry("bot.cli.forget:run"))
 
 
+def _signout_all(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("signout-all", help="end every dashboard sign-in at once (everyone signs in again)",
+                       description="Refuse every dashboard cookie issued until now, the token's and GitLab "
+                                   "sign-ins', in every process on the database. The token itself still works: "
+                                   "change [dashboard] token to end that.")
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+    p.set_defaults(func=Entry("bot.cli.signout:run"))
+
+
 def _backfill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backfill", help="import a project's merged merge requests into the review history",
                        description="Read every merged MR (files, author, reviewers, approvers) over the API; "
@@ -236,4 +245,4 @@ def _demo(sub: argparse._SubParsersAction) -> None:
 
 
 # In the order of `reviewbot --help`.
-COMMANDS = (_serve, _migrate, _events, _prune, _forget, _backfill, _evaluate, _simulate, _install, _demo)
+COMMANDS = (_serve, _migrate, _events, _prune, _forget, _signout_all, _backfill, _evaluate, _simulate, _install, _demo)

@@ -30,6 +30,7 @@ from bot.storage.optouts import OptOutStore
 from bot.storage.people import PeopleStore
 from bot.storage.projects import ProjectStore
 from bot.storage.retention import MergeRequestRetention
+from bot.storage.signouts import SignOutStore
 from bot.storage.snapshots import SnapshotStore
 from bot.storage.suggestions import FeedbackStore, SuggestionStore
 
@@ -42,8 +43,8 @@ DROP_WAIT = 0.5  # seconds for the close to end once the connections are dropped
 
 class Storage:
     """The database, with one attribute per store: `events`, `projects`, `history`, `comments`,
-    `suggestions`, `feedback`, `optouts`, `people`, `models`, `snapshots`, and `retention` (deleting finished
-    merge requests' rows); `prune` applies every retention at once.
+    `suggestions`, `feedback`, `optouts`, `people`, `models`, `snapshots`, `signouts` (the dashboard's), and
+    `retention` (deleting finished merge requests' rows); `prune` applies every retention at once.
 
     >>> storage = Storage("sqlite+aiosqlite:///reviewbot.sqlite3")   # doctest: +SKIP
     >>> await storage.check_schema(); ...; await storage.close()      # doctest: +SKIP
@@ -63,6 +64,7 @@ class Storage:
         self.models = ModelStore(self.engine, clock)
         self.snapshots = SnapshotStore(self.engine, clock)
         self.retention = MergeRequestRetention(self.engine, clock)
+        self.signouts = SignOutStore(self.engine, clock)
         self._drivers: weakref.WeakSet[Any] = weakref.WeakSet()  # the driver's connections, to drop at close
         sa.event.listen(self.engine.sync_engine, "connect", self._opened)
 

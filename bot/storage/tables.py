@@ -14,7 +14,7 @@ from bot.storage.db import UTCDateTime
 
 __all__ = [
     "metadata", "events", "projects", "history", "bot_comments", "suggestions", "feedback", "feedback_times",
-    "optouts", "people", "models", "snapshots", "EVENT_STATUSES",
+    "optouts", "people", "models", "snapshots", "dashboard_signouts", "EVENT_STATUSES",
 ]
 
 EVENT_STATUSES = ("queued", "running", "done", "failed", "dead")
@@ -205,4 +205,14 @@ snapshots = sa.Table(
     sa.Index(None, "project_id", "history_count"),
     # ids never given twice (0014): the logs name a snapshot by its id
     sqlite_autoincrement=True,
+)
+
+# Dashboard sign-ins ended before their cookie expires (`bot.storage.signouts`): one row per signed-out cookie, by its
+# SHA-256 (never the cookie itself), deleted once the cookie would have expired anyway; and the row "*": every
+# cookie issued until its `ended_at` (`reviewbot signout-all`), kept.
+dashboard_signouts = sa.Table(
+    "dashboard_signouts", metadata,
+    sa.Column("session", sa.String(64), primary_key=True),
+    sa.Column("ended_at", UTCDateTime, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=True),  # NULL: kept ("*")
 )
