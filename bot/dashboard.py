@@ -14,7 +14,8 @@ is a 404, as for a project the bot does not know, so its existence is not reveal
 and refused. No page shows the GitLab token, the webhook secrets or the database URL.
 
 POST /signout ends the sign-in in the database (`bot.storage.signouts`), so a copy of its cookie is refused by
-every process too; `reviewbot signout-all` ends every cookie issued until then.
+every process too; `reviewbot signout-all` ends every cookie issued until then. With an https `public_url`
+every answer carries HSTS (`strict_transport`).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ from bot.config import Settings
 from bot.database_wait import DatabaseWait, pending
 from bot.dashboard_gitlab import GitLabSignIn
 from bot.dashboard_html import (
-    ASSETS, SECURITY_HEADERS, asset, gitlab_link, message_body, overview_body, page, project_body, signin_form,
+    ASSETS, SECURITY_HEADERS, STRICT_TRANSPORT, asset, gitlab_link, message_body, overview_body, page, project_body,
+    signin_form,
 )
 from bot.dashboard_session import SESSION_COOKIE, SESSION_MAX_AGE, local_path
 from bot.dashboard_stats import HistoryInfo, ModelInfo, ProjectStats, project_stats, window_start
@@ -150,6 +152,16 @@ def setup(app: web.Application, settings: Settings, storage: Storage,
     app.router.add_get(r"/api/projects/{project_id:\d+}/stats", protected(project_api))
     app.router.add_get(r"/dashboard/{name:dashboard\.(css|js)}", static_asset)
     app.router.add_get("/favicon.ico", no_icon)
+    if (config.public_url or "").startswith("https://"):
+        app.on_response_prepare.append(strict_transport)
+
+
+async def strict_transport(_request: web.Request, response: web.StreamResponse) -> None:
+    """HSTS on every answer of a dashboard people open over https (`public_url`): a browser that has seen it
+    keeps to https for that host, so its cookie never goes out over plain http (an http:// link, a network
+    stripping TLS). Set here, not in `SECURITY_HEADERS`, because it depends on the settings; in a signal,
+    because a 404 or 405 of aiohttp's own must carry it too."""
+    response.headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT)
 
 
 # --- sign-in -------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from bot.comment import count_of
 from bot.dashboard_stats import LoadRow, MrRow, ProjectStats
 
 __all__ = ["page", "overview_body", "project_body", "message_body", "signin_form", "gitlab_link", "asset", "ASSETS",
-           "SECURITY_HEADERS"]
+           "SECURITY_HEADERS", "STRICT_TRANSPORT"]
 
 ASSETS = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 SECURITY_HEADERS = {
@@ -32,6 +32,9 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
+# HSTS, when the dashboard's address is https (`bot.dashboard.strict_transport`): a year (GitLab's own nginx
+# sends two), this host only: includeSubDomains or preload would bind every other site of the domain too
+STRICT_TRANSPORT = "max-age=31536000"
 
 
 @cache

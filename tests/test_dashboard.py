@@ -342,6 +342,29 @@ async def test_bearer_works_and_every_page_carries_the_security_headers(client):
     assert "script-src 'self'" in unknown.headers["Content-Security-Policy"]
 
 
+HTTPS = Settings(gitlab={"url": "https://gitlab.example", "token": GITLAB_TOKEN},
+                 webhook_secrets=[{"secret": WEBHOOK_SECRET}],
+                 dashboard={"enabled": True, "token": TOKEN, "public_url": "https://bot.example"})
+
+
+async def test_a_dashboard_at_an_https_address_tells_browsers_to_keep_to_https(aiohttp_client, seeded):
+    """HSTS: a browser that has seen the dashboard over https never again sends its cookie over plain http (a
+    link to http://, a network that strips TLS). For this host only (no includeSubDomains, no preload: other
+    sites may share the domain), and never when the dashboard's address is http."""
+    client = await aiohttp_client(make_app(HTTPS, seeded, Metrics()))
+    asked = [client.get(path, headers=BEARER) for path in ("/", "/projects/7", "/projects/12345",
+                                                            "/api/projects/7/stats", "/dashboard/dashboard.css")]
+    asked += [client.get("/"), client.get("/no-such-page"), client.post("/signout", allow_redirects=False),
+              client.post("/signin", data={"token": TOKEN}, allow_redirects=False)]
+    for response in [await request for request in asked]:
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000", response.url
+    http = HTTPS.model_copy(update={"dashboard": HTTPS.dashboard.model_copy(update={"public_url": "http://bot.test"})})
+    for settings in (make_settings(), http):
+        plain = await aiohttp_client(make_app(settings, seeded, Metrics()))
+        for response in (await plain.get("/", headers=BEARER), await plain.get("/")):
+            assert "Strict-Transport-Security" not in response.headers
+
+
 async def test_the_not_found_page_links_back_to_the_projects(client):
     """A project address that names nothing offers the way back to the list, not only the header's brand."""
     unknown = await client.get("/projects/12345", headers=BEARER)
