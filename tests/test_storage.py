@@ -369,8 +369,6 @@ async def test_revision_0014_keeps_every_row_under_its_id_and_never_gives_an_id_
         assert sum(r[1] is not None for r in before["feedback"]) == 2  # feedback rows' suggestion_id
         async with storage.engine.connect() as conn:
             assert await conn.run_sync(_shapes) == shapes
-            assert await conn.run_sync(lambda c: compare_metadata(
-                MigrationContext.configure(c, opts={"compare_type": True}), metadata)) == []
         assert not await storage.feedback.record(1, 4, "bob", "removed", source_event_id=1)  # (event, person, label)
         await forget_project(storage.engine, 2)  # the project with the newest rows
         await _seed_0013(storage, 3)
@@ -380,7 +378,10 @@ async def test_revision_0014_keeps_every_row_under_its_id_and_never_gives_an_id_
         assert await _rows_0014(storage) == after
         async with storage.engine.connect() as conn:
             assert await conn.run_sync(_shapes) == shapes
-        assert await migrate(url, "0014") == {"0014"} and await _rows_0014(storage) == after
+        assert await migrate(url) == {"0015"} and await _rows_0014(storage) == after
+        async with storage.engine.connect() as conn:  # the tables as the code declares them (0015 adds one)
+            assert await conn.run_sync(lambda c: compare_metadata(
+                MigrationContext.configure(c, opts={"compare_type": True}), metadata)) == []
     finally:
         await storage.close()
 
