@@ -110,6 +110,17 @@ class _Entry:
         self.unsaved += len(rows)
 
 
+def _label_seen(entry: _Entry) -> int | None:
+    """The newest feedback row the recommender of a project without history has read (`label_mark`), which the
+    look at the history reads too: gone, the project was forgotten (or `reviewbot prune` deleted that row; a
+    rebuild from what is stored is right then too, and cheap without history). None when history rows were seen
+    (they tell the forget, and the common path reads nothing more) or no label was read."""
+    rec = entry.recommender
+    if entry.count or not isinstance(rec, LearnedRecommender) or not rec.label_mark:
+        return None
+    return rec.label_mark
+
+
 class Engine:
     """Project recommenders built lazily from `storage.history`, at most `max_projects` kept in memory; plus
     the short-lived cache (`recent`) of GitLab answers that `bot.suggesting.suggest_for_mr` reads through.
@@ -118,8 +129,9 @@ class Engine:
     rows stored after it; without a usable snapshot it replays the whole history. At use, the history's row
     count is read at most every `refresh_seconds` (at once after this process stored history), and rows
     stored by any process are observed. A count below the rows observed, the newest row observed gone (read in
-    the same statement), or an active model gone that the recommender ranked with, means the project was
-    forgotten (`reviewbot forget` is the only deleter of either): what was held of it is dropped, and it is
+    the same statement; for a project without history rows, the newest label learned), or an active model gone
+    that the recommender ranked with, means the project was forgotten (`reviewbot forget` is the only deleter of
+    history rows and active models): what was held of it is dropped, and it is
     built again from what the history holds now, as a new project is. Once `snapshot_every` rows have been observed
     since the last snapshot (projects smaller than that get none), a new one is written in the background;
     `close()` writes the rest at shutdown. `snapshot_every=None` writes none (reading still happens).
@@ -279,7 +291,8 @@ class Engine:
         if current and writes == entry.writes and label_writes == entry.label_writes and \
                 now - entry.checked_at < self.refresh_seconds:
             return
-        count, holding = await self.storage.history.count_holding(project_id, max(entry.boundary, default=None))
+        count, holding = await self.storage.history.count_holding(project_id, max(entry.boundary, default=None),
+                                                                  label_id=_label_seen(entry))
         if count < entry.count or not holding:
             self._forget(project_id, entry, count)
             current = False

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import pickle
 import weakref
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -482,12 +483,59 @@ async def test_labels_given_after_a_forget_are_learned_once_by_an_engine_that_he
         await storage.close()
 
 
-async def test_labels_given_after_a_forget_reach_an_engine_that_cannot_tell_the_forget(database_url):
-    """A project without merged MRs yet: no history row before the forget nor after, so the engine keeps its
-    recommender and the mark of the forgotten labels. The labels given after it must still be learned, once: before
-    0014 SQLite gave them the forgotten labels' ids, under the mark, and none was ever learned."""
+async def test_labels_given_after_a_forget_are_learned_once_by_an_engine_that_held_a_project_without_history(
+        database_url):
+    """A project without merged MRs yet: no history row before the forget nor after. The engine finds the forget by
+    the newest label it learned, gone, and learns the labels given after it once: before 0014 SQLite gave them the
+    forgotten labels' ids, under the mark, and none was ever learned."""
     storage = Storage(database_url)
     try:
         assert await labels_learned_after_a_forget(storage, history=False) == [2, 2, 2]
     finally:
         await storage.close()
+
+
+@pytest.mark.parametrize("then", ["refresh", "new labels"])
+async def test_a_forgotten_project_without_history_is_dropped_with_the_labels_it_had_learned(database_url, then):
+    """No merged MR yet, so no history row tells the forget: the newest label the recommender learned, read with the
+    history's row count, is gone. Its rejection streak and the rest of what it learned go (at the next look, or at
+    once when this process stores new feedback), and the labels given since are learned alone."""
+    storage = Storage(database_url)
+    now, forgotten = [0.0], []
+    engine = Engine(storage, retrain_labels=None, snapshot_every=None, clock=lambda: now[0])
+    engine.on_forgotten.append(forgotten.append)
+    try:
+        await rejections(storage, 3)
+        async with engine.use(PID, SETTINGS) as held:
+            assert held.feedback.labels == 3 and engine.changes_seen(PID) == 0
+        await forget_project(storage.engine, PID)
+        if then == "refresh":
+            now[0] += engine.refresh_seconds
+        else:
+            await rejections(storage, 2, first_event=10, mr_iid=901)
+            await engine.learn_new(PID, SETTINGS)
+        async with engine.use(PID, SETTINGS) as rec:
+            assert rec is not held and rec.feedback.labels == (0 if then == "refresh" else 2)
+        assert forgotten == [PID]
+    finally:
+        await storage.close()
+
+
+async def test_a_project_without_history_whose_newest_label_learned_was_pruned_is_rebuilt_from_what_is_stored(
+        storage, clock):
+    """`reviewbot prune` deleted the rows of a merge request closed long ago, the newest the recommender had learned
+    among them (another project's row is newer: prune keeps the table's newest). The engine cannot tell that from a
+    forget; it builds the project again from the labels stored, as a restarted process would (no history: cheap)."""
+    now = [0.0]
+    engine = Engine(storage, retrain_labels=None, snapshot_every=None, clock=lambda: now[0])
+    await rejections(storage, 3)
+    await storage.feedback.record(PID, 900, "ann", "closed", source_event_id=4)
+    clock.advance(86400)
+    await storage.feedback.record(PID + 1, 1, "bob", "accepted", source_event_id=5)
+    async with engine.use(PID, SETTINGS) as held:
+        assert held.feedback.labels == 3
+    clock.advance(400 * 86400)
+    assert (await storage.retention.prune(timedelta(days=365)))["feedback"] == 4
+    now[0] += engine.refresh_seconds
+    async with engine.use(PID, SETTINGS) as rec:
+        assert rec is not held and rec.feedback.labels == 0

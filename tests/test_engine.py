@@ -254,3 +254,20 @@ async def test_using_a_loaded_project_reads_nothing_until_its_refresh_then_three
         pass
     tables = [s.split("FROM", 1)[1].split()[0] for s in statements]
     assert tables == ["history", "feedback", "models"], statements
+
+
+async def test_a_project_without_history_reads_its_newest_label_learned_in_the_same_three_statements(store):
+    """No history row tells the forget of a project without merged MRs: the newest label its recommender learned
+    is read with the row count (`reviewbot forget` deleted it if gone), by its id, in the same statement."""
+    now = [0.0]
+    engine = Engine(store, clock=lambda: now[0])
+    await store.feedback.record(2, 7, "bob", "accepted")
+    async with engine.use(2, SETTINGS) as rec:
+        assert rec.label_mark > 0 and engine.changes_seen(2) == 0
+    statements: list[str] = []
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    now[0] += engine.refresh_seconds
+    async with engine.use(2, SETTINGS) as same:
+        assert same is rec
+    tables = [s.split("FROM", 1)[1].split()[0] for s in statements]
+    assert tables == ["history", "feedback", "models"] and "feedback" in statements[0], statements

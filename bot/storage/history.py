@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.storage.db import IN_CHUNK, insert_for
-from bot.storage.tables import history
+from bot.storage.tables import feedback, history
 from graph.model import Change
 
 __all__ = ["HistoryStore", "HistoryGone", "require_rows"]
@@ -128,13 +128,22 @@ class HistoryStore:
         async with self.engine.connect() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
-    async def count_holding(self, project_id: int, row_id: int | None) -> tuple[int, bool]:
+    async def count_holding(self, project_id: int, row_id: int | None, *,
+                            label_id: int | None = None) -> tuple[int, bool]:
         """How many changes the project has, and whether row `row_id` is one of them (True for None), in one
         statement. Why: a reader that has seen the rows (the engine) learns that `reviewbot forget` deleted them
         even when as many were imported again since (a row replaced by an upsert keeps its id, and re-imported
-        rows get new ids: see `require_rows`)."""
+        rows get new ids: see `require_rows`).
+
+        `label_id`: a project's feedback row the reader has learned, which must be stored still too (by its
+        primary key, in the same statement). Why: a project without merged MRs has no history row to tell its
+        forget, and its recommender would keep the labels it learned (feedback ids are never given twice either,
+        since 0014)."""
         where = history.c.project_id == project_id
         holding = (sa.exists().where(where, history.c.id == row_id) if row_id is not None else sa.true())
+        if label_id is not None:
+            holding = sa.and_(holding, sa.exists().where(feedback.c.id == label_id,
+                                                         feedback.c.project_id == project_id))
         stmt = sa.select(sa.select(sa.func.count()).where(where).scalar_subquery(), holding)
         async with self.engine.connect() as conn:
             count, held = (await conn.execute(stmt)).one()
