@@ -26,7 +26,9 @@ never uses: AUTOINCREMENT wants the key on its column, where alembic names none)
 the links are kept aside and put back. `sqlite_sequence` starts at the largest id kept (a project forgotten
 before this revision may leave larger ones to be given once). The events take longest: 16-26 s for 200,000
 stored webhooks (950 MB, about 4 KB each; `benchmarks/history_ids_migration.py --events 200000`, load 1-3),
-against 2.4 s for 50,000 suggestions with 200,000 feedback rows on them. The bot's writes wait meanwhile (its
+against 2.4 s for 50,000 suggestions with 200,000 feedback rows on them, and 1.8-2.7 s for a u-boot-size
+project's whole database (100 MB: 40,000 changes, two 11 MB snapshots, 46,000 suggestions, 133,000 feedback rows,
+5,000 webhooks; `--whole`, load 3-8). The bot's writes wait meanwhile, as long (its
 reads go on: `serve` spools a webhook it could not store within 7 s, and stores it afterwards), and the file
 grows by the size of the tables copied (the space freed is reused; `VACUUM` gives it back). Processes of the
 previous release keep working on the new tables.
