@@ -146,8 +146,29 @@ def test_migrate_prints_what_revision_0010_repaired(new_database, tmp_path, caps
                          "BIGINT, username VARCHAR(255), seen_at DATETIME NOT NULL, PRIMARY KEY (user_id, username))")
     assert run() == 0
     out = capsys.readouterr().out.splitlines()
-    assert "upgraded from 0009 to 0015" in out[0] and len(out) == 2
-    assert "`people` had the shape of an early 0007" in out[1] and "stop them" in out[1]
+    assert "upgrading from 0009 to 0015..." in out[0] and len(out) == 3
+    assert "upgraded from 0009 to 0015" in out[1]
+    assert "`people` had the shape of an early 0007" in out[2] and "stop them" in out[2]
+
+
+def test_migrate_says_what_it_runs_before_the_upgrade(new_database, tmp_path, capsys, monkeypatch):
+    """On a large SQLite file 0014 runs for tens of seconds: the line comes before the run, not after."""
+    import asyncio
+
+    from bot.cli import migrate as cli
+    from bot.storage import migrate
+
+    asyncio.run(migrate(f"sqlite:///{tmp_path / 'bot.sqlite3'}", "0013"))
+    seen, real = [], cli.upgrade
+
+    async def upgrade(url):
+        seen.append(capsys.readouterr().out)  # what was printed when the run began
+        return await real(url)
+    monkeypatch.setattr(cli, "upgrade", upgrade)
+    assert run() == 0
+    assert seen[0].endswith(": upgrading from 0013 to 0015...\n")
+    assert "upgraded from 0013 to 0015" in capsys.readouterr().out
+    assert run() == 0 and "upgrading" not in capsys.readouterr().out  # nothing to do: no such line
 
 
 def test_a_new_database_file_is_readable_by_its_owner_only(new_database, tmp_path):
