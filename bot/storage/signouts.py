@@ -42,11 +42,14 @@ class SignOutStore:
             await conn.execute(stmt.on_conflict_do_nothing(index_elements=["session"]))
 
     async def end_all(self) -> None:
-        """End every sign-in whose cookie was issued until now (a later call moves the time on)."""
+        """End every sign-in whose cookie was issued until now (a later call moves the time on, never back: run
+        from a machine whose clock is behind, it would bring back the cookies issued since the last run)."""
         now = self.clock()
         async with self.engine.begin() as conn:
             stmt = insert_for(conn, table).values(session=EVERY, ended_at=now, until=None)
-            await conn.execute(stmt.on_conflict_do_update(index_elements=["session"], set_={"ended_at": now}))
+            later = sa.case((table.c.ended_at < stmt.excluded.ended_at, stmt.excluded.ended_at),
+                            else_=table.c.ended_at)
+            await conn.execute(stmt.on_conflict_do_update(index_elements=["session"], set_={"ended_at": later}))
 
     async def ended(self, session: str, issued: datetime) -> bool:
         """Whether the sign-in whose cookie has the digest `session`, issued at `issued`, was ended: signed out,
