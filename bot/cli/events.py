@@ -140,18 +140,15 @@ async def _prune(storage: Storage, args: argparse.Namespace, out: Console, days:
 
 async def _run(url: str, args: argparse.Namespace, retention_days: float, echo: bool = False) -> int:
     out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)  # piped: whole lines
-    storage = await Storage.open(url, echo=echo)
-    actions: dict[str, Callable[[], Awaitable[int]]] = {
-        "list": lambda: _list(storage, args, out),
-        "show": lambda: _show(storage, args, out),
-        "requeue": lambda: _requeue(storage, args, out),
-        "prune": lambda: _prune(storage, args, out,
-                                retention_days if args.older_than_days is None else args.older_than_days),
-    }
-    try:
+    async with Storage.opened(url, echo=echo) as storage:
+        actions: dict[str, Callable[[], Awaitable[int]]] = {
+            "list": lambda: _list(storage, args, out),
+            "show": lambda: _show(storage, args, out),
+            "requeue": lambda: _requeue(storage, args, out),
+            "prune": lambda: _prune(storage, args, out,
+                                    retention_days if args.older_than_days is None else args.older_than_days),
+        }
         return await actions[args.action]()
-    finally:
-        await storage.close()
 
 
 def run(args: argparse.Namespace) -> int:

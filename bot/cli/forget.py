@@ -53,8 +53,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _forget(url: str, ref: str, delete: bool) -> tuple[int, dict[str, int]]:
-    storage = await Storage.open(url)
-    try:
+    async with Storage.opened(url) as storage:
         known = {row.id: row.path for row in await storage.projects.list()}
         pid = project_id_of(ref, known)
         counts = await project_rows(storage.engine, pid) if pid is not None else {}
@@ -64,5 +63,3 @@ async def _forget(url: str, ref: str, delete: bool) -> tuple[int, dict[str, int]
         if delete:
             counts = await forget_project(storage.engine, pid)
         return pid, {name: counts[name] for name in WORDS}
-    finally:
-        await storage.close()

@@ -31,11 +31,8 @@ def ages(cfg: WorkerSettings, args: argparse.Namespace) -> dict[str, timedelta |
 
 
 async def _prune(url: str, ages: dict[str, timedelta | None], echo: bool) -> dict[str, int]:
-    storage = await Storage.open(url, echo=echo)
-    try:
+    async with Storage.opened(url, echo=echo) as storage:
         return await storage.prune(**ages)
-    finally:
-        await storage.close()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,11 +22,8 @@ DONE = ("every dashboard sign-in made until now is ended, in every process: peop
 
 
 async def _end_all(url: str, echo: bool) -> None:
-    storage = await Storage.open(url, echo=echo)
-    try:
+    async with Storage.opened(url, echo=echo) as storage:
         await storage.signouts.end_all()
-    finally:
-        await storage.close()
 
 
 def run(args: argparse.Namespace) -> int:

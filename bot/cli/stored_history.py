@@ -77,8 +77,7 @@ def export_projects(refs: list[str], config: str | None, into: Path, command: st
 
 async def _export(url: str, refs: list[str], into: Path) -> dict[str, str]:
     no_new_sqlite_file(url)
-    storage = await Storage.open(url)
-    try:
+    async with Storage.opened(url) as storage:
         known = {row.id: row.path for row in await storage.projects.list()}
         out: dict[str, str] = {}
         for ref in refs:
@@ -94,8 +93,6 @@ async def _export(url: str, refs: list[str], into: Path) -> dict[str, str]:
                 f.writelines(json.dumps(record_of(c)) + "\n" for c in changes)
             out[str(path)] = pid
         return {path: known.get(pid) or f"project {pid}" for path, pid in out.items()}
-    finally:
-        await storage.close()
 
 
 def no_new_sqlite_file(url: str) -> None:

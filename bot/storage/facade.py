@@ -12,7 +12,7 @@ import logging
 import os
 import weakref
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -86,6 +86,16 @@ class Storage:
             await storage.close()
             raise
         return storage
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def opened(cls, url: str, **kwargs: Any) -> AsyncIterator[Storage]:
+        """`open`, closed when the block ends: what a command that reads or writes and exits uses."""
+        storage = await cls.open(url, **kwargs)
+        try:
+            yield storage
+        finally:
+            await storage.close()
 
     async def check_usable(self, *, check: bool = True, writable: bool = False) -> None:
         """`open`'s checks on a storage already made: it answers, (`check`) its schema is current, (`writable`)
