@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -34,10 +35,12 @@ async def _run(env, cwd, *args):
 
 
 async def test_unreachable_gitlab_is_logged_and_the_worker_still_runs(tmp_path):
-    """An outage must not keep the bot down: it says what to check and goes on (events wait and are retried)."""
+    """An outage must not keep the bot down: it says what to check and goes on (events wait and are retried).
+    Its first line names the release running, as serve's does (which one runs, during a rolling upgrade)."""
     code, err = await _run(_env(tmp_path, "http://127.0.0.1:9"), tmp_path, "worker", "--once")
     assert code == 0
     assert "cannot reach GitLab at http://127.0.0.1:9" in err and "check GITLAB_URL" in err
+    assert f"worker starting version={version('reviewbot')}" in err
 
 
 async def test_unreachable_gitlab_leaves_the_webhook_intake_up(tmp_path):
@@ -46,6 +49,7 @@ async def test_unreachable_gitlab_leaves_the_webhook_intake_up(tmp_path):
                                                 "--port", "0", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
     try:
         said, port = await _port_said(proc, "serve starting", r"port=(\d+)")
+        assert f"serve starting version={version('reviewbot')}" in said
         status, _ = await _get_when_up(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
     finally:
@@ -191,3 +195,10 @@ async def test_a_worker_apart_serves_its_own_metrics(tmp_path):
         proc.terminate()
         await asyncio.wait_for(proc.communicate(), timeout=60)
     assert "reviewbot_events_processed" in text and "reviewbot_dispatch_seconds" in text
+
+
+async def test_version_names_the_installed_release(tmp_path):
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", "--version", cwd=tmp_path,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert (proc.returncode, out.decode()) == (0, f"reviewbot {version('reviewbot')}\n")

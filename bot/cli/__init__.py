@@ -5,8 +5,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from bot.cli.commands import COMMANDS
+
+
+def release() -> str:
+    """The installed release (pyproject's version), for `--version`, serve's first log line and bug reports;
+    "unknown" when run from a tree never installed."""
+    try:
+        return version("reviewbot")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reviewbot",
         description="Suggests the best reviewers for GitLab merge requests and learns from feedback.",
     )
+    parser.add_argument("--version", action="version", version=f"reviewbot {release()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for register in COMMANDS:
         register(sub)

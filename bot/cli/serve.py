@@ -27,6 +27,7 @@ from typing import AsyncIterator, Callable
 from aiohttp import web
 
 from bot import database_wait, shutdown
+from bot.cli import release
 from bot.cli.commands import DEFAULT_DISPATCH
 from bot.config import ConfigError, Settings, load_settings
 from bot.database_wait import START_TIMEOUT, DatabaseWait, explain
@@ -224,7 +225,7 @@ def run_serve(args: argparse.Namespace) -> int:
     sockets: list[socket.socket] = []
     try:
         sockets = bind(host, port)
-        log.info(kv("serve starting", host=host, port=_ports(sockets), worker=not args.no_worker,
+        log.info(kv("serve starting", version=release(), host=host, port=_ports(sockets), worker=not args.no_worker,
                     config=settings.source))
         web.run_app(_serving_app(settings, args, stop, lambda exc: _stop_serving(failed, exc, stop)),
                     sock=sockets, shutdown_timeout=settings.server.shutdown_timeout, access_log=None,
@@ -426,6 +427,7 @@ async def _run_until_signal(worker: Worker, grace: float) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     try:
         settings = _setup(args, listens=False)
+        log.info(kv("worker starting", version=release(), config=settings.source))
         factory = load_dispatch_factory(args.dispatch)
         asyncio.run(_work(settings, factory, args.once, getattr(args, "metrics_port", None)))
     except (ConfigError, StorageError) as exc:
