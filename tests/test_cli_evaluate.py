@@ -1,4 +1,5 @@
 """`reviewbot evaluate` end to end on tiny histories: JSON lines, the table, a git checkout, bad input."""
+import gzip
 import io
 import json
 import os
@@ -74,8 +75,6 @@ def test_no_history_given_is_a_usage_error(command, capsys):
 def test_unreadable_history_is_named_not_a_traceback(tmp_path, history, capsys, command):
     """A bad record, a damaged .gz, bytes that are not UTF-8, a folder that is no git checkout: exit 2 with
     the file (and line) to fix."""
-    import gzip
-
     bad = tmp_path / "bad.jsonl"
     bad.write_text(history.read_text() + "not json\n")
     packed = gzip.compress(history.read_bytes())
@@ -224,6 +223,23 @@ def test_histories_sharing_a_file_name_are_told_apart(tmp_path, history, capsys)
     assert out.count("learning lifts Top-1") == 2 and "teamA" in out and "teamB" in out
     assert main(["evaluate", a, b, "--method", "frequency", "--json", "--jobs", "1"]) == 0
     assert [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()] == [a, b]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "simulate"])
+def test_a_directory_stands_for_the_histories_in_it(tmp_path, history, capsys, command):
+    """As the histories are shipped (`../shared/data/bench/`): each .jsonl and .jsonl.gz file, in name order; not
+    its other files or subdirectories."""
+    folder = tmp_path / "bench"
+    (folder / "deeper").mkdir(parents=True)
+    with gzip.open(folder / "b.jsonl.gz", "wt") as f:
+        f.write(history.read_text())
+    for name in ("a.jsonl", "deeper/c.jsonl", "notes.json"):
+        (folder / name).write_text(history.read_text())
+    extra = ["--method", "frequency"] if command == "evaluate" else []
+    assert main([command, str(folder), "--json", "--jobs", "1", *extra]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in rows] == (["a.jsonl", "b.jsonl.gz"] if command == "evaluate" else
+                                         ["a.jsonl", "a.jsonl", "b.jsonl.gz", "b.jsonl.gz"])
 
 
 def test_the_table_shows_how_many_records_had_a_reviewer_to_find(tmp_path, capsys):
@@ -381,10 +397,12 @@ def test_a_pretty_printed_file_and_a_directory_are_named_as_such(tmp_path, histo
     pretty.write_text(json.dumps(RECORDS[0], indent=2) + "\n")
     assert main(["evaluate", str(pretty), "--jobs", "1"]) == 2
     assert "pretty.json:1: " in (err := capsys.readouterr().err) and "expected one JSON object per line" in err
-    exits = {}
-    for name, path in (("missing", tmp_path / "nowhere.jsonl"), ("directory", tmp_path)):
+    exits, folder = {}, tmp_path / "no-histories"
+    folder.mkdir()
+    (folder / "notes.json").write_text("{}\n")
+    for name, path in (("missing", tmp_path / "nowhere.jsonl"), ("directory", folder)):
         run = subprocess.run([sys.executable, "-m", "bot", "evaluate", str(path)], capture_output=True, text=True)
         exits[name] = run.returncode
         assert run.stdout == "" and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr, run.stderr
     assert exits["directory"] == exits["missing"] == 1
-    assert f"{tmp_path}: is a directory, not a history file" in run.stderr and f"--git {tmp_path}" in run.stderr
+    assert f"{folder}: a directory without a .jsonl or .jsonl.gz file" in run.stderr and f"--git {folder}" in run.stderr

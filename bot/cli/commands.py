@@ -168,7 +168,7 @@ def _backfill(sub: argparse._SubParsersAction) -> None:
 
 def _histories(p: argparse.ArgumentParser) -> None:
     """Where `evaluate` and `simulate` read histories: files, checkouts (`--git`), stored projects (`--project`)."""
-    p.add_argument("paths", nargs="*", metavar="PATH", help="history files (.jsonl or .jsonl.gz)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="history files (.jsonl or .jsonl.gz), or folders of them")
     p.add_argument("--git", action="append", default=[], metavar="REPO", help="a local git checkout to read")
     p.add_argument("--project", action="append", default=[], metavar="ID",
                    help="a project's history as the bot stored it (numeric id or group/path), read from the "

@@ -36,18 +36,31 @@ def usage_error(command: str, message: str) -> SystemExit:
     return SystemExit(2)
 
 
+HISTORY_SUFFIXES = (".jsonl", ".jsonl.gz")
+
+
 def sources_of(paths: list[str], gits: list[str], command: str) -> list[tuple[str, bool]]:
-    """(source, is_git) pairs; exits with a message naming what is missing."""
+    """(source, is_git) pairs, a directory given as a history standing for its history files (`HISTORY_SUFFIXES`,
+    not its subdirectories, in name order: `../shared/data/bench` replays the five); exits with a message naming
+    what is missing."""
     sources = [(p, False) for p in paths] + [(g, True) for g in gits]
     if not sources:
         raise usage_error(command, "give at least one history file, --git REPO or --project ID")
+    out: list[tuple[str, bool]] = []
     for path, is_git in sources:
         if not Path(path).exists():
             raise SystemExit(f"reviewbot {command}: {path}: no such {'repository' if is_git else 'file'}")
-        if not is_git and Path(path).is_dir():
-            raise SystemExit(f"reviewbot {command}: {path}: is a directory, not a history file; give the "
-                             f".jsonl or .jsonl.gz file in it, or --git {path} if it is a git checkout")
-    return sources
+        out += [(f, False) for f in _histories_in(path, command)] if not is_git and Path(path).is_dir() else \
+            [(path, is_git)]
+    return out
+
+
+def _histories_in(folder: str, command: str) -> list[str]:
+    found = sorted(str(f) for f in Path(folder).iterdir() if f.is_file() and f.name.endswith(HISTORY_SUFFIXES))
+    if not found:
+        raise SystemExit(f"reviewbot {command}: {folder}: a directory without a .jsonl or .jsonl.gz file in it; "
+                         f"give history files, or --git {folder} if it is a git checkout")
+    return found
 
 
 def scored(results: list[dict]) -> list[dict]:
