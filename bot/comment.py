@@ -17,7 +17,7 @@ from bisect import bisect_left
 from typing import Iterable, Mapping, Sequence
 
 from graph.model import Contribution, Suggestion
-from graph.reasons import bidi_closed, bidi_isolated, code_span
+from graph.reasons import bidi_closed, bidi_isolated, code_span, count_of
 
 __all__ = [
     "MARKER",
@@ -289,11 +289,6 @@ def _within(room: int, rows: list[str], bare: list[str], bullets: list[str]) -> 
             f"the last {count_of(gone, 'row')}" if gone else ""]
     return rows, [*bullets, f"- Left out to keep this comment within GitLab's note size: "
                             f"{', '.join(part for part in said if part)}."]
-
-
-def count_of(n: int, thing: str) -> str:
-    """`n` `thing`s, singular for one: "1 open review", "2 open reviews"."""
-    return f"{n} {thing}{'s' if n != 1 else ''}"
 
 
 WHY_ROWS = 8  # signals listed by `/reviewers why`, the strongest first; the rest are summed up in one line

@@ -368,6 +368,12 @@ class DashboardSettings(_Frozen):
     gitlab_app_secret: SecretStr | None = Field(None, validate_default=True)
     public_url: str | None = Field(None, validate_default=True)
 
+    @property
+    def https(self) -> bool:
+        """Whether people open the dashboard over https (`public_url`): its cookies are Secure and its answers
+        carry HSTS."""
+        return (self.public_url or "").startswith("https://")
+
     @model_validator(mode="before")
     @classmethod
     def _on_with_a_token(cls, data: Any) -> Any:

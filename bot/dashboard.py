@@ -152,7 +152,7 @@ def setup(app: web.Application, settings: Settings, storage: Storage,
     app.router.add_get(r"/api/projects/{project_id:\d+}/stats", protected(project_api))
     app.router.add_get(r"/dashboard/{name:dashboard\.(css|js)}", static_asset)
     app.router.add_get("/favicon.ico", no_icon)
-    if (config.public_url or "").startswith("https://"):
+    if config.https:
         app.on_response_prepare.append(strict_transport)
 
 
@@ -270,8 +270,7 @@ def _signed_in(request: web.Request, dashboard: Dashboard, target: str) -> web.R
     """303 to `target` (a path on this site), setting the sign-in cookie (of the token, `dashboard.token`)."""
     assert dashboard.token is not None, "only the token's sign-in calls this"
     response = web.Response(status=303, headers={"Location": target})
-    public_url = dashboard.settings.dashboard.public_url or ""
-    secure = public_url.startswith("https://") or request.secure or \
+    secure = dashboard.settings.dashboard.https or request.secure or \
         request.headers.get("X-Forwarded-Proto", "").lower() == "https"  # a proxy ending TLS may not say so
     issued = int(dashboard.clock().timestamp())
     response.set_cookie(COOKIE, cookie_value(dashboard.token, issued), max_age=COOKIE_MAX_AGE, path="/",

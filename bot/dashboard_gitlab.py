@@ -86,7 +86,7 @@ class GitLabSignIn:
             raise ValueError("GitLab sign-in needs [dashboard] gitlab_app_id, gitlab_app_secret and public_url")
         secret = config.gitlab_app_secret.get_secret_value()
         app = OAuthApp(settings.gitlab.url, config.gitlab_app_id, secret, config.public_url + CALLBACK)
-        return cls(app, derive_key(secret), storage, clock, secure=config.public_url.startswith("https://"))
+        return cls(app, derive_key(secret), storage, clock, secure=config.https)
 
     def add_routes(self, web_app: web.Application) -> None:
         web_app.router.add_get(START, self.start)

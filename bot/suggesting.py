@@ -574,9 +574,7 @@ def only_author_knows(og: OwnershipGraph, files: Sequence[str], author: str,
     graph leaves the author out of the candidates, so none are left): "nobody ... can review right now
     (`/reviewers why @user` tells why)" sent the reader looking for a reason nobody else had. `person` gives
     a name in the history as the member's username now (`MRFacts.person`)."""
-    people = {person(p[1:]).casefold() for node in og.paths_of(files) if node in og.G
-              for p in og.G.successors(node) if p.startswith("@")}
-    return people == {author.casefold()}
+    return {person(p).casefold() for p in og.people_on(files)} == {author.casefold()}
 
 
 def _asks_approvals(facts: MRFacts) -> bool:

@@ -268,6 +268,18 @@ class OwnershipGraph:
         known, make = self._derived.path_nodes.get, self.path_nodes
         return list(dict.fromkeys(chain.from_iterable(known(f) or make(f) for f in files)))
 
+    def people_on(self, files: Iterable[str]) -> set[str]:
+        """Everyone the history links to these files or their directories (wrote or reviewed there), author or
+        not, without the "@".
+
+        >>> og = OwnershipGraph()
+        >>> og.add_change(Change("1", 0.0, "ann", ("bob",), ("src/a.py",)))
+        >>> sorted(og.people_on(["src/b.py"])), sorted(og.people_on(["doc/x.md"]))
+        (['ann', 'bob'], [])
+        """
+        return {p[1:] for node in self.paths_of(files) if node in self.G
+                for p in self.G.successors(node) if p.startswith("@")}
+
     def _weights(self, t: float) -> tuple[float, float]:
         """The scaled (long, short) weights of an event at time t, rebasing first when they grow too large."""
         if self.t0 is None:

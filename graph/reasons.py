@@ -12,7 +12,7 @@ from graph.explain import compare, span
 from graph.model import Change, Contribution
 from graph.ownership import DAY, OwnershipGraph
 
-__all__ = ["reasons", "contributions", "code_span", "bidi_closed", "bidi_isolated"]
+__all__ = ["reasons", "contributions", "code_span", "bidi_closed", "bidi_isolated", "count_of"]
 
 _EMBEDDINGS = frozenset("\u202a\u202b\u202d\u202e")  # LRE, RLE, LRO, RLO: closed by PDF (U+202C)
 _ISOLATES = frozenset("\u2066\u2067\u2068")  # LRI, RLI, FSI: closed by PDI (U+2069), with what opened after them
@@ -95,7 +95,9 @@ def _last(t: float | None, now: float) -> str:
     return "last one today" if ago == "today" else f"last {ago}"
 
 
-def _plural(n: int, word: str) -> str:
+def count_of(n: int, word: str) -> str:
+    """`n` `word`s, singular for one: "1 open review", "2 open reviews" (the comment, its notes and the dashboard
+    say counts with it too: `bot.comment`)."""
     return f"{n} {word}{'s' if n != 1 else ''}"
 
 
@@ -126,7 +128,7 @@ def reasons(og: OwnershipGraph, change: Change, person: str, together: Iterable[
     d = _best_dir(dirs, mine)
     if d is not None:
         count, last, path = d
-        out.append(f"reviewed {_plural(count, 'change')} under {code_span(path)} ({_last(last, now)})")
+        out.append(f"reviewed {count_of(count, 'change')} under {code_span(path)} ({_last(last, now)})")
     fam = mine.get("@" + change.author)
     if fam:
         out.append(f"reviewed {fam['fc']} of this author's changes")
@@ -144,9 +146,9 @@ def _activity(node: dict | None, now: float) -> list[str]:
     if not node:
         return []
     if node["rc"]:
-        return [f"active reviewer: {_plural(node['rc'], 'review')}, {_last(node['lr'], now)}"]
+        return [f"active reviewer: {count_of(node['rc'], 'review')}, {_last(node['lr'], now)}"]
     if node["ac"]:
-        return [f"wrote {_plural(node['ac'], 'change')} in this project ({_last(node['last'], now)}), "
+        return [f"wrote {count_of(node['ac'], 'change')} in this project ({_last(node['last'], now)}), "
                 "reviewed none yet"]
     return [f"last seen in this project's history {_ago(node['last'], now)}; no review or change of theirs counts now"]
 
