@@ -121,6 +121,14 @@ def _label_seen(entry: _Entry) -> int | None:
     return rec.label_mark
 
 
+def _gone(entry: _Entry, count: int) -> str:
+    """Why a refresh found the project's rows gone, for the log: an operator reading "forgotten" after a
+    `reviewbot prune` that only deleted old labels would look for a forget nobody ran."""
+    if entry.count:
+        return "its history rows were deleted"
+    return "the newest label it learned is gone (reviewbot forget, or prune's retention)"
+
+
 class Engine:
     """Project recommenders built lazily from `storage.history`, at most `max_projects` kept in memory; plus
     the short-lived cache (`recent`) of GitLab answers that `bot.suggesting.suggest_for_mr` reads through.
@@ -294,21 +302,21 @@ class Engine:
         count, holding = await self.storage.history.count_holding(project_id, max(entry.boundary, default=None),
                                                                   label_id=_label_seen(entry))
         if count < entry.count or not holding:
-            self._forget(project_id, entry, count)
+            self._forget(project_id, entry, count, cause=_gone(entry, count))
             current = False
         entry.checked_at, entry.writes, entry.label_writes = now, writes, label_writes
         if current and await self._catch_up(project_id, entry, history=count != entry.count):
             if not await self._follow_model(project_id, entry):
                 return
-            self._forget(project_id, entry, count)
+            self._forget(project_id, entry, count, cause="its active model was deleted")
         await self._rebuild(project_id, entry, config)
 
-    def _forget(self, project_id: int, entry: _Entry, count: int) -> None:
+    def _forget(self, project_id: int, entry: _Entry, count: int, *, cause: str) -> None:
         """Drop what is held of a project `reviewbot forget` deleted: its recommender, its bookkeeping, the authors
         of its open MRs; `on_forgotten` is told. The graph holds no reference cycles: it is freed at once, frozen
         (`FREEZE_AFTER`) or not (measured: a 25k-change graph gone without a collection, whose memory the next
         project built reused; unfreezing and collecting took 0.3 s more and gave nothing back)."""
-        log.info(kv("project forgotten (its rows were deleted): recommender dropped", project_id=project_id,
+        log.info(kv("project forgotten: recommender dropped", cause=cause, project_id=project_id,
                     changes=entry.count, stored=count))
         entry.forget(self.clock())
         for key in [k for k in self._authors if k[0] == project_id]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import pickle
 import weakref
 from datetime import timedelta
@@ -522,7 +523,7 @@ async def test_a_forgotten_project_without_history_is_dropped_with_the_labels_it
 
 
 async def test_a_project_without_history_whose_newest_label_learned_was_pruned_is_rebuilt_from_what_is_stored(
-        storage, clock):
+        storage, clock, caplog):
     """`reviewbot prune` deleted the rows of a merge request closed long ago, the newest the recommender had learned
     among them (another project's row is newer: prune keeps the table's newest). The engine cannot tell that from a
     forget; it builds the project again from the labels stored, as a restarted process would (no history: cheap)."""
@@ -537,5 +538,7 @@ async def test_a_project_without_history_whose_newest_label_learned_was_pruned_i
     clock.advance(400 * 86400)
     assert (await storage.retention.prune(timedelta(days=365)))["feedback"] == 4
     now[0] += engine.refresh_seconds
-    async with engine.use(PID, SETTINGS) as rec:
-        assert rec is not held and rec.feedback.labels == 0
+    with caplog.at_level(logging.INFO, logger="bot.engine"):
+        async with engine.use(PID, SETTINGS) as rec:
+            assert rec is not held and rec.feedback.labels == 0
+    assert "newest label it learned is gone (reviewbot forget, or prune's retention)" in caplog.text
