@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
@@ -111,21 +112,36 @@ VIEWER = _request_key("dashboard_viewer", Viewer)
 DASHBOARD_KEY = web.AppKey("dashboard", Dashboard)
 
 
-def cookie_value(token: bytes, issued: int) -> str:
-    """The sign-in cookie: its issue time (unix seconds) and an HMAC of it keyed by the token, so the cookie
-    jar never holds the token, a cookie is refused once `COOKIE_MAX_AGE` has passed whatever the browser
-    does, and changing the token signs everyone out."""
-    mac = hmac.new(token, b"reviewbot dashboard cookie v2 %d" % issued, hashlib.sha256).hexdigest()
-    return f"{issued}.{mac}"
+def cookie_value(token: bytes, issued: int, nonce: str = "") -> str:
+    """The sign-in cookie: its issue time (unix seconds), a random `nonce` and an HMAC of both keyed by the
+    token, so the cookie jar never holds the token, a cookie is refused once `COOKIE_MAX_AGE` has passed whatever
+    the browser does, and changing the token signs everyone out. The nonce tells apart two sign-ins of the same
+    second, which share the token: without it they had one cookie, and one person's sign-out ended the other's.
+    No nonce: the form before it (`issued.mac`), still taken so that an upgrade signs nobody out."""
+    if not nonce:
+        return f"{issued}.{_mac(token, b'v2 %d' % issued)}"
+    return f"{issued}.{nonce}.{_mac(token, b'v3 %d %s' % (issued, nonce.encode()))}"
+
+
+def _mac(token: bytes, what: bytes) -> str:
+    return hmac.new(token, b"reviewbot dashboard cookie " + what, hashlib.sha256).hexdigest()
+
+
+def new_nonce() -> str:
+    """16 URL-safe characters (96 random bits) for a new sign-in cookie."""
+    return secrets.token_urlsafe(12)
 
 
 def cookie_valid(value: str, token: bytes, now: float) -> bool:
     """Whether `value` is a sign-in cookie for `token`, issued at most `COOKIE_MAX_AGE` ago."""
-    issued, dot, _ = value.partition(".")
+    issued, dot, rest = value.partition(".")
     if not (dot and issued.isascii() and issued.isdecimal() and len(issued) <= 12) or \
             not 0 <= now - int(issued) <= COOKIE_MAX_AGE:  # (isdigit() takes "²", which int() refuses)
         return False
-    return hmac.compare_digest(_encoded(value), cookie_value(token, int(issued)).encode())
+    nonce = rest.rpartition(".")[0]
+    if nonce and not (len(nonce) == 16 and nonce.isascii() and nonce.replace("-", "").replace("_", "").isalnum()):
+        return False
+    return hmac.compare_digest(_encoded(value), cookie_value(token, int(issued), nonce).encode())
 
 
 def setup(app: web.Application, settings: Settings, storage: Storage,
@@ -273,7 +289,7 @@ def _signed_in(request: web.Request, dashboard: Dashboard, target: str) -> web.R
     secure = dashboard.settings.dashboard.https or request.secure or \
         request.headers.get("X-Forwarded-Proto", "").lower() == "https"  # a proxy ending TLS may not say so
     issued = int(dashboard.clock().timestamp())
-    response.set_cookie(COOKIE, cookie_value(dashboard.token, issued), max_age=COOKIE_MAX_AGE, path="/",
+    response.set_cookie(COOKIE, cookie_value(dashboard.token, issued, new_nonce()), max_age=COOKIE_MAX_AGE, path="/",
                         httponly=True, samesite="Lax", secure=secure)  # Lax: a `?token=` link followed
     # from chat or mail keeps the cookie through its redirect (Strict drops it there); posts are `same_origin`
     return response

@@ -253,6 +253,36 @@ async def test_a_cookie_copied_before_sign_out_is_refused_by_every_process(aioht
         await two.close()
 
 
+async def test_two_sign_ins_in_the_same_second_are_two_cookies_and_one_sign_out_ends_one(aiohttp_client, database_url,
+                                                                                         clock):
+    """The token's cookie held only its issue second and a MAC: two people signing in with the token within one
+    second got the same cookie, so one's sign-out ended the other's too. A random part tells them apart; a
+    cookie of the earlier form (`issued.mac`) is still good, so an upgrade signs nobody out."""
+    storage = Storage(database_url, clock=clock)
+    try:
+        one = await aiohttp_client(make_app(make_settings(), storage, Metrics()))
+        two = await aiohttp_client(make_app(make_settings(), storage, Metrics()))
+        for client in (one, two):
+            assert (await client.post("/signin", data={"token": TOKEN}, allow_redirects=False)).status == 303
+        cookies = [c.session.cookie_jar.filter_cookies(c.make_url("/"))[COOKIE].value for c in (one, two)]
+        assert cookies[0] != cookies[1] and cookies[0].split(".")[0] == cookies[1].split(".")[0]
+        assert (await one.post("/signout", allow_redirects=False)).status == 303
+        assert (await two.get("/", allow_redirects=False)).status == 200
+        one.session.cookie_jar.update_cookies({COOKIE: cookies[0]})
+        assert (await one.get("/", allow_redirects=False)).status == 401
+        earlier = cookie_value(TOKEN.encode(), int(clock.now.timestamp()))
+        assert earlier.count(".") == 1
+        one.session.cookie_jar.update_cookies({COOKIE: earlier})
+        assert (await one.get("/", allow_redirects=False)).status == 200
+        nonce = cookies[1].split(".")[1]
+        for forged in (cookies[1].replace(nonce, "A" * 16), cookies[1].replace(nonce, nonce + "x"),
+                       earlier.replace(".", f".{nonce}.")):
+            one.session.cookie_jar.update_cookies({COOKIE: forged})
+            assert (await one.get("/", allow_redirects=False)).status == 401, forged
+    finally:
+        await storage.close()
+
+
 async def test_ending_every_sign_in_refuses_the_cookies_issued_until_then(aiohttp_client, database_url, clock):
     """`reviewbot signout-all` (tests/test_cli_signout.py) ends every cookie issued until it ran, in every
     process, and nothing after."""
