@@ -24,8 +24,9 @@ rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_ow
   so a first `[CODEOWNERS]` is a section beside `codeowners`), `^[Name]` optional, `[Name][N]` N approvals,
   `[Name] @owner…` default owners for entries without owners. Entries before any header form the section
   `codeowners` (`DEFAULT_SECTION`). Sections are independent: a file gets at most one rule per section.
-* Within a section the last matching pattern wins; a repeated pattern replaces the earlier entry but keeps
-  its place (GitLab keeps entries in a hash keyed by pattern).
+* Within a section the last matching pattern wins; a pattern written again replaces the earlier entry and
+  takes the place of its new line (GitLab keeps entries in a hash keyed by pattern, and deletes the old key
+  before storing the new entry).
 * `!pattern` (exclusion) removes matching files from its section whatever the order, unless the same
   pattern is written again later (it replaces the exclusion, as any repeated pattern does); a bare `!`
   excludes every file of its section (GitLab reads the empty pattern as `/**/**/*`); an entry whose
@@ -398,11 +399,14 @@ class _Parser:
             self.error(number, "exclusion_owners_ignored", "owners after a `!pattern` are ignored", line)
         normalized = _normalize(pattern)
         # GitLab keeps a section's entries in a hash keyed by the normalised pattern, so writing a pattern
-        # again replaces its entry, an exclusion too: `!*.rb` then `*.rb @ruby` gives `a.rb` to @ruby. An
+        # again replaces its entry, an exclusion too: `!*.rb` then `*.rb @ruby` gives `a.rb` to @ruby. The key
+        # is deleted first, so the entry takes the new line's place: rules written later take precedence. An
         # exclusion still wins over every other pattern matching the file, whatever the order.
         rule = OwnerRule(self.header.name, pattern, owners, number, self.header.optional, self.header.approvals,
                          exclusion)
-        self.sections[self.header.name][normalized] = (rule, _compile(normalized))
+        entries = self.sections[self.header.name]
+        entries.pop(normalized, None)
+        entries[normalized] = (rule, _compile(normalized))
 
     def entry_owners(self, number: int, line: str, owner_text: str) -> tuple[Owner, ...]:
         owners, bad = _owners(owner_text)

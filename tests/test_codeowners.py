@@ -211,10 +211,17 @@ def test_last_matching_pattern_wins_within_section():
     assert owners(co, "tools/a.py") == {DEFAULT_SECTION: ["@py"]}
 
 
-def test_repeated_pattern_replaces_entry_but_keeps_its_place():
+def test_a_pattern_written_again_takes_the_place_of_its_last_line():
+    # "Rules defined later in the file take precedence" (GitLab's syntax page): GitLab kept a repeated pattern at
+    # its first place, so `src/` still beat the later `*.py` (gitlab-org/gitlab#585698), and now moves it to its
+    # last line (`parsed[section].delete(pattern)` before storing it again). The bot kept the first place.
     co = parse_codeowners("*.py @first\nsrc/ @src\n*.py @second\n")
-    assert owners(co, "src/a.py") == {DEFAULT_SECTION: ["@src"]}
+    assert owners(co, "src/a.py") == {DEFAULT_SECTION: ["@second"]}
+    assert owners(co, "src/a.md") == {DEFAULT_SECTION: ["@src"]}
     assert owners(co, "a.py") == {DEFAULT_SECTION: ["@second"]}
+    assert [(r.pattern, r.line) for r in co.rules] == [("src/", 2), ("*.py", 3)]
+    co = parse_codeowners("[Docs]\n/src/ @team-a\n/src/components/ @frontend\n[docs]\n/src/ @team-b\n")
+    assert owners(co, "src/components/Button.vue") == {"Docs": ["@team-b"]}
 
 
 def test_unanchored_pattern_with_slash_matches_anywhere():
