@@ -21,9 +21,11 @@ rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_ow
   never backtracks exponentially (any Developer can push a CODEOWNERS file to a branch an MR targets); a
   pattern longer than `MAX_PATTERN_LENGTH` characters is reported (`pattern_too_long`) and ignored.
 * Sections: `[Name]` (case-insensitive, repeated names merge; the first header of the file is never merged,
-  so a first `[CODEOWNERS]` is a section beside `codeowners`), `^[Name]` optional, `[Name][N]` N approvals,
-  `[Name] @owner…` default owners for entries without owners. Entries before any header form the section
-  `codeowners` (`DEFAULT_SECTION`). Sections are independent: a file gets at most one rule per section.
+  so a first `[CODEOWNERS]` is a section beside `codeowners`), `^[Name]` optional, `[Name][N]` N approvals
+  (`[ 2 ]` is 2, `[1 0]` is 1, as Ruby's `to_i` reads them), `[Name] @owner…` default owners for entries
+  without owners (also right after `]`, and up to the first character no owner holds: `@a+b` is `@a`). Any
+  line starting with `[` and holding a `]` is a header, `[ab].py @x` too. Entries before any header form the
+  section `codeowners` (`DEFAULT_SECTION`). Sections are independent: a file gets at most one rule per section.
 * Within a section the last matching pattern wins; a pattern written again replaces the earlier entry and
   takes the place of its new line (GitLab keeps entries in a hash keyed by pattern, and deletes the old key
   before storing the new entry).
@@ -74,10 +76,16 @@ ROLE_ACCESS_LEVELS = {"developer": 30, "maintainer": 40, "owner": 50}
 
 OwnerKind = Literal["name", "group", "role", "email"]
 
+# GitLab's `SectionParser`: a line starting with `[` (or `^[`) and holding a `]` is a header, whatever follows;
+# `[N]` may hold spaces (read as Ruby's `to_i` reads them), default owners may follow `]` without a space and end
+# at the first character no owner holds (`,`, `+`, `#`). `_STRICT_HEADER` is the form it does not flag.
 _HEADER = re.compile(
-    r"^(?P<optional>\^)?\[(?P<name>.*?)\](?:\[(?P<approvals>\d*?)\])?(?P<owners>\s+[@\w.\-/\s+]*)?", re.ASCII
+    r"^(?P<optional>\^)?\[(?P<name>.*?)\](?:\[(?P<approvals>[\s\d]*)\])?(?P<owners>\s*[@\w.\-/\s]*)?", re.ASCII
 )
-_BAD_HEADER = re.compile(r"^\^?\[[^\]]+?$")
+_STRICT_HEADER = re.compile(r"^\^?\[[^\]]+\](?:\[\d+\])?(?:\s+[@\w.\-/\s]+)?$", re.ASCII)
+_INTEGER = re.compile(r"^\s*\d+\s*$", re.ASCII)
+_LEADING_NUMBER = re.compile(r"\s*(\d+)", re.ASCII)
+_BAD_HEADER = re.compile(r"^\^?\[")  # no `]`: GitLab skips the line, flagged
 _UNESCAPED_SPACE = re.compile(r"(?<!\\)\s+", re.ASCII)
 # Ruby's `String#strip` (GitLab strips each line): ASCII whitespace and NUL only, so a no-break space stays
 _RUBY_STRIP = " \t\n\v\f\r\0"
@@ -364,22 +372,33 @@ class _Parser:
             self.add_entry(number, line)
 
     def start_section(self, number: int, line: str, m: re.Match[str]) -> None:
-        name, optional, approvals = m["name"], bool(m["optional"]), int(m["approvals"] or 0)
-        if not name.strip():
-            self.error(number, "missing_section_name", "section header has no name; write `[Name]`", line)
-        if optional and approvals > 0:
-            msg = "an optional section (`^[...]`) cannot require approvals; drop the `^` or the `[N]`"
-            self.error(number, "invalid_approval_requirement", msg, line)
-        owners, bad = _owners(m["owners"] or "")
-        if (m["owners"] or "").strip() and len(bad) == len(_WORD.findall(m["owners"])):
-            msg = "section default owners must be `@user`, `@group/subgroup`, `@@role` or email addresses"
-            self.error(number, "invalid_section_owner_format", msg, line)
+        name, optional, raw = m["name"], bool(m["optional"]), m["approvals"]
+        approvals = int(found[1]) if raw and (found := _LEADING_NUMBER.match(raw)) else 0
+        owners, _ = _owners(m["owners"] or "")
+        kept = len(self.errors)
+        self.check_header(number, line, m, approvals)
+        if len(self.errors) == kept and not _STRICT_HEADER.match(line):
+            msg = "section header GitLab reads but flags; write `[Name]`, `[Name][2]`, then owners after a space"
+            self.error(number, "invalid_section_format", msg, line)
         if next(reversed(self.sections)) != DEFAULT_SECTION:
             # GitLab merges a header into a known section whatever the case, but not the file's first header
             # (while the default section is the newest): `[CODEOWNERS]` first stands beside `codeowners`
             name = next((known for known in self.sections if known.casefold() == name.casefold()), name)
         self.sections.setdefault(name, {})
         self.header = _Header(name, optional, approvals, owners)
+
+    def check_header(self, number: int, line: str, m: re.Match[str], approvals: int) -> None:
+        """GitLab's checks of a header it reads: a name, a whole number of approvals (none when optional),
+        default owners that are each one owner."""
+        if not m["name"].strip():
+            self.error(number, "missing_section_name", "section header has no name; write `[Name]`", line)
+        raw = m["approvals"]
+        if raw is not None and not _INTEGER.match(raw) or m["optional"] and approvals > 0:
+            msg = "approvals must be a whole number in `[Name][2]`, and an optional section (`^[...]`) needs none"
+            self.error(number, "invalid_approval_requirement", msg, line)
+        if any(parse_owner(word) is None for word in _WORD.findall(m["owners"] or "")):
+            msg = "section default owners must be `@user`, `@group/subgroup`, `@@role` or email addresses"
+            self.error(number, "invalid_section_owner_format", msg, line)
 
     def add_entry(self, number: int, line: str) -> None:
         pattern, owner_text = (_UNESCAPED_SPACE.split(line, maxsplit=1) + [""])[:2]

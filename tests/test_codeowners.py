@@ -267,6 +267,20 @@ def test_optional_only_when_every_entry_is_optional():
         ("[Two Words]", "Two Words", False, 0, []),
         ("[Double::Colon]", "Double::Colon", False, 0, []),
         ("[Required with non-numbers][q]", "Required with non-numbers", False, 0, []),
+        # GitLab's header pattern now reads spaces in `[N]` (Ruby's `to_i`: up to the first non-digit) and default
+        # owners right after `]` (`\s*`), without `+` (rows of GitLab's SectionParser spec)
+        ("[Doc][ 1]", "Doc", False, 1, []),
+        ("[Doc][  1  ]", "Doc", False, 1, []),
+        ("[Doc][1 0]", "Doc", False, 1, []),
+        ("[Doc][]", "Doc", False, 0, []),
+        ("[Doc][1_0]", "Doc", False, 0, []),
+        ("[Doc][2]@owner", "Doc", False, 2, ["@owner"]),
+        ("^[Doc][2]@owner", "Doc", True, 2, ["@owner"]),
+        ("[Doc]@owner", "Doc", False, 0, ["@owner"]),
+        ("[Doc] @owner+malformed", "Doc", False, 0, ["@owner"]),
+        ("[Doc] jane+doc@example.com", "Doc", False, 0, []),
+        ("[Doc]] @owner", "Doc", False, 0, []),
+        ("[ab].py @a", "ab", False, 0, ["@a"]),  # a line starting with a bracket class is a header
     ],
 )
 def test_section_headers(line, name, optional, approvals, default_owners):
@@ -299,6 +313,13 @@ def test_section_must_start_the_line():
         ("*.md @a\n\n*.js", 3, "missing_entry_owner"),
         ("!", 1, "missing_pattern"),
         ("!*.lock @a", 1, "exclusion_owners_ignored"),
+        ("[Doc][]\n*.md @a", 1, "invalid_approval_requirement"),
+        ("[Doc][1 0]\n*.md @a", 1, "invalid_approval_requirement"),
+        ("[Doc] @owner oops\n*.md @a", 1, "invalid_section_owner_format"),
+        ("[Doc]]\n*.md @a", 1, "invalid_section_format"),
+        ("[Doc][ 1]\n*.md @a", 1, "invalid_section_format"),
+        ("[Doc][2]@owner\n*.md @a", 1, "invalid_section_format"),
+        ("[\n*.md @a", 1, "invalid_section_format"),
     ],
 )
 def test_errors_are_collected_with_line_numbers(text, line, kind):
