@@ -16,8 +16,9 @@ rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_ow
 * Matching is Ruby's `File.fnmatch` with `FNM_PATHNAME | FNM_DOTMATCH` on `/<path>` after GitLab's
   normalisation: `*` alone means every file; a pattern without a leading `/` gets `/**/` in front (so
   `ee/docs` matches at any depth); a trailing `/` means everything below that directory. `*` and `?` stop at
-  `/`, `**/` spans directories, `*` matches dot files. A pattern without a trailing slash and without a glob
-  names a *file*: `docs` does not match `docs/index.md` (write `docs/`). Like Ruby's matcher, the bot's
+  `/`, `**/` spans directories, `*` matches dot files; `[a-c]` and `[!a]` are read as Ruby reads them (an
+  unclosed `[` matches nothing, a trailing `\\` is dropped). A pattern without a trailing slash and without a
+  glob names a *file*: `docs` does not match `docs/index.md` (write `docs/`). Like Ruby's matcher, the bot's
   never backtracks exponentially (any Developer can push a CODEOWNERS file to a branch an MR targets); a
   pattern longer than `MAX_PATTERN_LENGTH` characters is reported (`pattern_too_long`) and ignored.
 * Sections: `[Name]` (case-insensitive, repeated names merge; the first header of the file is never merged,
@@ -542,9 +543,8 @@ def _tokens(pattern: str) -> list[str]:
             cls, i = _bracket(pattern, i)
             out.append(cls)
             continue
-        else:
-            if char == "\\" and i + 1 < len(pattern):
-                i += 1
+        elif char != "\\" or i + 1 < len(pattern):  # a trailing `\\` escapes the end: Ruby drops it
+            i += int(char == "\\")
             out.append(_SLASH if pattern[i] == "/" else re.escape(pattern[i]))
         i += 1
     return out
@@ -581,36 +581,43 @@ def _segment(pieces: list[str]) -> str:
 
 
 def _bracket(pattern: str, start: int) -> tuple[str, int]:
-    """Translate `[...]` at `start` (with `!`/`^` negation, ranges, `\\` escapes); returns (regex, next index).
+    """Translate `[...]` at `start` as Ruby's `bracket()` reads it; returns (regex, next index).
 
-    An unclosed `[` is a literal. A class never matches `/` (FNM_PATHNAME).
+    `!`/`^` negates; `\\` escapes the next character, and an escaped `-` is no range; a range written backwards
+    (`[b-a]`) matches its two ends only; `[]` matches nothing and `[!]` any character. An unclosed `[` makes the
+    pattern match nothing (Ruby fails there). A class never matches `/` (FNM_PATHNAME).
     """
+    end = len(pattern)
     i = start + 1
-    negate = i < len(pattern) and pattern[i] in "!^"
+    negate = i < end and pattern[i] in "!^"
     i += int(negate)
-    chars: list[str] = []
-    while i < len(pattern) and pattern[i] != "]":
-        if pattern[i] == "\\" and i + 1 < len(pattern):
-            i += 1
-        chars.append(pattern[i])
-        i += 1
-    if i >= len(pattern):
-        return re.escape("["), start + 1
-    body = _class_body(chars)
-    regex = f"[^/{body}]" if negate else (f"(?!/)[{body}]" if body else "(?!)")
+    parts: list[str] = []
+    while i < end and pattern[i] != "]":
+        low = i + 1 if pattern[i] == "\\" else i
+        i = low + 1
+        if i >= end:
+            return _NOTHING, end
+        if pattern[i] == "-" and pattern[i + 1: i + 2] != "]":
+            high = i + 2 if pattern[i + 1: i + 2] == "\\" else i + 1
+            if high >= end:
+                return _NOTHING, end
+            parts.append(_char_range(pattern[low], pattern[high]))
+            i = high + 1
+        else:
+            parts.append(re.escape(pattern[low]))
+    if i >= end:
+        return _NOTHING, end
+    body = "".join(parts)
+    regex = f"[^/{body}]" if negate else (f"(?!/)[{body}]" if body else _NOTHING)
     return regex, i + 1
 
 
-def _class_body(chars: list[str]) -> str:
-    parts: list[str] = []
-    j = 0
-    while j < len(chars):
-        if j + 2 < len(chars) and chars[j + 1] == "-":
-            low, high = chars[j], chars[j + 2]
-            if low <= high:
-                parts.append(f"{re.escape(low)}-{re.escape(high)}")
-            j += 3
-        else:
-            parts.append(re.escape(chars[j]))
-            j += 1
-    return "".join(parts)
+_NOTHING = "(?!)"
+
+
+def _char_range(low: str, high: str) -> str:
+    """`a-c` as a class range; Ruby matches a backwards range's two ends (it compares them first) and nothing
+    between."""
+    if low <= high:
+        return f"{re.escape(low)}-{re.escape(high)}"
+    return re.escape(low) + re.escape(high)

@@ -41,6 +41,8 @@ def regex_compile(pattern: str) -> re.Pattern[str]:
         elif char == "\\" and i + 1 < len(pattern):
             i += 1
             out.append(re.escape(pattern[i]))
+        elif char == "\\":
+            pass  # a trailing backslash escapes the end of the pattern: Ruby drops it
         else:
             out.append(re.escape(char))
         i += 1

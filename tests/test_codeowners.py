@@ -141,7 +141,22 @@ def test_each_matched_entry_is_an_approval_rule_with_its_own_headers_count():
         ("/**/a[/]b", "/a/b", False),
         ("/**/\\*.py", "/*.py", True),
         ("/**/\\*.py", "/a.py", False),
-        ("/**/[abc", "/[abc", True),
+        # Ruby's `bracket()`: an unclosed `[` fails the match, an escaped `-` is no range, a backwards range
+        # matches its two ends; a trailing `\\` escapes the end of the pattern and is dropped
+        ("/**/[abc", "/[abc", False),
+        ("/**/x[", "/x[", False),
+        ("/**/[a\\-c]x", "/-x", True),
+        ("/**/[a\\-c]x", "/bx", False),
+        ("/**/[\\a-c]x", "/bx", True),
+        ("/**/[a-\\]]x", "/]x", True),
+        ("/[b-a]", "/a", True),
+        ("/[b-a]", "/b", True),
+        ("/[z-a]", "/m", False),
+        ("/[!b-a]", "/a", False),
+        ("/[!b-a]", "/m", True),
+        ("/**/docs\\", "/docs", True),
+        ("/**/docs\\", "/docs\\", False),
+        ("/**/a*\\", "/abc", True),
         ("/**/*.RB", "/a.rb", False),
         ("/a**b", "/a/x/b", False),
     ],
@@ -193,6 +208,14 @@ def test_matcher_agrees_with_the_plain_regex_translation(prefix, glob, root, pat
     the old one is quick)."""
     pattern, path = prefix + glob, root + path
     assert fnmatch_pathname(pattern, path) is regex_fnmatch_pathname(pattern, path)
+
+
+def test_a_pattern_ending_in_a_backslash_names_the_file_without_it():
+    # `docs\\` is what is left of `docs\\ ` once GitLab strips the line: Ruby's matcher drops the lone `\\`;
+    # an unclosed `[` matches nothing
+    co = parse_codeowners("* @all\n[Docs] @docs\ndocs\\\nlib[ @lib\n")
+    assert owners(co, "docs") == {DEFAULT_SECTION: ["@all"], "Docs": ["@docs"]}
+    assert owners(co, "lib[") == {DEFAULT_SECTION: ["@all"]}
 
 
 def test_overlong_pattern_is_reported_and_ignored():
