@@ -233,15 +233,16 @@ async def load_codeowners(client: GitLabClient, project_id: int, ref: str | None
     """
     for path in CODEOWNERS_PATHS:
         try:
-            text = await client.file_raw(project_id, path, ref or None)
+            data = await client.file_bytes(project_id, path, ref or None)
         except GitLabError as exc:
             if exc.status is None or exc.no_scope or not (exc.status in _FILE_ONLY or exc.status >= 500):
                 raise
             log.warning(kv("CODEOWNERS not readable this time: suggesting without it", project_id=project_id,
                            path=path, ref=ref, status=exc.status, error=str(exc)))
             raise CodeOwnersUnreadable(project_id, path, exc.status) from exc
-        if text is not None:
-            parsed = await asyncio.to_thread(parse_codeowners, text)  # a 20k-line file takes a second
+        if data is not None:
+            # read as GitLab reads it (its first 10 MiB, none of a binary file); a 20k-line file takes a second
+            parsed = await asyncio.to_thread(parse_codeowners, data)
             for error in parsed.errors[:5]:
                 log.info(kv("CODEOWNERS problem", project_id=project_id, path=path, error=str(error)))
             return parsed

@@ -65,13 +65,17 @@ __all__ = [
     "CodeOwners",
     "parse_codeowners",
     "parse_owner",
+    "read_blob",
     "fnmatch_pathname",
+    "MAX_FILE_BYTES",
 ]
 
 DEFAULT_SECTION = "codeowners"
 # Longer patterns are reported and ignored: no path a checkout can hold is that long (Linux's PATH_MAX is
 # 4096 bytes), and matching costs grow with the pattern's length. GitLab itself sets no such limit.
 MAX_PATTERN_LENGTH = 4096
+MAX_FILE_BYTES = 10 * 2**20  # GitLab reads this much of the file (`Gitlab::Git::Blob::MAX_DATA_DISPLAY_SIZE`)
+BINARY_CHECK_BYTES = 8000  # a NUL byte among the first this many makes the file binary to GitLab: no owners
 MATCHES_KEPT = 8  # sets of changed paths whose rules a parsed file keeps (`CodeOwners.rules_for_files`)
 ROLE_ACCESS_LEVELS = {"developer": 30, "maintainer": 40, "owner": 50}
 
@@ -445,16 +449,32 @@ class _Parser:
 def parse_codeowners(text: str | bytes) -> CodeOwners:
     """Parse a CODEOWNERS file; problems end up in `.errors` with their line numbers, never raised.
 
+    Bytes are read as GitLab reads the file's blob (`read_blob`).
+
     >>> parse_codeowners("[Docs\\n*.md @docs").errors[0].line
     1
     """
     if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
+        text = read_blob(text)
     parser = _Parser()
     # Ruby's `lines` breaks at `\n` only: a lone `\r`, a form feed or U+2028 does not start a line there
     for number, raw in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
         parser.feed(number, raw.strip(_RUBY_STRIP))
     return CodeOwners(parser.sections, parser.errors)
+
+
+def read_blob(data: bytes) -> str:
+    """A file's bytes as GitLab's CODEOWNERS loader reads them: only the first `MAX_FILE_BYTES` (`blobs_at`
+    loads no more), nothing at all from a binary file (a NUL byte in the first 8,000, libgit2's test: a file
+    saved as UTF-16, say), UTF-8 with bytes that are not replaced.
+
+    >>> read_blob(b"* @a\\n"), read_blob("* @a\\n".encode("utf-16"))
+    ('* @a\\n', '')
+    """
+    data = data[:MAX_FILE_BYTES]
+    if b"\0" in data[:BINARY_CHECK_BYTES]:
+        return ""
+    return data.decode("utf-8", errors="replace")
 
 
 def _normalize(pattern: str) -> str:

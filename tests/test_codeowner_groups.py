@@ -502,6 +502,23 @@ async def test_an_unreadable_codeowners_file_leaves_owners_out_this_time(org, gi
     assert owner_notes(again) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
 
 
+async def test_a_codeowners_file_that_is_not_utf8_is_read_as_gitlab_reads_it(org, gitlab_client, store):
+    """GitLab serves a text file that is not UTF-8 (saved as Latin-1, say) as `text/plain; charset=utf-8` all the
+    same: the bot failed on it (UnicodeDecodeError, the event retried until dead-lettered, no suggestion ever)."""
+    codeowners_file(org, "# Dokumentation: Jürgen\n[Docs][1]\ndocs/ @dee\n".encode("latin-1"))
+    result = await suggest(org, gitlab_client, store, "docs/a.md")
+    assert owner_notes(result) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
+
+
+async def test_a_codeowners_file_gitlab_takes_for_binary_names_no_owners(org, gitlab_client, store):
+    """A NUL byte in the first 8,000 bytes (a file saved as UTF-16, say) makes GitLab read the file as empty; it
+    is still the file found first, so `.gitlab/CODEOWNERS` is not read instead."""
+    codeowners_file(org, "[Docs][1]\ndocs/ @cy\n".encode("utf-16"), "CODEOWNERS")
+    result = await suggest(org, gitlab_client, store, "docs/a.md")
+    assert owner_notes(result) == []  # `.gitlab/CODEOWNERS` would have `[Docs]` ask @dee
+    assert not any("code owner" in reason for s in result.suggestions for reason in s.reasons)
+
+
 async def test_a_gitlab_outage_still_fails_the_suggestion_to_be_retried(org, gitlab_client, store):
     pid = org.tiny.project.id
     sim_mr = org.state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "docs/a.md"])

@@ -474,6 +474,17 @@ def test_comments_blank_lines_bom_and_bytes():
     assert parse_codeowners("*.py @py")
 
 
+def test_bytes_are_read_as_gitlab_reads_the_blob():
+    # GitLab loads at most the first 10 MiB of the file (`blobs_at`), and reads a binary file (a NUL byte in the
+    # first 8,000 bytes: a file saved as UTF-16, say) as empty; the bot read all of both
+    padding = b"# " + b"x" * (10 * 2**20) + b"\n"
+    assert owners(parse_codeowners(b"* @early\n" + padding + b"*.md @late\n"), "a.md") == {DEFAULT_SECTION: ["@early"]}
+    assert not parse_codeowners("* @a\n".encode("utf-16"))
+    assert not parse_codeowners(b"* @a\n# \0\n")
+    assert owners(parse_codeowners(b"* @a\n#" + b" " * 8000 + b"\0\n"), "x") == {DEFAULT_SECTION: ["@a"]}
+    assert owners(parse_codeowners("* @a # J\u00fcrgen\n".encode("latin-1")), "x") == {DEFAULT_SECTION: ["@a"]}
+
+
 def test_whitespace_and_line_breaks_are_rubys():
     # GitLab splits the file with `lines` (at `\n` only) and each line with `\s` (ASCII whitespace only)
     co = parse_codeowners("*.rb\u00a0@a\n")

@@ -156,6 +156,14 @@ async def test_file_raw_returns_text_or_none(simulator: Sim, gitlab_client: GitL
     assert await gitlab_client.file_raw("acme/app", ".gitlab/CODEOWNERS", "main") == "/src/ @ann\n"
     assert await gitlab_client.file_raw("acme/app", "CODEOWNERS", "main") is None
     assert await gitlab_client.file_raw(project.id, ".gitlab/CODEOWNERS") == "/src/ @ann\n"
+    # GitLab serves a Latin-1 file as `text/plain; charset=utf-8` all the same: gidgetlab's decoding raised
+    latin1 = "# J\u00fcrgen\n/src/ @ann\n".encode("latin-1")
+    state.add_file(project, "docs/CODEOWNERS", latin1)
+    assert await gitlab_client.file_bytes(project.id, "docs/CODEOWNERS") == latin1
+    assert await gitlab_client.file_raw(project.id, "docs/CODEOWNERS") == "# J\ufffdrgen\n/src/ @ann\n"
+    state.add_file(project, "empty", "")
+    assert await gitlab_client.file_bytes(project.id, "empty") == b""
+    assert await gitlab_client.file_raw(project.id, "empty") == ""
 
 
 async def test_get_member_is_none_for_outsiders(simulator: Sim, gitlab_client: GitLabClient) -> None:

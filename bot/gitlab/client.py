@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
 import gidgetlab.aiohttp
+from multidict import CIMultiDict
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential, wait_random
@@ -97,11 +98,22 @@ class _API(gidgetlab.aiohttp.GitLabAPI):
             data = await response.read()
             if response.status >= 300:  # a redirect is not followed (`errors.redirected`)
                 raise _HTTPStatus(response.status, response.headers, data)
-            return response.status, response.headers, data
+            return response.status, _bytes_of_raw_files(url, response.headers), data
 
     async def get_page(self, url: str, params: dict[str, Any]) -> tuple[Any, str | None]:
         """One page and whether a next one exists; `getiter` would restart from page 1 after any error."""
         return await self._make_request("GET", url, params, b"")
+
+
+def _bytes_of_raw_files(url: str, headers: Mapping[str, str]) -> Mapping[str, str]:
+    """The headers gidgetlab decodes a body by, a raw file's marked as bytes: GitLab serves any file it takes for
+    text as `text/plain; charset=utf-8`, one saved as Latin-1 or UTF-16 too, and gidgetlab's strict decoding
+    then raised UnicodeDecodeError, which failed the event until it was dead-lettered. The caller decodes."""
+    if not urlsplit(url).path.endswith("/raw"):
+        return headers
+    marked = CIMultiDict(headers)
+    marked["Content-Type"] = "application/octet-stream"
+    return marked
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -585,13 +597,19 @@ class GitLabClient:
 
     # --- files and hooks ------------------------------------------------------------------------------------
     async def file_raw(self, pid: ProjectId, path: str, ref: str | None = None) -> str | None:
-        """A file's text on `ref` (default branch when None), or None when it does not exist."""
+        """A file's text on `ref` (default branch when None), or None when it does not exist; bytes that are
+        not UTF-8 are replaced."""
+        data = await self.file_bytes(pid, path, ref)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    async def file_bytes(self, pid: ProjectId, path: str, ref: str | None = None) -> bytes | None:
+        """A file's bytes on `ref` (default branch when None), or None when it does not exist."""
         params = {"ref": ref} if ref else {}
-        text = await self._get_found(f"{self._p(pid)}/repository/files/{quote(path, safe='')}/raw", params,
+        data = await self._get_found(f"{self._p(pid)}/repository/files/{quote(path, safe='')}/raw", params,
                                      missing=_NOT_FOUND)
-        if text is _NOT_FOUND:
-            return None  # an empty file decodes to None too: that one is ""
-        return text.decode("utf-8", "replace") if isinstance(text, bytes) else text or ""
+        if data is _NOT_FOUND:
+            return None
+        return data or b""  # gidgetlab reads an empty body as None
 
     async def list_protected_branches(self, pid: ProjectId) -> list[ProtectedBranch]:
         """The project's branch protections as defined, all pages, with those it inherits from its group

@@ -277,7 +277,7 @@ class SimProject:
     members: dict[int, int] = field(default_factory=dict)
     awaiting: set[int] = field(default_factory=set)  # direct members waiting for a seat
     shared_groups: dict[int, int] = field(default_factory=dict)
-    files: dict[tuple[str, str], str] = field(default_factory=dict)
+    files: dict[tuple[str, str], str | bytes] = field(default_factory=dict)  # bytes: stored as they are
     protected_branches: list[SimProtectedBranch] = field(default_factory=list)
     approval_rules: list[SimApprovalRule] = field(default_factory=list)  # copied onto every merge request
     merge_requests_author_approval: bool = False  # "Prevent approval by author" off (GitLab's default: on)

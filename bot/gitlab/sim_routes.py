@@ -493,23 +493,34 @@ async def create_award(request: web.Request) -> web.Response:
 
 
 # --- repository files -----------------------------------------------------------------------------------------
-def _file(request: web.Request) -> tuple[str, str]:
+def _file(request: web.Request) -> tuple[str, bytes]:
     project = _project(request)
     ref = request.query.get("ref") or project.default_branch
     path = request.match_info["path"]
     if (ref, path) not in project.files:
         raise ApiError(404, message="404 File Not Found")
-    return path, project.files[(ref, path)]
+    content = project.files[(ref, path)]
+    return path, content.encode() if isinstance(content, str) else content
+
+
+# Go's `http.DetectContentType` (which Workhorse asks for a raw file's type) takes a file for binary when one of
+# its first 512 bytes is one of these, unless a byte order mark starts it
+_BINARY_BYTES = frozenset(range(0x09)) | {0x0B} | frozenset(range(0x0E, 0x1B)) | frozenset(range(0x1C, 0x20))
+_BOMS = (b"\xfe\xff", b"\xff\xfe", b"\xef\xbb\xbf")
 
 
 async def get_file_raw(request: web.Request) -> web.Response:
+    """The file's bytes as Workhorse serves them: `text/plain; charset=utf-8` for whatever Go takes for text
+    (Latin-1 and UTF-16 files too), `application/octet-stream` for the rest."""
     _, content = _file(request)
-    return web.Response(text=content, content_type="text/plain")
+    binary = not content.startswith(_BOMS) and not _BINARY_BYTES.isdisjoint(content[:512])
+    if binary:
+        return web.Response(body=content, content_type="application/octet-stream")
+    return web.Response(body=content, content_type="text/plain", charset="utf-8")
 
 
 async def get_file(request: web.Request) -> web.Response:
-    path, content = _file(request)
-    raw = content.encode()
+    path, raw = _file(request)
     return json_response({
         "file_name": path.rsplit("/", 1)[-1], "file_path": path, "size": len(raw), "encoding": "base64",
         "content": base64.b64encode(raw).decode(), "ref": request.query.get("ref", ""),

@@ -246,8 +246,9 @@ class SimState(MRActions, GroupActions, ApprovalActions, OAuthActions):
         every write to its merge requests, notes and awards is refused with 403, as GitLab does."""
         self.project(project).archived = archived
 
-    def add_file(self, project: ProjectRef, path: str, content: str, ref: str | None = None) -> None:
-        """Store a file (e.g. `.gitlab/CODEOWNERS`) on `ref` (default: the project's default branch)."""
+    def add_file(self, project: ProjectRef, path: str, content: str | bytes, ref: str | None = None) -> None:
+        """Store a file (e.g. `.gitlab/CODEOWNERS`) on `ref` (default: the project's default branch); text is
+        stored as UTF-8, bytes as they are (a file saved as Latin-1 or UTF-16)."""
         target = self.project(project)
         target.files[(ref or target.default_branch, path.lstrip("/"))] = content
 
