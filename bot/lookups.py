@@ -130,9 +130,13 @@ class Lookups:
         """Ask for the project's members again next time (one of them renamed themselves)."""
         self.recent.forget(("members", project_id))
 
-    async def codeowners(self, project_id: int, ref: str | None) -> CodeOwners | None:
-        """The parsed CODEOWNERS of `ref`, or None; raises `CodeOwnersUnreadable`, which is not kept: the next
-        suggestion asks again."""
+    async def codeowners(self, project_id: int, branch: str | None) -> CodeOwners | None:
+        """The parsed CODEOWNERS of `branch` (the default branch when None), or None; raises
+        `CodeOwnersUnreadable`, which is not kept: the next suggestion asks again.
+
+        The branch is read by its full name, `refs/heads/<branch>`, as GitLab reads it (`target_branch_ref`):
+        for a bare name git takes a tag of that name first."""
+        ref = f"refs/heads/{branch}" if branch else None
         return await self.recent.get(("codeowners", project_id, ref),
                                      lambda: load_codeowners(self.client, project_id, ref))
 

@@ -226,11 +226,11 @@ def _under_names_now(facts: MRFacts, excluded: Mapping[str, str]) -> dict[str, s
     return out
 
 
-async def _read_codeowners(look: Lookups, project_id: int, ref: str) -> tuple[CodeOwners | None, bool]:
-    """CODEOWNERS of `ref` and whether it could not be read. Read beside the MR's diffs and members: when all
+async def _read_codeowners(look: Lookups, project_id: int, branch: str) -> tuple[CodeOwners | None, bool]:
+    """CODEOWNERS of `branch` and whether it could not be read. Read beside the MR's diffs and members: when all
     of GitLab fails, so do they and the event is retried; an error of this file alone costs only its owners."""
     try:
-        return await look.codeowners(project_id, ref), False
+        return await look.codeowners(project_id, branch), False
     except CodeOwnersUnreadable:
         return None, True
 

@@ -402,6 +402,14 @@ async def test_the_root_codeowners_file_wins_over_docs_and_dot_gitlab(org, gitla
     assert added_owner(again, "Docs") == "jo"
 
 
+async def test_codeowners_is_read_from_the_target_branch_not_a_tag_of_its_name(org, gitlab_client, store):
+    """GitLab reads the file at `refs/heads/<target branch>` (`target_branch_ref`): for a bare name git takes a tag
+    of that name first, so a tag `main` stood in for the branch."""
+    org.state.add_file(org.tiny.project, ".gitlab/CODEOWNERS", "[Docs][1]\ndocs/ @cy\n", ref="refs/tags/main")
+    result = await suggest(org, gitlab_client, store, "docs/a.md")
+    assert added_owner(result, "Docs") == "dee"
+
+
 def added_owner_in(result, person: str) -> bool:
     return any(f"added code owner @{person}" in n for n in result.notes)
 

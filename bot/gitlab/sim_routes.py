@@ -495,12 +495,21 @@ async def create_award(request: web.Request) -> web.Response:
 # --- repository files -----------------------------------------------------------------------------------------
 def _file(request: web.Request) -> tuple[str, bytes]:
     project = _project(request)
-    ref = request.query.get("ref") or project.default_branch
+    ref = _resolved(project, request.query.get("ref") or project.default_branch)
     path = request.match_info["path"]
     if (ref, path) not in project.files:
         raise ApiError(404, message="404 File Not Found")
     content = project.files[(ref, path)]
     return path, content.encode() if isinstance(content, str) else content
+
+
+def _resolved(project: SimProject, ref: str) -> str:
+    """The key files are stored under for `ref`, resolved as git resolves a name: `refs/heads/x` is branch `x`;
+    a bare name is the tag of that name if there is one (files stored on `refs/tags/x`), else the branch."""
+    if ref.startswith("refs/heads/"):
+        return ref.removeprefix("refs/heads/")
+    tag = f"refs/tags/{ref}"
+    return tag if any(stored == tag for stored, _ in project.files) else ref
 
 
 # Go's `http.DetectContentType` (which Workhorse asks for a raw file's type) takes a file for binary when one of

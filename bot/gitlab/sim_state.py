@@ -247,8 +247,8 @@ class SimState(MRActions, GroupActions, ApprovalActions, OAuthActions):
         self.project(project).archived = archived
 
     def add_file(self, project: ProjectRef, path: str, content: str | bytes, ref: str | None = None) -> None:
-        """Store a file (e.g. `.gitlab/CODEOWNERS`) on `ref` (default: the project's default branch); text is
-        stored as UTF-8, bytes as they are (a file saved as Latin-1 or UTF-16)."""
+        """Store a file (e.g. `.gitlab/CODEOWNERS`) on `ref`: a branch name (default: the project's default branch)
+        or `refs/tags/<name>` for a tag. Text is stored as UTF-8, bytes as they are (a Latin-1 or UTF-16 file)."""
         target = self.project(project)
         target.files[(ref or target.default_branch, path.lstrip("/"))] = content
 
