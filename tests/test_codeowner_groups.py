@@ -555,6 +555,26 @@ async def test_the_comment_is_posted_when_codeowners_cannot_be_read(simulator, g
         await storage.close()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_latin_1_codeowners_file_gets_its_comment_through_the_webhook(simulator, gitlab_client, database_url):
+    """The webhook path of `test_a_codeowners_file_that_is_not_utf8_is_read_as_gitlab_reads_it`: the event used
+    to fail on the file at every try and end dead, and the merge request got no comment."""
+    state, url = simulator
+    org = build_org(state)
+    codeowners_file(org, "# J\u00fcrgen\n[Docs][1]\ndocs/ @dee\n".encode("latin-1"))
+    storage = Storage(database_url)
+    try:
+        await backfill_project(gitlab_client, storage, org.tiny.project.id)
+        async with running_bot(bot_settings(state, url, database_url), storage) as bot:
+            state.add_hook(org.tiny.project, bot.url, token=SECRET)
+            mr = state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "docs/a.md"])
+            depth = await settle(state, storage)
+        [comment] = marker_notes(state, mr)
+        assert "needs 1 approval: added code owner `@dee`" in comment.body and depth.get("dead", 0) == 0
+    finally:
+        await storage.close()
+
+
 async def test_an_e_mail_nobody_shows_is_not_taken_for_an_owner_gitlab_approves_for(org, gitlab_client, store):
     """GitLab matches any confirmed address, private ones too, which the API shows only to an admin: an address
     the bot finds on nobody may well be a member's, so it claims no automatic approval for its entry."""
