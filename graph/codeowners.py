@@ -4,7 +4,8 @@ The bot reads CODEOWNERS on any tier (GitLab enforces it only on Premium) to exp
 request will need and to favour owners. Fidelity to GitLab matters more than to gitignore or GitHub, so the
 rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_owners/file.rb`):
 
-* Blank lines and lines starting with `#` are skipped; inline comments are not supported (words after the
+* A byte order mark stays part of the first line, as in GitLab (so that line is no comment nor header), and
+  is reported (`byte_order_mark`). Blank lines and lines starting with `#` are skipped; inline comments are not supported (words after the
   owners are read as owners, and reported when they are not owners).
 * `pattern owner…`: the pattern ends at the first whitespace not escaped with `\\`; `\\#` starts a pattern
   with `#`; `\\ ` is a space. Whitespace is Ruby's: ASCII only (`*.rb\\u00a0@a` is one pattern), and only
@@ -457,8 +458,12 @@ def parse_codeowners(text: str | bytes) -> CodeOwners:
     if isinstance(text, bytes):
         text = read_blob(text)
     parser = _Parser()
+    if text.startswith("\ufeff"):
+        # GitLab keeps the mark: its first line is then no comment, no header, and no pattern of a real file
+        msg = "the file starts with a byte order mark, which GitLab reads as part of line 1; save it without one"
+        parser.error(1, "byte_order_mark", msg, text.split("\n", 1)[0][:200])
     # Ruby's `lines` breaks at `\n` only: a lone `\r`, a form feed or U+2028 does not start a line there
-    for number, raw in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
         parser.feed(number, raw.strip(_RUBY_STRIP))
     return CodeOwners(parser.sections, parser.errors)
 

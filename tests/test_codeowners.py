@@ -466,12 +466,25 @@ def test_role_access_levels():
     assert [o.access_level for o in rule.owners] == [40, 30]
 
 
-def test_comments_blank_lines_bom_and_bytes():
-    co = parse_codeowners(b"\xef\xbb\xbf# comment\n\n   \n*.py @py\r\n")
+def test_comments_blank_lines_and_bytes():
+    co = parse_codeowners(b"# comment\n\n   \n*.py @py\r\n")
     assert co.errors == ()
     assert owners(co, "a.py") == {DEFAULT_SECTION: ["@py"]}
     assert not parse_codeowners("# only a comment\n")
     assert parse_codeowners("*.py @py")
+
+
+def test_a_byte_order_mark_stays_part_of_the_first_line_as_in_gitlab():
+    # GitLab hands valid UTF-8 on as it is (`EncodingHelper#encode!`; its `strip_bom` is not called here), and
+    # neither Ruby's `strip` nor Rails' `blank?` takes U+FEFF for a space: the first line is no comment, no
+    # header and no pattern matching a real file. The bot dropped the mark, and so read owners GitLab does not.
+    co = parse_codeowners(b"\xef\xbb\xbf* @all\n*.py @py\n")
+    assert owners(co, "a.md") == {} and owners(co, "a.py") == {DEFAULT_SECTION: ["@py"]}
+    assert (co.errors[0].line, co.errors[0].kind) == (1, "byte_order_mark")
+    co = parse_codeowners(b"\xef\xbb\xbf[Docs][2]\ndocs/ @docs\n")
+    assert co.sections == [DEFAULT_SECTION] and owners(co, "docs/a.md") == {DEFAULT_SECTION: ["@docs"]}
+    co = parse_codeowners(b"\xef\xbb\xbf# a comment naming @nobody\n* @all\n")
+    assert owners(co, "a.md") == {DEFAULT_SECTION: ["@all"]}
 
 
 def test_bytes_are_read_as_gitlab_reads_the_blob():
