@@ -5,8 +5,8 @@ request will need and to favour owners. Fidelity to GitLab matters more than to 
 rules below follow GitLab's documentation and its parser (`ee/lib/gitlab/code_owners/file.rb`):
 
 * A byte order mark stays part of the first line, as in GitLab (so that line is no comment nor header), and
-  is reported (`byte_order_mark`). Blank lines and lines starting with `#` are skipped; inline comments are not supported (words after the
-  owners are read as owners, and reported when they are not owners).
+  is reported (`byte_order_mark`). Blank lines and lines starting with `#` are skipped; inline comments are
+  not supported (words after the owners are read as owners, and reported when they are not owners).
 * `pattern owner…`: the pattern ends at the first whitespace not escaped with `\\`; `\\#` starts a pattern
   with `#`; `\\ ` is a space. Whitespace is Ruby's: ASCII only (`*.rb\\u00a0@a` is one pattern), and only
   `\\n` ends a line.
