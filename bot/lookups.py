@@ -93,6 +93,13 @@ class Recent:
                 self._items.clear()
         self._items[key] = (now + ttl, value)
 
+    def replace(self, key: Hashable, value: Any) -> None:
+        """Change `key`'s answer while it is kept, until the time it was kept for: one the bot itself just made
+        out of date (nothing when it is not kept: the next `get` asks)."""
+        hit = self._items.get(key)
+        if hit is not None and hit[0] > self.clock():
+            self._items[key] = (hit[0], value)
+
     def forget(self, key: Hashable) -> None:
         """Drop `key`'s answer: the next `get` asks again (one that turned out to be out of date)."""
         self._items.pop(key, None)
@@ -224,6 +231,16 @@ class Lookups:
             return [(mr.iid, [u.id for u in mr.reviewers])
                     for mr in await self.client.list_mrs(project_id, state="opened")]
         return await self.recent.get(("open", project_id), fetch, ttl=min(self.LOADS_TTL, self.recent.ttl))
+
+    def reviewers_set(self, project_id: int, iid: int, reviewer_ids: list[int]) -> None:
+        """The bot set MR `iid`'s reviewers to `reviewer_ids` (as GitLab kept them): the open reviews kept are
+        changed to say so. Why: a burst of merge requests (opened together, one push to several) is ranked on
+        one listing, which did not count the review the bot had just requested on the one before: it asked the
+        same person on each, past `max_open_reviews`."""
+        listed = self.recent.peek(("open", project_id))
+        if listed is not None:
+            others = [(i, ids) for i, ids in listed if i != iid]
+            self.recent.replace(("open", project_id), [*others, (iid, list(reviewer_ids))])
 
 
 async def load_codeowners(client: GitLabClient, project_id: int, ref: str | None) -> CodeOwners | None:

@@ -1207,3 +1207,17 @@ async def test_hooks_without_reviewers_are_handled_and_said_once(handler_env, ca
     assert merged.reviewers == ("bob",)
     told = [r.getMessage() for r in caplog.records if "carry no reviewers" in r.getMessage()]
     assert len(told) == 1 and "before 15.3" in told[0]
+
+
+async def test_a_review_the_bot_requests_counts_at_once_in_the_next_merge_requests_loads(handler_env):
+    """Two merge requests opened together (a burst of webhooks): the open reviews were read once and kept ten
+    seconds, so the review the bot had just requested on the first was not counted on the second, and the bot
+    asked bob twice, past `max_open_reviews`, the column still saying he had none open."""
+    env = await handler_env(assign="top1", max_open_reviews=1)
+    first = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    second = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/m2.py"])
+    await env.run()
+    assert first.reviewer_ids == [env.tiny.bob.id] and second.reviewer_ids == [env.tiny.cy.id]
+    body = marker_notes(env.state, second)[0].body
+    assert "Review requested from `@cy`." in body and "`@bob`: already has 1 open review (the limit is 1)" in body
+

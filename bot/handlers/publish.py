@@ -22,6 +22,7 @@ from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
 from bot.handlers.context import EventContext, RetryLater
 from bot.logfmt import kv
+from bot.lookups import Lookups
 from bot.suggesting import SKIPPED, SuggestionResult, suggest_for_mr
 from graph.feedback import MOVED_DOWN, PUT_FIRST
 from graph.model import Suggestion
@@ -55,6 +56,8 @@ async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence
     wanted = [(p, user_ids[p]) for p in people if p in user_ids]
     missing = [uid for _, uid in wanted if uid not in existing]
     after = await ctx.client.set_reviewers(ctx.project_id, mr.iid, existing + missing) if missing else mr
+    if missing:  # the next merge request's ranking counts this review open (`max_open_reviews`)
+        Lookups(ctx.client, ctx.engine.recent).reviewers_set(ctx.project_id, mr.iid, [u.id for u in after.reviewers])
     kept = {u.username.casefold() for u in after.reviewers}
     result = Assignment(assigned=[p for p, _ in wanted if p.casefold() in kept],
                         not_stuck=[p for p in people if p.casefold() not in kept],
