@@ -1221,3 +1221,29 @@ async def test_a_review_the_bot_requests_counts_at_once_in_the_next_merge_reques
     body = marker_notes(env.state, second)[0].body
     assert "Review requested from `@cy`." in body and "`@bob`: already has 1 open review (the limit is 1)" in body
 
+
+@pytest.mark.parametrize("how", ["on the draft", "on the form", "after the label"])
+async def test_a_reviewer_the_team_chose_is_not_claimed_as_the_bots_request(handler_env, how):
+    """The author picks bob (on the draft, on the new MR form, or after the bot's pick while the MR carried the
+    ignore label) and the bot, asked to request its top suggestion, finds him first: its comment said "Review
+    requested from `@bob`" and stored him as its own request, as if the team had not chosen him."""
+    env = await handler_env(assign="top1")
+    t = env.tiny
+    if how == "on the form":
+        mr = env.state.open_mr(t.project, t.ann, FILES, reviewers=[t.bob])
+    else:
+        mr = env.state.open_mr(t.project, t.ann, FILES, draft=how == "on the draft",
+                               labels=["no-reviewer-bot"] if how == "after the label" else ())
+        env.state.set_reviewers(mr, [t.bob], by=t.ann)
+        if how == "on the draft":
+            env.state.mark_ready(mr)
+        else:
+            env.state.update_mr(mr, by=t.ann, labels=[])
+    await env.run()
+    assert mr.reviewer_ids == [t.bob.id] and reviewer_requests(env, mr) == 0
+    assert "Review requested from" not in marker_notes(env.state, mr)[0].body
+    rows = await env.storage.feedback.list(env.pid, mr_iid=mr.iid)
+    assert not [r for r in rows if r.value == BOT_PICK]
+    env.state.push_to_mr(mr, ["src/core/m2.py"])
+    await env.run()
+    assert "Review requested from" not in marker_notes(env.state, mr)[0].body

@@ -27,8 +27,8 @@ from bot.suggesting import SKIPPED, SuggestionResult, suggest_for_mr
 from graph.feedback import MOVED_DOWN, PUT_FIRST
 from graph.model import Suggestion
 
-__all__ = ["Assignment", "publish", "store_suggestion", "assign_reviewers", "upsert_comment", "reply_once",
-           "acknowledge", "no_quick_actions", "REPLY_MARKER", "FREE_TIER_NOTE"]
+__all__ = ["Assignment", "publish", "store_suggestion", "assign_reviewers", "requested_by_bot", "upsert_comment",
+           "reply_once", "acknowledge", "no_quick_actions", "REPLY_MARKER", "FREE_TIER_NOTE"]
 
 log = logging.getLogger("bot.handlers")
 
@@ -91,11 +91,31 @@ async def asked_earlier(ctx: EventContext, mr: MergeRequest, person: Callable[[s
     off and put back by a person since is the team's pick, no longer the bot's. `person` gives a stored name's
     username now (`MRFacts.person`): someone who renamed themselves since the request is still reviewing."""
     reviewing = {u.username.casefold(): u.username for u in mr.reviewers}
-    last: dict[str, bool] = {}  # casefolded name -> whether their last reviewer change was the bot's request
-    for row in await ctx.storage.feedback.list(ctx.project_id, mr_iid=mr.iid):
-        if row.label in ("assigned", "removed"):
+    last = await _last_reviewer_change(ctx, mr.iid, person)
+    return [name for folded, name in reviewing.items() if last.get(folded) is True]
+
+
+async def _last_reviewer_change(ctx: EventContext, iid: int, person: Callable[[str], str]) -> dict[str, bool]:
+    """Casefolded name -> whether their last reviewer change stored on the MR was the bot's request (False: a
+    person's, or another automation's, or a removal)."""
+    last: dict[str, bool] = {}
+    for row in await ctx.storage.feedback.list(ctx.project_id, mr_iid=iid):
+        if row.label in ("accepted", "assigned", "removed"):
             last[person(row.person).casefold()] = row.label == "assigned" and row.value == BOT_PICK
-    return [name for folded, name in reviewing.items() if last.get(folded)]
+    return last
+
+
+async def requested_by_bot(ctx: EventContext, iid: int, assignment: Assignment, *, retry: bool,
+                           person: Callable[[str], str] = str) -> list[str]:
+    """Of `assignment.assigned` (those the bot asked for whom GitLab lists), the ones it requested: its request
+    made them reviewers, or they were reviewing on its own earlier request, or, on a `retry` of the event, on
+    nobody's stored one (the killed attempt's request). Someone a person chose before (on the draft, on the
+    new MR form, while the ignore label was on) is the team's pick: the comment said the bot requested them,
+    and the label stored made the team's choice the bot's."""
+    last = await _last_reviewer_change(ctx, iid, person)
+    added = {p.casefold() for p in assignment.added}
+    return [p for p in assignment.assigned
+            if p.casefold() in added or last.get(person(p).casefold(), retry) is True]
 
 
 def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) -> str:
@@ -126,6 +146,7 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
     k = max(ctx.project.top_k, assign or 0)
     result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
                                   bot_username=ctx.bot.username, k=k)
+    retry = bool(assign) and await _stored_before(ctx, mr.iid)
     suggestion_id = await store_suggestion(ctx, mr.iid, result)
     if result.suggestions and result.cannot is None:  # every process's ranker counts who is put first
         first = result.suggestions[0].person
@@ -140,6 +161,8 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
         taken_off = await taken_off_reviewers(ctx, mr, result.facts.person)
         people = [s.person for s in result.suggestions[:assign] if s.person.casefold() not in taken_off]
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
+        assignment.assigned = await requested_by_bot(ctx, mr.iid, assignment, retry=retry,
+                                                     person=result.facts.person)
     result.requested = list(assignment.assigned)
     shown = assignment if assign else Assignment(assigned=await asked_earlier(ctx, mr, result.facts.person))
     note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, shown))
@@ -154,6 +177,12 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
                 created=created, people=",".join(s.person for s in result.suggestions) or None,
                 cannot=result.cannot))
     return result
+
+
+async def _stored_before(ctx: EventContext, mr_iid: int) -> bool:
+    """Whether an earlier attempt of this event stored its suggestion (and may have requested reviews)."""
+    latest = await ctx.storage.suggestions.latest(ctx.project_id, mr_iid)
+    return latest is not None and latest.event_id == ctx.event_id
 
 
 async def store_suggestion(ctx: EventContext, mr_iid: int, result: SuggestionResult) -> int:
