@@ -2,6 +2,8 @@
 GitLab that records every call."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.backfill import AUTOMATION, BOT_PICK, backfill_project, change_id
@@ -1247,3 +1249,23 @@ async def test_a_reviewer_the_team_chose_is_not_claimed_as_the_bots_request(hand
     env.state.push_to_mr(mr, ["src/core/m2.py"])
     await env.run()
     assert "Review requested from" not in marker_notes(env.state, mr)[0].body
+
+
+async def test_a_reviewer_chosen_while_the_bot_ranks_is_kept_when_it_requests_its_own(handler_env):
+    """The author picks cy in the sidebar right after opening the MR, while the bot is still ranking (GitLab
+    slow on a status): GitLab's PUT replaces the whole set, and the bot sent the reviewers it had read before
+    ranking plus bob, so cy was silently dropped (and still stored as the team's pick)."""
+    env = await handler_env(assign="top1")
+    t = env.tiny
+    mr = env.state.open_mr(t.project, t.ann, FILES)
+    [opened] = take_events(env.state)
+    gate = env.state.hold_path(f"/users/{t.bob.id}/status")
+    ranking = asyncio.create_task(env.send(opened))
+    while not env.state.held:
+        await asyncio.sleep(0.01)
+    env.state.set_reviewers(mr, [t.cy], by=t.ann)
+    gate.set()
+    await ranking
+    await env.run()
+    assert sorted(mr.reviewer_ids) == sorted([t.bob.id, t.cy.id])
+    assert "Review requested from `@bob`." in marker_notes(env.state, mr)[0].body

@@ -51,9 +51,15 @@ class Assignment:
 
 async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence[str],
                            user_ids: dict[str, int]) -> Assignment:
-    """Request review from `people`: PUT existing reviewers ∪ ours, then compare with what GitLab kept."""
-    existing = [u.id for u in mr.reviewers]
+    """Request review from `people`: PUT existing reviewers ∪ ours, then compare with what GitLab kept.
+
+    The existing reviewers are read again just before the PUT, which replaces the whole set: `mr` was read
+    before the ranking, and a reviewer a person picked meanwhile (the author, in the sidebar of the MR just
+    opened) was dropped without a word."""
     wanted = [(p, user_ids[p]) for p in people if p in user_ids]
+    if any(uid not in {u.id for u in mr.reviewers} for _, uid in wanted):
+        mr = await ctx.client.get_mr(ctx.project_id, mr.iid)
+    existing = [u.id for u in mr.reviewers]
     missing = [uid for _, uid in wanted if uid not in existing]
     after = await ctx.client.set_reviewers(ctx.project_id, mr.iid, existing + missing) if missing else mr
     if missing:  # the next merge request's ranking counts this review open (`max_open_reviews`)
