@@ -543,3 +543,59 @@ async def test_projects_the_bot_cannot_act_on_finish_their_events_as_skipped(wor
     assert await w.storage.projects.get(hidden.id) is None and bot_notes(w.state, archived_mr) == []
     [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert "add the bot user to the project" in warning.getMessage() and warning.exc_info is None
+
+
+@sqlite_only
+async def test_a_merge_requests_life_over_http_pings_nobody_early_and_requests_nobody_twice(simulator, gitlab_client,
+                                                                                            database_url):
+    """One merge request from draft to merge, every event through POST /webhook and the worker: nothing while
+    it is a draft, one comment edited ever after, bob requested once and never again once the team swapped him
+    for cy, the title and labels edits leave the comment alone, cy (first once the label is off) stays the
+    team's pick, and the feedback says what the team did."""
+    state, url = simulator
+    tiny = tiny_project(state)
+    storage = Storage(database_url)
+    await backfill_project(gitlab_client, storage, tiny.project.id)
+    settings = bot_settings(state, url, database_url, assign="top1")
+    ann, bob, cy = tiny.ann, tiny.bob, tiny.cy
+    try:
+        async with running_bot(settings, storage) as bot:
+            state.add_hook(tiny.project, bot.url, token=SECRET)
+            mr = state.open_mr(tiny.project, ann, ["src/core/m1.py"], draft=True)
+            state.push_to_mr(mr, ["src/core/m2.py"])
+            await settle(state, storage)
+            assert bot_notes(state, mr) == [] and not state.calls("PUT")
+            state.mark_ready(mr)
+            await settle(state, storage)
+            [comment] = marker_notes(state, mr)
+            assert mr.reviewer_ids == [bob.id] and "Review requested from `@bob`." in comment.body
+            state.set_reviewers(mr, [cy], by=ann)
+            state.approve(mr, cy)
+            state.unapprove(mr, cy)
+            state.push_to_mr(mr, ["src/core/m3.py"])
+            await settle(state, storage)
+            assert "Review requested from" not in comment.body
+            edited = comment.body, comment.updated_at
+            state.update_mr(mr, by=ann, title="A better title")
+            state.update_mr(mr, by=ann, labels=["backend", "no-reviewer-bot"])
+            state.push_to_mr(mr, ["docs/notes.md"])
+            await settle(state, storage)
+            assert (comment.body, comment.updated_at) == edited
+            state.update_mr(mr, by=ann, labels=["backend"])
+            await settle(state, storage)
+            assert comment.updated_at > edited[1] and "`@dee`" in comment.body
+            assert comment.body.index("`@cy`") < comment.body.index("`@bob`")  # first now, and the team's pick
+            assert "Review requested from" not in comment.body
+            state.approve(mr, cy)
+            state.merge_mr(mr, by=cy)
+            await settle(state, storage)
+        depth = await storage.events.depth()
+        rows = await storage.feedback.list(tiny.project.id, mr_iid=mr.iid)
+    finally:
+        await storage.close()
+    assert marker_notes(state, mr) == [comment] and mr.reviewer_ids == [cy.id] and mr.labels == ["backend"]
+    assert sum(r.path.endswith(f"/merge_requests/{mr.iid}") for r in state.calls("PUT")) == 1
+    assert {d.status for d in state.deliveries} == {200} and depth["dead"] == depth["failed"] == 0
+    labels = [(f.person, f.label) for f in rows if f.label != "suggested"]
+    assert labels == [("bob", "assigned"), ("cy", "accepted"), ("bob", "removed"), ("cy", "approved"),
+                      ("cy", "unapproved"), ("cy", "approved"), ("cy", "final_reviewer"), ("dee", "passed_over")]
