@@ -1251,6 +1251,30 @@ async def test_a_reviewer_the_team_chose_is_not_claimed_as_the_bots_request(hand
     assert "Review requested from" not in marker_notes(env.state, mr)[0].body
 
 
+async def test_a_reviewer_taken_off_while_the_bot_ranks_is_not_requested_again(handler_env):
+    """Ready for review with bob, whom the author picked on the draft; while the bot ranks, the author takes
+    him off. The bot, asked to request its top two (bob, cy), sent bob back with cy: the set it had read
+    before ranking, or bob as one of its own."""
+    env = await handler_env(assign="top-k", top_k=2)
+    t = env.tiny
+    mr = env.state.open_mr(t.project, t.ann, FILES, draft=True)
+    env.state.set_reviewers(mr, [t.bob], by=t.ann)
+    await env.run()
+    env.state.mark_ready(mr)
+    [ready] = take_events(env.state)
+    gate = env.state.hold_path(f"/users/{t.cy.id}/status")
+    ranking = asyncio.create_task(env.send(ready))
+    while not env.state.held:
+        await asyncio.sleep(0.01)
+    env.state.set_reviewers(mr, [], by=t.ann)
+    gate.set()
+    await ranking
+    await env.run()
+    assert mr.reviewer_ids == [t.cy.id]
+    body = marker_notes(env.state, mr)[0].body
+    assert "Review requested from `@cy`." in body and "did not keep" not in body
+
+
 async def test_a_reviewer_chosen_while_the_bot_ranks_is_kept_when_it_requests_its_own(handler_env):
     """The author picks cy in the sidebar right after opening the MR, while the bot is still ranking (GitLab
     slow on a status): GitLab's PUT replaces the whole set, and the bot sent the reviewers it had read before

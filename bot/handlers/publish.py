@@ -27,8 +27,8 @@ from bot.suggesting import SKIPPED, SuggestionResult, suggest_for_mr
 from graph.feedback import MOVED_DOWN, PUT_FIRST
 from graph.model import Suggestion
 
-__all__ = ["Assignment", "publish", "store_suggestion", "assign_reviewers", "requested_by_bot", "upsert_comment",
-           "reply_once", "acknowledge", "no_quick_actions", "REPLY_MARKER", "FREE_TIER_NOTE"]
+__all__ = ["Assignment", "publish", "store_suggestion", "assign_reviewers", "reviewers_now", "requested_by_bot",
+           "upsert_comment", "reply_once", "acknowledge", "no_quick_actions", "REPLY_MARKER", "FREE_TIER_NOTE"]
 
 log = logging.getLogger("bot.handlers")
 
@@ -51,14 +51,10 @@ class Assignment:
 
 async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence[str],
                            user_ids: dict[str, int]) -> Assignment:
-    """Request review from `people`: PUT existing reviewers ∪ ours, then compare with what GitLab kept.
-
-    The existing reviewers are read again just before the PUT, which replaces the whole set: `mr` was read
-    before the ranking, and a reviewer a person picked meanwhile (the author, in the sidebar of the MR just
-    opened) was dropped without a word."""
+    """Request review from `people`: PUT existing reviewers ∪ ours (as GitLab has them now: `reviewers_now`),
+    then compare with what GitLab kept."""
+    mr, people = await reviewers_now(ctx, mr, people, user_ids)
     wanted = [(p, user_ids[p]) for p in people if p in user_ids]
-    if any(uid not in {u.id for u in mr.reviewers} for _, uid in wanted):
-        mr = await ctx.client.get_mr(ctx.project_id, mr.iid)
     existing = [u.id for u in mr.reviewers]
     missing = [uid for _, uid in wanted if uid not in existing]
     after = await ctx.client.set_reviewers(ctx.project_id, mr.iid, existing + missing) if missing else mr
@@ -75,6 +71,20 @@ async def assign_reviewers(ctx: EventContext, mr: MergeRequest, people: Sequence
         log.info(kv("reviewers not kept by GitLab", project_id=ctx.project_id, mr_iid=mr.iid,
                     not_stuck=",".join(result.not_stuck)))
     return result
+
+
+async def reviewers_now(ctx: EventContext, mr: MergeRequest, people: Sequence[str],
+                        user_ids: dict[str, int]) -> tuple[MergeRequest, list[str]]:
+    """`mr` read again when the bot is about to add someone, and `people` without those it listed as reviewers
+    and no longer does (taken off meanwhile: not asked again). Why: GitLab's PUT replaces the whole set, and
+    `mr` was read before the ranking: a reviewer a person picked meanwhile (the author, in the sidebar of the
+    MR just opened) was dropped without a word, and one they took off was sent back."""
+    before = {u.id for u in mr.reviewers}
+    if all(user_ids[p] in before for p in people if p in user_ids):
+        return mr, list(people)
+    mr = await ctx.client.get_mr(ctx.project_id, mr.iid)
+    gone = before - {u.id for u in mr.reviewers}
+    return mr, [p for p in people if user_ids.get(p) not in gone]
 
 
 async def taken_off_reviewers(ctx: EventContext, mr: MergeRequest, person: Callable[[str], str] = str) -> set[str]:
