@@ -232,6 +232,11 @@ class Lookups:
                     for mr in await self.client.list_mrs(project_id, state="opened")]
         return await self.recent.get(("open", project_id), fetch, ttl=min(self.LOADS_TTL, self.recent.ttl))
 
+    def open_reviews_changed(self, project_id: int) -> None:
+        """Someone changed an open MR's reviewers, or an MR opened with some, closed, reopened or merged: the
+        open reviews kept are out of date (the next suggestion lists them again)."""
+        self.recent.forget(("open", project_id))
+
     def reviewers_set(self, project_id: int, iid: int, reviewer_ids: list[int]) -> None:
         """The bot set MR `iid`'s reviewers to `reviewer_ids` (as GitLab kept them): the open reviews kept are
         changed to say so. Why: a burst of merge requests (opened together, one push to several) is ranked on

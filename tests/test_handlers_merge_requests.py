@@ -1293,3 +1293,19 @@ async def test_a_reviewer_chosen_while_the_bot_ranks_is_kept_when_it_requests_it
     await env.run()
     assert sorted(mr.reviewer_ids) == sorted([t.bob.id, t.cy.id])
     assert "Review requested from `@bob`." in marker_notes(env.state, mr)[0].body
+
+
+async def test_reviewers_the_team_changes_count_at_once_in_the_next_merge_requests_loads(handler_env):
+    """The team swaps the bot's pick bob for cy on one MR, and the next MR opens seconds later: the open reviews
+    kept from before the swap still counted bob's, so the bot set him aside as at the limit and asked cy, who
+    was at it."""
+    env = await handler_env(assign="top1", max_open_reviews=1)
+    t = env.tiny
+    first = env.state.open_mr(t.project, t.ann, FILES)
+    await env.run()
+    env.state.set_reviewers(first, [t.cy], by=t.ann)
+    await env.run()
+    second = env.state.open_mr(t.project, t.ann, ["src/core/m2.py"])
+    await env.run()
+    assert second.reviewer_ids == [t.bob.id]
+    assert "`@cy`" not in marker_notes(env.state, second)[0].body  # at the limit

@@ -65,8 +65,8 @@ from graph.feedback import NEGATIVE
 from graph.model import Change
 
 __all__ = ["router", "became_ready", "lost_ignore_label", "skip_reason", "left_alone", "assign_count",
-           "reviewer_feedback", "automation_labels", "submitted_reviews", "passed_over_at_merge", "settled",
-           "by_automation", "event_time", "ended"]
+           "moves_open_reviews", "reviewer_feedback", "automation_labels", "submitted_reviews", "passed_over_at_merge",
+           "settled", "by_automation", "event_time", "ended"]
 
 log = logging.getLogger("bot.handlers")
 router = Router()
@@ -391,6 +391,31 @@ def reviewers_sent(event: Event, ctx: EventContext) -> bool:
         return True
     ctx.log_once("no-reviewers", kv(NO_REVIEWERS, project_id=ctx.project_id))
     return False
+
+
+def moves_open_reviews(data: Mapping[str, Any]) -> bool:
+    """Whether a Merge Request Hook tells of a change in who reviews which open MR: reviewers changed, an MR
+    opened with reviewers, closed, reopened or merged.
+
+    >>> moves_open_reviews({"object_attributes": {"action": "update"}, "changes": {"reviewers": {}}})
+    True
+    >>> moves_open_reviews({"object_attributes": {"action": "open"}}), moves_open_reviews({"changes": {"title": {}}})
+    (False, False)
+    """
+    action = (data.get("object_attributes") or {}).get("action")
+    changes = data.get("changes") or {}
+    return (action in ("close", "reopen", "merge") or (action == "open" and bool(data.get("reviewers")))
+            or isinstance(changes.get("reviewers"), Mapping))
+
+
+@router.register(HOOK)
+async def on_any(event: Event, ctx: EventContext) -> None:
+    """Before the action's handler: the open reviews this process keeps for ten seconds forget a change a
+    person (or another automation) made, which the next MR's `max_open_reviews` must count. Without it, the
+    team swapping bob for cy on one MR left bob at the limit and cy free on the next MR opened seconds later.
+    The bot's own requests are counted when made (`Lookups.reviewers_set`)."""
+    if moves_open_reviews(event.data) and not ctx.bot.is_me(event.data.get("user")):
+        Lookups(ctx.client, ctx.engine.recent).open_reviews_changed(ctx.project_id)
 
 
 @router.register(HOOK, action="open")
