@@ -122,6 +122,12 @@ class ConfigError(Exception):
     """A setting is missing or wrong; the message names the setting and how to fix it."""
 
 
+class FixedValueError(ValueError):
+    """A validator's refusal whose words already give the fix: the setting's general fix (`FIXES`) is not added
+    after it, where it would point elsewhere ("use e.g. sqlite+aiosqlite:///..." after "give sslrootcert as
+    PGSSLROOTCERT")."""
+
+
 class _Frozen(BaseModel):
     # allow_inf_nan=False: TOML spells inf and nan, and either would pass a `gt=0` bound and then overflow a
     # date or an int conversion (or compare false with everything) at run time.
@@ -288,11 +294,11 @@ class DatabaseSettings(_Frozen):
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("only SQLite (sqlite:///file) and PostgreSQL (postgresql://...) are supported")
         if url.startswith("postgresql+asyncpg://") and _at_past_password(url):
-            raise ValueError("its password holds an `@` that is not percent-encoded, so the rest of the password "
-                             "would be read as the host, port or database (and shown in error messages): write `@` "
-                             "as %40 in the password (and `/` as %2F)")
+            raise FixedValueError("its password holds an `@` that is not percent-encoded, so the rest of the "
+                                  "password would be read as the host, port or database (and shown in error "
+                                  "messages): write `@` as %40 in the password (and `/` as %2F)")
         if url.startswith("postgresql+asyncpg://") and (unknown := _unknown_pg_params(url)):
-            raise ValueError(_unknown_pg_params_fix(unknown))
+            raise FixedValueError(_unknown_pg_params_fix(unknown))
         return value
 
 
@@ -948,9 +954,14 @@ def _validation_message(exc: ValidationError, origins: Mapping[str, str], source
             what, allowed = _reason(err), _allowed(Settings, err["loc"])
             fix = FIXES.get(loc, f"{allowed}, see config.example.toml" if allowed else
                             "see config.example.toml for the allowed values")
-        said = what if "did you mean" in what else f"{what}: {fix}"  # the nearest key is the fix
+        # the nearest key is the fix, or the validator gave its own
+        said = what if "did you mean" in what or _gives_its_fix(err) else f"{what}: {fix}"
         lines.append(f"setting {loc} (from {_origin(loc, origins, source)}): {said}")
     return "; ".join(lines)
+
+
+def _gives_its_fix(err: Mapping[str, Any]) -> bool:
+    return isinstance(err.get("ctx", {}).get("error"), FixedValueError)
 
 
 def _origin(loc: str, origins: Mapping[str, str], source: str) -> str:

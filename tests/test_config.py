@@ -551,6 +551,21 @@ def test_an_unknown_url_parameter_is_named_without_the_password():
     assert "`options`" in str(caught.value) and "Zq9w" not in str(caught.value)
 
 
+@pytest.mark.parametrize("url", ["postgresql://bot@db/x?sslrootcert=/ca.pem", "postgresql://bot:p@ss@db/x"])
+def test_a_database_url_refused_for_its_parameters_or_password_gets_its_own_fix_alone(url):
+    """Only that fix: the general one after it ("use e.g. sqlite+aiosqlite:///reviewbot.sqlite3 or ...") told
+    someone who had to move a certificate path into PGSSLROOTCERT to switch databases."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={**ENV, "DATABASE_URL": url})
+    said = str(caught.value)
+    assert ("PGSSLROOTCERT" in said or "%40" in said) and "sqlite" not in said
+
+
+def test_a_database_url_of_another_kind_still_gets_the_example():
+    with pytest.raises(ConfigError, match="use e.g. sqlite"):
+        load_settings(environ={**ENV, "DATABASE_URL": "mysql://bot@db/x"})
+
+
 def test_a_key_password_in_the_url_is_not_sent_to_an_environment_variable_the_driver_never_reads():
     """asyncpg reads PGSSLROOTCERT, PGSSLCERT, PGSSLKEY and PGSSLCRL, but no PGSSLPASSWORD: the advice to set
     it left an encrypted key unreadable, with no word of why."""
