@@ -109,6 +109,27 @@ def test_a_database_migrated_by_a_later_release_is_not_sent_to_migrate(new_datab
     assert "a later reviewbot migrated it" in said and "run `reviewbot migrate`" not in said
 
 
+def test_a_refused_login_is_said_as_one_not_as_an_unreachable_database(tmp_path, monkeypatch, capsys):
+    """PostgreSQL answered and refused the role: "is unreachable" sent people to check the host and the network
+    (and `serve` and `worker` stop on it at once, as on any database that answers but cannot be used)."""
+    from tests.storage_fixtures import _reachable_admin_url
+
+    admin = _reachable_admin_url()
+    if admin is None:
+        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
+    from sqlalchemy.engine import make_url
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    url = make_url(admin).set(username="reviewbot_no_such_role", password="Zq9w-secret")
+    monkeypatch.setenv("DATABASE_URL", url.render_as_string(hide_password=False))
+    assert run() == 1
+    err = capsys.readouterr().err
+    assert "refused the login" in err and 'role "reviewbot_no_such_role" does not exist' in err
+    assert "unreachable" not in err and "Zq9w" not in err and len(err.strip().splitlines()) == 1
+    assert "user and password in DATABASE_URL" in err
+
+
 def test_libpq_parameters_of_a_postgresql_url_are_read_or_refused_by_name(tmp_path, monkeypatch, capsys):
     """`?connect_timeout=10` and `?application_name=...`, libpq's spellings, failed every command as
     "unreachable: TypeError: connect() got an unexpected keyword argument"; now they work, and a parameter the

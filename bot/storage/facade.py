@@ -123,6 +123,10 @@ class Storage:
                 name = sa.engine.make_url(self.url).database
                 raise StorageError(f"database {redact_url(self.url)} does not exist on its server: create it "
                                    f"(createdb {name}, or CREATE DATABASE {name}) and run `reviewbot migrate`") from exc
+            if (refusal := _login_refused(exc)) is not None:
+                raise StorageError(f"database {redact_url(self.url)} refused the login: {refusal}: check the user and "
+                                   "password in DATABASE_URL (or [database] url), and that this role may connect to "
+                                   "that database") from exc
             raise StorageError(f"database {redact_url(self.url)} is unreachable: {cause_of(exc)}"
                                f"{_connect_fix(self.url)}") from exc
 
@@ -215,6 +219,20 @@ def _connect_fix(url: str) -> str:
         return ""
     return (": check the host, port, user and password in DATABASE_URL (or [database] url) and that PostgreSQL "
             "runs there")
+
+
+def _login_refused(exc: BaseException) -> str | None:
+    """The server's words when it answered and refused the login (SQLSTATE class 28: no such role, a wrong
+    password, no pg_hba.conf entry), else None: "is unreachable" sent people to check the host and the network
+    when PostgreSQL had answered.
+
+    >>> class Refused(Exception): sqlstate = "28P01"
+    >>> _login_refused(sa.exc.DBAPIError("connect", {}, Refused('password authentication failed for user "u"')))
+    'password authentication failed for user "u"'
+    """
+    orig = getattr(exc, "orig", None)
+    state = getattr(orig, "sqlstate", None)
+    return str(orig).splitlines()[0] if isinstance(state, str) and state.startswith("28") else None
 
 
 def cause_of(exc: BaseException) -> str:
