@@ -566,8 +566,10 @@ async def test_a_migrate_that_waited_out_the_sqlite_write_lock_names_the_cause_a
 
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
-    with pytest.raises(SchemaOutOfDate, match="run `reviewbot migrate`"):
+    with pytest.raises(SchemaOutOfDate, match="run `reviewbot migrate`") as caught:
         await Storage.open(url)
+    # in plain words, the first message of someone who started the bot before `reviewbot migrate`
+    assert str(caught.value).startswith("the database was never migrated: this version of reviewbot needs 0015")
     await migrate(url)
     storage = await Storage.open(url)
     await storage.close()

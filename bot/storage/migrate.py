@@ -108,9 +108,9 @@ async def check_schema(engine: AsyncEngine) -> None:
     """Refuse to run on a database that is not migrated to this code's schema."""
     current, heads = await _known_revisions(engine), head_revisions()
     if current != heads:
-        at = ", ".join(sorted(current)) or "empty (never migrated)"
+        at = f"schema is at {', '.join(sorted(current))}," if current else "was never migrated:"
         raise SchemaOutOfDate(
-            f"the database schema is at {at} but this version of reviewbot needs "
+            f"the database {at} this version of reviewbot needs "
             f"{', '.join(sorted(heads))}: run `reviewbot migrate` (Heroku: in the release phase), then this command "
             "again"
         )
