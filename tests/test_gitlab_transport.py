@@ -117,6 +117,33 @@ async def test_no_proxy_naming_gitlabs_host_connects_directly(simulator, http_se
     assert proxy.seen == [] and state.calls("GET", "/api/v4/user")
 
 
+async def test_a_proxy_that_cannot_be_reached_is_named_as_the_cause(simulator, http_session, no_proxy_env,
+                                                                     refused_port):
+    """The error sent people to GITLAB_URL ("check GITLAB_URL and the network") when the proxy the environment
+    named was what did not answer; its login stays out."""
+    state, url = simulator
+    no_proxy_env.setenv("HTTP_PROXY", f"http://squid:Pr0xyPa55@127.0.0.1:{refused_port}")
+    client = GitLabClient(http_session, url=url, token=state.token, retry=FAST_RETRY)
+    with pytest.raises(GitLabError) as caught:
+        await client.current_user()
+    message = str(caught.value)
+    assert "through the proxy" in message and "HTTP_PROXY" in message and "NO_PROXY" in message, message
+    assert "check GITLAB_URL" not in message and "Pr0xyPa55" not in message and not state.requests
+
+
+async def test_install_names_a_proxy_that_cannot_be_reached(simulator, no_proxy_env, refused_port, tmp_path, capsys):
+    state, url = simulator
+    no_proxy_env.chdir(tmp_path)
+    no_proxy_env.setenv("HTTP_PROXY", f"http://squid:Pr0xyPa55@127.0.0.1:{refused_port}")
+    no_proxy_env.setenv("GITLAB_TOKEN", state.token)
+    no_proxy_env.delenv("REVIEWBOT_CONFIG", raising=False)
+    code = await asyncio.to_thread(main, ["install", "--project", "1", "--url", "https://bot.example.com",
+                                          "--gitlab-url", url, "--secret", "new-secret-0123456789"])
+    err = capsys.readouterr().err
+    assert code == 1 and "through the proxy" in err and "HTTP_PROXY" in err and "NO_PROXY" in err, err
+    assert "Pr0xyPa55" not in err and not state.requests
+
+
 async def test_the_dashboards_sign_in_goes_through_the_proxy_too(simulator, http_session, proxy, no_proxy_env):
     _, url = simulator
     no_proxy_env.setenv("HTTP_PROXY", proxy.url)

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings, quoted_url
 from bot.gitlab.client import project_ref
-from bot.gitlab.errors import UNTRUSTED, not_api, readable, redirected, route_missing, untrusted
+from bot.gitlab.errors import PROXY_FIX, UNTRUSTED, not_api, readable, redirected, route_missing, untrusted
 
 __all__ = ["run", "install_hook", "hook_url", "hook_attributes", "InstallError", "InstalledHook",
            "HOOK_NAME"]
@@ -174,6 +174,8 @@ def explain(exc: Exception, gitlab_url: str, project: str | int) -> str:
         answer = exc.response
         moved = redirected(answer.status_code, urljoin(answer.url, answer.headers.get("Location", "")))
         return f"GitLab at {gitlab_url} is not there: it was {moved}"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return f"cannot reach GitLab at {gitlab_url} through the proxy: {PROXY_FIX}"
     if isinstance(exc, requests.RequestException):
         return (f"cannot reach GitLab at {gitlab_url} ({type(exc).__name__}): check GITLAB_URL (or --gitlab-url) "
                 "and that this machine can connect to it")

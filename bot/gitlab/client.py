@@ -301,8 +301,9 @@ class GitLabClient:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             detail = f"{type(exc).__name__}: {exc}"
-            raise GitLabError(None, method, path,
-                              self._redacted(error_message(None, b"", attempts=tries, detail=detail))) from None
+            proxy = isinstance(exc, (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError))
+            said = error_message(None, b"", attempts=tries, detail=detail, through_proxy=proxy)
+            raise GitLabError(None, method, path, self._redacted(said)) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
 
     def _redacted_body(self, body: bytes) -> bytes:

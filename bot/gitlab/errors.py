@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "not_api", "readable", "untrusted",
-           "UNTRUSTED", "redirected", "without_logins"]
+           "UNTRUSTED", "PROXY_FIX", "redirected", "without_logins"]
 
 _HINTS = {
     400: "GitLab rejected the request's parameters",
@@ -183,8 +183,15 @@ def _body_text(body: bytes) -> str:
     return text[:200]
 
 
-def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail: str = "") -> str:
-    """What failed and the fix, e.g. "401 Unauthorized. GITLAB_TOKEN is wrong or expired; …".
+# What to check when the proxy the environment names (`bot.gitlab.proxy`) is what failed, not GitLab
+PROXY_FIX = ("check the proxy the environment names (HTTPS_PROXY or HTTP_PROXY, else ALL_PROXY: its address and "
+             "login), or name GitLab's host in NO_PROXY to connect directly")
+
+
+def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail: str = "",
+                  through_proxy: bool = False) -> str:
+    """What failed and the fix, e.g. "401 Unauthorized. GITLAB_TOKEN is wrong or expired; …"; with no answer
+    (`status` None) `through_proxy` says the proxy was not reached or refused the connection.
 
     >>> error_message(404, b'{"message":"404 Project Not Found"}')[:48]
     '404 Project Not Found. check the project id or p'
@@ -192,6 +199,9 @@ def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail:
     said = _body_text(body) if body else detail
     if status is None and (reason := untrusted(detail)):
         return f"GitLab's certificate is not trusted here ({reason}): {UNTRUSTED}"
+    if status is None and through_proxy:
+        return f"{said or 'no answer'}. Could not reach GitLab through the proxy after {attempts} attempt(s); " \
+               f"{PROXY_FIX}"
     if status is None:
         return f"{said or 'no answer'}. Could not reach GitLab after {attempts} attempt(s); check GITLAB_URL and " \
                "the network"
