@@ -199,6 +199,17 @@ async def test_a_secret_the_bot_would_refuse_is_refused_here(gitlab_sim: SimStat
     assert not gitlab_sim.calls()
 
 
+async def test_a_sample_secret_of_the_example_file_is_refused_here_as_the_bot_refuses_it(gitlab_sim: SimState,
+                                                                                           capsys):
+    """config.example.toml's secrets are public: the hook was made with one, and the bot given the same then
+    refused to start."""
+    secret = "change-me-to-a-long-random-string"
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com", "--secret", secret) == 2
+    err = capsys.readouterr().err
+    assert "config.example.toml" in err and "leave --secret out" in err
+    assert not gitlab_sim.calls() and not gitlab_sim.project("acme/widgets").hooks
+
+
 async def test_a_secret_with_surrounding_whitespace_is_refused_unrepeated(gitlab_sim: SimState, capsys):
     secret = "secret-with-a-newline-0123456789\n"
     assert await install("--project", "acme/widgets", "--url", "https://bot.example.com", "--secret", secret) == 2

@@ -29,7 +29,7 @@ import gitlab
 import requests
 from pydantic import ValidationError
 
-from bot.config import WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings, quoted_url
+from bot.config import EXAMPLE_SECRETS, WEBHOOK_SECRET_MIN, ConfigError, GitLabSettings, load_settings, quoted_url
 from bot.gitlab.client import project_ref
 from bot.gitlab.errors import PROXY_FIX, UNTRUSTED, not_api, readable, redirected, route_missing, untrusted
 
@@ -221,6 +221,9 @@ def _check_given(args: argparse.Namespace) -> None:
     if args.secret is not None and len(args.secret.strip()) < WEBHOOK_SECRET_MIN:
         raise InstallError(f"--secret is {len(args.secret.strip())} characters: the bot refuses webhook secrets "
                            f"under {WEBHOOK_SECRET_MIN}; leave --secret out to generate a long one")
+    if args.secret is not None and args.secret.strip() in EXAMPLE_SECRETS:
+        raise InstallError("--secret is a sample secret of config.example.toml, which anyone can read, and the bot "
+                           "refuses it: leave --secret out to generate a long one")
     if args.secret is not None and args.secret != args.secret.strip():
         raise InstallError("--secret starts or ends with whitespace, which HTTP drops from the X-Gitlab-Token "
                            "header, so the bot would refuse every delivery: pass it without")
