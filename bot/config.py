@@ -160,8 +160,8 @@ class GitLabSettings(_Frozen):
         """A token with a line break (`$(cat file)` keeps none, an env file or a pasted secret may) would be
         refused by the HTTP library as a header injection, with a traceback that names no setting."""
         if value is not None and any(c.isspace() for c in value.get_secret_value()):
-            raise ValueError("holds whitespace or a line break besides the token (a copy-paste or a file's last "
-                             "newline?)")
+            raise FixedValueError("holds whitespace or a line break besides the token (a copy-paste or a file's "
+                                  "last newline?): give the token alone, without spaces or line breaks")
         return value
 
     @field_validator("url")

@@ -389,6 +389,8 @@ def test_a_token_with_a_line_break_is_named_at_start(tmp_path):
     said = str(info.value)
     assert said.startswith("setting gitlab.token (from environment variable GITLAB_TOKEN): holds whitespace")
     assert "glpat-abc" not in said
+    # the fix is to drop the line break, not to create another token
+    assert "the token alone" in said and "create a personal" not in said
 
 
 @pytest.mark.parametrize("text, name", [('gitlab = "https://gitlab.example.com"\n', "gitlab"),
