@@ -295,3 +295,21 @@ def test_an_event_reclaimed_alone_after_a_crash_says_so(sqlite_url, tmp_path, mo
     rows = [[c.strip() for c in line.split("│")] for line in out if "Note Hook" in line]
     assert sorted((cells[header.index("id")], cells[header.index("alone")]) for cells in rows) == [("1", "yes"),
                                                                                                     ("2", "")]
+
+
+@pytest.mark.parametrize("argv", [["events"], ["events", "requeue", "1"], ["prune"], ["signout-all"],
+                                  ["backfill", "--project", "1"]])
+def test_a_sqlite_file_that_is_not_there_is_named_and_not_created(tmp_path, monkeypatch, capsys, argv):
+    """Run where the bot's database is not (another directory, a mistyped path), these created an empty SQLite
+    file there and then asked for `reviewbot migrate` as if the database were the bot's, never migrated."""
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-not-used")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"no SQLite database file at {tmp_path / 'reviewbot.sqlite3'}" in err, err
+    assert "working directory" in err and "reviewbot migrate" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -566,6 +566,9 @@ async def test_a_migrate_that_waited_out_the_sqlite_write_lock_names_the_cause_a
 
 async def test_open_refuses_an_unmigrated_database_naming_the_fix(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+    with pytest.raises(SchemaOutOfDate, match="no SQLite database file at .*`reviewbot migrate`"):
+        await Storage.open(url)
+    (tmp_path / "empty.sqlite3").touch()
     with pytest.raises(SchemaOutOfDate, match="run `reviewbot migrate`") as caught:
         await Storage.open(url)
     # in plain words, the first message of someone who started the bot before `reviewbot migrate`

@@ -24,7 +24,7 @@ from bot.storage.comments import CommentStore
 from bot.storage.db import StorageError, create_engine, sqlite_file, utcnow
 from bot.storage.events import EventQueue
 from bot.storage.history import HistoryStore
-from bot.storage.migrate import check_schema, schema_is_current
+from bot.storage.migrate import SchemaOutOfDate, check_schema, schema_is_current
 from bot.storage.models import MODELS_KEPT, ModelStore
 from bot.storage.optouts import OptOutStore
 from bot.storage.people import PeopleStore
@@ -101,11 +101,23 @@ class Storage:
         """`open`'s checks on a storage already made: it answers, (`check`) its schema is current, (`writable`)
         the bot may write it; `StorageError` naming the fix otherwise (`serve` runs them again and again while
         it waits for a database that could not be reached at its start)."""
+        if check:
+            self._refuse_a_missing_sqlite_file()
         await self.ping()
         if check:
             await self.check_schema()
         if writable:
             await self.check_writable()
+
+    def _refuse_a_missing_sqlite_file(self) -> None:
+        """A SQLite file that is not there holds no schema: say so before connecting, which would create it empty.
+        A command run in another directory than the bot's (the default path is relative) left an empty file there
+        and asked for a migration as if it were the bot's database. A missing folder is `ping`'s to name."""
+        path = sqlite_file(self.engine.url)
+        if path is not None and path.parent.is_dir() and not path.exists():
+            raise SchemaOutOfDate(f"no SQLite database file at {path} (a relative path in DATABASE_URL or [database] "
+                                  "url is read from the working directory): run `reviewbot migrate` to create it "
+                                  "there, or run this where the bot's database is, or fix the path")
 
     @property
     def cancellable(self) -> bool:
