@@ -95,7 +95,7 @@ FIXES: dict[str, str] = {
         "export GITLAB_WEBHOOK_SECRET=... (or add a [[webhook_secrets]] entry)"
     ),
     "database.url": "use e.g. sqlite+aiosqlite:///reviewbot.sqlite3 or postgresql://user:pass@host/db",
-    "server.port": "export PORT=8080 (a number between 1 and 65535)",
+    "server.port": "give a port number from 1 to 65535 in PORT (which wins) or [server] port",
     "dashboard": (
         "generate a token with python -c 'import secrets; print(secrets.token_urlsafe(32))' and "
         "export REVIEWBOT_DASHBOARD_TOKEN=... (or set [dashboard] token), or set up GitLab sign-in "

@@ -116,6 +116,7 @@ def test_a_password_given_as_a_query_parameter_is_redacted_too():
         ({"GITLAB_WEBHOOK_SECRET": "hook-secret-123"}, "", "GITLAB_TOKEN is not set: create a personal"),
         ({"GITLAB_TOKEN": "t"}, "", "GITLAB_WEBHOOK_SECRET is not set"),
         ({**ENV, "PORT": "http"}, "", "setting server.port (from environment variable PORT)"),
+        (ENV, "[server]\nport = 70000\n", "a port number from 1 to 65535 in PORT (which wins) or [server] port"),
         (ENV, "[server]\nprot = 1\n", "setting server.prot (from "),
         (ENV, "[worker]\nconcurrency = 0\n", "setting worker.concurrency"),
         (ENV, "[worker]\nlease_seconds = 10\ndispatch_timeout = 20\n", "must exceed dispatch_timeout"),
