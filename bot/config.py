@@ -628,7 +628,7 @@ class Settings(_Frozen):
         return self.database.url.get_secret_value()
 
     def describe(self) -> dict[str, Any]:
-        """The settings as plain data with every secret masked, for `config show` and logs."""
+        """The settings as plain data with every secret masked, for logs and bug reports."""
         data = self.model_dump(mode="json")
         data["database"]["url"] = redact_url(self.database_url)
         return data
