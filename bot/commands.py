@@ -1,9 +1,9 @@
 """`/reviewers` slash commands in merge request comments, parsed without I/O.
 
 One command per line; up to 3 spaces before it are allowed (4 make an indented code block); the keyword is
-case-insensitive; lines inside fenced code blocks (```` ``` ```` or `~~~`), GitLab multi-line quotes (`>>>`)
-and quoted lines (`>`) are ignored, so
-quoting or documenting a command never runs it. Other slash commands (GitLab quick actions such as
+case-insensitive; lines inside fenced code blocks (```` ``` ```` or `~~~`, in a list item too), GitLab
+multi-line quotes (`>>>`), quoted lines (`>`) and collapsed `<details>` sections are ignored, so quoting or
+documenting a command never runs it. Other slash commands (GitLab quick actions such as
 `/assign`, and `/reviewer`, GitLab's alias of `/assign_reviewer`) are not ours and are ignored.
 
 Mention form: when `bot_username` is given, a line starting with `@bot reviewers …` is the same command as
@@ -66,7 +66,17 @@ _MOST_HOURS = 24 * 10**6  # longer durations read as this (far past any bound), 
 _FOREVER = {"forever", "indefinitely"}
 # Zero-width characters and the byte order mark, which chat tools and web pages paste along: a command with one
 # looks whole where GitLab shows it, so it is read without them (else `/reviewers\u200b why` is "unknown")
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+# Bidirectional marks and isolates (RTL keyboards, chat clients around a mention), the soft hyphen and the word
+# joiner's kin show nothing either. Not the bidirectional overrides (U+202A-U+202E): they show the text around
+# them otherwise than it reads, so a name with one is refused, not read as other than it looks
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u061c\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064"
+                                    "\u2066\u2067\u2068\u2069\ufeff"))
+# Markdown's line endings: not `str.splitlines`', which also ends lines at U+2028, U+0085, form feeds and more,
+# where GitLab shows one line (a command there is in the middle of it)
+_LINE_END = re.compile(r"\r\n?|\n")
+# A `<details>` tag opening or closing a section, and whether it is `open` (shown unfolded)
+_DETAILS_TAG = re.compile(r"<(/?)details(?=[\s>/])([^>]*)>", re.IGNORECASE)
+_OPEN_ATTRIBUTE = re.compile(r"(?:^|\s)open(?:[\s=/]|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,38 +110,49 @@ def help_text(bot_username: str | None = None) -> str:
 
 def _visible_lines(text: str) -> list[str]:
     """The lines a command may start, stripped and without their HTML comments: outside fenced code blocks,
-    `>>>` quote blocks, `>` quotes and HTML comments (hidden when the comment is shown: a command there would
-    run unseen), not inside a code span, and not indented 4 columns or more (an indented code block, or a
-    paragraph's continuation; GitLab's own quick actions start at the line's first column).
+    `>>>` quote blocks, `>` quotes, HTML comments and collapsed `<details>` sections (hidden when the comment is
+    shown: a command there would run unseen), not inside a code span, and not indented 4 columns or more (an
+    indented code block, or a paragraph's continuation; GitLab's own quick actions start at the line's first
+    column).
 
     Block by block, as CommonMark reads them: a line that starts with `<!--` opens an HTML comment that hides
     every line up to its `-->`; within a paragraph, code spans and comments may run across lines
     (`_paragraph`)."""
     lines: list[str] = []
-    fence: str | None = None
+    fence: tuple[str, int] | None = None  # the fence that closes the code block, and the block's margin
     in_comment = False  # inside an HTML comment block, up to its `-->`
+    details: list[bool] = []  # the `<details>` sections around the line, inmost last: whether each is open
     para: list[str] = []  # the lines of the paragraph being read
     lazy = False  # after a `>` line of paragraph text: the next lines continue the quote, up to a blank line
-    for line in text.splitlines():
+    for line in _LINE_END.split(text):
         stripped = line.strip()
         if fence is not None:
-            if stripped.startswith(fence) and not stripped.strip(fence[0]):
-                fence = None
-            continue
+            if not stripped or _indent(line) >= fence[1]:  # else a list item ended, and its code block with it
+                fence = None if _closes(line, fence) else fence
+                continue
+            fence = None
         if in_comment:
             in_comment, rest = "-->" not in line, line.partition("-->")[2]
             if not in_comment:
                 lines += _paragraph([rest])  # the end line's rest: a block of its own
             continue
+        if details or (_indent(line) < 4 and _DETAILS_TAG.match(stripped)):
+            shown = all(details)
+            details = _details_after(line, details)
+            if not shown or not all(details) or _DETAILS_TAG.search(line):
+                lines += _paragraph(para)
+                para, lazy = [], False
+                continue
         starts_block = _indent(line) < 4 and stripped.startswith(("<!--", ">"))
         if lazy and stripped and not starts_block and not _FENCE_OPEN.fullmatch(stripped):
             continue  # a quote's lazy continuation: rendered inside the quote
         lazy = _indent(line) < 4 and _quote_text(stripped)
-        if not stripped or starts_block or _FENCE_OPEN.fullmatch(stripped):
+        opens = _fence_opened(line)
+        if not stripped or starts_block or opens:
             lines += _paragraph(para)
             para = []
-            if m := _FENCE_OPEN.fullmatch(stripped):
-                fence = m.group(1) or m.group(2) or m.group(3)
+            if opens:
+                fence = opens
             elif stripped.startswith("<!--") and _indent(line) < 4:
                 in_comment = "-->" not in stripped[4:]
                 para = [] if in_comment else [line]
@@ -139,6 +160,44 @@ def _visible_lines(text: str) -> list[str]:
         if para or _indent(line) < 4:  # 4 columns after a blank line: an indented code block
             para.append(line)
     return lines + _paragraph(para)
+
+
+def _fence_opened(line: str) -> tuple[str, int] | None:
+    """The fence a line opens a code block with (```` ``` ````, `~~~`, GitLab's `>>>`), and the block's margin:
+    0, or on a list item's line (`- ```` `), the column of the item's text, which its code is indented to.
+
+    >>> _fence_opened("```python"), _fence_opened("  1. ~~~~"), _fence_opened("- item"), _fence_opened("``` `x`")
+    (('```', 0), ('~~~~', 5), None, None)
+    """
+    stripped = line.strip()
+    item = _LIST_MARKER.match(stripped)
+    m = _FENCE_OPEN.fullmatch(stripped[item.end():] if item else stripped)
+    if m is None:
+        return None
+    return m.group(1) or m.group(2) or m.group(3), _indent(line) + item.end() if item else 0
+
+
+def _closes(line: str, fence: tuple[str, int]) -> bool:
+    """Whether `line` closes the code block `fence` opened: the same fence, at least as long, with nothing after
+    it, indented less than 4 columns past the block's margin (else it is a line of code)."""
+    stripped, (chars, margin) = line.strip(), fence
+    return stripped.startswith(chars) and not stripped.strip(chars[0]) and _indent(line) - margin < 4
+
+
+def _details_after(line: str, details: list[bool]) -> list[bool]:
+    """The `<details>` sections open after `line`, given those open before it: each tag opens (open or collapsed)
+    or closes one, left to right.
+
+    >>> _details_after("<details><summary>Log</summary>", []), _details_after("</details>", [True, False])
+    ([False], [True])
+    """
+    after = list(details)
+    for m in _DETAILS_TAG.finditer(line):
+        if m.group(1):
+            after = after[:-1]
+        else:
+            after.append(bool(_OPEN_ATTRIBUTE.search(m.group(2))))
+    return after
 
 
 _LIST_MARKER = re.compile(r"^(?:(?:[-+*]|[0-9]{1,9}[.)])[ \t]+)+")

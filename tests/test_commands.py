@@ -284,3 +284,58 @@ def test_a_name_longer_than_gitlab_allows_is_no_username():
     [command] = parse_commands("/reviewers why @" + "u" * 50_000)
     assert command.kind == "invalid" and len(command.error) < 300
     assert parse_commands("/reviewers why @" + "u" * 255)[0].users == ("u" * 255,)
+
+
+@pytest.mark.parametrize("text, kinds", [
+    # a fence opened on a list item's line: its code is indented to the item's text
+    ("1. Comment:\n2. ```\n   /reviewers assign 2\n   ```", []),
+    ("- ```\n  /reviewers assign 2\n  ```\n/reviewers help", ["help"]),
+    ("* ~~~\n  /reviewers exclude @bob\n  ~~~", []),
+    ("- 1. ```\n     /reviewers reroll\n     ```", []),
+    # a line less indented than the item's text ends the item, and its code block with it
+    ("- ```\n/reviewers help", ["help"]),
+    # a fence indented 4 columns past its block's margin is code, not the closing fence
+    ("```\n    ```\n/reviewers assign 2\n```", []),
+    ("- ```\n      ```\n  /reviewers assign 2\n  ```", []),
+])
+def test_a_fence_opened_in_a_list_item_is_code_to_its_end(text, kinds):
+    """CommonMark opens a fenced code block on a list item's line (`- ```` `): what follows, indented to the
+    item's text, is code up to the closing fence, which GitLab shows as code, not as a command."""
+    assert [c.kind for c in parse_commands(text)] == kinds
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("<details>\n<summary>How to</summary>\n\n/reviewers assign 2\n\n</details>", []),
+    ("<details><summary>Log</summary>\n/reviewers reroll\n</details>\n/reviewers help", ["help"]),
+    ("<DETAILS>\n\n<details>\n\n/reviewers assign 2\n\n</details>\n/reviewers reroll\n</DETAILS>\n/reviewers",
+     ["suggest"]),
+    ("<details open>\n<summary>Shown</summary>\n\n/reviewers help\n\n</details>", ["help"]),
+    ("<details open>\n\n<details>\n\n/reviewers reroll\n\n</details>\n\n/reviewers help\n</details>", ["help"]),
+    ("`<details>`\n/reviewers help", ["help"]),  # code, opening nothing
+    ("```\n<details>\n```\n/reviewers help", ["help"]),
+])
+def test_a_collapsed_details_section_hides_its_commands(text, kinds):
+    """GitLab shows a `<details>` section collapsed (unless `open`): a command in it would run unseen, as in an
+    HTML comment. Its own quick actions skip such a block too."""
+    assert [c.kind for c in parse_commands(text)] == kinds
+
+
+@pytest.mark.parametrize("text, expected", [
+    # bidirectional marks and isolates: RTL keyboards and chat clients paste them along, unseen
+    ("\u200f/reviewers why @bob", ("why", ("bob",))),
+    ("/reviewers why @bob\u200e", ("why", ("bob",))),
+    ("/reviewers why \u2068@bob\u2069", ("why", ("bob",))),
+    ("\u061c/reviewers exclude @bob", ("exclude", ("bob",))),
+    ("/reviewers assign\u00ad 2", ("assign", ())),  # a soft hyphen shows nothing mid-line
+])
+def test_invisible_formatting_characters_are_not_read(text, expected):
+    [command] = parse_commands(text)
+    assert (command.kind, command.users) == expected
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85"])
+def test_only_markdowns_line_endings_start_a_line(separator):
+    """Markdown ends lines at `\\n`, `\\r\\n` and `\\r` only: after any other separator (Python's `splitlines`
+    splits at eight more) a command is in the middle of GitLab's line, not at its start."""
+    assert parse_commands(f"Never write{separator}/reviewers assign 2") == []
+    assert [c.kind for c in parse_commands("x\r/reviewers help\r\n/reviewers\n")] == ["help", "suggest"]
