@@ -322,6 +322,24 @@ async def test_a_backlog_event_of_a_project_deleted_or_archived_since_it_was_ask
     assert not marker_notes(env.state, later)
 
 
+async def test_the_backlog_events_of_a_deleted_merge_request_are_skipped(handler_env, caplog):
+    """GitLab sends no hook when a merge request is deleted (spam, a mistake): the events queued before it, a
+    `/reviewers` comment among them, met its 404 and were dead-lettered at once, logged as errors whose hint
+    asked to check that the bot user is a member. Asked again, GitLab has no such merge request: the events are
+    skipped as done, saying so; a 404 of something else on a merge request that is there still fails."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
+    await env.run()
+    env.state.add_note(mr, env.tiny.cy, "/reviewers assign 1")
+    env.state.add_note(mr, env.tiny.cy, "/reviewers why @bob")
+    del env.state.projects[env.pid].mrs[mr.iid]
+    caplog.set_level(logging.INFO, logger="bot.handlers")
+    assert await env.run() == 2
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event skipped")]
+    assert len(skipped) == 2 and all(f"merge request !{mr.iid} is not there" in s for s in skipped)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 async def store_opened(env, key: str):
     """Open a merge request on the simulator and store its hook as a queued event (not run): (mr, event id)."""
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)

@@ -160,13 +160,34 @@ async def _gone_since(services: Services, row: EventRow, exc: GitLabError) -> bo
     """Whether a 404 (or a write's 403) met inside the handlers came from the project being deleted or archived
     since GitLab's answer for it was kept (`PROJECT_TTL`): the event is then skipped as on arrival, not
     dead-lettered with a traceback or retried for minutes. Why ask: the events queued before a deletion or an
-    archiving are handled within those seconds; any other 404 or 403 stays the handlers' failure."""
+    archiving are handled within those seconds. A 404 for a project that is there may be for its merge request,
+    deleted since (`_mr_deleted`); any other 404 or 403 stays the handlers' failure."""
     if exc.status not in (403, 404) or exc.no_route or exc.no_scope:
         return False
     try:
-        return await _actionable(services, row, fresh=True) is None
+        if await _actionable(services, row, fresh=True) is None:
+            return True
+        return exc.not_found and await _mr_deleted(services, row)
     except GitLabError:  # GitLab cannot say now: the event fails with the handlers' error, and is retried
         return False
+
+
+async def _mr_deleted(services: Services, row: EventRow) -> bool:
+    """Whether the event's merge request is gone from GitLab (deleted: GitLab sends no hook for that), which the
+    event is then skipped for. Why: the events queued before the deletion (a `/reviewers` comment, an update)
+    meet its 404 inside the handlers, and no retry or requeue can make them succeed."""
+    if row.mr_iid is None or row.project_id is None:
+        return False
+    try:
+        await services.client.get_mr(row.project_id, row.mr_iid)
+        return False
+    except GitLabError as exc:
+        if not exc.not_found or exc.no_route:
+            raise
+    reason = f"skipped: merge request !{row.mr_iid} is not there any more (GitLab answers 404: it was deleted)"
+    await services.storage.events.mark_skipped(row.id, reason)
+    log.info(kv("event skipped", event_id=row.id, kind=row.kind, project_id=row.project_id, reason=reason))
+    return True
 
 
 def _notice_renames(services: Services, row: EventRow) -> None:
