@@ -58,6 +58,7 @@ Commands inside code blocks or quotes are ignored."""
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
 _SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
 _USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]{0,254})")  # GitLab: 255 characters at most
+_CODE_SPAN = re.compile(r"`([^`]+)`")  # one argument in a code span of its own
 _DURATION = re.compile(
     r"(?P<n>[0-9]+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE
 )
@@ -289,19 +290,23 @@ def _assign(text: str, args: list[str]) -> Command:
 
 
 def _usernames(args: list[str]) -> tuple[tuple[str, ...], list[str]]:
-    """The usernames of the arguments, each once, and the arguments that are none. Read as people write them:
-    `@a,@b` is two names, and punctuation after a name (`@bob?`, `@bob.`) is not part of it (GitLab
-    usernames hold no punctuation but `.`, `-` and `_`, and never end with `.`)."""
-    users: dict[str, None] = {}
+    """The usernames of the arguments, each once (usernames ignore case), and the arguments that are none. Read
+    as people write them: `@a,@b` is two names, punctuation after a name (`@bob?`, `@bob.`) is not part of it
+    (GitLab usernames hold no punctuation but `.`, `-` and `_`, and never end with `.`), and a name in a code
+    span (`` `@bob` ``) is the name: the bot's comment shows names so, and people write them so not to notify
+    the person."""
+    users: dict[str, str] = {}
     bad: list[str] = []
     for arg in args:
         for part in filter(None, arg.split(",")):
-            m = _USER.fullmatch(part.rstrip(";.?!:"))
-            if m:
-                users[m.group(1)] = None
+            name = part.rstrip(";.?!:")
+            if code := _CODE_SPAN.fullmatch(name):
+                name = code.group(1).rstrip(";.?!:")
+            if m := _USER.fullmatch(name):
+                users.setdefault(m.group(1).casefold(), m.group(1))
             else:
                 bad.append(part)
-    return tuple(users), bad
+    return tuple(users.values()), bad
 
 
 def _with_users(kind: CommandKind, *, single: bool) -> Callable[[str, list[str]], Command]:

@@ -339,3 +339,23 @@ def test_only_markdowns_line_endings_start_a_line(separator):
     splits at eight more) a command is in the middle of GitLab's line, not at its start."""
     assert parse_commands(f"Never write{separator}/reviewers assign 2") == []
     assert [c.kind for c in parse_commands("x\r/reviewers help\r\n/reviewers\n")] == ["help", "suggest"]
+
+
+@pytest.mark.parametrize("text, users", [
+    # in a code span, as the bot's comment shows names, and as people write them not to notify them
+    ("/reviewers why `@bob`", ("bob",)),
+    ("/reviewers exclude `@bob`, `@cy`", ("bob", "cy")),
+    ("/reviewers exclude `@bob`,`cy`.", ("bob", "cy")),
+    # usernames ignore case: the same person twice is one
+    ("/reviewers why @bob @Bob", ("bob",)),
+    ("/reviewers exclude @Bob.Smith @bob.smith @cy", ("Bob.Smith", "cy")),
+])
+def test_usernames_as_people_write_them(text, users):
+    [command] = parse_commands(text)
+    assert command.users == users, command.error
+
+
+@pytest.mark.parametrize("arg", ["`@bob", "``@bob`", "`@bob` `", "`@b`ob`"])
+def test_a_username_in_an_unmatched_code_span_is_none(arg):
+    [command] = parse_commands(f"/reviewers why {arg}")
+    assert command.kind == "invalid"
