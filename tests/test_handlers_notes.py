@@ -434,6 +434,54 @@ async def test_a_retried_command_answers_and_acknowledges_once(handler_env):
     assert acks(env, note) == [ACK_OK]
 
 
+async def test_a_command_in_a_thread_is_answered_in_that_thread(handler_env):
+    """A command written on the code or as a reply in a thread was answered by a comment of its own at the end of
+    the merge request, away from the thread the question was asked in. It is answered in the thread, once
+    however often the event is retried; a comment of its own is answered by one of its own, as before."""
+    env = await handler_env()
+    mr = await opened(env)
+    on_code = env.state.add_note(mr, env.tiny.cy, "/reviewers why @bob", on_file=FILES[0], line=3)
+    started = env.state.add_note(mr, env.tiny.cy, "Who knows this code?")
+    in_thread = env.state.add_note(mr, env.tiny.dee, "/reviewers why @cy", reply_to=started)
+    [comment] = marker_notes(env.state, mr)
+    under_comment = env.state.add_note(mr, env.tiny.ann, "/reviewers help", reply_to=comment)
+    alone = env.state.add_note(mr, env.tiny.cy, "/reviewers why @dee")
+    events = env.state.outbox[:]
+    await env.run()
+    for event in events:
+        await env.send(event)
+    for note in (on_code, in_thread, under_comment):
+        [answer] = replies(env, mr, note)
+        assert (answer.discussion_id, answer.type) == (note.discussion_id, note.type) and acks(env, note) == [ACK_OK]
+    [answer] = replies(env, mr, alone)
+    assert answer.discussion_id != alone.discussion_id and answer.type is None and alone.type is None
+
+
+async def test_a_command_in_a_thread_deleted_meanwhile_is_answered_by_a_comment_of_its_own(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    started = env.state.add_note(mr, env.tiny.cy, "Who knows this code?")
+    note = env.state.add_note(mr, env.tiny.dee, "/reviewers why @cy", reply_to=started)
+    env.state.delete_note(started)
+    env.state.delete_note(note)
+    await env.run()
+    [answer] = replies(env, mr, note)
+    assert answer.discussion_id != note.discussion_id and "**Why `@cy`?**" in answer.body
+
+
+async def test_an_internal_command_in_a_public_thread_is_answered_internally(handler_env):
+    """A reply in a thread is as internal as the thread's first note: an internal command's answer in a public
+    thread would tell everyone what was asked in private. It is answered by an internal note of its own."""
+    env = await handler_env()
+    env.state.project(env.tiny.project).hooks[0].confidential_note_events = True
+    mr = await opened(env)
+    started = env.state.add_note(mr, env.tiny.cy, "Who knows this code?")
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers why @bob", reply_to=started, internal=True)
+    await env.run()
+    [answer] = replies(env, mr, note)
+    assert answer.internal and answer.discussion_id != started.discussion_id
+
+
 def note_listings(env, since: int) -> int:
     return sum(r.method == "GET" and r.path.endswith("/notes") for r in env.state.requests[since:])
 

@@ -585,6 +585,13 @@ class GitLabClient:
         created, _ = await self._call("POST", f"{self._mr(pid, iid)}/notes", data=data)
         return Note.model_validate(created) if isinstance(created, dict) and "id" in created else None
 
+    async def reply_in_discussion(self, pid: ProjectId, iid: int, discussion_id: str, body: str) -> Note | None:
+        """Reply in a discussion of the MR (a thread, or one on the code); None as `create_note`. A reply is as
+        internal as the discussion's first note (GitLab decides it)."""
+        path = f"{self._mr(pid, iid)}/discussions/{quote(discussion_id, safe='')}/notes"
+        created, _ = await self._call("POST", path, data={"body": body})
+        return Note.model_validate(created) if isinstance(created, dict) and "id" in created else None
+
     async def update_note(self, pid: ProjectId, iid: int, note_id: int, body: str) -> Note:
         """Edit one of the bot's own notes (only the author may)."""
         edited, _ = await self._call("PUT", f"{self._mr(pid, iid)}/notes/{int(note_id)}", data={"body": body})

@@ -389,6 +389,18 @@ async def _run_commands(run: CommandRun, commands: Sequence[Command]) -> None:
                                "review was requested.")
 
 
+def thread_of(attrs: Mapping[str, Any]) -> str | None:
+    """The discussion a note is in when it is part of a thread (a `DiscussionNote`, or a `DiffNote` on the code),
+    else None: a comment of its own is answered by one of its own.
+
+    >>> thread_of({"type": "DiffNote", "discussion_id": "ab12"}), thread_of({"type": None, "discussion_id": "cd"})
+    ('ab12', None)
+    """
+    discussion = attrs.get("discussion_id")
+    threaded = attrs.get("type") in ("DiscussionNote", "DiffNote")
+    return discussion if threaded and isinstance(discussion, str) and discussion else None
+
+
 def written_at(attrs: Mapping[str, Any]) -> datetime | None:
     """When a note was written: the Note Hook's `created_at` (`2015-05-17 18:21:36 UTC`, or ISO 8601), or None.
 
@@ -448,7 +460,7 @@ async def on_note(event: Event, ctx: EventContext) -> None:
         run.replies.append(help_text(ctx.bot.username))
     if run.replies:
         await reply_once(ctx, run.mr_iid, run.note_id, "\n\n".join(dict.fromkeys(run.replies)),  # each once
-                         internal=internal)
+                         internal=internal, discussion=None if internal else thread_of(event.object_attributes))
     await acknowledge(ctx, run.mr_iid, run.note_id, ACK_OK if run.ok else ACK_PROBLEM)
     log.info(kv("commands run", project_id=ctx.project_id, mr_iid=run.mr_iid, note_id=run.note_id,
                 commands=",".join(c.kind for c in commands), ok=run.ok))

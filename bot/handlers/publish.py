@@ -296,16 +296,26 @@ async def _post(ctx: EventContext, mr_iid: int, body: str) -> tuple[int, bool]:
 
 
 # --- replies and acknowledgements ---------------------------------------------------------------------------
-async def reply_once(ctx: EventContext, mr_iid: int, note_id: int, text: str, *, internal: bool = False) -> None:
+async def reply_once(ctx: EventContext, mr_iid: int, note_id: int, text: str, *, internal: bool = False,
+                     discussion: str | None = None) -> None:
     """Answer a command note, once: the reply carries a marker naming the note, so a retry finds it among the
     notes posted after the command (only those are read: a thread of thousands of notes cost the bot's token
     a request per hundred for every reply, `/reviewers help` from anyone). A command in an internal note is
-    answered with an internal note."""
+    answered with an internal note; one in a thread (`discussion`), in that thread, where it was asked (or, the
+    thread deleted since, by a comment of its own)."""
     marker = REPLY_MARKER.format(note_id=note_id)
     for note in await ctx.client.notes_after(ctx.project_id, mr_iid, note_id):
         if ctx.bot.is_me(note.author) and has_marker(note.body, marker):
             return
-    await ctx.client.create_note(ctx.project_id, mr_iid, f"{marker}\n{no_quick_actions(text)}", internal=internal)
+    body = f"{marker}\n{no_quick_actions(text)}"
+    if discussion is not None:
+        try:
+            await ctx.client.reply_in_discussion(ctx.project_id, mr_iid, discussion, body)
+            return
+        except GitLabError as exc:
+            if not exc.not_found or exc.no_route:
+                raise
+    await ctx.client.create_note(ctx.project_id, mr_iid, body, internal=internal)
 
 
 def no_quick_actions(text: str) -> str:
