@@ -317,8 +317,9 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
 
 async def in_bots_thread(ctx: EventContext, iid: int, attrs: dict[str, Any]) -> bool:
     """Whether a note is a reply in a discussion the bot started on MR `iid`: its suggestion comment's, or one of
-    its answers to a command (a suggested person answering `/reviewers why @them` with "I'm away next week"
-    answers the bot, as in the comment's thread, and has reviewed nothing).
+    its answers to a command written in a comment of its own (a suggested person answering `/reviewers why @them`
+    with "I'm away next week" answers the bot, as in the comment's thread, and has reviewed nothing; a command
+    in someone's thread is answered there, `thread_of`, and the thread stays theirs).
 
     Only a `DiscussionNote` can be (a plain note starts a discussion of its own, a DiffNote is on the code). The
     comment's discussion is kept from its own Note Hook (`remember_discussion`); any other discussion is asked
