@@ -2,8 +2,8 @@
 
 One command per line; up to 3 spaces before it are allowed (4 make an indented code block); the keyword is
 case-insensitive; lines inside fenced code blocks (```` ``` ```` or `~~~`, in a list item too), GitLab
-multi-line quotes (`>>>`), quoted lines (`>`) and collapsed `<details>` sections are ignored, so quoting or
-documenting a command never runs it. Other slash commands (GitLab quick actions such as
+multi-line quotes (`>>>`), quoted lines (`>`), HTML code blocks (`<pre>`) and collapsed `<details>` sections are
+ignored, so quoting or documenting a command never runs it. Other slash commands (GitLab quick actions such as
 `/assign`, and `/reviewer`, GitLab's alias of `/assign_reviewer`) are not ours and are ignored.
 
 Mention form: when `bot_username` is given, a line starting with `@bot reviewers …` is the same command as
@@ -75,8 +75,9 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u061c\u200b\u200c\u200d\u200e\u200f\
 # Markdown's line endings: not `str.splitlines`', which also ends lines at U+2028, U+0085, form feeds and more,
 # where GitLab shows one line (a command there is in the middle of it)
 _LINE_END = re.compile(r"\r\n?|\n")
-# A `<details>` tag opening or closing a section, and whether it is `open` (shown unfolded)
-_DETAILS_TAG = re.compile(r"<(/?)details(?=[\s>/])([^>]*)>", re.IGNORECASE)
+# A tag opening or closing a section whose lines GitLab shows as code (`<pre>`, `<code>`), as a form's text
+# (`<textarea>`), not at all (`<script>` and `<style>`, which it removes) or folded (`<details>`, unless `open`)
+_SECTION_TAG = re.compile(r"<(/?)(details|pre|code|textarea|script|style)(?=[\s>/])([^>]*)>", re.IGNORECASE)
 _OPEN_ATTRIBUTE = re.compile(r"(?:^|\s)open(?:[\s=/]|$)", re.IGNORECASE)
 
 
@@ -111,8 +112,9 @@ def help_text(bot_username: str | None = None) -> str:
 
 def _visible_lines(text: str) -> list[str]:
     """The lines a command may start, stripped and without their HTML comments: outside fenced code blocks,
-    `>>>` quote blocks, `>` quotes, HTML comments and collapsed `<details>` sections (hidden when the comment is
-    shown: a command there would run unseen), not inside a code span, and not indented 4 columns or more (an
+    `>>>` quote blocks, `>` quotes, HTML comments, HTML code blocks and collapsed `<details>` sections
+    (`_sections_after`; hidden when the comment is shown, a command there would run unseen), not inside a code
+    span, and not indented 4 columns or more (an
     indented code block, or a paragraph's continuation; GitLab's own quick actions start at the line's first
     column).
 
@@ -122,7 +124,7 @@ def _visible_lines(text: str) -> list[str]:
     lines: list[str] = []
     fence: tuple[str, int] | None = None  # the fence that closes the code block, and the block's margin
     in_comment = False  # inside an HTML comment block, up to its `-->`
-    details: list[bool] = []  # the `<details>` sections around the line, inmost last: whether each is open
+    sections: list[tuple[str, bool]] = []  # the HTML sections around the line, inmost last: tag, whether shown
     para: list[str] = []  # the lines of the paragraph being read
     lazy = False  # after a `>` line of paragraph text: the next lines continue the quote, up to a blank line
     for line in _LINE_END.split(text):
@@ -137,10 +139,10 @@ def _visible_lines(text: str) -> list[str]:
             if not in_comment:
                 lines += _paragraph([rest])  # the end line's rest: a block of its own
             continue
-        if details or (_indent(line) < 4 and _DETAILS_TAG.match(stripped)):
-            shown = all(details)
-            details = _details_after(line, details)
-            if not shown or not all(details) or _DETAILS_TAG.search(line):
+        if sections or (_indent(line) < 4 and _SECTION_TAG.match(stripped)):
+            shown = all(open_ for _, open_ in sections)
+            sections = _sections_after(line, sections)
+            if not shown or not all(open_ for _, open_ in sections) or _SECTION_TAG.search(line):
                 lines += _paragraph(para)
                 para, lazy = [], False
                 continue
@@ -185,19 +187,21 @@ def _closes(line: str, fence: tuple[str, int]) -> bool:
     return stripped.startswith(chars) and not stripped.strip(chars[0]) and _indent(line) - margin < 4
 
 
-def _details_after(line: str, details: list[bool]) -> list[bool]:
-    """The `<details>` sections open after `line`, given those open before it: each tag opens (open or collapsed)
-    or closes one, left to right.
+def _sections_after(line: str, sections: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """The HTML sections (`_SECTION_TAG`) open after `line`, given those open before it, each with whether GitLab
+    shows its lines as text (an `open` `<details>`): each tag opens one or closes the inmost of its name, left to
+    right.
 
-    >>> _details_after("<details><summary>Log</summary>", []), _details_after("</details>", [True, False])
-    ([False], [True])
+    >>> _sections_after("<details><summary>Log</summary>", []), _sections_after("</pre>", [("pre", False)])
+    ([('details', False)], [])
     """
-    after = list(details)
-    for m in _DETAILS_TAG.finditer(line):
-        if m.group(1):
-            after = after[:-1]
-        else:
-            after.append(bool(_OPEN_ATTRIBUTE.search(m.group(2))))
+    after = list(sections)
+    for m in _SECTION_TAG.finditer(line):
+        name = m.group(2).lower()
+        if not m.group(1):
+            after.append((name, name == "details" and bool(_OPEN_ATTRIBUTE.search(m.group(3)))))
+        elif (at := next((i for i in range(len(after) - 1, -1, -1) if after[i][0] == name), None)) is not None:
+            after = after[:at]
     return after
 
 

@@ -359,3 +359,19 @@ def test_usernames_as_people_write_them(text, users):
 def test_a_username_in_an_unmatched_code_span_is_none(arg):
     [command] = parse_commands(f"/reviewers why {arg}")
     assert command.kind == "invalid"
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("<pre>\n/reviewers assign 2\n</pre>\n/reviewers help", ["help"]),
+    ("<pre><code>\n/reviewers assign 2\n</code></pre>", []),
+    ("<code>\n/reviewers reroll\n</code>", []),
+    ("<textarea>\n/reviewers reroll\n</textarea>", []),
+    ("<script>\n/reviewers reroll\n</script>\n<style>\n/reviewers reroll\n</style>", []),  # sanitised away
+    ("<pre>\n<details open>\n/reviewers reroll\n</details>\n</pre>", []),
+    ("<PRE lang='md'>\n/reviewers reroll\n</PRE>\n\n/reviewers why @a", ["why"]),
+    ("Run <code>make</code>, then:\n/reviewers help", ["help"]),  # a tag inside a line opens nothing
+])
+def test_html_code_blocks_hide_their_commands(text, kinds):
+    """`<pre>` and `<code>` show their lines as code, `<textarea>` as a form's text, and GitLab removes
+    `<script>` and `<style>`: a command in them is no command (and GitLab's own quick actions skip them)."""
+    assert [c.kind for c in parse_commands(text)] == kinds
