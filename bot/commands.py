@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Callable, Literal
 
@@ -77,7 +77,9 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u061c\u200b\u200c\u200d\u200e\u200f\
 _LINE_END = re.compile(r"\r\n?|\n")
 # A tag opening or closing a section whose lines GitLab shows as code (`<pre>`, `<code>`), as a form's text
 # (`<textarea>`), not at all (`<script>` and `<style>`, which it removes) or folded (`<details>`, unless `open`)
-_SECTION_TAG = re.compile(r"<(/?)(details|pre|code|textarea|script|style)(?=[\s>/])([^>]*)>", re.IGNORECASE)
+# (attributes up to the next `<` or `>`: a line of a million unclosed `<details ` is read in one pass, not rescanned
+# to its end from each)
+_SECTION_TAG = re.compile(r"<(/?)(details|pre|code|textarea|script|style)(?=[\s>/])([^<>]*)>", re.IGNORECASE)
 _OPEN_ATTRIBUTE = re.compile(r"(?:^|\s)open(?:[\s=/]|$)", re.IGNORECASE)
 
 
@@ -113,10 +115,9 @@ def help_text(bot_username: str | None = None) -> str:
 def _visible_lines(text: str) -> list[str]:
     """The lines a command may start, stripped and without their HTML comments: outside fenced code blocks,
     `>>>` quote blocks, `>` quotes, HTML comments, HTML code blocks and collapsed `<details>` sections
-    (`_sections_after`; hidden when the comment is shown, a command there would run unseen), not inside a code
-    span, and not indented 4 columns or more (an
-    indented code block, or a paragraph's continuation; GitLab's own quick actions start at the line's first
-    column).
+    (`_Sections`; hidden when the comment is shown, a command there would run unseen), not inside a code span,
+    and not indented 4 columns or more (an indented code block, or a paragraph's continuation; GitLab's own
+    quick actions start at the line's first column).
 
     Block by block, as CommonMark reads them: a line that starts with `<!--` opens an HTML comment that hides
     every line up to its `-->`; within a paragraph, code spans and comments may run across lines
@@ -124,14 +125,14 @@ def _visible_lines(text: str) -> list[str]:
     lines: list[str] = []
     fence: tuple[str, int] | None = None  # the fence that closes the code block, and the block's margin
     in_comment = False  # inside an HTML comment block, up to its `-->`
-    sections: list[tuple[str, bool]] = []  # the HTML sections around the line, inmost last: tag, whether shown
+    sections = _Sections()  # the HTML sections around the line
     para: list[str] = []  # the lines of the paragraph being read
     lazy = False  # after a `>` line of paragraph text: the next lines continue the quote, up to a blank line
     for line in _LINE_END.split(text):
-        stripped = line.strip()
+        stripped, indent = line.strip(), _indent(line)
         if fence is not None:
-            if not stripped or _indent(line) >= fence[1]:  # else a list item ended, and its code block with it
-                fence = None if _closes(line, fence) else fence
+            if not stripped or indent >= fence[1]:  # else a list item ended, and its code block with it
+                fence = None if _closes(stripped, indent, fence) else fence
                 continue
             fence = None
         if in_comment:
@@ -139,70 +140,85 @@ def _visible_lines(text: str) -> list[str]:
             if not in_comment:
                 lines += _paragraph([rest])  # the end line's rest: a block of its own
             continue
-        if sections or (_indent(line) < 4 and _SECTION_TAG.match(stripped)):
-            shown = all(open_ for _, open_ in sections)
-            sections = _sections_after(line, sections)
-            if not shown or not all(open_ for _, open_ in sections) or _SECTION_TAG.search(line):
+        if sections or (indent < 4 and _SECTION_TAG.match(stripped)):
+            hidden = sections.hiding > 0
+            if sections.read(line) or hidden or sections.hiding:
                 lines += _paragraph(para)
                 para, lazy = [], False
                 continue
-        starts_block = _indent(line) < 4 and stripped.startswith(("<!--", ">"))
+        starts_block = indent < 4 and stripped.startswith(("<!--", ">"))
         if lazy and stripped and not starts_block and not _FENCE_OPEN.fullmatch(stripped):
             continue  # a quote's lazy continuation: rendered inside the quote
-        lazy = _indent(line) < 4 and _quote_text(stripped)
-        opens = _fence_opened(line)
+        lazy = indent < 4 and _quote_text(stripped)
+        opens = _fence_opened(stripped, indent)
         if not stripped or starts_block or opens:
             lines += _paragraph(para)
             para = []
             if opens:
                 fence = opens
-            elif stripped.startswith("<!--") and _indent(line) < 4:
+            elif stripped.startswith("<!--") and indent < 4:
                 in_comment = "-->" not in stripped[4:]
                 para = [] if in_comment else [line]
             continue
-        if para or _indent(line) < 4:  # 4 columns after a blank line: an indented code block
+        if para or indent < 4:  # 4 columns after a blank line: an indented code block
             para.append(line)
     return lines + _paragraph(para)
 
 
-def _fence_opened(line: str) -> tuple[str, int] | None:
-    """The fence a line opens a code block with (```` ``` ````, `~~~`, GitLab's `>>>`), and the block's margin:
-    0, or on a list item's line (`- ```` `), the column of the item's text, which its code is indented to.
+def _fence_opened(stripped: str, indent: int = 0) -> tuple[str, int] | None:
+    """The fence a line (`stripped`, indented `indent` columns) opens a code block with (```` ``` ````, `~~~`,
+    GitLab's `>>>`), and the block's margin: 0, or on a list item's line (`- ```` `), the column of the item's
+    text, which its code is indented to.
 
-    >>> _fence_opened("```python"), _fence_opened("  1. ~~~~"), _fence_opened("- item"), _fence_opened("``` `x`")
+    >>> _fence_opened("```python"), _fence_opened("1. ~~~~", 2), _fence_opened("- item"), _fence_opened("``` `x`")
     (('```', 0), ('~~~~', 5), None, None)
     """
-    stripped = line.strip()
+    if "``" not in stripped and "~~" not in stripped and ">>>" not in stripped:
+        return None  # most lines: no need to read them further
     item = _LIST_MARKER.match(stripped)
     m = _FENCE_OPEN.fullmatch(stripped[item.end():] if item else stripped)
     if m is None:
         return None
-    return m.group(1) or m.group(2) or m.group(3), _indent(line) + item.end() if item else 0
+    return m.group(1) or m.group(2) or m.group(3), indent + item.end() if item else 0
 
 
-def _closes(line: str, fence: tuple[str, int]) -> bool:
-    """Whether `line` closes the code block `fence` opened: the same fence, at least as long, with nothing after
-    it, indented less than 4 columns past the block's margin (else it is a line of code)."""
-    stripped, (chars, margin) = line.strip(), fence
-    return stripped.startswith(chars) and not stripped.strip(chars[0]) and _indent(line) - margin < 4
+def _closes(stripped: str, indent: int, fence: tuple[str, int]) -> bool:
+    """Whether a line (`stripped`, indented `indent` columns) closes the code block `fence` opened: the same
+    fence, at least as long, with nothing after it, indented less than 4 columns past the block's margin (else
+    it is a line of code)."""
+    chars, margin = fence
+    return stripped.startswith(chars) and not stripped.strip(chars[0]) and indent - margin < 4
 
 
-def _sections_after(line: str, sections: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
-    """The HTML sections (`_SECTION_TAG`) open after `line`, given those open before it, each with whether GitLab
-    shows its lines as text (an `open` `<details>`): each tag opens one or closes the inmost of its name, left to
-    right.
+@dataclass
+class _Sections:
+    """The HTML sections (`_SECTION_TAG`) open around a line: by tag, whether each hides its lines (all but an
+    `open` `<details>`), inmost last; `hiding` counts those that do. Kept by tag, not as one stack, so that a
+    tag costs the same however many sections are open (a comment of 100,000 `<pre>` lines is read in one pass).
 
-    >>> _sections_after("<details><summary>Log</summary>", []), _sections_after("</pre>", [("pre", False)])
-    ([('details', False)], [])
+    >>> s = _Sections(); s.read("<details><summary>Log</summary>"), s.hiding, s.read("</details>"), s.hiding
+    (True, 1, True, 0)
     """
-    after = list(sections)
-    for m in _SECTION_TAG.finditer(line):
-        name = m.group(2).lower()
-        if not m.group(1):
-            after.append((name, name == "details" and bool(_OPEN_ATTRIBUTE.search(m.group(3)))))
-        elif (at := next((i for i in range(len(after) - 1, -1, -1) if after[i][0] == name), None)) is not None:
-            after = after[:at]
-    return after
+
+    levels: dict[str, list[bool]] = field(default_factory=dict)
+    hiding: int = 0
+
+    def __bool__(self) -> bool:
+        return any(self.levels.values())
+
+    def read(self, line: str) -> bool:
+        """Open a section for each opening tag of `line` and close the inmost of its name for each end tag, left
+        to right; whether the line had any."""
+        found = False
+        for m in _SECTION_TAG.finditer(line):
+            found, name = True, m.group(2).lower()
+            levels = self.levels.setdefault(name, [])
+            if not m.group(1):
+                levels.append(not (name == "details" and _OPEN_ATTRIBUTE.search(m.group(3))))
+                self.hiding += levels[-1]
+            elif levels:
+                self.hiding -= levels.pop()
+        return found
 
 
 _LIST_MARKER = re.compile(r"^(?:(?:[-+*]|[0-9]{1,9}[.)])[ \t]+)+")

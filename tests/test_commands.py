@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -375,3 +376,15 @@ def test_html_code_blocks_hide_their_commands(text, kinds):
     """`<pre>` and `<code>` show their lines as code, `<textarea>` as a form's text, and GitLab removes
     `<script>` and `<style>`: a command in them is no command (and GitLab's own quick actions skip them)."""
     assert [c.kind for c in parse_commands(text)] == kinds
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("<details>\n" + "<details " * 110_000, []),  # unclosed tags on one line: each was read to the line's end
+    ("<pre>\n" * 160_000, []),  # sections open on every line
+    ("- ```\n  x\n" * 80_000, ["assign"]),  # the last item ends at the command, less indented than its text
+])
+def test_a_megabyte_of_html_sections_or_list_fences_parses_in_one_pass(text, kinds):
+    assert [c.kind for c in parse_commands(text + "\n/reviewers assign 2")] == kinds
+    started = time.process_time()
+    parse_commands(text)
+    assert time.process_time() - started < 5
