@@ -80,6 +80,8 @@ _LINE_END = re.compile(r"\r\n?|\n")
 # (attributes up to the next `<` or `>`: a line of a million unclosed `<details ` is read in one pass, not rescanned
 # to its end from each)
 _SECTION_TAG = re.compile(r"<(/?)(details|pre|code|textarea|script|style)(?=[\s>/])([^<>]*)>", re.IGNORECASE)
+_TABLE_DELIMITER = re.compile(r"\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?")
+_CELL_SEPARATOR = re.compile(r"(?<!\\)\|")
 _OPEN_ATTRIBUTE = re.compile(r"(?:^|\s)open(?:[\s=/]|$)", re.IGNORECASE)
 
 
@@ -128,6 +130,7 @@ def _visible_lines(text: str) -> list[str]:
     sections = _Sections()  # the HTML sections around the line
     para: list[str] = []  # the lines of the paragraph being read
     lazy = False  # after a `>` line of paragraph text: the next lines continue the quote, up to a blank line
+    table = False  # in a table's rows: cells, up to a blank line or another block
     for line in _LINE_END.split(text):
         stripped, indent = line.strip(), _indent(line)
         if fence is not None:
@@ -147,6 +150,13 @@ def _visible_lines(text: str) -> list[str]:
                 para, lazy = [], False
                 continue
         starts_block = indent < 4 and stripped.startswith(("<!--", ">"))
+        if table and stripped and not starts_block and not _fence_opened(stripped, indent):
+            continue
+        if indent < 4 and para and _heads_table(para[-1], stripped):
+            lines += _paragraph(para[:-1])  # its last line is the table's header row
+            para, table = [], True
+            continue
+        table = False
         if lazy and stripped and not starts_block and not _FENCE_OPEN.fullmatch(stripped):
             continue  # a quote's lazy continuation: rendered inside the quote
         lazy = indent < 4 and _quote_text(stripped)
@@ -163,6 +173,26 @@ def _visible_lines(text: str) -> list[str]:
         if para or indent < 4:  # 4 columns after a blank line: an indented code block
             para.append(line)
     return lines + _paragraph(para)
+
+
+def _heads_table(header: str, stripped: str) -> bool:
+    """Whether a line (`stripped`) is a table's delimiter row (`--- | :---:`) under the row `header` (the same
+    number of cells): GitLab then shows both, and each line after them up to a blank line, as a table's cells.
+
+    >>> _heads_table("a | b", "--|:-:"), _heads_table("| a |", "| --- |"), _heads_table("a", "---")
+    (True, True, False)
+    """
+    if "|" not in stripped or not _TABLE_DELIMITER.fullmatch(stripped):
+        return False
+    return _cells(header) == _cells(stripped)
+
+
+def _cells(row: str) -> int:
+    """How many cells a table row has: its unescaped `|` separate them, but those at its ends."""
+    row = row.strip()
+    row = row[1:] if row.startswith("|") else row
+    row = row[:-1] if row.endswith("|") and not row.endswith("\\|") else row
+    return len(_CELL_SEPARATOR.split(row))
 
 
 def _fence_opened(stripped: str, indent: int = 0) -> tuple[str, int] | None:

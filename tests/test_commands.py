@@ -388,3 +388,19 @@ def test_a_megabyte_of_html_sections_or_list_fences_parses_in_one_pass(text, kin
     started = time.process_time()
     parse_commands(text)
     assert time.process_time() - started < 5
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("Command | Effect\n--- | ---\n/reviewers assign 2 | asks two", []),  # a row: a table's cells
+    ("| Command |\n| --- |\n/reviewers reroll", []),  # a row needs no pipe
+    ("/reviewers help | x\n:--- | ---:", []),  # the header row too
+    ("Try these:\nCommand | Effect\n--- | ---\n/reviewers reroll | x", []),  # a paragraph's last line heads it
+    ("a | b\n-|-\nx | y\n\n/reviewers help", ["help"]),  # a blank line ends the table
+    ("a | b\n-|-\n> q\n\n/reviewers help", ["help"]),
+    ("a | b\n-|-|-\n/reviewers help", ["help"]),  # not a table: 2 headers, 3 delimiters
+    ("/reviewers help\n---", ["help"]),  # a heading (GitLab's quick actions run there too), no table
+    ("a | b\n-|-\n```\n/reviewers reroll\n```\n/reviewers help", ["help"]),  # a fence ends the table
+])
+def test_a_command_in_a_table_is_a_cell(text, kinds):
+    """GitLab shows a table's rows (those with no pipe too, up to a blank line) as cells, not lines."""
+    assert [c.kind for c in parse_commands(text)] == kinds
