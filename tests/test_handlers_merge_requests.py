@@ -362,16 +362,17 @@ async def test_a_deleted_comment_is_posted_again(handler_env):
     assert len(marker_notes(env.state, mr)) == 1
 
 
-async def test_unknown_project_is_a_permanent_failure(handler_env):
+async def test_an_event_of_a_merge_request_gitlab_does_not_have_is_skipped_not_retried(handler_env, caplog):
+    """No retry can make GitLab find it (deleted since, `bot.handlers._mr_deleted`): the event is done, skipped
+    with the reason, after one more question to GitLab, not failed and retried."""
     env = await handler_env()
     mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES)
     body = merge_request_hook(env.state, env.tiny.project, mr, "open", user=env.tiny.ann)
     body["object_attributes"]["iid"] = 999
-    from tests.bot_harness import event_row
-
-    with pytest.raises(GitLabFailure) as failure:
-        await env.dispatch(event_row("Merge Request Hook", body))
-    assert failure.value.permanent and failure.value.status == 404
+    caplog.set_level("INFO", logger="bot.handlers")
+    await env.dispatch(event_row("Merge Request Hook", body))
+    assert len(env.state.calls("GET", "/merge_requests/999")) == 2
+    assert any("merge request !999 is not there any more" in r.getMessage() for r in caplog.records)
     env.state.outbox.clear()
 
 
