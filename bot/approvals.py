@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Approval", "Owned", "OwnerApproval", "RuleApproval", "owner_approvals", "rule_approvals", "owner_usernames",
-    "gitlab_approvers", "authors_may_approve", "cover_note", "capped", "people", "listed", "approvals",
+    "gitlab_approvers", "owner_givers", "authors_may_approve", "cover_note", "capped", "people", "listed", "approvals",
     "owned_by", "approved_alike", "in_codeowners", "MAX_LISTED", "MAX_NOTES",
 ]
 
@@ -102,18 +102,25 @@ def owner_usernames(section: Owned, facts: MRFacts) -> list[str]:
 def gitlab_approvers(need: Owned, facts: MRFacts, author: str) -> list[str] | None:
     """The owners GitLab lets approve for a rule (`ApprovalWrappedRule#approvers`): active project members
     (not blocked, not awaiting a seat), the MR's author only where the project lets authors approve
-    (`authors_may_approve`; GitLab's default forbids approving one's own MR). Busy, opted-out or overloaded
-    owners count: GitLab waits for them. None when an owner could not be looked up this time.
+    (`authors_may_approve`; GitLab's default forbids approving one's own MR), none who added commits to it
+    where the project does not let them approve (`MRFacts.committers`). Busy, opted-out or overloaded owners
+    count: GitLab waits for them. None when an owner could not be looked up this time.
 
     GitLab approves a rule automatically when fewer of them exist than the approvals it asks (an invalid
     rule must not block the merge request), so the bot asks nobody for it.
     """
     if any(_unresolved(owner, facts) for owner in need.owners):
         return None
-    left_out = set() if authors_may_approve(facts, author) else {author.casefold()}
+    left_out = facts.committers | (set() if authors_may_approve(facts, author) else {author.casefold()})
     return [name for name in owner_usernames(need, facts)
             if (member := facts.member(name)) is not None and member.active and not member.awaiting
             and name.casefold() not in left_out]
+
+
+def owner_givers(need: Owned, facts: MRFacts) -> list[str]:
+    """The owners who may give a CODEOWNERS approval (`owner_usernames`), less those who added commits where
+    GitLab does not accept their approval: they may still review, but are not asked for the approval."""
+    return [name for name in owner_usernames(need, facts) if name.casefold() not in facts.committers]
 
 
 def authors_may_approve(facts: MRFacts, author: str) -> bool:
@@ -141,7 +148,7 @@ class OwnerApproval:
     with the same owners and count, which the same approvals meet (an approval counts for every rule naming
     its giver). `alone`: the only one of its section, so its note need not name the patterns. `separately`:
     rules with owners of their own that GitLab approves each by itself alike, said in one note
-    (`approved_alike`)."""
+    (`approved_alike`). `committers`: GitLab does not count owners who added commits (its notes say so)."""
 
     section: str
     patterns: tuple[str, ...]
@@ -149,6 +156,7 @@ class OwnerApproval:
     approvals: int
     alone: bool = True
     separately: bool = False
+    committers: bool = False
 
     role = "code owner"
     short = "owner"
@@ -182,7 +190,7 @@ class OwnerApproval:
         return f"code owner: {in_codeowners(self.section, 'section ')} needs their approval{self.which}"
 
     def givers(self, facts: MRFacts) -> list[str]:
-        return owner_usernames(self, facts)
+        return owner_givers(self, facts)
 
     def approvers(self, facts: MRFacts, author: str) -> list[str] | None:
         return gitlab_approvers(self, facts, author)
@@ -192,7 +200,8 @@ class OwnerApproval:
             who = f"only {approvers} of the owners of each" if approvers else "none of their owners"
         else:
             who = f"only {approvers} of its owners" if approvers else "none of its owners"
-        return f"{self.asks}, but {who} can approve (active project members other than the author): GitLab " \
+        others = "the author and those who added commits" if self.committers else "the author"
+        return f"{self.asks}, but {who} can approve (active project members other than {others}): GitLab " \
                f"approves {'each' if self.separately else 'it'} automatically."
 
 
@@ -208,7 +217,7 @@ def owner_approvals(facts: MRFacts) -> list[OwnerApproval]:
             merged.setdefault((rule.section, frozenset(rule.owners), rule.approvals_required), []).append(rule)
     per_section = Counter(section for section, _, _ in merged)
     return [OwnerApproval(section, tuple(r.pattern for r in rules), rules[0].owners, count,
-                          per_section[section] == 1)
+                          per_section[section] == 1, committers=bool(facts.committers))
             for (section, _, count), rules in merged.items()]
 
 
@@ -224,7 +233,7 @@ def owned_by(person: str, facts: MRFacts, suggested: Sequence[str], author: str)
     grouped: dict[tuple[str, str, str], list[str]] = {}
     for rule in facts.codeowners.rules_for_files(facts.owned_paths):
         if name.casefold() in {n.casefold() for n in owner_usernames(rule, facts)}:
-            key = (rule.section, _through(rule, name, facts), _not_added(rule, facts, suggested, author))
+            key = (rule.section, _through(rule, name, facts), _not_added(rule, facts, suggested, author, name))
             grouped.setdefault(key, []).append(rule.pattern)
     return [f"They are a code owner of {listed([code_span(p) for p in patterns])}{_where(section, through)}"
             f"{outcome}." for (section, through, outcome), patterns in grouped.items()]
@@ -259,19 +268,22 @@ def _through(rule: RuleMatch, name: str, facts: MRFacts) -> str:
     return f", through {listed([code_span(r) for r in refs])}" if refs else ""
 
 
-def _not_added(rule: RuleMatch, facts: MRFacts, suggested: Sequence[str], author: str) -> str:
-    """Why the bot did not add a code owner of `rule` for it, as `bot.suggesting` decided: GitLab asks no
-    approval (optional section, branch not requiring it, too few owners able to approve), or the people
-    suggested can give it; else that GitLab still requires it (the owner could not be suggested: said above)."""
+def _not_added(rule: RuleMatch, facts: MRFacts, suggested: Sequence[str], author: str, name: str) -> str:
+    """Why the bot did not add `name`, a code owner of `rule`, for it, as `bot.suggesting` decided: GitLab asks
+    no approval (optional section, branch not requiring it, too few owners able to approve), or does not accept
+    theirs (they added commits), or the people suggested can give it; else that GitLab still requires it (the
+    owner could not be suggested: said above)."""
     needed = ", but were not needed for it: "
     if rule.approvals_required == 0:
         return needed + "the section is optional (GitLab asks its owners for no approval)"
     if not facts.code_owner_approval:
         return needed + "the target branch does not require code owners' approval"
+    if name.casefold() in facts.committers:
+        return ", but GitLab does not accept their approval on this merge request: they added commits to it"
     approvers = gitlab_approvers(rule, facts, author)
     if approvers is not None and len(approvers) < rule.approvals_required:
         return needed + "GitLab approves it automatically (fewer of its owners can approve than it asks)"
-    owners = {n.casefold() for n in owner_usernames(rule, facts)}
+    owners = {n.casefold() for n in owner_givers(rule, facts)}
     covering = [s for s in suggested if s.casefold() in owners]
     if len(covering) >= rule.approvals_required:
         return f"{needed}{people(covering)}, already suggested, can give its {approvals(rule.approvals_required)}"
@@ -410,7 +422,7 @@ def approved_alike(needs: Sequence[Approval], notes: Sequence[str], automatic: M
         alike = [needs[i] for i in at]  # only `OwnerApproval`s were grouped
         merged = OwnerApproval(section, tuple(p for n in alike for p in n.patterns),
                                tuple(dict.fromkeys(o for n in alike for o in n.owners)), count, alone=False,
-                               separately=True)
+                               separately=True, committers=any(n.committers for n in alike))
         out_needs[at[0]], out_notes[at[0]] = merged, merged.approved_by_gitlab(able)
         gone.update(at[1:])
     keep = [i for i in range(len(needs)) if i not in gone]

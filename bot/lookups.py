@@ -120,6 +120,10 @@ class ProtectionsUnreadable(Exception):
     code owners must approve is then taken as yes, as before the bot read protections, and asked again."""
 
 
+class _SettingUnreadable(Exception):
+    """GitLab failed on the project's approval settings this time (a 5xx): nothing is kept, asked again next time."""
+
+
 class Lookups:
     """The GitLab answers the ranking needs beyond the MR itself, through a `Recent` cache."""
 
@@ -201,6 +205,46 @@ class Lookups:
                            mr_iid=iid, status=exc.status, error=str(exc)))
             raise ApprovalRulesUnreadable(project_id, iid, exc.status) from exc
         return [] if state is None else list(state.rules)
+
+    async def committers_barred(self, project_id: int) -> bool:
+        """Whether GitLab keeps whoever added commits to a merge request from approving it ("Prevent approvals
+        by users who add commits": `merge_requests_disable_committers_approval` of GET /projects/:id/approvals),
+        kept a minute like the other project lookups.
+
+        Where GitLab does not say (a token it refuses, a GitLab without the field or the endpoint) the bot counts
+        committers as approvers, as it did before it read the setting: logged once, and not asked again for the
+        project for an hour. A GitLab failing on it (5xx) is logged and asked next time; no answer, 401, 429 or a
+        token without the api scope fail the event, to be retried."""
+        try:
+            barred = await self.recent.get(("committers barred", project_id),
+                                           lambda: self._committers_setting(project_id), ttl=self._setting_ttl)
+        except _SettingUnreadable:
+            return False
+        return barred is True
+
+    def _setting_ttl(self, barred: bool | None) -> float:
+        """A setting GitLab did not give is not asked again for an hour (`REFUSED_TTL`): it seldom changes."""
+        return self.recent.ttl if barred is not None else max(self.recent.ttl, self.REFUSED_TTL)
+
+    async def _committers_setting(self, project_id: int) -> bool | None:
+        """`merge_requests_disable_committers_approval`, or None where GitLab does not give it (logged)."""
+        try:
+            settings = await self.client.project_approval_settings(project_id)
+        except GitLabError as exc:
+            if exc.status is None or exc.no_scope or exc.status in (401, 429):
+                raise
+            if exc.status >= 500:
+                log.warning(kv("committers' approval setting not readable this time: committers counted as "
+                               "approvers", project_id=project_id, status=exc.status, error=str(exc)))
+                raise _SettingUnreadable from exc
+            log.info(kv("committers' approval setting not readable with the bot's token: committers counted as "
+                        "approvers", project_id=project_id, error=str(exc)))
+            return None
+        barred = settings.merge_requests_disable_committers_approval if settings is not None else None
+        if barred is None:
+            log.info(kv("GitLab does not say whether committers may approve (no such setting in its answer): "
+                        "committers counted as approvers", project_id=project_id))
+        return barred
 
     async def status(self, uid: int | str) -> str:
         """What a user's status says of reviewing now (`UserStatus.condition`: busy, away, at_capacity or

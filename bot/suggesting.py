@@ -24,6 +24,7 @@ from bot.approvals import (
     Approval, approved_alike, capped, cover_note, owner_approvals, owner_usernames, people, rule_approvals,
 )
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, ONLY_AUTHOR, code_span
+from bot.committers import read_committers
 from bot.config import ProjectSettings
 from bot.eligibility import AWAITING_SEAT, STATUS_WORDS, Member, eligible
 from bot.engine import Engine
@@ -77,7 +78,9 @@ class MRFacts:
     none on other branches, and the bot then only favours owners in the ranking). `aliases` maps the former
     usernames of members who renamed themselves (casefolded) to their usernames now (`bot.people`); the
     opt-outs and exclusions are under the members' usernames now. `approval_rules` are the merge request's
-    rules as GitLab reports them now (Premium; none on other tiers), each with who approved.
+    rules as GitLab reports them now (Premium; none on other tiers), each with who approved. `committers` are
+    the people (usernames, casefolded) who added commits to it, read only where GitLab will ask code owners'
+    approval and does not let committers approve (`bot.committers`): GitLab does not accept their approval.
     """
 
     files: tuple[str, ...]
@@ -93,6 +96,7 @@ class MRFacts:
     aliases: Mapping[str, str] = field(default_factory=dict)  # former username (casefolded) -> username now
     approval_rules: tuple[ApprovalRule, ...] = ()
     approval_rules_unreadable: bool = False  # GitLab failed on the approval state alone this time
+    committers: frozenset[str] = frozenset()  # who added commits, where GitLab will not take their approval
 
     @property
     def moved_from(self) -> tuple[str, ...]:
@@ -197,13 +201,14 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
         resolve_owners(look.client, look.recent, project_id, owners_to_resolve(codeowners, paths, by_name)),
         _code_owner_approval(look, project_id, mr.target_branch, codeowners, paths),
     )
+    committers = await _committers(look, project_id, mr.iid, by_name) if required else frozenset()
     optouts = await storage.optouts.active(project_id)
     excluded = await persisted_exclusions(storage, project_id, mr.iid)
     facts = MRFacts(
         files=files, members=by_name, optouts=frozenset(), excluded={}, codeowners=codeowners,
         owner_users=owner_users, renames=renames, capped=mr.diff_capped, code_owner_approval=required,
         codeowners_unreadable=unreadable, aliases=await members_former_names(storage, members),
-        approval_rules=tuple(rules), approval_rules_unreadable=rules_unreadable,
+        approval_rules=tuple(rules), approval_rules_unreadable=rules_unreadable, committers=committers,
     )
     return replace(facts, optouts=frozenset(facts.person(p) for p in optouts),
                    excluded=_under_names_now(facts, {**excluded, **{p: "exclude" for p in extra_excluded}}))
@@ -251,6 +256,15 @@ async def _code_owner_approval(look: Lookups, project_id: int, branch: str, code
     if codeowners is None or not any(rule.approvals_required for rule in codeowners.rules_for_files(paths)):
         return False
     return await look.code_owner_approval(project_id, branch)
+
+
+async def _committers(look: Lookups, project_id: int, iid: int, members: Mapping[str, GitLabMember]
+                      ) -> frozenset[str]:
+    """Who added commits to the MR, where the project does not let them approve; asked only where GitLab will
+    ask code owners' approval (the approval rules come with GitLab's own list of who may approve)."""
+    if not await look.committers_barred(project_id):
+        return frozenset()
+    return await read_committers(look, project_id, iid, members)
 
 
 def _eligibility_members(facts: MRFacts) -> dict[str, Member]:

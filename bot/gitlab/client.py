@@ -38,8 +38,8 @@ from bot.gitlab.errors import (
 )
 from bot.gitlab.proxy import env_proxy
 from bot.gitlab.models import (
-    Approvals, ApprovalState, AwardEmoji, ChangedFile, Group, Hook, Member, MergeRequest, Note, Page, Project,
-    ProtectedBranch, ReviewerState, User, UserStatus,
+    ApprovalSettings, Approvals, ApprovalState, AwardEmoji, ChangedFile, Commit, Group, Hook, Member, MergeRequest,
+    Note, Page, Project, ProtectedBranch, ReviewerState, User, UserStatus,
 )
 
 __all__ = ["GitLabClient", "GitLabError", "GitLabStall", "RetryPolicy", "ProjectId", "project_ref"]
@@ -455,6 +455,20 @@ class GitLabClient:
                      "are not read")
             self._no_approval_state = True
             return None
+
+    async def project_approval_settings(self, pid: ProjectId) -> ApprovalSettings | None:
+        """The project's approval settings (GET /projects/:id/approvals); None where GitLab has no such endpoint
+        (the Community Edition: its catch-all 404)."""
+        try:
+            return ApprovalSettings.model_validate(await self._get(f"{self._p(pid)}/approvals"))
+        except GitLabError as exc:
+            if not exc.no_route:
+                raise
+            return None
+
+    async def mr_commits(self, pid: ProjectId, iid: int) -> list[Commit]:
+        """The commits of the MR's branch (GET .../merge_requests/:iid/commits, newest first), all pages."""
+        return await self._all(Commit, f"{self._mr(pid, iid)}/commits")
 
     async def mr_reviewer_states(self, pid: ProjectId, iid: int) -> list[ReviewerState] | None:
         """The MR's reviewers, each with their review state (who has reviewed, approved, asked for changes);

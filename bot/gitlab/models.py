@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "User", "Member", "UserStatus", "Group", "Namespace", "SharedGroup", "Project", "MergeRequest", "ChangedFile",
-    "Approval", "Approvals", "ApprovalRule", "ApprovalState", "ReviewerState", "Note", "AwardEmoji", "Hook",
-    "ProtectedBranch", "Page", "GUEST", "REPORTER", "DEVELOPER", "MAINTAINER", "OWNER",
+    "Approval", "Approvals", "ApprovalRule", "ApprovalState", "ApprovalSettings", "Commit", "ReviewerState", "Note",
+    "AwardEmoji", "Hook", "ProtectedBranch", "Page", "GUEST", "REPORTER", "DEVELOPER", "MAINTAINER", "OWNER",
 ]
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
@@ -247,6 +247,25 @@ class ApprovalState(_Model):
 
     approval_rules_overwritten: bool = False
     rules: list[ApprovalRule] = Field(default_factory=list)
+
+
+class ApprovalSettings(_Model):
+    """GET /projects/:id/approvals: the project's approval settings (Enterprise Edition). A field is None where
+    this GitLab does not give it (`merge_requests_disable_committers_approval` came about 12.1)."""
+
+    merge_requests_author_approval: bool | None = None
+    merge_requests_disable_committers_approval: bool | None = None
+
+
+class Commit(_Model):
+    """One commit as GET .../merge_requests/:iid/commits lists it: who wrote it (`author_*`) and who made it
+    (`committer_*`: the one who rebased, cherry-picked or applied it), as git recorded them."""
+
+    id: str
+    author_name: str = ""
+    author_email: str = ""
+    committer_name: str = ""
+    committer_email: str = ""
 
 
 class ReviewerState(_Model):

@@ -3,7 +3,8 @@
 GitLab's rules, as its API shows them (`ApprovalState`, `ApprovalWrappedRule`, `ApprovalRuleLike`): a project's
 rules are copied onto each merge request, which may change its copies (`own_approval_rules`); a rule's
 eligible approvers are its users and the direct members of its groups who are active, less the author unless
-the project lets authors approve; `approved_by` are those of them who approved (for `any_approver`, anyone
+the project lets authors approve, and less the merge request's committers where the project prevents their
+approval (`committers`); `approved_by` are those of them who approved (for `any_approver`, anyone
 but the author who approved); a rule is `approved` when no approvals are left or, other than `any_approver`,
 when it asks more approvals than it has eligible approvers (GitLab does not let an invalid rule block the
 merge request; before about 16.0 only once each of them had approved: `state.version`). Without Premium
@@ -14,6 +15,7 @@ such endpoint. The simulator makes no `code_owner` rules from CODEOWNERS: add th
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable
+from urllib.parse import urlsplit
 
 from bot.gitlab import sim_render as render
 from bot.gitlab.sim_model import SimApprovalRule, SimMR, SimProject, SimUser
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from bot.gitlab.sim_groups import GroupRef
     from bot.gitlab.sim_state import SimState, UserRef
 
-__all__ = ["ApprovalActions", "approval_state_json"]
+__all__ = ["ApprovalActions", "approval_state_json", "approval_settings_json"]
 
 
 class ApprovalActions:
@@ -52,8 +54,26 @@ class ApprovalActions:
         unless the project allows it; in id order."""
         ids = set(rule.user_ids).union(*(self.groups[g].members for g in rule.group_ids))
         author_ok = self.projects[mr.project_id].merge_requests_author_approval
+        barred = self.committers(mr) if self.committers_barred(self.projects[mr.project_id]) else set()
         return [self.users[uid] for uid in sorted(ids)
-                if self.users[uid].state == "active" and (author_ok or uid != mr.author_id)]
+                if self.users[uid].state == "active" and (author_ok or uid != mr.author_id) and uid not in barred]
+
+    def committers_barred(self: SimState, project: SimProject) -> bool:
+        """"Prevent approvals by users who add commits" (a Premium setting: off without Premium)."""
+        return project.merge_requests_disable_committers_approval and not self.free_tier
+
+    def committers(self: SimState, mr: SimMR) -> set[int]:
+        """GitLab's `MergeRequest#committers`: the users owning the `committer_email` of one of the merge
+        request's commits (merge commits too), matched by any of their confirmed addresses (here the primary
+        and public ones) or their private commit address (`commit_email`). The author of a commit is not one
+        of them unless they also made it (`CommitCollection#committers`)."""
+        made = {commit.committer_email.casefold() for commit in mr.commits}
+        return {user.id for user in self.users.values()
+                if made & {e.casefold() for e in (user.email, user.public_email, self.commit_email(user)) if e}}
+
+    def commit_email(self: SimState, user: SimUser) -> str:
+        """The private commit address GitLab gives every user: `<id>-<username>@users.noreply.<host>`."""
+        return f"{user.id}-{user.username}@users.noreply.{urlsplit(self.web).hostname}"
 
 
 def approval_state_json(state: SimState, mr: SimMR) -> dict[str, Any]:
@@ -64,6 +84,23 @@ def approval_state_json(state: SimState, mr: SimMR) -> dict[str, Any]:
     rules = mr.approval_rules if mr.approval_rules is not None else project.approval_rules
     return {"approval_rules_overwritten": mr.approval_rules is not None,
             "rules": [_rule_json(state, mr, rule) for rule in rules]}
+
+
+def approval_settings_json(state: SimState, project: SimProject) -> dict[str, Any]:
+    """GET /projects/:id/approvals (`API::Entities::ApprovalSettings`): the project's approval settings; the
+    approver lists are deprecated and always empty. GitLab before about 12.1 had no
+    `merge_requests_disable_committers_approval` in it."""
+    body = {
+        "approvers": [], "approver_groups": [], "approvals_before_merge": project.approvals_required,
+        "reset_approvals_on_push": True, "selective_code_owner_removals": False,
+        "disable_overriding_approvers_per_merge_request": False,
+        "merge_requests_author_approval": project.merge_requests_author_approval,
+        "merge_requests_disable_committers_approval": state.committers_barred(project),
+        "require_password_to_approve": False, "require_reauthentication_to_approve": False,
+    }
+    if state.version < (12, 1):
+        del body["merge_requests_disable_committers_approval"]
+    return body
 
 
 def _gives_up(state: SimState, rule: SimApprovalRule, eligible: list[SimUser], approved: list[SimUser]) -> bool:

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 __all__ = [
-    "SimUser", "SimGroup", "SimProject", "SimProtectedBranch", "SimApprovalRule", "SimDiff", "SimMR", "SimNote",
+    "SimUser", "SimGroup", "SimProject", "SimProtectedBranch", "SimApprovalRule", "SimDiff", "SimCommit", "SimMR",
+    "SimNote",
     "SimAward", "SimHook", "HookEvent", "Delivery", "SimRequest", "SimToken", "fake_sha", "DRAFT_RE",
 ]
 
@@ -74,6 +75,21 @@ class SimDiff:
 
 
 @dataclass
+class SimCommit:
+    """One commit of a merge request's source branch. Git keeps who wrote it (author) apart from who made it
+    (committer: the one who rebased, cherry-picked or applied it); GitLab knows people by these addresses."""
+
+    sha: str
+    title: str
+    author_name: str
+    author_email: str
+    committer_name: str
+    committer_email: str
+    created_at: datetime
+    parent_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
 class SimAward:
     """An award emoji on a merge request or on a note (`awardable_type` "MergeRequest" or "Note")."""
 
@@ -131,6 +147,7 @@ class SimMR:
     state: str = "opened"
     labels: list[str] = field(default_factory=list)
     diffs: list[SimDiff] = field(default_factory=list)
+    commits: list[SimCommit] = field(default_factory=list)  # oldest first (GitLab lists them newest first)
     reviewer_ids: list[int] = field(default_factory=list)
     assignee_ids: list[int] = field(default_factory=list)
     approvals: dict[int, datetime] = field(default_factory=dict)
@@ -281,6 +298,7 @@ class SimProject:
     protected_branches: list[SimProtectedBranch] = field(default_factory=list)
     approval_rules: list[SimApprovalRule] = field(default_factory=list)  # copied onto every merge request
     merge_requests_author_approval: bool = False  # "Prevent approval by author" off (GitLab's default: on)
+    merge_requests_disable_committers_approval: bool = False  # "Prevent approvals by users who add commits"
     hooks: list[SimHook] = field(default_factory=list)
     mrs: dict[int, SimMR] = field(default_factory=dict)
 

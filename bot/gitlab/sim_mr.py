@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from bot.gitlab import payloads
-from bot.gitlab.sim_model import DRAFT_RE, SimAward, SimDiff, SimMR, SimNote, SimProject, SimUser, fake_sha
+from bot.gitlab.sim_model import (
+    DRAFT_RE, SimAward, SimCommit, SimDiff, SimMR, SimNote, SimProject, SimUser, fake_sha,
+)
 from bot.gitlab.sim_render import utc_text
 
 if TYPE_CHECKING:
@@ -47,7 +49,25 @@ class MRActions:
                    diffs=to_diffs(files), sha=fake_sha(project.id, iid, 0),
                    base_sha=fake_sha(project.id, iid, "base"), **fields)
         project.mrs[iid] = mr
+        self.add_commit(mr, author, sha=mr.sha, at=when)
         return mr
+
+    def add_commit(self: SimState, mr: SimMR, author: UserRef | str, *, committer: UserRef | str | None = None,
+                   sha: str | None = None, at: datetime | None = None) -> SimCommit:
+        """Add a commit to the MR's branch, written by `author` and made by `committer` (the author when None):
+        a user (their primary e-mail) or a bare address. No webhook: `push_to_mr` is the push."""
+        def who(ref: UserRef | str) -> tuple[str, str]:
+            if isinstance(ref, str) and "@" in ref:
+                return ref.split("@", 1)[0], ref
+            user = self.user(ref)
+            return user.name, user.email
+        (a_name, a_email), (c_name, c_email) = who(author), who(committer if committer is not None else author)
+        parents = [mr.commits[-1].sha] if mr.commits else [mr.base_sha]
+        commit = SimCommit(sha or fake_sha(mr.project_id, mr.iid, "commit", len(mr.commits)),
+                           f"Change {len(mr.commits) + 1} of !{mr.iid}", a_name, a_email, c_name, c_email,
+                           at or self.now(), parents)
+        mr.commits.append(commit)
+        return commit
 
     def add_merged_mr(self: SimState, project: ProjectRef, author: UserRef, files: Iterable[FileSpec], *,
                       reviewers: Iterable[UserRef] = (), approvers: Iterable[UserRef] = (),
@@ -167,6 +187,7 @@ class MRActions:
         by_path.update({d.new_path: d for d in to_diffs(files)})
         before, oldrev = self._snapshot(mr), mr.sha
         mr.diffs, mr.sha = list(by_path.values()), fake_sha(project.id, mr.iid, oldrev)
+        self.add_commit(mr, who, sha=mr.sha)
         self._touch(mr, who)
         self._fire(project, mr, "update", who, changes=self._changes(project, before, mr), oldrev=oldrev)
         return mr

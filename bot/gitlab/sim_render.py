@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from bot.gitlab.sim_model import (
-    SimAward, SimDiff, SimGroup, SimHook, SimMR, SimNote, SimProject, SimProtectedBranch, SimToken, SimUser,
+    SimAward, SimCommit, SimDiff, SimGroup, SimHook, SimMR, SimNote, SimProject, SimProtectedBranch, SimToken, SimUser,
 )
 
 __all__ = [
     "iso_ms", "iso_z", "utc_text", "avatar_url", "user_basic", "user_full", "member", "project_json",
-    "changes_count", "mr_json", "diff_json", "approvals_json", "note_json", "discussion_json", "award_json",
-    "hook_json", "status_json",
+    "changes_count", "mr_json", "diff_json", "commit_json", "approvals_json", "note_json", "discussion_json",
+    "award_json", "hook_json", "status_json",
     "reviewer_detail_json", "group_json", "user_listed", "token_json", "protected_branch_json",
 ]
 
@@ -179,6 +179,19 @@ def diff_json(diff: SimDiff) -> dict[str, Any]:
         "a_mode": "0" if diff.new_file else "100644", "b_mode": "0" if diff.deleted_file else "100644",
         "diff": diff.diff, "collapsed": False, "too_large": False, "new_file": diff.new_file,
         "renamed_file": diff.renamed_file, "deleted_file": diff.deleted_file, "generated_file": False,
+    }
+
+
+def commit_json(web: str, project: SimProject, commit: SimCommit) -> dict[str, Any]:
+    """One commit as GET .../merge_requests/:iid/commits lists it (`API::Entities::Commit`)."""
+    return {
+        "id": commit.sha, "short_id": commit.sha[:8], "created_at": iso_ms(commit.created_at),
+        "parent_ids": list(commit.parent_ids), "title": commit.title, "message": commit.title + "\n",
+        "author_name": commit.author_name, "author_email": commit.author_email,
+        "authored_date": iso_ms(commit.created_at), "committer_name": commit.committer_name,
+        "committer_email": commit.committer_email, "committed_date": iso_ms(commit.created_at),
+        "trailers": {}, "extended_trailers": {},
+        "web_url": f"{web}/{project.path_with_namespace}/-/commit/{commit.sha}",
     }
 
 

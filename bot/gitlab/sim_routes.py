@@ -12,7 +12,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from bot.gitlab import sim_render as render
-from bot.gitlab.sim_approvals import approval_state_json
+from bot.gitlab.sim_approvals import approval_settings_json, approval_state_json
 from bot.gitlab.sim_http import (
     ANY_SCOPE, PUBLIC, ApiError, bool_param, id_list, int_param, json_response, paginate, request_token, time_param,
 )
@@ -391,6 +391,20 @@ async def get_approval_state(request: web.Request) -> web.Response:
     return json_response(approval_state_json(state, _mr(request, project)))
 
 
+async def list_mr_commits(request: web.Request) -> web.Response:
+    """GET .../merge_requests/:iid/commits: the commits of its branch, newest first, paginated."""
+    state, project = _state(request), _project(request)
+    mr = _mr(request, project)
+    return paginate(request, [render.commit_json(state.web, project, c) for c in reversed(mr.commits)])
+
+
+@ee_only
+async def get_project_approvals(request: web.Request) -> web.Response:
+    """GET /projects/:id/approvals: the project's approval settings (Enterprise Edition)."""
+    state, project = _state(request), _project(request)
+    return json_response(approval_settings_json(state, project))
+
+
 async def get_reviewers(request: web.Request) -> web.Response:
     state, project = _state(request), _project(request)
     return json_response(render.reviewer_detail_json(state.web, _mr(request, project), state.users))
@@ -689,6 +703,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", _MR + "/changes", get_changes),
     ("GET", _MR + "/approvals", get_approvals),
     ("GET", _MR + "/approval_state", get_approval_state),
+    ("GET", _MR + "/commits", list_mr_commits),
+    ("GET", "/api/v4/projects/{pid}/approvals", get_project_approvals),
     ("GET", _MR + "/reviewers", get_reviewers),
     ("GET", _MR + "/notes", list_notes),
     ("POST", _MR + "/notes", create_note),
