@@ -7,8 +7,9 @@ ignored, so quoting or documenting a command never runs it. Other slash commands
 `/assign`, and `/reviewer`, GitLab's alias of `/assign_reviewer`) are not ours and are ignored.
 
 Mention form: when `bot_username` is given, a line starting with `@bot reviewers …` is the same command as
-`/reviewers …`, and any other line starting with `@bot` is an `unknown` command (the runner answers it with
-help). A mention later in a line is conversation, not a command.
+`/reviewers …`, and `@bot help`, `@bot assign 2` (a command's own word first) the same as `/reviewers help`,
+`/reviewers assign 2`. A line starting with `@bot` and any other word ("@bot thanks!"), and a mention later in
+a line, are conversation, not commands (`addresses_bot` tells them).
 
 Results are `Command`s; `kind == "unknown"` is anything else starting with `/reviewers`, `kind == "invalid"`
 a known command with bad arguments (`error` says what and how to fix it). The runner answers both with help.
@@ -26,8 +27,8 @@ from typing import Callable, Literal
 
 from bot.comment import code_span, inline_spans
 
-__all__ = ["MAX_ASSIGN", "MAX_EXCLUDE", "MAX_OPTOUT", "HELP_TEXT", "Command", "CommandKind", "help_text",
-           "parse_commands", "parse_duration", "shown"]
+__all__ = ["MAX_ASSIGN", "MAX_EXCLUDE", "MAX_OPTOUT", "HELP_TEXT", "Command", "CommandKind", "addresses_bot",
+           "help_text", "parse_commands", "parse_duration", "shown"]
 
 MAX_ASSIGN = 10
 MAX_EXCLUDE = 10  # people one `exclude` names: each is a stored label and a line of the reply
@@ -57,6 +58,7 @@ Commands inside code blocks or quotes are ignored."""
 
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
 _SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
+_KEYWORD = re.compile(r"reviewers(?!\w)", re.IGNORECASE)  # after a mention: `Reviewers?`, not `reviewersplease`
 _USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]{0,254})")  # GitLab: 255 characters at most
 _CODE_SPAN = re.compile(r"`([^`]+)`")  # one argument in a code span of its own
 _DURATION = re.compile(
@@ -430,13 +432,27 @@ def _parse_slash(text: str, line: str) -> Command | None:
     return verb(text, words[1:]) if verb else Command("unknown", text)
 
 
+def _parse_mention(line: str, rest: str) -> Command | None:
+    """The command of a line starting with the bot's mention (`rest` is what follows it), or None when the
+    mention starts conversation ("@bot thanks!"): only a first word the bot knows makes a command of it, as
+    the bot cannot tell a request it does not know from a remark addressed to it. `reviewers` (or
+    `/reviewers`) reads the rest as the slash command (a wrong word there is answered with the help), a
+    command's own word (`help`, `assign 2`, `why @ann`, a `!` or `?` after it too) as that command."""
+    if rest.startswith("/"):
+        return _parse_slash(line, rest)  # "@bot /reviewers …"; "@bot /assign …" is not ours
+    if _KEYWORD.match(rest):
+        return _parse_slash(line, "/" + rest)
+    first, *args = rest.split(None, 1) or [""]
+    verb = first.rstrip(".!?").lower()
+    return _parse_slash(line, " ".join(["/reviewers", verb, *args])) if verb in _VERBS else None
+
+
 def _parse_line(line: str, mention: re.Pattern[str] | None) -> Command | None:
     if line.startswith("/"):
         return _parse_slash(line, line)
     if mention is None or (m := mention.match(line)) is None:
         return None
-    rest = line[m.end():].lstrip(" \t:,").removeprefix("/")  # "@bot: reviewers", "@bot /reviewers" too
-    return _parse_slash(line, "/" + rest) or Command("unknown", line)
+    return _parse_mention(line, line[m.end():].lstrip(" \t:,"))  # "@bot: reviewers" too
 
 
 def _mention_pattern(bot_username: str | None) -> re.Pattern[str] | None:
@@ -457,3 +473,15 @@ def parse_commands(text: str, bot_username: str | None = None) -> list[Command]:
     found = (_parse_line(line.translate(_INVISIBLE).strip(), mention) for line in _visible_lines(text or ""))
     return [command for command in found if command is not None]
 
+
+def addresses_bot(text: str, bot_username: str | None) -> bool:
+    """Whether a comment mentions the bot where GitLab shows it (not in code, a quote or an HTML comment): it
+    talks to the bot ("@bot I'm away this week", "thanks @bot"), whatever else it says.
+
+    >>> addresses_bot("@bot thanks!", "bot"), addresses_bot("> @bot thanks!", "bot"), addresses_bot("@bott", "bot")
+    (True, False, False)
+    """
+    mention = _mention_pattern(bot_username)
+    if mention is None or not mention.search(text or ""):
+        return False  # most comments: no need to read them block by block
+    return any(mention.search(line.translate(_INVISIBLE)) for line in _visible_lines(text))

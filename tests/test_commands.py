@@ -173,8 +173,15 @@ def test_several_commands_in_order_around_code_and_quotes():
         ("@reviewer-bot reviewers", ("suggest", (), None)),
         ("@Reviewer-Bot Reviewers assign 2", ("assign", (), 2)),
         ("  @reviewer-bot reviewers why @ann", ("why", ("ann",), None)),
-        ("@reviewer-bot suggest reviewers please", ("unknown", (), None)),
-        ("@reviewer-bot", ("unknown", (), None)),
+        ("@reviewer-bot suggest reviewers please", ("invalid", (), None)),
+        ("@reviewer-bot reviewers frobnicate", ("unknown", (), None)),
+        ("@reviewer-bot reviewers-suggest", ("unknown", (), None)),
+        ("@reviewer-bot help", ("help", (), None)),
+        ("@reviewer-bot Assign 2", ("assign", (), 2)),
+        ("@reviewer-bot, why @ann?", ("why", ("ann",), None)),
+        ("@reviewer-bot reroll!", ("reroll", (), None)),
+        ("@reviewer-bot optout 2w", ("optout", (), None)),
+        ("@reviewer-bot why did you pick ann", ("invalid", (), None)),
         ("@reviewer-bot reviewers assign 0", ("invalid", (), None)),
         ("@reviewer-bot /reviewers assign 2", ("assign", (), 2)),
         ("@reviewer-bot: reviewers why @ann", ("why", ("ann",), None)),
@@ -185,6 +192,25 @@ def test_mention_form(text, expected):
     (command,) = parse_commands(text, bot_username="reviewer-bot")
     assert (command.kind, command.users, command.count) == expected
     assert command.text == text.strip()
+
+
+@pytest.mark.parametrize("text", [
+    "@reviewer-bot thanks!",
+    "@reviewer-bot can you look again?",
+    "@Reviewer-Bot: you picked well this time",
+    "thanks @reviewer-bot",
+    "@reviewer-bot",
+    "@reviewer-bot 👍",
+    "@reviewer-bot reviewersplease",
+    "@reviewer-bot helpful as ever",
+    "@reviewer-bot why's ann first?",
+    "@reviewer-bot /assign @ann",
+    "@ann @reviewer-bot help",
+])
+def test_conversation_addressed_to_the_bot_is_no_command(text):
+    """A mention starts a command only when the next word is one of the bot's (`reviewers`, or a command's own
+    word); "@bot thanks!" is conversation, left alone (it used to get a 😕 and the whole help)."""
+    assert parse_commands(text, bot_username="reviewer-bot") == []
 
 
 def test_mention_form_needs_bot_username_and_exact_name():
@@ -237,7 +263,7 @@ def test_help_names_every_command():
     ("name", "kinds"),
     [
         ("note_merge_request.gitlab-docs.json", []),
-        ("derived/note_merge_request_mention_bot.json", ["unknown"]),
+        ("derived/note_merge_request_mention_bot.json", ["invalid"]),
         ("derived/note_merge_request_unknown_slash_command.json", []),
     ],
 )

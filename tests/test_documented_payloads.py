@@ -43,7 +43,7 @@ EXPECTED: dict[str, Any] = {
     "derived/merge_request_close.json": ("root", "closed"),
     "derived/merge_request_merge.json": ("user1", "final_reviewer"),
     "derived/merge_request_update_reviewers_cleared.json": ("user1", "removed"),
-    "derived/note_merge_request_mention_bot.json": "reply",  # an unknown command: answered with the help
+    "derived/note_merge_request_mention_bot.json": "reply",  # `suggest` with words after it: answered with the help
     "note_merge_request.gitlab-docs.json": NOTHING,  # a plain comment by someone never suggested
     "derived/note_merge_request_edited.json": NOTHING,  # edits never run commands again
     "derived/note_merge_request_unknown_slash_command.json": NOTHING,  # not the bot's command

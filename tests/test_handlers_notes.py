@@ -382,6 +382,33 @@ async def test_help_and_unknown_commands_answer_with_help(handler_env):
     assert acks(env, asked) == [ACK_OK] and acks(env, wrong) == [ACK_PROBLEM] == acks(env, invalid)
 
 
+async def test_conversation_addressed_to_the_bot_is_left_alone(handler_env):
+    """"@reviewbot thanks!" is no command: no emoji, no reply (it got a 😕, "not a command I know" and the
+    whole help). A mention followed by one of the bot's command words runs it; a slash command still answers a
+    wrong word with the help."""
+    env = await handler_env()
+    mr = await opened(env)
+    talk = [env.state.add_note(mr, env.tiny.ann, text) for text in
+            ("@reviewbot thanks!", "@reviewbot can you look again?", "thanks @reviewbot")]
+    asked = env.state.add_note(mr, env.tiny.ann, "@reviewbot help")
+    wrong = env.state.add_note(mr, env.tiny.ann, "@reviewbot reviewers please")
+    await env.run()
+    assert all(replies(env, mr, note) == [] and acks(env, note) == [] for note in talk)
+    assert "| `/reviewers` | suggest reviewers again |" in replies(env, mr, asked)[0].body
+    assert acks(env, asked) == [ACK_OK] and acks(env, wrong) == [ACK_PROBLEM]
+    assert "is not a command I know" in replies(env, mr, wrong)[0].body
+
+
+async def test_a_suggested_person_talking_to_the_bot_has_reviewed_nothing(handler_env):
+    """bob, suggested, tells the bot he is away, in a comment of its own: he answers the bot, as in its
+    comment's thread (`commented`), and has reviewed nothing."""
+    env = await handler_env()
+    mr = await opened(env)  # the bot suggests bob first
+    env.state.add_note(mr, env.tiny.bob, "@reviewbot I'm out until the 20th, can you pick someone else?")
+    await env.run()
+    assert [f for f in await feedback(env, mr) if f[0] == "bob" and f[1] != "suggested"] == [("bob", "commented")]
+
+
 async def test_a_long_comment_is_read_whole(handler_env):
     """A comment past `PARSE_IN_THREAD` is read in a thread: its command at the very end still runs, and its
     quoted or fenced look-alikes still do not."""

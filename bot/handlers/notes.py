@@ -15,7 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
@@ -23,7 +23,7 @@ from gidgetlab.sansio import Event
 from bot.approvals import owned_by
 from bot.backfill import ACTED, is_automated
 from bot.comment import code_span, has_marker, render_why
-from bot.commands import Command, help_text, parse_commands, shown
+from bot.commands import Command, addresses_bot, help_text, parse_commands, shown
 from bot.eligibility import DEVELOPER, REPORTER, access_level_name
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import MergeRequest
@@ -40,6 +40,7 @@ from graph.feedback import NEGATIVE
 __all__ = ["router", "CommandRun", "ACK_OK", "ACK_PROBLEM"]
 
 log = logging.getLogger("bot.handlers")
+T = TypeVar("T")
 router = Router()
 ACK_OK, ACK_PROBLEM = "thumbsup", "confused"
 JUDGING = frozenset({"why", "reroll", "exclude"})  # commands stored as labels about people; the rest as "command"
@@ -299,7 +300,8 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
     GitLab's Reply and a reply to the mention's notification email put it (or to the bot's answer to a command,
     `/reviewers why @them`: that answers the bot too). A comment on an MR merged or closed (the hook's
     `merge_request.state`, `ended`) reviews nothing: the merge judged who reviewed it, and a "thanks" after it
-    was learned as a review, replayed before the merge."""
+    was learned as a review, replayed before the merge. A comment that mentions the bot (`addresses_bot`: "@bot
+    I'm away this week") talks to the bot too, wherever it is: `commented`."""
     user, mr = event.data.get("user") or {}, event.data["merge_request"]
     person = str(user.get("username") or "")
     if not person or (user.get("id") is not None and user.get("id") == mr.get("author_id")) or ended(mr):
@@ -310,7 +312,9 @@ async def record_comment(event: Event, ctx: EventContext) -> None:
     if latest is not None and person.casefold() in suggested:
         if await ctx.storage.feedback.stored_by_another(ctx.project_id, iid, person, {"reviewed"}, ctx.event_id):
             return  # one review per person and MR: no need to ask GitLab where this reply sits
-        label = "commented" if await in_bots_thread(ctx, iid, event.object_attributes) else "reviewed"
+        talking = await _in_thread_if_long(addresses_bot, str(event.object_attributes.get("note") or ""),
+                                           ctx.bot.username)
+        label = "commented" if talking or await in_bots_thread(ctx, iid, event.object_attributes) else "reviewed"
         await ctx.storage.feedback.record_once(ctx.project_id, iid, person, label, suggestion_id=latest.id,
                                                source_event_id=ctx.event_id)
 
@@ -418,11 +422,11 @@ def _wanted(event: Event, ctx: EventContext) -> bool:
     return attrs.get("action") in (None, "create") and isinstance(event.data.get("merge_request"), dict)
 
 
-async def _commands(note: str, bot_username: str | None) -> list[Command]:
-    """The comment's commands; a long comment is read in a thread (`PARSE_IN_THREAD`)."""
+async def _in_thread_if_long(read: Callable[[str, str | None], T], note: str, bot_username: str | None) -> T:
+    """`read(note, bot_username)`, in a thread for a long comment (`PARSE_IN_THREAD`)."""
     if len(note) <= PARSE_IN_THREAD:
-        return parse_commands(note, bot_username)
-    return await asyncio.to_thread(parse_commands, note, bot_username)
+        return read(note, bot_username)
+    return await asyncio.to_thread(read, note, bot_username)
 
 
 @router.register("Note Hook", noteable_type="MergeRequest")
@@ -437,7 +441,8 @@ async def on_note(event: Event, ctx: EventContext) -> None:
         return
     if not _wanted(event, ctx):
         return
-    commands = await _commands(str(event.object_attributes.get("note") or ""), ctx.bot.username)
+    commands = await _in_thread_if_long(parse_commands, str(event.object_attributes.get("note") or ""),
+                                        ctx.bot.username)
     if not commands:
         await record_comment(event, ctx)
         return
