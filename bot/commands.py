@@ -59,7 +59,8 @@ Commands inside code blocks or quotes are ignored."""
 _FENCE_OPEN = re.compile(r"(`{3,})[^`]*|(~{3,}).*|(>>>)\s*")
 _SLASH = re.compile(r"/reviewers(?P<glued>\S*)(?:\s+(?P<args>.*))?", re.IGNORECASE | re.DOTALL)
 _KEYWORD = re.compile(r"reviewers(?!\w)", re.IGNORECASE)  # after a mention: `Reviewers?`, not `reviewersplease`
-_USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]{0,254})")  # GitLab: 255 characters at most
+# GitLab: 255 characters at most; a group's path (`@acme/web`) is written so too, and answered as a group
+_USER = re.compile(r"@?([A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}(?:/[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}){0,20})")
 _CODE_SPAN = re.compile(r"`([^`]+)`")  # one argument in a code span of its own
 _DURATION = re.compile(
     r"(?P<n>[0-9]+)\s*(?P<unit>h|hrs?|hours?|d|days?|w|wks?|weeks?|m|mos?|months?)", re.IGNORECASE

@@ -241,6 +241,13 @@ def test_parse_duration(value, expected):
     assert parse_duration(value) == expected
 
 
+def test_a_group_path_is_read_as_a_name():
+    """`@acme/web` (a subgroup) is one name, which the runner answers as a group, not "not a username"."""
+    assert parse_commands("/reviewers why @acme/web")[0].users == ("acme/web",)
+    assert parse_commands("/reviewers exclude @acme/web, @bob")[0].users == ("acme/web", "bob")
+    assert parse_commands("/reviewers why @acme/")[0].kind == "invalid"
+
+
 def test_user_property():
     assert parse_commands("/reviewers why @ann")[0].user == "ann"
     assert parse_commands("/reviewers")[0].user is None

@@ -355,6 +355,28 @@ async def test_exclude_keeps_someone_off_this_mr(handler_env):
     assert "`@bob`" in marker_notes(env.state, other)[0].body
 
 
+async def test_why_and_exclude_about_a_group_say_it_is_no_person(handler_env):
+    """`@acme` (the project's group) and `@acme/web` (a subgroup) are groups: `why` answered "not a member" and
+    `exclude` "no member has this username", as if they were people with a typo. The reply says each is a
+    group and that the bot suggests people; nothing is stored about a group, and a person named beside one is
+    still set aside."""
+    env = await handler_env()
+    env.state.add_group("acme/web", visibility="internal")  # a private one the bot cannot see is a 404
+    mr = await opened(env)
+    why = env.state.add_note(mr, env.tiny.ann, "/reviewers why @acme")
+    sub = env.state.add_note(mr, env.tiny.ann, "/reviewers why @acme/web")
+    exclude = env.state.add_note(mr, env.tiny.ann, "/reviewers exclude @ACME @bob")
+    await env.run()
+    said = replies(env, mr, why)[0].body
+    assert "`@acme` is a group, not a person: the bot suggests people" in said and "not a member" not in said
+    assert "`@acme/web` is a group, not a person" in replies(env, mr, sub)[0].body
+    said = replies(env, mr, exclude)[0].body
+    assert "`@ACME` is a group, not a person" in said and "no member" not in said
+    assert "`@bob` will not be suggested on this merge request" in said
+    assert acks(env, why) == acks(env, sub) == acks(env, exclude) == [ACK_PROBLEM]
+    assert [f for f in await feedback(env, mr) if f[1] in ("why", "exclude")] == [("bob", "exclude")]
+
+
 async def test_optout_and_optin(handler_env):
     env = await handler_env()
     mr = await opened(env)

@@ -132,6 +132,12 @@ class CommandRun:
                                       suggestion_id=latest.id if latest else None,
                                       source_event_id=self.ctx.event_id)
 
+    async def groups(self, names: Sequence[str]) -> list[str]:
+        """Those of `names` no member has that GitLab knows as groups (`@acme`, `@acme/web`: a group's path is
+        written as a username is, and a mention of it notifies its members), as written."""
+        members = await self.member_names()
+        return [n for n in names if n.casefold() not in members and await self.ctx.client.get_group(n) is not None]
+
     def problem(self, text: str) -> None:
         self.ok = False
         self.replies.append(text)
@@ -177,8 +183,18 @@ def _fewer_requested(asked: int, requested: Sequence[str]) -> str:
             "nobody else can be suggested right now.")
 
 
+def _not_people(groups: Sequence[str], command: str, example: str) -> str:
+    """The refusal of `why` and `exclude` about groups: the bot suggests people, each by name."""
+    are = "is a group" if len(groups) == 1 else "are groups"
+    return (f"{', '.join(code_span('@' + g) for g in groups)} {are}, not a person: the bot suggests people, each "
+            f"by name. Name a member instead: {code_span(f'/reviewers {command} {example}')}.")
+
+
 async def _why(run: CommandRun, command: Command) -> None:
     ctx, typed = run.ctx, str(command.user)
+    if await run.groups([typed]):
+        run.problem(_not_people([typed], "why", "@alice"))
+        return
     person = await run.username_of(typed)  # a member's former username: their name now
     mr = await run.mr()
     result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
@@ -226,7 +242,10 @@ async def _exclude(run: CommandRun, command: Command) -> None:
     if own or bot:
         run.problem(_never_suggested(own[0] if own else None, bot[0] if bot else None))
         people = [p for p in people if p not in own and p not in bot]
-    strangers = [u for u in command.users if u.casefold() not in members]
+    groups = await run.groups(command.users)
+    if groups:
+        run.problem(_not_people(groups, "exclude", "@alice @bob"))
+    strangers = [u for u in command.users if u.casefold() not in members and u not in groups]
     if strangers:
         whose = "this username" if len(strangers) == 1 else "these usernames"
         run.problem(f"{', '.join(code_span('@' + u) for u in strangers)}: no member of this project has {whose} "
