@@ -124,58 +124,102 @@ def _visible_lines(text: str) -> list[str]:
     and not indented 4 columns or more (an indented code block, or a paragraph's continuation; GitLab's own
     quick actions start at the line's first column).
 
-    Block by block, as CommonMark reads them: a line that starts with `<!--` opens an HTML comment that hides
-    every line up to its `-->`; within a paragraph, code spans and comments may run across lines
+    Block by block, as CommonMark reads them (`_Reader`): a line that starts with `<!--` opens an HTML comment
+    that hides every line up to its `-->`; within a paragraph, code spans and comments may run across lines
     (`_paragraph`)."""
-    lines: list[str] = []
-    fence: tuple[str, int] | None = None  # the fence that closes the code block, and the block's margin
-    in_comment = False  # inside an HTML comment block, up to its `-->`
-    sections = _Sections()  # the HTML sections around the line
-    para: list[str] = []  # the lines of the paragraph being read
-    lazy = False  # after a `>` line of paragraph text: the next lines continue the quote, up to a blank line
-    table = False  # in a table's rows: cells, up to a blank line or another block
+    reader = _Reader()
     for line in _LINE_END.split(text):
+        reader.read(line)
+    return reader.lines + _paragraph(reader.para)
+
+
+@dataclass
+class _Reader:
+    """What `_visible_lines` knows between lines: the lines found so far, the paragraph being read, and the
+    block around the line. Each `_in_…` method takes the line when it belongs to its kind of block (True: read,
+    nothing more to do), in the order CommonMark tries them."""
+
+    lines: list[str] = field(default_factory=list)
+    para: list[str] = field(default_factory=list)  # the lines of the paragraph being read
+    fence: tuple[str, int] | None = None  # the fence that closes the code block, and the block's margin
+    in_comment: bool = False  # inside an HTML comment block, up to its `-->`
+    sections: _Sections = field(default_factory=lambda: _Sections())  # the HTML sections around the line
+    lazy: bool = False  # after a `>` line of paragraph text: the next lines continue the quote, up to a blank line
+    table: bool = False  # in a table's rows: cells, up to a blank line or another block
+
+    def read(self, line: str) -> None:
         stripped, indent = line.strip(), _indent(line)
-        if fence is not None:
-            if not stripped or indent >= fence[1]:  # else a list item ended, and its code block with it
-                fence = None if _closes(stripped, indent, fence) else fence
-                continue
-            fence = None
-        if in_comment:
-            in_comment, rest = "-->" not in line, line.partition("-->")[2]
-            if not in_comment:
-                lines += _paragraph([rest])  # the end line's rest: a block of its own
-            continue
-        if sections or (indent < 4 and _SECTION_TAG.match(stripped)):
-            hidden = sections.hiding > 0
-            if sections.read(line) or hidden or sections.hiding:
-                lines += _paragraph(para)
-                para, lazy = [], False
-                continue
+        if self._in_code(stripped, indent) or self._in_comment(line) or self._in_section(line, stripped, indent):
+            return
         starts_block = indent < 4 and stripped.startswith(("<!--", ">"))
-        if table and stripped and not starts_block and not _fence_opened(stripped, indent):
-            continue
-        if indent < 4 and para and _heads_table(para[-1], stripped):
-            lines += _paragraph(para[:-1])  # its last line is the table's header row
-            para, table = [], True
-            continue
-        table = False
-        if lazy and stripped and not starts_block and not _FENCE_OPEN.fullmatch(stripped):
-            continue  # a quote's lazy continuation: rendered inside the quote
-        lazy = indent < 4 and _quote_text(stripped)
+        if self._in_table(stripped, indent, starts_block) or self._in_quote(stripped, indent, starts_block):
+            return
+        if self._starts_block(line, stripped, indent, starts_block):
+            return
+        if self.para or indent < 4:  # 4 columns after a blank line: an indented code block
+            self.para.append(line)
+
+    def end_paragraph(self, keep: int = 0) -> None:
+        """Read the paragraph's lines but its last `keep` (a table's header row), and start another."""
+        self.lines += _paragraph(self.para[:len(self.para) - keep])
+        self.para = []
+
+    def _in_code(self, stripped: str, indent: int) -> bool:
+        if self.fence is None:
+            return False
+        if not stripped or indent >= self.fence[1]:  # else a list item ended, and its code block with it
+            self.fence = None if _closes(stripped, indent, self.fence) else self.fence
+            return True
+        self.fence = None
+        return False
+
+    def _in_comment(self, line: str) -> bool:
+        if not self.in_comment:
+            return False
+        self.in_comment, rest = "-->" not in line, line.partition("-->")[2]
+        if not self.in_comment:
+            self.lines += _paragraph([rest])  # the end line's rest: a block of its own
+        return True
+
+    def _in_section(self, line: str, stripped: str, indent: int) -> bool:
+        """A line in a hidden section, or with a section's tag, is no command's."""
+        if not self.sections and not (indent < 4 and _SECTION_TAG.match(stripped)):
+            return False
+        hidden = self.sections.hiding > 0
+        if not (self.sections.read(line) or hidden or self.sections.hiding):
+            return False
+        self.end_paragraph()
+        self.lazy = False
+        return True
+
+    def _in_table(self, stripped: str, indent: int, starts_block: bool) -> bool:
+        if self.table and stripped and not starts_block and not _fence_opened(stripped, indent):
+            return True
+        if indent < 4 and self.para and _heads_table(self.para[-1], stripped):
+            self.end_paragraph(keep=1)  # its last line is the table's header row
+            self.table = True
+            return True
+        self.table = False
+        return False
+
+    def _in_quote(self, stripped: str, indent: int, starts_block: bool) -> bool:
+        if self.lazy and stripped and not starts_block and not _FENCE_OPEN.fullmatch(stripped):
+            return True  # a quote's lazy continuation: rendered inside the quote
+        self.lazy = indent < 4 and _quote_text(stripped)
+        return False
+
+    def _starts_block(self, line: str, stripped: str, indent: int, starts_block: bool) -> bool:
+        """A blank line, a quote, an HTML comment or a fence ends the paragraph; the comment or fence opens."""
         opens = _fence_opened(stripped, indent)
-        if not stripped or starts_block or opens:
-            lines += _paragraph(para)
-            para = []
-            if opens:
-                fence = opens
-            elif stripped.startswith("<!--") and indent < 4:
-                in_comment = "-->" not in stripped[4:]
-                para = [] if in_comment else [line]
-            continue
-        if para or indent < 4:  # 4 columns after a blank line: an indented code block
-            para.append(line)
-    return lines + _paragraph(para)
+        if stripped and not starts_block and not opens:
+            return False
+        self.end_paragraph()
+        if opens:
+            self.fence = opens
+        elif stripped.startswith("<!--") and indent < 4:
+            self.in_comment = "-->" not in stripped[4:]
+            self.para = [] if self.in_comment else [line]
+        return True
 
 
 def _heads_table(header: str, stripped: str) -> bool:
