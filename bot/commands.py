@@ -2,9 +2,11 @@
 
 One command per line; up to 3 spaces before it are allowed (4 make an indented code block); the keyword is
 case-insensitive; lines inside fenced code blocks (```` ``` ```` or `~~~`, in a list item too), GitLab
-multi-line quotes (`>>>`), quoted lines (`>`), HTML code blocks (`<pre>`) and collapsed `<details>` sections are
-ignored, so quoting or documenting a command never runs it. Other slash commands (GitLab quick actions such as
-`/assign`, and `/reviewer`, GitLab's alias of `/assign_reviewer`) are not ours and are ignored.
+multi-line quotes (`>>>`), quoted lines (`>`), HTML code blocks (`<pre>`) and collapsed `<details>` sections
+(their tag anywhere on a line) are ignored, so quoting or documenting a command never runs it. What GitLab shows
+as text runs, in a `<div>` too (where GitLab's own quick actions do not: they skip any tag's block). Other slash
+commands (GitLab quick actions such as `/assign`, and `/reviewer`, GitLab's alias of `/assign_reviewer`) are not
+ours and are ignored.
 
 Mention form: when `bot_username` is given, a line starting with `@bot reviewers …` is the same command as
 `/reviewers …`, and `@bot help`, `@bot assign 2` (a command's own word first) the same as `/reviewers help`,
@@ -23,7 +25,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 from bot.comment import code_span, inline_spans
 
@@ -82,7 +84,7 @@ _LINE_END = re.compile(r"\r\n?|\n")
 # (`<textarea>`), not at all (`<script>` and `<style>`, which it removes) or folded (`<details>`, unless `open`)
 # (attributes up to the next `<` or `>`: a line of a million unclosed `<details ` is read in one pass, not rescanned
 # to its end from each)
-_SECTION_TAG = re.compile(r"<(/?)(details|pre|code|textarea|script|style)(?=[\s>/])([^<>]*)>", re.IGNORECASE)
+_SECTION_TAG = re.compile(r"(?<!\\)<(/?)(details|pre|code|textarea|script|style)(?=[\s>/])([^<>]*)>", re.IGNORECASE)
 _TABLE_DELIMITER = re.compile(r"\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?")
 _CELL_SEPARATOR = re.compile(r"(?<!\\)\|")
 _OPEN_ATTRIBUTE = re.compile(r"(?:^|\s)open(?:[\s=/]|$)", re.IGNORECASE)
@@ -182,11 +184,14 @@ class _Reader:
         return True
 
     def _in_section(self, line: str, stripped: str, indent: int) -> bool:
-        """A line in a hidden section, or with a section's tag, is no command's."""
-        if not self.sections and not (indent < 4 and _SECTION_TAG.match(stripped)):
-            return False
+        """A line in a hidden section, or that starts with a section's tag, is no command's; a line whose start
+        shows, with a tag after text (`Log: <details>`), is read as text, hiding the lines after it."""
         hidden = self.sections.hiding > 0
-        if not (self.sections.read(line) or hidden or self.sections.hiding):
+        if not hidden and indent < 4 and stripped.startswith("<!--"):
+            return False  # an HTML comment's block (`_starts_block`): its tags are hidden with it
+        if not self.sections and not (indent < 4 and _opens_section(stripped)):
+            return False
+        if not (self.sections.read(line) and stripped.startswith("<")) and not hidden:
             return False
         self.end_paragraph()
         self.lazy = False
@@ -287,7 +292,7 @@ class _Sections:
         """Open a section for each opening tag of `line` and close the inmost of its name for each end tag, left
         to right; whether the line had any."""
         found = False
-        for m in _SECTION_TAG.finditer(line):
+        for m in _tags(line):
             found, name = True, m.group(2).lower()
             levels = self.levels.setdefault(name, [])
             if not m.group(1):
@@ -296,6 +301,26 @@ class _Sections:
             elif levels:
                 self.hiding -= levels.pop()
         return found
+
+
+def _tags(line: str) -> Iterator[re.Match[str]]:
+    """The section tags (`_SECTION_TAG`) of a line, left to right, but those in its code spans and HTML
+    comments: text, which opens nothing (`` `<details>` ``). The spans are read only for a line with a tag."""
+    starts: list[int] | None = None
+    for m in _SECTION_TAG.finditer(line):
+        if starts is None:
+            hidden, code = inline_spans(line) if "`" in line or "<!--" in line else ([], [])
+            spans = sorted(hidden + code)
+            starts = [a for a, _ in spans]
+        i = bisect_right(starts, m.start()) - 1
+        if i < 0 or spans[i][1] <= m.start():
+            yield m
+
+
+def _opens_section(stripped: str) -> bool:
+    """Whether a line (not in a section) has a section's tag: at its start (`<details>`), after other tags
+    (`<div><pre>`) or after text (`Log: <details>`); not in a quote, which ends the section with it."""
+    return "<" in stripped and not stripped.startswith(">") and next(_tags(stripped), None) is not None
 
 
 _LIST_MARKER = re.compile(r"^(?:(?:[-+*]|[0-9]{1,9}[.)])[ \t]+)+")

@@ -412,6 +412,38 @@ def test_html_code_blocks_hide_their_commands(text, kinds):
 
 
 @pytest.mark.parametrize("text, kinds", [
+    ("<div><details>\n/reviewers reroll\n</details></div>\n/reviewers help", ["help"]),
+    ("<div><pre>\n/reviewers reroll\n</pre></div>", []),
+    ("<p><code>\n/reviewers reroll\n</code></p>", []),
+    ("Log: <details>\n/reviewers reroll\n</details>\n\n/reviewers help", ["help"]),
+    ("Run <code>make\n/reviewers reroll</code>", []),
+    ("/reviewers help <details>\n/reviewers reroll\n</details>", ["invalid"]),  # its start shows: a command
+    # tags that are text open nothing: in a code span, in an HTML comment, escaped
+    ("Use `<details>` for logs\n/reviewers help", ["help"]),
+    ("Wrap it <!-- <pre> --> so\n/reviewers help", ["help"]),
+    ("\\<details> is the tag\n/reviewers help", ["help"]),
+    ("<details open>\nWrite `</details>` last\n/reviewers help\n</details>", ["help"]),
+])
+def test_a_section_opened_inside_a_line_hides_the_lines_after_it(text, kinds):
+    """`<div><details>`, `<p><code>`: a section opened after other text or tags hides (or shows as code) the
+    lines after it as one opened at the line's start does; they ran, unseen or shown as code."""
+    assert [c.kind for c in parse_commands(text)] == kinds
+
+
+@pytest.mark.parametrize("text, kinds", [
+    ("<div>\n/reviewers help\n</div>", ["help"]),
+    ('<div align="center">\n\n/reviewers help\n\n</div>', ["help"]),
+    ("<div>\n<details>\n/reviewers reroll\n</details>\n</div>", []),
+])
+def test_a_command_in_a_div_block_is_shown_and_runs(text, kinds):
+    """GitLab shows a `<div>` block's lines as text, so a command there runs, as in an `open` `<details>`.
+    GitLab's own quick actions skip every line between one holding only an opening tag and one holding only a
+    closing tag (`Gitlab::Regex::MARKDOWN_HTML_BLOCK_REGEX`), whether GitLab shows them or not; the bot goes by
+    what GitLab shows (README, "How comments are read")."""
+    assert [c.kind for c in parse_commands(text)] == kinds
+
+
+@pytest.mark.parametrize("text, kinds", [
     ("<details>\n" + "<details " * 110_000, []),  # unclosed tags on one line: each was read to the line's end
     ("<pre>\n" * 160_000, []),  # sections open on every line
     ("- ```\n  x\n" * 80_000, ["assign"]),  # the last item ends at the command, less indented than its text
