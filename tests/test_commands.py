@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from bot.commands import HELP_TEXT, MAX_ASSIGN, MAX_EXCLUDE, Command, help_text, parse_commands, parse_duration
+from bot.commands import (HELP_TEXT, MAX_ASSIGN, MAX_EXCLUDE, Command, addresses_bot, help_text, parse_commands,
+                          parse_duration)
 from tests.shared_samples import GITLAB_WEBHOOKS
 
 WEBHOOKS = GITLAB_WEBHOOKS
@@ -211,6 +212,19 @@ def test_conversation_addressed_to_the_bot_is_no_command(text):
     """A mention starts a command only when the next word is one of the bot's (`reviewers`, or a command's own
     word); "@bot thanks!" is conversation, left alone (it used to get a 😕 and the whole help)."""
     assert parse_commands(text, bot_username="reviewer-bot") == []
+
+
+@pytest.mark.parametrize("text, talking", [
+    ("@reviewer-bot I'm away this week", True),
+    ("Away this week, thanks @Reviewer-Bot!", True),
+    ("> @reviewer-bot I'm away\n\nLGTM", False),  # quoting someone who talked to it
+    ("LGTM\n```\n@reviewer-bot help\n```", False),
+    ("LGTM <!-- @reviewer-bot -->", False),
+    ("LGTM, @reviewer-bot2", False),
+])
+def test_a_comment_that_mentions_the_bot_where_gitlab_shows_it_talks_to_it(text, talking):
+    assert addresses_bot(text, "reviewer-bot") is talking
+    assert addresses_bot(text, None) is False
 
 
 def test_mention_form_needs_bot_username_and_exact_name():
