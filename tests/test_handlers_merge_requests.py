@@ -1310,3 +1310,72 @@ async def test_reviewers_the_team_changes_count_at_once_in_the_next_merge_reques
     await env.run()
     assert second.reviewer_ids == [t.bob.id]
     assert "`@cy`" not in marker_notes(env.state, second)[0].body  # at the limit
+
+
+def later(env, seconds: float = 120.0) -> None:
+    """Move the bot's short-lived cache (statuses, members) `seconds` on: what GitLab says is read again."""
+    recent = env.dispatch.args[0].engine.recent
+    now = recent.clock() + seconds
+    recent.clock = lambda: now
+
+
+async def test_top1_counts_the_reviewer_it_asked_and_still_listed_when_the_mr_is_ready_again(handler_env):
+    """The bot asks bob; bob sets his status to Busy; the MR goes back to draft and is marked ready again. The
+    bot asked cy too: two reviewers of its own on a project that says `top1`, as if bob had never been asked."""
+    env = await handler_env(assign="top1")
+    t = env.tiny
+    mr = env.state.open_mr(t.project, t.ann, FILES)
+    await env.run()
+    assert mr.reviewer_ids == [t.bob.id]
+    env.state.set_busy(t.bob)
+    later(env)
+    env.state.mark_draft(mr, by=t.ann)
+    env.state.mark_ready(mr, by=t.ann)
+    await env.run()
+    assert mr.reviewer_ids == [t.bob.id]
+    body = marker_notes(env.state, mr)[0].body
+    assert "Review requested from `@bob`." in body and "Skipped @bob" in body.replace("`", "")
+    assert "Review requested from `@cy`" not in body
+
+
+async def test_top_k_fills_only_the_slots_its_requests_still_listed_leave(handler_env):
+    """`top-k` with 2: the bot asked two people, and the first turned Busy. Ready again, it asked the third as
+    well. Its requests still listed fill its two slots; one the team takes off frees a slot for the next."""
+    env = await handler_env(assign="top-k", top_k=2)
+    t = env.tiny
+    done = env.state.open_mr(t.project, t.ann, ["src/core/m3.py"])
+    env.state.set_reviewers(done, [t.dee], by=t.ann)
+    env.state.merge_mr(done, by=t.dee)
+    await env.run()
+    mr = env.state.open_mr(t.project, t.bob, FILES)
+    await env.run()
+    first, second = (env.state.users[u] for u in mr.reviewer_ids)
+    [third] = [u for u in (t.ann, t.cy, t.dee) if u.id not in mr.reviewer_ids]
+    env.state.set_busy(first)
+    later(env)
+    env.state.mark_draft(mr, by=t.bob)
+    env.state.mark_ready(mr, by=t.bob)
+    await env.run()
+    assert mr.reviewer_ids == [first.id, second.id]
+    env.state.set_reviewers(mr, [first], by=t.bob)
+    env.state.mark_draft(mr, by=t.bob)
+    env.state.mark_ready(mr, by=t.bob)
+    await env.run()
+    assert mr.reviewer_ids == [first.id, third.id]
+    assert f"Review requested from `@{first.username}`, `@{third.username}`." in marker_notes(env.state, mr)[0].body
+
+
+async def test_reviewers_assign_from_a_developer_adds_beside_the_bots_earlier_request(handler_env):
+    """`/reviewers assign 1` is the team asking for one more review: bob, asked by the bot and now Busy, does not
+    use it up; the comment names both people the bot asked."""
+    env = await handler_env(assign="top1")
+    t = env.tiny
+    mr = env.state.open_mr(t.project, t.ann, FILES)
+    await env.run()
+    env.state.set_busy(t.bob)
+    later(env)
+    env.state.add_note(mr, t.ann, "/reviewers assign 1")
+    await env.run()
+    assert sorted(mr.reviewer_ids) == sorted([t.bob.id, t.cy.id])
+    assert "Review requested from `@bob`, `@cy`." in marker_notes(env.state, mr)[0].body
+

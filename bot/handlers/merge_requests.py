@@ -354,7 +354,7 @@ async def suggest_if_wanted(event: Event, ctx: EventContext, *, first: bool,
         mr = mr or await ctx.client.get_mr(ctx.project_id, iid)
         reason = await _live_skip_reason(mr, ctx)
         if reason is None:
-            return await publish(ctx, mr, assign=assign_count(ctx.project) if first else None)
+            return await publish(ctx, mr, assign=assign_count(ctx.project) if first else None, top_up=True)
     log.info(kv("MR skipped", project_id=ctx.project_id, mr_iid=iid, reason=reason))
     return None
 

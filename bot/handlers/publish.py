@@ -12,7 +12,7 @@ import contextlib
 import logging
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Sequence
 
@@ -152,12 +152,16 @@ def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) 
     )
 
 
-async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = None) -> SuggestionResult:
+async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = None,
+                  top_up: bool = False) -> SuggestionResult:
     """Suggest reviewers for `mr` and show them in the bot's comment (posted once, edited afterwards).
 
-    `assign` = how many of the top suggestions to request review from (None: none). The suggestion is
-    stored before any reviewer is requested: when a worker dies after the request, the retried event
-    shows and assigns what was stored, not a new ranking made from the state its first attempt changed.
+    `assign` = how many of the top suggestions to request review from (None: none). With `top_up` (the
+    project's `assign` setting, not a command) the reviews the bot requested on the MR before and GitLab
+    still lists count toward `assign`: `top1` means one reviewer of the bot's, and an MR marked ready again
+    after its pick turned Busy got a second. The suggestion is stored before any reviewer is requested:
+    when a worker dies after the request, the retried event shows and assigns what was stored, not a new
+    ranking made from the state its first attempt changed.
     """
     k = max(ctx.project.top_k, assign or 0)
     result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
@@ -172,15 +176,18 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
             if up == first:
                 await ctx.storage.feedback.record(ctx.project_id, mr.iid, down, MOVED_DOWN[term],
                                                   suggestion_id=suggestion_id, source_event_id=ctx.event_id)
+    earlier = await asked_earlier(ctx, mr, result.facts.person)
     assignment = Assignment()
     if assign and result.cannot is None:
         taken_off = await taken_off_reviewers(ctx, mr, result.facts.person)
         people = [s.person for s in result.suggestions[:assign] if s.person.casefold() not in taken_off]
+        if top_up:
+            people = _topped_up(people, earlier, assign)
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
         assignment.assigned = await requested_by_bot(ctx, mr.iid, assignment, retry=retry,
                                                      person=result.facts.person)
     result.requested = list(assignment.assigned)
-    shown = assignment if assign else Assignment(assigned=await asked_earlier(ctx, mr, result.facts.person))
+    shown = replace(assignment, assigned=_together(earlier, assignment.assigned))
     note_id, created = await upsert_comment(ctx, mr.iid, render(ctx, result, shown))
     for person in assignment.assigned:
         if person in assignment.added:  # a reviewer change at `added_at`: an older hook about them, late, is not
@@ -193,6 +200,33 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
                 created=created, people=",".join(s.person for s in result.suggestions) or None,
                 cannot=result.cannot))
     return result
+
+
+def _topped_up(people: Sequence[str], earlier: Sequence[str], count: int) -> list[str]:
+    """Of `people`, those to ask so that the bot has `count` requests of its own on the MR, `earlier` (its
+    requests GitLab still lists) counted first; those of them among `people` are asked again (a request GitLab
+    already has changes nothing, and the comment says it was the bot's).
+
+    >>> _topped_up(["cy", "dee"], ["Bob"], 1), _topped_up(["bob", "cy", "dee"], ["Bob"], 2)
+    ([], ['bob', 'cy'])
+    """
+    asked = {p.casefold() for p in earlier}
+    free = max(0, count - len(asked))
+    out = []
+    for p in people:
+        if p.casefold() in asked or free > 0:
+            free -= p.casefold() not in asked
+            out.append(p)
+    return out
+
+
+def _together(earlier: Sequence[str], assigned: Sequence[str]) -> list[str]:
+    """Whom the comment says the bot asked: its requests GitLab still lists, then those of this event, each once
+    (a request made before a command or a new ranking is still the bot's, as GitLab's sidebar shows it)."""
+    out: dict[str, str] = {}
+    for name in (*earlier, *assigned):
+        out.setdefault(name.casefold(), name)
+    return list(out.values())
 
 
 async def _stored_before(ctx: EventContext, mr_iid: int) -> bool:
