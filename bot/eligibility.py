@@ -26,7 +26,7 @@ from typing import Any, Collection, Iterable, Mapping, TypeVar
 from bot.comment import count_of
 
 __all__ = ["ACCESS_LEVELS", "AWAITING_SEAT", "DEVELOPER", "REPORTER", "Member", "access_level_name", "eligible",
-           "is_bot_username"]
+           "is_bot_username", "for_now"]
 
 REPORTER, DEVELOPER = 20, 30
 ACCESS_LEVELS = {0: "No access", 5: "Minimal Access", 10: "Guest", 15: "Planner", 20: "Reporter",
@@ -134,7 +134,7 @@ class _Rules:
         if folded in self.excluded:
             return EXCLUDED_WORDS.get(self.excluded[folded], EXCLUDED_WORDS["exclude"])
         if folded in self.optouts:
-            return "has opted out of review suggestions"
+            return OPTED_OUT
         if self.members is not None:
             if reason := _member_reason(_lookup(self.members, name), self.min_access_level):
                 return reason
@@ -156,6 +156,24 @@ EXCLUDED_WORDS = {
     "settings": "is on the project's `exclude` list (the bot's settings)",
     "internal": "was set aside on this merge request by the team",  # in an internal note: which is not said
 }
+OPTED_OUT = "has opted out of review suggestions"
+_FOR_NOW = frozenset({*STATUS_WORDS.values(), AWAITING_SEAT, OPTED_OUT, EXCLUDED_WORDS["exclude"],
+                      EXCLUDED_WORDS["reroll"]})
+
+
+_AT_LIMIT = re.compile(r"already has \d+ open reviews? \(the limit is \d+\)")
+
+
+def for_now(reason: str) -> bool:
+    """Whether `reason` holds someone back for now, in a way worth telling on each merge request: a status, the
+    open-review limit, an opt-out, this merge request's `exclude` or `reroll`, a seat still awaited. The others
+    (the author, a bot, the project's `exclude` list, access, a blocked account, set aside in an internal note)
+    are no news, or none for a public comment.
+
+    >>> for_now(STATUS_WORDS["busy"]), for_now(_load_reason(5, 5) or ""), for_now(EXCLUDED_WORDS["settings"])
+    (True, True, False)
+    """
+    return reason in _FOR_NOW or _AT_LIMIT.fullmatch(reason) is not None
 
 
 def _load_reason(load: int, cap: int | None) -> str | None:

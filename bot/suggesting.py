@@ -26,7 +26,7 @@ from bot.approvals import (
 from bot.comment import NO_ELIGIBLE, NO_FILES, NO_HISTORY, ONLY_AUTHOR, code_span
 from bot.committers import read_committers
 from bot.config import ProjectSettings
-from bot.eligibility import AWAITING_SEAT, STATUS_WORDS, Member, eligible
+from bot.eligibility import Member, eligible, for_now
 from bot.engine import Engine
 from bot.threads import to_the_end
 from bot.gitlab.client import GitLabClient
@@ -159,6 +159,7 @@ class SuggestionResult:
     moved_down: list[tuple[str, str, str]] = field(default_factory=list)  # hand-set terms that chose the first
     spellings: int = 0  # ranked entries that were another spelling of a person ranked above (`as_members`)
     requested: list[str] = field(default_factory=list)  # review requested from them (`bot.handlers.publish`)
+    told: set[str] = field(default_factory=set)  # casefolded: an approval's note says why they cannot review now
     only_author: bool = False  # nobody but the author has history on these files (`only_author_knows`)
 
 
@@ -421,39 +422,56 @@ async def _cover_approvals(look: Lookups, facts: MRFacts, result: SuggestionResu
                                   _favour(needs[i + 1:], facts)) if others else []
         kept += [replace(b, reasons=(need.why, *b.reasons)) for b in best]
         chosen = {b.person.casefold() for b in best}
-        why_not = _why_not([o for o in others if o.casefold() not in chosen], result.dropped)
+        why_not = _why_not([o for o in others if o.casefold() not in chosen], result.dropped, result.told)
         notes.append(cover_note(need, givers, covering, [b.person for b in best], missing, why_not))
     result.notes += capped(*approved_alike(needs, notes, automatic))
     return kept
 
 
-def _why_not(people: Sequence[str], dropped: Mapping[str, str]) -> str:
+def _why_not(people: Sequence[str], dropped: Mapping[str, str], told: set[str]) -> str:
     """Why people the bot did not add cannot be suggested (`eligible`'s words), for the first few of them:
-    set aside by the team, Busy, a bot account… GitLab may still need their approval."""
+    set aside by the team, Busy, a bot account… GitLab may still need their approval. Those named join `told`."""
     reasons = {name.casefold(): why for name, why in dropped.items()}
-    said = [f"{code_span('@' + p)} {reasons[p.casefold()]}" for p in people if p.casefold() in reasons]
-    return "; ".join(said[:MAX_SKIP_NOTES])
+    named = [p for p in people if p.casefold() in reasons][:MAX_SKIP_NOTES]
+    told.update(p.casefold() for p in named)
+    return "; ".join(f"{code_span('@' + p)} {reasons[p.casefold()]}" for p in named)
 
 
-def _skip_notes(result: SuggestionResult, settings: ProjectSettings) -> list[str]:
-    """Busy or away, opted-out, excluded or overloaded people, and members awaiting a seat (an Owner can let them in),
-    who would otherwise have ranked among those suggested (any of them when nobody could be suggested)."""
-    chosen = {s.person for s in result.suggestions}
-    last = max((i for i, s in enumerate(result.candidates) if s.person in chosen),
-               default=-1 if chosen else len(result.candidates) - 1)
-    facts, cap = result.facts, settings.max_open_reviews
-    optouts = {p.casefold() for p in [*facts.optouts, *facts.excluded]}
-    notes = []
-    quiet = {p.casefold() for p, how in facts.excluded.items() if how == INTERNAL}  # set aside in internal notes
-    for s in result.candidates[:last + 1]:
-        reason = result.dropped.get(s.person)
-        if s.person.casefold() in quiet:
-            continue
-        relevant = s.person.casefold() in optouts or result.statuses.get(s.person) in STATUS_WORDS or \
-            (cap > 0 and result.loads.get(s.person, 0) >= cap) or reason == AWAITING_SEAT
-        if reason and relevant:
-            notes.append(f"{SKIPPED}{s.person}: {reason}.")
-    return notes[:MAX_SKIP_NOTES]
+def _skip_notes(result: SuggestionResult, picked: Sequence[Suggestion], k: int) -> list[str]:
+    """The people held back for now (`bot.eligibility.for_now`: Busy or away, at the open-review limit, opted
+    out, taken off this MR by a command, awaiting a seat) who would have been in the table, each once with the
+    reason, the first `MAX_SKIP_NOTES` named and the others counted.
+
+    Would have been in the table: ranked above the last of the ranking's own `k` picks (`picked`), or anywhere
+    when it found fewer (the table had room for them). Why not "above the last person shown": with places left,
+    the second of two people with history, Busy, went unsaid while the first was named, and a code owner added
+    for an approval from far down named whoever ranked above them. Someone an approval's note names with the
+    reason already (`result.told`) is not named twice; one set aside in internal notes is not named.
+    """
+    quiet = {p.casefold() for p, how in result.facts.excluded.items() if how == INTERNAL}
+    skipped = []
+    for s in _would_have_shown(result.candidates, picked, k):
+        reason, folded = result.dropped.get(s.person), s.person.casefold()
+        if reason and for_now(reason) and folded not in quiet and folded not in result.told:
+            skipped.append(f"{SKIPPED}{s.person}: {reason}.")
+    more = len(skipped) - MAX_SKIP_NOTES
+    rest = [f"{more} more {'person' if more == 1 else 'people'} who would have been suggested cannot review "
+            "right now either (`/reviewers why @user` tells why)."] if more > 0 else []
+    return skipped[:MAX_SKIP_NOTES] + rest
+
+
+def _would_have_shown(candidates: Sequence[Suggestion], picked: Sequence[Suggestion], k: int) -> list[Suggestion]:
+    """The candidates ranked above the last of `picked` when the ranking found its `k`, else all of them.
+
+    >>> c = [Suggestion(p, 1.0) for p in ("ann", "bob", "cy", "dee")]
+    >>> [s.person for s in _would_have_shown(c, c[1:3], 2)], len(_would_have_shown(c, c[1:2], 2))
+    (['ann', 'bob', 'cy'], 4)
+    """
+    if len(picked) < k:
+        return list(candidates)
+    folded = {s.person.casefold() for s in picked}
+    last = max((i for i, s in enumerate(candidates) if s.person.casefold() in folded), default=len(candidates) - 1)
+    return list(candidates[:last + 1])
 
 
 def _capped_note(facts: MRFacts) -> list[str]:
@@ -574,7 +592,7 @@ async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage,
     kept = await _final_filter(look, facts, result.ranked, k or settings.top_k, result, settings)
     result.suggestions = await _cover_approvals(look, facts, result, kept, author, settings, bots)
     result.suggestions = await _explain_chosen(engine, project_id, settings, result)
-    result.notes = _skip_notes(result, settings) + result.notes + _capped_note(facts)
+    result.notes = _skip_notes(result, kept, k or settings.top_k) + result.notes + _capped_note(facts)
     if not result.suggestions:
         result.cannot = NO_HISTORY if ranked is None else ONLY_AUTHOR if result.only_author else NO_ELIGIBLE
     elif ranked is None:

@@ -1309,7 +1309,8 @@ async def test_reviewers_the_team_changes_count_at_once_in_the_next_merge_reques
     second = env.state.open_mr(t.project, t.ann, ["src/core/m2.py"])
     await env.run()
     assert second.reviewer_ids == [t.bob.id]
-    assert "`@cy`" not in marker_notes(env.state, second)[0].body  # at the limit
+    body = marker_notes(env.state, second)[0].body
+    assert "| `@cy`" not in body and "Skipped `@cy`: already has 1 open review (the limit is 1)." in body
 
 
 def later(env, seconds: float = 120.0) -> None:
@@ -1379,3 +1380,97 @@ async def test_reviewers_assign_from_a_developer_adds_beside_the_bots_earlier_re
     assert sorted(mr.reviewer_ids) == sorted([t.bob.id, t.cy.id])
     assert "Review requested from `@bob`, `@cy`." in marker_notes(env.state, mr)[0].body
 
+
+@pytest.mark.parametrize("why", ["busy", "at the limit"])
+async def test_someone_who_would_have_filled_the_table_is_named_when_skipped(handler_env, why):
+    """Three places, two people with history: bob first, cy second. Busy or at the limit, bob was named in a
+    "Skipped" note; cy, who would have been second, was left out of the table without a word (only those ranked
+    above the last person shown were named, even with places left)."""
+    env = await handler_env(top_k=3, max_open_reviews=1)
+    t = env.tiny
+    if why == "busy":
+        env.state.set_busy(t.cy)
+    else:
+        other = env.state.open_mr(t.project, t.bob, ["lib/other.py"])
+        env.state.set_reviewers(other, [t.cy], by=t.bob)
+    await env.run()
+    mr = env.state.open_mr(t.project, t.ann, FILES)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    table = [line for line in body.splitlines() if line.startswith("| ")]
+    assert not any("`@cy`" in line for line in table)
+    reason = "has set their GitLab status to Busy" if why == "busy" else "already has 1 open review (the limit is 1)"
+    assert f"Skipped `@cy`: {reason}." in body
+
+
+async def test_someone_held_back_for_good_is_not_named_because_they_are_also_at_the_limit(handler_env):
+    """cy is on the project's `exclude` list, as rep has Reporter access: neither is named in the comment.
+    At the review limit as well, each was named with that other reason ("Skipped @cy: is on the project's
+    `exclude` list"), as if the limit were news."""
+    env = await handler_env(top_k=3, max_open_reviews=1, exclude=["cy"])
+    t = env.tiny
+    other = env.state.open_mr(t.project, t.bob, ["lib/other.py"])
+    env.state.set_reviewers(other, [t.cy, t.rep], by=t.bob)
+    env.state.set_busy(t.bob)
+    await env.run()
+    mr = env.state.open_mr(t.project, t.ann, FILES)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    assert "Skipped `@bob`: has set their GitLab status to Busy." in body
+    assert "`@cy`" not in body and "`@rep`" not in body
+
+
+async def reviewed_src(env, *people) -> None:
+    """Each of `people` reviews and merges one of ann's changes under src/ (history the bot learns at the merge)."""
+    for person in people:
+        done = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/m3.py"])
+        env.state.set_reviewers(done, [person], by=env.tiny.ann)
+        env.state.merge_mr(done, by=person)
+    await env.run()
+
+
+async def test_a_code_owner_added_for_an_approval_names_nobody_the_table_had_no_place_for(handler_env):
+    """One place: bob. cy, second and Busy, was named ("Skipped @cy") only while dee, ranked below him, was added
+    for the Docs approval; with dee Busy too, cy went unsaid. Whether cy is named depends on cy alone now."""
+    env = await handler_env(top_k=1)
+    t = env.tiny
+    await reviewed_src(env, t.dee)
+    env.state.set_busy(t.cy)
+    mr = env.state.open_mr(t.project, t.ann, [*FILES, "docs/a.md"])
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    assert "added code owner `@dee`" in body and "`@cy`" not in body
+
+
+async def test_someone_an_approvals_note_says_is_busy_is_not_named_again(handler_env):
+    """Everyone with history is Busy, dee (the Docs owner) too: the approval's note said why dee cannot give it,
+    and a "Skipped" note said it again."""
+    env = await handler_env(top_k=1)
+    t = env.tiny
+    await reviewed_src(env, t.dee)
+    for user in (t.bob, t.cy, t.dee):
+        env.state.set_busy(user)
+    mr = env.state.open_mr(t.project, t.ann, [*FILES, "docs/a.md"])
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    assert "Skipped `@bob`" in body and "Skipped `@cy`" in body
+    assert "(`@dee` has set their GitLab status to Busy; GitLab still requires the approval)" in body
+    assert body.count("has set their GitLab status to Busy") == 3
+
+
+async def test_past_three_people_skipped_the_others_are_counted(handler_env):
+    """Four of the people who would have been suggested are Busy: three are named, and the fourth was left out
+    without a word."""
+    env = await handler_env(top_k=3)
+    t = env.tiny
+    eve, fay, gus = (env.state.add_user(n) for n in ("eve", "fay", "gus"))
+    for user in (eve, fay, gus):
+        env.state.add_member(t.project, user, 30)
+    await reviewed_src(env, eve, fay, gus)
+    for user in (t.bob, t.cy, eve, fay):
+        env.state.set_busy(user)
+    mr = env.state.open_mr(t.project, t.ann, FILES)
+    await env.run()
+    body = marker_notes(env.state, mr)[0].body
+    assert body.count("- Skipped `@") == 3
+    assert "- 1 more person who would have been suggested cannot review right now either" in body
