@@ -26,13 +26,33 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_the_example_file_is_valid_and_documents_every_setting():
+def with_project_tables_uncommented(text: str) -> str:
+    """The example's per-project tables as an operator writes them: each `# [projects...]` line and the
+    commented lines below it, up to a line that is no comment, with their `# ` taken off."""
+    lines, inside = [], False
+    for line in text.splitlines():
+        inside = line.startswith("# [projects.") or (inside and line.startswith("#"))
+        lines.append(line.removeprefix("#").removeprefix(" ") if inside else line)
+    return "\n".join(lines) + "\n"
+
+
+def test_the_example_file_is_valid_and_documents_every_setting(tmp_path):
     settings = load_settings(EXAMPLE, environ=ENV)
     text = EXAMPLE.read_text()
     for section in ("gitlab", "server", "database", "worker", "dashboard", "learning", "defaults"):
         for key in type(getattr(settings, section)).model_fields:
             assert f"{key} =" in text or f"# {key} =" in text, f"[{section}] {key} is not documented"
-    assert settings.project_settings(7, "my-group/my-app").assign == "top1"
+    overridden = load_settings(write(tmp_path, with_project_tables_uncommented(text)), environ=ENV)
+    assert overridden.project_settings(7, "my-group/my-app").assign == "top1"
+    assert overridden.project_settings(42, "other/app").skip_drafts is False
+
+
+def test_the_example_file_copied_as_it_is_overrides_no_project():
+    """Copied as config.toml, the example's sample tables would change a real project 42 or my-group/my-app:
+    they are commented out, as the optional settings are."""
+    settings = load_settings(EXAMPLE, environ=ENV)
+    assert settings.projects == {}
+    assert settings.project_settings(42, "my-group/my-app") == settings.defaults
 
 
 def test_learning_settings_reach_the_engine(tmp_path):
