@@ -113,14 +113,17 @@ def test_every_table_that_holds_a_project_s_rows_is_forgotten():
 def test_forget_says_what_would_go_and_deletes_nothing_without_yes(two_projects, capsys):
     assert run("--project", "1") == 0
     out = capsys.readouterr().out
-    assert "project 1: would delete 1 merged changes, 1 suggestions, 1 feedback rows" in out and "--yes" in out
+    assert out.startswith(  # one of each, said in the singular
+        "project 1: would delete 1 merged change, 1 suggestion, 1 feedback row, 1 approval or reviewer time, "
+        "1 comment record, 1 opt-out, 1 model version, 1 snapshot, 1 event, 1 project row\n"), out
+    assert "--yes" in out
     assert set(run_in_thread(lambda: counts(two_projects)).values()) == {(1, 1), 1}
 
 
 def test_forget_deletes_one_project_s_rows_everywhere_and_keeps_the_others(two_projects, capsys):
     assert run("--project", "Group/App1", "--yes") == 0  # by its path, without case, as GitLab compares paths
     out = capsys.readouterr().out
-    assert out.startswith("project 1: deleted 1 merged changes") and "drop it from memory" in out
+    assert out.startswith("project 1: deleted 1 merged change, 1 suggestion,") and "drop it from memory" in out
     left = run_in_thread(lambda: counts(two_projects))
     assert left.pop("people") == 1  # usernames are the instance's, not a project's
     assert left == {name: (0, 1) for name, _, _ in PROJECT_TABLES}

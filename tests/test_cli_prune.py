@@ -79,14 +79,14 @@ def test_prune_deletes_what_is_past_its_retention_and_nothing_within(aged, capsy
     url, failed = aged
     assert run() == 0
     assert capsys.readouterr().out.splitlines() == [
-        "deleted 1 done events, 1 dead events, 2 model versions, 0 comment records, 0 approval and reviewer "
+        "deleted 1 done event, 1 dead event, 2 model versions, 0 comment records, 0 approval or reviewer "
         "times, 2 suggestions, 2 feedback rows"]
     after = run_in_thread(lambda: left(url))
     assert [status for _, status in after["events"]] == ["done", "failed"]  # 2 days old; still retried
     assert after["models"] == [("v1", True), *((f"v{n}", False) for n in range(3, 8))]
     assert after["suggestions"] == [3, 4] and after["feedback"] == [(3, "accepted"), (4, "accepted")]
     assert run("--mr-days", "90", "--events-days", "1") == 0  # the newest event stays: its id is not given again
-    assert "1 suggestions, 1 feedback rows" in capsys.readouterr().out
+    assert "1 suggestion, 1 feedback row" in capsys.readouterr().out
     after = run_in_thread(lambda: left(url))
     assert after["suggestions"] == [4] and after["feedback"] == [(4, "accepted")]
     assert after["events"][1] == (failed, "failed")

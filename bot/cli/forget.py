@@ -17,13 +17,14 @@ from bot.cli.stored_history import no_new_sqlite_file, project_id_of
 from bot.config import load_settings, redact_url
 from bot.storage import Storage
 from bot.storage.forget import forget_project, project_rows
+from graph.reasons import count_of
 
 __all__ = ["run", "WORDS"]
 
-WORDS = {  # what each table's rows are, as the command says it
-    "history": "merged changes", "suggestions": "suggestions", "feedback": "feedback rows",
-    "feedback_times": "approval and reviewer times", "bot_comments": "comment records", "optouts": "opt-outs",
-    "models": "model versions", "snapshots": "snapshots", "events": "events", "projects": "project row",
+WORDS = {  # what one row of each table is, as the command says it (`count_of` makes it plural)
+    "history": "merged change", "suggestions": "suggestion", "feedback": "feedback row",
+    "feedback_times": "approval or reviewer time", "bot_comments": "comment record", "optouts": "opt-out",
+    "models": "model version", "snapshots": "snapshot", "events": "event", "projects": "project row",
 }
 
 
@@ -42,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"reviewbot forget: {exc}", file=sys.stderr)
         return 1
     pid, counts = found
-    listed = ", ".join(f"{n} {WORDS[name]}" for name, n in counts.items() if n) or "nothing"
+    listed = ", ".join(count_of(n, WORDS[name]) for name, n in counts.items() if n) or "nothing"
     if not args.yes:
         print(f"project {pid}: would delete {listed}\nnothing deleted: run again with --yes to delete")
         return 0

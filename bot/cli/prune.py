@@ -12,14 +12,16 @@ from bot.cli.database_errors import exits_for
 from bot.config import WorkerSettings, load_settings
 from bot.storage import Storage
 from bot.worker import retention
+from graph.reasons import count_of
 
 __all__ = ["run"]
 
-LABELS = {  # what `Storage.prune` counts, as the command says it
-    "done_events": "done events", "dead_events": "dead events", "models": "model versions",
-    "suggestions": "suggestions", "feedback": "feedback rows", "feedback_times": "approval and reviewer times",
-    "bot_comments": "comment records",
+LABELS = {  # one of what `Storage.prune` counts, as the command says it (`count_of` makes it plural)
+    "done_events": "done event", "dead_events": "dead event", "models": "model version",
+    "suggestions": "suggestion", "feedback": "feedback row", "feedback_times": "approval or reviewer time",
+    "bot_comments": "comment record",
 }
+
 
 def ages(cfg: WorkerSettings, args: argparse.Namespace) -> dict[str, timedelta | None]:
     """`Storage.prune`'s ages: the command's options, else the settings (None: kept)."""
@@ -45,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, require_gitlab=False, listens=False)
     wanted = ages(settings.worker, args)
     counts = asyncio.run(_prune(settings.database_url, wanted, settings.database.echo))
-    print("deleted " + ", ".join(f"{n} {LABELS[k]}" for k, n in counts.items()))
+    print("deleted " + ", ".join(count_of(n, LABELS[k]) for k, n in counts.items()))
     kept = [what for key, what in (("dead", "dead events"), ("finished_mrs", "finished merge requests' rows"))
             if wanted[key] is None]
     if kept:
