@@ -128,6 +128,15 @@ class FixedValueError(ValueError):
     PGSSLROOTCERT")."""
 
 
+class NeededError(ValueError):
+    """A setting left unset that another one, set, needs (`needed_by`, a key of the same table): the message
+    names where that one was set, since the missing value comes from no file and no variable."""
+
+    def __init__(self, message: str, *, needed_by: str, feature: str) -> None:
+        super().__init__(message)
+        self.needed_by, self.feature = needed_by, feature
+
+
 class _Frozen(BaseModel):
     # allow_inf_nan=False: TOML spells inf and nan, and either would pass a `gt=0` bound and then overflow a
     # date or an int conversion (or compare false with everything) at run time.
@@ -401,8 +410,8 @@ class DashboardSettings(_Frozen):
         app_id = info.data.get("gitlab_app_id")
         if value is None:
             if app_id is not None:
-                raise ValueError("is missing: gitlab_app_id is set, and GitLab sign-in needs the application's "
-                                 "secret too")
+                raise NeededError("is missing: GitLab sign-in needs the application's secret too",
+                                  needed_by="gitlab_app_id", feature="GitLab sign-in")
             return value
         secret = value.get_secret_value()
         if not secret or any(c.isspace() for c in secret):
@@ -416,7 +425,8 @@ class DashboardSettings(_Frozen):
     def _public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             if info.data.get("gitlab_app_id") is not None:
-                raise ValueError("is missing: GitLab sign-in sends people back to <public_url>/auth/gitlab/callback")
+                raise NeededError("is missing: GitLab sign-in sends people back to <public_url>/auth/gitlab/callback",
+                                  needed_by="gitlab_app_id", feature="GitLab sign-in")
             return value
         problem = _public_url_problem(value)
         if problem:
@@ -956,17 +966,34 @@ def _validation_message(exc: ValidationError, origins: Mapping[str, str], source
                             "see config.example.toml for the allowed values")
         # the nearest key is the fix, or the validator gave its own
         said = what if "did you mean" in what or _gives_its_fix(err) else f"{what}: {fix}"
-        lines.append(f"setting {loc} (from {_origin(loc, origins, source)}): {said}")
+        lines.append(f"setting {loc} ({_provenance(err, loc, origins, source)}): {said}")
     return "; ".join(lines)
+
+
+def _provenance(err: Mapping[str, Any], loc: str, origins: Mapping[str, str], source: str) -> str:
+    """"from" where the value came from; for a value nobody gave, what asks for it and where that was set (an
+    operator who set only REVIEWBOT_GITLAB_APP_ID is told so, not "from built-in defaults")."""
+    error = err.get("ctx", {}).get("error")
+    if not isinstance(error, NeededError):
+        return f"from {_origin(loc, origins, source)}"
+    section = loc.rpartition(".")[0]
+    variable = origins.get(f"{section}.{error.needed_by}")
+    where = f"{variable} is set" if variable else f"[{section}] {error.needed_by} is set in {source}"
+    return f"not set; {error.feature} is on because {where}"
 
 
 def _gives_its_fix(err: Mapping[str, Any]) -> bool:
     return isinstance(err.get("ctx", {}).get("error"), FixedValueError)
 
 
+_JUDGED = {"dashboard": "dashboard.token"}  # the key a check of a whole table judges, for where it came from
+
+
 def _origin(loc: str, origins: Mapping[str, str], source: str) -> str:
-    """Where the value at `loc` came from: the environment variable that set it or a key inside it (a check of
-    the whole [dashboard] table fails on REVIEWBOT_DASHBOARD_TOKEN's value), else the file or the defaults."""
+    """Where the value at `loc` came from: the environment variable that set it or a key inside it, else the
+    file or the defaults. The check of the whole [dashboard] table judges its token: REVIEWBOT_DASHBOARD_TOKEN
+    when that set it, the file when it holds it, whatever variables set the table's other keys."""
+    loc = _JUDGED.get(loc, loc)
     for key, origin in origins.items():
         if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
             return origin

@@ -511,12 +511,14 @@ def test_gitlab_sign_in_alone_turns_the_dashboard_on_and_its_secret_is_never_sho
 
 
 @pytest.mark.parametrize(("drop", "change", "message"), [
-    ("REVIEWBOT_GITLAB_APP_SECRET", {}, "setting dashboard.gitlab_app_secret (from built-in defaults): is missing: "
-                                        "gitlab_app_id is set"),
+    ("REVIEWBOT_GITLAB_APP_SECRET", {},
+     "setting dashboard.gitlab_app_secret (not set; GitLab sign-in is on because environment variable "
+     "REVIEWBOT_GITLAB_APP_ID is set): is missing: GitLab sign-in needs the application's secret too"),
     ("REVIEWBOT_GITLAB_APP_ID", {}, "setting dashboard.gitlab_app_secret (from environment variable "
                                     "REVIEWBOT_GITLAB_APP_SECRET): is set without gitlab_app_id"),
     ("REVIEWBOT_PUBLIC_URL", {},
-     "setting dashboard.public_url (from built-in defaults): is missing: GitLab sign-in sends people back to "
+     "setting dashboard.public_url (not set; GitLab sign-in is on because environment variable "
+     "REVIEWBOT_GITLAB_APP_ID is set): is missing: GitLab sign-in sends people back to "
      "<public_url>/auth/gitlab/callback: export REVIEWBOT_PUBLIC_URL="),
     (None, {"REVIEWBOT_PUBLIC_URL": "reviewbot.example.com"},
      "setting dashboard.public_url (from environment variable REVIEWBOT_PUBLIC_URL): must start with http:// or "
@@ -542,6 +544,32 @@ def test_a_wrong_gitlab_sign_in_setting_stops_start_up_naming_it_and_the_fix(dro
     assert said.startswith(message), said
     assert APP_SECRET not in said and "pw@" not in said
     assert "Applications" in said or "REVIEWBOT_PUBLIC_URL=" in said or "token" in said  # the fix
+
+
+def test_a_sign_in_setting_missing_names_what_turned_the_sign_in_on(tmp_path):
+    """The missing secret and address come from nowhere: the message names the setting that asks for them, in
+    the file or in the environment, rather than "(from built-in defaults)" or the file that does not hold them."""
+    path = write(tmp_path, '[dashboard]\ngitlab_app_id = "a1b2c3d4e5f6"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ=ENV)
+    said = str(info.value)
+    assert said.startswith(f"setting dashboard.gitlab_app_secret (not set; GitLab sign-in is on because [dashboard] "
+                           f"gitlab_app_id is set in {path}): is missing: "), said
+    assert f"setting dashboard.public_url (not set; GitLab sign-in is on because [dashboard] gitlab_app_id is set " \
+           f"in {path}): is missing: " in said
+    assert "REVIEWBOT_GITLAB_APP_SECRET (or [dashboard] gitlab_app_secret)" in said  # the fix, either way
+    assert "REVIEWBOT_PUBLIC_URL=https://reviewbot.example.com (or [dashboard] public_url)" in said
+    assert "built-in defaults" not in said
+
+
+def test_a_short_token_in_the_file_is_said_to_come_from_the_file_beside_sign_in_variables(tmp_path):
+    """The check of the whole [dashboard] table judges the token: the variables that set other keys of the
+    table are not where it came from."""
+    path = write(tmp_path, '[dashboard]\ntoken = "short"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, environ={**ENV, **SIGN_IN})
+    assert str(info.value).startswith(f"setting dashboard (from {path}): the token (which turns the dashboard on) "
+                                      "needs at least 16 characters (got 5)"), str(info.value)
 
 
 def test_enabled_without_a_token_names_gitlab_sign_in_as_a_fix(tmp_path):
