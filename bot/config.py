@@ -181,6 +181,15 @@ class GitLabSettings(_Frozen):
             raise ValueError(problem)
         return value.rstrip("/")
 
+    @property
+    def address(self) -> str:
+        """The URL as start-up lines and messages name it, saying when nobody gave it: a self-hosted GitLab's
+        token sent to gitlab.com because GITLAB_URL was forgotten is refused there with a message that must
+        say why. The URL holds no credentials (`_gitlab_url_problem`)."""
+        if "url" in self.model_fields_set:
+            return self.url
+        return f"{self.url} (the default: set GITLAB_URL for a self-hosted GitLab)"
+
 
 def _gitlab_url_problem(value: str) -> str | None:
     """Why `value` cannot be the instance's base URL, or None. The URL is printed in messages and logs, so it

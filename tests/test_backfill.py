@@ -438,6 +438,35 @@ async def test_a_gitlab_url_with_no_gitlab_api_names_gitlab_url(simulator, datab
     assert "check GITLAB_URL" in said and "without /api/v4" in said and "member" not in said
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_refused_token_names_the_gitlab_that_refused_it(simulator, database_url, store, tmp_path,
+                                                               monkeypatch):
+    """Which GitLab said no: GITLAB_URL forgotten, a self-hosted token goes to gitlab.com (the default), and
+    "401 Unauthorized" alone does not say so."""
+    state, url = simulator
+    seed_recent(state, n_merged=1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REVIEWBOT_CONFIG", raising=False)
+    for var, value in (("GITLAB_URL", url), ("GITLAB_TOKEN", "wrong-token"), ("DATABASE_URL", database_url)):
+        monkeypatch.setenv(var, value)
+    args = build_parser().parse_args(["backfill", "--project", "7"])
+    err = io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    assert await asyncio.to_thread(args.func, args) == 1
+    assert "(401)" in err.getvalue() and err.getvalue().endswith(f" (GitLab at {url})\n"), err.getvalue()
+    assert "wrong-token" not in err.getvalue()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_one_merged_mr_imported_is_said_in_the_singular(simulator, database_url, store):
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=1)
+    out = io.StringIO()
+    await cli.backfill(bot_settings(state, url, database_url), str(seeded.project.id), retry=PATIENT, out=out)
+    assert f"importing {seeded.project.path_with_namespace} (id {seeded.project.id}) from {url}\n" in out.getvalue()
+    assert "done, 1 merged MR imported" in out.getvalue(), out.getvalue()
+
+
 def test_the_command_needs_a_token(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for var in ("GITLAB_TOKEN", "GITLAB_WEBHOOK_SECRET", "REVIEWBOT_CONFIG"):

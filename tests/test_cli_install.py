@@ -3,6 +3,7 @@ while the event loop serves the simulator)."""
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import timedelta
 
 import pytest
@@ -50,6 +51,25 @@ async def test_creates_the_hook_and_prints_its_secret(gitlab_sim: SimState, caps
     assert f"export GITLAB_WEBHOOK_SECRET='{hook.token}'" in out
     project_id = gitlab_sim.project("acme/widgets").id  # by id: a path scope breaks when the project is renamed
     assert "Created webhook" in out and f"project = {project_id}  # acme/widgets" in out
+    gitlab_url = os.environ["GITLAB_URL"]  # which GitLab, whose hook: named, the token never
+    assert out.startswith(f"Created webhook {hook.id} on acme/widgets at {gitlab_url} -> "
+                          "https://bot.example.com/webhook\n"), out
+    assert "the default" not in out and ROOT_TOKEN not in out
+
+
+async def test_gitlab_com_as_the_default_nobody_chose_is_said_so(env, capsys):
+    """A newcomer who forgot GITLAB_URL sent a self-hosted GitLab's token to gitlab.com and read only that
+    "GitLab at https://gitlab.com" refused it (gitlab.com is reached here through a proxy that is not there)."""
+    env.delenv("GITLAB_URL", raising=False)
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        env.delenv(var, raising=False)
+    env.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    env.setenv("https_proxy", "http://127.0.0.1:9")
+    env.setenv("GITLAB_TOKEN", "self-hosted-token-0123")
+    assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 1
+    err = capsys.readouterr().err
+    assert "GitLab at https://gitlab.com (the default: set GITLAB_URL for a self-hosted GitLab)" in err, err
+    assert "self-hosted-token-0123" not in err
 
 
 async def test_the_same_url_updates_the_hook_instead_of_adding_one(gitlab_sim: SimState, capsys):

@@ -40,7 +40,23 @@ async def test_unreachable_gitlab_is_logged_and_the_worker_still_runs(tmp_path):
     code, err = await _run(_env(tmp_path, "http://127.0.0.1:9"), tmp_path, "worker", "--once")
     assert code == 0
     assert "cannot reach GitLab at http://127.0.0.1:9" in err and "check GITLAB_URL" in err
-    assert f"worker starting version={version('reviewbot')}" in err
+    assert f"worker starting version={version('reviewbot')} gitlab=http://127.0.0.1:9 " in err
+    assert "the default" not in err
+
+
+async def test_the_first_line_says_when_gitlab_com_is_the_default_nobody_chose(tmp_path):
+    """A newcomer who forgot GITLAB_URL: serve and worker name the GitLab they talk to, and that it is the
+    default, in their first line (gitlab.com is reached through a proxy that is not there: no call leaves)."""
+    env = {k: v for k, v in _env(tmp_path, "http://127.0.0.1:9").items()
+           if k.casefold() not in ("gitlab_url", "no_proxy")}
+    env.update(HTTPS_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
+    code, err = await _run(env, tmp_path, "worker", "--once")
+    assert code == 0, err
+    first = err.splitlines()[0]
+    assert f"worker starting version={version('reviewbot')} gitlab=\"https://gitlab.com (the default: set " \
+           "GITLAB_URL for a self-hosted GitLab)\"" in first, first
+    assert "sim-token" not in err
+    assert "cannot reach GitLab at https://gitlab.com (the default: set GITLAB_URL" in err
 
 
 async def test_unreachable_gitlab_leaves_the_webhook_intake_up(tmp_path):
@@ -49,7 +65,7 @@ async def test_unreachable_gitlab_leaves_the_webhook_intake_up(tmp_path):
                                                 "--port", "0", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE)
     try:
         said, port = await _port_said(proc, "serve starting", r"port=(\d+)")
-        assert f"serve starting version={version('reviewbot')}" in said
+        assert f"serve starting version={version('reviewbot')} gitlab=http://127.0.0.1:9 " in said
         status, _ = await _get_when_up(f"http://127.0.0.1:{port}/healthz")
         assert status == 200
     finally:

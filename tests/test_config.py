@@ -94,6 +94,19 @@ def test_environment_overrides_the_file(tmp_path):
     assert settings.database_url == "postgresql+asyncpg://u:p@db/x"
 
 
+def test_the_gitlab_url_is_said_to_be_the_default_unless_the_file_or_the_environment_gave_it(tmp_path):
+    """A newcomer who forgot GITLAB_URL sends a self-hosted GitLab's token to gitlab.com: the start-up line and
+    the commands' messages say where the address came from."""
+    default = "https://gitlab.com (the default: set GITLAB_URL for a self-hosted GitLab)"
+    assert load_settings(environ=ENV).gitlab.address == default
+    assert load_settings(write(tmp_path, '[gitlab]\nbot_username = "rb"\n'), environ=ENV).gitlab.address == default
+    given = load_settings(write(tmp_path, '[gitlab]\nurl = "https://gitlab.com/"\n'), environ=ENV)
+    assert given.gitlab.address == "https://gitlab.com"  # the default's value, given on purpose
+    env = {**ENV, "GITLAB_URL": "https://gitlab.example.com"}
+    assert load_settings(environ=env).gitlab.address == "https://gitlab.example.com"
+    assert "glpat-secret-token" not in default
+
+
 def test_config_path_comes_from_reviewbot_config_then_the_working_directory(tmp_path):
     path = write(tmp_path, "[server]\nport = 9001\n")
     assert load_settings(environ={**ENV, "REVIEWBOT_CONFIG": str(path)}).server.port == 9001

@@ -21,6 +21,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.gitlab.client import GitLabClient, RetryPolicy, project_ref
 from bot.gitlab.errors import GitLabError
 from bot.storage import Storage, StorageError
+from graph.reasons import count_of
 
 __all__ = ["run", "backfill"]
 
@@ -29,7 +30,7 @@ def _printer(out: TextIO) -> Callable[[BackfillProgress], None]:
     def show(p: BackfillProgress) -> None:
         cursor = p.cursor.strftime("%Y-%m-%d %H:%M") if p.cursor else "-"
         state = "done" if p.done else f"page {p.pages}"
-        print(f"project {p.project_id}: {state}, {p.imported} merged MRs imported"
+        print(f"project {p.project_id}: {state}, {count_of(p.imported, 'merged MR')} imported"
               f"{f', {p.skipped} skipped' if p.skipped else ''} (up to {cursor})", file=out, flush=True)
     return show
 
@@ -46,7 +47,7 @@ async def backfill(settings: Settings, project: str, *, restart: bool = False, c
         async with aiohttp.ClientSession() as session:
             client = GitLabClient(session, url=settings.gitlab.url, token=token, retry=retry)
             found = await client.get_project(project_ref(project))
-            print(f"importing {found.path_with_namespace} (id {found.id}) from {settings.gitlab.url}", file=out)
+            print(f"importing {found.path_with_namespace} (id {found.id}) from {settings.gitlab.address}", file=out)
             former = await storage.projects.named(found.id, found.path_with_namespace)
             if former is not None and (warning := settings.moved_warning(found.id, former,
                                                                          found.path_with_namespace)):
@@ -93,7 +94,10 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"reviewbot backfill: {exc}", file=sys.stderr)
         return 2
-    except (GitLabError, StorageError, ImportUnderWay) as exc:
+    except GitLabError as exc:  # which GitLab said it: gitlab.com, the default, refuses a self-hosted token
+        print(f"reviewbot backfill: {exc} (GitLab at {settings.gitlab.address})", file=sys.stderr)
+        return 1
+    except (StorageError, ImportUnderWay) as exc:
         print(f"reviewbot backfill: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # what was imported is stored, and the cursor with it

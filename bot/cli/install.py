@@ -129,8 +129,10 @@ def _address(url: str) -> tuple[Any, ...]:
     return host, None if port == DEFAULT_PORTS.get(scheme) else port, path, query
 
 
-def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -> InstalledHook:
-    """Create the hook, or update the existing one for the same URL; raises `InstallError` naming the fix."""
+def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str,
+                 gitlab_said: str | None = None) -> InstalledHook:
+    """Create the hook, or update the existing one for the same URL; raises `InstallError` naming the fix, and
+    GitLab as `gitlab_said` (saying when it is the default nobody chose) or its URL."""
     try:
         target = gl.projects.get(project)
         hooks = target.hooks.list(get_all=True)
@@ -144,7 +146,7 @@ def install_hook(gl: gitlab.Gitlab, project: str | int, url: str, secret: str) -
         else:
             hook_id, action = target.hooks.create(attrs).id, "created"
     except (gitlab.GitlabError, requests.RequestException) as exc:
-        raise InstallError(explain(exc, gl.url, project)) from None
+        raise InstallError(explain(exc, gitlab_said or gl.url, project)) from None
     same = {h.id for h in existing}
     other_scheme = tuple(int(h.id) for h in hooks if _address(h.url) == _address(url) and h.id not in same)
     status = str(getattr(existing[0], "alert_status", None) or "executable") if existing else "executable"
@@ -256,9 +258,10 @@ def _token(settings_token: str | None, token_env: str | None) -> str:
     return value
 
 
-def _instructions(done: InstalledHook, secret: str | None) -> str:
-    """What to tell the operator; the generated secret appears here and nowhere else."""
-    lines = [f"{done.action.capitalize()} webhook {done.hook_id} on {done.project_path} -> {done.url}",
+def _instructions(done: InstalledHook, secret: str | None, gitlab_said: str) -> str:
+    """What to tell the operator, GitLab's address first; the generated secret appears here and nowhere else."""
+    lines = [f"{done.action.capitalize()} webhook {done.hook_id} on {done.project_path} at {gitlab_said} -> "
+             f"{done.url}",
              "  events: merge requests, comments, emoji; SSL verification on", ""]
     if secret is None:
         lines.append("The hook uses the secret you passed with --secret; give the bot the same one "
@@ -320,6 +323,7 @@ def run(args: argparse.Namespace) -> int:
         token = _token(configured, args.token_env)
         url = hook_url(args.url)
         gitlab_url = settings.gitlab.url if args.gitlab_url is None else _gitlab_url(args.gitlab_url)
+        gitlab_said = settings.gitlab.address if args.gitlab_url is None else gitlab_url
     except (ConfigError, InstallError) as exc:
         print(f"reviewbot install: {exc}", file=sys.stderr)
         return 2
@@ -334,11 +338,11 @@ def run(args: argparse.Namespace) -> int:
         with gitlab.Gitlab(gitlab_url, private_token=token, timeout=30, keep_base_url=True,
                            ssl_verify=ca_certificates()) as gl:
             gl.session.max_redirects = 0  # a redirect is named (`explain`), not followed with the token
-            done = install_hook(gl, project, url, secret)
+            done = install_hook(gl, project, url, secret, gitlab_said)
     except InstallError as exc:
         print(f"reviewbot install: {exc}", file=sys.stderr)
         return 1
-    print(_instructions(done, None if args.secret is not None else secret))
+    print(_instructions(done, None if args.secret is not None else secret, gitlab_said))
     if warning := _warnings(done):
         print(warning, file=sys.stderr)
     return 0

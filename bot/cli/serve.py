@@ -225,8 +225,8 @@ def run_serve(args: argparse.Namespace) -> int:
     sockets: list[socket.socket] = []
     try:
         sockets = bind(host, port)
-        log.info(kv("serve starting", version=release(), host=host, port=_ports(sockets), worker=not args.no_worker,
-                    config=settings.source))
+        log.info(kv("serve starting", version=release(), gitlab=settings.gitlab.address, host=host,
+                    port=_ports(sockets), worker=not args.no_worker, config=settings.source))
         web.run_app(_serving_app(settings, args, stop, lambda exc: _stop_serving(failed, exc, stop)),
                     sock=sockets, shutdown_timeout=settings.server.shutdown_timeout, access_log=None,
                     print=None, handle_signals=False)
@@ -427,7 +427,7 @@ async def _run_until_signal(worker: Worker, grace: float) -> None:
 def run_worker(args: argparse.Namespace) -> int:
     try:
         settings = _setup(args, listens=False)
-        log.info(kv("worker starting", version=release(), config=settings.source))
+        log.info(kv("worker starting", version=release(), gitlab=settings.gitlab.address, config=settings.source))
         factory = load_dispatch_factory(args.dispatch)
         asyncio.run(_work(settings, factory, args.once, getattr(args, "metrics_port", None)))
     except (ConfigError, StorageError) as exc:

@@ -246,9 +246,9 @@ async def check_gitlab(session: aiohttp.ClientSession, settings: Settings) -> No
     try:
         await probe.current_user()
     except GitLabError as exc:
-        _refuse_or_log(exc, url)
+        _refuse_or_log(exc, settings.gitlab.address)  # gitlab.com refusing a token: "the default" says why
         return
-    await _check_scopes(probe, url)
+    await _check_scopes(probe, settings.gitlab.address)
 
 
 def in_clear_text(url: str) -> bool:
@@ -269,7 +269,8 @@ def in_clear_text(url: str) -> bool:
 
 
 def _refuse_or_log(exc: GitLabError, url: str) -> None:
-    """GET /user failed: a refused token or no GitLab API raise `ConfigError`; an outage is logged."""
+    """GET /user failed: a refused token or no GitLab API raise `ConfigError`; an outage is logged. `url` is
+    GitLab's address as said (`GitLabSettings.address`)."""
     if exc.status is None:
         log.error(kv(f"cannot reach GitLab at {url}: check GITLAB_URL (the instance's base URL, without "
                      "/api/v4) and that this machine can reach it; webhooks are stored and their events "
