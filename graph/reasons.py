@@ -11,6 +11,7 @@ import numpy as np
 from graph.explain import compare, span
 from graph.model import Change, Contribution
 from graph.ownership import DAY, OwnershipGraph
+from graph.words import count_of
 
 __all__ = ["reasons", "contributions", "code_span", "bidi_closed", "bidi_isolated", "count_of"]
 
@@ -93,12 +94,6 @@ def _last(t: float | None, now: float) -> str:
     """
     ago = _ago(t, now)
     return "last one today" if ago == "today" else f"last {ago}"
-
-
-def count_of(n: int, word: str) -> str:
-    """`n` `word`s, singular for one: "1 open review", "2 open reviews" (the comment, its notes and the dashboard
-    say counts with it too: `bot.comment`)."""
-    return f"{n} {word}{'s' if n != 1 else ''}"
 
 
 def _times(n: int) -> str:

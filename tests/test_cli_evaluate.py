@@ -163,7 +163,7 @@ def test_a_shallow_clone_is_said_to_cover_only_its_commits(tmp_path, capsys):
                  "--jobs", "1"]) == 0
     out = capsys.readouterr()
     assert json.loads(out.out)["records"] == 1  # the clone's oldest commit has no known diff: left out
-    assert "is a shallow clone: only its last 1 change(s) are replayed (the oldest commit it holds lacks its " \
+    assert "is a shallow clone: only its last change is replayed (the oldest commit it holds lacks its " \
            "parent, so what it changed is not known); `git fetch --unshallow`" in out.err
 
 

@@ -46,6 +46,18 @@ def test_list_as_a_table_with_counts(queue, capsys):
     assert run("list") == 0
     out = capsys.readouterr().out
     assert "Note Hook" in out and "done=1" in out and "dead=1" in out
+    assert "received (UTC)" in out  # the times are UTC, whatever the machine's zone
+    assert "--limit" not in out  # every event is shown
+
+
+def test_a_list_cut_at_its_limit_says_so(queue, capsys):
+    """Past --limit (50) the oldest events were left out without a word: the counts below the table read as
+    though the table held them all."""
+    assert run("list", "--limit", "1") == 0
+    out = capsys.readouterr().out
+    assert "showing the newest event only (--limit 1): give a larger --limit for more" in out, out
+    assert run("list", "--limit", "2") == 0
+    assert "--limit" not in capsys.readouterr().out
 
 
 def test_no_action_lists_and_piped_output_keeps_whole_rows(queue, capsys, monkeypatch):
@@ -60,14 +72,14 @@ def test_show_and_requeue(queue, capsys):
     assert json.loads(capsys.readouterr().out)["body"] == {"k": "b"}
     assert run("show", "9") == 1
     assert run("requeue", "2", "9") == 1
-    assert "requeued 1 event(s)" in capsys.readouterr().out
+    assert "requeued 1 event\n" in capsys.readouterr().out
     run("list", "--status", "queued", "--json")
     assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == [2]
 
 
 def test_prune_keeps_recent_events(queue, capsys):
     assert run("prune", "--older-than-days", "0") == 0
-    assert "deleted 0 done event(s)" in capsys.readouterr().out
+    assert "deleted 0 done events\n" in capsys.readouterr().out
 
 
 def test_an_unmigrated_database_names_the_fix(tmp_path, monkeypatch, capsys):

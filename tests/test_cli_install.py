@@ -299,7 +299,7 @@ async def test_duplicate_hooks_already_there_are_reported(gitlab_sim: SimState, 
     assert await install("--project", "acme/widgets", "--url", "https://bot.example.com") == 0
     err = capsys.readouterr().err
     assert first.token != "old" and second.token == "old"
-    assert f"webhook(s) {second.id} on acme/widgets also point at" in err and "Settings > Webhooks" in err
+    assert f"webhook {second.id} on acme/widgets also points at" in err and "Settings > Webhooks" in err
 
 
 async def test_a_hook_to_the_same_address_over_the_other_scheme_is_reported(gitlab_sim: SimState, capsys):
@@ -313,5 +313,5 @@ async def test_a_hook_to_the_same_address_over_the_other_scheme_is_reported(gitl
     old, new = gitlab_sim.project("acme/widgets").hooks
     err = capsys.readouterr().err
     assert old.url == "http://bot.example.com/webhook" and new.url == "https://bot.example.com/webhook"
-    assert f"webhook(s) {old.id} on acme/widgets point at the same address over http" in err
+    assert f"webhook {old.id} on acme/widgets points at the same address over http" in err
     assert "Settings > Webhooks" in err and "hook-secret-123" not in err

@@ -268,7 +268,7 @@ async def test_gives_up_after_max_attempts_with_a_clear_error(simulator: Sim, ht
     state.fail_next(10, 503)
     with pytest.raises(GitLabError) as caught:
         await client_for(http_session, url).current_user()
-    assert caught.value.status == 503 and "after 4 attempt(s)" in str(caught.value)
+    assert caught.value.status == 503 and "after 4 attempts;" in str(caught.value)
     assert len(state.calls("GET", "/user")) == FAST_RETRY.max_attempts
     state._fail_queue.clear()
 

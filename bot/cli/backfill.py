@@ -21,7 +21,7 @@ from bot.config import ConfigError, Settings, load_settings
 from bot.gitlab.client import GitLabClient, RetryPolicy, project_ref
 from bot.gitlab.errors import GitLabError
 from bot.storage import Storage, StorageError
-from graph.reasons import count_of
+from graph.words import count_of
 
 __all__ = ["run", "backfill"]
 

@@ -24,6 +24,7 @@ from bot.cli.database_errors import exits_for
 from bot.config import load_settings
 from bot.storage import EventRow, Storage
 from bot.storage.events import HISTORY_MARK
+from graph.words import count_of
 
 __all__ = ["run"]
 
@@ -77,7 +78,8 @@ def _last_error(row: EventRow) -> str | None:
 
 
 async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int:
-    rows = await storage.events.list_events(failed_only=args.failed, status=args.status, limit=args.limit)
+    rows = await storage.events.list_events(failed_only=args.failed, status=args.status, limit=args.limit + 1)
+    cut, rows = len(rows) > args.limit, rows[:args.limit]  # one more read: whether --limit left some out
     if args.json:
         for row in rows:
             _print_json(out, _summary(row), indent=None)
@@ -88,7 +90,7 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
     # tries: the attempts `max_attempts` limits; outage: the runs an outage (GitLab, the database) failed, not
     # counted in them; alone: its last run had no other event beside it in its worker (reclaimed after a crash,
     # or concurrency 1), so a crash under it is counted in tries
-    for name in ("status", "kind", "action", "project", "MR", "tries", "outage", "alone", "received"):
+    for name in ("status", "kind", "action", "project", "MR", "tries", "outage", "alone", "received (UTC)"):
         table.add_column(name, no_wrap=True)
     table.add_column("last error")
     for row in rows:
@@ -99,6 +101,9 @@ async def _list(storage: Storage, args: argparse.Namespace, out: Console) -> int
                  (_last_error(row) or "")[:80])
         table.add_row(*(Text(_visible(cell)) for cell in cells))  # stored text as it is: `[/]` is no markup
     out.print(table)
+    if cut:
+        shown = "the newest event only" if args.limit == 1 else f"the {args.limit} newest events"
+        out.print(f"showing {shown} (--limit {args.limit}): give a larger --limit for more")
     out.print(" ".join(f"{k}={v}" for k, v in (await storage.events.depth()).items()))
     return 0
 
@@ -115,7 +120,7 @@ async def _show(storage: Storage, args: argparse.Namespace, out: Console) -> int
 
 async def _requeue(storage: Storage, args: argparse.Namespace, out: Console) -> int:
     missing = [i for i in args.ids if not await storage.events.requeue(i)]
-    out.print(f"requeued {len(args.ids) - len(missing)} event(s)")
+    out.print(f"requeued {count_of(len(args.ids) - len(missing), 'event')}")
     for event_id in missing:
         print(f"reviewbot events: {_not_requeued(event_id, await storage.events.get(event_id))}", file=sys.stderr)
     return 1 if missing else 0
@@ -134,7 +139,7 @@ def _not_requeued(event_id: int, row: EventRow | None) -> str:
 
 
 async def _prune(storage: Storage, args: argparse.Namespace, out: Console, days: float) -> int:
-    out.print(f"deleted {await storage.events.prune(timedelta(days=days))} done event(s)")
+    out.print(f"deleted {count_of(await storage.events.prune(timedelta(days=days)), 'done event')}")
     return 0
 
 

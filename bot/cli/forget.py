@@ -17,7 +17,7 @@ from bot.cli.stored_history import no_new_sqlite_file, project_id_of
 from bot.config import load_settings, redact_url
 from bot.storage import Storage
 from bot.storage.forget import forget_project, project_rows
-from graph.reasons import count_of
+from graph.words import count_of
 
 __all__ = ["run", "WORDS"]
 

@@ -298,20 +298,32 @@ def _disabled_warning(done: InstalledHook) -> str | None:
             f"{enable}")
 
 
+def _hooks(ids: tuple[int, ...]) -> tuple[str, str, str, str, str]:
+    """The words a warning about other hooks needs, for one hook or several.
+
+    >>> _hooks((3,)), _hooks((3, 4))
+    (('webhook 3', 'points', 'was', 'it sends', 'it'), ('webhooks 3, 4', 'point', 'were', 'each sends', 'them'))
+    """
+    listed = ", ".join(str(i) for i in ids)
+    if len(ids) == 1:
+        return f"webhook {listed}", "points", "was", "it sends", "it"
+    return f"webhooks {listed}", "point", "were", "each sends", "them"
+
+
 def _warnings(done: InstalledHook) -> str | None:
     warnings = [w] if (w := _disabled_warning(done)) else []
     if done.duplicates:
-        ids = ", ".join(str(i) for i in done.duplicates)
-        warnings.append(f"reviewbot install: warning: webhook(s) {ids} on {done.project_path} also point at "
-                        f"{done.url} and were left as they are: each sends every event once more; delete them "
-                        "under Settings > Webhooks")
+        hooks, point, were, sends, them = _hooks(done.duplicates)
+        warnings.append(f"reviewbot install: warning: {hooks} on {done.project_path} also {point} at {done.url} "
+                        f"and {were} left alone: {sends} every event once more; delete {them} under "
+                        "Settings > Webhooks")
     if done.other_scheme:
-        ids = ", ".join(str(i) for i in done.other_scheme)
+        hooks, point, were, sends, them = _hooks(done.other_scheme)
         other = "https" if urlsplit(done.url).scheme == "http" else "http"
-        warnings.append(f"reviewbot install: warning: webhook(s) {ids} on {done.project_path} point at the same "
-                        f"address over {other} and were left as they are: each sends every event once more"
+        warnings.append(f"reviewbot install: warning: {hooks} on {done.project_path} {point} at the same "
+                        f"address over {other} and {were} left alone: {sends} every event once more"
                         f"{' with the secret in clear text' if other == 'http' else ''}; if the bot moved, "
-                        "delete them under Settings > Webhooks")
+                        f"delete {them} under Settings > Webhooks")
     return "\n".join(warnings) or None
 
 

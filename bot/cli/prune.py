@@ -12,7 +12,7 @@ from bot.cli.database_errors import exits_for
 from bot.config import WorkerSettings, load_settings
 from bot.storage import Storage
 from bot.worker import retention
-from graph.reasons import count_of
+from graph.words import count_of
 
 __all__ = ["run"]
 

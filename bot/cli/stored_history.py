@@ -51,7 +51,8 @@ def export_checkouts(repos: list[str], into: Path, command: str) -> dict[str, st
         with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as f:  # read back at once, then deleted
             f.writelines(json.dumps(record_of(c)) + "\n" for c in changes)
         if is_shallow(repo):
-            print(f"reviewbot {command}: {repo} is a shallow clone: only its last {len(changes)} change(s) are "
+            last = "change is" if len(changes) == 1 else f"{len(changes)} changes are"
+            print(f"reviewbot {command}: {repo} is a shallow clone: only its last {last} "
                   "replayed (the oldest commit it holds lacks its parent, so what it changed is not known); "
                   "`git fetch --unshallow` there reads the whole history", file=sys.stderr)
         out[str(path)] = name
