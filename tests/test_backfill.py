@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -391,6 +392,7 @@ async def test_the_command_resolves_a_path_and_prints_progress(simulator, databa
     text = out.getvalue()
     assert f"importing {seeded.project.path_with_namespace} (id {seeded.project.id})" in text
     assert "done, 15 merged MRs imported" in text and "snapshots" not in text
+    assert re.search(r"\(up to \d{4}-\d\d-\d\d \d\d:\d\d UTC\)\n", text), text  # whatever the machine's zone
     # the path, for `evaluate --project PATH` (no event has named the project yet)
     assert (await store.projects.get(seeded.project.id)).path == seeded.project.path_with_namespace
 

@@ -134,7 +134,8 @@ def test_forget_deletes_one_project_s_rows_everywhere_and_keeps_the_others(two_p
 def test_forget_names_a_project_the_database_does_not_hold(two_projects, capsys):
     assert run("--project", "group/nope") == 1
     err = capsys.readouterr().err
-    assert "holds nothing of project group/nope" in err and "DATABASE_URL" in err
+    assert "holds no project with the path group/nope" in err and "DATABASE_URL" in err
+    assert "give its numeric id" in err  # a path is stored once the bot has read the project from GitLab
     assert set(run_in_thread(lambda: counts(two_projects)).values()) == {(1, 1), 1}
 
 

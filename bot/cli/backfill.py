@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import timezone
 from typing import Callable, TextIO
 
 import aiohttp
@@ -28,7 +29,7 @@ __all__ = ["run", "backfill"]
 
 def _printer(out: TextIO) -> Callable[[BackfillProgress], None]:
     def show(p: BackfillProgress) -> None:
-        cursor = p.cursor.strftime("%Y-%m-%d %H:%M") if p.cursor else "-"
+        cursor = p.cursor.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if p.cursor else "-"
         state = "done" if p.done else f"page {p.pages}"
         print(f"project {p.project_id}: {state}, {count_of(p.imported, 'merged MR')} imported"
               f"{f', {p.skipped} skipped' if p.skipped else ''} (up to {cursor})", file=out, flush=True)

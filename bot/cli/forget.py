@@ -57,7 +57,11 @@ async def _forget(url: str, ref: str, delete: bool) -> tuple[int, dict[str, int]
     async with Storage.opened(url) as storage:
         known = {row.id: row.path for row in await storage.projects.list()}
         pid = project_id_of(ref, known)
-        counts = await project_rows(storage.engine, pid) if pid is not None else {}
+        if pid is None:  # a path: the bot stores it once it has read the project from GitLab
+            raise LookupError(f"{redact_url(url)} holds no project with the path {ref} (a path is stored once "
+                              "the bot has read the project from GitLab): give its numeric id, as GitLab shows it "
+                              "on the project's page, and the bot's database: DATABASE_URL or [database] url")
+        counts = await project_rows(storage.engine, pid)
         if not any(counts.values()):
             raise LookupError(f"{redact_url(url)} holds nothing of project {ref} (give the project's id or path "
                               "as GitLab shows it, and the bot's database: DATABASE_URL or [database] url)")
