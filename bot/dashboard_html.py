@@ -212,7 +212,14 @@ def _mr_row(r: MrRow, gitlab_url: str, path: str | None) -> str:
 
 
 def _load_row(r: LoadRow, busiest: int) -> str:
-    meter = f'<meter min="0" max="{busiest}" value="{r.open}" title="{r.open} open reviews"></meter>'
+    """A person's row of the review load table; the meter's tooltip says the count in words.
+
+    >>> 'title="1 open review"' in _load_row(LoadRow(person="ada", open=1, suggested=0, top1=0, reviewing=0,
+    ...                                              approved=0), 3)
+    True
+    """
+    said = count_of(r.open, "open review")
+    meter = f'<meter min="0" max="{busiest}" value="{r.open}" title="{said}"></meter>'
     return _row([f'<span class="person">{escape(r.person)}</span>', f'<span class="load">{r.open} {meter}</span>',
                  str(r.suggested), str(r.top1), str(r.reviewing), str(r.approved)], nums=frozenset({2, 3, 4, 5}))
 
