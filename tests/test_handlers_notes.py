@@ -713,6 +713,15 @@ async def test_a_comment_of_a_thousand_commands_runs_twenty_and_says_each_answer
     assert len(reply.body) < 5000 and acks(env, note) == [ACK_PROBLEM]
 
 
+async def test_one_command_past_the_twentieth_is_said_in_the_singular(handler_env):
+    env = await handler_env()
+    mr = await opened(env)
+    note = env.state.add_note(mr, env.tiny.ann, "/reviewers help\n" * 21)
+    await env.run()
+    [reply] = replies(env, mr, note)
+    assert "Only the first 20 commands of a comment run; the last one was not." in reply.body, reply.body
+
+
 async def test_a_command_in_an_internal_note_runs_and_is_answered_internally(handler_env):
     """With the hook's "Confidential comments" trigger on, internal notes arrive as Confidential Note Hooks."""
     env = await handler_env()

@@ -470,8 +470,9 @@ async def on_note(event: Event, ctx: EventContext) -> None:
                      dict(event.data.get("user") or {}), written=written_at(event.object_attributes),
                      internal=internal)
     if len(commands) > MAX_COMMANDS:
-        run.problem(f"Only the first {MAX_COMMANDS} commands of a comment run; the other "
-                    f"{len(commands) - MAX_COMMANDS} were not.")
+        left = len(commands) - MAX_COMMANDS
+        run.problem(f"Only the first {MAX_COMMANDS} commands of a comment run; "
+                    f"{'the last one was not' if left == 1 else f'the other {left} were not'}.")
         commands = commands[:MAX_COMMANDS]
     await _run_commands(run, commands)
     plain = [c.kind for c in commands if c.kind not in JUDGING]
