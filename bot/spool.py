@@ -136,7 +136,8 @@ class Spool:
         """Write `record` as a new file; its name. `SpoolFull` past the bound, OSError if the disk refuses."""
         data = record.to_json()
         if self.count >= self.max_files or self.size + len(data) > self.max_bytes:
-            raise SpoolFull(f"the spool holds {self.count} deliveries ({self.size / 1e6:.1f} MB), its maximum "
+            held = "1 delivery" if self.count == 1 else f"{self.count} deliveries"
+            raise SpoolFull(f"the spool holds {held} ({self.size / 1e6:.1f} MB), its maximum "
                             f"([server] spool_max_files = {self.max_files}, spool_max_mb = {self.max_bytes // 10**6})")
         self._last_ns = max(time.time_ns(), self._last_ns + 1)  # a clock stepped back must not reorder names
         name = f"{self._last_ns:020d}-{os.getpid()}-{next(self._sequence):09d}.json"

@@ -174,6 +174,15 @@ async def test_a_full_spool_answers_503(aiohttp_client, outage, tmp_path, caplog
     assert metric(text, "reviewbot_spool_files") == "2.0"
 
 
+async def test_a_spool_bound_at_one_delivery_says_it_in_the_singular(tmp_path):
+    spool = spool_module.Spool(tmp_path / "spool", max_files=1, max_bytes=10**9)
+    record = Record(dedupe_key="idem:a", kind="Note Hook", action=None, project_id=1, mr_iid=1, headers={},
+                    body={}, received_at=utcnow())
+    await spool.put(record)
+    with pytest.raises(spool_module.SpoolFull, match=r"the spool holds 1 delivery \(0\.0 MB\)"):
+        await spool.put(record)
+
+
 async def test_a_spool_that_cannot_be_written_answers_503(aiohttp_client, outage, tmp_path):
     from bot.web import make_app
 
