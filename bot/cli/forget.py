@@ -48,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"project {pid}: would delete {listed}\nnothing deleted: run again with --yes to delete")
         return 0
     print(f"project {pid}: deleted {listed}\n"
-          "running bot processes drop it from memory at its next event. If the project's webhook still sends "
+          "Running bot processes drop it from memory at its next event. If the project's webhook still sends "
           "events, the next ones import the history again: remove the hook in GitLab (Settings > Webhooks).")
     return 0
 
