@@ -238,6 +238,7 @@ async def test_serve_started_before_postgresql_spools_and_carries_on_once_it_ans
     log = said + err.decode()
     assert proc.returncode == 0, log
     assert log.count("database unreachable at start") == 1 and proxy.refused in log, log
+    assert f"spool={tmp_path / 'reviewbot-spool'}" in log, log  # where to look, not a path relative to somewhere
     assert log.count("database reachable and checked") == 1, log
     assert PASSWORD not in log and "dashboard database error" not in log
 

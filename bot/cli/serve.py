@@ -120,7 +120,7 @@ async def _open_storage(settings: Settings) -> tuple[Storage, DatabaseWait | Non
             await storage.close()
             raise
         log.warning(kv("database unreachable at start: listening anyway; every delivery is spooled until it "
-                       "answers", cause=explain(exc), spool=settings.server.spool_dir))
+                       "answers", cause=explain(exc), spool=os.path.abspath(settings.server.spool_dir)))
         return storage, DatabaseWait(storage, lambda: _prepare(storage))
     except BaseException:
         await storage.close()
