@@ -545,8 +545,8 @@ def parse_commands(text: str, bot_username: str | None = None) -> list[Command]:
 
 
 def addresses_bot(text: str, bot_username: str | None) -> bool:
-    """Whether a comment mentions the bot where GitLab shows it (not in code, a quote or an HTML comment): it
-    talks to the bot ("@bot I'm away this week", "thanks @bot"), whatever else it says.
+    """Whether a comment mentions the bot where GitLab shows it (not in code, a code span too, a quote or an HTML
+    comment): it talks to the bot ("@bot I'm away this week", "thanks @bot"), whatever else it says.
 
     >>> addresses_bot("@bot thanks!", "bot"), addresses_bot("> @bot thanks!", "bot"), addresses_bot("@bott", "bot")
     (True, False, False)
@@ -554,4 +554,20 @@ def addresses_bot(text: str, bot_username: str | None) -> bool:
     mention = _mention_pattern(bot_username)
     if mention is None or not mention.search(text or ""):
         return False  # most comments: no need to read them block by block
-    return any(mention.search(line.translate(_INVISIBLE)) for line in _visible_lines(text))
+    return any(mention.search(_outside_code(line).translate(_INVISIBLE)) for line in _visible_lines(text))
+
+
+def _outside_code(line: str) -> str:
+    """A line's text but its code spans, which GitLab shows as code, with no mention in them (`` `@bot why` ``
+    written to show the command): a reviewer's "LGTM" holding one was taken for words to the bot, not a review.
+
+    >>> _outside_code("see `@bot why` and ``a`b`` here")
+    'see   and   here'
+    """
+    if "`" not in line:
+        return line
+    pieces, at = [], 0
+    for start, end in inline_spans(line, comments=False)[1]:
+        pieces.append(line[at:start])
+        at = end
+    return " ".join([*pieces, line[at:]])
