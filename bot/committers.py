@@ -51,7 +51,7 @@ async def read_committers(look: Lookups, project_id: int, iid: int, members: Map
     try:
         commits = await look.client.mr_commits(project_id, iid)
     except GitLabError as exc:
-        if exc.status is None or exc.no_scope or exc.status in (401, 429):
+        if exc.general:
             raise
         log.warning(kv("merge request commits not readable this time: committers counted as approvers",
                        project_id=project_id, mr_iid=iid, status=exc.status, error=str(exc)))

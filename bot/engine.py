@@ -121,9 +121,10 @@ def _label_seen(entry: _Entry) -> int | None:
     return rec.label_mark
 
 
-def _gone(entry: _Entry, count: int) -> str:
+def _gone(entry: _Entry) -> str:
     """Why a refresh found the project's rows gone, for the log: an operator reading "forgotten" after a
-    `reviewbot prune` that only deleted old labels would look for a forget nobody ran."""
+    `reviewbot prune` that only deleted old labels would look for a forget nobody ran. With history seen, what
+    is gone is history (the label is looked at only without it: `_label_seen`)."""
     if entry.count:
         return "its history rows were deleted"
     return "the newest label it learned is gone (reviewbot forget, or prune's retention)"
@@ -302,7 +303,7 @@ class Engine:
         count, holding = await self.storage.history.count_holding(project_id, max(entry.boundary, default=None),
                                                                   label_id=_label_seen(entry))
         if count < entry.count or not holding:
-            self._forget(project_id, entry, count, cause=_gone(entry, count))
+            self._forget(project_id, entry, count, cause=_gone(entry))
             current = False
         entry.checked_at, entry.writes, entry.label_writes = now, writes, label_writes
         if current and await self._catch_up(project_id, entry, history=count != entry.count):

@@ -194,7 +194,7 @@ class Lookups:
         try:
             state = await self.client.mr_approval_state(project_id, iid)
         except GitLabError as exc:
-            if exc.status is None or exc.no_scope or exc.status in (401, 429):
+            if exc.general:
                 raise
             if exc.status == 403:
                 log.info(kv("approval rules not readable with the bot's token: suggesting without them",
@@ -231,7 +231,7 @@ class Lookups:
         try:
             settings = await self.client.project_approval_settings(project_id)
         except GitLabError as exc:
-            if exc.status is None or exc.no_scope or exc.status in (401, 429):
+            if exc.general:
                 raise
             if exc.status >= 500:
                 log.warning(kv("committers' approval setting not readable this time: committers counted as "

@@ -52,6 +52,13 @@ class GitLabError(Exception):
     def not_found(self) -> bool:
         return self.status == 404
 
+    @property
+    def general(self) -> bool:
+        """Whether the failure is GitLab's as a whole, not the one answer's: no answer, a token refused (401) or
+        without the api scope, a rate limit (429). Any further call would fail alike, so a lookup that can go
+        without its one answer does not: the event fails, to be retried."""
+        return self.status is None or self.no_scope or self.status in (401, 429)
+
 
 def _json(body: bytes) -> Any:
     try:
