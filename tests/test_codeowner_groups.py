@@ -287,22 +287,30 @@ async def test_answers_are_cached_and_gitlab_errors_skip_the_owner(org, gitlab_c
 
 
 # --- one webhook through the running bot -----------------------------------------------------------------------------
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_the_comment_names_a_group_owner(simulator, gitlab_client, database_url):
+async def comment_through_webhook(simulator, gitlab_client, database_url: str, org: Org,
+                                  files: list[str]) -> tuple[str, dict[str, int]]:
+    """The bot's one comment on a merge request of `files` that ann opens while the bot runs behind the project's
+    webhook (its history imported first), and the event queue's depth once the event settled."""
     state, url = simulator
-    org = build_org(state)
     storage = Storage(database_url)
     try:
         await backfill_project(gitlab_client, storage, org.tiny.project.id)
         async with running_bot(bot_settings(state, url, database_url), storage) as bot:
             state.add_hook(org.tiny.project, bot.url, token=SECRET)
-            mr = state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "web/app.ts"])
-            await settle(state, storage)
+            mr = state.open_mr(org.tiny.project, org.tiny.ann, files)
+            depth = await settle(state, storage)
         [comment] = marker_notes(state, mr)
-        assert "`@eve`" in comment.body and "`Web`" in comment.body
-        assert "gus" not in comment.body and "hal" not in comment.body
+        return comment.body, depth
     finally:
         await storage.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_comment_names_a_group_owner(simulator, gitlab_client, database_url):
+    org = build_org(simulator[0])
+    body, _ = await comment_through_webhook(simulator, gitlab_client, database_url, org, [HISTORY, "web/app.ts"])
+    assert "`@eve`" in body and "`Web`" in body
+    assert "gus" not in body and "hal" not in body
 
 
 # --- GitLab's rules for which file, which paths, which roles and how many owners ------------------------------
@@ -539,40 +547,20 @@ async def test_a_gitlab_outage_still_fails_the_suggestion_to_be_retried(org, git
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_the_comment_is_posted_when_codeowners_cannot_be_read(simulator, gitlab_client, database_url):
-    state, url = simulator
-    org = build_org(state)
-    storage = Storage(database_url)
-    try:
-        await backfill_project(gitlab_client, storage, org.tiny.project.id)
-        state.fail_path("/CODEOWNERS/raw", 500)
-        async with running_bot(bot_settings(state, url, database_url), storage) as bot:
-            state.add_hook(org.tiny.project, bot.url, token=SECRET)
-            mr = state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "docs/a.md"])
-            depth = await settle(state, storage)
-        [comment] = marker_notes(state, mr)
-        assert "could not be read from GitLab this time" in comment.body and depth.get("dead", 0) == 0
-    finally:
-        await storage.close()
+    org = build_org(simulator[0])
+    simulator[0].fail_path("/CODEOWNERS/raw", 500)
+    body, depth = await comment_through_webhook(simulator, gitlab_client, database_url, org, [HISTORY, "docs/a.md"])
+    assert "could not be read from GitLab this time" in body and depth.get("dead", 0) == 0
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_latin_1_codeowners_file_gets_its_comment_through_the_webhook(simulator, gitlab_client, database_url):
     """The webhook path of `test_a_codeowners_file_that_is_not_utf8_is_read_as_gitlab_reads_it`: the event used
     to fail on the file at every try and end dead, and the merge request got no comment."""
-    state, url = simulator
-    org = build_org(state)
+    org = build_org(simulator[0])
     codeowners_file(org, "# J\u00fcrgen\n[Docs][1]\ndocs/ @dee\n".encode("latin-1"))
-    storage = Storage(database_url)
-    try:
-        await backfill_project(gitlab_client, storage, org.tiny.project.id)
-        async with running_bot(bot_settings(state, url, database_url), storage) as bot:
-            state.add_hook(org.tiny.project, bot.url, token=SECRET)
-            mr = state.open_mr(org.tiny.project, org.tiny.ann, [HISTORY, "docs/a.md"])
-            depth = await settle(state, storage)
-        [comment] = marker_notes(state, mr)
-        assert "needs 1 approval: added code owner `@dee`" in comment.body and depth.get("dead", 0) == 0
-    finally:
-        await storage.close()
+    body, depth = await comment_through_webhook(simulator, gitlab_client, database_url, org, [HISTORY, "docs/a.md"])
+    assert "needs 1 approval: added code owner `@dee`" in body and depth.get("dead", 0) == 0
 
 
 async def test_an_e_mail_nobody_shows_is_not_taken_for_an_owner_gitlab_approves_for(org, gitlab_client, store):
