@@ -17,13 +17,15 @@ import pytest
 from aiohttp import web
 
 from bot.backfill import backfill_project
-from bot.config import Settings
-from bot.gitlab.client import RetryPolicy
+from bot.config import ProjectSettings, Settings
+from bot.engine import Engine
+from bot.gitlab.client import GitLabClient, RetryPolicy
 from bot.gitlab.simulator import SeededProject, SimState, seed_project
 from bot.gitlab.sim_model import HookEvent, SimMR, SimNote, SimProject, SimUser
 from bot.handlers import make_dispatch
 from bot.metrics import Metrics
 from bot.storage import EventRow, Storage
+from bot.suggesting import SuggestionResult, suggest_for_mr
 from bot.web import ON_STORED_KEY, make_app
 from bot.worker import Dispatch, Worker
 from tests.gitlab_fixtures import FAST_RETRY
@@ -77,6 +79,36 @@ def tiny_project(state: SimState) -> Tiny:
                             [reviewer], approvers=[reviewer], merged_at=now - timedelta(days=30 - i))
     state.add_file(project, ".gitlab/CODEOWNERS", "[Docs][1]\ndocs/ @dee\n^[Src]\nsrc/ @bob @cy\n")
     return Tiny(project, ann, bob, cy, dee, rep)
+
+
+@dataclass
+class Team:
+    """The tiny project (its history imported) with two more Developers who never reviewed: jo and kim."""
+
+    state: SimState
+    tiny: Tiny
+
+
+async def tiny_team(state: SimState, gitlab_client: GitLabClient, storage: Storage, **jo: Any) -> Team:
+    """`Team` on `storage`; `jo` are more fields of jo's account (`public_email=`: an address the bot can find)."""
+    tiny = tiny_project(state)
+    state.add_member(tiny.project, state.add_user("jo", **jo), 30)
+    state.add_member(tiny.project, state.add_user("kim"), 30)
+    await backfill_project(gitlab_client, storage, tiny.project.id)
+    return Team(state, tiny)
+
+
+async def suggest_on(team: Team, gitlab_client: GitLabClient, storage: Storage, mr: SimMR,
+                     engine: Engine | None = None) -> SuggestionResult:
+    """The suggestion for the team's merge request `mr` as GitLab lists it now, with the default settings."""
+    fetched = await gitlab_client.get_mr(team.tiny.project.id, mr.iid)
+    return await suggest_for_mr(gitlab_client, engine or Engine(storage), storage, team.tiny.project.id, fetched,
+                                ProjectSettings(), bot_username="reviewbot")
+
+
+def suggested(result: SuggestionResult) -> list[str]:
+    """The people a suggestion names, in its order."""
+    return [s.person for s in result.suggestions]
 
 
 _ids = iter(range(1, 10**9))

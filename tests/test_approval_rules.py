@@ -4,7 +4,6 @@ regular rule still short of approvals, and the comment the running handlers post
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import pytest
 
@@ -12,11 +11,10 @@ from bot.backfill import backfill_project
 from bot.config import ProjectSettings
 from bot.engine import Engine
 from bot.gitlab.models import ApprovalState
-from bot.gitlab.simulator import SimState
 from bot.storage import Storage
 from bot.comment import NO_HISTORY
 from bot.suggesting import APPROVAL_RULES_UNREADABLE, APPROVERS_ONLY, suggest_for_mr
-from tests.bot_harness import Tiny, handler_env, marker_notes, tiny_project  # noqa: F401 - fixture
+from tests.bot_harness import Team, handler_env, marker_notes, suggest_on, suggested, tiny_team  # noqa: F401 - fixture
 
 FILES = ["src/core/m1.py"]  # bob and cy reviewed these; dee, jo and kim never did
 BUSY = "has set their GitLab status to Busy"
@@ -31,37 +29,19 @@ async def store(sqlite_url):
     await storage.close()
 
 
-@dataclass
-class Team:
-    """The tiny project (its history imported) with two more Developers who never reviewed: jo and kim."""
-
-    state: SimState
-    tiny: Tiny
-
-
 @pytest.fixture
 async def team(simulator, gitlab_client, store) -> Team:
-    state, _ = simulator
-    tiny = tiny_project(state)
-    for name in ("jo", "kim"):
-        state.add_member(tiny.project, state.add_user(name), 30)
-    await backfill_project(gitlab_client, store, tiny.project.id)
-    return Team(state, tiny)
+    return await tiny_team(simulator[0], gitlab_client, store)
 
 
 async def suggest(team: Team, gitlab_client, store, *files: str, mr=None, engine: Engine | None = None):
+    """`suggest_on` a merge request of `files` (`FILES` when none) ann opens now, unless `mr` is given."""
     sim_mr = mr or team.state.open_mr(team.tiny.project, team.tiny.ann, list(files) or FILES)
-    fetched = await gitlab_client.get_mr(team.tiny.project.id, sim_mr.iid)
-    return await suggest_for_mr(gitlab_client, engine or Engine(store), store, team.tiny.project.id, fetched,
-                                ProjectSettings(), bot_username="reviewbot")
+    return await suggest_on(team, gitlab_client, store, sim_mr, engine)
 
 
 def rule_notes(result) -> list[str]:
     return [n for n in result.notes if n.startswith("Approval rule")]
-
-
-def people(result) -> list[str]:
-    return [s.person for s in result.suggestions]
 
 
 # --- the simulator's endpoint --------------------------------------------------------------------------------------
@@ -142,13 +122,13 @@ async def test_a_rules_eligible_approver_is_added_to_the_suggestion(team, gitlab
     as for a CODEOWNERS section: dee and jo never reviewed these files, so the ranking alone names neither."""
     state, tiny = team.state, team.tiny
     before = await suggest(team, gitlab_client, store)
-    assert not {"dee", "jo"} & set(people(before)) and rule_notes(before) == []
+    assert not {"dee", "jo"} & set(suggested(before)) and rule_notes(before) == []
     state.add_approval_rule(tiny.project, "Backend", 1, users=[tiny.dee, "jo"])
     result = await suggest(team, gitlab_client, store)
     assert rule_notes(result) == ["Approval rule `Backend` needs 1 approval: added approver @dee."]
     [dee] = [s for s in result.suggestions if s.person == "dee"]
     assert dee.reasons[0] == "approver: rule `Backend` needs their approval"
-    assert people(result)[:len(people(before))] == people(before) and "jo" not in people(result)
+    assert suggested(result)[:len(suggested(before))] == suggested(before) and "jo" not in suggested(result)
 
 
 async def test_a_rule_someone_suggested_can_meet_adds_nobody(team, gitlab_client, store):
@@ -156,7 +136,7 @@ async def test_a_rule_someone_suggested_can_meet_adds_nobody(team, gitlab_client
     state.add_approval_rule(tiny.project, "Backend", 1, users=[tiny.bob, tiny.cy, "kim"])
     result = await suggest(team, gitlab_client, store)
     assert rule_notes(result) == ["Approval rule `Backend` needs 1 approval: @bob, @cy can give it."]
-    assert "kim" not in people(result)
+    assert "kim" not in suggested(result)
 
 
 async def test_approvals_already_given_count_and_an_approved_rule_asks_nothing(team, gitlab_client, store):
@@ -167,7 +147,7 @@ async def test_approvals_already_given_count_and_an_approved_rule_asks_nothing(t
     state.approve(mr, tiny.dee)
     result = await suggest(team, gitlab_client, store, mr=mr)
     assert rule_notes(result) == ["Approval rule `Pair` needs 1 more approval: added approver @jo."]
-    assert "dee" not in people(result) and "kim" not in people(result)  # dee gave theirs; one more is enough
+    assert "dee" not in suggested(result) and "kim" not in suggested(result)  # dee gave theirs; one more is enough
 
 
 async def test_a_rule_only_the_author_could_approve_is_approved_by_gitlab(team, gitlab_client, store):
@@ -183,7 +163,7 @@ async def test_a_rule_only_the_author_could_approve_is_approved_by_gitlab(team, 
         "than the author): GitLab approves it automatically.",
         "Approval rule `Pair` asks for 2 approvals, but only 1 of the people it names can approve (active users "
         "other than the author): GitLab approves it automatically."]
-    assert "dee" not in people(result)
+    assert "dee" not in suggested(result)
     tiny.project.merge_requests_author_approval = True
     again = await suggest(team, gitlab_client, store)
     assert rule_notes(again)[0] == ("Approval rule `Mine` needs 1 approval from @ann, but they cannot be suggested "
@@ -285,7 +265,7 @@ async def test_one_person_covers_a_codeowners_section_and_a_rule(team, gitlab_cl
     assert [n for n in result.notes if "approval" in n] == [
         "CODEOWNERS section `Docs` needs 1 approval: added code owner @jo.",
         "Approval rule `Writers` needs 1 approval: @jo can give it."]
-    assert "dee" not in people(result)
+    assert "dee" not in suggested(result)
 
 
 async def test_a_merge_requests_own_rules_are_what_counts(team, gitlab_client, store):
@@ -317,12 +297,12 @@ async def test_free_tier_and_community_edition_cost_at_most_one_request_and_chan
     state.add_approval_rule(tiny.project, "Backend", 1, users=[tiny.dee])
     state.free_tier = True
     free = await suggest(team, gitlab_client, store)
-    assert rule_notes(free) == [] and "dee" not in people(free)
+    assert rule_notes(free) == [] and "dee" not in suggested(free)
     assert [r.status for r in state.calls("GET", "/approval_state")] == [200]
     state.community_edition = True
     for _ in range(2):
         ce = await suggest(team, gitlab_client, store)
-        assert rule_notes(ce) == [] and "dee" not in people(ce)
+        assert rule_notes(ce) == [] and "dee" not in suggested(ce)
     assert [r.status for r in state.calls("GET", "/approval_state")] == [200, 404]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 

@@ -5,18 +5,15 @@ counts nor adds such an owner for a CODEOWNERS approval (they may still review),
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import pytest
 
 from bot.approvals import owned_by
-from bot.backfill import backfill_project
 from bot.config import ProjectSettings
 from bot.engine import Engine
-from bot.gitlab.simulator import SimState
 from bot.storage import Storage
-from bot.suggesting import explain_person, suggest_for_mr
-from tests.bot_harness import Tiny, tiny_project
+from bot.suggesting import explain_person
+from tests.bot_harness import Team, suggest_on, suggested, tiny_team
 
 FILES = ["src/core/m1.py"]  # bob and cy reviewed these; dee, jo and kim never did
 SETTINGS_KEYS = {"approvers", "approver_groups", "approvals_before_merge", "reset_approvals_on_push",
@@ -34,41 +31,18 @@ async def store(sqlite_url):
     await storage.close()
 
 
-@dataclass
-class Team:
-    """The tiny project (its history imported) with two more Developers who never reviewed: jo, whose address
-    is public, and kim."""
-
-    state: SimState
-    tiny: Tiny
-
-
 @pytest.fixture
 async def team(simulator, gitlab_client, store) -> Team:
-    state, _ = simulator
-    tiny = tiny_project(state)
-    state.add_member(tiny.project, state.add_user("jo", public_email="Jo@Corp.example"), 30)
-    state.add_member(tiny.project, state.add_user("kim"), 30)
-    await backfill_project(gitlab_client, store, tiny.project.id)
-    return Team(state, tiny)
+    """The tiny team; jo's address is public."""
+    return await tiny_team(simulator[0], gitlab_client, store, public_email="Jo@Corp.example")
 
 
 def prevent_committers(team: Team, on: bool = True) -> None:
     team.tiny.project.merge_requests_disable_committers_approval = on
 
 
-async def suggest(team: Team, gitlab_client, store, mr, engine: Engine | None = None):
-    fetched = await gitlab_client.get_mr(team.tiny.project.id, mr.iid)
-    return await suggest_for_mr(gitlab_client, engine or Engine(store), store, team.tiny.project.id, fetched,
-                                ProjectSettings(), bot_username="reviewbot")
-
-
 def owner_notes(result) -> list[str]:
     return [n for n in result.notes if n.startswith("CODEOWNERS")]
-
-
-def people(result) -> list[str]:
-    return [s.person for s in result.suggestions]
 
 
 # --- the simulator's endpoints -------------------------------------------------------------------------------------
@@ -117,14 +91,14 @@ async def test_a_code_owner_who_added_commits_is_not_added_for_the_approval(team
     state.add_file(tiny.project, ".gitlab/CODEOWNERS", "[Docs][1]\ndocs/ @jo @dee\n")
     mr = state.open_mr(tiny.project, tiny.ann, [*FILES, "docs/a.md"])
     state.add_commit(mr, state.commit_email(tiny.dee), committer="jo@corp.example")
-    as_today = await suggest(team, gitlab_client, store, mr)
+    as_today = await suggest_on(team, gitlab_client, store, mr)
     assert owner_notes(as_today) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @jo."]
     assert not state.calls("GET", "/commits")  # the project lets committers approve: no commit is read
     prevent_committers(team)
-    result = await suggest(team, gitlab_client, store, mr)
+    result = await suggest_on(team, gitlab_client, store, mr)
     assert owner_notes(result) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
-    assert "jo" not in people(result)
-    assert owned_by("jo", result.facts, people(result), "ann") == [
+    assert "jo" not in suggested(result)
+    assert owned_by("jo", result.facts, suggested(result), "ann") == [
         "They are a code owner of `docs/` (section `Docs`), but GitLab does not accept their approval on this merge "
         "request: they added commits to it."]
 
@@ -136,11 +110,11 @@ async def test_a_section_only_committers_own_is_approved_by_gitlab(team, gitlab_
     mr = state.open_mr(tiny.project, tiny.ann, [*FILES, "docs/a.md"])
     state.push_to_mr(mr, ["docs/b.md"], user=tiny.dee)
     tiny.dee.public_email = "dee@example.com"
-    result = await suggest(team, gitlab_client, store, mr)
+    result = await suggest_on(team, gitlab_client, store, mr)
     assert owner_notes(result) == [
         "CODEOWNERS section `Docs` asks for 1 approval, but none of its owners can approve (active project members "
         "other than the author and those who added commits): GitLab approves it automatically."]
-    assert "dee" not in people(result)
+    assert "dee" not in suggested(result)
 
 
 async def test_a_committer_still_reviews_but_does_not_count_for_the_approval(team, gitlab_client, store):
@@ -148,12 +122,12 @@ async def test_a_committer_still_reviews_but_does_not_count_for_the_approval(tea
     state, tiny = team.state, team.tiny
     state.add_file(tiny.project, ".gitlab/CODEOWNERS", "[Src][1]\nsrc/ @bob @kim\n")
     mr = state.open_mr(tiny.project, tiny.ann, FILES)
-    assert owner_notes(await suggest(team, gitlab_client, store, mr)) == [
+    assert owner_notes(await suggest_on(team, gitlab_client, store, mr)) == [
         "CODEOWNERS section `Src` needs 1 approval: @bob can give it."]
     prevent_committers(team)
     state.add_commit(mr, state.commit_email(tiny.bob))
-    result = await suggest(team, gitlab_client, store, mr)
-    assert "bob" in people(result) and "kim" in people(result)
+    result = await suggest_on(team, gitlab_client, store, mr)
+    assert "bob" in suggested(result) and "kim" in suggested(result)
     assert owner_notes(result) == ["CODEOWNERS section `Src` needs 1 approval: added code owner @kim."]
     why = await explain_person(gitlab_client, Engine(store), tiny.project.id, ProjectSettings(), result, "bob",
                                bot_username="reviewbot")
@@ -173,7 +147,7 @@ async def test_settings_the_token_may_not_read_leave_committers_counted_and_are_
     mr = state.open_mr(tiny.project, tiny.ann, [*FILES, "docs/a.md"])
     state.add_commit(mr, state.commit_email(tiny.dee))
     for _ in range(2):
-        result = await suggest(team, gitlab_client, store, mr, engine)
+        result = await suggest_on(team, gitlab_client, store, mr, engine)
         assert owner_notes(result) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
     assert len(state.calls("GET", f"/projects/{tiny.project.id}/approvals")) == 1 and not state.calls("GET", "/commits")
     assert caplog.text.count("committers' approval setting not readable") == 1
@@ -182,13 +156,13 @@ async def test_settings_the_token_may_not_read_leave_committers_counted_and_are_
     state.version = (12, 0)
     now[0] = 3601.0
     for _ in range(2):
-        result = await suggest(team, gitlab_client, store, mr, engine)
+        result = await suggest_on(team, gitlab_client, store, mr, engine)
         assert owner_notes(result) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
     assert len(state.calls("GET", f"/projects/{tiny.project.id}/approvals")) == 2
     assert caplog.text.count("GitLab does not say whether committers may approve") == 1
     state.version = (17, 0)
     now[0] = 7202.0
-    result = await suggest(team, gitlab_client, store, mr, engine)
+    result = await suggest_on(team, gitlab_client, store, mr, engine)
     assert owner_notes(result)[0].startswith("CODEOWNERS section `Docs` asks for 1 approval, but none")
 
 
@@ -199,6 +173,6 @@ async def test_a_regular_rule_follows_gitlabs_eligible_approvers(team, gitlab_cl
     state.add_approval_rule(tiny.project, "Backend", 1, users=[tiny.dee, "kim"])
     mr = state.open_mr(tiny.project, tiny.ann, FILES)
     state.add_commit(mr, state.commit_email(tiny.dee))
-    result = await suggest(team, gitlab_client, store, mr)
+    result = await suggest_on(team, gitlab_client, store, mr)
     assert [n for n in result.notes if n.startswith("Approval rule")] == [
         "Approval rule `Backend` needs 1 approval: added approver @kim."]
