@@ -160,6 +160,9 @@ class SuggestionResult:
     spellings: int = 0  # ranked entries that were another spelling of a person ranked above (`as_members`)
     requested: list[str] = field(default_factory=list)  # review requested from them (`bot.handlers.publish`)
     told: set[str] = field(default_factory=set)  # casefolded: an approval's note says why they cannot review now
+    # of the people the bot was to ask, those GitLab lists as reviewers after its request, the team's picks among
+    # them: `/reviewers assign N` fell short only when fewer than N
+    reviewing: list[str] = field(default_factory=list)
     only_author: bool = False  # nobody but the author has history on these files (`only_author_knows`)
 
 

@@ -910,3 +910,17 @@ async def test_a_member_with_the_configured_bot_username_is_not_taken_for_the_bo
     [comment] = marker_notes(env.state, mr)
     assert "**Suggested reviewers**" in comment.body
     assert acks(env, command) == [ACK_OK] and len(replies(env, mr, help_note)) == 1
+
+
+async def test_assign_counts_a_reviewer_the_team_picked_among_the_top_n(handler_env):
+    """`assign 2` when the author already picked bob, the top suggestion, on the new merge request's form: the bot
+    requests cy, and bob, the team's pick, is reviewing too; nothing was short, so no reply says fewer could be
+    asked (the comment alone says whom the bot requested)."""
+    env = await handler_env()
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, FILES, reviewers=[env.tiny.bob])
+    await env.run()
+    note = env.state.add_note(mr, env.tiny.cy, "/reviewers assign 2")
+    await env.run()
+    assert sorted(env.state.users[u].username for u in mr.reviewer_ids) == ["bob", "cy"]
+    assert await shown_now(env, mr) == ["bob", "cy"]
+    assert replies(env, mr, note) == [] and acks(env, note) == [ACK_OK]

@@ -480,8 +480,8 @@ async def on_note(event: Event, ctx: EventContext) -> None:
         await run.feedback(run.username, "command", commands=plain)
     if run.publish:
         result = await publish(ctx, await run.mr(), assign=run.assign)
-        if run.assign and len(result.requested) < run.assign:
-            run.replies.append(_fewer_requested(run.assign, result.requested))
+        if run.assign and len(result.reviewing) < run.assign:  # a reviewer the team picked counts
+            run.replies.append(_fewer_requested(run.assign, result.reviewing))
     if run.needs_help:
         run.replies.append(help_text(ctx.bot.username))
     if run.replies:

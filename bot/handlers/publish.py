@@ -184,6 +184,7 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
         if top_up:
             people = _topped_up(people, earlier, assign)
         assignment = await assign_reviewers(ctx, mr, people, result.user_ids)
+        result.reviewing = list(assignment.assigned)
         assignment.assigned = await requested_by_bot(ctx, mr.iid, assignment, retry=retry,
                                                      person=result.facts.person)
     result.requested = list(assignment.assigned)
