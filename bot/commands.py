@@ -181,6 +181,7 @@ class _Reader:
         self.in_comment, rest = "-->" not in line, line.partition("-->")[2]
         if not self.in_comment:
             self.lines += _paragraph([rest])  # the end line's rest: a block of its own
+            self.sections.read(rest)  # HTML again: `--> <details>` hides the lines after it
         return True
 
     def _in_section(self, line: str, stripped: str, indent: int) -> bool:
@@ -224,6 +225,8 @@ class _Reader:
         elif stripped.startswith("<!--") and indent < 4:
             self.in_comment = "-->" not in stripped[4:]
             self.para = [] if self.in_comment else [line]
+            if not self.in_comment:
+                self.sections.read(line)  # the tags after the comment (`_tags` skips those in it)
         return True
 
 

@@ -439,6 +439,10 @@ def test_html_code_blocks_hide_their_commands(text, kinds):
     ("Wrap it <!-- <pre> --> so\n/reviewers help", ["help"]),
     ("\\<details> is the tag\n/reviewers help", ["help"]),
     ("<details open>\nWrite `</details>` last\n/reviewers help\n</details>", ["help"]),
+    # after an HTML comment's end, a tag is HTML again, on the comment's first line or its last
+    ("<!-- logs below --> <details>\n/reviewers reroll\n</details>\n\n/reviewers help", ["help"]),
+    ("<!-- logs\nbelow --> <details>\n/reviewers reroll\n</details>\n\n/reviewers help", ["help"]),
+    ("<!-- <details> -->\n/reviewers help", ["help"]),
 ])
 def test_a_section_opened_inside_a_line_hides_the_lines_after_it(text, kinds):
     """`<div><details>`, `<p><code>`: a section opened after other text or tags hides (or shows as code) the
