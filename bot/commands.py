@@ -531,7 +531,8 @@ def _parse_line(line: str, mention: re.Pattern[str] | None) -> Command | None:
 def _mention_pattern(bot_username: str | None) -> re.Pattern[str] | None:
     if not bot_username:
         return None
-    return re.compile(rf"@{re.escape(bot_username.lstrip('@'))}(?![\w.\-])", re.IGNORECASE)
+    # GitLab's references: no word character right before the `@` (`ops@bot` is an address, no mention)
+    return re.compile(rf"(?<!\w)@{re.escape(bot_username.lstrip('@'))}(?![\w.\-])", re.IGNORECASE)
 
 
 def parse_commands(text: str, bot_username: str | None = None) -> list[Command]:

@@ -223,6 +223,7 @@ def test_conversation_addressed_to_the_bot_is_no_command(text):
     ("LGTM, @reviewer-bot2", False),
     ("LGTM. `@reviewer-bot why @ann` says why ann was picked", False),  # a code span: shown as code, no mention
     ("LGTM ``@reviewer-bot`` and thanks @reviewer-bot", True),
+    ("LGTM, logs went to ops@reviewer-bot", False),  # an address, not a mention (GitLab wants no word before @)
 ])
 def test_a_comment_that_mentions_the_bot_where_gitlab_shows_it_talks_to_it(text, talking):
     assert addresses_bot(text, "reviewer-bot") is talking
