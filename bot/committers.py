@@ -3,7 +3,8 @@ GitLab does not accept their approval, so they cannot give a CODEOWNERS approval
 
 GitLab's rule (`ApprovalState.filter_committers`, `CommitCollection#committers`): the users owning the
 `committer_email` of one of the merge request's commits, merge commits included, by any of their confirmed
-addresses or by their private commit address (`<id>-<username>@users.noreply.<host>`). Who only wrote a
+addresses or by their private commit address (`<id>-<username>@users.noreply.<host>`, read only under GitLab's own
+host: commits brought over from another instance carry its addresses, whose ids name others here). Who only wrote a
 commit (`author_email`) is none of them: after a rebase the one who rebased is the committer. (GitLab also
 takes the author of a commit it signed itself, one made in its web UI with signing on; the API's commit list
 does not say which those are, so the bot does not.)
@@ -30,21 +31,29 @@ __all__ = ["read_committers", "commit_email_user_id", "MAX_ADDRESSES"]
 
 log = logging.getLogger("bot.committers")
 MAX_ADDRESSES = 50  # committer addresses looked up for one merge request (each may cost a users search)
-_PRIVATE = re.compile(r"^(\d+)-[^@]+@users\.noreply\.", re.IGNORECASE)
+_PRIVATE = re.compile(r"^(\d+)-[^@]+@(users\.noreply\..+)$", re.IGNORECASE)
 
 
-def commit_email_user_id(address: str) -> int | None:
-    """The user id in a GitLab private commit address, else None.
+def commit_email_user_id(address: str, host: str | None) -> int | None:
+    """The user id in a private commit address of the GitLab at `host`, else None. GitLab reads the id only under
+    its own commit e-mail host (`Gitlab::PrivateCommitEmail`): `42-x@users.noreply.gitlab.com` in a commit brought
+    over from gitlab.com is no user 42 of another instance.
 
-    >>> commit_email_user_id("42-alice@users.noreply.gitlab.example.com"), commit_email_user_id("a@corp.example")
-    (42, None)
+    >>> commit_email_user_id("42-alice@users.noreply.gitlab.example.com", "gitlab.example.com")
+    42
+    >>> commit_email_user_id("42-al@users.noreply.gitlab.com", "gitlab.example.com"), commit_email_user_id("a@b", "b")
+    (None, None)
     """
     found = _PRIVATE.match(address)
-    return int(found.group(1)) if found else None
+    if found is None or host is None or found.group(2).casefold() != f"users.noreply.{host}".casefold():
+        return None
+    return int(found.group(1))
 
 
-async def read_committers(look: Lookups, project_id: int, iid: int, members: Mapping[str, Member]) -> frozenset[str]:
-    """The usernames (casefolded) of the people who made one of the MR's commits, as far as the bot can tell.
+async def read_committers(look: Lookups, project_id: int, iid: int, members: Mapping[str, Member],
+                          host: str | None) -> frozenset[str]:
+    """The usernames (casefolded) of the people who made one of the MR's commits, as far as the bot can tell;
+    `host` is GitLab's own (its web address's), which private commit addresses name.
 
     GitLab failing on the commits (a 5xx, an answer no retry changes) leaves them unknown this time (logged);
     no answer, 401 and 429 fail the event, to be retried."""
@@ -63,15 +72,16 @@ async def read_committers(look: Lookups, project_id: int, iid: int, members: Map
     by_id = {m.id: m.username for m in members.values()}
     found: set[str] = set()
     for address in addresses[:MAX_ADDRESSES]:
-        found.update(name.casefold() for name in await _owners_of(look, address, by_id))
+        found.update(name.casefold() for name in await _owners_of(look, address, by_id, host))
     return frozenset(found)
 
 
-async def _owners_of(look: Lookups, address: str, by_id: Mapping[int, str]) -> list[str]:
-    """The usernames owning a committer address: the member a private commit address names, else the users a
-    search finds showing it (cached with the CODEOWNERS e-mail lookups)."""
-    uid = commit_email_user_id(address)
-    if uid is not None:
+async def _owners_of(look: Lookups, address: str, by_id: Mapping[int, str], host: str | None) -> list[str]:
+    """The usernames owning a committer address: the member a private commit address names (none for another
+    instance's: no search would find it), else the users a search finds showing it (cached with the CODEOWNERS
+    e-mail lookups)."""
+    if _PRIVATE.match(address):
+        uid = commit_email_user_id(address, host)
         return [by_id[uid]] if uid in by_id else []
     try:
         users = await look.recent.get(("owners", "email", address), lambda: look.client.search_users(address))

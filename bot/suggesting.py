@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Callable, Collection, Iterable, Mapping, Sequence, TypeVar
+from urllib.parse import urlsplit
 
 from bot import learning
 from bot.approvals import (
@@ -205,7 +206,7 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
         resolve_owners(look.client, look.recent, project_id, owners_to_resolve(codeowners, paths, by_name)),
         _code_owner_approval(look, project_id, mr.target_branch, codeowners, paths),
     )
-    committers = await _committers(look, project_id, mr.iid, by_name) if required else frozenset()
+    committers = await _committers(look, project_id, mr, by_name) if required else frozenset()
     optouts = await storage.optouts.active(project_id)
     excluded = await persisted_exclusions(storage, project_id, mr.iid)
     facts = MRFacts(
@@ -262,13 +263,13 @@ async def _code_owner_approval(look: Lookups, project_id: int, branch: str, code
     return await look.code_owner_approval(project_id, branch)
 
 
-async def _committers(look: Lookups, project_id: int, iid: int, members: Mapping[str, GitLabMember]
+async def _committers(look: Lookups, project_id: int, mr: MergeRequest, members: Mapping[str, GitLabMember]
                       ) -> frozenset[str]:
     """Who added commits to the MR, where the project does not let them approve; asked only where GitLab will
     ask code owners' approval (the approval rules come with GitLab's own list of who may approve)."""
     if not await look.committers_barred(project_id):
         return frozenset()
-    return await read_committers(look, project_id, iid, members)
+    return await read_committers(look, project_id, mr.iid, members, urlsplit(mr.web_url).hostname)
 
 
 def _eligibility_members(facts: MRFacts) -> dict[str, Member]:

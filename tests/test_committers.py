@@ -103,6 +103,20 @@ async def test_a_code_owner_who_added_commits_is_not_added_for_the_approval(team
         "request: they added commits to it."]
 
 
+async def test_a_private_commit_address_of_another_gitlab_names_nobody_here(team, gitlab_client, store):
+    """Commits brought over from another instance (an upstream project on gitlab.com) carry its private commit
+    addresses: GitLab reads the id only under its own commit e-mail host, so `<dee's id>-x@users.noreply.gitlab.com`
+    is not dee's here, and dee may approve."""
+    state, tiny = team.state, team.tiny
+    prevent_committers(team)
+    mr = state.open_mr(tiny.project, tiny.ann, [*FILES, "docs/a.md"])
+    state.add_commit(mr, tiny.ann, committer=f"{tiny.dee.id}-upstream@users.noreply.gitlab.com")
+    result = await suggest_on(team, gitlab_client, store, mr)
+    assert owner_notes(result) == ["CODEOWNERS section `Docs` needs 1 approval: added code owner @dee."]
+    assert result.facts.committers == frozenset()  # and no users search was spent on that address
+    assert not [c for c in state.calls("GET", "/users") if "noreply" in c.query.get("search", "")]
+
+
 async def test_a_section_only_committers_own_is_approved_by_gitlab(team, gitlab_client, store):
     """GitLab approves a rule with fewer eligible approvers than it asks; a committer is none."""
     state, tiny = team.state, team.tiny
