@@ -434,8 +434,9 @@ class DashboardSettings(_Frozen):
     def _public_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             if info.data.get("gitlab_app_id") is not None:
-                raise NeededError("is missing: GitLab sign-in sends people back to <public_url>/auth/gitlab/callback",
-                                  needed_by="gitlab_app_id", feature="GitLab sign-in")
+                raise NeededError("is missing: GitLab sign-in sends people back to "
+                                  "<public_url>/auth/gitlab/callback", needed_by="gitlab_app_id",
+                                  feature="GitLab sign-in")
             return value
         problem = _public_url_problem(value)
         if problem:

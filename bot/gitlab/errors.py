@@ -208,14 +208,13 @@ def error_message(status: int | None, body: bytes, *, attempts: int = 1, detail:
     said = _body_text(body) if body else detail
     if status is None and (reason := untrusted(detail)):
         return f"GitLab's certificate is not trusted here ({reason}): {UNTRUSTED}"
+    tries = count_of(attempts, "attempt")
     if status is None and through_proxy:
-        return f"{said or 'no answer'}. Could not reach GitLab through the proxy after {count_of(attempts, 'attempt')}; " \
-               f"{PROXY_FIX}"
+        return f"{said or 'no answer'}. Could not reach GitLab through the proxy after {tries}; {PROXY_FIX}"
     if status is None:
-        return f"{said or 'no answer'}. Could not reach GitLab after {count_of(attempts, 'attempt')}; check GITLAB_URL and " \
-               "the network"
+        return f"{said or 'no answer'}. Could not reach GitLab after {tries}; check GITLAB_URL and the network"
     if status >= 500:
-        return f"{said}. GitLab kept failing after {count_of(attempts, 'attempt')}; check GitLab's health and retry later"
+        return f"{said}. GitLab kept failing after {tries}; check GitLab's health and retry later"
     hint = NO_ROUTE if route_missing(status, body) else NO_API if not_api(status, body) else \
         NO_SCOPE if scope_missing(status, body) else \
         _with_cause(status, said, _HINTS.get(status, "GitLab refused the request"))
