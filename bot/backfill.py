@@ -23,7 +23,7 @@ import socket
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from typing import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from typing import Awaitable, Callable, Collection, Iterable, Mapping, Sequence, TypeVar
 
 from bot.eligibility import is_bot_username
 from bot.gitlab.client import GitLabClient
@@ -41,6 +41,7 @@ __all__ = ["BackfillProgress", "Backfills", "backfill_project", "change_from_mr"
 log = logging.getLogger("bot.backfill")
 
 Progress = Callable[["BackfillProgress"], None]
+T = TypeVar("T")
 IMPORT_LEASE = 60.0  # seconds a process holds a project's import unrenewed (it renews every third of them)
 LEASE_POLL = 1.0     # seconds between looks at an import another process holds
 DONE_RECHECK = 30.0  # seconds a project's import is taken as done before its row is read again
@@ -173,44 +174,101 @@ async def fetch_change(client: GitLabClient, project_id: int, mr: MergeRequest, 
     return change_from_mr(mr, files, approvals.approvers, bots=bots)
 
 
-async def _page_changes(client: GitLabClient, project_id: int, mrs: Sequence[MergeRequest], concurrency: int,
-                        bots: Collection[str], feedback: Mapping[int, list[FeedbackRow]],
-                        people: PeopleStore | None = None) -> tuple[list[Change], int]:
-    """The page's MRs as changes, `concurrency` at a time, without the reviews the bot (or an automation)
-    requested that nobody took up (`feedback`: the page's rows by MR, as the merge webhook reads them); MRs
-    GitLab no longer finds are skipped, and so are MRs GitLab keeps failing to serve (5xx or no answer, after the
-    client's retries) while it serves the others: a huge or broken diff must not stop the import at this
-    page on every resume. When GitLab serves none of the page, it is down: the error is raised."""
-    gate = asyncio.Semaphore(concurrency)
-    broken: list[GitLabError] = []
+class _PageReader:
+    """Reads the pages of one import run as changes, `concurrency` MRs at a time, without the reviews the bot
+    (or an automation) requested that nobody took up (`feedback`: the page's rows by MR, as the merge webhook
+    reads them). It remembers the last MR GitLab served (`served`), to tell a broken MR from GitLab going down.
 
-    async def one(mr: MergeRequest) -> Change | None:
-        async with gate:
-            try:
-                change = await fetch_change(client, project_id, mr, bots=bots, people=people)
-                return (await drop_idle_picks(client, project_id, mr.iid, change, feedback.get(mr.iid, ())))[0]
-            except GitLabError as exc:
-                if exc.status is not None and exc.status < 500 and not exc.not_found or exc.no_route:
-                    raise  # a missing endpoint is every MR's: skipping each would import nothing
-                if not exc.not_found:
-                    broken.append(exc)
-                log.warning(kv("backfill: MR vanished, skipped" if exc.not_found else
-                               "backfill: GitLab cannot serve this MR, skipped", project_id=project_id,
-                               mr_iid=mr.iid, cause=None if exc.not_found else str(exc)))
+    What is skipped: an MR GitLab no longer finds (404 Merge Request Not Found: deleted since it was listed),
+    and an MR GitLab keeps failing to serve (5xx or no answer, after the client's retries) while it serves
+    another MR's files and still fails this one when asked again: a huge or broken diff must not stop the import
+    at this page on every resume. Everything else raises, before the page's cursor is saved, so the next run
+    reads the page again: GitLab failing the other MR too (it is down), a missing endpoint, the project gone or
+    hidden from the bot (404 Project Not Found), a refused token, the rate limit. Each would be every MR's, and
+    skipping them would lose history.
+    """
+
+    def __init__(self, client: GitLabClient, storage: Storage, project_id: int, *, concurrency: int,
+                 bots: Collection[str]) -> None:
+        self.client, self.storage, self.project_id = client, storage, project_id
+        self.concurrency, self.bots = concurrency, bots
+        self.served: int | None = None  # the iid of the last MR GitLab served in this run
+
+    async def page(self, mrs: Sequence[MergeRequest], feedback: Mapping[int, list[FeedbackRow]],
+                   ) -> tuple[list[Change], int]:
+        """The page's changes and how many of its MRs were skipped."""
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(mr: MergeRequest) -> Change | GitLabError | None:
+            async with gate:
+                return await self._change(mr, feedback)
+
+        found = dict(zip((mr.iid for mr in mrs), await _all_or_none([one(mr) for mr in mrs])))
+        errors = {iid: e for iid, e in found.items() if isinstance(e, GitLabError)}
+        failed = [mr for mr in mrs if mr.iid in errors]
+        if failed:
+            await self._gitlab_serves(failed, errors[failed[0].iid])
+            for mr in failed:  # one at a time, after the others: GitLab serves now
+                found[mr.iid] = await self._change(mr, feedback)
+                if isinstance(error := found[mr.iid], GitLabError):
+                    log.warning(kv("backfill: GitLab cannot serve this MR, skipped", project_id=self.project_id,
+                                   mr_iid=mr.iid, cause=str(error)))
+        changes = [c for c in found.values() if isinstance(c, Change)]
+        return changes, len(found) - len(changes)
+
+    async def _change(self, mr: MergeRequest, feedback: Mapping[int, list[FeedbackRow]],
+                      ) -> Change | GitLabError | None:
+        """The MR's change; None when GitLab no longer finds it; GitLab's error when it fails to serve it (5xx
+        or no answer); any other error raises (see the class)."""
+        try:
+            change = await fetch_change(self.client, self.project_id, mr, bots=self.bots, people=self.storage.people)
+            change = (await drop_idle_picks(self.client, self.project_id, mr.iid, change,
+                                            feedback.get(mr.iid, ())))[0]
+        except GitLabError as exc:
+            if exc.no_route or exc.no_project or exc.status is not None and exc.status < 500 and not exc.not_found:
+                raise
+            if exc.not_found:
+                log.warning(kv("backfill: MR vanished, skipped", project_id=self.project_id, mr_iid=mr.iid))
                 return None
+            return exc
+        self.served = mr.iid
+        return change
 
-    tasks = [asyncio.ensure_future(one(mr)) for mr in mrs]
+    async def _gitlab_serves(self, failed: Sequence[MergeRequest], error: GitLabError) -> None:
+        """Raise unless GitLab serves the files of another MR now (the last one served, else the newest one
+        imported before): GitLab down fails that one too. With no other MR to ask, `error` (the first MR's)."""
+        iids = {mr.iid for mr in failed}
+        other = self.served if self.served not in (None, *iids) else await self._imported_before(iids)
+        if other is None:
+            raise error
+        try:
+            await self.client.mr_changed_files(self.project_id, other)
+        except GitLabError as exc:
+            log.warning(kv("backfill: GitLab fails other merge requests too; stopping, the next run reads this "
+                           "page again", project_id=self.project_id, mr_iids=",".join(str(m.iid) for m in failed),
+                           cause=str(exc)))
+            raise
+
+    async def _imported_before(self, leave_out: Collection[int]) -> int | None:
+        """The iid of the newest MR of the project's history, not one of `leave_out`."""
+        for found in await self.storage.history.newest_ids(self.project_id, prefix="!", limit=len(leave_out) + 1):
+            iid = found.removeprefix("!")
+            if iid.isdigit() and int(iid) not in leave_out:
+                return int(iid)
+        return None
+
+
+async def _all_or_none(work: Sequence[Awaitable[T]]) -> list[T]:
+    """Every result of `work`, run together; when one raises, the others are cancelled (and waited for) and
+    the error goes on."""
+    tasks = [asyncio.ensure_future(w) for w in work]
     try:
-        found = await asyncio.gather(*tasks)
+        return list(await asyncio.gather(*tasks))
     except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-    changes = [c for c in found if c is not None]
-    if broken and not changes:  # GitLab served none of the page: an outage, not one broken MR
-        raise broken[0]
-    return changes, len(found) - len(changes)
 
 
 def _cursor_text(when: datetime | None) -> str | None:
@@ -253,13 +311,13 @@ async def backfill_project(client: GitLabClient, storage: Storage, project_id: i
     cursor = None if restart or row is None else _parse_cursor(row.backfill_cursor)
     state = BackfillProgress(project_id, 0, 0, 0, cursor, False)
     log.info(kv("backfill started", project_id=project_id, cursor=_cursor_text(cursor)))
-    start = cursor
+    start, reader = cursor, _PageReader(client, storage, project_id, concurrency=concurrency, bots=bots)
     async for items in client.merged_mrs_since(project_id, cursor):
         items = await _not_yet_imported(storage, project_id, items, start)
         feedback: dict[int, list[FeedbackRow]] = {}
         for r in await storage.feedback.of_mrs(project_id, (mr.iid for mr in items)):
             feedback.setdefault(r.mr_iid, []).append(r)
-        changes, skipped = await _page_changes(client, project_id, items, concurrency, bots, feedback, storage.people)
+        changes, skipped = await reader.page(items, feedback)
         await storage.history.upsert(project_id, changes)
         if items:
             cursor = max(cursor or items[0].updated_at, *(mr.updated_at for mr in items))

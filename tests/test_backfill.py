@@ -171,6 +171,58 @@ async def test_an_mr_gitlab_cannot_serve_is_skipped_and_the_import_goes_on(simul
         await backfill_project(client, store, seeded.project.id, restart=True)
 
 
+async def test_mrs_failing_while_gitlab_goes_down_mid_page_are_not_skipped(simulator, http_session, store):
+    """GitLab going down half-way through a page fails the rest of its MRs after the client's retries, while it
+    served the first ones: those MRs are no broken diffs. The import stops there (no cursor past them, not
+    `done`), and the next run, GitLab back, imports every one of them."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=30)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    state.after_requests(31, lambda: state.fail_path("", 502))  # four MRs into the second page
+    with pytest.raises(GitLabError):
+        await backfill_project(client, store, seeded.project.id)
+    assert not (await store.projects.get(seeded.project.id)).backfill_done
+    state.broken_paths.clear()  # GitLab is back
+    report = await backfill_project(client, store, seeded.project.id)
+    assert report.done and report.skipped == 0
+    assert {c.id for c in await store.history.load(seeded.project.id)} == {change_id(i) for i in merged(seeded)}
+
+
+async def test_mrs_of_a_project_the_bot_lost_mid_page_are_not_taken_for_vanished(simulator, http_session, store):
+    """The bot user taken off a private project half-way through a page: GitLab answers 404 Project Not Found
+    for the rest of its MRs. They did not vanish (that is 404 Merge Request Not Found): the import stops, and
+    once the bot is a member again the next run imports them."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=30)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    level = seeded.project.members[state.bot.id]
+    state.after_requests(25, lambda: seeded.project.members.pop(state.bot.id))
+    with pytest.raises(GitLabError) as caught:
+        await backfill_project(client, store, seeded.project.id)
+    assert caught.value.status == 404 and "Project Not Found" in str(caught.value)
+    seeded.project.members[state.bot.id] = level
+    report = await backfill_project(client, store, seeded.project.id)
+    assert report.done and report.skipped == 0
+    assert {c.id for c in await store.history.load(seeded.project.id)} == {change_id(i) for i in merged(seeded)}
+
+
+@pytest.mark.parametrize("n_merged", [20, 21])
+async def test_a_broken_newest_mr_alone_on_its_page_does_not_stop_the_import(simulator, http_session, store,
+                                                                            n_merged):
+    """The newest MR broken (GitLab fails its diff every time) and alone on the last page, or on the first page
+    of a run resumed after it (`reviewbot backfill` again): GitLab served nothing else there, yet it serves the
+    project. The MR is skipped and the import done, not failed at that page on every run."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=n_merged)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    newest = max(merged(seeded).values(), key=lambda m: m.updated_at)
+    state.fail_path(f"/merge_requests/{newest.iid}/diffs", 500)
+    for _ in range(2):
+        report = await backfill_project(client, store, seeded.project.id)
+        assert report.done
+    assert await store.history.count(seeded.project.id) == n_merged - 1
+
+
 async def test_history_imports_from_a_gitlab_before_15_7(simulator, gitlab_client, store):
     """Before 15.7 there is no .../diffs: each MR's 404 was taken for an MR that vanished, and the import
     finished `done` with nothing in it. The files come from /changes."""

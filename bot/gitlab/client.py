@@ -34,7 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.wait import wait_exponential, wait_random
 
 from bot.gitlab.errors import (
-    GitLabError, error_message, redirected, route_missing, scope_missing, without_logins,
+    GitLabError, error_message, project_missing, redirected, route_missing, scope_missing, without_logins,
 )
 from bot.gitlab.proxy import env_proxy
 from bot.gitlab.models import (
@@ -297,7 +297,8 @@ class GitLabClient:
             raise GitLabError(exc.status, method, path, self._redacted(moved) if moved else
                               error_message(exc.status, self._redacted_body(exc.body), attempts=tries),
                               retry_after=_asked_wait(exc), no_route=route_missing(exc.status, exc.body),
-                              no_scope=scope_missing(exc.status, exc.body)) from None
+                              no_scope=scope_missing(exc.status, exc.body),
+                              no_project=project_missing(exc.status, exc.body)) from None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             detail = f"{type(exc).__name__}: {exc}"

@@ -9,7 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from graph.words import count_of
 
-__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "not_api", "readable", "untrusted",
+__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "project_missing", "not_api",
+           "readable", "untrusted",
            "UNTRUSTED", "PROXY_FIX", "redirected", "without_logins"]
 
 _HINTS = {
@@ -41,11 +42,13 @@ class GitLabError(Exception):
     """
 
     def __init__(self, status: int | None, method: str, path: str, message: str, *,
-                 retry_after: float | None = None, no_route: bool = False, no_scope: bool = False) -> None:
+                 retry_after: float | None = None, no_route: bool = False, no_scope: bool = False,
+                 no_project: bool = False) -> None:
         self.status, self.method, self.path, self.message = status, method, path, message
         self.retry_after = retry_after  # seconds GitLab's last answer asked to wait (429/503), if it said
         self.no_route = no_route  # a 404 for the endpoint itself (`route_missing`), not for what it names
         self.no_scope = no_scope  # a 403 for the token's scopes (`scope_missing`), not for the bot user's access
+        self.no_project = no_project  # a 404 for the project in the path (`project_missing`), not for the MR in it
         super().__init__(f"GitLab {method} {path} failed ({status or 'no response'}): {message}")
 
     @property
@@ -77,6 +80,20 @@ def route_missing(status: int | None, body: bytes) -> bool:
     """
     data = _json(body) if status == 404 else None
     return isinstance(data, dict) and "message" not in data and data.get("error") == "404 Not Found"
+
+
+def project_missing(status: int | None, body: bytes) -> bool:
+    """Whether a 404 says the project is not there for the bot (`{"message":"404 Project Not Found"}`: deleted,
+    or hidden from a bot user no longer a member), rather than something in it (`404 Merge Request Not Found`):
+    every call about the project answers the same then.
+
+    >>> project_missing(404, b'{"message":"404 Project Not Found"}')
+    True
+    >>> project_missing(404, b'{"message":"404 Merge Request Not Found"}')
+    False
+    """
+    data = _json(body) if status == 404 else None
+    return isinstance(data, dict) and data.get("message") == "404 Project Not Found"
 
 
 def not_api(status: int | None, body: bytes) -> bool:

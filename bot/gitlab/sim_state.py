@@ -83,6 +83,7 @@ class SimState(MRActions, GroupActions, ApprovalActions, OAuthActions):
         self.broken_paths: dict[str, int] = {}  # path ending -> status answered every time (`fail_path`)
         self.holds: list[tuple[str, dict[str, str], asyncio.Event]] = []  # `hold_path`
         self.held: list[str] = []  # the paths of the requests waiting on a hold right now
+        self._scheduled: list[tuple[int, Callable[[], None]]] = []  # `after_requests`: (requests left, action)
         self._rate: dict[str, tuple[float, int]] = {}
         self._rng = random.Random(seed)
         self._ids = {kind: itertools.count(1) for kind in ("user", "group", "project", "mr", "note",
@@ -289,8 +290,21 @@ class SimState(MRActions, GroupActions, ApprovalActions, OAuthActions):
                 return gate
         return None
 
+    def after_requests(self, n: int, action: Callable[[], None]) -> None:
+        """Run `action` when the `n`-th request from now arrives, before it is answered: something that happens
+        in the middle of a run of calls (GitLab going down, `fail_path("", 502)`, or the bot user removed from
+        the project half-way through a page of an import)."""
+        self._scheduled.append((n, action))
+
+    def _run_scheduled(self) -> None:
+        due = [action for n, action in self._scheduled if n <= 1]
+        self._scheduled = [(n - 1, action) for n, action in self._scheduled if n > 1]
+        for action in due:
+            action()
+
     def take_failure(self, path: str = "") -> tuple[int, float | None] | None:
         """The failure to inject into this request, if any: broken paths, scripted ones, then `failure_rate`."""
+        self._run_scheduled()
         for ending, status in self.broken_paths.items():
             if path.endswith(ending):
                 return status, None

@@ -155,3 +155,12 @@ class HistoryStore:
         async with self.engine.connect() as conn:
             value = (await conn.execute(stmt)).scalar()
         return None if value is None else int(value)
+
+    async def newest_ids(self, project_id: int, *, prefix: str = "", limit: int = 1) -> list[str]:
+        """The ids of the project's newest changes, newest first, those starting with `prefix` only (`!`: the
+        merge requests, by `bot.backfill.change_id`)."""
+        stmt = (sa.select(history.c.change_id)
+                .where(history.c.project_id == project_id, history.c.change_id.startswith(prefix, autoescape=True))
+                .order_by(history.c.time.desc(), history.c.id.desc()).limit(limit))
+        async with self.engine.connect() as conn:
+            return [str(c) for c in (await conn.execute(stmt)).scalars()]
