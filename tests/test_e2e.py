@@ -599,3 +599,38 @@ async def test_a_merge_requests_life_over_http_pings_nobody_early_and_requests_n
     labels = [(f.person, f.label) for f in rows if f.label != "suggested"]
     assert labels == [("bob", "assigned"), ("cy", "accepted"), ("bob", "removed"), ("cy", "approved"),
                       ("cy", "unapproved"), ("cy", "approved"), ("cy", "final_reviewer"), ("dee", "passed_over")]
+
+
+@sqlite_only
+async def test_a_merge_delivered_while_the_import_runs_is_counted_once(simulator, gitlab_client, database_url):
+    """The first event starts the history import; GitLab is slow on one MR of its first page, so the events run
+    on the history so far (`backfill_wait`) and the merge of a new MR is recorded by its webhook while the import
+    still runs. The import's next page meets that MR again: one history row, its final reviewers once."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=120)
+    storage = Storage(database_url)
+    people = [p for p in seeded.people if p.id != seeded.blocked.id]
+    oldest = min((m for m in seeded.project.mrs.values() if m.state == "merged"), key=lambda m: m.updated_at)
+    gate = state.hold_path(f"/merge_requests/{oldest.iid}/diffs")
+    try:
+        async with running_bot(bot_settings(state, url, database_url), storage, backfill_wait=0.5) as bot:
+            state.add_hook(seeded.project, bot.url, token=SECRET)
+            mr = state.open_mr(seeded.project, people[0], ["src/late.py"], reviewers=[people[1]])
+            await until(lambda: state.held, "the import asking GitLab for the slow MR")
+            state.approve(mr, people[1])
+            state.merge_mr(mr, by=people[1])
+            await until(lambda: any(r.path.endswith(f"/merge_requests/{mr.iid}/approvals") for r in state.requests),
+                        "the merge handled while the import waits")
+            await settle(state, storage)
+            assert not (await storage.projects.get(seeded.project.id)).backfill_done
+            gate.set()
+            await settle(state, storage)
+        history = {c.id: c for c in await storage.history.load(seeded.project.id)}
+        rows = await storage.feedback.list(seeded.project.id, mr_iid=mr.iid)
+        row = await storage.projects.get(seeded.project.id)
+    finally:
+        await storage.close()
+    assert row.backfill_done and len(history) == 121
+    assert history[change_id(mr.iid)].reviewers == (people[1].username,)
+    assert [r.person for r in rows if r.label == "final_reviewer"] == [people[1].username]
+    assert sum(r.path.endswith(f"/merge_requests/{mr.iid}/diffs") for r in state.requests) == 2  # webhook, import

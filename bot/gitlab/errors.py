@@ -9,9 +9,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from graph.words import count_of
 
-__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "project_missing", "not_api",
-           "readable", "untrusted",
-           "UNTRUSTED", "PROXY_FIX", "redirected", "without_logins"]
+__all__ = ["GitLabError", "error_message", "route_missing", "scope_missing", "project_missing", "not_api", "readable",
+           "untrusted", "UNTRUSTED", "PROXY_FIX", "redirected", "without_logins"]
 
 _HINTS = {
     400: "GitLab rejected the request's parameters",
