@@ -238,6 +238,17 @@ async def test_history_imports_from_a_gitlab_before_15_7(simulator, gitlab_clien
     assert len(state.calls("GET", "/diffs")) <= 4 and len(state.calls("GET", "/changes")) == 12
 
 
+async def test_who_merged_is_read_from_merged_by_on_a_gitlab_before_14_7(simulator, gitlab_client, store):
+    """`merge_user` came in GitLab 14.7; before it the merger is `merged_by` alone (kept since, deprecated)."""
+    state, _ = simulator
+    seeded = seed_recent(state, n_merged=12)
+    state.version = (14, 6)
+    await backfill_project(gitlab_client, store, seeded.project.id)
+    history = {c.id: c for c in await store.history.load(seeded.project.id)}
+    assert all(history[change_id(iid)].committer == state.users[mr.merged_by_id].username
+               for iid, mr in merged(seeded).items())
+
+
 async def test_an_endpoint_gitlab_lacks_stops_the_import_instead_of_skipping_every_mr(simulator, http_session,
                                                                                       store):
     """A 404 from GitLab's catch-all route is no vanished MR: it would be the same for every one of them."""

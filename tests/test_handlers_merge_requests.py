@@ -223,6 +223,21 @@ async def test_merge_adds_the_mr_to_history_and_records_final_reviewers(handler_
                       ("cy", "passed_over")}  # shown second, did nothing: turned down at the merge
 
 
+async def test_a_suggested_person_who_merged_is_not_passed_over_on_a_gitlab_before_14_7(handler_env):
+    """Merging is acting on the merge request. Before GitLab 14.7 the merger is `merged_by` alone (no
+    `merge_user`): cy, suggested and merging it, was recorded as passed over there."""
+    env = await handler_env()
+    env.state.version = (14, 6)
+    mr = env.state.open_mr(env.tiny.project, env.tiny.ann, ["src/core/new.py"])
+    await env.run()
+    env.state.approve(mr, env.tiny.bob)
+    env.state.merge_mr(mr, by=env.tiny.cy)
+    await env.run()
+    merged = {c.id: c for c in await env.storage.history.load(env.pid)}[change_id(mr.iid)]
+    labels = {(f.person, f.label) for f in await env.storage.feedback.list(env.pid, mr_iid=mr.iid)}
+    assert merged.committer == "cy" and ("cy", "passed_over") not in labels
+
+
 async def test_an_approval_taken_back_is_recorded_once_and_given_again_too(handler_env):
     """Each change of mind is stored once, in order, whichever of `approval` / `approved` (`unapproval` /
     `unapproved`) GitLab names it with."""

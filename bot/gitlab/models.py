@@ -9,7 +9,7 @@ import re
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "User", "Member", "UserStatus", "Group", "Namespace", "SharedGroup", "Project", "MergeRequest", "ChangedFile",
@@ -162,6 +162,14 @@ class MergeRequest(_Model):
     @classmethod
     def _count_as_text(cls, value: object) -> object:
         return str(value) if isinstance(value, int) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merger_from_merged_by(cls, data: object) -> object:
+        """Who merged it: `merge_user` (GitLab 14.7+), else `merged_by`, the only field before 14.7."""
+        if isinstance(data, dict) and data.get("merge_user") is None and isinstance(data.get("merged_by"), dict):
+            return {**data, "merge_user": data["merged_by"]}
+        return data
 
     @field_validator("author", mode="before")
     @classmethod

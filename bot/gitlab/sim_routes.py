@@ -319,14 +319,20 @@ async def list_mrs(request: web.Request) -> web.Response:
         raise ApiError(400, error="order_by, sort does not have a valid value")
     mrs = sorted((mr for mr in project.mrs.values() if _matches(state, mr, params)),
                  key=_sort_key(order_by), reverse=sort == "desc")
-    return paginate(request, [render.mr_json(state.web, project, mr, state.users, full=False) for mr in mrs])
+    return paginate(request, [_mr_json(state, project, mr, full=False) for mr in mrs])
+
+
+def _mr_json(state: SimState, project: SimProject, mr: SimMR, *, full: bool = True) -> dict[str, Any]:
+    """An MR as this GitLab version shows it: before 14.7 its merger is `merged_by` alone (no `merge_user`)."""
+    data = render.mr_json(state.web, project, mr, state.users, full=full, diff_cap=state.diff_max_files)
+    if state.version < (14, 7):
+        del data["merge_user"]
+    return data
 
 
 async def get_mr(request: web.Request) -> web.Response:
     state, project = _state(request), _project(request)
-    mr = _mr(request, project)
-    return json_response(render.mr_json(state.web, project, mr, state.users, full=True,
-                                        diff_cap=state.diff_max_files))
+    return json_response(_mr_json(state, project, _mr(request, project)))
 
 
 def _labels(mr: SimMR, params: dict[str, Any]) -> list[str] | None:
@@ -357,8 +363,7 @@ async def put_mr(request: web.Request) -> web.Response:
     state.update_mr(mr, by=caller, title=params.get("title"), description=params.get("description"),
                     labels=_labels(mr, params), reviewer_ids=reviewers,
                     assignee_ids=[a for a in assignees if a in state.users] if assignees is not None else None)
-    return json_response(render.mr_json(state.web, project, mr, state.users, full=True,
-                                        diff_cap=state.diff_max_files))
+    return json_response(_mr_json(state, project, mr))
 
 
 @since(15, 7)
@@ -372,7 +377,7 @@ async def get_changes(request: web.Request) -> web.Response:
     """The deprecated GET .../changes: the MR with its diffs up to the limit, `overflow` true past it."""
     state, project = _state(request), _project(request)
     mr = _mr(request, project)
-    data = render.mr_json(state.web, project, mr, state.users, full=True, diff_cap=state.diff_max_files)
+    data = _mr_json(state, project, mr)
     data.update({"changes": [render.diff_json(d) for d in mr.diffs[:state.diff_max_files]],
                  "overflow": len(mr.diffs) > state.diff_max_files})
     return json_response(data)
