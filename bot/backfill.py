@@ -181,11 +181,12 @@ class _PageReader:
 
     What is skipped: an MR GitLab no longer finds (404 Merge Request Not Found: deleted since it was listed),
     and an MR GitLab keeps failing to serve (5xx or no answer, after the client's retries) while it serves
-    another MR's files and still fails this one when asked again: a huge or broken diff must not stop the import
-    at this page on every resume. Everything else raises, before the page's cursor is saved, so the next run
-    reads the page again: GitLab failing the other MR too (it is down), a missing endpoint, the project gone or
-    hidden from the bot (404 Project Not Found), a refused token, the rate limit. Each would be every MR's, and
-    skipping them would lose history.
+    another MR's files (asked as soon as it fails), and still fails when asked again after the rest of the page:
+    a huge or broken diff must not stop the import at this page on every resume. Everything else raises, before
+    the page's cursor is saved, so the next run reads the page again: GitLab failing the other MR too (it is
+    down: the page stops there, not after the client's retries for each of its MRs), a missing endpoint, the
+    project gone or hidden from the bot (404 Project Not Found), a refused token, the rate limit. Each would be
+    every MR's, and skipping them would lose history.
     """
 
     def __init__(self, client: GitLabClient, storage: Storage, project_id: int, *, concurrency: int,
@@ -197,22 +198,22 @@ class _PageReader:
     async def page(self, mrs: Sequence[MergeRequest], feedback: Mapping[int, list[FeedbackRow]],
                    ) -> tuple[list[Change], int]:
         """The page's changes and how many of its MRs were skipped."""
-        gate = asyncio.Semaphore(self.concurrency)
+        gate, asking = asyncio.Semaphore(self.concurrency), asyncio.Lock()
 
         async def one(mr: MergeRequest) -> Change | GitLabError | None:
-            async with gate:
-                return await self._change(mr, feedback)
+            async with gate:  # held while GitLab is asked about another MR: nothing new starts meanwhile
+                got = await self._change(mr, feedback)
+                if isinstance(got, GitLabError):
+                    async with asking:  # GitLab down: the first answer stops the page, the others wait for it
+                        await self._gitlab_serves(mr, got)
+                return got
 
         found = dict(zip((mr.iid for mr in mrs), await _all_or_none([one(mr) for mr in mrs])))
-        errors = {iid: e for iid, e in found.items() if isinstance(e, GitLabError)}
-        failed = [mr for mr in mrs if mr.iid in errors]
-        if failed:
-            await self._gitlab_serves(failed, errors[failed[0].iid])
-            for mr in failed:  # one at a time, after the others: GitLab serves now
-                found[mr.iid] = await self._change(mr, feedback)
-                if isinstance(error := found[mr.iid], GitLabError):
-                    log.warning(kv("backfill: GitLab cannot serve this MR, skipped", project_id=self.project_id,
-                                   mr_iid=mr.iid, cause=str(error)))
+        for mr in [mr for mr in mrs if isinstance(found[mr.iid], GitLabError)]:  # asked again, one at a time
+            found[mr.iid] = await self._change(mr, feedback)
+            if isinstance(error := found[mr.iid], GitLabError):
+                log.warning(kv("backfill: GitLab cannot serve this MR, skipped", project_id=self.project_id,
+                               mr_iid=mr.iid, cause=str(error)))
         changes = [c for c in found.values() if isinstance(c, Change)]
         return changes, len(found) - len(changes)
 
@@ -234,26 +235,24 @@ class _PageReader:
         self.served = mr.iid
         return change
 
-    async def _gitlab_serves(self, failed: Sequence[MergeRequest], error: GitLabError) -> None:
+    async def _gitlab_serves(self, failed: MergeRequest, error: GitLabError) -> None:
         """Raise unless GitLab serves the files of another MR now (the last one served, else the newest one
-        imported before): GitLab down fails that one too. With no other MR to ask, `error` (the first MR's)."""
-        iids = {mr.iid for mr in failed}
-        other = self.served if self.served not in (None, *iids) else await self._imported_before(iids)
+        imported before): GitLab down fails that one too. With no other MR to ask, `error` (the failed MR's)."""
+        other = self.served if self.served not in (None, failed.iid) else await self._imported_before(failed.iid)
         if other is None:
             raise error
         try:
             await self.client.mr_changed_files(self.project_id, other)
         except GitLabError as exc:
-            log.warning(kv("backfill: GitLab fails other merge requests too; stopping, the next run reads this "
-                           "page again", project_id=self.project_id, mr_iids=",".join(str(m.iid) for m in failed),
-                           cause=str(exc)))
+            log.warning(kv("backfill: GitLab fails another merge request too; stopping, the next run reads this "
+                           "page again", project_id=self.project_id, mr_iid=failed.iid, cause=str(exc)))
             raise
 
-    async def _imported_before(self, leave_out: Collection[int]) -> int | None:
-        """The iid of the newest MR of the project's history, not one of `leave_out`."""
-        for found in await self.storage.history.newest_ids(self.project_id, prefix="!", limit=len(leave_out) + 1):
+    async def _imported_before(self, leave_out: int) -> int | None:
+        """The iid of the newest MR of the project's history other than `leave_out`."""
+        for found in await self.storage.history.newest_ids(self.project_id, prefix="!", limit=2):
             iid = found.removeprefix("!")
-            if iid.isdigit() and int(iid) not in leave_out:
+            if iid.isdigit() and int(iid) != leave_out:
                 return int(iid)
         return None
 

@@ -188,6 +188,20 @@ async def test_mrs_failing_while_gitlab_goes_down_mid_page_are_not_skipped(simul
     assert {c.id for c in await store.history.load(seeded.project.id)} == {change_id(i) for i in merged(seeded)}
 
 
+async def test_gitlab_going_down_mid_page_stops_the_import_without_trying_every_mr(simulator, http_session, store):
+    """Each MR costs the client's retries when GitLab is down (minutes each where it does not answer at all):
+    the first MR failing makes the import ask GitLab about another MR, and GitLab failing that too stops it
+    there, rather than after trying every remaining MR of the page."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=60)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=50)
+    state.after_requests(21, lambda: state.fail_path("", 502))  # ten MRs into the first page
+    with pytest.raises(GitLabError):
+        await backfill_project(client, store, seeded.project.id)
+    failed = sum(r.status == 502 for r in state.requests)
+    assert failed <= 5 * PATIENT.max_attempts  # the fetches under way (4 at a time), then one about another MR
+
+
 async def test_mrs_of_a_project_the_bot_lost_mid_page_are_not_taken_for_vanished(simulator, http_session, store):
     """The bot user taken off a private project half-way through a page: GitLab answers 404 Project Not Found
     for the rest of its MRs. They did not vanish (that is 404 Merge Request Not Found): the import stops, and
