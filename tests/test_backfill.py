@@ -220,6 +220,22 @@ async def test_mrs_of_a_project_the_bot_lost_mid_page_are_not_taken_for_vanished
     assert {c.id for c in await store.history.load(seeded.project.id)} == {change_id(i) for i in merged(seeded)}
 
 
+async def test_a_token_revoked_mid_page_stops_the_import_and_skips_nothing(simulator, http_session, store):
+    """GitLab's 401 is every MR's: the import stops at that page, and a new token's run imports all of it."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=30)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    token = state.tokens[state.token]
+    state.after_requests(31, lambda: state.tokens.pop(state.token))
+    with pytest.raises(GitLabError) as caught:
+        await backfill_project(client, store, seeded.project.id)
+    assert caught.value.status == 401 and "GITLAB_TOKEN" in str(caught.value)
+    state.tokens[state.token] = token
+    report = await backfill_project(client, store, seeded.project.id)
+    assert report.done and report.skipped == 0
+    assert {c.id for c in await store.history.load(seeded.project.id)} == {change_id(i) for i in merged(seeded)}
+
+
 @pytest.mark.parametrize("n_merged", [20, 21])
 async def test_a_broken_newest_mr_alone_on_its_page_does_not_stop_the_import(simulator, http_session, store,
                                                                             n_merged):
