@@ -194,6 +194,7 @@ class _PageReader:
         self.client, self.storage, self.project_id = client, storage, project_id
         self.concurrency, self.bots = concurrency, bots
         self.served: int | None = None  # the iid of the last MR GitLab served in this run
+        self.imported: set[str] = set()  # the changes read in this run (an MR updated meanwhile is met again)
 
     async def page(self, mrs: Sequence[MergeRequest], feedback: Mapping[int, list[FeedbackRow]],
                    ) -> tuple[list[Change], int]:
@@ -215,6 +216,7 @@ class _PageReader:
                 log.warning(kv("backfill: GitLab cannot serve this MR, skipped", project_id=self.project_id,
                                mr_iid=mr.iid, cause=str(error)))
         changes = [c for c in found.values() if isinstance(c, Change)]
+        self.imported.update(c.id for c in changes)
         return changes, len(found) - len(changes)
 
     async def _change(self, mr: MergeRequest, feedback: Mapping[int, list[FeedbackRow]],
@@ -320,7 +322,7 @@ async def backfill_project(client: GitLabClient, storage: Storage, project_id: i
         await storage.history.upsert(project_id, changes)
         if items:
             cursor = max(cursor or items[0].updated_at, *(mr.updated_at for mr in items))
-        state = BackfillProgress(project_id, state.pages + 1, state.imported + len(changes),
+        state = BackfillProgress(project_id, state.pages + 1, len(reader.imported),
                                  state.skipped + skipped, cursor, False)
         await storage.projects.set_backfill(project_id, cursor=_cursor_text(cursor), page=state.pages)
         if progress is not None:

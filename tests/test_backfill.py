@@ -127,8 +127,9 @@ async def test_an_mr_updated_during_the_import_shifts_no_other_out_of_it(simulat
         if progress.pages == 1:  # someone comments on an old merged MR meanwhile
             merged[0].updated_at = state.now() + timedelta(seconds=1)
 
-    await backfill_project(client, store, seeded.project.id, progress=touch_the_first)
+    report = await backfill_project(client, store, seeded.project.id, progress=touch_the_first)
     assert len(await store.history.load(seeded.project.id)) == len(merged)
+    assert report.imported == len(merged)  # the MR met again is read again, and counted once
 
 
 async def test_more_than_a_page_updated_at_the_same_second_is_read_whole(simulator, http_session, store):
