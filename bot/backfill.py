@@ -246,6 +246,8 @@ class _PageReader:
         try:
             await self.client.mr_changed_files(self.project_id, other)
         except GitLabError as exc:
+            if exc.not_found and not (exc.no_project or exc.no_route):
+                return  # that MR was deleted since, and GitLab says so: it answers
             log.warning(kv("backfill: GitLab fails another merge request too; stopping, the next run reads this "
                            "page again", project_id=self.project_id, mr_iid=failed.iid, cause=str(exc)))
             raise

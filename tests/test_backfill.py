@@ -254,6 +254,21 @@ async def test_a_broken_newest_mr_alone_on_its_page_does_not_stop_the_import(sim
     assert await store.history.count(seeded.project.id) == n_merged - 1
 
 
+async def test_a_broken_mr_is_told_from_an_outage_when_the_mr_asked_about_was_deleted(simulator, http_session,
+                                                                                       store):
+    """A resumed run met only the broken newest MR, and the newest one imported, asked about instead, was
+    deleted since: GitLab's 404 for it is an answer (GitLab is up), so the broken MR is skipped all the same."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=21)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    newest, before = sorted(merged(seeded).values(), key=lambda m: m.updated_at)[-1:-3:-1]
+    state.fail_path(f"/merge_requests/{newest.iid}/diffs", 500)
+    await backfill_project(client, store, seeded.project.id)
+    del seeded.project.mrs[before.iid]
+    report = await backfill_project(client, store, seeded.project.id)
+    assert report.done and report.skipped == 1
+
+
 async def test_history_imports_from_a_gitlab_before_15_7(simulator, gitlab_client, store):
     """Before 15.7 there is no .../diffs: each MR's 404 was taken for an MR that vanished, and the import
     finished `done` with nothing in it. The files come from /changes."""
