@@ -327,15 +327,20 @@ async def backfill_project(client: GitLabClient, storage: Storage, project_id: i
         state = BackfillProgress(project_id, state.pages + 1, len(reader.imported),
                                  state.skipped + skipped, cursor, False)
         await storage.projects.set_backfill(project_id, cursor=_cursor_text(cursor), page=state.pages)
-        if progress is not None:
-            progress(state)
+        _tell(state, progress)
     await storage.projects.set_backfill(project_id, cursor=_cursor_text(cursor), page=state.pages, done=True)
     state = BackfillProgress(project_id, state.pages, state.imported, state.skipped, cursor, True)
-    log.info(kv("backfill done", project_id=project_id, pages=state.pages, imported=state.imported,
-                skipped=state.skipped))
+    _tell(state, progress)
+    return state
+
+
+def _tell(state: BackfillProgress, progress: Progress | None) -> None:
+    """Log how far the import got (a large project's runs for many minutes: after each page, not only at its
+    start and end), and hand it to `progress`."""
+    log.info(kv("backfill done" if state.done else "backfill page imported", project_id=state.project_id,
+                pages=state.pages, imported=state.imported, skipped=state.skipped, cursor=_cursor_text(state.cursor)))
     if progress is not None:
         progress(state)
-    return state
 
 
 def process_name() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import logging
 import re
 from datetime import timedelta
 
@@ -113,6 +114,18 @@ async def test_an_interrupted_backfill_resumes_from_its_cursor(simulator, http_s
     assert report.done and await store.history.count(seeded.project.id) == 50
     listings = state.calls("GET", f"/projects/{seeded.project.id}/merge_requests")
     assert listings[0].query.get("updated_after") and len(state.calls("GET", "/diffs")) <= 32
+
+
+async def test_a_running_import_logs_each_page_with_how_far_it_got(simulator, http_session, store, caplog):
+    """A large project's import runs for many minutes: the bot's log says how far it got after each page,
+    not only when it started and when it is done."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=25)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=10)
+    with caplog.at_level(logging.INFO, logger="bot.backfill"):
+        await backfill_project(client, store, seeded.project.id)
+    pages = [r.getMessage() for r in caplog.records if r.getMessage().startswith("backfill page imported")]
+    assert len(pages) == 3 and "pages=3" in pages[-1] and "imported=25" in pages[-1] and "cursor=" in pages[-1]
 
 
 async def test_an_mr_updated_during_the_import_shifts_no_other_out_of_it(simulator, http_session, store):
