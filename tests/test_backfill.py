@@ -156,6 +156,24 @@ async def test_more_than_a_page_updated_at_the_same_second_is_read_whole(simulat
     assert sorted(got) == sorted(m.iid for m in merged)
 
 
+async def test_an_mr_updated_while_a_second_is_read_page_by_page_shifts_no_other_out_of_it(simulator, http_session):
+    """More than a page of MRs updated in one second (a bulk edit) is read by page numbers: one of them updated
+    meanwhile moves to the end and shifts the rest left, and the MR that slid onto a page already read was lost
+    for good. The second is read once more at its end."""
+    state, url = simulator
+    seeded = seed_recent(state, n_merged=25)
+    merged = sorted((m for m in seeded.project.mrs.values() if m.state == "merged"), key=lambda m: m.updated_at)
+    for mr in merged[:12]:
+        mr.updated_at = merged[0].updated_at
+    client = GitLabClient(http_session, url=url, token=state.token, retry=PATIENT, per_page=5)
+    got: list[int] = []
+    async for page in client.merged_mrs_since(seeded.project.id):
+        if len(got) == 5:  # the second's second page read: someone comments on its first MR
+            merged[0].updated_at = state.now() + timedelta(seconds=1)
+        got += [mr.iid for mr in page]
+    assert sorted(set(got)) == sorted(m.iid for m in merged) and len(got) == len(merged) + 1  # and that one again
+
+
 async def test_mrs_updated_within_one_second_are_each_fetched_once(simulator, http_session, store):
     """GitLab's times have milliseconds, the cursor sent has whole seconds: the MRs met again from earlier in
     that second are not yielded (and fetched, and counted) twice."""

@@ -508,11 +508,12 @@ class GitLabClient:
         Page numbers over a list ordered by `updated_at` skip items when one already read is updated meanwhile
         (a comment on an old MR moves it to the end and shifts the rest left); asking again from the last time
         seen (`updated_after` is inclusive) cannot, and the MRs met twice at that time are not yielded again.
-        A page number is used only to get past more than a page of MRs updated at the very same second.
+        A page number is used only to get past more than a page of MRs updated at the very same second; such
+        a second is read once more from its first page at its end, for an MR a shift slid onto a page read.
         """
         params: dict[str, Any] = {"state": "merged", "order_by": "updated_at", "sort": "asc"}
         seen: set[int] = set()  # the ids yielded whose updated_at falls in the cursor's second
-        page = 1
+        page, again = 1, None  # `again`: the second stepped through by page numbers and read once more
         path = f"{self._p(pid)}/merge_requests"
         while True:
             if updated_after is not None:
@@ -522,15 +523,19 @@ class GitLabClient:
             new = [mr for mr in mrs if mr.id not in seen]
             if new:
                 yield new
-            if not more:
-                return
             last = _second(max((mr.updated_at for mr in mrs), default=updated_after or _EPOCH))
-            if updated_after is None or last > _second(updated_after):
-                updated_after, page = last, 1
-                seen = {mr.id for mr in mrs if _second(mr.updated_at) == last}
-            else:  # a whole page within one second: step through them
+            second = _second(updated_after or _EPOCH)
+            if more and updated_after is not None and last <= second:  # a whole page within one second
                 seen |= {mr.id for mr in mrs}
                 page += 1
+            elif page > 1 and again != second:  # at the end of a second stepped through: read it once more
+                seen |= {mr.id for mr in mrs}
+                page, again = 1, second
+            elif not more:
+                return
+            else:
+                updated_after, page = last, 1
+                seen = {mr.id for mr in mrs if _second(mr.updated_at) == last}
 
     async def reads_merge_requests(self, pid: ProjectId) -> bool:
         """Whether the token's user may read the project's merge requests (one item of GET .../merge_requests):
