@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import os
+import random
 import socket
 import uuid
 from dataclasses import dataclass, replace
@@ -45,6 +46,8 @@ T = TypeVar("T")
 IMPORT_LEASE = 60.0  # seconds a process holds a project's import unrenewed (it renews every third of them)
 LEASE_POLL = 1.0     # seconds between looks at an import another process holds
 DONE_RECHECK = 30.0  # seconds a project's import is taken as done before its row is read again
+RETRY_FIRST = 30.0   # seconds before a failed background import may start again, doubled after each failure...
+RETRY_MAX = 900.0    # ... up to this; less up to a quarter (jitter), so processes do not all retry together
 
 
 @dataclass(frozen=True)
@@ -404,7 +407,10 @@ class Backfills:
     afterwards). The event does not wait here (that would hold a worker slot): the handlers park it in the
     queue for that long, woken as soon as the import (`task`) ends. The first MRs of a new project are ranked
     on its history when that is quick, and on what has arrived so far when it is
-    not. A failed import is logged and started again (from its cursor) by the next event.
+    not. A failed import is logged and started again (from its cursor) by an event `retry_first` seconds
+    later at the earliest, doubled after each failure up to `retry_max` (GitLab down or the token refused:
+    every event of a busy project would start it again, each failing after the client's retries); the events
+    meanwhile go on with the history there is. A success starts the delays over. They are this process's own.
 
     Several processes: the import is leased on the project's row (`ProjectStore.claim_import`) for `lease`
     seconds, renewed every third of them while it pages, handed back at the end. A process that finds it
@@ -416,13 +422,16 @@ class Backfills:
 
     def __init__(self, client: GitLabClient, storage: Storage, *, wait: float = 20.0, concurrency: int = 4,
                  imports: int = 2, turn_wait: float = 120.0, lease: float = IMPORT_LEASE, poll: float = LEASE_POLL,
-                 owner: str | None = None, recheck: float = DONE_RECHECK) -> None:
+                 owner: str | None = None, recheck: float = DONE_RECHECK, retry_first: float = RETRY_FIRST,
+                 retry_max: float = RETRY_MAX, clock: Callable[[], float] | None = None) -> None:
         self.client, self.storage, self.wait, self.concurrency = client, storage, wait, concurrency
         self.imports, self.turn_wait = imports, turn_wait
         self.lease, self.poll, self.owner = lease, poll, owner or process_name()
-        self.recheck = recheck
+        self.recheck, self.retry_first, self.retry_max = recheck, retry_first, retry_max
+        self._clock = clock  # monotonic seconds; the event loop's time unless given (tests move their own)
+        self._failures: dict[int, tuple[int, float]] = {}  # project -> failed imports in a row, next start (`_now`)
         self._turns = asyncio.Semaphore(imports)
-        self._done: dict[int, float] = {}  # project -> when its import was last seen done (loop time)
+        self._done: dict[int, float] = {}  # project -> when its import was last seen done (`_now`)
         self._tasks: dict[int, asyncio.Task[BackfillProgress]] = {}
         self._deadlines: dict[int, float] = {}
 
@@ -443,16 +452,23 @@ class Backfills:
     async def ensure(self, project_id: int, *, bots: Collection[str] = ()) -> float:
         """Make sure the project's history is imported or being imported; the seconds its events may still
         wait for the import (0: it is complete, or the wait is over)."""
-        now = asyncio.get_running_loop().time()
+        now = self._now()
         if now - self._done.get(project_id, -math.inf) < self.recheck:
             return 0.0
         row = await self.storage.projects.get(project_id)
         if row is not None and row.backfill_done:
             self._done[project_id] = now
+            self._failures.pop(project_id, None)  # imported elsewhere (`reviewbot backfill`, another process)
             return 0.0
         self._done.pop(project_id, None)  # gone (forgotten) or not imported: as for a new project
+        if not self.running(project_id) and now < self._failures.get(project_id, (0, -math.inf))[1]:
+            return 0.0  # its last import failed lately: none starts yet, and none would wake a parked event
         self._start(project_id, bots)
-        return max(0.0, self._deadlines[project_id] - asyncio.get_running_loop().time())
+        return max(0.0, self._deadlines[project_id] - self._now())
+
+    def _now(self) -> float:
+        """Monotonic seconds: the event loop's, or the clock given (a test's, moved by hand)."""
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     def _start(self, project_id: int, bots: Collection[str]) -> asyncio.Task[BackfillProgress]:
         """The running import of the project, started (with a fresh waiting deadline) if there is none."""
@@ -462,7 +478,7 @@ class Backfills:
             task = asyncio.create_task(self._run(project_id, tuple(bots)), name=f"backfill-{project_id}")
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # failures are logged by _run
             self._tasks[project_id] = task
-            self._deadlines[project_id] = asyncio.get_running_loop().time() + self.wait + \
+            self._deadlines[project_id] = self._now() + self.wait + \
                 (self.turn_wait if queued else 0.0)  # a turn taken later moves it (`_run`)
         return task
 
@@ -473,18 +489,30 @@ class Backfills:
         try:
             while report is None:
                 async with self._turns:
-                    started = asyncio.get_running_loop().time() + self.wait  # its turn: `wait` from now, no later
+                    started = self._now() + self.wait  # its turn: `wait` from now, no later
                     self._deadlines[project_id] = min(self._deadlines.get(project_id, started), started)
                     if await self.storage.projects.claim_import(project_id, self.owner, self.lease):
                         report = await self._import(project_id, bots)
                         continue
                 report = await self._imported_elsewhere(project_id)
         except Exception as exc:
-            log.warning(kv("backfill failed; the next event resumes it", project_id=project_id,
+            delay = self._failed(project_id)
+            next_try = datetime.now(timezone.utc) + timedelta(seconds=delay)
+            log.warning(kv("backfill failed; the first event after next_try resumes it", project_id=project_id,
+                           next_try=next_try.isoformat(timespec="seconds"), retry_in_seconds=round(delay),
                            cause=f"{type(exc).__name__}: {exc}"))
             raise
-        self._done[project_id] = asyncio.get_running_loop().time()
+        self._done[project_id] = self._now()
+        self._failures.pop(project_id, None)
         return report
+
+    def _failed(self, project_id: int) -> float:
+        """Count the project's failed import; the seconds before the next may start: `retry_first` doubled
+        for each failure in a row before it, at most `retry_max`, less up to a quarter (jitter)."""
+        count = self._failures.get(project_id, (0, 0.0))[0] + 1
+        delay = min(self.retry_max, self.retry_first * 2 ** min(count - 1, 30)) * random.uniform(0.75, 1.0)
+        self._failures[project_id] = (count, self._now() + delay)
+        return delay
 
     async def _import(self, project_id: int, bots: Collection[str]) -> BackfillProgress | None:
         """The import, run under this process's lease (`under_lease`); None when another process took the

@@ -17,6 +17,7 @@ from bot.gitlab.client import GitLabClient, RetryPolicy
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.sim_model import SimDiff
 from bot.storage import Storage
+from bot.storage.forget import forget_project
 from tests.bot_harness import bot_settings, seed_recent
 
 PATIENT = RetryPolicy(max_attempts=10, base_delay=0.001, max_delay=0.005, max_retry_after=0.01, timeout=5.0)
@@ -382,18 +383,57 @@ async def test_background_backfill_runs_once_per_project(simulator, gitlab_clien
 async def test_a_failed_background_backfill_is_resumed_by_the_next_event(simulator, gitlab_client, store):
     state, _ = simulator
     seeded = seed_recent(state, n_merged=10)
-    backfills = Backfills(gitlab_client, store, wait=5.0)
+    now = [0.0]
+    backfills = Backfills(gitlab_client, store, wait=5.0, clock=lambda: now[0])
     state.fail_next(4, 500)  # the client tries 4 times: the first import fails
     try:
         assert 0 < await backfills.ensure(seeded.project.id) <= 5.0
         with pytest.raises(GitLabError):
             await backfills.task(seeded.project.id)
+        now[0] += 30  # past its delay (see the next test)
         assert await backfills.ensure(seeded.project.id) > 0  # started again, with a wait of its own
         await backfills.task(seeded.project.id)
         assert await backfills.ensure(seeded.project.id) == 0.0
     finally:
         await backfills.close()
     assert await store.history.count(seeded.project.id) == 10
+
+
+async def test_a_failing_background_import_is_started_again_after_a_growing_delay(simulator, gitlab_client, store,
+                                                                                 caplog):
+    """GitLab down, or the token refused on the project: every event of a busy project started the failed
+    import again at once, each failing after the client's retries. The next start waits 30 s, doubling up to
+    15 min (less a quarter at most: jitter); the events meanwhile go on with the history there is (not parked: no
+    import runs to wake them). A success starts the delays over."""
+    state, _ = simulator
+    pid = seed_recent(state, n_merged=10).project.id
+    state.fail_path(f"/projects/{pid}/merge_requests", 502)
+    now = [0.0]
+    backfills = Backfills(gitlab_client, store, wait=5.0, clock=lambda: now[0])
+
+    async def fails_then_waits(delay: float) -> None:
+        assert await backfills.ensure(pid) > 0  # started: the event is parked for it
+        with caplog.at_level(logging.WARNING, logger="bot.backfill"), pytest.raises(GitLabError):
+            await backfills.task(pid)
+        assert "next_try=" in caplog.records[-1].getMessage()
+        asked, started = len(listings(state, pid)), now[0]
+        now[0] = started + 0.74 * delay
+        assert await backfills.ensure(pid) == 0.0 and not backfills.running(pid)  # goes on, nothing started
+        assert len(listings(state, pid)) == asked
+        now[0] = started + delay
+
+    try:
+        for delay in (30, 60, 120, 240, 480, 900, 900):
+            await fails_then_waits(delay)
+        del state.broken_paths[f"/projects/{pid}/merge_requests"]
+        assert await backfills.ensure(pid) > 0
+        assert (await backfills.task(pid)).done
+        await forget_project(store.engine, pid)
+        backfills.forget(pid)
+        state.fail_path(f"/projects/{pid}/merge_requests", 502)
+        await fails_then_waits(30)
+    finally:
+        await backfills.close()
 
 
 async def test_two_processes_import_a_new_project_once_and_both_see_it_done(simulator, http_session, store):

@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.config import ConfigError, Settings, WebhookSecret
+from bot.gitlab.errors import GitLabError
 from bot.handlers import make_dispatch
 from bot.handlers.context import AwaitingHistory, GitLabFailure, PermanentFailure, RetryLater
 from bot.metrics import Metrics
@@ -254,6 +255,39 @@ async def test_a_new_projects_event_waits_once_for_its_history_then_goes_on(hand
         gate.set()
         await parked.value.wakes
     assert await env.storage.history.count(project.id) == 3
+
+
+def listed_history(state, project_id: int) -> int:
+    """How often the project's merged MRs were listed (the pages of its history imports)."""
+    return sum(r.path.endswith("/merge_requests") and r.query.get("state") == "merged"
+               for r in state.calls("GET", f"/projects/{project_id}/merge_requests"))
+
+
+async def test_events_go_on_unparked_while_a_failed_history_import_waits_to_start_again(handler_env):
+    """GitLab failing a new project's history listing: the first event is parked, woken by the failed import,
+    and goes on with the history there is. The next events, within the import's delay before it starts again,
+    are handled at once (not parked: no import runs to wake them), and start no import."""
+    env = await handler_env()
+    project = env.state.add_project("acme/down")
+    for person in (env.tiny.ann, env.tiny.bob):
+        env.state.add_member(project, person)
+    env.state.add_hook(project, "http://127.0.0.1:9/not-delivered", token=SECRET)
+    env.state.fail_path(f"/projects/{project.id}/merge_requests", 502)
+    first = env.state.open_mr(project, env.tiny.ann, FILES)
+    [opened] = env.state.outbox[:]
+    env.state.outbox.clear()
+    async with make_dispatch(env.settings, env.storage, Metrics(), retry=FAST_RETRY, backfill_wait=600.0) as dispatch:
+        row = event_row(opened.event_name, opened.body)
+        with pytest.raises(AwaitingHistory) as parked:
+            await dispatch(row)
+        with pytest.raises(GitLabError):
+            await parked.value.wakes  # the import failed
+        await dispatch(dataclasses.replace(row, last_error=str(parked.value)))
+        listed = listed_history(env.state, project.id)
+        later = env.state.open_mr(project, env.tiny.ann, FILES)
+        await dispatch_outbox(env.state, dispatch)  # raises if parked
+        assert listed_history(env.state, project.id) == listed
+    assert len(marker_notes(env.state, first)) == 1 and len(marker_notes(env.state, later)) == 1
 
 
 async def test_settings_keyed_by_the_old_path_are_named_in_a_warning_when_the_project_moves(handler_env, caplog):
