@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from bot.config import ProjectSettings
 from bot.engine import Engine
 
-from bot.handlers.notes import ACK_OK, ACK_PROBLEM, PARSE_IN_THREAD
+from bot.handlers.notes import ACK_OK, ACK_PROBLEM, MAX_GROUP_LOOKUPS, PARSE_IN_THREAD
 from bot.handlers.publish import REPLY_MARKER
 from bot.storage.tables import bot_comments
 from tests.bot_harness import bot_notes, handler_env, marker_notes, take_events  # noqa: F401 - fixture
@@ -924,3 +924,40 @@ async def test_assign_counts_a_reviewer_the_team_picked_among_the_top_n(handler_
     assert sorted(env.state.users[u].username for u in mr.reviewer_ids) == ["bob", "cy"]
     assert await shown_now(env, mr) == ["bob", "cy"]
     assert replies(env, mr, note) == [] and acks(env, note) == [ACK_OK]
+
+
+async def test_why_about_a_private_group_tells_a_stranger_nothing(handler_env):
+    """Anyone may comment on a public project's merge request, and `why` needs no access: `why @secret` about a
+    private group the bot's token sees (the bot is in it) answered "is a group" in the public reply, telling
+    anyone that a group they cannot see exists. It is answered as a name nobody has, like one that does not
+    exist; the project's own group, whose path its address shows, is still told."""
+    env = await handler_env()
+    env.tiny.project.visibility = "public"
+    env.state.add_group("acme")  # private, and the project's
+    secret = env.state.add_group("secret")
+    env.state.add_group_member(secret, env.state.bot, 10)
+    eve = env.state.add_user("eve")  # no member of the project
+    mr = await opened(env)
+    hidden = env.state.add_note(mr, eve, "/reviewers why @secret")
+    nobody = env.state.add_note(mr, eve, "/reviewers why @nosuch")
+    own = env.state.add_note(mr, eve, "/reviewers why @acme")
+    await env.run()
+    said = replies(env, mr, hidden)[0].body.split("\n", 1)[1]
+    assert "group" not in said
+    assert said == replies(env, mr, nobody)[0].body.split("\n", 1)[1].replace("nosuch", "secret")
+    assert "`@acme` is a group, not a person" in replies(env, mr, own)[0].body
+
+
+async def test_one_comment_looks_up_few_groups(handler_env):
+    """Each name no member has was looked up as a group (GET /groups/:path), every time it was named: twenty
+    `exclude` commands of ten names each made 200 requests of one comment. Each name is asked once per comment,
+    and at most `MAX_GROUP_LOOKUPS` names."""
+    env = await handler_env()
+    mr = await opened(env)
+    before = len(env.state.calls("GET", "/groups/"))
+    names = " ".join(f"@x{i}" for i in range(10))
+    env.state.add_note(mr, env.tiny.ann, "\n".join(f"/reviewers exclude {names}" for _ in range(20)))
+    also = " ".join(f"@y{i}" for i in range(10))
+    env.state.add_note(mr, env.tiny.ann, f"/reviewers exclude {also}\n/reviewers exclude {also}")
+    await env.run()
+    assert len(env.state.calls("GET", "/groups/")) - before <= 2 * MAX_GROUP_LOOKUPS

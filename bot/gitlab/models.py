@@ -97,6 +97,7 @@ class Group(_Model):
     name: str = ""
     parent_id: int | None = None
     web_url: str = ""
+    visibility: str = ""  # public, internal or private ("" from a GitLab that leaves it out: taken as private)
 
 
 class Namespace(_Model):

@@ -26,7 +26,7 @@ from bot.comment import code_span, has_marker, render_why
 from bot.commands import Command, addresses_bot, help_text, parse_commands, shown
 from bot.eligibility import DEVELOPER, REPORTER, access_level_name
 from bot.gitlab.errors import GitLabError
-from bot.gitlab.models import MergeRequest
+from bot.gitlab.models import Group, MergeRequest
 from bot.handlers.context import EventContext
 from bot.handlers.merge_requests import assign_count, ended, gitlab_time, left_alone
 from bot.handlers.publish import acknowledge, publish, reply_once
@@ -51,6 +51,7 @@ SETTING_ASIDE = JUDGING & ACTING  # ... of which these also judge people: writte
 # that the team turned them down, which only the team may say (on a public project anyone may comment).
 NEEDS = {"assign": DEVELOPER, "reroll": REPORTER, "exclude": REPORTER}
 MAX_COMMANDS = 20  # per comment: the reply stays far below GitLab's note size limit (1,000,000 characters)
+MAX_GROUP_LOOKUPS = 10  # names of one comment looked up as groups (each a GET /groups/:path)
 # Comments longer than this are read in a thread: reading Markdown takes ~0.2-0.4 s per million characters
 # (GitLab allows a note of 1,000,000), which on the event loop stalled every other delivery and request
 PARSE_IN_THREAD = 20_000
@@ -72,9 +73,11 @@ class CommandRun:
     written: datetime | None = None  # when the note was written (the Note Hook's `created_at`, to the second)
     late: str | None = None  # "merged" / "closed": the MR was, after the note was written (`_not_here`)
     internal: bool = False  # written as an internal note: what it sets aside is not told in the public comment
+    project_path: str = ""  # the project's `path_with_namespace`: its groups show in its address
     _mr: MergeRequest | None = None
     _access: int | None = None  # the commenter's access level (0: not a member), fetched once
     _awaiting: bool = False  # the commenter is a member awaiting a seat (no access yet)
+    _groups: dict[str, bool] = field(default_factory=dict)  # names looked up as groups: whether to say so
 
     @property
     def username(self) -> str:
@@ -134,9 +137,29 @@ class CommandRun:
 
     async def groups(self, names: Sequence[str]) -> list[str]:
         """Those of `names` no member has that GitLab knows as groups (`@acme`, `@acme/web`: a group's path is
-        written as a username is, and a mention of it notifies its members), as written."""
+        written as a username is, and a mention of it notifies its members) and the reply may name
+        (`_may_name`), as written."""
         members = await self.member_names()
-        return [n for n in names if n.casefold() not in members and await self.ctx.client.get_group(n) is not None]
+        return [n for n in names if n.casefold() not in members and await self._named_group(n)]
+
+    async def _named_group(self, name: str) -> bool:
+        """Whether `name` is a group the reply may call one. Each name is looked up once per comment, and at most
+        `MAX_GROUP_LOOKUPS` of them: one comment of 20 `exclude`s of 10 names each cost 200 requests."""
+        key = name.casefold()
+        if key not in self._groups:
+            if len(self._groups) >= MAX_GROUP_LOOKUPS:
+                return False  # answered as a name no member has
+            group = await self.ctx.client.get_group(name)
+            self._groups[key] = group is not None and self._may_name(group)
+        return self._groups[key]
+
+    def _may_name(self, group: Group) -> bool:
+        """Whether the reply may say `group` exists: whoever reads it may see the group. The bot's token sees
+        private groups the commenter may not (anyone can comment on a public project, and `why` needs no
+        access), so only a public or internal group (any signed-in user's to see), one of the project's own
+        (its path is in the project's address) or an answer in an internal note names a group."""
+        own = self.project_path.casefold().startswith(group.full_path.casefold() + "/")
+        return self.internal or own or group.visibility in ("public", "internal")
 
     def problem(self, text: str) -> None:
         self.ok = False
@@ -468,7 +491,8 @@ async def on_note(event: Event, ctx: EventContext) -> None:
     internal = event.event == "Confidential Note Hook" or bool(event.object_attributes.get("internal"))
     run = CommandRun(ctx, int(event.data["merge_request"]["iid"]), int(event.object_attributes["id"]),
                      dict(event.data.get("user") or {}), written=written_at(event.object_attributes),
-                     internal=internal)
+                     internal=internal,
+                     project_path=str((event.data.get("project") or {}).get("path_with_namespace") or ""))
     if len(commands) > MAX_COMMANDS:
         left = len(commands) - MAX_COMMANDS
         run.problem(f"Only the first {MAX_COMMANDS} commands of a comment run; "
