@@ -50,13 +50,28 @@ def commit_email_user_id(address: str, host: str | None) -> int | None:
     return int(found.group(1))
 
 
+class _CommitsUnreadable(Exception):
+    """GitLab failed on the merge request's commits this time (a 5xx): nothing is kept, asked again next time."""
+
+
 async def read_committers(look: Lookups, project_id: int, iid: int, members: Mapping[str, Member],
-                          host: str | None) -> frozenset[str]:
+                          host: str | None, sha: str | None = None) -> frozenset[str]:
     """The usernames (casefolded) of the people who made one of the MR's commits, as far as the bot can tell;
     `host` is GitLab's own (its web address's), which private commit addresses name.
 
-    GitLab failing on the commits (a 5xx, an answer no retry changes) leaves them unknown this time (logged);
-    no answer, 401 and 429 fail the event, to be retried."""
+    Kept a minute for the MR's head `sha`, like the other lookups: every suggestion asks, and one comment's
+    `why` commands (20, from anyone: `why` needs no access) made the bot read every page of the commits 20
+    times. GitLab failing on the commits (a 5xx, an answer no retry changes) leaves them unknown this time
+    (logged, not kept); no answer, 401 and 429 fail the event, to be retried."""
+    try:
+        return await look.recent.get(("committers", project_id, iid, sha),
+                                     lambda: _read_committers(look, project_id, iid, members, host))
+    except _CommitsUnreadable:
+        return frozenset()
+
+
+async def _read_committers(look: Lookups, project_id: int, iid: int, members: Mapping[str, Member],
+                           host: str | None) -> frozenset[str]:
     try:
         commits = await look.client.mr_commits(project_id, iid)
     except GitLabError as exc:
@@ -64,7 +79,7 @@ async def read_committers(look: Lookups, project_id: int, iid: int, members: Map
             raise
         log.warning(kv("merge request commits not readable this time: committers counted as approvers",
                        project_id=project_id, mr_iid=iid, status=exc.status, error=str(exc)))
-        return frozenset()
+        raise _CommitsUnreadable from exc
     addresses = list(dict.fromkeys(c.committer_email.casefold() for c in commits if c.committer_email))
     if len(addresses) > MAX_ADDRESSES:
         log.info(kv("committer addresses capped", project_id=project_id, mr_iid=iid, addresses=len(addresses),

@@ -269,7 +269,7 @@ async def _committers(look: Lookups, project_id: int, mr: MergeRequest, members:
     ask code owners' approval (the approval rules come with GitLab's own list of who may approve)."""
     if not await look.committers_barred(project_id):
         return frozenset()
-    return await read_committers(look, project_id, mr.iid, members, urlsplit(mr.web_url).hostname)
+    return await read_committers(look, project_id, mr.iid, members, urlsplit(mr.web_url).hostname, mr.sha)
 
 
 def _eligibility_members(facts: MRFacts) -> dict[str, Member]:

@@ -961,3 +961,18 @@ async def test_one_comment_looks_up_few_groups(handler_env):
     env.state.add_note(mr, env.tiny.ann, f"/reviewers exclude {also}\n/reviewers exclude {also}")
     await env.run()
     assert len(env.state.calls("GET", "/groups/")) - before <= 2 * MAX_GROUP_LOOKUPS
+
+
+async def test_many_whys_in_one_comment_read_the_commits_once(handler_env):
+    """Where committers may not approve, each suggestion read the merge request's commits (every page of them);
+    `why` needs no access and a comment holds 20 commands, so anyone made the bot read them 20 times with one
+    comment. The committers of the MR's head are kept a while, as the other lookups are."""
+    env = await handler_env()
+    env.state.add_file(env.tiny.project, ".gitlab/CODEOWNERS", "[Docs][1]\ndocs/ @dee\n")
+    env.tiny.project.merge_requests_disable_committers_approval = True
+    mr = await opened(env, files=[*FILES, "docs/a.md"])
+    env.state.add_commit(mr, env.tiny.dee, committer="someone@corp.example")
+    before = len(env.state.calls("GET", "/commits"))
+    env.state.add_note(mr, env.state.add_user("eve"), "\n".join(f"/reviewers why @x{i}" for i in range(20)))
+    await env.run()
+    assert len(env.state.calls("GET", "/commits")) - before <= 1
