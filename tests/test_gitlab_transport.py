@@ -393,3 +393,20 @@ async def test_install_names_where_a_redirected_gitlab_url_leads(simulator, redi
     err = capsys.readouterr().err
     assert code == 1 and f"redirected to {url}/api/v4/projects/acme%2Fwidgets: set GITLAB_URL" in err, err
     assert state.requests == [] and len(project.hooks) == 26
+
+
+@pytest.mark.parametrize("proxy_url", ["squid:Pr0xyPa55@127.0.0.1:9", "http://squid:Pr0/xyPa55@127.0.0.1:9",
+                                       "http://squid:Pr0#xyPa55@127.0.0.1:9"])
+async def test_a_proxy_url_aiohttp_cannot_read_is_not_in_the_error(simulator, http_session, no_proxy_env, caplog,
+                                                                  proxy_url):
+    """A proxy variable without its scheme (curl takes one) or with a `/`, `#` or `?` left unencoded in its
+    password is refused by aiohttp as `InvalidURL`, whose text is the variable's whole value: the login went
+    into the GitLabError (the log, `last_error`, `reviewbot events`), which then said to check GITLAB_URL."""
+    state, url = simulator
+    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
+    client = GitLabClient(http_session, url=url, token=state.token, retry=FAST_RETRY)
+    with pytest.raises(GitLabError) as caught:
+        await client.current_user()
+    message = str(caught.value)
+    assert "Pr0" not in message and "xyPa55" not in message and "Pr0" not in caplog.text
+    assert "proxy" in message and "GITLAB_URL" not in message

@@ -151,6 +151,19 @@ def _transient(method: str) -> Callable[[BaseException], bool]:
     return check
 
 
+def _login_hidden(proxy: str) -> str:
+    """A proxy URL as an error may show it: all before its last `@` but the scheme replaced by `***`, however the
+    password is written.
+
+    >>> _login_hidden("squid:pa/ss@proxy:3128"), _login_hidden("http://u:p#w@proxy:3128"), _login_hidden("http://p:1")
+    ('***@proxy:3128', 'http://***@proxy:3128', 'http://p:1')
+    """
+    if "@" not in proxy:
+        return proxy
+    scheme, sep, _ = proxy.partition("://")
+    return f"{scheme + sep if sep else ''}***@{proxy.rpartition('@')[2]}"
+
+
 def _iso(when: datetime) -> str:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -302,7 +315,8 @@ class GitLabClient:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             tries = retrying.statistics.get("attempt_number", 1)
             detail = f"{type(exc).__name__}: {exc}"
-            proxy = isinstance(exc, (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError))
+            proxy = isinstance(exc, (aiohttp.ClientProxyConnectionError, aiohttp.ClientHttpProxyError)) or \
+                bool(self._api._proxy) and self._api._proxy in detail  # an InvalidURL of the proxy's
             said = error_message(None, b"", attempts=tries, detail=detail, through_proxy=proxy)
             raise GitLabError(None, method, path, self._redacted(said)) from None
         raise AssertionError("unreachable: tenacity either returns or raises")
@@ -315,7 +329,12 @@ class GitLabClient:
     def _redacted(self, text: str) -> str:
         """An error's text without the token: GitLab never echoes it, but a proxy's or firewall's error page in
         front of it may, and the text goes to the logs and to `reviewbot events`; nor the proxy's login, which
-        aiohttp writes into the error of a CONNECT the proxy refused (`without_logins`)."""
+        aiohttp writes into the error of a CONNECT the proxy refused (`without_logins`), nor a proxy URL aiohttp
+        cannot read (no scheme, or a `/`, `#` or `?` unencoded in its password), which its `InvalidURL` names
+        whole and `without_logins` cannot take apart."""
+        proxy = self._api._proxy
+        if proxy:
+            text = text.replace(proxy, _login_hidden(proxy))
         text = without_logins(text)
         return text.replace(self._token, "<token>") if len(self._token) >= 8 else text
 
