@@ -1,9 +1,10 @@
 """What the bot asks GitLab about a project beyond the merge request itself, cached for a short while.
 
 Why a cache: every suggestion needs the project's members, its CODEOWNERS file and branch protections, the
-statuses of the people it considers and the open merge requests' reviewers (their loads). Those change
-slowly next to a burst of webhooks (a push updates several MRs at once), so `Recent` keeps each answer for a
-minute (open review loads for ten seconds). `gather` runs several of these requests at once.
+statuses of the people it considers and the open merge requests' reviewers (their loads), and the merge
+request's changed files (kept for its head commit). Those change slowly next to a burst of webhooks (a push
+updates several MRs at once, one comment holds 20 commands), so `Recent` keeps each answer for a minute (open
+review loads for ten seconds). `gather` runs several of these requests at once.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, Awaitable, Callable, Hashable, TypeVar
 
 from bot.gitlab.client import GitLabClient
 from bot.gitlab.errors import GitLabError
-from bot.gitlab.models import ApprovalRule, ProtectedBranch
+from bot.gitlab.models import ApprovalRule, ChangedFile, MergeRequest, ProtectedBranch
 from bot.gitlab.models import Member as GitLabMember
 from bot.logfmt import kv
 from graph.codeowners import CodeOwners, parse_codeowners
@@ -136,6 +137,20 @@ class Lookups:
 
     async def members(self, project_id: int) -> list[GitLabMember]:
         return await self.recent.get(("members", project_id), lambda: self.client.list_members(project_id))
+
+    async def changed_files(self, project_id: int, mr: MergeRequest) -> tuple[ChangedFile, ...]:
+        """The MR's changed files (every page of its diffs), kept a minute for its head commit and target branch:
+        every suggestion asks, and one comment's `why` commands (20, from anyone: `why` needs no access) read
+        every page 20 times. A push (a new head) or a new target branch (a new diff, the head unchanged) reads
+        them again; an MR GitLab gives no head for is read each time. Kept without their patches (GitLab sends
+        each file's whole diff): a minute of large merge requests' diffs would fill the memory."""
+        async def fetch() -> tuple[ChangedFile, ...]:
+            fields = set(ChangedFile.model_fields)
+            return tuple(ChangedFile.model_validate(f.model_dump(include=fields))
+                         for f in await self.client.mr_changed_files(project_id, mr.iid))
+        if not mr.sha:
+            return await fetch()
+        return await self.recent.get(("changed files", project_id, mr.iid, mr.sha, mr.target_branch), fetch)
 
     def forget_members(self, project_id: int) -> None:
         """Ask for the project's members again next time (one of them renamed themselves)."""

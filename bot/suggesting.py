@@ -193,7 +193,7 @@ async def gather_facts(look: Lookups, storage: Storage, project_id: int, mr: Mer
     each had before to them (`MRFacts.aliases`), so the opt-outs and exclusions made under a former name still
     hold."""
     changed, members, (codeowners, unreadable), (rules, rules_unreadable) = await gather(
-        look.client.mr_changed_files(project_id, mr.iid), look.members(project_id),
+        look.changed_files(project_id, mr), look.members(project_id),
         _read_codeowners(look, project_id, mr.target_branch), _read_approval_rules(look, project_id, mr.iid),
     )
     files = tuple(dict.fromkeys(f.path for f in changed))

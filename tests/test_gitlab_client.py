@@ -18,6 +18,7 @@ from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import ProtectedBranch
 from bot.gitlab.sim_model import SimDiff
 from bot.gitlab.simulator import SimState, seed_project
+from bot.lookups import Lookups, Recent
 from tests.gitlab_fixtures import (  # noqa: F401
     FAST_RETRY, Receiver, fast_retry, gitlab_client, http_session, sim_state, simulator, webhook_receiver,
 )
@@ -100,6 +101,23 @@ async def test_an_mr_says_when_gitlab_cut_its_diff(simulator: Sim, gitlab_client
     assert len(await gitlab_client.mr_changed_files(project.id, big.iid)) == 2
     state.version = (15, 6)
     assert len(await gitlab_client.mr_changed_files(project.id, big.iid)) == 2
+
+
+async def test_changed_files_are_kept_for_the_mr_head_without_their_patches(simulator: Sim,
+                                                                          gitlab_client: GitLabClient) -> None:
+    """Every suggestion asks for the MR's changed files: they are read once for its head and target branch, and
+    kept without the patches GitLab sends with them."""
+    state, _ = simulator
+    project = team(state)
+    sim_mr = state.open_mr(project, "ann", ["a.py", "b.py"])
+    look, mr = Lookups(gitlab_client, Recent()), await gitlab_client.get_mr(project.id, sim_mr.iid)
+    first = await look.changed_files(project.id, mr)
+    assert [f.path for f in first] == ["a.py", "b.py"] and all(not f.model_extra for f in first)
+    assert await look.changed_files(project.id, mr) == first and len(state.calls("GET", "/diffs")) == 1
+    await look.changed_files(project.id, mr.model_copy(update={"target_branch": "release"}))
+    state.push_to_mr(sim_mr, ["c.py"])
+    pushed = await look.changed_files(project.id, await gitlab_client.get_mr(project.id, sim_mr.iid))
+    assert [f.path for f in pushed] == ["a.py", "b.py", "c.py"] and len(state.calls("GET", "/diffs")) == 3
 
 
 async def test_a_missing_mr_is_not_a_missing_endpoint(simulator: Sim, gitlab_client: GitLabClient) -> None:

@@ -976,3 +976,24 @@ async def test_many_whys_in_one_comment_read_the_commits_once(handler_env):
     env.state.add_note(mr, env.state.add_user("eve"), "\n".join(f"/reviewers why @x{i}" for i in range(20)))
     await env.run()
     assert len(env.state.calls("GET", "/commits")) - before <= 1
+
+
+async def test_many_whys_in_one_comment_read_the_changed_files_once(handler_env):
+    """Each `why` built a fresh suggestion, which read every page of the merge request's diffs again: on 300
+    changed files (3 pages) one comment of 20 `why`s, from anyone, cost 60 requests. The changed files of the
+    MR's head are kept a while; a push (a new head) reads them again."""
+    env = await handler_env()
+    files = [*(f"src/core/m{i}.py" for i in range(4)), *(f"src/gen/f{i}.py" for i in range(296))]
+    mr = await opened(env, files=files)
+    before = len(env.state.calls("GET", "/diffs"))
+    who = ["bob", "cy", "dee", "rep", "ann"]
+    eve = env.state.add_user("eve")
+    note = env.state.add_note(mr, eve, "\n".join(f"/reviewers why @{who[i % 5]}" for i in range(20)))
+    await env.run()
+    assert len(env.state.calls("GET", "/diffs")) - before <= 3  # one reading at most, 100 files a page
+    assert all(f"**Why `@{name}`?**" in replies(env, mr, note)[0].body for name in who)
+    env.state.push_to_mr(mr, ["docs/new.md"])
+    pushed = len(env.state.calls("GET", "/diffs"))
+    env.state.add_note(mr, eve, "/reviewers why @dee")
+    await env.run()
+    assert len(env.state.calls("GET", "/diffs")) - pushed == 4  # the new head's 301 files (4 pages), read once
