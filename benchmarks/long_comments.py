@@ -7,7 +7,7 @@ Prints figures; it is not a test and asserts nothing. Run from the repository ro
 GitLab accepts a note of up to 1,000,000 characters. For a plain comment, one with a command at its end, and one
 made of nested quotes, HTML comments and code spans, it prints the median time `parse_commands`
 takes, then the longest the event loop went without running a 1 ms ticker while the note handler's reading
-(`bot.handlers.notes._commands`) ran, against the same reading called on the loop (the way it was before
+(`bot.handlers.notes._in_thread_if_long`) ran, against the same reading called on the loop (the way it was before
 `PARSE_IN_THREAD`), measured in the same run. The baseline is the ticker's longest gap with nothing else running.
 Last, the same for a webhook body of `--body-mb` MB (GitLab's cap is 25), which `bot.web` parses on the loop:
 `parse_json` there against in a thread, which does not help (`json.loads` is C and holds the GIL throughout).
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.commands import parse_commands  # noqa: E402
-from bot.handlers.notes import PARSE_IN_THREAD, _commands  # noqa: E402
+from bot.handlers.notes import PARSE_IN_THREAD, _in_thread_if_long  # noqa: E402
 from bot.web import parse_json  # noqa: E402
 
 
@@ -91,7 +91,7 @@ async def main() -> None:
     print(f"{'note':26s} {'parse':>9s} {'gap on the loop':>16s} {'gap now':>9s} {'now/baseline':>13s}")
     for name, text in notes(args.chars).items():
         parse, before, now = await measure(lambda: parse_commands(text, "reviewbot"),
-                                           lambda: _commands(text, "reviewbot"), args.runs)
+                                           lambda: _in_thread_if_long(parse_commands, text, "reviewbot"), args.runs)
         print(f"{name:26s} {parse * 1000:7.0f}ms {before * 1000:14.0f}ms {now * 1000:7.1f}ms {now / base:12.1f}x")
     body = webhook_body(args.body_mb)
     parse, before, now = await measure(lambda: parse_json(body), lambda: asyncio.to_thread(parse_json, body),
