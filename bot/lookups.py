@@ -132,8 +132,10 @@ class Lookups:
     BOT_TTL = 3600.0  # an account's bot flag never changes
     REFUSED_TTL = 3600.0  # a token refused the approval state: its permissions seldom change
 
-    def __init__(self, client: GitLabClient, recent: Recent) -> None:
-        self.client, self.recent = client, recent
+    def __init__(self, client: GitLabClient, recent: Recent, once: dict[Hashable, Any] | None = None) -> None:
+        """`once`: the answers one event's handling reads a single time however many suggestions it makes (one
+        comment's 20 `why`s), to share between them; None reads afresh each time."""
+        self.client, self.recent, self.once = client, recent, once
 
     async def members(self, project_id: int) -> list[GitLabMember]:
         return await self.recent.get(("members", project_id), lambda: self.client.list_members(project_id))
@@ -194,7 +196,9 @@ class Lookups:
 
     async def approval_rules(self, project_id: int, iid: int) -> list[ApprovalRule]:
         """The rules GitLab applies to the MR now, each with who approved (`GitLabClient.mr_approval_state`).
-        Not kept: approvals change them, and the merge request's other reads run beside this one.
+        Not kept across events: approvals change them, and the merge request's other reads run beside this one.
+        Within one event's handling (`once`) read once, their failure too: one comment's 20 `why`s, from anyone,
+        each build a suggestion, and would ask GitLab 20 times.
 
         No rules where GitLab has none to give: without Premium (an empty list), on the Community Edition (no
         such endpoint: the client stops asking) or to a token GitLab refuses (403, say a fine-grained token
@@ -203,6 +207,20 @@ class Lookups:
         and `GitLabError` when GitLab as a whole fails (no answer, 401, 429, a token without the api scope): the
         event is retried.
         """
+        if self.once is None:
+            return await self._approval_rules(project_id, iid)
+        key = ("approval rules", project_id, iid)
+        if key not in self.once:
+            try:
+                self.once[key] = await self._approval_rules(project_id, iid)
+            except ApprovalRulesUnreadable as exc:
+                self.once[key] = exc
+        answer = self.once[key]
+        if isinstance(answer, ApprovalRulesUnreadable):
+            raise answer.with_traceback(None)
+        return list(answer)
+
+    async def _approval_rules(self, project_id: int, iid: int) -> list[ApprovalRule]:
         refused = ("approval state refused", project_id)
         if self.recent.peek(refused):
             return []

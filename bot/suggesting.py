@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Callable, Collection, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Collection, Hashable, Iterable, Mapping, Sequence, TypeVar
 from urllib.parse import urlsplit
 
 from bot import learning
@@ -568,10 +568,12 @@ async def _explain_chosen(engine: Engine, project_id: int, settings: ProjectSett
 
 async def suggest_for_mr(client: GitLabClient, engine: Engine, storage: Storage, project_id: int,
                          mr: MergeRequest, settings: ProjectSettings, *, bot_username: str, k: int | None = None,
-                         extra_excluded: Collection[str] = (), now: float | None = None) -> SuggestionResult:
+                         extra_excluded: Collection[str] = (), now: float | None = None,
+                         once: dict[Hashable, Any] | None = None) -> SuggestionResult:
     """Rank the people who can review `mr` now: the top `k` (default `settings.top_k`) plus whoever GitLab's
-    approvals need (CODEOWNERS, approval rules), those alone when no changed file has history."""
-    look = Lookups(client, engine.recent)
+    approvals need (CODEOWNERS, approval rules), those alone when no changed file has history. `once`: what the
+    suggestions of one event share (`Lookups`)."""
+    look = Lookups(client, engine.recent, once)
     facts = await gather_facts(look, storage, project_id, mr, extra_excluded)
     result = SuggestionResult(open_change(mr, facts.files, now, facts.renames), facts,
                               names={n: m.name for n, m in facts.members.items() if m.name},

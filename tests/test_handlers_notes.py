@@ -997,3 +997,40 @@ async def test_many_whys_in_one_comment_read_the_changed_files_once(handler_env)
     env.state.add_note(mr, eve, "/reviewers why @dee")
     await env.run()
     assert len(env.state.calls("GET", "/diffs")) - pushed == 4  # the new head's 301 files (4 pages), read once
+
+
+async def test_many_whys_in_one_comment_read_the_approval_rules_once(handler_env):
+    """Each `why` built a fresh suggestion, which read the merge request's approval state again: one comment of
+    20 `why`s, from anyone, asked GitLab 20 times. One comment reads the rules once, its suggestion included;
+    the next comment reads them again (an approval changes them without a push)."""
+    env = await handler_env()
+    env.state.add_approval_rule(env.tiny.project, "Backend", 1, users=[env.tiny.bob, env.tiny.dee])
+    mr = await opened(env)
+    before = len(env.state.calls("GET", "/approval_state"))
+    who = ["bob", "cy", "dee", "rep", "ann"]
+    eve = env.state.add_user("eve")
+    note = env.state.add_note(mr, eve, "\n".join(f"/reviewers why @{who[i % 5]}" for i in range(20)))
+    await env.run()
+    assert len(env.state.calls("GET", "/approval_state")) - before <= 1
+    assert all(f"**Why `@{name}`?**" in replies(env, mr, note)[0].body for name in who)
+    second = len(env.state.calls("GET", "/approval_state"))
+    env.state.add_note(mr, env.tiny.ann, "/reviewers why @dee\n/reviewers suggest")
+    await env.run()
+    assert len(env.state.calls("GET", "/approval_state")) - second == 1
+
+
+async def test_approval_rules_gitlab_failed_on_are_asked_once_per_comment(handler_env):
+    """When GitLab fails on the approval state, the comment's `why`s go on without the rules and do not ask it
+    again, retries and all, for each one: the failure holds for that comment alone."""
+    env = await handler_env()
+    env.state.add_approval_rule(env.tiny.project, "Backend", 1, users=[env.tiny.dee])
+    mr = await opened(env)
+    env.state.fail_path("/approval_state", 500)
+    before = len(env.state.calls("GET", "/approval_state"))
+    env.state.add_note(mr, env.tiny.ann, "/reviewers why @dee")
+    await env.run()
+    one = len(env.state.calls("GET", "/approval_state")) - before
+    note = env.state.add_note(mr, env.tiny.ann, "\n".join(["/reviewers why @dee", "/reviewers why @bob"] * 3))
+    await env.run()
+    assert one >= 1 and len(env.state.calls("GET", "/approval_state")) - before == 2 * one
+    assert "**Why `@bob`?**" in replies(env, mr, note)[0].body

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Hashable, Mapping, Sequence, TypeVar
 
 from gidgetlab.routing import Router
 from gidgetlab.sansio import Event
@@ -78,6 +78,7 @@ class CommandRun:
     _access: int | None = None  # the commenter's access level (0: not a member), fetched once
     _awaiting: bool = False  # the commenter is a member awaiting a seat (no access yet)
     _groups: dict[str, bool] = field(default_factory=dict)  # names looked up as groups: whether to say so
+    once: dict[Hashable, Any] = field(default_factory=dict)  # what this note's suggestions read once (`Lookups`)
 
     @property
     def username(self) -> str:
@@ -221,7 +222,7 @@ async def _why(run: CommandRun, command: Command) -> None:
     person = await run.username_of(typed)  # a member's former username: their name now
     mr = await run.mr()
     result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
-                                  bot_username=ctx.bot.username)
+                                  bot_username=ctx.bot.username, once=run.once)
     suggestion, rank, dropped = await explain_person(ctx.client, ctx.engine, ctx.project_id, ctx.project, result,
                                                      person, bot_username=ctx.bot.username)
     owned = owned_by(person, result.facts, [s.person for s in result.suggestions], mr.author.username)
@@ -503,7 +504,7 @@ async def on_note(event: Event, ctx: EventContext) -> None:
     if plain and run.username:
         await run.feedback(run.username, "command", commands=plain)
     if run.publish:
-        result = await publish(ctx, await run.mr(), assign=run.assign)
+        result = await publish(ctx, await run.mr(), assign=run.assign, once=run.once)
         if run.assign and len(result.reviewing) < run.assign:  # a reviewer the team picked counts
             run.replies.append(_fewer_requested(run.assign, result.reviewing))
     if run.needs_help:

@@ -14,7 +14,7 @@ import re
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 from bot.backfill import BOT_PICK
 from bot.comment import NO_ELIGIBLE, NO_ELIGIBLE_SAID, NO_FILES, has_marker, render_cannot_suggest, render_comment
@@ -153,7 +153,7 @@ def render(ctx: EventContext, result: SuggestionResult, assignment: Assignment) 
 
 
 async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = None,
-                  top_up: bool = False) -> SuggestionResult:
+                  top_up: bool = False, once: dict[Hashable, Any] | None = None) -> SuggestionResult:
     """Suggest reviewers for `mr` and show them in the bot's comment (posted once, edited afterwards).
 
     `assign` = how many of the top suggestions to request review from (None: none). With `top_up` (the
@@ -161,11 +161,12 @@ async def publish(ctx: EventContext, mr: MergeRequest, *, assign: int | None = N
     still lists count toward `assign`: `top1` means one reviewer of the bot's, and an MR marked ready again
     after its pick turned Busy got a second. The suggestion is stored before any reviewer is requested:
     when a worker dies after the request, the retried event shows and assigns what was stored, not a new
-    ranking made from the state its first attempt changed.
+    ranking made from the state its first attempt changed. `once`: what the event's suggestions share (its
+    `why`s read the approval rules: `Lookups`).
     """
     k = max(ctx.project.top_k, assign or 0)
     result = await suggest_for_mr(ctx.client, ctx.engine, ctx.storage, ctx.project_id, mr, ctx.project,
-                                  bot_username=ctx.bot.username, k=k)
+                                  bot_username=ctx.bot.username, k=k, once=once)
     retry = bool(assign) and await _stored_before(ctx, mr.iid)
     suggestion_id = await store_suggestion(ctx, mr.iid, result)
     if result.suggestions and result.cannot is None:  # every process's ranker counts who is put first
