@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Mapping
 from bot.gitlab.errors import GitLabError
 from bot.gitlab.models import Member
 from bot.logfmt import kv
-from bot.owners import email_matches
+from bot.owners import users_showing
 
 if TYPE_CHECKING:
     from bot.lookups import Lookups
@@ -99,11 +99,11 @@ async def _owners_of(look: Lookups, address: str, by_id: Mapping[int, str], host
         uid = commit_email_user_id(address, host)
         return [by_id[uid]] if uid in by_id else []
     try:
-        users = await look.recent.get(("owners", "email", address), lambda: look.client.search_users(address))
+        users = await users_showing(look.client, look.recent, address)
     except GitLabError as exc:  # GitLab rate-limits the Users API: this committer stays unknown this time
         log.info(kv("committer address not looked up", status=exc.status))
         return []
-    names = [user.username for user in email_matches(users, address)]
+    names = [user.username for user in users]
     if not names:
         log.debug("a committer address matches no user the bot can see (only public addresses can be searched)")
     return names

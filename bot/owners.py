@@ -37,7 +37,7 @@ from graph.codeowners import CodeOwners, Owner
 if TYPE_CHECKING:
     from bot.lookups import Recent
 
-__all__ = ["OwnerUsers", "owners_to_resolve", "resolve_owners", "group_linked", "email_matches"]
+__all__ = ["OwnerUsers", "owners_to_resolve", "resolve_owners", "group_linked", "email_matches", "users_showing"]
 
 log = logging.getLogger("bot.owners")
 MAX_RESOLVED = 200  # owners one MR's CODEOWNERS sections may send the bot to look up (GitLab checks 200 too)
@@ -127,11 +127,10 @@ class _Resolver:
     async def email(self, owner: Owner) -> tuple[str, ...] | None:
         """The user showing the address; None (not known) when nobody does: GitLab matches any confirmed
         address, private ones too, which the API shows only to an admin, so "nobody found" is no "nobody"."""
-        users = await self.cached(("email", owner.name.casefold()), lambda: self.client.search_users(owner.name))
-        found = email_matches(users, owner.name)
+        found = await users_showing(self.client, self.recent, owner.name)
         if not found:
             log.debug(kv("CODEOWNERS owner skipped: no user shows this e-mail (only public e-mails can be searched)",
-                         project_id=self.project_id, owner=owner.ref, hits=len(users)))
+                         project_id=self.project_id, owner=owner.ref))
             return None
         return tuple(user.username for user in found)
 
@@ -150,6 +149,13 @@ class _Resolver:
             log.warning(kv("CODEOWNERS owner skipped: GitLab did not answer", project_id=self.project_id,
                            owner=owner.ref, error=str(exc)))
             return None
+
+
+async def users_showing(client: GitLabClient, recent: Recent, address: str) -> list[User]:
+    """The users GitLab's user search finds showing `address` (`email_matches`), kept with the other owner
+    lookups under one key: a CODEOWNERS e-mail owner and a committer's address are searched once for both."""
+    users = await recent.get(("owners", "email", address.casefold()), lambda: client.search_users(address))
+    return email_matches(users, address)
 
 
 async def resolve_owners(client: GitLabClient, recent: Recent, project_id: int,
